@@ -1,0 +1,2 @@
+//! The `make bench` harness (filled in below the foundation commit).
+fn main() {}

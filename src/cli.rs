@@ -1,0 +1,1402 @@
+//! The command-line table and the lexopt loop that reads it.
+//!
+//! `COMMANDS` is the single source of truth for subcommands and flags:
+//! parsing, `--help`, the man pages and the shell completions are all
+//! generated from it, and a test checks that they agree. A subcommand is
+//! one row (plus its file under `cmd/`); a flag is one `Flag` entry.
+//!
+//! Invariants
+//! - Values are validated here, by type, before any command runs: a bad
+//!   integer or choice is `usage_error`, a bad tag `invalid_tag`, a bad
+//!   signal `invalid_signal`, a bad duration `invalid_duration` — all exit 2.
+//! - Global flags (`--root`, `--yaml`, `-v`) are accepted before or after
+//!   the subcommand name, up to the first word of a trailing command.
+//! - For commands that take a trailing `COMMAND...`, the first positional
+//!   word (or everything after `--`) belongs to the child, verbatim.
+//! - `--wait [true|false]` takes its value only when the next word is a
+//!   boolean, so a bare `--wait` works anywhere, also after `--env K=V`.
+//!
+//! Rejected: clap (not in our dependency budget, and its usage errors are
+//! plain text); rewriting argv before parsing (0.2.3 did this for
+//! `--wait` and stopped at the first option value).
+
+use std::ffi::OsString;
+
+use crate::cmd;
+use crate::error::{Error, Result};
+use crate::output::Output;
+
+/// What a value must look like; checked while parsing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ty {
+    Str,
+    Path,
+    Cmd,
+    U64,
+    Bool,
+    Choice,
+    Tag,
+    TagPattern,
+    Signal,
+    Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// Present or not.
+    Switch,
+    /// Takes one value.
+    Value(Ty),
+    /// `--wait`, `--wait true`, `--wait=false`.
+    OptBool,
+}
+
+/// Which jobs a job-id argument offers in shell completion.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum JobFilter {
+    All,
+    Created,
+    Waitable,
+    Running,
+    Terminal,
+}
+
+#[derive(Debug)]
+pub struct Flag {
+    pub long: &'static str,
+    pub short: Option<char>,
+    pub meta: &'static str,
+    pub kind: Kind,
+    pub multi: bool,
+    pub default: Option<&'static str>,
+    pub choices: &'static [&'static str],
+    pub help: &'static str,
+}
+
+impl Flag {
+    const fn switch(long: &'static str, help: &'static str) -> Flag {
+        Flag {
+            long,
+            short: None,
+            meta: "",
+            kind: Kind::Switch,
+            multi: false,
+            default: None,
+            choices: &[],
+            help,
+        }
+    }
+    const fn value(long: &'static str, meta: &'static str, ty: Ty, help: &'static str) -> Flag {
+        Flag {
+            long,
+            short: None,
+            meta,
+            kind: Kind::Value(ty),
+            multi: false,
+            default: None,
+            choices: &[],
+            help,
+        }
+    }
+    const fn multi(mut self) -> Flag {
+        self.multi = true;
+        self
+    }
+    const fn default(mut self, d: &'static str) -> Flag {
+        self.default = Some(d);
+        self
+    }
+    const fn choices(mut self, c: &'static [&'static str]) -> Flag {
+        self.choices = c;
+        self
+    }
+    const fn short(mut self, c: char) -> Flag {
+        self.short = Some(c);
+        self
+    }
+
+    pub fn takes_value(&self) -> bool {
+        matches!(self.kind, Kind::Value(_))
+    }
+
+    /// `--name <META>` as help and man pages show it.
+    pub fn synopsis(&self) -> String {
+        match self.kind {
+            Kind::Switch => format!("--{}", self.long),
+            Kind::Value(_) => format!("--{} <{}>", self.long, self.meta),
+            Kind::OptBool => format!("--{} [true|false]", self.long),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Pos {
+    pub name: &'static str,
+    pub required: bool,
+    /// The trailing `COMMAND...`: this word and every later one.
+    pub rest: bool,
+    pub jobs: Option<JobFilter>,
+    /// Allowed values, when the argument is a choice.
+    pub values: &'static [&'static str],
+    pub help: &'static str,
+}
+
+pub type Exec = fn(&Matches) -> Result<Output>;
+
+pub struct Cmd {
+    /// Space-separated path: `status`, `tag set`.
+    pub name: &'static str,
+    pub alias: Option<&'static str>,
+    pub about: &'static str,
+    pub long_about: &'static str,
+    pub flags: &'static [Flag],
+    pub pos: &'static [Pos],
+    pub conflicts: &'static [(&'static str, &'static str)],
+    pub hidden: bool,
+    pub exec: Exec,
+    /// Example invocations (man pages; each is run by a test).
+    pub examples: &'static [&'static str],
+}
+
+impl Cmd {
+    pub fn flag(&self, long: &str) -> Option<&'static Flag> {
+        self.flags.iter().find(|f| f.long == long)
+    }
+    /// The file-name form: `tag-set`.
+    pub fn slug(&self) -> String {
+        self.name.replace(' ', "-")
+    }
+    pub fn usage(&self) -> String {
+        let mut u = format!("agent-exec {}", self.name);
+        if !self.flags.is_empty() {
+            u.push_str(" [OPTIONS]");
+        }
+        for p in self.pos {
+            u.push(' ');
+            match (p.rest, p.required) {
+                (true, _) => u.push_str(&format!("[--] <{}>...", p.name)),
+                (false, true) => u.push_str(&format!("<{}>", p.name)),
+                (false, false) => u.push_str(&format!("[{}]", p.name)),
+            }
+        }
+        u
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Global flags
+// ---------------------------------------------------------------------------
+
+pub static GLOBAL_FLAGS: &[Flag] = &[
+    Flag::value(
+        "root",
+        "PATH",
+        Ty::Path,
+        "Jobs root directory (precedence: --root > AGENT_EXEC_ROOT > $XDG_DATA_HOME/agent-exec/jobs > ~/.local/share/agent-exec/jobs)",
+    ),
+    Flag::switch("yaml", "Print the response as YAML instead of JSON"),
+    Flag::switch("verbose", "More diagnostics on stderr (-v info, -vv debug, -vvv trace)").short('v'),
+    Flag::switch("help", "Print help (human text)").short('h'),
+    Flag::switch("version", "Print the version (top level only)").short('V'),
+];
+
+// ---------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------
+
+// Definition-time flags shared by `run` and `create`.
+const TIMEOUT: Flag = Flag::value(
+    "timeout",
+    "SECONDS",
+    Ty::U64,
+    "Send SIGTERM to the job's process group after this many seconds (0 = no limit)",
+)
+.default("0");
+const KILL_AFTER: Flag = Flag::value(
+    "kill-after",
+    "SECONDS",
+    Ty::U64,
+    "Seconds between the timeout's SIGTERM and SIGKILL (0 = SIGKILL at once)",
+)
+.default("0");
+const CWD: Flag = Flag::value(
+    "cwd",
+    "DIR",
+    Ty::Path,
+    "Working directory of the job (default: the current directory)",
+);
+const ENV: Flag = Flag::value(
+    "env",
+    "KEY=VALUE",
+    Ty::Str,
+    "Set an environment variable for the job (applied after --env-file)",
+)
+.multi();
+const ENV_FILE: Flag = Flag::value(
+    "env-file",
+    "FILE",
+    Ty::Path,
+    "Read KEY=VALUE lines from a file (read when the job starts)",
+)
+.multi();
+const INHERIT_ENV: Flag = Flag::switch(
+    "inherit-env",
+    "Start from the caller's environment (the default)",
+);
+const NO_INHERIT_ENV: Flag =
+    Flag::switch("no-inherit-env", "Start the job with an empty environment");
+const MASK: Flag = Flag::value(
+    "mask",
+    "KEY",
+    Ty::Str,
+    "Show this --env variable's value as *** in meta.json and responses",
+)
+.multi();
+const STDIN: Flag = Flag::value(
+    "stdin",
+    "VALUE",
+    Ty::Str,
+    "Job stdin content, byte for byte; '-' reads the caller's stdin (which must not be a terminal)",
+);
+const STDIN_FILE: Flag = Flag::value(
+    "stdin-file",
+    "PATH",
+    Ty::Path,
+    "Copy this file into the job's stdin.bin and use it as stdin",
+);
+const STDIN_MAX_BYTES: Flag = Flag::value(
+    "stdin-max-bytes",
+    "BYTES",
+    Ty::U64,
+    "Largest stdin accepted (stdin_too_large beyond)",
+)
+.default("67108864");
+const TAG: Flag = Flag::value(
+    "tag",
+    "TAG",
+    Ty::Tag,
+    "Tag the job: dot-separated segments of letters, digits and '-'",
+)
+.multi();
+const LOG: Flag = Flag::value(
+    "log",
+    "PATH",
+    Ty::Path,
+    "Write the combined timestamped log here instead of <job>/full.log",
+);
+const PROGRESS_EVERY: Flag = Flag::value(
+    "progress-every",
+    "SECONDS",
+    Ty::U64,
+    "Refresh state.json's updated_at every N seconds while running (0 = never)",
+)
+.default("0");
+const CONFIG: Flag = Flag::value(
+    "config",
+    "PATH",
+    Ty::Path,
+    "Read this config.toml instead of $XDG_CONFIG_HOME/agent-exec/config.toml",
+);
+const SHELL_WRAPPER: Flag = Flag::value(
+    "shell-wrapper",
+    "PROG FLAGS",
+    Ty::Str,
+    "Shell used to launch the command, e.g. \"bash -lc\" (default: config, else \"sh -lc\")",
+);
+
+// Observation flags shared by `run` and `start`.
+const WAIT: Flag = Flag {
+    long: "wait",
+    short: None,
+    meta: "BOOL",
+    kind: Kind::OptBool,
+    multi: false,
+    default: Some("true"),
+    choices: &[],
+    help: "Wait for the job before answering; a bare --wait means true",
+};
+const UNTIL: Flag = Flag::value(
+    "until",
+    "SECONDS",
+    Ty::U64,
+    "Wait budget: answer when the job ends or after this many seconds",
+)
+.default("10");
+const FOREVER: Flag = Flag::switch("forever", "Wait until the job ends, however long");
+const NO_WAIT: Flag = Flag::switch(
+    "no-wait",
+    "Answer as soon as the job is running (same as --wait false)",
+);
+const MAX_BYTES: Flag = Flag::value(
+    "max-bytes",
+    "BYTES",
+    Ty::U64,
+    "Most bytes of each log's head in the answer",
+)
+.default("65536");
+
+// Notification flags shared by `run` and `create` (`notify set` has its own names).
+const NOTIFY_COMMAND: Flag = Flag::value(
+    "notify-command",
+    "COMMAND",
+    Ty::Cmd,
+    "Shell command run when the job finishes; the job.finished event JSON is on its stdin",
+);
+const NOTIFY_FILE: Flag = Flag::value(
+    "notify-file",
+    "PATH",
+    Ty::Path,
+    "Append the job.finished event to this file as one NDJSON line",
+);
+const OUTPUT_PATTERN: Flag = Flag::value(
+    "output-pattern",
+    "PATTERN",
+    Ty::Str,
+    "Emit a job.output.matched event for every output line matching this pattern",
+);
+const OUTPUT_MATCH_TYPE: Flag = Flag::value(
+    "output-match-type",
+    "TYPE",
+    Ty::Choice,
+    "How --output-pattern matches: substring, or a regex (regex-lite syntax)",
+)
+.choices(&["contains", "regex"]);
+const OUTPUT_STREAM: Flag = Flag::value(
+    "output-stream",
+    "STREAM",
+    Ty::Choice,
+    "Which stream's lines are matched",
+)
+.choices(&["stdout", "stderr", "either"]);
+const OUTPUT_COMMAND: Flag = Flag::value(
+    "output-command",
+    "COMMAND",
+    Ty::Cmd,
+    "Shell command run for every matching line; the event JSON is on its stdin",
+);
+const OUTPUT_FILE: Flag = Flag::value(
+    "output-file",
+    "PATH",
+    Ty::Path,
+    "Append every job.output.matched event to this file as NDJSON",
+);
+
+// Auto-GC flags shared by `run` and `start`.
+const NO_AUTO_GC: Flag = Flag::switch(
+    "no-auto-gc",
+    "Skip the automatic clean-up of old finished jobs for this launch",
+);
+const AUTO_GC_OLDER_THAN: Flag = Flag::value(
+    "auto-gc-older-than",
+    "DURATION",
+    Ty::Duration,
+    "Auto-GC retention window (30d, 24h, 60m, 3600s or seconds)",
+);
+const AUTO_GC_MAX_JOBS: Flag = Flag::value(
+    "auto-gc-max-jobs",
+    "N",
+    Ty::U64,
+    "Auto-GC keeps at most N finished jobs",
+);
+const AUTO_GC_MAX_BYTES: Flag = Flag::value(
+    "auto-gc-max-bytes",
+    "BYTES",
+    Ty::U64,
+    "Auto-GC trims finished jobs oldest-first to this many bytes",
+);
+
+// Filters shared by `list` and `ps`.
+const LIMIT: Flag =
+    Flag::value("limit", "N", Ty::U64, "Most jobs to return (0 = all)").default("50");
+const LIST_CWD: Flag = Flag::value(
+    "cwd",
+    "DIR",
+    Ty::Path,
+    "Only jobs whose working directory is DIR (default: the current directory)",
+);
+const ALL: Flag = Flag::switch("all", "Jobs from every directory");
+const TAG_FILTER: Flag = Flag::value(
+    "tag",
+    "PATTERN",
+    Ty::TagPattern,
+    "Only jobs with this tag; 'ns.*' matches a namespace; repeat to require all",
+)
+.multi();
+
+const COMMAND: Pos = Pos {
+    name: "COMMAND",
+    required: true,
+    rest: true,
+    jobs: None,
+    values: &[],
+    help: "The command: one word is a shell string (pipes, &&); two or more are argv, exec'd after the login shell starts",
+};
+
+const JOB_ID: Pos = Pos {
+    name: "JOB_ID",
+    required: true,
+    rest: false,
+    jobs: Some(JobFilter::All),
+    values: &[],
+    help: "Job id (full ULID or a unique prefix, case-insensitive)",
+};
+
+const fn job_pos(jobs: JobFilter) -> Pos {
+    Pos {
+        name: "JOB_ID",
+        required: true,
+        rest: false,
+        jobs: Some(jobs),
+        values: &[],
+        help: "Job id (full ULID or a unique prefix, case-insensitive)",
+    }
+}
+
+const DEFINE_CONFLICTS: &[(&str, &str)] =
+    &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env")];
+
+pub static COMMANDS: &[&Cmd] = &[
+    &CREATE,
+    &START,
+    &RUN,
+    &STATUS,
+    &TAIL,
+    &WAIT_CMD,
+    &KILL,
+    &DELETE,
+    &GC,
+    &SCHEMA,
+    &LIST,
+    &PS,
+    &TAG_SET,
+    &INSTALL_SKILLS,
+    &NOTIFY_SET,
+    &COMPLETIONS,
+    &SERVE,
+    &SUPERVISE,
+    &COMPLETE,
+    &GEN_MAN,
+];
+
+static CREATE: Cmd = Cmd {
+    name: "create",
+    alias: None,
+    about: "Define a job without starting it",
+    long_about: "Stores the command, environment, stdin and timeouts in a new job directory with state 'created'. No process starts; 'start' launches it later.",
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE],
+    pos: &[COMMAND],
+    conflicts: DEFINE_CONFLICTS,
+    hidden: false,
+    exec: cmd::create::exec,
+    examples: &["agent-exec create -- echo deferred"],
+};
+
+static START: Cmd = Cmd {
+    name: "start",
+    alias: None,
+    about: "Launch a job made by 'create'",
+    long_about: "Starts a 'created' job and waits like 'run' (until it ends or --until passes). Any other state is invalid_state; of concurrent starts exactly one wins.",
+    flags: &[WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    pos: &[job_pos(JobFilter::Created)],
+    conflicts: &[("until", "forever")],
+    hidden: false,
+    exec: cmd::start::exec,
+    examples: &["agent-exec start 01JABCDEF0"],
+};
+
+static RUN: Cmd = Cmd {
+    name: "run",
+    alias: None,
+    about: "Run a command as a detached background job",
+    long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr; the job goes on if it is still running.",
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    pos: &[COMMAND],
+    conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("until", "forever")],
+    hidden: false,
+    exec: cmd::run::exec,
+    examples: &["agent-exec run -- echo hello", "agent-exec run --timeout 5 --kill-after 2 -- sleep 60", "agent-exec run -- 'make build && make test'"],
+};
+
+static STATUS: Cmd = Cmd {
+    name: "status",
+    alias: None,
+    about: "Report a job's state",
+    long_about: "Reads the job's state; a job whose supervisor is gone is reported as failed (failure.code supervisor_lost), never as running.",
+    flags: &[],
+    pos: &[JOB_ID],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::status::exec,
+    examples: &["agent-exec status 01JABCDEF0"],
+};
+
+static TAIL: Cmd = Cmd {
+    name: "tail",
+    alias: None,
+    about: "Show the end of a job's stdout and stderr",
+    long_about: "Reads at most --max-bytes from the end of each log and keeps the last --tail-lines lines of that window.",
+    flags: &[
+        Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window)").default("50"),
+        Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log").default("65536"),
+    ],
+    pos: &[JOB_ID],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::tail::exec,
+    examples: &["agent-exec tail --tail-lines 20 01JABCDEF0"],
+};
+
+static WAIT_CMD: Cmd = Cmd {
+    name: "wait",
+    alias: None,
+    about: "Block until a job ends or a deadline passes",
+    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it.",
+    flags: &[
+        Flag::value("until", "SECONDS", Ty::U64, "Deadline for waiting").default("30"),
+        Flag::switch("forever", "Wait with no deadline"),
+        Flag::value("poll", "SECONDS", Ty::U64, "Accepted for compatibility and ignored: waiting wakes on events"),
+    ],
+    pos: &[job_pos(JobFilter::Waitable)],
+    conflicts: &[("until", "forever")],
+    hidden: false,
+    exec: cmd::wait::exec,
+    examples: &["agent-exec wait --until 60 01JABCDEF0"],
+};
+
+static KILL: Cmd = Cmd {
+    name: "kill",
+    alias: None,
+    about: "Signal a running job's process group",
+    long_about: "Sends the signal to the job's whole process group and watches up to 3 s for the outcome the supervisor records.",
+    flags: &[
+        Flag::value("signal", "SIGNAL", Ty::Signal, "Signal name or number: TERM, SIGTERM, 15, INT, KILL, HUP, QUIT, USR1, USR2, STOP, CONT, ...").default("TERM"),
+        Flag::switch("no-wait", "Do not watch for the outcome"),
+    ],
+    pos: &[job_pos(JobFilter::Running)],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::kill::exec,
+    examples: &["agent-exec kill --signal KILL 01JABCDEF0"],
+};
+
+static SUPERVISE: Cmd = Cmd {
+    name: "_supervise",
+    alias: None,
+    about: "Internal: the per-job supervisor",
+    long_about: "",
+    flags: &[],
+    pos: &[
+        Pos {
+            name: "ROOT",
+            required: true,
+            rest: false,
+            jobs: None,
+            values: &[],
+            help: "Jobs root",
+        },
+        Pos {
+            name: "JOB_ID",
+            required: true,
+            rest: false,
+            jobs: None,
+            values: &[],
+            help: "Job id",
+        },
+    ],
+    conflicts: &[],
+    hidden: true,
+    exec: crate::supervisor::exec,
+    examples: &[],
+};
+
+static DELETE: Cmd = Cmd {
+    name: "delete",
+    alias: Some("rm"),
+    about: "Remove one job, or every finished job of this directory",
+    long_about: "delete JOB_ID removes a job that is not running. delete --all removes the finished (exited, killed, failed) jobs whose working directory is the current one; created and running jobs are skipped and reported.",
+    flags: &[
+        Flag::switch("all", "Every finished job whose working directory is the current one"),
+        Flag::switch("dry-run", "Report what would be removed; remove nothing"),
+    ],
+    pos: &[Pos { name: "JOB_ID", required: false, rest: false, jobs: Some(JobFilter::Terminal), values: &[], help: "Job id (not with --all)" }],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::delete::exec,
+    examples: &["agent-exec delete --all --dry-run"],
+};
+
+static GC: Cmd = Cmd {
+    name: "gc",
+    alias: None,
+    about: "Delete old finished jobs from the whole jobs root",
+    long_about: "A finished job is deleted when it breaks any rule: finished longer ago than --older-than, beyond the newest --max-jobs finished jobs, or needed (oldest first) to bring finished jobs' bytes under --max-bytes. Created and running jobs are never touched.",
+    flags: &[
+        Flag::value("older-than", "DURATION", Ty::Duration, "Retention window: 30d, 24h, 60m, 3600s or plain seconds").default("30d"),
+        Flag::value("max-jobs", "N", Ty::U64, "Keep at most the newest N finished jobs"),
+        Flag::value("max-bytes", "BYTES", Ty::U64, "Delete oldest finished jobs until their total size is at most BYTES"),
+        Flag::switch("dry-run", "Report what would be deleted; delete nothing"),
+    ],
+    pos: &[],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::gc::exec,
+    examples: &["agent-exec gc --older-than 7d --dry-run"],
+};
+
+static SCHEMA: Cmd = Cmd {
+    name: "schema",
+    alias: None,
+    about: "Print the JSON Schema of every response",
+    long_about: "Prints the JSON Schema (draft-07) embedded in the binary, describing the envelope, every response type and the notification events.",
+    flags: &[],
+    pos: &[],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::schema::exec,
+    examples: &["agent-exec schema"],
+};
+
+static LIST: Cmd = Cmd {
+    name: "list",
+    alias: None,
+    about: "List jobs, newest first (this directory's by default)",
+    long_about: "Lists jobs whose working directory is the current one (or --cwd DIR, or --all), newest created first, filtered by --state and --tag.",
+    flags: &[
+        LIMIT,
+        Flag::value("state", "STATE", Ty::Choice, "Only jobs in this state").choices(&["created", "running", "exited", "killed", "failed", "unknown"]),
+        LIST_CWD,
+        ALL,
+        TAG_FILTER,
+    ],
+    pos: &[],
+    conflicts: &[("cwd", "all")],
+    hidden: false,
+    exec: cmd::list::exec,
+    examples: &["agent-exec list --all --tag ci", "agent-exec list --state running --limit 0"],
+};
+
+static PS: Cmd = Cmd {
+    name: "ps",
+    alias: None,
+    about: "List running jobs (list --state running)",
+    long_about: "Same as 'list --state running', with the same filters except --state.",
+    flags: &[LIMIT, LIST_CWD, ALL, TAG_FILTER],
+    pos: &[],
+    conflicts: &[("cwd", "all")],
+    hidden: false,
+    exec: cmd::list::exec_ps,
+    examples: &["agent-exec ps --all"],
+};
+
+static TAG_SET: Cmd = Cmd {
+    name: "tag set",
+    alias: None,
+    about: "Replace a job's tags",
+    long_about: "Replaces all tags of a job (any state) with the given ones, deduplicated in first-seen order; no --tag clears them.",
+    flags: &[TAG],
+    pos: &[JOB_ID],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::tag_set::exec,
+    examples: &["agent-exec tag set 01JABCDEF0 --tag release --tag approved"],
+};
+
+static INSTALL_SKILLS: Cmd = Cmd {
+    name: "install-skills",
+    alias: None,
+    about: "Install the built-in agent-exec skill for coding agents",
+    long_about: "Writes the embedded agent-exec skill to .agents/skills/agent-exec (or .claude/skills with --claude), here or in your home directory (--global), and records it in .skill-lock.json.",
+    flags: &[
+        Flag::switch("claude", "Install under .claude instead of .agents"),
+        Flag::switch("global", "Install under your home directory instead of the current one"),
+    ],
+    pos: &[],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::install_skills::exec,
+    examples: &["agent-exec install-skills --claude"],
+};
+
+static NOTIFY_SET: Cmd = Cmd {
+    name: "notify set",
+    alias: None,
+    about: "Change a job's notification settings",
+    long_about: "Updates the stored notification settings of a job in any state. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns.",
+    flags: &[
+        Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one)"),
+        OUTPUT_PATTERN,
+        OUTPUT_MATCH_TYPE,
+        OUTPUT_STREAM,
+        OUTPUT_COMMAND,
+        OUTPUT_FILE,
+    ],
+    pos: &[JOB_ID],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::notify_set::exec,
+    examples: &["agent-exec notify set 01JABCDEF0 --output-pattern ERROR --output-file /tmp/errors.ndjson"],
+};
+
+static COMPLETIONS: Cmd = Cmd {
+    name: "completions",
+    alias: None,
+    about: "Print a shell completion script",
+    long_about: "Prints a completion script for bash, zsh or fish. It completes subcommands and flags, and live job ids of the current directory, through agent-exec itself.",
+    flags: &[],
+    pos: &[Pos { name: "SHELL", required: true, rest: false, jobs: None, values: &["bash", "zsh", "fish"], help: "bash, zsh or fish" }],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::completions::exec,
+    examples: &["agent-exec completions bash >> ~/.bash_completion"],
+};
+
+static SERVE: Cmd = Cmd {
+    name: "serve",
+    alias: None,
+    about: "Serve the job API over HTTP/1.1",
+    long_about: "Serves /health, /exec, /status, /tail, /wait, /kill and /list. Prints one 'serve' document when listening. With AGENT_EXEC_SERVE_TOKEN set, every route but /health needs 'Authorization: Bearer <token>'. A non-loopback bind needs --insecure and the token.",
+    flags: &[
+        Flag::value("bind", "HOST:PORT", Ty::Str, "Address to listen on (an IP literal and a port)").default("127.0.0.1:19263"),
+        Flag::value("port", "PORT", Ty::U64, "Listen on 127.0.0.1:PORT (0 picks a free port)"),
+        Flag::switch("insecure", "Allow a non-loopback bind (needs AGENT_EXEC_SERVE_TOKEN too)"),
+        Flag::value("allow-origin", "ORIGIN", Ty::Str, "Answer CORS requests from exactly this origin"),
+    ],
+    pos: &[],
+    conflicts: &[("bind", "port")],
+    hidden: false,
+    exec: cmd::serve::exec,
+    examples: &["agent-exec serve --port 0"],
+};
+
+static COMPLETE: Cmd = Cmd {
+    name: "__complete",
+    alias: None,
+    about: "Internal: completion candidates for the shell scripts",
+    long_about: "",
+    flags: &[],
+    pos: &[Pos {
+        name: "WORDS",
+        required: false,
+        rest: true,
+        jobs: None,
+        values: &[],
+        help: "Words of the command line",
+    }],
+    conflicts: &[],
+    hidden: true,
+    exec: cmd::completions::exec_complete,
+    examples: &[],
+};
+
+static GEN_MAN: Cmd = Cmd {
+    name: "_gen-man",
+    alias: None,
+    about: "Internal: write the man pages into a directory",
+    long_about: "",
+    flags: &[],
+    pos: &[Pos {
+        name: "DIR",
+        required: true,
+        rest: false,
+        jobs: None,
+        values: &[],
+        help: "Output directory",
+    }],
+    conflicts: &[],
+    hidden: true,
+    exec: cmd::completions::exec_gen_man,
+    examples: &[],
+};
+
+pub const ABOUT: &str =
+    "Non-interactive agent job runner: runs commands as detached background jobs and prints one JSON document per call";
+
+// ---------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------
+
+/// A successful parse: which command, and its validated values.
+#[derive(Debug)]
+pub struct Matches {
+    pub cmd: &'static Cmd,
+    pub root: Option<String>,
+    pub yaml: bool,
+    pub verbose: u8,
+    values: Vec<(&'static str, String)>,
+    pub positionals: Vec<String>,
+    pub rest: Vec<String>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cmd({})", self.name)
+    }
+}
+
+impl Matches {
+    /// A bare matches value for internal callers (the HTTP server).
+    pub fn synthetic(cmd: &'static Cmd, root: Option<String>) -> Matches {
+        Matches {
+            cmd,
+            root,
+            yaml: false,
+            verbose: 0,
+            values: Vec::new(),
+            positionals: Vec::new(),
+            rest: Vec::new(),
+        }
+    }
+    pub fn push(&mut self, long: &'static str, v: impl Into<String>) {
+        self.values.push((long, v.into()));
+    }
+    /// Was the flag given at all (switch, or any value)?
+    pub fn has(&self, long: &str) -> bool {
+        self.values.iter().any(|(k, _)| *k == long)
+    }
+    /// The last value given, or the table default.
+    pub fn get(&self, long: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == long)
+            .map(|(_, v)| v.as_str())
+            .or_else(|| self.cmd.flag(long).and_then(|f| f.default))
+    }
+    /// Every value given for a repeatable flag, in order.
+    pub fn all(&self, long: &str) -> Vec<&str> {
+        self.values
+            .iter()
+            .filter(|(k, _)| *k == long)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// An integer flag (validated while parsing), or its default.
+    pub fn u64(&self, long: &str) -> Option<u64> {
+        self.get(long).and_then(|v| v.parse().ok())
+    }
+    /// A boolean flag: `Some(true)` for a bare switch.
+    pub fn bool(&self, long: &str) -> Option<bool> {
+        self.get(long).map(|v| v.eq_ignore_ascii_case("true"))
+    }
+    pub fn pos(&self, i: usize) -> Option<&str> {
+        self.positionals.get(i).map(|s| s.as_str())
+    }
+}
+
+/// What the command line asks for.
+pub enum Parsed {
+    Run(Box<Matches>),
+    Help(String),
+    Version,
+}
+
+/// Scan for `--yaml` before any `--`, so that even a usage error can be
+/// rendered the way the caller asked.
+pub fn wants_yaml(args: &[OsString]) -> bool {
+    args.iter()
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--yaml")
+}
+
+pub fn find(name: &str) -> Option<&'static Cmd> {
+    COMMANDS
+        .iter()
+        .copied()
+        .find(|c| c.name == name || c.alias == Some(name))
+}
+
+/// Group words such as `tag` in `tag set`.
+fn is_group(word: &str) -> bool {
+    COMMANDS
+        .iter()
+        .any(|c| c.name.split_once(' ').is_some_and(|(g, _)| g == word))
+}
+
+fn utf8(v: OsString) -> Result<String> {
+    v.into_string()
+        .map_err(|v| Error::usage(format!("argument is not valid UTF-8: {v:?}")))
+}
+
+fn lexopt_err(e: lexopt::Error) -> Error {
+    Error::usage(e.to_string())
+}
+
+/// Parse `args` (without argv[0]).
+pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
+    let mut p = lexopt::Parser::from_args(args);
+    let mut cmd: Option<&'static Cmd> = None;
+    let mut group: Option<String> = None;
+    let mut help_words: Option<Vec<String>> = None;
+    let mut root = None;
+    let mut yaml = false;
+    let mut verbose = 0u8;
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    let mut positionals = Vec::new();
+    let mut rest = Vec::new();
+    let mut want_help = false;
+
+    while let Some(arg) = p.next().map_err(lexopt_err)? {
+        use lexopt::Arg::{Long, Short, Value};
+        match arg {
+            Short('h') | Long("help") => want_help = true,
+            Short('V') | Long("version") if cmd.is_none() && group.is_none() => {
+                return Ok(Parsed::Version)
+            }
+            Short('v') | Long("verbose") => verbose = verbose.saturating_add(1),
+            Long("yaml") => yaml = true,
+            Long("root") => {
+                let v = flag_value(&mut p, "--root <PATH>")?;
+                if v.is_empty() {
+                    return Err(Error::usage("--root must not be empty"));
+                }
+                root = Some(v);
+            }
+            Long(name) => {
+                let Some(c) = cmd else {
+                    return Err(unknown_flag(&format!("--{name}"), None));
+                };
+                let Some(flag) = c.flag(name) else {
+                    return Err(unknown_flag(&format!("--{name}"), Some(c)));
+                };
+                read_flag(&mut p, c, flag, &mut values)?;
+            }
+            Short(ch) => {
+                let flag = cmd.and_then(|c| c.flags.iter().find(|f| f.short == Some(ch)));
+                match (cmd, flag) {
+                    (Some(c), Some(f)) => read_flag(&mut p, c, f, &mut values)?,
+                    _ => return Err(unknown_flag(&format!("-{ch}"), cmd)),
+                }
+            }
+            Value(v) => {
+                let v = utf8(v)?;
+                if let Some(words) = help_words.as_mut() {
+                    words.push(v);
+                    continue;
+                }
+                match cmd {
+                    None => {
+                        if let Some(g) = group.take() {
+                            let full = format!("{g} {v}");
+                            cmd = Some(find(&full).ok_or_else(|| {
+                                Error::usage(format!("unrecognized subcommand '{full}'"))
+                            })?);
+                        } else if v == "help" {
+                            help_words = Some(Vec::new());
+                        } else if is_group(&v) {
+                            group = Some(v);
+                        } else {
+                            cmd = Some(find(&v).ok_or_else(|| {
+                                Error::usage(format!("unrecognized subcommand '{v}'"))
+                            })?);
+                        }
+                    }
+                    Some(c) => {
+                        let next = c.pos.get(positionals.len());
+                        match next {
+                            Some(pos) if pos.rest => {
+                                rest.push(v);
+                                for raw in p.raw_args().map_err(lexopt_err)? {
+                                    rest.push(utf8(raw)?);
+                                }
+                                break;
+                            }
+                            Some(pos) => {
+                                if !pos.values.is_empty() && !pos.values.contains(&v.as_str()) {
+                                    return Err(Error::usage(format!(
+                                        "invalid value '{v}' for '<{}>': possible values: {}",
+                                        pos.name,
+                                        pos.values.join(", ")
+                                    )));
+                                }
+                                positionals.push(v)
+                            }
+                            None => {
+                                return Err(Error::usage(format!(
+                                    "unexpected argument '{v}' for '{}'",
+                                    c.name
+                                )))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(words) = help_words {
+        return help_for_words(&words).map(Parsed::Help);
+    }
+    if want_help {
+        return Ok(Parsed::Help(match (cmd, group) {
+            (Some(c), _) => command_help(c),
+            (None, Some(g)) => group_help(&g),
+            (None, None) => top_help(),
+        }));
+    }
+    let Some(cmd) = cmd else {
+        return Err(match group {
+            Some(g) => Error::usage(format!(
+                "'{g}' requires a subcommand; see 'agent-exec {g} --help'"
+            )),
+            None => Error::usage("no subcommand given; see 'agent-exec --help'"),
+        });
+    };
+    for (i, pos) in cmd.pos.iter().enumerate() {
+        let given = if pos.rest {
+            !rest.is_empty()
+        } else {
+            positionals.len() > i
+        };
+        if pos.required && !given {
+            let shown = if pos.rest {
+                format!("<{}>...", pos.name)
+            } else {
+                format!("<{}>", pos.name)
+            };
+            return Err(Error::usage(format!(
+                "the following required arguments were not provided: {shown}"
+            )));
+        }
+    }
+    for (a, b) in cmd.conflicts {
+        if values.iter().any(|(k, _)| k == a) && values.iter().any(|(k, _)| k == b) {
+            return Err(Error::usage(format!(
+                "the argument '--{a}' cannot be used with '--{b}'"
+            )));
+        }
+    }
+    Ok(Parsed::Run(Box::new(Matches {
+        cmd,
+        root,
+        yaml,
+        verbose,
+        values,
+        positionals,
+        rest,
+    })))
+}
+
+fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
+    match cmd {
+        Some(c) => Error::usage(format!(
+            "unexpected argument '{flag}' for 'agent-exec {}'; see 'agent-exec {} --help'",
+            c.name, c.name
+        )),
+        None => Error::usage(format!(
+            "unexpected argument '{flag}'; see 'agent-exec --help'"
+        )),
+    }
+}
+
+/// The value of a flag: `--f=v` or `--f v`. A separate word that itself
+/// looks like a long flag is not taken as a value (`--cwd --timeout 5`
+/// is a missing value, not a directory named `--timeout`).
+fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
+    if let Some(v) = p.optional_value() {
+        return utf8(v);
+    }
+    let missing = || {
+        Error::usage(format!(
+            "a value is required for '{shown}' but none was supplied"
+        ))
+    };
+    let mut raw = p.try_raw_args().ok_or_else(missing)?;
+    let next = raw.next_if(|a| !a.to_str().is_some_and(|s| s.starts_with("--")));
+    utf8(next.ok_or_else(missing)?)
+}
+
+fn read_flag(
+    p: &mut lexopt::Parser,
+    cmd: &Cmd,
+    flag: &'static Flag,
+    values: &mut Vec<(&'static str, String)>,
+) -> Result<()> {
+    let value = match flag.kind {
+        Kind::Switch => {
+            if p.optional_value().is_some() {
+                return Err(Error::usage(format!("'--{}' takes no value", flag.long)));
+            }
+            "true".to_string()
+        }
+        Kind::OptBool => {
+            let v = match p.optional_value() {
+                Some(v) => Some(utf8(v)?),
+                None => p
+                    .try_raw_args()
+                    .and_then(|mut raw| {
+                        raw.next_if(|a| {
+                            a.to_str().is_some_and(|s| {
+                                s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false")
+                            })
+                        })
+                    })
+                    .and_then(|v| v.into_string().ok()),
+            };
+            let v = v.unwrap_or_else(|| "true".to_string());
+            check_value(flag, Ty::Bool, &v)?;
+            v.to_ascii_lowercase()
+        }
+        Kind::Value(ty) => {
+            let v = flag_value(p, &flag.synopsis())?;
+            check_value(flag, ty, &v)?;
+            v
+        }
+    };
+    if !flag.multi && values.iter().any(|(k, _)| *k == flag.long) {
+        return Err(Error::usage(format!(
+            "the argument '{}' cannot be used multiple times (in 'agent-exec {}')",
+            flag.synopsis(),
+            cmd.name
+        )));
+    }
+    values.push((flag.long, value));
+    Ok(())
+}
+
+/// Type-check one value. The error code names what was wrong.
+fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error::usage(format!(
+            "invalid value '{v}' for '{}': {why}",
+            flag.synopsis()
+        ))
+    };
+    match ty {
+        Ty::Str | Ty::Path | Ty::Cmd => Ok(()),
+        Ty::U64 => v
+            .parse::<u64>()
+            .map(|_| ())
+            .map_err(|_| bad("expected a non-negative integer")),
+        Ty::Bool => {
+            if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
+                Ok(())
+            } else {
+                Err(bad("expected true or false"))
+            }
+        }
+        Ty::Choice => {
+            if flag.choices.contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(&format!(
+                    "possible values: {}",
+                    flag.choices.join(", ")
+                )))
+            }
+        }
+        Ty::Tag => crate::job::validate_tag(v),
+        Ty::TagPattern => crate::job::validate_tag_pattern(v),
+        Ty::Signal => crate::sys::parse_signal(v).map(|_| ()).ok_or_else(|| {
+            Error::InvalidSignal(format!(
+                "invalid signal '{v}': expected a name such as TERM, SIGTERM or a number such as 15"
+            ))
+        }),
+        Ty::Duration => crate::time::parse_duration(v).map(|_| ()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Help text, generated from the table
+// ---------------------------------------------------------------------------
+
+fn flag_lines(out: &mut String, flags: &[Flag]) {
+    let rows: Vec<(String, String)> = flags
+        .iter()
+        .map(|f| {
+            let left = match f.short {
+                Some(s) => format!("-{s}, {}", f.synopsis()),
+                None => format!("    {}", f.synopsis()),
+            };
+            let mut right = f.help.to_string();
+            if f.multi {
+                right.push_str(" (repeatable)");
+            }
+            if !f.choices.is_empty() {
+                right.push_str(&format!(" [possible values: {}]", f.choices.join(", ")));
+            }
+            if let Some(d) = f.default {
+                right.push_str(&format!(" [default: {d}]"));
+            }
+            (left, right)
+        })
+        .collect();
+    let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    for (l, r) in rows {
+        out.push_str(&format!("  {l:width$}  {r}\n"));
+    }
+}
+
+pub fn top_help() -> String {
+    let mut s = format!(
+        "agent-exec {} — {ABOUT}\n\nUsage: agent-exec [OPTIONS] <COMMAND>\n\nCommands:\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let visible: Vec<&&Cmd> = COMMANDS.iter().filter(|c| !c.hidden).collect();
+    let width = visible.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in visible {
+        let alias = c
+            .alias
+            .map(|a| format!(" [aliases: {a}]"))
+            .unwrap_or_default();
+        s.push_str(&format!("  {:width$}  {}{alias}\n", c.name, c.about));
+    }
+    s.push_str(&format!(
+        "  {:width$}  Print help for a subcommand\n",
+        "help"
+    ));
+    s.push_str("\nOptions:\n");
+    flag_lines(&mut s, GLOBAL_FLAGS);
+    s.push_str(
+        "\nEvery command prints exactly one JSON document on stdout (YAML with --yaml);\n\
+         diagnostics go to stderr. Exit status: 0 ok, 1 error, 2 usage error.\n\
+         See 'agent-exec help <COMMAND>' and man agent-exec.\n",
+    );
+    s
+}
+
+pub fn command_help(c: &Cmd) -> String {
+    let mut s = format!("{}\n\n", c.about);
+    if !c.long_about.is_empty() {
+        s.push_str(c.long_about);
+        s.push_str("\n\n");
+    }
+    s.push_str(&format!("Usage: {}\n", c.usage()));
+    if let Some(a) = c.alias {
+        s.push_str(&format!("Alias: {a}\n"));
+    }
+    if !c.pos.is_empty() {
+        s.push_str("\nArguments:\n");
+        let width = c.pos.iter().map(|p| p.name.len() + 2).max().unwrap_or(0);
+        for p in c.pos {
+            s.push_str(&format!(
+                "  {:width$}  {}\n",
+                format!("<{}>", p.name),
+                p.help
+            ));
+        }
+    }
+    if !c.flags.is_empty() {
+        s.push_str("\nOptions:\n");
+        flag_lines(&mut s, c.flags);
+    }
+    s.push_str("\nGlobal options:\n");
+    flag_lines(&mut s, &GLOBAL_FLAGS[..4]);
+    if !c.examples.is_empty() {
+        s.push_str("\nExamples:\n");
+        for e in c.examples {
+            s.push_str(&format!("  {e}\n"));
+        }
+    }
+    s
+}
+
+fn group_help(g: &str) -> String {
+    let mut s = format!("Usage: agent-exec {g} <COMMAND>\n\nCommands:\n");
+    for c in COMMANDS
+        .iter()
+        .filter(|c| c.name.starts_with(&format!("{g} ")))
+    {
+        s.push_str(&format!("  {}  {}\n", &c.name[g.len() + 1..], c.about));
+    }
+    s
+}
+
+fn help_for_words(words: &[String]) -> Result<String> {
+    if words.is_empty() {
+        return Ok(top_help());
+    }
+    let name = words.join(" ");
+    if let Some(c) = find(&name) {
+        return Ok(command_help(c));
+    }
+    if words.len() == 1 && is_group(&words[0]) {
+        return Ok(group_help(&words[0]));
+    }
+    Err(Error::usage(format!("unrecognized subcommand '{name}'")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
+    }
+
+    fn parse_ok(s: &[&str]) -> Matches {
+        match parse(args(s)) {
+            Ok(Parsed::Run(m)) => *m,
+            Ok(_) => panic!("expected a command for {s:?}"),
+            Err(e) => panic!("parse {s:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn root_before_or_after_subcommand() {
+        let m = parse_ok(&["--root", "/r", "status", "X"]);
+        assert_eq!(m.root.as_deref(), Some("/r"));
+        let m = parse_ok(&["status", "X", "--root=/s"]);
+        assert_eq!(m.root.as_deref(), Some("/s"));
+        assert_eq!(m.pos(0), Some("X"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &[][..],
+            &["bogus"],
+            &["status"],
+            &["status", "a", "b"],
+            &["status", "--nope", "a"],
+            &["--root"],
+            &["--root", ""],
+        ] {
+            let e = match parse(args(bad)) {
+                Err(e) => e,
+                Ok(_) => panic!("{bad:?} parsed"),
+            };
+            assert_eq!(e.code(), "usage_error", "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(parse(args(&["--help"])), Ok(Parsed::Help(_))));
+        assert!(matches!(
+            parse(args(&["status", "-h"])),
+            Ok(Parsed::Help(_))
+        ));
+        assert!(matches!(
+            parse(args(&["help", "status"])),
+            Ok(Parsed::Help(_))
+        ));
+        assert!(matches!(parse(args(&["-V"])), Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn yaml_scan_stops_at_double_dash() {
+        assert!(wants_yaml(&args(&["--yaml", "x"])));
+        assert!(!wants_yaml(&args(&["run", "--", "--yaml"])));
+    }
+
+    #[test]
+    fn every_flag_has_help_and_meta() {
+        for c in COMMANDS {
+            for f in c.flags {
+                assert!(!f.help.is_empty(), "{} --{}", c.name, f.long);
+                if f.takes_value() {
+                    assert!(!f.meta.is_empty(), "{} --{}", c.name, f.long);
+                }
+                if let Some(d) = f.default {
+                    if let Kind::Value(ty) = f.kind {
+                        check_value(f, ty, d).unwrap();
+                    }
+                }
+            }
+            let help = command_help(c);
+            for f in c.flags {
+                assert!(help.contains(&format!("--{}", f.long)));
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! `create [OPTIONS] [--] COMMAND...`: store a job definition; start
+//! nothing. `start` launches it later.
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::error::Result;
+use crate::launch::{self, Spec};
+use crate::output::{Output, Response};
+
+#[derive(Serialize)]
+struct CreateBody {
+    job_id: String,
+    state: &'static str,
+    stdout_log_path: String,
+    stderr_log_path: String,
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<crate::job::Failure>,
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let spec = Spec::from_matches(m)?;
+    let (job, meta, state) = launch::define(&store, &spec)?;
+    let body = CreateBody {
+        job_id: job.id.clone(),
+        state: state.status().as_str(),
+        stdout_log_path: job.stdout_display(),
+        stderr_log_path: job.stderr_display(),
+        tags: meta.tags,
+        failure: state.failure,
+    };
+    Ok(Output::Doc(Response::new("create", &body)))
+}

@@ -1,0 +1,101 @@
+//! `kill [--signal SIG] [--no-wait] JOB_ID`: signal the job's process
+//! group. The supervisor records what really happened; `kill` only
+//! watches for it (3 s) and reports the state it saw.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::error::{Error, Result};
+use crate::job::{Job, Status};
+use crate::output::{Output, Response};
+use crate::{observe, sys};
+
+/// How long `kill` watches for the job to end.
+const OBSERVE: Duration = Duration::from_secs(3);
+
+#[derive(Serialize)]
+pub struct KillBody {
+    pub job_id: String,
+    pub signal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminated_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_within_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+}
+
+/// Signals that stop, resume or merely inform: no reason to expect the
+/// job to end, so there is nothing to watch for.
+fn ends_job(sig: i32) -> bool {
+    ![
+        libc::SIGSTOP,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGWINCH,
+        libc::SIGURG,
+        libc::SIGCHLD,
+    ]
+    .contains(&sig)
+}
+
+pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
+    let t0 = Instant::now();
+    let st = observe::current_state(job)?;
+    let mut body = KillBody {
+        job_id: job.id.clone(),
+        signal: sys::signal_name(sig),
+        state: None,
+        exit_code: None,
+        terminated_signal: None,
+        observed_within_ms: None,
+        timed_out: None,
+    };
+    let st = match st.status() {
+        Status::Created => {
+            return Err(Error::InvalidState(format!(
+                "invalid job state: job {} is in 'created' state and has not been started; cannot send signal",
+                job.id
+            )))
+        }
+        Status::Running => {
+            if let Some(pid) = st.pid {
+                sys::kill_group(pid, sig)
+                    .map_err(|e| Error::io(format!("signal process group {pid}"), e))?;
+            }
+            if no_wait {
+                return Ok(body);
+            }
+            if ends_job(sig) {
+                observe::wait_terminal(job, Some(t0 + OBSERVE))?
+            } else {
+                st
+            }
+        }
+        _ if no_wait => return Ok(body),
+        _ => st,
+    };
+    let terminal = st.status().is_terminal();
+    body.state = Some(st.status().as_str());
+    body.exit_code = st.result.exit_code.filter(|_| terminal);
+    body.terminated_signal = st.result.signal.clone().filter(|_| terminal);
+    body.observed_within_ms = Some(t0.elapsed().as_millis() as u64);
+    body.timed_out = terminal.then_some(st.result.timed_out);
+    Ok(body)
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let sig = sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM);
+    let body = kill_job(&job, sig, m.has("no-wait"))?;
+    Ok(Output::Doc(Response::new("kill", &body)))
+}

@@ -1,0 +1,159 @@
+//! `run [OPTIONS] [--] COMMAND...`: define a job, start it, and wait until
+//! it is terminal or the wait budget (`--until`, 10 s) is spent; answer
+//! with the state and the head of both logs in one document.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::error::Result;
+use crate::job::{Failure, Job, Meta, State};
+use crate::launch::{self, Launch, Spec};
+use crate::observe;
+use crate::output::{Output, Response};
+
+/// How long to wait, from `--wait`, `--until`, `--forever`, `--no-wait`.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitPlan {
+    pub wait: bool,
+    /// None: no deadline.
+    pub until_ms: Option<u64>,
+    pub max_bytes: u64,
+}
+
+impl WaitPlan {
+    pub fn from_matches(m: &Matches) -> WaitPlan {
+        let no_wait = m.has("no-wait");
+        WaitPlan {
+            wait: !no_wait && m.bool("wait").unwrap_or(true),
+            until_ms: if m.has("forever") && !no_wait {
+                None
+            } else {
+                Some(m.u64("until").unwrap_or(10).saturating_mul(1000))
+            },
+            max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        }
+    }
+}
+
+/// The inline result shared by `run`, `start` and `POST /exec`.
+#[derive(Serialize)]
+pub struct InlineBody {
+    pub job_id: String,
+    pub state: &'static str,
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_vars: Vec<String>,
+    pub stdout_log_path: String,
+    pub stderr_log_path: String,
+    pub elapsed_ms: u64,
+    pub waited_ms: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_range: [u64; 2],
+    pub stderr_range: [u64; 2],
+    pub stdout_total_bytes: u64,
+    pub stderr_total_bytes: u64,
+    pub encoding: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// Wait per `plan` on a launched job and build the inline result.
+pub fn observe_inline(
+    job: &Job,
+    meta: &Meta,
+    launch: &mut Launch,
+    plan: WaitPlan,
+    t0: Instant,
+) -> Result<InlineBody> {
+    let waited_from = Instant::now();
+    let state = if plan.wait {
+        let deadline = plan
+            .until_ms
+            .map(|ms| waited_from + std::time::Duration::from_millis(ms));
+        launch.wait(job, deadline)?
+    } else {
+        launch.state.clone()
+    };
+    let waited_ms = if plan.wait {
+        waited_from.elapsed().as_millis() as u64
+    } else {
+        0
+    };
+    Ok(inline_body(
+        job,
+        meta,
+        &state,
+        plan.max_bytes,
+        t0.elapsed().as_millis() as u64,
+        waited_ms,
+    ))
+}
+
+pub fn inline_body(
+    job: &Job,
+    meta: &Meta,
+    st: &State,
+    max_bytes: u64,
+    elapsed_ms: u64,
+    waited_ms: u64,
+) -> InlineBody {
+    let out = observe::head(&job.stdout_path(), max_bytes);
+    let err = observe::head(&job.stderr_path(), max_bytes);
+    let status = st.status();
+    let terminal = status.is_terminal();
+    InlineBody {
+        job_id: job.id.clone(),
+        state: status.as_str(),
+        tags: meta.tags.clone(),
+        env_vars: meta.env_vars.clone(),
+        stdout_log_path: job.stdout_display(),
+        stderr_log_path: job.stderr_display(),
+        elapsed_ms,
+        waited_ms,
+        stdout: out.text,
+        stderr: err.text,
+        stdout_range: out.range,
+        stderr_range: err.range,
+        stdout_total_bytes: out.total,
+        stderr_total_bytes: err.total,
+        encoding: "utf-8-lossy",
+        exit_code: st.result.exit_code,
+        finished_at: st.finished_at.clone().filter(|_| terminal),
+        signal: st.result.signal.clone(),
+        duration_ms: st.result.duration_ms,
+        timed_out: terminal.then_some(st.result.timed_out),
+        failure: st.failure.clone(),
+    }
+}
+
+/// Define, launch and observe: the whole `run`, also used by the server.
+pub fn run_spec(store: &crate::store::Store, spec: &Spec, plan: WaitPlan) -> Result<InlineBody> {
+    let t0 = Instant::now();
+    let (job, meta, state) = launch::define(store, spec)?;
+    let mut l = if state.status().is_terminal() {
+        Launch::finished(state)
+    } else {
+        launch::launch(store, &job)?
+    };
+    observe_inline(&job, &meta, &mut l, plan, t0)
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let spec = Spec::from_matches(m)?;
+    let body = run_spec(&store, &spec, WaitPlan::from_matches(m))?;
+    Ok(Output::Doc(Response::new("run", &body)))
+}

@@ -1,0 +1,57 @@
+//! `status <JOB_ID>`: where a job is in its life.
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::error::Result;
+use crate::job::{Failure, Meta, State};
+use crate::output::{Output, Response};
+
+#[derive(Serialize)]
+pub struct StatusBody {
+    pub job_id: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+impl StatusBody {
+    pub fn new(id: &str, meta: &Meta, st: &State) -> StatusBody {
+        let status = st.status();
+        let terminal = status.is_terminal();
+        StatusBody {
+            job_id: id.to_string(),
+            state: status.as_str(),
+            exit_code: st.result.exit_code,
+            created_at: meta.created_at.clone(),
+            started_at: st.job.started_at.clone(),
+            finished_at: st.finished_at.clone(),
+            signal: st.result.signal.clone(),
+            duration_ms: st.result.duration_ms,
+            timed_out: terminal.then_some(st.result.timed_out),
+            failure: st.failure.clone(),
+        }
+    }
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let meta = job.read_meta()?;
+    let state = crate::observe::current_state(&job)?;
+    let body = StatusBody::new(&job.id, &meta, &state);
+    Ok(Output::Doc(Response::new("status", &body)))
+}

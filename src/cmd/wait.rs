@@ -1,0 +1,73 @@
+//! `wait [--until S | --forever] JOB_ID`: block until the job is terminal
+//! or the deadline passes (not an error: the state says which). Wakes on
+//! the supervisor's state write, not on a poll tick; `--poll` is accepted
+//! and ignored.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::error::Result;
+use crate::job::{Failure, Job, State};
+use crate::observe;
+use crate::output::{Output, Response};
+
+#[derive(Serialize)]
+pub struct WaitBody {
+    pub job_id: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_total_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_total_bytes: Option<u64>,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+pub fn wait_body(job: &Job, st: &State) -> WaitBody {
+    let terminal = st.status().is_terminal();
+    WaitBody {
+        job_id: job.id.clone(),
+        state: st.status().as_str(),
+        exit_code: st.result.exit_code.filter(|_| terminal),
+        stdout_total_bytes: observe::size_of(&job.stdout_path()),
+        stderr_total_bytes: observe::size_of(&job.stderr_path()),
+        updated_at: st.updated_at.clone(),
+        finished_at: st.finished_at.clone().filter(|_| terminal),
+        signal: st.result.signal.clone().filter(|_| terminal),
+        duration_ms: st.result.duration_ms.filter(|_| terminal),
+        timed_out: terminal.then_some(st.result.timed_out),
+        failure: st.failure.clone(),
+    }
+}
+
+/// Wait with an optional deadline in seconds (None = forever).
+pub fn wait_for(job: &Job, until_secs: Option<u64>) -> Result<WaitBody> {
+    let deadline = until_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    let st = observe::wait_terminal(job, deadline)?;
+    Ok(wait_body(job, &st))
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let until = if m.has("forever") {
+        None
+    } else {
+        Some(m.u64("until").unwrap_or(30))
+    };
+    let body = wait_for(&job, until)?;
+    Ok(Output::Doc(Response::new("wait", &body)))
+}

@@ -1,0 +1,737 @@
+//! Finding, reading and validating agent-exec's `config.toml`.
+//!
+//! Owns where the config file lives, which file wins, and turning its TOML
+//! into a typed `Config` with every value checked. Syntax is `crate::toml`'s
+//! business; durations are `crate::time::parse_duration`'s.
+//!
+//! Precedence: an explicit path (`--config`) if that file exists; else
+//! `$XDG_CONFIG_HOME/agent-exec/config.toml` when `XDG_CONFIG_HOME` is set,
+//! non-empty and absolute (the XDG spec says relative values are to be
+//! ignored); else `$HOME/.config/agent-exec/config.toml` when `HOME` is set
+//! and non-empty; else built-in defaults. A missing file is never an error:
+//! a missing explicit file gets one warning line on stderr and falls back
+//! to the default path, because a stale `--config` in a script should not
+//! stop jobs from running. A file that exists but cannot be read, is not
+//! UTF-8, is over 1 MiB, is not valid TOML or holds a value of the wrong
+//! type is an `InvalidConfig`/`Io` error naming the file, the line and the
+//! key: guessing at what a broken config meant is worse than refusing it.
+//!
+//! Keys read (everything else, known to other versions or not, is ignored
+//! so that one config file can serve several agent-exec versions):
+//! - `shell.unix`: non-empty array of non-empty strings without NUL (they
+//!   become an argv prefix, and NUL cannot cross `exec`).
+//! - `gc.auto` (bool), `gc.older_than` (duration string), `gc.max_jobs`,
+//!   `gc.max_bytes`, `gc.scan_limit`, `gc.delete_limit` (integers >= 0).
+//! - `notify.sink_timeout` (duration string).
+//!
+//! Durations must be TOML strings (`"30d"`), exactly as on the command line;
+//! a bare integer is rejected rather than guessed to be seconds. Zero is
+//! accepted everywhere; what zero means is up to the caller.
+//!
+//! Rejected alternatives: layering several files (system, user, project)
+//! and environment overrides per key: more places to look when debugging a
+//! job, for no need we have today.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::time::parse_duration;
+use crate::toml::{self, Entry, Table};
+
+/// `gc.older_than` when the file does not say: 30 days.
+pub const DEFAULT_OLDER_THAN_SECS: u64 = 30 * 86_400;
+pub const DEFAULT_SCAN_LIMIT: u64 = 200;
+pub const DEFAULT_DELETE_LIMIT: u64 = 20;
+pub const DEFAULT_SINK_TIMEOUT_SECS: u64 = 30;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The file actually read, if any.
+    pub path: Option<PathBuf>,
+    /// `[shell] unix`: argv prefix for running a command string.
+    pub shell_unix: Option<Vec<String>>,
+    pub gc: GcConfig,
+    pub notify: NotifyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcConfig {
+    pub auto: bool,
+    /// `gc.older_than` as written, trimmed and validated, if given.
+    pub older_than: Option<String>,
+    /// `older_than` in seconds, or the 30-day default.
+    pub older_than_secs: u64,
+    pub max_jobs: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub scan_limit: u64,
+    pub delete_limit: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            auto: true,
+            older_than: None,
+            older_than_secs: DEFAULT_OLDER_THAN_SECS,
+            max_jobs: None,
+            max_bytes: None,
+            scan_limit: DEFAULT_SCAN_LIMIT,
+            delete_limit: DEFAULT_DELETE_LIMIT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub sink_timeout_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            sink_timeout_secs: DEFAULT_SINK_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// Where the config file is looked for when no path is given.
+pub fn default_path() -> Option<PathBuf> {
+    default_path_from(
+        std::env::var_os("XDG_CONFIG_HOME").as_deref(),
+        std::env::var_os("HOME").as_deref(),
+    )
+}
+
+/// `default_path` with the environment passed in, so tests need not touch
+/// the process environment (shared by all test threads).
+fn default_path_from(xdg: Option<&OsStr>, home: Option<&OsStr>) -> Option<PathBuf> {
+    if let Some(xdg) = xdg.map(Path::new) {
+        if xdg.is_absolute() {
+            return Some(xdg.join("agent-exec").join("config.toml"));
+        }
+    }
+    let home = home.filter(|h| !h.is_empty())?;
+    Some(
+        Path::new(home)
+            .join(".config")
+            .join("agent-exec")
+            .join("config.toml"),
+    )
+}
+
+/// Loads the config: `explicit` if given and present, else the default
+/// path, else built-in defaults. See the module header for the rules.
+pub fn load(explicit: Option<&Path>) -> Result<Config> {
+    load_from(explicit, default_path().as_deref())
+}
+
+fn load_from(explicit: Option<&Path>, default: Option<&Path>) -> Result<Config> {
+    if let Some(path) = explicit {
+        if let Some(src) = read_if_exists(path)? {
+            return parse_str(&src, path);
+        }
+    }
+    let found = match default {
+        Some(d) => read_if_exists(d)?.map(|src| (d, src)),
+        None => None,
+    };
+    if let Some(path) = explicit {
+        // Not `eprintln!`, which panics if stderr is a closed pipe; a
+        // warning that cannot be shown must not stop the command.
+        let warning = fallback_warning(path, found.as_ref().map(|(d, _)| *d));
+        let _ = writeln!(io::stderr(), "{warning}");
+    }
+    match found {
+        Some((path, src)) => parse_str(&src, path),
+        None => Ok(Config::default()),
+    }
+}
+
+fn fallback_warning(missing: &Path, used: Option<&Path>) -> String {
+    let using = match used {
+        Some(p) => p.display().to_string(),
+        None => "built-in defaults".to_owned(),
+    };
+    format!(
+        "agent-exec: warning: config file {} not found; using {using}",
+        missing.display()
+    )
+}
+
+/// The file's text, `None` if it does not exist. Reads at most one byte
+/// over the parser's limit, so pointing the config at a huge file or a
+/// device cannot exhaust memory.
+fn read_if_exists(path: &Path) -> Result<Option<String>> {
+    let context = || format!("read config file {}", path.display());
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(context(), e)),
+    };
+    let limit = toml::MAX_INPUT_BYTES;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(context(), e))?;
+    if bytes.len() > limit {
+        return Err(Error::InvalidConfig(format!(
+            "{}: config file is larger than {limit} bytes",
+            path.display()
+        )));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) => {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+            Err(Error::InvalidConfig(format!(
+                "{}:{line}: config file is not valid UTF-8",
+                path.display()
+            )))
+        }
+    }
+}
+
+/// Parses and validates config text; `origin` is used in error messages
+/// and recorded as `Config::path`.
+pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
+    // Editors on some platforms prepend a byte-order mark; it is not
+    // content, and refusing the file over it would only confuse.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let root = toml::parse(src).map_err(|e| {
+        Error::InvalidConfig(format!("{}:{}: {}", origin.display(), e.line, e.message))
+    })?;
+    let v = Validator {
+        origin,
+        root: &root,
+    };
+    let mut cfg = Config {
+        path: Some(origin.to_path_buf()),
+        ..Config::default()
+    };
+    v.section("shell")?;
+    v.section("gc")?;
+    v.section("notify")?;
+
+    if let Some(e) = v.key("shell", "unix") {
+        cfg.shell_unix = Some(v.argv(e, "shell.unix")?);
+    }
+
+    let gc = &mut cfg.gc;
+    if let Some(e) = v.key("gc", "auto") {
+        gc.auto = v.boolean(e, "gc.auto")?;
+    }
+    if let Some(e) = v.key("gc", "older_than") {
+        let (raw, secs) = v.duration(e, "gc.older_than")?;
+        gc.older_than = Some(raw);
+        gc.older_than_secs = secs;
+    }
+    if let Some(e) = v.key("gc", "max_jobs") {
+        gc.max_jobs = Some(v.count(e, "gc.max_jobs")?);
+    }
+    if let Some(e) = v.key("gc", "max_bytes") {
+        gc.max_bytes = Some(v.count(e, "gc.max_bytes")?);
+    }
+    if let Some(e) = v.key("gc", "scan_limit") {
+        gc.scan_limit = v.count(e, "gc.scan_limit")?;
+    }
+    if let Some(e) = v.key("gc", "delete_limit") {
+        gc.delete_limit = v.count(e, "gc.delete_limit")?;
+    }
+
+    if let Some(e) = v.key("notify", "sink_timeout") {
+        cfg.notify.sink_timeout_secs = v.duration(e, "notify.sink_timeout")?.1;
+    }
+    Ok(cfg)
+}
+
+/// Typed reads of entries, each failing with file, line and key.
+struct Validator<'a> {
+    origin: &'a Path,
+    root: &'a Table,
+}
+
+impl Validator<'_> {
+    fn fail(&self, e: &Entry, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::InvalidConfig(format!(
+            "{}:{}: {key}: {message}",
+            self.origin.display(),
+            e.line
+        ))
+    }
+
+    /// A known section must be a table when present; `gc = 1` is a mistake,
+    /// not an unknown key.
+    fn section(&self, name: &str) -> Result<()> {
+        match self.root.entry(name) {
+            Some(e) if e.value.as_table().is_none() => Err(self.fail(
+                e,
+                name,
+                format_args!("expected a table, found {}", e.value.type_name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn key(&self, section: &str, key: &str) -> Option<&Entry> {
+        self.root.lookup(&[section, key])
+    }
+
+    fn boolean(&self, e: &Entry, key: &str) -> Result<bool> {
+        e.value.as_bool().ok_or_else(|| {
+            self.fail(
+                e,
+                key,
+                format_args!("expected true or false, found {}", e.value.type_name()),
+            )
+        })
+    }
+
+    fn count(&self, e: &Entry, key: &str) -> Result<u64> {
+        match e.value.as_int() {
+            Some(n) => u64::try_from(n).map_err(|_| {
+                self.fail(
+                    e,
+                    key,
+                    format_args!("expected a non-negative integer, found {n}"),
+                )
+            }),
+            None => Err(self.fail(
+                e,
+                key,
+                format_args!(
+                    "expected a non-negative integer, found {}",
+                    e.value.type_name()
+                ),
+            )),
+        }
+    }
+
+    /// A duration string: its text and its value in seconds.
+    fn duration(&self, e: &Entry, key: &str) -> Result<(String, u64)> {
+        let Some(text) = e.value.as_str() else {
+            return Err(self.fail(
+                e,
+                key,
+                format_args!(
+                    "expected a duration string such as \"30d\", found {}",
+                    e.value.type_name()
+                ),
+            ));
+        };
+        match parse_duration(text) {
+            // Stored trimmed, as it was understood, for callers that echo it.
+            Ok(secs) => Ok((text.trim().to_owned(), secs)),
+            Err(err) => Err(self.fail(e, key, err)),
+        }
+    }
+
+    fn argv(&self, e: &Entry, key: &str) -> Result<Vec<String>> {
+        let Some(items) = e.value.as_array() else {
+            return Err(self.fail(
+                e,
+                key,
+                format_args!(
+                    "expected an array of strings such as [\"sh\", \"-c\"], found {}",
+                    e.value.type_name()
+                ),
+            ));
+        };
+        if items.is_empty() {
+            return Err(self.fail(
+                e,
+                key,
+                "must not be empty; it names the shell program to run",
+            ));
+        }
+        let mut argv = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let n = i + 1;
+            let Some(s) = item.as_str() else {
+                return Err(self.fail(
+                    e,
+                    key,
+                    format_args!("element {n} is {}, expected a string", item.type_name()),
+                ));
+            };
+            if s.is_empty() {
+                return Err(self.fail(e, key, format_args!("element {n} is an empty string")));
+            }
+            if s.contains('\0') {
+                return Err(self.fail(e, key, format_args!("element {n} contains a NUL byte")));
+            }
+            argv.push(s.to_owned());
+        }
+        Ok(argv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn origin() -> &'static Path {
+        Path::new("/etc/x/config.toml")
+    }
+
+    fn parse(src: &str) -> Result<Config> {
+        parse_str(src, origin())
+    }
+
+    /// Asserts an `InvalidConfig` whose message is exactly `want`.
+    fn invalid(src: &str, want: &str) {
+        match parse(src) {
+            Err(Error::InvalidConfig(msg)) => assert_eq!(msg, want, "for {src:?}"),
+            other => panic!("expected InvalidConfig for {src:?}, got {other:?}"),
+        }
+    }
+
+    /// A fresh, empty directory under the system temp dir.
+    fn scratch_dir() -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "agent-exec-config-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.path, None);
+        assert_eq!(c.shell_unix, None);
+        assert!(c.gc.auto);
+        assert_eq!(c.gc.older_than, None);
+        assert_eq!(c.gc.older_than_secs, 2_592_000);
+        assert_eq!(c.gc.max_jobs, None);
+        assert_eq!(c.gc.max_bytes, None);
+        assert_eq!(c.gc.scan_limit, 200);
+        assert_eq!(c.gc.delete_limit, 20);
+        assert_eq!(c.notify.sink_timeout_secs, 30);
+        // An empty file is all defaults, but records where it came from.
+        let parsed = parse("").unwrap();
+        assert_eq!(parsed.path.as_deref(), Some(origin()));
+        assert_eq!(
+            Config {
+                path: None,
+                ..parsed
+            },
+            c
+        );
+    }
+
+    #[test]
+    fn full_example() {
+        let c = parse(
+            r#"
+# comment
+[shell]
+unix    = ["sh", "-lc"]   # argv prefix
+windows = ["cmd", "/C"]
+
+[gc]
+auto = false
+older_than = "7d"
+max_jobs = 200
+max_bytes = 1_073_741_824
+scan_limit = 500
+delete_limit = 50
+
+[notify]
+sink_timeout = "2m"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.shell_unix, Some(vec!["sh".to_owned(), "-lc".to_owned()]));
+        assert!(!c.gc.auto);
+        assert_eq!(c.gc.older_than.as_deref(), Some("7d"));
+        assert_eq!(c.gc.older_than_secs, 604_800);
+        assert_eq!(c.gc.max_jobs, Some(200));
+        assert_eq!(c.gc.max_bytes, Some(1_073_741_824));
+        assert_eq!(c.gc.scan_limit, 500);
+        assert_eq!(c.gc.delete_limit, 50);
+        assert_eq!(c.notify.sink_timeout_secs, 120);
+    }
+
+    #[test]
+    fn unknown_keys_and_tables_are_ignored() {
+        let c = parse(concat!(
+            "future = 1\n",
+            "[gc]\nauto = true\nnew_knob = 'x'\n",
+            "[server]\nbind = 1979-05-27\n",
+        ));
+        // Unknown keys are ignored, but the file must still be valid TOML.
+        assert!(c.is_err());
+        let c = parse("future = 1.5\n[gc]\nnew_knob = [1, 'a']\n[[hooks]]\nx = {}\n").unwrap();
+        assert_eq!(c.gc, GcConfig::default());
+    }
+
+    #[test]
+    fn dotted_and_inline_forms_count_too() {
+        let c = parse("gc.max_jobs = 5\nnotify = { sink_timeout = \"1h\" }\n").unwrap();
+        assert_eq!(c.gc.max_jobs, Some(5));
+        assert_eq!(c.notify.sink_timeout_secs, 3600);
+    }
+
+    #[test]
+    fn wrong_types() {
+        let p = "/etc/x/config.toml";
+        invalid(
+            "[gc]\nauto = \"yes\"\n",
+            &format!("{p}:2: gc.auto: expected true or false, found string"),
+        );
+        invalid(
+            "[gc]\n\nmax_jobs = -1\n",
+            &format!("{p}:3: gc.max_jobs: expected a non-negative integer, found -1"),
+        );
+        invalid(
+            "[gc]\nmax_bytes = \"1G\"\n",
+            &format!("{p}:2: gc.max_bytes: expected a non-negative integer, found string"),
+        );
+        invalid(
+            "[gc]\nscan_limit = 1.5\n",
+            &format!("{p}:2: gc.scan_limit: expected a non-negative integer, found float"),
+        );
+        invalid(
+            "[gc]\ndelete_limit = -9223372036854775808\n",
+            &format!(
+                "{p}:2: gc.delete_limit: expected a non-negative integer, found \
+                 -9223372036854775808"
+            ),
+        );
+        invalid(
+            "[gc]\nolder_than = 30\n",
+            &format!(
+                "{p}:2: gc.older_than: expected a duration string such as \"30d\", found integer"
+            ),
+        );
+        invalid(
+            "[gc]\nolder_than = \"30 days\"\n",
+            &format!(
+                "{p}:2: gc.older_than: invalid duration: 30 days; expected formats: 30d, 24h, \
+                 60m, 3600s"
+            ),
+        );
+        invalid(
+            "[notify]\nsink_timeout = \"-5s\"\n",
+            &format!(
+                "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 30d, 24h, \
+                 60m, 3600s"
+            ),
+        );
+        invalid(
+            "[notify]\nsink_timeout = true\n",
+            &format!(
+                "{p}:2: notify.sink_timeout: expected a duration string such as \"30d\", found \
+                 boolean"
+            ),
+        );
+        invalid(
+            "gc = 1\n",
+            &format!("{p}:1: gc: expected a table, found integer"),
+        );
+        invalid(
+            "x = 1\nshell = [\"sh\"]\n",
+            &format!("{p}:2: shell: expected a table, found array"),
+        );
+    }
+
+    #[test]
+    fn shell_validation() {
+        let p = "/etc/x/config.toml";
+        invalid(
+            "[shell]\nunix = []\n",
+            &format!("{p}:2: shell.unix: must not be empty; it names the shell program to run"),
+        );
+        invalid(
+            "[shell]\nunix = \"sh -c\"\n",
+            &format!(
+                "{p}:2: shell.unix: expected an array of strings such as [\"sh\", \"-c\"], found \
+                 string"
+            ),
+        );
+        invalid(
+            "[shell]\nunix = [\"\", \"-c\"]\n",
+            &format!("{p}:2: shell.unix: element 1 is an empty string"),
+        );
+        invalid(
+            "[shell]\nunix = [\"sh\", \"\"]\n",
+            &format!("{p}:2: shell.unix: element 2 is an empty string"),
+        );
+        invalid(
+            "[shell]\nunix = [\n  \"sh\",\n  3,\n]\n",
+            &format!("{p}:2: shell.unix: element 2 is integer, expected a string"),
+        );
+        invalid(
+            "[shell]\nunix = [\"sh\\u0000\"]\n",
+            &format!("{p}:2: shell.unix: element 1 contains a NUL byte"),
+        );
+        let c = parse("[shell]\nunix = ['/bin/bash', '-c']\nwindows = 42\n").unwrap();
+        assert_eq!(
+            c.shell_unix,
+            Some(vec!["/bin/bash".to_owned(), "-c".to_owned()])
+        );
+    }
+
+    #[test]
+    fn zero_values_are_accepted() {
+        let c =
+            parse("[gc]\nolder_than = \" 0s \"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
+                .unwrap();
+        assert_eq!(c.gc.older_than.as_deref(), Some("0s"));
+        assert_eq!(c.gc.older_than_secs, 0);
+        assert_eq!(c.gc.scan_limit, 0);
+        assert_eq!(c.notify.sink_timeout_secs, 0);
+    }
+
+    #[test]
+    fn malformed_toml_names_file_and_line() {
+        invalid(
+            "[gc]\nauto = true\nauto = false\n",
+            "/etc/x/config.toml:3: duplicate key `auto` (first defined on line 2)",
+        );
+        invalid(
+            "\n\n[gc\n",
+            "/etc/x/config.toml:3: expected `]` to close the table header, found end of line",
+        );
+        invalid(
+            "[shell]\nunix = [\"sh\",\n",
+            "/etc/x/config.toml:2: unterminated array",
+        );
+    }
+
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        let c = parse("\u{feff}[gc]\nmax_jobs = 3\n").unwrap();
+        assert_eq!(c.gc.max_jobs, Some(3));
+    }
+
+    #[test]
+    fn default_path_precedence() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert_eq!(
+            default_path_from(os("/xdg"), os("/home/u")),
+            Some(PathBuf::from("/xdg/agent-exec/config.toml"))
+        );
+        assert_eq!(
+            default_path_from(os(""), os("/home/u")),
+            Some(PathBuf::from("/home/u/.config/agent-exec/config.toml"))
+        );
+        assert_eq!(
+            default_path_from(os("relative/xdg"), os("/home/u")),
+            Some(PathBuf::from("/home/u/.config/agent-exec/config.toml"))
+        );
+        assert_eq!(
+            default_path_from(None, os("/home/u")),
+            Some(PathBuf::from("/home/u/.config/agent-exec/config.toml"))
+        );
+        assert_eq!(
+            default_path_from(os("/xdg"), None),
+            Some(PathBuf::from("/xdg/agent-exec/config.toml"))
+        );
+        assert_eq!(default_path_from(None, None), None);
+        assert_eq!(default_path_from(os("rel"), os("")), None);
+        assert_eq!(default_path_from(os(""), None), None);
+    }
+
+    #[test]
+    fn load_reads_explicit_then_default_then_builtins() {
+        let dir = scratch_dir();
+        let explicit = dir.join("explicit.toml");
+        let default = dir.join("default.toml");
+        let missing = dir.join("missing.toml");
+        std::fs::write(&explicit, "[gc]\nmax_jobs = 1\n").unwrap();
+        std::fs::write(&default, "[gc]\nmax_jobs = 2\n").unwrap();
+
+        let c = load_from(Some(&explicit), Some(&default)).unwrap();
+        assert_eq!(
+            (c.path.as_deref(), c.gc.max_jobs),
+            (Some(&*explicit), Some(1))
+        );
+
+        let c = load_from(None, Some(&default)).unwrap();
+        assert_eq!(
+            (c.path.as_deref(), c.gc.max_jobs),
+            (Some(&*default), Some(2))
+        );
+
+        // Explicit but missing: falls back to the default file ...
+        let c = load_from(Some(&missing), Some(&default)).unwrap();
+        assert_eq!(
+            (c.path.as_deref(), c.gc.max_jobs),
+            (Some(&*default), Some(2))
+        );
+
+        // ... or to built-ins when that is missing too, or there is none.
+        assert_eq!(
+            load_from(Some(&missing), Some(&missing)).unwrap(),
+            Config::default()
+        );
+        assert_eq!(load_from(Some(&missing), None).unwrap(), Config::default());
+        assert_eq!(load_from(None, Some(&missing)).unwrap(), Config::default());
+        assert_eq!(load_from(None, None).unwrap(), Config::default());
+
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fallback_warning_text() {
+        assert_eq!(
+            fallback_warning(Path::new("/a.toml"), Some(Path::new("/b.toml"))),
+            "agent-exec: warning: config file /a.toml not found; using /b.toml"
+        );
+        assert_eq!(
+            fallback_warning(Path::new("/a.toml"), None),
+            "agent-exec: warning: config file /a.toml not found; using built-in defaults"
+        );
+    }
+
+    #[test]
+    fn load_errors() {
+        let dir = scratch_dir();
+        // Exists but unreadable as a file: an I/O error naming it.
+        match load_from(Some(&dir), None) {
+            Err(Error::Io { context, .. }) => {
+                assert_eq!(context, format!("read config file {}", dir.display()));
+            }
+            other => panic!("expected Io, got {other:?}"),
+        }
+        // A broken default file is an error too, not silently skipped.
+        let broken = dir.join("broken.toml");
+        std::fs::write(&broken, "[gc]\nmax_jobs = \n").unwrap();
+        match load_from(None, Some(&broken)) {
+            Err(Error::InvalidConfig(msg)) => assert_eq!(
+                msg,
+                format!(
+                    "{}:2: expected a value, found end of line",
+                    broken.display()
+                )
+            ),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+        let latin1 = dir.join("latin1.toml");
+        std::fs::write(&latin1, b"# ok\n# caf\xe9\n").unwrap();
+        match load_from(Some(&latin1), None) {
+            Err(Error::InvalidConfig(msg)) => assert_eq!(
+                msg,
+                format!("{}:2: config file is not valid UTF-8", latin1.display())
+            ),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+        let huge = dir.join("huge.toml");
+        std::fs::write(&huge, "#".repeat(toml::MAX_INPUT_BYTES + 1)).unwrap();
+        match load_from(Some(&huge), None) {
+            Err(Error::InvalidConfig(msg)) => assert!(msg.contains("larger than"), "{msg}"),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,267 @@
+//! The one error type of agent-exec.
+//!
+//! Every failure a command can report is a variant here. The contract with
+//! callers is the `code()` string (stable, snake_case) and `retryable()`;
+//! `message` text is for humans and may change. `exit_code()` is the only
+//! place that maps errors to process exit statuses: 2 for anything wrong
+//! with the command line (including values that fail validation while the
+//! arguments are parsed), 1 for everything else.
+//!
+//! Rejected: a string-typed error with a code field (codes drift), and
+//! anyhow-style chains (the envelope needs a code before a message).
+
+use std::fmt;
+use std::io;
+
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+pub enum Error {
+    /// Anything wrong with the shape of the command line.
+    Usage(String),
+    /// A `--tag` value (or tag filter) that breaks the tag rules.
+    InvalidTag(String),
+    /// A signal name or number we do not know.
+    InvalidSignal(String),
+    /// A duration such as `30d` that does not parse.
+    InvalidDuration(String),
+    /// An output-match regex that does not compile.
+    InvalidPattern(String),
+    /// No job directory matches the id or prefix (message echoes the input).
+    JobNotFound(String),
+    /// A prefix that matches two or more jobs.
+    AmbiguousJobId {
+        prefix: String,
+        candidates: Vec<String>,
+        truncated: bool,
+    },
+    /// The job is in a state that does not allow the operation.
+    InvalidState(String),
+    /// `--stdin -` while standard input is a terminal.
+    StdinRequired,
+    /// Materialised stdin would exceed `--stdin-max-bytes`.
+    StdinTooLarge(u64),
+    /// A config file (or server configuration) that cannot be used.
+    InvalidConfig(String),
+    /// An operating-system failure, with what we were doing.
+    Io { context: String, source: io::Error },
+    /// Lock contention on something another process holds right now.
+    Busy(String),
+    /// A bug or an impossible state; also what a panic becomes.
+    Internal(String),
+    /// `serve` refusing a non-loopback bind.
+    ServeUnsafeBind(String),
+    /// A bad HTTP request (body, query or header).
+    InvalidRequest(String),
+    /// Missing or wrong bearer token.
+    Unauthorized,
+    /// No HTTP route at this path.
+    RouteNotFound(String),
+    /// A known path with a method it does not serve.
+    MethodNotAllowed { allow: &'static str },
+    /// Request line, headers or body over the server's limits.
+    PayloadTooLarge(String),
+    /// The server is at its connection limit; try again.
+    Unavailable(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wrap an `io::Error` with what we were doing.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::Usage(msg.into())
+    }
+
+    pub fn internal(msg: impl Into<String>) -> Error {
+        Error::Internal(msg.into())
+    }
+
+    /// The stable code: the contract with every caller.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage_error",
+            Error::InvalidTag(_) => "invalid_tag",
+            Error::InvalidSignal(_) => "invalid_signal",
+            Error::InvalidDuration(_) => "invalid_duration",
+            Error::InvalidPattern(_) => "invalid_pattern",
+            Error::JobNotFound(_) => "job_not_found",
+            Error::AmbiguousJobId { .. } => "ambiguous_job_id",
+            Error::InvalidState(_) => "invalid_state",
+            Error::StdinRequired => "stdin_required",
+            Error::StdinTooLarge(_) => "stdin_too_large",
+            Error::InvalidConfig(_) => "invalid_config",
+            Error::Io { .. } => "io_error",
+            Error::Busy(_) => "busy",
+            Error::Internal(_) => "internal_error",
+            Error::ServeUnsafeBind(_) => "serve_unsafe_bind",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::Unauthorized => "unauthorized",
+            Error::RouteNotFound(_) => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// True where the same call, repeated later, may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Busy(_) | Error::Unavailable(_) => true,
+            Error::Io { source, .. } => io_retryable(source),
+            _ => false,
+        }
+    }
+
+    /// The one mapping from errors to process exit statuses.
+    pub fn exit_code(&self) -> i32 {
+        if self.is_usage() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Errors about the command line itself (exit 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Usage(_)
+                | Error::InvalidTag(_)
+                | Error::InvalidSignal(_)
+                | Error::InvalidDuration(_)
+                | Error::InvalidPattern(_)
+        )
+    }
+
+    /// The HTTP status that carries this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::JobNotFound(_) | Error::RouteNotFound(_) => 404,
+            Error::Unauthorized => 401,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::PayloadTooLarge(_) => 413,
+            Error::Unavailable(_) | Error::Busy(_) => 503,
+            Error::Io { .. } | Error::Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// Structured details, for the errors that have them.
+    pub fn details(&self) -> Option<Value> {
+        match self {
+            Error::AmbiguousJobId {
+                candidates,
+                truncated,
+                ..
+            } => Some(json!({ "candidates": candidates, "truncated": truncated })),
+            _ => None,
+        }
+    }
+}
+
+/// errno values that say "not now" rather than "never".
+fn io_retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::AddrInUse
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::EBUSY | libc::EMFILE | libc::ENFILE | libc::ENOSPC)
+    )
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m)
+            | Error::InvalidTag(m)
+            | Error::InvalidSignal(m)
+            | Error::InvalidDuration(m)
+            | Error::InvalidPattern(m)
+            | Error::InvalidState(m)
+            | Error::InvalidConfig(m)
+            | Error::Busy(m)
+            | Error::Internal(m)
+            | Error::ServeUnsafeBind(m)
+            | Error::InvalidRequest(m)
+            | Error::PayloadTooLarge(m)
+            | Error::Unavailable(m) => f.write_str(m),
+            Error::JobNotFound(id) => write!(f, "job not found: {id}"),
+            Error::AmbiguousJobId {
+                prefix,
+                candidates,
+                truncated,
+            } => {
+                write!(
+                    f,
+                    "ambiguous job ID prefix '{prefix}': matches {}",
+                    candidates.join(", ")
+                )?;
+                if *truncated {
+                    f.write_str(", ...")?;
+                }
+                Ok(())
+            }
+            Error::StdinRequired => f.write_str(
+                "stdin_required: --stdin - requires non-interactive stdin (pipe/heredoc/redirect)",
+            ),
+            Error::StdinTooLarge(n) => write!(f, "stdin_too_large: input exceeds {n} byte limit"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Unauthorized => f.write_str("missing or invalid Bearer token"),
+            Error::RouteNotFound(p) => write!(f, "no route for {p}"),
+            Error::MethodNotAllowed { allow } => {
+                write!(f, "method not allowed; allowed: {allow}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_family_exits_2_everything_else_1() {
+        assert_eq!(Error::usage("x").exit_code(), 2);
+        assert_eq!(Error::InvalidSignal("x".into()).exit_code(), 2);
+        assert_eq!(Error::InvalidDuration("x".into()).exit_code(), 2);
+        assert_eq!(Error::JobNotFound("x".into()).exit_code(), 1);
+        assert_eq!(Error::internal("x").exit_code(), 1);
+    }
+
+    #[test]
+    fn retryable_only_where_retrying_can_help() {
+        assert!(Error::Busy("lock".into()).retryable());
+        let e = Error::io("bind", io::Error::from(io::ErrorKind::AddrInUse));
+        assert!(e.retryable());
+        let e = Error::io("open", io::Error::from(io::ErrorKind::NotFound));
+        assert!(!e.retryable());
+        assert!(!Error::JobNotFound("x".into()).retryable());
+    }
+
+    #[test]
+    fn ambiguous_has_details() {
+        let e = Error::AmbiguousJobId {
+            prefix: "01".into(),
+            candidates: vec!["01A".into(), "01B".into()],
+            truncated: false,
+        };
+        let d = e.details().unwrap();
+        assert_eq!(d["candidates"][1], "01B");
+        assert_eq!(d["truncated"], false);
+        assert!(e.to_string().contains("01A, 01B"));
+    }
+}

@@ -1,0 +1,390 @@
+//! The on-disk models of a job: `meta.json` (its definition) and
+//! `state.json` (where it is in its life), plus the tag rules.
+//!
+//! Field names and order follow the 0.2.3 files so old tooling can read
+//! ours; additions are new keys only: `state.result.timed_out`,
+//! `state.failure`, `state.supervisor_pid`, `meta.full_log`.
+//! Real `--env` values are never here (they live in `env.json`, 0600).
+//!
+//! Invariants
+//! - Readers accept missing optional keys (defaults), so hand-written or
+//!   older files load.
+//! - `state.json` has one writer at a time: the front-end while the job
+//!   is `created`, the supervisor (holding the job lock) after that, and a
+//!   reader only once it has obtained the lock of a dead supervisor.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+    Killed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Killed => "killed",
+            Status::Failed => "failed",
+        }
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Exited | Status::Killed | Status::Failed)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobIdent {
+    pub id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OutputMatch {
+    pub pattern: String,
+    #[serde(default = "default_match_type")]
+    pub match_type: String,
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+fn default_match_type() -> String {
+    "contains".into()
+}
+fn default_stream() -> String {
+    "either".into()
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Notification {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_output_match: Option<OutputMatch>,
+}
+
+impl Notification {
+    pub fn is_empty(&self) -> bool {
+        self.notify_command.is_none()
+            && self.notify_file.is_none()
+            && self.on_output_match.is_none()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub job: JobIdent,
+    #[serde(default = "schema_version")]
+    pub schema_version: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub root: String,
+    #[serde(default)]
+    pub env_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_vars: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mask: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "yes")]
+    pub inherit_env: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<String>,
+    #[serde(default)]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub kill_after_ms: u64,
+    #[serde(default)]
+    pub progress_every_ms: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shell_wrapper: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_file: Option<String>,
+    /// `--log PATH`: where full.log goes instead of the job directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_log: Option<String>,
+}
+
+fn schema_version() -> String {
+    crate::output::SCHEMA_VERSION.to_string()
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobState {
+    pub id: String,
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobResult {
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub job: JobState,
+    #[serde(default)]
+    pub result: JobResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_pid: Option<u32>,
+}
+
+impl State {
+    pub fn created(id: &str) -> State {
+        State {
+            job: JobState {
+                id: id.to_string(),
+                status: Some(Status::Created),
+                started_at: None,
+            },
+            result: JobResult::default(),
+            pid: None,
+            finished_at: None,
+            updated_at: crate::time::now_ts(),
+            failure: None,
+            supervisor_pid: None,
+        }
+    }
+
+    /// The status; a file without one reads as `failed` so that it is
+    /// never mistaken for a live job.
+    pub fn status(&self) -> Status {
+        self.job.status.unwrap_or(Status::Failed)
+    }
+
+    /// Mark this state failed with a reason (launch failure, lost
+    /// supervisor). Keeps what is known (pid, started_at).
+    pub fn fail(&mut self, code: &str, message: impl Into<String>) {
+        let now = crate::time::now_ts();
+        self.job.status = Some(Status::Failed);
+        self.finished_at = Some(now.clone());
+        self.updated_at = now;
+        self.failure = Some(Failure {
+            code: code.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A resolved job: its id and directory.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+pub const META: &str = "meta.json";
+pub const STATE: &str = "state.json";
+pub const STDOUT: &str = "stdout.log";
+pub const STDERR: &str = "stderr.log";
+pub const FULL: &str = "full.log";
+pub const LOCK: &str = "lock";
+pub const ENV: &str = "env.json";
+pub const STDIN: &str = "stdin.bin";
+pub const COMPLETION_EVENT: &str = "completion_event.json";
+pub const MATCH_EVENTS: &str = "notification_events.ndjson";
+
+impl Job {
+    pub fn new(id: impl Into<String>, dir: PathBuf) -> Job {
+        Job { id: id.into(), dir }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    pub fn stdout_path(&self) -> PathBuf {
+        self.path(STDOUT)
+    }
+    pub fn stderr_path(&self) -> PathBuf {
+        self.path(STDERR)
+    }
+    pub fn stdout_display(&self) -> String {
+        self.stdout_path().to_string_lossy().into_owned()
+    }
+    pub fn stderr_display(&self) -> String {
+        self.stderr_path().to_string_lossy().into_owned()
+    }
+
+    pub fn read_meta(&self) -> Result<Meta> {
+        read_json(&self.path(META))
+    }
+    pub fn read_state(&self) -> Result<State> {
+        read_json(&self.path(STATE))
+    }
+    pub fn write_meta(&self, meta: &Meta) -> Result<()> {
+        write_json(&self.dir, META, meta, false)
+    }
+    /// Write state.json; `durable` fsyncs it (terminal states).
+    pub fn write_state(&self, state: &State, durable: bool) -> Result<()> {
+        write_json(&self.dir, STATE, state, durable)
+    }
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())))
+}
+
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::internal(format!("serialize {name}: {e}")))?;
+    store::write_atomic(dir, name, &text, durable)
+        .map_err(|e| Error::io(format!("write {}", dir.join(name).display()), e))
+}
+
+// ---------------------------------------------------------------------------
+// Tags
+// ---------------------------------------------------------------------------
+
+fn tag_reason(tag: &str) -> Option<&'static str> {
+    if tag.is_empty() {
+        return Some("tag must not be empty");
+    }
+    if tag.ends_with(".*") {
+        return Some("stored tag may not end with '.*' (use exact tag names for run/tag set)");
+    }
+    if tag.split('.').any(str::is_empty) {
+        return Some("tag segments must not be empty (no leading, trailing, or consecutive dots)");
+    }
+    if !tag
+        .split('.')
+        .all(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return Some("tag segments may only contain alphanumeric characters and hyphens");
+    }
+    None
+}
+
+/// A stored tag: dot-separated segments of `[A-Za-z0-9-]`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    match tag_reason(tag) {
+        None => Ok(()),
+        Some(why) => Err(Error::InvalidTag(format!("invalid tag {tag:?}: {why}"))),
+    }
+}
+
+/// A filter: an exact tag, or `ns.*` for a namespace.
+pub fn validate_tag_pattern(pat: &str) -> Result<()> {
+    let base = pat.strip_suffix(".*").unwrap_or(pat);
+    match tag_reason(base) {
+        None => Ok(()),
+        Some(why) => Err(Error::InvalidTag(format!("invalid tag {pat:?}: {why}"))),
+    }
+}
+
+/// Does a job with `tags` match `pattern` (already validated)?
+pub fn tag_matches(tags: &[String], pattern: &str) -> bool {
+    match pattern.strip_suffix(".*") {
+        Some(ns) => tags
+            .iter()
+            .any(|t| t == ns || (t.starts_with(ns) && t.as_bytes().get(ns.len()) == Some(&b'.'))),
+        None => tags.iter().any(|t| t == pattern),
+    }
+}
+
+/// Deduplicate keeping the first occurrence.
+pub fn dedup(items: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for &i in items {
+        if !out.iter().any(|o| o == i) {
+            out.push(i.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_rules() {
+        for ok in ["ci", "project.build", "hoge-fuga.v2", "A-1.b"] {
+            validate_tag(ok).unwrap();
+        }
+        for bad in ["", "a.*", ".a", "a.", "a..b", "a b", "a/b", "é"] {
+            let e = validate_tag(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_tag", "{bad}");
+        }
+        validate_tag_pattern("ns.*").unwrap();
+        assert!(validate_tag_pattern(".*").is_err());
+        assert!(validate_tag_pattern("a.*.*").is_err());
+    }
+
+    #[test]
+    fn namespace_patterns() {
+        let tags = vec!["ns.a".to_string(), "other".to_string()];
+        assert!(tag_matches(&tags, "ns.*"));
+        assert!(tag_matches(&tags, "other"));
+        assert!(!tag_matches(&tags, "ns"));
+        assert!(!tag_matches(&["nsx".to_string()], "ns.*"));
+        assert!(tag_matches(&["ns".to_string()], "ns.*"));
+    }
+
+    #[test]
+    fn dedup_keeps_first() {
+        assert_eq!(dedup(&["b", "a", "b", "c", "a"]), vec!["b", "a", "c"]);
+    }
+
+    #[test]
+    fn minimal_files_load() {
+        let m: Meta = serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"]}"#).unwrap();
+        assert!(m.inherit_env);
+        assert_eq!(m.tags, Vec::<String>::new());
+        let s: State = serde_json::from_str(
+            r#"{"job":{"id":"X","status":"running"},"result":{"exit_code":null,"signal":null,"duration_ms":null},"updated_at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.status(), Status::Running);
+        assert!(!s.result.timed_out);
+    }
+}

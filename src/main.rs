@@ -1,0 +1,72 @@
+//! agent-exec: run commands as detached background jobs, answer in JSON.
+//!
+//! This file is the table of contents: parse the command line, dispatch
+//! to one `cmd::*` function, render exactly one response, exit. Nothing
+//! below `main` writes to stdout except `output`.
+
+#![deny(unsafe_code)]
+// Until every issue has landed, some shared pieces have no caller yet.
+#![allow(dead_code)]
+
+mod cli;
+mod cmd;
+mod config;
+mod error;
+mod job;
+mod launch;
+mod observe;
+mod output;
+mod store;
+mod supervisor;
+mod sys;
+mod time;
+mod toml;
+mod yaml;
+
+use std::ffi::OsString;
+
+use cli::Parsed;
+use output::Output;
+
+fn main() {
+    output::install_panic_hook();
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // Decided before parsing, so that usage errors honour --yaml too.
+    output::set_yaml(cli::wants_yaml(&args));
+    let code = match cli::parse(args) {
+        Ok(Parsed::Version) => {
+            output::print_text(&format!("agent-exec {}\n", env!("CARGO_PKG_VERSION")));
+            0
+        }
+        Ok(Parsed::Help(text)) => {
+            output::print_text(&text);
+            0
+        }
+        Ok(Parsed::Run(m)) => {
+            output::set_yaml(m.yaml);
+            output::init_logging(m.verbose);
+            match (m.cmd.exec)(&m) {
+                Ok(Output::Doc(r)) => {
+                    output::print_response(&r);
+                    0
+                }
+                Ok(Output::Text(t)) => {
+                    output::print_text(&t);
+                    0
+                }
+                Ok(Output::Done) => 0,
+                Err(e) => {
+                    debug!("{} failed: {e}", m.cmd.name);
+                    output::print_error(&e);
+                    e.exit_code()
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("agent-exec: error: {e}");
+            output::print_error(&e);
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,224 @@
+//! Reading a job from outside: bounded log slices, the liveness check,
+//! and waiting for a terminal state.
+//!
+//! Invariants
+//! - Head and tail read at most what they return: one `pread` of at most
+//!   `max_bytes` from the right offset, whatever the log's size.
+//! - A job never reads as `running` once its supervisor is gone: the
+//!   supervisor holds an exclusive flock on `<job>/lock` for the whole
+//!   run, so a reader that *obtains* that lock while state.json still
+//!   says `running` knows no supervisor is left, and records `failed`
+//!   with `failure.code = "supervisor_lost"` while holding it.
+//! - Waiting wakes on events: an inotify watch on the job directory sees
+//!   the supervisor's rename of state.json. A slow tick (200 ms) only
+//!   backs up the rare case of a supervisor that died without writing.
+//!
+//! Rejected: a fixed poll interval (0.2.3 slept 1 s between reads);
+//! a thread blocked in flock(LOCK_SH) per waiter (cannot be cancelled at a
+//! deadline, which leaks threads in the HTTP server).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::job::{Job, State, Status, LOCK};
+use crate::sys;
+
+/// A slice of a log: lossy UTF-8 text, its byte range, the file's size.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Slice {
+    pub text: String,
+    pub range: [u64; 2],
+    pub total: u64,
+}
+
+fn open_sized(path: &Path) -> Option<(File, u64)> {
+    let f = File::open(path).ok()?;
+    let size = f.metadata().ok()?.len();
+    Some((f, size))
+}
+
+fn read_at(f: &File, offset: u64, len: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; len as usize];
+    let mut got = 0usize;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    buf.truncate(got);
+    buf
+}
+
+/// The first `max_bytes` of a log.
+pub fn head(path: &Path, max_bytes: u64) -> Slice {
+    let Some((f, size)) = open_sized(path) else {
+        return Slice::default();
+    };
+    let n = size.min(max_bytes);
+    let bytes = read_at(&f, 0, n);
+    Slice {
+        range: [0, bytes.len() as u64],
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        total: size,
+    }
+}
+
+/// The last `lines` lines (0 = no line limit) within the last
+/// `max_bytes` bytes of a log. A trailing newline is kept.
+pub fn tail(path: &Path, lines: u64, max_bytes: u64) -> Slice {
+    let Some((f, size)) = open_sized(path) else {
+        return Slice::default();
+    };
+    let start = size - size.min(max_bytes);
+    let window = read_at(&f, start, size - start);
+    let begin = if lines == 0 {
+        0
+    } else {
+        // Ignore one trailing newline, then walk back over `lines` breaks.
+        let body = window.strip_suffix(b"\n").unwrap_or(&window);
+        let mut seen = 0u64;
+        let mut begin = 0usize;
+        for (i, &b) in body.iter().enumerate().rev() {
+            if b == b'\n' {
+                seen += 1;
+                if seen == lines {
+                    begin = i + 1;
+                    break;
+                }
+            }
+        }
+        begin
+    };
+    let kept = &window[begin..];
+    let end = start + window.len() as u64;
+    Slice {
+        text: String::from_utf8_lossy(kept).into_owned(),
+        range: [start + begin as u64, end],
+        total: size.max(end),
+    }
+}
+
+/// The size of a file, if it exists.
+pub fn size_of(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+/// Read state.json, reconciling a dead supervisor into `failed`.
+pub fn current_state(job: &Job) -> Result<State> {
+    let st = job.read_state()?;
+    if st.status() != Status::Running {
+        return Ok(st);
+    }
+    // Jobs written by other tools may have no lock file: trust the state.
+    let Ok(lock) = File::open(job.path(LOCK)) else {
+        return Ok(st);
+    };
+    if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
+        return Ok(st);
+    }
+    // We hold the lock: no supervisor can write any more. Re-read under
+    // the lock, since it may have finished just before releasing it.
+    let mut st = job.read_state()?;
+    if !st.status().is_terminal() && st.status() != Status::Created {
+        st.fail(
+            "supervisor_lost",
+            "the job's supervisor exited without recording a result",
+        );
+        job.write_state(&st, true)?;
+    }
+    let _ = sys::unlock(&lock);
+    Ok(st)
+}
+
+/// Wait until the job is terminal or `deadline` passes (None = forever).
+/// Returns the last state read.
+pub fn wait_terminal(job: &Job, deadline: Option<Instant>) -> Result<State> {
+    // Watch first, then read: a change between the two still wakes us.
+    let watch = sys::watch_dir(&job.dir).ok();
+    let mut drain = [0u8; 4096];
+    loop {
+        let st = current_state(job)?;
+        if st.status().is_terminal() {
+            return Ok(st);
+        }
+        let now = Instant::now();
+        let left = match deadline {
+            Some(d) if d <= now => return Ok(st),
+            Some(d) => d - now,
+            None => Duration::from_secs(3600),
+        };
+        // `created` jobs have no supervisor yet: tick faster.
+        let tick = if st.status() == Status::Created {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(200)
+        };
+        let ms = left.min(tick).as_millis().max(1) as i32;
+        match &watch {
+            Some(fd) => {
+                let mut fds = [sys::poll_fd(fd.as_raw_fd(), sys::POLLIN)];
+                sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
+                if fds[0].revents != 0 {
+                    let mut f = File::from(fd.try_clone().map_err(|e| Error::io("dup", e))?);
+                    while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(ms as u64)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(tag: &str, content: &[u8]) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("ae-obs-{tag}-{}", std::process::id()));
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    #[test]
+    fn head_is_bounded() {
+        let p = file_with("head", b"hello world\n");
+        let s = head(&p, 5);
+        assert_eq!(s.text, "hello");
+        assert_eq!(s.range, [0, 5]);
+        assert_eq!(s.total, 12);
+        let s = head(&p, 0);
+        assert_eq!((s.text.as_str(), s.range), ("", [0, 0]));
+        let missing = head(Path::new("/nonexistent/x"), 10);
+        assert_eq!((missing.total, missing.range), (0, [0, 0]));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn tail_lines_and_window() {
+        let p = file_with("tail", b"a\nbb\nccc\n");
+        let s = tail(&p, 2, 1000);
+        assert_eq!(s.text, "bb\nccc\n");
+        assert_eq!(s.range, [2, 9]);
+        let s = tail(&p, 0, 4);
+        assert_eq!(s.text, "ccc\n");
+        assert_eq!(s.range, [5, 9]);
+        let s = tail(&p, 10, 1000);
+        assert_eq!(s.text, "a\nbb\nccc\n");
+        let s = tail(&p, 1, 3);
+        assert_eq!(s.text, "cc\n");
+        assert_eq!(s.range[1] - s.range[0], s.text.len() as u64);
+        std::fs::remove_file(p).unwrap();
+        let p = file_with("tail2", b"x\ny");
+        assert_eq!(tail(&p, 1, 100).text, "y");
+        std::fs::remove_file(p).unwrap();
+    }
+}

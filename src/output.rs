@@ -1,0 +1,309 @@
+//! The output contract: one document on stdout, diagnostics on stderr.
+//!
+//! A command returns an `Output`; `main` hands it to `emit`, the only
+//! code that writes a response to stdout. Success documents are
+//! `{"schema_version":"0.1","ok":true,"type":<kind>, ...fields}` with the
+//! body's fields in declaration order; errors are
+//! `{"schema_version":"0.1","ok":false,"type":"error","error":{code,
+//! message, retryable, details?}}`.
+//!
+//! Invariants
+//! - A body is serialized once, to compact JSON, when the response is
+//!   built; JSON output splices it into the envelope, YAML output re-reads
+//!   that text order-preservingly (`yaml::json_to_yaml`).
+//! - A closed stdout (EPIPE) ends the process quietly: nobody is reading.
+//! - A panic anywhere prints an `internal_error` envelope (once).
+//!
+//! Rejected: `serde_json::Value` for bodies (sorts keys without the
+//! `preserve_order` feature, which would add a dependency).
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use serde::Serialize;
+
+use crate::error::Error;
+
+pub const SCHEMA_VERSION: &str = "0.1";
+
+/// A success document: its `type` and its fields as a JSON object text.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub kind: &'static str,
+    body: String,
+}
+
+impl Response {
+    pub fn new<T: Serialize>(kind: &'static str, body: &T) -> Response {
+        let body = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string());
+        Response { kind, body }
+    }
+
+    /// The full envelope as compact JSON (no trailing newline).
+    pub fn to_json(&self) -> String {
+        let fields = self.body.trim();
+        let inner = fields
+            .strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+            .unwrap_or("");
+        let mut s = String::with_capacity(inner.len() + 64);
+        s.push_str("{\"schema_version\":\"0.1\",\"ok\":true,\"type\":");
+        s.push_str(&serde_json::to_string(self.kind).unwrap_or_default());
+        if !inner.is_empty() {
+            s.push(',');
+            s.push_str(inner);
+        }
+        s.push('}');
+        s
+    }
+}
+
+/// What a command hands back to `main`.
+pub enum Output {
+    Doc(Response),
+    /// Human text (help, completion scripts): printed as is.
+    Text(String),
+    /// The command already printed its one document (`serve`).
+    Done,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+    retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<serde_json::Value>,
+}
+
+/// The error envelope as compact JSON.
+pub fn error_json(e: &Error) -> String {
+    #[derive(Serialize)]
+    struct Env<'a> {
+        schema_version: &'a str,
+        ok: bool,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        error: ErrorBody<'a>,
+    }
+    let env = Env {
+        schema_version: SCHEMA_VERSION,
+        ok: false,
+        kind: "error",
+        error: ErrorBody {
+            code: e.code(),
+            message: e.to_string(),
+            retryable: e.retryable(),
+            details: e.details(),
+        },
+    };
+    serde_json::to_string(&env).unwrap_or_default()
+}
+
+static YAML: AtomicBool = AtomicBool::new(false);
+static PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Choose the format for every document this process prints.
+pub fn set_yaml(on: bool) {
+    YAML.store(on, Ordering::Relaxed);
+}
+
+fn render(json: &str) -> String {
+    if YAML.load(Ordering::Relaxed) {
+        crate::yaml::json_to_yaml(json).unwrap_or_else(|_| format!("{json}\n"))
+    } else {
+        format!("{json}\n")
+    }
+}
+
+/// Write one document to stdout. EPIPE ends the process quietly.
+fn write_stdout(text: &str) {
+    PRINTED.store(true, Ordering::SeqCst);
+    let mut out = io::stdout().lock();
+    let res = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    if let Err(e) = res {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+pub fn print_response(r: &Response) {
+    write_stdout(&render(&r.to_json()));
+}
+
+pub fn print_error(e: &Error) {
+    write_stdout(&render(&error_json(e)));
+}
+
+pub fn print_text(t: &str) {
+    write_stdout(t);
+}
+
+/// Install the hook that turns a panic into an `internal_error` envelope.
+/// Threads that catch their own panics (the HTTP workers) set
+/// `quiet_panics` so the hook stays silent for them.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if QUIET_PANICS.with(|q| q.get()) {
+            return;
+        }
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic".to_string()
+        };
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = writeln!(io::stderr(), "agent-exec: internal error: {msg}{loc}");
+        if !PRINTED.swap(true, Ordering::SeqCst) {
+            let e = Error::internal(format!("internal error: {msg}"));
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(render(&error_json(&e)).as_bytes());
+            let _ = out.flush();
+        }
+        std::process::exit(1);
+    }));
+}
+
+thread_local! {
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mark the current thread as one that catches its own panics.
+pub fn quiet_panics() {
+    QUIET_PANICS.with(|q| q.set(true));
+}
+
+// ---------------------------------------------------------------------------
+// Diagnostics on stderr
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Level {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
+
+/// `RUST_LOG=error|warn|info|debug|trace` wins when it parses (also in
+/// the `target=level` form: the last level named is used); otherwise
+/// `-v` counts up from warn.
+pub fn init_logging(verbose: u8) {
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|v| parse_level(&v));
+    let level = from_env.unwrap_or(match verbose {
+        0 => Level::Warn,
+        1 => Level::Info,
+        2 => Level::Debug,
+        _ => Level::Trace,
+    });
+    LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+fn parse_level(spec: &str) -> Option<Level> {
+    let mut found = None;
+    for part in spec.split(',') {
+        let lvl = part.rsplit('=').next().unwrap_or("").trim();
+        found = match lvl.to_ascii_lowercase().as_str() {
+            "error" => Some(Level::Error),
+            "warn" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" => Some(Level::Debug),
+            "trace" => Some(Level::Trace),
+            "off" => Some(Level::Error),
+            _ => found,
+        };
+    }
+    found
+}
+
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
+
+/// One diagnostic line on stderr. Never starts with `{`.
+pub fn log(level: Level, msg: std::fmt::Arguments<'_>) {
+    if enabled(level) {
+        let tag = match level {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        };
+        let _ = writeln!(
+            io::stderr(),
+            "{} {tag} agent-exec: {msg}",
+            crate::time::now_ts()
+        );
+    }
+}
+
+#[macro_export]
+macro_rules! warn {
+    ($($t:tt)*) => { $crate::output::log($crate::output::Level::Warn, format_args!($($t)*)) };
+}
+#[macro_export]
+macro_rules! info {
+    ($($t:tt)*) => { $crate::output::log($crate::output::Level::Info, format_args!($($t)*)) };
+}
+#[macro_export]
+macro_rules! debug {
+    ($($t:tt)*) => { $crate::output::log($crate::output::Level::Debug, format_args!($($t)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_keeps_field_order() {
+        #[derive(Serialize)]
+        struct B {
+            zeta: u8,
+            alpha: &'static str,
+        }
+        let r = Response::new(
+            "status",
+            &B {
+                zeta: 1,
+                alpha: "a",
+            },
+        );
+        assert_eq!(
+            r.to_json(),
+            r#"{"schema_version":"0.1","ok":true,"type":"status","zeta":1,"alpha":"a"}"#
+        );
+        #[derive(Serialize)]
+        struct Empty {}
+        let r = Response::new("health", &Empty {});
+        assert_eq!(
+            r.to_json(),
+            r#"{"schema_version":"0.1","ok":true,"type":"health"}"#
+        );
+    }
+
+    #[test]
+    fn error_envelope_shape() {
+        let j = error_json(&Error::JobNotFound("x".into()));
+        assert_eq!(
+            j,
+            r#"{"schema_version":"0.1","ok":false,"type":"error","error":{"code":"job_not_found","message":"job not found: x","retryable":false}}"#
+        );
+    }
+
+    #[test]
+    fn rust_log_levels() {
+        assert_eq!(parse_level("debug"), Some(Level::Debug));
+        assert_eq!(parse_level("agent_exec=trace"), Some(Level::Trace));
+        assert_eq!(parse_level("nonsense"), None);
+    }
+}

@@ -1,0 +1,602 @@
+//! The per-job supervisor (`agent-exec _supervise <root> <id>`): the only
+//! writer of `state.json` while a job runs.
+//!
+//! Invariants
+//! - Holds the exclusive flock on `<job>/lock` (fd 4, inherited from the
+//!   front-end already locked) from before the workload starts until the
+//!   terminal state is on disk; liveness readers rely on it.
+//! - The workload is its own process-group leader (pgid = pid), so
+//!   timeouts and `kill` reach its descendants and never us.
+//! - Completion is the root child's exit, seen on a pidfd and collected
+//!   with `wait4` (its rusage kept) — never pipe EOF, which a background
+//!   descendant can hold open forever.
+//! - The terminal state is written once, after the pipes are drained:
+//!   everything the root child wrote is read before `exited` appears.
+//!   Descendants that keep the pipes open get a short grace (50 ms idle,
+//!   1 s at most), then lose them.
+//! - Pipes are read only when poll() says so; a silent job costs no CPU.
+//!   Memory is bounded: one read buffer, one partial line per stream of
+//!   at most 64 KiB (longer lines are split), one write buffer.
+//!
+//! Rejected: reader threads with a fixed join deadline (0.2.3 abandoned
+//! them after 2 s and lost output); writing the terminal state before
+//! draining (0.2.3 reported `exited` with logs still growing).
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::Matches;
+use crate::error::Result;
+use crate::job::{self, Job, Meta, State, Status};
+use crate::launch::{LOCK_FD, READY_FD};
+use crate::output::Output;
+use crate::store::Store;
+use crate::sys::{self, Exit};
+
+/// Lines longer than this are split into pieces for full.log and
+/// output-match (D32).
+pub const MAX_LINE: usize = 64 * 1024;
+const READ_CHUNK: usize = 128 * 1024;
+const PIPE_SIZE: i32 = 1 << 20;
+const DRAIN_IDLE: Duration = Duration::from_millis(50);
+const DRAIN_MAX: Duration = Duration::from_secs(1);
+
+/// Entry point of the hidden `_supervise` subcommand.
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = Store::resolve(m.pos(0));
+    let id = m.pos(1).unwrap_or_default().to_string();
+    let job = store.job(&id);
+    let mut ready = sys::adopt_fd(READY_FD).ok().map(File::from);
+    let lock = match sys::adopt_fd(LOCK_FD).ok().map(File::from) {
+        Some(l) => l,
+        // Started by hand: take the lock ourselves or give up.
+        None => match File::open(job.path(job::LOCK)) {
+            Ok(l) if sys::try_lock_exclusive(&l).unwrap_or(false) => l,
+            _ => return Ok(Output::Done),
+        },
+    };
+    supervise(&job, &mut ready, lock);
+    Ok(Output::Done)
+}
+
+fn signal(ready: &mut Option<File>, byte: u8) {
+    if let Some(f) = ready.as_mut() {
+        // The front-end may be gone (EPIPE): that is fine.
+        let _ = f.write_all(&[byte]);
+    }
+}
+
+/// Why a launch failed, recorded in `state.failure`.
+struct LaunchError {
+    code: &'static str,
+    message: String,
+}
+
+fn fail(code: &'static str, message: String) -> LaunchError {
+    LaunchError { code, message }
+}
+
+fn supervise(job: &Job, ready: &mut Option<File>, lock: File) {
+    let mut state = job.read_state().unwrap_or_else(|_| State::created(&job.id));
+    let prepared = job
+        .read_meta()
+        .map_err(|e| fail("meta_unreadable", e.to_string()))
+        .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
+    let (meta, mut cmd) = match prepared {
+        Ok(x) => x,
+        Err(e) => return launch_failed(job, ready, state, e),
+    };
+    let full_path = meta
+        .full_log
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| job.path(job::FULL));
+    let logs = open_logs(job, &full_path);
+    let (out_log, err_log, full_log) = match logs {
+        Ok(l) => l,
+        Err(e) => return launch_failed(job, ready, state, fail("log_unwritable", e.to_string())),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
+            let msg = format!("spawn {prog}: {e}");
+            return launch_failed(job, ready, state, fail("spawn_failed", msg));
+        }
+    };
+    let started = Instant::now();
+    let pid = child.id();
+    let now = crate::time::now_ts();
+    state.job.status = Some(Status::Running);
+    state.job.started_at = Some(now.clone());
+    state.updated_at = now;
+    state.pid = Some(pid);
+    state.supervisor_pid = Some(std::process::id());
+    let _ = job.write_state(&state, false);
+    signal(ready, b'R');
+
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return;
+    };
+    let mut tee = Tee {
+        streams: [
+            Stream::new(OwnedFd::from(out), out_log, b" [STDOUT] "),
+            Stream::new(OwnedFd::from(err), err_log, b" [STDERR] "),
+        ],
+        full: FullLog::new(full_log),
+        buf: vec![0u8; READ_CHUNK],
+    };
+    let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee);
+    tee.drain();
+    tee.finish();
+    let (exit, _usage) = match sys::wait4(pid, true) {
+        Ok(Some(x)) => x,
+        _ => (Exit::Code(-1), sys::Usage::default()),
+    };
+    let now = crate::time::now_ts();
+    match exit {
+        Exit::Code(c) => {
+            state.job.status = Some(Status::Exited);
+            state.result.exit_code = Some(c);
+        }
+        Exit::Signal(s) => {
+            state.job.status = Some(Status::Killed);
+            state.result.signal = Some(sys::signal_name(s));
+        }
+    }
+    state.result.duration_ms = Some(outcome.exited_at.duration_since(started).as_millis() as u64);
+    state.result.timed_out = outcome.timed_out;
+    state.finished_at = Some(now.clone());
+    state.updated_at = now;
+    let _ = job.write_state(&state, true);
+    signal(ready, b'T');
+    drop(ready.take());
+    drop(lock);
+    drop(tee);
+}
+
+fn launch_failed(job: &Job, ready: &mut Option<File>, mut state: State, e: LaunchError) {
+    state.fail(e.code, e.message);
+    let _ = job.write_state(&state, true);
+    signal(ready, b'F');
+}
+
+/// Build the workload's command from the stored definition.
+fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> {
+    let cwd = meta.cwd.clone().unwrap_or_else(|| "/".to_string());
+    if !Path::new(&cwd).is_dir() {
+        return Err(fail(
+            "cwd_not_found",
+            format!("working directory not found: {cwd}"),
+        ));
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for path in &meta.env_files {
+        let text = fs::read_to_string(path)
+            .map_err(|e| fail("env_file_unreadable", format!("read env file {path}: {e}")))?;
+        env.extend(parse_env_file(&text));
+    }
+    let env_path = job.path(job::ENV);
+    if env_path.exists() {
+        let vars: Vec<String> =
+            job::read_json(&env_path).map_err(|e| fail("env_unreadable", e.to_string()))?;
+        env.extend(vars.iter().map(|kv| split_kv(kv)));
+    }
+    let stdin = match &meta.stdin_file {
+        None => Stdio::null(),
+        Some(name) => {
+            let p = if Path::new(name).is_absolute() {
+                PathBuf::from(name)
+            } else {
+                job.dir.join(name)
+            };
+            File::open(&p)
+                .map(Stdio::from)
+                .map_err(|e| fail("stdin_unreadable", format!("open {}: {e}", p.display())))?
+        }
+    };
+    let wrapper = if meta.shell_wrapper.is_empty() {
+        crate::launch::default_wrapper()
+    } else {
+        meta.shell_wrapper.clone()
+    };
+    let argv = workload_argv(&wrapper, &meta.command);
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| fail("spawn_failed", "empty command".to_string()))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .current_dir(&cwd)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if !meta.inherit_env {
+        cmd.env_clear();
+    }
+    cmd.envs(env);
+    Ok(cmd)
+}
+
+/// One argument: a shell string handed to the wrapper. Two or more: the
+/// wrapper runs `exec "$@"`, so the recorded pid and exit status are the
+/// workload's own (the login shell initialises, then replaces itself).
+pub fn workload_argv(wrapper: &[String], command: &[String]) -> Vec<String> {
+    let mut argv = wrapper.to_vec();
+    if command.len() == 1 {
+        argv.push(command[0].clone());
+    } else {
+        argv.push("exec \"$@\"".to_string());
+        argv.push("--".to_string());
+        argv.extend(command.iter().cloned());
+    }
+    argv
+}
+
+fn split_kv(kv: &str) -> (String, String) {
+    match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (kv.to_string(), String::new()),
+    }
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments skipped; no quoting.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(split_kv)
+        .collect()
+}
+
+fn open_logs(job: &Job, full: &Path) -> io::Result<(File, File, File)> {
+    let open = |p: &Path| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(p)
+    };
+    if let Some(parent) = full.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    Ok((
+        open(&job.stdout_path())?,
+        open(&job.stderr_path())?,
+        open(full)?,
+    ))
+}
+
+struct Outcome {
+    exited_at: Instant,
+    timed_out: bool,
+}
+
+/// Tee output until the root child exits; enforce timeout, kill-after
+/// and progress refreshes with poll timeouts.
+fn run_loop(
+    job: &Job,
+    meta: &Meta,
+    state: &mut State,
+    pid: u32,
+    started: Instant,
+    tee: &mut Tee,
+) -> Outcome {
+    let pidfd = sys::pidfd_open(pid).ok();
+    let ms = Duration::from_millis;
+    let mut timeout_at = (meta.timeout_ms > 0).then(|| started + ms(meta.timeout_ms));
+    let mut kill_at: Option<Instant> = None;
+    let every = ms(meta.progress_every_ms);
+    let mut progress_at = (meta.progress_every_ms > 0).then(|| started + every);
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if timeout_at.is_some_and(|t| t <= now) {
+            timeout_at = None;
+            timed_out = true;
+            let _ = sys::kill_group(pid, libc::SIGTERM);
+            if meta.kill_after_ms > 0 {
+                kill_at = Some(now + ms(meta.kill_after_ms));
+            } else {
+                let _ = sys::kill_group(pid, libc::SIGKILL);
+            }
+        }
+        if kill_at.is_some_and(|t| t <= now) {
+            kill_at = None;
+            let _ = sys::kill_group(pid, libc::SIGKILL);
+        }
+        if let Some(t) = progress_at.filter(|t| *t <= now) {
+            state.updated_at = crate::time::now_ts();
+            let _ = job.write_state(state, false);
+            progress_at = Some(t + every);
+        }
+        let next = [timeout_at, kill_at, progress_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let mut wait_ms = next.map_or(-1, |t| {
+            t.saturating_duration_since(now)
+                .as_millis()
+                .clamp(1, i32::MAX as u128) as i32
+        });
+        if pidfd.is_none() {
+            // No pidfd (old kernel): look for the exit every 20 ms.
+            wait_ms = if wait_ms < 0 { 20 } else { wait_ms.min(20) };
+        }
+        let mut fds = Vec::with_capacity(3);
+        for s in tee.streams.iter().filter(|s| s.open) {
+            fds.push(sys::poll_fd(s.fd.as_raw_fd(), sys::POLLIN));
+        }
+        if let Some(p) = &pidfd {
+            fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
+        }
+        let _ = sys::poll(&mut fds, wait_ms);
+        let ready_streams: Vec<bool> = {
+            let mut it = fds.iter();
+            tee.streams
+                .iter()
+                .map(|s| s.open && it.next().is_some_and(|p| p.revents != 0))
+                .collect()
+        };
+        for (i, ready) in ready_streams.into_iter().enumerate() {
+            if ready {
+                tee.read_once(i);
+            }
+        }
+        let exited = match &pidfd {
+            Some(p) => fds
+                .last()
+                .is_some_and(|f| f.fd == p.as_raw_fd() && f.revents != 0),
+            None => sys::has_exited(pid).unwrap_or(true),
+        };
+        if exited {
+            return Outcome {
+                exited_at: Instant::now(),
+                timed_out,
+            };
+        }
+    }
+}
+
+/// Position of the first `\n`, a word at a time.
+fn find_newline(h: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut i = 0;
+    while let Some(word) = h.get(i..i + 8) {
+        let mut w8 = [0u8; 8];
+        w8.copy_from_slice(word);
+        let w = u64::from_le_bytes(w8) ^ NL;
+        if w.wrapping_sub(LO) & !w & HI != 0 {
+            break;
+        }
+        i += 8;
+    }
+    h[i..].iter().position(|&b| b == b'\n').map(|p| p + i)
+}
+
+struct Stream {
+    fd: File,
+    log: File,
+    tag: &'static [u8],
+    partial: Vec<u8>,
+    open: bool,
+}
+
+impl Stream {
+    fn new(fd: OwnedFd, log: File, tag: &'static [u8]) -> Stream {
+        let _ = sys::set_nonblocking(fd.as_raw_fd());
+        sys::set_pipe_size(fd.as_raw_fd(), PIPE_SIZE);
+        Stream {
+            fd: File::from(fd),
+            log,
+            tag,
+            partial: Vec::new(),
+            open: true,
+        }
+    }
+}
+
+/// full.log: `<ts> [STDOUT] <line>` per line, through one buffer.
+struct FullLog {
+    w: BufWriter<File>,
+    sec: i64,
+    ts: [u8; 20],
+}
+
+impl FullLog {
+    fn new(f: File) -> FullLog {
+        FullLog {
+            w: BufWriter::with_capacity(64 * 1024, f),
+            sec: i64::MIN,
+            ts: [0; 20],
+        }
+    }
+
+    fn refresh_clock(&mut self) {
+        let now = crate::time::now_unix();
+        if now != self.sec {
+            self.sec = now;
+            crate::time::write_ts(&mut self.ts, now);
+        }
+    }
+
+    fn line(&mut self, tag: &[u8], line: &[u8]) {
+        let _ = self.w.write_all(&self.ts);
+        let _ = self.w.write_all(tag);
+        match std::str::from_utf8(line) {
+            Ok(_) => {
+                let _ = self.w.write_all(line);
+            }
+            Err(_) => {
+                let _ = self.w.write_all(String::from_utf8_lossy(line).as_bytes());
+            }
+        }
+        let _ = self.w.write_all(b"\n");
+    }
+}
+
+struct Tee {
+    streams: [Stream; 2],
+    full: FullLog,
+    buf: Vec<u8>,
+}
+
+impl Tee {
+    /// One read from stream `i`. Returns false when nothing was read.
+    fn read_once(&mut self, i: usize) -> bool {
+        let n = {
+            let s = &mut self.streams[i];
+            match s.fd.read(&mut self.buf) {
+                Ok(0) => {
+                    s.open = false;
+                    0
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => {
+                    s.open = false;
+                    0
+                }
+            }
+        };
+        if n == 0 {
+            self.flush_partial(i);
+            return false;
+        }
+        let _ = self.streams[i].log.write_all(&self.buf[..n]);
+        self.full.refresh_clock();
+        self.split_lines(i, n);
+        true
+    }
+
+    fn split_lines(&mut self, i: usize, n: usize) {
+        let Tee { streams, full, buf } = self;
+        let s = &mut streams[i];
+        let mut chunk = &buf[..n];
+        while let Some(pos) = find_newline(chunk) {
+            let line = &chunk[..pos];
+            if s.partial.is_empty() {
+                emit_pieces(full, s.tag, line);
+            } else {
+                s.partial.extend_from_slice(line);
+                emit_pieces(full, s.tag, &s.partial);
+                s.partial.clear();
+            }
+            chunk = &chunk[pos + 1..];
+        }
+        s.partial.extend_from_slice(chunk);
+        if s.partial.len() >= MAX_LINE {
+            let whole = s.partial.len() / MAX_LINE * MAX_LINE;
+            emit_pieces(full, s.tag, &s.partial[..whole]);
+            s.partial.drain(..whole);
+        }
+    }
+
+    fn flush_partial(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        if !s.partial.is_empty() {
+            self.full.refresh_clock();
+            emit_pieces(&mut self.full, s.tag, &s.partial);
+            s.partial.clear();
+        }
+    }
+
+    /// Read what the pipes hold now; then give descendants a short grace.
+    fn drain(&mut self) {
+        let end = Instant::now() + DRAIN_MAX;
+        loop {
+            for i in 0..2 {
+                while self.streams[i].open && self.read_once(i) {}
+            }
+            let now = Instant::now();
+            if self.streams.iter().all(|s| !s.open) || now >= end {
+                return;
+            }
+            let ms = DRAIN_IDLE.min(end - now).as_millis().max(1) as i32;
+            let mut fds: Vec<sys::PollFd> = self
+                .streams
+                .iter()
+                .filter(|s| s.open)
+                .map(|s| sys::poll_fd(s.fd.as_raw_fd(), sys::POLLIN))
+                .collect();
+            if sys::poll(&mut fds, ms).unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Flush partial lines and buffers: after this the logs are complete.
+    fn finish(&mut self) {
+        self.flush_partial(0);
+        self.flush_partial(1);
+        let _ = self.full.w.flush();
+    }
+}
+
+/// Write a line to full.log, split into pieces of at most MAX_LINE.
+fn emit_pieces(full: &mut FullLog, tag: &[u8], line: &[u8]) {
+    if line.len() <= MAX_LINE {
+        full.line(tag, line);
+        return;
+    }
+    for piece in line.chunks(MAX_LINE) {
+        full.line(tag, piece);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newline_search_matches_naive() {
+        let mut data = vec![b'a'; 100];
+        assert_eq!(find_newline(&data), None);
+        for pos in [0, 1, 7, 8, 9, 15, 16, 63, 99] {
+            data[pos] = b'\n';
+            assert_eq!(find_newline(&data), data.iter().position(|&b| b == b'\n'));
+            data[pos] = b'a';
+        }
+        assert_eq!(find_newline(b""), None);
+        assert_eq!(find_newline(b"\xff\x0a"), Some(1));
+    }
+
+    #[test]
+    fn argv_modes() {
+        let w = vec!["sh".to_string(), "-lc".to_string()];
+        assert_eq!(
+            workload_argv(&w, &["echo hi".into()]),
+            ["sh", "-lc", "echo hi"]
+        );
+        assert_eq!(
+            workload_argv(&w, &["echo".into(), "hi".into()]),
+            ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
+        );
+    }
+
+    #[test]
+    fn env_file_format() {
+        let v = parse_env_file("# c\n\nA=1\n  B = x=y \nC\n");
+        assert_eq!(
+            v,
+            vec![
+                ("A".into(), "1".into()),
+                ("B ".into(), " x=y".into()),
+                ("C".into(), String::new())
+            ]
+        );
+    }
+}

@@ -1,0 +1,458 @@
+//! Wall-clock time, RFC 3339 timestamps and human durations.
+//!
+//! Owns every conversion between Unix seconds and text that agent-exec
+//! writes into job records and log lines, and the parsing of duration
+//! arguments such as `--older-than 30d`.
+//!
+//! Timestamps: we emit exactly one shape, `YYYY-MM-DDTHH:MM:SSZ` (UTC,
+//! whole seconds, always 20 ASCII bytes). Fixed width keeps records
+//! greppable and lets lexical order equal time order. `parse_ts` reads that
+//! shape back, and also tolerates an optional fractional part (`.123`,
+//! truncated towards the past) and a `+00:00` offset in place of `Z`, since
+//! those are what other RFC 3339 writers produce for UTC. Any other offset,
+//! lowercase `t`/`z`, a space separator, leap second `:60`, or a year outside
+//! 0000..=9999 is rejected (`None`): a silently misread timestamp is worse
+//! than a refused one.
+//!
+//! Invariants:
+//! - `format_ts`/`write_ts` never panic; instants outside the four-digit
+//!   year range are clamped to `0000-01-01T00:00:00Z` or
+//!   `9999-12-31T23:59:59Z` so the output is always exactly 20 bytes.
+//! - `parse_ts(&format_ts(t)) == Some(t)` for every `t` in that range.
+//! - Calendar is proleptic Gregorian, as RFC 3339 requires.
+//!
+//! Durations: `<n>` (seconds) or `<n>` followed by one of `s m h d w`
+//! (lowercase), where `<n>` is plain decimal digits: no sign, no `_`, no
+//! space before the unit, no fractions, no compound forms like `1h30m`.
+//! Surrounding whitespace is trimmed. The result is whole seconds, with
+//! overflow reported as an error rather than wrapped or saturated.
+//!
+//! Rejected alternatives: chrono/time/humantime (the project keeps its
+//! dependency list to a handful of crates, and the few conversions here are
+//! short); libc `gmtime_r`/`strftime` (needs `unsafe`, and behaves
+//! differently across platforms for far-off years).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+/// Seconds from 1970-01-01 to 0000-01-01T00:00:00Z (negative).
+const MIN_TS: i64 = -62_167_219_200;
+/// Seconds from 1970-01-01 to 9999-12-31T23:59:59Z.
+const MAX_TS: i64 = 253_402_300_799;
+
+const SECS_PER_DAY: i64 = 86_400;
+
+/// Current system time in whole Unix seconds. A clock set before 1970 gives
+/// a negative value (rounded towards the past) instead of a panic.
+pub fn now_unix() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            // Floor, so that e.g. -0.5s is second -1, as for positive times.
+            let extra = i64::from(d.subsec_nanos() > 0);
+            secs.saturating_add(extra).saturating_neg()
+        }
+    }
+}
+
+/// Current system time in Unix milliseconds; 0 if the clock is before 1970
+/// (an unsigned type cannot say more, and callers use this for durations
+/// and ordering, where a stuck clock is harmless).
+pub fn now_unix_ms() -> u64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_ts() -> String {
+    format_ts(now_unix())
+}
+
+/// `unix_secs` as `YYYY-MM-DDTHH:MM:SSZ` (UTC). Clamped to years
+/// 0000..=9999; see the module header.
+pub fn format_ts(unix_secs: i64) -> String {
+    let mut buf = [0u8; 20];
+    write_ts(&mut buf, unix_secs);
+    // The buffer is pure ASCII, so byte-to-char is exact; this avoids a
+    // fallible UTF-8 check that could never fail.
+    buf.iter().map(|&b| char::from(b)).collect()
+}
+
+/// Writes the same 20 bytes as `format_ts` into `buf` without allocating,
+/// for callers that stamp every log line.
+pub fn write_ts(buf: &mut [u8; 20], unix_secs: i64) {
+    let t = unix_secs.clamp(MIN_TS, MAX_TS);
+    let days = t.div_euclid(SECS_PER_DAY);
+    let secs_of_day = t.rem_euclid(SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    // The clamp keeps year within 0..=9999, so every field fits its width.
+    put_digits(&mut buf[0..4], year);
+    buf[4] = b'-';
+    put_digits(&mut buf[5..7], month);
+    buf[7] = b'-';
+    put_digits(&mut buf[8..10], day);
+    buf[10] = b'T';
+    put_digits(&mut buf[11..13], secs_of_day / 3600);
+    buf[13] = b':';
+    put_digits(&mut buf[14..16], secs_of_day / 60 % 60);
+    buf[16] = b':';
+    put_digits(&mut buf[17..19], secs_of_day % 60);
+    buf[19] = b'Z';
+}
+
+/// Right-aligned, zero-padded decimal of a non-negative `v` filling `out`.
+fn put_digits(out: &mut [u8], mut v: i64) {
+    for slot in out.iter_mut().rev() {
+        // rem_euclid keeps the digit in 0..=9 even if a caller broke the
+        // non-negative promise; the cast cannot truncate.
+        *slot = b'0' + v.rem_euclid(10) as u8;
+        v /= 10;
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00)` into Unix seconds.
+/// Returns `None` for anything else, including impossible dates such as
+/// `2023-02-29`.
+pub fn parse_ts(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let year = digits(&b[0..4])?;
+    let month = digits(&b[5..7])?;
+    let day = digits(&b[8..10])?;
+    let hour = digits(&b[11..13])?;
+    let minute = digits(&b[14..16])?;
+    let second = digits(&b[17..19])?;
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        // Sub-second precision is dropped: records hold whole seconds.
+        rest = &frac[n..];
+    }
+    if rest != b"Z" && rest != b"+00:00" {
+        return None;
+    }
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * SECS_PER_DAY + hour * 3600 + minute * 60 + second)
+}
+
+/// All-ASCII-digit field to a number; `None` on any other byte.
+fn digits(field: &[u8]) -> Option<i64> {
+    field.iter().try_fold(0i64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+    })
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+// Calendar arithmetic. The Gregorian calendar repeats every 400 years
+// (an "era" of exactly 146_097 days). Counting years from March makes the
+// leap day the last day of the counting year, so month lengths from March
+// onwards follow a fixed 5-month pattern (31 30 31 30 31) that
+// `(153 * m + 2) / 5` reproduces without a table. Both directions are pure
+// integer arithmetic with floor division, valid for negative days too.
+
+/// Days between 1970-01-01 and 0000-03-01 (the start of era 0).
+const EPOCH_SHIFT: i64 = 719_468;
+const DAYS_PER_ERA: i64 = 146_097;
+
+/// Days since 1970-01-01 for a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    // Years start in March here, so January and February belong to the
+    // previous counting year.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400; // 0..=399
+    let month_from_march = (month + 9) % 12; // Mar=0 .. Feb=11
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * DAYS_PER_ERA + day_of_era - EPOCH_SHIFT
+}
+
+/// Inverse of `days_from_civil`: (year, month 1..=12, day 1..=31).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + EPOCH_SHIFT;
+    let era = z.div_euclid(DAYS_PER_ERA);
+    let day_of_era = z - era * DAYS_PER_ERA; // 0..=146_096
+                                             // Remove the leap days accumulated before this day within the era
+                                             // (one per 4 years, minus one per century, plus the 400th), which makes
+                                             // every year exactly 365 days long for the division.
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153; // 0..=11
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Parses `30d`, `24h`, `60m`, `3600s`, `2w` or bare `3600` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    parse_duration_inner(s.trim()).ok_or_else(|| {
+        Error::InvalidDuration(format!(
+            "invalid duration: {s}; expected formats: 30d, 24h, 60m, 3600s"
+        ))
+    })
+}
+
+fn parse_duration_inner(t: &str) -> Option<u64> {
+    let (number, unit_secs) = match t.as_bytes().last()? {
+        b's' => (&t[..t.len() - 1], 1),
+        b'm' => (&t[..t.len() - 1], 60),
+        b'h' => (&t[..t.len() - 1], 3_600),
+        b'd' => (&t[..t.len() - 1], 86_400),
+        b'w' => (&t[..t.len() - 1], 604_800),
+        _ => (t, 1),
+    };
+    if number.is_empty() {
+        return None;
+    }
+    // Hand-rolled rather than `u64::from_str`, which would also accept a
+    // leading `+`.
+    let n = number.bytes().try_fold(0u64, |acc, c| {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })?;
+    n.checked_mul(unit_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_and_neighbours() {
+        assert_eq!(format_ts(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_ts(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_ts(86_399), "1970-01-01T23:59:59Z");
+        assert_eq!(format_ts(86_400), "1970-01-02T00:00:00Z");
+        assert_eq!(parse_ts("1970-01-01T00:00:00Z"), Some(0));
+    }
+
+    #[test]
+    fn known_dates() {
+        let cases: &[(i64, &str)] = &[
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (951_868_800, "2000-03-01T00:00:00Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+            (4_107_456_000, "2100-02-28T00:00:00Z"),
+            (2_147_483_647, "2038-01-19T03:14:07Z"),
+            (2_147_483_648, "2038-01-19T03:14:08Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+            (-62_167_219_200, "0000-01-01T00:00:00Z"),
+            (-2_208_988_800, "1900-01-01T00:00:00Z"),
+            (946_684_799, "1999-12-31T23:59:59Z"),
+            (1_709_164_800, "2024-02-29T00:00:00Z"),
+        ];
+        for &(secs, text) in cases {
+            assert_eq!(format_ts(secs), text, "format {secs}");
+            assert_eq!(parse_ts(text), Some(secs), "parse {text}");
+        }
+    }
+
+    #[test]
+    fn leap_rules() {
+        assert_eq!(parse_ts("2000-02-29T12:00:00Z"), Some(951_825_600));
+        assert_eq!(parse_ts("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(parse_ts("2100-02-29T00:00:00Z"), None);
+        assert_eq!(parse_ts("1900-02-29T00:00:00Z"), None);
+        assert_eq!(parse_ts("2023-02-29T00:00:00Z"), None);
+        // 2100 is not a leap year: Feb 28 is followed directly by Mar 1.
+        assert_eq!(
+            parse_ts("2100-03-01T00:00:00Z").unwrap() - parse_ts("2100-02-28T00:00:00Z").unwrap(),
+            86_400
+        );
+    }
+
+    #[test]
+    fn clamps_outside_four_digit_years() {
+        assert_eq!(format_ts(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(format_ts(MAX_TS + 1), "9999-12-31T23:59:59Z");
+        assert_eq!(format_ts(i64::MIN), "0000-01-01T00:00:00Z");
+        assert_eq!(format_ts(MIN_TS - 1), "0000-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn write_ts_matches_format_ts() {
+        let mut buf = [b'x'; 20];
+        for t in [0, -1, 1_700_000_000, MAX_TS, MIN_TS, 123_456_789_012] {
+            write_ts(&mut buf, t);
+            assert_eq!(&buf[..], format_ts(t).as_bytes());
+        }
+    }
+
+    #[test]
+    fn round_trip_many_values() {
+        // A deterministic walk over the whole supported range, with step
+        // sizes that hit every time-of-day and calendar position.
+        let mut t = MIN_TS;
+        let mut n = 0;
+        while t <= MAX_TS {
+            let s = format_ts(t);
+            assert_eq!(s.len(), 20);
+            assert_eq!(parse_ts(&s), Some(t), "{s}");
+            t += 7_919_999 + (n % 86_400);
+            n += 1;
+        }
+        assert!(n > 30_000);
+        // Every day for ten years around 2000, two leap-century cases included.
+        let start = parse_ts("1995-01-01T00:00:00Z").unwrap();
+        for d in 0..3_700 {
+            let t = start + d * 86_400 + (d * 37) % 86_400;
+            assert_eq!(parse_ts(&format_ts(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn days_roundtrip_every_day_of_an_era() {
+        for days in -800_000..-800_000 + 146_097 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn parse_ts_accepts_fraction_and_offset() {
+        assert_eq!(parse_ts("1970-01-01T00:00:01.999Z"), Some(1));
+        assert_eq!(parse_ts("1970-01-01T00:00:01.5+00:00"), Some(1));
+        assert_eq!(parse_ts("1970-01-01T00:00:01+00:00"), Some(1));
+        // Truncation towards the past also before the epoch.
+        assert_eq!(parse_ts("1969-12-31T23:59:59.9Z"), Some(-1));
+    }
+
+    #[test]
+    fn parse_ts_rejects() {
+        for bad in [
+            "",
+            "1970-01-01T00:00:00",
+            "1970-01-01 00:00:00Z",
+            "1970-01-01t00:00:00Z",
+            "1970-01-01T00:00:00z",
+            "1970-01-01T00:00:00+01:00",
+            "1970-01-01T00:00:00-00:00",
+            "1970-01-01T00:00:00.Z",
+            "1970-01-01T00:00:00ZZ",
+            "1970-01-01T00:00:00Z ",
+            " 1970-01-01T00:00:00Z",
+            "1970-13-01T00:00:00Z",
+            "1970-00-01T00:00:00Z",
+            "1970-01-00T00:00:00Z",
+            "1970-01-32T00:00:00Z",
+            "1970-04-31T00:00:00Z",
+            "1970-01-01T24:00:00Z",
+            "1970-01-01T00:60:00Z",
+            "1970-01-01T00:00:60Z",
+            "+970-01-01T00:00:00Z",
+            "19700-01-01T00:00:00Z",
+            "1970-1-01T00:00:00Z",
+            "1970/01/01T00:00:00Z",
+            "197a-01-01T00:00:00Z",
+            "1970-01-01T00:00:00.1é",
+            "éééééééééééééééééééééé",
+        ] {
+            assert_eq!(parse_ts(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn now_is_sane() {
+        let t = now_unix();
+        assert!(t > 1_600_000_000);
+        let ms = now_unix_ms();
+        assert!(ms / 1000 >= 1_600_000_000);
+        assert!(parse_ts(&now_ts()).is_some());
+    }
+
+    #[test]
+    fn durations_valid() {
+        let cases: &[(&str, u64)] = &[
+            ("0", 0),
+            ("3600", 3600),
+            ("3600s", 3600),
+            ("60m", 3600),
+            ("24h", 86_400),
+            ("30d", 2_592_000),
+            ("2w", 1_209_600),
+            ("  7d\n", 604_800),
+            ("007s", 7),
+            ("18446744073709551615", u64::MAX),
+            ("18446744073709551615s", u64::MAX),
+        ];
+        for &(text, secs) in cases {
+            assert_eq!(parse_duration(text).unwrap(), secs, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn durations_invalid() {
+        for bad in [
+            "", " ", "d", "s", "-1", "+1", "1.5h", "1h30m", "30 d", "30D", "1y", "1ms", "1_000",
+            "0x10", "d30", "30dd", "３０d", "1e3",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidDuration(_)), "{bad:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("invalid duration: {bad}; expected formats: 30d, 24h, 60m, 3600s")
+            );
+        }
+    }
+
+    #[test]
+    fn durations_overflow() {
+        for bad in [
+            "18446744073709551616",
+            "18446744073709551616s",
+            "18446744073709551615m",
+            "307445734561825861m", // 1 more than u64::MAX / 60
+            "30500568904944w",
+            "99999999999999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_duration("307445734561825860m").unwrap(),
+            307_445_734_561_825_860 * 60
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! The command line and the output contract: help, version, usage errors
+//! as JSON, --yaml, root precedence, id lookup and hostile ids.
+
+mod support;
+
+use serde_json::Value;
+use support::TempRoot;
+
+#[test]
+fn version_and_help_are_human_text() {
+    let t = TempRoot::new();
+    for args in [&["--version"][..], &["-V"]] {
+        let o = t.exec({
+            let mut c = t.bare();
+            c.args(args);
+            c
+        });
+        assert_eq!(o.code, 0);
+        assert_eq!(
+            o.stdout,
+            format!("agent-exec {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["help"],
+        &["help", "run"],
+        &["run", "--help"],
+        &["status", "-h"],
+    ] {
+        let o = t.exec({
+            let mut c = t.bare();
+            c.args(args);
+            c
+        });
+        assert_eq!(o.code, 0, "{args:?}");
+        assert!(
+            o.stdout.contains("Usage: agent-exec"),
+            "{args:?}: {}",
+            o.stdout
+        );
+        assert!(!o.stdout.starts_with('{'));
+    }
+    let o = t.out(&["help", "run"]);
+    for flag in [
+        "--timeout",
+        "--kill-after",
+        "--until",
+        "--no-wait",
+        "--max-bytes",
+    ] {
+        assert!(o.stdout.contains(flag), "run help lacks {flag}");
+    }
+}
+
+fn usage_error(t: &TempRoot, args: &[&str]) -> Value {
+    let o = t.exec({
+        let mut c = t.bare();
+        c.args(args);
+        c
+    });
+    assert_eq!(o.code, 2, "{args:?}: {} / {}", o.stdout, o.stderr);
+    let v = o.json();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["schema_version"], "0.1");
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["retryable"], false);
+    assert!(!o.stderr.trim().is_empty(), "a human line on stderr");
+    assert!(!o.stderr.lines().any(|l| l.starts_with('{')));
+    v
+}
+
+#[test]
+fn usage_errors_are_one_json_document_exit_2() {
+    let t = TempRoot::new();
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["status"],
+        &["status", "--bogus", "x"],
+        &["--bogus"],
+        &["run"],
+        &["run", "--timeout"],
+        &["run", "--timeout", "abc", "--", "true"],
+        &["run", "--timeout", "-1", "--", "true"],
+        &["run", "--stdin", "a", "--stdin-file", "b", "--", "cat"],
+        &["run", "--inherit-env", "--no-inherit-env", "--", "true"],
+        &["run", "--until", "1", "--forever", "--", "true"],
+        &["run", "--tail-lines", "5", "--", "true"],
+        &["wait", "--timeout-ms", "5", "x"],
+        &["create", "--wait", "--", "true"],
+        &["status", "a", "b"],
+        &["--root"],
+    ];
+    for args in cases {
+        let v = usage_error(&t, args);
+        assert_eq!(v["error"]["code"], "usage_error", "{args:?}: {v}");
+    }
+}
+
+#[test]
+fn validation_errors_have_specific_codes() {
+    let t = TempRoot::new();
+    let v = usage_error(&t, &["run", "--tag", "bad tag!", "--", "true"]);
+    assert_eq!(v["error"]["code"], "invalid_tag");
+    let v = usage_error(&t, &["run", "--tag", "a.*", "--", "true"]);
+    assert_eq!(v["error"]["code"], "invalid_tag");
+    let v = usage_error(&t, &["kill", "--signal", "NOPE", "x"]);
+    assert_eq!(v["error"]["code"], "invalid_signal");
+}
+
+#[test]
+fn yaml_for_success_and_errors() {
+    let t = TempRoot::new();
+    let o = t.exec({
+        let mut c = t.bare();
+        c.args(["--yaml", "frobnicate"]);
+        c
+    });
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stdout
+            .starts_with("schema_version: '0.1'\nok: false\ntype: error\n"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("code: usage_error"));
+
+    let (code, _) = t.err(&["status", "NOPE"]);
+    assert_eq!(code, 1);
+    let o = t.out(&["status", "--yaml", "NOPE"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("code: job_not_found"), "{}", o.stdout);
+
+    t.fabricate(
+        "01JAAAAAAAAAAAAAAAAAAAAAAA",
+        "exited",
+        &t.cwd,
+        Some("2026-01-01T00:00:01Z"),
+    );
+    let o = t.out(&["--yaml", "status", "01JAAAAAAAAAAAAAAAAAAAAAAA"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.starts_with("schema_version: '0.1'\nok: true\ntype: status\njob_id: 01JAAAAAAAAAAAAAAAAAAAAAAA\nstate: exited\n"), "{}", o.stdout);
+}
+
+#[test]
+fn status_reads_fabricated_job() {
+    let t = TempRoot::new();
+    let id = "01JBBBBBBBBBBBBBBBBBBBBBBB";
+    t.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+    let v = t.ok(&["status", id]);
+    t.out(&["status", id]).assert_order(&[
+        "schema_version",
+        "ok",
+        "type",
+        "job_id",
+        "state",
+        "exit_code",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]);
+    assert_eq!(v["type"], "status");
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["created_at"], "2026-01-01T00:00:00Z");
+    assert_eq!(v["finished_at"], "2026-01-01T00:00:01Z");
+}
+
+#[test]
+fn root_precedence() {
+    let t = TempRoot::new();
+    let id = "01JCCCCCCCCCCCCCCCCCCCCCCC";
+    let a = t.base.join("a");
+    let b = t.base.join("b");
+    let xdg = t.base.join("xdg");
+    let home = t.base.join("home");
+    let make = |dir: &std::path::Path| {
+        let tr = TempRoot {
+            base: t.base.join("unused"),
+            root: dir.to_path_buf(),
+            cwd: t.cwd.clone(),
+        };
+        tr.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+        std::mem::forget(tr);
+    };
+    let status = |envs: &[(&str, &std::path::Path)], root: Option<&std::path::Path>| {
+        let mut c = t.bare();
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        if let Some(r) = root {
+            c.arg("--root").arg(r);
+        }
+        c.args(["status", id]);
+        t.exec(c).code
+    };
+    // Nothing exists yet anywhere.
+    assert_eq!(status(&[], None), 1);
+    make(&home.join(".local/share/agent-exec/jobs"));
+    assert_eq!(status(&[], None), 0, "HOME default");
+    assert_eq!(
+        status(&[("XDG_DATA_HOME", &xdg)], None),
+        1,
+        "XDG beats HOME"
+    );
+    make(&xdg.join("agent-exec/jobs"));
+    assert_eq!(status(&[("XDG_DATA_HOME", &xdg)], None), 0);
+    assert_eq!(
+        status(&[("XDG_DATA_HOME", &xdg), ("AGENT_EXEC_ROOT", &a)], None),
+        1,
+        "env beats XDG"
+    );
+    make(&a);
+    assert_eq!(status(&[("AGENT_EXEC_ROOT", &a)], None), 0);
+    assert_eq!(
+        status(&[("AGENT_EXEC_ROOT", &a)], Some(&b)),
+        1,
+        "--root beats env"
+    );
+    make(&b);
+    assert_eq!(status(&[("AGENT_EXEC_ROOT", &a)], Some(&b)), 0);
+    // --root after the subcommand works too.
+    let mut c = t.bare();
+    c.args(["status", id, "--root"]).arg(&b);
+    assert_eq!(t.exec(c).code, 0);
+}
+
+#[test]
+fn lookup_by_prefix_and_ambiguity() {
+    let t = TempRoot::new();
+    t.fabricate(
+        "01JDDDDDDD0000000000000001",
+        "exited",
+        &t.cwd,
+        Some("2026-01-01T00:00:01Z"),
+    );
+    t.fabricate(
+        "01JDDDDDDE0000000000000002",
+        "exited",
+        &t.cwd,
+        Some("2026-01-01T00:00:01Z"),
+    );
+    let v = t.ok(&["status", "01jdddddDD0000000000000001"]);
+    assert_eq!(v["job_id"], "01JDDDDDDD0000000000000001");
+    let v = t.ok(&["status", "01jddddddd"]);
+    assert_eq!(v["job_id"], "01JDDDDDDD0000000000000001");
+    let v = t.ok(&["status", "01JDDDDDDE"]);
+    assert_eq!(v["job_id"], "01JDDDDDDE0000000000000002");
+    let (code, v) = t.err(&["status", "01jddd"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "ambiguous_job_id");
+    assert_eq!(v["error"]["retryable"], false);
+    let c = &v["error"]["details"]["candidates"];
+    assert_eq!(c[0], "01JDDDDDDD0000000000000001");
+    assert_eq!(c[1], "01JDDDDDDE0000000000000002");
+    assert_eq!(v["error"]["details"]["truncated"], false);
+    let (_, v) = t.err(&["status", "01JX"]);
+    assert_eq!(v["error"]["code"], "job_not_found");
+    assert_eq!(v["error"]["message"], "job not found: 01JX");
+}
+
+#[test]
+fn hostile_ids_are_not_found() {
+    let t = TempRoot::new();
+    t.fabricate("01JEEEEEEEEEEEEEEEEEEEEEEE", "exited", &t.cwd, None);
+    for bad in ["", ".", "..", "../jobs", "/tmp", "a/b", "../../etc"] {
+        let (code, v) = t.err(&["status", bad]);
+        assert_eq!(code, 1);
+        assert_eq!(v["error"]["code"], "job_not_found", "{bad:?}");
+    }
+}
+
+#[test]
+fn stderr_never_carries_json() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["status", "nope"]);
+    c.env("RUST_LOG", "trace");
+    let o = t.exec(c);
+    assert!(
+        !o.stderr.lines().any(|l| l.starts_with('{')),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.json()["error"]["code"], "job_not_found");
+}
+
+#[test]
+fn closed_stdout_is_quiet() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["status", "nope"]);
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let st = child.wait().unwrap();
+    assert!(st.code().is_some(), "killed by a signal instead of exiting");
+}

@@ -1,0 +1,338 @@
+//! create/start, status, tail, wait and kill; supervisor death; the
+//! guarantees about logs at the moment a job turns terminal.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::TempRoot;
+
+#[test]
+fn create_then_start() {
+    let t = TempRoot::new();
+    let envf = t.base.join("e.env");
+    std::fs::write(&envf, "FROM_FILE=1\n").unwrap();
+    let v = t.ok(&[
+        "create",
+        "--env",
+        "SECRET=hunter2",
+        "--mask",
+        "SECRET",
+        "--env-file",
+        envf.to_str().unwrap(),
+        "--tag",
+        "later",
+        "--stdin",
+        "in",
+        "--",
+        "sh",
+        "-c",
+        "cat; echo \" $SECRET $FROM_FILE\"",
+    ]);
+    assert_eq!(v["type"], "create");
+    assert_eq!(v["state"], "created");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert!(v["stdout_log_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("stdout.log"));
+    let meta = t.read(&id, "meta.json");
+    assert!(!meta.contains("hunter2"), "secret in meta.json: {meta}");
+    assert_eq!(t.state(&id)["job"]["status"], "created");
+    assert!(t.state(&id)["job"].get("started_at").is_none());
+    // Not yet started: kill refuses, wait times out, status says created.
+    let (_, e) = t.err(&["kill", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state");
+    assert_eq!(t.ok(&["status", &id])["state"], "created");
+    let w = t.ok(&["wait", "--until", "0", &id]);
+    assert_eq!(w["state"], "created");
+
+    let s = t.ok(&["start", &id[..12]]);
+    assert_eq!(s["type"], "start");
+    assert_eq!(s["job_id"], id.as_str());
+    assert_eq!(s["state"], "exited");
+    assert_eq!(s["stdout"], "in hunter2 1\n");
+    assert_eq!(s["tags"], json!(["later"]));
+    assert_eq!(s["env_vars"], json!(["SECRET=***"]));
+    assert!(!s.to_string().contains("hunter2\""), "{s}");
+    assert!(s["elapsed_ms"].as_u64().unwrap() > 0 || s["duration_ms"].is_u64());
+    let (_, e) = t.err(&["start", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state");
+}
+
+#[test]
+fn concurrent_start_starts_once() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "create",
+        "--",
+        "sh",
+        "-c",
+        "echo started >> count.txt; sleep 1",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let kids: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = t.cmd(&["start", "--no-wait", &id]);
+            c.stdout(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let mut won = 0;
+    for k in kids {
+        let o = k.wait_with_output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if v["ok"] == true {
+            won += 1;
+        } else {
+            assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+        }
+    }
+    assert_eq!(won, 1);
+    t.wait_done(&id);
+    let count = std::fs::read_to_string(t.cwd.join("count.txt")).unwrap();
+    assert_eq!(count, "started\n");
+}
+
+#[test]
+fn tail_reads_the_end() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let tl = t.ok(&["tail", "--tail-lines", "2", id]);
+    assert_eq!(tl["type"], "tail");
+    assert_eq!(tl["stdout"], "line4\nline5\n");
+    assert_eq!(tl["stderr"], "err\n");
+    assert_eq!(tl["stdout_total_bytes"], 30);
+    assert_eq!(tl["stdout_range"], json!([18, 30]));
+    t.out(&["tail", id]).assert_order(&[
+        "job_id",
+        "stdout",
+        "stderr",
+        "encoding",
+        "stdout_log_path",
+        "stderr_log_path",
+        "stdout_range",
+        "stderr_range",
+        "stdout_total_bytes",
+        "stderr_total_bytes",
+    ]);
+    let tl = t.ok(&["tail", id, "--max-bytes", "4", "--tail-lines", "0"]);
+    assert_eq!(tl["stdout"], "ne5\n");
+    assert_eq!(tl["stdout_range"], json!([26, 30]));
+}
+
+#[test]
+fn wait_reports_terminal_and_deadline() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "sleep 0.2; exit 3"]);
+    let w = t.ok(&["wait", &id]);
+    assert_eq!(w["state"], "exited");
+    assert_eq!(w["exit_code"], 3);
+    assert!(w["updated_at"].is_string());
+    assert_eq!(w["stdout_total_bytes"], 0);
+    let id = t.start_job(&["sleep", "30"]);
+    let t0 = Instant::now();
+    let w = t.ok(&["wait", "--until", "1", &id]);
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+    assert_eq!(w["state"], "running");
+    assert!(w.get("exit_code").is_none());
+    assert!(w["updated_at"].is_string());
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}
+
+#[test]
+fn kill_reaches_grandchildren() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "sleep 100 & sleep 100"]);
+    let pid = t.state(&id)["pid"].as_u64().unwrap();
+    // Wait until both sleeps exist (they are in the job's process group).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group_members(pid).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let group_before = group_members(pid);
+    assert!(group_before.len() >= 2, "{group_before:?}");
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "killed", "{k}");
+    assert_eq!(k["signal"], "SIGTERM");
+    assert_eq!(k["terminated_signal"], "SIGTERM");
+    assert!(k["observed_within_ms"].is_u64());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_members(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(group_members(pid).is_empty(), "a sleep survived the kill");
+}
+
+fn group_members(pgid: u64) -> Vec<u64> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some(rest) = stat.rsplit(')').next() else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[0] != "Z" && f[2].parse::<u64>().ok() == Some(pgid) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn kill_signals_by_name_and_number() {
+    let t = TempRoot::new();
+    for (sig, expect) in [
+        ("INT", "SIGINT"),
+        ("SIGKILL", "SIGKILL"),
+        ("15", "SIGTERM"),
+        ("hup", "SIGHUP"),
+    ] {
+        let id = t.start_job(&["sleep", "30"]);
+        let k = t.ok(&["kill", "--signal", sig, &id]);
+        assert_eq!(k["signal"], expect);
+        assert_eq!(k["state"], "killed", "{sig}: {k}");
+        assert_eq!(k["terminated_signal"], expect);
+    }
+    let id = t.start_job(&["sleep", "30"]);
+    let k = t.ok(&["kill", "--no-wait", &id]);
+    assert_eq!(
+        k.as_object().unwrap().len(),
+        5,
+        "only job_id and signal: {k}"
+    );
+    let w = t.wait_done(&id);
+    assert_eq!(w["state"], "killed");
+    // Killing a finished job sends nothing and reports its state.
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "killed");
+}
+
+#[test]
+fn term_ignoring_job_is_not_reported_killed() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "trap '' TERM; sleep 30"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(
+        k["state"], "running",
+        "kill must report what really happened: {k}"
+    );
+    let k = t.ok(&["kill", "--signal", "KILL", &id]);
+    assert_eq!(k["state"], "killed");
+    assert_eq!(k["terminated_signal"], "SIGKILL");
+}
+
+#[test]
+fn dead_supervisor_becomes_failed() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = t.ok(&["status", &id]);
+    while s["state"] == "running" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        s = t.ok(&["status", &id]);
+    }
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["failure"]["code"], "supervisor_lost");
+    assert_eq!(t.state(&id)["job"]["status"], "failed");
+    let pid = t.state(&id)["pid"].as_u64().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{pid}")])
+        .status();
+}
+
+#[test]
+fn descendants_holding_pipes_do_not_hold_the_job() {
+    let t = TempRoot::new();
+    let t0 = Instant::now();
+    let v = t.ok(&["run", "--", "sh -c 'sleep 30 &'"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let id = v["job_id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !t
+        .pids_matching(&format!("_supervise {}", t.root.display()))
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        t.pids_matching(&format!("{} {id}", t.root.display()))
+            .is_empty(),
+        "supervisor still alive"
+    );
+}
+
+#[test]
+fn large_output_is_complete_when_terminal() {
+    let t = TempRoot::new();
+    // 20 MB without a trailing newline at the end of the last chunk.
+    let v = t.ok(&[
+        "run",
+        "--until",
+        "60",
+        "--",
+        "sh",
+        "-c",
+        "head -c 20000000 /dev/zero | tr '\\0' 'x'",
+    ]);
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["stdout_total_bytes"], 20_000_000);
+    let id = v["job_id"].as_str().unwrap();
+    let log = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
+    assert_eq!(log.len(), 20_000_000);
+    assert!(log.iter().all(|&b| b == b'x'));
+    // 64 KiB pieces in full.log.
+    let full = t.read(id, "full.log");
+    let pieces = full.lines().count();
+    assert_eq!(pieces, 20_000_000usize.div_ceil(64 * 1024));
+    assert_eq!(v["stdout"].as_str().unwrap().len(), 65536);
+    assert_eq!(v["stdout_range"], json!([0, 65536]));
+}
+
+#[test]
+fn interleaved_streams_keep_every_line_in_order() {
+    let t = TempRoot::new();
+    let script = "i=0; while [ $i -lt 50000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
+    let v = t.ok(&["run", "--until", "120", "--", "sh", "-c", script]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let out = t.read(id, "stdout.log");
+    let err = t.read(id, "stderr.log");
+    let full = t.read(id, "full.log");
+    let (mut o, mut e) = (0usize, 0usize);
+    for line in full.lines() {
+        let (_, rest) = line.split_once(' ').unwrap();
+        if let Some(x) = rest.strip_prefix("[STDOUT] ") {
+            assert_eq!(x, format!("out{o}"));
+            o += 1;
+        } else if let Some(x) = rest.strip_prefix("[STDERR] ") {
+            assert_eq!(x, format!("err{e}"));
+            e += 1;
+        } else {
+            panic!("bad line {line}");
+        }
+    }
+    assert_eq!((o, e), (50000, 50000));
+    assert_eq!(out.lines().count(), 50000);
+    assert_eq!(err.lines().count(), 50000);
+}

@@ -1,0 +1,450 @@
+//! `run`: the inline result, launch modes, environment, stdin, timeouts,
+//! launch failures and the shape of the job directory.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use support::TempRoot;
+
+#[test]
+fn quick_job_returns_whole_result_in_one_call() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo", "hello world"]);
+    assert_eq!(v["type"], "run");
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["stdout"], "hello world\n");
+    assert_eq!(v["stderr"], "");
+    assert_eq!(v["stdout_range"], serde_json::json!([0, 12]));
+    assert_eq!(v["stderr_range"], serde_json::json!([0, 0]));
+    assert_eq!(v["stdout_total_bytes"], 12);
+    assert_eq!(v["encoding"], "utf-8-lossy");
+    assert_eq!(v["timed_out"], false);
+    assert_eq!(v["tags"], serde_json::json!([]));
+    assert!(v["finished_at"].is_string());
+    assert!(v["duration_ms"].is_u64());
+    assert!(v.get("signal").is_none());
+    assert!(v.get("snapshot").is_none());
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(id.len(), 26, "ULID: {id}");
+    t.out(&["run", "--", "echo", "x"]).assert_order(&[
+        "schema_version",
+        "ok",
+        "type",
+        "job_id",
+        "state",
+        "tags",
+        "stdout_log_path",
+        "stderr_log_path",
+        "elapsed_ms",
+        "waited_ms",
+        "stdout",
+        "stderr",
+        "stdout_range",
+        "stderr_range",
+        "stdout_total_bytes",
+        "stderr_total_bytes",
+        "encoding",
+        "exit_code",
+        "finished_at",
+        "duration_ms",
+    ]);
+    let dir = t.job_dir(id);
+    assert_eq!(
+        v["stdout_log_path"],
+        dir.join("stdout.log").to_str().unwrap()
+    );
+    for f in [
+        "meta.json",
+        "state.json",
+        "stdout.log",
+        "stderr.log",
+        "full.log",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let full = t.read(id, "full.log");
+    assert!(full.ends_with(" [STDOUT] hello world\n"), "{full}");
+}
+
+#[test]
+fn exit_codes_and_signals() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "sh -c 'exit 7'"]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("exited"), Some(7))
+    );
+    assert!(v.get("signal").is_none());
+    let v = t.ok(&["run", "--", "no-such-program-xyz", "arg"]);
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["exit_code"], 127);
+    let v = t.ok(&["run", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(v["state"], "killed");
+    assert_eq!(v["signal"], "SIGTERM");
+    assert!(v.get("exit_code").is_none());
+    let v = t.ok(&["run", "--", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(v["signal"], "SIGKILL");
+}
+
+#[test]
+fn shell_string_and_argv_modes() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo a && echo b | tr b c"]);
+    assert_eq!(v["stdout"], "a\nc\n");
+    // argv mode: no shell parsing of the arguments.
+    let v = t.ok(&["run", "--", "echo", "a && b", "$HOME"]);
+    assert_eq!(v["stdout"], "a && b $HOME\n");
+    // argv mode execs the workload: the recorded pid is the workload's.
+    let v = t.ok(&["run", "--", "sh", "-c", "echo $$"]);
+    let id = v["job_id"].as_str().unwrap();
+    let pid = t.state(id)["pid"].as_u64().unwrap();
+    assert_eq!(v["stdout"].as_str().unwrap().trim(), pid.to_string());
+    let meta = t.meta(id);
+    assert_eq!(meta["command"], serde_json::json!(["sh", "-c", "echo $$"]));
+    assert_eq!(meta["shell_wrapper"], serde_json::json!(["sh", "-lc"]));
+}
+
+#[test]
+fn bare_wait_anywhere_before_the_command() {
+    let t = TempRoot::new();
+    for args in [
+        &["run", "--wait", "--", "echo", "x"][..],
+        &["run", "--env", "K=V", "--wait", "echo", "x"],
+        &["run", "--wait", "true", "echo", "x"],
+        &["run", "--wait", "TRUE", "echo", "x"],
+        &["run", "--wait=true", "echo", "x"],
+    ] {
+        let v = t.ok(args);
+        assert_eq!(v["stdout"], "x\n", "{args:?}");
+    }
+    let v = t.ok(&["run", "--wait", "false", "--", "echo", "x"]);
+    assert_eq!(v["waited_ms"], 0);
+    // A child's own --wait reaches the child.
+    let v = t.ok(&["run", "--", "echo", "--wait"]);
+    assert_eq!(v["stdout"], "--wait\n");
+}
+
+#[test]
+fn until_deadline_leaves_job_running() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--until", "1", "--", "sh", "-c", "sleep 30"]);
+    assert_eq!(v["state"], "running");
+    for k in [
+        "exit_code",
+        "finished_at",
+        "signal",
+        "duration_ms",
+        "timed_out",
+    ] {
+        assert!(v.get(k).is_none(), "{k} present while running: {v}");
+    }
+    assert!(v["waited_ms"].as_u64().unwrap() >= 900);
+    let id = v["job_id"].as_str().unwrap();
+    let k = t.ok(&["kill", id]);
+    assert_eq!(k["state"], "killed");
+}
+
+#[test]
+fn output_does_not_end_the_wait() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo first; sleep 0.3; echo second",
+    ]);
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["stdout"], "first\nsecond\n");
+}
+
+#[test]
+fn no_wait_returns_running() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--no-wait", "--", "sleep", "5"]);
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["waited_ms"], 0);
+    let id = v["job_id"].as_str().unwrap();
+    t.ok(&["kill", id]);
+}
+
+#[test]
+fn environment_precedence_and_env_file() {
+    let t = TempRoot::new();
+    let envf = t.base.join("vars.env");
+    std::fs::write(&envf, "# comment\n\nA=from-file\nB=file-b\nQ=\"quoted\"\n").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--env-file",
+        envf.to_str().unwrap(),
+        "--env",
+        "A=from-flag",
+        "--",
+        "sh",
+        "-c",
+        "echo $A $B $Q",
+    ]);
+    assert_eq!(v["stdout"], "from-flag file-b \"quoted\"\n");
+    let mut c = t.cmd(&["run", "--", "sh", "-c", "echo ${INHERITED:-none}"]);
+    c.env("INHERITED", "yes");
+    assert_eq!(t.exec(c).json()["stdout"], "yes\n");
+    let mut c = t.cmd(&[
+        "run",
+        "--no-inherit-env",
+        "--env",
+        "ONLY=1",
+        "--",
+        "/usr/bin/env",
+    ]);
+    c.env("INHERITED", "yes");
+    let out = t.exec(c).json()["stdout"].as_str().unwrap().to_string();
+    assert!(out.contains("ONLY=1"));
+    assert!(!out.contains("INHERITED"), "{out}");
+}
+
+#[test]
+fn mask_keeps_secret_out_of_everything_visible() {
+    let t = TempRoot::new();
+    let secret = "s3cr3t-value-42";
+    let kv = format!("TOKEN={secret}");
+    let v = t.ok(&[
+        "run", "--until", "0", "--env", &kv, "--mask", "TOKEN", "--env", "PLAIN=1", "--", "sleep",
+        "2",
+    ]);
+    let text = v.to_string();
+    assert!(!text.contains(secret), "{text}");
+    assert_eq!(v["env_vars"], serde_json::json!(["TOKEN=***", "PLAIN=1"]));
+    let id = v["job_id"].as_str().unwrap();
+    assert!(!t.read(id, "meta.json").contains(secret));
+    assert!(!t.read(id, "state.json").contains(secret));
+    // No process's argv carries it.
+    assert!(
+        t.pids_matching(secret).is_empty(),
+        "secret in some /proc/*/cmdline"
+    );
+    let s = t.ok(&["status", id]).to_string();
+    assert!(!s.contains(secret));
+    t.ok(&["kill", id]);
+    let env_json = t.job_dir(id).join("env.json");
+    let mode = std::fs::metadata(env_json).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn stdin_variants() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--stdin", "abc", "--", "cat"]);
+    assert_eq!(v["stdout"], "abc");
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(t.meta(id)["stdin_file"], "stdin.bin");
+    let mode = std::fs::metadata(t.job_dir(id).join("stdin.bin"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let v = t.ok(&["run", "--stdin", "", "--", "wc", "-c"]);
+    assert_eq!(v["stdout"].as_str().unwrap().trim(), "0");
+
+    let f = t.base.join("in.txt");
+    std::fs::write(&f, "from file\n").unwrap();
+    let v = t.ok(&["run", "--stdin-file", f.to_str().unwrap(), "--", "cat"]);
+    assert_eq!(v["stdout"], "from file\n");
+
+    let mut c = t.cmd(&["run", "--stdin", "-", "--", "cat"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped\ninput")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stdout"], "piped\ninput");
+
+    let v = t.ok(&["run", "--", "cat"]);
+    assert_eq!(v["stdout"], "", "no stdin means /dev/null");
+    assert!(t
+        .meta(v["job_id"].as_str().unwrap())
+        .get("stdin_file")
+        .is_none());
+
+    std::fs::write(&f, vec![b'x'; 1025]).unwrap();
+    let (code, v) = t.err(&[
+        "run",
+        "--stdin-max-bytes",
+        "1024",
+        "--stdin-file",
+        f.to_str().unwrap(),
+        "--",
+        "cat",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "stdin_too_large");
+    std::fs::write(&f, vec![b'x'; 1024]).unwrap();
+    let v = t.ok(&[
+        "run",
+        "--stdin-max-bytes",
+        "1024",
+        "--stdin-file",
+        f.to_str().unwrap(),
+        "--",
+        "wc",
+        "-c",
+    ]);
+    assert_eq!(v["stdout"].as_str().unwrap().trim(), "1024");
+}
+
+#[test]
+fn launch_failures_are_failed_jobs_not_errors() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--cwd", "/no/such/dir", "--", "true"]);
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["failure"]["code"], "cwd_not_found");
+    let v = t.ok(&["run", "--shell-wrapper", "/no/such/shell -c", "--", "true"]);
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["failure"]["code"], "spawn_failed");
+    let v = t.ok(&["run", "--env-file", "/no/such/file.env", "--", "true"]);
+    assert_eq!(v["failure"]["code"], "env_file_unreadable");
+    let v = t.ok(&["run", "--stdin-file", "/no/such/input", "--", "cat"]);
+    assert_eq!(v["failure"]["code"], "stdin_unreadable");
+    let id = v["job_id"].as_str().unwrap();
+    let s = t.ok(&["status", id]);
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["failure"]["code"], "stdin_unreadable");
+    let w = t.ok(&["wait", "--until", "1", id]);
+    assert_eq!(w["state"], "failed");
+}
+
+#[test]
+fn cwd_is_used_and_recorded() {
+    let t = TempRoot::new();
+    let d = t.base.join("elsewhere");
+    std::fs::create_dir_all(&d).unwrap();
+    let v = t.ok(&["run", "--cwd", d.to_str().unwrap(), "--", "pwd"]);
+    let canon = std::fs::canonicalize(&d).unwrap();
+    assert_eq!(
+        v["stdout"].as_str().unwrap().trim(),
+        canon.to_str().unwrap()
+    );
+    assert_eq!(
+        t.meta(v["job_id"].as_str().unwrap())["cwd"],
+        canon.to_str().unwrap()
+    );
+}
+
+#[test]
+fn timeout_records_and_kills() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--timeout", "1", "--", "sleep", "30"]);
+    assert_eq!(v["state"], "killed", "{v}");
+    assert_eq!(v["timed_out"], true);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(t.state(id)["result"]["timed_out"], true);
+    // TERM ignored: kill-after brings SIGKILL.
+    let v = t.ok(&[
+        "run",
+        "--timeout",
+        "1",
+        "--kill-after",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 30",
+    ]);
+    assert_eq!(v["state"], "killed");
+    assert_eq!(v["signal"], "SIGKILL");
+    assert_eq!(v["timed_out"], true);
+    // A job that finishes in time is not timed out.
+    let v = t.ok(&["run", "--timeout", "10", "--", "true"]);
+    assert_eq!(v["timed_out"], false);
+}
+
+#[test]
+fn tags_and_log_flag() {
+    let t = TempRoot::new();
+    let log = t.base.join("logs/sub/full.txt");
+    let v = t.ok(&[
+        "run",
+        "--tag",
+        "ci",
+        "--tag",
+        "a.b",
+        "--tag",
+        "ci",
+        "--log",
+        log.to_str().unwrap(),
+        "--",
+        "echo",
+        "x",
+    ]);
+    assert_eq!(v["tags"], serde_json::json!(["ci", "a.b"]));
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("[STDOUT] x"));
+}
+
+#[test]
+fn permissions_are_private() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo", "x"]);
+    let dir = t.job_dir(v["job_id"].as_str().unwrap());
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let mode = e.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{:?}", e.file_name());
+    }
+}
+
+#[test]
+fn progress_every_refreshes_updated_at() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--progress-every",
+        "1",
+        "--until",
+        "0",
+        "--",
+        "sleep",
+        "2.5",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let first = t.state(id)["updated_at"].clone();
+    let w = t.wait_done(id);
+    assert_eq!(w["state"], "exited");
+    // Refreshes are atomic writes: the file always parses.
+    assert_ne!(t.state(id)["updated_at"], first);
+}
+
+#[test]
+fn concurrent_runs_get_distinct_ids() {
+    let t = TempRoot::new();
+    let children: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = t.cmd(&["run", "--no-wait", "--", "true"]);
+            c.stdout(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for ch in children {
+        let o = ch.wait_with_output().unwrap();
+        assert!(o.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        ids.insert(v["job_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 50);
+    for id in &ids {
+        let w = t.wait_done(id);
+        assert_eq!(w["exit_code"], 0, "{w}");
+    }
+}

@@ -1,0 +1,243 @@
+//! Shared helpers for the black-box tests: a fresh temporary jobs root,
+//! a private HOME/XDG config (so the developer's config never leaks in),
+//! and ways to run the built binary and read its one JSON document.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agent-exec");
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+pub struct TempRoot {
+    pub base: PathBuf,
+    pub root: PathBuf,
+    pub cwd: PathBuf,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Assert that these top-level keys appear in this order in the raw
+    /// text (serde_json's Value sorts keys, so it cannot tell).
+    pub fn assert_order(&self, keys: &[&str]) {
+        let mut last = 0;
+        for k in keys {
+            let pat = format!("\"{k}\":");
+            let pos = self.stdout[last..]
+                .find(&pat)
+                .unwrap_or_else(|| panic!("{k} missing or out of order in {}", self.stdout));
+            last += pos + pat.len();
+        }
+    }
+
+    /// The one document on stdout.
+    pub fn json(&self) -> Value {
+        let docs: Vec<&str> = self.stdout.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            docs.len(),
+            1,
+            "expected one JSON line, got: {:?}",
+            self.stdout
+        );
+        serde_json::from_str(docs[0]).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", self.stdout))
+    }
+}
+
+impl TempRoot {
+    pub fn new() -> TempRoot {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let base = std::env::temp_dir().join(format!(
+            "ae-test-{}-{}-{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let root = base.join("jobs");
+        let cwd = base.join("work");
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::create_dir_all(base.join("home")).unwrap();
+        let cwd = std::fs::canonicalize(&cwd).unwrap();
+        TempRoot { base, root, cwd }
+    }
+
+    /// A command with a private environment; the caller adds arguments.
+    pub fn bare(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.cwd)
+            .env("HOME", self.base.join("home"))
+            .env("XDG_CONFIG_HOME", self.base.join("config"))
+            .env_remove("AGENT_EXEC_ROOT")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("RUST_LOG")
+            .env_remove("AGENT_EXEC_SERVE_TOKEN")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `agent-exec --root <root> args...`
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.bare();
+        c.arg("--root").arg(&self.root).args(args);
+        c
+    }
+
+    pub fn exec(&self, mut c: Command) -> Out {
+        let o: Output = c.output().expect("spawn agent-exec");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn out(&self, args: &[&str]) -> Out {
+        self.exec(self.cmd(args))
+    }
+
+    /// Run and require success: exit 0 and `ok: true`.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let o = self.out(args);
+        let v = o.json();
+        assert_eq!(o.code, 0, "args {args:?}: {v} stderr={}", o.stderr);
+        assert_eq!(v["ok"], true, "{v}");
+        v
+    }
+
+    /// Run and require an error envelope; returns it.
+    pub fn err(&self, args: &[&str]) -> (i32, Value) {
+        let o = self.out(args);
+        let v = o.json();
+        assert_eq!(v["ok"], false, "args {args:?}: {v}");
+        assert_eq!(v["type"], "error");
+        (o.code, v)
+    }
+
+    /// `run --no-wait -- args`, returning the job id.
+    pub fn start_job(&self, cmd: &[&str]) -> String {
+        let mut a = vec!["run", "--no-wait", "--"];
+        a.extend_from_slice(cmd);
+        let v = self.ok(&a);
+        v["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Wait (event-driven, on the CLI) until the job is terminal.
+    pub fn wait_done(&self, id: &str) -> Value {
+        let v = self.ok(&["wait", "--until", "60", id]);
+        assert_ne!(v["state"], "running", "job {id} still running: {v}");
+        v
+    }
+
+    pub fn job_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    pub fn read(&self, id: &str, name: &str) -> String {
+        std::fs::read_to_string(self.job_dir(id).join(name)).unwrap_or_default()
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.read(id, "state.json")).unwrap()
+    }
+
+    pub fn meta(&self, id: &str) -> Value {
+        serde_json::from_str(&self.read(id, "meta.json")).unwrap()
+    }
+
+    /// Write a job directory by hand (for tests of readers).
+    pub fn fabricate(&self, id: &str, status: &str, cwd: &Path, finished_at: Option<&str>) {
+        let d = self.job_dir(id);
+        std::fs::create_dir_all(&d).unwrap();
+        let meta = serde_json::json!({
+            "job": {"id": id}, "schema_version": "0.1", "command": ["true"],
+            "created_at": "2026-01-01T00:00:00Z", "root": self.root, "env_keys": [],
+            "cwd": cwd, "tags": [], "inherit_env": true, "timeout_ms": 0,
+            "kill_after_ms": 0, "progress_every_ms": 0, "shell_wrapper": ["sh", "-lc"]
+        });
+        std::fs::write(
+            d.join("meta.json"),
+            serde_json::to_vec_pretty(&meta).unwrap(),
+        )
+        .unwrap();
+        let mut state = serde_json::json!({
+            "job": {"id": id, "status": status, "started_at": "2026-01-01T00:00:00Z"},
+            "result": {"exit_code": if status == "exited" { Value::from(0) } else { Value::Null }, "signal": null, "duration_ms": null},
+            "updated_at": finished_at.unwrap_or("2026-01-01T00:00:00Z"),
+        });
+        if let Some(f) = finished_at {
+            state["finished_at"] = Value::from(f);
+        }
+        if status == "created" {
+            state["job"].as_object_mut().unwrap().remove("started_at");
+        }
+        std::fs::write(
+            d.join("state.json"),
+            serde_json::to_vec_pretty(&state).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(d.join("stdout.log"), b"").unwrap();
+        std::fs::write(d.join("stderr.log"), b"").unwrap();
+    }
+
+    /// Pids of processes whose command line contains `needle`.
+    pub fn pids_matching(&self, needle: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let s = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if s.contains(needle) && pid != std::process::id() {
+                // Skip zombies: they hold no resources and will be reaped.
+                let st = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                if st
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+                {
+                    continue;
+                }
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        // Stop anything a test left running in this root, then clean up:
+        // each job's process group, then the supervisors.
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let st = std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default();
+                let v: Value = serde_json::from_str(&st).unwrap_or(Value::Null);
+                if v["job"]["status"] == "running" {
+                    if let Some(pid) = v["pid"].as_u64() {
+                        let _ = Command::new("kill")
+                            .args(["-9", "--", &format!("-{pid}")])
+                            .stderr(Stdio::null())
+                            .status();
+                    }
+                }
+            }
+        }
+        for pid in self.pids_matching(&self.root.to_string_lossy()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
