@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use crate::cli::Matches;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gc::AutoGc;
 use crate::job::{self, Job, Meta, Notification, State, Status};
 use crate::store::{self, Store};
 use crate::{observe, sys};
@@ -86,8 +87,7 @@ impl Spec {
     }
 
     /// The definition-time flags shared by `run` and `create`.
-    pub fn from_matches(m: &Matches) -> Result<Spec> {
-        let cfg = crate::config::load(m.get("config").map(Path::new))?;
+    pub fn from_matches(m: &Matches, cfg: &Config) -> Result<Spec> {
         let mut spec = Spec::new(m.rest.clone());
         spec.cwd = m.get("cwd").map(str::to_string);
         spec.env = m.all("env").into_iter().map(str::to_string).collect();
@@ -113,7 +113,7 @@ impl Spec {
         spec.timeout_ms = secs_to_ms(m.u64("timeout"));
         spec.kill_after_ms = secs_to_ms(m.u64("kill-after"));
         spec.progress_every_ms = secs_to_ms(m.u64("progress-every"));
-        spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), &cfg)?;
+        spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), cfg)?;
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()
@@ -293,7 +293,7 @@ pub struct Launch {
 }
 
 /// Start the supervisor for a `created` job and wait for it to report.
-pub fn launch(store: &Store, job: &Job) -> Result<Launch> {
+pub fn launch(store: &Store, job: &Job, auto_gc: Option<&AutoGc>) -> Result<Launch> {
     let lock = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -325,7 +325,7 @@ pub fn launch(store: &Store, job: &Job) -> Result<Launch> {
         return Err(busy());
     }
     let (r, w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
-    let spawned = spawn_supervisor(store, job, &w, &lock);
+    let spawned = spawn_supervisor(store, job, &w, &lock, auto_gc);
     drop(w);
     drop(lock);
     if let Err(e) = spawned {
@@ -355,17 +355,26 @@ pub fn launch(store: &Store, job: &Job) -> Result<Launch> {
 /// How long a supervisor may take to say it is running.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn spawn_supervisor(store: &Store, job: &Job, w: &OwnedFd, lock: &File) -> io::Result<()> {
+fn spawn_supervisor(
+    store: &Store,
+    job: &Job,
+    w: &OwnedFd,
+    lock: &File,
+    auto_gc: Option<&AutoGc>,
+) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let exe = sys::self_exe()?;
     let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument");
-    let argv = vec![
+    let mut argv = vec![
         CString::new("agent-exec").map_err(bad)?,
         CString::new("_supervise").map_err(bad)?,
         CString::new(store.root.as_os_str().as_bytes()).map_err(bad)?,
         CString::new(job.id.as_str()).map_err(bad)?,
     ];
+    if let Some(g) = auto_gc {
+        argv.push(CString::new(g.to_arg()).map_err(bad)?);
+    }
     sys::spawn_detached(
         &exe,
         &argv,

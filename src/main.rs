@@ -12,6 +12,7 @@ mod cli;
 mod cmd;
 mod config;
 mod error;
+mod gc;
 mod job;
 mod launch;
 mod observe;

@@ -61,7 +61,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
             _ => return Ok(Output::Done),
         },
     };
-    supervise(&job, &mut ready, lock);
+    let auto_gc = m.pos(2).and_then(crate::gc::AutoGc::from_arg);
+    supervise(&store, &job, &mut ready, lock, auto_gc);
     Ok(Output::Done)
 }
 
@@ -82,7 +83,13 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
-fn supervise(job: &Job, ready: &mut Option<File>, lock: File) {
+fn supervise(
+    store: &Store,
+    job: &Job,
+    ready: &mut Option<File>,
+    lock: File,
+    auto_gc: Option<crate::gc::AutoGc>,
+) {
     let mut state = job.read_state().unwrap_or_else(|_| State::created(&job.id));
     let prepared = job
         .read_meta()
@@ -120,6 +127,12 @@ fn supervise(job: &Job, ready: &mut Option<File>, lock: File) {
     state.supervisor_pid = Some(std::process::id());
     let _ = job.write_state(&state, false);
     signal(ready, b'R');
+    // Auto-GC runs beside the tee, off the caller's path, and is joined
+    // before the terminal state so a waiting caller sees its effect.
+    let gc_thread = auto_gc.map(|g| {
+        let store = store.clone();
+        std::thread::spawn(move || crate::gc::run_auto(&store, &g))
+    });
 
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return;
@@ -135,6 +148,9 @@ fn supervise(job: &Job, ready: &mut Option<File>, lock: File) {
     let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee);
     tee.drain();
     tee.finish();
+    if let Some(t) = gc_thread {
+        let _ = t.join();
+    }
     let (exit, _usage) = match sys::wait4(pid, true) {
         Ok(Some(x)) => x,
         _ => (Exit::Code(-1), sys::Usage::default()),

@@ -21,7 +21,8 @@ struct CreateBody {
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
-    let spec = Spec::from_matches(m)?;
+    let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
+    let spec = Spec::from_matches(m, &cfg)?;
     let (job, meta, state) = launch::define(&store, &spec)?;
     let body = CreateBody {
         job_id: job.id.clone(),

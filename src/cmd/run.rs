@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cli::Matches;
 use crate::error::Result;
+use crate::gc::AutoGc;
 use crate::job::{Failure, Job, Meta, State};
 use crate::launch::{self, Launch, Spec};
 use crate::observe;
@@ -140,20 +141,27 @@ pub fn inline_body(
 }
 
 /// Define, launch and observe: the whole `run`, also used by the server.
-pub fn run_spec(store: &crate::store::Store, spec: &Spec, plan: WaitPlan) -> Result<InlineBody> {
+pub fn run_spec(
+    store: &crate::store::Store,
+    spec: &Spec,
+    plan: WaitPlan,
+    auto_gc: Option<&AutoGc>,
+) -> Result<InlineBody> {
     let t0 = Instant::now();
     let (job, meta, state) = launch::define(store, spec)?;
     let mut l = if state.status().is_terminal() {
         Launch::finished(state)
     } else {
-        launch::launch(store, &job)?
+        launch::launch(store, &job, auto_gc)?
     };
     observe_inline(&job, &meta, &mut l, plan, t0)
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
-    let spec = Spec::from_matches(m)?;
-    let body = run_spec(&store, &spec, WaitPlan::from_matches(m))?;
+    let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
+    let spec = Spec::from_matches(m, &cfg)?;
+    let auto_gc = AutoGc::from_matches(m, &cfg.gc);
+    let body = run_spec(&store, &spec, WaitPlan::from_matches(m), auto_gc.as_ref())?;
     Ok(Output::Doc(Response::new("run", &body)))
 }

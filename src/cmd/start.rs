@@ -15,7 +15,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let meta = job.read_meta()?;
-    let mut l = launch::launch(&store, &job)?;
+    let cfg = crate::config::load(None)?;
+    let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
+    let mut l = launch::launch(&store, &job, auto_gc.as_ref())?;
     let body = observe_inline(&job, &meta, &mut l, WaitPlan::from_matches(m), t0)?;
     Ok(Output::Doc(Response::new("start", &body)))
 }
