@@ -7,6 +7,8 @@ MUSL    := $(ARCH)-unknown-linux-musl
 SYSROOT := $(shell rustc --print sysroot 2>/dev/null)
 HAVE_MUSL := $(wildcard $(SYSROOT)/lib/rustlib/$(MUSL)/lib)
 STATIC  := target/static/agent-exec
+HELLO   := target/static/hello
+STATIC_TARGET := $(if $(HAVE_MUSL),$(MUSL),$(HOST))
 
 .PHONY: all build test lint fmt static install bench man clean
 
@@ -54,8 +56,16 @@ install: static
 man:
 	$(CARGO) run --quiet -- _gen-man man
 
-bench: static
-	AGENT_EXEC_BIN=$(CURDIR)/$(STATIC) $(CARGO) bench --bench bench
+# The baseline for start-up cost: a static Rust hello-world built with the
+# same optimisation profile as the product.
+$(HELLO): benches/hello.rs
+	mkdir -p target/static
+	rustc --edition 2021 -C opt-level=3 -C codegen-units=1 -C panic=unwind \
+	  -C strip=symbols -C target-feature=+crt-static --target $(STATIC_TARGET) -o $@ $<
+
+bench: static $(HELLO)
+	AGENT_EXEC_BIN=$(CURDIR)/$(STATIC) HELLO_BIN=$(CURDIR)/$(HELLO) \
+	  $(CARGO) bench --bench bench
 
 clean:
 	$(CARGO) clean

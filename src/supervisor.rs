@@ -62,6 +62,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
         },
     };
     let auto_gc = m.pos(2).and_then(crate::gc::AutoGc::from_arg);
+    // Every path we use is absolute; do not pin the caller's directory.
+    let _ = std::env::set_current_dir("/");
     supervise(&store, &job, &mut ready, lock, auto_gc);
     Ok(Output::Done)
 }
@@ -535,7 +537,9 @@ impl Tee {
         let end = Instant::now() + DRAIN_MAX;
         loop {
             for i in 0..2 {
-                while self.streams[i].open && self.read_once(i) {}
+                // Bounded: a descendant that never stops writing must not
+                // keep us here.
+                while self.streams[i].open && Instant::now() < end && self.read_once(i) {}
             }
             let now = Instant::now();
             if self.streams.iter().all(|s| !s.open) || now >= end {
