@@ -39,6 +39,12 @@ impl Response {
         Response { kind, body }
     }
 
+    /// A body that is already a JSON object's text (e.g. an embedded
+    /// document whose key order we keep as written).
+    pub fn raw(kind: &'static str, body: String) -> Response {
+        Response { kind, body }
+    }
+
     /// The full envelope as compact JSON (no trailing newline).
     pub fn to_json(&self) -> String {
         let fields = self.body.trim();

@@ -1,0 +1,228 @@
+//! `schema`: the embedded JSON Schema describes what we really print.
+//! Real outputs of every command are validated against it with a small
+//! draft-07 validator (the subset our schema uses), in a strict mode that
+//! also rejects fields the schema does not declare — so the schema cannot
+//! drift behind the code.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+struct Validator<'a> {
+    root: &'a Value,
+}
+
+impl Validator<'_> {
+    fn resolve<'b>(&'b self, s: &'b Value) -> &'b Value {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.trim_start_matches("#/definitions/");
+                &self.root["definitions"][name]
+            }
+            None => s,
+        }
+    }
+
+    fn check(&self, schema: &Value, v: &Value, path: &str) -> Result<(), String> {
+        let s = self.resolve(schema);
+        if let Some(c) = s.get("const") {
+            if c != v {
+                return Err(format!("{path}: {v} != const {c}"));
+            }
+        }
+        if let Some(e) = s.get("enum").and_then(Value::as_array) {
+            if !e.contains(v) {
+                return Err(format!("{path}: {v} not in {e:?}"));
+            }
+        }
+        if let Some(t) = s.get("type").and_then(Value::as_str) {
+            let ok = match t {
+                "string" => v.is_string(),
+                "integer" => v.is_i64() || v.is_u64(),
+                "number" => v.is_number(),
+                "boolean" => v.is_boolean(),
+                "object" => v.is_object(),
+                "array" => v.is_array(),
+                "null" => v.is_null(),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("{path}: {v} is not {t}"));
+            }
+        }
+        if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+            if v.as_f64().is_some_and(|x| x < min) {
+                return Err(format!("{path}: {v} < {min}"));
+            }
+        }
+        if let (Some(p), Some(text)) = (s.get("pattern").and_then(Value::as_str), v.as_str()) {
+            if !regex_lite::Regex::new(p).unwrap().is_match(text) {
+                return Err(format!("{path}: {text:?} !~ {p}"));
+            }
+        }
+        if let Some(arr) = v.as_array() {
+            if let Some(n) = s.get("minItems").and_then(Value::as_u64) {
+                if (arr.len() as u64) < n {
+                    return Err(format!("{path}: fewer than {n} items"));
+                }
+            }
+            if let Some(n) = s.get("maxItems").and_then(Value::as_u64) {
+                if (arr.len() as u64) > n {
+                    return Err(format!("{path}: more than {n} items"));
+                }
+            }
+            if let Some(items) = s.get("items") {
+                for (i, x) in arr.iter().enumerate() {
+                    self.check(items, x, &format!("{path}[{i}]"))?;
+                }
+            }
+        }
+        if let Some(obj) = v.as_object() {
+            let props = s.get("properties").and_then(Value::as_object);
+            if let Some(req) = s.get("required").and_then(Value::as_array) {
+                for r in req {
+                    let k = r.as_str().unwrap();
+                    if !obj.contains_key(k) {
+                        return Err(format!("{path}: missing required {k}"));
+                    }
+                }
+            }
+            if let Some(props) = props {
+                for (k, x) in obj {
+                    match props.get(k) {
+                        Some(ps) => self.check(ps, x, &format!("{path}.{k}"))?,
+                        // Strict: everything we print must be declared.
+                        None => return Err(format!("{path}: undeclared field {k}")),
+                    }
+                }
+            }
+        }
+        if let Some(alts) = s.get("oneOf").and_then(Value::as_array) {
+            let errs: Vec<String> = alts
+                .iter()
+                .filter_map(|a| self.check(a, v, path).err())
+                .collect();
+            let matched = alts.len() - errs.len();
+            if matched != 1 {
+                return Err(format!("{path}: matched {matched} of oneOf; errors: {errs:#?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn schema(t: &TempRoot) -> Value {
+    let v = t.ok(&["schema"]);
+    assert_eq!(v["schema_format"], "json-schema-draft-07");
+    assert!(v["generated_at"].is_string());
+    v["schema"].clone()
+}
+
+fn valid(schema: &Value, doc: &Value) {
+    let val = Validator { root: schema };
+    if let Err(e) = val.check(schema, doc, "$") {
+        panic!("{doc}\ndoes not match the schema: {e}");
+    }
+}
+
+fn event(schema: &Value, name: &str, doc: &Value) {
+    let val = Validator { root: schema };
+    let def = &schema["definitions"][name];
+    if let Err(e) = val.check(def, doc, "$") {
+        panic!("{doc}\ndoes not match {name}: {e}");
+    }
+}
+
+#[test]
+fn every_command_output_matches_the_schema() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let mut docs: Vec<Value> = Vec::new();
+    docs.push(t.ok(&["schema"]));
+    let run = t.ok(&["run", "--tag", "ci", "--env", "K=V", "--", "echo", "hi"]);
+    let id = run["job_id"].as_str().unwrap().to_string();
+    docs.push(run);
+    docs.push(t.ok(&["run", "--until", "0", "--", "sleep", "0.2"]));
+    docs.push(t.ok(&["run", "--cwd", "/nonexistent", "--", "true"]));
+    docs.push(t.ok(&["run", "--timeout", "1", "--", "sleep", "5"]));
+    let created = t.ok(&["create", "--", "echo", "later"]);
+    let cid = created["job_id"].as_str().unwrap().to_string();
+    docs.push(created);
+    docs.push(t.ok(&["start", &cid]));
+    docs.push(t.ok(&["status", &id]));
+    docs.push(t.ok(&["tail", &id]));
+    docs.push(t.ok(&["wait", &id]));
+    let long = t.start_job(&["sleep", "30"]);
+    docs.push(t.ok(&["wait", "--until", "0", &long]));
+    docs.push(t.ok(&["kill", "--no-wait", &long]));
+    docs.push(t.ok(&["kill", &long]));
+    docs.push(t.ok(&["list"]));
+    docs.push(t.ok(&["ps", "--all"]));
+    docs.push(t.ok(&["tag", "set", &id, "--tag", "x.y"]));
+    docs.push(t.ok(&["notify", "set", &id, "--output-pattern", "ERR"]));
+    docs.push(t.ok(&["gc", "--dry-run"]));
+    docs.push(t.ok(&["delete", "--all", "--dry-run"]));
+    docs.push(t.ok(&["delete", &cid]));
+    let mut c = t.cmd(&["install-skills"]);
+    c.current_dir(&t.cwd);
+    docs.push(t.exec(c).json());
+    for args in [&["status", "nope"][..], &["status", "01"], &["kill", "--signal", "X", "a"], &[]] {
+        let o = t.out(args);
+        docs.push(o.json());
+    }
+    for d in &docs {
+        valid(&s, d);
+    }
+
+    // Events: job.finished (with delivery results) and job.output.matched.
+    let sink = t.base.join("events.ndjson");
+    let v = t.ok(&[
+        "run", "--notify-file", sink.to_str().unwrap(), "--output-pattern", "hi", "--",
+        "echo", "hi",
+    ]);
+    let jid = v["job_id"].as_str().unwrap();
+    // The supervisor finishes delivery after the terminal state.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !t.read(jid, "completion_event.json").contains("attempted_at")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let fin: Value = serde_json::from_str(&t.read(jid, "completion_event.json")).unwrap();
+    event(&s, "JobFinishedEvent", &fin);
+    let line = std::fs::read_to_string(&sink).unwrap();
+    event(&s, "JobFinishedEvent", &serde_json::from_str(line.lines().next().unwrap()).unwrap());
+    let m = t.read(jid, "notification_events.ndjson");
+    event(&s, "JobOutputMatchedEvent", &serde_json::from_str(m.lines().next().unwrap()).unwrap());
+}
+
+#[test]
+fn serve_documents_match_the_schema() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let mut c = t.cmd(&["serve", "--port", "0"]);
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let doc: Value = serde_json::from_str(&line).unwrap();
+    valid(&s, &doc);
+    let port = doc["port"].as_u64().unwrap();
+    let mut get = |path: &str| -> Value {
+        let mut st = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+        write!(st, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        std::io::Read::read_to_string(&mut st, &mut resp).unwrap();
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        serde_json::from_str(&body).unwrap_or(json!(null))
+    };
+    valid(&s, &get("/health"));
+    valid(&s, &get("/status/nope"));
+    valid(&s, &get("/list"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
