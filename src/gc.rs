@@ -1,12 +1,60 @@
 //! Retention: which finished jobs to delete, shared by `gc` and the
-//! automatic clean-up that follows `run` / `start`.
+//! automatic clean-up that follows `run` / `start` (`run_auto`, called by
+//! the supervisor in a thread before it writes the job's terminal state).
 //!
-//! (The engine lands with the job-management issue; this file so far
-//! holds the auto-GC settings and how they travel to the supervisor.)
+//! The rules (a union, DECISIONS D20). A terminal job is deleted when it
+//! breaks ANY of them; its `reason` joins the ones it broke with `+`, in
+//! the order `older_than+max_jobs+max_bytes`:
+//! - `older_than`: its gc time (`finished_at`, else `updated_at`, both
+//!   parsed, never compared as strings) is before now − D;
+//! - `max_jobs N`: it is not among the newest N terminal jobs;
+//! - `max_bytes B`: walking terminal jobs oldest-first, it is needed to
+//!   bring their total size to at most B.
+//!
+//! All three select a prefix of the same oldest-first order, so each can
+//! be evaluated on its own and the union is still "what is needed".
+//!
+//! Invariants
+//! - `created` and `running` jobs are never deleted. A `running` job
+//!   whose supervisor is gone is first reconciled to `failed`
+//!   (`observe::current_state`) and is then an ordinary terminal job.
+//! - Sizes never follow symlinks, and neither does removal.
+//! - `deleted` is reported only once the directory is verifiably gone.
+//! - Auto-GC never fails its caller: errors are logged, not returned. Its
+//!   guard is a non-blocking flock on `<root>/.gc.lock` (a crashed run
+//!   leaves a file nobody holds, not a stuck guard); a held lock means
+//!   another launch is already collecting, so this one skips silently.
+//! - Auto-GC is bounded: at most `scan_limit` job directories have their
+//!   state read, at most `delete_limit` are removed. It scans oldest-first
+//!   so the budget is spent where the old jobs are; with only the age rule
+//!   active it stops at the first ULID created after the cutoff (a job
+//!   cannot have finished before it was created), so a root of recent jobs
+//!   costs one directory listing.
+//! - With a partial auto scan, `max_jobs` counts every unscanned (newer)
+//!   directory as a terminal job: nearly all are, and the error is bounded
+//!   by the number of active jobs. `max_bytes` only sees scanned jobs, so
+//!   a partial scan can delete less than a full one, never more.
+//!
+//! Rejected: 0.2.3's create-new `.gc.lock` file (a crash left it behind
+//! and disabled auto-GC for good); its lexical compare of the first 19
+//! bytes of timestamps; `max_jobs`/`max_bytes` that only ever looked at
+//! jobs already past the age cutoff; scanning the same first N entries in
+//! file-system order every time (old jobs beyond them were never reached).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::job::{Job, State};
+use crate::store::{self, Store};
+use crate::{debug, info, observe, sys, time, warn};
 
 use crate::cli::Matches;
 use crate::config::GcConfig;
-use crate::store::Store;
 
 /// Auto-GC settings for one launch, after config and flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,12 +130,479 @@ impl AutoGc {
     }
 }
 
+/// The auto-GC guard, in the root. Never removed: only its flock counts.
+pub const GC_LOCK: &str = ".gc.lock";
+
 /// Best-effort bounded clean-up after a launch (runs in the supervisor).
-pub fn run_auto(_store: &Store, _gc: &AutoGc) {}
+/// Never reports to the caller; see the module header.
+pub fn run_auto(store: &Store, g: &AutoGc) {
+    let path = store.root.join(GC_LOCK);
+    let lock = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            warn!("auto-gc failed (best-effort): open {}: {e}", path.display());
+            return;
+        }
+    };
+    match sys::try_lock_exclusive(&lock) {
+        Ok(true) => {}
+        Ok(false) => {
+            debug!("auto-gc skipped: another run holds {}", path.display());
+            return;
+        }
+        Err(e) => {
+            warn!("auto-gc failed (best-effort): lock {}: {e}", path.display());
+            return;
+        }
+    }
+    let policy = Policy {
+        older_than_secs: g.older_than_secs,
+        max_jobs: g.max_jobs,
+        max_bytes: g.max_bytes,
+        dry_run: false,
+        budget: Some(Budget {
+            scan_limit: g.scan_limit,
+            delete_limit: g.delete_limit,
+        }),
+    };
+    match sweep(store, &policy) {
+        Ok(r) => info!(
+            "gc complete: mode=auto deleted={} skipped={} out_of_scope={} failed={} freed_bytes={} scanned_dirs={} candidate_count={}",
+            r.deleted,
+            r.skipped,
+            r.out_of_scope,
+            r.failed,
+            r.freed_bytes,
+            r.scanned_dirs,
+            r.candidate_count
+        ),
+        Err(e) => warn!("auto-gc failed (best-effort): {e}"),
+    }
+    drop(lock);
+}
+
+/// What to collect, and how much work auto-GC may do.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub older_than_secs: u64,
+    pub max_jobs: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub dry_run: bool,
+    /// Auto mode; None (manual `gc`) scans and deletes without limit.
+    pub budget: Option<Budget>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub scan_limit: u64,
+    pub delete_limit: u64,
+}
+
+/// One job directory's fate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub job_id: String,
+    pub state: &'static str,
+    pub action: &'static str,
+    pub reason: String,
+    pub bytes: u64,
+}
+
+/// The outcome of one sweep. `skipped == out_of_scope + failed`.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub deleted: u64,
+    pub skipped: u64,
+    pub out_of_scope: u64,
+    pub failed: u64,
+    pub freed_bytes: u64,
+    pub scanned_dirs: u64,
+    pub candidate_count: u64,
+    pub jobs: Vec<Entry>,
+}
+
+impl Report {
+    /// A job that was never a deletion target.
+    fn out_of_scope(&mut self, job_id: &str, state: &'static str, reason: &str, bytes: u64) {
+        self.skipped += 1;
+        self.out_of_scope += 1;
+        self.jobs.push(Entry {
+            job_id: job_id.to_string(),
+            state,
+            action: "skipped",
+            reason: reason.to_string(),
+            bytes,
+        });
+    }
+}
+
+const OLDER_THAN: u8 = 1;
+const MAX_JOBS: u8 = 2;
+const MAX_BYTES: u8 = 4;
+
+fn reason(rules: u8) -> String {
+    [
+        (OLDER_THAN, "older_than"),
+        (MAX_JOBS, "max_jobs"),
+        (MAX_BYTES, "max_bytes"),
+    ]
+    .iter()
+    .filter(|(bit, _)| rules & bit != 0)
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>()
+    .join("+")
+}
+
+/// A terminal job found by the scan.
+struct Finished<'a> {
+    name: &'a str,
+    state: &'static str,
+    /// Unix seconds of its gc time.
+    at: i64,
+    bytes: Option<u64>,
+    rules: u8,
+}
+
+/// When a terminal job finished, for retention: `finished_at`, else
+/// `updated_at`; None when neither parses.
+pub fn gc_time(st: &State) -> Option<i64> {
+    st.finished_at
+        .as_deref()
+        .and_then(time::parse_ts)
+        .or_else(|| time::parse_ts(&st.updated_at))
+}
+
+/// Apply `p` to the root. Errors only when the root cannot be listed.
+pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
+    let names = names_oldest_first(store)?;
+    let secs = i64::try_from(p.older_than_secs).unwrap_or(i64::MAX);
+    let cutoff = time::now_unix().saturating_sub(secs);
+    let cutoff_ms = i128::from(cutoff) * 1000;
+    let age_only = p.max_jobs.is_none() && p.max_bytes.is_none();
+    let mut r = Report::default();
+    let mut done: Vec<Finished> = Vec::new();
+    let mut unscanned = 0u64;
+
+    for (i, name) in names.iter().enumerate() {
+        if let Some(b) = p.budget {
+            if r.scanned_dirs >= b.scan_limit {
+                unscanned = (names.len() - i) as u64;
+                break;
+            }
+            // Names are in creation order: every later ULID is newer too.
+            if age_only && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms) {
+                break;
+            }
+        }
+        r.scanned_dirs += 1;
+        let st = match observe::current_state(&store.job(name)) {
+            Ok(st) => st,
+            Err(e) => {
+                debug!("gc: {name}: {e}");
+                r.out_of_scope(name, "unknown", "state_unreadable", 0);
+                continue;
+            }
+        };
+        let status = st.status();
+        if !status.is_terminal() {
+            r.out_of_scope(name, status.as_str(), "active_job", 0);
+            continue;
+        }
+        let Some(at) = gc_time(&st) else {
+            r.out_of_scope(name, status.as_str(), "no_timestamp", 0);
+            continue;
+        };
+        done.push(Finished {
+            name,
+            state: status.as_str(),
+            at,
+            bytes: None,
+            rules: 0,
+        });
+    }
+
+    // Oldest first; every rule selects a prefix of this order.
+    done.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(b.name)));
+    for f in done.iter_mut().filter(|f| f.at < cutoff) {
+        f.rules |= OLDER_THAN;
+    }
+    if let Some(keep) = p.max_jobs {
+        let n = done.len() as u64;
+        for (i, f) in done.iter_mut().enumerate() {
+            let newer = unscanned + (n - 1 - i as u64);
+            if newer >= keep {
+                f.rules |= MAX_JOBS;
+            }
+        }
+    }
+    if let Some(limit) = p.max_bytes {
+        let mut total = 0u64;
+        for f in done.iter_mut() {
+            let b = dir_bytes(&store.root.join(f.name));
+            f.bytes = Some(b);
+            total = total.saturating_add(b);
+        }
+        for f in done.iter_mut() {
+            if total <= limit {
+                break;
+            }
+            f.rules |= MAX_BYTES;
+            total -= f.bytes.unwrap_or(0);
+        }
+    }
+
+    for f in done.iter().filter(|f| f.rules == 0) {
+        r.out_of_scope(f.name, f.state, "too_recent", 0);
+    }
+    for f in done.iter().filter(|f| f.rules != 0) {
+        r.candidate_count += 1;
+        let job = store.job(f.name);
+        if let Some(b) = p.budget {
+            if r.deleted >= b.delete_limit {
+                r.out_of_scope(
+                    f.name,
+                    f.state,
+                    "delete_budget_exhausted",
+                    f.bytes.unwrap_or(0),
+                );
+                continue;
+            }
+        }
+        let bytes = f.bytes.unwrap_or_else(|| dir_bytes(&job.dir));
+        let mut entry = Entry {
+            job_id: f.name.to_string(),
+            state: f.state,
+            action: "would_delete",
+            reason: reason(f.rules),
+            bytes,
+        };
+        if p.dry_run {
+            r.freed_bytes += bytes;
+        } else {
+            match remove_job_dir(&job) {
+                Ok(()) => {
+                    entry.action = "deleted";
+                    r.deleted += 1;
+                    r.freed_bytes += bytes;
+                }
+                Err(why) => {
+                    entry.action = "skipped";
+                    entry.reason = why;
+                    r.skipped += 1;
+                    r.failed += 1;
+                }
+            }
+        }
+        r.jobs.push(entry);
+    }
+    Ok(r)
+}
+
+/// Job directory names in creation order, oldest first: directories with
+/// a valid id (no dot files such as `.gc.lock`, no symlinks), legacy
+/// (non-ULID) names before every ULID, then ULIDs by their timestamp. A
+/// missing root has none.
+pub fn names_oldest_first(store: &Store) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(&store.root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::io(
+                format!("failed to read root directory {}", store.root.display()),
+                e,
+            ))
+        }
+    };
+    let mut named: Vec<(Option<u64>, String)> = rd
+        .filter_map(|e| e.ok())
+        // d_type from the listing: no stat per entry on common file systems.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| store::valid_id(n))
+        .map(|n| (store::id_time_ms(&n), n))
+        .collect();
+    // None (legacy) sorts first; ties on the millisecond by name.
+    named.sort_unstable();
+    Ok(named.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Bytes of every file under `dir`, without following symlinks (a link
+/// counts as itself). Unreadable parts count as 0.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(m) = e.metadata() {
+                // DirEntry::metadata is lstat on Unix.
+                total = total.saturating_add(m.len());
+            }
+        }
+    }
+    total
+}
+
+/// Remove a job directory and check that it is gone. Err: the `reason`
+/// to report (`delete_failed: ...` or `post_delete_check_failed`).
+pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
+    // remove_dir_all removes symlinks, never what they point at.
+    if let Err(e) = fs::remove_dir_all(&job.dir) {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(format!("delete_failed: {e}"));
+        }
+    }
+    match fs::symlink_metadata(&job.dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => Err("post_delete_check_failed".to_string()),
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scratch(tag: &str) -> Store {
+        let root = std::env::temp_dir().join(format!(
+            "ae-gc-{tag}-{}-{}",
+            std::process::id(),
+            store::new_id().unwrap()
+        ));
+        fs::create_dir_all(&root).unwrap();
+        Store { root }
+    }
+
+    /// A terminal job created at `created_s`, finished at `finished_s`.
+    fn finished(s: &Store, created_s: u64, finished_s: i64, n: u128) -> String {
+        let id = ulid::Ulid::from_parts(created_s * 1000, n).to_string();
+        let job = s.job(&id);
+        fs::create_dir_all(&job.dir).unwrap();
+        let mut st = State::created(&id);
+        st.job.status = Some(crate::job::Status::Exited);
+        st.finished_at = Some(time::format_ts(finished_s));
+        job.write_state(&st, false).unwrap();
+        id
+    }
+
+    fn policy(older: u64, jobs: Option<u64>, budget: Option<(u64, u64)>) -> Policy {
+        Policy {
+            older_than_secs: older,
+            max_jobs: jobs,
+            max_bytes: None,
+            dry_run: true,
+            budget: budget.map(|(s, d)| Budget {
+                scan_limit: s,
+                delete_limit: d,
+            }),
+        }
+    }
+
+    #[test]
+    fn reasons_join_in_rule_order() {
+        assert_eq!(reason(OLDER_THAN), "older_than");
+        assert_eq!(reason(MAX_BYTES | OLDER_THAN), "older_than+max_bytes");
+        assert_eq!(
+            reason(MAX_BYTES | MAX_JOBS | OLDER_THAN),
+            "older_than+max_jobs+max_bytes"
+        );
+        assert_eq!(reason(MAX_BYTES | MAX_JOBS), "max_jobs+max_bytes");
+    }
+
+    #[test]
+    fn names_come_oldest_first_legacy_before_ulids() {
+        let s = scratch("names");
+        let newer = ulid::Ulid::from_parts(2_000_000_000_000, 0).to_string();
+        let older = ulid::Ulid::from_parts(1_000_000_000_000, u128::MAX >> 48).to_string();
+        for d in [newer.as_str(), "ffff0000legacy", older.as_str(), ".hidden"] {
+            fs::create_dir_all(s.root.join(d)).unwrap();
+        }
+        fs::write(s.root.join("01FILE0000000000000000000F"), b"").unwrap();
+        std::os::unix::fs::symlink(&s.root, s.root.join("loop")).unwrap();
+        assert_eq!(
+            names_oldest_first(&s).unwrap(),
+            vec!["ffff0000legacy".to_string(), older, newer]
+        );
+        let gone = Store {
+            root: s.root.join("missing"),
+        };
+        assert!(names_oldest_first(&gone).unwrap().is_empty());
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn auto_budget_scans_oldest_first_and_stops_at_new_ulids() {
+        let s = scratch("budget");
+        let now = time::now_unix() as u64;
+        let old: Vec<String> = (0..3)
+            .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 80 * 86_400) as i64, 1))
+            .collect();
+        for i in 0..5 {
+            finished(&s, now - 3600 + i, (now - 60) as i64, 2);
+        }
+        // Age only: the five recent ULIDs are never read.
+        let r = sweep(&s, &policy(86_400, None, Some((100, 100)))).unwrap();
+        assert_eq!((r.scanned_dirs, r.candidate_count), (3, 3));
+        // A scan budget spends itself on the oldest.
+        let r = sweep(&s, &policy(86_400, None, Some((2, 100)))).unwrap();
+        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
+        assert_eq!(picked, vec![old[0].as_str(), old[1].as_str()]);
+        // Delete budget: the rest is reported, not deleted.
+        let mut p = policy(86_400, None, Some((100, 1)));
+        p.dry_run = false;
+        let r = sweep(&s, &p).unwrap();
+        assert_eq!((r.deleted, r.out_of_scope, r.skipped), (1, 2, 2));
+        assert_eq!(r.jobs[1].reason, "delete_budget_exhausted");
+        assert!(!s.root.join(&old[0]).exists());
+        // Manual runs read everything.
+        let r = sweep(&s, &policy(86_400, None, None)).unwrap();
+        assert_eq!(r.scanned_dirs, 7);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn partial_scan_counts_unscanned_jobs_for_max_jobs() {
+        let s = scratch("maxjobs");
+        let now = time::now_unix() as u64;
+        let ids: Vec<String> = (0..6)
+            .map(|i| finished(&s, now - 7200 + i, (now - 3600 + i) as i64, 3))
+            .collect();
+        // Scan 2 of 6, keep the newest 3: the 2 scanned have 4+ newer.
+        let r = sweep(&s, &policy(86_400, Some(3), Some((2, 100)))).unwrap();
+        assert_eq!(r.candidate_count, 2);
+        assert!(r.jobs.iter().all(|e| e.reason == "max_jobs"));
+        // Keep the newest 5: only the oldest is beyond them.
+        let r = sweep(&s, &policy(86_400, Some(5), Some((2, 100)))).unwrap();
+        assert_eq!(r.candidate_count, 1);
+        assert_eq!(r.jobs.last().unwrap().job_id, ids[0]);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn sizes_count_links_not_targets() {
+        let s = scratch("bytes");
+        let big = s.root.join("big");
+        fs::write(&big, vec![0u8; 100_000]).unwrap();
+        let d = s.root.join("job");
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("a"), b"12345").unwrap();
+        fs::write(d.join("sub/b"), b"123").unwrap();
+        std::os::unix::fs::symlink(&big, d.join("l")).unwrap();
+        std::os::unix::fs::symlink(&s.root, d.join("up")).unwrap();
+        let n = dir_bytes(&d);
+        assert!((8..8 + 2 * 4096).contains(&n), "{n}");
+        assert!(n < 100_000);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
 
     #[test]
     fn auto_gc_arg_round_trip() {

@@ -227,6 +227,8 @@ pub const STDOUT: &str = "stdout.log";
 pub const STDERR: &str = "stderr.log";
 pub const FULL: &str = "full.log";
 pub const LOCK: &str = "lock";
+/// Serialises client-side edits of meta.json (`tag set`, `notify set`).
+pub const META_LOCK: &str = "meta.lock";
 pub const ENV: &str = "env.json";
 pub const STDIN: &str = "stdin.bin";
 pub const COMPLETION_EVENT: &str = "completion_event.json";
@@ -265,6 +267,34 @@ impl Job {
     pub fn write_state(&self, state: &State, durable: bool) -> Result<()> {
         write_json(&self.dir, STATE, state, durable)
     }
+}
+
+/// Read-modify-write `meta.json` under an exclusive flock on
+/// `<job>/meta.lock`, so two concurrent edits (`tag set`, `notify set`)
+/// never lose one another: each sees the other's result. The lock file is
+/// separate from `lock` (the supervisor's liveness lock, held for the
+/// whole run) and from meta.json itself (replaced by rename, so a lock on
+/// it would guard a file that is no longer the current one). `f` may
+/// refuse the change; nothing is written then. Returns what was stored.
+pub fn update_meta(job: &Job, f: impl FnOnce(&mut Meta) -> Result<()>) -> Result<Meta> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = job.path(META_LOCK);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    crate::sys::lock_exclusive(&lock)
+        .map_err(|e| Error::io(format!("lock {}", path.display()), e))?;
+    let mut meta = job.read_meta()?;
+    f(&mut meta)?;
+    job.write_meta(&meta)?;
+    // Closing `lock` releases the flock, after the rename is done.
+    drop(lock);
+    Ok(meta)
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -373,6 +403,54 @@ mod tests {
     #[test]
     fn dedup_keeps_first() {
         assert_eq!(dedup(&["b", "a", "b", "c", "a"]), vec!["b", "a", "c"]);
+    }
+
+    #[test]
+    fn update_meta_loses_no_concurrent_edit() {
+        let dir = std::env::temp_dir().join(format!(
+            "ae-job-update-{}-{}",
+            std::process::id(),
+            store::new_id().unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let job = Job::new("X", dir.clone());
+        let meta: Meta = serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"]}"#).unwrap();
+        job.write_meta(&meta).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let job = job.clone();
+                std::thread::spawn(move || {
+                    update_meta(&job, |m| {
+                        m.tags.push(format!("t{i}"));
+                        Ok(())
+                    })
+                    .unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let tags = job.read_meta().unwrap().tags;
+        assert_eq!(tags.len(), 16, "{tags:?}");
+        for i in 0..16 {
+            assert!(tags.contains(&format!("t{i}")), "{tags:?}");
+        }
+        // A refused edit writes nothing.
+        let e = update_meta(&job, |m| {
+            m.tags.clear();
+            Err(Error::InvalidTag("no".into()))
+        })
+        .unwrap_err();
+        assert_eq!(e.code(), "invalid_tag");
+        assert_eq!(job.read_meta().unwrap().tags.len(), 16);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(META_LOCK))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

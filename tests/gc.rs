@@ -1,0 +1,561 @@
+//! `gc` and auto-GC: the three retention rules as a union, reasons,
+//! dry runs, active jobs untouched, stale jobs reconciled, sizes without
+//! symlinks; auto-GC after `run` / `start`, its switches, guard and
+//! budgets.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+const DAY: u64 = 86_400;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (days-to-civil, UTC).
+fn ts(unix: u64) -> String {
+    let days = (unix / DAY) as i64;
+    let secs = unix % DAY;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// A ULID id created at Unix second `unix`.
+fn id_at(unix: u64, n: u128) -> String {
+    ulid::Ulid::from_parts(unix * 1000, n).to_string()
+}
+
+/// A terminal job created and finished `ago` seconds ago.
+fn finished(t: &TempRoot, state: &str, ago: u64, n: u128) -> String {
+    let at = now() - ago;
+    let id = id_at(at - 5, n);
+    t.fabricate(&id, state, &t.cwd, Some(&ts(at)));
+    id
+}
+
+/// A long-running job that does not collect anything itself.
+fn live(t: &TempRoot) -> String {
+    let v = t.ok(&["run", "--no-auto-gc", "--no-wait", "--", "sleep", "30"]);
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+fn entry<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {v}"))
+}
+
+fn counters(v: &Value) -> [u64; 7] {
+    [
+        "deleted",
+        "skipped",
+        "out_of_scope",
+        "failed",
+        "scanned_dirs",
+        "candidate_count",
+        "freed_bytes",
+    ]
+    .map(|k| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}")))
+}
+
+#[test]
+fn timestamp_helper_matches_the_binary() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["true"]);
+    let before = ts(now());
+    let st = t.wait_done(&id);
+    let after = ts(now() + 1);
+    let fin = st["finished_at"].as_str().unwrap().to_string();
+    assert!(before <= fin && fin <= after, "{before} {fin} {after}");
+    assert_eq!(ts(0), "1970-01-01T00:00:00Z");
+    assert_eq!(ts(951_782_400), "2000-02-29T00:00:00Z");
+}
+
+#[test]
+fn old_jobs_go_active_and_recent_ones_stay() {
+    let t = TempRoot::new();
+    let old = finished(&t, "exited", 40 * DAY, 1);
+    let old_killed = finished(&t, "killed", 31 * DAY, 2);
+    let recent = finished(&t, "failed", 29 * DAY, 3);
+    let old_running = id_at(now() - 90 * DAY, 4);
+    t.fabricate(&old_running, "running", &t.cwd, None);
+    let old_created = id_at(now() - 90 * DAY, 5);
+    t.fabricate(&old_created, "created", &t.cwd, None);
+    std::fs::create_dir_all(t.root.join("stray")).unwrap();
+    let live = live(&t);
+
+    let o = t.out(&["gc"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    o.assert_order(&[
+        "schema_version",
+        "ok",
+        "type",
+        "root",
+        "dry_run",
+        "older_than",
+        "older_than_source",
+        "deleted",
+        "skipped",
+        "out_of_scope",
+        "failed",
+        "freed_bytes",
+        "scanned_dirs",
+        "candidate_count",
+        "jobs",
+        "job_id",
+        "state",
+        "action",
+        "reason",
+        "bytes",
+    ]);
+    let v = o.json();
+    assert_eq!(v["type"], "gc");
+    assert_eq!(v["root"], t.root.to_str().unwrap());
+    assert_eq!(v["dry_run"], false);
+    assert_eq!(v["older_than"], "30d");
+    assert_eq!(v["older_than_source"], "default");
+    let c = counters(&v);
+    assert_eq!(c[..6], [2, 5, 5, 0, 7, 2], "{v}");
+    assert!(c[6] > 0, "freed bytes");
+    for id in [&old, &old_killed] {
+        let e = entry(&v, id);
+        assert_eq!(
+            (e["action"].as_str(), e["reason"].as_str()),
+            (Some("deleted"), Some("older_than"))
+        );
+        assert!(e["bytes"].as_u64().unwrap() > 0);
+        assert!(!t.job_dir(id).exists());
+    }
+    assert_eq!(entry(&v, &old_killed)["state"], "killed");
+    let e = entry(&v, &recent);
+    assert_eq!(
+        (e["action"].as_str(), e["reason"].as_str()),
+        (Some("skipped"), Some("too_recent"))
+    );
+    for (id, st) in [
+        (&old_running, "running"),
+        (&old_created, "created"),
+        (&live, "running"),
+    ] {
+        let e = entry(&v, id);
+        assert_eq!(e["state"], st);
+        assert_eq!(
+            (e["action"].as_str(), e["reason"].as_str()),
+            (Some("skipped"), Some("active_job"))
+        );
+        assert!(t.job_dir(id).join("meta.json").exists());
+    }
+    let e = entry(&v, "stray");
+    assert_eq!(
+        (e["state"].as_str(), e["reason"].as_str()),
+        (Some("unknown"), Some("state_unreadable"))
+    );
+    assert!(t.job_dir(&recent).exists());
+    assert_eq!(t.ok(&["status", &live])["state"], "running");
+
+    // --older-than, from the flag.
+    let v = t.ok(&["gc", "--older-than", "28d", "--dry-run"]);
+    assert_eq!(
+        (v["older_than"].as_str(), v["older_than_source"].as_str()),
+        (Some("28d"), Some("flag"))
+    );
+    assert_eq!(entry(&v, &recent)["action"], "would_delete");
+    for d in ["695h", "41700m", "2502000s", "2502000"] {
+        let v = t.ok(&["gc", "--older-than", d, "--dry-run"]);
+        assert_eq!(entry(&v, &recent)["action"], "would_delete", "{d}");
+        assert_eq!(v["older_than"], d);
+    }
+    t.ok(&["kill", &live]);
+}
+
+#[test]
+fn dry_run_reports_and_keeps_everything() {
+    let t = TempRoot::new();
+    let a = finished(&t, "exited", 40 * DAY, 1);
+    let b = finished(&t, "exited", 50 * DAY, 2);
+    std::fs::write(t.job_dir(&a).join("stdout.log"), vec![b'x'; 1000]).unwrap();
+    let v = t.ok(&["gc", "--dry-run"]);
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["deleted"], 0);
+    assert_eq!(v["candidate_count"], 2);
+    let (ea, eb) = (entry(&v, &a), entry(&v, &b));
+    assert_eq!(ea["action"], "would_delete");
+    assert_eq!(eb["action"], "would_delete");
+    let (ba, bb) = (ea["bytes"].as_u64().unwrap(), eb["bytes"].as_u64().unwrap());
+    assert!(ba >= 1000 && ba > bb, "{v}");
+    assert_eq!(v["freed_bytes"].as_u64(), Some(ba + bb));
+    // Executed entries come oldest first.
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs[0]["job_id"], b.as_str());
+    assert!(t.job_dir(&a).exists() && t.job_dir(&b).exists());
+    // The real run frees exactly what the dry run announced.
+    let r = t.ok(&["gc"]);
+    assert_eq!(r["freed_bytes"], v["freed_bytes"]);
+    assert_eq!(r["deleted"], 2);
+}
+
+#[test]
+fn max_jobs_keeps_the_newest_n_terminal_jobs() {
+    let t = TempRoot::new();
+    // Five recent terminal jobs, one old one, one active.
+    let recent: Vec<String> = (1..=5)
+        .map(|h| finished(&t, "exited", h * 3600, h as u128))
+        .collect(); // recent[0] is the newest
+    let old = finished(&t, "exited", 60 * DAY, 9);
+    let running = id_at(now() - 1000, 10);
+    t.fabricate(&running, "running", &t.cwd, None);
+
+    let v = t.ok(&["gc", "--max-jobs", "2"]);
+    assert_eq!(v["candidate_count"], 4, "{v}");
+    assert_eq!(v["deleted"], 4);
+    assert_eq!(entry(&v, &old)["reason"], "older_than+max_jobs");
+    for id in &recent[2..] {
+        assert_eq!(entry(&v, id)["reason"], "max_jobs");
+        assert!(!t.job_dir(id).exists());
+    }
+    for id in &recent[..2] {
+        assert_eq!(entry(&v, id)["reason"], "too_recent");
+        assert!(t.job_dir(id).exists());
+    }
+    assert_eq!(entry(&v, &running)["reason"], "active_job");
+    assert!(t.job_dir(&running).exists());
+
+    // max-jobs 0 removes every terminal job, never an active one.
+    let v = t.ok(&["gc", "--max-jobs", "0"]);
+    assert_eq!(v["deleted"], 2);
+    assert!(t.job_dir(&running).exists());
+    // Fewer terminal jobs than N: nothing to do.
+    let a = finished(&t, "exited", 60, 20);
+    let v = t.ok(&["gc", "--max-jobs", "5"]);
+    assert_eq!(v["deleted"], 0);
+    assert!(t.job_dir(&a).exists());
+}
+
+#[test]
+fn max_bytes_deletes_oldest_first_until_under_the_limit() {
+    let t = TempRoot::new();
+    // Four recent jobs of a little over 10 kB each.
+    let ids: Vec<String> = (1..=4)
+        .map(|h| {
+            let id = finished(&t, "exited", h * 3600, h as u128);
+            std::fs::write(t.job_dir(&id).join("stdout.log"), vec![b'x'; 10_000]).unwrap();
+            id
+        })
+        .collect(); // ids[3] is the oldest
+    let v = t.ok(&["gc", "--max-bytes", "25000", "--dry-run"]);
+    let total: u64 = ids
+        .iter()
+        .map(|id| entry(&v, id)["bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(v["candidate_count"], 2, "{v}");
+    for id in &ids[2..] {
+        let e = entry(&v, id);
+        assert_eq!(
+            (e["action"].as_str(), e["reason"].as_str()),
+            (Some("would_delete"), Some("max_bytes"))
+        );
+    }
+    for id in &ids[..2] {
+        assert_eq!(entry(&v, id)["reason"], "too_recent");
+    }
+    let freed = v["freed_bytes"].as_u64().unwrap();
+    assert!(freed > 20_000 && freed < 22_000, "{v}");
+    assert!(total == freed);
+
+    // All three rules at once, and their order in `reason`.
+    let old = finished(&t, "exited", 40 * DAY, 30);
+    std::fs::write(t.job_dir(&old).join("stdout.log"), vec![b'x'; 10_000]).unwrap();
+    let v = t.ok(&["gc", "--max-bytes", "25000", "--max-jobs", "3"]);
+    assert_eq!(
+        entry(&v, &old)["reason"],
+        "older_than+max_jobs+max_bytes",
+        "{v}"
+    );
+    assert_eq!(entry(&v, &ids[3])["reason"], "max_jobs+max_bytes");
+    assert_eq!(entry(&v, &ids[2])["reason"], "max_bytes");
+    assert_eq!(v["deleted"], 3);
+    assert!(t.job_dir(&ids[0]).exists() && t.job_dir(&ids[1]).exists());
+    // Already under the limit: nothing.
+    assert_eq!(t.ok(&["gc", "--max-bytes", "1000000"])["deleted"], 0);
+}
+
+#[test]
+fn sizes_do_not_follow_symlinks() {
+    let t = TempRoot::new();
+    let big = t.base.join("big.bin");
+    std::fs::write(&big, vec![0u8; 200_000]).unwrap();
+    let outside = t.base.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), b"keep").unwrap();
+    let id = finished(&t, "exited", 40 * DAY, 1);
+    std::os::unix::fs::symlink(&big, t.job_dir(&id).join("link")).unwrap();
+    std::os::unix::fs::symlink(&outside, t.job_dir(&id).join("dirlink")).unwrap();
+    let v = t.ok(&["gc"]);
+    let e = entry(&v, &id);
+    assert_eq!(e["action"], "deleted");
+    assert!(e["bytes"].as_u64().unwrap() < 10_000, "{v}");
+    assert!(big.exists(), "the symlink target was removed");
+    assert!(outside.join("keep").exists());
+}
+
+#[test]
+fn timestamps_are_parsed_not_compared_as_text() {
+    let t = TempRoot::new();
+    let when = now() - 40 * DAY;
+    // Other RFC 3339 spellings of UTC are understood.
+    let frac = id_at(when, 1);
+    t.fabricate(
+        &frac,
+        "exited",
+        &t.cwd,
+        Some(&ts(when).replace('Z', ".250Z")),
+    );
+    let offset = id_at(when, 2);
+    t.fabricate(
+        &offset,
+        "exited",
+        &t.cwd,
+        Some(&ts(when).replace('Z', "+00:00")),
+    );
+    // A garbage finished_at falls back to updated_at.
+    let fallback = id_at(when, 3);
+    t.fabricate(&fallback, "exited", &t.cwd, Some(&ts(when)));
+    let p = t.job_dir(&fallback).join("state.json");
+    let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    st["finished_at"] = json!("yesterday-ish");
+    std::fs::write(&p, st.to_string()).unwrap();
+    // Neither parses: kept, with a reason.
+    let none = id_at(when, 4);
+    t.fabricate(&none, "exited", &t.cwd, Some("not a time"));
+    let recent = finished(&t, "exited", 60, 5);
+    let v = t.ok(&["gc"]);
+    for id in [&frac, &offset, &fallback] {
+        assert_eq!(entry(&v, id)["action"], "deleted", "{id}: {v}");
+    }
+    assert_eq!(entry(&v, &none)["reason"], "no_timestamp");
+    assert_eq!(entry(&v, &recent)["reason"], "too_recent");
+}
+
+#[test]
+fn stale_running_jobs_are_reconciled_then_collected() {
+    let t = TempRoot::new();
+    let stale = id_at(now() - 90 * DAY, 1);
+    t.fabricate(&stale, "running", &t.cwd, None);
+    std::fs::write(t.job_dir(&stale).join("lock"), b"").unwrap();
+    // Reconciled now: it finished (failed) now, so the age rule keeps it.
+    let v = t.ok(&["gc"]);
+    let e = entry(&v, &stale);
+    assert_eq!(
+        (e["state"].as_str(), e["reason"].as_str()),
+        (Some("failed"), Some("too_recent"))
+    );
+    assert_eq!(t.state(&stale)["failure"]["code"], "supervisor_lost");
+    // ... and it is an ordinary terminal job for the other rules.
+    let v = t.ok(&["gc", "--max-jobs", "0"]);
+    assert_eq!(entry(&v, &stale)["action"], "deleted");
+}
+
+#[test]
+fn invalid_durations_are_usage_errors_even_without_a_root() {
+    let t = TempRoot::new();
+    for bad in ["5x", "", "1d12h", "+1d", "3.5h", "1D", "d", " "] {
+        let (code, e) = t.err(&["gc", "--older-than", bad]);
+        assert_eq!(code, 2, "{bad:?}");
+        assert_eq!(e["error"]["code"], "invalid_duration", "{bad:?}");
+    }
+    assert!(!t.root.exists());
+    let v = t.ok(&["gc"]);
+    assert_eq!(counters(&v), [0; 7]);
+    assert_eq!(v["jobs"], json!([]));
+    let (code, _) = t.err(&["gc", "--max-jobs", "many"]);
+    assert_eq!(code, 2);
+}
+
+// ---------------------------------------------------------------------------
+// Auto-GC
+// ---------------------------------------------------------------------------
+
+fn write_config(t: &TempRoot, text: &str) {
+    let d = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.toml"), text).unwrap();
+}
+
+/// An old finished job, and a legacy-named (non-ULID) old one.
+fn old_pair(t: &TempRoot) -> (String, String) {
+    let old = finished(t, "exited", 40 * DAY, 1);
+    let legacy = "0123456789abcdef0123456789abcdef".to_string();
+    t.fabricate(&legacy, "exited", &t.cwd, Some(&ts(now() - 40 * DAY)));
+    (old, legacy)
+}
+
+#[test]
+fn auto_gc_after_run_removes_old_jobs() {
+    let t = TempRoot::new();
+    let (old, legacy) = old_pair(&t);
+    let recent = finished(&t, "exited", 3600, 2);
+    let v = t.ok(&["run", "--", "echo", "hi"]);
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["stdout"], "hi\n", "the run's own response is unchanged");
+    assert!(!t.job_dir(&old).exists(), "old job survived auto-GC");
+    assert!(!t.job_dir(&legacy).exists(), "legacy job survived auto-GC");
+    assert!(t.job_dir(&recent).exists());
+    let me = v["job_id"].as_str().unwrap();
+    assert!(t.job_dir(me).join("meta.json").exists());
+    // The guard is a lock file that stays, private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(t.root.join(".gc.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn auto_gc_after_start() {
+    let t = TempRoot::new();
+    let (old, _) = old_pair(&t);
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(t.job_dir(&old).exists(), "create does not collect");
+    let v = t.ok(&["start", &id]);
+    assert_eq!(v["state"], "exited");
+    assert!(!t.job_dir(&old).exists());
+}
+
+#[test]
+fn auto_gc_can_be_switched_off() {
+    let t = TempRoot::new();
+    let (old, legacy) = old_pair(&t);
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.ok(&["start", "--no-auto-gc", &id]);
+    assert!(t.job_dir(&old).exists() && t.job_dir(&legacy).exists());
+
+    write_config(&t, "[gc]\nauto = false\n");
+    t.ok(&["run", "--", "true"]);
+    assert!(t.job_dir(&old).exists() && t.job_dir(&legacy).exists());
+
+    write_config(&t, "[gc]\nauto = true\n");
+    t.ok(&["run", "--", "true"]);
+    assert!(!t.job_dir(&old).exists() && !t.job_dir(&legacy).exists());
+}
+
+#[test]
+fn auto_gc_retention_and_pressure_from_flags_and_config() {
+    let t = TempRoot::new();
+    let two_hours = finished(&t, "exited", 2 * 3600, 1);
+    t.ok(&["run", "--", "true"]);
+    assert!(t.job_dir(&two_hours).exists());
+    t.ok(&["run", "--auto-gc-older-than", "1h", "--", "true"]);
+    assert!(!t.job_dir(&two_hours).exists());
+
+    // The config's window, then max_jobs pressure from a flag.
+    let a = finished(&t, "exited", 3 * 3600, 2);
+    write_config(&t, "[gc]\nolder_than = \"4h\"\n");
+    t.ok(&["run", "--", "true"]);
+    assert!(t.job_dir(&a).exists());
+    write_config(&t, "[gc]\nolder_than = \"2h\"\n");
+    t.ok(&["run", "--", "true"]);
+    assert!(!t.job_dir(&a).exists());
+
+    // Keep the newest 2 terminal jobs: of the earlier runs (each
+    // terminal now), all but the two newest go.
+    let v = t.ok(&["list", "--limit", "0"]);
+    assert!(v["jobs"].as_array().unwrap().len() >= 4, "{v}");
+    t.ok(&["run", "--auto-gc-max-jobs", "2", "--", "true"]);
+    let v = t.ok(&["list", "--limit", "0"]);
+    // The two newest earlier ones plus the launching job (running
+    // during its GC, so never counted or touched).
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 3, "{v}");
+}
+
+#[test]
+fn auto_gc_budgets_and_oldest_first() {
+    let t = TempRoot::new();
+    // Plenty of recent jobs created after three old ones.
+    let old: Vec<String> = (0..3)
+        .map(|i| finished(&t, "exited", (40 + i) * DAY, 100 + i as u128))
+        .collect();
+    for i in 0..10 {
+        finished(&t, "exited", 3600 + i, 200 + i as u128);
+    }
+    // delete_limit: one per launch, oldest first.
+    write_config(&t, "[gc]\ndelete_limit = 1\n");
+    t.ok(&["run", "--", "true"]);
+    let left: Vec<bool> = old.iter().map(|id| t.job_dir(id).exists()).collect();
+    assert_eq!(left, vec![true, true, false], "oldest (42 days) first");
+    // scan_limit 0 scans nothing.
+    write_config(&t, "[gc]\nscan_limit = 0\n");
+    t.ok(&["run", "--", "true"]);
+    assert!(t.job_dir(&old[0]).exists() && t.job_dir(&old[1]).exists());
+    // A small scan budget still reaches the old jobs: they come first.
+    write_config(&t, "[gc]\nscan_limit = 2\n");
+    t.ok(&["run", "--", "true"]);
+    assert!(!t.job_dir(&old[0]).exists() && !t.job_dir(&old[1]).exists());
+}
+
+/// Hold an exclusive flock on `path` (flock(1) from util-linux) until
+/// the returned child's stdin is closed.
+fn hold_lock(path: &std::path::Path) -> Child {
+    let mut c = Command::new("flock")
+        .arg(path)
+        .args(["sh", "-c", "echo locked; read x; true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(c.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    c
+}
+
+#[test]
+fn auto_gc_guard_is_a_lock_not_a_file() {
+    let t = TempRoot::new();
+    let (old, _) = old_pair(&t);
+    // Someone else is collecting: this launch skips, and still succeeds.
+    let mut holder = hold_lock(&t.root.join(".gc.lock"));
+    let v = t.ok(&["run", "--", "true"]);
+    assert_eq!(v["state"], "exited");
+    assert!(t.job_dir(&old).exists(), "ran despite a held guard");
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    // The file is still there, but nobody holds it: it does not block.
+    assert!(t.root.join(".gc.lock").exists());
+    t.ok(&["run", "--", "true"]);
+    assert!(!t.job_dir(&old).exists());
+}

@@ -1,0 +1,403 @@
+//! `list` and `ps`: cwd scoping, filters and their combinations, order,
+//! limits, short ids, stale jobs, and the response shape.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+/// A ULID-shaped id created `ms` milliseconds after the epoch.
+fn ulid_at(ms: u64, n: u128) -> String {
+    ulid::Ulid::from_parts(ms, n).to_string()
+}
+
+/// Ids of a list response, in order.
+fn ids(v: &Value) -> Vec<String> {
+    v["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no jobs in {v}"))
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `run --no-wait` without auto-GC (which would collect the old-dated
+/// fabricated jobs while the test looks at them).
+fn start_quiet(t: &TempRoot, cmd: &str) -> String {
+    let v = t.ok(&["run", "--no-auto-gc", "--no-wait", "--", cmd]);
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+fn other_dir(t: &TempRoot) -> PathBuf {
+    let d = t.base.join("other");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::canonicalize(d).unwrap()
+}
+
+fn set_tags(t: &TempRoot, id: &str, tags: &[&str]) {
+    let p = t.job_dir(id).join("meta.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    m["tags"] = json!(tags);
+    std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+/// Fabricate `n` exited jobs in `cwd` with increasing ULID times; oldest first.
+fn fabricate_n(t: &TempRoot, cwd: &Path, base_ms: u64, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let id = ulid_at(base_ms + i as u64 * 1000, 7);
+            t.fabricate(&id, "exited", cwd, Some("2026-01-01T00:00:01Z"));
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn cwd_scoping_across_two_directories() {
+    let t = TempRoot::new();
+    let other = other_dir(&t);
+    let here = t.start_job(&["true"]);
+    let mut c = t.cmd(&["run", "--", "true"]);
+    c.current_dir(&other);
+    let o = t.exec(c);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let there = o.json()["job_id"].as_str().unwrap().to_string();
+    t.wait_done(&here);
+
+    // Default: the current directory only.
+    assert_eq!(ids(&t.ok(&["list"])), vec![here.clone()]);
+    let mut c = t.cmd(&["list"]);
+    c.current_dir(&other);
+    assert_eq!(ids(&t.exec(c).json()), vec![there.clone()]);
+    // --cwd names another directory; a relative or non-canonical spelling
+    // of it means the same directory.
+    assert_eq!(
+        ids(&t.ok(&["list", "--cwd", other.to_str().unwrap()])),
+        vec![there.clone()]
+    );
+    assert_eq!(
+        ids(&t.ok(&["list", "--cwd", "../other"])),
+        vec![there.clone()]
+    );
+    assert_eq!(
+        ids(&t.ok(&["list", "--cwd", &format!("{}/./", other.display())])),
+        vec![there.clone()]
+    );
+    // --all: both, newest first.
+    assert_eq!(ids(&t.ok(&["list", "--all"])), vec![there.clone(), here]);
+    // A directory without jobs.
+    assert_eq!(ids(&t.ok(&["list", "--cwd", "/"])), Vec::<String>::new());
+    // --cwd and --all conflict.
+    let (code, e) = t.err(&["list", "--all", "--cwd", "/"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+    let (code, _) = t.err(&["ps", "--cwd", "/", "--all"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn newest_created_first_with_limit_and_truncated() {
+    let t = TempRoot::new();
+    let made = fabricate_n(&t, &t.cwd, 1_700_000_000_000, 5);
+    let newest_first: Vec<String> = made.iter().rev().cloned().collect();
+
+    let v = t.ok(&["list"]);
+    assert_eq!(ids(&v), newest_first);
+    assert_eq!(v["truncated"], false);
+
+    let v = t.ok(&["list", "--limit", "2"]);
+    assert_eq!(ids(&v), newest_first[..2].to_vec());
+    assert_eq!(v["truncated"], true);
+
+    let v = t.ok(&["list", "--limit", "5"]);
+    assert_eq!(ids(&v).len(), 5);
+    assert_eq!(
+        v["truncated"], false,
+        "exactly limit matches is not truncated"
+    );
+
+    let v = t.ok(&["list", "--limit", "0"]);
+    assert_eq!(ids(&v), newest_first);
+    assert_eq!(v["truncated"], false);
+
+    // The default limit is 50.
+    fabricate_n(&t, &t.cwd, 1_710_000_000_000, 50);
+    let v = t.ok(&["list"]);
+    assert_eq!(ids(&v).len(), 50);
+    assert_eq!(v["truncated"], true);
+    assert_eq!(ids(&t.ok(&["list", "--limit", "0"])).len(), 55);
+
+    // Real jobs sort by creation too (started_at plays no part).
+    let a = start_quiet(&t, "true");
+    let b = start_quiet(&t, "true");
+    assert_eq!(ids(&t.ok(&["list", "--limit", "2"])), vec![b, a]);
+}
+
+#[test]
+fn limited_listing_stops_reading_once_it_has_enough() {
+    let t = TempRoot::new();
+    // An old directory whose meta.json is broken ...
+    let broken = ulid_at(1_600_000_000_000, 1);
+    t.fabricate(&broken, "exited", &t.cwd, None);
+    std::fs::write(t.job_dir(&broken).join("meta.json"), "{not json").unwrap();
+    // ... behind two newer good jobs.
+    fabricate_n(&t, &t.cwd, 1_700_000_000_000, 2);
+    let v = t.ok(&["list", "--limit", "1"]);
+    assert_eq!(
+        (v["truncated"].as_bool(), v["skipped"].as_u64()),
+        (Some(true), Some(0))
+    );
+    let v = t.ok(&["list", "--limit", "0"]);
+    assert_eq!(
+        (v["truncated"].as_bool(), v["skipped"].as_u64()),
+        (Some(false), Some(1))
+    );
+    assert_eq!(ids(&v).len(), 2);
+}
+
+#[test]
+fn state_filter_and_ps() {
+    let t = TempRoot::new();
+    let mut by_state = Vec::new();
+    for (i, s) in ["created", "running", "exited", "killed", "failed"]
+        .iter()
+        .enumerate()
+    {
+        let id = ulid_at(1_700_000_000_000 + i as u64, 3);
+        let fin = (!matches!(*s, "created" | "running")).then_some("2026-01-01T00:00:09Z");
+        t.fabricate(&id, s, &t.cwd, fin);
+        by_state.push((*s, id));
+    }
+    let unknown = ulid_at(1_700_000_000_100, 3);
+    t.fabricate(&unknown, "exited", &t.cwd, None);
+    std::fs::write(t.job_dir(&unknown).join("state.json"), "garbage").unwrap();
+    by_state.push(("unknown", unknown.clone()));
+
+    for (s, id) in &by_state {
+        let v = t.ok(&["list", "--state", s]);
+        assert_eq!(ids(&v), vec![id.clone()], "--state {s}: {v}");
+        assert_eq!(v["jobs"][0]["state"], *s);
+    }
+    // An unknown-state job has no state fields at all.
+    let v = t.ok(&["list", "--state", "unknown"]);
+    let j = v["jobs"][0].as_object().unwrap();
+    for k in ["exit_code", "started_at", "finished_at", "updated_at"] {
+        assert!(!j.contains_key(k), "{k} in {v}");
+    }
+    assert_eq!(j["tags"], json!([]));
+    // Exit codes show where known.
+    let v = t.ok(&["list", "--state", "exited"]);
+    assert_eq!(v["jobs"][0]["exit_code"], 0);
+    assert_eq!(v["jobs"][0]["finished_at"], "2026-01-01T00:00:09Z");
+
+    // ps = list --state running, same shape.
+    let running = by_state[1].1.clone();
+    let v = t.ok(&["ps"]);
+    assert_eq!(v["type"], "list");
+    assert_eq!(ids(&v), vec![running.clone()]);
+    assert_eq!(ids(&t.ok(&["ps", "--cwd", "/"])), Vec::<String>::new());
+    assert_eq!(ids(&t.ok(&["ps", "--all", "--limit", "0"])), vec![running]);
+    let (code, e) = t.err(&["ps", "--state", "exited"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+    let (code, e) = t.err(&["list", "--state", "sleeping"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+    // All six, newest first.
+    assert_eq!(ids(&t.ok(&["list"])).len(), 6);
+}
+
+#[test]
+fn a_running_job_whose_supervisor_is_gone_lists_as_failed() {
+    let t = TempRoot::new();
+    let id = ulid_at(1_700_000_000_000, 9);
+    t.fabricate(&id, "running", &t.cwd, None);
+    // A lock file nobody holds: there is no supervisor.
+    std::fs::write(t.job_dir(&id).join("lock"), b"").unwrap();
+    let v = t.ok(&["list"]);
+    assert_eq!(v["jobs"][0]["state"], "failed", "{v}");
+    assert!(v["jobs"][0]["finished_at"].is_string());
+    assert_eq!(t.state(&id)["failure"]["code"], "supervisor_lost");
+    assert_eq!(ids(&t.ok(&["ps"])), Vec::<String>::new());
+    assert_eq!(ids(&t.ok(&["list", "--state", "failed"])), vec![id]);
+
+    // A live job is running, and ps shows it.
+    let live = start_quiet(&t, "sleep 30");
+    assert_eq!(ids(&t.ok(&["ps"])), vec![live.clone()]);
+    t.ok(&["kill", &live]);
+}
+
+#[test]
+fn tag_filters_exact_namespace_and_all_of_them() {
+    let t = TempRoot::new();
+    let other = other_dir(&t);
+    let ids_made = fabricate_n(&t, &t.cwd, 1_700_000_000_000, 5);
+    let (a, b, c, d, e) = (
+        &ids_made[0],
+        &ids_made[1],
+        &ids_made[2],
+        &ids_made[3],
+        &ids_made[4],
+    );
+    set_tags(&t, a, &["ci"]);
+    set_tags(&t, b, &["ci", "release"]);
+    set_tags(&t, c, &["proj.build", "ci"]);
+    set_tags(&t, d, &["proj.build.deep"]);
+    set_tags(&t, e, &["proj", "projx"]);
+    let elsewhere = ulid_at(1_800_000_000_000, 1);
+    t.fabricate(&elsewhere, "exited", &other, Some("2026-01-01T00:00:01Z"));
+    set_tags(&t, &elsewhere, &["ci", "release"]);
+
+    let q = |args: &[&str]| {
+        let mut a = vec!["list"];
+        a.extend_from_slice(args);
+        let mut got = ids(&t.ok(&a));
+        got.sort();
+        got
+    };
+    let set = |v: &[&String]| {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(q(&["--tag", "ci"]), set(&[a, b, c]));
+    assert_eq!(q(&["--tag", "release"]), set(&[b]));
+    assert_eq!(q(&["--tag", "ci", "--tag", "release"]), set(&[b]));
+    assert_eq!(
+        q(&["--tag", "release", "--tag", "ci", "--all"]),
+        set(&[b, &elsewhere])
+    );
+    // ns.* matches the namespace itself and anything below it, not `projx`.
+    assert_eq!(q(&["--tag", "proj.*"]), set(&[c, d, e]));
+    assert_eq!(q(&["--tag", "proj.build.*"]), set(&[c, d]));
+    assert_eq!(q(&["--tag", "proj.build"]), set(&[c]));
+    assert_eq!(q(&["--tag", "proj.*", "--tag", "ci"]), set(&[c]));
+    assert_eq!(q(&["--tag", "nope"]), Vec::<String>::new());
+    // With state and limit.
+    assert_eq!(q(&["--tag", "ci", "--state", "exited"]), set(&[a, b, c]));
+    assert_eq!(
+        q(&["--tag", "ci", "--state", "failed"]),
+        Vec::<String>::new()
+    );
+    let v = t.ok(&["list", "--tag", "ci", "--limit", "1"]);
+    assert_eq!(ids(&v), vec![c.clone()]);
+    assert_eq!(v["truncated"], true);
+    let v = t.ok(&["list", "--tag", "release", "--limit", "1"]);
+    assert_eq!(v["truncated"], false, "only one match: {v}");
+    assert_eq!(v["jobs"][0]["tags"], json!(["ci", "release"]));
+
+    // Patterns are validated while parsing.
+    for bad in ["", ".*", "a..b", "a b", "a.*.*", "x.", "é"] {
+        let (code, e) = t.err(&["list", "--tag", bad]);
+        assert_eq!(code, 2, "{bad:?}");
+        assert_eq!(e["error"]["code"], "invalid_tag", "{bad:?}");
+    }
+}
+
+#[test]
+fn short_ids_are_unique_prefixes_of_at_least_ten() {
+    let t = TempRoot::new();
+    let a = "01HZZZZZZZZZZZ00000000000A".to_string();
+    let b = "01HZZZZZZZZZZZ00000000000B".to_string();
+    let c = "01J0000000000000000000000C".to_string();
+    for id in [&a, &b, &c] {
+        t.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+    }
+    let v = t.ok(&["list"]);
+    let shorts: Vec<(String, String)> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["job_id"].as_str().unwrap().to_string(),
+                j["short_job_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(shorts[0], (c.clone(), c[..10].to_string()));
+    // a and b share 25 characters.
+    let sa = &shorts.iter().find(|(id, _)| *id == a).unwrap().1;
+    assert_eq!(sa, &a);
+    // A job in another directory still makes names ambiguous.
+    let d = "01J0000000000000000000000D".to_string();
+    t.fabricate(&d, "exited", &t.base, Some("2026-01-01T00:00:01Z"));
+    let v = t.ok(&["list", "--limit", "1"]);
+    assert_eq!(v["jobs"][0]["short_job_id"], c.as_str(), "{v}");
+    // Every short id resolves to its job.
+    let v = t.ok(&["list", "--all"]);
+    for j in v["jobs"].as_array().unwrap() {
+        let s = t.ok(&["status", j["short_job_id"].as_str().unwrap()]);
+        assert_eq!(s["job_id"], j["job_id"]);
+    }
+}
+
+#[test]
+fn response_shape_and_field_order() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "exit 3"]);
+    t.wait_done(&id);
+    t.ok(&["tag", "set", &id, "--tag", "x.y"]);
+    let o = t.out(&["list"]);
+    assert_eq!(o.code, 0);
+    o.assert_order(&[
+        "schema_version",
+        "ok",
+        "type",
+        "root",
+        "jobs",
+        "job_id",
+        "short_job_id",
+        "state",
+        "exit_code",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+        "tags",
+        "truncated",
+        "skipped",
+    ]);
+    let v = o.json();
+    assert_eq!(v["type"], "list");
+    assert_eq!(v["root"], t.root.to_str().unwrap());
+    let j = &v["jobs"][0];
+    assert_eq!(j["job_id"], id.as_str());
+    assert_eq!(j["state"], "exited");
+    assert_eq!(j["exit_code"], 3);
+    assert_eq!(j["tags"], json!(["x.y"]));
+    assert_eq!(v["skipped"], 0);
+    // YAML works too.
+    let o = t.out(&["--yaml", "list"]);
+    assert!(o.stdout.contains("type: list"), "{}", o.stdout);
+}
+
+#[test]
+fn stray_entries_and_missing_root() {
+    let t = TempRoot::new();
+    // No root at all: an empty list.
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(v["jobs"], json!([]));
+    assert_eq!(
+        (v["truncated"].as_bool(), v["skipped"].as_u64()),
+        (Some(false), Some(0))
+    );
+
+    fabricate_n(&t, &t.cwd, 1_700_000_000_000, 1);
+    // A directory without meta.json counts as skipped; files and dot
+    // entries are not job directories at all.
+    std::fs::create_dir_all(t.root.join("stray")).unwrap();
+    std::fs::write(t.root.join("afile"), b"x").unwrap();
+    std::fs::write(t.root.join(".gc.lock"), b"").unwrap();
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(ids(&v).len(), 1);
+    assert_eq!(v["skipped"], 1, "{v}");
+}
