@@ -18,7 +18,7 @@ build:
 	$(CARGO) build --release
 
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 lint:
 	$(CARGO) fmt --all -- --check

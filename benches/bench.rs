@@ -198,6 +198,12 @@ fn proc_status_kb(pid: u64, key: &str) -> Option<u64> {
 }
 
 fn main() {
+    // `cargo test --all-targets` also runs this target, without --bench:
+    // there is nothing to test here, and no static binary to time.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("bench: skipped (run `make bench`)");
+        return;
+    }
     let bin = std::env::var_os("AGENT_EXEC_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/static/agent-exec"));

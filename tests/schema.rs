@@ -108,7 +108,9 @@ impl Validator<'_> {
                 .collect();
             let matched = alts.len() - errs.len();
             if matched != 1 {
-                return Err(format!("{path}: matched {matched} of oneOf; errors: {errs:#?}"));
+                return Err(format!(
+                    "{path}: matched {matched} of oneOf; errors: {errs:#?}"
+                ));
             }
         }
         Ok(())
@@ -170,7 +172,12 @@ fn every_command_output_matches_the_schema() {
     let mut c = t.cmd(&["install-skills"]);
     c.current_dir(&t.cwd);
     docs.push(t.exec(c).json());
-    for args in [&["status", "nope"][..], &["status", "01"], &["kill", "--signal", "X", "a"], &[]] {
+    for args in [
+        &["status", "nope"][..],
+        &["status", "01"],
+        &["kill", "--signal", "X", "a"],
+        &[],
+    ] {
         let o = t.out(args);
         docs.push(o.json());
     }
@@ -181,13 +188,21 @@ fn every_command_output_matches_the_schema() {
     // Events: job.finished (with delivery results) and job.output.matched.
     let sink = t.base.join("events.ndjson");
     let v = t.ok(&[
-        "run", "--notify-file", sink.to_str().unwrap(), "--output-pattern", "hi", "--",
-        "echo", "hi",
+        "run",
+        "--notify-file",
+        sink.to_str().unwrap(),
+        "--output-pattern",
+        "hi",
+        "--",
+        "echo",
+        "hi",
     ]);
     let jid = v["job_id"].as_str().unwrap();
     // The supervisor finishes delivery after the terminal state.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !t.read(jid, "completion_event.json").contains("attempted_at")
+    while !t
+        .read(jid, "completion_event.json")
+        .contains("attempted_at")
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -195,9 +210,17 @@ fn every_command_output_matches_the_schema() {
     let fin: Value = serde_json::from_str(&t.read(jid, "completion_event.json")).unwrap();
     event(&s, "JobFinishedEvent", &fin);
     let line = std::fs::read_to_string(&sink).unwrap();
-    event(&s, "JobFinishedEvent", &serde_json::from_str(line.lines().next().unwrap()).unwrap());
+    event(
+        &s,
+        "JobFinishedEvent",
+        &serde_json::from_str(line.lines().next().unwrap()).unwrap(),
+    );
     let m = t.read(jid, "notification_events.ndjson");
-    event(&s, "JobOutputMatchedEvent", &serde_json::from_str(m.lines().next().unwrap()).unwrap());
+    event(
+        &s,
+        "JobOutputMatchedEvent",
+        &serde_json::from_str(m.lines().next().unwrap()).unwrap(),
+    );
 }
 
 #[test]
@@ -208,16 +231,26 @@ fn serve_documents_match_the_schema() {
     c.stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let doc: Value = serde_json::from_str(&line).unwrap();
     valid(&s, &doc);
     let port = doc["port"].as_u64().unwrap();
     let mut get = |path: &str| -> Value {
         let mut st = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
-        write!(st, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            st,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         std::io::Read::read_to_string(&mut st, &mut resp).unwrap();
-        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        let body = resp
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         serde_json::from_str(&body).unwrap_or(json!(null))
     };
     valid(&s, &get("/health"));
