@@ -237,7 +237,7 @@ fn serve_documents_match_the_schema() {
     let doc: Value = serde_json::from_str(&line).unwrap();
     valid(&s, &doc);
     let port = doc["port"].as_u64().unwrap();
-    let mut get = |path: &str| -> Value {
+    let get = |path: &str| -> Value {
         let mut st = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
         write!(
             st,
