@@ -15,6 +15,7 @@ mod error;
 mod gc;
 mod job;
 mod launch;
+mod man;
 mod observe;
 mod output;
 mod store;

@@ -1,17 +1,675 @@
-//! Placeholder until its issue lands; replaced wholesale.
+//! Shell completion: `completions bash|zsh|fish` prints a small script,
+//! and the hidden `__complete` subcommand computes every candidate from
+//! the flag table (`cli::COMMANDS`) and the jobs root.
+//!
+//! Protocol of `agent-exec __complete -- WORD...`
+//! - The words are those of the command line after `agent-exec`, up to
+//!   and including the word under the cursor (possibly empty). A word
+//!   `--flag=value` is one word (the bash script re-joins what bash split
+//!   at `=`).
+//! - Output is plain text, one candidate per line, already filtered by
+//!   the typed prefix; nothing at all when there is nothing to offer.
+//!   Instead of candidates, a single directive line may ask the shell to
+//!   complete by itself: `:files`, `:dirs` (file or directory names for
+//!   the current word, after any `--flag=`), or `:commands` (the first
+//!   word of a job's command). No candidate starts with `:`.
+//! - Job ids are offered only where a positional takes a job id
+//!   (`Pos::jobs`), never as a flag's value; only jobs whose `meta.json`
+//!   cwd is the canonical current directory, in the root named by
+//!   `--root` on the line or else the usual resolution; filtered by state
+//!   (`JobFilter`). A `running` job whose supervisor is gone (its lock is
+//!   free) counts as failed, as `status` would report it; the probe never
+//!   writes anything.
+//!
+//! Invariants
+//! - Completion is only ever this hidden subcommand: no environment
+//!   variable turns an ordinary invocation into completion output (D24).
+//! - Cheap on a large root: names are filtered by prefix before any file
+//!   is read; then one small `meta.json` read per job, and `state.json`
+//!   only when a state filter applies.
+//! - Scripts call back the command word the user typed (so a binary off
+//!   PATH works) and never embed an absolute path at generation time.
+//!
+//! Rejected: baking the table into three shell scripts (three generators
+//! to keep in step, and none of them testable from Rust); clap's
+//! `COMPLETE=<shell>` hook (an exported variable hijacks every command).
 
-use crate::cli::Matches;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::cli::{self, Cmd, Flag, JobFilter, Kind, Matches, Ty, COMMANDS, GLOBAL_FLAGS};
 use crate::error::{Error, Result};
+use crate::job::{Status, LOCK, META, STATE};
 use crate::output::Output;
+use crate::store::Store;
+use crate::sys;
 
-pub fn exec(_m: &Matches) -> Result<Output> {
-    Err(Error::internal("not implemented yet"))
+pub fn exec(m: &Matches) -> Result<Output> {
+    let script = match m.pos(0).unwrap_or_default() {
+        "bash" => BASH,
+        "zsh" => ZSH,
+        "fish" => FISH,
+        other => return Err(Error::usage(format!("unsupported shell '{other}'"))),
+    };
+    Ok(Output::Text(script.to_string()))
 }
 
 pub fn exec_complete(m: &Matches) -> Result<Output> {
-    exec(m)
+    let words: Vec<&str> = m.rest.iter().map(String::as_str).collect();
+    let lines = match complete(&words, m.root.as_deref()) {
+        Want::Words(w) => w,
+        Want::Files => vec![":files".to_string()],
+        Want::Dirs => vec![":dirs".to_string()],
+        Want::Commands => vec![":commands".to_string()],
+    };
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    Ok(Output::Text(text))
 }
 
 pub fn exec_gen_man(m: &Matches) -> Result<Output> {
-    exec(m)
+    crate::man::exec_gen_man(m)
+}
+
+/// What the shell should offer for the current word.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Want {
+    Words(Vec<String>),
+    Files,
+    Dirs,
+    Commands,
+}
+
+/// Where the scan of the earlier words left us.
+#[derive(Default)]
+struct Line<'a> {
+    root: Option<&'a str>,
+    cmd: Option<&'static Cmd>,
+    group: Option<&'a str>,
+    help: bool,
+    unknown: bool,
+    positionals: usize,
+    /// Words of the job's trailing command seen so far (None: not in it).
+    rest_words: Option<usize>,
+    after_dd: bool,
+    seen: Vec<&'static str>,
+    /// A flag whose value is the current word.
+    pending: Option<&'static Flag>,
+}
+
+fn flag_named(cmd: Option<&'static Cmd>, name: &str) -> Option<&'static Flag> {
+    cmd.and_then(|c| c.flags.iter().find(|f| f.long == name))
+        .or_else(|| GLOBAL_FLAGS.iter().find(|f| f.long == name))
+}
+
+fn is_bool_word(w: &str) -> bool {
+    w.eq_ignore_ascii_case("true") || w.eq_ignore_ascii_case("false")
+}
+
+/// Walk the words before the cursor the way `cli::parse` would.
+fn scan<'a>(before: &[&'a str]) -> Line<'a> {
+    let mut l = Line::default();
+    let mut i = 0;
+    while i < before.len() {
+        let w = before[i];
+        i += 1;
+        if let Some(n) = l.rest_words.as_mut() {
+            *n += 1;
+            continue;
+        }
+        let takes_rest = |l: &Line| {
+            l.cmd
+                .and_then(|c| c.pos.get(l.positionals))
+                .is_some_and(|p| p.rest)
+        };
+        if !l.after_dd && w == "--" {
+            l.after_dd = true;
+            if takes_rest(&l) {
+                l.rest_words = Some(0);
+            }
+            continue;
+        }
+        if !l.after_dd && w.starts_with("--") {
+            let (name, inline) = match w[2..].split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (&w[2..], None),
+            };
+            let Some(flag) = flag_named(l.cmd, name) else {
+                continue;
+            };
+            l.seen.push(flag.long);
+            let next = before.get(i).copied();
+            let value = match (flag.kind, inline) {
+                (_, Some(v)) => Some(v),
+                (Kind::Switch, None) => None,
+                (Kind::OptBool, None) => match next {
+                    Some(n) if is_bool_word(n) => {
+                        i += 1;
+                        Some(n)
+                    }
+                    None => {
+                        l.pending = Some(flag);
+                        None
+                    }
+                    Some(_) => None,
+                },
+                (Kind::Value(_), None) => match next {
+                    Some(n) if !n.starts_with("--") => {
+                        i += 1;
+                        Some(n)
+                    }
+                    Some(_) => None,
+                    None => {
+                        l.pending = Some(flag);
+                        None
+                    }
+                },
+            };
+            if flag.long == "root" {
+                if let Some(v) = value {
+                    l.root = Some(v);
+                }
+            }
+            continue;
+        }
+        if !l.after_dd && w.starts_with('-') && w.len() > 1 {
+            continue; // -v, -vv, -h: no values
+        }
+        match l.cmd {
+            None if l.unknown => {}
+            None if l.help => {
+                if l.group.is_none() && is_group(w) {
+                    l.group = Some(w);
+                }
+            }
+            None => {
+                if let Some(g) = l.group {
+                    l.cmd = cli::find(&format!("{g} {w}"));
+                    l.unknown = l.cmd.is_none();
+                } else if w == "help" {
+                    l.help = true;
+                } else if is_group(w) {
+                    l.group = Some(w);
+                } else {
+                    l.cmd = cli::find(w);
+                    l.unknown = l.cmd.is_none();
+                }
+            }
+            Some(_) if takes_rest(&l) => l.rest_words = Some(1),
+            Some(_) => l.positionals += 1,
+        }
+    }
+    l
+}
+
+fn is_group(word: &str) -> bool {
+    COMMANDS
+        .iter()
+        .any(|c| !c.hidden && c.name.split_once(' ').is_some_and(|(g, _)| g == word))
+}
+
+/// Candidates for the last word of `words` (the one under the cursor).
+/// `root` is a `--root` given to `__complete` itself; one on the line
+/// wins.
+pub fn complete(words: &[&str], root: Option<&str>) -> Want {
+    let (cur, before) = match words.split_last() {
+        Some((c, b)) => (*c, b),
+        None => ("", &[][..]),
+    };
+    let mut l = scan(before);
+    l.root = l.root.or(root);
+    if l.unknown || l.cmd.is_some_and(|c| c.hidden) {
+        return Want::Words(Vec::new());
+    }
+    if let Some(n) = l.rest_words {
+        return if n == 0 { Want::Commands } else { Want::Files };
+    }
+    if let Some(flag) = l.pending {
+        // As in `cli::parse`, a word starting with `--` is never a value.
+        if !cur.starts_with("--") {
+            return values(flag, "", cur);
+        }
+    }
+    if !l.after_dd && cur.starts_with('-') {
+        if let Some((name, v)) = cur.strip_prefix("--").and_then(|s| s.split_once('=')) {
+            return match flag_named(l.cmd, name) {
+                Some(f) if f.takes_value() || f.kind == Kind::OptBool => {
+                    values(f, &cur[..name.len() + 3], v)
+                }
+                _ => Want::Words(Vec::new()),
+            };
+        }
+        return Want::Words(flags(&l, cur));
+    }
+    let Some(cmd) = l.cmd else {
+        return Want::Words(subcommands(&l, cur));
+    };
+    match cmd.pos.get(l.positionals) {
+        Some(p) if p.rest => Want::Commands,
+        Some(p) => {
+            if let Some(filter) = p.jobs {
+                Want::Words(job_ids(filter, cur, l.root))
+            } else {
+                Want::Words(prefixed(p.values.iter().copied(), cur))
+            }
+        }
+        None => Want::Words(Vec::new()),
+    }
+}
+
+fn prefixed<'a>(items: impl Iterator<Item = &'a str>, cur: &str) -> Vec<String> {
+    items
+        .filter(|s| s.starts_with(cur))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of `flag`: `pre` is the `--flag=` already typed in the word.
+fn values(flag: &Flag, pre: &str, cur: &str) -> Want {
+    let words: Vec<String> = match flag.kind {
+        Kind::Switch => Vec::new(),
+        Kind::OptBool => prefixed(["true", "false"].into_iter(), cur),
+        Kind::Value(Ty::Path) if flag.meta == "DIR" || flag.long == "root" => return Want::Dirs,
+        Kind::Value(Ty::Path) => return Want::Files,
+        Kind::Value(Ty::Choice) => prefixed(flag.choices.iter().copied(), cur),
+        Kind::Value(Ty::Signal) => {
+            // Bare names (TERM); SIG-prefixed ones once "S", "SI"... is typed.
+            let up = cur.to_ascii_uppercase();
+            let with_sig = !up.is_empty() && ("SIG".starts_with(&up) || up.starts_with("SIG"));
+            let bare = sys::signal_names().map(str::to_string);
+            let sig = sys::signal_names()
+                .filter(|_| with_sig)
+                .map(|n| format!("SIG{n}"));
+            bare.chain(sig).filter(|n| n.starts_with(&up)).collect()
+        }
+        Kind::Value(_) => Vec::new(),
+    };
+    Want::Words(words.into_iter().map(|w| format!("{pre}{w}")).collect())
+}
+
+fn flags(l: &Line, cur: &str) -> Vec<String> {
+    let own: &[Flag] = l.cmd.map_or(&[], |c| c.flags);
+    let top = l.cmd.is_none() && l.group.is_none() && !l.help;
+    own.iter()
+        .chain(GLOBAL_FLAGS.iter())
+        .filter(|f| f.long != "version" || top)
+        .filter(|f| f.multi || f.long == "verbose" || !l.seen.contains(&f.long))
+        .map(|f| format!("--{}", f.long))
+        .filter(|f| f.starts_with(cur))
+        .collect()
+}
+
+fn subcommands(l: &Line, cur: &str) -> Vec<String> {
+    let visible = || COMMANDS.iter().filter(|c| !c.hidden);
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: &str| {
+        if s.starts_with(cur) && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    };
+    match l.group {
+        Some(g) => {
+            for c in visible() {
+                if let Some(rest) = c.name.strip_prefix(g).and_then(|r| r.strip_prefix(' ')) {
+                    add(rest);
+                }
+            }
+        }
+        None => {
+            for c in visible() {
+                add(c.name.split(' ').next().unwrap_or(c.name));
+                if let Some(a) = c.alias {
+                    add(a);
+                }
+            }
+            if !l.help {
+                add("help");
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Job ids
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CwdOnly {
+    #[serde(default)]
+    cwd: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatusOnly {
+    job: JobStatusOnly,
+}
+
+#[derive(Deserialize)]
+struct JobStatusOnly {
+    status: Option<Status>,
+}
+
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(buf))
+        .is_ok()
+}
+
+/// `~/x` as the shell would have expanded it when running the command.
+fn expand_home(p: &str) -> std::borrow::Cow<'_, str> {
+    match (p.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) if !home.is_empty() => format!("{home}/{rest}").into(),
+        _ if p == "~" => std::env::var("HOME").unwrap_or_default().into(),
+        _ => p.into(),
+    }
+}
+
+/// The state `status` would report, as far as can be told without
+/// writing: a `running` job whose lock is free has lost its supervisor.
+fn effective(status: Status, dir: &Path) -> Status {
+    if status != Status::Running {
+        return status;
+    }
+    let Ok(lock) = File::open(dir.join(LOCK)) else {
+        return status; // written by another tool: trust the state
+    };
+    match sys::try_lock_exclusive(&lock) {
+        Ok(true) => {
+            let _ = sys::unlock(&lock);
+            Status::Failed
+        }
+        _ => status,
+    }
+}
+
+fn admits(filter: JobFilter, s: Status) -> bool {
+    match filter {
+        JobFilter::All => true,
+        JobFilter::Created => s == Status::Created,
+        JobFilter::Waitable => matches!(s, Status::Created | Status::Running),
+        JobFilter::Running => s == Status::Running,
+        JobFilter::Terminal => s.is_terminal(),
+    }
+}
+
+/// Ids of this directory's jobs that start with `cur` (case-insensitive,
+/// as lookup is) and pass `filter`, sorted.
+fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
+    let store = Store::resolve(root.map(expand_home).as_deref());
+    let Ok(here) = std::env::current_dir().and_then(std::fs::canonicalize) else {
+        return Vec::new();
+    };
+    let here = here.to_string_lossy();
+    let mut names = store.job_names().unwrap_or_default();
+    names.retain(|n| {
+        n.len() >= cur.len()
+            && n.is_char_boundary(cur.len())
+            && n[..cur.len()].eq_ignore_ascii_case(cur)
+            && !n.starts_with(':')
+    });
+    let mut buf = Vec::with_capacity(4096);
+    let mut out = Vec::new();
+    for name in names {
+        let dir = store.root.join(&name);
+        if !read_into(&dir.join(META), &mut buf) {
+            continue;
+        }
+        match serde_json::from_slice::<CwdOnly>(&buf) {
+            Ok(CwdOnly { cwd: Some(c) }) if c == here => {}
+            _ => continue,
+        }
+        if filter != JobFilter::All {
+            if !read_into(&dir.join(STATE), &mut buf) {
+                continue;
+            }
+            let Ok(StatusOnly {
+                job: JobStatusOnly { status: Some(s) },
+            }) = serde_json::from_slice(&buf)
+            else {
+                continue;
+            };
+            if !admits(filter, effective(s, &dir)) {
+                continue;
+            }
+        }
+        out.push(name);
+    }
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The scripts
+// ---------------------------------------------------------------------------
+
+/// bash: re-join `--flag=value` (bash splits words at `=`), ask
+/// `__complete`, then strip what bash will not replace.
+const BASH: &str = r#"# bash completion for agent-exec
+# Install: agent-exec completions bash >> ~/.bash_completion
+# Candidates come from `agent-exec __complete`, which reads the flag table
+# and the jobs root; this script only talks to bash.
+
+_agent_exec() {
+    local cur=${COMP_WORDS[COMP_CWORD]}
+    local -a words=()
+    local i w glue=0
+    for (( i = 1; i <= COMP_CWORD; i++ )); do
+        w=${COMP_WORDS[i]}
+        if (( glue )); then
+            words[${#words[@]}-1]+=$w
+            glue=0
+        elif [[ $w == "=" && ${#words[@]} -gt 0 && ${words[${#words[@]}-1]} == --* && ${words[${#words[@]}-1]} != *=* ]]; then
+            words[${#words[@]}-1]+="="
+            glue=1
+        else
+            words+=("$w")
+        fi
+    done
+    # The word as agent-exec sees it, and the part bash will replace.
+    local word=${words[${#words[@]}-1]} strip=""
+    if [[ $word == --*=* && $cur != "$word" ]]; then
+        strip=${word%%=*}=
+        [[ $cur == "=" ]] && cur=""
+    fi
+    local prog=${COMP_WORDS[0]}
+    prog=${prog/#\~/$HOME}
+    local out
+    out=$(command "$prog" __complete -- "${words[@]}" 2>/dev/null) || return 0
+    COMPREPLY=()
+    local value=${cur}
+    [[ -z $strip && $word == --*=* ]] && value=${word#*=}
+    case $out in
+        :files)
+            compopt -o filenames 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -f -- "$value")
+            ;;
+        :dirs)
+            compopt -o filenames 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -d -- "$value")
+            ;;
+        :commands)
+            mapfile -t COMPREPLY < <(compgen -c -- "$cur")
+            ;;
+        "") ;;
+        *)
+            local line
+            while IFS= read -r line; do
+                COMPREPLY+=("${line#"$strip"}")
+            done <<< "$out"
+            ;;
+    esac
+    if [[ -z $strip && $word == --*=* ]]; then
+        # bash did not split at '=' (COMP_WORDBREAKS changed): whole words.
+        case $out in
+            :files|:dirs)
+                for i in "${!COMPREPLY[@]}"; do
+                    COMPREPLY[i]=${word%%=*}=${COMPREPLY[i]}
+                done
+                ;;
+        esac
+    fi
+    return 0
+}
+complete -F _agent_exec agent-exec
+"#;
+
+/// zsh: works both from `fpath` (file `_agent-exec`) and when sourced.
+const ZSH: &str = r#"#compdef agent-exec
+# zsh completion for agent-exec
+# Install: agent-exec completions zsh > ~/.zsh/completions/_agent-exec
+# (with ~/.zsh/completions in fpath before compinit), or source it.
+# Candidates come from `agent-exec __complete`.
+
+_agent-exec() {
+    local prog=${words[1]}
+    prog=${prog/#\~/$HOME}
+    local out
+    out=$(command $prog __complete -- "${(@)words[2,CURRENT]}" 2>/dev/null) || return 1
+    local -a cands
+    cands=("${(@f)out}")
+    case ${cands[1]} in
+        :files)
+            compset -P '--*='
+            _files
+            ;;
+        :dirs)
+            compset -P '--*='
+            _files -/
+            ;;
+        :commands)
+            _command_names -e
+            ;;
+        '')
+            return 1
+            ;;
+        *)
+            compadd -M 'm:{a-z}={A-Z}' -- "${cands[@]}"
+            ;;
+    esac
+}
+
+if [[ $funcstack[1] == _agent-exec ]]; then
+    _agent-exec "$@"
+else
+    compdef _agent-exec agent-exec
+fi
+"#;
+
+/// fish: one dynamic completion rule; fish filters nothing itself.
+const FISH: &str = r#"# fish completion for agent-exec
+# Install: agent-exec completions fish > ~/.config/fish/completions/agent-exec.fish
+# Candidates come from `agent-exec __complete`.
+
+function __agent_exec_complete
+    set -l tokens (commandline -opc)
+    set -l cur (commandline -ct)
+    set -l prog (string replace -r '^~' $HOME -- $tokens[1])
+    set -l out (command $prog __complete -- $tokens[2..-1] $cur 2>/dev/null)
+    or return
+    set -l pre (string match -r -- '^--[^=]*=' $cur)
+    set -l value (string replace -r -- '^--[^=]*=' '' $cur)
+    switch "$out[1]"
+        case :files
+            for p in (__fish_complete_path $value)
+                echo $pre$p
+            end
+        case :dirs
+            for p in (__fish_complete_directories $value)
+                echo $pre$p
+            end
+        case :commands
+            __fish_complete_command
+        case '*'
+            printf '%s\n' $out
+    end
+end
+
+complete -c agent-exec -f -a '(__agent_exec_complete)'
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: Want) -> Vec<String> {
+        match w {
+            Want::Words(w) => w,
+            other => panic!("expected words, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subcommands_and_groups() {
+        let top = words(complete(&[""], None));
+        assert!(top.contains(&"run".to_string()));
+        assert!(top.contains(&"tag".to_string()));
+        assert!(top.contains(&"rm".to_string()));
+        assert!(!top.iter().any(|c| c.starts_with('_')), "{top:?}");
+        assert_eq!(words(complete(&["ta"], None)), ["tag", "tail"]);
+        assert_eq!(words(complete(&["tag", ""], None)), ["set"]);
+        assert_eq!(words(complete(&["--root", "/x", "notify", "s"], None)), ["set"]);
+        assert!(words(complete(&["bogus", ""], None)).is_empty());
+        assert!(words(complete(&["_supervise", ""], None)).is_empty());
+    }
+
+    #[test]
+    fn flags_come_from_the_table() {
+        let f = words(complete(&["kill", "--"], None));
+        assert!(f.contains(&"--signal".to_string()), "{f:?}");
+        assert!(f.contains(&"--root".to_string()));
+        assert!(!f.contains(&"--version".to_string()));
+        assert!(words(complete(&["--ver"], None)).contains(&"--version".to_string()));
+        // A non-repeatable flag is not offered twice; a repeatable one is.
+        let f = words(complete(&["run", "--timeout", "5", "--tag", "a", "--t"], None));
+        assert!(f.contains(&"--tag".to_string()), "{f:?}");
+        assert!(!f.contains(&"--timeout".to_string()), "{f:?}");
+    }
+
+    #[test]
+    fn flag_values() {
+        assert_eq!(
+            words(complete(&["list", "--state", "r"], None)),
+            ["running".to_string()]
+        );
+        assert_eq!(
+            words(complete(&["notify", "set", "--output-stream=std"], None)),
+            ["--output-stream=stdout".to_string()]
+        );
+        assert!(words(complete(&["kill", "--signal", ""], None)).contains(&"TERM".to_string()));
+        assert!(words(complete(&["kill", "--signal", "SIGK"], None)).contains(&"SIGKILL".to_string()));
+        assert_eq!(complete(&["run", "--env-file", ""], None), Want::Files);
+        assert_eq!(complete(&["run", "--cwd", ""], None), Want::Dirs);
+        assert_eq!(complete(&["--root=/t"], None), Want::Dirs);
+        assert_eq!(complete(&["status", "--root", ""], None), Want::Dirs);
+        // Values without a fixed set offer nothing, never job ids.
+        assert!(words(complete(&["run", "--timeout", ""], None)).is_empty());
+        assert_eq!(words(complete(&["run", "--wait", ""], None)), ["true", "false"]);
+    }
+
+    #[test]
+    fn trailing_command() {
+        assert_eq!(complete(&["run", ""], None), Want::Commands);
+        assert_eq!(complete(&["run", "--", ""], None), Want::Commands);
+        assert_eq!(complete(&["run", "--timeout", "3", "ls", ""], None), Want::Files);
+        assert_eq!(complete(&["run", "--", "ls", "--"], None), Want::Files);
+        assert_eq!(words(complete(&["completions", ""], None)), ["bash", "zsh", "fish"]);
+    }
+
+    #[test]
+    fn home_expansion() {
+        assert_eq!(expand_home("/a/b"), "/a/b");
+        if let Ok(h) = std::env::var("HOME") {
+            if !h.is_empty() {
+                assert_eq!(expand_home("~/j"), format!("{h}/j"));
+            }
+        }
+    }
 }

@@ -1,0 +1,889 @@
+//! Man pages, generated from the flag table (`cli::COMMANDS`): the
+//! overview `agent-exec.1` and one `agent-exec-<slug>.1` per visible
+//! subcommand. `make man` runs the hidden `_gen-man DIR` command and the
+//! pages under `man/` are committed; a test regenerates them and fails
+//! when they differ, so the table and the pages cannot drift apart.
+//!
+//! What the table does not know lives here, next to the generator: the
+//! response fields of each command (in JSON order), the error codes, the
+//! environment and the files.
+//!
+//! Invariants
+//! - Output is deterministic (no date, no absolute path): the version
+//!   is the only thing that changes between builds, and a version bump
+//!   asks for `make man` like any other change.
+//! - Every piece of text goes through `esc`: backslashes, hyphens
+//!   (`\-`, so flags copy and paste as ASCII), non-ASCII characters and
+//!   a leading `.` or `'` are escaped; macro arguments are quoted. The
+//!   pages pass `groff -man -ww -z` without a warning.
+//! - Prose may mark literals with backticks; they become bold.
+//!
+//! Rejected: hand-written pages (they drift from the flags); mdoc (the
+//! man macros are enough here and read more simply).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::{self, Cmd, Flag, Kind, Matches, Pos, COMMANDS, GLOBAL_FLAGS};
+use crate::error::{Error, Result};
+use crate::output::{Output, Response};
+
+#[derive(Serialize)]
+struct GenManBody {
+    dir: String,
+    files: Vec<String>,
+}
+
+/// `_gen-man DIR`: write every page into DIR (created if missing),
+/// remove pages of commands that no longer exist, list what was written.
+pub fn exec_gen_man(m: &Matches) -> Result<Output> {
+    let dir = Path::new(m.pos(0).unwrap_or("man"));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let pages = pages();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("agent-exec") && name.ends_with(".1");
+            if ours && !pages.iter().any(|(n, _)| *n == name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for (name, text) in &pages {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        files.push(name.clone());
+    }
+    let body = GenManBody {
+        dir: crate::store::absolutize(dir).to_string_lossy().into_owned(),
+        files,
+    };
+    Ok(Output::Doc(Response::new("gen_man", &body)))
+}
+
+/// Every page: (file name, roff source).
+pub fn pages() -> Vec<(String, String)> {
+    let mut out = vec![("agent-exec.1".to_string(), main_page())];
+    for c in visible() {
+        out.push((format!("agent-exec-{}.1", c.slug()), command_page(c)));
+    }
+    out
+}
+
+fn visible() -> impl Iterator<Item = &'static Cmd> {
+    COMMANDS.iter().copied().filter(|c| !c.hidden)
+}
+
+// ---------------------------------------------------------------------------
+// roff writing
+// ---------------------------------------------------------------------------
+
+/// Escape text for a roff text line or a quoted macro argument.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut bold = false;
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\e"),
+            '-' => out.push_str("\\-"),
+            '"' => out.push_str("\\(dq"),
+            '`' => {
+                out.push_str(if bold { "\\fR" } else { "\\fB" });
+                bold = !bold;
+            }
+            '\n' | '\t' => out.push(' '),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c if c.is_ascii_control() => {}
+            c => {
+                let _ = write!(out, "\\[u{:04X}]", c as u32);
+            }
+        }
+    }
+    if bold {
+        out.push_str("\\fR");
+    }
+    out
+}
+
+struct Page(String);
+
+impl Page {
+    fn new(title: &str, section_name: &str) -> Page {
+        let mut p = Page(String::new());
+        p.raw(&format!(
+            ".TH \"{}\" 1 \"\" \"agent-exec {}\" \"{}\"",
+            esc(&title.to_ascii_uppercase()),
+            env!("CARGO_PKG_VERSION"),
+            esc(section_name)
+        ));
+        p
+    }
+    fn raw(&mut self, line: &str) {
+        self.0.push_str(line);
+        self.0.push('\n');
+    }
+    /// A line of running text (escaped; protected against a leading
+    /// control character).
+    fn text(&mut self, s: &str) {
+        let line = esc(s.trim());
+        if line.is_empty() {
+            return;
+        }
+        if line.starts_with('.') || line.starts_with('\'') {
+            self.0.push_str("\\&");
+        }
+        self.raw(&line);
+    }
+    fn sh(&mut self, s: &str) {
+        self.raw(&format!(".SH \"{}\"", esc(s)));
+    }
+    fn ss(&mut self, s: &str) {
+        self.raw(&format!(".SS \"{}\"", esc(s)));
+    }
+    fn pp(&mut self, s: &str) {
+        self.raw(".PP");
+        self.text(s);
+    }
+    /// A tagged paragraph; `tag` is already roff.
+    fn tp(&mut self, tag: &str, body: &str) {
+        self.raw(".TP");
+        self.raw(tag);
+        self.text(body);
+    }
+    /// A literal block (commands, file layouts).
+    fn block(&mut self, lines: &[&str]) {
+        self.raw(".PP");
+        self.raw(".RS 4");
+        self.raw(".nf");
+        for l in lines {
+            let e = esc(l);
+            if e.starts_with('.') || e.starts_with('\'') {
+                self.0.push_str("\\&");
+            }
+            self.raw(&e);
+        }
+        self.raw(".fi");
+        self.raw(".RE");
+    }
+}
+
+fn bold(s: &str) -> String {
+    format!("\\fB{}\\fR", esc(s))
+}
+
+fn ital(s: &str) -> String {
+    format!("\\fI{}\\fR", esc(s))
+}
+
+/// `\fB\-\-until\fR \fISECONDS\fR` and friends.
+fn flag_tag(f: &Flag) -> String {
+    let mut t = String::new();
+    if let Some(s) = f.short {
+        let _ = write!(t, "{}, ", bold(&format!("-{s}")));
+    }
+    t.push_str(&bold(&format!("--{}", f.long)));
+    match f.kind {
+        Kind::Switch => {}
+        Kind::Value(_) => {
+            let _ = write!(t, " {}", ital(f.meta));
+        }
+        Kind::OptBool => t.push_str(" [\\fItrue\\fR|\\fIfalse\\fR]"),
+    }
+    t
+}
+
+fn flag_body(f: &Flag) -> String {
+    let mut b = f.help.to_string();
+    if !b.ends_with('.') {
+        b.push('.');
+    }
+    if f.multi {
+        b.push_str(" Repeatable.");
+    }
+    if !f.choices.is_empty() {
+        let _ = write!(b, " Possible values: {}.", f.choices.join(", "));
+    }
+    if let Some(d) = f.default {
+        let _ = write!(b, " Default: {d}.");
+    }
+    b
+}
+
+fn pos_tag(p: &Pos) -> String {
+    if p.rest {
+        format!("{}...", ital(p.name))
+    } else {
+        ital(p.name)
+    }
+}
+
+fn synopsis(p: &mut Page, c: &Cmd) {
+    let mut s = String::new();
+    if !c.flags.is_empty() {
+        s.push_str("[\\fIOPTIONS\\fR]");
+    }
+    for pos in c.pos {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        match (pos.rest, pos.required) {
+            (true, _) => {
+                let _ = write!(s, "[\\-\\-] {}...", ital(pos.name));
+            }
+            (false, true) => s.push_str(&ital(pos.name)),
+            (false, false) => {
+                let _ = write!(s, "[{}]", ital(pos.name));
+            }
+        }
+    }
+    p.raw(&format!(".B \"agent\\-exec {}\"", esc(c.name)));
+    if !s.is_empty() {
+        p.raw(&s);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What each command prints
+// ---------------------------------------------------------------------------
+
+/// The response of one command: its `type` and its fields in JSON order.
+struct Reply {
+    cmd: &'static str,
+    /// The `type` of the document; empty when the output is not JSON.
+    kind: &'static str,
+    /// (field, what it holds). A `?` suffix marks an optional field.
+    fields: &'static [(&'static str, &'static str)],
+    /// Further notes on the output or the exit status.
+    notes: &'static [&'static str],
+    /// Related pages (slugs).
+    see: &'static [&'static str],
+}
+
+const INLINE: &[(&str, &str)] = &[
+    ("job_id", "The job's id: a ULID (26 characters, sortable by creation time)."),
+    ("state", "The state when the answer was made: created, running, exited, killed or failed."),
+    ("tags", "The job's tags (always present, possibly empty)."),
+    ("env_vars?", "The --env entries as KEY=VALUE, with masked keys shown as KEY=***; omitted when there are none."),
+    ("stdout_log_path", "Absolute path of the persisted stdout log."),
+    ("stderr_log_path", "Absolute path of the persisted stderr log."),
+    ("elapsed_ms", "Milliseconds this command took."),
+    ("waited_ms", "Milliseconds spent waiting for the job (0 without waiting)."),
+    ("stdout", "The head of stdout: at most --max-bytes bytes, decoded as lossy UTF-8."),
+    ("stderr", "The head of stderr, likewise."),
+    ("stdout_range", "[start, end] byte offsets of the stdout text in the log. The output was truncated when end < stdout_total_bytes."),
+    ("stderr_range", "[start, end] byte offsets of the stderr text."),
+    ("stdout_total_bytes", "Size of the stdout log when it was read."),
+    ("stderr_total_bytes", "Size of the stderr log when it was read."),
+    ("encoding", "Always \"utf-8-lossy\"."),
+    ("exit_code?", "The exit status, once the job has exited."),
+    ("finished_at?", "When the job ended (YYYY-MM-DDTHH:MM:SSZ), once terminal."),
+    ("signal?", "The signal that ended the job, SIG-prefixed (\"SIGTERM\")."),
+    ("duration_ms?", "How long the job ran, once terminal."),
+    ("timed_out?", "Once terminal: true when --timeout stopped the job."),
+    ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, supervisor_lost."),
+];
+
+const JOB_ROW: &[(&str, &str)] = &[
+    ("job_id", "The job's id."),
+    ("short_job_id", "The shortest unique prefix of the id (at least 10 characters)."),
+    ("state", "created, running, exited, killed, failed, or unknown when state.json cannot be read."),
+    ("exit_code?", "Exit status, once exited."),
+    ("created_at", "When the job was defined."),
+    ("started_at?", "When it started."),
+    ("finished_at?", "When it ended."),
+    ("updated_at?", "Last state change (or progress refresh)."),
+    ("tags", "The job's tags."),
+];
+
+const REPLIES: &[Reply] = &[
+    Reply {
+        cmd: "create",
+        kind: "create",
+        fields: &[
+            ("job_id", "The new job's id (ULID)."),
+            ("state", "\"created\"; \"failed\" when the definition itself could not be stored completely."),
+            ("stdout_log_path", "Where stdout will be logged."),
+            ("stderr_log_path", "Where stderr will be logged."),
+            ("tags", "The job's tags."),
+            ("failure?", "{code, message} when state is failed."),
+        ],
+        notes: &["No process starts; `start` launches the job later. --stdin and --stdin-file are copied into the job directory now; --env-file is read when the job starts."],
+        see: &["start", "run", "status"],
+    },
+    Reply {
+        cmd: "start",
+        kind: "start",
+        fields: INLINE,
+        notes: &[
+            "Same fields as `run`. Only a created job starts; any other state is invalid_state, and of concurrent starts of one job exactly one wins.",
+            "A job that fails to launch is still a successful command: ok is true, exit status 0, and state is failed with failure.code saying why.",
+        ],
+        see: &["create", "run", "wait"],
+    },
+    Reply {
+        cmd: "run",
+        kind: "run",
+        fields: INLINE,
+        notes: &[
+            "run waits until the job is terminal or --until seconds pass, whichever comes first; it does not return at the first output. With --no-wait it answers as soon as the job is running. The job goes on after run answers; read its result later with status, wait or tail.",
+            "One command word is a shell string (pipes, &&); two or more words are an argv, exec'd after the login shell has started.",
+            "A job that fails to launch (missing --cwd, unreadable --env-file) is still a successful command: ok is true, exit status 0, and state is failed with failure.code saying why.",
+        ],
+        see: &["status", "wait", "tail", "kill", "create"],
+    },
+    Reply {
+        cmd: "status",
+        kind: "status",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("state", "created, running, exited, killed or failed."),
+            ("exit_code?", "Exit status, once exited."),
+            ("created_at", "When the job was defined."),
+            ("started_at?", "When it started (absent while created)."),
+            ("finished_at?", "When it ended."),
+            ("signal?", "SIG-prefixed name of the signal that ended it."),
+            ("duration_ms?", "How long it ran."),
+            ("timed_out?", "Once terminal: whether --timeout stopped it."),
+            ("failure?", "{code, message} for a failed job."),
+        ],
+        notes: &["A running job whose supervisor has died is reported (and recorded) as failed with failure.code supervisor_lost."],
+        see: &["wait", "tail", "list"],
+    },
+    Reply {
+        cmd: "tail",
+        kind: "tail",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("stdout", "The last lines of stdout (lossy UTF-8)."),
+            ("stderr", "The last lines of stderr."),
+            ("encoding", "Always \"utf-8-lossy\"."),
+            ("stdout_log_path", "Path of the stdout log."),
+            ("stderr_log_path", "Path of the stderr log."),
+            ("stdout_range", "[start, end] byte offsets of the returned stdout text; start > 0 means earlier output was left out."),
+            ("stderr_range", "[start, end] byte offsets of the returned stderr text."),
+            ("stdout_total_bytes", "Size of the stdout log."),
+            ("stderr_total_bytes", "Size of the stderr log."),
+        ],
+        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size."],
+        see: &["status", "run"],
+    },
+    Reply {
+        cmd: "wait",
+        kind: "wait",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("state", "The state when waiting ended; not terminal when the deadline passed."),
+            ("exit_code?", "Exit status, once exited."),
+            ("stdout_total_bytes?", "Size of the stdout log."),
+            ("stderr_total_bytes?", "Size of the stderr log."),
+            ("updated_at", "Last state change."),
+            ("finished_at?", "When the job ended."),
+            ("signal?", "SIG-prefixed name of the signal that ended it."),
+            ("duration_ms?", "How long it ran."),
+            ("timed_out?", "Once terminal: whether --timeout stopped it."),
+            ("failure?", "{code, message} for a failed job."),
+        ],
+        notes: &["A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval."],
+        see: &["run", "status", "kill"],
+    },
+    Reply {
+        cmd: "kill",
+        kind: "kill",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("signal", "The signal sent, SIG-prefixed (\"SIGTERM\")."),
+            ("state?", "The state observed afterwards (absent with --no-wait)."),
+            ("exit_code?", "Exit status, if the job exited."),
+            ("terminated_signal?", "The signal that really ended the job, as the supervisor recorded it."),
+            ("observed_within_ms?", "Milliseconds spent watching for the outcome."),
+            ("timed_out?", "Once terminal: whether --timeout had stopped it."),
+        ],
+        notes: &["A created job cannot be signalled (invalid_state). A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened."],
+        see: &["run", "status", "wait"],
+    },
+    Reply {
+        cmd: "delete",
+        kind: "delete",
+        fields: &[
+            ("root", "The jobs root."),
+            ("dry_run", "Whether this was a preview."),
+            ("cwd_scope?", "With --all: the directory whose jobs were considered."),
+            ("deleted", "Job directories removed (0 with --dry-run)."),
+            ("skipped", "Jobs not removed; always out_of_scope + failed."),
+            ("out_of_scope", "Jobs that were not deletion targets (running, created, unreadable, other directory)."),
+            ("failed", "Targets whose removal failed."),
+            ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped."),
+        ],
+        notes: &["A running job is never deleted (invalid_state for a single id)."],
+        see: &["gc", "list"],
+    },
+    Reply {
+        cmd: "gc",
+        kind: "gc",
+        fields: &[
+            ("root", "The jobs root."),
+            ("dry_run", "Whether this was a preview."),
+            ("older_than", "The retention window used."),
+            ("older_than_source", "\"flag\" or \"default\"."),
+            ("deleted", "Jobs removed."),
+            ("skipped", "Jobs kept (out_of_scope + failed)."),
+            ("out_of_scope", "Jobs no rule selected, or not finished."),
+            ("failed", "Selected jobs whose removal failed."),
+            ("freed_bytes", "Bytes removed (or that would be, with --dry-run)."),
+            ("scanned_dirs", "Directories examined."),
+            ("candidate_count", "Jobs selected for deletion."),
+            ("jobs", "One {job_id, state, action, reason, bytes} per job; reason joins the rules that selected it with + (older_than, max_jobs, max_bytes)."),
+        ],
+        notes: &["Only finished jobs (exited, killed, failed) are ever deleted. Ages compare finished_at (else updated_at) with the window."],
+        see: &["delete", "run"],
+    },
+    Reply {
+        cmd: "schema",
+        kind: "schema",
+        fields: &[
+            ("schema_format", "\"json-schema-draft-07\"."),
+            ("schema", "The JSON Schema document, embedded in the binary."),
+            ("generated_at", "The schema's revision stamp."),
+        ],
+        notes: &[],
+        see: &[],
+    },
+    Reply {
+        cmd: "list",
+        kind: "list",
+        fields: &[
+            ("root", "The jobs root."),
+            ("jobs", "One entry per job, newest created first (fields below)."),
+            ("truncated", "True when --limit cut the list."),
+            ("skipped", "Unreadable job directories among those read."),
+        ],
+        notes: &[],
+        see: &["ps", "status", "tag-set"],
+    },
+    Reply {
+        cmd: "ps",
+        kind: "list",
+        fields: &[
+            ("root", "The jobs root."),
+            ("jobs", "One entry per running job, newest first (fields below)."),
+            ("truncated", "True when --limit cut the list."),
+            ("skipped", "Unreadable job directories among those read."),
+        ],
+        notes: &[],
+        see: &["list", "kill"],
+    },
+    Reply {
+        cmd: "tag set",
+        kind: "tag_set",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("tags", "The tags now stored."),
+        ],
+        notes: &["Tags are dot-separated segments of ASCII letters, digits and -; a stored tag cannot end in .* (that form is a list filter)."],
+        see: &["list", "run"],
+    },
+    Reply {
+        cmd: "install-skills",
+        kind: "install_skills",
+        fields: &[
+            ("skills", "One {name, source_type, path}: \"agent-exec\", \"embedded\", and the skill directory."),
+            ("global", "Whether --global was given."),
+            ("lock_file_path", "The .skill-lock.json that records the install."),
+        ],
+        notes: &[
+            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global. Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept). Every file is written atomically.",
+        ],
+        see: &[],
+    },
+    Reply {
+        cmd: "notify set",
+        kind: "notify.set",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("notification", "The stored settings: {notify_command?, notify_file?, on_output_match?{pattern, match_type, stream, command?, file?}}; {} when nothing is configured."),
+        ],
+        notes: &[
+            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
+            "--output-match-type regex uses regex-lite syntax: Rust regex without Unicode classes. An invalid regex is rejected (invalid_pattern).",
+        ],
+        see: &["run"],
+    },
+    Reply {
+        cmd: "completions",
+        kind: "",
+        fields: &[],
+        notes: &[
+            "Prints a completion script (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and the ids of the current directory's jobs, filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
+            "bash: agent-exec completions bash >> ~/.bash_completion. zsh: agent-exec completions zsh > ~/.zsh/completions/_agent-exec, with that directory in fpath before compinit. fish: agent-exec completions fish > ~/.config/fish/completions/agent-exec.fish.",
+        ],
+        see: &[],
+    },
+    Reply {
+        cmd: "serve",
+        kind: "serve",
+        fields: &[
+            ("bind", "The address listened on."),
+            ("port", "The actual port (useful with --port 0)."),
+            ("pid", "The server's process id."),
+        ],
+        notes: &[
+            "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, POST /kill/{id}, GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
+            "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin.",
+        ],
+        see: &["run"],
+    },
+];
+
+fn reply(c: &Cmd) -> Option<&'static Reply> {
+    REPLIES.iter().find(|r| r.cmd == c.name)
+}
+
+fn fields(p: &mut Page, fields: &[(&str, &str)]) {
+    for (name, what) in fields {
+        let (name, opt) = match name.strip_suffix('?') {
+            Some(n) => (n, " Omitted when absent."),
+            None => (*name, ""),
+        };
+        p.tp(&bold(name), &format!("{what}{opt}"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The pages
+// ---------------------------------------------------------------------------
+
+fn command_page(c: &Cmd) -> String {
+    let slug = c.slug();
+    let mut p = Page::new(&format!("agent-exec-{slug}"), "agent-exec manual");
+    p.sh("NAME");
+    p.text(&format!("agent-exec-{slug} - {}", c.about));
+    p.sh("SYNOPSIS");
+    synopsis(&mut p, c);
+    if let Some(a) = c.alias {
+        p.pp(&format!("Alias: `agent-exec {a}`."));
+    }
+    p.sh("DESCRIPTION");
+    if c.long_about.is_empty() {
+        p.pp(&format!("{}.", c.about.trim_end_matches('.')));
+    } else {
+        p.pp(c.long_about);
+    }
+    let r = reply(c);
+    for n in r.map_or(&[][..], |r| r.notes) {
+        p.pp(n);
+    }
+    if !c.pos.is_empty() {
+        p.sh("ARGUMENTS");
+        for pos in c.pos {
+            let mut body = pos.help.trim_end_matches('.').to_string();
+            body.push('.');
+            if !pos.values.is_empty() {
+                let _ = write!(body, " Possible values: {}.", pos.values.join(", "));
+            }
+            if !pos.required {
+                body.push_str(" Optional.");
+            }
+            p.tp(&pos_tag(pos), &body);
+        }
+    }
+    if !c.flags.is_empty() {
+        p.sh("OPTIONS");
+        for f in c.flags {
+            p.tp(&flag_tag(f), &flag_body(f));
+        }
+        for (a, b) in c.conflicts {
+            p.pp(&format!("`--{a}` and `--{b}` cannot be used together."));
+        }
+    }
+    p.sh("GLOBAL OPTIONS");
+    p.pp("Accepted before or after the subcommand name (up to the first word of a job's command):");
+    for f in GLOBAL_FLAGS.iter().filter(|f| f.long != "version") {
+        p.tp(&flag_tag(f), &flag_body(f));
+    }
+    p.sh("OUTPUT");
+    match r {
+        Some(r) if !r.kind.is_empty() => {
+            p.pp(&format!(
+                "On success, one JSON document on stdout (YAML with --yaml): `schema_version` (\"0.1\"), `ok` (true), `type` (\"{}\"), then these fields in this order:",
+                r.kind
+            ));
+            fields(&mut p, r.fields);
+            if matches!(c.name, "list" | "ps") {
+                p.pp("Each entry of `jobs` holds, in this order:");
+                fields(&mut p, JOB_ROW);
+            }
+            p.pp("On failure, the error envelope described in agent-exec(1): `ok` is false, `type` is \"error\", and `error` holds `code`, `message`, `retryable` and sometimes `details`.");
+        }
+        _ => p.pp("Plain text on stdout, not JSON. A usage error still prints the JSON error envelope."),
+    }
+    p.sh("EXIT STATUS");
+    p.tp(&bold("0"), "Success (the document has ok: true).");
+    p.tp(&bold("1"), "The command failed; stdout holds the error envelope.");
+    p.tp(&bold("2"), "Usage error: unknown flag, missing argument or invalid value (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern).");
+    if !c.examples.is_empty() {
+        p.sh("EXAMPLES");
+        p.block(c.examples);
+    }
+    p.sh("SEE ALSO");
+    let mut see = vec![bold("agent-exec") + " (1)"];
+    for s in r.map_or(&[][..], |r| r.see) {
+        see.push(bold(&format!("agent-exec-{s}")) + " (1)");
+    }
+    let mut line = String::new();
+    for (i, s) in see.iter().enumerate() {
+        if i > 0 {
+            line.push_str(",\n");
+        }
+        line.push_str(s);
+    }
+    p.raw(&line);
+    p.0
+}
+
+/// Every error code (`Error::code`): (code, exit status, what it means).
+pub const ERROR_CODES: &[(&str, u8, &str)] = &[
+    ("usage_error", 2, "The command line is wrong: unknown subcommand or flag, missing argument, invalid value, conflicting flags."),
+    ("invalid_tag", 2, "A --tag value or tag filter breaks the tag rules."),
+    ("invalid_signal", 2, "An unknown signal name or number for kill --signal."),
+    ("invalid_duration", 2, "A duration that does not parse (expected 30d, 24h, 60m, 3600s or seconds)."),
+    ("invalid_pattern", 2, "An --output-pattern regex that does not compile."),
+    ("job_not_found", 1, "No job matches the id or prefix."),
+    ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20) and truncated."),
+    ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job)."),
+    ("stdin_required", 1, "--stdin - while standard input is a terminal."),
+    ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes."),
+    ("invalid_config", 1, "config.toml (or a server setting) cannot be used; the message names the file, line and key."),
+    ("io_error", 1, "An operating-system failure; retryable when trying again can help (EAGAIN, EBUSY, ENOSPC, ...)."),
+    ("busy", 1, "Another process holds a lock right now; retryable."),
+    ("internal_error", 1, "A bug or an unreadable job file; a panic is reported this way too."),
+    ("serve_unsafe_bind", 1, "serve refuses a non-loopback address without --insecure and AGENT_EXEC_SERVE_TOKEN."),
+    ("invalid_request", 1, "HTTP: a malformed request body, query or header (400)."),
+    ("unauthorized", 1, "HTTP: missing or wrong bearer token (401)."),
+    ("not_found", 1, "HTTP: no route at this path (404)."),
+    ("method_not_allowed", 1, "HTTP: the route does not serve this method (405)."),
+    ("payload_too_large", 1, "HTTP: request line, headers or body over the limits (413)."),
+    ("unavailable", 1, "HTTP: the server is at its connection limit; retryable (503)."),
+];
+
+fn main_page() -> String {
+    let mut p = Page::new("agent-exec", "agent-exec manual");
+    p.sh("NAME");
+    p.text(&format!("agent-exec - {}", cli::ABOUT));
+    p.sh("SYNOPSIS");
+    p.raw(".B agent\\-exec");
+    p.raw("[\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR...]");
+    p.sh("DESCRIPTION");
+    p.pp("agent-exec runs commands as detached background jobs and answers every invocation with exactly one JSON document on stdout, so that an agent or a script can parse it without filtering. Each job is a directory under the jobs root; any later invocation (status, tail, wait, kill, list) reads it. No daemon is involved: each job has its own small supervisor process.");
+    p.pp("`run` waits until the job ends or its wait budget (--until, 10 seconds) passes, whichever is first, and returns the state, the exit code and the head of stdout and stderr in one round trip. A longer job keeps running; its result is read later with status, wait or tail.");
+    p.sh("COMMANDS");
+    for c in visible() {
+        let mut body = c.about.to_string();
+        if let Some(a) = c.alias {
+            let _ = write!(body, " (alias: {a})");
+        }
+        let _ = write!(body, ". See agent-exec-{}(1).", c.slug());
+        p.tp(&bold(c.name), &body);
+    }
+    p.tp(&bold("help"), "Print help for a subcommand (human text).");
+    p.sh("GLOBAL OPTIONS");
+    for f in GLOBAL_FLAGS {
+        p.tp(&flag_tag(f), &flag_body(f));
+    }
+    p.sh("OUTPUT CONTRACT");
+    p.pp("Every invocation prints exactly one document on stdout: JSON on one line, or YAML with --yaml. Diagnostics go to stderr only. The only exceptions are --help, help, --version and the completion scripts, which print human text.");
+    p.pp("A success document starts with `schema_version` (\"0.1\"), `ok` (true) and `type` (the command's response type), followed by the command's fields in a fixed order (see each command's page). Optional fields are omitted, not null.");
+    p.pp("A failure prints the error envelope: `schema_version`, `ok` (false), `type` (\"error\") and `error` with `code` (stable, see ERROR CODES), `message` (for humans, may change), `retryable` (true when the same call may succeed later) and, for some codes, `details`. Usage errors are reported this way too, with a human line on stderr.");
+    p.pp("Timestamps are UTC, YYYY-MM-DDTHH:MM:SSZ; durations are milliseconds; signals are SIG-prefixed names (\"SIGTERM\"). Log text is decoded as lossy UTF-8; a range [start, end] with end < total_bytes (run, start) or start > 0 (tail) means the text is a part of the log.");
+    p.sh("JOB STATES");
+    p.tp(&bold("created"), "Defined by create; no process yet.");
+    p.tp(&bold("running"), "The supervisor and the command are alive.");
+    p.tp(&bold("exited"), "The command exited; exit_code holds its status. The logs are complete.");
+    p.tp(&bold("killed"), "A signal ended the command; signal names it, timed_out says whether --timeout sent it.");
+    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why (cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, supervisor_lost).");
+    p.sh("ERROR CODES");
+    for (code, exit, what) in ERROR_CODES {
+        p.tp(&bold(code), &format!("{what} Exit status {exit}."));
+    }
+    p.sh("EXIT STATUS");
+    p.tp(&bold("0"), "Success. A job that failed or timed out is still a successful command: look at state.");
+    p.tp(&bold("1"), "The command failed; stdout holds the error envelope.");
+    p.tp(&bold("2"), "Usage error (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern).");
+    p.sh("ENVIRONMENT");
+    let env: &[(&str, &str)] = &[
+        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given."),
+        ("XDG_DATA_HOME", "Without --root and AGENT_EXEC_ROOT, the jobs root is $XDG_DATA_HOME/agent-exec/jobs."),
+        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs. Also the base of install-skills --global and of the default config path."),
+        ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml."),
+        ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
+        ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind."),
+        ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: the persisted event file (completion_event.json for job.finished, notification_events.ndjson for job.output.matched)."),
+        ("AGENT_EXEC_JOB_ID", "Set for notification command sinks: the job id."),
+        ("AGENT_EXEC_EVENT_TYPE", "Set for notification command sinks: job.finished or job.output.matched."),
+    ];
+    for (k, v) in env {
+        p.tp(&bold(k), v);
+    }
+    p.sh("FILES");
+    p.pp("Each job is a directory <root>/<JOB_ID>/ (mode 0700, files 0600):");
+    let files: &[(&str, &str)] = &[
+        ("meta.json", "The job's definition: command, cwd, tags, masked env, timeouts, notification settings."),
+        ("state.json", "Where the job is: status, pid, started_at, finished_at, result {exit_code, signal, duration_ms, timed_out}, failure."),
+        ("stdout.log, stderr.log", "The raw output of each stream."),
+        ("full.log", "Both streams, one timestamped line each (or the --log path)."),
+        ("env.json", "The --env values a created job needs at start."),
+        ("stdin.bin", "The job's stdin, from --stdin or --stdin-file."),
+        ("lock", "Held by the supervisor while the job runs: a free lock and a running state mean the supervisor is gone."),
+        ("completion_event.json", "The job.finished event and its delivery results."),
+        ("notification_events.ndjson", "One line per job.output.matched event, with delivery results."),
+    ];
+    for (k, v) in files {
+        p.tp(&bold(k), v);
+    }
+    p.pp("The config file (see ENVIRONMENT for its path, or --config) is optional TOML; unknown keys are ignored:");
+    p.block(&[
+        "[shell]",
+        "unix = [\"sh\", \"-lc\"]      # argv prefix for a command string",
+        "",
+        "[gc]",
+        "auto = true                # auto-GC after run and start",
+        "older_than = \"30d\"         # retention window",
+        "max_jobs = 200             # keep at most N finished jobs",
+        "max_bytes = 1073741824     # trim finished jobs to this size",
+        "scan_limit = 200           # auto-GC budget: directories read",
+        "delete_limit = 20          # auto-GC budget: jobs deleted",
+        "",
+        "[notify]",
+        "sink_timeout = \"30s\"       # time limit of a command sink",
+    ]);
+    p.sh("NOTIFICATIONS");
+    p.pp("With --notify-command or --notify-file, a job.finished event is delivered when the job ends: the command receives the event JSON on stdin, the file gets it appended as one NDJSON line. With --output-pattern, every output line that matches emits a job.output.matched event to --output-command and --output-file. Sinks never change the job's state; their results are recorded in the job directory.");
+    p.pp("--output-match-type contains matches a substring; regex uses regex-lite syntax: Rust regex without Unicode classes (\\d, \\w and [[:alpha:]] are ASCII-only; \\p{...} is not supported).");
+    p.sh("EXAMPLES");
+    p.block(&[
+        "agent-exec run -- make test",
+        "agent-exec run --until 60 --timeout 600 -- cargo build",
+        "JOB=$(agent-exec run --no-wait -- ./long-task.sh | jq -r .job_id)",
+        "agent-exec wait --until 300 \"$JOB\"",
+        "agent-exec tail --tail-lines 20 \"$JOB\"",
+        "agent-exec list --state running",
+        "agent-exec gc --older-than 7d --dry-run",
+    ]);
+    p.sh("SEE ALSO");
+    let see: Vec<String> = visible()
+        .map(|c| bold(&format!("agent-exec-{}", c.slug())) + " (1)")
+        .collect();
+    p.raw(&see.join(",\n"));
+    p.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(esc("--root"), "\\-\\-root");
+        assert_eq!(esc("a\\b"), "a\\eb");
+        assert_eq!(esc("say \"hi\""), "say \\(dqhi\\(dq");
+        assert_eq!(esc("x — y"), "x \\[u2014] y");
+        assert_eq!(esc("`run` now"), "\\fBrun\\fR now");
+        let mut p = Page(String::new());
+        p.text(".hidden");
+        p.text("'quoted");
+        assert_eq!(p.0, "\\&.hidden\n\\&'quoted\n");
+    }
+
+    #[test]
+    fn every_flag_is_documented() {
+        let pages = pages();
+        for c in visible() {
+            let name = format!("agent-exec-{}.1", c.slug());
+            let (_, text) = pages.iter().find(|(n, _)| *n == name).unwrap();
+            for f in c.flags.iter().chain(GLOBAL_FLAGS.iter().take(4)) {
+                assert!(
+                    text.contains(&format!("\\fB\\-\\-{}\\fR", esc(f.long))),
+                    "{name} lacks --{}",
+                    f.long
+                );
+            }
+            assert!(reply(c).is_some(), "no output description for {}", c.name);
+        }
+    }
+
+    #[test]
+    fn table_prose_has_no_markup() {
+        for c in COMMANDS {
+            for f in c.flags {
+                assert!(!f.help.contains('`'), "{} --{}", c.name, f.long);
+            }
+            assert!(!c.long_about.contains('`') && !c.about.contains('`'));
+        }
+    }
+
+    /// Adding an Error variant fails to compile here until its code is
+    /// documented (the match has no wildcard).
+    #[test]
+    fn every_error_code_is_documented() {
+        let samples = [
+            Error::Usage(String::new()),
+            Error::InvalidTag(String::new()),
+            Error::InvalidSignal(String::new()),
+            Error::InvalidDuration(String::new()),
+            Error::InvalidPattern(String::new()),
+            Error::JobNotFound(String::new()),
+            Error::AmbiguousJobId {
+                prefix: String::new(),
+                candidates: Vec::new(),
+                truncated: false,
+            },
+            Error::InvalidState(String::new()),
+            Error::StdinRequired,
+            Error::StdinTooLarge(0),
+            Error::InvalidConfig(String::new()),
+            Error::io("x", std::io::Error::from(std::io::ErrorKind::Other)),
+            Error::Busy(String::new()),
+            Error::Internal(String::new()),
+            Error::ServeUnsafeBind(String::new()),
+            Error::InvalidRequest(String::new()),
+            Error::Unauthorized,
+            Error::RouteNotFound(String::new()),
+            Error::MethodNotAllowed { allow: "" },
+            Error::PayloadTooLarge(String::new()),
+            Error::Unavailable(String::new()),
+        ];
+        for e in &samples {
+            match e {
+                Error::Usage(_)
+                | Error::InvalidTag(_)
+                | Error::InvalidSignal(_)
+                | Error::InvalidDuration(_)
+                | Error::InvalidPattern(_)
+                | Error::JobNotFound(_)
+                | Error::AmbiguousJobId { .. }
+                | Error::InvalidState(_)
+                | Error::StdinRequired
+                | Error::StdinTooLarge(_)
+                | Error::InvalidConfig(_)
+                | Error::Io { .. }
+                | Error::Busy(_)
+                | Error::Internal(_)
+                | Error::ServeUnsafeBind(_)
+                | Error::InvalidRequest(_)
+                | Error::Unauthorized
+                | Error::RouteNotFound(_)
+                | Error::MethodNotAllowed { .. }
+                | Error::PayloadTooLarge(_)
+                | Error::Unavailable(_) => {}
+            }
+            let row = ERROR_CODES.iter().find(|(c, _, _)| *c == e.code());
+            let (_, exit, _) = row.unwrap_or_else(|| panic!("{} undocumented", e.code()));
+            assert_eq!(i32::from(*exit), e.exit_code(), "{}", e.code());
+        }
+        assert_eq!(samples.len(), ERROR_CODES.len());
+    }
+}

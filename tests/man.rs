@@ -1,0 +1,183 @@
+//! The man pages under man/: generated from the flag table, committed,
+//! and kept in step with it. Also: they render, and groff has nothing to
+//! warn about.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::TempRoot;
+
+fn committed() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("man")
+}
+
+fn have(prog: &str, arg: &str) -> bool {
+    Command::new(prog)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn page_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".1"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Visible subcommands, from the top-level help.
+fn subcommands(t: &TempRoot) -> Vec<String> {
+    let o = t.bare().arg("--help").output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    text.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let end = l.find("  ")?;
+            Some(l[..end].to_string())
+        })
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn committed_pages_match_the_generator() {
+    let t = TempRoot::new();
+    let out = t.base.join("man");
+    let v = t.ok(&["_gen-man", out.to_str().unwrap()]);
+    let files: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files[0], "agent-exec.1");
+    let fresh = page_names(&out);
+    assert_eq!(
+        fresh,
+        page_names(&committed()),
+        "the set of pages changed: run `make man` and commit man/"
+    );
+    for name in fresh {
+        let new = std::fs::read_to_string(out.join(&name)).unwrap();
+        let old = std::fs::read_to_string(committed().join(&name)).unwrap();
+        assert!(
+            new == old,
+            "man/{name} is stale: run `make man` and commit the result"
+        );
+    }
+}
+
+#[test]
+fn one_page_per_subcommand_with_every_flag() {
+    let t = TempRoot::new();
+    let cmds = subcommands(&t);
+    assert!(cmds.len() > 10, "{cmds:?}");
+    for c in &cmds {
+        let page = committed().join(format!("agent-exec-{}.1", c.replace(' ', "-")));
+        let text = std::fs::read_to_string(&page)
+            .unwrap_or_else(|_| panic!("no page {} for '{c}'", page.display()));
+        let mut help = t.bare();
+        help.arg("help").args(c.split(' '));
+        let help = String::from_utf8(help.output().unwrap().stdout).unwrap();
+        let flags: Vec<&str> = help
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(','))
+            .collect();
+        assert!(!flags.is_empty(), "no flags parsed for {c}");
+        for f in flags {
+            let escaped = f.replace('-', "\\-");
+            assert!(
+                text.contains(&format!("\\fB{escaped}\\fR")),
+                "{} does not document {f}",
+                page.display()
+            );
+        }
+        let main = std::fs::read_to_string(committed().join("agent-exec.1")).unwrap();
+        assert!(
+            main.contains(&format!("agent-exec-{}", c.replace(' ', "-")).replace('-', "\\-")),
+            "agent-exec.1 does not point to the page of {c}"
+        );
+    }
+}
+
+#[test]
+fn main_page_covers_the_contract() {
+    let main = std::fs::read_to_string(committed().join("agent-exec.1")).unwrap();
+    for needle in [
+        "OUTPUT CONTRACT",
+        "ERROR CODES",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "schema_version",
+        "retryable",
+        "job_not_found",
+        "ambiguous_job_id",
+        "usage_error",
+        "AGENT_EXEC_ROOT",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "RUST_LOG",
+        "AGENT_EXEC_SERVE_TOKEN",
+        "AGENT_EXEC_EVENT_PATH",
+        "meta.json",
+        "notification_events.ndjson",
+        "[gc]",
+        "regex-lite",
+    ] {
+        let n = needle.replace('-', "\\-");
+        assert!(main.contains(&n), "agent-exec.1 lacks {needle}");
+    }
+}
+
+#[test]
+fn groff_reports_no_warnings() {
+    if !have("groff", "--version") {
+        println!("note: groff not installed; man pages not linted");
+        return;
+    }
+    for name in page_names(&committed()) {
+        let o = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(committed().join(&name))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && err.trim().is_empty(), "{name}: {err}");
+    }
+}
+
+#[test]
+fn man_renders_every_page() {
+    if !have("man", "--version") {
+        println!("note: man not installed; rendering not checked");
+        return;
+    }
+    for name in page_names(&committed()) {
+        let o = Command::new("man")
+            .arg("-l")
+            .arg(committed().join(&name))
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(text.contains("NAME") && text.contains("SEE ALSO"), "{name}: {text}");
+    }
+}
