@@ -1,0 +1,303 @@
+//! Shell completion, driven the way a shell drives it: the bash script is
+//! sourced in a real bash and its function called with COMP_WORDS; the
+//! zsh and fish scripts are syntax-checked (and fish queried) when those
+//! shells are installed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::{TempRoot, BIN};
+
+fn have(shell: &str) -> bool {
+    Command::new(shell)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(BIN).parent().unwrap().to_path_buf()
+}
+
+/// A command in `dir` with the test's private environment and the
+/// binary on PATH.
+fn shell_cmd(t: &TempRoot, shell: &str, dir: &Path) -> Command {
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = Command::new(shell);
+    c.current_dir(dir)
+        .env("PATH", path)
+        .env("HOME", t.base.join("home"))
+        .env("XDG_CONFIG_HOME", t.base.join("config"))
+        .env_remove("AGENT_EXEC_ROOT")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("COMPLETE")
+        .stdin(Stdio::null());
+    c
+}
+
+fn script(t: &TempRoot, shell: &str) -> PathBuf {
+    let o = t.bare().args(["completions", shell]).output().unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(!text.trim_start().starts_with('{'), "a script, not JSON");
+    let p = t.base.join(format!("completion.{shell}"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Source the bash script, set COMP_WORDS to `agent-exec words...` (the
+/// last word is the one being completed), call `_agent_exec`, return
+/// COMPREPLY.
+fn bash_in(t: &TempRoot, dir: &Path, env: &[(&str, &Path)], words: &[&str]) -> Vec<String> {
+    let s = script(t, "bash");
+    let mut c = shell_cmd(t, "bash", dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg("-c")
+        .arg(
+            r#"source "$0" || exit 9
+COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+_agent_exec
+printf '%s\n' "${COMPREPLY[@]}""#,
+        )
+        .arg(&s)
+        .arg("agent-exec")
+        .args(words);
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "bash failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut v: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `--root` passed on the line.
+fn bash(t: &TempRoot, words: &[&str]) -> Vec<String> {
+    let root = t.root.to_string_lossy().into_owned();
+    let mut w = vec!["--root", root.as_str()];
+    w.extend_from_slice(words);
+    bash_in(t, &t.cwd, &[], &w)
+}
+
+/// Ids in a fixed order so tests can name them.
+const CREATED: &str = "01JAAAAAAAAAAAAAAAAAAAAAA1";
+const RUNNING: &str = "01JAAAAAAAAAAAAAAAAAAAAAA2";
+const EXITED: &str = "01JAAAAAAAAAAAAAAAAAAAAAA3";
+const KILLED: &str = "01JAAAAAAAAAAAAAAAAAAAAAA4";
+const FAILED: &str = "01JAAAAAAAAAAAAAAAAAAAAAA5";
+const DEAD: &str = "01JAAAAAAAAAAAAAAAAAAAAAA6";
+const BROKEN: &str = "01JAAAAAAAAAAAAAAAAAAAAAA7";
+
+/// One job per state in t.cwd. RUNNING has no lock file (written by
+/// another tool: its state is trusted); DEAD says running but its lock
+/// is free, so its supervisor is gone; BROKEN has an unreadable state.
+fn jobs(t: &TempRoot) {
+    let done = Some("2026-01-01T00:00:01Z");
+    t.fabricate(CREATED, "created", &t.cwd, None);
+    t.fabricate(RUNNING, "running", &t.cwd, None);
+    t.fabricate(EXITED, "exited", &t.cwd, done);
+    t.fabricate(KILLED, "killed", &t.cwd, done);
+    t.fabricate(FAILED, "failed", &t.cwd, done);
+    t.fabricate(DEAD, "running", &t.cwd, None);
+    std::fs::write(t.job_dir(DEAD).join("lock"), b"").unwrap();
+    t.fabricate(BROKEN, "exited", &t.cwd, done);
+    std::fs::write(t.job_dir(BROKEN).join("state.json"), b"{not json").unwrap();
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn job_ids_are_filtered_by_state() {
+    let t = TempRoot::new();
+    jobs(&t);
+    assert_eq!(bash(&t, &["start", ""]), ids(&[CREATED]));
+    assert_eq!(bash(&t, &["wait", ""]), ids(&[CREATED, RUNNING]));
+    assert_eq!(bash(&t, &["kill", ""]), ids(&[RUNNING]));
+    let finished = ids(&[EXITED, KILLED, FAILED, DEAD]);
+    assert_eq!(bash(&t, &["delete", ""]), finished);
+    assert_eq!(bash(&t, &["rm", ""]), finished);
+    let all = ids(&[CREATED, RUNNING, EXITED, KILLED, FAILED, DEAD, BROKEN]);
+    assert_eq!(bash(&t, &["status", ""]), all);
+    assert_eq!(bash(&t, &["tail", "--tail-lines", "5", ""]), all);
+    assert_eq!(bash(&t, &["tag", "set", ""]), all);
+    assert_eq!(bash(&t, &["notify", "set", ""]), all);
+    // Completion only reads: the dead job is not reconciled on disk.
+    assert_eq!(t.state(DEAD)["job"]["status"], "running");
+}
+
+#[test]
+fn a_live_supervisor_is_offered_to_kill() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let done = t.start_job(&["true"]);
+    t.wait_done(&done);
+    assert_eq!(bash(&t, &["kill", ""]), vec![id.clone()]);
+    assert_eq!(bash(&t, &["delete", ""]), vec![done.clone()]);
+    t.ok(&["kill", "--signal", "KILL", &id]);
+    t.wait_done(&id);
+    assert!(bash(&t, &["kill", ""]).is_empty());
+}
+
+#[test]
+fn prefix_filtering_is_case_insensitive() {
+    let t = TempRoot::new();
+    let a = "01JBBBBBBBBBBBBBBBBBBBBBB1";
+    let b = "01JBBBBBBBBBBBBBBBBBBBBBB2";
+    let c = "01JCCCCCCCCCCCCCCCCCCCCCC1";
+    for id in [a, b, c] {
+        t.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+    }
+    assert_eq!(bash(&t, &["status", "01JB"]), ids(&[a, b]));
+    assert_eq!(bash(&t, &["status", "01jc"]), ids(&[c]));
+    assert_eq!(bash(&t, &["status", b]), ids(&[b]));
+    assert!(bash(&t, &["status", "01JZ"]).is_empty());
+}
+
+#[test]
+fn only_jobs_of_the_current_directory() {
+    let t = TempRoot::new();
+    let elsewhere = t.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let elsewhere = std::fs::canonicalize(elsewhere).unwrap();
+    let here = "01JDDDDDDDDDDDDDDDDDDDDDD1";
+    let there = "01JDDDDDDDDDDDDDDDDDDDDDD2";
+    t.fabricate(here, "created", &t.cwd, None);
+    t.fabricate(there, "created", &elsewhere, None);
+    assert_eq!(bash(&t, &["status", ""]), ids(&[here]));
+    let root = t.root.to_string_lossy().into_owned();
+    let from_there = bash_in(&t, &elsewhere, &[], &["--root", &root, "start", ""]);
+    assert_eq!(from_there, ids(&[there]));
+}
+
+#[test]
+fn root_from_the_line_or_the_environment() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let root = t.root.to_string_lossy().into_owned();
+    // `--root=X` (bash splits it at '=') and `--root X` after the subcommand.
+    let split = bash_in(&t, &t.cwd, &[], &["--root", "=", &root, "start", ""]);
+    assert_eq!(split, ids(&[CREATED]));
+    let after = bash_in(&t, &t.cwd, &[], &["start", "--root", &root, ""]);
+    assert_eq!(after, ids(&[CREATED]));
+    let env = bash_in(&t, &t.cwd, &[("AGENT_EXEC_ROOT", &t.root)], &["start", ""]);
+    assert_eq!(env, ids(&[CREATED]));
+    // Neither: the default root (under the private HOME) has no jobs.
+    assert!(bash_in(&t, &t.cwd, &[], &["start", ""]).is_empty());
+}
+
+#[test]
+fn subcommands_flags_and_values() {
+    let t = TempRoot::new();
+    jobs(&t);
+    assert_eq!(bash(&t, &["ki"]), ["kill"]);
+    assert_eq!(bash(&t, &["ta"]), ["tag", "tail"]);
+    assert_eq!(bash(&t, &["tag", ""]), ["set"]);
+    let top = bash(&t, &[""]);
+    for c in ["run", "status", "install-skills", "completions", "help"] {
+        assert!(top.contains(&c.to_string()), "{c} missing from {top:?}");
+    }
+    assert!(!top.iter().any(|c| c.starts_with('_')), "hidden: {top:?}");
+    assert_eq!(bash(&t, &["kill", "--sig"]), ["--signal"]);
+    let flags = bash(&t, &["run", "--no-"]);
+    assert_eq!(flags, ["--no-auto-gc", "--no-inherit-env", "--no-wait"]);
+    // Values: choices, signals, booleans; never job ids.
+    assert_eq!(bash(&t, &["list", "--state", "r"]), ["running"]);
+    assert_eq!(bash(&t, &["list", "--state", "=", "ex"]), ["exited"]);
+    let signals = bash(&t, &["kill", "--signal", ""]);
+    for s in ["TERM", "KILL", "INT", "HUP", "USR1"] {
+        assert!(signals.contains(&s.to_string()), "{s} missing: {signals:?}");
+    }
+    assert!(!signals.iter().any(|s| s.starts_with("01J")));
+    assert_eq!(bash(&t, &["kill", "--signal", "SIGTE"]), ["SIGTERM"]);
+    assert!(bash(&t, &["run", "--timeout", ""]).is_empty());
+    assert!(bash(&t, &["status", "--yaml", "--root", ""])
+        .iter()
+        .all(|c| !c.starts_with("01J")));
+    assert_eq!(bash(&t, &["completions", ""]), ["bash", "fish", "zsh"]);
+    // Paths: directories for --cwd, files for --stdin-file.
+    std::fs::create_dir(t.cwd.join("subdir")).unwrap();
+    std::fs::write(t.cwd.join("input.txt"), b"x").unwrap();
+    assert_eq!(bash(&t, &["run", "--cwd", "su"]), ["subdir"]);
+    assert_eq!(bash(&t, &["run", "--stdin-file", "inp"]), ["input.txt"]);
+}
+
+#[test]
+fn complete_prints_plain_lines_and_no_variable_triggers_it() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let o = t.out(&["__complete", "--", "start", ""]);
+    assert_eq!(o.code, 0);
+    assert_eq!(o.stdout, format!("{CREATED}\n"));
+    let o = t.out(&["__complete", "--", "bogus", ""]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    // An exported COMPLETE changes nothing: a normal JSON answer.
+    let o = t.exec({
+        let mut c = t.cmd(&["status", CREATED]);
+        c.env("COMPLETE", "bash");
+        c
+    });
+    let v = o.json();
+    assert_eq!(v["type"], "status", "{v}");
+}
+
+#[test]
+fn zsh_script_is_valid() {
+    if !have("zsh") {
+        println!("note: zsh not installed; zsh completion script not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    let s = script(&t, "zsh");
+    let o = Command::new("zsh").arg("-n").arg(&s).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn fish_script_is_valid_and_completes() {
+    if !have("fish") {
+        println!("note: fish not installed; fish completion script not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    jobs(&t);
+    let s = script(&t, "fish");
+    let o = Command::new("fish")
+        .arg("--no-execute")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = format!("agent-exec --root {} kill ", t.root.display());
+    let o = shell_cmd(&t, "fish", &t.cwd)
+        .arg("--no-config")
+        .arg("-c")
+        .arg("source $argv[1]; complete -C $argv[2]")
+        .arg(&s)
+        .arg(&line)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), RUNNING);
+}
