@@ -1,0 +1,185 @@
+//! install-skills: the embedded skill files, the base directories of
+//! --claude/--global, and the .skill-lock.json merge rules.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::TempRoot;
+
+const FILES: &[&str] = &[
+    "SKILL.md",
+    "references/cli-contract.md",
+    "references/completion-events.md",
+    "references/integration-guide.md",
+];
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn lock(base: &Path) -> (String, Value) {
+    let text = read(&base.join(".skill-lock.json"));
+    let v = serde_json::from_str(&text).unwrap();
+    (text, v)
+}
+
+fn home(t: &TempRoot) -> PathBuf {
+    t.base.join("home")
+}
+
+#[test]
+fn fresh_install_writes_the_skill_and_the_lock() {
+    let t = TempRoot::new();
+    let o = t.out(&["install-skills"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    o.assert_order(&["schema_version", "ok", "type", "skills", "global", "lock_file_path"]);
+    let v = o.json();
+    let base = t.cwd.join(".agents");
+    let dir = base.join("skills/agent-exec");
+    assert_eq!(v["type"], "install_skills");
+    assert_eq!(v["global"], false);
+    assert_eq!(v["lock_file_path"], base.join(".skill-lock.json").to_str().unwrap());
+    let skills = v["skills"].as_array().unwrap();
+    assert_eq!(skills.len(), 1);
+    assert_eq!(skills[0]["name"], "agent-exec");
+    assert_eq!(skills[0]["source_type"], "embedded");
+    assert_eq!(skills[0]["path"], dir.to_str().unwrap());
+    assert!(o.stdout.contains(r#""skills":[{"name":"agent-exec","source_type":"embedded","path":"#));
+    for f in FILES {
+        let text = read(&dir.join(f));
+        assert!(text.len() > 200, "{f} is too short");
+        assert!(!text.contains("COMPLETE="), "{f} describes another CLI");
+    }
+    let skill = read(&dir.join("SKILL.md"));
+    assert!(skill.starts_with("---\nname: agent-exec\ndescription: "));
+    let (text, lock) = lock(&base);
+    assert!(!text.ends_with('\n'), "no trailing newline");
+    assert!(text.starts_with("{\n  \"skills\": [\n    {\n      \"name\": \"agent-exec\",\n"));
+    let order = ["\"name\"", "\"source_type\"", "\"installed_at\"", "\"path\""];
+    let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let e = &lock["skills"][0];
+    assert_eq!(e["source_type"], "embedded");
+    assert_eq!(e["path"], dir.to_str().unwrap());
+    let at = e["installed_at"].as_str().unwrap();
+    assert!(at.len() == 20 && at.ends_with('Z') && at.as_bytes()[10] == b'T', "{at}");
+    // No temp files left behind.
+    let stray: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty());
+}
+
+#[test]
+fn reinstall_replaces_in_place_and_keeps_other_entries() {
+    let t = TempRoot::new();
+    let base = t.cwd.join(".agents");
+    std::fs::create_dir_all(&base).unwrap();
+    let before = r#"{
+  "skills": [
+    {"name": "first", "source_type": "git", "installed_at": "2020-01-01T00:00:00Z", "path": "/x/first"},
+    {"name": "agent-exec", "source_type": "embedded", "installed_at": "2000-01-01T00:00:00Z", "path": "/old"},
+    {"name": "last", "source_type": "local", "installed_at": "2021-01-01T00:00:00Z", "path": "/x/last"}
+  ]
+}"#;
+    std::fs::write(base.join(".skill-lock.json"), before).unwrap();
+    // A stale file of ours is overwritten.
+    std::fs::create_dir_all(base.join("skills/agent-exec")).unwrap();
+    std::fs::write(base.join("skills/agent-exec/SKILL.md"), "old").unwrap();
+    t.ok(&["install-skills"]);
+    let (_, v) = lock(&base);
+    let names: Vec<&str> = v["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "agent-exec", "last"]);
+    assert_eq!(v["skills"][0]["path"], "/x/first");
+    assert_eq!(v["skills"][2]["installed_at"], "2021-01-01T00:00:00Z");
+    assert_ne!(v["skills"][1]["installed_at"], "2000-01-01T00:00:00Z");
+    assert_ne!(read(&base.join("skills/agent-exec/SKILL.md")), "old");
+    // Twice more: still one entry of ours.
+    t.ok(&["install-skills"]);
+    let (_, v) = lock(&base);
+    assert_eq!(v["skills"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn claude_and_global_choose_the_base() {
+    let t = TempRoot::new();
+    let cases = [
+        (&["install-skills", "--claude"][..], t.cwd.join(".claude"), false),
+        (&["install-skills", "--global"][..], home(&t).join(".agents"), true),
+        (
+            &["install-skills", "--global", "--claude"][..],
+            home(&t).join(".claude"),
+            true,
+        ),
+    ];
+    for (args, base, global) in cases {
+        let v = t.ok(args);
+        assert_eq!(v["global"], global, "{args:?}");
+        assert_eq!(
+            v["lock_file_path"],
+            base.join(".skill-lock.json").to_str().unwrap()
+        );
+        assert_eq!(
+            v["skills"][0]["path"],
+            base.join("skills/agent-exec").to_str().unwrap()
+        );
+        assert!(base.join("skills/agent-exec/references/cli-contract.md").is_file());
+    }
+    assert!(!t.cwd.join(".agents").exists());
+}
+
+#[test]
+fn global_without_home_is_an_error() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["install-skills", "--global"]);
+    c.env_remove("HOME");
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(o.code, 1);
+    assert_eq!(v["error"]["code"], "internal_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("home directory"));
+}
+
+#[test]
+fn legacy_map_form_is_converted() {
+    let t = TempRoot::new();
+    let base = t.cwd.join(".agents");
+    std::fs::create_dir_all(&base).unwrap();
+    let legacy = r#"{"skills": {
+        "other": {"name": "ignored", "source_type": "git", "installed_at": "2020-01-01T00:00:00Z", "path": "/o"},
+        "agent-exec": {"source_type": "embedded", "installed_at": "2000-01-01T00:00:00Z", "path": "/old"}
+    }}"#;
+    std::fs::write(base.join(".skill-lock.json"), legacy).unwrap();
+    t.ok(&["install-skills"]);
+    let (text, v) = lock(&base);
+    let skills = v["skills"].as_array().expect("array form after install");
+    assert_eq!(skills.len(), 2, "{text}");
+    let other = skills.iter().find(|e| e["path"] == "/o").unwrap();
+    assert_eq!(other["name"], "other", "the map key is the name");
+    assert_eq!(other["source_type"], "git");
+    let ours: Vec<_> = skills.iter().filter(|e| e["name"] == "agent-exec").collect();
+    assert_eq!(ours.len(), 1);
+    assert_ne!(ours[0]["path"], "/old");
+}
+
+#[test]
+fn an_unreadable_lock_file_is_refused_untouched() {
+    let t = TempRoot::new();
+    let base = t.cwd.join(".agents");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join(".skill-lock.json"), "{ not json").unwrap();
+    let (code, v) = t.err(&["install-skills"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+    assert_eq!(read(&base.join(".skill-lock.json")), "{ not json");
+    assert!(!base.join("skills").exists(), "nothing installed");
+}
