@@ -40,8 +40,7 @@ struct GenManBody {
 /// remove pages of commands that no longer exist, list what was written.
 pub fn exec_gen_man(m: &Matches) -> Result<Output> {
     let dir = Path::new(m.pos(0).unwrap_or("man"));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     let pages = pages();
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -290,8 +289,14 @@ const INLINE: &[(&str, &str)] = &[
 
 const JOB_ROW: &[(&str, &str)] = &[
     ("job_id", "The job's id."),
-    ("short_job_id", "The shortest unique prefix of the id (at least 10 characters)."),
-    ("state", "created, running, exited, killed, failed, or unknown when state.json cannot be read."),
+    (
+        "short_job_id",
+        "The shortest unique prefix of the id (at least 10 characters).",
+    ),
+    (
+        "state",
+        "created, running, exited, killed, failed, or unknown when state.json cannot be read.",
+    ),
     ("exit_code?", "Exit status, once exited."),
     ("created_at", "When the job was defined."),
     ("started_at?", "When it started."),
@@ -619,11 +624,16 @@ fn command_page(c: &Cmd) -> String {
             }
             p.pp("On failure, the error envelope described in agent-exec(1): `ok` is false, `type` is \"error\", and `error` holds `code`, `message`, `retryable` and sometimes `details`.");
         }
-        _ => p.pp("Plain text on stdout, not JSON. A usage error still prints the JSON error envelope."),
+        _ => p.pp(
+            "Plain text on stdout, not JSON. A usage error still prints the JSON error envelope.",
+        ),
     }
     p.sh("EXIT STATUS");
     p.tp(&bold("0"), "Success (the document has ok: true).");
-    p.tp(&bold("1"), "The command failed; stdout holds the error envelope.");
+    p.tp(
+        &bold("1"),
+        "The command failed; stdout holds the error envelope.",
+    );
     p.tp(&bold("2"), "Usage error: unknown flag, missing argument or invalid value (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern).");
     if !c.examples.is_empty() {
         p.sh("EXAMPLES");
@@ -701,17 +711,32 @@ fn main_page() -> String {
     p.pp("Timestamps are UTC, YYYY-MM-DDTHH:MM:SSZ; durations are milliseconds; signals are SIG-prefixed names (\"SIGTERM\"). Log text is decoded as lossy UTF-8; a range [start, end] with end < total_bytes (run, start) or start > 0 (tail) means the text is a part of the log.");
     p.sh("JOB STATES");
     p.tp(&bold("created"), "Defined by create; no process yet.");
-    p.tp(&bold("running"), "The supervisor and the command are alive.");
-    p.tp(&bold("exited"), "The command exited; exit_code holds its status. The logs are complete.");
-    p.tp(&bold("killed"), "A signal ended the command; signal names it, timed_out says whether --timeout sent it.");
+    p.tp(
+        &bold("running"),
+        "The supervisor and the command are alive.",
+    );
+    p.tp(
+        &bold("exited"),
+        "The command exited; exit_code holds its status. The logs are complete.",
+    );
+    p.tp(
+        &bold("killed"),
+        "A signal ended the command; signal names it, timed_out says whether --timeout sent it.",
+    );
     p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why (cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, supervisor_lost).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
         p.tp(&bold(code), &format!("{what} Exit status {exit}."));
     }
     p.sh("EXIT STATUS");
-    p.tp(&bold("0"), "Success. A job that failed or timed out is still a successful command: look at state.");
-    p.tp(&bold("1"), "The command failed; stdout holds the error envelope.");
+    p.tp(
+        &bold("0"),
+        "Success. A job that failed or timed out is still a successful command: look at state.",
+    );
+    p.tp(
+        &bold("1"),
+        "The command failed; stdout holds the error envelope.",
+    );
     p.tp(&bold("2"), "Usage error (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern).");
     p.sh("ENVIRONMENT");
     let env: &[(&str, &str)] = &[

@@ -301,3 +301,41 @@ fn fish_script_is_valid_and_completes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), RUNNING);
 }
+
+#[test]
+fn the_cache_is_derived_and_heals() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let all = ids(&[CREATED, RUNNING, EXITED, KILLED, FAILED, DEAD, BROKEN]);
+    assert_eq!(
+        bash(&t, &["delete", ""]),
+        ids(&[EXITED, KILLED, FAILED, DEAD])
+    );
+    let cache = t.root.join(".complete-cache");
+    let text = std::fs::read_to_string(&cache).expect("cache written");
+    assert!(text.contains(&format!("{EXITED}\texited\t")), "{text}");
+    // Not a job for anyone else.
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(v["skipped"], 0, "{v}");
+    // Garbage is ignored and replaced.
+    std::fs::write(&cache, "garbage\n01JAAAAAAAAAAAAAAAAAAAAAA9\texited\t/\n").unwrap();
+    assert_eq!(bash(&t, &["status", ""]), all);
+    assert!(std::fs::read_to_string(&cache)
+        .unwrap()
+        .starts_with("agent-exec complete-cache 1\n"));
+    // A lying entry cannot move a job into this directory, and a deleted
+    // job disappears.
+    std::fs::remove_dir_all(t.job_dir(EXITED)).unwrap();
+    let text = std::fs::read_to_string(&cache).unwrap();
+    std::fs::write(
+        &cache,
+        text.replace(
+            &format!("{KILLED}\tkilled\t{}", t.cwd.display()),
+            &format!("{KILLED}\tkilled\t/elsewhere"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(bash(&t, &["delete", ""]), ids(&[FAILED, DEAD]));
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(!text.contains(EXITED), "{text}");
+}

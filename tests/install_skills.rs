@@ -34,19 +34,31 @@ fn fresh_install_writes_the_skill_and_the_lock() {
     let t = TempRoot::new();
     let o = t.out(&["install-skills"]);
     assert_eq!(o.code, 0, "{}", o.stdout);
-    o.assert_order(&["schema_version", "ok", "type", "skills", "global", "lock_file_path"]);
+    o.assert_order(&[
+        "schema_version",
+        "ok",
+        "type",
+        "skills",
+        "global",
+        "lock_file_path",
+    ]);
     let v = o.json();
     let base = t.cwd.join(".agents");
     let dir = base.join("skills/agent-exec");
     assert_eq!(v["type"], "install_skills");
     assert_eq!(v["global"], false);
-    assert_eq!(v["lock_file_path"], base.join(".skill-lock.json").to_str().unwrap());
+    assert_eq!(
+        v["lock_file_path"],
+        base.join(".skill-lock.json").to_str().unwrap()
+    );
     let skills = v["skills"].as_array().unwrap();
     assert_eq!(skills.len(), 1);
     assert_eq!(skills[0]["name"], "agent-exec");
     assert_eq!(skills[0]["source_type"], "embedded");
     assert_eq!(skills[0]["path"], dir.to_str().unwrap());
-    assert!(o.stdout.contains(r#""skills":[{"name":"agent-exec","source_type":"embedded","path":"#));
+    assert!(o
+        .stdout
+        .contains(r#""skills":[{"name":"agent-exec","source_type":"embedded","path":"#));
     for f in FILES {
         let text = read(&dir.join(f));
         assert!(text.len() > 200, "{f} is too short");
@@ -57,14 +69,22 @@ fn fresh_install_writes_the_skill_and_the_lock() {
     let (text, lock) = lock(&base);
     assert!(!text.ends_with('\n'), "no trailing newline");
     assert!(text.starts_with("{\n  \"skills\": [\n    {\n      \"name\": \"agent-exec\",\n"));
-    let order = ["\"name\"", "\"source_type\"", "\"installed_at\"", "\"path\""];
+    let order = [
+        "\"name\"",
+        "\"source_type\"",
+        "\"installed_at\"",
+        "\"path\"",
+    ];
     let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
     let e = &lock["skills"][0];
     assert_eq!(e["source_type"], "embedded");
     assert_eq!(e["path"], dir.to_str().unwrap());
     let at = e["installed_at"].as_str().unwrap();
-    assert!(at.len() == 20 && at.ends_with('Z') && at.as_bytes()[10] == b'T', "{at}");
+    assert!(
+        at.len() == 20 && at.ends_with('Z') && at.as_bytes()[10] == b'T',
+        "{at}"
+    );
     // No temp files left behind.
     let stray: Vec<_> = std::fs::read_dir(&base)
         .unwrap()
@@ -113,8 +133,16 @@ fn reinstall_replaces_in_place_and_keeps_other_entries() {
 fn claude_and_global_choose_the_base() {
     let t = TempRoot::new();
     let cases = [
-        (&["install-skills", "--claude"][..], t.cwd.join(".claude"), false),
-        (&["install-skills", "--global"][..], home(&t).join(".agents"), true),
+        (
+            &["install-skills", "--claude"][..],
+            t.cwd.join(".claude"),
+            false,
+        ),
+        (
+            &["install-skills", "--global"][..],
+            home(&t).join(".agents"),
+            true,
+        ),
         (
             &["install-skills", "--global", "--claude"][..],
             home(&t).join(".claude"),
@@ -132,7 +160,9 @@ fn claude_and_global_choose_the_base() {
             v["skills"][0]["path"],
             base.join("skills/agent-exec").to_str().unwrap()
         );
-        assert!(base.join("skills/agent-exec/references/cli-contract.md").is_file());
+        assert!(base
+            .join("skills/agent-exec/references/cli-contract.md")
+            .is_file());
     }
     assert!(!t.cwd.join(".agents").exists());
 }
@@ -146,7 +176,10 @@ fn global_without_home_is_an_error() {
     let v = o.json();
     assert_eq!(o.code, 1);
     assert_eq!(v["error"]["code"], "internal_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("home directory"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("home directory"));
 }
 
 #[test]
@@ -166,7 +199,10 @@ fn legacy_map_form_is_converted() {
     let other = skills.iter().find(|e| e["path"] == "/o").unwrap();
     assert_eq!(other["name"], "other", "the map key is the name");
     assert_eq!(other["source_type"], "git");
-    let ours: Vec<_> = skills.iter().filter(|e| e["name"] == "agent-exec").collect();
+    let ours: Vec<_> = skills
+        .iter()
+        .filter(|e| e["name"] == "agent-exec")
+        .collect();
     assert_eq!(ours.len(), 1);
     assert_ne!(ours[0]["path"], "/old");
 }

@@ -177,7 +177,14 @@ fn man_renders_every_page() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(text.contains("NAME") && text.contains("SEE ALSO"), "{name}: {text}");
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            text.contains("NAME") && text.contains("SEE ALSO"),
+            "{name}: {text}"
+        );
     }
 }

@@ -19,14 +19,18 @@
 //!   `--root` on the line or else the usual resolution; filtered by state
 //!   (`JobFilter`). A `running` job whose supervisor is gone (its lock is
 //!   free) counts as failed, as `status` would report it; the probe never
-//!   writes anything.
+//!   writes a job's files.
 //!
 //! Invariants
 //! - Completion is only ever this hidden subcommand: no environment
 //!   variable turns an ordinary invocation into completion output (D24).
 //! - Cheap on a large root: names are filtered by prefix before any file
-//!   is read; then one small `meta.json` read per job, and `state.json`
-//!   only when a state filter applies.
+//!   is read. What never changes about a job (its cwd; a terminal state)
+//!   is kept in `<root>/.complete-cache`, a derived file any completion
+//!   may rebuild, so a root of finished jobs costs one directory listing
+//!   and one file read. Otherwise: one small `meta.json` read per new
+//!   job, and `state.json` only when a state filter applies to a job of
+//!   this directory that was not yet terminal.
 //! - Scripts call back the command word the user typed (so a binary off
 //!   PATH works) and never embed an absolute path at generation time.
 //!
@@ -34,6 +38,8 @@
 //! to keep in step, and none of them testable from Rust); clap's
 //! `COMPLETE=<shell>` hook (an exported variable hijacks every command).
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -356,11 +362,34 @@ struct JobStatusOnly {
     status: Option<Status>,
 }
 
+/// Read a small file into `buf` with as few system calls as possible
+/// (open, read, close): `read_to_end` adds a stat and a seek per file,
+/// which is a third of the cost on a root of a thousand jobs. A short
+/// read of a regular file means end of file.
 fn read_into(path: &Path, buf: &mut Vec<u8>) -> bool {
     buf.clear();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(buf))
-        .is_ok()
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut len = 0;
+    loop {
+        if buf.len() < len + 4096 {
+            buf.resize(len + 4096, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    buf.truncate(len);
+    true
 }
 
 /// `~/x` as the shell would have expanded it when running the command.
@@ -400,6 +429,89 @@ fn admits(filter: JobFilter, s: Status) -> bool {
     }
 }
 
+/// The completion cache, `<root>/.complete-cache`: what never changes
+/// about a job, so that a root of a thousand jobs costs one file read
+/// instead of a thousand. A job's cwd is fixed when it is defined, and a
+/// terminal state is final; nothing else is cached. Lines are
+/// `ID<TAB>STATUS<TAB>CWD` with STATUS `exited`, `killed`, `failed` or
+/// `-` (not terminal when last read). The name starts with a dot, so no
+/// command takes it for a job. Any doubt (unreadable, other version)
+/// means an empty cache; it is rebuilt by the next completion.
+const CACHE: &str = ".complete-cache";
+const CACHE_HEADER: &str = "agent-exec complete-cache 1";
+/// A cache larger than this is ignored (and rewritten).
+const CACHE_MAX: u64 = 32 << 20;
+
+struct Known<'a> {
+    cwd: std::borrow::Cow<'a, str>,
+    terminal: Option<Status>,
+}
+
+fn parse_status(s: &str) -> Option<Status> {
+    match s {
+        "exited" => Some(Status::Exited),
+        "killed" => Some(Status::Killed),
+        "failed" => Some(Status::Failed),
+        _ => None,
+    }
+}
+
+fn parse_cache(text: &str) -> HashMap<&str, Known<'_>> {
+    let mut lines = text.split('\n');
+    if lines.next() != Some(CACHE_HEADER) {
+        return HashMap::new();
+    }
+    lines
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let id = parts.next()?;
+            let terminal = parse_status(parts.next()?);
+            let cwd = parts.next()?.into();
+            Some((id, Known { cwd, terminal }))
+        })
+        .collect()
+}
+
+fn write_cache(root: &Path, names: &[String], known: &HashMap<&str, Known>) {
+    let mut text = String::with_capacity(64 + names.len() * 64);
+    text.push_str(CACHE_HEADER);
+    text.push('\n');
+    for n in names {
+        let Some(k) = known.get(n.as_str()) else {
+            continue;
+        };
+        if k.cwd.contains('\n') || n.contains('\t') {
+            continue; // cannot be written as one line: read each time
+        }
+        let status = k.terminal.map_or("-", Status::as_str);
+        let _ = writeln!(text, "{n}\t{status}\t{}", k.cwd);
+    }
+    // Best effort: a read-only root just stays uncached.
+    let _ = crate::store::write_atomic(root, CACHE, text.as_bytes(), false);
+}
+
+fn read_cwd(dir: &Path, buf: &mut Vec<u8>) -> Option<String> {
+    if !read_into(&dir.join(META), buf) {
+        return None;
+    }
+    match serde_json::from_slice(buf) {
+        Ok(CwdOnly { cwd }) => Some(cwd.unwrap_or_default()),
+        Err(_) => None,
+    }
+}
+
+fn read_status(dir: &Path, buf: &mut Vec<u8>) -> Option<Status> {
+    if !read_into(&dir.join(STATE), buf) {
+        return None;
+    }
+    match serde_json::from_slice(buf) {
+        Ok(StatusOnly {
+            job: JobStatusOnly { status },
+        }) => status,
+        Err(_) => None,
+    }
+}
+
 /// Ids of this directory's jobs that start with `cur` (case-insensitive,
 /// as lookup is) and pass `filter`, sorted.
 fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
@@ -408,39 +520,69 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
         return Vec::new();
     };
     let here = here.to_string_lossy();
-    let mut names = store.job_names().unwrap_or_default();
-    names.retain(|n| {
-        n.len() >= cur.len()
-            && n.is_char_boundary(cur.len())
-            && n[..cur.len()].eq_ignore_ascii_case(cur)
-            && !n.starts_with(':')
-    });
+    let names = store.job_names().unwrap_or_default();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut cache_text = String::new();
+    if crate::observe::size_of(&store.root.join(CACHE)).is_some_and(|n| n <= CACHE_MAX) {
+        cache_text = std::fs::read_to_string(store.root.join(CACHE)).unwrap_or_default();
+    }
+    let mut known = parse_cache(&cache_text);
+    let cached = known.len();
+    let mut present = 0;
+    let mut learned = false;
     let mut buf = Vec::with_capacity(4096);
     let mut out = Vec::new();
-    for name in names {
-        let dir = store.root.join(&name);
-        if !read_into(&dir.join(META), &mut buf) {
+    for name in &names {
+        let k = known.get_mut(name.as_str());
+        present += usize::from(k.is_some());
+        let matches_prefix = name.len() >= cur.len()
+            && name.is_char_boundary(cur.len())
+            && name[..cur.len()].eq_ignore_ascii_case(cur)
+            && !name.starts_with(':');
+        if !matches_prefix {
             continue;
         }
-        match serde_json::from_slice::<CwdOnly>(&buf) {
-            Ok(CwdOnly { cwd: Some(c) }) if c == here => {}
-            _ => continue,
+        let dir = store.root.join(name);
+        let k = match k {
+            Some(k) => k,
+            None => {
+                let Some(cwd) = read_cwd(&dir, &mut buf) else {
+                    continue; // being created, or not a job
+                };
+                learned = true;
+                known.entry(name.as_str()).or_insert(Known {
+                    cwd: cwd.into(),
+                    terminal: None,
+                })
+            }
+        };
+        if k.cwd != here {
+            continue;
         }
         if filter != JobFilter::All {
-            if !read_into(&dir.join(STATE), &mut buf) {
-                continue;
-            }
-            let Ok(StatusOnly {
-                job: JobStatusOnly { status: Some(s) },
-            }) = serde_json::from_slice(&buf)
-            else {
-                continue;
+            let status = match k.terminal {
+                Some(s) => s,
+                None => {
+                    let Some(s) = read_status(&dir, &mut buf) else {
+                        continue;
+                    };
+                    if s.is_terminal() {
+                        k.terminal = Some(s);
+                        learned = true;
+                    }
+                    s
+                }
             };
-            if !admits(filter, effective(s, &dir)) {
+            if !admits(filter, effective(status, &dir)) {
                 continue;
             }
         }
-        out.push(name);
+        out.push(name.clone());
+    }
+    if learned || present < cached {
+        write_cache(&store.root, &names, &known);
     }
     out.sort();
     out
@@ -615,7 +757,10 @@ mod tests {
         assert!(!top.iter().any(|c| c.starts_with('_')), "{top:?}");
         assert_eq!(words(complete(&["ta"], None)), ["tag", "tail"]);
         assert_eq!(words(complete(&["tag", ""], None)), ["set"]);
-        assert_eq!(words(complete(&["--root", "/x", "notify", "s"], None)), ["set"]);
+        assert_eq!(
+            words(complete(&["--root", "/x", "notify", "s"], None)),
+            ["set"]
+        );
         assert!(words(complete(&["bogus", ""], None)).is_empty());
         assert!(words(complete(&["_supervise", ""], None)).is_empty());
     }
@@ -628,7 +773,10 @@ mod tests {
         assert!(!f.contains(&"--version".to_string()));
         assert!(words(complete(&["--ver"], None)).contains(&"--version".to_string()));
         // A non-repeatable flag is not offered twice; a repeatable one is.
-        let f = words(complete(&["run", "--timeout", "5", "--tag", "a", "--t"], None));
+        let f = words(complete(
+            &["run", "--timeout", "5", "--tag", "a", "--t"],
+            None,
+        ));
         assert!(f.contains(&"--tag".to_string()), "{f:?}");
         assert!(!f.contains(&"--timeout".to_string()), "{f:?}");
     }
@@ -644,23 +792,34 @@ mod tests {
             ["--output-stream=stdout".to_string()]
         );
         assert!(words(complete(&["kill", "--signal", ""], None)).contains(&"TERM".to_string()));
-        assert!(words(complete(&["kill", "--signal", "SIGK"], None)).contains(&"SIGKILL".to_string()));
+        assert!(
+            words(complete(&["kill", "--signal", "SIGK"], None)).contains(&"SIGKILL".to_string())
+        );
         assert_eq!(complete(&["run", "--env-file", ""], None), Want::Files);
         assert_eq!(complete(&["run", "--cwd", ""], None), Want::Dirs);
         assert_eq!(complete(&["--root=/t"], None), Want::Dirs);
         assert_eq!(complete(&["status", "--root", ""], None), Want::Dirs);
         // Values without a fixed set offer nothing, never job ids.
         assert!(words(complete(&["run", "--timeout", ""], None)).is_empty());
-        assert_eq!(words(complete(&["run", "--wait", ""], None)), ["true", "false"]);
+        assert_eq!(
+            words(complete(&["run", "--wait", ""], None)),
+            ["true", "false"]
+        );
     }
 
     #[test]
     fn trailing_command() {
         assert_eq!(complete(&["run", ""], None), Want::Commands);
         assert_eq!(complete(&["run", "--", ""], None), Want::Commands);
-        assert_eq!(complete(&["run", "--timeout", "3", "ls", ""], None), Want::Files);
+        assert_eq!(
+            complete(&["run", "--timeout", "3", "ls", ""], None),
+            Want::Files
+        );
         assert_eq!(complete(&["run", "--", "ls", "--"], None), Want::Files);
-        assert_eq!(words(complete(&["completions", ""], None)), ["bash", "zsh", "fish"]);
+        assert_eq!(
+            words(complete(&["completions", ""], None)),
+            ["bash", "zsh", "fish"]
+        );
     }
 
     #[test]
