@@ -755,7 +755,7 @@ mod tests {
         assert!(top.contains(&"tag".to_string()));
         assert!(top.contains(&"rm".to_string()));
         assert!(!top.iter().any(|c| c.starts_with('_')), "{top:?}");
-        assert_eq!(words(complete(&["ta"], None)), ["tag", "tail"]);
+        assert_eq!(words(complete(&["ta"], None)), ["tail", "tag"]);
         assert_eq!(words(complete(&["tag", ""], None)), ["set"]);
         assert_eq!(
             words(complete(&["--root", "/x", "notify", "s"], None)),
@@ -788,8 +788,8 @@ mod tests {
             ["running".to_string()]
         );
         assert_eq!(
-            words(complete(&["notify", "set", "--output-stream=std"], None)),
-            ["--output-stream=stdout".to_string()]
+            words(complete(&["notify", "set", "--output-stream=stde"], None)),
+            ["--output-stream=stderr".to_string()]
         );
         assert!(words(complete(&["kill", "--signal", ""], None)).contains(&"TERM".to_string()));
         assert!(
