@@ -726,7 +726,11 @@ fn main_page() -> String {
     p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why (cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, supervisor_lost).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
-        p.tp(&bold(code), &format!("{what} Exit status {exit}."));
+        if what.starts_with("HTTP:") {
+            p.tp(&bold(code), what);
+        } else {
+            p.tp(&bold(code), &format!("{what} Exit status {exit}."));
+        }
     }
     p.sh("EXIT STATUS");
     p.tp(
@@ -769,6 +773,7 @@ fn main_page() -> String {
     for (k, v) in files {
         p.tp(&bold(k), v);
     }
+    p.pp("In the root itself, `.complete-cache` holds what shell completion learned about each job (its cwd, and a terminal state); it is derived and may be deleted at any time.");
     p.pp("The config file (see ENVIRONMENT for its path, or --config) is optional TOML; unknown keys are ignored:");
     p.block(&[
         "[shell]",
