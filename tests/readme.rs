@@ -36,7 +36,11 @@ fn bash_examples_run() {
     let bin_dir = t.base.join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(BIN, bin_dir.join("agent-exec")).unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let examples = blocks(&readme(), "bash");
     assert!(examples.len() >= 10, "README lost its examples");
     for (i, script) in examples.iter().enumerate() {
