@@ -15,9 +15,14 @@
 //!
 //! Invariants
 //! - Nothing here ever blocks the tee: the tee thread only matches (a
-//!   substring search or a precompiled regex) and queues. Sinks run on one
-//!   delivery thread per job, so events of a job are delivered in order,
-//!   and a sink that sleeps for minutes delays only later notifications.
+//!   substring search or a precompiled regex) and queues, once per read
+//!   batch. Sinks run on one delivery thread per job (started at the
+//!   first hit), so events of a job are delivered in order, and a sink
+//!   that sleeps for minutes delays only later notifications.
+//! - Order per job: every match event is delivered (the queue drained)
+//!   before `job.finished`, whose sinks are read from meta.json after the
+//!   drain, so a `notify set` made meanwhile counts. A launch failure
+//!   (`failed`, e.g. `cwd_not_found`) gets its `job.finished` too.
 //! - Memory stays bounded under a flood of matches with a slow sink: the
 //!   queue holds at most `MEM_QUEUE_BYTES` of lines in memory; beyond that
 //!   every further hit is appended to a spool file in the job directory
@@ -40,7 +45,14 @@
 //! Decisions
 //! - Matching is on the raw bytes for `contains` (equivalent to matching
 //!   the lossy UTF-8 text for any pattern without U+FFFD) and on the lossy
-//!   text for `regex` (regex-lite works on `&str`).
+//!   text for `regex` (regex-lite works on `&str`). For `contains`, one
+//!   search over each read chunk decides for all lines wholly inside it,
+//!   so a pattern that never matches costs about one vectorised scan of
+//!   the output, not a call per line.
+//! - Cost per hit off the tee: consecutive events with the same config
+//!   and no command sink share one write to the file sink and one to
+//!   `notification_events.ndjson` (each record carries that write's
+//!   result).
 //! - A command sink's `AGENT_EXEC_EVENT_PATH` names a file that already
 //!   holds its event: `completion_event.json`, or, for matches,
 //!   `match_events/<seq>.json` where `<seq>` is the event's line number in
@@ -93,6 +105,8 @@ const MEM_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 const ITEM_OVERHEAD: usize = 64;
 /// Most events the delivery thread takes at once.
 const BATCH: usize = 1024;
+/// Most bytes of lines the delivery thread reads from the spool at once.
+const SPOOL_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // Building the stored configuration (§10.5)
@@ -977,13 +991,18 @@ fn deliver_loop(ctx: &SinkCtx, queue: &Queue) {
                     reader = File::open(&queue.spool_path).ok().map(BufReader::new);
                 }
                 let Some(r) = reader.as_mut() else { continue };
-                // In batches, so memory stays bounded by BATCH lines.
+                // In batches, so memory stays bounded however much was
+                // spooled: at most BATCH items, at most SPOOL_BATCH_BYTES.
                 while n > 0 {
                     let mut items = Vec::with_capacity(n.min(BATCH));
-                    while n > 0 && items.len() < BATCH {
+                    let mut bytes = 0;
+                    while n > 0 && items.len() < BATCH && bytes < SPOOL_BATCH_BYTES {
                         n -= 1;
                         match read_spooled(r, &mut buf, &mut last) {
-                            Some(Some(item)) => items.push(item),
+                            Some(Some(item)) => {
+                                bytes += item.cost();
+                                items.push(item);
+                            }
                             Some(None) => {}
                             None => n = 0,
                         }

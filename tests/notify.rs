@@ -337,10 +337,12 @@ fn a_hanging_sink_is_stopped_at_the_time_limit() {
     let cfg = t.base.join("config/agent-exec");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(cfg.join("config.toml"), "[notify]\nsink_timeout = \"1s\"\n").unwrap();
+    // A duration no other process on the machine uses: 300.<our pid>.
+    let sleeper = format!("sleep 300.{}", std::process::id());
     let v = t.ok(&[
         "run",
         "--notify-command",
-        "sleep 300 & sleep 300",
+        &format!("{sleeper} & {sleeper}"),
         "--",
         "true",
     ]);
@@ -351,7 +353,7 @@ fn a_hanging_sink_is_stopped_at_the_time_limit() {
     assert_eq!(r["success"], false, "{ce}");
     assert_eq!(r["error"], "timed out after 1s");
     // The whole sink process group is gone, background child included.
-    assert!(t.pids_matching("sleep 300").is_empty());
+    assert!(t.pids_matching(&sleeper).is_empty());
 }
 
 // ---------------------------------------------------------------------------
