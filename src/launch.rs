@@ -114,6 +114,7 @@ impl Spec {
         spec.kill_after_ms = secs_to_ms(m.u64("kill-after"));
         spec.progress_every_ms = secs_to_ms(m.u64("progress-every"));
         spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), cfg)?;
+        spec.notification = crate::notify::notification_from(m, None)?;
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()

@@ -16,6 +16,7 @@ mod gc;
 mod job;
 mod launch;
 mod man;
+mod notify;
 mod observe;
 mod output;
 mod store;

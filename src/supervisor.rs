@@ -17,6 +17,10 @@
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
+//! - Notifications never hold the job: the tee only matches lines (see
+//!   `notify::Matcher`; sinks run on its delivery thread), and
+//!   `job.finished` is delivered after the terminal state is written and
+//!   the lock released. The supervisor exits when delivery is done.
 //!
 //! Rejected: reader threads with a fixed join deadline (0.2.3 abandoned
 //! them after 2 s and lost output); writing the terminal state before
@@ -35,6 +39,7 @@ use crate::cli::Matches;
 use crate::error::Result;
 use crate::job::{self, Job, Meta, State, Status};
 use crate::launch::{LOCK_FD, READY_FD};
+use crate::notify::Matcher;
 use crate::output::Output;
 use crate::store::Store;
 use crate::sys::{self, Exit};
@@ -64,7 +69,11 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let auto_gc = m.pos(2).and_then(crate::gc::AutoGc::from_arg);
     // Every path we use is absolute; do not pin the caller's directory.
     let _ = std::env::set_current_dir("/");
-    supervise(&store, &job, &mut ready, lock, auto_gc);
+    let matcher = supervise(&store, &job, &mut ready, lock, auto_gc);
+    // The terminal state is on disk and the lock is free: whoever waits
+    // on the job has its answer. Notifications come after, off its path.
+    drop(ready.take());
+    crate::notify::job_ended(&job, matcher);
     Ok(Output::Done)
 }
 
@@ -85,13 +94,15 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
+/// Run the job to its terminal state. Returns the output matcher, whose
+/// queue may still hold undelivered events (None if the job never ran).
 fn supervise(
     store: &Store,
     job: &Job,
     ready: &mut Option<File>,
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
-) {
+) -> Option<Matcher> {
     let mut state = job.read_state().unwrap_or_else(|_| State::created(&job.id));
     let prepared = job
         .read_meta()
@@ -99,7 +110,10 @@ fn supervise(
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
     let (meta, mut cmd) = match prepared {
         Ok(x) => x,
-        Err(e) => return launch_failed(job, ready, state, e),
+        Err(e) => {
+            launch_failed(job, ready, state, e);
+            return None;
+        }
     };
     let full_path = meta
         .full_log
@@ -109,14 +123,18 @@ fn supervise(
     let logs = open_logs(job, &full_path);
     let (out_log, err_log, full_log) = match logs {
         Ok(l) => l,
-        Err(e) => return launch_failed(job, ready, state, fail("log_unwritable", e.to_string())),
+        Err(e) => {
+            launch_failed(job, ready, state, fail("log_unwritable", e.to_string()));
+            return None;
+        }
     };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
             let msg = format!("spawn {prog}: {e}");
-            return launch_failed(job, ready, state, fail("spawn_failed", msg));
+            launch_failed(job, ready, state, fail("spawn_failed", msg));
+            return None;
         }
     };
     let started = Instant::now();
@@ -137,7 +155,7 @@ fn supervise(
     });
 
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return;
+        return None;
     };
     let mut tee = Tee {
         streams: [
@@ -146,6 +164,7 @@ fn supervise(
         ],
         full: FullLog::new(full_log),
         buf: vec![0u8; READ_CHUNK],
+        matcher: Matcher::new(job, &meta),
     };
     let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee);
     tee.drain();
@@ -176,7 +195,8 @@ fn supervise(
     signal(ready, b'T');
     drop(ready.take());
     drop(lock);
-    drop(tee);
+    let Tee { matcher, .. } = tee;
+    Some(matcher)
 }
 
 fn launch_failed(job: &Job, ready: &mut Option<File>, mut state: State, e: LaunchError) {
@@ -469,6 +489,8 @@ struct Tee {
     streams: [Stream; 2],
     full: FullLog,
     buf: Vec<u8>,
+    /// Output-match: sees every emitted line or piece of either stream.
+    matcher: Matcher,
 }
 
 impl Tee {
@@ -492,25 +514,38 @@ impl Tee {
         };
         if n == 0 {
             self.flush_partial(i);
+            self.matcher.end_batch();
             return false;
         }
         let _ = self.streams[i].log.write_all(&self.buf[..n]);
         self.full.refresh_clock();
+        // After the read, before matching: a config saved before these
+        // bytes were written applies to them.
+        self.matcher.refresh();
         self.split_lines(i, n);
+        self.matcher.end_batch();
         true
     }
 
     fn split_lines(&mut self, i: usize, n: usize) {
-        let Tee { streams, full, buf } = self;
+        let Tee {
+            streams,
+            full,
+            buf,
+            matcher,
+        } = self;
         let s = &mut streams[i];
         let mut chunk = &buf[..n];
+        // One search over the whole chunk instead of one per line: lines
+        // that lie wholly inside it are tested only if it may match.
+        let scan = matcher.scan_chunk(i, chunk);
         while let Some(pos) = find_newline(chunk) {
             let line = &chunk[..pos];
             if s.partial.is_empty() {
-                emit_pieces(full, s.tag, line);
+                emit_pieces(full, (matcher, scan), i, s.tag, line);
             } else {
                 s.partial.extend_from_slice(line);
-                emit_pieces(full, s.tag, &s.partial);
+                emit_pieces(full, (matcher, true), i, s.tag, &s.partial);
                 s.partial.clear();
             }
             chunk = &chunk[pos + 1..];
@@ -518,7 +553,7 @@ impl Tee {
         s.partial.extend_from_slice(chunk);
         if s.partial.len() >= MAX_LINE {
             let whole = s.partial.len() / MAX_LINE * MAX_LINE;
-            emit_pieces(full, s.tag, &s.partial[..whole]);
+            emit_pieces(full, (matcher, true), i, s.tag, &s.partial[..whole]);
             s.partial.drain(..whole);
         }
     }
@@ -527,7 +562,13 @@ impl Tee {
         let s = &mut self.streams[i];
         if !s.partial.is_empty() {
             self.full.refresh_clock();
-            emit_pieces(&mut self.full, s.tag, &s.partial);
+            emit_pieces(
+                &mut self.full,
+                (&mut self.matcher, true),
+                i,
+                s.tag,
+                &s.partial,
+            );
             s.partial.clear();
         }
     }
@@ -566,14 +607,28 @@ impl Tee {
     }
 }
 
-/// Write a line to full.log, split into pieces of at most MAX_LINE.
-fn emit_pieces(full: &mut FullLog, tag: &[u8], line: &[u8]) {
+/// Write a line of stream `i` to full.log, and to the output matcher when
+/// `check` (false: its chunk cannot match), split into pieces of at most
+/// MAX_LINE.
+fn emit_pieces(
+    full: &mut FullLog,
+    (matcher, check): (&mut Matcher, bool),
+    i: usize,
+    tag: &[u8],
+    line: &[u8],
+) {
     if line.len() <= MAX_LINE {
         full.line(tag, line);
+        if check {
+            matcher.line(i, line);
+        }
         return;
     }
     for piece in line.chunks(MAX_LINE) {
         full.line(tag, piece);
+        if check {
+            matcher.line(i, piece);
+        }
     }
 }
 

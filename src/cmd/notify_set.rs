@@ -1,9 +1,48 @@
-//! Placeholder until its issue lands; replaced wholesale.
+//! `notify set JOB_ID [flags]`: change a job's stored notification
+//! settings, in any state. Metadata only: no sink runs here, not even for
+//! a finished job. The read-modify-write of meta.json holds `meta.lock`,
+//! so a concurrent `tag set` or `notify set` is never lost (D16). A
+//! running supervisor notices the new meta.json at its next read batch
+//! and applies it to the lines printed after this returns.
+
+use serde::Serialize;
 
 use crate::cli::Matches;
-use crate::error::{Error, Result};
-use crate::output::Output;
+use crate::error::Result;
+use crate::job::{self, Notification};
+use crate::notify;
+use crate::output::{Output, Response};
 
-pub fn exec(_m: &Matches) -> Result<Output> {
-    Err(Error::internal("not implemented yet"))
+#[derive(Serialize)]
+struct NotifySetBody {
+    job_id: String,
+    /// The stored object; `{}` when nothing is configured.
+    notification: Notification,
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    // A pattern that cannot compile is an argument error: report it
+    // before touching the store (the merge below checks the full result).
+    if m.get("output-match-type") == Some("regex") {
+        if let Some(p) = m.get("output-pattern").filter(|p| !p.is_empty()) {
+            notify::check_pattern(&job::OutputMatch {
+                pattern: p.to_string(),
+                match_type: "regex".into(),
+                stream: "either".into(),
+                command: None,
+                file: None,
+            })?;
+        }
+    }
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let meta = job::update_meta(&job, |meta| {
+        meta.notification = notify::notification_from(m, meta.notification.as_ref())?;
+        Ok(())
+    })?;
+    let body = NotifySetBody {
+        job_id: job.id.clone(),
+        notification: meta.notification.unwrap_or_default(),
+    };
+    Ok(Output::Doc(Response::new("notify.set", &body)))
 }

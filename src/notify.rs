@@ -1,0 +1,1356 @@
+//! Notifications: the `job.finished` and `job.output.matched` events, the
+//! sinks that receive them, the output matcher the supervisor's tee calls
+//! per line, and the one delivery thread behind it.
+//!
+//! Owns
+//! - building `meta.notification` from flags (`run`, `create`, `notify
+//!   set`; §10.5 of the reference): `notification_from`;
+//! - the events and their field order; `completion_event.json`,
+//!   `notification_events.ndjson` and `match_events/<seq>.json`;
+//! - command sinks (job's shell wrapper + the command string, event JSON on
+//!   stdin, own process group, time limit) and file sinks (one NDJSON line
+//!   appended);
+//! - `Matcher`: reloads the output-match config when meta.json changes,
+//!   matches lines, queues hits for the delivery thread.
+//!
+//! Invariants
+//! - Nothing here ever blocks the tee: the tee thread only matches (a
+//!   substring search or a precompiled regex) and queues, once per read
+//!   batch. Sinks run on one delivery thread per job (started at the
+//!   first hit), so events of a job are delivered in order, and a sink
+//!   that sleeps for minutes delays only later notifications.
+//! - Order per job: every match event is delivered (the queue drained)
+//!   before `job.finished`, whose sinks are read from meta.json after the
+//!   drain, so a `notify set` made meanwhile counts. A launch failure
+//!   (`failed`, e.g. `cwd_not_found`) gets its `job.finished` too.
+//! - Memory stays bounded under a flood of matches with a slow sink: the
+//!   queue holds at most `MEM_QUEUE_BYTES` of lines in memory; beyond that
+//!   every further hit is appended to a spool file in the job directory
+//!   (`match_queue.spool`) until the thread has caught up, which keeps the
+//!   order (memory first, then the spool, then memory again). Chosen over
+//!   a bounded channel that blocks (would stall the job) or drops (would
+//!   lose events).
+//! - Config is reloaded only when meta.json changes (D18): one stat per
+//!   read batch, after the read and before matching, compared on
+//!   (mtime, inode, size). Every write of meta.json is a rename, so the
+//!   inode alone changes on every save. A regex is compiled once per load.
+//! - Delivery never changes the job's state: the terminal state is on disk
+//!   (and the job lock released) before the first `job.finished` sink runs.
+//! - Every line printed after the config was saved is matched (complete
+//!   lines and the final partial line; lines over 64 KiB as 64 KiB
+//!   pieces). Nothing already processed is replayed. A line already in the
+//!   pipe when `notify set` returns is matched with the new config too:
+//!   the supervisor cannot know when a byte was written.
+//!
+//! Decisions
+//! - Matching is on the raw bytes for `contains` (equivalent to matching
+//!   the lossy UTF-8 text for any pattern without U+FFFD) and on the lossy
+//!   text for `regex` (regex-lite works on `&str`). For `contains`, one
+//!   search over each read chunk decides for all lines wholly inside it,
+//!   so a pattern that never matches costs about one vectorised scan of
+//!   the output, not a call per line.
+//! - Cost per hit off the tee: consecutive events with the same config
+//!   and no command sink share one write to the file sink and one to
+//!   `notification_events.ndjson` (each record carries that write's
+//!   result).
+//! - A command sink's `AGENT_EXEC_EVENT_PATH` names a file that already
+//!   holds its event: `completion_event.json`, or, for matches,
+//!   `match_events/<seq>.json` where `<seq>` is the event's line number in
+//!   `notification_events.ndjson` (0.2.3 pointed at the NDJSON file before
+//!   the record was in it). Those files are written only when a command
+//!   sink is configured.
+//! - Command sinks run in the job's `cwd` (falling back to `/`, where
+//!   the supervisor runs, when it does not exist); their time
+//!   limit is `[notify] sink_timeout` of the default config as seen by the
+//!   supervisor (whose environment is the caller's); `0` means no limit.
+//!   At the limit the sink's process group gets SIGKILL.
+//! - A file sink target is opened once per burst of queued events and
+//!   closed whenever the queue runs empty, so a consumer that rotates the
+//!   file sees new events in the new file from the next burst on.
+//!
+//! Rejected: re-reading meta.json per line and compiling the regex per
+//! line (0.2.3: about 8 µs a line); running sinks inside the reader (0.2.3:
+//! a slow sink back-pressured the job); a sink without a time limit (0.2.3:
+//! a hanging sink pinned the supervisor forever).
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::Matches;
+use crate::error::{Error, Result};
+use crate::job::{self, Failure, Job, Meta, Notification, OutputMatch, State};
+use crate::{store, sys};
+
+pub const EVENT_FINISHED: &str = "job.finished";
+pub const EVENT_MATCHED: &str = "job.output.matched";
+
+/// Directory (in the job dir) of per-event files for match command sinks.
+pub const MATCH_EVENT_DIR: &str = "match_events";
+/// Overflow of the in-memory match queue.
+const SPOOL: &str = "match_queue.spool";
+/// Bytes of queued lines kept in memory before spilling to `SPOOL`.
+const MEM_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Bookkeeping per queued item, counted against `MEM_QUEUE_BYTES`.
+const ITEM_OVERHEAD: usize = 64;
+/// Most events the delivery thread takes at once.
+const BATCH: usize = 1024;
+/// Most bytes of lines the delivery thread reads from the spool at once.
+const SPOOL_BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Building the stored configuration (§10.5)
+// ---------------------------------------------------------------------------
+
+const OUTPUT_FLAGS: [&str; 5] = [
+    "output-pattern",
+    "output-match-type",
+    "output-stream",
+    "output-command",
+    "output-file",
+];
+
+/// A flag's value only when it was given (never a table default), so a
+/// merge never overrides a stored value with a default.
+fn given<'a>(m: &'a Matches, long: &str) -> Option<&'a str> {
+    if m.has(long) {
+        m.get(long)
+    } else {
+        None
+    }
+}
+
+/// Relative sink paths resolve against the caller's cwd now, once.
+fn absolute(p: &str) -> String {
+    store::absolutize(Path::new(p))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The notification config after applying `m`'s flags to `existing`
+/// (None for a new job). `--notify-command` (run/create) or `--command`
+/// (notify set) replaces the completion command; `--notify-file` replaces
+/// the completion file. Output-match: no `--output-*` flag keeps the
+/// existing config; otherwise the given fields override it (or the
+/// defaults), and an empty resulting pattern means no output-match at all.
+/// A regex that does not compile is `invalid_pattern`.
+pub fn notification_from(
+    m: &Matches,
+    existing: Option<&Notification>,
+) -> Result<Option<Notification>> {
+    let mut n = existing.cloned().unwrap_or_default();
+    if let Some(c) = given(m, "notify-command").or_else(|| given(m, "command")) {
+        n.notify_command = Some(c.to_string());
+    }
+    if let Some(f) = given(m, "notify-file") {
+        n.notify_file = Some(absolute(f));
+    }
+    if OUTPUT_FLAGS.iter().any(|f| m.has(f)) {
+        let mut om = n.on_output_match.take().unwrap_or_else(|| OutputMatch {
+            pattern: String::new(),
+            match_type: "contains".into(),
+            stream: "either".into(),
+            command: None,
+            file: None,
+        });
+        if let Some(p) = given(m, "output-pattern") {
+            om.pattern = p.to_string();
+        }
+        if let Some(t) = given(m, "output-match-type") {
+            om.match_type = t.to_string();
+        }
+        if let Some(s) = given(m, "output-stream") {
+            om.stream = s.to_string();
+        }
+        if let Some(c) = given(m, "output-command") {
+            om.command = Some(c.to_string());
+        }
+        if let Some(f) = given(m, "output-file") {
+            om.file = Some(absolute(f));
+        }
+        if !om.pattern.is_empty() {
+            check_pattern(&om)?;
+            n.on_output_match = Some(om);
+        }
+    }
+    Ok((!n.is_empty()).then_some(n))
+}
+
+/// Reject a regex that does not compile, when it is set (D18).
+pub fn check_pattern(om: &OutputMatch) -> Result<()> {
+    if om.match_type == "regex" {
+        if let Err(e) = regex_lite::Regex::new(&om.pattern) {
+            return Err(Error::InvalidPattern(format!(
+                "invalid regex {:?} for --output-pattern: {e}",
+                om.pattern
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Events and delivery results
+// ---------------------------------------------------------------------------
+
+/// `job.finished`: the fields of 0.2.3 in its order, then ours
+/// (`timed_out`, and `failure` for a failed job).
+#[derive(Serialize, Debug)]
+pub struct FinishedEvent {
+    pub schema_version: &'static str,
+    pub event_type: &'static str,
+    pub job_id: String,
+    pub state: &'static str,
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    pub stdout_log_path: String,
+    pub stderr_log_path: String,
+    pub timed_out: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+impl FinishedEvent {
+    pub fn new(job: &Job, meta: &Meta, st: &State) -> FinishedEvent {
+        FinishedEvent {
+            schema_version: crate::output::SCHEMA_VERSION,
+            event_type: EVENT_FINISHED,
+            job_id: job.id.clone(),
+            state: st.status().as_str(),
+            command: meta.command.clone(),
+            cwd: meta.cwd.clone(),
+            started_at: st.job.started_at.clone(),
+            finished_at: st.finished_at.clone(),
+            duration_ms: st.result.duration_ms,
+            exit_code: st.result.exit_code,
+            signal: st.result.signal.clone(),
+            stdout_log_path: job.stdout_display(),
+            stderr_log_path: job.stderr_display(),
+            timed_out: st.result.timed_out,
+            failure: st.failure.clone(),
+        }
+    }
+}
+
+/// `job.output.matched`, in 0.2.3's field order.
+#[derive(Serialize, Debug)]
+pub struct MatchEvent<'a> {
+    pub schema_version: &'static str,
+    pub event_type: &'static str,
+    pub job_id: &'a str,
+    pub pattern: &'a str,
+    pub match_type: &'a str,
+    pub stream: &'static str,
+    pub line: &'a str,
+    pub stdout_log_path: &'a str,
+    pub stderr_log_path: &'a str,
+}
+
+/// One sink's outcome, in `delivery_results`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct DeliveryResult {
+    pub sink_type: &'static str,
+    pub target: String,
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub attempted_at: String,
+}
+
+impl DeliveryResult {
+    fn new(
+        sink_type: &'static str,
+        target: &str,
+        attempted_at: String,
+        r: Result<(), String>,
+    ) -> Self {
+        DeliveryResult {
+            sink_type,
+            target: target.to_string(),
+            success: r.is_ok(),
+            error: r.err(),
+            attempted_at,
+        }
+    }
+}
+
+/// An event plus how its delivery went (completion_event.json, and each
+/// line of notification_events.ndjson).
+#[derive(Serialize)]
+struct Record<'a, E: Serialize> {
+    #[serde(flatten)]
+    event: &'a E,
+    delivery_results: &'a [DeliveryResult],
+}
+
+// ---------------------------------------------------------------------------
+// Sinks
+// ---------------------------------------------------------------------------
+
+/// What every sink of one job needs to run.
+struct SinkCtx {
+    job: Job,
+    job_id: String,
+    stdout_path: String,
+    stderr_path: String,
+    wrapper: Vec<String>,
+    cwd: Option<PathBuf>,
+    timeout: OnceLock<Option<Duration>>,
+}
+
+impl SinkCtx {
+    fn new(job: &Job, meta: &Meta) -> SinkCtx {
+        SinkCtx {
+            job: job.clone(),
+            job_id: job.id.clone(),
+            stdout_path: job.stdout_display(),
+            stderr_path: job.stderr_display(),
+            wrapper: if meta.shell_wrapper.is_empty() {
+                crate::launch::default_wrapper()
+            } else {
+                meta.shell_wrapper.clone()
+            },
+            cwd: meta.cwd.as_ref().map(PathBuf::from).filter(|p| p.is_dir()),
+            timeout: OnceLock::new(),
+        }
+    }
+
+    /// The command-sink time limit, read from config the first time a
+    /// command sink runs (a job without one never reads the config).
+    fn timeout(&self) -> Option<Duration> {
+        *self.timeout.get_or_init(|| {
+            let secs = crate::config::load(None)
+                .map(|c| c.notify.sink_timeout_secs)
+                .unwrap_or(crate::config::DEFAULT_SINK_TIMEOUT_SECS);
+            (secs > 0).then(|| Duration::from_secs(secs))
+        })
+    }
+}
+
+/// Run a command sink: `wrapper + [command]`, the event JSON on stdin.
+fn run_command(
+    ctx: &SinkCtx,
+    command: &str,
+    event_type: &str,
+    event_path: &Path,
+    json: &[u8],
+) -> DeliveryResult {
+    let at = crate::time::now_ts();
+    let r = run_command_inner(ctx, command, event_type, event_path, json);
+    DeliveryResult::new("command", command, at, r)
+}
+
+fn run_command_inner(
+    ctx: &SinkCtx,
+    command: &str,
+    event_type: &str,
+    event_path: &Path,
+    json: &[u8],
+) -> Result<(), String> {
+    if command.trim().is_empty() {
+        return Err("empty shell command".into());
+    }
+    let Some((prog, flags)) = ctx.wrapper.split_first() else {
+        return Err("shell wrapper must not be empty".into());
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(flags)
+        .arg(command)
+        .env("AGENT_EXEC_EVENT_PATH", event_path)
+        .env("AGENT_EXEC_JOB_ID", &ctx.job_id)
+        .env("AGENT_EXEC_EVENT_TYPE", event_type)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    if let Some(cwd) = &ctx.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("spawn error: {e}"))?;
+    let deadline = ctx.timeout().map(|t| Instant::now() + t);
+    match supervise_sink(&mut child, json, deadline) {
+        Ok(Some(status)) => exit_result(status),
+        Ok(None) => {
+            let _ = sys::kill_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            let secs = ctx.timeout().map_or(0, |t| t.as_secs());
+            Err(format!("timed out after {secs}s"))
+        }
+        Err(e) => {
+            let _ = sys::kill_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            Err(format!("wait error: {e}"))
+        }
+    }
+}
+
+fn exit_result(status: ExitStatus) -> Result<(), String> {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(c), _) => Err(format!("exited with status {c}")),
+        (None, Some(s)) => Err(format!("killed by signal {}", sys::signal_name(s))),
+        (None, None) => Err(format!("exited with {status}")),
+    }
+}
+
+/// Feed `json` to the sink's stdin and wait for it to exit, both bounded
+/// by `deadline`. Ok(None): the deadline passed. A sink that does not
+/// read its stdin cannot block us: the pipe is non-blocking and polled.
+fn supervise_sink(
+    child: &mut Child,
+    json: &[u8],
+    deadline: Option<Instant>,
+) -> io::Result<Option<ExitStatus>> {
+    let mut stdin = child.stdin.take();
+    if let Some(s) = &stdin {
+        let _ = sys::set_nonblocking(s.as_raw_fd());
+    }
+    let pidfd = sys::pidfd_open(child.id()).ok();
+    let mut off = 0;
+    loop {
+        if let Some(s) = stdin.as_mut() {
+            loop {
+                if off == json.len() {
+                    stdin = None; // EOF for the sink
+                    break;
+                }
+                match s.write(&json[off..]) {
+                    Ok(n) => off += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // EPIPE: the sink does not want its input; fine.
+                    Err(_) => {
+                        stdin = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            return Ok(None);
+        }
+        let mut wait_ms = deadline.map_or(-1, |d| {
+            (d - now).as_millis().clamp(1, i32::MAX as u128) as i32
+        });
+        let mut fds = Vec::with_capacity(2);
+        if let Some(s) = &stdin {
+            fds.push(sys::poll_fd(s.as_raw_fd(), libc::POLLOUT));
+        }
+        match &pidfd {
+            Some(p) => fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN)),
+            // No pidfd (old kernel): look for the exit every 10 ms.
+            None => wait_ms = if wait_ms < 0 { 10 } else { wait_ms.min(10) },
+        }
+        sys::poll(&mut fds, wait_ms)?;
+    }
+}
+
+/// Append `line` (one JSON document plus `\n`) to `path`, creating the
+/// parent directories and the file (0600) when needed.
+fn open_append(path: &Path) -> Result<File, String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| format!("create parent dir: {e}"))?;
+    }
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("open error: {e}"))
+}
+
+fn append_line(f: &mut File, line: &[u8]) -> Result<(), String> {
+    f.write_all(line).map_err(|e| format!("write error: {e}"))
+}
+
+fn with_newline(json: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(json.len() + 1);
+    v.extend_from_slice(json);
+    v.push(b'\n');
+    v
+}
+
+fn file_result(path: &str, r: Result<(), String>, at: String) -> DeliveryResult {
+    DeliveryResult::new("file", path, at, r)
+}
+
+// ---------------------------------------------------------------------------
+// job.finished
+// ---------------------------------------------------------------------------
+
+/// Deliver `job.finished` to the completion sinks configured in `meta`
+/// now, if any: completion_event.json first (empty results), then the
+/// command sink, then the file sink, then completion_event.json again
+/// with the results. Best effort: nothing here can fail the job.
+pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
+    let Some(n) = &meta.notification else { return };
+    if n.notify_command.is_none() && n.notify_file.is_none() {
+        return;
+    }
+    let ctx = SinkCtx::new(job, meta);
+    let ev = FinishedEvent::new(job, meta, st);
+    let Ok(json) = serde_json::to_vec(&ev) else {
+        return;
+    };
+    let write = |results: &[DeliveryResult]| {
+        let rec = Record {
+            event: &ev,
+            delivery_results: results,
+        };
+        let _ = job::write_json(&job.dir, job::COMPLETION_EVENT, &rec, false);
+    };
+    write(&[]);
+    let mut results = Vec::new();
+    if let Some(c) = &n.notify_command {
+        let path = job.path(job::COMPLETION_EVENT);
+        results.push(run_command(&ctx, c, EVENT_FINISHED, &path, &json));
+    }
+    if let Some(f) = &n.notify_file {
+        let at = crate::time::now_ts();
+        let r =
+            open_append(Path::new(f)).and_then(|mut h| append_line(&mut h, &with_newline(&json)));
+        results.push(file_result(f, r, at));
+    }
+    write(&results);
+}
+
+/// The end of a supervised job, after the terminal state is on disk and
+/// the job lock is released: let the match-delivery thread finish its
+/// queue, then deliver `job.finished` to the sinks configured *now*
+/// (re-read after the queue, so a `notify set` made meanwhile counts).
+pub fn job_ended(job: &Job, matcher: Option<Matcher>) {
+    if let Some(m) = matcher {
+        m.finish();
+    }
+    let (Ok(meta), Ok(st)) = (job.read_meta(), job.read_state()) else {
+        return;
+    };
+    if st.status().is_terminal() {
+        deliver_finished(job, &meta, &st);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Output matching (runs in the tee thread)
+// ---------------------------------------------------------------------------
+
+/// What a line is tested with, compiled once per config load.
+enum Test {
+    Contains(String),
+    Regex(regex_lite::Regex),
+    /// A stored regex that does not compile (hand-edited meta.json).
+    Never,
+}
+
+struct Active {
+    om: Arc<OutputMatch>,
+    test: Test,
+    /// Which streams are eligible: [stdout, stderr].
+    streams: [bool; 2],
+}
+
+impl Active {
+    fn compile(om: OutputMatch) -> Active {
+        let test = if om.match_type == "regex" {
+            regex_lite::Regex::new(&om.pattern).map_or(Test::Never, Test::Regex)
+        } else {
+            Test::Contains(om.pattern.clone())
+        };
+        let streams = match om.stream.as_str() {
+            "stdout" => [true, false],
+            "stderr" => [false, true],
+            _ => [true, true],
+        };
+        Active {
+            om: Arc::new(om),
+            test,
+            streams,
+        }
+    }
+
+    fn is_match(&self, line: &[u8]) -> bool {
+        match &self.test {
+            Test::Contains(p) => contains(line, p),
+            Test::Regex(re) => match std::str::from_utf8(line) {
+                Ok(s) => re.is_match(s),
+                Err(_) => re.is_match(&String::from_utf8_lossy(line)),
+            },
+            Test::Never => false,
+        }
+    }
+}
+
+/// Substring search. Valid UTF-8 (the usual case) goes through the
+/// standard library's vectorised `str` search.
+fn contains(hay: &[u8], needle: &str) -> bool {
+    if needle.len() > hay.len() {
+        return false;
+    }
+    if let Ok(h) = std::str::from_utf8(hay) {
+        return h.contains(needle);
+    }
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The text of a chunk just read, for a chunk-wide search: without the
+/// bytes of a character cut at either end (they belong to lines that
+/// began in the previous chunk or end in the next one, which are tested
+/// line by line; and no pattern occurrence can begin with a continuation
+/// byte). None when there are invalid bytes inside.
+fn chunk_text(chunk: &[u8]) -> Option<&str> {
+    let lead = chunk
+        .iter()
+        .take(3)
+        .take_while(|&&b| b & 0xC0 == 0x80)
+        .count();
+    let body = &chunk[lead..];
+    match std::str::from_utf8(body) {
+        Ok(s) => Some(s),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&body[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    }
+}
+
+/// (mtime s, mtime ns, inode, size) of meta.json.
+type Sig = (i64, i64, u64, u64);
+
+/// The per-job output matcher. The tee calls `refresh` once per read
+/// batch and `line` per emitted line or piece.
+pub struct Matcher {
+    meta_path: PathBuf,
+    sig: Option<Sig>,
+    active: Option<Active>,
+    ctx: Arc<SinkCtx>,
+    /// Hits of the current read batch, not yet queued.
+    batch: Vec<Item>,
+    worker: Option<Worker>,
+}
+
+impl Matcher {
+    /// `meta` gives the sinks' wrapper and cwd; the output-match config
+    /// itself is loaded by the first `refresh`.
+    pub fn new(job: &Job, meta: &Meta) -> Matcher {
+        Matcher {
+            meta_path: job.path(job::META),
+            sig: None,
+            active: None,
+            ctx: Arc::new(SinkCtx::new(job, meta)),
+            batch: Vec::new(),
+            worker: None,
+        }
+    }
+
+    /// Reload the config if meta.json changed since the last load. Call
+    /// after reading a batch and before matching it, so that a save that
+    /// completed before a line was printed applies to that line.
+    pub fn refresh(&mut self) {
+        let Ok(md) = fs::metadata(&self.meta_path) else {
+            return;
+        };
+        let sig = (md.mtime(), md.mtime_nsec(), md.ino(), md.size());
+        if self.sig == Some(sig) {
+            return;
+        }
+        match job::read_json::<Meta>(&self.meta_path) {
+            Ok(meta) => {
+                self.sig = Some(sig);
+                self.load(meta.notification.and_then(|n| n.on_output_match));
+            }
+            // Keep the previous config; try again next batch.
+            Err(_) => self.sig = None,
+        }
+    }
+
+    fn load(&mut self, om: Option<OutputMatch>) {
+        match om {
+            None => self.active = None,
+            Some(om) if self.active.as_ref().is_some_and(|a| *a.om == om) => {}
+            Some(om) => self.active = Some(Active::compile(om)),
+        }
+    }
+
+    /// May a line lying wholly inside `chunk` (bytes just read from stream
+    /// `i`: 0 stdout, 1 stderr) match? For `contains`, one search over
+    /// the chunk answers for all its lines at once, which is what keeps a
+    /// pattern that never matches nearly free. Lines that began in an
+    /// earlier chunk must be tested regardless.
+    pub fn scan_chunk(&self, i: usize, chunk: &[u8]) -> bool {
+        let Some(a) = &self.active else { return false };
+        if !a.streams[i] {
+            return false;
+        }
+        let Test::Contains(p) = &a.test else {
+            return true;
+        };
+        chunk_text(chunk).map_or(true, |text| text.contains(p.as_str()))
+    }
+
+    /// Test one line (without its `\n`) of stream `i`; queue a hit.
+    #[inline]
+    pub fn line(&mut self, i: usize, line: &[u8]) {
+        let Some(a) = &self.active else { return };
+        if !a.streams[i] || !a.is_match(line) {
+            return;
+        }
+        self.batch.push(Item {
+            om: a.om.clone(),
+            stream: i as u8,
+            line: String::from_utf8_lossy(line).into_owned(),
+        });
+    }
+
+    /// Hand this read batch's hits to the delivery thread: one lock and
+    /// one wake-up per batch, not per hit.
+    pub fn end_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let ctx = &self.ctx;
+        self.worker
+            .get_or_insert_with(|| Worker::start(ctx.clone()))
+            .queue
+            .push_all(std::mem::take(&mut self.batch));
+    }
+
+    /// Close the queue and wait until every queued event is delivered.
+    pub fn finish(mut self) {
+        self.end_batch();
+        if let Some(w) = self.worker.take() {
+            w.queue.close();
+            let _ = w.handle.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The match queue (memory, then a spool file) and its delivery thread
+// ---------------------------------------------------------------------------
+
+/// A hit waiting for delivery, with the config it matched under.
+struct Item {
+    om: Arc<OutputMatch>,
+    stream: u8,
+    line: String,
+}
+
+impl Item {
+    fn cost(&self) -> usize {
+        self.line.len() + ITEM_OVERHEAD
+    }
+}
+
+/// An `Item` as one line of the spool file.
+#[derive(Serialize)]
+struct SpoolOut<'a> {
+    om: &'a OutputMatch,
+    stream: u8,
+    line: &'a str,
+}
+
+#[derive(Deserialize)]
+struct SpoolIn {
+    om: OutputMatch,
+    stream: u8,
+    line: String,
+}
+
+#[derive(Default)]
+struct QState {
+    mem: VecDeque<Item>,
+    mem_bytes: usize,
+    /// The spool's writing end (the tee appends, under the lock).
+    spool: Option<BufWriter<File>>,
+    /// Spooled records not yet handed to the delivery thread.
+    pending: usize,
+    /// While true, new items go to the spool, so order is kept.
+    spooling: bool,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QState>,
+    cv: Condvar,
+    spool_path: PathBuf,
+}
+
+/// What the delivery thread does next.
+enum Next {
+    /// Items taken from memory, in order.
+    Mem(Vec<Item>),
+    /// Read this many records from the spool (flushed, not yet read).
+    Spooled(usize),
+    Done,
+}
+
+fn open_spool(path: &Path) -> io::Result<BufWriter<File>> {
+    let f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_len(0)?;
+    Ok(BufWriter::with_capacity(64 * 1024, f))
+}
+
+impl Queue {
+    fn push_all(&self, items: Vec<Item>) {
+        let Ok(mut q) = self.state.lock() else { return };
+        for item in items {
+            self.push_locked(&mut q, item);
+        }
+        drop(q);
+        self.cv.notify_one();
+    }
+
+    #[cfg(test)]
+    fn push(&self, item: Item) {
+        self.push_all(vec![item]);
+    }
+
+    fn push_locked(&self, q: &mut QState, item: Item) {
+        let cost = item.cost();
+        if !q.spooling && q.mem_bytes + cost <= MEM_QUEUE_BYTES {
+            q.mem_bytes += cost;
+            q.mem.push_back(item);
+            return;
+        }
+        if q.spool.is_none() {
+            q.spool = open_spool(&self.spool_path).ok();
+        }
+        let written = q.spool.as_mut().is_some_and(|w| {
+            let rec = SpoolOut {
+                om: &item.om,
+                stream: item.stream,
+                line: &item.line,
+            };
+            serde_json::to_writer(&mut *w, &rec).is_ok() && w.write_all(b"\n").is_ok()
+        });
+        if written {
+            q.spooling = true;
+            q.pending += 1;
+        } else if !q.spooling {
+            // No spool (disk full?): memory rather than a lost event.
+            q.mem_bytes += cost;
+            q.mem.push_back(item);
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut q) = self.state.lock() {
+            q.closed = true;
+        }
+        self.cv.notify_all();
+    }
+
+    /// Block until there is something to deliver, or the queue is closed
+    /// and empty. `reader` is the delivery thread's reading end of the
+    /// spool (rewound here when the spool starts over); `idle` runs
+    /// before each wait.
+    fn next(&self, reader: &mut Option<BufReader<File>>, idle: &mut dyn FnMut()) -> Next {
+        let Ok(mut q) = self.state.lock() else {
+            return Next::Done;
+        };
+        loop {
+            if !q.mem.is_empty() {
+                let n = q.mem.len().min(BATCH);
+                let items: Vec<Item> = q.mem.drain(..n).collect();
+                q.mem_bytes -= items.iter().map(Item::cost).sum::<usize>();
+                return Next::Mem(items);
+            }
+            if q.spooling {
+                if q.pending > 0 {
+                    if let Some(w) = q.spool.as_mut() {
+                        let _ = w.flush();
+                    }
+                    return Next::Spooled(std::mem::take(&mut q.pending));
+                }
+                // Every spooled record has been read and delivered: the
+                // file starts over and new items go to memory again.
+                if let Some(w) = q.spool.as_mut() {
+                    let _ = w.flush();
+                    let _ = w.get_ref().set_len(0);
+                }
+                if let Some(r) = reader.as_mut() {
+                    let _ = r.seek(io::SeekFrom::Start(0));
+                }
+                q.spooling = false;
+                continue;
+            }
+            if q.closed {
+                if q.spool.take().is_some() {
+                    let _ = fs::remove_file(&self.spool_path);
+                }
+                return Next::Done;
+            }
+            drop(q);
+            idle();
+            q = match self.state.lock() {
+                Ok(g) => g,
+                Err(_) => return Next::Done,
+            };
+            if !q.mem.is_empty() || q.spooling || q.closed {
+                continue;
+            }
+            q = match self.cv.wait(q) {
+                Ok(g) => g,
+                Err(_) => return Next::Done,
+            };
+        }
+    }
+}
+
+/// Read the next spooled record; None at a short read. One record at a
+/// time, so memory stays bounded however much was spooled.
+fn read_spooled(
+    reader: &mut BufReader<File>,
+    buf: &mut String,
+    last: &mut Option<Arc<OutputMatch>>,
+) -> Option<Option<Item>> {
+    buf.clear();
+    if reader.read_line(buf).unwrap_or(0) == 0 {
+        return None;
+    }
+    let Ok(rec) = serde_json::from_str::<SpoolIn>(buf) else {
+        return Some(None);
+    };
+    // Consecutive records share their config.
+    let om = match last {
+        Some(c) if **c == rec.om => c.clone(),
+        _ => {
+            let c = Arc::new(rec.om);
+            *last = Some(c.clone());
+            c
+        }
+    };
+    Some(Some(Item {
+        om,
+        stream: rec.stream,
+        line: rec.line,
+    }))
+}
+
+struct Worker {
+    queue: Arc<Queue>,
+    handle: JoinHandle<()>,
+}
+
+impl Worker {
+    fn start(ctx: Arc<SinkCtx>) -> Worker {
+        let queue = Arc::new(Queue {
+            spool_path: ctx.job.path(SPOOL),
+            ..Queue::default()
+        });
+        let q = queue.clone();
+        let handle = std::thread::spawn(move || deliver_loop(&ctx, &q));
+        Worker { queue, handle }
+    }
+}
+
+/// The delivery thread: events in queue order, a batch at a time.
+fn deliver_loop(ctx: &SinkCtx, queue: &Queue) {
+    let mut d = Deliverer {
+        seq: 0,
+        record_log: None,
+        sink_file: None,
+        event_dir_made: false,
+    };
+    let mut reader: Option<BufReader<File>> = None;
+    let mut buf = String::new();
+    let mut last = None;
+    loop {
+        match queue.next(&mut reader, &mut || d.idle()) {
+            Next::Mem(items) => d.deliver(ctx, &items),
+            Next::Spooled(mut n) => {
+                if reader.is_none() {
+                    reader = File::open(&queue.spool_path).ok().map(BufReader::new);
+                }
+                let Some(r) = reader.as_mut() else { continue };
+                // In batches, so memory stays bounded however much was
+                // spooled: at most BATCH items, at most SPOOL_BATCH_BYTES.
+                while n > 0 {
+                    let mut items = Vec::with_capacity(n.min(BATCH));
+                    let mut bytes = 0;
+                    while n > 0 && items.len() < BATCH && bytes < SPOOL_BATCH_BYTES {
+                        n -= 1;
+                        match read_spooled(r, &mut buf, &mut last) {
+                            Some(Some(item)) => {
+                                bytes += item.cost();
+                                items.push(item);
+                            }
+                            Some(None) => {}
+                            None => n = 0,
+                        }
+                    }
+                    d.deliver(ctx, &items);
+                }
+            }
+            Next::Done => break,
+        }
+    }
+}
+
+struct Deliverer {
+    /// Number of events delivered so far (the last one's 1-based seq).
+    seq: u64,
+    /// notification_events.ndjson, kept open for the job's life.
+    record_log: Option<File>,
+    /// The file sink target, kept open while the queue is busy.
+    sink_file: Option<(String, File)>,
+    event_dir_made: bool,
+}
+
+impl Deliverer {
+    /// The queue ran empty: let go of the sink file (rotation-friendly).
+    fn idle(&mut self) {
+        self.sink_file = None;
+    }
+
+    fn append_sink(&mut self, path: &str, bytes: &[u8]) -> Result<(), String> {
+        if self.sink_file.as_ref().map_or(true, |(p, _)| p != path) {
+            self.sink_file = Some((path.to_string(), open_append(Path::new(path))?));
+        }
+        let Some((_, f)) = self.sink_file.as_mut() else {
+            return Err("open error: no file".into());
+        };
+        let r = append_line(f, bytes);
+        if r.is_err() {
+            self.sink_file = None;
+        }
+        r
+    }
+
+    fn append_records(&mut self, ctx: &SinkCtx, bytes: &[u8]) {
+        if self.record_log.is_none() {
+            self.record_log = open_append(&ctx.job.path(job::MATCH_EVENTS)).ok();
+        }
+        if let Some(f) = self.record_log.as_mut() {
+            let _ = append_line(f, bytes);
+        }
+    }
+
+    /// Deliver `items` in order. An event with a command sink goes alone
+    /// (its sink must see the earlier events' records); a run of events
+    /// with only a file sink (or none) shares one write per file.
+    fn deliver(&mut self, ctx: &SinkCtx, items: &[Item]) {
+        let mut rest = items;
+        while let Some(first) = rest.first() {
+            let n = if first.om.command.is_some() {
+                1
+            } else {
+                rest.iter()
+                    .take_while(|it| Arc::ptr_eq(&it.om, &first.om) || it.om == first.om)
+                    .count()
+            };
+            let (run, tail) = rest.split_at(n);
+            if first.om.command.is_some() {
+                self.deliver_with_command(ctx, first);
+            } else {
+                self.deliver_run(ctx, run);
+            }
+            rest = tail;
+        }
+    }
+
+    fn event<'a>(ctx: &'a SinkCtx, item: &'a Item) -> MatchEvent<'a> {
+        MatchEvent {
+            schema_version: crate::output::SCHEMA_VERSION,
+            event_type: EVENT_MATCHED,
+            job_id: &ctx.job_id,
+            pattern: &item.om.pattern,
+            match_type: &item.om.match_type,
+            stream: if item.stream == 0 { "stdout" } else { "stderr" },
+            line: &item.line,
+            stdout_log_path: &ctx.stdout_path,
+            stderr_log_path: &ctx.stderr_path,
+        }
+    }
+
+    /// Events sharing one config without a command sink: the file sink
+    /// gets all their lines in one write, then the records follow in one
+    /// write (each record carries that write's result).
+    fn deliver_run(&mut self, ctx: &SinkCtx, run: &[Item]) {
+        let Some(first) = run.first() else { return };
+        let events: Vec<MatchEvent> = run.iter().map(|it| Self::event(ctx, it)).collect();
+        let mut results = Vec::new();
+        if let Some(f) = &first.om.file {
+            let mut lines = Vec::with_capacity(run.len() * 256);
+            for ev in &events {
+                if serde_json::to_writer(&mut lines, ev).is_ok() {
+                    lines.push(b'\n');
+                }
+            }
+            let at = crate::time::now_ts();
+            let r = self.append_sink(f, &lines);
+            results.push(file_result(f, r, at));
+        }
+        let mut recs = Vec::with_capacity(run.len() * 320);
+        for ev in &events {
+            let rec = Record {
+                event: ev,
+                delivery_results: &results,
+            };
+            if serde_json::to_writer(&mut recs, &rec).is_ok() {
+                recs.push(b'\n');
+            }
+        }
+        self.seq += run.len() as u64;
+        self.append_records(ctx, &recs);
+    }
+
+    fn deliver_with_command(&mut self, ctx: &SinkCtx, item: &Item) {
+        self.seq += 1;
+        let ev = Self::event(ctx, item);
+        let Ok(json) = serde_json::to_vec(&ev) else {
+            return;
+        };
+        let mut results = Vec::with_capacity(2);
+        if let Some(c) = &item.om.command {
+            let path = self.event_file(ctx, &ev);
+            results.push(run_command(ctx, c, EVENT_MATCHED, &path, &json));
+        }
+        if let Some(f) = &item.om.file {
+            let at = crate::time::now_ts();
+            let r = self.append_sink(f, &with_newline(&json));
+            results.push(file_result(f, r, at));
+        }
+        let rec = Record {
+            event: &ev,
+            delivery_results: &results,
+        };
+        if let Ok(line) = serde_json::to_vec(&rec) {
+            self.append_records(ctx, &with_newline(&line));
+        }
+    }
+
+    /// `match_events/<seq>.json`, holding the event before its command
+    /// sink starts (AGENT_EXEC_EVENT_PATH).
+    fn event_file(&mut self, ctx: &SinkCtx, ev: &MatchEvent) -> PathBuf {
+        let dir = ctx.job.path(MATCH_EVENT_DIR);
+        if !self.event_dir_made {
+            let _ = fs::DirBuilder::new().mode(0o700).create(&dir);
+            self.event_dir_made = true;
+        }
+        let name = format!("{:06}.json", self.seq);
+        let _ = job::write_json(&dir, &name, ev, false);
+        dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn om(pattern: &str, match_type: &str, stream: &str) -> OutputMatch {
+        OutputMatch {
+            pattern: pattern.into(),
+            match_type: match_type.into(),
+            stream: stream.into(),
+            command: None,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn contains_on_bytes() {
+        assert!(contains(b"an ERROR here", "ERROR"));
+        assert!(!contains(b"an error here", "ERROR"));
+        assert!(contains(b"\xff\xfe ERROR", "ERROR"));
+        assert!(!contains(b"ERR", "ERROR"));
+        assert!(contains("caf\u{e9}".as_bytes(), "\u{e9}"));
+    }
+
+    #[test]
+    fn chunk_text_trims_cut_characters() {
+        let e = "\u{e9}".as_bytes(); // C3 A9
+        assert_eq!(chunk_text(b"plain\nlines\n"), Some("plain\nlines\n"));
+        let mut cut = vec![e[1]];
+        cut.extend_from_slice(b"mid\n");
+        cut.push(e[0]);
+        assert_eq!(chunk_text(&cut), Some("mid\n"));
+        assert_eq!(chunk_text(b"a\xffb\n"), None);
+    }
+
+    #[test]
+    fn compiled_tests_and_streams() {
+        let a = Active::compile(om("^ERR\\d+", "regex", "stderr"));
+        assert!(a.is_match(b"ERR42 boom"));
+        assert!(!a.is_match(b"x ERR42"));
+        assert_eq!(a.streams, [false, true]);
+        let bad = Active::compile(om("(", "regex", "either"));
+        assert!(!bad.is_match(b"("));
+        let c = Active::compile(om("(", "contains", "stdout"));
+        assert!(c.is_match(b"a ( b"));
+        assert_eq!(c.streams, [true, false]);
+    }
+
+    #[test]
+    fn invalid_regex_is_rejected_when_set() {
+        let e = check_pattern(&om("(", "regex", "either")).unwrap_err();
+        assert_eq!(e.code(), "invalid_pattern");
+        assert_eq!(e.exit_code(), 2);
+        check_pattern(&om("(", "contains", "either")).unwrap();
+    }
+
+    #[test]
+    fn exit_strings() {
+        assert_eq!(exit_result(ExitStatus::from_raw(0)), Ok(()));
+        assert_eq!(
+            exit_result(ExitStatus::from_raw(3 << 8)),
+            Err("exited with status 3".into())
+        );
+        assert_eq!(
+            exit_result(ExitStatus::from_raw(9)),
+            Err("killed by signal SIGKILL".into())
+        );
+    }
+
+    #[test]
+    fn event_field_order() {
+        let ev = MatchEvent {
+            schema_version: "0.1",
+            event_type: EVENT_MATCHED,
+            job_id: "J",
+            pattern: "p",
+            match_type: "contains",
+            stream: "stdout",
+            line: "l",
+            stdout_log_path: "o",
+            stderr_log_path: "e",
+        };
+        let rec = Record {
+            event: &ev,
+            delivery_results: &[],
+        };
+        assert_eq!(
+            serde_json::to_string(&rec).unwrap(),
+            r#"{"schema_version":"0.1","event_type":"job.output.matched","job_id":"J","pattern":"p","match_type":"contains","stream":"stdout","line":"l","stdout_log_path":"o","stderr_log_path":"e","delivery_results":[]}"#
+        );
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ae-notify-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Take what `next` hands out, the way the delivery thread does.
+    fn take(q: &Queue, reader: &mut Option<BufReader<File>>, got: &mut Vec<String>) -> bool {
+        match q.next(reader, &mut || {}) {
+            Next::Mem(items) => got.extend(items.into_iter().map(|i| i.line)),
+            Next::Spooled(n) => {
+                if reader.is_none() {
+                    *reader = Some(BufReader::new(File::open(&q.spool_path).unwrap()));
+                }
+                let (mut buf, mut last) = (String::new(), None);
+                for _ in 0..n {
+                    let item = read_spooled(reader.as_mut().unwrap(), &mut buf, &mut last);
+                    got.push(item.unwrap().unwrap().line);
+                }
+            }
+            Next::Done => return false,
+        }
+        true
+    }
+
+    /// Items pushed past the memory budget go through the spool and come
+    /// out in push order, across several rounds where the delivery side
+    /// catches up (so the spool starts over); the spool is removed at the
+    /// end.
+    #[test]
+    fn queue_spills_in_order() {
+        let dir = temp_dir("queue");
+        let q = Queue {
+            spool_path: dir.join(SPOOL),
+            ..Queue::default()
+        };
+        let cfg = Arc::new(om("x", "contains", "either"));
+        let big = "x".repeat(MEM_QUEUE_BYTES / 4);
+        let taken = std::sync::atomic::AtomicUsize::new(0);
+        let go = std::sync::atomic::AtomicBool::new(false);
+        let mut expected = Vec::new();
+        let got = std::thread::scope(|sc| {
+            let consumer = sc.spawn(|| {
+                // Held back during round 0, so that round must spill.
+                while !go.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                let (mut reader, mut got) = (None, Vec::new());
+                while take(&q, &mut reader, &mut got) {
+                    taken.store(got.len(), std::sync::atomic::Ordering::SeqCst);
+                }
+                got
+            });
+            for round in 0..3 {
+                for i in round * 10..round * 10 + 10 {
+                    let line = if i % 3 == 0 {
+                        format!("{i}{big}")
+                    } else {
+                        format!("{i}")
+                    };
+                    expected.push(line.clone());
+                    q.push(Item {
+                        om: cfg.clone(),
+                        stream: (i % 2) as u8,
+                        line,
+                    });
+                }
+                assert!(q.state.lock().unwrap().mem_bytes <= MEM_QUEUE_BYTES);
+                if round == 0 {
+                    assert!(q.state.lock().unwrap().spooling, "never spilled");
+                    go.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                while taken.load(std::sync::atomic::Ordering::SeqCst) < expected.len() {
+                    std::thread::yield_now();
+                }
+            }
+            q.close();
+            consumer.join().unwrap()
+        });
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "order differs");
+        assert!(!dir.join(SPOOL).exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn file_sink_creates_parents() {
+        let dir = temp_dir("file");
+        let p = dir.join("a/b/events.ndjson");
+        let mut f = open_append(&p).unwrap();
+        append_line(&mut f, b"{}\n").unwrap();
+        append_line(&mut f, b"{}\n").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{}\n{}\n");
+        let blocked = dir.join("a/b/events.ndjson/x");
+        assert!(open_append(&blocked)
+            .unwrap_err()
+            .starts_with("create parent dir:"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,815 @@
+//! Notifications: `job.finished` sinks, `job.output.matched` events and
+//! `notify set`, seen from outside.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+/// Poll `cond` until it holds (a condition we wait on, with a deadline;
+/// not a sleep standing in for one).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The job is terminal and its supervisor, which delivers the
+/// notifications after the terminal state, has exited.
+fn settle(t: &TempRoot, id: &str) -> Value {
+    let v = t.wait_done(id);
+    wait_until("the supervisor to exit", || {
+        t.pids_matching(&format!("_supervise {} {id}", t.root.display()))
+            .is_empty()
+    });
+    v
+}
+
+fn ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// Keys appear in this order in the raw JSON text.
+fn assert_key_order(text: &str, keys: &[&str]) {
+    let mut last = 0;
+    for k in keys {
+        let pat = format!("\"{k}\":");
+        let pos = text[last..]
+            .find(&pat)
+            .unwrap_or_else(|| panic!("{k} missing or out of order in {text}"));
+        last += pos + pat.len();
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn lines_of(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["line"].as_str().unwrap().to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// job.finished
+// ---------------------------------------------------------------------------
+
+#[test]
+fn finished_event_for_an_exited_job() {
+    let t = TempRoot::new();
+    let sink = t.base.join("events.ndjson");
+    let v = t.ok(&[
+        "run",
+        "--notify-file",
+        path_str(&sink),
+        "--",
+        "sh",
+        "-c",
+        "echo hi",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let text = std::fs::read_to_string(&sink).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.ends_with('\n'));
+    assert_key_order(
+        &text,
+        &[
+            "schema_version",
+            "event_type",
+            "job_id",
+            "state",
+            "command",
+            "cwd",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "exit_code",
+            "stdout_log_path",
+            "stderr_log_path",
+            "timed_out",
+        ],
+    );
+    let ev: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(ev["schema_version"], "0.1");
+    assert_eq!(ev["event_type"], "job.finished");
+    assert_eq!(ev["job_id"], id);
+    assert_eq!(ev["state"], "exited");
+    assert_eq!(ev["exit_code"], 0);
+    assert_eq!(ev["command"], json!(["sh", "-c", "echo hi"]));
+    assert_eq!(ev["cwd"], path_str(&t.cwd));
+    assert_eq!(ev["timed_out"], false);
+    assert_eq!(ev["stdout_log_path"], v["stdout_log_path"]);
+    assert_eq!(ev["stderr_log_path"], v["stderr_log_path"]);
+    let st = t.state(id);
+    assert_eq!(ev["finished_at"], st["finished_at"]);
+    assert_eq!(ev["duration_ms"], st["result"]["duration_ms"]);
+    assert!(ev.get("signal").is_none());
+    assert!(ev.get("failure").is_none());
+    assert!(ev.get("delivery_results").is_none());
+
+    // completion_event.json: the same event plus the delivery results.
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
+    let mut bare = ce.clone();
+    bare.as_object_mut().unwrap().remove("delivery_results");
+    assert_eq!(bare, ev);
+    let r = &ce["delivery_results"];
+    assert_eq!(r.as_array().unwrap().len(), 1, "{ce}");
+    assert_eq!(r[0]["sink_type"], "file");
+    assert_eq!(r[0]["target"], path_str(&sink));
+    assert_eq!(r[0]["success"], true);
+    assert!(r[0].get("error").is_none());
+    assert!(r[0]["attempted_at"].as_str().unwrap().ends_with('Z'));
+    // No output-match configured: no match records.
+    assert!(!t.job_dir(id).join("notification_events.ndjson").exists());
+}
+
+#[test]
+fn finished_event_for_failing_killed_and_timed_out_jobs() {
+    let t = TempRoot::new();
+    let sink = t.base.join("events.ndjson");
+    let s = path_str(&sink);
+    let exit3 = t.ok(&["run", "--notify-file", s, "--", "sh", "-c", "exit 3"]);
+    let timed = t.ok(&[
+        "run",
+        "--no-wait",
+        "--timeout",
+        "1",
+        "--notify-file",
+        s,
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let killed = t.ok(&["run", "--no-wait", "--notify-file", s, "--", "sleep", "30"]);
+    let killed_id = killed["job_id"].as_str().unwrap();
+    t.ok(&["kill", killed_id]);
+    let failed = t.ok(&[
+        "run",
+        "--cwd",
+        "/nonexistent/dir",
+        "--notify-file",
+        s,
+        "--",
+        "true",
+    ]);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let ids: Vec<&str> = [&exit3, &timed, &killed, &failed]
+        .iter()
+        .map(|v| v["job_id"].as_str().unwrap())
+        .collect();
+    for id in &ids {
+        settle(&t, id);
+    }
+    let events = ndjson(&sink);
+    assert_eq!(events.len(), 4, "{events:?}");
+    let by_id = |id: &str| events.iter().find(|e| e["job_id"] == id).unwrap().clone();
+
+    let e = by_id(ids[0]);
+    assert_eq!(e["state"], "exited");
+    assert_eq!(e["exit_code"], 3);
+    assert_eq!(e["timed_out"], false);
+
+    let e = by_id(ids[1]);
+    assert_eq!(e["state"], "killed");
+    assert!(e["signal"].as_str().unwrap().starts_with("SIG"), "{e}");
+    assert_eq!(e["signal"], t.state(ids[1])["result"]["signal"]);
+    assert_eq!(e["timed_out"], true);
+    assert!(e.get("exit_code").is_none());
+
+    let e = by_id(ids[2]);
+    assert_eq!(e["state"], "killed");
+    assert_eq!(e["signal"], "SIGTERM");
+    assert_eq!(e["timed_out"], false);
+
+    let e = by_id(ids[3]);
+    assert_eq!(e["state"], "failed");
+    assert_eq!(e["failure"]["code"], "cwd_not_found");
+    assert!(e["finished_at"].is_string());
+}
+
+#[test]
+fn command_sink_gets_event_on_stdin_and_variables() {
+    let t = TempRoot::new();
+    let out = t.base.join("sink");
+    std::fs::create_dir_all(&out).unwrap();
+    let jobdir = t.cwd.join("sub");
+    std::fs::create_dir_all(&jobdir).unwrap();
+    let sink = format!(
+        "cat > {o}/stdin.json; \
+         printf '%s\\n%s\\n%s\\n' \"$AGENT_EXEC_EVENT_PATH\" \"$AGENT_EXEC_JOB_ID\" \"$AGENT_EXEC_EVENT_TYPE\" > {o}/env.txt; \
+         cp \"$AGENT_EXEC_EVENT_PATH\" {o}/event_path.json; pwd > {o}/pwd.txt",
+        o = out.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--cwd",
+        path_str(&jobdir),
+        "--notify-command",
+        &sink,
+        "--",
+        "echo",
+        "done",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let stdin = std::fs::read_to_string(out.join("stdin.json")).unwrap();
+    assert!(!stdin.ends_with('\n'), "no trailing newline: {stdin:?}");
+    assert_eq!(stdin.lines().count(), 1, "compact JSON: {stdin}");
+    let ev: Value = serde_json::from_str(&stdin).unwrap();
+    assert_eq!(ev["event_type"], "job.finished");
+    assert_eq!(ev["job_id"], id);
+    assert_eq!(ev["state"], "exited");
+    let env = std::fs::read_to_string(out.join("env.txt")).unwrap();
+    let env: Vec<&str> = env.lines().collect();
+    let event_path = t.job_dir(id).join("completion_event.json");
+    assert_eq!(env, [path_str(&event_path), id, "job.finished"]);
+    // The event file already held the event when the sink ran.
+    let at_start: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("event_path.json")).unwrap())
+            .unwrap();
+    assert_eq!(at_start["job_id"], id);
+    assert_eq!(at_start["delivery_results"], json!([]));
+    // Command sinks run in the job's working directory.
+    let pwd = std::fs::read_to_string(out.join("pwd.txt")).unwrap();
+    assert_eq!(pwd.trim(), path_str(&jobdir));
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
+    let r = &ce["delivery_results"][0];
+    assert_eq!(r["sink_type"], "command");
+    assert_eq!(r["target"], sink.as_str());
+    assert_eq!(r["success"], true);
+}
+
+#[test]
+fn file_sink_path_is_relative_to_the_caller_and_parents_are_made() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--notify-file",
+        "deep/er/events.ndjson",
+        "--",
+        "true",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let stored = t.meta(id)["notification"]["notify_file"].clone();
+    let expected = t.cwd.join("deep/er/events.ndjson");
+    assert_eq!(stored, path_str(&expected));
+    settle(&t, id);
+    let events = ndjson(&expected);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["job_id"], id);
+}
+
+#[test]
+fn failing_sinks_never_change_the_job() {
+    let t = TempRoot::new();
+    let blocker = t.base.join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--notify-command",
+        "no-such-binary-agent-exec-test",
+        "--notify-file",
+        &format!("{}/under-a-file.ndjson", blocker.display()),
+        "--",
+        "echo",
+        "ok",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let done = settle(&t, id);
+    assert_eq!(done["state"], "exited");
+    assert_eq!(done["exit_code"], 0);
+    assert_eq!(t.state(id)["job"]["status"], "exited");
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
+    let r = ce["delivery_results"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{ce}");
+    assert_eq!(r[0]["sink_type"], "command");
+    assert_eq!(r[0]["success"], false);
+    assert_eq!(r[0]["error"], "exited with status 127");
+    assert_eq!(r[1]["sink_type"], "file");
+    assert_eq!(r[1]["success"], false);
+    assert!(
+        r[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("create parent dir:"),
+        "{ce}"
+    );
+}
+
+#[test]
+fn slow_sinks_do_not_delay_the_job() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--notify-command",
+        "sleep 10",
+        "--output-pattern",
+        "x",
+        "--output-command",
+        "sleep 10",
+        "--",
+        "sh",
+        "-c",
+        "echo x; echo x; echo x; echo end",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let w = t.ok(&["wait", "--until", "5", id]);
+    assert_eq!(w["state"], "exited", "{w}");
+    assert_eq!(t.read(id, "stdout.log"), "x\nx\nx\nend\n");
+}
+
+#[test]
+fn a_hanging_sink_is_stopped_at_the_time_limit() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.toml"), "[notify]\nsink_timeout = \"1s\"\n").unwrap();
+    // A duration no other process on the machine uses: 300.<our pid>.
+    let sleeper = format!("sleep 300.{}", std::process::id());
+    let v = t.ok(&[
+        "run",
+        "--notify-command",
+        &format!("{sleeper} & {sleeper}"),
+        "--",
+        "true",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
+    let r = &ce["delivery_results"][0];
+    assert_eq!(r["success"], false, "{ce}");
+    assert_eq!(r["error"], "timed out after 1s");
+    // The whole sink process group is gone, background child included.
+    assert!(t.pids_matching(&sleeper).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Output-match
+// ---------------------------------------------------------------------------
+
+const MIXED: &str =
+    "printf 'ERR1 out\\nnot this\\nxERR2\\nx.y\\nxAy\\n'; printf 'ERR3 err\\n' >&2; printf 'ERR4 partial'";
+
+/// Run MIXED with these output-match flags; the matched lines, sorted
+/// (the two streams are read concurrently).
+fn matched(t: &TempRoot, flags: &[&str]) -> Vec<String> {
+    let mut a = vec!["run"];
+    a.extend_from_slice(flags);
+    a.extend_from_slice(&["--", "sh", "-c", MIXED]);
+    let v = t.ok(&a);
+    let id = v["job_id"].as_str().unwrap();
+    settle(t, id);
+    let mut lines = lines_of(&ndjson(&t.job_dir(id).join("notification_events.ndjson")));
+    lines.sort();
+    lines
+}
+
+#[test]
+fn contains_regex_and_stream_selection() {
+    let t = TempRoot::new();
+    assert_eq!(
+        matched(&t, &["--output-pattern", "ERR"]),
+        ["ERR1 out", "ERR3 err", "ERR4 partial", "xERR2"]
+    );
+    assert_eq!(
+        matched(&t, &["--output-pattern", "x.y"]),
+        ["x.y"],
+        "contains is literal"
+    );
+    assert_eq!(
+        matched(
+            &t,
+            &["--output-pattern", "x.y", "--output-match-type", "regex"]
+        ),
+        ["x.y", "xAy"]
+    );
+    assert_eq!(
+        matched(
+            &t,
+            &[
+                "--output-pattern",
+                r"^ERR\d",
+                "--output-match-type",
+                "regex",
+                "--output-stream",
+                "stdout"
+            ]
+        ),
+        ["ERR1 out", "ERR4 partial"]
+    );
+    assert_eq!(
+        matched(
+            &t,
+            &["--output-pattern", "ERR", "--output-stream", "stderr"]
+        ),
+        ["ERR3 err"]
+    );
+}
+
+#[test]
+fn match_events_records_and_sinks() {
+    let t = TempRoot::new();
+    let out = t.base.join("sink");
+    std::fs::create_dir_all(&out).unwrap();
+    let cmd = format!(
+        "cat >> {o}/stdin.ndjson; echo >> {o}/stdin.ndjson; \
+         cat \"$AGENT_EXEC_EVENT_PATH\" > {o}/seen-$(basename \"$AGENT_EXEC_EVENT_PATH\"); \
+         echo \"$AGENT_EXEC_JOB_ID $AGENT_EXEC_EVENT_TYPE\" >> {o}/env.txt",
+        o = out.display()
+    );
+    let file = out.join("matches.ndjson");
+    let v = t.ok(&[
+        "run",
+        "--output-pattern",
+        "hit",
+        "--output-command",
+        &cmd,
+        "--output-file",
+        path_str(&file),
+        "--",
+        "sh",
+        "-c",
+        "echo hit one; echo miss; echo hit two",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let recs_path = t.job_dir(id).join("notification_events.ndjson");
+    let raw = std::fs::read_to_string(&recs_path).unwrap();
+    assert_key_order(
+        raw.lines().next().unwrap(),
+        &[
+            "schema_version",
+            "event_type",
+            "job_id",
+            "pattern",
+            "match_type",
+            "stream",
+            "line",
+            "stdout_log_path",
+            "stderr_log_path",
+            "delivery_results",
+        ],
+    );
+    let recs = ndjson(&recs_path);
+    assert_eq!(lines_of(&recs), ["hit one", "hit two"], "in order");
+    for r in &recs {
+        assert_eq!(r["event_type"], "job.output.matched");
+        assert_eq!(r["job_id"], id);
+        assert_eq!(r["pattern"], "hit");
+        assert_eq!(r["match_type"], "contains");
+        assert_eq!(r["stream"], "stdout");
+        assert_eq!(r["stdout_log_path"], v["stdout_log_path"]);
+        let d = r["delivery_results"].as_array().unwrap();
+        assert_eq!(d.len(), 2, "{r}");
+        assert_eq!(d[0]["sink_type"], "command");
+        assert_eq!(d[0]["success"], true);
+        assert_eq!(d[1]["sink_type"], "file");
+        assert_eq!(d[1]["target"], path_str(&file));
+        assert_eq!(d[1]["success"], true);
+    }
+    // The file sink and the command's stdin get the bare event.
+    let mut bare: Vec<Value> = recs.clone();
+    for b in &mut bare {
+        b.as_object_mut().unwrap().remove("delivery_results");
+    }
+    assert_eq!(ndjson(&file), bare);
+    assert_eq!(ndjson(&out.join("stdin.ndjson")), bare);
+    // AGENT_EXEC_EVENT_PATH held each event when its sink started.
+    for (i, b) in bare.iter().enumerate() {
+        let seen = out.join(format!("seen-{:06}.json", i + 1));
+        let seen: Value = serde_json::from_str(&std::fs::read_to_string(seen).unwrap()).unwrap();
+        assert_eq!(&seen, b);
+    }
+    let env = std::fs::read_to_string(out.join("env.txt")).unwrap();
+    assert_eq!(env, format!("{id} job.output.matched\n").repeat(2));
+    // Output-match results never go to completion_event.json.
+    assert!(!t.job_dir(id).join("completion_event.json").exists());
+}
+
+#[test]
+fn every_match_of_a_flood_is_delivered_in_order() {
+    let t = TempRoot::new();
+    let file = t.base.join("m.ndjson");
+    let v = t.ok(&[
+        "run",
+        "--output-pattern",
+        "hit",
+        "--output-file",
+        path_str(&file),
+        "--",
+        "sh",
+        "-c",
+        "seq 1 5000 | sed 's/^/hit /'",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let expected: Vec<String> = (1..=5000).map(|i| format!("hit {i}")).collect();
+    assert_eq!(lines_of(&ndjson(&file)), expected);
+    let recs = ndjson(&t.job_dir(id).join("notification_events.ndjson"));
+    assert_eq!(lines_of(&recs), expected);
+}
+
+#[test]
+fn lines_across_reads_long_lines_and_bad_bytes_are_matched() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--output-pattern",
+        "ERROR",
+        "--",
+        "sh",
+        "-c",
+        r"printf 'first ERR'; while [ ! -e go ]; do sleep 0.02; done; printf 'OR joined\n';
+          head -c 70000 /dev/zero | tr '\0' a; echo ERROR-tail;
+          printf 'caf\303\251 ERROR \377\n'; printf 'no match\n'",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    // The first half of the line is read (and logged) on its own.
+    wait_for_log(&t, id, "first ERR");
+    std::fs::write(t.cwd.join("go"), "").unwrap();
+    settle(&t, id);
+    let recs = ndjson(&t.job_dir(id).join("notification_events.ndjson"));
+    let lines = lines_of(&recs);
+    let short: Vec<String> = lines.iter().map(|l| l.chars().take(40).collect()).collect();
+    assert_eq!(lines.len(), 3, "{short:?}");
+    assert_eq!(lines[0], "first ERROR joined");
+    // 70000 bytes: a 64 KiB piece without the pattern, then the rest.
+    assert_eq!(lines[1], format!("{}ERROR-tail", "a".repeat(70000 - 65536)));
+    assert_eq!(lines[2], "caf\u{e9} ERROR \u{fffd}");
+}
+
+#[test]
+fn invalid_regex_is_rejected_everywhere() {
+    let t = TempRoot::new();
+    let bad = [
+        "--output-pattern",
+        "(unclosed",
+        "--output-match-type",
+        "regex",
+    ];
+    for cmd in ["run", "create"] {
+        let mut a = vec![cmd];
+        a.extend_from_slice(&bad);
+        a.extend_from_slice(&["--", "true"]);
+        let (code, e) = t.err(&a);
+        assert_eq!(code, 2, "{cmd}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_pattern", "{cmd}");
+    }
+    let jobs = std::fs::read_dir(&t.root).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(jobs, 0, "a rejected definition leaves no job behind");
+
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut a = vec!["notify", "set", id.as_str()];
+    a.extend_from_slice(&bad);
+    let (code, e) = t.err(&a);
+    assert_eq!(code, 2);
+    assert_eq!(e["error"]["code"], "invalid_pattern");
+    // Switching a stored contains pattern to regex checks it too.
+    t.ok(&["notify", "set", &id, "--output-pattern", "a(b"]);
+    let (code, e) = t.err(&["notify", "set", &id, "--output-match-type", "regex"]);
+    assert_eq!(code, 2);
+    assert_eq!(e["error"]["code"], "invalid_pattern");
+    assert_eq!(
+        t.meta(&id)["notification"]["on_output_match"]["match_type"],
+        "contains",
+        "nothing written"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// create / start
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_stores_the_config_and_start_uses_it() {
+    let t = TempRoot::new();
+    let sink = t.base.join("done.ndjson");
+    let matches = t.base.join("m.ndjson");
+    let flags = [
+        "--notify-command",
+        "true",
+        "--notify-file",
+        path_str(&sink),
+        "--output-pattern",
+        "hit",
+        "--output-file",
+        path_str(&matches),
+    ];
+    let mut c = vec!["create"];
+    c.extend_from_slice(&flags);
+    c.extend_from_slice(&["--", "echo", "hit"]);
+    let created = t.ok(&c);
+    let cid = created["job_id"].as_str().unwrap();
+    let mut r = vec!["run", "--no-wait"];
+    r.extend_from_slice(&flags);
+    r.extend_from_slice(&["--", "echo", "hit"]);
+    let ran = t.ok(&r);
+    let rid = ran["job_id"].as_str().unwrap();
+    let stored = t.meta(cid)["notification"].clone();
+    assert_eq!(stored, t.meta(rid)["notification"], "same shape");
+    assert_eq!(
+        stored,
+        json!({
+            "notify_command": "true",
+            "notify_file": path_str(&sink),
+            "on_output_match": {
+                "pattern": "hit", "match_type": "contains", "stream": "either",
+                "file": path_str(&matches)
+            }
+        })
+    );
+    settle(&t, rid);
+    // Only the run job has fired so far: create ran no sink.
+    assert_eq!(ndjson(&sink).len(), 1);
+    assert_eq!(ndjson(&matches).len(), 1);
+    assert!(!t.job_dir(cid).join("completion_event.json").exists());
+    t.ok(&["start", cid]);
+    settle(&t, cid);
+    let done = ndjson(&sink);
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[1]["job_id"], cid);
+    let m = ndjson(&matches);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[1]["job_id"], cid);
+    assert_eq!(m[1]["line"], "hit");
+}
+
+// ---------------------------------------------------------------------------
+// notify set
+// ---------------------------------------------------------------------------
+
+fn wait_for_log(t: &TempRoot, id: &str, text: &str) {
+    wait_until(text, || t.read(id, "stdout.log").contains(text));
+}
+
+#[test]
+fn notify_set_on_a_running_job_applies_to_later_lines_only() {
+    let t = TempRoot::new();
+    let matches = t.base.join("m.ndjson");
+    let done = t.base.join("done.json");
+    let id = t.start_job(&[
+        "sh",
+        "-c",
+        "echo ERROR before; while [ ! -e go1 ]; do sleep 0.02; done; \
+         echo tick; while [ ! -e go2 ]; do sleep 0.02; done; echo ERROR after",
+    ]);
+    wait_for_log(&t, &id, "ERROR before");
+    std::fs::write(t.cwd.join("go1"), "").unwrap();
+    // Once "tick" is in the log, the earlier line has been matched
+    // (against no config): the tee handles one batch at a time.
+    wait_for_log(&t, &id, "tick");
+    let v = t.ok(&[
+        "notify",
+        "set",
+        &id,
+        "--command",
+        &format!("cat > {}", done.display()),
+        "--output-pattern",
+        "ERROR",
+        "--output-file",
+        path_str(&matches),
+    ]);
+    assert_eq!(v["type"], "notify.set");
+    std::fs::write(t.cwd.join("go2"), "").unwrap();
+    settle(&t, &id);
+    assert_eq!(lines_of(&ndjson(&matches)), ["ERROR after"]);
+    let recs = ndjson(&t.job_dir(&id).join("notification_events.ndjson"));
+    assert_eq!(lines_of(&recs), ["ERROR after"]);
+    // The completion command set while running was used at the end.
+    let ev: Value = serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    assert_eq!(ev["job_id"], id.as_str());
+    assert_eq!(ev["event_type"], "job.finished");
+}
+
+#[test]
+fn notify_set_merges_and_answers_with_the_stored_object() {
+    let t = TempRoot::new();
+    let v = t.ok(&["create", "--notify-file", "f.ndjson", "--", "true"]);
+    let id = v["job_id"].as_str().unwrap();
+    let file = path_str(&t.cwd.join("f.ndjson")).to_string();
+
+    let o = t.out(&["notify", "set", id, "--output-pattern", "ERR"]);
+    o.assert_order(&["schema_version", "ok", "type", "job_id", "notification"]);
+    let v = o.json();
+    assert_eq!(v["type"], "notify.set");
+    assert_eq!(v["job_id"], id);
+    assert_eq!(
+        v["notification"],
+        json!({"notify_file": file,
+               "on_output_match": {"pattern": "ERR", "match_type": "contains", "stream": "either"}})
+    );
+    assert_eq!(t.meta(id)["notification"], v["notification"]);
+
+    // Given fields override; the rest is kept; notify_file stays.
+    let v = t.ok(&[
+        "notify",
+        "set",
+        id,
+        "--command",
+        "echo a",
+        "--output-stream",
+        "stderr",
+        "--output-file",
+        "m.ndjson",
+    ]);
+    assert_eq!(
+        v["notification"],
+        json!({"notify_command": "echo a", "notify_file": file,
+               "on_output_match": {"pattern": "ERR", "match_type": "contains", "stream": "stderr",
+                                   "file": path_str(&t.cwd.join("m.ndjson"))}})
+    );
+    let v = t.ok(&["notify", "set", id, "--command", "echo b"]);
+    assert_eq!(v["notification"]["notify_command"], "echo b");
+    assert_eq!(v["notification"]["on_output_match"]["stream"], "stderr");
+
+    // An empty pattern removes the output-match config.
+    let v = t.ok(&["notify", "set", id, "--output-pattern", ""]);
+    assert_eq!(
+        v["notification"],
+        json!({"notify_command": "echo b", "notify_file": file})
+    );
+
+    // Nothing configured at all: {}.
+    let bare = t.ok(&["create", "--", "true"]);
+    let bid = bare["job_id"].as_str().unwrap();
+    let v = t.ok(&["notify", "set", bid]);
+    assert_eq!(v["notification"], json!({}));
+    assert!(t.meta(bid).get("notification").is_none());
+    // Output flags without a pattern configure nothing.
+    let v = t.ok(&["notify", "set", bid, "--output-file", "x.ndjson"]);
+    assert_eq!(v["notification"], json!({}));
+
+    let (code, e) = t.err(&["notify", "set", "01NOSUCHJOB000000000000000"]);
+    assert_eq!(code, 1);
+    assert_eq!(e["error"]["code"], "job_not_found");
+}
+
+#[test]
+fn notify_set_on_a_finished_job_runs_nothing() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo", "hit"]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let fired = t.base.join("fired");
+    let cmd = format!("touch {}", fired.display());
+    let v = t.ok(&[
+        "notify",
+        "set",
+        id,
+        "--command",
+        &cmd,
+        "--output-pattern",
+        "hit",
+        "--output-command",
+        &cmd,
+    ]);
+    assert_eq!(v["notification"]["notify_command"], cmd.as_str());
+    assert!(!fired.exists(), "notify set ran a sink");
+    assert!(!t.job_dir(id).join("completion_event.json").exists());
+    assert!(!t.job_dir(id).join("notification_events.ndjson").exists());
+    assert_eq!(t.state(id)["job"]["status"], "exited");
+}
+
+#[test]
+fn concurrent_notify_sets_never_lose_an_update() {
+    let t = TempRoot::new();
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for round in 0..10 {
+        let cmd = format!("echo {round}");
+        let pat = format!("p{round}");
+        let mut a = t.cmd(&["notify", "set", &id, "--command", &cmd]);
+        let mut b = t.cmd(&["notify", "set", &id, "--output-pattern", &pat]);
+        a.stdout(std::process::Stdio::null());
+        b.stdout(std::process::Stdio::null());
+        let (mut a, mut b) = (a.spawn().unwrap(), b.spawn().unwrap());
+        assert!(a.wait().unwrap().success());
+        assert!(b.wait().unwrap().success());
+        let n = t.meta(&id)["notification"].clone();
+        assert_eq!(n["notify_command"], cmd.as_str(), "round {round}: {n}");
+        assert_eq!(
+            n["on_output_match"]["pattern"],
+            pat.as_str(),
+            "round {round}: {n}"
+        );
+    }
+}
