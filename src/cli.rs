@@ -584,7 +584,20 @@ static SUPERVISE: Cmd = Cmd {
     alias: None,
     about: "Internal: the per-job supervisor",
     long_about: "",
-    flags: &[],
+    flags: &[
+        Flag::value(
+            "gc",
+            "SPEC",
+            Ty::Str,
+            "Auto-GC settings to run beside the job",
+        ),
+        Flag::value(
+            "sink-timeout",
+            "SECONDS",
+            Ty::U64,
+            "Time limit of command sinks (0 = none)",
+        ),
+    ],
     pos: &[
         Pos {
             name: "ROOT",
@@ -601,14 +614,6 @@ static SUPERVISE: Cmd = Cmd {
             jobs: None,
             values: &[],
             help: "Job id",
-        },
-        Pos {
-            name: "GC",
-            required: false,
-            rest: false,
-            jobs: None,
-            values: &[],
-            help: "Auto-GC settings",
         },
     ],
     conflicts: &[],

@@ -62,6 +62,9 @@ pub struct Spec {
     pub shell_wrapper: Vec<String>,
     pub notification: Option<Notification>,
     pub full_log: Option<String>,
+    /// Launch-time, not stored: the command-sink time limit from the
+    /// caller's config (None: the supervisor reads the default config).
+    pub sink_timeout_secs: Option<u64>,
 }
 
 impl Spec {
@@ -83,6 +86,7 @@ impl Spec {
             shell_wrapper: default_wrapper(),
             notification: None,
             full_log: None,
+            sink_timeout_secs: None,
         }
     }
 
@@ -114,6 +118,7 @@ impl Spec {
         spec.kill_after_ms = secs_to_ms(m.u64("kill-after"));
         spec.progress_every_ms = secs_to_ms(m.u64("progress-every"));
         spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), cfg)?;
+        spec.sink_timeout_secs = Some(cfg.notify.sink_timeout_secs);
         spec.notification = crate::notify::notification_from(m, None)?;
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
@@ -294,7 +299,13 @@ pub struct Launch {
 }
 
 /// Start the supervisor for a `created` job and wait for it to report.
-pub fn launch(store: &Store, job: &Job, auto_gc: Option<&AutoGc>) -> Result<Launch> {
+/// `sink_timeout`: the command-sink time limit from the caller's config.
+pub fn launch(
+    store: &Store,
+    job: &Job,
+    auto_gc: Option<&AutoGc>,
+    sink_timeout: Option<u64>,
+) -> Result<Launch> {
     let lock = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -326,7 +337,7 @@ pub fn launch(store: &Store, job: &Job, auto_gc: Option<&AutoGc>) -> Result<Laun
         return Err(busy());
     }
     let (r, w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
-    let spawned = spawn_supervisor(store, job, &w, &lock, auto_gc);
+    let spawned = spawn_supervisor(store, job, &w, &lock, auto_gc, sink_timeout);
     drop(w);
     drop(lock);
     if let Err(e) = spawned {
@@ -362,6 +373,7 @@ fn spawn_supervisor(
     w: &OwnedFd,
     lock: &File,
     auto_gc: Option<&AutoGc>,
+    sink_timeout: Option<u64>,
 ) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -374,7 +386,12 @@ fn spawn_supervisor(
         CString::new(job.id.as_str()).map_err(bad)?,
     ];
     if let Some(g) = auto_gc {
+        argv.push(CString::new("--gc").map_err(bad)?);
         argv.push(CString::new(g.to_arg()).map_err(bad)?);
+    }
+    if let Some(secs) = sink_timeout {
+        argv.push(CString::new("--sink-timeout").map_err(bad)?);
+        argv.push(CString::new(secs.to_string()).map_err(bad)?);
     }
     sys::spawn_detached(
         &exe,

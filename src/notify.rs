@@ -61,8 +61,9 @@
 //!   sink is configured.
 //! - Command sinks run in the job's `cwd` (falling back to `/`, where
 //!   the supervisor runs, when it does not exist); their time
-//!   limit is `[notify] sink_timeout` of the default config as seen by the
-//!   supervisor (whose environment is the caller's); `0` means no limit.
+//!   limit is `[notify] sink_timeout` of the config the launching command
+//!   read (`run --config`, else the default), handed to the supervisor as
+//!   `--sink-timeout`; `0` means no limit.
 //!   At the limit the sink's process group gets SIGKILL.
 //! - A file sink target is opened once per burst of queued events and
 //!   closed whenever the queue runs empty, so a consumer that rotates the
@@ -336,16 +337,27 @@ impl SinkCtx {
         }
     }
 
-    /// The command-sink time limit, read from config the first time a
-    /// command sink runs (a job without one never reads the config).
+    /// The command-sink time limit: what the launching command resolved
+    /// from its config (`--sink-timeout` of the supervisor), else the
+    /// default config, read the first time a command sink runs.
     fn timeout(&self) -> Option<Duration> {
         *self.timeout.get_or_init(|| {
-            let secs = crate::config::load(None)
-                .map(|c| c.notify.sink_timeout_secs)
-                .unwrap_or(crate::config::DEFAULT_SINK_TIMEOUT_SECS);
+            let secs = SINK_TIMEOUT.get().copied().unwrap_or_else(|| {
+                crate::config::load(None)
+                    .map(|c| c.notify.sink_timeout_secs)
+                    .unwrap_or(crate::config::DEFAULT_SINK_TIMEOUT_SECS)
+            });
             (secs > 0).then(|| Duration::from_secs(secs))
         })
     }
+}
+
+static SINK_TIMEOUT: OnceLock<u64> = OnceLock::new();
+
+/// Set the command-sink time limit for this process (the supervisor,
+/// from the launching command's config).
+pub fn set_sink_timeout(secs: u64) {
+    let _ = SINK_TIMEOUT.set(secs);
 }
 
 /// Run a command sink: `wrapper + [command]`, the event JSON on stdin.

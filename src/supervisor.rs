@@ -66,7 +66,10 @@ pub fn exec(m: &Matches) -> Result<Output> {
             _ => return Ok(Output::Done),
         },
     };
-    let auto_gc = m.pos(2).and_then(crate::gc::AutoGc::from_arg);
+    let auto_gc = m.get("gc").and_then(crate::gc::AutoGc::from_arg);
+    if let Some(secs) = m.u64("sink-timeout") {
+        crate::notify::set_sink_timeout(secs);
+    }
     // Every path we use is absolute; do not pin the caller's directory.
     let _ = std::env::set_current_dir("/");
     let matcher = supervise(&store, &job, &mut ready, lock, auto_gc);

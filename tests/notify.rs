@@ -356,6 +356,31 @@ fn a_hanging_sink_is_stopped_at_the_time_limit() {
     assert!(t.pids_matching(&sleeper).is_empty());
 }
 
+#[test]
+fn explicit_config_sink_timeout_reaches_the_supervisor() {
+    let t = TempRoot::new();
+    // Not the default config: only `run --config` names it.
+    let cfg = t.base.join("other.toml");
+    std::fs::write(&cfg, "[notify]\nsink_timeout = \"1s\"\n").unwrap();
+    let sleeper = format!("sleep 301.{}", std::process::id());
+    let v = t.ok(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--notify-command",
+        &sleeper,
+        "--",
+        "true",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
+    assert_eq!(
+        ce["delivery_results"][0]["error"], "timed out after 1s",
+        "{ce}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Output-match
 // ---------------------------------------------------------------------------
