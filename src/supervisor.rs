@@ -27,7 +27,7 @@
 //! draining (0.2.3 reported `exited` with logs still growing).
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
@@ -394,6 +394,9 @@ fn run_loop(
                 tee.read_once(i);
             }
         }
+        // Once per wake-up, not per line: a slow job's lines reach
+        // full.log promptly, a chatty one's in large writes.
+        tee.full.flush();
         let exited = match &pidfd {
             Some(p) => fds
                 .last()
@@ -449,17 +452,23 @@ impl Stream {
     }
 }
 
-/// full.log: `<ts> [STDOUT] <line>` per line, through one buffer.
+/// full.log: `<ts> [STDOUT] <line>` per line, appended to one flat
+/// buffer that is written out in large pieces.
 struct FullLog {
-    w: BufWriter<File>,
+    f: File,
+    buf: Vec<u8>,
     sec: i64,
     ts: [u8; 20],
 }
 
+/// full.log is written once this much is buffered.
+const FULL_FLUSH: usize = 256 * 1024;
+
 impl FullLog {
     fn new(f: File) -> FullLog {
         FullLog {
-            w: BufWriter::with_capacity(64 * 1024, f),
+            f,
+            buf: Vec::with_capacity(FULL_FLUSH + MAX_LINE + 64),
             sec: i64::MIN,
             ts: [0; 20],
         }
@@ -473,18 +482,28 @@ impl FullLog {
         }
     }
 
-    fn line(&mut self, tag: &[u8], line: &[u8]) {
-        let _ = self.w.write_all(&self.ts);
-        let _ = self.w.write_all(tag);
-        match std::str::from_utf8(line) {
-            Ok(_) => {
-                let _ = self.w.write_all(line);
-            }
-            Err(_) => {
-                let _ = self.w.write_all(String::from_utf8_lossy(line).as_bytes());
-            }
+    /// One line; `utf8` says it is already known to be valid UTF-8 (the
+    /// chunk it came from was validated once), else it is checked here.
+    fn line(&mut self, tag: &[u8], line: &[u8], utf8: bool) {
+        self.buf.extend_from_slice(&self.ts);
+        self.buf.extend_from_slice(tag);
+        if utf8 || std::str::from_utf8(line).is_ok() {
+            self.buf.extend_from_slice(line);
+        } else {
+            self.buf
+                .extend_from_slice(String::from_utf8_lossy(line).as_bytes());
         }
-        let _ = self.w.write_all(b"\n");
+        self.buf.push(b'\n');
+        if self.buf.len() >= FULL_FLUSH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.f.write_all(&self.buf);
+            self.buf.clear();
+        }
     }
 }
 
@@ -542,21 +561,30 @@ impl Tee {
         // One search over the whole chunk instead of one per line: lines
         // that lie wholly inside it are tested only if it may match.
         let scan = matcher.scan_chunk(i, chunk);
+        // Likewise one UTF-8 validation: a line ending before the first
+        // invalid byte is valid (newlines are character boundaries).
+        let valid_upto = match std::str::from_utf8(chunk) {
+            Ok(_) => n,
+            Err(e) => e.valid_up_to(),
+        };
+        let mut offset = 0;
         while let Some(pos) = find_newline(chunk) {
             let line = &chunk[..pos];
             if s.partial.is_empty() {
-                emit_pieces(full, (matcher, scan), i, s.tag, line);
+                let utf8 = offset + pos <= valid_upto;
+                emit_pieces(full, (matcher, scan), i, s.tag, line, utf8);
             } else {
                 s.partial.extend_from_slice(line);
-                emit_pieces(full, (matcher, true), i, s.tag, &s.partial);
+                emit_pieces(full, (matcher, true), i, s.tag, &s.partial, false);
                 s.partial.clear();
             }
             chunk = &chunk[pos + 1..];
+            offset += pos + 1;
         }
         s.partial.extend_from_slice(chunk);
         if s.partial.len() >= MAX_LINE {
             let whole = s.partial.len() / MAX_LINE * MAX_LINE;
-            emit_pieces(full, (matcher, true), i, s.tag, &s.partial[..whole]);
+            emit_pieces(full, (matcher, true), i, s.tag, &s.partial[..whole], false);
             s.partial.drain(..whole);
         }
     }
@@ -571,6 +599,7 @@ impl Tee {
                 i,
                 s.tag,
                 &s.partial,
+                false,
             );
             s.partial.clear();
         }
@@ -606,7 +635,7 @@ impl Tee {
     fn finish(&mut self) {
         self.flush_partial(0);
         self.flush_partial(1);
-        let _ = self.full.w.flush();
+        self.full.flush();
     }
 }
 
@@ -619,16 +648,18 @@ fn emit_pieces(
     i: usize,
     tag: &[u8],
     line: &[u8],
+    utf8: bool,
 ) {
     if line.len() <= MAX_LINE {
-        full.line(tag, line);
+        full.line(tag, line, utf8);
         if check {
             matcher.line(i, line);
         }
         return;
     }
+    // A piece may end inside a multi-byte character: check each.
     for piece in line.chunks(MAX_LINE) {
-        full.line(tag, piece);
+        full.line(tag, piece, false);
         if check {
             matcher.line(i, piece);
         }

@@ -336,3 +336,24 @@ fn interleaved_streams_keep_every_line_in_order() {
     assert_eq!(out.lines().count(), 50000);
     assert_eq!(err.lines().count(), 50000);
 }
+
+#[test]
+fn full_log_follows_a_running_job() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "echo first; echo second >&2; sleep 30"]);
+    // Both lines must reach full.log while the job still runs (not only
+    // when its buffer fills or the job ends).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut full = String::new();
+    while Instant::now() < deadline {
+        full = t.read(&id, "full.log");
+        if full.contains("[STDOUT] first") && full.contains("[STDERR] second") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(full.contains("[STDOUT] first\n"), "{full}");
+    assert!(full.contains("[STDERR] second\n"), "{full}");
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", &id]);
+}
