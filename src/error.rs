@@ -55,6 +55,9 @@ pub enum Error {
     InvalidRequest(String),
     /// Missing or wrong bearer token.
     Unauthorized,
+    /// A request the server refuses whoever sends it (a browser origin
+    /// or host name it does not serve).
+    Forbidden(String),
     /// No HTTP route at this path.
     RouteNotFound(String),
     /// A known path with a method it does not serve.
@@ -104,6 +107,7 @@ impl Error {
             Error::ServeUnsafeBind(_) => "serve_unsafe_bind",
             Error::InvalidRequest(_) => "invalid_request",
             Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::RouteNotFound(_) => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::PayloadTooLarge(_) => "payload_too_large",
@@ -146,6 +150,7 @@ impl Error {
         match self {
             Error::JobNotFound(_) | Error::RouteNotFound(_) => 404,
             Error::Unauthorized => 401,
+            Error::Forbidden(_) => 403,
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge(_) => 413,
             Error::Unavailable(_) | Error::Busy(_) => 503,
@@ -195,6 +200,7 @@ impl fmt::Display for Error {
             | Error::Internal(m)
             | Error::ServeUnsafeBind(m)
             | Error::InvalidRequest(m)
+            | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
             | Error::Unavailable(m) => f.write_str(m),
             Error::JobNotFound(id) => write!(f, "job not found: {id}"),

@@ -13,6 +13,7 @@ mod cmd;
 mod config;
 mod error;
 mod gc;
+mod http;
 mod job;
 mod launch;
 mod man;

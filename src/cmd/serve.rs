@@ -1,9 +1,1035 @@
-//! Placeholder until its issue lands; replaced wholesale.
+//! `serve [--bind HOST:PORT | --port N] [--insecure] [--allow-origin O]`:
+//! the job API over HTTP/1.1 (protocol in `crate::http`; routes here).
+//!
+//! Routes (bodies are the CLI's documents, field for field and in the
+//! same order): `GET /health`, `POST /exec` (= `run`), `GET /status/{id}`,
+//! `GET /tail/{id}`, `GET /wait/{id}`, `POST /kill/{id}`, `GET /list`.
+//! GET routes answer HEAD too. Every failure is the JSON error envelope
+//! with the status from `Error::http_status` (404 unknown path, 405 with
+//! `Allow`, 401, 400 ...).
+//!
+//! Lifecycle: check the flags, bind, print one `serve` document (bind,
+//! port, pid), then nothing more on stdout. SIGTERM/SIGINT (blocked in
+//! every thread, taken by one thread with sigwait) stop the accept loop;
+//! requests in flight get up to `GRACE` to finish; exit 0.
+//!
+//! Invariants
+//! - One thread per connection, at most `MAX_CONNS`; the next one gets a
+//!   503 envelope and is closed. Threads have small stacks, so an idle
+//!   server stays small.
+//! - A panic while answering a request is a 500 `internal_error` for
+//!   that request only (`catch_unwind`; the worker marks itself with
+//!   `output::quiet_panics`).
+//! - Jobs start through `launch::launch` (double fork): the server never
+//!   has children to reap.
+//! - Security (beyond 0.2.3, see DECISIONS D23): with
+//!   `AGENT_EXEC_SERVE_TOKEN` set, every route but /health needs
+//!   `Authorization: Bearer <token>` (constant-time compare); a
+//!   non-loopback bind needs `--insecure` and the token. Browsers are
+//!   kept out unless invited: a request carrying an `Origin` other than
+//!   `--allow-origin` is refused (403), which stops a web page from
+//!   POSTing `/exec` to a local server; without a token, a `Host` that
+//!   does not name the loopback is refused (403), which stops DNS
+//!   rebinding from reading job output.
+//! - `/exec` never writes `env` values into meta.json (they go to
+//!   env.json only) and never runs auto-GC.
+//!
+//! Rejected: a thread pool with a queue (a slow `/wait` would hold a
+//! pool thread anyway, and idle workers cost memory); non-blocking I/O
+//! with an event loop (more code for no gain at 64 connections);
+//! sorted-key JSON bodies as in 0.2.3 (the CLI's order is the contract).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::cli::Matches;
 use crate::error::{Error, Result};
-use crate::output::Output;
+use crate::http::{self, Method, ReadError, Reader, Request};
+use crate::launch::{self, Spec, StdinSrc};
+use crate::output::{self, Output, Response};
+use crate::store::Store;
+use crate::{job, sys};
 
-pub fn exec(_m: &Matches) -> Result<Output> {
-    Err(Error::internal("not implemented yet"))
+/// Connections served at once; the next one is told to come back.
+const MAX_CONNS: usize = 64;
+/// Stack of a connection thread: enough for serde and a launch, small
+/// enough that 64 of them cost little.
+const STACK: usize = 256 * 1024;
+/// How long a write to a client that does not read may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(2);
+/// Default deadline of `GET /wait/{id}`, in seconds.
+const WAIT_DEFAULT_SECS: u64 = 30;
+
+const SIGNALS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
+
+const HEALTH: &[u8] = b"{\"schema_version\":\"0.1\",\"ok\":true,\"type\":\"health\"}\n";
+
+#[derive(Serialize)]
+struct ServeBody {
+    bind: String,
+    port: u16,
+    pid: u32,
+}
+
+/// What every connection thread shares.
+struct Server {
+    store: Store,
+    token: Option<String>,
+    allow_origin: Option<String>,
+    /// No token: refuse `Host` names that are not the loopback.
+    check_host: bool,
+    shell_wrapper: Vec<String>,
+    conns: AtomicUsize,
+    in_flight: AtomicUsize,
+    stopping: AtomicBool,
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let addr = bind_addr(m)?;
+    let token = std::env::var("AGENT_EXEC_SERVE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    check_bind(addr, m.has("insecure"), token.is_some())?;
+    let allow_origin = m.get("allow-origin").map(check_origin).transpose()?;
+    let cfg = crate::config::load(None)?;
+    let shell_wrapper = launch::resolve_wrapper(None, &cfg)?;
+
+    // Before any thread exists, so that every thread inherits the mask
+    // and only the signal thread ever takes these signals.
+    sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT", e))?;
+    let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("bind {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("read the bound address", e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("set the listener non-blocking", e))?;
+    let (wake_r, wake_w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
+
+    let srv = Arc::new(Server {
+        store: super::store(m),
+        check_host: token.is_none(),
+        token,
+        allow_origin,
+        shell_wrapper,
+        conns: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
+    });
+    let s2 = Arc::clone(&srv);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if let Ok(sig) = sys::wait_signal(&SIGNALS) {
+                crate::info!("serve: {} received, shutting down", sys::signal_name(sig));
+                s2.stopping.store(true, Ordering::SeqCst);
+                let _ = File::from(wake_w).write_all(b"x");
+            }
+        })
+        .map_err(|e| Error::io("start the signal thread", e))?;
+
+    output::print_response(&Response::new(
+        "serve",
+        &ServeBody {
+            bind: local.to_string(),
+            port: local.port(),
+            pid: std::process::id(),
+        },
+    ));
+    crate::info!("serve listening on {local}");
+    accept_loop(&listener, &File::from(wake_r), &srv);
+    drop(listener);
+    let t0 = Instant::now();
+    while srv.in_flight.load(Ordering::SeqCst) > 0 && t0.elapsed() < GRACE {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(Output::Done)
+}
+
+/// `--port N` means 127.0.0.1:N; otherwise `--bind` (an IP literal).
+fn bind_addr(m: &Matches) -> Result<SocketAddr> {
+    if m.has("port") {
+        let p = m.get("port").unwrap_or_default();
+        let port: u16 = p
+            .parse()
+            .map_err(|_| Error::InvalidConfig(format!("invalid port '{p}': expected 0..=65535")))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    let b = m.get("bind").unwrap_or("127.0.0.1:19263");
+    b.parse().map_err(|_| {
+        Error::InvalidConfig(format!(
+            "invalid bind address '{b}': expected an IP address and a port, e.g. 127.0.0.1:19263 or [::1]:19263"
+        ))
+    })
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+fn check_bind(addr: SocketAddr, insecure: bool, has_token: bool) -> Result<()> {
+    if is_loopback(addr.ip()) {
+        return Ok(());
+    }
+    if !insecure {
+        return Err(Error::ServeUnsafeBind(format!(
+            "refusing to bind to non-loopback address {addr} without --insecure"
+        )));
+    }
+    if !has_token {
+        return Err(Error::ServeUnsafeBind(format!(
+            "refusing to bind to non-loopback address {addr} without AGENT_EXEC_SERVE_TOKEN"
+        )));
+    }
+    Ok(())
+}
+
+/// An origin is `scheme://host[:port]`, exactly as browsers send it.
+fn check_origin(o: &str) -> Result<String> {
+    if o == "*" {
+        return Err(Error::InvalidConfig(
+            "wildcard '*' origin is not allowed; name one origin, e.g. http://localhost:3000"
+                .into(),
+        ));
+    }
+    let rest = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"))
+        .unwrap_or("");
+    let ok = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-.:[]_".contains(&c));
+    if !ok {
+        return Err(Error::InvalidConfig(format!(
+            "invalid origin '{o}': expected scheme://host[:port] with no path, e.g. http://localhost:3000"
+        )));
+    }
+    Ok(o.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Accepting
+// ---------------------------------------------------------------------------
+
+fn accept_loop(listener: &TcpListener, wake: &File, srv: &Arc<Server>) {
+    loop {
+        let mut fds = [
+            sys::poll_fd(listener.as_raw_fd(), sys::POLLIN),
+            sys::poll_fd(wake.as_raw_fd(), sys::POLLIN),
+        ];
+        if let Err(e) = sys::poll(&mut fds, -1) {
+            crate::warn!("serve: poll failed: {e}");
+            return;
+        }
+        if fds[1].revents != 0 || srv.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => admit(stream, srv),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of
+                    // spinning on a listener that stays readable.
+                    crate::warn!("serve: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Decrements the connection count however the thread ends.
+struct ConnSlot(Arc<Server>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.conns.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn admit(stream: TcpStream, srv: &Arc<Server>) {
+    let _ = stream.set_nonblocking(false);
+    if srv.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
+        srv.conns.fetch_sub(1, Ordering::SeqCst);
+        refuse(stream);
+        return;
+    }
+    // The slot travels inside the closure: if the spawn fails, dropping
+    // the closure releases it.
+    let slot = ConnSlot(Arc::clone(srv));
+    let spawned = std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || {
+            let slot = slot;
+            serve_conn(stream, &slot.0);
+        });
+    if let Err(e) = spawned {
+        crate::warn!("serve: cannot start a connection thread: {e}");
+    }
+}
+
+/// Over the connection limit: answer 503 from the accept thread without
+/// waiting on the client, and close.
+fn refuse(stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    // Take what the client already sent, so closing does not reset the
+    // connection before it reads our answer.
+    let mut sink = [0u8; 4096];
+    for _ in 0..4 {
+        match (&stream).read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let e = Error::Unavailable(format!(
+        "server busy: {MAX_CONNS} connections are open; retry shortly"
+    ));
+    let body = error_body(&e);
+    let mut out = Vec::with_capacity(256 + body.len());
+    let head = http::Head {
+        status: 503,
+        content_length: body.len(),
+        close: true,
+        keep_alive_10: false,
+        extra: &[("Retry-After", "1")],
+    };
+    if http::write_head(&mut out, &head).is_ok() {
+        out.extend_from_slice(&body);
+        let _ = (&stream).write_all(&out);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+// ---------------------------------------------------------------------------
+// One connection
+// ---------------------------------------------------------------------------
+
+/// What a route answers.
+struct Reply {
+    status: u16,
+    body: Body,
+    /// For 405: the methods the path serves.
+    allow: Option<&'static str>,
+    /// An OPTIONS preflight from the allowed origin.
+    preflight: bool,
+}
+
+enum Body {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Body {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Static(b) => b,
+            Body::Owned(v) => v,
+        }
+    }
+}
+
+impl Reply {
+    fn ok(r: Response) -> Reply {
+        let mut body = r.to_json().into_bytes();
+        body.push(b'\n');
+        Reply {
+            status: 200,
+            body: Body::Owned(body),
+            allow: None,
+            preflight: false,
+        }
+    }
+
+    fn error(e: &Error) -> Reply {
+        Reply {
+            status: e.http_status(),
+            body: Body::Owned(error_body(e)),
+            allow: match e {
+                Error::MethodNotAllowed { allow } => Some(allow),
+                _ => None,
+            },
+            preflight: false,
+        }
+    }
+
+    fn empty(allow: Option<&'static str>, preflight: bool) -> Reply {
+        Reply {
+            status: 204,
+            body: Body::Static(b""),
+            allow,
+            preflight,
+        }
+    }
+}
+
+fn error_body(e: &Error) -> Vec<u8> {
+    let mut b = output::error_json(e).into_bytes();
+    b.push(b'\n');
+    b
+}
+
+fn serve_conn(stream: TcpStream, srv: &Server) {
+    output::quiet_panics();
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Ok(rd) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = Reader::new(rd);
+    let mut w = BufWriter::with_capacity(8 * 1024, stream);
+    loop {
+        let req = match reader.next_request() {
+            Ok(req) => req,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Bad(status, e)) => {
+                let body = error_body(&e);
+                let head = http::Head {
+                    status,
+                    content_length: body.len(),
+                    close: true,
+                    keep_alive_10: false,
+                    extra: &[],
+                };
+                if http::write_head(&mut w, &head).is_ok()
+                    && w.write_all(&body).is_ok()
+                    && w.flush().is_ok()
+                {
+                    linger_close(w.get_ref());
+                }
+                return;
+            }
+        };
+        srv.in_flight.fetch_add(1, Ordering::SeqCst);
+        let reply = panic::catch_unwind(AssertUnwindSafe(|| handle(srv, req)))
+            .unwrap_or_else(|p| Reply::error(&Error::internal(panic_text(p.as_ref()))));
+        let close = !req.keep_alive || srv.stopping.load(Ordering::SeqCst);
+        let sent = write_reply(&mut w, srv, req, &reply, close).is_ok() && w.flush().is_ok();
+        srv.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !sent {
+            return;
+        }
+        if close {
+            let _ = w.get_ref().shutdown(Shutdown::Write);
+            return;
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    format!("internal error: {msg}")
+}
+
+/// Close after an error answer without resetting the connection under
+/// the client's feet: stop writing, then read and discard (briefly,
+/// boundedly) what it is still sending.
+fn linger_close(s: &TcpStream) {
+    let _ = s.shutdown(Shutdown::Write);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 256 * 1024;
+    while left > 0 {
+        match (&*s).read(&mut sink) {
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+}
+
+fn write_reply(
+    w: &mut impl Write,
+    srv: &Server,
+    req: &Request,
+    reply: &Reply,
+    close: bool,
+) -> std::io::Result<()> {
+    let mut extra: [(&str, &str); 8] = [("", ""); 8];
+    let mut n = 0;
+    if let Some(a) = reply.allow {
+        extra[n] = ("Allow", a);
+        n += 1;
+    }
+    if reply.status == 401 {
+        extra[n] = ("WWW-Authenticate", "Bearer");
+        n += 1;
+    }
+    if let Some(o) = srv.allow_origin.as_deref() {
+        extra[n] = ("Vary", "Origin");
+        n += 1;
+        if req.origin() == Some(o) {
+            extra[n] = ("Access-Control-Allow-Origin", o);
+            n += 1;
+            if reply.preflight {
+                extra[n] = ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+                extra[n + 1] = (
+                    "Access-Control-Allow-Headers",
+                    "authorization, content-type",
+                );
+                extra[n + 2] = ("Access-Control-Max-Age", "600");
+                n += 3;
+            }
+        }
+    }
+    let body = reply.body.bytes();
+    let head = http::Head {
+        status: reply.status,
+        content_length: body.len(),
+        close,
+        keep_alive_10: req.http10 && !close,
+        extra: &extra[..n],
+    };
+    http::write_head(w, &head)?;
+    if req.method != Method::Head {
+        w.write_all(body)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum Route {
+    Health,
+    Exec,
+    List,
+    Status(String),
+    Tail(String),
+    Wait(String),
+    Kill(String),
+}
+
+const GET_ALLOW: &str = "GET, HEAD, OPTIONS";
+const POST_ALLOW: &str = "POST, OPTIONS";
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        match path {
+            "/health" => return Some(Route::Health),
+            "/exec" => return Some(Route::Exec),
+            "/list" => return Some(Route::List),
+            _ => {}
+        }
+        let rest = path.strip_prefix('/')?;
+        let (name, id) = rest.split_once('/')?;
+        if id.is_empty() || id.contains('/') {
+            return None;
+        }
+        let id = http::percent_decode(id, false)?;
+        Some(match name {
+            "status" => Route::Status(id),
+            "tail" => Route::Tail(id),
+            "wait" => Route::Wait(id),
+            "kill" => Route::Kill(id),
+            _ => return None,
+        })
+    }
+
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Exec | Route::Kill(_) => POST_ALLOW,
+            _ => GET_ALLOW,
+        }
+    }
+
+    fn accepts(&self, m: Method) -> bool {
+        match self {
+            Route::Exec | Route::Kill(_) => m == Method::Post,
+            _ => matches!(m, Method::Get | Method::Head),
+        }
+    }
+}
+
+fn handle(srv: &Server, req: &Request) -> Reply {
+    match dispatch(srv, req) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::debug!("serve: {} -> {}", req.path(), e.code());
+            Reply::error(&e)
+        }
+    }
+}
+
+fn dispatch(srv: &Server, req: &Request) -> Result<Reply> {
+    let route = Route::parse(req.path());
+    if req.method == Method::Options {
+        let Some(route) = route else {
+            return Err(Error::RouteNotFound(req.path().to_string()));
+        };
+        let preflight = srv.allow_origin.is_some() && srv.allow_origin.as_deref() == req.origin();
+        return Ok(Reply::empty(Some(route.allow()), preflight));
+    }
+    if let Some(o) = req.origin() {
+        if srv.allow_origin.as_deref() != Some(o) {
+            return Err(Error::Forbidden(format!(
+                "origin '{o}' is not allowed (see serve --allow-origin)"
+            )));
+        }
+    }
+    if srv.check_host {
+        if let Some(h) = req.host() {
+            if !loopback_host(h) {
+                return Err(Error::Forbidden(format!(
+                    "host '{h}' is not a loopback name; set AGENT_EXEC_SERVE_TOKEN to serve other names"
+                )));
+            }
+        }
+    }
+    if route != Some(Route::Health) {
+        if let Some(t) = &srv.token {
+            if !authorized(req.authorization(), t) {
+                return Err(Error::Unauthorized);
+            }
+        }
+    }
+    let Some(route) = route else {
+        return Err(Error::RouteNotFound(req.path().to_string()));
+    };
+    if !route.accepts(req.method) {
+        return Err(Error::MethodNotAllowed {
+            allow: route.allow(),
+        });
+    }
+    match route {
+        Route::Health => Ok(Reply {
+            status: 200,
+            body: Body::Static(HEALTH),
+            allow: None,
+            preflight: false,
+        }),
+        Route::Exec => exec_route(srv, req),
+        Route::List => list_route(srv, req),
+        Route::Status(id) => {
+            no_params(req)?;
+            let job = srv.store.lookup(&id)?;
+            let meta = job.read_meta()?;
+            let st = crate::observe::current_state(&job)?;
+            let body = super::status::StatusBody::new(&job.id, &meta, &st);
+            Ok(Reply::ok(Response::new("status", &body)))
+        }
+        Route::Tail(id) => {
+            let q = Query::parse(req, &["tail_lines", "max_bytes"])?;
+            let lines = q.u64("tail_lines")?.unwrap_or(50);
+            let max_bytes = q.u64("max_bytes")?.unwrap_or(65536);
+            let job = srv.store.lookup(&id)?;
+            let body = super::tail::tail_body(&job, lines, max_bytes);
+            Ok(Reply::ok(Response::new("tail", &body)))
+        }
+        Route::Wait(id) => {
+            let q = Query::parse(req, &["until", "forever"])?;
+            let until = q.u64("until")?;
+            let forever = q.bool("forever")?.unwrap_or(false);
+            if forever && until.is_some() {
+                return Err(Error::InvalidRequest(
+                    "until and forever=true cannot be used together".into(),
+                ));
+            }
+            let job = srv.store.lookup(&id)?;
+            let until = if forever {
+                None
+            } else {
+                Some(until.unwrap_or(WAIT_DEFAULT_SECS))
+            };
+            let body = super::wait::wait_for(&job, until)?;
+            Ok(Reply::ok(Response::new("wait", &body)))
+        }
+        Route::Kill(id) => {
+            let q = Query::parse(req, &["signal", "no_wait"])?;
+            let name = q.get("signal").unwrap_or("TERM");
+            let sig = sys::parse_signal(name).ok_or_else(|| {
+                Error::InvalidSignal(format!(
+                    "invalid signal '{name}': expected a name such as TERM, SIGTERM or a number such as 15"
+                ))
+            })?;
+            let no_wait = q.bool("no_wait")?.unwrap_or(false);
+            let job = srv.store.lookup(&id)?;
+            let body = super::kill::kill_job(&job, sig, no_wait)?;
+            Ok(Reply::ok(Response::new("kill", &body)))
+        }
+    }
+}
+
+fn authorized(header: Option<&str>, token: &str) -> bool {
+    let given = header
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim_matches(' '))
+        .unwrap_or("");
+    http::constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// `localhost`, `*.localhost`, 127.0.0.0/8 or `[::1]`, with or without
+/// a port.
+fn loopback_host(h: &str) -> bool {
+    let host = if let Some(rest) = h.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => {
+                return ip
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| is_loopback(IpAddr::V6(ip)))
+            }
+            _ => return false,
+        }
+    } else {
+        match h.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|c| c.is_ascii_digit()) => host,
+            Some(_) => return false,
+            None => h,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The query parameters of a request, checked against what the route
+/// knows (an unknown name is a 400, as a typo would be on the CLI).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(req: &Request, known: &[&str]) -> Result<Query> {
+        let mut v = Vec::new();
+        for pair in http::query_pairs(req.query()) {
+            let (k, val) = pair?;
+            if !known.contains(&k.as_str()) {
+                return Err(Error::InvalidRequest(if known.is_empty() {
+                    format!("unknown query parameter '{k}': this route takes none")
+                } else {
+                    format!(
+                        "unknown query parameter '{k}': expected one of {}",
+                        known.join(", ")
+                    )
+                }));
+            }
+            v.push((k, val));
+        }
+        Ok(Query(v))
+    }
+
+    /// The last value given for `k`.
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn u64(&self, k: &str) -> Result<Option<u64>> {
+        self.get(k)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    Error::InvalidRequest(format!(
+                        "query parameter {k}: expected a non-negative integer, got '{v}'"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// `true`/`1`/bare name, `false`/`0`.
+    fn bool(&self, k: &str) -> Result<Option<bool>> {
+        self.get(k)
+            .map(|v| match v {
+                "" | "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(Error::InvalidRequest(format!(
+                    "query parameter {k}: expected true or false, got '{v}'"
+                ))),
+            })
+            .transpose()
+    }
+}
+
+fn no_params(req: &Request) -> Result<()> {
+    Query::parse(req, &[]).map(|_| ())
+}
+
+// ---------------------------------------------------------------------------
+// POST /exec
+// ---------------------------------------------------------------------------
+
+/// The `/exec` body. Unknown fields are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecRequest {
+    command: Option<Vec<String>>,
+    cwd: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    timeout_ms: Option<u64>,
+    /// Seconds, fractions allowed.
+    timeout: Option<f64>,
+    kill_after_ms: Option<u64>,
+    wait: Option<bool>,
+    until: Option<u64>,
+    max_bytes: Option<u64>,
+    tags: Option<Vec<String>>,
+    stdin: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidRequest(msg.into())
+}
+
+fn exec_route(srv: &Server, req: &Request) -> Result<Reply> {
+    no_params(req)?;
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("request body is required"));
+    }
+    let r: ExecRequest =
+        serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
+    let (spec, plan) = exec_spec(r, &srv.shell_wrapper)?;
+    let mut body = super::run::run_spec(&srv.store, &spec, plan, None)?;
+    // The masked env display is not part of the HTTP answer (0.2.3 left
+    // it out too); keys are still in meta.json's env_keys.
+    body.env_vars.clear();
+    Ok(Reply::ok(Response::new("run", &body)))
+}
+
+fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::run::WaitPlan)> {
+    let command = r.command.unwrap_or_default();
+    if command.is_empty() {
+        return Err(invalid("command field is required and must be non-empty"));
+    }
+    if command.iter().any(|c| c.contains('\0')) {
+        return Err(invalid("command must not contain NUL characters"));
+    }
+    let mut spec = Spec::new(command);
+    spec.shell_wrapper = shell_wrapper.to_vec();
+    if let Some(cwd) = r.cwd {
+        if cwd.is_empty() || cwd.contains('\0') {
+            return Err(invalid("cwd must be a non-empty path without NUL"));
+        }
+        spec.cwd = Some(cwd);
+    }
+    for (k, v) in r.env.unwrap_or_default() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(invalid(format!(
+                "invalid env entry '{k}': names must be non-empty without '=' or NUL, values without NUL"
+            )));
+        }
+        // Every key masked: meta.json records names, never values
+        // (those live in env.json, 0600).
+        spec.mask.push(k.clone());
+        spec.env.push(format!("{k}={v}"));
+    }
+    spec.timeout_ms = match (r.timeout_ms, r.timeout) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "timeout_ms and timeout cannot both be set (timeout_ms is milliseconds, timeout seconds)",
+            ))
+        }
+        (Some(ms), None) => ms,
+        (None, Some(s)) if s.is_finite() && s >= 0.0 => {
+            // Saturating: a huge value means "practically never".
+            (s * 1000.0).round() as u64
+        }
+        (None, Some(_)) => return Err(invalid("timeout must be a non-negative number of seconds")),
+        (None, None) => 0,
+    };
+    spec.kill_after_ms = r.kill_after_ms.unwrap_or(0);
+    let tags = r.tags.unwrap_or_default();
+    for t in &tags {
+        job::validate_tag(t)?;
+    }
+    spec.tags = job::dedup(&tags.iter().map(String::as_str).collect::<Vec<_>>());
+    if let Some(s) = r.stdin {
+        spec.stdin = StdinSrc::Value(s);
+    }
+    let plan = super::run::WaitPlan {
+        wait: r.wait.unwrap_or(true),
+        until_ms: Some(r.until.unwrap_or(10).saturating_mul(1000)),
+        max_bytes: r.max_bytes.unwrap_or(65536),
+    };
+    Ok((spec, plan))
+}
+
+// ---------------------------------------------------------------------------
+// GET /list
+// ---------------------------------------------------------------------------
+
+fn list_route(_srv: &Server, _req: &Request) -> Result<Reply> {
+    Err(Error::internal("list is not available yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::parse("/health"), Some(Route::Health));
+        assert_eq!(
+            Route::parse("/status/01AB"),
+            Some(Route::Status("01AB".into()))
+        );
+        assert_eq!(Route::parse("/kill/a%42c"), Some(Route::Kill("aBc".into())));
+        for p in [
+            "/",
+            "/health/",
+            "/status",
+            "/status/",
+            "/status/a/b",
+            "/nope/x",
+            "/status/%zz",
+        ] {
+            assert_eq!(Route::parse(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST:80",
+            "127.0.0.1",
+            "127.1.2.3:19263",
+            "[::1]",
+            "[::1]:5",
+            "a.localhost",
+            "localhost.",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.com",
+            "evil.com:19263",
+            "10.0.0.1",
+            "[::2]",
+            "[::1",
+            "localhost:x",
+            "127.0.0.1.evil.com",
+            "localhost.evil.com",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert!(authorized(Some("Bearer s3cret"), "s3cret"));
+        assert!(authorized(Some("bearer s3cret"), "s3cret"));
+        assert!(!authorized(Some("Bearer s3cre"), "s3cret"));
+        assert!(!authorized(Some("Basic s3cret"), "s3cret"));
+        assert!(!authorized(Some("s3cret"), "s3cret"));
+        assert!(!authorized(None, "s3cret"));
+    }
+
+    #[test]
+    fn bind_rules() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(check_bind(a("127.0.0.1:1"), false, false).is_ok());
+        assert!(check_bind(a("[::1]:1"), false, false).is_ok());
+        assert!(check_bind(a("[::ffff:127.0.0.1]:1"), false, false).is_ok());
+        let e = check_bind(a("0.0.0.0:1"), false, true).unwrap_err();
+        assert_eq!(e.code(), "serve_unsafe_bind");
+        assert!(e.to_string().contains("--insecure"));
+        let e = check_bind(a("0.0.0.0:1"), true, false).unwrap_err();
+        assert!(e.to_string().contains("AGENT_EXEC_SERVE_TOKEN"));
+        assert!(check_bind(a("0.0.0.0:1"), true, true).is_ok());
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(check_origin("*").unwrap_err().code(), "invalid_config");
+        assert!(check_origin("http://localhost:3000").is_ok());
+        assert!(check_origin("https://app.example.com").is_ok());
+        for o in [
+            "localhost:3000",
+            "http://",
+            "http://x/path",
+            "http://x\r\nSet-Cookie: a",
+            "null",
+        ] {
+            assert_eq!(check_origin(o).unwrap_err().code(), "invalid_config", "{o}");
+        }
+    }
+
+    fn req(json: &str) -> Result<(Spec, super::super::run::WaitPlan)> {
+        let r: ExecRequest = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        exec_spec(r, &["sh".into(), "-lc".into()])
+    }
+
+    #[test]
+    fn exec_bodies() {
+        let (s, p) = req(r#"{"command":["echo","hi"],"env":{"B":"2","A":"1"},"timeout":1.5,"tags":["x","x"],"wait":false,"until":3,"max_bytes":7,"stdin":"in"}"#).unwrap();
+        assert_eq!(s.command, ["echo", "hi"]);
+        assert_eq!(s.env, ["A=1", "B=2"]);
+        assert_eq!(s.mask, ["A", "B"]);
+        assert_eq!(s.timeout_ms, 1500);
+        assert_eq!(s.tags, ["x"]);
+        assert!(matches!(s.stdin, StdinSrc::Value(ref v) if v == "in"));
+        assert!(!p.wait);
+        assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
+        assert_eq!(
+            req(r#"{"command":["x"],"timeout_ms":5}"#)
+                .unwrap()
+                .0
+                .timeout_ms,
+            5
+        );
+        for bad in [
+            r#"{}"#,
+            r#"{"command":[]}"#,
+            r#"{"command":null}"#,
+            r#"{"command":["x"],"timeout":1,"timeout_ms":1}"#,
+            r#"{"command":["x"],"timeout":-1}"#,
+            r#"{"command":["x"],"env":{"A=B":"c"}}"#,
+            r#"{"command":["x"],"env":{"":"c"}}"#,
+            r#"{"command":["x\u0000"]}"#,
+            r#"{"command":["x"],"cwd":""}"#,
+        ] {
+            assert_eq!(req(bad).unwrap_err().code(), "invalid_request", "{bad}");
+        }
+        assert_eq!(
+            req(r#"{"command":["x"],"tags":["bad tag"]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_tag"
+        );
+        assert!(serde_json::from_str::<ExecRequest>(r#"{"command":["x"],"bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<ExecRequest>(r#"{"command":"x"}"#).is_err());
+    }
 }

@@ -1,0 +1,982 @@
+//! The HTTP/1.1 protocol for `serve`, by hand, on std::net: reading one
+//! request at a time from a connection, writing one response, and the
+//! small text helpers a router needs (percent-decoding, query pairs).
+//!
+//! Supported subset: origin-form targets (`/path?query`); HTTP/1.1 with
+//! keep-alive and `Connection: close`; HTTP/1.0 (closes unless it asks
+//! for keep-alive); request bodies framed by `Content-Length` only;
+//! pipelined requests (answered in order); `Expect: 100-continue`.
+//! Rejected with an answer, then the connection is closed: a malformed
+//! request line or header (400), an HTTP version other than 1.0/1.1
+//! (505), a request line plus headers over `MAX_HEAD` bytes or more than
+//! `MAX_HEADERS` fields (431), any `Transfer-Encoding` (411: we need a
+//! length), a body over `MAX_BODY` (413, before reading it).
+//!
+//! Invariants
+//! - Everything read is bounded: the head by `MAX_HEAD`, the body by
+//!   `MAX_BODY`; nothing is buffered beyond that.
+//! - Time is bounded: an idle connection is dropped after `IDLE`; once a
+//!   request's first byte is in, its head and body must arrive within
+//!   `REQUEST_TIME` (a client that trickles bytes — slowloris — is
+//!   dropped, without an answer, when that runs out).
+//! - Nothing here panics on any input; every malformed input is a
+//!   `ReadError::Bad` carrying a status and an error for the envelope.
+//! - Steady state allocates nothing: the read buffer and the `Request`
+//!   are reused from one request to the next on a connection.
+//!
+//! Rejected: an HTTP crate (not in our dependency budget, and the subset
+//! we need is small); chunked request bodies (nobody sends them to a
+//! JSON API, and the framing is a classic source of smuggling bugs);
+//! obsolete header line folding (RFC 9112 says reject it).
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// Request line plus headers, in bytes.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Header fields per request.
+pub const MAX_HEADERS: usize = 100;
+/// Request body, in bytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// How long a connection may sit between requests.
+pub const IDLE: Duration = Duration::from_secs(5);
+/// How long a request may take to arrive, from its first byte.
+pub const REQUEST_TIME: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Options,
+    /// Any other well-formed method token (PUT, DELETE...).
+    Other,
+}
+
+/// One parsed request. Fields are reused across requests on a connection
+/// (cleared, not reallocated); an empty string means "header absent".
+#[derive(Debug, Default)]
+pub struct Request {
+    pub method: Method,
+    /// The request target as sent: path, then `?query` if any.
+    target: String,
+    path_end: usize,
+    pub http10: bool,
+    /// False when the client asked to close (or is HTTP/1.0 without
+    /// `Connection: keep-alive`).
+    pub keep_alive: bool,
+    pub content_length: usize,
+    authorization: String,
+    origin: String,
+    host: String,
+    expect_continue: bool,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The path, still percent-encoded.
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_end]
+    }
+    /// The query string without its `?` (empty when there is none).
+    pub fn query(&self) -> &str {
+        self.target.get(self.path_end + 1..).unwrap_or_default()
+    }
+    pub fn authorization(&self) -> Option<&str> {
+        some(&self.authorization)
+    }
+    pub fn origin(&self) -> Option<&str> {
+        some(&self.origin)
+    }
+    pub fn host(&self) -> Option<&str> {
+        some(&self.host)
+    }
+
+    fn reset(&mut self) {
+        self.method = Method::Get;
+        self.target.clear();
+        self.path_end = 0;
+        self.http10 = false;
+        self.keep_alive = true;
+        self.content_length = 0;
+        self.authorization.clear();
+        self.origin.clear();
+        self.host.clear();
+        self.expect_continue = false;
+        self.body.clear();
+    }
+}
+
+fn some(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Why no request came out of the connection.
+#[derive(Debug)]
+pub enum ReadError {
+    /// End of stream, reset, idle or request timeout: drop the
+    /// connection without a word (there is nobody, or nobody worth
+    /// answering).
+    Closed,
+    /// A request we refuse: answer with this status and error, then close.
+    Bad(u16, Error),
+}
+
+fn bad(msg: impl Into<String>) -> ReadError {
+    ReadError::Bad(400, Error::InvalidRequest(msg.into()))
+}
+
+/// What a connection needs beyond `Read`: per-read timeouts, and a way
+/// to send the interim `100 Continue` before the body.
+pub trait Source: Read {
+    fn set_timeout(&mut self, t: Duration) -> io::Result<()>;
+    fn send_interim(&mut self, bytes: &[u8]) -> io::Result<()>;
+}
+
+impl Source for TcpStream {
+    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
+        // A zero duration means "no timeout" to the socket API.
+        self.set_read_timeout(Some(t.max(Duration::from_millis(1))))
+    }
+    fn send_interim(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut s: &TcpStream = self;
+        s.write_all(bytes)
+    }
+}
+
+/// Reads requests from one connection, one at a time.
+pub struct Reader<S: Source> {
+    src: S,
+    buf: Box<[u8]>,
+    /// Unconsumed bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// The timeout last set on `src`, to skip redundant system calls.
+    timeout: Option<Duration>,
+    pub req: Request,
+}
+
+/// Read buffer size: a whole maximal head fits, with room for a body
+/// that arrives in the same packets.
+const BUF: usize = MAX_HEAD + 8 * 1024;
+
+impl<S: Source> Reader<S> {
+    pub fn new(src: S) -> Reader<S> {
+        Reader {
+            src,
+            buf: vec![0u8; BUF].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            timeout: None,
+            req: Request::default(),
+        }
+    }
+
+    /// Is a further (pipelined) request already buffered, at least in part?
+    pub fn has_buffered(&self) -> bool {
+        self.pos < self.end
+    }
+
+    fn set_timeout(&mut self, t: Duration) -> Result<(), ReadError> {
+        if self.timeout != Some(t) {
+            self.src.set_timeout(t).map_err(|_| ReadError::Closed)?;
+            self.timeout = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Read more bytes into `buf[end..]`; Closed on EOF, error or timeout.
+    fn fill(&mut self, deadline: Option<Instant>) -> Result<(), ReadError> {
+        if self.pos > 0 {
+            // Usually nothing is left and this is free; at most a partial
+            // head (< MAX_HEAD) moves.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.end == self.buf.len() {
+            // Full with no request boundary found: the caller checks
+            // sizes before asking for more, so this means a bad head.
+            return Err(ReadError::Bad(
+                431,
+                Error::PayloadTooLarge(too_large_head()),
+            ));
+        }
+        let t = match deadline {
+            None => IDLE,
+            Some(d) => d
+                .checked_duration_since(Instant::now())
+                .filter(|t| !t.is_zero())
+                .ok_or(ReadError::Closed)?,
+        };
+        self.set_timeout(t)?;
+        loop {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(ReadError::Closed),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(ReadError::Closed),
+            }
+        }
+    }
+
+    /// Read the next request into `self.req`.
+    pub fn next_request(&mut self) -> Result<&Request, ReadError> {
+        // Between requests: wait (up to IDLE) for the first byte.
+        if !self.has_buffered() {
+            self.fill(None)?;
+        }
+        let deadline = Instant::now() + REQUEST_TIME;
+        // Find the end of the head, scanning only new bytes each round.
+        let mut scanned = 0;
+        let head_len = loop {
+            // Tolerate empty lines before the request line (RFC 9112 2.2).
+            while self.pos < self.end && matches!(self.buf[self.pos], b'\r' | b'\n') {
+                self.pos += 1;
+                scanned = 0;
+            }
+            let avail = &self.buf[self.pos..self.end];
+            if let Some(n) = find_head_end(avail, scanned) {
+                break n;
+            }
+            if avail.len() >= MAX_HEAD {
+                return Err(ReadError::Bad(
+                    431,
+                    Error::PayloadTooLarge(too_large_head()),
+                ));
+            }
+            scanned = avail.len();
+            self.fill(Some(deadline))?;
+        };
+        if head_len > MAX_HEAD {
+            return Err(ReadError::Bad(
+                431,
+                Error::PayloadTooLarge(too_large_head()),
+            ));
+        }
+        let start = self.pos;
+        self.pos += head_len;
+        parse_head(&self.buf[start..start + head_len], &mut self.req)?;
+        self.read_body(deadline)?;
+        Ok(&self.req)
+    }
+
+    fn read_body(&mut self, deadline: Instant) -> Result<(), ReadError> {
+        let want = self.req.content_length;
+        if want == 0 {
+            return Ok(());
+        }
+        if want > MAX_BODY {
+            return Err(ReadError::Bad(
+                413,
+                Error::PayloadTooLarge(format!(
+                    "request body of {want} bytes exceeds the {MAX_BODY}-byte limit"
+                )),
+            ));
+        }
+        let body = &mut self.req.body;
+        let have = (self.end - self.pos).min(want);
+        body.extend_from_slice(&self.buf[self.pos..self.pos + have]);
+        self.pos += have;
+        if body.len() == want {
+            return Ok(());
+        }
+        if self.req.expect_continue {
+            self.src
+                .send_interim(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(|_| ReadError::Closed)?;
+        }
+        let mut got = body.len();
+        body.resize(want, 0);
+        while got < want {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|t| !t.is_zero())
+                .ok_or(ReadError::Closed)?;
+            if self.timeout != Some(left) {
+                self.src.set_timeout(left).map_err(|_| ReadError::Closed)?;
+                self.timeout = Some(left);
+            }
+            match self.src.read(&mut self.req.body[got..]) {
+                Ok(0) => return Err(ReadError::Closed),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(ReadError::Closed),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn too_large_head() -> String {
+    format!("request line and headers exceed {MAX_HEAD} bytes")
+}
+
+/// Length of the head (through its blank line) in `b`, if complete.
+/// Lines end in LF, optionally preceded by CR. `from` skips bytes
+/// already scanned (minus a little, as a terminator may straddle reads).
+fn find_head_end(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.saturating_sub(3);
+    while let Some(off) = b[i..].iter().position(|&c| c == b'\n') {
+        let nl = i + off;
+        // An empty line: "\n\n" or "\n\r\n".
+        if nl >= 1 && b[nl - 1] == b'\n' {
+            return Some(nl + 1);
+        }
+        if nl >= 2 && b[nl - 1] == b'\r' && b[nl - 2] == b'\n' {
+            return Some(nl + 1);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// Parse the request line and headers of `head` (which ends with the
+/// blank line) into `req`.
+fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
+    req.reset();
+    let mut lines = head
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let line = lines.next().unwrap_or_default();
+    parse_request_line(line, req)?;
+    let mut count = 0;
+    let mut saw_length = false;
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        count += 1;
+        if count > MAX_HEADERS {
+            return Err(ReadError::Bad(
+                431,
+                Error::PayloadTooLarge(format!("more than {MAX_HEADERS} header fields")),
+            ));
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            return Err(bad("obsolete header line folding is not supported"));
+        }
+        let colon = line
+            .iter()
+            .position(|&c| c == b':')
+            .ok_or_else(|| bad("malformed header line (no colon)"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&c| is_tchar(c)) {
+            return Err(bad("malformed header name"));
+        }
+        let value = trim_ows(&line[colon + 1..]);
+        if value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+            return Err(bad("control character in a header value"));
+        }
+        header(name, value, req, &mut saw_length)?;
+    }
+    Ok(())
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
+    let mut parts = line.split(|&c| c == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("malformed request line"));
+    };
+    if method.is_empty() || method.len() > 32 || !method.iter().all(|&c| is_tchar(c)) {
+        return Err(bad("malformed request method"));
+    }
+    req.method = match method {
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
+        b"POST" => Method::Post,
+        b"OPTIONS" => Method::Options,
+        _ => Method::Other,
+    };
+    if target.first() != Some(&b'/') || !target.iter().all(|&c| (0x21..0x7f).contains(&c)) {
+        return Err(bad("request target must be an absolute path"));
+    }
+    req.http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            return Err(ReadError::Bad(
+                505,
+                Error::InvalidRequest("HTTP version not supported (use HTTP/1.1)".into()),
+            ))
+        }
+        _ => return Err(bad("malformed HTTP version")),
+    };
+    req.keep_alive = !req.http10;
+    // The target is printable ASCII, checked above.
+    req.target
+        .push_str(std::str::from_utf8(target).unwrap_or_default());
+    req.path_end = req.target.find('?').unwrap_or(req.target.len());
+    Ok(())
+}
+
+fn header(
+    name: &[u8],
+    value: &[u8],
+    req: &mut Request,
+    saw_length: &mut bool,
+) -> Result<(), ReadError> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let text = || std::str::from_utf8(value).map_err(|_| bad("header value is not UTF-8"));
+    if is("content-length") {
+        let n = parse_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
+        if *saw_length && n != req.content_length {
+            return Err(bad("conflicting Content-Length headers"));
+        }
+        *saw_length = true;
+        req.content_length = n;
+    } else if is("transfer-encoding") {
+        return Err(ReadError::Bad(
+            411,
+            Error::InvalidRequest(
+                "Transfer-Encoding is not supported; send the body with Content-Length".into(),
+            ),
+        ));
+    } else if is("connection") {
+        for token in value.split(|&c| c == b',') {
+            let t = trim_ows(token);
+            if t.eq_ignore_ascii_case(b"close") {
+                req.keep_alive = false;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") && req.http10 {
+                req.keep_alive = true;
+            }
+        }
+    } else if is("authorization") {
+        req.authorization.clear();
+        req.authorization.push_str(text()?);
+    } else if is("origin") {
+        req.origin.clear();
+        req.origin.push_str(text()?);
+    } else if is("host") {
+        if !req.host.is_empty() {
+            return Err(bad("more than one Host header"));
+        }
+        req.host.push_str(text()?);
+    } else if is("expect") {
+        if value.eq_ignore_ascii_case(b"100-continue") {
+            req.expect_continue = true;
+        } else {
+            return Err(ReadError::Bad(
+                417,
+                Error::InvalidRequest("unsupported Expect header".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Content-Length: decimal digits only, no sign, no overflow.
+fn parse_length(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// One response's status line and headers. `Content-Type` is JSON
+/// whenever there is a body.
+pub struct Head<'a> {
+    pub status: u16,
+    pub content_length: usize,
+    /// Close the connection after this response.
+    pub close: bool,
+    /// Say `Connection: keep-alive` (an HTTP/1.0 client that asked).
+    pub keep_alive_10: bool,
+    /// Further `(name, value)` header fields.
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+/// Write the status line and headers. Header values come from the
+/// server itself, never from the request, so they cannot inject lines.
+pub fn write_head(w: &mut impl Write, h: &Head<'_>) -> io::Result<()> {
+    write!(w, "HTTP/1.1 {} {}\r\n", h.status, reason(h.status))?;
+    w.write_all(b"Date: ")?;
+    with_date(|d| w.write_all(d))?;
+    w.write_all(b"\r\n")?;
+    if h.content_length > 0 || h.status != 204 {
+        write!(
+            w,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            h.content_length
+        )?;
+    }
+    if h.close {
+        w.write_all(b"Connection: close\r\n")?;
+    } else if h.keep_alive_10 {
+        w.write_all(b"Connection: keep-alive\r\n")?;
+    }
+    for (k, v) in h.extra {
+        w.write_all(k.as_bytes())?;
+        w.write_all(b": ")?;
+        w.write_all(v.as_bytes())?;
+        w.write_all(b"\r\n")?;
+    }
+    w.write_all(b"\r\n")
+}
+
+thread_local! {
+    /// The `Date` value for the current second, per thread.
+    static DATE: RefCell<(i64, [u8; 29])> = const { RefCell::new((i64::MIN, [0u8; 29])) };
+}
+
+/// Call `f` with the current time as an IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted once a second.
+fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    let now = crate::time::now_unix();
+    DATE.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if c.0 != now {
+            c.1 = imf_fixdate(now);
+            c.0 = now;
+        }
+        f(&c.1)
+    })
+}
+
+fn imf_fixdate(secs: i64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let mut iso = [0u8; 20];
+    crate::time::write_ts(&mut iso, secs);
+    // 1970-01-01 was a Thursday.
+    let wd = (secs.div_euclid(86_400) + 4).rem_euclid(7) as usize;
+    let month = ((iso[5] - b'0') * 10 + (iso[6] - b'0')) as usize;
+    let mut out = [b' '; 29];
+    out[..3].copy_from_slice(DAYS[wd]);
+    out[3] = b',';
+    out[5..7].copy_from_slice(&iso[8..10]);
+    out[8..11].copy_from_slice(MONTHS[month.clamp(1, 12) - 1]);
+    out[12..16].copy_from_slice(&iso[0..4]);
+    out[17..25].copy_from_slice(&iso[11..19]);
+    out[26..29].copy_from_slice(b"GMT");
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Text helpers
+// ---------------------------------------------------------------------------
+
+/// Decode `%XX` escapes (and `+` as a space when `plus` is set, as in
+/// query strings). None on a broken escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str, plus: bool) -> Option<String> {
+    if !s.bytes().any(|c| c == b'%' || (plus && c == b'+')) {
+        return Some(s.to_string());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hi = hex(*b.get(i + 1)?)?;
+                let lo = hex(*b.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The decoded `key=value` pairs of a query string, in order. A key
+/// without `=` has an empty value; empty pieces (`a=1&&b=2`) are skipped.
+pub fn query_pairs(q: &str) -> impl Iterator<Item = Result<(String, String), Error>> + '_ {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match (percent_decode(k, true), percent_decode(v, true)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err(Error::InvalidRequest(format!(
+                "malformed percent-encoding in query parameter {p:?}"
+            ))),
+        }
+    })
+}
+
+/// Compare two byte strings in time that depends only on their lengths,
+/// not on where they first differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u64;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= u64::from(x ^ y);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A connection that yields the given chunks, one per read, then EOF
+    /// (or a timeout error when `stall` is set).
+    struct Script {
+        chunks: VecDeque<Vec<u8>>,
+        stall: bool,
+        interim: Vec<u8>,
+    }
+
+    impl Script {
+        fn new(chunks: &[&[u8]]) -> Script {
+            Script {
+                chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+                stall: false,
+                interim: Vec::new(),
+            }
+        }
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(mut c) = self.chunks.pop_front() else {
+                if self.stall {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                return Ok(0);
+            };
+            let n = c.len().min(buf.len());
+            buf[..n].copy_from_slice(&c[..n]);
+            if n < c.len() {
+                self.chunks.push_front(c.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    impl Source for Script {
+        fn set_timeout(&mut self, _t: Duration) -> io::Result<()> {
+            Ok(())
+        }
+        fn send_interim(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.interim.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    fn one(input: &[u8]) -> Result<Request, ReadError> {
+        let mut r = Reader::new(Script::new(&[input]));
+        r.next_request()?;
+        Ok(std::mem::take(&mut r.req))
+    }
+
+    fn status_of(input: &[u8]) -> u16 {
+        match one(input) {
+            Err(ReadError::Bad(s, _)) => s,
+            Err(ReadError::Closed) => 0,
+            Ok(_) => 200,
+        }
+    }
+
+    #[test]
+    fn parses_a_simple_get() {
+        let r = one(b"GET /status/01ABC?x=1&y=%20 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t\r\n\r\n")
+            .unwrap();
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.path(), "/status/01ABC");
+        assert_eq!(r.query(), "x=1&y=%20");
+        assert_eq!(r.host(), Some("127.0.0.1"));
+        assert_eq!(r.authorization(), Some("Bearer t"));
+        assert_eq!(r.origin(), None);
+        assert!(r.keep_alive && !r.http10);
+    }
+
+    #[test]
+    fn bare_lf_and_leading_blank_lines_are_tolerated() {
+        let r = one(b"\r\n\nGET /health HTTP/1.1\nHost: x\n\n").unwrap();
+        assert_eq!(r.path(), "/health");
+        assert_eq!(r.query(), "");
+    }
+
+    #[test]
+    fn connection_semantics() {
+        assert!(
+            !one(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(!one(b"GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        let r = one(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+        assert!(r.keep_alive && r.http10);
+        assert!(
+            !one(b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn body_by_content_length_across_reads_and_pipelining() {
+        let mut r = Reader::new(Script::new(&[
+            b"POST /exec HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234",
+            b"56789GET /health HTTP/1.1\r\n\r\n",
+        ]));
+        let req = r.next_request().unwrap();
+        assert_eq!(req.method, Method::Post);
+        assert_eq!(req.body, b"0123456789");
+        let req = r.next_request().unwrap();
+        assert_eq!(req.path(), "/health");
+        assert!(req.body.is_empty());
+        assert!(matches!(r.next_request(), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn head_split_byte_by_byte() {
+        let text = b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+        let chunks: Vec<&[u8]> = text.chunks(1).collect();
+        let mut r = Reader::new(Script::new(&chunks));
+        assert_eq!(r.next_request().unwrap().path(), "/health");
+    }
+
+    #[test]
+    fn expect_continue_sends_interim_only_when_body_missing() {
+        let mut r = Reader::new(Script::new(&[
+            b"POST /exec HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            b"{}",
+        ]));
+        assert_eq!(r.next_request().unwrap().body, b"{}");
+        assert_eq!(r.src.interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nExpect: something\r\n\r\n"),
+            417
+        );
+    }
+
+    #[test]
+    fn malformed_request_lines() {
+        for bad_line in [
+            &b"GET\r\n\r\n"[..],
+            b"GET /x\r\n\r\n",
+            b"GET  /x HTTP/1.1\r\n\r\n",
+            b"GET /x HTTP/1.1 extra\r\n\r\n",
+            b"GET x HTTP/1.1\r\n\r\n",
+            b"GET http://h/x HTTP/1.1\r\n\r\n",
+            b"G(T /x HTTP/1.1\r\n\r\n",
+            b"GET /x HTTX/1.1\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\n\r\n",
+            b"\x00\x01\x02\r\n\r\n",
+        ] {
+            assert_eq!(
+                status_of(bad_line),
+                400,
+                "{:?}",
+                String::from_utf8_lossy(bad_line)
+            );
+        }
+        assert_eq!(status_of(b"GET / HTTP/2.0\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(
+            one(b"BREW / HTTP/1.1\r\n\r\n").unwrap().method,
+            Method::Other
+        );
+    }
+
+    #[test]
+    fn malformed_headers() {
+        for h in [
+            &b"NoColon\r\n"[..],
+            b": empty-name\r\n",
+            b"Bad Name: x\r\n",
+            b"X: a\x01b\r\n",
+            b"X: a\x7fb\r\n",
+            b"X: a\r\n folded\r\n",
+            b"Content-Length: -1\r\n",
+            b"Content-Length: 1x\r\n",
+            b"Content-Length: 99999999999999999999999\r\n",
+            b"Content-Length: 1\r\nContent-Length: 2\r\n",
+            b"Host: a\r\nHost: b\r\n",
+            b"Origin: \xff\r\n",
+        ] {
+            let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+            req.extend_from_slice(h);
+            req.extend_from_slice(b"\r\n");
+            assert_eq!(status_of(&req), 400, "{:?}", String::from_utf8_lossy(h));
+        }
+        let same = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+        assert_eq!(one(same).unwrap().body, b"x");
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            411
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_HEAD + 100, b'a');
+        big.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(status_of(&big), 431);
+        // Over the limit without ever ending: refused, not waited on.
+        let mut endless = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        endless.resize(3 * MAX_HEAD, b'a');
+        assert_eq!(status_of(&endless), 431);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(status_of(&many), 431);
+        let body = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert_eq!(status_of(body.as_bytes()), 413);
+        let at_limit = format!("POST / HTTP/1.1\r\nContent-Length: {MAX_BODY}\r\n\r\n");
+        let mut r = Reader::new(Script::new(&[at_limit.as_bytes(), &vec![b'x'; MAX_BODY]]));
+        assert_eq!(r.next_request().unwrap().body.len(), MAX_BODY);
+    }
+
+    #[test]
+    fn truncated_or_stalled_input_closes_quietly() {
+        assert!(matches!(one(b""), Err(ReadError::Closed)));
+        assert!(matches!(
+            one(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Err(ReadError::Closed)
+        ));
+        assert!(matches!(
+            one(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"),
+            Err(ReadError::Closed)
+        ));
+        let mut s = Script::new(&[b"GET / HTTP/1.1\r\n"]);
+        s.stall = true;
+        let mut r = Reader::new(s);
+        assert!(matches!(r.next_request(), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b", false).unwrap(), "a b");
+        assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
+        assert_eq!(percent_decode("a+b", true).unwrap(), "a b");
+        assert_eq!(percent_decode("%e2%9c%93", false).unwrap(), "✓");
+        assert_eq!(percent_decode("%2F", false).unwrap(), "/");
+        assert!(percent_decode("%", false).is_none());
+        assert!(percent_decode("%2", false).is_none());
+        assert!(percent_decode("%zz", false).is_none());
+        assert!(percent_decode("%ff", false).is_none());
+    }
+
+    #[test]
+    fn query_pair_parsing() {
+        let v: Vec<_> = query_pairs("a=1&&b=x%2By&c&d=e=f")
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            v,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x+y".into()),
+                ("c".into(), String::new()),
+                ("d".into(), "e=f".into())
+            ]
+        );
+        assert!(query_pairs("a=%").any(|r| r.is_err()));
+        assert_eq!(query_pairs("").count(), 0);
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn response_head_and_date() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &Head {
+                status: 405,
+                content_length: 3,
+                close: true,
+                keep_alive_10: false,
+                extra: &[("Allow", "GET, HEAD")],
+            },
+        )
+        .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("HTTP/1.1 405 Method Not Allowed\r\nDate: "),
+            "{s}"
+        );
+        assert!(
+            s.contains("\r\nContent-Length: 3\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n")
+        );
+        assert_eq!(&imf_fixdate(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+}

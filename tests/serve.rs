@@ -1,0 +1,1070 @@
+//! `serve`: the HTTP API, black-box, over loopback. Every server is
+//! started with `--port 0` (the port comes from its `serve` document)
+//! and killed when its guard drops. The HTTP client is a few lines of
+//! std below: it speaks just enough HTTP/1.1 to check what we send.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+// ---------------------------------------------------------------------------
+// A server under test
+// ---------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    port: u16,
+    pid: u32,
+    /// The `serve` document, as printed.
+    line: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(t: &TempRoot, args: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut a = vec!["serve", "--port", "0"];
+    a.extend_from_slice(args);
+    serve_cmd(t.cmd(&a), env)
+}
+
+fn serve_cmd(mut c: Command, env: &[(&str, &str)]) -> Server {
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let doc: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    assert_eq!(doc["type"], "serve", "{doc}");
+    Server {
+        port: doc["port"].as_u64().unwrap() as u16,
+        pid: doc["pid"].as_u64().unwrap() as u32,
+        child,
+        line,
+    }
+}
+
+impl Server {
+    fn client(&self) -> Client {
+        Client::new(self.port)
+    }
+    fn get(&self, path: &str) -> Resp {
+        self.client().send("GET", path, &[], "")
+    }
+    fn post(&self, path: &str, body: &str) -> Resp {
+        self.client().send("POST", path, &[], body)
+    }
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+    /// Wait (bounded) for the server to exit; its exit code.
+    fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A tiny HTTP/1.1 client
+// ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("bad JSON body {:?}: {e}", self.body))
+    }
+    /// An error envelope with this status and code.
+    fn assert_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        let v = self.json();
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        v
+    }
+    fn assert_ok(&self, kind: &str) -> Value {
+        assert_eq!(self.status, 200, "{self:?}");
+        let v = self.json();
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["type"], kind, "{v}");
+        v
+    }
+    /// Keys appear in this order in the raw body.
+    fn assert_order(&self, keys: &[&str]) {
+        let mut last = 0;
+        for k in keys {
+            let pat = format!("\"{k}\":");
+            let pos = self.body[last..]
+                .find(&pat)
+                .unwrap_or_else(|| panic!("{k} missing or out of order in {}", self.body));
+            last += pos + pat.len();
+        }
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// Read one response (skipping `100 Continue`); None at EOF.
+fn read_resp(r: &mut impl BufRead, head_only: bool) -> Option<Resp> {
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+        if status == 100 {
+            continue;
+        }
+        let mut resp = Resp {
+            status,
+            head,
+            body: String::new(),
+        };
+        let len: usize = resp
+            .header("content-length")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        if !head_only {
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).ok()?;
+            resp.body = String::from_utf8(body).unwrap();
+        }
+        return Some(resp);
+    }
+}
+
+/// One keep-alive connection.
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn new(port: u16) -> Client {
+        let s = connect(port);
+        Client {
+            w: s.try_clone().unwrap(),
+            r: BufReader::new(s),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        self.try_send(method, path, headers, body)
+            .unwrap_or_else(|| panic!("no response to {method} {path}"))
+    }
+
+    fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<Resp> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.w.write_all(req.as_bytes()).ok()?;
+        read_resp(&mut self.r, method == "HEAD")
+    }
+}
+
+/// Send raw bytes on a fresh connection; everything until the server
+/// closes.
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = connect(port);
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The one response in a raw answer.
+fn parse_raw(text: &str) -> Resp {
+    read_resp(&mut text.as_bytes(), false).unwrap_or_else(|| panic!("no response in {text:?}"))
+}
+
+fn exec_body(v: Value) -> String {
+    v.to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Startup
+// ---------------------------------------------------------------------------
+
+#[test]
+fn listening_document_reports_bind_port_and_pid() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let doc: Value = serde_json::from_str(&s.line).unwrap();
+    assert_ne!(s.port, 0);
+    assert_eq!(doc["bind"], format!("127.0.0.1:{}", s.port));
+    assert_eq!(s.pid, s.child.id());
+    let out = support::Out {
+        code: 0,
+        stdout: s.line.clone(),
+        stderr: String::new(),
+    };
+    out.assert_order(&["schema_version", "ok", "type", "bind", "port", "pid"]);
+    assert!(s.alive());
+    // --yaml turns the document into YAML, like every other command.
+    let mut c = t.cmd(&["--yaml", "serve", "--port", "0"]);
+    c.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first, "schema_version: '0.1'\n");
+}
+
+#[test]
+fn startup_refusals_are_error_envelopes() {
+    let t = TempRoot::new();
+    let (code, v) = t.err(&["serve", "--bind", "0.0.0.0:0"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "serve_unsafe_bind", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--insecure"));
+    let (code, v) = t.err(&["serve", "--bind", "0.0.0.0:0", "--insecure"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "serve_unsafe_bind", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("AGENT_EXEC_SERVE_TOKEN"));
+    let (code, v) = t.err(&["serve", "--port", "0", "--allow-origin", "*"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+    for bad in [
+        ["--bind", "localhost:1"],
+        ["--bind", "127.0.0.1"],
+        ["--port", "70000"],
+    ] {
+        let mut a = vec!["serve"];
+        a.extend_from_slice(&bad);
+        let (code, v) = t.err(&a);
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (1, Some("invalid_config")),
+            "{bad:?}: {v}"
+        );
+    }
+    // --yaml applies to refusals too.
+    let o = t.out(&["--yaml", "serve", "--bind", "10.1.2.3:0"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.starts_with("schema_version: '0.1'\nok: false\n"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("code: serve_unsafe_bind"), "{}", o.stdout);
+}
+
+#[test]
+fn busy_port_is_a_retryable_error() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let (code, v) = t.err(&["serve", "--port", &s.port.to_string()]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["retryable"], true, "{v}");
+    assert_eq!(v["error"]["code"], "io_error", "{v}");
+}
+
+// ---------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn health_get_head_and_keep_alive() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let mut c = s.client();
+    for _ in 0..3 {
+        let r = c.send("GET", "/health", &[], "");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body.trim_end(),
+            r#"{"schema_version":"0.1","ok":true,"type":"health"}"#
+        );
+        assert!(r.header("date").is_some());
+    }
+    let h = c.send("HEAD", "/health", &[], "");
+    assert_eq!(h.status, 200);
+    let get = c.send("GET", "/health", &[], "");
+    assert_eq!(
+        h.header("content-length").unwrap(),
+        get.body.len().to_string()
+    );
+    // A HEAD response has no body: the next response follows at once.
+    assert_eq!(c.send("GET", "/health", &[], "").status, 200);
+}
+
+#[test]
+fn exec_then_status_tail_wait_match_the_cli() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let r = s.post("/exec", &exec_body(json!({"command": ["echo", "hello"]})));
+    let v = r.assert_ok("run");
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["stdout"], "hello\n");
+    assert_eq!(v["tags"], json!([]));
+    assert!(v.get("env_vars").is_none());
+    r.assert_order(&[
+        "schema_version",
+        "ok",
+        "type",
+        "job_id",
+        "state",
+        "tags",
+        "stdout_log_path",
+        "stderr_log_path",
+        "elapsed_ms",
+        "waited_ms",
+        "stdout",
+        "stderr",
+        "stdout_range",
+        "stderr_range",
+        "stdout_total_bytes",
+        "stderr_total_bytes",
+        "encoding",
+        "exit_code",
+        "finished_at",
+        "duration_ms",
+        "timed_out",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    // A finished job's documents are byte-for-byte the CLI's.
+    for (path, args) in [
+        (format!("/status/{id}"), vec!["status", id]),
+        (
+            format!("/tail/{id}?tail_lines=1&max_bytes=100"),
+            vec!["tail", "--tail-lines", "1", "--max-bytes", "100", id],
+        ),
+        (format!("/wait/{id}"), vec!["wait", id]),
+    ] {
+        let r = s.get(&path);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(r.body, t.out(&args).stdout, "{path}");
+    }
+    // Unique prefixes resolve, as on the CLI.
+    s.get(&format!("/status/{}", &id[..12])).assert_ok("status");
+    // A second, shell-string job (one element) on the same root.
+    let v = s
+        .post("/exec", &exec_body(json!({"command": ["echo $((2+3))"]})))
+        .assert_ok("run");
+    assert_eq!(v["stdout"], "5\n");
+}
+
+#[test]
+fn exec_fields() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let cwd = t.base.join("elsewhere");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({
+                "command": ["sh", "-c", "pwd; printf %s \"$SECRET\"; cat"],
+                "cwd": cwd,
+                "env": {"SECRET": "hunter2"},
+                "stdin": "from-stdin",
+                "tags": ["ci.build", "ci.build"],
+                "max_bytes": 1000,
+                "until": 30
+            })),
+        )
+        .assert_ok("run");
+    let want = format!(
+        "{}\nhunter2from-stdin",
+        std::fs::canonicalize(&cwd).unwrap().display()
+    );
+    assert_eq!(v["stdout"], want, "{v}");
+    assert_eq!(v["tags"], json!(["ci.build"]));
+    let id = v["job_id"].as_str().unwrap();
+    let meta = t.read(id, "meta.json");
+    assert!(
+        !meta.contains("hunter2"),
+        "env value leaked into meta.json: {meta}"
+    );
+    assert_eq!(t.meta(id)["env_keys"], json!(["SECRET"]));
+    // timeout_ms is milliseconds; timeout is seconds.
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["sleep", "30"], "timeout_ms": 200, "until": 30})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["timed_out"], true, "{v}");
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["sleep", "30"], "timeout": 0.2, "until": 30})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["timed_out"], true, "{v}");
+    // wait: false answers at once with a running job.
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["sleep", "30"], "wait": false})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["waited_ms"], 0);
+    let id = v["job_id"].as_str().unwrap();
+    let k = s
+        .post(&format!("/kill/{id}?signal=KILL"), "")
+        .assert_ok("kill");
+    assert_eq!(k["signal"], "SIGKILL");
+    assert_eq!(k["state"], "killed", "{k}");
+}
+
+#[test]
+fn exec_body_errors() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let mut c = s.client();
+    for (body, code, needle) in [
+        ("", "invalid_request", "body is required"),
+        ("{", "invalid_request", "invalid JSON"),
+        ("[1]", "invalid_request", "invalid JSON"),
+        (
+            r#"{"command":["x"],"bogus":1}"#,
+            "invalid_request",
+            "unknown field",
+        ),
+        (r#"{"command":"echo"}"#, "invalid_request", "invalid JSON"),
+        (r#"{"command":[]}"#, "invalid_request", "command"),
+        (r#"{"cwd":"/"}"#, "invalid_request", "command"),
+        (
+            r#"{"command":["x"],"timeout":1,"timeout_ms":1}"#,
+            "invalid_request",
+            "timeout",
+        ),
+        (
+            r#"{"command":["x"],"env":{"A":1}}"#,
+            "invalid_request",
+            "invalid JSON",
+        ),
+        (
+            r#"{"command":["x"],"tags":["no spaces"]}"#,
+            "invalid_tag",
+            "tag",
+        ),
+    ] {
+        // The connection survives every one of these.
+        let r = c.send("POST", "/exec", &[], body);
+        let v = r.assert_error(400, code);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{body}: {msg}");
+    }
+    assert_eq!(c.send("GET", "/health", &[], "").status, 200);
+    // Nothing was created by the failures.
+    let n = std::fs::read_dir(&t.root).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0);
+    // Expect: 100-continue is honoured.
+    let mut conn = connect(s.port);
+    let body = exec_body(json!({"command": ["true"]}));
+    write!(
+        conn,
+        "POST /exec HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut r = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    r.read_line(&mut line).unwrap();
+    conn.write_all(body.as_bytes()).unwrap();
+    read_resp(&mut r, false).unwrap().assert_ok("run");
+}
+
+#[test]
+fn kill_wait_and_query_parameters() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["sleep", "30"], "wait": false})),
+        )
+        .assert_ok("run");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // A deadline that passes is not an error: the state says running.
+    let w = s.get(&format!("/wait/{id}?until=0")).assert_ok("wait");
+    assert_eq!(w["state"], "running");
+    s.post(&format!("/kill/{id}?signal=BOGUS"), "")
+        .assert_error(400, "invalid_signal");
+    s.get(&format!("/wait/{id}?until=x"))
+        .assert_error(400, "invalid_request");
+    s.get(&format!("/wait/{id}?until=1&forever=true"))
+        .assert_error(400, "invalid_request");
+    s.get(&format!("/tail/{id}?lines=3"))
+        .assert_error(400, "invalid_request");
+    s.get(&format!("/status/{id}?x=1"))
+        .assert_error(400, "invalid_request");
+    s.get(&format!("/tail/{id}?max_bytes=%ZZ"))
+        .assert_error(400, "invalid_request");
+    // A forever-wait wakes when the job ends (killed from elsewhere).
+    let port = s.port;
+    let path = format!("/wait/{id}?forever");
+    let waiter = std::thread::spawn(move || Client::new(port).send("GET", &path, &[], ""));
+    // Percent-encoded values are decoded: SIG%54ERM is SIGTERM.
+    let k = s
+        .post(&format!("/kill/{id}?signal=SIG%54ERM&no_wait=false"), "")
+        .assert_ok("kill");
+    assert_eq!(k["signal"], "SIGTERM");
+    assert_eq!(k["state"], "killed", "{k}");
+    let w = waiter.join().unwrap().assert_ok("wait");
+    assert_eq!(w["state"], "killed", "{w}");
+    assert_eq!(w["signal"], "SIGTERM", "{w}");
+    // Killing a finished job: reports its state, no error.
+    let k = s
+        .post(&format!("/kill/{id}?no_wait=1"), "")
+        .assert_ok("kill");
+    assert_eq!(k["job_id"], id.as_str());
+}
+
+#[test]
+fn not_found_and_method_not_allowed_are_envelopes() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let mut c = s.client();
+    for path in [
+        "/",
+        "/nope",
+        "/health/",
+        "/status/",
+        "/status/a/b",
+        "/exec/x",
+    ] {
+        c.send("GET", path, &[], "").assert_error(404, "not_found");
+    }
+    for path in [
+        "/status/01ZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "/tail/..",
+        "/wait/%2e%2e",
+        "/kill/x",
+    ] {
+        let m = if path.starts_with("/kill") {
+            "POST"
+        } else {
+            "GET"
+        };
+        c.send(m, path, &[], "").assert_error(404, "job_not_found");
+    }
+    let r = c.send("GET", "/exec", &[], "");
+    r.assert_error(405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
+    let r = c.send("DELETE", "/health", &[], "");
+    r.assert_error(405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    c.send("POST", "/status/x", &[], "")
+        .assert_error(405, "method_not_allowed");
+    // A HEAD error has the headers and no body.
+    let h = c.send("HEAD", "/nope", &[], "");
+    assert_eq!(h.status, 404);
+    assert_eq!(c.send("GET", "/health", &[], "").status, 200);
+    // Plain OPTIONS (no CORS configured) lists the methods.
+    let o = c.send("OPTIONS", "/exec", &[], "");
+    assert_eq!(o.status, 204);
+    assert_eq!(o.header("allow"), Some("POST, OPTIONS"));
+    assert!(o.header("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn ambiguous_prefix_is_400_with_details() {
+    let t = TempRoot::new();
+    t.fabricate(
+        "01AAAAAAAAAAAAAAAAAAAAAAA1",
+        "exited",
+        &t.cwd,
+        Some("2026-01-01T00:00:01Z"),
+    );
+    t.fabricate(
+        "01AAAAAAAAAAAAAAAAAAAAAAA2",
+        "exited",
+        &t.cwd,
+        Some("2026-01-01T00:00:01Z"),
+    );
+    let s = serve(&t, &[], &[]);
+    let v = s
+        .get("/status/01AAAA")
+        .assert_error(400, "ambiguous_job_id");
+    assert_eq!(
+        v["error"]["details"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Security
+// ---------------------------------------------------------------------------
+
+#[test]
+fn token_guards_every_route_but_health() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "s3cret")]);
+    let mut c = s.client();
+    assert_eq!(c.send("GET", "/health", &[], "").status, 200);
+    let good = [("Authorization", "Bearer s3cret")];
+    for auth in [
+        &[][..],
+        &[("Authorization", "Bearer wrong")],
+        &[("Authorization", "s3cret")],
+    ] {
+        let r = c.send("GET", "/status/x", auth, "");
+        r.assert_error(401, "unauthorized");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        let body = exec_body(json!({"command": ["true"]}));
+        c.send("POST", "/exec", auth, &body)
+            .assert_error(401, "unauthorized");
+        c.send("GET", "/nope", auth, "")
+            .assert_error(401, "unauthorized");
+    }
+    c.send("GET", "/status/x", &good, "")
+        .assert_error(404, "job_not_found");
+    let v = c
+        .send(
+            "POST",
+            "/exec",
+            &good,
+            &exec_body(json!({"command": ["true"]})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["exit_code"], 0);
+    // With a token, the Host name no longer matters.
+    let r = c.send("GET", "/health", &[("Host", "agent.example")], "");
+    // (our client already sent a Host; a second one is a bad request)
+    r.assert_error(400, "invalid_request");
+    let r = parse_raw(&raw(
+        s.port,
+        b"GET /status/x HTTP/1.1\r\nHost: agent.example\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n",
+    ));
+    r.assert_error(404, "job_not_found");
+}
+
+#[test]
+fn browsers_and_foreign_hosts_are_kept_out() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let mut c = s.client();
+    // A web page cannot make a local server run commands.
+    let body = exec_body(json!({"command": ["touch", "pwned"]}));
+    c.send("POST", "/exec", &[("Origin", "http://evil.example")], &body)
+        .assert_error(403, "forbidden");
+    c.send("POST", "/exec", &[("Origin", "null")], &body)
+        .assert_error(403, "forbidden");
+    assert!(!t.cwd.join("pwned").exists());
+    // DNS rebinding: a foreign Host name is refused without a token.
+    let r = parse_raw(&raw(
+        s.port,
+        b"GET /health HTTP/1.1\r\nHost: evil.example:19263\r\nConnection: close\r\n\r\n",
+    ));
+    r.assert_error(403, "forbidden");
+    for host in ["localhost", "127.0.0.1:80", "[::1]:9"] {
+        let req = format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            parse_raw(&raw(s.port, req.as_bytes())).status,
+            200,
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn cors_for_the_one_allowed_origin() {
+    let t = TempRoot::new();
+    let app = "http://app.example:3000";
+    let s = serve(&t, &["--allow-origin", app], &[]);
+    let mut c = s.client();
+    let pre = c.send(
+        "OPTIONS",
+        "/exec",
+        &[
+            ("Origin", app),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        "",
+    );
+    assert!(matches!(pre.status, 200 | 204), "{pre:?}");
+    assert_eq!(pre.header("access-control-allow-origin"), Some(app));
+    assert!(pre
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    assert!(pre
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("content-type"));
+    let other = c.send(
+        "OPTIONS",
+        "/exec",
+        &[("Origin", "http://other.example")],
+        "",
+    );
+    assert!(other.header("access-control-allow-origin").is_none());
+    let r = c.send("GET", "/health", &[("Origin", app)], "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(app));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    let v = c
+        .send(
+            "POST",
+            "/exec",
+            &[("Origin", app)],
+            &exec_body(json!({"command": ["true"]})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["exit_code"], 0);
+    let r = c.send("GET", "/health", &[("Origin", "http://other.example")], "");
+    r.assert_error(403, "forbidden");
+    assert!(r.header("access-control-allow-origin").is_none());
+}
+
+// ---------------------------------------------------------------------------
+// Hostile and odd clients
+// ---------------------------------------------------------------------------
+
+#[test]
+fn malformed_and_oversized_requests() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let long_header = format!(
+        "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let mut many = String::from("GET /health HTTP/1.1\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-{i}: y\r\n"));
+    }
+    many.push_str("\r\n");
+    let big_body = "POST /exec HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_string();
+    for (req, status, code) in [
+        ("GARBAGE\r\n\r\n", 400, "invalid_request"),
+        ("GET /health\r\n\r\n", 400, "invalid_request"),
+        ("GET health HTTP/1.1\r\n\r\n", 400, "invalid_request"),
+        ("GET /health HTTP/2.0\r\n\r\n", 505, "invalid_request"),
+        (
+            "GET /health HTTP/1.1\r\nBad Header\r\n\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET /health HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST /exec HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            411,
+            "invalid_request",
+        ),
+        (long_header.as_str(), 431, "payload_too_large"),
+        (many.as_str(), 431, "payload_too_large"),
+        (big_body.as_str(), 413, "payload_too_large"),
+    ] {
+        let text = raw(s.port, req.as_bytes());
+        let r = parse_raw(&text);
+        r.assert_error(status, code);
+        assert_eq!(r.header("connection"), Some("close"), "{req:.40}");
+    }
+    // Binary noise.
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let _ = raw(s.port, &noise);
+    assert_eq!(s.get("/health").status, 200);
+    assert!(s.alive());
+}
+
+#[test]
+fn http10_closes_and_pipelined_requests_are_answered_in_order() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    // HTTP/1.0: one answer, then the server closes (read_to_end returns).
+    let text = raw(s.port, b"GET /health HTTP/1.0\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1);
+    // Two requests in one write; the second says close.
+    let text = raw(
+        s.port,
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    let mut r = text.as_bytes();
+    assert_eq!(read_resp(&mut r, false).unwrap().status, 200);
+    assert_eq!(read_resp(&mut r, false).unwrap().status, 404);
+    assert!(read_resp(&mut r, false).is_none());
+}
+
+#[test]
+fn slowloris_is_dropped_while_others_are_served() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let mut slow = connect(s.port);
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .unwrap();
+    // Meanwhile, others are served.
+    for _ in 0..5 {
+        assert_eq!(s.get("/health").status, 200);
+    }
+    // The server gives up on the stalled request (10 s) and closes;
+    // our read timeout (60 s) is far beyond that.
+    let mut buf = Vec::new();
+    let r = slow.read_to_end(&mut buf);
+    assert!(
+        r.is_ok()
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "server did not close the stalled connection: {r:?}"
+    );
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    assert_eq!(s.get("/health").status, 200);
+}
+
+#[test]
+fn client_closing_mid_response_disturbs_nobody() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["head -c 3000000 /dev/zero | tr '\\0' a"], "max_bytes": 0, "until": 60})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["stdout_total_bytes"], 3_000_000, "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    for _ in 0..5 {
+        let mut c = connect(s.port);
+        write!(
+            c,
+            "GET /tail/{id}?tail_lines=0&max_bytes=3000000 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        .unwrap();
+        let mut first = [0u8; 100];
+        c.read_exact(&mut first).unwrap();
+        assert!(
+            first.starts_with(b"HTTP/1.1 200 OK"),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
+        drop(c);
+    }
+    let r = s.get(&format!("/tail/{id}?tail_lines=0&max_bytes=3000000"));
+    assert_eq!(r.json()["stdout"].as_str().unwrap().len(), 3_000_000);
+    assert!(s.alive());
+}
+
+#[test]
+fn connections_beyond_the_cap_get_503() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    // 64 connections, each mid-request so that none is idle-closed soon.
+    let held: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = connect(s.port);
+            c.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    let mut extra = connect(s.port);
+    let mut text = String::new();
+    let _ = extra.read_to_string(&mut text);
+    let r = parse_raw(&text);
+    let v = r.assert_error(503, "unavailable");
+    assert_eq!(v["error"]["retryable"], true);
+    drop(held);
+    // Slots free up as the server notices the closes.
+    let t0 = Instant::now();
+    loop {
+        let text = raw(s.port, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+        if parse_raw(&text).status == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Load, processes, shutdown
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fifty_concurrent_exec_and_wait() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let port = s.port;
+    let workers: Vec<_> = (0..50)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Client::new(port);
+                let body =
+                    json!({"command": ["sh", "-c", "echo $0", i.to_string()], "wait": false});
+                let v = c
+                    .send("POST", "/exec", &[], &body.to_string())
+                    .assert_ok("run");
+                let id = v["job_id"].as_str().unwrap().to_string();
+                let w = c
+                    .send("GET", &format!("/wait/{id}?until=120"), &[], "")
+                    .assert_ok("wait");
+                (i, id, w)
+            })
+        })
+        .collect();
+    for h in workers {
+        let (i, id, w) = h.join().unwrap();
+        assert_eq!(w["state"], "exited", "{w}");
+        assert_eq!(w["exit_code"], 0);
+        assert_eq!(t.read(&id, "stdout.log"), format!("{i}\n"));
+    }
+}
+
+/// Children of `pid` (from /proc), with their state letters.
+fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push((p, state));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_zombies_after_a_hundred_launches() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let mut c = s.client();
+    for _ in 0..100 {
+        let v = c
+            .send(
+                "POST",
+                "/exec",
+                &[],
+                &exec_body(json!({"command": ["true"]})),
+            )
+            .assert_ok("run");
+        assert_eq!(v["state"], "exited", "{v}");
+    }
+    let kids = children_of(s.pid);
+    assert!(
+        kids.iter().all(|(_, st)| *st != 'Z'),
+        "zombie children of the server: {kids:?}"
+    );
+    assert!(kids.is_empty(), "the server has children: {kids:?}");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    // An idle keep-alive connection and a request that would never end.
+    let mut idle = s.client();
+    assert_eq!(idle.send("GET", "/health", &[], "").status, 200);
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["sleep", "30"], "wait": false})),
+        )
+        .assert_ok("run");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let port = s.port;
+    let waiter = std::thread::spawn(move || {
+        Client::new(port).try_send("GET", &format!("/wait/{id}?forever=true"), &[], "")
+    });
+    // Whether or not the wait has reached the server yet, the answer to
+    // SIGTERM is the same: stop, drop it, exit 0.
+    let st = Command::new("kill")
+        .args(["-TERM", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+    // The in-flight wait was dropped, not answered with garbage.
+    assert!(waiter.join().unwrap().is_none());
+    assert!(idle.try_send("GET", "/health", &[], "").is_none());
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // SIGINT too.
+    let mut s = serve(&t, &[], &[]);
+    Command::new("kill")
+        .args(["-INT", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+}
