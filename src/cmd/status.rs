@@ -30,13 +30,19 @@ pub struct StatusBody {
 
 impl StatusBody {
     pub fn new(id: &str, meta: &Meta, st: &State) -> StatusBody {
+        StatusBody::from_parts(id, meta.created_at.clone(), st)
+    }
+
+    /// For a caller that read only `created_at` from meta.json (the HTTP
+    /// server's `/status`, which answers many of these a second).
+    pub fn from_parts(id: &str, created_at: String, st: &State) -> StatusBody {
         let status = st.status();
         let terminal = status.is_terminal();
         StatusBody {
             job_id: id.to_string(),
             state: status.as_str(),
             exit_code: st.result.exit_code,
-            created_at: meta.created_at.clone(),
+            created_at,
             started_at: st.job.started_at.clone(),
             finished_at: st.finished_at.clone(),
             signal: st.result.signal.clone(),
