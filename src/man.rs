@@ -539,6 +539,9 @@ const REPLIES: &[Reply] = &[
         notes: &[
             "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, POST /kill/{id}, GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
             "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin.",
+            "Query parameters (percent-decoded; an unknown one is invalid_request): /tail tail_lines, max_bytes; /wait until (seconds, default 30), forever; /kill signal (as kill --signal), no_wait; /list limit, state, cwd, all, tag (repeatable). Without cwd or all, /list and /exec use the server's working directory.",
+            "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 64 connections (503, retryable); a request must arrive within 10 s of its first byte, and an idle connection is closed after 5 s. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
+            "Browsers: --allow-origin enables CORS for that one origin; a request carrying any other Origin is refused (403 forbidden), so a web page cannot start jobs. Without a token, a Host header that is a DNS name (dotted, other than *.localhost) is refused too (403), against DNS rebinding; use 127.0.0.1 or localhost.",
         ],
         see: &["run"],
     },
@@ -674,6 +677,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("serve_unsafe_bind", 1, "serve refuses a non-loopback address without --insecure and AGENT_EXEC_SERVE_TOKEN."),
     ("invalid_request", 1, "HTTP: a malformed request body, query or header (400)."),
     ("unauthorized", 1, "HTTP: missing or wrong bearer token (401)."),
+    ("forbidden", 1, "HTTP: a browser Origin other than --allow-origin, or (without a token) a Host that is a DNS name (403)."),
     ("not_found", 1, "HTTP: no route at this path (404)."),
     ("method_not_allowed", 1, "HTTP: the route does not serve this method (405)."),
     ("payload_too_large", 1, "HTTP: request line, headers or body over the limits (413)."),
@@ -881,6 +885,7 @@ mod tests {
             Error::ServeUnsafeBind(String::new()),
             Error::InvalidRequest(String::new()),
             Error::Unauthorized,
+            Error::Forbidden(String::new()),
             Error::RouteNotFound(String::new()),
             Error::MethodNotAllowed { allow: "" },
             Error::PayloadTooLarge(String::new()),
@@ -905,6 +910,7 @@ mod tests {
                 | Error::ServeUnsafeBind(_)
                 | Error::InvalidRequest(_)
                 | Error::Unauthorized
+                | Error::Forbidden(_)
                 | Error::RouteNotFound(_)
                 | Error::MethodNotAllowed { .. }
                 | Error::PayloadTooLarge(_)

@@ -633,6 +633,57 @@ fn not_found_and_method_not_allowed_are_envelopes() {
 }
 
 #[test]
+fn list_filters_as_query_parameters() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let other = t.base.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut ids = Vec::new();
+    for body in [
+        json!({"command": ["true"], "tags": ["ci.build"]}),
+        json!({"command": ["sleep", "30"], "wait": false, "tags": ["ci.test"]}),
+        json!({"command": ["true"], "cwd": other, "tags": ["ops"]}),
+    ] {
+        let v = s.post("/exec", &exec_body(body)).assert_ok("run");
+        ids.push(v["job_id"].as_str().unwrap().to_string());
+    }
+    let ids_of = |v: &Value| -> Vec<String> {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["job_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Default scope: the server's working directory (the test's cwd).
+    let v = s.get("/list").assert_ok("list");
+    assert_eq!(ids_of(&v), vec![ids[1].clone(), ids[0].clone()], "{v}");
+    // The same document as the CLI, byte for byte.
+    let r = s.get("/list?all=true");
+    assert_eq!(r.body, t.out(&["list", "--all"]).stdout);
+    assert_eq!(ids_of(&r.json()).len(), 3);
+    let v = s.get("/list?all&tag=ci.*&state=exited").assert_ok("list");
+    assert_eq!(ids_of(&v), vec![ids[0].clone()], "{v}");
+    let v = s.get("/list?all=1&tag=ci.*&tag=ci.test").assert_ok("list");
+    assert_eq!(ids_of(&v), vec![ids[1].clone()], "{v}");
+    let path = format!("/list?cwd={}", other.display()).replace('/', "%2F");
+    let path = path.replacen("%2Flist", "/list", 1);
+    let v = s.get(&path).assert_ok("list");
+    assert_eq!(ids_of(&v), vec![ids[2].clone()], "{v}");
+    let v = s.get("/list?all=true&limit=1").assert_ok("list");
+    assert_eq!(v["truncated"], true, "{v}");
+    assert_eq!(ids_of(&v), vec![ids[2].clone()]);
+    s.get("/list?state=bogus")
+        .assert_error(400, "invalid_request");
+    s.get("/list?tag=no%20spaces")
+        .assert_error(400, "invalid_tag");
+    s.get("/list?all=true&cwd=%2Ftmp")
+        .assert_error(400, "invalid_request");
+    s.get("/list?limit=-1").assert_error(400, "invalid_request");
+    s.get("/list?sort=x").assert_error(400, "invalid_request");
+}
+
+#[test]
 fn ambiguous_prefix_is_400_with_details() {
     let t = TempRoot::new();
     t.fabricate(
@@ -725,7 +776,7 @@ fn browsers_and_foreign_hosts_are_kept_out() {
         b"GET /health HTTP/1.1\r\nHost: evil.example:19263\r\nConnection: close\r\n\r\n",
     ));
     r.assert_error(403, "forbidden");
-    for host in ["localhost", "127.0.0.1:80", "[::1]:9"] {
+    for host in ["localhost", "127.0.0.1:80", "[::1]:9", "myhost:1"] {
         let req = format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         assert_eq!(
             parse_raw(&raw(s.port, req.as_bytes())).status,

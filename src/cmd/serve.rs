@@ -28,9 +28,9 @@
 //!   non-loopback bind needs `--insecure` and the token. Browsers are
 //!   kept out unless invited: a request carrying an `Origin` other than
 //!   `--allow-origin` is refused (403), which stops a web page from
-//!   POSTing `/exec` to a local server; without a token, a `Host` that
-//!   does not name the loopback is refused (403), which stops DNS
-//!   rebinding from reading job output.
+//!   POSTing `/exec` to a local server; without a token, a `Host` that is
+//!   a dotted DNS name (other than `*.localhost`) is refused (403), which
+//!   stops DNS rebinding from reading job output.
 //! - `/exec` never writes `env` values into meta.json (they go to
 //!   env.json only) and never runs auto-GC.
 //!
@@ -635,9 +635,9 @@ fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
     }
     if srv.check_host {
         if let Some(h) = req.host() {
-            if !loopback_host(h) {
+            if !trusted_host(h) {
                 return Err(Error::Forbidden(format!(
-                    "host '{h}' is not a loopback name; set AGENT_EXEC_SERVE_TOKEN to serve other names"
+                    "host '{h}' is not served without a token (a DNS name could be rebound to this server); use 127.0.0.1 or localhost, or set AGENT_EXEC_SERVE_TOKEN"
                 )));
             }
         }
@@ -780,18 +780,19 @@ fn authorized(header: Option<&str>, token: &str) -> bool {
     http::constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
-/// `localhost`, `*.localhost`, 127.0.0.0/8 or `[::1]`, with or without
-/// a port.
-fn loopback_host(h: &str) -> bool {
+/// Could a browser have sent this `Host` (with or without a port) to a
+/// loopback server without DNS rebinding? IP literals, `localhost`,
+/// `*.localhost` and single-label names (`myhost`, resolved from
+/// /etc/hosts or the local search domain) yes; a dotted DNS name, which
+/// an attacker can point at 127.0.0.1, no.
+fn trusted_host(h: &str) -> bool {
     let host = if let Some(rest) = h.strip_prefix('[') {
-        match rest.split_once(']') {
+        return match rest.split_once(']') {
             Some((ip, port)) if port.is_empty() || port.starts_with(':') => {
-                return ip
-                    .parse::<std::net::Ipv6Addr>()
-                    .is_ok_and(|ip| is_loopback(IpAddr::V6(ip)))
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
             }
-            _ => return false,
-        }
+            _ => false,
+        };
     } else {
         match h.rsplit_once(':') {
             Some((host, port)) if port.bytes().all(|c| c.is_ascii_digit()) => host,
@@ -800,9 +801,7 @@ fn loopback_host(h: &str) -> bool {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    !host.contains('.') || host.ends_with(".localhost") || host.parse::<Ipv4Addr>().is_ok()
 }
 
 /// The query parameters of a request, checked against what the route
@@ -979,8 +978,43 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
 // GET /list
 // ---------------------------------------------------------------------------
 
-fn list_route(_srv: &Server, _req: &Request, _buf: &mut Vec<u8>) -> Result<Reply> {
-    Err(Error::internal("list is not available yet"))
+/// `list`'s filters as query parameters: `limit`, `state`, `cwd`, `all`,
+/// `tag` (repeatable). Without `cwd` or `all`, the server's working
+/// directory is the scope, as for `/exec` without `cwd`.
+fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
+    const STATES: [&str; 6] = [
+        "created", "running", "exited", "killed", "failed", "unknown",
+    ];
+    let q = Query::parse(req, &["limit", "state", "cwd", "all", "tag"])?;
+    let all = q.bool("all")?.unwrap_or(false);
+    let cwd = q.get("cwd");
+    if all && cwd.is_some() {
+        return Err(invalid("cwd and all=true cannot be used together"));
+    }
+    if cwd == Some("") {
+        return Err(invalid("cwd must not be empty"));
+    }
+    let state = q.get("state");
+    if let Some(s) = state {
+        if !STATES.contains(&s) {
+            return Err(invalid(format!(
+                "query parameter state: expected one of {}, got '{s}'",
+                STATES.join(", ")
+            )));
+        }
+    }
+    let query = super::list::ListQuery {
+        limit: q.u64("limit")?.unwrap_or(50),
+        state: state.map(str::to_string),
+        cwd: if all {
+            None
+        } else {
+            Some(cwd.map_or_else(super::list::current_dir, str::to_string))
+        },
+        tags: q.all("tag").into_iter().map(str::to_string).collect(),
+    };
+    let body = super::list::list_jobs(&srv.store, &query)?;
+    Reply::doc(buf, "list", &body)
 }
 
 #[cfg(test)]
@@ -1044,30 +1078,32 @@ mod tests {
     }
 
     #[test]
-    fn loopback_hosts() {
+    fn trusted_hosts() {
         for h in [
             "localhost",
             "LOCALHOST:80",
             "127.0.0.1",
             "127.1.2.3:19263",
+            "10.0.0.1",
             "[::1]",
             "[::1]:5",
             "a.localhost",
             "localhost.",
+            "myhost:19263",
         ] {
-            assert!(loopback_host(h), "{h}");
+            assert!(trusted_host(h), "{h}");
         }
         for h in [
             "evil.com",
             "evil.com:19263",
-            "10.0.0.1",
-            "[::2]",
+            "EVIL.COM.",
             "[::1",
+            "[::1]x",
             "localhost:x",
             "127.0.0.1.evil.com",
             "localhost.evil.com",
         ] {
-            assert!(!loopback_host(h), "{h}");
+            assert!(!trusted_host(h), "{h}");
         }
     }
 
