@@ -108,7 +108,12 @@ impl Request {
         self.origin.clear();
         self.host.clear();
         self.expect_continue = false;
-        self.body.clear();
+        if self.body.capacity() > 64 * 1024 {
+            // A one-off big body is not kept for the connection's life.
+            self.body = Vec::new();
+        } else {
+            self.body.clear();
+        }
     }
 }
 

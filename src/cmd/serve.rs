@@ -491,10 +491,17 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// boundedly) what it is still sending.
 fn linger_close(s: &TcpStream) {
     let _ = s.shutdown(Shutdown::Write);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let deadline = Instant::now() + Duration::from_secs(2);
     let mut sink = [0u8; 4096];
     let mut left: usize = 256 * 1024;
     while left > 0 {
+        let Some(t) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|t| !t.is_zero())
+        else {
+            break;
+        };
+        let _ = s.set_read_timeout(Some(t.min(Duration::from_millis(500))));
         match (&*s).read(&mut sink) {
             Ok(n) if n > 0 => left = left.saturating_sub(n),
             _ => break,
