@@ -633,7 +633,10 @@ fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
         let preflight = srv.allow_origin.is_some() && srv.allow_origin.as_deref() == req.origin();
         return Ok(Reply::empty(Some(route.allow()), preflight));
     }
-    if let Some(o) = req.origin() {
+    // A browser page from another origin may read nothing (no CORS
+    // header for it) but could still *send* a simple POST: refuse those,
+    // so a web page cannot launch or kill jobs on a local server.
+    if let Some(o) = req.origin().filter(|_| req.method == Method::Post) {
         if srv.allow_origin.as_deref() != Some(o) {
             return Err(Error::Forbidden(format!(
                 "origin '{o}' is not allowed (see serve --allow-origin)"
