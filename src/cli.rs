@@ -847,21 +847,6 @@ impl std::fmt::Debug for Cmd {
 }
 
 impl Matches {
-    /// A bare matches value for internal callers (the HTTP server).
-    pub fn synthetic(cmd: &'static Cmd, root: Option<String>) -> Matches {
-        Matches {
-            cmd,
-            root,
-            yaml: false,
-            verbose: 0,
-            values: Vec::new(),
-            positionals: Vec::new(),
-            rest: Vec::new(),
-        }
-    }
-    pub fn push(&mut self, long: &'static str, v: impl Into<String>) {
-        self.values.push((long, v.into()));
-    }
     /// Was the flag given at all (switch, or any value)?
     pub fn has(&self, long: &str) -> bool {
         self.values.iter().any(|(k, _)| *k == long)

@@ -45,8 +45,6 @@ pub enum Error {
     InvalidConfig(String),
     /// An operating-system failure, with what we were doing.
     Io { context: String, source: io::Error },
-    /// Lock contention on something another process holds right now.
-    Busy(String),
     /// A bug or an impossible state; also what a panic becomes.
     Internal(String),
     /// `serve` refusing a non-loopback bind.
@@ -102,7 +100,6 @@ impl Error {
             Error::StdinTooLarge(_) => "stdin_too_large",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Io { .. } => "io_error",
-            Error::Busy(_) => "busy",
             Error::Internal(_) => "internal_error",
             Error::ServeUnsafeBind(_) => "serve_unsafe_bind",
             Error::InvalidRequest(_) => "invalid_request",
@@ -118,7 +115,7 @@ impl Error {
     /// True where the same call, repeated later, may succeed.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Busy(_) | Error::Unavailable(_) => true,
+            Error::Unavailable(_) => true,
             Error::Io { source, .. } => io_retryable(source),
             _ => false,
         }
@@ -153,7 +150,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge(_) => 413,
-            Error::Unavailable(_) | Error::Busy(_) => 503,
+            Error::Unavailable(_) => 503,
             Error::Io { .. } | Error::Internal(_) => 500,
             _ => 400,
         }
@@ -196,7 +193,6 @@ impl fmt::Display for Error {
             | Error::InvalidPattern(m)
             | Error::InvalidState(m)
             | Error::InvalidConfig(m)
-            | Error::Busy(m)
             | Error::Internal(m)
             | Error::ServeUnsafeBind(m)
             | Error::InvalidRequest(m)
@@ -250,7 +246,7 @@ mod tests {
 
     #[test]
     fn retryable_only_where_retrying_can_help() {
-        assert!(Error::Busy("lock".into()).retryable());
+        assert!(Error::Unavailable("full".into()).retryable());
         let e = Error::io("bind", io::Error::from(io::ErrorKind::AddrInUse));
         assert!(e.retryable());
         let e = Error::io("open", io::Error::from(io::ErrorKind::NotFound));

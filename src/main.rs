@@ -5,8 +5,6 @@
 //! below `main` writes to stdout except `output`.
 
 #![deny(unsafe_code)]
-// Until every issue has landed, some shared pieces have no caller yet.
-#![allow(dead_code)]
 
 mod cli;
 mod cmd;

@@ -141,9 +141,6 @@ impl Page {
     fn sh(&mut self, s: &str) {
         self.raw(&format!(".SH \"{}\"", esc(s)));
     }
-    fn ss(&mut self, s: &str) {
-        self.raw(&format!(".SS \"{}\"", esc(s)));
-    }
     fn pp(&mut self, s: &str) {
         self.raw(".PP");
         self.text(s);
@@ -672,7 +669,6 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes."),
     ("invalid_config", 1, "config.toml (or a server setting) cannot be used; the message names the file, line and key."),
     ("io_error", 1, "An operating-system failure; retryable when trying again can help (EAGAIN, EBUSY, ENOSPC, ...)."),
-    ("busy", 1, "Another process holds a lock right now; retryable."),
     ("internal_error", 1, "A bug or an unreadable job file; a panic is reported this way too."),
     ("serve_unsafe_bind", 1, "serve refuses a non-loopback address without --insecure and AGENT_EXEC_SERVE_TOKEN."),
     ("invalid_request", 1, "HTTP: a malformed request body, query or header (400)."),
@@ -880,7 +876,6 @@ mod tests {
             Error::StdinTooLarge(0),
             Error::InvalidConfig(String::new()),
             Error::io("x", std::io::Error::from(std::io::ErrorKind::Other)),
-            Error::Busy(String::new()),
             Error::Internal(String::new()),
             Error::ServeUnsafeBind(String::new()),
             Error::InvalidRequest(String::new()),
@@ -905,7 +900,6 @@ mod tests {
                 | Error::StdinTooLarge(_)
                 | Error::InvalidConfig(_)
                 | Error::Io { .. }
-                | Error::Busy(_)
                 | Error::Internal(_)
                 | Error::ServeUnsafeBind(_)
                 | Error::InvalidRequest(_)

@@ -251,16 +251,6 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::R
     res
 }
 
-/// Create (or truncate) a 0600 file.
-pub fn create_private(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
