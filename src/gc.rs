@@ -48,7 +48,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::{Job, State};
 use crate::store::{self, Store};
 use crate::{debug, info, observe, sys, time, warn};
@@ -410,27 +410,15 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
 /// (non-ULID) names before every ULID, then ULIDs by their timestamp. A
 /// missing root has none.
 pub fn names_oldest_first(store: &Store) -> Result<Vec<String>> {
-    let rd = match fs::read_dir(&store.root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(Error::io(
-                format!("failed to read root directory {}", store.root.display()),
-                e,
-            ))
-        }
-    };
-    let mut named: Vec<(Option<u64>, String)> = rd
-        .filter_map(|e| e.ok())
-        // d_type from the listing: no stat per entry on common file systems.
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| store::valid_id(n))
-        .map(|n| (store::id_time_ms(&n), n))
-        .collect();
-    // None (legacy) sorts first; ties on the millisecond by name.
-    named.sort_unstable();
-    Ok(named.into_iter().map(|(_, n)| n).collect())
+    let names = store.job_names()?;
+    // A ULID's text sorts in time order (Crockford base32, time first), so
+    // no name is decoded: legacy names (no time) first, then ULIDs by text.
+    let (mut ulids, mut legacy): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| store::is_ulid(n));
+    legacy.sort_unstable();
+    ulids.sort_unstable();
+    legacy.append(&mut ulids);
+    Ok(legacy)
 }
 
 /// Bytes of every file under `dir`, without following symlinks (a link

@@ -30,6 +30,9 @@ use std::ffi::OsString;
 use cli::Parsed;
 use output::Output;
 
+#[global_allocator]
+static ALLOC: sys::SmallAlloc = sys::SmallAlloc;
+
 fn main() {
     output::install_panic_hook();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();

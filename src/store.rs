@@ -115,11 +115,12 @@ impl Store {
         ))
     }
 
-    /// Names of the entries in the root that can be job directories
-    /// (valid id shape), unsorted. A missing root has none.
+    /// Names of the directories in the root that can be job directories
+    /// (valid id shape), unsorted. A missing root has none. Symlinks are
+    /// not job directories.
     pub fn job_names(&self) -> Result<Vec<String>> {
-        let rd = match fs::read_dir(&self.root) {
-            Ok(rd) => rd,
+        let entries = match crate::sys::list_dir(&self.root) {
+            Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
                 return Err(Error::io(
@@ -128,10 +129,19 @@ impl Store {
                 ))
             }
         };
-        Ok(rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| valid_id(n))
+        Ok(entries
+            .into_iter()
+            .filter(|(n, kind)| {
+                valid_id(n)
+                    && match kind {
+                        crate::sys::EntryKind::Dir => true,
+                        crate::sys::EntryKind::Other => false,
+                        crate::sys::EntryKind::Unknown => {
+                            fs::symlink_metadata(self.root.join(n)).is_ok_and(|m| m.is_dir())
+                        }
+                    }
+            })
+            .map(|(n, _)| n)
             .collect())
     }
 
@@ -193,6 +203,16 @@ pub fn new_id() -> Result<String> {
     Ok(ulid::Ulid::from_parts(crate::time::now_unix_ms(), rand).to_string())
 }
 
+/// Does `id` have the shape of a ULID (26 upper-case Crockford base32
+/// characters)? Such names sort by creation time as plain text.
+pub fn is_ulid(id: &str) -> bool {
+    id.len() == 26
+        && id.as_bytes()[0] <= b'7'
+        && id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
+}
+
 /// Milliseconds since the epoch encoded in a ULID id, if it is one.
 pub fn id_time_ms(id: &str) -> Option<u64> {
     if id.len() != 26 {
@@ -201,9 +221,16 @@ pub fn id_time_ms(id: &str) -> Option<u64> {
     ulid::Ulid::from_string(id).ok().map(|u| u.timestamp_ms())
 }
 
-/// For each name (sorted ascending, case-insensitively unique), the
-/// shortest prefix of at least `SHORT_ID_MIN` chars that no other name
-/// shares — like git's abbreviated hashes.
+/// Case-insensitive order of ids, without allocating.
+pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_uppercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
+}
+
+/// For each name (sorted ascending by `cmp_ids`, case-insensitively
+/// unique), the shortest prefix of at least `SHORT_ID_MIN` chars that no
+/// other name shares — like git's abbreviated hashes.
 pub fn short_ids(sorted: &[String]) -> Vec<String> {
     let lcp = |a: &str, b: &str| {
         a.bytes()

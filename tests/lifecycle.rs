@@ -154,13 +154,22 @@ fn kill_reaches_grandchildren() {
     let t = TempRoot::new();
     let id = t.start_job(&["sh", "-c", "sleep 100 & sleep 100"]);
     let pid = t.state(&id)["pid"].as_u64().unwrap();
-    // Wait until both sleeps exist (they are in the job's process group).
+    // Wait until both sleeps exist in the job's process group (the login
+    // shell's own short-lived subshells must not count).
+    let sleeps = || {
+        group_members(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+            .count()
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while group_members(pid).len() < 2 && Instant::now() < deadline {
+    while sleeps() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let group_before = group_members(pid);
-    assert!(group_before.len() >= 2, "{group_before:?}");
+    assert_eq!(sleeps(), 2, "{:?}", group_members(pid));
     let k = t.ok(&["kill", &id]);
     assert_eq!(k["state"], "killed", "{k}");
     assert_eq!(k["signal"], "SIGTERM");

@@ -97,7 +97,7 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
     };
     for name in &names {
         let j = store.job(name);
-        let Ok(meta) = j.read_meta() else {
+        let Some(meta) = read_summary(&j) else {
             body.skipped += 1;
             continue;
         };
@@ -131,16 +131,40 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
     if !body.jobs.is_empty() {
         // Unique among every job directory of the root, not only these.
         let mut sorted = names;
-        sorted.sort_unstable_by_key(|n| n.to_ascii_uppercase());
+        // Upper-case ULIDs already are in this order; legacy names may not be.
+        if !sorted
+            .windows(2)
+            .all(|w| store::cmp_ids(&w[0], &w[1]).is_le())
+        {
+            sorted.sort_unstable_by(|a, b| store::cmp_ids(a, b));
+        }
         let shorts = store::short_ids(&sorted);
         for e in &mut body.jobs {
-            let key = e.job_id.to_ascii_uppercase();
             e.short_job_id = sorted
-                .binary_search_by_key(&key, |n| n.to_ascii_uppercase())
+                .binary_search_by(|n| store::cmp_ids(n, &e.job_id))
                 .map_or_else(|_| e.job_id.clone(), |i| shorts[i].clone());
         }
     }
     Ok(body)
+}
+
+/// What `list` needs of meta.json: parsed without allocating for the
+/// fields it skips (most of the file).
+#[derive(serde::Deserialize)]
+struct MetaSummary {
+    /// Required (a directory without it is not a job), never read.
+    #[serde(rename = "job")]
+    _job: serde::de::IgnoredAny,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+fn read_summary(j: &job::Job) -> Option<MetaSummary> {
+    job::read_json(&j.path(job::META)).ok()
 }
 
 fn query(m: &Matches, state: Option<String>) -> ListQuery {
