@@ -255,6 +255,17 @@ pub fn short_ids(sorted: &[String]) -> Vec<String> {
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Make an already renamed `dir/name` durable: fsync the file, then the
+/// directory (for the rename). Best effort: the data is already visible.
+pub fn sync_file(dir: &Path, name: &str) {
+    if let Ok(f) = fs::File::open(dir.join(name)) {
+        let _ = f.sync_all();
+    }
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 /// Write `data` to `dir/name` atomically: a 0600 temp file in the same
 /// directory, then rename over the target.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {

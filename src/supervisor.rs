@@ -13,7 +13,9 @@
 //! - The terminal state is written once, after the pipes are drained:
 //!   everything the root child wrote is read before `exited` appears.
 //!   Descendants that keep the pipes open get a short grace (50 ms idle,
-//!   1 s at most), then lose them.
+//!   1 s at most), then lose them. It is made durable (fsync of the file
+//!   and the directory) right after it is published and waiters are told,
+//!   so the fsync never delays `run` or `wait`.
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
@@ -194,18 +196,24 @@ fn supervise(
     state.result.timed_out = outcome.timed_out;
     state.finished_at = Some(now.clone());
     state.updated_at = now;
-    let _ = job.write_state(&state, true);
+    // Publish first (the rename is atomic and visible at once), tell the
+    // waiters, release the lock; only then pay for durability. A crash in
+    // between loses at most the rename, and the next reader then finds a
+    // `running` job with a free lock: supervisor_lost, never a lie.
+    let _ = job.write_state(&state, false);
     signal(ready, b'T');
     drop(ready.take());
     drop(lock);
+    crate::store::sync_file(&job.dir, crate::job::STATE);
     let Tee { matcher, .. } = tee;
     Some(matcher)
 }
 
 fn launch_failed(job: &Job, ready: &mut Option<File>, mut state: State, e: LaunchError) {
     state.fail(e.code, e.message);
-    let _ = job.write_state(&state, true);
+    let _ = job.write_state(&state, false);
     signal(ready, b'F');
+    crate::store::sync_file(&job.dir, crate::job::STATE);
 }
 
 /// Build the workload's command from the stored definition.
