@@ -164,8 +164,8 @@ fn supervise(
     };
     let mut tee = Tee {
         streams: [
-            Stream::new(OwnedFd::from(out), out_log, b" [STDOUT] "),
-            Stream::new(OwnedFd::from(err), err_log, b" [STDERR] "),
+            Stream::new(OwnedFd::from(out), out_log),
+            Stream::new(OwnedFd::from(err), err_log),
         ],
         full: FullLog::new(full_log),
         buf: vec![0u8; READ_CHUNK],
@@ -402,9 +402,6 @@ fn run_loop(
                 tee.read_once(i);
             }
         }
-        // Once per wake-up, not per line: a slow job's lines reach
-        // full.log promptly, a chatty one's in large writes.
-        tee.full.flush();
         let exited = match &pidfd {
             Some(p) => fds
                 .last()
@@ -441,77 +438,152 @@ fn find_newline(h: &[u8]) -> Option<usize> {
 struct Stream {
     fd: File,
     log: File,
-    tag: &'static [u8],
     partial: Vec<u8>,
     open: bool,
 }
 
 impl Stream {
-    fn new(fd: OwnedFd, log: File, tag: &'static [u8]) -> Stream {
+    fn new(fd: OwnedFd, log: File) -> Stream {
         let _ = sys::set_nonblocking(fd.as_raw_fd());
         sys::set_pipe_size(fd.as_raw_fd(), PIPE_SIZE);
         Stream {
             fd: File::from(fd),
             log,
-            tag,
             partial: Vec::new(),
             open: true,
         }
     }
 }
 
-/// full.log: `<ts> [STDOUT] <line>` per line, appended to one flat
-/// buffer that is written out in large pieces.
-struct FullLog {
-    f: File,
-    buf: Vec<u8>,
-    sec: i64,
-    ts: [u8; 20],
+/// Bytes of a full.log prefix: `YYYY-MM-DDTHH:MM:SSZ [STDOUT] `.
+const PREFIX: usize = 30;
+/// Slices per writev (IOV_MAX is 1024 on Linux).
+const IOV_BATCH: usize = 1024;
+
+/// One piece of pending full.log output.
+#[derive(Clone, Copy)]
+enum Seg {
+    /// The timestamp-and-tag prefix of stream 0 or 1.
+    Prefix(usize),
+    /// `start..end` of the read buffer: a line and its newline.
+    Read(u32, u32),
+    /// `start..end` of `owned`: a line (joined, split or made valid
+    /// UTF-8) and a newline.
+    Owned(u32, u32),
 }
 
-/// full.log is written once this much is buffered.
-const FULL_FLUSH: usize = 256 * 1024;
+/// full.log: `<ts> [STDOUT] <line>` per line. A line that lies whole in
+/// the read buffer is written from there with writev, next to its
+/// prefix: its bytes are never copied in user space (copying each line
+/// into a buffer cost a third of the supervisor's time on a chatty job).
+/// Pending output is flushed after every read, before the buffer is
+/// reused.
+struct FullLog {
+    f: File,
+    prefix: [[u8; PREFIX]; 2],
+    sec: i64,
+    segs: Vec<Seg>,
+    owned: Vec<u8>,
+}
 
 impl FullLog {
     fn new(f: File) -> FullLog {
+        let mut prefix = [[b' '; PREFIX]; 2];
+        prefix[0][20..].copy_from_slice(b" [STDOUT] ");
+        prefix[1][20..].copy_from_slice(b" [STDERR] ");
         FullLog {
             f,
-            buf: Vec::with_capacity(FULL_FLUSH + MAX_LINE + 64),
+            prefix,
             sec: i64::MIN,
-            ts: [0; 20],
+            segs: Vec::new(),
+            owned: Vec::new(),
         }
     }
 
+    /// New second, new prefixes; only between flushes, since pending
+    /// `Prefix` segments point at them.
     fn refresh_clock(&mut self) {
         let now = crate::time::now_unix();
-        if now != self.sec {
+        if now != self.sec && self.segs.is_empty() {
             self.sec = now;
-            crate::time::write_ts(&mut self.ts, now);
+            let mut ts = [0u8; 20];
+            crate::time::write_ts(&mut ts, now);
+            for p in &mut self.prefix {
+                p[..20].copy_from_slice(&ts);
+            }
         }
     }
 
-    /// One line; `utf8` says it is already known to be valid UTF-8 (the
-    /// chunk it came from was validated once), else it is checked here.
-    fn line(&mut self, tag: &[u8], line: &[u8], utf8: bool) {
-        self.buf.extend_from_slice(&self.ts);
-        self.buf.extend_from_slice(tag);
+    /// A valid UTF-8 line at `start..end` of the read buffer, its newline
+    /// included.
+    fn line_read(&mut self, stream: usize, start: usize, end: usize) {
+        self.segs.push(Seg::Prefix(stream));
+        self.segs.push(Seg::Read(start as u32, end as u32));
+    }
+
+    /// A line that is not (or not wholly) in the read buffer; `utf8` says
+    /// it is already known to be valid, else it is checked here.
+    fn line_owned(&mut self, stream: usize, line: &[u8], utf8: bool) {
+        let start = self.owned.len();
         if utf8 || std::str::from_utf8(line).is_ok() {
-            self.buf.extend_from_slice(line);
+            self.owned.extend_from_slice(line);
         } else {
-            self.buf
+            self.owned
                 .extend_from_slice(String::from_utf8_lossy(line).as_bytes());
         }
-        self.buf.push(b'\n');
-        if self.buf.len() >= FULL_FLUSH {
-            self.flush();
-        }
+        self.owned.push(b'\n');
+        self.segs.push(Seg::Prefix(stream));
+        self.segs
+            .push(Seg::Owned(start as u32, self.owned.len() as u32));
     }
 
-    fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            let _ = self.f.write_all(&self.buf);
-            self.buf.clear();
+    /// Write every pending segment; `read` is the buffer `Read` segments
+    /// point into.
+    fn flush(&mut self, read: &[u8]) {
+        let mut parts: [&[u8]; IOV_BATCH] = [&[]; IOV_BATCH];
+        for batch in self.segs.chunks(IOV_BATCH) {
+            for (slot, seg) in parts.iter_mut().zip(batch) {
+                *slot = match *seg {
+                    Seg::Prefix(i) => &self.prefix[i],
+                    Seg::Read(a, b) => read.get(a as usize..b as usize).unwrap_or(&[]),
+                    Seg::Owned(a, b) => self.owned.get(a as usize..b as usize).unwrap_or(&[]),
+                };
+            }
+            write_all_vectored(&mut self.f, &parts[..batch.len()]);
         }
+        self.segs.clear();
+        self.owned.clear();
+    }
+}
+
+/// writev until everything is written (a short write, e.g. on a full
+/// disk or a signal, continues slice by slice).
+fn write_all_vectored(f: &mut File, parts: &[&[u8]]) {
+    let mut iov = [io::IoSlice::new(&[]); IOV_BATCH];
+    for (slot, p) in iov.iter_mut().zip(parts) {
+        *slot = io::IoSlice::new(p);
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let n = loop {
+        match f.write_vectored(&iov[..parts.len()]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    };
+    if n >= total {
+        return;
+    }
+    let mut skip = n;
+    for p in parts {
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        if f.write_all(&p[skip..]).is_err() {
+            return;
+        }
+        skip = 0;
     }
 }
 
@@ -545,6 +617,7 @@ impl Tee {
         if n == 0 {
             self.flush_partial(i);
             self.matcher.end_batch();
+            self.full.flush(&self.buf);
             return false;
         }
         let _ = self.streams[i].log.write_all(&self.buf[..n]);
@@ -554,6 +627,8 @@ impl Tee {
         self.matcher.refresh();
         self.split_lines(i, n);
         self.matcher.end_batch();
+        // Before the buffer is read into again.
+        self.full.flush(&self.buf);
         true
     }
 
@@ -580,10 +655,18 @@ impl Tee {
             let line = &chunk[..pos];
             if s.partial.is_empty() {
                 let utf8 = offset + pos <= valid_upto;
-                emit_pieces(full, (matcher, scan), i, s.tag, line, utf8);
+                if utf8 && line.len() <= MAX_LINE {
+                    // The common case: straight from the read buffer.
+                    full.line_read(i, offset, offset + pos + 1);
+                    if scan {
+                        matcher.line(i, line);
+                    }
+                } else {
+                    emit_pieces(full, (matcher, scan), i, line, utf8);
+                }
             } else {
                 s.partial.extend_from_slice(line);
-                emit_pieces(full, (matcher, true), i, s.tag, &s.partial, false);
+                emit_pieces(full, (matcher, true), i, &s.partial, false);
                 s.partial.clear();
             }
             chunk = &chunk[pos + 1..];
@@ -592,7 +675,7 @@ impl Tee {
         s.partial.extend_from_slice(chunk);
         if s.partial.len() >= MAX_LINE {
             let whole = s.partial.len() / MAX_LINE * MAX_LINE;
-            emit_pieces(full, (matcher, true), i, s.tag, &s.partial[..whole], false);
+            emit_pieces(full, (matcher, true), i, &s.partial[..whole], false);
             s.partial.drain(..whole);
         }
     }
@@ -605,7 +688,6 @@ impl Tee {
                 &mut self.full,
                 (&mut self.matcher, true),
                 i,
-                s.tag,
                 &s.partial,
                 false,
             );
@@ -643,23 +725,22 @@ impl Tee {
     fn finish(&mut self) {
         self.flush_partial(0);
         self.flush_partial(1);
-        self.full.flush();
+        self.full.flush(&self.buf);
     }
 }
 
-/// Write a line of stream `i` to full.log, and to the output matcher when
-/// `check` (false: its chunk cannot match), split into pieces of at most
-/// MAX_LINE.
+/// Write a line of stream `i` to full.log (as owned bytes), and to the
+/// output matcher when `check` (false: its chunk cannot match), split
+/// into pieces of at most MAX_LINE.
 fn emit_pieces(
     full: &mut FullLog,
     (matcher, check): (&mut Matcher, bool),
     i: usize,
-    tag: &[u8],
     line: &[u8],
     utf8: bool,
 ) {
     if line.len() <= MAX_LINE {
-        full.line(tag, line, utf8);
+        full.line_owned(i, line, utf8);
         if check {
             matcher.line(i, line);
         }
@@ -667,7 +748,7 @@ fn emit_pieces(
     }
     // A piece may end inside a multi-byte character: check each.
     for piece in line.chunks(MAX_LINE) {
-        full.line(tag, piece, false);
+        full.line_owned(i, piece, false);
         if check {
             matcher.line(i, piece);
         }
