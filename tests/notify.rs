@@ -838,3 +838,33 @@ fn concurrent_notify_sets_never_lose_an_update() {
         );
     }
 }
+
+#[test]
+fn a_rotated_file_sink_gets_a_new_file() {
+    let t = TempRoot::new();
+    let sink = t.base.join("matches.ndjson");
+    let script = "echo MATCH 1; while [ ! -f go ]; do sleep 0.02; done; echo MATCH 2";
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--output-pattern",
+        "MATCH",
+        "--output-file",
+        sink.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    wait_until("the first event", || ndjson(&sink).len() == 1);
+    // A consumer rotates the file, then lets the job go on.
+    let rotated = t.base.join("matches.ndjson.1");
+    std::fs::rename(&sink, &rotated).unwrap();
+    std::fs::write(t.cwd.join("go"), "").unwrap();
+    settle(&t, &id);
+    assert_eq!(ndjson(&rotated).len(), 1);
+    let fresh = ndjson(&sink);
+    assert_eq!(fresh.len(), 1, "the second event belongs in the new file");
+    assert_eq!(fresh[0]["line"], "MATCH 2");
+}
