@@ -311,7 +311,7 @@ fn the_cache_is_derived_and_heals() {
         bash(&t, &["delete", ""]),
         ids(&[EXITED, KILLED, FAILED, DEAD])
     );
-    let cache = t.root.join(".complete-cache");
+    let cache = t.root.join(".cache/complete");
     let text = std::fs::read_to_string(&cache).expect("cache written");
     assert!(text.contains(&format!("{EXITED}\texited\t")), "{text}");
     // Not a job for anyone else.
@@ -322,10 +322,42 @@ fn the_cache_is_derived_and_heals() {
     assert_eq!(bash(&t, &["status", ""]), all);
     assert!(std::fs::read_to_string(&cache)
         .unwrap()
-        .starts_with("agent-exec complete-cache 1\n"));
+        .starts_with("agent-exec complete-cache 2 "));
     // A deleted job disappears, from the candidates and the cache.
     std::fs::remove_dir_all(t.job_dir(EXITED)).unwrap();
     assert_eq!(bash(&t, &["delete", ""]), ids(&[KILLED, FAILED, DEAD]));
     let text = std::fs::read_to_string(&cache).unwrap();
     assert!(!text.contains(EXITED), "{text}");
+}
+
+#[test]
+fn an_unchanged_root_is_not_listed_again() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let finished = ids(&[EXITED, KILLED, FAILED, DEAD]);
+    assert_eq!(bash(&t, &["delete", ""]), finished);
+    // The root's mtime is old enough for the cache to be trusted.
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&t.root)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    assert_eq!(bash(&t, &["delete", ""]), finished);
+    // A line only the cache has shows up: the listing was skipped...
+    let cache = t.root.join(".cache/complete");
+    let mut text = std::fs::read_to_string(&cache).unwrap();
+    let ghost = "01JZZZZZZZZZZZZZZZZZZZZZZZ";
+    text.push_str(&format!("{ghost}\texited\t{}\n", t.cwd.display()));
+    std::fs::write(&cache, text).unwrap();
+    let mut with_ghost = bash(&t, &["delete", ""]);
+    assert!(with_ghost.contains(&ghost.to_string()), "{with_ghost:?}");
+    with_ghost.retain(|i| i != ghost);
+    assert_eq!(with_ghost, finished);
+    // ...and any new job changes the root, so it is listed again.
+    let v = t.ok(&["create", "--", "true"]);
+    let new_id = v["job_id"].as_str().unwrap().to_string();
+    let all = bash(&t, &["status", ""]);
+    assert!(all.contains(&new_id), "{all:?}");
+    assert!(!all.contains(&ghost.to_string()), "{all:?}");
 }

@@ -26,7 +26,7 @@
 //!   variable turns an ordinary invocation into completion output (D24).
 //! - Cheap on a large root: names are filtered by prefix before any file
 //!   is read. What never changes about a job (its cwd; a terminal state)
-//!   is kept in `<root>/.complete-cache`, a derived file any completion
+//!   is kept in `<root>/.cache/complete`, a derived file any completion
 //!   may rebuild, so a root of finished jobs costs one directory listing
 //!   and one file read. Otherwise: one small `meta.json` read per new
 //!   job, and `state.json` only when a state filter applies to a job of
@@ -429,16 +429,27 @@ fn admits(filter: JobFilter, s: Status) -> bool {
     }
 }
 
-/// The completion cache, `<root>/.complete-cache`: what never changes
+/// The completion cache, `<root>/.cache/complete`: what never changes
 /// about a job, so that a root of a thousand jobs costs one file read
 /// instead of a thousand. A job's cwd is fixed when it is defined, and a
 /// terminal state is final; nothing else is cached. Lines are
 /// `ID<TAB>STATUS<TAB>CWD` with STATUS `exited`, `killed`, `failed` or
-/// `-` (not terminal when last read). The name starts with a dot, so no
-/// command takes it for a job. Any doubt (unreadable, other version)
-/// means an empty cache; it is rebuilt by the next completion.
-const CACHE: &str = ".complete-cache";
-const CACHE_HEADER: &str = "agent-exec complete-cache 1";
+/// `-` (not terminal when last read). The header also records the root's
+/// inode, link count and mtime (ns) when the cache was written: job
+/// directories are subdirectories, so creating or removing one changes
+/// the link count and the mtime, and while all three are unchanged (and
+/// the mtime is older than the cache by more than the file system's
+/// coarse clock can blur) the cached names *are* the root's names and the
+/// directory is not listed at all. The cache sits in a subdirectory so
+/// that writing it does not touch the root's own mtime. Any doubt
+/// (unreadable, other version) means an empty cache; it is rebuilt by the
+/// next completion.
+const CACHE_DIR: &str = ".cache";
+const CACHE: &str = ".cache/complete";
+const CACHE_HEADER: &str = "agent-exec complete-cache 2";
+/// How much older than the cache the root's mtime must be for the cached
+/// names to be trusted (mtimes come from a coarse, tick-based clock).
+const MTIME_SLACK_NS: i128 = 1_000_000_000;
 /// A cache larger than this is ignored (and rewritten).
 const CACHE_MAX: u64 = 32 << 20;
 
@@ -456,12 +467,46 @@ fn parse_status(s: &str) -> Option<Status> {
     }
 }
 
-fn parse_cache(text: &str) -> HashMap<&str, Known<'_>> {
+/// The root as the cache saw it: (inode, link count, mtime in ns).
+type RootStamp = (u64, u64, i128);
+
+fn root_stamp(root: &Path) -> Option<RootStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(root).ok()?;
+    Some((
+        m.ino(),
+        m.nlink(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    ))
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// The cached entries, and whether they are the root's complete listing.
+fn parse_cache(text: &str, stamp: Option<RootStamp>) -> (HashMap<&str, Known<'_>>, bool) {
     let mut lines = text.split('\n');
-    if lines.next() != Some(CACHE_HEADER) {
-        return HashMap::new();
+    let Some(header) = lines.next() else {
+        return (HashMap::new(), false);
+    };
+    let mut words = header.rsplitn(5, ' ');
+    let written: Option<i128> = words.next().and_then(|w| w.parse().ok());
+    let mtime: Option<i128> = words.next().and_then(|w| w.parse().ok());
+    let nlink: Option<u64> = words.next().and_then(|w| w.parse().ok());
+    let ino: Option<u64> = words.next().and_then(|w| w.parse().ok());
+    if words.next() != Some(CACHE_HEADER) {
+        return (HashMap::new(), false);
     }
-    lines
+    let complete = match (stamp, ino, nlink, mtime, written) {
+        (Some(now), Some(i), Some(l), Some(m), Some(w)) => {
+            now == (i, l, m) && m + MTIME_SLACK_NS < w
+        }
+        _ => false,
+    };
+    let known = lines
         .filter_map(|l| {
             let mut parts = l.splitn(3, '\t');
             let id = parts.next()?;
@@ -469,15 +514,22 @@ fn parse_cache(text: &str) -> HashMap<&str, Known<'_>> {
             let cwd = parts.next()?.into();
             Some((id, Known { cwd, terminal }))
         })
-        .collect()
+        .collect();
+    (known, complete)
 }
 
-fn write_cache(root: &Path, names: &[String], known: &HashMap<&str, Known>) {
-    let mut text = String::with_capacity(64 + names.len() * 64);
-    text.push_str(CACHE_HEADER);
-    text.push('\n');
-    for n in names {
-        let Some(k) = known.get(n.as_str()) else {
+fn write_cache(root: &Path, names: &[&str], known: &HashMap<&str, Known>) {
+    // The cache's own directory first (creating it changes the root),
+    // then the stamp: writing inside it leaves the root as stamped.
+    let dir = root.join(CACHE_DIR);
+    let _ = std::fs::create_dir(&dir);
+    let Some((ino, nlink, mtime)) = root_stamp(root) else {
+        return;
+    };
+    let mut text = String::with_capacity(96 + names.len() * 64);
+    let _ = writeln!(text, "{CACHE_HEADER} {ino} {nlink} {mtime} {}", now_ns());
+    for &n in names {
+        let Some(k) = known.get(n) else {
             continue;
         };
         if k.cwd.contains('\n') || n.contains('\t') {
@@ -487,7 +539,7 @@ fn write_cache(root: &Path, names: &[String], known: &HashMap<&str, Known>) {
         let _ = writeln!(text, "{n}\t{status}\t{}", k.cwd);
     }
     // Best effort: a read-only root just stays uncached.
-    let _ = crate::store::write_atomic(root, CACHE, text.as_bytes(), false);
+    let _ = crate::store::write_atomic(&dir, "complete", text.as_bytes(), false);
 }
 
 fn read_cwd(dir: &Path, buf: &mut Vec<u8>) -> Option<String> {
@@ -520,22 +572,30 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
         return Vec::new();
     };
     let here = here.to_string_lossy();
-    let names = store.job_names().unwrap_or_default();
-    if names.is_empty() {
-        return Vec::new();
-    }
     let mut cache_text = String::new();
     if crate::observe::size_of(&store.root.join(CACHE)).is_some_and(|n| n <= CACHE_MAX) {
         cache_text = std::fs::read_to_string(store.root.join(CACHE)).unwrap_or_default();
     }
-    let mut known = parse_cache(&cache_text);
+    let stamp = root_stamp(&store.root);
+    let (mut known, complete) = parse_cache(&cache_text, stamp);
+    // Unchanged root: the cache lists every job; no directory listing.
+    let listed;
+    let names: Vec<&str> = if complete {
+        known.keys().copied().collect()
+    } else {
+        listed = store.job_names().unwrap_or_default();
+        listed.iter().map(String::as_str).collect()
+    };
+    if names.is_empty() {
+        return Vec::new();
+    }
     let cached = known.len();
     let mut present = 0;
     let mut learned = false;
     let mut buf = Vec::with_capacity(4096);
     let mut out = Vec::new();
-    for name in &names {
-        let k = known.get_mut(name.as_str());
+    for &name in &names {
+        let k = known.get_mut(name);
         present += usize::from(k.is_some());
         let matches_prefix = name.len() >= cur.len()
             && name.is_char_boundary(cur.len())
@@ -552,7 +612,7 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
                     continue; // being created, or not a job
                 };
                 learned = true;
-                known.entry(name.as_str()).or_insert(Known {
+                known.entry(name).or_insert(Known {
                     cwd: cwd.into(),
                     terminal: None,
                 })
@@ -579,9 +639,9 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
                 continue;
             }
         }
-        out.push(name.clone());
+        out.push(name.to_string());
     }
-    if learned || present < cached {
+    if learned || present < cached || (!complete && stamp.is_some()) {
         write_cache(&store.root, &names, &known);
     }
     out.sort();
