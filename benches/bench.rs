@@ -80,6 +80,30 @@ impl Bench {
         median(v)
     }
 
+    /// Medians of two commands timed alternately, so that drift in the
+    /// machine's load hits both alike (used for sub-millisecond figures).
+    fn time_pair(
+        &self,
+        n: usize,
+        mut a: impl FnMut() -> Command,
+        mut b: impl FnMut() -> Command,
+    ) -> (f64, f64) {
+        let (mut va, mut vb) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            for (make, v) in [
+                (&mut a as &mut dyn FnMut() -> Command, &mut va),
+                (&mut b, &mut vb),
+            ] {
+                let mut c = make();
+                c.stdout(Stdio::null()).stderr(Stdio::null());
+                let t = Instant::now();
+                let _ = c.status();
+                v.push(ms(t.elapsed()));
+            }
+        }
+        (median(va), median(vb))
+    }
+
     /// Peak RSS (KiB) of one run, as `/usr/bin/time` reports it (the
     /// issue's yardstick); wait4's rusage from a small fork otherwise.
     /// (Our own fork would count this large bench process's pages.)
@@ -243,19 +267,21 @@ fn main() {
 }
 
 fn version_ms(b: &Bench) -> f64 {
-    b.time(b.rounds, || {
-        let mut c = Command::new(&b.bin);
-        c.arg("--version");
-        c
-    })
+    b.time(b.rounds, || version_cmd(b))
+}
+
+fn version_cmd(b: &Bench) -> Command {
+    let mut c = Command::new(&b.bin);
+    c.arg("--version");
+    c
 }
 
 fn foundation(b: &mut Bench) {
-    let n = b.rounds;
-    let v = version_ms(b);
-    b.row("--version (median)", format!("{v:.3} ms"));
+    // Tiny figures: many rounds, each paired with its baseline.
+    let n = b.rounds * 5;
     if let Some(h) = b.hello.clone() {
-        let hw = b.time(n, || Command::new(&h));
+        let (v, hw) = b.time_pair(n, || version_cmd(b), || Command::new(&h));
+        b.row("--version (median)", format!("{v:.3} ms"));
         b.row("static hello-world (median)", format!("{hw:.3} ms"));
         b.row(
             "--version / hello-world (target ≤ 1.2)",
@@ -265,8 +291,7 @@ fn foundation(b: &mut Bench) {
     let root = b.fresh_root("status1000");
     let cwd = b.tmp.clone();
     let id = b.populate(&root, 1000, &cwd, false);
-    let v = version_ms(b);
-    let s = b.time(n, || b.cmd(&root, &["status", &id]));
+    let (s, v) = b.time_pair(n, || b.cmd(&root, &["status", &id]), || version_cmd(b));
     b.row(
         "status <id>, root of 1,000 jobs (median)",
         format!("{s:.3} ms"),
@@ -466,7 +491,7 @@ fn core(b: &mut Bench) {
     // wait wakes on the exit, not on a tick.
     let wroot = b.fresh_root("wait");
     let mut lag = Vec::new();
-    for _ in 0..n.min(20) {
+    for _ in 0..n {
         let j = b.json(
             &wroot,
             &[
@@ -507,12 +532,15 @@ fn management(b: &mut Bench) {
     let root = b.fresh_root("list1000");
     let cwd = b.tmp.clone();
     b.populate(&root, 1000, &cwd, false);
-    let v = version_ms(b);
-    let list = b.time(n, || {
-        let mut c = b.cmd(&root, &["list"]);
-        c.current_dir(&cwd);
-        c
-    });
+    let (list, v) = b.time_pair(
+        n * 2,
+        || {
+            let mut c = b.cmd(&root, &["list"]);
+            c.current_dir(&cwd);
+            c
+        },
+        || version_cmd(b),
+    );
     let all = b.time(n, || b.cmd(&root, &["list", "--all", "--limit", "0"]));
     b.row(
         "list (default limit), 1,000 jobs (median)",
@@ -603,7 +631,7 @@ fn notifications(b: &mut Bench) {
     let mut with = Vec::new();
     let mut without = Vec::new();
     let mut complete = true;
-    for _ in 0..3 {
+    for _ in 0..7 {
         let _ = fs::remove_file(&sink);
         let j = b.json(
             &root,
