@@ -43,7 +43,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -137,14 +136,7 @@ pub const GC_LOCK: &str = ".gc.lock";
 /// Never reports to the caller; see the module header.
 pub fn run_auto(store: &Store, g: &AutoGc) {
     let path = store.root.join(GC_LOCK);
-    let lock = match fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-    {
+    let lock = match store::open_lock(&path) {
         Ok(f) => f,
         Err(e) => {
             warn!("auto-gc failed (best-effort): open {}: {e}", path.display());

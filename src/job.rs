@@ -277,15 +277,8 @@ impl Job {
 /// it would guard a file that is no longer the current one). `f` may
 /// refuse the change; nothing is written then. Returns what was stored.
 pub fn update_meta(job: &Job, f: impl FnOnce(&mut Meta) -> Result<()>) -> Result<Meta> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = job.path(META_LOCK);
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
+    let lock = crate::store::open_lock(&path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     crate::sys::lock_exclusive(&lock)
         .map_err(|e| Error::io(format!("lock {}", path.display()), e))?;

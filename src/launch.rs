@@ -139,6 +139,15 @@ pub fn default_wrapper() -> Vec<String> {
     vec!["sh".to_string(), "-lc".to_string()]
 }
 
+/// Flag checks that need no file: done before the config is read, so a
+/// malformed flag is a usage error whatever the config says.
+pub fn check_flags(m: &Matches) -> Result<()> {
+    if m.get("shell-wrapper").is_some_and(|w| w.trim().is_empty()) {
+        return Err(Error::usage("--shell-wrapper must not be empty"));
+    }
+    Ok(())
+}
+
 /// `--shell-wrapper "prog flags"` > config `[shell] unix` > `sh -lc`.
 pub fn resolve_wrapper(flag: Option<&str>, cfg: &Config) -> Result<Vec<String>> {
     if let Some(w) = flag {
@@ -306,14 +315,8 @@ pub fn launch(
     auto_gc: Option<&AutoGc>,
     sink_timeout: Option<u64>,
 ) -> Result<Launch> {
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(job.path(job::LOCK))
-        .map_err(|e| Error::io("open job lock", e))?;
+    let lock =
+        crate::store::open_lock(&job.path(job::LOCK)).map_err(|e| Error::io("open job lock", e))?;
     let st = job.read_state()?;
     let busy = || {
         Error::InvalidState(format!(

@@ -255,6 +255,18 @@ pub fn short_ids(sorted: &[String]) -> Vec<String> {
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Open (creating it 0600 if needed) a file that is only ever flock'ed:
+/// a job's `lock` or `meta.lock`, the root's `.gc.lock`.
+pub fn open_lock(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Make an already renamed `dir/name` durable: fsync the file, then the
 /// directory (for the rename). Best effort: the data is already visible.
 pub fn sync_file(dir: &Path, name: &str) {

@@ -448,3 +448,140 @@ fn concurrent_runs_get_distinct_ids() {
         assert_eq!(w["exit_code"], 0, "{w}");
     }
 }
+
+#[test]
+fn max_bytes_bounds_the_inline_head() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--max-bytes", "4", "--", "echo", "hello world"]);
+    assert_eq!(v["stdout"], "hell");
+    assert_eq!(v["stdout_range"], serde_json::json!([0, 4]));
+    assert_eq!(v["stdout_total_bytes"], 12);
+    let v = t.ok(&["run", "--max-bytes", "0", "--", "echo", "x"]);
+    assert_eq!(v["stdout"], "");
+    assert_eq!(v["stdout_range"], serde_json::json!([0, 0]));
+}
+
+#[test]
+fn forever_waits_for_the_end() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--forever", "--", "sh", "-c", "sleep 0.3; echo late"]);
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["stdout"], "late\n");
+}
+
+#[test]
+fn inherit_env_is_the_default_and_explicit() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&[
+        "run",
+        "--inherit-env",
+        "--",
+        "sh",
+        "-c",
+        "echo $FROM_CALLER",
+    ]);
+    c.env("FROM_CALLER", "kept");
+    assert_eq!(t.exec(c).json()["stdout"], "kept\n");
+    assert_eq!(t.meta(&t.start_job(&["true"]))["inherit_env"], true);
+}
+
+#[test]
+fn shell_wrapper_from_flag_and_config() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "bash -c",
+        "--",
+        "echo $BASH_VERSION",
+    ]);
+    assert_ne!(v["stdout"], "\n", "bash ran the string: {v}");
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(
+        t.meta(id)["shell_wrapper"],
+        serde_json::json!(["bash", "-c"])
+    );
+    // [shell] unix in the default config.
+    let cfg = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.toml"),
+        "[shell]\nunix = [\"bash\", \"-c\"]\n",
+    )
+    .unwrap();
+    let v = t.ok(&["run", "--", "echo ${BASH_VERSION:+bash}"]);
+    assert_eq!(v["stdout"], "bash\n");
+    // The flag beats the config.
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "sh -c",
+        "--",
+        "echo ${BASH_VERSION:-plain}",
+    ]);
+    assert_eq!(v["stdout"], "plain\n");
+    // An explicit --config beats the default one.
+    let other = t.base.join("other.toml");
+    std::fs::write(&other, "[shell]\nunix = [\"sh\", \"-c\"]\n").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--config",
+        other.to_str().unwrap(),
+        "--",
+        "echo ${BASH_VERSION:-plain}",
+    ]);
+    assert_eq!(v["stdout"], "plain\n");
+    // A broken config is an invalid_config envelope naming the file.
+    std::fs::write(cfg.join("config.toml"), "[shell\n").unwrap();
+    let (code, e) = t.err(&["run", "--", "true"]);
+    assert_eq!(code, 1);
+    assert_eq!(e["error"]["code"], "invalid_config");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config.toml:1"),
+        "{e}"
+    );
+    let (code, e) = t.err(&["run", "--shell-wrapper", "  ", "--", "true"]);
+    assert_eq!(code, 2);
+    assert_eq!(e["error"]["code"], "usage_error");
+}
+
+#[test]
+fn stdin_dash_on_a_terminal_is_refused() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: script(1) missing; pseudo-terminal test skipped");
+        return;
+    }
+    let t = TempRoot::new();
+    let line = format!(
+        "{} --root {} run --stdin - -- cat",
+        support::BIN,
+        t.root.display()
+    );
+    // script(1) gives the command a pseudo-terminal as its stdin.
+    let o = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(&t.cwd)
+        .env("HOME", t.base.join("home"))
+        .env("XDG_CONFIG_HOME", t.base.join("config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let json = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["error"]["code"], "stdin_required", "{v}");
+    assert!(
+        !t.root.exists() || std::fs::read_dir(&t.root).unwrap().next().is_none(),
+        "no job left behind"
+    );
+}

@@ -21,6 +21,7 @@ struct CreateBody {
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
+    launch::check_flags(m)?;
     let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
     let spec = Spec::from_matches(m, &cfg)?;
     let (job, meta, state) = launch::define(&store, &spec)?;

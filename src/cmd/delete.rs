@@ -19,8 +19,7 @@
 //! Rejected: 0.2.3's `pid_alive` probe (a reused pid kept a finished job
 //! forever); its single-delete error echoing the typed prefix.
 
-use std::fs::{self, File};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 
 use serde::Serialize;
 
@@ -92,14 +91,8 @@ fn running(job: &Job) -> Error {
 /// Hold the job lock of a `created` job, so no `start` can launch it
 /// while it is being removed. Err: it is being started right now.
 fn lock_created(job: &Job) -> Result<File> {
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(job.path(job::LOCK))
-        .map_err(|e| Error::io("open job lock", e))?;
+    let lock =
+        crate::store::open_lock(&job.path(job::LOCK)).map_err(|e| Error::io("open job lock", e))?;
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
         return Err(running(job));
     }

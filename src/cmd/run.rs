@@ -159,6 +159,7 @@ pub fn run_spec(
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
+    launch::check_flags(m)?;
     let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
     let spec = Spec::from_matches(m, &cfg)?;
     let auto_gc = AutoGc::from_matches(m, &cfg.gc);

@@ -26,9 +26,10 @@
 //!   `AGENT_EXEC_SERVE_TOKEN` set, every route but /health needs
 //!   `Authorization: Bearer <token>` (constant-time compare); a
 //!   non-loopback bind needs `--insecure` and the token. Browsers are
-//!   kept out unless invited: a request carrying an `Origin` other than
+//!   kept out unless invited: a POST carrying an `Origin` other than
 //!   `--allow-origin` is refused (403), which stops a web page from
-//!   POSTing `/exec` to a local server; without a token, a `Host` that is
+//!   POSTing `/exec` to a local server (its GETs get no CORS header, so
+//!   it can read nothing); without a token, a `Host` that is
 //!   a dotted DNS name (other than `*.localhost`) is refused (403), which
 //!   stops DNS rebinding from reading job output.
 //! - `/exec` never writes `env` values into meta.json (they go to
