@@ -1118,28 +1118,34 @@ impl Deliverer {
     /// write (each record carries that write's result).
     fn deliver_run(&mut self, ctx: &SinkCtx, run: &[Item]) {
         let Some(first) = run.first() else { return };
-        let events: Vec<MatchEvent> = run.iter().map(|it| Self::event(ctx, it)).collect();
+        // Each event is serialized once; its record is the same text with
+        // the run's (shared) delivery results spliced in before the last
+        // brace: half the work of serializing a flattened Record each time.
+        let mut lines = Vec::with_capacity(run.len() * 256);
+        let mut ends = Vec::with_capacity(run.len());
+        for it in run {
+            if serde_json::to_writer(&mut lines, &Self::event(ctx, it)).is_ok() {
+                lines.push(b'\n');
+                ends.push(lines.len());
+            }
+        }
         let mut results = Vec::new();
         if let Some(f) = &first.om.file {
-            let mut lines = Vec::with_capacity(run.len() * 256);
-            for ev in &events {
-                if serde_json::to_writer(&mut lines, ev).is_ok() {
-                    lines.push(b'\n');
-                }
-            }
             let at = crate::time::now_ts();
             let r = self.append_sink(f, &lines);
             results.push(file_result(f, r, at));
         }
-        let mut recs = Vec::with_capacity(run.len() * 320);
-        for ev in &events {
-            let rec = Record {
-                event: ev,
-                delivery_results: &results,
-            };
-            if serde_json::to_writer(&mut recs, &rec).is_ok() {
-                recs.push(b'\n');
-            }
+        let results_json = serde_json::to_vec(&results).unwrap_or_else(|_| b"[]".to_vec());
+        let mut recs = Vec::with_capacity(lines.len() + ends.len() * (results_json.len() + 24));
+        let mut start = 0;
+        for end in ends {
+            // `{...}` + `\n`: drop the brace and newline, append the rest.
+            let ev = &lines[start..end - 2];
+            recs.extend_from_slice(ev);
+            recs.extend_from_slice(b",\"delivery_results\":");
+            recs.extend_from_slice(&results_json);
+            recs.extend_from_slice(b"}\n");
+            start = end;
         }
         self.seq += run.len() as u64;
         self.append_records(ctx, &recs);
