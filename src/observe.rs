@@ -9,19 +9,19 @@
 //!   run, so a reader that *obtains* that lock while state.json still
 //!   says `running` knows no supervisor is left, and records `failed`
 //!   with `failure.code = "supervisor_lost"` while holding it.
-//! - Waiting wakes on events: an inotify watch on the job directory sees
-//!   the supervisor's rename of state.json. A slow tick (200 ms) only
-//!   backs up the rare case of a supervisor that died without writing.
+//! - Waiting wakes on events (`wait_terminal`): the job lock for
+//!   short-lived commands, an inotify watch in the server.
 //!
 //! Rejected: a fixed poll interval (0.2.3 slept 1 s between reads);
-//! a thread blocked in flock(LOCK_SH) per waiter (cannot be cancelled at a
-//! deadline, which leaks threads in the HTTP server).
+//! inotify in the CLI (closing the watch costs 5-15 ms at exit); lock
+//! threads in the server (one blocked thread per abandoned wait).
 
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -140,24 +140,98 @@ pub fn current_state(job: &Job) -> Result<State> {
     Ok(st)
 }
 
+/// How a process waits for a job's end (see `wait_terminal`).
+static WATCH_MODE: AtomicBool = AtomicBool::new(false);
+
+/// Long-lived processes (the HTTP server) wait with inotify watches
+/// instead of lock-holding helper threads, which they could not abandon.
+pub fn use_watches() {
+    WATCH_MODE.store(true, Ordering::Relaxed);
+}
+
 /// Wait until the job is terminal or `deadline` passes (None = forever).
 /// Returns the last state read.
+///
+/// A finished job costs one read. Otherwise the wait is event-driven:
+/// - by default (short-lived commands), a helper thread blocks in
+///   flock(LOCK_SH) on the job lock, which the supervisor releases right
+///   after publishing the terminal state (or the kernel releases when it
+///   dies); a thread still blocked at the deadline dies with the process;
+/// - in the server, an inotify watch on the job directory sees the
+///   rename of state.json. (Closing an inotify descriptor waits out an
+///   SRCU grace period, 5-15 ms here, which a CLI would pay at exit.)
+///
+/// A `created` job has no supervisor: it is polled every 50 ms.
 pub fn wait_terminal(job: &Job, deadline: Option<Instant>) -> Result<State> {
+    let st = current_state(job)?;
+    if st.status().is_terminal() {
+        return Ok(st);
+    }
+    if WATCH_MODE.load(Ordering::Relaxed) {
+        wait_watching(job, deadline)
+    } else {
+        wait_on_lock(job, deadline)
+    }
+}
+
+/// Time left before `deadline`; None when it has passed.
+fn left(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        Some(d) => d
+            .checked_duration_since(Instant::now())
+            .filter(|l| !l.is_zero()),
+        None => Some(Duration::from_secs(3600)),
+    }
+}
+
+fn wait_on_lock(job: &Job, deadline: Option<Instant>) -> Result<State> {
+    loop {
+        let st = current_state(job)?;
+        if st.status().is_terminal() {
+            return Ok(st);
+        }
+        let Some(left) = left(deadline) else {
+            return Ok(st);
+        };
+        let lock = match (st.status(), File::open(job.path(LOCK))) {
+            (Status::Running, Ok(lock)) => lock,
+            // Created (no supervisor yet), or no lock file (written by
+            // another tool): look again shortly.
+            _ => {
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+                continue;
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let got = sys::lock_shared(&lock).is_ok();
+            // Let go before reporting, so the reader may take the lock
+            // (to record a lost supervisor) at once.
+            let _ = sys::unlock(&lock);
+            let _ = tx.send(got);
+        });
+        match rx.recv_timeout(left) {
+            Ok(true) => continue,
+            Ok(false) => std::thread::sleep(left.min(Duration::from_millis(50))),
+            Err(_) => return current_state(job),
+        }
+    }
+}
+
+fn wait_watching(job: &Job, deadline: Option<Instant>) -> Result<State> {
     // Watch first, then read: a change between the two still wakes us.
-    let watch = sys::watch_dir(&job.dir).ok();
+    let watch = sys::watch_dir(&job.dir).ok().map(File::from);
     let mut drain = [0u8; 4096];
     loop {
         let st = current_state(job)?;
         if st.status().is_terminal() {
             return Ok(st);
         }
-        let now = Instant::now();
-        let left = match deadline {
-            Some(d) if d <= now => return Ok(st),
-            Some(d) => d - now,
-            None => Duration::from_secs(3600),
+        let Some(left) = left(deadline) else {
+            return Ok(st);
         };
-        // `created` jobs have no supervisor yet: tick faster.
+        // `created` jobs have no supervisor yet: tick faster. The slow
+        // tick only backs up a supervisor that died without writing.
         let tick = if st.status() == Status::Created {
             Duration::from_millis(50)
         } else {
@@ -165,12 +239,11 @@ pub fn wait_terminal(job: &Job, deadline: Option<Instant>) -> Result<State> {
         };
         let ms = left.min(tick).as_millis().max(1) as i32;
         match &watch {
-            Some(fd) => {
-                let mut fds = [sys::poll_fd(fd.as_raw_fd(), sys::POLLIN)];
+            Some(f) => {
+                let mut fds = [sys::poll_fd(f.as_raw_fd(), sys::POLLIN)];
                 sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
                 if fds[0].revents != 0 {
-                    let mut f = File::from(fd.try_clone().map_err(|e| Error::io("dup", e))?);
-                    while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+                    while matches!((&*f).read(&mut drain), Ok(n) if n > 0) {}
                 }
             }
             None => std::thread::sleep(Duration::from_millis(ms as u64)),

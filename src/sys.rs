@@ -247,6 +247,11 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
     flock(file.as_raw_fd(), libc::LOCK_EX).map(|_| ())
 }
 
+/// Block until a shared lock is ours (i.e. no exclusive holder is left).
+pub fn lock_shared(file: &File) -> io::Result<()> {
+    flock(file.as_raw_fd(), libc::LOCK_SH).map(|_| ())
+}
+
 /// Drop whatever lock this open file description holds.
 pub fn unlock(file: &File) -> io::Result<()> {
     flock(file.as_raw_fd(), libc::LOCK_UN).map(|_| ())

@@ -189,11 +189,16 @@ struct Client {
 
 impl Client {
     fn new(port: u16) -> Client {
-        let s = connect(port);
-        Client {
-            w: s.try_clone().unwrap(),
+        Client::try_new(port).expect("connect")
+    }
+
+    fn try_new(port: u16) -> Option<Client> {
+        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        Some(Client {
+            w: s.try_clone().ok()?,
             r: BufReader::new(s),
-        }
+        })
     }
 
     fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
@@ -1106,7 +1111,8 @@ fn sigterm_shuts_down_cleanly() {
     let id = v["job_id"].as_str().unwrap().to_string();
     let port = s.port;
     let waiter = std::thread::spawn(move || {
-        Client::new(port).try_send("GET", &format!("/wait/{id}?forever=true"), &[], "")
+        // The server may already be gone when this connects: also "dropped".
+        Client::try_new(port)?.try_send("GET", &format!("/wait/{id}?forever=true"), &[], "")
     });
     // Whether or not the wait has reached the server yet, the answer to
     // SIGTERM is the same: stop, drop it, exit 0.

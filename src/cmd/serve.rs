@@ -105,6 +105,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let allow_origin = m.get("allow-origin").map(check_origin).transpose()?;
     let cfg = crate::config::load(None)?;
     let shell_wrapper = launch::resolve_wrapper(None, &cfg)?;
+    // A long-lived process: waits must not leave blocked threads behind.
+    crate::observe::use_watches();
 
     // Before any thread exists, so that every thread inherits the mask
     // and only the signal thread ever takes these signals.
