@@ -207,8 +207,9 @@ pub struct Entry {
     pub bytes: u64,
 }
 
-/// The outcome of one sweep. `skipped == out_of_scope + failed`.
-#[derive(Clone, Debug, Default)]
+/// The outcome of one sweep. `skipped == out_of_scope + failed`. Its
+/// fields are the tail of the `gc` response, in this order.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub deleted: u64,
     pub skipped: u64,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::Matches;
 use crate::error::Result;
-use crate::gc::{self, Entry, Policy};
+use crate::gc::{self, Policy, Report};
 use crate::output::{Output, Response};
 
 #[derive(Serialize)]
@@ -16,14 +16,10 @@ pub struct GcBody {
     pub dry_run: bool,
     pub older_than: String,
     pub older_than_source: &'static str,
-    pub deleted: u64,
-    pub skipped: u64,
-    pub out_of_scope: u64,
-    pub failed: u64,
-    pub freed_bytes: u64,
-    pub scanned_dirs: u64,
-    pub candidate_count: u64,
-    pub jobs: Vec<Entry>,
+    /// deleted, skipped, out_of_scope, failed, freed_bytes, scanned_dirs,
+    /// candidate_count, jobs.
+    #[serde(flatten)]
+    pub report: Report,
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -48,14 +44,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         } else {
             "default"
         },
-        deleted: r.deleted,
-        skipped: r.skipped,
-        out_of_scope: r.out_of_scope,
-        failed: r.failed,
-        freed_bytes: r.freed_bytes,
-        scanned_dirs: r.scanned_dirs,
-        candidate_count: r.candidate_count,
-        jobs: r.jobs,
+        report: r,
     };
     Ok(Output::Doc(Response::new("gc", &body)))
 }
