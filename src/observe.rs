@@ -170,7 +170,7 @@ pub fn wait_terminal(job: &Job, deadline: Option<Instant>) -> Result<State> {
     if WATCH_MODE.load(Ordering::Relaxed) {
         wait_watching(job, deadline)
     } else {
-        wait_on_lock(job, deadline)
+        wait_on_lock(job, st, deadline)
     }
 }
 
@@ -184,36 +184,36 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
-fn wait_on_lock(job: &Job, deadline: Option<Instant>) -> Result<State> {
+/// `st`: the state just read (not terminal).
+fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<State> {
+    let tick = Duration::from_millis(50);
     loop {
-        let st = current_state(job)?;
-        if st.status().is_terminal() {
-            return Ok(st);
-        }
         let Some(left) = left(deadline) else {
             return Ok(st);
         };
-        let lock = match (st.status(), File::open(job.path(LOCK))) {
-            (Status::Running, Ok(lock)) => lock,
+        match (st.status(), File::open(job.path(LOCK))) {
+            (Status::Running, Ok(lock)) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let got = sys::lock_shared(&lock).is_ok();
+                    // Let go before reporting, so the reader may take the
+                    // lock (to record a lost supervisor) at once.
+                    let _ = sys::unlock(&lock);
+                    let _ = tx.send(got);
+                });
+                match rx.recv_timeout(left) {
+                    Ok(true) => {}
+                    Ok(false) => std::thread::sleep(left.min(tick)),
+                    Err(_) => return current_state(job),
+                }
+            }
             // Created (no supervisor yet), or no lock file (written by
             // another tool): look again shortly.
-            _ => {
-                std::thread::sleep(left.min(Duration::from_millis(50)));
-                continue;
-            }
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let got = sys::lock_shared(&lock).is_ok();
-            // Let go before reporting, so the reader may take the lock
-            // (to record a lost supervisor) at once.
-            let _ = sys::unlock(&lock);
-            let _ = tx.send(got);
-        });
-        match rx.recv_timeout(left) {
-            Ok(true) => continue,
-            Ok(false) => std::thread::sleep(left.min(Duration::from_millis(50))),
-            Err(_) => return current_state(job),
+            _ => std::thread::sleep(left.min(tick)),
+        }
+        st = current_state(job)?;
+        if st.status().is_terminal() {
+            return Ok(st);
         }
     }
 }
