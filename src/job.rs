@@ -296,7 +296,7 @@ pub fn update_meta(job: &Job, f: impl FnOnce(&mut Meta) -> Result<()>) -> Result
 /// rename, never written in place, so a read never sees half a file.
 fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::sys::open_read(path)?;
     buf.clear();
     let mut len = 0;
     loop {
@@ -320,31 +320,14 @@ fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
-thread_local! {
-    /// One read buffer per thread, reused for every small JSON file: a
-    /// fresh buffer per read made musl's allocator map and unmap a page
-    /// each time (measurable when `list` reads a hundred files).
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    READ_BUF.with(|cell| {
-        // Not re-entrant today; a nested call would get its own buffer.
-        let mut own = Vec::new();
-        let mut guard = cell.try_borrow_mut();
-        let buf: &mut Vec<u8> = match guard.as_mut() {
-            Ok(b) => b,
-            Err(_) => &mut own,
-        };
-        read_small(path, buf).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let parsed = serde_json::from_slice(buf)
-            .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())));
-        // Do not keep a large buffer around after an unusual file.
-        if buf.capacity() > 1 << 20 {
-            *buf = Vec::new();
-        }
-        parsed
-    })
+    // A fresh buffer is cheap: blocks up to 4 KiB come back from
+    // sys::SmallAlloc's free lists (a thread-local buffer would cost
+    // every command a TLS-destructor registration: two system calls).
+    let mut buf = Vec::new();
+    read_small(path, &mut buf).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&buf)
+        .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())))
 }
 
 pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> Result<()> {

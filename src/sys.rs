@@ -533,6 +533,20 @@ pub fn watch_dir(dir: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// Open a file for reading, close-on-exec, with one system call: musl's
+/// open(3) follows an O_CLOEXEC open with a redundant fcntl(F_SETFD),
+/// its openat(3) does not (this is the read path of every command).
+pub fn open_read(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let fd =
+        cvt(unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 // ---------------------------------------------------------------------------
 // Directory listing
 // ---------------------------------------------------------------------------
