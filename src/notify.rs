@@ -108,6 +108,8 @@ const MEM_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 const ITEM_OVERHEAD: usize = 64;
 /// Most events the delivery thread takes at once.
 const BATCH: usize = 1024;
+/// How long the delivery thread lets a burst of matches accumulate.
+const LINGER: Duration = Duration::from_millis(2);
 /// Most bytes of lines the delivery thread reads from the spool at once.
 const SPOOL_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
@@ -890,7 +892,22 @@ impl Queue {
         let Ok(mut q) = self.state.lock() else {
             return Next::Done;
         };
+        let mut lingered = false;
         loop {
+            // A few events of a burst: give the rest a moment to arrive,
+            // so a job printing matches line by line is served in batches
+            // (one wake-up and one write per file) instead of one wake-up
+            // per line competing with the job for the CPU.
+            if !q.mem.is_empty() && q.mem.len() < BATCH && !q.closed && !lingered {
+                lingered = true;
+                drop(q);
+                std::thread::sleep(LINGER);
+                q = match self.state.lock() {
+                    Ok(g) => g,
+                    Err(_) => return Next::Done,
+                };
+                continue;
+            }
             if !q.mem.is_empty() {
                 let n = q.mem.len().min(BATCH);
                 let items: Vec<Item> = q.mem.drain(..n).collect();
