@@ -403,15 +403,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
 /// (non-ULID) names before every ULID, then ULIDs by their timestamp. A
 /// missing root has none.
 pub fn names_oldest_first(store: &Store) -> Result<Vec<String>> {
-    let names = store.job_names()?;
-    // A ULID's text sorts in time order (Crockford base32, time first), so
-    // no name is decoded: legacy names (no time) first, then ULIDs by text.
-    let (mut ulids, mut legacy): (Vec<String>, Vec<String>) =
-        names.into_iter().partition(|n| store::is_ulid(n));
-    legacy.sort_unstable();
-    ulids.sort_unstable();
-    legacy.append(&mut ulids);
-    Ok(legacy)
+    Ok(store.names()?.oldest_first().map(str::to_string).collect())
 }
 
 /// Bytes of every file under `dir`, without following symlinks (a link

@@ -115,34 +115,89 @@ impl Store {
         ))
     }
 
-    /// Names of the directories in the root that can be job directories
-    /// (valid id shape), unsorted. A missing root has none. Symlinks are
-    /// not job directories.
-    pub fn job_names(&self) -> Result<Vec<String>> {
-        let entries = match crate::sys::list_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("failed to read root directory {}", self.root.display()),
-                    e,
-                ))
+    /// Calls `f` with the name of every directory in the root that can be
+    /// a job directory (valid id shape), in directory order. A missing
+    /// root has none. Symlinks are not job directories.
+    fn scan(&self, mut f: impl FnMut(&str)) -> Result<()> {
+        let r = crate::sys::for_each_entry(&self.root, |n, kind| {
+            let is_dir = match kind {
+                crate::sys::EntryKind::Dir => true,
+                crate::sys::EntryKind::Other => false,
+                crate::sys::EntryKind::Unknown => {
+                    fs::symlink_metadata(self.root.join(n)).is_ok_and(|m| m.is_dir())
+                }
+            };
+            if is_dir && valid_id(n) {
+                f(n);
             }
+        });
+        match r {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(
+                format!("failed to read root directory {}", self.root.display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Names of the root's job directories, unsorted.
+    pub fn job_names(&self) -> Result<Vec<String>> {
+        let mut v = Vec::new();
+        self.scan(|n| v.push(n.to_string()))?;
+        Ok(v)
+    }
+
+    /// Names of the root's job directories in creation order.
+    pub fn names(&self) -> Result<Names> {
+        let mut b = Names::default();
+        self.scan(|n| b.push(n))?;
+        b.sort();
+        Ok(b)
+    }
+
+    /// `names`, answered from the names cache while the root is unchanged
+    /// (see `NAMES_CACHE`), and otherwise listed and, when the root has
+    /// settled, remembered. For readers that list the whole root often
+    /// (`list`, `GET /list`); anything that deletes lists afresh.
+    pub fn names_cached(&self) -> Result<Names> {
+        let cache = self.root.join(CACHE_DIR).join(NAMES_CACHE);
+        let Some(before) = root_stamp(&self.root) else {
+            return self.names(); // no root: no names, or the error
         };
-        Ok(entries
-            .into_iter()
-            .filter(|(n, kind)| {
-                valid_id(n)
-                    && match kind {
-                        crate::sys::EntryKind::Dir => true,
-                        crate::sys::EntryKind::Other => false,
-                        crate::sys::EntryKind::Unknown => {
-                            fs::symlink_metadata(self.root.join(n)).is_ok_and(|m| m.is_dir())
-                        }
-                    }
-            })
-            .map(|(n, _)| n)
-            .collect())
+        if let Some(n) = read_names_cache(&cache, before) {
+            return Ok(n);
+        }
+        let t0 = crate::time::now_unix_ns();
+        let names = self.names()?;
+        if names.ulids.len() + names.legacy.len() < NAMES_CACHE_MIN || !before.settled(t0) {
+            return Ok(names);
+        }
+        // Creating the cache's directory changes the root: the stamp taken
+        // before it would be wrong, so the next lister writes the cache.
+        match fs::DirBuilder::new()
+            .mode(0o700)
+            .create(self.root.join(CACHE_DIR))
+        {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            _ => return Ok(names),
+        }
+        let mut text = String::with_capacity(64 + 27 * names.ulids.len());
+        text.push_str(&format!(
+            "{NAMES_HEADER} {} {} {}\n",
+            before.ino, before.nlink, before.mtime_ns
+        ));
+        for n in names.oldest_first() {
+            text.push_str(n);
+            text.push('\n');
+        }
+        // Best effort: a read-only root just stays uncached.
+        let _ = write_atomic(
+            &self.root.join(CACHE_DIR),
+            NAMES_CACHE,
+            text.as_bytes(),
+            false,
+        );
+        Ok(names)
     }
 
     /// Resolve a full id or a unique case-insensitive prefix.
@@ -221,36 +276,201 @@ pub fn id_time_ms(id: &str) -> Option<u64> {
     ulid::Ulid::from_string(id).ok().map(|u| u.timestamp_ms())
 }
 
-/// Case-insensitive order of ids, without allocating.
-pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
-    a.bytes()
-        .map(|c| c.to_ascii_uppercase())
-        .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
+/// The root's private cache directory (not a valid id, so never a job).
+pub const CACHE_DIR: &str = ".cache";
+
+/// `<root>/.cache/names`: the root's job names, oldest first, one per line
+/// (a valid id holds no newline), after a header recording the root's
+/// inode, link count and mtime when it was listed. Creating or removing a
+/// job directory changes the root's mtime and link count, so while all
+/// three are unchanged the cached names *are* the root's names, and
+/// `list` skips the directory scan: on ext4 the kernel hashes and sorts
+/// every entry of a 1,000-job root for each scan, most of `list`'s time.
+/// The stamp is only trusted when it was taken well after the root's last
+/// change (`RootStamp::settled`). The file sits in a subdirectory so that
+/// writing it leaves the root's stamp alone.
+const NAMES_CACHE: &str = "names";
+const NAMES_HEADER: &str = "agent-exec names-cache 1";
+/// Smaller roots list fast enough: no cache file.
+const NAMES_CACHE_MIN: usize = 64;
+/// A names cache larger than this is ignored (about 2.5 million names).
+const NAMES_CACHE_MAX: u64 = 64 << 20;
+
+/// A directory as a cache saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootStamp {
+    pub ino: u64,
+    pub nlink: u64,
+    pub mtime_ns: i128,
 }
 
-/// For each name (sorted ascending by `cmp_ids`, case-insensitively
-/// unique), the shortest prefix of at least `SHORT_ID_MIN` chars that no
-/// other name shares — like git's abbreviated hashes.
-pub fn short_ids(sorted: &[String]) -> Vec<String> {
-    let lcp = |a: &str, b: &str| {
-        a.bytes()
-            .zip(b.bytes())
-            .take_while(|(x, y)| x.eq_ignore_ascii_case(y))
+impl RootStamp {
+    /// Can a change after `t0_ns` (wall clock, read after this stamp) be
+    /// told from this stamp by the mtime alone? Yes when the mtime is
+    /// older than `t0` by more than the file system's timestamps can blur:
+    /// Linux stamps with a tick-based clock (≤ 10 ms behind), so 100 ms is
+    /// plenty; whole-second stamps (nanoseconds 0) need two seconds.
+    pub fn settled(&self, t0_ns: i128) -> bool {
+        let slack = if self.mtime_ns % 1_000_000_000 == 0 {
+            2_000_000_000
+        } else {
+            100_000_000
+        };
+        self.mtime_ns + slack < t0_ns
+    }
+}
+
+pub fn root_stamp(root: &Path) -> Option<RootStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(root).ok()?;
+    Some(RootStamp {
+        ino: m.ino(),
+        nlink: m.nlink(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// The cached names, if the cache is intact and was written for `now`.
+fn read_names_cache(path: &Path, now: RootStamp) -> Option<Names> {
+    use std::io::Read;
+    let f = crate::sys::open_read(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    if len > NAMES_CACHE_MAX {
+        return None;
+    }
+    // Sized once: growing a vector of this size copies it several times.
+    let mut text = Vec::with_capacity(len as usize + 1);
+    f.take(NAMES_CACHE_MAX).read_to_end(&mut text).ok()?;
+    let text = std::str::from_utf8(&text).ok()?;
+    let (header, body) = text.split_once('\n')?;
+    let mut w = header.rsplitn(4, ' ');
+    let mtime_ns = w.next()?.parse().ok()?;
+    let nlink = w.next()?.parse().ok()?;
+    let ino = w.next()?.parse().ok()?;
+    if w.next()? != NAMES_HEADER
+        || now
+            != (RootStamp {
+                ino,
+                nlink,
+                mtime_ns,
+            })
+    {
+        return None;
+    }
+    let mut names = Names::default();
+    for line in body.split_terminator('\n') {
+        if is_ulid(line) {
+            names.ulids.push(line.as_bytes().try_into().ok()?);
+        } else if valid_id(line) {
+            names.legacy.push(line.to_string());
+        } else {
+            return None;
+        }
+    }
+    names.sort(); // already in order: one pass
+    Some(names)
+}
+
+/// Case-insensitive order of ids, without allocating.
+pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    cmp_ci(a.as_bytes(), b.as_bytes())
+}
+
+fn cmp_ci(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.iter()
+        .map(u8::to_ascii_uppercase)
+        .cmp(b.iter().map(u8::to_ascii_uppercase))
+}
+
+const ULID_LEN: usize = 26;
+
+/// A root's job directory names from one directory scan, in creation
+/// order. ULID names (all that `new_id` makes) are fixed arrays sorted by
+/// two integer keys: no heap string per name and no byte-by-byte compare,
+/// which were most of the user time of `list` over 1,000 jobs. Other
+/// valid names ("legacy") count as older than every ULID and sort by
+/// name, case-insensitively.
+#[derive(Debug, Default)]
+pub struct Names {
+    /// Ascending; upper-case, so byte order is `cmp_ids` order.
+    ulids: Vec<[u8; ULID_LEN]>,
+    /// Ascending by `cmp_ids`, ties by bytes.
+    legacy: Vec<String>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        match <[u8; ULID_LEN]>::try_from(name.as_bytes()) {
+            Ok(a) if is_ulid(name) => self.ulids.push(a),
+            _ => self.legacy.push(name.to_string()),
+        }
+    }
+
+    fn sort(&mut self) {
+        // Big-endian integers order exactly like the bytes they hold.
+        self.ulids.sort_unstable_by_key(|u| {
+            let mut lo = [0u8; 16];
+            lo[..ULID_LEN - 16].copy_from_slice(&u[16..]);
+            (
+                u128::from_be_bytes(u[..16].try_into().unwrap_or_default()),
+                u128::from_be_bytes(lo),
+            )
+        });
+        self.legacy
+            .sort_unstable_by(|a, b| cmp_ids(a, b).then_with(|| a.cmp(b)));
+    }
+
+    /// Oldest first (`.rev()` for newest first): legacy names, then ULIDs.
+    pub fn oldest_first(&self) -> impl DoubleEndedIterator<Item = &str> {
+        // ULID bytes are ASCII, so the conversion never fails.
+        self.legacy.iter().map(String::as_str).chain(
+            self.ulids
+                .iter()
+                .map(|u| std::str::from_utf8(u).unwrap_or_default()),
+        )
+    }
+
+    /// The shortest prefix of `name` (one of these names), at least
+    /// `SHORT_ID_MIN` long, that no other name shares case-insensitively
+    /// — like git's abbreviated hashes. It is computed from the neighbours
+    /// of `name` in each sorted list: the longest common prefix with any
+    /// other name is found at a neighbour.
+    pub fn short_id(&self, name: &str) -> String {
+        let n = name.as_bytes();
+        // ULIDs are upper-case: against an upper-cased name, plain byte
+        // order is the case-insensitive order (and far cheaper).
+        let upper = name.to_ascii_uppercase();
+        let longest = longest_shared_prefix(&self.ulids, upper.as_bytes(), n, |a, b| a.cmp(b))
+            .max(longest_shared_prefix(&self.legacy, n, n, cmp_ci));
+        name[..(longest + 1).max(SHORT_ID_MIN).min(n.len())].to_string()
+    }
+}
+
+/// The longest case-insensitive common prefix of `n` with a name of
+/// `sorted` other than `n` itself (`n.len()` when one equals it but for
+/// case, since no prefix tells them apart). `key` is `n` as `cmp` orders
+/// `sorted`.
+fn longest_shared_prefix<T: AsRef<[u8]>>(
+    sorted: &[T],
+    key: &[u8],
+    n: &[u8],
+    cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
+) -> usize {
+    let lo = sorted.partition_point(|x| cmp(x.as_ref(), key).is_lt());
+    let hi = lo + sorted[lo..].partition_point(|x| cmp(x.as_ref(), key).is_le());
+    if sorted[lo..hi].iter().any(|x| x.as_ref() != n) {
+        return n.len();
+    }
+    let lcp = |x: &T| {
+        x.as_ref()
+            .iter()
+            .zip(n)
+            .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
             .count()
     };
-    (0..sorted.len())
-        .map(|i| {
-            let name = &sorted[i];
-            let mut need = SHORT_ID_MIN;
-            if i > 0 {
-                need = need.max(lcp(name, &sorted[i - 1]) + 1);
-            }
-            if i + 1 < sorted.len() {
-                need = need.max(lcp(name, &sorted[i + 1]) + 1);
-            }
-            name[..need.min(name.len())].to_string()
-        })
-        .collect()
+    let before = lo.checked_sub(1).map_or(0, |i| lcp(&sorted[i]));
+    let after = sorted.get(hi).map_or(0, lcp);
+    before.max(after)
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -421,15 +641,58 @@ mod tests {
 
     #[test]
     fn short_ids_are_unique_and_at_least_ten() {
-        let names: Vec<String> = vec![
-            "01ABCDEFGHIJ0000000000000A".into(),
-            "01ABCDEFGHIJK000000000000B".into(),
-            "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+        // ULIDs (Crockford: no I, L, O, U) and legacy names mixed.
+        let ulids = [
+            "01ABCDEFGHJK0000000000000A",
+            "01ABCDEFGHJKM000000000000B",
+            "01ZZZZZZZZZZZZZZZZZZZZZZZZ",
         ];
-        let s = short_ids(&names);
-        assert_eq!(s[0], "01ABCDEFGHIJ0");
-        assert_eq!(s[1], "01ABCDEFGHIJK");
-        assert_eq!(s[2], "01ZZZZZZZZ");
+        let legacy = [
+            "01abcdefghjkm000000000000b-old",
+            "legacy-one",
+            "LEGACY-ONE-X",
+            "mixed",
+            "MIXED",
+        ];
+        let mut all = Names::default();
+        for n in ulids.iter().chain(&legacy) {
+            all.push(n);
+        }
+        all.sort();
+        assert_eq!(all.ulids.len(), 3);
+        assert_eq!(all.short_id(ulids[0]), "01ABCDEFGHJK0");
+        // Shares 26 characters with a legacy name, case-insensitively.
+        assert_eq!(all.short_id(ulids[1]), ulids[1]);
+        assert_eq!(all.short_id(ulids[2]), "01ZZZZZZZZ");
+        assert_eq!(all.short_id(legacy[0]), "01abcdefghjkm000000000000b-");
+        assert_eq!(all.short_id("legacy-one"), "legacy-one");
+        assert_eq!(all.short_id("LEGACY-ONE-X"), "LEGACY-ONE-");
+        // Equal but for case: no prefix tells them apart.
+        assert_eq!(all.short_id("mixed"), "mixed");
+        assert_eq!(all.short_id("MIXED"), "MIXED");
+        // Newest first: ULIDs descending, then legacy names descending.
+        let order: Vec<&str> = all.oldest_first().rev().collect();
+        assert_eq!(&order[..3], &[ulids[2], ulids[1], ulids[0]]);
+        assert_eq!(order.len(), 8);
+        assert_eq!(order[7], legacy[0]);
+        // Against the obvious quadratic definition.
+        let every: Vec<&str> = all.oldest_first().collect();
+        for n in &every {
+            let longest = every
+                .iter()
+                .filter(|o| *o != n)
+                .map(|o| {
+                    o.bytes()
+                        .zip(n.bytes())
+                        .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+                        .count()
+                        + usize::from(o.eq_ignore_ascii_case(n))
+                })
+                .max()
+                .unwrap_or(0);
+            let want = &n[..(longest + 1).max(SHORT_ID_MIN).min(n.len())];
+            assert_eq!(all.short_id(n), want, "{n}");
+        }
     }
 
     #[test]

@@ -560,18 +560,17 @@ pub enum EntryKind {
     Unknown,
 }
 
-/// Names and kinds of the entries of `dir` (without `.` and `..`),
-/// read with getdents64 into one 64 KiB buffer: a thousand entries cost
-/// one or two system calls, where readdir(3) of musl makes fifty.
-/// Names that are not UTF-8 are skipped.
-pub fn list_dir(dir: &std::path::Path) -> io::Result<Vec<(String, EntryKind)>> {
-    let f = File::options()
+/// Calls `f` with the name and kind of every entry of `dir` (without `.`
+/// and `..`), read with getdents64 into one 64 KiB buffer: a thousand
+/// entries cost one or two system calls, where readdir(3) of musl makes
+/// fifty, and no name is copied. Names that are not UTF-8 are skipped.
+pub fn for_each_entry(dir: &std::path::Path, mut f: impl FnMut(&str, EntryKind)) -> io::Result<()> {
+    let file = File::options()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(dir)?;
-    let fd = f.as_raw_fd();
+    let fd = file.as_raw_fd();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
     loop {
         // SAFETY: the pointer and length describe `buf`, a live writable
         // buffer; the kernel writes at most `buf.len()` bytes of
@@ -585,7 +584,7 @@ pub fn list_dir(dir: &std::path::Path) -> io::Result<Vec<(String, EntryKind)>> {
             return Err(e);
         }
         if n == 0 {
-            return Ok(out);
+            return Ok(());
         }
         // Records: d_ino u64, d_off i64, d_reclen u16, d_type u8, name\0.
         let mut off = 0usize;
@@ -604,7 +603,7 @@ pub fn list_dir(dir: &std::path::Path) -> io::Result<Vec<(String, EntryKind)>> {
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." {
                 if let Ok(n) = std::str::from_utf8(name) {
-                    out.push((n.to_string(), kind));
+                    f(n, kind);
                 }
             }
             off += reclen;
@@ -784,12 +783,16 @@ mod tests {
     }
 
     #[test]
-    fn list_dir_sees_every_entry() {
+    fn for_each_entry_sees_every_entry() {
         let dir = std::env::temp_dir().join(format!("ae-ls-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         for i in 0..3000 {
             std::fs::write(dir.join(format!("file-{i:04}")), b"").unwrap();
         }
+        let list_dir = |d: &std::path::Path| {
+            let mut v = Vec::new();
+            for_each_entry(d, |n, k| v.push((n.to_string(), k))).map(|()| v)
+        };
         let mut names = list_dir(&dir).unwrap();
         names.sort();
         assert_eq!(names.len(), 3001);

@@ -68,6 +68,14 @@ pub fn now_unix_ms() -> u64 {
     }
 }
 
+/// Current system time in Unix nanoseconds (negative before 1970).
+pub fn now_unix_ns() -> i128 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
 /// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_ts() -> String {
     format_ts(now_unix())

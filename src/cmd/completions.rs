@@ -50,7 +50,7 @@ use crate::cli::{self, Cmd, Flag, JobFilter, Kind, Matches, Ty, COMMANDS, GLOBAL
 use crate::error::{Error, Result};
 use crate::job::{Status, LOCK, META, STATE};
 use crate::output::Output;
-use crate::store::Store;
+use crate::store::{root_stamp, RootStamp, Store, CACHE_DIR};
 use crate::sys;
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -444,7 +444,6 @@ fn admits(filter: JobFilter, s: Status) -> bool {
 /// that writing it does not touch the root's own mtime. Any doubt
 /// (unreadable, other version) means an empty cache; it is rebuilt by the
 /// next completion.
-const CACHE_DIR: &str = ".cache";
 const CACHE: &str = ".cache/complete";
 const CACHE_HEADER: &str = "agent-exec complete-cache 2";
 /// How much older than the cache the root's mtime must be for the cached
@@ -467,25 +466,6 @@ fn parse_status(s: &str) -> Option<Status> {
     }
 }
 
-/// The root as the cache saw it: (inode, link count, mtime in ns).
-type RootStamp = (u64, u64, i128);
-
-fn root_stamp(root: &Path) -> Option<RootStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(root).ok()?;
-    Some((
-        m.ino(),
-        m.nlink(),
-        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-    ))
-}
-
-fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
-}
-
 /// The cached entries, and whether they are the root's complete listing.
 fn parse_cache(text: &str, stamp: Option<RootStamp>) -> (HashMap<&str, Known<'_>>, bool) {
     let mut lines = text.split('\n');
@@ -501,8 +481,12 @@ fn parse_cache(text: &str, stamp: Option<RootStamp>) -> (HashMap<&str, Known<'_>
         return (HashMap::new(), false);
     }
     let complete = match (stamp, ino, nlink, mtime, written) {
-        (Some(now), Some(i), Some(l), Some(m), Some(w)) => {
-            now == (i, l, m) && m + MTIME_SLACK_NS < w
+        (Some(now), Some(ino), Some(nlink), Some(mtime_ns), Some(w)) => {
+            now == (RootStamp {
+                ino,
+                nlink,
+                mtime_ns,
+            }) && mtime_ns + MTIME_SLACK_NS < w
         }
         _ => false,
     };
@@ -523,11 +507,17 @@ fn write_cache(root: &Path, names: &[&str], known: &HashMap<&str, Known>) {
     // then the stamp: writing inside it leaves the root as stamped.
     let dir = root.join(CACHE_DIR);
     let _ = std::fs::create_dir(&dir);
-    let Some((ino, nlink, mtime)) = root_stamp(root) else {
+    let Some(RootStamp {
+        ino,
+        nlink,
+        mtime_ns,
+    }) = root_stamp(root)
+    else {
         return;
     };
     let mut text = String::with_capacity(96 + names.len() * 64);
-    let _ = writeln!(text, "{CACHE_HEADER} {ino} {nlink} {mtime} {}", now_ns());
+    let now = crate::time::now_unix_ns();
+    let _ = writeln!(text, "{CACHE_HEADER} {ino} {nlink} {mtime_ns} {now}");
     for &n in names {
         let Some(k) = known.get(n) else {
             continue;

@@ -86,8 +86,7 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
         job::validate_tag_pattern(t)?;
     }
     let cwd = q.cwd.as_deref().map(|c| normalize_dir(Path::new(c)));
-    let mut names = crate::gc::names_oldest_first(store)?;
-    names.reverse();
+    let names = store.names_cached()?;
     let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
     let mut body = ListBody {
         root: store.display(),
@@ -95,7 +94,7 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
         truncated: false,
         skipped: 0,
     };
-    for name in &names {
+    for name in names.oldest_first().rev() {
         let j = store.job(name);
         let Some(meta) = read_summary(&j) else {
             body.skipped += 1;
@@ -117,7 +116,7 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             break;
         }
         body.jobs.push(ListEntry {
-            job_id: name.clone(),
+            job_id: name.to_string(),
             short_job_id: String::new(),
             state,
             exit_code: st.as_ref().and_then(|s| s.result.exit_code),
@@ -128,22 +127,9 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             tags: meta.tags,
         });
     }
-    if !body.jobs.is_empty() {
-        // Unique among every job directory of the root, not only these.
-        let mut sorted = names;
-        // Upper-case ULIDs already are in this order; legacy names may not be.
-        if !sorted
-            .windows(2)
-            .all(|w| store::cmp_ids(&w[0], &w[1]).is_le())
-        {
-            sorted.sort_unstable_by(|a, b| store::cmp_ids(a, b));
-        }
-        let shorts = store::short_ids(&sorted);
-        for e in &mut body.jobs {
-            e.short_job_id = sorted
-                .binary_search_by(|n| store::cmp_ids(n, &e.job_id))
-                .map_or_else(|_| e.job_id.clone(), |i| shorts[i].clone());
-        }
+    // Unique among every job directory of the root, not only these.
+    for e in &mut body.jobs {
+        e.short_job_id = names.short_id(&e.job_id);
     }
     Ok(body)
 }
