@@ -295,8 +295,11 @@ pub fn update_meta(job: &Job, f: impl FnOnce(&mut Meta) -> Result<()>) -> Result
 /// read_to_end's fstat and second read. Our JSON files are replaced by
 /// rename, never written in place, so a read never sees half a file.
 fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    read_all(&mut crate::sys::open_read(path)?, buf)
+}
+
+fn read_all(f: &mut std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read;
-    let mut f = crate::sys::open_read(path)?;
     buf.clear();
     let mut len = 0;
     loop {
@@ -328,6 +331,18 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     read_small(path, &mut buf).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     serde_json::from_slice(&buf)
         .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())))
+}
+
+/// `read_json`, with the file's metadata as it was before the read (from
+/// the open descriptor, so it describes the file that was read).
+pub fn read_json_stamped<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Option<(T, std::fs::Metadata)> {
+    let mut f = crate::sys::open_read(path).ok()?;
+    let m = f.metadata().ok()?;
+    let mut buf = Vec::new();
+    read_all(&mut f, &mut buf).ok()?;
+    Some((serde_json::from_slice(&buf).ok()?, m))
 }
 
 pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> Result<()> {

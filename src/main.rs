@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+mod cache;
 mod cli;
 mod cmd;
 mod config;

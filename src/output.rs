@@ -26,41 +26,67 @@ use crate::error::Error;
 
 pub const SCHEMA_VERSION: &str = "0.1";
 
-/// A success document: its `type` and its fields as a JSON object text.
+/// A success document: the whole envelope as compact JSON and a newline,
+/// built in one buffer (the body is serialized straight after the
+/// envelope's first fields, not copied in: a listing is tens of KiB).
 #[derive(Debug, Clone)]
 pub struct Response {
-    pub kind: &'static str,
-    body: String,
+    text: String,
 }
 
 impl Response {
     pub fn new<T: Serialize>(kind: &'static str, body: &T) -> Response {
-        let body = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string());
-        Response { kind, body }
+        let mut buf = Response::head(kind).into_bytes();
+        let at = buf.len();
+        if serde_json::to_writer(&mut buf, body).is_err() {
+            buf.truncate(at);
+        }
+        Response::finish(buf, at)
     }
 
     /// A body that is already a JSON object's text (e.g. an embedded
     /// document whose key order we keep as written).
     pub fn raw(kind: &'static str, body: String) -> Response {
-        Response { kind, body }
+        let mut buf = Response::head(kind).into_bytes();
+        let at = buf.len();
+        buf.extend_from_slice(body.trim().as_bytes());
+        Response::finish(buf, at)
+    }
+
+    fn head(kind: &str) -> String {
+        // Above 4 KiB musl maps fresh pages for every size a growing
+        // buffer passes through, and copies; untouched capacity costs
+        // nothing, so one generous buffer serves most documents.
+        let mut s = String::with_capacity(64 << 10);
+        s.push_str("{\"schema_version\":\"0.1\",\"ok\":true,\"type\":");
+        s.push_str(&serde_json::to_string(kind).unwrap_or_default());
+        s
+    }
+
+    /// `buf[at..]` holds the body object: its fields join the envelope's.
+    fn finish(mut buf: Vec<u8>, at: usize) -> Response {
+        let object = buf.len() >= at + 2 && buf[at] == b'{' && buf.ends_with(b"}");
+        if object
+            && buf[at + 1..]
+                .iter()
+                .any(|b| !b.is_ascii_whitespace() && *b != b'}')
+        {
+            buf[at] = b','; // `{"a":1}` becomes `,"a":1}`
+        } else {
+            buf.truncate(at); // empty or not an object: no fields
+            buf.push(b'}');
+        }
+        buf.push(b'\n');
+        Response {
+            // Only whole JSON texts were appended to a valid UTF-8 head.
+            text: String::from_utf8(buf).unwrap_or_default(),
+        }
     }
 
     /// The full envelope as compact JSON (no trailing newline).
+    #[cfg(test)]
     pub fn to_json(&self) -> String {
-        let fields = self.body.trim();
-        let inner = fields
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-            .unwrap_or("");
-        let mut s = String::with_capacity(inner.len() + 64);
-        s.push_str("{\"schema_version\":\"0.1\",\"ok\":true,\"type\":");
-        s.push_str(&serde_json::to_string(self.kind).unwrap_or_default());
-        if !inner.is_empty() {
-            s.push(',');
-            s.push_str(inner);
-        }
-        s.push('}');
-        s
+        self.text.trim_end_matches('\n').to_string()
     }
 }
 
@@ -135,7 +161,11 @@ fn write_stdout(text: &str) {
 }
 
 pub fn print_response(r: &Response) {
-    write_stdout(&render(&r.to_json()));
+    if YAML.load(Ordering::Relaxed) {
+        write_stdout(&render(r.text.trim_end_matches('\n')));
+    } else {
+        write_stdout(&r.text);
+    }
 }
 
 pub fn print_error(e: &Error) {

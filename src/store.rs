@@ -150,54 +150,11 @@ impl Store {
     /// Names of the root's job directories in creation order.
     pub fn names(&self) -> Result<Names> {
         let mut b = Names::default();
-        self.scan(|n| b.push(n))?;
+        self.scan(|n| {
+            b.push(n);
+        })?;
         b.sort();
         Ok(b)
-    }
-
-    /// `names`, answered from the names cache while the root is unchanged
-    /// (see `NAMES_CACHE`), and otherwise listed and, when the root has
-    /// settled, remembered. For readers that list the whole root often
-    /// (`list`, `GET /list`); anything that deletes lists afresh.
-    pub fn names_cached(&self) -> Result<Names> {
-        let cache = self.root.join(CACHE_DIR).join(NAMES_CACHE);
-        let Some(before) = root_stamp(&self.root) else {
-            return self.names(); // no root: no names, or the error
-        };
-        if let Some(n) = read_names_cache(&cache, before) {
-            return Ok(n);
-        }
-        let t0 = crate::time::now_unix_ns();
-        let names = self.names()?;
-        if names.ulids.len() + names.legacy.len() < NAMES_CACHE_MIN || !before.settled(t0) {
-            return Ok(names);
-        }
-        // Creating the cache's directory changes the root: the stamp taken
-        // before it would be wrong, so the next lister writes the cache.
-        match fs::DirBuilder::new()
-            .mode(0o700)
-            .create(self.root.join(CACHE_DIR))
-        {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            _ => return Ok(names),
-        }
-        let mut text = String::with_capacity(64 + 27 * names.ulids.len());
-        text.push_str(&format!(
-            "{NAMES_HEADER} {} {} {}\n",
-            before.ino, before.nlink, before.mtime_ns
-        ));
-        for n in names.oldest_first() {
-            text.push_str(n);
-            text.push('\n');
-        }
-        // Best effort: a read-only root just stays uncached.
-        let _ = write_atomic(
-            &self.root.join(CACHE_DIR),
-            NAMES_CACHE,
-            text.as_bytes(),
-            false,
-        );
-        Ok(names)
     }
 
     /// Resolve a full id or a unique case-insensitive prefix.
@@ -261,12 +218,21 @@ pub fn new_id() -> Result<String> {
 /// Does `id` have the shape of a ULID (26 upper-case Crockford base32
 /// characters)? Such names sort by creation time as plain text.
 pub fn is_ulid(id: &str) -> bool {
-    id.len() == 26
-        && id.as_bytes()[0] <= b'7'
-        && id
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
+    id.len() == 26 && id.as_bytes()[0] <= b'7' && id.bytes().all(|b| CROCKFORD[b as usize])
 }
+
+/// Upper-case Crockford base32 digits (no I, L, O, U), as a table: the
+/// list cache checks every byte of every cached name.
+static CROCKFORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let digits = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut i = 0;
+    while i < digits.len() {
+        t[digits[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// Milliseconds since the epoch encoded in a ULID id, if it is one.
 pub fn id_time_ms(id: &str) -> Option<u64> {
@@ -279,23 +245,6 @@ pub fn id_time_ms(id: &str) -> Option<u64> {
 /// The root's private cache directory (not a valid id, so never a job).
 pub const CACHE_DIR: &str = ".cache";
 
-/// `<root>/.cache/names`: the root's job names, oldest first, one per line
-/// (a valid id holds no newline), after a header recording the root's
-/// inode, link count and mtime when it was listed. Creating or removing a
-/// job directory changes the root's mtime and link count, so while all
-/// three are unchanged the cached names *are* the root's names, and
-/// `list` skips the directory scan: on ext4 the kernel hashes and sorts
-/// every entry of a 1,000-job root for each scan, most of `list`'s time.
-/// The stamp is only trusted when it was taken well after the root's last
-/// change (`RootStamp::settled`). The file sits in a subdirectory so that
-/// writing it leaves the root's stamp alone.
-const NAMES_CACHE: &str = "names";
-const NAMES_HEADER: &str = "agent-exec names-cache 1";
-/// Smaller roots list fast enough: no cache file.
-const NAMES_CACHE_MIN: usize = 64;
-/// A names cache larger than this is ignored (about 2.5 million names).
-const NAMES_CACHE_MAX: u64 = 64 << 20;
-
 /// A directory as a cache saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RootStamp {
@@ -304,20 +253,18 @@ pub struct RootStamp {
     pub mtime_ns: i128,
 }
 
-impl RootStamp {
-    /// Can a change after `t0_ns` (wall clock, read after this stamp) be
-    /// told from this stamp by the mtime alone? Yes when the mtime is
-    /// older than `t0` by more than the file system's timestamps can blur:
-    /// Linux stamps with a tick-based clock (≤ 10 ms behind), so 100 ms is
-    /// plenty; whole-second stamps (nanoseconds 0) need two seconds.
-    pub fn settled(&self, t0_ns: i128) -> bool {
-        let slack = if self.mtime_ns % 1_000_000_000 == 0 {
-            2_000_000_000
-        } else {
-            100_000_000
-        };
-        self.mtime_ns + slack < t0_ns
-    }
+/// Can any change after `t0_ns` (wall clock) be told from a file time
+/// `time_ns` read before it? Yes when that time is older than `t0` by more
+/// than the file system's timestamps can blur: Linux stamps with a
+/// tick-based clock (at most 10 ms behind), so 100 ms is plenty;
+/// whole-second stamps (nanoseconds 0) need two seconds.
+pub fn settled(time_ns: i128, t0_ns: i128) -> bool {
+    let slack = if time_ns % 1_000_000_000 == 0 {
+        2_000_000_000
+    } else {
+        100_000_000
+    };
+    time_ns + slack < t0_ns
 }
 
 pub fn root_stamp(root: &Path) -> Option<RootStamp> {
@@ -328,47 +275,6 @@ pub fn root_stamp(root: &Path) -> Option<RootStamp> {
         nlink: m.nlink(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
     })
-}
-
-/// The cached names, if the cache is intact and was written for `now`.
-fn read_names_cache(path: &Path, now: RootStamp) -> Option<Names> {
-    use std::io::Read;
-    let f = crate::sys::open_read(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    if len > NAMES_CACHE_MAX {
-        return None;
-    }
-    // Sized once: growing a vector of this size copies it several times.
-    let mut text = Vec::with_capacity(len as usize + 1);
-    f.take(NAMES_CACHE_MAX).read_to_end(&mut text).ok()?;
-    let text = std::str::from_utf8(&text).ok()?;
-    let (header, body) = text.split_once('\n')?;
-    let mut w = header.rsplitn(4, ' ');
-    let mtime_ns = w.next()?.parse().ok()?;
-    let nlink = w.next()?.parse().ok()?;
-    let ino = w.next()?.parse().ok()?;
-    if w.next()? != NAMES_HEADER
-        || now
-            != (RootStamp {
-                ino,
-                nlink,
-                mtime_ns,
-            })
-    {
-        return None;
-    }
-    let mut names = Names::default();
-    for line in body.split_terminator('\n') {
-        if is_ulid(line) {
-            names.ulids.push(line.as_bytes().try_into().ok()?);
-        } else if valid_id(line) {
-            names.legacy.push(line.to_string());
-        } else {
-            return None;
-        }
-    }
-    names.sort(); // already in order: one pass
-    Some(names)
 }
 
 /// Case-insensitive order of ids, without allocating.
@@ -399,25 +305,68 @@ pub struct Names {
 }
 
 impl Names {
-    fn push(&mut self, name: &str) {
-        match <[u8; ULID_LEN]>::try_from(name.as_bytes()) {
-            Ok(a) if is_ulid(name) => self.ulids.push(a),
-            _ => self.legacy.push(name.to_string()),
+    /// Room for about `n` ULID names.
+    pub fn with_capacity(n: usize) -> Names {
+        Names {
+            ulids: Vec::with_capacity(n),
+            legacy: Vec::new(),
         }
     }
 
-    fn sort(&mut self) {
-        // Big-endian integers order exactly like the bytes they hold.
-        self.ulids.sort_unstable_by_key(|u| {
-            let mut lo = [0u8; 16];
-            lo[..ULID_LEN - 16].copy_from_slice(&u[16..]);
-            (
-                u128::from_be_bytes(u[..16].try_into().unwrap_or_default()),
-                u128::from_be_bytes(lo),
-            )
-        });
+    /// Add a name; says whether it is a ULID.
+    pub fn push(&mut self, name: &str) -> bool {
+        match <[u8; ULID_LEN]>::try_from(name.as_bytes()) {
+            Ok(a) if is_ulid(name) => {
+                self.ulids.push(a);
+                true
+            }
+            _ => {
+                self.legacy.push(name.to_string());
+                false
+            }
+        }
+    }
+
+    /// Big-endian integers order exactly like the bytes they hold, and
+    /// compare in two instructions where bytes take a `memcmp` call.
+    fn key(u: &[u8; ULID_LEN]) -> (u128, u128) {
+        let mut lo = [0u8; 16];
+        lo[..ULID_LEN - 16].copy_from_slice(&u[16..]);
+        (
+            u128::from_be_bytes(u[..16].try_into().unwrap_or_default()),
+            u128::from_be_bytes(lo),
+        )
+    }
+
+    pub fn sort(&mut self) {
+        self.ulids.sort_unstable_by_key(Names::key);
         self.legacy
             .sort_unstable_by(|a, b| cmp_ids(a, b).then_with(|| a.cmp(b)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ulids.len() + self.legacy.len()
+    }
+
+    /// The order of `oldest_first`, for any two names: legacy names
+    /// before ULIDs, legacy by `cmp_ids` then bytes, ULIDs by bytes.
+    pub fn cmp_order(a: &str, b: &str) -> std::cmp::Ordering {
+        match (is_ulid(a), is_ulid(b)) {
+            (true, true) => a.cmp(b),
+            (false, false) => cmp_ids(a, b).then_with(|| a.cmp(b)),
+            (x, y) => x.cmp(&y),
+        }
+    }
+
+    /// Is the order the one `sort` makes? (Said of names read back.)
+    pub fn is_sorted(&self) -> bool {
+        self.ulids
+            .windows(2)
+            .all(|w| Names::key(&w[0]) < Names::key(&w[1]))
+            && self
+                .legacy
+                .windows(2)
+                .all(|w| cmp_ids(&w[0], &w[1]).then_with(|| w[0].cmp(&w[1])).is_lt())
     }
 
     /// Oldest first (`.rev()` for newest first): legacy names, then ULIDs.

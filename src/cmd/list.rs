@@ -19,13 +19,14 @@
 //! Rejected: 0.2.3 read every job and sorted by `started_at` strings,
 //! which made `list --limit 5` cost as much as the whole root.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
+use crate::cache::ListCache;
 use crate::cli::Matches;
 use crate::error::Result;
-use crate::job;
+use crate::job::{self, Status};
 use crate::output::{Output, Response};
 use crate::store::{self, Store};
 
@@ -76,9 +77,14 @@ pub fn normalize_dir(p: &Path) -> String {
         .into_owned()
 }
 
-/// The caller's working directory, normalised like a job's `cwd`.
+/// The caller's working directory, normalised like a job's `cwd`. Linux's
+/// getcwd already resolves every symlink, so no canonicalisation (one
+/// readlink per component) is needed.
 pub fn current_dir() -> String {
-    normalize_dir(&std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")))
+    match std::env::current_dir() {
+        Ok(d) if d.is_absolute() => d.to_string_lossy().into_owned(),
+        _ => normalize_dir(Path::new("/")),
+    }
 }
 
 pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
@@ -86,7 +92,12 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
         job::validate_tag_pattern(t)?;
     }
     let cwd = q.cwd.as_deref().map(|c| normalize_dir(Path::new(c)));
-    let names = store.names_cached()?;
+    let wanted = |m: &MetaSummary| {
+        cwd.as_ref().map_or(true, |c| m.cwd.as_ref() == Some(c))
+            && q.tags.iter().all(|p| job::tag_matches(&m.tags, p))
+    };
+    let mut cache = ListCache::load(store)?;
+    let learning = cache.notes.enabled();
     let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
     let mut body = ListBody {
         root: store.display(),
@@ -94,20 +105,35 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
         truncated: false,
         skipped: 0,
     };
-    for name in names.oldest_first().rev() {
+    for name in cache.names.oldest_first().rev() {
         let j = store.job(name);
-        let Some(meta) = read_summary(&j) else {
-            body.skipped += 1;
-            continue;
+        let noted = cache.notes.get(name);
+        let had_note = noted.is_some();
+        let (meta, st) = match noted.and_then(|n| from_note(&j, n)) {
+            Some(seen) => seen,
+            None => {
+                let Some((meta, meta_file)) = read_meta(&j, learning) else {
+                    body.skipped += 1;
+                    continue;
+                };
+                if !learning && !wanted(&meta) {
+                    continue; // its state is not needed
+                }
+                let (st, state_file) = read_state(&j, learning);
+                let note = make_note(&meta, meta_file, st.as_ref(), state_file, cache.t0);
+                if note.is_some() || had_note {
+                    cache.notes.learn(name, note);
+                }
+                (meta, st)
+            }
         };
-        if cwd.as_ref().is_some_and(|c| meta.cwd.as_ref() != Some(c)) {
+        if !wanted(&meta) {
             continue;
         }
-        if !q.tags.iter().all(|p| job::tag_matches(&meta.tags, p)) {
-            continue;
-        }
-        let st = crate::observe::current_state(&j).ok();
-        let state = st.as_ref().map_or("unknown", |s| s.status().as_str());
+        let state = st
+            .as_ref()
+            .and_then(|s| s.status)
+            .map_or("unknown", Status::as_str);
         if q.state.as_deref().is_some_and(|want| want != state) {
             continue;
         }
@@ -115,22 +141,24 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             body.truncated = true;
             break;
         }
+        let st = st.unwrap_or_default();
         body.jobs.push(ListEntry {
             job_id: name.to_string(),
             short_job_id: String::new(),
             state,
-            exit_code: st.as_ref().and_then(|s| s.result.exit_code),
+            exit_code: st.exit_code,
             created_at: meta.created_at,
-            started_at: st.as_ref().and_then(|s| s.job.started_at.clone()),
-            finished_at: st.as_ref().and_then(|s| s.finished_at.clone()),
-            updated_at: st.map(|s| s.updated_at),
+            started_at: st.started_at,
+            finished_at: st.finished_at,
+            updated_at: st.updated_at,
             tags: meta.tags,
         });
     }
     // Unique among every job directory of the root, not only these.
     for e in &mut body.jobs {
-        e.short_job_id = names.short_id(&e.job_id);
+        e.short_job_id = cache.names.short_id(&e.job_id);
     }
+    cache.save();
     Ok(body)
 }
 
@@ -149,8 +177,163 @@ struct MetaSummary {
     tags: Vec<String>,
 }
 
-fn read_summary(j: &job::Job) -> Option<MetaSummary> {
-    job::read_json(&j.path(job::META)).ok()
+/// What `list` shows of state.json.
+#[derive(Default)]
+struct StateSummary {
+    /// None: no status recorded (listed `unknown`).
+    status: Option<Status>,
+    exit_code: Option<i32>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+impl From<job::State> for StateSummary {
+    fn from(s: job::State) -> Self {
+        StateSummary {
+            status: Some(s.status()),
+            exit_code: s.result.exit_code,
+            started_at: s.job.started_at,
+            finished_at: s.finished_at,
+            updated_at: Some(s.updated_at),
+        }
+    }
+}
+
+/// A file as a cache note saw it. Any write changes its ctime (which
+/// cannot be set back), a replacement by rename its inode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: m.ino(),
+            size: m.size(),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        }
+    }
+
+    fn parse(s: &str) -> Option<FileStamp> {
+        let mut w = s.split('.');
+        let stamp = FileStamp {
+            ino: w.next()?.parse().ok()?,
+            size: w.next()?.parse().ok()?,
+            ctime_ns: w.next()?.parse().ok()?,
+        };
+        w.next().is_none().then_some(stamp)
+    }
+
+    /// Does `path` still look as `self` says?
+    fn holds(self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == self)
+    }
+}
+
+impl std::fmt::Display for FileStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.ino, self.size, self.ctime_ns)
+    }
+}
+
+/// meta.json's summary, with its stamp when `stamped`.
+fn read_meta(j: &job::Job, stamped: bool) -> Option<(MetaSummary, Option<FileStamp>)> {
+    let path = j.path(job::META);
+    if stamped {
+        let (m, file) = job::read_json_stamped(&path)?;
+        Some((m, Some(FileStamp::of(&file))))
+    } else {
+        Some((job::read_json(&path).ok()?, None))
+    }
+}
+
+/// The job's state as it really is (a running job whose supervisor is
+/// gone reads `failed`), with the file's stamp when `stamped` and final.
+fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<FileStamp>) {
+    if stamped {
+        if let Some((s, file)) = job::read_json_stamped::<job::State>(&j.path(job::STATE)) {
+            if s.status().is_terminal() {
+                return (Some(s.into()), Some(FileStamp::of(&file)));
+            }
+        }
+    }
+    (crate::observe::current_state(j).ok().map(Into::into), None)
+}
+
+/// The cache note for a job read in a final state from files that had
+/// settled before this listing began (so that no later write can keep
+/// their stamps): both stamps, then what `list` shows, as JSON.
+fn make_note(
+    meta: &MetaSummary,
+    meta_file: Option<FileStamp>,
+    st: Option<&StateSummary>,
+    state_file: Option<FileStamp>,
+    t0: i128,
+) -> Option<String> {
+    let (m, s, st) = (meta_file?, state_file?, st?);
+    let status = st.status.filter(|s| s.is_terminal())?;
+    let settled = |f: FileStamp| store::settled(f.ctime_ns, t0);
+    if !settled(m) || !settled(s) {
+        return None;
+    }
+    let shown = (
+        &meta.created_at,
+        &meta.cwd,
+        &meta.tags,
+        status.as_str(),
+        st.exit_code,
+        &st.started_at,
+        &st.finished_at,
+        &st.updated_at,
+    );
+    Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
+}
+
+/// A note's JSON: what `list` shows, in `make_note`'s order.
+type Shown = (
+    String,
+    Option<String>,
+    Vec<String>,
+    String,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A note's summary, if both files are still as the note saw them.
+fn from_note(j: &job::Job, note: &str) -> Option<(MetaSummary, Option<StateSummary>)> {
+    let (m, rest) = note.split_once(' ')?;
+    let (s, json) = rest.split_once(' ')?;
+    if !FileStamp::parse(m)?.holds(&j.path(job::META))
+        || !FileStamp::parse(s)?.holds(&j.path(job::STATE))
+    {
+        return None;
+    }
+    let (created_at, cwd, tags, status, exit_code, started_at, finished_at, updated_at): Shown =
+        serde_json::from_str(json).ok()?;
+    let status = [Status::Exited, Status::Killed, Status::Failed]
+        .into_iter()
+        .find(|t| t.as_str() == status)?;
+    let meta = MetaSummary {
+        _job: serde::de::IgnoredAny,
+        created_at,
+        cwd,
+        tags,
+    };
+    let st = StateSummary {
+        status: Some(status),
+        exit_code,
+        started_at,
+        finished_at,
+        updated_at,
+    };
+    Some((meta, Some(st)))
 }
 
 fn query(m: &Matches, state: Option<String>) -> ListQuery {
