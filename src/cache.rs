@@ -1,255 +1,338 @@
-//! The list cache, `<root>/.cache/{names,notes}`: what `list` learned
-//! about a root, so that listing a root of a thousand jobs neither scans
-//! the directory nor opens two files for every job it shows. On ext4 the
+//! The list cache, `<root>/.cache/list`: what `list` learned about a
+//! root, so that listing a root of a thousand jobs neither scans the
+//! directory nor opens two files for every job it shows. On ext4 the
 //! kernel hashes and sorts every entry of the root on each scan; that and
 //! the per-job reads were nearly all of `list`'s time.
 //!
-//! - `names`: a header `agent-exec list-names 1 INO NLINK MTIME_NS` (the
-//!   root's stamp when it was scanned), then the job directory names,
-//!   oldest first, one per line.
-//! - `notes`: a header `agent-exec list-notes 1`, then `NAME<TAB>NOTE`
-//!   lines, newest job first, for jobs `list` has read in a final state.
-//!   A note is opaque here; `cmd::list` writes it and checks it against
-//!   its job's files. Newest first, because listings walk that way: a
-//!   default listing reads the first few KiB of the file, not all of it.
+//! Format: a header `agent-exec list-cache 2 INO NLINK MTIME_NS LEGACY`,
+//! then one line per job directory, newest first (ULIDs descending, then
+//! the LEGACY non-ULID names descending): the name and, for a job `list`
+//! has read in a final state, a tab and a note. A note is opaque here;
+//! `cmd::list` writes it and checks it against its job's files. A valid
+//! id holds neither tab nor newline, so the lines parse exactly.
 //!
-//! A valid id holds neither tab nor newline, so the lines parse exactly.
+//! Newest first, because listings walk that way: the file is read in
+//! pieces as the walk goes, so a default listing reads a few KiB whatever
+//! the size of the root, and the neighbours that make a short id unique
+//! are the lines around a name.
 //!
 //! Invariants
 //! - The names are trusted only while the root's inode, link count and
 //!   mtime are the header's: creating or removing a job directory changes
-//!   the mtime and the link count. A header is only written with a stamp
+//!   the mtime and the link count. A stamp is only written when it was
 //!   taken well after the root's last change (`store::settled`), so that
 //!   no later change can hide inside the file system's timestamp
-//!   granularity.
+//!   granularity; otherwise the header says `0 0 0` (names untrusted, the
+//!   notes still good).
 //! - A note proves itself against its job's files (`cmd::list` keeps
-//!   their stamps in it), so notes need no root stamp and are learned
-//!   even while jobs come and go.
-//! - Advisory: any doubt (unreadable, another version, out of order)
-//!   means scanning or reading afresh. Both files sit in a subdirectory,
-//!   so writing them leaves the root's stamp alone; each is written by
-//!   temp file + rename, and only when something was learned.
+//!   their stamps in it), so notes outlive any change of the root.
+//! - Advisory: any doubt (unreadable, another version, out of order, an
+//!   invalid name) means scanning and reading afresh. The file sits in a
+//!   subdirectory, so writing it leaves the root's stamp alone; it is
+//!   written by temp file + rename, and only when something was learned.
 //!
-//! Rejected: one file holding names and notes (after one `list --all`
-//! every default listing read every note); per-job caches inside job
-//! directories (one more file to open per job, which is what is saved);
-//! trusting final states without stamps (a hand-edited state file would
-//! be listed stale).
+//! Rejected: reading and parsing the whole file first (its cost grew with
+//! the root, and after one `list --all` with every job's note); a cache
+//! per job directory (one more file to open per job, which is what is
+//! saved); trusting final states without stamps (a hand-edited state file
+//! would be listed stale).
 
 use std::cmp::Ordering;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::store::{self, Names, RootStamp, Store, CACHE_DIR};
 
-const NAMES: &str = "names";
-const NAMES_HEADER: &str = "agent-exec list-names 1";
-const NOTES: &str = "notes";
-const NOTES_HEADER: &str = "agent-exec list-notes 1\n";
-/// Smaller roots list fast enough: no cache files.
+const FILE: &str = "list";
+const HEADER: &str = "agent-exec list-cache 2";
+/// Smaller roots list fast enough: no cache file.
 const MIN_JOBS: usize = 64;
-/// A names file larger than this is ignored.
-const MAX_BYTES: u64 = 256 << 20;
-/// Notes are read in pieces this large, as the walk needs them.
-const NOTES_CHUNK: usize = 16 << 10;
+/// The file is read in pieces this large, as the walk needs them.
+const CHUNK: usize = 16 << 10;
+/// Written in a header for names that are not to be trusted.
+const UNTRUSTED: RootStamp = RootStamp {
+    ino: 0,
+    nlink: 0,
+    mtime_ns: 0,
+};
 
-/// A root's job names in creation order, and the notes kept for them.
+/// One job directory of the walk, newest first.
+pub struct Walked {
+    pub name: String,
+    /// Its shortest unique prefix among all the root's names (≥ 10).
+    pub short_id: String,
+    /// The note kept for it, to be checked by the caller.
+    pub note: Option<String>,
+    /// The walk starts over here (the file turned out damaged): forget
+    /// what was walked before.
+    pub restart: bool,
+}
+
+/// Where the walk takes its names from.
+enum Walk {
+    /// The cache file's lines, read as the walk goes; `prev` is the name
+    /// before (newer), `done` set at the end.
+    File { prev: Option<String>, done: bool },
+    /// Names in memory (from a scan, or from a file that holds legacy
+    /// names); notes, if any, come from the file by name.
+    Names { names: Names, next: usize },
+}
+
+/// A root's names in creation order, newest first, with their notes.
 pub struct ListCache {
+    store: Store,
     dir: PathBuf,
-    pub names: Names,
-    pub notes: Notes,
-    /// Set when the names came from a scan that may be remembered.
-    scanned: Option<RootStamp>,
+    file: Lines,
+    /// The old file's header: trusted stamp or not, and its legacy count.
+    header: Option<(RootStamp, usize)>,
+    walk: Walk,
+    /// The stamp to write with the names (None: `0 0 0`).
+    stamp: Option<RootStamp>,
+    learned: Vec<(String, Option<String>)>,
+    enabled: bool,
     /// Wall clock (ns) before anything was read: what note makers compare
     /// file times with.
     pub t0: i128,
 }
 
 impl ListCache {
-    /// The root's names, from the cache while the root is unchanged, else
-    /// from a scan.
     pub fn load(store: &Store) -> Result<ListCache> {
         let t0 = crate::time::now_unix_ns();
         let dir = store.root.join(CACHE_DIR);
         let now = store::root_stamp(&store.root);
-        let cached = now.and_then(|now| read_names(&dir.join(NAMES), now));
-        let (names, scanned) = match cached {
-            Some(names) => (names, None),
-            None => {
-                let names = store.names()?;
-                let settled = now.filter(|s| store::settled(s.mtime_ns, t0));
-                (names, settled)
-            }
-        };
-        let enabled = names.len() >= MIN_JOBS;
-        Ok(ListCache {
-            notes: Notes::open(&dir, enabled),
-            names,
-            scanned: scanned.filter(|_| enabled),
+        let mut file = Lines::open(&dir.join(FILE));
+        let header = file.next_line().and_then(parse_header);
+        if header.is_none() {
+            file = Lines::empty();
+        }
+        let mut c = ListCache {
+            store: store.clone(),
             dir,
+            file,
+            header,
+            walk: Walk::File {
+                prev: None,
+                done: false,
+            },
+            stamp: None,
+            learned: Vec::new(),
+            enabled: true,
             t0,
-        })
+        };
+        match (header, now) {
+            (Some((stamp, 0)), Some(now)) if stamp == now => c.stamp = Some(now),
+            (Some((stamp, _)), Some(now)) if stamp == now => {
+                // Legacy names sort apart: the whole list is needed for
+                // their short ids.
+                match c.file.names() {
+                    Some(names) => {
+                        c.walk = Walk::Names { names, next: 0 };
+                        c.stamp = Some(now);
+                    }
+                    None => c.rescan(None)?,
+                }
+            }
+            _ => c.rescan(now)?,
+        }
+        Ok(c)
+    }
+
+    /// Take the names from a scan (keeping the file for its notes, if it
+    /// reads as one), remembered under `now` if the root has settled.
+    fn rescan(&mut self, now: Option<RootStamp>) -> Result<()> {
+        let names = self.store.names()?;
+        self.enabled = names.len() >= MIN_JOBS;
+        self.stamp = now.filter(|s| store::settled(s.mtime_ns, self.t0));
+        self.walk = Walk::Names { names, next: 0 };
+        Ok(())
+    }
+
+    /// May notes be learned (will they be written)?
+    pub fn learning(&self) -> bool {
+        self.enabled
+    }
+
+    /// The next job directory, newest first.
+    pub fn next(&mut self) -> Option<Walked> {
+        match &mut self.walk {
+            Walk::File { prev, done } => {
+                if *done {
+                    return None;
+                }
+                let Some((name, note)) = self.file.next_entry() else {
+                    *done = true;
+                    return None;
+                };
+                let in_order = prev.as_deref().map_or(true, |p| name.as_str() < p);
+                if !store::is_ulid(&name) || !in_order {
+                    return self.fall_back();
+                }
+                let older = self.file.peek_name();
+                let shared = [prev.as_deref(), older.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|o| store::common_prefix(o, &name))
+                    .max()
+                    .unwrap_or(0);
+                *prev = Some(name.clone());
+                Some(Walked {
+                    short_id: store::short_prefix(&name, shared),
+                    name,
+                    note,
+                    restart: false,
+                })
+            }
+            Walk::Names { names, next } => {
+                let name = names.newest(*next)?.to_string();
+                *next += 1;
+                let short_id = names.short_id(&name);
+                let note = self.file.note_for(&name);
+                Some(Walked {
+                    name,
+                    short_id,
+                    note,
+                    restart: false,
+                })
+            }
+        }
+    }
+
+    /// The file turned out damaged mid-walk (so what was walked may be
+    /// wrong): start over from a scan.
+    fn fall_back(&mut self) -> Option<Walked> {
+        self.file = Lines::empty();
+        self.header = None;
+        self.rescan(store::root_stamp(&self.store.root)).ok()?;
+        let mut w = self.next()?;
+        w.restart = true;
+        Some(w)
+    }
+
+    /// Keep `note` for `name` (None: forget the old one).
+    pub fn learn(&mut self, name: &str, note: Option<String>) {
+        if self.enabled {
+            self.learned.push((name.to_string(), note));
+        }
     }
 
     /// Write what was learned. Best effort: a read-only root stays
     /// uncached.
     pub fn save(mut self) {
-        let notes = self.notes.changed();
-        if self.scanned.is_none() && !notes {
+        let old_stamp = self.header.map(|(s, _)| s);
+        let new_names = matches!(self.walk, Walk::Names { .. }) && self.stamp != old_stamp;
+        if !self.enabled || (self.learned.is_empty() && !(new_names && self.stamp.is_some())) {
             return;
         }
-        // Creating the directory changes the root: a names stamp taken
-        // before would be wrong, so the next lister writes the names.
+        // Creating the directory changes the root: a stamp taken before
+        // would be wrong.
         match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => self.scanned = None,
+            Ok(()) if self.learned.is_empty() => return,
+            Ok(()) => self.stamp = None,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(_) => return,
         }
-        if let Some(stamp) = self.scanned {
-            let mut out = String::with_capacity(64 + 27 * self.names.len());
-            out.push_str(&format!(
-                "{NAMES_HEADER} {} {} {}\n",
-                stamp.ino, stamp.nlink, stamp.mtime_ns
-            ));
-            for name in self.names.oldest_first() {
-                out.push_str(name);
-                out.push('\n');
+        self.file.rewind();
+        self.learned.sort_by(|a, b| Names::cmp_order(&b.0, &a.0));
+        let learned = std::mem::take(&mut self.learned);
+        let mut learned = learned.into_iter().peekable();
+        let mut body = String::with_capacity(self.file.buf.len() + 64 * learned.len() + 4096);
+        let mut legacy = 0;
+        let mut put = |body: &mut String, name: &str, old: Option<String>| {
+            let mut note = old;
+            while let Some((n, l)) = learned.next_if(|(n, _)| Names::cmp_order(n, name).is_ge()) {
+                if n == name {
+                    note = l; // the last learned wins
+                }
             }
-            let _ = store::write_atomic(&self.dir, NAMES, out.as_bytes(), false);
+            legacy += usize::from(!store::is_ulid(name));
+            body.push_str(name);
+            if let Some(n) = note.filter(|n| !n.contains('\n')) {
+                body.push('\t');
+                body.push_str(&n);
+            }
+            body.push('\n');
+        };
+        match &self.walk {
+            Walk::File { .. } => {
+                while let Some((name, note)) = self.file.next_entry() {
+                    put(&mut body, &name, note);
+                }
+            }
+            Walk::Names { names, .. } => {
+                for name in names.oldest_first().rev() {
+                    let note = self.file.note_for(name);
+                    put(&mut body, name, note);
+                }
+            }
         }
-        if notes {
-            let text = self.notes.merged(&self.names);
-            let _ = store::write_atomic(&self.dir, NOTES, text.as_bytes(), false);
-        }
+        let s = self.stamp.unwrap_or(UNTRUSTED);
+        let text = format!(
+            "{HEADER} {} {} {} {legacy}\n{body}",
+            s.ino, s.nlink, s.mtime_ns
+        );
+        let _ = store::write_atomic(&self.dir, FILE, text.as_bytes(), false);
     }
 }
 
-fn read_bounded(path: &Path) -> Option<String> {
-    let mut f = crate::sys::open_read(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    if len > MAX_BYTES {
-        return None;
-    }
-    // Sized once, read in one call when the file is as long as it said.
-    let mut v = vec![0u8; len as usize + 1];
-    let mut got = 0;
-    loop {
-        match f.read(&mut v[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-        if got == v.len() {
-            return None; // it grew: it is not the file that was stamped
-        }
-    }
-    v.truncate(got);
-    String::from_utf8(v).ok()
-}
-
-/// The cached names, if the file is intact and was written for `now`.
-fn read_names(path: &Path, now: RootStamp) -> Option<Names> {
-    let text = read_bounded(path)?;
-    let (header, body) = text.split_once('\n')?;
-    let mut w = header.rsplitn(4, ' ');
+/// The header's stamp and legacy count.
+fn parse_header(line: String) -> Option<(RootStamp, usize)> {
+    let mut w = line.rsplitn(5, ' ');
+    let legacy = w.next()?.parse().ok()?;
     let mtime_ns = w.next()?.parse().ok()?;
     let nlink = w.next()?.parse().ok()?;
     let ino = w.next()?.parse().ok()?;
-    if w.next()? != NAMES_HEADER
-        || now
-            != (RootStamp {
-                ino,
-                nlink,
-                mtime_ns,
-            })
-    {
-        return None;
-    }
-    // Most lines are a bare ULID (27 bytes).
-    let mut names = Names::with_capacity(body.len() / 27 + 1);
-    let mut seen_ulid = false;
-    for name in lines(body) {
-        // A ULID is a valid id; legacy names (checked fully) come first.
-        let ulid = store::is_ulid(name);
-        if !ulid && !store::valid_id(name) {
-            return None;
-        }
-        names.push(name);
-        if seen_ulid && !ulid {
-            return None;
-        }
-        seen_ulid = ulid;
-    }
-    names.is_sorted().then_some(names)
+    let stamp = RootStamp {
+        ino,
+        nlink,
+        mtime_ns,
+    };
+    (w.next()? == HEADER).then_some((stamp, legacy))
 }
 
-/// The lines of `text` without their newlines. Byte searches: `str::split`
-/// with a char pattern is several times slower over a whole cache.
-fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = rest.bytes().position(|b| b == b'\n').unwrap_or(rest.len());
-        let line = &rest[..end];
-        rest = &rest[(end + 1).min(rest.len())..];
-        Some(line)
-    })
-}
-
-/// The notes file, read lazily in the order listings walk (newest first),
-/// plus what this listing learned.
-pub struct Notes {
+/// A file read forward in pieces, line by line. A last line without its
+/// newline is unfinished (a torn file) and not returned.
+struct Lines {
     file: Option<File>,
-    /// Text read so far; `pos` is the start of the first unconsumed line.
     buf: Vec<u8>,
+    /// Start of the first line not yet taken; `body` of the first after
+    /// the header.
     pos: usize,
+    body: usize,
     eof: bool,
-    learned: Vec<(String, Option<String>)>,
-    enabled: bool,
 }
 
-impl Notes {
-    fn open(dir: &Path, enabled: bool) -> Notes {
-        let mut n = Notes {
+impl Lines {
+    fn empty() -> Lines {
+        Lines {
             file: None,
             buf: Vec::new(),
             pos: 0,
+            body: 0,
             eof: true,
-            learned: Vec::new(),
-            enabled,
-        };
-        if enabled {
-            if let Ok(f) = crate::sys::open_read(&dir.join(NOTES)) {
-                n.file = Some(f);
-                n.buf.reserve(4 * NOTES_CHUNK); // no copies for a default walk
-                n.eof = false;
-                if !n.fill() || !n.buf.starts_with(NOTES_HEADER.as_bytes()) {
-                    n.file = None; // another version: no notes
-                    n.buf.clear();
-                    n.eof = true;
-                }
-                n.pos = NOTES_HEADER.len().min(n.buf.len());
-            }
         }
-        n
+    }
+
+    fn open(path: &std::path::Path) -> Lines {
+        let mut l = Lines::empty();
+        if let Ok(f) = crate::sys::open_read(path) {
+            l.file = Some(f);
+            l.eof = false;
+            // Room for a default walk without growing (growing copies).
+            l.buf.reserve(4 * CHUNK);
+        }
+        l
     }
 
     /// Read the next piece; false at the end (or on an error).
     fn fill(&mut self) -> bool {
-        let Some(f) = self.file.as_mut() else {
+        let Some(f) = self.file.as_mut().filter(|_| !self.eof) else {
             return false;
         };
-        if self.eof {
-            return false;
-        }
         let old = self.buf.len();
-        self.buf.resize(old + NOTES_CHUNK, 0);
+        self.buf.resize(old + CHUNK, 0);
         let n = loop {
             match f.read(&mut self.buf[old..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -261,88 +344,91 @@ impl Notes {
         n > 0
     }
 
-    /// The next whole line at `pos`, as (end of line, name, note).
-    fn peek(&mut self) -> Option<(usize, &str, &str)> {
-        let end = loop {
+    /// The end of the line at `pos`, reading more as needed.
+    fn line_end(&mut self) -> Option<usize> {
+        loop {
             if let Some(i) = self.buf[self.pos..].iter().position(|&b| b == b'\n') {
-                break self.pos + i;
+                return Some(self.pos + i);
             }
             if !self.fill() {
-                return None; // a last line without newline is unfinished
+                return None;
             }
+        }
+    }
+
+    fn line_at(&self, end: usize) -> Option<&str> {
+        std::str::from_utf8(&self.buf[self.pos..end]).ok()
+    }
+
+    /// The header line; what follows is the body.
+    fn next_line(&mut self) -> Option<String> {
+        let end = self.line_end()?;
+        let line = self.line_at(end)?.to_string();
+        self.pos = end + 1;
+        self.body = self.pos;
+        Some(line)
+    }
+
+    /// The next (name, note) line, taken.
+    fn next_entry(&mut self) -> Option<(String, Option<String>)> {
+        let end = self.line_end()?;
+        let line = self.line_at(end)?;
+        let entry = match line.split_once('\t') {
+            Some((n, note)) => (n.to_string(), Some(note.to_string())),
+            None => (line.to_string(), None),
         };
-        let line = std::str::from_utf8(&self.buf[self.pos..end]).ok()?;
-        let (name, note) = line.split_once('\t')?;
-        Some((end, name, note))
+        self.pos = end + 1;
+        Some(entry)
     }
 
-    /// The note kept for `name`. Calls must come in newest-first order
-    /// (as a listing walks): the file is read forward only.
-    pub fn get(&mut self, name: &str) -> Option<&str> {
+    /// The name on the next line, not taken.
+    fn peek_name(&mut self) -> Option<String> {
+        let end = self.line_end()?;
+        let line = self.line_at(end)?;
+        Some(line.split_once('\t').map_or(line, |(n, _)| n).to_string())
+    }
+
+    /// The note on the line of `name`, for names asked newest first: lines
+    /// of newer names are passed over.
+    fn note_for(&mut self, name: &str) -> Option<String> {
         loop {
-            let (end, order) = {
-                let (end, line_name, _) = self.peek()?;
-                (end, Names::cmp_order(line_name, name))
-            };
-            match order {
-                Ordering::Greater => self.pos = end + 1, // newer: passed
-                Ordering::Less => return None,           // not noted
-                Ordering::Equal => break,
-            }
-        }
-        self.peek().map(|(_, _, note)| note)
-    }
-
-    /// Keep `note` for `name` (None: forget the old one).
-    pub fn learn(&mut self, name: &str, note: Option<String>) {
-        if self.enabled {
-            self.learned.push((name.to_string(), note));
-        }
-    }
-
-    /// Are notes read and learned here (is the root large enough)?
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn changed(&self) -> bool {
-        !self.learned.is_empty()
-    }
-
-    /// The whole new notes file: the old notes of names still present,
-    /// updated by what was learned, newest first.
-    fn merged(&mut self, names: &Names) -> String {
-        while self.fill() {}
-        let old_text = std::str::from_utf8(&self.buf[NOTES_HEADER.len().min(self.buf.len())..])
-            .unwrap_or("")
-            .to_string();
-        let mut old = lines(&old_text)
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(n, note)| (n.to_string(), note.to_string()))
-            .peekable();
-        self.learned.sort_by(|a, b| Names::cmp_order(&b.0, &a.0));
-        let mut learned = self.learned.iter().peekable();
-        let mut out = String::from(NOTES_HEADER);
-        for name in names.oldest_first().rev() {
-            let mut note = None;
-            while let Some((n, text)) = old.next_if(|(n, _)| Names::cmp_order(n, name).is_ge()) {
-                if n == name {
-                    note = Some(text);
+            let end = self.line_end()?;
+            let line = self.line_at(end)?;
+            let (n, note) = line.split_once('\t').unwrap_or((line, ""));
+            match Names::cmp_order(n, name) {
+                Ordering::Greater => self.pos = end + 1,
+                Ordering::Less => return None,
+                Ordering::Equal => {
+                    let note = (!note.is_empty()).then(|| note.to_string());
+                    self.pos = end + 1;
+                    return note;
                 }
             }
-            while let Some((n, l)) = learned.next_if(|(n, _)| Names::cmp_order(n, name).is_ge()) {
-                if n == name {
-                    note = l.clone(); // the last learned wins
-                }
-            }
-            if let Some(note) = note.filter(|n| !n.contains('\n')) {
-                out.push_str(name);
-                out.push('\t');
-                out.push_str(&note);
-                out.push('\n');
-            }
         }
-        out
+    }
+
+    /// Every name of the body, as `Names` (None: invalid or out of order).
+    fn names(&mut self) -> Option<Names> {
+        let mut names = Names::default();
+        let mut prev: Option<String> = None;
+        while let Some((name, _)) = self.next_entry() {
+            let in_order = prev
+                .as_deref()
+                .map_or(true, |p| Names::cmp_order(&name, p).is_lt());
+            if !store::valid_id(&name) || !in_order {
+                return None;
+            }
+            names.push(&name);
+            prev = Some(name);
+        }
+        names.sort();
+        self.rewind();
+        Some(names)
+    }
+
+    /// Back to the first line after the header.
+    fn rewind(&mut self) {
+        self.pos = self.body.min(self.buf.len());
     }
 }
 
@@ -369,45 +455,66 @@ mod tests {
         }
     }
 
-    fn names_file(s: &Store) -> PathBuf {
-        s.root.join(CACHE_DIR).join(NAMES)
+    fn cache_file(s: &Store) -> PathBuf {
+        s.root.join(CACHE_DIR).join(FILE)
+    }
+
+    /// Every walked (name, short id, note), newest first, as a lister
+    /// sees it.
+    fn walk(c: &mut ListCache) -> Vec<(String, String, Option<String>)> {
+        let mut v = Vec::new();
+        while let Some(w) = c.next() {
+            if w.restart {
+                v.clear();
+            }
+            v.push((w.name, w.short_id, w.note));
+        }
+        v
+    }
+
+    fn from_file(c: &ListCache) -> bool {
+        matches!(c.walk, Walk::File { .. })
     }
 
     #[test]
-    fn names_are_cached_until_the_root_changes() {
+    fn names_come_from_the_file_until_the_root_changes() {
         let s = root("names");
         for i in 0..70 {
             fs::create_dir(s.root.join(ulid(i))).unwrap();
         }
+        let scanned = walk(&mut ListCache::load(&s).unwrap());
+        assert_eq!(scanned.len(), 70);
+        assert_eq!(scanned[0].0, ulid(69));
         settle(&s);
-        // The first save creates the cache directory: no names yet.
+        // The first save creates the cache directory: names untrusted.
         ListCache::load(&s).unwrap().save();
-        assert!(!names_file(&s).exists());
+        assert!(!cache_file(&s).exists());
         settle(&s);
         ListCache::load(&s).unwrap().save();
-        assert!(names_file(&s).exists());
-        // Believed while the stamp holds (here: proven by a doctored file).
-        let text = fs::read_to_string(names_file(&s)).unwrap();
-        let short: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
-        fs::write(names_file(&s), &short).unwrap();
-        assert_eq!(ListCache::load(&s).unwrap().names.len(), 1);
-        fs::write(names_file(&s), &text).unwrap();
-        assert_eq!(ListCache::load(&s).unwrap().names.len(), 70);
-        // A new job: seen at once; not remembered until the root settles.
+        let mut c = ListCache::load(&s).unwrap();
+        assert!(from_file(&c));
+        assert_eq!(walk(&mut c), scanned, "same names and short ids");
+        // A new job: seen at once, from a scan.
         fs::create_dir(s.root.join(ulid(70))).unwrap();
-        let c = ListCache::load(&s).unwrap();
-        assert_eq!(c.names.len(), 71);
-        assert!(c.scanned.is_none());
+        let mut c = ListCache::load(&s).unwrap();
+        assert!(!from_file(&c));
+        assert_eq!(walk(&mut c).len(), 71);
+        // Not remembered until the root settles.
+        ListCache::load(&s).unwrap().save();
+        assert!(!from_file(&ListCache::load(&s).unwrap()));
+        settle(&s);
+        ListCache::load(&s).unwrap().save();
+        assert!(from_file(&ListCache::load(&s).unwrap()));
         // A removed job is gone at once.
         fs::remove_dir(s.root.join(ulid(5))).unwrap();
-        let c = ListCache::load(&s).unwrap();
-        assert_eq!(c.names.len(), 70);
-        assert!(c.names.oldest_first().all(|n| n != ulid(5)));
+        let got = walk(&mut ListCache::load(&s).unwrap());
+        assert_eq!(got.len(), 70);
+        assert!(got.iter().all(|(n, _, _)| *n != ulid(5)));
         fs::remove_dir_all(&s.root).unwrap();
     }
 
     #[test]
-    fn a_damaged_names_file_is_ignored() {
+    fn a_damaged_file_means_a_scan() {
         let s = root("damaged");
         for i in 0..64 {
             fs::create_dir(s.root.join(ulid(i))).unwrap();
@@ -415,77 +522,70 @@ mod tests {
         fs::create_dir(s.root.join(CACHE_DIR)).unwrap();
         settle(&s);
         let now = store::root_stamp(&s.root).unwrap();
-        let header = format!(
-            "{NAMES_HEADER} {} {} {}\n",
-            now.ino, now.nlink, now.mtime_ns
-        );
-        // Out of order, an invalid name, legacy after ULIDs, another version.
+        let header = format!("{HEADER} {} {} {} 0\n", now.ino, now.nlink, now.mtime_ns);
+        let want = walk(&mut ListCache::load(&s).unwrap());
+        // Out of order, an invalid name, an undeclared legacy name, a torn
+        // last line, another version: the walk still sees every job once.
         for text in [
-            format!("{header}{}\n{}\n", ulid(2), ulid(1)),
-            format!("{header}{}\n../etc\n", ulid(1)),
-            format!("{header}{}\nlegacy\n", ulid(1)),
-            header.replace("list-names 1", "list-names 0") + &ulid(1),
+            format!("{header}{}\n{}\n{}\n", ulid(63), ulid(61), ulid(62)),
+            format!("{header}{}\n../etc\n", ulid(63)),
+            format!("{header}{}\nlegacy\n", ulid(63)),
+            header.replace("list-cache 2", "list-cache 1") + &ulid(1) + "\n",
         ] {
-            fs::write(names_file(&s), &text).unwrap();
-            assert_eq!(ListCache::load(&s).unwrap().names.len(), 64, "{text}");
+            fs::write(cache_file(&s), &text).unwrap();
+            assert_eq!(walk(&mut ListCache::load(&s).unwrap()), want, "{text}");
         }
+        // The stamp is the proof: a well-formed file for this very root
+        // state is believed (here: doctored to one name).
+        fs::write(cache_file(&s), format!("{header}{}\n", ulid(1))).unwrap();
+        assert_eq!(walk(&mut ListCache::load(&s).unwrap()).len(), 1);
         fs::remove_dir_all(&s.root).unwrap();
     }
 
     #[test]
-    fn notes_are_kept_merged_and_read_newest_first() {
+    fn notes_are_kept_and_merged() {
         let s = root("notes");
         for i in 0..2000 {
             fs::create_dir(s.root.join(ulid(i))).unwrap();
         }
         fs::create_dir(s.root.join(CACHE_DIR)).unwrap();
-        // Long notes: the file spans many read pieces.
+        fs::create_dir(s.root.join("legacy-b")).unwrap();
+        // Long notes: the file spans many pieces.
         let note = |i: usize, v: &str| format!("{v}-{i}-{}", "x".repeat(60));
         let mut c = ListCache::load(&s).unwrap();
         for i in (0..2000).rev().filter(|i| i % 3 == 0) {
-            c.notes.learn(&ulid(i), Some(note(i, "a")));
+            c.learn(&ulid(i), Some(note(i, "a")));
         }
+        c.learn("legacy-b", Some("n".into()));
         c.save();
-        let mut c = ListCache::load(&s).unwrap();
-        let text = fs::read_to_string(s.root.join(CACHE_DIR).join(NOTES)).unwrap();
-        assert_eq!(
-            text.lines().count(),
-            1 + 667,
-            "{}",
-            &text[..200.min(text.len())]
-        );
-        for i in (0..2000).rev() {
-            let want = (i % 3 == 0).then(|| note(i, "a"));
-            assert_eq!(c.notes.get(&ulid(i)).map(str::to_string), want, "{i}");
+        let got = walk(&mut ListCache::load(&s).unwrap());
+        assert_eq!(got.len(), 2001);
+        for (k, (name, _, n)) in got.iter().enumerate().take(2000) {
+            let i = 1999 - k;
+            assert_eq!(*name, ulid(i));
+            assert_eq!(*n, (i % 3 == 0).then(|| note(i, "a")), "{i}");
         }
+        assert_eq!(got[2000].2.as_deref(), Some("n"));
         // Learn one, forget one, keep the rest; a deleted job's note goes.
-        c.notes.learn(&ulid(1), Some(note(1, "b")));
-        c.notes.learn(&ulid(3), None);
+        let mut c = ListCache::load(&s).unwrap();
+        c.learn(&ulid(1), Some(note(1, "b")));
+        c.learn(&ulid(3), None);
         c.save();
         fs::remove_dir(s.root.join(ulid(6))).unwrap();
         let mut c = ListCache::load(&s).unwrap();
-        c.notes.learn(&ulid(9), Some(note(9, "c")));
+        c.learn(&ulid(9), Some(note(9, "c")));
         c.save();
-        let mut c = ListCache::load(&s).unwrap();
-        assert_eq!(c.notes.get(&ulid(1999)), None);
-        assert_eq!(
-            c.notes.get(&ulid(1998)).map(str::to_string),
-            Some(note(1998, "a"))
-        );
-        assert_eq!(
-            c.notes.get(&ulid(9)).map(str::to_string),
-            Some(note(9, "c"))
-        );
-        assert_eq!(c.notes.get(&ulid(3)), None);
-        assert_eq!(
-            c.notes.get(&ulid(1)).map(str::to_string),
-            Some(note(1, "b"))
-        );
-        assert_eq!(
-            c.notes.get(&ulid(0)).map(str::to_string),
-            Some(note(0, "a"))
-        );
-        let text = fs::read_to_string(s.root.join(CACHE_DIR).join(NOTES)).unwrap();
+        let got: std::collections::HashMap<String, Option<String>> =
+            walk(&mut ListCache::load(&s).unwrap())
+                .into_iter()
+                .map(|(n, _, note)| (n, note))
+                .collect();
+        assert_eq!(got[&ulid(1998)], Some(note(1998, "a")));
+        assert_eq!(got[&ulid(9)], Some(note(9, "c")));
+        assert_eq!(got[&ulid(3)], None);
+        assert_eq!(got[&ulid(1)], Some(note(1, "b")));
+        assert!(!got.contains_key(&ulid(6)));
+        let text = fs::read_to_string(cache_file(&s)).unwrap();
         assert!(!text.contains(&ulid(6)));
         fs::remove_dir_all(&s.root).unwrap();
     }

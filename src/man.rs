@@ -773,7 +773,7 @@ fn main_page() -> String {
     for (k, v) in files {
         p.tp(&bold(k), v);
     }
-    p.pp("In the root, `.cache/complete` holds what shell completion learned about each job (its cwd, and a terminal state); it is derived and may be deleted at any time.");
+    p.pp("In the root, `.cache/complete` holds what shell completion learned about each job (its cwd, and a terminal state), and `.cache/list` what `list` learned (the job names while the root is unchanged, and what it shows of each finished job, checked against the job's files before use); both are derived and may be deleted at any time.");
     p.pp("The config file (see ENVIRONMENT for its path, or --config) is optional TOML; unknown keys are ignored:");
     p.block(&[
         "[shell]",

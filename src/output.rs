@@ -36,7 +36,13 @@ pub struct Response {
 
 impl Response {
     pub fn new<T: Serialize>(kind: &'static str, body: &T) -> Response {
-        let mut buf = Response::head(kind).into_bytes();
+        Response::with_capacity(kind, body, 4096)
+    }
+
+    /// `new`, for a document of about `bytes` (growing a buffer past
+    /// 4 KiB copies it each time and maps fresh pages).
+    pub fn with_capacity<T: Serialize>(kind: &'static str, body: &T, bytes: usize) -> Response {
+        let mut buf = Response::head(kind, bytes).into_bytes();
         let at = buf.len();
         if serde_json::to_writer(&mut buf, body).is_err() {
             buf.truncate(at);
@@ -47,17 +53,14 @@ impl Response {
     /// A body that is already a JSON object's text (e.g. an embedded
     /// document whose key order we keep as written).
     pub fn raw(kind: &'static str, body: String) -> Response {
-        let mut buf = Response::head(kind).into_bytes();
+        let mut buf = Response::head(kind, body.len() + 64).into_bytes();
         let at = buf.len();
         buf.extend_from_slice(body.trim().as_bytes());
         Response::finish(buf, at)
     }
 
-    fn head(kind: &str) -> String {
-        // Above 4 KiB musl maps fresh pages for every size a growing
-        // buffer passes through, and copies; untouched capacity costs
-        // nothing, so one generous buffer serves most documents.
-        let mut s = String::with_capacity(64 << 10);
+    fn head(kind: &str, bytes: usize) -> String {
+        let mut s = String::with_capacity(bytes.max(128));
         s.push_str("{\"schema_version\":\"0.1\",\"ok\":true,\"type\":");
         s.push_str(&serde_json::to_string(kind).unwrap_or_default());
         s

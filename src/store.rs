@@ -305,14 +305,6 @@ pub struct Names {
 }
 
 impl Names {
-    /// Room for about `n` ULID names.
-    pub fn with_capacity(n: usize) -> Names {
-        Names {
-            ulids: Vec::with_capacity(n),
-            legacy: Vec::new(),
-        }
-    }
-
     /// Add a name; says whether it is a ULID.
     pub fn push(&mut self, name: &str) -> bool {
         match <[u8; ULID_LEN]>::try_from(name.as_bytes()) {
@@ -358,17 +350,6 @@ impl Names {
         }
     }
 
-    /// Is the order the one `sort` makes? (Said of names read back.)
-    pub fn is_sorted(&self) -> bool {
-        self.ulids
-            .windows(2)
-            .all(|w| Names::key(&w[0]) < Names::key(&w[1]))
-            && self
-                .legacy
-                .windows(2)
-                .all(|w| cmp_ids(&w[0], &w[1]).then_with(|| w[0].cmp(&w[1])).is_lt())
-    }
-
     /// Oldest first (`.rev()` for newest first): legacy names, then ULIDs.
     pub fn oldest_first(&self) -> impl DoubleEndedIterator<Item = &str> {
         // ULID bytes are ASCII, so the conversion never fails.
@@ -391,8 +372,34 @@ impl Names {
         let upper = name.to_ascii_uppercase();
         let longest = longest_shared_prefix(&self.ulids, upper.as_bytes(), n, |a, b| a.cmp(b))
             .max(longest_shared_prefix(&self.legacy, n, n, cmp_ci));
-        name[..(longest + 1).max(SHORT_ID_MIN).min(n.len())].to_string()
+        short_prefix(name, longest)
     }
+
+    /// The `k`-th name, newest first.
+    pub fn newest(&self, k: usize) -> Option<&str> {
+        match k.checked_sub(self.ulids.len()) {
+            None => std::str::from_utf8(&self.ulids[self.ulids.len() - 1 - k]).ok(),
+            Some(l) => self
+                .legacy
+                .len()
+                .checked_sub(l + 1)
+                .map(|i| self.legacy[i].as_str()),
+        }
+    }
+}
+
+/// The short id of `name` given the longest prefix another name shares
+/// with it: one character more, at least `SHORT_ID_MIN`, at most all.
+pub fn short_prefix(name: &str, shared: usize) -> String {
+    name[..(shared + 1).max(SHORT_ID_MIN).min(name.len())].to_string()
+}
+
+/// Length of the case-insensitive common prefix of two names.
+pub fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes()
+        .zip(b.bytes())
+        .take_while(|(x, y)| x.eq_ignore_ascii_case(y))
+        .count()
 }
 
 /// The longest case-insensitive common prefix of `n` with a name of

@@ -29,8 +29,10 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 // ---------------------------------------------------------------------------
 
 /// The global allocator: blocks of up to 4 KiB come from per-size-class
-/// free lists carved out of 64 KiB chunks; everything larger (and any
-/// alignment above 16) goes to the system allocator.
+/// free lists carved out of 64 KiB chunks; blocks of 8 to 64 KiB come
+/// from the system allocator in power-of-two sizes and up to `BIG_KEEP`
+/// of each size are kept when freed; everything larger (and any alignment
+/// above 16) goes to the system allocator.
 ///
 /// Why: musl's mallocng unmaps a size class's page group as soon as it is
 /// empty, so a loop that allocates and frees a few strings per iteration
@@ -38,19 +40,27 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// `serve`) paid an mmap + munmap + TLB flush each time. Freed small
 /// blocks are kept for reuse instead; chunks are never returned, so memory
 /// is bounded by the peak of small live allocations (kilobytes here).
+/// Kept large blocks spare the same for response and read buffers (a
+/// listing frees its 64 KiB read buffer just before it needs a 64 KiB
+/// response buffer), and bound what is kept to 4 × 120 KiB.
 ///
 /// Rejected: a bump allocator that never frees (the supervisor and the
 /// server are long-lived); static glibc (malloc is fine, but start-up
 /// costs about 1 ms against musl's 0.3 ms).
 pub struct SmallAlloc;
 
-const CLASSES: usize = 9; // 16, 32, ..., 4096
+const CLASSES: usize = 13; // 16, 32, ..., 4096 carved; 8192 ... 65536 kept
 const MAX_SMALL: usize = 4096;
+const MAX_KEPT: usize = 64 * 1024;
+const BIG_KEEP: usize = 4;
 const CHUNK: usize = 64 * 1024;
 const BLOCK_ALIGN: usize = 16;
 
 struct Pools {
     free: [*mut u8; CLASSES],
+    /// Blocks on each free list (only counted, and capped, for the
+    /// classes above `MAX_SMALL`).
+    kept: [usize; CLASSES],
     bump: *mut u8,
     left: usize,
 }
@@ -68,6 +78,7 @@ static POOLS: PoolsCell = PoolsCell {
     locked: std::sync::atomic::AtomicBool::new(false),
     pools: std::cell::UnsafeCell::new(Pools {
         free: [std::ptr::null_mut(); CLASSES],
+        kept: [0; CLASSES],
         bump: std::ptr::null_mut(),
         left: 0,
     }),
@@ -75,7 +86,7 @@ static POOLS: PoolsCell = PoolsCell {
 
 /// The size class of a small request, or None for the system allocator.
 fn class_of(layout: std::alloc::Layout) -> Option<usize> {
-    if layout.align() > BLOCK_ALIGN || layout.size() > MAX_SMALL {
+    if layout.align() > BLOCK_ALIGN || layout.size() > MAX_KEPT {
         return None;
     }
     let size = layout.size().max(16).next_power_of_two();
@@ -103,17 +114,26 @@ fn with_pools<R>(f: impl FnOnce(&mut Pools) -> R) -> R {
     r
 }
 
+fn big_layout(size: usize) -> std::alloc::Layout {
+    // SAFETY: a power of two up to 64 KiB with alignment 16 is valid.
+    unsafe { std::alloc::Layout::from_size_align_unchecked(size, BLOCK_ALIGN) }
+}
+
 /// A block of class `class` (16 << class bytes). Kept out of line so
 /// that LTO does not copy the lock loop into every allocation site.
 #[inline(never)]
 fn small_alloc(class: usize) -> *mut u8 {
     let size = 16usize << class;
-    with_pools(|p| {
+    let block = with_pools(|p| {
         let head = p.free[class];
         if !head.is_null() {
             // SAFETY: a free block's first 8 bytes hold the next one.
             p.free[class] = unsafe { *(head as *mut *mut u8) };
+            p.kept[class] = p.kept[class].saturating_sub(1);
             return head;
+        }
+        if size > MAX_SMALL {
+            return std::ptr::null_mut(); // from the system, unlocked
         }
         if p.left < size {
             // The rest of the old chunk is given up (at most 4 KiB).
@@ -135,25 +155,44 @@ fn small_alloc(class: usize) -> *mut u8 {
         p.bump = unsafe { p.bump.add(size) };
         p.left -= size;
         block
-    })
+    });
+    if block.is_null() && size > MAX_SMALL {
+        // SAFETY: non-zero size, valid alignment.
+        return unsafe { std::alloc::GlobalAlloc::alloc(&std::alloc::System, big_layout(size)) };
+    }
+    block
 }
 
-/// Return a block of class `class` to its free list.
+/// Return a block of class `class` to its free list (a large block beyond
+/// `BIG_KEEP` of its size to the system).
 #[inline(never)]
 fn small_free(class: usize, ptr: *mut u8) {
-    with_pools(|p| {
+    let size = 16usize << class;
+    let kept = with_pools(|p| {
+        if size > MAX_SMALL {
+            if p.kept[class] >= BIG_KEEP {
+                return false;
+            }
+            p.kept[class] += 1;
+        }
         // SAFETY: the block is ours, at least 16 bytes, 16-aligned, and
         // no longer used by its owner.
         unsafe { *(ptr as *mut *mut u8) = p.free[class] };
         p.free[class] = ptr;
+        true
     });
+    if !kept {
+        // SAFETY: large blocks come from the system with this layout.
+        unsafe { std::alloc::GlobalAlloc::dealloc(&std::alloc::System, ptr, big_layout(size)) };
+    }
 }
 
 // SAFETY: every block handed out is either from the system allocator
-// (returned to it with the same layout) or a distinct, 16-byte-aligned
-// slice of a chunk of at least the requested size, never handed out twice
-// until it is freed; free blocks store the next pointer in their first
-// 8 bytes, which every class (≥ 16 bytes) has room for.
+// (returned to it with the same layout: the request's above 64 KiB, the
+// class size for 8–64 KiB classes) or a distinct, 16-byte-aligned slice
+// of a chunk of at least the requested size, never handed out twice until
+// it is freed; free blocks store the next pointer in their first 8 bytes,
+// which every class (≥ 16 bytes) has room for.
 unsafe impl std::alloc::GlobalAlloc for SmallAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         match class_of(layout) {
@@ -547,6 +586,48 @@ pub fn open_read(path: &std::path::Path) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// A directory opened only to name files relative to it (O_PATH: no read
+/// permission needed, nothing read).
+pub fn open_dir_path(path: &std::path::Path) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+}
+
+/// What a cache needs to know that a file is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub ino: u64,
+    pub size: u64,
+    pub ctime_ns: i128,
+}
+
+/// fstatat(2) of `dir_name/file_name` under `dir`, following symlinks as
+/// stat does. The path is assembled on the stack: a lister stats two
+/// files per job, and walking the root's own path each time (and
+/// allocating it) was a measurable part of `list`.
+pub fn stat_at(dir: &File, dir_name: &str, file_name: &str) -> io::Result<FileId> {
+    let mut path = [0u8; 512];
+    let len = dir_name.len() + 1 + file_name.len();
+    if len >= path.len() || dir_name.contains('\0') || file_name.contains('\0') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "path too long"));
+    }
+    path[..dir_name.len()].copy_from_slice(dir_name.as_bytes());
+    path[dir_name.len()] = b'/';
+    path[dir_name.len() + 1..len].copy_from_slice(file_name.as_bytes());
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated (zeroed beyond `len`) and outlives
+    // the call; `st` is a valid, writable stat buffer.
+    cvt(unsafe { libc::fstatat(dir.as_raw_fd(), path.as_ptr().cast(), &mut st, 0) })?;
+    Ok(FileId {
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Directory listing
 // ---------------------------------------------------------------------------
@@ -802,6 +883,39 @@ mod tests {
             .any(|(n, k)| n == "file-2999" && *k != EntryKind::Dir));
         assert!(list_dir(&dir.join("file-0001")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn large_blocks_are_kept_up_to_a_bound_and_keep_their_bytes() {
+        use std::alloc::{GlobalAlloc, Layout};
+        let a = SmallAlloc;
+        let l = Layout::from_size_align(20_000, 8).unwrap();
+        // SAFETY (test): layouts are valid; every block is freed once,
+        // with the layout it has at that point.
+        unsafe {
+            let ptrs: Vec<*mut u8> = (0..10).map(|_| a.alloc(l)).collect();
+            for (i, &p) in ptrs.iter().enumerate() {
+                assert_eq!(p as usize % 16, 0);
+                std::ptr::write_bytes(p, i as u8, 20_000);
+            }
+            for (i, &p) in ptrs.iter().enumerate() {
+                assert_eq!(*p.add(19_999), i as u8, "blocks overlap");
+                a.dealloc(p, l);
+            }
+            let kept = with_pools(|p| p.kept[class_of(l).unwrap()]);
+            assert!(kept <= BIG_KEEP);
+            // Growing through the classes and beyond keeps the bytes.
+            let p = a.alloc(Layout::from_size_align(5000, 8).unwrap());
+            std::ptr::write_bytes(p, 3, 5000);
+            let p = a.realloc(p, Layout::from_size_align(5000, 8).unwrap(), 40_000);
+            assert_eq!(*p.add(4999), 3);
+            std::ptr::write_bytes(p.add(5000), 4, 35_000);
+            let p = a.realloc(p, Layout::from_size_align(40_000, 8).unwrap(), 200_000);
+            assert_eq!((*p.add(4999), *p.add(39_999)), (3, 4));
+            let p = a.realloc(p, Layout::from_size_align(200_000, 8).unwrap(), 9000);
+            assert_eq!((*p.add(4999), *p.add(8999)), (3, 4));
+            a.dealloc(p, Layout::from_size_align(9000, 8).unwrap());
+        }
     }
 
     #[test]

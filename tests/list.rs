@@ -401,3 +401,85 @@ fn stray_entries_and_missing_root() {
     assert_eq!(ids(&v).len(), 1);
     assert_eq!(v["skipped"], 1, "{v}");
 }
+
+/// Sleep until `dir`'s last change (and the files just written) are old
+/// enough for the list cache to trust them: 100 ms, or 2 s on file
+/// systems with whole-second timestamps.
+fn settle(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let nsec = std::fs::metadata(dir).map_or(0, |m| m.mtime_nsec());
+    std::thread::sleep(std::time::Duration::from_millis(if nsec == 0 {
+        2100
+    } else {
+        150
+    }));
+}
+
+/// Make the root's list cache current (src/cache.rs): the first listing
+/// of a quiet root creates the cache directory, the next one writes.
+fn warm(t: &TempRoot) {
+    for _ in 0..2 {
+        settle(&t.root);
+        t.ok(&["list", "--all", "--limit", "0"]);
+    }
+    let cache = std::fs::read_to_string(t.root.join(".cache/list")).unwrap();
+    assert!(cache.contains('\t'), "notes were cached: {cache:.300}");
+}
+
+/// The listing as a root without any cache gives it.
+fn uncached(t: &TempRoot, args: &[&str]) -> Value {
+    let _ = std::fs::remove_dir_all(t.root.join(".cache"));
+    t.ok(args)
+}
+
+#[test]
+fn the_list_cache_follows_every_change() {
+    let t = TempRoot::new();
+    let ids_ = fabricate_n(&t, &t.cwd, 1_700_000_000_000, 70);
+    warm(&t);
+    let all = ["list", "--all", "--limit", "0"];
+    let cached = t.ok(&all);
+    assert_eq!(
+        cached,
+        uncached(&t, &all),
+        "cached and fresh listings agree"
+    );
+    warm(&t);
+
+    // Files edited in place, even to the same size, are seen.
+    let newest = &ids_[69];
+    let state = t.job_dir(newest).join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let edited = text.replace("2026-01-01T00:00:01Z", "2026-01-01T00:00:09Z");
+    assert_eq!(edited.len(), text.len());
+    std::fs::write(&state, edited).unwrap();
+    set_tags(&t, &ids_[68], &["hand.made"]);
+    t.ok(&["tag", "set", &ids_[67], "--tag", "by.cli"]);
+    let v = t.ok(&["list", "--limit", "3"]);
+    assert_eq!(v["jobs"][0]["finished_at"], "2026-01-01T00:00:09Z", "{v}");
+    assert_eq!(v["jobs"][1]["tags"], json!(["hand.made"]), "{v}");
+    assert_eq!(v["jobs"][2]["tags"], json!(["by.cli"]), "{v}");
+
+    // Jobs that come and go are seen at once.
+    t.ok(&["delete", &ids_[66]]);
+    std::fs::remove_dir_all(t.job_dir(&ids_[65])).unwrap();
+    let fresh = start_quiet(&t, "true");
+    t.wait_done(&fresh);
+    let v = t.ok(&all);
+    let got = ids(&v);
+    assert_eq!(got.len(), 69);
+    assert_eq!(got[0], fresh);
+    assert!(!got.contains(&ids_[66]) && !got.contains(&ids_[65]));
+    warm(&t);
+    assert_eq!(t.ok(&all), uncached(&t, &all));
+
+    // A damaged cache is never believed over the root.
+    warm(&t);
+    let cache = t.root.join(".cache/list");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(3, 9);
+    std::fs::write(&cache, lines.join("\n") + "\n").unwrap();
+    let damaged = t.ok(&all);
+    assert_eq!(damaged, uncached(&t, &all));
+}

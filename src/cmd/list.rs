@@ -15,10 +15,19 @@
 //! - `skipped` counts job directories whose meta.json could not be read
 //!   among those walked; an unreadable state.json lists the job as
 //!   `unknown`.
+//! - Names come from the list cache while the root is unchanged
+//!   (`cache.rs`). A job read in a final state leaves a note there: both
+//!   files' inode, size and ctime, and what `list` shows of them. The
+//!   note stands in for reading the files only while both still stat the
+//!   same, and it is only made from files whose ctime had settled before
+//!   the listing began, so no write can hide in a timestamp tick. A
+//!   running job is always read (its state changes, and a dead supervisor
+//!   must be noticed).
 //!
 //! Rejected: 0.2.3 read every job and sorted by `started_at` strings,
 //! which made `list --limit 5` cost as much as the whole root.
 
+use std::fs::File;
 use std::path::Path;
 
 use serde::Serialize;
@@ -29,6 +38,7 @@ use crate::error::Result;
 use crate::job::{self, Status};
 use crate::output::{Output, Response};
 use crate::store::{self, Store};
+use crate::sys::{self, FileId};
 
 /// What to list; shared with the HTTP server.
 #[derive(Clone, Debug, Default)]
@@ -97,21 +107,33 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             && q.tags.iter().all(|p| job::tag_matches(&m.tags, p))
     };
     let mut cache = ListCache::load(store)?;
-    let learning = cache.notes.enabled();
+    let learning = cache.learning();
     let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
     let mut body = ListBody {
         root: store.display(),
-        jobs: Vec::new(),
+        jobs: Vec::with_capacity(limit.min(64)),
         truncated: false,
         skipped: 0,
     };
-    for name in cache.names.oldest_first().rev() {
-        let j = store.job(name);
-        let noted = cache.notes.get(name);
-        let had_note = noted.is_some();
-        let (meta, st) = match noted.and_then(|n| from_note(&j, n)) {
+    // Notes are checked with paths relative to the root.
+    let root_dir = if learning {
+        sys::open_dir_path(&store.root).ok()
+    } else {
+        None
+    };
+    while let Some(w) = cache.next() {
+        if w.restart {
+            body.jobs.clear();
+            body.skipped = 0;
+        }
+        let noted = match (&root_dir, w.note.as_deref()) {
+            (Some(root), Some(n)) => from_note(root, &w.name, n),
+            _ => None,
+        };
+        let (meta, st) = match noted {
             Some(seen) => seen,
             None => {
+                let j = store.job(&w.name);
                 let Some((meta, meta_file)) = read_meta(&j, learning) else {
                     body.skipped += 1;
                     continue;
@@ -121,8 +143,8 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
                 }
                 let (st, state_file) = read_state(&j, learning);
                 let note = make_note(&meta, meta_file, st.as_ref(), state_file, cache.t0);
-                if note.is_some() || had_note {
-                    cache.notes.learn(name, note);
+                if note.is_some() || w.note.is_some() {
+                    cache.learn(&w.name, note);
                 }
                 (meta, st)
             }
@@ -143,8 +165,9 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
         }
         let st = st.unwrap_or_default();
         body.jobs.push(ListEntry {
-            job_id: name.to_string(),
-            short_job_id: String::new(),
+            job_id: w.name,
+            // Unique among every job directory of the root.
+            short_job_id: w.short_id,
             state,
             exit_code: st.exit_code,
             created_at: meta.created_at,
@@ -153,10 +176,6 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             updated_at: st.updated_at,
             tags: meta.tags,
         });
-    }
-    // Unique among every job directory of the root, not only these.
-    for e in &mut body.jobs {
-        e.short_job_id = cache.names.short_id(&e.job_id);
     }
     cache.save();
     Ok(body)
@@ -200,53 +219,38 @@ impl From<job::State> for StateSummary {
     }
 }
 
-/// A file as a cache note saw it. Any write changes its ctime (which
-/// cannot be set back), a replacement by rename its inode.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    ino: u64,
-    size: u64,
-    ctime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(m: &std::fs::Metadata) -> FileStamp {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            ino: m.ino(),
-            size: m.size(),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        }
-    }
-
-    fn parse(s: &str) -> Option<FileStamp> {
-        let mut w = s.split('.');
-        let stamp = FileStamp {
-            ino: w.next()?.parse().ok()?,
-            size: w.next()?.parse().ok()?,
-            ctime_ns: w.next()?.parse().ok()?,
-        };
-        w.next().is_none().then_some(stamp)
-    }
-
-    /// Does `path` still look as `self` says?
-    fn holds(self, path: &Path) -> bool {
-        std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == self)
+/// A file as a cache note saw it: any write changes its ctime (which
+/// cannot be set back), a replacement by rename its inode. Written
+/// `INO.SIZE.CTIME_NS`.
+fn file_id(m: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    FileId {
+        ino: m.ino(),
+        size: m.size(),
+        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
     }
 }
 
-impl std::fmt::Display for FileStamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.ino, self.size, self.ctime_ns)
-    }
+fn parse_file_id(s: &str) -> Option<FileId> {
+    let mut w = s.split('.');
+    let id = FileId {
+        ino: w.next()?.parse().ok()?,
+        size: w.next()?.parse().ok()?,
+        ctime_ns: w.next()?.parse().ok()?,
+    };
+    w.next().is_none().then_some(id)
+}
+
+fn show_file_id(f: FileId) -> String {
+    format!("{}.{}.{}", f.ino, f.size, f.ctime_ns)
 }
 
 /// meta.json's summary, with its stamp when `stamped`.
-fn read_meta(j: &job::Job, stamped: bool) -> Option<(MetaSummary, Option<FileStamp>)> {
+fn read_meta(j: &job::Job, stamped: bool) -> Option<(MetaSummary, Option<FileId>)> {
     let path = j.path(job::META);
     if stamped {
         let (m, file) = job::read_json_stamped(&path)?;
-        Some((m, Some(FileStamp::of(&file))))
+        Some((m, Some(file_id(&file))))
     } else {
         Some((job::read_json(&path).ok()?, None))
     }
@@ -254,11 +258,11 @@ fn read_meta(j: &job::Job, stamped: bool) -> Option<(MetaSummary, Option<FileSta
 
 /// The job's state as it really is (a running job whose supervisor is
 /// gone reads `failed`), with the file's stamp when `stamped` and final.
-fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<FileStamp>) {
+fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<FileId>) {
     if stamped {
         if let Some((s, file)) = job::read_json_stamped::<job::State>(&j.path(job::STATE)) {
             if s.status().is_terminal() {
-                return (Some(s.into()), Some(FileStamp::of(&file)));
+                return (Some(s.into()), Some(file_id(&file)));
             }
         }
     }
@@ -270,14 +274,14 @@ fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<File
 /// their stamps): both stamps, then what `list` shows, as JSON.
 fn make_note(
     meta: &MetaSummary,
-    meta_file: Option<FileStamp>,
+    meta_file: Option<FileId>,
     st: Option<&StateSummary>,
-    state_file: Option<FileStamp>,
+    state_file: Option<FileId>,
     t0: i128,
 ) -> Option<String> {
     let (m, s, st) = (meta_file?, state_file?, st?);
     let status = st.status.filter(|s| s.is_terminal())?;
-    let settled = |f: FileStamp| store::settled(f.ctime_ns, t0);
+    let settled = |f: FileId| store::settled(f.ctime_ns, t0);
     if !settled(m) || !settled(s) {
         return None;
     }
@@ -291,7 +295,12 @@ fn make_note(
         &st.finished_at,
         &st.updated_at,
     );
-    Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
+    Some(format!(
+        "{} {} {}",
+        show_file_id(m),
+        show_file_id(s),
+        serde_json::to_string(&shown).ok()?
+    ))
 }
 
 /// A note's JSON: what `list` shows, in `make_note`'s order.
@@ -306,13 +315,15 @@ type Shown = (
     Option<String>,
 );
 
-/// A note's summary, if both files are still as the note saw them.
-fn from_note(j: &job::Job, note: &str) -> Option<(MetaSummary, Option<StateSummary>)> {
+/// A note's summary, if both files of job `name` in `root` are still as
+/// the note saw them.
+fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option<StateSummary>)> {
     let (m, rest) = note.split_once(' ')?;
     let (s, json) = rest.split_once(' ')?;
-    if !FileStamp::parse(m)?.holds(&j.path(job::META))
-        || !FileStamp::parse(s)?.holds(&j.path(job::STATE))
-    {
+    let holds = |file: &str, id: &str| {
+        parse_file_id(id).is_some_and(|id| sys::stat_at(root, name, file).is_ok_and(|f| f == id))
+    };
+    if !holds(job::META, m) || !holds(job::STATE, s) {
         return None;
     }
     let (created_at, cwd, tags, status, exit_code, started_at, finished_at, updated_at): Shown =
@@ -352,12 +363,17 @@ fn query(m: &Matches, state: Option<String>) -> ListQuery {
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let body = list_jobs(&store, &query(m, m.get("state").map(str::to_string)))?;
-    Ok(Output::Doc(Response::new("list", &body)))
+    Ok(Output::Doc(list_response(&body)))
 }
 
 /// `ps`: `list --state running`.
 pub fn exec_ps(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let body = list_jobs(&store, &query(m, Some("running".to_string())))?;
-    Ok(Output::Doc(Response::new("list", &body)))
+    Ok(Output::Doc(list_response(&body)))
+}
+
+/// An entry is about 300 bytes of JSON: one buffer for the document.
+fn list_response(body: &ListBody) -> Response {
+    Response::with_capacity("list", body, 1024 + 320 * body.jobs.len())
 }
