@@ -49,6 +49,11 @@ fn main() {
             0
         }
         Ok(Parsed::Run(m)) => {
+            // The supervisor and the server run for long: what they keep
+            // stays resident. Every other command exits soon.
+            if !matches!(m.cmd.name, "_supervise" | "serve") {
+                sys::keep_large_blocks();
+            }
             output::set_yaml(m.yaml);
             output::init_logging(m.verbose);
             match (m.cmd.exec)(&m) {

@@ -29,10 +29,11 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 // ---------------------------------------------------------------------------
 
 /// The global allocator: blocks of up to 4 KiB come from per-size-class
-/// free lists carved out of 64 KiB chunks; blocks of 8 to 64 KiB come
-/// from the system allocator in power-of-two sizes and up to `BIG_KEEP`
-/// of each size are kept when freed; everything larger (and any alignment
-/// above 16) goes to the system allocator.
+/// free lists carved out of 64 KiB chunks; in short-lived commands
+/// (`keep_large_blocks`), blocks of 8 to 64 KiB come from the system
+/// allocator in power-of-two sizes and up to `BIG_KEEP` of each size are
+/// kept when freed; everything larger (and any alignment above 16) goes
+/// to the system allocator.
 ///
 /// Why: musl's mallocng unmaps a size class's page group as soon as it is
 /// empty, so a loop that allocates and frees a few strings per iteration
@@ -40,9 +41,10 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// `serve`) paid an mmap + munmap + TLB flush each time. Freed small
 /// blocks are kept for reuse instead; chunks are never returned, so memory
 /// is bounded by the peak of small live allocations (kilobytes here).
-/// Kept large blocks spare the same for response and read buffers (a
-/// listing frees its 64 KiB read buffer just before it needs a 64 KiB
-/// response buffer), and bound what is kept to 4 × 120 KiB.
+/// Kept large blocks spare the same for read and response buffers (a
+/// listing's buffers cost three mmap/munmap pairs), bounded to 4 × 120
+/// KiB; the supervisor and the server do not keep them, since what they
+/// keep stays in their resident size for as long as they run.
 ///
 /// Rejected: a bump allocator that never frees (the supervisor and the
 /// server are long-lived); static glibc (malloc is fine, but start-up
@@ -83,6 +85,15 @@ static POOLS: PoolsCell = PoolsCell {
         left: 0,
     }),
 };
+
+static KEEP_LARGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, keep freed blocks of 8 to 64 KiB for reuse (for
+/// commands that exit soon). Safe at any time: such blocks always have
+/// their class's size; only what happens when they are freed changes.
+pub fn keep_large_blocks() {
+    KEEP_LARGE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// The size class of a small request, or None for the system allocator.
 fn class_of(layout: std::alloc::Layout) -> Option<usize> {
@@ -170,7 +181,8 @@ fn small_free(class: usize, ptr: *mut u8) {
     let size = 16usize << class;
     let kept = with_pools(|p| {
         if size > MAX_SMALL {
-            if p.kept[class] >= BIG_KEEP {
+            let keep = KEEP_LARGE.load(std::sync::atomic::Ordering::Relaxed);
+            if !keep || p.kept[class] >= BIG_KEEP {
                 return false;
             }
             p.kept[class] += 1;
@@ -900,6 +912,15 @@ mod tests {
             }
             for (i, &p) in ptrs.iter().enumerate() {
                 assert_eq!(*p.add(19_999), i as u8, "blocks overlap");
+                a.dealloc(p, l);
+            }
+            let kept = with_pools(|p| p.kept[class_of(l).unwrap()]);
+            assert!(kept <= BIG_KEEP);
+            // Kept ones are reused, still within the bound.
+            keep_large_blocks();
+            let ptrs: Vec<*mut u8> = (0..10).map(|_| a.alloc(l)).collect();
+            for &p in &ptrs {
+                std::ptr::write_bytes(p, 1, 20_000);
                 a.dealloc(p, l);
             }
             let kept = with_pools(|p| p.kept[class_of(l).unwrap()]);

@@ -554,11 +554,70 @@ fn read_status(dir: &Path, buf: &mut Vec<u8>) -> Option<Status> {
     }
 }
 
+/// `job_ids` straight from the cache's lines, without building its map,
+/// when the cache lists every job and nothing new is learned (the common
+/// case, and the one that must be fast). None: take the general path.
+fn from_complete_cache(
+    text: &str,
+    stamp: Option<RootStamp>,
+    filter: JobFilter,
+    cur: &str,
+    here: &str,
+    store: &Store,
+) -> Option<Vec<String>> {
+    let (header, body) = text.split_once('\n')?;
+    let mut w = header.rsplitn(5, ' ');
+    let written: i128 = w.next()?.parse().ok()?;
+    let mtime_ns: i128 = w.next()?.parse().ok()?;
+    let nlink = w.next()?.parse().ok()?;
+    let ino = w.next()?.parse().ok()?;
+    let cached = RootStamp {
+        ino,
+        nlink,
+        mtime_ns,
+    };
+    if w.next()? != CACHE_HEADER || stamp? != cached || mtime_ns + MTIME_SLACK_NS >= written {
+        return None;
+    }
+    let mut out = Vec::new();
+    for line in body.split_terminator('\n') {
+        let mut parts = line.splitn(3, '\t');
+        let (name, status, cwd) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches_prefix = name.len() >= cur.len()
+            && name.is_char_boundary(cur.len())
+            && name[..cur.len()].eq_ignore_ascii_case(cur)
+            && !name.starts_with(':');
+        if !matches_prefix || cwd != here {
+            continue;
+        }
+        if filter != JobFilter::All {
+            let dir = store.root.join(name);
+            let status = match parse_status(status) {
+                Some(s) => s,
+                None => {
+                    let s = read_status(&dir, &mut Vec::new())?;
+                    if s.is_terminal() {
+                        return None; // learned: the general path records it
+                    }
+                    s
+                }
+            };
+            if !admits(filter, effective(status, &dir)) {
+                continue;
+            }
+        }
+        out.push(name.to_string());
+    }
+    out.sort();
+    Some(out)
+}
+
 /// Ids of this directory's jobs that start with `cur` (case-insensitive,
 /// as lookup is) and pass `filter`, sorted.
 fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
     let store = Store::resolve(root.map(expand_home).as_deref());
-    let Ok(here) = std::env::current_dir().and_then(std::fs::canonicalize) else {
+    // getcwd(2) already resolves symlinks.
+    let Ok(here) = std::env::current_dir() else {
         return Vec::new();
     };
     let here = here.to_string_lossy();
@@ -567,6 +626,9 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
         cache_text = std::fs::read_to_string(store.root.join(CACHE)).unwrap_or_default();
     }
     let stamp = root_stamp(&store.root);
+    if let Some(out) = from_complete_cache(&cache_text, stamp, filter, cur, &here, &store) {
+        return out;
+    }
     let (mut known, complete) = parse_cache(&cache_text, stamp);
     // Unchanged root: the cache lists every job; no directory listing.
     let listed;
