@@ -584,11 +584,12 @@ fn management(b: &mut Bench) {
     );
 
     // Launch with auto-GC that has old jobs to delete each time.
+    // Twice the rounds: the ratio of two noisy medians needs them.
     let gc_root = b.fresh_root("autogc");
-    b.populate(&gc_root, n * 25, &cwd, true);
+    b.populate(&gc_root, n * 2 * 25, &cwd, true);
     let mut with = Vec::new();
     let mut without = Vec::new();
-    for i in 0..n {
+    for i in 0..n * 2 {
         for (flag, acc) in [(None, &mut with), (Some("--no-auto-gc"), &mut without)] {
             let mut args = vec!["run", "--no-wait"];
             args.extend(flag);

@@ -153,10 +153,21 @@ fn supervise(
     let _ = job.write_state(&state, false);
     signal(ready, b'R');
     // Auto-GC runs beside the tee, off the caller's path, and is joined
-    // before the terminal state so a waiting caller sees its effect.
+    // before the terminal state so a waiting caller sees its effect. It
+    // starts once a `--no-wait` caller has gone (its end of the readiness
+    // pipe closes as it exits), so that it does not compete with the
+    // caller's last steps for the CPU; a caller that waits keeps the pipe
+    // open, and the collection starts after `GC_START_MS` regardless.
+    // The pipe outlives the thread: it is dropped after the join.
+    let caller = ready.as_ref().map(|f| f.as_raw_fd());
     let gc_thread = auto_gc.map(|g| {
         let store = store.clone();
-        std::thread::spawn(move || crate::gc::run_auto(&store, &g))
+        std::thread::spawn(move || {
+            if let Some(fd) = caller {
+                let _ = sys::poll(&mut [sys::poll_fd(fd, 0)], GC_START_MS);
+            }
+            crate::gc::run_auto(&store, &g)
+        })
     });
 
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -208,6 +219,9 @@ fn supervise(
     let Tee { matcher, .. } = tee;
     Some(matcher)
 }
+
+/// How long auto-GC waits for a `--no-wait` caller to go.
+const GC_START_MS: i32 = 3;
 
 fn launch_failed(job: &Job, ready: &mut Option<File>, mut state: State, e: LaunchError) {
     state.fail(e.code, e.message);
