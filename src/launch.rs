@@ -292,9 +292,9 @@ fn define_in(store: &Store, job: &Job, spec: &Spec) -> Result<(Meta, State)> {
         }
         meta.stdin_file = Some(job::STDIN.to_string());
     }
-    for name in [job::STDOUT, job::STDERR, job::FULL, job::LOCK] {
-        private_file(&job.path(name)).map_err(|e| Error::io(format!("create {name}"), e))?;
-    }
+    // No empty logs or lock here: the supervisor creates the logs (after
+    // telling the caller it runs) and `launch` the lock; a created job
+    // reads as having printed nothing. Each new file costs a launch.
     job.write_meta(&meta)?;
     job.write_state(&state, false)?;
     Ok((meta, state))

@@ -16,6 +16,10 @@
 //!   1 s at most), then lose them. It is made durable (fsync of the file
 //!   and the directory) right after it is published and waiters are told,
 //!   so the fsync never delays `run` or `wait`.
+//! - The caller hears `R` (running, state.json says so) as soon as the
+//!   workload has exec'd; the logs are created right after, off its path.
+//!   If they cannot be, the workload is killed and the job recorded
+//!   `failed` with `log_unwritable`: nothing runs unrecorded.
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
@@ -120,19 +124,6 @@ fn supervise(
             return None;
         }
     };
-    let full_path = meta
-        .full_log
-        .as_ref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| job.path(job::FULL));
-    let logs = open_logs(job, &full_path);
-    let (out_log, err_log, full_log) = match logs {
-        Ok(l) => l,
-        Err(e) => {
-            launch_failed(job, ready, state, fail("log_unwritable", e.to_string()));
-            return None;
-        }
-    };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -170,6 +161,28 @@ fn supervise(
         })
     });
 
+    // The logs are created after the caller is told: three new files are
+    // most of a launch's file-system work (ext4 without a journal scans
+    // past recently freed inodes for each), and the caller need not wait
+    // for them. Until they exist, nothing has been teed: readers find
+    // empty logs. Output waits in the pipes meanwhile.
+    let full_path = meta
+        .full_log
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| job.path(job::FULL));
+    let (out_log, err_log, full_log) = match open_logs(job, &full_path) {
+        Ok(l) => l,
+        Err(e) => {
+            // Nothing may run unrecorded: stop the workload, record why.
+            let _ = sys::kill_group(pid, libc::SIGKILL);
+            let _ = sys::wait4(pid, true);
+            state.fail("log_unwritable", e.to_string());
+            let _ = job.write_state(&state, false);
+            signal(ready, b'T');
+            return None;
+        }
+    };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return None;
     };

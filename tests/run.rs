@@ -392,6 +392,34 @@ fn tags_and_log_flag() {
 }
 
 #[test]
+fn an_unwritable_log_fails_the_job_and_stops_it() {
+    let t = TempRoot::new();
+    // A regular file where --log needs a directory.
+    let blocker = t.base.join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let log = blocker.join("full.txt");
+    let marker = format!("ae-log-{}", std::process::id());
+    let v = t.ok(&[
+        "run",
+        "--log",
+        log.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep 30 # {marker}"),
+    ]);
+    assert_eq!(v["state"], "failed", "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let st = t.ok(&["status", id]);
+    assert_eq!(st["state"], "failed", "{st}");
+    assert_eq!(t.state(id)["failure"]["code"], "log_unwritable");
+    assert!(
+        t.pids_matching(&marker).is_empty(),
+        "the workload was stopped"
+    );
+}
+
+#[test]
 fn permissions_are_private() {
     let t = TempRoot::new();
     let v = t.ok(&["run", "--", "echo", "x"]);
