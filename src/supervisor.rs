@@ -186,6 +186,8 @@ fn supervise(
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return None;
     };
+    // Start-up is over: keep resident only the code the tee loop runs.
+    sys::drop_code_pages();
     let mut tee = Tee {
         streams: [
             Stream::new(OwnedFd::from(out), out_log),
