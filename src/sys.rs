@@ -246,57 +246,85 @@ unsafe impl std::alloc::GlobalAlloc for SmallAlloc {
 // Resident code
 // ---------------------------------------------------------------------------
 
-/// Unmap from this process the pages of its own machine code (the `r-xp`
-/// mappings of its executable), so that only what runs from now on is
-/// faulted back in. For the supervisor, which runs for as long as its job
-/// does: start-up touched most of the binary (each fault maps up to 16
-/// neighbouring pages), the wait loop needs a small part of it.
+/// Unmap from this process the pages of its own machine code (the
+/// executable, non-writable segments of its program), so that only what
+/// runs from now on is faulted back in. For the supervisor, which runs for
+/// as long as its job does: start-up touched most of the binary (each
+/// fault maps up to 16 neighbouring pages), the wait loop needs a small
+/// part of it.
 ///
 /// Sound: MADV_DONTNEED on a private file mapping only drops page-table
 /// entries; a page that was never written reads back from the file
-/// unchanged. Only executable mappings of our own binary whose
-/// `/proc/self/smaps` entry shows no anonymous (written, copied) page are
-/// touched, so text relocated in place, RELRO and data are never dropped.
-/// Best effort: any doubt leaves things as they are.
+/// unchanged. Code is never written unless the program has text
+/// relocations (DT_TEXTREL, or DF_TEXTREL in DT_FLAGS), in which case
+/// nothing is done; only whole pages inside an executable, non-writable
+/// PT_LOAD segment are dropped, never a page shared with data. The program
+/// headers and load address come from dl_iterate_phdr (the main program
+/// is its first object): no file is read, so this costs microseconds.
 pub fn drop_code_pages() {
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+    const DT_NULL: i64 = 0;
+    const DT_TEXTREL: i64 = 22;
+    const DT_FLAGS: i64 = 30;
+    const DF_TEXTREL: u64 = 0x4;
+    const PT_DYNAMIC: u32 = 2;
+    type Program = (usize, *const libc::Elf64_Phdr, usize);
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info record and our
+        // `data`, a live `Program`; 1 stops after this first object.
+        unsafe {
+            let i = &*info;
+            *(data as *mut Program) = (i.dlpi_addr as usize, i.dlpi_phdr, i.dlpi_phnum as usize);
+        }
+        1
+    }
+    let mut program: Program = (0, std::ptr::null(), 0);
+    // SAFETY: the callback only writes `program`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut program as *mut Program).cast()) };
+    let (base, at, phnum) = program;
+    if at.is_null() || phnum == 0 || phnum > 256 {
         return;
-    };
-    let Some(exe) = exe.to_str() else {
-        return;
-    };
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    // A mapping's header line, then `Key: value` lines until the next.
-    let mut current: Option<(usize, usize)> = None;
-    for line in smaps.lines() {
-        if let Some(anon) = line.strip_prefix("Anonymous:") {
-            let Some((start, end)) = current.take() else {
-                continue;
-            };
-            if anon.trim() != "0 kB" {
-                continue;
+    }
+    // SAFETY: these are the main program's program headers, mapped for
+    // the life of the process, `phnum` of them.
+    let phdrs = unsafe { std::slice::from_raw_parts(at, phnum) };
+    if let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) {
+        let mut entry = base.wrapping_add(dynamic.p_vaddr as usize) as *const [u64; 2];
+        let end = entry.wrapping_add(dynamic.p_memsz as usize / 16);
+        while entry < end {
+            // SAFETY: PT_DYNAMIC lies inside a loaded segment; entries are
+            // (d_tag, d_val) pairs of 8-byte words up to DT_NULL or the
+            // segment's end.
+            let [tag, val] = unsafe { entry.read() };
+            match tag as i64 {
+                DT_NULL => break,
+                DT_TEXTREL => return,
+                DT_FLAGS if val & DF_TEXTREL != 0 => return,
+                _ => {}
             }
-            // SAFETY: [start, end) is a whole mapping of our executable's
-            // code with no written page (checked just above); dropping its
-            // pages changes no byte the process can observe.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            entry = entry.wrapping_add(1);
+        }
+    }
+    let page = 4096usize;
+    for p in phdrs {
+        let code = p.p_flags & libc::PF_X != 0 && p.p_flags & libc::PF_W == 0;
+        if p.p_type != libc::PT_LOAD || !code {
             continue;
         }
-        let mut f = line.splitn(6, ' ');
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        else {
-            continue; // a `Key: value` line
-        };
-        let path = f.nth(3).map(str::trim_start);
-        current = (perms == "r-xp" && path == Some(exe) && end > start).then_some((start, end));
+        let from = base.wrapping_add(p.p_vaddr as usize);
+        // Whole pages inside the segment only.
+        let start = from.div_ceil(page) * page;
+        let end = from.wrapping_add(p.p_memsz as usize) / page * page;
+        if end > start {
+            // SAFETY: [start, end) lies inside our program's code segment,
+            // which is mapped read-only from the file and, without text
+            // relocations, never written: dropping its pages changes no
+            // byte the process can observe.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
     }
 }
 
