@@ -27,7 +27,8 @@
 //! - A note proves itself against its job's files (`cmd::list` keeps
 //!   their stamps in it), so notes outlive any change of the root.
 //! - Advisory: any doubt (unreadable, another version, out of order, an
-//!   invalid name) means scanning and reading afresh. The file sits in a
+//!   invalid name, larger than `MAX_BYTES`) means scanning and reading
+//!   afresh, and a file read only in part is never written back. The file sits in a
 //!   subdirectory, so writing it leaves the root's stamp alone; it is
 //!   written by temp file + rename, and only when something was learned.
 //!
@@ -52,6 +53,9 @@ const HEADER: &str = "agent-exec list-cache 2";
 const MIN_JOBS: usize = 64;
 /// The file is read in pieces this large, as the walk needs them.
 const CHUNK: usize = 16 << 10;
+/// No more of the file is read (about 150 bytes a job: a million jobs);
+/// a larger file is damaged, and the walk falls back to a scan.
+const MAX_BYTES: usize = if cfg!(test) { 1 << 20 } else { 256 << 20 };
 /// Written in a header for names that are not to be trusted.
 const UNTRUSTED: RootStamp = RootStamp {
     ino: 0,
@@ -163,6 +167,9 @@ impl ListCache {
                     return None;
                 }
                 let Some((name, note)) = self.file.next_entry() else {
+                    if self.file.capped {
+                        return self.fall_back(); // not the whole file
+                    }
                     *done = true;
                     return None;
                 };
@@ -260,6 +267,9 @@ impl ListCache {
                 while let Some((name, note)) = self.file.next_entry() {
                     put(&mut body, &name, note);
                 }
+                if self.file.capped {
+                    return; // never write back a part as the whole
+                }
             }
             Walk::Names { names, .. } => {
                 for name in names.oldest_first().rev() {
@@ -302,6 +312,8 @@ struct Lines {
     pos: usize,
     body: usize,
     eof: bool,
+    /// Stopped at MAX_BYTES: what was read is not the whole file.
+    capped: bool,
 }
 
 impl Lines {
@@ -312,6 +324,7 @@ impl Lines {
             pos: 0,
             body: 0,
             eof: true,
+            capped: false,
         }
     }
 
@@ -332,6 +345,11 @@ impl Lines {
             return false;
         };
         let old = self.buf.len();
+        if old + CHUNK > MAX_BYTES {
+            self.eof = true;
+            self.capped = true;
+            return false;
+        }
         self.buf.resize(old + CHUNK, 0);
         let n = loop {
             match f.read(&mut self.buf[old..]) {
@@ -420,6 +438,9 @@ impl Lines {
             }
             names.push(&name);
             prev = Some(name);
+        }
+        if self.capped {
+            return None;
         }
         names.sort();
         self.rewind();
@@ -539,6 +560,41 @@ mod tests {
         // state is believed (here: doctored to one name).
         fs::write(cache_file(&s), format!("{header}{}\n", ulid(1))).unwrap();
         assert_eq!(walk(&mut ListCache::load(&s).unwrap()).len(), 1);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn an_oversized_file_is_not_believed_or_cut_short() {
+        let s = root("oversized");
+        for i in 0..70 {
+            fs::create_dir(s.root.join(ulid(i))).unwrap();
+        }
+        fs::create_dir(s.root.join(CACHE_DIR)).unwrap();
+        settle(&s);
+        let want = walk(&mut ListCache::load(&s).unwrap());
+        let now = store::root_stamp(&s.root).unwrap();
+        // Well-formed, stamped for this root, but past MAX_BYTES: notes
+        // of 16 KiB each on 70 names.
+        let mut text = format!("{HEADER} {} {} {} 0\n", now.ino, now.nlink, now.mtime_ns);
+        for i in (0..70).rev() {
+            text.push_str(&format!("{}\t{}\n", ulid(i), "n".repeat(16 << 10)));
+        }
+        assert!(text.len() > MAX_BYTES);
+        fs::write(cache_file(&s), &text).unwrap();
+        let mut c = ListCache::load(&s).unwrap();
+        let got: Vec<_> = walk(&mut c).into_iter().map(|(n, id, _)| (n, id)).collect();
+        let want_ids: Vec<_> = want
+            .iter()
+            .map(|(n, id, _)| (n.clone(), id.clone()))
+            .collect();
+        assert_eq!(got, want_ids);
+        // A listing that learned something and read only the start does
+        // not write back part of the file as the whole.
+        let mut c = ListCache::load(&s).unwrap();
+        let first = c.next().unwrap();
+        c.learn(&first.name, Some("x".into()));
+        c.save();
+        assert_eq!(walk(&mut ListCache::load(&s).unwrap()).len(), 70);
         fs::remove_dir_all(&s.root).unwrap();
     }
 
