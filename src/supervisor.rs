@@ -145,17 +145,22 @@ fn supervise(
     signal(ready, b'R');
     // Auto-GC runs beside the tee, off the caller's path, and is joined
     // before the terminal state so a waiting caller sees its effect. It
-    // starts once a `--no-wait` caller has gone (its end of the readiness
-    // pipe closes as it exits), so that it does not compete with the
-    // caller's last steps for the CPU; a caller that waits keeps the pipe
-    // open, and the collection starts after `GC_START_MS` regardless.
+    // starts once a `--no-wait` caller lets go of the readiness pipe, and
+    // then at the lowest priority: the caller is still printing and
+    // exiting, and must not wait for a time slice behind housekeeping. A
+    // caller that waits keeps the pipe open and is blocked; the collection
+    // then starts after `GC_START_MS` at normal priority, since the job's
+    // terminal state (and that caller) waits for it.
     // The pipe outlives the thread: it is dropped after the join.
     let caller = ready.as_ref().map(|f| f.as_raw_fd());
     let gc_thread = auto_gc.map(|g| {
         let store = store.clone();
         std::thread::spawn(move || {
             if let Some(fd) = caller {
-                let _ = sys::poll(&mut [sys::poll_fd(fd, 0)], GC_START_MS);
+                let mut fds = [sys::poll_fd(fd, 0)];
+                if sys::poll(&mut fds, GC_START_MS).unwrap_or(0) > 0 {
+                    sys::lowest_priority_for_this_thread();
+                }
             }
             crate::gc::run_auto(&store, &g)
         })

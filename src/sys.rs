@@ -242,6 +242,18 @@ unsafe impl std::alloc::GlobalAlloc for SmallAlloc {
     }
 }
 
+/// Give the calling thread (only) the lowest scheduling priority, nice
+/// 19: on Linux, setpriority with a thread id applies to that thread.
+/// Best effort.
+pub fn lowest_priority_for_this_thread() {
+    // SAFETY: gettid takes no arguments; setpriority only changes the
+    // scheduling priority of the thread it names (ourselves).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Resident code
 // ---------------------------------------------------------------------------
