@@ -387,40 +387,40 @@ impl Lines {
         Some(line)
     }
 
-    /// The next (name, note) line, taken.
-    fn next_entry(&mut self) -> Option<(String, Option<String>)> {
+    /// The next whole line as (its end, name, note), not taken.
+    fn peek(&mut self) -> Option<(usize, &str, Option<&str>)> {
         let end = self.line_end()?;
         let line = self.line_at(end)?;
-        let entry = match line.split_once('\t') {
-            Some((n, note)) => (n.to_string(), Some(note.to_string())),
-            None => (line.to_string(), None),
-        };
+        Some(match line.split_once('\t') {
+            Some((name, note)) => (end, name, Some(note).filter(|n| !n.is_empty())),
+            None => (end, line, None),
+        })
+    }
+
+    /// The next (name, note) line, taken.
+    fn next_entry(&mut self) -> Option<(String, Option<String>)> {
+        let (end, name, note) = self.peek()?;
+        let entry = (name.to_string(), note.map(str::to_string));
         self.pos = end + 1;
         Some(entry)
     }
 
     /// The name on the next line, not taken.
     fn peek_name(&mut self) -> Option<String> {
-        let end = self.line_end()?;
-        let line = self.line_at(end)?;
-        Some(line.split_once('\t').map_or(line, |(n, _)| n).to_string())
+        self.peek().map(|(_, name, _)| name.to_string())
     }
 
     /// The note on the line of `name`, for names asked newest first: lines
     /// of newer names are passed over.
     fn note_for(&mut self, name: &str) -> Option<String> {
         loop {
-            let end = self.line_end()?;
-            let line = self.line_at(end)?;
-            let (n, note) = line.split_once('\t').unwrap_or((line, ""));
-            match Names::cmp_order(n, name) {
-                Ordering::Greater => self.pos = end + 1,
-                Ordering::Less => return None,
-                Ordering::Equal => {
-                    let note = (!note.is_empty()).then(|| note.to_string());
-                    self.pos = end + 1;
-                    return note;
+            let (_, line_name, _) = self.peek()?;
+            match Names::cmp_order(line_name, name) {
+                Ordering::Greater => {
+                    self.next_entry();
                 }
+                Ordering::Less => return None,
+                Ordering::Equal => return self.next_entry()?.1,
             }
         }
     }

@@ -395,9 +395,10 @@ pub fn short_prefix(name: &str, shared: usize) -> String {
 }
 
 /// Length of the case-insensitive common prefix of two names.
-pub fn common_prefix(a: &str, b: &str) -> usize {
-    a.bytes()
-        .zip(b.bytes())
+pub fn common_prefix(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> usize {
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
         .take_while(|(x, y)| x.eq_ignore_ascii_case(y))
         .count()
 }
@@ -417,13 +418,7 @@ fn longest_shared_prefix<T: AsRef<[u8]>>(
     if sorted[lo..hi].iter().any(|x| x.as_ref() != n) {
         return n.len();
     }
-    let lcp = |x: &T| {
-        x.as_ref()
-            .iter()
-            .zip(n)
-            .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
-            .count()
-    };
+    let lcp = |x: &T| common_prefix(x.as_ref(), n);
     let before = lo.checked_sub(1).map_or(0, |i| lcp(&sorted[i]));
     let after = sorted.get(hi).map_or(0, lcp);
     before.max(after)

@@ -705,12 +705,41 @@ pub fn open_dir_path(path: &std::path::Path) -> io::Result<File> {
         .open(path)
 }
 
-/// What a cache needs to know that a file is unchanged.
+/// What a cache needs to know that a file is unchanged: any write changes
+/// its ctime (which cannot be set back), a replacement by rename its
+/// inode. Written `INO.SIZE.CTIME_NS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileId {
     pub ino: u64,
     pub size: u64,
     pub ctime_ns: i128,
+}
+
+impl FileId {
+    pub fn of(m: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            ino: m.ino(),
+            size: m.size(),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FileId> {
+        let mut w = s.split('.');
+        let id = FileId {
+            ino: w.next()?.parse().ok()?,
+            size: w.next()?.parse().ok()?,
+            ctime_ns: w.next()?.parse().ok()?,
+        };
+        w.next().is_none().then_some(id)
+    }
+}
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.ino, self.size, self.ctime_ns)
+    }
 }
 
 /// fstatat(2) of `dir_name/file_name` under `dir`, following symlinks as

@@ -466,37 +466,62 @@ fn parse_status(s: &str) -> Option<Status> {
     }
 }
 
+/// The cache's body, and whether its names are the root's complete
+/// listing (written for the root as it is now, well after its last
+/// change). None: not a cache of this version.
+fn cache_body(text: &str, stamp: Option<RootStamp>) -> Option<(&str, bool)> {
+    let (header, body) = text.split_once('\n')?;
+    let mut w = header.rsplitn(5, ' ');
+    let written: i128 = w.next()?.parse().ok()?;
+    let mtime_ns: i128 = w.next()?.parse().ok()?;
+    let nlink = w.next()?.parse().ok()?;
+    let ino = w.next()?.parse().ok()?;
+    if w.next()? != CACHE_HEADER {
+        return None;
+    }
+    let cached = RootStamp {
+        ino,
+        nlink,
+        mtime_ns,
+    };
+    Some((
+        body,
+        stamp == Some(cached) && mtime_ns + MTIME_SLACK_NS < written,
+    ))
+}
+
+/// A cache line: (id, status, cwd).
+fn cache_line(line: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = line.splitn(3, '\t');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// Does job `name` complete the word `cur` (case-insensitively, as
+/// lookup matches)? Names starting with `:` never do (bash splits there).
+fn completes(name: &str, cur: &str) -> bool {
+    name.len() >= cur.len()
+        && name.is_char_boundary(cur.len())
+        && name[..cur.len()].eq_ignore_ascii_case(cur)
+        && !name.starts_with(':')
+}
+
 /// The cached entries, and whether they are the root's complete listing.
 fn parse_cache(text: &str, stamp: Option<RootStamp>) -> (HashMap<&str, Known<'_>>, bool) {
-    let mut lines = text.split('\n');
-    let Some(header) = lines.next() else {
+    let Some((body, complete)) = cache_body(text, stamp) else {
         return (HashMap::new(), false);
     };
-    let mut words = header.rsplitn(5, ' ');
-    let written: Option<i128> = words.next().and_then(|w| w.parse().ok());
-    let mtime: Option<i128> = words.next().and_then(|w| w.parse().ok());
-    let nlink: Option<u64> = words.next().and_then(|w| w.parse().ok());
-    let ino: Option<u64> = words.next().and_then(|w| w.parse().ok());
-    if words.next() != Some(CACHE_HEADER) {
-        return (HashMap::new(), false);
-    }
-    let complete = match (stamp, ino, nlink, mtime, written) {
-        (Some(now), Some(ino), Some(nlink), Some(mtime_ns), Some(w)) => {
-            now == (RootStamp {
-                ino,
-                nlink,
-                mtime_ns,
-            }) && mtime_ns + MTIME_SLACK_NS < w
-        }
-        _ => false,
-    };
-    let known = lines
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, '\t');
-            let id = parts.next()?;
-            let terminal = parse_status(parts.next()?);
-            let cwd = parts.next()?.into();
-            Some((id, Known { cwd, terminal }))
+    let known = body
+        .split('\n')
+        .filter_map(cache_line)
+        .map(|(id, status, cwd)| {
+            let terminal = parse_status(status);
+            (
+                id,
+                Known {
+                    cwd: cwd.into(),
+                    terminal,
+                },
+            )
         })
         .collect();
     (known, complete)
@@ -565,29 +590,13 @@ fn from_complete_cache(
     here: &str,
     store: &Store,
 ) -> Option<Vec<String>> {
-    let (header, body) = text.split_once('\n')?;
-    let mut w = header.rsplitn(5, ' ');
-    let written: i128 = w.next()?.parse().ok()?;
-    let mtime_ns: i128 = w.next()?.parse().ok()?;
-    let nlink = w.next()?.parse().ok()?;
-    let ino = w.next()?.parse().ok()?;
-    let cached = RootStamp {
-        ino,
-        nlink,
-        mtime_ns,
-    };
-    if w.next()? != CACHE_HEADER || stamp? != cached || mtime_ns + MTIME_SLACK_NS >= written {
+    let (body, true) = cache_body(text, stamp)? else {
         return None;
-    }
+    };
     let mut out = Vec::new();
     for line in body.split_terminator('\n') {
-        let mut parts = line.splitn(3, '\t');
-        let (name, status, cwd) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches_prefix = name.len() >= cur.len()
-            && name.is_char_boundary(cur.len())
-            && name[..cur.len()].eq_ignore_ascii_case(cur)
-            && !name.starts_with(':');
-        if !matches_prefix || cwd != here {
+        let (name, status, cwd) = cache_line(line)?;
+        if !completes(name, cur) || cwd != here {
             continue;
         }
         if filter != JobFilter::All {
@@ -649,11 +658,7 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
     for &name in &names {
         let k = known.get_mut(name);
         present += usize::from(k.is_some());
-        let matches_prefix = name.len() >= cur.len()
-            && name.is_char_boundary(cur.len())
-            && name[..cur.len()].eq_ignore_ascii_case(cur)
-            && !name.starts_with(':');
-        if !matches_prefix {
+        if !completes(name, cur) {
             continue;
         }
         let dir = store.root.join(name);

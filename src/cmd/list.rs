@@ -219,38 +219,12 @@ impl From<job::State> for StateSummary {
     }
 }
 
-/// A file as a cache note saw it: any write changes its ctime (which
-/// cannot be set back), a replacement by rename its inode. Written
-/// `INO.SIZE.CTIME_NS`.
-fn file_id(m: &std::fs::Metadata) -> FileId {
-    use std::os::unix::fs::MetadataExt;
-    FileId {
-        ino: m.ino(),
-        size: m.size(),
-        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-    }
-}
-
-fn parse_file_id(s: &str) -> Option<FileId> {
-    let mut w = s.split('.');
-    let id = FileId {
-        ino: w.next()?.parse().ok()?,
-        size: w.next()?.parse().ok()?,
-        ctime_ns: w.next()?.parse().ok()?,
-    };
-    w.next().is_none().then_some(id)
-}
-
-fn show_file_id(f: FileId) -> String {
-    format!("{}.{}.{}", f.ino, f.size, f.ctime_ns)
-}
-
 /// meta.json's summary, with its stamp when `stamped`.
 fn read_meta(j: &job::Job, stamped: bool) -> Option<(MetaSummary, Option<FileId>)> {
     let path = j.path(job::META);
     if stamped {
         let (m, file) = job::read_json_stamped(&path)?;
-        Some((m, Some(file_id(&file))))
+        Some((m, Some(FileId::of(&file))))
     } else {
         Some((job::read_json(&path).ok()?, None))
     }
@@ -262,7 +236,7 @@ fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<File
     if stamped {
         if let Some((s, file)) = job::read_json_stamped::<job::State>(&j.path(job::STATE)) {
             if s.status().is_terminal() {
-                return (Some(s.into()), Some(file_id(&file)));
+                return (Some(s.into()), Some(FileId::of(&file)));
             }
         }
     }
@@ -295,12 +269,7 @@ fn make_note(
         &st.finished_at,
         &st.updated_at,
     );
-    Some(format!(
-        "{} {} {}",
-        show_file_id(m),
-        show_file_id(s),
-        serde_json::to_string(&shown).ok()?
-    ))
+    Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
 }
 
 /// A note's JSON: what `list` shows, in `make_note`'s order.
@@ -321,7 +290,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
     let (m, rest) = note.split_once(' ')?;
     let (s, json) = rest.split_once(' ')?;
     let holds = |file: &str, id: &str| {
-        parse_file_id(id).is_some_and(|id| sys::stat_at(root, name, file).is_ok_and(|f| f == id))
+        FileId::parse(id).is_some_and(|id| sys::stat_at(root, name, file).is_ok_and(|f| f == id))
     };
     if !holds(job::META, m) || !holds(job::STATE, s) {
         return None;
