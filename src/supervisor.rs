@@ -491,33 +491,22 @@ impl Stream {
 
 /// Bytes of a full.log prefix: `YYYY-MM-DDTHH:MM:SSZ [STDOUT] `.
 const PREFIX: usize = 30;
-/// Slices per writev (IOV_MAX is 1024 on Linux).
-const IOV_BATCH: usize = 1024;
+/// full.log's write buffer: room for the longest line piece with its
+/// prefix and newline, so a valid line never bypasses it.
+const FULL_BUF: usize = PREFIX + MAX_LINE + 1;
 
-/// One piece of pending full.log output.
-#[derive(Clone, Copy)]
-enum Seg {
-    /// The timestamp-and-tag prefix of stream 0 or 1.
-    Prefix(usize),
-    /// `start..end` of the read buffer: a line and its newline.
-    Read(u32, u32),
-    /// `start..end` of `owned`: a line (joined, split or made valid
-    /// UTF-8) and a newline.
-    Owned(u32, u32),
-}
-
-/// full.log: `<ts> [STDOUT] <line>` per line. A line that lies whole in
-/// the read buffer is written from there with writev, next to its
-/// prefix: its bytes are never copied in user space (copying each line
-/// into a buffer cost a third of the supervisor's time on a chatty job).
-/// Pending output is flushed after every read, before the buffer is
-/// reused.
+/// full.log: `<ts> [STDOUT] <line>` per line, assembled in one fixed
+/// buffer and written when the next line would not fit and after every
+/// read. Measured on 200 MB of 101-byte lines: copying prefix and line
+/// into the buffer and writing 64 KiB at a time takes 0.6x the time of
+/// handing the kernel two iovecs per line with writev, whose per-segment
+/// user copy costs more than the copy it saves.
 struct FullLog {
     f: File,
     prefix: [[u8; PREFIX]; 2],
     sec: i64,
-    segs: Vec<Seg>,
-    owned: Vec<u8>,
+    buf: Box<[u8]>,
+    len: usize,
 }
 
 impl FullLog {
@@ -529,16 +518,15 @@ impl FullLog {
             f,
             prefix,
             sec: i64::MIN,
-            segs: Vec::new(),
-            owned: Vec::new(),
+            buf: vec![0u8; FULL_BUF].into_boxed_slice(),
+            len: 0,
         }
     }
 
-    /// New second, new prefixes; only between flushes, since pending
-    /// `Prefix` segments point at them.
+    /// The prefixes carry the current second.
     fn refresh_clock(&mut self) {
         let now = crate::time::now_unix();
-        if now != self.sec && self.segs.is_empty() {
+        if now != self.sec {
             self.sec = now;
             let mut ts = [0u8; 20];
             crate::time::write_ts(&mut ts, now);
@@ -548,77 +536,79 @@ impl FullLog {
         }
     }
 
-    /// A valid UTF-8 line at `start..end` of the read buffer, its newline
-    /// included.
-    fn line_read(&mut self, stream: usize, start: usize, end: usize) {
-        self.segs.push(Seg::Prefix(stream));
-        self.segs.push(Seg::Read(start as u32, end as u32));
-    }
-
-    /// A line that is not (or not wholly) in the read buffer; `utf8` says
-    /// it is already known to be valid, else it is checked here.
-    fn line_owned(&mut self, stream: usize, line: &[u8], utf8: bool) {
-        let start = self.owned.len();
-        if utf8 || std::str::from_utf8(line).is_ok() {
-            self.owned.extend_from_slice(line);
-        } else {
-            self.owned
-                .extend_from_slice(String::from_utf8_lossy(line).as_bytes());
-        }
-        self.owned.push(b'\n');
-        self.segs.push(Seg::Prefix(stream));
-        self.segs
-            .push(Seg::Owned(start as u32, self.owned.len() as u32));
-    }
-
-    /// Write every pending segment; `read` is the buffer `Read` segments
-    /// point into.
-    fn flush(&mut self, read: &[u8]) {
-        let mut parts: [&[u8]; IOV_BATCH] = [&[]; IOV_BATCH];
-        for batch in self.segs.chunks(IOV_BATCH) {
-            for (slot, seg) in parts.iter_mut().zip(batch) {
-                *slot = match *seg {
-                    Seg::Prefix(i) => &self.prefix[i],
-                    Seg::Read(a, b) => read.get(a as usize..b as usize).unwrap_or(&[]),
-                    Seg::Owned(a, b) => self.owned.get(a as usize..b as usize).unwrap_or(&[]),
-                };
+    /// One line of stream `stream`, without its newline; `utf8` says it
+    /// is known to be valid, else it is checked (and made valid) here.
+    fn line(&mut self, stream: usize, line: &[u8], utf8: bool) {
+        let need = PREFIX + line.len() + 1;
+        if (utf8 || std::str::from_utf8(line).is_ok()) && need <= self.buf.len() {
+            if self.len + need > self.buf.len() {
+                self.flush();
             }
-            write_all_vectored(&mut self.f, &parts[..batch.len()]);
+            let at = self.len;
+            self.buf[at..at + PREFIX].copy_from_slice(&self.prefix[stream]);
+            copy_short(&mut self.buf[at + PREFIX..at + need - 1], line);
+            self.buf[at + need - 1] = b'\n';
+            self.len = at + need;
+            return;
         }
-        self.segs.clear();
-        self.owned.clear();
+        // Invalid bytes become U+FFFD (three bytes each, so the line may
+        // outgrow the buffer): converted piece by piece as it is copied,
+        // never into a second, larger copy.
+        let prefix = self.prefix[stream];
+        self.put(&prefix);
+        for chunk in line.utf8_chunks() {
+            self.put(chunk.valid().as_bytes());
+            if !chunk.invalid().is_empty() {
+                self.put(
+                    char::REPLACEMENT_CHARACTER
+                        .encode_utf8(&mut [0; 4])
+                        .as_bytes(),
+                );
+            }
+        }
+        self.put(b"\n");
+    }
+
+    /// Append `bytes`, writing the buffer out whenever it fills.
+    fn put(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            let n = (self.buf.len() - self.len).min(bytes.len());
+            copy_short(&mut self.buf[self.len..self.len + n], &bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Write what is pending.
+    fn flush(&mut self) {
+        if self.len > 0 {
+            let _ = self.f.write_all(&self.buf[..self.len]);
+            self.len = 0;
+        }
     }
 }
 
-/// writev until everything is written (a short write, e.g. on a full
-/// disk or a signal, continues slice by slice).
-fn write_all_vectored(f: &mut File, parts: &[&[u8]]) {
-    let mut iov = [io::IoSlice::new(&[]); IOV_BATCH];
-    for (slot, p) in iov.iter_mut().zip(parts) {
-        *slot = io::IoSlice::new(p);
-    }
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let n = loop {
-        match f.write_vectored(&iov[..parts.len()]) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+/// `dst.copy_from_slice(src)` for the short slices full.log is made of.
+/// musl's memcpy starts a `rep movs` for every call, which cost a fifth
+/// of the supervisor's time at two calls per 101-byte line; 16-byte
+/// block moves (the last one overlapping) do the same in a few cycles.
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n < 16 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
         }
-    };
-    if n >= total {
         return;
     }
-    let mut skip = n;
-    for p in parts {
-        if skip >= p.len() {
-            skip -= p.len();
-            continue;
-        }
-        if f.write_all(&p[skip..]).is_err() {
-            return;
-        }
-        skip = 0;
+    let mut i = 0;
+    while i + 16 <= n {
+        dst[i..i + 16].copy_from_slice(&src[i..i + 16]);
+        i += 16;
     }
+    dst[n - 16..n].copy_from_slice(&src[n - 16..n]);
 }
 
 struct Tee {
@@ -651,7 +641,7 @@ impl Tee {
         if n == 0 {
             self.flush_partial(i);
             self.matcher.end_batch();
-            self.full.flush(&self.buf);
+            self.full.flush();
             return false;
         }
         let _ = self.streams[i].log.write_all(&self.buf[..n]);
@@ -661,8 +651,8 @@ impl Tee {
         self.matcher.refresh();
         self.split_lines(i, n);
         self.matcher.end_batch();
-        // Before the buffer is read into again.
-        self.full.flush(&self.buf);
+        // full.log is as current as the stream logs after every read.
+        self.full.flush();
         true
     }
 
@@ -691,7 +681,7 @@ impl Tee {
                 let utf8 = offset + pos <= valid_upto;
                 if utf8 && line.len() <= MAX_LINE {
                     // The common case: straight from the read buffer.
-                    full.line_read(i, offset, offset + pos + 1);
+                    full.line(i, line, true);
                     if scan {
                         matcher.line(i, line);
                     }
@@ -699,19 +689,18 @@ impl Tee {
                     emit_pieces(full, (matcher, scan), i, line, utf8);
                 }
             } else {
-                s.partial.extend_from_slice(line);
+                push_partial(&mut s.partial, line, |p| {
+                    emit_pieces(full, (matcher, true), i, p, false)
+                });
                 emit_pieces(full, (matcher, true), i, &s.partial, false);
                 s.partial.clear();
             }
             chunk = &chunk[pos + 1..];
             offset += pos + 1;
         }
-        s.partial.extend_from_slice(chunk);
-        if s.partial.len() >= MAX_LINE {
-            let whole = s.partial.len() / MAX_LINE * MAX_LINE;
-            emit_pieces(full, (matcher, true), i, &s.partial[..whole], false);
-            s.partial.drain(..whole);
-        }
+        push_partial(&mut s.partial, chunk, |p| {
+            emit_pieces(full, (matcher, true), i, p, false)
+        });
     }
 
     fn flush_partial(&mut self, i: usize) {
@@ -759,11 +748,36 @@ impl Tee {
     fn finish(&mut self) {
         self.flush_partial(0);
         self.flush_partial(1);
-        self.full.flush(&self.buf);
+        self.full.flush();
     }
 }
 
-/// Write a line of stream `i` to full.log (as owned bytes), and to the
+/// Add `bytes` to the unterminated line held in `partial`, handing each
+/// piece that is complete to `emit`: pieces are the line's consecutive
+/// MAX_LINE blocks, and a full block waits for the next byte (a line of
+/// exactly MAX_LINE is one piece, wherever the reads split it). So
+/// `partial` never holds more than one piece, whatever a read brings.
+fn push_partial(partial: &mut Vec<u8>, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+    while !bytes.is_empty() {
+        if partial.len() == MAX_LINE {
+            emit(partial);
+            partial.clear();
+        }
+        if partial.is_empty() && bytes.len() > MAX_LINE {
+            emit(&bytes[..MAX_LINE]);
+            bytes = &bytes[MAX_LINE..];
+            continue;
+        }
+        if partial.capacity() < MAX_LINE {
+            partial.reserve_exact(MAX_LINE - partial.len());
+        }
+        let take = (MAX_LINE - partial.len()).min(bytes.len());
+        partial.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+    }
+}
+
+/// Write a line of stream `i` to full.log, and to the
 /// output matcher when `check` (false: its chunk cannot match), split
 /// into pieces of at most MAX_LINE.
 fn emit_pieces(
@@ -774,7 +788,7 @@ fn emit_pieces(
     utf8: bool,
 ) {
     if line.len() <= MAX_LINE {
-        full.line_owned(i, line, utf8);
+        full.line(i, line, utf8);
         if check {
             matcher.line(i, line);
         }
@@ -782,7 +796,7 @@ fn emit_pieces(
     }
     // A piece may end inside a multi-byte character: check each.
     for piece in line.chunks(MAX_LINE) {
-        full.line_owned(i, piece, false);
+        full.line(i, piece, false);
         if check {
             matcher.line(i, piece);
         }
@@ -792,6 +806,49 @@ fn emit_pieces(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_lines_go_out_in_max_line_pieces() {
+        // However the reads split a line, its pieces are its consecutive
+        // MAX_LINE blocks, the last one sent when the line ends.
+        let line: Vec<u8> = (0..3 * MAX_LINE + 5).map(|i| (i % 251) as u8).collect();
+        let expect: Vec<&[u8]> = line.chunks(MAX_LINE).collect();
+        for split in [
+            1,
+            7,
+            MAX_LINE - 1,
+            MAX_LINE,
+            MAX_LINE + 1,
+            2 * MAX_LINE,
+            100_000,
+        ] {
+            let mut partial = Vec::new();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            for read in line.chunks(split) {
+                push_partial(&mut partial, read, |p| got.push(p.to_vec()));
+                assert!(partial.len() <= MAX_LINE);
+                assert!(partial.capacity() <= MAX_LINE, "split {split}");
+            }
+            got.push(std::mem::take(&mut partial));
+            assert_eq!(got, expect, "split {split}");
+        }
+        // Exactly MAX_LINE bytes read in two parts: one piece.
+        let mut partial = Vec::new();
+        let mut got = 0;
+        push_partial(&mut partial, &line[..MAX_LINE / 2], |_| got += 1);
+        push_partial(&mut partial, &line[MAX_LINE / 2..MAX_LINE], |_| got += 1);
+        assert_eq!((got, partial.len()), (0, MAX_LINE));
+    }
+
+    #[test]
+    fn short_copies_are_exact() {
+        let src: Vec<u8> = (0..200u8).collect();
+        for n in 0..200 {
+            let mut dst = vec![0xffu8; n];
+            copy_short(&mut dst, &src[..n]);
+            assert_eq!(dst, &src[..n], "length {n}");
+        }
+    }
 
     #[test]
     fn newline_search_matches_naive() {

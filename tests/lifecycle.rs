@@ -319,6 +319,33 @@ fn large_output_is_complete_when_terminal() {
 }
 
 #[test]
+fn invalid_utf8_reaches_full_log_replaced_and_in_order() {
+    let t = TempRoot::new();
+    // A short invalid line, then 70,000 invalid bytes: their first 64 KiB
+    // piece triples in size once replaced, past full.log's write buffer.
+    let script = "echo before; printf 'caf\\303\\251 \\377 end\\n'; \
+                  head -c 70000 /dev/zero | tr '\\0' '\\377'; echo; echo after";
+    let v = t.ok(&["run", "--until", "60", "--", "sh", "-c", script]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let raw = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
+    assert_eq!(raw.len(), 7 + 12 + 70_000 + 1 + 6);
+    assert_eq!(raw.iter().filter(|&&b| b == 0xff).count(), 70_001);
+    let full = t.read(id, "full.log");
+    let lines: Vec<&str> = full
+        .lines()
+        .map(|l| l.split_once(" [STDOUT] ").expect("tagged line").1)
+        .collect();
+    let fffd = |n: usize| "\u{fffd}".repeat(n);
+    assert_eq!(lines.len(), 5, "{:?}", &full[..200]);
+    assert_eq!(lines[0], "before");
+    assert_eq!(lines[1], "caf\u{e9} \u{fffd} end");
+    assert!(lines[2] == fffd(65536), "first piece");
+    assert!(lines[3] == fffd(70_000 - 65536), "second piece");
+    assert_eq!(lines[4], "after");
+}
+
+#[test]
 fn interleaved_streams_keep_every_line_in_order() {
     let t = TempRoot::new();
     let script = "i=0; while [ $i -lt 50000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
