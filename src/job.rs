@@ -257,8 +257,27 @@ impl Job {
     pub fn read_meta(&self) -> Result<Meta> {
         read_json(&self.path(META))
     }
+    /// state.json; a job whose meta.json exists but whose state.json does
+    /// not yet is being started by `run` (see `launch::define`) and reads
+    /// as `created`, updated when it was defined.
     pub fn read_state(&self) -> Result<State> {
-        read_json(&self.path(STATE))
+        let path = self.path(STATE);
+        let e = match read_json(&path) {
+            Ok(st) => return Ok(st),
+            Err(e) => e,
+        };
+        if path.exists() {
+            // Written meanwhile (or damaged: then this read says so).
+            return read_json(&path);
+        }
+        match self.read_meta() {
+            Ok(meta) => {
+                let mut st = State::created(&self.id);
+                st.updated_at = meta.created_at;
+                Ok(st)
+            }
+            Err(_) => Err(e),
+        }
     }
     pub fn write_meta(&self, meta: &Meta) -> Result<()> {
         write_json(&self.dir, META, meta, false)
@@ -512,6 +531,30 @@ mod tests {
         let m: Meta = read_json(&p).unwrap();
         assert_eq!(m.job.id, "X");
         assert!(read_json::<Meta>(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_job_without_state_json_reads_as_created_only_if_defined() {
+        let dir = std::env::temp_dir().join(format!("ae-job-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let job = Job::new("X", dir.clone());
+        // Neither file: not a job (yet).
+        assert!(job.read_state().is_err());
+        // meta.json alone: `run` has defined it, its supervisor has not
+        // written a state yet.
+        std::fs::write(
+            dir.join(META),
+            r#"{"job":{"id":"X"},"command":["true"],"created_at":"2026-01-02T03:04:05Z"}"#,
+        )
+        .unwrap();
+        let st = job.read_state().unwrap();
+        assert_eq!(st.status(), Status::Created);
+        assert_eq!(st.updated_at, "2026-01-02T03:04:05Z");
+        assert!(st.job.started_at.is_none() && st.pid.is_none());
+        // A damaged state.json is an error, not `created`.
+        std::fs::write(dir.join(STATE), "{").unwrap();
+        assert!(job.read_state().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

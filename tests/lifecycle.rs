@@ -63,6 +63,35 @@ fn create_then_start() {
 }
 
 #[test]
+fn a_defined_job_without_a_state_file_reads_as_created() {
+    // What `run` leaves for the moment before its supervisor writes
+    // `running` (it never writes `created`), made to last: every reader
+    // sees `created`, and `start` may start it.
+    let t = TempRoot::new();
+    let id = t.ok(&["create", "--", "echo", "late"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(t.job_dir(&id).join("state.json")).unwrap();
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["state"], "created", "{s}");
+    assert_eq!(t.ok(&["list"])["jobs"][0]["state"], "created");
+    assert_eq!(t.ok(&["wait", "--until", "0", &id])["state"], "created");
+    let (_, e) = t.err(&["kill", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state");
+    let s = t.ok(&["start", &id]);
+    assert_eq!(
+        (&s["state"], &s["stdout"]),
+        (&json!("exited"), &json!("late\n"))
+    );
+    // A directory without meta.json is no job to start.
+    let stray = t.job_dir("01ZZZZZZZZZZZZZZZZZZZZZZZZ");
+    std::fs::create_dir_all(&stray).unwrap();
+    let (_, e) = t.err(&["start", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
+    assert_ne!(e["error"]["code"], "invalid_state", "{e}");
+}
+
+#[test]
 fn concurrent_start_starts_once() {
     let t = TempRoot::new();
     let v = t.ok(&[

@@ -569,7 +569,9 @@ fn read_cwd(dir: &Path, buf: &mut Vec<u8>) -> Option<String> {
 
 fn read_status(dir: &Path, buf: &mut Vec<u8>) -> Option<Status> {
     if !read_into(&dir.join(STATE), buf) {
-        return None;
+        // Being started by `run`, which writes no `created` state.
+        let defined = !dir.join(STATE).exists() && dir.join(META).exists();
+        return defined.then_some(Status::Created);
     }
     match serde_json::from_slice(buf) {
         Ok(StatusOnly {

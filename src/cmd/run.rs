@@ -148,7 +148,7 @@ pub fn run_spec(
     auto_gc: Option<&AutoGc>,
 ) -> Result<InlineBody> {
     let t0 = Instant::now();
-    let (job, meta, state) = launch::define(store, spec)?;
+    let (job, meta, state) = launch::define(store, spec, false)?;
     let mut l = if state.status().is_terminal() {
         Launch::finished(state)
     } else {

@@ -739,7 +739,12 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
         created_at: String,
     }
     let created: Created = read_json_reusing(&job.path(job::META))?;
-    let mut st: crate::job::State = read_json_reusing(&job.path(job::STATE))?;
+    // Missing or unreadable: `read_state` says which (a job being started
+    // by `run` has no state.json yet).
+    let mut st: crate::job::State = match read_json_reusing(&job.path(job::STATE)) {
+        Ok(st) => st,
+        Err(_) => job.read_state()?,
+    };
     if st.status() == job::Status::Running {
         st = crate::observe::current_state(job)?;
     }
