@@ -85,6 +85,31 @@ impl Bench {
     fn time_pair(
         &self,
         n: usize,
+        a: impl FnMut() -> Command,
+        b: impl FnMut() -> Command,
+    ) -> (f64, f64) {
+        self.alternate(n, None, a, b)
+    }
+
+    /// `time_pair`, each round starting from a clean, synced page cache
+    /// state so that one round's dirty pages do not throttle the next
+    /// (this VM's write speed otherwise swings 5x).
+    fn time_clean_pair(
+        &self,
+        n: usize,
+        clean: &dyn Fn(),
+        a: impl FnMut() -> Command,
+        b: impl FnMut() -> Command,
+    ) -> (f64, f64) {
+        let r = self.alternate(n, Some(clean), a, b);
+        clean();
+        r
+    }
+
+    fn alternate(
+        &self,
+        n: usize,
+        clean: Option<&dyn Fn()>,
         mut a: impl FnMut() -> Command,
         mut b: impl FnMut() -> Command,
     ) -> (f64, f64) {
@@ -94,6 +119,10 @@ impl Bench {
                 (&mut a as &mut dyn FnMut() -> Command, &mut va),
                 (&mut b, &mut vb),
             ] {
+                if let Some(clean) = clean {
+                    clean();
+                    let _ = Command::new("sync").status();
+                }
                 let mut c = make();
                 c.stdout(Stdio::null()).stderr(Stdio::null());
                 let t = Instant::now();
@@ -135,36 +164,6 @@ impl Bench {
             Ok(Some((_, u))) => u.max_rss_kb,
             _ => 0,
         }
-    }
-
-    /// Medians of two commands timed alternately (as `time_pair`), each
-    /// round starting from a clean, synced page cache state so that one
-    /// round's dirty pages do not throttle the next (this VM's write speed
-    /// otherwise swings 5x).
-    fn time_clean_pair(
-        &self,
-        n: usize,
-        clean: &dyn Fn(),
-        mut a: impl FnMut() -> Command,
-        mut b: impl FnMut() -> Command,
-    ) -> (f64, f64) {
-        let (mut va, mut vb) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            for (make, v) in [
-                (&mut a as &mut dyn FnMut() -> Command, &mut va),
-                (&mut b, &mut vb),
-            ] {
-                clean();
-                let _ = Command::new("sync").status();
-                let mut c = make();
-                c.stdout(Stdio::null()).stderr(Stdio::null());
-                let t = Instant::now();
-                let _ = c.status();
-                v.push(ms(t.elapsed()));
-            }
-        }
-        clean();
-        (median(va), median(vb))
     }
 
     fn row(&mut self, name: &str, value: String) {
