@@ -261,6 +261,14 @@ impl Job {
     /// not yet is being started by `run` (see `launch::define`) and reads
     /// as `created`, updated when it was defined.
     pub fn read_state(&self) -> Result<State> {
+        self.read_state_else(|| self.read_meta().ok().map(|m| m.created_at))
+    }
+    /// `read_state` for a caller that holds meta.json already.
+    pub fn read_state_given(&self, meta: &Meta) -> Result<State> {
+        self.read_state_else(|| Some(meta.created_at.clone()))
+    }
+    /// `defined_at`: when the job was defined, None if it was not.
+    fn read_state_else(&self, defined_at: impl FnOnce() -> Option<String>) -> Result<State> {
         let path = self.path(STATE);
         let e = match read_json(&path) {
             Ok(st) => return Ok(st),
@@ -270,13 +278,13 @@ impl Job {
             // Written meanwhile (or damaged: then this read says so).
             return read_json(&path);
         }
-        match self.read_meta() {
-            Ok(meta) => {
+        match defined_at() {
+            Some(at) => {
                 let mut st = State::created(&self.id);
-                st.updated_at = meta.created_at;
+                st.updated_at = at;
                 Ok(st)
             }
-            Err(_) => Err(e),
+            None => Err(e),
         }
     }
     pub fn write_meta(&self, meta: &Meta) -> Result<()> {

@@ -318,15 +318,22 @@ pub struct Launch {
 
 /// Start the supervisor for a `created` job and wait for it to report.
 /// `sink_timeout`: the command-sink time limit from the caller's config.
+/// `meta`: the job's definition when the caller holds it (`run`), so
+/// that a job without state.json yet is not read twice for it.
 pub fn launch(
     store: &Store,
     job: &Job,
+    meta: Option<&Meta>,
     auto_gc: Option<&AutoGc>,
     sink_timeout: Option<u64>,
 ) -> Result<Launch> {
     let lock =
         crate::store::open_lock(&job.path(job::LOCK)).map_err(|e| Error::io("open job lock", e))?;
-    let st = job.read_state()?;
+    let read_state = || match meta {
+        Some(m) => job.read_state_given(m),
+        None => job.read_state(),
+    };
+    let st = read_state()?;
     let busy = || {
         Error::InvalidState(format!(
             "invalid job state: job {} is in '{}' state; only 'created' jobs can be started",
@@ -344,7 +351,7 @@ pub fn launch(
         )));
     }
     // Re-check under the lock: a concurrent start may have won and gone.
-    let st = job.read_state()?;
+    let st = read_state()?;
     if st.status() != Status::Created {
         return Err(busy());
     }

@@ -112,9 +112,13 @@ fn supervise(
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
 ) -> Option<Matcher> {
-    let mut state = job.read_state().unwrap_or_else(|_| State::created(&job.id));
-    let prepared = job
-        .read_meta()
+    let meta = job.read_meta();
+    let mut state = match &meta {
+        Ok(meta) => job.read_state_given(meta),
+        Err(_) => job.read_state(),
+    }
+    .unwrap_or_else(|_| State::created(&job.id));
+    let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
     let (meta, mut cmd) = match prepared {

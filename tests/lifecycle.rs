@@ -77,6 +77,10 @@ fn a_defined_job_without_a_state_file_reads_as_created() {
     assert_eq!(s["state"], "created", "{s}");
     assert_eq!(t.ok(&["list"])["jobs"][0]["state"], "created");
     assert_eq!(t.ok(&["wait", "--until", "0", &id])["state"], "created");
+    assert_eq!(
+        t.out(&["__complete", "--", "start", ""]).stdout,
+        format!("{id}\n")
+    );
     let (_, e) = t.err(&["kill", &id]);
     assert_eq!(e["error"]["code"], "invalid_state");
     let s = t.ok(&["start", &id]);

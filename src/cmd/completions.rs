@@ -569,9 +569,11 @@ fn read_cwd(dir: &Path, buf: &mut Vec<u8>) -> Option<String> {
 
 fn read_status(dir: &Path, buf: &mut Vec<u8>) -> Option<Status> {
     if !read_into(&dir.join(STATE), buf) {
-        // Being started by `run`, which writes no `created` state.
-        let defined = !dir.join(STATE).exists() && dir.join(META).exists();
-        return defined.then_some(Status::Created);
+        // The general reader decides: a job being started by `run` has no
+        // state.json yet and reads as created.
+        let id = dir.file_name()?.to_str()?;
+        let job = crate::job::Job::new(id, dir.to_path_buf());
+        return job.read_state().ok()?.job.status;
     }
     match serde_json::from_slice(buf) {
         Ok(StatusOnly {

@@ -152,7 +152,7 @@ pub fn run_spec(
     let mut l = if state.status().is_terminal() {
         Launch::finished(state)
     } else {
-        launch::launch(store, &job, auto_gc, spec.sink_timeout_secs)?
+        launch::launch(store, &job, Some(&meta), auto_gc, spec.sink_timeout_secs)?
     };
     observe_inline(&job, &meta, &mut l, plan, t0)
 }

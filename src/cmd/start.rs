@@ -18,7 +18,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let cfg = crate::config::load(None)?;
     let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
     let sink_timeout = Some(cfg.notify.sink_timeout_secs);
-    let mut l = launch::launch(&store, &job, auto_gc.as_ref(), sink_timeout)?;
+    let mut l = launch::launch(&store, &job, None, auto_gc.as_ref(), sink_timeout)?;
     let body = observe_inline(&job, &meta, &mut l, WaitPlan::from_matches(m), t0)?;
     Ok(Output::Doc(Response::new("start", &body)))
 }
