@@ -166,6 +166,20 @@ impl Bench {
         }
     }
 
+    /// Time one `run --no-wait` until its answer is printed; then let the
+    /// job finish, untimed, so launches never overlap.
+    fn timed_launch(&self, root: &Path, args: &[&str]) -> f64 {
+        let mut c = self.cmd(root, args);
+        let t = Instant::now();
+        let o = c.output().unwrap();
+        let elapsed = ms(t.elapsed());
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if let Some(id) = j["job_id"].as_str() {
+            self.wait_job(root, id);
+        }
+        elapsed
+    }
+
     fn row(&mut self, name: &str, value: String) {
         println!("{name:<64} {value}");
         self.rows.push((name.to_string(), value));
@@ -359,17 +373,9 @@ fn core(b: &mut Bench) {
 
     // Launch cost, one at a time, each job finished before the next.
     let t_true = b.time(n, || Command::new("/bin/true"));
-    let mut v = Vec::new();
-    for _ in 0..n {
-        let mut c = b.cmd(&root, &["run", "--no-wait", "--no-auto-gc", "--", "true"]);
-        let t = Instant::now();
-        let o = c.output().unwrap();
-        v.push(ms(t.elapsed()));
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if let Some(id) = j["job_id"].as_str() {
-            b.wait_job(&root, id);
-        }
-    }
+    let v = (0..n)
+        .map(|_| b.timed_launch(&root, &["run", "--no-wait", "--no-auto-gc", "--", "true"]))
+        .collect();
     let launch = median(v);
     b.row("spawn /bin/true (median)", format!("{t_true:.3} ms"));
     b.row(
@@ -639,21 +645,13 @@ fn management(b: &mut Bench) {
     b.populate(&gc_root, n * 2 * 25, &cwd, true);
     let mut with = Vec::new();
     let mut without = Vec::new();
-    for i in 0..n * 2 {
+    for _ in 0..n * 2 {
         for (flag, acc) in [(None, &mut with), (Some("--no-auto-gc"), &mut without)] {
             let mut args = vec!["run", "--no-wait"];
             args.extend(flag);
             args.extend(["--", "true"]);
-            let mut c = b.cmd(&gc_root, &args);
-            let t = Instant::now();
-            let o = c.output().unwrap();
-            acc.push(ms(t.elapsed()));
-            let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-            if let Some(id) = j["job_id"].as_str() {
-                b.wait_job(&gc_root, id);
-            }
+            acc.push(b.timed_launch(&gc_root, &args));
         }
-        let _ = i;
     }
     let (w, wo) = (median(with), median(without));
     b.row(
