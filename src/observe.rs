@@ -163,12 +163,25 @@ pub fn use_watches() {
 ///
 /// A `created` job has no supervisor: it is polled every 50 ms.
 pub fn wait_terminal(job: &Job, deadline: Option<Instant>) -> Result<State> {
+    wait_terminal_or(job, deadline, None)
+}
+
+/// `wait_terminal`, also ending early (with the current state) when
+/// `give_up` becomes readable or hangs up: the server passes a client's
+/// socket, so that a request whose client has left stops waiting at once
+/// instead of holding its connection slot until the job ends. Only the
+/// watching mode (the server's) looks at it.
+pub fn wait_terminal_or(
+    job: &Job,
+    deadline: Option<Instant>,
+    give_up: Option<std::os::fd::RawFd>,
+) -> Result<State> {
     let st = current_state(job)?;
     if st.status().is_terminal() {
         return Ok(st);
     }
     if WATCH_MODE.load(Ordering::Relaxed) {
-        wait_watching(job, deadline)
+        wait_watching(job, deadline, give_up)
     } else {
         wait_on_lock(job, st, deadline)
     }
@@ -218,7 +231,11 @@ fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<S
     }
 }
 
-fn wait_watching(job: &Job, deadline: Option<Instant>) -> Result<State> {
+fn wait_watching(
+    job: &Job,
+    deadline: Option<Instant>,
+    give_up: Option<std::os::fd::RawFd>,
+) -> Result<State> {
     // Watch first, then read: a change between the two still wakes us.
     let watch = sys::watch_dir(&job.dir).ok().map(File::from);
     let mut drain = [0u8; 4096];
@@ -238,15 +255,25 @@ fn wait_watching(job: &Job, deadline: Option<Instant>) -> Result<State> {
             Duration::from_millis(200)
         };
         let ms = left.min(tick).as_millis().max(1) as i32;
-        match &watch {
-            Some(f) => {
-                let mut fds = [sys::poll_fd(f.as_raw_fd(), sys::POLLIN)];
-                sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
-                if fds[0].revents != 0 {
-                    while matches!((&*f).read(&mut drain), Ok(n) if n > 0) {}
-                }
+        let mut fds = Vec::with_capacity(2);
+        if let Some(f) = &watch {
+            fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
+        }
+        if let Some(fd) = give_up {
+            fds.push(sys::poll_fd(fd, sys::POLLIN));
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(ms as u64));
+            continue;
+        }
+        sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
+        if let Some(f) = &watch {
+            if fds[0].revents != 0 {
+                while matches!((&*f).read(&mut drain), Ok(n) if n > 0) {}
             }
-            None => std::thread::sleep(Duration::from_millis(ms as u64)),
+        }
+        if give_up.is_some() && fds.last().is_some_and(|p| p.revents != 0) {
+            return current_state(job);
         }
     }
 }
