@@ -135,6 +135,8 @@ pub struct Pos {
     pub required: bool,
     /// The trailing `COMMAND...`: this word and every later one.
     pub rest: bool,
+    /// Takes one or more words (flags may come between them).
+    pub many: bool,
     pub jobs: Option<JobFilter>,
     /// Allowed values, when the argument is a choice.
     pub values: &'static [&'static str],
@@ -207,16 +209,16 @@ pub static GLOBAL_FLAGS: &[Flag] = &[
 // Definition-time flags shared by `run` and `create`.
 const TIMEOUT: Flag = Flag::value(
     "timeout",
-    "SECONDS",
-    Ty::U64,
-    "Send SIGTERM to the job's process group after this many seconds (0 = no limit)",
+    "DURATION",
+    Ty::Duration,
+    "Send SIGTERM to the job's process group after this long (500ms, 1.5s, 5m, ...; a bare number is seconds; 0 = no limit)",
 )
 .default("0");
 const KILL_AFTER: Flag = Flag::value(
     "kill-after",
-    "SECONDS",
-    Ty::U64,
-    "Seconds between the timeout's SIGTERM and SIGKILL (0 = SIGKILL at once)",
+    "DURATION",
+    Ty::Duration,
+    "Time between the timeout's SIGTERM and SIGKILL to the whole group, even after its root process ended (0 = SIGKILL at once)",
 )
 .default("0");
 const CWD: Flag = Flag::value(
@@ -227,16 +229,16 @@ const CWD: Flag = Flag::value(
 );
 const ENV: Flag = Flag::value(
     "env",
-    "KEY=VALUE",
+    "KEY[=VALUE]",
     Ty::Str,
-    "Set an environment variable for the job (applied after --env-file)",
+    "Set an environment variable for the job (applied after --env-file and after the login profile); KEY alone passes the caller's value on",
 )
 .multi();
 const ENV_FILE: Flag = Flag::value(
     "env-file",
     "FILE",
     Ty::Path,
-    "Read KEY=VALUE lines from a file (read when the job starts)",
+    "Read KEY=VALUE lines from a regular file of at most 1 MiB (checked now, read when the job starts); the way to pass secrets",
 )
 .multi();
 const INHERIT_ENV: Flag = Flag::switch(
@@ -286,9 +288,9 @@ const LOG: Flag = Flag::value(
 );
 const PROGRESS_EVERY: Flag = Flag::value(
     "progress-every",
-    "SECONDS",
-    Ty::U64,
-    "Refresh state.json's updated_at every N seconds while running (0 = never)",
+    "DURATION",
+    Ty::Duration,
+    "Refresh state.json's updated_at this often while running (0 = never)",
 )
 .default("0");
 const CONFIG: Flag = Flag::value(
@@ -317,9 +319,9 @@ const WAIT: Flag = Flag {
 };
 const UNTIL: Flag = Flag::value(
     "until",
-    "SECONDS",
-    Ty::U64,
-    "Wait budget: answer when the job ends or after this many seconds",
+    "DURATION",
+    Ty::Duration,
+    "Wait budget: answer when the job ends or after this long (500ms, 1.5s, 2m; a bare number is seconds)",
 )
 .default("10");
 const FOREVER: Flag = Flag::switch("forever", "Wait until the job ends, however long");
@@ -427,6 +429,7 @@ const COMMAND: Pos = Pos {
     name: "COMMAND",
     required: true,
     rest: true,
+    many: false,
     jobs: None,
     values: &[],
     help: "The command: one word is a shell string (pipes, &&); two or more are argv, exec'd after the login shell starts",
@@ -436,6 +439,7 @@ const JOB_ID: Pos = Pos {
     name: "JOB_ID",
     required: true,
     rest: false,
+    many: false,
     jobs: Some(JobFilter::All),
     values: &[],
     help: "Job id (full ULID or a unique prefix, case-insensitive)",
@@ -446,6 +450,7 @@ const fn job_pos(jobs: JobFilter) -> Pos {
         name: "JOB_ID",
         required: true,
         rest: false,
+        many: false,
         jobs: Some(jobs),
         values: &[],
         help: "Job id (full ULID or a unique prefix, case-insensitive)",
@@ -552,9 +557,9 @@ static WAIT_CMD: Cmd = Cmd {
     about: "Block until a job ends or a deadline passes",
     long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it.",
     flags: &[
-        Flag::value("until", "SECONDS", Ty::U64, "Deadline for waiting").default("30"),
+        Flag::value("until", "DURATION", Ty::Duration, "Deadline for waiting (500ms, 1.5s, 2m; a bare number is seconds)").default("30"),
         Flag::switch("forever", "Wait with no deadline"),
-        Flag::value("poll", "SECONDS", Ty::U64, "Accepted for compatibility and ignored: waiting wakes on events"),
+        Flag::value("poll", "DURATION", Ty::Duration, "Accepted for compatibility and ignored: waiting wakes on events"),
     ],
     pos: &[job_pos(JobFilter::Waitable)],
     conflicts: &[("until", "forever")],
@@ -603,6 +608,7 @@ static SUPERVISE: Cmd = Cmd {
             name: "ROOT",
             required: true,
             rest: false,
+            many: false,
             jobs: None,
             values: &[],
             help: "Jobs root",
@@ -611,6 +617,7 @@ static SUPERVISE: Cmd = Cmd {
             name: "JOB_ID",
             required: true,
             rest: false,
+            many: false,
             jobs: None,
             values: &[],
             help: "Job id",
@@ -625,13 +632,14 @@ static SUPERVISE: Cmd = Cmd {
 static DELETE: Cmd = Cmd {
     name: "delete",
     alias: Some("rm"),
-    about: "Remove one job, or every finished job of this directory",
-    long_about: "delete JOB_ID removes a job that is not running. delete --all removes the finished (exited, killed, failed) jobs whose working directory is the current one; created and running jobs are skipped and reported.",
+    about: "Remove jobs, or every finished job of this directory",
+    long_about: "delete JOB_ID... removes the given jobs, none of which may be running. delete --all removes the finished (exited, killed, failed) jobs whose working directory is the current one (and created ones with --include-created); running jobs, jobs still being read, and jobs with live processes are skipped and reported.",
     flags: &[
         Flag::switch("all", "Every finished job whose working directory is the current one"),
+        Flag::switch("include-created", "With --all: remove created (never started) jobs too"),
         Flag::switch("dry-run", "Report what would be removed; remove nothing"),
     ],
-    pos: &[Pos { name: "JOB_ID", required: false, rest: false, jobs: Some(JobFilter::Terminal), values: &[], help: "Job id (not with --all)" }],
+    pos: &[Pos { name: "JOB_ID", required: false, rest: false, many: true, jobs: Some(JobFilter::Terminal), values: &[], help: "Job ids (not with --all)" }],
     conflicts: &[],
     hidden: false,
     exec: cmd::delete::exec,
@@ -756,7 +764,7 @@ static COMPLETIONS: Cmd = Cmd {
     about: "Print a shell completion script",
     long_about: "Prints a completion script for bash, zsh, fish or PowerShell. It completes subcommands and flags, and live job ids of the current directory, through agent-exec itself.",
     flags: &[],
-    pos: &[Pos { name: "SHELL", required: true, rest: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell" }],
+    pos: &[Pos { name: "SHELL", required: true, rest: false, many: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell" }],
     conflicts: &[],
     hidden: false,
     exec: cmd::completions::exec,
@@ -791,6 +799,7 @@ static COMPLETE: Cmd = Cmd {
         name: "WORDS",
         required: false,
         rest: true,
+        many: false,
         jobs: None,
         values: &[],
         help: "Words of the command line",
@@ -811,6 +820,7 @@ static GEN_MAN: Cmd = Cmd {
         name: "DIR",
         required: true,
         rest: false,
+        many: false,
         jobs: None,
         values: &[],
         help: "Output directory",
@@ -871,6 +881,12 @@ impl Matches {
     /// An integer flag (validated while parsing), or its default.
     pub fn u64(&self, long: &str) -> Option<u64> {
         self.get(long).and_then(|v| v.parse().ok())
+    }
+    /// A duration flag (validated while parsing) in milliseconds, or its
+    /// default; saturated values mean "never" (see time::deadline_after).
+    pub fn duration_ms(&self, long: &str) -> Option<u64> {
+        self.get(long)
+            .and_then(|v| crate::time::parse_duration_ms(v).ok())
     }
     /// A boolean flag: `Some(true)` for a bare switch.
     pub fn bool(&self, long: &str) -> Option<bool> {
@@ -989,7 +1005,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                         }
                     }
                     Some(c) => {
-                        let next = c.pos.get(positionals.len());
+                        let next = c.pos.get(positionals.len()).or_else(|| {
+                            c.pos.last().filter(|p| p.many && positionals.len() >= c.pos.len())
+                        });
                         match next {
                             Some(pos) if pos.rest => {
                                 rest.push(v);

@@ -64,16 +64,37 @@ pub enum Error {
     PayloadTooLarge(String),
     /// The server is at its connection limit; try again.
     Unavailable(String),
+    /// A file in a job directory that is a symlink or not a regular file,
+    /// or a job directory that is not a directory: never followed.
+    UnsafePath(String),
+    /// Any error about one job: the inner error, plus the job's id in
+    /// `details.job_id`, so a caller always knows which job it concerns.
+    InJob(String, Box<Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Wrap an `io::Error` with what we were doing.
+    /// Wrap an `io::Error` with what we were doing. A refused symlink
+    /// (ELOOP from an O_NOFOLLOW open, ENOTDIR from a directory opened
+    /// O_NOFOLLOW) or a non-regular file is `unsafe_path`.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
-        Error::Io {
-            context: context.into(),
-            source,
+        let context = context.into();
+        if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
+            || crate::sys::is_not_regular(&source)
+        {
+            return Error::UnsafePath(format!(
+                "{context}: refusing a symlink or a file that is not regular ({source})"
+            ));
+        }
+        Error::Io { context, source }
+    }
+
+    /// Say which job this error is about (once; the innermost id wins).
+    pub fn in_job(self, id: &str) -> Error {
+        match self {
+            e @ Error::InJob(..) => e,
+            e => Error::InJob(id.to_string(), Box::new(e)),
         }
     }
 
@@ -88,6 +109,8 @@ impl Error {
     /// The stable code: the contract with every caller.
     pub fn code(&self) -> &'static str {
         match self {
+            Error::InJob(_, e) => e.code(),
+            Error::UnsafePath(_) => "unsafe_path",
             Error::Usage(_) => "usage_error",
             Error::InvalidTag(_) => "invalid_tag",
             Error::InvalidSignal(_) => "invalid_signal",
@@ -115,6 +138,7 @@ impl Error {
     /// True where the same call, repeated later, may succeed.
     pub fn retryable(&self) -> bool {
         match self {
+            Error::InJob(_, e) => e.retryable(),
             Error::Unavailable(_) => true,
             Error::Io { source, .. } => io_retryable(source),
             _ => false,
@@ -132,6 +156,9 @@ impl Error {
 
     /// Errors about the command line itself (exit 2).
     pub fn is_usage(&self) -> bool {
+        if let Error::InJob(_, e) = self {
+            return e.is_usage();
+        }
         matches!(
             self,
             Error::Usage(_)
@@ -145,6 +172,7 @@ impl Error {
     /// The HTTP status that carries this error.
     pub fn http_status(&self) -> u16 {
         match self {
+            Error::InJob(_, e) => e.http_status(),
             Error::JobNotFound(_) | Error::RouteNotFound(_) => 404,
             Error::Unauthorized => 401,
             Error::Forbidden(_) => 403,
@@ -159,6 +187,13 @@ impl Error {
     /// Structured details, for the errors that have them.
     pub fn details(&self) -> Option<Value> {
         match self {
+            Error::InJob(id, e) => {
+                let mut d = e.details().unwrap_or_else(|| json!({}));
+                if let Some(m) = d.as_object_mut() {
+                    m.insert("job_id".into(), Value::String(id.clone()));
+                }
+                Some(d)
+            }
             Error::AmbiguousJobId {
                 candidates,
                 truncated,
@@ -198,7 +233,9 @@ impl fmt::Display for Error {
             | Error::InvalidRequest(m)
             | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
-            | Error::Unavailable(m) => f.write_str(m),
+            | Error::Unavailable(m)
+            | Error::UnsafePath(m) => f.write_str(m),
+            Error::InJob(_, e) => e.fmt(f),
             Error::JobNotFound(id) => write!(f, "job not found: {id}"),
             Error::AmbiguousJobId {
                 prefix,

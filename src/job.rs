@@ -104,7 +104,10 @@ pub struct Meta {
     pub root: String,
     #[serde(default)]
     pub env_keys: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The `--env` entries in display form (masked): shown in `run`'s
+    /// answer, never written (values live only in env.json). Read back
+    /// from files written by older versions.
+    #[serde(default, skip_serializing)]
     pub env_vars: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mask: Vec<String>,
@@ -175,6 +178,32 @@ pub struct State {
     pub failure: Option<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervisor_pid: Option<u32>,
+    /// The workload's session (the supervisor's): with `pid` as the
+    /// process-group id it names the job's processes for good
+    /// (`sys::group_members`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<u32>,
+    /// When the root process started (clock ticks after boot, from
+    /// /proc): tells that process from a later one with the same pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    /// Output the job wrote that could not be stored (a full disk, EIO):
+    /// empty when the logs hold everything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<OutputLoss>,
+}
+
+/// One log that could not take all of its stream. The log keeps what was
+/// written before the first failure (an exact prefix); everything after
+/// it is counted here, not written.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OutputLoss {
+    /// `stdout`, `stderr`, or `full` (full.log).
+    pub stream: String,
+    pub dropped_bytes: u64,
+    /// The first error's name, e.g. `ENOSPC`.
+    pub errno: String,
+    pub message: String,
 }
 
 impl State {
@@ -191,6 +220,28 @@ impl State {
             updated_at: crate::time::now_ts(),
             failure: None,
             supervisor_pid: None,
+            sid: None,
+            pid_start_time: None,
+            output_lost: Vec::new(),
+        }
+    }
+
+    /// The job's processes still alive: members of its process group in
+    /// its session (none when either is unknown).
+    pub fn live_processes(&self) -> Vec<u32> {
+        match (self.pid, self.sid) {
+            (Some(pgid), Some(sid)) if pgid > 1 => crate::sys::group_members(pgid, sid),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Is the recorded root process still that process (same pid, same
+    /// start time)? A reused pid is a different process.
+    pub fn root_alive(&self) -> bool {
+        match (self.pid, self.pid_start_time) {
+            (Some(pid), Some(t)) => crate::sys::proc_stat(pid)
+                .is_some_and(|p| p.start_time == t && p.state != b'Z' && p.state != b'X'),
+            _ => false,
         }
     }
 
@@ -214,11 +265,16 @@ impl State {
     }
 }
 
-/// A resolved job: its id and directory.
+/// A resolved job: its id and directory, and, once `pin`ned, a shared
+/// flock on the directory itself that gc and delete respect (they take
+/// it exclusively, without waiting, before removing a job): a job that a
+/// launcher, `wait`, `status` or the server is reading is never
+/// collected under it. Shared by clones; released when the last goes.
 #[derive(Clone, Debug)]
 pub struct Job {
     pub id: String,
     pub dir: PathBuf,
+    pin: Option<std::sync::Arc<std::fs::File>>,
 }
 
 pub const META: &str = "meta.json";
@@ -236,7 +292,69 @@ pub const MATCH_EVENTS: &str = "notification_events.ndjson";
 
 impl Job {
     pub fn new(id: impl Into<String>, dir: PathBuf) -> Job {
-        Job { id: id.into(), dir }
+        Job {
+            id: id.into(),
+            dir,
+            pin: None,
+        }
+    }
+
+    /// Hold the job directory against collection (see the struct). Waits
+    /// out a removal in progress, after which the job is gone
+    /// (`job_not_found`). A directory that is a symlink is refused.
+    pub fn pin(&mut self) -> Result<()> {
+        if self.pin.is_some() {
+            return Ok(());
+        }
+        let f = crate::sys::open_dir_lockable(&self.dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::JobNotFound(self.id.clone()),
+            _ => Error::io(format!("open {}", self.dir.display()), e),
+        })?;
+        if !crate::sys::try_lock_shared(&f).map_err(|e| Error::io("lock job directory", e))? {
+            crate::sys::lock_shared(&f).map_err(|e| Error::io("lock job directory", e))?;
+        }
+        // Removed while we waited (or a half-written directory).
+        let meta = crate::sys::Dir::open(&self.dir).map(|d| d.exists(META));
+        if !matches!(meta, Ok(true)) {
+            return Err(Error::JobNotFound(self.id.clone()));
+        }
+        self.pin = Some(std::sync::Arc::new(f));
+        Ok(())
+    }
+
+    /// The pin's descriptor, for a holder that wants to upgrade it to the
+    /// exclusive lock of a removal.
+    pub fn pin_file(&self) -> Option<&std::fs::File> {
+        self.pin.as_deref()
+    }
+
+    /// Take the job lock for a launch: create `lock` already locked
+    /// (a temp file, flock'ed, then linked into place — link fails if the
+    /// name exists), so that no reader ever sees a lock file that is free
+    /// while a launch holds it. Err(None): the lock file exists already
+    /// (the job was launched, or is being).
+    pub fn claim_lock(&self) -> std::result::Result<std::fs::File, Option<Error>> {
+        let io = |what: &str, e| Some(Error::io(format!("{what} {}", self.dir.display()), e));
+        let d = crate::sys::Dir::open(&self.dir).map_err(|e| io("open", e))?;
+        let tmp = format!(".lock-{}-{}", std::process::id(), crate::time::now_unix_ns());
+        let f = d
+            .open_file(&tmp, crate::sys::How::CreateNew)
+            .map_err(|e| io("create lock in", e))?;
+        let locked = crate::sys::lock_exclusive(&f);
+        let linked = locked.and_then(|()| d.link(&tmp, LOCK));
+        let _ = d.unlink(&tmp);
+        match linked {
+            Ok(()) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(None),
+            Err(e) => Err(io("link lock in", e)),
+        }
+    }
+
+    /// The job lock, if the file exists (never created here).
+    pub fn open_lock(&self) -> Option<std::fs::File> {
+        crate::sys::Dir::open(&self.dir)
+            .and_then(|d| d.open_file(LOCK, crate::sys::How::Read))
+            .ok()
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -325,11 +443,19 @@ fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     read_all(&mut crate::sys::open_read(path)?, buf)
 }
 
+/// The largest job record read (meta.json holds the command line, which
+/// the kernel bounds far below this): a hand-made giant is refused, not
+/// loaded.
+pub const MAX_JSON: usize = 16 * 1024 * 1024;
+
 fn read_all(f: &mut std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read;
     buf.clear();
     let mut len = 0;
     loop {
+        if len > MAX_JSON {
+            break;
+        }
         if buf.len() < len + 4096 {
             buf.resize((len + 4096).max(buf.capacity()), 0);
         }
@@ -356,6 +482,12 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     // every command a TLS-destructor registration: two system calls).
     let mut buf = Vec::new();
     read_small(path, &mut buf).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    if buf.len() > MAX_JSON {
+        return Err(Error::internal(format!(
+            "{} is larger than {MAX_JSON} bytes",
+            path.display()
+        )));
+    }
     serde_json::from_slice(&buf)
         .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())))
 }

@@ -95,7 +95,7 @@ impl Spec {
     pub fn from_matches(m: &Matches, cfg: &Config) -> Result<Spec> {
         let mut spec = Spec::new(m.rest.clone());
         spec.cwd = m.get("cwd").map(str::to_string);
-        spec.env = m.all("env").into_iter().map(str::to_string).collect();
+        spec.env = resolve_env(&m.all("env"));
         spec.env_files = m
             .all("env-file")
             .into_iter()
@@ -115,9 +115,9 @@ impl Spec {
         };
         spec.stdin_max_bytes = m.u64("stdin-max-bytes").unwrap_or(DEFAULT_STDIN_MAX);
         spec.tags = job::dedup(&m.all("tag"));
-        spec.timeout_ms = secs_to_ms(m.u64("timeout"));
-        spec.kill_after_ms = secs_to_ms(m.u64("kill-after"));
-        spec.progress_every_ms = secs_to_ms(m.u64("progress-every"));
+        spec.timeout_ms = m.duration_ms("timeout").unwrap_or(0);
+        spec.kill_after_ms = m.duration_ms("kill-after").unwrap_or(0);
+        spec.progress_every_ms = m.duration_ms("progress-every").unwrap_or(0);
         spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), cfg)?;
         spec.sink_timeout_secs = Some(cfg.notify.sink_timeout_secs);
         spec.notification = crate::notify::notification_from(m, None)?;
@@ -132,8 +132,43 @@ impl Spec {
 
 pub const DEFAULT_STDIN_MAX: u64 = 64 * 1024 * 1024;
 
-fn secs_to_ms(s: Option<u64>) -> u64 {
-    s.unwrap_or(0).saturating_mul(1000)
+/// The largest env file read (they are KEY=VALUE lines, not data).
+pub const ENV_FILE_MAX: u64 = 1024 * 1024;
+
+/// `--env KEY=VALUE` as given; `--env NAME` alone passes the caller's
+/// value of NAME on (as `docker run -e NAME` does) and is dropped when
+/// the caller has none — resolved now, so `start` later sees the value
+/// the definer had.
+pub fn resolve_env(given: &[&str]) -> Vec<String> {
+    given
+        .iter()
+        .filter_map(|kv| {
+            if kv.contains('=') {
+                return Some(kv.to_string());
+            }
+            let v = std::env::var_os(kv)?;
+            Some(format!("{kv}={}", v.to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Read and parse one env file: a regular file of at most `ENV_FILE_MAX`
+/// bytes (a FIFO or a device is refused before a byte is read).
+pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let bytes = sys::read_bounded(Path::new(path), ENV_FILE_MAX)
+        .map_err(|e| format!("read env file {path}: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("env file {path} is not UTF-8"))?;
+    Ok(crate::supervisor::parse_env_file(&text))
+}
+
+/// The masked display form of a defined job's `--env` entries (`start`'s
+/// answer): read from env.json, since meta.json holds no values.
+pub fn env_display(job: &Job, meta: &Meta) -> Vec<String> {
+    if !meta.env_vars.is_empty() {
+        return meta.env_vars.clone();
+    }
+    let vars: Vec<String> = job::read_json(&job.path(job::ENV)).unwrap_or_default();
+    display_env(&vars, &meta.mask)
 }
 
 pub fn default_wrapper() -> Vec<String> {
@@ -189,15 +224,6 @@ pub fn display_env(env: &[String], mask: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn private_file(path: &Path) -> io::Result<File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
 /// Copy at most `limit` bytes; more is `stdin_too_large`.
 fn copy_limited(src: &mut dyn Read, dst: &mut File, limit: u64) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -218,21 +244,55 @@ fn copy_limited(src: &mut dyn Read, dst: &mut File, limit: u64) -> Result<()> {
     }
 }
 
+/// A job just written to disk by `define`.
+pub struct Defined {
+    pub job: Job,
+    pub meta: Meta,
+    pub state: State,
+    /// `run`'s job lock, taken before meta.json was written and held
+    /// until the supervisor inherits it (see `launch`).
+    pub lock: Option<File>,
+}
+
 /// Write a new job directory for `spec`. The state is `created`, or
-/// `failed` when its stdin source cannot be read.
+/// `failed` when its stdin source or an env file cannot be read (at once:
+/// D12).
 /// `keep_created`: write state.json even while the job is only `created`
 /// (`create`). `run` goes straight to `running`, as in 0.2.3: its
 /// supervisor writes the first state, and until then the job reads as
-/// `created` (`Job::read_state`). One file fewer on the launch path, where
-/// each new file costs a scan of recently freed inodes on ext4 without a
-/// journal and the replaced one a release: 14% of a launch measured.
-pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<(Job, Meta, State)> {
+/// `created` (`Job::read_state`). One file fewer on the launch path.
+/// `run` also takes the job lock before meta.json exists: a launch that
+/// dies before its supervisor runs leaves a free lock, which readers turn
+/// into `failed`/`launch_lost` (`observe::current_state`).
+pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined> {
     if matches!(spec.stdin, StdinSrc::Caller) && sys::isatty(0) {
         return Err(Error::StdinRequired);
     }
-    let job = store.create_job()?;
-    match define_in(store, &job, spec, keep_created) {
-        Ok((meta, st)) => Ok((job, meta, st)),
+    let mut job = store.create_job()?;
+    let res = (|| {
+        // Pinned from the start: no gc removes it under us.
+        job.pin()?;
+        let lock = if keep_created {
+            None
+        } else {
+            // A fresh directory nobody else writes: create-exclusive,
+            // then lock. Readers need meta.json, which comes after.
+            let f = sys::Dir::open(&job.dir)
+                .and_then(|d| d.open_file(job::LOCK, sys::How::CreateNew))
+                .map_err(|e| Error::io("create job lock", e))?;
+            sys::lock_exclusive(&f).map_err(|e| Error::io("lock job", e))?;
+            Some(f)
+        };
+        let (meta, state) = define_in(store, &job, spec, keep_created)?;
+        Ok((meta, state, lock))
+    })();
+    match res {
+        Ok((meta, state, lock)) => Ok(Defined {
+            job,
+            meta,
+            state,
+            lock,
+        }),
         Err(e) => {
             // No debris: a job that could not be defined does not exist.
             let _ = fs::remove_dir_all(&job.dir);
@@ -273,14 +333,20 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         full_log: spec.full_log.clone(),
     };
     let mut state = State::created(&job.id);
+    // Env files are read again when the job starts; an unusable one fails
+    // the job now rather than after a launch.
+    if let Some(why) = spec.env_files.iter().find_map(|p| read_env_file(p).err()) {
+        state.fail("env_file_unreadable", why);
+    }
     if !spec.env.is_empty() {
         let text = serde_json::to_vec(&spec.env).map_err(|e| Error::internal(e.to_string()))?;
         store::write_atomic(&job.dir, job::ENV, &text, false)
             .map_err(|e| Error::io("write env.json", e))?;
     }
     if !matches!(spec.stdin, StdinSrc::None) {
-        let path = job.path(job::STDIN);
-        let mut dst = private_file(&path).map_err(|e| Error::io("create stdin.bin", e))?;
+        let mut dst = sys::Dir::open(&job.dir)
+            .and_then(|d| d.open_file(job::STDIN, sys::How::Truncate))
+            .map_err(|e| Error::io("create stdin.bin", e))?;
         match &spec.stdin {
             StdinSrc::Value(v) => {
                 copy_limited(&mut v.as_bytes(), &mut dst, spec.stdin_max_bytes)?;
@@ -288,7 +354,7 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
             StdinSrc::Caller => {
                 copy_limited(&mut io::stdin().lock(), &mut dst, spec.stdin_max_bytes)?;
             }
-            StdinSrc::File(src) => match File::open(src) {
+            StdinSrc::File(src) => match open_regular(src) {
                 Ok(mut f) => copy_limited(&mut f, &mut dst, spec.stdin_max_bytes)?,
                 Err(e) => state.fail(
                     "stdin_unreadable",
@@ -299,14 +365,38 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         }
         meta.stdin_file = Some(job::STDIN.to_string());
     }
-    // No empty logs or lock here: the supervisor creates the logs (after
-    // telling the caller it runs) and `launch` the lock; a created job
-    // reads as having printed nothing. Each new file costs a launch.
     job.write_meta(&meta)?;
     if keep_created || state.status() != Status::Created {
         job.write_state(&state, false)?;
     }
+    // Every path a response prints exists when it is printed (D41): a
+    // created job's logs are empty files until it starts; `run`'s are
+    // created by its supervisor before it reports running.
+    if keep_created {
+        create_logs(job)?;
+    }
     Ok((meta, state))
+}
+
+/// A user-named input file: must be a regular file (a FIFO or a device
+/// such as /dev/urandom is refused before a byte is read).
+fn open_regular(path: &str) -> io::Result<File> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    sys::check_regular(&f)?;
+    Ok(f)
+}
+
+/// Create both stream logs empty (0600, never through a symlink).
+pub fn create_logs(job: &Job) -> Result<()> {
+    let d = sys::Dir::open(&job.dir).map_err(|e| Error::io("open job directory", e))?;
+    for name in [job::STDOUT, job::STDERR] {
+        d.open_file(name, sys::How::Truncate)
+            .map_err(|e| Error::io(format!("create {name}"), e))?;
+    }
+    Ok(())
 }
 
 /// A started job: its state after the readiness handshake, and the pipe
@@ -320,45 +410,66 @@ pub struct Launch {
 /// `sink_timeout`: the command-sink time limit from the caller's config.
 /// `meta`: the job's definition when the caller holds it (`run`), so
 /// that a job without state.json yet is not read twice for it.
+/// `lock`: the job lock `define` took for `run`; None (`start`): it is
+/// claimed here, and a job whose lock file exists already was launched
+/// (or is being): `invalid_state`.
+/// `ready_by`: the latest moment to stop waiting for the supervisor's
+/// first word (the caller's own deadline): a supervisor that is slow to
+/// start never holds the answer past it; the job then reads `created`
+/// (launching) until it reports, or `launch_lost` if it dies first.
 pub fn launch(
     store: &Store,
     job: &Job,
     meta: Option<&Meta>,
-    auto_gc: Option<&AutoGc>,
-    sink_timeout: Option<u64>,
+    lock: Option<File>,
+    gc_and_sinks: (Option<&AutoGc>, Option<u64>),
+    ready_by: Option<Instant>,
 ) -> Result<Launch> {
-    let lock =
-        crate::store::open_lock(&job.path(job::LOCK)).map_err(|e| Error::io("open job lock", e))?;
+    let (auto_gc, sink_timeout) = gc_and_sinks;
     let read_state = || match meta {
         Some(m) => job.read_state_given(m),
         None => job.read_state(),
     };
-    let st = read_state()?;
-    let busy = || {
+    let busy = |st: &State| {
         Error::InvalidState(format!(
             "invalid job state: job {} is in '{}' state; only 'created' jobs can be started",
             job.id,
             st.status().as_str()
         ))
     };
-    if st.status() != Status::Created {
-        return Err(busy());
-    }
-    if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
-        return Err(Error::InvalidState(format!(
-            "invalid job state: job {} is already being started",
-            job.id
-        )));
-    }
+    let lock = match lock {
+        Some(l) => l,
+        None => {
+            let st = observe::current_state(job)?;
+            if st.status() != Status::Created {
+                return Err(busy(&st));
+            }
+            match job.claim_lock() {
+                Ok(l) => l,
+                Err(Some(e)) => return Err(e),
+                Err(None) => {
+                    // Launched meanwhile, or being launched right now.
+                    let st = observe::current_state(job)?;
+                    if st.status() != Status::Created {
+                        return Err(busy(&st));
+                    }
+                    return Err(Error::InvalidState(format!(
+                        "invalid job state: job {} is already being started",
+                        job.id
+                    )));
+                }
+            }
+        }
+    };
     // Re-check under the lock: a concurrent start may have won and gone.
     let st = read_state()?;
     if st.status() != Status::Created {
-        return Err(busy());
+        return Err(busy(&st));
     }
+    crate::debug!("launch {}: starting its supervisor", job.id);
     let (r, w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
     let spawned = spawn_supervisor(store, job, &w, &lock, auto_gc, sink_timeout);
     drop(w);
-    drop(lock);
     if let Err(e) = spawned {
         let mut st = st;
         st.fail(
@@ -371,15 +482,26 @@ pub fn launch(
             ready: None,
         });
     }
+    // The supervisor holds the lock now (the same open file description).
+    drop(lock);
     let mut ready = File::from(r);
-    let first = read_byte(&mut ready, Some(Instant::now() + READY_TIMEOUT))?;
+    let cap = Instant::now() + READY_TIMEOUT;
+    let by = ready_by.map_or(cap, |d| d.min(cap));
+    let first = read_byte(&mut ready, Some(by))?;
+    crate::debug!(
+        "launch {}: supervisor said {:?}",
+        job.id,
+        first.map(char::from)
+    );
     let state = match first {
         Some(_) => job.read_state()?,
-        None => supervisor_vanished(job)?,
+        // EOF (gone: launch_lost) or the deadline (still starting).
+        None => observe::current_state(job)?,
     };
+    let alive = first.is_some() || state.status() == Status::Created;
     Ok(Launch {
         state,
-        ready: first.map(|_| ready),
+        ready: alive.then_some(ready),
     })
 }
 
@@ -422,28 +544,6 @@ fn spawn_supervisor(
 /// The descriptor numbers the supervisor finds its pipe and lock at.
 pub const READY_FD: i32 = 3;
 pub const LOCK_FD: i32 = 4;
-
-/// The supervisor closed the pipe without a word: record that it is lost
-/// (unless it managed to write a state first).
-fn supervisor_vanished(job: &Job) -> Result<State> {
-    let st = observe::current_state(job)?;
-    if st.status() != Status::Created {
-        return Ok(st);
-    }
-    let lock = File::open(job.path(job::LOCK)).map_err(|e| Error::io("open job lock", e))?;
-    if sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
-        let mut st = job.read_state()?;
-        if st.status() == Status::Created {
-            st.fail(
-                "supervisor_lost",
-                "the supervisor exited before starting the job",
-            );
-            job.write_state(&st, true)?;
-        }
-        return Ok(st);
-    }
-    job.read_state()
-}
 
 /// One byte from the readiness pipe, or None at EOF or the deadline.
 fn read_byte(f: &mut File, deadline: Option<Instant>) -> Result<Option<u8>> {
@@ -493,6 +593,7 @@ impl Launch {
                 Some(_) => continue,
             }
         }
+        crate::debug!("wait {}: the supervisor's word is in", job.id);
         self.state = observe::current_state(job)?;
         Ok(self.state.clone())
     }

@@ -557,13 +557,16 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
 
 /// The end of a supervised job, after the terminal state is on disk and
 /// the job lock is released: let the match-delivery thread finish its
-/// queue, then deliver `job.finished` to the sinks configured *now*
-/// (re-read after the queue, so a `notify set` made meanwhile counts).
-pub fn job_ended(job: &Job, matcher: Option<Matcher>) {
+/// queue, then deliver `job.finished` to `sinks`: the settings as they
+/// were when the terminal state was published (read under the guard that
+/// `notify set` takes, see `supervisor::publish_terminal`), so a change
+/// accepted while the job ran counts and one made after it ended never
+/// runs a sink.
+pub fn job_ended(job: &Job, matcher: Option<Matcher>, sinks: Option<Meta>) {
     if let Some(m) = matcher {
         m.finish();
     }
-    let (Ok(meta), Ok(st)) = (job.read_meta(), job.read_state()) else {
+    let (Some(meta), Ok(st)) = (sinks, job.read_state()) else {
         return;
     };
     if st.status().is_terminal() {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, State, Status, LOCK};
+use crate::job::{Job, State, Status};
 use crate::sys;
 
 /// A slice of a log: lossy UTF-8 text, its byte range, the file's size.
@@ -39,7 +39,8 @@ pub struct Slice {
 }
 
 fn open_sized(path: &Path) -> Option<(File, u64)> {
-    let f = File::open(path).ok()?;
+    // Never through a symlink, never a FIFO (sys::open_read).
+    let f = sys::open_read(path).ok()?;
     let size = f.metadata().ok()?.len();
     Some((f, size))
 }
@@ -113,14 +114,23 @@ pub fn size_of(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// Read state.json, reconciling a dead supervisor into `failed`.
+/// Read state.json, reconciling a dead supervisor into `failed`:
+/// - `running` with a free job lock: the supervisor died. The record says
+///   `supervisor_lost`, and the job's process group (its root already got
+///   SIGKILL from the kernel when the supervisor died, see
+///   `sys::die_with_parent`) is killed now, so that no workload runs on
+///   under a record that says it ended.
+/// - `created` with a job lock that exists and is free: a launch began
+///   (`run` takes the lock before it writes meta.json; `start` creates it
+///   already locked) and nobody holds it any more, so the supervisor never
+///   ran the job: `launch_lost`. A `create`d job has no lock file.
 pub fn current_state(job: &Job) -> Result<State> {
     let st = job.read_state()?;
-    if st.status() != Status::Running {
+    if !matches!(st.status(), Status::Running | Status::Created) {
         return Ok(st);
     }
     // Jobs written by other tools may have no lock file: trust the state.
-    let Ok(lock) = File::open(job.path(LOCK)) else {
+    let Some(lock) = job.open_lock() else {
         return Ok(st);
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
@@ -129,15 +139,49 @@ pub fn current_state(job: &Job) -> Result<State> {
     // We hold the lock: no supervisor can write any more. Re-read under
     // the lock, since it may have finished just before releasing it.
     let mut st = job.read_state()?;
-    if !st.status().is_terminal() && st.status() != Status::Created {
-        st.fail(
-            "supervisor_lost",
-            "the job's supervisor exited without recording a result",
-        );
-        job.write_state(&st, true)?;
+    match st.status() {
+        Status::Running => {
+            let killed = kill_orphans(&st);
+            let tail = if killed > 0 {
+                format!("; its {killed} remaining process(es) were killed")
+            } else {
+                String::new()
+            };
+            st.fail(
+                "supervisor_lost",
+                format!("the job's supervisor exited without recording a result{tail}"),
+            );
+            job.write_state(&st, true)?;
+        }
+        Status::Created => {
+            st.fail(
+                "launch_lost",
+                "the job's launch began but its supervisor was gone before the job ran",
+            );
+            job.write_state(&st, true)?;
+        }
+        _ => {}
     }
     let _ = sys::unlock(&lock);
     Ok(st)
+}
+
+/// SIGKILL what is left of a job whose supervisor is gone, and wait
+/// (briefly) until it is gone: a caller told `failed` finds no live
+/// process of the job. Returns how many processes were signalled.
+fn kill_orphans(st: &State) -> usize {
+    let members = st.live_processes();
+    if members.is_empty() {
+        return 0;
+    }
+    if let Some(pgid) = st.pid {
+        let _ = sys::kill_group(pgid, libc::SIGKILL);
+    }
+    let until = Instant::now() + Duration::from_millis(500);
+    while !st.live_processes().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    members.len()
 }
 
 /// How a process waits for a job's end (see `wait_terminal`).
@@ -204,8 +248,8 @@ fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<S
         let Some(left) = left(deadline) else {
             return Ok(st);
         };
-        match (st.status(), File::open(job.path(LOCK))) {
-            (Status::Running, Ok(lock)) => {
+        match (st.status(), job.open_lock()) {
+            (Status::Running, Some(lock)) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 std::thread::spawn(move || {
                     let got = sys::lock_shared(&lock).is_ok();

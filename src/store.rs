@@ -18,7 +18,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -157,24 +157,36 @@ impl Store {
         Ok(b)
     }
 
-    /// Resolve a full id or a unique case-insensitive prefix.
+    /// Resolve a full id or a unique case-insensitive prefix. The job is
+    /// pinned (`Job::pin`): no gc or delete removes it while the caller
+    /// holds it. A directory that is a symlink, or whose meta.json is
+    /// not a regular file, is not a job.
     pub fn lookup(&self, arg: &str) -> Result<Job> {
+        let mut job = self.resolve_id(arg)?;
+        job.pin().map_err(|e| e.in_job(&job.id))?;
+        Ok(job)
+    }
+
+    fn resolve_id(&self, arg: &str) -> Result<Job> {
         if !valid_id(arg) {
             return Err(Error::JobNotFound(arg.to_string()));
         }
         let upper = arg.to_ascii_uppercase();
         for cand in [arg, upper.as_str()] {
-            let dir = self.root.join(cand);
-            if dir.join(META).is_file() {
-                return Ok(Job::new(cand, dir));
+            if self.is_job_dir(cand) {
+                return Ok(Job::new(cand, self.root.join(cand)));
             }
         }
+        // Names are compared as bytes: a name with multi-byte characters
+        // is never sliced inside one.
         let mut found: Vec<String> = self
             .job_names()
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| n.len() >= arg.len() && n[..arg.len()].eq_ignore_ascii_case(arg))
-            .filter(|n| self.root.join(n).join(META).is_file())
+            .filter(|n| {
+                n.len() >= arg.len() && n.as_bytes()[..arg.len()].eq_ignore_ascii_case(arg.as_bytes())
+            })
+            .filter(|n| self.is_job_dir(n))
             .collect();
         found.sort();
         match found.len() {
@@ -192,6 +204,14 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// A real directory (not a symlink) holding a regular meta.json (not
+    /// a symlink either).
+    pub fn is_job_dir(&self, name: &str) -> bool {
+        let dir = self.root.join(name);
+        fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+            && fs::symlink_metadata(dir.join(META)).is_ok_and(|m| m.is_file())
     }
 }
 
@@ -391,7 +411,12 @@ impl Names {
 /// The short id of `name` given the longest prefix another name shares
 /// with it: one character more, at least `SHORT_ID_MIN`, at most all.
 pub fn short_prefix(name: &str, shared: usize) -> String {
-    name[..(shared + 1).max(SHORT_ID_MIN).min(name.len())].to_string()
+    let mut end = (shared + 1).max(SHORT_ID_MIN).min(name.len());
+    // Never cut a character of a (legacy, non-ASCII) name in two.
+    while !name.is_char_boundary(end) {
+        end += 1;
+    }
+    name[..end].to_string()
 }
 
 /// Length of the case-insensitive common prefix of two names.
@@ -427,47 +452,51 @@ fn longest_shared_prefix<T: AsRef<[u8]>>(
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Open (creating it 0600 if needed) a file that is only ever flock'ed:
-/// a job's `lock` or `meta.lock`, the root's `.gc.lock`.
+/// a job's `lock` or `meta.lock`, the root's `.gc.lock`. Never through a
+/// symlink (see `sys::Dir`).
 pub fn open_lock(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
+    let (dir, name) = split(path)?;
+    crate::sys::Dir::open(dir)?.open_file(name, crate::sys::How::Open)
+}
+
+fn split(path: &Path) -> io::Result<(&Path, &str)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad file name"))?;
+    Ok((path.parent().unwrap_or(Path::new(".")), name))
 }
 
 /// Make an already renamed `dir/name` durable: fsync the file, then the
 /// directory (for the rename). Best effort: the data is already visible.
 pub fn sync_file(dir: &Path, name: &str) {
-    if let Ok(f) = fs::File::open(dir.join(name)) {
+    if let Ok(f) = crate::sys::open_read(&dir.join(name)) {
         let _ = f.sync_all();
     }
-    if let Ok(d) = fs::File::open(dir) {
+    if let Ok(d) = crate::sys::open_dir_lockable(dir) {
         let _ = d.sync_all();
     }
 }
 
 /// Write `data` to `dir/name` atomically: a 0600 temp file in the same
-/// directory, then rename over the target.
+/// directory, then rename over the target — relative to the directory
+/// opened without following a symlink, so the write lands in `dir` or
+/// nowhere. A rename replaces a symlink planted at `name`; it never
+/// writes through it.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
     let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{name}-{}-{seq}", std::process::id()));
+    let tmp = format!(".tmp-{name}-{}-{seq}", std::process::id());
+    let d = crate::sys::Dir::open(dir)?;
     let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = d.open_file(&tmp, crate::sys::How::CreateNew)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;
         }
-        fs::rename(&tmp, dir.join(name))
+        d.rename(&tmp, name)
     })();
     if res.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = d.unlink(&tmp);
     }
     res
 }

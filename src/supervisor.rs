@@ -62,13 +62,18 @@ const DRAIN_MAX: Duration = Duration::from_secs(1);
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = Store::resolve(m.pos(0));
     let id = m.pos(1).unwrap_or_default().to_string();
-    let job = store.job(&id);
+    let mut job = store.job(&id);
+    // Held for the supervisor's whole life: the job is not collected while
+    // it is being run or its notifications delivered.
+    if job.pin().is_err() {
+        return Ok(Output::Done);
+    }
     let mut ready = sys::adopt_fd(READY_FD).ok().map(File::from);
     let lock = match sys::adopt_fd(LOCK_FD).ok().map(File::from) {
         Some(l) => l,
         // Started by hand: take the lock ourselves or give up.
-        None => match File::open(job.path(job::LOCK)) {
-            Ok(l) if sys::try_lock_exclusive(&l).unwrap_or(false) => l,
+        None => match job.open_lock() {
+            Some(l) if sys::try_lock_exclusive(&l).unwrap_or(false) => l,
             _ => return Ok(Output::Done),
         },
     };
@@ -78,12 +83,57 @@ pub fn exec(m: &Matches) -> Result<Output> {
     }
     // Every path we use is absolute; do not pin the caller's directory.
     let _ = std::env::set_current_dir("/");
-    let matcher = supervise(&store, &job, &mut ready, lock, auto_gc);
+    let ended = supervise(&store, &job, &mut ready, lock, auto_gc);
     // The terminal state is on disk and the lock is free: whoever waits
-    // on the job has its answer. Notifications come after, off its path.
+    // on the job has its answer. What is left (a pending kill-after,
+    // notifications) comes after, off its path.
     drop(ready.take());
-    crate::notify::job_ended(&job, matcher);
+    let killer = ended.kill_after.map(|k| std::thread::spawn(move || k.run()));
+    crate::notify::job_ended(&job, ended.matcher, ended.sinks);
+    if let Some(t) = killer {
+        let _ = t.join();
+    }
     Ok(Output::Done)
+}
+
+/// What the supervisor still owes once the terminal state is published.
+struct Ended {
+    /// The output matcher, whose queue may hold undelivered events (None
+    /// if the job never ran).
+    matcher: Option<Matcher>,
+    /// The notification settings as they were when the terminal state was
+    /// published (see `publish_terminal`): these, and only these, are
+    /// delivered.
+    sinks: Option<Meta>,
+    kill_after: Option<KillAfter>,
+}
+
+/// `--kill-after` that was still pending when the root process ended
+/// (it died of the TERM, but a member of its group ignores TERM): the
+/// README promises SIGKILL to the group after the grace, so the
+/// supervisor stays for it.
+struct KillAfter {
+    at: Instant,
+    pgid: u32,
+    sid: u32,
+}
+
+impl KillAfter {
+    fn run(self) {
+        loop {
+            // Nothing left of the group: nothing to kill (and the number
+            // may be reused).
+            if sys::group_members(self.pgid, self.sid).is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= self.at {
+                let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+                return;
+            }
+            std::thread::sleep((self.at - now).min(Duration::from_millis(100)));
+        }
+    }
 }
 
 fn signal(ready: &mut Option<File>, byte: u8) {
@@ -103,15 +153,19 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
-/// Run the job to its terminal state. Returns the output matcher, whose
-/// queue may still hold undelivered events (None if the job never ran).
+/// Run the job to its terminal state.
 fn supervise(
     store: &Store,
     job: &Job,
     ready: &mut Option<File>,
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
-) -> Option<Matcher> {
+) -> Ended {
+    let never_ran = |sinks| Ended {
+        matcher: None,
+        sinks,
+        kill_after: None,
+    };
     let meta = job.read_meta();
     let mut state = match &meta {
         Ok(meta) => job.read_state_given(meta),
@@ -123,18 +177,34 @@ fn supervise(
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
     let (meta, mut cmd) = match prepared {
         Ok(x) => x,
+        Err(e) => return never_ran(launch_failed(job, ready, &lock, state, e)),
+    };
+    // The logs exist before anyone is told the job runs (every path a
+    // response prints exists, D41), and before the workload starts: if
+    // they cannot be made, nothing runs at all.
+    let full_path = meta
+        .full_log
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| job.path(job::FULL));
+    let (out_log, err_log, full_log) = match open_logs(job, &full_path) {
+        Ok(l) => l,
         Err(e) => {
-            launch_failed(job, ready, state, e);
-            return None;
+            let msg = format!("create the job's logs: {e}");
+            return never_ran(launch_failed(job, ready, &lock, state, fail("log_unwritable", msg)));
         }
     };
+    // Room for the terminal state on a file system that the job may fill:
+    // real blocks in the lock file (only ever flock'ed), given back just
+    // before the terminal state is written if the disk is full then.
+    let _ = sys::allocate(&lock, RESERVE);
+    sys::die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
             let msg = format!("spawn {prog}: {e}");
-            launch_failed(job, ready, state, fail("spawn_failed", msg));
-            return None;
+            return never_ran(launch_failed(job, ready, &lock, state, fail("spawn_failed", msg)));
         }
     };
     let started = Instant::now();
@@ -145,6 +215,8 @@ fn supervise(
     state.updated_at = now;
     state.pid = Some(pid);
     state.supervisor_pid = Some(std::process::id());
+    state.sid = Some(sys::session_id());
+    state.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
     let _ = job.write_state(&state, false);
     signal(ready, b'R');
     // Auto-GC runs beside the tee, off the caller's path, and is joined
@@ -170,30 +242,8 @@ fn supervise(
         })
     });
 
-    // The logs are created after the caller is told: three new files are
-    // most of a launch's file-system work (ext4 without a journal scans
-    // past recently freed inodes for each), and the caller need not wait
-    // for them. Until they exist, nothing has been teed: readers find
-    // empty logs. Output waits in the pipes meanwhile.
-    let full_path = meta
-        .full_log
-        .as_ref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| job.path(job::FULL));
-    let (out_log, err_log, full_log) = match open_logs(job, &full_path) {
-        Ok(l) => l,
-        Err(e) => {
-            // Nothing may run unrecorded: stop the workload, record why.
-            let _ = sys::kill_group(pid, libc::SIGKILL);
-            let _ = sys::wait4(pid, true);
-            state.fail("log_unwritable", e.to_string());
-            let _ = job.write_state(&state, false);
-            signal(ready, b'T');
-            return None;
-        }
-    };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return None;
+        return never_ran(None);
     };
     // Start-up is over: keep resident only the code the tee loop runs.
     sys::drop_code_pages();
@@ -231,27 +281,70 @@ fn supervise(
     state.result.timed_out = outcome.timed_out;
     state.finished_at = Some(now.clone());
     state.updated_at = now;
-    // Publish first (the rename is atomic and visible at once), tell the
-    // waiters, release the lock; only then pay for durability. A crash in
-    // between loses at most the rename, and the next reader then finds a
-    // `running` job with a free lock: supervisor_lost, never a lie.
-    let _ = job.write_state(&state, false);
+    state.output_lost = tee.losses();
+    let sinks = publish_terminal(job, &lock, &state);
+    // Waiters are told, then the lock released; only then is durability
+    // paid for. A crash in between loses at most the rename, and the next
+    // reader then finds a `running` job with a free lock:
+    // supervisor_lost, never a lie.
     signal(ready, b'T');
     drop(ready.take());
+    let _ = lock.set_len(0);
     drop(lock);
     crate::store::sync_file(&job.dir, crate::job::STATE);
     let Tee { matcher, .. } = tee;
-    Some(matcher)
+    Ended {
+        matcher: Some(matcher),
+        sinks,
+        kill_after: outcome.kill_at.map(|at| KillAfter {
+            at,
+            pgid: pid,
+            sid: sys::session_id(),
+        }),
+    }
+}
+
+/// Bytes reserved in the lock file for the terminal state.
+const RESERVE: u64 = 64 * 1024;
+
+/// Write the terminal state, holding the notification guard (an OFD lock
+/// on byte 0 of the job lock file, which `notify set` takes too): the
+/// notification settings read here are exactly those saved before the
+/// terminal state became visible, so a `notify set` accepted while the
+/// job ran is delivered and one that lands after is not (no sink runs
+/// for it). On a full disk the reserved blocks are given back and the
+/// write tried once more: the exit code survives a full disk.
+fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<Meta> {
+    let guard = sys::ofd_lock(lock, 0).is_ok();
+    let sinks = job.read_meta().ok();
+    if let Err(e) = job.write_state(state, false) {
+        crate::warn!("write terminal state: {e}; freeing the reserved space and retrying");
+        let _ = lock.set_len(0);
+        let _ = job.write_state(state, false);
+    }
+    if guard {
+        let _ = sys::ofd_unlock(lock, 0);
+    }
+    sinks
 }
 
 /// How long auto-GC waits for a `--no-wait` caller to go.
 const GC_START_MS: i32 = 3;
 
-fn launch_failed(job: &Job, ready: &mut Option<File>, mut state: State, e: LaunchError) {
+/// Record a launch that failed; the returned settings are the sinks its
+/// `job.finished` goes to (as `publish_terminal`).
+fn launch_failed(
+    job: &Job,
+    ready: &mut Option<File>,
+    lock: &File,
+    mut state: State,
+    e: LaunchError,
+) -> Option<Meta> {
     state.fail(e.code, e.message);
-    let _ = job.write_state(&state, false);
+    let sinks = publish_terminal(job, lock, &state);
     signal(ready, b'F');
     crate::store::sync_file(&job.dir, crate::job::STATE);
+    sinks
 }
 
 /// Build the workload's command from the stored definition.
@@ -263,17 +356,18 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
             format!("working directory not found: {cwd}"),
         ));
     }
-    let mut env: Vec<(String, String)> = Vec::new();
+    // What the caller set: env files, then --env (later wins).
+    let mut set: Vec<(String, String)> = Vec::new();
     for path in &meta.env_files {
-        let text = fs::read_to_string(path)
-            .map_err(|e| fail("env_file_unreadable", format!("read env file {path}: {e}")))?;
-        env.extend(parse_env_file(&text));
+        set.extend(
+            crate::launch::read_env_file(path).map_err(|e| fail("env_file_unreadable", e))?,
+        );
     }
     let env_path = job.path(job::ENV);
     if env_path.exists() {
         let vars: Vec<String> =
             job::read_json(&env_path).map_err(|e| fail("env_unreadable", e.to_string()))?;
-        env.extend(vars.iter().map(|kv| split_kv(kv)));
+        set.extend(vars.iter().map(|kv| split_kv(kv)));
     }
     let stdin = match &meta.stdin_file {
         None => Stdio::null(),
@@ -283,7 +377,7 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
             } else {
                 job.dir.join(name)
             };
-            File::open(&p)
+            sys::open_read(&p)
                 .map(Stdio::from)
                 .map_err(|e| fail("stdin_unreadable", format!("open {}: {e}", p.display())))?
         }
@@ -293,7 +387,17 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
     } else {
         meta.shell_wrapper.clone()
     };
-    let argv = workload_argv(&wrapper, &meta.command);
+    // A login shell runs the profile after our environment is in place,
+    // and Debian's /etc/profile resets PATH: re-apply what the caller
+    // gave after it (D36).
+    let reapply = is_login_shell(&wrapper).then(|| {
+        let caller_path = meta
+            .inherit_env
+            .then(|| std::env::var("PATH").ok())
+            .flatten();
+        reapply_script(&set, caller_path.as_deref())
+    });
+    let argv = workload_argv(&wrapper, &meta.command, reapply.is_some());
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| fail("spawn_failed", "empty command".to_string()))?;
@@ -307,19 +411,101 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
     if !meta.inherit_env {
         cmd.env_clear();
     }
-    cmd.envs(env);
+    cmd.envs(set);
+    if let Some(script) = reapply {
+        cmd.env(REAPPLY_VAR, script);
+    }
     Ok(cmd)
+}
+
+/// The variable that carries `reapply_script` to the login shell; the
+/// shell unsets it before it runs the command, so the job never sees it.
+/// An environment variable, not an argument: values may be secrets, and
+/// argv is public (D22).
+pub const REAPPLY_VAR: &str = "__AGENT_EXEC_ENV";
+
+/// Is `wrapper` a POSIX-family shell started as a login shell (`-l`,
+/// `--login`, or a flag cluster such as `-lc`)? Only those run a
+/// profile that can undo the caller's environment, and only those read
+/// the sh-syntax script of `reapply_script`.
+pub fn is_login_shell(wrapper: &[String]) -> bool {
+    let Some((prog, flags)) = wrapper.split_first() else {
+        return false;
+    };
+    let name = Path::new(prog)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let posix = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh"];
+    posix.contains(&name)
+        && flags.iter().any(|f| {
+            f == "--login"
+                || (f.starts_with('-')
+                    && !f.starts_with("--")
+                    && f[1..].bytes().all(|b| b.is_ascii_alphabetic())
+                    && f.contains('l'))
+        })
+}
+
+/// A POSIX sh script, evaluated by the login shell after its profile:
+/// export every value the caller gave (`--env`, `--env-file`) again, and
+/// rebuild PATH as the caller's entries followed by those the profile
+/// added that are not among them (when PATH was inherited and not given).
+/// Values are single-quoted, so the script expands nothing of theirs.
+pub fn reapply_script(set: &[(String, String)], caller_path: Option<&str>) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let mut out = String::new();
+    let mut seen: Vec<&str> = Vec::new();
+    // Last one wins, as in the environment itself.
+    for (k, v) in set.iter().rev() {
+        if seen.contains(&k.as_str()) || !is_shell_name(k) {
+            continue;
+        }
+        seen.push(k);
+        out.push_str(&format!("export {k}={}\n", quote(v)));
+    }
+    if let Some(p) = caller_path.filter(|_| !seen.contains(&"PATH")) {
+        out.push_str(&format!(
+            "__ae_p=$PATH\nPATH={}\n{}",
+            quote(p),
+            "while [ -n \"$__ae_p\" ]; do\n\
+             __ae_d=${__ae_p%%:*}\n\
+             case $__ae_p in *:*) __ae_p=${__ae_p#*:} ;; *) __ae_p= ;; esac\n\
+             if [ -n \"$__ae_d\" ]; then\n\
+             case :$PATH: in *:\"$__ae_d\":*) ;; *) PATH=${PATH:+$PATH:}$__ae_d ;; esac\n\
+             fi\n\
+             done\n\
+             unset __ae_p __ae_d\n\
+             export PATH\n"
+        ));
+    }
+    out
+}
+
+/// A name `export` accepts: letters, digits and `_`, not starting with a
+/// digit. Other names stay in the environment as given; no profile sets
+/// them.
+fn is_shell_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.as_bytes()[0].is_ascii_digit()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// One argument: a shell string handed to the wrapper. Two or more: the
 /// wrapper runs `exec "$@"`, so the recorded pid and exit status are the
 /// workload's own (the login shell initialises, then replaces itself).
-pub fn workload_argv(wrapper: &[String], command: &[String]) -> Vec<String> {
+/// `reapply`: evaluate `REAPPLY_VAR` first (see `reapply_script`).
+pub fn workload_argv(wrapper: &[String], command: &[String], reapply: bool) -> Vec<String> {
     let mut argv = wrapper.to_vec();
-    if command.len() == 1 {
-        argv.push(command[0].clone());
+    let prelude = if reapply {
+        format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\n")
     } else {
-        argv.push("exec \"$@\"".to_string());
+        String::new()
+    };
+    if command.len() == 1 {
+        argv.push(format!("{prelude}{}", command[0]));
+    } else {
+        argv.push(format!("{prelude}exec \"$@\""));
         argv.push("--".to_string());
         argv.extend(command.iter().cloned());
     }
@@ -342,31 +528,37 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Create (truncate) the three logs: the stream logs in the job directory,
+/// never through a symlink; full.log there too, or where `--log` said.
 fn open_logs(job: &Job, full: &Path) -> io::Result<(File, File, File)> {
-    let open = |p: &Path| {
+    let dir = sys::Dir::open(&job.dir)?;
+    let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
+    let err = dir.open_file(job::STDERR, sys::How::Truncate)?;
+    let full = if full == job.path(job::FULL) {
+        dir.open_file(job::FULL, sys::How::Truncate)?
+    } else {
+        // A path the user chose: made as asked.
+        if let Some(parent) = full.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
         fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(p)
+            .open(full)?
     };
-    if let Some(parent) = full.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
-    }
-    Ok((
-        open(&job.stdout_path())?,
-        open(&job.stderr_path())?,
-        open(full)?,
-    ))
+    Ok((out, err, full))
 }
 
 struct Outcome {
     exited_at: Instant,
     timed_out: bool,
+    /// A `--kill-after` SIGKILL not yet sent when the root exited.
+    kill_at: Option<Instant>,
 }
 
 /// Tee output until the root child exits; enforce timeout, kill-after
@@ -450,6 +642,7 @@ fn run_loop(
             return Outcome {
                 exited_at: Instant::now(),
                 timed_out,
+                kill_at,
             };
         }
     }
@@ -475,9 +668,58 @@ fn find_newline(h: &[u8]) -> Option<usize> {
 
 struct Stream {
     fd: File,
-    log: File,
+    log: Sink,
     partial: Vec<u8>,
     open: bool,
+}
+
+/// A log file that records, instead of ignoring, a failed write: after
+/// the first failure (ENOSPC, EIO, ...) nothing more is written, so the
+/// log stays an exact prefix of the stream (never a stream with a hole),
+/// and every byte not written is counted for the terminal state.
+struct Sink {
+    f: File,
+    lost: Option<(io::Error, u64)>,
+}
+
+impl Sink {
+    fn new(f: File) -> Sink {
+        Sink { f, lost: None }
+    }
+
+    fn write(&mut self, mut bytes: &[u8]) {
+        if let Some((_, n)) = &mut self.lost {
+            *n += bytes.len() as u64;
+            return;
+        }
+        while !bytes.is_empty() {
+            match self.f.write(bytes) {
+                Ok(0) => {
+                    let e = io::Error::from_raw_os_error(libc::ENOSPC);
+                    self.lost = Some((e, bytes.len() as u64));
+                    return;
+                }
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lost = Some((e, bytes.len() as u64));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn loss(&self, stream: &str) -> Option<job::OutputLoss> {
+        let (e, n) = self.lost.as_ref()?;
+        Some(job::OutputLoss {
+            stream: stream.to_string(),
+            dropped_bytes: *n,
+            errno: e
+                .raw_os_error()
+                .map_or_else(|| "EIO".to_string(), sys::errno_name),
+            message: e.to_string(),
+        })
+    }
 }
 
 impl Stream {
@@ -486,7 +728,7 @@ impl Stream {
         sys::set_pipe_size(fd.as_raw_fd(), PIPE_SIZE);
         Stream {
             fd: File::from(fd),
-            log,
+            log: Sink::new(log),
             partial: Vec::new(),
             open: true,
         }
@@ -506,7 +748,7 @@ const FULL_BUF: usize = PREFIX + MAX_LINE + 1;
 /// user copy twice a line: a 200 MB tee of 101-byte lines took 429 ms
 /// that way and 331 ms this way (with `copy_short`).
 struct FullLog {
-    f: File,
+    f: Sink,
     prefix: [[u8; PREFIX]; 2],
     sec: i64,
     buf: Box<[u8]>,
@@ -519,7 +761,7 @@ impl FullLog {
         prefix[0][20..].copy_from_slice(b" [STDOUT] ");
         prefix[1][20..].copy_from_slice(b" [STDERR] ");
         FullLog {
-            f,
+            f: Sink::new(f),
             prefix,
             sec: i64::MIN,
             buf: vec![0u8; FULL_BUF].into_boxed_slice(),
@@ -589,7 +831,7 @@ impl FullLog {
     /// Write what is pending.
     fn flush(&mut self) {
         if self.len > 0 {
-            let _ = self.f.write_all(&self.buf[..self.len]);
+            self.f.write(&self.buf[..self.len]);
             self.len = 0;
         }
     }
@@ -648,7 +890,7 @@ impl Tee {
             self.full.flush();
             return false;
         }
-        let _ = self.streams[i].log.write_all(&self.buf[..n]);
+        self.streams[i].log.write(&self.buf[..n]);
         self.full.refresh_clock();
         // After the read, before matching: a config saved before these
         // bytes were written applies to them.
@@ -746,6 +988,18 @@ impl Tee {
                 return;
             }
         }
+    }
+
+    /// What could not be stored, per log.
+    fn losses(&self) -> Vec<job::OutputLoss> {
+        [
+            self.streams[0].log.loss("stdout"),
+            self.streams[1].log.loss("stderr"),
+            self.full.f.loss("full"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Flush partial lines and buffers: after this the logs are complete.

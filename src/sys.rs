@@ -682,18 +682,69 @@ pub fn watch_dir(dir: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
-/// Open a file for reading, close-on-exec, with one system call: musl's
-/// open(3) follows an O_CLOEXEC open with a redundant fcntl(F_SETFD),
-/// its openat(3) does not (this is the read path of every command).
+/// Open a file for reading, close-on-exec, never through a symlink: the
+/// file's directory is opened O_NOFOLLOW and the file relative to it with
+/// O_NOFOLLOW and O_NONBLOCK (a FIFO under the name cannot block), and
+/// anything but a regular file is refused (`is_not_regular`). Every file
+/// agent-exec reads whole or in slices lives in a job directory or the
+/// root's cache, where a planted symlink must never lead elsewhere.
 pub fn open_read(path: &std::path::Path) -> io::Result<File> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has NUL"))?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    let fd =
-        cvt(unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = Dir::open(dir.unwrap_or(std::path::Path::new(".")))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad file name"))?;
+    let f = dir.open_file(name, How::Read)?;
+    check_regular(&f)?;
+    Ok(f)
+}
+
+/// Err unless `f` is a regular file.
+pub fn check_regular(f: &File) -> io::Result<()> {
+    if f.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, NotRegular))
+    }
+}
+
+/// The inner error of a refused non-regular file.
+#[derive(Debug)]
+pub struct NotRegular;
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a regular file")
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<NotRegular>())
+}
+
+/// Read a regular file whole, refusing more than `limit` bytes and
+/// anything that is not a regular file (a FIFO, a device such as
+/// /dev/urandom) before reading a byte of it. For files named by the
+/// user (env files): symlinks to regular files are followed.
+pub fn read_bounded(path: &std::path::Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    check_regular(&f)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(buf)
 }
 
 /// A directory opened only to name files relative to it (O_PATH: no read
@@ -703,6 +754,277 @@ pub fn open_dir_path(path: &std::path::Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(path)
+}
+
+// ---------------------------------------------------------------------------
+// Files in a job directory: never through a symlink
+// ---------------------------------------------------------------------------
+
+fn cpath(p: &[u8]) -> io::Result<CString> {
+    CString::new(p).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has NUL"))
+}
+
+/// A directory held open to name files relative to it. Opened with
+/// O_NOFOLLOW, so a directory that is (now) a symlink is refused
+/// (ENOTDIR/ELOOP), and every file is opened relative to it with
+/// O_NOFOLLOW, so a symlink planted under a file's name is refused too
+/// (ELOOP): nothing reached through a `Dir` lies outside it.
+pub struct Dir(File);
+
+/// How `Dir::open_file` opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// Read only; O_NONBLOCK, so a FIFO under a file's name cannot block
+    /// the open (regular files ignore the flag).
+    Read,
+    /// Write, create (0600) or truncate.
+    Truncate,
+    /// Write, create (0600) only if absent.
+    CreateNew,
+    /// Read and write, create (0600) if absent, keep the contents.
+    Open,
+}
+
+impl Dir {
+    pub fn open(path: &std::path::Path) -> io::Result<Dir> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = cpath(path.as_os_str().as_bytes())?;
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        let fd = cvt(unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags) })?;
+        // SAFETY: the kernel just gave us this descriptor.
+        Ok(Dir(unsafe { File::from_raw_fd(fd) }))
+    }
+
+    pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {
+        let c = cpath(name.as_bytes())?;
+        let flags = libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | match how {
+                How::Read => libc::O_RDONLY | libc::O_NONBLOCK,
+                How::Truncate => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                How::CreateNew => libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                How::Open => libc::O_RDWR | libc::O_CREAT,
+            };
+        // SAFETY: `c` is a valid NUL-terminated name that outlives the
+        // call; the mode argument is read only with O_CREAT.
+        let fd = cvt(unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags, 0o600) })?;
+        // SAFETY: the kernel just gave us this descriptor.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// rename(2) within this directory (atomic replacement of `to`).
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (f, t) = (cpath(from.as_bytes())?, cpath(to.as_bytes())?);
+        let d = self.0.as_raw_fd();
+        // SAFETY: both names are valid NUL-terminated strings that
+        // outlive the call; the descriptor is ours and open.
+        cvt(unsafe { libc::renameat(d, f.as_ptr(), d, t.as_ptr()) }).map(|_| ())
+    }
+
+    /// link(2) within this directory: fails with EEXIST if `to` exists,
+    /// which makes "create a file already locked" atomic.
+    pub fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        let (f, t) = (cpath(from.as_bytes())?, cpath(to.as_bytes())?);
+        let d = self.0.as_raw_fd();
+        // SAFETY: as for rename; flags 0 never follows `from`.
+        cvt(unsafe { libc::linkat(d, f.as_ptr(), d, t.as_ptr(), 0) }).map(|_| ())
+    }
+
+    pub fn unlink(&self, name: &str) -> io::Result<()> {
+        let c = cpath(name.as_bytes())?;
+        // SAFETY: `c` outlives the call; the descriptor is ours and open.
+        cvt(unsafe { libc::unlinkat(self.0.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
+    }
+
+    /// Does `name` exist here (as anything, a symlink included)?
+    pub fn exists(&self, name: &str) -> bool {
+        let Ok(c) = cpath(name.as_bytes()) else {
+            return false;
+        };
+        // SAFETY: stat is plain data; fstatat fills it; `c` outlives the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::fstatat(
+                self.0.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        rc == 0
+    }
+}
+
+/// Open a directory for flock (O_RDONLY: flock refuses O_PATH), refusing
+/// a symlink in its place.
+pub fn open_dir_lockable(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = cpath(path.as_os_str().as_bytes())?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let fd = cvt(unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Try a shared lock without blocking. Ok(false): an exclusive holder.
+pub fn try_lock_shared(file: &File) -> io::Result<bool> {
+    flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB)
+}
+
+/// Give `file` `len` bytes of real blocks (not a sparse hole), so that
+/// freeing them later makes room on a full file system.
+pub fn allocate(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: posix_fallocate only reads the descriptor and two integers.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// A blocking open-file-description write lock on byte `at` of `file`.
+/// OFD locks and flock(2) locks never conflict with each other on Linux,
+/// so a byte of the job's `lock` file can serialise a short critical
+/// section while the supervisor holds the whole file with flock.
+/// Released by `ofd_unlock` or when the description is closed.
+pub fn ofd_lock(file: &File, at: u64) -> io::Result<()> {
+    ofd(file, at, libc::F_WRLCK as libc::c_short)
+}
+
+pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {
+    ofd(file, at, libc::F_UNLCK as libc::c_short)
+}
+
+fn ofd(file: &File, at: u64, kind: libc::c_short) -> io::Result<()> {
+    // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for
+    // OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = at as libc::off_t;
+    fl.l_len = 1;
+    loop {
+        // SAFETY: F_OFD_SETLKW reads `fl`, a live local.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// The symbolic name of an errno value (`ENOSPC`), for records that
+/// programs read; unknown values are `E<number>`.
+pub fn errno_name(e: i32) -> String {
+    let known = [
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::EIO, "EIO"),
+        (libc::EDQUOT, "EDQUOT"),
+        (libc::EFBIG, "EFBIG"),
+        (libc::EROFS, "EROFS"),
+        (libc::EPIPE, "EPIPE"),
+        (libc::EBADF, "EBADF"),
+        (libc::EACCES, "EACCES"),
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::EAGAIN, "EAGAIN"),
+    ];
+    known
+        .iter()
+        .find(|(n, _)| *n == e)
+        .map_or_else(|| format!("E{e}"), |(_, s)| s.to_string())
+}
+
+/// The session id of this process.
+pub fn session_id() -> u32 {
+    // SAFETY: getsid(0) takes no pointers.
+    unsafe { libc::getsid(0) }.max(0) as u32
+}
+
+/// Make the child that `cmd` starts die (SIGKILL) when the thread that
+/// spawned it exits: a supervisor that is killed takes its workload's
+/// root process with it. The rest of the process group is killed by the
+/// reader that records the lost supervisor (see observe::current_state).
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid takes no arguments.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and calls only
+    // prctl, getppid, getpid and kill, which are async-signal-safe; it
+    // allocates nothing and touches only `parent`, copied in.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The parent may have died before prctl: then no signal comes.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /proc: who is in a process group (no unsafe: plain file reads)
+// ---------------------------------------------------------------------------
+
+/// The fields of /proc/PID/stat agent-exec needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: u8,
+    pub pgrp: u32,
+    pub session: u32,
+    /// Clock ticks after boot at which the process started: with the pid,
+    /// it names one process for good (a reused pid starts later).
+    pub start_time: u64,
+}
+
+/// Parse /proc/PID/stat. The command name (field 2) may hold spaces and
+/// parentheses, so the fields are counted after its last `)`.
+pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // rest starts at field 3 (state): field N is f[N - 3].
+    Some(ProcStat {
+        state: *f.first()?.as_bytes().first()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        session: f.get(3)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&text)
+}
+
+/// Live (not zombie) processes in process group `pgid` of session `sid`.
+/// Requiring both ids guards against reuse: while any member lives, the
+/// kernel keeps both numbers allocated, and a stranger that reuses the
+/// group's number as its own new group is the leader of its own session.
+pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(st) = proc_stat(pid) {
+            if st.pgrp == pgid && st.session == sid && st.state != b'Z' && st.state != b'X' {
+                out.push(pid);
+            }
+        }
+    }
+    out
 }
 
 /// What a cache needs to know that a file is unchanged: any write changes

@@ -21,11 +21,14 @@
 //! - `parse_ts(&format_ts(t)) == Some(t)` for every `t` in that range.
 //! - Calendar is proleptic Gregorian, as RFC 3339 requires.
 //!
-//! Durations: `<n>` (seconds) or `<n>` followed by one of `s m h d w`
-//! (lowercase), where `<n>` is plain decimal digits: no sign, no `_`, no
-//! space before the unit, no fractions, no compound forms like `1h30m`.
-//! Surrounding whitespace is trimmed. The result is whole seconds, with
-//! overflow reported as an error rather than wrapped or saturated.
+//! Durations: `<n>` (seconds) or `<n>` followed by one of `ms s m h d w`
+//! (lowercase), where `<n>` is plain decimal digits with an optional
+//! fraction (`1.5s`): no sign, no `_`, no exponent, no space before the
+//! unit, no compound forms like `1h30m`. Surrounding whitespace is
+//! trimmed. The result is milliseconds (`parse_duration_ms`) or whole
+//! seconds; values beyond u64 milliseconds saturate to "never", and every
+//! deadline is computed with `deadline_after`, so no duration can
+//! overflow a clock.
 //!
 //! Rejected alternatives: chrono/time/humantime (the project keeps its
 //! dependency list to a handful of crates, and the few conversions here are
@@ -231,36 +234,70 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Parses `30d`, `24h`, `60m`, `3600s`, `2w` or bare `3600` into seconds.
+/// Parses a duration into whole seconds (rounded down): see
+/// `parse_duration_ms` for the forms.
 pub fn parse_duration(s: &str) -> Result<u64> {
+    parse_duration_ms(s).map(|ms| ms / 1000)
+}
+
+/// Parses `500ms`, `1.5s`, `5m`, `2h`, `1d`, `2w` or a bare number of
+/// seconds (`3600`, `0.25`) into milliseconds. Every duration flag and
+/// config key takes these forms. Values too large for a u64 of
+/// milliseconds (585 million years) saturate: they mean "never" to every
+/// caller, which must add them to clocks with `deadline_after`.
+pub fn parse_duration_ms(s: &str) -> Result<u64> {
     parse_duration_inner(s.trim()).ok_or_else(|| {
         Error::InvalidDuration(format!(
-            "invalid duration: {s}; expected formats: 30d, 24h, 60m, 3600s"
+            "invalid duration: {s}; expected formats: 500ms, 1.5s, 5m, 2h, 1d (a bare number is seconds)"
         ))
     })
 }
 
 fn parse_duration_inner(t: &str) -> Option<u64> {
-    let (number, unit_secs) = match t.as_bytes().last()? {
-        b's' => (&t[..t.len() - 1], 1),
-        b'm' => (&t[..t.len() - 1], 60),
-        b'h' => (&t[..t.len() - 1], 3_600),
-        b'd' => (&t[..t.len() - 1], 86_400),
-        b'w' => (&t[..t.len() - 1], 604_800),
-        _ => (t, 1),
+    let units: [(&str, u128); 6] = [
+        ("ms", 1),
+        ("s", 1_000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+        ("w", 604_800_000),
+    ];
+    let (number, unit_ms) = units
+        .iter()
+        .find_map(|(u, ms)| t.strip_suffix(u).map(|n| (n, *ms)))
+        .unwrap_or((t, 1_000));
+    let (whole, frac) = match number.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (number, ""),
     };
-    if number.is_empty() {
+    // Plain ASCII digits only (no sign, `_` or exponent); a fraction
+    // needs digits on both sides of the dot; at most 40 digits, which
+    // bounds the arithmetic below to u128.
+    let digits = |d: &str| d.bytes().all(|c| c.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(frac)
+        || (number.contains('.') && frac.is_empty())
+        || whole.len() + frac.len() > 40
+    {
         return None;
     }
-    // Hand-rolled rather than `u64::from_str`, which would also accept a
-    // leading `+`.
-    let n = number.bytes().try_fold(0u64, |acc, c| {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-    })?;
-    n.checked_mul(unit_secs)
+    let frac = &frac[..frac.len().min(9)];
+    let int = |d: &str| {
+        d.bytes()
+            .fold(0u128, |acc, c| acc.saturating_mul(10).saturating_add(u128::from(c - b'0')))
+    };
+    let scale = 10u128.pow(frac.len() as u32);
+    let ms = int(whole)
+        .saturating_mul(unit_ms)
+        .saturating_add(int(frac).saturating_mul(unit_ms) / scale);
+    Some(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// `now + ms`, or None (no deadline) when that does not fit the clock:
+/// a saturated duration means "never".
+pub fn deadline_after(ms: u64) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(std::time::Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -423,44 +460,57 @@ mod tests {
             ("2w", 1_209_600),
             ("  7d\n", 604_800),
             ("007s", 7),
-            ("18446744073709551615", u64::MAX),
-            ("18446744073709551615s", u64::MAX),
+            ("18446744073709551", 18_446_744_073_709_551),
+            ("1.5h", 5_400),
+            ("1999ms", 1),
         ];
         for &(text, secs) in cases {
             assert_eq!(parse_duration(text).unwrap(), secs, "{text:?}");
+        }
+        for (text, ms) in [
+            ("500ms", 500),
+            ("1.5s", 1_500),
+            ("1.5", 1_500),
+            ("0.25", 250),
+            ("5m", 300_000),
+            ("2h", 7_200_000),
+            ("1d", 86_400_000),
+            ("0", 0),
+            ("0.0001s", 0),
+            ("1.0000000001s", 1_000),
+            ("2.5ms", 2),
+        ] {
+            assert_eq!(parse_duration_ms(text).unwrap(), ms, "{text:?}");
         }
     }
 
     #[test]
     fn durations_invalid() {
         for bad in [
-            "", " ", "d", "s", "-1", "+1", "1.5h", "1h30m", "30 d", "30D", "1y", "1ms", "1_000",
-            "0x10", "d30", "30dd", "３０d", "1e3",
+            "", " ", "d", "s", "ms", "-1", "+1", "1h30m", "30 d", "30D", "1y", "1_000", "0x10",
+            "d30", "30dd", "３０d", "1e3", ".5", "1.", "1..5", "1.5.2", "nan", "inf", "1 ms",
+            "1mss",
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidDuration(_)), "{bad:?}");
-            assert_eq!(
-                err.to_string(),
-                format!("invalid duration: {bad}; expected formats: 30d, 24h, 60m, 3600s")
-            );
+            assert!(err.to_string().starts_with(&format!("invalid duration: {bad};")));
         }
     }
 
     #[test]
-    fn durations_overflow() {
-        for bad in [
+    fn durations_saturate() {
+        for big in [
             "18446744073709551616",
-            "18446744073709551616s",
+            "18446744073709551615",
             "18446744073709551615m",
-            "307445734561825861m", // 1 more than u64::MAX / 60
             "30500568904944w",
+            "9999999999999999999s",
             "99999999999999999999999999999d",
         ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert_eq!(parse_duration_ms(big).unwrap(), u64::MAX, "{big}");
+            assert!(deadline_after(parse_duration_ms(big).unwrap()).is_none());
         }
-        assert_eq!(
-            parse_duration("307445734561825860m").unwrap(),
-            307_445_734_561_825_860 * 60
-        );
+        assert!(parse_duration_ms(&"9".repeat(41)).is_err());
+        assert!(deadline_after(1000).is_some());
     }
 }

@@ -24,7 +24,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
     launch::check_flags(m)?;
     let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
     let spec = Spec::from_matches(m, &cfg)?;
-    let (job, meta, state) = launch::define(&store, &spec, true)?;
+    let launch::Defined {
+        job, meta, state, ..
+    } = launch::define(&store, &spec, true)?;
     let body = CreateBody {
         job_id: job.id.clone(),
         state: state.status().as_str(),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cli::Matches;
 use crate::error::Result;
 use crate::gc::AutoGc;
-use crate::job::{Failure, Job, Meta, State};
+use crate::job::{Failure, Job, Meta, OutputLoss, State};
 use crate::launch::{self, Launch, Spec};
 use crate::observe;
 use crate::output::{Output, Response};
@@ -31,10 +31,16 @@ impl WaitPlan {
             until_ms: if m.has("forever") && !no_wait {
                 None
             } else {
-                Some(m.u64("until").unwrap_or(10).saturating_mul(1000))
+                Some(m.duration_ms("until").unwrap_or(10_000))
             },
             max_bytes: m.u64("max-bytes").unwrap_or(65536),
         }
+    }
+
+    /// When the answer is due, counted from now (None: no deadline, also
+    /// for a budget too large for the clock).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.until_ms.and_then(crate::time::deadline_after)
     }
 }
 
@@ -69,21 +75,23 @@ pub struct InlineBody {
     pub timed_out: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<OutputLoss>,
 }
 
 /// Wait per `plan` on a launched job and build the inline result.
+/// `deadline`: when the answer is due (the plan's, counted from when the
+/// caller began, so that the launch handshake counts against it).
 pub fn observe_inline(
     job: &Job,
     meta: &Meta,
     launch: &mut Launch,
     plan: WaitPlan,
-    t0: Instant,
+    (t0, deadline): (Instant, Option<Instant>),
 ) -> Result<InlineBody> {
     let waited_from = Instant::now();
     let state = if plan.wait {
-        let deadline = plan
-            .until_ms
-            .map(|ms| waited_from + std::time::Duration::from_millis(ms));
+        crate::info!("{}: waiting up to {:?} ms", job.id, plan.until_ms);
         launch.wait(job, deadline)?
     } else {
         launch.state.clone()
@@ -137,10 +145,12 @@ pub fn inline_body(
         duration_ms: st.result.duration_ms,
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
+        output_lost: st.output_lost.clone(),
     }
 }
 
 /// Define, launch and observe: the whole `run`, also used by the server.
+/// Errors after the job exists carry its id.
 pub fn run_spec(
     store: &crate::store::Store,
     spec: &Spec,
@@ -148,13 +158,21 @@ pub fn run_spec(
     auto_gc: Option<&AutoGc>,
 ) -> Result<InlineBody> {
     let t0 = Instant::now();
-    let (job, meta, state) = launch::define(store, spec, false)?;
-    let mut l = if state.status().is_terminal() {
-        Launch::finished(state)
-    } else {
-        launch::launch(store, &job, Some(&meta), auto_gc, spec.sink_timeout_secs)?
-    };
-    observe_inline(&job, &meta, &mut l, plan, t0)
+    let deadline = plan.deadline();
+    let d = launch::define(store, spec, false)?;
+    crate::info!("run: defined job {} in {}", d.job.id, d.job.dir.display());
+    let job = &d.job;
+    (|| {
+        let mut l = if d.state.status().is_terminal() {
+            Launch::finished(d.state.clone())
+        } else {
+            let gc_sinks = (auto_gc, spec.sink_timeout_secs);
+            launch::launch(store, job, Some(&d.meta), d.lock, gc_sinks, deadline)?
+        };
+        crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
+        observe_inline(job, &d.meta, &mut l, plan, (t0, deadline))
+    })()
+    .map_err(|e| e.in_job(&job.id))
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {

@@ -14,11 +14,17 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let t0 = Instant::now();
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let meta = job.read_meta()?;
-    let cfg = crate::config::load(None)?;
-    let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
-    let sink_timeout = Some(cfg.notify.sink_timeout_secs);
-    let mut l = launch::launch(&store, &job, None, auto_gc.as_ref(), sink_timeout)?;
-    let body = observe_inline(&job, &meta, &mut l, WaitPlan::from_matches(m), t0)?;
+    let plan = WaitPlan::from_matches(m);
+    let deadline = plan.deadline();
+    let body = (|| {
+        let mut meta = job.read_meta()?;
+        meta.env_vars = launch::env_display(&job, &meta);
+        let cfg = crate::config::load(None)?;
+        let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
+        let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
+        let mut l = launch::launch(&store, &job, None, None, gc_sinks, deadline)?;
+        observe_inline(&job, &meta, &mut l, plan, (t0, deadline))
+    })()
+    .map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("start", &body)))
 }

@@ -26,6 +26,8 @@ pub struct StatusBody {
     pub timed_out: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<crate::job::OutputLoss>,
 }
 
 impl StatusBody {
@@ -49,6 +51,7 @@ impl StatusBody {
             duration_ms: st.result.duration_ms,
             timed_out: terminal.then_some(st.result.timed_out),
             failure: st.failure.clone(),
+            output_lost: st.output_lost.clone(),
         }
     }
 }
@@ -56,8 +59,11 @@ impl StatusBody {
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let meta = job.read_meta()?;
-    let state = crate::observe::current_state(&job)?;
-    let body = StatusBody::new(&job.id, &meta, &state);
+    let body = (|| {
+        let meta = job.read_meta()?;
+        let state = crate::observe::current_state(&job)?;
+        Ok(StatusBody::new(&job.id, &meta, &state))
+    })()
+    .map_err(|e: crate::error::Error| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("status", &body)))
 }

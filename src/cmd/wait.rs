@@ -3,8 +3,6 @@
 //! the supervisor's state write, not on a poll tick; `--poll` is accepted
 //! and ignored.
 
-use std::time::{Duration, Instant};
-
 use serde::Serialize;
 
 use crate::cli::Matches;
@@ -34,6 +32,8 @@ pub struct WaitBody {
     pub timed_out: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<crate::job::OutputLoss>,
 }
 
 pub fn wait_body(job: &Job, st: &State) -> WaitBody {
@@ -50,13 +50,22 @@ pub fn wait_body(job: &Job, st: &State) -> WaitBody {
         duration_ms: st.result.duration_ms.filter(|_| terminal),
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
+        output_lost: st.output_lost.clone(),
     }
 }
 
-/// Wait with an optional deadline in seconds (None = forever).
+/// Wait with an optional deadline in seconds (None = forever; a budget
+/// too large for the clock is forever too).
 pub fn wait_for(job: &Job, until_secs: Option<u64>) -> Result<WaitBody> {
-    let deadline = until_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    wait_for_ms(job, until_secs.map(|s| s.saturating_mul(1000)))
+}
+
+/// `wait_for` with the budget in milliseconds.
+pub fn wait_for_ms(job: &Job, until_ms: Option<u64>) -> Result<WaitBody> {
+    let deadline = until_ms.and_then(crate::time::deadline_after);
+    crate::info!("wait {}: waiting up to {:?} ms", job.id, until_ms);
     let st = observe::wait_terminal(job, deadline)?;
+    crate::info!("wait {}: {}", job.id, st.status().as_str());
     Ok(wait_body(job, &st))
 }
 
@@ -66,8 +75,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let until = if m.has("forever") {
         None
     } else {
-        Some(m.u64("until").unwrap_or(30))
+        Some(m.duration_ms("until").unwrap_or(30_000))
     };
-    let body = wait_for(&job, until)?;
+    let body = wait_for_ms(&job, until).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("wait", &body)))
 }
