@@ -480,7 +480,7 @@ const REPLIES: &[Reply] = &[
             ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped."),
         ],
         notes: &[
-            "delete JOB_ID... removes each named job; a running job is refused (invalid_state). delete --all removes the finished jobs (exited, killed, failed) whose working directory is the current one; with --include-created it removes their created jobs too.",
+            "delete takes several job ids at once; a running job among them is refused (invalid_state). delete --all --include-created also removes the created jobs in scope.",
             SAFE_DELETE,
             "delete --all also skips a terminal job whose recorded process is still alive (reason pid_alive). The check compares the process's start time with the recorded one, so a reused pid never blocks a delete.",
         ],
