@@ -90,3 +90,38 @@ fn json_examples_parse_and_setup_commands_come_first() {
     assert!(first.contains("make test"));
     assert!(text.find("```sh").unwrap() < text.find("```bash").unwrap());
 }
+
+/// A newcomer's questions the README answers: how `agent-exec` gets on
+/// PATH, what `make static` needs, where jobs and their logs live.
+#[test]
+fn readme_answers_setup_and_layout_questions() {
+    let text = readme();
+    let install = text
+        .find("cargo install --path .")
+        .expect("no install step");
+    let first_bare_use = text.find("\nagent-exec ").expect("no example");
+    assert!(install < first_bare_use, "install after the first example");
+    for needle in [
+        "make install",
+        "target/static/agent-exec",
+        "rustup target add",
+        "-unknown-linux-musl",
+        "bash-completion/completions/agent-exec",
+        "zsh/site-functions/_agent-exec",
+        "fish/vendor_completions.d/agent-exec.fish",
+        "full.log",
+        "[STDOUT]",
+        "--log PATH",
+        "AGENT_EXEC_ROOT",
+        "$XDG_DATA_HOME/agent-exec/jobs",
+        "$HOME/.local/share/agent-exec/jobs",
+        "./.agent-exec/jobs",
+        "--env-file",
+        "output_lost",
+        "launch_lost",
+        "unsafe_path",
+        "--include-created",
+    ] {
+        assert!(text.contains(needle), "README lacks {needle}");
+    }
+}
