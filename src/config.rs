@@ -516,15 +516,15 @@ sink_timeout = "2m"
         invalid(
             "[gc]\nolder_than = \"30 days\"\n",
             &format!(
-                "{p}:2: gc.older_than: invalid duration: 30 days; expected formats: 30d, 24h, \
-                 60m, 3600s"
+                "{p}:2: gc.older_than: invalid duration: 30 days; expected formats: 500ms, \
+                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
             ),
         );
         invalid(
             "[notify]\nsink_timeout = \"-5s\"\n",
             &format!(
-                "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 30d, 24h, \
-                 60m, 3600s"
+                "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 500ms, \
+                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
             ),
         );
         invalid(

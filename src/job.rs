@@ -303,6 +303,15 @@ impl Job {
     /// out a removal in progress, after which the job is gone
     /// (`job_not_found`). A directory that is a symlink is refused.
     pub fn pin(&mut self) -> Result<()> {
+        self.pin_dir(true)
+    }
+
+    /// `pin` for a directory being written (no meta.json yet).
+    pub fn pin_new(&mut self) -> Result<()> {
+        self.pin_dir(false)
+    }
+
+    fn pin_dir(&mut self, defined: bool) -> Result<()> {
         if self.pin.is_some() {
             return Ok(());
         }
@@ -315,7 +324,7 @@ impl Job {
         }
         // Removed while we waited (or a half-written directory).
         let meta = crate::sys::Dir::open(&self.dir).map(|d| d.exists(META));
-        if !matches!(meta, Ok(true)) {
+        if defined && !matches!(meta, Ok(true)) {
             return Err(Error::JobNotFound(self.id.clone()));
         }
         self.pin = Some(std::sync::Arc::new(f));

@@ -271,7 +271,7 @@ pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined>
     let mut job = store.create_job()?;
     let res = (|| {
         // Pinned from the start: no gc removes it under us.
-        job.pin()?;
+        job.pin_new()?;
         let lock = if keep_created {
             None
         } else {

@@ -1125,12 +1125,46 @@ mod tests {
     fn argv_modes() {
         let w = vec!["sh".to_string(), "-lc".to_string()];
         assert_eq!(
-            workload_argv(&w, &["echo hi".into()]),
+            workload_argv(&w, &["echo hi".into()], false),
             ["sh", "-lc", "echo hi"]
         );
         assert_eq!(
-            workload_argv(&w, &["echo".into(), "hi".into()]),
+            workload_argv(&w, &["echo".into(), "hi".into()], false),
             ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
+        );
+        let a = workload_argv(&w, &["echo".into(), "hi".into()], true);
+        assert_eq!(a[2], format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\nexec \"$@\""));
+    }
+
+    #[test]
+    fn login_shells_are_recognised() {
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        for yes in ["sh -lc", "bash -lc", "/bin/zsh -l -c", "bash --login -c", "dash -cl"] {
+            assert!(is_login_shell(&w(yes)), "{yes}");
+        }
+        for no in ["sh -c", "fish -lc", "bash -c", "python3 -c", "sh --norc -c"] {
+            assert!(!is_login_shell(&w(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn reapply_script_runs_in_sh() {
+        // The script, evaluated after a "profile" that clobbers PATH and a
+        // variable, restores the caller's values; quotes survive.
+        let set = vec![
+            ("A".to_string(), "it's $HOME `x`".to_string()),
+            ("bad-name".to_string(), "skipped".to_string()),
+        ];
+        let script = reapply_script(&set, Some("/caller/bin:/usr/bin"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("PATH=/usr/bin:/profile/bin; A=profile; eval \"$S\"; printf '%s|%s' \"$PATH\" \"$A\"")
+            .env("S", &script)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/caller/bin:/usr/bin:/profile/bin|it's $HOME `x`"
         );
     }
 

@@ -297,6 +297,9 @@ fn parse_duration_inner(t: &str) -> Option<u64> {
 /// `now + ms`, or None (no deadline) when that does not fit the clock:
 /// a saturated duration means "never".
 pub fn deadline_after(ms: u64) -> Option<std::time::Instant> {
+    if ms == u64::MAX {
+        return None;
+    }
     std::time::Instant::now().checked_add(std::time::Duration::from_millis(ms))
 }
 

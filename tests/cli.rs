@@ -82,8 +82,6 @@ fn usage_errors_are_one_json_document_exit_2() {
         &["--bogus"],
         &["run"],
         &["run", "--timeout"],
-        &["run", "--timeout", "abc", "--", "true"],
-        &["run", "--timeout", "-1", "--", "true"],
         &["run", "--stdin", "a", "--stdin-file", "b", "--", "cat"],
         &["run", "--inherit-env", "--no-inherit-env", "--", "true"],
         &["run", "--until", "1", "--forever", "--", "true"],
@@ -96,6 +94,11 @@ fn usage_errors_are_one_json_document_exit_2() {
     for args in cases {
         let v = usage_error(&t, args);
         assert_eq!(v["error"]["code"], "usage_error", "{args:?}: {v}");
+    }
+    // A duration that does not parse has its own code, still exit 2.
+    for bad in ["abc", "-1", "1.", "5 s"] {
+        let v = usage_error(&t, &["run", "--timeout", bad, "--", "true"]);
+        assert_eq!(v["error"]["code"], "invalid_duration", "{bad}: {v}");
     }
 }
 

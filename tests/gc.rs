@@ -382,7 +382,7 @@ fn stale_running_jobs_are_reconciled_then_collected() {
 #[test]
 fn invalid_durations_are_usage_errors_even_without_a_root() {
     let t = TempRoot::new();
-    for bad in ["5x", "", "1d12h", "+1d", "3.5h", "1D", "d", " "] {
+    for bad in ["5x", "", "1d12h", "+1d", "3.5.h", "1D", "d", " "] {
         let (code, e) = t.err(&["gc", "--older-than", bad]);
         assert_eq!(code, 2, "{bad:?}");
         assert_eq!(e["error"]["code"], "invalid_duration", "{bad:?}");
