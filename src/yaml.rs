@@ -14,9 +14,11 @@
 //! Invariants:
 //! - Output is one YAML document ending in exactly one `\n`.
 //! - Every string reads back as the identical string, never as null, bool,
-//!   int or float, under the YAML 1.2 core schema and the common YAML 1.1
-//!   words (`yes`, `off`, `0x1F`, `1_000`, `12:30`, ...): the quoting
-//!   rules below are deliberately stricter than the spec requires.
+//!   int, float or timestamp, under the YAML 1.2 core schema and under
+//!   YAML 1.1 (PyYAML): `yes`, `off`, `0x1F`, `1_000`, `12:30`, `.Inf`,
+//!   `2026-01-02T03:04:05Z`, `<<`... are quoted. The rule ([`looks_typed`])
+//!   is a simple superset of the readers' resolvers, not a mirror of them,
+//!   so it errs on quoting (`1.2.3`); the tests hold it against a mirror.
 //! - Map entries come out in the order they appeared in the JSON text,
 //!   which for our responses is struct declaration order.
 //! - [`Node::Number`] holds JSON number text and is written verbatim, so
@@ -35,6 +37,13 @@
 //! - Serializing responses straight to YAML with a custom `Serializer`:
 //!   much more code than a tree walk, and JSON is already the canonical
 //!   form, so going through it guarantees both outputs carry one value.
+//! - Mirroring each reader's resolver regexes exactly to quote as little
+//!   as possible: PyYAML, the 1.1 type repository and the 1.2 core schema
+//!   all differ (e.g. `y`, `0o17`, `1.2.3`), a mirror has to track them,
+//!   and a miss silently changes a value's type. A superset cannot miss;
+//!   the cost is a few needless quotes.
+//! - Quoting every string (or everything starting with a digit): simplest,
+//!   but job ids, paths and words would all be quoted in every answer.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -366,27 +375,40 @@ fn plain_ok(s: &str) -> bool {
 }
 
 /// Whether a plain `s` could be read as something other than a string by
-/// a YAML 1.2 core-schema reader, yaml-rust2, or a YAML 1.1 reader.
+/// a YAML 1.2 core-schema reader, yaml-rust2, or a YAML 1.1 reader
+/// (PyYAML's resolvers and the 1.1 type repository).
+///
+/// Deliberately not a mirror of those resolvers (their regexes differ
+/// between readers and versions) but a superset of them, in three parts:
+/// - a few reserved words, case-insensitively: nulls, the 1.1 booleans,
+///   the 1.1 `<<` merge and `=` value keys, and the `.inf`/`.nan` floats;
+/// - `0x`/`0o`/`0b` (after an optional sign) with an alphanumeric tail;
+/// - everything that, after an optional sign, starts with a digit or `.`,
+///   and uses only the characters of decimal numbers,
+///   base-60 numbers and timestamps: digits, `_ . : + -`, `e E` (exponent),
+///   `t T z Z` and space (`2001-12-14t21:59:43.10-05:00`, `2001-12-14
+///   21:59:43.10 -5`; a tab is escaped anyway). No digit is required: the
+///   1.1 spec's own float regex matches a lone `.` (PyYAML's does not).
+///
+/// So `1.2.3` or `12 34` are quoted too, harmlessly, while words, paths
+/// and ULIDs (`01ARZ3NDEK...`: letters outside `eEtTzZ`) stay plain.
 fn looks_typed(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    let words = [
-        "", "~", "null", "true", "false", "y", "n", "yes", "no", "on", "off", "<<", "=",
+    const WORDS: &[&str] = &[
+        "", "~", "null", "true", "false", "y", "n", "yes", "no", "on", "off", "<<", "=", ".inf",
+        "+.inf", "-.inf", ".nan", "+.nan", "-.nan",
     ];
-    if words.contains(&lower.as_str()) {
+    if WORDS.iter().any(|w| w.eq_ignore_ascii_case(s)) {
         return true;
     }
-    let unsigned = lower.strip_prefix(['+', '-']).unwrap_or(&lower);
-    if unsigned == ".inf" || unsigned == ".nan" {
-        return true;
-    }
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     // Hex/octal/binary. yaml-rust2 feeds the rest to from_str_radix, which
     // also takes a sign (`0x-1`), so accept any alphanumeric-ish tail.
     // Case-sensitive: YAML only knows lowercase prefixes, and uppercase
     // ULIDs such as `0XAB...` should stay plain.
-    let radix_tail = s
+    let radix_tail = unsigned
         .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0o"))
-        .or_else(|| s.strip_prefix("0b"));
+        .or_else(|| unsigned.strip_prefix("0o"))
+        .or_else(|| unsigned.strip_prefix("0b"));
     if let Some(tail) = radix_tail {
         if !tail.is_empty()
             && tail
@@ -397,14 +419,12 @@ fn looks_typed(s: &str) -> bool {
         }
     }
     // Every decimal int/float form (yaml-rust2 tries Rust's i64 and f64
-    // parsers, which this covers), plus YAML 1.1 ints/floats with `_`,
-    // base-60 (`12:30`) and dates: anything made only of digits and number
-    // punctuation. Over-quotes harmless strings like `1.2.3`, which is fine.
+    // parsers, which this covers), YAML 1.1 ints/floats with `_`, base-60
+    // (`12:30`, `190:20:30.15`), and 1.1 timestamps.
     unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && unsigned.bytes().any(|b| b.is_ascii_digit())
         && unsigned
             .bytes()
-            .all(|b| b.is_ascii_digit() || b"_.:eE+-".contains(&b))
+            .all(|b| b.is_ascii_digit() || b"_.:eE+-tTzZ ".contains(&b))
 }
 
 fn push_single(out: &mut String, s: &str) {
@@ -710,7 +730,13 @@ jobs:
         let cases = [
             ("plain text", "k: plain text\n"),
             ("/tmp/x", "k: /tmp/x\n"),
-            ("2026-05-02T12:00:00Z", "k: 2026-05-02T12:00:00Z\n"),
+            ("2026-05-02T12:00:00Z", "k: '2026-05-02T12:00:00Z'\n"),
+            (
+                "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                "k: 01ARZ3NDEKTSV4RRFFQ69G5FAV\n",
+            ),
+            (".gitignore", "k: .gitignore\n"),
+            ("+x", "k: +x\n"),
             ("日本語", "k: 日本語\n"),
             ("", "k: ''\n"),
             ("it's: x", "k: 'it''s: x'\n"),
@@ -780,6 +806,205 @@ jobs:
         ];
         for t in plain {
             assert_eq!(style(t, true), Style::Plain, "{t:?}");
+        }
+    }
+
+    /// The implicit resolvers of the readers we promise to (PyYAML's YAML
+    /// 1.1 set, the extra forms of the 1.1 type repository, the 1.2 core
+    /// schema), as regexes: an independent check of [`looks_typed`], so the
+    /// rule is proven without PyYAML installed. yaml-rust2's own resolver
+    /// is checked by the round trips.
+    fn resolvers() -> Vec<regex_lite::Regex> {
+        const PATTERNS: &[&str] = &[
+            // PyYAML bool, null, merge, value.
+            r"yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
+            r"~|null|Null|NULL|",
+            r"<<",
+            r"=",
+            // PyYAML float.
+            r"[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?",
+            r"\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?",
+            r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*",
+            r"[-+]?\.(?:inf|Inf|INF)",
+            r"\.(?:nan|NaN|NAN)",
+            // PyYAML int.
+            r"[-+]?0b[0-1_]+",
+            r"[-+]?0[0-7_]+",
+            r"[-+]?(?:0|[1-9][0-9_]*)",
+            r"[-+]?0x[0-9a-fA-F_]+",
+            r"[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+",
+            // PyYAML timestamp.
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            concat!(
+                r"[0-9]{4}-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?",
+                r":[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?",
+                r"(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9]{2})?))?"
+            ),
+            // YAML 1.1 type repository, beyond PyYAML.
+            r"y|Y|n|N",
+            r"[-+]?(?:[0-9][0-9_]*)?\.[0-9.]*(?:[eE][-+][0-9]+)?",
+            // YAML 1.2 core schema.
+            r"[-+]?[0-9]+",
+            r"0o[0-7]+",
+            r"0x[0-9a-fA-F]+",
+            r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?",
+        ];
+        PATTERNS
+            .iter()
+            .map(|p| regex_lite::Regex::new(&format!("^(?:{p})$")).unwrap())
+            .collect()
+    }
+
+    fn typed_by_some_reader(res: &[regex_lite::Regex], text: &str) -> bool {
+        res.iter().any(|r| r.is_match(text))
+    }
+
+    /// Every non-string form the 1.1 and 1.2 readers know, by family.
+    #[rustfmt::skip]
+    const TYPED: &[&str] = &[
+        // timestamps and dates
+        "2001-12-14", "2001-12-14t21:59:43.10-05:00", "2001-12-14T21:59:43.10-05:00",
+        "2001-12-14 21:59:43.10 -5", "2001-12-15 2:59:43.10", "2001-12-15T02:59:43.1Z",
+        "2026-01-02T03:04:05Z", "2002-12-14", "2001-1-2 3:04:05", "2001-12-14\t21:59:43 Z",
+        // booleans
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
+        "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+        // nulls
+        "~", "null", "Null", "NULL", "",
+        // ints
+        "0b1010_0111", "-0b1", "+0b1", "0x_0A_74_AE", "-0x1F", "0x1F", "014", "0_17", "-014",
+        "190:20:30", "-190:20:30", "1_000", "+685_230", "0", "-0", "+0", "12", "0o17",
+        // floats
+        "1.5e3", "1.5e+3", "1.5E-3", "6.8523015e+5", "685.230_15e+03", "685_230.15",
+        "190:20:30.15", "1_000.5", ".5", "-.5", "+1.", "1.2.3", ".inf", "-.Inf", "+.INF",
+        ".NaN", ".nan", ".NAN", "1e5", "-1E5", "0.",
+        // merge and value keys
+        "<<", "=",
+    ];
+
+    #[test]
+    fn the_resolver_mirror_types_every_listed_form() {
+        let res = resolvers();
+        for t in TYPED {
+            assert!(typed_by_some_reader(&res, t), "mirror misses {t:?}");
+        }
+        for t in [
+            "yesterday",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "/tmp/x",
+            "1.2.3a",
+            "0XAB",
+            "x",
+        ] {
+            assert!(!typed_by_some_reader(&res, t), "mirror types {t:?}");
+        }
+    }
+
+    /// Quoted in values and in keys, and read back intact by yaml-rust2.
+    #[test]
+    fn every_typed_form_is_quoted() {
+        for t in TYPED {
+            assert_ne!(style(t, true), Style::Plain, "{t:?}");
+            assert_ne!(style(t, false), Style::Plain, "{t:?}");
+            round_trip_everywhere(t);
+        }
+    }
+
+    /// Whether `text` came out unquoted, as a value and as a key.
+    fn emitted_plain(text: &str) -> [bool; 2] {
+        let value = emit(&map(&[("k", s(text))])) == format!("k: {text}\n");
+        let key = emit(&map(&[(text, s("v"))])) == format!("{text}: v\n");
+        [value, key]
+    }
+
+    fn assert_string_to_every_reader(res: &[regex_lite::Regex], text: &str) {
+        for (plain, place) in emitted_plain(text).into_iter().zip(["value", "key"]) {
+            assert!(
+                !(plain && typed_by_some_reader(res, text)),
+                "{text:?} written plain as a {place} but a reader types it"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_scalars_are_strings_to_every_reader() {
+        let res = resolvers();
+        for text in HOSTILE.iter().chain(TYPED) {
+            assert_string_to_every_reader(&res, text);
+        }
+        // Ordinary words, paths and ids really are left plain.
+        for text in [
+            "exited",
+            "/tmp/a/b.log",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "utf-8-lossy",
+        ] {
+            assert_eq!(emitted_plain(text), [true, true], "{text:?}");
+        }
+        // Random strings built from the pieces numbers, dates and the
+        // reserved words are made of.
+        const PIECES: &[&str] = &[
+            "0",
+            "1",
+            "5",
+            "7",
+            "9",
+            "12",
+            "2001",
+            "-",
+            "+",
+            ".",
+            "_",
+            ":",
+            " ",
+            "e",
+            "E",
+            "x",
+            "o",
+            "b",
+            "a",
+            "F",
+            "t",
+            "T",
+            "Z",
+            "z",
+            "inf",
+            "Inf",
+            "nan",
+            "NaN",
+            "y",
+            "n",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "null",
+            "~",
+            "<<",
+            "=",
+            "2001-12-14",
+            "t21:59:43.10",
+            "-05:00",
+            " 21:59:43",
+            "0x",
+            "0b",
+            "0o",
+            "e+3",
+            ":30",
+        ];
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for _ in 0..20_000 {
+            let len = 1 + rng.below(6);
+            let text: String = (0..len).map(|_| PIECES[rng.below(PIECES.len())]).collect();
+            assert_string_to_every_reader(&res, &text);
+        }
+        for _ in 0..300 {
+            let len = 1 + rng.below(6);
+            let text: String = (0..len).map(|_| PIECES[rng.below(PIECES.len())]).collect();
+            // round_trip_everywhere uses these as its own keys.
+            if !["a", "k", "n", "m", "after"].contains(&text.as_str()) {
+                round_trip_everywhere(&text);
+            }
         }
     }
 

@@ -1,7 +1,10 @@
 //! Shell completion, driven the way a shell drives it: the bash script is
 //! sourced in a real bash and its function called with COMP_WORDS; the
-//! zsh and fish scripts are syntax-checked (and fish queried) when those
-//! shells are installed.
+//! fish script is queried with `complete -C` in a real fish; the zsh
+//! script runs in a real zsh with the completion builtins it calls
+//! stubbed out; every script is syntax-checked by its shell when that
+//! shell is installed. PowerShell cannot be installed here: its script is
+//! checked structurally, and parsed by pwsh when pwsh is on PATH.
 
 mod support;
 
@@ -235,7 +238,10 @@ fn subcommands_flags_and_values() {
     assert!(bash(&t, &["status", "--yaml", "--root", ""])
         .iter()
         .all(|c| !c.starts_with("01J")));
-    assert_eq!(bash(&t, &["completions", ""]), ["bash", "fish", "zsh"]);
+    assert_eq!(
+        bash(&t, &["completions", ""]),
+        ["bash", "fish", "powershell", "zsh"]
+    );
     // Paths: directories for --cwd, files for --stdin-file.
     std::fs::create_dir(t.cwd.join("subdir")).unwrap();
     std::fs::write(t.cwd.join("input.txt"), b"x").unwrap();
@@ -263,6 +269,14 @@ fn complete_prints_plain_lines_and_no_variable_triggers_it() {
 }
 
 #[test]
+fn bash_script_is_valid() {
+    let t = TempRoot::new();
+    let s = script(&t, "bash");
+    let o = Command::new("bash").arg("-n").arg(&s).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
 fn zsh_script_is_valid() {
     if !have("zsh") {
         println!("note: zsh not installed; zsh completion script not checked");
@@ -272,6 +286,91 @@ fn zsh_script_is_valid() {
     let s = script(&t, "zsh");
     let o = Command::new("zsh").arg("-n").arg(&s).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Runs `_agent-exec` in a real zsh for `agent-exec words...` (cursor on
+/// the last word), with the completion-system functions it calls stubbed
+/// to print what they were given: `_describe` prints its `name:help`
+/// entries, the others their own name.
+fn zsh_complete(t: &TempRoot, words: &[&str]) -> Vec<String> {
+    let s = script(t, "zsh");
+    let o = shell_cmd(t, "zsh", &t.cwd)
+        .arg("-f")
+        .arg("-c")
+        .arg(
+            r#"compdef() { :; }
+_describe() { print -rl -- "${(@P)4}"; }
+_files() { print -r -- "_files $*"; }
+compset() { :; }
+_command_names() { print -r -- _command_names; }
+source "$1" || exit 9
+shift
+words=(agent-exec "$@"); CURRENT=$#words
+_agent-exec"#,
+        )
+        .arg("zsh")
+        .arg(&s)
+        .args(words)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn zsh_shows_flag_help() {
+    if !have("zsh") {
+        println!("note: zsh not installed; zsh descriptions not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    jobs(&t);
+    let root = t.root.to_string_lossy().into_owned();
+    let got = zsh_complete(&t, &["kill", "--sig"]);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("--signal:Signal name or number"),
+        "{got:?}"
+    );
+    let got = zsh_complete(&t, &["ki"]);
+    assert_eq!(got, ["kill:Signal a running job's process group"]);
+    // Choices and job ids are bare words.
+    assert_eq!(zsh_complete(&t, &["list", "--state", "r"]), ["running"]);
+    assert_eq!(zsh_complete(&t, &["--root", &root, "kill", ""]), [RUNNING]);
+    assert_eq!(zsh_complete(&t, &["run", "--cwd", ""]), ["_files -/"]);
+    assert_eq!(zsh_complete(&t, &["run", "--", ""]), ["_command_names"]);
+}
+
+/// `complete -C line` in a real fish with the script sourced; candidates
+/// as fish prints them (`word<TAB>description`), sorted.
+fn fish_complete(t: &TempRoot, s: &Path, line: &str) -> Vec<String> {
+    let o = shell_cmd(t, "fish", &t.cwd)
+        .arg("--no-config")
+        .arg("-c")
+        .arg("source $argv[1]; complete -C $argv[2]")
+        .arg(s)
+        .arg(line)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut v: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The candidates without fish's descriptions.
+fn bare(v: Vec<String>) -> Vec<String> {
+    v.into_iter()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[test]
@@ -289,17 +388,212 @@ fn fish_script_is_valid_and_completes() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let line = format!("agent-exec --root {} kill ", t.root.display());
-    let o = shell_cmd(&t, "fish", &t.cwd)
-        .arg("--no-config")
-        .arg("-c")
-        .arg("source $argv[1]; complete -C $argv[2]")
-        .arg(&s)
-        .arg(&line)
+    let root = t.root.display().to_string();
+    let line = format!("agent-exec --root {root} kill ");
+    assert_eq!(fish_complete(&t, &s, &line), [RUNNING]);
+    let line = format!("agent-exec --root {root} start 01ja");
+    assert_eq!(bare(fish_complete(&t, &s, &line)), [CREATED]);
+}
+
+#[test]
+fn fish_completes_values_as_separate_words() {
+    if !have("fish") {
+        println!("note: fish not installed; fish value completion not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    let s = script(&t, "fish");
+    std::fs::create_dir(t.cwd.join("subdir")).unwrap();
+    std::fs::create_dir(t.cwd.join("subdir/inner")).unwrap();
+    std::fs::write(t.cwd.join("settings.toml"), b"").unwrap();
+    std::fs::write(t.cwd.join("subdir/data.txt"), b"x").unwrap();
+    let fc = |line: &str| bare(fish_complete(&t, &s, line));
+    // Directories for DIR flags, in both spellings, relative and absolute.
+    assert_eq!(fc("agent-exec run --cwd su"), ["subdir/"]);
+    assert_eq!(fc("agent-exec run --cwd=su"), ["--cwd=subdir/"]);
+    assert_eq!(fc("agent-exec run --cwd subdir/"), ["subdir/inner/"]);
+    let abs = format!("agent-exec run --cwd {}/su", t.cwd.display());
+    assert_eq!(fc(&abs), [format!("{}/subdir/", t.cwd.display())]);
+    assert_eq!(fc("agent-exec list --root su"), ["subdir/"]);
+    // Files for PATH flags.
+    assert_eq!(fc("agent-exec run --config se"), ["settings.toml"]);
+    assert_eq!(fc("agent-exec run --config=se"), ["--config=settings.toml"]);
+    assert_eq!(
+        fc("agent-exec run --stdin-file subdir/d"),
+        ["subdir/data.txt"]
+    );
+    // Choices, signals and booleans.
+    assert_eq!(fc("agent-exec list --state r"), ["running"]);
+    assert_eq!(fc("agent-exec kill --signal SIGTE"), ["SIGTERM"]);
+    assert_eq!(fc("agent-exec run --wait t"), ["true"]);
+    // After `--`: the command's files; its first word is a command name.
+    assert_eq!(fc("agent-exec run -- cat se"), ["settings.toml"]);
+    assert_eq!(
+        fc("agent-exec create -- cat subdir/"),
+        ["subdir/data.txt", "subdir/inner/"]
+    );
+    assert_eq!(fc("agent-exec run --timeout 3 ls se"), ["settings.toml"]);
+    let first = fc("agent-exec run -- ech");
+    assert!(first.contains(&"echo".to_string()), "{first:?}");
+}
+
+#[test]
+fn fish_shows_flag_help() {
+    if !have("fish") {
+        println!("note: fish not installed; fish descriptions not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    let s = script(&t, "fish");
+    let got = fish_complete(&t, &s, "agent-exec kill --sig");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("--signal\tSignal name or number"),
+        "{got:?}"
+    );
+    let got = fish_complete(&t, &s, "agent-exec run --no-inh");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("--no-inherit-env\t"), "{got:?}");
+    assert!(got[0].len() > "--no-inherit-env\t".len(), "{got:?}");
+    let got = fish_complete(&t, &s, "agent-exec ki");
+    assert_eq!(got, ["kill\tSignal a running job's process group"]);
+}
+
+/// Balanced `{}`, `()`, `[]` outside strings and comments, and every
+/// string closed, by PowerShell's quoting rules: `'...'` with `''` for a
+/// quote, `"..."` with backtick escapes and `""`, `#` comments, backtick
+/// escapes in code. `$(` inside a double-quoted string and `<#` block
+/// comments are refused rather than followed.
+fn powershell_balanced(text: &str) -> Result<(), String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut stack: Vec<(char, usize)> = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    let at = |i: usize| chars.get(i).copied();
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\n' {
+            line += 1;
+        }
+        match c {
+            '`' => i += 1,
+            '#' if i == 0 || chars[i - 1].is_whitespace() => {
+                if i > 0 && chars[i - 1] == '<' {
+                    return Err(format!("line {line}: block comment"));
+                }
+                while at(i + 1).is_some_and(|n| n != '\n') {
+                    i += 1;
+                }
+            }
+            '\'' | '"' => {
+                let start = line;
+                loop {
+                    i += 1;
+                    match at(i) {
+                        None => return Err(format!("string from line {start} not closed")),
+                        Some('\n') => line += 1,
+                        Some('`') if c == '"' => i += 1,
+                        Some('$') if c == '"' && at(i + 1) == Some('(') => {
+                            return Err(format!("line {line}: $( in a string"))
+                        }
+                        Some(q) if q == c && at(i + 1) == Some(c) => i += 1,
+                        Some(q) if q == c => break,
+                        Some(_) => {}
+                    }
+                }
+            }
+            '{' | '(' | '[' => stack.push((c, line)),
+            '}' | ')' | ']' => {
+                let want = match c {
+                    '}' => '{',
+                    ')' => '(',
+                    _ => '[',
+                };
+                match stack.pop() {
+                    Some((open, _)) if open == want => {}
+                    Some((open, l)) => {
+                        return Err(format!("line {line}: {c} closes {open} of line {l}"))
+                    }
+                    None => return Err(format!("line {line}: unopened {c}")),
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    match stack.pop() {
+        Some((open, l)) => Err(format!("{open} of line {l} not closed")),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn the_balance_check_catches_mistakes() {
+    assert!(powershell_balanced("a { b ( 'x)' ) \"}\" } # )").is_ok());
+    assert!(powershell_balanced("{ 'it''s' }").is_ok());
+    assert!(powershell_balanced("{ ( }").is_err());
+    assert!(powershell_balanced("{ 'open }").is_err());
+    assert!(powershell_balanced("\"a `\" b").is_err());
+    assert!(powershell_balanced("( ]").is_err());
+}
+
+#[test]
+fn powershell_script_is_well_formed() {
+    let t = TempRoot::new();
+    let s = script(&t, "powershell");
+    let text = std::fs::read_to_string(&s).unwrap();
+    powershell_balanced(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for needle in [
+        "Register-ArgumentCompleter -Native -CommandName agent-exec -ScriptBlock {",
+        "[System.Management.Automation.CompletionResult]::new(",
+        "param($wordToComplete, $commandAst, $cursorPosition)",
+        "'__complete', '--', ':describe'",
+        "':files'",
+        "':dirs'",
+        "':commands'",
+        "ParameterName",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    // Calls back the word the user typed, never a path fixed at generation.
+    assert!(!text.contains(BIN), "{text}");
+    if !have("pwsh") {
+        println!("note: pwsh not installed; PowerShell script not parsed");
+        return;
+    }
+    let quoted = s.display().to_string().replace('\'', "''");
+    let parse = format!(
+        "$errors = $null; $tokens = $null; \
+         $null = [System.Management.Automation.Language.Parser]::ParseInput(\
+         (Get-Content -Raw -LiteralPath '{quoted}'), [ref]$tokens, [ref]$errors); \
+         if ($errors) {{ $errors | ForEach-Object {{ $_.ToString() }}; exit 1 }}"
+    );
+    let o = Command::new("pwsh")
+        .args(["-NoProfile", "-NonInteractive", "-Command", &parse])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), RUNNING);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn complete_describes_only_on_request() {
+    let t = TempRoot::new();
+    let o = t.out(&["__complete", "--", "kill", "--sig"]);
+    assert_eq!(o.stdout, "--signal\n");
+    let o = t.out(&["__complete", "--", ":describe", "kill", "--sig"]);
+    assert!(
+        o.stdout.starts_with("--signal\tSignal name"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(o.stdout.lines().count(), 1, "{}", o.stdout);
+    let o = t.out(&["__complete", "--", ":describe", "run", "--cwd", ""]);
+    assert_eq!(o.stdout, ":dirs\n");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Shell completion: `completions bash|zsh|fish` prints a small script,
+//! Shell completion: `completions bash|zsh|fish|powershell` prints a small script,
 //! and the hidden `__complete` subcommand computes every candidate from
 //! the flag table (`cli::COMMANDS`) and the jobs root.
 //!
@@ -13,6 +13,13 @@
 //!   complete by itself: `:files`, `:dirs` (file or directory names for
 //!   the current word, after any `--flag=`), or `:commands` (the first
 //!   word of a job's command). No candidate starts with `:`.
+//! - `agent-exec __complete -- :describe WORD...` answers the same, but a
+//!   candidate with something to say is `candidate<TAB>help`: a flag's
+//!   `Flag.help`, a subcommand's `about`. Values and job ids stay bare.
+//!   zsh, fish and PowerShell ask for this; bash cannot show it. No
+//!   subcommand starts with `:`, so a line really starting `:describe`
+//!   could only have completed nothing: the marker shadows no answer, and
+//!   scripts installed before it existed keep working unchanged.
 //! - Job ids are offered only where a positional takes a job id
 //!   (`Pos::jobs`), never as a flag's value; only jobs whose `meta.json`
 //!   cwd is the canonical current directory, in the root named by
@@ -34,9 +41,13 @@
 //! - Scripts call back the command word the user typed (so a binary off
 //!   PATH works) and never embed an absolute path at generation time.
 //!
-//! Rejected: baking the table into three shell scripts (three generators
+//! Rejected: baking the table into four shell scripts (four generators
 //! to keep in step, and none of them testable from Rust); clap's
-//! `COMPLETE=<shell>` hook (an exported variable hijacks every command).
+//! `COMPLETE=<shell>` hook (an exported variable hijacks every command);
+//! always appending descriptions (an already installed bash or zsh script
+//! would offer `--flag<TAB>help` as the candidate); a `--describe` flag on
+//! `__complete` (its flags belong to the table in cli.rs, and a positional
+//! marker needs no parser change).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -58,15 +69,20 @@ pub fn exec(m: &Matches) -> Result<Output> {
         "bash" => BASH,
         "zsh" => ZSH,
         "fish" => FISH,
+        "powershell" => POWERSHELL,
         other => return Err(Error::usage(format!("unsupported shell '{other}'"))),
     };
     Ok(Output::Text(script.to_string()))
 }
 
 pub fn exec_complete(m: &Matches) -> Result<Output> {
-    let words: Vec<&str> = m.rest.iter().map(String::as_str).collect();
+    let mut words: Vec<&str> = m.rest.iter().map(String::as_str).collect();
+    let describe = words.first() == Some(&DESCRIBE);
+    if describe {
+        words.remove(0);
+    }
     let lines = match complete(&words, m.root.as_deref()) {
-        Want::Words(w) => w,
+        Want::Words(w) => w.into_iter().map(|c| c.line(describe)).collect(),
         Want::Files => vec![":files".to_string()],
         Want::Dirs => vec![":dirs".to_string()],
         Want::Commands => vec![":commands".to_string()],
@@ -83,10 +99,39 @@ pub fn exec_gen_man(m: &Matches) -> Result<Output> {
     crate::man::exec_gen_man(m)
 }
 
+/// The first word that asks `__complete` for descriptions.
+const DESCRIBE: &str = ":describe";
+
+/// One candidate, and what it is for (empty: nothing to say).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cand {
+    pub word: String,
+    pub help: &'static str,
+}
+
+impl Cand {
+    fn bare(word: String) -> Cand {
+        Cand { word, help: "" }
+    }
+
+    /// Its protocol line: the word, then `TAB help` when described.
+    fn line(self, describe: bool) -> String {
+        if !describe || self.help.is_empty() {
+            return self.word;
+        }
+        let help: String = self
+            .help
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        format!("{}\t{help}", self.word)
+    }
+}
+
 /// What the shell should offer for the current word.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Want {
-    Words(Vec<String>),
+    Words(Vec<Cand>),
     Files,
     Dirs,
     Commands,
@@ -260,7 +305,12 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
         Some(p) if p.rest => Want::Commands,
         Some(p) => {
             if let Some(filter) = p.jobs {
-                Want::Words(job_ids(filter, cur, l.root))
+                Want::Words(
+                    job_ids(filter, cur, l.root)
+                        .into_iter()
+                        .map(Cand::bare)
+                        .collect(),
+                )
             } else {
                 Want::Words(prefixed(p.values.iter().copied(), cur))
             }
@@ -269,16 +319,16 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
     }
 }
 
-fn prefixed<'a>(items: impl Iterator<Item = &'a str>, cur: &str) -> Vec<String> {
+fn prefixed<'a>(items: impl Iterator<Item = &'a str>, cur: &str) -> Vec<Cand> {
     items
         .filter(|s| s.starts_with(cur))
-        .map(str::to_string)
+        .map(|s| Cand::bare(s.to_string()))
         .collect()
 }
 
 /// The value of `flag`: `pre` is the `--flag=` already typed in the word.
 fn values(flag: &Flag, pre: &str, cur: &str) -> Want {
-    let words: Vec<String> = match flag.kind {
+    let words: Vec<Cand> = match flag.kind {
         Kind::Switch => Vec::new(),
         Kind::OptBool => prefixed(["true", "false"].into_iter(), cur),
         Kind::Value(Ty::Path) if flag.meta == "DIR" || flag.long == "root" => return Want::Dirs,
@@ -292,50 +342,69 @@ fn values(flag: &Flag, pre: &str, cur: &str) -> Want {
             let sig = sys::signal_names()
                 .filter(|_| with_sig)
                 .map(|n| format!("SIG{n}"));
-            bare.chain(sig).filter(|n| n.starts_with(&up)).collect()
+            bare.chain(sig)
+                .filter(|n| n.starts_with(&up))
+                .map(Cand::bare)
+                .collect()
         }
         Kind::Value(_) => Vec::new(),
     };
-    Want::Words(words.into_iter().map(|w| format!("{pre}{w}")).collect())
+    Want::Words(
+        words
+            .into_iter()
+            .map(|c| Cand {
+                word: format!("{pre}{}", c.word),
+                ..c
+            })
+            .collect(),
+    )
 }
 
-fn flags(l: &Line, cur: &str) -> Vec<String> {
+fn flags(l: &Line, cur: &str) -> Vec<Cand> {
     let own: &[Flag] = l.cmd.map_or(&[], |c| c.flags);
     let top = l.cmd.is_none() && l.group.is_none() && !l.help;
     own.iter()
         .chain(GLOBAL_FLAGS.iter())
         .filter(|f| f.long != "version" || top)
         .filter(|f| f.multi || f.long == "verbose" || !l.seen.contains(&f.long))
-        .map(|f| format!("--{}", f.long))
-        .filter(|f| f.starts_with(cur))
+        .map(|f| Cand {
+            word: format!("--{}", f.long),
+            help: f.help,
+        })
+        .filter(|c| c.word.starts_with(cur))
         .collect()
 }
 
-fn subcommands(l: &Line, cur: &str) -> Vec<String> {
+/// Subcommand words, described by their `about` (a group word by its
+/// first member's, which names the group's purpose well enough).
+fn subcommands(l: &Line, cur: &str) -> Vec<Cand> {
     let visible = || COMMANDS.iter().filter(|c| !c.hidden);
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |s: &str| {
-        if s.starts_with(cur) && !out.iter().any(|o| o == s) {
-            out.push(s.to_string());
+    let mut out: Vec<Cand> = Vec::new();
+    let mut add = |s: &str, help: &'static str| {
+        if s.starts_with(cur) && !out.iter().any(|o| o.word == s) {
+            out.push(Cand {
+                word: s.to_string(),
+                help,
+            });
         }
     };
     match l.group {
         Some(g) => {
             for c in visible() {
                 if let Some(rest) = c.name.strip_prefix(g).and_then(|r| r.strip_prefix(' ')) {
-                    add(rest);
+                    add(rest, c.about);
                 }
             }
         }
         None => {
             for c in visible() {
-                add(c.name.split(' ').next().unwrap_or(c.name));
+                add(c.name.split(' ').next().unwrap_or(c.name), c.about);
                 if let Some(a) = c.alias {
-                    add(a);
+                    add(a, c.about);
                 }
             }
             if !l.help {
-                add("help");
+                add("help", "Show help for agent-exec or a subcommand");
             }
         }
     }
@@ -785,6 +854,8 @@ complete -F _agent_exec agent-exec
 "#;
 
 /// zsh: works both from `fpath` (file `_agent-exec`) and when sourced.
+/// Asks for descriptions and shows them with `_describe` (`:` in a
+/// candidate is escaped, as `_describe` splits there).
 const ZSH: &str = r#"#compdef agent-exec
 # zsh completion for agent-exec
 # Install: agent-exec completions zsh > ~/.zsh/completions/_agent-exec
@@ -795,8 +866,8 @@ _agent-exec() {
     local prog=${words[1]}
     prog=${prog/#\~/$HOME}
     local out
-    out=$(command $prog __complete -- "${(@)words[2,CURRENT]}" 2>/dev/null) || return 1
-    local -a cands
+    out=$(command $prog __complete -- :describe "${(@)words[2,CURRENT]}" 2>/dev/null) || return 1
+    local -a cands described
     cands=("${(@f)out}")
     case ${cands[1]} in
         :files)
@@ -814,7 +885,17 @@ _agent-exec() {
             return 1
             ;;
         *)
-            compadd -M 'm:{a-z}={A-Z}' -- "${cands[@]}"
+            local line word
+            for line in "${cands[@]}"; do
+                word=${line%%$'\t'*}
+                word=${word//:/\\:}
+                if [[ $line == *$'\t'* ]]; then
+                    described+=("$word:${line#*$'\t'}")
+                else
+                    described+=("$word")
+                fi
+            done
+            _describe -t agent-exec agent-exec described -M 'm:{a-z}={A-Z}'
             ;;
     esac
 }
@@ -826,7 +907,11 @@ else
 fi
 "#;
 
-/// fish: one dynamic completion rule; fish filters nothing itself.
+/// fish: one dynamic completion rule; fish filters nothing itself. The
+/// `candidate<TAB>help` lines of `:describe` are fish's own format. The
+/// `--flag=` prefix is spliced in quoted: an unquoted empty `$pre` would
+/// be an empty list and erase every path (fish expands `$a$b` as a
+/// product).
 const FISH: &str = r#"# fish completion for agent-exec
 # Install: agent-exec completions fish > ~/.config/fish/completions/agent-exec.fish
 # Candidates come from `agent-exec __complete`.
@@ -835,18 +920,18 @@ function __agent_exec_complete
     set -l tokens (commandline -opc)
     set -l cur (commandline -ct)
     set -l prog (string replace -r '^~' $HOME -- $tokens[1])
-    set -l out (command $prog __complete -- $tokens[2..-1] $cur 2>/dev/null)
+    set -l out (command $prog __complete -- :describe $tokens[2..-1] "$cur" 2>/dev/null)
     or return
-    set -l pre (string match -r -- '^--[^=]*=' $cur)
-    set -l value (string replace -r -- '^--[^=]*=' '' $cur)
+    set -l pre (string match -r -- '^--[^=]*=' "$cur")
+    set -l value (string replace -r -- '^--[^=]*=' '' "$cur")
     switch "$out[1]"
         case :files
-            for p in (__fish_complete_path $value)
-                echo $pre$p
+            for p in (__fish_complete_path "$value")
+                printf '%s\n' "$pre$p"
             end
         case :dirs
-            for p in (__fish_complete_directories $value)
-                echo $pre$p
+            for p in (__fish_complete_directories "$value")
+                printf '%s\n' "$pre$p"
             end
         case :commands
             __fish_complete_command
@@ -858,13 +943,138 @@ end
 complete -c agent-exec -f -a '(__agent_exec_complete)'
 "#;
 
+/// PowerShell (7+): a native argument completer. It rebuilds the words up
+/// to the cursor from the command's AST (string constants unquoted, other
+/// elements as typed), asks `:describe`, and turns each line into a
+/// `CompletionResult` whose tooltip is the help text. Paths and command
+/// names it lists itself so that a `--flag=` prefix survives. Under
+/// legacy native argument passing an empty argument is dropped, so the
+/// empty current word is sent as `""`.
+const POWERSHELL: &str = r#"# PowerShell completion for agent-exec
+# Install: agent-exec completions powershell >> $PROFILE
+# Candidates come from `agent-exec __complete`; this script only talks to
+# PowerShell.
+
+Register-ArgumentCompleter -Native -CommandName agent-exec -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $stringAst = [System.Management.Automation.Language.StringConstantExpressionAst]
+    $elements = $commandAst.CommandElements
+    $prog = $elements[0].Extent.Text
+    if ($elements[0] -is $stringAst) {
+        $prog = $elements[0].Value
+    }
+    if ($prog.StartsWith('~')) {
+        $prog = $HOME + $prog.Substring(1)
+    }
+
+    # The words before the one under the cursor, then that word.
+    $words = @()
+    for ($i = 1; $i -lt $elements.Count; $i++) {
+        $e = $elements[$i]
+        if ($e.Extent.EndOffset -ge $cursorPosition) {
+            break
+        }
+        if ($e -is $stringAst) {
+            $words += $e.Value
+        } else {
+            $words += $e.Extent.Text
+        }
+    }
+    $current = [string]$wordToComplete
+    $last = $current
+    $passing = Get-Variable -Name PSNativeCommandArgumentPassing -ValueOnly -ErrorAction SilentlyContinue
+    if ($current -eq '' -and ($null -eq $passing -or [string]$passing -eq 'Legacy')) {
+        $last = '""'
+    }
+    $argv = @('__complete', '--', ':describe') + $words + @($last)
+    $out = @(& $prog @argv 2>$null)
+    if ($LASTEXITCODE -ne 0 -or $out.Count -eq 0) {
+        return
+    }
+
+    # Quote a completion that PowerShell would otherwise split or expand.
+    $quote = {
+        param($text)
+        if ($text -match '[\s''"`$&|;,(){}@#<>]') {
+            return "'" + $text.Replace("'", "''") + "'"
+        }
+        return $text
+    }
+    $result = {
+        param($text, $list, $type, $tip)
+        if ([string]::IsNullOrEmpty($tip)) {
+            $tip = $list
+        }
+        [System.Management.Automation.CompletionResult]::new((& $quote $text), $list, $type, $tip)
+    }
+    $paths = {
+        param($pre, $value, $dirsOnly)
+        $slash = $value.LastIndexOf('/')
+        $dir = $value.Substring(0, $slash + 1)
+        $leaf = $value.Substring($slash + 1)
+        $base = $dir
+        if ($base -eq '') {
+            $base = '.'
+        } elseif ($base.StartsWith('~')) {
+            $base = $HOME + $base.Substring(1)
+        }
+        Get-ChildItem -LiteralPath $base -Force -ErrorAction SilentlyContinue |
+            Where-Object { $_.Name.StartsWith($leaf) -and ($_.PSIsContainer -or -not $dirsOnly) } |
+            Sort-Object -Property Name |
+            ForEach-Object {
+                $text = $pre + $dir + $_.Name
+                $type = 'ProviderItem'
+                if ($_.PSIsContainer) {
+                    $text = $text + '/'
+                    $type = 'ProviderContainer'
+                }
+                & $result $text $_.Name $type $text
+            }
+    }
+
+    $pre = ''
+    $value = $current
+    if ($current -match '^(--[^=]*=)(.*)$') {
+        $pre = $Matches[1]
+        $value = $Matches[2]
+    }
+    $first = [string]$out[0]
+    if ($first -eq ':files') {
+        & $paths $pre $value $false
+    } elseif ($first -eq ':dirs') {
+        & $paths $pre $value $true
+    } elseif ($first -eq ':commands') {
+        Get-Command -Name ($value + '*') -CommandType Application, ExternalScript -ErrorAction SilentlyContinue |
+            Sort-Object -Property Name -Unique |
+            ForEach-Object { & $result $_.Name $_.Name 'Command' $_.Source }
+    } else {
+        foreach ($line in $out) {
+            $line = [string]$line
+            $tab = $line.IndexOf([char]9)
+            $word = $line
+            $help = ''
+            if ($tab -ge 0) {
+                $word = $line.Substring(0, $tab)
+                $help = $line.Substring($tab + 1)
+            }
+            $type = 'ParameterValue'
+            if ($word.StartsWith('-')) {
+                $type = 'ParameterName'
+            }
+            & $result $word $word $type $help
+        }
+    }
+}
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn words(w: Want) -> Vec<String> {
         match w {
-            Want::Words(w) => w,
+            Want::Words(w) => w.into_iter().map(|c| c.word).collect(),
             other => panic!("expected words, got {other:?}"),
         }
     }
@@ -939,8 +1149,45 @@ mod tests {
         assert_eq!(complete(&["run", "--", "ls", "--"], None), Want::Files);
         assert_eq!(
             words(complete(&["completions", ""], None)),
-            ["bash", "zsh", "fish"]
+            ["bash", "zsh", "fish", "powershell"]
         );
+    }
+
+    fn described(w: Want) -> Vec<String> {
+        match w {
+            Want::Words(w) => w.into_iter().map(|c| c.line(true)).collect(),
+            other => panic!("expected words, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn descriptions_come_from_the_table() {
+        let kill = cli::find("kill").unwrap();
+        let signal = kill.flags.iter().find(|f| f.long == "signal").unwrap();
+        assert_eq!(
+            described(complete(&["kill", "--sig"], None)),
+            [format!("--signal\t{}", signal.help)]
+        );
+        assert_eq!(
+            described(complete(&["ki"], None)),
+            [format!("kill\t{}", kill.about)]
+        );
+        // Values carry no description; undescribed lines are unchanged.
+        assert_eq!(
+            described(complete(&["list", "--state", "r"], None)),
+            ["running"]
+        );
+        let c = Cand {
+            word: "--x".into(),
+            help: "a\tb\nc",
+        };
+        assert_eq!(c.line(true), "--x\ta b c");
+        // Every flag of every visible command is described.
+        for cmd in COMMANDS.iter().filter(|c| !c.hidden) {
+            for f in cmd.flags.iter().chain(GLOBAL_FLAGS) {
+                assert!(!f.help.is_empty(), "{} --{}", cmd.name, f.long);
+            }
+        }
     }
 
     #[test]
