@@ -1,6 +1,7 @@
 //! The HTTP/1.1 protocol for `serve`, by hand, on std::net: reading one
-//! request at a time from a connection, writing one response, and the
-//! small text helpers a router needs (percent-decoding, query pairs).
+//! request at a time from a connection (its head first, then, once the
+//! caller has looked at the head, its body), writing one response, and
+//! the small text helpers a router needs (percent-decoding, query pairs).
 //!
 //! Supported subset: origin-form targets (`/path?query`); HTTP/1.1 with
 //! keep-alive and `Connection: close`; HTTP/1.0 (closes unless it asks
@@ -10,15 +11,21 @@
 //! request line or header (400), an HTTP version other than 1.0/1.1
 //! (505), a request line plus headers over `MAX_HEAD` bytes or more than
 //! `MAX_HEADERS` fields (431), any `Transfer-Encoding` (411: we need a
-//! length), a body over `MAX_BODY` (413, before reading it).
+//! length), a body over `MAX_BODY` (413, with the head, before the body).
 //!
 //! Invariants
 //! - Everything read is bounded: the head by `MAX_HEAD`, the body by
 //!   `MAX_BODY`; nothing is buffered beyond that.
-//! - Time is bounded: an idle connection is dropped after `IDLE`; once a
-//!   request's first byte is in, its head and body must arrive within
-//!   `REQUEST_TIME` (a client that trickles bytes — slowloris — is
-//!   dropped, without an answer, when that runs out).
+//! - Time is bounded: a connection waits at most the caller's first-byte
+//!   time for a request to begin (`IDLE` between keep-alive requests,
+//!   `HEAD_TIME` on a new connection); once a request's first byte is
+//!   in, its head must be complete within `HEAD_TIME` (a client that
+//!   trickles bytes — slowloris — is dropped, without an answer, when
+//!   that runs out), and its body within `BODY_TIME` of the head.
+//! - The head is handed out before the body is read (`next_head`, then
+//!   `read_body` or `skip_buffered_body`), so the server can refuse an
+//!   unauthenticated request without waiting for, or holding, its body;
+//!   `100 Continue` is only sent from `read_body`, i.e. once accepted.
 //! - Nothing here panics on any input; every malformed input is a
 //!   `ReadError::Bad` carrying a status and an error for the envelope.
 //! - Steady state allocates nothing: the read buffer and the `Request`
@@ -27,7 +34,9 @@
 //! Rejected: an HTTP crate (not in our dependency budget, and the subset
 //! we need is small); chunked request bodies (nobody sends them to a
 //! JSON API, and the framing is a classic source of smuggling bugs);
-//! obsolete header line folding (RFC 9112 says reject it).
+//! obsolete header line folding (RFC 9112 says reject it); one deadline
+//! for head and body together (10 s for a head let a slowloris hold a
+//! connection five times longer than any real client needs).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -42,10 +51,13 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Request body, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// How long a connection may sit between requests.
+/// How long a keep-alive connection may sit between requests.
 pub const IDLE: Duration = Duration::from_secs(5);
-/// How long a request may take to arrive, from its first byte.
-pub const REQUEST_TIME: Duration = Duration::from_secs(10);
+/// How long a request head may take to arrive, from its first byte (and
+/// how long a new connection may wait before sending that byte).
+pub const HEAD_TIME: Duration = Duration::from_secs(2);
+/// How long a request body may take to arrive, once its head is in.
+pub const BODY_TIME: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Method {
@@ -143,14 +155,15 @@ pub trait Source: Read {
     fn send_interim(&mut self, bytes: &[u8]) -> io::Result<()>;
 }
 
-impl Source for TcpStream {
+/// A borrowed socket, so that a connection's reader and writer share one
+/// descriptor.
+impl Source for &TcpStream {
     fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
         // A zero duration means "no timeout" to the socket API.
         self.set_read_timeout(Some(t.max(Duration::from_millis(1))))
     }
     fn send_interim(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut s: &TcpStream = self;
-        s.write_all(bytes)
+        self.write_all(bytes)
     }
 }
 
@@ -195,8 +208,9 @@ impl<S: Source> Reader<S> {
         Ok(())
     }
 
-    /// Read more bytes into `buf[end..]`; Closed on EOF, error or timeout.
-    fn fill(&mut self, deadline: Option<Instant>) -> Result<(), ReadError> {
+    /// Read more bytes into `buf[end..]`, waiting until `deadline`;
+    /// Closed on EOF, error or timeout.
+    fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
         if self.pos > 0 {
             // Usually nothing is left and this is free; at most a partial
             // head (< MAX_HEAD) moves.
@@ -212,13 +226,10 @@ impl<S: Source> Reader<S> {
                 Error::PayloadTooLarge(too_large_head()),
             ));
         }
-        let t = match deadline {
-            None => IDLE,
-            Some(d) => d
-                .checked_duration_since(Instant::now())
-                .filter(|t| !t.is_zero())
-                .ok_or(ReadError::Closed)?,
-        };
+        let t = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|t| !t.is_zero())
+            .ok_or(ReadError::Closed)?;
         self.set_timeout(t)?;
         loop {
             match self.src.read(&mut self.buf[self.end..]) {
@@ -233,13 +244,25 @@ impl<S: Source> Reader<S> {
         }
     }
 
-    /// Read the next request into `self.req`.
+    /// Read the next request, head and body, into `self.req` (a
+    /// keep-alive wait of `IDLE` for it to begin). The server reads the
+    /// two apart; this is for the tests.
+    #[cfg(test)]
     pub fn next_request(&mut self) -> Result<&Request, ReadError> {
-        // Between requests: wait (up to IDLE) for the first byte.
+        self.next_head(IDLE)?;
+        self.read_body()?;
+        Ok(&self.req)
+    }
+
+    /// Read the next request's head into `self.req`, waiting up to
+    /// `first_byte` for it to begin; its body is left unread (see
+    /// `read_body`, `skip_buffered_body`). A body over `MAX_BODY` is
+    /// refused here, from its `Content-Length`.
+    pub fn next_head(&mut self, first_byte: Duration) -> Result<&Request, ReadError> {
         if !self.has_buffered() {
-            self.fill(None)?;
+            self.fill(Instant::now() + first_byte)?;
         }
-        let deadline = Instant::now() + REQUEST_TIME;
+        let deadline = Instant::now() + HEAD_TIME;
         // Find the end of the head, scanning only new bytes each round.
         let mut scanned = 0;
         let head_len = loop {
@@ -259,7 +282,7 @@ impl<S: Source> Reader<S> {
                 ));
             }
             scanned = avail.len();
-            self.fill(Some(deadline))?;
+            self.fill(deadline)?;
         };
         if head_len > MAX_HEAD {
             return Err(ReadError::Bad(
@@ -270,15 +293,7 @@ impl<S: Source> Reader<S> {
         let start = self.pos;
         self.pos += head_len;
         parse_head(&self.buf[start..start + head_len], &mut self.req)?;
-        self.read_body(deadline)?;
-        Ok(&self.req)
-    }
-
-    fn read_body(&mut self, deadline: Instant) -> Result<(), ReadError> {
         let want = self.req.content_length;
-        if want == 0 {
-            return Ok(());
-        }
         if want > MAX_BODY {
             return Err(ReadError::Bad(
                 413,
@@ -287,6 +302,32 @@ impl<S: Source> Reader<S> {
                 )),
             ));
         }
+        Ok(&self.req)
+    }
+
+    /// Pass over the body of the request whose head was just read,
+    /// without waiting for any of it: true when it was already buffered
+    /// in full (or empty), so the connection can go on to the next
+    /// request; false when some of it is still to come (the caller
+    /// answers and closes).
+    pub fn skip_buffered_body(&mut self) -> bool {
+        let want = self.req.content_length;
+        if self.end - self.pos >= want {
+            self.pos += want;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Read the body of the request whose head was just read (within
+    /// `BODY_TIME`), sending `100 Continue` first if it was asked for.
+    pub fn read_body(&mut self) -> Result<(), ReadError> {
+        let want = self.req.content_length;
+        if want == 0 {
+            return Ok(());
+        }
+        let deadline = Instant::now() + BODY_TIME;
         let body = &mut self.req.body;
         let have = (self.end - self.pos).min(want);
         body.extend_from_slice(&self.buf[self.pos..self.pos + have]);
@@ -793,6 +834,36 @@ mod tests {
         assert_eq!(req.path(), "/health");
         assert!(req.body.is_empty());
         assert!(matches!(r.next_request(), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn head_before_body() {
+        // The head is handed out with its body unread; a body that came
+        // with it can be passed over, and the next request follows.
+        let mut r = Reader::new(Script::new(&[
+            b"POST /exec HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n",
+        ]));
+        let req = r.next_head(IDLE).unwrap();
+        assert_eq!((req.method, req.content_length), (Method::Post, 2));
+        assert!(req.body.is_empty());
+        assert!(r.skip_buffered_body());
+        assert_eq!(r.next_head(IDLE).unwrap().path(), "/health");
+        assert!(r.src.interim.is_empty());
+        // A body still to come cannot be passed over, and no
+        // `100 Continue` is sent for a request that is not read on.
+        let mut r = Reader::new(Script::new(&[
+            b"POST /exec HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nab",
+        ]));
+        r.next_head(IDLE).unwrap();
+        assert!(!r.skip_buffered_body());
+        assert!(r.src.interim.is_empty());
+        // An oversized body is refused with the head.
+        let big = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        let mut r = Reader::new(Script::new(&[big.as_bytes()]));
+        assert!(matches!(r.next_head(IDLE), Err(ReadError::Bad(413, _))));
     }
 
     #[test]

@@ -935,7 +935,7 @@ fn slowloris_is_dropped_while_others_are_served() {
     for _ in 0..5 {
         assert_eq!(s.get("/health").status, 200);
     }
-    // The server gives up on the stalled request (10 s) and closes;
+    // The server gives up on the stalled request (2 s) and closes;
     // our read timeout (60 s) is far beyond that.
     let mut buf = Vec::new();
     let r = slow.read_to_end(&mut buf);
@@ -982,35 +982,259 @@ fn client_closing_mid_response_disturbs_nobody() {
     assert!(s.alive());
 }
 
+/// A fresh `GET` on its own connection, with optional headers; the
+/// answer and how long it took (connect included).
+fn timed_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (Resp, Duration) {
+    let t0 = Instant::now();
+    let r = Client::new(port).send("GET", path, headers, "");
+    (r, t0.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Start `sleep N` (no wait); its id.
+fn sleeping_job(s: &Server, secs: u32, headers: &[(&str, &str)]) -> String {
+    let body = exec_body(json!({"command": ["sleep", secs.to_string()], "wait": false}));
+    let v = s
+        .client()
+        .send("POST", "/exec", headers, &body)
+        .assert_ok("run");
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+/// `n` connections each sending a `GET /wait/{id}?forever=true` (which
+/// the running job will not answer for a long time).
+fn open_waits(port: u16, id: &str, n: usize, headers: &[(&str, &str)]) -> Vec<TcpStream> {
+    let mut req = format!("GET /wait/{id}?forever=true HTTP/1.1\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    (0..n)
+        .map(|_| {
+            let mut c = connect(port);
+            c.write_all(req.as_bytes()).unwrap();
+            c
+        })
+        .collect()
+}
+
 #[test]
-fn connections_beyond_the_cap_get_503() {
+fn a_full_pool_sheds_idle_connections_instead_of_refusing() {
     let t = TempRoot::new();
     let s = serve(&t, &[], &[]);
-    // 64 connections, each mid-request so that none is idle-closed soon.
-    let held: Vec<TcpStream> = (0..64)
+    // More half-sent requests than the pool holds (128): each newcomer
+    // evicts the oldest, and a real client still gets in at once.
+    let held: Vec<TcpStream> = (0..200)
         .map(|_| {
             let mut c = connect(s.port);
             c.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
             c
         })
         .collect();
-    let mut extra = connect(s.port);
-    let mut text = String::new();
-    let _ = extra.read_to_string(&mut text);
-    let r = parse_raw(&text);
-    let v = r.assert_error(503, "unavailable");
-    assert_eq!(v["error"]["retryable"], true);
-    drop(held);
-    // Slots free up as the server notices the closes.
-    let t0 = Instant::now();
-    loop {
-        let text = raw(s.port, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
-        if parse_raw(&text).status == 200 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "{text}");
-        std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..5 {
+        let (r, _) = timed_get(s.port, "/health", &[]);
+        assert_eq!(r.status, 200, "{r:?}");
     }
+    // The oldest were shed at once (long before their 2 s to send a
+    // head ran out): closed without an answer.
+    let mut first = held.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match first.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        r => panic!("the oldest connection was not shed: {r:?}"),
+    }
+}
+
+#[test]
+fn a_wait_whose_client_pipelines_still_waits() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = sleeping_job(&s, 120, &[]);
+    // The next request arrives while the wait waits: the wait is not cut
+    // short, and both are answered in order.
+    let req = format!(
+        "GET /wait/{id}?until=1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let t0 = Instant::now();
+    let mut c = connect(s.port);
+    c.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(c);
+    let w = read_resp(&mut r, false).unwrap().assert_ok("wait");
+    assert_eq!(w["state"], "running", "{w}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    read_resp(&mut r, false).unwrap().assert_ok("health");
+    assert!(read_resp(&mut r, false).is_none());
+}
+
+#[test]
+fn long_requests_are_capped_and_abandoned_waits_free_their_slots() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = sleeping_job(&s, 120, &[]);
+    // 96 long requests at most: the next one is told to come back.
+    let waiters = open_waits(s.port, &id, 96, &[]);
+    let t0 = Instant::now();
+    let busy = loop {
+        let r = s.get(&format!("/wait/{id}?until=0"));
+        if r.status == 503 {
+            break r;
+        }
+        r.assert_ok("wait");
+        assert!(t0.elapsed() < Duration::from_secs(20), "never full");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let v = busy.assert_error(503, "unavailable");
+    assert_eq!(v["error"]["retryable"], true);
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    // Short requests still have room.
+    s.get("/health").assert_ok("health");
+    s.get(&format!("/status/{id}")).assert_ok("status");
+    // The clients leave: their waits end and their slots come back, so
+    // 96 new waits are all served (with the old slots still taken, none
+    // would be). A short grace for the server to notice the closes.
+    drop(waiters);
+    let port = s.port;
+    let t0 = Instant::now();
+    let news: Vec<_> = (0..96)
+        .map(|_| {
+            let id = id.clone();
+            std::thread::spawn(move || loop {
+                let r = Client::new(port).send("GET", &format!("/wait/{id}?until=1"), &[], "");
+                if r.status != 503 || t0.elapsed() > Duration::from_secs(2) {
+                    return r;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            })
+        })
+        .collect();
+    for h in news {
+        let w = h.join().unwrap().assert_ok("wait");
+        assert_eq!(w["state"], "running", "{w}");
+    }
+}
+
+#[test]
+fn idle_sockets_and_abandoned_waits_do_not_starve_health_or_a_token() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "s3cret")]);
+    let auth = [("Authorization", "Bearer s3cret")];
+    let id = sleeping_job(&s, 120, &auth);
+    // 500 connections that send nothing, and 64 waits that will be
+    // abandoned (all within the usual 1024 open-file limit, ours and
+    // the server's, which holds at most 2 x 128 sockets).
+    let idle: Vec<TcpStream> = (0..500).map(|_| connect(s.port)).collect();
+    let waiters = open_waits(s.port, &id, 64, &auth);
+    let check = |stage: &str| {
+        let (mut health, mut status) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let (r, d) = timed_get(s.port, "/health", &[]);
+            r.assert_ok("health");
+            health.push(d);
+            let (r, d) = timed_get(s.port, &format!("/status/{id}"), &auth);
+            let v = r.assert_ok("status");
+            assert_eq!(v["job_id"], id.as_str());
+            assert_eq!(v["state"], "running", "{v}");
+            status.push(d);
+        }
+        eprintln!("{stage}: /health {health:?}, /status {status:?}");
+        assert!(median(health) < Duration::from_millis(100), "{stage}");
+        assert!(median(status) < Duration::from_millis(100), "{stage}");
+    };
+    check("500 idle + 64 waits");
+    drop(waiters);
+    check("500 idle + 64 abandoned waits");
+    drop(idle);
+}
+
+#[test]
+fn slowloris_does_not_stop_health() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    // 100 connections, each trickling one header byte every 500 ms, and
+    // reconnecting when the server drops it.
+    let loris = std::thread::spawn(move || {
+        let text = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut conns: Vec<(Option<TcpStream>, usize)> = (0..100).map(|_| (None, 0)).collect();
+        let mut dropped = 0;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            for (c, sent) in conns.iter_mut() {
+                if c.is_none() {
+                    *c = TcpStream::connect(("127.0.0.1", port)).ok();
+                    *sent = 0;
+                }
+                let ok = c
+                    .as_mut()
+                    .is_some_and(|s| s.write_all(&text[*sent % 40..*sent % 40 + 1]).is_ok());
+                if ok {
+                    *sent += 1;
+                } else {
+                    *c = None;
+                    dropped += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        dropped
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let (r, d) = timed_get(port, "/health", &[]);
+        r.assert_ok("health");
+        times.push(d);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let dropped = loris.join().unwrap();
+    eprintln!("slowloris: /health {times:?}; trickling connections dropped: {dropped}");
+    assert!(median(times) < Duration::from_millis(100));
+}
+
+#[test]
+fn unauthenticated_requests_are_refused_on_their_head() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "s3cret")]);
+    // A body is announced but never sent: the 401 comes anyway, with no
+    // `100 Continue` first, and the connection is closed.
+    let mut c = connect(s.port);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"POST /exec HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n",
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut r = BufReader::new(c);
+    let resp = read_resp(&mut r, false).expect("an answer before the body");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    resp.assert_error(401, "unauthorized");
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(read_resp(&mut r, false).is_none());
+    // A refused request whose small body came with it: the connection
+    // goes on.
+    let mut c = s.client();
+    c.send(
+        "POST",
+        "/exec",
+        &[],
+        &exec_body(json!({"command": ["true"]})),
+    )
+    .assert_error(401, "unauthorized");
+    c.send("GET", "/health", &[], "").assert_ok("health");
 }
 
 // ---------------------------------------------------------------------------

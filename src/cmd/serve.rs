@@ -14,9 +14,39 @@
 //! requests in flight get up to `GRACE` to finish; exit 0.
 //!
 //! Invariants
-//! - One thread per connection, at most `MAX_CONNS`; the next one gets a
-//!   503 envelope and is closed. Threads have small stacks, so an idle
-//!   server stays small.
+//! - One thread per connection, at most `MAX_CONNS` (128) served, and at
+//!   most `MAX_THREADS` (256) threads counting evicted ones that are
+//!   still closing. Threads have small stacks and a connection holds two
+//!   descriptors (its socket, and the pool's handle on it), so an idle
+//!   server stays small and a full one stays within 1024 open files.
+//! - Idle and unauthenticated clients cannot starve the others. Every
+//!   connection is in the `Pool`, with its phase: *evictable* while it
+//!   waits for or reads a request, or is answered without having shown
+//!   the token (/health, a 401); *not* while a request that carried the
+//!   token (or needed none) is served. It is *trusted* once it has shown
+//!   the token (without a token: sent a request). When all `MAX_CONNS`
+//!   are taken, the accept thread evicts (shuts down the socket of) the
+//!   evictable connection that has been in its phase longest, untrusted
+//!   ones before trusted ones, so a new client always gets a slot while
+//!   one is evictable; only with none does it answer 503. Time bounds
+//!   do the rest: a head within `http::HEAD_TIME` (2 s) of the first
+//!   byte, a new connection's first byte within 2 s, keep-alive idle at
+//!   most `http::IDLE`.
+//! - The token is checked on the head (`gate`), before any body is read
+//!   or `100 Continue` sent: an unauthenticated request costs no body.
+//!   A refused request's body is passed over when it came with the head
+//!   (the connection goes on), else the answer closes the connection.
+//! - Long observations (`/wait`, a waiting `/exec`, a waiting `/kill`)
+//!   hold at most `MAX_LONG` (96) slots; beyond that they get 503, so
+//!   short requests always find room.
+//! - A client that leaves is noticed while its `/wait` waits
+//!   (`observe::wait_terminal_or` on its socket): if it closed (EOF,
+//!   reset, or a half-close: an HTTP client that wants its answer keeps
+//!   its side open), the request is dropped unanswered and its slot
+//!   freed at once; if it pipelined its next request, the wait goes on,
+//!   looking for a hangup every `HANGUP_TICK`. `/kill` (3 s) and a
+//!   waiting `/exec` (its `until`) are bounded but do not look: that
+//!   needs `run`/`kill` to take the socket.
 //! - A panic while answering a request is a 500 `internal_error` for
 //!   that request only (`catch_unwind`; the worker marks itself with
 //!   `output::quiet_panics`).
@@ -37,7 +67,12 @@
 //!
 //! Rejected: a thread pool with a queue (a slow `/wait` would hold a
 //! pool thread anyway, and idle workers cost memory); non-blocking I/O
-//! with an event loop (more code for no gain at 64 connections);
+//! with an event loop (would hold idle sockets without threads, but is
+//! far more code; eviction keeps threads bounded instead); refusing new
+//! connections when full (70 idle sockets made /health answer 503);
+//! separate fixed budgets for unauthenticated and authenticated
+//! connections (either budget can still be filled; eviction order by
+//! trust gives the same protection without a split that wastes slots);
 //! sorted-key JSON bodies as in 0.2.3 (the CLI's order is the contract).
 
 use std::collections::BTreeMap;
@@ -47,7 +82,7 @@ use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -60,10 +95,25 @@ use crate::output::{self, Output, Response};
 use crate::store::Store;
 use crate::{job, sys};
 
-/// Connections served at once; the next one is told to come back.
-const MAX_CONNS: usize = 64;
+/// Connections served at once. When all are taken, a new one evicts the
+/// oldest evictable one (see `Pool`); only when none is evictable is it
+/// told to come back (503).
+const MAX_CONNS: usize = 128;
+/// Connection threads at most: the served connections plus evicted ones
+/// that have not finished closing yet.
+const MAX_THREADS: usize = 2 * MAX_CONNS;
+/// How long the accept thread waits for evicted threads to finish when
+/// `MAX_THREADS` are alive, before it answers 503.
+const THREAD_WAIT: Duration = Duration::from_millis(50);
+/// Long observations (`/wait`, a waiting `/exec`, a `/kill` that waits)
+/// at once; the rest of the pool stays for short requests, so `/health`
+/// and `/status` always find a slot.
+const MAX_LONG: usize = 96;
+/// After a client pipelined its next request during a `/wait`, how
+/// often the wait looks for the client hanging up.
+const HANGUP_TICK: Duration = Duration::from_millis(250);
 /// Stack of a connection thread: enough for serde and a launch, small
-/// enough that 64 of them cost little.
+/// enough that `MAX_THREADS` of them cost little.
 const STACK: usize = 256 * 1024;
 /// How long a write to a client that does not read may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,7 +141,9 @@ struct Server {
     /// No token: refuse `Host` names that are not the loopback.
     check_host: bool,
     shell_wrapper: Vec<String>,
-    conns: AtomicUsize,
+    pool: Pool,
+    /// Long observations in progress (at most `MAX_LONG`).
+    long: AtomicUsize,
     in_flight: AtomicUsize,
     stopping: AtomicBool,
 }
@@ -126,7 +178,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
         token,
         allow_origin,
         shell_wrapper,
-        conns: AtomicUsize::new(0),
+        pool: Pool::default(),
+        long: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
     });
@@ -269,30 +322,159 @@ fn accept_loop(listener: &TcpListener, wake: &File, srv: &Arc<Server>) {
     }
 }
 
-/// Decrements the connection count however the thread ends.
-struct ConnSlot(Arc<Server>);
+// ---------------------------------------------------------------------------
+// The connection pool
+// ---------------------------------------------------------------------------
+
+/// The connections being served, so that the accept thread can shed an
+/// idle or unauthenticated one to make room for a new client.
+#[derive(Default)]
+struct Pool {
+    slots: Mutex<Slots>,
+    /// Signalled when a connection thread ends.
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    /// One per connection thread alive, evicted or not.
+    all: Vec<Slot>,
+}
+
+struct Slot {
+    id: u64,
+    /// A handle on the connection's socket, to shut it down on eviction
+    /// (which wakes the thread from whatever read or write it is in).
+    stream: TcpStream,
+    /// When the connection entered its current phase.
+    since: Instant,
+    /// Waiting for, or reading, a request; or answering one that did not
+    /// carry the token. Not while a request that did is being served.
+    evictable: bool,
+    /// Has shown the token (or, without a token, sent a request). Such
+    /// connections are evicted only when no other is evictable.
+    trusted: bool,
+    evicted: bool,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // A panic never happens while the lock is held (plain field
+        // updates); recover the data anyway rather than cascade.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection, evicting one if all are taken; None
+    /// when none can be had (the caller answers 503).
+    fn admit(&self, stream: TcpStream) -> Option<u64> {
+        let mut g = self.lock();
+        let give_up = Instant::now() + THREAD_WAIT;
+        while g.all.len() >= MAX_THREADS {
+            // Evicted threads are still on their way out: give them a
+            // moment (they only have to notice a shutdown socket).
+            let left = give_up.checked_duration_since(Instant::now())?;
+            g = self
+                .freed
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let live = g.all.iter().filter(|s| !s.evicted).count();
+        if live >= MAX_CONNS {
+            let victim = g
+                .all
+                .iter_mut()
+                .filter(|s| s.evictable && !s.evicted)
+                .min_by_key(|s| (s.trusted, s.since))?;
+            victim.evicted = true;
+            let _ = victim.stream.shutdown(Shutdown::Both);
+        }
+        g.next_id += 1;
+        let id = g.next_id;
+        g.all.push(Slot {
+            id,
+            stream,
+            since: Instant::now(),
+            evictable: true,
+            trusted: false,
+            evicted: false,
+        });
+        Some(id)
+    }
+
+    /// Record the phase of connection `id`; false if it was evicted (the
+    /// thread then drops the connection).
+    fn enter(&self, id: u64, evictable: bool, trusted: bool) -> bool {
+        let mut g = self.lock();
+        match g.all.iter_mut().find(|s| s.id == id) {
+            Some(s) if !s.evicted => {
+                s.evictable = evictable;
+                s.trusted |= trusted;
+                s.since = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        let mut g = self.lock();
+        if let Some(i) = g.all.iter().position(|s| s.id == id) {
+            g.all.swap_remove(i);
+        }
+        drop(g);
+        self.freed.notify_all();
+    }
+}
+
+/// Gives the connection's slot back however the thread ends.
+struct ConnSlot(Arc<Server>, u64);
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.0.conns.fetch_sub(1, Ordering::SeqCst);
+        self.0.pool.remove(self.1);
+    }
+}
+
+/// One of the `MAX_LONG` long observations, given back on drop.
+struct LongSlot<'a>(&'a Server);
+
+impl Drop for LongSlot<'_> {
+    fn drop(&mut self) {
+        self.0.long.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Server {
+    fn long_slot(&self) -> Result<LongSlot<'_>> {
+        if self.long.fetch_add(1, Ordering::SeqCst) >= MAX_LONG {
+            self.long.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Unavailable(format!(
+                "server busy: {MAX_LONG} long requests (wait, exec, kill) are in progress; retry shortly"
+            )));
+        }
+        Ok(LongSlot(self))
     }
 }
 
 fn admit(stream: TcpStream, srv: &Arc<Server>) {
     let _ = stream.set_nonblocking(false);
-    if srv.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
-        srv.conns.fetch_sub(1, Ordering::SeqCst);
+    let Ok(handle) = stream.try_clone() else {
+        return;
+    };
+    let Some(id) = srv.pool.admit(handle) else {
         refuse(stream);
         return;
-    }
+    };
     // The slot travels inside the closure: if the spawn fails, dropping
     // the closure releases it.
-    let slot = ConnSlot(Arc::clone(srv));
+    let slot = ConnSlot(Arc::clone(srv), id);
     let spawned = std::thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || {
             let slot = slot;
-            serve_conn(stream, &slot.0);
+            serve_conn(stream, &slot.0, slot.1);
         });
     if let Err(e) = spawned {
         crate::warn!("serve: cannot start a connection thread: {e}");
@@ -313,7 +495,7 @@ fn refuse(stream: TcpStream) {
         }
     }
     let e = Error::Unavailable(format!(
-        "server busy: {MAX_CONNS} connections are open; retry shortly"
+        "server busy: {MAX_CONNS} connections are being served; retry shortly"
     ));
     let body = error_body(&e);
     let mut out = Vec::with_capacity(256 + body.len());
@@ -425,42 +607,71 @@ fn error_body(e: &Error) -> Vec<u8> {
     b
 }
 
-fn serve_conn(stream: TcpStream, srv: &Server) {
+fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
     output::quiet_panics();
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Ok(rd) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = Reader::new(rd);
-    let mut w = BufWriter::with_capacity(8 * 1024, stream);
+    let mut reader = Reader::new(&stream);
+    let mut w = BufWriter::with_capacity(8 * 1024, &stream);
     // The response body buffer, reused from request to request.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut first_byte = http::HEAD_TIME;
     loop {
-        let req = match reader.next_request() {
-            Ok(req) => req,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Bad(status, e)) => {
-                let body = error_body(&e);
-                let head = http::Head {
-                    status,
-                    content_length: body.len(),
-                    close: true,
-                    keep_alive_10: false,
-                    extra: &[],
-                };
-                if http::write_head(&mut w, &head).is_ok()
-                    && w.write_all(&body).is_ok()
-                    && w.flush().is_ok()
-                {
-                    linger_close(w.get_ref());
+        // Waiting for a request: evictable.
+        if !srv.pool.enter(id, true, false) {
+            return;
+        }
+        let head = reader.next_head(first_byte);
+        first_byte = http::IDLE;
+        if let Err(e) = head {
+            refuse_request(&mut w, e);
+            return;
+        }
+        // The head decides, before the body is read, whether this client
+        // is let in at all.
+        let authed = match gate(srv, &reader.req) {
+            Ok(authed) => authed,
+            Err(e) => {
+                // Refused: its body is not waited for. Already here in
+                // full, it is passed over and the connection goes on;
+                // otherwise the answer closes the connection.
+                let whole = reader.skip_buffered_body();
+                let close = !whole || !reader.req.keep_alive || srv.stopping.load(Ordering::SeqCst);
+                let sent = write_reply(&mut w, srv, &reader.req, &Reply::error(&e), close).is_ok()
+                    && w.flush().is_ok();
+                if !sent {
+                    return;
                 }
-                return;
+                if close {
+                    linger_close(w.get_ref());
+                    return;
+                }
+                continue;
             }
         };
+        // A body still to come: read it ranked as what the head showed.
+        if reader.req.content_length > 0 && !srv.pool.enter(id, true, authed) {
+            return;
+        }
+        if let Err(e) = reader.read_body() {
+            refuse_request(&mut w, e);
+            return;
+        }
+        // Serving a request that carried the token (or needs none): not
+        // evictable until it is answered.
+        if !srv.pool.enter(id, !authed, authed) {
+            return;
+        }
+        let req = &reader.req;
         srv.in_flight.fetch_add(1, Ordering::SeqCst);
-        let reply = panic::catch_unwind(AssertUnwindSafe(|| handle(srv, req, &mut buf)))
-            .unwrap_or_else(|p| Reply::error(&Error::internal(panic_text(p.as_ref()))));
+        let reply =
+            panic::catch_unwind(AssertUnwindSafe(|| handle(srv, req, &mut buf, w.get_ref())))
+                .unwrap_or_else(|p| Some(Reply::error(&Error::internal(panic_text(p.as_ref())))));
+        let Some(reply) = reply else {
+            // The client left while its request waited: nobody to answer.
+            srv.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return;
+        };
         let close = !req.keep_alive || srv.stopping.load(Ordering::SeqCst);
         let sent = write_reply(&mut w, srv, req, &reply, close).is_ok() && w.flush().is_ok();
         srv.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -477,6 +688,25 @@ fn serve_conn(stream: TcpStream, srv: &Server) {
             let _ = w.get_ref().shutdown(Shutdown::Write);
             return;
         }
+    }
+}
+
+/// A request that could not be read: answer a malformed one, then close
+/// (a closed or timed-out one gets no answer).
+fn refuse_request(w: &mut BufWriter<&TcpStream>, e: ReadError) {
+    let ReadError::Bad(status, e) = e else {
+        return;
+    };
+    let body = error_body(&e);
+    let head = http::Head {
+        status,
+        content_length: body.len(),
+        close: true,
+        keep_alive_10: false,
+        extra: &[],
+    };
+    if http::write_head(w, &head).is_ok() && w.write_all(&body).is_ok() && w.flush().is_ok() {
+        linger_close(w.get_ref());
     }
 }
 
@@ -527,6 +757,10 @@ fn write_reply(
     }
     if reply.status == 401 {
         extra[n] = ("WWW-Authenticate", "Bearer");
+        n += 1;
+    }
+    if reply.status == 503 {
+        extra[n] = ("Retry-After", "1");
         n += 1;
     }
     if let Some(o) = srv.allow_origin.as_deref() {
@@ -617,24 +851,29 @@ impl Route {
     }
 }
 
-fn handle(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Reply {
-    match dispatch(srv, req, buf) {
+/// The answer to a request; None when its client left while it waited
+/// (the connection is then dropped without a word).
+fn handle(srv: &Server, req: &Request, buf: &mut Vec<u8>, client: &TcpStream) -> Option<Reply> {
+    match dispatch(srv, req, buf, client) {
         Ok(r) => r,
         Err(e) => {
             crate::debug!("serve: {} -> {}", req.path(), e.code());
-            Reply::error(&e)
+            Some(Reply::error(&e))
         }
     }
 }
 
-fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
-    let route = Route::parse(req.path());
+/// The checks on a request's head, made before its body is read:
+/// a cross-origin POST, an untrusted `Host` without a token, a missing
+/// or wrong token (every route but /health; OPTIONS is answered to
+/// anyone). Ok(true) when the request carries the token, or none is set.
+fn gate(srv: &Server, req: &Request) -> Result<bool> {
+    let authed = match &srv.token {
+        None => true,
+        Some(t) => authorized(req.authorization(), t),
+    };
     if req.method == Method::Options {
-        let Some(route) = route else {
-            return Err(Error::RouteNotFound(req.path().to_string()));
-        };
-        let preflight = srv.allow_origin.is_some() && srv.allow_origin.as_deref() == req.origin();
-        return Ok(Reply::empty(Some(route.allow()), preflight));
+        return Ok(authed);
     }
     // A browser page from another origin may read nothing (no CORS
     // header for it) but could still *send* a simple POST: refuse those,
@@ -655,12 +894,26 @@ fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
             }
         }
     }
-    if route != Some(Route::Health) {
-        if let Some(t) = &srv.token {
-            if !authorized(req.authorization(), t) {
-                return Err(Error::Unauthorized);
-            }
-        }
+    if !authed && req.path() != "/health" {
+        return Err(Error::Unauthorized);
+    }
+    Ok(authed)
+}
+
+/// Route a request that passed `gate`.
+fn dispatch(
+    srv: &Server,
+    req: &Request,
+    buf: &mut Vec<u8>,
+    client: &TcpStream,
+) -> Result<Option<Reply>> {
+    let route = Route::parse(req.path());
+    if req.method == Method::Options {
+        let Some(route) = route else {
+            return Err(Error::RouteNotFound(req.path().to_string()));
+        };
+        let preflight = srv.allow_origin.is_some() && srv.allow_origin.as_deref() == req.origin();
+        return Ok(Some(Reply::empty(Some(route.allow()), preflight)));
     }
     let Some(route) = route else {
         return Err(Error::RouteNotFound(req.path().to_string()));
@@ -670,20 +923,20 @@ fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
             allow: route.allow(),
         });
     }
-    match route {
-        Route::Health => Ok(Reply {
+    let reply = match route {
+        Route::Health => Reply {
             status: 200,
             body: Body::Static(HEALTH),
             allow: None,
             preflight: false,
-        }),
-        Route::Exec => exec_route(srv, req, buf),
-        Route::List => list_route(srv, req, buf),
+        },
+        Route::Exec => exec_route(srv, req, buf)?,
+        Route::List => list_route(srv, req, buf)?,
         Route::Status(id) => {
             no_params(req)?;
             let job = srv.store.lookup(&id)?;
             let body = status_body(&job)?;
-            Reply::doc(buf, "status", &body)
+            Reply::doc(buf, "status", &body)?
         }
         Route::Tail(id) => {
             let q = Query::parse(req, &["tail_lines", "max_bytes"])?;
@@ -691,26 +944,9 @@ fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
             let max_bytes = q.u64("max_bytes")?.unwrap_or(65536);
             let job = srv.store.lookup(&id)?;
             let body = super::tail::tail_body(&job, lines, max_bytes);
-            Reply::doc(buf, "tail", &body)
+            Reply::doc(buf, "tail", &body)?
         }
-        Route::Wait(id) => {
-            let q = Query::parse(req, &["until", "forever"])?;
-            let until = q.u64("until")?;
-            let forever = q.bool("forever")?.unwrap_or(false);
-            if forever && until.is_some() {
-                return Err(Error::InvalidRequest(
-                    "until and forever=true cannot be used together".into(),
-                ));
-            }
-            let job = srv.store.lookup(&id)?;
-            let until = if forever {
-                None
-            } else {
-                Some(until.unwrap_or(WAIT_DEFAULT_SECS))
-            };
-            let body = super::wait::wait_for(&job, until)?;
-            Reply::doc(buf, "wait", &body)
-        }
+        Route::Wait(id) => return wait_route(srv, req, buf, &id, client),
         Route::Kill(id) => {
             let q = Query::parse(req, &["signal", "no_wait"])?;
             let name = q.get("signal").unwrap_or("TERM");
@@ -721,8 +957,118 @@ fn dispatch(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
             })?;
             let no_wait = q.bool("no_wait")?.unwrap_or(false);
             let job = srv.store.lookup(&id)?;
+            // Its observation is bounded (3 s), but counts as long.
+            let _long = if no_wait {
+                None
+            } else {
+                Some(srv.long_slot()?)
+            };
             let body = super::kill::kill_job(&job, sig, no_wait)?;
-            Reply::doc(buf, "kill", &body)
+            Reply::doc(buf, "kill", &body)?
+        }
+    };
+    Ok(Some(reply))
+}
+
+// ---------------------------------------------------------------------------
+// GET /wait
+// ---------------------------------------------------------------------------
+
+/// `/wait/{id}?until=S|forever`: None when the client leaves first.
+fn wait_route(
+    srv: &Server,
+    req: &Request,
+    buf: &mut Vec<u8>,
+    id: &str,
+    client: &TcpStream,
+) -> Result<Option<Reply>> {
+    let q = Query::parse(req, &["until", "forever"])?;
+    let until = q.u64("until")?;
+    let forever = q.bool("forever")?.unwrap_or(false);
+    if forever && until.is_some() {
+        return Err(Error::InvalidRequest(
+            "until and forever=true cannot be used together".into(),
+        ));
+    }
+    let job = srv.store.lookup(id)?;
+    let until = if forever {
+        None
+    } else {
+        Some(until.unwrap_or(WAIT_DEFAULT_SECS))
+    };
+    let _long = srv.long_slot()?;
+    let deadline = until.map(|s| Instant::now() + Duration::from_secs(s));
+    let Some(st) = wait_while_client_stays(&job, deadline, client)? else {
+        return Ok(None);
+    };
+    let body = super::wait::wait_body(&job, &st);
+    Reply::doc(buf, "wait", &body).map(Some)
+}
+
+/// What a client's socket says while its request waits.
+#[derive(Debug, PartialEq)]
+enum Peer {
+    /// Nothing new.
+    Quiet,
+    /// It sent more (a pipelined request): it is still there.
+    Sent,
+    /// It closed, half-closed or reset: nobody will read an answer.
+    Left,
+}
+
+/// Look, without blocking or consuming anything, at what the client did.
+/// A half-close counts as leaving: an HTTP client that still wants its
+/// answer keeps its side open.
+fn peer(client: &TcpStream) -> Peer {
+    let mut p = [sys::poll_fd(
+        client.as_raw_fd(),
+        sys::POLLIN | libc::POLLRDHUP,
+    )];
+    if sys::poll(&mut p, 0).is_err() {
+        return Peer::Quiet;
+    }
+    let r = p[0].revents;
+    if r & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP | libc::POLLNVAL) != 0 {
+        return Peer::Left;
+    }
+    if r & sys::POLLIN == 0 {
+        return Peer::Quiet;
+    }
+    // Readable: data (still there) or end of stream (gone). The poll
+    // said readable, so this peek does not block.
+    match client.peek(&mut [0u8; 1]) {
+        Ok(0) | Err(_) => Peer::Left,
+        Ok(_) => Peer::Sent,
+    }
+}
+
+/// `observe::wait_terminal`, for as long as the client stays: None as
+/// soon as it leaves. The wait wakes when the socket stirs; once the
+/// client has pipelined its next request (which stays unread in the
+/// socket, keeping it readable), the wait goes on in `HANGUP_TICK`
+/// slices, looking for a hangup between them.
+fn wait_while_client_stays(
+    job: &crate::job::Job,
+    deadline: Option<Instant>,
+    client: &TcpStream,
+) -> Result<Option<job::State>> {
+    let mut watch = Some(client.as_raw_fd());
+    loop {
+        let until = match watch {
+            Some(_) => deadline,
+            None => {
+                let tick = Instant::now() + HANGUP_TICK;
+                Some(deadline.map_or(tick, |d| d.min(tick)))
+            }
+        };
+        let st = crate::observe::wait_terminal_or(job, until, watch)?;
+        if st.status().is_terminal() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Some(st));
+        }
+        match peer(client) {
+            Peer::Left => return Ok(None),
+            Peer::Sent => watch = None,
+            Peer::Quiet => {}
         }
     }
 }
@@ -927,6 +1273,13 @@ fn exec_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
     let r: ExecRequest =
         serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
     let (spec, plan) = exec_spec(r, &srv.shell_wrapper)?;
+    // Waiting for the job counts as a long observation (bounded by
+    // `until`; it does not notice a client that leaves).
+    let _long = if plan.wait {
+        Some(srv.long_slot()?)
+    } else {
+        None
+    };
     let mut body = super::run::run_spec(&srv.store, &spec, plan, None)?;
     // The masked env display is not part of the HTTP answer (0.2.3 left
     // it out too); keys are still in meta.json's env_keys.
