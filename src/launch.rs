@@ -486,7 +486,7 @@ pub fn launch(
     drop(lock);
     let mut ready = File::from(r);
     let cap = Instant::now() + READY_TIMEOUT;
-    let by = ready_by.map_or(cap, |d| d.min(cap));
+    let by = ready_by.map_or(cap, |d| (d + READY_MARGIN).min(cap));
     let first = read_byte(&mut ready, Some(by))?;
     crate::debug!(
         "launch {}: supervisor said {:?}",
@@ -507,6 +507,10 @@ pub fn launch(
 
 /// How long a supervisor may take to say it is running.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How far past the caller's deadline the handshake may run: a healthy
+/// supervisor reports within milliseconds, so even `--until 0` gets a
+/// running job, while a stuck one holds the answer no longer than this.
+const READY_MARGIN: Duration = Duration::from_millis(500);
 
 fn spawn_supervisor(
     store: &Store,
