@@ -1006,7 +1006,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                     }
                     Some(c) => {
                         let next = c.pos.get(positionals.len()).or_else(|| {
-                            c.pos.last().filter(|p| p.many && positionals.len() >= c.pos.len())
+                            c.pos
+                                .last()
+                                .filter(|p| p.many && positionals.len() >= c.pos.len())
                         });
                         match next {
                             Some(pos) if pos.rest => {

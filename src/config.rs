@@ -4,14 +4,14 @@
 //! into a typed `Config` with every value checked. Syntax is `crate::toml`'s
 //! business; durations are `crate::time::parse_duration`'s.
 //!
-//! Precedence: an explicit path (`--config`) if that file exists; else
-//! `$XDG_CONFIG_HOME/agent-exec/config.toml` when `XDG_CONFIG_HOME` is set,
-//! non-empty and absolute (the XDG spec says relative values are to be
-//! ignored); else `$HOME/.config/agent-exec/config.toml` when `HOME` is set
-//! and non-empty; else built-in defaults. A missing file is never an error:
-//! a missing explicit file gets one warning line on stderr and falls back
-//! to the default path, because a stale `--config` in a script should not
-//! stop jobs from running. A file that exists but cannot be read, is not
+//! Precedence: an explicit path (`--config`), which must exist (else
+//! `invalid_config`: an agent must learn that its settings were not
+//! used); else `$XDG_CONFIG_HOME/agent-exec/config.toml` when
+//! `XDG_CONFIG_HOME` is set, non-empty and absolute (the XDG spec says
+//! relative values are to be ignored); else
+//! `$HOME/.config/agent-exec/config.toml` when `HOME` is set and
+//! non-empty; else built-in defaults. A missing default file is not an
+//! error. A file that is not regular, exists but cannot be read, is not
 //! UTF-8, is over 1 MiB, is not valid TOML or holds a value of the wrong
 //! type is an `InvalidConfig`/`Io` error naming the file, the line and the
 //! key: guessing at what a broken config meant is worse than refusing it.
@@ -34,7 +34,8 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -130,35 +131,23 @@ pub fn load(explicit: Option<&Path>) -> Result<Config> {
 
 fn load_from(explicit: Option<&Path>, default: Option<&Path>) -> Result<Config> {
     if let Some(path) = explicit {
-        if let Some(src) = read_if_exists(path)? {
-            return parse_str(&src, path);
-        }
+        // Asked for by name: a missing file is an error, never a silent
+        // fall back to defaults the caller did not choose.
+        return match read_if_exists(path)? {
+            Some(src) => parse_str(&src, path),
+            None => Err(Error::InvalidConfig(format!(
+                "config file {} not found",
+                path.display()
+            ))),
+        };
     }
-    let found = match default {
-        Some(d) => read_if_exists(d)?.map(|src| (d, src)),
-        None => None,
-    };
-    if let Some(path) = explicit {
-        // Not `eprintln!`, which panics if stderr is a closed pipe; a
-        // warning that cannot be shown must not stop the command.
-        let warning = fallback_warning(path, found.as_ref().map(|(d, _)| *d));
-        let _ = writeln!(io::stderr(), "{warning}");
-    }
-    match found {
-        Some((path, src)) => parse_str(&src, path),
+    match default {
+        Some(d) => match read_if_exists(d)? {
+            Some(src) => parse_str(&src, d),
+            None => Ok(Config::default()),
+        },
         None => Ok(Config::default()),
     }
-}
-
-fn fallback_warning(missing: &Path, used: Option<&Path>) -> String {
-    let using = match used {
-        Some(p) => p.display().to_string(),
-        None => "built-in defaults".to_owned(),
-    };
-    format!(
-        "agent-exec: warning: config file {} not found; using {using}",
-        missing.display()
-    )
 }
 
 /// The file's text, `None` if it does not exist. Reads at most one byte
@@ -166,11 +155,23 @@ fn fallback_warning(missing: &Path, used: Option<&Path>) -> String {
 /// device cannot exhaust memory.
 fn read_if_exists(path: &Path) -> Result<Option<String>> {
     let context = || format!("read config file {}", path.display());
-    let file = match File::open(path) {
+    // O_NONBLOCK: a FIFO named as the config cannot block the open; only
+    // a regular file is read.
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(context(), e)),
     };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Error::InvalidConfig(format!(
+            "{}: config file is not a regular file",
+            path.display()
+        )));
+    }
     let limit = toml::MAX_INPUT_BYTES;
     let mut bytes = Vec::new();
     file.take(limit as u64 + 1)
@@ -663,19 +664,16 @@ sink_timeout = "2m"
             (Some(&*default), Some(2))
         );
 
-        // Explicit but missing: falls back to the default file ...
-        let c = load_from(Some(&missing), Some(&default)).unwrap();
-        assert_eq!(
-            (c.path.as_deref(), c.gc.max_jobs),
-            (Some(&*default), Some(2))
-        );
-
-        // ... or to built-ins when that is missing too, or there is none.
-        assert_eq!(
-            load_from(Some(&missing), Some(&missing)).unwrap(),
-            Config::default()
-        );
-        assert_eq!(load_from(Some(&missing), None).unwrap(), Config::default());
+        // Explicit but missing: an error naming it, whatever else exists.
+        for default in [Some(&*default), Some(&*missing), None] {
+            let e = load_from(Some(&missing), default).unwrap_err();
+            assert_eq!(e.code(), "invalid_config");
+            assert!(e.to_string().contains("missing.toml"), "{e}");
+        }
+        // Explicit but not a regular file (a directory, a FIFO).
+        let e = load_from(Some(&dir), None).unwrap_err();
+        assert_eq!(e.code(), "invalid_config", "{e}");
+        // A missing default file is no error.
         assert_eq!(load_from(None, Some(&missing)).unwrap(), Config::default());
         assert_eq!(load_from(None, None).unwrap(), Config::default());
 
@@ -683,26 +681,17 @@ sink_timeout = "2m"
     }
 
     #[test]
-    fn fallback_warning_text() {
-        assert_eq!(
-            fallback_warning(Path::new("/a.toml"), Some(Path::new("/b.toml"))),
-            "agent-exec: warning: config file /a.toml not found; using /b.toml"
-        );
-        assert_eq!(
-            fallback_warning(Path::new("/a.toml"), None),
-            "agent-exec: warning: config file /a.toml not found; using built-in defaults"
-        );
-    }
-
-    #[test]
     fn load_errors() {
         let dir = scratch_dir();
-        // Exists but unreadable as a file: an I/O error naming it.
+        // Exists but is not a regular file: refused, naming it.
         match load_from(Some(&dir), None) {
-            Err(Error::Io { context, .. }) => {
-                assert_eq!(context, format!("read config file {}", dir.display()));
+            Err(Error::InvalidConfig(msg)) => {
+                assert_eq!(
+                    msg,
+                    format!("{}: config file is not a regular file", dir.display())
+                );
             }
-            other => panic!("expected Io, got {other:?}"),
+            other => panic!("expected InvalidConfig, got {other:?}"),
         }
         // A broken default file is an error too, not silently skipped.
         let broken = dir.join("broken.toml");

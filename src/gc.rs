@@ -14,8 +14,16 @@
 //! All three select a prefix of the same oldest-first order, so each can
 //! be evaluated on its own and the union is still "what is needed".
 //!
+//! Also removed: `created` jobs (never started) older than the age rule,
+//! counted from their creation (reason `older_than`), and half-written
+//! job directories — no meta.json, untouched for a minute — left by a
+//! launch that died (reason `incomplete`).
+//!
 //! Invariants
-//! - `created` and `running` jobs are never deleted. A `running` job
+//! - `running` jobs are never deleted, and neither is any job whose job
+//!   lock is held (a supervisor or a launch), that a reader has pinned,
+//!   or that still has live processes (`hold_for_removal`): those are
+//!   skipped with `running`, `in_use` or `pid_alive`. A `running` job
 //!   whose supervisor is gone is first reconciled to `failed`
 //!   (`observe::current_state`) and is then an ordinary terminal job.
 //! - Sizes never follow symlinks, and neither does removal.
@@ -281,6 +289,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let age_only = p.max_jobs.is_none() && p.max_bytes.is_none();
     let mut r = Report::default();
     let mut done: Vec<Finished> = Vec::new();
+    let mut stale_created: Vec<Finished> = Vec::new();
+    let mut incomplete: Vec<&str> = Vec::new();
     let mut unscanned = 0u64;
 
     for (i, name) in names.iter().enumerate() {
@@ -297,6 +307,10 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         r.scanned_dirs += 1;
         let st = match observe::current_state(&store.job(name)) {
             Ok(st) => st,
+            Err(_) if abandoned_incomplete(&store.root.join(name)) => {
+                incomplete.push(name);
+                continue;
+            }
             Err(e) => {
                 debug!("gc: {name}: {e}");
                 r.out_of_scope(name, "unknown", "state_unreadable", 0);
@@ -304,7 +318,10 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             }
         };
         let status = st.status();
-        if !status.is_terminal() {
+        // A created job that was never started goes by the age rule
+        // alone, counted from its creation.
+        let created = status == crate::job::Status::Created;
+        if !status.is_terminal() && !created {
             r.out_of_scope(name, status.as_str(), "active_job", 0);
             continue;
         }
@@ -312,6 +329,20 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             r.out_of_scope(name, status.as_str(), "no_timestamp", 0);
             continue;
         };
+        if created {
+            if at < cutoff {
+                stale_created.push(Finished {
+                    name,
+                    state: status.as_str(),
+                    at,
+                    bytes: None,
+                    rules: OLDER_THAN,
+                });
+            } else {
+                r.out_of_scope(name, status.as_str(), "active_job", 0);
+            }
+            continue;
+        }
         done.push(Finished {
             name,
             state: status.as_str(),
@@ -354,7 +385,46 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     for f in done.iter().filter(|f| f.rules == 0) {
         r.out_of_scope(f.name, f.state, "too_recent", 0);
     }
-    for f in done.iter().filter(|f| f.rules != 0) {
+    for name in incomplete {
+        // Half-written: no state to speak of, removed whatever the rules.
+        r.candidate_count += 1;
+        let job = store.job(name);
+        let bytes = dir_bytes(&job.dir);
+        let mut entry = Entry {
+            job_id: name.to_string(),
+            state: "unknown",
+            action: "would_delete",
+            reason: "incomplete".to_string(),
+            bytes,
+        };
+        if !p.dry_run {
+            match hold_for_removal(&job, None, std::time::Duration::ZERO).map(|h| (remove_job_dir(&job), h)) {
+                Ok((Ok(()), _)) => {
+                    entry.action = "deleted";
+                    r.deleted += 1;
+                    r.freed_bytes += bytes;
+                }
+                Ok((Err(why), _)) => {
+                    entry.action = "skipped";
+                    entry.reason = why;
+                    r.skipped += 1;
+                    r.failed += 1;
+                }
+                Err(why) => {
+                    r.out_of_scope(name, "unknown", why, bytes);
+                    continue;
+                }
+            }
+        } else {
+            r.freed_bytes += bytes;
+        }
+        r.jobs.push(entry);
+    }
+    for f in done
+        .iter()
+        .filter(|f| f.rules != 0)
+        .chain(stale_created.iter())
+    {
         r.candidate_count += 1;
         let job = store.job(f.name);
         if let Some(b) = p.budget {
@@ -379,17 +449,24 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         if p.dry_run {
             r.freed_bytes += bytes;
         } else {
-            match remove_job_dir(&job) {
-                Ok(()) => {
+            // Re-read under nothing but the hold: the job may have been
+            // restarted or pinned since the scan.
+            let st = observe::current_state(&job).ok();
+            match hold_for_removal(&job, st.as_ref(), std::time::Duration::ZERO).map(|h| (remove_job_dir(&job), h)) {
+                Ok((Ok(()), _)) => {
                     entry.action = "deleted";
                     r.deleted += 1;
                     r.freed_bytes += bytes;
                 }
-                Err(why) => {
+                Ok((Err(why), _)) => {
                     entry.action = "skipped";
                     entry.reason = why;
                     r.skipped += 1;
                     r.failed += 1;
+                }
+                Err(why) => {
+                    r.out_of_scope(f.name, f.state, why, bytes);
+                    continue;
                 }
             }
         }
@@ -426,8 +503,88 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// What keeps a job removable while it is being removed: its job lock
+/// (no supervisor or `start` can take it meanwhile) and an exclusive
+/// flock on its directory (no reader holds it pinned, see `Job::pin`).
+pub struct Hold {
+    _lock: Option<std::fs::File>,
+    _dir: Option<std::fs::File>,
+}
+
+/// May `job` (in state `st`) be removed now? Err: the skip reason.
+/// - `running`: its job lock is held — a supervisor runs it, or a launch
+///   is starting it — whatever its files say;
+/// - `in_use`: a launcher, `wait`, `status`, the server or MCP is
+///   reading it (it is pinned);
+/// - `pid_alive`: a process of the job still lives (its process group in
+///   its session, or its root process by pid and start time: a reused
+///   pid is somebody else's and never counts).
+/// `patience`: how long to wait for readers that are about to let go (an
+/// explicit `delete` right after `run`: the supervisor's last steps); gc
+/// does not wait.
+pub fn hold_for_removal(
+    job: &Job,
+    st: Option<&State>,
+    patience: std::time::Duration,
+) -> std::result::Result<Hold, &'static str> {
+    let lock = match job.open_lock() {
+        Some(l) => match sys::try_lock_exclusive(&l) {
+            Ok(true) => Some(l),
+            _ => return Err("running"),
+        },
+        // A created job has no lock file: claim one, so that no `start`
+        // begins while it is removed.
+        None if st.is_some_and(|s| s.status() == crate::job::Status::Created) => {
+            match job.claim_lock() {
+                Ok(l) => Some(l),
+                Err(_) => return Err("running"),
+            }
+        }
+        None => None,
+    };
+    let dir = match job.pin_file() {
+        // Our own pin (a `delete` of a looked-up job): upgrade it.
+        Some(f) => {
+            if !exclusive_soon(f, patience) {
+                return Err("in_use");
+            }
+            None
+        }
+        None => match sys::open_dir_lockable(&job.dir) {
+            Ok(f) if exclusive_soon(&f, patience) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            _ => return Err("in_use"),
+        },
+    };
+    if let Some(st) = st {
+        if !st.live_processes().is_empty() || st.root_alive() {
+            return Err("pid_alive");
+        }
+    }
+    Ok(Hold {
+        _lock: lock,
+        _dir: dir,
+    })
+}
+
+/// An exclusive flock on `f` within `patience`. Polled (a blocking flock
+/// cannot be given up): this runs only for a removal that found readers.
+fn exclusive_soon(f: &std::fs::File, patience: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + patience;
+    loop {
+        match sys::try_lock_exclusive(f) {
+            Ok(true) => return true,
+            Ok(false) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// Remove a job directory and check that it is gone. Err: the `reason`
 /// to report (`delete_failed: ...` or `post_delete_check_failed`).
+/// The caller holds it (`hold_for_removal`).
 pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
     // remove_dir_all removes symlinks, never what they point at.
     if let Err(e) = fs::remove_dir_all(&job.dir) {
@@ -439,6 +596,21 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => Err("post_delete_check_failed".to_string()),
     }
+}
+
+/// How long a job directory without meta.json (a launch that died while
+/// writing it) must have been left alone before gc removes it.
+pub const INCOMPLETE_AFTER_SECS: i64 = 60;
+
+/// Is `dir` a half-written job directory (no meta.json) untouched for
+/// `INCOMPLETE_AFTER_SECS`?
+fn abandoned_incomplete(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if fs::symlink_metadata(dir.join(crate::job::META)).is_ok() {
+        return false;
+    }
+    fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.mtime() + INCOMPLETE_AFTER_SECS < time::now_unix())
 }
 
 #[cfg(test)]

@@ -331,6 +331,11 @@ impl Job {
         Ok(())
     }
 
+    /// Let go of the pin (this clone's share of it).
+    pub fn unpin(&mut self) {
+        self.pin = None;
+    }
+
     /// The pin's descriptor, for a holder that wants to upgrade it to the
     /// exclusive lock of a removal.
     pub fn pin_file(&self) -> Option<&std::fs::File> {
@@ -345,7 +350,11 @@ impl Job {
     pub fn claim_lock(&self) -> std::result::Result<std::fs::File, Option<Error>> {
         let io = |what: &str, e| Some(Error::io(format!("{what} {}", self.dir.display()), e));
         let d = crate::sys::Dir::open(&self.dir).map_err(|e| io("open", e))?;
-        let tmp = format!(".lock-{}-{}", std::process::id(), crate::time::now_unix_ns());
+        let tmp = format!(
+            ".lock-{}-{}",
+            std::process::id(),
+            crate::time::now_unix_ns()
+        );
         let f = d
             .open_file(&tmp, crate::sys::How::CreateNew)
             .map_err(|e| io("create lock in", e))?;

@@ -67,14 +67,14 @@ fn main() {
                 }
                 Ok(Output::Done) => 0,
                 Err(e) => {
-                    debug!("{} failed: {e}", m.cmd.name);
+                    output::error_line(&e);
                     output::print_error(&e);
                     e.exit_code()
                 }
             }
         }
         Err(e) => {
-            eprintln!("agent-exec: error: {e}");
+            output::error_line(&e);
             output::print_error(&e);
             e.exit_code()
         }

@@ -404,7 +404,8 @@ fn run_command_inner(
         cmd.current_dir(cwd);
     }
     let mut child = cmd.spawn().map_err(|e| format!("spawn error: {e}"))?;
-    let deadline = ctx.timeout().map(|t| Instant::now() + t);
+    // A limit too large for the clock is no limit (never a panic).
+    let deadline = ctx.timeout().and_then(|t| Instant::now().checked_add(t));
     match supervise_sink(&mut child, json, deadline) {
         Ok(Some(status)) => exit_result(status),
         Ok(None) => {
@@ -498,6 +499,17 @@ fn open_append(path: &Path) -> Result<File, String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("open error: {e}"))
+}
+
+/// A file of the job directory (`dir/name`), opened without following a
+/// symlink at the directory or the file (`sys::Dir`). Sink targets the
+/// user named are opened as given (`open_append`).
+fn open_in_job(path: &Path, how: sys::How) -> io::Result<File> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad file name"))?;
+    sys::Dir::open(path.parent().unwrap_or(Path::new(".")))?.open_file(name, how)
 }
 
 fn append_line(f: &mut File, line: &[u8]) -> Result<(), String> {
@@ -828,11 +840,7 @@ enum Next {
 }
 
 fn open_spool(path: &Path) -> io::Result<BufWriter<File>> {
-    let f = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
+    let f = open_in_job(path, sys::How::Append)?;
     f.set_len(0)?;
     Ok(BufWriter::with_capacity(64 * 1024, f))
 }
@@ -1022,7 +1030,7 @@ fn deliver_loop(ctx: &SinkCtx, queue: &Queue) {
             Next::Mem(items) => d.deliver(ctx, &items),
             Next::Spooled(mut n) => {
                 if reader.is_none() {
-                    reader = File::open(&queue.spool_path).ok().map(BufReader::new);
+                    reader = sys::open_read(&queue.spool_path).ok().map(BufReader::new);
                 }
                 let Some(r) = reader.as_mut() else { continue };
                 // In batches, so memory stays bounded however much was
@@ -1089,7 +1097,8 @@ impl Deliverer {
 
     fn append_records(&mut self, ctx: &SinkCtx, bytes: &[u8]) {
         if self.record_log.is_none() {
-            self.record_log = open_append(&ctx.job.path(job::MATCH_EVENTS)).ok();
+            // In the job directory: never through a symlink.
+            self.record_log = open_in_job(&ctx.job.path(job::MATCH_EVENTS), sys::How::Append).ok();
         }
         if let Some(f) = self.record_log.as_mut() {
             let _ = append_line(f, bytes);

@@ -171,6 +171,13 @@ pub fn print_response(r: &Response) {
     }
 }
 
+/// The human line every error gets on stderr (whatever its code), beside
+/// the document on stdout. A closed stderr is ignored.
+pub fn error_line(e: &Error) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "agent-exec: error: {e}");
+}
+
 pub fn print_error(e: &Error) {
     write_stdout(&render(&error_json(e)));
 }

@@ -184,7 +184,8 @@ impl Store {
             .unwrap_or_default()
             .into_iter()
             .filter(|n| {
-                n.len() >= arg.len() && n.as_bytes()[..arg.len()].eq_ignore_ascii_case(arg.as_bytes())
+                n.len() >= arg.len()
+                    && n.as_bytes()[..arg.len()].eq_ignore_ascii_case(arg.as_bytes())
             })
             .filter(|n| self.is_job_dir(n))
             .collect();

@@ -88,7 +88,14 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // on the job has its answer. What is left (a pending kill-after,
     // notifications) comes after, off its path.
     drop(ready.take());
-    let killer = ended.kill_after.map(|k| std::thread::spawn(move || k.run()));
+    // Nothing more to write in the job directory unless notifications are
+    // configured: let a `delete` right after the answer proceed at once.
+    if !matches!(&ended.sinks, Some(m) if m.notification.is_some()) {
+        job.unpin();
+    }
+    let killer = ended
+        .kill_after
+        .map(|k| std::thread::spawn(move || k.run()));
     crate::notify::job_ended(&job, ended.matcher, ended.sinks);
     if let Some(t) = killer {
         let _ = t.join();
@@ -191,7 +198,13 @@ fn supervise(
         Ok(l) => l,
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
-            return never_ran(launch_failed(job, ready, &lock, state, fail("log_unwritable", msg)));
+            return never_ran(launch_failed(
+                job,
+                ready,
+                &lock,
+                state,
+                fail("log_unwritable", msg),
+            ));
         }
     };
     // Room for the terminal state on a file system that the job may fill:
@@ -204,7 +217,13 @@ fn supervise(
         Err(e) => {
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
             let msg = format!("spawn {prog}: {e}");
-            return never_ran(launch_failed(job, ready, &lock, state, fail("spawn_failed", msg)));
+            return never_ran(launch_failed(
+                job,
+                ready,
+                &lock,
+                state,
+                fail("spawn_failed", msg),
+            ));
         }
     };
     let started = Instant::now();
@@ -359,9 +378,7 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
     // What the caller set: env files, then --env (later wins).
     let mut set: Vec<(String, String)> = Vec::new();
     for path in &meta.env_files {
-        set.extend(
-            crate::launch::read_env_file(path).map_err(|e| fail("env_file_unreadable", e))?,
-        );
+        set.extend(crate::launch::read_env_file(path).map_err(|e| fail("env_file_unreadable", e))?);
     }
     let env_path = job.path(job::ENV);
     if env_path.exists() {
@@ -436,7 +453,9 @@ pub fn is_login_shell(wrapper: &[String]) -> bool {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let posix = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh"];
+    let posix = [
+        "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh",
+    ];
     posix.contains(&name)
         && flags.iter().any(|f| {
             f == "--login"
@@ -1133,13 +1152,22 @@ mod tests {
             ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
         );
         let a = workload_argv(&w, &["echo".into(), "hi".into()], true);
-        assert_eq!(a[2], format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\nexec \"$@\""));
+        assert_eq!(
+            a[2],
+            format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\nexec \"$@\"")
+        );
     }
 
     #[test]
     fn login_shells_are_recognised() {
         let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        for yes in ["sh -lc", "bash -lc", "/bin/zsh -l -c", "bash --login -c", "dash -cl"] {
+        for yes in [
+            "sh -lc",
+            "bash -lc",
+            "/bin/zsh -l -c",
+            "bash --login -c",
+            "dash -cl",
+        ] {
             assert!(is_login_shell(&w(yes)), "{yes}");
         }
         for no in ["sh -c", "fish -lc", "bash -c", "python3 -c", "sh --norc -c"] {

@@ -783,6 +783,8 @@ pub enum How {
     CreateNew,
     /// Read and write, create (0600) if absent, keep the contents.
     Open,
+    /// Append, create (0600) if absent.
+    Append,
 }
 
 impl Dir {
@@ -805,6 +807,7 @@ impl Dir {
                 How::Truncate => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
                 How::CreateNew => libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
                 How::Open => libc::O_RDWR | libc::O_CREAT,
+                How::Append => libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
             };
         // SAFETY: `c` is a valid NUL-terminated name that outlives the
         // call; the mode argument is read only with O_CREAT.
@@ -892,6 +895,12 @@ pub fn allocate(file: &File, len: u64) -> io::Result<()> {
 /// Released by `ofd_unlock` or when the description is closed.
 pub fn ofd_lock(file: &File, at: u64) -> io::Result<()> {
     ofd(file, at, libc::F_WRLCK as libc::c_short)
+}
+
+/// `ofd_lock` for a descriptor opened read-only: a read lock, which
+/// excludes (and waits out) the write lock of `ofd_lock`.
+pub fn ofd_lock_shared(file: &File, at: u64) -> io::Result<()> {
+    ofd(file, at, libc::F_RDLCK as libc::c_short)
 }
 
 pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {

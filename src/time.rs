@@ -284,8 +284,9 @@ fn parse_duration_inner(t: &str) -> Option<u64> {
     }
     let frac = &frac[..frac.len().min(9)];
     let int = |d: &str| {
-        d.bytes()
-            .fold(0u128, |acc, c| acc.saturating_mul(10).saturating_add(u128::from(c - b'0')))
+        d.bytes().fold(0u128, |acc, c| {
+            acc.saturating_mul(10).saturating_add(u128::from(c - b'0'))
+        })
     };
     let scale = 10u128.pow(frac.len() as u32);
     let ms = int(whole)
@@ -496,7 +497,9 @@ mod tests {
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidDuration(_)), "{bad:?}");
-            assert!(err.to_string().starts_with(&format!("invalid duration: {bad};")));
+            assert!(err
+                .to_string()
+                .starts_with(&format!("invalid duration: {bad};")));
         }
     }
 

@@ -8,27 +8,32 @@
 //!   root's own job directories.
 //! - A running job is never removed. Liveness comes from the job lock via
 //!   `observe::current_state`: a job whose supervisor is gone reads
-//!   `failed` and is deletable. A `created` job is removed while holding
-//!   its job lock, so a concurrent `start` either wins first (and the job
-//!   is then running, so refused) or fails.
+//!   `failed` and is deletable. Every removal holds the job
+//!   (`gc::hold_for_removal`): its job lock, so a concurrent `start`
+//!   either wins first (and the job is then running, so refused) or
+//!   fails, whatever state.json says; and its directory, so a job that a
+//!   reader has pinned is refused (`in_use`). A job with live processes
+//!   (its group, or its root by pid and start time) is refused
+//!   (`pid_alive`).
+//! - `delete A B C`: every id must resolve first (else `job_not_found`,
+//!   nothing removed); then each is deleted or reported skipped.
 //! - `deleted` is reported only once the directory is verifiably gone.
 //! - Counters: `skipped == out_of_scope + failed` (D21). Jobs of other
 //!   directories count in both `out_of_scope` and `skipped` but are not
 //!   listed.
 //!
-//! Rejected: 0.2.3's `pid_alive` probe (a reused pid kept a finished job
-//! forever); its single-delete error echoing the typed prefix.
-
-use std::fs::File;
+//! Rejected: 0.2.3's `pid_alive` probe by pid alone (a reused pid kept a
+//! finished job forever); its single-delete error echoing the typed
+//! prefix.
 
 use serde::Serialize;
 
 use crate::cli::Matches;
 use crate::error::{Error, Result};
-use crate::job::{self, Job, Status};
+use crate::job::{Job, Status};
 use crate::output::{Output, Response};
 use crate::store::Store;
-use crate::{gc, observe, sys};
+use crate::{gc, observe};
 
 #[derive(Serialize)]
 pub struct DeleteEntry {
@@ -81,65 +86,104 @@ impl DeleteBody {
     }
 }
 
-fn running(job: &Job) -> Error {
+/// How long an explicit delete waits for readers that are letting go
+/// (a job's supervisor finishing after its terminal state is written).
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn refused(job: &Job, why: &str) -> Error {
+    let msg = match why {
+        "running" => "job is currently running".to_string(),
+        "in_use" => {
+            "job is being read (a run, wait, status or the server holds it); try again".to_string()
+        }
+        "pid_alive" => "processes of the job are still alive; kill it first".to_string(),
+        other => other.to_string(),
+    };
     Error::InvalidState(format!(
-        "invalid job state: cannot delete job {}: job is currently running",
+        "invalid job state: cannot delete job {}: {msg}",
         job.id
     ))
+    .in_job(&job.id)
 }
 
-/// Hold the job lock of a `created` job, so no `start` can launch it
-/// while it is being removed. Err: it is being started right now.
-fn lock_created(job: &Job) -> Result<File> {
-    let lock =
-        crate::store::open_lock(&job.path(job::LOCK)).map_err(|e| Error::io("open job lock", e))?;
-    if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
-        return Err(running(job));
-    }
-    Ok(lock)
-}
-
-/// Delete one job (any state but running).
+/// Delete one job (any state but running). Refusals are errors.
 pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody> {
-    let st = observe::current_state(job).ok();
-    let status = st.as_ref().map(|s| s.status());
-    let mut state = status.map_or("unknown", Status::as_str);
-    if status == Some(Status::Running) {
-        return Err(running(job));
-    }
     let mut body = DeleteBody::new(store, dry_run, None);
-    let _guard = if status == Some(Status::Created) && !dry_run {
-        let lock = lock_created(job)?;
-        // Re-read under the lock: a `start` may have won just before.
-        let now = observe::current_state(job).ok().map(|s| s.status());
-        if now == Some(Status::Running) {
-            return Err(running(job));
+    match delete_job(job, dry_run) {
+        Ok((state, action)) => {
+            if action == "deleted" {
+                body.deleted = 1;
+            }
+            body.push(&job.id, state, action, "explicit_delete");
+            Ok(body)
         }
-        state = now.map_or("unknown", Status::as_str);
-        Some(lock)
-    } else {
-        None
-    };
-    if dry_run {
-        body.push(&job.id, state, "would_delete", "explicit_delete");
-        return Ok(body);
+        Err((_, why)) if why.starts_with("delete_failed") || why == "post_delete_check_failed" => {
+            Err(Error::internal(match why.strip_prefix("delete_failed: ") {
+                Some(e) => format!("failed to delete job directory {}: {e}", job.dir.display()),
+                None => format!(
+                    "delete reported success but job directory still exists: {}",
+                    job.dir.display()
+                ),
+            })
+            .in_job(&job.id))
+        }
+        Err((_, why)) => Err(refused(job, &why)),
     }
-    if let Err(why) = gc::remove_job_dir(job) {
-        return Err(Error::internal(match why.strip_prefix("delete_failed: ") {
-            Some(e) => format!("failed to delete job directory {}: {e}", job.dir.display()),
-            None => format!(
-                "delete reported success but job directory still exists: {}",
-                job.dir.display()
-            ),
-        }));
-    }
-    body.deleted = 1;
-    body.push(&job.id, state, "deleted", "explicit_delete");
-    Ok(body)
 }
 
-/// Delete every finished job whose working directory is `cwd_scope`.
-pub fn delete_all(store: &Store, cwd_scope: String, dry_run: bool) -> Result<DeleteBody> {
+/// Delete several jobs: each is deleted or reported skipped with its
+/// reason; none is an error once every id resolved.
+pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
+    let mut body = DeleteBody::new(store, dry_run, None);
+    for job in jobs {
+        match delete_job(job, dry_run) {
+            Ok((state, action)) => {
+                if action == "deleted" {
+                    body.deleted += 1;
+                }
+                body.push(&job.id, state, action, "explicit_delete");
+            }
+            Err((state, why))
+                if why.starts_with("delete_failed") || why == "post_delete_check_failed" =>
+            {
+                body.skipped += 1;
+                body.failed += 1;
+                body.push(&job.id, state, "skipped", &why);
+            }
+            Err((state, why)) => body.out_of_scope(&job.id, state, &why),
+        }
+    }
+    body
+}
+
+/// Delete one job unless it is running, held, or alive. Ok: its state
+/// and the action taken; Err: its state and the reason it stays.
+fn delete_job(
+    job: &Job,
+    dry_run: bool,
+) -> std::result::Result<(&'static str, &'static str), (&'static str, String)> {
+    let st = observe::current_state(job).ok();
+    let state = st.as_ref().map_or("unknown", |s| s.status().as_str());
+    if st.as_ref().is_some_and(|s| s.status() == Status::Running) {
+        return Err((state, "running".into()));
+    }
+    if dry_run {
+        return Ok((state, "would_delete"));
+    }
+    let _hold = gc::hold_for_removal(job, st.as_ref(), PATIENCE)
+        .map_err(|why| (state, why.to_string()))?;
+    gc::remove_job_dir(job).map_err(|why| (state, why))?;
+    Ok((state, "deleted"))
+}
+
+/// Delete every finished job whose working directory is `cwd_scope`
+/// (and every created one with `include_created`).
+pub fn delete_all(
+    store: &Store,
+    cwd_scope: String,
+    dry_run: bool,
+    include_created: bool,
+) -> Result<DeleteBody> {
     let names = gc::names_oldest_first(store)?;
     let mut body = DeleteBody::new(store, dry_run, None);
     for name in &names {
@@ -158,15 +202,30 @@ pub fn delete_all(store: &Store, cwd_scope: String, dry_run: bool) -> Result<Del
         };
         let status = st.status();
         let state = status.as_str();
-        if !status.is_terminal() {
+        let wanted = status.is_terminal() || (include_created && status == Status::Created);
+        if !wanted {
             // `running` / `created` say why by themselves.
             body.out_of_scope(name, state, state);
+            continue;
+        }
+        // A process of the job still alive: the job is not over for the
+        // machine, whatever its record says (checked by start time, so a
+        // reused pid never counts).
+        if !st.live_processes().is_empty() || st.root_alive() {
+            body.out_of_scope(name, state, "pid_alive");
             continue;
         }
         if dry_run {
             body.push(name, state, "would_delete", "terminal_in_cwd");
             continue;
         }
+        let hold = match gc::hold_for_removal(&job, Some(&st), PATIENCE) {
+            Ok(h) => h,
+            Err(why) => {
+                body.out_of_scope(name, state, why);
+                continue;
+            }
+        };
         match gc::remove_job_dir(&job) {
             Ok(()) => {
                 body.deleted += 1;
@@ -178,6 +237,7 @@ pub fn delete_all(store: &Store, cwd_scope: String, dry_run: bool) -> Result<Del
                 body.push(name, state, "skipped", &why);
             }
         }
+        drop(hold);
     }
     body.cwd_scope = Some(cwd_scope);
     Ok(body)
@@ -186,15 +246,32 @@ pub fn delete_all(store: &Store, cwd_scope: String, dry_run: bool) -> Result<Del
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let dry_run = m.has("dry-run");
-    let body = match (m.has("all"), m.pos(0)) {
-        (true, None) => delete_all(&store, super::list::current_dir(), dry_run)?,
-        (false, Some(id)) => delete_one(&store, &store.lookup(id)?, dry_run)?,
-        (true, Some(_)) => {
+    let ids = &m.positionals;
+    if m.has("include-created") && !m.has("all") {
+        return Err(Error::usage("--include-created needs --all"));
+    }
+    let body = match (m.has("all"), ids.len()) {
+        (true, 0) => delete_all(
+            &store,
+            super::list::current_dir(),
+            dry_run,
+            m.has("include-created"),
+        )?,
+        (false, 1) => delete_one(&store, &store.lookup(&ids[0])?, dry_run)?,
+        (false, n) if n > 1 => {
+            // Every id must resolve before anything is removed.
+            let jobs = ids
+                .iter()
+                .map(|id| store.lookup(id))
+                .collect::<Result<Vec<_>>>()?;
+            delete_many(&store, &jobs, dry_run)
+        }
+        (true, _) => {
             return Err(Error::usage(
                 "the argument '--all' cannot be used with 'JOB_ID'",
             ))
         }
-        (false, None) => {
+        (false, _) => {
             return Err(Error::usage(
                 "delete needs a JOB_ID, or --all for every finished job of this directory",
             ))

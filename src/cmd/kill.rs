@@ -80,8 +80,21 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                 st
             }
         }
-        _ if no_wait => return Ok(body),
-        _ => st,
+        // Terminal, but its supervisor died and processes of the job
+        // live on (a record read before anyone reconciled it, or a
+        // process that escaped the reconciling kill): the signal still
+        // reaches them.
+        _ => {
+            let live = st.live_processes();
+            if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
+                sys::kill_group(pgid, sig)
+                    .map_err(|e| Error::io(format!("signal process group {pgid}"), e))?;
+            }
+            if no_wait {
+                return Ok(body);
+            }
+            st
+        }
     };
     let terminal = st.status().is_terminal();
     body.state = Some(st.status().as_str());
@@ -96,6 +109,6 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let sig = sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM);
-    let body = kill_job(&job, sig, m.has("no-wait"))?;
+    let body = kill_job(&job, sig, m.has("no-wait")).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("kill", &body)))
 }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::cli::Matches;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{self, Notification};
 use crate::notify;
 use crate::output::{Output, Response};
@@ -36,10 +36,21 @@ pub fn exec(m: &Matches) -> Result<Output> {
     }
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    // The notification guard (byte 0 of the job lock file, which the
+    // supervisor takes while it reads the settings and publishes the
+    // terminal state): this change lands wholly before the job ends, and
+    // is delivered, or wholly after, and never runs a sink. A job that
+    // never launched has no lock file and no supervisor to race.
+    let guard = job.open_lock();
+    if let Some(g) = &guard {
+        crate::sys::ofd_lock_shared(g, 0).map_err(|e| Error::io("lock job", e).in_job(&job.id))?;
+    }
     let meta = job::update_meta(&job, |meta| {
         meta.notification = notify::notification_from(m, meta.notification.as_ref())?;
         Ok(())
-    })?;
+    })
+    .map_err(|e| e.in_job(&job.id))?;
+    drop(guard);
     let body = NotifySetBody {
         job_id: job.id.clone(),
         notification: meta.notification.unwrap_or_default(),

@@ -997,7 +997,8 @@ fn wait_route(
         Some(until.unwrap_or(WAIT_DEFAULT_SECS))
     };
     let _long = srv.long_slot()?;
-    let deadline = until.map(|s| Instant::now() + Duration::from_secs(s));
+    // A budget too large for the clock is no deadline (never a panic).
+    let deadline = until.and_then(|s| crate::time::deadline_after(s.saturating_mul(1000)));
     let Some(st) = wait_while_client_stays(&job, deadline, client)? else {
         return Ok(None);
     };
@@ -1091,7 +1092,7 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
         Ok(st) => st,
         Err(_) => job.read_state()?,
     };
-    if st.status() == job::Status::Running {
+    if matches!(st.status(), job::Status::Running | job::Status::Created) {
         st = crate::observe::current_state(job)?;
     }
     Ok(super::status::StatusBody::from_parts(
@@ -1112,9 +1113,13 @@ fn read_json_reusing<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> 
     let io_err = |e| Error::io(format!("read {}", path.display()), e);
     FILE_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
-        let mut f = File::open(path).map_err(io_err)?;
+        // Never through a symlink, never a FIFO; at most MAX_JSON bytes.
+        let mut f = crate::sys::open_read(path).map_err(io_err)?;
         let mut n = 0;
         loop {
+            if n > crate::job::MAX_JSON {
+                return Err(Error::internal(format!("{} is too large", path.display())));
+            }
             if buf.len() - n < 1024 {
                 let grown = (buf.len() * 2).max(4096);
                 buf.resize(grown, 0);

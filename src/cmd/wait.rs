@@ -54,13 +54,8 @@ pub fn wait_body(job: &Job, st: &State) -> WaitBody {
     }
 }
 
-/// Wait with an optional deadline in seconds (None = forever; a budget
-/// too large for the clock is forever too).
-pub fn wait_for(job: &Job, until_secs: Option<u64>) -> Result<WaitBody> {
-    wait_for_ms(job, until_secs.map(|s| s.saturating_mul(1000)))
-}
-
-/// `wait_for` with the budget in milliseconds.
+/// Wait with an optional budget in milliseconds (None = forever; a
+/// budget too large for the clock is forever too).
 pub fn wait_for_ms(job: &Job, until_ms: Option<u64>) -> Result<WaitBody> {
     let deadline = until_ms.and_then(crate::time::deadline_after);
     crate::info!("wait {}: waiting up to {:?} ms", job.id, until_ms);
