@@ -398,7 +398,9 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             bytes,
         };
         if !p.dry_run {
-            match hold_for_removal(&job, None, std::time::Duration::ZERO).map(|h| (remove_job_dir(&job), h)) {
+            match hold_for_removal(&job, None, std::time::Duration::ZERO)
+                .map(|h| (remove_job_dir(&job), h))
+            {
                 Ok((Ok(()), _)) => {
                     entry.action = "deleted";
                     r.deleted += 1;
@@ -452,7 +454,9 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             // Re-read under nothing but the hold: the job may have been
             // restarted or pinned since the scan.
             let st = observe::current_state(&job).ok();
-            match hold_for_removal(&job, st.as_ref(), std::time::Duration::ZERO).map(|h| (remove_job_dir(&job), h)) {
+            match hold_for_removal(&job, st.as_ref(), std::time::Duration::ZERO)
+                .map(|h| (remove_job_dir(&job), h))
+            {
                 Ok((Ok(()), _)) => {
                     entry.action = "deleted";
                     r.deleted += 1;
@@ -519,6 +523,7 @@ pub struct Hold {
 /// - `pid_alive`: a process of the job still lives (its process group in
 ///   its session, or its root process by pid and start time: a reused
 ///   pid is somebody else's and never counts).
+///
 /// `patience`: how long to wait for readers that are about to let go (an
 /// explicit `delete` right after `run`: the supervisor's last steps); gc
 /// does not wait.

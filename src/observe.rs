@@ -38,11 +38,18 @@ pub struct Slice {
     pub total: u64,
 }
 
-fn open_sized(path: &Path) -> Option<(File, u64)> {
-    // Never through a symlink, never a FIFO (sys::open_read).
-    let f = sys::open_read(path).ok()?;
-    let size = f.metadata().ok()?.len();
-    Some((f, size))
+/// The log and its size; Ok(None) when it does not exist (yet). A log
+/// that is a symlink or not a regular file is an error (`unsafe_path`),
+/// never followed (sys::open_read).
+fn open_sized(path: &Path) -> Result<Option<(File, u64)>> {
+    let ctx = || format!("read {}", path.display());
+    let f = match sys::open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(ctx(), e)),
+    };
+    let size = f.metadata().map_err(|e| Error::io(ctx(), e))?.len();
+    Ok(Some((f, size)))
 }
 
 fn read_at(f: &File, offset: u64, len: u64) -> Vec<u8> {
@@ -61,24 +68,24 @@ fn read_at(f: &File, offset: u64, len: u64) -> Vec<u8> {
 }
 
 /// The first `max_bytes` of a log.
-pub fn head(path: &Path, max_bytes: u64) -> Slice {
-    let Some((f, size)) = open_sized(path) else {
-        return Slice::default();
+pub fn head(path: &Path, max_bytes: u64) -> Result<Slice> {
+    let Some((f, size)) = open_sized(path)? else {
+        return Ok(Slice::default());
     };
     let n = size.min(max_bytes);
     let bytes = read_at(&f, 0, n);
-    Slice {
+    Ok(Slice {
         range: [0, bytes.len() as u64],
         text: String::from_utf8_lossy(&bytes).into_owned(),
         total: size,
-    }
+    })
 }
 
 /// The last `lines` lines (0 = no line limit) within the last
 /// `max_bytes` bytes of a log. A trailing newline is kept.
-pub fn tail(path: &Path, lines: u64, max_bytes: u64) -> Slice {
-    let Some((f, size)) = open_sized(path) else {
-        return Slice::default();
+pub fn tail(path: &Path, lines: u64, max_bytes: u64) -> Result<Slice> {
+    let Some((f, size)) = open_sized(path)? else {
+        return Ok(Slice::default());
     };
     let start = size - size.min(max_bytes);
     let window = read_at(&f, start, size - start);
@@ -102,11 +109,11 @@ pub fn tail(path: &Path, lines: u64, max_bytes: u64) -> Slice {
     };
     let kept = &window[begin..];
     let end = start + window.len() as u64;
-    Slice {
+    Ok(Slice {
         text: String::from_utf8_lossy(kept).into_owned(),
         range: [start + begin as u64, end],
         total: size.max(end),
-    }
+    })
 }
 
 /// The size of a file, if it exists.
@@ -335,13 +342,13 @@ mod tests {
     #[test]
     fn head_is_bounded() {
         let p = file_with("head", b"hello world\n");
-        let s = head(&p, 5);
+        let s = head(&p, 5).unwrap();
         assert_eq!(s.text, "hello");
         assert_eq!(s.range, [0, 5]);
         assert_eq!(s.total, 12);
-        let s = head(&p, 0);
+        let s = head(&p, 0).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("", [0, 0]));
-        let missing = head(Path::new("/nonexistent/x"), 10);
+        let missing = head(Path::new("/nonexistent/x"), 10).unwrap();
         assert_eq!((missing.total, missing.range), (0, [0, 0]));
         std::fs::remove_file(p).unwrap();
     }
@@ -349,20 +356,20 @@ mod tests {
     #[test]
     fn tail_lines_and_window() {
         let p = file_with("tail", b"a\nbb\nccc\n");
-        let s = tail(&p, 2, 1000);
+        let s = tail(&p, 2, 1000).unwrap();
         assert_eq!(s.text, "bb\nccc\n");
         assert_eq!(s.range, [2, 9]);
-        let s = tail(&p, 0, 4);
+        let s = tail(&p, 0, 4).unwrap();
         assert_eq!(s.text, "ccc\n");
         assert_eq!(s.range, [5, 9]);
-        let s = tail(&p, 10, 1000);
+        let s = tail(&p, 10, 1000).unwrap();
         assert_eq!(s.text, "a\nbb\nccc\n");
-        let s = tail(&p, 1, 3);
+        let s = tail(&p, 1, 3).unwrap();
         assert_eq!(s.text, "cc\n");
         assert_eq!(s.range[1] - s.range[0], s.text.len() as u64);
         std::fs::remove_file(p).unwrap();
         let p = file_with("tail2", b"x\ny");
-        assert_eq!(tail(&p, 1, 100).text, "y");
+        assert_eq!(tail(&p, 1, 100).unwrap().text, "y");
         std::fs::remove_file(p).unwrap();
     }
 }

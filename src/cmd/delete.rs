@@ -170,8 +170,8 @@ fn delete_job(
     if dry_run {
         return Ok((state, "would_delete"));
     }
-    let _hold = gc::hold_for_removal(job, st.as_ref(), PATIENCE)
-        .map_err(|why| (state, why.to_string()))?;
+    let _hold =
+        gc::hold_for_removal(job, st.as_ref(), PATIENCE).map_err(|why| (state, why.to_string()))?;
     gc::remove_job_dir(job).map_err(|why| (state, why))?;
     Ok((state, "deleted"))
 }

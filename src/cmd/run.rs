@@ -101,14 +101,14 @@ pub fn observe_inline(
     } else {
         0
     };
-    Ok(inline_body(
+    inline_body(
         job,
         meta,
         &state,
         plan.max_bytes,
         t0.elapsed().as_millis() as u64,
         waited_ms,
-    ))
+    )
 }
 
 pub fn inline_body(
@@ -118,12 +118,12 @@ pub fn inline_body(
     max_bytes: u64,
     elapsed_ms: u64,
     waited_ms: u64,
-) -> InlineBody {
-    let out = observe::head(&job.stdout_path(), max_bytes);
-    let err = observe::head(&job.stderr_path(), max_bytes);
+) -> Result<InlineBody> {
+    let out = observe::head(&job.stdout_path(), max_bytes)?;
+    let err = observe::head(&job.stderr_path(), max_bytes)?;
     let status = st.status();
     let terminal = status.is_terminal();
-    InlineBody {
+    Ok(InlineBody {
         job_id: job.id.clone(),
         state: status.as_str(),
         tags: meta.tags.clone(),
@@ -146,7 +146,7 @@ pub fn inline_body(
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
-    }
+    })
 }
 
 /// Define, launch and observe: the whole `run`, also used by the server.

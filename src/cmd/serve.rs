@@ -943,7 +943,7 @@ fn dispatch(
             let lines = q.u64("tail_lines")?.unwrap_or(50);
             let max_bytes = q.u64("max_bytes")?.unwrap_or(65536);
             let job = srv.store.lookup(&id)?;
-            let body = super::tail::tail_body(&job, lines, max_bytes);
+            let body = super::tail::tail_body(&job, lines, max_bytes)?;
             Reply::doc(buf, "tail", &body)?
         }
         Route::Wait(id) => return wait_route(srv, req, buf, &id, client),

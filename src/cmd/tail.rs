@@ -22,10 +22,12 @@ pub struct TailBody {
     pub stderr_total_bytes: u64,
 }
 
-pub fn tail_body(job: &crate::job::Job, lines: u64, max_bytes: u64) -> TailBody {
-    let out = observe::tail(&job.stdout_path(), lines, max_bytes);
-    let err = observe::tail(&job.stderr_path(), lines, max_bytes);
-    TailBody {
+pub fn tail_body(job: &crate::job::Job, lines: u64, max_bytes: u64) -> Result<TailBody> {
+    let read =
+        |p: &std::path::Path| observe::tail(p, lines, max_bytes).map_err(|e| e.in_job(&job.id));
+    let out = read(&job.stdout_path())?;
+    let err = read(&job.stderr_path())?;
+    Ok(TailBody {
         job_id: job.id.clone(),
         stdout: out.text,
         stderr: err.text,
@@ -36,7 +38,7 @@ pub fn tail_body(job: &crate::job::Job, lines: u64, max_bytes: u64) -> TailBody 
         stderr_range: err.range,
         stdout_total_bytes: out.total,
         stderr_total_bytes: err.total,
-    }
+    })
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -46,6 +48,6 @@ pub fn exec(m: &Matches) -> Result<Output> {
         &job,
         m.u64("tail-lines").unwrap_or(50),
         m.u64("max-bytes").unwrap_or(65536),
-    );
+    )?;
     Ok(Output::Doc(Response::new("tail", &body)))
 }

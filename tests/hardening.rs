@@ -1,0 +1,952 @@
+//! Regression tests for the defects a hostile-input and crash campaign
+//! found (one test per finding, named after it): lost output on a full
+//! disk, gc racing readers, workloads outliving their supervisor, jobs
+//! stuck in `created`, unbounded env files, a kill-after that never
+//! fired, deletes of live jobs, late notification settings, log paths
+//! that did not exist yet, panics on edge values, symlinks in job
+//! directories, secrets in meta.json, the login shell eating PATH, and
+//! the small first-use defects. Each test fails on the code before its
+//! fix.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TempRoot;
+
+fn id_of(v: &Value) -> String {
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+/// Is `pid` a live (not zombie) process?
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+/// Wait (bounded) until `f` holds; the processes we watch end on their
+/// own schedule, not ours.
+fn eventually(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Live processes whose whole command line is `sleep ARG` (not the
+/// shells whose scripts mention it).
+fn sleepers(arg: &str) -> Vec<u32> {
+    let want = format!("sleep\0{arg}\0");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmd == want.as_bytes() && alive(u64::from(pid)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn kill9(pid: u64) {
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+/// The supervisor of a job has exited (its argv names the job id).
+fn supervisor_gone(t: &TempRoot, id: &str) -> bool {
+    t.pids_matching(&format!("_supervise {} {id}", t.root.display()))
+        .is_empty()
+}
+
+// ---------------------------------------------------------------------
+// A1. Full disk
+// ---------------------------------------------------------------------
+
+/// A small tmpfs mounted for one test, unmounted when dropped. None (with
+/// a note) where mounting is not allowed.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: cannot mount a tmpfs here (not root?); full-disk test skipped");
+            return None;
+        }
+        Some(SmallFs(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+        return;
+    };
+    // 4 MB of output into a 1 MiB file system, then exit 3.
+    let v = t.ok(&[
+        "run",
+        "--no-auto-gc",
+        "--until",
+        "60",
+        "--",
+        "head -c 4000000 /dev/zero | tr '\\0' x; exit 3",
+    ]);
+    let id = id_of(&v);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 3, "{v}");
+    let lost = v["output_lost"].as_array().expect("output_lost in run");
+    let out = lost
+        .iter()
+        .find(|l| l["stream"] == "stdout")
+        .unwrap_or_else(|| panic!("stdout loss: {v}"));
+    assert_eq!(out["errno"], "ENOSPC", "{v}");
+    let dropped = out["dropped_bytes"].as_u64().unwrap();
+    let stored = v["stdout_total_bytes"].as_u64().unwrap();
+    assert_eq!(stored + dropped, 4_000_000, "{v}");
+    // The log is an exact prefix of the stream.
+    let log = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    assert_eq!(log.len() as u64, stored);
+    assert!(log.iter().all(|&b| b == b'x'));
+    // Every response about the job says so.
+    for args in [vec!["status", &id], vec!["wait", &id]] {
+        let s = t.ok(&args);
+        assert_eq!(s["state"], "exited", "{s}");
+        assert_eq!(s["exit_code"], 3, "{s}");
+        assert_eq!(s["output_lost"], v["output_lost"], "{s}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// A2. Collection never races a reader
+// ---------------------------------------------------------------------
+
+#[test]
+fn a2_auto_gc_never_collects_a_job_its_launcher_is_reading() {
+    let t = TempRoot::new();
+    let children: Vec<_> = (0..40)
+        .map(|i| {
+            let mut c = t.cmd(&[
+                "run",
+                "--auto-gc-max-jobs",
+                "1",
+                "--",
+                &format!("echo n{i}"),
+            ]);
+            c.stdout(Stdio::piped()).stderr(Stdio::null());
+            (i, c.spawn().unwrap())
+        })
+        .collect();
+    for (i, c) in children {
+        let o = c.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["state"], "exited", "{v}");
+        assert_eq!(v["stdout"], format!("n{i}\n"), "{v}");
+    }
+}
+
+#[test]
+fn a2_manual_gc_beside_a_launch_loop_loses_no_answer() {
+    let t = TempRoot::new();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc = {
+        let stop = stop.clone();
+        let mut c = t.cmd(&["gc", "--older-than", "0"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let cmd_path = support::BIN.to_string();
+        let root = t.root.clone();
+        let home = t.base.join("home");
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new(&cmd_path)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["gc", "--older-than", "0"])
+                    .env("HOME", &home)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        })
+    };
+    for i in 0..40 {
+        let v = t.ok(&["run", "--no-auto-gc", "--", &format!("echo m{i}")]);
+        assert_eq!(v["stdout"], format!("m{i}\n"), "{v}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    gc.join().unwrap();
+}
+
+#[test]
+fn a2_gc_skips_a_job_a_reader_holds_and_errors_name_the_job() {
+    let t = TempRoot::new();
+    let id = "01K00000000000000000000003".to_string();
+    t.fabricate(&id, "exited", &t.cwd, Some("2026-01-01T00:00:00Z"));
+    // A reader's pin is a shared flock on the job directory.
+    let mut holder = Command::new("flock")
+        .arg("-s")
+        .arg(t.job_dir(&id))
+        .args(["sleep", "1"])
+        .spawn()
+        .unwrap();
+    eventually("the reader holds the job", 5, || {
+        Command::new("flock")
+            .args(["-n", "-x"])
+            .arg(t.job_dir(&id))
+            .arg("true")
+            .status()
+            .is_ok_and(|s| !s.success())
+    });
+    let v = t.ok(&["gc", "--older-than", "0"]);
+    let e = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["job_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(
+        (e["action"].as_str(), e["reason"].as_str()),
+        (Some("skipped"), Some("in_use")),
+        "{v}"
+    );
+    assert!(t.job_dir(&id).join("meta.json").exists());
+    holder.wait().unwrap();
+    let v = t.ok(&["gc", "--older-than", "0"]);
+    assert_eq!(v["deleted"], 1, "{v}");
+
+    // An error about a job carries its id.
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    std::fs::write(t.job_dir(&id).join("state.json"), "{").unwrap();
+    let (_, e) = t.err(&["status", &id[..12]]);
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str(), "{e}");
+}
+
+// ---------------------------------------------------------------------
+// A3. The workload does not outlive a lost supervisor
+// ---------------------------------------------------------------------
+
+#[test]
+fn a3_a_lost_supervisor_takes_its_workload_with_it() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "sleep 61.25 & sleep 61.5; wait"]);
+    let st = t.state(&id);
+    let (sup, root) = (
+        st["supervisor_pid"].as_u64().unwrap(),
+        st["pid"].as_u64().unwrap(),
+    );
+    eventually("both sleeps run", 5, || {
+        sleepers("61.25").len() == 1 && sleepers("61.5").len() == 1
+    });
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    // The root dies with its supervisor (parent-death signal).
+    eventually("the root process is gone", 5, || !alive(root));
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    // Reading it reconciled it: the rest of the group is gone too.
+    assert!(sleepers("61.25").is_empty(), "background sleep survived");
+    assert!(sleepers("61.5").is_empty());
+    // Nothing left: delete may remove it.
+    t.ok(&["delete", &id]);
+}
+
+#[test]
+fn a3_kill_reaches_the_group_of_a_job_whose_supervisor_died() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "sleep 62.25 & sleep 62.5; wait"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    eventually("sleeps run", 5, || sleepers("62.25").len() == 1);
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    // `kill` is the first reader: it must not answer ok while nothing
+    // was signalled and the sleep runs on.
+    let v = t.ok(&["kill", &id]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert!(sleepers("62.25").is_empty(), "kill left the group alive");
+}
+
+/// A terminal record whose process group still has members (a process
+/// that escaped every kill) is never deleted; a pid reused by a
+/// stranger never blocks a delete.
+#[test]
+fn a3_a20_delete_refuses_live_members_and_ignores_reused_pids() {
+    use std::os::unix::process::CommandExt;
+    let t = TempRoot::new();
+    let mut member = Command::new("sleep");
+    member.arg("63.5").process_group(0);
+    let mut member = member.spawn().unwrap();
+    let pid = member.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (sid, start): (u64, u64) = (f[3].parse().unwrap(), f[19].parse().unwrap());
+    let fab = |id: &str, pid: u32, sid: u64, start: u64| {
+        t.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:00Z"));
+        let p = t.job_dir(id).join("state.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["pid"] = pid.into();
+        v["sid"] = sid.into();
+        v["pid_start_time"] = start.into();
+        std::fs::write(&p, v.to_string()).unwrap();
+    };
+    let live = "01K00000000000000000000001";
+    let reused = "01K00000000000000000000002";
+    fab(live, pid, sid, start);
+    // Same pid, but another start time and session: somebody else's.
+    fab(reused, pid, sid + 1, start + 1);
+    let (code, e) = t.err(&["delete", live]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("invalid_state")),
+        "{e}"
+    );
+    assert!(t.job_dir(live).exists());
+    let v = t.ok(&["delete", "--all"]);
+    let entry = |id: &str| {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["job_id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(entry(live)["reason"], "pid_alive", "{v}");
+    assert_eq!(entry(reused)["action"], "deleted", "{v}");
+    assert!(t.job_dir(live).exists() && !t.job_dir(reused).exists());
+    member.kill().unwrap();
+    member.wait().unwrap();
+    t.ok(&["delete", live]);
+}
+
+// ---------------------------------------------------------------------
+// A4. Nothing stays `created` forever
+// ---------------------------------------------------------------------
+
+#[test]
+fn a4_a5_a_fifo_env_file_fails_at_once() {
+    let t = TempRoot::new();
+    let fifo = t.base.join("f");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    let v = t.ok(&[
+        "run",
+        "--until",
+        "2",
+        "--env-file",
+        fifo.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "env_file_unreadable", "{v}");
+    let id = id_of(&v);
+    // Every command agrees on what it is.
+    assert_eq!(t.ok(&["status", &id])["state"], "failed");
+    t.ok(&["delete", &id]);
+}
+
+#[test]
+fn a4_a_launch_that_died_reads_launch_lost_and_half_written_dirs_go() {
+    let t = TempRoot::new();
+    // What a `run` front-end killed in its launch window leaves: the job
+    // lock (free now) and meta.json, no state.json.
+    let id = id_of(&t.ok(&["create", "--", "true"]));
+    let d = t.job_dir(&id);
+    std::fs::remove_file(d.join("state.json")).unwrap();
+    std::fs::write(d.join("lock"), b"").unwrap();
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "launch_lost", "{v}");
+    assert_eq!(t.ok(&["kill", &id])["state"], "failed");
+    t.ok(&["delete", &id]);
+    // A directory without meta.json, untouched for two minutes: gc
+    // removes it; a fresh one stays (a launch may be writing it).
+    let old = t.root.join("01K00000000000000000000009");
+    let fresh = t.root.join("01K0000000000000000000000A");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&fresh).unwrap();
+    assert!(Command::new("touch")
+        .args(["-d", "2 minutes ago"])
+        .arg(&old)
+        .status()
+        .unwrap()
+        .success());
+    let v = t.ok(&["gc"]);
+    assert!(!old.exists(), "{v}");
+    assert!(fresh.exists(), "{v}");
+    let e = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["job_id"] == "01K00000000000000000000009")
+        .cloned()
+        .unwrap();
+    assert_eq!(e["reason"], "incomplete", "{v}");
+}
+
+#[test]
+fn a4_killing_run_front_ends_never_leaves_created_jobs() {
+    let t = TempRoot::new();
+    for i in 0..24u64 {
+        let mut c = t.cmd(&["run", "--no-auto-gc", "--", "true"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        // Spread the kills over the launch window.
+        std::thread::sleep(Duration::from_micros(200 * (i % 12)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for e in std::fs::read_dir(&t.root).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.path().join("meta.json").exists() {
+            continue;
+        }
+        let v = t.ok(&["wait", "--until", "10", &name]);
+        assert_ne!(v["state"], "created", "{v}");
+        assert_ne!(v["state"], "running", "{v}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// A5. Bounded, regular input files
+// ---------------------------------------------------------------------
+
+#[test]
+fn a5_env_and_stdin_files_are_bounded_and_regular() {
+    let t = TempRoot::new();
+    let big = t.base.join("big.env");
+    std::fs::write(&big, "A=".to_string() + &"x".repeat(2 << 20)).unwrap();
+    for (flag, path, code) in [
+        ("--env-file", "/dev/urandom", "env_file_unreadable"),
+        ("--env-file", big.to_str().unwrap(), "env_file_unreadable"),
+        ("--stdin-file", "/dev/urandom", "stdin_unreadable"),
+    ] {
+        let t0 = Instant::now();
+        let v = t.ok(&["run", flag, path, "--", "true"]);
+        assert!(t0.elapsed() < Duration::from_secs(3), "{flag} {path}");
+        assert_eq!(v["state"], "failed", "{v}");
+        assert_eq!(v["failure"]["code"], code, "{v}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// A6. kill-after reaches the group after its root died of the TERM
+// ---------------------------------------------------------------------
+
+#[test]
+fn a6_kill_after_fires_after_the_root_is_gone() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--timeout",
+        "1",
+        "--kill-after",
+        "1",
+        "--",
+        "sh -c '(trap \"\" TERM; exec sleep 64.5) & wait'",
+    ]);
+    let id = id_of(&v);
+    eventually("the TERM-ignoring sleep runs", 5, || {
+        sleepers("64.5").len() == 1
+    });
+    let w = t.wait_done(&id);
+    assert_eq!(w["timed_out"], true, "{w}");
+    eventually("SIGKILL reaches the sleep", 6, || {
+        sleepers("64.5").is_empty()
+    });
+}
+
+// ---------------------------------------------------------------------
+// A7. A live job is never deleted, whatever its files say
+// ---------------------------------------------------------------------
+
+#[test]
+fn a7_delete_refuses_a_running_job_with_a_broken_state_file() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    std::fs::write(t.job_dir(&id).join("state.json"), "garbage").unwrap();
+    let (code, e) = t.err(&["delete", &id]);
+    assert_eq!(code, 1);
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    assert!(t.job_dir(&id).join("meta.json").exists());
+    let v = t.ok(&["gc", "--older-than", "0"]);
+    assert!(t.job_dir(&id).exists(), "gc removed a live job: {v}");
+}
+
+// ---------------------------------------------------------------------
+// A8. Notification settings and the terminal state, in both orders
+// ---------------------------------------------------------------------
+
+#[test]
+fn a8_notify_set_after_the_end_never_runs_a_sink() {
+    let t = TempRoot::new();
+    for i in 0..15 {
+        let id = id_of(&t.ok(&["run", "--", "echo done"]));
+        let marker = t.base.join(format!("m{i}"));
+        let cmd = format!("touch {}", marker.display());
+        t.ok(&["notify", "set", &id, "--command", &cmd]);
+        eventually("the supervisor exits", 10, || supervisor_gone(&t, &id));
+        assert!(
+            !marker.exists(),
+            "a sink ran for settings made after the end"
+        );
+    }
+}
+
+#[test]
+fn a8_notify_set_while_running_is_delivered() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "0.5"]);
+    let marker = t.base.join("delivered");
+    let cmd = format!("touch {}", marker.display());
+    t.ok(&["notify", "set", &id, "--command", &cmd]);
+    t.wait_done(&id);
+    eventually("the sink ran", 10, || marker.exists());
+}
+
+// ---------------------------------------------------------------------
+// A9. Every printed path exists when printed
+// ---------------------------------------------------------------------
+
+#[test]
+fn a9_log_paths_exist_when_printed() {
+    let t = TempRoot::new();
+    for _ in 0..20 {
+        let v = t.ok(&["run", "--no-wait", "--", "true"]);
+        for k in ["stdout_log_path", "stderr_log_path"] {
+            assert!(Path::new(v[k].as_str().unwrap()).exists(), "{k}: {v}");
+        }
+    }
+    let v = t.ok(&["create", "--", "true"]);
+    for k in ["stdout_log_path", "stderr_log_path"] {
+        assert!(Path::new(v[k].as_str().unwrap()).exists(), "{k}: {v}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// A10. No panic on edge values or hostile names
+// ---------------------------------------------------------------------
+
+#[test]
+fn a10_edge_values_and_hostile_names_never_panic() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    for until in [
+        "18446744073709551615",
+        "18446744073709551616",
+        "9999999999999999999s",
+        "0",
+    ] {
+        let v = t.ok(&["wait", "--until", until, &id]);
+        assert_eq!(v["state"], "exited", "{until}: {v}");
+    }
+    for flag in ["--timeout", "--kill-after", "--until", "--progress-every"] {
+        let v = t.ok(&["run", flag, "18446744073709551615", "--", "true"]);
+        assert_eq!(v["state"], "exited", "{flag}: {v}");
+    }
+    // Legacy directories with non-ASCII names: the root stays usable.
+    for name in ["é-job", "日本語の仕事", "aé"] {
+        t.fabricate(name, "exited", &t.cwd, Some("2026-01-01T00:00:00Z"));
+    }
+    for args in [
+        vec!["list", "--all"],
+        vec!["ps", "--all"],
+        vec!["list"],
+        vec!["status", "é"],
+        vec!["status", "日本"],
+        vec!["status", &id[..10]],
+        vec!["gc", "--dry-run"],
+    ] {
+        let o = t.out(&args);
+        assert!(o.code == 0 || o.code == 1, "{args:?}: {}", o.stdout);
+        let v = o.json();
+        assert_ne!(v["error"]["code"], "internal_error", "{args:?}: {v}");
+    }
+    assert_eq!(t.ok(&["status", "日本"])["job_id"], "日本語の仕事");
+    // A sink time limit beyond any clock is accepted and the event still
+    // arrives.
+    let cfg = t.base.join("c.toml");
+    std::fs::write(&cfg, "[notify]\nsink_timeout = \"9999999999999999999s\"\n").unwrap();
+    let events = t.base.join("events.ndjson");
+    let marker = t.base.join("sink-ran");
+    let v = t.ok(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--notify-command",
+        &format!("touch {}", marker.display()),
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(v["state"], "exited");
+    eventually("job.finished delivered", 10, || {
+        marker.exists()
+            && std::fs::read_to_string(&events).is_ok_and(|s| s.contains("job.finished"))
+    });
+}
+
+// ---------------------------------------------------------------------
+// A11. No symlink in a job directory is ever followed
+// ---------------------------------------------------------------------
+
+#[test]
+fn a11_symlinks_in_job_dirs_are_refused() {
+    let t = TempRoot::new();
+    let secret = t.base.join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET-MARKER\n").unwrap();
+    let id = id_of(&t.ok(&["run", "--", "echo hi"]));
+    let log = t.job_dir(&id).join("stdout.log");
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(&secret, &log).unwrap();
+    for args in [
+        vec!["tail", &id],
+        vec!["run", "--", "true"],
+        vec!["status", &id],
+        vec!["wait", &id],
+    ] {
+        let o = t.out(&args);
+        assert!(
+            !o.stdout.contains("TOP-SECRET-MARKER"),
+            "{args:?}: {}",
+            o.stdout
+        );
+    }
+    let (code, e) = t.err(&["tail", &id]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("unsafe_path")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str());
+    // A job directory that is a symlink is not a job.
+    let elsewhere = t.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = id_of(&t.ok(&["run", "--", "true"]));
+    std::fs::rename(t.job_dir(&other), elsewhere.join(&other)).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join(&other), t.job_dir(&other)).unwrap();
+    let (_, e) = t.err(&["status", &other]);
+    assert_eq!(e["error"]["code"], "job_not_found", "{e}");
+    t.ok(&["gc", "--older-than", "0"]);
+    assert!(
+        elsewhere.join(&other).join("meta.json").exists(),
+        "gc followed a symlink"
+    );
+    // A state.json that is a symlink is refused, not read.
+    let third = id_of(&t.ok(&["run", "--", "true"]));
+    let st = t.job_dir(&third).join("state.json");
+    std::fs::remove_file(&st).unwrap();
+    std::os::unix::fs::symlink(&secret, &st).unwrap();
+    let (_, e) = t.err(&["status", &third]);
+    assert_eq!(e["error"]["code"], "unsafe_path", "{e}");
+}
+
+// ---------------------------------------------------------------------
+// A12. Secrets stay out of meta.json
+// ---------------------------------------------------------------------
+
+#[test]
+fn a12_env_values_live_only_in_env_json() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--env",
+        "A=s3cret-value",
+        "--env",
+        "B=masked-value",
+        "--mask",
+        "B",
+        "--",
+        "true",
+    ]);
+    let id = id_of(&v);
+    let meta = t.read(&id, "meta.json");
+    assert!(
+        !meta.contains("s3cret-value") && !meta.contains("masked-value"),
+        "{meta}"
+    );
+    assert!(meta.contains("\"A\""), "names are kept: {meta}");
+    assert_eq!(
+        v["env_vars"],
+        serde_json::json!(["A=s3cret-value", "B=***"])
+    );
+    let env = t.job_dir(&id).join("env.json");
+    assert!(std::fs::read_to_string(&env)
+        .unwrap()
+        .contains("s3cret-value"));
+    assert_eq!(
+        std::fs::metadata(&env).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // `start` of a created job shows the same display form.
+    let c = id_of(&t.ok(&[
+        "create",
+        "--env",
+        "B=masked-value",
+        "--mask",
+        "B",
+        "--",
+        "true",
+    ]));
+    assert!(!t.read(&c, "meta.json").contains("masked-value"));
+    let s = t.ok(&["start", &c]);
+    assert_eq!(s["env_vars"], serde_json::json!(["B=***"]), "{s}");
+}
+
+// ---------------------------------------------------------------------
+// C14, C15. The job's environment under a login shell
+// ---------------------------------------------------------------------
+
+/// A HOME whose ~/.profile resets PATH and a variable, as Debian's
+/// /etc/profile does to PATH.
+fn hostile_profile(t: &TempRoot) -> (std::path::PathBuf, std::path::PathBuf) {
+    let home = t.base.join("phome");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".profile"),
+        "PATH=/usr/bin:/bin:/profile/bin; export PATH\nFOO=from-profile; export FOO\n",
+    )
+    .unwrap();
+    let tools = t.base.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let tool = tools.join("mytool");
+    std::fs::write(&tool, "#!/bin/sh\necho mytool-ran\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (home, tools)
+}
+
+fn run_env(t: &TempRoot, home: &Path, path: &str, args: &[&str]) -> Value {
+    let mut c = t.cmd(&["run", "--shell-wrapper", "sh -lc"]);
+    c.args(args).env("HOME", home).env("PATH", path);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v}");
+    v
+}
+
+#[test]
+fn c14_the_caller_path_and_env_win_over_the_profile() {
+    let t = TempRoot::new();
+    let (home, tools) = hostile_profile(&t);
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let v = run_env(&t, &home, &path, &["--", "mytool"]);
+    assert_eq!(v["stdout"], "mytool-ran\n", "{v}");
+    let v = run_env(&t, &home, &path, &["--", "echo $PATH"]);
+    // Caller's entries first, then what the profile added.
+    assert_eq!(
+        v["stdout"].as_str().unwrap().trim(),
+        format!("{}:/usr/bin:/bin:/profile/bin", tools.display()),
+        "{v}"
+    );
+    let v = run_env(&t, &home, &path, &["--env", "FOO=mine", "--", "echo $FOO"]);
+    assert_eq!(v["stdout"], "mine\n", "{v}");
+    let envf = t.base.join("e.env");
+    std::fs::write(&envf, "FOO=from-file\n").unwrap();
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &["--env-file", envf.to_str().unwrap(), "--", "echo $FOO"],
+    );
+    assert_eq!(v["stdout"], "from-file\n", "{v}");
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env",
+            "PATH=/custom/bin:/usr/bin:/bin",
+            "--",
+            "echo $PATH",
+        ],
+    );
+    assert_eq!(v["stdout"], "/custom/bin:/usr/bin:/bin\n", "{v}");
+    // Argv mode too; the helper variable never reaches the job.
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env",
+            "FOO=argv",
+            "--",
+            "sh",
+            "-c",
+            "echo $FOO ${__AGENT_EXEC_ENV-gone}",
+        ],
+    );
+    assert_eq!(v["stdout"], "argv gone\n", "{v}");
+    // --no-inherit-env: nothing of the caller's; PATH is what the system
+    // profile sets (no HOME, so no ~/.profile).
+    let v = run_env(&t, &home, &path, &["--no-inherit-env", "--", "echo $PATH"]);
+    let p = v["stdout"].as_str().unwrap();
+    assert!(p.contains("/bin") && !p.contains("tools"), "{v}");
+}
+
+#[test]
+fn c15_env_name_alone_passes_the_callers_value() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&[
+        "run",
+        "--env",
+        "PASSME",
+        "--env",
+        "NOTSET",
+        "--",
+        "echo ${PASSME-x} ${NOTSET-unset}",
+    ]);
+    c.env("PASSME", "from-caller").env_remove("NOTSET");
+    let v = t.exec(c).json();
+    assert_eq!(v["stdout"], "from-caller unset\n", "{v}");
+}
+
+// ---------------------------------------------------------------------
+// C16, C21, C22, C23. First use
+// ---------------------------------------------------------------------
+
+#[test]
+fn c16_a_missing_config_is_an_error() {
+    let t = TempRoot::new();
+    let (code, e) = t.err(&["run", "--config", "/nonexistent/c.toml", "--", "true"]);
+    assert_eq!(code, 1);
+    assert_eq!(e["error"]["code"], "invalid_config", "{e}");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent/c.toml"));
+}
+
+#[test]
+fn c21_delete_takes_several_ids_and_created_jobs_can_go() {
+    let t = TempRoot::new();
+    let a = id_of(&t.ok(&["run", "--", "true"]));
+    let b = id_of(&t.ok(&["run", "--", "true"]));
+    let v = t.ok(&["delete", &a, &b]);
+    assert_eq!(v["deleted"], 2, "{v}");
+    assert!(!t.job_dir(&a).exists() && !t.job_dir(&b).exists());
+    // Nothing is removed when one id does not resolve.
+    let c = id_of(&t.ok(&["run", "--", "true"]));
+    let (_, e) = t.err(&["delete", &c, "01NOPE"]);
+    assert_eq!(e["error"]["code"], "job_not_found");
+    assert!(t.job_dir(&c).exists());
+    for _ in 0..5 {
+        t.ok(&["create", "--", "true"]);
+    }
+    let v = t.ok(&["delete", "--all"]);
+    assert_eq!(v["deleted"], 1, "{v}");
+    let v = t.ok(&["delete", "--all", "--include-created"]);
+    assert_eq!(v["deleted"], 5, "{v}");
+    assert_eq!(
+        t.ok(&["list", "--limit", "0"])["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn c22_every_duration_flag_takes_units() {
+    let t = TempRoot::new();
+    let t0 = Instant::now();
+    let v = t.ok(&[
+        "run",
+        "--timeout",
+        "300ms",
+        "--until",
+        "5s",
+        "--",
+        "sleep 5",
+    ]);
+    assert_eq!(v["timed_out"], true, "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let t0 = Instant::now();
+    let v = t.ok(&["run", "--until", "0.3", "--", "sleep 2"]);
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(t0.elapsed() < Duration::from_millis(1500));
+    let id = id_of(&v);
+    let v = t.ok(&["wait", "--until", "250ms", &id]);
+    assert_eq!(v["state"], "running", "{v}");
+    let v = t.ok(&["wait", "--until", "1m", &id]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let v = t.ok(&[
+        "run",
+        "--timeout",
+        "1.5m",
+        "--kill-after",
+        "500ms",
+        "--progress-every",
+        "2s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(t.meta(&id_of(&v))["timeout_ms"], 90_000);
+}
+
+#[test]
+fn c23_every_error_prints_a_line_and_verbose_shows_steps() {
+    let t = TempRoot::new();
+    for args in [
+        vec!["status", "01NOPE"],
+        vec!["run", "--config", "/nonexistent", "--", "true"],
+        vec!["notify", "set", "01NOPE", "--output-pattern", "x"],
+    ] {
+        let o = t.out(&args);
+        assert_ne!(o.code, 0);
+        assert!(
+            o.stderr.contains("agent-exec: error: "),
+            "{args:?}: {:?}",
+            o.stderr
+        );
+    }
+    let o = t.out(&["-v", "run", "--", "true"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stderr.contains("defined job"), "{:?}", o.stderr);
+    let o = t.out(&["-vv", "run", "--", "true"]);
+    assert!(o.stderr.contains("supervisor"), "{:?}", o.stderr);
+}
