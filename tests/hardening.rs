@@ -180,32 +180,34 @@ fn a2_auto_gc_never_collects_a_job_its_launcher_is_reading() {
 fn a2_manual_gc_beside_a_launch_loop_loses_no_answer() {
     let t = TempRoot::new();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let gc = {
-        let stop = stop.clone();
-        let mut c = t.cmd(&["gc", "--older-than", "0"]);
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        let cmd_path = support::BIN.to_string();
-        let root = t.root.clone();
-        let home = t.base.join("home");
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = Command::new(&cmd_path)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["gc", "--older-than", "0"])
-                    .env("HOME", &home)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+    // Three collectors at once, each deleting every finished job.
+    let gcs: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            let root = t.root.clone();
+            let home = t.base.join("home");
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = Command::new(support::BIN)
+                        .arg("--root")
+                        .arg(&root)
+                        .args(["gc", "--older-than", "0"])
+                        .env("HOME", &home)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            })
         })
-    };
-    for i in 0..40 {
+        .collect();
+    for i in 0..100 {
         let v = t.ok(&["run", "--no-auto-gc", "--", &format!("echo m{i}")]);
         assert_eq!(v["stdout"], format!("m{i}\n"), "{v}");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    gc.join().unwrap();
+    for g in gcs {
+        g.join().unwrap();
+    }
 }
 
 #[test]

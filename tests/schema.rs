@@ -182,7 +182,10 @@ fn every_command_output_matches_the_schema() {
         docs.push(o.json());
     }
     // An error about a job (details.job_id) and a refused symlink.
-    let broken = t.ok(&["run", "--", "true"])["job_id"].as_str().unwrap().to_string();
+    let broken = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let log = t.job_dir(&broken).join("stdout.log");
     std::fs::remove_file(&log).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", &log).unwrap();
@@ -192,7 +195,10 @@ fn every_command_output_matches_the_schema() {
     docs.push(e);
     // A job whose output could not all be stored (a state record as the
     // supervisor writes it on a full disk).
-    let lost = t.ok(&["run", "--", "true"])["job_id"].as_str().unwrap().to_string();
+    let lost = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let p = t.job_dir(&lost).join("state.json");
     let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     st["output_lost"] = serde_json::json!([{"stream": "stdout", "dropped_bytes": 7, "errno": "ENOSPC", "message": "No space left on device (os error 28)"}]);
