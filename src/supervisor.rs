@@ -97,7 +97,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         .kill_after
         .map(|k| std::thread::spawn(move || k.run()));
     crate::notify::job_ended(&job, ended.matcher, ended.sinks);
-    if let Some(t) = killer {
+    for t in [killer, ended.gc].into_iter().flatten() {
         let _ = t.join();
     }
     Ok(Output::Done)
@@ -105,6 +105,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
 
 /// What the supervisor still owes once the terminal state is published.
 struct Ended {
+    /// The auto-GC thread, joined before the supervisor exits.
+    gc: Option<std::thread::JoinHandle<()>>,
     /// The output matcher, whose queue may hold undelivered events (None
     /// if the job never ran).
     matcher: Option<Matcher>,
@@ -169,6 +171,7 @@ fn supervise(
     auto_gc: Option<crate::gc::AutoGc>,
 ) -> Ended {
     let never_ran = |sinks| Ended {
+        gc: None,
         matcher: None,
         sinks,
         kill_after: None,
@@ -238,29 +241,29 @@ fn supervise(
     state.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
     let _ = job.write_state(&state, false);
     signal(ready, b'R');
-    // Auto-GC runs beside the tee, off the caller's path, and is joined
-    // before the terminal state so a waiting caller sees its effect. It
-    // starts once a `--no-wait` caller lets go of the readiness pipe, and
-    // then at the lowest priority: the caller is still printing and
-    // exiting, and must not wait for a time slice behind housekeeping. A
-    // caller that waits keeps the pipe open and is blocked; the collection
-    // then starts after `GC_START_MS` at normal priority, since the job's
-    // terminal state (and that caller) waits for it.
-    // The pipe outlives the thread: it is dropped after the join.
-    let caller = ready.as_ref().map(|f| f.as_raw_fd());
-    let gc_thread = auto_gc.map(|g| {
+    // Auto-GC never stands between the job and its answer (D20): it
+    // starts when the caller has let go of the readiness pipe (a
+    // `--no-wait` caller that has its answer) or when the terminal state
+    // has been published and the caller told, whichever comes first, at
+    // the lowest priority, and nothing waits for it but this process's
+    // exit. A waiting caller is blocked on the pipe until `T`, so the
+    // collection never competes with it for anything it needs.
+    let gc = auto_gc.and_then(|g| {
+        let (go_r, go_w) = sys::pipe().ok()?;
+        let caller = ready.as_ref().map(|f| f.as_raw_fd());
         let store = store.clone();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
+            let mut fds = vec![sys::poll_fd(go_r.as_raw_fd(), sys::POLLIN)];
             if let Some(fd) = caller {
-                let mut fds = [sys::poll_fd(fd, 0)];
-                if sys::poll(&mut fds, GC_START_MS).unwrap_or(0) > 0 {
-                    sys::lowest_priority_for_this_thread();
-                }
+                // events 0: wakes on POLLERR once no reader is left.
+                fds.push(sys::poll_fd(fd, 0));
             }
+            let _ = sys::poll(&mut fds, -1);
+            sys::lowest_priority_for_this_thread();
             crate::gc::run_auto(&store, &g)
-        })
+        });
+        Some((thread, go_w))
     });
-
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return never_ran(None);
     };
@@ -278,9 +281,6 @@ fn supervise(
     let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee);
     tee.drain();
     tee.finish();
-    if let Some(t) = gc_thread {
-        let _ = t.join();
-    }
     let (exit, _usage) = match sys::wait4(pid, true) {
         Ok(Some(x)) => x,
         _ => (Exit::Code(-1), sys::Usage::default()),
@@ -310,9 +310,15 @@ fn supervise(
     drop(ready.take());
     let _ = lock.set_len(0);
     drop(lock);
+    // Now the collection may start, if the caller did not let it already.
+    let gc = gc.map(|(thread, go)| {
+        drop(go);
+        thread
+    });
     crate::store::sync_file(&job.dir, crate::job::STATE);
     let Tee { matcher, .. } = tee;
     Ended {
+        gc,
         matcher: Some(matcher),
         sinks,
         kill_after: outcome.kill_at.map(|at| KillAfter {
@@ -346,9 +352,6 @@ fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<Meta> {
     }
     sinks
 }
-
-/// How long auto-GC waits for a `--no-wait` caller to go.
-const GC_START_MS: i32 = 3;
 
 /// Record a launch that failed; the returned settings are the sinks its
 /// `job.finished` goes to (as `publish_terminal`).
