@@ -25,20 +25,27 @@
 //!   the token (/health, a 401); *not* while a request that carried the
 //!   token (or needed none) is served. It is *trusted* once it has shown
 //!   the token (without a token: sent a request). When all `MAX_CONNS`
-//!   are taken, the accept thread evicts (shuts down the socket of) the
-//!   evictable connection that has been in its phase longest, untrusted
-//!   ones before trusted ones, so a new client always gets a slot while
-//!   one is evictable; only with none does it answer 503. Time bounds
-//!   do the rest: a head within `http::HEAD_TIME` (2 s) of the first
-//!   byte, a new connection's first byte within 2 s, keep-alive idle at
-//!   most `http::IDLE`.
+//!   are taken, the accept thread evicts the evictable connection that
+//!   has been in its phase longest, untrusted ones before trusted ones,
+//!   so a new client always gets a slot while one is evictable; only
+//!   with none does it answer 503. Eviction shuts the socket for
+//!   reading: the thread waits for nothing more, but a request the
+//!   client had already sent in full (its thread may not have run yet)
+//!   is still read, and answered 503, never dropped unanswered. Only a
+//!   connection evicted while it is answered without the token (which
+//!   may come from a client that does not read) is shut both ways.
+//!   Time bounds do the rest: a head within `http::HEAD_TIME` (2 s) of
+//!   the first byte, a new connection's first byte within 2 s,
+//!   keep-alive idle at most `http::IDLE`.
 //! - The token is checked on the head (`gate`), before any body is read
 //!   or `100 Continue` sent: an unauthenticated request costs no body.
 //!   A refused request's body is passed over when it came with the head
 //!   (the connection goes on), else the answer closes the connection.
 //! - Long observations (`/wait`, a waiting `/exec`, a waiting `/kill`)
-//!   hold at most `MAX_LONG` (96) slots; beyond that they get 503, so
-//!   short requests always find room.
+//!   hold at most `MAX_LONG` (96) slots, counted from before the wait
+//!   to after it; one that finds them all taken waits up to `LONG_WAIT`
+//!   for one to be given back (a brief one ends: `until=0`, a `/kill`),
+//!   then gets 503, so short requests always find room.
 //! - A client that leaves is noticed while its `/wait` waits
 //!   (`observe::wait_terminal_or` on its socket): if it closed (EOF,
 //!   reset, or a half-close: an HTTP client that wants its answer keeps
@@ -109,6 +116,10 @@ const THREAD_WAIT: Duration = Duration::from_millis(50);
 /// at once; the rest of the pool stays for short requests, so `/health`
 /// and `/status` always find a slot.
 const MAX_LONG: usize = 96;
+/// How long a long request that finds all `MAX_LONG` taken waits for one
+/// to be given back before it is answered 503: a brief one in progress
+/// (`until=0`, a `/kill`) does not turn away one that came with it.
+const LONG_WAIT: Duration = Duration::from_millis(250);
 /// After a client pipelined its next request during a `/wait`, how
 /// often the wait looks for the client hanging up.
 const HANGUP_TICK: Duration = Duration::from_millis(250);
@@ -143,7 +154,9 @@ struct Server {
     shell_wrapper: Vec<String>,
     pool: Pool,
     /// Long observations in progress (at most `MAX_LONG`).
-    long: AtomicUsize,
+    long: Mutex<usize>,
+    /// Signalled when a long observation ends.
+    long_freed: Condvar,
     in_flight: AtomicUsize,
     stopping: AtomicBool,
 }
@@ -179,7 +192,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
         allow_origin,
         shell_wrapper,
         pool: Pool::default(),
-        long: AtomicUsize::new(0),
+        long: Mutex::new(0),
+        long_freed: Condvar::new(),
         in_flight: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
     });
@@ -349,13 +363,28 @@ struct Slot {
     stream: TcpStream,
     /// When the connection entered its current phase.
     since: Instant,
-    /// Waiting for, or reading, a request; or answering one that did not
-    /// carry the token. Not while a request that did is being served.
-    evictable: bool,
+    phase: Phase,
     /// Has shown the token (or, without a token, sent a request). Such
     /// connections are evicted only when no other is evictable.
     trusted: bool,
     evicted: bool,
+}
+
+/// What a connection is doing, for eviction.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Waiting for, or reading, a request. Evictable; eviction shuts
+    /// the socket for reading only, so that a request the client has
+    /// already sent in full is still read, and answered 503 instead of
+    /// being dropped unanswered.
+    Reading,
+    /// Answering a request that did not carry the token. Evictable;
+    /// eviction shuts the socket both ways, so that a client that does
+    /// not read cannot keep the thread in its write.
+    Refusing,
+    /// Serving a request that carried the token (or needed none): not
+    /// evictable until it is answered.
+    Serving,
 }
 
 impl Pool {
@@ -385,10 +414,15 @@ impl Pool {
             let victim = g
                 .all
                 .iter_mut()
-                .filter(|s| s.evictable && !s.evicted)
+                .filter(|s| s.phase != Phase::Serving && !s.evicted)
                 .min_by_key(|s| (s.trusted, s.since))?;
             victim.evicted = true;
-            let _ = victim.stream.shutdown(Shutdown::Both);
+            // Wakes the thread from its read (or write); see `Phase`.
+            let how = match victim.phase {
+                Phase::Reading => Shutdown::Read,
+                _ => Shutdown::Both,
+            };
+            let _ = victim.stream.shutdown(how);
         }
         g.next_id += 1;
         let id = g.next_id;
@@ -396,20 +430,21 @@ impl Pool {
             id,
             stream,
             since: Instant::now(),
-            evictable: true,
+            phase: Phase::Reading,
             trusted: false,
             evicted: false,
         });
         Some(id)
     }
 
-    /// Record the phase of connection `id`; false if it was evicted (the
-    /// thread then drops the connection).
-    fn enter(&self, id: u64, evictable: bool, trusted: bool) -> bool {
+    /// Record the phase of connection `id`; false if it was evicted (its
+    /// socket is then shut for reading, at least: nothing more from the
+    /// client is waited for).
+    fn enter(&self, id: u64, phase: Phase, trusted: bool) -> bool {
         let mut g = self.lock();
         match g.all.iter_mut().find(|s| s.id == id) {
             Some(s) if !s.evicted => {
-                s.evictable = evictable;
+                s.phase = phase;
                 s.trusted |= trusted;
                 s.since = Instant::now();
                 true
@@ -442,18 +477,40 @@ struct LongSlot<'a>(&'a Server);
 
 impl Drop for LongSlot<'_> {
     fn drop(&mut self) {
-        self.0.long.fetch_sub(1, Ordering::SeqCst);
+        *self.0.lock_long() -= 1;
+        // Every waiter looks again: one that has just timed out must not
+        // swallow the only wake-up.
+        self.0.long_freed.notify_all();
     }
 }
 
 impl Server {
+    fn lock_long(&self) -> MutexGuard<'_, usize> {
+        // Nothing panics while this lock is held.
+        self.long.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One of the `MAX_LONG` long observations; when all are taken, wait
+    /// up to `LONG_WAIT` for one to be given back, then 503.
     fn long_slot(&self) -> Result<LongSlot<'_>> {
-        if self.long.fetch_add(1, Ordering::SeqCst) >= MAX_LONG {
-            self.long.fetch_sub(1, Ordering::SeqCst);
-            return Err(Error::Unavailable(format!(
-                "server busy: {MAX_LONG} long requests (wait, exec, kill) are in progress; retry shortly"
-            )));
+        let mut n = self.lock_long();
+        let give_up = Instant::now() + LONG_WAIT;
+        while *n >= MAX_LONG {
+            let Some(left) = give_up
+                .checked_duration_since(Instant::now())
+                .filter(|l| !l.is_zero())
+            else {
+                return Err(Error::Unavailable(format!(
+                    "server busy: {MAX_LONG} long requests (wait, exec, kill) are in progress; retry shortly"
+                )));
+            };
+            n = self
+                .long_freed
+                .wait_timeout(n, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
+        *n += 1;
         Ok(LongSlot(self))
     }
 }
@@ -464,7 +521,7 @@ fn admit(stream: TcpStream, srv: &Arc<Server>) {
         return;
     };
     let Some(id) = srv.pool.admit(handle) else {
-        refuse(stream);
+        refuse(&stream);
         return;
     };
     // The slot travels inside the closure: if the spawn fails, dropping
@@ -481,15 +538,16 @@ fn admit(stream: TcpStream, srv: &Arc<Server>) {
     }
 }
 
-/// Over the connection limit: answer 503 from the accept thread without
-/// waiting on the client, and close.
-fn refuse(stream: TcpStream) {
+/// Over the connection limit: answer 503 without waiting on the client
+/// (from the accept thread, or for an evicted connection's request), and
+/// stop writing; the caller closes.
+fn refuse(stream: &TcpStream) {
     let _ = stream.set_nonblocking(true);
     // Take what the client already sent, so closing does not reset the
     // connection before it reads our answer.
     let mut sink = [0u8; 4096];
     for _ in 0..4 {
-        match (&stream).read(&mut sink) {
+        match (&*stream).read(&mut sink) {
             Ok(n) if n > 0 => continue,
             _ => break,
         }
@@ -508,7 +566,7 @@ fn refuse(stream: TcpStream) {
     };
     if http::write_head(&mut out, &head).is_ok() {
         out.extend_from_slice(&body);
-        let _ = (&stream).write_all(&out);
+        let _ = (&*stream).write_all(&out);
     }
     let _ = stream.shutdown(Shutdown::Write);
 }
@@ -617,10 +675,10 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut first_byte = http::HEAD_TIME;
     loop {
-        // Waiting for a request: evictable.
-        if !srv.pool.enter(id, true, false) {
-            return;
-        }
+        // Waiting for a request: evictable. Once evicted, reads stop
+        // waiting: a request the client had already sent is still read,
+        // and gets a 503 below; nothing else is waited for.
+        srv.pool.enter(id, Phase::Reading, false);
         let head = reader.next_head(first_byte);
         first_byte = http::IDLE;
         if let Err(e) = head {
@@ -632,6 +690,10 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
         let authed = match gate(srv, &reader.req) {
             Ok(authed) => authed,
             Err(e) => {
+                if !srv.pool.enter(id, Phase::Refusing, false) {
+                    refuse(w.get_ref());
+                    return;
+                }
                 // Refused: its body is not waited for. Already here in
                 // full, it is passed over and the connection goes on;
                 // otherwise the answer closes the connection.
@@ -649,17 +711,26 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
                 continue;
             }
         };
-        // A body still to come: read it ranked as what the head showed.
-        if reader.req.content_length > 0 && !srv.pool.enter(id, true, authed) {
-            return;
+        // A body still to come: read it ranked as what the head showed
+        // (evicted meanwhile: what has arrived is read, then 503 below).
+        if reader.req.content_length > 0 {
+            srv.pool.enter(id, Phase::Reading, authed);
         }
         if let Err(e) = reader.read_body() {
             refuse_request(&mut w, e);
             return;
         }
         // Serving a request that carried the token (or needs none): not
-        // evictable until it is answered.
-        if !srv.pool.enter(id, !authed, authed) {
+        // evictable until it is answered. A connection evicted before
+        // that has a complete request: it is told to come back (503),
+        // never dropped without a word.
+        let phase = if authed {
+            Phase::Serving
+        } else {
+            Phase::Refusing
+        };
+        if !srv.pool.enter(id, phase, authed) {
+            refuse(w.get_ref());
             return;
         }
         let req = &reader.req;
@@ -999,8 +1070,15 @@ fn wait_route(
     let _long = srv.long_slot()?;
     // A budget too large for the clock is no deadline (never a panic).
     let deadline = until.and_then(|s| crate::time::deadline_after(s.saturating_mul(1000)));
-    let Some(st) = wait_while_client_stays(&job, deadline, client)? else {
-        return Ok(None);
+    let st = if deadline.is_some_and(|d| d <= Instant::now()) {
+        // Nothing to wait for (`until=0`): one read, without setting up
+        // (and closing) a watch while holding the slot.
+        crate::observe::current_state(&job)?
+    } else {
+        let Some(st) = wait_while_client_stays(&job, deadline, client)? else {
+            return Ok(None);
+        };
+        st
     };
     let body = super::wait::wait_body(&job, &st);
     Reply::doc(buf, "wait", &body).map(Some)
