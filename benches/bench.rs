@@ -195,17 +195,22 @@ impl Bench {
     /// A root holding `n` finished jobs written directly (fast, realistic
     /// files), all with `cwd`. Returns one id.
     fn populate(&self, root: &Path, n: usize, cwd: &Path, old: bool) -> String {
+        let finished = if old {
+            "2020-01-01T00:00:01Z"
+        } else {
+            "2026-11-01T00:00:01Z"
+        };
+        self.populate_at(root, n, cwd, finished)
+    }
+
+    /// `populate`, the jobs finished at `finished` (RFC 3339, UTC).
+    fn populate_at(&self, root: &Path, n: usize, cwd: &Path, finished: &str) -> String {
         let mut last = String::new();
         for i in 0..n {
             // ULID-shaped names in time order.
             let id = format!("01JB{:022}", i);
             let d = root.join(&id);
             fs::create_dir_all(&d).unwrap();
-            let finished = if old {
-                "2020-01-01T00:00:01Z"
-            } else {
-                "2026-11-01T00:00:01Z"
-            };
             let meta = serde_json::json!({
                 "job": {"id": id}, "schema_version": "0.1", "command": ["echo", "x"],
                 "created_at": "2020-01-01T00:00:00Z", "root": root, "env_keys": [],
@@ -285,9 +290,10 @@ fn main() {
     // BENCH_ONLY=management,serve runs only those sections.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     type Section = (&'static str, fn(&mut Bench));
-    let sections: [Section; 6] = [
+    let sections: [Section; 7] = [
         ("foundation", foundation),
         ("core", core),
+        ("launch", launch),
         ("management", management),
         ("notifications", notifications),
         ("serve", serve),
@@ -933,4 +939,598 @@ fn completion(b: &mut Bench) {
         "completion / --version (target ≤ 3)",
         format!("{:.2}x", c / v),
     );
+}
+
+// ---- launch: the figures of the launch-performance issue ----
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// RFC 3339 (UTC, whole seconds) of a Unix time: days to civil date
+/// after H. Hinnant's `civil_from_days`.
+fn rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Medians of several measurements taken in turn (A, B, A, B, ...), so
+/// that drift in the machine's load hits each alike.
+fn alternate_fns(n: usize, fs: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
+    let mut v = vec![Vec::with_capacity(n); fs.len()];
+    for _ in 0..n {
+        for (f, acc) in fs.iter_mut().zip(v.iter_mut()) {
+            acc.push(f());
+        }
+    }
+    v.into_iter().map(median).collect()
+}
+
+/// Wall time (ms) of one command run to completion, stdio on /dev/null.
+fn run_ms(mut c: Command) -> f64 {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let _ = c.status();
+    ms(t.elapsed())
+}
+
+fn job_status(root: &Path, id: &str) -> Option<String> {
+    let s = fs::read(root.join(id).join("state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&s).ok()?;
+    v["job"]["status"].as_str().map(str::to_string)
+}
+
+/// Poll `<root>/<id>/state.json` until the job is terminal, spawning
+/// nothing; false after 60 s.
+fn poll_terminal(root: &Path, id: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if matches!(
+            job_status(root, id).as_deref(),
+            Some("exited" | "killed" | "failed")
+        ) {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Is `pid` a live process (a zombie nobody reaps counts as gone)?
+fn alive(pid: u64) -> bool {
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = s
+        .rfind(')')
+        .and_then(|i| s[i + 1..].trim_start().chars().next());
+    state.is_some_and(|c| c != 'Z')
+}
+
+/// Untimed: the job is terminal and its supervisor has exited (auto-GC
+/// included), so that nothing of it runs into the next measurement.
+fn settle_job(root: &Path, id: &str) {
+    if id.is_empty() {
+        return;
+    }
+    poll_terminal(root, id);
+    if let Some(pid) = read_supervisor_pid(root, id) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while alive(pid) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Pss and Private_Dirty (KiB) of a process, from smaps_rollup.
+fn smaps_rollup(pid: u64) -> Option<(u64, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let l = s.lines().find(|l| l.starts_with(key))?;
+        l[key.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some((field("Pss:")?, field("Private_Dirty:")?))
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Parent pid, from /proc/PID/stat.
+fn ppid(pid: u64) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Bench {
+    /// One agent-exec command run to exit: its wall time (ms) and the
+    /// `job_id` it printed ("" if none).
+    fn launch_id(&self, root: &Path, args: &[&str]) -> (f64, String) {
+        let mut c = self.cmd(root, args);
+        let t = Instant::now();
+        let o = c.output().expect("run agent-exec");
+        let elapsed = ms(t.elapsed());
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        (
+            elapsed,
+            j["job_id"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// 200 launches back to back: the ids, and the time (ms) until the
+    /// last launch returned.
+    fn burst(&self, root: &Path, args: &[&str]) -> (f64, Vec<String>) {
+        let t = Instant::now();
+        let ids: Vec<String> = (0..200).map(|_| self.launch_id(root, args).1).collect();
+        (ms(t.elapsed()), ids)
+    }
+}
+
+/// Untimed clean-up after a burst: every job settled, then its directory
+/// removed, so that the root is as before for the next burst.
+fn clear_jobs(root: &Path, ids: &[String]) {
+    for id in ids {
+        settle_job(root, id);
+    }
+    for id in ids.iter().filter(|id| !id.is_empty()) {
+        let _ = fs::remove_dir_all(root.join(id));
+    }
+}
+
+fn count_jobs(root: &Path) -> usize {
+    fs::read_dir(root).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| e.path().is_dir())
+            .count()
+    })
+}
+
+/// BENCH_ONLY=launch: launch cost, auto-GC off the completion path,
+/// bursts to terminal state, `wait` wake-up and supervisor memory, each
+/// paired with its baseline in the same invocation.
+fn launch(b: &mut Bench) {
+    let n = b.rounds;
+    let quick = n <= 10;
+    let bursts = if quick { 3 } else { 5 };
+    let cwd = b.tmp.clone();
+    let now_s = (now_ns() / 1_000_000_000) as i64;
+    // Finished an hour ago: kept by the default 30-day rule.
+    let recent = rfc3339(now_s - 3600);
+
+    // 1. Auto-GC off the completion path: a root of 1,000 finished jobs
+    // that auto-GC scans. Each run's job and supervisor (with its GC) end
+    // before the next run starts (untimed).
+    let variants: [(&str, &[&str]); 3] = [
+        ("default rules", &[]),
+        ("max-jobs 2000", &["--auto-gc-max-jobs", "2000"]),
+        ("max-jobs 1000 (deletes)", &["--auto-gc-max-jobs", "1000"]),
+    ];
+    for (label, extra) in variants {
+        let root = b.fresh_root("gc-run");
+        b.populate_at(&root, 1000, &cwd, &recent);
+        let mut on_args = vec!["run"];
+        on_args.extend_from_slice(extra);
+        on_args.extend(["--", "echo", "hello"]);
+        let off_args = ["run", "--no-auto-gc", "--", "echo", "hello"];
+        let bb: &Bench = b;
+        let timed = |args: &[&str]| {
+            let (t, id) = bb.launch_id(&root, args);
+            settle_job(&root, &id);
+            t
+        };
+        let r = alternate_fns(
+            n * 2,
+            &mut [&mut || timed(&on_args), &mut || timed(&off_args)],
+        );
+        let left = count_jobs(&root);
+        let made = 1000 + 2 * n * 2;
+        b.row(
+            &format!("run -- echo hello, 1,000 jobs, GC on: {label}"),
+            format!("{:.3} ms (GC removed {})", r[0], made.saturating_sub(left)),
+        );
+        b.row(
+            "run --no-auto-gc -- echo hello, same root (median)",
+            format!("{:.3} ms", r[1]),
+        );
+        b.row(
+            "  auto-GC on / off (target ≤ 1.05)",
+            format!("{:.2}x", r[0] / r[1]),
+        );
+        let _ = fs::remove_dir_all(&root);
+    }
+    // The same for bursts: 200 × run --no-wait -- true, timed until the
+    // last launch returns; alternated; the root restored between bursts.
+    for (label, extra) in [variants[0], variants[2]] {
+        let root = b.fresh_root("gc-burst");
+        b.populate_at(&root, 1000, &cwd, &recent);
+        let mut on_args = vec!["run", "--no-wait"];
+        on_args.extend_from_slice(extra);
+        on_args.extend(["--", "true"]);
+        let off_args = ["run", "--no-wait", "--no-auto-gc", "--", "true"];
+        let bb: &Bench = b;
+        let timed = |args: &[&str]| {
+            let (t, ids) = bb.burst(&root, args);
+            clear_jobs(&root, &ids);
+            if count_jobs(&root) < 1000 {
+                bb.populate_at(&root, 1000, &cwd, &recent);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            t
+        };
+        let r = alternate_fns(
+            bursts,
+            &mut [&mut || timed(&on_args), &mut || timed(&off_args)],
+        );
+        b.row(
+            &format!("200 × run --no-wait -- true, GC on: {label}"),
+            format!("{:.1} ms", r[0]),
+        );
+        b.row(
+            "200 × run --no-wait --no-auto-gc -- true, same 1,000-job root",
+            format!("{:.1} ms", r[1]),
+        );
+        b.row(
+            "  burst auto-GC on / off (target ≤ 1.05)",
+            format!("{:.2}x", r[0] / r[1]),
+        );
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    // 2. Our own cost over the bare workload.
+    let root = b.fresh_root("own-cost");
+    let bb: &Bench = b;
+    let r = alternate_fns(
+        n * 3,
+        &mut [
+            &mut || {
+                run_ms(bb.cmd(
+                    &root,
+                    &[
+                        "run",
+                        "--no-auto-gc",
+                        "--shell-wrapper",
+                        "sh -c",
+                        "--",
+                        "echo",
+                        "hello",
+                    ],
+                ))
+            },
+            &mut || {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo hello"]);
+                run_ms(c)
+            },
+            &mut || run_ms(bb.cmd(&root, &["run", "--no-auto-gc", "--", "echo", "hello"])),
+            &mut || {
+                let mut c = Command::new("sh");
+                c.args(["-lc", "exec \"$@\"", "--", "echo", "hello"]);
+                run_ms(c)
+            },
+        ],
+    );
+    b.row(
+        "run --no-auto-gc --shell-wrapper 'sh -c' -- echo hello",
+        format!("{:.3} ms", r[0]),
+    );
+    b.row("sh -c 'echo hello' (median)", format!("{:.3} ms", r[1]));
+    b.row(
+        "  difference (target ≤ 1.5 ms)",
+        format!("{:.3} ms", r[0] - r[1]),
+    );
+    b.row(
+        "run --no-auto-gc -- echo hello (default sh -lc)",
+        format!("{:.3} ms", r[2]),
+    );
+    b.row(
+        "sh -lc 'exec \"$@\"' -- echo hello (median)",
+        format!("{:.3} ms", r[3]),
+    );
+    b.row(
+        "  run / sh -lc (target ≤ 1.15)",
+        format!("{:.2}x", r[2] / r[3]),
+    );
+    let _ = fs::remove_dir_all(&root);
+
+    // 3. Bursts until every job is terminal, versus the same shells
+    // spawned back to back by the bench, each waited for.
+    let pairs = [
+        (
+            "200 × run --no-wait --shell-wrapper 'sh -c' -- true, to end",
+            vec![
+                "run",
+                "--no-wait",
+                "--no-auto-gc",
+                "--shell-wrapper",
+                "sh -c",
+                "--",
+                "true",
+            ],
+            vec!["-c", "true"],
+            "sh -c true",
+            "0.9",
+        ),
+        (
+            "200 × run --no-wait -- true (default sh -lc), to end",
+            vec!["run", "--no-wait", "--no-auto-gc", "--", "true"],
+            vec!["-lc", "exec \"$@\"", "--", "true"],
+            "sh -lc 'exec \"$@\"' -- true",
+            "0.95",
+        ),
+    ];
+    for (label, run_args, sh_args, sh_label, target) in pairs {
+        let root = b.fresh_root("burst-terminal");
+        let bb: &Bench = b;
+        let r = alternate_fns(
+            bursts,
+            &mut [
+                &mut || {
+                    let t = Instant::now();
+                    let (_, ids) = bb.burst(&root, &run_args);
+                    for id in &ids {
+                        poll_terminal(&root, id);
+                    }
+                    let rate = 200.0 / t.elapsed().as_secs_f64();
+                    clear_jobs(&root, &ids);
+                    rate
+                },
+                &mut || {
+                    let t = Instant::now();
+                    for _ in 0..200 {
+                        let _ = Command::new("sh")
+                            .args(&sh_args)
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status();
+                    }
+                    200.0 / t.elapsed().as_secs_f64()
+                },
+            ],
+        );
+        b.row(label, format!("{:.0} jobs/s (target ≥ 500)", r[0]));
+        b.row(
+            &format!("200 × {sh_label}, each waited for"),
+            format!("{:.0} jobs/s", r[1]),
+        );
+        b.row(
+            &format!("  runs / bare shells (target ≥ {target})"),
+            format!("{:.2}x", r[0] / r[1]),
+        );
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    // 4. Launch to job id: the command's exit (its id then printed),
+    // the job settled untimed before the next round.
+    let root = b.fresh_root("launch-id");
+    let bb: &Bench = b;
+    let r = alternate_fns(
+        n * 3,
+        &mut [
+            &mut || {
+                let (t, id) =
+                    bb.launch_id(&root, &["run", "--no-wait", "--no-auto-gc", "--", "true"]);
+                settle_job(&root, &id);
+                t
+            },
+            &mut || run_ms(Command::new("/bin/true")),
+        ],
+    );
+    b.row(
+        "run --no-wait --no-auto-gc -- true, to its job id (median)",
+        format!("{:.3} ms", r[0]),
+    );
+    b.row(
+        "spawn /bin/true and wait (median)",
+        format!("{:.3} ms", r[1]),
+    );
+    b.row(
+        "  launch / spawn (target ≤ 2)",
+        format!("{:.2}x", r[0] / r[1]),
+    );
+    let _ = fs::remove_dir_all(&root);
+
+    // 5. `wait` wake-up: the job's last act prints CLOCK_REALTIME in ns;
+    // `wait` exiting is stamped with the same clock.
+    let root = b.fresh_root("wake");
+    let mut lag = Vec::new();
+    for _ in 0..n * 2 {
+        let (_, id) = b.launch_id(
+            &root,
+            &[
+                "run",
+                "--no-wait",
+                "--no-auto-gc",
+                "--",
+                "sleep 0.05; date +%s%N",
+            ],
+        );
+        if id.is_empty() {
+            continue;
+        }
+        let mut c = b.cmd(&root, &["wait", "--until", "10", &id]);
+        c.stdout(Stdio::null());
+        let _ = c.status();
+        let back = now_ns();
+        let printed: Option<i128> = fs::read_to_string(root.join(&id).join("stdout.log"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if let Some(p) = printed {
+            lag.push((back - p) as f64 / 1e6);
+        }
+        settle_job(&root, &id);
+    }
+    b.row(
+        "wait: exit after the job's last write (target ≤ 1.0 ms)",
+        format!(
+            "{:.3} ms median, p90 {:.3} ms",
+            median(lag.clone()),
+            percentile(lag, 0.9)
+        ),
+    );
+    let _ = fs::remove_dir_all(&root);
+
+    // 6. Supervisor memory per running job, after a 200 ms settle: one
+    // job alone, then five at once (shared pages then split five ways).
+    let root = b.fresh_root("supmem");
+    let k = 5;
+    let start = |bb: &Bench| {
+        bb.launch_id(
+            &root,
+            &["run", "--no-wait", "--no-auto-gc", "--", "sleep", "30"],
+        )
+        .1
+    };
+    let stop = |bb: &Bench, id: &str| {
+        let _ = bb.json(&root, &["kill", id]);
+        settle_job(&root, id);
+    };
+    let (mut pss, mut dirty) = (Vec::new(), Vec::new());
+    for _ in 0..k {
+        let id = start(b);
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some((p, d)) = read_supervisor_pid(&root, &id).and_then(smaps_rollup) {
+            pss.push(p as f64);
+            dirty.push(d as f64);
+        }
+        stop(b, &id);
+    }
+    b.row(
+        "supervisor Pss, one job running (target ≤ 200 KiB)",
+        format!("{:.0} KiB", median(pss)),
+    );
+    b.row(
+        "supervisor Private_Dirty, one job running (target ≤ 128 KiB)",
+        format!("{:.0} KiB", median(dirty)),
+    );
+    let ids: Vec<String> = (0..k).map(|_| start(b)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut pss, mut dirty) = (Vec::new(), Vec::new());
+    for id in &ids {
+        if let Some((p, d)) = read_supervisor_pid(&root, id).and_then(smaps_rollup) {
+            pss.push(p as f64);
+            dirty.push(d as f64);
+        }
+    }
+    for id in &ids {
+        stop(b, id);
+    }
+    b.row(
+        &format!("supervisor Pss / Private_Dirty, {k} jobs running (median)"),
+        format!("{:.0} KiB / {:.0} KiB", median(pss), median(dirty)),
+    );
+    let _ = fs::remove_dir_all(&root);
+    other_queues(b, k);
+}
+
+/// nq and tsp, for comparison, only if they are installed: the process
+/// that stays with each running job, measured as our supervisor is.
+fn other_queues(b: &mut Bench, k: usize) {
+    if let Some(nq) = on_path("nq") {
+        let dir = b.fresh_root("nq");
+        let mut pids = Vec::new();
+        for _ in 0..k {
+            // nq prints the job file `,TIME.PID`; PID is the job, and
+            // its parent, nq's process, waits on it.
+            let o = Command::new(&nq)
+                .args(["sleep", "30"])
+                .env("NQDIR", &dir)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output();
+            let pid = o.ok().and_then(|o| {
+                let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                s.rsplit('.').next()?.parse::<u64>().ok()
+            });
+            pids.extend(pid);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let got: Vec<_> = pids
+            .iter()
+            .filter_map(|&p| ppid(p))
+            .filter_map(smaps_rollup)
+            .collect();
+        for &p in &pids {
+            let _ = Command::new("kill").arg(p.to_string()).status();
+        }
+        if !got.is_empty() {
+            b.row(
+                &format!("nq: Pss / Private_Dirty per job, {k} running"),
+                format!(
+                    "{:.0} KiB / {:.0} KiB",
+                    median(got.iter().map(|g| g.0 as f64).collect()),
+                    median(got.iter().map(|g| g.1 as f64).collect())
+                ),
+            );
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+    if let Some(tsp) = on_path("tsp") {
+        let dir = b.fresh_root("tsp");
+        let sock = dir.join("socket");
+        let ts = |args: &[&str]| {
+            Command::new(&tsp)
+                .args(args)
+                .env("TS_SOCKET", &sock)
+                .env("TMPDIR", &dir)
+                .env("TS_SLOTS", k.to_string())
+                .env("TS_MAXFINISHED", "1000")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let _ = ts(&["-S", &k.to_string()]);
+        let ids: Vec<String> = (0..k).map(|_| ts(&["sleep", "30"])).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // `tsp -p` gives the job's pid; its parent is tsp's process for
+        // that job.
+        let got: Vec<_> = ids
+            .iter()
+            .filter_map(|id| ts(&["-p", id]).parse::<u64>().ok())
+            .filter_map(ppid)
+            .filter_map(smaps_rollup)
+            .collect();
+        for id in &ids {
+            let _ = ts(&["-k", id]);
+        }
+        let _ = ts(&["-K"]);
+        if !got.is_empty() {
+            b.row(
+                &format!("tsp: Pss / Private_Dirty per job, {k} running"),
+                format!(
+                    "{:.0} KiB / {:.0} KiB",
+                    median(got.iter().map(|g| g.0 as f64).collect()),
+                    median(got.iter().map(|g| g.1 as f64).collect())
+                ),
+            );
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
