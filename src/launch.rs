@@ -538,11 +538,22 @@ fn spawn_supervisor(
         argv.push(CString::new("--sink-timeout").map_err(bad)?);
         argv.push(CString::new(secs.to_string()).map_err(bad)?);
     }
-    sys::spawn_detached(
-        &exe,
-        &argv,
-        &[(w.as_raw_fd(), READY_FD), (lock.as_raw_fd(), LOCK_FD)],
-    )
+    let keep = [(w.as_raw_fd(), READY_FD), (lock.as_raw_fd(), LOCK_FD)];
+    if LONG_LIVED.load(std::sync::atomic::Ordering::Relaxed) {
+        sys::spawn_detached(&exe, &argv, &keep)
+    } else {
+        sys::spawn_orphan(&exe, &argv, &keep).map(|_| ())
+    }
+}
+
+/// Set by a caller that lives long (the server): it must not be left
+/// with supervisors to reap, so it starts them through a double fork.
+/// Short-lived callers (the CLI) start them with one posix_spawn; init
+/// adopts and reaps them once the caller has exited.
+static LONG_LIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_long_lived() {
+    LONG_LIVED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The descriptor numbers the supervisor finds its pipe and lock at.

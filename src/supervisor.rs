@@ -60,6 +60,9 @@ const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// Entry point of the hidden `_supervise` subcommand.
 pub fn exec(m: &Matches) -> Result<Output> {
+    // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
+    // whatever else the launcher's caller left inheritable goes.
+    sys::close_from(LOCK_FD + 1);
     let store = Store::resolve(m.pos(0));
     let id = m.pos(1).unwrap_or_default().to_string();
     let mut job = store.job(&id);
@@ -308,6 +311,8 @@ fn supervise(
     // supervisor_lost, never a lie.
     signal(ready, b'T');
     drop(ready.take());
+    // Release first (waiters wake now), then give back the reserve.
+    let _ = sys::unlock(&lock);
     let _ = lock.set_len(0);
     drop(lock);
     // Now the collection may start, if the caller did not let it already.

@@ -566,6 +566,114 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     Ok(())
 }
 
+/// Start `exe argv...` in a new session with one posix_spawn (a
+/// CLONE_VM|CLONE_VFORK child in musl and glibc: no page tables copied,
+/// one process start instead of spawn_detached's fork, fork and exec),
+/// stdio on /dev/null and `keep` descriptors placed at the given numbers.
+/// The new process is our child: for a caller that exits soon (the CLI),
+/// whose children are then adopted and reaped by init. A long-lived
+/// caller (the server) uses `spawn_detached`, which leaves no child to
+/// reap. Descriptors the caller left inheritable also cross: the program
+/// started here closes what it does not know (`close_from`).
+pub fn spawn_orphan(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io::Result<u32> {
+    if keep.len() > MAX_KEEP || keep.iter().any(|&(_, dst)| !(3..64).contains(&dst)) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad fd map"));
+    }
+    // Sources moved out of the way first (close-on-exec copies at 64+),
+    // so that placing one never clobbers another.
+    let mut high = Vec::with_capacity(keep.len());
+    for &(src, dst) in keep {
+        // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor we own.
+        let fd = cvt(unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64) })?;
+        // SAFETY: the kernel just gave us this descriptor.
+        high.push((unsafe { OwnedFd::from_raw_fd(fd) }, dst));
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let devnull = c"/dev/null";
+    unsafe extern "C" {
+        static environ: *const *mut libc::c_char;
+    }
+    // SAFETY: the attribute and file-action objects are initialised
+    // before use and destroyed after; every pointer handed to
+    // posix_spawn (paths, argv, environ) is valid and NUL-terminated for
+    // the duration of the call; the child runs only what posix_spawn
+    // itself does before exec.
+    unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        if libc::posix_spawnattr_init(&mut attr) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::posix_spawn_file_actions_init(&mut fa) != 0 {
+            libc::posix_spawnattr_destroy(&mut attr);
+            return Err(io::Error::last_os_error());
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let mut rc = libc::posix_spawnattr_setflags(
+            &mut attr,
+            libc::POSIX_SPAWN_SETSID | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+        );
+        if rc == 0 {
+            // A clean signal mask: the server blocks SIGTERM/SIGINT.
+            rc = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        }
+        if rc == 0 {
+            rc = libc::posix_spawn_file_actions_addopen(
+                &mut fa,
+                0,
+                devnull.as_ptr(),
+                libc::O_RDWR,
+                0,
+            );
+        }
+        for fd in [1, 2] {
+            if rc == 0 {
+                rc = libc::posix_spawn_file_actions_adddup2(&mut fa, 0, fd);
+            }
+        }
+        for (src, dst) in &high {
+            if rc == 0 {
+                rc = libc::posix_spawn_file_actions_adddup2(&mut fa, src.as_raw_fd(), *dst);
+            }
+        }
+        let mut pid: libc::pid_t = 0;
+        if rc == 0 {
+            rc = libc::posix_spawn(
+                &mut pid,
+                exe.as_ptr(),
+                &fa,
+                &attr,
+                ptrs.as_ptr() as *const *mut libc::c_char,
+                environ,
+            );
+        }
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut attr);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(pid as u32)
+    }
+}
+
+/// Close every descriptor from `first` up: a program started with
+/// descriptors it did not ask for (a caller's inheritable ones) keeps
+/// none of them.
+pub fn close_from(first: RawFd) {
+    // SAFETY: close_range only closes descriptors of this process; the
+    // callers own nothing at or above `first` yet.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Children: pidfd, wait4, signals
 // ---------------------------------------------------------------------------

@@ -418,6 +418,7 @@ fn auto_gc_after_run_removes_old_jobs() {
     let (old, legacy) = old_pair(&t);
     let recent = finished(&t, "exited", 3600, 2);
     let v = t.ok(&["run", "--", "echo", "hi"]);
+    t.settle();
     assert_eq!(v["state"], "exited");
     assert_eq!(v["stdout"], "hi\n", "the run's own response is unchanged");
     assert!(!t.job_dir(&old).exists(), "old job survived auto-GC");
@@ -444,6 +445,7 @@ fn auto_gc_after_start() {
         .to_string();
     assert!(t.job_dir(&old).exists(), "create does not collect");
     let v = t.ok(&["start", &id]);
+    t.settle();
     assert_eq!(v["state"], "exited");
     assert!(!t.job_dir(&old).exists());
 }
@@ -453,19 +455,23 @@ fn auto_gc_can_be_switched_off() {
     let t = TempRoot::new();
     let (old, legacy) = old_pair(&t);
     t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    t.settle();
     let id = t.ok(&["create", "--", "true"])["job_id"]
         .as_str()
         .unwrap()
         .to_string();
     t.ok(&["start", "--no-auto-gc", &id]);
+    t.settle();
     assert!(t.job_dir(&old).exists() && t.job_dir(&legacy).exists());
 
     write_config(&t, "[gc]\nauto = false\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(t.job_dir(&old).exists() && t.job_dir(&legacy).exists());
 
     write_config(&t, "[gc]\nauto = true\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(!t.job_dir(&old).exists() && !t.job_dir(&legacy).exists());
 }
 
@@ -474,17 +480,21 @@ fn auto_gc_retention_and_pressure_from_flags_and_config() {
     let t = TempRoot::new();
     let two_hours = finished(&t, "exited", 2 * 3600, 1);
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(t.job_dir(&two_hours).exists());
     t.ok(&["run", "--auto-gc-older-than", "1h", "--", "true"]);
+    t.settle();
     assert!(!t.job_dir(&two_hours).exists());
 
     // The config's window, then max_jobs pressure from a flag.
     let a = finished(&t, "exited", 3 * 3600, 2);
     write_config(&t, "[gc]\nolder_than = \"4h\"\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(t.job_dir(&a).exists());
     write_config(&t, "[gc]\nolder_than = \"2h\"\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(!t.job_dir(&a).exists());
 
     // Keep the newest 2 terminal jobs: of the earlier runs (each
@@ -492,10 +502,11 @@ fn auto_gc_retention_and_pressure_from_flags_and_config() {
     let v = t.ok(&["list", "--limit", "0"]);
     assert!(v["jobs"].as_array().unwrap().len() >= 4, "{v}");
     t.ok(&["run", "--auto-gc-max-jobs", "2", "--", "true"]);
+    t.settle();
     let v = t.ok(&["list", "--limit", "0"]);
-    // The two newest earlier ones plus the launching job (running
-    // during its GC, so never counted or touched).
-    assert_eq!(v["jobs"].as_array().unwrap().len(), 3, "{v}");
+    // Auto-GC runs once the launching job has ended (never before its
+    // answer), so that job is itself among the newest two it keeps.
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 2, "{v}");
 }
 
 #[test]
@@ -511,15 +522,18 @@ fn auto_gc_budgets_and_oldest_first() {
     // delete_limit: one per launch, oldest first.
     write_config(&t, "[gc]\ndelete_limit = 1\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     let left: Vec<bool> = old.iter().map(|id| t.job_dir(id).exists()).collect();
     assert_eq!(left, vec![true, true, false], "oldest (42 days) first");
     // scan_limit 0 scans nothing.
     write_config(&t, "[gc]\nscan_limit = 0\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(t.job_dir(&old[0]).exists() && t.job_dir(&old[1]).exists());
     // A small scan budget still reaches the old jobs: they come first.
     write_config(&t, "[gc]\nscan_limit = 2\n");
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(!t.job_dir(&old[0]).exists() && !t.job_dir(&old[1]).exists());
 }
 
@@ -549,6 +563,7 @@ fn auto_gc_guard_is_a_lock_not_a_file() {
     // Someone else is collecting: this launch skips, and still succeeds.
     let mut holder = hold_lock(&t.root.join(".gc.lock"));
     let v = t.ok(&["run", "--", "true"]);
+    t.settle();
     assert_eq!(v["state"], "exited");
     assert!(t.job_dir(&old).exists(), "ran despite a held guard");
     drop(holder.stdin.take());
@@ -556,5 +571,6 @@ fn auto_gc_guard_is_a_lock_not_a_file() {
     // The file is still there, but nobody holds it: it does not block.
     assert!(t.root.join(".gc.lock").exists());
     t.ok(&["run", "--", "true"]);
+    t.settle();
     assert!(!t.job_dir(&old).exists());
 }

@@ -172,6 +172,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let shell_wrapper = launch::resolve_wrapper(None, &cfg)?;
     // A long-lived process: waits must not leave blocked threads behind.
     crate::observe::use_watches();
+    crate::launch::set_long_lived();
 
     // Before any thread exists, so that every thread inherits the mask
     // and only the signal thread ever takes these signals.

@@ -189,6 +189,17 @@ impl TempRoot {
         std::fs::write(d.join("stderr.log"), b"").unwrap();
     }
 
+    /// Wait until no supervisor of this root is left: what a supervisor
+    /// does after the job's answer (auto-GC, notifications) is done.
+    pub fn settle(&self) {
+        let needle = format!("_supervise {}", self.root.display());
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.pids_matching(&needle).is_empty() {
+            assert!(std::time::Instant::now() < until, "supervisors never finished");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Pids of processes whose command line contains `needle`.
     pub fn pids_matching(&self, needle: &str) -> Vec<u32> {
         let mut pids = Vec::new();
