@@ -501,13 +501,22 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let mut buf = Vec::new();
     read_small(path, &mut buf).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     if buf.len() > MAX_JSON {
-        return Err(Error::internal(format!(
-            "{} is larger than {MAX_JSON} bytes",
-            path.display()
-        )));
+        return Err(damaged(path, format!("larger than {MAX_JSON} bytes")));
     }
-    serde_json::from_slice(&buf)
-        .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())))
+    serde_json::from_slice(&buf).map_err(|e| damaged(path, e.to_string()))
+}
+
+/// A job record that exists but cannot be understood (truncated, hand
+/// edited, too large): bad input, not a bug of ours, so `io_error`
+/// (InvalidData) rather than `internal_error`.
+pub fn damaged(path: &Path, why: String) -> Error {
+    Error::io(
+        format!("read {}", path.display()),
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("damaged job record: {why}"),
+        ),
+    )
 }
 
 /// `read_json`, with the file's metadata as it was before the read (from

@@ -2375,13 +2375,11 @@ fn defuse(root: &Path) {
     }
 }
 
-// KNOWN: a job file that is not valid JSON, or is over job::MAX_JSON, is
-// reported as `internal_error` ("parse <job>/meta.json: EOF while
-// parsing ...") by readers that go through job::read_json, e.g.
-// `tag set` on a job whose meta.json was truncated; README reserves
-// `internal_error` for bugs (a damaged job directory is bad input, not a
-// bug). Set this to false once fixed: the jobdir surface is then strict.
-const TOLERATE_KNOWN_CORRUPT_JSON_INTERNAL: bool = true;
+// Fixed: a job file that is not valid JSON, or is over job::MAX_JSON, was
+// reported as `internal_error`; it is now `io_error` ("damaged job
+// record"), since a damaged job directory is bad input, not a bug. The
+// switch stays so that a regression is easy to tell from a new bug.
+const TOLERATE_KNOWN_CORRUPT_JSON_INTERNAL: bool = false;
 
 /// Is this failure the known bug above (and only that)?
 fn known_corrupt_json_internal(out: &Run) -> bool {

@@ -1197,7 +1197,7 @@ fn read_json_reusing<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> 
         let mut n = 0;
         loop {
             if n > crate::job::MAX_JSON {
-                return Err(Error::internal(format!("{} is too large", path.display())));
+                return Err(job::damaged(path, "too large".to_string()));
             }
             if buf.len() - n < 1024 {
                 let grown = (buf.len() * 2).max(4096);
@@ -1210,8 +1210,7 @@ fn read_json_reusing<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> 
                 Err(e) => return Err(io_err(e)),
             }
         }
-        let v = serde_json::from_slice(&buf[..n])
-            .map_err(|e| Error::internal(format!("parse {}: {e}", path.display())));
+        let v = serde_json::from_slice(&buf[..n]).map_err(|e| job::damaged(path, e.to_string()));
         if buf.len() > 64 * 1024 {
             *buf = Vec::new();
         }

@@ -195,7 +195,10 @@ impl TempRoot {
         let needle = format!("_supervise {}", self.root.display());
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !self.pids_matching(&needle).is_empty() {
-            assert!(std::time::Instant::now() < until, "supervisors never finished");
+            assert!(
+                std::time::Instant::now() < until,
+                "supervisors never finished"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
