@@ -1007,7 +1007,7 @@ fn dispatch(
         Route::Status(id) => {
             no_params(req)?;
             let job = srv.store.lookup(&id)?;
-            let body = status_body(&job)?;
+            let body = status_body(&job).map_err(|e| e.in_job(&job.id))?;
             Reply::doc(buf, "status", &body)?
         }
         Route::Tail(id) => {
@@ -1035,7 +1035,7 @@ fn dispatch(
             } else {
                 Some(srv.long_slot()?)
             };
-            let body = super::kill::kill_job(&job, sig, no_wait)?;
+            let body = super::kill::kill_job(&job, sig, no_wait).map_err(|e| e.in_job(&job.id))?;
             Reply::doc(buf, "kill", &body)?
         }
     };
@@ -1074,9 +1074,11 @@ fn wait_route(
     let st = if deadline.is_some_and(|d| d <= Instant::now()) {
         // Nothing to wait for (`until=0`): one read, without setting up
         // (and closing) a watch while holding the slot.
-        crate::observe::current_state(&job)?
+        crate::observe::current_state(&job).map_err(|e| e.in_job(&job.id))?
     } else {
-        let Some(st) = wait_while_client_stays(&job, deadline, client)? else {
+        let Some(st) =
+            wait_while_client_stays(&job, deadline, client).map_err(|e| e.in_job(&job.id))?
+        else {
             return Ok(None);
         };
         st
