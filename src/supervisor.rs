@@ -426,7 +426,18 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| fail("spawn_failed", "empty command".to_string()))?;
-    let mut cmd = Command::new(prog);
+    // The wrapper found on the job's PATH here, with a stat per directory,
+    // rather than by the child trying execve in each (9 failed execs on a
+    // PATH of shims and tool directories before /usr/bin). argv[0] stays
+    // the name as given.
+    let job_path = set
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| meta.inherit_env.then(|| std::env::var("PATH").ok()).flatten());
+    let mut cmd = Command::new(resolve_program(prog, job_path.as_deref()));
+    cmd.arg0(prog);
     cmd.args(args)
         .current_dir(&cwd)
         .stdin(stdin)
@@ -441,6 +452,32 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
         cmd.env(REAPPLY_VAR, script);
     }
     Ok(cmd)
+}
+
+/// Where `execvp` would find `prog` on `path` (the first regular,
+/// executable file of that name), or `prog` itself when it names a path,
+/// nothing is found (the spawn then reports the error), or PATH is unset
+/// (execvp's default then applies).
+pub fn resolve_program(prog: &str, path: Option<&str>) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if prog.contains('/') {
+        return PathBuf::from(prog);
+    }
+    let Some(path) = path else {
+        return PathBuf::from(prog);
+    };
+    for dir in path.split(':') {
+        // A relative entry names a directory of the job's cwd, which the
+        // child enters before exec: leave the search to it.
+        if !dir.starts_with('/') {
+            return PathBuf::from(prog);
+        }
+        let cand = Path::new(dir).join(prog);
+        if fs::metadata(&cand).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
+            return cand;
+        }
+    }
+    PathBuf::from(prog)
 }
 
 /// The variable that carries `reapply_script` to the login shell; the
@@ -1163,6 +1200,20 @@ mod tests {
         assert_eq!(
             a[2],
             format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\nexec \"$@\"")
+        );
+    }
+
+    #[test]
+    fn programs_resolve_like_execvp() {
+        assert_eq!(resolve_program("/bin/sh", Some("/nowhere")), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            resolve_program("sh", Some("/nonexistent:/usr/bin:/bin")),
+            PathBuf::from("/usr/bin/sh")
+        );
+        assert_eq!(resolve_program("sh", None), PathBuf::from("sh"));
+        assert_eq!(
+            resolve_program("no-such-program-here", Some("/usr/bin")),
+            PathBuf::from("no-such-program-here")
         );
     }
 
