@@ -533,10 +533,9 @@ pub fn hold_for_removal(
     patience: std::time::Duration,
 ) -> std::result::Result<Hold, &'static str> {
     let lock = match job.open_lock() {
-        Some(l) => match sys::try_lock_exclusive(&l) {
-            Ok(true) => Some(l),
-            _ => return Err("running"),
-        },
+        // A terminal job's supervisor lets go right after its last write.
+        Some(l) if exclusive_soon(&l, patience) => Some(l),
+        Some(_) => return Err("running"),
         // A created job has no lock file: claim one, so that no `start`
         // begins while it is removed.
         None if st.is_some_and(|s| s.status() == crate::job::Status::Created) => {

@@ -192,15 +192,12 @@ fn supervise(
         Ok(x) => x,
         Err(e) => return never_ran(launch_failed(job, ready, &lock, state, e)),
     };
-    // The logs exist before anyone is told the job runs (every path a
-    // response prints exists, D41), and before the workload starts: if
-    // they cannot be made, nothing runs at all.
-    let full_path = meta
-        .full_log
-        .as_ref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| job.path(job::FULL));
-    let (out_log, err_log, full_log) = match open_logs(job, &full_path) {
+    // The stream logs exist before anyone is told the job runs (every
+    // path a response prints exists, D41), and before the workload
+    // starts: if they cannot be made, nothing runs at all. full.log,
+    // which no response prints, is made after the caller is told: each
+    // new file costs this ext4 a scan past recently freed inodes.
+    let (out_log, err_log) = match open_stream_logs(job) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
@@ -267,6 +264,26 @@ fn supervise(
         });
         Some((thread, go_w))
     });
+    let full_path = meta
+        .full_log
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| job.path(job::FULL));
+    let full_log = match open_full_log(job, &full_path) {
+        Ok(f) => f,
+        Err(e) => {
+            // Nothing may run unrecorded: stop the workload, record why.
+            let _ = sys::kill_group(pid, libc::SIGKILL);
+            let _ = sys::wait4(pid, true);
+            state.fail(
+                "log_unwritable",
+                format!("create {}: {e}", full_path.display()),
+            );
+            let sinks = publish_terminal(job, &lock, &state);
+            signal(ready, b'T');
+            return never_ran(sinks);
+        }
+    };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return never_ran(None);
     };
@@ -305,14 +322,14 @@ fn supervise(
     state.updated_at = now;
     state.output_lost = tee.losses();
     let sinks = publish_terminal(job, &lock, &state);
-    // Waiters are told, then the lock released; only then is durability
-    // paid for. A crash in between loses at most the rename, and the next
-    // reader then finds a `running` job with a free lock:
+    // The lock is released, then the caller told (so that whoever acts on
+    // the answer, a `delete` say, finds the job free); only then is
+    // durability paid for. A crash in between loses at most the rename,
+    // and the next reader then finds a `running` job with a free lock:
     // supervisor_lost, never a lie.
+    let _ = sys::unlock(&lock);
     signal(ready, b'T');
     drop(ready.take());
-    // Release first (waiters wake now), then give back the reserve.
-    let _ = sys::unlock(&lock);
     let _ = lock.set_len(0);
     drop(lock);
     // Now the collection may start, if the caller did not let it already.
@@ -435,7 +452,11 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
         .rev()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
-        .or_else(|| meta.inherit_env.then(|| std::env::var("PATH").ok()).flatten());
+        .or_else(|| {
+            meta.inherit_env
+                .then(|| std::env::var("PATH").ok())
+                .flatten()
+        });
     let mut cmd = Command::new(resolve_program(prog, job_path.as_deref()));
     cmd.arg0(prog);
     cmd.args(args)
@@ -592,30 +613,33 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Create (truncate) the three logs: the stream logs in the job directory,
-/// never through a symlink; full.log there too, or where `--log` said.
-fn open_logs(job: &Job, full: &Path) -> io::Result<(File, File, File)> {
+/// Create (truncate) the stream logs in the job directory, never through
+/// a symlink.
+fn open_stream_logs(job: &Job) -> io::Result<(File, File)> {
     let dir = sys::Dir::open(&job.dir)?;
     let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
     let err = dir.open_file(job::STDERR, sys::How::Truncate)?;
-    let full = if full == job.path(job::FULL) {
-        dir.open_file(job::FULL, sys::How::Truncate)?
-    } else {
-        // A path the user chose: made as asked.
-        if let Some(parent) = full.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
-        }
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(full)?
-    };
-    Ok((out, err, full))
+    Ok((out, err))
+}
+
+/// Create (truncate) full.log: in the job directory, never through a
+/// symlink, or where `--log` said (a path the user chose, made as asked).
+fn open_full_log(job: &Job, full: &Path) -> io::Result<File> {
+    if full == job.path(job::FULL) {
+        return sys::Dir::open(&job.dir)?.open_file(job::FULL, sys::How::Truncate);
+    }
+    if let Some(parent) = full.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(full)
 }
 
 struct Outcome {
@@ -1205,7 +1229,10 @@ mod tests {
 
     #[test]
     fn programs_resolve_like_execvp() {
-        assert_eq!(resolve_program("/bin/sh", Some("/nowhere")), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            resolve_program("/bin/sh", Some("/nowhere")),
+            PathBuf::from("/bin/sh")
+        );
         assert_eq!(
             resolve_program("sh", Some("/nonexistent:/usr/bin:/bin")),
             PathBuf::from("/usr/bin/sh")
