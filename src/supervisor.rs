@@ -284,6 +284,7 @@ fn supervise(
             return never_ran(sinks);
         }
     };
+    let next_state = NextState::create(job).ok();
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return never_ran(None);
     };
@@ -321,7 +322,7 @@ fn supervise(
     state.finished_at = Some(now.clone());
     state.updated_at = now;
     state.output_lost = tee.losses();
-    let sinks = publish_terminal(job, &lock, &state);
+    let sinks = publish_terminal_via(job, &lock, &state, next_state);
     // The lock is released, then the caller told (so that whoever acts on
     // the answer, a `delete` say, finds the job free); only then is
     // durability paid for. A crash in between loses at most the rename,
@@ -351,6 +352,37 @@ fn supervise(
     }
 }
 
+/// The terminal state's file, created (empty, 0600, in the job
+/// directory, never through a symlink) while the job runs and renamed
+/// over state.json when it ends: one writer, write then rename, as every
+/// state write, with the file's creation moved off the completion path.
+struct NextState {
+    dir: sys::Dir,
+    file: File,
+}
+
+const NEXT_STATE: &str = ".state.next";
+
+impl NextState {
+    fn create(job: &Job) -> io::Result<NextState> {
+        let dir = sys::Dir::open(&job.dir)?;
+        let file = dir.open_file(NEXT_STATE, sys::How::Truncate)?;
+        Ok(NextState { dir, file })
+    }
+
+    fn commit(mut self, state: &State) -> io::Result<()> {
+        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        let res = self
+            .file
+            .write_all(&text)
+            .and_then(|()| self.dir.rename(NEXT_STATE, job::STATE));
+        if res.is_err() {
+            let _ = self.dir.unlink(NEXT_STATE);
+        }
+        res
+    }
+}
+
 /// Bytes reserved in the lock file for the terminal state.
 const RESERVE: u64 = 64 * 1024;
 
@@ -362,12 +394,30 @@ const RESERVE: u64 = 64 * 1024;
 /// for it). On a full disk the reserved blocks are given back and the
 /// write tried once more: the exit code survives a full disk.
 fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<Meta> {
+    publish_terminal_via(job, lock, state, None)
+}
+
+/// `publish_terminal` through a state file made in advance (`NextState`):
+/// the completion path then creates no file, which on this ext4 costs a
+/// scan past recently freed inodes (a tenth to a third of a millisecond).
+fn publish_terminal_via(
+    job: &Job,
+    lock: &File,
+    state: &State,
+    next: Option<NextState>,
+) -> Option<Meta> {
     let guard = sys::ofd_lock(lock, 0).is_ok();
     let sinks = job.read_meta().ok();
-    if let Err(e) = job.write_state(state, false) {
-        crate::warn!("write terminal state: {e}; freeing the reserved space and retrying");
-        let _ = lock.set_len(0);
-        let _ = job.write_state(state, false);
+    let prepared = match next {
+        Some(n) => n.commit(state),
+        None => Err(io::Error::from(io::ErrorKind::NotFound)),
+    };
+    if prepared.is_err() {
+        if let Err(e) = job.write_state(state, false) {
+            crate::warn!("write terminal state: {e}; freeing the reserved space and retrying");
+            let _ = lock.set_len(0);
+            let _ = job.write_state(state, false);
+        }
     }
     if guard {
         let _ = sys::ofd_unlock(lock, 0);
