@@ -299,6 +299,22 @@ const CONFIG: Flag = Flag::value(
     Ty::Path,
     "Read this config.toml instead of $XDG_CONFIG_HOME/agent-exec/config.toml",
 );
+const INTERACTIVE: Flag = Flag::switch(
+    "interactive",
+    "Keep the job's stdin open for 'send' (any --stdin/--stdin-file bytes go first)",
+)
+.short('i');
+const TTY: Flag = Flag::switch(
+    "tty",
+    "Run the job on a pseudo-terminal (implies -i); its output is logged to stdout.log",
+);
+const TTY_SIZE: Flag = Flag::value(
+    "tty-size",
+    "COLSxROWS",
+    Ty::Str,
+    "Size of the job's terminal (with --tty)",
+)
+.default("80x24");
 const SHELL_WRAPPER: Flag = Flag::value(
     "shell-wrapper",
     "PROG FLAGS",
@@ -468,6 +484,7 @@ pub static COMMANDS: &[&Cmd] = &[
     &TAIL,
     &WAIT_CMD,
     &KILL,
+    &SEND,
     &DELETE,
     &GC,
     &SCHEMA,
@@ -488,7 +505,7 @@ static CREATE: Cmd = Cmd {
     alias: None,
     about: "Define a job without starting it",
     long_about: "Stores the command, environment, stdin and timeouts in a new job directory with state 'created'. No process starts; 'start' launches it later.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE],
     pos: &[COMMAND],
     conflicts: DEFINE_CONFLICTS,
     hidden: false,
@@ -514,7 +531,7 @@ static RUN: Cmd = Cmd {
     alias: None,
     about: "Run a command as a detached background job",
     long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr; the job goes on if it is still running.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
     pos: &[COMMAND],
     conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("until", "forever")],
     hidden: false,
@@ -582,6 +599,37 @@ static KILL: Cmd = Cmd {
     hidden: false,
     exec: cmd::kill::exec,
     examples: &["agent-exec kill --signal KILL 01JABCDEF0"],
+};
+
+static SEND: Cmd = Cmd {
+    name: "send",
+    alias: None,
+    about: "Write to an interactive job's stdin and read what it answers",
+    long_about: "Writes TEXT exactly as given (or --file's bytes) to the stdin of a job started with -i or --tty, then watches for --yield (default 250 ms, less if the job ends) and answers with the output written after the send began, bytes_written (what reached the job's stdin) and stdin_open. --eof closes the job's stdin after writing (on a terminal: sends ^D). What was sent is appended to stdin.log unless --no-record.",
+    flags: &[
+        Flag::switch("newline", "Append a newline to TEXT"),
+        Flag::value("file", "PATH", Ty::Path, "Send this file's bytes instead of TEXT"),
+        Flag::switch("eof", "Close the job's stdin after writing (alone: just close it)"),
+        Flag::value("yield", "DURATION", Ty::Duration, "How long to watch for the job's answer (250ms, 1.5s, ...)").default("250ms"),
+        Flag::switch("no-record", "Do not append what is sent to stdin.log"),
+        Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes of each stream's new output in the answer").default("65536"),
+    ],
+    pos: &[
+        job_pos(JobFilter::Running),
+        Pos {
+            name: "TEXT",
+            required: false,
+            rest: false,
+            many: false,
+            jobs: None,
+            values: &[],
+            help: "Bytes to write, exactly as given (see --newline)",
+        },
+    ],
+    conflicts: &[("file", "newline")],
+    hidden: false,
+    exec: cmd::send::exec,
+    examples: &["agent-exec send --newline 01JABCDEF0 'print(1+1)'", "agent-exec send --eof 01JABCDEF0"],
 };
 
 static SUPERVISE: Cmd = Cmd {

@@ -39,6 +39,8 @@ pub enum Error {
     InvalidState(String),
     /// `--stdin -` while standard input is a terminal.
     StdinRequired,
+    /// `send` to a job whose stdin was closed (or that has ended).
+    StdinClosed(String),
     /// Materialised stdin would exceed `--stdin-max-bytes`.
     StdinTooLarge(u64),
     /// A config file (or server configuration) that cannot be used.
@@ -120,6 +122,7 @@ impl Error {
             Error::AmbiguousJobId { .. } => "ambiguous_job_id",
             Error::InvalidState(_) => "invalid_state",
             Error::StdinRequired => "stdin_required",
+            Error::StdinClosed(_) => "stdin_closed",
             Error::StdinTooLarge(_) => "stdin_too_large",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Io { .. } => "io_error",
@@ -234,7 +237,8 @@ impl fmt::Display for Error {
             | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
             | Error::Unavailable(m)
-            | Error::UnsafePath(m) => f.write_str(m),
+            | Error::UnsafePath(m)
+            | Error::StdinClosed(m) => f.write_str(m),
             Error::InJob(_, e) => e.fmt(f),
             Error::JobNotFound(id) => write!(f, "job not found: {id}"),
             Error::AmbiguousJobId {

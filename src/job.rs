@@ -134,6 +134,17 @@ pub struct Meta {
     /// `--log PATH`: where full.log goes instead of the job directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_log: Option<String>,
+    /// `-i`: the job's stdin stays open for `send` (see `input`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interactive: bool,
+    /// `--tty`: the job runs on a pseudo-terminal of this size
+    /// (`[cols, rows]`); implies `interactive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<[u16; 2]>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn schema_version() -> String {

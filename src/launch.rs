@@ -63,6 +63,9 @@ pub struct Spec {
     pub shell_wrapper: Vec<String>,
     pub notification: Option<Notification>,
     pub full_log: Option<String>,
+    pub interactive: bool,
+    /// `--tty [--tty-size COLSxROWS]`: [cols, rows].
+    pub tty: Option<[u16; 2]>,
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
     pub sink_timeout_secs: Option<u64>,
@@ -87,6 +90,8 @@ impl Spec {
             shell_wrapper: default_wrapper(),
             notification: None,
             full_log: None,
+            interactive: false,
+            tty: None,
             sink_timeout_secs: None,
         }
     }
@@ -121,6 +126,14 @@ impl Spec {
         spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), cfg)?;
         spec.sink_timeout_secs = Some(cfg.notify.sink_timeout_secs);
         spec.notification = crate::notify::notification_from(m, None)?;
+        spec.tty = if m.has("tty") {
+            Some(parse_tty_size(m.get("tty-size").unwrap_or("80x24"))?)
+        } else if m.has("tty-size") {
+            return Err(Error::usage("--tty-size needs --tty"));
+        } else {
+            None
+        };
+        spec.interactive = m.has("interactive") || spec.tty.is_some();
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()
@@ -131,6 +144,18 @@ impl Spec {
 }
 
 pub const DEFAULT_STDIN_MAX: u64 = 64 * 1024 * 1024;
+
+/// `COLSxROWS`, each 1..=10000.
+pub fn parse_tty_size(s: &str) -> Result<[u16; 2]> {
+    let bad = || {
+        Error::usage(format!(
+            "invalid value '{s}' for '--tty-size': expected COLSxROWS such as 120x40"
+        ))
+    };
+    let (c, r) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let n = |v: &str| v.parse::<u16>().ok().filter(|n| (1..=10000).contains(n));
+    Ok([n(c).ok_or_else(bad)?, n(r).ok_or_else(bad)?])
+}
 
 /// The largest env file read (they are KEY=VALUE lines, not data).
 pub const ENV_FILE_MAX: u64 = 1024 * 1024;
@@ -331,6 +356,8 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         shell_wrapper: spec.shell_wrapper.clone(),
         stdin_file: None,
         full_log: spec.full_log.clone(),
+        interactive: spec.interactive,
+        tty: spec.tty,
     };
     let mut state = State::created(&job.id);
     // Env files are read again when the job starts; an unusable one fails

@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod gc;
 mod http;
+mod input;
 mod job;
 mod launch;
 mod man;

@@ -1034,6 +1034,7 @@ mod tests {
             Error::PayloadTooLarge(String::new()),
             Error::Unavailable(String::new()),
             Error::UnsafePath(String::new()),
+            Error::StdinClosed(String::new()),
         ];
         for e in &samples {
             match e {
@@ -1059,6 +1060,7 @@ mod tests {
                 | Error::PayloadTooLarge(_)
                 | Error::Unavailable(_)
                 | Error::UnsafePath(_)
+                | Error::StdinClosed(_)
                 | Error::InJob(..) => {}
             }
             let row = ERROR_CODES.iter().find(|(c, _, _)| *c == e.code());

@@ -116,6 +116,21 @@ pub fn tail(path: &Path, lines: u64, max_bytes: u64) -> Result<Slice> {
     })
 }
 
+/// At most `max_bytes` of a log from byte `offset` on (what it gained
+/// since `offset`): one bounded read.
+pub fn read_from(path: &Path, offset: u64, max_bytes: u64) -> Result<Slice> {
+    let Some((f, size)) = open_sized(path)? else {
+        return Ok(Slice::default());
+    };
+    let start = offset.min(size);
+    let bytes = read_at(&f, start, (size - start).min(max_bytes));
+    Ok(Slice {
+        range: [start, start + bytes.len() as u64],
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        total: size,
+    })
+}
+
 /// The size of a file, if it exists.
 pub fn size_of(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())

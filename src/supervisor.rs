@@ -188,7 +188,14 @@ fn supervise(
     let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
-    let (meta, mut cmd) = match prepared {
+    let (
+        meta,
+        Prepared {
+            mut cmd,
+            tty,
+            initial,
+        },
+    ) = match prepared {
         Ok(x) => x,
         Err(e) => return never_ran(launch_failed(job, ready, &lock, state, e)),
     };
@@ -237,7 +244,41 @@ fn supervise(
     state.updated_at = now;
     state.pid = Some(pid);
     state.supervisor_pid = Some(std::process::id());
-    state.sid = Some(sys::session_id());
+    // A job on a terminal leads its own session; any other shares ours.
+    state.sid = Some(if tty.is_some() {
+        pid
+    } else {
+        sys::session_id()
+    });
+    // An interactive job's stdin: the pipe's write end, or the terminal's
+    // master, owned here and fed from stdin.sock (see `input`).
+    let (tty_read, sink) = match &tty {
+        Some(master) => (
+            master.try_clone().ok().map(File::from),
+            master.try_clone().ok().map(File::from),
+        ),
+        None => (
+            None,
+            child.stdin.take().map(|s| File::from(OwnedFd::from(s))),
+        ),
+    };
+    let mut input = match sink {
+        Some(sink) if meta.interactive => {
+            match crate::input::Input::new(&job.dir, sink, tty.is_some(), initial) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    let _ = sys::kill_group(pid, libc::SIGKILL);
+                    let _ = sys::wait4(pid, true);
+                    state.fail("spawn_failed", format!("open the job's input channel: {e}"));
+                    let sinks = publish_terminal(job, &lock, &state);
+                    signal(ready, b'F');
+                    return never_ran(sinks);
+                }
+            }
+        }
+        _ => None,
+    };
+    drop(tty);
     state.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
     let _ = job.write_state(&state, false);
     signal(ready, b'R');
@@ -285,23 +326,35 @@ fn supervise(
         }
     };
     let next_state = NextState::create(job).ok();
-    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return never_ran(None);
+    // On a terminal, everything the job writes comes through the master
+    // (stdout.log); its stderr pipe is a placeholder, closed at once.
+    let (out, err) = match tty_read {
+        Some(master) => {
+            let Ok((r, w)) = sys::pipe() else {
+                return never_ran(None);
+            };
+            drop(w);
+            (OwnedFd::from(master), r)
+        }
+        None => match (child.stdout.take(), child.stderr.take()) {
+            (Some(o), Some(e)) => (OwnedFd::from(o), OwnedFd::from(e)),
+            _ => return never_ran(None),
+        },
     };
     // Start-up is over: keep resident only the code the tee loop runs.
     sys::drop_code_pages();
     let mut tee = Tee {
-        streams: [
-            Stream::new(OwnedFd::from(out), out_log),
-            Stream::new(OwnedFd::from(err), err_log),
-        ],
+        streams: [Stream::new(out, out_log), Stream::new(err, err_log)],
         full: FullLog::new(full_log),
         buf: vec![0u8; READ_CHUNK],
         matcher: Matcher::new(job, &meta),
     };
-    let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee);
+    let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee, &mut input);
     tee.drain();
     tee.finish();
+    if let Some(i) = input.take() {
+        i.finish(&job.dir);
+    }
     let (exit, _usage) = match sys::wait4(pid, true) {
         Ok(Some(x)) => x,
         _ => (Exit::Code(-1), sys::Usage::default()),
@@ -441,8 +494,16 @@ fn launch_failed(
     sinks
 }
 
+/// The workload's command, and for an interactive job what its input
+/// needs: the terminal's master (`--tty`), the launch-time stdin bytes.
+struct Prepared {
+    cmd: Command,
+    tty: Option<OwnedFd>,
+    initial: Option<File>,
+}
+
 /// Build the workload's command from the stored definition.
-fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> {
+fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError> {
     let cwd = meta.cwd.clone().unwrap_or_else(|| "/".to_string());
     if !Path::new(&cwd).is_dir() {
         return Err(fail(
@@ -461,18 +522,33 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
             job::read_json(&env_path).map_err(|e| fail("env_unreadable", e.to_string()))?;
         set.extend(vars.iter().map(|kv| split_kv(kv)));
     }
-    let stdin = match &meta.stdin_file {
-        None => Stdio::null(),
+    let stdin_bytes = match &meta.stdin_file {
+        None => None,
         Some(name) => {
             let p = if Path::new(name).is_absolute() {
                 PathBuf::from(name)
             } else {
                 job.dir.join(name)
             };
-            sys::open_read(&p)
-                .map(Stdio::from)
-                .map_err(|e| fail("stdin_unreadable", format!("open {}: {e}", p.display())))?
+            Some(
+                sys::open_read(&p)
+                    .map_err(|e| fail("stdin_unreadable", format!("open {}: {e}", p.display())))?,
+            )
         }
+    };
+    // Interactive: a pipe this supervisor keeps (the given bytes go in
+    // first, through `input`); otherwise the given bytes, or nothing.
+    let (stdin, initial) = match (meta.interactive && meta.tty.is_none(), stdin_bytes) {
+        (true, f) => (Stdio::piped(), f),
+        (false, Some(f)) if meta.tty.is_none() => (Stdio::from(f), None),
+        (false, f) => (Stdio::null(), f),
+    };
+    let tty = match meta.tty {
+        Some([cols, rows]) => Some(
+            sys::open_pty(cols, rows)
+                .map_err(|e| fail("spawn_failed", format!("open a pseudo-terminal: {e}")))?,
+        ),
+        None => None,
     };
     let wrapper = if meta.shell_wrapper.is_empty() {
         crate::launch::default_wrapper()
@@ -509,20 +585,33 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Command, LaunchError> 
         });
     let mut cmd = Command::new(resolve_program(prog, job_path.as_deref()));
     cmd.arg0(prog);
-    cmd.args(args)
-        .current_dir(&cwd)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.args(args).current_dir(&cwd).stdin(stdin);
     if !meta.inherit_env {
         cmd.env_clear();
+    }
+    // On a terminal, TERM says which, unless the caller set it.
+    if tty.is_some() && !set.iter().any(|(k, _)| k == "TERM") {
+        cmd.env("TERM", "xterm-256color");
     }
     cmd.envs(set);
     if let Some(script) = reapply {
         cmd.env(REAPPLY_VAR, script);
     }
-    Ok(cmd)
+    let tty = match tty {
+        Some((master, slave)) => {
+            // The child makes its own session on the terminal.
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            sys::on_terminal(&mut cmd, slave);
+            Some(master)
+        }
+        None => {
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            None
+        }
+    };
+    Ok(Prepared { cmd, tty, initial })
 }
 
 /// Where `execvp` would find `prog` on `path` (the first regular,
@@ -708,6 +797,7 @@ fn run_loop(
     pid: u32,
     started: Instant,
     tee: &mut Tee,
+    input: &mut Option<crate::input::Input>,
 ) -> Outcome {
     let pidfd = sys::pidfd_open(pid).ok();
     let ms = Duration::from_millis;
@@ -737,10 +827,15 @@ fn run_loop(
             let _ = job.write_state(state, false);
             progress_at = Some(t + every);
         }
-        let next = [timeout_at, kill_at, progress_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            timeout_at,
+            kill_at,
+            progress_at,
+            input.as_ref().and_then(|i| i.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let mut wait_ms = next.map_or(-1, |t| {
             t.saturating_duration_since(now)
                 .as_millis()
@@ -754,10 +849,16 @@ fn run_loop(
         for s in tee.streams.iter().filter(|s| s.open) {
             fds.push(sys::poll_fd(s.fd.as_raw_fd(), sys::POLLIN));
         }
+        if let Some(i) = input.as_ref() {
+            i.poll_fds(&mut fds);
+        }
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
         }
         let _ = sys::poll(&mut fds, wait_ms);
+        if let Some(i) = input.as_mut() {
+            i.step();
+        }
         let ready_streams: Vec<bool> = {
             let mut it = fds.iter();
             tee.streams

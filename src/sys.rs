@@ -1089,6 +1089,71 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 }
 
 // ---------------------------------------------------------------------------
+// Pseudo-terminals
+// ---------------------------------------------------------------------------
+
+/// A new pseudo-terminal: its master (close-on-exec, not our controlling
+/// terminal) and the path of its slave, sized `cols` x `rows`.
+pub fn open_pty(cols: u16, rows: u16) -> io::Result<(OwnedFd, CString)> {
+    // SAFETY: posix_openpt takes flags and returns a new descriptor.
+    let fd = cvt(unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    // SAFETY: the kernel just gave us this descriptor.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: grantpt/unlockpt only act on the master we own.
+    cvt(unsafe { libc::grantpt(fd) })?;
+    cvt(unsafe { libc::unlockpt(fd) })?;
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes at most `name.len()` bytes, NUL included.
+    let rc = unsafe { libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path.
+    let slave = unsafe { CStr::from_ptr(name.as_ptr()) }.to_owned();
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize, a live local.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) })?;
+    Ok((master, slave))
+}
+
+/// Make the child that `cmd` starts the leader of a new session whose
+/// controlling terminal is the pseudo-terminal `slave`, on its stdin,
+/// stdout and stderr. Its process group is its own (pgid = pid), so
+/// signals to the group reach everything it starts on the terminal.
+pub fn on_terminal(cmd: &mut std::process::Command, slave: CString) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only
+    // setsid, open, ioctl, dup2 and close, which are async-signal-safe;
+    // `slave` was built before the fork and is only read.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::ioctl(fd, libc::TIOCSCTTY, 0);
+            for target in 0..3 {
+                if libc::dup2(fd, target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
 // /proc: who is in a process group (no unsafe: plain file reads)
 // ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ pub mod list;
 pub mod notify_set;
 pub mod run;
 pub mod schema;
+pub mod send;
 pub mod serve;
 pub mod start;
 pub mod status;

@@ -77,6 +77,9 @@ pub struct InlineBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<OutputLoss>,
+    /// The job runs on a pseudo-terminal: all its output is in stdout.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// Wait per `plan` on a launched job and build the inline result.
@@ -146,6 +149,7 @@ pub fn inline_body(
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
+        tty: meta.tty.is_some(),
     })
 }
 

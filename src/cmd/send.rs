@@ -1,0 +1,156 @@
+//! `send JOB_ID [TEXT] [--newline | --file PATH] [--eof] [--yield D]`:
+//! write to an interactive job's stdin through its supervisor (see
+//! `input`), then watch the job for `--yield` and answer with what it
+//! wrote meanwhile — the loop of a REPL or a prompt, one call per turn.
+//!
+//! Invariants
+//! - The answer's output is exactly what the logs gained after the send
+//!   began: read from the sizes the logs had just before, bounded by
+//!   `--max-bytes` per stream, with a cursor just after it.
+//! - A job that stops reading never holds `send` past its `--yield`:
+//!   the supervisor answers by then with the bytes that got in.
+//! - A job not started with `-i`/`--tty` is `invalid_state`; one whose
+//!   stdin was closed (or that has ended) is `stdin_closed`.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::error::{Error, Result};
+use crate::job::{Failure, Job};
+use crate::observe;
+use crate::output::{Output, Response};
+
+#[derive(Serialize)]
+pub struct SendBody {
+    pub job_id: String,
+    pub state: &'static str,
+    pub bytes_written: u64,
+    pub stdin_open: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_range: [u64; 2],
+    pub stderr_range: [u64; 2],
+    pub stdout_total_bytes: u64,
+    pub stderr_total_bytes: u64,
+    pub encoding: &'static str,
+    pub waited_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// What to send.
+pub struct SendRequest {
+    pub data: Vec<u8>,
+    pub eof: bool,
+    pub record: bool,
+    pub yield_ms: u64,
+    pub max_bytes: u64,
+}
+
+/// The operation, for the CLI and the server alike.
+pub fn send_job(job: &Job, req: &SendRequest) -> Result<SendBody> {
+    let meta = job.read_meta()?;
+    if !meta.interactive {
+        return Err(Error::InvalidState(format!(
+            "invalid job state: job {} was not started with --interactive or --tty; its stdin is not open",
+            job.id
+        )));
+    }
+    let st = observe::current_state(job)?;
+    if st.status().is_terminal() {
+        return Err(closed(job, "the job has ended"));
+    }
+    // Where the new output begins.
+    let from = [
+        observe::size_of(&job.stdout_path()).unwrap_or(0),
+        observe::size_of(&job.stderr_path()).unwrap_or(0),
+    ];
+    let t0 = Instant::now();
+    let wait = Duration::from_millis(req.yield_ms);
+    let reply =
+        crate::input::send(&job.dir, &req.data, req.eof, req.record, wait).map_err(|e| {
+            match observe::current_state(job) {
+                Ok(s) if s.status().is_terminal() => closed(job, "the job has ended"),
+                _ => Error::io(format!("send to job {}", job.id), e),
+            }
+        })?;
+    if reply.error.is_some() {
+        return Err(closed(job, "its stdin was closed"));
+    }
+    // Watch for the answer: until the yield is spent, or the job ends.
+    let left = wait.saturating_sub(t0.elapsed());
+    let st = observe::wait_terminal(job, Instant::now().checked_add(left))?;
+    let out = observe::read_from(&job.stdout_path(), from[0], req.max_bytes)?;
+    let err = observe::read_from(&job.stderr_path(), from[1], req.max_bytes)?;
+    let terminal = st.status().is_terminal();
+    Ok(SendBody {
+        job_id: job.id.clone(),
+        state: st.status().as_str(),
+        bytes_written: reply.bytes_written.unwrap_or(0),
+        stdin_open: reply.stdin_open.unwrap_or(false) && !terminal,
+        stdout: out.text,
+        stderr: err.text,
+        stdout_range: out.range,
+        stderr_range: err.range,
+        stdout_total_bytes: out.total,
+        stderr_total_bytes: err.total,
+        encoding: "utf-8-lossy",
+        waited_ms: t0.elapsed().as_millis() as u64,
+        exit_code: st.result.exit_code.filter(|_| terminal),
+        signal: st.result.signal.clone().filter(|_| terminal),
+        finished_at: st.finished_at.clone().filter(|_| terminal),
+        timed_out: terminal.then_some(st.result.timed_out),
+        failure: st.failure.clone(),
+    })
+}
+
+fn closed(job: &Job, why: &str) -> Error {
+    Error::StdinClosed(format!(
+        "stdin_closed: cannot send to job {}: {why}",
+        job.id
+    ))
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let text = m.pos(1);
+    let data = match (m.get("file"), text) {
+        (Some(_), Some(_)) => {
+            return Err(Error::usage("give TEXT or --file, not both"));
+        }
+        (Some(path), None) => {
+            crate::sys::read_bounded(std::path::Path::new(path), crate::input::MAX_MESSAGE as u64)
+                .map_err(|e| Error::io(format!("read {path}"), e))?
+        }
+        (None, Some(t)) => {
+            let mut d = t.as_bytes().to_vec();
+            if m.has("newline") {
+                d.push(b'\n');
+            }
+            d
+        }
+        (None, None) if m.has("eof") => Vec::new(),
+        (None, None) if m.has("newline") => b"\n".to_vec(),
+        (None, None) => return Err(Error::usage("send needs TEXT, --file PATH or --eof")),
+    };
+    let req = SendRequest {
+        data,
+        eof: m.has("eof"),
+        record: !m.has("no-record"),
+        yield_ms: m.duration_ms("yield").unwrap_or(250),
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+    };
+    let body = send_job(&job, &req).map_err(|e| e.in_job(&job.id))?;
+    Ok(Output::Doc(Response::new("send", &body)))
+}

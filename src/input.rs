@@ -1,0 +1,427 @@
+//! Input to a running job: the supervisor owns the job's stdin (the
+//! write end of a pipe, or a pseudo-terminal's master) and takes bytes
+//! from callers through a Unix socket in the job directory,
+//! `<job>/stdin.sock` (0600 in a 0700 directory: only the owner can
+//! connect). Callers (`send`, the server) come and go; the job never sees
+//! them, and a caller that dies mid-send costs the job nothing.
+//!
+//! Protocol, one exchange per connection: the caller sends one line of
+//! JSON, `{"len":N,"eof":bool,"record":bool,"wait_ms":M}`, then N bytes;
+//! the supervisor answers one line, `{"bytes_written":K,"stdin_open":b}`
+//! or `{"error":"stdin_closed"}`, once all N bytes are in the job's stdin
+//! or M milliseconds have passed (a job that stops reading never holds a
+//! caller longer than it asked; what did not get in is dropped and not
+//! counted, so a caller may resend exactly the rest).
+//!
+//! Invariants
+//! - Everything stays in the supervisor's poll(): no thread, no tick; a
+//!   silent interactive job costs no CPU.
+//! - Bounded memory: at most `MAX_CLIENTS` connections, each holding at
+//!   most `MAX_MESSAGE` bytes; a header line longer than 1 KiB or a
+//!   malformed one closes that connection.
+//! - Bytes that reach the job are appended to `stdin.log` (0600) unless
+//!   the caller asked not to record: input is durable like output (D38).
+//! - `eof` closes the pipe once the bytes before it are written (for a
+//!   terminal, it sends the terminal's end-of-file character, ^D, since
+//!   closing the master would hang the session up).
+//!
+//! Rejected: a FIFO per job (no way to answer a caller, so `bytes_written`
+//! could not be told); callers writing to the job's stdin directly (the
+//! descriptor dies with whoever holds it, and nothing records the input).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+pub const SOCKET: &str = "stdin.sock";
+pub const LOG: &str = "stdin.log";
+/// The most bytes one message may carry.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+const MAX_CLIENTS: usize = 16;
+const MAX_HEADER: usize = 1024;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct Header {
+    pub len: usize,
+    #[serde(default)]
+    pub eof: bool,
+    #[serde(default = "yes")]
+    pub record: bool,
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_open: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One caller's connection.
+struct Client {
+    sock: UnixStream,
+    head: Vec<u8>,
+    header: Option<Header>,
+    data: Vec<u8>,
+    /// Bytes of `data` already written to the job.
+    written: usize,
+    deadline: Option<Instant>,
+    /// The caller hung up (before or after its message was complete).
+    closed: bool,
+}
+
+pub struct Input {
+    listener: UnixListener,
+    /// Where the job reads: the pipe's write end, or a dup of the master.
+    sink: Option<File>,
+    tty: bool,
+    /// Bytes given at launch (`--stdin`, `--stdin-file`), written first.
+    initial: Option<File>,
+    initial_buf: Vec<u8>,
+    clients: Vec<Client>,
+    log: Option<File>,
+    log_path: std::path::PathBuf,
+}
+
+impl Input {
+    /// Listen in `dir` (creates stdin.sock) for a job reading `sink`.
+    pub fn new(dir: &Path, sink: File, tty: bool, initial: Option<File>) -> io::Result<Input> {
+        let path = dir.join(SOCKET);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
+        sys::set_nonblocking(sink.as_raw_fd())?;
+        Ok(Input {
+            listener,
+            sink: Some(sink),
+            tty,
+            initial,
+            initial_buf: Vec::new(),
+            clients: Vec::new(),
+            log: None,
+            log_path: dir.join(LOG),
+        })
+    }
+
+    /// The descriptors to poll and what for.
+    pub fn poll_fds(&self, out: &mut Vec<sys::PollFd>) {
+        out.push(sys::poll_fd(self.listener.as_raw_fd(), sys::POLLIN));
+        for c in &self.clients {
+            let ev = if c.header.map_or(true, |h| c.data.len() < h.len) {
+                sys::POLLIN
+            } else {
+                0
+            };
+            out.push(sys::poll_fd(c.sock.as_raw_fd(), ev));
+        }
+        if let Some(s) = &self.sink {
+            if self.has_pending() {
+                out.push(sys::poll_fd(s.as_raw_fd(), libc::POLLOUT));
+            }
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.initial.is_some()
+            || !self.initial_buf.is_empty()
+            || self.clients.iter().any(|c| c.ready_to_write())
+    }
+
+    /// The earliest moment a caller must be answered.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.clients.iter().filter_map(|c| c.deadline).min()
+    }
+
+    /// Do what can be done now: accept, read, write, answer.
+    pub fn step(&mut self) {
+        while self.clients.len() < MAX_CLIENTS {
+            match self.listener.accept() {
+                Ok((sock, _)) => {
+                    let _ = sock.set_nonblocking(true);
+                    self.clients.push(Client {
+                        sock,
+                        head: Vec::new(),
+                        header: None,
+                        data: Vec::new(),
+                        written: 0,
+                        deadline: None,
+                        closed: false,
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        for c in &mut self.clients {
+            c.read_some();
+        }
+        self.feed_initial();
+        self.write_clients();
+        self.answer_done();
+    }
+
+    /// `--stdin` / `--stdin-file` bytes, before anything sent later.
+    fn feed_initial(&mut self) {
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        loop {
+            if self.initial_buf.is_empty() {
+                let Some(f) = self.initial.as_mut() else {
+                    return;
+                };
+                let mut buf = vec![0u8; 64 * 1024];
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        self.initial = None;
+                        return;
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        self.initial_buf = buf;
+                    }
+                }
+            }
+            match sink.write(&self.initial_buf) {
+                Ok(n) => {
+                    self.initial_buf.drain(..n);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn write_clients(&mut self) {
+        if self.initial.is_some() || !self.initial_buf.is_empty() {
+            return;
+        }
+        // In arrival order: one caller's bytes are never interleaved with
+        // another's. A caller whose header has not arrived yet does not
+        // hold the others up.
+        for i in 0..self.clients.len() {
+            if self.clients[i].header.is_none() {
+                continue;
+            }
+            let Some(sink) = self.sink.as_mut() else {
+                return;
+            };
+            let c = &mut self.clients[i];
+            if c.written < c.data.len() {
+                let n = match sink.write(&c.data[c.written..]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(_) => {
+                        // The job closed its end: nothing more gets in.
+                        self.sink = None;
+                        return;
+                    }
+                };
+                let from = c.written;
+                c.written += n;
+                if n > 0 && c.header.is_some_and(|h| h.record) {
+                    let bytes = c.data[from..from + n].to_vec();
+                    self.record(&bytes);
+                }
+            }
+            let c = &self.clients[i];
+            if c.written < c.header.map_or(0, |h| h.len) {
+                // Not all in yet (the pipe is full, or more is coming).
+                break;
+            }
+        }
+    }
+
+    fn record(&mut self, bytes: &[u8]) {
+        if self.log.is_none() {
+            let dir = self.log_path.parent().unwrap_or(Path::new("/"));
+            self.log = sys::Dir::open(dir)
+                .and_then(|d| d.open_file(LOG, sys::How::Append))
+                .ok();
+        }
+        if let Some(l) = self.log.as_mut() {
+            let _ = l.write_all(bytes);
+        }
+    }
+
+    /// Answer callers whose bytes are all in, or whose time is up.
+    fn answer_done(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.clients.len() {
+            let c = &self.clients[i];
+            let broken = c.head.len() > MAX_HEADER || c.closed;
+            let Some(h) = c.header else {
+                if broken {
+                    self.clients.remove(i);
+                } else {
+                    i += 1;
+                }
+                continue;
+            };
+            let all_in = c.data.len() == h.len && c.written == h.len;
+            let late = c.deadline.is_some_and(|d| d <= now);
+            if !(all_in || late || broken || self.sink.is_none()) {
+                i += 1;
+                continue;
+            }
+            let mut c = self.clients.remove(i);
+            let reply = if self.sink.is_none() && c.written == 0 && h.len > 0 {
+                Reply {
+                    bytes_written: None,
+                    stdin_open: None,
+                    error: Some("stdin_closed".into()),
+                }
+            } else {
+                if h.eof && all_in {
+                    self.close_input();
+                }
+                Reply {
+                    bytes_written: Some(c.written as u64),
+                    stdin_open: Some(self.sink.is_some()),
+                    error: None,
+                }
+            };
+            if let Ok(mut line) = serde_json::to_vec(&reply) {
+                line.push(b'\n');
+                // A short line into an empty socket buffer: it fits.
+                let _ = c.sock.write_all(&line);
+            }
+        }
+    }
+
+    fn close_input(&mut self) {
+        if self.tty {
+            // The terminal's end of file (VEOF, ^D by default) ends a read
+            // at the start of a line; the session stays up.
+            if let Some(s) = self.sink.as_mut() {
+                let _ = s.write(&[4]);
+            }
+            return;
+        }
+        self.sink = None;
+    }
+
+    /// The job ended: answer everyone still waiting, stop listening.
+    pub fn finish(mut self, dir: &Path) {
+        self.sink = None;
+        for c in &mut self.clients {
+            c.deadline = Some(Instant::now());
+        }
+        self.answer_done();
+        let _ = std::fs::remove_file(dir.join(SOCKET));
+    }
+}
+
+impl Client {
+    fn ready_to_write(&self) -> bool {
+        self.header.is_some() && self.written < self.data.len()
+    }
+
+    /// Read what has arrived: the header line, then the payload.
+    fn read_some(&mut self) {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            if self.header.is_some_and(|h| self.data.len() >= h.len) {
+                return;
+            }
+            let n = match self.sock.read(&mut buf) {
+                Ok(0) => {
+                    self.closed = true;
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.closed = true;
+                    return;
+                }
+            };
+            let mut chunk = &buf[..n];
+            if self.header.is_none() {
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(p) => {
+                        self.head.extend_from_slice(&chunk[..p]);
+                        chunk = &chunk[p + 1..];
+                        let h: Option<Header> = serde_json::from_slice(&self.head).ok();
+                        match h.filter(|h| h.len <= MAX_MESSAGE) {
+                            Some(h) => {
+                                self.deadline =
+                                    Instant::now().checked_add(Duration::from_millis(h.wait_ms));
+                                self.data.reserve(h.len.min(1 << 20));
+                                self.header = Some(h);
+                            }
+                            None => {
+                                // Malformed: answered as broken below.
+                                self.head.resize(MAX_HEADER + 1, 0);
+                                return;
+                            }
+                        }
+                    }
+                    None => {
+                        self.head.extend_from_slice(chunk);
+                        if self.head.len() > MAX_HEADER {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Some(h) = self.header {
+                let take = (h.len - self.data.len()).min(chunk.len());
+                self.data.extend_from_slice(&chunk[..take]);
+            }
+        }
+    }
+}
+
+/// The caller's side: send `data` (and maybe end of file) to the job
+/// whose directory is `dir`, waiting at most `wait` for it to get in.
+pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) -> io::Result<Reply> {
+    let path = dir.join(SOCKET);
+    // Never through a symlink: the socket must be the job's own.
+    let m = std::fs::symlink_metadata(&path)?;
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if !m.file_type().is_socket() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, sys::NotRegular));
+        }
+    }
+    let mut s = UnixStream::connect(&path)?;
+    let header = Header {
+        len: data.len(),
+        eof,
+        record,
+        wait_ms: wait.as_millis().min(u64::MAX as u128) as u64,
+    };
+    let mut msg = serde_json::to_vec(&header).map_err(io::Error::other)?;
+    msg.push(b'\n');
+    s.write_all(&msg)?;
+    s.write_all(data)?;
+    // The supervisor answers by the deadline; a little more for the trip.
+    s.set_read_timeout(Some(wait + Duration::from_secs(5)))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < MAX_HEADER {
+        match s.read(&mut byte)? {
+            0 => break,
+            _ if byte[0] == b'\n' => break,
+            _ => line.push(byte[0]),
+        }
+    }
+    serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
