@@ -208,6 +208,16 @@ fn every_command_output_matches_the_schema() {
         assert_eq!(d["output_lost"][0]["dropped_bytes"], 7, "{d}");
         docs.push(d);
     }
+    // send to an interactive job, and its errors.
+    let cat = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"].as_str().unwrap().to_string();
+    docs.push(t.ok(&["send", "--newline", "--yield", "1s", &cat, "hi"]));
+    docs.push(t.ok(&["send", "--eof", "--yield", "2s", &cat]));
+    let (_, e) = t.err(&["send", &cat, "x"]);
+    assert_eq!(e["error"]["code"], "stdin_closed");
+    docs.push(e);
+    let tty = t.ok(&["run", "--tty", "--", "echo", "on a terminal"]);
+    assert_eq!(tty["tty"], true);
+    docs.push(tty);
     for d in &docs {
         valid(&s, d);
     }
