@@ -352,6 +352,13 @@ const MAX_BYTES: Flag = Flag::value(
     "Most bytes of each log's head in the answer",
 )
 .default("65536");
+const TAIL_BYTES: Flag = Flag::value(
+    "tail-bytes",
+    "BYTES",
+    Ty::U64,
+    "When a log is longer than the head, also return its last BYTES (stdout_tail/stderr_tail, never overlapping the head; 0 = none)",
+)
+.default("16384");
 
 // Notification flags shared by `run` and `create` (`notify set` has its own names).
 const NOTIFY_COMMAND: Flag = Flag::value(
@@ -518,7 +525,7 @@ static START: Cmd = Cmd {
     alias: None,
     about: "Launch a job made by 'create'",
     long_about: "Starts a 'created' job and waits like 'run' (until it ends or --until passes). Any other state is invalid_state; of concurrent starts exactly one wins.",
-    flags: &[WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    flags: &[WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
     pos: &[job_pos(JobFilter::Created)],
     conflicts: &[("until", "forever")],
     hidden: false,
@@ -530,8 +537,8 @@ static RUN: Cmd = Cmd {
     name: "run",
     alias: None,
     about: "Run a command as a detached background job",
-    long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr; the job goes on if it is still running.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr (and, when a log is longer, its last --tail-bytes), with a cursor for tail --since; the job goes on if it is still running.",
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
     pos: &[COMMAND],
     conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("until", "forever")],
     hidden: false,
@@ -555,28 +562,34 @@ static STATUS: Cmd = Cmd {
 static TAIL: Cmd = Cmd {
     name: "tail",
     alias: None,
-    about: "Show the end of a job's stdout and stderr",
-    long_about: "Reads at most --max-bytes from the end of each log and keeps the last --tail-lines lines of that window.",
+    about: "Show the end of a job's stdout and stderr, or what is new since a cursor",
+    long_about: "Reads at most --max-bytes from the end of each log and keeps the last --tail-lines lines of that window. With --since CURSOR (the cursor of an earlier run, start, wait or tail answer) it returns the output written after the cursor instead: at most --max-bytes per stream from the start of the new output (--tail-lines does not apply); a loop of tail --since reads every byte once. Every answer carries a new cursor, just after what it returned. A cursor of another job, past the end of a log, or for a log deleted or replaced since is invalid_cursor. With --grep it returns matches instead of text: the last --tail-lines matching lines of each stream (at most --max-bytes of line text), searched in bounded memory whatever the log's size; with --since, only the new output is searched.",
     flags: &[
-        Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window)").default("50"),
-        Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log").default("65536"),
+        Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window); with --grep, matches kept per stream (0 = no count limit)").default("50"),
+        Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log; with --since, from the cursor on; with --grep, most bytes of line text per stream").default("65536"),
+        Flag::value("since", "CURSOR", Ty::Str, "Return only the output written after this cursor (from an earlier answer's cursor field)"),
+        Flag::value("grep", "PATTERN", Ty::Str, "Return the lines matching PATTERN (matches: stream, line, offset) instead of text"),
+        Flag::value("grep-type", "TYPE", Ty::Choice, "How --grep matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
+        Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --grep searches").default("either").choices(&["stdout", "stderr", "either"]),
     ],
     pos: &[JOB_ID],
     conflicts: &[],
     hidden: false,
     exec: cmd::tail::exec,
-    examples: &["agent-exec tail --tail-lines 20 01JABCDEF0"],
+    examples: &["agent-exec tail --tail-lines 20 01JABCDEF0", "agent-exec tail --since \"$CURSOR\" 01JABCDEF0", "agent-exec tail --grep 'error\\[E[0-9]+\\]' --grep-type regex 01JABCDEF0"],
 };
 
 static WAIT_CMD: Cmd = Cmd {
     name: "wait",
     alias: None,
     about: "Block until a job ends or a deadline passes",
-    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it.",
+    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it. The answer carries the same output as run's: the head of each log (--max-bytes), its end when the head does not reach it (--tail-bytes), and a cursor for tail --since.",
     flags: &[
         Flag::value("until", "DURATION", Ty::Duration, "Deadline for waiting (500ms, 1.5s, 2m; a bare number is seconds)").default("30"),
         Flag::switch("forever", "Wait with no deadline"),
         Flag::value("poll", "DURATION", Ty::Duration, "Accepted for compatibility and ignored: waiting wakes on events"),
+        MAX_BYTES,
+        TAIL_BYTES,
     ],
     pos: &[job_pos(JobFilter::Waitable)],
     conflicts: &[("until", "forever")],

@@ -25,8 +25,11 @@ pub enum Error {
     InvalidSignal(String),
     /// A duration such as `30d` that does not parse.
     InvalidDuration(String),
-    /// An output-match regex that does not compile.
+    /// An output-match or `tail --grep` regex that does not compile.
     InvalidPattern(String),
+    /// A `--since` cursor that is not one of this job's, or that names a
+    /// position the logs no longer have (deleted, replaced, shorter).
+    InvalidCursor(String),
     /// No job directory matches the id or prefix (message echoes the input).
     JobNotFound(String),
     /// A prefix that matches two or more jobs.
@@ -118,6 +121,7 @@ impl Error {
             Error::InvalidSignal(_) => "invalid_signal",
             Error::InvalidDuration(_) => "invalid_duration",
             Error::InvalidPattern(_) => "invalid_pattern",
+            Error::InvalidCursor(_) => "invalid_cursor",
             Error::JobNotFound(_) => "job_not_found",
             Error::AmbiguousJobId { .. } => "ambiguous_job_id",
             Error::InvalidState(_) => "invalid_state",
@@ -169,6 +173,7 @@ impl Error {
                 | Error::InvalidSignal(_)
                 | Error::InvalidDuration(_)
                 | Error::InvalidPattern(_)
+                | Error::InvalidCursor(_)
         )
     }
 
@@ -229,6 +234,7 @@ impl fmt::Display for Error {
             | Error::InvalidSignal(m)
             | Error::InvalidDuration(m)
             | Error::InvalidPattern(m)
+            | Error::InvalidCursor(m)
             | Error::InvalidState(m)
             | Error::InvalidConfig(m)
             | Error::Internal(m)
@@ -281,6 +287,8 @@ mod tests {
         assert_eq!(Error::usage("x").exit_code(), 2);
         assert_eq!(Error::InvalidSignal("x".into()).exit_code(), 2);
         assert_eq!(Error::InvalidDuration("x".into()).exit_code(), 2);
+        assert_eq!(Error::InvalidCursor("x".into()).exit_code(), 2);
+        assert_eq!(Error::InvalidCursor("x".into()).http_status(), 400);
         assert_eq!(Error::JobNotFound("x".into()).exit_code(), 1);
         assert_eq!(Error::internal("x").exit_code(), 1);
     }

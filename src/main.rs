@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod cmd;
 mod config;
+mod cursor;
 mod error;
 mod gc;
 mod http;

@@ -779,7 +779,8 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("invalid_tag", 2, "A --tag value or tag filter breaks the tag rules."),
     ("invalid_signal", 2, "An unknown signal name or number for kill --signal."),
     ("invalid_duration", 2, "A duration that does not parse (expected a number with a unit: 500ms, 1.5s, 5m, 2h, 1d, 1w; or a bare number of seconds)."),
-    ("invalid_pattern", 2, "An --output-pattern regex that does not compile."),
+    ("invalid_pattern", 2, "An --output-pattern or tail --grep regex that does not compile."),
+    ("invalid_cursor", 2, "A tail --since cursor that is garbage, belongs to another job, points past the end of a log, or names a log that was deleted or replaced since."),
     ("job_not_found", 1, "No job matches the id or prefix."),
     ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20) and truncated."),
     ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job)."),
@@ -1013,6 +1014,7 @@ mod tests {
             Error::InvalidSignal(String::new()),
             Error::InvalidDuration(String::new()),
             Error::InvalidPattern(String::new()),
+            Error::InvalidCursor(String::new()),
             Error::JobNotFound(String::new()),
             Error::AmbiguousJobId {
                 prefix: String::new(),
@@ -1043,6 +1045,7 @@ mod tests {
                 | Error::InvalidSignal(_)
                 | Error::InvalidDuration(_)
                 | Error::InvalidPattern(_)
+                | Error::InvalidCursor(_)
                 | Error::JobNotFound(_)
                 | Error::AmbiguousJobId { .. }
                 | Error::InvalidState(_)

@@ -38,22 +38,43 @@ pub struct Slice {
     pub total: u64,
 }
 
-/// The log and its size; Ok(None) when it does not exist (yet). A log
-/// that is a symlink or not a regular file is an error (`unsafe_path`),
-/// never followed (sys::open_read).
-fn open_sized(path: &Path) -> Result<Option<(File, u64)>> {
+/// A log as one reader sees it: the open file (None: it does not exist
+/// yet), its size when opened, and its identity (`cursor::file_tag`, 0
+/// without a file). Every read of one response goes through one `Log`,
+/// so that its ranges, totals and cursor agree with each other even
+/// while the job writes on.
+pub struct Log {
+    file: Option<File>,
+    pub size: u64,
+    pub tag: u32,
+}
+
+/// Open a log; a missing one reads as empty. A log that is a symlink or
+/// not a regular file is an error (`unsafe_path`), never followed
+/// (sys::open_read).
+pub fn open_log(path: &Path) -> Result<Log> {
     let ctx = || format!("read {}", path.display());
     let f = match sys::open_read(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Log {
+                file: None,
+                size: 0,
+                tag: 0,
+            })
+        }
         Err(e) => return Err(Error::io(ctx(), e)),
     };
     let size = f.metadata().map_err(|e| Error::io(ctx(), e))?.len();
-    Ok(Some((f, size)))
+    let tag = crate::cursor::file_tag(&f).map_err(|e| Error::io(ctx(), e))?;
+    Ok(Log {
+        file: Some(f),
+        size,
+        tag,
+    })
 }
 
-fn read_at(f: &File, offset: u64, len: u64) -> Vec<u8> {
-    let mut buf = vec![0u8; len as usize];
+fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> usize {
     let mut got = 0usize;
     while got < buf.len() {
         match f.read_at(&mut buf[got..], offset + got as u64) {
@@ -63,72 +84,323 @@ fn read_at(f: &File, offset: u64, len: u64) -> Vec<u8> {
             Err(_) => break,
         }
     }
-    buf.truncate(got);
-    buf
+    got
 }
 
-/// The first `max_bytes` of a log.
-pub fn head(path: &Path, max_bytes: u64) -> Result<Slice> {
-    let Some((f, size)) = open_sized(path)? else {
-        return Ok(Slice::default());
-    };
-    let n = size.min(max_bytes);
-    let bytes = read_at(&f, 0, n);
-    Ok(Slice {
-        range: [0, bytes.len() as u64],
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-        total: size,
-    })
+/// The length of `b` without an incomplete UTF-8 sequence at its end:
+/// a lead byte followed by fewer continuation bytes than it announces.
+/// Anything else (ASCII, a complete character, invalid bytes) ends where
+/// it ends.
+fn complete_len(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(4) {
+        let i = b.len() - back;
+        let c = b[i];
+        if c & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match c {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if back < need { i } else { b.len() };
+    }
+    b.len()
 }
 
-/// The last `lines` lines (0 = no line limit) within the last
-/// `max_bytes` bytes of a log. A trailing newline is kept.
-pub fn tail(path: &Path, lines: u64, max_bytes: u64) -> Result<Slice> {
-    let Some((f, size)) = open_sized(path)? else {
-        return Ok(Slice::default());
-    };
-    let start = size - size.min(max_bytes);
-    let window = read_at(&f, start, size - start);
-    let begin = if lines == 0 {
-        0
-    } else {
-        // Ignore one trailing newline, then walk back over `lines` breaks.
-        let body = window.strip_suffix(b"\n").unwrap_or(&window);
-        let mut seen = 0u64;
-        let mut begin = 0usize;
-        for (i, &b) in body.iter().enumerate().rev() {
-            if b == b'\n' {
-                seen += 1;
-                if seen == lines {
-                    begin = i + 1;
-                    break;
+/// How many continuation bytes (at most 3) start `b`: a window that
+/// begins inside a character skips them so its text starts clean (the
+/// skipped bytes belong to the range before it).
+fn continuation_prefix(b: &[u8]) -> usize {
+    b.iter().take(3).take_while(|&&c| c & 0xC0 == 0x80).count()
+}
+
+impl Log {
+    /// Read `[from, from + len)`, clamped to the size seen at open.
+    fn bytes(&self, from: u64, len: u64) -> Vec<u8> {
+        let Some(f) = &self.file else {
+            return Vec::new();
+        };
+        let len = len.min(self.size.saturating_sub(from));
+        let mut buf = vec![0u8; len as usize];
+        let got = read_at(f, from, &mut buf);
+        buf.truncate(got);
+        buf
+    }
+
+    /// Where a read that got `b` (starting at `from`) should stop, by the
+    /// UTF-8 rule: an incomplete character at its end is left for the
+    /// next read, which starts with it — unless no more can come (the
+    /// job is `done` and the read reached the end of the log; such bytes
+    /// are returned as U+FFFD), or it is all the read got (a budget
+    /// under 4 bytes: returned lossily, so that reading always advances).
+    fn cut(&self, from: u64, b: &[u8], done: bool) -> usize {
+        let at_end = from + b.len() as u64 >= self.size;
+        if done && at_end {
+            return b.len();
+        }
+        match complete_len(b) {
+            0 if !at_end => b.len(),
+            n => n,
+        }
+    }
+
+    /// At most `max` bytes from `from`: the head (`from` = 0), or the
+    /// new output after a cursor. Never splits a character at its end
+    /// (see `cut`), so the range ends exactly after the returned text.
+    pub fn span(&self, from: u64, max: u64, done: bool) -> Slice {
+        let b = self.bytes(from, max);
+        let n = self.cut(from, &b, done);
+        Slice {
+            text: String::from_utf8_lossy(&b[..n]).into_owned(),
+            range: [from, from + n as u64],
+            total: self.size,
+        }
+    }
+
+    /// The end of the log, at most `max` bytes and never before `not_before`
+    /// (the end of a head already returned): None when nothing is left
+    /// after it. The start skips into the next character when it falls
+    /// inside one.
+    pub fn end(&self, not_before: u64, max: u64, done: bool) -> Option<Slice> {
+        let from = self.size.saturating_sub(max).max(not_before);
+        if from >= self.size {
+            return None;
+        }
+        let b = self.bytes(from, self.size - from);
+        let skip = if from > not_before {
+            continuation_prefix(&b)
+        } else {
+            0
+        };
+        let n = skip + self.cut(from + skip as u64, &b[skip..], done);
+        (n > skip).then(|| Slice {
+            text: String::from_utf8_lossy(&b[skip..n]).into_owned(),
+            range: [from + skip as u64, from + n as u64],
+            total: self.size,
+        })
+    }
+
+    /// The last `lines` lines (0 = no line limit) within the last
+    /// `max_bytes` bytes of the log. A trailing newline is kept.
+    pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Slice {
+        let start = self.size - self.size.min(max_bytes);
+        let mut window = self.bytes(start, self.size - start);
+        let keep = self.cut(start, &window, done);
+        window.truncate(keep);
+        let begin = if lines == 0 {
+            if start > 0 {
+                continuation_prefix(&window)
+            } else {
+                0
+            }
+        } else {
+            // Ignore one trailing newline, then walk back over `lines` breaks.
+            let body = window.strip_suffix(b"\n").unwrap_or(&window);
+            let mut seen = 0u64;
+            let mut begin = 0usize;
+            for (i, &b) in body.iter().enumerate().rev() {
+                if b == b'\n' {
+                    seen += 1;
+                    if seen == lines {
+                        begin = i + 1;
+                        break;
+                    }
                 }
             }
+            begin
+        };
+        let end = start + window.len() as u64;
+        Slice {
+            text: String::from_utf8_lossy(&window[begin..]).into_owned(),
+            range: [start + begin as u64, end],
+            total: self.size,
         }
-        begin
-    };
-    let kept = &window[begin..];
-    let end = start + window.len() as u64;
-    Ok(Slice {
-        text: String::from_utf8_lossy(kept).into_owned(),
-        range: [start + begin as u64, end],
-        total: size.max(end),
-    })
+    }
+
+    /// Check that a cursor's position in this stream still names a place
+    /// in this very log: the same file (`tag`), not past its end.
+    pub fn check_since(&self, name: &str, offset: u64, tag: u32) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidCursor(format!("invalid cursor: {why}")));
+        if tag == 0 {
+            // Made before the log existed: position 0 of whatever is there now.
+            return Ok(());
+        }
+        if self.file.is_none() {
+            return bad(format!("{name} was deleted since the cursor was made"));
+        }
+        if self.tag != tag {
+            return bad(format!("{name} was replaced since the cursor was made"));
+        }
+        if offset > self.size {
+            return bad(format!(
+                "it points at byte {offset} of {name}, which has only {} bytes",
+                self.size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Search the lines of `[from, size)` in fixed chunks, keeping the
+    /// last matches in a ring (`Grep`). Returns where the search stopped:
+    /// the end of the log when the job is `done`, else the start of an
+    /// unfinished last line (it is searched whole next time).
+    pub fn grep(&self, from: u64, g: &mut Grep) -> u64 {
+        let Some(f) = &self.file else {
+            return from;
+        };
+        let mut chunk = vec![0u8; GREP_CHUNK];
+        let mut line: Vec<u8> = Vec::with_capacity(GREP_LINE_MAX.min(4096));
+        let mut line_start = from;
+        let mut pos = from;
+        while pos < self.size {
+            let want = (self.size - pos).min(GREP_CHUNK as u64) as usize;
+            let got = read_at(f, pos, &mut chunk[..want]);
+            if got == 0 {
+                break;
+            }
+            let mut rest = &chunk[..got];
+            let mut at = pos;
+            while !rest.is_empty() {
+                let room = GREP_LINE_MAX - line.len();
+                let scan = &rest[..rest.len().min(room)];
+                match scan.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        line.extend_from_slice(&scan[..i]);
+                        g.offer(&line, line_start);
+                        line.clear();
+                        at += i as u64 + 1;
+                        rest = &rest[i + 1..];
+                        line_start = at;
+                    }
+                    None => {
+                        line.extend_from_slice(scan);
+                        at += scan.len() as u64;
+                        rest = &rest[scan.len()..];
+                        if line.len() == GREP_LINE_MAX {
+                            // D32: an over-long line is matched in pieces.
+                            g.offer(&line, line_start);
+                            line.clear();
+                            line_start = at;
+                        }
+                    }
+                }
+            }
+            pos += got as u64;
+        }
+        if line.is_empty() {
+            return pos;
+        }
+        if g.done {
+            g.offer(&line, line_start);
+            pos
+        } else {
+            line_start
+        }
+    }
 }
 
-/// At most `max_bytes` of a log from byte `offset` on (what it gained
-/// since `offset`): one bounded read.
-pub fn read_from(path: &Path, offset: u64, max_bytes: u64) -> Result<Slice> {
-    let Some((f, size)) = open_sized(path)? else {
-        return Ok(Slice::default());
-    };
-    let start = offset.min(size);
-    let bytes = read_at(&f, start, (size - start).min(max_bytes));
-    Ok(Slice {
-        range: [start, start + bytes.len() as u64],
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-        total: size,
-    })
+/// Bytes read per step of a grep: the whole buffer a search holds.
+const GREP_CHUNK: usize = 64 * 1024;
+/// Lines longer than this are matched in pieces of this size (as
+/// output-match does, D32), so a log without newlines costs no more.
+pub const GREP_LINE_MAX: usize = 64 * 1024;
+
+/// What `tail --grep` looks for.
+pub enum Pattern {
+    Contains(String),
+    Regex(regex_lite::Regex),
+}
+
+impl Pattern {
+    pub fn new(pattern: &str, regex: bool) -> Result<Pattern> {
+        if !regex {
+            return Ok(Pattern::Contains(pattern.to_string()));
+        }
+        regex_lite::Regex::new(pattern)
+            .map(Pattern::Regex)
+            .map_err(|e| Error::InvalidPattern(format!("invalid regex '{pattern}': {e}")))
+    }
+
+    fn is_match(&self, line: &str) -> bool {
+        match self {
+            Pattern::Contains(p) => line.contains(p.as_str()),
+            Pattern::Regex(r) => r.is_match(line),
+        }
+    }
+}
+
+/// One matching line: its stream, its text without the newline, and the
+/// byte offset of its start in that stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    pub stream: &'static str,
+    pub line: String,
+    pub offset: u64,
+}
+
+/// The search state of one stream: the last `keep` matches (0 = no count
+/// limit) holding at most `max_bytes` of line text between them. A single
+/// line longer than `max_bytes` is cut to it (at a character boundary).
+pub struct Grep<'a> {
+    pub pattern: &'a Pattern,
+    pub stream: &'static str,
+    pub keep: u64,
+    pub max_bytes: u64,
+    /// The job is terminal: an unfinished last line is final too.
+    pub done: bool,
+    pub ring: std::collections::VecDeque<Match>,
+    bytes: u64,
+}
+
+impl<'a> Grep<'a> {
+    pub fn new(
+        pattern: &'a Pattern,
+        stream: &'static str,
+        keep: u64,
+        max_bytes: u64,
+        done: bool,
+    ) -> Grep<'a> {
+        Grep {
+            pattern,
+            stream,
+            keep,
+            max_bytes,
+            done,
+            ring: std::collections::VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn offer(&mut self, line: &[u8], offset: u64) {
+        let text = String::from_utf8_lossy(line);
+        if !self.pattern.is_match(&text) {
+            return;
+        }
+        let mut text = text.into_owned();
+        // Empty lines cost a byte, so that the ring stays bounded even
+        // with no count limit and a pattern that matches them.
+        if text.len() as u64 > self.max_bytes {
+            let mut n = self.max_bytes as usize;
+            while !text.is_char_boundary(n) {
+                n -= 1;
+            }
+            text.truncate(n);
+        }
+        self.bytes += (text.len() as u64).max(1);
+        self.ring.push_back(Match {
+            stream: self.stream,
+            line: text,
+            offset,
+        });
+        while (self.keep > 0 && self.ring.len() as u64 > self.keep) || self.bytes > self.max_bytes {
+            match self.ring.pop_front() {
+                Some(m) => self.bytes -= (m.line.len() as u64).max(1),
+                None => break,
+            }
+        }
+    }
 }
 
 /// The size of a file, if it exists.
@@ -357,34 +629,92 @@ mod tests {
     #[test]
     fn head_is_bounded() {
         let p = file_with("head", b"hello world\n");
-        let s = head(&p, 5).unwrap();
+        let log = open_log(&p).unwrap();
+        let s = log.span(0, 5, true);
         assert_eq!(s.text, "hello");
         assert_eq!(s.range, [0, 5]);
         assert_eq!(s.total, 12);
-        let s = head(&p, 0).unwrap();
+        let s = log.span(0, 0, true);
         assert_eq!((s.text.as_str(), s.range), ("", [0, 0]));
-        let missing = head(Path::new("/nonexistent/x"), 10).unwrap();
-        assert_eq!((missing.total, missing.range), (0, [0, 0]));
+        let missing = open_log(Path::new("/nonexistent/x")).unwrap();
+        let s = missing.span(0, 10, true);
+        assert_eq!((s.total, s.range, missing.tag), (0, [0, 0], 0));
         std::fs::remove_file(p).unwrap();
     }
 
     #[test]
     fn tail_lines_and_window() {
         let p = file_with("tail", b"a\nbb\nccc\n");
-        let s = tail(&p, 2, 1000).unwrap();
+        let log = open_log(&p).unwrap();
+        let s = log.last_lines(2, 1000, true);
         assert_eq!(s.text, "bb\nccc\n");
         assert_eq!(s.range, [2, 9]);
-        let s = tail(&p, 0, 4).unwrap();
+        let s = log.last_lines(0, 4, true);
         assert_eq!(s.text, "ccc\n");
         assert_eq!(s.range, [5, 9]);
-        let s = tail(&p, 10, 1000).unwrap();
+        let s = log.last_lines(10, 1000, true);
         assert_eq!(s.text, "a\nbb\nccc\n");
-        let s = tail(&p, 1, 3).unwrap();
+        let s = log.last_lines(1, 3, true);
         assert_eq!(s.text, "cc\n");
         assert_eq!(s.range[1] - s.range[0], s.text.len() as u64);
         std::fs::remove_file(p).unwrap();
         let p = file_with("tail2", b"x\ny");
-        assert_eq!(tail(&p, 1, 100).unwrap().text, "y");
+        assert_eq!(open_log(&p).unwrap().last_lines(1, 100, true).text, "y");
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn utf8_is_never_split_at_the_end_of_a_read() {
+        // "aé€" = 61 | c3 a9 | e2 82 ac
+        let p = file_with("utf8", "aé€".as_bytes());
+        let log = open_log(&p).unwrap();
+        // A budget that cuts "é": stop before it, whatever the state.
+        let s = log.span(0, 2, true);
+        assert_eq!((s.text.as_str(), s.range), ("a", [0, 1]));
+        let s = log.span(1, 4, true);
+        assert_eq!((s.text.as_str(), s.range), ("é", [1, 3]));
+        // A budget below one character still advances (lossily).
+        let s = log.span(3, 1, true);
+        assert_eq!(s.range, [3, 4]);
+        // The end of a running job's log: an incomplete character waits.
+        std::fs::write(&p, &"aé€".as_bytes()[..5]).unwrap();
+        let log = open_log(&p).unwrap();
+        let s = log.span(0, 100, false);
+        assert_eq!((s.text.as_str(), s.range), ("aé", [0, 3]));
+        assert_eq!(log.span(3, 100, false).range, [3, 3]);
+        // ...and is final once the job is done.
+        assert_eq!(log.span(3, 100, true).range, [3, 5]);
+        // The end window starts after a split character.
+        let s = log.end(0, 3, true).unwrap();
+        assert_eq!(s.range, [3, 5]);
+        let s = log.end(0, 4, true).unwrap();
+        assert_eq!((s.text.as_str(), s.range[0]), ("é\u{fffd}", 1));
+        assert!(log.end(5, 4, true).is_none());
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn grep_keeps_the_last_matches_and_stops_before_an_open_line() {
+        let p = file_with("grep", b"err 1\nok\nerr 2\nerr 3\nerr 4 (open)");
+        let log = open_log(&p).unwrap();
+        let pat = Pattern::new("err", false).unwrap();
+        let mut g = Grep::new(&pat, "stdout", 2, 1000, false);
+        let end = log.grep(0, &mut g);
+        let got: Vec<(String, u64)> = g.ring.iter().map(|m| (m.line.clone(), m.offset)).collect();
+        assert_eq!(got, [("err 2".into(), 9), ("err 3".into(), 15)]);
+        assert_eq!(end, 21);
+        let mut g = Grep::new(&pat, "stdout", 0, 1000, true);
+        assert_eq!(log.grep(end, &mut g), log.size);
+        assert_eq!(g.ring[0].line, "err 4 (open)");
+        let re = Pattern::new("^err [13]$", true).unwrap();
+        let mut g = Grep::new(&re, "stdout", 0, 6, true);
+        log.grep(0, &mut g);
+        let got: Vec<&str> = g.ring.iter().map(|m| m.line.as_str()).collect();
+        assert_eq!(got, ["err 3"]);
+        assert_eq!(
+            Pattern::new("(", true).err().unwrap().code(),
+            "invalid_pattern"
+        );
         std::fs::remove_file(p).unwrap();
     }
 }

@@ -209,7 +209,10 @@ fn every_command_output_matches_the_schema() {
         docs.push(d);
     }
     // send to an interactive job, and its errors.
-    let cat = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"].as_str().unwrap().to_string();
+    let cat = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     docs.push(t.ok(&["send", "--newline", "--yield", "1s", &cat, "hi"]));
     docs.push(t.ok(&["send", "--eof", "--yield", "2s", &cat]));
     let (_, e) = t.err(&["send", &cat, "x"]);
@@ -218,6 +221,36 @@ fn every_command_output_matches_the_schema() {
     let tty = t.ok(&["run", "--tty", "--", "echo", "on a terminal"]);
     assert_eq!(tty["tty"], true);
     docs.push(tty);
+    // Cursors, output ends and grep.
+    let big = t.ok(&[
+        "run",
+        "--max-bytes",
+        "10",
+        "--tail-bytes",
+        "8",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 100; seq 1 100 >&2",
+    ]);
+    assert!(
+        big["stdout_tail"].is_string() && big["stderr_tail_range"].is_array(),
+        "{big}"
+    );
+    let bid = big["job_id"].as_str().unwrap().to_string();
+    let cur = big["cursor"].as_str().unwrap().to_string();
+    docs.push(big);
+    docs.push(t.ok(&["wait", "--max-bytes", "10", "--tail-bytes", "8", &bid]));
+    docs.push(t.ok(&["tail", "--since", &cur, "--max-bytes", "20", &bid]));
+    let g = t.ok(&["tail", "--grep", "^9", "--grep-type", "regex", &bid]);
+    assert!(!g["matches"].as_array().unwrap().is_empty(), "{g}");
+    docs.push(g);
+    let (code, e) = t.err(&["tail", "--since", "not-a-cursor", &bid]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("invalid_cursor"))
+    );
+    docs.push(e);
     for d in &docs {
         valid(&s, d);
     }
@@ -293,6 +326,16 @@ fn serve_documents_match_the_schema() {
     valid(&s, &get("/health"));
     valid(&s, &get("/status/nope"));
     valid(&s, &get("/list"));
+    let v = t.ok(&["run", "--max-bytes", "4", "--", "seq", "1", "1000"]);
+    let id = v["job_id"].as_str().unwrap();
+    let cur = v["cursor"].as_str().unwrap();
+    let w = get(&format!("/wait/{id}?max_bytes=4&tail_bytes=10"));
+    assert!(w["stdout_tail"].is_string(), "{w}");
+    valid(&s, &w);
+    valid(&s, &get(&format!("/tail/{id}?since={cur}&max_bytes=30")));
+    let e = get(&format!("/tail/{id}?since=zz"));
+    assert_eq!(e["error"]["code"], "invalid_cursor");
+    valid(&s, &e);
     let _ = child.kill();
     let _ = child.wait();
 }

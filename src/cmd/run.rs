@@ -1,6 +1,20 @@
 //! `run [OPTIONS] [--] COMMAND...`: define a job, start it, and wait until
 //! it is terminal or the wait budget (`--until`, 10 s) is spent; answer
 //! with the state and the head of both logs in one document.
+//!
+//! The inline output (shared with `start`, `wait` and `POST /exec`,
+//! `read_inline`): the head of each log (`--max-bytes`); when a log is
+//! longer, also its end (`stdout_tail`/`stderr_tail`, at most
+//! `--tail-bytes`, never overlapping the head), so a failing build's last
+//! lines arrive in the first answer; and a `cursor` just after the head,
+//! so that the middle is read with `tail --since` and nothing is read
+//! twice. Both come from one open of each log, after the state was read
+//! (a terminal state means the logs are complete).
+//!
+//! Rejected: a cursor after the tail (the middle would be unreachable
+//! without re-reading from 0); putting the new fields among the old ones
+//! (they are added after every existing field, so the order of what
+//! callers already parse does not move).
 
 use std::time::Instant;
 
@@ -21,7 +35,12 @@ pub struct WaitPlan {
     /// None: no deadline.
     pub until_ms: Option<u64>,
     pub max_bytes: u64,
+    /// Most bytes of each log's end, beyond the head (0: none).
+    pub tail_bytes: u64,
 }
+
+/// `--tail-bytes`' default: 16 KiB.
+pub const TAIL_BYTES: u64 = 16 * 1024;
 
 impl WaitPlan {
     pub fn from_matches(m: &Matches) -> WaitPlan {
@@ -34,6 +53,7 @@ impl WaitPlan {
                 Some(m.duration_ms("until").unwrap_or(10_000))
             },
             max_bytes: m.u64("max-bytes").unwrap_or(65536),
+            tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
         }
     }
 
@@ -80,6 +100,63 @@ pub struct InlineBody {
     /// The job runs on a pseudo-terminal: all its output is in stdout.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tty: bool,
+    #[serde(flatten)]
+    pub ends: Ends,
+}
+
+/// The end of each log that did not fit in the head, and the cursor:
+/// what `run`, `start` and `wait` add after their existing fields.
+#[derive(Serialize, Default)]
+pub struct Ends {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_tail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_tail_range: Option<[u64; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_tail_range: Option<[u64; 2]>,
+    pub cursor: String,
+}
+
+/// The inline output of a job: heads, ends, cursor.
+pub struct Inline {
+    pub out: observe::Slice,
+    pub err: observe::Slice,
+    pub ends: Ends,
+    /// Whether each log existed (`wait` leaves out a missing log's size).
+    pub exists: (bool, bool),
+}
+
+/// Read the head (at most `max_bytes`) and the end (at most
+/// `tail_bytes`, after the head) of both logs. `done`: the state, read
+/// before this, is terminal.
+pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Result<Inline> {
+    let out_log = observe::open_log(&job.stdout_path())?;
+    let err_log = observe::open_log(&job.stderr_path())?;
+    let out = out_log.span(0, max_bytes, done);
+    let err = err_log.span(0, max_bytes, done);
+    let out_end = out_log.end(out.range[1], tail_bytes, done);
+    let err_end = err_log.end(err.range[1], tail_bytes, done);
+    let cursor = crate::cursor::Cursor {
+        out: out.range[1],
+        err: err.range[1],
+        out_tag: out_log.tag,
+        err_tag: err_log.tag,
+    };
+    let ends = Ends {
+        stdout_tail_range: out_end.as_ref().map(|s| s.range),
+        stderr_tail_range: err_end.as_ref().map(|s| s.range),
+        stdout_tail: out_end.map(|s| s.text),
+        stderr_tail: err_end.map(|s| s.text),
+        cursor: cursor.encode(&job.id),
+    };
+    Ok(Inline {
+        out,
+        err,
+        ends,
+        exists: (out_log.tag != 0, err_log.tag != 0),
+    })
 }
 
 /// Wait per `plan` on a launched job and build the inline result.
@@ -108,7 +185,7 @@ pub fn observe_inline(
         job,
         meta,
         &state,
-        plan.max_bytes,
+        (plan.max_bytes, plan.tail_bytes),
         t0.elapsed().as_millis() as u64,
         waited_ms,
     )
@@ -118,14 +195,13 @@ pub fn inline_body(
     job: &Job,
     meta: &Meta,
     st: &State,
-    max_bytes: u64,
+    (max_bytes, tail_bytes): (u64, u64),
     elapsed_ms: u64,
     waited_ms: u64,
 ) -> Result<InlineBody> {
-    let out = observe::head(&job.stdout_path(), max_bytes)?;
-    let err = observe::head(&job.stderr_path(), max_bytes)?;
     let status = st.status();
     let terminal = status.is_terminal();
+    let Inline { out, err, ends, .. } = read_inline(job, terminal, max_bytes, tail_bytes)?;
     Ok(InlineBody {
         job_id: job.id.clone(),
         state: status.as_str(),
@@ -150,6 +226,7 @@ pub fn inline_body(
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
+        ends,
     })
 }
 

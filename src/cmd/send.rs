@@ -46,6 +46,8 @@ pub struct SendBody {
     pub timed_out: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Just after the output returned: `tail --since` reads on from here.
+    pub cursor: String,
 }
 
 /// What to send.
@@ -90,9 +92,18 @@ pub fn send_job(job: &Job, req: &SendRequest) -> Result<SendBody> {
     // Watch for the answer: until the yield is spent, or the job ends.
     let left = wait.saturating_sub(t0.elapsed());
     let st = observe::wait_terminal(job, Instant::now().checked_add(left))?;
-    let out = observe::read_from(&job.stdout_path(), from[0], req.max_bytes)?;
-    let err = observe::read_from(&job.stderr_path(), from[1], req.max_bytes)?;
     let terminal = st.status().is_terminal();
+    let out_log = observe::open_log(&job.stdout_path())?;
+    let err_log = observe::open_log(&job.stderr_path())?;
+    let out = out_log.span(from[0].min(out_log.size), req.max_bytes, terminal);
+    let err = err_log.span(from[1].min(err_log.size), req.max_bytes, terminal);
+    let cursor = crate::cursor::Cursor {
+        out: out.range[1],
+        err: err.range[1],
+        out_tag: out_log.tag,
+        err_tag: err_log.tag,
+    }
+    .encode(&job.id);
     Ok(SendBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
@@ -111,6 +122,7 @@ pub fn send_job(job: &Job, req: &SendRequest) -> Result<SendBody> {
         finished_at: st.finished_at.clone().filter(|_| terminal),
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
+        cursor,
     })
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Routes (bodies are the CLI's documents, field for field and in the
 //! same order): `GET /health`, `POST /exec` (= `run`), `GET /status/{id}`,
-//! `GET /tail/{id}`, `GET /wait/{id}`, `POST /kill/{id}`, `GET /list`.
+//! `GET /tail/{id}` (`?since=CURSOR`, `grep=`, ... as `tail`'s flags),
+//! `GET /wait/{id}`, `POST /kill/{id}`, `GET /list`.
 //! GET routes answer HEAD too. Every failure is the JSON error envelope
 //! with the status from `Error::http_status` (404 unknown path, 405 with
 //! `Allow`, 401, 400 ...).
@@ -1011,11 +1012,36 @@ fn dispatch(
             Reply::doc(buf, "status", &body)?
         }
         Route::Tail(id) => {
-            let q = Query::parse(req, &["tail_lines", "max_bytes"])?;
-            let lines = q.u64("tail_lines")?.unwrap_or(50);
-            let max_bytes = q.u64("max_bytes")?.unwrap_or(65536);
+            let q = Query::parse(
+                req,
+                &[
+                    "tail_lines",
+                    "max_bytes",
+                    "since",
+                    "grep",
+                    "grep_type",
+                    "output_stream",
+                ],
+            )?;
+            let choice = |k: &str, allowed: &[&'static str], default: &'static str| match q.get(k) {
+                None => Ok(default),
+                Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "query parameter {k}: expected one of {}, got '{v}'",
+                        allowed.join(", ")
+                    ))
+                }),
+            };
+            let grep_type = choice("grep_type", &["contains", "regex"], "contains")?;
+            let stream = choice("output_stream", &["stdout", "stderr", "either"], "either")?;
+            let treq = super::tail::TailReq {
+                lines: q.u64("tail_lines")?.unwrap_or(50),
+                max_bytes: q.u64("max_bytes")?.unwrap_or(65536),
+                since: q.get("since"),
+                grep: q.get("grep").map(|p| (p, grep_type == "regex", stream)),
+            };
             let job = srv.store.lookup(&id)?;
-            let body = super::tail::tail_body(&job, lines, max_bytes)?;
+            let body = super::tail::tail_body(&job, &treq)?;
             Reply::doc(buf, "tail", &body)?
         }
         Route::Wait(id) => return wait_route(srv, req, buf, &id, client),
@@ -1046,7 +1072,8 @@ fn dispatch(
 // GET /wait
 // ---------------------------------------------------------------------------
 
-/// `/wait/{id}?until=S|forever`: None when the client leaves first.
+/// `/wait/{id}?until=S|forever&max_bytes=&tail_bytes=`: None when the
+/// client leaves first.
 fn wait_route(
     srv: &Server,
     req: &Request,
@@ -1054,8 +1081,12 @@ fn wait_route(
     id: &str,
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
-    let q = Query::parse(req, &["until", "forever"])?;
+    let q = Query::parse(req, &["until", "forever", "max_bytes", "tail_bytes"])?;
     let until = q.u64("until")?;
+    let budget = super::wait::Budget {
+        max_bytes: q.u64("max_bytes")?.unwrap_or(65536),
+        tail_bytes: q.u64("tail_bytes")?.unwrap_or(super::run::TAIL_BYTES),
+    };
     let forever = q.bool("forever")?.unwrap_or(false);
     if forever && until.is_some() {
         return Err(Error::InvalidRequest(
@@ -1083,7 +1114,7 @@ fn wait_route(
         };
         st
     };
-    let body = super::wait::wait_body(&job, &st);
+    let body = super::wait::wait_body(&job, &st, budget).map_err(|e| e.in_job(&job.id))?;
     Reply::doc(buf, "wait", &body).map(Some)
 }
 
@@ -1426,6 +1457,7 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.unwrap_or(10).saturating_mul(1000)),
         max_bytes: r.max_bytes.unwrap_or(65536),
+        tail_bytes: super::run::TAIL_BYTES,
     };
     Ok((spec, plan))
 }

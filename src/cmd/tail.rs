@@ -1,11 +1,45 @@
-//! `tail [--tail-lines N] [--max-bytes N] JOB_ID`: the end of both logs,
-//! read with one bounded pread each, whatever their size.
+//! `tail [--tail-lines N] [--max-bytes N] [--since CURSOR]
+//! [--grep PATTERN [--grep-type T] [--output-stream S]] JOB_ID`: read a
+//! job's logs from outside, in bounded reads, whatever their size.
+//!
+//! Three modes, one document (`type: "tail"`):
+//! - plain: the last `--tail-lines` lines within the last `--max-bytes`
+//!   of each log (one pread each);
+//! - `--since CURSOR`: the output written after the cursor, at most
+//!   `--max-bytes` per stream from the *start* of the new output
+//!   (`--tail-lines` does not apply), so a loop of `tail --since` reads
+//!   every byte of both streams exactly once, in order;
+//! - `--grep`: `matches` (stdout's first, each stream in offset order):
+//!   the last `--tail-lines` matching lines per stream, at most
+//!   `--max-bytes` of line text per stream. `stdout`/`stderr` are empty
+//!   and the ranges are the bytes searched. With `--since`, only the new
+//!   output is searched.
+//!
+//! Invariants
+//! - Every answer carries `cursor`, just after the last byte it
+//!   included: the end of each returned range (for grep, of each range
+//!   searched; a stream `--output-stream` leaves out keeps its position).
+//! - The state is read before the logs: a terminal state means the logs
+//!   are complete (D15), so an incomplete UTF-8 character or an
+//!   unfinished line at the end of a finished job's log is final and
+//!   returned, while a running job's is left for the next read.
+//! - A bad cursor is `invalid_cursor` (exit 2, HTTP 400), never a silent
+//!   restart; a bad regex is `invalid_pattern`.
+//! - Grep streams through the log in 64 KiB chunks and keeps only the
+//!   last matches in a ring: memory is bounded by the chunk, one line
+//!   piece (64 KiB, D32) and `--max-bytes`, not by the log.
+//!
+//! Rejected: grep with `--since` returning matches *and* the new text
+//! (twice the bytes for the same information); reading whole logs with
+//! `read_to_end` for grep (a 200 MB log would cost 200 MB).
 
 use serde::Serialize;
 
 use crate::cli::Matches;
+use crate::cursor::Cursor;
 use crate::error::Result;
-use crate::observe;
+use crate::job::Job;
+use crate::observe::{self, Grep, Log, Match, Pattern, Slice};
 use crate::output::{Output, Response};
 
 #[derive(Serialize)]
@@ -20,34 +54,127 @@ pub struct TailBody {
     pub stderr_range: [u64; 2],
     pub stdout_total_bytes: u64,
     pub stderr_total_bytes: u64,
+    pub cursor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<Match>>,
 }
 
-pub fn tail_body(job: &crate::job::Job, lines: u64, max_bytes: u64) -> Result<TailBody> {
-    let read =
-        |p: &std::path::Path| observe::tail(p, lines, max_bytes).map_err(|e| e.in_job(&job.id));
-    let out = read(&job.stdout_path())?;
-    let err = read(&job.stderr_path())?;
+/// What to read; the defaults are `tail`'s.
+pub struct TailReq<'a> {
+    pub lines: u64,
+    pub max_bytes: u64,
+    pub since: Option<&'a str>,
+    /// `(pattern, regex?, stream filter)`.
+    pub grep: Option<(&'a str, bool, &'a str)>,
+}
+
+/// Whether the job is terminal, read before its logs (so that a terminal
+/// state means they are complete). A job we cannot read the state of is
+/// treated as still writing: that only holds back an unfinished
+/// character or line, never loses it.
+pub fn job_done(job: &Job) -> bool {
+    observe::current_state(job).is_ok_and(|s| s.status().is_terminal())
+}
+
+pub fn tail_body(job: &Job, req: &TailReq) -> Result<TailBody> {
+    tail_inner(job, req).map_err(|e| e.in_job(&job.id))
+}
+
+fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
+    // Check the pattern and the cursor's own form before any I/O.
+    let pattern = match req.grep {
+        Some((p, regex, _)) => Some(Pattern::new(p, regex)?),
+        None => None,
+    };
+    let since = req.since.map(|s| Cursor::decode(s, &job.id)).transpose()?;
+    let done = job_done(job);
+    let out = observe::open_log(&job.stdout_path())?;
+    let err = observe::open_log(&job.stderr_path())?;
+    if let Some(c) = &since {
+        out.check_since("stdout.log", c.out, c.out_tag)?;
+        err.check_since("stderr.log", c.err, c.err_tag)?;
+    }
+    let from = since.unwrap_or_default();
+    let (o, e, matches) = match (&pattern, req.grep) {
+        (Some(p), Some((_, _, which))) => {
+            let mut ms = Vec::new();
+            let o = grep_stream(&out, "stdout", from.out, which, p, req, done, &mut ms);
+            let e = grep_stream(&err, "stderr", from.err, which, p, req, done, &mut ms);
+            (o, e, Some(ms))
+        }
+        _ => {
+            let read = |log: &Log, off: u64| match since {
+                Some(_) => log.span(off, req.max_bytes, done),
+                None => log.last_lines(req.lines, req.max_bytes, done),
+            };
+            (read(&out, from.out), read(&err, from.err), None)
+        }
+    };
+    let cursor = Cursor {
+        out: o.range[1],
+        err: e.range[1],
+        out_tag: out.tag,
+        err_tag: err.tag,
+    };
     Ok(TailBody {
         job_id: job.id.clone(),
-        stdout: out.text,
-        stderr: err.text,
+        stdout: o.text,
+        stderr: e.text,
         encoding: "utf-8-lossy",
         stdout_log_path: job.stdout_display(),
         stderr_log_path: job.stderr_display(),
-        stdout_range: out.range,
-        stderr_range: err.range,
-        stdout_total_bytes: out.total,
-        stderr_total_bytes: err.total,
+        stdout_range: o.range,
+        stderr_range: e.range,
+        stdout_total_bytes: o.total,
+        stderr_total_bytes: e.total,
+        cursor: cursor.encode(&job.id),
+        matches,
     })
+}
+
+/// Search one stream from `from` (when `which` selects it) and append
+/// its matches; the slice has no text, and the range searched.
+#[allow(clippy::too_many_arguments)]
+fn grep_stream(
+    log: &Log,
+    name: &'static str,
+    from: u64,
+    which: &str,
+    pattern: &Pattern,
+    req: &TailReq,
+    done: bool,
+    out: &mut Vec<Match>,
+) -> Slice {
+    let end = if which == name || which == "either" {
+        let mut g = Grep::new(pattern, name, req.lines, req.max_bytes, done);
+        let end = log.grep(from, &mut g);
+        out.extend(g.ring);
+        end
+    } else {
+        from
+    };
+    Slice {
+        text: String::new(),
+        range: [from, end],
+        total: log.size,
+    }
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let body = tail_body(
-        &job,
-        m.u64("tail-lines").unwrap_or(50),
-        m.u64("max-bytes").unwrap_or(65536),
-    )?;
+    let req = TailReq {
+        lines: m.u64("tail-lines").unwrap_or(50),
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        since: m.get("since"),
+        grep: m.get("grep").map(|p| {
+            (
+                p,
+                m.get("grep-type") == Some("regex"),
+                m.get("output-stream").unwrap_or("either"),
+            )
+        }),
+    };
+    let body = tail_body(&job, &req)?;
     Ok(Output::Doc(Response::new("tail", &body)))
 }

@@ -1,11 +1,27 @@
-//! `wait [--until S | --forever] JOB_ID`: block until the job is terminal
-//! or the deadline passes (not an error: the state says which). Wakes on
-//! the supervisor's state write, not on a poll tick; `--poll` is accepted
-//! and ignored.
+//! `wait [--until S | --forever] [--max-bytes N] [--tail-bytes N] JOB_ID`:
+//! block until the job is terminal or the deadline passes (not an error:
+//! the state says which). Wakes on the supervisor's state write, not on
+//! a poll tick; `--poll` is accepted and ignored.
+//!
+//! The answer keeps wait's own fields, in their order, then carries the
+//! same inline output as `run` (`cmd::run::read_inline`): the head of
+//! each log, its end when the head does not reach it, and a cursor just
+//! after the head — so an agent's `wait` is also its first read.
+//!
+//! Invariants
+//! - The logs are read after the state: a terminal state means they are
+//!   complete (D15), so the inline output of a finished job is final.
+//! - `stdout_total_bytes`/`stderr_total_bytes` come from the same open
+//!   of each log as the head, and are absent (as before) when a log does
+//!   not exist yet.
+//!
+//! Rejected: a separate `tail` call after `wait` (a second round trip,
+//! and a window in which output and cursor could disagree).
 
 use serde::Serialize;
 
 use crate::cli::Matches;
+use crate::cmd::run::{read_inline, Ends, Inline, TAIL_BYTES};
 use crate::error::Result;
 use crate::job::{Failure, Job, State};
 use crate::observe;
@@ -34,16 +50,47 @@ pub struct WaitBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    // The inline output, as `run` has it (added after wait's own fields).
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_range: [u64; 2],
+    pub stderr_range: [u64; 2],
+    pub encoding: &'static str,
+    #[serde(flatten)]
+    pub ends: Ends,
 }
 
-pub fn wait_body(job: &Job, st: &State) -> WaitBody {
+/// How much output a `wait` answer carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub max_bytes: u64,
+    pub tail_bytes: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            max_bytes: 65536,
+            tail_bytes: TAIL_BYTES,
+        }
+    }
+}
+
+/// `st` must have been read before this call (see the header).
+pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
     let terminal = st.status().is_terminal();
-    WaitBody {
+    let Inline {
+        out,
+        err,
+        ends,
+        exists,
+    } = read_inline(job, terminal, budget.max_bytes, budget.tail_bytes)?;
+    Ok(WaitBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
         exit_code: st.result.exit_code.filter(|_| terminal),
-        stdout_total_bytes: observe::size_of(&job.stdout_path()),
-        stderr_total_bytes: observe::size_of(&job.stderr_path()),
+        stdout_total_bytes: exists.0.then_some(out.total),
+        stderr_total_bytes: exists.1.then_some(err.total),
         updated_at: st.updated_at.clone(),
         finished_at: st.finished_at.clone().filter(|_| terminal),
         signal: st.result.signal.clone().filter(|_| terminal),
@@ -51,17 +98,23 @@ pub fn wait_body(job: &Job, st: &State) -> WaitBody {
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
-    }
+        stdout: out.text,
+        stderr: err.text,
+        stdout_range: out.range,
+        stderr_range: err.range,
+        encoding: "utf-8-lossy",
+        ends,
+    })
 }
 
 /// Wait with an optional budget in milliseconds (None = forever; a
 /// budget too large for the clock is forever too).
-pub fn wait_for_ms(job: &Job, until_ms: Option<u64>) -> Result<WaitBody> {
+pub fn wait_for_ms(job: &Job, until_ms: Option<u64>, budget: Budget) -> Result<WaitBody> {
     let deadline = until_ms.and_then(crate::time::deadline_after);
     crate::info!("wait {}: waiting up to {:?} ms", job.id, until_ms);
     let st = observe::wait_terminal(job, deadline)?;
     crate::info!("wait {}: {}", job.id, st.status().as_str());
-    Ok(wait_body(job, &st))
+    wait_body(job, &st, budget)
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -72,6 +125,10 @@ pub fn exec(m: &Matches) -> Result<Output> {
     } else {
         Some(m.duration_ms("until").unwrap_or(30_000))
     };
-    let body = wait_for_ms(&job, until).map_err(|e| e.in_job(&job.id))?;
+    let budget = Budget {
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
+    };
+    let body = wait_for_ms(&job, until, budget).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("wait", &body)))
 }
