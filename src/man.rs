@@ -467,6 +467,25 @@ const REPLIES: &[Reply] = &[
         see: &["run", "status", "wait"],
     },
     Reply {
+        cmd: "send",
+        kind: "send",
+        fields: &[
+            ("job_id", "The full job id."),
+            ("state", "The job's state after the yield."),
+            ("bytes_written", "Bytes that reached the job's stdin; what did not get in within --yield was dropped, not queued (send the rest again)."),
+            ("stdin_open", "Whether the job's stdin is still open."),
+            ("stdout / stderr", "What the job wrote after the send began (at most --max-bytes each, lossy UTF-8)."),
+            ("stdout_range / stderr_range", "Their byte ranges in the logs."),
+            ("stdout_total_bytes / stderr_total_bytes", "The logs' sizes."),
+            ("encoding", "Always utf-8-lossy."),
+            ("waited_ms", "How long send watched."),
+            ("exit_code? / signal? / finished_at? / timed_out? / failure?", "Once the job is terminal, as run reports them."),
+            ("cursor", "Just after the output returned: tail --since reads on from here."),
+        ],
+        notes: &["Only a job started with -i or --tty has an open stdin (else invalid_state); after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D and all output, the echo of what was sent included, is in stdout."],
+        see: &["run", "tail", "wait"],
+    },
+    Reply {
         cmd: "delete",
         kind: "delete",
         fields: &[
@@ -785,6 +804,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20) and truncated."),
     ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job)."),
     ("stdin_required", 1, "--stdin - while standard input is a terminal."),
+    ("stdin_closed", 1, "send to a job whose stdin was closed (--eof) or that has ended."),
     ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes."),
     ("invalid_config", 1, "config.toml (or a server setting) cannot be used, or --config names a file that does not exist; the message names the file, line and key."),
     ("unsafe_path", 1, "A file inside a job directory is a symlink, or the job directory itself is one; agent-exec follows neither."),

@@ -182,6 +182,8 @@ const VOLATILE: &[&str] = &[
     "started_at",
     "finished_at",
     "updated_at",
+    // Names the job, so differs too.
+    "cursor",
 ];
 
 /// `v` with each volatile field replaced by the name of its JSON type, so
