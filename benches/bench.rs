@@ -290,10 +290,11 @@ fn main() {
     // BENCH_ONLY=management,serve runs only those sections.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     type Section = (&'static str, fn(&mut Bench));
-    let sections: [Section; 7] = [
+    let sections: [Section; 8] = [
         ("foundation", foundation),
         ("core", core),
         ("launch", launch),
+        ("loop", agent_loop),
         ("management", management),
         ("notifications", notifications),
         ("serve", serve),
@@ -594,6 +595,62 @@ fn settle(dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     let nsec = fs::metadata(dir).map_or(0, |m| m.mtime_nsec());
     std::thread::sleep(Duration::from_millis(if nsec == 0 { 2100 } else { 150 }));
+}
+
+/// CPU time (user + system, in clock ticks) a process has used.
+fn cpu_ticks(pid: u64) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The agent loop: talking to a running job.
+fn agent_loop(b: &mut Bench) {
+    let n = b.rounds;
+    let root = b.fresh_root("loop");
+    // A byte sent to an interactive `cat` reaches stdout.log: from the
+    // start of `send` (its process start included) until the log grows.
+    let j = b.json(
+        &root,
+        &["run", "--no-wait", "--no-auto-gc", "-i", "--", "cat"],
+    );
+    let id = j["job_id"].as_str().unwrap_or_default().to_string();
+    let log = root.join(&id).join("stdout.log");
+    let mut lat = Vec::new();
+    for _ in 0..n {
+        let before = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let t = Instant::now();
+        let mut c = b.cmd(&root, &["send", "--yield", "0", &id, "x"]);
+        c.stdout(Stdio::null());
+        let mut child = c.spawn().expect("send");
+        while fs::metadata(&log).map(|m| m.len()).unwrap_or(0) <= before {
+            if t.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        lat.push(ms(t.elapsed()));
+        let _ = child.wait();
+    }
+    b.row(
+        "send of one byte to -i cat, until it is in stdout.log (target ≤ 2 ms)",
+        format!(
+            "{:.3} ms median, p90 {:.3} ms",
+            median(lat.clone()),
+            percentile(lat, 0.9)
+        ),
+    );
+    // An interactive job nobody talks to costs its supervisor nothing.
+    if let Some(pid) = read_supervisor_pid(&root, &id) {
+        let t0 = cpu_ticks(pid).unwrap_or(0);
+        std::thread::sleep(Duration::from_secs(2));
+        let t1 = cpu_ticks(pid).unwrap_or(0);
+        b.row(
+            "idle interactive job: supervisor CPU over 2 s (target 0)",
+            format!("{} ticks", t1.saturating_sub(t0)),
+        );
+    }
+    let _ = b.cmd(&root, &["kill", &id]).output();
 }
 
 fn read_supervisor_pid(root: &Path, id: &str) -> Option<u64> {

@@ -273,6 +273,7 @@ impl Input {
                 continue;
             };
             let all_in = c.data.len() == h.len && c.written == h.len;
+            // No deadline until the whole message has arrived.
             let late = c.deadline.is_some_and(|d| d <= now);
             if !(all_in || late || broken || self.sink.is_none()) {
                 i += 1;
@@ -360,8 +361,6 @@ impl Client {
                         let h: Option<Header> = serde_json::from_slice(&self.head).ok();
                         match h.filter(|h| h.len <= MAX_MESSAGE) {
                             Some(h) => {
-                                self.deadline =
-                                    Instant::now().checked_add(Duration::from_millis(h.wait_ms));
                                 self.data.reserve(h.len.min(1 << 20));
                                 self.header = Some(h);
                             }
@@ -384,6 +383,11 @@ impl Client {
             if let Some(h) = self.header {
                 let take = (h.len - self.data.len()).min(chunk.len());
                 self.data.extend_from_slice(&chunk[..take]);
+                if self.data.len() == h.len && self.deadline.is_none() {
+                    // The caller's wait counts from when its whole message
+                    // is here: only the job's not reading may cost it.
+                    self.deadline = Instant::now().checked_add(Duration::from_millis(h.wait_ms));
+                }
             }
         }
     }
