@@ -414,8 +414,17 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
     };
     let mut msg = serde_json::to_vec(&header).map_err(io::Error::other)?;
     msg.push(b'\n');
-    s.write_all(&msg)?;
-    s.write_all(data)?;
+    // The supervisor may answer (and hang up) before it has all the bytes
+    // (stdin already closed): its answer is what counts, so a write that
+    // fails for that reason is not an error of its own.
+    if let Err(e) = s.write_all(&msg).and_then(|()| s.write_all(data)) {
+        if !matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ) {
+            return Err(e);
+        }
+    }
     // The supervisor answers by the deadline; a little more for the trip.
     s.set_read_timeout(Some(wait + Duration::from_secs(5)))?;
     let mut line = Vec::new();
