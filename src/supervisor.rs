@@ -289,21 +289,11 @@ fn supervise(
     // the lowest priority, and nothing waits for it but this process's
     // exit. A waiting caller is blocked on the pipe until `T`, so the
     // collection never competes with it for anything it needs.
-    let gc = auto_gc.and_then(|g| {
-        let (go_r, go_w) = sys::pipe().ok()?;
-        let caller = ready.as_ref().map(|f| f.as_raw_fd());
-        let store = store.clone();
-        let thread = std::thread::spawn(move || {
-            let mut fds = vec![sys::poll_fd(go_r.as_raw_fd(), sys::POLLIN)];
-            if let Some(fd) = caller {
-                // events 0: wakes on POLLERR once no reader is left.
-                fds.push(sys::poll_fd(fd, 0));
-            }
-            let _ = sys::poll(&mut fds, -1);
-            sys::lowest_priority_for_this_thread();
-            crate::gc::run_auto(&store, &g)
-        });
-        Some((thread, go_w))
+    let mut gc = auto_gc.map(|g| AutoGcStart {
+        store: store.clone(),
+        settings: Some(g),
+        caller: ready.as_ref().map(|f| f.as_raw_fd()),
+        thread: None,
     });
     let full_path = meta
         .full_log
@@ -349,7 +339,15 @@ fn supervise(
         buf: vec![0u8; READ_CHUNK],
         matcher: Matcher::new(job, &meta),
     };
-    let outcome = run_loop(job, &meta, &mut state, pid, started, &mut tee, &mut input);
+    let outcome = run_loop(
+        job,
+        &meta,
+        &mut state,
+        (pid, started),
+        &mut tee,
+        &mut input,
+        &mut gc,
+    );
     tee.drain();
     tee.finish();
     if let Some(i) = input.take() {
@@ -387,9 +385,9 @@ fn supervise(
     let _ = lock.set_len(0);
     drop(lock);
     // Now the collection may start, if the caller did not let it already.
-    let gc = gc.map(|(thread, go)| {
-        drop(go);
-        thread
+    let gc = gc.and_then(|mut g| {
+        g.start();
+        g.thread
     });
     crate::store::sync_file(&job.dir, crate::job::STATE);
     let Tee { matcher, .. } = tee;
@@ -433,6 +431,36 @@ impl NextState {
             let _ = self.dir.unlink(NEXT_STATE);
         }
         res
+    }
+}
+
+/// Auto-GC, not yet started: it starts (in a thread, at the lowest
+/// priority) when the caller has let go of the readiness pipe or the
+/// job's answer is out, whichever is first — never before the caller has
+/// what it waits for. Until then it costs nothing: no thread waits for
+/// it, the caller's pipe is one more descriptor in the tee's poll().
+struct AutoGcStart {
+    store: Store,
+    settings: Option<crate::gc::AutoGc>,
+    caller: Option<std::os::fd::RawFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AutoGcStart {
+    /// The caller's pipe, while the collection waits for it to go.
+    fn waiting_for(&self) -> Option<std::os::fd::RawFd> {
+        self.settings.as_ref().and(self.caller)
+    }
+
+    fn start(&mut self) {
+        let Some(g) = self.settings.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        self.thread = Some(std::thread::spawn(move || {
+            sys::lowest_priority_for_this_thread();
+            crate::gc::run_auto(&store, &g)
+        }));
     }
 }
 
@@ -794,10 +822,10 @@ fn run_loop(
     job: &Job,
     meta: &Meta,
     state: &mut State,
-    pid: u32,
-    started: Instant,
+    (pid, started): (u32, Instant),
     tee: &mut Tee,
     input: &mut Option<crate::input::Input>,
+    gc: &mut Option<AutoGcStart>,
 ) -> Outcome {
     let pidfd = sys::pidfd_open(pid).ok();
     let ms = Duration::from_millis;
@@ -852,10 +880,22 @@ fn run_loop(
         if let Some(i) = input.as_ref() {
             i.poll_fds(&mut fds);
         }
+        // A caller that has its answer and lets go of the readiness pipe
+        // (POLLERR on our end: events 0) lets auto-GC start.
+        let caller = gc.as_ref().and_then(AutoGcStart::waiting_for);
+        if let Some(fd) = caller {
+            fds.push(sys::poll_fd(fd, 0));
+        }
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
         }
         let _ = sys::poll(&mut fds, wait_ms);
+        if let Some(fd) = caller {
+            let gone = fds.iter().any(|f| f.fd == fd && f.revents != 0);
+            if let (true, Some(g)) = (gone, gc.as_mut()) {
+                g.start();
+            }
+        }
         if let Some(i) = input.as_mut() {
             i.step();
         }
