@@ -961,13 +961,6 @@ impl Follower {
         let st = current_state(job)?;
         let mut waker = Waker::new(job, st.status(), client);
         loop {
-            if left(deadline).is_none() {
-                let st = current_state(job)?;
-                return Ok(match sink.flush() {
-                    Ok(()) => FollowEnd::Until(st),
-                    Err(_) => FollowEnd::Left,
-                });
-            }
             let mut moved = false;
             for s in self.streams.iter_mut() {
                 s.log.refresh(&s.path)?;
@@ -975,6 +968,15 @@ impl Follower {
                     Ok(m) => moved |= m,
                     Err(_) => return Ok(FollowEnd::Left),
                 }
+            }
+            // Checked after a read, so that even a deadline already past
+            // (`until=0`) passes on what is there.
+            if left(deadline).is_none() {
+                let st = current_state(job)?;
+                return Ok(match sink.flush() {
+                    Ok(()) => FollowEnd::Until(st),
+                    Err(_) => FollowEnd::Left,
+                });
             }
             if moved {
                 continue;
