@@ -11,10 +11,20 @@
 //!   with `failure.code = "supervisor_lost"` while holding it.
 //! - Waiting wakes on events (`wait_terminal`): the job lock for
 //!   short-lived commands, an inotify watch in the server.
+//! - Waiting for output (`wait_output`: readiness; `Follower`: tail
+//!   --follow) reads the logs, never asks the supervisor for anything: it
+//!   wakes on each write through an inotify watch on the job directory
+//!   (`sys::watch_dir_writes`) and on the job's end through its lock
+//!   (`Waker`), and reads only the bytes after where it stopped, in
+//!   64 KiB pieces, so memory is bounded whatever the log's size.
 //!
 //! Rejected: a fixed poll interval (0.2.3 slept 1 s between reads);
-//! inotify in the CLI (closing the watch costs 5-15 ms at exit); lock
-//! threads in the server (one blocked thread per abandoned wait).
+//! inotify for a plain wait in the CLI (closing a watch can cost up to
+//! 15-18 ms, which a 2 ms job would pay; the output waits need it, and
+//! leave its close to the process's exit, after the answer); lock
+//! threads in the server (one blocked thread per abandoned wait); a tee
+//! of the job's pipes to readers in the supervisor (work, and back
+//! pressure, on the job's path).
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -248,7 +248,7 @@ impl<B: Batches> FollowSink for Ndjson<B> {
         self.buf.extend_from_slice(b"\",\"data\":");
         serde_json::to_writer(&mut self.buf, &*text).map_err(std::io::Error::other)?;
         let end = from + bytes.len() as u64;
-        write!(self.buf, ",\"range\":[{from},{end}]}}\n")?;
+        writeln!(self.buf, ",\"range\":[{from},{end}]}}")?;
         if self.buf.len() >= BATCH {
             self.flush()?;
         }
@@ -310,10 +310,9 @@ fn follow(m: &Matches, job: &Job) -> Result<Output> {
         f.run(job, &mut Raw, deadline, None)
     } else {
         let mut sink = Ndjson::new(Stdout);
-        f.run(job, &mut sink, deadline, None).map(|end| {
+        f.run(job, &mut sink, deadline, None).inspect(|end| {
             // A failed write means nobody reads: nothing more to say.
-            let _ = sink.end(&end, job, &f.cursor());
-            end
+            let _ = sink.end(end, job, &f.cursor());
         })
     };
     match res {
