@@ -563,7 +563,7 @@ static TAIL: Cmd = Cmd {
     name: "tail",
     alias: None,
     about: "Show the end of a job's stdout and stderr, or what is new since a cursor",
-    long_about: "Reads at most --max-bytes from the end of each log and keeps the last --tail-lines lines of that window. With --since CURSOR (the cursor of an earlier run, start, wait or tail answer) it returns the output written after the cursor instead: at most --max-bytes per stream from the start of the new output (--tail-lines does not apply); a loop of tail --since reads every byte once. Every answer carries a new cursor, just after what it returned. A cursor of another job, past the end of a log, or for a log deleted or replaced since is invalid_cursor. With --grep it returns matches instead of text: the last --tail-lines matching lines of each stream (at most --max-bytes of line text), searched in bounded memory whatever the log's size; with --since, only the new output is searched.",
+    long_about: "Reads at most --max-bytes from the end of each log and keeps the last --tail-lines lines of that window. With --since CURSOR (the cursor of an earlier run, start, wait or tail answer) it returns the output written after the cursor instead: at most --max-bytes per stream from the start of the new output (--tail-lines does not apply); a loop of tail --since reads every byte once. Every answer carries a new cursor, just after what it returned. A cursor of another job, past the end of a log, or for a log deleted or replaced since is invalid_cursor. With --grep it returns matches instead of text: the last --tail-lines matching lines of each stream (at most --max-bytes of line text), searched in bounded memory whatever the log's size; with --since, only the new output is searched. With --follow (-f) it streams instead, from the start of the logs (or --since) until the job ends (or --until): one JSON object per line (NDJSON) - {type: output, stream, data, range} per piece of output as it is written (at most 64 KiB, whole UTF-8 characters), then {type: end, state, exit_code, signal, cursor}. With --raw the bytes themselves are written, stdout's to stdout and stderr's to stderr, and nothing else. These two modes are the exceptions to one document per call; an error before streaming starts is still one error document.",
     flags: &[
         Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window); with --grep, matches kept per stream (0 = no count limit)").default("50"),
         Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log; with --since, from the cursor on; with --grep, most bytes of line text per stream").default("65536"),
@@ -571,31 +571,38 @@ static TAIL: Cmd = Cmd {
         Flag::value("grep", "PATTERN", Ty::Str, "Return the lines matching PATTERN (matches: stream, line, offset) instead of text"),
         Flag::value("grep-type", "TYPE", Ty::Choice, "How --grep matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --grep searches").default("either").choices(&["stdout", "stderr", "either"]),
+        Flag::switch("follow", "Stream the output as it is written, as NDJSON (one object per line), until the job ends").short('f'),
+        Flag::switch("raw", "With --follow (implied): write the output bytes themselves, stdout to stdout and stderr to stderr, nothing else"),
+        Flag::value("until", "DURATION", Ty::Duration, "With --follow: stop after this long even if the job still runs (default: no limit)"),
     ],
     pos: &[JOB_ID],
-    conflicts: &[],
+    conflicts: &[("follow", "grep"), ("raw", "grep")],
     hidden: false,
     exec: cmd::tail::exec,
-    examples: &["agent-exec tail --tail-lines 20 01JABCDEF0", "agent-exec tail --since \"$CURSOR\" 01JABCDEF0", "agent-exec tail --grep 'error\\[E[0-9]+\\]' --grep-type regex 01JABCDEF0"],
+    examples: &["agent-exec tail --tail-lines 20 01JABCDEF0", "agent-exec tail --since \"$CURSOR\" 01JABCDEF0", "agent-exec tail --grep 'error\\[E[0-9]+\\]' --grep-type regex 01JABCDEF0", "agent-exec tail --follow 01JABCDEF0"],
 };
 
 static WAIT_CMD: Cmd = Cmd {
     name: "wait",
     alias: None,
     about: "Block until a job ends or a deadline passes",
-    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it. The answer carries the same output as run's: the head of each log (--max-bytes), its end when the head does not reach it (--tail-bytes), and a cursor for tail --since.",
+    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it. With --output PATTERN it also returns as soon as a line of output matches (at once if one was already written; from --since on when given): the answer then carries matched (stream, line, offset). The logs are read for this, not the job slowed: the wait wakes on each write (inotify), scans only the new bytes, and an unfinished last line waits for its newline unless the job has ended. The answer carries the same output as run's: the head of each log (--max-bytes), its end when the head does not reach it (--tail-bytes), and a cursor for tail --since.",
     flags: &[
         Flag::value("until", "DURATION", Ty::Duration, "Deadline for waiting (500ms, 1.5s, 2m; a bare number is seconds)").default("30"),
         Flag::switch("forever", "Wait with no deadline"),
         Flag::value("poll", "DURATION", Ty::Duration, "Accepted for compatibility and ignored: waiting wakes on events"),
         MAX_BYTES,
         TAIL_BYTES,
+        Flag::value("output", "PATTERN", Ty::Str, "Also return as soon as a line of output matches PATTERN (readiness); the answer's matched field names it"),
+        Flag::value("output-match-type", "TYPE", Ty::Choice, "How --output matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
+        Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --output searches").default("either").choices(&["stdout", "stderr", "either"]),
+        Flag::value("since", "CURSOR", Ty::Str, "Search for --output only in the output written after this cursor (default: from the start of the logs)"),
     ],
     pos: &[job_pos(JobFilter::Waitable)],
     conflicts: &[("until", "forever")],
     hidden: false,
     exec: cmd::wait::exec,
-    examples: &["agent-exec wait --until 60 01JABCDEF0"],
+    examples: &["agent-exec wait --until 60 01JABCDEF0", "agent-exec wait --output 'Listening on' --until 30 01JABCDEF0"],
 };
 
 static KILL: Cmd = Cmd {

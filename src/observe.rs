@@ -11,13 +11,23 @@
 //!   with `failure.code = "supervisor_lost"` while holding it.
 //! - Waiting wakes on events (`wait_terminal`): the job lock for
 //!   short-lived commands, an inotify watch in the server.
+//! - Waiting for output (`wait_output`: readiness; `Follower`: tail
+//!   --follow) reads the logs, never asks the supervisor for anything: it
+//!   wakes on each write through an inotify watch on the job directory
+//!   (`sys::watch_dir_writes`) and on the job's end through its lock
+//!   (`Waker`), and reads only the bytes after where it stopped, in
+//!   64 KiB pieces, so memory is bounded whatever the log's size.
 //!
 //! Rejected: a fixed poll interval (0.2.3 slept 1 s between reads);
-//! inotify in the CLI (closing the watch costs 5-15 ms at exit); lock
-//! threads in the server (one blocked thread per abandoned wait).
+//! inotify for a plain wait in the CLI (closing a watch can cost up to
+//! 15-18 ms, which a 2 ms job would pay; the output waits need it, and
+//! leave its close to the process's exit, after the answer); lock
+//! threads in the server (one blocked thread per abandoned wait); a tee
+//! of the job's pipes to readers in the supervisor (work, and back
+//! pressure, on the job's path).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -26,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::cursor::Cursor;
 use crate::error::{Error, Result};
 use crate::job::{Job, State, Status};
 use crate::sys;
@@ -117,6 +128,32 @@ fn continuation_prefix(b: &[u8]) -> usize {
 }
 
 impl Log {
+    /// Look again at a log this reader keeps open: its size now, or, if
+    /// it did not exist, whether it does now. The file stays the one
+    /// first opened (append-only: its identity does not change).
+    pub fn refresh(&mut self, path: &Path) -> Result<()> {
+        match &self.file {
+            Some(f) => {
+                self.size = f
+                    .metadata()
+                    .map_err(|e| Error::io(format!("read {}", path.display()), e))?
+                    .len();
+            }
+            None => *self = open_log(path)?,
+        }
+        Ok(())
+    }
+
+    /// Fill `buf` from `from` (clamped to the size last seen): the bytes
+    /// read, for a caller that keeps its own buffer.
+    fn read_into(&self, from: u64, buf: &mut [u8]) -> usize {
+        let Some(f) = &self.file else {
+            return 0;
+        };
+        let len = (buf.len() as u64).min(self.size.saturating_sub(from)) as usize;
+        read_at(f, from, &mut buf[..len])
+    }
+
     /// Read `[from, from + len)`, clamped to the size seen at open.
     fn bytes(&self, from: u64, len: u64) -> Vec<u8> {
         let Some(f) = &self.file else {
@@ -273,6 +310,9 @@ impl Log {
                         at += i as u64 + 1;
                         rest = &rest[i + 1..];
                         line_start = at;
+                        if g.first && !g.ring.is_empty() {
+                            return at;
+                        }
                     }
                     None => {
                         line.extend_from_slice(scan);
@@ -283,6 +323,9 @@ impl Log {
                             g.offer(&line, line_start);
                             line.clear();
                             line_start = at;
+                            if g.first && !g.ring.is_empty() {
+                                return at;
+                            }
                         }
                     }
                 }
@@ -350,6 +393,8 @@ pub struct Grep<'a> {
     pub max_bytes: u64,
     /// The job is terminal: an unfinished last line is final too.
     pub done: bool,
+    /// Stop at the first match (readiness), instead of keeping the last.
+    pub first: bool,
     pub ring: std::collections::VecDeque<Match>,
     bytes: u64,
 }
@@ -368,9 +413,16 @@ impl<'a> Grep<'a> {
             keep,
             max_bytes,
             done,
+            first: false,
             ring: std::collections::VecDeque::new(),
             bytes: 0,
         }
+    }
+
+    /// Search only up to the first match: `Log::grep` stops just after it.
+    pub fn first_only(mut self) -> Grep<'a> {
+        self.first = true;
+        self
     }
 
     fn offer(&mut self, line: &[u8], offset: u64) {
@@ -613,6 +665,380 @@ fn wait_watching(
         if give_up.is_some() && fds.last().is_some_and(|p| p.revents != 0) {
             return current_state(job);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Waiting for output: readiness (`wait --output`) and following (`tail -f`)
+// ---------------------------------------------------------------------------
+
+/// What a server client's socket says while its request waits (the
+/// server decides; see `Client`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Stir {
+    /// Nothing new.
+    Quiet,
+    /// It sent more (a pipelined request): still there, but its socket
+    /// stays readable, so it is no longer watched, only looked at.
+    Sent,
+    /// It closed, half-closed or reset: nobody will read an answer.
+    Left,
+}
+
+/// A server client whose request waits: its socket (which wakes the
+/// wait when it stirs) and how to read what it did.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub fd: std::os::fd::RawFd,
+    pub look: &'a dyn Fn() -> Stir,
+}
+
+/// What wakes a reader that waits for a job's output or its end, without
+/// a fixed tick:
+/// - an inotify watch on the job directory that fires on every write to
+///   a file in it (the logs growing), on a file created (a log appears)
+///   and on state.json renamed into place (the terminal state);
+/// - the job's end, seen through its lock: in short-lived commands a
+///   helper thread blocks in flock(LOCK_SH) and then writes to a pipe
+///   (the thread dies with the process); in the server, which may not
+///   leave blocked threads behind, the state.json rename above, backed by
+///   a slow tick for a supervisor that died without writing (as in
+///   `wait_watching`);
+/// - a server client's socket (`Client`).
+///
+/// In a short-lived command the inotify descriptor is not closed when the
+/// waker is dropped but left to the process's exit: closing one can wait
+/// out an SRCU grace period (up to 15-18 ms measured), which must come
+/// after the answer is printed, not before.
+struct Waker<'a> {
+    watch: Option<File>,
+    lock_end: Option<File>,
+    client: Option<Client<'a>>,
+    /// The client pipelined a request: look at it on each wake, but no
+    /// longer poll its socket (always readable now).
+    client_muted: bool,
+}
+
+/// How often a muted client (see `Waker`) is looked at for a hangup.
+const CLIENT_TICK: Duration = Duration::from_millis(1000);
+
+impl<'a> Waker<'a> {
+    /// Set up before the read that decides to wait, so that a write in
+    /// between still wakes it.
+    fn new(job: &Job, status: Status, client: Option<Client<'a>>) -> Waker<'a> {
+        let watch = sys::watch_dir_writes(&job.dir).ok().map(File::from);
+        let server = WATCH_MODE.load(Ordering::Relaxed);
+        let lock_end = match (server, status, job.open_lock()) {
+            (false, Status::Running, Some(lock)) => lock_thread(lock),
+            _ => None,
+        };
+        Waker {
+            watch,
+            lock_end,
+            client,
+            client_muted: false,
+        }
+    }
+
+    /// Block until something may have changed or `deadline` passes.
+    /// Returns true when the client left.
+    fn wait(&mut self, deadline: Option<Instant>, status: Status) -> Result<bool> {
+        let Some(left) = left(deadline) else {
+            return Ok(false);
+        };
+        // Ticks back up what no event announces: a `created` job (no
+        // supervisor yet), a supervisor that died unseen (no lock
+        // thread), no inotify at all, a muted client.
+        let mut tick = left;
+        if status == Status::Created || self.watch.is_none() {
+            tick = tick.min(Duration::from_millis(50));
+        } else if self.lock_end.is_none() {
+            tick = tick.min(Duration::from_millis(200));
+        }
+        if self.client_muted {
+            tick = tick.min(CLIENT_TICK);
+        }
+        let mut fds = Vec::with_capacity(3);
+        let mut slots = [usize::MAX; 3];
+        if let Some(f) = &self.watch {
+            slots[0] = fds.len();
+            fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
+        }
+        if let Some(f) = &self.lock_end {
+            slots[1] = fds.len();
+            fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
+        }
+        if let Some(c) = self.client.filter(|_| !self.client_muted) {
+            slots[2] = fds.len();
+            fds.push(sys::poll_fd(c.fd, sys::POLLIN | libc::POLLRDHUP));
+        }
+        let ms = tick.as_millis().clamp(1, i32::MAX as u128) as i32;
+        sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
+        let fired = |i: usize| fds.get(slots[i]).is_some_and(|p| p.revents != 0);
+        if fired(0) {
+            if let Some(mut f) = self.watch.as_ref() {
+                let mut drain = [0u8; 4096];
+                while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+            }
+        }
+        if fired(1) {
+            // The supervisor let go of the lock: the state read next says
+            // how the job ended. The pipe stays readable: stop polling it.
+            self.lock_end = None;
+        }
+        if fired(2) || self.client_muted {
+            if let Some(c) = self.client {
+                match (c.look)() {
+                    Stir::Left => return Ok(true),
+                    Stir::Sent => self.client_muted = true,
+                    Stir::Quiet => {}
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for Waker<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.watch.take() {
+            if !WATCH_MODE.load(Ordering::Relaxed) {
+                // Closed by the process's exit, after the answer (see above).
+                std::mem::forget(f);
+            }
+        }
+    }
+}
+
+/// A pipe that becomes readable once the supervisor has let go of the job
+/// lock (it published the terminal state, or died).
+fn lock_thread(lock: File) -> Option<File> {
+    let (rd, wr) = sys::pipe().ok()?;
+    std::thread::spawn(move || {
+        let _ = sys::lock_shared(&lock);
+        let _ = sys::unlock(&lock);
+        let _ = File::from(wr).write_all(&[1]);
+    });
+    Some(File::from(rd))
+}
+
+/// One of a job's two logs, read by one waiting reader from `pos` on.
+struct Stream {
+    name: &'static str,
+    path: std::path::PathBuf,
+    log: Log,
+    pos: u64,
+}
+
+/// Open both logs and check a cursor against them (`invalid_cursor`).
+fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
+    let open = |name: &'static str, path: std::path::PathBuf| -> Result<Stream> {
+        Ok(Stream {
+            name,
+            log: open_log(&path)?,
+            path,
+            pos: 0,
+        })
+    };
+    let mut s = [
+        open("stdout", job.stdout_path())?,
+        open("stderr", job.stderr_path())?,
+    ];
+    if let Some(c) = since {
+        s[0].log.check_since("stdout.log", c.out, c.out_tag)?;
+        s[1].log.check_since("stderr.log", c.err, c.err_tag)?;
+        s[0].pos = c.out;
+        s[1].pos = c.err;
+    }
+    Ok(s)
+}
+
+/// Wait until a line of the selected stream(s) (`which`: stdout, stderr
+/// or either) from `since` on (default: the start) matches `pattern`, the
+/// job is terminal, or `deadline` passes. Returns the state (read before
+/// the last scan of the logs) and the first matching line found; None
+/// when the client left first.
+///
+/// Each scan reads only the bytes after the previous one, in 64 KiB
+/// chunks (`Log::grep`); an unfinished last line is scanned again whole
+/// once its newline is there, or as it is when the job is terminal.
+pub fn wait_output(
+    job: &Job,
+    pattern: &Pattern,
+    which: &str,
+    since: Option<&Cursor>,
+    deadline: Option<Instant>,
+    client: Option<Client<'_>>,
+) -> Result<Option<(State, Option<Match>)>> {
+    let mut streams = open_streams(job, since)?;
+    let mut waker: Option<Waker> = None;
+    loop {
+        // The state before the logs: terminal means they are complete.
+        let st = current_state(job)?;
+        let done = st.status().is_terminal();
+        for s in streams
+            .iter_mut()
+            .filter(|s| which == "either" || which == s.name)
+        {
+            s.log.refresh(&s.path)?;
+            let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
+            s.pos = s.log.grep(s.pos, &mut g);
+            if let Some(m) = g.ring.pop_front() {
+                return Ok(Some((st, Some(m))));
+            }
+        }
+        if done || left(deadline).is_none() {
+            return Ok(Some((st, None)));
+        }
+        match &mut waker {
+            // Watch, then scan once more before the first sleep.
+            None => waker = Some(Waker::new(job, st.status(), client)),
+            Some(w) => {
+                if w.wait(deadline, st.status())? {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Where followed output goes (NDJSON on stdout, raw bytes, an HTTP
+/// stream). An error means nobody reads any more: following stops.
+pub trait FollowSink {
+    /// The bytes of `stream` starting at `from`: whole UTF-8 characters,
+    /// except at the very end of a finished job's log.
+    fn output(&mut self, stream: &'static str, from: u64, bytes: &[u8]) -> std::io::Result<()>;
+    /// Everything written so far is due now (the follower is about to
+    /// sleep, or stops).
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+/// Why following stopped.
+pub enum FollowEnd {
+    /// The job is terminal and all its output was passed on.
+    Ended(State),
+    /// The deadline passed first (the state then).
+    Until(State),
+    /// The reader left (a write failed, or the client hung up).
+    Left,
+}
+
+/// Most bytes passed on in one piece.
+pub const FOLLOW_CHUNK: usize = 64 * 1024;
+
+/// Follows a job's two logs from a position until the job ends.
+pub struct Follower {
+    streams: [Stream; 2],
+}
+
+impl Follower {
+    /// From `since` (checked against the logs: `invalid_cursor`), or
+    /// from the start of both logs.
+    pub fn new(job: &Job, since: Option<&Cursor>) -> Result<Follower> {
+        Ok(Follower {
+            streams: open_streams(job, since)?,
+        })
+    }
+
+    /// Just after everything passed on, in both streams.
+    pub fn cursor(&self) -> Cursor {
+        let [o, e] = &self.streams;
+        Cursor {
+            out: o.pos,
+            err: e.pos,
+            out_tag: o.log.tag,
+            err_tag: e.log.tag,
+        }
+    }
+
+    /// Pass every new byte of both logs to `sink`, in order per stream
+    /// and in pieces of at most `FOLLOW_CHUNK`, as it is written, until
+    /// the job is terminal (then the rest, and `Ended`), `deadline`
+    /// passes, or the reader leaves. Memory: one chunk buffer.
+    ///
+    /// While output is pending the streams take turns, a chunk each, and
+    /// the state is not read; once both are caught up the state is read
+    /// (terminal: the logs are complete, so one last read ends it), the
+    /// sink flushed, and the follower sleeps until the next write.
+    pub fn run(
+        &mut self,
+        job: &Job,
+        sink: &mut dyn FollowSink,
+        deadline: Option<Instant>,
+        client: Option<Client<'_>>,
+    ) -> Result<FollowEnd> {
+        let mut buf = vec![0u8; FOLLOW_CHUNK];
+        let st = current_state(job)?;
+        let mut waker = Waker::new(job, st.status(), client);
+        loop {
+            let mut moved = false;
+            for s in self.streams.iter_mut() {
+                s.log.refresh(&s.path)?;
+                match s.step(&mut buf, false, sink) {
+                    Ok(m) => moved |= m,
+                    Err(_) => return Ok(FollowEnd::Left),
+                }
+            }
+            // Checked after a read, so that even a deadline already past
+            // (`until=0`) passes on what is there.
+            if left(deadline).is_none() {
+                let st = current_state(job)?;
+                return Ok(match sink.flush() {
+                    Ok(()) => FollowEnd::Until(st),
+                    Err(_) => FollowEnd::Left,
+                });
+            }
+            if moved {
+                continue;
+            }
+            let st = current_state(job)?;
+            if st.status().is_terminal() {
+                for s in self.streams.iter_mut() {
+                    s.log.refresh(&s.path)?;
+                    loop {
+                        match s.step(&mut buf, true, sink) {
+                            Ok(true) => {}
+                            Ok(false) => break,
+                            Err(_) => return Ok(FollowEnd::Left),
+                        }
+                    }
+                }
+                return Ok(match sink.flush() {
+                    Ok(()) => FollowEnd::Ended(st),
+                    Err(_) => FollowEnd::Left,
+                });
+            }
+            if sink.flush().is_err() {
+                return Ok(FollowEnd::Left);
+            }
+            if waker.wait(deadline, st.status())? {
+                return Ok(FollowEnd::Left);
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// Pass on the next chunk after `pos`, if any. An incomplete UTF-8
+    /// character at its end waits for the next chunk, unless the job is
+    /// `done` (nothing more can come).
+    fn step(
+        &mut self,
+        buf: &mut [u8],
+        done: bool,
+        sink: &mut dyn FollowSink,
+    ) -> std::io::Result<bool> {
+        if self.pos >= self.log.size {
+            return Ok(false);
+        }
+        let got = self.log.read_into(self.pos, buf);
+        let n = if done { got } else { complete_len(&buf[..got]) };
+        if n == 0 {
+            return Ok(false);
+        }
+        sink.output(self.name, self.pos, &buf[..n])?;
+        self.pos += n as u64;
+        Ok(true)
     }
 }
 

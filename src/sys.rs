@@ -1471,6 +1471,30 @@ pub fn self_exe() -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "exe path has NUL"))
 }
 
+/// An inotify descriptor (non-blocking) watching `dir` for what a reader
+/// of a job's output waits for: writes to files in it (IN_MODIFY: the
+/// logs growing), files appearing (a log created, state.json renamed
+/// into place), and the directory going away. Unlike `watch_dir`, every
+/// write wakes it: only for readers that want each write.
+pub fn watch_dir_writes(dir: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has NUL"))?;
+    // SAFETY: inotify_init1 takes flags and returns a new descriptor.
+    let fd = cvt(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+    // SAFETY: the kernel just gave us this descriptor.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mask = libc::IN_MODIFY
+        | libc::IN_CREATE
+        | libc::IN_MOVED_TO
+        | libc::IN_CLOSE_WRITE
+        | libc::IN_DELETE_SELF
+        | libc::IN_MOVE_SELF;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    cvt(unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) })?;
+    Ok(owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -339,3 +339,32 @@ fn serve_documents_match_the_schema() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn readiness_and_follow_outputs_match_the_schema() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let id = t.start_job(&["sh", "-c", "echo 'ready on 1'; echo warn >&2; exit 4"]);
+    t.wait_done(&id);
+    let w = t.ok(&["wait", "--output", "ready", &id]);
+    assert_eq!(w["matched"]["line"], "ready on 1");
+    valid(&s, &w);
+    valid(&s, &t.ok(&["wait", "--output", "nothing", &id]));
+    let o = t.out(&["tail", "--follow", &id]);
+    let lines: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.last().unwrap()["type"], "end");
+    assert_eq!(lines.last().unwrap()["exit_code"], 4);
+    for l in &lines {
+        event(&s, "FollowEvent", l);
+    }
+    let long = t.start_job(&["sleep", "30"]);
+    let o = t.out(&["tail", "-f", "--until", "0.1", &long]);
+    let end: Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(end["exit_code"], Value::Null);
+    event(&s, "FollowEvent", &end);
+    t.ok(&["kill", &long]);
+}

@@ -3,8 +3,11 @@
 //!
 //! Routes (bodies are the CLI's documents, field for field and in the
 //! same order): `GET /health`, `POST /exec` (= `run`), `GET /status/{id}`,
-//! `GET /tail/{id}` (`?since=CURSOR`, `grep=`, ... as `tail`'s flags),
-//! `GET /wait/{id}`, `POST /kill/{id}`, `GET /list`.
+//! `GET /tail/{id}` (`?since=CURSOR`, `grep=`, ... as `tail`'s flags;
+//! `follow=true[&until=S]` streams NDJSON in a chunked body, closing the
+//! connection after it), `GET /wait/{id}` (`output=`, `output_match_type`,
+//! `output_stream`, `since`: readiness, as `wait --output`),
+//! `POST /kill/{id}`, `GET /list`.
 //! GET routes answer HEAD too. Every failure is the JSON error envelope
 //! with the status from `Error::http_status` (404 unknown path, 405 with
 //! `Allow`, 401, 400 ...).
@@ -48,7 +51,9 @@
 //!   for one to be given back (a brief one ends: `until=0`, a `/kill`),
 //!   then gets 503, so short requests always find room.
 //! - A client that leaves is noticed while its `/wait` waits
-//!   (`observe::wait_terminal_or` on its socket): if it closed (EOF,
+//!   (`observe::wait_terminal_or` on its socket; `wait_output` and the
+//!   follower of `/tail?follow=true` poll it too, and a follow also stops
+//!   on a failed write): if it closed (EOF,
 //!   reset, or a half-close: an HTTP client that wants its answer keeps
 //!   its side open), the request is dropped unanswered and its slot
 //!   freed at once; if it pipelined its next request, the wait goes on,
@@ -101,7 +106,7 @@ use crate::http::{self, Method, ReadError, Reader, Request};
 use crate::launch::{self, Spec, StdinSrc};
 use crate::output::{self, Output, Response};
 use crate::store::Store;
-use crate::{job, sys};
+use crate::{job, observe, sys};
 
 /// Connections served at once. When all are taken, a new one evicts the
 /// oldest evictable one (see `Pool`); only when none is evictable is it
@@ -1021,8 +1026,18 @@ fn dispatch(
                     "grep",
                     "grep_type",
                     "output_stream",
+                    "follow",
+                    "until",
                 ],
             )?;
+            if q.bool("follow")?.unwrap_or(false) && req.method == Method::Get {
+                if q.get("grep").is_some() {
+                    return Err(Error::InvalidRequest(
+                        "grep and follow=true cannot be used together".into(),
+                    ));
+                }
+                return follow_route(srv, req, &q, &id, client);
+            }
             let choice = |k: &str, allowed: &[&'static str], default: &'static str| match q.get(k) {
                 None => Ok(default),
                 Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
@@ -1069,6 +1084,106 @@ fn dispatch(
 }
 
 // ---------------------------------------------------------------------------
+// GET /tail/{id}?follow=true
+// ---------------------------------------------------------------------------
+
+/// The client's socket as `observe` watches it while a request waits.
+fn watched<'a>(client: &TcpStream, look: &'a dyn Fn() -> observe::Stir) -> observe::Client<'a> {
+    observe::Client {
+        fd: client.as_raw_fd(),
+        look,
+    }
+}
+
+fn stir(client: &TcpStream) -> observe::Stir {
+    match peer(client) {
+        Peer::Quiet => observe::Stir::Quiet,
+        Peer::Sent => observe::Stir::Sent,
+        Peer::Left => observe::Stir::Left,
+    }
+}
+
+/// An HTTP/1.1 chunked body: one chunk per batch of NDJSON lines.
+struct Chunked<'a> {
+    to: &'a TcpStream,
+    frame: Vec<u8>,
+}
+
+impl super::tail::Batches for Chunked<'_> {
+    fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        // One write per chunk (size line, data, CRLF): no tiny packets.
+        self.frame.clear();
+        write!(self.frame, "{:x}\r\n", batch.len())?;
+        self.frame.extend_from_slice(batch);
+        self.frame.extend_from_slice(b"\r\n");
+        (&*self.to).write_all(&self.frame)?;
+        self.frame.clear();
+        self.frame.shrink_to(64 * 1024 + 1024);
+        Ok(())
+    }
+}
+
+/// `tail --follow` over HTTP (`?follow=true[&since=][&until=S]`): the
+/// same NDJSON lines in a chunked body, ending with the end object and
+/// the zero-length chunk; the connection closes after it. Errors before
+/// the stream starts (job, cursor) are the usual error answer. A client
+/// that leaves stops it: a failed write, or its socket polled while the
+/// follower sleeps. Always None: the answer was written here.
+fn follow_route(
+    srv: &Server,
+    req: &Request,
+    q: &Query,
+    id: &str,
+    client: &TcpStream,
+) -> Result<Option<Reply>> {
+    let until = q.u64("until")?;
+    let job = srv.store.lookup(id)?;
+    let since = q
+        .get("since")
+        .map(|c| crate::cursor::Cursor::decode(c, &job.id))
+        .transpose()
+        .map_err(|e| e.in_job(&job.id))?;
+    let mut f = observe::Follower::new(&job, since.as_ref()).map_err(|e| e.in_job(&job.id))?;
+    let _long = srv.long_slot()?;
+    let deadline = until.and_then(|s| crate::time::deadline_after(s.saturating_mul(1000)));
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n",
+    );
+    if let Some(o) = srv.allow_origin.as_deref() {
+        head.push_str("Vary: Origin\r\n");
+        if req.origin() == Some(o) {
+            head.push_str(&format!("Access-Control-Allow-Origin: {o}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
+    if (&*client).write_all(head.as_bytes()).is_err() {
+        return Ok(None);
+    }
+    let look = || stir(client);
+    let mut sink = super::tail::Ndjson::new(Chunked {
+        to: client,
+        frame: Vec::with_capacity(4096),
+    });
+    let end = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
+        Ok(end) => end,
+        Err(e) => {
+            // Mid-stream: the error is the stream's last line.
+            let mut line = output::error_json(&e.in_job(&job.id)).into_bytes();
+            line.push(b'\n');
+            let _ = super::tail::Batches::send(&mut sink.to, &line);
+            observe::FollowEnd::Left
+        }
+    };
+    // After an error line (or for a client that is gone, harmlessly) the
+    // body still ends properly.
+    if sink.end(&end, &job, &f.cursor()).is_ok() {
+        let _ = (&*client).write_all(b"0\r\n\r\n");
+    }
+    let _ = client.shutdown(Shutdown::Write);
+    Ok(None)
+}
+
+// ---------------------------------------------------------------------------
 // GET /wait
 // ---------------------------------------------------------------------------
 
@@ -1081,7 +1196,19 @@ fn wait_route(
     id: &str,
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
-    let q = Query::parse(req, &["until", "forever", "max_bytes", "tail_bytes"])?;
+    let q = Query::parse(
+        req,
+        &[
+            "until",
+            "forever",
+            "max_bytes",
+            "tail_bytes",
+            "output",
+            "output_match_type",
+            "output_stream",
+            "since",
+        ],
+    )?;
     let until = q.u64("until")?;
     let budget = super::wait::Budget {
         max_bytes: q.u64("max_bytes")?.unwrap_or(65536),
@@ -1093,6 +1220,26 @@ fn wait_route(
             "until and forever=true cannot be used together".into(),
         ));
     }
+    let choice = |k: &str, allowed: &[&'static str], default: &'static str| match q.get(k) {
+        None => Ok(default),
+        Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "query parameter {k}: expected one of {}, got '{v}'",
+                allowed.join(", ")
+            ))
+        }),
+    };
+    let match_type = choice("output_match_type", &["contains", "regex"], "contains")?;
+    let stream = choice("output_stream", &["stdout", "stderr", "either"], "either")?;
+    let ready = q.get("output").map(|p| super::wait::Ready {
+        pattern: p,
+        regex: match_type == "regex",
+        stream,
+        since: q.get("since"),
+    });
+    if ready.is_none() && q.get("since").is_some() {
+        return Err(Error::InvalidRequest("since needs output".into()));
+    }
     let job = srv.store.lookup(id)?;
     let until = if forever {
         None
@@ -1102,6 +1249,16 @@ fn wait_route(
     let _long = srv.long_slot()?;
     // A budget too large for the clock is no deadline (never a panic).
     let deadline = until.and_then(|s| crate::time::deadline_after(s.saturating_mul(1000)));
+    if let Some(r) = &ready {
+        // Readiness: the client's socket is watched as in a plain wait.
+        let look = || stir(client);
+        let body = super::wait::wait_ready(&job, r, deadline, budget, Some(watched(client, &look)))
+            .map_err(|e| e.in_job(&job.id))?;
+        return match body {
+            Some(b) => Reply::doc(buf, "wait", &b).map(Some),
+            None => Ok(None),
+        };
+    }
     let st = if deadline.is_some_and(|d| d <= Instant::now()) {
         // Nothing to wait for (`until=0`): one read, without setting up
         // (and closing) a watch while holding the slot.

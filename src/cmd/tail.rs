@@ -29,17 +29,39 @@
 //!   last matches in a ring: memory is bounded by the chunk, one line
 //!   piece (64 KiB, D32) and `--max-bytes`, not by the log.
 //!
+//!
+//! Following (`--follow`/`-f`, `[--raw] [--until D]`): the documented
+//! exception to one document per call. From the start of the logs (or
+//! `--since`) until the job is terminal (or `--until`), NDJSON on stdout:
+//! `{"type":"output","stream","data","range":[a,b]}` per piece as it is
+//! written (at most 64 KiB, whole UTF-8 characters but at the very end),
+//! then `{"type":"end","state","exit_code","signal"?,"cursor"}`. `--raw`
+//! writes the bytes themselves instead (stdout's to stdout, stderr's to
+//! stderr) and nothing else. Errors before the stream starts (bad id or
+//! cursor) are the usual one error document; `GET /tail/{id}?follow=true`
+//! sends the same lines in an HTTP chunked body (`serve`).
+//! - Per stream nothing is lost or reordered: the pieces' ranges are
+//!   contiguous and their data concatenate to the log (`observe::Follower`
+//!   reads from where it stopped; it wakes on each write through inotify
+//!   and ends on the job lock / terminal state, never on a tick).
+//! - Memory stays bounded: one 64 KiB read buffer and one batch of
+//!   output lines (sent at 64 KiB, or whenever the follower catches up).
+//!
 //! Rejected: grep with `--since` returning matches *and* the new text
 //! (twice the bytes for the same information); reading whole logs with
-//! `read_to_end` for grep (a 200 MB log would cost 200 MB).
+//! `read_to_end` for grep (a 200 MB log would cost 200 MB); teeing the
+//! job's pipes to followers in the supervisor (a slow follower would
+//! slow the job; the logs are already the record).
+
+use std::io::Write;
 
 use serde::Serialize;
 
 use crate::cli::Matches;
 use crate::cursor::Cursor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::observe::{self, Grep, Log, Match, Pattern, Slice};
+use crate::observe::{self, FollowEnd, FollowSink, Follower, Grep, Log, Match, Pattern, Slice};
 use crate::output::{Output, Response};
 
 #[derive(Serialize)]
@@ -160,9 +182,162 @@ fn grep_stream(
     }
 }
 
+/// Where batches of NDJSON lines go: stdout, or an HTTP chunked body.
+pub trait Batches {
+    fn send(&mut self, batch: &[u8]) -> std::io::Result<()>;
+}
+
+/// The `--follow` NDJSON lines, gathered into batches of about
+/// `BATCH` bytes (a batch is also sent whenever the follower catches up,
+/// so a line is never held back while the job is quiet).
+pub struct Ndjson<B: Batches> {
+    pub to: B,
+    buf: Vec<u8>,
+}
+
+const BATCH: usize = 64 * 1024;
+
+impl<B: Batches> Ndjson<B> {
+    pub fn new(to: B) -> Ndjson<B> {
+        Ndjson {
+            to,
+            // A full chunk of control characters escapes to 6x its size.
+            buf: Vec::with_capacity(BATCH + 1024),
+        }
+    }
+
+    /// Send the end object (its own batch, after all output).
+    pub fn end(&mut self, end: &FollowEnd, job: &Job, cursor: &Cursor) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct End<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            state: &'a str,
+            exit_code: Option<i32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signal: Option<&'a str>,
+            cursor: String,
+        }
+        let (st, terminal) = match end {
+            FollowEnd::Ended(st) => (st, true),
+            FollowEnd::Until(st) => (st, st.status().is_terminal()),
+            FollowEnd::Left => return Ok(()),
+        };
+        let doc = End {
+            kind: "end",
+            state: st.status().as_str(),
+            exit_code: st.result.exit_code.filter(|_| terminal),
+            signal: st.result.signal.as_deref().filter(|_| terminal),
+            cursor: cursor.encode(&job.id),
+        };
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &doc).map_err(std::io::Error::other)?;
+        self.buf.push(b'\n');
+        self.to.send(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<B: Batches> FollowSink for Ndjson<B> {
+    fn output(&mut self, stream: &'static str, from: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(bytes);
+        self.buf
+            .extend_from_slice(b"{\"type\":\"output\",\"stream\":\"");
+        self.buf.extend_from_slice(stream.as_bytes());
+        self.buf.extend_from_slice(b"\",\"data\":");
+        serde_json::to_writer(&mut self.buf, &*text).map_err(std::io::Error::other)?;
+        let end = from + bytes.len() as u64;
+        writeln!(self.buf, ",\"range\":[{from},{end}]}}")?;
+        if self.buf.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.to.send(&self.buf)?;
+            self.buf.clear();
+            // One-off growth (a batch of escaped control bytes) goes back.
+            self.buf.shrink_to(BATCH + 1024);
+        }
+        Ok(())
+    }
+}
+
+/// This process's stdout, written straight through.
+struct Stdout;
+
+impl Batches for Stdout {
+    fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(batch)?;
+        out.flush()
+    }
+}
+
+/// `--raw`: each stream's bytes to our own stream of that name.
+struct Raw;
+
+impl FollowSink for Raw {
+    fn output(&mut self, stream: &'static str, _from: u64, bytes: &[u8]) -> std::io::Result<()> {
+        if stream == "stdout" {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()
+        } else {
+            std::io::stderr().lock().write_all(bytes)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `tail --follow`: checks (id, cursor) first, so that their errors are
+/// the usual one document; then streams, and exits here.
+fn follow(m: &Matches, job: &Job) -> Result<Output> {
+    let since = m
+        .get("since")
+        .map(|s| Cursor::decode(s, &job.id))
+        .transpose()?;
+    let mut f = Follower::new(job, since.as_ref())?;
+    let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
+    let raw = m.has("raw");
+    let res = if raw {
+        f.run(job, &mut Raw, deadline, None)
+    } else {
+        let mut sink = Ndjson::new(Stdout);
+        f.run(job, &mut sink, deadline, None).inspect(|end| {
+            // A failed write means nobody reads: nothing more to say.
+            let _ = sink.end(end, job, &f.cursor());
+        })
+    };
+    match res {
+        Ok(_) => Ok(Output::Done),
+        Err(e) => {
+            // Mid-stream: the error is the stream's last line (NDJSON),
+            // plus the usual line on stderr; never a second document.
+            let e = e.in_job(&job.id);
+            crate::output::error_line(&e);
+            if !raw {
+                let mut line = crate::output::error_json(&e).into_bytes();
+                line.push(b'\n');
+                let _ = Stdout.send(&line);
+            }
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    if m.has("follow") || m.has("raw") {
+        return follow(m, &job).map_err(|e: Error| e.in_job(&job.id));
+    }
     let req = TailReq {
         lines: m.u64("tail-lines").unwrap_or(50),
         max_bytes: m.u64("max-bytes").unwrap_or(65536),

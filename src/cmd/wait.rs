@@ -1,7 +1,17 @@
-//! `wait [--until S | --forever] [--max-bytes N] [--tail-bytes N] JOB_ID`:
-//! block until the job is terminal or the deadline passes (not an error:
-//! the state says which). Wakes on the supervisor's state write, not on
-//! a poll tick; `--poll` is accepted and ignored.
+//! `wait [--until S | --forever] [--max-bytes N] [--tail-bytes N]
+//! [--output PATTERN [--output-match-type T] [--output-stream S]
+//! [--since CURSOR]] JOB_ID`: block until the job is terminal or the
+//! deadline passes (not an error: the state says which). Wakes on the
+//! supervisor's state write, not on a poll tick; `--poll` is accepted
+//! and ignored.
+//!
+//! Readiness (`--output`): also return as soon as a line matches, at
+//! once if one already exists (from `--since`, default the start of the
+//! logs); the answer then carries `matched: {stream, line, offset}` (the
+//! first matching line found; stdout is searched before stderr). It is
+//! read from the logs by `observe::wait_output` — the supervisor does no
+//! extra work — waking on each write (inotify) and scanning only the new
+//! bytes in bounded chunks.
 //!
 //! The answer keeps wait's own fields, in their order, then carries the
 //! same inline output as `run` (`cmd::run::read_inline`): the head of
@@ -50,6 +60,9 @@ pub struct WaitBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    /// The line `--output` matched (absent: none did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<observe::Match>,
     // The inline output, as `run` has it (added after wait's own fields).
     pub stdout: String,
     pub stderr: String,
@@ -98,6 +111,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
+        matched: None,
         stdout: out.text,
         stderr: err.text,
         stdout_range: out.range,
@@ -107,11 +121,61 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
     })
 }
 
+/// What `--output` looks for.
+pub struct Ready<'a> {
+    pub pattern: &'a str,
+    pub regex: bool,
+    /// stdout, stderr or either.
+    pub stream: &'a str,
+    pub since: Option<&'a str>,
+}
+
+/// Wait for `ready`'s line or the job's end, until `deadline`; None when
+/// the server's client left first. The pattern and the cursor are
+/// checked before anything is waited for.
+pub fn wait_ready(
+    job: &Job,
+    ready: &Ready,
+    deadline: Option<std::time::Instant>,
+    budget: Budget,
+    client: Option<observe::Client<'_>>,
+) -> Result<Option<WaitBody>> {
+    let pattern = observe::Pattern::new(ready.pattern, ready.regex)?;
+    let since = ready
+        .since
+        .map(|c| crate::cursor::Cursor::decode(c, &job.id))
+        .transpose()?;
+    let Some((st, matched)) = observe::wait_output(
+        job,
+        &pattern,
+        ready.stream,
+        since.as_ref(),
+        deadline,
+        client,
+    )?
+    else {
+        return Ok(None);
+    };
+    let mut body = wait_body(job, &st, budget)?;
+    body.matched = matched;
+    Ok(Some(body))
+}
+
 /// Wait with an optional budget in milliseconds (None = forever; a
 /// budget too large for the clock is forever too).
-pub fn wait_for_ms(job: &Job, until_ms: Option<u64>, budget: Budget) -> Result<WaitBody> {
+pub fn wait_for_ms(
+    job: &Job,
+    until_ms: Option<u64>,
+    budget: Budget,
+    ready: Option<&Ready>,
+) -> Result<WaitBody> {
     let deadline = until_ms.and_then(crate::time::deadline_after);
     crate::info!("wait {}: waiting up to {:?} ms", job.id, until_ms);
+    if let Some(r) = ready {
+        // Without a client nobody can leave: the answer is always there.
+        let body = wait_ready(job, r, deadline, budget, None)?;
+        return body.ok_or_else(|| crate::error::Error::internal("wait ended without an answer"));
+    }
     let st = observe::wait_terminal(job, deadline)?;
     crate::info!("wait {}: {}", job.id, st.status().as_str());
     wait_body(job, &st, budget)
@@ -129,6 +193,15 @@ pub fn exec(m: &Matches) -> Result<Output> {
         max_bytes: m.u64("max-bytes").unwrap_or(65536),
         tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
     };
-    let body = wait_for_ms(&job, until, budget).map_err(|e| e.in_job(&job.id))?;
+    let ready = m.get("output").map(|p| Ready {
+        pattern: p,
+        regex: m.get("output-match-type") == Some("regex"),
+        stream: m.get("output-stream").unwrap_or("either"),
+        since: m.get("since"),
+    });
+    if ready.is_none() && m.has("since") {
+        return Err(crate::error::Error::usage("--since needs --output"));
+    }
+    let body = wait_for_ms(&job, until, budget, ready.as_ref()).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("wait", &body)))
 }

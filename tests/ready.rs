@@ -1,0 +1,270 @@
+//! `wait --output PATTERN` (readiness): returns as soon as a matching
+//! line exists, when the job ends, or at `--until`; also over HTTP.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use support::TempRoot;
+
+/// Poll (with a deadline) until a job's log holds `needle`.
+fn log_has(t: &TempRoot, id: &str, name: &str, needle: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !t.read(id, name).contains(needle) {
+        assert!(
+            Instant::now() < until,
+            "{name} of {id} never got {needle:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_line_written_before_the_call_returns_at_once() {
+    let t = TempRoot::new();
+    let id = t.start_job(&[
+        "sh",
+        "-c",
+        "echo boot; echo 'Listening on 127.0.0.1:1234'; sleep 30",
+    ]);
+    log_has(&t, &id, "stdout.log", "Listening");
+    let start = Instant::now();
+    let v = t.ok(&["wait", "--output", "Listening on", "--until", "20", &id]);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["matched"]["stream"], "stdout");
+    assert_eq!(v["matched"]["line"], "Listening on 127.0.0.1:1234");
+    assert_eq!(v["matched"]["offset"], 5);
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn a_line_written_after_the_call_wakes_the_wait_soon_after_the_write() {
+    let t = TempRoot::new();
+    let id = t.start_job(&[
+        "sh",
+        "-c",
+        "sleep 0.5; echo 'Listening on 127.0.0.1:4321'; sleep 30",
+    ]);
+    let start = Instant::now();
+    let o = t.out(&["wait", "--output", "Listening on", "--until", "20", &id]);
+    let back = SystemTime::now();
+    let v = o.json();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(v["matched"]["line"], "Listening on 127.0.0.1:4321", "{v}");
+    assert_eq!(v["matched"]["offset"], 0);
+    // The log's mtime is the write: the answer came within a few ms of it.
+    let written = std::fs::metadata(t.job_dir(&id).join("stdout.log"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let lag = back.duration_since(written).unwrap_or_default();
+    eprintln!("readiness: process exit {lag:?} after the matching write");
+    assert!(lag < Duration::from_millis(250), "{lag:?}");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn an_unfinished_line_waits_for_its_newline() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "printf ready; sleep 0.4; echo ' now'; sleep 30"]);
+    let v = t.ok(&["wait", "--output", "ready", "--until", "20", &id]);
+    assert_eq!(v["matched"]["line"], "ready now", "{v}");
+    t.ok(&["kill", &id]);
+    // A finished job's last line counts without its newline.
+    let id = t.start_job(&["sh", "-c", "printf 'last ready'"]);
+    t.wait_done(&id);
+    let v = t.ok(&["wait", "--output", "ready", &id]);
+    assert_eq!(v["matched"]["line"], "last ready", "{v}");
+}
+
+#[test]
+fn regex_and_stream_filter() {
+    let t = TempRoot::new();
+    let id = t.start_job(&[
+        "sh",
+        "-c",
+        "echo 'ready on 80'; echo 'ready on 81' >&2; sleep 30",
+    ]);
+    log_has(&t, &id, "stderr.log", "81");
+    let v = t.ok(&[
+        "wait",
+        "--output",
+        "ready on [0-9]+$",
+        "--output-match-type",
+        "regex",
+        "--output-stream",
+        "stderr",
+        &id,
+    ]);
+    assert_eq!(v["matched"]["stream"], "stderr");
+    assert_eq!(v["matched"]["line"], "ready on 81");
+    let v = t.ok(&[
+        "wait",
+        "--output",
+        "ready",
+        "--output-stream",
+        "stdout",
+        &id,
+    ]);
+    assert_eq!(v["matched"]["stream"], "stdout");
+    // A stream without the line does not match, whatever the other has.
+    let v = t.ok(&[
+        "wait",
+        "--output",
+        "81",
+        "--output-stream",
+        "stdout",
+        "--until",
+        "0.2",
+        &id,
+    ]);
+    assert!(v.get("matched").is_none(), "{v}");
+    let (code, e) = t.err(&["wait", "--output", "(", "--output-match-type", "regex", &id]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("invalid_pattern"))
+    );
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn since_skips_an_earlier_match() {
+    let t = TempRoot::new();
+    let go = t.cwd.join("go");
+    let script = format!(
+        "echo 'ready 1'; while [ ! -e '{}' ]; do sleep 0.01; done; echo 'ready 2'; sleep 30",
+        go.display()
+    );
+    let id = t.start_job(&["sh", "-c", &script]);
+    let v = t.ok(&["wait", "--output", "ready", "--until", "20", &id]);
+    assert_eq!(v["matched"]["line"], "ready 1");
+    let cursor = v["cursor"].as_str().unwrap().to_string();
+    let child = t
+        .cmd(&[
+            "wait", "--output", "ready", "--since", &cursor, "--until", "20", &id,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["matched"]["line"], "ready 2", "{v}");
+    assert_eq!(v["matched"]["offset"], 8);
+    let (code, e) = t.err(&["wait", "--output", "ready", "--since", "bogus", &id]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("invalid_cursor"))
+    );
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn a_job_that_ends_without_a_match() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "sleep 0.2; echo hello; exit 3"]);
+    let v = t.ok(&["wait", "--output", "never", "--until", "20", &id]);
+    assert!(v.get("matched").is_none(), "{v}");
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["stdout"], "hello\n");
+}
+
+#[test]
+fn until_without_a_match() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let start = Instant::now();
+    let v = t.ok(&["wait", "--output", "never", "--until", "0.3", &id]);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(v.get("matched").is_none(), "{v}");
+    assert_eq!(v["state"], "running");
+    t.ok(&["kill", &id]);
+}
+
+fn get(port: u16, path: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}")),
+    )
+}
+
+#[test]
+fn http_wait_output() {
+    let t = TempRoot::new();
+    let mut srv = t
+        .cmd(&["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(srv.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let id = t.start_job(&["sh", "-c", "sleep 0.3; echo 'Listening on :9'; sleep 30"]);
+    let start = Instant::now();
+    let (status, v) = get(port, &format!("/wait/{id}?output=Listening&until=20"));
+    assert_eq!(status, 200, "{v}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(v["matched"]["line"], "Listening on :9", "{v}");
+    let (status, v) = get(
+        port,
+        &format!("/wait/{id}?output=%3A%5B0-9%5D%24&output_match_type=regex&output_stream=stdout"),
+    );
+    assert_eq!(
+        (status, v["matched"]["offset"].as_u64()),
+        (200, Some(0)),
+        "{v}"
+    );
+    let (status, v) = get(
+        port,
+        &format!("/wait/{id}?output=(&output_match_type=regex"),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_pattern"))
+    );
+    let (status, v) = get(port, &format!("/wait/{id}?output=x&since=nope"));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+    let (status, v) = get(port, &format!("/wait/{id}?output=never&until=0"));
+    assert_eq!(status, 200);
+    assert!(v.get("matched").is_none());
+    t.ok(&["kill", &id]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+}
