@@ -71,6 +71,23 @@ pub struct Flag {
     pub default: Option<&'static str>,
     pub choices: &'static [&'static str],
     pub help: &'static str,
+    /// The flag's name in the other doors (HTTP query or body, MCP).
+    pub http: Http,
+}
+
+/// How a flag is named outside the command line. One table names every
+/// parameter once for all doors: the CLI, HTTP routes and (later) MCP
+/// tools translate into the same `Matches` and call the same operation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Http {
+    /// The long name with `-` as `_` (`max-bytes` → `max_bytes`).
+    Same,
+    /// A duration flag given in milliseconds under this name
+    /// (`--yield` → `yield_ms`).
+    Millis(&'static str),
+    /// Only on the command line (it reads the caller's files or
+    /// terminal, or configures the caller itself).
+    CliOnly,
 }
 
 impl Flag {
@@ -84,6 +101,7 @@ impl Flag {
             default: None,
             choices: &[],
             help,
+            http: Http::Same,
         }
     }
     const fn value(long: &'static str, meta: &'static str, ty: Ty, help: &'static str) -> Flag {
@@ -96,6 +114,7 @@ impl Flag {
             default: None,
             choices: &[],
             help,
+            http: Http::Same,
         }
     }
     const fn multi(mut self) -> Flag {
@@ -113,6 +132,23 @@ impl Flag {
     const fn short(mut self, c: char) -> Flag {
         self.short = Some(c);
         self
+    }
+    const fn cli_only(mut self) -> Flag {
+        self.http = Http::CliOnly;
+        self
+    }
+    const fn http_ms(mut self, name: &'static str) -> Flag {
+        self.http = Http::Millis(name);
+        self
+    }
+
+    /// The name this flag has in the HTTP (and MCP) doors, if any.
+    pub fn http_name(&self) -> Option<String> {
+        match self.http {
+            Http::Same => Some(self.long.replace('-', "_")),
+            Http::Millis(n) => Some(n.to_string()),
+            Http::CliOnly => None,
+        }
     }
 
     pub fn takes_value(&self) -> bool {
@@ -332,6 +368,7 @@ const WAIT: Flag = Flag {
     default: Some("true"),
     choices: &[],
     help: "Wait for the job before answering; a bare --wait means true",
+    http: Http::Same,
 };
 const UNTIL: Flag = Flag::value(
     "until",
@@ -628,9 +665,9 @@ static SEND: Cmd = Cmd {
     long_about: "Writes TEXT exactly as given (or --file's bytes) to the stdin of a job started with -i or --tty, then watches for --yield (default 250 ms, less if the job ends) and answers with the output written after the send began, bytes_written (what reached the job's stdin) and stdin_open. --eof closes the job's stdin after writing (on a terminal: sends ^D). What was sent is appended to stdin.log unless --no-record.",
     flags: &[
         Flag::switch("newline", "Append a newline to TEXT"),
-        Flag::value("file", "PATH", Ty::Path, "Send this file's bytes instead of TEXT"),
+        Flag::value("file", "PATH", Ty::Path, "Send this file's bytes instead of TEXT").cli_only(),
         Flag::switch("eof", "Close the job's stdin after writing (alone: just close it)"),
-        Flag::value("yield", "DURATION", Ty::Duration, "How long to watch for the job's answer (250ms, 1.5s, ...)").default("250ms"),
+        Flag::value("yield", "DURATION", Ty::Duration, "How long to watch for the job's answer (250ms, 1.5s, ...)").default("250ms").http_ms("yield_ms"),
         Flag::switch("no-record", "Do not append what is sent to stdin.log"),
         Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes of each stream's new output in the answer").default("65536"),
     ],
@@ -1162,6 +1199,90 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     })))
 }
 
+/// The same `Matches` the command line would give, from the parameters
+/// of another door (an HTTP query or JSON body, an MCP tool call): names
+/// from `Flag::http_name`, values checked by the same rules, so every
+/// door has the same defaults, types and error codes. `root`: the
+/// server's jobs root. A name that is no parameter of `cmd` is
+/// `invalid_request`, naming those that are.
+pub fn matches_from_params(
+    cmd: &'static Cmd,
+    root: Option<String>,
+    params: &[(String, String)],
+    positionals: Vec<String>,
+) -> Result<Matches> {
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    for (name, v) in params {
+        let Some(flag) = cmd
+            .flags
+            .iter()
+            .find(|f| f.http_name().as_deref() == Some(name))
+        else {
+            let known: Vec<String> = cmd.flags.iter().filter_map(Flag::http_name).collect();
+            return Err(Error::InvalidRequest(if known.is_empty() {
+                format!("unknown parameter '{name}': this route takes none")
+            } else {
+                format!(
+                    "unknown parameter '{name}': expected one of {}",
+                    known.join(", ")
+                )
+            }));
+        };
+        let truth = |v: &str| match v {
+            "" | "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(Error::InvalidRequest(format!(
+                "parameter {name}: expected true or false, got '{v}'"
+            ))),
+        };
+        let value = match (flag.kind, flag.http) {
+            (Kind::Switch, _) => {
+                if !truth(v)? {
+                    continue;
+                }
+                "true".to_string()
+            }
+            (Kind::OptBool, _) => truth(v)?.to_string(),
+            (Kind::Value(Ty::Duration), Http::Millis(_)) => {
+                let ms: u64 = v.parse().map_err(|_| {
+                    Error::InvalidDuration(format!(
+                        "parameter {name}: expected milliseconds, got '{v}'"
+                    ))
+                })?;
+                format!("{ms}ms")
+            }
+            (Kind::Value(ty), _) => {
+                check_value(flag, ty, v)?;
+                v.clone()
+            }
+        };
+        if !flag.multi && values.iter().any(|(k, _)| *k == flag.long) {
+            return Err(Error::InvalidRequest(format!(
+                "parameter {name} given more than once"
+            )));
+        }
+        values.push((flag.long, value));
+    }
+    for (a, b) in cmd.conflicts {
+        if values.iter().any(|(k, _)| k == a) && values.iter().any(|(k, _)| k == b) {
+            return Err(Error::InvalidRequest(format!(
+                "{} and {} cannot be used together",
+                a.replace('-', "_"),
+                b.replace('-', "_")
+            )));
+        }
+    }
+    Ok(Matches {
+        cmd,
+        root,
+        yaml: false,
+        verbose: 0,
+        values,
+        positionals,
+        rest: Vec::new(),
+    })
+}
+
 fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
     match cmd {
         Some(c) => Error::usage(format!(
@@ -1463,6 +1584,49 @@ mod tests {
     fn yaml_scan_stops_at_double_dash() {
         assert!(wants_yaml(&args(&["--yaml", "x"])));
         assert!(!wants_yaml(&args(&["run", "--", "--yaml"])));
+    }
+
+    #[test]
+    fn other_doors_name_flags_from_the_table() {
+        let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let tail = find("tail").unwrap();
+        let m = matches_from_params(
+            tail,
+            None,
+            &[p("max_bytes", "10"), p("tail_lines", "3")],
+            vec!["X".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (m.u64("max-bytes"), m.u64("tail-lines")),
+            (Some(10), Some(3))
+        );
+        // The same validation and codes as the command line.
+        let e = matches_from_params(tail, None, &[p("max_bytes", "x")], vec![]).unwrap_err();
+        assert_eq!(e.code(), "usage_error");
+        let e = matches_from_params(tail, None, &[p("nope", "1")], vec![]).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        assert!(e.to_string().contains("max_bytes"), "{e}");
+        let send = find("send").unwrap();
+        let m = matches_from_params(
+            send,
+            None,
+            &[p("yield_ms", "1500"), p("eof", "true")],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!((m.duration_ms("yield"), m.has("eof")), (Some(1500), true));
+        let m = matches_from_params(send, None, &[p("eof", "false")], vec![]).unwrap();
+        assert!(!m.has("eof"));
+        // CLI-only flags have no name elsewhere.
+        let e = matches_from_params(send, None, &[p("file", "/etc/passwd")], vec![]).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        let wait = find("wait").unwrap();
+        let e = matches_from_params(wait, None, &[p("until", "1"), p("forever", "true")], vec![])
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        let e = matches_from_params(wait, None, &[p("until", "soon")], vec![]).unwrap_err();
+        assert_eq!(e.code(), "invalid_duration");
     }
 
     #[test]

@@ -133,9 +133,10 @@ fn closed(job: &Job, why: &str) -> Error {
     ))
 }
 
-pub fn exec(m: &Matches) -> Result<Output> {
-    let store = super::store(m);
-    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+/// The request from any door's `Matches`: TEXT is the second
+/// positional (after the job id); `--file` exists only on the command
+/// line (the server reads no caller-named file).
+pub fn request_from(m: &Matches) -> Result<SendRequest> {
     let text = m.pos(1);
     let data = match (m.get("file"), text) {
         (Some(_), Some(_)) => {
@@ -156,13 +157,19 @@ pub fn exec(m: &Matches) -> Result<Output> {
         (None, None) if m.has("newline") => b"\n".to_vec(),
         (None, None) => return Err(Error::usage("send needs TEXT, --file PATH or --eof")),
     };
-    let req = SendRequest {
+    Ok(SendRequest {
         data,
         eof: m.has("eof"),
         record: !m.has("no-record"),
         yield_ms: m.duration_ms("yield").unwrap_or(250),
         max_bytes: m.u64("max-bytes").unwrap_or(65536),
-    };
+    })
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let req = request_from(m)?;
     let body = send_job(&job, &req).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("send", &body)))
 }
