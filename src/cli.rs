@@ -609,7 +609,7 @@ static TAIL: Cmd = Cmd {
         Flag::value("grep-type", "TYPE", Ty::Choice, "How --grep matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --grep searches").default("either").choices(&["stdout", "stderr", "either"]),
         Flag::switch("follow", "Stream the output as it is written, as NDJSON (one object per line), until the job ends").short('f'),
-        Flag::switch("raw", "With --follow (implied): write the output bytes themselves, stdout to stdout and stderr to stderr, nothing else"),
+        Flag::switch("raw", "With --follow (implied): write the output bytes themselves, stdout to stdout and stderr to stderr, nothing else").cli_only(),
         Flag::value("until", "DURATION", Ty::Duration, "With --follow: stop after this long even if the job still runs (default: no limit)"),
     ],
     pos: &[JOB_ID],
@@ -1252,7 +1252,20 @@ pub fn matches_from_params(
                 format!("{ms}ms")
             }
             (Kind::Value(ty), _) => {
-                check_value(flag, ty, v)?;
+                // The command line's own check: a value of the wrong shape
+                // is that door's `invalid_request` (the specific codes,
+                // invalid_duration and the like, stay as they are).
+                check_value(flag, ty, v).map_err(|e| match e {
+                    Error::Usage(_) => Error::InvalidRequest(format!(
+                        "parameter {name}: invalid value '{v}'{}",
+                        if flag.choices.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": possible values: {}", flag.choices.join(", "))
+                        }
+                    )),
+                    other => other,
+                })?;
                 v.clone()
             }
         };
@@ -1415,6 +1428,11 @@ fn flag_lines(out: &mut String, flags: &[Flag]) {
                 None => format!("    {}", f.synopsis()),
             };
             let mut right = f.help.to_string();
+            if f.http == Http::CliOnly {
+                right.push_str(" [CLI only]");
+            } else if let Http::Millis(n) = f.http {
+                right.push_str(&format!(" [HTTP: {n}, in ms]"));
+            }
             if f.multi {
                 right.push_str(" (repeatable)");
             }
@@ -1603,7 +1621,7 @@ mod tests {
         );
         // The same validation and codes as the command line.
         let e = matches_from_params(tail, None, &[p("max_bytes", "x")], vec![]).unwrap_err();
-        assert_eq!(e.code(), "usage_error");
+        assert_eq!(e.code(), "invalid_request");
         let e = matches_from_params(tail, None, &[p("nope", "1")], vec![]).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
         assert!(e.to_string().contains("max_bytes"), "{e}");

@@ -560,8 +560,9 @@ fn kill_wait_and_query_parameters() {
     assert_eq!(w["state"], "running");
     s.post(&format!("/kill/{id}?signal=BOGUS"), "")
         .assert_error(400, "invalid_signal");
+    // Checked by the same table as the command line: the same code.
     s.get(&format!("/wait/{id}?until=x"))
-        .assert_error(400, "invalid_request");
+        .assert_error(400, "invalid_duration");
     s.get(&format!("/wait/{id}?until=1&forever=true"))
         .assert_error(400, "invalid_request");
     s.get(&format!("/tail/{id}?lines=3"))
@@ -1365,4 +1366,124 @@ fn sigterm_shuts_down_cleanly() {
         .status()
         .unwrap();
     assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+// ---------------------------------------------------------------------------
+// One operation, three doors: every flag has its HTTP name
+// ---------------------------------------------------------------------------
+
+/// The flags of `agent-exec help CMD`, with their HTTP names (the long
+/// name with `_`, or the one the help gives as `[HTTP: name, in ms]`),
+/// a sample value, and whether they are `[CLI only]`.
+fn routed_flags(t: &TempRoot, cmd: &str) -> Vec<(String, String, bool)> {
+    let o = t.out(&["help", cmd]);
+    let mut out = Vec::new();
+    let mut in_options = false;
+    for line in o.stdout.lines() {
+        if line.starts_with("Options:") {
+            in_options = true;
+            continue;
+        }
+        if line.starts_with("Global options:") {
+            break;
+        }
+        let Some(at) = line.find("--").filter(|_| in_options) else {
+            continue;
+        };
+        let rest = &line[at + 2..];
+        let long: String = rest.chars().take_while(|c| *c != ' ').collect();
+        let meta = rest[long.len()..]
+            .trim_start()
+            .strip_prefix('<')
+            .and_then(|m| m.split_once('>'))
+            .map(|(m, _)| m.to_string());
+        let cli_only = line.contains("[CLI only]");
+        let (name, ms) = match line.split_once("[HTTP: ") {
+            Some((_, r)) => (r.split(',').next().unwrap().to_string(), true),
+            None => (long.replace('-', "_"), false),
+        };
+        let choice = line
+            .split_once("[possible values: ")
+            .map(|(_, r)| r.split([',', ']']).next().unwrap().to_string());
+        let value = match (meta.as_deref(), choice) {
+            (_, Some(c)) => c,
+            (None, _) => "true".to_string(),
+            (Some(_), _) if ms => "100".to_string(),
+            (Some("DURATION"), _) => "1".to_string(),
+            (Some("SIGNAL"), _) => "CONT".to_string(),
+            (Some("BYTES" | "N"), _) => "5".to_string(),
+            (Some("TAG" | "PATTERN"), _) => "x".to_string(),
+            (Some(_), _) => "x".to_string(),
+        };
+        out.push((name, value, cli_only));
+    }
+    assert!(
+        !out.is_empty() || cmd == "status",
+        "no flags parsed for {cmd}"
+    );
+    out
+}
+
+#[test]
+fn every_flag_of_a_routed_command_is_accepted_by_its_route() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let done = s
+        .post("/exec", r#"{"command":["echo","hi"]}"#)
+        .assert_ok("run");
+    let id = done["job_id"].as_str().unwrap().to_string();
+    let cursor = done["cursor"].as_str().unwrap().to_string();
+    let cat = s
+        .post("/exec", r#"{"command":["cat"],"wait":false}"#)
+        .assert_ok("run")["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = cat;
+    let routes: [(&str, &str, &str); 6] = [
+        ("status", "GET", "/status/ID"),
+        ("tail", "GET", "/tail/ID"),
+        ("wait", "GET", "/wait/ID"),
+        ("kill", "POST", "/kill/ID"),
+        ("list", "GET", "/list"),
+        ("send", "POST", "/send/ID"),
+    ];
+    let mut checked = 0;
+    for (cmd, method, path) in routes {
+        for (name, mut value, cli_only) in routed_flags(&t, cmd) {
+            if cli_only {
+                continue;
+            }
+            if name == "since" {
+                value = cursor.clone();
+            }
+            let path = path.replace("ID", &id);
+            let r = if method == "GET" {
+                // A wait or a follow is bounded, so that the test is.
+                let bound = if matches!(cmd, "wait" | "tail") && name != "until" {
+                    "&until=1"
+                } else {
+                    ""
+                };
+                let url = format!("{path}?{name}={value}{bound}");
+                s.client().send("GET", &url, &[], "")
+            } else if cmd == "send" {
+                let v = if value == "true" || value.parse::<u64>().is_ok() {
+                    value.clone()
+                } else {
+                    format!("\"{value}\"")
+                };
+                s.post(&path, &format!("{{\"{name}\": {v}}}"))
+            } else {
+                s.post(&format!("{path}?{name}={value}"), "")
+            };
+            assert!(
+                !r.body.contains("unknown parameter")
+                    && !r.body.contains("unknown query parameter"),
+                "{cmd}: {name}={value} refused by {path}: {r:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} flags checked");
 }

@@ -7,7 +7,12 @@
 //! `follow=true[&until=S]` streams NDJSON in a chunked body, closing the
 //! connection after it), `GET /wait/{id}` (`output=`, `output_match_type`,
 //! `output_stream`, `since`: readiness, as `wait --output`),
-//! `POST /kill/{id}`, `GET /list`.
+//! `POST /kill/{id}`, `POST /send/{id}` (a JSON body: `data` and
+//! `send`'s flags), `GET /list`. Every route but /exec is a door onto the
+//! CLI command of the same name: its parameters are that command's flags
+//! under their HTTP names from the one table (`Query::for_cmd`,
+//! `cli::matches_from_params`), checked by the same rules, and the route
+//! calls the same operation the command does.
 //! GET routes answer HEAD too. Every failure is the JSON error envelope
 //! with the status from `Error::http_status` (404 unknown path, 405 with
 //! `Allow`, 401, 400 ...).
@@ -886,6 +891,7 @@ enum Route {
     Tail(String),
     Wait(String),
     Kill(String),
+    Send(String),
 }
 
 const GET_ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -910,20 +916,21 @@ impl Route {
             "tail" => Route::Tail(id),
             "wait" => Route::Wait(id),
             "kill" => Route::Kill(id),
+            "send" => Route::Send(id),
             _ => return None,
         })
     }
 
     fn allow(&self) -> &'static str {
         match self {
-            Route::Exec | Route::Kill(_) => POST_ALLOW,
+            Route::Exec | Route::Kill(_) | Route::Send(_) => POST_ALLOW,
             _ => GET_ALLOW,
         }
     }
 
     fn accepts(&self, m: Method) -> bool {
         match self {
-            Route::Exec | Route::Kill(_) => m == Method::Post,
+            Route::Exec | Route::Kill(_) | Route::Send(_) => m == Method::Post,
             _ => matches!(m, Method::Get | Method::Head),
         }
     }
@@ -1011,25 +1018,13 @@ fn dispatch(
         Route::Exec => exec_route(srv, req, buf)?,
         Route::List => list_route(srv, req, buf)?,
         Route::Status(id) => {
-            no_params(req)?;
+            Query::for_cmd(req, "status")?;
             let job = srv.store.lookup(&id)?;
             let body = status_body(&job).map_err(|e| e.in_job(&job.id))?;
             Reply::doc(buf, "status", &body)?
         }
         Route::Tail(id) => {
-            let q = Query::parse(
-                req,
-                &[
-                    "tail_lines",
-                    "max_bytes",
-                    "since",
-                    "grep",
-                    "grep_type",
-                    "output_stream",
-                    "follow",
-                    "until",
-                ],
-            )?;
+            let q = Query::for_cmd(req, "tail")?;
             if q.bool("follow")?.unwrap_or(false) && req.method == Method::Get {
                 if q.get("grep").is_some() {
                     return Err(Error::InvalidRequest(
@@ -1060,8 +1055,9 @@ fn dispatch(
             Reply::doc(buf, "tail", &body)?
         }
         Route::Wait(id) => return wait_route(srv, req, buf, &id, client),
+        Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
-            let q = Query::parse(req, &["signal", "no_wait"])?;
+            let q = Query::for_cmd(req, "kill")?;
             let name = q.get("signal").unwrap_or("TERM");
             let sig = sys::parse_signal(name).ok_or_else(|| {
                 Error::InvalidSignal(format!(
@@ -1136,7 +1132,7 @@ fn follow_route(
     id: &str,
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
-    let until = q.u64("until")?;
+    let until_ms = q.duration_ms("until")?;
     let job = srv.store.lookup(id)?;
     let since = q
         .get("since")
@@ -1145,7 +1141,7 @@ fn follow_route(
         .map_err(|e| e.in_job(&job.id))?;
     let mut f = observe::Follower::new(&job, since.as_ref()).map_err(|e| e.in_job(&job.id))?;
     let _long = srv.long_slot()?;
-    let deadline = until.and_then(|s| crate::time::deadline_after(s.saturating_mul(1000)));
+    let deadline = until_ms.and_then(crate::time::deadline_after);
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n",
     );
@@ -1196,30 +1192,13 @@ fn wait_route(
     id: &str,
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
-    let q = Query::parse(
-        req,
-        &[
-            "until",
-            "forever",
-            "max_bytes",
-            "tail_bytes",
-            "output",
-            "output_match_type",
-            "output_stream",
-            "since",
-        ],
-    )?;
-    let until = q.u64("until")?;
+    let q = Query::for_cmd(req, "wait")?;
+    let until_ms = q.duration_ms("until")?;
     let budget = super::wait::Budget {
         max_bytes: q.u64("max_bytes")?.unwrap_or(65536),
         tail_bytes: q.u64("tail_bytes")?.unwrap_or(super::run::TAIL_BYTES),
     };
     let forever = q.bool("forever")?.unwrap_or(false);
-    if forever && until.is_some() {
-        return Err(Error::InvalidRequest(
-            "until and forever=true cannot be used together".into(),
-        ));
-    }
     let choice = |k: &str, allowed: &[&'static str], default: &'static str| match q.get(k) {
         None => Ok(default),
         Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
@@ -1241,14 +1220,14 @@ fn wait_route(
         return Err(Error::InvalidRequest("since needs output".into()));
     }
     let job = srv.store.lookup(id)?;
-    let until = if forever {
+    let until_ms = if forever {
         None
     } else {
-        Some(until.unwrap_or(WAIT_DEFAULT_SECS))
+        Some(until_ms.unwrap_or(WAIT_DEFAULT_SECS * 1000))
     };
     let _long = srv.long_slot()?;
     // A budget too large for the clock is no deadline (never a panic).
-    let deadline = until.and_then(|s| crate::time::deadline_after(s.saturating_mul(1000)));
+    let deadline = until_ms.and_then(crate::time::deadline_after);
     if let Some(r) = &ready {
         // Readiness: the client's socket is watched as in a plain wait.
         let look = || stir(client);
@@ -1446,6 +1425,28 @@ fn trusted_host(h: &str) -> bool {
 struct Query(Vec<(String, String)>);
 
 impl Query {
+    /// The query of a route that is a door onto `cmd`: the parameter
+    /// names are the command's flags as the one table names them for
+    /// HTTP (`Flag::http_name`), and every value is checked by the same
+    /// rules as on the command line (types, choices, durations, signals,
+    /// tags, conflicts), with the same error codes.
+    fn for_cmd(req: &Request, cmd: &str) -> Result<Query> {
+        let c = crate::cli::find(cmd)
+            .ok_or_else(|| Error::internal(format!("no command {cmd} in the table")))?;
+        let mut v = Vec::new();
+        for pair in http::query_pairs(req.query()) {
+            v.push(pair?);
+        }
+        crate::cli::matches_from_params(c, None, &v, Vec::new())?;
+        Ok(Query(v))
+    }
+
+    /// A duration parameter in milliseconds (a bare number is seconds,
+    /// as on the command line); `for_cmd` has checked its form.
+    fn duration_ms(&self, k: &str) -> Result<Option<u64>> {
+        self.get(k).map(crate::time::parse_duration_ms).transpose()
+    }
+
     fn parse(req: &Request, known: &[&str]) -> Result<Query> {
         let mut v = Vec::new();
         for pair in http::query_pairs(req.query()) {
@@ -1536,6 +1537,57 @@ struct ExecRequest {
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
+}
+
+/// `POST /send/{id}` with a JSON object: `data` (the text), and `send`'s
+/// flags under their HTTP names (`eof`, `newline`, `no_record`,
+/// `max_bytes`, `yield_ms`), checked by the same table as the command
+/// line and carried out by the same operation. Answers like `send`;
+/// `invalid_state` and `stdin_closed` are 409.
+fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
+    no_params(req)?;
+    let body: serde_json::Map<String, serde_json::Value> =
+        if req.body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
+        };
+    let mut data = None;
+    let mut params = Vec::new();
+    for (k, v) in body {
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(invalid(format!(
+                    "field {k}: expected a string, number or boolean, got {other}"
+                )))
+            }
+        };
+        if k == "data" {
+            data = Some(text);
+        } else {
+            params.push((k, text));
+        }
+    }
+    let cmd = crate::cli::find("send").ok_or_else(|| Error::internal("no send command"))?;
+    let mut pos = vec![id.to_string()];
+    pos.extend(data);
+    let m = crate::cli::matches_from_params(cmd, None, &params, pos)?;
+    let job = srv.store.lookup(id)?;
+    let req = super::send::request_from(&m)?;
+    let _long = srv.long_slot()?;
+    let answer = super::send::send_job(&job, &req).map_err(|e| e.in_job(&job.id));
+    match answer {
+        Ok(b) => Reply::doc(buf, "send", &b),
+        Err(e) if matches!(e.code(), "invalid_state" | "stdin_closed") => {
+            let mut r = Reply::error(&e);
+            r.status = 409;
+            Ok(r)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn exec_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
@@ -1630,7 +1682,7 @@ fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
     const STATES: [&str; 6] = [
         "created", "running", "exited", "killed", "failed", "unknown",
     ];
-    let q = Query::parse(req, &["limit", "state", "cwd", "all", "tag"])?;
+    let q = Query::for_cmd(req, "list")?;
     let all = q.bool("all")?.unwrap_or(false);
     let cwd = q.get("cwd");
     if all && cwd.is_some() {
