@@ -719,6 +719,19 @@ struct Waker<'a> {
     client_muted: bool,
 }
 
+impl Drop for Waker<'_> {
+    fn drop(&mut self) {
+        // A command exits right after this: its inotify descriptor's
+        // last close (an SRCU grace period) is left to a background
+        // child. The server keeps its watches' cost, off any exit path.
+        if let Some(w) = self.watch.take() {
+            if !WATCH_MODE.load(Ordering::Relaxed) {
+                sys::close_after_exit(std::os::fd::OwnedFd::from(w));
+            }
+        }
+    }
+}
+
 /// How often a muted client (see `Waker`) is looked at for a hangup.
 const CLIENT_TICK: Duration = Duration::from_millis(1000);
 
@@ -796,17 +809,6 @@ impl<'a> Waker<'a> {
             }
         }
         Ok(false)
-    }
-}
-
-impl Drop for Waker<'_> {
-    fn drop(&mut self) {
-        if let Some(f) = self.watch.take() {
-            if !WATCH_MODE.load(Ordering::Relaxed) {
-                // Closed by the process's exit, after the answer (see above).
-                std::mem::forget(f);
-            }
-        }
     }
 }
 

@@ -1495,6 +1495,57 @@ pub fn watch_dir_writes(dir: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// Let a background child make the last close of `fd`, after this
+/// process has exited. The last close of an inotify descriptor waits out
+/// an SRCU grace period (5–15 ms here); a command that prints its answer
+/// and exits should not make its caller wait that long for the exit.
+/// The child keeps only `fd` and a pipe whose other end this process
+/// holds until it exits (so the caller's pipes are not held open), waits
+/// for that end to close, and exits. Best effort: on failure `fd` is
+/// simply closed here.
+pub fn close_after_exit(fd: OwnedFd) {
+    let Ok((r, w)) = pipe() else {
+        return;
+    };
+    let (a, b) = {
+        let (x, y) = (fd.as_raw_fd(), r.as_raw_fd());
+        (x.min(y), x.max(y))
+    };
+    // SAFETY: fork has no memory-safety preconditions. The child calls
+    // only close_range, read and _exit (async-signal-safe) on integers
+    // and a stack buffer, and never returns into Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            let range = |lo: i32, hi: i32| {
+                if lo <= hi {
+                    libc::syscall(
+                        libc::SYS_close_range,
+                        lo as libc::c_uint,
+                        hi as libc::c_uint,
+                        0,
+                    );
+                }
+            };
+            range(0, a - 1);
+            range(a + 1, b - 1);
+            range(b + 1, i32::MAX);
+            let mut byte = 0u8;
+            while libc::read(r.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+            libc::_exit(0);
+        }
+    }
+    if pid > 0 {
+        // Held until this process exits: then the child sees EOF.
+        std::mem::forget(w);
+    }
+    drop(r);
+    drop(fd);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
