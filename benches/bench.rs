@@ -651,6 +651,131 @@ fn agent_loop(b: &mut Bench) {
         );
     }
     let _ = b.cmd(&root, &["kill", &id]).output();
+
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    };
+    // Readiness: `wait --output` started before the line is written; from
+    // the line's write (its own timestamp) to the wait's exit.
+    let mut ready = Vec::new();
+    for _ in 0..n.min(10) {
+        let j = b.json(
+            &root,
+            &[
+                "run",
+                "--no-wait",
+                "--no-auto-gc",
+                "--",
+                "sleep 0.2; echo READY $(date +%s%N); sleep 5",
+            ],
+        );
+        let id = j["job_id"].as_str().unwrap_or_default().to_string();
+        let o = b
+            .cmd(&root, &["wait", "--output", "READY", "--until", "10", &id])
+            .output()
+            .expect("wait");
+        let end = now_ns();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let line = v["matched"]["line"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(ts) = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|t| t.parse::<u128>().ok())
+        {
+            ready.push(end.saturating_sub(ts) as f64 / 1e6);
+        }
+        let _ = b.cmd(&root, &["kill", &id]).output();
+    }
+    b.row(
+        "wait --output: exit after the matching line's write (target ≤ 5 ms)",
+        format!(
+            "{:.3} ms median, p90 {:.3} ms",
+            median(ready.clone()),
+            percentile(ready, 0.9)
+        ),
+    );
+    // Follow: each line carries its write time; the delay until tail -f
+    // printed it.
+    let j = b.json(
+        &root,
+        &[
+            "run",
+            "--no-wait",
+            "--no-auto-gc",
+            "--",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do date +%s%N; sleep 0.05; done",
+        ],
+    );
+    let id = j["job_id"].as_str().unwrap_or_default().to_string();
+    let mut f = b.cmd(&root, &["tail", "--follow", "--until", "10", &id]);
+    f.stdout(Stdio::piped());
+    let mut child = f.spawn().expect("tail -f");
+    let mut delays = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let at = now_ns();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            for l in v["data"].as_str().unwrap_or_default().lines() {
+                if let Ok(ts) = l.trim().parse::<u128>() {
+                    delays.push(at.saturating_sub(ts) as f64 / 1e6);
+                }
+            }
+        }
+    }
+    let _ = child.wait();
+    b.row(
+        "tail --follow: a chunk printed after its write (target ≤ 5 ms)",
+        format!(
+            "{:.3} ms median, p90 {:.3} ms",
+            median(delays.clone()),
+            percentile(delays, 0.9)
+        ),
+    );
+    // Follow of a job writing 200 MB: keeps up, in bounded memory.
+    let mb = if n > 10 { 200 } else { 50 };
+    let gen = format!("yes 0123456789012345678901234567890123456789 | head -c {mb}000000");
+    let t = Instant::now();
+    let j = b.json(&root, &["run", "--no-wait", "--no-auto-gc", "--", &gen]);
+    let id = j["job_id"].as_str().unwrap_or_default().to_string();
+    let mut f = b.cmd(&root, &["tail", "--follow", &id]);
+    f.stdout(Stdio::null());
+    let child = f.spawn().expect("tail -f");
+    let rss = sys::wait4(child.id(), true)
+        .ok()
+        .flatten()
+        .map(|(_, u)| u.max_rss_kb);
+    let follow_ms = ms(t.elapsed());
+    let st = b.wait_job(&root, &id);
+    let job_ms = st["duration_ms"].as_f64().unwrap_or(f64::NAN);
+    b.row(
+        &format!("tail --follow of {mb} MB: finished / the job's own time (target ≤ 1.2)"),
+        format!(
+            "{:.2}x ({follow_ms:.0} / {job_ms:.0} ms)",
+            follow_ms / job_ms
+        ),
+    );
+    b.row(
+        &format!("tail --follow of {mb} MB: peak RSS (target ≤ 2 MB)"),
+        format!("{:.2} MB", rss.unwrap_or(0) as f64 / 1024.0),
+    );
+    // grep over that log, in bounded memory.
+    let child = b
+        .cmd(&root, &["tail", "--grep", "nomatch-anywhere", &id])
+        .spawn()
+        .expect("tail --grep");
+    let rss = sys::wait4(child.id(), true)
+        .ok()
+        .flatten()
+        .map(|(_, u)| u.max_rss_kb);
+    b.row(
+        &format!("tail --grep over {mb} MB: peak RSS (target ≤ 2 MB)"),
+        format!("{:.2} MB", rss.unwrap_or(0) as f64 / 1024.0),
+    );
 }
 
 fn read_supervisor_pid(root: &Path, id: &str) -> Option<u64> {
