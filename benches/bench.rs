@@ -605,6 +605,9 @@ fn cpu_ticks(pid: u64) -> Option<u64> {
 }
 
 /// The agent loop: talking to a running job.
+// Children whose peak RSS is wanted are reaped with sys::wait4 (for its
+// rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn agent_loop(b: &mut Bench) {
     let n = b.rounds;
     let root = b.fresh_root("loop");
