@@ -1120,7 +1120,7 @@ impl FullLog {
 /// musl's memcpy starts a `rep movs` for every call, which cost a fifth
 /// of the supervisor's time at two calls per 101-byte line; 16-byte
 /// block moves (the last one overlapping) do the same in a few cycles.
-fn copy_short(dst: &mut [u8], src: &[u8]) {
+pub fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n < 16 {
         for (d, s) in dst.iter_mut().zip(src) {
