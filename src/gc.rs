@@ -162,6 +162,19 @@ pub fn run_auto(store: &Store, g: &AutoGc) {
             return;
         }
     }
+    // An age-only sweep that found nothing to delete is not repeated
+    // within a second: nothing can have crossed the age line meanwhile
+    // but what finished a second either side of it (the next sweep takes
+    // it), and a burst of launches would otherwise list the root once a
+    // job. Only the age rule can be idle this way: a new finished job can
+    // put an old one beyond `max_jobs` or `max_bytes` at any moment.
+    let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
+    let now_ms = time::now_unix_ms();
+    let idle_key = format!("idle {} {}", g.older_than_secs, g.scan_limit);
+    if age_only && recently_idle(&lock, &idle_key, now_ms) {
+        debug!("auto-gc skipped: an age-only sweep found nothing under a second ago");
+        return;
+    }
     let policy = Policy {
         older_than_secs: g.older_than_secs,
         max_jobs: g.max_jobs,
@@ -172,7 +185,14 @@ pub fn run_auto(store: &Store, g: &AutoGc) {
             delete_limit: g.delete_limit,
         }),
     };
-    match sweep(store, &policy) {
+    let result = sweep(store, &policy);
+    let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
+    let _ = lock.set_len(0);
+    if age_only && idle {
+        use std::io::Write;
+        let _ = (&lock).write_all(format!("{idle_key} {now_ms}\n").as_bytes());
+    }
+    match result {
         Ok(r) => info!(
             "gc complete: mode=auto deleted={} skipped={} out_of_scope={} failed={} freed_bytes={} scanned_dirs={} candidate_count={}",
             r.deleted,
@@ -186,6 +206,24 @@ pub fn run_auto(store: &Store, g: &AutoGc) {
         Err(e) => warn!("auto-gc failed (best-effort): {e}"),
     }
     drop(lock);
+}
+
+/// Does the guard file record an idle age-only sweep with these settings
+/// (`key`) less than a second before `now_ms`? Read from the start of
+/// the file we hold locked (its only writer is whoever holds the lock).
+fn recently_idle(lock: &std::fs::File, key: &str, now_ms: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 128];
+    let n = lock.read_at(&mut buf, 0).unwrap_or(0);
+    let Ok(text) = std::str::from_utf8(&buf[..n]) else {
+        return false;
+    };
+    let Some(rest) = text.trim_end().strip_prefix(key) else {
+        return false;
+    };
+    rest.trim()
+        .parse::<u64>()
+        .is_ok_and(|at| at <= now_ms && now_ms - at < 1000)
 }
 
 /// What to collect, and how much work auto-GC may do.
@@ -750,6 +788,20 @@ mod tests {
         let n = dir_bytes(&d);
         assert!((8..8 + 2 * 4096).contains(&n), "{n}");
         assert!(n < 100_000);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn an_idle_age_only_sweep_is_remembered_for_a_second() {
+        use std::io::Write;
+        let s = scratch("idle");
+        let lock = store::open_lock(&s.root.join(GC_LOCK)).unwrap();
+        assert!(!recently_idle(&lock, "idle 10 200", 5_000));
+        (&lock).write_all(b"idle 10 200 5000\n").unwrap();
+        assert!(recently_idle(&lock, "idle 10 200", 5_999));
+        assert!(!recently_idle(&lock, "idle 10 200", 6_000), "a second later");
+        assert!(!recently_idle(&lock, "idle 11 200", 5_500), "other settings");
+        assert!(!recently_idle(&lock, "idle 10 200", 4_000), "a clock set back");
         fs::remove_dir_all(&s.root).unwrap();
     }
 
