@@ -96,6 +96,7 @@ pub struct Input {
     clients: Vec<Client>,
     log: Option<File>,
     log_path: std::path::PathBuf,
+    read_buf: Vec<u8>,
 }
 
 impl Input {
@@ -115,6 +116,7 @@ impl Input {
             clients: Vec::new(),
             log: None,
             log_path: dir.join(LOG),
+            read_buf: Vec::new(),
         })
     }
 
@@ -166,8 +168,16 @@ impl Input {
                 Err(_) => break,
             }
         }
-        for c in &mut self.clients {
-            c.read_some();
+        if !self.clients.is_empty() {
+            // On the heap, made once: a buffer this size on the stack
+            // would be probed into the supervisor's resident pages for
+            // every job, also those that never take input.
+            let mut buf = std::mem::take(&mut self.read_buf);
+            buf.resize(64 * 1024, 0);
+            for c in &mut self.clients {
+                c.read_some(&mut buf);
+            }
+            self.read_buf = buf;
         }
         self.feed_initial();
         self.write_clients();
@@ -333,13 +343,12 @@ impl Client {
     }
 
     /// Read what has arrived: the header line, then the payload.
-    fn read_some(&mut self) {
-        let mut buf = [0u8; 64 * 1024];
+    fn read_some(&mut self, buf: &mut [u8]) {
         loop {
             if self.header.is_some_and(|h| self.data.len() >= h.len) {
                 return;
             }
-            let n = match self.sock.read(&mut buf) {
+            let n = match self.sock.read(buf) {
                 Ok(0) => {
                     self.closed = true;
                     return;

@@ -236,6 +236,9 @@ fn supervise(
             ));
         }
     };
+    // The command (its argv and a copy of the whole environment) is
+    // spent: free it now, not after the job.
+    drop(cmd);
     let started = Instant::now();
     let pid = child.id();
     let now = crate::time::now_ts();
@@ -331,8 +334,6 @@ fn supervise(
             _ => return never_ran(None),
         },
     };
-    // Start-up is over: keep resident only the code the tee loop runs.
-    sys::drop_code_pages();
     let mut tee = Tee {
         streams: [Stream::new(out, out_log), Stream::new(err, err_log)],
         full: FullLog::new(full_log),
@@ -834,6 +835,9 @@ fn run_loop(
     let every = ms(meta.progress_every_ms);
     let mut progress_at = (meta.progress_every_ms > 0).then(|| started + every);
     let mut timed_out = false;
+    // Start-up is over once the loop first waits: from then on, only the
+    // code and data the loop itself touches are resident again.
+    let mut pages_dropped = false;
     loop {
         let now = Instant::now();
         if timeout_at.is_some_and(|t| t <= now) {
@@ -888,6 +892,10 @@ fn run_loop(
         }
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
+        }
+        if !pages_dropped {
+            sys::drop_code_pages();
+            pages_dropped = true;
         }
         let _ = sys::poll(&mut fds, wait_ms);
         if let Some(fd) = caller {

@@ -258,9 +258,9 @@ pub fn lowest_priority_for_this_thread() {
 // Resident code
 // ---------------------------------------------------------------------------
 
-/// Unmap from this process the pages of its own machine code (the
-/// executable, non-writable segments of its program), so that only what
-/// runs from now on is faulted back in. For the supervisor, which runs for
+/// Unmap from this process the pages of its own machine code and
+/// read-only data (the non-writable segments of its program), so that
+/// only what runs from now on is faulted back in. For the supervisor, which runs for
 /// as long as its job does: start-up touched most of the binary (each
 /// fault maps up to 16 neighbouring pages), the wait loop needs a small
 /// part of it.
@@ -322,8 +322,11 @@ pub fn drop_code_pages() {
     }
     let page = 4096usize;
     for p in phdrs {
-        let code = p.p_flags & libc::PF_X != 0 && p.p_flags & libc::PF_W == 0;
-        if p.p_type != libc::PT_LOAD || !code {
+        // Code and read-only data alike: never written, so they read back
+        // from the file (a writable segment, .data and the relocated
+        // RELRO part, is never touched).
+        let read_only = p.p_flags & libc::PF_W == 0;
+        if p.p_type != libc::PT_LOAD || !read_only {
             continue;
         }
         let from = base.wrapping_add(p.p_vaddr as usize);
