@@ -539,6 +539,7 @@ pub static COMMANDS: &[&Cmd] = &[
     &NOTIFY_SET,
     &COMPLETIONS,
     &SERVE,
+    &MCP,
     &SUPERVISE,
     &COMPLETE,
     &GEN_MAN,
@@ -892,6 +893,19 @@ static SERVE: Cmd = Cmd {
     hidden: false,
     exec: cmd::serve::exec,
     examples: &["agent-exec serve --port 0"],
+};
+
+static MCP: Cmd = Cmd {
+    name: "mcp",
+    alias: None,
+    about: "Serve the job loop as MCP tools over stdio",
+    long_about: "Speaks the Model Context Protocol (JSON-RPC 2.0, one message per line) on stdin and stdout, with the tools run, status, tail, wait, kill, send, list and delete: each takes its command's flags under their HTTP names (until and timeout in seconds) and answers with the document the command prints as structuredContent. Waits are bounded by AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10, when a call gives no until) and AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50, a cap). Ends at EOF on stdin; jobs go on.",
+    flags: &[],
+    pos: &[],
+    conflicts: &[],
+    hidden: false,
+    exec: cmd::mcp::exec,
+    examples: &["agent-exec mcp", "claude mcp add agent-exec -- agent-exec mcp"],
 };
 
 static COMPLETE: Cmd = Cmd {

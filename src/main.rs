@@ -18,6 +18,7 @@ mod input;
 mod job;
 mod launch;
 mod man;
+mod mcp;
 mod notify;
 mod observe;
 mod output;
@@ -53,7 +54,7 @@ fn main() {
         Ok(Parsed::Run(m)) => {
             // The supervisor and the server run for long: what they keep
             // stays resident. Every other command exits soon.
-            if !matches!(m.cmd.name, "_supervise" | "serve") {
+            if !matches!(m.cmd.name, "_supervise" | "serve" | "mcp") {
                 sys::keep_large_blocks();
             }
             output::set_yaml(m.yaml);

@@ -627,6 +627,19 @@ const REPLIES: &[Reply] = &[
         ],
         see: &["run"],
     },
+    Reply {
+        cmd: "mcp",
+        kind: "",
+        fields: &[],
+        notes: &[
+            "Prints no document of its own: stdout carries MCP messages only (JSON-RPC 2.0, one per line); diagnostics go to stderr. The protocol revision is the client's among 2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05 (the newest when it asks for another).",
+            "Tools: run, status, tail, wait, kill, send, list, delete. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id; run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
+            "A result's structuredContent is the document the command prints for the same call (from revision 2025-06-18; older clients get it as text); content is a short text rendering. A job that failed is a normal result; a call that could not be carried out (job_not_found, invalid_cursor, a bad argument) is isError true with the error envelope. An unknown tool is JSON-RPC error -32602, malformed JSON -32700, a line over 4 MiB -32600 (skipped without being held).",
+            "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10) is the wait of run and wait when the call gives no until; AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50) caps any until (and forever, and send's yield), keeping every call below a client's request timeout. Calls run on 8 workers, so others are answered while one waits. notifications/cancelled ends a call's wait at once, with no answer; the job goes on. With _meta.progressToken, notifications/progress report the bytes of output (or milliseconds of silence) at most 10 times a second.",
+            "EOF on stdin ends the server; jobs are detached and keep running.",
+        ],
+        see: &["run", "serve"],
+    },
 ];
 
 /// Prose sections of a command page beyond its flags: (heading, paragraphs).

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod install_skills;
 pub mod kill;
 pub mod list;
+pub mod mcp;
 pub mod notify_set;
 pub mod run;
 pub mod schema;

@@ -1,0 +1,948 @@
+//! `mcp`: the job loop as MCP tools over stdio (protocol in `crate::mcp`;
+//! the tools here). D40: 0.2.31's names stay (`mcp`, tools `run status
+//! tail wait kill`, `AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS`,
+//! `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS`); `send`, `list` and `delete` join
+//! them.
+//!
+//! Each tool is a door onto the CLI command of the same name, like the
+//! HTTP routes: its arguments are the command's flags under their HTTP
+//! names from the one table (`Flag::http_name`), plus `job_id`, and for
+//! `run` `command`, `env` (an object) and `tags`, for `send` `data`.
+//! They become the same `Matches` (`cli::matches_from_params`, the CLI's
+//! checks and codes) and go to the operation the command calls.
+//!
+//! Invariants
+//! - Schemas are derived, not written twice: `inputSchema` from the flag
+//!   table, `outputSchema` from the embedded response schema (the
+//!   command's response `anyOf` ErrorResponse, with the definitions it
+//!   refers to).
+//! - `structuredContent` is the document the CLI prints for the same
+//!   call, key order included (the text is spliced, never re-sorted);
+//!   an operation that could not be carried out is `isError: true` with
+//!   the CLI's error envelope. A job that failed is a normal result.
+//! - Observations (`run`, `wait`, `send`'s yield) are bounded: no
+//!   `until` means the default limit, a larger one (or `forever`) is
+//!   capped at the maximum, so a call ends before the client's request
+//!   timeout. `run` launches without waiting and then observes, so that
+//!   a cancel reaches the wait.
+//! - `tail --follow` is not offered (one call is one answer).
+//! - `stdin: "-"` is refused: the server's stdin is the protocol.
+//!
+//! Rejected: hand-written tool schemas (they would drift from the
+//! table); answering a job failure with `isError` (the call worked: the
+//! agent reads the exit code); `send` cancellable mid-yield (that needs
+//! `send_job` to take a wake descriptor; its yield is capped instead and
+//! only the answer is dropped).
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::cli::{self, Cmd, Flag, Http, Kind, Matches, Ty};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::mcp::{Call, Server};
+use crate::observe;
+use crate::output::Output;
+
+/// The tools, in the order `tools/list` gives them.
+pub const TOOLS: [&str; 8] = [
+    "run", "status", "tail", "wait", "kill", "send", "list", "delete",
+];
+
+pub const INSTRUCTIONS: &str = "agent-exec runs commands as detached background jobs. Call run with a command; \
+if it is still running when the answer comes, read on with tail (since: the cursor of the last answer) or wait \
+(output: a readiness pattern). Interactive jobs (interactive: true) take input through send. Jobs outlive this server.";
+
+/// Flags a tool does not take (beyond the CLI-only ones).
+fn skipped(tool: &str, flag: &Flag) -> bool {
+    matches!((tool, flag.long), ("tail", "follow" | "until"))
+}
+
+/// The bounds of long observations, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub default_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Limits {
+    /// From `AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS` (10) and
+    /// `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS` (50: below the 60 s request
+    /// timeout common in clients).
+    pub fn from_env() -> Result<Limits> {
+        let secs = |name: &str, default: u64| -> Result<u64> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v).map_err(|_| {
+                    Error::InvalidConfig(format!("{name}: expected a number of seconds, got '{v}'"))
+                }),
+                _ => Ok(default * 1000),
+            }
+        };
+        let max_ms = secs("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", 50)?;
+        let default_ms = secs("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", 10)?.min(max_ms);
+        Ok(Limits { default_ms, max_ms })
+    }
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let limits = Limits::from_env()?;
+    crate::mcp::serve(m.root.clone(), limits)?;
+    Ok(Output::Done)
+}
+
+pub fn is_tool(name: &str) -> bool {
+    TOOLS.contains(&name)
+}
+
+fn command(tool: &str) -> Result<&'static Cmd> {
+    cli::find(tool).ok_or_else(|| Error::internal(format!("no command {tool}")))
+}
+
+// ---------------------------------------------------------------------------
+// Schemas
+// ---------------------------------------------------------------------------
+
+/// `tools/list`'s tools; `outputSchema` only for clients that take
+/// structured results.
+pub fn tools(structured: bool) -> Vec<Value> {
+    let schema: Value = serde_json::from_str(super::schema::SCHEMA).unwrap_or(Value::Null);
+    TOOLS
+        .iter()
+        .filter_map(|t| {
+            let cmd = command(t).ok()?;
+            let mut tool = json!({
+                "name": t,
+                "title": cmd.about,
+                "description": description(t, cmd),
+                "inputSchema": input_schema(t, cmd),
+            });
+            if structured {
+                tool["outputSchema"] = output_schema(&schema, response_def(t));
+            }
+            Some(tool)
+        })
+        .collect()
+}
+
+fn description(tool: &str, cmd: &Cmd) -> String {
+    let mut d = format!("{}. {}", cmd.about, cmd.long_about);
+    if matches!(tool, "run" | "wait") {
+        d.push_str(" Over MCP, until is in seconds; without it the server's default limit applies, and a longer one is capped.");
+    }
+    if tool == "tail" {
+        d.push_str(" Over MCP, follow is not offered: loop with since.");
+    }
+    d
+}
+
+fn response_def(tool: &str) -> String {
+    let mut c = tool.chars();
+    let head: String = c
+        .next()
+        .map(|f| f.to_ascii_uppercase())
+        .into_iter()
+        .collect();
+    format!("{head}{}Response", c.as_str())
+}
+
+/// One flag's JSON Schema type.
+fn flag_schema(flag: &Flag) -> Value {
+    let mut s = match (flag.kind, flag.http) {
+        (Kind::Switch | Kind::OptBool, _) => json!({"type": "boolean"}),
+        (Kind::Value(Ty::Duration), Http::Millis(_)) => {
+            json!({"type": "integer", "minimum": 0, "description": format!("{} (milliseconds)", flag.help)})
+        }
+        (Kind::Value(Ty::Duration), _) => json!({
+            "type": ["number", "string"],
+            "minimum": 0,
+            "description": format!("{} (a number is seconds, fractions allowed; or text such as 500ms, 2m)", flag.help),
+        }),
+        (Kind::Value(Ty::U64), _) => json!({"type": "integer", "minimum": 0}),
+        (Kind::Value(Ty::Choice), _) => json!({"type": "string", "enum": flag.choices}),
+        (Kind::Value(_), _) => json!({"type": "string"}),
+    };
+    if s.get("description").is_none() {
+        s["description"] = Value::from(flag.help);
+    }
+    if let Some(d) = flag.default {
+        s["description"] = Value::from(format!(
+            "{} [default: {d}]",
+            s["description"].as_str().unwrap_or_default()
+        ));
+    }
+    if flag.multi {
+        let desc = s.as_object_mut().and_then(|o| o.remove("description"));
+        json!({"type": "array", "items": s, "description": desc})
+    } else {
+        s
+    }
+}
+
+pub fn input_schema(tool: &str, cmd: &Cmd) -> Value {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    let job_help = "Job id (full ULID or a unique prefix, case-insensitive)";
+    match tool {
+        "run" => {
+            props.insert(
+                "command".into(),
+                json!({
+                    "description": "The command: an array of words (argv, run after the login shell starts), or one shell string (pipes, &&)",
+                    "anyOf": [
+                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        {"type": "string", "minLength": 1},
+                    ],
+                }),
+            );
+            required.push("command");
+        }
+        "delete" => {
+            props.insert(
+                "job_id".into(),
+                json!({"description": "Job id, or an array of them (not with all)", "anyOf": [
+                    {"type": "string"}, {"type": "array", "items": {"type": "string"}},
+                ]}),
+            );
+        }
+        "list" => {}
+        _ => {
+            props.insert(
+                "job_id".into(),
+                json!({"type": "string", "description": job_help}),
+            );
+            required.push("job_id");
+        }
+    }
+    if tool == "send" {
+        props.insert(
+            "data".into(),
+            json!({"type": "string", "description": "Text to write, exactly as given (see newline)"}),
+        );
+    }
+    for f in cmd.flags.iter().filter(|f| !skipped(tool, f)) {
+        let Some(name) = f.http_name() else { continue };
+        let (name, schema) = match (tool, name.as_str()) {
+            ("run", "env") => (
+                "env".to_string(),
+                json!({"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "Environment variables for the job, name to value"}),
+            ),
+            ("run", "tag") => ("tags".to_string(), flag_schema(f)),
+            _ => (name, flag_schema(f)),
+        };
+        props.insert(name, schema);
+    }
+    json!({
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+/// The response definition `name` or an error: an object schema whose
+/// `definitions` hold every definition reachable from the two.
+pub fn output_schema(schema: &Value, name: String) -> Value {
+    let defs = schema.get("definitions").and_then(Value::as_object);
+    let mut keep = Map::new();
+    let mut todo = vec![name.clone(), "ErrorResponse".to_string()];
+    while let Some(n) = todo.pop() {
+        if keep.contains_key(&n) {
+            continue;
+        }
+        let Some(d) = defs.and_then(|d| d.get(&n)) else {
+            continue;
+        };
+        refs(d, &mut todo);
+        keep.insert(n, d.clone());
+    }
+    json!({
+        "type": "object",
+        "anyOf": [
+            {"$ref": format!("#/definitions/{name}")},
+            {"$ref": "#/definitions/ErrorResponse"},
+        ],
+        "definitions": keep,
+    })
+}
+
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => {
+                        if let Some(n) = r.strip_prefix("#/definitions/") {
+                            out.push(n.to_string());
+                        }
+                    }
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Calls
+// ---------------------------------------------------------------------------
+
+/// The arguments as the other doors give them: named parameters,
+/// positionals and the trailing command.
+struct Args {
+    params: Vec<(String, String)>,
+    pos: Vec<String>,
+    rest: Vec<String>,
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::InvalidRequest(msg.into())
+}
+
+fn scalar(name: &str, v: &Value) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(bad(format!(
+            "parameter {name}: expected a string, number or boolean, got {other}"
+        ))),
+    }
+}
+
+fn strings(name: &str, v: &Value) -> Result<Vec<String>> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(format!("parameter {name}: expected strings, got {x}")))
+            })
+            .collect(),
+        Value::String(s) => Ok(vec![s.clone()]),
+        other => Err(bad(format!(
+            "parameter {name}: expected a string or an array of strings, got {other}"
+        ))),
+    }
+}
+
+/// A duration given in seconds (a number) as the flag's text.
+fn seconds(name: &str, v: &Value) -> Result<String> {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(format!("{s}s")),
+            _ => Err(Error::InvalidDuration(format!(
+                "parameter {name}: expected a non-negative number of seconds, got {n}"
+            ))),
+        },
+        Value::String(s) => Ok(s.clone()),
+        other => Err(bad(format!(
+            "parameter {name}: expected a number of seconds, got {other}"
+        ))),
+    }
+}
+
+fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
+    let obj = match args {
+        Value::Object(o) => o.clone(),
+        Value::Null => Map::new(),
+        other => return Err(bad(format!("arguments must be an object, got {other}"))),
+    };
+    let mut a = Args {
+        params: Vec::new(),
+        pos: Vec::new(),
+        rest: Vec::new(),
+    };
+    let mut data = None;
+    for (k, v) in &obj {
+        if v.is_null() {
+            continue;
+        }
+        match (tool, k.as_str()) {
+            ("run", "command") => {
+                a.rest = strings(k, v)?;
+                continue;
+            }
+            ("run", "env") => {
+                let Value::Object(env) = v else {
+                    return Err(bad(format!("parameter env: expected an object, got {v}")));
+                };
+                for (name, val) in env {
+                    let val = val.as_str().ok_or_else(|| {
+                        bad(format!(
+                            "parameter env.{name}: expected a string, got {val}"
+                        ))
+                    })?;
+                    if name.is_empty() || name.contains('=') {
+                        return Err(bad(format!("parameter env: invalid name '{name}'")));
+                    }
+                    a.params.push(("env".into(), format!("{name}={val}")));
+                }
+                continue;
+            }
+            ("run", "tags") => {
+                for t in strings(k, v)? {
+                    a.params.push(("tag".into(), t));
+                }
+                continue;
+            }
+            ("send", "data") => {
+                data = Some(scalar(k, v)?);
+                continue;
+            }
+            ("list", "job_id") | ("run", "job_id") => {}
+            ("delete", "job_id") => {
+                a.pos = strings(k, v)?;
+                continue;
+            }
+            (_, "job_id") => {
+                a.pos.insert(0, scalar(k, v)?);
+                continue;
+            }
+            _ => {}
+        }
+        let flag = cmd
+            .flags
+            .iter()
+            .filter(|f| !skipped(tool, f))
+            .find(|f| f.http_name().as_deref() == Some(k.as_str()));
+        let Some(flag) = flag else {
+            // matches_from_params names the parameters there are.
+            a.params.push((k.clone(), scalar(k, v).unwrap_or_default()));
+            continue;
+        };
+        let values: Vec<&Value> = match v {
+            Value::Array(items) if flag.multi => items.iter().collect(),
+            Value::Array(_) => {
+                return Err(bad(format!(
+                    "parameter {k}: expected one value, got an array"
+                )))
+            }
+            _ => vec![v],
+        };
+        for v in values {
+            let text = match (flag.kind, flag.http) {
+                (Kind::Value(Ty::Duration), Http::Same) => seconds(k, v)?,
+                (Kind::Switch | Kind::OptBool, _) if !v.is_boolean() && !v.is_string() => {
+                    return Err(bad(format!(
+                        "parameter {k}: expected true or false, got {v}"
+                    )))
+                }
+                _ => scalar(k, v)?,
+            };
+            a.params.push((k.clone(), text));
+        }
+    }
+    if tool == "send" {
+        a.pos.extend(data);
+    }
+    Ok(a)
+}
+
+/// Bound an observation: no `until` is the default, more (or `forever`)
+/// the maximum.
+fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
+    let forever = params
+        .iter()
+        .any(|(k, v)| k == "forever" && v != "false" && v != "0");
+    params.retain(|(k, _)| k != "forever");
+    let given = params.iter().position(|(k, _)| k == "until");
+    let ms = match given {
+        Some(i) => crate::time::parse_duration_ms(&params[i].1)?,
+        None if forever => limits.max_ms,
+        None => limits.default_ms,
+    }
+    .min(limits.max_ms);
+    if let Some(i) = given {
+        params.remove(i);
+    }
+    params.push(("until".into(), format!("{ms}ms")));
+    Ok(())
+}
+
+/// The tool's `Matches`, as the CLI would build them.
+fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
+    let cmd = command(tool)?;
+    let mut a = split_args(tool, cmd, args)?;
+    match tool {
+        "run" | "wait" => bound_until(&mut a.params, srv.limits)?,
+        "send" => {
+            let cap = srv.limits.max_ms;
+            for (k, v) in a.params.iter_mut().filter(|(k, _)| k == "yield_ms") {
+                if let Ok(ms) = v.parse::<u64>() {
+                    *v = ms.min(cap).to_string();
+                } else {
+                    return Err(Error::InvalidDuration(format!(
+                        "parameter {k}: expected milliseconds, got '{v}'"
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    if tool == "run" {
+        if a.rest.is_empty() || a.rest.iter().all(String::is_empty) {
+            return Err(bad("command is required and must be non-empty"));
+        }
+        if a.params.iter().any(|(k, v)| k == "stdin" && v == "-") {
+            return Err(bad(
+                "stdin '-' would read the server's stdin (the protocol); give the bytes themselves",
+            ));
+        }
+    }
+    let needs_job = cmd
+        .pos
+        .first()
+        .is_some_and(|p| p.required && p.name == "JOB_ID");
+    if needs_job && a.pos.is_empty() {
+        return Err(bad("job_id is required"));
+    }
+    let mut m = cli::matches_from_params(cmd, srv.root.clone(), &a.params, a.pos)?;
+    m.rest = a.rest;
+    Ok(m)
+}
+
+/// The envelope the CLI prints around `body` (as `output::Response`
+/// builds it), as text.
+fn doc<T: Serialize>(kind: &str, body: &T) -> Result<String> {
+    let b = serde_json::to_string(body).map_err(|e| Error::internal(format!("serialize: {e}")))?;
+    let fields = b.strip_prefix('{').unwrap_or("}");
+    let sep = if fields == "}" { "" } else { "," };
+    Ok(format!(
+        "{{\"schema_version\":\"{}\",\"ok\":true,\"type\":\"{kind}\"{sep}{fields}",
+        crate::output::SCHEMA_VERSION
+    ))
+}
+
+/// Answer a call: the `CallToolResult` as JSON text, or None when it was
+/// cancelled (nothing is sent).
+pub fn call_tool(srv: &Server, call: &Call) -> Option<String> {
+    let tool = call
+        .params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let args = call.params.get("arguments").cloned().unwrap_or(Value::Null);
+    let t0 = Instant::now();
+    let answer = matches(srv, tool, &args).and_then(|m| operate(srv, call, tool, &m));
+    crate::info!("mcp: {tool} answered in {} ms", t0.elapsed().as_millis());
+    match answer {
+        Ok(Some(d)) => Some(result(srv, &d, false)),
+        Ok(None) => None,
+        Err(e) => Some(error_result(srv, &e)),
+    }
+}
+
+/// An `isError` result carrying the CLI's error envelope.
+pub fn error_result(srv: &Server, e: &Error) -> String {
+    result(srv, &crate::output::error_json(e), true)
+}
+
+fn result(srv: &Server, doc: &str, is_error: bool) -> String {
+    let v: Value = serde_json::from_str(doc).unwrap_or(Value::Null);
+    let text = serde_json::to_string(&summary(&v)).unwrap_or_default();
+    if srv.structured() {
+        format!("{{\"content\":[{{\"type\":\"text\",\"text\":{text}}}],\"structuredContent\":{doc},\"isError\":{is_error}}}")
+    } else {
+        // Older clients have no structured results: the document follows
+        // the summary as a second text block.
+        let whole = serde_json::to_string(doc).unwrap_or_default();
+        format!("{{\"content\":[{{\"type\":\"text\",\"text\":{text}}},{{\"type\":\"text\",\"text\":{whole}}}],\"isError\":{is_error}}}")
+    }
+}
+
+/// The short text rendering: the state, the exit code, the output.
+fn summary(v: &Value) -> String {
+    const EXCERPT: usize = 2000;
+    if v["ok"] == Value::Bool(false) {
+        return format!(
+            "error {}: {}",
+            v["error"]["code"].as_str().unwrap_or("?"),
+            v["error"]["message"].as_str().unwrap_or("")
+        );
+    }
+    let mut s = String::new();
+    if let Some(jobs) = v["jobs"].as_array() {
+        s.push_str(&format!("{} job(s)", jobs.len()));
+        for j in jobs.iter().take(50) {
+            s.push_str(&format!(
+                "\n{} {} {}",
+                j["job_id"].as_str().unwrap_or("?"),
+                j["state"].as_str().unwrap_or("?"),
+                j["command"]
+                    .as_array()
+                    .map(|c| c
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default(),
+            ));
+        }
+        return s;
+    }
+    if let Some(id) = v["job_id"].as_str() {
+        s.push_str(&format!("job {id}"));
+    } else {
+        s.push_str(v["type"].as_str().unwrap_or("done"));
+    }
+    if let Some(st) = v["state"].as_str() {
+        s.push_str(&format!(": {st}"));
+    }
+    if let Some(c) = v["exit_code"].as_i64() {
+        s.push_str(&format!(", exit code {c}"));
+    }
+    if let Some(sig) = v["signal"].as_str() {
+        s.push_str(&format!(", signal {sig}"));
+    }
+    if let Some(m) = v["matched"]["line"].as_str() {
+        s.push_str(&format!(
+            "\nmatched ({}): {m}",
+            v["matched"]["stream"].as_str().unwrap_or("?")
+        ));
+    }
+    for stream in ["stdout", "stderr"] {
+        let head = v[stream].as_str().unwrap_or("");
+        let tail = v[format!("{stream}_tail")].as_str().unwrap_or("");
+        if head.is_empty() && tail.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("\n--- {stream} ---\n"));
+        let text = if tail.is_empty() { head } else { tail };
+        let mut cut = text.len().saturating_sub(EXCERPT);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        if cut > 0 || !tail.is_empty() {
+            s.push_str("[...]\n");
+        }
+        s.push_str(&text[cut..]);
+    }
+    if let Some(c) = v["cursor"].as_str() {
+        s.push_str(&format!("\ncursor: {c}"));
+    }
+    s
+}
+
+/// Carry the call out; None when it was cancelled.
+fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<String>> {
+    let store = super::store(m);
+    let lookup = || store.lookup(m.pos(0).unwrap_or_default());
+    let d = match tool {
+        "run" => return run(srv, call, m),
+        "wait" => {
+            let job = lookup()?;
+            return wait(srv, call, m, &job).map_err(|e| e.in_job(&job.id));
+        }
+        "send" => {
+            let job = lookup()?;
+            let req = super::send::request_from(m)?;
+            let body = observing(srv, call, &job, || super::send::send_job(&job, &req))
+                .map_err(|e| e.in_job(&job.id))?;
+            doc("send", &body)?
+        }
+        "status" => {
+            let job = lookup()?;
+            let body = (|| {
+                let meta = job.read_meta()?;
+                let st = observe::current_state(&job)?;
+                Ok(super::status::StatusBody::new(&job.id, &meta, &st))
+            })()
+            .map_err(|e: Error| e.in_job(&job.id))?;
+            doc("status", &body)?
+        }
+        "tail" => {
+            let job = lookup()?;
+            let req = super::tail::TailReq {
+                lines: m.u64("tail-lines").unwrap_or(50),
+                max_bytes: m.u64("max-bytes").unwrap_or(65536),
+                since: m.get("since"),
+                grep: m.get("grep").map(|p| {
+                    (
+                        p,
+                        m.get("grep-type") == Some("regex"),
+                        m.get("output-stream").unwrap_or("either"),
+                    )
+                }),
+            };
+            doc("tail", &super::tail::tail_body(&job, &req)?)?
+        }
+        "kill" => {
+            let job = lookup()?;
+            let sig = crate::sys::parse_signal(m.get("signal").unwrap_or("TERM"))
+                .unwrap_or(libc::SIGTERM);
+            let body = super::kill::kill_job(&job, sig, m.has("no-wait"))
+                .map_err(|e| e.in_job(&job.id))?;
+            doc("kill", &body)?
+        }
+        "list" => {
+            let q = super::list::ListQuery {
+                limit: m.u64("limit").unwrap_or(50),
+                state: m.get("state").map(str::to_string),
+                cwd: if m.has("all") {
+                    None
+                } else {
+                    Some(
+                        m.get("cwd")
+                            .map_or_else(super::list::current_dir, str::to_string),
+                    )
+                },
+                tags: m.all("tag").into_iter().map(str::to_string).collect(),
+            };
+            doc("list", &super::list::list_jobs(&store, &q)?)?
+        }
+        "delete" => delete(m, &store)?,
+        _ => return Err(bad(format!("unknown tool: {tool}"))),
+    };
+    Ok(Some(d))
+}
+
+/// `delete`: as the command decides between one, many and `--all`.
+fn delete(m: &Matches, store: &crate::store::Store) -> Result<String> {
+    use super::delete::{delete_all, delete_many, delete_one};
+    let dry_run = m.has("dry-run");
+    let ids = &m.positionals;
+    if m.has("include-created") && !m.has("all") {
+        return Err(bad("include_created needs all"));
+    }
+    let body = match (m.has("all"), ids.len()) {
+        (true, 0) => delete_all(
+            store,
+            super::list::current_dir(),
+            dry_run,
+            m.has("include-created"),
+        )?,
+        (false, 1) => delete_one(store, &store.lookup(&ids[0])?, dry_run)?,
+        (false, n) if n > 1 => {
+            let jobs = ids
+                .iter()
+                .map(|id| store.lookup(id))
+                .collect::<Result<Vec<_>>>()?;
+            delete_many(store, &jobs, dry_run)
+        }
+        (true, _) => return Err(bad("all and job_id cannot be used together")),
+        (false, _) => return Err(bad("delete needs job_id, or all")),
+    };
+    doc("delete", &body)
+}
+
+/// `run`: define and launch without waiting, then observe with the
+/// call's wake socket, and answer as `run` does.
+fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
+    use super::run::{inline_body, run_spec, WaitPlan};
+    let t0 = Instant::now();
+    crate::launch::check_flags(m)?;
+    let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
+    let spec = crate::launch::Spec::from_matches(m, &cfg)?;
+    let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
+    let plan = WaitPlan::from_matches(m);
+    let launched = run_spec(
+        &super::store(m),
+        &spec,
+        WaitPlan {
+            wait: false,
+            ..plan
+        },
+        auto_gc.as_ref(),
+    )?;
+    let terminal = matches!(launched.state, "exited" | "killed" | "failed");
+    if !plan.wait || terminal {
+        return doc("run", &launched).map(Some);
+    }
+    let store = super::store(m);
+    let job = store.lookup(&launched.job_id)?;
+    let deadline = plan.deadline();
+    let waited_from = Instant::now();
+    let st = observing(srv, call, &job, || {
+        observe::wait_terminal_or(&job, deadline, Some(call.wake_fd()))
+    })
+    .map_err(|e| e.in_job(&job.id))?;
+    if call.cancelled() {
+        return Ok(None);
+    }
+    let meta = job.read_meta().map_err(|e| e.in_job(&job.id))?;
+    let body = inline_body(
+        &job,
+        &meta,
+        &st,
+        (plan.max_bytes, plan.tail_bytes),
+        t0.elapsed().as_millis() as u64,
+        waited_from.elapsed().as_millis() as u64,
+    )
+    .map_err(|e| e.in_job(&job.id))?;
+    doc("run", &body).map(Some)
+}
+
+/// `wait`, readiness included, ending early when the call is cancelled.
+fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<String>> {
+    use super::wait::{wait_body, wait_ready, Budget, Ready};
+    let budget = Budget {
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        tail_bytes: m.u64("tail-bytes").unwrap_or(super::run::TAIL_BYTES),
+    };
+    let ready = m.get("output").map(|p| Ready {
+        pattern: p,
+        regex: m.get("output-match-type") == Some("regex"),
+        stream: m.get("output-stream").unwrap_or("either"),
+        since: m.get("since"),
+    });
+    if ready.is_none() && m.has("since") {
+        return Err(bad("since needs output"));
+    }
+    let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
+    let look = || {
+        if call.cancelled() {
+            observe::Stir::Left
+        } else {
+            observe::Stir::Quiet
+        }
+    };
+    let client = observe::Client {
+        fd: call.wake_fd(),
+        look: &look,
+    };
+    let body = observing(srv, call, job, || -> Result<Option<_>> {
+        if let Some(r) = &ready {
+            return wait_ready(job, r, deadline, budget, Some(client));
+        }
+        let st = observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))?;
+        if call.cancelled() {
+            return Ok(None);
+        }
+        wait_body(job, &st, budget).map(Some)
+    })?;
+    match body {
+        Some(b) if !call.cancelled() => doc("wait", &b).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Run `f` (an observation of `job`) while a ticker reports progress to
+/// a client that asked for it: the bytes of output so far, or the
+/// milliseconds elapsed while the job is silent; only rising values, at
+/// most 10 a second. The ticker is joined before this returns.
+fn observing<T>(srv: &Server, call: &Call, job: &Job, f: impl FnOnce() -> T) -> T {
+    if call.progress_token().is_none() {
+        return f();
+    }
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let t0 = Instant::now();
+            let mut last = 0u64;
+            let tick = std::time::Duration::from_millis(100);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                if call.cancelled() {
+                    return;
+                }
+                let bytes = observe::size_of(&job.stdout_path()).unwrap_or(0)
+                    + observe::size_of(&job.stderr_path()).unwrap_or(0);
+                let ms = t0.elapsed().as_millis() as u64;
+                let (value, msg) = if bytes > 0 {
+                    (bytes, format!("{bytes} bytes of output after {ms} ms"))
+                } else {
+                    (ms, format!("no output after {ms} ms"))
+                };
+                if value > last {
+                    last = value;
+                    srv.progress(call, value, &msg);
+                }
+            }
+        });
+        let out = f();
+        drop(stop);
+        out
+    })
+}
+
+/// The document a CLI command prints for `m`, for tests of this door.
+#[cfg(test)]
+fn cli_doc(m: &Matches) -> String {
+    match (m.cmd.exec)(m) {
+        Ok(Output::Doc(r)) => r.to_json(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_has_object_schemas_from_the_table() {
+        for t in tools(true) {
+            assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+            assert_eq!(t["outputSchema"]["type"], "object", "{t}");
+            let defs = t["outputSchema"]["definitions"].as_object().unwrap();
+            let name = t["name"].as_str().unwrap();
+            assert!(defs.contains_key(&response_def(name)), "{name}");
+            assert!(defs.contains_key("ErrorResponse"), "{name}");
+            let mut want = Vec::new();
+            refs(&t["outputSchema"], &mut want);
+            for r in want {
+                assert!(defs.contains_key(&r), "{name}: {r} unresolved");
+            }
+        }
+        let tail = input_schema("tail", command("tail").unwrap());
+        assert_eq!(tail["properties"]["max_bytes"]["type"], "integer");
+        assert!(tail["properties"].get("follow").is_none());
+        let run = input_schema("run", command("run").unwrap());
+        assert_eq!(run["properties"]["env"]["type"], "object");
+        assert_eq!(run["properties"]["tags"]["type"], "array");
+        assert_eq!(run["properties"]["interactive"]["type"], "boolean");
+        let send = input_schema("send", command("send").unwrap());
+        assert_eq!(send["properties"]["yield_ms"]["type"], "integer");
+        assert!(send["properties"].get("file").is_none());
+        assert!(tools(false).iter().all(|t| t.get("outputSchema").is_none()));
+    }
+
+    #[test]
+    fn envelopes_match_the_cli() {
+        let m = cli::matches_from_params(
+            command("list").unwrap(),
+            Some("/nonexistent-ae-root".into()),
+            &[],
+            vec![],
+        )
+        .unwrap();
+        let cli = cli_doc(&m);
+        let q = super::super::list::ListQuery {
+            limit: 50,
+            state: None,
+            cwd: Some(super::super::list::current_dir()),
+            tags: vec![],
+        };
+        let ours = doc(
+            "list",
+            &super::super::list::list_jobs(&super::super::store(&m), &q).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ours, cli);
+    }
+
+    #[test]
+    fn seconds_become_duration_text() {
+        let limits = Limits {
+            default_ms: 10_000,
+            max_ms: 20_000,
+        };
+        let mut p = vec![("until".to_string(), seconds("until", &json!(1.5)).unwrap())];
+        bound_until(&mut p, limits).unwrap();
+        assert_eq!(p, vec![("until".to_string(), "1500ms".to_string())]);
+        let mut p = vec![("until".to_string(), "99".to_string())];
+        bound_until(&mut p, limits).unwrap();
+        assert_eq!(p[0].1, "20000ms");
+        let mut p = vec![];
+        bound_until(&mut p, limits).unwrap();
+        assert_eq!(p[0].1, "10000ms");
+        let mut p = vec![("forever".to_string(), "true".to_string())];
+        bound_until(&mut p, limits).unwrap();
+        assert_eq!(p, vec![("until".to_string(), "20000ms".to_string())]);
+        assert!(seconds("until", &json!(-1)).is_err());
+    }
+}

@@ -1,0 +1,396 @@
+//! The MCP door's protocol: JSON-RPC 2.0 over stdio, one message per
+//! line, written by hand on serde_json. What the tools are and how a
+//! call becomes a command's operation lives in `cmd::mcp`; this file
+//! owns framing, the session (negotiated revision), the worker pool,
+//! cancellation and progress.
+//!
+//! Invariants
+//! - stdout carries protocol messages only, each one whole line written
+//!   under one mutex (`Server::send`); logs go to stderr.
+//! - A line is never held beyond `MAX_LINE` (4 MiB): stdin is read in
+//!   64 KiB chunks, and an overlong line is answered with an error (id
+//!   null) and skipped up to its newline; the server goes on.
+//! - `tools/call` runs on a bounded pool (`WORKERS` threads, `QUEUE`
+//!   waiting calls; beyond that the call is answered -32000 at once), so
+//!   a long `wait` never delays `ping` or `tools/list` (answered on the
+//!   reading thread) nor other calls.
+//! - `notifications/cancelled` marks the call and writes a byte to its
+//!   wake socket, which the observation polls (`observe::wait_terminal_or`,
+//!   or a `Client` for readiness): it ends within one poll, and the
+//!   call's answer is dropped. The job is not touched.
+//! - Progress notifications come from a ticker that is joined before the
+//!   answer is written, so none follows the answer.
+//! - EOF on stdin ends the process at once; jobs are detached and go on.
+//!
+//! Rejected: an async runtime (not in the dependency budget, and 8
+//! blocking workers are enough for one client); a thread per call without
+//! a bound (a flood of calls would be a flood of threads); reading lines
+//! with `BufRead::read_line` (it holds an unbounded line whole).
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+/// Protocol revisions we speak, newest first.
+pub const REVISIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The longest line (message) read; longer ones are skipped.
+pub const MAX_LINE: usize = 4 << 20;
+const WORKERS: usize = 8;
+const QUEUE: usize = 256;
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const SERVER_BUSY: i64 = -32000;
+
+/// One `tools/call` in flight: how to cancel it and report on it.
+pub struct Call {
+    /// The request id as JSON text (`1`, `"a"`).
+    pub id: String,
+    pub params: Value,
+    cancelled: AtomicBool,
+    /// Written to on cancel; `wake_rx` is polled by the observation.
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+}
+
+impl Call {
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+    /// The descriptor that becomes readable when the call is cancelled.
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.wake_rx.as_raw_fd()
+    }
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let _ = (&self.wake_tx).write_all(&[1]);
+    }
+    /// The request's `_meta.progressToken`, if any.
+    pub fn progress_token(&self) -> Option<&Value> {
+        self.params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
+    }
+}
+
+/// What a tool call needs from the session.
+pub struct Server {
+    out: Mutex<io::Stdout>,
+    revision: Mutex<&'static str>,
+    inflight: Mutex<HashMap<String, Arc<Call>>>,
+    /// The jobs root given with `--root`.
+    pub root: Option<String>,
+    pub limits: crate::cmd::mcp::Limits,
+}
+
+impl Server {
+    /// Write one message as one line. A closed stdout ends the process:
+    /// nobody reads any more.
+    pub fn send(&self, msg: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = String::with_capacity(msg.len() + 1);
+        line.push_str(msg);
+        line.push('\n');
+        if out
+            .write_all(line.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            std::process::exit(0);
+        }
+    }
+
+    pub fn revision(&self) -> &'static str {
+        *self.revision.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Structured results exist from 2025-06-18 on.
+    pub fn structured(&self) -> bool {
+        self.revision() >= "2025-06-18"
+    }
+
+    fn result(&self, id: &str, result: &str) {
+        self.send(&format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}"
+        ));
+    }
+
+    fn error(&self, id: &str, code: i64, message: &str) {
+        let m = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
+        self.send(&format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{code},\"message\":{m}}}}}"
+        ));
+    }
+
+    /// A progress notification for `call` (never after its answer: the
+    /// caller's ticker is joined first).
+    pub fn progress(&self, call: &Call, progress: u64, message: &str) {
+        let Some(token) = call.progress_token() else {
+            return;
+        };
+        let msg = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": progress, "message": message},
+        });
+        self.send(&msg.to_string());
+    }
+}
+
+/// Serve until EOF on stdin.
+pub fn serve(root: Option<String>, limits: crate::cmd::mcp::Limits) -> crate::error::Result<()> {
+    // A long-lived process: waits use inotify watches and wake sockets,
+    // never helper threads blocked on a lock.
+    crate::observe::use_watches();
+    let srv = Arc::new(Server {
+        out: Mutex::new(io::stdout()),
+        revision: Mutex::new(REVISIONS[0]),
+        inflight: Mutex::new(HashMap::new()),
+        root,
+        limits,
+    });
+    let (tx, rx) = mpsc::sync_channel::<Arc<Call>>(QUEUE);
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..WORKERS {
+        let (srv, rx) = (Arc::clone(&srv), Arc::clone(&rx));
+        std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || worker(&srv, &rx))
+            .map_err(|e| crate::error::Error::io("spawn an MCP worker", e))?;
+    }
+    crate::info!("mcp: serving on stdio");
+    read_lines(&mut io::stdin().lock(), |line| handle_line(&srv, &tx, line))
+        .map_err(|e| crate::error::Error::io("read stdin", e))?;
+    crate::info!("mcp: stdin closed, exiting");
+    Ok(())
+}
+
+/// Split `input` into lines of at most `MAX_LINE` bytes, reading in
+/// bounded chunks. `Err(len)` stands for a line that was too long (it is
+/// not kept); trailing bytes without a newline at EOF count as a line.
+pub fn read_lines<R: Read>(
+    input: &mut R,
+    mut each: impl FnMut(Result<&[u8], usize>),
+) -> io::Result<()> {
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipped: Option<usize> = None;
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let nl = rest.iter().position(|b| *b == b'\n');
+            let piece = &rest[..nl.unwrap_or(rest.len())];
+            match skipped.as_mut() {
+                Some(len) => *len += piece.len(),
+                None if line.len() + piece.len() > MAX_LINE => {
+                    skipped = Some(line.len() + piece.len());
+                    line = Vec::new(); // give the memory back
+                }
+                None => line.extend_from_slice(piece),
+            }
+            let Some(nl) = nl else { break };
+            match skipped.take() {
+                Some(len) => each(Err(len)),
+                None => each(Ok(&line)),
+            }
+            line.clear();
+            rest = &rest[nl + 1..];
+        }
+    }
+    match skipped {
+        Some(len) => each(Err(len)),
+        None if !line.is_empty() => each(Ok(&line)),
+        None => {}
+    }
+    Ok(())
+}
+
+fn handle_line(srv: &Arc<Server>, tx: &SyncSender<Arc<Call>>, line: Result<&[u8], usize>) {
+    let line = match line {
+        Ok(l) => l,
+        Err(len) => {
+            crate::warn!("mcp: skipped a message of {len} bytes");
+            return srv.error(
+                "null",
+                INVALID_REQUEST,
+                &format!("message too long: {len} bytes; at most {MAX_LINE} per line"),
+            );
+        }
+    };
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    let msg: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return srv.error("null", PARSE_ERROR, &format!("parse error: {e}")),
+    };
+    let id = msg.get("id").filter(|i| i.is_string() || i.is_number());
+    let id_text = id.map_or_else(|| "null".to_string(), Value::to_string);
+    let method = msg.get("method").and_then(Value::as_str);
+    if !msg.is_object() || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return srv.error(&id_text, INVALID_REQUEST, "not a JSON-RPC 2.0 message");
+    }
+    let Some(method) = method else {
+        if msg.get("result").is_some() || msg.get("error").is_some() {
+            return; // an answer to a request we never send
+        }
+        return srv.error(&id_text, INVALID_REQUEST, "method is missing");
+    };
+    let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    if msg.get("id").is_none() {
+        return notification(srv, method, &params);
+    }
+    if id.is_none() {
+        return srv.error("null", INVALID_REQUEST, "id must be a string or a number");
+    }
+    match method {
+        "initialize" => {
+            let asked = params.get("protocolVersion").and_then(Value::as_str);
+            let rev = REVISIONS
+                .iter()
+                .copied()
+                .find(|r| Some(*r) == asked)
+                .unwrap_or(REVISIONS[0]);
+            *srv.revision.lock().unwrap_or_else(|p| p.into_inner()) = rev;
+            let result = json!({
+                "protocolVersion": rev,
+                "capabilities": {"tools": {"listChanged": false}},
+                "serverInfo": {"name": "agent-exec", "version": env!("CARGO_PKG_VERSION")},
+                "instructions": crate::cmd::mcp::INSTRUCTIONS,
+            });
+            srv.result(&id_text, &result.to_string());
+        }
+        "ping" => srv.result(&id_text, "{}"),
+        "tools/list" => {
+            let tools = crate::cmd::mcp::tools(srv.structured());
+            srv.result(&id_text, &json!({ "tools": tools }).to_string());
+        }
+        "tools/call" => {
+            let name = params.get("name").and_then(Value::as_str);
+            match name {
+                Some(n) if crate::cmd::mcp::is_tool(n) => {}
+                Some(n) => {
+                    return srv.error(&id_text, INVALID_PARAMS, &format!("unknown tool: {n}"))
+                }
+                None => return srv.error(&id_text, INVALID_PARAMS, "params.name is required"),
+            }
+            let Ok((wake_tx, wake_rx)) = UnixStream::pair() else {
+                return srv.error(&id_text, SERVER_BUSY, "cannot make a wake socket");
+            };
+            let _ = wake_tx.set_nonblocking(true);
+            let call = Arc::new(Call {
+                id: id_text.clone(),
+                params,
+                cancelled: AtomicBool::new(false),
+                wake_tx,
+                wake_rx,
+            });
+            lock(&srv.inflight).insert(id_text.clone(), Arc::clone(&call));
+            if let Err(e) = tx.try_send(call) {
+                lock(&srv.inflight).remove(&id_text);
+                let why = match e {
+                    TrySendError::Full(_) => "server busy: too many calls in flight; retry",
+                    TrySendError::Disconnected(_) => "server is stopping",
+                };
+                srv.error(&id_text, SERVER_BUSY, why);
+            }
+        }
+        _ => srv.error(
+            &id_text,
+            METHOD_NOT_FOUND,
+            &format!("method not found: {method}"),
+        ),
+    }
+}
+
+fn notification(srv: &Server, method: &str, params: &Value) {
+    if method == "notifications/cancelled" {
+        let Some(id) = params
+            .get("requestId")
+            .filter(|i| i.is_string() || i.is_number())
+        else {
+            return;
+        };
+        if let Some(call) = lock(&srv.inflight).get(&id.to_string()) {
+            crate::info!("mcp: request {} cancelled", call.id);
+            call.cancel();
+        }
+    }
+    // notifications/initialized and anything unknown: nothing to do.
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn worker(srv: &Arc<Server>, rx: &Mutex<Receiver<Arc<Call>>>) {
+    crate::output::quiet_panics();
+    loop {
+        let next = lock(rx).recv();
+        let Ok(call) = next else { return };
+        if !call.cancelled() {
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::cmd::mcp::call_tool(srv, &call)
+            }))
+            .unwrap_or_else(|_| {
+                Some(crate::cmd::mcp::error_result(
+                    srv,
+                    &crate::error::Error::internal("internal error while calling the tool"),
+                ))
+            });
+            // Out of the table first: a cancel that comes later finds
+            // nothing, one that came earlier drops the answer.
+            lock(&srv.inflight).remove(&call.id);
+            match answer {
+                Some(result) if !call.cancelled() => srv.result(&call.id, &result),
+                _ => crate::info!("mcp: request {} answered nothing (cancelled)", call.id),
+            }
+        } else {
+            lock(&srv.inflight).remove(&call.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8]) -> Vec<Result<Vec<u8>, usize>> {
+        let mut got = Vec::new();
+        read_lines(&mut &input[..], |l| got.push(l.map(<[u8]>::to_vec))).unwrap();
+        got
+    }
+
+    #[test]
+    fn lines_are_split_and_overlong_ones_skipped() {
+        assert_eq!(
+            lines(b"a\nbc\n\nd"),
+            vec![
+                Ok(b"a".to_vec()),
+                Ok(b"bc".to_vec()),
+                Ok(vec![]),
+                Ok(b"d".to_vec())
+            ]
+        );
+        let mut big = vec![b'x'; MAX_LINE + 10];
+        big.extend_from_slice(b"\nok\n");
+        assert_eq!(lines(&big), vec![Err(MAX_LINE + 10), Ok(b"ok".to_vec())]);
+        let exact = vec![b'y'; MAX_LINE];
+        assert_eq!(lines(&exact), vec![Ok(exact.clone())]);
+    }
+}

@@ -1,0 +1,579 @@
+//! `agent-exec mcp` driven over pipes with raw JSON-RPC lines: the
+//! session, the tools, errors, cancellation, concurrency and framing.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+struct Mcp {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Messages read while looking for another one.
+    seen: Vec<Value>,
+    next_id: u64,
+}
+
+impl Mcp {
+    fn start(t: &TempRoot, env: &[(&str, &str)]) -> Mcp {
+        let mut c = t.cmd(&["mcp"]);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().expect("spawn agent-exec mcp");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Mcp {
+            child,
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+            next_id: 100,
+        }
+    }
+
+    fn init(t: &TempRoot) -> Mcp {
+        let mut m = Mcp::start(t, &[]);
+        let r = m.request("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+        assert_eq!(r["result"]["protocolVersion"], "2025-06-18");
+        m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        m
+    }
+
+    fn send_raw(&mut self, line: &str) {
+        let w = self.stdin.as_mut().unwrap();
+        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(b"\n").unwrap();
+        w.flush().unwrap();
+    }
+
+    /// Send a request; its id.
+    fn ask(&mut self, method: &str, params: Value) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_raw(&msg.to_string());
+        id
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.ask(method, params);
+        self.answer(&json!(id), Duration::from_secs(30))
+    }
+
+    /// `tools/call`; the result.
+    fn call(&mut self, tool: &str, args: Value) -> Value {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        assert!(r.get("result").is_some(), "{r}");
+        r["result"].clone()
+    }
+
+    /// `call`, which must succeed; the structured content.
+    fn ok(&mut self, tool: &str, args: Value) -> Value {
+        let r = self.call(tool, args);
+        assert_eq!(r["isError"], false, "{r}");
+        assert_eq!(r["content"][0]["type"], "text");
+        r["structuredContent"].clone()
+    }
+
+    fn next(&mut self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => {
+                Some(serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// The answer with this id (other messages are kept in `seen`).
+    fn answer(&mut self, id: &Value, timeout: Duration) -> Value {
+        if let Some(i) = self
+            .seen
+            .iter()
+            .position(|m| &m["id"] == id && m.get("method").is_none())
+        {
+            return self.seen.remove(i);
+        }
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let m = self
+                .next(left)
+                .unwrap_or_else(|| panic!("no answer to {id}"));
+            if &m["id"] == id && m.get("method").is_none() {
+                return m;
+            }
+            self.seen.push(m);
+        }
+    }
+
+    fn close(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < end, "server did not end at EOF");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn initialize_negotiates_the_revision() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(&t, &[]);
+    for (asked, got) in [
+        ("2025-11-25", "2025-11-25"),
+        ("2025-03-26", "2025-03-26"),
+        ("2024-11-05", "2024-11-05"),
+        ("1999-01-01", "2025-11-25"),
+    ] {
+        let r = m.request("initialize", json!({"protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+        assert_eq!(r["jsonrpc"], "2.0");
+        assert_eq!(r["result"]["protocolVersion"], got, "{r}");
+        assert!(r["result"]["capabilities"]["tools"].is_object());
+        assert_eq!(r["result"]["serverInfo"]["name"], "agent-exec");
+        assert!(r["result"]["serverInfo"]["version"].is_string());
+    }
+    // The last negotiation (2025-11-25) holds: structured results.
+    m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/whatever","params":{}}"#);
+    let r = m.request("ping", json!({}));
+    assert_eq!(r["result"], json!({}));
+    assert!(m.seen.is_empty(), "notifications got answers: {:?}", m.seen);
+}
+
+#[test]
+fn older_revisions_get_text_only() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(&t, &[]);
+    m.request("initialize", json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+    let tools = m.request("tools/list", json!({}));
+    assert!(tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t.get("outputSchema").is_none()));
+    let r = m.call("run", json!({"command": ["echo", "hi"]}));
+    assert!(r.get("structuredContent").is_none(), "{r}");
+    let doc: Value = serde_json::from_str(r["content"][1]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["type"], "run");
+}
+
+#[test]
+fn tools_list_has_object_schemas() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.request("tools/list", json!({}));
+    let tools = r["result"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["run", "status", "tail", "wait", "kill", "send", "list", "delete"]
+    );
+    for t in tools {
+        assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+        assert_eq!(t["outputSchema"]["type"], "object", "{t}");
+    }
+    let run = &tools[0]["inputSchema"]["properties"];
+    assert!(run["command"].is_object() && run["env"]["type"] == "object");
+    assert_eq!(run["until"]["type"], json!(["number", "string"]));
+    assert_eq!(run["interactive"]["type"], "boolean");
+    let tail = &tools[2]["inputSchema"]["properties"];
+    assert_eq!(tail["tail_lines"]["type"], "integer");
+    assert_eq!(
+        tools[5]["inputSchema"]["properties"]["data"]["type"],
+        "string"
+    );
+}
+
+#[test]
+fn run_inline_and_errors() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok("run", json!({"command": "echo hello"}));
+    assert_eq!(
+        (
+            d["type"].as_str(),
+            d["state"].as_str(),
+            d["exit_code"].as_i64()
+        ),
+        (Some("run"), Some("exited"), Some(0))
+    );
+    assert_eq!(d["stdout"], "hello\n");
+    // A failed job is a normal result.
+    let d = m.ok("run", json!({"command": ["sh", "-c", "echo oops >&2; exit 7"], "env": {"A": "1"}, "tags": ["x.y"]}));
+    assert_eq!(d["exit_code"], 7);
+    assert_eq!(d["tags"], json!(["x.y"]));
+    // The same as the CLI's status.
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let st = m.ok("status", json!({"job_id": id}));
+    assert_eq!(st, t.ok(&["status", &id]));
+    // Calls that could not be carried out: isError with the envelope.
+    for (tool, args, code) in [
+        ("status", json!({"job_id": "nope"}), "job_not_found"),
+        (
+            "tail",
+            json!({"job_id": id, "since": "garbage"}),
+            "invalid_cursor",
+        ),
+        (
+            "tail",
+            json!({"job_id": id, "max_bytes": "lots"}),
+            "invalid_request",
+        ),
+        ("tail", json!({"job_id": id, "bogus": 1}), "invalid_request"),
+        (
+            "wait",
+            json!({"job_id": id, "until": -1}),
+            "invalid_duration",
+        ),
+        ("run", json!({}), "invalid_request"),
+        (
+            "run",
+            json!({"command": "true", "stdin": "-"}),
+            "invalid_request",
+        ),
+        ("status", json!("not an object"), "invalid_request"),
+    ] {
+        let r = m.call(tool, args.clone());
+        assert_eq!(r["isError"], true, "{tool} {args}: {r}");
+        let e = &r["structuredContent"];
+        assert_eq!(
+            (e["ok"].as_bool(), e["type"].as_str()),
+            (Some(false), Some("error"))
+        );
+        assert_eq!(e["error"]["code"], code, "{tool} {args}: {r}");
+    }
+    // An unknown tool is a protocol error.
+    let r = m.request("tools/call", json!({"name": "restart", "arguments": {}}));
+    assert_eq!(r["error"]["code"], -32602);
+    let r = m.request("no/such/method", json!({}));
+    assert_eq!(r["error"]["code"], -32601);
+}
+
+#[test]
+fn malformed_and_invalid_messages() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    m.send_raw("{not json");
+    let r = m.answer(&Value::Null, Duration::from_secs(5));
+    assert_eq!(r["error"]["code"], -32700);
+    m.send_raw(r#"{"id":7,"method":"ping"}"#);
+    let r = m.answer(&json!(7), Duration::from_secs(5));
+    assert_eq!(r["error"]["code"], -32600);
+    m.send_raw("[1,2]");
+    let r = m.answer(&Value::Null, Duration::from_secs(5));
+    assert_eq!(r["error"]["code"], -32600);
+    assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn run_past_until_then_tail_with_cursors() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "echo one; sleep 1; echo two; sleep 1; echo three", "until": 0.3}),
+    );
+    assert_eq!(d["state"], "running", "{d}");
+    assert!(d["waited_ms"].as_u64().unwrap() < 2000);
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let mut cursor = d["cursor"].as_str().unwrap().to_string();
+    let mut text = d["stdout"].as_str().unwrap().to_string();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let tl = m.ok("tail", json!({"job_id": id, "since": cursor}));
+        assert_eq!(tl["type"], "tail");
+        text.push_str(tl["stdout"].as_str().unwrap());
+        cursor = tl["cursor"].as_str().unwrap().to_string();
+        if text.contains("three") {
+            break;
+        }
+        assert!(Instant::now() < end, "never saw the end: {text:?}");
+        m.ok("wait", json!({"job_id": id, "until": 0.5}));
+    }
+    assert_eq!(text, "one\ntwo\nthree\n");
+    // until: 0 answers at once.
+    let t0 = Instant::now();
+    let w = m.ok("wait", json!({"job_id": id, "until": 0}));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(w["type"], "wait");
+}
+
+#[test]
+fn interactive_send_and_readiness() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "echo ready; while read l; do echo got:$l; done", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let w = m.ok(
+        "wait",
+        json!({"job_id": id, "output": "ready", "until": 10}),
+    );
+    assert_eq!(w["matched"]["line"], "ready", "{w}");
+    assert_eq!(w["state"], "running");
+    let s = m.ok(
+        "send",
+        json!({"job_id": id, "data": "hi", "newline": true, "yield_ms": 2000}),
+    );
+    assert_eq!(s["type"], "send");
+    assert_eq!(s["bytes_written"], 3);
+    let mut seen = s["stdout"].as_str().unwrap().to_string();
+    if !seen.contains("got:hi") {
+        let w = m.ok(
+            "wait",
+            json!({"job_id": id, "output": "got:hi", "until": 5}),
+        );
+        seen = w["matched"]["line"].as_str().unwrap_or("").to_string();
+    }
+    assert!(seen.contains("got:hi"), "{seen:?}");
+    let s = m.ok("send", json!({"job_id": id, "eof": true, "yield_ms": 3000}));
+    assert_eq!(s["stdin_open"], false);
+    let w = m.ok("wait", json!({"job_id": id, "until": 5}));
+    assert_eq!(
+        (w["state"].as_str(), w["exit_code"].as_i64()),
+        (Some("exited"), Some(0)),
+        "{w}"
+    );
+}
+
+#[test]
+fn cancelled_wait_gets_no_answer_and_others_are_served() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok("run", json!({"command": "sleep 30", "until": 0}));
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let waiting = m.ask("tools/call", json!({"name": "wait", "arguments": {"job_id": id, "until": 20}, "_meta": {"progressToken": "p1"}}));
+    // Others are answered meanwhile.
+    let t0 = Instant::now();
+    assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+    let st = m.ok("status", json!({"job_id": id}));
+    assert_eq!(st["state"], "running");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(400));
+    m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": waiting, "reason": "test"}}).to_string());
+    // A readiness wait, cancelled too.
+    let ready = m.ask(
+        "tools/call",
+        json!({"name": "wait", "arguments": {"job_id": id, "output": "never", "until": 20}}),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": ready}}).to_string());
+    // Nothing comes for either (within well under their until).
+    let end = Instant::now() + Duration::from_secs(2);
+    while let Some(msg) = m.next(end.saturating_duration_since(Instant::now())) {
+        assert_ne!(
+            msg["id"],
+            json!(waiting),
+            "answered a cancelled call: {msg}"
+        );
+        assert_ne!(msg["id"], json!(ready), "answered a cancelled call: {msg}");
+        m.seen.push(msg);
+    }
+    // Progress came for the first while it waited, rising, and none
+    // after the cancel was taken.
+    let prog: Vec<u64> = m
+        .seen
+        .iter()
+        .filter(|s| s["method"] == "notifications/progress" && s["params"]["progressToken"] == "p1")
+        .map(|s| s["params"]["progress"].as_u64().unwrap())
+        .collect();
+    assert!(!prog.is_empty(), "no progress: {:?}", m.seen);
+    assert!(prog.windows(2).all(|w| w[0] < w[1]), "{prog:?}");
+    // The job goes on; the workers are free again.
+    let st = m.ok("status", json!({"job_id": id}));
+    assert_eq!(st["state"], "running");
+    let k = m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+    assert_eq!(k["type"], "kill");
+    let w = m.ok("wait", json!({"job_id": id, "until": 5}));
+    assert_eq!(w["state"], "killed", "{w}");
+}
+
+#[test]
+fn cancel_ends_the_wait_promptly() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok("run", json!({"command": "sleep 30", "until": 0}));
+    let id = d["job_id"].as_str().unwrap().to_string();
+    // Fill every worker with a wait, cancel them all: a call made right
+    // after is answered at once, so each wait ended promptly.
+    let ids: Vec<u64> = (0..8)
+        .map(|_| {
+            m.ask(
+                "tools/call",
+                json!({"name": "wait", "arguments": {"job_id": id, "until": 20}}),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in &ids {
+        m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": i}}).to_string());
+    }
+    let t0 = Instant::now();
+    m.ok("status", json!({"job_id": id}));
+    assert!(
+        t0.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+#[test]
+fn limits_bound_observations() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(
+        &t,
+        &[
+            ("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", "0.5"),
+            ("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", "1"),
+        ],
+    );
+    m.request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+    let t0 = Instant::now();
+    let d = m.ok("run", json!({"command": "sleep 30"}));
+    assert_eq!(d["state"], "running");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let w = m.ok("wait", json!({"job_id": id, "until": 3600}));
+    assert_eq!(w["state"], "running");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let w = m.ok("wait", json!({"job_id": id, "forever": true}));
+    assert_eq!(w["state"], "running");
+    m.ok("kill", json!({"job_id": id}));
+}
+
+#[test]
+fn list_delete_and_kill() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let a = m.ok("run", json!({"command": "true"}))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let l = m.ok("list", json!({}));
+    assert_eq!(l["type"], "list");
+    assert!(
+        l["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job_id"] == json!(a)),
+        "{l}"
+    );
+    let all = m.ok("list", json!({"all": true, "limit": 0}));
+    assert!(!all["jobs"].as_array().unwrap().is_empty());
+    let d = m.ok("delete", json!({"job_id": a}));
+    assert_eq!(d["type"], "delete");
+    let r = m.call("status", json!({"job_id": a}));
+    assert_eq!(r["structuredContent"]["error"]["code"], "job_not_found");
+}
+
+#[test]
+fn oversized_line_is_refused_and_the_server_goes_on() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let hwm = |m: &Mcp| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", m.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    };
+    let before = hwm(&m);
+    // 5 MiB, then 24 MiB: each answered with an error (id null) and
+    // skipped; the server goes on.
+    for mib in [5, 24] {
+        let mut big = String::from(r#"{"jsonrpc":"2.0","id":99,"method":"ping","params":{"x":""#);
+        big.push_str(&"x".repeat(mib << 20));
+        big.push_str(r#""}}"#);
+        m.send_raw(&big);
+        let r = m.answer(&Value::Null, Duration::from_secs(10));
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains("too long"),
+            "{r}"
+        );
+        assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+    }
+    // Memory stayed bounded: a line is never held whole (at most the
+    // 4 MiB limit while it is read).
+    if let (Some(a), Some(b)) = (before, hwm(&m)) {
+        assert!(b - a < 16 * 1024, "peak RSS grew by {} kB", b - a);
+    }
+}
+
+#[test]
+fn a_flood_of_concurrent_calls() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let ids: Vec<u64> = (0..50)
+        .map(|i| {
+            m.ask(
+                "tools/call",
+                json!({"name": "run", "arguments": {"command": format!("echo n{i}")}}),
+            )
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let r = m.answer(&json!(id), Duration::from_secs(60));
+        let d = &r["result"]["structuredContent"];
+        assert_eq!(d["stdout"], format!("n{i}\n"), "{r}");
+    }
+}
+
+#[test]
+fn eof_ends_the_server_and_jobs_go_on() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok("run", json!({"command": "sleep 2; echo late", "until": 0}));
+    let id = d["job_id"].as_str().unwrap().to_string();
+    // A wait in flight does not hold the server open.
+    m.ask(
+        "tools/call",
+        json!({"name": "wait", "arguments": {"job_id": id, "until": 20}}),
+    );
+    let t0 = Instant::now();
+    let status = m.close();
+    assert!(status.success(), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    let w = t.ok(&["wait", "--until", "10", &id]);
+    assert_eq!(
+        (w["state"].as_str(), w["stdout"].as_str()),
+        (Some("exited"), Some("late\n"))
+    );
+}
