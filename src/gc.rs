@@ -799,9 +799,18 @@ mod tests {
         assert!(!recently_idle(&lock, "idle 10 200", 5_000));
         (&lock).write_all(b"idle 10 200 5000\n").unwrap();
         assert!(recently_idle(&lock, "idle 10 200", 5_999));
-        assert!(!recently_idle(&lock, "idle 10 200", 6_000), "a second later");
-        assert!(!recently_idle(&lock, "idle 11 200", 5_500), "other settings");
-        assert!(!recently_idle(&lock, "idle 10 200", 4_000), "a clock set back");
+        assert!(
+            !recently_idle(&lock, "idle 10 200", 6_000),
+            "a second later"
+        );
+        assert!(
+            !recently_idle(&lock, "idle 11 200", 5_500),
+            "other settings"
+        );
+        assert!(
+            !recently_idle(&lock, "idle 10 200", 4_000),
+            "a clock set back"
+        );
         fs::remove_dir_all(&s.root).unwrap();
     }
 

@@ -662,7 +662,10 @@ fn vocabulary() -> Vec<Sub> {
             .unwrap()
             .trim()
             .to_string();
-        if name.is_empty() || name == "serve" || name == "help" {
+        // `serve` and `mcp` are servers (stdout is theirs, not one
+        // document; mcp ends at once on the null stdin): the HTTP surface
+        // covers serve, tests/mcp.rs covers mcp.
+        if name.is_empty() || name == "serve" || name == "mcp" || name == "help" {
             continue;
         }
         let words: Vec<String> = name.split(' ').map(String::from).collect();
