@@ -151,6 +151,9 @@ pub fn serve(root: Option<String>, limits: crate::cmd::mcp::Limits) -> crate::er
     // A long-lived process: waits use inotify watches and wake sockets,
     // never helper threads blocked on a lock.
     crate::observe::use_watches();
+    // Long-lived: supervisors start through the double fork, so that no
+    // exited one is left for this process to reap.
+    crate::launch::set_long_lived();
     let srv = Arc::new(Server {
         out: Mutex::new(io::stdout()),
         revision: Mutex::new(REVISIONS[0]),

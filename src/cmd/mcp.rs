@@ -30,9 +30,7 @@
 //!
 //! Rejected: hand-written tool schemas (they would drift from the
 //! table); answering a job failure with `isError` (the call worked: the
-//! agent reads the exit code); `send` cancellable mid-yield (that needs
-//! `send_job` to take a wake descriptor; its yield is capped instead and
-//! only the answer is dropped).
+//! agent reads the exit code).
 
 use std::time::Instant;
 
@@ -642,8 +640,11 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
         "send" => {
             let job = lookup()?;
             let req = super::send::request_from(m)?;
-            let body = observing(srv, call, &job, || super::send::send_job(&job, &req))
-                .map_err(|e| e.in_job(&job.id))?;
+            let wake = Some(call.wake_fd());
+            let body = observing(srv, call, &job, || {
+                super::send::send_job_or(&job, &req, wake)
+            })
+            .map_err(|e| e.in_job(&job.id))?;
             doc("send", &body)?
         }
         "status" => {

@@ -61,6 +61,16 @@ pub struct SendRequest {
 
 /// The operation, for the CLI and the server alike.
 pub fn send_job(job: &Job, req: &SendRequest) -> Result<SendBody> {
+    send_job_or(job, req, None)
+}
+
+/// `send_job`, ending the yield early when `give_up` stirs (an MCP
+/// client's cancellation): the bytes are in, only the watching stops.
+pub fn send_job_or(
+    job: &Job,
+    req: &SendRequest,
+    give_up: Option<std::os::fd::RawFd>,
+) -> Result<SendBody> {
     let meta = job.read_meta()?;
     if !meta.interactive {
         return Err(Error::InvalidState(format!(
@@ -91,7 +101,7 @@ pub fn send_job(job: &Job, req: &SendRequest) -> Result<SendBody> {
     }
     // Watch for the answer: until the yield is spent, or the job ends.
     let left = wait.saturating_sub(t0.elapsed());
-    let st = observe::wait_terminal(job, Instant::now().checked_add(left))?;
+    let st = observe::wait_terminal_or(job, Instant::now().checked_add(left), give_up)?;
     let terminal = st.status().is_terminal();
     let out_log = observe::open_log(&job.stdout_path())?;
     let err_log = observe::open_log(&job.stderr_path())?;
