@@ -290,7 +290,7 @@ fn main() {
     // BENCH_ONLY=management,serve runs only those sections.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     type Section = (&'static str, fn(&mut Bench));
-    let sections: [Section; 8] = [
+    let sections: [Section; 9] = [
         ("foundation", foundation),
         ("core", core),
         ("launch", launch),
@@ -299,6 +299,7 @@ fn main() {
         ("notifications", notifications),
         ("serve", serve),
         ("completion", completion),
+        ("mcp", mcp),
     ];
     for (name, run) in sections {
         if only.is_empty() || only.split(',').any(|o| o == name) {
@@ -1130,6 +1131,171 @@ fn completion(b: &mut Bench) {
         "completion / --version (target ≤ 3)",
         format!("{:.2}x", c / v),
     );
+}
+
+// ---- mcp: the MCP server over stdio, driven by a raw JSON-RPC client ----
+
+/// A persistent `agent-exec mcp`: requests are written as lines on its
+/// stdin, answers read as lines from its stdout.
+struct McpServer {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: BufReader<std::process::ChildStdout>,
+    line: String,
+    next_id: u64,
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl McpServer {
+    /// Started and initialized (protocol 2025-06-18: structured results).
+    fn start(b: &Bench, root: &Path) -> Option<McpServer> {
+        let mut c = b.cmd(root, &["mcp"]);
+        c.stdin(Stdio::piped());
+        let mut child = c.spawn().ok()?;
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take()?);
+        let mut s = McpServer {
+            child,
+            stdin,
+            out,
+            line: String::new(),
+            next_id: 0,
+        };
+        let init = s.request(
+            "initialize",
+            r#"{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}"#,
+        )?;
+        init.get("result")?;
+        s.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
+        Some(s)
+    }
+
+    fn pid(&self) -> u64 {
+        self.child.id() as u64
+    }
+
+    fn write(&mut self, line: &str) -> Option<()> {
+        let w = self.stdin.as_mut()?;
+        w.write_all(line.as_bytes()).ok()?;
+        w.write_all(b"\n").ok()?;
+        w.flush().ok()
+    }
+
+    /// Send one request and read lines until its answer; the answer and
+    /// the wall time (ms) from writing the request line to having read
+    /// the answer's line (the server's side of the call).
+    fn timed(&mut self, method: &str, params: &str) -> Option<(serde_json::Value, f64)> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}"#);
+        let t = Instant::now();
+        self.write(&req)?;
+        loop {
+            self.line.clear();
+            if self.out.read_line(&mut self.line).ok()? == 0 {
+                return None;
+            }
+            // Only answers carry `"id":N` at the top level; notifications
+            // (none are asked for here) are skipped.
+            if !self.line.contains(&format!(r#""id":{id}"#)) {
+                continue;
+            }
+            let elapsed = ms(t.elapsed());
+            let v: serde_json::Value = serde_json::from_str(&self.line).ok()?;
+            if v["id"] == id {
+                return Some((v, elapsed));
+            }
+        }
+    }
+
+    fn request(&mut self, method: &str, params: &str) -> Option<serde_json::Value> {
+        self.timed(method, params).map(|(v, _)| v)
+    }
+}
+
+fn mcp(b: &mut Bench) {
+    let root = b.fresh_root("mcp");
+    let Some(mut srv) = McpServer::start(b, &root) else {
+        b.row("mcp", "not available".to_string());
+        return;
+    };
+    // (b) Idle, after initialize.
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = proc_status_kb(srv.pid(), "VmRSS:").unwrap_or(0);
+    b.row(
+        "mcp: idle server VmRSS after initialize (≤ 2 MB)",
+        format!("{:.2} MB ({idle} KiB)", idle as f64 / 1024.0),
+    );
+    // (c) 100 sequential status calls.
+    let j = b.json(&root, &["run", "--no-auto-gc", "--", "echo", "hi"]);
+    let id = j["job_id"].as_str().unwrap_or_default().to_string();
+    let status = format!(r#"{{"name":"status","arguments":{{"job_id":"{id}"}}}}"#);
+    let mut ok = 0;
+    let mut first = 0;
+    let mut lat = Vec::with_capacity(100);
+    for i in 0..100 {
+        if let Some((v, t)) = srv.timed("tools/call", &status) {
+            ok += usize::from(v["result"]["isError"] == false);
+            lat.push(t);
+        }
+        if i == 0 {
+            first = proc_status_kb(srv.pid(), "VmRSS:").unwrap_or(0);
+        }
+    }
+    let after = proc_status_kb(srv.pid(), "VmRSS:").unwrap_or(0);
+    let growth = after as i64 - idle as i64;
+    b.row(
+        "mcp: VmRSS growth over 100 status calls (≤ 256 KiB)",
+        format!(
+            "{growth} KiB ({} KiB after the first call); {ok}/100 ok, median {:.3} ms",
+            after as i64 - first as i64,
+            median(lat)
+        ),
+    );
+    // (a) tools/call run echo hello vs the CLI, alternated.
+    let run = r#"{"name":"run","arguments":{"command":["echo","hello"],"no_auto_gc":true}}"#;
+    let mut server_side = Vec::with_capacity(b.rounds);
+    let mut failed = 0;
+    let mut mcp_call = || {
+        let t = Instant::now();
+        let Some((v, span)) = srv.timed("tools/call", run) else {
+            failed += 1;
+            return f64::NAN;
+        };
+        if v["result"]["structuredContent"]["stdout"] != "hello\n" {
+            failed += 1;
+        }
+        let total = ms(t.elapsed());
+        server_side.push(span);
+        total
+    };
+    let mut cli = || run_ms(b.cmd(&root, &["run", "--no-auto-gc", "--", "echo", "hello"]));
+    let m = alternate_fns(b.rounds * 2, &mut [&mut mcp_call, &mut cli]);
+    let (client, cli) = (m[0], m[1]);
+    let span = median(server_side);
+    b.row(
+        "mcp: tools/call run echo hello, client round trip (median)",
+        format!("{client:.3} ms"),
+    );
+    b.row(
+        "mcp: request line written -> answer line read (median)",
+        format!("{span:.3} ms"),
+    );
+    b.row("CLI run -- echo hello (median)", format!("{cli:.3} ms"));
+    b.row(
+        "mcp run / CLI run (target ≤ 1.3)",
+        format!("{:.2}x (server side {:.2}x)", client / cli, span / cli),
+    );
+    if failed > 0 {
+        b.row("mcp: failed run calls", failed.to_string());
+    }
 }
 
 // ---- launch: the figures of the launch-performance issue ----
