@@ -621,13 +621,25 @@ fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<S
     }
 }
 
+/// An inotify watch closed through `close_watch` when dropped.
+struct Watch(Option<File>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            close_watch(w);
+        }
+    }
+}
+
 fn wait_watching(
     job: &Job,
     deadline: Option<Instant>,
     give_up: Option<std::os::fd::RawFd>,
 ) -> Result<State> {
     // Watch first, then read: a change between the two still wakes us.
-    let watch = sys::watch_dir(&job.dir).ok().map(File::from);
+    let watch = Watch(sys::watch_dir(&job.dir).ok().map(File::from));
+    let watch = &watch.0;
     let mut drain = [0u8; 4096];
     loop {
         let st = current_state(job)?;
@@ -706,10 +718,9 @@ pub struct Client<'a> {
 ///   `wait_watching`);
 /// - a server client's socket (`Client`).
 ///
-/// In a short-lived command the inotify descriptor is not closed when the
-/// waker is dropped but left to the process's exit: closing one can wait
-/// out an SRCU grace period (up to 15-18 ms measured), which must come
-/// after the answer is printed, not before.
+/// The inotify descriptor is closed off the answer's path when the waker
+/// is dropped (`close_watch`): closing one can wait out an SRCU grace
+/// period (up to 15-18 ms measured), which must come after the answer.
 struct Waker<'a> {
     watch: Option<File>,
     lock_end: Option<File>,
@@ -721,14 +732,38 @@ struct Waker<'a> {
 
 impl Drop for Waker<'_> {
     fn drop(&mut self) {
-        // A command exits right after this: its inotify descriptor's
-        // last close (an SRCU grace period) is left to a background
-        // child. The server keeps its watches' cost, off any exit path.
         if let Some(w) = self.watch.take() {
-            if !WATCH_MODE.load(Ordering::Relaxed) {
-                sys::close_after_exit(std::os::fd::OwnedFd::from(w));
-            }
+            close_watch(w);
         }
+    }
+}
+
+/// Close an inotify descriptor off the answer's path: its last close
+/// waits out an SRCU grace period (5–15 ms here). A command exits right
+/// after its answer, so a background child makes that close after it
+/// has gone; a long-lived process (the server, MCP) hands it to one
+/// closer thread, so that the request that used it answers at once.
+fn close_watch(w: File) {
+    if !WATCH_MODE.load(Ordering::Relaxed) {
+        sys::close_after_exit(std::os::fd::OwnedFd::from(w));
+        return;
+    }
+    static CLOSER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<File>>> =
+        std::sync::OnceLock::new();
+    let tx = CLOSER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<File>();
+        std::thread::spawn(move || {
+            // Each is dropped (closed) here, one after another.
+            for f in rx {
+                drop(f);
+            }
+        });
+        std::sync::Mutex::new(tx)
+    });
+    if let Ok(tx) = tx.lock() {
+        // Should the thread be gone, the file comes back and is closed
+        // here: slower, never lost.
+        let _ = tx.send(w);
     }
 }
 
