@@ -12,10 +12,10 @@ use support::TempRoot;
 
 #[test]
 fn the_python_sdk_drives_the_server() {
-    let python = std::env::var("AGENT_EXEC_MCP_PYTHON")
+    let chosen = std::env::var("AGENT_EXEC_MCP_PYTHON")
         .ok()
-        .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| "python3".to_string());
+        .filter(|p| !p.trim().is_empty());
+    let python = chosen.clone().unwrap_or_else(|| "python3".to_string());
     let probe = Command::new(&python)
         .args(["-c", "import mcp, jsonschema"])
         .stdin(Stdio::null())
@@ -23,6 +23,12 @@ fn the_python_sdk_drives_the_server() {
         .stderr(Stdio::null())
         .status();
     if !probe.is_ok_and(|s| s.success()) {
+        // Named on purpose (as CI does): a broken interpreter is a
+        // failure, not a silent skip.
+        assert!(
+            chosen.is_none(),
+            "AGENT_EXEC_MCP_PYTHON={python} cannot import mcp and jsonschema"
+        );
         eprintln!(
             "note: mcp_sdk skipped: `{python}` cannot import mcp and jsonschema \
              (set AGENT_EXEC_MCP_PYTHON to a venv with `pip install mcp jsonschema`)"
