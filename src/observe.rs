@@ -537,6 +537,7 @@ static WATCH_MODE: AtomicBool = AtomicBool::new(false);
 /// instead of lock-holding helper threads, which they could not abandon.
 pub fn use_watches() {
     WATCH_MODE.store(true, Ordering::Relaxed);
+    let _ = closer();
 }
 
 /// Wait until the job is terminal or `deadline` passes (None = forever).
@@ -738,6 +739,23 @@ impl Drop for Waker<'_> {
     }
 }
 
+/// The closer thread of a long-lived process (see `close_watch`), started
+/// with the process's watch mode, so that its thread count stays steady.
+fn closer() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<File>> {
+    static CLOSER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<File>>> =
+        std::sync::OnceLock::new();
+    CLOSER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<File>();
+        std::thread::spawn(move || {
+            // Each is dropped (closed) here, one after another.
+            for f in rx {
+                drop(f);
+            }
+        });
+        std::sync::Mutex::new(tx)
+    })
+}
+
 /// Close an inotify descriptor off the answer's path: its last close
 /// waits out an SRCU grace period (5–15 ms here). A command exits right
 /// after its answer, so a background child makes that close after it
@@ -748,19 +766,7 @@ fn close_watch(w: File) {
         sys::close_after_exit(std::os::fd::OwnedFd::from(w));
         return;
     }
-    static CLOSER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<File>>> =
-        std::sync::OnceLock::new();
-    let tx = CLOSER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<File>();
-        std::thread::spawn(move || {
-            // Each is dropped (closed) here, one after another.
-            for f in rx {
-                drop(f);
-            }
-        });
-        std::sync::Mutex::new(tx)
-    });
-    if let Ok(tx) = tx.lock() {
+    if let Ok(tx) = closer().lock() {
         // Should the thread be gone, the file comes back and is closed
         // here: slower, never lost.
         let _ = tx.send(w);
