@@ -1040,11 +1040,12 @@ fn a_full_pool_sheds_idle_connections_instead_of_refusing() {
         let (r, _) = timed_get(s.port, "/health", &[]);
         assert_eq!(r.status, 200, "{r:?}");
     }
-    // The oldest were shed at once (long before their 2 s to send a
-    // head ran out): closed without an answer.
+    // The oldest were shed (before their 2 s to send a head ran out;
+    // its thread may take a moment to close on a loaded machine, with
+    // 128 others about): closed without an answer.
     let mut first = held.into_iter().next().unwrap();
     first
-        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .set_read_timeout(Some(Duration::from_millis(1800)))
         .unwrap();
     let mut buf = [0u8; 64];
     match first.read(&mut buf) {
