@@ -268,6 +268,49 @@ pub struct Report {
 }
 
 impl Report {
+    /// Remove one selected job (or, in a dry run, say it would be), and
+    /// record the outcome: deleted; skipped and counted failed when the
+    /// removal failed; out of scope when the job may not be removed now
+    /// (`hold_for_removal`'s reason: running, in_use, pid_alive).
+    fn remove(
+        &mut self,
+        job: &Job,
+        (name, state): (&str, &'static str),
+        reason: String,
+        bytes: u64,
+        dry_run: bool,
+        st: Option<&State>,
+    ) {
+        let mut entry = Entry {
+            job_id: name.to_string(),
+            state,
+            action: "would_delete",
+            reason,
+            bytes,
+        };
+        if dry_run {
+            self.freed_bytes += bytes;
+            self.jobs.push(entry);
+            return;
+        }
+        match hold_for_removal(job, st, std::time::Duration::ZERO).map(|h| (remove_job_dir(job), h))
+        {
+            Ok((Ok(()), _)) => {
+                entry.action = "deleted";
+                self.deleted += 1;
+                self.freed_bytes += bytes;
+            }
+            Ok((Err(why), _)) => {
+                entry.action = "skipped";
+                entry.reason = why;
+                self.skipped += 1;
+                self.failed += 1;
+            }
+            Err(why) => return self.out_of_scope(name, state, why, bytes),
+        }
+        self.jobs.push(entry);
+    }
+
     /// A job that was never a deletion target.
     fn out_of_scope(&mut self, job_id: &str, state: &'static str, reason: &str, bytes: u64) {
         self.skipped += 1;
@@ -428,37 +471,14 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         r.candidate_count += 1;
         let job = store.job(name);
         let bytes = dir_bytes(&job.dir);
-        let mut entry = Entry {
-            job_id: name.to_string(),
-            state: "unknown",
-            action: "would_delete",
-            reason: "incomplete".to_string(),
+        r.remove(
+            &job,
+            (name, "unknown"),
+            "incomplete".to_string(),
             bytes,
-        };
-        if !p.dry_run {
-            match hold_for_removal(&job, None, std::time::Duration::ZERO)
-                .map(|h| (remove_job_dir(&job), h))
-            {
-                Ok((Ok(()), _)) => {
-                    entry.action = "deleted";
-                    r.deleted += 1;
-                    r.freed_bytes += bytes;
-                }
-                Ok((Err(why), _)) => {
-                    entry.action = "skipped";
-                    entry.reason = why;
-                    r.skipped += 1;
-                    r.failed += 1;
-                }
-                Err(why) => {
-                    r.out_of_scope(name, "unknown", why, bytes);
-                    continue;
-                }
-            }
-        } else {
-            r.freed_bytes += bytes;
-        }
-        r.jobs.push(entry);
+            p.dry_run,
+            None,
+        );
     }
     for f in done
         .iter()
@@ -479,40 +499,19 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             }
         }
         let bytes = f.bytes.unwrap_or_else(|| dir_bytes(&job.dir));
-        let mut entry = Entry {
-            job_id: f.name.to_string(),
-            state: f.state,
-            action: "would_delete",
-            reason: reason(f.rules),
+        // Re-read now: the job may have been restarted or pinned since
+        // the scan.
+        let st = (!p.dry_run)
+            .then(|| observe::current_state(&job).ok())
+            .flatten();
+        r.remove(
+            &job,
+            (f.name, f.state),
+            reason(f.rules),
             bytes,
-        };
-        if p.dry_run {
-            r.freed_bytes += bytes;
-        } else {
-            // Re-read under nothing but the hold: the job may have been
-            // restarted or pinned since the scan.
-            let st = observe::current_state(&job).ok();
-            match hold_for_removal(&job, st.as_ref(), std::time::Duration::ZERO)
-                .map(|h| (remove_job_dir(&job), h))
-            {
-                Ok((Ok(()), _)) => {
-                    entry.action = "deleted";
-                    r.deleted += 1;
-                    r.freed_bytes += bytes;
-                }
-                Ok((Err(why), _)) => {
-                    entry.action = "skipped";
-                    entry.reason = why;
-                    r.skipped += 1;
-                    r.failed += 1;
-                }
-                Err(why) => {
-                    r.out_of_scope(f.name, f.state, why, bytes);
-                    continue;
-                }
-            }
-        }
-        r.jobs.push(entry);
+            p.dry_run,
+            st.as_ref(),
+        );
     }
     Ok(r)
 }
