@@ -1033,17 +1033,9 @@ fn dispatch(
                 }
                 return follow_route(srv, req, &q, &id, client);
             }
-            let choice = |k: &str, allowed: &[&'static str], default: &'static str| match q.get(k) {
-                None => Ok(default),
-                Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
-                    Error::InvalidRequest(format!(
-                        "query parameter {k}: expected one of {}, got '{v}'",
-                        allowed.join(", ")
-                    ))
-                }),
-            };
-            let grep_type = choice("grep_type", &["contains", "regex"], "contains")?;
-            let stream = choice("output_stream", &["stdout", "stderr", "either"], "either")?;
+            // Choices were checked against the table by `for_cmd`.
+            let grep_type = q.get("grep_type").unwrap_or("contains");
+            let stream = q.get("output_stream").unwrap_or("either");
             let treq = super::tail::TailReq {
                 lines: q.u64("tail_lines")?.unwrap_or(50),
                 max_bytes: q.u64("max_bytes")?.unwrap_or(65536),
@@ -1199,17 +1191,9 @@ fn wait_route(
         tail_bytes: q.u64("tail_bytes")?.unwrap_or(super::run::TAIL_BYTES),
     };
     let forever = q.bool("forever")?.unwrap_or(false);
-    let choice = |k: &str, allowed: &[&'static str], default: &'static str| match q.get(k) {
-        None => Ok(default),
-        Some(v) => allowed.iter().copied().find(|a| *a == v).ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "query parameter {k}: expected one of {}, got '{v}'",
-                allowed.join(", ")
-            ))
-        }),
-    };
-    let match_type = choice("output_match_type", &["contains", "regex"], "contains")?;
-    let stream = choice("output_stream", &["stdout", "stderr", "either"], "either")?;
+    // Choices were checked against the table by `for_cmd`.
+    let match_type = q.get("output_match_type").unwrap_or("contains");
+    let stream = q.get("output_stream").unwrap_or("either");
     let ready = q.get("output").map(|p| super::wait::Ready {
         pattern: p,
         regex: match_type == "regex",
