@@ -127,6 +127,17 @@ fn continuation_prefix(b: &[u8]) -> usize {
     b.iter().take(3).take_while(|&&c| c & 0xC0 == 0x80).count()
 }
 
+/// The cursor just after two slices read from stdout's and stderr's logs:
+/// what every answer that returns output ends with.
+pub fn cursor_after(out: (&Log, &Slice), err: (&Log, &Slice)) -> Cursor {
+    Cursor {
+        out: out.1.range[1],
+        err: err.1.range[1],
+        out_tag: out.0.tag,
+        err_tag: err.0.tag,
+    }
+}
+
 impl Log {
     /// Look again at a log this reader keeps open: its size now, or, if
     /// it did not exist, whether it does now. The file stays the one

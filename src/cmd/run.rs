@@ -138,12 +138,7 @@ pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Re
     let err = err_log.span(0, max_bytes, done);
     let out_end = out_log.end(out.range[1], tail_bytes, done);
     let err_end = err_log.end(err.range[1], tail_bytes, done);
-    let cursor = crate::cursor::Cursor {
-        out: out.range[1],
-        err: err.range[1],
-        out_tag: out_log.tag,
-        err_tag: err_log.tag,
-    };
+    let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err));
     let ends = Ends {
         stdout_tail_range: out_end.as_ref().map(|s| s.range),
         stderr_tail_range: err_end.as_ref().map(|s| s.range),

@@ -107,13 +107,7 @@ pub fn send_job_or(
     let err_log = observe::open_log(&job.stderr_path())?;
     let out = out_log.span(from[0].min(out_log.size), req.max_bytes, terminal);
     let err = err_log.span(from[1].min(err_log.size), req.max_bytes, terminal);
-    let cursor = crate::cursor::Cursor {
-        out: out.range[1],
-        err: err.range[1],
-        out_tag: out_log.tag,
-        err_tag: err_log.tag,
-    }
-    .encode(&job.id);
+    let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err)).encode(&job.id);
     Ok(SendBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),

@@ -132,12 +132,7 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
             (read(&out, from.out), read(&err, from.err), None)
         }
     };
-    let cursor = Cursor {
-        out: o.range[1],
-        err: e.range[1],
-        out_tag: out.tag,
-        err_tag: err.tag,
-    };
+    let cursor = observe::cursor_after((&out, &o), (&err, &e));
     Ok(TailBody {
         job_id: job.id.clone(),
         stdout: o.text,
