@@ -297,6 +297,7 @@ fn supervise(
         settings: Some(g),
         caller: ready.as_ref().map(|f| f.as_raw_fd()),
         thread: None,
+        done: None,
     });
     let full_path = meta
         .full_log
@@ -445,6 +446,7 @@ struct AutoGcStart {
     settings: Option<crate::gc::AutoGc>,
     caller: Option<std::os::fd::RawFd>,
     thread: Option<std::thread::JoinHandle<()>>,
+    done: Option<OwnedFd>,
 }
 
 impl AutoGcStart {
@@ -458,10 +460,29 @@ impl AutoGcStart {
             return;
         };
         let store = self.store.clone();
+        let Ok((done_r, done_w)) = sys::pipe() else {
+            return;
+        };
         self.thread = Some(std::thread::spawn(move || {
             sys::lowest_priority_for_this_thread();
-            crate::gc::run_auto(&store, &g)
+            crate::gc::run_auto(&store, &g);
+            // Closing the write end tells the tee's poll() we are done.
+            drop(done_w);
         }));
+        self.done = Some(done_r);
+    }
+
+    /// The pipe whose hang-up says the collection is over, while it runs.
+    fn running_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.thread.as_ref().and(self.done.as_ref()).map(|f| f.as_raw_fd())
+    }
+
+    /// The collection is over: collect its thread (its stack goes).
+    fn reap(&mut self) {
+        self.done = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -890,6 +911,10 @@ fn run_loop(
         if let Some(fd) = caller {
             fds.push(sys::poll_fd(fd, 0));
         }
+        let collecting = gc.as_ref().and_then(AutoGcStart::running_fd);
+        if let Some(fd) = collecting {
+            fds.push(sys::poll_fd(fd, 0));
+        }
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
         }
@@ -902,6 +927,16 @@ fn run_loop(
             let gone = fds.iter().any(|f| f.fd == fd && f.revents != 0);
             if let (true, Some(g)) = (gone, gc.as_mut()) {
                 g.start();
+            }
+        }
+        if let Some(fd) = collecting {
+            let over = fds.iter().any(|f| f.fd == fd && f.revents != 0);
+            if let (true, Some(g)) = (over, gc.as_mut()) {
+                g.reap();
+                // It faulted in code the wait loop never runs (about a
+                // megabyte): give it back before the next wait, as at
+                // the loop's start.
+                pages_dropped = false;
             }
         }
         if let Some(i) = input.as_mut() {
