@@ -10,7 +10,8 @@
 //! - A line is never held beyond `MAX_LINE` (4 MiB): stdin is read in
 //!   64 KiB chunks, and an overlong line is answered with an error (id
 //!   null) and skipped up to its newline; the server goes on.
-//! - `tools/call` runs on a bounded pool (`WORKERS` threads, `QUEUE`
+//! - `tools/call` runs on a bounded pool (up to `WORKERS` threads, each
+//!   started when a call finds none free; `QUEUE`
 //!   waiting calls; beyond that the call is answered -32000 at once), so
 //!   a long `wait` never delays `ping` or `tools/list` (answered on the
 //!   reading thread) nor other calls.
@@ -21,6 +22,9 @@
 //! - Progress notifications come from a ticker that is joined before the
 //!   answer is written, so none follows the answer.
 //! - EOF on stdin ends the process at once; jobs are detached and go on.
+//! - Idle, the server holds no code pages it is not running: whenever
+//!   a message goes out with no call in flight (the last one answered),
+//!   they are given back first (`Server::rest_if_idle`).
 //!
 //! Rejected: an async runtime (not in the dependency budget, and 8
 //! blocking workers are enough for one client); a thread per call without
@@ -87,12 +91,26 @@ pub struct Server {
     out: Mutex<io::Stdout>,
     revision: Mutex<&'static str>,
     inflight: Mutex<HashMap<String, Arc<Call>>>,
+    /// Workers waiting for a call (see `Pool::submit`).
+    free_workers: std::sync::atomic::AtomicUsize,
     /// The jobs root given with `--root`.
     pub root: Option<String>,
     pub limits: crate::cmd::mcp::Limits,
 }
 
 impl Server {
+    /// Called as each message is written. With no call in flight, give back the pages of code and read-only
+    /// data that serving faulted in (`sys::drop_code_pages`): an idle
+    /// server keeps resident only what it touches while idle, and its
+    /// size does not creep up with each kind of call it has answered.
+    /// The next call faults back what it runs, from the page cache
+    /// (tens of microseconds against milliseconds of work).
+    fn rest_if_idle(&self) {
+        if lock(&self.inflight).is_empty() {
+            crate::sys::drop_code_pages();
+        }
+    }
+
     /// Write one message as one line. A closed stdout ends the process:
     /// nobody reads any more.
     pub fn send(&self, msg: &str) {
@@ -100,6 +118,9 @@ impl Server {
         let mut line = String::with_capacity(msg.len() + 1);
         line.push_str(msg);
         line.push('\n');
+        // Before the write: once the client has its answer, the server
+        // is already at rest.
+        self.rest_if_idle();
         if out
             .write_all(line.as_bytes())
             .and_then(|_| out.flush())
@@ -158,21 +179,21 @@ pub fn serve(root: Option<String>, limits: crate::cmd::mcp::Limits) -> crate::er
         out: Mutex::new(io::stdout()),
         revision: Mutex::new(REVISIONS[0]),
         inflight: Mutex::new(HashMap::new()),
+        free_workers: std::sync::atomic::AtomicUsize::new(0),
         root,
         limits,
     });
     let (tx, rx) = mpsc::sync_channel::<Arc<Call>>(QUEUE);
-    let rx = Arc::new(Mutex::new(rx));
-    for _ in 0..WORKERS {
-        let (srv, rx) = (Arc::clone(&srv), Arc::clone(&rx));
-        std::thread::Builder::new()
-            .stack_size(512 << 10)
-            .spawn(move || worker(&srv, &rx))
-            .map_err(|e| crate::error::Error::io("spawn an MCP worker", e))?;
-    }
+    let mut pool = Pool {
+        tx,
+        rx: Arc::new(Mutex::new(rx)),
+        spawned: 0,
+    };
     crate::info!("mcp: serving on stdio");
-    read_lines(&mut io::stdin().lock(), |line| handle_line(&srv, &tx, line))
-        .map_err(|e| crate::error::Error::io("read stdin", e))?;
+    read_lines(&mut io::stdin().lock(), |line| {
+        handle_line(&srv, &mut pool, line)
+    })
+    .map_err(|e| crate::error::Error::io("read stdin", e))?;
     crate::info!("mcp: stdin closed, exiting");
     Ok(())
 }
@@ -223,7 +244,42 @@ pub fn read_lines<R: Read>(
     Ok(())
 }
 
-fn handle_line(srv: &Arc<Server>, tx: &SyncSender<Arc<Call>>, line: Result<&[u8], usize>) {
+/// The workers, started as calls need them (up to `WORKERS`): a client
+/// that calls one tool at a time is served by one thread, whose stack
+/// stays warm, instead of each call landing on the next of eight.
+struct Pool {
+    tx: SyncSender<Arc<Call>>,
+    rx: Arc<Mutex<Receiver<Arc<Call>>>>,
+    spawned: usize,
+}
+
+impl Pool {
+    /// Queue a call, first starting a worker if none is free to take it.
+    fn submit(
+        &mut self,
+        srv: &Arc<Server>,
+        call: Arc<Call>,
+    ) -> std::result::Result<(), &'static str> {
+        if srv.free_workers.load(Ordering::SeqCst) == 0 && self.spawned < WORKERS {
+            let (srv, rx) = (Arc::clone(srv), Arc::clone(&self.rx));
+            let started = std::thread::Builder::new()
+                .stack_size(512 << 10)
+                .spawn(move || worker(&srv, &rx));
+            match started {
+                Ok(_) => self.spawned += 1,
+                // The running workers will take it in turn.
+                Err(e) if self.spawned > 0 => crate::warn!("mcp: cannot start a worker: {e}"),
+                Err(_) => return Err("cannot start a worker thread"),
+            }
+        }
+        self.tx.try_send(call).map_err(|e| match e {
+            TrySendError::Full(_) => "server busy: too many calls in flight; retry",
+            TrySendError::Disconnected(_) => "server is stopping",
+        })
+    }
+}
+
+fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
     let line = match line {
         Ok(l) => l,
         Err(len) => {
@@ -256,7 +312,9 @@ fn handle_line(srv: &Arc<Server>, tx: &SyncSender<Arc<Call>>, line: Result<&[u8]
     };
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     if msg.get("id").is_none() {
-        return notification(srv, method, &params);
+        notification(srv, method, &params);
+        // Nothing is written for a notification: rest here instead.
+        return srv.rest_if_idle();
     }
     if id.is_none() {
         return srv.error("null", INVALID_REQUEST, "id must be a string or a number");
@@ -304,12 +362,8 @@ fn handle_line(srv: &Arc<Server>, tx: &SyncSender<Arc<Call>>, line: Result<&[u8]
                 wake_rx,
             });
             lock(&srv.inflight).insert(id_text.clone(), Arc::clone(&call));
-            if let Err(e) = tx.try_send(call) {
+            if let Err(why) = pool.submit(srv, call) {
                 lock(&srv.inflight).remove(&id_text);
-                let why = match e {
-                    TrySendError::Full(_) => "server busy: too many calls in flight; retry",
-                    TrySendError::Disconnected(_) => "server is stopping",
-                };
                 srv.error(&id_text, SERVER_BUSY, why);
             }
         }
@@ -344,7 +398,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn worker(srv: &Arc<Server>, rx: &Mutex<Receiver<Arc<Call>>>) {
     crate::output::quiet_panics();
     loop {
+        srv.free_workers.fetch_add(1, Ordering::SeqCst);
         let next = lock(rx).recv();
+        srv.free_workers.fetch_sub(1, Ordering::SeqCst);
         let Ok(call) = next else { return };
         if !call.cancelled() {
             let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -474,7 +474,10 @@ impl AutoGcStart {
 
     /// The pipe whose hang-up says the collection is over, while it runs.
     fn running_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.thread.as_ref().and(self.done.as_ref()).map(|f| f.as_raw_fd())
+        self.thread
+            .as_ref()
+            .and(self.done.as_ref())
+            .map(|f| f.as_raw_fd())
     }
 
     /// The collection is over: collect its thread (its stack goes).
