@@ -27,6 +27,7 @@ mod supervisor;
 mod sys;
 mod time;
 mod toml;
+mod usage;
 mod yaml;
 
 use std::ffi::OsString;

@@ -102,6 +102,9 @@ pub struct InlineBody {
     pub tty: bool,
     #[serde(flatten)]
     pub ends: Ends,
+    /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
+    #[serde(flatten)]
+    pub ran: crate::usage::RanCost,
 }
 
 /// The end of each log that did not fit in the head, and the cursor:
@@ -222,6 +225,7 @@ pub fn inline_body(
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
         ends,
+        ran: crate::usage::RanCost::new(meta, st),
     })
 }
 

@@ -1307,17 +1307,12 @@ fn wait_while_client_stays(
 }
 
 /// `status`'s document, read with fewer allocations than the CLI path
-/// (same result): only `created_at` is taken from meta.json, and both
+/// (same result): only what status shows is taken from meta.json, and both
 /// files are read into a reused per-thread buffer. A job that reads as
 /// running goes through `observe::current_state`, which reconciles a
 /// lost supervisor.
 fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
-    #[derive(Deserialize)]
-    struct Created {
-        #[serde(default)]
-        created_at: String,
-    }
-    let created: Created = read_json_reusing(&job.path(job::META))?;
+    let part: super::status::MetaPart = read_json_reusing(&job.path(job::META))?;
     // Missing or unreadable: `read_state` says which (a job being started
     // by `run` has no state.json yet).
     let mut st: crate::job::State = match read_json_reusing(&job.path(job::STATE)) {
@@ -1327,11 +1322,7 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
     if matches!(st.status(), job::Status::Running | job::Status::Created) {
         st = crate::observe::current_state(job)?;
     }
-    Ok(super::status::StatusBody::from_parts(
-        &job.id,
-        created.created_at,
-        &st,
-    ))
+    Ok(super::status::StatusBody::from_parts(&job.id, part, &st))
 }
 
 thread_local! {

@@ -71,6 +71,9 @@ pub struct WaitBody {
     pub encoding: &'static str,
     #[serde(flatten)]
     pub ends: Ends,
+    /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
+    #[serde(flatten)]
+    pub ran: crate::usage::RanCost,
 }
 
 /// How much output a `wait` answer carries.
@@ -98,6 +101,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         ends,
         exists,
     } = read_inline(job, terminal, budget.max_bytes, budget.tail_bytes)?;
+    let meta = job.read_meta()?;
     Ok(WaitBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
@@ -118,6 +122,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         stderr_range: err.range,
         encoding: "utf-8-lossy",
         ends,
+        ran: crate::usage::RanCost::new(&meta, st),
     })
 }
 
