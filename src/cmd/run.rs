@@ -170,6 +170,12 @@ pub fn observe_inline(
     let waited_from = Instant::now();
     let state = if plan.wait {
         crate::info!("{}: waiting up to {:?} ms", job.id, plan.until_ms);
+        // `--forever` with -v at a terminal: a progress note meanwhile.
+        let _ticker = plan
+            .until_ms
+            .is_none()
+            .then(|| crate::progress::start(std::slice::from_ref(job)))
+            .flatten();
         launch.wait(job, deadline)?
     } else {
         launch.state.clone()
