@@ -109,10 +109,7 @@ pub fn start(jobs: &[Job]) -> Option<Ticker> {
             if !note.due(Instant::now()) {
                 continue;
             }
-            let written: u64 = logs
-                .iter()
-                .filter_map(|p| crate::observe::size_of(p))
-                .sum();
+            let written: u64 = logs.iter().filter_map(|p| crate::observe::size_of(p)).sum();
             let mut e = std::io::stderr().lock();
             let _ = write!(e, "\r\x1b[K{}", line(t0.elapsed(), written, n));
             let _ = e.flush();

