@@ -570,3 +570,33 @@ fn progress_notes_at_a_terminal() {
         serde_json::from_str(o.stdout[json_start..].lines().next().unwrap().trim()).unwrap();
     assert_eq!(doc["state"], "exited");
 }
+
+#[test]
+fn wait_for_several_sees_a_lost_supervisor_at_once() {
+    let t = TempRoot::new();
+    let a = t.start_job(&["sleep", "60"]);
+    let b = t.start_job(&["sleep", "0.3"]);
+    let mut c = t.cmd(&["wait", "--all", "--until", "30", &a, &b]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Let the wait begin (b ends meanwhile), then kill a's supervisor.
+    std::thread::sleep(Duration::from_millis(600));
+    let sup = t.state(&a)["supervisor_pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["state"], "failed", "{v}");
+    assert_eq!(v["jobs"][0]["failure"]["code"], "supervisor_lost", "{v}");
+    // Lost: no cost was ever recorded.
+    assert!(v["jobs"][0].get("cpu_user_ms").is_none(), "{v}");
+    assert_eq!(v["jobs"][1]["state"], "exited", "{v}");
+    assert!(
+        took < Duration::from_secs(5),
+        "answered {took:?} after the crash"
+    );
+}

@@ -12,6 +12,8 @@
 //!   reported (and recorded) as `failed` (`observe::current_state`).
 //! - `job_id` is the directory name, which always resolves; `short_job_id`
 //!   is its shortest unique prefix of at least 10 characters in the root.
+//! - Each entry names the job's `command` and `cwd` and, once terminal,
+//!   its cost (`crate::usage`); all of it is in the cache note too.
 //! - `skipped` counts job directories whose meta.json could not be read
 //!   among those walked; an unreadable state.json lists the job as
 //!   `unknown`.
