@@ -9,7 +9,7 @@
 //! - Values are validated here, by type, before any command runs: a bad
 //!   integer or choice is `usage_error`, a bad tag `invalid_tag`, a bad
 //!   signal `invalid_signal`, a bad duration `invalid_duration` — all exit 2.
-//! - Global flags (`--root`, `--yaml`, `-v`) are accepted before or after
+//! - Global flags (`--root`, `--yaml`, `--table`, `-v`) are accepted before or after
 //!   the subcommand name, up to the first word of a trailing command.
 //! - For commands that take a trailing `COMMAND...`, the first positional
 //!   word (or everything after `--`) belongs to the child, verbatim.
@@ -213,7 +213,9 @@ impl Cmd {
             u.push(' ');
             match (p.rest, p.required) {
                 (true, _) => u.push_str(&format!("[--] <{}>...", p.name)),
+                (false, true) if p.many => u.push_str(&format!("<{}>...", p.name)),
                 (false, true) => u.push_str(&format!("<{}>", p.name)),
+                (false, false) if p.many => u.push_str(&format!("[{}]...", p.name)),
                 (false, false) => u.push_str(&format!("[{}]", p.name)),
             }
         }
@@ -233,6 +235,7 @@ pub static GLOBAL_FLAGS: &[Flag] = &[
         "Jobs root directory (precedence: --root > AGENT_EXEC_ROOT > $XDG_DATA_HOME/agent-exec/jobs > ~/.local/share/agent-exec/jobs)",
     ),
     Flag::switch("yaml", "Print the response as YAML instead of JSON"),
+    Flag::switch("table", "list, ps and status: print an aligned text table for people (ID STATE AGE DURATION EXIT COMMAND TAGS) instead of the document, cut to $COLUMNS (else 100) columns; never chosen automatically; other commands refuse it (usage_error)"),
     Flag::switch("verbose", "More diagnostics on stderr (-v info, -vv debug, -vvv trace)").short('v'),
     Flag::switch("help", "Print help (human text)").short('h'),
     Flag::switch("version", "Print the version (top level only)").short('V'),
@@ -623,8 +626,8 @@ static TAIL: Cmd = Cmd {
 static WAIT_CMD: Cmd = Cmd {
     name: "wait",
     alias: None,
-    about: "Block until a job ends or a deadline passes",
-    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). The job itself is not affected; use run --timeout to limit it. With --output PATTERN it also returns as soon as a line of output matches (at once if one was already written; from --since on when given): the answer then carries matched (stream, line, offset). The logs are read for this, not the job slowed: the wait wakes on each write (inotify), scans only the new bytes, and an unfinished last line waits for its newline unless the job has ended. The answer carries the same output as run's: the head of each log (--max-bytes), its end when the head does not reach it (--tail-bytes), and a cursor for tail --since.",
+    about: "Block until a job (or several) ends or a deadline passes",
+    long_about: "Returns as soon as the job is terminal, or after --until seconds with its current state (not an error). Given several job ids, it waits for all of them (--all, the default) or for the first to end (--any), within one deadline for the whole call, and answers with jobs: one entry per id, in the order given, each as a wait of that job alone would describe it (and, with --any, first: the id that ended first). The job itself is not affected; use run --timeout to limit it. With --output PATTERN it also returns as soon as a line of output matches (at once if one was already written; from --since on when given): the answer then carries matched (stream, line, offset). The logs are read for this, not the job slowed: the wait wakes on each write (inotify), scans only the new bytes, and an unfinished last line waits for its newline unless the job has ended. The answer carries the same output as run's: the head of each log (--max-bytes), its end when the head does not reach it (--tail-bytes), and a cursor for tail --since.",
     flags: &[
         Flag::value("until", "DURATION", Ty::Duration, "Deadline for waiting (500ms, 1.5s, 2m; a bare number is seconds)").default("30"),
         Flag::switch("forever", "Wait with no deadline"),
@@ -635,12 +638,22 @@ static WAIT_CMD: Cmd = Cmd {
         Flag::value("output-match-type", "TYPE", Ty::Choice, "How --output matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --output searches").default("either").choices(&["stdout", "stderr", "either"]),
         Flag::value("since", "CURSOR", Ty::Str, "Search for --output only in the output written after this cursor (default: from the start of the logs)"),
+        Flag::switch("all", "With several job ids: answer when all of them have ended (the default)"),
+        Flag::switch("any", "With several job ids: answer when the first of them ends"),
     ],
-    pos: &[job_pos(JobFilter::Waitable)],
-    conflicts: &[("until", "forever")],
+    pos: &[Pos {
+        name: "JOB_ID",
+        required: true,
+        rest: false,
+        many: true,
+        jobs: Some(JobFilter::Waitable),
+        values: &[],
+        help: "Job id (full ULID or a unique prefix, case-insensitive); several to wait for more than one job",
+    }],
+    conflicts: &[("until", "forever"), ("all", "any")],
     hidden: false,
     exec: cmd::wait::exec,
-    examples: &["agent-exec wait --until 60 01JABCDEF0", "agent-exec wait --output 'Listening on' --until 30 01JABCDEF0"],
+    examples: &["agent-exec wait --until 60 01JABCDEF0", "agent-exec wait --output 'Listening on' --until 30 01JABCDEF0", "agent-exec wait --any --until 60 01JABCDEF0 01JABCDEF1"],
 };
 
 static KILL: Cmd = Cmd {
@@ -963,6 +976,8 @@ pub struct Matches {
     pub cmd: &'static Cmd,
     pub root: Option<String>,
     pub yaml: bool,
+    /// `--table` (list, ps, status only; see `table`).
+    pub table: bool,
     pub verbose: u8,
     values: Vec<(&'static str, String)>,
     pub positionals: Vec<String>,
@@ -1062,6 +1077,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let mut help_words: Option<Vec<String>> = None;
     let mut root = None;
     let mut yaml = false;
+    let mut table = false;
     let mut verbose = 0u8;
     let mut values: Vec<(&'static str, String)> = Vec::new();
     let mut positionals = Vec::new();
@@ -1077,6 +1093,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             }
             Short('v') | Long("verbose") => verbose = verbose.saturating_add(1),
             Long("yaml") => yaml = true,
+            Long("table") => table = true,
             Long("root") => {
                 let v = flag_value(&mut p, "--root <PATH>")?;
                 if v.is_empty() {
@@ -1206,6 +1223,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
         cmd,
         root,
         yaml,
+        table,
         verbose,
         values,
         positionals,
@@ -1303,6 +1321,7 @@ pub fn matches_from_params(
         cmd,
         root,
         yaml: false,
+        table: false,
         verbose: 0,
         values,
         positionals,
@@ -1519,7 +1538,7 @@ pub fn command_help(c: &Cmd) -> String {
         flag_lines(&mut s, c.flags);
     }
     s.push_str("\nGlobal options:\n");
-    flag_lines(&mut s, &GLOBAL_FLAGS[..4]);
+    flag_lines(&mut s, &GLOBAL_FLAGS[..5]);
     if !c.examples.is_empty() {
         s.push_str("\nExamples:\n");
         for e in c.examples {

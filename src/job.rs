@@ -3,6 +3,7 @@
 //!
 //! Field names and order follow the 0.2.3 files so old tooling can read
 //! ours; additions are new keys only: `state.result.timed_out`,
+//! `state.result.cpu_user_ms`/`cpu_sys_ms`/`max_rss_kb`,
 //! `state.failure`, `state.supervisor_pid`, `meta.full_log`.
 //! Real `--env` values are never here (they live in `env.json`, 0600).
 //!
@@ -166,6 +167,26 @@ pub struct JobResult {
     pub duration_ms: Option<u64>,
     #[serde(default)]
     pub timed_out: bool,
+    /// What the job's process tree cost, as `wait4` reported it when the
+    /// root was reaped (its own use and that of every descendant it
+    /// reaped). Absent while running, and for a job that never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_user_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_sys_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_kb: Option<u64>,
+}
+
+impl JobResult {
+    /// Record the reaped root's resource use (None: wait4 failed).
+    pub fn record_usage(&mut self, u: Option<crate::sys::Usage>) {
+        if let Some(u) = u {
+            self.cpu_user_ms = Some(u.user_ms);
+            self.cpu_sys_ms = Some(u.sys_ms);
+            self.max_rss_kb = Some(u.max_rss_kb);
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

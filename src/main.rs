@@ -22,11 +22,15 @@ mod mcp;
 mod notify;
 mod observe;
 mod output;
+mod progress;
 mod store;
 mod supervisor;
 mod sys;
+mod table;
 mod time;
 mod toml;
+mod usage;
+mod waitset;
 mod yaml;
 
 use std::ffi::OsString;
@@ -59,7 +63,17 @@ fn main() {
             }
             output::set_yaml(m.yaml);
             output::init_logging(m.verbose);
-            match (m.cmd.exec)(&m) {
+            // Progress notes are for a person watching stderr only.
+            progress::enable(m.verbose > 0 && sys::isatty(2));
+            let res = match table::check(&m) {
+                Ok(()) => (m.cmd.exec)(&m),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(Output::Doc(r)) if m.table => {
+                    output::print_table(&r);
+                    0
+                }
                 Ok(Output::Doc(r)) => {
                     output::print_response(&r);
                     0

@@ -307,7 +307,19 @@ const INLINE: &[(&str, &str)] = &[
     ("timed_out?", "Once terminal: true when --timeout stopped the job."),
     ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, launch_lost, supervisor_lost."),
     ("output_lost?", OUTPUT_LOST),
+    ("command", CMD_FIELD),
+    ("cwd?", CWD_FIELD),
+    ("cpu_user_ms?", CPU_USER),
+    ("cpu_sys_ms?", CPU_SYS),
+    ("max_rss_kb?", MAX_RSS),
 ];
+
+const CMD_FIELD: &str =
+    "The command as stored in meta.json: the words given, or the one shell string.";
+const CWD_FIELD: &str = "The job's working directory.";
+const CPU_USER: &str = "Once terminal: CPU time in user mode, in ms, of the job's process tree as wait4 reported it when the job's root process was reaped (the root and every descendant it reaped; a daemonised grandchild is not counted). Absent when the job never ran or its supervisor was lost.";
+const CPU_SYS: &str = "Once terminal: CPU time in kernel mode, in ms (as cpu_user_ms).";
+const MAX_RSS: &str = "Once terminal: peak resident set size in KiB of the largest process of the tree (wait4's ru_maxrss; as cpu_user_ms).";
 
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
 
@@ -327,6 +339,11 @@ const JOB_ROW: &[(&str, &str)] = &[
     ("finished_at?", "When it ended."),
     ("updated_at?", "Last state change (or progress refresh)."),
     ("tags", "The job's tags."),
+    ("command", CMD_FIELD),
+    ("cwd?", CWD_FIELD),
+    ("cpu_user_ms?", CPU_USER),
+    ("cpu_sys_ms?", CPU_SYS),
+    ("max_rss_kb?", MAX_RSS),
 ];
 
 /// How the jobs root is chosen.
@@ -407,8 +424,15 @@ const REPLIES: &[Reply] = &[
             ("timed_out?", "Once terminal: whether --timeout stopped it."),
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
+            ("tags", "The job's tags."),
+            ("command", CMD_FIELD),
+            ("cwd?", CWD_FIELD),
+            ("cpu_user_ms?", CPU_USER),
+            ("cpu_sys_ms?", CPU_SYS),
+            ("max_rss_kb?", MAX_RSS),
         ],
         notes: &[
+            "With --table (a person reading): one aligned row under the header ID STATE AGE DURATION EXIT COMMAND TAGS instead of the document.",
             "A job whose supervisor died while it ran is reported (and recorded) as failed with failure.code supervisor_lost, and its process group is killed at that moment, so the workload never outlives its record unnoticed. A job whose launch began but whose supervisor died before the command ran reads as failed with launch_lost.",
         ],
         see: &["wait", "tail", "list"],
@@ -447,8 +471,17 @@ const REPLIES: &[Reply] = &[
             ("timed_out?", "Once terminal: whether --timeout stopped it."),
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
+            ("command", CMD_FIELD),
+            ("cwd?", CWD_FIELD),
+            ("cpu_user_ms?", CPU_USER),
+            ("cpu_sys_ms?", CPU_SYS),
+            ("max_rss_kb?", MAX_RSS),
         ],
-        notes: &["A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval."],
+        notes: &[
+            "A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval.",
+            "With several job ids the document is instead {mode, first?, jobs}: mode is all (--all, the default: answer when every job has ended) or any (--any: when the first ends); jobs holds one entry per id, in the order given, each with the fields above (as a wait of that job alone); first, with --any, is the id of the job that ended first. One deadline covers the whole call. An unknown id fails the call with job_not_found and details.job_id; --output takes one job. Several jobs are waited for in one thread, woken by each job's end.",
+            "With -v and a terminal on stderr, a one-line progress note (time waited, bytes the job wrote so far) is rewritten there at most once a second and erased before the answer; without a terminal, nothing is written.",
+        ],
         see: &["run", "status", "kill"],
     },
     Reply {
@@ -549,7 +582,7 @@ const REPLIES: &[Reply] = &[
             ("truncated", "True when --limit cut the list."),
             ("skipped", "Unreadable job directories among those read."),
         ],
-        notes: &[],
+        notes: &["With --table (a person reading): an aligned text table instead, with the header row ID STATE AGE DURATION EXIT COMMAND TAGS (ID is short_job_id; DURATION of a running job is the time since it started; EXIT is the exit code or the signal), cut to the width in COLUMNS (else 100), COMMAND first. It is never chosen automatically."],
         see: &["ps", "status", "tag-set"],
     },
     Reply {
@@ -561,7 +594,7 @@ const REPLIES: &[Reply] = &[
             ("truncated", "True when --limit cut the list."),
             ("skipped", "Unreadable job directories among those read."),
         ],
-        notes: &[],
+        notes: &["With --table: the table of list --table."],
         see: &["list", "kill"],
     },
     Reply {
@@ -619,7 +652,7 @@ const REPLIES: &[Reply] = &[
             ("pid", "The server's process id."),
         ],
         notes: &[
-            "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, POST /kill/{id}, GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
+            "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, GET /wait?ids=A,B[&any=true] (several jobs, as wait A B), POST /kill/{id}, GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
             "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin.",
             "Query parameters (percent-decoded; an unknown one is invalid_request): /tail tail_lines, max_bytes; /wait until (seconds, default 30), forever; /kill signal (as kill --signal), no_wait; /list limit, state, cwd, all, tag (repeatable). Without cwd or all, /list and /exec use the server's working directory.",
             "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 64 connections (503, retryable); a request must arrive within 10 s of its first byte, and an idle connection is closed after 5 s. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
@@ -633,7 +666,7 @@ const REPLIES: &[Reply] = &[
         fields: &[],
         notes: &[
             "Prints no document of its own: stdout carries MCP messages only (JSON-RPC 2.0, one per line); diagnostics go to stderr. The protocol revision is the client's among 2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05 (the newest when it asks for another).",
-            "Tools: run, status, tail, wait, kill, send, list, delete. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id; run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
+            "Tools: run, status, tail, wait, kill, send, list, delete. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id (wait takes ids, an array, instead to wait for several jobs, with all or any); run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
             "A result's structuredContent is the document the command prints for the same call (from revision 2025-06-18; older clients get it as text); content is a short text rendering. A job that failed is a normal result; a call that could not be carried out (job_not_found, invalid_cursor, a bad argument) is isError true with the error envelope. An unknown tool is JSON-RPC error -32602, malformed JSON -32700, a line over 4 MiB -32600 (skipped without being held).",
             "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10) is the wait of run and wait when the call gives no until; AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50) caps any until (and forever, and send's yield), keeping every call below a client's request timeout. Calls run on 8 workers, so others are answered while one waits. notifications/cancelled ends a call's wait at once, with no answer; the job goes on. With _meta.progressToken, notifications/progress report the bytes of output (or milliseconds of silence) at most 10 times a second.",
             "EOF on stdin ends the server; jobs are detached and keep running.",
@@ -861,7 +894,8 @@ fn main_page() -> String {
     p.pp("Every invocation prints exactly one document on stdout: JSON on one line, or YAML with --yaml. Diagnostics go to stderr only. The only exceptions are --help, help, --version and the completion scripts, which print human text.");
     p.pp("A success document starts with `schema_version` (\"0.1\"), `ok` (true) and `type` (the command's response type), followed by the command's fields in a fixed order (see each command's page). Optional fields are omitted, not null.");
     p.pp("A failure prints the error envelope: `schema_version`, `ok` (false), `type` (\"error\") and `error` with `code` (stable, see ERROR CODES), `message` (for humans, may change), `retryable` (true when the same call may succeed later) and, for some codes, `details`; an error about a job carries `details.job_id`. Usage errors are reported this way too.");
-    p.pp("Every error also prints one human line on stderr: agent-exec: error: <message>. -v and -vv show the launch and wait steps on stderr.");
+    p.pp("Every error also prints one human line on stderr: agent-exec: error: <message>. -v and -vv show the launch and wait steps on stderr; with -v, wait and run --forever also keep a one-line progress note on stderr when it is a terminal (never otherwise).");
+    p.pp("--table is for people: list, ps and status then print an aligned plain-text table (header ID STATE AGE DURATION EXIT COMMAND TAGS) cut to the terminal width (COLUMNS, else 100) instead of the document. It is only ever chosen by the flag, never by detecting a terminal, so scripts and agents always get JSON. Other commands refuse it with usage_error before doing anything, as they do --table with --yaml; an error is still printed as the error document.");
     p.pp("Timestamps are UTC, YYYY-MM-DDTHH:MM:SSZ; durations are milliseconds; signals are SIG-prefixed names (\"SIGTERM\"). Log text is decoded as lossy UTF-8; a range [start, end] with end < total_bytes (run, start) or start > 0 (tail) means the text is a part of the log.");
     p.sh("JOB STATES");
     p.tp(&bold("created"), "Defined by create; no process yet.");

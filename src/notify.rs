@@ -234,6 +234,9 @@ pub struct FinishedEvent {
     pub timed_out: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// cpu_user_ms, cpu_sys_ms, max_rss_kb (`crate::usage`).
+    #[serde(flatten)]
+    pub cost: crate::usage::Cost,
 }
 
 impl FinishedEvent {
@@ -254,6 +257,7 @@ impl FinishedEvent {
             stderr_log_path: job.stderr_display(),
             timed_out: st.result.timed_out,
             failure: st.failure.clone(),
+            cost: crate::usage::Cost::of(st),
         }
     }
 }

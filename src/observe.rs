@@ -551,6 +551,11 @@ pub fn use_watches() {
     let _ = closer();
 }
 
+/// Does this process wait with watches (the server, MCP)?
+pub(crate) fn watching() -> bool {
+    WATCH_MODE.load(Ordering::Relaxed)
+}
+
 /// Wait until the job is terminal or `deadline` passes (None = forever).
 /// Returns the last state read.
 ///
@@ -590,7 +595,7 @@ pub fn wait_terminal_or(
 }
 
 /// Time left before `deadline`; None when it has passed.
-fn left(deadline: Option<Instant>) -> Option<Duration> {
+pub(crate) fn left(deadline: Option<Instant>) -> Option<Duration> {
     match deadline {
         Some(d) => d
             .checked_duration_since(Instant::now())
@@ -775,7 +780,7 @@ fn closer() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<File>> {
 /// after its answer, so a background child makes that close after it
 /// has gone; a long-lived process (the server, MCP) hands it to one
 /// closer thread, so that the request that used it answers at once.
-fn close_watch(w: File) {
+pub(crate) fn close_watch(w: File) {
     if !WATCH_MODE.load(Ordering::Relaxed) {
         sys::close_after_exit(std::os::fd::OwnedFd::from(w));
         return;
@@ -788,7 +793,7 @@ fn close_watch(w: File) {
 }
 
 /// How often a muted client (see `Waker`) is looked at for a hangup.
-const CLIENT_TICK: Duration = Duration::from_millis(1000);
+pub(crate) const CLIENT_TICK: Duration = Duration::from_millis(1000);
 
 impl<'a> Waker<'a> {
     /// Set up before the read that decides to wait, so that a write in
@@ -869,7 +874,7 @@ impl<'a> Waker<'a> {
 
 /// A pipe that becomes readable once the supervisor has let go of the job
 /// lock (it published the terminal state, or died).
-fn lock_thread(lock: File) -> Option<File> {
+pub(crate) fn lock_thread(lock: File) -> Option<File> {
     let (rd, wr) = sys::pipe().ok()?;
     std::thread::spawn(move || {
         let _ = sys::lock_shared(&lock);

@@ -163,6 +163,16 @@ fn write_stdout(text: &str) {
     }
 }
 
+/// `--table`: the document as a table for people (`table::render`); a
+/// document that is not one of a table's prints as itself.
+pub fn print_table(r: &Response) {
+    let now = crate::time::now_unix();
+    match crate::table::render(&r.text, now, crate::table::width_from_env()) {
+        Some(t) => write_stdout(&t),
+        None => print_response(r),
+    }
+}
+
 pub fn print_response(r: &Response) {
     if YAML.load(Ordering::Relaxed) {
         write_stdout(&render(r.text.trim_end_matches('\n')));

@@ -355,10 +355,11 @@ fn supervise(
     if let Some(i) = input.take() {
         i.finish(&job.dir);
     }
-    let (exit, _usage) = match sys::wait4(pid, true) {
-        Ok(Some(x)) => x,
-        _ => (Exit::Code(-1), sys::Usage::default()),
+    let (exit, usage) = match sys::wait4(pid, true) {
+        Ok(Some((e, u))) => (e, Some(u)),
+        _ => (Exit::Code(-1), None),
     };
+    state.result.record_usage(usage);
     let now = crate::time::now_ts();
     match exit {
         Exit::Code(c) => {

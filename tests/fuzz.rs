@@ -14,7 +14,8 @@
 //!
 //! Properties (each case): the process exits 0, 1 or 2 within 15 s;
 //! stdout is exactly one JSON document (one YAML document with
-//! `--yaml`; text for `--help`, `help`, `--version`, `completions`);
+//! `--yaml`; text for `--help`, `help`, `--version`, `completions`,
+//! and a table for `--table`);
 //! `ok` is a bool and matches the exit status; an error has a non-empty
 //! snake_case `code`; exit 2 exactly for the usage family; never
 //! `internal_error`; stderr never shows a panic; nothing outside the
@@ -1101,7 +1102,8 @@ fn gen_argv(r: &mut Rng, subs: &[Sub], t: &TempRoot, jobs: &Jobs) -> (Vec<OsStri
             continue;
         }
         used.push(f.long.clone());
-        if f.long == "--help" || f.long == "--version" {
+        // `--table` (list, ps, status) prints a table for people: text.
+        if f.long == "--help" || f.long == "--version" || f.long == "--table" {
             text = true;
         }
         if f.long == "--yaml" {

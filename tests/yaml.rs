@@ -184,6 +184,10 @@ const VOLATILE: &[&str] = &[
     "updated_at",
     // Names the job, so differs too.
     "cursor",
+    // What the job cost: measured, so differs from run to run.
+    "cpu_user_ms",
+    "cpu_sys_ms",
+    "max_rss_kb",
 ];
 
 /// `v` with each volatile field replaced by the name of its JSON type, so

@@ -12,6 +12,8 @@
 //!   reported (and recorded) as `failed` (`observe::current_state`).
 //! - `job_id` is the directory name, which always resolves; `short_job_id`
 //!   is its shortest unique prefix of at least 10 characters in the root.
+//! - Each entry names the job's `command` and `cwd` and, once terminal,
+//!   its cost (`crate::usage`); all of it is in the cache note too.
 //! - `skipped` counts job directories whose meta.json could not be read
 //!   among those walked; an unreadable state.json lists the job as
 //!   `unknown`.
@@ -68,6 +70,9 @@ pub struct ListEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     pub tags: Vec<String>,
+    /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
+    #[serde(flatten)]
+    pub ran: crate::usage::RanCost,
 }
 
 #[derive(Serialize)]
@@ -175,6 +180,13 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             finished_at: st.finished_at,
             updated_at: st.updated_at,
             tags: meta.tags,
+            ran: crate::usage::RanCost {
+                ran: crate::usage::Ran {
+                    command: meta.command,
+                    cwd: meta.cwd,
+                },
+                cost: st.cost,
+            },
         });
     }
     cache.save();
@@ -194,6 +206,8 @@ struct MetaSummary {
     cwd: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    command: Vec<String>,
 }
 
 /// What `list` shows of state.json.
@@ -205,11 +219,14 @@ struct StateSummary {
     started_at: Option<String>,
     finished_at: Option<String>,
     updated_at: Option<String>,
+    /// Terminal jobs only (`usage::Cost::of`).
+    cost: crate::usage::Cost,
 }
 
 impl From<job::State> for StateSummary {
     fn from(s: job::State) -> Self {
         StateSummary {
+            cost: crate::usage::Cost::of(&s),
             status: Some(s.status()),
             exit_code: s.result.exit_code,
             started_at: s.job.started_at,
@@ -268,6 +285,8 @@ fn make_note(
         &st.started_at,
         &st.finished_at,
         &st.updated_at,
+        &meta.command,
+        (st.cost.cpu_user_ms, st.cost.cpu_sys_ms, st.cost.max_rss_kb),
     );
     Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
 }
@@ -282,6 +301,8 @@ type Shown = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Vec<String>,
+    (Option<u64>, Option<u64>, Option<u64>),
 );
 
 /// A note's summary, if both files of job `name` in `root` are still as
@@ -295,8 +316,18 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
     if !holds(job::META, m) || !holds(job::STATE, s) {
         return None;
     }
-    let (created_at, cwd, tags, status, exit_code, started_at, finished_at, updated_at): Shown =
-        serde_json::from_str(json).ok()?;
+    let (
+        created_at,
+        cwd,
+        tags,
+        status,
+        exit_code,
+        started_at,
+        finished_at,
+        updated_at,
+        command,
+        (cpu_user_ms, cpu_sys_ms, max_rss_kb),
+    ): Shown = serde_json::from_str(json).ok()?;
     let status = [Status::Exited, Status::Killed, Status::Failed]
         .into_iter()
         .find(|t| t.as_str() == status)?;
@@ -305,6 +336,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         created_at,
         cwd,
         tags,
+        command,
     };
     let st = StateSummary {
         status: Some(status),
@@ -312,6 +344,11 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         started_at,
         finished_at,
         updated_at,
+        cost: crate::usage::Cost {
+            cpu_user_ms,
+            cpu_sys_ms,
+            max_rss_kb,
+        },
     };
     Some((meta, Some(st)))
 }

@@ -118,6 +118,10 @@ pub fn tools(structured: bool) -> Vec<Value> {
             });
             if structured {
                 tool["outputSchema"] = output_schema(&schema, response_def(t));
+                if *t == "wait" {
+                    // Several ids answer with the other shape of `wait`.
+                    also_answers(&mut tool["outputSchema"], &schema, "WaitManyResponse");
+                }
             }
             Some(tool)
         })
@@ -205,6 +209,17 @@ pub fn input_schema(tool: &str, cmd: &Cmd) -> Value {
             );
         }
         "list" => {}
+        "wait" => {
+            props.insert(
+                "job_id".into(),
+                json!({"type": "string", "description": format!("{job_help}; give it, or ids")}),
+            );
+            props.insert(
+                "ids".into(),
+                json!({"type": "array", "items": {"type": "string"}, "minItems": 1,
+                       "description": "Several job ids: wait for all of them (all, the default) or the first to end (any); the answer then carries jobs (and, with any, first)"}),
+            );
+        }
         _ => {
             props.insert(
                 "job_id".into(),
@@ -264,6 +279,24 @@ pub fn output_schema(schema: &Value, name: String) -> Value {
         ],
         "definitions": keep,
     })
+}
+
+/// Add the response definition `name` (and what it refers to) as one
+/// more alternative of an `output_schema`.
+fn also_answers(out: &mut Value, schema: &Value, name: &str) {
+    let more = output_schema(schema, name.to_string());
+    if let (Some(alts), Some(defs), Some(new)) = (
+        out["anyOf"].as_array_mut(),
+        Some(more["definitions"].clone()),
+        more["anyOf"].get(0).cloned(),
+    ) {
+        alts.insert(1, new);
+        if let (Some(d), Some(add)) = (out["definitions"].as_object_mut(), defs.as_object()) {
+            for (k, v) in add {
+                d.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
 }
 
 fn refs(v: &Value, out: &mut Vec<String>) {
@@ -398,6 +431,16 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
                 a.pos = strings(k, v)?;
                 continue;
             }
+            ("wait", "ids") => {
+                if obj.get("job_id").is_some_and(|j| !j.is_null()) {
+                    return Err(bad("job_id and ids cannot be used together"));
+                }
+                a.pos = strings(k, v)?;
+                if a.pos.is_empty() {
+                    return Err(bad("ids must name at least one job"));
+                }
+                continue;
+            }
             (_, "job_id") => {
                 a.pos.insert(0, scalar(k, v)?);
                 continue;
@@ -498,7 +541,11 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
         .first()
         .is_some_and(|p| p.required && p.name == "JOB_ID");
     if needs_job && a.pos.is_empty() {
-        return Err(bad("job_id is required"));
+        return Err(bad(if tool == "wait" {
+            "job_id (or ids) is required"
+        } else {
+            "job_id is required"
+        }));
     }
     let mut m = cli::matches_from_params(cmd, srv.root.clone(), &a.params, a.pos)?;
     m.rest = a.rest;
@@ -633,6 +680,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
     let lookup = || store.lookup(m.pos(0).unwrap_or_default());
     let d = match tool {
         "run" => return run(srv, call, m),
+        "wait" if m.positionals.len() > 1 => return wait_many(call, m),
         "wait" => {
             let job = lookup()?;
             return wait(srv, call, m, &job).map_err(|e| e.in_job(&job.id));
@@ -817,6 +865,37 @@ fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<Stri
         }
         wait_body(job, &st, budget).map(Some)
     })?;
+    match body {
+        Some(b) if !call.cancelled() => doc("wait", &b).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// `wait` with `ids`: several jobs, ending early when the call is
+/// cancelled.
+fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
+    use super::wait::{lookup_all, Budget};
+    if m.has("output") || m.has("since") {
+        return Err(bad("output and since take one job: give job_id"));
+    }
+    let jobs = lookup_all(&super::store(m), &m.positionals)?;
+    let budget = Budget {
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        tail_bytes: m.u64("tail-bytes").unwrap_or(super::run::TAIL_BYTES),
+    };
+    let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
+    let look = || {
+        if call.cancelled() {
+            observe::Stir::Left
+        } else {
+            observe::Stir::Quiet
+        }
+    };
+    let client = observe::Client {
+        fd: call.wake_fd(),
+        look: &look,
+    };
+    let body = super::wait::wait_many(&jobs, m.has("any"), deadline, budget, Some(client))?;
     match body {
         Some(b) if !call.cancelled() => doc("wait", &b).map(Some),
         _ => Ok(None),

@@ -102,6 +102,9 @@ pub struct InlineBody {
     pub tty: bool,
     #[serde(flatten)]
     pub ends: Ends,
+    /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
+    #[serde(flatten)]
+    pub ran: crate::usage::RanCost,
 }
 
 /// The end of each log that did not fit in the head, and the cursor:
@@ -167,6 +170,12 @@ pub fn observe_inline(
     let waited_from = Instant::now();
     let state = if plan.wait {
         crate::info!("{}: waiting up to {:?} ms", job.id, plan.until_ms);
+        // `--forever` with -v at a terminal: a progress note meanwhile.
+        let _ticker = plan
+            .until_ms
+            .is_none()
+            .then(|| crate::progress::start(std::slice::from_ref(job)))
+            .flatten();
         launch.wait(job, deadline)?
     } else {
         launch.state.clone()
@@ -222,6 +231,7 @@ pub fn inline_body(
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
         ends,
+        ran: crate::usage::RanCost::new(meta, st),
     })
 }
 

@@ -6,7 +6,8 @@
 //! `GET /tail/{id}` (`?since=CURSOR`, `grep=`, ... as `tail`'s flags;
 //! `follow=true[&until=S]` streams NDJSON in a chunked body, closing the
 //! connection after it), `GET /wait/{id}` (`output=`, `output_match_type`,
-//! `output_stream`, `since`: readiness, as `wait --output`),
+//! `output_stream`, `since`: readiness, as `wait --output`), `GET
+//! /wait?ids=A,B[&any=true]` (several jobs, as `wait A B`),
 //! `POST /kill/{id}`, `POST /send/{id}` (a JSON body: `data` and
 //! `send`'s flags), `GET /list`. Every route but /exec is a door onto the
 //! CLI command of the same name: its parameters are that command's flags
@@ -890,6 +891,8 @@ enum Route {
     Status(String),
     Tail(String),
     Wait(String),
+    /// `/wait?ids=A,B`: several jobs (`wait A B`).
+    WaitMany,
     Kill(String),
     Send(String),
 }
@@ -903,6 +906,7 @@ impl Route {
             "/health" => return Some(Route::Health),
             "/exec" => return Some(Route::Exec),
             "/list" => return Some(Route::List),
+            "/wait" => return Some(Route::WaitMany),
             _ => {}
         }
         let rest = path.strip_prefix('/')?;
@@ -1046,7 +1050,11 @@ fn dispatch(
             let body = super::tail::tail_body(&job, &treq)?;
             Reply::doc(buf, "tail", &body)?
         }
-        Route::Wait(id) => return wait_route(srv, req, buf, &id, client),
+        Route::Wait(id) => {
+            let q = Query::for_cmd(req, "wait")?;
+            return wait_route(srv, q, buf, &id, client);
+        }
+        Route::WaitMany => return wait_many_route(srv, req, buf, client),
         Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
             let q = Query::for_cmd(req, "kill")?;
@@ -1179,12 +1187,11 @@ fn follow_route(
 /// client leaves first.
 fn wait_route(
     srv: &Server,
-    req: &Request,
+    q: Query,
     buf: &mut Vec<u8>,
     id: &str,
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
-    let q = Query::for_cmd(req, "wait")?;
     let until_ms = q.duration_ms("until")?;
     let budget = super::wait::Budget {
         max_bytes: q.u64("max_bytes")?.unwrap_or(65536),
@@ -1236,6 +1243,70 @@ fn wait_route(
     };
     let body = super::wait::wait_body(&job, &st, budget).map_err(|e| e.in_job(&job.id))?;
     Reply::doc(buf, "wait", &body).map(Some)
+}
+
+/// `/wait?ids=A,B[&any=true]` and `wait`'s other parameters: several
+/// jobs, as `wait A B` (one id answers as `/wait/{id}`). `ids` is comma
+/// separated and may be repeated.
+fn wait_many_route(
+    srv: &Server,
+    req: &Request,
+    buf: &mut Vec<u8>,
+    client: &TcpStream,
+) -> Result<Option<Reply>> {
+    let mut pairs = Vec::new();
+    for pair in http::query_pairs(req.query()) {
+        pairs.push(pair?);
+    }
+    let ids: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    pairs.retain(|(k, _)| k != "ids");
+    let cmd = crate::cli::find("wait").ok_or_else(|| Error::internal("no wait command"))?;
+    let m = crate::cli::matches_from_params(cmd, None, &pairs, Vec::new())?;
+    match ids.len() {
+        0 => {
+            return Err(Error::InvalidRequest(
+                "ids is required: /wait?ids=ID[,ID...] (or /wait/{id})".into(),
+            ))
+        }
+        1 => return wait_route(srv, Query(pairs), buf, &ids[0], client),
+        _ => {}
+    }
+    if m.has("output") || m.has("since") {
+        return Err(Error::InvalidRequest(
+            "output and since take one job: use /wait/{id}".into(),
+        ));
+    }
+    let jobs = super::wait::lookup_all(&srv.store, &ids)?;
+    let budget = super::wait::Budget {
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        tail_bytes: m.u64("tail-bytes").unwrap_or(super::run::TAIL_BYTES),
+    };
+    let until_ms = if m.has("forever") {
+        None
+    } else {
+        Some(m.duration_ms("until").unwrap_or(WAIT_DEFAULT_SECS * 1000))
+    };
+    let _long = srv.long_slot()?;
+    let deadline = until_ms.and_then(crate::time::deadline_after);
+    let look = || stir(client);
+    let body = super::wait::wait_many(
+        &jobs,
+        m.has("any"),
+        deadline,
+        budget,
+        Some(watched(client, &look)),
+    )?;
+    match body {
+        Some(b) => Reply::doc(buf, "wait", &b).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// What a client's socket says while its request waits.
@@ -1307,17 +1378,12 @@ fn wait_while_client_stays(
 }
 
 /// `status`'s document, read with fewer allocations than the CLI path
-/// (same result): only `created_at` is taken from meta.json, and both
+/// (same result): only what status shows is taken from meta.json, and both
 /// files are read into a reused per-thread buffer. A job that reads as
 /// running goes through `observe::current_state`, which reconciles a
 /// lost supervisor.
 fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
-    #[derive(Deserialize)]
-    struct Created {
-        #[serde(default)]
-        created_at: String,
-    }
-    let created: Created = read_json_reusing(&job.path(job::META))?;
+    let part: super::status::MetaPart = read_json_reusing(&job.path(job::META))?;
     // Missing or unreadable: `read_state` says which (a job being started
     // by `run` has no state.json yet).
     let mut st: crate::job::State = match read_json_reusing(&job.path(job::STATE)) {
@@ -1327,11 +1393,7 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
     if matches!(st.status(), job::Status::Running | job::Status::Created) {
         st = crate::observe::current_state(job)?;
     }
-    Ok(super::status::StatusBody::from_parts(
-        &job.id,
-        created.created_at,
-        &st,
-    ))
+    Ok(super::status::StatusBody::from_parts(&job.id, part, &st))
 }
 
 thread_local! {

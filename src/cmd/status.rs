@@ -1,4 +1,5 @@
-//! `status <JOB_ID>`: where a job is in its life.
+//! `status <JOB_ID>`: where a job is in its life, what it runs (command,
+//! cwd, tags) and, once it ended, what it cost (`crate::usage`).
 
 use serde::Serialize;
 
@@ -28,16 +29,45 @@ pub struct StatusBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    pub tags: Vec<String>,
+    /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
+    #[serde(flatten)]
+    pub ran: crate::usage::RanCost,
+}
+
+/// What `status` shows of meta.json (the server reads only this).
+#[derive(serde::Deserialize, Default)]
+pub struct MetaPart {
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 impl StatusBody {
     pub fn new(id: &str, meta: &Meta, st: &State) -> StatusBody {
-        StatusBody::from_parts(id, meta.created_at.clone(), st)
+        let part = MetaPart {
+            created_at: meta.created_at.clone(),
+            command: meta.command.clone(),
+            cwd: meta.cwd.clone(),
+            tags: meta.tags.clone(),
+        };
+        StatusBody::from_parts(id, part, st)
     }
 
-    /// For a caller that read only `created_at` from meta.json (the HTTP
+    /// For a caller that read only `MetaPart` from meta.json (the HTTP
     /// server's `/status`, which answers many of these a second).
-    pub fn from_parts(id: &str, created_at: String, st: &State) -> StatusBody {
+    pub fn from_parts(id: &str, meta: MetaPart, st: &State) -> StatusBody {
+        let MetaPart {
+            created_at,
+            command,
+            cwd,
+            tags,
+        } = meta;
         let status = st.status();
         let terminal = status.is_terminal();
         StatusBody {
@@ -52,6 +82,11 @@ impl StatusBody {
             timed_out: terminal.then_some(st.result.timed_out),
             failure: st.failure.clone(),
             output_lost: st.output_lost.clone(),
+            tags,
+            ran: crate::usage::RanCost {
+                ran: crate::usage::Ran { command, cwd },
+                cost: crate::usage::Cost::of(st),
+            },
         }
     }
 }

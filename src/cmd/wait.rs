@@ -25,8 +25,17 @@
 //!   of each log as the head, and are absent (as before) when a log does
 //!   not exist yet.
 //!
+//! Several jobs (`wait A B ...`, `--all` by default or `--any`): one
+//! deadline for the whole call, waited for by `waitset::wait_jobs`
+//! (event-driven, one thread); the answer is `jobs`, one `WaitBody` per
+//! id in the order given, read after the wait ended, and with `--any`
+//! `first`. An id that names no job fails the whole call before anything
+//! is waited for (`job_not_found`, `details.job_id`). `--output` takes
+//! one job. One id answers exactly as before: the single document.
+//!
 //! Rejected: a separate `tail` call after `wait` (a second round trip,
-//! and a window in which output and cursor could disagree).
+//! and a window in which output and cursor could disagree); a bare list
+//! as the answer (one envelope per call, with `first` beside the jobs).
 
 use serde::Serialize;
 
@@ -71,6 +80,9 @@ pub struct WaitBody {
     pub encoding: &'static str,
     #[serde(flatten)]
     pub ends: Ends,
+    /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
+    #[serde(flatten)]
+    pub ran: crate::usage::RanCost,
 }
 
 /// How much output a `wait` answer carries.
@@ -98,6 +110,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         ends,
         exists,
     } = read_inline(job, terminal, budget.max_bytes, budget.tail_bytes)?;
+    let meta = job.read_meta()?;
     Ok(WaitBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
@@ -118,7 +131,49 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         stderr_range: err.range,
         encoding: "utf-8-lossy",
         ends,
+        ran: crate::usage::RanCost::new(&meta, st),
     })
+}
+
+/// The answer for several jobs.
+#[derive(Serialize)]
+pub struct WaitManyBody {
+    /// `all` or `any`.
+    pub mode: &'static str,
+    /// With `any`: the id of the job that ended first (absent: none has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<String>,
+    pub jobs: Vec<WaitBody>,
+}
+
+/// Wait for several jobs (see the header); None when the client left.
+pub fn wait_many(
+    jobs: &[Job],
+    any: bool,
+    deadline: Option<std::time::Instant>,
+    budget: Budget,
+    client: Option<observe::Client<'_>>,
+) -> Result<Option<WaitManyBody>> {
+    let Some(seen) = crate::waitset::wait_jobs(jobs, any, deadline, client)? else {
+        return Ok(None);
+    };
+    let bodies = jobs
+        .iter()
+        .zip(&seen.states)
+        .map(|(j, st)| wait_body(j, st, budget).map_err(|e| e.in_job(&j.id)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(WaitManyBody {
+        mode: if any { "any" } else { "all" },
+        first: seen.first.filter(|_| any).map(|i| jobs[i].id.clone()),
+        jobs: bodies,
+    }))
+}
+
+/// Resolve every id first: an unknown one fails the call, naming it.
+pub fn lookup_all(store: &crate::store::Store, ids: &[String]) -> Result<Vec<Job>> {
+    ids.iter()
+        .map(|id| store.lookup(id).map_err(|e| e.in_job(id)))
+        .collect()
 }
 
 /// What `--output` looks for.
@@ -183,6 +238,9 @@ pub fn wait_for_ms(
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
+    if m.positionals.len() > 1 {
+        return exec_many(m, &store);
+    }
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let until = if m.has("forever") {
         None
@@ -202,6 +260,37 @@ pub fn exec(m: &Matches) -> Result<Output> {
     if ready.is_none() && m.has("since") {
         return Err(crate::error::Error::usage("--since needs --output"));
     }
-    let body = wait_for_ms(&job, until, budget, ready.as_ref()).map_err(|e| e.in_job(&job.id))?;
+    // -v at a terminal: a progress note while waiting (gone before the answer).
+    let ticker = crate::progress::start(std::slice::from_ref(&job));
+    let body = wait_for_ms(&job, until, budget, ready.as_ref()).map_err(|e| e.in_job(&job.id));
+    drop(ticker);
+    let body = body?;
+    Ok(Output::Doc(Response::new("wait", &body)))
+}
+
+/// `wait A B ...`.
+fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
+    if m.has("output") || m.has("since") {
+        return Err(crate::error::Error::usage(
+            "--output and --since take one job id; wait for several jobs without them",
+        ));
+    }
+    let jobs = lookup_all(store, &m.positionals)?;
+    let until = if m.has("forever") {
+        None
+    } else {
+        Some(m.duration_ms("until").unwrap_or(30_000))
+    };
+    let deadline = until.and_then(crate::time::deadline_after);
+    let budget = Budget {
+        max_bytes: m.u64("max-bytes").unwrap_or(65536),
+        tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
+    };
+    crate::info!("wait: {} jobs, up to {:?} ms", jobs.len(), until);
+    let ticker = crate::progress::start(&jobs);
+    let body = wait_many(&jobs, m.has("any"), deadline, budget, None);
+    drop(ticker);
+    let body =
+        body?.ok_or_else(|| crate::error::Error::internal("wait ended without an answer"))?;
     Ok(Output::Doc(Response::new("wait", &body)))
 }

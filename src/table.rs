@@ -1,0 +1,276 @@
+//! `--table`: a view for people. `list`, `ps` and `status` documents
+//! rendered as an aligned plain-text table with the header row
+//! `ID STATE AGE DURATION EXIT COMMAND TAGS`.
+//!
+//! Invariants
+//! - Only ever chosen by the flag (D39): nothing here looks at whether
+//!   stdout is a terminal, so scripts and agents always get JSON.
+//! - Rendered from the very document the command would print (its JSON
+//!   text), so the table never shows anything the document does not.
+//! - No line is wider than the terminal: `COLUMNS`, else 100. The
+//!   COMMAND column gives way first (cut, ending in `…`), then a line
+//!   that is still too wide is cut at the width.
+//! - One job is one line: control characters in a command or tag are
+//!   shown as spaces.
+//! - Commands other than list, ps and status refuse `--table` with a
+//!   usage error before doing anything (main); an error document stays
+//!   the JSON (or YAML) error document.
+//!
+//! Rejected: choosing the table when stdout is a terminal (D39); a
+//! per-command renderer (each would drift from its document).
+
+use serde_json::Value;
+
+/// The commands that can print a table.
+pub const COMMANDS: [&str; 3] = ["list", "ps", "status"];
+
+pub const HEADER: [&str; 7] = ["ID", "STATE", "AGE", "DURATION", "EXIT", "COMMAND", "TAGS"];
+
+/// Refuse `--table` where there is no table to print, and beside
+/// `--yaml`, before the command does anything.
+pub fn check(m: &crate::cli::Matches) -> crate::error::Result<()> {
+    if !m.table {
+        return Ok(());
+    }
+    if m.yaml {
+        return Err(crate::error::Error::usage(
+            "--table and --yaml cannot be used together",
+        ));
+    }
+    if !COMMANDS.contains(&m.cmd.name) {
+        return Err(crate::error::Error::usage(format!(
+            "--table is for {} only; 'agent-exec {}' prints its JSON document",
+            COMMANDS.join(", "),
+            m.cmd.name
+        )));
+    }
+    Ok(())
+}
+
+/// The width to fit: `COLUMNS` when it is a positive number, else 100.
+pub fn width_from_env() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or(100)
+}
+
+/// The table for a `list`/`status` document's JSON text (None: not such
+/// a document). `now`: Unix seconds.
+pub fn render(json: &str, now: i64, width: usize) -> Option<String> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let jobs: Vec<&Value> = match v.get("jobs").and_then(Value::as_array) {
+        Some(a) => a.iter().collect(),
+        None if v.get("job_id").is_some() => vec![&v],
+        None => return None,
+    };
+    let rows: Vec<[String; 7]> = jobs.iter().map(|j| row(j, now)).collect();
+    Some(layout(&rows, width))
+}
+
+fn text(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Control characters (a newline in a shell string) become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn row(j: &Value, now: i64) -> [String; 7] {
+    let id = text(j, "short_job_id")
+        .or_else(|| text(j, "job_id"))
+        .unwrap_or_default();
+    let state = text(j, "state").unwrap_or_default();
+    let since = |k: &str| {
+        text(j, k)
+            .and_then(|t| crate::time::parse_ts(&t))
+            .map(|t| (now - t).max(0) as u64 * 1000)
+    };
+    let age = since("created_at").map_or("-".into(), human_ms);
+    let ts = |k: &str| text(j, k).and_then(|t| crate::time::parse_ts(&t));
+    // List entries carry no duration_ms: their timestamps (to the second) say it.
+    let duration = match j.get("duration_ms").and_then(Value::as_u64) {
+        Some(ms) => human_ms(ms),
+        None if state == "running" => since("started_at").map_or("-".into(), human_ms),
+        None => match (ts("started_at"), ts("finished_at")) {
+            (Some(s), Some(f)) if f > s => human_ms((f - s) as u64 * 1000),
+            (Some(_), Some(_)) => "<1s".into(),
+            _ => "-".into(),
+        },
+    };
+    let exit = match (
+        j.get("exit_code").and_then(Value::as_i64),
+        text(j, "signal"),
+    ) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(s)) => s,
+        (None, None) => "-".into(),
+    };
+    let command = j
+        .get("command")
+        .and_then(Value::as_array)
+        .map(|w| {
+            w.iter()
+                .filter_map(Value::as_str)
+                .map(one_line)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let tags = j
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(one_line)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "-".into());
+    [id, state, age, duration, exit, command, tags]
+}
+
+/// `950ms`, `12s`, `3m05s`, `2h04m`, `3d04h`.
+pub fn human_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        _ if ms < 1000 => format!("{ms}ms"),
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// `s` cut to at most `w` characters, ending in `…` when cut.
+fn cut(s: &str, w: usize) -> String {
+    if chars(s) <= w {
+        return s.to_string();
+    }
+    if w == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(w - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Left-aligned columns two spaces apart, COMMAND narrowed to fit.
+fn layout(rows: &[[String; 7]], width: usize) -> String {
+    const GAP: usize = 2;
+    const COMMAND: usize = 5;
+    let mut w: [usize; 7] = HEADER.map(str::len);
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            w[i] = w[i].max(chars(cell));
+        }
+    }
+    let others: usize = w
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != COMMAND)
+        .map(|(_, n)| n)
+        .sum::<usize>()
+        + GAP * (w.len() - 1);
+    let room = width.saturating_sub(others).max(HEADER[COMMAND].len());
+    w[COMMAND] = w[COMMAND].min(room);
+    let mut out = String::new();
+    let header = HEADER.map(str::to_string);
+    for r in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            let cell = if i == COMMAND {
+                cut(cell, w[i])
+            } else {
+                cell.clone()
+            };
+            line.push_str(&cell);
+            if i + 1 < r.len() {
+                let pad = w[i] - chars(&cell) + GAP;
+                line.extend(std::iter::repeat(' ').take(pad));
+            }
+        }
+        let line: String = line.chars().take(width).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_ms(950), "950ms");
+        assert_eq!(human_ms(12_400), "12s");
+        assert_eq!(human_ms(185_000), "3m05s");
+        assert_eq!(human_ms(7_440_000), "2h04m");
+        assert_eq!(human_ms(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
+    }
+
+    #[test]
+    fn list_and_status_documents_become_aligned_rows() {
+        let now = crate::time::parse_ts("2026-01-01T00:01:00Z").unwrap();
+        let list = r#"{"type":"list","jobs":[
+            {"job_id":"01AAAAAAAAAAAAAAAAAAAAAAAA","short_job_id":"01AAAAAAAA","state":"exited","exit_code":0,
+             "created_at":"2026-01-01T00:00:00Z","duration_ms":1500,"tags":["ci","x.y"],"command":["echo","hi"]},
+            {"job_id":"01BBBBBBBBBBBBBBBBBBBBBBBB","short_job_id":"01BBBBBBBB","state":"running",
+             "created_at":"2026-01-01T00:00:30Z","started_at":"2026-01-01T00:00:30Z","tags":[],"command":["sleep 100\nx"]}]}"#;
+        let t = render(list, now, 100).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("ID "), "{t}");
+        for (h, l) in [("STATE", 1), ("EXIT", 1), ("COMMAND", 2), ("TAGS", 1)] {
+            let at = lines[0].find(h).unwrap();
+            // Every row's cell starts where its header does.
+            let cell = &lines[l][at..];
+            assert!(!cell.starts_with(' '), "{h}: {t}");
+        }
+        assert!(
+            lines[1].contains("1s") && lines[1].contains("ci,x.y"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("30s") && lines[2].contains("sleep 100 x"),
+            "{t}"
+        );
+        let status = r#"{"type":"status","job_id":"01CCCCCCCCCCCCCCCCCCCCCCCC","state":"killed","signal":"SIGTERM",
+            "created_at":"2026-01-01T00:00:00Z","tags":[],"command":["x"]}"#;
+        let t = render(status, now, 100).unwrap();
+        assert!(t.lines().nth(1).unwrap().contains("SIGTERM"), "{t}");
+        assert!(render(r#"{"type":"gc"}"#, now, 100).is_none());
+    }
+
+    #[test]
+    fn wide_commands_are_cut_to_the_width() {
+        let long = "x".repeat(300);
+        let doc = format!(
+            r#"{{"jobs":[{{"job_id":"J","state":"exited","created_at":"2026-01-01T00:00:00Z","tags":["t"],"command":["{long}"]}}]}}"#
+        );
+        for width in [60, 80, 100] {
+            let t = render(&doc, 0, width).unwrap();
+            for l in t.lines() {
+                assert!(l.chars().count() <= width, "{width}: {l}");
+            }
+            let row = t.lines().nth(1).unwrap();
+            assert!(row.contains('…') && row.ends_with('t'), "{row}");
+        }
+        // Too narrow for the other columns: still never wider.
+        for width in [10, 40] {
+            let t = render(&doc, 0, width).unwrap();
+            assert!(t.lines().all(|l| l.chars().count() <= width), "{t}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Waiting for several jobs at once (`wait A B ...`, `GET /wait?ids=`,
+//! the MCP `wait` tool's `ids`): until all of them are terminal
+//! (`--all`) or the first one is (`--any`), or one deadline for the
+//! whole call passes.
+//!
+//! Invariants
+//! - Event-driven, like a single wait (`observe::wait_terminal`): each
+//!   job that is still running has one wake source, polled together in
+//!   one thread: in short-lived commands a pipe that becomes readable
+//!   when the job's supervisor lets go of its lock (`observe::
+//!   lock_thread`; the helper thread dies with the process), in the
+//!   server and MCP an inotify watch on the job directory (the rename of
+//!   state.json), backed by a slow tick for a supervisor that died
+//!   without writing. `created` jobs, which have no supervisor yet, are
+//!   looked at every 50 ms.
+//! - A source is set up before the state read that decides to wait, so
+//!   an end in between still wakes the wait.
+//! - `first` is the job seen terminal first; among several seen in the
+//!   same read, the one whose state.json was written first.
+//! - A server client that leaves (or an MCP call that is cancelled)
+//!   ends the wait at once: `Ok(None)`.
+//!
+//! Rejected: one waiting thread per job calling `wait_terminal` (the
+//! server could not abandon the threads of an `any` that has answered);
+//! a poll tick for every job (a cost, and an answer late by the tick).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::job::{Job, State, Status};
+use crate::observe::{self, Client, Stir};
+use crate::sys;
+
+/// What the wait saw: every job's last state, in the order given, and
+/// which one ended first (None: none has).
+pub struct Seen {
+    pub states: Vec<State>,
+    pub first: Option<usize>,
+}
+
+/// One job's wake source.
+enum Source {
+    /// Not set up (terminal, or nothing to watch yet).
+    None,
+    /// The supervisor's lock was let go of once this is readable.
+    Lock(File),
+    /// An inotify watch on the job directory.
+    Watch(File),
+}
+
+impl Source {
+    fn file(&self) -> Option<&File> {
+        match self {
+            Source::None => None,
+            Source::Lock(f) | Source::Watch(f) => Some(f),
+        }
+    }
+}
+
+/// Close watches off the answer's path (see `observe::close_watch`).
+struct Sources(Vec<Source>);
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for s in self.0.drain(..) {
+            if let Source::Watch(f) = s {
+                observe::close_watch(f);
+            }
+        }
+    }
+}
+
+fn source_for(job: &Job, st: &State) -> Source {
+    if observe::watching() {
+        return match sys::watch_dir(&job.dir) {
+            Ok(fd) => Source::Watch(File::from(fd)),
+            Err(_) => Source::None,
+        };
+    }
+    match (st.status(), job.open_lock()) {
+        (Status::Running, Some(lock)) => {
+            observe::lock_thread(lock).map_or(Source::None, Source::Lock)
+        }
+        _ => Source::None,
+    }
+}
+
+/// When a state.json was last written (ns), to order ends seen together.
+fn written_ns(job: &Job) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(job.path(crate::job::STATE))
+        .map(|m| m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128)
+        .unwrap_or(i128::MAX)
+}
+
+/// Wait until every job (`any == false`) or one of them (`any`) is
+/// terminal, or `deadline` passes (None: no deadline). None when the
+/// client left first.
+pub fn wait_jobs(
+    jobs: &[Job],
+    any: bool,
+    deadline: Option<Instant>,
+    client: Option<Client<'_>>,
+) -> Result<Option<Seen>> {
+    let mut states = jobs
+        .iter()
+        .map(observe::current_state)
+        .collect::<Result<Vec<_>>>()?;
+    let mut first = pick_first(jobs, &states, &[]);
+    let done = |states: &[State]| {
+        let mut t = states.iter().map(|s| s.status().is_terminal());
+        if any {
+            t.any(|x| x)
+        } else {
+            t.all(|x| x)
+        }
+    };
+    if done(&states) || observe::left(deadline).is_none() {
+        return Ok(Some(Seen { states, first }));
+    }
+    let mut sources = Sources(jobs.iter().map(|_| Source::None).collect());
+    let mut muted = false;
+    loop {
+        // Sources first, then the read: an end in between still wakes.
+        for (i, job) in jobs.iter().enumerate() {
+            if !states[i].status().is_terminal() && matches!(sources.0[i], Source::None) {
+                sources.0[i] = source_for(job, &states[i]);
+            }
+        }
+        let before: Vec<bool> = states.iter().map(|s| s.status().is_terminal()).collect();
+        for (i, job) in jobs.iter().enumerate() {
+            if !before[i] {
+                states[i] = observe::current_state(job)?;
+            }
+        }
+        if first.is_none() {
+            first = pick_first(jobs, &states, &before);
+        }
+        if done(&states) {
+            return Ok(Some(Seen { states, first }));
+        }
+        let Some(left) = observe::left(deadline) else {
+            return Ok(Some(Seen { states, first }));
+        };
+        // Ticks back up what no event announces: a job with no source
+        // (`created`, or a lock pipe already spent), a supervisor that
+        // died unseen in the watching mode, a muted client.
+        let mut tick = left;
+        for (i, s) in states.iter().enumerate() {
+            if s.status().is_terminal() {
+                continue;
+            }
+            tick = tick.min(match &sources.0[i] {
+                Source::None => Duration::from_millis(50),
+                Source::Watch(_) => Duration::from_millis(200),
+                Source::Lock(_) => left,
+            });
+        }
+        if muted {
+            tick = tick.min(observe::CLIENT_TICK);
+        }
+        let mut fds = Vec::with_capacity(jobs.len() + 1);
+        let mut owners = Vec::with_capacity(jobs.len());
+        for (i, s) in sources.0.iter().enumerate() {
+            if let Some(f) = s.file() {
+                fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
+                owners.push(i);
+            }
+        }
+        let client_slot = match client.filter(|_| !muted) {
+            Some(c) => {
+                fds.push(sys::poll_fd(c.fd, sys::POLLIN | libc::POLLRDHUP));
+                Some(fds.len() - 1)
+            }
+            None => None,
+        };
+        let ms = tick.as_millis().clamp(1, i32::MAX as u128) as i32;
+        sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
+        for (slot, &i) in owners.iter().enumerate() {
+            if fds[slot].revents == 0 {
+                continue;
+            }
+            match &sources.0[i] {
+                Source::Watch(f) => {
+                    let mut drain = [0u8; 4096];
+                    let mut f = f;
+                    while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+                }
+                // Spent: it stays readable. The read below says how the
+                // job ended.
+                Source::Lock(_) => sources.0[i] = Source::None,
+                Source::None => {}
+            }
+        }
+        let stirred = client_slot.is_some_and(|s| fds[s].revents != 0);
+        if stirred || muted {
+            if let Some(c) = client {
+                match (c.look)() {
+                    Stir::Left => return Ok(None),
+                    Stir::Sent => muted = true,
+                    Stir::Quiet => {}
+                }
+            }
+        }
+    }
+}
+
+/// Among the jobs terminal now and not `before` (empty: none was), the
+/// one whose terminal state was written first.
+fn pick_first(jobs: &[Job], states: &[State], before: &[bool]) -> Option<usize> {
+    (0..jobs.len())
+        .filter(|&i| states[i].status().is_terminal() && !before.get(i).copied().unwrap_or(false))
+        .min_by_key(|&i| written_ns(&jobs[i]))
+}

@@ -1,0 +1,602 @@
+//! Issue #16, parts 2, 5 and 6: what ran and what it cost (command, cwd,
+//! CPU time, peak memory), waiting for several jobs (CLI, HTTP, MCP),
+//! and the views for people (`--table`, `-v` progress notes).
+
+mod support;
+#[path = "support/validate.rs"]
+mod validate;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+/// A shell loop that burns about 100-300 ms of user CPU.
+const BURN: &str = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; echo burnt";
+
+fn schema(t: &TempRoot) -> Value {
+    t.ok(&["schema"])["schema"].clone()
+}
+
+fn id_of(v: &Value) -> String {
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------
+// 2. What ran, and what it cost
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_cpu_burning_job_reports_its_cpu_time_and_memory() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let burn = t.ok(&["run", "--until", "60", "--", BURN]);
+    assert_eq!(burn["state"], "exited", "{burn}");
+    let idle = t.ok(&["run", "--until", "60", "--", "sleep", "0.3"]);
+    assert_eq!(idle["state"], "exited", "{idle}");
+    let user = burn["cpu_user_ms"].as_u64().expect("cpu_user_ms");
+    let idle_user = idle["cpu_user_ms"].as_u64().expect("cpu_user_ms");
+    // The loop runs in the job's shell: its CPU is the job's.
+    assert!(user >= 40, "a busy loop used {user} ms of CPU: {burn}");
+    assert!(
+        user > idle_user + 20,
+        "busy {user} ms vs sleeping {idle_user} ms"
+    );
+    assert!(burn["cpu_sys_ms"].is_u64(), "{burn}");
+    assert!(burn["max_rss_kb"].as_u64().unwrap() > 0, "{burn}");
+    // The same numbers everywhere the job is described, and on disk.
+    let id = id_of(&burn);
+    let st = t.state(&id);
+    assert_eq!(st["result"]["cpu_user_ms"], burn["cpu_user_ms"]);
+    assert_eq!(st["result"]["max_rss_kb"], burn["max_rss_kb"]);
+    let status = t.ok(&["status", &id]);
+    let wait = t.ok(&["wait", &id]);
+    let list = t.ok(&["list"]);
+    let entry = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    for doc in [&status, &wait, &entry] {
+        for k in ["cpu_user_ms", "cpu_sys_ms", "max_rss_kb"] {
+            assert_eq!(doc[k], burn[k], "{k} in {doc}");
+        }
+    }
+    for doc in [&burn, &idle, &status, &wait, &list] {
+        validate::valid(&s, doc);
+    }
+}
+
+#[test]
+fn command_and_cwd_are_shown_always_and_costs_only_once_terminal() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let dir = t.cwd.join("sub");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = std::fs::canonicalize(&dir).unwrap();
+    let events = t.base.join("events.ndjson");
+    let run = t.ok(&[
+        "run",
+        "--no-wait",
+        "--cwd",
+        dir.to_str().unwrap(),
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--tag",
+        "ops.usage",
+        "--",
+        "sh",
+        "-c",
+        "until [ -e go ]; do sleep 0.01; done",
+    ]);
+    let id = id_of(&run);
+    let want_cmd = json!(["sh", "-c", "until [ -e go ]; do sleep 0.01; done"]);
+    let cwd = dir.to_str().unwrap();
+    // Running: what runs and where, but no cost yet.
+    let status = t.ok(&["status", &id]);
+    let list = t.ok(&["list", "--cwd", cwd]);
+    let wait0 = t.ok(&["wait", "--until", "0", &id]);
+    for doc in [&run, &status, &list["jobs"][0], &wait0] {
+        assert_eq!(doc["command"], want_cmd, "{doc}");
+        assert_eq!(doc["cwd"], cwd, "{doc}");
+        assert!(doc.get("cpu_user_ms").is_none(), "{doc}");
+        assert!(doc.get("max_rss_kb").is_none(), "{doc}");
+    }
+    assert_eq!(status["tags"], json!(["ops.usage"]));
+    // The job ends once `go` appears in its working directory.
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let done = t.wait_done(&id);
+    assert_eq!(done["state"], "exited", "{done}");
+    assert!(
+        done["cpu_user_ms"].is_u64() && done["max_rss_kb"].is_u64(),
+        "{done}"
+    );
+    assert_eq!(done["command"], want_cmd);
+    t.settle();
+    let ev: Value = serde_json::from_str(
+        std::fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ev["event_type"], "job.finished");
+    assert_eq!(ev["command"], want_cmd);
+    assert_eq!(ev["cwd"], cwd);
+    assert_eq!(ev["cpu_user_ms"], done["cpu_user_ms"], "{ev}");
+    assert_eq!(ev["max_rss_kb"], done["max_rss_kb"], "{ev}");
+    validate::valid_as(&s, "JobFinishedEvent", &ev);
+    for doc in [&run, &status, &list, &wait0, &done] {
+        validate::valid(&s, doc);
+    }
+    // A job that never ran has no cost, but its command and cwd.
+    let created = t.ok(&["create", "--", "echo", "later"]);
+    let st = t.ok(&["status", &id_of(&created)]);
+    assert_eq!(st["command"], json!(["echo", "later"]));
+    assert!(st.get("cpu_user_ms").is_none(), "{st}");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Wait for several jobs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn wait_any_answers_when_the_first_ends_while_another_still_runs() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let quick = t.start_job(&["sleep", "0.5"]);
+    let slow = t.start_job(&["sleep", "60"]);
+    let t0 = Instant::now();
+    let v = t.ok(&["wait", "--any", "--until", "30", &slow, &quick]);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}: {v}");
+    assert_eq!(v["type"], "wait");
+    assert_eq!(v["mode"], "any");
+    assert_eq!(v["first"], quick.as_str(), "{v}");
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    // In the order given, each as a single wait describes it.
+    assert_eq!(jobs[0]["job_id"], slow.as_str());
+    assert_eq!(jobs[0]["state"], "running");
+    assert_eq!(jobs[1]["job_id"], quick.as_str());
+    assert_eq!(jobs[1]["state"], "exited");
+    assert_eq!(jobs[1]["exit_code"], 0);
+    assert!(jobs[1]["cursor"].is_string() && jobs[1]["command"].is_array());
+    assert!(v.get("job_id").is_none(), "{v}");
+    validate::valid(&s, &v);
+    t.ok(&["kill", &slow]);
+}
+
+#[test]
+fn wait_any_is_woken_by_the_end_not_by_a_tick() {
+    let t = TempRoot::new();
+    // The first job ends when a file appears; the wait must answer right
+    // after, whatever the deadline.
+    let go = t.base.join("go");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.01; done", go.display());
+    let a = t.start_job(&[&script]);
+    let b = t.start_job(&["sleep", "60"]);
+    let mut c = t.cmd(&["wait", "--any", "--forever", &a, &b]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    std::fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first"], a.as_str(), "{v}");
+    assert_eq!(v["jobs"][1]["state"], "running", "{v}");
+    assert!(
+        took < Duration::from_secs(3),
+        "answered {took:?} after the end"
+    );
+    t.ok(&["kill", &b]);
+}
+
+#[test]
+fn wait_all_waits_for_every_job_within_one_deadline() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let a = t.start_job(&["sleep", "0.2"]);
+    let b = t.start_job(&["sh", "-c", "sleep 0.6; exit 3"]);
+    let v = t.ok(&["wait", "--until", "30", &a, &b]);
+    assert_eq!(v["mode"], "all");
+    assert!(v.get("first").is_none(), "{v}");
+    let states: Vec<(&str, i64)> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["state"].as_str().unwrap(),
+                j["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states, vec![("exited", 0), ("exited", 3)]);
+    validate::valid(&s, &v);
+    // The deadline covers the whole call, not each job.
+    let slow1 = t.start_job(&["sleep", "60"]);
+    let slow2 = t.start_job(&["sleep", "60"]);
+    let t0 = Instant::now();
+    let v = t.ok(&["wait", "--all", "--until", "700ms", &slow1, &a, &slow2]);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(took >= Duration::from_millis(650), "took {took:?}");
+    let st: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(st, vec!["running", "exited", "running"]);
+    t.ok(&["kill", &slow1]);
+    t.ok(&["kill", &slow2]);
+}
+
+#[test]
+fn wait_for_several_refuses_unknown_ids_and_single_wait_is_unchanged() {
+    let t = TempRoot::new();
+    let a = t.start_job(&["true"]);
+    t.wait_done(&a);
+    let missing = "01ZZZZZZZZZZZZZZZZZZZZZZZZ";
+    let (code, e) = t.err(&["wait", &a, missing]);
+    assert_eq!(code, 1);
+    assert_eq!(e["error"]["code"], "job_not_found", "{e}");
+    assert_eq!(e["error"]["details"]["job_id"], missing, "{e}");
+    // One id: the single document, as before, even with --any.
+    for args in [vec!["wait", a.as_str()], vec!["wait", "--any", a.as_str()]] {
+        let v = t.ok(&args);
+        assert_eq!(v["job_id"], a.as_str(), "{v}");
+        assert!(v.get("jobs").is_none() && v.get("mode").is_none(), "{v}");
+    }
+    let (code, e) = t.err(&["wait", "--all", "--any", &a, &a]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+    let (code, e) = t.err(&["wait", "--output", "x", &a, &a]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+}
+
+fn http_get(port: u16, path: &str) -> (u16, Value) {
+    let mut st = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        st,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    std::io::Read::read_to_string(&mut st, &mut resp).unwrap();
+    let code = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // A chunked body would start with its size: ours are not chunked.
+    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn http_wait_takes_several_ids() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let mut c = t.cmd(&["serve", "--port", "0"]);
+    c.stdout(Stdio::piped());
+    let mut server = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let quick = t.start_job(&["sleep", "0.3"]);
+    let slow = t.start_job(&["sleep", "60"]);
+    let t0 = Instant::now();
+    let (code, v) = http_get(port, &format!("/wait?ids={slow},{quick}&any=true&until=20"));
+    assert_eq!(code, 200, "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(v["mode"], "any");
+    assert_eq!(v["first"], quick.as_str(), "{v}");
+    assert_eq!(v["jobs"][0]["state"], "running");
+    assert_eq!(v["jobs"][1]["state"], "exited");
+    validate::valid(&s, &v);
+    // all (the default), with the one deadline.
+    let (_, v) = http_get(port, &format!("/wait?ids={quick}&ids={slow}&until=300ms"));
+    assert_eq!(v["mode"], "all", "{v}");
+    assert_eq!(v["jobs"][0]["state"], "exited");
+    assert_eq!(v["jobs"][1]["state"], "running");
+    // One id: exactly /wait/{id}'s document.
+    let (_, one) = http_get(port, &format!("/wait?ids={quick}"));
+    assert_eq!(one["job_id"], quick.as_str(), "{one}");
+    assert!(one.get("jobs").is_none());
+    validate::valid(&s, &one);
+    let (code, e) = http_get(port, "/wait");
+    assert_eq!(code, 400, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_request");
+    let (code, e) = http_get(
+        port,
+        &format!("/wait?ids={quick},01ZZZZZZZZZZZZZZZZZZZZZZZZ"),
+    );
+    assert_eq!(code, 404, "{e}");
+    assert_eq!(
+        e["error"]["details"]["job_id"],
+        "01ZZZZZZZZZZZZZZZZZZZZZZZZ"
+    );
+    let (code, e) = http_get(port, &format!("/wait?ids={quick},{slow}&bogus=1"));
+    assert_eq!(code, 400, "{e}");
+    t.ok(&["kill", &slow]);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn mcp_wait_takes_ids() {
+    let t = TempRoot::new();
+    let quick = t.start_job(&["sleep", "0.3"]);
+    let slow = t.start_job(&["sleep", "60"]);
+    let mut c = t.cmd(&["mcp"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut call = |id: u64, method: &str, params: Value| -> Value {
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(stdin, "{msg}").unwrap();
+        stdin.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "mcp ended");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    };
+    call(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    let tools = call(2, "tools/list", json!({}));
+    let wait_tool = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "wait")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        wait_tool["inputSchema"]["properties"]["ids"]["type"],
+        "array"
+    );
+    let alts = wait_tool["outputSchema"]["anyOf"].to_string();
+    assert!(alts.contains("WaitManyResponse"), "{alts}");
+    let r = call(
+        3,
+        "tools/call",
+        json!({"name": "wait", "arguments": {"ids": [slow, quick], "any": true, "until": 20}}),
+    );
+    let doc = &r["result"]["structuredContent"];
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    assert_eq!(doc["first"], quick.as_str(), "{r}");
+    assert_eq!(doc["jobs"][0]["state"], "running");
+    // job_id alone: as before.
+    let r = call(
+        4,
+        "tools/call",
+        json!({"name": "wait", "arguments": {"job_id": quick}}),
+    );
+    assert_eq!(r["result"]["structuredContent"]["job_id"], quick.as_str());
+    let r = call(5, "tools/call", json!({"name": "wait", "arguments": {}}));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    t.ok(&["kill", &slow]);
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+// ---------------------------------------------------------------------------
+// 6. A view for people
+// ---------------------------------------------------------------------------
+
+const HEADER: [&str; 7] = ["ID", "STATE", "AGE", "DURATION", "EXIT", "COMMAND", "TAGS"];
+
+/// Column starts from the header row.
+fn columns(header: &str) -> Vec<usize> {
+    HEADER
+        .iter()
+        .map(|h| header.find(h).unwrap_or_else(|| panic!("{h} in {header}")))
+        .collect()
+}
+
+#[test]
+fn table_shows_list_ps_and_status_aligned_and_json_stays_the_default() {
+    let t = TempRoot::new();
+    let done = t.ok(&["run", "--tag", "a.b", "--", "sh", "-c", "exit 4"]);
+    let running = t.start_job(&["sleep", "60"]);
+    // JSON, whatever stdout is: the default is never the table.
+    let o = t.out(&["list"]);
+    assert!(o.stdout.starts_with('{'), "{}", o.stdout);
+    let o = t.out(&["list", "--table"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", o.stdout);
+    let cols = columns(lines[0]);
+    assert!(cols.windows(2).all(|w| w[0] < w[1]), "{}", lines[0]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        HEADER.to_vec()
+    );
+    for row in &lines[1..] {
+        // Each cell starts at its header's column, after a space.
+        for &c in &cols[1..] {
+            assert!(
+                row.as_bytes()[c - 1] == b' ' && row.as_bytes()[c] != b' ',
+                "column {c} of {row:?} in\n{}",
+                o.stdout
+            );
+        }
+    }
+    // Newest first: the running sleep, then the job that exited 4.
+    assert!(lines[1].contains("running") && lines[1].contains("sleep 60"));
+    assert!(lines[2].contains("exited") && lines[2].contains("sh -c exit 4"));
+    assert!(lines[2].contains("a.b"), "{}", lines[2]);
+    assert_eq!(&lines[2][cols[4]..cols[4] + 1], "4", "{}", lines[2]);
+    let ps = t.out(&["ps", "--table"]);
+    assert_eq!(ps.stdout.lines().count(), 2, "{}", ps.stdout);
+    assert!(ps.stdout.lines().nth(1).unwrap().contains(&running[..10]));
+    let st = t.out(&["--table", "status", done["job_id"].as_str().unwrap()]);
+    let st_lines: Vec<&str> = st.stdout.lines().collect();
+    assert_eq!(st_lines.len(), 2, "{}", st.stdout);
+    assert!(st_lines[1].starts_with(done["job_id"].as_str().unwrap()));
+    t.ok(&["kill", &running]);
+}
+
+#[test]
+fn table_is_cut_to_columns() {
+    let t = TempRoot::new();
+    let long = format!("echo {}", "x".repeat(400));
+    t.ok(&["run", "--", &long]);
+    for (cols, want) in [(Some("60"), 60usize), (None, 100), (Some("150"), 150)] {
+        let mut c = t.cmd(&["list", "--table"]);
+        match cols {
+            Some(v) => c.env("COLUMNS", v),
+            None => c.env_remove("COLUMNS"),
+        };
+        let o = t.exec(c);
+        assert_eq!(o.code, 0);
+        for l in o.stdout.lines() {
+            assert!(l.chars().count() <= want, "{want}: {l:?}");
+        }
+        let row = o.stdout.lines().nth(1).unwrap();
+        assert!(row.contains("echo xxx") && row.contains('…'), "{row}");
+        assert_eq!(row.chars().count(), want.min(row.chars().count()));
+    }
+}
+
+#[test]
+fn table_elsewhere_is_a_usage_error_and_errors_stay_documents() {
+    let t = TempRoot::new();
+    let (code, e) = t.err(&["--table", "gc"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("--table"));
+    // Refused before anything is done: no job was created.
+    let (code, _) = t.err(&["run", "--table", "--", "true"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        t.ok(&["list", "--all"])["jobs"].as_array().unwrap().len(),
+        0
+    );
+    // --yaml asks for a YAML document: the usage error comes as one.
+    let o = t.out(&["list", "--table", "--yaml"]);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert!(o.stdout.contains("code: usage_error"), "{}", o.stdout);
+    // An error of a table command is still the JSON error document.
+    let (code, e) = t.err(&["status", "--table", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("job_not_found"))
+    );
+}
+
+#[test]
+fn progress_notes_need_a_terminal() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "echo hi; sleep 1.5"]);
+    // stderr is a pipe here: -v gives log lines, never a progress note.
+    let o = t.out(&["-v", "wait", "--until", "10", &id]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stderr.contains("waiting 1s"), "{}", o.stderr);
+    assert!(!o.stderr.contains('\r'), "{:?}", o.stderr);
+    assert!(!o.stderr.contains("written so far"), "{}", o.stderr);
+    let o = t.out(&["-v", "run", "--forever", "--", "sleep", "1.2"]);
+    assert_eq!(o.code, 0);
+    assert!(!o.stderr.contains("written so far"), "{}", o.stderr);
+}
+
+#[test]
+fn progress_notes_at_a_terminal() {
+    // `script` gives the command a terminal (stdin, stdout, stderr).
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("no script(1): skipped");
+        return;
+    }
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "echo hello; sleep 2.5"]);
+    let line = format!(
+        "{} --root {} -v wait --until 20 {id}",
+        support::BIN,
+        t.root.display()
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .current_dir(&t.cwd)
+        .env("HOME", t.base.join("home"))
+        .env("XDG_CONFIG_HOME", t.base.join("config"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    let o = t.exec(c);
+    assert!(
+        o.stdout.contains("written so far"),
+        "no note at a terminal: {:?}",
+        o.stdout
+    );
+    // Once a second at most: about 2.5 s of waiting, at most 3 notes.
+    let notes = o.stdout.matches("written so far").count();
+    assert!((1..=3).contains(&notes), "{notes} notes: {:?}", o.stdout);
+    assert!(o.stdout.contains("6 B written"), "{:?}", o.stdout);
+    // The answer is still one JSON document, after the note was erased.
+    let json_start = o.stdout.find("{\"schema_version\"").unwrap();
+    let doc: Value =
+        serde_json::from_str(o.stdout[json_start..].lines().next().unwrap().trim()).unwrap();
+    assert_eq!(doc["state"], "exited");
+}
+
+#[test]
+fn wait_for_several_sees_a_lost_supervisor_at_once() {
+    let t = TempRoot::new();
+    let a = t.start_job(&["sleep", "60"]);
+    let b = t.start_job(&["sleep", "0.3"]);
+    let mut c = t.cmd(&["wait", "--all", "--until", "30", &a, &b]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Let the wait begin (b ends meanwhile), then kill a's supervisor.
+    std::thread::sleep(Duration::from_millis(600));
+    let sup = t.state(&a)["supervisor_pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["state"], "failed", "{v}");
+    assert_eq!(v["jobs"][0]["failure"]["code"], "supervisor_lost", "{v}");
+    // Lost: no cost was ever recorded.
+    assert!(v["jobs"][0].get("cpu_user_ms").is_none(), "{v}");
+    assert_eq!(v["jobs"][1]["state"], "exited", "{v}");
+    assert!(
+        took < Duration::from_secs(5),
+        "answered {took:?} after the crash"
+    );
+}
