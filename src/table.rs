@@ -90,12 +90,14 @@ fn row(j: &Value, now: i64) -> [String; 7] {
             .and_then(|t| crate::time::parse_ts(&t))
             .map(|t| (now - t).max(0) as u64 * 1000)
     };
-    let age = since("created_at").map_or("-".into(), human_ms);
+    // Timestamps are to the second: under one is "<1s", not "0ms".
+    let secs = |ms: u64| if ms == 0 { "<1s".into() } else { human_ms(ms) };
+    let age = since("created_at").map_or("-".into(), secs);
     let ts = |k: &str| text(j, k).and_then(|t| crate::time::parse_ts(&t));
     // List entries carry no duration_ms: their timestamps (to the second) say it.
     let duration = match j.get("duration_ms").and_then(Value::as_u64) {
         Some(ms) => human_ms(ms),
-        None if state == "running" => since("started_at").map_or("-".into(), human_ms),
+        None if state == "running" => since("started_at").map_or("-".into(), secs),
         None => match (ts("started_at"), ts("finished_at")) {
             (Some(s), Some(f)) if f > s => human_ms((f - s) as u64 * 1000),
             (Some(_), Some(_)) => "<1s".into(),
