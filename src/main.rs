@@ -22,6 +22,7 @@ mod mcp;
 mod notify;
 mod observe;
 mod output;
+mod runs;
 mod store;
 mod supervisor;
 mod sys;

@@ -60,6 +60,12 @@ const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// Entry point of the hidden `_supervise` subcommand.
 pub fn exec(m: &Matches) -> Result<Output> {
+    // The stand-in for a job between two `--retry` runs (see
+    // `between_runs`): it only waits out the delay.
+    if let Some(ms) = m.u64("pause-ms") {
+        std::thread::sleep(Duration::from_millis(ms));
+        return Ok(Output::Done);
+    }
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
@@ -86,7 +92,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     }
     // Every path we use is absolute; do not pin the caller's directory.
     let _ = std::env::set_current_dir("/");
-    let ended = supervise(&store, &job, &mut ready, lock, auto_gc);
+    let ended = supervise(&store, &job, &mut ready, lock, auto_gc, 0);
     // The terminal state is on disk and the lock is free: whoever waits
     // on the job has its answer. What is left (a pending kill-after,
     // notifications) comes after, off its path.
@@ -165,13 +171,15 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
-/// Run the job to its terminal state.
+/// Run the job to its terminal state. `retried`: how many `--retry`
+/// runs came before this one under this supervisor.
 fn supervise(
     store: &Store,
     job: &Job,
     ready: &mut Option<File>,
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
+    retried: u32,
 ) -> Ended {
     let never_ran = |sinks| Ended {
         gc: None,
@@ -374,6 +382,32 @@ fn supervise(
     state.finished_at = Some(now.clone());
     state.updated_at = now;
     state.output_lost = tee.losses();
+    if let Some(r) = retry_due(&meta, &state, retried) {
+        // Run again: this run's matches are delivered now (its queue),
+        // its collection finished or handed on; `job.finished` waits for
+        // the last run.
+        if let Some(n) = next_state {
+            n.discard();
+        }
+        let Tee { matcher, .. } = tee;
+        matcher.finish();
+        let auto_gc = gc.and_then(|mut g| {
+            if let Some(t) = g.thread.take() {
+                let _ = t.join();
+            }
+            g.settings.take()
+        });
+        return match between_runs(job, &state, &r) {
+            Ok(()) => supervise(store, job, ready, lock, auto_gc, retried + 1),
+            Err(last) => {
+                let sinks = publish_terminal(job, &lock, &last);
+                let _ = sys::unlock(&lock);
+                signal(ready, b'T');
+                crate::store::sync_file(&job.dir, crate::job::STATE);
+                never_ran(sinks)
+            }
+        };
+    }
     let sinks = publish_terminal_via(job, &lock, &state, next_state);
     // The lock is released, then the caller told (so that whoever acts on
     // the answer, a `delete` say, finds the job free); only then is
@@ -404,6 +438,84 @@ fn supervise(
     }
 }
 
+/// The retry policy, if `ended` is to be run again: it exited non-zero
+/// on its own (not killed, not by its `--timeout`: that limit is the
+/// caller's, and a run it cut short is not retried) and retries are left.
+fn retry_due(meta: &Meta, ended: &State, retried: u32) -> Option<job::Retry> {
+    let r = meta.retry.as_ref()?;
+    let failed = ended.status() == Status::Exited
+        && ended.result.exit_code.is_some_and(|c| c != 0)
+        && !ended.result.timed_out;
+    (failed && retried < r.times).then(|| r.clone())
+}
+
+/// Keep the run that ended (`runs::archive`), then wait out the retry
+/// delay as the job: a stand-in process (this binary, `_supervise
+/// --pause-ms`) leads the job's process group meanwhile, so `kill` and
+/// `restart` reach it as they reach any running job. Ok: run again.
+/// Err: the job's last state (killed during the delay, or the run could
+/// not be kept: then the run that ended is the result).
+fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> std::result::Result<(), State> {
+    let mut next = match crate::runs::archive(job, ended, r.keep_runs) {
+        Ok(n) => n,
+        Err(e) => {
+            crate::warn!(
+                "keep run {} of {}: {e}; not retrying",
+                ended.attempt(),
+                job.id
+            );
+            return Err(ended.clone());
+        }
+    };
+    let now = crate::time::now_ts();
+    next.job.status = Some(Status::Running);
+    next.updated_at = now;
+    next.supervisor_pid = Some(std::process::id());
+    next.sid = Some(sys::session_id());
+    if r.delay_ms == 0 {
+        return job.write_state(&next, false).map_err(|_| ended.clone());
+    }
+    let stand_in = sys::self_exe().and_then(|exe| {
+        use std::os::unix::ffi::OsStrExt;
+        let mut cmd = Command::new(std::ffi::OsStr::from_bytes(exe.as_bytes()));
+        cmd.args([
+            "_supervise",
+            "--pause-ms",
+            &r.delay_ms.to_string(),
+            "/",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+        sys::die_with_parent(&mut cmd);
+        cmd.spawn()
+    });
+    let Ok(child) = stand_in else {
+        // No stand-in: wait without one (kill then finds no process).
+        let _ = job.write_state(&next, false);
+        std::thread::sleep(Duration::from_millis(r.delay_ms));
+        return Ok(());
+    };
+    let pid = child.id();
+    next.pid = Some(pid);
+    next.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
+    let _ = job.write_state(&next, false);
+    match sys::wait4(pid, true) {
+        Ok(Some((Exit::Signal(sig), _))) => {
+            let now = crate::time::now_ts();
+            next.job.status = Some(Status::Killed);
+            next.result.signal = Some(sys::signal_name(sig));
+            next.result.duration_ms = Some(0);
+            next.finished_at = Some(now.clone());
+            next.updated_at = now;
+            Err(next)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The terminal state's file, created (empty, 0600, in the job
 /// directory, never through a symlink) while the job runs and renamed
 /// over state.json when it ends: one writer, write then rename, as every
@@ -420,6 +532,11 @@ impl NextState {
         let dir = sys::Dir::open(&job.dir)?;
         let file = dir.open_file(NEXT_STATE, sys::How::Truncate)?;
         Ok(NextState { dir, file })
+    }
+
+    /// Not needed after all (the job runs again): leave no file behind.
+    fn discard(self) {
+        let _ = self.dir.unlink(NEXT_STATE);
     }
 
     fn commit(mut self, state: &State) -> io::Result<()> {

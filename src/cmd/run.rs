@@ -196,14 +196,15 @@ pub fn inline_body(
 ) -> Result<InlineBody> {
     let status = st.status();
     let terminal = status.is_terminal();
-    let Inline { out, err, ends, .. } = read_inline(job, terminal, max_bytes, tail_bytes)?;
+    let logs = crate::runs::logs_of(job, st);
+    let Inline { out, err, ends, .. } = read_inline(&logs, terminal, max_bytes, tail_bytes)?;
     Ok(InlineBody {
         job_id: job.id.clone(),
         state: status.as_str(),
         tags: meta.tags.clone(),
         env_vars: meta.env_vars.clone(),
-        stdout_log_path: job.stdout_display(),
-        stderr_log_path: job.stderr_display(),
+        stdout_log_path: logs.stdout_display(),
+        stderr_log_path: logs.stderr_display(),
         elapsed_ms,
         waited_ms,
         stdout: out.text,

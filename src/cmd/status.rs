@@ -28,6 +28,10 @@ pub struct StatusBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    /// Which run of the job this is (1: the first; see `restart`).
+    pub attempt: u32,
+    /// The earlier runs kept, oldest first.
+    pub previous_runs: Vec<crate::job::PreviousRun>,
 }
 
 impl StatusBody {
@@ -52,6 +56,8 @@ impl StatusBody {
             timed_out: terminal.then_some(st.result.timed_out),
             failure: st.failure.clone(),
             output_lost: st.output_lost.clone(),
+            attempt: st.attempt(),
+            previous_runs: st.previous_runs.clone(),
         }
     }
 }

@@ -60,6 +60,11 @@ pub struct WaitBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    /// Which run of the job this answer is about (1: the first).
+    pub attempt: u32,
+    /// The earlier runs kept (see `runs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous_runs: Vec<crate::job::PreviousRun>,
     /// The line `--output` matched (absent: none did).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<observe::Match>,
@@ -97,7 +102,12 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         err,
         ends,
         exists,
-    } = read_inline(job, terminal, budget.max_bytes, budget.tail_bytes)?;
+    } = read_inline(
+        &crate::runs::logs_of(job, st),
+        terminal,
+        budget.max_bytes,
+        budget.tail_bytes,
+    )?;
     Ok(WaitBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
@@ -111,6 +121,8 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
+        attempt: st.attempt(),
+        previous_runs: st.previous_runs.clone(),
         matched: None,
         stdout: out.text,
         stderr: err.text,
