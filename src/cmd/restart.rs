@@ -29,6 +29,7 @@ use crate::cmd::run::{observe_inline, InlineBody, WaitPlan};
 use crate::error::{Error, Result};
 use crate::job::{Job, PreviousRun, Status};
 use crate::output::{Output, Response};
+use crate::store::Store;
 use crate::{launch, observe, runs, sys};
 
 /// `run`'s answer, then which run this is and the earlier ones kept.
@@ -168,32 +169,38 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
     Ok(())
 }
 
-pub fn exec(m: &Matches) -> Result<Output> {
-    let store = super::store(m);
-    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+/// The whole `restart` of `job`, per the flags in `m` (the CLI's, or
+/// those an HTTP or MCP call gave under the same names).
+pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody> {
     let plan = WaitPlan::from_matches(m);
     let stop = Stop {
         signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
         kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
     };
-    let body = (|| {
+    (|| {
         let cfg = crate::config::load(None)?;
         let mut meta = job.read_meta()?;
-        meta.env_vars = launch::env_display(&job, &meta);
-        let lock = stop_and_keep(&job, stop, cfg.keep_runs)?;
+        meta.env_vars = launch::env_display(job, &meta);
+        let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
         let t0 = Instant::now();
         let deadline = plan.deadline();
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
         let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
-        let mut l = launch::launch(&store, &job, None, lock, gc_sinks, deadline)?;
+        let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
         let (attempt, previous_runs) = (l.state.attempt(), l.state.previous_runs.clone());
-        let inline = observe_inline(&job, &meta, &mut l, plan, (t0, deadline))?;
+        let inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;
         Ok(RestartBody {
             inline,
             attempt,
             previous_runs,
         })
     })()
-    .map_err(|e: Error| e.in_job(&job.id))?;
+    .map_err(|e: Error| e.in_job(&job.id))
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let body = restart_job(&store, &job, m)?;
     Ok(Output::Doc(Response::new("restart", &body)))
 }
