@@ -92,7 +92,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     }
     // Every path we use is absolute; do not pin the caller's directory.
     let _ = std::env::set_current_dir("/");
-    let ended = supervise(&store, &job, &mut ready, lock, auto_gc, 0);
+    let ended = supervise(&store, &job, &mut ready, lock, auto_gc);
     // The terminal state is on disk and the lock is free: whoever waits
     // on the job has its answer. What is left (a pending kill-after,
     // notifications) comes after, off its path.
@@ -171,21 +171,48 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
-/// Run the job to its terminal state. `retried`: how many `--retry`
-/// runs came before this one under this supervisor.
+/// Run the job to its terminal state: one run, then one more for each
+/// `--retry` due (a loop, so that any number of retries costs no stack).
 fn supervise(
     store: &Store,
     job: &Job,
     ready: &mut Option<File>,
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
-    retried: u32,
 ) -> Ended {
-    let never_ran = |sinks| Ended {
-        gc: None,
-        matcher: None,
-        sinks,
-        kill_after: None,
+    let (mut lock, mut auto_gc, mut retried) = (lock, auto_gc, 0);
+    loop {
+        match run_once(store, job, ready, lock, auto_gc, retried) {
+            Step::Done(ended) => return *ended,
+            Step::Again(l, g) => (lock, auto_gc, retried) = (l, g, retried + 1),
+        }
+    }
+}
+
+/// How one run ended: the job's end, or another run due (`--retry`),
+/// with the lock and what is left of auto-GC handed on.
+enum Step {
+    Done(Box<Ended>),
+    Again(File, Option<crate::gc::AutoGc>),
+}
+
+/// One run of the job. `retried`: how many `--retry` runs came before
+/// this one under this supervisor.
+fn run_once(
+    store: &Store,
+    job: &Job,
+    ready: &mut Option<File>,
+    lock: File,
+    auto_gc: Option<crate::gc::AutoGc>,
+    retried: u32,
+) -> Step {
+    let never_ran = |sinks| {
+        Step::Done(Box::new(Ended {
+            gc: None,
+            matcher: None,
+            sinks,
+            kill_after: None,
+        }))
     };
     let meta = job.read_meta();
     let mut state = match &meta {
@@ -389,7 +416,14 @@ fn supervise(
         if let Some(n) = next_state {
             n.discard();
         }
-        let Tee { matcher, .. } = tee;
+        // This run's pipes, logs and buffer go now, not at the job's end.
+        let Tee {
+            matcher,
+            streams,
+            full,
+            buf,
+        } = tee;
+        drop((streams, full, buf));
         matcher.finish();
         let auto_gc = gc.and_then(|mut g| {
             if let Some(t) = g.thread.take() {
@@ -398,8 +432,8 @@ fn supervise(
             g.settings.take()
         });
         return match between_runs(job, &state, &r) {
-            Ok(()) => supervise(store, job, ready, lock, auto_gc, retried + 1),
-            Err(last) => {
+            None => Step::Again(lock, auto_gc),
+            Some(last) => {
                 let sinks = publish_terminal(job, &lock, &last);
                 let _ = sys::unlock(&lock);
                 signal(ready, b'T');
@@ -426,7 +460,7 @@ fn supervise(
     });
     crate::store::sync_file(&job.dir, crate::job::STATE);
     let Tee { matcher, .. } = tee;
-    Ended {
+    Step::Done(Box::new(Ended {
         gc,
         matcher: Some(matcher),
         sinks,
@@ -435,7 +469,7 @@ fn supervise(
             pgid: pid,
             sid: sys::session_id(),
         }),
-    }
+    }))
 }
 
 /// The retry policy, if `ended` is to be run again: it exited non-zero
@@ -452,10 +486,10 @@ fn retry_due(meta: &Meta, ended: &State, retried: u32) -> Option<job::Retry> {
 /// Keep the run that ended (`runs::archive`), then wait out the retry
 /// delay as the job: a stand-in process (this binary, `_supervise
 /// --pause-ms`) leads the job's process group meanwhile, so `kill` and
-/// `restart` reach it as they reach any running job. Ok: run again.
-/// Err: the job's last state (killed during the delay, or the run could
+/// `restart` reach it as they reach any running job. None: run again.
+/// Some: the job's last state (killed during the delay, or the run could
 /// not be kept: then the run that ended is the result).
-fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> std::result::Result<(), State> {
+fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
     let mut next = match crate::runs::archive(job, ended, r.keep_runs) {
         Ok(n) => n,
         Err(e) => {
@@ -464,7 +498,7 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> std::result::Result
                 ended.attempt(),
                 job.id
             );
-            return Err(ended.clone());
+            return Some(ended.clone());
         }
     };
     let now = crate::time::now_ts();
@@ -473,7 +507,7 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> std::result::Result
     next.supervisor_pid = Some(std::process::id());
     next.sid = Some(sys::session_id());
     if r.delay_ms == 0 {
-        return job.write_state(&next, false).map_err(|_| ended.clone());
+        return job.write_state(&next, false).err().map(|_| ended.clone());
     }
     let stand_in = sys::self_exe().and_then(|exe| {
         use std::os::unix::ffi::OsStrExt;
@@ -496,7 +530,7 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> std::result::Result
         // No stand-in: wait without one (kill then finds no process).
         let _ = job.write_state(&next, false);
         std::thread::sleep(Duration::from_millis(r.delay_ms));
-        return Ok(());
+        return None;
     };
     let pid = child.id();
     next.pid = Some(pid);
@@ -510,9 +544,9 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> std::result::Result
             next.result.duration_ms = Some(0);
             next.finished_at = Some(now.clone());
             next.updated_at = now;
-            Err(next)
+            Some(next)
         }
-        _ => Ok(()),
+        _ => None,
     }
 }
 

@@ -195,7 +195,7 @@ fn tools_list_has_object_schemas() {
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["run", "status", "tail", "wait", "kill", "send", "list", "delete"]
+        ["run", "status", "tail", "wait", "kill", "send", "list", "delete", "restart"]
     );
     for t in tools {
         assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
