@@ -99,6 +99,11 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         stdout_log_path: dir.join(job::STDOUT).to_string_lossy().into_owned(),
         stderr_log_path: dir.join(job::STDERR).to_string_lossy().into_owned(),
     });
+    // Shell completion caches terminal states as final; this one is not
+    // any more. The cache is derived: the next completion rebuilds it.
+    if let Some(root) = job.dir.parent() {
+        let _ = std::fs::remove_file(root.join(crate::cmd::completions::CACHE));
+    }
     let cut = next.previous_runs.len().saturating_sub(keep as usize);
     for old in next.previous_runs.drain(..cut) {
         let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(old.attempt.to_string()));

@@ -369,6 +369,25 @@ fn a_wait_blocked_during_a_restart_answers_with_its_run() {
 }
 
 #[test]
+fn shell_completion_sees_a_restarted_job_running() {
+    let t = TempRoot::new();
+    // Ends at once the first time; runs on once the gate exists.
+    let gate = t.base.join("gate");
+    let cmd = format!("if [ -e {} ]; then sleep 30; fi", gate.display());
+    let id = id_of(&t.ok(&["run", "--", &cmd]));
+    let complete = |cmd: &str| t.out(&["__complete", "--", cmd, ""]).stdout;
+    // Learned (and cached) as terminal: a delete candidate, not a kill one.
+    assert!(complete("delete").contains(&id));
+    assert!(!complete("kill").contains(&id));
+    std::fs::write(&gate, "").unwrap();
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["state"], "running");
+    assert!(complete("kill").contains(&id), "not hidden by the cache");
+    assert!(!complete("delete").contains(&id));
+    t.ok(&["kill", &id]);
+}
+
+#[test]
 fn bad_restart_requests() {
     let t = TempRoot::new();
     let (_, e) = t.err(&["restart", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
