@@ -4,7 +4,8 @@
 //! Layout: `<job>/runs/<attempt>/` holds that run's `state.json` (its
 //! terminal state, without its own `previous_runs`), its `stdout.log`,
 //! `stderr.log` and, when they were in the job directory, `full.log`,
-//! `completion_event.json` and `notification_events.ndjson`. The logs
+//! `completion_event.json`, `notification_events.ndjson` and `stdin.log`
+//! (what `send` wrote to that run). The logs
 //! are moved there by rename (no copy, whatever their size); the job
 //! directory then gets fresh empty logs for the next run. The live
 //! `state.json` lists the kept runs in `previous_runs` (oldest first),
@@ -40,12 +41,13 @@ pub fn default_keep() -> u64 {
 }
 
 /// The files of a run that move with it (those absent are skipped).
-const MOVED: [&str; 5] = [
+const MOVED: [&str; 6] = [
     job::STDOUT,
     job::STDERR,
     job::FULL,
     job::COMPLETION_EVENT,
     job::MATCH_EVENTS,
+    crate::input::LOG,
 ];
 
 /// Keep the ended run `ended` (terminal) of `job` in `runs/<attempt>/`

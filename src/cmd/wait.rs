@@ -18,6 +18,12 @@
 //! each log, its end when the head does not reach it, and a cursor just
 //! after the head — so an agent's `wait` is also its first read.
 //!
+//! A job restarted while this waits (`restart`) ends the wait too: the
+//! answer is the run it began on, read from `runs/<attempt>/` with its
+//! logs (`runs::answer_for`), never the new run; `attempt` says which.
+//! The runs of `run --retry` are one job run to a waiter: it answers at
+//! the last.
+//!
 //! Invariants
 //! - The logs are read after the state: a terminal state means they are
 //!   complete (D15), so the inline output of a finished job is final.
