@@ -273,7 +273,7 @@ fn run_inline_and_errors() {
         assert_eq!(e["error"]["code"], code, "{tool} {args}: {r}");
     }
     // An unknown tool is a protocol error.
-    let r = m.request("tools/call", json!({"name": "restart", "arguments": {}}));
+    let r = m.request("tools/call", json!({"name": "reboot", "arguments": {}}));
     assert_eq!(r["error"]["code"], -32602);
     let r = m.request("no/such/method", json!({}));
     assert_eq!(r["error"]["code"], -32601);
