@@ -138,6 +138,71 @@ fn a_job_that_ignores_term_is_killed_after_the_grace() {
 }
 
 #[test]
+fn restart_after_the_supervisor_died() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let st = t.state(&id);
+    let (sup, pid) = (
+        st["supervisor_pid"].as_u64().unwrap(),
+        st["pid"].as_u64().unwrap(),
+    );
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &sup.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !gone(sup) {
+        assert!(Instant::now() < until, "supervisor {sup} did not die");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    let prev = &r["previous_runs"][0];
+    assert_eq!(prev["state"], "failed", "{r}");
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.job_dir(&id).join("runs/1/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["failure"]["code"], "supervisor_lost");
+    assert!(gone(pid), "the orphaned workload was killed");
+    assert_eq!(r["state"], "running");
+    assert_eq!(r["attempt"], 2);
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn concurrent_restarts_each_get_a_clear_answer() {
+    let t = TempRoot::new();
+    // A duration no other test uses: its processes are counted below.
+    let id = t.start_job(&["sleep", "33.3"]);
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            t.cmd(&["restart", "--no-wait", &id])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut oks = 0;
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["ok"] == true {
+            oks += 1;
+        } else {
+            assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+        }
+    }
+    assert!(oks >= 1);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["attempt"], 1 + oks, "{s}");
+    assert_eq!(s["state"], "running");
+    // Exactly one workload runs: the one the state names.
+    assert_eq!(t.pids_matching("sleep 33.3").len(), 1, "oks {oks}");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
 fn only_the_last_keep_runs_are_kept() {
     let t = TempRoot::new();
     let cfg = t.base.join("config").join("agent-exec");

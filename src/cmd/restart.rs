@@ -61,7 +61,11 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
         Status::Running => stop_running(job, stop)?,
         _ => {}
     }
-    let lock = take_lock(job, Instant::now() + stop.kill_after + GONE_WITHIN)?;
+    let lock = take_lock(
+        job,
+        st.attempt(),
+        Instant::now() + stop.kill_after + GONE_WITHIN,
+    )?;
     let st = job.read_state()?;
     if !st.status().is_terminal() {
         return Err(Error::InvalidState(format!(
@@ -109,8 +113,10 @@ fn stop_running(job: &Job, stop: Stop) -> Result<()> {
 /// releases it right after the terminal state (and the kernel, if it
 /// died). A lock found free over a job that reads running or created
 /// (its supervisor died unrecorded) is let go, the state reconciled by
-/// `observe::current_state`, and taken again.
-fn take_lock(job: &Job, by: Instant) -> Result<std::fs::File> {
+/// `observe::current_state`, and taken again. `attempt`: the run being
+/// replaced; a later one that holds the lock was started by another
+/// `restart` meanwhile, which this one then leaves alone.
+fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
     loop {
         let lock = match job.open_lock() {
             Some(l) => l,
@@ -129,6 +135,12 @@ fn take_lock(job: &Job, by: Instant) -> Result<std::fs::File> {
             drop(lock);
             observe::current_state(job)?;
             continue;
+        }
+        if job.read_state().is_ok_and(|st| st.attempt() > attempt) {
+            return Err(Error::InvalidState(format!(
+                "invalid job state: job {} was restarted by another caller meanwhile",
+                job.id
+            )));
         }
         if Instant::now() >= by {
             return Err(Error::InvalidState(format!(
