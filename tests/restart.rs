@@ -173,8 +173,8 @@ fn restart_after_the_supervisor_died() {
 #[test]
 fn concurrent_restarts_each_get_a_clear_answer() {
     let t = TempRoot::new();
-    // A duration no other test uses: its processes are counted below.
-    let id = t.start_job(&["sleep", "33.3"]);
+    let id = t.start_job(&["sleep", "30"]);
+    let first_pid = t.state(&id)["pid"].as_u64().unwrap();
     let kids: Vec<_> = (0..3)
         .map(|_| {
             t.cmd(&["restart", "--no-wait", &id])
@@ -197,8 +197,13 @@ fn concurrent_restarts_each_get_a_clear_answer() {
     let s = t.ok(&["status", &id]);
     assert_eq!(s["attempt"], 1 + oks, "{s}");
     assert_eq!(s["state"], "running");
-    // Exactly one workload runs: the one the state names.
-    assert_eq!(t.pids_matching("sleep 33.3").len(), 1, "oks {oks}");
+    // Every run replaced is gone; the one the state names lives.
+    assert!(gone(first_pid));
+    let live = t.state(&id)["pid"].as_u64().unwrap();
+    assert!(!gone(live));
+    for p in s["previous_runs"].as_array().unwrap() {
+        assert_eq!(p["state"], "killed", "{p}");
+    }
     t.ok(&["kill", &id]);
 }
 
@@ -387,6 +392,40 @@ fn kill_during_the_retry_delay_ends_the_job_killed() {
     for f in ["stdout.log", "stderr.log"] {
         assert_eq!(std::fs::read(t.job_dir(&id).join(f)).unwrap(), b"");
     }
+}
+
+#[test]
+fn restart_during_the_retry_delay_runs_at_once() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let id = id_of(&t.ok(&[
+        "run",
+        "--retry",
+        "1",
+        "--retry-delay",
+        "60s",
+        "--no-wait",
+        "--",
+        // Fails once, then succeeds.
+        &counting(&counter, 2, 1),
+    ]));
+    let until = Instant::now() + Duration::from_secs(20);
+    while !(t.ok(&["status", &id])["attempt"] == 2 && t.state(&id)["pid"].is_u64()) {
+        assert!(Instant::now() < until, "never reached the delay");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t0 = Instant::now();
+    let r = t.ok(&["restart", &id]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the restart did not wait out the delay"
+    );
+    assert_eq!(r["attempt"], 3);
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["stdout"], "run2\n", "{r}");
+    assert_eq!(attempts(&r), vec![1, 2]);
+    assert_eq!(r["previous_runs"][1]["state"], "killed");
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
 }
 
 #[test]
