@@ -978,9 +978,19 @@ pub fn wait_output(
 ) -> Result<Option<(State, Option<Match>)>> {
     let mut streams = open_streams(job, since)?;
     let mut waker: Option<Waker> = None;
+    let mut first: Option<State> = None;
     loop {
         // The state before the logs: terminal means they are complete.
-        let st = current_state(job)?;
+        let mut st = current_state(job)?;
+        // Restarted meanwhile: the run this began on has ended, and its
+        // logs are the files still open here (moved to runs/, not
+        // replaced): scan them to their end and answer with that run.
+        let began = first.get_or_insert_with(|| st.clone());
+        if began.status() == Status::Running && crate::runs::restarted_since(began, &st) {
+            if let Some(old) = crate::runs::answer_for(job, began, st.clone()) {
+                st = old;
+            }
+        }
         let done = st.status().is_terminal();
         for s in streams
             .iter_mut()

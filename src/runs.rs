@@ -165,6 +165,26 @@ pub fn logs_of(job: &Job, st: &State) -> Job {
     }
 }
 
+/// The run `st` (read from the job's state.json) has been kept in
+/// `runs/<attempt>/` since: the job runs again. A reader that read the
+/// logs after such a state asks this *after* reading them: if it says
+/// yes, what it read may be the next run's, and the run's own logs are
+/// in the returned stand-in (see `logs_of`). Asked before, the answer
+/// could change during the read; asked after, it is right either way.
+pub fn moved_since(job: &Job, st: &State) -> Option<Job> {
+    if st.run_dir.is_some() || !st.status().is_terminal() {
+        return None;
+    }
+    let name = st.attempt().to_string();
+    let d = sys::Dir::open(&job.dir).ok()?;
+    d.open_dir(RUNS)
+        .ok()?
+        .open_dir(&name)
+        .ok()?
+        .exists(job::STATE)
+        .then(|| Job::new(job.id.clone(), job.dir.join(RUNS).join(name)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -492,6 +492,53 @@ fn shell_completion_sees_a_restarted_job_running() {
 }
 
 #[test]
+fn a_readiness_wait_blocked_during_a_restart_answers_with_its_run() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo first; sleep 30"]);
+    t.ok(&["wait", "--output", "first", "--until", "30", &id]);
+    let mut waiter = t
+        .cmd(&[
+            "-v",
+            "wait",
+            "--output",
+            "never printed",
+            "--until",
+            "30",
+            &id,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(waiter.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("waiting up to") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
+    }
+    t.ok(&["restart", "--no-wait", &id]);
+    let t0 = Instant::now();
+    let mut out = String::new();
+    waiter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    waiter.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the wait did not hang"
+    );
+    let w: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(w["attempt"], 1, "{w}");
+    assert_eq!(w["state"], "killed");
+    assert!(w.get("matched").is_none(), "{w}");
+    assert_eq!(w["stdout"], "first\n");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
 fn bad_restart_requests() {
     let t = TempRoot::new();
     let (_, e) = t.err(&["restart", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);

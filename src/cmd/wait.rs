@@ -37,7 +37,7 @@
 use serde::Serialize;
 
 use crate::cli::Matches;
-use crate::cmd::run::{read_inline, Ends, Inline, TAIL_BYTES};
+use crate::cmd::run::{read_inline_of, Ends, Inline, TAIL_BYTES};
 use crate::error::Result;
 use crate::job::{Failure, Job, State};
 use crate::observe;
@@ -108,12 +108,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         err,
         ends,
         exists,
-    } = read_inline(
-        &crate::runs::logs_of(job, st),
-        terminal,
-        budget.max_bytes,
-        budget.tail_bytes,
-    )?;
+    } = read_inline_of(job, st, budget.max_bytes, budget.tail_bytes)?.1;
     Ok(WaitBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
