@@ -1084,8 +1084,8 @@ impl Follower {
         client: Option<Client<'_>>,
     ) -> Result<FollowEnd> {
         let mut buf = vec![0u8; FOLLOW_CHUNK];
-        let st = current_state(job)?;
-        let mut waker = Waker::new(job, st.status(), client);
+        let first = current_state(job)?;
+        let mut waker = Waker::new(job, first.status(), client);
         loop {
             let mut moved = false;
             for s in self.streams.iter_mut() {
@@ -1107,7 +1107,14 @@ impl Follower {
             if moved {
                 continue;
             }
-            let st = current_state(job)?;
+            let mut st = current_state(job)?;
+            // Restarted meanwhile: the logs followed (still open here)
+            // are the run's that ended; finish them and end with it.
+            if first.status() == Status::Running && crate::runs::restarted_since(&first, &st) {
+                if let Some(old) = crate::runs::answer_for(job, &first, st.clone()) {
+                    st = old;
+                }
+            }
             if st.status().is_terminal() {
                 for s in self.streams.iter_mut() {
                     s.log.refresh(&s.path)?;

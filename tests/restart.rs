@@ -539,6 +539,38 @@ fn a_readiness_wait_blocked_during_a_restart_answers_with_its_run() {
 }
 
 #[test]
+fn a_follow_during_a_restart_ends_with_its_run() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo first; sleep 30"]);
+    let mut follower = t
+        .cmd(&["tail", "--follow", "--until", "30", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["data"].as_str()),
+        (Some("output"), Some("first\n"))
+    );
+    t.ok(&["restart", "--no-wait", &id]);
+    let t0 = Instant::now();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    follower.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the follow did not hang"
+    );
+    let end: Value = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end", "{rest}");
+    assert_eq!(end["state"], "killed", "{end}");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
 fn bad_restart_requests() {
     let t = TempRoot::new();
     let (_, e) = t.err(&["restart", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
