@@ -361,6 +361,22 @@ const SHELL_WRAPPER: Flag = Flag::value(
     "Shell used to launch the command, e.g. \"bash -lc\" (default: config, else \"sh -lc\")",
 );
 
+// `--retry`: definition-time, shared by `run` and `create`.
+const RETRY: Flag = Flag::value(
+    "retry",
+    "N",
+    Ty::U64,
+    "Run the job again, up to N more times, when it exits non-zero (not when killed or timed out); each run is kept in previous_runs",
+)
+.default("0");
+const RETRY_DELAY: Flag = Flag::value(
+    "retry-delay",
+    "DURATION",
+    Ty::Duration,
+    "Pause before each --retry run (500ms, 2s, ...; a bare number is seconds); a kill meanwhile ends the job killed",
+)
+.default("0");
+
 // Observation flags shared by `run` and `start`.
 const WAIT: Flag = Flag {
     long: "wait",
@@ -531,6 +547,7 @@ pub static COMMANDS: &[&Cmd] = &[
     &TAIL,
     &WAIT_CMD,
     &KILL,
+    &RESTART,
     &SEND,
     &DELETE,
     &GC,
@@ -553,7 +570,7 @@ static CREATE: Cmd = Cmd {
     alias: None,
     about: "Define a job without starting it",
     long_about: "Stores the command, environment, stdin and timeouts in a new job directory with state 'created'. No process starts; 'start' launches it later.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY],
     pos: &[COMMAND],
     conflicts: DEFINE_CONFLICTS,
     hidden: false,
@@ -579,7 +596,7 @@ static RUN: Cmd = Cmd {
     alias: None,
     about: "Run a command as a detached background job",
     long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr (and, when a log is longer, its last --tail-bytes), with a cursor for tail --since; the job goes on if it is still running.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
     pos: &[COMMAND],
     conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("until", "forever")],
     hidden: false,
@@ -672,6 +689,23 @@ static KILL: Cmd = Cmd {
     examples: &["agent-exec kill --signal KILL 01JABCDEF0"],
 };
 
+static RESTART: Cmd = Cmd {
+    name: "restart",
+    alias: None,
+    about: "Run a job again under the same id, keeping its earlier runs",
+    long_about: "Relaunches the job from its stored definition (command, cwd, --env values, stdin; env files are read again) under the same id, then waits like run. A running job is first sent --signal (TERM) and, if it has not ended after --kill-after, SIGKILL; it must be gone (its supervisor and every process of its group) before the new run starts. The previous run's result and logs are kept in <job>/runs/<attempt>/ and listed by status as previous_runs (the last [restart] keep_runs, default 5); attempt counts the runs. A created job is started, as start would.",
+    flags: &[
+        Flag::value("signal", "SIGNAL", Ty::Signal, "Signal for a running job: TERM, INT, HUP, KILL, ...").default("TERM"),
+        Flag::value("kill-after", "DURATION", Ty::Duration, "SIGKILL the running job's group if it has not ended this long after --signal").default("5s"),
+        WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES,
+    ],
+    pos: &[job_pos(JobFilter::All)],
+    conflicts: &[("until", "forever")],
+    hidden: false,
+    exec: cmd::restart::exec,
+    examples: &["agent-exec restart 01JABCDEF0", "agent-exec restart --signal INT --kill-after 2s --no-wait 01JABCDEF0"],
+};
+
 static SEND: Cmd = Cmd {
     name: "send",
     alias: None,
@@ -720,6 +754,12 @@ static SUPERVISE: Cmd = Cmd {
             "SECONDS",
             Ty::U64,
             "Time limit of command sinks (0 = none)",
+        ),
+        Flag::value(
+            "pause-ms",
+            "MS",
+            Ty::U64,
+            "Be the stand-in of a job between --retry runs: sleep, exit",
         ),
     ],
     pos: &[

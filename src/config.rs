@@ -23,6 +23,8 @@
 //! - `gc.auto` (bool), `gc.older_than` (duration string), `gc.max_jobs`,
 //!   `gc.max_bytes`, `gc.scan_limit`, `gc.delete_limit` (integers >= 0).
 //! - `notify.sink_timeout` (duration string).
+//! - `restart.keep_runs` (integer >= 0, default 5): how many earlier runs
+//!   of a job `restart` and `run --retry` keep.
 //!
 //! Durations must be TOML strings (`"30d"`), exactly as on the command line;
 //! a bare integer is rejected rather than guessed to be seconds. Zero is
@@ -48,7 +50,7 @@ pub const DEFAULT_SCAN_LIMIT: u64 = 200;
 pub const DEFAULT_DELETE_LIMIT: u64 = 20;
 pub const DEFAULT_SINK_TIMEOUT_SECS: u64 = 30;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file actually read, if any.
     pub path: Option<PathBuf>,
@@ -56,6 +58,20 @@ pub struct Config {
     pub shell_unix: Option<Vec<String>>,
     pub gc: GcConfig,
     pub notify: NotifyConfig,
+    /// `[restart] keep_runs`: earlier runs of a job kept (see `runs`).
+    pub keep_runs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: None,
+            shell_unix: None,
+            gc: GcConfig::default(),
+            notify: NotifyConfig::default(),
+            keep_runs: crate::runs::DEFAULT_KEEP,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +232,7 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
     v.section("shell")?;
     v.section("gc")?;
     v.section("notify")?;
+    v.section("restart")?;
 
     if let Some(e) = v.key("shell", "unix") {
         cfg.shell_unix = Some(v.argv(e, "shell.unix")?);
@@ -245,6 +262,9 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
 
     if let Some(e) = v.key("notify", "sink_timeout") {
         cfg.notify.sink_timeout_secs = v.duration(e, "notify.sink_timeout")?.1;
+    }
+    if let Some(e) = v.key("restart", "keep_runs") {
+        cfg.keep_runs = v.count(e, "restart.keep_runs")?;
     }
     Ok(cfg)
 }
@@ -402,6 +422,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn restart_keep_runs() {
+        assert_eq!(parse("").unwrap().keep_runs, 5);
+        assert_eq!(parse("[restart]\nkeep_runs = 2\n").unwrap().keep_runs, 2);
+        assert!(parse("[restart]\nkeep_runs = -1\n").is_err());
     }
 
     #[test]

@@ -142,6 +142,22 @@ pub struct Meta {
     /// (`[cols, rows]`); implies `interactive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<[u16; 2]>,
+    /// `run --retry N [--retry-delay D]`: the supervisor runs the job
+    /// again when it exits non-zero (see `runs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// The retry policy stored with a job (`run --retry`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Retry {
+    /// Further runs after the first, at most.
+    pub times: u32,
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Earlier runs kept (`[restart] keep_runs` when the job was defined).
+    #[serde(default = "crate::runs::default_keep")]
+    pub keep_runs: u64,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -223,6 +239,34 @@ pub struct State {
     /// empty when the logs hold everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<OutputLoss>,
+    /// Which run of the job this is: 1 for the first, one more for each
+    /// `restart` or `--retry` (absent in older files: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The earlier runs still kept (oldest first), see `runs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_runs: Vec<PreviousRun>,
+    /// Not stored: set when this state was read from `runs/<attempt>/`
+    /// (an earlier run), whose logs are there too.
+    #[serde(skip)]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// An earlier run of a job, as `status` lists it (`previous_runs`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PreviousRun {
+    pub attempt: u32,
+    pub state: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub stdout_log_path: String,
+    pub stderr_log_path: String,
 }
 
 /// One log that could not take all of its stream. The log keeps what was
@@ -255,7 +299,15 @@ impl State {
             sid: None,
             pid_start_time: None,
             output_lost: Vec::new(),
+            attempt: None,
+            previous_runs: Vec::new(),
+            run_dir: None,
         }
+    }
+
+    /// The run's number (1 for a job's first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt.unwrap_or(1)
     }
 
     /// The job's processes still alive: members of its process group in

@@ -66,6 +66,8 @@ pub struct Spec {
     pub interactive: bool,
     /// `--tty [--tty-size COLSxROWS]`: [cols, rows].
     pub tty: Option<[u16; 2]>,
+    /// `--retry N [--retry-delay D]` (None: no retry).
+    pub retry: Option<job::Retry>,
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
     pub sink_timeout_secs: Option<u64>,
@@ -92,6 +94,7 @@ impl Spec {
             full_log: None,
             interactive: false,
             tty: None,
+            retry: None,
             sink_timeout_secs: None,
         }
     }
@@ -134,6 +137,14 @@ impl Spec {
             None
         };
         spec.interactive = m.has("interactive") || spec.tty.is_some();
+        spec.retry = match m.u64("retry").unwrap_or(0) {
+            0 => None,
+            n => Some(job::Retry {
+                times: u32::try_from(n).map_err(|_| Error::usage("--retry is too large"))?,
+                delay_ms: m.duration_ms("retry-delay").unwrap_or(0),
+                keep_runs: cfg.keep_runs,
+            }),
+        };
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()
@@ -358,6 +369,7 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         full_log: spec.full_log.clone(),
         interactive: spec.interactive,
         tty: spec.tty,
+        retry: spec.retry.clone(),
     };
     let mut state = State::created(&job.id);
     // Env files are read again when the job starts; an unusable one fails
@@ -636,7 +648,10 @@ impl Launch {
             }
         }
         crate::debug!("wait {}: the supervisor's word is in", job.id);
-        self.state = observe::current_state(job)?;
+        let now = observe::current_state(job)?;
+        // Restarted by someone else right after it ended: this caller's
+        // answer is the run it launched (`runs::answer_for`).
+        self.state = crate::runs::answer_for(job, &self.state, now.clone()).unwrap_or(now);
         Ok(self.state.clone())
     }
 }

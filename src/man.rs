@@ -321,6 +321,9 @@ const CPU_USER: &str = "Once terminal: CPU time in user mode, in ms, of the job'
 const CPU_SYS: &str = "Once terminal: CPU time in kernel mode, in ms (as cpu_user_ms).";
 const MAX_RSS: &str = "Once terminal: peak resident set size in KiB of the largest process of the tree (wait4's ru_maxrss; as cpu_user_ms).";
 
+const ATTEMPT: &str =
+    "Which run of the job this is: 1 for its first, one more for each restart or --retry run.";
+const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path}; their logs are in <job>/runs/<attempt>/.";
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
 
 const JOB_ROW: &[(&str, &str)] = &[
@@ -406,8 +409,9 @@ const REPLIES: &[Reply] = &[
             "One command word is a shell string (pipes, &&); two or more words are an argv, exec'd after the login shell has started.",
             "A job that fails to launch (missing --cwd, unreadable --env-file) is still a successful command: ok is true, exit status 0, and state is failed with failure.code saying why. A --config file that does not exist is an error instead (invalid_config, exit status 1).",
             "Both streams also go to <job>/full.log (or the --log path), one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. Lines over 64 KiB are split; invalid UTF-8 is replaced.",
+            "With --retry N the supervisor runs the job again, up to N more times, when it exits non-zero on its own: not when it was killed, and not when --timeout stopped it (the limit is the caller's). Each run ended is kept in <job>/runs/<attempt>/ and listed by status in previous_runs; --retry-delay D waits D before each new run, and a kill (or restart) meanwhile ends the job killed without another run. The job is running throughout; job.finished fires once, for the last run, and a waiting run or wait answers with the last run's result.",
         ],
-        see: &["status", "wait", "tail", "kill", "create"],
+        see: &["status", "wait", "tail", "kill", "create", "restart"],
     },
     Reply {
         cmd: "status",
@@ -430,6 +434,8 @@ const REPLIES: &[Reply] = &[
             ("cpu_user_ms?", CPU_USER),
             ("cpu_sys_ms?", CPU_SYS),
             ("max_rss_kb?", MAX_RSS),
+            ("attempt", ATTEMPT),
+            ("previous_runs", PREVIOUS_RUNS),
         ],
         notes: &[
             "With --table (a person reading): one aligned row under the header ID STATE AGE DURATION EXIT COMMAND TAGS instead of the document.",
@@ -476,13 +482,16 @@ const REPLIES: &[Reply] = &[
             ("cpu_user_ms?", CPU_USER),
             ("cpu_sys_ms?", CPU_SYS),
             ("max_rss_kb?", MAX_RSS),
+            ("attempt", ATTEMPT),
+            ("previous_runs?", PREVIOUS_RUNS),
         ],
         notes: &[
             "A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval.",
             "With several job ids the document is instead {mode, first?, jobs}: mode is all (--all, the default: answer when every job has ended) or any (--any: when the first ends); jobs holds one entry per id, in the order given, each with the fields above (as a wait of that job alone); first, with --any, is the id of the job that ended first. One deadline covers the whole call. An unknown id fails the call with job_not_found and details.job_id; --output takes one job. Several jobs are waited for in one thread, woken by each job's end.",
+            "A wait that began on a running job which is then restarted answers with the run it began on once that run has ended (attempt says which; its output is read from runs/<attempt>/), never with the new run. Runs of run --retry are one job run to a waiter: it answers at the last.",
             "With -v and a terminal on stderr, a one-line progress note (time waited, bytes the job wrote so far) is rewritten there at most once a second and erased before the answer; without a terminal, nothing is written.",
         ],
-        see: &["run", "status", "kill"],
+        see: &["run", "status", "kill", "restart"],
     },
     Reply {
         cmd: "kill",
@@ -498,6 +507,21 @@ const REPLIES: &[Reply] = &[
         ],
         notes: &["A created job cannot be signalled (invalid_state). A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened.", "A job recorded as failed with supervisor_lost or launch_lost whose processes are still alive is still signalled."],
         see: &["run", "status", "wait"],
+    },
+    Reply {
+        cmd: "restart",
+        kind: "restart",
+        fields: &[
+            ("(run's fields)", "The new run's answer, exactly as run gives it."),
+            ("attempt", ATTEMPT),
+            ("previous_runs", PREVIOUS_RUNS),
+        ],
+        notes: &[
+            "The job runs again from its stored definition under the same id: command, cwd, --env values (from env.json), stdin, timeouts, notifications and --retry; --env-file files are read again, as at every launch. A created job is simply started, as start would.",
+            "A running job is sent --signal (TERM), then SIGKILL to its whole group if it has not ended after --kill-after (5s); the new run starts only once its supervisor has recorded the end and no process of the old group is left. The --until budget counts from the new launch.",
+            "Nothing is thrown away: the previous run's state.json, stdout.log, stderr.log and (in the job directory) full.log move to <job>/runs/<attempt>/ by rename, and status lists the run in previous_runs. The last [restart] keep_runs runs are kept (default 5); older ones are removed.",
+        ],
+        see: &["run", "status", "wait", "kill"],
     },
     Reply {
         cmd: "send",
@@ -958,6 +982,7 @@ fn main_page() -> String {
         ("lock", "Held by the supervisor while the job runs: a free lock and a running state mean the supervisor is gone."),
         ("completion_event.json", "The job.finished event and its delivery results."),
         ("notification_events.ndjson", "One line per job.output.matched event, with delivery results."),
+        ("runs/<attempt>/", "An earlier run kept by restart or run --retry: its state.json, stdout.log, stderr.log and the other per-run files above. The last [restart] keep_runs are kept."),
     ];
     for (k, v) in files {
         p.tp(&bold(k), v);
@@ -979,6 +1004,9 @@ fn main_page() -> String {
         "",
         "[notify]",
         "sink_timeout = \"30s\"       # time limit of a command sink",
+        "",
+        "[restart]",
+        "keep_runs = 5              # earlier runs kept by restart and --retry",
     ]);
     p.sh("JOB ENVIRONMENT");
     for t in JOB_ENV.iter().chain(SECRETS) {

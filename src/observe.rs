@@ -587,11 +587,19 @@ pub fn wait_terminal_or(
     if st.status().is_terminal() {
         return Ok(st);
     }
-    if WATCH_MODE.load(Ordering::Relaxed) {
-        wait_watching(job, deadline, give_up)
+    // A `restart` meanwhile ends this wait too: the answer is the run it
+    // began on, kept in runs/ (`runs::answer_for`), never the new one.
+    let first = st.clone();
+    let done = |s: &State| {
+        s.status().is_terminal()
+            || (first.status() == Status::Running && crate::runs::restarted_since(&first, s))
+    };
+    let st = if WATCH_MODE.load(Ordering::Relaxed) {
+        wait_watching(job, deadline, give_up, &done)?
     } else {
-        wait_on_lock(job, st, deadline)
-    }
+        wait_on_lock(job, st, deadline, &done)?
+    };
+    Ok(crate::runs::answer_for(job, &first, st.clone()).unwrap_or(st))
 }
 
 /// Time left before `deadline`; None when it has passed.
@@ -605,7 +613,12 @@ pub(crate) fn left(deadline: Option<Instant>) -> Option<Duration> {
 }
 
 /// `st`: the state just read (not terminal).
-fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<State> {
+fn wait_on_lock(
+    job: &Job,
+    mut st: State,
+    deadline: Option<Instant>,
+    done: &dyn Fn(&State) -> bool,
+) -> Result<State> {
     let tick = Duration::from_millis(50);
     loop {
         let Some(left) = left(deadline) else {
@@ -621,10 +634,33 @@ fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<S
                     let _ = sys::unlock(&lock);
                     let _ = tx.send(got);
                 });
-                match rx.recv_timeout(left) {
-                    Ok(true) => {}
-                    Ok(false) => std::thread::sleep(left.min(tick)),
-                    Err(_) => return current_state(job),
+                // The lock wakes us when the run ends; a `restart` right
+                // after can take it first and hand it to the next run,
+                // so state.json is also looked at (a stat) now and then:
+                // a replaced file that says the job moved on ends the wait.
+                let mut seen = state_stamp(job);
+                loop {
+                    let Some(left) = self::left(deadline) else {
+                        return current_state(job);
+                    };
+                    match rx.recv_timeout(left.min(RESTART_TICK)) {
+                        Ok(true) => break,
+                        Ok(false) => {
+                            std::thread::sleep(left.min(tick));
+                            break;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            let now = state_stamp(job);
+                            if now != seen {
+                                seen = now;
+                                let st = current_state(job)?;
+                                if done(&st) {
+                                    return Ok(st);
+                                }
+                            }
+                        }
+                        Err(_) => return current_state(job),
+                    }
                 }
             }
             // Created (no supervisor yet), or no lock file (written by
@@ -632,10 +668,22 @@ fn wait_on_lock(job: &Job, mut st: State, deadline: Option<Instant>) -> Result<S
             _ => std::thread::sleep(left.min(tick)),
         }
         st = current_state(job)?;
-        if st.status().is_terminal() {
+        if done(&st) {
             return Ok(st);
         }
     }
+}
+
+/// How often a waiter blocked on the job lock looks for a restart.
+const RESTART_TICK: Duration = Duration::from_millis(100);
+
+/// Which state.json is there now (inode, change time): it is replaced by
+/// rename on every write, so a different stamp means a new state.
+fn state_stamp(job: &Job) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(job.path(crate::job::STATE))
+        .ok()
+        .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 /// An inotify watch closed through `close_watch` when dropped.
@@ -653,6 +701,7 @@ fn wait_watching(
     job: &Job,
     deadline: Option<Instant>,
     give_up: Option<std::os::fd::RawFd>,
+    done: &dyn Fn(&State) -> bool,
 ) -> Result<State> {
     // Watch first, then read: a change between the two still wakes us.
     let watch = Watch(sys::watch_dir(&job.dir).ok().map(File::from));
@@ -660,7 +709,7 @@ fn wait_watching(
     let mut drain = [0u8; 4096];
     loop {
         let st = current_state(job)?;
-        if st.status().is_terminal() {
+        if done(&st) {
             return Ok(st);
         }
         let Some(left) = left(deadline) else {
@@ -934,9 +983,19 @@ pub fn wait_output(
 ) -> Result<Option<(State, Option<Match>)>> {
     let mut streams = open_streams(job, since)?;
     let mut waker: Option<Waker> = None;
+    let mut first: Option<State> = None;
     loop {
         // The state before the logs: terminal means they are complete.
-        let st = current_state(job)?;
+        let mut st = current_state(job)?;
+        // Restarted meanwhile: the run this began on has ended, and its
+        // logs are the files still open here (moved to runs/, not
+        // replaced): scan them to their end and answer with that run.
+        let began = first.get_or_insert_with(|| st.clone());
+        if began.status() == Status::Running && crate::runs::restarted_since(began, &st) {
+            if let Some(old) = crate::runs::answer_for(job, began, st.clone()) {
+                st = old;
+            }
+        }
         let done = st.status().is_terminal();
         for s in streams
             .iter_mut()
@@ -1030,8 +1089,8 @@ impl Follower {
         client: Option<Client<'_>>,
     ) -> Result<FollowEnd> {
         let mut buf = vec![0u8; FOLLOW_CHUNK];
-        let st = current_state(job)?;
-        let mut waker = Waker::new(job, st.status(), client);
+        let first = current_state(job)?;
+        let mut waker = Waker::new(job, first.status(), client);
         loop {
             let mut moved = false;
             for s in self.streams.iter_mut() {
@@ -1053,7 +1112,14 @@ impl Follower {
             if moved {
                 continue;
             }
-            let st = current_state(job)?;
+            let mut st = current_state(job)?;
+            // Restarted meanwhile: the logs followed (still open here)
+            // are the run's that ended; finish them and end with it.
+            if first.status() == Status::Running && crate::runs::restarted_since(&first, &st) {
+                if let Some(old) = crate::runs::answer_for(job, &first, st.clone()) {
+                    st = old;
+                }
+            }
             if st.status().is_terminal() {
                 for s in self.streams.iter_mut() {
                     s.log.refresh(&s.path)?;

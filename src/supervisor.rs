@@ -60,6 +60,12 @@ const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// Entry point of the hidden `_supervise` subcommand.
 pub fn exec(m: &Matches) -> Result<Output> {
+    // The stand-in for a job between two `--retry` runs (see
+    // `between_runs`): it only waits out the delay.
+    if let Some(ms) = m.u64("pause-ms") {
+        std::thread::sleep(Duration::from_millis(ms));
+        return Ok(Output::Done);
+    }
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
@@ -165,7 +171,8 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
-/// Run the job to its terminal state.
+/// Run the job to its terminal state: one run, then one more for each
+/// `--retry` due (a loop, so that any number of retries costs no stack).
 fn supervise(
     store: &Store,
     job: &Job,
@@ -173,11 +180,39 @@ fn supervise(
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
 ) -> Ended {
-    let never_ran = |sinks| Ended {
-        gc: None,
-        matcher: None,
-        sinks,
-        kill_after: None,
+    let (mut lock, mut auto_gc, mut retried) = (lock, auto_gc, 0);
+    loop {
+        match run_once(store, job, ready, lock, auto_gc, retried) {
+            Step::Done(ended) => return *ended,
+            Step::Again(l, g) => (lock, auto_gc, retried) = (l, g, retried + 1),
+        }
+    }
+}
+
+/// How one run ended: the job's end, or another run due (`--retry`),
+/// with the lock and what is left of auto-GC handed on.
+enum Step {
+    Done(Box<Ended>),
+    Again(File, Option<crate::gc::AutoGc>),
+}
+
+/// One run of the job. `retried`: how many `--retry` runs came before
+/// this one under this supervisor.
+fn run_once(
+    store: &Store,
+    job: &Job,
+    ready: &mut Option<File>,
+    lock: File,
+    auto_gc: Option<crate::gc::AutoGc>,
+    retried: u32,
+) -> Step {
+    let never_ran = |sinks| {
+        Step::Done(Box::new(Ended {
+            gc: None,
+            matcher: None,
+            sinks,
+            kill_after: None,
+        }))
     };
     let meta = job.read_meta();
     let mut state = match &meta {
@@ -376,6 +411,39 @@ fn supervise(
     state.finished_at = Some(now.clone());
     state.updated_at = now;
     state.output_lost = tee.losses();
+    if let Some(r) = retry_due(&meta, &state, retried) {
+        // Run again: this run's matches are delivered now (its queue),
+        // its collection finished or handed on; `job.finished` waits for
+        // the last run.
+        if let Some(n) = next_state {
+            n.discard();
+        }
+        // This run's pipes, logs and buffer go now, not at the job's end.
+        let Tee {
+            matcher,
+            streams,
+            full,
+            buf,
+        } = tee;
+        drop((streams, full, buf));
+        matcher.finish();
+        let auto_gc = gc.and_then(|mut g| {
+            if let Some(t) = g.thread.take() {
+                let _ = t.join();
+            }
+            g.settings.take()
+        });
+        return match between_runs(job, &state, &r) {
+            None => Step::Again(lock, auto_gc),
+            Some(last) => {
+                let sinks = publish_terminal(job, &lock, &last);
+                let _ = sys::unlock(&lock);
+                signal(ready, b'T');
+                crate::store::sync_file(&job.dir, crate::job::STATE);
+                never_ran(sinks)
+            }
+        };
+    }
     let sinks = publish_terminal_via(job, &lock, &state, next_state);
     // The lock is released, then the caller told (so that whoever acts on
     // the answer, a `delete` say, finds the job free); only then is
@@ -394,7 +462,7 @@ fn supervise(
     });
     crate::store::sync_file(&job.dir, crate::job::STATE);
     let Tee { matcher, .. } = tee;
-    Ended {
+    Step::Done(Box::new(Ended {
         gc,
         matcher: Some(matcher),
         sinks,
@@ -403,6 +471,84 @@ fn supervise(
             pgid: pid,
             sid: sys::session_id(),
         }),
+    }))
+}
+
+/// The retry policy, if `ended` is to be run again: it exited non-zero
+/// on its own (not killed, not by its `--timeout`: that limit is the
+/// caller's, and a run it cut short is not retried) and retries are left.
+fn retry_due(meta: &Meta, ended: &State, retried: u32) -> Option<job::Retry> {
+    let r = meta.retry.as_ref()?;
+    let failed = ended.status() == Status::Exited
+        && ended.result.exit_code.is_some_and(|c| c != 0)
+        && !ended.result.timed_out;
+    (failed && retried < r.times).then(|| r.clone())
+}
+
+/// Keep the run that ended (`runs::archive`), then wait out the retry
+/// delay as the job: a stand-in process (this binary, `_supervise
+/// --pause-ms`) leads the job's process group meanwhile, so `kill` and
+/// `restart` reach it as they reach any running job. None: run again.
+/// Some: the job's last state (killed during the delay, or the run could
+/// not be kept: then the run that ended is the result).
+fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
+    let mut next = match crate::runs::archive(job, ended, r.keep_runs) {
+        Ok(n) => n,
+        Err(e) => {
+            crate::warn!(
+                "keep run {} of {}: {e}; not retrying",
+                ended.attempt(),
+                job.id
+            );
+            return Some(ended.clone());
+        }
+    };
+    let now = crate::time::now_ts();
+    next.job.status = Some(Status::Running);
+    next.updated_at = now;
+    next.supervisor_pid = Some(std::process::id());
+    next.sid = Some(sys::session_id());
+    if r.delay_ms == 0 {
+        return job.write_state(&next, false).err().map(|_| ended.clone());
+    }
+    let stand_in = sys::self_exe().and_then(|exe| {
+        use std::os::unix::ffi::OsStrExt;
+        let mut cmd = Command::new(std::ffi::OsStr::from_bytes(exe.as_bytes()));
+        cmd.args([
+            "_supervise",
+            "--pause-ms",
+            &r.delay_ms.to_string(),
+            "/",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+        sys::die_with_parent(&mut cmd);
+        cmd.spawn()
+    });
+    let Ok(child) = stand_in else {
+        // No stand-in: wait without one (kill then finds no process).
+        let _ = job.write_state(&next, false);
+        std::thread::sleep(Duration::from_millis(r.delay_ms));
+        return None;
+    };
+    let pid = child.id();
+    next.pid = Some(pid);
+    next.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
+    let _ = job.write_state(&next, false);
+    match sys::wait4(pid, true) {
+        Ok(Some((Exit::Signal(sig), _))) => {
+            let now = crate::time::now_ts();
+            next.job.status = Some(Status::Killed);
+            next.result.signal = Some(sys::signal_name(sig));
+            next.result.duration_ms = Some(0);
+            next.finished_at = Some(now.clone());
+            next.updated_at = now;
+            Some(next)
+        }
+        _ => None,
     }
 }
 
@@ -422,6 +568,11 @@ impl NextState {
         let dir = sys::Dir::open(&job.dir)?;
         let file = dir.open_file(NEXT_STATE, sys::How::Truncate)?;
         Ok(NextState { dir, file })
+    }
+
+    /// Not needed after all (the job runs again): leave no file behind.
+    fn discard(self) {
+        let _ = self.dir.unlink(NEXT_STATE);
     }
 
     fn commit(mut self, state: &State) -> io::Result<()> {

@@ -951,6 +951,41 @@ impl Dir {
         cvt(unsafe { libc::unlinkat(self.0.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
     }
 
+    /// mkdir(2) of `name` here, mode 0700; an existing entry of that
+    /// name is EEXIST (whatever it is: `open_dir` then refuses a symlink).
+    pub fn mkdir(&self, name: &str) -> io::Result<()> {
+        let c = cpath(name.as_bytes())?;
+        // SAFETY: `c` outlives the call; the descriptor is ours and open.
+        cvt(unsafe { libc::mkdirat(self.0.as_raw_fd(), c.as_ptr(), 0o700) }).map(|_| ())
+    }
+
+    /// The subdirectory `name`, never through a symlink (ELOOP/ENOTDIR).
+    pub fn open_dir(&self, name: &str) -> io::Result<Dir> {
+        let c = cpath(name.as_bytes())?;
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `c` is a valid NUL-terminated name that outlives the call.
+        let fd = cvt(unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags) })?;
+        // SAFETY: the kernel just gave us this descriptor.
+        Ok(Dir(unsafe { File::from_raw_fd(fd) }))
+    }
+
+    /// rename(2) of `from` here to `to` in directory `dest` (same file
+    /// system: a rename, never a copy).
+    pub fn rename_into(&self, from: &str, dest: &Dir, to: &str) -> io::Result<()> {
+        let (f, t) = (cpath(from.as_bytes())?, cpath(to.as_bytes())?);
+        // SAFETY: both names are valid NUL-terminated strings that
+        // outlive the call; both descriptors are ours and open.
+        cvt(unsafe {
+            libc::renameat(
+                self.0.as_raw_fd(),
+                f.as_ptr(),
+                dest.0.as_raw_fd(),
+                t.as_ptr(),
+            )
+        })
+        .map(|_| ())
+    }
+
     /// Does `name` exist here (as anything, a symlink included)?
     pub fn exists(&self, name: &str) -> bool {
         let Ok(c) = cpath(name.as_bytes()) else {

@@ -195,7 +195,7 @@ fn tools_list_has_object_schemas() {
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["run", "status", "tail", "wait", "kill", "send", "list", "delete"]
+        ["run", "status", "tail", "wait", "kill", "send", "list", "delete", "restart"]
     );
     for t in tools {
         assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
@@ -273,7 +273,7 @@ fn run_inline_and_errors() {
         assert_eq!(e["error"]["code"], code, "{tool} {args}: {r}");
     }
     // An unknown tool is a protocol error.
-    let r = m.request("tools/call", json!({"name": "restart", "arguments": {}}));
+    let r = m.request("tools/call", json!({"name": "reboot", "arguments": {}}));
     assert_eq!(r["error"]["code"], -32602);
     let r = m.request("no/such/method", json!({}));
     assert_eq!(r["error"]["code"], -32601);

@@ -162,6 +162,12 @@ fn every_command_output_matches_the_schema() {
     docs.push(t.ok(&["wait", "--until", "0", &long]));
     docs.push(t.ok(&["kill", "--no-wait", &long]));
     docs.push(t.ok(&["kill", &long]));
+    // restart, and the earlier runs it keeps as status and wait show them.
+    docs.push(t.ok(&["restart", &id]));
+    docs.push(t.ok(&["restart", "--no-wait", &long]));
+    docs.push(t.ok(&["status", &long]));
+    docs.push(t.ok(&["kill", &long]));
+    docs.push(t.ok(&["wait", &long]));
     docs.push(t.ok(&["list"]));
     docs.push(t.ok(&["ps", "--all"]));
     docs.push(t.ok(&["tag", "set", &id, "--tag", "x.y"]));

@@ -512,8 +512,9 @@ fn admits(filter: JobFilter, s: Status) -> bool {
 /// directory is not listed at all. The cache sits in a subdirectory so
 /// that writing it does not touch the root's own mtime. Any doubt
 /// (unreadable, other version) means an empty cache; it is rebuilt by the
-/// next completion.
-const CACHE: &str = ".cache/complete";
+/// next completion. A `restart` (or `--retry` run) makes a terminal job
+/// live again: it removes this file (`runs::archive`).
+pub const CACHE: &str = ".cache/complete";
 const CACHE_HEADER: &str = "agent-exec complete-cache 2";
 /// How much older than the cache the root's mtime must be for the cached
 /// names to be trusted (mtimes come from a coarse, tick-based clock).

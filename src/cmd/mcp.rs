@@ -1,8 +1,8 @@
 //! `mcp`: the job loop as MCP tools over stdio (protocol in `crate::mcp`;
 //! the tools here). D40: 0.2.31's names stay (`mcp`, tools `run status
 //! tail wait kill`, `AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS`,
-//! `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS`); `send`, `list` and `delete` join
-//! them.
+//! `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS`); `send`, `list`, `delete` and
+//! `restart` join them.
 //!
 //! Each tool is a door onto the CLI command of the same name, like the
 //! HTTP routes: its arguments are the command's flags under their HTTP
@@ -45,8 +45,8 @@ use crate::observe;
 use crate::output::Output;
 
 /// The tools, in the order `tools/list` gives them.
-pub const TOOLS: [&str; 8] = [
-    "run", "status", "tail", "wait", "kill", "send", "list", "delete",
+pub const TOOLS: [&str; 9] = [
+    "run", "status", "tail", "wait", "kill", "send", "list", "delete", "restart",
 ];
 
 pub const INSTRUCTIONS: &str = "agent-exec runs commands as detached background jobs. Call run with a command; \
@@ -130,7 +130,7 @@ pub fn tools(structured: bool) -> Vec<Value> {
 
 fn description(tool: &str, cmd: &Cmd) -> String {
     let mut d = format!("{}. {}", cmd.about, cmd.long_about);
-    if matches!(tool, "run" | "wait") {
+    if matches!(tool, "run" | "wait" | "restart") {
         d.push_str(" Over MCP, until is in seconds; without it the server's default limit applies, and a longer one is capped.");
     }
     if tool == "tail" {
@@ -511,7 +511,7 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
     let cmd = command(tool)?;
     let mut a = split_args(tool, cmd, args)?;
     match tool {
-        "run" | "wait" => bound_until(&mut a.params, srv.limits)?,
+        "run" | "wait" | "restart" => bound_until(&mut a.params, srv.limits)?,
         "send" => {
             let cap = srv.limits.max_ms;
             for (k, v) in a.params.iter_mut().filter(|(k, _)| k == "yield_ms") {
@@ -746,6 +746,12 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
             doc("list", &super::list::list_jobs(&store, &q)?)?
         }
         "delete" => delete(m, &store)?,
+        "restart" => {
+            // Bounded like `run` (until is capped); stopping the old run
+            // is bounded by kill_after.
+            let job = lookup()?;
+            doc("restart", &super::restart::restart_job(&store, &job, m)?)?
+        }
         _ => return Err(bad(format!("unknown tool: {tool}"))),
     };
     Ok(Some(d))

@@ -11,6 +11,7 @@ pub mod kill;
 pub mod list;
 pub mod mcp;
 pub mod notify_set;
+pub mod restart;
 pub mod run;
 pub mod schema;
 pub mod send;

@@ -157,6 +157,28 @@ pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Re
     })
 }
 
+/// `read_inline` for the run `st` describes: from the job's logs, or
+/// from `runs/<attempt>/` when that run has been kept (it was read from
+/// there, or a `restart` moved it there while it was being read).
+/// Returns where the logs were read too.
+pub fn read_inline_of(
+    job: &Job,
+    st: &State,
+    max_bytes: u64,
+    tail_bytes: u64,
+) -> Result<(Job, Inline)> {
+    let done = st.status().is_terminal();
+    let logs = crate::runs::logs_of(job, st);
+    let inline = read_inline(&logs, done, max_bytes, tail_bytes)?;
+    match crate::runs::moved_since(job, st) {
+        Some(kept) => {
+            let inline = read_inline(&kept, done, max_bytes, tail_bytes)?;
+            Ok((kept, inline))
+        }
+        None => Ok((logs, inline)),
+    }
+}
+
 /// Wait per `plan` on a launched job and build the inline result.
 /// `deadline`: when the answer is due (the plan's, counted from when the
 /// caller began, so that the launch handshake counts against it).
@@ -205,14 +227,14 @@ pub fn inline_body(
 ) -> Result<InlineBody> {
     let status = st.status();
     let terminal = status.is_terminal();
-    let Inline { out, err, ends, .. } = read_inline(job, terminal, max_bytes, tail_bytes)?;
+    let (logs, Inline { out, err, ends, .. }) = read_inline_of(job, st, max_bytes, tail_bytes)?;
     Ok(InlineBody {
         job_id: job.id.clone(),
         state: status.as_str(),
         tags: meta.tags.clone(),
         env_vars: meta.env_vars.clone(),
-        stdout_log_path: job.stdout_display(),
-        stderr_log_path: job.stderr_display(),
+        stdout_log_path: logs.stdout_display(),
+        stderr_log_path: logs.stderr_display(),
         elapsed_ms,
         waited_ms,
         stdout: out.text,

@@ -8,7 +8,8 @@
 //! connection after it), `GET /wait/{id}` (`output=`, `output_match_type`,
 //! `output_stream`, `since`: readiness, as `wait --output`), `GET
 //! /wait?ids=A,B[&any=true]` (several jobs, as `wait A B`),
-//! `POST /kill/{id}`, `POST /send/{id}` (a JSON body: `data` and
+//! `POST /kill/{id}`, `POST /restart/{id}` (`restart`'s flags in the
+//! query: `signal`, `kill_after`, `until`, ...), `POST /send/{id}` (a JSON body: `data` and
 //! `send`'s flags), `GET /list`. Every route but /exec is a door onto the
 //! CLI command of the same name: its parameters are that command's flags
 //! under their HTTP names from the one table (`Query::for_cmd`,
@@ -894,6 +895,7 @@ enum Route {
     /// `/wait?ids=A,B`: several jobs (`wait A B`).
     WaitMany,
     Kill(String),
+    Restart(String),
     Send(String),
 }
 
@@ -920,6 +922,7 @@ impl Route {
             "tail" => Route::Tail(id),
             "wait" => Route::Wait(id),
             "kill" => Route::Kill(id),
+            "restart" => Route::Restart(id),
             "send" => Route::Send(id),
             _ => return None,
         })
@@ -927,14 +930,14 @@ impl Route {
 
     fn allow(&self) -> &'static str {
         match self {
-            Route::Exec | Route::Kill(_) | Route::Send(_) => POST_ALLOW,
+            Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_) => POST_ALLOW,
             _ => GET_ALLOW,
         }
     }
 
     fn accepts(&self, m: Method) -> bool {
         match self {
-            Route::Exec | Route::Kill(_) | Route::Send(_) => m == Method::Post,
+            Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_) => m == Method::Post,
             _ => matches!(m, Method::Get | Method::Head),
         }
     }
@@ -1055,6 +1058,7 @@ fn dispatch(
             return wait_route(srv, q, buf, &id, client);
         }
         Route::WaitMany => return wait_many_route(srv, req, buf, client),
+        Route::Restart(id) => restart_route(srv, req, buf, &id)?,
         Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
             let q = Query::for_cmd(req, "kill")?;
@@ -1589,6 +1593,25 @@ fn invalid(msg: impl Into<String>) -> Error {
 /// flags under their HTTP names (`eof`, `newline`, `no_record`,
 /// `max_bytes`, `yield_ms`), checked by the same table as the command
 /// line and carried out by the same operation. Answers like `send`;
+/// `POST /restart/{id}`: `restart`'s flags as query parameters under
+/// their HTTP names (`signal`, `kill_after`, `until`, `no_wait`, ...),
+/// the answer `restart`'s document. Stopping the old run and waiting for
+/// the new one count as a long observation.
+fn restart_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
+    let cmd = crate::cli::find("restart").ok_or_else(|| Error::internal("no restart command"))?;
+    let mut params = Vec::new();
+    for pair in http::query_pairs(req.query()) {
+        params.push(pair?);
+    }
+    let m = crate::cli::matches_from_params(cmd, None, &params, vec![id.to_string()])?;
+    let job = srv.store.lookup(id)?;
+    let _long = srv.long_slot()?;
+    let mut body = super::restart::restart_job(&srv.store, &job, &m)?;
+    // As /exec: the masked env display is not part of the HTTP answer.
+    body.inline.env_vars.clear();
+    Reply::doc(buf, "restart", &body)
+}
+
 /// `invalid_state` and `stdin_closed` are 409.
 fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
     no_params(req)?;
@@ -1795,6 +1818,10 @@ mod tests {
             Some(Route::Status("01AB".into()))
         );
         assert_eq!(Route::parse("/kill/a%42c"), Some(Route::Kill("aBc".into())));
+        assert_eq!(
+            Route::parse("/restart/01AB"),
+            Some(Route::Restart("01AB".into()))
+        );
         for p in [
             "/",
             "/health/",

@@ -33,6 +33,10 @@ pub struct StatusBody {
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
     pub ran: crate::usage::RanCost,
+    /// Which run of the job this is (1: the first; see `restart`).
+    pub attempt: u32,
+    /// The earlier runs kept, oldest first.
+    pub previous_runs: Vec<crate::job::PreviousRun>,
 }
 
 /// What `status` shows of meta.json (the server reads only this).
@@ -87,6 +91,8 @@ impl StatusBody {
                 ran: crate::usage::Ran { command, cwd },
                 cost: crate::usage::Cost::of(st),
             },
+            attempt: st.attempt(),
+            previous_runs: st.previous_runs.clone(),
         }
     }
 }

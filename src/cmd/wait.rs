@@ -18,6 +18,12 @@
 //! each log, its end when the head does not reach it, and a cursor just
 //! after the head — so an agent's `wait` is also its first read.
 //!
+//! A job restarted while this waits (`restart`) ends the wait too: the
+//! answer is the run it began on, read from `runs/<attempt>/` with its
+//! logs (`runs::answer_for`), never the new run; `attempt` says which.
+//! The runs of `run --retry` are one job run to a waiter: it answers at
+//! the last.
+//!
 //! Invariants
 //! - The logs are read after the state: a terminal state means they are
 //!   complete (D15), so the inline output of a finished job is final.
@@ -40,7 +46,7 @@
 use serde::Serialize;
 
 use crate::cli::Matches;
-use crate::cmd::run::{read_inline, Ends, Inline, TAIL_BYTES};
+use crate::cmd::run::{read_inline_of, Ends, Inline, TAIL_BYTES};
 use crate::error::Result;
 use crate::job::{Failure, Job, State};
 use crate::observe;
@@ -69,6 +75,11 @@ pub struct WaitBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    /// Which run of the job this answer is about (1: the first).
+    pub attempt: u32,
+    /// The earlier runs kept (see `runs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous_runs: Vec<crate::job::PreviousRun>,
     /// The line `--output` matched (absent: none did).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<observe::Match>,
@@ -109,7 +120,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         err,
         ends,
         exists,
-    } = read_inline(job, terminal, budget.max_bytes, budget.tail_bytes)?;
+    } = read_inline_of(job, st, budget.max_bytes, budget.tail_bytes)?.1;
     let meta = job.read_meta()?;
     Ok(WaitBody {
         job_id: job.id.clone(),
@@ -124,6 +135,8 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
+        attempt: st.attempt(),
+        previous_runs: st.previous_runs.clone(),
         matched: None,
         stdout: out.text,
         stderr: err.text,

@@ -1,0 +1,218 @@
+//! `restart [--signal SIG] [--kill-after D] [observation flags] JOB_ID`:
+//! run a job again from its stored definition under the same id, then
+//! answer like `run` (type `restart`, plus `attempt` and `previous_runs`).
+//!
+//! Steps: (1) a running job is sent `--signal` and, if it has not ended
+//! after `--kill-after`, SIGKILL to its group; (2) the job lock is taken
+//! (its supervisor is gone: it released the lock after the terminal
+//! state, or died) and every process of the old group must be gone too
+//! (stragglers that outlive the root get the same signal, then SIGKILL);
+//! (3) the ended run is kept (`runs::archive`) and the new state
+//! (`created`, attempt + 1) written under the lock; (4) `launch` hands
+//! the same lock to the new supervisor, so there is no moment at which
+//! another `start`/`restart` could slip in.
+//!
+//! Decisions: a `created` job is started, as `start` would (there is no
+//! run to keep); env values come from env.json as stored, env files are
+//! read again (they are read at every launch); the wait budget (`--until`)
+//! counts from when the new run is launched, not from the stop.
+//!
+//! Rejected: deleting the old logs (upstream's restart; D35 keeps them);
+//! a new job id (callers hold the id).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Matches;
+use crate::cmd::run::{observe_inline, InlineBody, WaitPlan};
+use crate::error::{Error, Result};
+use crate::job::{Job, PreviousRun, Status};
+use crate::output::{Output, Response};
+use crate::store::Store;
+use crate::{launch, observe, runs, sys};
+
+/// `run`'s answer, then which run this is and the earlier ones kept.
+#[derive(Serialize)]
+pub struct RestartBody {
+    #[serde(flatten)]
+    pub inline: InlineBody,
+    pub attempt: u32,
+    pub previous_runs: Vec<PreviousRun>,
+}
+
+/// How `restart` stops a running job.
+#[derive(Clone, Copy, Debug)]
+pub struct Stop {
+    pub signal: i32,
+    pub kill_after: Duration,
+}
+
+/// How long, past SIGKILL, a job may take to be recorded gone.
+const GONE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Stop the job if it runs, make sure nothing of it is left, keep its
+/// run, and hand back the job lock for the launch (None: the job was
+/// never started; `launch` claims its lock as `start` does).
+pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs::File>> {
+    let st = observe::current_state(job)?;
+    match st.status() {
+        Status::Created => return Ok(None),
+        Status::Running => stop_running(job, stop)?,
+        _ => {}
+    }
+    let lock = take_lock(
+        job,
+        st.attempt(),
+        Instant::now() + stop.kill_after + GONE_WITHIN,
+    )?;
+    let st = job.read_state()?;
+    if !st.status().is_terminal() {
+        return Err(Error::InvalidState(format!(
+            "invalid job state: job {} is '{}' and could not be stopped",
+            job.id,
+            st.status().as_str()
+        )));
+    }
+    empty_group(job, &st, stop)?;
+    let next = runs::archive(job, &st, keep)?;
+    job.write_state(&next, true)?;
+    Ok(Some(lock))
+}
+
+/// Signal the running job's group, escalate to SIGKILL after the grace,
+/// and wait until its supervisor has recorded the end.
+fn stop_running(job: &Job, stop: Stop) -> Result<()> {
+    let t0 = Instant::now();
+    let signal_now = |sig: i32| -> Result<()> {
+        let st = observe::current_state(job)?;
+        if let (Status::Running, Some(pid)) = (st.status(), st.pid) {
+            sys::kill_group(pid, sig)
+                .map_err(|e| Error::io(format!("signal process group {pid}"), e))?;
+        }
+        Ok(())
+    };
+    signal_now(stop.signal)?;
+    let st = observe::wait_terminal(job, Some(t0 + stop.kill_after))?;
+    if st.status().is_terminal() {
+        return Ok(());
+    }
+    crate::info!("restart {}: still running after the grace: SIGKILL", job.id);
+    signal_now(libc::SIGKILL)?;
+    let st = observe::wait_terminal(job, Some(Instant::now() + GONE_WITHIN))?;
+    if st.status().is_terminal() {
+        return Ok(());
+    }
+    Err(Error::InvalidState(format!(
+        "invalid job state: job {} did not end after SIGKILL",
+        job.id
+    )))
+}
+
+/// The job lock, exclusively, once its holder lets go: the supervisor
+/// releases it right after the terminal state (and the kernel, if it
+/// died). A lock found free over a job that reads running or created
+/// (its supervisor died unrecorded) is let go, the state reconciled by
+/// `observe::current_state`, and taken again. `attempt`: the run being
+/// replaced; a later one that holds the lock was started by another
+/// `restart` meanwhile, which this one then leaves alone.
+fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
+    loop {
+        let lock = match job.open_lock() {
+            Some(l) => l,
+            // Never launched (a `create`d job that failed before it
+            // started): claim the lock as a launch does.
+            None => match job.claim_lock() {
+                Ok(l) => return Ok(l),
+                Err(Some(e)) => return Err(e),
+                Err(None) => continue,
+            },
+        };
+        if sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
+            if job.read_state()?.status().is_terminal() {
+                return Ok(lock);
+            }
+            drop(lock);
+            observe::current_state(job)?;
+            continue;
+        }
+        if job.read_state().is_ok_and(|st| st.attempt() > attempt) {
+            return Err(Error::InvalidState(format!(
+                "invalid job state: job {} was restarted by another caller meanwhile",
+                job.id
+            )));
+        }
+        if Instant::now() >= by {
+            return Err(Error::InvalidState(format!(
+                "invalid job state: job {} is held by another launch or its supervisor",
+                job.id
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Processes of the old run that outlived its root (a TERM-ignoring
+/// child): they get the signal, then SIGKILL after the grace. The new
+/// run starts only once none is left.
+fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
+    let Some(pgid) = st.pid else { return Ok(()) };
+    if st.live_processes().is_empty() {
+        return Ok(());
+    }
+    let _ = sys::kill_group(pgid, stop.signal);
+    let kill_at = Instant::now() + stop.kill_after;
+    let give_up = kill_at + GONE_WITHIN;
+    let mut killed = false;
+    while !st.live_processes().is_empty() {
+        let now = Instant::now();
+        if !killed && now >= kill_at {
+            let _ = sys::kill_group(pgid, libc::SIGKILL);
+            killed = true;
+        }
+        if now >= give_up {
+            return Err(Error::InvalidState(format!(
+                "invalid job state: processes of job {} outlived SIGKILL",
+                job.id
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// The whole `restart` of `job`, per the flags in `m` (the CLI's, or
+/// those an HTTP or MCP call gave under the same names).
+pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody> {
+    let plan = WaitPlan::from_matches(m);
+    let stop = Stop {
+        signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
+        kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
+    };
+    (|| {
+        let cfg = crate::config::load(None)?;
+        let mut meta = job.read_meta()?;
+        meta.env_vars = launch::env_display(job, &meta);
+        let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
+        let t0 = Instant::now();
+        let deadline = plan.deadline();
+        let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
+        let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
+        let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
+        let (attempt, previous_runs) = (l.state.attempt(), l.state.previous_runs.clone());
+        let inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;
+        Ok(RestartBody {
+            inline,
+            attempt,
+            previous_runs,
+        })
+    })()
+    .map_err(|e: Error| e.in_job(&job.id))
+}
+
+pub fn exec(m: &Matches) -> Result<Output> {
+    let store = super::store(m);
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let body = restart_job(&store, &job, m)?;
+    Ok(Output::Doc(Response::new("restart", &body)))
+}

@@ -1,0 +1,270 @@
+//! A job's earlier runs (D35): what `restart` and `run --retry` keep of
+//! each run before the job runs again under the same id.
+//!
+//! Layout: `<job>/runs/<attempt>/` holds that run's `state.json` (its
+//! terminal state, without its own `previous_runs`), its `stdout.log`,
+//! `stderr.log` and, when they were in the job directory, `full.log`,
+//! `completion_event.json`, `notification_events.ndjson` and `stdin.log`
+//! (what `send` wrote to that run). The logs
+//! are moved there by rename (no copy, whatever their size); the job
+//! directory then gets fresh empty logs for the next run. The live
+//! `state.json` lists the kept runs in `previous_runs` (oldest first),
+//! with absolute log paths that exist for as long as the entry is listed:
+//! a run dropped by the keep count loses its entry and its directory in
+//! the same step.
+//!
+//! Invariants
+//! - Only the holder of the job lock archives (the supervisor between
+//!   retries, `restart` once the old supervisor is gone), so one writer.
+//! - Nothing is reached through a symlink: every step goes through
+//!   `sys::Dir` (O_NOFOLLOW), and removal is `remove_dir_all`, which
+//!   removes a symlink rather than what it points at.
+//! - state.json is replaced, never removed: a reader always finds one.
+//!
+//! Rejected: copying the logs (a 1 GB log would cost 1 GB of writes and
+//! the time to make them); one directory per run from the start (every
+//! existing path and reader of `<job>/stdout.log` would change).
+
+use std::io::Write;
+
+use crate::error::{Error, Result};
+use crate::job::{self, Job, PreviousRun, State, Status};
+use crate::sys;
+
+pub const RUNS: &str = "runs";
+
+/// Earlier runs kept when the config does not say (`[restart] keep_runs`).
+pub const DEFAULT_KEEP: u64 = 5;
+
+pub fn default_keep() -> u64 {
+    DEFAULT_KEEP
+}
+
+/// The files of a run that move with it (those absent are skipped).
+const MOVED: [&str; 6] = [
+    job::STDOUT,
+    job::STDERR,
+    job::FULL,
+    job::COMPLETION_EVENT,
+    job::MATCH_EVENTS,
+    crate::input::LOG,
+];
+
+/// Keep the ended run `ended` (terminal) of `job` in `runs/<attempt>/`
+/// and make fresh empty stream logs; returns the next run's state
+/// (`created`, attempt + 1, `previous_runs` updated and cut to the last
+/// `keep`). The caller holds the job lock and writes the returned state.
+pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
+    let io = |what: &str, e| Error::io(format!("{what} in {}", job.dir.display()), e);
+    let attempt = ended.attempt();
+    let name = attempt.to_string();
+    let d = sys::Dir::open(&job.dir).map_err(|e| io("open job directory", e))?;
+    match d.mkdir(RUNS) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io("mkdir runs", e)),
+        _ => {}
+    }
+    let runs = d.open_dir(RUNS).map_err(|e| io("open runs", e))?;
+    if runs.exists(&name) {
+        // Left by an archive that crashed before the state said so.
+        let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(&name));
+    }
+    runs.mkdir(&name).map_err(|e| io("mkdir run", e))?;
+    let rd = runs.open_dir(&name).map_err(|e| io("open run", e))?;
+    for f in MOVED {
+        if d.exists(f) {
+            d.rename_into(f, &rd, f)
+                .map_err(|e| io(&format!("keep {f}"), e))?;
+        }
+    }
+    let mut kept = ended.clone();
+    kept.previous_runs.clear();
+    let text = serde_json::to_vec_pretty(&kept).map_err(|e| Error::internal(e.to_string()))?;
+    rd.open_file(job::STATE, sys::How::CreateNew)
+        .and_then(|mut f| f.write_all(&text))
+        .map_err(|e| io("write the run's state", e))?;
+    // The next run's logs exist before any state names them (D41).
+    for f in [job::STDOUT, job::STDERR] {
+        d.open_file(f, sys::How::Truncate)
+            .map_err(|e| io(&format!("create {f}"), e))?;
+    }
+    let dir = job.dir.join(RUNS).join(&name);
+    let mut next = State::created(&job.id);
+    next.attempt = Some(attempt + 1);
+    next.previous_runs = ended.previous_runs.clone();
+    next.previous_runs.push(PreviousRun {
+        attempt,
+        state: ended.status(),
+        exit_code: ended.result.exit_code,
+        signal: ended.result.signal.clone(),
+        started_at: ended.job.started_at.clone(),
+        finished_at: ended.finished_at.clone(),
+        stdout_log_path: dir.join(job::STDOUT).to_string_lossy().into_owned(),
+        stderr_log_path: dir.join(job::STDERR).to_string_lossy().into_owned(),
+    });
+    // Shell completion caches terminal states as final; this one is not
+    // any more. The cache is derived: the next completion rebuilds it.
+    if let Some(root) = job.dir.parent() {
+        let _ = std::fs::remove_file(root.join(crate::cmd::completions::CACHE));
+    }
+    let cut = next.previous_runs.len().saturating_sub(keep as usize);
+    for old in next.previous_runs.drain(..cut) {
+        let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(old.attempt.to_string()));
+    }
+    Ok(next)
+}
+
+/// The state of the job's run `attempt`, kept in `runs/<attempt>/`
+/// (None: not kept, or no longer). `run_dir` says where its logs are.
+pub fn load(job: &Job, attempt: u32) -> Option<State> {
+    let name = attempt.to_string();
+    let d = sys::Dir::open(&job.dir).ok()?;
+    let rd = d.open_dir(RUNS).ok()?.open_dir(&name).ok()?;
+    let mut f = rd.open_file(job::STATE, sys::How::Read).ok()?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut buf).ok()?;
+    let mut st: State = serde_json::from_slice(&buf).ok()?;
+    if !st.status().is_terminal() {
+        return None;
+    }
+    st.run_dir = Some(job.dir.join(RUNS).join(name));
+    Some(st)
+}
+
+/// Has the job moved on to a later run started by someone else (a
+/// `restart`) since `first` was read? Runs started by `--retry` come from
+/// the same supervisor and are the same job run to its caller: they do
+/// not count. `first` must be a running state.
+pub fn restarted_since(first: &State, now: &State) -> bool {
+    now.attempt() > first.attempt()
+        && (now.status() == Status::Created || now.supervisor_pid != first.supervisor_pid)
+}
+
+/// What a caller that began waiting at `first` is owed, given the state
+/// `now` read since: `now`, or, when the job was restarted meanwhile,
+/// the run it was waiting on once that run has ended (from `runs/`).
+/// None: restarted, but the run it waited on is no longer kept.
+pub fn answer_for(job: &Job, first: &State, now: State) -> Option<State> {
+    if first.status() != Status::Running || !restarted_since(first, &now) {
+        return Some(now);
+    }
+    // A retried job may have run more times under that supervisor: the
+    // last kept run it supervised is the one the caller waited on.
+    (first.attempt()..now.attempt())
+        .rev()
+        .filter_map(|a| load(job, a))
+        .find(|st| st.supervisor_pid == first.supervisor_pid)
+}
+
+/// Where the logs of the run `st` describes are: the job itself, or,
+/// for a kept run, a stand-in whose directory is `runs/<attempt>/` (the
+/// same id, so cursors name the job).
+pub fn logs_of(job: &Job, st: &State) -> Job {
+    match &st.run_dir {
+        Some(d) => Job::new(job.id.clone(), d.clone()),
+        None => job.clone(),
+    }
+}
+
+/// The run `st` (read from the job's state.json) has been kept in
+/// `runs/<attempt>/` since: the job runs again. A reader that read the
+/// logs after such a state asks this *after* reading them: if it says
+/// yes, what it read may be the next run's, and the run's own logs are
+/// in the returned stand-in (see `logs_of`). Asked before, the answer
+/// could change during the read; asked after, it is right either way.
+pub fn moved_since(job: &Job, st: &State) -> Option<Job> {
+    if st.run_dir.is_some() || !st.status().is_terminal() {
+        return None;
+    }
+    let name = st.attempt().to_string();
+    let d = sys::Dir::open(&job.dir).ok()?;
+    d.open_dir(RUNS)
+        .ok()?
+        .open_dir(&name)
+        .ok()?
+        .exists(job::STATE)
+        .then(|| Job::new(job.id.clone(), job.dir.join(RUNS).join(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_job() -> Job {
+        let dir = std::env::temp_dir().join(format!(
+            "ae-runs-{}-{}",
+            std::process::id(),
+            crate::store::new_id().unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Job::new("X", dir)
+    }
+
+    fn ended(attempt: u32, code: i32) -> State {
+        let mut st = State::created("X");
+        st.job.status = Some(Status::Exited);
+        st.result.exit_code = Some(code);
+        st.attempt = Some(attempt);
+        st
+    }
+
+    #[test]
+    fn archive_moves_the_logs_and_keeps_the_last_k() {
+        let job = temp_job();
+        std::fs::write(job.stdout_path(), "one\n").unwrap();
+        std::fs::write(job.stderr_path(), "err\n").unwrap();
+        let next = archive(&job, &ended(1, 3), 2).unwrap();
+        assert_eq!(next.attempt(), 2);
+        assert_eq!(next.status(), Status::Created);
+        let p = &next.previous_runs[0];
+        assert_eq!((p.attempt, p.exit_code), (1, Some(3)));
+        assert_eq!(
+            std::fs::read_to_string(&p.stdout_log_path).unwrap(),
+            "one\n"
+        );
+        assert_eq!(std::fs::read(job.stdout_path()).unwrap(), b"");
+        let kept = load(&job, 1).unwrap();
+        assert_eq!(kept.result.exit_code, Some(3));
+        assert!(kept.run_dir.is_some());
+        // Two more runs with keep 2: run 1 goes, entry and directory.
+        let mut st = next;
+        for a in 2..=3 {
+            let mut e = ended(a, 0);
+            e.previous_runs = st.previous_runs.clone();
+            st = archive(&job, &e, 2).unwrap();
+        }
+        let attempts: Vec<u32> = st.previous_runs.iter().map(|r| r.attempt).collect();
+        assert_eq!(attempts, vec![2, 3]);
+        assert!(!job.dir.join(RUNS).join("1").exists());
+        assert!(load(&job, 1).is_none());
+        std::fs::remove_dir_all(&job.dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_runs_directory_is_refused() {
+        let job = temp_job();
+        let elsewhere = job.dir.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, job.dir.join(RUNS)).unwrap();
+        std::fs::write(job.stdout_path(), "x").unwrap();
+        assert!(archive(&job, &ended(1, 1), 5).is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        std::fs::remove_dir_all(&job.dir).unwrap();
+    }
+
+    #[test]
+    fn restarts_are_told_from_retries() {
+        let mut first = State::created("X");
+        first.job.status = Some(Status::Running);
+        first.supervisor_pid = Some(10);
+        let mut retry = first.clone();
+        retry.attempt = Some(2);
+        assert!(!restarted_since(&first, &retry));
+        let mut restarted = retry.clone();
+        restarted.supervisor_pid = Some(11);
+        assert!(restarted_since(&first, &restarted));
+        let mut created = State::created("X");
+        created.attempt = Some(2);
+        assert!(restarted_since(&first, &created));
+        assert!(!restarted_since(&first, &first));
+    }
+}

@@ -1,0 +1,728 @@
+//! `restart` and `run --retry`: the same id runs again, earlier runs are
+//! kept (`previous_runs`, `runs/<attempt>/`), a running job is stopped
+//! first (TERM, then KILL), `--retry` reruns failures and stops on kill,
+//! `job.finished` fires once, a blocked `wait` answers with its run, and
+//! the HTTP and MCP doors.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::TempRoot;
+
+/// A shell command that counts its runs in `counter` and prints `runN`
+/// on stdout and `errN` on stderr; it exits `code` while the count is
+/// below `ok_from` (0: always), else 0.
+fn counting(counter: &Path, ok_from: u32, code: i32) -> String {
+    let c = counter.display();
+    format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; \
+         echo run$n; echo err$n >&2; \
+         if [ {ok_from} -gt 0 ] && [ $n -ge {ok_from} ]; then exit 0; fi; exit {code}"
+    )
+}
+
+fn id_of(v: &Value) -> String {
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+fn attempts(v: &Value) -> Vec<u64> {
+    v["previous_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect()
+}
+
+/// Is this pid gone (or a zombie nobody needs)?
+fn gone(pid: u64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty()
+        || stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+}
+
+#[test]
+fn restart_of_a_finished_job_keeps_the_previous_run() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let v = t.ok(&["run", "--", &counting(&counter, 0, 3)]);
+    assert_eq!(v["exit_code"], 3, "{v}");
+    let id = id_of(&v);
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(r["type"], "restart");
+    assert_eq!(r["job_id"], id.as_str(), "same id");
+    assert_eq!(r["state"], "exited");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stdout"], "run2\n", "the new run's output: {r}");
+    assert_eq!(r["attempt"], 2);
+    assert_eq!(attempts(&r), vec![1]);
+    let prev = &r["previous_runs"][0];
+    assert_eq!(prev["state"], "exited");
+    assert_eq!(prev["exit_code"], 3);
+    assert!(prev["started_at"].is_string() && prev["finished_at"].is_string());
+    let out = prev["stdout_log_path"].as_str().unwrap();
+    let err = prev["stderr_log_path"].as_str().unwrap();
+    assert!(out.starts_with(t.job_dir(&id).join("runs").join("1").to_str().unwrap()));
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "run1\n");
+    assert_eq!(std::fs::read_to_string(err).unwrap(), "err1\n");
+    // The kept state is the old run's result.
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.job_dir(&id).join("runs/1/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["result"]["exit_code"], 3);
+    // status says the same; tail reads the new run.
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["attempt"], 2);
+    assert_eq!(s["previous_runs"], r["previous_runs"]);
+    let tail = t.ok(&["tail", &id]);
+    assert_eq!(tail["stdout"], "run2\n");
+    // A first run's status: attempt 1, nothing before it.
+    let fresh = id_of(&t.ok(&["run", "--", "true"]));
+    let s = t.ok(&["status", &fresh]);
+    assert_eq!(s["attempt"], 1);
+    assert_eq!(s["previous_runs"], json!([]));
+    // delete removes the kept runs with the job.
+    t.settle();
+    t.ok(&["delete", &id]);
+    assert!(!t.job_dir(&id).exists());
+}
+
+#[test]
+fn restart_of_a_running_job_stops_it_with_term_first() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let old_pid = t.state(&id)["pid"].as_u64().unwrap();
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 2);
+    assert_eq!(r["state"], "running");
+    let prev = &r["previous_runs"][0];
+    assert_eq!(prev["state"], "killed", "{r}");
+    assert_eq!(prev["signal"], "SIGTERM");
+    assert!(gone(old_pid), "the old run's process is gone");
+    let new_pid = t.state(&id)["pid"].as_u64().unwrap();
+    assert_ne!(new_pid, old_pid);
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "killed");
+}
+
+#[test]
+fn a_job_that_ignores_term_is_killed_after_the_grace() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["trap '' TERM; echo ready; sleep 30"]);
+    let w = t.ok(&["wait", "--output", "ready", "--until", "30", &id]);
+    assert!(w["matched"].is_object(), "{w}");
+    let old_pid = t.state(&id)["pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    let r = t.ok(&["restart", "--kill-after", "300ms", "--no-wait", &id]);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "TERM was ignored"
+    );
+    let prev = &r["previous_runs"][0];
+    assert_eq!(prev["state"], "killed", "{r}");
+    assert_eq!(prev["signal"], "SIGKILL");
+    assert!(gone(old_pid));
+    assert_eq!(r["attempt"], 2);
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}
+
+#[test]
+fn restart_after_the_supervisor_died() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let st = t.state(&id);
+    let (sup, pid) = (
+        st["supervisor_pid"].as_u64().unwrap(),
+        st["pid"].as_u64().unwrap(),
+    );
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &sup.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !gone(sup) {
+        assert!(Instant::now() < until, "supervisor {sup} did not die");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    let prev = &r["previous_runs"][0];
+    assert_eq!(prev["state"], "failed", "{r}");
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.job_dir(&id).join("runs/1/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["failure"]["code"], "supervisor_lost");
+    assert!(gone(pid), "the orphaned workload was killed");
+    assert_eq!(r["state"], "running");
+    assert_eq!(r["attempt"], 2);
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn concurrent_restarts_each_get_a_clear_answer() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let first_pid = t.state(&id)["pid"].as_u64().unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            t.cmd(&["restart", "--no-wait", &id])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut oks = 0;
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["ok"] == true {
+            oks += 1;
+        } else {
+            assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+        }
+    }
+    assert!(oks >= 1);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["attempt"], 1 + oks, "{s}");
+    assert_eq!(s["state"], "running");
+    // Every run replaced is gone; the one the state names lives.
+    assert!(gone(first_pid));
+    let live = t.state(&id)["pid"].as_u64().unwrap();
+    assert!(!gone(live));
+    for p in s["previous_runs"].as_array().unwrap() {
+        assert_eq!(p["state"], "killed", "{p}");
+    }
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn only_the_last_keep_runs_are_kept() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("config").join("agent-exec");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.toml"), "[restart]\nkeep_runs = 2\n").unwrap();
+    let id = id_of(&t.ok(&["run", "--", "echo hi"]));
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = t.ok(&["restart", &id]);
+    }
+    assert_eq!(last["attempt"], 4);
+    assert_eq!(attempts(&last), vec![2, 3]);
+    let runs = t.job_dir(&id).join("runs");
+    assert!(!runs.join("1").exists(), "the oldest run is removed");
+    for p in last["previous_runs"].as_array().unwrap() {
+        for k in ["stdout_log_path", "stderr_log_path"] {
+            assert!(Path::new(p[k].as_str().unwrap()).exists(), "{p}");
+        }
+    }
+    // keep_runs = 0: nothing is kept, and nothing listed.
+    std::fs::write(cfg.join("config.toml"), "[restart]\nkeep_runs = 0\n").unwrap();
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(r["attempt"], 5);
+    assert_eq!(r["previous_runs"], json!([]));
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+}
+
+#[test]
+fn restart_of_a_created_job_starts_it() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["create", "--", "echo deferred"]));
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(r["state"], "exited");
+    assert_eq!(r["stdout"], "deferred\n");
+    assert_eq!(r["attempt"], 1);
+    assert_eq!(r["previous_runs"], json!([]));
+    // Once started, `start` is refused as before; restart runs it again.
+    let (_, e) = t.err(&["start", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state");
+    assert_eq!(t.ok(&["restart", &id])["attempt"], 2);
+}
+
+#[test]
+fn restart_reuses_the_stored_env_values() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--env",
+        "SECRET=s3cr3t",
+        "--mask",
+        "SECRET",
+        "--",
+        "echo $SECRET",
+    ]);
+    assert_eq!(v["stdout"], "s3cr3t\n");
+    let r = t.ok(&["restart", &id_of(&v)]);
+    assert_eq!(r["stdout"], "s3cr3t\n");
+    assert_eq!(r["env_vars"], json!(["SECRET=***"]));
+}
+
+#[test]
+fn retry_reruns_a_failing_job_until_it_succeeds() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let events = t.base.join("events.ndjson");
+    let v = t.ok(&[
+        "run",
+        "--retry",
+        "3",
+        "--retry-delay",
+        "100ms",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--until",
+        "30",
+        "--",
+        &counting(&counter, 3, 1),
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 0, "the last run's result: {v}");
+    assert_eq!(v["stdout"], "run3\n");
+    let id = id_of(&v);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["attempt"], 3);
+    assert_eq!(attempts(&s), vec![1, 2]);
+    for (i, p) in s["previous_runs"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(p["exit_code"], 1);
+        let out = std::fs::read_to_string(p["stdout_log_path"].as_str().unwrap()).unwrap();
+        assert_eq!(out, format!("run{}\n", i + 1));
+    }
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
+    // job.finished once, for the last run.
+    t.settle();
+    let lines: Vec<Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["exit_code"], 0);
+    assert_eq!(lines[0]["event_type"], "job.finished");
+}
+
+#[test]
+fn retry_gives_up_after_n_and_skips_killed_runs() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let v = t.ok(&["run", "--retry", "2", "--", &counting(&counter, 0, 7)]);
+    assert_eq!(v["exit_code"], 7);
+    let s = t.ok(&["status", &id_of(&v)]);
+    assert_eq!(s["attempt"], 3, "1 run + 2 retries");
+    assert_eq!(attempts(&s), vec![1, 2]);
+    // Killed: not retried.
+    let id = id_of(&t.ok(&["run", "--retry", "3", "--no-wait", "--", "sleep", "30"]));
+    assert_eq!(t.ok(&["kill", &id])["state"], "killed");
+    let w = t.wait_done(&id);
+    assert_eq!(w["state"], "killed");
+    assert_eq!(w["attempt"], 1);
+    // Timed out: not retried either.
+    let v = t.ok(&[
+        "run",
+        "--retry",
+        "3",
+        "--timeout",
+        "200ms",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(v["timed_out"], true, "{v}");
+    assert_eq!(t.ok(&["status", &id_of(&v)])["attempt"], 1);
+}
+
+#[test]
+fn kill_during_the_retry_delay_ends_the_job_killed() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let events = t.base.join("events.ndjson");
+    let id = id_of(&t.ok(&[
+        "run",
+        "--retry",
+        "5",
+        "--retry-delay",
+        "60s",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--no-wait",
+        "--",
+        &counting(&counter, 0, 1),
+    ]));
+    // The first run fails at once; the job then waits out the delay as
+    // attempt 2 (running, its stand-in leading the group).
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = t.ok(&["status", &id]);
+        if s["attempt"] == 2 && t.state(&id)["pid"].is_u64() {
+            assert_eq!(s["state"], "running");
+            break;
+        }
+        assert!(Instant::now() < until, "never reached the delay: {s}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t0 = Instant::now();
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "killed", "{k}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["state"], "killed");
+    assert_eq!(s["attempt"], 2);
+    assert_eq!(attempts(&s), vec![1]);
+    // No run after the kill; job.finished once, saying killed.
+    t.settle();
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "1");
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["state"], "killed");
+    // The logs of the run that never came exist, empty (D41).
+    for f in ["stdout.log", "stderr.log"] {
+        assert_eq!(std::fs::read(t.job_dir(&id).join(f)).unwrap(), b"");
+    }
+}
+
+#[test]
+fn restart_during_the_retry_delay_runs_at_once() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let id = id_of(&t.ok(&[
+        "run",
+        "--retry",
+        "1",
+        "--retry-delay",
+        "60s",
+        "--no-wait",
+        "--",
+        // Fails once, then succeeds.
+        &counting(&counter, 2, 1),
+    ]));
+    let until = Instant::now() + Duration::from_secs(20);
+    while !(t.ok(&["status", &id])["attempt"] == 2 && t.state(&id)["pid"].is_u64()) {
+        assert!(Instant::now() < until, "never reached the delay");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t0 = Instant::now();
+    let r = t.ok(&["restart", &id]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the restart did not wait out the delay"
+    );
+    assert_eq!(r["attempt"], 3);
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["stdout"], "run2\n", "{r}");
+    assert_eq!(attempts(&r), vec![1, 2]);
+    assert_eq!(r["previous_runs"][1]["state"], "killed");
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
+}
+
+#[test]
+fn a_wait_blocked_during_a_restart_answers_with_its_run() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo first; sleep 30"]);
+    t.ok(&["wait", "--output", "first", "--until", "30", &id]);
+    let mut waiter = t
+        .cmd(&["-v", "wait", "--until", "30", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The waiter says (at -v) when it starts waiting.
+    let mut err = BufReader::new(waiter.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("waiting up to") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
+    }
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 2);
+    let t0 = Instant::now();
+    let mut out = String::new();
+    waiter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    waiter.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the wait did not hang"
+    );
+    let w: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(w["type"], "wait");
+    assert_eq!(w["attempt"], 1, "the run it waited on: {w}");
+    assert_eq!(w["state"], "killed");
+    assert_eq!(w["signal"], "SIGTERM");
+    assert_eq!(w["stdout"], "first\n");
+    // The job itself runs on.
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn shell_completion_sees_a_restarted_job_running() {
+    let t = TempRoot::new();
+    // Ends at once the first time; runs on once the gate exists.
+    let gate = t.base.join("gate");
+    let cmd = format!("if [ -e {} ]; then sleep 30; fi", gate.display());
+    let id = id_of(&t.ok(&["run", "--", &cmd]));
+    let complete = |cmd: &str| t.out(&["__complete", "--", cmd, ""]).stdout;
+    // Learned (and cached) as terminal: a delete candidate, not a kill one.
+    assert!(complete("delete").contains(&id));
+    assert!(!complete("kill").contains(&id));
+    std::fs::write(&gate, "").unwrap();
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["state"], "running");
+    assert!(complete("kill").contains(&id), "not hidden by the cache");
+    assert!(!complete("delete").contains(&id));
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn a_readiness_wait_blocked_during_a_restart_answers_with_its_run() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo first; sleep 30"]);
+    t.ok(&["wait", "--output", "first", "--until", "30", &id]);
+    let mut waiter = t
+        .cmd(&[
+            "-v",
+            "wait",
+            "--output",
+            "never printed",
+            "--until",
+            "30",
+            &id,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(waiter.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("waiting up to") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
+    }
+    t.ok(&["restart", "--no-wait", &id]);
+    let t0 = Instant::now();
+    let mut out = String::new();
+    waiter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    waiter.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the wait did not hang"
+    );
+    let w: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(w["attempt"], 1, "{w}");
+    assert_eq!(w["state"], "killed");
+    assert!(w.get("matched").is_none(), "{w}");
+    assert_eq!(w["stdout"], "first\n");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn a_follow_during_a_restart_ends_with_its_run() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo first; sleep 30"]);
+    let mut follower = t
+        .cmd(&["tail", "--follow", "--until", "30", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["data"].as_str()),
+        (Some("output"), Some("first\n"))
+    );
+    t.ok(&["restart", "--no-wait", &id]);
+    let t0 = Instant::now();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    follower.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the follow did not hang"
+    );
+    let end: Value = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end", "{rest}");
+    assert_eq!(end["state"], "killed", "{end}");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn bad_restart_requests() {
+    let t = TempRoot::new();
+    let (_, e) = t.err(&["restart", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
+    assert_eq!(e["error"]["code"], "job_not_found");
+    let (code, e) = t.err(&["restart", "--signal", "NOPE", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
+    assert_eq!(code, 2);
+    assert_eq!(e["error"]["code"], "invalid_signal");
+    let (code, e) = t.err(&["run", "--retry-delay", "soon", "--", "true"]);
+    assert_eq!(code, 2);
+    assert_eq!(e["error"]["code"], "invalid_duration");
+}
+
+// ---------------------------------------------------------------------------
+// HTTP and MCP
+// ---------------------------------------------------------------------------
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+fn http(port: u16, method: &str, path: &str) -> (u16, Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn restart_over_http() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["serve", "--port", "0"]);
+    let mut server = Child(
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let id = id_of(&t.ok(&["run", "--", "echo http"]));
+    let (status, v) = http(port, "POST", &format!("/restart/{id}?until=10"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["type"], "restart");
+    assert_eq!(v["attempt"], 2);
+    assert_eq!(v["stdout"], "http\n");
+    assert_eq!(v["previous_runs"][0]["attempt"], 1);
+    let (status, _) = http(port, "GET", &format!("/restart/{id}"));
+    assert_eq!(status, 405);
+    let (status, v) = http(port, "POST", &format!("/restart/{id}?signal=NOPE"));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_signal"))
+    );
+    let (status, v) = http(port, "POST", &format!("/restart/{id}?bogus=1"));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // A running job over HTTP: stopped, then run again.
+    let id = t.start_job(&["sleep", "30"]);
+    let (status, v) = http(
+        port,
+        "POST",
+        &format!("/restart/{id}?no_wait=true&kill_after=1"),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["previous_runs"][0]["signal"], "SIGTERM");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn restart_over_mcp() {
+    let t = TempRoot::new();
+    let mut mcp = Child(
+        t.cmd(&["mcp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut input = mcp.0.stdin.take().unwrap();
+    let mut output = BufReader::new(mcp.0.stdout.take().unwrap());
+    let mut ask = |id: u64, method: &str, params: Value| -> Value {
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(input, "{msg}").unwrap();
+        input.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(output.read_line(&mut line).unwrap() > 0, "mcp ended");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    };
+    ask(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    let tools = ask(2, "tools/list", json!({}));
+    let restart = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "restart")
+        .cloned()
+        .expect("a restart tool");
+    let props = &restart["inputSchema"]["properties"];
+    assert!(
+        props["job_id"].is_object()
+            && props["signal"].is_object()
+            && props["kill_after"].is_object()
+    );
+    let id = id_of(&t.ok(&["run", "--", "echo mcp"]));
+    let r = ask(
+        3,
+        "tools/call",
+        json!({"name": "restart", "arguments": {"job_id": id, "until": 10}}),
+    );
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    let doc = &r["result"]["structuredContent"];
+    assert_eq!(doc["type"], "restart");
+    assert_eq!(doc["attempt"], 2);
+    assert_eq!(doc["stdout"], "mcp\n");
+    let r = ask(
+        4,
+        "tools/call",
+        json!({"name": "restart", "arguments": {"job_id": "01ZZZZZZZZZZZZZZZZZZZZZZZZ"}}),
+    );
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(
+        r["result"]["structuredContent"]["error"]["code"],
+        "job_not_found"
+    );
+}
