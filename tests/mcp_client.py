@@ -106,7 +106,7 @@ async def main(bin_path, root):
             # tools/list: object schemas that are valid JSON Schemas.
             tools = (await session.list_tools()).tools
             names = [t.name for t in tools]
-            want = ["run", "status", "tail", "wait", "kill", "send", "list", "delete"]
+            want = ["run", "status", "tail", "wait", "kill", "send", "list", "delete", "restart"]
             check(names == want, f"tools: {names}")
             for t in tools:
                 for kind in ("input", "output"):
@@ -228,6 +228,17 @@ async def main(bin_path, root):
                 f"8 waits (until 30) cancelled: status answered {took:.2f}s later, "
                 "job running; killed"
             )
+
+            # restart: the same id runs again; the killed run is kept.
+            r = await c.call("restart", {"job_id": job, "until": 0})
+            check(r["type"] == "restart" and r["job_id"] == job, f"restart: {r}")
+            check(r["attempt"] == 2, f"restart attempt: {r}")
+            prev = r["previous_runs"]
+            check(len(prev) == 1 and prev[0]["state"] == "killed", f"previous_runs: {prev}")
+            await c.call("kill", {"job_id": job, "signal": "KILL"})
+            w = await c.call("wait", {"job_id": job, "until": 10})
+            check(w["state"] == "killed" and w["attempt"] == 2, f"after the second kill: {w}")
+            summary.append("restart: attempt 2 under the same id, the killed run kept")
 
             # A call that cannot be carried out: isError with the envelope.
             e = await c.call("status", {"job_id": "nope"}, error=True)
