@@ -24,6 +24,9 @@ use crate::store;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Created,
+    /// Waiting for a queue slot or for other jobs (`queue.rs`); its
+    /// supervisor is alive and holds the job lock, nothing has run yet.
+    Queued,
     Running,
     Exited,
     Killed,
@@ -34,6 +37,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Created => "created",
+            Status::Queued => "queued",
             Status::Running => "running",
             Status::Exited => "exited",
             Status::Killed => "killed",
@@ -141,6 +145,19 @@ pub struct Meta {
     /// (`[cols, rows]`); implies `interactive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<[u16; 2]>,
+    /// `--queue NAME`: the job waits for one of the queue's slots (see
+    /// `queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// `--parallel N` (or the config's): the queue's slot count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    /// `--after ID`: jobs that must be terminal before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// `--after-ok ID`: jobs that must have exited 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_ok: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -202,6 +219,17 @@ pub struct State {
     /// empty when the logs hold everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<OutputLoss>,
+    /// The job's queue (`--queue`), recorded when it becomes `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// While `queued`: the jobs it still waits for (`--after`,
+    /// `--after-ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// While `queued` in a queue: how many of its members are ahead of it
+    /// (0 = next). Never stored: readers compute it (`queue::position`).
+    #[serde(skip)]
+    pub queue_position: Option<u64>,
 }
 
 /// One log that could not take all of its stream. The log keeps what was
@@ -234,6 +262,9 @@ impl State {
             sid: None,
             pid_start_time: None,
             output_lost: Vec::new(),
+            queue: None,
+            waiting_for: Vec::new(),
+            queue_position: None,
         }
     }
 

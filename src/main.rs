@@ -22,6 +22,7 @@ mod mcp;
 mod notify;
 mod observe;
 mod output;
+mod queue;
 mod store;
 mod supervisor;
 mod sys;

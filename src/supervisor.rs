@@ -185,6 +185,23 @@ fn supervise(
         Err(_) => job.read_state(),
     }
     .unwrap_or_else(|_| State::created(&job.id));
+    // A queued job waits for its turn (queue.rs) before anything of it
+    // starts; the slot it takes is held until this function returns.
+    let mut _queue_slot = None;
+    if let Some(m) = meta.as_ref().ok().filter(|m| crate::queue::applies(m)) {
+        match crate::queue::wait_turn(store, job, m, state, || signal(ready, b'Q')) {
+            crate::queue::Turn::Go(slot, st) => {
+                _queue_slot = slot;
+                state = *st;
+            }
+            crate::queue::Turn::End(st) => {
+                let sinks = publish_terminal(job, &lock, &st);
+                signal(ready, b'T');
+                crate::store::sync_file(&job.dir, crate::job::STATE);
+                return never_ran(sinks);
+            }
+        }
+    }
     let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));

@@ -1,6 +1,6 @@
 //! `list` / `ps`: jobs newest-created first, filtered by working
 //! directory (the current one unless `--cwd DIR` or `--all`), `--state`
-//! and `--tag` patterns (all must match). `ps` is `list --state running`.
+//! and `--tag` patterns (all must match). `ps` lists the running and queued jobs.
 //!
 //! Invariants
 //! - Order is creation order, newest first, taken from the ULID names
@@ -51,6 +51,8 @@ pub struct ListQuery {
     pub cwd: Option<String>,
     /// Tag patterns (validated); every one must match.
     pub tags: Vec<String>,
+    /// `ps`: running and queued jobs (`state` is then ignored).
+    pub active: bool,
 }
 
 #[derive(Serialize)]
@@ -68,6 +70,8 @@ pub struct ListEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 #[derive(Serialize)]
@@ -156,7 +160,12 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             .as_ref()
             .and_then(|s| s.status)
             .map_or("unknown", Status::as_str);
-        if q.state.as_deref().is_some_and(|want| want != state) {
+        let shown = if q.active {
+            matches!(state, "running" | "queued")
+        } else {
+            q.state.as_deref().map_or(true, |want| want == state)
+        };
+        if !shown {
             continue;
         }
         if limit > 0 && body.jobs.len() == limit {
@@ -175,6 +184,7 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             finished_at: st.finished_at,
             updated_at: st.updated_at,
             tags: meta.tags,
+            queued: st.queued,
         });
     }
     cache.save();
@@ -205,11 +215,13 @@ struct StateSummary {
     started_at: Option<String>,
     finished_at: Option<String>,
     updated_at: Option<String>,
+    queued: crate::queue::QueueInfo,
 }
 
 impl From<job::State> for StateSummary {
     fn from(s: job::State) -> Self {
         StateSummary {
+            queued: crate::queue::QueueInfo::of(&s),
             status: Some(s.status()),
             exit_code: s.result.exit_code,
             started_at: s.job.started_at,
@@ -312,12 +324,16 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         started_at,
         finished_at,
         updated_at,
+        // Noted jobs are terminal: not queued, and `queue` is only
+        // shown from the state file itself.
+        queued: Default::default(),
     };
     Some((meta, Some(st)))
 }
 
 fn query(m: &Matches, state: Option<String>) -> ListQuery {
     ListQuery {
+        active: false,
         limit: m.u64("limit").unwrap_or(50),
         state,
         cwd: if m.has("all") {
@@ -335,10 +351,14 @@ pub fn exec(m: &Matches) -> Result<Output> {
     Ok(Output::Doc(list_response(&body)))
 }
 
-/// `ps`: `list --state running`.
+/// `ps`: the running and queued jobs.
 pub fn exec_ps(m: &Matches) -> Result<Output> {
     let store = super::store(m);
-    let body = list_jobs(&store, &query(m, Some("running".to_string())))?;
+    let q = ListQuery {
+        active: true,
+        ..query(m, None)
+    };
+    let body = list_jobs(&store, &q)?;
     Ok(Output::Doc(list_response(&body)))
 }
 

@@ -694,6 +694,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
                     )
                 },
                 tags: m.all("tag").into_iter().map(str::to_string).collect(),
+                active: false,
             };
             doc("list", &super::list::list_jobs(&store, &q)?)?
         }

@@ -102,6 +102,8 @@ pub struct InlineBody {
     pub tty: bool,
     #[serde(flatten)]
     pub ends: Ends,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 /// The end of each log that did not fit in the head, and the cursor:
@@ -222,6 +224,7 @@ pub fn inline_body(
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
         ends,
+        queued: crate::queue::QueueInfo::of(st),
     })
 }
 

@@ -1681,6 +1681,7 @@ fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
             Some(cwd.map_or_else(super::list::current_dir, str::to_string))
         },
         tags: q.all("tag").into_iter().map(str::to_string).collect(),
+        active: false,
     };
     let body = super::list::list_jobs(&srv.store, &query)?;
     Reply::doc(buf, "list", &body)

@@ -28,6 +28,8 @@ pub struct StatusBody {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 impl StatusBody {
@@ -52,6 +54,7 @@ impl StatusBody {
             timed_out: terminal.then_some(st.result.timed_out),
             failure: st.failure.clone(),
             output_lost: st.output_lost.clone(),
+            queued: crate::queue::QueueInfo::of(st),
         }
     }
 }

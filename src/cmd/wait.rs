@@ -71,6 +71,8 @@ pub struct WaitBody {
     pub encoding: &'static str,
     #[serde(flatten)]
     pub ends: Ends,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 /// How much output a `wait` answer carries.
@@ -118,6 +120,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         stderr_range: err.range,
         encoding: "utf-8-lossy",
         ends,
+        queued: crate::queue::QueueInfo::of(st),
     })
 }
 
