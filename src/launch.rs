@@ -561,11 +561,12 @@ pub fn launch(
         job.id,
         first.map(char::from)
     );
-    let state = match first {
+    let mut state = match first {
         Some(_) => job.read_state()?,
         // EOF (gone: launch_lost) or the deadline (still starting).
         None => observe::current_state(job)?,
     };
+    crate::queue::annotate(job, &mut state);
     let alive = first.is_some() || state.status() == Status::Created;
     Ok(Launch {
         state,
