@@ -832,8 +832,8 @@ static LIST: Cmd = Cmd {
 static PS: Cmd = Cmd {
     name: "ps",
     alias: None,
-    about: "List running jobs (list --state running)",
-    long_about: "Same as 'list --state running', with the same filters except --state.",
+    about: "List running and queued jobs",
+    long_about: "Like 'list', but only running and queued jobs (a queued job with its queue_position or waiting_for), with the same filters except --state.",
     flags: &[LIMIT, LIST_CWD, ALL, TAG_FILTER],
     pos: &[],
     conflicts: &[("cwd", "all")],

@@ -307,7 +307,14 @@ const INLINE: &[(&str, &str)] = &[
     ("timed_out?", "Once terminal: true when --timeout stopped the job."),
     ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, launch_lost, supervisor_lost."),
     ("output_lost?", OUTPUT_LOST),
+    ("queue?", QUEUE_FIELD),
+    ("queue_position?", QUEUE_POSITION),
+    ("waiting_for?", WAITING_FOR),
 ];
+
+const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
+const QUEUE_POSITION: &str = "While queued in a queue: how many of its jobs are ahead of this one (0 = it starts next). Computed when read, never stale.";
+const WAITING_FOR: &str = "While queued: the --after/--after-ok jobs that are not terminal yet.";
 
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
 
@@ -319,7 +326,7 @@ const JOB_ROW: &[(&str, &str)] = &[
     ),
     (
         "state",
-        "created, running, exited, killed, failed, or unknown when state.json cannot be read.",
+        "created, queued, running, exited, killed, failed, or unknown when state.json cannot be read.",
     ),
     ("exit_code?", "Exit status, once exited."),
     ("created_at", "When the job was defined."),
@@ -327,6 +334,9 @@ const JOB_ROW: &[(&str, &str)] = &[
     ("finished_at?", "When it ended."),
     ("updated_at?", "Last state change (or progress refresh)."),
     ("tags", "The job's tags."),
+    ("queue?", QUEUE_FIELD),
+    ("queue_position?", QUEUE_POSITION),
+    ("waiting_for?", WAITING_FOR),
 ];
 
 /// How the jobs root is chosen.
@@ -407,6 +417,9 @@ const REPLIES: &[Reply] = &[
             ("timed_out?", "Once terminal: whether --timeout stopped it."),
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
+            ("queue?", QUEUE_FIELD),
+            ("queue_position?", QUEUE_POSITION),
+            ("waiting_for?", WAITING_FOR),
         ],
         notes: &[
             "A job whose supervisor died while it ran is reported (and recorded) as failed with failure.code supervisor_lost, and its process group is killed at that moment, so the workload never outlives its record unnoticed. A job whose launch began but whose supervisor died before the command ran reads as failed with launch_lost.",
@@ -447,6 +460,9 @@ const REPLIES: &[Reply] = &[
             ("timed_out?", "Once terminal: whether --timeout stopped it."),
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
+            ("queue?", QUEUE_FIELD),
+            ("queue_position?", QUEUE_POSITION),
+            ("waiting_for?", WAITING_FOR),
         ],
         notes: &["A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval."],
         see: &["run", "status", "kill"],
@@ -866,6 +882,10 @@ fn main_page() -> String {
     p.sh("JOB STATES");
     p.tp(&bold("created"), "Defined by create; no process yet.");
     p.tp(
+        &bold("queued"),
+        "Started, but waiting for a slot of its queue (--queue; queue_position: how many are ahead, 0 = next) or for other jobs (--after, --after-ok; waiting_for lists them). Its supervisor waits in the kernel; nothing of the command runs yet. kill ends it killed without having run; delete takes it out of the queue.",
+    );
+    p.tp(
         &bold("running"),
         "The supervisor and the command are alive.",
     );
@@ -877,7 +897,7 @@ fn main_page() -> String {
         &bold("killed"),
         "A signal ended the command; signal names it, timed_out says whether --timeout sent it.",
     );
-    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable; launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran; its process group is killed then).");
+    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable; launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
         if what.starts_with("HTTP:") {

@@ -455,3 +455,57 @@ fn support_kill(pid: i32, sig: i32) {
         .unwrap();
     assert!(st.success());
 }
+
+/// Every field of `doc` is declared by schema definition `def` (the
+/// schema test's strict mode, for the queued documents it never sees),
+/// and `state`'s value is one the schema allows.
+fn declared(schema: &Value, def: &str, doc: &Value) {
+    let props = &schema["definitions"][def]["properties"];
+    for (k, v) in doc.as_object().unwrap() {
+        let p = &props[k];
+        assert!(!p.is_null(), "{def}: field {k} is not in the schema");
+        if k == "state" {
+            assert!(
+                p["enum"].as_array().unwrap().contains(v),
+                "{def}: state {v} not allowed"
+            );
+        }
+        if k == "queue_position" {
+            assert_eq!(p["type"], "integer");
+        }
+    }
+}
+
+#[test]
+fn queued_documents_are_in_the_schema() {
+    let t = TempRoot::new();
+    let schema = t.ok(&["schema"])["schema"].clone();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "s", &[], &[&gated(&gate)]));
+    let run = enqueue(&t, "s", &[], &["true"]);
+    declared(&schema, "RunResponse", &run);
+    let q = id_of(&run);
+    let dep = t.ok(&["run", "--no-wait", "--after", &q, "--", "true"]);
+    assert!(dep["waiting_for"].is_array(), "{dep}");
+    declared(&schema, "RunResponse", &dep);
+    declared(&schema, "StatusResponse", &t.ok(&["status", &q]));
+    declared(
+        &schema,
+        "WaitResponse",
+        &t.ok(&["wait", "--until", "0", &q]),
+    );
+    let c = id_of(&t.ok(&["create", "--queue", "s", "--", "true"]));
+    declared(&schema, "StartResponse", &t.ok(&["start", "--no-wait", &c]));
+    let l = t.ok(&["list", "--state", "queued"]);
+    assert!(!l["jobs"].as_array().unwrap().is_empty(), "{l}");
+    let mut list_def = schema["definitions"]["ListResponse"]["properties"]["jobs"]["items"].clone();
+    let mut defs = schema.clone();
+    defs["definitions"]["ListEntry"] = std::mem::take(&mut list_def);
+    for j in l["jobs"].as_array().unwrap() {
+        declared(&defs, "ListEntry", j);
+    }
+    std::fs::write(&gate, "").unwrap();
+    for id in [a, q, c, id_of(&dep)] {
+        assert_eq!(t.wait_done(&id)["state"], "exited");
+    }
+}

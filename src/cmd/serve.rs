@@ -1324,7 +1324,10 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
         Ok(st) => st,
         Err(_) => job.read_state()?,
     };
-    if matches!(st.status(), job::Status::Running | job::Status::Created) {
+    if matches!(
+        st.status(),
+        job::Status::Running | job::Status::Created | job::Status::Queued
+    ) {
         st = crate::observe::current_state(job)?;
     }
     Ok(super::status::StatusBody::from_parts(
