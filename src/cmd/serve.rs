@@ -1520,6 +1520,11 @@ struct ExecRequest {
     max_bytes: Option<u64>,
     tags: Option<Vec<String>>,
     stdin: Option<String>,
+    /// `run --queue/--parallel/--after/--after-ok` (see `queue`).
+    queue: Option<String>,
+    parallel: Option<u64>,
+    after: Option<Vec<String>>,
+    after_ok: Option<Vec<String>>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -1649,6 +1654,21 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     if let Some(s) = r.stdin {
         spec.stdin = StdinSrc::Value(s);
     }
+    if let Some(q) = &r.queue {
+        crate::queue::check_name(q)?;
+    }
+    spec.parallel = match (r.parallel, &r.queue) {
+        (Some(_), None) => return Err(Error::usage("parallel needs queue")),
+        (Some(n), Some(_)) => Some(crate::queue::check_parallel(n)?),
+        // The server's user's config, as `run --queue` would read it.
+        (None, Some(q)) => crate::config::load(None)
+            .ok()
+            .and_then(|c| c.queue_parallel(q)),
+        (None, None) => None,
+    };
+    spec.queue = r.queue;
+    spec.after = r.after.unwrap_or_default();
+    spec.after_ok = r.after_ok.unwrap_or_default();
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.unwrap_or(10).saturating_mul(1000)),
