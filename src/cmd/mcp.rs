@@ -918,6 +918,7 @@ mod tests {
             state: None,
             cwd: Some(super::super::list::current_dir()),
             tags: vec![],
+            active: false,
         };
         let ours = doc(
             "list",
