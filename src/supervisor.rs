@@ -187,11 +187,11 @@ fn supervise(
     .unwrap_or_else(|_| State::created(&job.id));
     // A queued job waits for its turn (queue.rs) before anything of it
     // starts; the slot it takes is held until this function returns.
-    let mut _queue_slot = None;
+    let mut queue_slot = None;
     if let Some(m) = meta.as_ref().ok().filter(|m| crate::queue::applies(m)) {
         match crate::queue::wait_turn(store, job, m, state, || signal(ready, b'Q')) {
             crate::queue::Turn::Go(slot, st) => {
-                _queue_slot = slot;
+                queue_slot = slot;
                 state = *st;
             }
             crate::queue::Turn::End(st) => {
@@ -399,6 +399,8 @@ fn supervise(
     // supervisor_lost, never a lie.
     let _ = sys::unlock(&lock);
     signal(ready, b'T');
+    // The queue's next job may start now, not after the fsync below.
+    drop(queue_slot);
     drop(ready.take());
     let _ = lock.set_len(0);
     drop(lock);

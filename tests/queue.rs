@@ -125,8 +125,12 @@ fn queued_jobs_show_queue_and_position_and_start_as_slots_free() {
     let w = t.ok(&["wait", "--until", "100ms", &b]);
     assert_eq!(w["state"], "queued", "{w}");
 
+    // The cursor of the queued answer reads the output once it ran.
+    let cursor = w["cursor"].as_str().unwrap().to_string();
     std::fs::write(&gate, "").unwrap();
     let vb = t.wait_done(&b);
+    let since = t.ok(&["tail", "--since", &cursor, &b]);
+    assert_eq!(since["stdout"], "b\n", "{since}");
     assert_eq!(vb["state"], "exited", "{vb}");
     assert_eq!(vb["stdout"], "b\n", "{vb}");
     assert!(vb.get("queue_position").is_none(), "{vb}");
