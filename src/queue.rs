@@ -121,9 +121,8 @@ pub fn position(root: &Path, queue: &str, id: &str) -> Option<u64> {
 
 /// What a queued job's supervisor does next.
 pub enum Turn {
-    /// Start the workload (from this state), holding this slot (if any)
-    /// until the job has ended.
-    Go(Option<File>, Box<State>),
+    /// Start the workload (from this state), holding what this says.
+    Go(Held, Box<State>),
     /// The job ended without running (killed, a dependency failed): this
     /// terminal state is to be published.
     End(Box<State>),
@@ -160,7 +159,7 @@ pub fn wait_turn(
         match enter(&store.root, name, meta.parallel.unwrap_or(1), &job.id) {
             Ok(Entered::Slot(f)) => {
                 state.queue = meta.queue.clone();
-                return Turn::Go(Some(f), Box::new(state));
+                return Turn::Go(Held::slot(f), Box::new(state));
             }
             Ok(Entered::Line(l)) => line = Some(l),
             Err(e) => {
@@ -252,7 +251,7 @@ fn wait_all(
     meta: &Meta,
     shared: &Mutex<Shared>,
     line: Option<Line>,
-) -> std::result::Result<Option<File>, Ended> {
+) -> std::result::Result<Held, Ended> {
     let ids = dedup_ids(meta);
     for (i, id) in ids.iter().enumerate() {
         let end = wait_dependency(store, id);
@@ -286,7 +285,7 @@ fn wait_all(
         }
     }
     let Some(name) = &meta.queue else {
-        return Ok(None);
+        return Ok(Held::default());
     };
     let parallel = meta.parallel.unwrap_or(1);
     let unusable =
@@ -294,11 +293,11 @@ fn wait_all(
     let line = match line {
         Some(l) => l,
         None => match enter(&store.root, name, parallel, &job.id).map_err(unusable)? {
-            Entered::Slot(f) => return Ok(Some(f)),
+            Entered::Slot(f) => return Ok(Held::slot(f)),
             Entered::Line(l) => l,
         },
     };
-    line.wait().map(Some).map_err(unusable)
+    line.wait().map_err(unusable)
 }
 
 enum DepEnd {
@@ -395,8 +394,9 @@ fn enter(root: &Path, name: &str, parallel: u32, id: &str) -> std::io::Result<En
 
 impl Line {
     /// Wait to be the head of the line, then for one of the slots. The
-    /// slot is held for as long as the returned file lives.
-    fn wait(self) -> std::io::Result<File> {
+    /// place in line is kept until the job has started (`Held::started`),
+    /// so the next one cannot overtake it between here and its spawn.
+    fn wait(self) -> std::io::Result<Held> {
         while let Some(ahead) = nearest_live_ahead(&self.d, &self.dir, &self.mine) {
             let _ = sys::lock_shared(&ahead);
             let _ = sys::unlock(&ahead);
@@ -405,10 +405,54 @@ impl Line {
             Some(f) => f,
             None => block_any_slot(&self.dir, self.parallel)?,
         };
-        // Out of the line: the next one becomes the head.
-        let _ = self.d.unlink(&self.mine);
-        drop(self.ticket);
-        Ok(slot)
+        Ok(Held {
+            slot: Some(slot),
+            ticket: Some(Ticket {
+                d: self.d,
+                name: self.mine,
+                _file: self.ticket,
+            }),
+        })
+    }
+}
+
+/// What a job that may start holds: its queue slot, until its end is
+/// published (dropped), and its place at the head of the line, until its
+/// workload has been spawned (`started`).
+#[derive(Default)]
+pub struct Held {
+    /// Never read: holding the open file is holding the slot's lock.
+    #[allow(dead_code)]
+    slot: Option<File>,
+    ticket: Option<Ticket>,
+}
+
+impl Held {
+    fn slot(f: File) -> Held {
+        Held {
+            slot: Some(f),
+            ticket: None,
+        }
+    }
+
+    /// The workload is spawned: the next job in line may go.
+    pub fn started(&mut self) {
+        self.ticket = None;
+    }
+}
+
+/// A held ticket; dropping it takes it out of the line.
+struct Ticket {
+    d: sys::Dir,
+    name: String,
+    _file: File,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // Unlinked before the lock goes with the file: the next waiter,
+        // woken by that, never finds it live.
+        let _ = self.d.unlink(&self.name);
     }
 }
 

@@ -186,12 +186,12 @@ fn supervise(
     }
     .unwrap_or_else(|_| State::created(&job.id));
     // A queued job waits for its turn (queue.rs) before anything of it
-    // starts; the slot it takes is held until this function returns.
+    // starts; the slot it takes is held until its end is published.
     let mut queue_slot = None;
     if let Some(m) = meta.as_ref().ok().filter(|m| crate::queue::applies(m)) {
         match crate::queue::wait_turn(store, job, m, state, || signal(ready, b'Q')) {
-            crate::queue::Turn::Go(slot, st) => {
-                queue_slot = slot;
+            crate::queue::Turn::Go(held, st) => {
+                queue_slot = Some(held);
                 state = *st;
             }
             crate::queue::Turn::End(st) => {
@@ -256,6 +256,9 @@ fn supervise(
     // The command (its argv and a copy of the whole environment) is
     // spent: free it now, not after the job.
     drop(cmd);
+    if let Some(q) = queue_slot.as_mut() {
+        q.started();
+    }
     let started = Instant::now();
     let pid = child.id();
     let now = crate::time::now_ts();
