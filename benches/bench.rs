@@ -1965,7 +1965,8 @@ fn queue(b: &mut Bench) {
                         samples += 1;
                     }
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                // Not more often: the sampler competes with the queue.
+                std::thread::sleep(Duration::from_millis(40));
             }
             (most, samples)
         })

@@ -1654,12 +1654,15 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     if let Some(s) = r.stdin {
         spec.stdin = StdinSrc::Value(s);
     }
+    // Bad values are the route's `invalid_request`, like its other fields.
     if let Some(q) = &r.queue {
-        crate::queue::check_name(q)?;
+        crate::queue::check_name(q).map_err(|e| invalid(e.to_string()))?;
     }
     spec.parallel = match (r.parallel, &r.queue) {
-        (Some(_), None) => return Err(Error::usage("parallel needs queue")),
-        (Some(n), Some(_)) => Some(crate::queue::check_parallel(n)?),
+        (Some(_), None) => return Err(invalid("parallel needs queue")),
+        (Some(n), Some(_)) => {
+            Some(crate::queue::check_parallel(n).map_err(|e| invalid(e.to_string()))?)
+        }
         // The server's user's config, as `run --queue` would read it.
         (None, Some(q)) => crate::config::load(None)
             .ok()
