@@ -313,7 +313,7 @@ const INLINE: &[(&str, &str)] = &[
 ];
 
 const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
-const QUEUE_POSITION: &str = "While queued in a queue: how many of its jobs are ahead of this one (0 = it starts next). Computed when read, never stale.";
+const QUEUE_POSITION: &str = "While queued in a queue's line: how many of its jobs are ahead of this one (0 = it starts next); absent while the job still waits for its --after/--after-ok jobs (it joins the line after them). Computed when read, never stale.";
 const WAITING_FOR: &str = "While queued: the --after/--after-ok jobs that are not terminal yet.";
 
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";

@@ -27,6 +27,12 @@
 //!   alive) and has done nothing the job can observe: no process, no env
 //!   file read. `queue_position` is computed by readers from the tickets
 //!   (`position`), never stored, so it is never stale.
+//! - A job's slot count (`--parallel`, stored in meta.json) is its own:
+//!   it tries slots 0..N. Jobs of one queue are expected to agree (the
+//!   config's `[queue.NAME] parallel` makes that the default).
+//! - With dependencies, the job joins the line only once they have ended;
+//!   until then it has `waiting_for` and no `queue_position`.
+//! - `delete` of a queued job kills it (as `kill` does) and removes it.
 //! - The supervisor of a queued job takes SIGTERM/SIGINT/SIGHUP as `kill`:
 //!   it records `killed` without having run. The signals stay blocked in
 //!   it afterwards (the workload starts with a clean mask), so a kill that

@@ -387,6 +387,10 @@ fn gc_never_collects_a_queued_job() {
     let g = t.ok(&["gc", "--older-than", "0s", "--max-jobs", "0"]);
     assert_eq!(g["deleted"], 0, "{g}");
     assert!(t.job_dir(&q).exists());
+    assert!(
+        t.root.join(".queues").join("g").is_dir(),
+        "gc took the queue"
+    );
     assert_eq!(t.ok(&["status", &q])["state"], "queued");
     std::fs::write(&gate, "").unwrap();
     assert_eq!(t.wait_done(&q)["stdout"], "q\n");
