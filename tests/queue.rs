@@ -281,8 +281,9 @@ fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
         &[&format!("touch '{}'", mark.display())],
     ));
     let c = id_of(&enqueue(&t, "k", &[], &["echo c"]));
-    let k = t.ok(&["kill", &q]);
+    let k = t.ok(&["kill", "--signal", "INT", &q]);
     assert_eq!(k["state"], "killed", "{k}");
+    assert_eq!(k["terminated_signal"], "SIGINT", "{k}");
     let s = t.ok(&["status", &q]);
     assert_eq!(s["state"], "killed", "{s}");
     assert!(s.get("started_at").is_none(), "{s}");

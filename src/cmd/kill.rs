@@ -3,7 +3,8 @@
 //! watches for it (3 s) and reports the state it saw.
 //!
 //! A `queued` job has no process group yet: `kill` signals its waiting
-//! supervisor (SIGTERM), which records `killed` without running anything
+//! supervisor (the signal asked for if it is TERM, INT or HUP, else
+//! TERM), which records `killed` with that signal without running anything
 //! (see `queue`). If the job started meanwhile, the supervisor ignores
 //! that signal and `kill` signals the job's group as for any running job.
 
@@ -76,8 +77,14 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                 // Nothing runs yet that could be stopped or told.
                 return Ok(fill(body, &st, t0));
             }
+            // The supervisor takes TERM, INT and HUP as "kill" and records
+            // the one it got; any other ending signal is sent as TERM.
+            let asked = match sig {
+                libc::SIGTERM | libc::SIGINT | libc::SIGHUP => sig,
+                _ => libc::SIGTERM,
+            };
             if let Some(spid) = st.supervisor_pid {
-                sys::kill(spid as i32, libc::SIGTERM)
+                sys::kill(spid as i32, asked)
                     .map_err(|e| Error::io(format!("signal supervisor {spid}"), e))?;
             }
             if no_wait {
