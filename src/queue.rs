@@ -507,12 +507,15 @@ fn block_any_slot(dir: &Path, parallel: u32) -> std::io::Result<File> {
         let d = sys::Dir::open(dir)?;
         let f = d.open_file(&slot_name(i), sys::How::Open)?;
         let tx = tx.clone();
-        std::thread::spawn(move || {
-            if sys::lock_exclusive(&f).is_ok() {
-                // Err: a sibling won; dropping `f` frees the slot.
-                let _ = tx.send(f);
-            }
-        });
+        // A small stack: these threads only block in flock.
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                if sys::lock_exclusive(&f).is_ok() {
+                    // Err: a sibling won; dropping `f` frees the slot.
+                    let _ = tx.send(f);
+                }
+            })?;
     }
     drop(tx);
     rx.recv()
