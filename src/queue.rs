@@ -188,12 +188,18 @@ pub fn wait_turn(
     tell();
     let shared = Arc::new(Mutex::new(Shared { state, done: false }));
     let (tx, rx) = mpsc::channel();
+    // The end of the wait reaches this thread from whichever thread sees
+    // it (the waiter, or the slot thread that won): one hop, not two.
+    let deliver: Deliver = Arc::new(move |r| {
+        let _ = tx.send(r);
+        let _ = sys::kill(std::process::id() as i32, libc::SIGUSR2);
+    });
     {
         let (store, job, meta, shared) = (store.clone(), job.clone(), meta.clone(), shared.clone());
         std::thread::spawn(move || {
-            let r = wait_all(&store, &job, &meta, &shared, line);
-            let _ = tx.send(r);
-            let _ = sys::kill(std::process::id() as i32, libc::SIGUSR2);
+            if let Some(r) = wait_all(&store, &job, &meta, &shared, line, &deliver) {
+                deliver(r);
+            }
         });
     }
     let outcome = loop {
@@ -239,6 +245,9 @@ enum Ended {
     Failed(&'static str, String),
 }
 
+/// How the end of the wait is handed to the supervisor's main thread.
+type Deliver = Arc<dyn Fn(std::result::Result<Held, Ended>) + Send + Sync>;
+
 /// The dependency ids, each once, in the order given.
 fn dedup_ids(meta: &Meta) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
@@ -250,24 +259,26 @@ fn dedup_ids(meta: &Meta) -> Vec<String> {
     ids
 }
 
-/// The waiter thread: dependencies first, then the queue.
+/// The waiter thread: dependencies first, then the queue. None: a slot
+/// thread delivers the outcome (see `Line::wait`).
 fn wait_all(
     store: &Store,
     job: &Job,
     meta: &Meta,
     shared: &Mutex<Shared>,
     line: Option<Line>,
-) -> std::result::Result<Held, Ended> {
+    deliver: &Deliver,
+) -> Option<std::result::Result<Held, Ended>> {
     let ids = dedup_ids(meta);
     for (i, id) in ids.iter().enumerate() {
         let end = wait_dependency(store, id);
         let must_be_ok = meta.after_ok.contains(id);
         match end {
             DepEnd::Deleted if must_be_ok => {
-                return Err(Ended::Failed(
+                return Some(Err(Ended::Failed(
                     "dependency_failed",
                     format!("dependency {id} was deleted before it was seen to exit 0"),
-                ))
+                )))
             }
             DepEnd::Ended(st) if must_be_ok && st.result.exit_code != Some(0) => {
                 let how = match (&st.result.exit_code, &st.result.signal) {
@@ -275,10 +286,10 @@ fn wait_all(
                     (None, Some(s)) => format!("ended {} ({s})", st.status().as_str()),
                     _ => format!("ended {}", st.status().as_str()),
                 };
-                return Err(Ended::Failed(
+                return Some(Err(Ended::Failed(
                     "dependency_failed",
                     format!("dependency {id} {how}; --after-ok needs exit code 0"),
-                ));
+                )));
             }
             _ => {}
         }
@@ -291,19 +302,20 @@ fn wait_all(
         }
     }
     let Some(name) = &meta.queue else {
-        return Ok(Held::default());
+        return Some(Ok(Held::default()));
     };
     let parallel = meta.parallel.unwrap_or(1);
     let unusable =
         |e: std::io::Error| Ended::Failed("queue_unusable", format!("queue {name}: {e}"));
     let line = match line {
         Some(l) => l,
-        None => match enter(&store.root, name, parallel, &job.id).map_err(unusable)? {
-            Entered::Slot(f) => return Ok(Held::slot(f)),
-            Entered::Line(l) => l,
+        None => match enter(&store.root, name, parallel, &job.id) {
+            Ok(Entered::Slot(f)) => return Some(Ok(Held::slot(f))),
+            Ok(Entered::Line(l)) => l,
+            Err(e) => return Some(Err(unusable(e))),
         },
     };
-    line.wait().map_err(unusable)
+    line.wait(deliver).map_err(unusable).transpose()
 }
 
 enum DepEnd {
@@ -402,23 +414,33 @@ impl Line {
     /// Wait to be the head of the line, then for one of the slots. The
     /// place in line is kept until the job has started (`Held::started`),
     /// so the next one cannot overtake it between here and its spawn.
-    fn wait(self) -> std::io::Result<Held> {
+    /// Ok(None): every slot is taken; the first slot thread to get one
+    /// delivers the job's `Held` itself.
+    fn wait(self, deliver: &Deliver) -> std::io::Result<Option<Held>> {
         while let Some(ahead) = nearest_live_ahead(&self.d, &self.dir, &self.mine) {
             let _ = sys::lock_shared(&ahead);
             let _ = sys::unlock(&ahead);
         }
-        let slot = match try_any_slot(&self.d, self.parallel)? {
-            Some(f) => f,
-            None => block_any_slot(&self.dir, self.parallel)?,
+        let free = try_any_slot(&self.d, self.parallel)?;
+        let slots = match free {
+            Some(_) => Vec::new(),
+            None => (0..self.parallel)
+                .map(|i| self.d.open_file(&slot_name(i), sys::How::Open))
+                .collect::<std::io::Result<Vec<File>>>()?,
         };
-        Ok(Held {
-            slot: Some(slot),
-            ticket: Some(Ticket {
-                d: self.d,
-                name: self.mine,
-                _file: self.ticket,
-            }),
-        })
+        let ticket = Ticket {
+            d: self.d,
+            name: self.mine,
+            _file: self.ticket,
+        };
+        if let Some(f) = free {
+            return Ok(Some(Held {
+                slot: Some(f),
+                ticket: Some(ticket),
+            }));
+        }
+        block_any_slot(slots, ticket, deliver)?;
+        Ok(None)
     }
 }
 
@@ -497,29 +519,33 @@ fn try_any_slot(d: &sys::Dir, parallel: u32) -> std::io::Result<Option<File>> {
     Ok(None)
 }
 
-/// Block until one of the slots is ours: one thread blocks on each, the
-/// first to get its slot wins. The others keep blocking; when they get
-/// theirs they find nobody listening and let go at once (only the head
-/// of the line waits here, so nobody else is kept from a slot).
-fn block_any_slot(dir: &Path, parallel: u32) -> std::io::Result<File> {
-    let (tx, rx) = mpsc::channel::<File>();
-    for i in 0..parallel {
-        let d = sys::Dir::open(dir)?;
-        let f = d.open_file(&slot_name(i), sys::How::Open)?;
-        let tx = tx.clone();
+/// Wait for whichever slot frees first: one thread blocks on each; the
+/// first to get its slot takes the ticket and delivers the job's `Held`
+/// to the main thread directly. The others keep blocking; when they get
+/// their slot they find the ticket gone and let go at once (only the
+/// head of the line waits here, so nobody else is kept from a slot).
+fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::io::Result<()> {
+    let ticket = Arc::new(Mutex::new(Some(ticket)));
+    for f in slots {
+        let (ticket, deliver) = (ticket.clone(), deliver.clone());
         // A small stack: these threads only block in flock.
         std::thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {
-                if sys::lock_exclusive(&f).is_ok() {
-                    // Err: a sibling won; dropping `f` frees the slot.
-                    let _ = tx.send(f);
+                if sys::lock_exclusive(&f).is_err() {
+                    return;
                 }
+                let won = ticket.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(t) = won {
+                    deliver(Ok(Held {
+                        slot: Some(f),
+                        ticket: Some(t),
+                    }));
+                }
+                // Else a sibling won: dropping `f` frees this slot.
             })?;
     }
-    drop(tx);
-    rx.recv()
-        .map_err(|_| std::io::Error::other("no slot could be locked"))
+    Ok(())
 }
 
 /// Take the job's ticket out of its queue's line (a killed waiter; a
