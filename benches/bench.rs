@@ -290,7 +290,7 @@ fn main() {
     // BENCH_ONLY=management,serve runs only those sections.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     type Section = (&'static str, fn(&mut Bench));
-    let sections: [Section; 9] = [
+    let sections: [Section; 10] = [
         ("foundation", foundation),
         ("core", core),
         ("launch", launch),
@@ -300,6 +300,7 @@ fn main() {
         ("serve", serve),
         ("completion", completion),
         ("mcp", mcp),
+        ("queue", queue),
     ];
     for (name, run) in sections {
         if only.is_empty() || only.split(',').any(|o| o == name) {
@@ -1890,4 +1891,189 @@ fn other_queues(b: &mut Bench, k: usize) {
         }
         let _ = fs::remove_dir_all(&dir);
     }
+}
+
+/// BENCH_ONLY=queue: 200 jobs through `run --no-wait --queue q
+/// --parallel 2`. All 200 are enqueued first, behind a gate file the
+/// jobs wait for (so the 200 launches do not compete with the queue for
+/// the CPU), then the gate opens. Each job writes a start and an end
+/// marker with bash's `$EPOCHREALTIME` (no fork, microseconds) into one
+/// file. From them: all ran, at most 2 at once (exact, from the
+/// intervals; also sampled with `ps` while they run), and how long after
+/// a slot freed the next job started: its start marker minus the latest
+/// end marker before it — the whole path from one workload's last line,
+/// through its exit, its supervisor publishing the end and letting go of
+/// the slot, to the next supervisor waking, spawning bash, and bash's
+/// first line. The same bash start-up, timed alone, is the baseline.
+/// Order is the supervisors' spawn order (the workloads' pids, which the
+/// kernel hands out increasing); the markers' order is shown beside it.
+fn queue(b: &mut Bench) {
+    let root = b.fresh_root("queue");
+    let marks = b.tmp.join("queue-marks.txt");
+    let gate = b.tmp.join("queue-gate");
+    let _ = fs::remove_file(&marks);
+    let _ = fs::remove_file(&gate);
+    let n = 200;
+    let script = format!(
+        "while [ ! -e '{g}' ]; do sleep 0.01; done; echo \"s $I $EPOCHREALTIME\" >> '{m}'; sleep 0.02; echo \"e $I $EPOCHREALTIME\" >> '{m}'",
+        g = gate.display(),
+        m = marks.display()
+    );
+    let mut ids = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let mut c = b.cmd(
+            &root,
+            &[
+                "run",
+                "--no-wait",
+                "--no-auto-gc",
+                "--queue",
+                "q",
+                "--parallel",
+                "2",
+                "--shell-wrapper",
+                "bash -c",
+                "--env",
+                &format!("I={i}"),
+                "--",
+                &script,
+            ],
+        );
+        let o = c.output().expect("run");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        ids.push(v["job_id"].as_str().unwrap_or_default().to_string());
+    }
+    let enqueue_ms = ms(t0.elapsed());
+    // Sample `ps` while the jobs run: never more than 2 running.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (bin, root, stop) = (b.bin.clone(), root.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut most, mut samples) = (0usize, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let o = Command::new(&bin)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["ps", "--all", "--limit", "0"])
+                    .stderr(Stdio::null())
+                    .output();
+                if let Ok(v) = o.map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout)) {
+                    if let Some(jobs) = v.ok().and_then(|v| v["jobs"].as_array().cloned()) {
+                        let running = jobs.iter().filter(|j| j["state"] == "running").count();
+                        most = most.max(running);
+                        samples += 1;
+                    }
+                }
+                // Not more often: the sampler competes with the queue.
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            (most, samples)
+        })
+    };
+    let t1 = Instant::now();
+    fs::write(&gate, b"").unwrap();
+    let mut exited = 0;
+    for id in &ids {
+        let v = b.json(&root, &["wait", "--until", "120", id]);
+        if v["state"] == "exited" && v["exit_code"] == 0 {
+            exited += 1;
+        }
+    }
+    let run_ms = ms(t1.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sampled_most, samples) = sampler.join().unwrap_or((usize::MAX, 0));
+    let text = fs::read_to_string(&marks).unwrap_or_default();
+    let mut events: Vec<(f64, bool, usize)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let kind = w.next()? == "s";
+            let i = w.next()?.parse().ok()?;
+            let t = w.next()?.parse::<f64>().ok()?;
+            Some((t, kind, i))
+        })
+        .collect();
+    // Ends before starts at the same instant (a freed slot is free).
+    events.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    let (mut live, mut most) = (0i32, 0i32);
+    let mut starts = Vec::new();
+    let mut last_end: Option<f64> = None;
+    let mut gaps = Vec::new();
+    for &(t, start, i) in &events {
+        if start {
+            live += 1;
+            starts.push(i);
+            // The first two start when the gate opens, not on a slot.
+            if let (Some(e), true) = (last_end, starts.len() > 2) {
+                gaps.push((t - e) * 1000.0);
+            }
+        } else {
+            live -= 1;
+            last_end = Some(t);
+        }
+        most = most.max(live);
+    }
+    let pids: Vec<i64> = ids
+        .iter()
+        .map(|id| {
+            fs::read(root.join(id).join("state.json"))
+                .ok()
+                .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["pid"].as_i64())
+                .unwrap_or(-1)
+        })
+        .collect();
+    let spawned_in_order = pids.windows(2).all(|w| w[0] < w[1]);
+    let swaps = starts.windows(2).filter(|w| w[0] > w[1]).count();
+    // Baseline: bash's own start-up to its first line, from a spawn here.
+    let mut boot = Vec::new();
+    for _ in 0..b.rounds * 3 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let o = Command::new("bash")
+            .args(["-c", "echo $EPOCHREALTIME"])
+            .output()
+            .expect("bash");
+        if let Ok(e) = String::from_utf8_lossy(&o.stdout).trim().parse::<f64>() {
+            boot.push((e - t) * 1000.0);
+        }
+    }
+    b.row(
+        "queue: 200 jobs, --parallel 2: exited 0",
+        format!("{exited}/{n} (enqueued in {enqueue_ms:.0} ms, ran in {run_ms:.0} ms)"),
+    );
+    b.row(
+        "queue: most running at once (target ≤ 2)",
+        format!("{most} from markers; {sampled_most} in {samples} ps samples"),
+    );
+    b.row(
+        "queue: spawned in launch order (workload pids)",
+        format!(
+            "{}; first lines in order but for {swaps} adjacent swaps",
+            if spawned_in_order { "yes" } else { "NO" }
+        ),
+    );
+    b.row(
+        "queue: start after a slot frees, median (target ≤ 5 ms)",
+        format!("{:.2} ms", median(gaps.clone())),
+    );
+    b.row(
+        "queue: start after a slot frees, p90 / max",
+        format!(
+            "{:.2} / {:.2} ms",
+            percentile(gaps.clone(), 0.9),
+            percentile(gaps, 1.0)
+        ),
+    );
+    b.row(
+        "queue: baseline, bash spawn to first line, median / p90",
+        format!(
+            "{:.2} / {:.2} ms",
+            median(boot.clone()),
+            percentile(boot, 0.9)
+        ),
+    );
 }

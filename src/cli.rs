@@ -319,6 +319,33 @@ const TAG: Flag = Flag::value(
     "Tag the job: dot-separated segments of letters, digits and '-'",
 )
 .multi();
+// Queues and dependencies (see queue.rs), shared by `run` and `create`.
+const QUEUE: Flag = Flag::value(
+    "queue",
+    "NAME",
+    Ty::Str,
+    "Run in queue NAME: at most --parallel of its jobs at once, the others wait (state queued) and start in launch order",
+);
+const PARALLEL: Flag = Flag::value(
+    "parallel",
+    "N",
+    Ty::U64,
+    "With --queue: how many of the queue's jobs run at once (default: config [queue.NAME] parallel, else 1)",
+);
+const AFTER: Flag = Flag::value(
+    "after",
+    "JOB_ID",
+    Ty::Str,
+    "Start only once this job is terminal (queued until then; repeatable)",
+)
+.multi();
+const AFTER_OK: Flag = Flag::value(
+    "after-ok",
+    "JOB_ID",
+    Ty::Str,
+    "Start only if this job exits 0; otherwise end failed (dependency_failed) without running (repeatable)",
+)
+.multi();
 const LOG: Flag = Flag::value(
     "log",
     "PATH",
@@ -570,7 +597,7 @@ static CREATE: Cmd = Cmd {
     alias: None,
     about: "Define a job without starting it",
     long_about: "Stores the command, environment, stdin and timeouts in a new job directory with state 'created'. No process starts; 'start' launches it later.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, QUEUE, PARALLEL, AFTER, AFTER_OK],
     pos: &[COMMAND],
     conflicts: DEFINE_CONFLICTS,
     hidden: false,
@@ -596,7 +623,7 @@ static RUN: Cmd = Cmd {
     alias: None,
     about: "Run a command as a detached background job",
     long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr (and, when a log is longer, its last --tail-bytes), with a cursor for tail --since; the job goes on if it is still running.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, QUEUE, PARALLEL, AFTER, AFTER_OK, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
     pos: &[COMMAND],
     conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("until", "forever")],
     hidden: false,
@@ -843,7 +870,7 @@ static LIST: Cmd = Cmd {
     long_about: "Lists jobs whose working directory is the current one (or --cwd DIR, or --all), newest created first, filtered by --state and --tag.",
     flags: &[
         LIMIT,
-        Flag::value("state", "STATE", Ty::Choice, "Only jobs in this state").choices(&["created", "running", "exited", "killed", "failed", "unknown"]),
+        Flag::value("state", "STATE", Ty::Choice, "Only jobs in this state").choices(&["created", "queued", "running", "exited", "killed", "failed", "unknown"]),
         LIST_CWD,
         ALL,
         TAG_FILTER,
@@ -858,8 +885,8 @@ static LIST: Cmd = Cmd {
 static PS: Cmd = Cmd {
     name: "ps",
     alias: None,
-    about: "List running jobs (list --state running)",
-    long_about: "Same as 'list --state running', with the same filters except --state.",
+    about: "List running and queued jobs",
+    long_about: "Like 'list', but only running and queued jobs (a queued job with its queue_position or waiting_for), with the same filters except --state.",
     flags: &[LIMIT, LIST_CWD, ALL, TAG_FILTER],
     pos: &[],
     conflicts: &[("cwd", "all")],

@@ -25,6 +25,8 @@
 //! - `notify.sink_timeout` (duration string).
 //! - `restart.keep_runs` (integer >= 0, default 5): how many earlier runs
 //!   of a job `restart` and `run --retry` keep.
+//! - `queue.<NAME>.parallel` (integer 1..=1024): the slot count of queue
+//!   NAME when `run --queue NAME` gives no `--parallel`.
 //!
 //! Durations must be TOML strings (`"30d"`), exactly as on the command line;
 //! a bare integer is rejected rather than guessed to be seconds. Zero is
@@ -60,6 +62,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[restart] keep_runs`: earlier runs of a job kept (see `runs`).
     pub keep_runs: u64,
+    /// `[queue.NAME] parallel = N`, in file order.
+    pub queues: Vec<(String, u32)>,
 }
 
 impl Default for Config {
@@ -70,7 +74,15 @@ impl Default for Config {
             gc: GcConfig::default(),
             notify: NotifyConfig::default(),
             keep_runs: crate::runs::DEFAULT_KEEP,
+            queues: Vec::new(),
         }
+    }
+}
+
+impl Config {
+    /// The configured slot count of queue `name`, if any.
+    pub fn queue_parallel(&self, name: &str) -> Option<u32> {
+        self.queues.iter().find(|(n, _)| n == name).map(|&(_, p)| p)
     }
 }
 
@@ -265,6 +277,39 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
     }
     if let Some(e) = v.key("restart", "keep_runs") {
         cfg.keep_runs = v.count(e, "restart.keep_runs")?;
+    }
+
+    v.section("queue")?;
+    if let Some(queues) = root.get("queue").and_then(|q| q.as_table()) {
+        for q in queues.entries() {
+            let key = format!("queue.{}", q.key);
+            let Some(t) = q.value.as_table() else {
+                return Err(v.fail(
+                    q,
+                    &key,
+                    format_args!("expected a table, found {}", q.value.type_name()),
+                ));
+            };
+            crate::queue::check_name(&q.key).map_err(|_| {
+                v.fail(
+                    q,
+                    &key,
+                    "a queue name is 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
+                )
+            })?;
+            if let Some(e) = t.entry("parallel") {
+                let key = format!("{key}.parallel");
+                let n = v.count(e, &key)?;
+                let n = crate::queue::check_parallel(n).map_err(|_| {
+                    v.fail(
+                        e,
+                        &key,
+                        format_args!("expected 1 to {}, found {n}", crate::queue::MAX_PARALLEL),
+                    )
+                })?;
+                cfg.queues.push((q.key.clone(), n));
+            }
+        }
     }
     Ok(cfg)
 }

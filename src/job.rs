@@ -25,6 +25,9 @@ use crate::store;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Created,
+    /// Waiting for a queue slot or for other jobs (`queue.rs`); its
+    /// supervisor is alive and holds the job lock, nothing has run yet.
+    Queued,
     Running,
     Exited,
     Killed,
@@ -35,6 +38,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Created => "created",
+            Status::Queued => "queued",
             Status::Running => "running",
             Status::Exited => "exited",
             Status::Killed => "killed",
@@ -142,6 +146,19 @@ pub struct Meta {
     /// (`[cols, rows]`); implies `interactive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<[u16; 2]>,
+    /// `--queue NAME`: the job waits for one of the queue's slots (see
+    /// `queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// `--parallel N` (or the config's): the queue's slot count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    /// `--after ID`: jobs that must be terminal before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// `--after-ok ID`: jobs that must have exited 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_ok: Vec<String>,
     /// `run --retry N [--retry-delay D]`: the supervisor runs the job
     /// again when it exits non-zero (see `runs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +256,17 @@ pub struct State {
     /// empty when the logs hold everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<OutputLoss>,
+    /// The job's queue (`--queue`), recorded when it becomes `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// While `queued`: the jobs it still waits for (`--after`,
+    /// `--after-ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// While `queued` in a queue: how many of its members are ahead of it
+    /// (0 = next). Never stored: readers compute it (`queue::position`).
+    #[serde(skip)]
+    pub queue_position: Option<u64>,
     /// Which run of the job this is: 1 for the first, one more for each
     /// `restart` or `--retry` (absent in older files: 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +330,9 @@ impl State {
             attempt: None,
             previous_runs: Vec::new(),
             run_dir: None,
+            queue: None,
+            waiting_for: Vec::new(),
+            queue_position: None,
         }
     }
 

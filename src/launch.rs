@@ -13,7 +13,9 @@
 //!
 //! Readiness protocol on the pipe, one byte each: `R` (running, state.json
 //! written), `F` (launch failed, state.json says why), `T` (terminal state
-//! on disk). EOF without `T` means the supervisor is gone.
+//! on disk), `Q` (queued: waiting for a queue slot or other jobs, see
+//! `queue`; `R` or `T` follows when it starts or ends). EOF without `T`
+//! means the supervisor is gone.
 //!
 //! Invariants
 //! - No secret in any argv: `--env` values live in env.json (0600).
@@ -71,6 +73,12 @@ pub struct Spec {
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
     pub sink_timeout_secs: Option<u64>,
+    /// `--queue`, its slot count, `--after`, `--after-ok` (ids as given;
+    /// `define` resolves them). See `queue`.
+    pub queue: Option<String>,
+    pub parallel: Option<u32>,
+    pub after: Vec<String>,
+    pub after_ok: Vec<String>,
 }
 
 impl Spec {
@@ -96,6 +104,10 @@ impl Spec {
             tty: None,
             retry: None,
             sink_timeout_secs: None,
+            queue: None,
+            parallel: None,
+            after: Vec::new(),
+            after_ok: Vec::new(),
         }
     }
 
@@ -145,6 +157,18 @@ impl Spec {
                 keep_runs: cfg.keep_runs,
             }),
         };
+        spec.queue = m.get("queue").map(str::to_string);
+        if let Some(q) = &spec.queue {
+            crate::queue::check_name(q)?;
+        }
+        spec.parallel = match (m.u64("parallel"), &spec.queue) {
+            (Some(_), None) => return Err(Error::usage("--parallel needs --queue")),
+            (Some(n), Some(_)) => Some(crate::queue::check_parallel(n)?),
+            (None, Some(q)) => cfg.queue_parallel(q),
+            (None, None) => None,
+        };
+        spec.after = m.all("after").into_iter().map(str::to_string).collect();
+        spec.after_ok = m.all("after-ok").into_iter().map(str::to_string).collect();
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()
@@ -370,6 +394,10 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         interactive: spec.interactive,
         tty: spec.tty,
         retry: spec.retry.clone(),
+        queue: spec.queue.clone(),
+        parallel: spec.queue.as_ref().map(|_| spec.parallel.unwrap_or(1)),
+        after: resolve_deps(store, &spec.after)?,
+        after_ok: resolve_deps(store, &spec.after_ok)?,
     };
     let mut state = State::created(&job.id);
     // Env files are read again when the job starts; an unusable one fails
@@ -415,6 +443,19 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         create_logs(job)?;
     }
     Ok((meta, state))
+}
+
+/// `--after`/`--after-ok` ids (full or unique prefixes) as full ids; an
+/// unknown one is `job_not_found` naming it.
+fn resolve_deps(store: &Store, ids: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for id in ids {
+        let j = store.lookup(id).map_err(|e| e.in_job(id))?;
+        if !out.contains(&j.id) {
+            out.push(j.id);
+        }
+    }
+    Ok(out)
 }
 
 /// A user-named input file: must be a regular file (a FIFO or a device
@@ -532,11 +573,12 @@ pub fn launch(
         job.id,
         first.map(char::from)
     );
-    let state = match first {
+    let mut state = match first {
         Some(_) => job.read_state()?,
         // EOF (gone: launch_lost) or the deadline (still starting).
         None => observe::current_state(job)?,
     };
+    crate::queue::annotate(job, &mut state);
     let alive = first.is_some() || state.status() == Status::Created;
     Ok(Launch {
         state,

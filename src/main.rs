@@ -23,6 +23,7 @@ mod notify;
 mod observe;
 mod output;
 mod progress;
+mod queue;
 mod runs;
 mod store;
 mod supervisor;

@@ -312,6 +312,9 @@ const INLINE: &[(&str, &str)] = &[
     ("cpu_user_ms?", CPU_USER),
     ("cpu_sys_ms?", CPU_SYS),
     ("max_rss_kb?", MAX_RSS),
+    ("queue?", QUEUE_FIELD),
+    ("queue_position?", QUEUE_POSITION),
+    ("waiting_for?", WAITING_FOR),
 ];
 
 const CMD_FIELD: &str =
@@ -324,6 +327,10 @@ const MAX_RSS: &str = "Once terminal: peak resident set size in KiB of the large
 const ATTEMPT: &str =
     "Which run of the job this is: 1 for its first, one more for each restart or --retry run.";
 const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path}; their logs are in <job>/runs/<attempt>/.";
+const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
+const QUEUE_POSITION: &str = "While queued in a queue's line: how many of its jobs are ahead of this one (0 = it starts next); absent while the job still waits for its --after/--after-ok jobs (it joins the line after them). Computed when read, never stale.";
+const WAITING_FOR: &str = "While queued: the --after/--after-ok jobs that are not terminal yet.";
+
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
 
 const JOB_ROW: &[(&str, &str)] = &[
@@ -334,7 +341,7 @@ const JOB_ROW: &[(&str, &str)] = &[
     ),
     (
         "state",
-        "created, running, exited, killed, failed, or unknown when state.json cannot be read.",
+        "created, queued, running, exited, killed, failed, or unknown when state.json cannot be read.",
     ),
     ("exit_code?", "Exit status, once exited."),
     ("created_at", "When the job was defined."),
@@ -347,6 +354,9 @@ const JOB_ROW: &[(&str, &str)] = &[
     ("cpu_user_ms?", CPU_USER),
     ("cpu_sys_ms?", CPU_SYS),
     ("max_rss_kb?", MAX_RSS),
+    ("queue?", QUEUE_FIELD),
+    ("queue_position?", QUEUE_POSITION),
+    ("waiting_for?", WAITING_FOR),
 ];
 
 /// How the jobs root is chosen.
@@ -436,6 +446,9 @@ const REPLIES: &[Reply] = &[
             ("max_rss_kb?", MAX_RSS),
             ("attempt", ATTEMPT),
             ("previous_runs", PREVIOUS_RUNS),
+            ("queue?", QUEUE_FIELD),
+            ("queue_position?", QUEUE_POSITION),
+            ("waiting_for?", WAITING_FOR),
         ],
         notes: &[
             "With --table (a person reading): one aligned row under the header ID STATE AGE DURATION EXIT COMMAND TAGS instead of the document.",
@@ -484,6 +497,9 @@ const REPLIES: &[Reply] = &[
             ("max_rss_kb?", MAX_RSS),
             ("attempt", ATTEMPT),
             ("previous_runs?", PREVIOUS_RUNS),
+            ("queue?", QUEUE_FIELD),
+            ("queue_position?", QUEUE_POSITION),
+            ("waiting_for?", WAITING_FOR),
         ],
         notes: &[
             "A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval.",
@@ -924,6 +940,10 @@ fn main_page() -> String {
     p.sh("JOB STATES");
     p.tp(&bold("created"), "Defined by create; no process yet.");
     p.tp(
+        &bold("queued"),
+        "Started, but waiting for a slot of its queue (--queue; queue_position: how many are ahead, 0 = next) or for other jobs (--after, --after-ok; waiting_for lists them). Its supervisor waits in the kernel; nothing of the command runs yet. kill ends it killed without having run; delete takes it out of the queue.",
+    );
+    p.tp(
         &bold("running"),
         "The supervisor and the command are alive.",
     );
@@ -935,7 +955,7 @@ fn main_page() -> String {
         &bold("killed"),
         "A signal ended the command; signal names it, timed_out says whether --timeout sent it.",
     );
-    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable; launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran; its process group is killed then).");
+    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable; launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
         if what.starts_with("HTTP:") {

@@ -481,9 +481,22 @@ pub fn size_of(path: &Path) -> Option<u64> {
 ///   (`run` takes the lock before it writes meta.json; `start` creates it
 ///   already locked) and nobody holds it any more, so the supervisor never
 ///   ran the job: `launch_lost`. A `create`d job has no lock file.
+/// - `queued` with a free job lock: the supervisor died while the job
+///   waited (nothing of it ran): `supervisor_lost`.
+///
+/// A queued job's `queue_position` is filled in (`queue::annotate`).
 pub fn current_state(job: &Job) -> Result<State> {
+    let mut st = current_state_inner(job)?;
+    crate::queue::annotate(job, &mut st);
+    Ok(st)
+}
+
+fn current_state_inner(job: &Job) -> Result<State> {
     let st = job.read_state()?;
-    if !matches!(st.status(), Status::Running | Status::Created) {
+    if !matches!(
+        st.status(),
+        Status::Running | Status::Created | Status::Queued
+    ) {
         return Ok(st);
     }
     // Jobs written by other tools may have no lock file: trust the state.
@@ -507,6 +520,15 @@ pub fn current_state(job: &Job) -> Result<State> {
             st.fail(
                 "supervisor_lost",
                 format!("the job's supervisor exited without recording a result{tail}"),
+            );
+            job.write_state(&st, true)?;
+        }
+        Status::Queued => {
+            // Nothing of the job ran; its queue slot and place in line
+            // went with the supervisor.
+            st.fail(
+                "supervisor_lost",
+                "the job's supervisor exited while the job was queued; it never ran",
             );
             job.write_state(&st, true)?;
         }
@@ -625,7 +647,7 @@ fn wait_on_lock(
             return Ok(st);
         };
         match (st.status(), job.open_lock()) {
-            (Status::Running, Some(lock)) => {
+            (Status::Running | Status::Queued, Some(lock)) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 std::thread::spawn(move || {
                     let got = sys::lock_shared(&lock).is_ok();
@@ -851,7 +873,7 @@ impl<'a> Waker<'a> {
         let watch = sys::watch_dir_writes(&job.dir).ok().map(File::from);
         let server = WATCH_MODE.load(Ordering::Relaxed);
         let lock_end = match (server, status, job.open_lock()) {
-            (false, Status::Running, Some(lock)) => lock_thread(lock),
+            (false, Status::Running | Status::Queued, Some(lock)) => lock_thread(lock),
             _ => None,
         };
         Waker {

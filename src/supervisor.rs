@@ -220,6 +220,23 @@ fn run_once(
         Err(_) => job.read_state(),
     }
     .unwrap_or_else(|_| State::created(&job.id));
+    // A queued job waits for its turn (queue.rs) before anything of it
+    // starts; the slot it takes is held until its end is published.
+    let mut queue_slot = None;
+    if let Some(m) = meta.as_ref().ok().filter(|m| crate::queue::applies(m)) {
+        match crate::queue::wait_turn(store, job, m, state, || signal(ready, b'Q')) {
+            crate::queue::Turn::Go(held, st) => {
+                queue_slot = Some(held);
+                state = *st;
+            }
+            crate::queue::Turn::End(st) => {
+                let sinks = publish_terminal(job, &lock, &st);
+                signal(ready, b'T');
+                crate::store::sync_file(&job.dir, crate::job::STATE);
+                return never_ran(sinks);
+            }
+        }
+    }
     let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
@@ -274,6 +291,9 @@ fn run_once(
     // The command (its argv and a copy of the whole environment) is
     // spent: free it now, not after the job.
     drop(cmd);
+    if let Some(q) = queue_slot.as_mut() {
+        q.started();
+    }
     let started = Instant::now();
     let pid = child.id();
     let now = crate::time::now_ts();
@@ -452,6 +472,8 @@ fn run_once(
     // supervisor_lost, never a lie.
     let _ = sys::unlock(&lock);
     signal(ready, b'T');
+    // The queue's next job may start now, not after the fsync below.
+    drop(queue_slot);
     drop(ready.take());
     let _ = lock.set_len(0);
     drop(lock);

@@ -1501,6 +1501,20 @@ pub fn wait_signal(sigs: &[i32]) -> io::Result<i32> {
     Ok(sig)
 }
 
+/// Take one of `sigs` (which must be blocked) if it is pending, without
+/// waiting.
+pub fn take_pending_signal(sigs: &[i32]) -> Option<i32> {
+    let set = sigset(sigs);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: sigtimedwait reads the set and the timeout, both ours and
+    // alive for the call; no siginfo is asked for (null is allowed).
+    let rc = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    (rc > 0).then_some(rc)
+}
+
 /// Our own executable, for re-exec as the supervisor.
 pub fn self_exe() -> io::Result<CString> {
     let p = std::fs::read_link("/proc/self/exe").or_else(|_| std::env::current_exe())?;

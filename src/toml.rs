@@ -128,6 +128,11 @@ impl Table {
         self.index.get(key).and_then(|&i| self.entries.get(i))
     }
 
+    /// Every entry of this table, in source order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// The value for `key` directly in this table.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.entry(key).map(|e| &e.value)

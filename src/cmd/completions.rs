@@ -473,7 +473,7 @@ fn expand_home(p: &str) -> std::borrow::Cow<'_, str> {
 /// The state `status` would report, as far as can be told without
 /// writing: a `running` job whose lock is free has lost its supervisor.
 fn effective(status: Status, dir: &Path) -> Status {
-    if status != Status::Running {
+    if !matches!(status, Status::Running | Status::Queued) {
         return status;
     }
     let Ok(lock) = File::open(dir.join(LOCK)) else {
@@ -492,7 +492,7 @@ fn admits(filter: JobFilter, s: Status) -> bool {
     match filter {
         JobFilter::All => true,
         JobFilter::Created => s == Status::Created,
-        JobFilter::Waitable => matches!(s, Status::Created | Status::Running),
+        JobFilter::Waitable => matches!(s, Status::Created | Status::Queued | Status::Running),
         JobFilter::Running => s == Status::Running,
         JobFilter::Terminal => s.is_terminal(),
     }

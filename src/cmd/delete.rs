@@ -8,7 +8,8 @@
 //!   root's own job directories.
 //! - A running job is never removed. Liveness comes from the job lock via
 //!   `observe::current_state`: a job whose supervisor is gone reads
-//!   `failed` and is deletable. Every removal holds the job
+//!   `failed` and is deletable. A `queued` job is killed first (it never
+//!   ran) and then removed: deleting it takes it out of its queue. Every removal holds the job
 //!   (`gc::hold_for_removal`): its job lock, so a concurrent `start`
 //!   either wins first (and the job is then running, so refused) or
 //!   fails, whatever state.json says; and its directory, so a job that a
@@ -170,6 +171,19 @@ fn delete_job(
     if dry_run {
         return Ok((state, "would_delete"));
     }
+    // A queued job leaves its queue: it is killed (nothing of it ran, so
+    // nothing is lost) and then removed like any ended job.
+    let st = match st {
+        Some(s) if s.status() == Status::Queued => {
+            let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
+            let now = observe::current_state(job).ok();
+            if !now.as_ref().is_some_and(|s| s.status().is_terminal()) {
+                return Err((state, "running".into()));
+            }
+            now
+        }
+        other => other,
+    };
     let _hold =
         gc::hold_for_removal(job, st.as_ref(), PATIENCE).map_err(|why| (state, why.to_string()))?;
     gc::remove_job_dir(job).map_err(|why| (state, why))?;

@@ -1,6 +1,12 @@
 //! `kill [--signal SIG] [--no-wait] JOB_ID`: signal the job's process
 //! group. The supervisor records what really happened; `kill` only
 //! watches for it (3 s) and reports the state it saw.
+//!
+//! A `queued` job has no process group yet: `kill` signals its waiting
+//! supervisor (the signal asked for if it is TERM, INT or HUP, else
+//! TERM), which records `killed` with that signal without running anything
+//! (see `queue`). If the job started meanwhile, the supervisor ignores
+//! that signal and `kill` signals the job's group as for any running job.
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +56,7 @@ fn ends_job(sig: i32) -> bool {
 pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
     let t0 = Instant::now();
     let st = observe::current_state(job)?;
-    let mut body = KillBody {
+    let body = KillBody {
         job_id: job.id.clone(),
         signal: sys::signal_name(sig),
         state: None,
@@ -65,6 +71,37 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                 "invalid job state: job {} is in 'created' state and has not been started; cannot send signal",
                 job.id
             )))
+        }
+        Status::Queued => {
+            if !ends_job(sig) {
+                // Nothing runs yet that could be stopped or told.
+                return Ok(fill(body, &st, t0));
+            }
+            // The supervisor takes TERM, INT and HUP as "kill" and records
+            // the one it got; any other ending signal is sent as TERM.
+            let asked = match sig {
+                libc::SIGTERM | libc::SIGINT | libc::SIGHUP => sig,
+                _ => libc::SIGTERM,
+            };
+            if let Some(spid) = st.supervisor_pid {
+                sys::kill(spid as i32, asked)
+                    .map_err(|e| Error::io(format!("signal supervisor {spid}"), e))?;
+            }
+            if no_wait {
+                return Ok(body);
+            }
+            // The supervisor answers in a moment: watch for its record
+            // (or for the job having started just before the signal).
+            loop {
+                let now = observe::current_state(job)?;
+                match now.status() {
+                    Status::Queued if t0.elapsed() < OBSERVE => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Status::Running => return kill_job(job, sig, no_wait),
+                    _ => break now,
+                }
+            }
         }
         Status::Running => {
             if let Some(pid) = st.pid {
@@ -96,13 +133,18 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
             st
         }
     };
+    Ok(fill(body, &st, t0))
+}
+
+/// The answer once the job has been watched: what the state says.
+fn fill(mut body: KillBody, st: &crate::job::State, t0: Instant) -> KillBody {
     let terminal = st.status().is_terminal();
     body.state = Some(st.status().as_str());
     body.exit_code = st.result.exit_code.filter(|_| terminal);
     body.terminated_signal = st.result.signal.clone().filter(|_| terminal);
     body.observed_within_ms = Some(t0.elapsed().as_millis() as u64);
     body.timed_out = terminal.then_some(st.result.timed_out);
-    Ok(body)
+    body
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {

@@ -1,6 +1,6 @@
 //! `list` / `ps`: jobs newest-created first, filtered by working
 //! directory (the current one unless `--cwd DIR` or `--all`), `--state`
-//! and `--tag` patterns (all must match). `ps` is `list --state running`.
+//! and `--tag` patterns (all must match). `ps` lists the running and queued jobs.
 //!
 //! Invariants
 //! - Order is creation order, newest first, taken from the ULID names
@@ -53,6 +53,8 @@ pub struct ListQuery {
     pub cwd: Option<String>,
     /// Tag patterns (validated); every one must match.
     pub tags: Vec<String>,
+    /// `ps`: running and queued jobs (`state` is then ignored).
+    pub active: bool,
 }
 
 #[derive(Serialize)]
@@ -73,6 +75,8 @@ pub struct ListEntry {
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
     pub ran: crate::usage::RanCost,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 #[derive(Serialize)]
@@ -161,7 +165,12 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
             .as_ref()
             .and_then(|s| s.status)
             .map_or("unknown", Status::as_str);
-        if q.state.as_deref().is_some_and(|want| want != state) {
+        let shown = if q.active {
+            matches!(state, "running" | "queued")
+        } else {
+            q.state.as_deref().map_or(true, |want| want == state)
+        };
+        if !shown {
             continue;
         }
         if limit > 0 && body.jobs.len() == limit {
@@ -187,6 +196,7 @@ pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
                 },
                 cost: st.cost,
             },
+            queued: st.queued,
         });
     }
     cache.save();
@@ -221,12 +231,14 @@ struct StateSummary {
     updated_at: Option<String>,
     /// Terminal jobs only (`usage::Cost::of`).
     cost: crate::usage::Cost,
+    queued: crate::queue::QueueInfo,
 }
 
 impl From<job::State> for StateSummary {
     fn from(s: job::State) -> Self {
         StateSummary {
             cost: crate::usage::Cost::of(&s),
+            queued: crate::queue::QueueInfo::of(&s),
             status: Some(s.status()),
             exit_code: s.result.exit_code,
             started_at: s.job.started_at,
@@ -349,12 +361,16 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
             cpu_sys_ms,
             max_rss_kb,
         },
+        // Noted jobs are terminal: not queued, and `queue` is only
+        // shown from the state file itself.
+        queued: Default::default(),
     };
     Some((meta, Some(st)))
 }
 
 fn query(m: &Matches, state: Option<String>) -> ListQuery {
     ListQuery {
+        active: false,
         limit: m.u64("limit").unwrap_or(50),
         state,
         cwd: if m.has("all") {
@@ -372,10 +388,14 @@ pub fn exec(m: &Matches) -> Result<Output> {
     Ok(Output::Doc(list_response(&body)))
 }
 
-/// `ps`: `list --state running`.
+/// `ps`: the running and queued jobs.
 pub fn exec_ps(m: &Matches) -> Result<Output> {
     let store = super::store(m);
-    let body = list_jobs(&store, &query(m, Some("running".to_string())))?;
+    let q = ListQuery {
+        active: true,
+        ..query(m, None)
+    };
+    let body = list_jobs(&store, &q)?;
     Ok(Output::Doc(list_response(&body)))
 }
 

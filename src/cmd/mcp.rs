@@ -742,6 +742,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
                     )
                 },
                 tags: m.all("tag").into_iter().map(str::to_string).collect(),
+                active: false,
             };
             doc("list", &super::list::list_jobs(&store, &q)?)?
         }
@@ -1002,6 +1003,7 @@ mod tests {
             state: None,
             cwd: Some(super::super::list::current_dir()),
             tags: vec![],
+            active: false,
         };
         let ours = doc(
             "list",

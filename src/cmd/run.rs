@@ -105,6 +105,8 @@ pub struct InlineBody {
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
     pub ran: crate::usage::RanCost,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 /// The end of each log that did not fit in the head, and the cursor:
@@ -254,6 +256,7 @@ pub fn inline_body(
         tty: meta.tty.is_some(),
         ends,
         ran: crate::usage::RanCost::new(meta, st),
+        queued: crate::queue::QueueInfo::of(st),
     })
 }
 

@@ -1394,7 +1394,10 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
         Ok(st) => st,
         Err(_) => job.read_state()?,
     };
-    if matches!(st.status(), job::Status::Running | job::Status::Created) {
+    if matches!(
+        st.status(),
+        job::Status::Running | job::Status::Created | job::Status::Queued
+    ) {
         st = crate::observe::current_state(job)?;
     }
     Ok(super::status::StatusBody::from_parts(&job.id, part, &st))
@@ -1583,6 +1586,11 @@ struct ExecRequest {
     max_bytes: Option<u64>,
     tags: Option<Vec<String>>,
     stdin: Option<String>,
+    /// `run --queue/--parallel/--after/--after-ok` (see `queue`).
+    queue: Option<String>,
+    parallel: Option<u64>,
+    after: Option<Vec<String>>,
+    after_ok: Option<Vec<String>>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -1731,6 +1739,24 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     if let Some(s) = r.stdin {
         spec.stdin = StdinSrc::Value(s);
     }
+    // Bad values are the route's `invalid_request`, like its other fields.
+    if let Some(q) = &r.queue {
+        crate::queue::check_name(q).map_err(|e| invalid(e.to_string()))?;
+    }
+    spec.parallel = match (r.parallel, &r.queue) {
+        (Some(_), None) => return Err(invalid("parallel needs queue")),
+        (Some(n), Some(_)) => {
+            Some(crate::queue::check_parallel(n).map_err(|e| invalid(e.to_string()))?)
+        }
+        // The server's user's config, as `run --queue` would read it.
+        (None, Some(q)) => crate::config::load(None)
+            .ok()
+            .and_then(|c| c.queue_parallel(q)),
+        (None, None) => None,
+    };
+    spec.queue = r.queue;
+    spec.after = r.after.unwrap_or_default();
+    spec.after_ok = r.after_ok.unwrap_or_default();
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.unwrap_or(10).saturating_mul(1000)),
@@ -1766,6 +1792,7 @@ fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
             Some(cwd.map_or_else(super::list::current_dir, str::to_string))
         },
         tags: q.all("tag").into_iter().map(str::to_string).collect(),
+        active: false,
     };
     let body = super::list::list_jobs(&srv.store, &query)?;
     Reply::doc(buf, "list", &body)

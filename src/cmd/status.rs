@@ -37,6 +37,8 @@ pub struct StatusBody {
     pub attempt: u32,
     /// The earlier runs kept, oldest first.
     pub previous_runs: Vec<crate::job::PreviousRun>,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 /// What `status` shows of meta.json (the server reads only this).
@@ -93,6 +95,7 @@ impl StatusBody {
             },
             attempt: st.attempt(),
             previous_runs: st.previous_runs.clone(),
+            queued: crate::queue::QueueInfo::of(st),
         }
     }
 }

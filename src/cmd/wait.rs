@@ -94,6 +94,8 @@ pub struct WaitBody {
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
     pub ran: crate::usage::RanCost,
+    #[serde(flatten)]
+    pub queued: crate::queue::QueueInfo,
 }
 
 /// How much output a `wait` answer carries.
@@ -145,6 +147,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         encoding: "utf-8-lossy",
         ends,
         ran: crate::usage::RanCost::new(&meta, st),
+        queued: crate::queue::QueueInfo::of(st),
     })
 }
 

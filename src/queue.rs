@@ -1,0 +1,629 @@
+//! Queues and dependencies without a daemon: `run --queue NAME
+//! [--parallel N]`, `--after ID`, `--after-ok ID`.
+//!
+//! The waiting is done by the job's own supervisor, blocked in the kernel
+//! before it starts the workload (nq's idea, generalised to N slots):
+//! - a dependency is waited for by taking a shared flock on its job lock,
+//!   which its supervisor holds exclusively while the job lives; the
+//!   kernel wakes us when it lets go (or dies);
+//! - a queue of N slots is N files `<root>/.queues/<NAME>/slot.<i>`; a
+//!   job runs while it holds an exclusive flock on one of them;
+//! - the line in front of the slots is a chain of tickets
+//!   `<root>/.queues/<NAME>/w.<entry time ns>.<job id>`, each held
+//!   exclusively by its waiting supervisor; a waiter blocks on the nearest
+//!   live ticket ahead of its own, and only the head of the line blocks on
+//!   the slots. So jobs start in the order they entered the queue (launch
+//!   order), and a slot that frees wakes exactly one job.
+//!
+//! Invariants
+//! - Every hold is a flock: a crash of any process (supervisor, caller)
+//!   frees what it held by itself; nothing has to be cleaned up for the
+//!   queue to move on. A dead waiter's ticket is free, and is skipped and
+//!   removed by whoever finds it.
+//! - A ticket appears already locked (made under a temporary name, locked,
+//!   then linked into place), so a free ticket is always a stale one.
+//! - While it waits, the job is `queued` (state.json: `queue`,
+//!   `waiting_for`), its supervisor holds the job lock (so readers see it
+//!   alive) and has done nothing the job can observe: no process, no env
+//!   file read. `queue_position` is computed by readers from the tickets
+//!   (`position`), never stored, so it is never stale.
+//! - A job's slot count (`--parallel`, stored in meta.json) is its own:
+//!   it tries slots 0..N. Jobs of one queue are expected to agree (the
+//!   config's `[queue.NAME] parallel` makes that the default).
+//! - With dependencies, the job joins the line only once they have ended;
+//!   until then it has `waiting_for` and no `queue_position`.
+//! - `delete` of a queued job kills it (as `kill` does) and removes it.
+//! - The supervisor of a queued job takes SIGTERM/SIGINT/SIGHUP as `kill`:
+//!   it records `killed` without having run. The signals stay blocked in
+//!   it afterwards (the workload starts with a clean mask), so a kill that
+//!   races the start is never half-done: either the job is recorded killed
+//!   before it ran, or it runs and `kill` signals its process group.
+//!
+//! Rejected: a queue daemon or a polling tick (a crash would strand the
+//! queue, a tick costs latency and CPU); every waiter blocking on every
+//! slot (a freed slot would go to an arbitrary waiter: no order, and a
+//! thundering herd); a counter file with a lock around it (needs cleanup
+//! after crashes).
+
+use std::fs::File;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::job::{Job, Meta, State, Status};
+use crate::store::Store;
+use crate::sys;
+
+/// Where the queues live, under the root (a dot name: never a job).
+pub const DIR: &str = ".queues";
+/// The most slots a queue may have.
+pub const MAX_PARALLEL: u64 = 1024;
+
+/// A queue name is a file name: 1-64 of `A-Z a-z 0-9 . _ -`, not
+/// starting with a dot (so no `..`, no hidden names) — `usage_error`.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "invalid value '{name}' for '--queue': a queue name is 1-64 letters, digits, '.', '_' or '-', not starting with '.'"
+        )))
+    }
+}
+
+/// `--parallel N`: 1..=MAX_PARALLEL.
+pub fn check_parallel(n: u64) -> Result<u32> {
+    if (1..=MAX_PARALLEL).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(Error::usage(format!(
+            "invalid value '{n}' for '--parallel': expected 1 to {MAX_PARALLEL}"
+        )))
+    }
+}
+
+/// Does this job wait for anything before it starts?
+pub fn applies(meta: &Meta) -> bool {
+    meta.queue.is_some() || !meta.after.is_empty() || !meta.after_ok.is_empty()
+}
+
+fn queue_dir(root: &Path, name: &str) -> PathBuf {
+    root.join(DIR).join(name)
+}
+
+/// A ticket's name: entry time (fixed width, so names sort by it), then
+/// the job id.
+fn ticket_name(id: &str) -> String {
+    format!("w.{:020}.{id}", crate::time::now_unix_ns().max(0))
+}
+
+fn tickets(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = sys::for_each_entry(dir, |n, _| {
+        if n.starts_with("w.") {
+            names.push(n.to_string());
+        }
+    });
+    names.sort_unstable();
+    names
+}
+
+/// How many members of `queue` are ahead of job `id` in its line (0: it
+/// is next), or None when it is not in the line (waiting for its
+/// dependencies still, or about to start). Live: read from the tickets.
+pub fn position(root: &Path, queue: &str, id: &str) -> Option<u64> {
+    let names = tickets(&queue_dir(root, queue));
+    let suffix = format!(".{id}");
+    let mine = names.iter().position(|n| n.ends_with(&suffix))?;
+    Some(mine as u64)
+}
+
+/// What a queued job's supervisor does next.
+pub enum Turn {
+    /// Start the workload (from this state), holding what this says.
+    Go(Held, Box<State>),
+    /// The job ended without running (killed, a dependency failed): this
+    /// terminal state is to be published.
+    End(Box<State>),
+}
+
+/// Signals that mean "kill this queued job"; SIGUSR2 is the waiter
+/// thread telling the main thread that the wait is over.
+const KILL_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+const ALL_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR2];
+
+/// The state shared by the main thread and the waiter: whoever ends the
+/// wait first sets `done`, and nobody writes state.json after that.
+struct Shared {
+    state: State,
+    done: bool,
+}
+
+/// Wait (in the calling supervisor, before anything of the job starts)
+/// until the job may start. `tell` is called once the `queued` state is
+/// on disk, so the caller learns it at once; a job that finds a free
+/// slot and nothing to wait for is never `queued`.
+pub fn wait_turn(
+    store: &Store,
+    job: &Job,
+    meta: &Meta,
+    mut state: State,
+    tell: impl FnOnce(),
+) -> Turn {
+    let ids = dedup_ids(meta);
+    // Without dependencies the job takes its place in the line now,
+    // before its caller hears anything: launch order is queue order.
+    let mut line = None;
+    if let (true, Some(name)) = (ids.is_empty(), &meta.queue) {
+        match enter(&store.root, name, meta.parallel.unwrap_or(1), &job.id) {
+            Ok(Entered::Slot(f)) => {
+                state.queue = meta.queue.clone();
+                return Turn::Go(Held::slot(f), Box::new(state));
+            }
+            Ok(Entered::Line(l)) => line = Some(l),
+            Err(e) => {
+                state.fail("queue_unusable", format!("queue {name}: {e}"));
+                return Turn::End(Box::new(state));
+            }
+        }
+    }
+    // From here a kill is a signal taken by this thread (`sigwait`);
+    // blocked before any thread starts, so every thread has it blocked.
+    let _ = sys::block_signals(&ALL_SIGNALS);
+    state.job.status = Some(Status::Queued);
+    state.updated_at = crate::time::now_ts();
+    state.supervisor_pid = Some(std::process::id());
+    state.queue = meta.queue.clone();
+    state.waiting_for = ids;
+    // Every path a response prints exists when it is printed (D41).
+    let _ = crate::launch::create_logs(job);
+    let _ = job.write_state(&state, false);
+    tell();
+    let shared = Arc::new(Mutex::new(Shared { state, done: false }));
+    let (tx, rx) = mpsc::channel();
+    // The end of the wait reaches this thread from whichever thread sees
+    // it (the waiter, or the slot thread that won): one hop, not two.
+    let deliver: Deliver = Arc::new(move |r| {
+        let _ = tx.send(r);
+        let _ = sys::kill(std::process::id() as i32, libc::SIGUSR2);
+    });
+    {
+        let (store, job, meta, shared) = (store.clone(), job.clone(), meta.clone(), shared.clone());
+        std::thread::spawn(move || {
+            if let Some(r) = wait_all(&store, &job, &meta, &shared, line, &deliver) {
+                deliver(r);
+            }
+        });
+    }
+    let outcome = loop {
+        match sys::wait_signal(&ALL_SIGNALS) {
+            Ok(libc::SIGUSR2) | Err(_) => {
+                if let Ok(r) = rx.try_recv() {
+                    // A kill that came with the end of the wait still wins.
+                    match sys::take_pending_signal(&KILL_SIGNALS) {
+                        Some(sig) => break Err(Ended::Killed(sig)),
+                        None => break r,
+                    }
+                }
+            }
+            Ok(sig) => break Err(Ended::Killed(sig)),
+        }
+    };
+    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+    g.done = true;
+    let mut st = g.state.clone();
+    drop(g);
+    st.waiting_for.clear();
+    match outcome {
+        // `running` replaces `queued` once the workload has started.
+        Ok(slot) => Turn::Go(slot, Box::new(st)),
+        Err(Ended::Killed(sig)) => {
+            leave_line(store, job, meta);
+            let now = crate::time::now_ts();
+            st.job.status = Some(Status::Killed);
+            st.result.signal = Some(sys::signal_name(sig));
+            st.finished_at = Some(now.clone());
+            st.updated_at = now;
+            Turn::End(Box::new(st))
+        }
+        Err(Ended::Failed(code, why)) => {
+            st.fail(code, why);
+            Turn::End(Box::new(st))
+        }
+    }
+}
+
+enum Ended {
+    Killed(i32),
+    Failed(&'static str, String),
+}
+
+/// How the end of the wait is handed to the supervisor's main thread.
+type Deliver = Arc<dyn Fn(std::result::Result<Held, Ended>) + Send + Sync>;
+
+/// The dependency ids, each once, in the order given.
+fn dedup_ids(meta: &Meta) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for id in meta.after.iter().chain(&meta.after_ok) {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids
+}
+
+/// The waiter thread: dependencies first, then the queue. None: a slot
+/// thread delivers the outcome (see `Line::wait`).
+fn wait_all(
+    store: &Store,
+    job: &Job,
+    meta: &Meta,
+    shared: &Mutex<Shared>,
+    line: Option<Line>,
+    deliver: &Deliver,
+) -> Option<std::result::Result<Held, Ended>> {
+    let ids = dedup_ids(meta);
+    for (i, id) in ids.iter().enumerate() {
+        let end = wait_dependency(store, id);
+        let must_be_ok = meta.after_ok.contains(id);
+        match end {
+            DepEnd::Deleted if must_be_ok => {
+                return Some(Err(Ended::Failed(
+                    "dependency_failed",
+                    format!("dependency {id} was deleted before it was seen to exit 0"),
+                )))
+            }
+            DepEnd::Ended(st) if must_be_ok && st.result.exit_code != Some(0) => {
+                let how = match (&st.result.exit_code, &st.result.signal) {
+                    (Some(c), _) => format!("exited {c}"),
+                    (None, Some(s)) => format!("ended {} ({s})", st.status().as_str()),
+                    _ => format!("ended {}", st.status().as_str()),
+                };
+                return Some(Err(Ended::Failed(
+                    "dependency_failed",
+                    format!("dependency {id} {how}; --after-ok needs exit code 0"),
+                )));
+            }
+            _ => {}
+        }
+        // What is left to wait for, for readers.
+        let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.done {
+            g.state.waiting_for = ids[i + 1..].to_vec();
+            g.state.updated_at = crate::time::now_ts();
+            let _ = job.write_state(&g.state, false);
+        }
+    }
+    let Some(name) = &meta.queue else {
+        return Some(Ok(Held::default()));
+    };
+    let parallel = meta.parallel.unwrap_or(1);
+    let unusable =
+        |e: std::io::Error| Ended::Failed("queue_unusable", format!("queue {name}: {e}"));
+    let line = match line {
+        Some(l) => l,
+        None => match enter(&store.root, name, parallel, &job.id) {
+            Ok(Entered::Slot(f)) => return Some(Ok(Held::slot(f))),
+            Ok(Entered::Line(l)) => l,
+            Err(e) => return Some(Err(unusable(e))),
+        },
+    };
+    line.wait(deliver).map_err(unusable).transpose()
+}
+
+enum DepEnd {
+    Ended(Box<State>),
+    Deleted,
+}
+
+/// Block until job `id` is terminal (or gone).
+fn wait_dependency(store: &Store, id: &str) -> DepEnd {
+    let dep = store.job(id);
+    loop {
+        let st = match crate::observe::current_state(&dep) {
+            Ok(st) => st,
+            Err(_) if !dep.dir.join(crate::job::META).exists() => return DepEnd::Deleted,
+            Err(_) => {
+                // Being written or replaced: look again shortly.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+        };
+        if st.status().is_terminal() {
+            return DepEnd::Ended(Box::new(st));
+        }
+        match (st.status(), dep.open_lock()) {
+            (Status::Running | Status::Queued, Some(lock)) => {
+                // Its supervisor holds the lock exclusively until the
+                // terminal state is on disk (or it dies).
+                let _ = sys::lock_shared(&lock);
+                let _ = sys::unlock(&lock);
+            }
+            _ => {
+                // `created` (nobody has started it) or launching: no
+                // lock to block on yet. Wake on a change in its
+                // directory (its start, its deletion), or after a while.
+                let watch = sys::watch_dir(&dep.dir).ok().map(File::from);
+                let again = crate::observe::current_state(&dep);
+                if matches!(&again, Ok(s) if s.status() == st.status()) {
+                    let mut fds: Vec<_> = watch
+                        .iter()
+                        .map(|w| sys::poll_fd(std::os::fd::AsRawFd::as_raw_fd(w), sys::POLLIN))
+                        .collect();
+                    let _ = sys::poll(&mut fds, 1000);
+                }
+            }
+        }
+    }
+}
+
+/// A place in a queue's line: our ticket, held while we wait.
+struct Line {
+    dir: PathBuf,
+    d: sys::Dir,
+    parallel: u32,
+    mine: String,
+    ticket: File,
+}
+
+enum Entered {
+    /// Nobody was waiting and a slot was free: it is ours.
+    Slot(File),
+    Line(Line),
+}
+
+/// Join queue `name`: take a free slot at once if nobody is waiting,
+/// else a ticket at the end of the line.
+fn enter(root: &Path, name: &str, parallel: u32, id: &str) -> std::io::Result<Entered> {
+    let parallel = parallel.max(1);
+    let dir = queue_dir(root, name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let d = sys::Dir::open(&dir)?;
+    if tickets(&dir).is_empty() {
+        if let Some(f) = try_any_slot(&d, parallel)? {
+            return Ok(Entered::Slot(f));
+        }
+    }
+    let mine = ticket_name(id);
+    let tmp = format!(".t.{id}");
+    let ticket = d.open_file(&tmp, sys::How::Truncate)?;
+    sys::lock_exclusive(&ticket)?;
+    let linked = d.link(&tmp, &mine);
+    let _ = d.unlink(&tmp);
+    linked?;
+    Ok(Entered::Line(Line {
+        dir,
+        d,
+        parallel,
+        mine,
+        ticket,
+    }))
+}
+
+impl Line {
+    /// Wait to be the head of the line, then for one of the slots. The
+    /// place in line is kept until the job has started (`Held::started`),
+    /// so the next one cannot overtake it between here and its spawn.
+    /// Ok(None): every slot is taken; the first slot thread to get one
+    /// delivers the job's `Held` itself.
+    fn wait(self, deliver: &Deliver) -> std::io::Result<Option<Held>> {
+        while let Some(ahead) = nearest_live_ahead(&self.d, &self.dir, &self.mine) {
+            let _ = sys::lock_shared(&ahead);
+            let _ = sys::unlock(&ahead);
+        }
+        let free = try_any_slot(&self.d, self.parallel)?;
+        let slots = match free {
+            Some(_) => Vec::new(),
+            None => (0..self.parallel)
+                .map(|i| self.d.open_file(&slot_name(i), sys::How::Open))
+                .collect::<std::io::Result<Vec<File>>>()?,
+        };
+        let ticket = Ticket {
+            d: self.d,
+            name: self.mine,
+            _file: self.ticket,
+        };
+        if let Some(f) = free {
+            return Ok(Some(Held {
+                slot: Some(f),
+                ticket: Some(ticket),
+            }));
+        }
+        block_any_slot(slots, ticket, deliver)?;
+        Ok(None)
+    }
+}
+
+/// What a job that may start holds: its queue slot, until its end is
+/// published (dropped), and its place at the head of the line, until its
+/// workload has been spawned (`started`).
+#[derive(Default)]
+pub struct Held {
+    /// Never read: holding the open file is holding the slot's lock.
+    #[allow(dead_code)]
+    slot: Option<File>,
+    ticket: Option<Ticket>,
+}
+
+impl Held {
+    fn slot(f: File) -> Held {
+        Held {
+            slot: Some(f),
+            ticket: None,
+        }
+    }
+
+    /// The workload is spawned: the next job in line may go.
+    pub fn started(&mut self) {
+        self.ticket = None;
+    }
+}
+
+/// A held ticket; dropping it takes it out of the line.
+struct Ticket {
+    d: sys::Dir,
+    name: String,
+    _file: File,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // Unlinked before the lock goes with the file: the next waiter,
+        // woken by that, never finds it live.
+        let _ = self.d.unlink(&self.name);
+    }
+}
+
+/// The nearest ticket before `mine` whose owner still waits (its lock is
+/// held); stale tickets met on the way are removed.
+fn nearest_live_ahead(d: &sys::Dir, dir: &Path, mine: &str) -> Option<File> {
+    let names = tickets(dir);
+    for n in names.iter().rev().filter(|n| n.as_str() < mine) {
+        let Ok(f) = d.open_file(n, sys::How::Read) else {
+            continue;
+        };
+        match sys::try_lock_shared(&f) {
+            Ok(true) => {
+                // Free: its owner got a slot or died. Not in the line.
+                let _ = sys::unlock(&f);
+                let _ = d.unlink(n);
+            }
+            Ok(false) => return Some(f),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+fn slot_name(i: u32) -> String {
+    format!("slot.{i}")
+}
+
+fn try_any_slot(d: &sys::Dir, parallel: u32) -> std::io::Result<Option<File>> {
+    for i in 0..parallel {
+        let f = d.open_file(&slot_name(i), sys::How::Open)?;
+        if sys::try_lock_exclusive(&f)? {
+            return Ok(Some(f));
+        }
+    }
+    Ok(None)
+}
+
+/// Wait for whichever slot frees first: one thread blocks on each; the
+/// first to get its slot takes the ticket and delivers the job's `Held`
+/// to the main thread directly. The others keep blocking; when they get
+/// their slot they find the ticket gone and let go at once (only the
+/// head of the line waits here, so nobody else is kept from a slot).
+fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::io::Result<()> {
+    let ticket = Arc::new(Mutex::new(Some(ticket)));
+    for f in slots {
+        let (ticket, deliver) = (ticket.clone(), deliver.clone());
+        // A small stack: these threads only block in flock.
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                if sys::lock_exclusive(&f).is_err() {
+                    return;
+                }
+                let won = ticket.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(t) = won {
+                    deliver(Ok(Held {
+                        slot: Some(f),
+                        ticket: Some(t),
+                    }));
+                }
+                // Else a sibling won: dropping `f` frees this slot.
+            })?;
+    }
+    Ok(())
+}
+
+/// Take the job's ticket out of its queue's line (a killed waiter; a
+/// crashed one's is removed by the next one to look).
+fn leave_line(store: &Store, job: &Job, meta: &Meta) {
+    let Some(name) = &meta.queue else { return };
+    let dir = queue_dir(&store.root, name);
+    let suffix = format!(".{}", job.id);
+    if let Ok(d) = sys::Dir::open(&dir) {
+        for n in tickets(&dir).iter().filter(|n| n.ends_with(&suffix)) {
+            let _ = d.unlink(n);
+        }
+    }
+}
+
+/// What responses say about a job's queue and dependencies (flattened
+/// into `status`, `run`/`start`, `wait` and list entries): `queue` (its
+/// queue, whatever its state), and while it is `queued`,
+/// `queue_position` (0 = next) and `waiting_for` (dependencies not yet
+/// terminal).
+#[derive(serde::Serialize, Default)]
+pub struct QueueInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+}
+
+impl QueueInfo {
+    pub fn of(st: &State) -> QueueInfo {
+        let queued = st.status() == Status::Queued;
+        QueueInfo {
+            queue: st.queue.clone(),
+            queue_position: st.queue_position.filter(|_| queued),
+            waiting_for: if queued {
+                st.waiting_for.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// Fill in `queue_position` of a queued job's state (readers).
+pub fn annotate(job: &Job, st: &mut State) {
+    if st.status() != Status::Queued {
+        return;
+    }
+    if let (Some(q), Some(root)) = (st.queue.as_deref(), job.dir.parent()) {
+        st.queue_position = position(root, q, &job.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["q", "build-1", "a.b_c", "X".repeat(64).as_str()] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "é", &"x".repeat(65)] {
+            let e = check_name(bad).unwrap_err();
+            assert_eq!(e.code(), "usage_error", "{bad}");
+        }
+        assert!(check_parallel(0).is_err());
+        assert!(check_parallel(MAX_PARALLEL + 1).is_err());
+        assert_eq!(check_parallel(3).unwrap(), 3);
+    }
+
+    #[test]
+    fn tickets_sort_by_entry_time() {
+        let a = ticket_name("01B");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let b = ticket_name("01A");
+        assert!(a < b, "{a} {b}");
+    }
+}

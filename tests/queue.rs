@@ -1,0 +1,645 @@
+//! Queues and dependencies (`run --queue/--parallel/--after/--after-ok`):
+//! at most N at once, launch order, the `queued` state and its position,
+//! kill/delete of a queued job, dependencies that fail or are deleted,
+//! and crashes of supervisors that must free their slot by themselves.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TempRoot;
+
+fn id_of(v: &Value) -> String {
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+/// `run --no-wait --queue Q [extra...] -- cmd...`, returning the answer.
+fn enqueue(t: &TempRoot, queue: &str, extra: &[&str], cmd: &[&str]) -> Value {
+    let mut a = vec!["run", "--no-wait", "--queue", queue];
+    a.extend_from_slice(extra);
+    a.push("--");
+    a.extend_from_slice(cmd);
+    t.ok(&a)
+}
+
+/// Block until the file at `p` exists (the job has reached that point).
+fn wait_file(p: &Path) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !p.exists() {
+        assert!(Instant::now() < until, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn supervisor_pid(t: &TempRoot, id: &str) -> i32 {
+    t.state(id)["supervisor_pid"].as_i64().unwrap() as i32
+}
+
+/// A command that waits for `gate` to exist, then exits.
+fn gated(gate: &Path) -> String {
+    format!("while [ ! -e '{}' ]; do sleep 0.01; done", gate.display())
+}
+
+#[test]
+fn never_more_than_n_at_once_and_in_launch_order() {
+    let t = TempRoot::new();
+    let log = t.base.join("markers.log");
+    let n = 12;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let script = format!(
+            "echo start {i} >> '{l}'; sleep 0.1; echo end {i} >> '{l}'",
+            l = log.display()
+        );
+        let v = enqueue(&t, "q", &["--parallel", "2"], &[&script]);
+        assert!(v["state"] == "running" || v["state"] == "queued", "{v}");
+        ids.push(id_of(&v));
+    }
+    for id in &ids {
+        let v = t.wait_done(id);
+        assert_eq!(v["state"], "exited", "{v}");
+        assert_eq!(v["queue"], "q", "{v}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (mut live, mut most, mut starts) = (0i32, 0i32, Vec::new());
+    for line in text.lines() {
+        let (what, i) = line.split_once(' ').unwrap();
+        match what {
+            "start" => {
+                live += 1;
+                starts.push(i.parse::<usize>().unwrap());
+            }
+            _ => live -= 1,
+        }
+        most = most.max(live);
+    }
+    assert!(most <= 2, "{most} ran at once:\n{text}");
+    assert_eq!(most, 2, "the two slots were never used together:\n{text}");
+    assert_eq!(starts.len(), n);
+    // Start order is the order the supervisors spawned the workloads: the
+    // kernel hands out pids in increasing order (a wrap-around, which
+    // would need millions of processes meanwhile, is not expected). The
+    // markers cannot tell: two jobs started a millisecond apart may
+    // reach their first line in either order on a busy machine.
+    let pids: Vec<i64> = ids
+        .iter()
+        .map(|id| t.state(id)["pid"].as_i64().unwrap())
+        .collect();
+    assert!(
+        pids.windows(2).all(|w| w[0] < w[1]),
+        "workloads were not spawned in launch order: {pids:?}\n{text}"
+    );
+}
+
+#[test]
+fn queued_jobs_show_queue_and_position_and_start_as_slots_free() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = enqueue(&t, "line", &[], &[&gated(&gate)]);
+    assert_eq!(a["state"], "running", "{a}");
+    assert_eq!(a["queue"], "line", "{a}");
+    let b = enqueue(&t, "line", &[], &["echo b"]);
+    let c = enqueue(&t, "line", &[], &["echo c"]);
+    assert_eq!(b["state"], "queued", "{b}");
+    assert_eq!(b["queue_position"], 0, "{b}");
+    assert_eq!(c["queue_position"], 1, "{c}");
+    let (b, c) = (id_of(&b), id_of(&c));
+
+    let s = t.ok(&["status", &c]);
+    assert_eq!(s["state"], "queued", "{s}");
+    assert_eq!(s["queue"], "line", "{s}");
+    assert_eq!(s["queue_position"], 1, "{s}");
+    assert!(s.get("started_at").is_none(), "{s}");
+
+    let l = t.ok(&["list", "--state", "queued"]);
+    let jobs = l["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{l}");
+    let pos = |id: &str| jobs.iter().find(|j| j["job_id"] == id).unwrap()["queue_position"].clone();
+    assert_eq!(pos(&b), 0);
+    assert_eq!(pos(&c), 1);
+
+    let ps = t.ok(&["ps"]);
+    let states: Vec<&str> = ps["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.iter().filter(|s| **s == "queued").count(), 2, "{ps}");
+    assert_eq!(
+        states.iter().filter(|s| **s == "running").count(),
+        1,
+        "{ps}"
+    );
+
+    // A wait budget that ends first answers `queued`, with the id.
+    let w = t.ok(&["wait", "--until", "100ms", &b]);
+    assert_eq!(w["state"], "queued", "{w}");
+
+    // The cursor of the queued answer reads the output once it ran.
+    let cursor = w["cursor"].as_str().unwrap().to_string();
+    std::fs::write(&gate, "").unwrap();
+    let vb = t.wait_done(&b);
+    let since = t.ok(&["tail", "--since", &cursor, &b]);
+    assert_eq!(since["stdout"], "b\n", "{since}");
+    assert_eq!(vb["state"], "exited", "{vb}");
+    assert_eq!(vb["stdout"], "b\n", "{vb}");
+    assert!(vb.get("queue_position").is_none(), "{vb}");
+    assert_eq!(t.wait_done(&c)["stdout"], "c\n");
+}
+
+#[test]
+fn run_with_a_budget_returns_queued_and_keeps_the_job() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = enqueue(&t, "q", &[], &[&gated(&gate)]);
+    let t0 = Instant::now();
+    let v = t.ok(&[
+        "run",
+        "--until",
+        "200ms",
+        "--queue",
+        "q",
+        "--",
+        "echo later",
+    ]);
+    assert_eq!(v["state"], "queued", "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&id_of(&a))["state"], "exited");
+    assert_eq!(t.wait_done(&id_of(&v))["stdout"], "later\n");
+}
+
+#[test]
+fn after_waits_until_the_dependency_is_terminal() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let mark = t.base.join("mark");
+    let a = t.start_job(&[&format!(
+        "{}; echo a-done > '{}'; exit 3",
+        gated(&gate),
+        mark.display()
+    )]);
+    let b = t.ok(&[
+        "run",
+        "--no-wait",
+        "--after",
+        &a,
+        "--",
+        &format!("cat '{}'", mark.display()),
+    ]);
+    assert_eq!(b["state"], "queued", "{b}");
+    assert_eq!(b["waiting_for"], serde_json::json!([a]), "{b}");
+    assert!(b.get("queue").is_none(), "{b}");
+    let b = id_of(&b);
+    assert_eq!(t.ok(&["status", &b])["state"], "queued");
+    std::fs::write(&gate, "").unwrap();
+    let v = t.wait_done(&b);
+    // --after: any end will do, exit 3 included.
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "a-done\n", "{v}");
+}
+
+#[test]
+fn after_ok_runs_only_when_every_dependency_exited_zero() {
+    let t = TempRoot::new();
+    let good = t.start_job(&["true"]);
+    let bad = t.start_job(&["exit 4"]);
+    let mark = t.base.join("ran");
+    let ok = t.ok(&["run", "--after-ok", &good, "--", "echo fine"]);
+    assert_eq!(ok["state"], "exited", "{ok}");
+    assert_eq!(ok["stdout"], "fine\n", "{ok}");
+
+    let v = t.ok(&[
+        "run",
+        "--after-ok",
+        &good,
+        "--after-ok",
+        &bad,
+        "--",
+        &format!("touch '{}'", mark.display()),
+    ]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "dependency_failed", "{v}");
+    assert!(
+        v["failure"]["message"].as_str().unwrap().contains(&bad),
+        "{v}"
+    );
+    assert!(
+        v.get("started_at").is_none() && v.get("exit_code").is_none(),
+        "{v}"
+    );
+    t.settle();
+    assert!(!mark.exists(), "a job whose dependency failed ran");
+}
+
+#[test]
+fn a_deleted_dependency_is_terminal_and_not_ok() {
+    let t = TempRoot::new();
+    // Never started: the waiter has no lock to block on; it must notice
+    // the deletion all the same.
+    let d1 = id_of(&t.ok(&["create", "--", "true"]));
+    let d2 = id_of(&t.ok(&["create", "--", "true"]));
+    let after = t.ok(&["run", "--no-wait", "--after", &d1, "--", "echo went"]);
+    let after_ok = t.ok(&["run", "--no-wait", "--after-ok", &d2, "--", "echo no"]);
+    assert_eq!(after["state"], "queued", "{after}");
+    assert_eq!(after_ok["state"], "queued", "{after_ok}");
+    t.ok(&["delete", &d1]);
+    t.ok(&["delete", &d2]);
+    let v = t.wait_done(&id_of(&after));
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "went\n", "{v}");
+    let v = t.wait_done(&id_of(&after_ok));
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "dependency_failed", "{v}");
+}
+
+#[test]
+fn a_created_dependency_that_is_started_later_is_waited_for() {
+    let t = TempRoot::new();
+    let d = id_of(&t.ok(&["create", "--", "echo dep"]));
+    let b = t.ok(&["run", "--no-wait", "--after-ok", &d, "--", "echo after"]);
+    assert_eq!(b["state"], "queued", "{b}");
+    t.ok(&["start", &d]);
+    let v = t.wait_done(&id_of(&b));
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "after\n", "{v}");
+}
+
+#[test]
+fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let mark = t.base.join("ran");
+    let a = id_of(&enqueue(&t, "k", &[], &[&gated(&gate)]));
+    let q = id_of(&enqueue(
+        &t,
+        "k",
+        &[],
+        &[&format!("touch '{}'", mark.display())],
+    ));
+    let c = id_of(&enqueue(&t, "k", &[], &["echo c"]));
+    let k = t.ok(&["kill", "--signal", "INT", &q]);
+    assert_eq!(k["state"], "killed", "{k}");
+    assert_eq!(k["terminated_signal"], "SIGINT", "{k}");
+    let s = t.ok(&["status", &q]);
+    assert_eq!(s["state"], "killed", "{s}");
+    assert!(s.get("started_at").is_none(), "{s}");
+    // The next one moved up.
+    assert_eq!(t.ok(&["status", &c])["queue_position"], 0);
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&c)["stdout"], "c\n");
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+    t.settle();
+    assert!(!mark.exists(), "the killed queued job ran");
+}
+
+#[test]
+fn a_queued_job_that_starts_is_killable_like_any_other() {
+    // Its supervisor blocked signals while it waited: the workload must
+    // not inherit that mask.
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let started = t.base.join("started");
+    let a = id_of(&enqueue(&t, "m", &[], &[&gated(&gate)]));
+    let b = id_of(&enqueue(
+        &t,
+        "m",
+        &[],
+        &[&format!("touch '{}'; exec sleep 30", started.display())],
+    ));
+    std::fs::write(&gate, "").unwrap();
+    t.wait_done(&a);
+    wait_file(&started);
+    let k = t.ok(&["kill", &b]);
+    assert_eq!(k["state"], "killed", "{k}");
+    assert_eq!(k["terminated_signal"], "SIGTERM", "{k}");
+}
+
+#[test]
+fn deleting_a_queued_job_takes_it_out_of_the_queue() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "d", &[], &[&gated(&gate)]));
+    let q = id_of(&enqueue(&t, "d", &[], &["echo q"]));
+    let c = id_of(&enqueue(&t, "d", &[], &["echo c"]));
+    let d = t.ok(&["delete", &q]);
+    assert_eq!(d["deleted"], 1, "{d}");
+    assert!(!t.job_dir(&q).exists());
+    assert_eq!(t.ok(&["status", &c])["queue_position"], 0);
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&c)["stdout"], "c\n");
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+}
+
+#[test]
+fn sigkill_of_a_running_members_supervisor_frees_its_slot() {
+    let t = TempRoot::new();
+    let a = id_of(&enqueue(&t, "crash", &[], &["exec sleep 300"]));
+    let b = id_of(&enqueue(&t, "crash", &[], &["echo next"]));
+    assert_eq!(t.ok(&["status", &b])["state"], "queued");
+    let pid = t.state(&a)["pid"].as_i64().unwrap() as i32;
+    support_kill(supervisor_pid(&t, &a), libc_sigkill());
+    let v = t.wait_done(&b);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "next\n", "{v}");
+    let s = t.ok(&["status", &a]);
+    assert_eq!(s["state"], "failed", "{s}");
+    assert_eq!(s["failure"]["code"], "supervisor_lost", "{s}");
+    // Its workload died with it (parent-death signal).
+    let until = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(
+            Instant::now() < until,
+            "the workload outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sigkill_of_a_queued_supervisor_reads_lost_and_the_line_moves_on() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "c2", &[], &[&gated(&gate)]));
+    let q = id_of(&enqueue(&t, "c2", &[], &["echo q"]));
+    let c = id_of(&enqueue(&t, "c2", &[], &["echo c"]));
+    support_kill(supervisor_pid(&t, &q), libc_sigkill());
+    let v = t.wait_done(&q);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&c)["stdout"], "c\n");
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+}
+
+#[test]
+fn gc_never_collects_a_queued_job() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "g", &[], &[&gated(&gate)]));
+    let q = id_of(&enqueue(&t, "g", &[], &["echo q"]));
+    let g = t.ok(&["gc", "--older-than", "0s", "--max-jobs", "0"]);
+    assert_eq!(g["deleted"], 0, "{g}");
+    assert!(t.job_dir(&q).exists());
+    assert!(
+        t.root.join(".queues").join("g").is_dir(),
+        "gc took the queue"
+    );
+    assert_eq!(t.ok(&["status", &q])["state"], "queued");
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&q)["stdout"], "q\n");
+    t.wait_done(&a);
+}
+
+#[test]
+fn parallel_comes_from_the_config_when_not_given() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("c.toml");
+    std::fs::write(&cfg, "[queue.cfgq]\nparallel = 2\n").unwrap();
+    let gate = t.base.join("gate");
+    let c = cfg.to_str().unwrap();
+    let one = enqueue(&t, "cfgq", &["--config", c], &[&gated(&gate)]);
+    let two = enqueue(&t, "cfgq", &["--config", c], &[&gated(&gate)]);
+    let three = enqueue(&t, "cfgq", &["--config", c], &["echo 3"]);
+    assert_eq!(one["state"], "running", "{one}");
+    assert_eq!(two["state"], "running", "{two}");
+    assert_eq!(three["state"], "queued", "{three}");
+    std::fs::write(&gate, "").unwrap();
+    for v in [one, two, three] {
+        assert_eq!(t.wait_done(&id_of(&v))["state"], "exited");
+    }
+    std::fs::write(&cfg, "[queue.cfgq]\nparallel = 0\n").unwrap();
+    let (code, e) = t.err(&["run", "--config", c, "--queue", "cfgq", "--", "true"]);
+    assert_eq!(e["error"]["code"], "invalid_config", "{e}");
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn bad_queue_flags_are_clear_errors() {
+    let t = TempRoot::new();
+    for bad in ["../x", "a/b", ".hidden", ""] {
+        let (code, e) = t.err(&["run", "--queue", bad, "--", "true"]);
+        assert_eq!(e["error"]["code"], "usage_error", "{bad}: {e}");
+        assert_eq!(code, 2);
+    }
+    let (code, e) = t.err(&["run", "--queue", "q", "--parallel", "0", "--", "true"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{e}"
+    );
+    let (_, e) = t.err(&["run", "--parallel", "2", "--", "true"]);
+    assert_eq!(e["error"]["code"], "usage_error", "{e}");
+    let (code, e) = t.err(&["run", "--after", "01NOSUCHJOB", "--", "true"]);
+    assert_eq!(e["error"]["code"], "job_not_found", "{e}");
+    assert_eq!(e["error"]["details"]["job_id"], "01NOSUCHJOB", "{e}");
+    assert_eq!(code, 1);
+    let (_, e) = t.err(&["create", "--after-ok", "nope", "--", "true"]);
+    assert_eq!(e["error"]["code"], "job_not_found", "{e}");
+    // Nothing was left behind by the refused definitions.
+    assert_eq!(
+        t.ok(&["list", "--all"])["jobs"].as_array().unwrap().len(),
+        0
+    );
+}
+
+#[test]
+fn create_then_start_keeps_the_queue() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "cs", &[], &[&gated(&gate)]));
+    let c = id_of(&t.ok(&["create", "--queue", "cs", "--", "echo created"]));
+    let s = t.ok(&["start", "--no-wait", &c]);
+    assert_eq!(s["state"], "queued", "{s}");
+    assert_eq!(s["queue"], "cs", "{s}");
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&c)["stdout"], "created\n");
+    t.wait_done(&a);
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+/// kill(1) rather than a libc dependency in the tests.
+fn support_kill(pid: i32, sig: i32) {
+    let st = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Every field of `doc` is declared by schema definition `def` (the
+/// schema test's strict mode, for the queued documents it never sees),
+/// and `state`'s value is one the schema allows.
+fn declared(schema: &Value, def: &str, doc: &Value) {
+    let props = &schema["definitions"][def]["properties"];
+    for (k, v) in doc.as_object().unwrap() {
+        let p = &props[k];
+        assert!(!p.is_null(), "{def}: field {k} is not in the schema");
+        if k == "state" {
+            assert!(
+                p["enum"].as_array().unwrap().contains(v),
+                "{def}: state {v} not allowed"
+            );
+        }
+        if k == "queue_position" {
+            assert_eq!(p["type"], "integer");
+        }
+    }
+}
+
+#[test]
+fn queued_documents_are_in_the_schema() {
+    let t = TempRoot::new();
+    let schema = t.ok(&["schema"])["schema"].clone();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "s", &[], &[&gated(&gate)]));
+    let run = enqueue(&t, "s", &[], &["true"]);
+    declared(&schema, "RunResponse", &run);
+    let q = id_of(&run);
+    let dep = t.ok(&["run", "--no-wait", "--after", &q, "--", "true"]);
+    assert!(dep["waiting_for"].is_array(), "{dep}");
+    declared(&schema, "RunResponse", &dep);
+    declared(&schema, "StatusResponse", &t.ok(&["status", &q]));
+    declared(
+        &schema,
+        "WaitResponse",
+        &t.ok(&["wait", "--until", "0", &q]),
+    );
+    let c = id_of(&t.ok(&["create", "--queue", "s", "--", "true"]));
+    declared(&schema, "StartResponse", &t.ok(&["start", "--no-wait", &c]));
+    let l = t.ok(&["list", "--state", "queued"]);
+    assert!(!l["jobs"].as_array().unwrap().is_empty(), "{l}");
+    let mut list_def = schema["definitions"]["ListResponse"]["properties"]["jobs"]["items"].clone();
+    let mut defs = schema.clone();
+    defs["definitions"]["ListEntry"] = std::mem::take(&mut list_def);
+    for j in l["jobs"].as_array().unwrap() {
+        declared(&defs, "ListEntry", j);
+    }
+    std::fs::write(&gate, "").unwrap();
+    for id in [a, q, c, id_of(&dep)] {
+        assert_eq!(t.wait_done(&id)["state"], "exited");
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the JSON body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (_, b) = text.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(b).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn queues_and_dependencies_over_http_and_mcp() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let mut srv = t
+        .cmd(&["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(srv.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let body = |cmd: &str, extra: &str| {
+        format!(
+            r#"{{"command":["sh","-c",{}],"wait":false{extra}}}"#,
+            Value::from(cmd)
+        )
+    };
+    let a = http(
+        port,
+        "POST",
+        "/exec",
+        &body(&gated(&gate), r#","queue":"web""#),
+    );
+    assert_eq!(a["state"], "running", "{a}");
+    let q = http(
+        port,
+        "POST",
+        "/exec",
+        &body("echo q", r#","queue":"web","parallel":1"#),
+    );
+    assert_eq!(q["state"], "queued", "{q}");
+    assert_eq!(q["queue_position"], 0, "{q}");
+    let dep = format!(r#","after_ok":["{}"]"#, id_of(&q));
+    let d = http(port, "POST", "/exec", &body("echo d", &dep));
+    assert_eq!(d["waiting_for"], serde_json::json!([id_of(&q)]), "{d}");
+    let l = http(port, "GET", "/list?state=queued&all=true", "");
+    assert_eq!(l["jobs"].as_array().unwrap().len(), 2, "{l}");
+    let bad = http(port, "POST", "/exec", &body("true", r#","queue":"../up""#));
+    assert_eq!(bad["ok"], false, "{bad}");
+    let bad = http(
+        port,
+        "POST",
+        "/exec",
+        &body("true", r#","after":["01NOSUCHJOB"]"#),
+    );
+    assert_eq!(bad["error"]["code"], "job_not_found", "{bad}");
+
+    // MCP: the same through the `run` tool's arguments.
+    let mut mcp = t
+        .cmd(&["mcp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(mcp.stdout.take().unwrap());
+    let mut input = mcp.stdin.take().unwrap();
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "run",
+        "arguments": {"command": "echo m", "queue": "web", "no_wait": true}}});
+    writeln!(
+        input,
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"0"}}}}}}"#
+    )
+    .unwrap();
+    writeln!(input, "{call}").unwrap();
+    let answer = loop {
+        let mut l = String::new();
+        assert!(out.read_line(&mut l).unwrap() > 0, "mcp ended");
+        let v: Value = serde_json::from_str(&l).unwrap();
+        if v["id"] == 2 {
+            break v;
+        }
+    };
+    drop(input);
+    let _ = mcp.wait();
+    let m = &answer["result"]["structuredContent"];
+    assert_eq!(m["state"], "queued", "{answer}");
+    assert_eq!(m["queue_position"], 1, "{answer}");
+
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&id_of(&d))["stdout"], "d\n");
+    assert_eq!(t.wait_done(m["job_id"].as_str().unwrap())["stdout"], "m\n");
+    t.wait_done(&id_of(&a));
+    let _ = srv.kill();
+    let _ = srv.wait();
+}
