@@ -297,6 +297,39 @@ fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
 }
 
 #[test]
+fn restart_of_a_queued_job_ends_that_run_unrun_and_queues_it_again_at_the_back() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "r", &[], &[&gated(&gate)]));
+    let q = id_of(&enqueue(&t, "r", &[], &["echo q"]));
+    let c = id_of(&enqueue(&t, "r", &[], &["echo c"]));
+    let r = t.ok(&["restart", "--until", "0", &q]);
+    assert_eq!(r["type"], "restart", "{r}");
+    assert_eq!(r["state"], "queued", "{r}");
+    assert_eq!(r["attempt"], 2, "{r}");
+    let prev = &r["previous_runs"][0];
+    assert_eq!(prev["state"], "killed", "{r}");
+    assert!(
+        prev.get("started_at").is_none(),
+        "the first run never started: {r}"
+    );
+    // Behind c now: c moved up, q joined the line again at its back.
+    assert_eq!(t.ok(&["status", &c])["queue_position"], 0);
+    assert_eq!(t.ok(&["status", &q])["queue_position"], 1);
+    std::fs::write(&gate, "").unwrap();
+    let w = t.wait_done(&q);
+    assert_eq!(
+        (w["state"].as_str(), w["stdout"].as_str()),
+        (Some("exited"), Some("q\n")),
+        "{w}"
+    );
+    let (sc, sq) = (t.ok(&["status", &c]), t.ok(&["status", &q]));
+    let started = |v: &serde_json::Value| v["started_at"].as_str().unwrap_or_default().to_string();
+    assert!(started(&sc) <= started(&sq), "c ran after q: {sc} {sq}");
+    t.wait_done(&a);
+}
+
+#[test]
 fn a_queued_job_that_starts_is_killable_like_any_other() {
     // Its supervisor blocked signals while it waited: the workload must
     // not inherit that mask.

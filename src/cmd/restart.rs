@@ -3,7 +3,9 @@
 //! answer like `run` (type `restart`, plus `attempt` and `previous_runs`).
 //!
 //! Steps: (1) a running job is sent `--signal` and, if it has not ended
-//! after `--kill-after`, SIGKILL to its group; (2) the job lock is taken
+//! after `--kill-after`, SIGKILL to its group (a `queued` job is ended
+//! `killed` without running, as `kill` ends it, and joins its queue's
+//! line again at the back when relaunched); (2) the job lock is taken
 //! (its supervisor is gone: it released the lock after the terminal
 //! state, or died) and every process of the old group must be gone too
 //! (stragglers that outlive the root get the same signal, then SIGKILL);
@@ -59,6 +61,15 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
     match st.status() {
         Status::Created => return Ok(None),
         Status::Running => stop_running(job, stop)?,
+        // No process group yet: the waiting supervisor takes TERM as
+        // "end killed without running", as for `kill`. One that got its
+        // slot just then is stopped like any running job.
+        Status::Queued => {
+            super::kill::kill_job(job, libc::SIGTERM, false)?;
+            if observe::current_state(job)?.status() == Status::Running {
+                stop_running(job, stop)?;
+            }
+        }
         _ => {}
     }
     let lock = take_lock(
