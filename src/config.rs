@@ -23,6 +23,8 @@
 //! - `gc.auto` (bool), `gc.older_than` (duration string), `gc.max_jobs`,
 //!   `gc.max_bytes`, `gc.scan_limit`, `gc.delete_limit` (integers >= 0).
 //! - `notify.sink_timeout` (duration string).
+//! - `log.max_bytes` (integer >= 0; 0 = no cap) and `log.full` (bool):
+//!   the defaults of `--max-log-bytes` and `--no-full-log`.
 //!
 //! Durations must be TOML strings (`"30d"`), exactly as on the command line;
 //! a bare integer is rejected rather than guessed to be seconds. Zero is
@@ -56,6 +58,25 @@ pub struct Config {
     pub shell_unix: Option<Vec<String>>,
     pub gc: GcConfig,
     pub notify: NotifyConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: how a job's logs are kept (see `logcap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `log.max_bytes`: the default `--max-log-bytes` (0: no cap).
+    pub max_bytes: Option<u64>,
+    /// `log.full`: write full.log (default true).
+    pub full: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_bytes: None,
+            full: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +237,7 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
     v.section("shell")?;
     v.section("gc")?;
     v.section("notify")?;
+    v.section("log")?;
 
     if let Some(e) = v.key("shell", "unix") {
         cfg.shell_unix = Some(v.argv(e, "shell.unix")?);
@@ -245,6 +267,12 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
 
     if let Some(e) = v.key("notify", "sink_timeout") {
         cfg.notify.sink_timeout_secs = v.duration(e, "notify.sink_timeout")?.1;
+    }
+    if let Some(e) = v.key("log", "max_bytes") {
+        cfg.log.max_bytes = Some(v.count(e, "log.max_bytes")?);
+    }
+    if let Some(e) = v.key("log", "full") {
+        cfg.log.full = v.boolean(e, "log.full")?;
     }
     Ok(cfg)
 }

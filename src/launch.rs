@@ -66,6 +66,10 @@ pub struct Spec {
     pub interactive: bool,
     /// `--tty [--tty-size COLSxROWS]`: [cols, rows].
     pub tty: Option<[u16; 2]>,
+    /// `--max-log-bytes` (else `[log] max_bytes`; None or 0: no cap).
+    pub max_log_bytes: Option<u64>,
+    /// `--no-full-log` (or `[log] full = false`).
+    pub no_full_log: bool,
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
     pub sink_timeout_secs: Option<u64>,
@@ -92,6 +96,8 @@ impl Spec {
             full_log: None,
             interactive: false,
             tty: None,
+            max_log_bytes: None,
+            no_full_log: false,
             sink_timeout_secs: None,
         }
     }
@@ -134,6 +140,11 @@ impl Spec {
             None
         };
         spec.interactive = m.has("interactive") || spec.tty.is_some();
+        spec.max_log_bytes = m
+            .u64("max-log-bytes")
+            .or(cfg.log.max_bytes)
+            .filter(|&n| n > 0);
+        spec.no_full_log = m.has("no-full-log") || (!cfg.log.full && !m.has("log"));
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()
@@ -358,6 +369,8 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         full_log: spec.full_log.clone(),
         interactive: spec.interactive,
         tty: spec.tty,
+        max_log_bytes: spec.max_log_bytes,
+        no_full_log: spec.no_full_log,
     };
     let mut state = State::created(&job.id);
     // Env files are read again when the job starts; an unusable one fails
