@@ -102,6 +102,9 @@ pub struct InlineBody {
     pub tty: bool,
     #[serde(flatten)]
     pub ends: Ends,
+    /// Bytes a capped log (`--max-log-bytes`) dropped from its middle.
+    pub stdout_dropped_bytes: u64,
+    pub stderr_dropped_bytes: u64,
 }
 
 /// The end of each log that did not fit in the head, and the cursor:
@@ -222,6 +225,8 @@ pub fn inline_body(
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
         ends,
+        stdout_dropped_bytes: out.dropped,
+        stderr_dropped_bytes: err.dropped,
     })
 }
 

@@ -71,6 +71,12 @@ pub struct WaitBody {
     pub encoding: &'static str,
     #[serde(flatten)]
     pub ends: Ends,
+    /// Bytes a capped log (`--max-log-bytes`) dropped from its middle
+    /// (absent, as the totals, while a log does not exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_dropped_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_dropped_bytes: Option<u64>,
 }
 
 /// How much output a `wait` answer carries.
@@ -118,6 +124,8 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         stderr_range: err.range,
         encoding: "utf-8-lossy",
         ends,
+        stdout_dropped_bytes: exists.0.then_some(out.dropped),
+        stderr_dropped_bytes: exists.1.then_some(err.dropped),
     })
 }
 
