@@ -157,9 +157,7 @@ impl Gap {
         if it.next()? != "ae-gap" {
             return None;
         }
-        let mut num = |key: &str| -> Option<u64> {
-            it.next()?.strip_prefix(key)?.parse().ok()
-        };
+        let mut num = |key: &str| -> Option<u64> { it.next()?.strip_prefix(key)?.parse().ok() };
         let g = Gap {
             gen: num("g=")?,
             head: num("h=")?,
@@ -388,7 +386,11 @@ fn repair(dir: &Path, slot: usize, odd: Gap) -> io::Result<Option<Gap>> {
             _ => crate::job::FULL,
         };
         // Re-read under the lock: another reader may have finished it.
-        let cur = Gaps { f: gaps.try_clone()? }.peek(slot)?.unwrap_or(odd);
+        let cur = Gaps {
+            f: gaps.try_clone()?,
+        }
+        .peek(slot)?
+        .unwrap_or(odd);
         if cur.gen % 2 == 0 {
             return Ok(cur);
         }
@@ -467,9 +469,73 @@ mod tests {
         assert_eq!(rec.logical_len(file.len() as u64), data.len() as u64);
         assert_eq!(&file[..500], &data[..500]);
         let m = rec.marker as usize;
-        assert_eq!(&file[500..500 + m], &marker(rec.dropped, data[499] != b'\n')[..]);
+        assert_eq!(
+            &file[500..500 + m],
+            &marker(rec.dropped, data[499] != b'\n')[..]
+        );
         assert_eq!(&file[500 + m..], &data[data.len() - 500..]);
         assert_eq!(rec.dropped, data.len() as u64 - 1000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cut_cut_short_by_a_crash_is_finished_by_a_reader() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("ae-logcap-crash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = crate::sys::Dir::open(&dir).unwrap();
+        let gaps = create(&d).unwrap();
+        let _lock = d
+            .open_file(crate::job::LOCK, crate::sys::How::Open)
+            .unwrap();
+        let mut f = d
+            .open_file(crate::job::STDOUT, crate::sys::How::Open)
+            .unwrap();
+        let data: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+        let mut c = Capper::new(Cap::new(1000), gaps.try_clone().unwrap(), STDOUT);
+        let (first, rest) = data.split_at(150_000);
+        f.write_all(first).unwrap();
+        c.wrote(&mut f, first.len() as u64).unwrap();
+        // The rest is written, and a cut begins but stops half-way: the
+        // intent is recorded, the marker and half the copy are done.
+        f.write_all(rest).unwrap();
+        let size = f.metadata().unwrap().len();
+        let cur = c.gap;
+        let g = Gap {
+            gen: cur.gen + 1,
+            head: 500,
+            marker: cur.marker,
+            dropped: data.len() as u64 - 1000,
+            src: size - 500,
+            keep: 500,
+        };
+        write_rec(&gaps, STDOUT, &g).unwrap();
+        f.write_all_at(
+            &marker(g.dropped, g.marker as usize == MARKER_TEXT + 1),
+            500,
+        )
+        .unwrap();
+        f.write_all_at(&data[data.len() - 500..data.len() - 250], 500 + g.marker)
+            .unwrap();
+        // A reader waits, finds the job lock free, and finishes the cut.
+        let r = Gaps::open(&dir).unwrap().unwrap();
+        let fixed = r.stable(STDOUT, &dir).unwrap();
+        assert_eq!(
+            fixed,
+            Gap {
+                gen: g.gen + 1,
+                ..g
+            }
+        );
+        let file = std::fs::read(dir.join(crate::job::STDOUT)).unwrap();
+        let m = g.marker as usize;
+        assert_eq!(file.len(), 1000 + m);
+        assert_eq!(&file[..500], &data[..500]);
+        assert_eq!(
+            &file[500..500 + m],
+            &marker(g.dropped, g.marker as usize == MARKER_TEXT + 1)[..]
+        );
+        assert_eq!(&file[500 + m..], &data[data.len() - 500..]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

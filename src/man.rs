@@ -307,7 +307,11 @@ const INLINE: &[(&str, &str)] = &[
     ("timed_out?", "Once terminal: true when --timeout stopped the job."),
     ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, launch_lost, supervisor_lost."),
     ("output_lost?", OUTPUT_LOST),
+    ("stdout_dropped_bytes", DROPPED),
+    ("stderr_dropped_bytes", "As stdout_dropped_bytes, for stderr."),
 ];
+
+const DROPPED: &str = "Bytes of stdout a capped log (--max-log-bytes) dropped from its middle; 0 when nothing was. stdout_total_bytes still counts every byte.";
 
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
 
@@ -332,7 +336,7 @@ const JOB_ROW: &[(&str, &str)] = &[
 /// How the jobs root is chosen.
 const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset.";
 
-const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead.";
+const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead, --no-full-log (or [log] full = false) not at all. Capped by --max-log-bytes like the stream logs.";
 
 /// What neither gc nor delete ever removes.
 const SAFE_DELETE: &str = "Never removed, by gc or delete: a running job; a job whose supervisor holds its lock; a job a reader (run, wait, status, serve) is still reading (skipped with reason in_use); a job whose process group still has live members.";
@@ -389,6 +393,7 @@ const REPLIES: &[Reply] = &[
             "One command word is a shell string (pipes, &&); two or more words are an argv, exec'd after the login shell has started.",
             "A job that fails to launch (missing --cwd, unreadable --env-file) is still a successful command: ok is true, exit status 0, and state is failed with failure.code saying why. A --config file that does not exist is an error instead (invalid_config, exit status 1).",
             "Both streams also go to <job>/full.log (or the --log path), one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. Lines over 64 KiB are split; invalid UTF-8 is replaced.",
+            "With --max-log-bytes N (or [log] max_bytes) each log (stdout.log, stderr.log, full.log) keeps its first N/2 bytes and its last N/2, with one marker line between them, [agent-exec: D bytes dropped]; the count is rewritten in place as more is dropped. Totals, ranges, cursors and grep offsets stay those of everything the job wrote; stdout_dropped_bytes / stderr_dropped_bytes say how much is gone. A read never spans the gap: the head stops at it, tail never reaches back across it, and tail --since from a cursor in the dropped bytes continues at the kept tail with stdout_skipped_bytes / stderr_skipped_bytes. While the job runs the tail may outgrow its half by its own size (at least 64 KiB) before it is cut; when the job ends it is cut to N plus the marker. --no-full-log (or [log] full = false) writes no full.log.",
         ],
         see: &["status", "wait", "tail", "kill", "create"],
     },
@@ -427,8 +432,10 @@ const REPLIES: &[Reply] = &[
             ("stderr_range", "[start, end] byte offsets of the returned stderr text."),
             ("stdout_total_bytes", "Size of the stdout log."),
             ("stderr_total_bytes", "Size of the stderr log."),
+            ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
+            ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --since: bytes after the cursor that were dropped and passed over; the text starts after them."),
         ],
-        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size."],
+        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
         see: &["status", "run"],
     },
     Reply {
@@ -447,6 +454,7 @@ const REPLIES: &[Reply] = &[
             ("timed_out?", "Once terminal: whether --timeout stopped it."),
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
+            ("stdout_dropped_bytes? / stderr_dropped_bytes?", "Bytes a capped log (--max-log-bytes) dropped from its middle (absent, as the totals, while a log does not exist)."),
         ],
         notes: &["A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval."],
         see: &["run", "status", "kill"],
@@ -481,6 +489,7 @@ const REPLIES: &[Reply] = &[
             ("waited_ms", "How long send watched."),
             ("exit_code? / signal? / finished_at? / timed_out? / failure?", "Once the job is terminal, as run reports them."),
             ("cursor", "Just after the output returned: tail --since reads on from here."),
+            ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
         ],
         notes: &["Only a job started with -i or --tty has an open stdin (else invalid_state); after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D and all output, the echo of what was sent included, is in stdout."],
         see: &["run", "tail", "wait"],

@@ -782,6 +782,9 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A log cap and the gap records' file, for full.log.
+type CapFor = (crate::logcap::Cap, File);
+
 /// Create (truncate) the stream logs in the job directory, never through
 /// a symlink. Capped (`cap`): the gap records first (a reader that finds
 /// a log finds them, see `logcap`), and the logs readable too (the cuts
@@ -789,7 +792,7 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
 fn open_stream_logs(
     job: &Job,
     cap: Option<crate::logcap::Cap>,
-) -> io::Result<(Sink, Sink, Option<(crate::logcap::Cap, File)>)> {
+) -> io::Result<(Sink, Sink, Option<CapFor>)> {
     use crate::logcap;
     let dir = sys::Dir::open(&job.dir)?;
     let Some(cap) = cap else {
@@ -818,7 +821,7 @@ fn open_full_log(
     job: &Job,
     full: &Path,
     meta: &Meta,
-    gaps: Option<(crate::logcap::Cap, File)>,
+    gaps: Option<CapFor>,
 ) -> io::Result<Option<Sink>> {
     if meta.no_full_log {
         return Ok(None);

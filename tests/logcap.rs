@@ -71,9 +71,17 @@ fn ten_megabytes_keep_head_and_tail_within_the_cap() {
         assert_eq!(n(&v[format!("{stream}_dropped_bytes")]), total - CAP, "{v}");
         let file = std::fs::read(t.job_dir(id).join(name)).unwrap();
         let (head, marker, tail) = split_file(&file, HEAD).expect("a marker after the head");
-        assert!(file.len() as u64 <= CAP + 50, "{name}: {} bytes", file.len());
+        assert!(
+            file.len() as u64 <= CAP + 50,
+            "{name}: {} bytes",
+            file.len()
+        );
         assert_eq!(head, &want[..HEAD], "{name}: the head is the first bytes");
-        assert_eq!(tail, &want[want.len() - TAIL..], "{name}: the tail is the last");
+        assert_eq!(
+            tail,
+            &want[want.len() - TAIL..],
+            "{name}: the tail is the last"
+        );
         assert_eq!(marker_count(&marker), total - CAP, "{name}: {marker:?}");
         // One marker line, no other.
         let text = String::from_utf8_lossy(&file);
@@ -81,7 +89,11 @@ fn ten_megabytes_keep_head_and_tail_within_the_cap() {
     }
     // full.log is capped the same way, and the whole job stays small.
     let full = std::fs::read(t.job_dir(id).join("full.log")).unwrap();
-    assert!(full.len() as u64 <= CAP + 50, "full.log: {} bytes", full.len());
+    assert!(
+        full.len() as u64 <= CAP + 50,
+        "full.log: {} bytes",
+        full.len()
+    );
     let (_, marker, _) = split_file(&full, HEAD).expect("full.log has a marker");
     assert!(marker_count(&marker) > 2 * (total - CAP), "{marker}");
     assert!(full.ends_with(b"[STDERR] 1500000\n"));
@@ -113,7 +125,10 @@ fn finished(t: &TempRoot) -> (String, Vec<u8>) {
     let total = want.len() as u64;
     assert_eq!(v["stdout_range"], serde_json::json!([0, HEAD]), "{v}");
     assert_eq!(v["stdout"].as_str().unwrap().as_bytes(), &want[..HEAD]);
-    assert_eq!(v["stdout_tail_range"], serde_json::json!([total - 100, total]));
+    assert_eq!(
+        v["stdout_tail_range"],
+        serde_json::json!([total - 100, total])
+    );
     assert_eq!(
         v["stdout_tail"].as_str().unwrap().as_bytes(),
         &want[want.len() - 100..]
@@ -135,7 +150,10 @@ fn tail_and_cursors_read_across_the_gap() {
     // A window wider than the tail never reaches back across the gap.
     let v = t.ok(&["tail", "--tail-lines", "0", "--max-bytes", "1000000", &id]);
     assert_eq!(v["stdout_range"], serde_json::json!([tail_start, total]));
-    assert_eq!(v["stdout"].as_str().unwrap().as_bytes(), &want[tail_start as usize..]);
+    assert_eq!(
+        v["stdout"].as_str().unwrap().as_bytes(),
+        &want[tail_start as usize..]
+    );
     // A loop of tail --since from the start: the head, then the tail,
     // with the gap said once.
     // A cursor at 0: from an answer with an empty head.
@@ -161,7 +179,11 @@ fn tail_and_cursors_read_across_the_gap() {
         }
     }
     assert_eq!(ranges[0], [0, 30000]);
-    assert_eq!(ranges[1], [30000, HEAD as u64], "the head's read stops at the gap");
+    assert_eq!(
+        ranges[1],
+        [30000, HEAD as u64],
+        "the head's read stops at the gap"
+    );
     let mut expect = want[..HEAD].to_vec();
     expect.extend_from_slice(&want[tail_start as usize..]);
     assert_eq!(got, expect);
@@ -188,12 +210,30 @@ fn a_cursor_into_bytes_dropped_later_skips_them() {
     ]);
     let id = v["job_id"].as_str().unwrap().to_string();
     // Phase one is written (78894 bytes: under the cap, nothing dropped).
-    let w = t.ok(&["wait", "--output", "^15000$", "--output-match-type", "regex", &id]);
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^15000$",
+        "--output-match-type",
+        "regex",
+        &id,
+    ]);
     assert_eq!(w["matched"]["line"], "15000", "{w}");
     // A cursor at 60000: in the tail now, in the dropped middle later.
     let at50k = t.ok(&["wait", "--until", "0", "--max-bytes", "50000", &id]);
-    let zero = t.ok(&["tail", "--since", at50k["cursor"].as_str().unwrap(), "--max-bytes", "10000", &id]);
-    assert_eq!(zero["stdout_range"], serde_json::json!([50000, 60000]), "{zero}");
+    let zero = t.ok(&[
+        "tail",
+        "--since",
+        at50k["cursor"].as_str().unwrap(),
+        "--max-bytes",
+        "10000",
+        &id,
+    ]);
+    assert_eq!(
+        zero["stdout_range"],
+        serde_json::json!([50000, 60000]),
+        "{zero}"
+    );
     assert_eq!(n(&zero["stdout_skipped_bytes"]), 0);
     let cursor = zero["cursor"].as_str().unwrap().to_string();
     std::fs::write(&go, "").unwrap();
@@ -203,7 +243,10 @@ fn a_cursor_into_bytes_dropped_later_skips_them() {
     let tail_start = total - TAIL as u64;
     let v = t.ok(&["tail", "--since", &cursor, "--max-bytes", "500", &id]);
     assert_eq!(n(&v["stdout_skipped_bytes"]), tail_start - 60000, "{v}");
-    assert_eq!(v["stdout_range"], serde_json::json!([tail_start, tail_start + 500]));
+    assert_eq!(
+        v["stdout_range"],
+        serde_json::json!([tail_start, tail_start + 500])
+    );
     assert_eq!(
         v["stdout"].as_str().unwrap().as_bytes(),
         &want[tail_start as usize..tail_start as usize + 500]
@@ -215,7 +258,14 @@ fn a_cursor_into_bytes_dropped_later_skips_them() {
     assert_eq!(w["matched"]["line"], "299999");
     let at = total - b"299999\n300000\n".len() as u64;
     assert_eq!(n(&w["matched"]["offset"]), at);
-    let w = t.ok(&["wait", "--output", "^100000$", "--output-match-type", "regex", &id]);
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^100000$",
+        "--output-match-type",
+        "regex",
+        &id,
+    ]);
     assert!(w.get("matched").is_none(), "a dropped line matched: {w}");
 }
 
@@ -257,7 +307,11 @@ fn grep_and_follow_cross_the_gap() {
     assert_eq!(v["stdout_range"], serde_json::json!([0, total]));
     // Follow: the head, one gap object, the tail; every piece exact.
     let o = t.out(&["tail", "--follow", &id]);
-    let objs: Vec<Value> = o.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let objs: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let gaps: Vec<&Value> = objs.iter().filter(|o| o["type"] == "gap").collect();
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert_eq!(gaps[0]["stream"], "stdout");
@@ -332,7 +386,11 @@ fn no_full_log_and_the_config_keys() {
     }
     // --log and --no-full-log contradict each other.
     let (code, e) = t.err(&["run", "--no-full-log", "--log", "x.log", "--", "true"]);
-    assert_eq!((code, e["error"]["code"].as_str()), (2, Some("usage_error")), "{e}");
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{e}"
+    );
 
     // [log] in the config file: the defaults of both flags.
     let cfg = t.base.join("log.toml");
@@ -342,12 +400,25 @@ fn no_full_log_and_the_config_keys() {
     let id = v["job_id"].as_str().unwrap();
     assert_eq!(t.meta(id)["max_log_bytes"], 1000);
     assert!(!t.job_dir(id).join("full.log").exists());
-    assert_eq!(n(&v["stdout_dropped_bytes"]), seq(1, 10000).len() as u64 - 1000);
+    assert_eq!(
+        n(&v["stdout_dropped_bytes"]),
+        seq(1, 10000).len() as u64 - 1000
+    );
     let file = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
     assert!(file.len() <= 1050, "{}", file.len());
     // The flags win over the file: 0 is no cap; --log brings full.log back.
     let v = t.ok(&[
-        "run", "--config", c, "--max-log-bytes", "0", "--log", "f.log", "--forever", "--", "seq", "1",
+        "run",
+        "--config",
+        c,
+        "--max-log-bytes",
+        "0",
+        "--log",
+        "f.log",
+        "--forever",
+        "--",
+        "seq",
+        "1",
         "10000",
     ]);
     let id = v["job_id"].as_str().unwrap();
@@ -355,14 +426,31 @@ fn no_full_log_and_the_config_keys() {
     assert!(t.meta(id).get("max_log_bytes").is_none());
     assert!(t.cwd.join("f.log").exists());
     // create/start take it too.
-    let v = t.ok(&["create", "--max-log-bytes", "2000", "--", "seq", "1", "10000"]);
+    let v = t.ok(&[
+        "create",
+        "--max-log-bytes",
+        "2000",
+        "--",
+        "seq",
+        "1",
+        "10000",
+    ]);
     let id = v["job_id"].as_str().unwrap();
     let v = t.ok(&["start", "--forever", id]);
-    assert_eq!(n(&v["stdout_dropped_bytes"]), seq(1, 10000).len() as u64 - 2000);
+    assert_eq!(
+        n(&v["stdout_dropped_bytes"]),
+        seq(1, 10000).len() as u64 - 2000
+    );
     // A bad value in the file is refused, naming the key.
     std::fs::write(&cfg, "[log]\nmax_bytes = -1\n").unwrap();
     let (_, e) = t.err(&["run", "--config", c, "--", "true"]);
-    assert!(e["error"]["message"].as_str().unwrap().contains("log.max_bytes"), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("log.max_bytes"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -371,14 +459,24 @@ fn a_small_log_is_untouched_and_reports_nothing_dropped() {
     let v = t.ok(&["run", "--max-log-bytes", "100000", "--", "seq", "1", "1000"]);
     let id = v["job_id"].as_str().unwrap();
     let want = seq(1, 1000);
-    assert_eq!(std::fs::read(t.job_dir(id).join("stdout.log")).unwrap(), want);
+    assert_eq!(
+        std::fs::read(t.job_dir(id).join("stdout.log")).unwrap(),
+        want
+    );
     assert_eq!(n(&v["stdout_dropped_bytes"]), 0);
     assert_eq!(n(&v["stdout_total_bytes"]), want.len() as u64);
-    let v = t.ok(&["tail", "--since", v["cursor"].as_str().unwrap(), &id]);
+    let v = t.ok(&["tail", "--since", v["cursor"].as_str().unwrap(), id]);
     assert_eq!(n(&v["stdout_skipped_bytes"]), 0);
     // A head that ends inside a line: the marker starts its own line.
     let v = t.ok(&[
-        "run", "--forever", "--max-log-bytes", "1002", "--", "seq", "1", "100000",
+        "run",
+        "--forever",
+        "--max-log-bytes",
+        "1002",
+        "--",
+        "seq",
+        "1",
+        "100000",
     ]);
     let id = v["job_id"].as_str().unwrap();
     let file = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
