@@ -413,6 +413,13 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
     // created job's logs are empty files until it starts; `run`'s are
     // created by its supervisor before it reports running.
     if keep_created {
+        // A capped log's gap records exist before the log does, so that
+        // a reader that finds the log finds them (see `logcap`).
+        if meta.max_log_bytes.is_some() {
+            sys::Dir::open(&job.dir)
+                .and_then(|d| crate::logcap::create(&d))
+                .map_err(|e| Error::io(format!("create {}", crate::logcap::GAPS), e))?;
+        }
         create_logs(job)?;
     }
     Ok((meta, state))

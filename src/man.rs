@@ -455,6 +455,7 @@ const REPLIES: &[Reply] = &[
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
             ("stdout_dropped_bytes? / stderr_dropped_bytes?", "Bytes a capped log (--max-log-bytes) dropped from its middle (absent, as the totals, while a log does not exist)."),
+            ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --output and --since: bytes after the cursor that a capped log had dropped, passed over by the search."),
         ],
         notes: &["A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval."],
         see: &["run", "status", "kill"],

@@ -208,6 +208,10 @@ impl Log {
     /// first opened (its identity does not change: a capped log is cut
     /// in place).
     pub fn refresh(&mut self, path: &Path) -> Result<()> {
+        if self.gaps.is_none() {
+            // Made capped since it was opened (a job restarted with a cap).
+            self.gaps = gaps_of(path);
+        }
         match &self.file {
             Some(_) => self
                 .take_size()
@@ -1060,8 +1064,9 @@ fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
 /// Wait until a line of the selected stream(s) (`which`: stdout, stderr
 /// or either) from `since` on (default: the start) matches `pattern`, the
 /// job is terminal, or `deadline` passes. Returns the state (read before
-/// the last scan of the logs) and the first matching line found; None
-/// when the client left first.
+/// the last scan of the logs), the first matching line found, and the
+/// bytes of each stream the search passed over because a capped log had
+/// dropped them; None when the client left first.
 ///
 /// Each scan reads only the bytes after the previous one, in 64 KiB
 /// chunks (`Log::grep`); an unfinished last line is scanned again whole
@@ -1073,26 +1078,28 @@ pub fn wait_output(
     since: Option<&Cursor>,
     deadline: Option<Instant>,
     client: Option<Client<'_>>,
-) -> Result<Option<(State, Option<Match>)>> {
+) -> Result<Option<(State, Option<Match>, [u64; 2])>> {
     let mut streams = open_streams(job, since)?;
+    let mut skipped = [0u64; 2];
     let mut waker: Option<Waker> = None;
     loop {
         // The state before the logs: terminal means they are complete.
         let st = current_state(job)?;
         let done = st.status().is_terminal();
-        for s in streams
-            .iter_mut()
-            .filter(|s| which == "either" || which == s.name)
-        {
+        for (i, s) in streams.iter_mut().enumerate() {
+            if which != "either" && which != s.name {
+                continue;
+            }
             s.log.refresh(&s.path)?;
             let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
             s.pos = s.log.grep(s.pos, &mut g);
+            skipped[i] += g.skipped;
             if let Some(m) = g.ring.pop_front() {
-                return Ok(Some((st, Some(m))));
+                return Ok(Some((st, Some(m), skipped)));
             }
         }
         if done || left(deadline).is_none() {
-            return Ok(Some((st, None)));
+            return Ok(Some((st, None, skipped)));
         }
         match &mut waker {
             // Watch, then scan once more before the first sleep.

@@ -256,6 +256,7 @@ fn a_cursor_into_bytes_dropped_later_skips_them() {
     // the tail, not one of the dropped middle.
     let w = t.ok(&["wait", "--output", "299999", "--since", &cursor, &id]);
     assert_eq!(w["matched"]["line"], "299999");
+    assert_eq!(n(&w["stdout_skipped_bytes"]), tail_start - 60000, "{w}");
     let at = total - b"299999\n300000\n".len() as u64;
     assert_eq!(n(&w["matched"]["offset"]), at);
     let w = t.ok(&[

@@ -77,6 +77,12 @@ pub struct WaitBody {
     pub stdout_dropped_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stderr_dropped_bytes: Option<u64>,
+    /// `--output` with `--since`: bytes after the cursor that a capped log
+    /// had dropped, passed over by the search.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_skipped_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_skipped_bytes: Option<u64>,
 }
 
 /// How much output a `wait` answer carries.
@@ -126,6 +132,8 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         ends,
         stdout_dropped_bytes: exists.0.then_some(out.dropped),
         stderr_dropped_bytes: exists.1.then_some(err.dropped),
+        stdout_skipped_bytes: None,
+        stderr_skipped_bytes: None,
     })
 }
 
@@ -153,7 +161,7 @@ pub fn wait_ready(
         .since
         .map(|c| crate::cursor::Cursor::decode(c, &job.id))
         .transpose()?;
-    let Some((st, matched)) = observe::wait_output(
+    let Some((st, matched, skipped)) = observe::wait_output(
         job,
         &pattern,
         ready.stream,
@@ -166,6 +174,10 @@ pub fn wait_ready(
     };
     let mut body = wait_body(job, &st, budget)?;
     body.matched = matched;
+    if since.is_some() {
+        body.stdout_skipped_bytes = Some(skipped[0]);
+        body.stderr_skipped_bytes = Some(skipped[1]);
+    }
     Ok(Some(body))
 }
 
