@@ -1061,6 +1061,10 @@ fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
     Ok(s)
 }
 
+/// What `wait_output` ends with: the state, the line found, the bytes of
+/// stdout and stderr passed over in a capped log's gap.
+pub type Found = (State, Option<Match>, [u64; 2]);
+
 /// Wait until a line of the selected stream(s) (`which`: stdout, stderr
 /// or either) from `since` on (default: the start) matches `pattern`, the
 /// job is terminal, or `deadline` passes. Returns the state (read before
@@ -1078,7 +1082,7 @@ pub fn wait_output(
     since: Option<&Cursor>,
     deadline: Option<Instant>,
     client: Option<Client<'_>>,
-) -> Result<Option<(State, Option<Match>, [u64; 2])>> {
+) -> Result<Option<Found>> {
     let mut streams = open_streams(job, since)?;
     let mut skipped = [0u64; 2];
     let mut waker: Option<Waker> = None;
