@@ -37,8 +37,9 @@
 //!   in every generation.
 //! - While the job runs the tail may grow by `slack` (its own size plus a
 //!   marker, at least 64 KiB) before it is cut back; when the job ends it
-//!   is cut to exactly N - H. So a log never exceeds
-//!   H + M + 2·(N - H) + 64 KiB on disk, and N + M once the job is over.
+//!   is cut to exactly N - H. The check follows each write (one read of
+//!   the pipe, at most 128 KiB), so a log never exceeds
+//!   N + M + slack + 128 KiB on disk, and N + M once the job is over.
 //! - The copy moves the kept tail to just after the marker with a forward
 //!   copy; with the slack above the source lies wholly after the
 //!   destination, so a compaction cut short by a crash can be redone from
