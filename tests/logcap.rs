@@ -487,3 +487,54 @@ fn a_small_log_is_untouched_and_reports_nothing_dropped() {
     assert!(file[501..].starts_with(b"\n[agent-exec: "));
     assert!(file.ends_with(&want[want.len() - 501..]));
 }
+
+#[test]
+fn a_running_job_stays_within_its_bound() {
+    let t = TempRoot::new();
+    let go = t.cwd.join("go");
+    let script = format!(
+        "seq 1 1500000; while [ ! -e {} ]; do sleep 0.01; done",
+        go.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^1500000$",
+        "--output-match-type",
+        "regex",
+        &id,
+    ]);
+    assert_eq!(w["state"], "running", "{w}");
+    let want = seq(1, 1_500_000);
+    let total = want.len() as u64;
+    // The marker line: 49 bytes, and a newline first when the head ends
+    // inside a line.
+    let marker = 49 + u64::from(want[HEAD - 1] != b'\n');
+    assert_eq!(n(&w["stdout_total_bytes"]), total);
+    let dropped = n(&w["stdout_dropped_bytes"]);
+    assert!(dropped > 0, "{w}");
+    // Not yet cut to the cap: the bound while running.
+    let len = std::fs::metadata(t.job_dir(&id).join("stdout.log"))
+        .unwrap()
+        .len();
+    assert!(len <= CAP + 64 * 1024 + 128 * 1024 + 50, "{len}");
+    assert_eq!(len - marker + dropped, total, "file, marker and gap add up");
+    std::fs::write(&go, "").unwrap();
+    let end = t.wait_done(&id);
+    assert_eq!(n(&end["stdout_dropped_bytes"]), total - CAP);
+    let len = std::fs::metadata(t.job_dir(&id).join("stdout.log"))
+        .unwrap()
+        .len();
+    assert_eq!(len, CAP + marker, "cut to the cap when the job ended");
+}
