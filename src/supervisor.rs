@@ -23,6 +23,9 @@
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
+//! - With `--max-log-bytes` each log is cut back in place as it grows
+//!   (`logcap`, from `Sink::write`), and cut to its final size before
+//!   the terminal state is written: a finished job's logs are final.
 //! - Notifications never hold the job: the tee only matches lines (see
 //!   `notify::Matcher`; sinks run on its delivery thread), and
 //!   `job.finished` is delivered after the terminal state is written and
@@ -826,8 +829,14 @@ fn open_full_log(
     if meta.no_full_log {
         return Ok(None);
     }
+    // Capped, the file is read too (the cuts copy within it).
+    let how = if gaps.is_some() {
+        sys::How::Open
+    } else {
+        sys::How::Truncate
+    };
     let f = if full == job.path(job::FULL) {
-        sys::Dir::open(&job.dir)?.open_file(job::FULL, sys::How::Open)?
+        sys::Dir::open(&job.dir)?.open_file(job::FULL, how)?
     } else {
         if let Some(parent) = full.parent() {
             fs::DirBuilder::new()
@@ -836,14 +845,16 @@ fn open_full_log(
                 .create(parent)?;
         }
         fs::OpenOptions::new()
-            .read(true)
+            .read(how == sys::How::Open)
             .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(how == sys::How::Truncate)
             .mode(0o600)
             .open(full)?
     };
-    f.set_len(0)?;
+    if how == sys::How::Open {
+        f.set_len(0)?;
+    }
     Ok(Some(match gaps {
         Some((cap, gaps)) => Sink::capped(
             f,
