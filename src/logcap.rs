@@ -50,7 +50,9 @@
 //! write of the whole kept tail per compaction, synchronously, on the
 //! tee's path), needs block-aligned ranges (a padded head) and tmpfs lacks
 //! it, so the copy would be needed anyway; a copy of the kept tail per
-//! `slack` bytes written costs at most one page-cache copy per byte.
+//! `slack` bytes written costs at most one page-cache copy per byte,
+//! made in the kernel (copy_file_range, the ranges being apart) where it
+//! can be, else through a 256 KiB buffer.
 //! Rewriting the log to a new file and renaming it over the old: readers
 //! and the cursor's file tag would lose the file they hold. A ring buffer
 //! in the file (no copying at all): the log would not read in order with
@@ -204,11 +206,26 @@ fn write_rec(gaps: &File, slot: usize, g: &Gap) -> io::Result<()> {
 fn apply(f: &File, g: &Gap, buf: &mut Vec<u8>) -> io::Result<()> {
     let newline = g.marker as usize == MARKER_TEXT + 1;
     f.write_all_at(&marker(g.dropped, newline), g.head)?;
-    if buf.is_empty() {
-        buf.resize(COPY_CHUNK, 0);
-    }
     let dest = g.head + g.marker;
     let mut done = 0u64;
+    // In the kernel when the ranges are apart (always, but for the final
+    // cut of a log that outgrew its tail by less than the tail itself):
+    // one page-cache copy instead of two through `buf`.
+    if g.src >= dest + g.keep {
+        while done < g.keep {
+            let n = (g.keep - done).min(1 << 30) as usize;
+            match crate::sys::copy_range(f, g.src + done, f, dest + done, n) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Not on this file system or kernel: the copy below.
+                Err(_) => break,
+            }
+        }
+    }
+    if done < g.keep && buf.is_empty() {
+        buf.resize(COPY_CHUNK, 0);
+    }
     while done < g.keep {
         let n = (g.keep - done).min(buf.len() as u64) as usize;
         f.read_exact_at(&mut buf[..n], g.src + done)?;
