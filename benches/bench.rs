@@ -290,7 +290,7 @@ fn main() {
     // BENCH_ONLY=management,serve runs only those sections.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     type Section = (&'static str, fn(&mut Bench));
-    let sections: [Section; 10] = [
+    let sections: [Section; 11] = [
         ("foundation", foundation),
         ("core", core),
         ("launch", launch),
@@ -301,6 +301,7 @@ fn main() {
         ("completion", completion),
         ("mcp", mcp),
         ("queue", queue),
+        ("logcap", logcap),
     ];
     for (name, run) in sections {
         if only.is_empty() || only.split(',').any(|o| o == name) {
@@ -2076,4 +2077,79 @@ fn queue(b: &mut Bench) {
             percentile(boot, 0.9)
         ),
     );
+}
+
+/// BENCH_ONLY=logcap: the tee with `--max-log-bytes 1000000` against the
+/// tee without, on 100 MB of 101-byte lines (target: within 1.1x), and
+/// what the capped job leaves on disk.
+fn logcap(b: &mut Bench) {
+    let line = "0123456789".repeat(10);
+    let gen = format!("yes {line} | head -c 100000000");
+    let rounds = if b.rounds > 10 { 7 } else { 5 };
+    let root = b.fresh_root("logcap");
+    let wipe = || {
+        let _ = fs::remove_dir_all(&root);
+        let _ = fs::create_dir_all(&root);
+    };
+    let run = |cap: Option<&str>| {
+        let mut args = vec!["run", "--no-auto-gc", "--forever"];
+        if let Some(c) = cap {
+            args.extend(["--max-log-bytes", c]);
+        }
+        args.extend(["--", gen.as_str()]);
+        b.cmd(&root, &args)
+    };
+    let (capped, plain) = b.time_clean_pair(rounds, &wipe, || run(Some("1000000")), || run(None));
+    b.row(
+        "run: tee 100 MB, uncapped (median)",
+        format!("{plain:.1} ms"),
+    );
+    b.row(
+        "run: tee 100 MB, --max-log-bytes 1000000 (median)",
+        format!("{capped:.1} ms"),
+    );
+    b.row(
+        "capped / uncapped (target ≤ 1.1)",
+        format!("{:.2}x", capped / plain),
+    );
+    // One more capped run, alone in its root: the job directory's size.
+    wipe();
+    let j = b.json(
+        &root,
+        &[
+            "run",
+            "--no-auto-gc",
+            "--forever",
+            "--max-log-bytes",
+            "1000000",
+            "--",
+            &gen,
+        ],
+    );
+    let dir = root.join(j["job_id"].as_str().unwrap_or_default());
+    let mut on_disk = 0u64;
+    let mut blocks = 0u64;
+    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Ok(m) = e.metadata() {
+            use std::os::unix::fs::MetadataExt;
+            on_disk += m.len();
+            blocks += m.blocks() * 512;
+        }
+    }
+    b.row(
+        "capped job: stdout_total_bytes / stdout_dropped_bytes",
+        format!(
+            "{} / {}",
+            j["stdout_total_bytes"], j["stdout_dropped_bytes"]
+        ),
+    );
+    b.row(
+        "capped job directory on disk (3 logs ≤ 1 MB each)",
+        format!(
+            "{:.2} MB ({:.2} MB allocated)",
+            on_disk as f64 / 1e6,
+            blocks as f64 / 1e6
+        ),
+    );
+    let _ = fs::remove_dir_all(&root);
 }

@@ -27,6 +27,8 @@
 //!   of a job `restart` and `run --retry` keep.
 //! - `queue.<NAME>.parallel` (integer 1..=1024): the slot count of queue
 //!   NAME when `run --queue NAME` gives no `--parallel`.
+//! - `log.max_bytes` (integer >= 0; 0 = no cap) and `log.full` (bool):
+//!   the defaults of `--max-log-bytes` and `--no-full-log`.
 //!
 //! Durations must be TOML strings (`"30d"`), exactly as on the command line;
 //! a bare integer is rejected rather than guessed to be seconds. Zero is
@@ -64,6 +66,7 @@ pub struct Config {
     pub keep_runs: u64,
     /// `[queue.NAME] parallel = N`, in file order.
     pub queues: Vec<(String, u32)>,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             keep_runs: crate::runs::DEFAULT_KEEP,
             queues: Vec::new(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -83,6 +87,24 @@ impl Config {
     /// The configured slot count of queue `name`, if any.
     pub fn queue_parallel(&self, name: &str) -> Option<u32> {
         self.queues.iter().find(|(n, _)| n == name).map(|&(_, p)| p)
+    }
+}
+
+/// `[log]`: how a job's logs are kept (see `logcap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `log.max_bytes`: the default `--max-log-bytes` (0: no cap).
+    pub max_bytes: Option<u64>,
+    /// `log.full`: write full.log (default true).
+    pub full: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_bytes: None,
+            full: true,
+        }
     }
 }
 
@@ -245,6 +267,7 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
     v.section("gc")?;
     v.section("notify")?;
     v.section("restart")?;
+    v.section("log")?;
 
     if let Some(e) = v.key("shell", "unix") {
         cfg.shell_unix = Some(v.argv(e, "shell.unix")?);
@@ -274,6 +297,12 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
 
     if let Some(e) = v.key("notify", "sink_timeout") {
         cfg.notify.sink_timeout_secs = v.duration(e, "notify.sink_timeout")?.1;
+    }
+    if let Some(e) = v.key("log", "max_bytes") {
+        cfg.log.max_bytes = Some(v.count(e, "log.max_bytes")?);
+    }
+    if let Some(e) = v.key("log", "full") {
+        cfg.log.full = v.boolean(e, "log.full")?;
     }
     if let Some(e) = v.key("restart", "keep_runs") {
         cfg.keep_runs = v.count(e, "restart.keep_runs")?;

@@ -15,7 +15,12 @@
 //!   changed) is `invalid_cursor` — never a silent restart from 0, which
 //!   would make a reader see bytes twice.
 //! - Offsets are byte offsets into the logs (append-only, byte-exact), so
-//!   a cursor stays valid while the job writes on.
+//!   a cursor stays valid while the job writes on. In a capped log
+//!   (`logcap`) they are offsets in everything the job wrote, not in the
+//!   file: the gap record in the job directory tells a reader that an
+//!   offset lies in the dropped middle (it then continues at the kept
+//!   tail and reports what it skipped), so the format needs no new field
+//!   and cursors made before a cut stay valid after it.
 //!
 //! Rejected: plain `"<out>:<err>"` offsets (readable, so callers would
 //! build them, and a cursor of another job or a replaced log would be

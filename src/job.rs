@@ -146,6 +146,13 @@ pub struct Meta {
     /// (`[cols, rows]`); implies `interactive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<[u16; 2]>,
+    /// `--max-log-bytes N`: each log keeps its first and last bytes, N in
+    /// all, and counts what it dropped (see `logcap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
+    /// `--no-full-log` (`[log] full = false`): no full.log is written.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_full_log: bool,
     /// `--queue NAME`: the job waits for one of the queue's slots (see
     /// `queue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

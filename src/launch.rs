@@ -70,6 +70,10 @@ pub struct Spec {
     pub tty: Option<[u16; 2]>,
     /// `--retry N [--retry-delay D]` (None: no retry).
     pub retry: Option<job::Retry>,
+    /// `--max-log-bytes` (else `[log] max_bytes`; None or 0: no cap).
+    pub max_log_bytes: Option<u64>,
+    /// `--no-full-log` (or `[log] full = false`).
+    pub no_full_log: bool,
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
     pub sink_timeout_secs: Option<u64>,
@@ -103,6 +107,8 @@ impl Spec {
             interactive: false,
             tty: None,
             retry: None,
+            max_log_bytes: None,
+            no_full_log: false,
             sink_timeout_secs: None,
             queue: None,
             parallel: None,
@@ -169,6 +175,11 @@ impl Spec {
         };
         spec.after = m.all("after").into_iter().map(str::to_string).collect();
         spec.after_ok = m.all("after-ok").into_iter().map(str::to_string).collect();
+        spec.max_log_bytes = m
+            .u64("max-log-bytes")
+            .or(cfg.log.max_bytes)
+            .filter(|&n| n > 0);
+        spec.no_full_log = m.has("no-full-log") || (!cfg.log.full && !m.has("log"));
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()
@@ -398,6 +409,8 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         parallel: spec.queue.as_ref().map(|_| spec.parallel.unwrap_or(1)),
         after: resolve_deps(store, &spec.after)?,
         after_ok: resolve_deps(store, &spec.after_ok)?,
+        max_log_bytes: spec.max_log_bytes,
+        no_full_log: spec.no_full_log,
     };
     let mut state = State::created(&job.id);
     // Env files are read again when the job starts; an unusable one fails
@@ -440,6 +453,13 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
     // created job's logs are empty files until it starts; `run`'s are
     // created by its supervisor before it reports running.
     if keep_created {
+        // A capped log's gap records exist before the log does, so that
+        // a reader that finds the log finds them (see `logcap`).
+        if meta.max_log_bytes.is_some() {
+            sys::Dir::open(&job.dir)
+                .and_then(|d| crate::logcap::create(&d))
+                .map_err(|e| Error::io(format!("create {}", crate::logcap::GAPS), e))?;
+        }
         create_logs(job)?;
     }
     Ok((meta, state))

@@ -17,6 +17,7 @@ mod http;
 mod input;
 mod job;
 mod launch;
+mod logcap;
 mod man;
 mod mcp;
 mod notify;

@@ -315,6 +315,8 @@ const INLINE: &[(&str, &str)] = &[
     ("queue?", QUEUE_FIELD),
     ("queue_position?", QUEUE_POSITION),
     ("waiting_for?", WAITING_FOR),
+    ("stdout_dropped_bytes", DROPPED),
+    ("stderr_dropped_bytes", "As stdout_dropped_bytes, for stderr."),
 ];
 
 const CMD_FIELD: &str =
@@ -330,6 +332,7 @@ const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, stat
 const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
 const QUEUE_POSITION: &str = "While queued in a queue's line: how many of its jobs are ahead of this one (0 = it starts next); absent while the job still waits for its --after/--after-ok jobs (it joins the line after them). Computed when read, never stale.";
 const WAITING_FOR: &str = "While queued: the --after/--after-ok jobs that are not terminal yet.";
+const DROPPED: &str = "Bytes of stdout a capped log (--max-log-bytes) dropped from its middle; 0 when nothing was. stdout_total_bytes still counts every byte.";
 
 const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
 
@@ -362,7 +365,7 @@ const JOB_ROW: &[(&str, &str)] = &[
 /// How the jobs root is chosen.
 const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset.";
 
-const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead.";
+const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead, --no-full-log (or [log] full = false) not at all. Capped by --max-log-bytes like the stream logs.";
 
 /// What neither gc nor delete ever removes.
 const SAFE_DELETE: &str = "Never removed, by gc or delete: a running job; a job whose supervisor holds its lock; a job a reader (run, wait, status, serve) is still reading (skipped with reason in_use); a job whose process group still has live members.";
@@ -420,6 +423,7 @@ const REPLIES: &[Reply] = &[
             "A job that fails to launch (missing --cwd, unreadable --env-file) is still a successful command: ok is true, exit status 0, and state is failed with failure.code saying why. A --config file that does not exist is an error instead (invalid_config, exit status 1).",
             "Both streams also go to <job>/full.log (or the --log path), one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. Lines over 64 KiB are split; invalid UTF-8 is replaced.",
             "With --retry N the supervisor runs the job again, up to N more times, when it exits non-zero on its own: not when it was killed, and not when --timeout stopped it (the limit is the caller's). Each run ended is kept in <job>/runs/<attempt>/ and listed by status in previous_runs; --retry-delay D waits D before each new run, and a kill (or restart) meanwhile ends the job killed without another run. The job is running throughout; job.finished fires once, for the last run, and a waiting run or wait answers with the last run's result.",
+            "With --max-log-bytes N (or [log] max_bytes) each log (stdout.log, stderr.log, full.log) keeps its first N/2 bytes and its last N/2, with one marker line between them, [agent-exec: D bytes dropped]; the count is rewritten in place as more is dropped. Totals, ranges, cursors and grep offsets stay those of everything the job wrote; stdout_dropped_bytes / stderr_dropped_bytes say how much is gone. A read never spans the gap: the head stops at it, tail never reaches back across it, and tail --since from a cursor in the dropped bytes continues at the kept tail with stdout_skipped_bytes / stderr_skipped_bytes. While the job runs the tail may outgrow its half by its own size (at least 64 KiB) plus one read (128 KiB) before it is cut; when the job ends it is cut to N plus the marker. --no-full-log (or [log] full = false) writes no full.log.",
         ],
         see: &["status", "wait", "tail", "kill", "create", "restart"],
     },
@@ -470,8 +474,10 @@ const REPLIES: &[Reply] = &[
             ("stderr_range", "[start, end] byte offsets of the returned stderr text."),
             ("stdout_total_bytes", "Size of the stdout log."),
             ("stderr_total_bytes", "Size of the stderr log."),
+            ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
+            ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --since: bytes after the cursor that were dropped and passed over; the text starts after them."),
         ],
-        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size."],
+        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
         see: &["status", "run"],
     },
     Reply {
@@ -500,6 +506,8 @@ const REPLIES: &[Reply] = &[
             ("queue?", QUEUE_FIELD),
             ("queue_position?", QUEUE_POSITION),
             ("waiting_for?", WAITING_FOR),
+            ("stdout_dropped_bytes? / stderr_dropped_bytes?", "Bytes a capped log (--max-log-bytes) dropped from its middle (absent, as the totals, while a log does not exist)."),
+            ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --output and --since: bytes after the cursor that a capped log had dropped, passed over by the search."),
         ],
         notes: &[
             "A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval.",
@@ -554,6 +562,7 @@ const REPLIES: &[Reply] = &[
             ("waited_ms", "How long send watched."),
             ("exit_code? / signal? / finished_at? / timed_out? / failure?", "Once the job is terminal, as run reports them."),
             ("cursor", "Just after the output returned: tail --since reads on from here."),
+            ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
         ],
         notes: &["Only a job started with -i or --tty has an open stdin (else invalid_state); after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D and all output, the echo of what was sent included, is in stdout."],
         see: &["run", "tail", "wait"],
@@ -693,7 +702,7 @@ const REPLIES: &[Reply] = &[
         ],
         notes: &[
             "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, GET /wait?ids=A,B[&any=true] (several jobs, as wait A B), POST /kill/{id}, GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
-            "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin.",
+            "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin, queue, parallel, after and after_ok (arrays of ids), max_log_bytes (0: no cap), no_full_log.",
             "Query parameters (percent-decoded; an unknown one is invalid_request): /tail tail_lines, max_bytes; /wait until (seconds, default 30), forever; /kill signal (as kill --signal), no_wait; /list limit, state, cwd, all, tag (repeatable). Without cwd or all, /list and /exec use the server's working directory.",
             "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 64 connections (503, retryable); a request must arrive within 10 s of its first byte, and an idle connection is closed after 5 s. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
             "Browsers: --allow-origin enables CORS for that one origin; a POST carrying any other Origin is refused (403 forbidden), so a web page cannot start or kill jobs; its GETs get no CORS header, so it can read nothing. Without a token, a Host header that is a DNS name (dotted, other than *.localhost) is refused too (403), against DNS rebinding; use 127.0.0.1 or localhost.",

@@ -91,7 +91,8 @@ pub struct Server {
     out: Mutex<io::Stdout>,
     revision: Mutex<&'static str>,
     inflight: Mutex<HashMap<String, Arc<Call>>>,
-    /// Workers waiting for a call (see `Pool::submit`).
+    /// Workers done with their last call and not yet claimed for the
+    /// next (see `Pool::submit`).
     free_workers: std::sync::atomic::AtomicUsize,
     /// The jobs root given with `--root`.
     pub root: Option<String>,
@@ -254,13 +255,20 @@ struct Pool {
 }
 
 impl Pool {
-    /// Queue a call, first starting a worker if none is free to take it.
+    /// Queue a call for a free worker, or start one for it. A free
+    /// worker is claimed here, before the call is queued: two calls in a
+    /// row never count on the same idle worker (the second would wait
+    /// behind the first, a long `wait` say).
     fn submit(
         &mut self,
         srv: &Arc<Server>,
         call: Arc<Call>,
     ) -> std::result::Result<(), &'static str> {
-        if srv.free_workers.load(Ordering::SeqCst) == 0 && self.spawned < WORKERS {
+        let claimed = srv
+            .free_workers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed && self.spawned < WORKERS {
             let (srv, rx) = (Arc::clone(srv), Arc::clone(&self.rx));
             let started = std::thread::Builder::new()
                 .stack_size(512 << 10)
@@ -398,9 +406,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn worker(srv: &Arc<Server>, rx: &Mutex<Receiver<Arc<Call>>>) {
     crate::output::quiet_panics();
     loop {
-        srv.free_workers.fetch_add(1, Ordering::SeqCst);
         let next = lock(rx).recv();
-        srv.free_workers.fetch_sub(1, Ordering::SeqCst);
         let Ok(call) = next else { return };
         if !call.cancelled() {
             let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -415,12 +421,16 @@ fn worker(srv: &Arc<Server>, rx: &Mutex<Receiver<Arc<Call>>>) {
             // Out of the table first: a cancel that comes later finds
             // nothing, one that came earlier drops the answer.
             lock(&srv.inflight).remove(&call.id);
+            // Free again before the answer goes out: the client's next
+            // call, sent as soon as it has this answer, finds us.
+            srv.free_workers.fetch_add(1, Ordering::SeqCst);
             match answer {
                 Some(result) if !call.cancelled() => srv.result(&call.id, &result),
                 _ => crate::info!("mcp: request {} answered nothing (cancelled)", call.id),
             }
         } else {
             lock(&srv.inflight).remove(&call.id);
+            srv.free_workers.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

@@ -41,12 +41,19 @@ use crate::error::{Error, Result};
 use crate::job::{Job, State, Status};
 use crate::sys;
 
-/// A slice of a log: lossy UTF-8 text, its byte range, the file's size.
+/// A slice of a log: lossy UTF-8 text, its byte range, the log's size
+/// (every byte the job wrote to it), the bytes a capped log dropped, and
+/// the bytes this read skipped because they were dropped (it began in
+/// the gap, see `logcap`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Slice {
     pub text: String,
     pub range: [u64; 2],
     pub total: u64,
+    #[serde(skip)]
+    pub dropped: u64,
+    #[serde(skip)]
+    pub skipped: u64,
 }
 
 /// A log as one reader sees it: the open file (None: it does not exist
@@ -54,10 +61,36 @@ pub struct Slice {
 /// without a file). Every read of one response goes through one `Log`,
 /// so that its ranges, totals and cursor agree with each other even
 /// while the job writes on.
+///
+/// Sizes, ranges and offsets are logical (bytes the job wrote). A capped
+/// log (`logcap`) maps them to the file through its gap record, taken
+/// with the size and checked again after every read: a read that raced
+/// a compaction is done again with the new record, never returned. A
+/// read never spans the gap: it stops at the end of the head, and one
+/// that starts in the dropped bytes starts at the tail instead.
 pub struct Log {
     file: Option<File>,
     pub size: u64,
     pub tag: u32,
+    /// Bytes dropped from the middle, when the size was taken.
+    pub dropped: u64,
+    /// A capped log: its gap records, slot, and job directory.
+    gaps: Option<(crate::logcap::Gaps, usize, std::path::PathBuf)>,
+    gap: std::cell::Cell<crate::logcap::Gap>,
+}
+
+/// The gap records of a stream log in a job directory (None: not one,
+/// or not capped).
+fn gaps_of(path: &Path) -> Option<(crate::logcap::Gaps, usize, std::path::PathBuf)> {
+    use crate::logcap;
+    let slot = match path.file_name()?.to_str()? {
+        crate::job::STDOUT => logcap::STDOUT,
+        crate::job::STDERR => logcap::STDERR,
+        _ => return None,
+    };
+    let dir = path.parent()?;
+    let gaps = logcap::Gaps::open(dir).ok()??;
+    Some((gaps, slot, dir.to_path_buf()))
 }
 
 /// Open a log; a missing one reads as empty. A log that is a symlink or
@@ -65,6 +98,8 @@ pub struct Log {
 /// (sys::open_read).
 pub fn open_log(path: &Path) -> Result<Log> {
     let ctx = || format!("read {}", path.display());
+    // The gap records first: they exist before a capped log does.
+    let gaps = gaps_of(path);
     let f = match sys::open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -72,17 +107,24 @@ pub fn open_log(path: &Path) -> Result<Log> {
                 file: None,
                 size: 0,
                 tag: 0,
+                dropped: 0,
+                gaps: None,
+                gap: Default::default(),
             })
         }
         Err(e) => return Err(Error::io(ctx(), e)),
     };
-    let size = f.metadata().map_err(|e| Error::io(ctx(), e))?.len();
     let tag = crate::cursor::file_tag(&f).map_err(|e| Error::io(ctx(), e))?;
-    Ok(Log {
+    let mut log = Log {
         file: Some(f),
-        size,
+        size: 0,
         tag,
-    })
+        dropped: 0,
+        gaps,
+        gap: Default::default(),
+    };
+    log.take_size().map_err(|e| Error::io(ctx(), e))?;
+    Ok(log)
 }
 
 fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> usize {
@@ -139,42 +181,125 @@ pub fn cursor_after(out: (&Log, &Slice), err: (&Log, &Slice)) -> Cursor {
 }
 
 impl Log {
+    /// The logical size now, with the gap record it goes with (both
+    /// taken between two looks at the same stable record).
+    fn take_size(&mut self) -> std::io::Result<()> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        let Some((gaps, slot, dir)) = &self.gaps else {
+            self.size = f.metadata()?.len();
+            return Ok(());
+        };
+        loop {
+            let g = gaps.stable(*slot, dir)?;
+            let len = f.metadata()?.len();
+            if gaps.still(*slot, &g)? {
+                self.gap.set(g);
+                self.size = g.logical_len(len);
+                self.dropped = g.dropped;
+                return Ok(());
+            }
+        }
+    }
+
     /// Look again at a log this reader keeps open: its size now, or, if
     /// it did not exist, whether it does now. The file stays the one
-    /// first opened (append-only: its identity does not change).
+    /// first opened (its identity does not change: a capped log is cut
+    /// in place).
     pub fn refresh(&mut self, path: &Path) -> Result<()> {
+        if self.gaps.is_none() {
+            // Made capped since it was opened (a job restarted with a cap).
+            self.gaps = gaps_of(path);
+        }
         match &self.file {
-            Some(f) => {
-                self.size = f
-                    .metadata()
-                    .map_err(|e| Error::io(format!("read {}", path.display()), e))?
-                    .len();
-            }
+            Some(_) => self
+                .take_size()
+                .map_err(|e| Error::io(format!("read {}", path.display()), e))?,
             None => *self = open_log(path)?,
         }
         Ok(())
     }
 
-    /// Fill `buf` from `from` (clamped to the size last seen): the bytes
-    /// read, for a caller that keeps its own buffer.
-    fn read_into(&self, from: u64, buf: &mut [u8]) -> usize {
+    /// Fill `buf` with the bytes from logical position `from` on, up to
+    /// the size last seen and never across the gap of a capped log.
+    /// Returns how many, and the position they start at: `from`, or the
+    /// start of the kept tail when `from` lies in the dropped bytes.
+    pub fn read_logical(&self, from: u64, buf: &mut [u8]) -> (usize, u64) {
         let Some(f) = &self.file else {
-            return 0;
+            return (0, from);
         };
-        let len = (buf.len() as u64).min(self.size.saturating_sub(from)) as usize;
-        read_at(f, from, &mut buf[..len])
+        loop {
+            let g = self.gap.get();
+            let (at, file_at, limit) = if !g.active() {
+                (from, from, self.size)
+            } else if from < g.head {
+                (from, from, g.head.min(self.size))
+            } else {
+                let at = from.max(g.tail_start());
+                (at, at - g.dropped + g.marker, self.size)
+            };
+            let at = at.min(self.size.max(from));
+            if at >= limit {
+                return (0, at);
+            }
+            let len = (buf.len() as u64).min(limit - at) as usize;
+            let got = read_at(f, file_at, &mut buf[..len]);
+            let Some((gaps, slot, dir)) = &self.gaps else {
+                return (got, at);
+            };
+            match gaps.still(*slot, &g) {
+                Ok(true) => return (got, at),
+                // Cut while we read: read again through the new record.
+                Ok(false) => match gaps.stable(*slot, dir) {
+                    Ok(ng) => self.gap.set(ng),
+                    Err(_) => return (0, from),
+                },
+                Err(_) => return (0, from),
+            }
+        }
     }
 
-    /// Read `[from, from + len)`, clamped to the size seen at open.
-    fn bytes(&self, from: u64, len: u64) -> Vec<u8> {
-        let Some(f) = &self.file else {
-            return Vec::new();
-        };
+    /// Whether logical position `at` is the end of a capped log's head
+    /// (what comes next was dropped): an unfinished character there
+    /// never completes.
+    fn at_gap(&self, at: u64) -> bool {
+        let g = self.gap.get();
+        g.active() && at == g.head
+    }
+
+    /// Where the kept tail of a capped log starts (0 when nothing was
+    /// dropped): reads from the end never reach back across the gap.
+    fn tail_floor(&self) -> u64 {
+        let g = self.gap.get();
+        if g.active() {
+            g.tail_start().min(self.size)
+        } else {
+            0
+        }
+    }
+
+    /// Read `[from, from + len)`, clamped to the size seen at open (see
+    /// `read_logical`): the bytes and where they start.
+    fn bytes(&self, from: u64, len: u64) -> (Vec<u8>, u64) {
+        if self.file.is_none() {
+            return (Vec::new(), from);
+        }
         let len = len.min(self.size.saturating_sub(from));
         let mut buf = vec![0u8; len as usize];
-        let got = read_at(f, from, &mut buf);
+        let (got, at) = self.read_logical(from, &mut buf);
         buf.truncate(got);
-        buf
+        (buf, at)
+    }
+
+    fn slice(&self, text: String, range: [u64; 2], skipped: u64) -> Slice {
+        Slice {
+            text,
+            range,
+            total: self.size,
+            dropped: self.dropped,
+            skipped,
+        }
     }
 
     /// Where a read that got `b` (starting at `from`) should stop, by the
@@ -185,7 +310,7 @@ impl Log {
     /// under 4 bytes: returned lossily, so that reading always advances).
     fn cut(&self, from: u64, b: &[u8], done: bool) -> usize {
         let at_end = from + b.len() as u64 >= self.size;
-        if done && at_end {
+        if (done && at_end) || self.at_gap(from + b.len() as u64) {
             return b.len();
         }
         match complete_len(b) {
@@ -197,14 +322,14 @@ impl Log {
     /// At most `max` bytes from `from`: the head (`from` = 0), or the
     /// new output after a cursor. Never splits a character at its end
     /// (see `cut`), so the range ends exactly after the returned text.
+    ///
+    /// A capped log's span stops at the end of its head; one from a
+    /// position in the dropped bytes starts after them (`skipped`).
     pub fn span(&self, from: u64, max: u64, done: bool) -> Slice {
-        let b = self.bytes(from, max);
-        let n = self.cut(from, &b, done);
-        Slice {
-            text: String::from_utf8_lossy(&b[..n]).into_owned(),
-            range: [from, from + n as u64],
-            total: self.size,
-        }
+        let (b, at) = self.bytes(from, max);
+        let n = self.cut(at, &b, done);
+        let text = String::from_utf8_lossy(&b[..n]).into_owned();
+        self.slice(text, [at, at + n as u64], at - from)
     }
 
     /// The end of the log, at most `max` bytes and never before `not_before`
@@ -212,29 +337,33 @@ impl Log {
     /// after it. The start skips into the next character when it falls
     /// inside one.
     pub fn end(&self, not_before: u64, max: u64, done: bool) -> Option<Slice> {
-        let from = self.size.saturating_sub(max).max(not_before);
+        let from = self
+            .size
+            .saturating_sub(max)
+            .max(not_before)
+            .max(self.tail_floor());
         if from >= self.size {
             return None;
         }
-        let b = self.bytes(from, self.size - from);
+        let (b, from) = self.bytes(from, self.size - from);
         let skip = if from > not_before {
             continuation_prefix(&b)
         } else {
             0
         };
         let n = skip + self.cut(from + skip as u64, &b[skip..], done);
-        (n > skip).then(|| Slice {
-            text: String::from_utf8_lossy(&b[skip..n]).into_owned(),
-            range: [from + skip as u64, from + n as u64],
-            total: self.size,
+        (n > skip).then(|| {
+            let text = String::from_utf8_lossy(&b[skip..n]).into_owned();
+            self.slice(text, [from + skip as u64, from + n as u64], 0)
         })
     }
 
     /// The last `lines` lines (0 = no line limit) within the last
     /// `max_bytes` bytes of the log. A trailing newline is kept.
+    /// A capped log's window never reaches back across the gap.
     pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Slice {
-        let start = self.size - self.size.min(max_bytes);
-        let mut window = self.bytes(start, self.size - start);
+        let start = (self.size - self.size.min(max_bytes)).max(self.tail_floor());
+        let (mut window, start) = self.bytes(start, self.size - start);
         let keep = self.cut(start, &window, done);
         window.truncate(keep);
         let begin = if lines == 0 {
@@ -260,11 +389,8 @@ impl Log {
             begin
         };
         let end = start + window.len() as u64;
-        Slice {
-            text: String::from_utf8_lossy(&window[begin..]).into_owned(),
-            range: [start + begin as u64, end],
-            total: self.size,
-        }
+        let text = String::from_utf8_lossy(&window[begin..]).into_owned();
+        self.slice(text, [start + begin as u64, end], 0)
     }
 
     /// Check that a cursor's position in this stream still names a place
@@ -294,17 +420,33 @@ impl Log {
     /// last matches in a ring (`Grep`). Returns where the search stopped:
     /// the end of the log when the job is `done`, else the start of an
     /// unfinished last line (it is searched whole next time).
+    ///
+    /// A capped log is searched in its head, then in its kept tail: the
+    /// line the gap cuts is offered as it stands on each side, and the
+    /// bytes passed over are added to `g.skipped`.
     pub fn grep(&self, from: u64, g: &mut Grep) -> u64 {
-        let Some(f) = &self.file else {
+        if self.file.is_none() {
             return from;
-        };
+        }
         let mut chunk = vec![0u8; GREP_CHUNK];
         let mut line: Vec<u8> = Vec::with_capacity(GREP_LINE_MAX.min(4096));
         let mut line_start = from;
         let mut pos = from;
         while pos < self.size {
             let want = (self.size - pos).min(GREP_CHUNK as u64) as usize;
-            let got = read_at(f, pos, &mut chunk[..want]);
+            let (got, at) = self.read_logical(pos, &mut chunk[..want]);
+            if at > pos {
+                if !line.is_empty() {
+                    g.offer(&line, line_start);
+                    line.clear();
+                    if g.first && !g.ring.is_empty() {
+                        return pos;
+                    }
+                }
+                g.skipped += at - pos;
+                pos = at;
+                line_start = at;
+            }
             if got == 0 {
                 break;
             }
@@ -407,6 +549,8 @@ pub struct Grep<'a> {
     /// Stop at the first match (readiness), instead of keeping the last.
     pub first: bool,
     pub ring: std::collections::VecDeque<Match>,
+    /// Bytes passed over because a capped log dropped them.
+    pub skipped: u64,
     bytes: u64,
 }
 
@@ -426,6 +570,7 @@ impl<'a> Grep<'a> {
             done,
             first: false,
             ring: std::collections::VecDeque::new(),
+            skipped: 0,
             bytes: 0,
         }
     }
@@ -464,6 +609,12 @@ impl<'a> Grep<'a> {
             }
         }
     }
+}
+
+/// The logical size of a job's log (every byte written to it, whatever
+/// a cap dropped); 0 when it cannot be read.
+pub fn log_size(path: &Path) -> u64 {
+    open_log(path).map_or(0, |l| l.size)
 }
 
 /// The size of a file, if it exists.
@@ -986,11 +1137,16 @@ fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
     Ok(s)
 }
 
+/// What `wait_output` ends with: the state, the line found, the bytes of
+/// stdout and stderr passed over in a capped log's gap.
+pub type Found = (State, Option<Match>, [u64; 2]);
+
 /// Wait until a line of the selected stream(s) (`which`: stdout, stderr
 /// or either) from `since` on (default: the start) matches `pattern`, the
 /// job is terminal, or `deadline` passes. Returns the state (read before
-/// the last scan of the logs) and the first matching line found; None
-/// when the client left first.
+/// the last scan of the logs), the first matching line found, and the
+/// bytes of each stream the search passed over because a capped log had
+/// dropped them; None when the client left first.
 ///
 /// Each scan reads only the bytes after the previous one, in 64 KiB
 /// chunks (`Log::grep`); an unfinished last line is scanned again whole
@@ -1002,8 +1158,9 @@ pub fn wait_output(
     since: Option<&Cursor>,
     deadline: Option<Instant>,
     client: Option<Client<'_>>,
-) -> Result<Option<(State, Option<Match>)>> {
+) -> Result<Option<Found>> {
     let mut streams = open_streams(job, since)?;
+    let mut skipped = [0u64; 2];
     let mut waker: Option<Waker> = None;
     let mut first: Option<State> = None;
     loop {
@@ -1019,19 +1176,20 @@ pub fn wait_output(
             }
         }
         let done = st.status().is_terminal();
-        for s in streams
-            .iter_mut()
-            .filter(|s| which == "either" || which == s.name)
-        {
+        for (i, s) in streams.iter_mut().enumerate() {
+            if which != "either" && which != s.name {
+                continue;
+            }
             s.log.refresh(&s.path)?;
             let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
             s.pos = s.log.grep(s.pos, &mut g);
+            skipped[i] += g.skipped;
             if let Some(m) = g.ring.pop_front() {
-                return Ok(Some((st, Some(m))));
+                return Ok(Some((st, Some(m), skipped)));
             }
         }
         if done || left(deadline).is_none() {
-            return Ok(Some((st, None)));
+            return Ok(Some((st, None, skipped)));
         }
         match &mut waker {
             // Watch, then scan once more before the first sleep.
@@ -1051,6 +1209,12 @@ pub trait FollowSink {
     /// The bytes of `stream` starting at `from`: whole UTF-8 characters,
     /// except at the very end of a finished job's log.
     fn output(&mut self, stream: &'static str, from: u64, bytes: &[u8]) -> std::io::Result<()>;
+    /// The bytes `[from, to)` of `stream` were dropped by a capped log
+    /// (`logcap`): what is passed on next starts at `to`.
+    fn skipped(&mut self, stream: &'static str, from: u64, to: u64) -> std::io::Result<()> {
+        let _ = (stream, from, to);
+        Ok(())
+    }
     /// Everything written so far is due now (the follower is about to
     /// sleep, or stops).
     fn flush(&mut self) -> std::io::Result<()>;
@@ -1181,10 +1345,16 @@ impl Stream {
         if self.pos >= self.log.size {
             return Ok(false);
         }
-        let got = self.log.read_into(self.pos, buf);
-        let n = if done { got } else { complete_len(&buf[..got]) };
+        let (got, at) = self.log.read_logical(self.pos, buf);
+        let moved = at > self.pos;
+        if moved {
+            sink.skipped(self.name, self.pos, at)?;
+            self.pos = at;
+        }
+        let ends = done || self.log.at_gap(at + got as u64);
+        let n = if ends { got } else { complete_len(&buf[..got]) };
         if n == 0 {
-            return Ok(false);
+            return Ok(moved);
         }
         sink.output(self.name, self.pos, &buf[..n])?;
         self.pos += n as u64;

@@ -41,13 +41,15 @@ pub fn default_keep() -> u64 {
 }
 
 /// The files of a run that move with it (those absent are skipped).
-const MOVED: [&str; 6] = [
+const MOVED: [&str; 7] = [
     job::STDOUT,
     job::STDERR,
     job::FULL,
     job::COMPLETION_EVENT,
     job::MATCH_EVENTS,
     crate::input::LOG,
+    // A capped log reads through its gap records: they move with it.
+    crate::logcap::GAPS,
 ];
 
 /// Keep the ended run `ended` (terminal) of `job` in `runs/<attempt>/`

@@ -23,6 +23,9 @@
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
+//! - With `--max-log-bytes` each log is cut back in place as it grows
+//!   (`logcap`, from `Sink::write`), and cut to its final size before
+//!   the terminal state is written: a finished job's logs are final.
 //! - Notifications never hold the job: the tee only matches lines (see
 //!   `notify::Matcher`; sinks run on its delivery thread), and
 //!   `job.finished` is delivered after the terminal state is written and
@@ -256,7 +259,8 @@ fn run_once(
     // starts: if they cannot be made, nothing runs at all. full.log,
     // which no response prints, is made after the caller is told: each
     // new file costs this ext4 a scan past recently freed inodes.
-    let (out_log, err_log) = match open_stream_logs(job) {
+    let cap = meta.max_log_bytes.map(crate::logcap::Cap::new);
+    let (out_log, err_log, gaps) = match open_stream_logs(job, cap) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
@@ -359,7 +363,7 @@ fn run_once(
         .as_ref()
         .map(PathBuf::from)
         .unwrap_or_else(|| job.path(job::FULL));
-    let full_log = match open_full_log(job, &full_path) {
+    let full_log = match open_full_log(job, &full_path, &meta, gaps) {
         Ok(f) => f,
         Err(e) => {
             // Nothing may run unrecorded: stop the workload, record why.
@@ -979,33 +983,83 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A log cap and the gap records' file, for full.log.
+type CapFor = (crate::logcap::Cap, File);
+
 /// Create (truncate) the stream logs in the job directory, never through
-/// a symlink.
-fn open_stream_logs(job: &Job) -> io::Result<(File, File)> {
+/// a symlink. Capped (`cap`): the gap records first (a reader that finds
+/// a log finds them, see `logcap`), and the logs readable too (the cuts
+/// copy within them); the gap records' file is returned for full.log.
+fn open_stream_logs(
+    job: &Job,
+    cap: Option<crate::logcap::Cap>,
+) -> io::Result<(Sink, Sink, Option<CapFor>)> {
+    use crate::logcap;
     let dir = sys::Dir::open(&job.dir)?;
-    let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
-    let err = dir.open_file(job::STDERR, sys::How::Truncate)?;
-    Ok((out, err))
+    let Some(cap) = cap else {
+        // A restarted job that was capped before is not now.
+        let _ = dir.unlink(logcap::GAPS);
+        let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
+        let err = dir.open_file(job::STDERR, sys::How::Truncate)?;
+        return Ok((Sink::new(out), Sink::new(err), None));
+    };
+    let gaps = logcap::create(&dir)?;
+    let open = |name: &str, slot: usize| -> io::Result<Sink> {
+        let f = dir.open_file(name, sys::How::Open)?;
+        f.set_len(0)?;
+        let c = logcap::Capper::new(cap, gaps.try_clone()?, slot);
+        Ok(Sink::capped(f, c))
+    };
+    let out = open(job::STDOUT, logcap::STDOUT)?;
+    let err = open(job::STDERR, logcap::STDERR)?;
+    Ok((out, err, Some((cap, gaps))))
 }
 
 /// Create (truncate) full.log: in the job directory, never through a
-/// symlink, or where `--log` said (a path the user chose, made as asked).
-fn open_full_log(job: &Job, full: &Path) -> io::Result<File> {
-    if full == job.path(job::FULL) {
-        return sys::Dir::open(&job.dir)?.open_file(job::FULL, sys::How::Truncate);
+/// symlink, or where `--log` said (a path the user chose, made as asked);
+/// capped like the stream logs; None with `--no-full-log`.
+fn open_full_log(
+    job: &Job,
+    full: &Path,
+    meta: &Meta,
+    gaps: Option<CapFor>,
+) -> io::Result<Option<Sink>> {
+    if meta.no_full_log {
+        return Ok(None);
     }
-    if let Some(parent) = full.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
+    // Capped, the file is read too (the cuts copy within it).
+    let how = if gaps.is_some() {
+        sys::How::Open
+    } else {
+        sys::How::Truncate
+    };
+    let f = if full == job.path(job::FULL) {
+        sys::Dir::open(&job.dir)?.open_file(job::FULL, how)?
+    } else {
+        if let Some(parent) = full.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        fs::OpenOptions::new()
+            .read(how == sys::How::Open)
+            .write(true)
+            .create(true)
+            .truncate(how == sys::How::Truncate)
+            .mode(0o600)
+            .open(full)?
+    };
+    if how == sys::How::Open {
+        f.set_len(0)?;
     }
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(full)
+    Ok(Some(match gaps {
+        Some((cap, gaps)) => Sink::capped(
+            f,
+            crate::logcap::Capper::new(cap, gaps, crate::logcap::FULL),
+        ),
+        None => Sink::new(f),
+    }))
 }
 
 struct Outcome {
@@ -1179,11 +1233,34 @@ struct Stream {
 struct Sink {
     f: File,
     lost: Option<(io::Error, u64)>,
+    /// `--max-log-bytes`: cuts the file back as it grows (`logcap`).
+    cap: Option<crate::logcap::Capper>,
 }
 
 impl Sink {
     fn new(f: File) -> Sink {
-        Sink { f, lost: None }
+        Sink {
+            f,
+            lost: None,
+            cap: None,
+        }
+    }
+
+    fn capped(f: File, cap: crate::logcap::Capper) -> Sink {
+        Sink {
+            f,
+            lost: None,
+            cap: Some(cap),
+        }
+    }
+
+    /// The job has ended: a capped log is cut to its exact size.
+    fn finish(&mut self) {
+        if let (Some(c), None) = (self.cap.as_mut(), self.lost.as_ref()) {
+            if let Err(e) = c.finish(&mut self.f) {
+                self.lost = Some((e, 0));
+            }
+        }
     }
 
     fn write(&mut self, mut bytes: &[u8]) {
@@ -1191,6 +1268,7 @@ impl Sink {
             *n += bytes.len() as u64;
             return;
         }
+        let len = bytes.len() as u64;
         while !bytes.is_empty() {
             match self.f.write(bytes) {
                 Ok(0) => {
@@ -1204,6 +1282,14 @@ impl Sink {
                     self.lost = Some((e, bytes.len() as u64));
                     return;
                 }
+            }
+        }
+        if let Some(c) = self.cap.as_mut() {
+            // A cut that fails leaves the log as it is (a prefix of the
+            // stream, with or without a complete gap): nothing more goes
+            // in, as after a failed write.
+            if let Err(e) = c.wrote(&mut self.f, len) {
+                self.lost = Some((e, 0));
             }
         }
     }
@@ -1222,12 +1308,12 @@ impl Sink {
 }
 
 impl Stream {
-    fn new(fd: OwnedFd, log: File) -> Stream {
+    fn new(fd: OwnedFd, log: Sink) -> Stream {
         let _ = sys::set_nonblocking(fd.as_raw_fd());
         sys::set_pipe_size(fd.as_raw_fd(), PIPE_SIZE);
         Stream {
             fd: File::from(fd),
-            log: Sink::new(log),
+            log,
             partial: Vec::new(),
             open: true,
         }
@@ -1247,7 +1333,8 @@ const FULL_BUF: usize = PREFIX + MAX_LINE + 1;
 /// user copy twice a line: a 200 MB tee of 101-byte lines took 429 ms
 /// that way and 331 ms this way (with `copy_short`).
 struct FullLog {
-    f: Sink,
+    /// None: `--no-full-log`.
+    f: Option<Sink>,
     prefix: [[u8; PREFIX]; 2],
     sec: i64,
     buf: Box<[u8]>,
@@ -1255,12 +1342,12 @@ struct FullLog {
 }
 
 impl FullLog {
-    fn new(f: File) -> FullLog {
+    fn new(f: Option<Sink>) -> FullLog {
         let mut prefix = [[b' '; PREFIX]; 2];
         prefix[0][20..].copy_from_slice(b" [STDOUT] ");
         prefix[1][20..].copy_from_slice(b" [STDERR] ");
         FullLog {
-            f: Sink::new(f),
+            f,
             prefix,
             sec: i64::MIN,
             buf: vec![0u8; FULL_BUF].into_boxed_slice(),
@@ -1284,6 +1371,9 @@ impl FullLog {
     /// One line of stream `stream`, without its newline; `utf8` says it
     /// is known to be valid, else it is checked (and made valid) here.
     fn line(&mut self, stream: usize, line: &[u8], utf8: bool) {
+        if self.f.is_none() {
+            return;
+        }
         let need = PREFIX + line.len() + 1;
         if (utf8 || std::str::from_utf8(line).is_ok()) && need <= self.buf.len() {
             if self.len + need > self.buf.len() {
@@ -1330,7 +1420,9 @@ impl FullLog {
     /// Write what is pending.
     fn flush(&mut self) {
         if self.len > 0 {
-            self.f.write(&self.buf[..self.len]);
+            if let Some(f) = self.f.as_mut() {
+                f.write(&self.buf[..self.len]);
+            }
             self.len = 0;
         }
     }
@@ -1494,7 +1586,7 @@ impl Tee {
         [
             self.streams[0].log.loss("stdout"),
             self.streams[1].log.loss("stderr"),
-            self.full.f.loss("full"),
+            self.full.f.as_ref().and_then(|f| f.loss("full")),
         ]
         .into_iter()
         .flatten()
@@ -1506,6 +1598,12 @@ impl Tee {
         self.flush_partial(0);
         self.flush_partial(1);
         self.full.flush();
+        for s in &mut self.streams {
+            s.log.finish();
+        }
+        if let Some(f) = self.full.f.as_mut() {
+            f.finish();
+        }
     }
 }
 

@@ -224,7 +224,15 @@ fn subcommands_flags_and_values() {
     assert!(!top.iter().any(|c| c.starts_with('_')), "hidden: {top:?}");
     assert_eq!(bash(&t, &["kill", "--sig"]), ["--signal"]);
     let flags = bash(&t, &["run", "--no-"]);
-    assert_eq!(flags, ["--no-auto-gc", "--no-inherit-env", "--no-wait"]);
+    assert_eq!(
+        flags,
+        [
+            "--no-auto-gc",
+            "--no-full-log",
+            "--no-inherit-env",
+            "--no-wait"
+        ]
+    );
     // Values: choices, signals, booleans; never job ids.
     assert_eq!(bash(&t, &["list", "--state", "r"]), ["running"]);
     assert_eq!(bash(&t, &["list", "--state", "=", "ex"]), ["exited"]);

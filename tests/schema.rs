@@ -374,3 +374,37 @@ fn readiness_and_follow_outputs_match_the_schema() {
     event(&s, "FollowEvent", &end);
     t.ok(&["kill", &long]);
 }
+
+#[test]
+fn capped_log_outputs_match_the_schema() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    let r = t.ok(&[
+        "run",
+        "--forever",
+        "--max-log-bytes",
+        "1000",
+        "--",
+        "seq",
+        "1",
+        "100000",
+    ]);
+    assert!(r["stdout_dropped_bytes"].as_u64().unwrap() > 0, "{r}");
+    valid(&s, &r);
+    let id = r["job_id"].as_str().unwrap();
+    let cursor = r["cursor"].as_str().unwrap();
+    let tl = t.ok(&["tail", "--since", cursor, id]);
+    assert!(tl["stdout_skipped_bytes"].as_u64().unwrap() > 0, "{tl}");
+    valid(&s, &tl);
+    let w = t.ok(&["wait", "--output", "100000", "--since", cursor, id]);
+    assert!(w["stdout_skipped_bytes"].as_u64().unwrap() > 0, "{w}");
+    valid(&s, &w);
+    let o = t.out(&["tail", "--follow", id]);
+    let mut gaps = 0;
+    for l in o.stdout.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        gaps += usize::from(v["type"] == "gap");
+        event(&s, "FollowEvent", &v);
+    }
+    assert_eq!(gaps, 1);
+}

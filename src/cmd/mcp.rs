@@ -927,8 +927,8 @@ fn observing<T>(srv: &Server, call: &Call, job: &Job, f: impl FnOnce() -> T) -> 
                 if call.cancelled() {
                     return;
                 }
-                let bytes = observe::size_of(&job.stdout_path()).unwrap_or(0)
-                    + observe::size_of(&job.stderr_path()).unwrap_or(0);
+                let bytes =
+                    observe::log_size(&job.stdout_path()) + observe::log_size(&job.stderr_path());
                 let ms = t0.elapsed().as_millis() as u64;
                 let (value, msg) = if bytes > 0 {
                     (bytes, format!("{bytes} bytes of output after {ms} ms"))

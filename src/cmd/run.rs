@@ -107,6 +107,9 @@ pub struct InlineBody {
     pub ran: crate::usage::RanCost,
     #[serde(flatten)]
     pub queued: crate::queue::QueueInfo,
+    /// Bytes a capped log (`--max-log-bytes`) dropped from its middle.
+    pub stdout_dropped_bytes: u64,
+    pub stderr_dropped_bytes: u64,
 }
 
 /// The end of each log that did not fit in the head, and the cursor:
@@ -257,6 +260,8 @@ pub fn inline_body(
         ends,
         ran: crate::usage::RanCost::new(meta, st),
         queued: crate::queue::QueueInfo::of(st),
+        stdout_dropped_bytes: out.dropped,
+        stderr_dropped_bytes: err.dropped,
     })
 }
 

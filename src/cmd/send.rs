@@ -48,6 +48,9 @@ pub struct SendBody {
     pub failure: Option<Failure>,
     /// Just after the output returned: `tail --since` reads on from here.
     pub cursor: String,
+    /// Bytes a capped log (`--max-log-bytes`) dropped from its middle.
+    pub stdout_dropped_bytes: u64,
+    pub stderr_dropped_bytes: u64,
 }
 
 /// What to send.
@@ -84,8 +87,8 @@ pub fn send_job_or(
     }
     // Where the new output begins.
     let from = [
-        observe::size_of(&job.stdout_path()).unwrap_or(0),
-        observe::size_of(&job.stderr_path()).unwrap_or(0),
+        observe::log_size(&job.stdout_path()),
+        observe::log_size(&job.stderr_path()),
     ];
     let t0 = Instant::now();
     let wait = Duration::from_millis(req.yield_ms);
@@ -127,6 +130,8 @@ pub fn send_job_or(
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
         cursor,
+        stdout_dropped_bytes: out.dropped,
+        stderr_dropped_bytes: err.dropped,
     })
 }
 

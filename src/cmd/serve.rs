@@ -1591,6 +1591,10 @@ struct ExecRequest {
     parallel: Option<u64>,
     after: Option<Vec<String>>,
     after_ok: Option<Vec<String>>,
+    /// `--max-log-bytes` (0: no cap).
+    max_log_bytes: Option<u64>,
+    /// `--no-full-log`.
+    no_full_log: Option<bool>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -1757,6 +1761,8 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     spec.queue = r.queue;
     spec.after = r.after.unwrap_or_default();
     spec.after_ok = r.after_ok.unwrap_or_default();
+    spec.max_log_bytes = r.max_log_bytes.filter(|&n| n > 0);
+    spec.no_full_log = r.no_full_log.unwrap_or(false);
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.unwrap_or(10).saturating_mul(1000)),
@@ -1948,6 +1954,10 @@ mod tests {
         assert!(matches!(s.stdin, StdinSrc::Value(ref v) if v == "in"));
         assert!(!p.wait);
         assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
+        let (s, _) = req(r#"{"command":["x"],"max_log_bytes":100,"no_full_log":true}"#).unwrap();
+        assert_eq!((s.max_log_bytes, s.no_full_log), (Some(100), true));
+        let (s, _) = req(r#"{"command":["x"],"max_log_bytes":0}"#).unwrap();
+        assert_eq!((s.max_log_bytes, s.no_full_log), (None, false));
         assert_eq!(
             req(r#"{"command":["x"],"timeout_ms":5}"#)
                 .unwrap()

@@ -79,6 +79,15 @@ pub struct TailBody {
     pub cursor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches: Option<Vec<Match>>,
+    /// Bytes a capped log (`--max-log-bytes`) dropped from its middle.
+    pub stdout_dropped_bytes: u64,
+    pub stderr_dropped_bytes: u64,
+    /// With `--since`: bytes after the cursor that were dropped and so
+    /// passed over (the text starts after the gap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_skipped_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_skipped_bytes: Option<u64>,
 }
 
 /// What to read; the defaults are `tail`'s.
@@ -146,6 +155,10 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
         stderr_total_bytes: e.total,
         cursor: cursor.encode(&job.id),
         matches,
+        stdout_dropped_bytes: out.dropped,
+        stderr_dropped_bytes: err.dropped,
+        stdout_skipped_bytes: since.map(|_| o.skipped),
+        stderr_skipped_bytes: since.map(|_| e.skipped),
     })
 }
 
@@ -162,18 +175,20 @@ fn grep_stream(
     done: bool,
     out: &mut Vec<Match>,
 ) -> Slice {
-    let end = if which == name || which == "either" {
+    let (end, skipped) = if which == name || which == "either" {
         let mut g = Grep::new(pattern, name, req.lines, req.max_bytes, done);
         let end = log.grep(from, &mut g);
         out.extend(g.ring);
-        end
+        (end, g.skipped)
     } else {
-        from
+        (from, 0)
     };
     Slice {
         text: String::new(),
         range: [from, end],
         total: log.size,
+        dropped: log.dropped,
+        skipped,
     }
 }
 
@@ -253,6 +268,16 @@ impl<B: Batches> FollowSink for Ndjson<B> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// A capped log's gap: one `{"type":"gap"}` line between the pieces
+    /// on either side of it.
+    fn skipped(&mut self, stream: &'static str, from: u64, to: u64) -> std::io::Result<()> {
+        writeln!(
+            self.buf,
+            "{{\"type\":\"gap\",\"stream\":\"{stream}\",\"range\":[{from},{to}],\"skipped_bytes\":{}}}",
+            to - from
+        )
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -372,6 +397,13 @@ impl FollowSink for Raw {
         } else {
             std::io::stderr().lock().write_all(bytes)
         }
+    }
+
+    /// The bytes themselves have no room for a note: the gap is shown as
+    /// the log shows it, one marker line.
+    fn skipped(&mut self, stream: &'static str, from: u64, to: u64) -> std::io::Result<()> {
+        let m = crate::logcap::marker(to - from, true);
+        self.output(stream, from, &m)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -96,6 +96,18 @@ pub struct WaitBody {
     pub ran: crate::usage::RanCost,
     #[serde(flatten)]
     pub queued: crate::queue::QueueInfo,
+    /// Bytes a capped log (`--max-log-bytes`) dropped from its middle
+    /// (absent, as the totals, while a log does not exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_dropped_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_dropped_bytes: Option<u64>,
+    /// `--output` with `--since`: bytes after the cursor that a capped log
+    /// had dropped, passed over by the search.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_skipped_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_skipped_bytes: Option<u64>,
 }
 
 /// How much output a `wait` answer carries.
@@ -148,6 +160,10 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         ends,
         ran: crate::usage::RanCost::new(&meta, st),
         queued: crate::queue::QueueInfo::of(st),
+        stdout_dropped_bytes: exists.0.then_some(out.dropped),
+        stderr_dropped_bytes: exists.1.then_some(err.dropped),
+        stdout_skipped_bytes: None,
+        stderr_skipped_bytes: None,
     })
 }
 
@@ -216,7 +232,7 @@ pub fn wait_ready(
         .since
         .map(|c| crate::cursor::Cursor::decode(c, &job.id))
         .transpose()?;
-    let Some((st, matched)) = observe::wait_output(
+    let Some((st, matched, skipped)) = observe::wait_output(
         job,
         &pattern,
         ready.stream,
@@ -229,6 +245,10 @@ pub fn wait_ready(
     };
     let mut body = wait_body(job, &st, budget)?;
     body.matched = matched;
+    if since.is_some() {
+        body.stdout_skipped_bytes = Some(skipped[0]);
+        body.stderr_skipped_bytes = Some(skipped[1]);
+    }
     Ok(Some(body))
 }
 

@@ -1,0 +1,559 @@
+//! Capped logs (`--max-log-bytes N`, `[log] max_bytes`): each log keeps
+//! its first part and a rolling last part, at most N bytes together, with
+//! one marker line between them that counts what was dropped.
+//!
+//! Layout of a capped log once something was dropped:
+//! `[head: H bytes][marker: M bytes][tail: the last bytes written]`,
+//! H = N/2, the tail at most N - H once the job has ended. The marker is
+//! `[agent-exec: D bytes dropped]`, its count padded with spaces to a
+//! fixed width (preceded by a newline when the head does not end in one),
+//! so it is rewritten in place, same length, each time more is dropped.
+//!
+//! Positions are *logical*: byte offsets in what the job wrote, whatever
+//! was dropped. Totals, ranges, cursors and grep offsets are logical;
+//! a reader maps them to file offsets through the log's gap record
+//! (`Gap`: head length, marker length, bytes dropped). A cursor therefore
+//! needs no new field to "recognise a gap": a position between the head
+//! and the kept tail lies in the dropped bytes, and the reader continues
+//! at the start of the tail and says how many it skipped.
+//!
+//! The gap records live in `<job>/log.gaps`, one fixed-size text record
+//! per log (stdout, stderr, full.log), rewritten in place by the
+//! supervisor (the only writer) and read with `pread` by anyone. It is
+//! created, zeroed, before the logs are, so a reader that finds no such
+//! file reads an uncapped log.
+//!
+//! Invariants
+//! - Compaction (the supervisor cutting the tail back) is a seqlock: the
+//!   record's generation is made odd before any byte of the log moves and
+//!   even again, with the new count, after; a reader takes the record,
+//!   reads, and takes it again, and uses the bytes only if the generation
+//!   is the same and even. So a reader racing a compaction never returns
+//!   wrong bytes (it retries), and a reader never holds the job back: the
+//!   supervisor takes no lock and waits for nobody.
+//! - Appends do not touch the record: between compactions the log only
+//!   grows, so logical positions below a reader's snapshot stay valid.
+//! - The head is never moved or rewritten: bytes below H read the same
+//!   in every generation.
+//! - While the job runs the tail may grow by `slack` (its own size plus a
+//!   marker, at least 64 KiB) before it is cut back; when the job ends it
+//!   is cut to exactly N - H. The check follows each write (one read of
+//!   the pipe, at most 128 KiB), so a log never exceeds
+//!   N + M + slack + 128 KiB on disk, and N + M once the job is over.
+//! - The copy moves the kept tail to just after the marker with a forward
+//!   copy; with the slack above the source lies wholly after the
+//!   destination, so a compaction cut short by a crash can be redone from
+//!   its odd record (`repair`), which names source and length.
+//!
+//! Rejected: `fallocate(FALLOC_FL_COLLAPSE_RANGE)` — ext4 writes back and
+//! evicts everything after the collapsed range on every call (a disk
+//! write of the whole kept tail per compaction, synchronously, on the
+//! tee's path), needs block-aligned ranges (a padded head) and tmpfs lacks
+//! it, so the copy would be needed anyway; a copy of the kept tail per
+//! `slack` bytes written costs at most one page-cache copy per byte,
+//! made in the kernel (copy_file_range, the ranges being apart) where it
+//! can be, else through a 256 KiB buffer.
+//! Rewriting the log to a new file and renaming it over the old: readers
+//! and the cursor's file tag would lose the file they hold. A ring buffer
+//! in the file (no copying at all): the log would not read in order with
+//! `cat` while the job runs. Keeping the gap in state.json: a rename per
+//! compaction, and a record that readers could not pair with the bytes.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The gap records of a job's logs, in its directory.
+pub const GAPS: &str = "log.gaps";
+/// Record slots in `GAPS`.
+pub const STDOUT: usize = 0;
+pub const STDERR: usize = 1;
+pub const FULL: usize = 2;
+const SLOTS: usize = 3;
+/// Bytes per record (fixed: rewritten in place).
+const REC: usize = 160;
+/// The marker without its optional leading newline: the text, the count
+/// padded to 20 digits (u64::MAX), a newline.
+const MARKER_TEXT: usize = "[agent-exec: ".len() + 20 + " bytes dropped]".len() + 1;
+/// Least growth of the tail between two compactions.
+const MIN_SLACK: u64 = 64 * 1024;
+/// Bytes moved per read/write of a compaction.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// How a cap of N bytes is split between head and tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap {
+    pub head: u64,
+    pub tail: u64,
+}
+
+impl Cap {
+    pub fn new(max: u64) -> Cap {
+        let head = max / 2;
+        Cap {
+            head,
+            tail: max - head,
+        }
+    }
+
+    /// How far the tail may outgrow `tail` before it is cut back: enough
+    /// that the copy's source lies after its destination (see header).
+    fn slack(&self) -> u64 {
+        (self.tail + MARKER_TEXT as u64 + 1).max(MIN_SLACK)
+    }
+}
+
+/// One log's gap record. `marker == 0`: nothing dropped yet, the file is
+/// the stream. With an odd `gen` the record is a compaction's intent:
+/// the values it will have, and the copy (`src`, `keep`) that makes them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    pub gen: u64,
+    pub head: u64,
+    pub marker: u64,
+    pub dropped: u64,
+    pub src: u64,
+    pub keep: u64,
+}
+
+impl Gap {
+    /// Logical position where the kept tail starts (= head when nothing
+    /// was dropped).
+    pub fn tail_start(&self) -> u64 {
+        self.head + self.dropped
+    }
+
+    /// Whether logical bytes were dropped (a marker is in the file).
+    pub fn active(&self) -> bool {
+        self.marker > 0
+    }
+
+    /// The logical size of a log whose file has `file_len` bytes.
+    pub fn logical_len(&self, file_len: u64) -> u64 {
+        if self.active() {
+            file_len.saturating_sub(self.marker) + self.dropped
+        } else {
+            file_len
+        }
+    }
+
+    fn encode(&self) -> [u8; REC] {
+        let text = format!(
+            "ae-gap g={:020} h={:020} m={:04} d={:020} s={:020} k={:020} g={:020}",
+            self.gen, self.head, self.marker, self.dropped, self.src, self.keep, self.gen
+        );
+        let mut rec = [b' '; REC];
+        rec[..text.len()].copy_from_slice(text.as_bytes());
+        rec[REC - 1] = b'\n';
+        rec
+    }
+
+    /// None: not a whole record (torn by a concurrent write, or never
+    /// written: all zeros reads as the empty record).
+    fn decode(rec: &[u8]) -> Option<Gap> {
+        if rec.iter().all(|&b| b == 0) {
+            return Some(Gap::default());
+        }
+        let text = std::str::from_utf8(rec).ok()?;
+        let mut it = text.split_ascii_whitespace();
+        if it.next()? != "ae-gap" {
+            return None;
+        }
+        let mut num = |key: &str| -> Option<u64> { it.next()?.strip_prefix(key)?.parse().ok() };
+        let g = Gap {
+            gen: num("g=")?,
+            head: num("h=")?,
+            marker: num("m=")?,
+            dropped: num("d=")?,
+            src: num("s=")?,
+            keep: num("k=")?,
+        };
+        // The generation is written first and last: a torn read shows two.
+        (num("g=")? == g.gen).then_some(g)
+    }
+}
+
+/// The marker line for `dropped` bytes; `newline`: the head does not end
+/// in one, so the marker starts its own line.
+pub fn marker(dropped: u64, newline: bool) -> Vec<u8> {
+    let mut m = Vec::with_capacity(MARKER_TEXT + 1);
+    if newline {
+        m.push(b'\n');
+    }
+    let text = format!("[agent-exec: {dropped} bytes dropped]");
+    m.extend_from_slice(text.as_bytes());
+    m.resize(m.len() + MARKER_TEXT - 1 - text.len(), b' ');
+    m.push(b'\n');
+    m
+}
+
+/// Create (or zero) the gap records: before the logs exist, so that a
+/// reader that finds a log also finds its records.
+pub fn create(dir: &crate::sys::Dir) -> io::Result<File> {
+    let f = dir.open_file(GAPS, crate::sys::How::Open)?;
+    f.set_len(0)?;
+    f.set_len((SLOTS * REC) as u64)?;
+    Ok(f)
+}
+
+fn write_rec(gaps: &File, slot: usize, g: &Gap) -> io::Result<()> {
+    gaps.write_all_at(&g.encode(), (slot * REC) as u64)
+}
+
+/// Do what an odd record says: write the marker, move the kept tail to
+/// just after it, cut the file there. Redoing it gives the same file.
+fn apply(f: &File, g: &Gap, buf: &mut Vec<u8>) -> io::Result<()> {
+    let newline = g.marker as usize == MARKER_TEXT + 1;
+    f.write_all_at(&marker(g.dropped, newline), g.head)?;
+    let dest = g.head + g.marker;
+    let mut done = 0u64;
+    // In the kernel when the ranges are apart (always, but for the final
+    // cut of a log that outgrew its tail by less than the tail itself):
+    // one page-cache copy instead of two through `buf`.
+    if g.src >= dest + g.keep {
+        while done < g.keep {
+            let n = (g.keep - done).min(1 << 30) as usize;
+            match crate::sys::copy_range(f, g.src + done, f, dest + done, n) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Not on this file system or kernel: the copy below.
+                Err(_) => break,
+            }
+        }
+    }
+    if done < g.keep && buf.is_empty() {
+        buf.resize(COPY_CHUNK, 0);
+    }
+    while done < g.keep {
+        let n = (g.keep - done).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], g.src + done)?;
+        f.write_all_at(&buf[..n], dest + done)?;
+        done += n as u64;
+    }
+    f.set_len(dest + g.keep)
+}
+
+/// The supervisor's side of one capped log: counts the file's size and
+/// cuts the tail back when it has grown by `slack`.
+pub struct Capper {
+    cap: Cap,
+    gaps: File,
+    slot: usize,
+    /// Bytes in the file.
+    size: u64,
+    gap: Gap,
+    buf: Vec<u8>,
+}
+
+impl Capper {
+    pub fn new(cap: Cap, gaps: File, slot: usize) -> Capper {
+        Capper {
+            cap,
+            gaps,
+            slot,
+            size: 0,
+            gap: Gap::default(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn tail_len(&self) -> u64 {
+        self.size
+            .saturating_sub(self.cap.head)
+            .saturating_sub(self.gap.marker)
+    }
+
+    /// `n` more bytes were appended to `f` (written at its end through
+    /// its own position, which this moves back to the end after a cut).
+    pub fn wrote(&mut self, f: &mut File, n: u64) -> io::Result<()> {
+        self.size += n;
+        if self.tail_len() >= self.cap.tail + self.cap.slack() {
+            self.compact(f)?;
+        }
+        Ok(())
+    }
+
+    /// The job has ended: cut the tail to exactly its share.
+    pub fn finish(&mut self, f: &mut File) -> io::Result<()> {
+        if self.tail_len() > self.cap.tail {
+            self.compact(f)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, f: &mut File) -> io::Result<()> {
+        let head = self.cap.head;
+        let keep = self.cap.tail;
+        let marker = if self.gap.active() {
+            self.gap.marker
+        } else {
+            let mut last = [b'\n'];
+            if head > 0 {
+                f.read_exact_at(&mut last, head - 1)?;
+            }
+            (MARKER_TEXT + usize::from(last[0] != b'\n')) as u64
+        };
+        let logical = self.gap.logical_len(self.size);
+        let mut g = Gap {
+            gen: self.gap.gen + 1,
+            head,
+            marker,
+            dropped: logical - keep - head,
+            src: self.size - keep,
+            keep,
+        };
+        write_rec(&self.gaps, self.slot, &g)?;
+        apply(f, &g, &mut self.buf)?;
+        g.gen += 1;
+        write_rec(&self.gaps, self.slot, &g)?;
+        self.gap = g;
+        self.size = head + marker + keep;
+        f.seek(SeekFrom::End(0))?;
+        Ok(())
+    }
+}
+
+/// A reader's handle on a job's gap records.
+pub struct Gaps {
+    f: File,
+}
+
+/// How long a reader waits for a compaction to finish before it looks
+/// for a dead supervisor.
+const STABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Gaps {
+    /// None: the job's logs are not capped.
+    pub fn open(dir: &Path) -> io::Result<Option<Gaps>> {
+        match crate::sys::open_read(&dir.join(GAPS)) {
+            Ok(f) => Ok(Some(Gaps { f })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The record of `slot` as it is now (odd: a compaction is under
+    /// way), or None for a torn read.
+    fn peek(&self, slot: usize) -> io::Result<Option<Gap>> {
+        let mut rec = [0u8; REC];
+        let mut got = 0;
+        while got < REC {
+            match self.f.read_at(&mut rec[got..], (slot * REC + got) as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got < REC {
+            // Not written yet (zeroed by `create`, so only a file made by
+            // someone else): nothing dropped.
+            return Ok(Some(Gap::default()));
+        }
+        Ok(Gap::decode(&rec))
+    }
+
+    /// The record of `slot`, once no compaction is under way. A
+    /// compaction that stays unfinished (its supervisor died in it) is
+    /// finished here (`repair`) when the job lock shows nobody else can.
+    pub fn stable(&self, slot: usize, dir: &Path) -> io::Result<Gap> {
+        let t0 = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            if let Some(g) = self.peek(slot)? {
+                if g.gen % 2 == 0 {
+                    return Ok(g);
+                }
+                if t0.elapsed() >= STABLE_WAIT {
+                    if let Some(g) = repair(dir, slot, g)? {
+                        return Ok(g);
+                    }
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The record of `slot` now, if stable and equal to `g` (the bytes
+    /// read under `g` are good).
+    pub fn still(&self, slot: usize, g: &Gap) -> io::Result<bool> {
+        Ok(self.peek(slot)? == Some(*g))
+    }
+}
+
+/// Finish a compaction whose supervisor died in it: only when the job
+/// lock is free (no supervisor), holding it meanwhile. Returns the
+/// record then in effect, or None if the lock is held (someone works on
+/// it: wait on).
+fn repair(dir: &Path, slot: usize, odd: Gap) -> io::Result<Option<Gap>> {
+    let Ok(lock) = crate::sys::open_read(&dir.join(crate::job::LOCK)) else {
+        return Ok(None);
+    };
+    if !crate::sys::try_lock_exclusive(&lock)? {
+        return Ok(None);
+    }
+    let res = (|| {
+        let dirf = crate::sys::Dir::open(dir)?;
+        let gaps = dirf.open_file(GAPS, crate::sys::How::Open)?;
+        let name = match slot {
+            STDOUT => crate::job::STDOUT,
+            STDERR => crate::job::STDERR,
+            _ => crate::job::FULL,
+        };
+        // Re-read under the lock: another reader may have finished it.
+        let cur = Gaps {
+            f: gaps.try_clone()?,
+        }
+        .peek(slot)?
+        .unwrap_or(odd);
+        if cur.gen % 2 == 0 {
+            return Ok(cur);
+        }
+        let f = dirf.open_file(name, crate::sys::How::Open)?;
+        // The source is intact only if it lay wholly after the
+        // destination (always, but for a log's final cut, which may not:
+        // then only the head is certain, and the rest counts as dropped).
+        let mut g = cur;
+        if g.src < g.head + g.marker + g.keep {
+            g.dropped += g.keep;
+            g.keep = 0;
+        }
+        apply(&f, &g, &mut Vec::new())?;
+        g.gen += 1;
+        write_rec(&gaps, slot, &g)?;
+        Ok(g)
+    })();
+    let _ = crate::sys::unlock(&lock);
+    res.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_torn_ones_are_refused() {
+        let g = Gap {
+            gen: 7,
+            head: 500,
+            marker: 49,
+            dropped: 123_456,
+            src: 9,
+            keep: 10,
+        };
+        let rec = g.encode();
+        assert_eq!(Gap::decode(&rec), Some(g));
+        let h = Gap { gen: 8, ..g }.encode();
+        let mut torn = rec;
+        torn[..40].copy_from_slice(&h[..40]);
+        assert_eq!(Gap::decode(&torn), None);
+        assert_eq!(Gap::decode(&[0u8; REC]), Some(Gap::default()));
+    }
+
+    #[test]
+    fn markers_have_one_length_per_kind() {
+        assert_eq!(marker(0, false).len(), MARKER_TEXT);
+        assert_eq!(marker(u64::MAX, false).len(), MARKER_TEXT);
+        assert_eq!(marker(5, true).len(), MARKER_TEXT + 1);
+        let m = String::from_utf8(marker(1234, true)).unwrap();
+        assert!(m.starts_with("\n[agent-exec: 1234 bytes dropped]"), "{m:?}");
+        assert!(m.ends_with(" \n"));
+    }
+
+    #[test]
+    fn compaction_keeps_head_and_last_bytes() {
+        let dir = std::env::temp_dir().join(format!("ae-logcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = crate::sys::Dir::open(&dir).unwrap();
+        let gaps = create(&d).unwrap();
+        let mut f = d.open_file("x.log", crate::sys::How::Open).unwrap();
+        f.set_len(0).unwrap();
+        let cap = Cap::new(1000);
+        let mut c = Capper::new(cap, gaps, STDOUT);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(7919) {
+            use std::io::Write;
+            f.write_all(piece).unwrap();
+            c.wrote(&mut f, piece.len() as u64).unwrap();
+        }
+        c.finish(&mut f).unwrap();
+        let file = std::fs::read(dir.join("x.log")).unwrap();
+        let g = Gaps::open(&dir).unwrap().unwrap();
+        let rec = g.stable(STDOUT, &dir).unwrap();
+        assert_eq!(rec.head, 500);
+        assert_eq!(rec.logical_len(file.len() as u64), data.len() as u64);
+        assert_eq!(&file[..500], &data[..500]);
+        let m = rec.marker as usize;
+        assert_eq!(
+            &file[500..500 + m],
+            &marker(rec.dropped, data[499] != b'\n')[..]
+        );
+        assert_eq!(&file[500 + m..], &data[data.len() - 500..]);
+        assert_eq!(rec.dropped, data.len() as u64 - 1000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cut_cut_short_by_a_crash_is_finished_by_a_reader() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("ae-logcap-crash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = crate::sys::Dir::open(&dir).unwrap();
+        let gaps = create(&d).unwrap();
+        let _lock = d
+            .open_file(crate::job::LOCK, crate::sys::How::Open)
+            .unwrap();
+        let mut f = d
+            .open_file(crate::job::STDOUT, crate::sys::How::Open)
+            .unwrap();
+        let data: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+        let mut c = Capper::new(Cap::new(1000), gaps.try_clone().unwrap(), STDOUT);
+        let (first, rest) = data.split_at(150_000);
+        f.write_all(first).unwrap();
+        c.wrote(&mut f, first.len() as u64).unwrap();
+        // The rest is written, and a cut begins but stops half-way: the
+        // intent is recorded, the marker and half the copy are done.
+        f.write_all(rest).unwrap();
+        let size = f.metadata().unwrap().len();
+        let cur = c.gap;
+        let g = Gap {
+            gen: cur.gen + 1,
+            head: 500,
+            marker: cur.marker,
+            dropped: data.len() as u64 - 1000,
+            src: size - 500,
+            keep: 500,
+        };
+        write_rec(&gaps, STDOUT, &g).unwrap();
+        f.write_all_at(
+            &marker(g.dropped, g.marker as usize == MARKER_TEXT + 1),
+            500,
+        )
+        .unwrap();
+        f.write_all_at(&data[data.len() - 500..data.len() - 250], 500 + g.marker)
+            .unwrap();
+        // A reader waits, finds the job lock free, and finishes the cut.
+        let r = Gaps::open(&dir).unwrap().unwrap();
+        let fixed = r.stable(STDOUT, &dir).unwrap();
+        assert_eq!(
+            fixed,
+            Gap {
+                gen: g.gen + 1,
+                ..g
+            }
+        );
+        let file = std::fs::read(dir.join(crate::job::STDOUT)).unwrap();
+        let m = g.marker as usize;
+        assert_eq!(file.len(), 1000 + m);
+        assert_eq!(&file[..500], &data[..500]);
+        assert_eq!(
+            &file[500..500 + m],
+            &marker(g.dropped, g.marker as usize == MARKER_TEXT + 1)[..]
+        );
+        assert_eq!(&file[500 + m..], &data[data.len() - 500..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

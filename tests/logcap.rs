@@ -1,0 +1,540 @@
+//! Capped logs (`--max-log-bytes`, `--no-full-log`, `[log]` config),
+//! black-box: what is kept on disk, the marker line, the counters, and
+//! every read (head, tail, cursors, follow, grep, readiness) across the
+//! gap. Output is `seq`'s, so every byte can be checked against a copy
+//! made here.
+
+mod support;
+
+use serde_json::Value;
+use support::TempRoot;
+
+/// What `seq FROM TO` prints.
+fn seq(from: u64, to: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in from..=to {
+        v.extend_from_slice(format!("{i}\n").as_bytes());
+    }
+    v
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// A capped log's file: head, marker line, tail (None: no marker).
+fn split_file(file: &[u8], head: usize) -> Option<(&[u8], String, &[u8])> {
+    let rest = &file[head..];
+    let start = usize::from(rest.first() == Some(&b'\n'));
+    if !rest[start..].starts_with(b"[agent-exec: ") {
+        return None;
+    }
+    let end = start + rest[start..].iter().position(|&b| b == b'\n')? + 1;
+    let marker = String::from_utf8(rest[start..end].to_vec()).ok()?;
+    Some((&file[..head], marker, &rest[end..]))
+}
+
+fn marker_count(marker: &str) -> u64 {
+    marker
+        .trim_end()
+        .strip_prefix("[agent-exec: ")
+        .and_then(|m| m.strip_suffix(" bytes dropped]"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not a marker: {marker:?}"))
+}
+
+const CAP: u64 = 100_000;
+const HEAD: usize = (CAP / 2) as usize;
+const TAIL: usize = (CAP - CAP / 2) as usize;
+
+#[test]
+fn ten_megabytes_keep_head_and_tail_within_the_cap() {
+    let t = TempRoot::new();
+    // About 10.4 MB on each stream.
+    let v = t.ok(&[
+        "run",
+        "--forever",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 1500000; seq 1 1500000 >&2",
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let want = seq(1, 1_500_000);
+    let total = want.len() as u64;
+    assert!(total > 10_000_000);
+    let id = v["job_id"].as_str().unwrap();
+    for (name, stream) in [("stdout.log", "stdout"), ("stderr.log", "stderr")] {
+        assert_eq!(n(&v[format!("{stream}_total_bytes")]), total, "{v}");
+        assert_eq!(n(&v[format!("{stream}_dropped_bytes")]), total - CAP, "{v}");
+        let file = std::fs::read(t.job_dir(id).join(name)).unwrap();
+        let (head, marker, tail) = split_file(&file, HEAD).expect("a marker after the head");
+        assert!(
+            file.len() as u64 <= CAP + 50,
+            "{name}: {} bytes",
+            file.len()
+        );
+        assert_eq!(head, &want[..HEAD], "{name}: the head is the first bytes");
+        assert_eq!(
+            tail,
+            &want[want.len() - TAIL..],
+            "{name}: the tail is the last"
+        );
+        assert_eq!(marker_count(&marker), total - CAP, "{name}: {marker:?}");
+        // One marker line, no other.
+        let text = String::from_utf8_lossy(&file);
+        assert_eq!(text.matches("[agent-exec: ").count(), 1);
+    }
+    // full.log is capped the same way, and the whole job stays small.
+    let full = std::fs::read(t.job_dir(id).join("full.log")).unwrap();
+    assert!(
+        full.len() as u64 <= CAP + 50,
+        "full.log: {} bytes",
+        full.len()
+    );
+    let (_, marker, _) = split_file(&full, HEAD).expect("full.log has a marker");
+    assert!(marker_count(&marker) > 2 * (total - CAP), "{marker}");
+    assert!(full.ends_with(b"[STDERR] 1500000\n"));
+    let on_disk: u64 = std::fs::read_dir(t.job_dir(id))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk < 4 * CAP, "{on_disk} bytes on disk");
+}
+
+/// A finished job of `seq 1 200000` (1.29 MB) capped at CAP.
+fn finished(t: &TempRoot) -> (String, Vec<u8>) {
+    let v = t.ok(&[
+        "run",
+        "--forever",
+        "--max-log-bytes",
+        "100000",
+        "--max-bytes",
+        "1000000",
+        "--tail-bytes",
+        "100",
+        "--",
+        "seq",
+        "1",
+        "200000",
+    ]);
+    let want = seq(1, 200_000);
+    // The head stops at the gap; the end comes from the kept tail.
+    let total = want.len() as u64;
+    assert_eq!(v["stdout_range"], serde_json::json!([0, HEAD]), "{v}");
+    assert_eq!(v["stdout"].as_str().unwrap().as_bytes(), &want[..HEAD]);
+    assert_eq!(
+        v["stdout_tail_range"],
+        serde_json::json!([total - 100, total])
+    );
+    assert_eq!(
+        v["stdout_tail"].as_str().unwrap().as_bytes(),
+        &want[want.len() - 100..]
+    );
+    (v["job_id"].as_str().unwrap().to_string(), want)
+}
+
+#[test]
+fn tail_and_cursors_read_across_the_gap() {
+    let t = TempRoot::new();
+    let (id, want) = finished(&t);
+    let total = want.len() as u64;
+    let tail_start = total - TAIL as u64;
+    // Plain tail: the last lines, from the kept tail.
+    let v = t.ok(&["tail", "--tail-lines", "3", &id]);
+    assert_eq!(v["stdout"], "199998\n199999\n200000\n");
+    assert_eq!(n(&v["stdout_total_bytes"]), total);
+    assert_eq!(n(&v["stdout_dropped_bytes"]), total - CAP);
+    // A window wider than the tail never reaches back across the gap.
+    let v = t.ok(&["tail", "--tail-lines", "0", "--max-bytes", "1000000", &id]);
+    assert_eq!(v["stdout_range"], serde_json::json!([tail_start, total]));
+    assert_eq!(
+        v["stdout"].as_str().unwrap().as_bytes(),
+        &want[tail_start as usize..]
+    );
+    // A loop of tail --since from the start: the head, then the tail,
+    // with the gap said once.
+    // A cursor at 0: from an answer with an empty head.
+    let zero = t.ok(&["wait", "--max-bytes", "0", &id]);
+    let mut cursor = zero["cursor"].as_str().unwrap().to_string();
+    let mut got = Vec::new();
+    let mut skipped = 0;
+    let mut ranges = Vec::new();
+    for _ in 0..20 {
+        let v = t.ok(&["tail", "--since", &cursor, "--max-bytes", "30000", &id]);
+        let r = [n(&v["stdout_range"][0]), n(&v["stdout_range"][1])];
+        let s = n(&v["stdout_skipped_bytes"]);
+        if s > 0 {
+            assert_eq!(r[0], tail_start, "{v}");
+            assert_eq!(s, tail_start - HEAD as u64, "the whole gap, once");
+        }
+        skipped += s;
+        ranges.push(r);
+        got.extend_from_slice(v["stdout"].as_str().unwrap().as_bytes());
+        cursor = v["cursor"].as_str().unwrap().to_string();
+        if r[1] == total {
+            break;
+        }
+    }
+    assert_eq!(ranges[0], [0, 30000]);
+    assert_eq!(
+        ranges[1],
+        [30000, HEAD as u64],
+        "the head's read stops at the gap"
+    );
+    let mut expect = want[..HEAD].to_vec();
+    expect.extend_from_slice(&want[tail_start as usize..]);
+    assert_eq!(got, expect);
+    assert_eq!(skipped, total - CAP);
+}
+
+#[test]
+fn a_cursor_into_bytes_dropped_later_skips_them() {
+    let t = TempRoot::new();
+    let go = t.cwd.join("go");
+    let script = format!(
+        "seq 1 15000; while [ ! -e {} ]; do sleep 0.01; done; seq 15001 300000",
+        go.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // Phase one is written (78894 bytes: under the cap, nothing dropped).
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^15000$",
+        "--output-match-type",
+        "regex",
+        &id,
+    ]);
+    assert_eq!(w["matched"]["line"], "15000", "{w}");
+    // A cursor at 60000: in the tail now, in the dropped middle later.
+    let at50k = t.ok(&["wait", "--until", "0", "--max-bytes", "50000", &id]);
+    let zero = t.ok(&[
+        "tail",
+        "--since",
+        at50k["cursor"].as_str().unwrap(),
+        "--max-bytes",
+        "10000",
+        &id,
+    ]);
+    assert_eq!(
+        zero["stdout_range"],
+        serde_json::json!([50000, 60000]),
+        "{zero}"
+    );
+    assert_eq!(n(&zero["stdout_skipped_bytes"]), 0);
+    let cursor = zero["cursor"].as_str().unwrap().to_string();
+    std::fs::write(&go, "").unwrap();
+    t.wait_done(&id);
+    let want = seq(1, 300_000);
+    let total = want.len() as u64;
+    let tail_start = total - TAIL as u64;
+    let v = t.ok(&["tail", "--since", &cursor, "--max-bytes", "500", &id]);
+    assert_eq!(n(&v["stdout_skipped_bytes"]), tail_start - 60000, "{v}");
+    assert_eq!(
+        v["stdout_range"],
+        serde_json::json!([tail_start, tail_start + 500])
+    );
+    assert_eq!(
+        v["stdout"].as_str().unwrap().as_bytes(),
+        &want[tail_start as usize..tail_start as usize + 500]
+    );
+    assert_eq!(n(&v["stdout_dropped_bytes"]), total - CAP);
+    // wait --output --since the same cursor: readiness finds a line of
+    // the tail, not one of the dropped middle.
+    let w = t.ok(&["wait", "--output", "299999", "--since", &cursor, &id]);
+    assert_eq!(w["matched"]["line"], "299999");
+    assert_eq!(n(&w["stdout_skipped_bytes"]), tail_start - 60000, "{w}");
+    let at = total - b"299999\n300000\n".len() as u64;
+    assert_eq!(n(&w["matched"]["offset"]), at);
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^100000$",
+        "--output-match-type",
+        "regex",
+        &id,
+    ]);
+    assert!(w.get("matched").is_none(), "a dropped line matched: {w}");
+}
+
+#[test]
+fn grep_and_follow_cross_the_gap() {
+    let t = TempRoot::new();
+    let (id, want) = finished(&t);
+    let total = want.len() as u64;
+    let tail_start = total - TAIL as u64;
+    let offset_of = |line: &str| -> u64 {
+        let needle = format!("\n{line}\n");
+        let text = String::from_utf8_lossy(&want);
+        text.find(&needle).unwrap() as u64 + 1
+    };
+    let v = t.ok(&[
+        "tail",
+        "--grep",
+        "^(1000|100000|199990)$",
+        "--grep-type",
+        "regex",
+        "--tail-lines",
+        "0",
+        &id,
+    ]);
+    let m: Vec<(String, u64)> = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["line"].as_str().unwrap().to_string(), n(&m["offset"])))
+        .collect();
+    assert_eq!(
+        m,
+        [
+            ("1000".to_string(), offset_of("1000")),
+            ("199990".to_string(), offset_of("199990"))
+        ],
+        "{v}"
+    );
+    assert_eq!(v["stdout_range"], serde_json::json!([0, total]));
+    // Follow: the head, one gap object, the tail; every piece exact.
+    let o = t.out(&["tail", "--follow", &id]);
+    let objs: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gaps: Vec<&Value> = objs.iter().filter(|o| o["type"] == "gap").collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0]["stream"], "stdout");
+    assert_eq!(gaps[0]["range"], serde_json::json!([HEAD, tail_start]));
+    assert_eq!(n(&gaps[0]["skipped_bytes"]), tail_start - HEAD as u64);
+    let mut pos = 0u64;
+    for o in objs.iter().filter(|o| o["stream"] == "stdout") {
+        let r = [n(&o["range"][0]), n(&o["range"][1])];
+        assert_eq!(r[0], pos, "{o}");
+        if o["type"] == "output" {
+            let data = o["data"].as_str().unwrap().as_bytes();
+            assert_eq!(data, &want[r[0] as usize..r[1] as usize]);
+        }
+        pos = r[1];
+    }
+    assert_eq!(pos, total);
+    // --raw shows the gap as the log does: one marker line.
+    let o = t.out(&["tail", "--follow", "--raw", &id]);
+    let (head, marker, tail) = split_file(o.stdout.as_bytes(), HEAD).expect("a marker");
+    assert_eq!(head, &want[..HEAD]);
+    assert_eq!(marker_count(&marker), tail_start - HEAD as u64);
+    assert_eq!(tail, &want[tail_start as usize..]);
+}
+
+#[test]
+fn a_follower_racing_the_cuts_never_sees_wrong_bytes() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "20000",
+        "--",
+        "seq",
+        "1",
+        "1500000",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let want = seq(1, 1_500_000);
+    let o = t.out(&["tail", "--follow", id]);
+    let mut pos = 0u64;
+    let mut pieces = 0;
+    for line in o.stdout.lines() {
+        let o: Value = serde_json::from_str(line).unwrap();
+        if o["type"] == "end" {
+            assert_eq!(o["exit_code"], 0);
+            continue;
+        }
+        let r = [n(&o["range"][0]), n(&o["range"][1])];
+        assert_eq!(r[0], pos, "{o}");
+        if o["type"] == "output" {
+            let data = o["data"].as_str().unwrap().as_bytes();
+            assert_eq!(data, &want[r[0] as usize..r[1] as usize], "at {}", r[0]);
+            pieces += 1;
+        }
+        pos = r[1];
+    }
+    assert_eq!(pos, want.len() as u64);
+    assert!(pieces >= 2);
+}
+
+#[test]
+fn no_full_log_and_the_config_keys() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--no-full-log", "--", "echo", "hi"]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(v["stdout"], "hi\n");
+    assert!(!t.job_dir(id).join("full.log").exists());
+    assert_eq!(t.meta(id)["no_full_log"], true);
+    for p in [&v["stdout_log_path"], &v["stderr_log_path"]] {
+        assert!(std::path::Path::new(p.as_str().unwrap()).exists(), "{p}");
+    }
+    // --log and --no-full-log contradict each other.
+    let (code, e) = t.err(&["run", "--no-full-log", "--log", "x.log", "--", "true"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{e}"
+    );
+
+    // [log] in the config file: the defaults of both flags.
+    let cfg = t.base.join("log.toml");
+    std::fs::write(&cfg, "[log]\nmax_bytes = 1000\nfull = false\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let v = t.ok(&["run", "--config", c, "--forever", "--", "seq", "1", "10000"]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(t.meta(id)["max_log_bytes"], 1000);
+    assert!(!t.job_dir(id).join("full.log").exists());
+    assert_eq!(
+        n(&v["stdout_dropped_bytes"]),
+        seq(1, 10000).len() as u64 - 1000
+    );
+    let file = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
+    assert!(file.len() <= 1050, "{}", file.len());
+    // The flags win over the file: 0 is no cap; --log brings full.log back.
+    let v = t.ok(&[
+        "run",
+        "--config",
+        c,
+        "--max-log-bytes",
+        "0",
+        "--log",
+        "f.log",
+        "--forever",
+        "--",
+        "seq",
+        "1",
+        "10000",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(n(&v["stdout_dropped_bytes"]), 0);
+    assert!(t.meta(id).get("max_log_bytes").is_none());
+    assert!(t.cwd.join("f.log").exists());
+    // create/start take it too.
+    let v = t.ok(&[
+        "create",
+        "--max-log-bytes",
+        "2000",
+        "--",
+        "seq",
+        "1",
+        "10000",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let v = t.ok(&["start", "--forever", id]);
+    assert_eq!(
+        n(&v["stdout_dropped_bytes"]),
+        seq(1, 10000).len() as u64 - 2000
+    );
+    // A bad value in the file is refused, naming the key.
+    std::fs::write(&cfg, "[log]\nmax_bytes = -1\n").unwrap();
+    let (_, e) = t.err(&["run", "--config", c, "--", "true"]);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("log.max_bytes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_small_log_is_untouched_and_reports_nothing_dropped() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--max-log-bytes", "100000", "--", "seq", "1", "1000"]);
+    let id = v["job_id"].as_str().unwrap();
+    let want = seq(1, 1000);
+    assert_eq!(
+        std::fs::read(t.job_dir(id).join("stdout.log")).unwrap(),
+        want
+    );
+    assert_eq!(n(&v["stdout_dropped_bytes"]), 0);
+    assert_eq!(n(&v["stdout_total_bytes"]), want.len() as u64);
+    let v = t.ok(&["tail", "--since", v["cursor"].as_str().unwrap(), id]);
+    assert_eq!(n(&v["stdout_skipped_bytes"]), 0);
+    // A head that ends inside a line: the marker starts its own line.
+    let v = t.ok(&[
+        "run",
+        "--forever",
+        "--max-log-bytes",
+        "1002",
+        "--",
+        "seq",
+        "1",
+        "100000",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let file = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
+    let want = seq(1, 100_000);
+    assert_ne!(want[500], b'\n');
+    assert_eq!(&file[..501], &want[..501]);
+    assert!(file[501..].starts_with(b"\n[agent-exec: "));
+    assert!(file.ends_with(&want[want.len() - 501..]));
+}
+
+#[test]
+fn a_running_job_stays_within_its_bound() {
+    let t = TempRoot::new();
+    let go = t.cwd.join("go");
+    let script = format!(
+        "seq 1 1500000; while [ ! -e {} ]; do sleep 0.01; done",
+        go.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^1500000$",
+        "--output-match-type",
+        "regex",
+        &id,
+    ]);
+    assert_eq!(w["state"], "running", "{w}");
+    let want = seq(1, 1_500_000);
+    let total = want.len() as u64;
+    // The marker line: 49 bytes, and a newline first when the head ends
+    // inside a line.
+    let marker = 49 + u64::from(want[HEAD - 1] != b'\n');
+    assert_eq!(n(&w["stdout_total_bytes"]), total);
+    let dropped = n(&w["stdout_dropped_bytes"]);
+    assert!(dropped > 0, "{w}");
+    // Not yet cut to the cap: the bound while running.
+    let len = std::fs::metadata(t.job_dir(&id).join("stdout.log"))
+        .unwrap()
+        .len();
+    assert!(len <= CAP + 64 * 1024 + 128 * 1024 + 50, "{len}");
+    assert_eq!(len - marker + dropped, total, "file, marker and gap add up");
+    std::fs::write(&go, "").unwrap();
+    let end = t.wait_done(&id);
+    assert_eq!(n(&end["stdout_dropped_bytes"]), total - CAP);
+    let len = std::fs::metadata(t.job_dir(&id).join("stdout.log"))
+        .unwrap()
+        .len();
+    assert_eq!(len, CAP + marker, "cut to the cap when the job ended");
+}
