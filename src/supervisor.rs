@@ -223,23 +223,6 @@ fn run_once(
         Err(_) => job.read_state(),
     }
     .unwrap_or_else(|_| State::created(&job.id));
-    // A queued job waits for its turn (queue.rs) before anything of it
-    // starts; the slot it takes is held until its end is published.
-    let mut queue_slot = None;
-    if let Some(m) = meta.as_ref().ok().filter(|m| crate::queue::applies(m)) {
-        match crate::queue::wait_turn(store, job, m, state, || signal(ready, b'Q')) {
-            crate::queue::Turn::Go(held, st) => {
-                queue_slot = Some(held);
-                state = *st;
-            }
-            crate::queue::Turn::End(st) => {
-                let sinks = publish_terminal(job, &lock, &st);
-                signal(ready, b'T');
-                crate::store::sync_file(&job.dir, crate::job::STATE);
-                return never_ran(sinks);
-            }
-        }
-    }
     let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
@@ -278,6 +261,25 @@ fn run_once(
     // before the terminal state is written if the disk is full then.
     let _ = sys::allocate(&lock, RESERVE);
     sys::die_with_parent(&mut cmd);
+    // A queued job waits for its turn (queue.rs) here, with everything
+    // but the spawn done (its command built, logs open, reserve taken),
+    // so that a freed slot is followed by the spawn alone; the slot it
+    // takes is held until its end is published.
+    let mut queue_slot = None;
+    if crate::queue::applies(&meta) {
+        match crate::queue::wait_turn(store, job, &meta, state, || signal(ready, b'Q')) {
+            crate::queue::Turn::Go(held, st) => {
+                queue_slot = Some(held);
+                state = *st;
+            }
+            crate::queue::Turn::End(st) => {
+                let sinks = publish_terminal(job, &lock, &st);
+                signal(ready, b'T');
+                crate::store::sync_file(&job.dir, crate::job::STATE);
+                return never_ran(sinks);
+            }
+        }
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
