@@ -1591,6 +1591,27 @@ fn launch(b: &mut Bench) {
                 c.args(["-lc", "exec \"$@\"", "--", "echo", "hello"]);
                 run_ms(c)
             },
+            // Like for like: two words run as `sh -c 'exec "$@"' -- echo
+            // hello` (as 0.2.3 runs them: the external echo), one string
+            // as `sh -c 'echo hello'` (the builtin).
+            &mut || {
+                let mut c = Command::new("sh");
+                c.args(["-c", "exec \"$@\"", "--", "echo", "hello"]);
+                run_ms(c)
+            },
+            &mut || {
+                run_ms(bb.cmd(
+                    &root,
+                    &[
+                        "run",
+                        "--no-auto-gc",
+                        "--shell-wrapper",
+                        "sh -c",
+                        "--",
+                        "echo hello",
+                    ],
+                ))
+            },
         ],
     );
     b.row(
@@ -1613,6 +1634,22 @@ fn launch(b: &mut Bench) {
     b.row(
         "  run / sh -lc (target ≤ 1.15)",
         format!("{:.2}x", r[2] / r[3]),
+    );
+    b.row(
+        "sh -c 'exec \"$@\"' -- echo hello (what run runs, median)",
+        format!("{:.3} ms", r[4]),
+    );
+    b.row(
+        "  run 'sh -c' -- echo hello, over it",
+        format!("{:.3} ms", r[0] - r[4]),
+    );
+    b.row(
+        "run --no-auto-gc --shell-wrapper 'sh -c' -- 'echo hello'",
+        format!("{:.3} ms", r[5]),
+    );
+    b.row(
+        "  over sh -c 'echo hello' (one string: the same script)",
+        format!("{:.3} ms", r[5] - r[1]),
     );
     let _ = fs::remove_dir_all(&root);
 
