@@ -58,6 +58,8 @@ pub enum JobFilter {
     Created,
     Waitable,
     Running,
+    /// Running or queued: what `kill` can end.
+    Killable,
     Terminal,
 }
 
@@ -719,7 +721,7 @@ static KILL: Cmd = Cmd {
         Flag::value("signal", "SIGNAL", Ty::Signal, "Signal name or number: TERM, SIGTERM, 15, INT, KILL, HUP, QUIT, USR1, USR2, STOP, CONT, ...").default("TERM"),
         Flag::switch("no-wait", "Do not watch for the outcome"),
     ],
-    pos: &[job_pos(JobFilter::Running)],
+    pos: &[job_pos(JobFilter::Killable)],
     conflicts: &[],
     hidden: false,
     exec: cmd::kill::exec,

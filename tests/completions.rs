@@ -164,6 +164,24 @@ fn a_live_supervisor_is_offered_to_kill() {
 }
 
 #[test]
+fn queued_jobs_are_offered_to_kill_and_not_to_send() {
+    let t = TempRoot::new();
+    let first = t.ok(&["run", "--no-wait", "--queue", "c", "--", "sleep", "30"]);
+    let first = first["job_id"].as_str().unwrap().to_string();
+    let queued = t.ok(&["run", "--no-wait", "--queue", "c", "--", "true"]);
+    assert_eq!(queued["state"], "queued", "{queued}");
+    let queued = queued["job_id"].as_str().unwrap().to_string();
+    let mut both = vec![first.clone(), queued.clone()];
+    both.sort();
+    let mut offered = bash(&t, &["kill", ""]);
+    offered.sort();
+    assert_eq!(offered, both);
+    assert_eq!(bash(&t, &["send", ""]), vec![first.clone()]);
+    t.ok(&["kill", "--signal", "KILL", &first]);
+    t.wait_done(&queued);
+}
+
+#[test]
 fn prefix_filtering_is_case_insensitive() {
     let t = TempRoot::new();
     let a = "01JBBBBBBBBBBBBBBBBBBBBBB1";

@@ -494,6 +494,7 @@ fn admits(filter: JobFilter, s: Status) -> bool {
         JobFilter::Created => s == Status::Created,
         JobFilter::Waitable => matches!(s, Status::Created | Status::Queued | Status::Running),
         JobFilter::Running => s == Status::Running,
+        JobFilter::Killable => matches!(s, Status::Queued | Status::Running),
         JobFilter::Terminal => s.is_terminal(),
     }
 }
