@@ -405,6 +405,17 @@ pub const STDOUT: &str = "stdout.log";
 pub const STDERR: &str = "stderr.log";
 pub const FULL: &str = "full.log";
 pub const LOCK: &str = "lock";
+/// Byte `RUN_LOCK_BASE + attempt` of the lock file carries an OFD write
+/// lock for as long as the supervisor that runs that attempt lives (its
+/// `--retry` attempts included): a waiter blocks on the byte of the run it
+/// began on, which no later run (`restart`) ever takes. The flock on the
+/// whole file says the job is alive; the byte says which run is.
+pub const RUN_LOCK_BASE: u64 = 1 << 20;
+
+/// The lock-file byte of a job's run (see `RUN_LOCK_BASE`).
+pub fn run_lock_byte(attempt: u32) -> u64 {
+    RUN_LOCK_BASE + u64::from(attempt)
+}
 /// Serialises client-side edits of meta.json (`tag set`, `notify set`).
 pub const META_LOCK: &str = "meta.lock";
 pub const ENV: &str = "env.json";

@@ -800,40 +800,16 @@ fn wait_on_lock(
         match (st.status(), job.open_lock()) {
             (Status::Running | Status::Queued, Some(lock)) => {
                 let (tx, rx) = std::sync::mpsc::channel();
+                let (j, attempt) = (job.clone(), st.attempt());
                 std::thread::spawn(move || {
-                    let got = sys::lock_shared(&lock).is_ok();
-                    // Let go before reporting, so the reader may take the
-                    // lock (to record a lost supervisor) at once.
-                    let _ = sys::unlock(&lock);
-                    let _ = tx.send(got);
+                    until_run_ends(&j, &lock, attempt);
+                    let _ = tx.send(());
                 });
-                // The lock wakes us when the run ends; a `restart` right
-                // after can take it first and hand it to the next run,
-                // so state.json is also looked at (a stat) now and then:
-                // a replaced file that says the job moved on ends the wait.
-                let mut seen = state_stamp(job);
-                loop {
-                    let Some(left) = self::left(deadline) else {
-                        return current_state(job);
-                    };
-                    match rx.recv_timeout(left.min(RESTART_TICK)) {
-                        Ok(true) => break,
-                        Ok(false) => {
-                            std::thread::sleep(left.min(tick));
-                            break;
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            let now = state_stamp(job);
-                            if now != seen {
-                                seen = now;
-                                let st = current_state(job)?;
-                                if done(&st) {
-                                    return Ok(st);
-                                }
-                            }
-                        }
-                        Err(_) => return current_state(job),
-                    }
+                // Woken when the run ends (or its supervisor dies); a
+                // `restart` right after does not hold it up (see
+                // `until_run_ends`).
+                if rx.recv_timeout(left).is_err() {
+                    return current_state(job);
                 }
             }
             // Created (no supervisor yet), or no lock file (written by
@@ -845,18 +821,6 @@ fn wait_on_lock(
             return Ok(st);
         }
     }
-}
-
-/// How often a waiter blocked on the job lock looks for a restart.
-const RESTART_TICK: Duration = Duration::from_millis(100);
-
-/// Which state.json is there now (inode, change time): it is replaced by
-/// rename on every write, so a different stamp means a new state.
-fn state_stamp(job: &Job) -> Option<(u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(job.path(crate::job::STATE))
-        .ok()
-        .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 /// An inotify watch closed through `close_watch` when dropped.
@@ -1020,11 +984,13 @@ pub(crate) const CLIENT_TICK: Duration = Duration::from_millis(1000);
 impl<'a> Waker<'a> {
     /// Set up before the read that decides to wait, so that a write in
     /// between still wakes it.
-    fn new(job: &Job, status: Status, client: Option<Client<'a>>) -> Waker<'a> {
+    fn new(job: &Job, st: &State, client: Option<Client<'a>>) -> Waker<'a> {
         let watch = sys::watch_dir_writes(&job.dir).ok().map(File::from);
         let server = WATCH_MODE.load(Ordering::Relaxed);
-        let lock_end = match (server, status, job.open_lock()) {
-            (false, Status::Running | Status::Queued, Some(lock)) => lock_thread(lock),
+        let lock_end = match (server, st.status(), job.open_lock()) {
+            (false, Status::Running | Status::Queued, Some(lock)) => {
+                lock_thread(job, lock, st.attempt())
+            }
             _ => None,
         };
         Waker {
@@ -1096,14 +1062,42 @@ impl<'a> Waker<'a> {
 
 /// A pipe that becomes readable once the supervisor has let go of the job
 /// lock (it published the terminal state, or died).
-pub(crate) fn lock_thread(lock: File) -> Option<File> {
+pub(crate) fn lock_thread(job: &Job, lock: File, attempt: u32) -> Option<File> {
     let (rd, wr) = sys::pipe().ok()?;
+    let job = job.clone();
     std::thread::spawn(move || {
-        let _ = sys::lock_shared(&lock);
-        let _ = sys::unlock(&lock);
+        until_run_ends(&job, &lock, attempt);
         let _ = File::from(wr).write_all(&[1]);
     });
     Some(File::from(rd))
+}
+
+/// Block until run `attempt` of `job` has ended: its supervisor has let
+/// go of the run's byte of the lock file (`job::RUN_LOCK_BASE`), having
+/// published the end, or died. A `restart` after it takes the whole-file
+/// flock and starts another run with another byte, so this never waits
+/// through the next run. A supervisor that holds the job but not the
+/// byte (started by an agent-exec before run bytes) is waited for on the
+/// whole file, as then.
+fn until_run_ends(job: &Job, lock: &File, attempt: u32) {
+    let byte = crate::job::run_lock_byte(attempt);
+    let _ = sys::ofd_lock_shared(lock, byte);
+    let _ = sys::ofd_unlock(lock, byte);
+    match sys::try_lock_shared(lock) {
+        Ok(false) => {
+            let same_run = job.read_state().is_ok_and(|now| {
+                now.attempt() == attempt && matches!(now.status(), Status::Running | Status::Queued)
+            });
+            if same_run {
+                let _ = sys::lock_shared(lock);
+                let _ = sys::unlock(lock);
+            }
+        }
+        Ok(true) => {
+            let _ = sys::unlock(lock);
+        }
+        Err(_) => {}
+    }
 }
 
 /// One of a job's two logs, read by one waiting reader from `pos` on.
@@ -1193,7 +1187,7 @@ pub fn wait_output(
         }
         match &mut waker {
             // Watch, then scan once more before the first sleep.
-            None => waker = Some(Waker::new(job, st.status(), client)),
+            None => waker = Some(Waker::new(job, &st, client)),
             Some(w) => {
                 if w.wait(deadline, st.status())? {
                     return Ok(None);
@@ -1276,7 +1270,7 @@ impl Follower {
     ) -> Result<FollowEnd> {
         let mut buf = vec![0u8; FOLLOW_CHUNK];
         let first = current_state(job)?;
-        let mut waker = Waker::new(job, first.status(), client);
+        let mut waker = Waker::new(job, &first, client);
         loop {
             let mut moved = false;
             for s in self.streams.iter_mut() {

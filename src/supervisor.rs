@@ -223,6 +223,10 @@ fn run_once(
         Err(_) => job.read_state(),
     }
     .unwrap_or_else(|_| State::created(&job.id));
+    // This run's byte of the lock file, held until its end is published
+    // (`let_go`) or this process dies: what a waiter on this run blocks
+    // on (see `job::RUN_LOCK_BASE`). A `--retry` run adds its own byte.
+    let _ = sys::try_ofd_lock(&lock, job::run_lock_byte(state.attempt()));
     let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
@@ -463,7 +467,7 @@ fn run_once(
             None => Step::Again(lock, auto_gc),
             Some(last) => {
                 let sinks = publish_terminal(job, &lock, &last);
-                let _ = sys::unlock(&lock);
+                let_go(&lock);
                 signal(ready, b'T');
                 crate::store::sync_file(&job.dir, crate::job::STATE);
                 never_ran(sinks)
@@ -476,7 +480,7 @@ fn run_once(
     // durability paid for. A crash in between loses at most the rename,
     // and the next reader then finds a `running` job with a free lock:
     // supervisor_lost, never a lie.
-    let _ = sys::unlock(&lock);
+    let_go(&lock);
     signal(ready, b'T');
     // The queue's next job may start now, not after the fsync below.
     drop(queue_slot);
@@ -667,6 +671,13 @@ impl AutoGcStart {
             let _ = t.join();
         }
     }
+}
+
+/// The end is published: let go of the job lock and of the run bytes,
+/// so that every waiter wakes before the caller is told.
+fn let_go(lock: &File) {
+    let _ = sys::unlock(lock);
+    let _ = sys::ofd_unlock_from(lock, job::RUN_LOCK_BASE);
 }
 
 /// Bytes reserved in the lock file for the terminal state.

@@ -1074,36 +1074,56 @@ pub fn copy_range(
 /// section while the supervisor holds the whole file with flock.
 /// Released by `ofd_unlock` or when the description is closed.
 pub fn ofd_lock(file: &File, at: u64) -> io::Result<()> {
-    ofd(file, at, libc::F_WRLCK as libc::c_short)
+    ofd(file, at, 1, libc::F_WRLCK as libc::c_short, true).map(|_| ())
+}
+
+/// `ofd_lock` without waiting. Ok(false): another description holds a
+/// conflicting lock on the byte.
+pub fn try_ofd_lock(file: &File, at: u64) -> io::Result<bool> {
+    ofd(file, at, 1, libc::F_WRLCK as libc::c_short, false)
+}
+
+/// Release every OFD lock this description holds from byte `at` on.
+pub fn ofd_unlock_from(file: &File, at: u64) -> io::Result<()> {
+    // l_len 0: to the end of the file and beyond, as fcntl(2) defines it.
+    ofd(file, at, 0, libc::F_UNLCK as libc::c_short, true).map(|_| ())
 }
 
 /// `ofd_lock` for a descriptor opened read-only: a read lock, which
 /// excludes (and waits out) the write lock of `ofd_lock`.
 pub fn ofd_lock_shared(file: &File, at: u64) -> io::Result<()> {
-    ofd(file, at, libc::F_RDLCK as libc::c_short)
+    ofd(file, at, 1, libc::F_RDLCK as libc::c_short, true).map(|_| ())
 }
 
 pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {
-    ofd(file, at, libc::F_UNLCK as libc::c_short)
+    ofd(file, at, 1, libc::F_UNLCK as libc::c_short, true).map(|_| ())
 }
 
-fn ofd(file: &File, at: u64, kind: libc::c_short) -> io::Result<()> {
+/// Ok(true): done; Ok(false): `wait` was false and the range is held.
+fn ofd(file: &File, at: u64, len: u64, kind: libc::c_short, wait: bool) -> io::Result<bool> {
     // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for
     // OFD locks).
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = at as libc::off_t;
-    fl.l_len = 1;
+    fl.l_start = at.min(i64::MAX as u64) as libc::off_t;
+    fl.l_len = len.min(i64::MAX as u64) as libc::off_t;
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
     loop {
-        // SAFETY: F_OFD_SETLKW reads `fl`, a live local.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        // SAFETY: F_OFD_SETLK(W) reads `fl`, a live local.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &fl) };
         if rc == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN | libc::EACCES) if !wait => return Ok(false),
+            _ => return Err(e),
         }
     }
 }

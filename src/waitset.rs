@@ -81,8 +81,8 @@ fn source_for(job: &Job, st: &State) -> Source {
         };
     }
     match (st.status(), job.open_lock()) {
-        (Status::Running, Some(lock)) => {
-            observe::lock_thread(lock).map_or(Source::None, Source::Lock)
+        (Status::Running | Status::Queued, Some(lock)) => {
+            observe::lock_thread(job, lock, st.attempt()).map_or(Source::None, Source::Lock)
         }
         _ => Source::None,
     }
