@@ -2098,6 +2098,12 @@ fn queue(b: &mut Bench) {
         "queue: start after a slot frees, median (target ≤ 5 ms)",
         format!("{:.2} ms", median(gaps.clone())),
     );
+    // BENCH_QUEUE_GAPS=1: the largest gaps, to tell noise from a pattern.
+    if std::env::var_os("BENCH_QUEUE_GAPS").is_some() {
+        let mut g = gaps.clone();
+        g.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        eprintln!("queue: largest gaps (ms): {:?}", &g[..g.len().min(15)]);
+    }
     b.row(
         "queue: start after a slot frees, p90 / max",
         format!(

@@ -107,6 +107,10 @@ pub fn current_dir() -> String {
 }
 
 pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
+    crate::queue::with_one_read_per_queue(|| list_jobs_now(store, q))
+}
+
+fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
     for t in &q.tags {
         job::validate_tag_pattern(t)?;
     }
