@@ -1162,11 +1162,12 @@ fn run_loop(
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
         }
-        if !pages_dropped {
-            sys::drop_code_pages();
+        if pages_dropped {
+            let _ = sys::poll(&mut fds, wait_ms);
+        } else {
             pages_dropped = true;
+            let _ = sys::poll_at_rest(&mut fds, wait_ms);
         }
-        let _ = sys::poll(&mut fds, wait_ms);
         if let Some(fd) = caller {
             let gone = fds.iter().any(|f| f.fd == fd && f.revents != 0);
             if let (true, Some(g)) = (gone, gc.as_mut()) {
