@@ -377,8 +377,8 @@ pub fn poll_at_rest(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         let ts = libc::timespec {
-            tv_sec: (timeout_ms.max(0) / 1000) as libc::time_t,
-            tv_nsec: ((timeout_ms.max(0) % 1000) as libc::c_long) * 1_000_000,
+            tv_sec: (timeout_ms.max(0) / 1000) as _,
+            tv_nsec: ((timeout_ms.max(0) % 1000) * 1_000_000) as _,
         };
         let ts_ptr = if timeout_ms < 0 {
             std::ptr::null()
