@@ -123,17 +123,24 @@ pub fn wait_jobs(
     }
     let mut sources = Sources(jobs.iter().map(|_| Source::None).collect());
     let mut muted = false;
+    // Jobs to read again: those whose source fired (or has none, or the
+    // tick came), not all of them on every wake — with hundreds of ids a
+    // wake per job end would otherwise read every pending job each time.
+    let mut stale = vec![true; jobs.len()];
     loop {
         // Sources first, then the read: an end in between still wakes.
         for (i, job) in jobs.iter().enumerate() {
             if !states[i].status().is_terminal() && matches!(sources.0[i], Source::None) {
                 sources.0[i] = source_for(job, &states[i]);
+                stale[i] = true;
             }
         }
         let before: Vec<bool> = states.iter().map(|s| s.status().is_terminal()).collect();
         for (i, job) in jobs.iter().enumerate() {
-            if !before[i] {
+            if !before[i] && stale[i] {
                 states[i] = observe::current_state(job)?;
+                // A job with no source is looked at on every round.
+                stale[i] = matches!(sources.0[i], Source::None);
             }
         }
         if first.is_none() {
@@ -178,11 +185,17 @@ pub fn wait_jobs(
             None => None,
         };
         let ms = tick.as_millis().clamp(1, i32::MAX as u128) as i32;
-        sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
+        let woke = sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
+        if woke == 0 {
+            // The tick: what no event announced (a supervisor that died
+            // unseen while watched) is read again.
+            stale.iter_mut().for_each(|s| *s = true);
+        }
         for (slot, &i) in owners.iter().enumerate() {
             if fds[slot].revents == 0 {
                 continue;
             }
+            stale[i] = true;
             match &sources.0[i] {
                 Source::Watch(f) => {
                     let mut drain = [0u8; 4096];
