@@ -237,6 +237,9 @@ pub struct FinishedEvent {
     /// cpu_user_ms, cpu_sys_ms, max_rss_kb (`crate::usage`).
     #[serde(flatten)]
     pub cost: crate::usage::Cost,
+    /// Which run this is (1: the first; `restart`, `--retry`): the event
+    /// fires once per run that is not retried, for its last attempt.
+    pub attempt: u32,
 }
 
 impl FinishedEvent {
@@ -258,6 +261,7 @@ impl FinishedEvent {
             timed_out: st.result.timed_out,
             failure: st.failure.clone(),
             cost: crate::usage::Cost::of(st),
+            attempt: st.attempt(),
         }
     }
 }

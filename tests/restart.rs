@@ -309,6 +309,7 @@ fn retry_reruns_a_failing_job_until_it_succeeds() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["exit_code"], 0);
     assert_eq!(lines[0]["event_type"], "job.finished");
+    assert_eq!(lines[0]["attempt"], 3, "the event names the last attempt");
 }
 
 #[test]
