@@ -1,6 +1,6 @@
 //! A small draft-07 validator (the subset our schema uses), strict about
 //! undeclared fields, for tests that check new documents against
-//! schema/agent-exec.schema.json. Same rules as tests/schema.rs's.
+//! schema/agent-exec.schema.json; tests/schema.rs uses it too.
 #![allow(dead_code)]
 
 use serde_json::Value;
