@@ -196,7 +196,10 @@ pub fn observe_inline(
 ) -> Result<InlineBody> {
     let waited_from = Instant::now();
     let state = if plan.wait {
-        crate::info!("{}: waiting up to {:?} ms", job.id, plan.until_ms);
+        match plan.until_ms {
+            Some(ms) => crate::info!("{}: waiting up to {ms} ms", job.id),
+            None => crate::info!("{}: waiting until it ends", job.id),
+        }
         // `--forever` with -v at a terminal: a progress note meanwhile.
         let _ticker = plan
             .until_ms

@@ -261,7 +261,10 @@ pub fn wait_for_ms(
     ready: Option<&Ready>,
 ) -> Result<WaitBody> {
     let deadline = until_ms.and_then(crate::time::deadline_after);
-    crate::info!("wait {}: waiting up to {:?} ms", job.id, until_ms);
+    match until_ms {
+        Some(ms) => crate::info!("wait {}: waiting up to {ms} ms", job.id),
+        None => crate::info!("wait {}: waiting until it ends", job.id),
+    }
     if let Some(r) = ready {
         // Without a client nobody can leave: the answer is always there.
         let body = wait_ready(job, r, deadline, budget, None)?;
@@ -322,7 +325,10 @@ fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
         max_bytes: m.u64("max-bytes").unwrap_or(65536),
         tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
     };
-    crate::info!("wait: {} jobs, up to {:?} ms", jobs.len(), until);
+    match until {
+        Some(ms) => crate::info!("wait: {} jobs, up to {ms} ms", jobs.len()),
+        None => crate::info!("wait: {} jobs, until they end", jobs.len()),
+    }
     let ticker = crate::progress::start(&jobs);
     let body = wait_many(&jobs, m.has("any"), deadline, budget, None);
     drop(ticker);
