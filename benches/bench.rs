@@ -2015,13 +2015,17 @@ fn queue(b: &mut Bench) {
     };
     let t1 = Instant::now();
     fs::write(&gate, b"").unwrap();
-    let mut exited = 0;
-    for id in &ids {
-        let v = b.json(&root, &["wait", "--until", "120", id]);
-        if v["state"] == "exited" && v["exit_code"] == 0 {
-            exited += 1;
-        }
-    }
+    // One `wait` for all of them, asleep until each ends: a `wait` per
+    // job would start a process at the very moment each slot frees,
+    // competing with the next job's start.
+    let mut args = vec!["wait", "--all", "--until", "120"];
+    args.extend(ids.iter().map(String::as_str));
+    let v = b.json(&root, &args);
+    let exited = v["jobs"].as_array().map_or(0, |j| {
+        j.iter()
+            .filter(|j| j["state"] == "exited" && j["exit_code"] == 0)
+            .count()
+    });
     let run_ms = ms(t1.elapsed());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sampled_most, samples) = sampler.join().unwrap_or((usize::MAX, 0));
