@@ -707,18 +707,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
         }
         "tail" => {
             let job = lookup()?;
-            let req = super::tail::TailReq {
-                lines: m.u64("tail-lines").unwrap_or(50),
-                max_bytes: m.u64("max-bytes").unwrap_or(65536),
-                since: m.get("since"),
-                grep: m.get("grep").map(|p| {
-                    (
-                        p,
-                        m.get("grep-type") == Some("regex"),
-                        m.get("output-stream").unwrap_or("either"),
-                    )
-                }),
-            };
+            let req = super::tail::TailReq::from_matches(m);
             doc("tail", &super::tail::tail_body(&job, &req)?)?
         }
         "kill" => {
@@ -837,27 +826,13 @@ fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
 /// `wait`, readiness included, ending early when the call is cancelled.
 fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<String>> {
     use super::wait::{wait_body, wait_ready, Budget, Ready};
-    let budget = Budget {
-        max_bytes: m.u64("max-bytes").unwrap_or(65536),
-        tail_bytes: m.u64("tail-bytes").unwrap_or(super::run::TAIL_BYTES),
-    };
-    let ready = m.get("output").map(|p| Ready {
-        pattern: p,
-        regex: m.get("output-match-type") == Some("regex"),
-        stream: m.get("output-stream").unwrap_or("either"),
-        since: m.get("since"),
-    });
+    let budget = Budget::from_matches(m);
+    let ready = Ready::from_matches(m);
     if ready.is_none() && m.has("since") {
         return Err(bad("since needs output"));
     }
     let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
-    let look = || {
-        if call.cancelled() {
-            observe::Stir::Left
-        } else {
-            observe::Stir::Quiet
-        }
-    };
+    let look = || stir(call);
     let client = observe::Client {
         fd: call.wake_fd(),
         look: &look,
@@ -878,6 +853,15 @@ fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<Stri
     }
 }
 
+/// A cancelled call is a client that left: the observation ends.
+fn stir(call: &Call) -> observe::Stir {
+    if call.cancelled() {
+        observe::Stir::Left
+    } else {
+        observe::Stir::Quiet
+    }
+}
+
 /// `wait` with `ids`: several jobs, ending early when the call is
 /// cancelled.
 fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
@@ -886,18 +870,9 @@ fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
         return Err(bad("output and since take one job: give job_id"));
     }
     let jobs = lookup_all(&super::store(m), &m.positionals)?;
-    let budget = Budget {
-        max_bytes: m.u64("max-bytes").unwrap_or(65536),
-        tail_bytes: m.u64("tail-bytes").unwrap_or(super::run::TAIL_BYTES),
-    };
+    let budget = Budget::from_matches(m);
     let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
-    let look = || {
-        if call.cancelled() {
-            observe::Stir::Left
-        } else {
-            observe::Stir::Quiet
-        }
-    };
+    let look = || stir(call);
     let client = observe::Client {
         fd: call.wake_fd(),
         look: &look,

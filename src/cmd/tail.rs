@@ -99,6 +99,24 @@ pub struct TailReq<'a> {
     pub grep: Option<(&'a str, bool, &'a str)>,
 }
 
+impl<'a> TailReq<'a> {
+    /// From a command's arguments (the CLI's or MCP's).
+    pub fn from_matches(m: &'a Matches) -> TailReq<'a> {
+        TailReq {
+            lines: m.u64("tail-lines").unwrap_or(50),
+            max_bytes: m.u64("max-bytes").unwrap_or(65536),
+            since: m.get("since"),
+            grep: m.get("grep").map(|p| {
+                (
+                    p,
+                    m.get("grep-type") == Some("regex"),
+                    m.get("output-stream").unwrap_or("either"),
+                )
+            }),
+        }
+    }
+}
+
 /// Whether the job is terminal, read before its logs (so that a terminal
 /// state means they are complete). A job we cannot read the state of is
 /// treated as still writing: that only holds back an unfinished
@@ -453,19 +471,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     if m.has("follow") || m.has("raw") {
         return follow(m, &job).map_err(|e: Error| e.in_job(&job.id));
     }
-    let req = TailReq {
-        lines: m.u64("tail-lines").unwrap_or(50),
-        max_bytes: m.u64("max-bytes").unwrap_or(65536),
-        since: m.get("since"),
-        grep: m.get("grep").map(|p| {
-            (
-                p,
-                m.get("grep-type") == Some("regex"),
-                m.get("output-stream").unwrap_or("either"),
-            )
-        }),
-    };
-    let body = tail_body(&job, &req)?;
+    let body = tail_body(&job, &TailReq::from_matches(m))?;
     Ok(Output::Doc(Response::new("tail", &body)))
 }
 

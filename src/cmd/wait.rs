@@ -126,6 +126,17 @@ impl Default for Budget {
     }
 }
 
+impl Budget {
+    /// `--max-bytes` and `--tail-bytes`, else the defaults.
+    pub fn from_matches(m: &Matches) -> Budget {
+        let d = Budget::default();
+        Budget {
+            max_bytes: m.u64("max-bytes").unwrap_or(d.max_bytes),
+            tail_bytes: m.u64("tail-bytes").unwrap_or(d.tail_bytes),
+        }
+    }
+}
+
 /// `st` must have been read before this call (see the header).
 pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
     let terminal = st.status().is_terminal();
@@ -217,6 +228,20 @@ pub struct Ready<'a> {
     pub since: Option<&'a str>,
 }
 
+impl<'a> Ready<'a> {
+    /// `--output` and its companions from a command's arguments (the
+    /// CLI's or MCP's); None without `--output`. `--since` without it is
+    /// refused by the caller, in its door's words.
+    pub fn from_matches(m: &'a Matches) -> Option<Ready<'a>> {
+        m.get("output").map(|p| Ready {
+            pattern: p,
+            regex: m.get("output-match-type") == Some("regex"),
+            stream: m.get("output-stream").unwrap_or("either"),
+            since: m.get("since"),
+        })
+    }
+}
+
 /// Wait for `ready`'s line or the job's end, until `deadline`; None when
 /// the server's client left first. The pattern and the cursor are
 /// checked before anything is waited for.
@@ -281,21 +306,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
         return exec_many(m, &store);
     }
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let until = if m.has("forever") {
-        None
-    } else {
-        Some(m.duration_ms("until").unwrap_or(30_000))
-    };
-    let budget = Budget {
-        max_bytes: m.u64("max-bytes").unwrap_or(65536),
-        tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
-    };
-    let ready = m.get("output").map(|p| Ready {
-        pattern: p,
-        regex: m.get("output-match-type") == Some("regex"),
-        stream: m.get("output-stream").unwrap_or("either"),
-        since: m.get("since"),
-    });
+    let until = until_ms(m);
+    let budget = Budget::from_matches(m);
+    let ready = Ready::from_matches(m);
     if ready.is_none() && m.has("since") {
         return Err(crate::error::Error::usage("--since needs --output"));
     }
@@ -307,6 +320,15 @@ pub fn exec(m: &Matches) -> Result<Output> {
     Ok(Output::Doc(Response::new("wait", &body)))
 }
 
+/// The CLI's budget: `--until` (default 30 s), none with `--forever`.
+fn until_ms(m: &Matches) -> Option<u64> {
+    if m.has("forever") {
+        None
+    } else {
+        Some(m.duration_ms("until").unwrap_or(30_000))
+    }
+}
+
 /// `wait A B ...`.
 fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
     if m.has("output") || m.has("since") {
@@ -315,16 +337,9 @@ fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
         ));
     }
     let jobs = lookup_all(store, &m.positionals)?;
-    let until = if m.has("forever") {
-        None
-    } else {
-        Some(m.duration_ms("until").unwrap_or(30_000))
-    };
+    let until = until_ms(m);
     let deadline = until.and_then(crate::time::deadline_after);
-    let budget = Budget {
-        max_bytes: m.u64("max-bytes").unwrap_or(65536),
-        tail_bytes: m.u64("tail-bytes").unwrap_or(TAIL_BYTES),
-    };
+    let budget = Budget::from_matches(m);
     match until {
         Some(ms) => crate::info!("wait: {} jobs, up to {ms} ms", jobs.len()),
         None => crate::info!("wait: {} jobs, until they end", jobs.len()),
