@@ -1010,8 +1010,6 @@ fn open_stream_logs(
     use crate::logcap;
     let dir = sys::Dir::open(&job.dir)?;
     let Some(cap) = cap else {
-        // A restarted job that was capped before is not now.
-        let _ = dir.unlink(logcap::GAPS);
         let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
         let err = dir.open_file(job::STDERR, sys::How::Truncate)?;
         return Ok((Sink::new(out), Sink::new(err), None));
