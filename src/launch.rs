@@ -713,7 +713,7 @@ impl Launch {
         let now = observe::current_state(job)?;
         // Restarted by someone else right after it ended: this caller's
         // answer is the run it launched (`runs::answer_for`).
-        self.state = crate::runs::answer_for(job, &self.state, now.clone()).unwrap_or(now);
+        self.state = crate::runs::answer_for(job, &self.state, now);
         Ok(self.state.clone())
     }
 }

@@ -763,16 +763,13 @@ pub fn wait_terminal_or(
     // A `restart` meanwhile ends this wait too: the answer is the run it
     // began on, kept in runs/ (`runs::answer_for`), never the new one.
     let first = st.clone();
-    let done = |s: &State| {
-        s.status().is_terminal()
-            || (first.status() == Status::Running && crate::runs::restarted_since(&first, s))
-    };
+    let done = |s: &State| s.status().is_terminal() || crate::runs::restarted_since(&first, s);
     let st = if WATCH_MODE.load(Ordering::Relaxed) {
         wait_watching(job, deadline, give_up, &done)?
     } else {
         wait_on_lock(job, st, deadline, &done)?
     };
-    Ok(crate::runs::answer_for(job, &first, st.clone()).unwrap_or(st))
+    Ok(crate::runs::answer_for(job, &first, st))
 }
 
 /// Time left before `deadline`; None when it has passed.
@@ -1159,16 +1156,12 @@ pub fn wait_output(
     let mut first: Option<State> = None;
     loop {
         // The state before the logs: terminal means they are complete.
-        let mut st = current_state(job)?;
+        let st = current_state(job)?;
         // Restarted meanwhile: the run this began on has ended, and its
         // logs are the files still open here (moved to runs/, not
         // replaced): scan them to their end and answer with that run.
         let began = first.get_or_insert_with(|| st.clone());
-        if began.status() == Status::Running && crate::runs::restarted_since(began, &st) {
-            if let Some(old) = crate::runs::answer_for(job, began, st.clone()) {
-                st = old;
-            }
-        }
+        let st = crate::runs::answer_for(job, began, st);
         let done = st.status().is_terminal();
         for (i, s) in streams.iter_mut().enumerate() {
             if which != "either" && which != s.name {
@@ -1292,14 +1285,9 @@ impl Follower {
             if moved {
                 continue;
             }
-            let mut st = current_state(job)?;
             // Restarted meanwhile: the logs followed (still open here)
             // are the run's that ended; finish them and end with it.
-            if first.status() == Status::Running && crate::runs::restarted_since(&first, &st) {
-                if let Some(old) = crate::runs::answer_for(job, &first, st.clone()) {
-                    st = old;
-                }
-            }
+            let st = crate::runs::answer_for(job, &first, current_state(job)?);
             if st.status().is_terminal() {
                 for s in self.streams.iter_mut() {
                     s.log.refresh(&s.path)?;

@@ -133,21 +133,23 @@ pub fn load(job: &Job, attempt: u32) -> Option<State> {
 }
 
 /// Has the job moved on to a later run started by someone else (a
-/// `restart`) since `first` was read? Runs started by `--retry` come from
-/// the same supervisor and are the same job run to its caller: they do
-/// not count. `first` must be a running state.
+/// `restart`) since `first`, a running state, was read? Runs started by
+/// `--retry` come from the same supervisor and are the same job run to
+/// its caller: they do not count. A `first` that was not running has no
+/// run to have moved on from: false.
 pub fn restarted_since(first: &State, now: &State) -> bool {
-    now.attempt() > first.attempt()
+    first.status() == Status::Running
+        && now.attempt() > first.attempt()
         && (now.status() == Status::Created || now.supervisor_pid != first.supervisor_pid)
 }
 
 /// What a caller that began waiting at `first` is owed, given the state
 /// `now` read since: `now`, or, when the job was restarted meanwhile,
-/// the run it was waiting on once that run has ended (from `runs/`).
-/// None: restarted, but the run it waited on is no longer kept.
-pub fn answer_for(job: &Job, first: &State, now: State) -> Option<State> {
-    if first.status() != Status::Running || !restarted_since(first, &now) {
-        return Some(now);
+/// the run it was waiting on once that run has ended (from `runs/`) —
+/// `now` still when that run is no longer kept.
+pub fn answer_for(job: &Job, first: &State, now: State) -> State {
+    if !restarted_since(first, &now) {
+        return now;
     }
     // A retried job may have run more times under that supervisor: the
     // last kept run it supervised is the one the caller waited on.
@@ -155,6 +157,7 @@ pub fn answer_for(job: &Job, first: &State, now: State) -> Option<State> {
         .rev()
         .filter_map(|a| load(job, a))
         .find(|st| st.supervisor_pid == first.supervisor_pid)
+        .unwrap_or(now)
 }
 
 /// Where the logs of the run `st` describes are: the job itself, or,
@@ -268,5 +271,7 @@ mod tests {
         created.attempt = Some(2);
         assert!(restarted_since(&first, &created));
         assert!(!restarted_since(&first, &first));
+        // Only a running state has a run to move on from.
+        assert!(!restarted_since(&State::created("X"), &restarted));
     }
 }
