@@ -782,6 +782,24 @@ pub(crate) fn left(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
+/// Block until `end` (a `lock_thread` pipe) is readable (true) or
+/// `deadline` passes (false). No deadline is no deadline: the wait goes
+/// on in `left`'s slices for as long as it takes.
+fn ended_within(end: &File, deadline: Option<Instant>) -> bool {
+    loop {
+        let Some(left) = left(deadline) else {
+            return false;
+        };
+        let mut fds = [sys::poll_fd(end.as_raw_fd(), sys::POLLIN)];
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match sys::poll(&mut fds, ms) {
+            Ok(0) => {}
+            // Readable, or a poll that cannot be made: read the state.
+            _ => return true,
+        }
+    }
+}
+
 /// `st`: the state just read (not terminal).
 fn wait_on_lock(
     job: &Job,
@@ -795,18 +813,14 @@ fn wait_on_lock(
             return Ok(st);
         };
         match (st.status(), job.open_lock()) {
+            // Woken when the run ends (or its supervisor dies); a
+            // `restart` right after does not hold it up (see
+            // `until_run_ends`).
             (Status::Running | Status::Queued, Some(lock)) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let (j, attempt) = (job.clone(), st.attempt());
-                std::thread::spawn(move || {
-                    until_run_ends(&j, &lock, attempt);
-                    let _ = tx.send(());
-                });
-                // Woken when the run ends (or its supervisor dies); a
-                // `restart` right after does not hold it up (see
-                // `until_run_ends`).
-                if rx.recv_timeout(left).is_err() {
-                    return current_state(job);
+                match lock_thread(job, lock, st.attempt()) {
+                    Some(end) if !ended_within(&end, deadline) => return current_state(job),
+                    Some(_) => {}
+                    None => std::thread::sleep(left.min(tick)),
                 }
             }
             // Created (no supervisor yet), or no lock file (written by
