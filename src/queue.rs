@@ -475,7 +475,7 @@ impl Line {
         };
         if let Some(f) = free {
             return Ok(Some(Held {
-                slot: Some(f),
+                _slot: Some(f),
                 ticket: Some(ticket),
             }));
         }
@@ -490,15 +490,14 @@ impl Line {
 #[derive(Default)]
 pub struct Held {
     /// Never read: holding the open file is holding the slot's lock.
-    #[allow(dead_code)]
-    slot: Option<File>,
+    _slot: Option<File>,
     ticket: Option<Ticket>,
 }
 
 impl Held {
     fn slot(f: File) -> Held {
         Held {
-            slot: Some(f),
+            _slot: Some(f),
             ticket: None,
         }
     }
@@ -578,7 +577,7 @@ fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::i
                 let won = ticket.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(t) = won {
                     deliver(Ok(Held {
-                        slot: Some(f),
+                        _slot: Some(f),
                         ticket: Some(t),
                     }));
                 }
