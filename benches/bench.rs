@@ -1953,7 +1953,7 @@ fn queue(b: &mut Bench) {
     let _ = fs::remove_file(&gate);
     let n = 200;
     let script = format!(
-        "while [ ! -e '{g}' ]; do sleep 0.01; done; echo \"s $I $EPOCHREALTIME\" >> '{m}'; sleep 0.02; echo \"e $I $EPOCHREALTIME\" >> '{m}'",
+        "while [ ! -e '{g}' ]; do sleep 0.01; done; echo \"s $I $EPOCHREALTIME $PPID\" >> '{m}'; sleep 0.02; echo \"e $I $EPOCHREALTIME $PPID\" >> '{m}'",
         g = gate.display(),
         m = marks.display()
     );
@@ -1989,7 +1989,8 @@ fn queue(b: &mut Bench) {
         let (bin, root, stop) = (b.bin.clone(), root.clone(), stop.clone());
         std::thread::spawn(move || {
             let (mut most, mut samples) = (0usize, 0usize);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let off = std::env::var_os("BENCH_QUEUE_NO_PS").is_some();
+            while !off && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 // At the lowest priority: the observer should not be
                 // what delays a start.
                 let o = Command::new("nice")
@@ -2030,6 +2031,11 @@ fn queue(b: &mut Bench) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sampled_most, samples) = sampler.join().unwrap_or((usize::MAX, 0));
     let text = fs::read_to_string(&marks).unwrap_or_default();
+    if std::env::var_os("BENCH_QUEUE_GAPS").is_some() {
+        let keep = std::env::temp_dir().join("ae-queue-marks.txt");
+        let _ = fs::write(&keep, &text);
+        eprintln!("queue: markers kept in {}", keep.display());
+    }
     let mut events: Vec<(f64, bool, usize)> = text
         .lines()
         .filter_map(|l| {
@@ -2070,7 +2076,17 @@ fn queue(b: &mut Bench) {
                 .unwrap_or(-1)
         })
         .collect();
-    let spawned_in_order = pids.windows(2).all(|w| w[0] < w[1]);
+    // Increasing, modulo the kernel's pid_max: pids wrap around.
+    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(1 << 22);
+    let spawned_in_order = pids.windows(2).all(|w| {
+        w[0] > 0
+            && w[1] > 0
+            && (0..pid_max / 2).contains(&((w[1] - w[0]).rem_euclid(pid_max)))
+            && w[0] != w[1]
+    });
     let swaps = starts.windows(2).filter(|w| w[0] > w[1]).count();
     // Baseline: bash's own start-up to its first line, from a spawn here.
     let mut boot = Vec::new();

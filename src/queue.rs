@@ -12,7 +12,8 @@
 //!   `<root>/.queues/<NAME>/w.<entry time ns>.<job id>`, each held
 //!   exclusively by its waiting supervisor; a waiter blocks on the nearest
 //!   live ticket ahead of its own, and only the head of the line blocks on
-//!   the slots. So jobs start in the order they entered the queue (launch
+//!   the slots (a thread per slot; the first to get one interrupts the
+//!   others). So jobs start in the order they entered the queue (launch
 //!   order), and a slot that frees wakes exactly one job.
 //!
 //! Invariants
@@ -217,6 +218,8 @@ pub fn wait_turn(
     // From here a kill is a signal taken by this thread (`sigwait`);
     // blocked before any thread starts, so every thread has it blocked.
     let _ = sys::block_signals(&ALL_SIGNALS);
+    // Meant for the slot threads alone (`block_any_slot`), which unblock it.
+    let _ = sys::block_signals(&[sys::INTERRUPT]);
     state.job.status = Some(Status::Queued);
     state.updated_at = crate::time::now_ts();
     state.supervisor_pid = Some(std::process::id());
@@ -564,25 +567,54 @@ fn try_any_slot(d: &sys::Dir, parallel: u32) -> std::io::Result<Option<File>> {
 /// their slot they find the ticket gone and let go at once (only the
 /// head of the line waits here, so nobody else is kept from a slot).
 fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::io::Result<()> {
+    // The first thread to take a slot wins the ticket and interrupts its
+    // siblings, so that none of them goes on waiting for another slot
+    // (which it would take, only to let it go: every start would pay an
+    // extra hand-off, and a sibling could take a slot from the job next
+    // in line). A sibling interrupted just before it blocks misses the
+    // signal; it then takes and drops a slot once, as before.
+    sys::arm_interrupt()?;
     let ticket = Arc::new(Mutex::new(Some(ticket)));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+    let mut held = threads.lock().unwrap_or_else(|e| e.into_inner());
     for f in slots {
         let (ticket, deliver) = (ticket.clone(), deliver.clone());
+        let (done, threads) = (done.clone(), threads.clone());
         // A small stack: these threads only block in flock.
-        std::thread::Builder::new()
+        let t = std::thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {
-                if sys::lock_exclusive(&f).is_err() {
-                    return;
+                let _ = sys::unblock_signals(&[sys::INTERRUPT]);
+                let is_done = || done.load(std::sync::atomic::Ordering::SeqCst);
+                loop {
+                    if is_done() {
+                        return;
+                    }
+                    match sys::lock_exclusive_interruptible(&f) {
+                        Ok(true) => break,
+                        Ok(false) => continue,
+                        Err(_) => return,
+                    }
                 }
                 let won = ticket.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(t) = won {
-                    deliver(Ok(Held {
-                        _slot: Some(f),
-                        ticket: Some(t),
-                    }));
+                let Some(t) = won else {
+                    // A sibling won: dropping `f` frees this slot.
+                    return;
+                };
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                let me = std::thread::current().id();
+                for h in threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    if h.thread().id() != me {
+                        sys::interrupt_thread(h);
+                    }
                 }
-                // Else a sibling won: dropping `f` frees this slot.
+                deliver(Ok(Held {
+                    _slot: Some(f),
+                    ticket: Some(t),
+                }));
             })?;
+        held.push(t);
     }
     Ok(())
 }

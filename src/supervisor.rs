@@ -251,13 +251,7 @@ fn run_once(
         Ok(l) => l,
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
-            return never_ran(launch_failed(
-                job,
-                ready,
-                &lock,
-                state,
-                fail("log_unwritable", msg),
-            ));
+            return logs_failed(job, ready, &lock, state, msg);
         }
     };
     // Room for the terminal state on a file system that the job may fill:
@@ -270,13 +264,41 @@ fn run_once(
     // so that a freed slot is followed by the spawn alone; the slot it
     // takes is held until its end is published.
     let mut queue_slot = None;
-    if crate::queue::applies(&meta) {
+    let queued = crate::queue::applies(&meta);
+    let full_path = meta
+        .full_log
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| job.path(job::FULL));
+    // A queued job's caller has its answer before the wait, so the files
+    // an unqueued job makes after its caller is told (full.log, the two
+    // state files) are made now: when its slot frees, the start has no
+    // file to create (each new inode costs this ext4 a scan, see above).
+    let mut gaps = Some(gaps);
+    let mut early = None;
+    if queued {
+        match open_full_log(job, &full_path, &meta, gaps.take().flatten()) {
+            Ok(full) => {
+                early = Some(Early {
+                    full,
+                    next: NextState::create(job, NEXT_STATE).ok(),
+                    running: NextState::create(job, RUN_STATE).ok(),
+                })
+            }
+            Err(e) => {
+                let msg = format!("create {}: {e}", full_path.display());
+                return logs_failed(job, ready, &lock, state, msg);
+            }
+        }
+    }
+    if queued {
         match crate::queue::wait_turn(store, job, &meta, state, || signal(ready, b'Q')) {
             crate::queue::Turn::Go(held, st) => {
                 queue_slot = Some(held);
                 state = *st;
             }
             crate::queue::Turn::End(st) => {
+                Early::discard(early);
                 let sinks = publish_terminal(job, &lock, &st);
                 signal(ready, b'T');
                 crate::store::sync_file(&job.dir, crate::job::STATE);
@@ -287,6 +309,7 @@ fn run_once(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
+            Early::discard(early);
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
             let msg = format!("spawn {prog}: {e}");
             return never_ran(launch_failed(
@@ -301,9 +324,6 @@ fn run_once(
     // The command (its argv and a copy of the whole environment) is
     // spent: free it now, not after the job.
     drop(cmd);
-    if let Some(q) = queue_slot.as_mut() {
-        q.started();
-    }
     let started = Instant::now();
     let pid = child.id();
     let now = crate::time::now_ts();
@@ -335,6 +355,7 @@ fn run_once(
             match crate::input::Input::new(&job.dir, sink, tty.is_some(), initial) {
                 Ok(i) => Some(i),
                 Err(e) => {
+                    Early::discard(early);
                     let _ = sys::kill_group(pid, libc::SIGKILL);
                     let _ = sys::wait4(pid, true);
                     state.fail("spawn_failed", format!("open the job's input channel: {e}"));
@@ -348,8 +369,29 @@ fn run_once(
     };
     drop(tty);
     state.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
-    let _ = job.write_state(&state, false);
+    let (early_full, early_next) = match early {
+        Some(Early {
+            full,
+            next,
+            running,
+        }) => {
+            if !running.is_some_and(|r| r.commit(&state).is_ok()) {
+                let _ = job.write_state(&state, false);
+            }
+            (Some(full), Some(next))
+        }
+        None => {
+            let _ = job.write_state(&state, false);
+            (None, None)
+        }
+    };
     signal(ready, b'R');
+    // The workload runs and is recorded: the next job in line may take
+    // its place at the head now. Not before: its wake-up would compete
+    // for the CPU with the start just made.
+    if let Some(q) = queue_slot.as_mut() {
+        q.started();
+    }
     // Auto-GC never stands between the job and its answer (D20): it
     // starts when the caller has let go of the readiness pipe (a
     // `--no-wait` caller that has its answer) or when the terminal state
@@ -364,12 +406,11 @@ fn run_once(
         thread: None,
         done: None,
     });
-    let full_path = meta
-        .full_log
-        .as_ref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| job.path(job::FULL));
-    let full_log = match open_full_log(job, &full_path, &meta, gaps) {
+    let opened = match early_full {
+        Some(f) => Ok(f),
+        None => open_full_log(job, &full_path, &meta, gaps.take().flatten()),
+    };
+    let full_log = match opened {
         Ok(f) => f,
         Err(e) => {
             // Nothing may run unrecorded: stop the workload, record why.
@@ -384,7 +425,10 @@ fn run_once(
             return never_ran(sinks);
         }
     };
-    let next_state = NextState::create(job).ok();
+    let next_state = match early_next {
+        Some(n) => n,
+        None => NextState::create(job, NEXT_STATE).ok(),
+    };
     // On a terminal, everything the job writes comes through the master
     // (stdout.log); its stderr pipe is a placeholder, closed at once.
     let (out, err) = match tty_read {
@@ -474,7 +518,11 @@ fn run_once(
             }
         };
     }
-    let sinks = publish_terminal_via(job, &lock, &state, next_state);
+    let (sinks, replaced) = publish_terminal_via(job, &lock, &state, next_state);
+    // The queue's next job may start as soon as the end is on record:
+    // before the waiters woken below can take this CPU from us, and
+    // before the fsync.
+    drop(queue_slot);
     // The lock is released, then the caller told (so that whoever acts on
     // the answer, a `delete` say, finds the job free); only then is
     // durability paid for. A crash in between loses at most the rename,
@@ -482,8 +530,6 @@ fn run_once(
     // supervisor_lost, never a lie.
     let_go(&lock);
     signal(ready, b'T');
-    // The queue's next job may start now, not after the fsync below.
-    drop(queue_slot);
     drop(ready.take());
     let _ = lock.set_len(0);
     drop(lock);
@@ -493,6 +539,9 @@ fn run_once(
         g.thread
     });
     crate::store::sync_file(&job.dir, crate::job::STATE);
+    if let Some(r) = replaced {
+        r.release();
+    }
     let Tee { matcher, .. } = tee;
     Step::Done(Box::new(Ended {
         gc,
@@ -503,6 +552,24 @@ fn run_once(
             pgid: pid,
             sid: sys::session_id(),
         }),
+    }))
+}
+
+/// A log could not be made before the workload started: nothing runs,
+/// and the job ends `failed` with `log_unwritable`.
+fn logs_failed(
+    job: &Job,
+    ready: &mut Option<File>,
+    lock: &File,
+    state: State,
+    msg: String,
+) -> Step {
+    let sinks = launch_failed(job, ready, lock, state, fail("log_unwritable", msg));
+    Step::Done(Box::new(Ended {
+        gc: None,
+        matcher: None,
+        sinks,
+        kill_after: None,
     }))
 }
 
@@ -584,27 +651,54 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
     }
 }
 
-/// The terminal state's file, created (empty, 0600, in the job
-/// directory, never through a symlink) while the job runs and renamed
-/// over state.json when it ends: one writer, write then rename, as every
-/// state write, with the file's creation moved off the completion path.
+/// A state file made ahead of its write (empty, 0600, in the job
+/// directory, never through a symlink) and renamed over state.json when
+/// it is written: one writer, write then rename, as every state write,
+/// with the file's creation moved off the path that waits for it. The
+/// terminal state's (`NEXT_STATE`) is made while the job runs; a queued
+/// job makes its running state's (`RUN_STATE`) too while it waits.
 struct NextState {
     dir: sys::Dir,
     file: File,
+    name: &'static str,
 }
 
 const NEXT_STATE: &str = ".state.next";
+const RUN_STATE: &str = ".state.run";
 
 impl NextState {
-    fn create(job: &Job) -> io::Result<NextState> {
+    fn create(job: &Job, name: &'static str) -> io::Result<NextState> {
         let dir = sys::Dir::open(&job.dir)?;
-        let file = dir.open_file(NEXT_STATE, sys::How::Truncate)?;
-        Ok(NextState { dir, file })
+        let file = dir.open_file(name, sys::How::Truncate)?;
+        Ok(NextState { dir, file, name })
     }
 
     /// Not needed after all (the job runs again): leave no file behind.
     fn discard(self) {
-        let _ = self.dir.unlink(NEXT_STATE);
+        let _ = self.dir.unlink(self.name);
+    }
+
+    /// As `commit`, with the state.json it replaces kept alive under
+    /// another name until `Replaced::release`: the rename then frees no
+    /// blocks. On ext4 mounted with `discard` and no journal (this
+    /// machine's root), freeing a block waits for the device to discard
+    /// it, 0.1-3 ms, which would stand between the job's end and its
+    /// waiters (and the queue's next job).
+    fn commit_keeping(self, state: &State) -> io::Result<Option<Replaced>> {
+        let _ = self.dir.unlink(PREV_STATE);
+        let kept = self.dir.link(job::STATE, PREV_STATE).is_ok();
+        let dir = self.dir.try_clone();
+        let res = self.commit(state);
+        let replaced = kept.then(|| dir.ok().map(|dir| Replaced { dir })).flatten();
+        match res {
+            Ok(()) => Ok(replaced),
+            Err(e) => {
+                if let Some(r) = replaced {
+                    r.release();
+                }
+                Err(e)
+            }
+        }
     }
 
     fn commit(mut self, state: &State) -> io::Result<()> {
@@ -612,11 +706,43 @@ impl NextState {
         let res = self
             .file
             .write_all(&text)
-            .and_then(|()| self.dir.rename(NEXT_STATE, job::STATE));
+            .and_then(|()| self.dir.rename(self.name, job::STATE));
         if res.is_err() {
-            let _ = self.dir.unlink(NEXT_STATE);
+            let _ = self.dir.unlink(self.name);
         }
         res
+    }
+}
+
+/// The state.json a terminal state replaced, kept (`commit_keeping`).
+struct Replaced {
+    dir: sys::Dir,
+}
+
+const PREV_STATE: &str = ".state.prev";
+
+impl Replaced {
+    /// Off the path that waits: its blocks may be freed now.
+    fn release(self) {
+        let _ = self.dir.unlink(PREV_STATE);
+    }
+}
+
+/// What a queued job makes before it waits for its turn (see `run_once`).
+struct Early {
+    full: Option<Sink>,
+    next: Option<NextState>,
+    running: Option<NextState>,
+}
+
+impl Early {
+    /// The job never ran: leave no state file behind.
+    fn discard(early: Option<Early>) {
+        if let Some(e) = early {
+            for f in [e.next, e.running].into_iter().flatten() {
+                f.discard();
+            }
+        }
     }
 }
 
@@ -691,7 +817,7 @@ const RESERVE: u64 = 64 * 1024;
 /// for it). On a full disk the reserved blocks are given back and the
 /// write tried once more: the exit code survives a full disk.
 fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<Meta> {
-    publish_terminal_via(job, lock, state, None)
+    publish_terminal_via(job, lock, state, None).0
 }
 
 /// `publish_terminal` through a state file made in advance (`NextState`):
@@ -702,11 +828,12 @@ fn publish_terminal_via(
     lock: &File,
     state: &State,
     next: Option<NextState>,
-) -> Option<Meta> {
+) -> (Option<Meta>, Option<Replaced>) {
     let guard = sys::ofd_lock(lock, 0).is_ok();
     let sinks = job.read_meta().ok();
+    let mut replaced = None;
     let prepared = match next {
-        Some(n) => n.commit(state),
+        Some(n) => n.commit_keeping(state).map(|r| replaced = r),
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
     };
     if prepared.is_err() {
@@ -719,7 +846,7 @@ fn publish_terminal_via(
     if guard {
         let _ = sys::ofd_unlock(lock, 0);
     }
-    sinks
+    (sinks, replaced)
 }
 
 /// Record a launch that failed; the returned settings are the sinks its

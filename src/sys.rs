@@ -498,6 +498,22 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
     flock(file.as_raw_fd(), libc::LOCK_EX).map(|_| ())
 }
 
+/// Block until an exclusive lock is ours, unless a signal with a handler
+/// (`arm_interrupt`) reaches this thread first. Ok(true): ours;
+/// Ok(false): interrupted, not taken.
+pub fn lock_exclusive_interruptible(file: &File) -> io::Result<bool> {
+    // SAFETY: as in `flock`; the caller's `File` keeps the descriptor open.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINTR) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 /// Block until a shared lock is ours (i.e. no exclusive holder is left).
 pub fn lock_shared(file: &File) -> io::Result<()> {
     flock(file.as_raw_fd(), libc::LOCK_SH).map(|_| ())
@@ -1006,6 +1022,11 @@ impl Dir {
         let fd = cvt(unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags) })?;
         // SAFETY: the kernel just gave us this descriptor.
         Ok(Dir(unsafe { File::from_raw_fd(fd) }))
+    }
+
+    /// Another descriptor for the same directory.
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        self.0.try_clone().map(Dir)
     }
 
     pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {
@@ -1640,6 +1661,56 @@ pub fn block_signals(sigs: &[i32]) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// The signal that interrupts a thread blocked in
+/// `lock_exclusive_interruptible` (`interrupt_thread`).
+pub const INTERRUPT: i32 = libc::SIGUSR1;
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    // Nothing: its only purpose is to end a blocking call with EINTR.
+}
+
+/// Give `INTERRUPT` a handler that does nothing, installed without
+/// SA_RESTART, so that a blocking call in a thread that has it unblocked
+/// (`unblock_signals`) returns EINTR when it arrives. Process-wide; a
+/// thread that keeps it blocked never sees it, and exec resets it.
+pub fn arm_interrupt() -> io::Result<()> {
+    // SAFETY: sigaction is plain data; we fill in a handler that is an
+    // `extern "C" fn(c_int)` doing nothing (trivially async-signal-safe)
+    // and an empty mask, and ask for no old action.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        cvt(libc::sigaction(INTERRUPT, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// Unblock `sigs` in the calling thread only.
+pub fn unblock_signals(sigs: &[i32]) -> io::Result<()> {
+    let set = sigset(sigs);
+    // SAFETY: pthread_sigmask reads the set we built; no old set wanted.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Send `INTERRUPT` to one thread of this process.
+pub fn interrupt_thread(t: &std::thread::JoinHandle<()>) {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: the handle is borrowed, so the thread has not been joined
+    // or detached and its pthread_t is still valid (an exited thread
+    // stays valid until joined); pthread_kill only queues a signal.
+    // (std gives the id as an integer; musl's pthread_t is a pointer.)
+    #[allow(clippy::unnecessary_cast)]
+    unsafe {
+        libc::pthread_kill(t.as_pthread_t() as libc::pthread_t, INTERRUPT);
+    }
 }
 
 /// Wait for one of `sigs` (which must be blocked) and return it.

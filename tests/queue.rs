@@ -150,6 +150,64 @@ fn queued_jobs_show_queue_and_position_and_start_as_slots_free() {
     assert_eq!(t.wait_done(&c)["stdout"], "c\n");
 }
 
+/// The threads of a process, from /proc.
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_job_that_won_one_slot_stops_waiting_for_the_others() {
+    // Two slots, both taken; the third job waits on both (a thread per
+    // slot). Once it has one, it must not go on waiting for the other:
+    // that thread would take the slot when it frees and only then let
+    // go, in front of the job next in line.
+    let t = TempRoot::new();
+    let (ga, gb, gc) = (t.base.join("ga"), t.base.join("gb"), t.base.join("gc"));
+    let a = id_of(&enqueue(
+        &t,
+        "two",
+        &["--parallel", "2", "--no-auto-gc"],
+        &[&gated(&ga)],
+    ));
+    let b = id_of(&enqueue(
+        &t,
+        "two",
+        &["--parallel", "2", "--no-auto-gc"],
+        &[&gated(&gb)],
+    ));
+    let c = enqueue(
+        &t,
+        "two",
+        &["--parallel", "2", "--no-auto-gc"],
+        &[&gated(&gc)],
+    );
+    assert_eq!(c["state"], "queued", "{c}");
+    let c = id_of(&c);
+    std::fs::write(&ga, "").unwrap();
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+    let until = Instant::now() + Duration::from_secs(30);
+    while t.ok(&["status", &c])["state"] != "running" {
+        assert!(Instant::now() < until, "c never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Running, with b still holding the other slot: the supervisor is
+    // down to its main thread (the waiter and both slot threads gone).
+    let pid = supervisor_pid(&t, &c);
+    let until = Instant::now() + Duration::from_secs(10);
+    while threads(pid) > 1 {
+        assert!(
+            Instant::now() < until,
+            "supervisor {pid} still has {} threads while c runs",
+            threads(pid)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&gb, "").unwrap();
+    std::fs::write(&gc, "").unwrap();
+    assert_eq!(t.wait_done(&b)["state"], "exited");
+    assert_eq!(t.wait_done(&c)["state"], "exited");
+}
+
 #[test]
 fn run_with_a_budget_returns_queued_and_keeps_the_job() {
     let t = TempRoot::new();
