@@ -45,7 +45,7 @@ static:
 ifneq ($(HAVE_MUSL),)
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target $(MUSL)
 	mkdir -p target/static
-	cp target/$(MUSL)/release/agent-exec $(STATIC)
+	cp target/$(MUSL)/release/agent-exec $(STATIC).new && mv -f $(STATIC).new $(STATIC)
 else
 	@echo "note: the $(MUSL) target is not installed; building with glibc and crt-static instead." >&2
 	@echo "note: for the musl build, run: rustup target add $(MUSL)" >&2

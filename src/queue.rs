@@ -698,3 +698,4 @@ mod tests {
         assert!(a < b, "{a} {b}");
     }
 }
+
