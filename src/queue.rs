@@ -698,4 +698,3 @@ mod tests {
         assert!(a < b, "{a} {b}");
     }
 }
-
