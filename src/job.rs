@@ -526,6 +526,20 @@ impl Job {
     pub fn read_meta(&self) -> Result<Meta> {
         read_json(&self.path(META))
     }
+    /// Which version of meta.json is in place now (None: none readable).
+    /// meta.json is only ever replaced by rename, so a new version has a
+    /// new inode: a reader that took the stamp before reading the file
+    /// knows by one lstat whether what it read is still current.
+    pub fn meta_stamp(&self) -> Option<MetaStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(self.path(META)).ok()?;
+        Some(MetaStamp([
+            m.ino(),
+            m.len(),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+        ]))
+    }
     /// state.json; a job whose meta.json exists but whose state.json does
     /// not yet is being started by `run` (see `launch::define`) and reads
     /// as `created`, updated when it was defined.
@@ -564,6 +578,10 @@ impl Job {
         write_json(&self.dir, STATE, state, durable)
     }
 }
+
+/// One version of meta.json: inode, size, modification time (`Job::meta_stamp`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MetaStamp([u64; 4]);
 
 /// Read-modify-write `meta.json` under an exclusive flock on
 /// `<job>/meta.lock`, so two concurrent edits (`tag set`, `notify set`)

@@ -217,6 +217,9 @@ fn run_once(
             kill_after: None,
         }))
     };
+    // Taken before the read: if meta.json changes after it, the stamp no
+    // longer matches and the end reads it again (`publish_terminal_via`).
+    let stamp = job.meta_stamp();
     let meta = job.read_meta();
     let mut state = match &meta {
         Ok(meta) => job.read_state_given(meta),
@@ -518,7 +521,8 @@ fn run_once(
             }
         };
     }
-    let (sinks, replaced) = publish_terminal_via(job, &lock, &state, next_state);
+    let known = stamp.map(|s| (&meta, s));
+    let (sinks, replaced) = publish_terminal_via(job, &lock, &state, next_state, known);
     // The queue's next job may start as soon as the end is on record:
     // before the waiters woken below can take this CPU from us, and
     // before the fsync.
@@ -684,12 +688,17 @@ impl NextState {
     /// machine's root), freeing a block waits for the device to discard
     /// it, 0.1-3 ms, which would stand between the job's end and its
     /// waiters (and the queue's next job).
-    fn commit_keeping(self, state: &State) -> io::Result<Option<Replaced>> {
-        let _ = self.dir.unlink(PREV_STATE);
-        let kept = self.dir.link(job::STATE, PREV_STATE).is_ok();
-        let dir = self.dir.try_clone();
-        let res = self.commit(state);
-        let replaced = kept.then(|| dir.ok().map(|dir| Replaced { dir })).flatten();
+    fn commit_keeping(mut self, state: &State) -> io::Result<Option<Replaced>> {
+        // A `.state.prev` left by a supervisor that died is replaced.
+        let kept = match self.dir.link(job::STATE, PREV_STATE) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = self.dir.unlink(PREV_STATE);
+                self.dir.link(job::STATE, PREV_STATE).is_ok()
+            }
+            r => r.is_ok(),
+        };
+        let res = self.write_and_rename(state);
+        let replaced = kept.then_some(Replaced { dir: self.dir });
         match res {
             Ok(()) => Ok(replaced),
             Err(e) => {
@@ -702,6 +711,10 @@ impl NextState {
     }
 
     fn commit(mut self, state: &State) -> io::Result<()> {
+        self.write_and_rename(state)
+    }
+
+    fn write_and_rename(&mut self, state: &State) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
         let res = self
             .file
@@ -817,7 +830,7 @@ const RESERVE: u64 = 64 * 1024;
 /// for it). On a full disk the reserved blocks are given back and the
 /// write tried once more: the exit code survives a full disk.
 fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<Meta> {
-    publish_terminal_via(job, lock, state, None).0
+    publish_terminal_via(job, lock, state, None, None).0
 }
 
 /// `publish_terminal` through a state file made in advance (`NextState`):
@@ -828,9 +841,15 @@ fn publish_terminal_via(
     lock: &File,
     state: &State,
     next: Option<NextState>,
+    known: Option<(&Meta, job::MetaStamp)>,
 ) -> (Option<Meta>, Option<Replaced>) {
     let guard = sys::ofd_lock(lock, 0).is_ok();
-    let sinks = job.read_meta().ok();
+    // The meta.json read at the start, if it is still the one in place:
+    // one lstat instead of a read and a parse before the waiters wake.
+    let sinks = match known {
+        Some((meta, stamp)) if job.meta_stamp() == Some(stamp) => Some(meta.clone()),
+        _ => job.read_meta().ok(),
+    };
     let mut replaced = None;
     let prepared = match next {
         Some(n) => n.commit_keeping(state).map(|r| replaced = r),

@@ -1024,11 +1024,6 @@ impl Dir {
         Ok(Dir(unsafe { File::from_raw_fd(fd) }))
     }
 
-    /// Another descriptor for the same directory.
-    pub fn try_clone(&self) -> io::Result<Dir> {
-        self.0.try_clone().map(Dir)
-    }
-
     pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {
         let c = cpath(name.as_bytes())?;
         let flags = libc::O_NOFOLLOW
