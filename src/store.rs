@@ -82,13 +82,16 @@ impl Store {
         Job::new(id, self.root.join(id))
     }
 
-    /// `mkdir -p` the root; new directories are 0700.
+    /// `mkdir -p` the root; new directories are 0700. The root is marked
+    /// the top of its directory hierarchies (see `sys::spread_subdirectories`).
     pub fn ensure_root(&self) -> Result<()> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-            .map_err(|e| Error::io(format!("create jobs root {}", self.root.display()), e))
+            .map_err(|e| Error::io(format!("create jobs root {}", self.root.display()), e))?;
+        crate::sys::spread_subdirectories(&self.root);
+        Ok(())
     }
 
     /// Create a fresh job directory with a new ULID.

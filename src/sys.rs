@@ -982,6 +982,43 @@ pub fn open_dir_path(path: &std::path::Path) -> io::Result<File> {
         .open(path)
 }
 
+/// ext4's "top of directory hierarchies" inode flag (`chattr +T`).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Mark the directory `path` as the top of directory hierarchies
+/// (`chattr +T`, FS_TOPDIR_FL) if it is not yet: ext4 then gives each new
+/// subdirectory a block group of its own (the Orlov spread it uses for
+/// the file system's root), and the files made in it go there too.
+///
+/// Why, for the jobs root: ext4 without a journal skips, one by one,
+/// every inode of the group freed in the last 30 s when it allocates
+/// (`recently_deleted`), from the start of the group each time. Jobs
+/// made and collected in one group piled those up: a job directory and
+/// its seven files cost 0.7-1.9 ms to create here, 0.07-0.2 ms spread.
+/// Best effort: other file systems refuse the ioctl, and a directory
+/// that is not ours cannot be changed; both leave it as it was.
+pub fn spread_subdirectories(path: &std::path::Path) {
+    let Ok(dir) = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return;
+    };
+    let fd = dir.as_raw_fd();
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which
+    // points at `flags`, alive for the call; `dir` keeps the fd open.
+    if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS as _, &mut flags) } != 0 {
+        return;
+    }
+    if flags & FS_TOPDIR_FL == 0 {
+        flags |= FS_TOPDIR_FL;
+        // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, as above.
+        unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS as _, &flags) };
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Files in a job directory: never through a symlink
 // ---------------------------------------------------------------------------

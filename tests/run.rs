@@ -613,3 +613,54 @@ fn stdin_dash_on_a_terminal_is_refused() {
         "no job left behind"
     );
 }
+
+/// The attribute letters `lsattr -d` shows for `dir`; None (with a note)
+/// where the file system keeps no such attributes or lsattr is missing.
+fn attributes(dir: &std::path::Path) -> Option<String> {
+    let o = std::process::Command::new("lsattr")
+        .arg("-d")
+        .arg(dir)
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        eprintln!(
+            "note: skipped: lsattr -d {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    Some(
+        text.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[test]
+fn the_jobs_root_is_marked_the_top_of_its_hierarchies() {
+    // An existing root without the mark (as a user's, made before) gets
+    // it at the next launch: ext4 then spreads the job directories over
+    // block groups (see sys::spread_subdirectories).
+    let t = TempRoot::new();
+    std::fs::create_dir_all(&t.root).unwrap();
+    let Some(before) = attributes(&t.root) else {
+        return;
+    };
+    assert!(
+        !before.contains('T'),
+        "a fresh directory has T already: {before}"
+    );
+    t.ok(&["run", "--", "true"]);
+    let after = attributes(&t.root).unwrap();
+    assert!(after.contains('T'), "the root is not marked: {after}");
+    // A job directory is an ordinary directory: no mark of its own.
+    let job = std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .unwrap();
+    assert!(!attributes(&job.path()).unwrap().contains('T'));
+}
