@@ -23,6 +23,7 @@ fn quick_job_returns_whole_result_in_one_call() {
     assert_eq!(v["stdout_total_bytes"], 12);
     assert_eq!(v["encoding"], "utf-8-lossy");
     assert_eq!(v["timed_out"], false);
+    assert_eq!(v["attempt"], 1);
     assert_eq!(v["tags"], serde_json::json!([]));
     assert!(v["finished_at"].is_string());
     assert!(v["duration_ms"].is_u64());

@@ -34,12 +34,12 @@ use crate::output::{Output, Response};
 use crate::store::Store;
 use crate::{launch, observe, runs, sys};
 
-/// `run`'s answer, then which run this is and the earlier ones kept.
+/// `run`'s answer (with `attempt`, which run this is), then the earlier
+/// runs kept.
 #[derive(Serialize)]
 pub struct RestartBody {
     #[serde(flatten)]
     pub inline: InlineBody,
-    pub attempt: u32,
     pub previous_runs: Vec<PreviousRun>,
 }
 
@@ -210,11 +210,10 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
         let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
         let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
-        let (attempt, previous_runs) = (l.state.attempt(), l.state.previous_runs.clone());
+        let previous_runs = l.state.previous_runs.clone();
         let inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;
         Ok(RestartBody {
             inline,
-            attempt,
             previous_runs,
         })
     })()

@@ -93,6 +93,9 @@ pub struct InlineBody {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
+    /// Which run this answer is about: 1 for the first, one more for each
+    /// restart or `--retry` run (as in `status` and `wait`).
+    pub attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -257,6 +260,7 @@ pub fn inline_body(
         signal: st.result.signal.clone(),
         duration_ms: st.result.duration_ms,
         timed_out: terminal.then_some(st.result.timed_out),
+        attempt: st.attempt(),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
