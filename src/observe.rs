@@ -637,13 +637,18 @@ pub fn size_of(path: &Path) -> Option<u64> {
 ///
 /// A queued job's `queue_position` is filled in (`queue::annotate`).
 pub fn current_state(job: &Job) -> Result<State> {
-    let mut st = current_state_inner(job)?;
+    current_state_from(job, job.read_state()?)
+}
+
+/// `current_state` for a caller that has just read state.json (`st`):
+/// the same liveness check and annotation, without reading it again.
+pub fn current_state_from(job: &Job, st: State) -> Result<State> {
+    let mut st = current_state_inner(job, st)?;
     crate::queue::annotate(job, &mut st);
     Ok(st)
 }
 
-fn current_state_inner(job: &Job) -> Result<State> {
-    let st = job.read_state()?;
+fn current_state_inner(job: &Job, st: State) -> Result<State> {
     if !matches!(
         st.status(),
         Status::Running | Status::Created | Status::Queued

@@ -271,6 +271,13 @@ fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<File
             if s.status().is_terminal() {
                 return (Some(s.into()), Some(FileId::of(&file)));
             }
+            // Not final: checked for a lost supervisor from what was read.
+            return (
+                crate::observe::current_state_from(j, s)
+                    .ok()
+                    .map(Into::into),
+                None,
+            );
         }
     }
     (crate::observe::current_state(j).ok().map(Into::into), None)
