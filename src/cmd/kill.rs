@@ -8,6 +8,8 @@
 //! (see `queue`). If the job started meanwhile, the supervisor ignores
 //! that signal and `kill` signals the job's group as for any running job.
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -83,6 +85,11 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                 libc::SIGTERM | libc::SIGINT | libc::SIGHUP => sig,
                 _ => libc::SIGTERM,
             };
+            // Watched from before the signal: the record it causes (or
+            // the start that beat it) is a rename in the job directory.
+            let watch = (!no_wait)
+                .then(|| sys::watch_dir(&job.dir).ok().map(std::fs::File::from))
+                .flatten();
             if let Some(spid) = st.supervisor_pid {
                 sys::kill(spid as i32, asked)
                     .map_err(|e| Error::io(format!("signal supervisor {spid}"), e))?;
@@ -90,18 +97,37 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
             if no_wait {
                 return Ok(body);
             }
-            // The supervisor answers in a moment: watch for its record
+            // The supervisor answers in a moment: wait for its record
             // (or for the job having started just before the signal).
-            loop {
+            let now = loop {
                 let now = observe::current_state(job)?;
-                match now.status() {
-                    Status::Queued if t0.elapsed() < OBSERVE => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Status::Running => return kill_job(job, sig, no_wait),
-                    _ => break now,
+                let left = OBSERVE.saturating_sub(t0.elapsed());
+                if now.status() != Status::Queued || left.is_zero() {
+                    break now;
                 }
+                match &watch {
+                    Some(w) => {
+                        // Not past 100 ms: a supervisor that died instead
+                        // of answering writes nothing to wake us.
+                        let ms = left.as_millis().clamp(1, 100) as i32;
+                        let mut fds = [sys::poll_fd(w.as_raw_fd(), sys::POLLIN)];
+                        let _ = sys::poll(&mut fds, ms);
+                        let (mut drain, mut f) = ([0u8; 4096], w);
+                        while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+                    }
+                    // No watch (inotify refused): look again shortly.
+                    None => std::thread::sleep(left.min(Duration::from_millis(20))),
+                }
+            };
+            // Closing an inotify descriptor can wait for the kernel: not
+            // on the answer's path.
+            if let Some(w) = watch {
+                observe::close_watch(w);
             }
+            if now.status() == Status::Running {
+                return kill_job(job, sig, no_wait);
+            }
+            now
         }
         Status::Running => {
             if let Some(pid) = st.pid {
