@@ -2135,12 +2135,14 @@ fn queue(b: &mut Bench) {
         g.sort_by(|a, b| b.partial_cmp(a).unwrap());
         eprintln!("queue: largest gaps (ms): {:?}", &g[..g.len().min(15)]);
     }
+    let over = gaps.iter().filter(|g| **g > 5.0).count();
     b.row(
         "queue: start after a slot frees, p90 / max",
         format!(
-            "{:.2} / {:.2} ms",
+            "{:.2} / {:.2} ms ({over} of {} over 5 ms)",
             percentile(gaps.clone(), 0.9),
-            percentile(gaps, 1.0)
+            percentile(gaps.clone(), 1.0),
+            gaps.len()
         ),
     );
     b.row(
