@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
@@ -506,50 +506,11 @@ fn grep_reads_a_big_log_in_bounded_memory() {
 // HTTP
 // ---------------------------------------------------------------------------
 
-struct Serve(std::process::Child, u16);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(t: &TempRoot) -> Serve {
-    let mut c = t.cmd(&["serve", "--port", "0"]);
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let doc: Value = serde_json::from_str(&line).unwrap();
-    let port = doc["port"].as_u64().unwrap() as u16;
-    Serve(child, port)
-}
-
-/// (status, body) of one GET on a fresh connection.
-fn get(srv: &Serve, path: &str) -> (u16, String) {
-    let mut st = std::net::TcpStream::connect(("127.0.0.1", srv.1)).unwrap();
-    write!(
-        st,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    st.read_to_string(&mut resp).unwrap();
-    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
-}
-
 #[test]
 fn http_tail_since_and_wait_match_the_cli() {
     let t = TempRoot::new();
-    let srv = serve(&t);
+    let srv = t.serve();
+    let get = |path: &str| support::http(srv.port, "GET", path, "");
     let v = t.ok(&["run", "--max-bytes", "7", "--", "seq", "1", "500"]);
     let id = s(&v, "job_id").to_string();
     let cur = s(&v, "cursor").to_string();
@@ -579,15 +540,15 @@ fn http_tail_since_and_wait_match_the_cli() {
             ],
         ),
     ] {
-        let (status, body) = get(&srv, &path);
+        let (status, body) = get(&path);
         assert_eq!(status, 200, "{path}: {body}");
         assert_eq!(body, t.out(&args).stdout, "{path}");
     }
-    let (_, body) = get(&srv, &format!("/tail/{id}?since={cur}&max_bytes=30"));
+    let (_, body) = get(&format!("/tail/{id}?since={cur}&max_bytes=30"));
     let r: Value = serde_json::from_str(&body).unwrap();
     let file = log(&t, &id, "stdout.log");
     assert_eq!(s(&r, "stdout").as_bytes(), &file[7..37]);
-    let (_, body) = get(&srv, &format!("/wait/{id}?max_bytes=7&tail_bytes=12"));
+    let (_, body) = get(&format!("/wait/{id}?max_bytes=7&tail_bytes=12"));
     let w: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (s(&w, "stdout"), s(&w, "stdout_tail")),
@@ -601,7 +562,7 @@ fn http_tail_since_and_wait_match_the_cli() {
         ("grep=(&grep_type=regex".into(), "invalid_pattern"),
         ("grep=x&grep_type=glob".into(), "invalid_request"),
     ] {
-        let (status, body) = get(&srv, &format!("/tail/{id}?{q}"));
+        let (status, body) = get(&format!("/tail/{id}?{q}"));
         let e: Value = serde_json::from_str(&body).unwrap();
         assert_eq!((status, s(&e["error"], "code")), (400, code), "{q}: {body}");
     }

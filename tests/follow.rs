@@ -197,32 +197,6 @@ fn a_write_reaches_the_follower_within_milliseconds() {
 // HTTP
 // ---------------------------------------------------------------------------
 
-struct Server(std::process::Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(t: &TempRoot) -> Server {
-    let mut c = t
-        .cmd(&["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap() as u16;
-    Server(c, port)
-}
-
 fn open(port: u16, path: &str) -> BufReader<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -261,13 +235,13 @@ fn chunk(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
 #[test]
 fn http_follow_is_chunked_ndjson() {
     let t = TempRoot::new();
-    let s = serve(&t);
+    let s = t.serve();
     let id = t.start_job(&[
         "sh",
         "-c",
         "i=0; while [ $i -lt 5000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done; sleep 0.2; echo last",
     ]);
-    let mut r = open(s.1, &format!("/tail/{id}?follow=true"));
+    let mut r = open(s.port, &format!("/tail/{id}?follow=true"));
     let (status, headers) = head(&mut r);
     assert_eq!(status, 200);
     assert!(
@@ -292,7 +266,7 @@ fn http_follow_is_chunked_ndjson() {
     assert_eq!(err, t.read(&id, "stderr.log"));
     assert!(out.ends_with("last\n"));
     // Errors before the stream are plain error answers.
-    let mut r = open(s.1, &format!("/tail/{id}?follow=true&since=bogus"));
+    let mut r = open(s.port, &format!("/tail/{id}?follow=true&since=bogus"));
     assert_eq!(head(&mut r).0, 400);
 }
 
@@ -305,11 +279,11 @@ fn threads(pid: u32) -> usize {
 #[test]
 fn a_client_that_leaves_mid_stream_stops_it() {
     let t = TempRoot::new();
-    let s = serve(&t);
-    let pid = s.0.id();
+    let s = t.serve();
+    let pid = s.child.id();
     let id = t.start_job(&["sh", "-c", "echo hello; sleep 30"]);
     let idle = threads(pid);
-    let mut r = open(s.1, &format!("/tail/{id}?follow=true"));
+    let mut r = open(s.port, &format!("/tail/{id}?follow=true"));
     assert_eq!(head(&mut r).0, 200);
     let first = chunk(&mut r).unwrap();
     assert!(String::from_utf8_lossy(&first).contains("hello"));
@@ -325,9 +299,9 @@ fn a_client_that_leaves_mid_stream_stops_it() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // The server is healthy and follows again.
-    let mut h = open(s.1, "/health");
+    let mut h = open(s.port, "/health");
     assert_eq!(head(&mut h).0, 200);
-    let mut r = open(s.1, &format!("/tail/{id}?follow=true&until=0"));
+    let mut r = open(s.port, &format!("/tail/{id}?follow=true&until=0"));
     assert_eq!(head(&mut r).0, 200);
     let mut body = Vec::new();
     while let Some(c) = chunk(&mut r) {

@@ -268,43 +268,16 @@ fn wait_for_several_refuses_unknown_ids_and_single_wait_is_unchanged() {
     );
 }
 
-fn http_get(port: u16, path: &str) -> (u16, Value) {
-    let mut st = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        st,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    std::io::Read::read_to_string(&mut st, &mut resp).unwrap();
-    let code = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    // A chunked body would start with its size: ours are not chunked.
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 #[test]
 fn http_wait_takes_several_ids() {
     let t = TempRoot::new();
     let s = schema(&t);
-    let mut c = t.cmd(&["serve", "--port", "0"]);
-    c.stdout(Stdio::piped());
-    let mut server = c.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap() as u16;
+    let server = t.serve();
+    let http_get = |path: &str| support::http_json(server.port, "GET", path, "");
     let quick = t.start_job(&["sleep", "0.3"]);
     let slow = t.start_job(&["sleep", "60"]);
     let t0 = Instant::now();
-    let (code, v) = http_get(port, &format!("/wait?ids={slow},{quick}&any=true&until=20"));
+    let (code, v) = http_get(&format!("/wait?ids={slow},{quick}&any=true&until=20"));
     assert_eq!(code, 200, "{v}");
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(v["mode"], "any");
@@ -313,32 +286,27 @@ fn http_wait_takes_several_ids() {
     assert_eq!(v["jobs"][1]["state"], "exited");
     validate::valid(&s, &v);
     // all (the default), with the one deadline.
-    let (_, v) = http_get(port, &format!("/wait?ids={quick}&ids={slow}&until=300ms"));
+    let (_, v) = http_get(&format!("/wait?ids={quick}&ids={slow}&until=300ms"));
     assert_eq!(v["mode"], "all", "{v}");
     assert_eq!(v["jobs"][0]["state"], "exited");
     assert_eq!(v["jobs"][1]["state"], "running");
     // One id: exactly /wait/{id}'s document.
-    let (_, one) = http_get(port, &format!("/wait?ids={quick}"));
+    let (_, one) = http_get(&format!("/wait?ids={quick}"));
     assert_eq!(one["job_id"], quick.as_str(), "{one}");
     assert!(one.get("jobs").is_none());
     validate::valid(&s, &one);
-    let (code, e) = http_get(port, "/wait");
+    let (code, e) = http_get("/wait");
     assert_eq!(code, 400, "{e}");
     assert_eq!(e["error"]["code"], "invalid_request");
-    let (code, e) = http_get(
-        port,
-        &format!("/wait?ids={quick},01ZZZZZZZZZZZZZZZZZZZZZZZZ"),
-    );
+    let (code, e) = http_get(&format!("/wait?ids={quick},01ZZZZZZZZZZZZZZZZZZZZZZZZ"));
     assert_eq!(code, 404, "{e}");
     assert_eq!(
         e["error"]["details"]["job_id"],
         "01ZZZZZZZZZZZZZZZZZZZZZZZZ"
     );
-    let (code, e) = http_get(port, &format!("/wait?ids={quick},{slow}&bogus=1"));
+    let (code, e) = http_get(&format!("/wait?ids={quick},{slow}&bogus=1"));
     assert_eq!(code, 400, "{e}");
     t.ok(&["kill", &slow]);
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]

@@ -623,56 +623,24 @@ fn queued_documents_are_in_the_schema() {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the JSON body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (_, b) = text.split_once("\r\n\r\n").unwrap();
-    serde_json::from_str(b).unwrap_or_else(|e| panic!("{text}: {e}"))
-}
-
 #[test]
 fn queues_and_dependencies_over_http_and_mcp() {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
     let t = TempRoot::new();
     let gate = t.base.join("gate");
-    let mut srv = t
-        .cmd(&["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(srv.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap() as u16;
+    let srv = t.serve();
+    let http =
+        |method: &str, path: &str, body: &str| support::http_json(srv.port, method, path, body).1;
     let body = |cmd: &str, extra: &str| {
         format!(
             r#"{{"command":["sh","-c",{}],"wait":false{extra}}}"#,
             Value::from(cmd)
         )
     };
-    let a = http(
-        port,
-        "POST",
-        "/exec",
-        &body(&gated(&gate), r#","queue":"web""#),
-    );
+    let a = http("POST", "/exec", &body(&gated(&gate), r#","queue":"web""#));
     assert_eq!(a["state"], "running", "{a}");
     let q = http(
-        port,
         "POST",
         "/exec",
         &body("echo q", r#","queue":"web","parallel":1"#),
@@ -680,14 +648,13 @@ fn queues_and_dependencies_over_http_and_mcp() {
     assert_eq!(q["state"], "queued", "{q}");
     assert_eq!(q["queue_position"], 0, "{q}");
     let dep = format!(r#","after_ok":["{}"]"#, id_of(&q));
-    let d = http(port, "POST", "/exec", &body("echo d", &dep));
+    let d = http("POST", "/exec", &body("echo d", &dep));
     assert_eq!(d["waiting_for"], serde_json::json!([id_of(&q)]), "{d}");
-    let l = http(port, "GET", "/list?state=queued&all=true", "");
+    let l = http("GET", "/list?state=queued&all=true", "");
     assert_eq!(l["jobs"].as_array().unwrap().len(), 2, "{l}");
-    let bad = http(port, "POST", "/exec", &body("true", r#","queue":"../up""#));
+    let bad = http("POST", "/exec", &body("true", r#","queue":"../up""#));
     assert_eq!(bad["ok"], false, "{bad}");
     let bad = http(
-        port,
         "POST",
         "/exec",
         &body("true", r#","after":["01NOSUCHJOB"]"#),
@@ -731,6 +698,4 @@ fn queues_and_dependencies_over_http_and_mcp() {
     assert_eq!(t.wait_done(&id_of(&d))["stdout"], "d\n");
     assert_eq!(t.wait_done(m["job_id"].as_str().unwrap())["stdout"], "m\n");
     t.wait_done(&id_of(&a));
-    let _ = srv.kill();
-    let _ = srv.wait();
 }

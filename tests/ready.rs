@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -200,39 +198,14 @@ fn until_without_a_match() {
 }
 
 fn get(port: u16, path: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}")),
-    )
+    support::http_json(port, "GET", path, "")
 }
 
 #[test]
 fn http_wait_output() {
     let t = TempRoot::new();
-    let mut srv = t
-        .cmd(&["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(srv.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap() as u16;
+    let srv = t.serve();
+    let port = srv.port;
     let id = t.start_job(&["sh", "-c", "sleep 0.3; echo 'Listening on :9'; sleep 30"]);
     let start = Instant::now();
     let (status, v) = get(port, &format!("/wait/{id}?output=Listening&until=20"));
@@ -265,6 +238,4 @@ fn http_wait_output() {
     assert_eq!(status, 200);
     assert!(v.get("matched").is_none());
     t.ok(&["kill", &id]);
-    let _ = srv.kill();
-    let _ = srv.wait();
 }

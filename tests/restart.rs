@@ -597,38 +597,16 @@ impl Drop for Child {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, body).
+/// One request without a body: (status, JSON body).
 fn http(port: u16, method: &str, path: &str) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    support::http_json(port, method, path, "")
 }
 
 #[test]
 fn restart_over_http() {
     let t = TempRoot::new();
-    let mut c = t.cmd(&["serve", "--port", "0"]);
-    let mut server = Child(
-        c.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap() as u16;
+    let server = t.serve();
+    let port = server.port;
     let id = id_of(&t.ok(&["run", "--", "echo http"]));
     let (status, v) = http(port, "POST", &format!("/restart/{id}?until=10"));
     assert_eq!(status, 200, "{v}");

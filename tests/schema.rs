@@ -6,10 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
-
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::TempRoot;
 
 // The strict validator is shared with the tests of newer documents.
@@ -188,32 +185,9 @@ fn every_command_output_matches_the_schema() {
 fn serve_documents_match_the_schema() {
     let t = TempRoot::new();
     let s = schema(&t);
-    let mut c = t.cmd(&["serve", "--port", "0"]);
-    c.stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let doc: Value = serde_json::from_str(&line).unwrap();
-    valid(&s, &doc);
-    let port = doc["port"].as_u64().unwrap();
-    let get = |path: &str| -> Value {
-        let mut st = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
-        write!(
-            st,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        std::io::Read::read_to_string(&mut st, &mut resp).unwrap();
-        let body = resp
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        serde_json::from_str(&body).unwrap_or(json!(null))
-    };
+    let srv = t.serve();
+    valid(&s, &srv.doc);
+    let get = |path: &str| support::http_json(srv.port, "GET", path, "").1;
     valid(&s, &get("/health"));
     valid(&s, &get("/status/nope"));
     valid(&s, &get("/list"));
@@ -227,8 +201,6 @@ fn serve_documents_match_the_schema() {
     let e = get(&format!("/tail/{id}?since=zz"));
     assert_eq!(e["error"]["code"], "invalid_cursor");
     valid(&s, &e);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

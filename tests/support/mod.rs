@@ -231,6 +231,69 @@ impl TempRoot {
     }
 }
 
+/// A `serve --port 0` of a root: the child (killed when this is
+/// dropped), the port it bound and its first document.
+pub struct Served {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub doc: Value,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TempRoot {
+    /// Start `serve --port 0` and read the port from its first line.
+    pub fn serve(&self) -> Served {
+        use std::io::BufRead;
+        let mut child = self
+            .cmd(&["serve", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        let port = doc["port"].as_u64().unwrap() as u16;
+        Served { child, port, doc }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`, a
+/// JSON body when `body` is not empty): the status and the raw body.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {text:?}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, rest.to_string())
+}
+
+/// `http`, its body read as JSON (Null when it is not).
+pub fn http_json(port: u16, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = http(port, method, path, body);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 impl Drop for TempRoot {
     fn drop(&mut self) {
         // Stop anything a test left running in this root, then clean up:
