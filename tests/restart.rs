@@ -429,13 +429,19 @@ fn restart_during_the_retry_delay_runs_at_once() {
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
 }
 
-#[test]
-fn a_wait_blocked_during_a_restart_answers_with_its_run() {
+/// A job that printed `first` and sleeps, a `-v` waiter (`wait_args`,
+/// then the id) blocked on it, and a `restart` while it waits: the
+/// restart's answer and the waiter's document, which came without
+/// hanging.
+fn restart_under_a_waiter(wait_args: &[&str]) -> (TempRoot, String, Value, Value) {
     let t = TempRoot::new();
     let id = t.start_job(&["echo first; sleep 30"]);
     t.ok(&["wait", "--output", "first", "--until", "30", &id]);
+    let mut args = vec!["-v", "wait"];
+    args.extend_from_slice(wait_args);
+    args.extend(["--until", "30", &id]);
     let mut waiter = t
-        .cmd(&["-v", "wait", "--until", "30", &id])
+        .cmd(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -448,7 +454,6 @@ fn a_wait_blocked_during_a_restart_answers_with_its_run() {
         assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
     }
     let r = t.ok(&["restart", "--no-wait", &id]);
-    assert_eq!(r["attempt"], 2);
     let t0 = Instant::now();
     let mut out = String::new();
     waiter
@@ -463,6 +468,13 @@ fn a_wait_blocked_during_a_restart_answers_with_its_run() {
         "the wait did not hang"
     );
     let w: Value = serde_json::from_str(out.trim()).unwrap();
+    (t, id, r, w)
+}
+
+#[test]
+fn a_wait_blocked_during_a_restart_answers_with_its_run() {
+    let (t, id, r, w) = restart_under_a_waiter(&[]);
+    assert_eq!(r["attempt"], 2);
     assert_eq!(w["type"], "wait");
     assert_eq!(w["attempt"], 1, "the run it waited on: {w}");
     assert_eq!(w["state"], "killed");
@@ -494,44 +506,7 @@ fn shell_completion_sees_a_restarted_job_running() {
 
 #[test]
 fn a_readiness_wait_blocked_during_a_restart_answers_with_its_run() {
-    let t = TempRoot::new();
-    let id = t.start_job(&["echo first; sleep 30"]);
-    t.ok(&["wait", "--output", "first", "--until", "30", &id]);
-    let mut waiter = t
-        .cmd(&[
-            "-v",
-            "wait",
-            "--output",
-            "never printed",
-            "--until",
-            "30",
-            &id,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(waiter.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("waiting up to") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
-    }
-    t.ok(&["restart", "--no-wait", &id]);
-    let t0 = Instant::now();
-    let mut out = String::new();
-    waiter
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    waiter.wait().unwrap();
-    assert!(
-        t0.elapsed() < Duration::from_secs(10),
-        "the wait did not hang"
-    );
-    let w: Value = serde_json::from_str(out.trim()).unwrap();
+    let (t, id, _, w) = restart_under_a_waiter(&["--output", "never printed"]);
     assert_eq!(w["attempt"], 1, "{w}");
     assert_eq!(w["state"], "killed");
     assert!(w.get("matched").is_none(), "{w}");
