@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 use support::TempRoot;
 
@@ -190,12 +192,13 @@ fn tail_and_cursors_read_across_the_gap() {
     assert_eq!(skipped, total - CAP);
 }
 
-#[test]
-fn a_cursor_into_bytes_dropped_later_skips_them() {
-    let t = TempRoot::new();
+/// A job capped at 100000 bytes that prints `seq 1 first`, then waits
+/// for the file `go` (returned) before `then`; answers once the line
+/// `first` is written: (id, go, that `wait`'s document).
+fn capped_at_a_gate(t: &TempRoot, first: u32, then: &str) -> (String, PathBuf, Value) {
     let go = t.cwd.join("go");
     let script = format!(
-        "seq 1 15000; while [ ! -e {} ]; do sleep 0.01; done; seq 15001 300000",
+        "seq 1 {first}; while [ ! -e {} ]; do sleep 0.01; done{then}",
         go.display()
     );
     let v = t.ok(&[
@@ -209,15 +212,23 @@ fn a_cursor_into_bytes_dropped_later_skips_them() {
         &script,
     ]);
     let id = v["job_id"].as_str().unwrap().to_string();
-    // Phase one is written (78894 bytes: under the cap, nothing dropped).
+    let line = format!("^{first}$");
     let w = t.ok(&[
         "wait",
         "--output",
-        "^15000$",
+        &line,
         "--output-match-type",
         "regex",
         &id,
     ]);
+    (id, go, w)
+}
+
+#[test]
+fn a_cursor_into_bytes_dropped_later_skips_them() {
+    let t = TempRoot::new();
+    // Phase one is written (78894 bytes: under the cap, nothing dropped).
+    let (id, go, w) = capped_at_a_gate(&t, 15000, "; seq 15001 300000");
     assert_eq!(w["matched"]["line"], "15000", "{w}");
     // A cursor at 60000: in the tail now, in the dropped middle later.
     let at50k = t.ok(&["wait", "--until", "0", "--max-bytes", "50000", &id]);
@@ -491,30 +502,7 @@ fn a_small_log_is_untouched_and_reports_nothing_dropped() {
 #[test]
 fn a_running_job_stays_within_its_bound() {
     let t = TempRoot::new();
-    let go = t.cwd.join("go");
-    let script = format!(
-        "seq 1 1500000; while [ ! -e {} ]; do sleep 0.01; done",
-        go.display()
-    );
-    let v = t.ok(&[
-        "run",
-        "--no-wait",
-        "--max-log-bytes",
-        "100000",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let id = v["job_id"].as_str().unwrap().to_string();
-    let w = t.ok(&[
-        "wait",
-        "--output",
-        "^1500000$",
-        "--output-match-type",
-        "regex",
-        &id,
-    ]);
+    let (id, go, w) = capped_at_a_gate(&t, 1_500_000, "");
     assert_eq!(w["state"], "running", "{w}");
     let want = seq(1, 1_500_000);
     let total = want.len() as u64;
