@@ -305,6 +305,7 @@ const INLINE: &[(&str, &str)] = &[
     ("signal?", "The signal that ended the job, SIG-prefixed (\"SIGTERM\")."),
     ("duration_ms?", "How long the job ran, once terminal."),
     ("timed_out?", "Once terminal: true when --timeout stopped the job."),
+    ("attempt", ATTEMPT),
     ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, launch_lost, supervisor_lost."),
     ("output_lost?", OUTPUT_LOST),
     ("command", CMD_FIELD),
@@ -536,8 +537,7 @@ const REPLIES: &[Reply] = &[
         cmd: "restart",
         kind: "restart",
         fields: &[
-            ("(run's fields)", "The new run's answer, exactly as run gives it."),
-            ("attempt", ATTEMPT),
+            ("(run's fields)", "The new run's answer, exactly as run gives it (attempt among them)."),
             ("previous_runs", PREVIOUS_RUNS),
         ],
         notes: &[
