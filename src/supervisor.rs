@@ -250,7 +250,7 @@ fn run_once(
     // which no response prints, is made after the caller is told: each
     // new file costs this ext4 a scan past recently freed inodes.
     let cap = meta.max_log_bytes.map(crate::logcap::Cap::new);
-    let (out_log, err_log, gaps) = match open_stream_logs(job, cap) {
+    let (out_log, err_log, mut gaps) = match open_stream_logs(job, cap) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
@@ -267,7 +267,6 @@ fn run_once(
     // so that a freed slot is followed by the spawn alone; the slot it
     // takes is held until its end is published.
     let mut queue_slot = None;
-    let queued = crate::queue::applies(&meta);
     let full_path = meta
         .full_log
         .as_ref()
@@ -277,10 +276,9 @@ fn run_once(
     // an unqueued job makes after its caller is told (full.log, the two
     // state files) are made now: when its slot frees, the start has no
     // file to create (each new inode costs this ext4 a scan, see above).
-    let mut gaps = Some(gaps);
     let mut early = None;
-    if queued {
-        match open_full_log(job, &full_path, &meta, gaps.take().flatten()) {
+    if crate::queue::applies(&meta) {
+        match open_full_log(job, &full_path, &meta, gaps.take()) {
             Ok(full) => {
                 early = Some(Early {
                     full,
@@ -293,8 +291,6 @@ fn run_once(
                 return logs_failed(job, ready, &lock, state, msg);
             }
         }
-    }
-    if queued {
         match crate::queue::wait_turn(store, job, &meta, state, || signal(ready, b'Q')) {
             crate::queue::Turn::Go(held, st) => {
                 queue_slot = Some(held);
@@ -411,7 +407,7 @@ fn run_once(
     });
     let opened = match early_full {
         Some(f) => Ok(f),
-        None => open_full_log(job, &full_path, &meta, gaps.take().flatten()),
+        None => open_full_log(job, &full_path, &meta, gaps.take()),
     };
     let full_log = match opened {
         Ok(f) => f,

@@ -486,18 +486,24 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
 
 fn flock(fd: RawFd, op: libc::c_int) -> io::Result<bool> {
     loop {
-        // SAFETY: flock only reads the descriptor number; the caller's
-        // `File` keeps it open for the duration of the call.
-        let rc = unsafe { libc::flock(fd, op) };
-        if rc == 0 {
-            return Ok(true);
+        match flock_once(fd, op) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            r => return r,
         }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(false),
-            _ => return Err(e),
-        }
+    }
+}
+
+/// One flock(2) call. Ok(false): LOCK_NB and somebody holds it.
+fn flock_once(fd: RawFd, op: libc::c_int) -> io::Result<bool> {
+    // SAFETY: flock only reads the descriptor number; the caller's
+    // `File` keeps it open for the duration of the call.
+    if unsafe { libc::flock(fd, op) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => Ok(false),
+        _ => Err(e),
     }
 }
 
@@ -516,15 +522,9 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
 /// (`arm_interrupt`) reaches this thread first. Ok(true): ours;
 /// Ok(false): interrupted, not taken.
 pub fn lock_exclusive_interruptible(file: &File) -> io::Result<bool> {
-    // SAFETY: as in `flock`; the caller's `File` keeps the descriptor open.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINTR) => Ok(false),
-        _ => Err(e),
+    match flock_once(file.as_raw_fd(), libc::LOCK_EX) {
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
+        r => r,
     }
 }
 
@@ -1700,9 +1700,13 @@ fn sigset(sigs: &[i32]) -> libc::sigset_t {
 /// Block `sigs` in the calling thread (and threads it starts later), so
 /// that one thread can take them with `wait_signal`.
 pub fn block_signals(sigs: &[i32]) -> io::Result<()> {
+    thread_sigmask(libc::SIG_BLOCK, sigs)
+}
+
+fn thread_sigmask(how: libc::c_int, sigs: &[i32]) -> io::Result<()> {
     let set = sigset(sigs);
     // SAFETY: pthread_sigmask reads the set we built; no old set wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let rc = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
@@ -1737,13 +1741,7 @@ pub fn arm_interrupt() -> io::Result<()> {
 
 /// Unblock `sigs` in the calling thread only.
 pub fn unblock_signals(sigs: &[i32]) -> io::Result<()> {
-    let set = sigset(sigs);
-    // SAFETY: pthread_sigmask reads the set we built; no old set wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
+    thread_sigmask(libc::SIG_UNBLOCK, sigs)
 }
 
 /// Send `INTERRUPT` to one thread of this process.
