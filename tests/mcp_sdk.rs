@@ -39,19 +39,12 @@ fn the_python_sdk_drives_the_server() {
     std::fs::create_dir_all(&t.root).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
     // The script starts the server with this same private environment.
-    let mut c = Command::new(&python);
+    let mut c = t.private(&python);
     c.arg(script)
         .arg(support::BIN)
         .arg(&t.root)
-        .current_dir(&t.cwd)
-        .env("HOME", t.base.join("home"))
-        .env("XDG_CONFIG_HOME", t.base.join("config"))
-        .env_remove("AGENT_EXEC_ROOT")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("RUST_LOG")
         .env_remove("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS")
-        .env_remove("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS")
-        .stdin(Stdio::null());
+        .env_remove("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS");
     let o = c.output().expect("spawn the Python client");
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);

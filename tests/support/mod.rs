@@ -73,7 +73,14 @@ impl TempRoot {
 
     /// A command with a private environment; the caller adds arguments.
     pub fn bare(&self) -> Command {
-        let mut c = Command::new(BIN);
+        self.private(BIN)
+    }
+
+    /// `program` (another client of agent-exec, say) in the same private
+    /// environment as `bare`: this root's HOME and config, no
+    /// agent-exec variables from the developer's shell.
+    pub fn private(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
         c.current_dir(&self.cwd)
             .env("HOME", self.base.join("home"))
             .env("XDG_CONFIG_HOME", self.base.join("config"))
