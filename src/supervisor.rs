@@ -35,9 +35,11 @@
 //! them after 2 s and lost output); writing the terminal state before
 //! draining (0.2.3 reported `exited` with logs still growing).
 
+use std::ffi::{CString, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -233,14 +235,7 @@ fn run_once(
     let prepared = meta
         .map_err(|e| fail("meta_unreadable", e.to_string()))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
-    let (
-        meta,
-        Prepared {
-            mut cmd,
-            tty,
-            initial,
-        },
-    ) = match prepared {
+    let (meta, mut prepared) = match prepared {
         Ok(x) => x,
         Err(e) => return never_ran(launch_failed(job, ready, &lock, state, e)),
     };
@@ -261,7 +256,6 @@ fn run_once(
     // real blocks in the lock file (only ever flock'ed), given back just
     // before the terminal state is written if the disk is full then.
     let _ = sys::allocate(&lock, RESERVE);
-    sys::die_with_parent(&mut cmd);
     // A queued job waits for its turn (queue.rs) here, with everything
     // but the spawn done (its command built, logs open, reserve taken),
     // so that a freed slot is followed by the spawn alone; the slot it
@@ -305,7 +299,7 @@ fn run_once(
             }
         }
     }
-    let mut child = match cmd.spawn() {
+    let mut child = match start_workload(&mut prepared) {
         Ok(c) => c,
         Err(e) => {
             Early::discard(early);
@@ -322,9 +316,12 @@ fn run_once(
     };
     // The command (its argv and a copy of the whole environment) is
     // spent: free it now, not after the job.
-    drop(cmd);
+    let Prepared {
+        work, tty, initial, ..
+    } = prepared;
+    drop(work);
     let started = Instant::now();
-    let pid = child.id();
+    let pid = child.pid;
     let now = crate::time::now_ts();
     state.job.status = Some(Status::Running);
     state.job.started_at = Some(now.clone());
@@ -344,10 +341,7 @@ fn run_once(
             master.try_clone().ok().map(File::from),
             master.try_clone().ok().map(File::from),
         ),
-        None => (
-            None,
-            child.stdin.take().map(|s| File::from(OwnedFd::from(s))),
-        ),
+        None => (None, child.stdin.take()),
     };
     let mut input = match sink {
         Some(sink) if meta.interactive => {
@@ -438,9 +432,9 @@ fn run_once(
             drop(w);
             (OwnedFd::from(master), r)
         }
-        None => match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), Some(e)) => (OwnedFd::from(o), OwnedFd::from(e)),
-            _ => return never_ran(None),
+        None => match child.out.take() {
+            Some(pair) => pair,
+            None => return never_ran(None),
         },
     };
     let mut tee = Tee {
@@ -883,9 +877,58 @@ fn launch_failed(
 /// The workload's command, and for an interactive job what its input
 /// needs: the terminal's master (`--tty`), the launch-time stdin bytes.
 struct Prepared {
-    cmd: Command,
+    work: sys::Workload,
+    stdin: StdinFor,
     tty: Option<OwnedFd>,
     initial: Option<File>,
+}
+
+/// What the workload reads on its stdin (off a terminal).
+enum StdinFor {
+    /// A pipe whose write end this supervisor keeps (`--interactive`).
+    Pipe,
+    /// The job's stdin bytes, read straight from their file.
+    File(File),
+    /// /dev/null.
+    Null,
+}
+
+/// A started workload: its pid and the supervisor's ends of its pipes
+/// (none on a terminal, where the master carries everything).
+struct Child {
+    pid: u32,
+    stdin: Option<File>,
+    out: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// Start `p`'s workload: pipes for its output (and input, when
+/// interactive) made here, the child's ends closed once it has exec'd.
+fn start_workload(p: &mut Prepared) -> io::Result<Child> {
+    if p.tty.is_some() {
+        let pid = sys::spawn_workload(&p.work)?;
+        return Ok(Child {
+            pid,
+            stdin: None,
+            out: None,
+        });
+    }
+    let (in_r, in_w) = match std::mem::replace(&mut p.stdin, StdinFor::Null) {
+        StdinFor::Pipe => {
+            let (r, w) = sys::pipe()?;
+            (r, Some(w))
+        }
+        StdinFor::File(f) => (OwnedFd::from(f), None),
+        StdinFor::Null => (OwnedFd::from(File::open("/dev/null")?), None),
+    };
+    let (out_r, out_w) = sys::pipe()?;
+    let (err_r, err_w) = sys::pipe()?;
+    p.work.stdio = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let pid = sys::spawn_workload(&p.work)?;
+    Ok(Child {
+        pid,
+        stdin: in_w.map(File::from),
+        out: Some((out_r, err_r)),
+    })
 }
 
 /// Build the workload's command from the stored definition.
@@ -925,9 +968,9 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     // Interactive: a pipe this supervisor keeps (the given bytes go in
     // first, through `input`); otherwise the given bytes, or nothing.
     let (stdin, initial) = match (meta.interactive && meta.tty.is_none(), stdin_bytes) {
-        (true, f) => (Stdio::piped(), f),
-        (false, Some(f)) if meta.tty.is_none() => (Stdio::from(f), None),
-        (false, f) => (Stdio::null(), f),
+        (true, f) => (StdinFor::Pipe, f),
+        (false, Some(f)) if meta.tty.is_none() => (StdinFor::File(f), None),
+        (false, f) => (StdinFor::Null, f),
     };
     let tty = match meta.tty {
         Some([cols, rows]) => Some(
@@ -969,35 +1012,60 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
                 .then(|| std::env::var("PATH").ok())
                 .flatten()
         });
-    let mut cmd = Command::new(resolve_program(prog, job_path.as_deref()));
-    cmd.arg0(prog);
-    cmd.args(args).current_dir(&cwd).stdin(stdin);
-    if !meta.inherit_env {
-        cmd.env_clear();
-    }
+    let bad = |what: &str| fail("spawn_failed", format!("{what} holds a NUL byte"));
+    let c = |v: &[u8], what: &str| CString::new(v).map_err(|_| bad(what));
+    let paths = candidates(prog, job_path.as_deref())
+        .iter()
+        .map(|p| c(p.as_os_str().as_bytes(), "the command"))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let argv = std::iter::once(prog)
+        .chain(args)
+        .map(|a| c(a.as_bytes(), "an argument"))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // The environment as std's Command builds it: inherited (unless
+    // cleared), then each setting in order, sorted by name.
+    let mut env: std::collections::BTreeMap<OsString, OsString> = if meta.inherit_env {
+        std::env::vars_os().collect()
+    } else {
+        Default::default()
+    };
     // On a terminal, TERM says which, unless the caller set it.
     if tty.is_some() && !set.iter().any(|(k, _)| k == "TERM") {
-        cmd.env("TERM", "xterm-256color");
+        env.insert("TERM".into(), "xterm-256color".into());
     }
-    cmd.envs(set);
+    for (k, v) in set {
+        env.insert(k.into(), v.into());
+    }
     if let Some(script) = reapply {
-        cmd.env(REAPPLY_VAR, script);
+        env.insert(REAPPLY_VAR.into(), script.into());
     }
-    let tty = match tty {
-        Some((master, slave)) => {
-            // The child makes its own session on the terminal.
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-            sys::on_terminal(&mut cmd, slave);
-            Some(master)
-        }
-        None => {
-            cmd.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0);
-            None
-        }
+    let envp = env
+        .into_iter()
+        .map(|(mut k, v)| {
+            k.push("=");
+            k.push(v);
+            c(k.as_bytes(), "the environment")
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let (tty, setup) = match tty {
+        // The child makes its own session on the terminal.
+        Some((master, slave)) => (Some(master), sys::Setup::Terminal(slave)),
+        None => (None, sys::Setup::Group),
     };
-    Ok(Prepared { cmd, tty, initial })
+    let work = sys::Workload {
+        paths,
+        argv,
+        envp,
+        cwd: c(cwd.as_bytes(), "the working directory")?,
+        stdio: [0, 1, 2],
+        setup,
+    };
+    Ok(Prepared {
+        work,
+        stdin,
+        tty,
+        initial,
+    })
 }
 
 /// Where `execvp` would find `prog` on `path` (the first regular,
@@ -1024,6 +1092,32 @@ pub fn resolve_program(prog: &str, path: Option<&str>) -> PathBuf {
         }
     }
     PathBuf::from(prog)
+}
+
+/// The paths the child tries, in order, for `prog`: execvp's search
+/// (each PATH entry, an empty one meaning the working directory; musl's
+/// default PATH when there is none), starting at the entry
+/// `resolve_program` found so that the usual start is one execve.
+fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
+    if prog.contains('/') {
+        return vec![PathBuf::from(prog)];
+    }
+    let found = resolve_program(prog, path);
+    let path = path.unwrap_or("/usr/local/bin:/bin:/usr/bin");
+    let all: Vec<PathBuf> = path
+        .split(':')
+        .map(|d| {
+            if d.is_empty() {
+                PathBuf::from(prog)
+            } else {
+                Path::new(d).join(prog)
+            }
+        })
+        .collect();
+    match all.iter().position(|p| *p == found) {
+        Some(i) => all[i..].to_vec(),
+        None => all,
+    }
 }
 
 /// The variable that carries `reapply_script` to the login shell; the

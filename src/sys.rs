@@ -1324,9 +1324,8 @@ pub fn session_id() -> u32 {
 }
 
 /// Make the child that `cmd` starts die (SIGKILL) when the thread that
-/// spawned it exits: a supervisor that is killed takes its workload's
-/// root process with it. The rest of the process group is killed by the
-/// reader that records the lost supervisor (see observe::current_state).
+/// spawned it exits (used for the `--retry-delay` stand-in; the workload
+/// itself starts through `spawn_workload`, which does the same).
 pub fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: getpid takes no arguments.
@@ -1343,6 +1342,217 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
             }
             Ok(())
         });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The workload's start: clone(CLONE_VM | CLONE_VFORK) → exec
+// ---------------------------------------------------------------------------
+
+/// Where the workload's child finds its session.
+pub enum Setup {
+    /// Its own process group in our session (stdio as given).
+    Group,
+    /// Leader of a new session whose controlling terminal is this
+    /// pseudo-terminal slave, which becomes its stdin, stdout and stderr.
+    Terminal(CString),
+}
+
+/// Everything the workload's child needs, built before the clone: the
+/// child runs on borrowed memory and may not allocate.
+pub struct Workload {
+    /// Paths to try in order (execvp's PATH search done here, see
+    /// `supervisor::candidates`); the first that execs wins.
+    pub paths: Vec<CString>,
+    pub argv: Vec<CString>,
+    /// `KEY=VALUE` entries, the child's whole environment.
+    pub envp: Vec<CString>,
+    pub cwd: CString,
+    /// Descriptors that become the child's 0, 1, 2 (ignored for
+    /// `Setup::Terminal`); they may be close-on-exec.
+    pub stdio: [RawFd; 3],
+    pub setup: Setup,
+}
+
+/// The data the child reads, and the one word it writes back.
+struct Handoff<'a> {
+    work: &'a Workload,
+    paths: Vec<*const libc::c_char>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    parent: libc::pid_t,
+    /// 0, or the errno of the step that failed (then the child _exits).
+    err: std::sync::atomic::AtomicI32,
+}
+
+/// Signals whose disposition this program changes: ignored ones stay
+/// ignored across exec (SIGPIPE, by Rust's runtime), and a handler must
+/// not run in the child while it shares our memory.
+const CHANGED_SIGNALS: [libc::c_int; 4] = [libc::SIGPIPE, INTERRUPT, libc::SIGSEGV, libc::SIGBUS];
+
+/// Start the workload and return its pid once it has exec'd. One
+/// `clone(CLONE_VM | CLONE_VFORK)`, as musl's posix_spawn does: no page
+/// tables are copied and neither side takes copy-on-write faults after,
+/// which fork + exec (std's `Command` with a `pre_exec` hook) paid on
+/// every start. posix_spawn itself is not enough: it cannot set the
+/// parent-death signal or a controlling terminal.
+///
+/// The child gets a new process group (or session on a terminal), the
+/// parent-death signal SIGKILL (bound to the calling thread), default
+/// signal dispositions for what we changed, an empty signal mask, and
+/// the working directory; then each of `paths` is tried as execvp tries
+/// PATH entries. A failure is returned as the errno of the failing step.
+pub fn spawn_workload(work: &Workload) -> io::Result<u32> {
+    let nul_ended = |v: &[CString]| {
+        let mut p: Vec<*const libc::c_char> = v.iter().map(|c| c.as_ptr()).collect();
+        p.push(std::ptr::null());
+        p
+    };
+    if work.paths.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let hand = Handoff {
+        work,
+        paths: nul_ended(&work.paths),
+        argv: nul_ended(&work.argv),
+        envp: nul_ended(&work.envp),
+        // SAFETY: getpid takes no arguments.
+        parent: unsafe { libc::getpid() },
+        err: std::sync::atomic::AtomicI32::new(0),
+    };
+    // The child's stack: it calls only a few libc wrappers. 16-byte
+    // aligned by being u128s; the top is passed (stacks grow down).
+    let mut stack = vec![0u128; 2048];
+    let top = stack.as_mut_ptr_range().end as *mut libc::c_void;
+    // SAFETY: sigfillset/pthread_sigmask write into local sigsets. All
+    // signals stay blocked across the clone, so no handler of ours runs
+    // on the child's side of the shared memory; the old mask comes back
+    // right after. `clone` gets a valid function, the top of a live
+    // stack and a pointer to `hand`, which outlives the child's use of
+    // it: CLONE_VFORK suspends this thread until the child has exec'd
+    // or exited, so `hand` and `stack` are alive and unmoved meanwhile.
+    let (pid, err) = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            workload_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &hand as *const Handoff as *mut libc::c_void,
+        );
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        (pid, err)
+    };
+    drop(stack);
+    if pid < 0 {
+        return Err(err);
+    }
+    match hand.err.load(std::sync::atomic::Ordering::Acquire) {
+        0 => Ok(pid as u32),
+        e => {
+            // It _exited: collect it, so that no zombie is left.
+            let _ = wait4(pid as u32, true);
+            Err(io::Error::from_raw_os_error(e))
+        }
+    }
+}
+
+/// The child of `spawn_workload`, on the parent's memory with its own
+/// stack until exec. It only makes system calls through libc wrappers
+/// that are async-signal-safe and touch no shared state (sigaction,
+/// sigprocmask, setpgid, setsid, open, ioctl, dup2, fcntl, close, chdir,
+/// prctl, getppid, kill, execve, _exit), reads `Handoff`, which the
+/// parent does not touch while suspended, and writes only its `err`.
+extern "C" fn workload_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Handoff` that `spawn_workload` passed, alive
+    // until this child execs or exits (CLONE_VFORK).
+    let h = unsafe { &*(arg as *const Handoff) };
+    fn fail(h: &Handoff) -> ! {
+        let e = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL);
+        h.err.store(e, std::sync::atomic::Ordering::Release);
+        // SAFETY: _exit ends this child without running anything of ours.
+        unsafe { libc::_exit(127) }
+    }
+    // SAFETY: each call below is a plain system call on values prepared
+    // by the parent (NUL-terminated strings and pointer arrays that end
+    // in NULL); none allocates or takes a lock.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in CHANGED_SIGNALS {
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+        match &h.work.setup {
+            Setup::Group => {
+                if libc::setpgid(0, 0) < 0 {
+                    fail(h);
+                }
+                for (target, &src) in h.work.stdio.iter().enumerate() {
+                    let target = target as libc::c_int;
+                    let rc = if src == target {
+                        // Same number: only the close-on-exec flag goes.
+                        libc::fcntl(src, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(src, target)
+                    };
+                    if rc < 0 {
+                        fail(h);
+                    }
+                }
+            }
+            Setup::Terminal(slave) => {
+                if libc::setsid() < 0 {
+                    fail(h);
+                }
+                let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+                if fd < 0 {
+                    fail(h);
+                }
+                libc::ioctl(fd, libc::TIOCSCTTY, 0);
+                for target in 0..3 {
+                    if libc::dup2(fd, target) < 0 {
+                        fail(h);
+                    }
+                }
+                if fd > 2 {
+                    libc::close(fd);
+                }
+            }
+        }
+        if libc::chdir(h.work.cwd.as_ptr()) < 0 {
+            fail(h);
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The parent may have died before prctl: then no signal comes.
+        if libc::getppid() != h.parent {
+            libc::kill(0, libc::SIGKILL);
+            libc::_exit(127);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // execvp's rule: EACCES from any entry is remembered, ENOENT and
+        // ENOTDIR move on to the next, any other error stops the search.
+        let mut seen_eacces = false;
+        for &path in h.paths.iter().take_while(|p| !p.is_null()) {
+            libc::execve(path, h.argv.as_ptr(), h.envp.as_ptr());
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EACCES) => seen_eacces = true,
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                _ => fail(h),
+            }
+        }
+        if seen_eacces {
+            h.err
+                .store(libc::EACCES, std::sync::atomic::Ordering::Release);
+            libc::_exit(127);
+        }
+        fail(h)
     }
 }
 
@@ -1377,38 +1587,6 @@ pub fn open_pty(cols: u16, rows: u16) -> io::Result<(OwnedFd, CString)> {
     // SAFETY: TIOCSWINSZ reads one winsize, a live local.
     cvt(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) })?;
     Ok((master, slave))
-}
-
-/// Make the child that `cmd` starts the leader of a new session whose
-/// controlling terminal is the pseudo-terminal `slave`, on its stdin,
-/// stdout and stderr. Its process group is its own (pgid = pid), so
-/// signals to the group reach everything it starts on the terminal.
-pub fn on_terminal(cmd: &mut std::process::Command, slave: CString) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and calls only
-    // setsid, open, ioctl, dup2 and close, which are async-signal-safe;
-    // `slave` was built before the fork and is only read.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            libc::ioctl(fd, libc::TIOCSCTTY, 0);
-            for target in 0..3 {
-                if libc::dup2(fd, target) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if fd > 2 {
-                libc::close(fd);
-            }
-            Ok(())
-        });
-    }
 }
 
 // ---------------------------------------------------------------------------

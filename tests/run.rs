@@ -323,6 +323,99 @@ fn launch_failures_are_failed_jobs_not_errors() {
     assert_eq!(w["state"], "failed");
 }
 
+/// The workload starts as a fresh exec would: no blocked signals, none
+/// ignored that we ignore (SIGPIPE is ignored by Rust's runtime), in its
+/// own process group, with the wrapper found as execvp finds it.
+#[test]
+fn the_workload_starts_clean_and_is_found_as_execvp_finds_it() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "sh -c",
+        "--",
+        "grep",
+        "-E",
+        "^Sig(Blk|Ign)",
+        "/proc/self/status",
+    ]);
+    let text = v["stdout"].as_str().unwrap();
+    let mask = |name: &str| {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{text}");
+    let sigpipe = 1u64 << (13 - 1);
+    assert_eq!(mask("SigIgn:") & sigpipe, 0, "SIGPIPE ignored: {text}");
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "sh -c",
+        "--",
+        "sh",
+        "-c",
+        "echo $(($$ == $(ps -o pgid= -p $$)))",
+    ]);
+    assert_eq!(v["stdout"], "1\n", "its own process group: {v}");
+
+    // A wrapper named without a slash is searched on the job's PATH: an
+    // entry whose file is not executable is passed over, as by execvp.
+    let bin = |name: &str| {
+        let d = t.base.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (first, second) = (bin("first"), bin("second"));
+    std::fs::write(first.join("mysh"), "#!/bin/sh\necho wrong\n").unwrap();
+    let script = second.join("mysh");
+    std::fs::write(&script, "#!/bin/sh\necho \"right $*\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "PATH={}:{}:/usr/bin:/bin",
+        first.display(),
+        second.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--env",
+        &path,
+        "--shell-wrapper",
+        "mysh -x",
+        "--",
+        "one",
+    ]);
+    assert_eq!(v["exit_code"], 0, "{v}");
+    assert_eq!(v["stdout"], "right -x one\n");
+    // Found nowhere: a failed launch that names the error.
+    let v = t.ok(&[
+        "run",
+        "--env",
+        &path,
+        "--shell-wrapper",
+        "no-such-shell-anywhere -c",
+        "--",
+        "true",
+    ]);
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["failure"]["code"], "spawn_failed");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(msg.contains("No such file or directory"), "{msg}");
+    // Only a non-executable one: permission denied, as execvp reports.
+    std::fs::write(first.join("mysh-nope"), "#!/bin/sh\n").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--env",
+        &path,
+        "--shell-wrapper",
+        "mysh-nope -c",
+        "--",
+        "true",
+    ]);
+    assert_eq!(v["failure"]["code"], "spawn_failed");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(msg.contains("Permission denied"), "{msg}");
+}
+
 #[test]
 fn cwd_is_used_and_recorded() {
     let t = TempRoot::new();
