@@ -362,14 +362,20 @@ fn run_once(
     };
     drop(tty);
     state.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
+    // The queued state that the running one replaced: freed when this
+    // run is over (dropped on return), never on the way to the start.
+    let mut queued_state = None;
     let (early_full, early_next) = match early {
         Some(Early {
             full,
             next,
             running,
         }) => {
-            if !running.is_some_and(|r| r.commit(&state).is_ok()) {
-                let _ = job.write_state(&state, false);
+            match running.map(|r| r.commit(&state)) {
+                Some(Ok(r)) => queued_state = r,
+                _ => {
+                    let _ = job.write_state(&state, false);
+                }
             }
             (Some(full), Some(next))
         }
@@ -536,6 +542,9 @@ fn run_once(
     if let Some(r) = replaced {
         r.release();
     }
+    if let Some(r) = queued_state {
+        r.release();
+    }
     let Tee { matcher, .. } = tee;
     Step::Done(Box::new(Ended {
         gc,
@@ -672,13 +681,26 @@ impl NextState {
         let _ = self.dir.unlink(self.name);
     }
 
-    /// As `commit`, with the state.json it replaces kept alive under
-    /// another name until `Replaced::release`: the rename then frees no
-    /// blocks. On ext4 mounted with `discard` and no journal (this
-    /// machine's root), freeing a block waits for the device to discard
-    /// it, 0.1-3 ms, which would stand between the job's end and its
-    /// waiters (and the queue's next job).
-    fn commit_keeping(mut self, state: &State) -> io::Result<Option<Replaced>> {
+    /// Write `state` and put it in place of state.json, keeping the file
+    /// it replaces alive (under this file's name, or `.state.prev`) until
+    /// `Replaced::release`: the swap frees no blocks. On ext4 mounted
+    /// with `discard` and no journal (this machine's root), freeing a
+    /// block waits for the device to discard it, 0.1-3 ms, which would
+    /// stand between the job's end and its waiters (and the queue's next
+    /// job). The swap is one RENAME_EXCHANGE; where the file system has
+    /// none (or state.json is missing), a link and a rename.
+    fn commit(mut self, state: &State) -> io::Result<Option<Replaced>> {
+        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        if let Err(e) = self.file.write_all(&text) {
+            let _ = self.dir.unlink(self.name);
+            return Err(e);
+        }
+        if self.dir.exchange(self.name, job::STATE).is_ok() {
+            return Ok(Some(Replaced {
+                dir: self.dir,
+                name: self.name,
+            }));
+        }
         // A `.state.prev` left by a supervisor that died is replaced.
         let kept = match self.dir.link(job::STATE, PREV_STATE) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -687,39 +709,24 @@ impl NextState {
             }
             r => r.is_ok(),
         };
-        let res = self.write_and_rename(state);
-        let replaced = kept.then_some(Replaced { dir: self.dir });
-        match res {
-            Ok(()) => Ok(replaced),
-            Err(e) => {
-                if let Some(r) = replaced {
-                    r.release();
-                }
-                Err(e)
-            }
-        }
-    }
-
-    fn commit(mut self, state: &State) -> io::Result<()> {
-        self.write_and_rename(state)
-    }
-
-    fn write_and_rename(&mut self, state: &State) -> io::Result<()> {
-        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-        let res = self
-            .file
-            .write_all(&text)
-            .and_then(|()| self.dir.rename(self.name, job::STATE));
-        if res.is_err() {
+        if let Err(e) = self.dir.rename(self.name, job::STATE) {
             let _ = self.dir.unlink(self.name);
+            if kept {
+                let _ = self.dir.unlink(PREV_STATE);
+            }
+            return Err(e);
         }
-        res
+        Ok(kept.then_some(Replaced {
+            dir: self.dir,
+            name: PREV_STATE,
+        }))
     }
 }
 
-/// The state.json a terminal state replaced, kept (`commit_keeping`).
+/// The state.json a state write replaced, kept (`NextState::commit`).
 struct Replaced {
     dir: sys::Dir,
+    name: &'static str,
 }
 
 const PREV_STATE: &str = ".state.prev";
@@ -727,7 +734,14 @@ const PREV_STATE: &str = ".state.prev";
 impl Replaced {
     /// Off the path that waits: its blocks may be freed now.
     fn release(self) {
-        let _ = self.dir.unlink(PREV_STATE);
+        drop(self);
+    }
+}
+
+/// Whatever path a run ends by, the kept file goes with it.
+impl Drop for Replaced {
+    fn drop(&mut self) {
+        let _ = self.dir.unlink(self.name);
     }
 }
 
@@ -842,7 +856,7 @@ fn publish_terminal_via(
     };
     let mut replaced = None;
     let prepared = match next {
-        Some(n) => n.commit_keeping(state).map(|r| replaced = r),
+        Some(n) => n.commit(state).map(|r| replaced = r),
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
     };
     if prepared.is_err() {

@@ -526,6 +526,33 @@ fn permissions_are_private() {
     }
 }
 
+/// The state files a supervisor swaps in place (`.state.next`, a queued
+/// job's `.state.run`, `.state.prev` where the file system cannot swap)
+/// are gone once it has exited, and state.json is the whole final state.
+#[test]
+fn a_finished_job_keeps_no_scratch_state_files() {
+    let t = TempRoot::new();
+    let plain = t.ok(&["run", "--", "echo", "x"]);
+    let queued = t.ok(&["run", "--queue", "q", "--", "echo", "y"]);
+    t.settle();
+    for v in [plain, queued] {
+        let id = v["job_id"].as_str().unwrap();
+        assert_eq!(v["state"], "exited", "{v}");
+        let names: Vec<String> = std::fs::read_dir(t.job_dir(id))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with('.')),
+            "scratch files left: {names:?}"
+        );
+        let st = t.state(id);
+        assert_eq!(st["job"]["status"], "exited", "{st}");
+        assert_eq!(st["result"]["exit_code"], 0);
+    }
+}
+
 #[test]
 fn progress_every_refreshes_updated_at() {
     let t = TempRoot::new();
