@@ -531,14 +531,8 @@ impl Job {
     /// new inode: a reader that took the stamp before reading the file
     /// knows by one lstat whether what it read is still current.
     pub fn meta_stamp(&self) -> Option<MetaStamp> {
-        use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(self.path(META)).ok()?;
-        Some(MetaStamp([
-            m.ino(),
-            m.len(),
-            m.mtime() as u64,
-            m.mtime_nsec() as u64,
-        ]))
+        Some(MetaStamp::of(&m))
     }
     /// state.json; a job whose meta.json exists but whose state.json does
     /// not yet is being started by `run` (see `launch::define`) and reads
@@ -582,6 +576,14 @@ impl Job {
 /// One version of meta.json: inode, size, modification time (`Job::meta_stamp`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MetaStamp([u64; 4]);
+
+impl MetaStamp {
+    /// The stamp of meta.json's metadata `m`.
+    pub fn of(m: &std::fs::Metadata) -> MetaStamp {
+        use std::os::unix::fs::MetadataExt;
+        MetaStamp([m.ino(), m.len(), m.mtime() as u64, m.mtime_nsec() as u64])
+    }
+}
 
 /// Read-modify-write `meta.json` under an exclusive flock on
 /// `<job>/meta.lock`, so two concurrent edits (`tag set`, `notify set`)

@@ -675,14 +675,11 @@ fn chunk_text(chunk: &[u8]) -> Option<&str> {
     }
 }
 
-/// (mtime s, mtime ns, inode, size) of meta.json.
-type Sig = (i64, i64, u64, u64);
-
 /// The per-job output matcher. The tee calls `refresh` once per read
 /// batch and `line` per emitted line or piece.
 pub struct Matcher {
     meta_path: PathBuf,
-    sig: Option<Sig>,
+    sig: Option<job::MetaStamp>,
     active: Option<Active>,
     ctx: Arc<SinkCtx>,
     /// Hits of the current read batch, not yet queued.
@@ -691,27 +688,38 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// `meta` gives the sinks' wrapper and cwd; the output-match config
-    /// itself is loaded by the first `refresh`.
-    pub fn new(job: &Job, meta: &Meta) -> Matcher {
-        Matcher {
+    /// `meta` gives the sinks' wrapper and cwd. With `stamp`, the stamp
+    /// meta.json had before `meta` was read from it, `meta`'s output-match
+    /// config applies until the file changes (no read on the first
+    /// output); without, the first `refresh` loads it.
+    pub fn new(job: &Job, meta: &Meta, stamp: Option<job::MetaStamp>) -> Matcher {
+        let mut m = Matcher {
             meta_path: job.path(job::META),
             sig: None,
             active: None,
             ctx: Arc::new(SinkCtx::new(job, meta)),
             batch: Vec::new(),
             worker: None,
+        };
+        if stamp.is_some() {
+            m.sig = stamp;
+            m.load(
+                meta.notification
+                    .as_ref()
+                    .and_then(|n| n.on_output_match.clone()),
+            );
         }
+        m
     }
 
     /// Reload the config if meta.json changed since the last load. Call
     /// after reading a batch and before matching it, so that a save that
     /// completed before a line was printed applies to that line.
     pub fn refresh(&mut self) {
-        let Ok(md) = fs::metadata(&self.meta_path) else {
+        let Ok(md) = fs::symlink_metadata(&self.meta_path) else {
             return;
         };
-        let sig = (md.mtime(), md.mtime_nsec(), md.ino(), md.size());
+        let sig = job::MetaStamp::of(&md);
         if self.sig == Some(sig) {
             return;
         }

@@ -447,7 +447,7 @@ fn run_once(
         streams: [Stream::new(out, out_log), Stream::new(err, err_log)],
         full: FullLog::new(full_log),
         buf: vec![0u8; READ_CHUNK],
-        matcher: Matcher::new(job, &meta),
+        matcher: Matcher::new(job, &meta, stamp),
     };
     let outcome = run_loop(
         job,
