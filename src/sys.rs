@@ -3,7 +3,9 @@
 //! This is the only module with `unsafe`. Each block says why it is
 //! sound; the code that runs between `fork` and `exec` says why each call
 //! there is async-signal-safe (the caller may be multi-threaded: the HTTP
-//! server launches jobs from worker threads). One function,
+//! server launches jobs from worker threads). The workload's child
+//! (`spawn_workload`) shares our memory until its exec, as posix_spawn's
+//! does: it only reads what was built for it and writes one word. One function,
 //! `poll_at_rest`, makes two system calls itself (x86-64 `syscall`, no
 //! libc) so that nothing outside it runs between dropping the program's
 //! code pages and the wait: the supervisor's resident code while a job
