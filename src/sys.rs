@@ -5,11 +5,10 @@
 //! there is async-signal-safe (the caller may be multi-threaded: the HTTP
 //! server launches jobs from worker threads). The workload's child
 //! (`spawn_workload`) shares our memory until its exec, as posix_spawn's
-//! does: it only reads what was built for it and writes one word. One function,
-//! `poll_at_rest`, makes two system calls itself (x86-64 `syscall`, no
-//! libc) so that nothing outside it runs between dropping the program's
-//! code pages and the wait: the supervisor's resident code while a job
-//! runs is then one 64 KiB window.
+//! does: it only reads what was built for it and writes one word. One
+//! function, `poll_at_rest`, drops the program's code pages and waits
+//! without running any of them in between (a machine-code stub in a page
+//! of its own): the supervisor keeps no code resident while a job runs.
 //!
 //! Rejected: the `nix` crate (not in our dependency budget); `kill(pid, 0)`
 //! as a liveness test (PID reuse; we use a flock the supervisor holds).
@@ -376,16 +375,18 @@ fn code_ranges() -> [Option<(usize, usize)>; 4] {
     out
 }
 
-/// `drop_code_pages`, then `poll`, with nothing run between the two but
-/// this function: what stays resident while the caller waits is the one
-/// fault-around window (64 KiB) this code is in. Through `drop_code_pages`
-/// and `poll`, the return to the caller, the poll wrapper and libc's
-/// poll each fault their own window back in before the wait begins
-/// (three windows, 176 KiB, in the supervisor).
+/// `drop_code_pages`, then `poll`, with nothing of the program's file
+/// run between the two: no code page is resident while the caller waits.
+/// Through `drop_code_pages` and `poll`, the return to the caller, the
+/// poll wrapper and libc's poll each fault their own window back in
+/// before the wait begins (three windows, 176 KiB, in the supervisor).
 ///
-/// The two system calls are made here directly (x86-64 Linux), not
-/// through libc, whose code lies elsewhere in the program; the function
-/// is kept out of line in its own section. Elsewhere, the two calls.
+/// On x86-64 Linux the two system calls are made by `REST_STUB`, a few
+/// instructions in an anonymous page (Pss of a supervisor at rest 108-112
+/// KiB, whatever the page cache's folio sizes). Where that page cannot
+/// be made, they are made here directly, not through libc, in a function
+/// kept out of line in its own section: one fault-around window (64 KiB,
+/// or the large folio it lies in) stays resident. Elsewhere, the two calls.
 #[inline(never)]
 #[link_section = ".text.hot.agent_exec_rest"]
 pub fn poll_at_rest(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
@@ -401,6 +402,28 @@ pub fn poll_at_rest(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
         } else {
             &ts as *const libc::timespec
         };
+        if let Some(stub) = rest_stub() {
+            let mut pairs = [[0usize; 2]; 4];
+            let mut n = 0;
+            for (start, len) in ranges.iter().flatten() {
+                pairs[n] = [*start, *len];
+                n += 1;
+            }
+            let args = RestArgs {
+                ranges: pairs.as_ptr(),
+                n,
+                fds: fds.as_mut_ptr(),
+                nfds: fds.len(),
+                ts: ts_ptr,
+            };
+            // SAFETY: `stub` is REST_STUB in a page of its own (see
+            // `rest_stub`): it follows the SysV calling convention,
+            // touches no memory but `args` and what the kernel writes
+            // through it (`fds`, a live mutable slice), and makes only the
+            // madvise calls `drop_code_pages` makes and one ppoll.
+            let rc = unsafe { stub(&args) };
+            return rest_result(rc);
+        }
         let mut i = 0;
         while i < ranges.len() {
             if let Some((start, len)) = ranges[i] {
@@ -440,15 +463,7 @@ pub fn poll_at_rest(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
                 options(nostack),
             );
         }
-        if rc < 0 {
-            let e = io::Error::from_raw_os_error(-rc as i32);
-            return if e.raw_os_error() == Some(libc::EINTR) {
-                Ok(0)
-            } else {
-                Err(e)
-            };
-        }
-        Ok(rc as usize)
+        rest_result(rc)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -456,6 +471,113 @@ pub fn poll_at_rest(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
         drop_code_pages();
         poll(fds, timeout_ms)
     }
+}
+
+/// A raw ppoll result as `poll` returns it (EINTR: nothing ready).
+#[cfg(target_arch = "x86_64")]
+fn rest_result(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        let e = io::Error::from_raw_os_error(-rc as i32);
+        return if e.raw_os_error() == Some(libc::EINTR) {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(rc as usize)
+}
+
+/// What `REST_STUB` reads: the ranges to drop ([start, len] pairs),
+/// then ppoll's fds, count and timeout (NULL: none).
+#[cfg(target_arch = "x86_64")]
+#[repr(C)]
+struct RestArgs {
+    ranges: *const [usize; 2],
+    n: usize,
+    fds: *mut PollFd,
+    nfds: usize,
+    ts: *const libc::timespec,
+}
+
+/// `poll_at_rest`'s two steps as x86-64 machine code (SysV ABI, one
+/// argument: `*const RestArgs`), run from an anonymous page of its own:
+/// once the program's pages are dropped, nothing of the file is mapped
+/// back before the wait. From its own text instead, the return from
+/// madvise faults in this code's window, 64 KiB, or the whole folio the
+/// page cache holds it in (128 KiB and more when the binary was written
+/// or read ahead in large pieces), all of it resident for the job's life.
+///
+/// ```text
+///     mov r9, rdi            ; args
+///     mov r10, [r9]          ; ranges
+///     mov r8, [r9+8]         ; n
+/// 1:  test r8, r8
+///     jz 2f
+///     mov rdi, [r10]         ; start
+///     mov rsi, [r10+8]       ; len
+///     mov edx, 4             ; MADV_DONTNEED
+///     mov eax, 28            ; SYS_madvise
+///     syscall                ; (clobbers rax, rcx, r11 only)
+///     add r10, 16
+///     dec r8
+///     jmp 1b
+/// 2:  mov rdi, [r9+16]       ; fds
+///     mov rsi, [r9+24]       ; nfds
+///     mov rdx, [r9+32]       ; timeout
+///     xor r10d, r10d         ; no signal mask
+///     mov r8d, 8             ; sigsetsize
+///     mov eax, 271           ; SYS_ppoll
+///     syscall
+///     ret                    ; rax: ppoll's result or -errno
+/// ```
+#[cfg(target_arch = "x86_64")]
+const REST_STUB: [u8; 72] = [
+    0x49, 0x89, 0xf9, 0x4d, 0x8b, 0x11, 0x4d, 0x8b, 0x41, 0x08, 0x4d, 0x85, //
+    0xc0, 0x74, 0x1c, 0x49, 0x8b, 0x3a, 0x49, 0x8b, 0x72, 0x08, 0xba, 0x04, //
+    0x00, 0x00, 0x00, 0xb8, 0x1c, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x49, 0x83, //
+    0xc2, 0x10, 0x49, 0xff, 0xc8, 0xeb, 0xdf, 0x49, 0x8b, 0x79, 0x10, 0x49, //
+    0x8b, 0x71, 0x18, 0x49, 0x8b, 0x51, 0x20, 0x45, 0x31, 0xd2, 0x41, 0xb8, //
+    0x08, 0x00, 0x00, 0x00, 0xb8, 0x0f, 0x01, 0x00, 0x00, 0x0f, 0x05, 0xc3, //
+];
+
+/// `REST_STUB` in a page of its own, mapped once: written while
+/// read+write, then made read+execute (never both writable and
+/// executable). None where executable anonymous memory is refused (a
+/// hardened kernel): `poll_at_rest` then runs from its own text.
+#[cfg(target_arch = "x86_64")]
+fn rest_stub() -> Option<unsafe extern "sysv64" fn(*const RestArgs) -> isize> {
+    static STUB: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let page = 4096;
+    let addr = *STUB.get_or_init(|| {
+        // SAFETY: a fresh private anonymous mapping of one page; we copy
+        // REST_STUB (72 bytes) into it while it is writable, then make it
+        // read+execute; on any failure the page is unmapped and unused.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return 0;
+            }
+            std::ptr::copy_nonoverlapping(REST_STUB.as_ptr(), p as *mut u8, REST_STUB.len());
+            if libc::mprotect(p, page, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                libc::munmap(p, page);
+                return 0;
+            }
+            p as usize
+        }
+    });
+    // SAFETY: a non-zero `addr` is the start of the executable copy of
+    // REST_STUB, a function of exactly this signature (see its listing),
+    // mapped for the rest of the process's life.
+    (addr != 0).then(|| unsafe {
+        std::mem::transmute::<usize, unsafe extern "sysv64" fn(*const RestArgs) -> isize>(addr)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -2201,6 +2323,9 @@ mod tests {
         assert_eq!(poll_at_rest(&mut fds, -1).unwrap(), 1);
         assert_ne!(fds[0].revents & POLLIN, 0);
         assert_eq!(format!("{:?}", (1, "ok")), "(1, \"ok\")");
+        // On x86-64 Linux the waits above ran in the stub's own page.
+        #[cfg(target_arch = "x86_64")]
+        assert!(rest_stub().is_some());
     }
 
     #[test]
