@@ -106,9 +106,10 @@ fn ticket_name(id: &str) -> String {
 }
 
 fn tickets(dir: &Path) -> Vec<String> {
-    // Within one listing (`with_one_read_per_queue`) each queue's line is
-    // read once, not once per queued job: a `ps` of 200 queued jobs read
-    // 40,000 names (20 ms) and now reads 200.
+    // Within one listing or one batch of a multi-job wait
+    // (`with_one_read_per_queue`) each queue's line is read once, not
+    // once per queued job: a `ps` of 200 queued jobs read 40,000 names
+    // (20 ms) and now reads 200.
     let memo = MEMO.with(|m| m.borrow().as_ref().and_then(|m| m.get(dir).cloned()));
     if let Some(names) = memo {
         return names;

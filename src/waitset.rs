@@ -105,10 +105,13 @@ pub fn wait_jobs(
     deadline: Option<Instant>,
     client: Option<Client<'_>>,
 ) -> Result<Option<Seen>> {
-    let mut states = jobs
-        .iter()
-        .map(observe::current_state)
-        .collect::<Result<Vec<_>>>()?;
+    // Each batch of reads sees each queue's line once (queued jobs'
+    // positions): 200 queued ids read 200 ticket names, not 40,000.
+    let mut states = crate::queue::with_one_read_per_queue(|| {
+        jobs.iter()
+            .map(observe::current_state)
+            .collect::<Result<Vec<_>>>()
+    })?;
     let mut first = pick_first(jobs, &states, &[]);
     let done = |states: &[State]| {
         let mut t = states.iter().map(|s| s.status().is_terminal());
@@ -136,13 +139,16 @@ pub fn wait_jobs(
             }
         }
         let before: Vec<bool> = states.iter().map(|s| s.status().is_terminal()).collect();
-        for (i, job) in jobs.iter().enumerate() {
-            if !before[i] && stale[i] {
-                states[i] = observe::current_state(job)?;
-                // A job with no source is looked at on every round.
-                stale[i] = matches!(sources.0[i], Source::None);
+        crate::queue::with_one_read_per_queue(|| -> Result<()> {
+            for (i, job) in jobs.iter().enumerate() {
+                if !before[i] && stale[i] {
+                    states[i] = observe::current_state(job)?;
+                    // A job with no source is looked at on every round.
+                    stale[i] = matches!(sources.0[i], Source::None);
+                }
             }
-        }
+            Ok(())
+        })?;
         if first.is_none() {
             first = pick_first(jobs, &states, &before);
         }

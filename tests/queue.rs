@@ -119,6 +119,11 @@ fn queued_jobs_show_queue_and_position_and_start_as_slots_free() {
     let pos = |id: &str| jobs.iter().find(|j| j["job_id"] == id).unwrap()["queue_position"].clone();
     assert_eq!(pos(&b), 0);
     assert_eq!(pos(&c), 1);
+    // A wait on several ids describes each as status does.
+    let w = t.ok(&["wait", "--until", "0", &b, &c]);
+    let jobs = w["jobs"].as_array().unwrap();
+    assert_eq!(jobs[0]["queue_position"], 0, "{w}");
+    assert_eq!(jobs[1]["queue_position"], 1, "{w}");
 
     let ps = t.ok(&["ps"]);
     let states: Vec<&str> = ps["jobs"]
