@@ -626,7 +626,7 @@ pub fn size_of(path: &Path) -> Option<u64> {
 /// - `running` with a free job lock: the supervisor died. The record says
 ///   `supervisor_lost`, and the job's process group (its root already got
 ///   SIGKILL from the kernel when the supervisor died, see
-///   `sys::die_with_parent`) is killed now, so that no workload runs on
+///   `sys::spawn_workload`) is killed now, so that no workload runs on
 ///   under a record that says it ended.
 /// - `created` with a job lock that exists and is free: a launch began
 ///   (`run` takes the lock before it writes meta.json; `start` creates it

@@ -41,9 +41,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::Matches;
@@ -613,30 +611,37 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
     if r.delay_ms == 0 {
         return job.write_state(&next, false).err().map(|_| ended.clone());
     }
+    // Started as the workload is (its own group, dying with us), with no
+    // environment: it only sleeps.
     let stand_in = sys::self_exe().and_then(|exe| {
-        use std::os::unix::ffi::OsStrExt;
-        let mut cmd = Command::new(std::ffi::OsStr::from_bytes(exe.as_bytes()));
-        cmd.args([
+        let null = File::options().read(true).write(true).open("/dev/null")?;
+        let arg = |a: &str| CString::new(a).map_err(io::Error::other);
+        let argv = [
             "_supervise",
             "--pause-ms",
             &r.delay_ms.to_string(),
             "/",
             "-",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-        sys::die_with_parent(&mut cmd);
-        cmd.spawn()
+        ]
+        .into_iter()
+        .map(arg)
+        .collect::<io::Result<Vec<_>>>()?;
+        let fd = null.as_raw_fd();
+        sys::spawn_workload(&sys::Workload {
+            argv: std::iter::once(exe.clone()).chain(argv).collect(),
+            paths: vec![exe],
+            envp: Vec::new(),
+            cwd: c"/".to_owned(),
+            stdio: [fd; 3],
+            setup: sys::Setup::Group,
+        })
     });
-    let Ok(child) = stand_in else {
+    let Ok(pid) = stand_in else {
         // No stand-in: wait without one (kill then finds no process).
         let _ = job.write_state(&next, false);
         std::thread::sleep(Duration::from_millis(r.delay_ms));
         return None;
     };
-    let pid = child.id();
     next.pid = Some(pid);
     next.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
     let _ = job.write_state(&next, false);

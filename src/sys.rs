@@ -1473,28 +1473,6 @@ pub fn session_id() -> u32 {
     unsafe { libc::getsid(0) }.max(0) as u32
 }
 
-/// Make the child that `cmd` starts die (SIGKILL) when the thread that
-/// spawned it exits (used for the `--retry-delay` stand-in; the workload
-/// itself starts through `spawn_workload`, which does the same).
-pub fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: getpid takes no arguments.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and calls only
-    // prctl, getppid, getpid and kill, which are async-signal-safe; it
-    // allocates nothing and touches only `parent`, copied in.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // The parent may have died before prctl: then no signal comes.
-            if libc::getppid() != parent {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-            Ok(())
-        });
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The workload's start: clone(CLONE_VM | CLONE_VFORK) → exec
 // ---------------------------------------------------------------------------
