@@ -1087,55 +1087,35 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     })
 }
 
-/// Where `execvp` would find `prog` on `path` (the first regular,
-/// executable file of that name), or `prog` itself when it names a path,
-/// nothing is found (the spawn then reports the error), or PATH is unset
-/// (execvp's default then applies).
-pub fn resolve_program(prog: &str, path: Option<&str>) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    if prog.contains('/') {
-        return PathBuf::from(prog);
-    }
-    let Some(path) = path else {
-        return PathBuf::from(prog);
-    };
-    for dir in path.split(':') {
-        // A relative entry names a directory of the job's cwd, which the
-        // child enters before exec: leave the search to it.
-        if !dir.starts_with('/') {
-            return PathBuf::from(prog);
-        }
-        let cand = Path::new(dir).join(prog);
-        if fs::metadata(&cand).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
-            return cand;
-        }
-    }
-    PathBuf::from(prog)
-}
-
 /// The paths the child tries, in order, for `prog`: execvp's search
 /// (each PATH entry, an empty one meaning the working directory; musl's
-/// default PATH when there is none), starting at the entry
-/// `resolve_program` found so that the usual start is one execve.
+/// default PATH when there is none). Leading absolute entries with no
+/// executable file of that name are passed over here, a stat each, rather
+/// than by the child trying execve in each (9 failed execs on a PATH of
+/// shims and tool directories before /usr/bin): the usual start is one
+/// execve. A relative entry ends the passing over (it names a directory
+/// of the job's cwd, which the child enters first); with nothing found,
+/// every entry is left to the child, which then reports what execvp would.
 fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     if prog.contains('/') {
         return vec![PathBuf::from(prog)];
     }
-    let found = resolve_program(prog, path);
     let path = path.unwrap_or("/usr/local/bin:/bin:/usr/bin");
-    let all: Vec<PathBuf> = path
+    let all: Vec<PathBuf> = path.split(':').map(|d| Path::new(d).join(prog)).collect();
+    let absent = |d: &str, c: &PathBuf| {
+        d.starts_with('/')
+            && !fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let skip = path
         .split(':')
-        .map(|d| {
-            if d.is_empty() {
-                PathBuf::from(prog)
-            } else {
-                Path::new(d).join(prog)
-            }
-        })
-        .collect();
-    match all.iter().position(|p| *p == found) {
-        Some(i) => all[i..].to_vec(),
-        None => all,
+        .zip(&all)
+        .take_while(|(d, c)| absent(d, c))
+        .count();
+    if skip == all.len() {
+        all
+    } else {
+        all[skip..].to_vec()
     }
 }
 
@@ -2005,18 +1985,27 @@ mod tests {
 
     #[test]
     fn programs_resolve_like_execvp() {
+        let c = |prog: &str, path: Option<&str>| candidates(prog, path);
+        assert_eq!(c("/bin/sh", Some("/nowhere")), [PathBuf::from("/bin/sh")]);
         assert_eq!(
-            resolve_program("/bin/sh", Some("/nowhere")),
-            PathBuf::from("/bin/sh")
+            c("sh", Some("/nonexistent:/usr/bin:/bin")),
+            [PathBuf::from("/usr/bin/sh"), PathBuf::from("/bin/sh")]
         );
-        assert_eq!(
-            resolve_program("sh", Some("/nonexistent:/usr/bin:/bin")),
-            PathBuf::from("/usr/bin/sh")
+        // PATH unset: execvp's default.
+        let first = c("sh", None)[0].clone();
+        assert!(
+            ["/usr/local/bin/sh", "/bin/sh", "/usr/bin/sh"].contains(&first.to_str().unwrap()),
+            "{first:?}"
         );
-        assert_eq!(resolve_program("sh", None), PathBuf::from("sh"));
+        // Found nowhere: every entry is left to the child.
         assert_eq!(
-            resolve_program("no-such-program-here", Some("/usr/bin")),
-            PathBuf::from("no-such-program-here")
+            c("no-such-program-here", Some("/usr/bin")),
+            [PathBuf::from("/usr/bin/no-such-program-here")]
+        );
+        // A relative entry (an empty one: the cwd) ends the passing over.
+        assert_eq!(
+            c("sh", Some("/nonexistent::/usr/bin")),
+            [PathBuf::from("sh"), PathBuf::from("/usr/bin/sh")]
         );
     }
 
