@@ -859,7 +859,6 @@ fn wait_watching(
     // Watch first, then read: a change between the two still wakes us.
     let watch = Watch(sys::watch_dir(&job.dir).ok().map(File::from));
     let watch = &watch.0;
-    let mut drain = [0u8; 4096];
     loop {
         let st = current_state(job)?;
         if done(&st) {
@@ -890,7 +889,7 @@ fn wait_watching(
         sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
         if let Some(f) = &watch {
             if fds[0].revents != 0 {
-                while matches!((&*f).read(&mut drain), Ok(n) if n > 0) {}
+                drain_watch(f);
             }
         }
         if give_up.is_some() && fds.last().is_some_and(|p| p.revents != 0) {
@@ -977,6 +976,13 @@ fn closer() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<File>> {
     })
 }
 
+/// Read away what an inotify watch (non-blocking) has queued, so that
+/// the next poll waits for news.
+pub(crate) fn drain_watch(mut w: &File) {
+    let mut buf = [0u8; 4096];
+    while matches!(w.read(&mut buf), Ok(n) if n > 0) {}
+}
+
 /// Close an inotify descriptor off the answer's path: its last close
 /// waits out an SRCU grace period (5–15 ms here). A command exits right
 /// after its answer, so a background child makes that close after it
@@ -1053,9 +1059,8 @@ impl<'a> Waker<'a> {
         sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;
         let fired = |i: usize| fds.get(slots[i]).is_some_and(|p| p.revents != 0);
         if fired(0) {
-            if let Some(mut f) = self.watch.as_ref() {
-                let mut drain = [0u8; 4096];
-                while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+            if let Some(f) = self.watch.as_ref() {
+                drain_watch(f);
             }
         }
         if fired(1) {

@@ -25,7 +25,6 @@
 //! a poll tick for every job (a cost, and an answer late by the tick).
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -203,11 +202,7 @@ pub fn wait_jobs(
             }
             stale[i] = true;
             match &sources.0[i] {
-                Source::Watch(f) => {
-                    let mut drain = [0u8; 4096];
-                    let mut f = f;
-                    while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
-                }
+                Source::Watch(f) => observe::drain_watch(f),
                 // Spent: it stays readable. The read below says how the
                 // job ended.
                 Source::Lock(_) => sources.0[i] = Source::None,

@@ -8,7 +8,6 @@
 //! (see `queue`). If the job started meanwhile, the supervisor ignores
 //! that signal and `kill` signals the job's group as for any running job.
 
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -112,8 +111,7 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                         let ms = left.as_millis().clamp(1, 100) as i32;
                         let mut fds = [sys::poll_fd(w.as_raw_fd(), sys::POLLIN)];
                         let _ = sys::poll(&mut fds, ms);
-                        let (mut drain, mut f) = ([0u8; 4096], w);
-                        while matches!(f.read(&mut drain), Ok(n) if n > 0) {}
+                        observe::drain_watch(w);
                     }
                     // No watch (inotify refused): look again shortly.
                     None => std::thread::sleep(left.min(Duration::from_millis(20))),
