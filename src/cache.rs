@@ -4,7 +4,7 @@
 //! kernel hashes and sorts every entry of the root on each scan; that and
 //! the per-job reads were nearly all of `list`'s time.
 //!
-//! Format: a header `agent-exec list-cache 2 INO NLINK MTIME_NS LEGACY`,
+//! Format: a header `agent-exec list-cache 3 INO NLINK MTIME_NS LEGACY`,
 //! then one line per job directory, newest first (ULIDs descending, then
 //! the LEGACY non-ULID names descending): the name and, for a job `list`
 //! has read in a final state, a tab and a note. A note is opaque here;
@@ -48,7 +48,7 @@ use crate::error::Result;
 use crate::store::{self, Names, RootStamp, Store, CACHE_DIR};
 
 const FILE: &str = "list";
-const HEADER: &str = "agent-exec list-cache 2";
+const HEADER: &str = "agent-exec list-cache 3";
 /// Smaller roots list fast enough: no cache file.
 const MIN_JOBS: usize = 64;
 /// The file is read in pieces this large, as the walk needs them.
@@ -551,7 +551,7 @@ mod tests {
             format!("{header}{}\n{}\n{}\n", ulid(63), ulid(61), ulid(62)),
             format!("{header}{}\n../etc\n", ulid(63)),
             format!("{header}{}\nlegacy\n", ulid(63)),
-            header.replace("list-cache 2", "list-cache 1") + &ulid(1) + "\n",
+            header.replace("list-cache 3", "list-cache 1") + &ulid(1) + "\n",
         ] {
             fs::write(cache_file(&s), &text).unwrap();
             assert_eq!(walk(&mut ListCache::load(&s).unwrap()), want, "{text}");

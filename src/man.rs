@@ -352,6 +352,7 @@ const JOB_ROW: &[(&str, &str)] = &[
     ("started_at?", "When it started."),
     ("finished_at?", "When it ended."),
     ("updated_at?", "Last state change (or progress refresh)."),
+    ("duration_ms?", "How long it ran, once terminal."),
     ("tags", "The job's tags."),
     ("command", CMD_FIELD),
     ("cwd?", CWD_FIELD),

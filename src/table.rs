@@ -94,7 +94,8 @@ fn row(j: &Value, now: i64) -> [String; 7] {
     let secs = |ms: u64| if ms == 0 { "<1s".into() } else { human_ms(ms) };
     let age = since("created_at").map_or("-".into(), secs);
     let ts = |k: &str| text(j, k).and_then(|t| crate::time::parse_ts(&t));
-    // List entries carry no duration_ms: their timestamps (to the second) say it.
+    // Entries without duration_ms (not terminal, or from an older
+    // binary's state): their timestamps, to the second, say it.
     let duration = match j.get("duration_ms").and_then(Value::as_u64) {
         Some(ms) => human_ms(ms),
         None if state == "running" => since("started_at").map_or("-".into(), secs),

@@ -568,3 +568,54 @@ fn wait_for_several_sees_a_lost_supervisor_at_once() {
         "answered {took:?} after the crash"
     );
 }
+
+#[test]
+fn list_entries_carry_the_duration_and_the_table_shows_it_as_status_does() {
+    let t = TempRoot::new();
+    let s = schema(&t);
+    // `list` keeps notes of finished jobs only in a root of 64 jobs or more.
+    for _ in 0..64 {
+        t.ok(&["create", "--", "true"]);
+    }
+    // Long enough to cross a second boundary now and then, which the
+    // timestamps (to the second) alone would show as 1s.
+    let done = t.ok(&["run", "--until", "30", "--", "sleep", "0.3"]);
+    assert_eq!(done["state"], "exited", "{done}");
+    let id = id_of(&done);
+    let want = done["duration_ms"].as_u64().expect("duration_ms");
+    let entry = |l: &Value, id: &str| {
+        let jobs = l["jobs"].as_array().unwrap();
+        jobs.iter().find(|j| j["job_id"] == id).unwrap().clone()
+    };
+    let running = t.start_job(&["sleep", "60"]);
+    let l = t.ok(&["list", "--limit", "0"]);
+    validate::valid(&s, &l);
+    let (done_e, live_e) = (entry(&l, &id), entry(&l, &running));
+    assert_eq!(done_e["duration_ms"].as_u64(), Some(want), "{done_e}");
+    assert!(live_e.get("duration_ms").is_none(), "{live_e}");
+    t.ok(&["kill", &running]);
+    t.ok(&["wait", "--until", "30", &running]);
+    // Once the files have settled, `list` notes what it shows of each
+    // finished job and later reads the note instead: the duration too.
+    let notes = t.root.join(".cache/list");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&notes).is_ok_and(|n| n.contains(&id)) {
+        assert!(Instant::now() < deadline, "list never noted the job");
+        std::thread::sleep(Duration::from_millis(150));
+        t.ok(&["list", "--limit", "0"]);
+    }
+    let l = t.ok(&["list", "--limit", "0"]);
+    validate::valid(&s, &l);
+    let noted = entry(&l, &id);
+    assert_eq!(noted["duration_ms"].as_u64(), Some(want), "{noted}");
+    let cell = |out: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        let cols = columns(lines[0]);
+        let row = lines.iter().find(|l| l.starts_with(&id[..10])).unwrap();
+        row[cols[3]..cols[4]].trim().to_string()
+    };
+    let listed = cell(&t.out(&["list", "--table"]).stdout);
+    let status = cell(&t.out(&["--table", "status", &id]).stdout);
+    assert_eq!(listed, status);
+    assert_ne!(listed, "1s", "0.3 s shown from second timestamps");
+}

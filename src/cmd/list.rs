@@ -71,6 +71,9 @@ pub struct ListEntry {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// How long it ran, once terminal (the timestamps are to the second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     pub tags: Vec<String>,
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
@@ -192,6 +195,7 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
             started_at: st.started_at,
             finished_at: st.finished_at,
             updated_at: st.updated_at,
+            duration_ms: st.duration_ms,
             tags: meta.tags,
             ran: crate::usage::RanCost {
                 ran: crate::usage::Ran {
@@ -233,6 +237,8 @@ struct StateSummary {
     started_at: Option<String>,
     finished_at: Option<String>,
     updated_at: Option<String>,
+    /// Terminal jobs only, like `cost`.
+    duration_ms: Option<u64>,
     /// Terminal jobs only (`usage::Cost::of`).
     cost: crate::usage::Cost,
     queued: crate::queue::QueueInfo,
@@ -241,6 +247,7 @@ struct StateSummary {
 impl From<job::State> for StateSummary {
     fn from(s: job::State) -> Self {
         StateSummary {
+            duration_ms: s.result.duration_ms.filter(|_| s.status().is_terminal()),
             cost: crate::usage::Cost::of(&s),
             queued: crate::queue::QueueInfo::of(&s),
             status: Some(s.status()),
@@ -310,6 +317,7 @@ fn make_note(
         &st.updated_at,
         &meta.command,
         (st.cost.cpu_user_ms, st.cost.cpu_sys_ms, st.cost.max_rss_kb),
+        st.duration_ms,
     );
     Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
 }
@@ -326,6 +334,7 @@ type Shown = (
     Option<String>,
     Vec<String>,
     (Option<u64>, Option<u64>, Option<u64>),
+    Option<u64>,
 );
 
 /// A note's summary, if both files of job `name` in `root` are still as
@@ -350,6 +359,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         updated_at,
         command,
         (cpu_user_ms, cpu_sys_ms, max_rss_kb),
+        duration_ms,
     ): Shown = serde_json::from_str(json).ok()?;
     let status = [Status::Exited, Status::Killed, Status::Failed]
         .into_iter()
@@ -367,6 +377,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         started_at,
         finished_at,
         updated_at,
+        duration_ms,
         cost: crate::usage::Cost {
             cpu_user_ms,
             cpu_sys_ms,
