@@ -701,8 +701,8 @@ impl Matcher {
             batch: Vec::new(),
             worker: None,
         };
-        if stamp.is_some() {
-            m.sig = stamp;
+        if let Some(stamp) = stamp {
+            m.sig = Some(stamp);
             m.load(
                 meta.notification
                     .as_ref()

@@ -537,12 +537,8 @@ fn run_once(
         g.thread
     });
     crate::store::sync_file(&job.dir, crate::job::STATE);
-    if let Some(r) = replaced {
-        r.release();
-    }
-    if let Some(r) = queued_state {
-        r.release();
-    }
+    // Off the path that waits: the replaced states' blocks may go now.
+    drop((replaced, queued_state));
     let Tee { matcher, .. } = tee;
     Step::Done(Box::new(Ended {
         gc,
@@ -688,7 +684,7 @@ impl NextState {
 
     /// Write `state` and put it in place of state.json, keeping the file
     /// it replaces alive (under this file's name, or `.state.prev`) until
-    /// `Replaced::release`: the swap frees no blocks. On ext4 mounted
+    /// the `Replaced` is dropped: the swap frees no blocks. On ext4 mounted
     /// with `discard` and no journal (this machine's root), freeing a
     /// block waits for the device to discard it, 0.1-3 ms, which would
     /// stand between the job's end and its waiters (and the queue's next
@@ -736,14 +732,8 @@ struct Replaced {
 
 const PREV_STATE: &str = ".state.prev";
 
-impl Replaced {
-    /// Off the path that waits: its blocks may be freed now.
-    fn release(self) {
-        drop(self);
-    }
-}
-
-/// Whatever path a run ends by, the kept file goes with it.
+/// Dropped off the path that waits (or on whatever path a run ends by):
+/// the kept file goes, and its blocks may be freed.
 impl Drop for Replaced {
     fn drop(&mut self) {
         let _ = self.dir.unlink(self.name);
@@ -1101,14 +1091,17 @@ fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
     if prog.contains('/') {
         return vec![PathBuf::from(prog)];
     }
-    let path = path.unwrap_or("/usr/local/bin:/bin:/usr/bin");
-    let all: Vec<PathBuf> = path.split(':').map(|d| Path::new(d).join(prog)).collect();
+    let dirs: Vec<&str> = path
+        .unwrap_or("/usr/local/bin:/bin:/usr/bin")
+        .split(':')
+        .collect();
+    let all: Vec<PathBuf> = dirs.iter().map(|d| Path::new(d).join(prog)).collect();
     let absent = |d: &str, c: &PathBuf| {
         d.starts_with('/')
             && !fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    let skip = path
-        .split(':')
+    let skip = dirs
+        .iter()
         .zip(&all)
         .take_while(|(d, c)| absent(d, c))
         .count();
