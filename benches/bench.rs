@@ -1984,39 +1984,41 @@ fn queue(b: &mut Bench) {
     }
     let enqueue_ms = ms(t0.elapsed());
     // Sample `ps` while the jobs run: never more than 2 running.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (bin, root, stop) = (b.bin.clone(), root.clone(), stop.clone());
-        std::thread::spawn(move || {
+    // SCHED_IDLE from its first instruction: one `chrt` at the start, a
+    // shell loop whose children (each `ps`, each `sleep`) inherit the
+    // policy through fork. Not a `chrt` per sample: chrt runs at normal
+    // priority until it changes its own policy, and that change does not
+    // reschedule, so the sampler kept a CPU for up to 3.5 ms (a tick)
+    // while a woken supervisor waited behind it and the other CPU idled
+    // (sched tracepoints, 5 of the slowest 13 starts). Not nice 19 either:
+    // EEVDF let a nice-19 `ps` keep its CPU for 3 ms the same way.
+    let sampler = (std::env::var_os("BENCH_QUEUE_NO_PS").is_none()).then(|| {
+        Command::new("chrt")
+            .args(["--idle", "0", "sh", "-c"])
+            .arg("while :; do \"$0\" --root \"$1\" ps --all --limit 0; sleep 0.04; done")
+            .arg(&b.bin)
+            .arg(&root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chrt")
+    });
+    let sampler = sampler.map(|mut child| {
+        let out = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
             let (mut most, mut samples) = (0usize, 0usize);
-            let off = std::env::var_os("BENCH_QUEUE_NO_PS").is_some();
-            while !off && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // SCHED_IDLE: the observer should not be what delays a
-                // start. Not nice 19: this kernel's scheduler (EEVDF)
-                // let a nice-19 `ps` keep its CPU for 3 ms while a
-                // woken supervisor waited on it (perf sched); a
-                // SCHED_IDLE task is preempted by any wake-up.
-                let o = Command::new("chrt")
-                    .args(["--idle", "0"])
-                    .arg(&bin)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["ps", "--all", "--limit", "0"])
-                    .stderr(Stdio::null())
-                    .output();
-                if let Ok(v) = o.map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout)) {
-                    if let Some(jobs) = v.ok().and_then(|v| v["jobs"].as_array().cloned()) {
-                        let running = jobs.iter().filter(|j| j["state"] == "running").count();
-                        most = most.max(running);
-                        samples += 1;
-                    }
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let Some(jobs) = v["jobs"].as_array() {
+                    let running = jobs.iter().filter(|j| j["state"] == "running").count();
+                    most = most.max(running);
+                    samples += 1;
                 }
-                // Not more often: the sampler competes with the queue.
-                std::thread::sleep(Duration::from_millis(40));
             }
             (most, samples)
-        })
-    };
+        });
+        (child, reader)
+    });
     // One `wait` for all of them, asleep until each ends: a `wait` per
     // job would start a process at the very moment each slot frees,
     // competing with the next job's start. Started, and given a moment
@@ -2035,8 +2037,12 @@ fn queue(b: &mut Bench) {
             .count()
     });
     let run_ms = ms(t1.elapsed());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sampled_most, samples) = sampler.join().unwrap_or((usize::MAX, 0));
+    // The loop ends; the reader, once the sample in flight is written.
+    let (sampled_most, samples) = sampler.map_or((0, 0), |(mut child, reader)| {
+        let _ = child.kill();
+        let _ = child.wait();
+        reader.join().unwrap_or((usize::MAX, 0))
+    });
     let text = fs::read_to_string(&marks).unwrap_or_default();
     if std::env::var_os("BENCH_QUEUE_GAPS").is_some() {
         let keep = std::env::temp_dir().join("ae-queue-marks.txt");
