@@ -16,8 +16,10 @@
 //!
 //! Also removed: `created` jobs (never started) older than the age rule,
 //! counted from their creation (reason `older_than`), and half-written
-//! job directories — no meta.json, untouched for a minute — left by a
-//! launch that died (reason `incomplete`).
+//! job directories — named as a job id, no meta.json, untouched for a
+//! minute — left by a launch that died (reason `incomplete`). Anything
+//! else in the root that is not a readable job is skipped
+//! (`state_unreadable`), however old: it is not ours.
 //!
 //! Invariants
 //! - `running` jobs are never deleted, and neither is any job whose job
@@ -388,7 +390,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         r.scanned_dirs += 1;
         let st = match observe::current_state(&store.job(name)) {
             Ok(st) => st,
-            Err(_) if abandoned_incomplete(&store.root.join(name)) => {
+            Err(_) if abandoned_incomplete(name, &store.root.join(name)) => {
                 incomplete.push(name);
                 continue;
             }
@@ -644,10 +646,13 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
 pub const INCOMPLETE_AFTER_SECS: i64 = 60;
 
 /// Is `dir` a half-written job directory (no meta.json) untouched for
-/// `INCOMPLETE_AFTER_SECS`?
-fn abandoned_incomplete(dir: &Path) -> bool {
+/// `INCOMPLETE_AFTER_SECS`? Only a directory named as a launch names one
+/// (a ULID) can be: anything else in the root (a folder someone put
+/// there, a root given by mistake) is not ours to remove, and is skipped
+/// as unreadable.
+fn abandoned_incomplete(name: &str, dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    if fs::symlink_metadata(dir.join(crate::job::META)).is_ok() {
+    if !store::is_ulid(name) || fs::symlink_metadata(dir.join(crate::job::META)).is_ok() {
         return false;
     }
     fs::symlink_metadata(dir)

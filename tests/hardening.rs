@@ -410,15 +410,35 @@ fn a4_a_launch_that_died_reads_launch_lost_and_half_written_dirs_go() {
     let fresh = t.root.join("01K0000000000000000000000A");
     std::fs::create_dir_all(&old).unwrap();
     std::fs::create_dir_all(&fresh).unwrap();
-    assert!(Command::new("touch")
-        .args(["-d", "2 minutes ago"])
-        .arg(&old)
-        .status()
-        .unwrap()
-        .success());
+    // A folder that is not named as a job is not ours, however old (a
+    // mistyped --root must not cost anybody their files).
+    let theirs = t.root.join("myproject");
+    std::fs::create_dir_all(theirs.join("src")).unwrap();
+    std::fs::write(theirs.join("src/main.rs"), b"important").unwrap();
+    for d in [&old, &theirs] {
+        assert!(Command::new("touch")
+            .args(["-d", "3 hours ago"])
+            .arg(d)
+            .status()
+            .unwrap()
+            .success());
+    }
     let v = t.ok(&["gc"]);
     assert!(!old.exists(), "{v}");
     assert!(fresh.exists(), "{v}");
+    assert!(theirs.join("src/main.rs").exists(), "{v}");
+    let e = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["job_id"] == "myproject")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (e["action"].as_str(), e["reason"].as_str()),
+        (Some("skipped"), Some("state_unreadable")),
+        "{v}"
+    );
     let e = v["jobs"]
         .as_array()
         .unwrap()
