@@ -265,6 +265,29 @@ fn delete_all_with_missing_root_and_usage_errors() {
 }
 
 #[test]
+fn delete_all_from_a_removed_directory_is_an_error_not_the_root_of_it_all() {
+    let t = TempRoot::new();
+    // A finished job of `/`: what `--all` would reach if an unreadable
+    // working directory were taken for `/`.
+    let id = ulid_at(1_700_000_000_000, 7);
+    t.fabricate(&id, "exited", std::path::Path::new("/"), FIN);
+    let gone = t.base.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg("cd \"$1\" && rmdir \"$1\" && exec \"$2\" --root \"$3\" delete --all")
+        .arg("sh")
+        .arg(&gone)
+        .arg(support::BIN)
+        .arg(&t.root);
+    let o = t.exec(c);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "io_error", "{v}");
+    assert!(t.job_dir(&id).join("meta.json").exists(), "{v}");
+}
+
+#[test]
 fn hostile_ids_never_delete_outside_the_root() {
     let t = TempRoot::new();
     let canary = t.base.join("canary");

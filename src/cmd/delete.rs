@@ -267,7 +267,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let body = match (m.has("all"), ids.len()) {
         (true, 0) => delete_all(
             &store,
-            super::list::current_dir(),
+            super::list::caller_dir()?,
             dry_run,
             m.has("include-created"),
         )?,

@@ -109,6 +109,20 @@ pub fn current_dir() -> String {
     }
 }
 
+/// The caller's working directory for an action scoped to it (`delete
+/// --all`): an error when it cannot be read (it was removed, say), never
+/// `/` in its place, which would put another directory's jobs in scope.
+pub fn caller_dir() -> Result<String> {
+    match std::env::current_dir() {
+        Ok(d) if d.is_absolute() => Ok(d.to_string_lossy().into_owned()),
+        Ok(d) => Err(crate::error::Error::io(
+            "current directory",
+            std::io::Error::other(format!("not absolute: {}", d.display())),
+        )),
+        Err(e) => Err(crate::error::Error::io("current directory", e)),
+    }
+}
+
 pub fn list_jobs(store: &Store, q: &ListQuery) -> Result<ListBody> {
     crate::queue::with_one_read_per_queue(|| list_jobs_now(store, q))
 }

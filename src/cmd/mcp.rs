@@ -758,7 +758,7 @@ fn delete(m: &Matches, store: &crate::store::Store) -> Result<String> {
     let body = match (m.has("all"), ids.len()) {
         (true, 0) => delete_all(
             store,
-            super::list::current_dir(),
+            super::list::caller_dir()?,
             dry_run,
             m.has("include-created"),
         )?,
