@@ -413,9 +413,18 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         no_full_log: spec.no_full_log,
     };
     let mut state = State::created(&job.id);
-    // Env files are read again when the job starts; an unusable one fails
-    // the job now rather than after a launch.
-    if let Some(why) = spec.env_files.iter().find_map(|p| read_env_file(p).err()) {
+    // Env files are read when the job starts. For `run` that is now: an
+    // unusable one fails the job at once rather than after a launch. A
+    // created job only stores the paths (the README: "re-read at start
+    // time"), so the file may be written between `create` and `start`;
+    // an unusable one then fails the job at `start`.
+    let check_now = !keep_created;
+    if let Some(why) = spec
+        .env_files
+        .iter()
+        .filter(|_| check_now)
+        .find_map(|p| read_env_file(p).err())
+    {
         state.fail("env_file_unreadable", why);
     }
     if !spec.env.is_empty() {
@@ -450,8 +459,12 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         job.write_state(&state, false)?;
     }
     // Every path a response prints exists when it is printed (D41): a
-    // created job's logs are empty files until it starts; `run`'s are
+    // created job's logs are empty files until it starts, and so are
+    // those of a job that failed here (it never starts); `run`'s are
     // created by its supervisor before it reports running.
+    if state.status() != Status::Created && !keep_created {
+        create_logs(job)?;
+    }
     if keep_created {
         // A capped log's gap records exist before the log does, so that
         // a reader that finds the log finds them (see `logcap`).

@@ -63,6 +63,32 @@ fn create_then_start() {
 }
 
 #[test]
+fn a_created_jobs_env_file_is_read_at_start() {
+    // The README: `--env-file` stores the path; the file is read at
+    // start, so it may be written (or fixed) after `create`.
+    let t = TempRoot::new();
+    let envf = t.base.join("later.env");
+    let p = envf.to_str().unwrap();
+    let v = t.ok(&["create", "--env-file", p, "--", "sh", "-c", "echo $LATER"]);
+    assert_eq!(v["state"], "created", "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    std::fs::write(&envf, "LATER=yes\n").unwrap();
+    let v = t.ok(&["start", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdout"].as_str()),
+        (Some("exited"), Some("yes\n")),
+        "{v}"
+    );
+    // Still unusable at start: the job fails then, as a launch failure.
+    let v = t.ok(&["create", "--env-file", "/no/such/file.env", "--", "true"]);
+    assert_eq!(v["state"], "created", "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let v = t.ok(&["start", &id]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "env_file_unreadable", "{v}");
+}
+
+#[test]
 fn a_defined_job_without_a_state_file_reads_as_created() {
     // What `run` leaves for the moment before its supervisor writes
     // `running` (it never writes `created`), made to last: every reader

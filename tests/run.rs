@@ -303,6 +303,30 @@ fn stdin_variants() {
 }
 
 #[test]
+fn a_launch_failure_prints_log_paths_that_exist() {
+    // D41: every path we print exists when we print it, a failed launch's
+    // logs included (empty: nothing ran).
+    let t = TempRoot::new();
+    for (cmd, args) in [
+        ("run", vec!["--cwd", "/no/such/dir"]),
+        ("run", vec!["--env-file", "/no/such/file.env"]),
+        ("run", vec!["--stdin-file", "/no/such/input"]),
+        ("create", vec!["--stdin-file", "/no/such/input"]),
+        ("run", vec!["--shell-wrapper", "/no/such/shell -c"]),
+    ] {
+        let mut a = vec![cmd];
+        a.extend(&args);
+        a.extend(["--", "true"]);
+        let v = t.ok(&a);
+        assert_eq!(v["state"], "failed", "{a:?} {v}");
+        for k in ["stdout_log_path", "stderr_log_path"] {
+            let p = v[k].as_str().unwrap();
+            assert!(std::path::Path::new(p).is_file(), "{a:?}: {k} {p} missing");
+        }
+    }
+}
+
+#[test]
 fn launch_failures_are_failed_jobs_not_errors() {
     let t = TempRoot::new();
     let v = t.ok(&["run", "--cwd", "/no/such/dir", "--", "true"]);
