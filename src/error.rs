@@ -207,6 +207,9 @@ impl Error {
                 truncated,
                 ..
             } => Some(json!({ "candidates": candidates, "truncated": truncated })),
+            // The id as given: an error about a job names it, whichever
+            // door (one id, several, a dependency) it came through.
+            Error::JobNotFound(id) => Some(json!({ "job_id": id })),
             _ => None,
         }
     }

@@ -352,7 +352,7 @@ mod tests {
         let j = error_json(&Error::JobNotFound("x".into()));
         assert_eq!(
             j,
-            r#"{"schema_version":"0.1","ok":false,"type":"error","error":{"code":"job_not_found","message":"job not found: x","retryable":false}}"#
+            r#"{"schema_version":"0.1","ok":false,"type":"error","error":{"code":"job_not_found","message":"job not found: x","retryable":false,"details":{"job_id":"x"}}}"#
         );
     }
 

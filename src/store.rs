@@ -179,6 +179,14 @@ impl Store {
             if self.is_job_dir(cand) {
                 return Ok(Job::new(cand, self.root.join(cand)));
             }
+            // Named exactly, but a symlink (the directory, or its
+            // meta.json): not a job, and said so rather than "not found".
+            if let Some(what) = self.symlinked(cand) {
+                return Err(Error::UnsafePath(format!(
+                    "job {cand}: {what} is a symlink; agent-exec does not follow it"
+                ))
+                .in_job(cand));
+            }
         }
         // Names are compared as bytes: a name with multi-byte characters
         // is never sliced inside one.
@@ -212,6 +220,20 @@ impl Store {
 
     /// A real directory (not a symlink) holding a regular meta.json (not
     /// a symlink either).
+    /// What of job `name` is a symlink, if its directory or its
+    /// meta.json is one.
+    fn symlinked(&self, name: &str) -> Option<&'static str> {
+        let dir = self.root.join(name);
+        let link = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        if link(&dir) {
+            Some("its directory")
+        } else if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) && link(&dir.join(META)) {
+            Some("its meta.json")
+        } else {
+            None
+        }
+    }
+
     pub fn is_job_dir(&self, name: &str) -> bool {
         let dir = self.root.join(name);
         fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())

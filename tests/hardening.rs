@@ -687,13 +687,20 @@ fn a11_symlinks_in_job_dirs_are_refused() {
         "{e}"
     );
     assert_eq!(e["error"]["details"]["job_id"], id.as_str());
-    // A job directory that is a symlink is not a job.
+    // A job directory that is a symlink is not a job: named exactly, it
+    // is refused as such (the man page's unsafe_path); a prefix does not
+    // find it.
     let elsewhere = t.base.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let other = id_of(&t.ok(&["run", "--", "true"]));
     std::fs::rename(t.job_dir(&other), elsewhere.join(&other)).unwrap();
     std::os::unix::fs::symlink(elsewhere.join(&other), t.job_dir(&other)).unwrap();
-    let (_, e) = t.err(&["status", &other]);
+    for cmd in ["status", "tail", "wait", "kill", "delete"] {
+        let (_, e) = t.err(&[cmd, &other]);
+        assert_eq!(e["error"]["code"], "unsafe_path", "{cmd} {e}");
+        assert_eq!(e["error"]["details"]["job_id"], other.as_str(), "{cmd} {e}");
+    }
+    let (_, e) = t.err(&["status", &other[..20]]);
     assert_eq!(e["error"]["code"], "job_not_found", "{e}");
     t.ok(&["gc", "--older-than", "0"]);
     assert!(
