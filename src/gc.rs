@@ -291,6 +291,10 @@ impl Report {
             bytes,
         };
         if dry_run {
+            // What the real run would refuse is refused here too.
+            if let Some(why) = alive_blocker(st) {
+                return self.out_of_scope(name, state, why, bytes);
+            }
             self.freed_bytes += bytes;
             self.jobs.push(entry);
             return;
@@ -502,10 +506,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         }
         let bytes = f.bytes.unwrap_or_else(|| dir_bytes(&job.dir));
         // Re-read now: the job may have been restarted or pinned since
-        // the scan.
-        let st = (!p.dry_run)
-            .then(|| observe::current_state(&job).ok())
-            .flatten();
+        // the scan. (A dry run reads it too: its processes decide.)
+        let st = observe::current_state(&job).ok();
         r.remove(
             &job,
             (f.name, f.state),
@@ -610,6 +612,15 @@ pub fn hold_for_removal(
     })
 }
 
+/// For a dry run, which must predict the real one: `pid_alive` when
+/// `hold_for_removal` would refuse the job for its live processes. (The
+/// locks it takes are not tried: a dry run takes nothing, and a job that
+/// is running is out of scope by its state already.)
+pub fn alive_blocker(st: Option<&State>) -> Option<&'static str> {
+    st.filter(|st| !st.live_processes().is_empty() || st.root_alive())
+        .map(|_| "pid_alive")
+}
+
 /// An exclusive flock on `f` within `patience`. Polled (a blocking flock
 /// cannot be given up): this runs only for a removal that found readers.
 fn exclusive_soon(f: &std::fs::File, patience: std::time::Duration) -> bool {
@@ -629,10 +640,47 @@ fn exclusive_soon(f: &std::fs::File, patience: std::time::Duration) -> bool {
 /// to report (`delete_failed: ...` or `post_delete_check_failed`).
 /// The caller holds it (`hold_for_removal`).
 pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
-    // remove_dir_all removes symlinks, never what they point at.
+    // In an order that leaves no lie behind if it stops half-way (a file
+    // that cannot be removed, say): everything else first, so the job
+    // still reads as it was; then meta.json, after which the directory is
+    // no job at all (a half-written one, which gc removes later); then
+    // state.json. Removing state.json first left meta.json alone: a
+    // finished job that read `created`, and could be started again.
+    // Nothing here follows a symlink: a link is removed as itself.
+    let failed = |e: io::Error| format!("delete_failed: {e}");
+    match fs::read_dir(&job.dir) {
+        Ok(rd) => {
+            for e in rd {
+                let e = e.map_err(failed)?;
+                let name = e.file_name();
+                if name == crate::job::META || name == crate::job::STATE {
+                    continue;
+                }
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                let gone = if is_dir {
+                    fs::remove_dir_all(e.path())
+                } else {
+                    fs::remove_file(e.path())
+                };
+                match gone {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed(e)),
+                    _ => {}
+                }
+            }
+            for name in [crate::job::META, crate::job::STATE] {
+                match fs::remove_file(job.dir.join(name)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed(e)),
+                    _ => {}
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    // What is left (nothing, or what appeared meanwhile) and the directory.
     if let Err(e) = fs::remove_dir_all(&job.dir) {
         if e.kind() != io::ErrorKind::NotFound {
-            return Err(format!("delete_failed: {e}"));
+            return Err(failed(e));
         }
     }
     match fs::symlink_metadata(&job.dir) {

@@ -582,7 +582,7 @@ const REPLIES: &[Reply] = &[
             ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped."),
         ],
         notes: &[
-            "delete takes several job ids at once; a running job among them is refused (invalid_state). delete --all --include-created also removes the created jobs in scope.",
+            "delete takes several job ids at once. With one id, a job that cannot be removed (running, in use, alive) is an error (invalid_state); with several, every id must resolve first (else nothing is removed), then each job is deleted or listed skipped with its reason (running, in_use, pid_alive), as delete --all reports. delete --all --include-created also removes the created jobs in scope.",
             SAFE_DELETE,
             "delete --all also skips a terminal job whose recorded process is still alive (reason pid_alive). The check compares the process's start time with the recorded one, so a reused pid never blocks a delete.",
         ],

@@ -288,6 +288,36 @@ fn delete_all_from_a_removed_directory_is_an_error_not_the_root_of_it_all() {
 }
 
 #[test]
+fn a_removal_that_fails_half_way_leaves_the_job_as_it_was() {
+    // A file that cannot be removed (immutable): the job must still read
+    // as the finished job it is, never `created` (startable again).
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo", "kept"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let log = t.job_dir(&id).join("stdout.log");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&log)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i is not available here (needs root and ext4-like fs)");
+        return;
+    }
+    let (code, e) = t.err(&["delete", &id]);
+    let after = t.ok(&["status", &id]);
+    assert!(chattr("-i"));
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(after["state"], "exited", "{after}");
+    assert_eq!(after["exit_code"], 0, "{after}");
+    t.ok(&["delete", &id]);
+    assert!(!t.job_dir(&id).exists());
+}
+
+#[test]
 fn hostile_ids_never_delete_outside_the_root() {
     let t = TempRoot::new();
     let canary = t.base.join("canary");

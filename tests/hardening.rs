@@ -333,6 +333,33 @@ fn a3_a20_delete_refuses_live_members_and_ignores_reused_pids() {
     fab(live, pid, sid, start);
     // Same pid, but another start time and session: somebody else's.
     fab(reused, pid, sid + 1, start + 1);
+    // A dry run predicts the real run: the live job would be refused.
+    let (code, e) = t.err(&["delete", "--dry-run", live]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("invalid_state")),
+        "{e}"
+    );
+    let v = t.ok(&["gc", "--dry-run"]);
+    let reasons: Vec<(String, String)> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["job_id"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons.contains(&(live.to_string(), "pid_alive".to_string())),
+        "{v}"
+    );
+    assert!(
+        reasons.contains(&(reused.to_string(), "older_than".to_string())),
+        "{v}"
+    );
     let (code, e) = t.err(&["delete", live]);
     assert_eq!(
         (code, e["error"]["code"].as_str()),

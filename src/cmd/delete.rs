@@ -169,6 +169,11 @@ fn delete_job(
         return Err((state, "running".into()));
     }
     if dry_run {
+        // A dry run predicts the real one: a job with live processes
+        // would be refused.
+        if let Some(why) = gc::alive_blocker(st.as_ref()) {
+            return Err((state, why.to_string()));
+        }
         return Ok((state, "would_delete"));
     }
     // A queued job leaves its queue: it is killed (nothing of it ran, so
