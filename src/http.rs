@@ -558,6 +558,7 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
         417 => "Expectation Failed",
@@ -724,6 +725,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    #[test]
+    fn every_status_we_answer_has_its_reason_phrase() {
+        for s in [
+            200, 204, 400, 401, 403, 404, 405, 408, 409, 411, 413, 417, 431, 500, 503, 505,
+        ] {
+            assert_ne!(reason(s), "Unknown", "{s}");
+        }
+        assert_eq!(reason(409), "Conflict");
+    }
 
     /// A connection that yields the given chunks, one per read, then EOF
     /// (or a timeout error when `stall` is set).

@@ -76,10 +76,11 @@
 //!   `AGENT_EXEC_SERVE_TOKEN` set, every route but /health needs
 //!   `Authorization: Bearer <token>` (constant-time compare); a
 //!   non-loopback bind needs `--insecure` and the token. Browsers are
-//!   kept out unless invited: a POST carrying an `Origin` other than
+//!   kept out unless invited: a request carrying an `Origin` other than
 //!   `--allow-origin` is refused (403), which stops a web page from
-//!   POSTing `/exec` to a local server (its GETs get no CORS header, so
-//!   it can read nothing); without a token, a `Host` that is
+//!   POSTing `/exec` to a local server or holding a wait open (and it
+//!   gets no CORS header, so it could read nothing); without a token, a
+//!   `Host` that is
 //!   a dotted DNS name (other than `*.localhost`) is refused (403), which
 //!   stops DNS rebinding from reading job output.
 //! - `/exec` never writes `env` values into meta.json (they go to
@@ -968,9 +969,11 @@ fn gate(srv: &Server, req: &Request) -> Result<bool> {
         return Ok(authed);
     }
     // A browser page from another origin may read nothing (no CORS
-    // header for it) but could still *send* a simple POST: refuse those,
-    // so a web page cannot launch or kill jobs on a local server.
-    if let Some(o) = req.origin().filter(|_| req.method == Method::Post) {
+    // header for it) but could still *send* a simple request: refuse
+    // every one (a POST would launch or kill jobs; a GET would still
+    // run a wait or a follow on the server), as the README says. Only
+    // browsers send Origin; other clients are not affected.
+    if let Some(o) = req.origin() {
         if srv.allow_origin.as_deref() != Some(o) {
             return Err(Error::Forbidden(format!(
                 "origin '{o}' is not allowed (see serve --allow-origin)"
