@@ -973,7 +973,7 @@ static SERVE: Cmd = Cmd {
     name: "serve",
     alias: None,
     about: "Serve the job API over HTTP/1.1",
-    long_about: "Serves /health, /exec, /status, /tail, /wait, /kill and /list. Prints one 'serve' document when listening. With AGENT_EXEC_SERVE_TOKEN set, every route but /health needs 'Authorization: Bearer <token>'. A non-loopback bind needs --insecure and the token.",
+    long_about: "Serves /health, /exec, /status, /tail, /wait, /kill, /restart, /send and /list. Prints one 'serve' document when listening. With AGENT_EXEC_SERVE_TOKEN set, every route but /health needs 'Authorization: Bearer <token>'. A non-loopback bind needs --insecure and the token.",
     flags: &[
         Flag::value("bind", "HOST:PORT", Ty::Str, "Address to listen on (an IP literal and a port)").default("127.0.0.1:19263"),
         Flag::value("port", "PORT", Ty::U64, "Listen on 127.0.0.1:PORT (0 picks a free port)"),
@@ -991,7 +991,7 @@ static MCP: Cmd = Cmd {
     name: "mcp",
     alias: None,
     about: "Serve the job loop as MCP tools over stdio",
-    long_about: "Speaks the Model Context Protocol (JSON-RPC 2.0, one message per line) on stdin and stdout, with the tools run, status, tail, wait, kill, send, list and delete: each takes its command's flags under their HTTP names (until and timeout in seconds) and answers with the document the command prints as structuredContent. Waits are bounded by AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10, when a call gives no until) and AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50, a cap). Ends at EOF on stdin; jobs go on.",
+    long_about: "Speaks the Model Context Protocol (JSON-RPC 2.0, one message per line) on stdin and stdout, with the tools run, status, tail, wait, kill, send, list, delete and restart: each takes its command's flags under their HTTP names (until and timeout in seconds) and answers with the document the command prints as structuredContent. Waits are bounded by AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10, when a call gives no until) and AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50, a cap). Ends at EOF on stdin; jobs go on.",
     flags: &[],
     pos: &[],
     conflicts: &[],

@@ -197,6 +197,17 @@ fn tools_list_has_object_schemas() {
         names,
         ["run", "status", "tail", "wait", "kill", "send", "list", "delete", "restart"]
     );
+    // Each is named by `mcp --help` and its man page.
+    let help =
+        String::from_utf8(t.bare().args(["mcp", "--help"]).output().unwrap().stdout).unwrap();
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/agent-exec-mcp.1"),
+    )
+    .unwrap();
+    for n in &names {
+        assert!(help.contains(n), "mcp --help does not name {n}");
+        assert!(page.contains(n), "agent-exec-mcp.1 does not name {n}");
+    }
     for t in tools {
         assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
         assert_eq!(t["inputSchema"]["type"], "object", "{t}");

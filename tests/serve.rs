@@ -1491,3 +1491,26 @@ fn every_flag_of_a_routed_command_is_accepted_by_its_route() {
     }
     assert!(checked >= 20, "only {checked} flags checked");
 }
+
+#[test]
+fn help_and_man_page_name_every_route() {
+    let t = TempRoot::new();
+    let help =
+        String::from_utf8(t.bare().args(["serve", "--help"]).output().unwrap().stdout).unwrap();
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/agent-exec-serve.1"),
+    )
+    .unwrap();
+    for r in [
+        "health", "exec", "status", "tail", "wait", "kill", "restart", "send", "list",
+    ] {
+        assert!(
+            help.contains(&format!("/{r}")),
+            "serve --help does not name /{r}"
+        );
+        assert!(
+            page.contains(&format!("/{r}")),
+            "agent-exec-serve.1 does not name /{r}"
+        );
+    }
+}
