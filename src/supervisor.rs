@@ -12,7 +12,7 @@
 //!   descendant can hold open forever.
 //! - The terminal state is written once, after the pipes are drained:
 //!   everything the root child wrote is read before `exited` appears.
-//!   Descendants that keep the pipes open get a short grace (50 ms idle,
+//!   Descendants that keep the pipes open get a short grace (250 ms idle,
 //!   1 s at most), then lose them. It is made durable (fsync of the file
 //!   and the directory) right after it is published and waiters are told,
 //!   so the fsync never delays `run` or `wait`.
@@ -58,7 +58,12 @@ use crate::sys::{self, Exit};
 pub const MAX_LINE: usize = 64 * 1024;
 const READ_CHUNK: usize = 128 * 1024;
 const PIPE_SIZE: i32 = 1 << 20;
-const DRAIN_IDLE: Duration = Duration::from_millis(50);
+/// Silence after which descendants still holding the pipes lose them.
+/// Long enough that a background child's last words a moment after the
+/// root exits are kept (50 ms lost `(sleep 0.05; echo late) &`); short
+/// enough that a silent daemon holding the pipes delays the terminal
+/// state by no more than this. A job whose pipes close pays nothing.
+const DRAIN_IDLE: Duration = Duration::from_millis(250);
 const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// Entry point of the hidden `_supervise` subcommand.

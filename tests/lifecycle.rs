@@ -328,6 +328,14 @@ fn dead_supervisor_becomes_failed() {
 }
 
 #[test]
+fn a_background_childs_words_just_after_the_end_are_kept() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "sh -c '(sleep 0.15; echo late) & echo early'"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "early\nlate\n", "{v}");
+}
+
+#[test]
 fn descendants_holding_pipes_do_not_hold_the_job() {
     let t = TempRoot::new();
     let t0 = Instant::now();
