@@ -203,6 +203,7 @@ pub struct JobState {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct JobResult {
     pub exit_code: Option<i32>,
+    #[serde(default, deserialize_with = "signal_named")]
     pub signal: Option<String>,
     pub duration_ms: Option<u64>,
     #[serde(default)]
@@ -285,6 +286,18 @@ pub struct State {
     /// (an earlier run), whose logs are there too.
     #[serde(skip)]
     pub run_dir: Option<PathBuf>,
+}
+
+/// A recorded signal as D7 spells it (`SIGTERM`): 0.2.3 wrote some as
+/// numbers ("15"), which read as their names.
+fn signal_named<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.map(|s| match s.trim().parse::<i32>() {
+        Ok(n) => crate::sys::signal_name(n),
+        Err(_) => s,
+    }))
 }
 
 /// An earlier run of a job, as `status` lists it (`previous_runs`).
@@ -754,6 +767,16 @@ pub fn dedup(items: &[&str]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signal_recorded_as_a_number_reads_as_its_name() {
+        let r: JobResult = serde_json::from_str(r#"{"exit_code":null,"signal":"15"}"#).unwrap();
+        assert_eq!(r.signal.as_deref(), Some("SIGTERM"));
+        let r: JobResult = serde_json::from_str(r#"{"signal":"SIGKILL"}"#).unwrap();
+        assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+        let r: JobResult = serde_json::from_str(r#"{"signal":null}"#).unwrap();
+        assert_eq!(r.signal, None);
+    }
+
     use super::*;
 
     #[test]

@@ -288,10 +288,12 @@ fn parse_duration_inner(t: &str) -> Option<u64> {
             acc.saturating_mul(10).saturating_add(u128::from(c - b'0'))
         })
     };
+    // A fraction of a millisecond rounds up: a positive duration never
+    // becomes 0 (which means "no limit" for --timeout).
     let scale = 10u128.pow(frac.len() as u32);
     let ms = int(whole)
         .saturating_mul(unit_ms)
-        .saturating_add(int(frac).saturating_mul(unit_ms) / scale);
+        .saturating_add(int(frac).saturating_mul(unit_ms).div_ceil(scale));
     Some(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
@@ -480,9 +482,12 @@ mod tests {
             ("2h", 7_200_000),
             ("1d", 86_400_000),
             ("0", 0),
-            ("0.0001s", 0),
+            ("0.0s", 0),
+            // Fractions of a millisecond round up: never 0 ("no limit").
+            ("0.0001s", 1),
+            ("0.0004", 1),
             ("1.0000000001s", 1_000),
-            ("2.5ms", 2),
+            ("2.5ms", 3),
         ] {
             assert_eq!(parse_duration_ms(text).unwrap(), ms, "{text:?}");
         }
