@@ -99,5 +99,5 @@ fn main() {
             e.exit_code()
         }
     };
-    std::process::exit(code);
+    std::process::exit(output::exit_status(code));
 }

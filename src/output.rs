@@ -157,9 +157,33 @@ fn write_stdout(text: &str) {
     let mut out = io::stdout().lock();
     let res = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     if let Err(e) = res {
+        // A reader that went away (`| head`) is the usual end of a pipe.
         if e.kind() == io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
+        // Anything else (a full disk, a closed stdout) lost the answer:
+        // the caller must not read success from the exit status.
+        use std::io::Write as _;
+        let _ = writeln!(
+            io::stderr(),
+            "agent-exec: error: could not write the answer to stdout: {e}"
+        );
+        UNWRITTEN.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Set when a document could not be written to stdout (not EPIPE). (A
+/// stdout closed at start cannot be told apart: Rust's runtime puts
+/// /dev/null there before main, as it should.)
+static UNWRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// The exit status once the answer is out: `code`, or 1 if the answer
+/// could not be written (and `code` said success).
+pub fn exit_status(code: i32) -> i32 {
+    if code == 0 && UNWRITTEN.load(Ordering::SeqCst) {
+        1
+    } else {
+        code
     }
 }
 

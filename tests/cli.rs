@@ -299,3 +299,27 @@ fn closed_stdout_is_quiet() {
     let st = child.wait().unwrap();
     assert!(st.code().is_some(), "killed by a signal instead of exiting");
 }
+
+#[test]
+fn an_answer_that_cannot_be_written_is_a_failure() {
+    // /dev/full: every write fails with ENOSPC. The job ran, but the
+    // caller never got its answer, and must not read success.
+    let t = TempRoot::new();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for args in [vec!["--version"], vec!["run", "--", "true"]] {
+        let mut c = t.cmd(&args);
+        c.stdout(full());
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("could not write the answer"),
+            "{args:?}: {err}"
+        );
+    }
+}
