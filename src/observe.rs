@@ -655,8 +655,32 @@ fn current_state_inner(job: &Job, st: State) -> Result<State> {
     ) {
         return Ok(st);
     }
-    // Jobs written by other tools may have no lock file: trust the state.
+    // Jobs written by other tools (0.2.3) have no lock file: the kernel
+    // cannot vouch for them. Their recorded pid (the child's, or early
+    // on the supervisor's) can: a `running` job whose process is gone is
+    // reported failed (D12: never running with nobody behind it). Not
+    // written back: without the lock, a supervisor of theirs might still
+    // be about to write the truth.
     let Some(lock) = job.open_lock() else {
+        if st.status() == Status::Running {
+            if let Some(pid) = st.pid.filter(|p| *p > 1) {
+                let gone = !sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'));
+                if gone {
+                    let mut st = st;
+                    let last_word = st.updated_at.clone();
+                    st.fail(
+                        "supervisor_lost",
+                        format!("the job has no lock file and its recorded process {pid} is gone"),
+                    );
+                    // When it ended is unknown; its last record is the
+                    // latest it can be known to have lived (and the same
+                    // on every read, as nothing is written).
+                    st.finished_at = Some(last_word.clone());
+                    st.updated_at = last_word;
+                    return Ok(st);
+                }
+            }
+        }
         return Ok(st);
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {

@@ -460,3 +460,39 @@ fn full_log_follows_a_running_job() {
     assert_eq!(t.ok(&["status", &id])["state"], "running");
     t.ok(&["kill", &id]);
 }
+
+#[test]
+fn a_lockless_legacy_job_whose_process_is_gone_is_not_running() {
+    // 0.2.3 wrote no lock file; D12 still holds: a `running` job whose
+    // recorded process is gone reads failed (supervisor_lost). One whose
+    // process lives stays running.
+    let t = TempRoot::new();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let set_pid = |id: &str, pid: u32| {
+        t.fabricate(id, "running", &t.cwd, None);
+        let p = t.job_dir(id).join("state.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["pid"] = pid.into();
+        std::fs::write(&p, v.to_string()).unwrap();
+    };
+    let dead = "0123456789abcdef0123456789abcdef";
+    let live = "fedcba9876543210fedcba9876543210";
+    set_pid(dead, gone_pid);
+    set_pid(live, child.id());
+    let v = t.ok(&["status", dead]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let w = t.ok(&["wait", "--until", "5", dead]);
+    assert_eq!(w["state"], "failed", "{w}");
+    assert_eq!(t.ok(&["status", live])["state"], "running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(t.ok(&["status", live])["state"], "failed");
+}
