@@ -993,7 +993,7 @@ fn main_page() -> String {
         ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml."),
         ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
         ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind."),
-        ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: the persisted event file (completion_event.json for job.finished, notification_events.ndjson for job.output.matched)."),
+        ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: a file that already holds the event when the sink starts: completion_event.json for job.finished; for job.output.matched, match_events/<seq>.json in the job directory, <seq> being the event's line in notification_events.ndjson (whose line, with the sinks' delivery_results, is written once they have run)."),
         ("AGENT_EXEC_JOB_ID", "Set for notification command sinks: the job id."),
         ("AGENT_EXEC_EVENT_TYPE", "Set for notification command sinks: job.finished or job.output.matched."),
     ];
@@ -1012,6 +1012,7 @@ fn main_page() -> String {
         ("lock", "Held by the supervisor while the job runs: a free lock and a running state mean the supervisor is gone."),
         ("completion_event.json", "The job.finished event and its delivery results."),
         ("notification_events.ndjson", "One line per job.output.matched event, with delivery results."),
+        ("match_events/<seq>.json", "A job.output.matched event with a command sink, written before the sink starts (its AGENT_EXEC_EVENT_PATH)."),
         ("runs/<attempt>/", "An earlier run kept by restart or run --retry: its state.json, stdout.log, stderr.log and the other per-run files above. The last [restart] keep_runs are kept."),
     ];
     for (k, v) in files {
