@@ -147,8 +147,10 @@ fn absolute(p: &str) -> String {
 /// (notify set) replaces the completion command; `--notify-file` replaces
 /// the completion file. Output-match: no `--output-*` flag keeps the
 /// existing config; otherwise the given fields override it (or the
-/// defaults), and an empty resulting pattern means no output-match at all.
-/// A regex that does not compile is `invalid_pattern`.
+/// defaults). An empty resulting pattern means no output-match at all:
+/// what `--output-pattern ''` alone asks for; with other `--output-*`
+/// flags it is a `usage_error` (their settings would be lost). A regex
+/// that does not compile is `invalid_pattern`.
 pub fn notification_from(
     m: &Matches,
     existing: Option<&Notification>,
@@ -183,7 +185,22 @@ pub fn notification_from(
         if let Some(f) = given(m, "output-file") {
             om.file = Some(absolute(f));
         }
-        if !om.pattern.is_empty() {
+        if om.pattern.is_empty() {
+            // Nothing to match: settings for matches would be dropped
+            // (0.2.3 did so silently). Refused instead; an empty
+            // --output-pattern alone clears output-match on purpose.
+            let orphans: Vec<String> = OUTPUT_FLAGS[1..]
+                .iter()
+                .filter(|f| m.has(f))
+                .map(|f| format!("--{f}"))
+                .collect();
+            if !orphans.is_empty() {
+                return Err(Error::usage(format!(
+                    "{} needs --output-pattern: no pattern is set (an empty --output-pattern alone clears output-match)",
+                    orphans.join(", ")
+                )));
+            }
+        } else {
             check_pattern(&om)?;
             n.on_output_match = Some(om);
         }

@@ -777,9 +777,25 @@ fn notify_set_merges_and_answers_with_the_stored_object() {
     let v = t.ok(&["notify", "set", bid]);
     assert_eq!(v["notification"], json!({}));
     assert!(t.meta(bid).get("notification").is_none());
-    // Output flags without a pattern configure nothing.
-    let v = t.ok(&["notify", "set", bid, "--output-file", "x.ndjson"]);
-    assert_eq!(v["notification"], json!({}));
+    // Output flags without a pattern would configure nothing: refused,
+    // not silently dropped (0.2.3's quirk), and nothing is stored.
+    for args in [
+        vec!["--output-file", "x.ndjson"],
+        vec!["--output-command", "true"],
+        vec!["--output-pattern", "", "--output-file", "x.ndjson"],
+    ] {
+        let mut a = vec!["notify", "set", bid];
+        a.extend(&args);
+        let (code, e) = t.err(&a);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{args:?} {e}"
+        );
+    }
+    assert!(t.meta(bid).get("notification").is_none());
+    let (_, e) = t.err(&["run", "--output-file", "x.ndjson", "--", "true"]);
+    assert_eq!(e["error"]["code"], "usage_error", "{e}");
 
     let (code, e) = t.err(&["notify", "set", "01NOSUCHJOB000000000000000"]);
     assert_eq!(code, 1);
