@@ -306,7 +306,10 @@ const INLINE: &[(&str, &str)] = &[
     ("duration_ms?", "How long the job ran, once terminal."),
     ("timed_out?", "Once terminal: true when --timeout stopped the job."),
     ("attempt", ATTEMPT),
-    ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, launch_lost, supervisor_lost."),
+    ("stdout_tail?, stderr_tail?", TAIL_FIELD),
+    ("stdout_tail_range?, stderr_tail_range?", "[start, end] of the tail text."),
+    ("cursor", CURSOR_FIELD),
+    ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable, launch_lost, supervisor_lost."),
     ("output_lost?", OUTPUT_LOST),
     ("command", CMD_FIELD),
     ("cwd?", CWD_FIELD),
@@ -319,6 +322,9 @@ const INLINE: &[(&str, &str)] = &[
     ("stdout_dropped_bytes", DROPPED),
     ("stderr_dropped_bytes", "As stdout_dropped_bytes, for stderr."),
 ];
+
+const TAIL_FIELD: &str = "The end of the log (at most --tail-bytes bytes, from a line start) when the head does not reach it; absent when the head holds the whole log.";
+const CURSOR_FIELD: &str = "Just after the output returned: tail --since reads on from here.";
 
 const CMD_FIELD: &str =
     "The command as stored in meta.json: the words given, or the one shell string.";
@@ -508,6 +514,13 @@ const REPLIES: &[Reply] = &[
             ("queue?", QUEUE_FIELD),
             ("queue_position?", QUEUE_POSITION),
             ("waiting_for?", WAITING_FOR),
+            ("stdout, stderr", "The head of each log, as run returns it (--max-bytes)."),
+            ("stdout_range, stderr_range", "[start, end] byte offsets of that text in the log."),
+            ("stdout_tail?, stderr_tail?", TAIL_FIELD),
+            ("stdout_tail_range?, stderr_tail_range?", "[start, end] of the tail text."),
+            ("encoding", "Always \"utf-8-lossy\"."),
+            ("cursor", CURSOR_FIELD),
+            ("matched?", "With --output: the line that matched {stream, line, offset}."),
             ("stdout_dropped_bytes? / stderr_dropped_bytes?", "Bytes a capped log (--max-log-bytes) dropped from its middle (absent, as the totals, while a log does not exist)."),
             ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --output and --since: bytes after the cursor that a capped log had dropped, passed over by the search."),
         ],
@@ -524,7 +537,7 @@ const REPLIES: &[Reply] = &[
         kind: "kill",
         fields: &[
             ("job_id", "The full job id."),
-            ("signal", "The signal sent, SIG-prefixed (\"SIGTERM\")."),
+            ("signal", "The signal asked for, SIG-prefixed (\"SIGTERM\"); sent only when the job was still running (state then says what became of it)."),
             ("state?", "The state observed afterwards (absent with --no-wait)."),
             ("exit_code?", "Exit status, if the job exited."),
             ("terminated_signal?", "The signal that really ended the job, as the supervisor recorded it."),
@@ -640,7 +653,7 @@ const REPLIES: &[Reply] = &[
         kind: "list",
         fields: &[
             ("root", "The jobs root."),
-            ("jobs", "One entry per running job, newest first (fields below)."),
+            ("jobs", "One entry per running or queued job, newest first (fields below)."),
             ("truncated", "True when --limit cut the list."),
             ("skipped", "Unreadable job directories among those read."),
         ],
@@ -965,7 +978,7 @@ fn main_page() -> String {
         &bold("killed"),
         "A signal ended the command; signal names it, timed_out says whether --timeout sent it.",
     );
-    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable; launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
+    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable (a log could not be created; the command was stopped unrun or at once); launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
         if what.starts_with("HTTP:") {

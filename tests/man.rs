@@ -275,3 +275,31 @@ fn man_renders_every_page() {
         );
     }
 }
+
+#[test]
+fn every_field_run_and_wait_emit_is_on_their_pages() {
+    let t = TempRoot::new();
+    let page = |name: &str| {
+        std::fs::read_to_string(committed().join(format!("agent-exec-{name}.1")))
+            .unwrap()
+            .replace("\\-", "-")
+            .replace("\\(", "(")
+    };
+    let o = t
+        .cmd(&["run", "--max-bytes", "10", "--", "seq", "1000"])
+        .output()
+        .unwrap();
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = run["job_id"].as_str().unwrap().to_string();
+    let o = t.cmd(&["wait", "--max-bytes", "10", &id]).output().unwrap();
+    let wait: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (name, doc) in [("run", &run), ("start", &run), ("wait", &wait)] {
+        let text = page(name);
+        for k in doc.as_object().unwrap().keys() {
+            if ["schema_version", "ok", "type"].contains(&k.as_str()) {
+                continue;
+            }
+            assert!(text.contains(k.as_str()), "{name}.1 does not describe {k}");
+        }
+    }
+}
