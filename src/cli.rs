@@ -960,7 +960,7 @@ static COMPLETIONS: Cmd = Cmd {
     name: "completions",
     alias: None,
     about: "Print a shell completion script",
-    long_about: "Prints a completion script for bash, zsh, fish or PowerShell. It completes subcommands and flags, and live job ids of the current directory, through agent-exec itself.",
+    long_about: "Prints a completion script for bash, zsh, fish or PowerShell. It completes subcommands and flags, and job ids (the current directory's, or the whole root's when it has none), through agent-exec itself.",
     flags: &[],
     pos: &[Pos { name: "SHELL", required: true, rest: false, many: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell" }],
     conflicts: &[],

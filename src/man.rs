@@ -701,7 +701,7 @@ const REPLIES: &[Reply] = &[
         kind: "",
         fields: &[],
         notes: &[
-            "Prints a completion script for bash, zsh, fish or powershell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and the ids of the current directory's jobs, filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
+            "Prints a completion script for bash, zsh, fish or powershell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids — the current directory's jobs, or every job of the root when the directory has none — filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
             "bash: agent-exec completions bash >> ~/.bash_completion. zsh: agent-exec completions zsh > ~/.zsh/completions/_agent-exec, with that directory in fpath before compinit. fish: agent-exec completions fish > ~/.config/fish/completions/agent-exec.fish. PowerShell: agent-exec completions powershell >> $PROFILE. make install installs the bash, zsh and fish scripts.",
         ],
         see: &[],

@@ -197,7 +197,7 @@ fn prefix_filtering_is_case_insensitive() {
 }
 
 #[test]
-fn only_jobs_of_the_current_directory() {
+fn jobs_of_the_current_directory_first() {
     let t = TempRoot::new();
     let elsewhere = t.base.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
@@ -210,6 +210,21 @@ fn only_jobs_of_the_current_directory() {
     let root = t.root.to_string_lossy().into_owned();
     let from_there = bash_in(&t, &elsewhere, &[], &["--root", &root, "start", ""]);
     assert_eq!(from_there, ids(&[there]));
+    // From a directory with no job of its own, every known job id of the
+    // root is offered (the README: status and tail complete them all).
+    let nowhere = std::fs::canonicalize(t.base.join("home")).unwrap_or_else(|_| {
+        std::fs::create_dir_all(t.base.join("home")).unwrap();
+        std::fs::canonicalize(t.base.join("home")).unwrap()
+    });
+    let from_nowhere = bash_in(&t, &nowhere, &[], &["--root", &root, "status", ""]);
+    assert_eq!(from_nowhere, ids(&[here, there]));
+    let typed = bash_in(
+        &t,
+        &nowhere,
+        &[],
+        &["--root", &root, "tail", "01JDDDDDDDDDDDDDDDDDDDDDD2"],
+    );
+    assert_eq!(typed, ids(&[there]));
 }
 
 #[test]

@@ -671,7 +671,7 @@ fn from_complete_cache(
     let mut out = Vec::new();
     for line in body.split_terminator('\n') {
         let (name, status, cwd) = cache_line(line)?;
-        if !completes(name, cur) || cwd != here {
+        if !completes(name, cur) || (here != ANY_DIR && cwd != here) {
             continue;
         }
         if filter != JobFilter::All {
@@ -697,20 +697,38 @@ fn from_complete_cache(
 }
 
 /// Ids of this directory's jobs that start with `cur` (case-insensitive,
-/// as lookup is) and pass `filter`, sorted.
+/// as lookup is) and pass `filter`, sorted; when none of this directory
+/// does, those of the whole root (the README: every known job id can be
+/// completed; this directory's come first because they are what one
+/// usually means, and a root of thousands stays a short list).
 fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
-    let store = Store::resolve(root.map(expand_home).as_deref());
     // getcwd(2) already resolves symlinks.
-    let Ok(here) = std::env::current_dir() else {
-        return Vec::new();
+    let here = std::env::current_dir()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned());
+    let mine = match &here {
+        Some(h) => job_ids_of(filter, cur, root, h),
+        None => Vec::new(),
     };
-    let here = here.to_string_lossy();
+    if !mine.is_empty() {
+        return mine;
+    }
+    job_ids_of(filter, cur, root, ANY_DIR)
+}
+
+/// `job_ids_of`'s `here` for "whatever directory".
+const ANY_DIR: &str = "";
+
+/// Ids of the jobs of directory `here` (every job: `ANY_DIR`) that start
+/// with `cur` and pass `filter`, sorted.
+fn job_ids_of(filter: JobFilter, cur: &str, root: Option<&str>, here: &str) -> Vec<String> {
+    let store = Store::resolve(root.map(expand_home).as_deref());
     let mut cache_text = String::new();
     if crate::observe::size_of(&store.root.join(CACHE)).is_some_and(|n| n <= CACHE_MAX) {
         cache_text = std::fs::read_to_string(store.root.join(CACHE)).unwrap_or_default();
     }
     let stamp = root_stamp(&store.root);
-    if let Some(out) = from_complete_cache(&cache_text, stamp, filter, cur, &here, &store) {
+    if let Some(out) = from_complete_cache(&cache_text, stamp, filter, cur, here, &store) {
         return out;
     }
     let (mut known, complete) = parse_cache(&cache_text, stamp);
@@ -750,7 +768,7 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
                 })
             }
         };
-        if k.cwd != here {
+        if here != ANY_DIR && k.cwd != here {
             continue;
         }
         if filter != JobFilter::All {
