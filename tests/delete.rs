@@ -318,6 +318,21 @@ fn a_removal_that_fails_half_way_leaves_the_job_as_it_was() {
 }
 
 #[test]
+fn a_job_named_twice_is_deleted_once() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "true"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let v = t.ok(&["delete", &id, &id[..12]]);
+    assert_eq!(
+        (v["deleted"].as_u64(), v["skipped"].as_u64()),
+        (Some(1), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 1, "{v}");
+    assert!(!t.job_dir(&id).exists());
+}
+
+#[test]
 fn hostile_ids_never_delete_outside_the_root() {
     let t = TempRoot::new();
     let canary = t.base.join("canary");

@@ -132,6 +132,21 @@ pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody>
     }
 }
 
+/// The jobs `ids` name, each once (a job named twice, by its id and a
+/// prefix say, would hold its own pin against its removal), in the order
+/// first named. Every id must resolve before anything is removed.
+pub fn lookup_distinct(store: &Store, ids: &[String]) -> Result<Vec<Job>> {
+    let mut jobs: Vec<Job> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let j = store.lookup(id)?;
+        // A duplicate is dropped here, and its pin with it.
+        if !jobs.iter().any(|k| k.id == j.id) {
+            jobs.push(j);
+        }
+    }
+    Ok(jobs)
+}
+
 /// Delete several jobs: each is deleted or reported skipped with its
 /// reason; none is an error once every id resolved.
 pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
@@ -278,11 +293,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         )?,
         (false, 1) => delete_one(&store, &store.lookup(&ids[0])?, dry_run)?,
         (false, n) if n > 1 => {
-            // Every id must resolve before anything is removed.
-            let jobs = ids
-                .iter()
-                .map(|id| store.lookup(id))
-                .collect::<Result<Vec<_>>>()?;
+            let jobs = lookup_distinct(&store, ids)?;
             delete_many(&store, &jobs, dry_run)
         }
         (true, _) => {

@@ -764,10 +764,7 @@ fn delete(m: &Matches, store: &crate::store::Store) -> Result<String> {
         )?,
         (false, 1) => delete_one(store, &store.lookup(&ids[0])?, dry_run)?,
         (false, n) if n > 1 => {
-            let jobs = ids
-                .iter()
-                .map(|id| store.lookup(id))
-                .collect::<Result<Vec<_>>>()?;
+            let jobs = super::delete::lookup_distinct(store, ids)?;
             delete_many(store, &jobs, dry_run)
         }
         (true, _) => return Err(bad("all and job_id cannot be used together")),
