@@ -662,16 +662,17 @@ fn from_complete_cache(
     stamp: Option<RootStamp>,
     filter: JobFilter,
     cur: &str,
-    here: &str,
+    here: Option<&str>,
     store: &Store,
-) -> Option<Vec<String>> {
+) -> Option<Found> {
     let (body, true) = cache_body(text, stamp)? else {
         return None;
     };
-    let mut out = Vec::new();
+    let mut out = Found::default();
     for line in body.split_terminator('\n') {
         let (name, status, cwd) = cache_line(line)?;
-        if !completes(name, cur) || (here != ANY_DIR && cwd != here) {
+        let mine = here == Some(cwd);
+        if !completes(name, cur) || !out.wants(mine) {
             continue;
         }
         if filter != JobFilter::All {
@@ -690,9 +691,8 @@ fn from_complete_cache(
                 continue;
             }
         }
-        out.push(name.to_string());
+        out.push(name, mine);
     }
-    out.sort();
     Some(out)
 }
 
@@ -706,22 +706,47 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
     let here = std::env::current_dir()
         .ok()
         .map(|h| h.to_string_lossy().into_owned());
-    let mine = match &here {
-        Some(h) => job_ids_of(filter, cur, root, h),
-        None => Vec::new(),
-    };
-    if !mine.is_empty() {
-        return mine;
-    }
-    job_ids_of(filter, cur, root, ANY_DIR)
+    job_ids_found(filter, cur, root, here.as_deref()).pick()
 }
 
-/// `job_ids_of`'s `here` for "whatever directory".
-const ANY_DIR: &str = "";
+/// Matching jobs of this directory (`mine`) and, while there are none of
+/// those, of the others (`others`): one pass over the root, and no state
+/// read for another directory's job once one of this directory matched.
+#[derive(Default)]
+struct Found {
+    mine: Vec<String>,
+    others: Vec<String>,
+}
 
-/// Ids of the jobs of directory `here` (every job: `ANY_DIR`) that start
-/// with `cur` and pass `filter`, sorted.
-fn job_ids_of(filter: JobFilter, cur: &str, root: Option<&str>, here: &str) -> Vec<String> {
+impl Found {
+    /// Is a job (this directory's or not) still worth checking?
+    fn wants(&self, mine: bool) -> bool {
+        mine || self.mine.is_empty()
+    }
+
+    fn push(&mut self, name: &str, mine: bool) {
+        if mine {
+            self.mine.push(name.to_string());
+        } else if self.mine.is_empty() {
+            self.others.push(name.to_string());
+        }
+    }
+
+    /// This directory's, else the root's; sorted.
+    fn pick(self) -> Vec<String> {
+        let mut out = if self.mine.is_empty() {
+            self.others
+        } else {
+            self.mine
+        };
+        out.sort();
+        out
+    }
+}
+
+/// The jobs that start with `cur` and pass `filter`, sorted into this
+/// directory's (`here`; none when it is unknown) and the others.
+fn job_ids_found(filter: JobFilter, cur: &str, root: Option<&str>, here: Option<&str>) -> Found {
     let store = Store::resolve(root.map(expand_home).as_deref());
     let mut cache_text = String::new();
     if crate::observe::size_of(&store.root.join(CACHE)).is_some_and(|n| n <= CACHE_MAX) {
@@ -741,13 +766,13 @@ fn job_ids_of(filter: JobFilter, cur: &str, root: Option<&str>, here: &str) -> V
         listed.iter().map(String::as_str).collect()
     };
     if names.is_empty() {
-        return Vec::new();
+        return Found::default();
     }
     let cached = known.len();
     let mut present = 0;
     let mut learned = false;
     let mut buf = Vec::with_capacity(4096);
-    let mut out = Vec::new();
+    let mut out = Found::default();
     for &name in &names {
         let k = known.get_mut(name);
         present += usize::from(k.is_some());
@@ -768,7 +793,8 @@ fn job_ids_of(filter: JobFilter, cur: &str, root: Option<&str>, here: &str) -> V
                 })
             }
         };
-        if here != ANY_DIR && k.cwd != here {
+        let mine = here == Some(&*k.cwd);
+        if !out.wants(mine) {
             continue;
         }
         if filter != JobFilter::All {
@@ -789,12 +815,11 @@ fn job_ids_of(filter: JobFilter, cur: &str, root: Option<&str>, here: &str) -> V
                 continue;
             }
         }
-        out.push(name.to_string());
+        out.push(name, mine);
     }
     if learned || present < cached || (!complete && stamp.is_some()) {
         write_cache(&store.root, &names, &known);
     }
-    out.sort();
     out
 }
 
