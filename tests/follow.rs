@@ -28,7 +28,7 @@ fn reassemble(objs: &[Value], from: (u64, u64)) -> (String, String) {
             o["range"][0].as_u64().unwrap(),
             o["range"][1].as_u64().unwrap(),
         ];
-        assert!(r[1] - r[0] <= 64 * 1024 && r[1] > r[0], "{r:?}");
+        assert!(r[1] - r[0] <= 32 * 1024 && r[1] > r[0], "{r:?}");
         assert_eq!(r[1] - r[0], data.len() as u64, "{o}");
         let (buf, at) = match o["stream"].as_str().unwrap() {
             "stdout" => (&mut out.0, &mut pos.0),

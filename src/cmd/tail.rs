@@ -223,7 +223,8 @@ pub struct Ndjson<B: Batches> {
     buf: Vec<u8>,
 }
 
-const BATCH: usize = 64 * 1024;
+/// As `FOLLOW_CHUNK`: a batch's buffer is resident memory.
+const BATCH: usize = 32 * 1024;
 const BATCH_ROOM: usize = 3 * BATCH;
 
 impl<B: Batches> Ndjson<B> {
