@@ -1008,3 +1008,25 @@ fn c23_every_error_prints_a_line_and_verbose_shows_steps() {
     let o = t.out(&["-vv", "run", "--", "true"]);
     assert!(o.stderr.contains("supervisor"), "{:?}", o.stderr);
 }
+
+#[test]
+fn a11_start_over_a_planted_log_symlink_answers_the_failed_job() {
+    // D12: a launch failure is a failed job in the answer (ok, exit 0),
+    // not an error while the job is recorded failed; the link is never
+    // followed.
+    let t = TempRoot::new();
+    let secret = t.base.join("secret.txt");
+    std::fs::write(&secret, b"do not read me").unwrap();
+    let v = t.ok(&["create", "--", "echo", "ran"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let log = t.job_dir(&id).join("stdout.log");
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(&secret, &log).unwrap();
+    let v = t.ok(&["start", &id]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "log_unwritable", "{v}");
+    assert_eq!(v["stdout"], "", "{v}");
+    assert!(!v.to_string().contains("do not read me"));
+    assert_eq!(std::fs::read(&secret).unwrap(), b"do not read me");
+    assert_eq!(t.ok(&["status", &id])["state"], "failed");
+}

@@ -139,6 +139,36 @@ pub struct Inline {
     pub exists: (bool, bool),
 }
 
+/// Failed with `log_unwritable`: the workload never got its logs.
+fn never_ran_for_its_logs(st: &State) -> bool {
+    st.status() == crate::job::Status::Failed
+        && st
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.code == "log_unwritable")
+}
+
+impl Inline {
+    /// No output at all: empty heads, no ends, a cursor at the start.
+    fn nothing(id: &str) -> Inline {
+        let start = crate::cursor::Cursor {
+            out: 0,
+            err: 0,
+            out_tag: 0,
+            err_tag: 0,
+        };
+        Inline {
+            out: observe::Slice::default(),
+            err: observe::Slice::default(),
+            ends: Ends {
+                cursor: start.encode(id),
+                ..Ends::default()
+            },
+            exists: (false, false),
+        }
+    }
+}
+
 /// Read the head (at most `max_bytes`) and the end (at most
 /// `tail_bytes`, after the head) of both logs. `done`: the state, read
 /// before this, is terminal.
@@ -238,7 +268,17 @@ pub fn inline_body(
 ) -> Result<InlineBody> {
     let status = st.status();
     let terminal = status.is_terminal();
-    let (logs, Inline { out, err, ends, .. }) = read_inline_of(job, st, max_bytes, tail_bytes)?;
+    let (logs, Inline { out, err, ends, .. }) = match read_inline_of(job, st, max_bytes, tail_bytes)
+    {
+        Ok(read) => read,
+        // A job that never ran because its logs could not be made (one
+        // was a planted symlink, say) is answered as the failed job it
+        // is (D12), with no output: the unsafe file is not read.
+        Err(e) if e.code() == "unsafe_path" && never_ran_for_its_logs(st) => {
+            (crate::runs::logs_of(job, st), Inline::nothing(&job.id))
+        }
+        Err(e) => return Err(e),
+    };
     Ok(InlineBody {
         job_id: job.id.clone(),
         state: status.as_str(),
