@@ -1347,20 +1347,44 @@ fn sigterm_shuts_down_cleanly() {
         .assert_ok("run");
     let id = v["job_id"].as_str().unwrap().to_string();
     let port = s.port;
-    let waiter = std::thread::spawn(move || {
-        // The server may already be gone when this connects: also "dropped".
-        Client::try_new(port)?.try_send("GET", &format!("/wait/{id}?forever=true"), &[], "")
-    });
-    // Whether or not the wait has reached the server yet, the answer to
-    // SIGTERM is the same: stop, drop it, exit 0.
+    let path = format!("/wait/{id}?forever=true");
+    let waiter = std::thread::spawn(move || Client::try_new(port)?.try_send("GET", &path, &[], ""));
+    // The wait is in the server once it pins the job (a shared flock on
+    // its directory): an exclusive one can no longer be had.
+    let dir = t.job_dir(&id);
+    let pinned = || {
+        Command::new("flock")
+            .args(["-n", "-x"])
+            .arg(&dir)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.code() == Some(1))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !pinned() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the wait never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = std::time::Instant::now();
     let st = Command::new("kill")
         .args(["-TERM", &s.pid.to_string()])
         .status()
         .unwrap();
     assert!(st.success());
     assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
-    // The in-flight wait was dropped, not answered with garbage.
-    assert!(waiter.join().unwrap().is_none());
+    // The waiting request is answered (503, unavailable), not cut off,
+    // and the server does not wait for it to give up.
+    let r = waiter
+        .join()
+        .unwrap()
+        .expect("the waiting request got no answer");
+    assert_eq!(r.status, 503, "{r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert!(idle.try_send("GET", "/health", &[], "").is_none());
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
     // SIGINT too.

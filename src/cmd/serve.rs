@@ -236,6 +236,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     crate::info!("serve listening on {local}");
     accept_loop(&listener, &File::from(wake_r), &srv);
     drop(listener);
+    srv.pool.wake_all();
     let t0 = Instant::now();
     while srv.in_flight.load(Ordering::SeqCst) > 0 && t0.elapsed() < GRACE {
         std::thread::sleep(Duration::from_millis(5));
@@ -450,6 +451,16 @@ impl Pool {
             evicted: false,
         });
         Some(id)
+    }
+
+    /// At shutdown: shut every connection's socket for reading, so that
+    /// each thread waiting on its client (a wait, a follow) wakes now and
+    /// answers (`handle`: 503 while stopping) instead of being cut off
+    /// when the process exits. Writing still works.
+    fn wake_all(&self) {
+        for s in self.lock().all.iter().filter(|s| !s.evicted) {
+            let _ = s.stream.shutdown(Shutdown::Read);
+        }
     }
 
     /// Record the phase of connection `id`; false if it was evicted (its
@@ -948,6 +959,14 @@ impl Route {
 /// (the connection is then dropped without a word).
 fn handle(srv: &Server, req: &Request, buf: &mut Vec<u8>, client: &TcpStream) -> Option<Reply> {
     match dispatch(srv, req, buf, client) {
+        // Not the client that left: the server that stops (`wake_all`).
+        // A waiting request gets a clear answer; a follow has already
+        // written its own stream.
+        Ok(None) if srv.stopping.load(Ordering::SeqCst) && !req.path().starts_with("/tail/") => {
+            Some(Reply::error(&Error::Unavailable(
+                "the server is shutting down; the job goes on (ask again, or use the CLI)".into(),
+            )))
+        }
         Ok(r) => r,
         Err(e) => {
             crate::debug!("serve: {} -> {}", req.path(), e.code());
