@@ -283,6 +283,17 @@ fn run_inline_and_errors() {
         );
         assert_eq!(e["error"]["code"], code, "{tool} {args}: {r}");
     }
+    // An unknown argument is named against the tool's own arguments
+    // (its schema's names: tags, command), not the CLI table's.
+    let r = m.call("run", json!({"command": "true", "bogus": 1}));
+    let msg = r["structuredContent"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for name in ["command", "tags", "until"] {
+        assert!(msg.contains(name), "{msg}");
+    }
+    assert!(!msg.contains(" tag,"), "{msg}");
     // An unknown tool is a protocol error.
     let r = m.request("tools/call", json!({"name": "reboot", "arguments": {}}));
     assert_eq!(r["error"]["code"], -32602);

@@ -1538,3 +1538,23 @@ fn help_and_man_page_name_every_route() {
         );
     }
 }
+
+#[test]
+fn send_names_data_among_its_parameters() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let v = t.ok(&["run", "-i", "--no-wait", "--", "cat"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let r = s.client().send(
+        "POST",
+        &format!("/send/{id}"),
+        &[],
+        r#"{"data":"x","bogus":1}"#,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let e: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(e["error"]["code"], "invalid_request", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("data") && msg.contains("eof"), "{msg}");
+    t.ok(&["kill", &id]);
+}

@@ -547,7 +547,23 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
             "job_id is required"
         }));
     }
-    let mut m = cli::matches_from_params(cmd, srv.root.clone(), &a.params, a.pos)?;
+    let mut m = cli::matches_from_params(cmd, srv.root.clone(), &a.params, a.pos).map_err(|e| {
+        // The table names a flag by its HTTP name (`tag`); the tool's
+        // arguments are its schema's (`tags`, `command`, `job_id`): name
+        // those.
+        match e {
+            Error::InvalidRequest(msg) if msg.starts_with("unknown parameter") => {
+                let (head, _) = msg.split_once(':').unwrap_or((msg.as_str(), ""));
+                let schema = input_schema(tool, cmd);
+                let names: Vec<&str> = schema["properties"]
+                    .as_object()
+                    .map(|p| p.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                Error::InvalidRequest(format!("{head}: expected one of {}", names.join(", ")))
+            }
+            e => e,
+        }
+    })?;
     m.rest = a.rest;
     Ok(m)
 }

@@ -1677,7 +1677,13 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
     let cmd = crate::cli::find("send").ok_or_else(|| Error::internal("no send command"))?;
     let mut pos = vec![id.to_string()];
     pos.extend(data);
-    let m = crate::cli::matches_from_params(cmd, None, &params, pos)?;
+    let m = crate::cli::matches_from_params(cmd, None, &params, pos).map_err(|e| match e {
+        // The body's own field is a parameter too: name it with the rest.
+        Error::InvalidRequest(msg) => {
+            Error::InvalidRequest(msg.replace("expected one of ", "expected one of data, "))
+        }
+        e => e,
+    })?;
     let job = srv.store.lookup(id)?;
     let req = super::send::request_from(&m)?;
     let _long = srv.long_slot()?;
