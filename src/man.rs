@@ -592,7 +592,7 @@ const REPLIES: &[Reply] = &[
             ("skipped", "Jobs not removed; always out_of_scope + failed."),
             ("out_of_scope", "Jobs that were not deletion targets (running, created, unreadable, other directory)."),
             ("failed", "Targets whose removal failed."),
-            ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped."),
+            ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped; reason is explicit_delete (named), terminal_in_cwd or created_in_cwd (--all, --include-created), or why it was skipped."),
         ],
         notes: &[
             "delete takes several job ids at once. With one id, a job that cannot be removed (running, in use, alive) is an error (invalid_state); with several, every id must resolve first (else nothing is removed), then each job is deleted or listed skipped with its reason (running, in_use, pid_alive), as delete --all reports. delete --all --include-created also removes the created jobs in scope.",

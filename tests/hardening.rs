@@ -938,6 +938,14 @@ fn c21_delete_takes_several_ids_and_created_jobs_can_go() {
     assert_eq!(v["deleted"], 1, "{v}");
     let v = t.ok(&["delete", "--all", "--include-created"]);
     assert_eq!(v["deleted"], 5, "{v}");
+    // Each says why it was in scope: created here, not finished here.
+    for e in v["jobs"].as_array().unwrap() {
+        assert_eq!(
+            (e["state"].as_str(), e["reason"].as_str()),
+            (Some("created"), Some("created_in_cwd")),
+            "{v}"
+        );
+    }
     assert_eq!(
         t.ok(&["list", "--limit", "0"])["jobs"]
             .as_array()

@@ -249,8 +249,15 @@ pub fn delete_all(
             body.out_of_scope(name, state, "pid_alive");
             continue;
         }
+        // Why it is in scope: finished here, or (--include-created)
+        // created here and never started.
+        let why = if st.status() == Status::Created {
+            "created_in_cwd"
+        } else {
+            "terminal_in_cwd"
+        };
         if dry_run {
-            body.push(name, state, "would_delete", "terminal_in_cwd");
+            body.push(name, state, "would_delete", why);
             continue;
         }
         let hold = match gc::hold_for_removal(&job, Some(&st), PATIENCE) {
@@ -263,7 +270,7 @@ pub fn delete_all(
         match gc::remove_job_dir(&job) {
             Ok(()) => {
                 body.deleted += 1;
-                body.push(name, state, "deleted", "terminal_in_cwd");
+                body.push(name, state, "deleted", why);
             }
             Err(why) => {
                 body.skipped += 1;
