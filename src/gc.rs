@@ -648,41 +648,45 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
     // finished job that read `created`, and could be started again.
     // Nothing here follows a symlink: a link is removed as itself.
     let failed = |e: io::Error| format!("delete_failed: {e}");
-    match fs::read_dir(&job.dir) {
-        Ok(rd) => {
-            for e in rd {
-                let e = e.map_err(failed)?;
-                let name = e.file_name();
-                if name == crate::job::META || name == crate::job::STATE {
-                    continue;
-                }
-                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                let gone = if is_dir {
-                    fs::remove_dir_all(e.path())
-                } else {
-                    fs::remove_file(e.path())
-                };
-                match gone {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed(e)),
-                    _ => {}
-                }
-            }
-            for name in [crate::job::META, crate::job::STATE] {
-                match fs::remove_file(job.dir.join(name)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed(e)),
-                    _ => {}
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(failed(e)),
+        _ => Ok(()),
+    };
+    // Relative to the directory's descriptor: as many system calls as
+    // remove_dir_all makes (it is on auto-GC's path), no path walks.
+    let d = match sys::Dir::open(&job.dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(failed(e)),
-    }
-    // What is left (nothing, or what appeared meanwhile) and the directory.
-    if let Err(e) = fs::remove_dir_all(&job.dir) {
-        if e.kind() != io::ErrorKind::NotFound {
-            return Err(failed(e));
+    };
+    let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
+    sys::for_each_entry(&job.dir, |n, k| names.push((n.to_string(), k))).map_err(failed)?;
+    for (name, kind) in &names {
+        if name == crate::job::META || name == crate::job::STATE {
+            continue;
         }
+        let r = match kind {
+            sys::EntryKind::Dir => fs::remove_dir_all(job.dir.join(name)),
+            _ => match d.unlink(name) {
+                // DT_UNKNOWN that was a directory after all.
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                    fs::remove_dir_all(job.dir.join(name))
+                }
+                r => r,
+            },
+        };
+        gone(r)?;
     }
+    gone(d.unlink(crate::job::META))?;
+    gone(d.unlink(crate::job::STATE))?;
+    drop(d);
+    // The directory, now empty; or, if something appeared meanwhile,
+    // with what is left.
+    let r = match fs::remove_dir(&job.dir) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => fs::remove_dir_all(&job.dir),
+        r => r,
+    };
+    gone(r)?;
     match fs::symlink_metadata(&job.dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => Err("post_delete_check_failed".to_string()),
