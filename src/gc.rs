@@ -601,10 +601,8 @@ pub fn hold_for_removal(
             _ => return Err("in_use"),
         },
     };
-    if let Some(st) = st {
-        if !st.live_processes().is_empty() || st.root_alive() {
-            return Err("pid_alive");
-        }
+    if let Some(why) = alive_blocker(st) {
+        return Err(why);
     }
     Ok(Hold {
         _lock: lock,
@@ -612,10 +610,11 @@ pub fn hold_for_removal(
     })
 }
 
-/// For a dry run, which must predict the real one: `pid_alive` when
-/// `hold_for_removal` would refuse the job for its live processes. (The
-/// locks it takes are not tried: a dry run takes nothing, and a job that
-/// is running is out of scope by its state already.)
+/// `pid_alive` when a process of the job still lives (its process group
+/// in its session, or its root process by pid and start time). The check
+/// `hold_for_removal` makes, and the one a dry run makes to predict it
+/// (a dry run takes none of the locks: a running job is out of scope by
+/// its state already).
 pub fn alive_blocker(st: Option<&State>) -> Option<&'static str> {
     st.filter(|st| !st.live_processes().is_empty() || st.root_alive())
         .map(|_| "pid_alive")

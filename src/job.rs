@@ -767,6 +767,8 @@ pub fn dedup(items: &[&str]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_signal_recorded_as_a_number_reads_as_its_name() {
         let r: JobResult = serde_json::from_str(r#"{"exit_code":null,"signal":"15"}"#).unwrap();
@@ -776,8 +778,6 @@ mod tests {
         let r: JobResult = serde_json::from_str(r#"{"signal":null}"#).unwrap();
         assert_eq!(r.signal, None);
     }
-
-    use super::*;
 
     #[test]
     fn tag_rules() {

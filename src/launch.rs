@@ -418,14 +418,10 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
     // created job only stores the paths (the README: "re-read at start
     // time"), so the file may be written between `create` and `start`;
     // an unusable one then fails the job at `start`.
-    let check_now = !keep_created;
-    if let Some(why) = spec
-        .env_files
-        .iter()
-        .filter(|_| check_now)
-        .find_map(|p| read_env_file(p).err())
-    {
-        state.fail("env_file_unreadable", why);
+    if !keep_created {
+        if let Some(why) = spec.env_files.iter().find_map(|p| read_env_file(p).err()) {
+            state.fail("env_file_unreadable", why);
+        }
     }
     if !spec.env.is_empty() {
         let text = serde_json::to_vec(&spec.env).map_err(|e| Error::internal(e.to_string()))?;
@@ -455,24 +451,22 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         meta.stdin_file = Some(job::STDIN.to_string());
     }
     job.write_meta(&meta)?;
-    if keep_created || state.status() != Status::Created {
+    let failed = state.status() != Status::Created;
+    if keep_created || failed {
         job.write_state(&state, false)?;
+    }
+    // A capped log's gap records exist before the log does, so that a
+    // reader that finds the log finds them (see `logcap`).
+    if keep_created && meta.max_log_bytes.is_some() {
+        sys::Dir::open(&job.dir)
+            .and_then(|d| crate::logcap::create(&d))
+            .map_err(|e| Error::io(format!("create {}", crate::logcap::GAPS), e))?;
     }
     // Every path a response prints exists when it is printed (D41): a
     // created job's logs are empty files until it starts, and so are
     // those of a job that failed here (it never starts); `run`'s are
     // created by its supervisor before it reports running.
-    if state.status() != Status::Created && !keep_created {
-        create_logs(job)?;
-    }
-    if keep_created {
-        // A capped log's gap records exist before the log does, so that
-        // a reader that finds the log finds them (see `logcap`).
-        if meta.max_log_bytes.is_some() {
-            sys::Dir::open(&job.dir)
-                .and_then(|d| crate::logcap::create(&d))
-                .map_err(|e| Error::io(format!("create {}", crate::logcap::GAPS), e))?;
-        }
+    if keep_created || failed {
         create_logs(job)?;
     }
     Ok((meta, state))
@@ -502,11 +496,12 @@ fn open_regular(path: &str) -> io::Result<File> {
     Ok(f)
 }
 
-/// Create both stream logs empty (0600, never through a symlink).
+/// Create both stream logs empty where they do not exist (0600, never
+/// through a symlink); a log already there is kept as it is.
 pub fn create_logs(job: &Job) -> Result<()> {
     let d = sys::Dir::open(&job.dir).map_err(|e| Error::io("open job directory", e))?;
     for name in [job::STDOUT, job::STDERR] {
-        d.open_file(name, sys::How::Truncate)
+        d.open_file(name, sys::How::Append)
             .map_err(|e| Error::io(format!("create {name}"), e))?;
     }
     Ok(())

@@ -662,26 +662,7 @@ fn current_state_inner(job: &Job, st: State) -> Result<State> {
     // written back: without the lock, a supervisor of theirs might still
     // be about to write the truth.
     let Some(lock) = job.open_lock() else {
-        if st.status() == Status::Running {
-            if let Some(pid) = st.pid.filter(|p| *p > 1) {
-                let gone = !sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'));
-                if gone {
-                    let mut st = st;
-                    let last_word = st.updated_at.clone();
-                    st.fail(
-                        "supervisor_lost",
-                        format!("the job has no lock file and its recorded process {pid} is gone"),
-                    );
-                    // When it ended is unknown; its last record is the
-                    // latest it can be known to have lived (and the same
-                    // on every read, as nothing is written).
-                    st.finished_at = Some(last_word.clone());
-                    st.updated_at = last_word;
-                    return Ok(st);
-                }
-            }
-        }
-        return Ok(st);
+        return Ok(lost_without_lock(st));
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
         return Ok(st);
@@ -723,6 +704,28 @@ fn current_state_inner(job: &Job, st: State) -> Result<State> {
     }
     let _ = sys::unlock(&lock);
     Ok(st)
+}
+
+/// A lock-less `running` job (see `current_state_inner`) as its recorded
+/// process says: failed if that process is gone (or a zombie).
+fn lost_without_lock(mut st: State) -> State {
+    let Some(pid) = st.pid.filter(|p| *p > 1 && st.status() == Status::Running) else {
+        return st;
+    };
+    let alive = sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'));
+    if alive {
+        return st;
+    }
+    // When it ended is unknown; its last record is the latest it can be
+    // known to have lived (and the same on every read: nothing is written).
+    let last_word = st.updated_at.clone();
+    st.fail(
+        "supervisor_lost",
+        format!("the job has no lock file and its recorded process {pid} is gone"),
+    );
+    st.finished_at = Some(last_word.clone());
+    st.updated_at = last_word;
+    st
 }
 
 /// SIGKILL what is left of a job whose supervisor is gone, and wait

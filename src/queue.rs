@@ -116,20 +116,16 @@ fn tickets(dir: &Path) -> Rc<Tickets> {
     if let Some(line) = memo {
         return line;
     }
-    let mut line = Tickets {
+    let line = Rc::new(Tickets {
         names: read_tickets(dir),
         index: std::cell::OnceCell::new(),
-        shared: false,
-    };
-    MEMO.with(|m| match m.borrow_mut().as_mut() {
-        Some(m) => {
-            line.shared = true;
-            let line = Rc::new(line);
+    });
+    MEMO.with(|m| {
+        if let Some(m) = m.borrow_mut().as_mut() {
             m.insert(dir.to_path_buf(), line.clone());
-            line
         }
-        None => Rc::new(line),
-    })
+    });
+    line
 }
 
 /// One queue's line as read at one moment: its tickets in order and,
@@ -138,27 +134,18 @@ fn tickets(dir: &Path) -> Rc<Tickets> {
 struct Tickets {
     names: Vec<String>,
     index: std::cell::OnceCell<std::collections::HashMap<String, u64>>,
-    /// Read for a listing (many lookups: worth an index), not for one.
-    shared: bool,
 }
 
 impl Tickets {
     /// Job `id`'s place in the line (0: next), the first of its tickets
     /// if a stale one is still there.
     fn position(&self, id: &str) -> Option<u64> {
-        /// A ticket's job: what follows its last dot.
-        fn owner(name: &str) -> Option<&str> {
-            name.rsplit_once('.').map(|(_, o)| o)
-        }
-        if !self.shared {
-            let at = self.names.iter().position(|n| owner(n) == Some(id));
-            return at.map(|i| i as u64);
-        }
         let index = self.index.get_or_init(|| {
             let mut at = std::collections::HashMap::with_capacity(self.names.len());
+            // A ticket's job is what follows its last dot.
             for (i, n) in self.names.iter().enumerate() {
-                if let Some(o) = owner(n) {
-                    at.entry(o.to_string()).or_insert(i as u64);
+                if let Some((_, owner)) = n.rsplit_once('.') {
+                    at.entry(owner.to_string()).or_insert(i as u64);
                 }
             }
             at
@@ -741,14 +728,12 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_finds_the_same_places_as_a_single_lookup() {
+    fn a_place_in_line_is_the_first_ticket_of_the_job() {
         let names = ["w.1.01A", "w.2.01B", "w.3.01A", "w.4.01C", "junk"];
-        let line = |shared| Tickets {
+        let line = Tickets {
             names: names.iter().map(|n| n.to_string()).collect(),
             index: std::cell::OnceCell::new(),
-            shared,
         };
-        let (one, many) = (line(false), line(true));
         // 01A's first ticket counts (a stale one not yet removed).
         for (id, at) in [
             ("01A", Some(0)),
@@ -756,9 +741,7 @@ mod tests {
             ("01C", Some(3)),
             ("01D", None),
         ] {
-            assert_eq!(one.position(id), at, "{id}");
-            assert_eq!(many.position(id), at, "{id}");
+            assert_eq!(line.position(id), at, "{id}");
         }
-        assert!(many.index.get().is_some() && one.index.get().is_none());
     }
 }

@@ -218,8 +218,6 @@ impl Store {
         }
     }
 
-    /// A real directory (not a symlink) holding a regular meta.json (not
-    /// a symlink either).
     /// What of job `name` is a symlink, if its directory or its
     /// meta.json is one.
     fn symlinked(&self, name: &str) -> Option<&'static str> {
@@ -234,6 +232,8 @@ impl Store {
         }
     }
 
+    /// A real directory (not a symlink) holding a regular meta.json (not
+    /// a symlink either).
     pub fn is_job_dir(&self, name: &str) -> bool {
         let dir = self.root.join(name);
         fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())

@@ -883,13 +883,9 @@ fn launch_failed(
 ) -> Option<Meta> {
     state.fail(e.code, e.message);
     // The answer names the logs: they exist, empty, when it is read
-    // (D41), as they do for a job that ran. Kept if already there.
-    if let Ok(d) = sys::Dir::open(&job.dir) {
-        for name in [crate::job::STDOUT, crate::job::STDERR] {
-            if let Err(e) = d.open_file(name, sys::How::Append) {
-                crate::warn!("create {name} of {}: {e}", job.id);
-            }
-        }
+    // (D41), as they do for a job that ran.
+    if let Err(e) = crate::launch::create_logs(job) {
+        crate::warn!("logs of {}: {e}", job.id);
     }
     let sinks = publish_terminal(job, lock, &state);
     signal(ready, b'F');

@@ -245,8 +245,8 @@ pub fn delete_all(
         // A process of the job still alive: the job is not over for the
         // machine, whatever its record says (checked by start time, so a
         // reused pid never counts).
-        if !st.live_processes().is_empty() || st.root_alive() {
-            body.out_of_scope(name, state, "pid_alive");
+        if let Some(why) = gc::alive_blocker(Some(&st)) {
+            body.out_of_scope(name, state, why);
             continue;
         }
         // Why it is in scope: finished here, or (--include-created)

@@ -103,10 +103,7 @@ pub fn normalize_dir(p: &Path) -> String {
 /// getcwd already resolves every symlink, so no canonicalisation (one
 /// readlink per component) is needed.
 pub fn current_dir() -> String {
-    match std::env::current_dir() {
-        Ok(d) if d.is_absolute() => d.to_string_lossy().into_owned(),
-        _ => normalize_dir(Path::new("/")),
-    }
+    caller_dir().unwrap_or_else(|_| normalize_dir(Path::new("/")))
 }
 
 /// The caller's working directory for an action scoped to it (`delete
