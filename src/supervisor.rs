@@ -446,6 +446,9 @@ fn run_once(
             None => return never_ran(None),
         },
     };
+    // The caller has its answer: the next launch's directory is made
+    // now, off every caller's path (`store::SPARE_DIRS`).
+    store.refill_spares();
     let mut tee = Tee {
         streams: [Stream::new(out, out_log), Stream::new(err, err_log)],
         full: FullLog::new(full_log),
@@ -534,6 +537,10 @@ fn run_once(
     let_go(&lock);
     signal(ready, b'T');
     drop(ready.take());
+    // Whoever was woken (the caller on the pipe, a `wait` on the lock)
+    // is usually queued on this CPU behind us: let it have the CPU now,
+    // not after the clean-up and the fsync below.
+    std::thread::yield_now();
     let _ = lock.set_len(0);
     drop(lock);
     // Now the collection may start, if the caller did not let it already.

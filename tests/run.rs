@@ -809,3 +809,43 @@ fn the_jobs_root_is_marked_the_top_of_its_hierarchies() {
         .unwrap();
     assert!(!attributes(&job.path()).unwrap().contains('T'));
 }
+
+#[test]
+fn a_launch_takes_the_directory_a_supervisor_made_ahead_and_nothing_reports_it() {
+    // Each supervisor, once its caller is told the job runs, makes the
+    // missing spare directories (.spare-N); the next launch renames one
+    // into place instead of making a directory on its own path.
+    use std::os::unix::fs::MetadataExt;
+    let t = TempRoot::new();
+    let first = t.ok(&["run", "--", "true"]);
+    assert_eq!(first["state"], "exited", "{first}");
+    t.settle();
+    let spares: Vec<(String, u64)> = std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".spare-"))
+        .map(|n| {
+            let ino = std::fs::metadata(t.root.join(&n)).unwrap().ino();
+            (n, ino)
+        })
+        .collect();
+    assert!(!spares.is_empty(), "no spare directory was made");
+    let second = t.ok(&["run", "--", "echo", "hi"]);
+    assert_eq!(second["stdout"], "hi\n", "{second}");
+    let id = second["job_id"].as_str().unwrap();
+    let ino = std::fs::metadata(t.job_dir(id)).unwrap().ino();
+    assert!(
+        spares.iter().any(|(_, i)| *i == ino),
+        "{id} is not one of the spares {spares:?}"
+    );
+    t.settle();
+    // Neither list, gc nor delete --all sees them.
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 2, "{v}");
+    let v = t.ok(&["gc"]);
+    assert!(!v.to_string().contains(".spare"), "{v}");
+    assert_eq!(v["scanned_dirs"], 2, "{v}");
+    let v = t.ok(&["delete", "--all"]);
+    assert!(!v.to_string().contains(".spare"), "{v}");
+}
