@@ -57,6 +57,9 @@ use crate::sys::{self, Exit};
 /// output-match (D32).
 pub const MAX_LINE: usize = 64 * 1024;
 const READ_CHUNK: usize = 128 * 1024;
+/// How long a job runs before its supervisor gives back the pages its
+/// start-up faulted in (see `run_loop`).
+const REST_AFTER_MS: u64 = 20;
 const PIPE_SIZE: i32 = 1 << 20;
 /// Silence after which descendants still holding the pipes lose them.
 /// Long enough that a background child's last words a moment after the
@@ -1343,8 +1346,13 @@ fn run_loop(
     let every = ms(meta.progress_every_ms);
     let mut progress_at = (meta.progress_every_ms > 0).then(|| started + every);
     let mut timed_out = false;
-    // Start-up is over once the loop first waits: from then on, only the
-    // code and data the loop itself touches are resident again.
+    // Once the job has run for `REST_AFTER_MS`, the loop's next wait
+    // drops the program's pages (`sys::poll_at_rest`): from then on only
+    // the code and data the loop itself touches are resident again. Not
+    // at once: a job that ends sooner (most commands) would have its
+    // end handled by code faulted back in page by page, on the path of
+    // everyone waiting for it.
+    let rest_at = started + ms(REST_AFTER_MS);
     let mut pages_dropped = false;
     loop {
         let now = Instant::now();
@@ -1385,6 +1393,14 @@ fn run_loop(
             // No pidfd (old kernel): look for the exit every 20 ms.
             wait_ms = if wait_ms < 0 { 20 } else { wait_ms.min(20) };
         }
+        let rest = !pages_dropped && rest_at <= now;
+        if !pages_dropped && !rest {
+            let left = rest_at
+                .saturating_duration_since(now)
+                .as_millis()
+                .clamp(1, i32::MAX as u128) as i32;
+            wait_ms = if wait_ms < 0 { left } else { wait_ms.min(left) };
+        }
         let mut fds = Vec::with_capacity(3);
         for s in tee.streams.iter().filter(|s| s.open) {
             fds.push(sys::poll_fd(s.fd.as_raw_fd(), sys::POLLIN));
@@ -1405,11 +1421,11 @@ fn run_loop(
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
         }
-        if pages_dropped {
-            let _ = sys::poll(&mut fds, wait_ms);
-        } else {
+        if rest {
             pages_dropped = true;
             let _ = sys::poll_at_rest(&mut fds, wait_ms);
+        } else {
+            let _ = sys::poll(&mut fds, wait_ms);
         }
         if let Some(fd) = caller {
             let gone = fds.iter().any(|f| f.fd == fd && f.revents != 0);
