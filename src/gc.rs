@@ -373,7 +373,6 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let secs = i64::try_from(p.older_than_secs).unwrap_or(i64::MAX);
     let cutoff = time::now_unix().saturating_sub(secs);
     let cutoff_ms = i128::from(cutoff) * 1000;
-    let age_only = p.max_jobs.is_none() && p.max_bytes.is_none();
     let mut r = Report::default();
     let mut done: Vec<Finished> = Vec::new();
     let mut stale_created: Vec<Finished> = Vec::new();
@@ -386,8 +385,22 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
                 unscanned = (names.len() - i) as u64;
                 break;
             }
-            // Names are in creation order: every later ULID is newer too.
-            if age_only && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms) {
+            // Names are in creation order: every later ULID is newer too,
+            // so none can be past the age line once this one is not. With
+            // `max_jobs` alone besides, the scan may stop there as soon as
+            // it holds as many finished jobs as there are names beyond the
+            // limit: the oldest of them are all the rule can take (the
+            // rest count as newer finished jobs, as under a partial scan).
+            // A burst of launches in a full root then reads a state file
+            // or two per launch, not `scan_limit` of them.
+            let beyond = p
+                .max_jobs
+                .map_or(0, |keep| (names.len() as u64).saturating_sub(keep));
+            if p.max_bytes.is_none()
+                && done.len() as u64 >= beyond
+                && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms)
+            {
+                unscanned = (names.len() - i) as u64;
                 break;
             }
         }
@@ -826,6 +839,33 @@ mod tests {
         let r = sweep(&s, &policy(86_400, Some(5), Some((2, 100)))).unwrap();
         assert_eq!(r.candidate_count, 1);
         assert_eq!(r.jobs.last().unwrap().job_id, ids[0]);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn auto_max_jobs_reads_only_as_many_as_are_beyond_the_limit() {
+        let s = scratch("beyond");
+        let now = time::now_unix() as u64;
+        let ids: Vec<String> = (0..8)
+            .map(|i| finished(&s, now - 7200 + i, (now - 3600 + i) as i64, 4))
+            .collect();
+        // Keep 6 of 8: the two oldest go, and nothing newer is read.
+        let r = sweep(&s, &policy(86_400, Some(6), Some((200, 100)))).unwrap();
+        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
+        assert_eq!(picked, vec![ids[0].as_str(), ids[1].as_str()]);
+        assert_eq!((r.scanned_dirs, r.candidate_count), (2, 2));
+        // Nothing beyond the limit: nothing is read.
+        let r = sweep(&s, &policy(86_400, Some(8), Some((200, 100)))).unwrap();
+        assert_eq!((r.scanned_dirs, r.candidate_count), (0, 0));
+        // A job past the age line is still found behind the first ones.
+        let old = finished(&s, now - 90 * 86_400, (now - 80 * 86_400) as i64, 5);
+        let r = sweep(&s, &policy(86_400, Some(8), Some((200, 100)))).unwrap();
+        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
+        assert_eq!(picked, vec![old.as_str()]);
+        assert_eq!(r.jobs[0].reason, "older_than+max_jobs");
+        // The same answer as a scan of everything.
+        let full = sweep(&s, &policy(86_400, Some(8), None)).unwrap();
+        assert_eq!(full.candidate_count, 1);
         fs::remove_dir_all(&s.root).unwrap();
     }
 
