@@ -403,10 +403,13 @@ fn run_once(
     // has been published and the caller told, whichever comes first, at
     // the lowest priority, and nothing waits for it but this process's
     // exit. A waiting caller is blocked on the pipe until `T`, so the
-    // collection never competes with it for anything it needs.
-    let mut gc = auto_gc.map(|g| AutoGcStart {
+    // collection never competes with it for anything it needs. The next
+    // launch's spare directory is made at the same moment, for the same
+    // reason.
+    let mut gc = Some(AfterAnswer {
         store: store.clone(),
-        settings: Some(g),
+        settings: auto_gc,
+        spares: true,
         caller: ready.as_ref().map(|f| f.as_raw_fd()),
         thread: None,
         done: None,
@@ -449,9 +452,6 @@ fn run_once(
             None => return never_ran(None),
         },
     };
-    // The caller has its answer: the next launch's directory is made
-    // now, off every caller's path (`store::SPARE_DIRS`).
-    store.refill_spares();
     let mut tee = Tee {
         streams: [Stream::new(out, out_log), Stream::new(err, err_log)],
         full: FullLog::new(full_log),
@@ -773,26 +773,36 @@ impl Early {
     }
 }
 
-/// Auto-GC, not yet started: it starts (in a thread, at the lowest
-/// priority) when the caller has let go of the readiness pipe or the
-/// job's answer is out, whichever is first — never before the caller has
-/// what it waits for. Until then it costs nothing: no thread waits for
-/// it, the caller's pipe is one more descriptor in the tee's poll().
-struct AutoGcStart {
+/// What waits until the caller has its answer: the spare job directories
+/// for the next launches (`store::refill_spares`), and auto-GC. Both
+/// start when the caller has let go of the readiness pipe or the job's
+/// answer is out, whichever is first — never before the caller has what
+/// it waits for (a `--no-wait` caller still prints and exits after `R`,
+/// on this CPU as often as not). Until then they cost nothing: no thread
+/// waits for them, the caller's pipe is one more descriptor in the tee's
+/// poll(). The collection runs in a thread at the lowest priority; the
+/// directories are made at once, since the next launch may want one.
+struct AfterAnswer {
     store: Store,
     settings: Option<crate::gc::AutoGc>,
+    spares: bool,
     caller: Option<std::os::fd::RawFd>,
     thread: Option<std::thread::JoinHandle<()>>,
     done: Option<OwnedFd>,
 }
 
-impl AutoGcStart {
-    /// The caller's pipe, while the collection waits for it to go.
+impl AfterAnswer {
+    /// The caller's pipe, while something waits for it to go.
     fn waiting_for(&self) -> Option<std::os::fd::RawFd> {
-        self.settings.as_ref().and(self.caller)
+        (self.settings.is_some() || self.spares)
+            .then_some(self.caller)
+            .flatten()
     }
 
     fn start(&mut self) {
+        if std::mem::take(&mut self.spares) {
+            self.store.refill_spares();
+        }
         let Some(g) = self.settings.take() else {
             return;
         };
@@ -1337,7 +1347,7 @@ fn run_loop(
     (pid, started): (u32, Instant),
     tee: &mut Tee,
     input: &mut Option<crate::input::Input>,
-    gc: &mut Option<AutoGcStart>,
+    gc: &mut Option<AfterAnswer>,
 ) -> Outcome {
     let pidfd = sys::pidfd_open(pid).ok();
     let ms = Duration::from_millis;
@@ -1410,11 +1420,11 @@ fn run_loop(
         }
         // A caller that has its answer and lets go of the readiness pipe
         // (POLLERR on our end: events 0) lets auto-GC start.
-        let caller = gc.as_ref().and_then(AutoGcStart::waiting_for);
+        let caller = gc.as_ref().and_then(AfterAnswer::waiting_for);
         if let Some(fd) = caller {
             fds.push(sys::poll_fd(fd, 0));
         }
-        let collecting = gc.as_ref().and_then(AutoGcStart::running_fd);
+        let collecting = gc.as_ref().and_then(AfterAnswer::running_fd);
         if let Some(fd) = collecting {
             fds.push(sys::poll_fd(fd, 0));
         }

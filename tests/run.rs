@@ -848,4 +848,21 @@ fn a_launch_takes_the_directory_a_supervisor_made_ahead_and_nothing_reports_it()
     assert_eq!(v["scanned_dirs"], 2, "{v}");
     let v = t.ok(&["delete", "--all"]);
     assert!(!v.to_string().contains(".spare"), "{v}");
+
+    // A --no-wait caller has its answer when it exits: the spares are
+    // made then, while the job still runs.
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--no-wait", "--", "sleep", "30"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !t.root.join(".spare-0").is_dir() {
+        assert!(
+            std::time::Instant::now() < until,
+            "no spare while the job runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", &id]);
+    t.wait_done(&id);
 }
