@@ -69,6 +69,8 @@ pub enum Error {
     PayloadTooLarge(String),
     /// The server is at its connection limit; try again.
     Unavailable(String),
+    /// A request that began but did not arrive whole in the time allowed.
+    RequestTimeout(String),
     /// A file in a job directory that is a symlink or not a regular file,
     /// or a job directory that is not a directory: never followed.
     UnsafePath(String),
@@ -139,6 +141,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::Unavailable(_) => "unavailable",
+            Error::RequestTimeout(_) => "request_timeout",
         }
     }
 
@@ -146,7 +149,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::InJob(_, e) => e.retryable(),
-            Error::Unavailable(_) => true,
+            Error::Unavailable(_) | Error::RequestTimeout(_) => true,
             Error::Io { source, .. } => io_retryable(source),
             _ => false,
         }
@@ -187,6 +190,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge(_) => 413,
             Error::Unavailable(_) => 503,
+            Error::RequestTimeout(_) => 408,
             Error::Io { .. } | Error::Internal(_) => 500,
             _ => 400,
         }
@@ -246,6 +250,7 @@ impl fmt::Display for Error {
             | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
             | Error::Unavailable(m)
+            | Error::RequestTimeout(m)
             | Error::UnsafePath(m)
             | Error::StdinClosed(m) => f.write_str(m),
             Error::InJob(_, e) => e.fmt(f),

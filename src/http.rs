@@ -20,8 +20,10 @@
 //!   time for a request to begin (`IDLE` between keep-alive requests,
 //!   `HEAD_TIME` on a new connection); once a request's first byte is
 //!   in, its head must be complete within `HEAD_TIME` (a client that
-//!   trickles bytes — slowloris — is dropped, without an answer, when
-//!   that runs out), and its body within `BODY_TIME` of the head.
+//!   trickles bytes — slowloris — is answered 408 `request_timeout` and
+//!   dropped when that runs out), and its body within `BODY_TIME` of the
+//!   head. A connection on which no request began is dropped without a
+//!   word when its wait runs out.
 //! - The head is handed out before the body is read (`next_head`, then
 //!   `read_body` or `skip_buffered_body`), so the server can refuse an
 //!   unauthenticated request without waiting for, or holding, its body;
@@ -136,9 +138,8 @@ fn some(s: &str) -> Option<&str> {
 /// Why no request came out of the connection.
 #[derive(Debug)]
 pub enum ReadError {
-    /// End of stream, reset, idle or request timeout: drop the
-    /// connection without a word (there is nobody, or nobody worth
-    /// answering).
+    /// End of stream, reset, or no request begun in the time allowed:
+    /// drop the connection without a word (there is nobody to answer).
     Closed,
     /// A request we refuse: answer with this status and error, then close.
     Bad(u16, Error),
@@ -209,8 +210,17 @@ impl<S: Source> Reader<S> {
     }
 
     /// Read more bytes into `buf[end..]`, waiting until `deadline`;
-    /// Closed on EOF, error or timeout.
-    fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
+    /// Closed on EOF or error, and on a timeout before a request began
+    /// (`begun` false: an idle connection is dropped without a word);
+    /// a timeout once it began is answered 408.
+    fn fill(&mut self, deadline: Instant, begun: bool) -> Result<(), ReadError> {
+        let late = || {
+            if begun {
+                timed_out("the request's head")
+            } else {
+                ReadError::Closed
+            }
+        };
         if self.pos > 0 {
             // Usually nothing is left and this is free; at most a partial
             // head (< MAX_HEAD) moves.
@@ -229,7 +239,7 @@ impl<S: Source> Reader<S> {
         let t = deadline
             .checked_duration_since(Instant::now())
             .filter(|t| !t.is_zero())
-            .ok_or(ReadError::Closed)?;
+            .ok_or_else(late)?;
         self.set_timeout(t)?;
         loop {
             match self.src.read(&mut self.buf[self.end..]) {
@@ -239,6 +249,7 @@ impl<S: Source> Reader<S> {
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => return Err(late()),
                 Err(_) => return Err(ReadError::Closed),
             }
         }
@@ -260,7 +271,7 @@ impl<S: Source> Reader<S> {
     /// refused here, from its `Content-Length`.
     pub fn next_head(&mut self, first_byte: Duration) -> Result<&Request, ReadError> {
         if !self.has_buffered() {
-            self.fill(Instant::now() + first_byte)?;
+            self.fill(Instant::now() + first_byte, false)?;
         }
         let deadline = Instant::now() + HEAD_TIME;
         // Find the end of the head, scanning only new bytes each round.
@@ -282,7 +293,8 @@ impl<S: Source> Reader<S> {
                 ));
             }
             scanned = avail.len();
-            self.fill(deadline)?;
+            // Only blank lines so far is no request yet.
+            self.fill(deadline, !avail.is_empty())?;
         };
         if head_len > MAX_HEAD {
             return Err(ReadError::Bad(
@@ -346,7 +358,7 @@ impl<S: Source> Reader<S> {
             let left = deadline
                 .checked_duration_since(Instant::now())
                 .filter(|t| !t.is_zero())
-                .ok_or(ReadError::Closed)?;
+                .ok_or_else(|| timed_out("the request's body"))?;
             if self.timeout != Some(left) {
                 self.src.set_timeout(left).map_err(|_| ReadError::Closed)?;
                 self.timeout = Some(left);
@@ -355,11 +367,28 @@ impl<S: Source> Reader<S> {
                 Ok(0) => return Err(ReadError::Closed),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => return Err(timed_out("the request's body")),
                 Err(_) => return Err(ReadError::Closed),
             }
         }
         Ok(())
     }
+}
+
+/// A socket read that gave up at its timeout (SO_RCVTIMEO: EAGAIN).
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A request that began but did not arrive whole in time: 408.
+fn timed_out(what: &str) -> ReadError {
+    ReadError::Bad(
+        408,
+        Error::RequestTimeout(format!("{what} did not arrive in time")),
+    )
 }
 
 fn too_large_head() -> String {
@@ -985,7 +1014,7 @@ mod tests {
     }
 
     #[test]
-    fn truncated_or_stalled_input_closes_quietly() {
+    fn truncated_input_closes_quietly_and_a_stalled_request_is_a_408() {
         assert!(matches!(one(b""), Err(ReadError::Closed)));
         assert!(matches!(
             one(b"GET / HTTP/1.1\r\nHost: x\r\n"),
@@ -995,10 +1024,27 @@ mod tests {
             one(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"),
             Err(ReadError::Closed)
         ));
-        let mut s = Script::new(&[b"GET / HTTP/1.1\r\n"]);
-        s.stall = true;
-        let mut r = Reader::new(s);
-        assert!(matches!(r.next_request(), Err(ReadError::Closed)));
+        let stalled = |parts: &[&[u8]]| {
+            let mut s = Script::new(parts);
+            s.stall = true;
+            Reader::new(s).next_request().map(|_| ()).unwrap_err()
+        };
+        // Nothing, or only blank lines, before the stall: no request.
+        assert!(matches!(stalled(&[]), ReadError::Closed));
+        assert!(matches!(stalled(&[b"\r\n"]), ReadError::Closed));
+        // A head or a body cut short by the stall: 408 request_timeout.
+        for parts in [
+            &[&b"GET / HTTP/1.1\r\n"[..]][..],
+            &[&b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"[..]][..],
+        ] {
+            match stalled(parts) {
+                ReadError::Bad(408, e) => {
+                    assert_eq!(e.code(), "request_timeout");
+                    assert!(e.retryable());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -718,7 +718,7 @@ const REPLIES: &[Reply] = &[
             "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT, which stop it at once: a request still waiting (a wait, a run waiting for its job) is answered 503 unavailable (the job goes on), a follow's stream is ended, and the server exits 0. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, GET /wait?ids=A,B[&any=true] (several jobs, as wait A B), POST /kill/{id}, POST /restart/{id}, POST /send/{id} (a JSON body: data, and newline, eof, yield_ms, no_record, max_bytes as send takes them), GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
             "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin, queue, parallel, after and after_ok (arrays of ids), max_log_bytes (0: no cap), no_full_log.",
             "Query parameters (percent-decoded; an unknown one is invalid_request): /tail tail_lines, max_bytes, since, grep, grep_type, output_stream, follow, until; /wait until (seconds, default 30), forever, max_bytes, tail_bytes, output, output_match_type, output_stream, since (and with ids: all, any); /kill signal (as kill --signal), no_wait; /restart signal, kill_after, wait, until, forever, no_wait, max_bytes, tail_bytes, no_auto_gc, auto_gc_older_than, auto_gc_max_jobs, auto_gc_max_bytes; /list limit, state, cwd, all, tag (repeatable). Without cwd or all, /list and /exec use the server's working directory.",
-            "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 64 connections (503, retryable); a request must arrive within 10 s of its first byte, and an idle connection is closed after 5 s. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
+            "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 64 connections (503, retryable); once a request's first byte is in, its head must arrive within 2 s and its body within 10 s more, or it is answered 408 request_timeout (retryable) and the connection closed; a connection on which no request begins is closed after 5 s without a word. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
             "Browsers: --allow-origin enables CORS for that one origin; a request carrying any other Origin is refused (403 forbidden), so a web page can neither start or kill jobs nor hold a wait open (and it gets no CORS header, so it could read nothing). Clients that are not browsers send no Origin and are not affected. Without a token, a Host header that is a DNS name (dotted, other than *.localhost) is refused too (403), against DNS rebinding; use 127.0.0.1 or localhost.",
         ],
         see: &["run"],
@@ -927,6 +927,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("method_not_allowed", 1, "HTTP: the route does not serve this method (405)."),
     ("payload_too_large", 1, "HTTP: request line, headers or body over the limits (413)."),
     ("unavailable", 1, "HTTP: the server is at its connection limit; retryable (503)."),
+    ("request_timeout", 1, "HTTP: a request that began did not arrive whole in time (its head within 2 s, its body within 10 s); retryable (408)."),
 ];
 
 fn main_page() -> String {
@@ -1174,6 +1175,7 @@ mod tests {
             Error::MethodNotAllowed { allow: "" },
             Error::PayloadTooLarge(String::new()),
             Error::Unavailable(String::new()),
+            Error::RequestTimeout(String::new()),
             Error::UnsafePath(String::new()),
             Error::StdinClosed(String::new()),
         ];
@@ -1201,6 +1203,7 @@ mod tests {
                 | Error::MethodNotAllowed { .. }
                 | Error::PayloadTooLarge(_)
                 | Error::Unavailable(_)
+                | Error::RequestTimeout(_)
                 | Error::UnsafePath(_)
                 | Error::StdinClosed(_)
                 | Error::InJob(..) => {}

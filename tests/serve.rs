@@ -939,8 +939,8 @@ fn slowloris_is_dropped_while_others_are_served() {
     for _ in 0..5 {
         assert_eq!(s.get("/health").status, 200);
     }
-    // The server gives up on the stalled request (2 s) and closes;
-    // our read timeout (60 s) is far beyond that.
+    // The server gives up on the stalled request (2 s), answers 408 and
+    // closes; our read timeout (60 s) is far beyond that.
     let mut buf = Vec::new();
     let r = slow.read_to_end(&mut buf);
     assert!(
@@ -949,8 +949,18 @@ fn slowloris_is_dropped_while_others_are_served() {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "server did not close the stalled connection: {r:?}"
     );
-    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    let mut rd = buf.as_slice();
+    let resp = read_resp(&mut rd, false).expect("an answer before the close");
+    assert_eq!(resp.status, 408, "{}", String::from_utf8_lossy(&buf));
+    let v = resp.json();
+    assert_eq!(v["error"]["code"], "request_timeout", "{v}");
+    assert_eq!(v["error"]["retryable"], true, "{v}");
     assert_eq!(s.get("/health").status, 200);
+    // A connection that never begins a request is dropped without a word.
+    let mut idle = connect(s.port);
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
 }
 
 #[test]
