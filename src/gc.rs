@@ -1,6 +1,7 @@
 //! Retention: which finished jobs to delete, shared by `gc` and the
-//! automatic clean-up that follows `run` / `start` (`run_auto`, called by
-//! the supervisor in a thread before it writes the job's terminal state).
+//! automatic clean-up that follows `run` / `start` (`claim_auto`, taken by
+//! the supervisor once the caller has its answer, then `AutoClaim::run`
+//! in a thread at the lowest priority).
 //!
 //! The rules (a union, DECISIONS D20). A terminal job is deleted when it
 //! breaks ANY of them; its `reason` joins the ones it broke with `+`, in
@@ -142,26 +143,40 @@ impl AutoGc {
 /// The auto-GC guard, in the root. Never removed: only its flock counts.
 pub const GC_LOCK: &str = ".gc.lock";
 
-/// Best-effort bounded clean-up after a launch (runs in the supervisor).
-/// Never reports to the caller; see the module header.
-pub fn run_auto(store: &Store, g: &AutoGc) {
+/// The right to run one auto-GC sweep: the guard locked, and the sweep
+/// not known to be idle. Taken by `claim_auto` where the launch's
+/// supervisor runs, so that a launch with nothing to collect starts no
+/// thread; the sweep itself (`AutoClaim::run`) goes in a thread at the
+/// lowest priority. Dropping it releases the guard.
+pub struct AutoClaim {
+    lock: std::fs::File,
+    age_only: bool,
+    idle_key: String,
+    now_ms: u64,
+}
+
+/// Take the auto-GC guard for one sweep, unless another launch holds it
+/// (it is collecting) or an age-only sweep with these settings found
+/// nothing under a second ago. Never fails its caller: errors are
+/// logged and mean "no sweep". See the module header.
+pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
     let path = store.root.join(GC_LOCK);
     let lock = match store::open_lock(&path) {
         Ok(f) => f,
         Err(e) => {
             warn!("auto-gc failed (best-effort): open {}: {e}", path.display());
-            return;
+            return None;
         }
     };
     match sys::try_lock_exclusive(&lock) {
         Ok(true) => {}
         Ok(false) => {
             debug!("auto-gc skipped: another run holds {}", path.display());
-            return;
+            return None;
         }
         Err(e) => {
             warn!("auto-gc failed (best-effort): lock {}: {e}", path.display());
-            return;
+            return None;
         }
     }
     // An age-only sweep that found nothing to delete is not repeated
@@ -175,39 +190,51 @@ pub fn run_auto(store: &Store, g: &AutoGc) {
     let idle_key = format!("idle {} {}", g.older_than_secs, g.scan_limit);
     if age_only && recently_idle(&lock, &idle_key, now_ms) {
         debug!("auto-gc skipped: an age-only sweep found nothing under a second ago");
-        return;
+        return None;
     }
-    let policy = Policy {
-        older_than_secs: g.older_than_secs,
-        max_jobs: g.max_jobs,
-        max_bytes: g.max_bytes,
-        dry_run: false,
-        budget: Some(Budget {
-            scan_limit: g.scan_limit,
-            delete_limit: g.delete_limit,
-        }),
-    };
-    let result = sweep(store, &policy);
-    let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
-    let _ = lock.set_len(0);
-    if age_only && idle {
-        use std::io::Write;
-        let _ = (&lock).write_all(format!("{idle_key} {now_ms}\n").as_bytes());
+    Some(AutoClaim {
+        lock,
+        age_only,
+        idle_key,
+        now_ms,
+    })
+}
+
+impl AutoClaim {
+    /// The sweep: best effort and bounded; never reports to the caller.
+    pub fn run(self, store: &Store, g: &AutoGc) {
+        let policy = Policy {
+            older_than_secs: g.older_than_secs,
+            max_jobs: g.max_jobs,
+            max_bytes: g.max_bytes,
+            dry_run: false,
+            budget: Some(Budget {
+                scan_limit: g.scan_limit,
+                delete_limit: g.delete_limit,
+            }),
+        };
+        let result = sweep(store, &policy);
+        let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
+        let _ = self.lock.set_len(0);
+        if self.age_only && idle {
+            use std::io::Write;
+            let line = format!("{} {}\n", self.idle_key, self.now_ms);
+            let _ = (&self.lock).write_all(line.as_bytes());
+        }
+        match result {
+            Ok(r) => info!(
+                "gc complete: mode=auto deleted={} skipped={} out_of_scope={} failed={} freed_bytes={} scanned_dirs={} candidate_count={}",
+                r.deleted,
+                r.skipped,
+                r.out_of_scope,
+                r.failed,
+                r.freed_bytes,
+                r.scanned_dirs,
+                r.candidate_count
+            ),
+            Err(e) => warn!("auto-gc failed (best-effort): {e}"),
+        }
     }
-    match result {
-        Ok(r) => info!(
-            "gc complete: mode=auto deleted={} skipped={} out_of_scope={} failed={} freed_bytes={} scanned_dirs={} candidate_count={}",
-            r.deleted,
-            r.skipped,
-            r.out_of_scope,
-            r.failed,
-            r.freed_bytes,
-            r.scanned_dirs,
-            r.candidate_count
-        ),
-        Err(e) => warn!("auto-gc failed (best-effort): {e}"),
-    }
-    drop(lock);
 }
 
 /// Does the guard file record an idle age-only sweep with these settings

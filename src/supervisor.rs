@@ -806,13 +806,18 @@ impl AfterAnswer {
         let Some(g) = self.settings.take() else {
             return;
         };
+        // The guard first, here: most launches in a burst find another
+        // collecting, or nothing to collect, and start no thread at all.
+        let Some(claim) = crate::gc::claim_auto(&self.store, &g) else {
+            return;
+        };
         let store = self.store.clone();
         let Ok((done_r, done_w)) = sys::pipe() else {
             return;
         };
         self.thread = Some(std::thread::spawn(move || {
             sys::lowest_priority_for_this_thread();
-            crate::gc::run_auto(&store, &g);
+            claim.run(&store, &g);
             // Closing the write end tells the tee's poll() we are done.
             drop(done_w);
         }));
