@@ -1808,6 +1808,13 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
 /// group's number as its own new group is the leader of its own session.
 pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
     let mut out = Vec::new();
+    // Most groups asked about are long gone (gc and delete ask about
+    // every finished job): signal 0 to the group says so in one system
+    // call (ESRCH: no process at all, zombies included, has that group
+    // id), where the scan below reads the stat file of every process.
+    if matches!(kill_group(pgid, 0), Ok(false)) {
+        return out;
+    }
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return out;
     };
@@ -2226,6 +2233,26 @@ pub fn close_after_exit(fd: OwnedFd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_members_sees_a_live_group_and_not_a_gone_one() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let sid = proc_stat(pid).unwrap().session;
+        assert_eq!(group_members(pid, sid), vec![pid]);
+        // Same group id, another session: a stranger, not a member.
+        assert!(group_members(pid, sid + 1).is_empty());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Gone (reaped): the quick answer, without a scan.
+        assert!(!kill_group(pid, 0).unwrap());
+        assert!(group_members(pid, sid).is_empty());
+    }
 
     #[test]
     fn signal_names_round_trip() {
