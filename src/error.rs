@@ -97,6 +97,16 @@ impl Error {
         Error::Io { context, source }
     }
 
+    /// An I/O error about a path the user named (the jobs root), taken
+    /// as it is: there a file in a directory's place (ENOTDIR) is a
+    /// mistyped path, not a planted link, and says so (`io_error`).
+    pub fn io_as_is(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
     /// Say which job this error is about (once; the innermost id wins).
     pub fn in_job(self, id: &str) -> Error {
         match self {

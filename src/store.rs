@@ -97,7 +97,7 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-            .map_err(|e| Error::io(format!("create jobs root {}", self.root.display()), e))?;
+            .map_err(|e| Error::io_as_is(format!("create jobs root {}", self.root.display()), e))?;
         crate::sys::spread_subdirectories(&self.root);
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Store {
     /// make the directory itself. Two launches never get the same spare:
     /// the rename moves it once.
     fn take_spare(&self) -> Option<Job> {
-        let root = crate::sys::Dir::open(&self.root).ok()?;
+        let root = crate::sys::Dir::open_root(&self.root).ok()?;
         for spare in SPARE_DIRS {
             // Touched first: gc takes a job directory without meta.json
             // whose mtime is a minute old for a launch that died, and a
@@ -160,7 +160,7 @@ impl Store {
     /// instead of a mkdir. Best effort: a root that refuses is left as
     /// it is, and the next launch makes its own directory.
     pub fn refill_spares(&self) {
-        if let Ok(root) = crate::sys::Dir::open(&self.root) {
+        if let Ok(root) = crate::sys::Dir::open_root(&self.root) {
             for spare in SPARE_DIRS {
                 let _ = root.mkdir(spare);
             }
@@ -184,7 +184,7 @@ impl Store {
             }
         });
         match r {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_as_is(
                 format!("failed to read root directory {}", self.root.display()),
                 e,
             )),

@@ -1190,9 +1190,21 @@ pub enum How {
 
 impl Dir {
     pub fn open(path: &std::path::Path) -> io::Result<Dir> {
+        Dir::open_at_path(path, libc::O_NOFOLLOW)
+    }
+
+    /// The jobs root, as `open` but following a symlink at its last
+    /// component: the root is the user's choice of path (`ensure_root`
+    /// follows it too). Names opened through it are still never
+    /// followed.
+    pub fn open_root(path: &std::path::Path) -> io::Result<Dir> {
+        Dir::open_at_path(path, 0)
+    }
+
+    fn open_at_path(path: &std::path::Path, extra: libc::c_int) -> io::Result<Dir> {
         use std::os::unix::ffi::OsStrExt;
         let c = cpath(path.as_os_str().as_bytes())?;
-        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | extra;
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         let fd = cvt(unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags) })?;
         // SAFETY: the kernel just gave us this descriptor.

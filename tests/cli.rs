@@ -323,3 +323,26 @@ fn an_answer_that_cannot_be_written_is_a_failure() {
         );
     }
 }
+
+#[test]
+fn a_root_through_a_file_is_an_io_error_that_says_so() {
+    // A mistyped --root, not a planted link: io_error with the system's
+    // reason, not unsafe_path.
+    let t = TempRoot::new();
+    std::fs::create_dir_all(&t.base).unwrap();
+    let file = t.base.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    for (root, args) in [
+        (file.join("jobs"), &["run", "--", "true"][..]),
+        (file.clone(), &["list"][..]),
+    ] {
+        let mut c = t.bare();
+        c.arg("--root").arg(&root).args(args);
+        let out = t.exec(c);
+        assert_eq!(out.code, 1, "{args:?}");
+        let v = out.json();
+        assert_eq!(v["error"]["code"], "io_error", "{args:?}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("Not a directory"), "{msg}");
+    }
+}

@@ -866,3 +866,38 @@ fn a_launch_takes_the_directory_a_supervisor_made_ahead_and_nothing_reports_it()
     t.ok(&["kill", &id]);
     t.wait_done(&id);
 }
+
+#[test]
+fn a_root_given_as_a_symlink_gets_spare_directories_too() {
+    // The root is the user's path: followed, as for everything else.
+    use std::os::unix::fs::MetadataExt;
+    let t = TempRoot::new();
+    let real = t.base.join("real-root");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = t.base.join("link-root");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let run = || {
+        let mut c = t.bare();
+        c.arg("--root").arg(&link).args(["run", "--", "true"]);
+        let v = t.exec(c).json();
+        assert_eq!(v["state"], "exited", "{v}");
+        v["job_id"].as_str().unwrap().to_string()
+    };
+    run();
+    let spares = [real.join(".spare-0"), real.join(".spare-1")];
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !spares.iter().all(|s| s.is_dir()) {
+        assert!(
+            std::time::Instant::now() < until,
+            "no spares in a linked root"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let inos: Vec<u64> = spares
+        .iter()
+        .map(|s| std::fs::metadata(s).unwrap().ino())
+        .collect();
+    let id = run();
+    let got = std::fs::metadata(real.join(&id)).unwrap().ino();
+    assert!(inos.contains(&got), "{id} was made, not taken");
+}
