@@ -150,9 +150,8 @@ pub const GC_LOCK: &str = ".gc.lock";
 /// lowest priority. Dropping it releases the guard.
 pub struct AutoClaim {
     lock: std::fs::File,
-    age_only: bool,
-    idle_key: String,
-    now_ms: u64,
+    /// For an age-only sweep: the line recording it, should it be idle.
+    idle_note: Option<String>,
 }
 
 /// Take the auto-GC guard for one sweep, unless another launch holds it
@@ -194,9 +193,7 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
     }
     Some(AutoClaim {
         lock,
-        age_only,
-        idle_key,
-        now_ms,
+        idle_note: age_only.then(|| format!("{idle_key} {now_ms}\n")),
     })
 }
 
@@ -216,9 +213,8 @@ impl AutoClaim {
         let result = sweep(store, &policy);
         let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
         let _ = self.lock.set_len(0);
-        if self.age_only && idle {
+        if let Some(line) = self.idle_note.filter(|_| idle) {
             use std::io::Write;
-            let line = format!("{} {}\n", self.idle_key, self.now_ms);
             let _ = (&self.lock).write_all(line.as_bytes());
         }
         match result {
@@ -405,6 +401,10 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let mut stale_created: Vec<Finished> = Vec::new();
     let mut incomplete: Vec<&str> = Vec::new();
     let mut unscanned = 0u64;
+    // Names beyond `max_jobs`: as many finished jobs as the rule can take.
+    let beyond = p
+        .max_jobs
+        .map_or(0, |keep| (names.len() as u64).saturating_sub(keep));
 
     for (i, name) in names.iter().enumerate() {
         if let Some(b) = p.budget {
@@ -420,9 +420,6 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             // rest count as newer finished jobs, as under a partial scan).
             // A burst of launches in a full root then reads a state file
             // or two per launch, not `scan_limit` of them.
-            let beyond = p
-                .max_jobs
-                .map_or(0, |keep| (names.len() as u64).saturating_sub(keep));
             if p.max_bytes.is_none()
                 && done.len() as u64 >= beyond
                 && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms)

@@ -406,14 +406,14 @@ fn run_once(
     // collection never competes with it for anything it needs. The next
     // launch's spare directory is made at the same moment, for the same
     // reason.
-    let mut gc = Some(AfterAnswer {
+    let mut after = AfterAnswer {
         store: store.clone(),
         settings: auto_gc,
         spares: true,
         caller: ready.as_ref().map(|f| f.as_raw_fd()),
         thread: None,
         done: None,
-    });
+    };
     let opened = match early_full {
         Some(f) => Ok(f),
         None => open_full_log(job, &full_path, &meta, gaps.take()),
@@ -465,7 +465,7 @@ fn run_once(
         (pid, started),
         &mut tee,
         &mut input,
-        &mut gc,
+        &mut after,
     );
     tee.drain();
     tee.finish();
@@ -509,12 +509,10 @@ fn run_once(
         } = tee;
         drop((streams, full, buf));
         matcher.finish();
-        let auto_gc = gc.and_then(|mut g| {
-            if let Some(t) = g.thread.take() {
-                let _ = t.join();
-            }
-            g.settings.take()
-        });
+        if let Some(t) = after.thread.take() {
+            let _ = t.join();
+        }
+        let auto_gc = after.settings.take();
         return match between_runs(job, &state, &r) {
             None => Step::Again(lock, auto_gc),
             Some(last) => {
@@ -547,10 +545,8 @@ fn run_once(
     let _ = lock.set_len(0);
     drop(lock);
     // Now the collection may start, if the caller did not let it already.
-    let gc = gc.and_then(|mut g| {
-        g.start();
-        g.thread
-    });
+    after.start();
+    let gc = after.thread;
     crate::store::sync_file(&job.dir, crate::job::STATE);
     // Off the path that waits: the replaced states' blocks may go now.
     drop((replaced, queued_state));
@@ -1352,7 +1348,7 @@ fn run_loop(
     (pid, started): (u32, Instant),
     tee: &mut Tee,
     input: &mut Option<crate::input::Input>,
-    gc: &mut Option<AfterAnswer>,
+    after: &mut AfterAnswer,
 ) -> Outcome {
     let pidfd = sys::pidfd_open(pid).ok();
     let ms = Duration::from_millis;
@@ -1425,11 +1421,11 @@ fn run_loop(
         }
         // A caller that has its answer and lets go of the readiness pipe
         // (POLLERR on our end: events 0) lets auto-GC start.
-        let caller = gc.as_ref().and_then(AfterAnswer::waiting_for);
+        let caller = after.waiting_for();
         if let Some(fd) = caller {
             fds.push(sys::poll_fd(fd, 0));
         }
-        let collecting = gc.as_ref().and_then(AfterAnswer::running_fd);
+        let collecting = after.running_fd();
         if let Some(fd) = collecting {
             fds.push(sys::poll_fd(fd, 0));
         }
@@ -1444,14 +1440,14 @@ fn run_loop(
         }
         if let Some(fd) = caller {
             let gone = fds.iter().any(|f| f.fd == fd && f.revents != 0);
-            if let (true, Some(g)) = (gone, gc.as_mut()) {
-                g.start();
+            if gone {
+                after.start();
             }
         }
         if let Some(fd) = collecting {
             let over = fds.iter().any(|f| f.fd == fd && f.revents != 0);
-            if let (true, Some(g)) = (over, gc.as_mut()) {
-                g.reap();
+            if over {
+                after.reap();
                 // It faulted in code the wait loop never runs (about a
                 // megabyte): give it back before the next wait, as at
                 // the loop's start.

@@ -1288,26 +1288,12 @@ impl Dir {
     /// Is `name` here a directory (not a symlink) owned by this process's
     /// user, with no subdirectory (link count 2)?
     pub fn is_own_leaf_dir(&self, name: &str) -> bool {
-        let Ok(c) = cpath(name.as_bytes()) else {
+        let Some(st) = self.lstat(name) else {
             return false;
-        };
-        // SAFETY: stat is plain data; fstatat fills it and does not
-        // follow a symlink; `c` outlives the call.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::fstatat(
-                self.0.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
         };
         // SAFETY: geteuid takes nothing and cannot fail.
         let euid = unsafe { libc::geteuid() };
-        rc == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFDIR
-            && st.st_uid == euid
-            && st.st_nlink == 2
+        st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_uid == euid && st.st_nlink == 2
     }
 
     /// link(2) within this directory: fails with EEXIST if `to` exists,
@@ -1362,10 +1348,14 @@ impl Dir {
 
     /// Does `name` exist here (as anything, a symlink included)?
     pub fn exists(&self, name: &str) -> bool {
-        let Ok(c) = cpath(name.as_bytes()) else {
-            return false;
-        };
-        // SAFETY: stat is plain data; fstatat fills it; `c` outlives the call.
+        self.lstat(name).is_some()
+    }
+
+    /// fstatat(2) of `name` here, not following a symlink.
+    fn lstat(&self, name: &str) -> Option<libc::stat> {
+        let c = cpath(name.as_bytes()).ok()?;
+        // SAFETY: stat is plain data; fstatat fills it and does not
+        // follow a symlink; `c` outlives the call.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         let rc = unsafe {
             libc::fstatat(
@@ -1375,7 +1365,7 @@ impl Dir {
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         };
-        rc == 0
+        (rc == 0).then_some(st)
     }
 }
 
