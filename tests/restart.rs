@@ -342,6 +342,23 @@ fn retry_gives_up_after_n_and_skips_killed_runs() {
     assert_eq!(t.ok(&["status", &id_of(&v)])["attempt"], 1);
 }
 
+/// A restart of a job defined with `--retry` reruns the failures too; its
+/// answer describes the last of them, earlier runs and all (not the list
+/// as it stood when the restart launched).
+#[test]
+fn restart_answer_lists_the_runs_before_the_one_it_describes() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let v = t.ok(&["run", "--retry", "1", "--", &counting(&counter, 0, 4)]);
+    assert_eq!(v["attempt"], 2);
+    let r = t.ok(&["restart", &id_of(&v)]);
+    assert_eq!(r["type"], "restart");
+    assert_eq!(r["attempt"], 4, "restart + its retry: {r}");
+    assert_eq!(r["exit_code"], 4);
+    assert_eq!(attempts(&r), vec![1, 2, 3], "{r}");
+    assert_eq!(attempts(&t.ok(&["status", &id_of(&v)])), vec![1, 2, 3]);
+}
+
 #[test]
 fn kill_during_the_retry_delay_ends_the_job_killed() {
     let t = TempRoot::new();

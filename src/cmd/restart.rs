@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::Matches;
-use crate::cmd::run::{observe_inline, InlineBody, WaitPlan};
+use crate::cmd::run::{observe_inline_state, InlineBody, WaitPlan};
 use crate::error::{Error, Result};
 use crate::job::{Job, PreviousRun, Status};
 use crate::output::{Output, Response};
@@ -210,8 +210,10 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
         let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
         let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
-        let previous_runs = l.state.previous_runs.clone();
-        let inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;
+        // The earlier runs as of the run the answer describes: with
+        // `--retry`, later than the one launched here.
+        let (inline, state) = observe_inline_state(job, &meta, &mut l, plan, (t0, deadline))?;
+        let previous_runs = state.previous_runs;
         Ok(RestartBody {
             inline,
             previous_runs,

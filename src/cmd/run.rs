@@ -225,8 +225,20 @@ pub fn observe_inline(
     meta: &Meta,
     launch: &mut Launch,
     plan: WaitPlan,
-    (t0, deadline): (Instant, Option<Instant>),
+    times: (Instant, Option<Instant>),
 ) -> Result<InlineBody> {
+    observe_inline_state(job, meta, launch, plan, times).map(|(body, _)| body)
+}
+
+/// `observe_inline`, with the state the answer describes (a waited-for
+/// run may have ended several retries after its launch).
+pub fn observe_inline_state(
+    job: &Job,
+    meta: &Meta,
+    launch: &mut Launch,
+    plan: WaitPlan,
+    (t0, deadline): (Instant, Option<Instant>),
+) -> Result<(InlineBody, State)> {
     let waited_from = Instant::now();
     let state = if plan.wait {
         match plan.until_ms {
@@ -248,14 +260,15 @@ pub fn observe_inline(
     } else {
         0
     };
-    inline_body(
+    let body = inline_body(
         job,
         meta,
         &state,
         (plan.max_bytes, plan.tail_bytes),
         t0.elapsed().as_millis() as u64,
         waited_ms,
-    )
+    )?;
+    Ok((body, state))
 }
 
 pub fn inline_body(
