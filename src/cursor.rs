@@ -85,11 +85,7 @@ fn job_tag(job_id: &str) -> u32 {
 pub fn file_tag(f: &File) -> std::io::Result<u32> {
     use std::os::unix::fs::MetadataExt;
     let m = f.metadata()?;
-    let born = m
-        .created()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0u128, |d| d.as_nanos());
+    let born = crate::sys::birth_time_ns(f).unwrap_or(0);
     Ok(tag32(&[
         &m.dev().to_le_bytes(),
         &m.ino().to_le_bytes(),

@@ -1386,6 +1386,34 @@ pub fn try_lock_shared(file: &File) -> io::Result<bool> {
     flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB)
 }
 
+/// The birth time of an open file, in nanoseconds since the epoch, where
+/// the file system records one (statx with STATX_BTIME); None where it
+/// does not, or for a time before 1970. Asked of the kernel directly:
+/// std's `Metadata::created` uses statx only on glibc, so the musl build
+/// (the product) never saw a birth time, and a log replaced by a new file
+/// that reused the inode number passed for the old one (cursor.rs).
+pub fn birth_time_ns(file: &File) -> Option<u128> {
+    // SAFETY: struct statx is plain integers, for which zero is a value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx reads the empty, NUL-terminated path and writes at
+    // most one struct statx into `st`, which is ours and alive for the
+    // call; with AT_EMPTY_PATH it describes the descriptor itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            file.as_raw_fd() as libc::c_long,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT) as libc::c_long,
+            libc::STATX_BTIME as libc::c_long,
+            &mut st as *mut libc::statx,
+        )
+    };
+    if rc != 0 || st.stx_mask & libc::STATX_BTIME == 0 || st.stx_btime.tv_sec < 0 {
+        return None;
+    }
+    Some(st.stx_btime.tv_sec as u128 * 1_000_000_000 + u128::from(st.stx_btime.tv_nsec))
+}
+
 /// Give `file` `len` bytes of real blocks (not a sparse hole), so that
 /// freeing them later makes room on a full file system.
 pub fn allocate(file: &File, len: u64) -> io::Result<()> {
@@ -2271,6 +2299,30 @@ mod tests {
             let s = parse_signal(n).unwrap();
             assert_eq!(signal_name(s), format!("SIG{n}"));
         }
+    }
+
+    /// The birth time is the kernel's (std's, where std asks statx: the
+    /// glibc build these tests run as), and a file made again under the
+    /// same name has its own.
+    #[test]
+    fn birth_time_is_the_file_systems() {
+        let dir = std::env::temp_dir().join(format!("ae-born-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("log");
+        let a = File::create(&p).unwrap();
+        let born = birth_time_ns(&a);
+        if let Ok(t) = a.metadata().unwrap().created() {
+            let std_ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            assert_eq!(born, Some(std_ns));
+        }
+        if let Some(first) = born {
+            drop(a);
+            std::fs::remove_file(&p).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let b = File::create(&p).unwrap();
+            assert!(birth_time_ns(&b).is_some_and(|n| n > first));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
