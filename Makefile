@@ -9,7 +9,7 @@ HAVE_MUSL := $(wildcard $(SYSROOT)/lib/rustlib/$(MUSL)/lib)
 STATIC  := target/static/agent-exec
 HELLO   := target/static/hello
 
-.PHONY: all build test lint fmt static static-build install bench man clean
+.PHONY: all build test test-static lint fmt static static-build install bench man clean
 
 all: build
 
@@ -18,6 +18,11 @@ build:
 
 test:
 	$(CARGO) test
+
+# The black-box tests again, against the static product (musl, its own
+# link) instead of the test build: `make static test-static`.
+test-static:
+	AGENT_EXEC_TEST_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --test '*'
 
 lint:
 	$(CARGO) fmt --all -- --check

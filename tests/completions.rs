@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{TempRoot, BIN};
+use support::{bin, TempRoot};
 
 fn have(shell: &str) -> bool {
     Command::new(shell)
@@ -23,7 +23,7 @@ fn have(shell: &str) -> bool {
 }
 
 fn bin_dir() -> PathBuf {
-    Path::new(BIN).parent().unwrap().to_path_buf()
+    Path::new(bin()).parent().unwrap().to_path_buf()
 }
 
 /// A command in `dir` with the test's private environment and the
@@ -597,7 +597,7 @@ fn powershell_script_is_well_formed() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
     // Calls back the word the user typed, never a path fixed at generation.
-    assert!(!text.contains(BIN), "{text}");
+    assert!(!text.contains(bin()), "{text}");
     if !have("pwsh") {
         println!("note: pwsh not installed; PowerShell script not parsed");
         return;

@@ -417,7 +417,7 @@ fn peak_rss_kib(t: &TempRoot, args: &[&str]) -> Option<u64> {
     }
     let mut c = std::process::Command::new(time);
     c.args(["-f", "%M"])
-        .arg(support::BIN)
+        .arg(support::bin())
         .arg("--root")
         .arg(&t.root)
         .args(args)

@@ -278,7 +278,7 @@ fn delete_all_from_a_removed_directory_is_an_error_not_the_root_of_it_all() {
         .arg("cd \"$1\" && rmdir \"$1\" && exec \"$2\" --root \"$3\" delete --all")
         .arg("sh")
         .arg(&gone)
-        .arg(support::BIN)
+        .arg(support::bin())
         .arg(&t.root);
     let o = t.exec(c);
     assert_eq!(o.code, 1, "{}", o.stdout);

@@ -596,7 +596,7 @@ struct Sub {
 }
 
 fn help_text(args: &[&str]) -> String {
-    let o = Command::new(support::BIN)
+    let o = Command::new(support::bin())
         .args(args)
         .stdin(Stdio::null())
         .output()

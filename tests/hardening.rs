@@ -188,7 +188,7 @@ fn a2_manual_gc_beside_a_launch_loop_loses_no_answer() {
             let home = t.base.join("home");
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = Command::new(support::BIN)
+                    let _ = Command::new(support::bin())
                         .arg("--root")
                         .arg(&root)
                         .args(["gc", "--older-than", "0"])

@@ -41,7 +41,7 @@ fn the_python_sdk_drives_the_server() {
     // The script starts the server with this same private environment.
     let mut c = t.private(&python);
     c.arg(script)
-        .arg(support::BIN)
+        .arg(support::bin())
         .arg(&t.root)
         .env_remove("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS")
         .env_remove("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS");

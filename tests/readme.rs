@@ -7,7 +7,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TempRoot, BIN};
+use support::{bin, TempRoot};
 
 fn blocks(text: &str, lang: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -35,7 +35,7 @@ fn bash_examples_run() {
     let t = TempRoot::new();
     let bin_dir = t.base.join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
-    std::os::unix::fs::symlink(BIN, bin_dir.join("agent-exec")).unwrap();
+    std::os::unix::fs::symlink(bin(), bin_dir.join("agent-exec")).unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),

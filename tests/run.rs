@@ -734,7 +734,7 @@ fn stdin_dash_on_a_terminal_is_refused() {
     let t = TempRoot::new();
     let line = format!(
         "{} --root {} run --stdin - -- cat",
-        support::BIN,
+        support::bin(),
         t.root.display()
     );
     // script(1) gives the command a pseudo-terminal as its stdin.

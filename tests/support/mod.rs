@@ -9,7 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_agent-exec");
+/// The binary under test: the one cargo built for these tests, or the one
+/// `AGENT_EXEC_TEST_BIN` names (`make test-static` runs the suite again
+/// against the static product: musl and its link differ from the test
+/// build, and a difference once hid a bug from every test here).
+pub fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("AGENT_EXEC_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_agent-exec").to_string())
+    })
+}
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -73,7 +83,7 @@ impl TempRoot {
 
     /// A command with a private environment; the caller adds arguments.
     pub fn bare(&self) -> Command {
-        self.private(BIN)
+        self.private(bin())
     }
 
     /// `program` (another client of agent-exec, say) in the same private
