@@ -52,12 +52,12 @@ STATIC_RUSTFLAGS := -C relocation-model=static
 # common commands run laid out first and together: each start faults in
 # its code 64 KiB at a time, so code spread over the whole text costs a
 # fault per block. `status` took 44 faults and a 1.82 MB peak RSS in link
-# order, 26 and 0.8-1.6 MB so (the RSS moves with the page cache's state
-# of the file); a `run` round trip, front-end and supervisor, 119 -> 83. The list is
-# benches/hot-symbols.txt, made by `make hot-symbols` (see that script);
-# names it has that the build lacks are passed over, so a stale list
-# only costs start-up time. Without rust-lld: the usual linker, in link
-# order.
+# order, 25 and 0.8-1.6 MB so (the RSS moves with the page cache's state
+# of the file); a `run` round trip, front-end and supervisor, 119 -> 83.
+# The list is benches/hot-symbols.txt, made by `make hot-symbols` (see
+# that script); names it has that the build lacks are passed over, so a
+# stale list only costs start-up time. Without rust-lld: the usual
+# linker, in link order.
 HOT      := benches/hot-symbols.txt
 RUST_LLD := $(wildcard $(SYSROOT)/lib/rustlib/$(HOST)/bin/rust-lld)
 ifneq ($(RUST_LLD),)

@@ -83,13 +83,11 @@ fn job_tag(job_id: &str) -> u32 {
 /// records one) birth time. Appends change none of them; replacing the
 /// file (delete + create, rename over it) changes at least one.
 pub fn file_tag(f: &File) -> std::io::Result<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let m = f.metadata()?;
-    let born = crate::sys::birth_time_ns(f).unwrap_or(0);
+    let id = crate::sys::file_identity(f)?;
     Ok(tag32(&[
-        &m.dev().to_le_bytes(),
-        &m.ino().to_le_bytes(),
-        &born.to_le_bytes(),
+        &id.dev.to_le_bytes(),
+        &id.ino.to_le_bytes(),
+        &id.born_ns.to_le_bytes(),
     ]))
 }
 

@@ -1386,13 +1386,24 @@ pub fn try_lock_shared(file: &File) -> io::Result<bool> {
     flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB)
 }
 
-/// The birth time of an open file, in nanoseconds since the epoch, where
-/// the file system records one (statx with STATX_BTIME); None where it
-/// does not, or for a time before 1970. Asked of the kernel directly:
-/// std's `Metadata::created` uses statx only on glibc, so the musl build
-/// (the product) never saw a birth time, and a log replaced by a new file
-/// that reused the inode number passed for the old one (cursor.rs).
-pub fn birth_time_ns(file: &File) -> Option<u128> {
+/// What tells one file from another (not `FileId`, which tells whether
+/// one file changed): its device, its inode and, where
+/// the file system records one, its birth time (nanoseconds since the
+/// epoch; 0 where there is none, or one before 1970).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub born_ns: u128,
+}
+
+/// `file`'s identity, in one statx (STATX_INO | STATX_BTIME). Asked of
+/// the kernel directly: std's `Metadata::created` uses statx only on
+/// glibc, so the musl build (the product) never saw a birth time, and a
+/// log replaced by a new file that reused the inode number passed for the
+/// old one (cursor.rs). Where statx is refused (an old kernel, a seccomp
+/// filter): fstat, without a birth time.
+pub fn file_identity(file: &File) -> io::Result<FileIdentity> {
     // SAFETY: struct statx is plain integers, for which zero is a value.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx reads the empty, NUL-terminated path and writes at
@@ -1404,14 +1415,30 @@ pub fn birth_time_ns(file: &File) -> Option<u128> {
             file.as_raw_fd() as libc::c_long,
             c"".as_ptr(),
             (libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT) as libc::c_long,
-            libc::STATX_BTIME as libc::c_long,
+            (libc::STATX_INO | libc::STATX_BTIME) as libc::c_long,
             &mut st as *mut libc::statx,
         )
     };
-    if rc != 0 || st.stx_mask & libc::STATX_BTIME == 0 || st.stx_btime.tv_sec < 0 {
-        return None;
+    if rc != 0 {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        return Ok(FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            born_ns: 0,
+        });
     }
-    Some(st.stx_btime.tv_sec as u128 * 1_000_000_000 + u128::from(st.stx_btime.tv_nsec))
+    let born = st.stx_btime;
+    let born_ns = if st.stx_mask & libc::STATX_BTIME != 0 && born.tv_sec >= 0 {
+        born.tv_sec as u128 * 1_000_000_000 + u128::from(born.tv_nsec)
+    } else {
+        0
+    };
+    Ok(FileIdentity {
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        born_ns,
+    })
 }
 
 /// Give `file` `len` bytes of real blocks (not a sparse hole), so that
@@ -2301,26 +2328,29 @@ mod tests {
         }
     }
 
-    /// The birth time is the kernel's (std's, where std asks statx: the
-    /// glibc build these tests run as), and a file made again under the
-    /// same name has its own.
+    /// The identity is std's (device, inode; the birth time where std
+    /// asks statx: the glibc build these tests run as), and a file made
+    /// again under the same name has a birth time of its own.
     #[test]
-    fn birth_time_is_the_file_systems() {
+    fn file_identity_is_the_file_systems() {
+        use std::os::unix::fs::MetadataExt;
         let dir = std::env::temp_dir().join(format!("ae-born-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("log");
         let a = File::create(&p).unwrap();
-        let born = birth_time_ns(&a);
-        if let Ok(t) = a.metadata().unwrap().created() {
+        let id = file_identity(&a).unwrap();
+        let m = a.metadata().unwrap();
+        assert_eq!((id.dev, id.ino), (m.dev(), m.ino()));
+        if let Ok(t) = m.created() {
             let std_ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-            assert_eq!(born, Some(std_ns));
+            assert_eq!(id.born_ns, std_ns);
         }
-        if let Some(first) = born {
+        if id.born_ns > 0 {
             drop(a);
             std::fs::remove_file(&p).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(2));
             let b = File::create(&p).unwrap();
-            assert!(birth_time_ns(&b).is_some_and(|n| n > first));
+            assert!(file_identity(&b).unwrap().born_ns > id.born_ns);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
