@@ -991,9 +991,10 @@ fn closer() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<File>> {
     CLOSER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<File>();
         std::thread::spawn(move || {
-            // Signals are for the process's own handling (the server takes
-            // SIGTERM/SIGINT in one thread with sigwait): never here.
-            let _ = sys::block_signals(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
+            // It inherits the starting thread's signal mask: the server
+            // blocks SIGTERM/SIGINT before it calls `use_watches` (a block
+            // made here would leave a window in which a signal lands on
+            // this thread and kills the process).
             // Each is dropped (closed) here, one after another.
             for f in rx {
                 drop(f);

@@ -1042,29 +1042,40 @@ fn a_full_pool_sheds_idle_connections_instead_of_refusing() {
     let s = serve(&t, &[], &[]);
     // More half-sent requests than the pool holds (128): each newcomer
     // evicts the oldest, and a real client still gets in at once.
-    let held: Vec<TcpStream> = (0..200)
+    let held: Vec<(TcpStream, Instant)> = (0..200)
         .map(|_| {
             let mut c = connect(s.port);
             c.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
-            c
+            (c, Instant::now())
         })
         .collect();
     for _ in 0..5 {
         let (r, _) = timed_get(s.port, "/health", &[]);
         assert_eq!(r.status, 200, "{r:?}");
     }
-    // The oldest were shed (before their 2 s to send a head ran out;
-    // its thread may take a moment to close on a loaded machine, with
-    // 128 others about): closed without an answer.
-    let mut first = held.into_iter().next().unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_millis(1800)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    match first.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        r => panic!("the oldest connection was not shed: {r:?}"),
+    let evicted_by = Instant::now();
+    // 72 of them were shed to make room: closed without an answer. The
+    // others keep their slot until their 2 s to send a head run out
+    // (408). Which ones go depends on the order their threads ran in.
+    let run = evicted_by.duration_since(held[0].1);
+    let mut shed = 0;
+    for (i, (mut c, _)) in held.into_iter().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        match c.read_to_end(&mut got) {
+            Ok(_) if got.is_empty() => shed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => shed += 1,
+            Ok(_) if got.starts_with(b"HTTP/1.1 408") => {}
+            r => panic!("connection {i}: {r:?} {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    // On a machine so slow that the run took longer than a head's 2 s,
+    // the first to time out made room without an eviction: then fewer
+    // were shed, and only the answers above are checked.
+    if run < Duration::from_millis(1900) {
+        assert!(shed >= 72, "{shed} connections shed in a run of {run:?}");
+    } else {
+        eprintln!("note: the connections took {run:?}; shedding counted loosely ({shed})");
     }
 }
 
@@ -1359,16 +1370,18 @@ fn sigterm_shuts_down_cleanly() {
     let port = s.port;
     let path = format!("/wait/{id}?forever=true");
     let waiter = std::thread::spawn(move || Client::try_new(port)?.try_send("GET", &path, &[], ""));
-    // The wait is in the server once it pins the job (a shared flock on
-    // its directory): an exclusive one can no longer be had.
-    let dir = t.job_dir(&id);
+    // The wait is in the server once the server holds the job's
+    // directory open (its pin). Not a flock test: the supervisor holds
+    // a shared flock on the directory from the start, so that says
+    // nothing about the request.
+    let dir = t.job_dir(&id).canonicalize().unwrap();
+    let server_pid = s.pid;
     let pinned = || {
-        Command::new("flock")
-            .args(["-n", "-x"])
-            .arg(&dir)
-            .arg("true")
-            .status()
-            .is_ok_and(|s| s.code() == Some(1))
+        std::fs::read_dir(format!("/proc/{server_pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == dir))
     };
     let until = std::time::Instant::now() + Duration::from_secs(10);
     while !pinned() {

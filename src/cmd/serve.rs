@@ -176,6 +176,11 @@ struct Server {
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
+    // Before any thread exists (`use_watches` starts one), so that every
+    // thread inherits the mask and only the signal thread ever takes
+    // these signals: a thread started with them unblocked, even for an
+    // instant, is one a SIGINT can land on and kill the process by.
+    sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT", e))?;
     let addr = bind_addr(m)?;
     let token = std::env::var("AGENT_EXEC_SERVE_TOKEN")
         .ok()
@@ -188,9 +193,6 @@ pub fn exec(m: &Matches) -> Result<Output> {
     crate::observe::use_watches();
     crate::launch::set_long_lived();
 
-    // Before any thread exists, so that every thread inherits the mask
-    // and only the signal thread ever takes these signals.
-    sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT", e))?;
     let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("bind {addr}"), e))?;
     let local = listener
         .local_addr()
