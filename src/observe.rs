@@ -765,10 +765,14 @@ pub(crate) fn watching() -> bool {
 /// Returns the last state read.
 ///
 /// A finished job costs one read. Otherwise the wait is event-driven:
-/// - by default (short-lived commands), a helper thread blocks in
-///   flock(LOCK_SH) on the job lock, which the supervisor releases right
-///   after publishing the terminal state (or the kernel releases when it
-///   dies); a thread still blocked at the deadline dies with the process;
+/// - by default (short-lived commands), the calling thread blocks on
+///   the job lock (the run's byte, then the flock), which the supervisor
+///   releases right after publishing the terminal state (or the kernel
+///   releases when it dies); a timer signal (`sys::ThreadAlarm`) ends
+///   the blocked call at the deadline. Where no alarm can be set, a
+///   helper thread blocks instead and wakes the caller through a pipe
+///   (one wake-up more); one still blocked at the deadline dies with the
+///   process;
 /// - in the server, an inotify watch on the job directory sees the
 ///   rename of state.json. (Closing an inotify descriptor waits out an
 ///   SRCU grace period, 5-15 ms here, which a CLI would pay at exit.)
@@ -849,10 +853,15 @@ fn wait_on_lock(
             // `restart` right after does not hold it up (see
             // `until_run_ends`).
             (Status::Running | Status::Queued, Some(lock)) => {
-                match lock_thread(job, lock, st.attempt()) {
-                    Some(end) if !ended_within(&end, deadline) => return current_state(job),
-                    Some(_) => {}
-                    None => std::thread::sleep(left.min(tick)),
+                match run_ended_within(job, &lock, st.attempt(), deadline) {
+                    Some(true) => {}
+                    Some(false) => return current_state(job),
+                    // No alarm here: a helper thread blocks instead.
+                    None => match lock_thread(job, lock, st.attempt()) {
+                        Some(end) if !ended_within(&end, deadline) => return current_state(job),
+                        Some(_) => {}
+                        None => std::thread::sleep(left.min(tick)),
+                    },
                 }
             }
             // Created (no supervisor yet), or no lock file (written by
@@ -1109,13 +1118,36 @@ impl<'a> Waker<'a> {
     }
 }
 
+/// How often a wait past its deadline is interrupted again, should the
+/// first signal have come just before the lock call blocked.
+const ALARM_REPEAT: Duration = Duration::from_millis(10);
+
+/// `until_run_ends` in the calling thread, given up at `deadline`:
+/// Some(true) the run ended, Some(false) the deadline came first. The
+/// supervisor's release wakes this thread itself, not a helper that then
+/// wakes it (one wake-up less between the end and the answer). None
+/// when no alarm can be set here (`sys::ThreadAlarm`).
+fn run_ended_within(
+    job: &Job,
+    lock: &File,
+    attempt: u32,
+    deadline: Option<Instant>,
+) -> Option<bool> {
+    let Some(d) = deadline else {
+        return Some(until_run_ends(job, lock, attempt, &|| false));
+    };
+    let left = d.checked_duration_since(Instant::now())?;
+    let _alarm = sys::ThreadAlarm::arm(left, ALARM_REPEAT).ok()?;
+    Some(until_run_ends(job, lock, attempt, &|| Instant::now() >= d))
+}
+
 /// A pipe that becomes readable once the supervisor has let go of the job
 /// lock (it published the terminal state, or died).
 pub(crate) fn lock_thread(job: &Job, lock: File, attempt: u32) -> Option<File> {
     let (rd, wr) = sys::pipe().ok()?;
     let job = job.clone();
     std::thread::spawn(move || {
-        until_run_ends(&job, &lock, attempt);
+        until_run_ends(&job, &lock, attempt, &|| false);
         let _ = File::from(wr).write_all(&[1]);
     });
     Some(File::from(rd))
@@ -1128,9 +1160,23 @@ pub(crate) fn lock_thread(job: &Job, lock: File, attempt: u32) -> Option<File> {
 /// through the next run. A supervisor that holds the job but not the
 /// byte (started by an agent-exec before run bytes) is waited for on the
 /// whole file, as then.
-fn until_run_ends(job: &Job, lock: &File, attempt: u32) {
+///
+/// A signal ends a blocked lock call (`sys::ThreadAlarm`); the wait then
+/// gives up (false) if `passed` says so, else blocks again. A lock call
+/// that fails counts as the end (the state read next says more).
+fn until_run_ends(job: &Job, lock: &File, attempt: u32, passed: &dyn Fn() -> bool) -> bool {
+    let block = |call: &dyn Fn() -> std::io::Result<bool>| loop {
+        if passed() {
+            return false;
+        }
+        if !matches!(call(), Ok(false)) {
+            return true;
+        }
+    };
     let byte = crate::job::run_lock_byte(attempt);
-    let _ = sys::ofd_lock_shared(lock, byte);
+    if !block(&|| sys::ofd_lock_shared_interruptible(lock, byte)) {
+        return false;
+    }
     let _ = sys::ofd_unlock(lock, byte);
     match sys::try_lock_shared(lock) {
         Ok(false) => {
@@ -1138,7 +1184,9 @@ fn until_run_ends(job: &Job, lock: &File, attempt: u32) {
                 now.attempt() == attempt && matches!(now.status(), Status::Running | Status::Queued)
             });
             if same_run {
-                let _ = sys::lock_shared(lock);
+                if !block(&|| sys::lock_shared_interruptible(lock)) {
+                    return false;
+                }
                 let _ = sys::unlock(lock);
             }
         }
@@ -1147,6 +1195,7 @@ fn until_run_ends(job: &Job, lock: &File, attempt: u32) {
         }
         Err(_) => {}
     }
+    true
 }
 
 /// One of a job's two logs, read by one waiting reader from `pos` on.

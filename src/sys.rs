@@ -652,6 +652,15 @@ pub fn lock_exclusive_interruptible(file: &File) -> io::Result<bool> {
     }
 }
 
+/// `lock_shared`, but a signal ends the wait: Ok(false) when
+/// interrupted (see `ThreadAlarm`).
+pub fn lock_shared_interruptible(file: &File) -> io::Result<bool> {
+    match flock_once(file.as_raw_fd(), libc::LOCK_SH) {
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
+        r => r,
+    }
+}
+
 /// Block until a shared lock is ours (i.e. no exclusive holder is left).
 pub fn lock_shared(file: &File) -> io::Result<()> {
     flock(file.as_raw_fd(), libc::LOCK_SH).map(|_| ())
@@ -1514,6 +1523,27 @@ pub fn ofd_lock_shared(file: &File, at: u64) -> io::Result<()> {
     ofd(file, at, 1, libc::F_RDLCK as libc::c_short, true).map(|_| ())
 }
 
+/// `ofd_lock_shared`, but a signal ends the wait: Ok(false) when
+/// interrupted (see `ThreadAlarm`).
+pub fn ofd_lock_shared_interruptible(file: &File, at: u64) -> io::Result<bool> {
+    // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for
+    // OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = at.min(i64::MAX as u64) as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: F_OFD_SETLKW reads `fl`, a live local.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINTR) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {
     ofd(file, at, 1, libc::F_UNLCK as libc::c_short, true).map(|_| ())
 }
@@ -2169,6 +2199,85 @@ pub fn arm_interrupt() -> io::Result<()> {
     Ok(())
 }
 
+/// A deadline for the blocking calls of one thread: a POSIX timer that
+/// sends `INTERRUPT` (handler: nothing, no SA_RESTART; `arm_interrupt`)
+/// to the thread that armed it, once `after` has passed and then every
+/// `every`, so that a blocked flock/fcntl returns EINTR. The repeats
+/// close the race of a signal that lands between the caller's deadline
+/// check and its blocking call. Dropping it deletes the timer; the
+/// return from that system call delivers a signal already sent, so none
+/// is left pending to cut short a later call.
+///
+/// Rejected: a helper thread that blocks on the lock and wakes the
+/// caller through a pipe (one more wake-up between the supervisor's
+/// release and the caller, 0.15 ms measured), and ITIMER_REAL (its
+/// SIGALRM goes to any thread of the process, not this one).
+pub struct ThreadAlarm(libc::c_int);
+
+impl ThreadAlarm {
+    /// Fails where this thread blocks `INTERRUPT` (a queued job's
+    /// supervisor keeps it for its slot threads): no signal would end
+    /// the wait there.
+    pub fn arm(after: std::time::Duration, every: std::time::Duration) -> io::Result<ThreadAlarm> {
+        // SAFETY: pthread_sigmask with a null new set only writes the
+        // current mask into `cur`, a local; sigismember reads it.
+        let blocked = unsafe {
+            let mut cur: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur);
+            libc::sigismember(&cur, INTERRUPT) == 1
+        };
+        if blocked {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        arm_interrupt()?;
+        let ts = |d: std::time::Duration| libc::timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+            tv_nsec: d.subsec_nanos() as _,
+        };
+        // SAFETY: sigevent is plain data (zeroed is valid); gettid takes
+        // no arguments. The raw timer_create/timer_settime system calls
+        // (not the libc wrappers, whose timer_t differs between glibc
+        // and musl) read the sigevent and the itimerspec, live locals,
+        // and write the kernel's timer id into `id`.
+        unsafe {
+            let mut ev: libc::sigevent = std::mem::zeroed();
+            ev.sigev_notify = libc::SIGEV_THREAD_ID;
+            ev.sigev_signo = INTERRUPT;
+            ev.sigev_notify_thread_id = libc::syscall(libc::SYS_gettid) as libc::c_int;
+            let mut id: libc::c_int = 0;
+            cvt(libc::syscall(
+                libc::SYS_timer_create,
+                libc::CLOCK_MONOTONIC,
+                &mut ev as *mut libc::sigevent,
+                &mut id as *mut libc::c_int,
+            ) as libc::c_int)?;
+            let alarm = ThreadAlarm(id);
+            let spec = libc::itimerspec {
+                // A zero it_value would disarm it: at least 1 ns.
+                it_value: ts(after.max(std::time::Duration::from_nanos(1))),
+                it_interval: ts(every),
+            };
+            cvt(libc::syscall(
+                libc::SYS_timer_settime,
+                id,
+                0,
+                &spec as *const libc::itimerspec,
+                std::ptr::null_mut::<libc::itimerspec>(),
+            ) as libc::c_int)?;
+            Ok(alarm)
+        }
+    }
+}
+
+impl Drop for ThreadAlarm {
+    fn drop(&mut self) {
+        // SAFETY: the id is a timer this value created and owns.
+        unsafe {
+            libc::syscall(libc::SYS_timer_delete, self.0);
+        }
+    }
+}
+
 /// Unblock `sigs` in the calling thread only.
 pub fn unblock_signals(sigs: &[i32]) -> io::Result<()> {
     thread_sigmask(libc::SIG_UNBLOCK, sigs)
@@ -2299,6 +2408,38 @@ pub fn close_after_exit(fd: OwnedFd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_alarm_ends_a_blocked_lock_at_its_deadline_and_leaves_nothing_pending() {
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("ae-alarm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lock");
+        let holder = File::create(&path).unwrap();
+        assert!(try_lock_exclusive(&holder).unwrap());
+        let waiter = File::open(&path).unwrap();
+        let t0 = Instant::now();
+        let alarm =
+            ThreadAlarm::arm(Duration::from_millis(100), Duration::from_millis(10)).unwrap();
+        // Held by another open file: this blocks until the alarm.
+        assert!(!lock_shared_interruptible(&waiter).unwrap());
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        // And again: it repeats, for a call that blocked after the first.
+        assert!(!lock_shared_interruptible(&waiter).unwrap());
+        drop(alarm);
+        // No signal is left to cut a later wait short: a poll sleeps its
+        // whole time.
+        let t1 = Instant::now();
+        let (r, _w) = pipe().unwrap();
+        let mut fds = [poll_fd(r.as_raw_fd(), POLLIN)];
+        assert_eq!(poll(&mut fds, 60).unwrap(), 0);
+        assert!(t1.elapsed() >= Duration::from_millis(60));
+        // Where the thread blocks the signal, no alarm is made.
+        block_signals(&[INTERRUPT]).unwrap();
+        assert!(ThreadAlarm::arm(Duration::from_millis(1), Duration::from_millis(1)).is_err());
+        unblock_signals(&[INTERRUPT]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn group_members_sees_a_live_group_and_not_a_gone_one() {
