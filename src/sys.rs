@@ -646,16 +646,18 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
 /// (`arm_interrupt`) reaches this thread first. Ok(true): ours;
 /// Ok(false): interrupted, not taken.
 pub fn lock_exclusive_interruptible(file: &File) -> io::Result<bool> {
-    match flock_once(file.as_raw_fd(), libc::LOCK_EX) {
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
-        r => r,
-    }
+    unless_interrupted(flock_once(file.as_raw_fd(), libc::LOCK_EX))
 }
 
 /// `lock_shared`, but a signal ends the wait: Ok(false) when
 /// interrupted (see `ThreadAlarm`).
 pub fn lock_shared_interruptible(file: &File) -> io::Result<bool> {
-    match flock_once(file.as_raw_fd(), libc::LOCK_SH) {
+    unless_interrupted(flock_once(file.as_raw_fd(), libc::LOCK_SH))
+}
+
+/// One blocking lock call's result, with EINTR as Ok(false): not taken.
+fn unless_interrupted(r: io::Result<bool>) -> io::Result<bool> {
+    match r {
         Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
         r => r,
     }
@@ -1526,22 +1528,7 @@ pub fn ofd_lock_shared(file: &File, at: u64) -> io::Result<()> {
 /// `ofd_lock_shared`, but a signal ends the wait: Ok(false) when
 /// interrupted (see `ThreadAlarm`).
 pub fn ofd_lock_shared_interruptible(file: &File, at: u64) -> io::Result<bool> {
-    // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for
-    // OFD locks).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_RDLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = at.min(i64::MAX as u64) as libc::off_t;
-    fl.l_len = 1;
-    // SAFETY: F_OFD_SETLKW reads `fl`, a live local.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) } == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINTR) => Ok(false),
-        _ => Err(e),
-    }
+    unless_interrupted(ofd_once(file, at, 1, libc::F_RDLCK as libc::c_short, true))
 }
 
 pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {
@@ -1550,6 +1537,16 @@ pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {
 
 /// Ok(true): done; Ok(false): `wait` was false and the range is held.
 fn ofd(file: &File, at: u64, len: u64, kind: libc::c_short, wait: bool) -> io::Result<bool> {
+    loop {
+        match ofd_once(file, at, len, kind, wait) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// One F_OFD_SETLK(W) call (`ofd`); EINTR comes back as an error.
+fn ofd_once(file: &File, at: u64, len: u64, kind: libc::c_short, wait: bool) -> io::Result<bool> {
     // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for
     // OFD locks).
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -1562,18 +1559,14 @@ fn ofd(file: &File, at: u64, len: u64, kind: libc::c_short, wait: bool) -> io::R
     } else {
         libc::F_OFD_SETLK
     };
-    loop {
-        // SAFETY: F_OFD_SETLK(W) reads `fl`, a live local.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &fl) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN | libc::EACCES) if !wait => return Ok(false),
-            _ => return Err(e),
-        }
+    // SAFETY: F_OFD_SETLK(W) reads `fl`, a live local.
+    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &fl) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) if !wait => Ok(false),
+        _ => Err(e),
     }
 }
 
