@@ -685,15 +685,20 @@ pub fn damaged(path: &Path, why: String) -> Error {
     )
 }
 
-/// `read_json`, with the file's metadata as it was before the read (from
-/// the open descriptor, so it describes the file that was read).
-pub fn read_json_stamped<T: for<'de> Deserialize<'de>>(
-    path: &Path,
+/// `read_json` of `name` in the open directory `dir`, with the file's
+/// metadata as it was before the read (from the open descriptor, so it
+/// describes the file that was read; the same fstat that refuses what
+/// is not a regular file). None: missing, unreadable or not JSON.
+pub fn read_json_stamped_in<T: for<'de> Deserialize<'de>>(
+    dir: &crate::sys::Dir,
+    name: &str,
 ) -> Option<(T, std::fs::Metadata)> {
-    let mut f = crate::sys::open_read(path).ok()?;
-    let m = f.metadata().ok()?;
+    let (mut f, m) = dir.open_regular(name).ok()?;
     let mut buf = Vec::new();
     read_all(&mut f, &mut buf).ok()?;
+    if buf.len() > MAX_JSON {
+        return None;
+    }
     Some((serde_json::from_slice(&buf).ok()?, m))
 }
 

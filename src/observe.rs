@@ -643,12 +643,32 @@ pub fn current_state(job: &Job) -> Result<State> {
 /// `current_state` for a caller that has just read state.json (`st`):
 /// the same liveness check and annotation, without reading it again.
 pub fn current_state_from(job: &Job, st: State) -> Result<State> {
-    let mut st = current_state_inner(job, st)?;
+    current_state_opening(job, st, || job.open_lock())
+}
+
+/// `current_state_from` for a caller that has the job's directory open
+/// already (`list`): its lock is opened relative to `dir`.
+pub fn current_state_in(job: &Job, dir: &sys::Dir, st: State) -> Result<State> {
+    current_state_opening(job, st, || {
+        dir.open_file(crate::job::LOCK, sys::How::Read).ok()
+    })
+}
+
+fn current_state_opening(
+    job: &Job,
+    st: State,
+    open_lock: impl FnOnce() -> Option<File>,
+) -> Result<State> {
+    let mut st = current_state_inner(job, st, open_lock)?;
     crate::queue::annotate(job, &mut st);
     Ok(st)
 }
 
-fn current_state_inner(job: &Job, st: State) -> Result<State> {
+fn current_state_inner(
+    job: &Job,
+    st: State,
+    open_lock: impl FnOnce() -> Option<File>,
+) -> Result<State> {
     if !matches!(
         st.status(),
         Status::Running | Status::Created | Status::Queued
@@ -661,7 +681,7 @@ fn current_state_inner(job: &Job, st: State) -> Result<State> {
     // reported failed (D12: never running with nobody behind it). Not
     // written back: without the lock, a supervisor of theirs might still
     // be about to write the truth.
-    let Some(lock) = job.open_lock() else {
+    let Some(lock) = open_lock() else {
         return Ok(lost_without_lock(st));
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {

@@ -1070,15 +1070,20 @@ pub fn open_read(path: &std::path::Path) -> io::Result<File> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad file name"))?;
-    let f = dir.open_file(name, How::Read)?;
-    check_regular(&f)?;
-    Ok(f)
+    Ok(dir.open_regular(name)?.0)
 }
 
 /// Err unless `f` is a regular file.
 pub fn check_regular(f: &File) -> io::Result<()> {
-    if f.metadata()?.is_file() {
-        Ok(())
+    regular_metadata(f).map(drop)
+}
+
+/// `f`'s metadata, or Err unless it is a regular file: the one fstat a
+/// reader needs both to refuse a FIFO or device and to stamp what it read.
+fn regular_metadata(f: &File) -> io::Result<std::fs::Metadata> {
+    let m = f.metadata()?;
+    if m.is_file() {
+        Ok(m)
     } else {
         Err(io::Error::new(io::ErrorKind::InvalidInput, NotRegular))
     }
@@ -1238,6 +1243,14 @@ impl Dir {
         let fd = cvt(unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags, 0o600) })?;
         // SAFETY: the kernel just gave us this descriptor.
         Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `name` opened for reading if it is a regular file (never
+    /// following a symlink, never blocking on a FIFO), with its metadata.
+    pub fn open_regular(&self, name: &str) -> io::Result<(File, std::fs::Metadata)> {
+        let f = self.open_file(name, How::Read)?;
+        let m = regular_metadata(&f)?;
+        Ok((f, m))
     }
 
     /// rename(2) within this directory (atomic replacement of `to`).

@@ -161,17 +161,27 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
             Some(seen) => seen,
             None => {
                 let j = store.job(&w.name);
-                let Some((meta, meta_file)) = read_meta(&j, learning) else {
+                // One open of the directory for all its files.
+                let Some(dir) = sys::Dir::open(&j.dir).ok() else {
+                    body.skipped += 1;
+                    continue;
+                };
+                let Some((meta, meta_file)) =
+                    job::read_json_stamped_in::<MetaSummary>(&dir, job::META)
+                else {
                     body.skipped += 1;
                     continue;
                 };
                 if !learning && !wanted(&meta) {
                     continue; // its state is not needed
                 }
-                let (st, state_file) = read_state(&j, learning);
-                let note = make_note(&meta, meta_file, st.as_ref(), state_file, cache.t0);
-                if note.is_some() || w.note.is_some() {
-                    cache.learn(&w.name, note);
+                let (st, state_file) = read_state(&j, &dir);
+                if learning {
+                    let meta_file = Some(FileId::of(&meta_file));
+                    let note = make_note(&meta, meta_file, st.as_ref(), state_file, cache.t0);
+                    if note.is_some() || w.note.is_some() {
+                        cache.learn(&w.name, note);
+                    }
                 }
                 (meta, st)
             }
@@ -270,34 +280,23 @@ impl From<job::State> for StateSummary {
     }
 }
 
-/// meta.json's summary, with its stamp when `stamped`.
-fn read_meta(j: &job::Job, stamped: bool) -> Option<(MetaSummary, Option<FileId>)> {
-    let path = j.path(job::META);
-    if stamped {
-        let (m, file) = job::read_json_stamped(&path)?;
-        Some((m, Some(FileId::of(&file))))
-    } else {
-        Some((job::read_json(&path).ok()?, None))
-    }
-}
-
 /// The job's state as it really is (a running job whose supervisor is
-/// gone reads `failed`), with the file's stamp when `stamped` and final.
-fn read_state(j: &job::Job, stamped: bool) -> (Option<StateSummary>, Option<FileId>) {
-    if stamped {
-        if let Some((s, file)) = job::read_json_stamped::<job::State>(&j.path(job::STATE)) {
-            if s.status().is_terminal() {
-                return (Some(s.into()), Some(FileId::of(&file)));
-            }
-            // Not final: checked for a lost supervisor from what was read.
-            return (
-                crate::observe::current_state_from(j, s)
-                    .ok()
-                    .map(Into::into),
-                None,
-            );
+/// gone reads `failed`), with the file's stamp when it is final.
+fn read_state(j: &job::Job, dir: &sys::Dir) -> (Option<StateSummary>, Option<FileId>) {
+    if let Some((s, file)) = job::read_json_stamped_in::<job::State>(dir, job::STATE) {
+        if s.status().is_terminal() {
+            return (Some(s.into()), Some(FileId::of(&file)));
         }
+        // Not final: checked for a lost supervisor from what was read.
+        return (
+            crate::observe::current_state_in(j, dir, s)
+                .ok()
+                .map(Into::into),
+            None,
+        );
     }
+    // Missing (a job being defined), damaged, or replaced meanwhile:
+    // the general path says which.
     (crate::observe::current_state(j).ok().map(Into::into), None)
 }
 
