@@ -306,6 +306,7 @@ const INLINE: &[(&str, &str)] = &[
     ("duration_ms?", "How long the job ran, once terminal."),
     ("timed_out?", "Once terminal: true when --timeout stopped the job."),
     ("attempt", ATTEMPT),
+    ("previous_runs?", PREVIOUS_RUNS_INLINE),
     ("stdout_tail?, stderr_tail?", TAIL_FIELD),
     ("stdout_tail_range?, stderr_tail_range?", "[start, end] of the tail text."),
     ("cursor", CURSOR_FIELD),
@@ -336,6 +337,7 @@ const MAX_RSS: &str = "Once terminal: peak resident set size in KiB of the large
 const ATTEMPT: &str =
     "Which run of the job this is: 1 for its first, one more for each restart or --retry run.";
 const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path}; their logs are in <job>/runs/<attempt>/.";
+const PREVIOUS_RUNS_INLINE: &str = "When the job has run before (a --retry run, a restarted job): its earlier runs, as status lists them in previous_runs.";
 const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
 const QUEUE_POSITION: &str = "While queued in a queue's line: how many of its jobs are ahead of this one (0 = it starts next); absent while the job still waits for its --after/--after-ok jobs (it joins the line after them). Computed when read, never stale.";
 const WAITING_FOR: &str = "While queued: the --after/--after-ok jobs that are not terminal yet.";

@@ -293,6 +293,9 @@ fn retry_reruns_a_failing_job_until_it_succeeds() {
     let s = t.ok(&["status", &id]);
     assert_eq!(s["attempt"], 3);
     assert_eq!(attempts(&s), vec![1, 2]);
+    // run's own answer lists them too, as status does.
+    assert_eq!(v["attempt"], 3, "{v}");
+    assert_eq!(v["previous_runs"], s["previous_runs"], "{v}");
     for (i, p) in s["previous_runs"].as_array().unwrap().iter().enumerate() {
         assert_eq!(p["exit_code"], 1);
         let out = std::fs::read_to_string(p["stdout_log_path"].as_str().unwrap()).unwrap();
@@ -318,6 +321,7 @@ fn retry_gives_up_after_n_and_skips_killed_runs() {
     let counter = t.base.join("count");
     let v = t.ok(&["run", "--retry", "2", "--", &counting(&counter, 0, 7)]);
     assert_eq!(v["exit_code"], 7);
+    assert_eq!(attempts(&v), vec![1, 2], "{v}");
     let s = t.ok(&["status", &id_of(&v)]);
     assert_eq!(s["attempt"], 3, "1 run + 2 retries");
     assert_eq!(attempts(&s), vec![1, 2]);
@@ -340,6 +344,8 @@ fn retry_gives_up_after_n_and_skips_killed_runs() {
     ]);
     assert_eq!(v["timed_out"], true, "{v}");
     assert_eq!(t.ok(&["status", &id_of(&v)])["attempt"], 1);
+    // A first run has no earlier ones: run's answer leaves the field out.
+    assert!(v.get("previous_runs").is_none(), "{v}");
 }
 
 /// A restart of a job defined with `--retry` reruns the failures too; its

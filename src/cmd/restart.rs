@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::Matches;
-use crate::cmd::run::{observe_inline_state, InlineBody, WaitPlan};
+use crate::cmd::run::{observe_inline, InlineBody, WaitPlan};
 use crate::error::{Error, Result};
 use crate::job::{Job, PreviousRun, Status};
 use crate::output::{Output, Response};
@@ -212,8 +212,10 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
         // The earlier runs as of the run the answer describes: with
         // `--retry`, later than the one launched here.
-        let (inline, state) = observe_inline_state(job, &meta, &mut l, plan, (t0, deadline))?;
-        let previous_runs = state.previous_runs;
+        let mut inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;
+        // Always present here, even empty (a created job's first run):
+        // taken out of `run`'s part, which would print it only when not.
+        let previous_runs = std::mem::take(&mut inline.previous_runs);
         Ok(RestartBody {
             inline,
             previous_runs,

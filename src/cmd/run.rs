@@ -96,6 +96,10 @@ pub struct InlineBody {
     /// Which run this answer is about: 1 for the first, one more for each
     /// restart or `--retry` run (as in `status` and `wait`).
     pub attempt: u32,
+    /// The earlier runs kept (a `--retry` run, a restarted job), as
+    /// `wait` and `status` list them; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous_runs: Vec<crate::job::PreviousRun>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -217,7 +221,8 @@ pub fn read_inline_of(
     }
 }
 
-/// Wait per `plan` on a launched job and build the inline result.
+/// Wait per `plan` on a launched job and build the inline result: the
+/// run it describes may have ended several retries after its launch.
 /// `deadline`: when the answer is due (the plan's, counted from when the
 /// caller began, so that the launch handshake counts against it).
 pub fn observe_inline(
@@ -225,20 +230,8 @@ pub fn observe_inline(
     meta: &Meta,
     launch: &mut Launch,
     plan: WaitPlan,
-    times: (Instant, Option<Instant>),
-) -> Result<InlineBody> {
-    observe_inline_state(job, meta, launch, plan, times).map(|(body, _)| body)
-}
-
-/// `observe_inline`, with the state the answer describes (a waited-for
-/// run may have ended several retries after its launch).
-pub fn observe_inline_state(
-    job: &Job,
-    meta: &Meta,
-    launch: &mut Launch,
-    plan: WaitPlan,
     (t0, deadline): (Instant, Option<Instant>),
-) -> Result<(InlineBody, State)> {
+) -> Result<InlineBody> {
     let waited_from = Instant::now();
     let state = if plan.wait {
         match plan.until_ms {
@@ -260,15 +253,14 @@ pub fn observe_inline_state(
     } else {
         0
     };
-    let body = inline_body(
+    inline_body(
         job,
         meta,
         &state,
         (plan.max_bytes, plan.tail_bytes),
         t0.elapsed().as_millis() as u64,
         waited_ms,
-    )?;
-    Ok((body, state))
+    )
 }
 
 pub fn inline_body(
@@ -314,6 +306,7 @@ pub fn inline_body(
         duration_ms: st.result.duration_ms,
         timed_out: terminal.then_some(st.result.timed_out),
         attempt: st.attempt(),
+        previous_runs: st.previous_runs.clone(),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),
