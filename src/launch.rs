@@ -534,6 +534,19 @@ pub fn launch(
     ready_by: Option<Instant>,
 ) -> Result<Launch> {
     let (auto_gc, sink_timeout) = gc_and_sinks;
+    // `run`: the job was defined by this caller under the lock it hands
+    // in, which nobody else could take since (every writer of state.json
+    // holds it), and a `created` job has no state.json yet (`define_in`):
+    // its state is known without reading it. What `read_state_given`
+    // would return.
+    let defined_here = match (meta, &lock) {
+        (Some(m), Some(_)) => {
+            let mut st = State::created(&job.id);
+            st.updated_at = m.created_at.clone();
+            Some(st)
+        }
+        _ => None,
+    };
     let read_state = || match meta {
         Some(m) => job.read_state_given(m),
         None => job.read_state(),
@@ -570,7 +583,10 @@ pub fn launch(
         }
     };
     // Re-check under the lock: a concurrent start may have won and gone.
-    let st = read_state()?;
+    let st = match defined_here {
+        Some(st) => st,
+        None => read_state()?,
+    };
     if st.status() != Status::Created {
         return Err(busy(&st));
     }

@@ -361,6 +361,34 @@ fn health_get_head_and_keep_alive() {
     assert_eq!(c.send("GET", "/health", &[], "").status, 200);
 }
 
+/// A server started from a binary that an upgrade then replaces (a new
+/// file renamed over the old path, as package managers do) still starts
+/// jobs: its supervisors come from the path it was started by, not from
+/// /proc/self/exe, which then names a deleted file.
+#[test]
+fn a_server_whose_binary_was_replaced_still_starts_jobs() {
+    let t = TempRoot::new();
+    let dir = t.base.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = dir.join("agent-exec");
+    std::fs::copy(support::bin(), &installed).unwrap();
+    let mut c = t.private(&installed);
+    c.arg("--root").arg(&t.root).args(["serve", "--port", "0"]);
+    let s = serve_cmd(c, &[]);
+    let upgrade = dir.join("agent-exec.new");
+    std::fs::copy(support::bin(), &upgrade).unwrap();
+    std::fs::rename(&upgrade, &installed).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", s.pid)).unwrap();
+    assert!(
+        exe.to_string_lossy().ends_with(" (deleted)"),
+        "the server runs a file that is gone now: {exe:?}"
+    );
+    let r = s.post("/exec", &exec_body(json!({"command": ["echo", "hello"]})));
+    let v = r.assert_ok("run");
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "hello\n", "{v}");
+}
+
 #[test]
 fn exec_then_status_tail_wait_match_the_cli() {
     let t = TempRoot::new();
