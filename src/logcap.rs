@@ -40,10 +40,14 @@
 //!   is cut to exactly N - H. The check follows each write (one read of
 //!   the pipe, at most 128 KiB), so a log never exceeds
 //!   N + M + slack + 128 KiB on disk, and N + M once the job is over.
-//! - The copy moves the kept tail to just after the marker with a forward
-//!   copy; with the slack above the source lies wholly after the
-//!   destination, so a compaction cut short by a crash can be redone from
-//!   its odd record (`repair`), which names source and length.
+//! - The copy moves the kept tail to just after the marker. Its source
+//!   lies wholly after the destination: with the slack above for a cut
+//!   while the job runs; for the final cut, which may find the tail only
+//!   a few bytes past its share (fewer than the marker is long, even),
+//!   the tail is first copied past the end of the file and that copy is
+//!   the source (`stage`). Neither the marker nor the copy ever writes
+//!   over bytes not yet moved, so a compaction cut short by a crash is
+//!   redone from its odd record (`repair`), which names source and length.
 //!
 //! Rejected: `fallocate(FALLOC_FL_COLLAPSE_RANGE)` — ext4 writes back and
 //! evicts everything after the collapsed range on every call (a disk
@@ -206,37 +210,68 @@ fn write_rec(gaps: &File, slot: usize, g: &Gap) -> io::Result<()> {
 }
 
 /// Do what an odd record says: write the marker, move the kept tail to
-/// just after it, cut the file there. Redoing it gives the same file.
+/// just after it, cut the file there. Redoing it gives the same file,
+/// because the source lies wholly after the destination (`stage` sees to
+/// it) or is the destination itself.
 fn apply(f: &File, g: &Gap, buf: &mut Vec<u8>) -> io::Result<()> {
     let newline = g.marker as usize == MARKER_TEXT + 1;
     f.write_all_at(&marker(g.dropped, newline), g.head)?;
     let dest = g.head + g.marker;
-    let mut done = 0u64;
-    // In the kernel when the ranges are apart (always, but for the final
-    // cut of a log that outgrew its tail by less than the tail itself):
-    // one page-cache copy instead of two through `buf`.
-    if g.src >= dest + g.keep {
-        while done < g.keep {
-            let n = (g.keep - done).min(1 << 30) as usize;
-            match crate::sys::copy_range(f, g.src + done, f, dest + done, n) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => done += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Not on this file system or kernel: the copy below.
-                Err(_) => break,
-            }
-        }
-    }
-    if done < g.keep && buf.is_empty() {
-        buf.resize(COPY_CHUNK, 0);
-    }
-    while done < g.keep {
-        let n = (g.keep - done).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], g.src + done)?;
-        f.write_all_at(&buf[..n], dest + done)?;
-        done += n as u64;
+    if g.src != dest {
+        copy(f, g.src, dest, g.keep, buf)?;
     }
     f.set_len(dest + g.keep)
+}
+
+/// Copy `len` bytes of `f` from `from` to `to`, ranges that do not
+/// overlap: in the kernel where it can (one page-cache copy), else
+/// through `buf`.
+fn copy(f: &File, from: u64, to: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(1 << 30) as usize;
+        match crate::sys::copy_range(f, from + done, f, to + done, n) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Not on this file system or kernel: the copy below.
+            Err(_) => break,
+        }
+    }
+    if done < len && buf.is_empty() {
+        buf.resize(COPY_CHUNK, 0);
+    }
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], from + done)?;
+        f.write_all_at(&buf[..n], to + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// A cut whose kept tail overlaps its destination (the final cut of a
+/// log that outgrew its share by less than the share plus a marker: the
+/// marker alone may be longer than what is dropped) is made in two
+/// steps, so that neither the marker nor the copy writes over bytes not
+/// yet moved, and a cut stopped by a crash can be redone: the tail is
+/// first copied past the end of both ranges, then the odd record names
+/// that copy as its source (`apply` then moves it into place and cuts
+/// it off). `g`: the odd record naming the tail itself, the last `keep`
+/// bytes of the file, as on disk.
+fn stage(f: &File, gaps: &File, slot: usize, g: Gap, buf: &mut Vec<u8>) -> io::Result<Gap> {
+    let at = (g.src + g.keep).max(g.head + g.marker + g.keep);
+    copy(f, g.src, at, g.keep, buf)?;
+    let staged = Gap { src: at, ..g };
+    write_rec(gaps, slot, &staged)?;
+    Ok(staged)
+}
+
+/// Whether the odd record `g` names a source that overlaps its
+/// destination (then `stage` comes first).
+fn overlaps(g: &Gap) -> bool {
+    let dest = g.head + g.marker;
+    g.src != dest && g.src < dest + g.keep
 }
 
 /// The supervisor's side of one capped log: counts the file's size and
@@ -309,6 +344,9 @@ impl Capper {
             keep,
         };
         write_rec(&self.gaps, self.slot, &g)?;
+        if overlaps(&g) {
+            g = stage(f, &self.gaps, self.slot, g, &mut self.buf)?;
+        }
         apply(f, &g, &mut self.buf)?;
         g.gen += 1;
         write_rec(&self.gaps, self.slot, &g)?;
@@ -417,15 +455,21 @@ fn repair(dir: &Path, slot: usize, odd: Gap) -> io::Result<Option<Gap>> {
             return Ok(cur);
         }
         let f = dirf.open_file(name, crate::sys::How::Open)?;
-        // The source is intact only if it lay wholly after the
-        // destination (always, but for a log's final cut, which may not:
-        // then only the head is certain, and the rest counts as dropped).
         let mut g = cur;
-        if g.src < g.head + g.marker + g.keep {
-            g.dropped += g.keep;
-            g.keep = 0;
+        let mut buf = Vec::new();
+        // Cut to its final size already (its source was past the new
+        // end): only the record is missing. Before the cut the file is
+        // longer (a source after the destination) or of another length
+        // (a tail not yet staged), unless the tail is already in place.
+        let done = f.metadata()?.len() == g.head + g.marker + g.keep;
+        if !done || g.src == g.head + g.marker {
+            // The record names a source that is intact: an overlapping
+            // one is staged before anything is written over it.
+            if overlaps(&g) {
+                g = stage(&f, &gaps, slot, g, &mut buf)?;
+            }
+            apply(&f, &g, &mut buf)?;
         }
-        apply(&f, &g, &mut Vec::new())?;
         g.gen += 1;
         write_rec(&gaps, slot, &g)?;
         Ok(g)
@@ -560,5 +604,97 @@ mod tests {
         );
         assert_eq!(&file[500 + m..], &data[data.len() - 500..]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The file a capped log must be once its job ended: the head, the
+    /// marker, the last bytes.
+    fn check_final(dir: &Path, name: &str, data: &[u8], cap: Cap) {
+        // The record first: a reader finishes a cut a crash left undone.
+        let g = Gaps::open(dir).unwrap().unwrap().stable(STDOUT, dir).unwrap();
+        let file = std::fs::read(dir.join(name)).unwrap();
+        let n = (cap.head + cap.tail) as usize;
+        if data.len() <= n {
+            assert_eq!(file, data);
+            assert!(!g.active());
+            return;
+        }
+        let (h, m) = (cap.head as usize, g.marker as usize);
+        assert_eq!(g.dropped as usize, data.len() - n, "dropped");
+        assert_eq!(&file[..h], &data[..h], "head");
+        let nl = h > 0 && data[h - 1] != b'\n';
+        assert_eq!(&file[h..h + m], &marker(g.dropped, nl)[..], "marker");
+        assert_eq!(&file[h + m..], &data[data.len() - cap.tail as usize..], "tail");
+        assert_eq!(g.logical_len(file.len() as u64), data.len() as u64);
+    }
+
+    #[test]
+    fn a_final_cut_keeps_the_last_bytes_however_little_was_dropped() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("ae-logcap-small-{}", std::process::id()));
+        for max in [1u64, 10, 40, 100, 1000] {
+            let cap = Cap::new(max);
+            for excess in [0u64, 1, 10, 49, 50, 51, 52, 60, 100, max + 60, 5000] {
+                std::fs::create_dir_all(&dir).unwrap();
+                let d = crate::sys::Dir::open(&dir).unwrap();
+                let gaps = create(&d).unwrap();
+                let mut f = d.open_file("x.log", crate::sys::How::Open).unwrap();
+                f.set_len(0).unwrap();
+                let data: Vec<u8> = (0..max + excess)
+                    .map(|i| if i % 7 == 6 { b'\n' } else { b'a' + (i % 26) as u8 })
+                    .collect();
+                let mut c = Capper::new(cap, gaps, STDOUT);
+                for piece in data.chunks(3) {
+                    f.write_all(piece).unwrap();
+                    c.wrote(&mut f, piece.len() as u64).unwrap();
+                }
+                c.finish(&mut f).unwrap();
+                check_final(&dir, "x.log", &data, cap);
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_final_cut_stopped_by_a_crash_in_either_step_is_finished() {
+        use std::io::Write;
+        let cap = Cap::new(100);
+        let data: Vec<u8> = (0..110u8).map(|i| b'0' + i % 10).collect();
+        // 0: stopped while staging the tail; 1: cut, but the record not
+        // yet made even.
+        for when in 0..2 {
+            let dir = std::env::temp_dir().join(format!(
+                "ae-logcap-stage-{}-{when}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let d = crate::sys::Dir::open(&dir).unwrap();
+            let gaps = create(&d).unwrap();
+            let _lock = d
+                .open_file(crate::job::LOCK, crate::sys::How::Open)
+                .unwrap();
+            let mut f = d
+                .open_file(crate::job::STDOUT, crate::sys::How::Open)
+                .unwrap();
+            f.write_all(&data).unwrap();
+            let g = Gap {
+                gen: 1,
+                head: 50,
+                marker: MARKER_TEXT as u64 + 1,
+                dropped: 10,
+                src: 60,
+                keep: 50,
+            };
+            assert!(overlaps(&g));
+            write_rec(&gaps, STDOUT, &g).unwrap();
+            let at = g.head + g.marker + g.keep;
+            if when == 0 {
+                f.write_all_at(&data[60..80], at).unwrap();
+            } else {
+                let staged = stage(&f, &gaps, STDOUT, g, &mut Vec::new()).unwrap();
+                apply(&f, &staged, &mut Vec::new()).unwrap();
+            }
+            check_final(&dir, crate::job::STDOUT, &data, cap);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }
