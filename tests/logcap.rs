@@ -526,3 +526,39 @@ fn a_running_job_stays_within_its_bound() {
         .len();
     assert_eq!(len, CAP + marker, "cut to the cap when the job ended");
 }
+
+/// A log that ends a little past its cap (fewer bytes over than the
+/// marker line is long, or a few more) keeps exactly its head and its
+/// last bytes: the marker never lands on the kept tail.
+#[test]
+fn a_log_just_past_its_cap_keeps_its_last_bytes() {
+    let t = TempRoot::new();
+    // seq 1 20 is 51 bytes: 11 over a cap of 40; 1..=30 is 81 (41 over).
+    for (to, cap) in [(20u64, 40usize), (30, 40), (12, 20), (20, 10)] {
+        let v = t.ok(&[
+            "run",
+            "--max-log-bytes",
+            &cap.to_string(),
+            "--",
+            "seq",
+            "1",
+            &to.to_string(),
+        ]);
+        let want = seq(1, to);
+        let id = v["job_id"].as_str().unwrap();
+        let (head, tail) = (cap / 2, cap - cap / 2);
+        let dropped = (want.len() - cap) as u64;
+        assert_eq!(n(&v["stdout_dropped_bytes"]), dropped, "{v}");
+        let file = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
+        let (h, marker, rest) = split_file(&file, head).expect("a marker");
+        assert_eq!(h, &want[..head]);
+        assert_eq!(marker_count(&marker), dropped);
+        assert_eq!(rest, &want[want.len() - tail..], "cap {cap}, seq 1 {to}");
+        let tl = t.ok(&["tail", id]);
+        assert_eq!(
+            tl["stdout"].as_str().unwrap().as_bytes(),
+            &want[want.len() - tail..],
+            "{tl}"
+        );
+    }
+}
