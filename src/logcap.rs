@@ -610,7 +610,11 @@ mod tests {
     /// marker, the last bytes.
     fn check_final(dir: &Path, name: &str, data: &[u8], cap: Cap) {
         // The record first: a reader finishes a cut a crash left undone.
-        let g = Gaps::open(dir).unwrap().unwrap().stable(STDOUT, dir).unwrap();
+        let g = Gaps::open(dir)
+            .unwrap()
+            .unwrap()
+            .stable(STDOUT, dir)
+            .unwrap();
         let file = std::fs::read(dir.join(name)).unwrap();
         let n = (cap.head + cap.tail) as usize;
         if data.len() <= n {
@@ -623,7 +627,11 @@ mod tests {
         assert_eq!(&file[..h], &data[..h], "head");
         let nl = h > 0 && data[h - 1] != b'\n';
         assert_eq!(&file[h..h + m], &marker(g.dropped, nl)[..], "marker");
-        assert_eq!(&file[h + m..], &data[data.len() - cap.tail as usize..], "tail");
+        assert_eq!(
+            &file[h + m..],
+            &data[data.len() - cap.tail as usize..],
+            "tail"
+        );
         assert_eq!(g.logical_len(file.len() as u64), data.len() as u64);
     }
 
@@ -640,7 +648,13 @@ mod tests {
                 let mut f = d.open_file("x.log", crate::sys::How::Open).unwrap();
                 f.set_len(0).unwrap();
                 let data: Vec<u8> = (0..max + excess)
-                    .map(|i| if i % 7 == 6 { b'\n' } else { b'a' + (i % 26) as u8 })
+                    .map(|i| {
+                        if i % 7 == 6 {
+                            b'\n'
+                        } else {
+                            b'a' + (i % 26) as u8
+                        }
+                    })
                     .collect();
                 let mut c = Capper::new(cap, gaps, STDOUT);
                 for piece in data.chunks(3) {
@@ -662,10 +676,8 @@ mod tests {
         // 0: stopped while staging the tail; 1: cut, but the record not
         // yet made even.
         for when in 0..2 {
-            let dir = std::env::temp_dir().join(format!(
-                "ae-logcap-stage-{}-{when}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("ae-logcap-stage-{}-{when}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let d = crate::sys::Dir::open(&dir).unwrap();
             let gaps = create(&d).unwrap();

@@ -17,6 +17,9 @@
 //!   an end in between still wakes the wait.
 //! - `first` is the job seen terminal first; among several seen in the
 //!   same read, the one whose state.json was written first.
+//! - A job restarted while waited on is settled by the run the wait
+//!   began on (its end, from runs/), as a single wait is; the wait never
+//!   moves on to the new run.
 //! - A server client that leaves (or an MCP call that is cancelled)
 //!   ends the wait at once: `Ok(None)`.
 //!
@@ -111,17 +114,31 @@ pub fn wait_jobs(
             .map(observe::current_state)
             .collect::<Result<Vec<_>>>()
     })?;
-    let mut first = pick_first(jobs, &states, &[]);
-    let done = |states: &[State]| {
-        let mut t = states.iter().map(|s| s.status().is_terminal());
+    // The run each job was on when the wait began: a `restart` meanwhile
+    // ends that job's part of the wait with that run's end (kept in
+    // runs/), never with the new run (as a single wait, `observe::
+    // wait_terminal_or`).
+    let began = states.clone();
+    let mut settled: Vec<bool> = states.iter().map(|s| s.status().is_terminal()).collect();
+    let mut first = pick_first(jobs, &settled, &[]);
+    let done = |settled: &[bool]| {
         if any {
-            t.any(|x| x)
+            settled.iter().any(|&x| x)
         } else {
-            t.all(|x| x)
+            settled.iter().all(|&x| x)
         }
     };
-    if done(&states) || observe::left(deadline).is_none() {
+    let Some(left) = observe::left(deadline).filter(|_| !done(&settled)) else {
         return Ok(Some(Seen { states, first }));
+    };
+    // Said once the runs waited on are known (`-v`).
+    match deadline {
+        Some(_) => crate::info!(
+            "wait: {} jobs, waiting up to {} ms",
+            jobs.len(),
+            left.as_millis()
+        ),
+        None => crate::info!("wait: {} jobs, waiting until they end", jobs.len()),
     }
     let mut sources = Sources(jobs.iter().map(|_| Source::None).collect());
     let mut muted = false;
@@ -132,16 +149,19 @@ pub fn wait_jobs(
     loop {
         // Sources first, then the read: an end in between still wakes.
         for (i, job) in jobs.iter().enumerate() {
-            if !states[i].status().is_terminal() && matches!(sources.0[i], Source::None) {
+            if !settled[i] && matches!(sources.0[i], Source::None) {
                 sources.0[i] = source_for(job, &states[i]);
                 stale[i] = true;
             }
         }
-        let before: Vec<bool> = states.iter().map(|s| s.status().is_terminal()).collect();
+        let before = settled.clone();
         crate::queue::with_one_read_per_queue(|| -> Result<()> {
             for (i, job) in jobs.iter().enumerate() {
                 if !before[i] && stale[i] {
-                    states[i] = observe::current_state(job)?;
+                    let now = observe::current_state(job)?;
+                    settled[i] =
+                        now.status().is_terminal() || crate::runs::restarted_since(&began[i], &now);
+                    states[i] = crate::runs::answer_for(job, &began[i], now);
                     // A job with no source is looked at on every round.
                     stale[i] = matches!(sources.0[i], Source::None);
                 }
@@ -149,9 +169,9 @@ pub fn wait_jobs(
             Ok(())
         })?;
         if first.is_none() {
-            first = pick_first(jobs, &states, &before);
+            first = pick_first(jobs, &settled, &before);
         }
-        if done(&states) {
+        if done(&settled) {
             return Ok(Some(Seen { states, first }));
         }
         let Some(left) = observe::left(deadline) else {
@@ -161,8 +181,8 @@ pub fn wait_jobs(
         // (`created`, or a lock pipe already spent), a supervisor that
         // died unseen in the watching mode, a muted client.
         let mut tick = left;
-        for (i, s) in states.iter().enumerate() {
-            if s.status().is_terminal() {
+        for (i, &s) in settled.iter().enumerate() {
+            if s {
                 continue;
             }
             tick = tick.min(match &sources.0[i] {
@@ -222,10 +242,10 @@ pub fn wait_jobs(
     }
 }
 
-/// Among the jobs terminal now and not `before` (empty: none was), the
-/// one whose terminal state was written first.
-fn pick_first(jobs: &[Job], states: &[State], before: &[bool]) -> Option<usize> {
+/// Among the jobs settled now and not `before` (empty: none was), the
+/// one whose state was written first.
+fn pick_first(jobs: &[Job], settled: &[bool], before: &[bool]) -> Option<usize> {
     (0..jobs.len())
-        .filter(|&i| states[i].status().is_terminal() && !before.get(i).copied().unwrap_or(false))
+        .filter(|&i| settled[i] && !before.get(i).copied().unwrap_or(false))
         .min_by_key(|&i| written_ns(&jobs[i]))
 }

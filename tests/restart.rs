@@ -703,3 +703,67 @@ fn restart_over_mcp() {
         "job_not_found"
     );
 }
+
+/// A wait for several jobs, blocked when one of them is restarted,
+/// settles that job with the run it began on (as a single wait does),
+/// never with the new run: `--any` answers at once with it as `first`,
+/// `--all` counts it as ended. Each run waited on is itself a restart's,
+/// just begun.
+#[test]
+fn a_wait_for_several_jobs_during_a_restart_answers_with_the_run_it_waited_on() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo first; sleep 30"]);
+    let other = t.start_job(&["sleep 30"]);
+    let quick = t.start_job(&["true"]);
+    t.ok(&["wait", &quick]);
+    for round in 0..6 {
+        let any = round % 2 == 0;
+        // A run whose supervisor has only just started is waited on.
+        let began = t.ok(&["restart", "--no-wait", &id])["attempt"]
+            .as_u64()
+            .unwrap();
+        // `--all` over the restarted job and one that has ended.
+        let mut args = vec!["-v", "wait", "--until", "30"];
+        if any {
+            args.extend(["--any", &id, &other]);
+        } else {
+            args.extend(["--all", &id, &quick]);
+        }
+        let mut waiter = t
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(waiter.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("waiting up to") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
+        }
+        t.ok(&["restart", "--no-wait", &id]);
+        let t0 = Instant::now();
+        let mut out = String::new();
+        waiter
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        waiter.wait().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(10), "the wait hung");
+        let w: Value = serde_json::from_str(out.trim()).unwrap();
+        let mine = &w["jobs"][0];
+        assert_eq!(mine["job_id"], id.as_str(), "{w}");
+        assert_eq!(mine["attempt"], began, "the run it waited on: {w}");
+        assert_eq!(mine["state"], "killed", "{w}");
+        if any {
+            assert_eq!(w["first"], id.as_str(), "{w}");
+            assert_eq!(w["jobs"][1]["state"], "running", "{w}");
+        } else {
+            assert_eq!(w["jobs"][1]["state"], "exited", "{w}");
+        }
+    }
+    t.ok(&["kill", &id]);
+    t.ok(&["kill", &other]);
+}
