@@ -802,3 +802,68 @@ fn batches_are_refused_under_2025_06_18() {
     );
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
 }
+
+#[test]
+fn argument_conflicts_are_invalid_requests() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "cat", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    for (tool, args) in [
+        ("send", json!({"job_id": id})),
+        ("run", json!({"command": "true", "tty_size": "80x24"})),
+        (
+            "run",
+            json!({"command": "true", "forever": true, "until": 1}),
+        ),
+        ("wait", json!({"job_id": id, "forever": true, "until": 1})),
+        (
+            "restart",
+            json!({"job_id": id, "forever": true, "until": 1}),
+        ),
+        ("run", json!({"command": "true", "parallel": 2})),
+        (
+            "run",
+            json!({"command": "true", "queue": "q", "parallel": 0}),
+        ),
+        ("run", json!({"command": "true", "queue": "..q"})),
+        ("run", json!({"command": "true", "shell_wrapper": " "})),
+        ("tail", json!({"job_id": id, "follow": true})),
+    ] {
+        let r = m.call(tool, args.clone());
+        let e = &r["structuredContent"]["error"];
+        assert_eq!(e["code"], "invalid_request", "{tool} {args}: {r}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(!msg.contains("--"), "{tool} {args}: named as a flag: {msg}");
+    }
+    // None of them made a job.
+    assert_eq!(m.ok("list", json!({}))["jobs"].as_array().unwrap().len(), 1);
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+#[test]
+fn invalid_limits_stop_the_server_before_stdout() {
+    let t = TempRoot::new();
+    for var in [
+        "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS",
+        "AGENT_EXEC_MCP_MAX_UNTIL_SECONDS",
+    ] {
+        for bad in ["abc", "-1", "nan", "1e300"] {
+            let (out, msgs) = served(&t, &[(var, bad)], &[initialize("2025-06-18")]);
+            assert!(!out.status.success(), "{var}={bad}");
+            assert!(
+                msgs.is_empty(),
+                "{var}={bad}: stdout is the protocol's: {msgs:?}"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(var) && err.contains(bad), "{var}={bad}: {err}");
+        }
+        // Empty is unset: the default.
+        let (out, msgs) = served(&t, &[(var, "")], &[initialize("2025-06-18")]);
+        assert!(out.status.success(), "{var}=: {:?}", out.status);
+        assert_eq!(msgs[0]["result"]["protocolVersion"], "2025-06-18");
+    }
+}
