@@ -21,7 +21,15 @@
 //!   call's answer is dropped. The job is not touched.
 //! - Progress notifications come from a ticker that is joined before the
 //!   answer is written, so none follows the answer.
-//! - EOF on stdin ends the process at once; jobs are detached and go on.
+//! - EOF on stdin stops the reading, not the answering: every request
+//!   already read is carried out and answered (each is bounded by the
+//!   `until` limits), then the process exits; jobs are detached and go
+//!   on. A stdout nobody reads any more ends the process at once, then
+//!   too (`watch_stdout`).
+//! - A JSON-RPC batch (an array on one line) is taken only under the
+//!   2025-03-26 revision, the one that requires it (2025-06-18 removed
+//!   batches): its answers go out together, as one array, once the last
+//!   is in (`Reply::Batch`); a batch of notifications gets none.
 //! - Idle, the server holds no code pages it is not running: whenever
 //!   a message goes out with no call in flight (the last one answered),
 //!   they are given back first (`Server::rest_if_idle`).
@@ -37,11 +45,14 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
 
 /// Protocol revisions we speak, newest first.
 pub const REVISIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The one revision with JSON-RPC batches: servers MUST accept them.
+const BATCH_REVISION: &str = "2025-03-26";
 /// The longest line (message) read; longer ones are skipped.
 pub const MAX_LINE: usize = 4 << 20;
 const WORKERS: usize = 8;
@@ -58,6 +69,8 @@ pub struct Call {
     /// The request id as JSON text (`1`, `"a"`).
     pub id: String,
     pub params: Value,
+    /// Where the answer goes.
+    reply: Reply,
     cancelled: AtomicBool,
     /// Written to on cancel; `wake_rx` is polled by the observation.
     wake_tx: UnixStream,
@@ -83,6 +96,42 @@ impl Call {
             .get("_meta")
             .and_then(|m| m.get("progressToken"))
             .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
+    }
+}
+
+/// Where a request's answer goes.
+#[derive(Clone)]
+enum Reply {
+    /// Out at once, as its own line.
+    Line,
+    /// Into the batch the request came in.
+    Batch(Arc<Batch>),
+}
+
+/// A batch's answers as they come in. Each request of the batch (and
+/// the reader, while it goes through the batch) holds one count and
+/// gives it back exactly once, with its answer or with none (a
+/// notification, a cancelled call); the one that gives back the last
+/// count sends the array.
+struct Batch {
+    left: Mutex<(usize, Vec<String>)>,
+}
+
+impl Batch {
+    fn hold(&self) {
+        lock(&self.left).0 += 1;
+    }
+
+    /// Give back one count; the whole answer when it was the last and
+    /// there is something to say (an empty array is never sent).
+    fn settle(&self, answer: Option<String>) -> Option<String> {
+        let mut left = lock(&self.left);
+        left.1.extend(answer);
+        left.0 -= 1;
+        if left.0 > 0 || left.1.is_empty() {
+            return None;
+        }
+        Some(format!("[{}]", std::mem::take(&mut left.1).join(",")))
     }
 }
 
@@ -140,17 +189,36 @@ impl Server {
         self.revision() >= "2025-06-18"
     }
 
-    fn result(&self, id: &str, result: &str) {
-        self.send(&format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}"
-        ));
+    /// Deliver a request's answer (None: it has none) where it goes.
+    fn deliver(&self, to: &Reply, answer: Option<String>) {
+        let whole = match to {
+            Reply::Line => answer,
+            Reply::Batch(b) => b.settle(answer),
+        };
+        match whole {
+            Some(msg) => self.send(&msg),
+            // Nothing is written: rest here instead.
+            None => self.rest_if_idle(),
+        }
     }
 
-    fn error(&self, id: &str, code: i64, message: &str) {
+    fn result(&self, to: &Reply, id: &str, result: &str) {
+        self.deliver(
+            to,
+            Some(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}"
+            )),
+        );
+    }
+
+    fn error(&self, to: &Reply, id: &str, code: i64, message: &str) {
         let m = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
-        self.send(&format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{code},\"message\":{m}}}}}"
-        ));
+        self.deliver(
+            to,
+            Some(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{code},\"message\":{m}}}}}"
+            )),
+        );
     }
 
     /// A progress notification for `call` (never after its answer: the
@@ -188,15 +256,46 @@ pub fn serve(root: Option<String>, limits: crate::cmd::mcp::Limits) -> crate::er
     let mut pool = Pool {
         tx,
         rx: Arc::new(Mutex::new(rx)),
-        spawned: 0,
+        workers: Vec::new(),
     };
     crate::info!("mcp: serving on stdio");
-    read_lines(&mut io::stdin().lock(), |line| {
+    let read = read_lines(&mut io::stdin().lock(), |line| {
         handle_line(&srv, &mut pool, line)
-    })
-    .map_err(|e| crate::error::Error::io("read stdin", e))?;
-    crate::info!("mcp: stdin closed, exiting");
-    Ok(())
+    });
+    // The client has said all it will say, but it may still be reading:
+    // what it asked for is answered first (a `run` it sent last is a job
+    // it must hear of).
+    crate::info!("mcp: stdin closed; answering the calls in flight");
+    watch_stdout();
+    pool.finish();
+    crate::info!("mcp: every call answered, exiting");
+    read.map_err(|e| crate::error::Error::io("read stdin", e))
+}
+
+/// While the last calls finish after EOF: end the process as soon as
+/// nobody reads stdout any more (a pipe whose reader is gone polls
+/// POLLERR, a socket POLLHUP), rather than when a call's answer finds
+/// out, which a long `wait` would put off to its `until`.
+fn watch_stdout() {
+    let started = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(|| loop {
+            // No events asked: only the error and hang-up conditions,
+            // which poll always reports, wake it.
+            let mut fds = [crate::sys::poll_fd(1, 0)];
+            match crate::sys::poll(&mut fds, -1) {
+                Ok(n) if n > 0 && fds[0].revents != 0 => {
+                    crate::info!("mcp: stdout closed, exiting");
+                    std::process::exit(0);
+                }
+                Ok(_) => continue,
+                Err(_) => return,
+            }
+        });
+    if let Err(e) = started {
+        // Then a closed stdout is found by the next answer written.
+        crate::warn!("mcp: cannot watch stdout: {e}");
+    }
 }
 
 /// Split `input` into lines of at most `MAX_LINE` bytes, reading in
@@ -251,7 +350,7 @@ pub fn read_lines<R: Read>(
 struct Pool {
     tx: SyncSender<Arc<Call>>,
     rx: Arc<Mutex<Receiver<Arc<Call>>>>,
-    spawned: usize,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
@@ -268,15 +367,17 @@ impl Pool {
             .free_workers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-        if !claimed && self.spawned < WORKERS {
+        if !claimed && self.workers.len() < WORKERS {
             let (srv, rx) = (Arc::clone(srv), Arc::clone(&self.rx));
             let started = std::thread::Builder::new()
                 .stack_size(512 << 10)
                 .spawn(move || worker(&srv, &rx));
             match started {
-                Ok(_) => self.spawned += 1,
+                Ok(h) => self.workers.push(h),
                 // The running workers will take it in turn.
-                Err(e) if self.spawned > 0 => crate::warn!("mcp: cannot start a worker: {e}"),
+                Err(e) if !self.workers.is_empty() => {
+                    crate::warn!("mcp: cannot start a worker: {e}")
+                }
                 Err(_) => return Err("cannot start a worker thread"),
             }
         }
@@ -285,14 +386,26 @@ impl Pool {
             TrySendError::Disconnected(_) => "server is stopping",
         })
     }
+
+    /// Take no more calls; return once the workers have answered every
+    /// call queued or running (the channel hands out what it holds
+    /// before it reports the sender gone).
+    fn finish(self) {
+        drop(self.tx);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
 }
 
 fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
+    let to = &Reply::Line;
     let line = match line {
         Ok(l) => l,
         Err(len) => {
             crate::warn!("mcp: skipped a message of {len} bytes");
             return srv.error(
+                to,
                 "null",
                 INVALID_REQUEST,
                 &format!("message too long: {len} bytes; at most {MAX_LINE} per line"),
@@ -304,28 +417,78 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
     }
     let msg: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
-        Err(e) => return srv.error("null", PARSE_ERROR, &format!("parse error: {e}")),
+        Err(e) => return srv.error(to, "null", PARSE_ERROR, &format!("parse error: {e}")),
     };
+    let Value::Array(items) = msg else {
+        return handle_message(srv, pool, msg, to);
+    };
+    let rev = srv.revision();
+    if rev != BATCH_REVISION {
+        return srv.error(
+            to,
+            "null",
+            INVALID_REQUEST,
+            &format!(
+                "not a JSON-RPC 2.0 message: batches are not taken under protocol revision {rev}"
+            ),
+        );
+    }
+    if items.is_empty() {
+        return srv.error(to, "null", INVALID_REQUEST, "empty batch");
+    }
+    // The reader's own count: the array cannot go out before every
+    // request of the batch has been seen.
+    let batch = Arc::new(Batch {
+        left: Mutex::new((1, Vec::new())),
+    });
+    let to = Reply::Batch(Arc::clone(&batch));
+    for item in items {
+        batch.hold();
+        if item.get("method").and_then(Value::as_str) == Some("initialize") {
+            // The lifecycle's rule: initialize stands alone.
+            let id = item.get("id").filter(|i| i.is_string() || i.is_number());
+            let id_text = id.map_or_else(|| "null".to_string(), Value::to_string);
+            srv.error(
+                &to,
+                &id_text,
+                INVALID_REQUEST,
+                "initialize must not be part of a batch",
+            );
+            continue;
+        }
+        handle_message(srv, pool, item, &to);
+    }
+    srv.deliver(&to, None);
+}
+
+/// One message (alone, or one of a batch); its answer, or that it has
+/// none, is delivered to `to` exactly once.
+fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, to: &Reply) {
     let id = msg.get("id").filter(|i| i.is_string() || i.is_number());
     let id_text = id.map_or_else(|| "null".to_string(), Value::to_string);
     let method = msg.get("method").and_then(Value::as_str);
     if !msg.is_object() || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return srv.error(&id_text, INVALID_REQUEST, "not a JSON-RPC 2.0 message");
+        return srv.error(to, &id_text, INVALID_REQUEST, "not a JSON-RPC 2.0 message");
     }
     let Some(method) = method else {
         if msg.get("result").is_some() || msg.get("error").is_some() {
-            return; // an answer to a request we never send
+            // An answer to a request we never send.
+            return srv.deliver(to, None);
         }
-        return srv.error(&id_text, INVALID_REQUEST, "method is missing");
+        return srv.error(to, &id_text, INVALID_REQUEST, "method is missing");
     };
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     if msg.get("id").is_none() {
         notification(srv, method, &params);
-        // Nothing is written for a notification: rest here instead.
-        return srv.rest_if_idle();
+        return srv.deliver(to, None);
     }
     if id.is_none() {
-        return srv.error("null", INVALID_REQUEST, "id must be a string or a number");
+        return srv.error(
+            to,
+            "null",
+            INVALID_REQUEST,
+            "id must be a string or a number",
+        );
     }
     match method {
         "initialize" => {
@@ -342,29 +505,30 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
                 "serverInfo": {"name": "agent-exec", "version": env!("CARGO_PKG_VERSION")},
                 "instructions": crate::cmd::mcp::INSTRUCTIONS,
             });
-            srv.result(&id_text, &result.to_string());
+            srv.result(to, &id_text, &result.to_string());
         }
-        "ping" => srv.result(&id_text, "{}"),
+        "ping" => srv.result(to, &id_text, "{}"),
         "tools/list" => {
             let tools = crate::cmd::mcp::tools(srv.structured());
-            srv.result(&id_text, &json!({ "tools": tools }).to_string());
+            srv.result(to, &id_text, &json!({ "tools": tools }).to_string());
         }
         "tools/call" => {
             let name = params.get("name").and_then(Value::as_str);
             match name {
                 Some(n) if crate::cmd::mcp::is_tool(n) => {}
                 Some(n) => {
-                    return srv.error(&id_text, INVALID_PARAMS, &format!("unknown tool: {n}"))
+                    return srv.error(to, &id_text, INVALID_PARAMS, &format!("unknown tool: {n}"))
                 }
-                None => return srv.error(&id_text, INVALID_PARAMS, "params.name is required"),
+                None => return srv.error(to, &id_text, INVALID_PARAMS, "params.name is required"),
             }
             let Ok((wake_tx, wake_rx)) = UnixStream::pair() else {
-                return srv.error(&id_text, SERVER_BUSY, "cannot make a wake socket");
+                return srv.error(to, &id_text, SERVER_BUSY, "cannot make a wake socket");
             };
             let _ = wake_tx.set_nonblocking(true);
             let call = Arc::new(Call {
                 id: id_text.clone(),
                 params,
+                reply: to.clone(),
                 cancelled: AtomicBool::new(false),
                 wake_tx,
                 wake_rx,
@@ -372,10 +536,11 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
             lock(&srv.inflight).insert(id_text.clone(), Arc::clone(&call));
             if let Err(why) = pool.submit(srv, call) {
                 lock(&srv.inflight).remove(&id_text);
-                srv.error(&id_text, SERVER_BUSY, why);
+                srv.error(to, &id_text, SERVER_BUSY, why);
             }
         }
         _ => srv.error(
+            to,
             &id_text,
             METHOD_NOT_FOUND,
             &format!("method not found: {method}"),
@@ -425,12 +590,16 @@ fn worker(srv: &Arc<Server>, rx: &Mutex<Receiver<Arc<Call>>>) {
             // call, sent as soon as it has this answer, finds us.
             srv.free_workers.fetch_add(1, Ordering::SeqCst);
             match answer {
-                Some(result) if !call.cancelled() => srv.result(&call.id, &result),
-                _ => crate::info!("mcp: request {} answered nothing (cancelled)", call.id),
+                Some(result) if !call.cancelled() => srv.result(&call.reply, &call.id, &result),
+                _ => {
+                    crate::info!("mcp: request {} answered nothing (cancelled)", call.id);
+                    srv.deliver(&call.reply, None);
+                }
             }
         } else {
             lock(&srv.inflight).remove(&call.id);
             srv.free_workers.fetch_add(1, Ordering::SeqCst);
+            srv.deliver(&call.reply, None);
         }
     }
 }

@@ -582,20 +582,288 @@ fn a_flood_of_concurrent_calls() {
 fn eof_ends_the_server_and_jobs_go_on() {
     let t = TempRoot::new();
     let mut m = Mcp::init(&t);
-    let d = m.ok("run", json!({"command": "sleep 2; echo late", "until": 0}));
+    let d = m.ok("run", json!({"command": "sleep 1; echo late", "until": 0}));
     let id = d["job_id"].as_str().unwrap().to_string();
-    // A wait in flight does not hold the server open.
-    m.ask(
+    let d = m.ok("run", json!({"command": "sleep 3; echo later", "until": 0}));
+    let other = d["job_id"].as_str().unwrap().to_string();
+    // A wait in flight at EOF is answered before the server ends.
+    let asked = m.ask(
         "tools/call",
         json!({"name": "wait", "arguments": {"job_id": id, "until": 20}}),
     );
-    let t0 = Instant::now();
-    let status = m.close();
-    assert!(status.success(), "{status:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2));
-    let w = t.ok(&["wait", "--until", "10", &id]);
+    drop(m.stdin.take());
+    let r = m.answer(&json!(asked), Duration::from_secs(30));
+    let w = &r["result"]["structuredContent"];
     assert_eq!(
         (w["state"].as_str(), w["stdout"].as_str()),
-        (Some("exited"), Some("late\n"))
+        (Some("exited"), Some("late\n")),
+        "{r}"
     );
+    let status = m.close();
+    assert!(status.success(), "{status:?}");
+    // The server is gone; its jobs are not.
+    let w = t.ok(&["wait", "--until", "10", &other]);
+    assert_eq!(
+        (w["state"].as_str(), w["stdout"].as_str()),
+        (Some("exited"), Some("later\n"))
+    );
+}
+
+/// The messages a server wrote for this input, read to its end.
+fn served(
+    t: &TempRoot,
+    env: &[(&str, &str)],
+    input: &[Value],
+) -> (std::process::Output, Vec<Value>) {
+    let mut c = t.cmd(&["mcp"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("spawn agent-exec mcp");
+    let mut text = String::new();
+    for msg in input {
+        text.push_str(&msg.to_string());
+        text.push('\n');
+    }
+    // Written at once, then EOF: the server has read everything before
+    // most of it is answered. (A server that refused to start has
+    // closed its end: nothing to check here.)
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(text.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let msgs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    (out, msgs)
+}
+
+fn initialize(revision: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": revision, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+}
+
+fn tool_call(id: u64, tool: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+}
+
+#[test]
+fn eof_answers_every_request_already_read() {
+    let t = TempRoot::new();
+    let (out, msgs) = served(
+        &t,
+        &[],
+        &[
+            initialize("2025-06-18"),
+            tool_call(1, "run", json!({"command": "echo hi"})),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+            tool_call(3, "run", json!({"command": "sleep 1; echo late"})),
+            // Cancelled by the client: no answer, as ever.
+            tool_call(4, "run", json!({"command": "sleep 1"})),
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4}}),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+    let answer = |id: u64| {
+        msgs.iter()
+            .find(|m| m["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no answer to {id}: {msgs:?}"))
+    };
+    let d = &answer(1)["result"]["structuredContent"];
+    assert_eq!(
+        (d["state"].as_str(), d["stdout"].as_str()),
+        (Some("exited"), Some("hi\n")),
+        "{d}"
+    );
+    assert_eq!(answer(2)["result"], json!({}));
+    let d = &answer(3)["result"]["structuredContent"];
+    assert_eq!(
+        (d["state"].as_str(), d["stdout"].as_str()),
+        (Some("exited"), Some("late\n")),
+        "{d}"
+    );
+    assert!(msgs.iter().all(|m| m["id"] != json!(4)), "{msgs:?}");
+    assert_eq!(msgs.len(), 4, "{msgs:?}");
+}
+
+#[test]
+fn eof_then_stdout_closed_ends_the_server_without_the_calls() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["mcp"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().expect("spawn agent-exec mcp");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{}", initialize("2025-06-18")).unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("protocolVersion"), "{line}");
+    // A call that would observe for 40 s; then nobody listens any more.
+    writeln!(
+        stdin,
+        "{}",
+        tool_call(1, "run", json!({"command": "sleep 60", "until": 40}))
+    )
+    .unwrap();
+    drop(stdin);
+    drop(stdout);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("the server waited for a call nobody would read");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    for j in t.ok(&["list", "--all"])["jobs"].as_array().unwrap() {
+        t.out(&["kill", "--signal", "KILL", j["job_id"].as_str().unwrap()]);
+    }
+}
+
+#[test]
+fn batches_under_2025_03_26() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(&t, &[]);
+    let r = m.request("initialize", json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+    assert_eq!(r["result"]["protocolVersion"], "2025-03-26");
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run", "arguments": {"command": "echo hi"}}},
+        {"foo": 1},
+        {"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {}},
+        {"jsonrpc": "2.0", "id": 4, "method": "no/such"},
+    ]);
+    m.send_raw(&batch.to_string());
+    // One array: an answer per request, none for the notification.
+    let all = m.next(Duration::from_secs(30)).expect("the batch's answer");
+    let all = all
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {all}"));
+    assert_eq!(all.len(), 5, "{all:?}");
+    let by_id = |id: Value| {
+        all.iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {all:?}"))
+    };
+    assert_eq!(by_id(json!(1))["result"], json!({}));
+    let run = by_id(json!(2));
+    // 2025-03-26 has no structured results: the document is the second text.
+    let doc: Value =
+        serde_json::from_str(run["result"]["content"][1]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["stdout"], "hi\n", "{run}");
+    assert_eq!(by_id(Value::Null)["error"]["code"], -32600);
+    assert_eq!(by_id(json!(3))["error"]["code"], -32600);
+    assert_eq!(by_id(json!(4))["error"]["code"], -32601);
+    // An empty batch is an invalid request, answered alone.
+    m.send_raw("[]");
+    let r = m.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (Value::Null, json!(-32600)),
+        "{r}"
+    );
+    // Notifications only: nothing at all comes back.
+    m.send_raw(r#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#);
+    m.send_raw(r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#);
+    let r = m.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(r["id"], 9, "{r}");
+    // A cancelled call in a batch has no answer; the others do.
+    let r = m.call("run", json!({"command": "sleep 30", "until": 0}));
+    let doc: Value = serde_json::from_str(r["content"][1]["text"].as_str().unwrap()).unwrap();
+    let id = doc["job_id"].as_str().unwrap().to_string();
+    m.send_raw(&json!([
+        {"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "wait", "arguments": {"job_id": id, "until": 30}}},
+        {"jsonrpc": "2.0", "id": 11, "method": "ping"},
+    ]).to_string());
+    m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":10}}"#);
+    let r = m.next(Duration::from_secs(20)).unwrap();
+    assert_eq!(r, json!([{"jsonrpc": "2.0", "id": 11, "result": {}}]));
+    m.call("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+#[test]
+fn batches_are_refused_under_2025_06_18() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    m.send_raw(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
+    let r = m.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (Value::Null, json!(-32600)),
+        "{r}"
+    );
+    assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn argument_conflicts_are_invalid_requests() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "cat", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    for (tool, args) in [
+        ("send", json!({"job_id": id})),
+        ("run", json!({"command": "true", "tty_size": "80x24"})),
+        (
+            "run",
+            json!({"command": "true", "forever": true, "until": 1}),
+        ),
+        ("wait", json!({"job_id": id, "forever": true, "until": 1})),
+        (
+            "restart",
+            json!({"job_id": id, "forever": true, "until": 1}),
+        ),
+        ("run", json!({"command": "true", "parallel": 2})),
+        (
+            "run",
+            json!({"command": "true", "queue": "q", "parallel": 0}),
+        ),
+        ("run", json!({"command": "true", "queue": "..q"})),
+        ("run", json!({"command": "true", "shell_wrapper": " "})),
+        ("tail", json!({"job_id": id, "follow": true})),
+    ] {
+        let r = m.call(tool, args.clone());
+        let e = &r["structuredContent"]["error"];
+        assert_eq!(e["code"], "invalid_request", "{tool} {args}: {r}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(!msg.contains("--"), "{tool} {args}: named as a flag: {msg}");
+    }
+    // None of them made a job.
+    assert_eq!(m.ok("list", json!({}))["jobs"].as_array().unwrap().len(), 1);
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+#[test]
+fn invalid_limits_stop_the_server_before_stdout() {
+    let t = TempRoot::new();
+    for var in [
+        "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS",
+        "AGENT_EXEC_MCP_MAX_UNTIL_SECONDS",
+    ] {
+        for bad in ["abc", "-1", "nan", "1e300"] {
+            let (out, msgs) = served(&t, &[(var, bad)], &[initialize("2025-06-18")]);
+            assert!(!out.status.success(), "{var}={bad}");
+            assert!(
+                msgs.is_empty(),
+                "{var}={bad}: stdout is the protocol's: {msgs:?}"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(var) && err.contains(bad), "{var}={bad}: {err}");
+        }
+        // Empty is unset: the default.
+        let (out, msgs) = served(&t, &[(var, "")], &[initialize("2025-06-18")]);
+        assert!(out.status.success(), "{var}=: {:?}", out.status);
+        assert_eq!(msgs[0]["result"]["protocolVersion"], "2025-06-18");
+    }
 }

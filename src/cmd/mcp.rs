@@ -27,6 +27,12 @@
 //!   a cancel reaches the wait.
 //! - `tail --follow` is not offered (one call is one answer).
 //! - `stdin: "-"` is refused: the server's stdin is the protocol.
+//! - Arguments that do not go together are `invalid_request`, as over
+//!   HTTP, never the command line's `usage_error` (`door_error`), and
+//!   are named by the tool's argument names (`tty_size`, not
+//!   `--tty-size`).
+//! - Invalid limits in the environment stop the server before it writes
+//!   anything: stdout is the protocol's, so the reason goes to stderr.
 //!
 //! Rejected: hand-written tool schemas (they would drift from the
 //! table); answering a job failure with `isError` (the call worked: the
@@ -84,8 +90,19 @@ impl Limits {
     }
 }
 
+/// Rejected for bad limits: starting anyway and answering every request
+/// with the error (a client would have to guess why each call fails),
+/// and the CLI's error document on stdout (not a JSON-RPC message: a
+/// client reports it as garbage on the wire, not as the reason).
+/// Clients report a server that exits, with its stderr.
 pub fn exec(m: &Matches) -> Result<Output> {
-    let limits = Limits::from_env()?;
+    let limits = match Limits::from_env() {
+        Ok(l) => l,
+        Err(e) => {
+            crate::output::error_line(&e);
+            std::process::exit(e.exit_code());
+        }
+    };
     crate::mcp::serve(m.root.clone(), limits)?;
     Ok(Output::Done)
 }
@@ -453,6 +470,15 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
             .filter(|f| !skipped(tool, f))
             .find(|f| f.http_name().as_deref() == Some(k.as_str()));
         let Some(flag) = flag else {
+            if cmd
+                .flags
+                .iter()
+                .any(|f| f.http_name().as_deref() == Some(k.as_str()))
+            {
+                // A flag of the command this tool does not offer
+                // (`tail`'s follow): not in the schema, so unknown here.
+                return Err(unknown_argument(tool, cmd, k));
+            }
             // matches_from_params names the parameters there are.
             a.params.push((k.clone(), scalar(k, v).unwrap_or_default()));
             continue;
@@ -493,6 +519,11 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
         .any(|(k, v)| k == "forever" && v != "false" && v != "0");
     params.retain(|(k, _)| k != "forever");
     let given = params.iter().position(|(k, _)| k == "until");
+    if forever && given.is_some() {
+        // As the command line and HTTP: both asked is a contradiction,
+        // not one of them winning.
+        return Err(bad("until and forever cannot be used together"));
+    }
     let ms = match given {
         Some(i) => crate::time::parse_duration_ms(&params[i].1)?,
         None if forever => limits.max_ms,
@@ -552,20 +583,92 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
         // arguments are its schema's (`tags`, `command`, `job_id`): name
         // those.
         match e {
-            Error::InvalidRequest(msg) if msg.starts_with("unknown parameter") => {
-                let (head, _) = msg.split_once(':').unwrap_or((msg.as_str(), ""));
-                let schema = input_schema(tool, cmd);
-                let names: Vec<&str> = schema["properties"]
-                    .as_object()
-                    .map(|p| p.keys().map(String::as_str).collect())
+            Error::InvalidRequest(msg) if msg.starts_with("unknown parameter '") => {
+                let name = msg["unknown parameter '".len()..]
+                    .split('\'')
+                    .next()
                     .unwrap_or_default();
-                Error::InvalidRequest(format!("{head}: expected one of {}", names.join(", ")))
+                unknown_argument(tool, cmd, name)
             }
             e => e,
         }
     })?;
     m.rest = a.rest;
+    check_together(tool, &m)?;
     Ok(m)
+}
+
+/// An argument the tool does not take, with the names of those it does
+/// (its schema's).
+fn unknown_argument(tool: &str, cmd: &Cmd, name: &str) -> Error {
+    let schema = input_schema(tool, cmd);
+    let names: Vec<&str> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    Error::InvalidRequest(format!(
+        "unknown parameter '{name}': expected one of {}",
+        names.join(", ")
+    ))
+}
+
+/// Arguments that need another, checked here so that they are named as
+/// the tool's arguments (the operations check them too, in the command
+/// line's words).
+fn check_together(tool: &str, m: &Matches) -> Result<()> {
+    match tool {
+        "run" if m.has("tty-size") && !m.has("tty") => Err(bad("tty_size needs tty")),
+        "run" if m.has("parallel") && !m.has("queue") => Err(bad("parallel needs queue")),
+        "send" if m.pos(1).is_none() && !m.has("eof") && !m.has("newline") => {
+            Err(bad("send needs data, or eof"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The error as this door gives it: a `usage_error` (the command line's
+/// code for a bad invocation) becomes `invalid_request`, as over HTTP,
+/// with the command line's flag names (`--tty-size`) put as the tool's
+/// arguments (`tty_size`).
+fn door_error(tool: &str, e: Error) -> Error {
+    match e {
+        Error::Usage(msg) => Error::InvalidRequest(argument_names(tool, &msg)),
+        Error::InJob(id, inner) => Error::InJob(id, Box::new(door_error(tool, *inner))),
+        e => e,
+    }
+}
+
+/// `msg` with each `--flag` of the tool's command written as its
+/// argument name; other text (a value quoted back, say) is left alone.
+fn argument_names(tool: &str, msg: &str) -> String {
+    let Ok(cmd) = command(tool) else {
+        return msg.to_string();
+    };
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find("--") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .unwrap_or(after.len());
+        let word = &after[..len];
+        match cmd
+            .flags
+            .iter()
+            .find(|f| f.long == word)
+            .and_then(Flag::http_name)
+        {
+            Some(name) => out.push_str(&name),
+            None => {
+                out.push_str("--");
+                out.push_str(word);
+            }
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The envelope the CLI prints around `body` (as `output::Response`
@@ -590,7 +693,9 @@ pub fn call_tool(srv: &Server, call: &Call) -> Option<String> {
         .unwrap_or("");
     let args = call.params.get("arguments").cloned().unwrap_or(Value::Null);
     let t0 = Instant::now();
-    let answer = matches(srv, tool, &args).and_then(|m| operate(srv, call, tool, &m));
+    let answer = matches(srv, tool, &args)
+        .and_then(|m| operate(srv, call, tool, &m))
+        .map_err(|e| door_error(tool, e));
     crate::info!("mcp: {tool} answered in {} ms", t0.elapsed().as_millis());
     match answer {
         Ok(Some(d)) => Some(result(srv, &d, false)),
@@ -1020,5 +1125,39 @@ mod tests {
         bound_until(&mut p, limits).unwrap();
         assert_eq!(p, vec![("until".to_string(), "20000ms".to_string())]);
         assert!(seconds("until", &json!(-1)).is_err());
+        let mut p = vec![
+            ("forever".to_string(), "true".to_string()),
+            ("until".to_string(), "1s".to_string()),
+        ];
+        let e = bound_until(&mut p, limits).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        let mut p = vec![
+            ("forever".to_string(), "false".to_string()),
+            ("until".to_string(), "1s".to_string()),
+        ];
+        bound_until(&mut p, limits).unwrap();
+    }
+
+    #[test]
+    fn usage_errors_become_invalid_requests_named_as_arguments() {
+        let e = door_error("run", Error::usage("--tty-size needs --tty"));
+        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.to_string(), "tty_size needs tty");
+        let e = door_error(
+            "send",
+            Error::usage("give TEXT or --file, not both").in_job("01J"),
+        );
+        assert_eq!(e.code(), "invalid_request");
+        // `--file` is the command line's only: left as it is; a value
+        // quoted back is not a flag.
+        assert!(e.to_string().contains("--file"), "{e}");
+        assert_eq!(
+            argument_names("run", "invalid value '--x' for '--queue': bad"),
+            "invalid value '--x' for 'queue': bad"
+        );
+        assert_eq!(argument_names("send", "--yield"), "yield_ms");
+        // The specific codes stay.
+        let e = door_error("wait", Error::InvalidDuration("x".into()));
+        assert_eq!(e.code(), "invalid_duration");
     }
 }
