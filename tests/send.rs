@@ -226,3 +226,68 @@ fn kill_reaches_a_terminal_jobs_group() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_input_socket_is_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    // The supervisor inherits the caller's umask.
+    let root = t.root.to_str().unwrap().to_string();
+    let mut c = t.private("sh");
+    c.args(["-c", "umask 000; exec \"$@\"", "sh", support::bin()])
+        .args(["--root", &root, "run", "--no-wait", "-i", "--", "cat"]);
+    let o = t.exec(c);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let id = o.json()["job_id"].as_str().unwrap().to_string();
+    let sock = t.job_dir(&id).join("stdin.sock");
+    let mode = std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    // And it is the one the supervisor listens on.
+    let v = t.ok(&["send", "--newline", "--yield", "2s", &id, "hi"]);
+    assert_eq!(v["bytes_written"], 3, "{v}");
+    t.ok(&["send", "--eof", &id]);
+    t.wait_done(&id);
+}
+
+#[test]
+fn eof_after_an_unfinished_line_ends_a_terminal_read() {
+    let t = TempRoot::new();
+    // Text and ^D in one send: the first ^D hands "abc" over, the second
+    // is the end of file.
+    let id = start(&t, &["--tty"], &["cat"]);
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id, "abc"]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdin_open"].as_bool()),
+        (Some("exited"), Some(false)),
+        "{v}"
+    );
+    // An unfinished line left by an earlier send, then --eof alone.
+    let id = start(&t, &["--tty"], &["cat"]);
+    t.ok(&["send", "--yield", "100ms", &id, "abc"]);
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdin_open"].as_bool()),
+        (Some("exited"), Some(false)),
+        "{v}"
+    );
+    // At the start of a line one ^D is enough, and only one is sent: the
+    // second reader still reads.
+    let id = start(
+        &t,
+        &["--tty"],
+        &["sh", "-c", "cat; echo got-eof; cat; echo again"],
+    );
+    t.ok(&["send", "--newline", "--eof", "--yield", "100ms", &id, "abc"]);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !t.read(&id, "stdout.log").contains("got-eof") {
+        assert!(Instant::now() < until, "the first cat saw no end of file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(t.state(&id)["job"]["status"], "running");
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert!(v["stdout"].as_str().unwrap().contains("again"), "{v}");
+}
