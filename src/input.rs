@@ -23,7 +23,10 @@
 //!   the caller asked not to record: input is durable like output (D38).
 //! - `eof` closes the pipe once the bytes before it are written (for a
 //!   terminal, it sends the terminal's end-of-file character, ^D, since
-//!   closing the master would hang the session up).
+//!   closing the master would hang the session up; two of them when the
+//!   line written last is unfinished, as the first only ends that line).
+//! - stdin.sock is 0600 from the moment it has its name, whatever the
+//!   umask (`listen`).
 //!
 //! Rejected: a FIFO per job (no way to answer a caller, so `bytes_written`
 //! could not be told); callers writing to the job's stdin directly (the
@@ -97,14 +100,51 @@ pub struct Input {
     log: Option<File>,
     log_path: std::path::PathBuf,
     read_buf: Vec<u8>,
+    /// The last byte written to the job did not end a line: on a terminal
+    /// the line discipline holds an unfinished line, and one ^D would only
+    /// hand it over (see `close_input`).
+    line_open: bool,
+}
+
+/// The name stdin.sock is bound under before it gets its mode: no longer
+/// than `SOCKET`, so that a job directory whose stdin.sock fits in a
+/// socket address (108 bytes) fits with it too.
+const SOCKET_NEW: &str = ".stdin.new";
+
+/// Bind stdin.sock in `dir`, mode 0600 whatever the umask (D22).
+///
+/// A socket file takes its mode from the umask at bind(), and there is no
+/// way to give bind() a mode. The umask is the whole process's and the
+/// supervisor has threads, so it is not changed around the bind; and
+/// chmod right after bind would leave a moment in which stdin.sock is
+/// wider than 0600. The directory is 0700, so nobody else could connect
+/// in that moment anyway, but the file should never be seen with another
+/// mode: the socket is bound under a temporary name, made 0600, and only
+/// then renamed to stdin.sock (atomically replacing a stale one; a
+/// listening socket keeps working under its new name). Rejected:
+/// fchmod on the socket before bind (Linux then applies the socket's
+/// mode, but that is an undocumented detail of one kernel).
+fn listen(dir: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.join(SOCKET_NEW);
+    // A leftover of a supervisor that died between bind and rename.
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    // By path: in the 0700 directory only its owner could have put
+    // anything else under this name since the bind.
+    let made = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(SOCKET)));
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 impl Input {
     /// Listen in `dir` (creates stdin.sock) for a job reading `sink`.
     pub fn new(dir: &Path, sink: File, tty: bool, initial: Option<File>) -> io::Result<Input> {
-        let path = dir.join(SOCKET);
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
+        let listener = listen(dir)?;
         listener.set_nonblocking(true)?;
         sys::set_nonblocking(sink.as_raw_fd())?;
         Ok(Input {
@@ -117,6 +157,7 @@ impl Input {
             log: None,
             log_path: dir.join(LOG),
             read_buf: Vec::new(),
+            line_open: false,
         })
     }
 
@@ -208,6 +249,9 @@ impl Input {
             }
             match sink.write(&self.initial_buf) {
                 Ok(n) => {
+                    if n > 0 {
+                        self.line_open = opens_line(self.initial_buf[n - 1]);
+                    }
                     self.initial_buf.drain(..n);
                 }
                 Err(_) => return,
@@ -242,9 +286,12 @@ impl Input {
                 };
                 let from = c.written;
                 c.written += n;
-                if n > 0 && c.header.is_some_and(|h| h.record) {
-                    let bytes = c.data[from..from + n].to_vec();
-                    self.record(&bytes);
+                if n > 0 {
+                    self.line_open = opens_line(c.data[from + n - 1]);
+                    if c.header.is_some_and(|h| h.record) {
+                        let bytes = c.data[from..from + n].to_vec();
+                        self.record(&bytes);
+                    }
                 }
             }
             let c = &self.clients[i];
@@ -317,10 +364,14 @@ impl Input {
     fn close_input(&mut self) {
         if self.tty {
             // The terminal's end of file (VEOF, ^D by default) ends a read
-            // at the start of a line; the session stays up.
+            // at the start of a line; the session stays up. After an
+            // unfinished line the first ^D only hands that line to the
+            // reader, so a second one is needed for it to see end of file.
+            let eof: &[u8] = if self.line_open { &[4, 4] } else { &[4] };
             if let Some(s) = self.sink.as_mut() {
-                let _ = s.write(&[4]);
+                let _ = s.write_all(eof);
             }
+            self.line_open = false;
             return;
         }
         self.sink = None;
@@ -400,6 +451,13 @@ impl Client {
             }
         }
     }
+}
+
+/// Whether writing `last` as the last byte leaves a terminal's line
+/// unfinished: anything but a line end (NL; CR, which ICRNL makes one)
+/// or ^D (which hands the line over as it stands).
+fn opens_line(last: u8) -> bool {
+    !matches!(last, b'\n' | b'\r' | 4)
 }
 
 /// The caller's side: send `data` (and maybe end of file) to the job

@@ -3,6 +3,8 @@
 //! end of file, input recorded in stdin.log, and the errors.
 
 mod support;
+#[path = "support/validate.rs"]
+mod validate;
 
 use std::time::{Duration, Instant};
 
@@ -225,4 +227,167 @@ fn kill_reaches_a_terminal_jobs_group() {
         assert!(Instant::now() < until, "a sleep survived the kill");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn send_before_the_job_starts_is_invalid_state() {
+    let t = TempRoot::new();
+    // Created, never started: no supervisor, no stdin.sock.
+    let made = t.ok(&["create", "-i", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Queued behind another job of its queue.
+    let ahead = start(&t, &["--queue", "pq"], &["sleep", "30"]);
+    let queued = start(&t, &["-i", "--queue", "pq"], &["cat"]);
+    assert_eq!(t.state(&queued)["job"]["status"], "queued");
+    for (id, state) in [(&made, "created"), (&queued, "queued")] {
+        let (code, e) = t.err(&["send", id, "x"]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("invalid_state")),
+            "{e}"
+        );
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("has not started yet") && msg.contains(state),
+            "{msg}"
+        );
+    }
+    // The server's door says the same, with 409.
+    let srv = t.serve();
+    let (status, e) = support::http_json(
+        srv.port,
+        "POST",
+        &format!("/send/{queued}"),
+        r#"{"data":"x"}"#,
+    );
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{e}"
+    );
+    t.ok(&["kill", &ahead]);
+    t.ok(&["kill", &queued]);
+}
+
+#[test]
+fn a_running_job_without_its_socket_is_stdin_closed() {
+    // As between the supervisor letting go of stdin.sock at the end of a
+    // run and its recording the end.
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    std::fs::remove_file(t.job_dir(&id).join("stdin.sock")).unwrap();
+    let (code, e) = t.err(&["send", &id, "x"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("stdin_closed")),
+        "{e}"
+    );
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn the_input_socket_is_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    // The supervisor inherits the caller's umask.
+    let root = t.root.to_str().unwrap().to_string();
+    let mut c = t.private("sh");
+    c.args(["-c", "umask 000; exec \"$@\"", "sh", support::bin()])
+        .args(["--root", &root, "run", "--no-wait", "-i", "--", "cat"]);
+    let o = t.exec(c);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let id = o.json()["job_id"].as_str().unwrap().to_string();
+    let sock = t.job_dir(&id).join("stdin.sock");
+    let mode = std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    // And it is the one the supervisor listens on.
+    let v = t.ok(&["send", "--newline", "--yield", "2s", &id, "hi"]);
+    assert_eq!(v["bytes_written"], 3, "{v}");
+    t.ok(&["send", "--eof", &id]);
+    t.wait_done(&id);
+}
+
+#[test]
+fn eof_after_an_unfinished_line_ends_a_terminal_read() {
+    let t = TempRoot::new();
+    // Text and ^D in one send: the first ^D hands "abc" over, the second
+    // is the end of file.
+    let id = start(&t, &["--tty"], &["cat"]);
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id, "abc"]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdin_open"].as_bool()),
+        (Some("exited"), Some(false)),
+        "{v}"
+    );
+    // An unfinished line left by an earlier send, then --eof alone.
+    let id = start(&t, &["--tty"], &["cat"]);
+    t.ok(&["send", "--yield", "100ms", &id, "abc"]);
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdin_open"].as_bool()),
+        (Some("exited"), Some(false)),
+        "{v}"
+    );
+    // At the start of a line one ^D is enough, and only one is sent: the
+    // second reader still reads.
+    let id = start(
+        &t,
+        &["--tty"],
+        &["sh", "-c", "cat; echo got-eof; cat; echo again"],
+    );
+    t.ok(&["send", "--newline", "--eof", "--yield", "100ms", &id, "abc"]);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !t.read(&id, "stdout.log").contains("got-eof") {
+        assert!(Instant::now() < until, "the first cat saw no end of file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(t.state(&id)["job"]["status"], "running");
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert!(v["stdout"].as_str().unwrap().contains("again"), "{v}");
+}
+
+#[test]
+fn a_send_that_begins_in_dropped_bytes_says_what_it_skipped() {
+    let t = TempRoot::new();
+    let id = start(
+        &t,
+        &["-i", "--max-log-bytes", "100"],
+        &["sh", "-c", "seq 1 100; cat >/dev/null; seq 1 1000"],
+    );
+    // The first part is in (seq 1 100 is 292 bytes); the job now reads.
+    let until = Instant::now() + Duration::from_secs(10);
+    let cursor = loop {
+        let v = t.ok(&["tail", &id]);
+        if v["stdout_total_bytes"] == 292 {
+            break v["cursor"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < until, "{v}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id, "x"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let [start, end] = [0, 1].map(|i| v["stdout_range"][i].as_u64().unwrap());
+    // The send began at 292, inside what the cap dropped: the answer
+    // starts at the kept tail and says how much it passed over.
+    assert!(start > 292, "{v}");
+    assert_eq!(v["stdout_skipped_bytes"], start - 292, "{v}");
+    assert_eq!(v["stderr_skipped_bytes"], 0, "{v}");
+    assert_eq!(end, v["stdout_total_bytes"].as_u64().unwrap(), "{v}");
+    assert!(
+        v["stdout"].as_str().unwrap().ends_with("999\n1000\n"),
+        "{v}"
+    );
+    // As tail --since from the same place says.
+    let tail = t.ok(&["tail", "--since", &cursor, &id]);
+    for k in ["stdout_range", "stdout_skipped_bytes", "stdout"] {
+        assert_eq!(tail[k], v[k], "{k}: {tail} / {v}");
+    }
+    let s: Value = serde_json::from_str(include_str!("../schema/agent-exec.schema.json")).unwrap();
+    validate::valid(&s, &v);
 }

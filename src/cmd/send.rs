@@ -9,8 +9,13 @@
 //!   `--max-bytes` per stream, with a cursor just after it.
 //! - A job that stops reading never holds `send` past its `--yield`:
 //!   the supervisor answers by then with the bytes that got in.
-//! - A job not started with `-i`/`--tty` is `invalid_state`; one whose
-//!   stdin was closed (or that has ended) is `stdin_closed`.
+//! - A job not started with `-i`/`--tty` is `invalid_state`, and so is
+//!   an interactive one that has not started yet (`created`, `queued`:
+//!   its supervisor opens stdin.sock when the job runs); one whose stdin
+//!   was closed (or that has ended) is `stdin_closed`.
+//! - A send that begins inside bytes a capped log dropped reads on from
+//!   the kept tail and says how many it passed over (`*_skipped_bytes`),
+//!   as `tail --since` does for a cursor in the gap.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,7 @@ use serde::Serialize;
 
 use crate::cli::Matches;
 use crate::error::{Error, Result};
-use crate::job::{Failure, Job};
+use crate::job::{Failure, Job, Status};
 use crate::observe;
 use crate::output::{Output, Response};
 
@@ -51,6 +56,10 @@ pub struct SendBody {
     /// Bytes a capped log (`--max-log-bytes`) dropped from its middle.
     pub stdout_dropped_bytes: u64,
     pub stderr_dropped_bytes: u64,
+    /// Bytes written after the send began that the cap had dropped by the
+    /// time they were read: passed over, the text starts after them.
+    pub stdout_skipped_bytes: u64,
+    pub stderr_skipped_bytes: u64,
 }
 
 /// What to send.
@@ -85,6 +94,9 @@ pub fn send_job_or(
     if st.status().is_terminal() {
         return Err(closed(job, "the job has ended"));
     }
+    if let Some(e) = not_started(job, st.status()) {
+        return Err(e);
+    }
     // Where the new output begins.
     let from = [
         observe::log_size(&job.stdout_path()),
@@ -94,9 +106,25 @@ pub fn send_job_or(
     let wait = Duration::from_millis(req.yield_ms);
     let reply =
         crate::input::send(&job.dir, &req.data, req.eof, req.record, wait).map_err(|e| {
-            match observe::current_state(job) {
-                Ok(s) if s.status().is_terminal() => closed(job, "the job has ended"),
-                _ => Error::io(format!("send to job {}", job.id), e),
+            // No socket, or nobody at it: the state says why (the job
+            // ended, or was made `created` again by a restart meanwhile).
+            let status = observe::current_state(job).map(|s| s.status());
+            match status {
+                Ok(s) if s.is_terminal() => closed(job, "the job has ended"),
+                Ok(s) => match not_started(job, s) {
+                    Some(not) => not,
+                    // Running, but the supervisor has already let go of
+                    // stdin.sock: its run is ending (or between retries).
+                    None if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) =>
+                    {
+                        closed(job, "its stdin.sock is gone (the run is ending)")
+                    }
+                    None => Error::io(format!("send to job {}", job.id), e),
+                },
+                Err(_) => Error::io(format!("send to job {}", job.id), e),
             }
         })?;
     if reply.error.is_some() {
@@ -132,6 +160,20 @@ pub fn send_job_or(
         cursor,
         stdout_dropped_bytes: out.dropped,
         stderr_dropped_bytes: err.dropped,
+        stdout_skipped_bytes: out.skipped,
+        stderr_skipped_bytes: err.skipped,
+    })
+}
+
+/// `invalid_state` for an interactive job that has not started: its
+/// stdin (and stdin.sock) exists only once its supervisor runs it.
+fn not_started(job: &Job, status: Status) -> Option<Error> {
+    matches!(status, Status::Created | Status::Queued).then(|| {
+        Error::InvalidState(format!(
+            "invalid job state: job {} has not started yet (it is '{}'); its stdin opens when it runs",
+            job.id,
+            status.as_str()
+        ))
     })
 }
 
