@@ -22,7 +22,11 @@
 //! Lifecycle: check the flags, bind, print one `serve` document (bind,
 //! port, pid), then nothing more on stdout. SIGTERM/SIGINT (blocked in
 //! every thread, taken by one thread with sigwait) stop the accept loop;
-//! requests in flight get up to `GRACE` to finish; exit 0.
+//! requests in flight get up to `GRACE` to finish; exit 0. A request
+//! that waits on a job (`/wait`, a waiting `/exec` or `/restart`) does
+//! not finish: the stop shuts every socket for reading, which wakes its
+//! wait, and it is answered 503 `unavailable` at once, naming the job in
+//! `details.job_id` (the job goes on).
 //!
 //! Invariants
 //! - One thread per connection, at most `MAX_CONNS` (128) served, and at
@@ -42,9 +46,16 @@
 //!   with none does it answer 503. Eviction shuts the socket for
 //!   reading: the thread waits for nothing more, but a request the
 //!   client had already sent in full (its thread may not have run yet)
-//!   is still read, and answered 503, never dropped unanswered. Only a
+//!   is still read, and answered 503, never dropped unanswered; so is a
+//!   connection evicted before its first request came (or with part of
+//!   one in), whose request may be on its way. Only a keep-alive
+//!   connection idle between requests is closed without a word, and a
 //!   connection evicted while it is answered without the token (which
 //!   may come from a client that does not read) is shut both ways.
+//!   Every such 503 is closed through `Linger` (read until the client
+//!   closes, at most `LINGER`), so that a request still arriving does
+//!   not reset the connection before the client reads its answer;
+//!   `Linger` holds at most `MAX_LINGER` sockets and no thread or slot.
 //!   Time bounds do the rest: a head within `http::HEAD_TIME` (2 s) of
 //!   the first byte, a new connection's first byte within 2 s,
 //!   keep-alive idle at most `http::IDLE`.
@@ -52,7 +63,8 @@
 //!   or `100 Continue` sent: an unauthenticated request costs no body.
 //!   A refused request's body is passed over when it came with the head
 //!   (the connection goes on), else the answer closes the connection.
-//! - Long observations (`/wait`, a waiting `/exec`, a waiting `/kill`)
+//! - Long observations (`/wait`, a waiting `/exec` or `/restart`, a
+//!   waiting `/kill`)
 //!   hold at most `MAX_LONG` (96) slots, counted from before the wait
 //!   to after it; one that finds them all taken waits up to `LONG_WAIT`
 //!   for one to be given back (a brief one ends: `until=0`, a `/kill`),
@@ -64,9 +76,11 @@
 //!   reset, or a half-close: an HTTP client that wants its answer keeps
 //!   its side open), the request is dropped unanswered and its slot
 //!   freed at once; if it pipelined its next request, the wait goes on,
-//!   looking for a hangup every `HANGUP_TICK`. `/kill` (3 s) and a
-//!   waiting `/exec` (its `until`) are bounded but do not look: that
-//!   needs `run`/`kill` to take the socket.
+//!   looking for a hangup every `HANGUP_TICK`. `/exec` and `/restart`
+//!   launch without waiting and wait here, on the same socket, but for
+//!   the server's stop only: their answer names the job just started,
+//!   so a client that half-closed still gets it (bounded by `until`).
+//!   `/kill` (3 s) is bounded and does not look.
 //! - A panic while answering a request is a 500 `internal_error` for
 //!   that request only (`catch_unwind`; the worker marks itself with
 //!   `output::quiet_panics`).
@@ -167,6 +181,8 @@ struct Server {
     check_host: bool,
     shell_wrapper: Vec<String>,
     pool: Pool,
+    /// Refused sockets on their way out.
+    linger: Linger,
     /// Long observations in progress (at most `MAX_LONG`).
     long: Mutex<usize>,
     /// Signalled when a long observation ends.
@@ -209,6 +225,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         allow_origin,
         shell_wrapper,
         pool: Pool::default(),
+        linger: Linger::default(),
         long: Mutex::new(0),
         long_freed: Condvar::new(),
         in_flight: AtomicUsize::new(0),
@@ -226,6 +243,13 @@ pub fn exec(m: &Matches) -> Result<Output> {
             }
         })
         .map_err(|e| Error::io("start the signal thread", e))?;
+
+    let s3 = Arc::clone(&srv);
+    std::thread::Builder::new()
+        .name("linger".into())
+        .stack_size(64 * 1024)
+        .spawn(move || s3.linger.run())
+        .map_err(|e| Error::io("start the linger thread", e))?;
 
     output::print_response(&Response::new(
         "serve",
@@ -263,12 +287,14 @@ fn bind_addr(m: &Matches) -> Result<SocketAddr> {
     })
 }
 
+/// 127.0.0.0/8 and ::1 only. An IPv4-mapped `::ffff:127.x` is not
+/// loopback here (as in 0.2.3): what an IPv6 socket bound to a mapped
+/// address accepts depends on the system's dual-stack settings, so it
+/// is treated as any other address (`--insecure` and the token).
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback(),
     }
 }
 
@@ -481,6 +507,11 @@ impl Pool {
         }
     }
 
+    /// Was connection `id` evicted?
+    fn is_evicted(&self, id: u64) -> bool {
+        self.lock().all.iter().any(|s| s.id == id && s.evicted)
+    }
+
     fn remove(&self, id: u64) {
         let mut g = self.lock();
         if let Some(i) = g.all.iter().position(|s| s.id == id) {
@@ -529,7 +560,7 @@ impl Server {
                 .filter(|l| !l.is_zero())
             else {
                 return Err(Error::Unavailable(format!(
-                    "server busy: {MAX_LONG} long requests (wait, exec, kill) are in progress; retry shortly"
+                    "server busy: {MAX_LONG} long requests (wait, exec, restart, kill) are in progress; retry shortly"
                 )));
             };
             n = self
@@ -549,7 +580,7 @@ fn admit(stream: TcpStream, srv: &Arc<Server>) {
         return;
     };
     let Some(id) = srv.pool.admit(handle) else {
-        refuse(&stream);
+        refuse(srv, stream);
         return;
     };
     // The slot travels inside the closure: if the spawn fails, dropping
@@ -567,19 +598,10 @@ fn admit(stream: TcpStream, srv: &Arc<Server>) {
 }
 
 /// Over the connection limit: answer 503 without waiting on the client
-/// (from the accept thread, or for an evicted connection's request), and
-/// stop writing; the caller closes.
-fn refuse(stream: &TcpStream) {
+/// (from the accept thread, or for an evicted connection), stop writing,
+/// and hand the socket to `Linger` to be closed.
+fn refuse(srv: &Server, stream: TcpStream) {
     let _ = stream.set_nonblocking(true);
-    // Take what the client already sent, so closing does not reset the
-    // connection before it reads our answer.
-    let mut sink = [0u8; 4096];
-    for _ in 0..4 {
-        match (&*stream).read(&mut sink) {
-            Ok(n) if n > 0 => continue,
-            _ => break,
-        }
-    }
     let e = Error::Unavailable(format!(
         "server busy: {MAX_CONNS} connections are being served; retry shortly"
     ));
@@ -594,9 +616,115 @@ fn refuse(stream: &TcpStream) {
     };
     if http::write_head(&mut out, &head).is_ok() {
         out.extend_from_slice(&body);
-        let _ = (&*stream).write_all(&out);
+        // A fresh socket's send buffer takes a few hundred bytes at once.
+        let _ = (&stream).write_all(&out);
     }
     let _ = stream.shutdown(Shutdown::Write);
+    srv.linger.close(stream);
+}
+
+/// Sockets answered 503 (`refuse`) and shut for writing, read from and
+/// discarded until their client closes, or `LINGER` has passed, before
+/// they are closed: a socket closed with unread bytes (the request, or
+/// its tail, still arriving) is reset, and a reset can destroy the
+/// answer before the client reads it. One thread holds them all.
+///
+/// Bounded, so that refused clients cannot pin the server: at most
+/// `MAX_LINGER` sockets, each at most `LINGER` and `LINGER_BYTES`; past
+/// that, a socket is drained of what has arrived and closed at once.
+/// No connection slot or connection thread is held meanwhile.
+#[derive(Default)]
+struct Linger {
+    /// Each socket (non-blocking), when it is closed at the latest, and
+    /// how many more bytes are read from it.
+    held: Mutex<Vec<(TcpStream, Instant, usize)>>,
+    /// Signalled when a socket is handed over.
+    added: Condvar,
+}
+
+const LINGER: Duration = Duration::from_millis(100);
+const MAX_LINGER: usize = 128;
+const LINGER_BYTES: usize = 64 * 1024;
+/// How often the linger thread takes in sockets handed over while it
+/// polls the others.
+const LINGER_TICK: Duration = Duration::from_millis(20);
+
+/// Read what has arrived; false when the socket is done with (end of
+/// stream, an error, or its byte allowance spent).
+fn drain(s: &TcpStream, left: &mut usize) -> bool {
+    let mut sink = [0u8; 4096];
+    loop {
+        match (&*s).read(&mut sink) {
+            Ok(0) => return false,
+            Ok(n) => {
+                *left = left.saturating_sub(n);
+                if *left == 0 {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+impl Linger {
+    fn lock(&self) -> MutexGuard<'_, Vec<(TcpStream, Instant, usize)>> {
+        // Nothing panics while this lock is held.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Close `s` (answered, shut for writing, non-blocking) once its
+    /// client has closed too, or `LINGER` from now.
+    fn close(&self, s: TcpStream) {
+        let mut left = LINGER_BYTES;
+        if !drain(&s, &mut left) {
+            return;
+        }
+        let mut g = self.lock();
+        if g.len() >= MAX_LINGER {
+            return;
+        }
+        g.push((s, Instant::now() + LINGER, left));
+        drop(g);
+        self.added.notify_one();
+    }
+
+    /// The linger thread: poll the held sockets, drain those that stir,
+    /// close those done or due.
+    fn run(&self) {
+        let mut fds = Vec::with_capacity(MAX_LINGER);
+        loop {
+            let mut g = self.lock();
+            while g.is_empty() {
+                g = self.added.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            fds.clear();
+            fds.extend(
+                g.iter()
+                    .map(|(s, _, _)| sys::poll_fd(s.as_raw_fd(), sys::POLLIN)),
+            );
+            let first_due = g.iter().map(|e| e.1).min().unwrap_or_else(Instant::now);
+            drop(g);
+            let wait = first_due
+                .saturating_duration_since(Instant::now())
+                .min(LINGER_TICK);
+            let _ = sys::poll(&mut fds, wait.as_millis().max(1) as i32);
+            // Only this thread removes sockets: the first `fds.len()` are
+            // still the ones polled, in order.
+            let now = Instant::now();
+            let mut i = 0;
+            self.lock().retain_mut(|(s, due, left)| {
+                let stirred = fds.get(i).is_some_and(|p| p.revents != 0);
+                i += 1;
+                if (stirred || now >= *due) && !drain(s, left) {
+                    return false;
+                }
+                now < *due
+            });
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -702,6 +830,7 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
     // The response body buffer, reused from request to request.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut first_byte = http::HEAD_TIME;
+    let mut fresh = true;
     loop {
         // Waiting for a request: evictable. Once evicted, reads stop
         // waiting: a request the client had already sent is still read,
@@ -710,16 +839,26 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
         let head = reader.next_head(first_byte);
         first_byte = http::IDLE;
         if let Err(e) = head {
-            refuse_request(&mut w, e);
+            // Evicted before a whole head came: a new connection, or one
+            // with part of a request in, is told to come back (its
+            // request may be on its way: a client's first bytes can
+            // trail its connect). A keep-alive connection idle between
+            // requests is closed without a word, as idle ones may be.
+            if srv.pool.is_evicted(id) && (fresh || reader.has_buffered()) {
+                refuse_conn(srv, &stream);
+            } else {
+                refuse_request(&mut w, e);
+            }
             return;
         }
+        fresh = false;
         // The head decides, before the body is read, whether this client
         // is let in at all.
         let authed = match gate(srv, &reader.req) {
             Ok(authed) => authed,
             Err(e) => {
                 if !srv.pool.enter(id, Phase::Refusing, false) {
-                    refuse(w.get_ref());
+                    refuse_conn(srv, &stream);
                     return;
                 }
                 // Refused: its body is not waited for. Already here in
@@ -758,7 +897,7 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
             Phase::Refusing
         };
         if !srv.pool.enter(id, phase, authed) {
-            refuse(w.get_ref());
+            refuse_conn(srv, &stream);
             return;
         }
         let req = &reader.req;
@@ -787,6 +926,14 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
             let _ = w.get_ref().shutdown(Shutdown::Write);
             return;
         }
+    }
+}
+
+/// `refuse` for a connection thread's own socket: the linger holds a
+/// second handle on it, the thread ends at once.
+fn refuse_conn(srv: &Server, stream: &TcpStream) {
+    if let Ok(s) = stream.try_clone() {
+        refuse(srv, s);
     }
 }
 
@@ -930,7 +1077,11 @@ impl Route {
         if id.is_empty() || id.contains('/') {
             return None;
         }
-        let id = http::percent_decode(id, false)?;
+        // A segment that does not decode (a broken escape, or bytes that
+        // are not UTF-8) is taken as typed, as if its `%` had been
+        // escaped: like any other id that names no job, it is answered
+        // `job_not_found` by the route, never "no such route".
+        let id = http::percent_decode(id, false).unwrap_or_else(|| id.to_string());
         Some(match name {
             "status" => Route::Status(id),
             "tail" => Route::Tail(id),
@@ -971,9 +1122,22 @@ fn handle(srv: &Server, req: &Request, buf: &mut Vec<u8>, client: &TcpStream) ->
         }
         Ok(r) => r,
         Err(e) => {
+            let e = over_http(e);
             crate::debug!("serve: {} -> {}", req.path(), e.code());
             Some(Reply::error(&e))
         }
+    }
+}
+
+/// A bad request over HTTP is `invalid_request`: `usage_error` is the
+/// command line's code (README, error table), so one that an operation
+/// shared with the CLI raises is renamed here, whatever route it comes
+/// from (its `details`, such as a job id, are kept).
+fn over_http(e: Error) -> Error {
+    match e {
+        Error::Usage(msg) => Error::InvalidRequest(msg),
+        Error::InJob(id, inner) => Error::InJob(id, Box::new(over_http(*inner))),
+        e => e,
     }
 }
 
@@ -1046,7 +1210,7 @@ fn dispatch(
             allow: None,
             preflight: false,
         },
-        Route::Exec => exec_route(srv, req, buf)?,
+        Route::Exec => return exec_route(srv, req, buf, client),
         Route::List => list_route(srv, req, buf)?,
         Route::Status(id) => {
             Query::for_cmd(req, "status")?;
@@ -1082,7 +1246,7 @@ fn dispatch(
             return wait_route(srv, q, buf, &id, client);
         }
         Route::WaitMany => return wait_many_route(srv, req, buf, client),
-        Route::Restart(id) => restart_route(srv, req, buf, &id)?,
+        Route::Restart(id) => return restart_route(srv, req, buf, &id, client),
         Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
             let q = Query::for_cmd(req, "kill")?;
@@ -1262,9 +1426,12 @@ fn wait_route(
         // (and closing) a watch while holding the slot.
         crate::observe::current_state(&job).map_err(|e| e.in_job(&job.id))?
     } else {
-        let Some(st) =
-            wait_while_client_stays(&job, deadline, client).map_err(|e| e.in_job(&job.id))?
+        let Some(st) = wait_while_client_stays(srv, &job, deadline, client, OnLeave::Drop)
+            .map_err(|e| e.in_job(&job.id))?
         else {
+            if srv.stopping.load(Ordering::SeqCst) {
+                return Err(shutting_down(&job.id));
+            }
             return Ok(None);
         };
         st
@@ -1374,15 +1541,31 @@ fn peer(client: &TcpStream) -> Peer {
     }
 }
 
-/// `observe::wait_terminal`, for as long as the client stays: None as
-/// soon as it leaves. The wait wakes when the socket stirs; once the
-/// client has pipelined its next request (which stays unread in the
-/// socket, keeping it readable), the wait goes on in `HANGUP_TICK`
-/// slices, looking for a hangup between them.
+/// What a waiting request does when its client leaves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OnLeave {
+    /// Stop: nobody will read the answer (`/wait`, an observation).
+    Drop,
+    /// Wait on and answer anyway (`/exec`, `/restart`): the answer names
+    /// the job just started, and a client that only half-closed still
+    /// reads it. The socket is then looked at no more; the wait goes on
+    /// in `HANGUP_TICK` slices, looking for the server's stop.
+    Answer,
+}
+
+/// `observe::wait_terminal`, for as long as the client stays (see
+/// `OnLeave`) and the server runs: None as soon as either ends. The wait
+/// wakes when the socket stirs (the server's stop shuts every socket for
+/// reading: `Pool::wake_all`); once the client has pipelined its next
+/// request (which stays unread in the socket, keeping it readable), the
+/// wait goes on in `HANGUP_TICK` slices, looking for a hangup and the
+/// stop between them.
 fn wait_while_client_stays(
+    srv: &Server,
     job: &crate::job::Job,
     deadline: Option<Instant>,
     client: &TcpStream,
+    on_leave: OnLeave,
 ) -> Result<Option<job::State>> {
     let mut watch = Some(client.as_raw_fd());
     loop {
@@ -1397,12 +1580,38 @@ fn wait_while_client_stays(
         if st.status().is_terminal() || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(Some(st));
         }
-        match peer(client) {
-            Peer::Left => return Ok(None),
-            Peer::Sent => watch = None,
-            Peer::Quiet => {}
+        if srv.stopping.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        match (peer(client), on_leave) {
+            (Peer::Left, OnLeave::Drop) => return Ok(None),
+            (Peer::Left, OnLeave::Answer) | (Peer::Sent, _) => watch = None,
+            (Peer::Quiet, _) => {}
         }
     }
+}
+
+/// The answer to a request whose wait the server's stop cut short: 503,
+/// naming the job (`details.job_id`), which goes on.
+fn shutting_down(job_id: &str) -> Error {
+    Error::Unavailable(
+        "the server is shutting down; the job goes on (ask again, or use the CLI)".into(),
+    )
+    .in_job(job_id)
+}
+
+/// The wait of `/exec` and `/restart` for the job they have just
+/// launched (without waiting), up to `deadline`: its state then, or the
+/// stop's 503 naming the job.
+fn wait_launched(
+    srv: &Server,
+    job: &crate::job::Job,
+    deadline: Option<Instant>,
+    client: &TcpStream,
+) -> Result<job::State> {
+    wait_while_client_stays(srv, job, deadline, client, OnLeave::Answer)
+        .map_err(|e| e.in_job(&job.id))?
+        .ok_or_else(|| shutting_down(&job.id))
 }
 
 /// `status`'s document, read with fewer allocations than the CLI path
@@ -1633,19 +1842,77 @@ fn invalid(msg: impl Into<String>) -> Error {
 /// their HTTP names (`signal`, `kill_after`, `until`, `no_wait`, ...),
 /// the answer `restart`'s document. Stopping the old run and waiting for
 /// the new one count as a long observation.
-fn restart_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
+fn restart_route(
+    srv: &Server,
+    req: &Request,
+    buf: &mut Vec<u8>,
+    id: &str,
+    client: &TcpStream,
+) -> Result<Option<Reply>> {
     let cmd = crate::cli::find("restart").ok_or_else(|| Error::internal("no restart command"))?;
     let mut params = Vec::new();
     for pair in http::query_pairs(req.query()) {
         params.push(pair?);
     }
     let m = crate::cli::matches_from_params(cmd, None, &params, vec![id.to_string()])?;
+    let plan = super::run::WaitPlan::from_matches(&m);
     let job = srv.store.lookup(id)?;
     let _long = srv.long_slot()?;
-    let mut body = super::restart::restart_job(&srv.store, &job, &m)?;
-    // As /exec: the masked env display is not part of the HTTP answer.
-    body.inline.env_vars.clear();
-    Reply::doc(buf, "restart", &body)
+    if !plan.wait {
+        let mut body = super::restart::restart_job(&srv.store, &job, &m)?;
+        body.inline.env_vars.clear();
+        return Reply::doc(buf, "restart", &body).map(Some);
+    }
+    // The same restart without its wait; the wait is then this route's
+    // own, so that the server's stop answers it (`wait_launched`).
+    params.retain(|(k, _)| !matches!(k.as_str(), "wait" | "no_wait" | "forever"));
+    params.push(("no_wait".into(), "true".into()));
+    let launch_only = crate::cli::matches_from_params(cmd, None, &params, vec![id.to_string()])?;
+    let launched = super::restart::restart_job(&srv.store, &job, &launch_only)?;
+    // `restart` counts its budget from the end of the stop, which is
+    // `elapsed_ms` before now.
+    let now = Instant::now();
+    let t0 = now
+        .checked_sub(Duration::from_millis(launched.inline.elapsed_ms))
+        .unwrap_or(now);
+    let deadline = plan
+        .until_ms
+        .and_then(|ms| t0.checked_add(Duration::from_millis(ms)));
+    let st = wait_launched(srv, &job, deadline, client)?;
+    let mut inline = launched_body(&job, &st, plan, t0, now)?;
+    let previous_runs = std::mem::take(&mut inline.previous_runs);
+    let body = super::restart::RestartBody {
+        inline,
+        previous_runs,
+    };
+    Reply::doc(buf, "restart", &body).map(Some)
+}
+
+/// The answer of `/exec` or `/restart` about the job they launched and
+/// then waited on from `waited_from` (as `run::observe_inline` builds
+/// it), without the masked env display (not part of the HTTP answer,
+/// as in 0.2.3; the keys are still in meta.json's env_keys).
+fn launched_body(
+    job: &crate::job::Job,
+    st: &job::State,
+    plan: super::run::WaitPlan,
+    t0: Instant,
+    waited_from: Instant,
+) -> Result<super::run::InlineBody> {
+    (|| {
+        let meta = job.read_meta()?;
+        let mut body = super::run::inline_body(
+            job,
+            &meta,
+            st,
+            (plan.max_bytes, plan.tail_bytes),
+            t0.elapsed().as_millis() as u64,
+            waited_from.elapsed().as_millis() as u64,
+        )?;
+        body.env_vars.clear();
+        Ok(body)
+    })()
+    .map_err(|e: Error| e.in_job(&job.id))
 }
 
 /// `invalid_state` and `stdin_closed` are 409.
@@ -1686,6 +1953,11 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
         }
         e => e,
     })?;
+    // The CLI's `usage_error` for this case names TEXT and --file; over
+    // HTTP it is a bad request like any other, in the route's words.
+    if m.pos(1).is_none() && !m.has("eof") && !m.has("newline") {
+        return Err(invalid("nothing to send: give data (or eof, or newline)"));
+    }
     let job = srv.store.lookup(id)?;
     let req = super::send::request_from(&m)?;
     let _long = srv.long_slot()?;
@@ -1701,7 +1973,12 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
     }
 }
 
-fn exec_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
+fn exec_route(
+    srv: &Server,
+    req: &Request,
+    buf: &mut Vec<u8>,
+    client: &TcpStream,
+) -> Result<Option<Reply>> {
     no_params(req)?;
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("request body is required"));
@@ -1710,17 +1987,32 @@ fn exec_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
         serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
     let (spec, plan) = exec_spec(r, &srv.shell_wrapper)?;
     // Waiting for the job counts as a long observation (bounded by
-    // `until`; it does not notice a client that leaves).
+    // `until`).
     let _long = if plan.wait {
         Some(srv.long_slot()?)
     } else {
         None
     };
-    let mut body = super::run::run_spec(&srv.store, &spec, plan, None)?;
+    let t0 = Instant::now();
+    let deadline = plan.deadline();
+    // Launched as `run` does, but without its wait: the wait is this
+    // route's own, so that the server's stop answers it (503 naming the
+    // job) instead of cutting it off (`wait_launched`).
+    let launch_only = super::run::WaitPlan {
+        wait: false,
+        ..plan
+    };
+    let mut body = super::run::run_spec(&srv.store, &spec, launch_only, None)?;
+    if plan.wait {
+        let waited_from = Instant::now();
+        let job = srv.store.lookup(&body.job_id)?;
+        let st = wait_launched(srv, &job, deadline, client)?;
+        body = launched_body(&job, &st, plan, t0, waited_from)?;
+    }
     // The masked env display is not part of the HTTP answer (0.2.3 left
     // it out too); keys are still in meta.json's env_keys.
     body.env_vars.clear();
-    Reply::doc(buf, "run", &body)
+    Reply::doc(buf, "run", &body).map(Some)
 }
 
 fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::run::WaitPlan)> {
@@ -1892,10 +2184,19 @@ mod tests {
             "/status/",
             "/status/a/b",
             "/nope/x",
-            "/status/%zz",
+            "/nope/%FF",
         ] {
             assert_eq!(Route::parse(p), None, "{p}");
         }
+        // Undecodable ids are kept as typed (and then not found).
+        assert_eq!(
+            Route::parse("/status/%zz"),
+            Some(Route::Status("%zz".into()))
+        );
+        assert_eq!(
+            Route::parse("/send/%FF%FE"),
+            Some(Route::Send("%FF%FE".into()))
+        );
     }
 
     #[test]
@@ -1943,13 +2244,26 @@ mod tests {
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert!(check_bind(a("127.0.0.1:1"), false, false).is_ok());
         assert!(check_bind(a("[::1]:1"), false, false).is_ok());
-        assert!(check_bind(a("[::ffff:127.0.0.1]:1"), false, false).is_ok());
+        let e = check_bind(a("[::ffff:127.0.0.1]:1"), false, true).unwrap_err();
+        assert_eq!(e.code(), "serve_unsafe_bind");
+        assert!(check_bind(a("[::ffff:127.0.0.1]:1"), true, true).is_ok());
         let e = check_bind(a("0.0.0.0:1"), false, true).unwrap_err();
         assert_eq!(e.code(), "serve_unsafe_bind");
         assert!(e.to_string().contains("--insecure"));
         let e = check_bind(a("0.0.0.0:1"), true, false).unwrap_err();
         assert!(e.to_string().contains("AGENT_EXEC_SERVE_TOKEN"));
         assert!(check_bind(a("0.0.0.0:1"), true, true).is_ok());
+    }
+
+    #[test]
+    fn usage_errors_are_invalid_requests_over_http() {
+        let e = over_http(Error::usage("x"));
+        assert_eq!((e.code(), e.http_status()), ("invalid_request", 400));
+        let e = over_http(Error::usage("x").in_job("J"));
+        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.details().unwrap()["job_id"], "J");
+        let e = over_http(Error::JobNotFound("J".into()));
+        assert_eq!(e.code(), "job_not_found");
     }
 
     #[test]
