@@ -338,14 +338,14 @@ const AFTER: Flag = Flag::value(
     "after",
     "JOB_ID",
     Ty::Str,
-    "Start only once this job is terminal (queued until then; repeatable)",
+    "Start only once this job is terminal (queued until then)",
 )
 .multi();
 const AFTER_OK: Flag = Flag::value(
     "after-ok",
     "JOB_ID",
     Ty::Str,
-    "Start only if this job exits 0; otherwise end failed (dependency_failed) without running (repeatable)",
+    "Start only if this job exits 0; otherwise end failed (dependency_failed) without running",
 )
 .multi();
 const LOG: Flag = Flag::value(

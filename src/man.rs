@@ -310,7 +310,7 @@ const INLINE: &[(&str, &str)] = &[
     ("stdout_tail?, stderr_tail?", TAIL_FIELD),
     ("stdout_tail_range?, stderr_tail_range?", "[start, end] of the tail text."),
     ("cursor", CURSOR_FIELD),
-    ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable, launch_lost, supervisor_lost."),
+    ("failure?", "For a failed job: {code, message}, e.g. cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable, no_space, launch_lost, supervisor_lost."),
     ("output_lost?", OUTPUT_LOST),
     ("command", CMD_FIELD),
     ("cwd?", CWD_FIELD),
@@ -324,7 +324,7 @@ const INLINE: &[(&str, &str)] = &[
     ("stderr_dropped_bytes", "As stdout_dropped_bytes, for stderr."),
 ];
 
-const TAIL_FIELD: &str = "The end of the log (at most --tail-bytes bytes, from a line start) when the head does not reach it; absent when the head holds the whole log.";
+const TAIL_FIELD: &str = "The end of the log (its last --tail-bytes bytes at most, cut at a character boundary) when the head does not reach it; absent when the head holds the whole log.";
 const CURSOR_FIELD: &str = "Just after the output returned: tail --since reads on from here.";
 
 const CMD_FIELD: &str =
@@ -579,8 +579,9 @@ const REPLIES: &[Reply] = &[
             ("exit_code? / signal? / finished_at? / timed_out? / failure?", "Once the job is terminal, as run reports them."),
             ("cursor", "Just after the output returned: tail --since reads on from here."),
             ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
+            ("stdout_skipped_bytes / stderr_skipped_bytes", "Bytes written after the send began that a capped log had dropped by the time send read them, passed over: the text starts after them (as tail --since from a cursor in the gap)."),
         ],
-        notes: &["Only a job started with -i or --tty has an open stdin (else invalid_state); after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D and all output, the echo of what was sent included, is in stdout."],
+        notes: &["Only a running job started with -i or --tty has an open stdin: a job started without them, or one still created or queued, is invalid_state; after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D (twice when the last line written is unfinished, since the first ^D only ends that line), and all output, the echo of what was sent included, is in stdout."],
         see: &["run", "tail", "wait"],
     },
     Reply {
@@ -717,10 +718,10 @@ const REPLIES: &[Reply] = &[
             ("pid", "The server's process id."),
         ],
         notes: &[
-            "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT, which stop it at once: a request still waiting (a wait, a run waiting for its job) is answered 503 unavailable (the job goes on), a follow's stream is ended, and the server exits 0. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, GET /wait?ids=A,B[&any=true] (several jobs, as wait A B), POST /kill/{id}, POST /restart/{id}, POST /send/{id} (a JSON body: data, and newline, eof, yield_ms, no_record, max_bytes as send takes them), GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
+            "This document is printed once, when the server is listening; it then serves until SIGTERM or SIGINT, which stop it at once: a request still waiting (a wait, or an exec or restart waiting for its job) is answered 503 unavailable, naming the job in error.details.job_id (the job goes on), a follow's stream is ended, and the server exits 0. Routes: GET /health, POST /exec, GET /status/{id}, GET /tail/{id}, GET /wait/{id}, GET /wait?ids=A,B[&any=true] (several jobs, as wait A B), POST /kill/{id}, POST /restart/{id}, POST /send/{id} (a JSON body: data, and newline, eof, yield_ms, no_record, max_bytes as send takes them), GET /list. Bodies are the same documents as the CLI's, fields in the same order; errors carry the error envelope with a matching HTTP status.",
             "POST /exec takes a JSON object: command (required), cwd, env, timeout_ms or timeout (seconds, not both), kill_after_ms, until, wait, max_bytes, tags, stdin, queue, parallel, after and after_ok (arrays of ids), max_log_bytes (0: no cap), no_full_log.",
             "Query parameters (percent-decoded; an unknown one is invalid_request): /tail tail_lines, max_bytes, since, grep, grep_type, output_stream, follow, until; /wait until (seconds, default 30), forever, max_bytes, tail_bytes, output, output_match_type, output_stream, since (and with ids: all, any); /kill signal (as kill --signal), no_wait; /restart signal, kill_after, wait, until, forever, no_wait, max_bytes, tail_bytes, no_auto_gc, auto_gc_older_than, auto_gc_max_jobs, auto_gc_max_bytes; /list limit, state, cwd, all, tag (repeatable). Without cwd or all, /list and /exec use the server's working directory.",
-            "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 64 connections (503, retryable); once a request's first byte is in, its head must arrive within 2 s and its body within 10 s more, or it is answered 408 request_timeout (retryable) and the connection closed; a connection on which no request begins is closed after 5 s without a word. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
+            "Limits: request line and headers 8 KiB and 100 fields (431), body 1 MiB (413), chunked bodies refused (411); 128 connections (503, retryable; a connection shed under load before its request is read gets the 503 too); once a request's first byte is in, its head must arrive within 2 s and its body within 10 s more, or it is answered 408 request_timeout (retryable) and the connection closed; a connection on which no request begins is closed after 5 s without a word. SIGTERM and SIGINT stop accepting, give requests in flight up to 2 s, and exit 0.",
             "Browsers: --allow-origin enables CORS for that one origin; a request carrying any other Origin is refused (403 forbidden), so a web page can neither start or kill jobs nor hold a wait open (and it gets no CORS header, so it could read nothing). Clients that are not browsers send no Origin and are not affected. Without a token, a Host header that is a DNS name (dotted, other than *.localhost) is refused too (403), against DNS rebinding; use 127.0.0.1 or localhost.",
         ],
         see: &["run"],
@@ -734,7 +735,7 @@ const REPLIES: &[Reply] = &[
             "Tools: run, status, tail, wait, kill, send, list, delete, restart. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id (wait takes ids, an array, instead to wait for several jobs, with all or any); run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
             "A result's structuredContent is the document the command prints for the same call (from revision 2025-06-18; older clients get it as text); content is a short text rendering. A job that failed is a normal result; a call that could not be carried out (job_not_found, invalid_cursor, a bad argument) is isError true with the error envelope. An unknown tool is JSON-RPC error -32602, malformed JSON -32700, a line over 4 MiB -32600 (skipped without being held).",
             "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10) is the wait of run and wait when the call gives no until; AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50) caps any until (and forever, and send's yield), keeping every call below a client's request timeout. Calls run on 8 workers, so others are answered while one waits. notifications/cancelled ends a call's wait at once, with no answer; the job goes on. With _meta.progressToken, notifications/progress report the bytes of output (or milliseconds of silence) at most 10 times a second.",
-            "EOF on stdin ends the server; jobs are detached and keep running.",
+            "At EOF on stdin the server answers every request it has already read (each bounded by the limits above), then exits; if nobody reads its stdout any more it exits at once. Jobs are detached and keep running.", "Under revision 2025-03-26 a JSON-RPC batch (an array) is answered with one array (notifications add nothing; an empty batch is -32600); other revisions refuse batches (-32600). An invalid AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS or AGENT_EXEC_MCP_MAX_UNTIL_SECONDS makes mcp print the reason on stderr and exit 1 before writing anything on stdout.",
         ],
         see: &["run", "serve"],
     },
@@ -981,7 +982,7 @@ fn main_page() -> String {
         &bold("killed"),
         "A signal ended the command; signal names it, timed_out says whether --timeout sent it.",
     );
-    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable (a log could not be created; the command was stopped unrun or at once); launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
+    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable (a log could not be created; the command was stopped unrun or at once); no_space (the file system had no room for the space reserved for the job's end, so the command never ran); launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
         if what.starts_with("HTTP:") {

@@ -261,7 +261,23 @@ fn run_once(
     // Room for the terminal state on a file system that the job may fill:
     // real blocks in the lock file (only ever flock'ed), given back just
     // before the terminal state is written if the disk is full then.
-    let _ = sys::allocate(&lock, RESERVE);
+    if let Err(e) = sys::allocate(&lock, RESERVE) {
+        // Too little room left to promise the job's end a record: it
+        // does not start (a file system without fallocate runs the job
+        // unreserved, as it must). The failed state is small; should a
+        // partial reservation hold its room, `publish_terminal` gives it
+        // back and writes again.
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            let msg = format!("reserve room for the job's end ({RESERVE} bytes): {e}");
+            return never_ran(launch_failed(
+                job,
+                ready,
+                &lock,
+                state,
+                fail("no_space", msg),
+            ));
+        }
+    }
     // A queued job waits for its turn (queue.rs) here, with everything
     // but the spawn done (its command built, logs open, reserve taken),
     // so that a freed slot is followed by the spawn alone; the slot it

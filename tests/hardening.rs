@@ -147,6 +147,53 @@ fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
     }
 }
 
+/// A disk too full to hold the room reserved for a job's end: the job
+/// does not run at all (it could not promise its exit code a record) and
+/// says why, instead of running and losing its end.
+#[test]
+fn a1_a_disk_too_full_for_the_reserve_runs_nothing_and_says_so() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+        return;
+    };
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    // About 40 KiB left (df's count of free 1 KiB blocks, less 40).
+    let df = Command::new("df")
+        .args(["--output=avail", "-k"])
+        .arg(&t.root)
+        .output()
+        .unwrap();
+    let avail: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's free count");
+    std::fs::write(
+        t.root.join("filler"),
+        vec![0u8; ((avail - 40) * 1024) as usize],
+    )
+    .unwrap();
+    // The job would print more than is left, and then could not record
+    // its end: it must not run.
+    let marker = t.base.join("ran");
+    let cmd = format!("touch {}; seq 1 100000; exit 3", marker.display());
+    let v = t.ok(&["run", "--no-auto-gc", "--", &cmd]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "no_space", "{v}");
+    assert!(!marker.exists(), "the command ran");
+    let id = id_of(&v);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["state"], "failed", "{s}");
+    assert_eq!(s["failure"]["code"], "no_space", "{s}");
+    // With room again, jobs run as before.
+    std::fs::remove_file(t.root.join("filler")).unwrap();
+    let v = t.ok(&["run", "--no-auto-gc", "--", "exit 3"]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_u64()),
+        (Some("exited"), Some(3))
+    );
+}
+
 // ---------------------------------------------------------------------
 // A2. Collection never races a reader
 // ---------------------------------------------------------------------
