@@ -48,6 +48,9 @@
 //!   the source (`stage`). Neither the marker nor the copy ever writes
 //!   over bytes not yet moved, so a compaction cut short by a crash is
 //!   redone from its odd record (`repair`), which names source and length.
+//! - A job whose supervisor died has its logs cut to their final size by
+//!   the reader that records `supervisor_lost` (`settle_orphaned`), under
+//!   the job lock: every ended job's logs are final.
 //!
 //! Rejected: `fallocate(FALLOC_FL_COLLAPSE_RANGE)` — ext4 writes back and
 //! evicts everything after the collapsed range on every call (a disk
@@ -440,42 +443,98 @@ fn repair(dir: &Path, slot: usize, odd: Gap) -> io::Result<Option<Gap>> {
     let res = (|| {
         let dirf = crate::sys::Dir::open(dir)?;
         let gaps = dirf.open_file(GAPS, crate::sys::How::Open)?;
-        let name = match slot {
-            STDOUT => crate::job::STDOUT,
-            STDERR => crate::job::STDERR,
-            _ => crate::job::FULL,
-        };
-        // Re-read under the lock: another reader may have finished it.
-        let cur = Gaps {
-            f: gaps.try_clone()?,
-        }
-        .peek(slot)?
-        .unwrap_or(odd);
-        if cur.gen % 2 == 0 {
-            return Ok(cur);
-        }
-        let f = dirf.open_file(name, crate::sys::How::Open)?;
-        let mut g = cur;
-        let mut buf = Vec::new();
-        // Cut to its final size already (its source was past the new
-        // end): only the record is missing. Before the cut the file is
-        // longer (a source after the destination) or of another length
-        // (a tail not yet staged), unless the tail is already in place.
-        let done = f.metadata()?.len() == g.head + g.marker + g.keep;
-        if !done || g.src == g.head + g.marker {
-            // The record names a source that is intact: an overlapping
-            // one is staged before anything is written over it.
-            if overlaps(&g) {
-                g = stage(&f, &gaps, slot, g, &mut buf)?;
-            }
-            apply(&f, &g, &mut buf)?;
-        }
-        g.gen += 1;
-        write_rec(&gaps, slot, &g)?;
-        Ok(g)
+        repair_locked(&dirf, &gaps, slot, odd)
     })();
     let _ = crate::sys::unlock(&lock);
     res.map(Some)
+}
+
+/// A log's file name in the job directory.
+fn log_name(slot: usize) -> &'static str {
+    match slot {
+        STDOUT => crate::job::STDOUT,
+        STDERR => crate::job::STDERR,
+        _ => crate::job::FULL,
+    }
+}
+
+/// The cut a crash left undone in `slot`'s log, finished by a caller
+/// that holds the job lock (`repair`, `settle_orphaned`). Returns the
+/// record then in effect.
+fn repair_locked(dirf: &crate::sys::Dir, gaps: &File, slot: usize, odd: Gap) -> io::Result<Gap> {
+    let name = log_name(slot);
+    // Re-read under the lock: another reader may have finished it.
+    let cur = Gaps {
+        f: gaps.try_clone()?,
+    }
+    .peek(slot)?
+    .unwrap_or(odd);
+    if cur.gen % 2 == 0 {
+        return Ok(cur);
+    }
+    let f = dirf.open_file(name, crate::sys::How::Open)?;
+    let mut g = cur;
+    let mut buf = Vec::new();
+    // Cut to its final size already (its source was past the new
+    // end): only the record is missing. Before the cut the file is
+    // longer (a source after the destination) or of another length
+    // (a tail not yet staged), unless the tail is already in place.
+    let done = f.metadata()?.len() == g.head + g.marker + g.keep;
+    if !done || g.src == g.head + g.marker {
+        // The record names a source that is intact: an overlapping
+        // one is staged before anything is written over it.
+        if overlaps(&g) {
+            g = stage(&f, gaps, slot, g, &mut buf)?;
+        }
+        apply(&f, &g, &mut buf)?;
+    }
+    g.gen += 1;
+    write_rec(gaps, slot, &g)?;
+    Ok(g)
+}
+
+/// Cut the capped logs of a job whose supervisor died to their final
+/// size (`max`: the job's cap), as that supervisor's end would have
+/// (`Capper::finish`): a finished job's logs are final (N plus the
+/// marker). Called by the reader that records the job's end, holding the
+/// job lock, after the job's processes were killed: nobody else writes
+/// the logs. A full.log kept outside the job directory (`--log PATH`) is
+/// left as it is.
+pub fn settle_orphaned(dir: &Path, max: u64, full_here: bool) -> io::Result<()> {
+    let dirf = crate::sys::Dir::open(dir)?;
+    let gaps = match dirf.open_file(GAPS, crate::sys::How::Read) {
+        Ok(_) => dirf.open_file(GAPS, crate::sys::How::Open)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let slots: &[usize] = if full_here {
+        &[STDOUT, STDERR, FULL]
+    } else {
+        &[STDOUT, STDERR]
+    };
+    for &slot in slots {
+        let Some(rec) = (Gaps {
+            f: gaps.try_clone()?,
+        })
+        .peek(slot)?
+        else {
+            continue;
+        };
+        let gap = repair_locked(&dirf, &gaps, slot, rec)?;
+        let mut f = match dirf.open_file(log_name(slot), crate::sys::How::Read) {
+            Ok(f) if f.metadata()?.is_file() => {
+                drop(f);
+                dirf.open_file(log_name(slot), crate::sys::How::Open)?
+            }
+            _ => continue,
+        };
+        let size = f.metadata()?.len();
+        let mut c = Capper::new(Cap::new(max), gaps.try_clone()?, slot);
+        c.size = size;
+        c.gap = gap;
+        c.finish(&mut f)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -693,6 +693,16 @@ fn current_state_inner(
     match st.status() {
         Status::Running => {
             let killed = kill_orphans(&st);
+            // Its logs are final now: cut capped ones as its end would
+            // have (nobody writes them any more).
+            if let Ok(meta) = job.read_meta() {
+                if let Some(max) = meta.max_log_bytes.filter(|&m| m > 0) {
+                    let here = meta.full_log.is_none();
+                    if let Err(e) = crate::logcap::settle_orphaned(&job.dir, max, here) {
+                        crate::warn!("cut the capped logs of {}: {e}", job.id);
+                    }
+                }
+            }
             let tail = if killed > 0 {
                 format!("; its {killed} remaining process(es) were killed")
             } else {

@@ -562,3 +562,40 @@ fn a_log_just_past_its_cap_keeps_its_last_bytes() {
         );
     }
 }
+
+/// A capped job whose supervisor is killed: the reader that records
+/// `supervisor_lost` cuts its logs to their final size, as the
+/// supervisor's end would have (N plus the marker), keeping the head and
+/// the last bytes the job wrote.
+#[test]
+fn a_lost_supervisors_capped_log_is_cut_to_its_final_size() {
+    let t = TempRoot::new();
+    // 1.3 MB at once (less than the running slack: no cut yet), then quiet.
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "1000",
+        "--",
+        "seq 1 200000; sleep 60",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    t.ok(&["wait", "--output", "200000", "--until", "30", &id]);
+    let want = seq(1, 200_000);
+    let before = std::fs::metadata(t.job_dir(&id).join("stdout.log")).unwrap();
+    assert!(before.len() > 100_000, "cut already: {}", before.len());
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &sup.to_string()])
+        .status();
+    // A wait wakes when the dead supervisor's lock is let go of.
+    let st = t.ok(&["wait", "--until", "30", &id]);
+    assert_eq!(st["failure"]["code"], "supervisor_lost", "{st}");
+    let file = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    let (head, marker, tail) = split_file(&file, 500).expect("a marker");
+    assert_eq!(head, &want[..500]);
+    assert_eq!(marker_count(&marker), want.len() as u64 - 1000);
+    assert_eq!(tail, &want[want.len() - 500..]);
+    let tl = t.ok(&["tail", &id]);
+    assert_eq!(n(&tl["stdout_total_bytes"]), want.len() as u64, "{tl}");
+}
