@@ -1303,7 +1303,9 @@ fn open_stream_logs(
 
 /// Create (truncate) full.log: in the job directory, never through a
 /// symlink, or where `--log` said (a path the user chose, made as asked);
-/// capped like the stream logs; None with `--no-full-log`.
+/// capped like the stream logs; None with `--no-full-log`. Either way
+/// only a regular file: a FIFO or device there is refused without
+/// blocking the open (`sys::regular_for_writing`).
 fn open_full_log(
     job: &Job,
     full: &Path,
@@ -1334,7 +1336,10 @@ fn open_full_log(
             .create(true)
             .truncate(how == sys::How::Truncate)
             .mode(0o600)
-            .open(full)?
+            .custom_flags(libc::O_NONBLOCK)
+            .open(full)
+            .map_err(sys::nonblocking_write_error)
+            .and_then(sys::regular_for_writing)?
     };
     if how == sys::How::Open {
         f.set_len(0)?;
