@@ -1185,3 +1185,59 @@ fn g1_a_fifo_planted_as_a_log_fails_the_start_at_once() {
     assert_eq!(v["state"], "failed", "{v}");
     assert_eq!(v["failure"]["code"], "log_unwritable", "{v}");
 }
+
+#[test]
+fn g1_many_small_env_values_reach_a_login_shell_job() {
+    // 30 values of 5000 bytes: each small, together more than the
+    // kernel takes in one environment string (128 KiB). The profile sets
+    // one of them; the caller's value wins (D36), and none of the values
+    // is in any process's argv while the job runs (D22).
+    let t = TempRoot::new();
+    let (home, tools) = hostile_profile(&t);
+    let profile = home.join(".profile");
+    let mut text = std::fs::read_to_string(&profile).unwrap();
+    text.push_str("V3=from-profile; export V3\n");
+    std::fs::write(&profile, text).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let value = |i: usize| format!("g1-secret-{i}-{}", "x".repeat(4990));
+    let envf = t.base.join("b.env");
+    let lines: String = (0..30).map(|i| format!("V{i}={}\n", value(i))).collect();
+    std::fs::write(&envf, lines).unwrap();
+    let script = "printf '%s %s %s %s\\n' \"${#V0}\" \"$V3\" \"${#V29}\" \
+                  \"${__AGENT_EXEC_ENV-gone}${__AGENT_EXEC_ENV_1-gone}\"; \
+                  for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done \
+                  | grep -c 'g1[-]secret'";
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--env",
+            "V3=from-caller",
+            "--",
+            script,
+        ],
+    );
+    assert_eq!(v["state"], "exited", "{v}");
+    let len = value(0).len();
+    assert_eq!(
+        v["stdout"],
+        format!("{len} from-caller {} gonegone\n0\n", value(29).len()),
+        "{v}"
+    );
+    // The values from the file win over the profile too, each whole.
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--",
+            "printf %s \"$V3\"",
+        ],
+    );
+    assert_eq!(v["stdout"], value(3), "{}", v["failure"]);
+}
