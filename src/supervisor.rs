@@ -19,7 +19,12 @@
 //! - The caller hears `R` (running, state.json says so) as soon as the
 //!   workload has exec'd; the logs are created right after, off its path.
 //!   If they cannot be, the workload is killed and the job recorded
-//!   `failed` with `log_unwritable`: nothing runs unrecorded.
+//!   `failed` with `log_unwritable`: nothing runs unrecorded. A log is
+//!   only ever a regular file, and its open never blocks: a FIFO or
+//!   device planted under its name is such a failure, not a hang.
+//! - Environment values are never in the workload's argv (D22): what a
+//!   login shell re-applies after its profile (D36) travels in
+//!   environment variables, each under the kernel's limit on one string.
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
