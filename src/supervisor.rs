@@ -19,7 +19,12 @@
 //! - The caller hears `R` (running, state.json says so) as soon as the
 //!   workload has exec'd; the logs are created right after, off its path.
 //!   If they cannot be, the workload is killed and the job recorded
-//!   `failed` with `log_unwritable`: nothing runs unrecorded.
+//!   `failed` with `log_unwritable`: nothing runs unrecorded. A log is
+//!   only ever a regular file, and its open never blocks: a FIFO or
+//!   device planted under its name is such a failure, not a hang.
+//! - Environment values are never in the workload's argv (D22): what a
+//!   login shell re-applies after its profile (D36) travels in
+//!   environment variables, each under the kernel's limit on one string.
 //! - Pipes are read only when poll() says so; a silent job costs no CPU.
 //!   Memory is bounded: one read buffer, one partial line per stream of
 //!   at most 64 KiB (longer lines are split), one write buffer.
@@ -326,7 +331,24 @@ fn run_once(
         Err(e) => {
             Early::discard(early);
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
-            let msg = format!("spawn {prog}: {e}");
+            let mut msg = format!("spawn {prog}: {e}");
+            if e.raw_os_error() == Some(libc::E2BIG) {
+                // Too much in all (no one string is too long: see
+                // `reapply_parts`); say how much, and why it may be
+                // more than the caller gave.
+                let w = &prepared.work;
+                let bytes: usize = w
+                    .argv
+                    .iter()
+                    .chain(&w.envp)
+                    .map(|s| s.count_bytes() + 1)
+                    .sum();
+                msg.push_str(&format!(
+                    "; the command and its environment come to {bytes} bytes, more than \
+                     the kernel takes (a login-shell wrapper carries each --env and \
+                     --env-file value twice)"
+                ));
+            }
             return never_ran(launch_failed(
                 job,
                 ready,
@@ -1048,9 +1070,10 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
             .inherit_env
             .then(|| std::env::var("PATH").ok())
             .flatten();
-        reapply_script(&set, caller_path.as_deref())
+        reapply_parts(reapply_script(&set, caller_path.as_deref()))
     });
-    let argv = workload_argv(&wrapper, &meta.command, reapply.is_some());
+    let parts = reapply.as_ref().map_or(0, Vec::len);
+    let argv = workload_argv(&wrapper, &meta.command, parts);
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| fail("spawn_failed", "empty command".to_string()))?;
@@ -1092,8 +1115,8 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     for (k, v) in set {
         env.insert(k.into(), v.into());
     }
-    if let Some(script) = reapply {
-        env.insert(REAPPLY_VAR.into(), script.into());
+    for (i, part) in reapply.into_iter().flatten().enumerate() {
+        env.insert(reapply_var(i).into(), part.into());
     }
     let envp = env
         .into_iter()
@@ -1159,11 +1182,51 @@ fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
     }
 }
 
-/// The variable that carries `reapply_script` to the login shell; the
-/// shell unsets it before it runs the command, so the job never sees it.
-/// An environment variable, not an argument: values may be secrets, and
-/// argv is public (D22).
+/// The variable that carries `reapply_script` to the login shell (its
+/// first part; the others are `REAPPLY_VAR_1`, `_2`, … see
+/// `reapply_parts`); the shell unsets them before it runs the command,
+/// so the job never sees them. Environment variables, not arguments:
+/// values may be secrets, and argv is public (D22).
 pub const REAPPLY_VAR: &str = "__AGENT_EXEC_ENV";
+
+/// The most bytes of `reapply_script` one variable carries. The kernel
+/// refuses (E2BIG) any single argv or environment string longer than
+/// MAX_ARG_STRLEN (32 pages, 128 KiB), however small the whole is: a
+/// script of many small values must not be one string. Half of that
+/// leaves room for the name and any page size.
+const REAPPLY_PART: usize = 64 * 1024;
+
+/// The name of part `i` of the script (see `reapply_parts`).
+fn reapply_var(i: usize) -> String {
+    if i == 0 {
+        REAPPLY_VAR.to_string()
+    } else {
+        format!("{REAPPLY_VAR}_{i}")
+    }
+}
+
+/// `script` cut into parts of at most `REAPPLY_PART` bytes, in order
+/// (at least one). Cut anywhere, even inside a quoted value: the shell
+/// joins the parts again before it evaluates them (`workload_argv`).
+fn reapply_parts(script: String) -> Vec<String> {
+    if script.len() <= REAPPLY_PART {
+        return vec![script];
+    }
+    let mut parts = Vec::new();
+    let mut rest = script.as_str();
+    while !rest.is_empty() {
+        // Back to a character boundary (at most 3 bytes): each part stays
+        // a valid string; the bytes joined are the script's all the same.
+        let mut cut = rest.len().min(REAPPLY_PART);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (part, tail) = rest.split_at(cut);
+        parts.push(part.to_string());
+        rest = tail;
+    }
+    parts
+}
 
 /// Is `wrapper` a POSIX-family shell started as a login shell (`-l`,
 /// `--login`, or a flag cluster such as `-lc`)? Only those run a
@@ -1237,13 +1300,17 @@ fn is_shell_name(k: &str) -> bool {
 /// One argument: a shell string handed to the wrapper. Two or more: the
 /// wrapper runs `exec "$@"`, so the recorded pid and exit status are the
 /// workload's own (the login shell initialises, then replaces itself).
-/// `reapply`: evaluate `REAPPLY_VAR` first (see `reapply_script`).
-pub fn workload_argv(wrapper: &[String], command: &[String], reapply: bool) -> Vec<String> {
+/// `reapply`: the number of parts of `reapply_script` in the
+/// environment (0: none); their values, joined in order, are evaluated
+/// first. Only their names are in argv.
+pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> Vec<String> {
     let mut argv = wrapper.to_vec();
-    let prelude = if reapply {
-        format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\n")
-    } else {
+    let names: Vec<String> = (0..reapply).map(reapply_var).collect();
+    let prelude = if names.is_empty() {
         String::new()
+    } else {
+        let joined: String = names.iter().map(|n| format!("${{{n}}}")).collect();
+        format!("eval \"{joined}\"; unset {}\n", names.join(" "))
     };
     if command.len() == 1 {
         argv.push(format!("{prelude}{}", command[0]));
@@ -1303,7 +1370,9 @@ fn open_stream_logs(
 
 /// Create (truncate) full.log: in the job directory, never through a
 /// symlink, or where `--log` said (a path the user chose, made as asked);
-/// capped like the stream logs; None with `--no-full-log`.
+/// capped like the stream logs; None with `--no-full-log`. Either way
+/// only a regular file: a FIFO or device there is refused without
+/// blocking the open (`sys::regular_for_writing`).
 fn open_full_log(
     job: &Job,
     full: &Path,
@@ -1334,7 +1403,10 @@ fn open_full_log(
             .create(true)
             .truncate(how == sys::How::Truncate)
             .mode(0o600)
-            .open(full)?
+            .custom_flags(libc::O_NONBLOCK)
+            .open(full)
+            .map_err(sys::nonblocking_write_error)
+            .and_then(sys::regular_for_writing)?
     };
     if how == sys::How::Open {
         f.set_len(0)?;
@@ -2022,17 +2094,58 @@ mod tests {
     fn argv_modes() {
         let w = vec!["sh".to_string(), "-lc".to_string()];
         assert_eq!(
-            workload_argv(&w, &["echo hi".into()], false),
+            workload_argv(&w, &["echo hi".into()], 0),
             ["sh", "-lc", "echo hi"]
         );
         assert_eq!(
-            workload_argv(&w, &["echo".into(), "hi".into()], false),
+            workload_argv(&w, &["echo".into(), "hi".into()], 0),
             ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
         );
-        let a = workload_argv(&w, &["echo".into(), "hi".into()], true);
+        let a = workload_argv(&w, &["echo".into(), "hi".into()], 1);
         assert_eq!(
             a[2],
-            format!("eval \"${REAPPLY_VAR}\"; unset {REAPPLY_VAR}\nexec \"$@\"")
+            format!("eval \"${{{REAPPLY_VAR}}}\"; unset {REAPPLY_VAR}\nexec \"$@\"")
+        );
+        let a = workload_argv(&w, &["echo hi".into()], 3);
+        assert_eq!(
+            a[2],
+            "eval \"${__AGENT_EXEC_ENV}${__AGENT_EXEC_ENV_1}${__AGENT_EXEC_ENV_2}\"; \
+             unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2\necho hi"
+        );
+    }
+
+    #[test]
+    fn a_long_reapply_script_is_cut_into_parts_the_shell_joins() {
+        // Many values, each small, cut into parts wherever the limit
+        // falls (inside quoted values): every part fits the kernel's
+        // limit on one string, and sh, joining them, restores every value.
+        let set: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("V{i}"), format!("it's é {i} ").repeat(300)))
+            .collect();
+        let script = reapply_script(&set, None);
+        let parts = reapply_parts(script.clone());
+        assert!(parts.len() > 1, "{}", parts.len());
+        assert!(parts.iter().all(|p| p.len() <= REAPPLY_PART));
+        assert_eq!(parts.concat(), script);
+        assert_eq!(reapply_parts(String::new()), [""]);
+        let argv = workload_argv(
+            &["sh".to_string(), "-c".to_string()],
+            &["printf '%s|%s|%s' \"$V0\" \"$V39\" \"${__AGENT_EXEC_ENV_1-gone}\"".into()],
+            parts.len(),
+        );
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]).env("V0", "profile");
+        for (i, p) in parts.iter().enumerate() {
+            cmd.env(reapply_var(i), p);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "{}|{}|gone",
+                "it's é 0 ".repeat(300),
+                "it's é 39 ".repeat(300)
+            )
         );
     }
 

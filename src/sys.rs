@@ -1089,6 +1089,33 @@ fn regular_metadata(f: &File) -> io::Result<std::fs::Metadata> {
     }
 }
 
+/// A file opened for writing with O_NONBLOCK (so that a FIFO under its
+/// name could not block the open), if it is a regular file: with its
+/// status flags but O_NONBLOCK back, so that its writes block as a
+/// log's must. Anything else (a FIFO that has a reader, a device) is
+/// refused (`is_not_regular`) and closed.
+pub fn regular_for_writing(f: File) -> io::Result<File> {
+    check_regular(&f)?;
+    let fd = f.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL only read and change file status flags of
+    // a descriptor `f` keeps open.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above; only O_NONBLOCK changes.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
+    Ok(f)
+}
+
+/// The error of an O_NONBLOCK open for writing: ENXIO there means a FIFO
+/// with no reader (or a socket) under the name, which is refused as
+/// not regular; any other error is kept.
+pub fn nonblocking_write_error(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        io::Error::new(io::ErrorKind::InvalidInput, NotRegular)
+    } else {
+        e
+    }
+}
+
 /// The inner error of a refused non-regular file.
 #[derive(Debug)]
 pub struct NotRegular;
@@ -1227,12 +1254,20 @@ impl Dir {
         Ok(Dir(unsafe { File::from_raw_fd(fd) }))
     }
 
+    /// Every mode opens O_NONBLOCK, so that a FIFO planted under the
+    /// name never blocks the open; a mode that writes then refuses
+    /// anything but a regular file (`is_not_regular`: a FIFO with no
+    /// reader fails the open with ENXIO, one with a reader opens) and
+    /// gives the file back its blocking writes (`regular_for_writing`).
+    /// Reads keep O_NONBLOCK, which regular files ignore; a reader that
+    /// needs a regular file asks `open_regular`.
     pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {
         let c = cpath(name.as_bytes())?;
         let flags = libc::O_NOFOLLOW
             | libc::O_CLOEXEC
+            | libc::O_NONBLOCK
             | match how {
-                How::Read => libc::O_RDONLY | libc::O_NONBLOCK,
+                How::Read => libc::O_RDONLY,
                 How::Truncate => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
                 How::CreateNew => libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
                 How::Open => libc::O_RDWR | libc::O_CREAT,
@@ -1240,9 +1275,14 @@ impl Dir {
             };
         // SAFETY: `c` is a valid NUL-terminated name that outlives the
         // call; the mode argument is read only with O_CREAT.
-        let fd = cvt(unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags, 0o600) })?;
+        let rc = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags, 0o600) };
+        if how == How::Read {
+            // SAFETY: the kernel just gave us this descriptor.
+            return Ok(unsafe { File::from_raw_fd(cvt(rc)?) });
+        }
+        let fd = cvt(rc).map_err(nonblocking_write_error)?;
         // SAFETY: the kernel just gave us this descriptor.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        regular_for_writing(unsafe { File::from_raw_fd(fd) })
     }
 
     /// `name` opened for reading if it is a regular file (never

@@ -1085,3 +1085,159 @@ fn a11_start_over_a_planted_log_symlink_answers_the_failed_job() {
     assert_eq!(std::fs::read(&secret).unwrap(), b"do not read me");
     assert_eq!(t.ok(&["status", &id])["state"], "failed");
 }
+
+// ---------------------------------------------------------------------
+// G1. A FIFO planted as a log; many small values under a login shell
+// ---------------------------------------------------------------------
+
+/// Run `c` to its end, but never past `secs`: a launch that blocks is
+/// killed and the test fails, rather than hanging the suite.
+fn bounded(t: &TempRoot, mut c: Command, secs: u64) -> Value {
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let until = Instant::now() + Duration::from_secs(secs);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let guard = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if Instant::now() > until {
+                kill9(u64::from(pid));
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    let o = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        !guard.join().unwrap(),
+        "{}: blocked past {secs} s",
+        t.root.display()
+    );
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text:?} {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+/// Make `path` a FIFO.
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(st.success());
+}
+
+/// Open the FIFO `path` for reading, without blocking: a writer blocked
+/// in its open is let go (cleanup for a run of the code before the fix).
+fn release(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
+
+#[test]
+fn g1_a_fifo_planted_as_a_log_fails_the_start_at_once() {
+    // As a directory there would: `failed` with `log_unwritable`, the
+    // command never run, no supervisor left blocked opening the FIFO.
+    let t = TempRoot::new();
+    for log in ["stdout.log", "stderr.log", "full.log"] {
+        let marker = t.base.join(format!("ran-{log}"));
+        let cmd = format!("touch {}", marker.display());
+        let id = id_of(&t.ok(&["create", "--", &cmd]));
+        let path = t.job_dir(&id).join(log);
+        let _ = std::fs::remove_file(&path);
+        mkfifo(&path);
+        let v = bounded(&t, t.cmd(&["start", &id]), 60);
+        let _held = release(&path);
+        assert_eq!(v["state"], "failed", "{log}: {v}");
+        assert_eq!(v["failure"]["code"], "log_unwritable", "{log}: {v}");
+        assert_eq!(t.ok(&["status", &id])["state"], "failed", "{log}");
+        // The stream logs are made before the command starts; full.log
+        // after it (the command is killed at once then).
+        if log != "full.log" {
+            assert!(!marker.exists(), "{log}: the command ran");
+        }
+    }
+    // A FIFO that has a reader opens at once: it is refused all the same,
+    // and nothing is written into it.
+    let id = id_of(&t.ok(&["create", "--", "echo into-the-fifo"]));
+    let path = t.job_dir(&id).join("stdout.log");
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path);
+    let mut reader = release(&path).unwrap();
+    let v = bounded(&t, t.cmd(&["start", &id]), 60);
+    assert_eq!(v["failure"]["code"], "log_unwritable", "{v}");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut reader, &mut got);
+    assert!(got.is_empty(), "{got:?}");
+    // `--log PATH` names a FIFO: the same.
+    let fifo = t.base.join("full.fifo");
+    mkfifo(&fifo);
+    let log = fifo.to_str().unwrap().to_string();
+    let v = bounded(&t, t.cmd(&["run", "--log", &log, "--", "true"]), 60);
+    let _held = release(&fifo);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "log_unwritable", "{v}");
+}
+
+#[test]
+fn g1_many_small_env_values_reach_a_login_shell_job() {
+    // 30 values of 5000 bytes: each small, together more than the
+    // kernel takes in one environment string (128 KiB). The profile sets
+    // one of them; the caller's value wins (D36), and none of the values
+    // is in any process's argv while the job runs (D22).
+    let t = TempRoot::new();
+    let (home, tools) = hostile_profile(&t);
+    let profile = home.join(".profile");
+    let mut text = std::fs::read_to_string(&profile).unwrap();
+    text.push_str("V3=from-profile; export V3\n");
+    std::fs::write(&profile, text).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let value = |i: usize| format!("g1-secret-{i}-{}", "x".repeat(4990));
+    let envf = t.base.join("b.env");
+    let lines: String = (0..30).map(|i| format!("V{i}={}\n", value(i))).collect();
+    std::fs::write(&envf, lines).unwrap();
+    let script = "printf '%s %s %s %s\\n' \"${#V0}\" \"$V3\" \"${#V29}\" \
+                  \"${__AGENT_EXEC_ENV-gone}${__AGENT_EXEC_ENV_1-gone}\"; \
+                  for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done \
+                  | grep -c 'g1[-]secret'";
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--env",
+            "V3=from-caller",
+            "--",
+            script,
+        ],
+    );
+    assert_eq!(v["state"], "exited", "{v}");
+    let len = value(0).len();
+    assert_eq!(
+        v["stdout"],
+        format!("{len} from-caller {} gonegone\n0\n", value(29).len()),
+        "{v}"
+    );
+    // The values from the file win over the profile too, each whole.
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--",
+            "printf %s \"$V3\"",
+        ],
+    );
+    assert_eq!(v["stdout"], value(3), "{}", v["failure"]);
+}
