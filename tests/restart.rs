@@ -608,6 +608,32 @@ fn err_within(t: &TempRoot, args: &[&str]) -> Value {
 }
 
 #[test]
+fn a_lock_that_is_a_symlink_is_unsafe_path_for_restart_and_start() {
+    let t = TempRoot::new();
+    let target = t.base.join("elsewhere");
+    std::fs::write(&target, "not a lock").unwrap();
+    let ran = id_of(&t.ok(&["run", "--", "true"]));
+    let made = id_of(&t.ok(&["create", "--", "true"]));
+    for id in [&ran, &made] {
+        let lock = t.job_dir(id).join("lock");
+        let _ = std::fs::remove_file(&lock);
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+    }
+    for args in [
+        ["restart", ran.as_str()],
+        ["restart", &made],
+        ["start", &made],
+    ] {
+        let v = err_within(&t, &args);
+        assert_eq!(v["error"]["code"], "unsafe_path", "{args:?}: {v}");
+        assert_eq!(v["error"]["retryable"], false, "{v}");
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "not a lock");
+    // Nothing ran: the finished job is still its first run.
+    assert_eq!(t.ok(&["status", &ran])["attempt"], 1);
+}
+
+#[test]
 fn a_start_that_loses_to_a_launch_in_progress_may_retry() {
     let t = TempRoot::new();
     let id = id_of(&t.ok(&["create", "--", "true"]));

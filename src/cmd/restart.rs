@@ -14,6 +14,12 @@
 //! the same lock to the new supervisor, so there is no moment at which
 //! another `start`/`restart` could slip in.
 //!
+//! Every wait is bounded. Running out of time while another caller holds
+//! the job (a launch in progress) is `invalid_state` marked retryable
+//! (`Error::Busy`): nothing was changed yet, and the same call later
+//! succeeds. A `lock` that is a symlink or not a regular file is
+//! `unsafe_path`.
+//!
 //! Decisions: a `created` job is started, as `start` would (there is no
 //! run to keep); env values come from env.json as stored, env files are
 //! read again (they are read at every launch); the wait budget (`--until`)
@@ -126,16 +132,29 @@ fn stop_running(job: &Job, stop: Stop) -> Result<()> {
 /// (its supervisor died unrecorded) is let go, the state reconciled by
 /// `observe::current_state`, and taken again. `attempt`: the run being
 /// replaced; a later one that holds the lock was started by another
-/// `restart` meanwhile, which this one then leaves alone.
+/// `restart` meanwhile, which this one then leaves alone. Every way
+/// round the loop passes the deadline check: none spins.
 fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
+    let mut again = false;
     loop {
-        let lock = match job.open_lock() {
+        if again {
+            if Instant::now() >= by {
+                return Err(Error::Busy(format!(
+                    "invalid job state: job {} is held by another launch or its supervisor",
+                    job.id
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        again = true;
+        let lock = match job.open_lock_checked()? {
             Some(l) => l,
             // Never launched (a `create`d job that failed before it
             // started): claim the lock as a launch does.
             None => match job.claim_lock() {
                 Ok(l) => return Ok(l),
                 Err(Some(e)) => return Err(e),
+                // Made meanwhile by another launch: look again.
                 Err(None) => continue,
             },
         };
@@ -153,13 +172,6 @@ fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
                 job.id
             )));
         }
-        if Instant::now() >= by {
-            return Err(Error::InvalidState(format!(
-                "invalid job state: job {} is held by another launch or its supervisor",
-                job.id
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
