@@ -40,6 +40,11 @@ pub enum Error {
     },
     /// The job is in a state that does not allow the operation.
     InvalidState(String),
+    /// `invalid_state` for now only: another caller is changing the job
+    /// (a launch in progress, the supervisor of the run that just ended
+    /// still at its last steps). Retryable: the same call a moment later
+    /// finds the job settled and gets a clear answer (D6: contention).
+    Busy(String),
     /// `--stdin -` while standard input is a terminal.
     StdinRequired,
     /// `send` to a job whose stdin was closed (or that has ended).
@@ -136,7 +141,7 @@ impl Error {
             Error::InvalidCursor(_) => "invalid_cursor",
             Error::JobNotFound(_) => "job_not_found",
             Error::AmbiguousJobId { .. } => "ambiguous_job_id",
-            Error::InvalidState(_) => "invalid_state",
+            Error::InvalidState(_) | Error::Busy(_) => "invalid_state",
             Error::StdinRequired => "stdin_required",
             Error::StdinClosed(_) => "stdin_closed",
             Error::StdinTooLarge(_) => "stdin_too_large",
@@ -159,7 +164,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::InJob(_, e) => e.retryable(),
-            Error::Unavailable(_) | Error::RequestTimeout(_) => true,
+            Error::Unavailable(_) | Error::RequestTimeout(_) | Error::Busy(_) => true,
             Error::Io { source, .. } => io_retryable(source),
             _ => false,
         }
@@ -253,6 +258,7 @@ impl fmt::Display for Error {
             | Error::InvalidPattern(m)
             | Error::InvalidCursor(m)
             | Error::InvalidState(m)
+            | Error::Busy(m)
             | Error::InvalidConfig(m)
             | Error::Internal(m)
             | Error::ServeUnsafeBind(m)
@@ -319,6 +325,12 @@ mod tests {
         let e = Error::io("open", io::Error::from(io::ErrorKind::NotFound));
         assert!(!e.retryable());
         assert!(!Error::JobNotFound("x".into()).retryable());
+        // Contention over a job: same code as a settled refusal, but
+        // worth another try.
+        let busy = Error::Busy("x".into()).in_job("J");
+        assert_eq!(busy.code(), "invalid_state");
+        assert!(busy.retryable());
+        assert!(!Error::InvalidState("x".into()).retryable());
     }
 
     #[test]

@@ -491,8 +491,10 @@ impl Job {
     /// Take the job lock for a launch: create `lock` already locked
     /// (a temp file, flock'ed, then linked into place — link fails if the
     /// name exists), so that no reader ever sees a lock file that is free
-    /// while a launch holds it. Err(None): the lock file exists already
-    /// (the job was launched, or is being).
+    /// while a launch holds it. Err(None): a lock file exists already
+    /// (the job was launched, or is being). A `lock` that is a symlink or
+    /// not a regular file is `unsafe_path`, never "exists already": a
+    /// caller that retried on that would retry forever.
     pub fn claim_lock(&self) -> std::result::Result<std::fs::File, Option<Error>> {
         let io = |what: &str, e| Some(Error::io(format!("{what} {}", self.dir.display()), e));
         let d = crate::sys::Dir::open(&self.dir).map_err(|e| io("open", e))?;
@@ -509,7 +511,14 @@ impl Job {
         let _ = d.unlink(&tmp);
         match linked {
             Ok(()) => Ok(f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(None),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match d.open_regular(LOCK) {
+                    // Gone again meanwhile: the caller may claim anew.
+                    Ok(_) => Err(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(None),
+                    Err(e) => Err(Some(self.lock_error(e))),
+                }
+            }
             Err(e) => Err(io("link lock in", e)),
         }
     }
@@ -520,6 +529,23 @@ impl Job {
             .and_then(|d| d.open_file(LOCK, crate::sys::How::Read))
             .ok()
     }
+
+    /// `open_lock` for a caller that must tell a missing lock (Ok(None):
+    /// never launched) from one it may not use: a `lock` that is a
+    /// symlink or not a regular file is `unsafe_path`.
+    pub fn open_lock_checked(&self) -> Result<Option<std::fs::File>> {
+        let opened = crate::sys::Dir::open(&self.dir).and_then(|d| d.open_regular(LOCK));
+        match opened {
+            Ok((f, _)) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.lock_error(e)),
+        }
+    }
+
+    fn lock_error(&self, e: std::io::Error) -> Error {
+        Error::io(format!("open {}", self.path(LOCK).display()), e)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

@@ -583,7 +583,9 @@ pub fn launch(
                     if st.status() != Status::Created {
                         return Err(busy(&st));
                     }
-                    return Err(Error::InvalidState(format!(
+                    // The winner is mid-launch: contention, and a
+                    // retry a moment later gets a settled answer.
+                    return Err(Error::Busy(format!(
                         "invalid job state: job {} is already being started",
                         job.id
                     )));

@@ -1209,6 +1209,7 @@ mod tests {
                 | Error::RequestTimeout(_)
                 | Error::UnsafePath(_)
                 | Error::StdinClosed(_)
+                | Error::Busy(_)
                 | Error::InJob(..) => {}
             }
             let row = ERROR_CODES.iter().find(|(c, _, _)| *c == e.code());

@@ -20,9 +20,13 @@
 //!   first hit), so events of a job are delivered in order, and a sink
 //!   that sleeps for minutes delays only later notifications.
 //! - Order per job: every match event is delivered (the queue drained)
-//!   before `job.finished`, whose sinks are read from meta.json after the
-//!   drain, so a `notify set` made meanwhile counts. A launch failure
-//!   (`failed`, e.g. `cwd_not_found`) gets its `job.finished` too.
+//!   before `job.finished`, whose sinks are those saved when the terminal
+//!   state was published, so a `notify set` accepted while the job ran
+//!   counts. A launch failure (`failed`, e.g. `cwd_not_found`) gets its
+//!   `job.finished` too.
+//! - One `job.finished` per supervised run, built from the terminal state
+//!   that run published (`Finished`), never from state.json read later: a
+//!   `restart` may have replaced it with the next run's by then.
 //! - Memory stays bounded under a flood of matches with a slow sink: the
 //!   queue holds at most `MEM_QUEUE_BYTES` of lines in memory; beyond that
 //!   every further hit is appended to a spool file in the job directory
@@ -592,22 +596,45 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
     write(&results);
 }
 
+/// What a run's `job.finished` is made of, taken by the supervisor when
+/// it published that run's terminal state (see `finished`).
+pub struct Finished {
+    /// The notification settings as they were then (the sinks).
+    pub meta: Meta,
+    /// The run's terminal state, as published.
+    pub state: State,
+}
+
+/// The `job.finished` owed for the terminal state `state` just published
+/// with the settings `sinks`; None when no sink would get it. The state is
+/// kept here, not read back later: once the job lock is released a
+/// `restart` may replace state.json with the next run's, and this run's
+/// event must still describe this run.
+pub fn finished(sinks: Option<Meta>, state: &State) -> Option<Finished> {
+    let meta = sinks.filter(|m| m.notification.is_some())?;
+    Some(Finished {
+        meta,
+        state: state.clone(),
+    })
+}
+
 /// The end of a supervised job, after the terminal state is on disk and
 /// the job lock is released: let the match-delivery thread finish its
-/// queue, then deliver `job.finished` to `sinks`: the settings as they
-/// were when the terminal state was published (read under the guard that
-/// `notify set` takes, see `supervisor::publish_terminal`), so a change
-/// accepted while the job ran counts and one made after it ended never
-/// runs a sink.
-pub fn job_ended(job: &Job, matcher: Option<Matcher>, sinks: Option<Meta>) {
+/// queue, then deliver `job.finished` to the sinks of `ended`: the
+/// settings as they were when the terminal state was published (read
+/// under the guard that `notify set` takes, see
+/// `supervisor::publish_terminal`), so a change accepted while the job ran
+/// counts and one made after it ended never runs a sink. The event is
+/// built from the state published then, never from state.json as it is
+/// now (by then it may be a later run's).
+pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
     if let Some(m) = matcher {
         m.finish();
     }
-    let (Some(meta), Ok(st)) = (sinks, job.read_state()) else {
-        return;
-    };
-    if st.status().is_terminal() {
-        deliver_finished(job, &meta, &st);
+    if let Some(f) = ended {
+        if f.state.status().is_terminal() {
+            deliver_finished(job, &f.meta, &f.state);
+        }
     }
 }
 

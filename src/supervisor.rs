@@ -115,7 +115,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     drop(ready.take());
     // Nothing more to write in the job directory unless notifications are
     // configured: let a `delete` right after the answer proceed at once.
-    if !matches!(&ended.sinks, Some(m) if m.notification.is_some()) {
+    if ended.sinks.is_none() {
         job.unpin();
     }
     let killer = ended
@@ -136,9 +136,9 @@ struct Ended {
     /// if the job never ran).
     matcher: Option<Matcher>,
     /// The notification settings as they were when the terminal state was
-    /// published (see `publish_terminal`): these, and only these, are
-    /// delivered.
-    sinks: Option<Meta>,
+    /// published (see `publish_terminal`), with that state: these, and
+    /// only these, are delivered. None: no notification is configured.
+    sinks: Option<crate::notify::Finished>,
     kill_after: Option<KillAfter>,
 }
 
@@ -892,7 +892,7 @@ const RESERVE: u64 = 64 * 1024;
 /// job ran is delivered and one that lands after is not (no sink runs
 /// for it). On a full disk the reserved blocks are given back and the
 /// write tried once more: the exit code survives a full disk.
-fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<Meta> {
+fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<crate::notify::Finished> {
     publish_terminal_via(job, lock, state, None, None).0
 }
 
@@ -905,7 +905,7 @@ fn publish_terminal_via(
     state: &State,
     next: Option<NextState>,
     known: Option<(&Meta, job::MetaStamp)>,
-) -> (Option<Meta>, Option<Replaced>) {
+) -> (Option<crate::notify::Finished>, Option<Replaced>) {
     let guard = sys::ofd_lock(lock, 0).is_ok();
     // The meta.json read at the start, if it is still the one in place:
     // one lstat instead of a read and a parse before the waiters wake.
@@ -928,7 +928,7 @@ fn publish_terminal_via(
     if guard {
         let _ = sys::ofd_unlock(lock, 0);
     }
-    (sinks, replaced)
+    (crate::notify::finished(sinks, state), replaced)
 }
 
 /// Record a launch that failed; the returned settings are the sinks its
@@ -939,7 +939,7 @@ fn launch_failed(
     lock: &File,
     mut state: State,
     e: LaunchError,
-) -> Option<Meta> {
+) -> Option<crate::notify::Finished> {
     state.fail(e.code, e.message);
     // The answer names the logs: they exist, empty, when it is read
     // (D41), as they do for a job that ran.

@@ -884,3 +884,107 @@ fn a_rotated_file_sink_gets_a_new_file() {
     assert_eq!(fresh.len(), 1, "the second event belongs in the new file");
     assert_eq!(fresh[0]["line"], "MATCH 2");
 }
+
+// ---------------------------------------------------------------------------
+// Restart: one `job.finished` per run, describing that run
+// ---------------------------------------------------------------------------
+
+/// The `job.finished` events in a file sink, as (attempt, state, exit_code).
+fn finished_runs(path: &Path) -> Vec<(u64, String, i64)> {
+    ndjson(path)
+        .iter()
+        .filter(|e| e["event_type"] == "job.finished")
+        .map(|e| {
+            (
+                e["attempt"].as_u64().unwrap(),
+                e["state"].as_str().unwrap().to_string(),
+                e["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_behind_a_slow_sink_gets_each_run_its_own_finished_event() {
+    let t = TempRoot::new();
+    let f = t.base.join("finished.ndjson");
+    // The match sink keeps the first run's supervisor busy well after
+    // its answer: the restart below comes while it still delivers.
+    let v = t.ok(&[
+        "run",
+        "--notify-file",
+        path_str(&f),
+        "--output-pattern",
+        "READY",
+        "--output-command",
+        "sleep 2",
+        "--",
+        "sh",
+        "-c",
+        "echo READY; exit 1",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(v["exit_code"], 1, "{v}");
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    settle(&t, &id);
+    assert_eq!(
+        finished_runs(&f),
+        vec![(1, "exited".into(), 1), (2, "exited".into(), 1)],
+        "once per run, each about its own run"
+    );
+    // The first run's records went with it into runs/1/, not into the
+    // second run's files.
+    let dir = t.job_dir(&id);
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("runs/1/completion_event.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept["attempt"], 1, "{kept}");
+    assert_eq!(
+        ndjson(&dir.join("runs/1/notification_events.ndjson")).len(),
+        1
+    );
+    assert_eq!(ndjson(&dir.join("notification_events.ndjson")).len(), 1);
+    let now: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("completion_event.json")).unwrap()).unwrap();
+    assert_eq!(now["attempt"], 2, "{now}");
+}
+
+#[test]
+fn a_finished_sink_may_restart_its_own_job() {
+    let t = TempRoot::new();
+    let f = t.base.join("finished.ndjson");
+    let once = t.base.join("restarted-once");
+    let out = t.base.join("restart.json");
+    // The sink runs under the first run's supervisor, which waits for
+    // it: the restart must not wait for that supervisor in turn.
+    let sink = format!(
+        "[ -e {once} ] || {{ touch {once}; {bin} --root {root} restart --no-wait \
+         \"$AGENT_EXEC_JOB_ID\" > {out}; }}",
+        once = once.display(),
+        bin = support::bin(),
+        root = t.root.display(),
+        out = out.display(),
+    );
+    let v = t.ok(&[
+        "run",
+        "--notify-command",
+        &sink,
+        "--notify-file",
+        path_str(&f),
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    wait_until("both runs' job.finished", || finished_runs(&f).len() == 2);
+    settle(&t, &id);
+    let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(
+        finished_runs(&f),
+        vec![(1, "exited".into(), 3), (2, "exited".into(), 3)]
+    );
+}

@@ -582,6 +582,90 @@ fn bad_restart_requests() {
     assert_eq!(e["error"]["code"], "invalid_duration");
 }
 
+/// Run `args` to its end, or kill it after 20 s (a spin or a hang is a
+/// failure, not a stuck test run); its one JSON document.
+fn err_within(t: &TempRoot, args: &[&str]) -> Value {
+    let mut c = t
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while c.try_wait().unwrap().is_none() {
+        if Instant::now() >= end {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("{args:?} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = String::new();
+    c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out:?}: {e}"));
+    assert_eq!(v["ok"], false, "{v}");
+    v
+}
+
+#[test]
+fn a_lock_that_is_a_symlink_is_unsafe_path_for_restart_and_start() {
+    let t = TempRoot::new();
+    let target = t.base.join("elsewhere");
+    std::fs::write(&target, "not a lock").unwrap();
+    let ran = id_of(&t.ok(&["run", "--", "true"]));
+    let made = id_of(&t.ok(&["create", "--", "true"]));
+    for id in [&ran, &made] {
+        let lock = t.job_dir(id).join("lock");
+        let _ = std::fs::remove_file(&lock);
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+    }
+    for args in [
+        ["restart", ran.as_str()],
+        ["restart", &made],
+        ["start", &made],
+    ] {
+        let v = err_within(&t, &args);
+        assert_eq!(v["error"]["code"], "unsafe_path", "{args:?}: {v}");
+        assert_eq!(v["error"]["retryable"], false, "{v}");
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "not a lock");
+    // Nothing ran: the finished job is still its first run.
+    assert_eq!(t.ok(&["status", &ran])["attempt"], 1);
+}
+
+#[test]
+fn a_start_that_loses_to_a_launch_in_progress_may_retry() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["create", "--", "true"]));
+    // Stand in for the winner of a race, mid-launch: the job's lock
+    // exists and is held, the job still reads created.
+    let lock = t.job_dir(&id).join("lock");
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sh", "-c", "echo held; cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
+    for args in [["start", id.as_str()], ["restart", &id]] {
+        let v = err_within(&t, &args);
+        assert_eq!(v["error"]["code"], "invalid_state", "{args:?}: {v}");
+        assert_eq!(v["error"]["retryable"], true, "{args:?}: {v}");
+    }
+    // The winner gone, the same call gets a settled answer.
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let v = err_within(&t, &["start", &id]);
+    assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+    assert_eq!(v["error"]["retryable"], false, "{v}");
+}
+
 // ---------------------------------------------------------------------------
 // HTTP and MCP
 // ---------------------------------------------------------------------------

@@ -6,13 +6,22 @@
 //! after `--kill-after`, SIGKILL to its group (a `queued` job is ended
 //! `killed` without running, as `kill` ends it, and joins its queue's
 //! line again at the back when relaunched); (2) the job lock is taken
-//! (its supervisor is gone: it released the lock after the terminal
-//! state, or died) and every process of the old group must be gone too
-//! (stragglers that outlive the root get the same signal, then SIGKILL);
-//! (3) the ended run is kept (`runs::archive`) and the new state
+//! (its supervisor released it after the terminal state, or died), every
+//! process of the old group must be gone (stragglers that outlive the
+//! root get the same signal, then SIGKILL), and so must the old
+//! supervisor itself: after the lock it still delivers the ended run's
+//! notifications (its `job.finished` names that run's logs, its records
+//! belong in that run's directory), so the run is not moved away under
+//! it; (3) the ended run is kept (`runs::archive`) and the new state
 //! (`created`, attempt + 1) written under the lock; (4) `launch` hands
 //! the same lock to the new supervisor, so there is no moment at which
 //! another `start`/`restart` could slip in.
+//!
+//! Every wait is bounded. Running out of time while another caller holds
+//! the job (a launch, the old supervisor's last steps) is `invalid_state`
+//! marked retryable (`Error::Busy`): nothing was changed yet, and the
+//! same call later succeeds. A `lock` that is a symlink or not a regular
+//! file is `unsafe_path`.
 //!
 //! Decisions: a `created` job is started, as `start` would (there is no
 //! run to keep); env values come from env.json as stored, env files are
@@ -48,6 +57,9 @@ pub struct RestartBody {
 pub struct Stop {
     pub signal: i32,
     pub kill_after: Duration,
+    /// How long the ended run's supervisor may take over its last steps
+    /// (notifications, auto-GC) once it has let go of the lock.
+    pub settle: Duration,
 }
 
 /// How long, past SIGKILL, a job may take to be recorded gone.
@@ -86,6 +98,7 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
         )));
     }
     empty_group(job, &st, stop)?;
+    supervisor_gone(job, &st, Instant::now() + stop.settle)?;
     let next = runs::archive(job, &st, keep)?;
     job.write_state(&next, true)?;
     Ok(Some(lock))
@@ -126,16 +139,29 @@ fn stop_running(job: &Job, stop: Stop) -> Result<()> {
 /// (its supervisor died unrecorded) is let go, the state reconciled by
 /// `observe::current_state`, and taken again. `attempt`: the run being
 /// replaced; a later one that holds the lock was started by another
-/// `restart` meanwhile, which this one then leaves alone.
+/// `restart` meanwhile, which this one then leaves alone. Every way
+/// round the loop passes the deadline check: none spins.
 fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
+    let mut again = false;
     loop {
-        let lock = match job.open_lock() {
+        if again {
+            if Instant::now() >= by {
+                return Err(Error::Busy(format!(
+                    "invalid job state: job {} is held by another launch or its supervisor",
+                    job.id
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        again = true;
+        let lock = match job.open_lock_checked()? {
             Some(l) => l,
             // Never launched (a `create`d job that failed before it
             // started): claim the lock as a launch does.
             None => match job.claim_lock() {
                 Ok(l) => return Ok(l),
                 Err(Some(e)) => return Err(e),
+                // Made meanwhile by another launch: look again.
                 Err(None) => continue,
             },
         };
@@ -153,14 +179,83 @@ fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
                 job.id
             )));
         }
-        if Instant::now() >= by {
-            return Err(Error::InvalidState(format!(
-                "invalid job state: job {} is held by another launch or its supervisor",
+    }
+}
+
+/// Wait, until `by`, for the supervisor of the ended run `st` to exit:
+/// it lets go of the lock as soon as the end is recorded, then delivers
+/// that run's notifications. A process is taken to be that supervisor
+/// only while its command line is `_supervise` of this job (a pid reused
+/// by anything else, or a zombie, has another or an empty one). A
+/// restart made by one of that run's sinks (a `job.finished` command
+/// that restarts its job) runs under that supervisor, which waits for
+/// the sink: it does not wait in turn, or neither would ever finish.
+fn supervisor_gone(job: &Job, st: &crate::job::State, by: Instant) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let Some(pid) = st.supervisor_pid else {
+        return Ok(());
+    };
+    if is_ancestor(pid) {
+        return Ok(());
+    }
+    // Opened before the first look, so that it names the process looked
+    // at; without pidfds (Linux < 5.3) the look is repeated instead.
+    let exited = sys::pidfd_open(pid).ok();
+    while is_supervisor_of(job, pid) {
+        let left = by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Busy(format!(
+                "invalid job state: the supervisor of run {} of job {} (pid {pid}) is still \
+                 delivering its notifications",
+                st.attempt(),
                 job.id
             )));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        let step = left.min(Duration::from_millis(100));
+        match &exited {
+            Some(fd) => {
+                let mut fds = [sys::poll_fd(fd.as_raw_fd(), sys::POLLIN)];
+                let _ = sys::poll(&mut fds, step.as_millis().max(1) as i32);
+            }
+            None => std::thread::sleep(step.min(Duration::from_millis(10))),
+        }
     }
+    Ok(())
+}
+
+/// Is process `pid` the supervisor of `job` (argv: agent-exec _supervise
+/// ROOT ID ...)? A zombie's command line reads empty: not any more.
+fn is_supervisor_of(job: &Job, pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut args = cmdline.split(|&b| b == 0);
+    args.nth(1) == Some(b"_supervise".as_slice()) && args.nth(1) == Some(job.id.as_bytes())
+}
+
+/// Is `pid` this process or one of its ancestors (by /proc's parent
+/// links, up to init)?
+fn is_ancestor(pid: u32) -> bool {
+    let mut p = std::process::id();
+    // Bounded, in case /proc says something odd; real trees end at 1.
+    for _ in 0..4096 {
+        if p == pid {
+            return true;
+        }
+        match parent_of(p) {
+            Some(pp) if pp > 0 && pp != p => p = pp,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The parent of `pid`: field 4 of /proc/PID/stat, counted after the
+/// command name's last `)` (the name may hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// Processes of the old run that outlived its root (a TERM-ignoring
@@ -192,16 +287,30 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
     Ok(())
 }
 
+/// How long the ended run's supervisor is given for its last steps: one
+/// command sink's time limit (`[notify] sink_timeout`; with no limit, the
+/// default one) and `GONE_WITHIN` for the rest. A supervisor slower than
+/// that (a long queue of slow sinks) makes the restart `Busy`, not wait
+/// on and on.
+fn settle_within(sink_timeout_secs: u64) -> Duration {
+    let sink = match sink_timeout_secs {
+        0 => crate::config::DEFAULT_SINK_TIMEOUT_SECS,
+        s => s,
+    };
+    Duration::from_secs(sink) + GONE_WITHIN
+}
+
 /// The whole `restart` of `job`, per the flags in `m` (the CLI's, or
 /// those an HTTP or MCP call gave under the same names).
 pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody> {
     let plan = WaitPlan::from_matches(m);
-    let stop = Stop {
-        signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
-        kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
-    };
     (|| {
         let cfg = crate::config::load(None)?;
+        let stop = Stop {
+            signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
+            kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
+            settle: settle_within(cfg.notify.sink_timeout_secs),
+        };
         let mut meta = job.read_meta()?;
         meta.env_vars = launch::env_display(job, &meta);
         let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
