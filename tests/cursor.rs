@@ -92,6 +92,37 @@ fn a_since_loop_reads_every_byte_of_both_streams_once() {
 }
 
 #[test]
+fn tail_reads_start_and_end_on_character_boundaries() {
+    let t = TempRoot::new();
+    // "aaaa€€": € is e2 82 ac, at bytes 4..7 and 7..10.
+    let first = t.ok(&["run", "--max-bytes", "0", "--", "printf 'aaaa€€'"]);
+    let id = s(&first, "job_id").to_string();
+    // The last 4 bytes start inside the first €: the read skips to the
+    // next character, with or without a line limit, as run's end does.
+    for lines in ["50", "0"] {
+        let v = t.ok(&["tail", "--tail-lines", lines, "--max-bytes", "4", &id]);
+        assert_eq!((s(&v, "stdout"), range(&v, "stdout_range")), ("€", [7, 10]));
+    }
+    // A budget under one character reads that character whole, so a
+    // loop of small reads still joins to the log byte for byte.
+    let mut cur = s(&first, "cursor").to_string();
+    let mut got = String::new();
+    let mut at = 0;
+    for _ in 0..20 {
+        let v = t.ok(&["tail", "--since", &cur, "--max-bytes", "2", &id]);
+        let r = range(&v, "stdout_range");
+        assert_eq!(r[0], at, "{v}");
+        assert_eq!(s(&v, "stdout").len() as u64, r[1] - r[0], "{v}");
+        if r[0] == r[1] {
+            break;
+        }
+        got.push_str(s(&v, "stdout"));
+        (at, cur) = (r[1], s(&v, "cursor").to_string());
+    }
+    assert_eq!(got, "aaaa€€");
+}
+
+#[test]
 fn bad_cursors_are_invalid_cursor_never_a_restart() {
     let t = TempRoot::new();
     let a = t.ok(&["run", "--", "sh", "-c", "echo out; echo err >&2"]);

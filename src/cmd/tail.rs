@@ -4,11 +4,16 @@
 //!
 //! Three modes, one document (`type: "tail"`):
 //! - plain: the last `--tail-lines` lines within the last `--max-bytes`
-//!   of each log (one pread each);
+//!   of each log (one pread each), starting at a character boundary (a
+//!   window that begins inside a character skips its last 1-3 bytes, as
+//!   the end `run` and `wait` return does);
 //! - `--since CURSOR`: the output written after the cursor, at most
 //!   `--max-bytes` per stream from the *start* of the new output
 //!   (`--tail-lines` does not apply), so a loop of `tail --since` reads
-//!   every byte of both streams exactly once, in order;
+//!   every byte of both streams exactly once, in order. A budget smaller
+//!   than the character at the cursor reads that one character whole (up
+//!   to 3 bytes over): split, it would be U+FFFD twice, and the loop's
+//!   texts would no longer join to the log (`observe::Log::span`);
 //! - `--grep`: `matches` (stdout's first, each stream in offset order):
 //!   the last `--tail-lines` matching lines per stream, at most
 //!   `--max-bytes` of line text per stream. `stdout`/`stderr` are empty
