@@ -193,6 +193,12 @@ pub fn cursor_after(out: (&Log, &Slice), err: (&Log, &Slice)) -> Cursor {
 }
 
 impl Log {
+    /// Whether the log existed when it was opened (a missing one reads
+    /// as empty).
+    pub fn exists(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// The logical size now, with the gap record it goes with (both
     /// taken between two looks at the same stable record).
     fn take_size(&mut self) -> std::io::Result<()> {

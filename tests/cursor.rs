@@ -598,3 +598,40 @@ fn http_tail_since_and_wait_match_the_cli() {
         assert_eq!((status, s(&e["error"], "code")), (400, code), "{q}: {body}");
     }
 }
+
+/// D41: every path a response prints exists when it is printed. A log
+/// removed by hand reads as empty and `tail` leaves its path out; a kept
+/// run whose directory was removed by hand is not listed in
+/// `previous_runs` (by `status` or `wait`). Nothing is recreated.
+#[test]
+fn printed_log_paths_exist_after_files_are_removed_by_hand() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo out; echo err >&2"]);
+    let id = s(&v, "job_id").to_string();
+    std::fs::remove_file(t.job_dir(&id).join("stdout.log")).unwrap();
+    let v = t.ok(&["tail", &id]);
+    assert!(v.get("stdout_log_path").is_none(), "{v}");
+    assert_eq!((s(&v, "stdout"), range(&v, "stdout_range")), ("", [0, 0]));
+    assert!(Path::new(s(&v, "stderr_log_path")).is_file(), "{v}");
+    assert_eq!(s(&v, "stderr"), "err\n");
+    assert!(!t.job_dir(&id).join("stdout.log").exists(), "recreated");
+
+    // Two kept runs (a retried job); the first one's directory goes.
+    let v = t.ok(&["run", "--retry", "2", "--", "echo try; exit 1"]);
+    let id = s(&v, "job_id").to_string();
+    assert_eq!(v["previous_runs"].as_array().unwrap().len(), 2, "{v}");
+    std::fs::remove_dir_all(t.job_dir(&id).join("runs/1")).unwrap();
+    for v in [t.ok(&["status", &id]), t.ok(&["wait", &id])] {
+        let runs = v["previous_runs"].as_array().unwrap();
+        let attempts: Vec<u64> = runs
+            .iter()
+            .map(|r| r["attempt"].as_u64().unwrap())
+            .collect();
+        assert_eq!(attempts, vec![2], "{v}");
+        for r in runs {
+            for k in ["stdout_log_path", "stderr_log_path"] {
+                assert!(Path::new(s(r, k)).is_file(), "{k}: {v}");
+            }
+        }
+    }
+}
