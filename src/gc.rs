@@ -30,6 +30,11 @@
 //!   whose supervisor is gone is first reconciled to `failed`
 //!   (`observe::current_state`) and is then an ordinary terminal job.
 //! - Sizes never follow symlinks, and neither does removal.
+//! - A job is never half-removed for want of checking first: one whose
+//!   state cannot be read is skipped (`state_unreadable`), and one with
+//!   a directory where its meta.json or state.json should be (which an
+//!   unlink could not remove, after its logs were gone) is skipped with
+//!   `unsafe_path` before anything of it is removed (`remove_job_dir`).
 //! - `deleted` is reported only once the directory is verifiably gone.
 //! - Auto-GC never fails its caller: errors are logged, not returned. Its
 //!   guard is a non-blocking flock on `<root>/.gc.lock` (a crashed run
@@ -296,7 +301,9 @@ impl Report {
     /// Remove one selected job (or, in a dry run, say it would be), and
     /// record the outcome: deleted; skipped and counted failed when the
     /// removal failed; out of scope when the job may not be removed now
-    /// (`hold_for_removal`'s reason: running, in_use, pid_alive).
+    /// (`hold_for_removal`'s reason: running, in_use, pid_alive) or at
+    /// all (`unsafe_path`: a directory where its meta.json or state.json
+    /// should be, which no removal of ours touches).
     fn remove(
         &mut self,
         job: &Job,
@@ -318,6 +325,9 @@ impl Report {
             if let Some(why) = alive_blocker(st) {
                 return self.out_of_scope(name, state, why, bytes);
             }
+            if let Some(r) = record_not_a_file(&job.dir) {
+                return self.out_of_scope(name, state, &RemoveError::Unsafe(r).reason(), bytes);
+            }
             self.freed_bytes += bytes;
             self.jobs.push(entry);
             return;
@@ -329,9 +339,13 @@ impl Report {
                 self.deleted += 1;
                 self.freed_bytes += bytes;
             }
+            // Refused before anything was removed: not a failure.
+            Ok((Err(why @ RemoveError::Unsafe(_)), _)) => {
+                return self.out_of_scope(name, state, &why.reason(), bytes)
+            }
             Ok((Err(why), _)) => {
                 entry.action = "skipped";
-                entry.reason = why;
+                entry.reason = why.reason();
                 self.skipped += 1;
                 self.failed += 1;
             }
@@ -672,10 +686,63 @@ fn exclusive_soon(f: &std::fs::File, patience: std::time::Duration) -> bool {
     }
 }
 
-/// Remove a job directory and check that it is gone. Err: the `reason`
-/// to report (`delete_failed: ...` or `post_delete_check_failed`).
-/// The caller holds it (`hold_for_removal`).
-pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
+/// Why a job directory was not removed (`remove_job_dir`).
+#[derive(Debug)]
+pub enum RemoveError {
+    /// meta.json or state.json (named) is a directory, not a file:
+    /// refused before anything was removed, since a removal would stop
+    /// there half-way (the job is `unsafe_path` to every reader too).
+    Unsafe(&'static str),
+    /// The operating system refused a step (a read-only root, say).
+    Os(io::Error),
+    /// Everything was removed, yet the directory is still there
+    /// (something wrote into it meanwhile).
+    StillThere,
+}
+
+impl RemoveError {
+    /// The `reason` a `gc` / `delete --all` entry reports.
+    pub fn reason(&self) -> String {
+        match self {
+            RemoveError::Unsafe(_) => "unsafe_path".to_string(),
+            RemoveError::Os(e) => format!("delete_failed: {e}"),
+            RemoveError::StillThere => "post_delete_check_failed".to_string(),
+        }
+    }
+
+    /// The error an explicit `delete JOB` answers with: `unsafe_path`
+    /// for a refusal, `io_error` for what the system did (never
+    /// `internal_error`: nothing here is a bug of ours).
+    pub fn into_error(self, job: &Job) -> crate::error::Error {
+        use crate::error::Error;
+        let dir = job.dir.display();
+        let e = match self {
+            RemoveError::Unsafe(name) => Error::UnsafePath(format!(
+                "cannot delete job {}: {dir}/{name} is a directory, not a file; nothing was removed",
+                job.id
+            )),
+            RemoveError::Os(e) => Error::io(format!("delete job directory {dir}"), e),
+            RemoveError::StillThere => Error::io(
+                format!("delete job directory {dir}"),
+                io::Error::other("it is still there after its contents were removed"),
+            ),
+        };
+        e.in_job(&job.id)
+    }
+}
+
+/// The first of a job's meta.json and state.json that is a directory
+/// (`remove_job_dir` refuses such a job): what a dry run checks to
+/// predict it, by lstat.
+fn record_not_a_file(dir: &Path) -> Option<&'static str> {
+    [crate::job::META, crate::job::STATE]
+        .into_iter()
+        .find(|r| fs::symlink_metadata(dir.join(r)).is_ok_and(|m| m.is_dir()))
+}
+
+/// Remove a job directory and check that it is gone. The caller holds
+/// it (`hold_for_removal`).
+pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
     // In an order that leaves no lie behind if it stops half-way (a file
     // that cannot be removed, say): everything else first, so the job
     // still reads as it was; then meta.json, after which the directory is
@@ -683,7 +750,7 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
     // state.json. Removing state.json first left meta.json alone: a
     // finished job that read `created`, and could be started again.
     // Nothing here follows a symlink: a link is removed as itself.
-    let failed = |e: io::Error| format!("delete_failed: {e}");
+    let failed = RemoveError::Os;
     let gone = |r: io::Result<()>| match r {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(failed(e)),
         _ => Ok(()),
@@ -697,6 +764,26 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
     };
     let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
     sys::for_each_entry(&job.dir, |n, k| names.push((n.to_string(), k))).map_err(failed)?;
+    // meta.json and state.json go last, by unlink: a directory in their
+    // place would stop the removal there, with the logs gone and the
+    // job still listed. Such a job is refused whole, before anything.
+    for (name, kind) in &names {
+        let record = [crate::job::META, crate::job::STATE]
+            .into_iter()
+            .find(|r| r == name);
+        if let Some(r) = record {
+            let dir = match kind {
+                sys::EntryKind::Dir => true,
+                sys::EntryKind::Unknown => {
+                    fs::symlink_metadata(job.dir.join(r)).is_ok_and(|m| m.is_dir())
+                }
+                sys::EntryKind::Other => false,
+            };
+            if dir {
+                return Err(RemoveError::Unsafe(r));
+            }
+        }
+    }
     for (name, kind) in &names {
         if name == crate::job::META || name == crate::job::STATE {
             continue;
@@ -725,7 +812,7 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), String> {
     gone(r)?;
     match fs::symlink_metadata(&job.dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        _ => Err("post_delete_check_failed".to_string()),
+        _ => Err(RemoveError::StillThere),
     }
 }
 

@@ -151,15 +151,27 @@ fn complete_len(b: &[u8]) -> usize {
         if c & 0xC0 == 0x80 {
             continue; // a continuation byte: look further back
         }
-        let need = match c {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => 1,
-        };
-        return if back < need { i } else { b.len() };
+        return if back < seq_len(c) { i } else { b.len() };
     }
     b.len()
+}
+
+/// How many bytes the UTF-8 sequence that `lead` starts announces (1
+/// for ASCII and for bytes that start none).
+fn seq_len(lead: u8) -> usize {
+    match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+/// When `b` is nothing but the start of one character (a read budget
+/// smaller than that character): the character's whole length.
+fn cut_first_char(b: &[u8]) -> Option<usize> {
+    let need = seq_len(*b.first()?);
+    (complete_len(b) == 0 && need > b.len()).then_some(need)
 }
 
 /// How many continuation bytes (at most 3) start `b`: a window that
@@ -181,6 +193,12 @@ pub fn cursor_after(out: (&Log, &Slice), err: (&Log, &Slice)) -> Cursor {
 }
 
 impl Log {
+    /// Whether the log existed when it was opened (a missing one reads
+    /// as empty).
+    pub fn exists(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// The logical size now, with the gap record it goes with (both
     /// taken between two looks at the same stable record).
     fn take_size(&mut self) -> std::io::Result<()> {
@@ -305,9 +323,11 @@ impl Log {
     /// Where a read that got `b` (starting at `from`) should stop, by the
     /// UTF-8 rule: an incomplete character at its end is left for the
     /// next read, which starts with it — unless no more can come (the
-    /// job is `done` and the read reached the end of the log; such bytes
-    /// are returned as U+FFFD), or it is all the read got (a budget
-    /// under 4 bytes: returned lossily, so that reading always advances).
+    /// job is `done` and the read reached the end of the log, or the read
+    /// stopped at a capped log's gap; such bytes are returned as U+FFFD).
+    /// A read that got only part of its first character never comes here
+    /// (`span` reads that character whole); should one still, it is
+    /// returned lossily, so that reading always advances.
     fn cut(&self, from: u64, b: &[u8], done: bool) -> usize {
         let at_end = from + b.len() as u64 >= self.size;
         if (done && at_end) || self.at_gap(from + b.len() as u64) {
@@ -323,10 +343,19 @@ impl Log {
     /// new output after a cursor. Never splits a character at its end
     /// (see `cut`), so the range ends exactly after the returned text.
     ///
+    /// A budget smaller than the character at `from` returns that whole
+    /// character, `max` plus at most 3 bytes: half of it would read as
+    /// U+FFFD here and its rest as U+FFFD again in the next read, so the
+    /// texts of a `tail --since` loop would no longer join to the log
+    /// (README). A character not all written yet waits, as at any end.
+    ///
     /// A capped log's span stops at the end of its head; one from a
     /// position in the dropped bytes starts after them (`skipped`).
     pub fn span(&self, from: u64, max: u64, done: bool) -> Slice {
-        let (b, at) = self.bytes(from, max);
+        let (mut b, mut at) = self.bytes(from, max);
+        if let Some(need) = cut_first_char(&b) {
+            (b, at) = self.bytes(at, need as u64);
+        }
         let n = self.cut(at, &b, done);
         let text = String::from_utf8_lossy(&b[..n]).into_owned();
         self.slice(text, [at, at + n as u64], at - from)
@@ -386,6 +415,14 @@ impl Log {
                     }
                 }
             }
+            begin
+        };
+        // A window that starts inside a character skips into the next
+        // one, as `end` does: its range starts where its text does (a
+        // line break found above is past any such bytes already).
+        let begin = if start > 0 {
+            begin.max(continuation_prefix(&window))
+        } else {
             begin
         };
         let end = start + window.len() as u64;
@@ -1535,9 +1572,11 @@ mod tests {
         assert_eq!((s.text.as_str(), s.range), ("a", [0, 1]));
         let s = log.span(1, 4, true);
         assert_eq!((s.text.as_str(), s.range), ("é", [1, 3]));
-        // A budget below one character still advances (lossily).
+        // A budget below one character reads that character whole.
         let s = log.span(3, 1, true);
-        assert_eq!(s.range, [3, 4]);
+        assert_eq!((s.text.as_str(), s.range), ("€", [3, 6]));
+        let s = log.span(1, 1, false);
+        assert_eq!((s.text.as_str(), s.range), ("é", [1, 3]));
         // The end of a running job's log: an incomplete character waits.
         std::fs::write(&p, &"aé€".as_bytes()[..5]).unwrap();
         let log = open_log(&p).unwrap();
@@ -1546,12 +1585,20 @@ mod tests {
         assert_eq!(log.span(3, 100, false).range, [3, 3]);
         // ...and is final once the job is done.
         assert_eq!(log.span(3, 100, true).range, [3, 5]);
+        // A budget below that unfinished character waits for it too.
+        assert_eq!(log.span(3, 1, false).range, [3, 3]);
+        assert_eq!(log.span(3, 1, true).range, [3, 5]);
         // The end window starts after a split character.
         let s = log.end(0, 3, true).unwrap();
         assert_eq!(s.range, [3, 5]);
         let s = log.end(0, 4, true).unwrap();
         assert_eq!((s.text.as_str(), s.range[0]), ("é\u{fffd}", 1));
         assert!(log.end(5, 4, true).is_none());
+        // So does a window of last lines, with or without a line limit.
+        for lines in [0, 50] {
+            let s = log.last_lines(lines, 3, true);
+            assert_eq!((s.text.as_str(), s.range), ("\u{fffd}", [3, 5]));
+        }
         std::fs::remove_file(p).unwrap();
     }
 

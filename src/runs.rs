@@ -11,7 +11,8 @@
 //! `state.json` lists the kept runs in `previous_runs` (oldest first),
 //! with absolute log paths that exist for as long as the entry is listed:
 //! a run dropped by the keep count loses its entry and its directory in
-//! the same step.
+//! the same step, and responses list only the runs whose logs are there
+//! (`listed`: a run directory removed by hand is not printed).
 //!
 //! Invariants
 //! - Only the holder of the job lock archives (the supervisor between
@@ -113,6 +114,20 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(old.attempt.to_string()));
     }
     Ok(next)
+}
+
+/// The kept runs a response lists (`previous_runs`): those whose two
+/// logs are there. A run directory (or a log in it) removed by hand
+/// would otherwise be printed as a path that does not exist (D41).
+/// Readers only filter: the entry stays in state.json until the keep
+/// count drops it with its directory (`archive`). By lstat: a log that
+/// is a symlink or not a file is not one of ours to point at.
+pub fn listed(runs: &[PreviousRun]) -> Vec<PreviousRun> {
+    let there = |p: &str| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    runs.iter()
+        .filter(|r| there(&r.stdout_log_path) && there(&r.stderr_log_path))
+        .cloned()
+        .collect()
 }
 
 /// The state of the job's run `attempt`, kept in `runs/<attempt>/`
@@ -241,6 +256,11 @@ mod tests {
         assert_eq!(attempts, vec![2, 3]);
         assert!(!job.dir.join(RUNS).join("1").exists());
         assert!(load(&job, 1).is_none());
+        // A kept run removed by hand (or one log of it) is not listed.
+        assert_eq!(listed(&st.previous_runs).len(), 2);
+        std::fs::remove_file(&st.previous_runs[1].stderr_log_path).unwrap();
+        std::fs::remove_dir_all(job.dir.join(RUNS).join("2")).unwrap();
+        assert!(listed(&st.previous_runs).is_empty());
         std::fs::remove_dir_all(&job.dir).unwrap();
     }
 

@@ -92,6 +92,37 @@ fn a_since_loop_reads_every_byte_of_both_streams_once() {
 }
 
 #[test]
+fn tail_reads_start_and_end_on_character_boundaries() {
+    let t = TempRoot::new();
+    // "aaaa€€": € is e2 82 ac, at bytes 4..7 and 7..10.
+    let first = t.ok(&["run", "--max-bytes", "0", "--", "printf 'aaaa€€'"]);
+    let id = s(&first, "job_id").to_string();
+    // The last 4 bytes start inside the first €: the read skips to the
+    // next character, with or without a line limit, as run's end does.
+    for lines in ["50", "0"] {
+        let v = t.ok(&["tail", "--tail-lines", lines, "--max-bytes", "4", &id]);
+        assert_eq!((s(&v, "stdout"), range(&v, "stdout_range")), ("€", [7, 10]));
+    }
+    // A budget under one character reads that character whole, so a
+    // loop of small reads still joins to the log byte for byte.
+    let mut cur = s(&first, "cursor").to_string();
+    let mut got = String::new();
+    let mut at = 0;
+    for _ in 0..20 {
+        let v = t.ok(&["tail", "--since", &cur, "--max-bytes", "2", &id]);
+        let r = range(&v, "stdout_range");
+        assert_eq!(r[0], at, "{v}");
+        assert_eq!(s(&v, "stdout").len() as u64, r[1] - r[0], "{v}");
+        if r[0] == r[1] {
+            break;
+        }
+        got.push_str(s(&v, "stdout"));
+        (at, cur) = (r[1], s(&v, "cursor").to_string());
+    }
+    assert_eq!(got, "aaaa€€");
+}
+
+#[test]
 fn bad_cursors_are_invalid_cursor_never_a_restart() {
     let t = TempRoot::new();
     let a = t.ok(&["run", "--", "sh", "-c", "echo out; echo err >&2"]);
@@ -565,5 +596,42 @@ fn http_tail_since_and_wait_match_the_cli() {
         let (status, body) = get(&format!("/tail/{id}?{q}"));
         let e: Value = serde_json::from_str(&body).unwrap();
         assert_eq!((status, s(&e["error"], "code")), (400, code), "{q}: {body}");
+    }
+}
+
+/// D41: every path a response prints exists when it is printed. A log
+/// removed by hand reads as empty and `tail` leaves its path out; a kept
+/// run whose directory was removed by hand is not listed in
+/// `previous_runs` (by `status` or `wait`). Nothing is recreated.
+#[test]
+fn printed_log_paths_exist_after_files_are_removed_by_hand() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo out; echo err >&2"]);
+    let id = s(&v, "job_id").to_string();
+    std::fs::remove_file(t.job_dir(&id).join("stdout.log")).unwrap();
+    let v = t.ok(&["tail", &id]);
+    assert!(v.get("stdout_log_path").is_none(), "{v}");
+    assert_eq!((s(&v, "stdout"), range(&v, "stdout_range")), ("", [0, 0]));
+    assert!(Path::new(s(&v, "stderr_log_path")).is_file(), "{v}");
+    assert_eq!(s(&v, "stderr"), "err\n");
+    assert!(!t.job_dir(&id).join("stdout.log").exists(), "recreated");
+
+    // Two kept runs (a retried job); the first one's directory goes.
+    let v = t.ok(&["run", "--retry", "2", "--", "echo try; exit 1"]);
+    let id = s(&v, "job_id").to_string();
+    assert_eq!(v["previous_runs"].as_array().unwrap().len(), 2, "{v}");
+    std::fs::remove_dir_all(t.job_dir(&id).join("runs/1")).unwrap();
+    for v in [t.ok(&["status", &id]), t.ok(&["wait", &id])] {
+        let runs = v["previous_runs"].as_array().unwrap();
+        let attempts: Vec<u64> = runs
+            .iter()
+            .map(|r| r["attempt"].as_u64().unwrap())
+            .collect();
+        assert_eq!(attempts, vec![2], "{v}");
+        for r in runs {
+            for k in ["stdout_log_path", "stderr_log_path"] {
+                assert!(Path::new(s(r, k)).is_file(), "{k}: {v}");
+            }
+        }
     }
 }

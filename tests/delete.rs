@@ -318,6 +318,100 @@ fn a_removal_that_fails_half_way_leaves_the_job_as_it_was() {
 }
 
 #[test]
+fn an_operating_system_failure_is_io_error_and_removes_nothing() {
+    // A job directory nothing can be removed from (immutable, as a
+    // read-only root would be): `io_error`, never `internal_error`.
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo", "kept"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let dir = t.job_dir(&id);
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i is not available here (needs root and ext4-like fs)");
+        return;
+    }
+    let (code, e) = t.err(&["delete", &id]);
+    let many = t.ok(&["delete", &id, &id[..12]]);
+    let listed: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(chattr("-i"));
+    assert_eq!((code, &e["error"]["code"]), (1, &json!("io_error")), "{e}");
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str(), "{e}");
+    assert_eq!(many["failed"], 1, "{many}");
+    assert!(
+        many["jobs"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("delete_failed: "),
+        "{many}"
+    );
+    for f in ["meta.json", "state.json", "stdout.log", "stderr.log"] {
+        assert!(listed.iter().any(|n| n == f), "{f} removed: {listed:?}");
+    }
+    t.ok(&["delete", &id]);
+    assert!(!dir.exists());
+}
+
+#[test]
+fn a_job_with_a_directory_for_its_state_is_refused_whole() {
+    // state.json replaced by a directory: `status` says unsafe_path, and
+    // so does `delete`, before anything is removed (an unlink could not
+    // remove it, and would have stopped with the logs already gone).
+    let t = TempRoot::new();
+    let odd = t.ok(&["run", "--", "echo", "odd"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fine = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = t.job_dir(&odd).join("state.json");
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let (_, st) = t.err(&["status", &odd]);
+    assert_eq!(st["error"]["code"], "unsafe_path", "{st}");
+    for args in [vec!["delete", &odd], vec!["delete", "--dry-run", &odd]] {
+        let (code, e) = t.err(&args);
+        assert_eq!(
+            (code, &e["error"]["code"]),
+            (1, &st["error"]["code"]),
+            "{e}"
+        );
+        assert_eq!(e["error"]["details"]["job_id"], odd.as_str(), "{e}");
+    }
+    // Several: it is skipped with its reason, the other one deleted.
+    let v = t.ok(&["delete", &odd, &fine]);
+    assert_eq!(
+        (
+            &v["deleted"],
+            &v["skipped"],
+            &v["out_of_scope"],
+            &v["failed"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(0)),
+        "{v}"
+    );
+    assert_eq!(v["jobs"][0]["reason"], "unsafe_path", "{v}");
+    // --all skips it as gc does (its state cannot be read).
+    let v = t.ok(&["delete", "--all"]);
+    assert_eq!(v["jobs"][0]["reason"], "state_unreadable", "{v}");
+    for f in ["meta.json", "stdout.log", "stderr.log"] {
+        assert!(t.job_dir(&odd).join(f).exists(), "{f} removed");
+    }
+    assert!(!t.job_dir(&fine).exists());
+}
+
+#[test]
 fn a_job_named_twice_is_deleted_once() {
     let t = TempRoot::new();
     let v = t.ok(&["run", "--", "true"]);

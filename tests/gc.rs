@@ -574,3 +574,39 @@ fn auto_gc_guard_is_a_lock_not_a_file() {
     t.settle();
     assert!(!t.job_dir(&old).exists());
 }
+
+#[test]
+fn a_job_with_a_directory_for_its_meta_is_skipped_whole() {
+    // meta.json replaced by a directory: an unlink cannot remove it, so
+    // gc would stop half-way with the logs gone. It is skipped with
+    // `unsafe_path` before anything is removed, dry run or not.
+    let t = TempRoot::new();
+    let id = finished(&t, "exited", 90 * 86_400, 1);
+    for f in ["stdout.log", "stderr.log"] {
+        std::fs::write(t.job_dir(&id).join(f), "x").unwrap();
+    }
+    let meta = t.job_dir(&id).join("meta.json");
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::create_dir(&meta).unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["gc", "--older-than", "1d"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let v = t.ok(&args);
+        let e = entry(&v, &id);
+        assert_eq!(
+            (&e["action"], &e["reason"]),
+            (&json!("skipped"), &json!("unsafe_path")),
+            "{v}"
+        );
+        assert_eq!(
+            (v["out_of_scope"].as_u64(), v["failed"].as_u64()),
+            (Some(1), Some(0)),
+            "{v}"
+        );
+    }
+    for f in ["state.json", "stdout.log", "stderr.log"] {
+        assert!(t.job_dir(&id).join(f).exists(), "{f} removed");
+    }
+}

@@ -19,6 +19,13 @@
 //! - `delete A B C`: every id must resolve first (else `job_not_found`,
 //!   nothing removed); then each is deleted or reported skipped.
 //! - `deleted` is reported only once the directory is verifiably gone.
+//! - A job that is not what a job should be (a symlink, a directory or
+//!   some other non-file where its state.json or meta.json should be:
+//!   what `status` reports as `unsafe_path`) is refused with that error
+//!   before anything of it is removed, never half-deleted; `delete A B`
+//!   and `--all` skip it with its reason (`unsafe_path`,
+//!   `state_unreadable`), as `gc` does. An operating-system failure while
+//!   removing (a read-only root) is `io_error`, not `internal_error`.
 //! - Counters: `skipped == out_of_scope + failed` (D21). Jobs of other
 //!   directories count in both `out_of_scope` and `skipped` but are not
 //!   listed.
@@ -85,6 +92,17 @@ impl DeleteBody {
         self.out_of_scope += 1;
         self.push(id, state, "skipped", reason);
     }
+
+    /// A removal that failed (counted `failed`), or that was refused
+    /// before it began (`unsafe_path`: out of scope, as in `gc`).
+    fn removal_failed(&mut self, id: &str, state: &'static str, e: &gc::RemoveError) {
+        if matches!(e, gc::RemoveError::Unsafe(_)) {
+            return self.out_of_scope(id, state, &e.reason());
+        }
+        self.skipped += 1;
+        self.failed += 1;
+        self.push(id, state, "skipped", &e.reason());
+    }
 }
 
 /// How long an explicit delete waits for readers that are letting go
@@ -107,6 +125,17 @@ fn refused(job: &Job, why: &str) -> Error {
     .in_job(&job.id)
 }
 
+/// Why a job stays: `delete_job`'s refusals and failures.
+enum Stay {
+    /// May not be removed now (running, in_use, pid_alive): its state
+    /// and the reason.
+    Refused(&'static str, String),
+    /// Its state reads as `unsafe_path`: refused as `status` refuses it.
+    Unsafe(Error),
+    /// The removal was refused or failed (`gc::remove_job_dir`).
+    Removal(&'static str, gc::RemoveError),
+}
+
 /// Delete one job (any state but running). Refusals are errors.
 pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody> {
     let mut body = DeleteBody::new(store, dry_run, None);
@@ -118,17 +147,9 @@ pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody>
             body.push(&job.id, state, action, "explicit_delete");
             Ok(body)
         }
-        Err((_, why)) if why.starts_with("delete_failed") || why == "post_delete_check_failed" => {
-            Err(Error::internal(match why.strip_prefix("delete_failed: ") {
-                Some(e) => format!("failed to delete job directory {}: {e}", job.dir.display()),
-                None => format!(
-                    "delete reported success but job directory still exists: {}",
-                    job.dir.display()
-                ),
-            })
-            .in_job(&job.id))
-        }
-        Err((_, why)) => Err(refused(job, &why)),
+        Err(Stay::Unsafe(e)) => Err(e.in_job(&job.id)),
+        Err(Stay::Removal(_, e)) => Err(e.into_error(job)),
+        Err(Stay::Refused(_, why)) => Err(refused(job, &why)),
     }
 }
 
@@ -159,35 +180,34 @@ pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
                 }
                 body.push(&job.id, state, action, "explicit_delete");
             }
-            Err((state, why))
-                if why.starts_with("delete_failed") || why == "post_delete_check_failed" =>
-            {
-                body.skipped += 1;
-                body.failed += 1;
-                body.push(&job.id, state, "skipped", &why);
-            }
-            Err((state, why)) => body.out_of_scope(&job.id, state, &why),
+            Err(Stay::Removal(state, e)) => body.removal_failed(&job.id, state, &e),
+            Err(Stay::Refused(state, why)) => body.out_of_scope(&job.id, state, &why),
+            Err(Stay::Unsafe(e)) => body.out_of_scope(&job.id, "unknown", e.code()),
         }
     }
     body
 }
 
-/// Delete one job unless it is running, held, or alive. Ok: its state
-/// and the action taken; Err: its state and the reason it stays.
-fn delete_job(
-    job: &Job,
-    dry_run: bool,
-) -> std::result::Result<(&'static str, &'static str), (&'static str, String)> {
-    let st = observe::current_state(job).ok();
+/// Delete one job unless it is running, held, alive or unsafe. Ok: its
+/// state and the action taken; Err: why it stays.
+fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'static str), Stay> {
+    // A state that cannot be read is no reason to keep a job (a damaged
+    // state.json is what one deletes), but one that is not a file at all
+    // is: every reader refuses that job as `unsafe_path`, and so does
+    // this, before anything of it is removed.
+    let st = match observe::current_state(job) {
+        Err(e) if e.code() == "unsafe_path" => return Err(Stay::Unsafe(e)),
+        r => r.ok(),
+    };
     let state = st.as_ref().map_or("unknown", |s| s.status().as_str());
     if st.as_ref().is_some_and(|s| s.status() == Status::Running) {
-        return Err((state, "running".into()));
+        return Err(Stay::Refused(state, "running".into()));
     }
     if dry_run {
         // A dry run predicts the real one: a job with live processes
         // would be refused.
         if let Some(why) = gc::alive_blocker(st.as_ref()) {
-            return Err((state, why.to_string()));
+            return Err(Stay::Refused(state, why.to_string()));
         }
         return Ok((state, "would_delete"));
     }
@@ -198,15 +218,15 @@ fn delete_job(
             let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
             let now = observe::current_state(job).ok();
             if !now.as_ref().is_some_and(|s| s.status().is_terminal()) {
-                return Err((state, "running".into()));
+                return Err(Stay::Refused(state, "running".into()));
             }
             now
         }
         other => other,
     };
-    let _hold =
-        gc::hold_for_removal(job, st.as_ref(), PATIENCE).map_err(|why| (state, why.to_string()))?;
-    gc::remove_job_dir(job).map_err(|why| (state, why))?;
+    let _hold = gc::hold_for_removal(job, st.as_ref(), PATIENCE)
+        .map_err(|why| Stay::Refused(state, why.to_string()))?;
+    gc::remove_job_dir(job).map_err(|e| Stay::Removal(state, e))?;
     Ok((state, "deleted"))
 }
 
@@ -272,11 +292,7 @@ pub fn delete_all(
                 body.deleted += 1;
                 body.push(name, state, "deleted", why);
             }
-            Err(why) => {
-                body.skipped += 1;
-                body.failed += 1;
-                body.push(name, state, "skipped", &why);
-            }
+            Err(e) => body.removal_failed(name, state, &e),
         }
         drop(hold);
     }

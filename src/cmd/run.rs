@@ -306,7 +306,7 @@ pub fn inline_body(
         duration_ms: st.result.duration_ms,
         timed_out: terminal.then_some(st.result.timed_out),
         attempt: st.attempt(),
-        previous_runs: st.previous_runs.clone(),
+        previous_runs: crate::runs::listed(&st.previous_runs),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),

@@ -94,7 +94,7 @@ impl StatusBody {
                 cost: crate::usage::Cost::of(st),
             },
             attempt: st.attempt(),
-            previous_runs: st.previous_runs.clone(),
+            previous_runs: crate::runs::listed(&st.previous_runs),
             queued: crate::queue::QueueInfo::of(st),
         }
     }

@@ -4,11 +4,16 @@
 //!
 //! Three modes, one document (`type: "tail"`):
 //! - plain: the last `--tail-lines` lines within the last `--max-bytes`
-//!   of each log (one pread each);
+//!   of each log (one pread each), starting at a character boundary (a
+//!   window that begins inside a character skips its last 1-3 bytes, as
+//!   the end `run` and `wait` return does);
 //! - `--since CURSOR`: the output written after the cursor, at most
 //!   `--max-bytes` per stream from the *start* of the new output
 //!   (`--tail-lines` does not apply), so a loop of `tail --since` reads
-//!   every byte of both streams exactly once, in order;
+//!   every byte of both streams exactly once, in order. A budget smaller
+//!   than the character at the cursor reads that one character whole (up
+//!   to 3 bytes over): split, it would be U+FFFD twice, and the loop's
+//!   texts would no longer join to the log (`observe::Log::span`);
 //! - `--grep`: `matches` (stdout's first, each stream in offset order):
 //!   the last `--tail-lines` matching lines per stream, at most
 //!   `--max-bytes` of line text per stream. `stdout`/`stderr` are empty
@@ -23,6 +28,9 @@
 //!   are complete (D15), so an incomplete UTF-8 character or an
 //!   unfinished line at the end of a finished job's log is final and
 //!   returned, while a running job's is left for the next read.
+//! - Every path printed exists (D41): a log that does not (removed by
+//!   hand) reads as empty, and its `*_log_path` is left out. Nothing is
+//!   written into the job directory to make it exist.
 //! - A bad cursor is `invalid_cursor` (exit 2, HTTP 400), never a silent
 //!   restart; a bad regex is `invalid_pattern`.
 //! - Grep streams through the log in 64 KiB chunks and keeps only the
@@ -70,8 +78,12 @@ pub struct TailBody {
     pub stdout: String,
     pub stderr: String,
     pub encoding: &'static str,
-    pub stdout_log_path: String,
-    pub stderr_log_path: String,
+    /// Absent when the log does not exist (removed by hand): every path
+    /// we print exists (D41). Such a log reads as empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_log_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_log_path: Option<String>,
     pub stdout_range: [u64; 2],
     pub stderr_range: [u64; 2],
     pub stdout_total_bytes: u64,
@@ -165,8 +177,8 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
         stdout: o.text,
         stderr: e.text,
         encoding: "utf-8-lossy",
-        stdout_log_path: job.stdout_display(),
-        stderr_log_path: job.stderr_display(),
+        stdout_log_path: out.exists().then(|| job.stdout_display()),
+        stderr_log_path: err.exists().then(|| job.stderr_display()),
         stdout_range: o.range,
         stderr_range: e.range,
         stdout_total_bytes: o.total,

@@ -161,7 +161,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         attempt: st.attempt(),
-        previous_runs: st.previous_runs.clone(),
+        previous_runs: crate::runs::listed(&st.previous_runs),
         matched: None,
         stdout: out.text,
         stderr: err.text,
