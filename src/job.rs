@@ -532,11 +532,15 @@ impl Job {
 
     /// `open_lock` for a caller that must tell a missing lock (Ok(None):
     /// never launched) from one it may not use: a `lock` that is a
-    /// symlink or not a regular file is `unsafe_path`.
+    /// symlink or not a regular file is `unsafe_path`. Open for writing:
+    /// a launch hands this descriptor to the supervisor, which takes
+    /// write locks on its bytes (its run's byte, the notification guard)
+    /// and reserves room in it, none of which a read-only one allows.
     pub fn open_lock_checked(&self) -> Result<Option<std::fs::File>> {
-        let opened = crate::sys::Dir::open(&self.dir).and_then(|d| d.open_regular(LOCK));
+        let opened = crate::sys::Dir::open(&self.dir)
+            .and_then(|d| d.open_file(LOCK, crate::sys::How::Existing));
         match opened {
-            Ok((f, _)) => Ok(Some(f)),
+            Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.lock_error(e)),
         }

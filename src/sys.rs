@@ -1229,6 +1229,8 @@ pub enum How {
     Open,
     /// Append, create (0600) if absent.
     Append,
+    /// Read and write a file that exists (never created).
+    Existing,
 }
 
 impl Dir {
@@ -1272,6 +1274,7 @@ impl Dir {
                 How::CreateNew => libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
                 How::Open => libc::O_RDWR | libc::O_CREAT,
                 How::Append => libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
+                How::Existing => libc::O_RDWR,
             };
         // SAFETY: `c` is a valid NUL-terminated name that outlives the
         // call; the mode argument is read only with O_CREAT.
