@@ -732,7 +732,7 @@ static RESTART: Cmd = Cmd {
     name: "restart",
     alias: None,
     about: "Run a job again under the same id, keeping its earlier runs",
-    long_about: "Relaunches the job from its stored definition (command, cwd, --env values, stdin; env files are read again) under the same id, then waits like run. A running job is first sent --signal (TERM) and, if it has not ended after --kill-after, SIGKILL; it must be gone (its supervisor and every process of its group) before the new run starts. The previous run's result and logs are kept in <job>/runs/<attempt>/ and listed by status as previous_runs (the last [restart] keep_runs, default 5); attempt counts the runs. A created job is started, as start would.",
+    long_about: "Relaunches the job from its stored definition (command, cwd, --env values, stdin; env files are read again) under the same id, then waits like run. A running job is first sent --signal (TERM) and, if it has not ended after --kill-after, SIGKILL; it must be gone (its supervisor, once it has delivered that run's notifications, and every process of its group) before the new run starts. The previous run's result and logs are kept in <job>/runs/<attempt>/ and listed by status as previous_runs (the last [restart] keep_runs, default 5); attempt counts the runs. A created job is started, as start would.",
     flags: &[
         Flag::value("signal", "SIGNAL", Ty::Signal, "Signal for a running job: TERM, INT, HUP, KILL, ...").default("TERM"),
         Flag::value("kill-after", "DURATION", Ty::Duration, "SIGKILL the running job's group if it has not ended this long after --signal").default("5s"),

@@ -336,7 +336,7 @@ const MAX_RSS: &str = "Once terminal: peak resident set size in KiB of the large
 
 const ATTEMPT: &str =
     "Which run of the job this is: 1 for its first, one more for each restart or --retry run.";
-const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path}; their logs are in <job>/runs/<attempt>/.";
+const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path}; their logs are in <job>/runs/<attempt>/ (a run whose logs were removed by hand is not listed).";
 const PREVIOUS_RUNS_INLINE: &str = "When the job has run before (a --retry run, a restarted job): its earlier runs, as status lists them in previous_runs.";
 const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
 const QUEUE_POSITION: &str = "While queued in a queue's line: how many of its jobs are ahead of this one (0 = it starts next); absent while the job still waits for its --after/--after-ok jobs (it joins the line after them). Computed when read, never stale.";
@@ -478,8 +478,8 @@ const REPLIES: &[Reply] = &[
             ("stdout", "The last lines of stdout (lossy UTF-8)."),
             ("stderr", "The last lines of stderr."),
             ("encoding", "Always \"utf-8-lossy\"."),
-            ("stdout_log_path", "Path of the stdout log."),
-            ("stderr_log_path", "Path of the stderr log."),
+            ("stdout_log_path", "Path of the stdout log; absent when the log does not exist (it then reads as empty)."),
+            ("stderr_log_path", "Path of the stderr log; absent likewise."),
             ("stdout_range", "[start, end] byte offsets of the returned stdout text; start > 0 means earlier output was left out."),
             ("stderr_range", "[start, end] byte offsets of the returned stderr text."),
             ("stdout_total_bytes", "Size of the stdout log."),
@@ -914,12 +914,12 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("invalid_cursor", 2, "A tail --since cursor that is garbage, belongs to another job, points past the end of a log, or names a log that was deleted or replaced since."),
     ("job_not_found", 1, "No job matches the id or prefix."),
     ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20) and truncated."),
-    ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job)."),
+    ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job); retryable when another caller is mid-change on the job (a launch in progress, the previous run's supervisor still delivering notifications)."),
     ("stdin_required", 1, "--stdin - while standard input is a terminal."),
     ("stdin_closed", 1, "send to a job whose stdin was closed (--eof) or that has ended."),
     ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes."),
     ("invalid_config", 1, "config.toml (or a server setting) cannot be used, or --config names a file that does not exist; the message names the file, line and key."),
-    ("unsafe_path", 1, "A file inside a job directory is a symlink, or the job directory itself is one; agent-exec follows neither."),
+    ("unsafe_path", 1, "A file inside a job directory is a symlink (or a directory or other non-file where a file should be), or the job directory itself is a symlink; agent-exec follows neither."),
     ("io_error", 1, "An operating-system failure; retryable when trying again can help (EAGAIN, EBUSY, ENOSPC, ...)."),
     ("internal_error", 1, "A bug or an unreadable job file; a panic is reported this way too."),
     ("serve_unsafe_bind", 1, "serve refuses a non-loopback address without --insecure and AGENT_EXEC_SERVE_TOKEN."),
