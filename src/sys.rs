@@ -1090,18 +1090,13 @@ fn regular_metadata(f: &File) -> io::Result<std::fs::Metadata> {
 }
 
 /// A file opened for writing with O_NONBLOCK (so that a FIFO under its
-/// name could not block the open), if it is a regular file: with its
-/// status flags but O_NONBLOCK back, so that its writes block as a
-/// log's must. Anything else (a FIFO that has a reader, a device) is
-/// refused (`is_not_regular`) and closed.
+/// name could not block the open), if it is a regular file. Anything
+/// else (a FIFO that has a reader, a device) is refused
+/// (`is_not_regular`) and closed. The flag stays: it has no effect on a
+/// regular file, whose writes block as a log's must (open(2)), so
+/// clearing it would only cost two more system calls per file.
 pub fn regular_for_writing(f: File) -> io::Result<File> {
     check_regular(&f)?;
-    let fd = f.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL only read and change file status flags of
-    // a descriptor `f` keeps open.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: as above; only O_NONBLOCK changes.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
     Ok(f)
 }
 
@@ -1259,10 +1254,10 @@ impl Dir {
     /// Every mode opens O_NONBLOCK, so that a FIFO planted under the
     /// name never blocks the open; a mode that writes then refuses
     /// anything but a regular file (`is_not_regular`: a FIFO with no
-    /// reader fails the open with ENXIO, one with a reader opens) and
-    /// gives the file back its blocking writes (`regular_for_writing`).
-    /// Reads keep O_NONBLOCK, which regular files ignore; a reader that
-    /// needs a regular file asks `open_regular`.
+    /// reader fails the open with ENXIO, one with a reader opens;
+    /// `regular_for_writing`), but for `CreateNew`, which only ever makes
+    /// a new regular file. O_NONBLOCK stays set: regular files ignore it.
+    /// A reader that needs a regular file asks `open_regular`.
     pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {
         let c = cpath(name.as_bytes())?;
         let flags = libc::O_NOFOLLOW
@@ -1285,7 +1280,13 @@ impl Dir {
         }
         let fd = cvt(rc).map_err(nonblocking_write_error)?;
         // SAFETY: the kernel just gave us this descriptor.
-        regular_for_writing(unsafe { File::from_raw_fd(fd) })
+        let f = unsafe { File::from_raw_fd(fd) };
+        if how == How::CreateNew {
+            // O_CREAT|O_EXCL made it, so it is a new regular file (a name
+            // taken by anything, a dangling symlink included, is EEXIST).
+            return Ok(f);
+        }
+        regular_for_writing(f)
     }
 
     /// `name` opened for reading if it is a regular file (never
