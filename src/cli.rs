@@ -991,7 +991,7 @@ static MCP: Cmd = Cmd {
     name: "mcp",
     alias: None,
     about: "Serve the job loop as MCP tools over stdio",
-    long_about: "Speaks the Model Context Protocol (JSON-RPC 2.0, one message per line) on stdin and stdout, with the tools run, status, tail, wait, kill, send, list, delete and restart: each takes its command's flags under their HTTP names (until and timeout in seconds) and answers with the document the command prints as structuredContent. Waits are bounded by AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10, when a call gives no until) and AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50, a cap). Ends at EOF on stdin; jobs go on.",
+    long_about: "Speaks the Model Context Protocol (JSON-RPC 2.0, one message per line) on stdin and stdout, with the tools run, status, tail, wait, kill, send, list, delete and restart: each takes its command's flags under their HTTP names (until and timeout in seconds) and answers with the document the command prints as structuredContent. Waits are bounded by AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10, when a call gives no until) and AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50, a cap). At EOF on stdin it answers every request already read, then ends; jobs go on.",
     flags: &[],
     pos: &[],
     conflicts: &[],
