@@ -460,11 +460,21 @@ fn restart_under_a_waiter(wait_args: &[&str]) -> (TempRoot, String, Value, Value
     let t = TempRoot::new();
     let id = t.start_job(&["echo first; sleep 30"]);
     t.ok(&["wait", "--output", "first", "--until", "30", &id]);
-    let mut args = vec!["-v", "wait"];
+    let mut args = vec!["wait"];
     args.extend_from_slice(wait_args);
     args.extend(["--until", "30", &id]);
+    let (r, w) = restart_while_waiting(&t, &args, &id);
+    (t, id, r, w)
+}
+
+/// Start `agent-exec -v <args>` (a wait), restart job `id` once it says
+/// it is waiting, and return the restart's answer and the waiter's
+/// document, which must come without hanging.
+fn restart_while_waiting(t: &TempRoot, args: &[&str], id: &str) -> (Value, Value) {
+    let mut all = vec!["-v"];
+    all.extend_from_slice(args);
     let mut waiter = t
-        .cmd(&args)
+        .cmd(&all)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -476,7 +486,7 @@ fn restart_under_a_waiter(wait_args: &[&str]) -> (TempRoot, String, Value, Value
         line.clear();
         assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
     }
-    let r = t.ok(&["restart", "--no-wait", &id]);
+    let r = t.ok(&["restart", "--no-wait", id]);
     let t0 = Instant::now();
     let mut out = String::new();
     waiter
@@ -490,8 +500,7 @@ fn restart_under_a_waiter(wait_args: &[&str]) -> (TempRoot, String, Value, Value
         t0.elapsed() < Duration::from_secs(10),
         "the wait did not hang"
     );
-    let w: Value = serde_json::from_str(out.trim()).unwrap();
-    (t, id, r, w)
+    (r, serde_json::from_str(out.trim()).unwrap())
 }
 
 #[test]
@@ -806,37 +815,14 @@ fn a_wait_for_several_jobs_during_a_restart_answers_with_the_run_it_waited_on() 
         let began = t.ok(&["restart", "--no-wait", &id])["attempt"]
             .as_u64()
             .unwrap();
-        // `--all` over the restarted job and one that has ended.
-        let mut args = vec!["-v", "wait", "--until", "30"];
+        let mut args = vec!["wait", "--until", "30"];
         if any {
             args.extend(["--any", &id, &other]);
         } else {
+            // `--all` over the restarted job and one that has ended.
             args.extend(["--all", &id, &quick]);
         }
-        let mut waiter = t
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(waiter.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("waiting up to") {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "waiter ended early");
-        }
-        t.ok(&["restart", "--no-wait", &id]);
-        let t0 = Instant::now();
-        let mut out = String::new();
-        waiter
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        waiter.wait().unwrap();
-        assert!(t0.elapsed() < Duration::from_secs(10), "the wait hung");
-        let w: Value = serde_json::from_str(out.trim()).unwrap();
+        let (_, w) = restart_while_waiting(&t, &args, &id);
         let mine = &w["jobs"][0];
         assert_eq!(mine["job_id"], id.as_str(), "{w}");
         assert_eq!(mine["attempt"], began, "the run it waited on: {w}");
