@@ -1911,6 +1911,7 @@ pub fn open_pty(cols: u16, rows: u16) -> io::Result<(OwnedFd, CString)> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcStat {
     pub state: u8,
+    pub ppid: u32,
     pub pgrp: u32,
     pub session: u32,
     /// Clock ticks after boot at which the process started: with the pid,
@@ -1926,6 +1927,7 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     // rest starts at field 3 (state): field N is f[N - 3].
     Some(ProcStat {
         state: *f.first()?.as_bytes().first()?,
+        ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         session: f.get(3)?.parse().ok()?,
         start_time: f.get(19)?.parse().ok()?,

@@ -242,20 +242,12 @@ fn is_ancestor(pid: u32) -> bool {
         if p == pid {
             return true;
         }
-        match parent_of(p) {
+        match sys::proc_stat(p).map(|s| s.ppid) {
             Some(pp) if pp > 0 && pp != p => p = pp,
             _ => return false,
         }
     }
     false
-}
-
-/// The parent of `pid`: field 4 of /proc/PID/stat, counted after the
-/// command name's last `)` (the name may hold spaces and parentheses).
-fn parent_of(pid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// Processes of the old run that outlived its root (a TERM-ignoring
