@@ -502,8 +502,8 @@ fn repair_locked(dirf: &crate::sys::Dir, gaps: &File, slot: usize, odd: Gap) -> 
 /// left as it is.
 pub fn settle_orphaned(dir: &Path, max: u64, full_here: bool) -> io::Result<()> {
     let dirf = crate::sys::Dir::open(dir)?;
-    let gaps = match dirf.open_file(GAPS, crate::sys::How::Read) {
-        Ok(_) => dirf.open_file(GAPS, crate::sys::How::Open)?,
+    let gaps = match dirf.open_file(GAPS, crate::sys::How::Existing) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
@@ -521,12 +521,9 @@ pub fn settle_orphaned(dir: &Path, max: u64, full_here: bool) -> io::Result<()> 
             continue;
         };
         let gap = repair_locked(&dirf, &gaps, slot, rec)?;
-        let mut f = match dirf.open_file(log_name(slot), crate::sys::How::Read) {
-            Ok(f) if f.metadata()?.is_file() => {
-                drop(f);
-                dirf.open_file(log_name(slot), crate::sys::How::Open)?
-            }
-            _ => continue,
+        // Absent (no full.log), or not a regular file: nothing to cut.
+        let Ok(mut f) = dirf.open_file(log_name(slot), crate::sys::How::Existing) else {
+            continue;
         };
         let size = f.metadata()?.len();
         let mut c = Capper::new(Cap::new(max), gaps.try_clone()?, slot);
@@ -603,19 +600,26 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_cut_cut_short_by_a_crash_is_finished_by_a_reader() {
-        use std::io::Write;
-        let dir = std::env::temp_dir().join(format!("ae-logcap-crash-{}", std::process::id()));
+    /// A scratch job directory for a crashed cut: its gap records, its
+    /// (free) job lock and an empty stdout.log.
+    fn crash_scene(name: &str) -> (std::path::PathBuf, File, File, File) {
+        let dir = std::env::temp_dir().join(format!("ae-logcap-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let d = crate::sys::Dir::open(&dir).unwrap();
         let gaps = create(&d).unwrap();
-        let _lock = d
+        let lock = d
             .open_file(crate::job::LOCK, crate::sys::How::Open)
             .unwrap();
-        let mut f = d
+        let f = d
             .open_file(crate::job::STDOUT, crate::sys::How::Open)
             .unwrap();
+        (dir, gaps, lock, f)
+    }
+
+    #[test]
+    fn a_cut_cut_short_by_a_crash_is_finished_by_a_reader() {
+        use std::io::Write;
+        let (dir, gaps, _lock, mut f) = crash_scene("crash");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         let mut c = Capper::new(Cap::new(1000), gaps.try_clone().unwrap(), STDOUT);
         // More than the slack: the first write is cut (the marker is in).
@@ -735,17 +739,7 @@ mod tests {
         // 0: stopped while staging the tail; 1: cut, but the record not
         // yet made even.
         for when in 0..2 {
-            let dir =
-                std::env::temp_dir().join(format!("ae-logcap-stage-{}-{when}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let d = crate::sys::Dir::open(&dir).unwrap();
-            let gaps = create(&d).unwrap();
-            let _lock = d
-                .open_file(crate::job::LOCK, crate::sys::How::Open)
-                .unwrap();
-            let mut f = d
-                .open_file(crate::job::STDOUT, crate::sys::How::Open)
-                .unwrap();
+            let (dir, gaps, _lock, mut f) = crash_scene(&format!("stage-{when}"));
             f.write_all(&data).unwrap();
             let g = Gap {
                 gen: 1,
