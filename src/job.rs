@@ -166,6 +166,11 @@ pub struct Meta {
     /// `--after-ok ID`: jobs that must have exited 0.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_ok: Vec<String>,
+    /// `[restart] keep_runs` of the config named with `--config` when the
+    /// job was defined: what `restart` keeps of its earlier runs. Absent:
+    /// the default config, as read at restart time, says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_runs: Option<u64>,
     /// `run --retry N [--retry-delay D]`: the supervisor runs the job
     /// again when it exits non-zero (see `runs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -79,6 +79,8 @@ pub struct Spec {
     pub tty: Option<[u16; 2]>,
     /// `--retry N [--retry-delay D]` (None: no retry).
     pub retry: Option<job::Retry>,
+    /// `[restart] keep_runs` of a config named with `--config`.
+    pub keep_runs: Option<u64>,
     /// `--max-log-bytes` (else `[log] max_bytes`; None or 0: no cap).
     pub max_log_bytes: Option<u64>,
     /// `--no-full-log` (or `[log] full = false`).
@@ -116,6 +118,7 @@ impl Spec {
             interactive: false,
             tty: None,
             retry: None,
+            keep_runs: None,
             max_log_bytes: None,
             no_full_log: false,
             sink_timeout_secs: None,
@@ -172,6 +175,9 @@ impl Spec {
                 keep_runs: cfg.keep_runs,
             }),
         };
+        // A config named with --config is not read again by `restart`,
+        // so what it says about earlier runs is kept with the job.
+        spec.keep_runs = m.has("config").then_some(cfg.keep_runs);
         spec.queue = m.get("queue").map(str::to_string);
         if let Some(q) = &spec.queue {
             crate::queue::check_name(q)?;
@@ -414,6 +420,7 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         interactive: spec.interactive,
         tty: spec.tty,
         retry: spec.retry.clone(),
+        keep_runs: spec.keep_runs,
         queue: spec.queue.clone(),
         parallel: spec.queue.as_ref().map(|_| spec.parallel.unwrap_or(1)),
         after: resolve_deps(store, &spec.after)?,

@@ -559,7 +559,7 @@ const REPLIES: &[Reply] = &[
         notes: &[
             "The job runs again from its stored definition under the same id: command, cwd, --env values (from env.json), stdin, timeouts, notifications and --retry; --env-file files are read again, as at every launch. A created job is simply started, as start would.",
             "A running job is sent --signal (TERM), then SIGKILL to its whole group if it has not ended after --kill-after (5s); the new run starts only once its supervisor has recorded the end and no process of the old group is left. The --until budget counts from the new launch.",
-            "Nothing is thrown away: the previous run's state.json, stdout.log, stderr.log and (in the job directory) full.log move to <job>/runs/<attempt>/ by rename, and status lists the run in previous_runs. The last [restart] keep_runs runs are kept (default 5); older ones are removed.",
+            "Nothing is thrown away: the previous run's state.json, stdout.log, stderr.log and (in the job directory) full.log move to <job>/runs/<attempt>/ by rename, and status lists the run in previous_runs. The last [restart] keep_runs runs are kept (default 5; a job run or created with --config keeps what that file says, else the default config is read at restart time); older ones are removed.",
         ],
         see: &["run", "status", "wait", "kill"],
     },

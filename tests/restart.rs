@@ -236,6 +236,29 @@ fn only_the_last_keep_runs_are_kept() {
 }
 
 #[test]
+fn keep_runs_of_a_config_given_with_run_holds_for_its_restarts() {
+    // restart has no --config: what the one named at `run` says about
+    // earlier runs stays with the job; the default config says nothing.
+    let t = TempRoot::new();
+    let cfg = t.base.join("mine.toml");
+    std::fs::write(&cfg, "[restart]\nkeep_runs = 1\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let id = id_of(&t.ok(&["run", "--config", cfg, "--", "echo hi"]));
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = t.ok(&["restart", &id]);
+    }
+    assert_eq!(last["attempt"], 4);
+    assert_eq!(attempts(&last), vec![3], "{last}");
+    // Without --config the default (5) holds.
+    let other = id_of(&t.ok(&["run", "--", "echo hi"]));
+    for _ in 0..3 {
+        last = t.ok(&["restart", &other]);
+    }
+    assert_eq!(attempts(&last), vec![1, 2, 3]);
+}
+
+#[test]
 fn restart_of_a_created_job_starts_it() {
     let t = TempRoot::new();
     let id = id_of(&t.ok(&["create", "--", "echo deferred"]));

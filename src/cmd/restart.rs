@@ -305,7 +305,10 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         };
         let mut meta = job.read_meta()?;
         meta.env_vars = launch::env_display(job, &meta);
-        let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
+        // A config the job was defined with (`run --config`) says how
+        // many runs to keep; else the default config, read now.
+        let keep = meta.keep_runs.unwrap_or(cfg.keep_runs);
+        let lock = stop_and_keep(job, stop, keep)?;
         let t0 = Instant::now();
         let deadline = plan.deadline();
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
