@@ -15,18 +15,19 @@
 //! All three select a prefix of the same oldest-first order, so each can
 //! be evaluated on its own and the union is still "what is needed".
 //!
-//! Also removed: `created` jobs (never started) older than the age rule,
-//! counted from their creation (reason `older_than`), and half-written
-//! job directories — named as a job id, no meta.json, untouched for a
-//! minute — left by a launch that died (reason `incomplete`). Anything
-//! else in the root that is not a readable job is skipped
-//! (`state_unreadable`), however old: it is not ours.
+//! Also removed: half-written job directories — named as a job id, no
+//! meta.json, untouched for a minute — left by a launch that died
+//! (reason `incomplete`). Anything else in the root that is not a
+//! readable job is skipped (`state_unreadable`), however old: it is not
+//! ours.
 //!
 //! Invariants
-//! - `running` jobs are never deleted, and neither is any job whose job
-//!   lock is held (a supervisor or a launch), that a reader has pinned,
-//!   or that still has live processes (`hold_for_removal`): those are
-//!   skipped with `running`, `in_use` or `pid_alive`. A `running` job
+//! - Active jobs (`created`, `queued`, `running`) are never deleted
+//!   (`active_job`): a `created` job is one someone means to `start`.
+//!   Neither is any job whose job lock is held (a supervisor or a
+//!   launch), that a reader has pinned, or that still has live processes
+//!   (`hold_for_removal`): those are skipped with `running`, `in_use` or
+//!   `pid_alive`. A `running` job
 //!   whose supervisor is gone is first reconciled to `failed`
 //!   (`observe::current_state`) and is then an ordinary terminal job.
 //! - Sizes never follow symlinks, and neither does removal.
@@ -412,7 +413,6 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let cutoff_ms = i128::from(cutoff) * 1000;
     let mut r = Report::default();
     let mut done: Vec<Finished> = Vec::new();
-    let mut stale_created: Vec<Finished> = Vec::new();
     let mut incomplete: Vec<&str> = Vec::new();
     let mut unscanned = 0u64;
     // Names beyond `max_jobs`: as many finished jobs as the rule can take.
@@ -456,10 +456,9 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             }
         };
         let status = st.status();
-        // A created job that was never started goes by the age rule
-        // alone, counted from its creation.
-        let created = status == crate::job::Status::Created;
-        if !status.is_terminal() && !created {
+        // Active jobs are never touched, `created` ones included (the
+        // README: "Active jobs (running / created) are never touched").
+        if !status.is_terminal() {
             r.out_of_scope(name, status.as_str(), "active_job", 0);
             continue;
         }
@@ -467,20 +466,6 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             r.out_of_scope(name, status.as_str(), "no_timestamp", 0);
             continue;
         };
-        if created {
-            if at < cutoff {
-                stale_created.push(Finished {
-                    name,
-                    state: status.as_str(),
-                    at,
-                    bytes: None,
-                    rules: OLDER_THAN,
-                });
-            } else {
-                r.out_of_scope(name, status.as_str(), "active_job", 0);
-            }
-            continue;
-        }
         done.push(Finished {
             name,
             state: status.as_str(),
@@ -537,11 +522,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             None,
         );
     }
-    for f in done
-        .iter()
-        .filter(|f| f.rules != 0)
-        .chain(stale_created.iter())
-    {
+    for f in done.iter().filter(|f| f.rules != 0) {
         r.candidate_count += 1;
         let job = store.job(f.name);
         if let Some(b) = p.budget {

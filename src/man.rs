@@ -622,7 +622,7 @@ const REPLIES: &[Reply] = &[
             ("jobs", "One {job_id, state, action, reason, bytes} per job; reason joins the rules that selected it with + (older_than, max_jobs, max_bytes)."),
         ],
         notes: &[
-            "Finished jobs (exited, killed, failed) are deleted by the rules above; their age compares finished_at (else updated_at) with the window. gc also removes created jobs older than --older-than (age since created_at), and half-written job directories (named as a job id, no meta.json) older than a minute. Anything else in the root is skipped (state_unreadable), however old.",
+            "Finished jobs (exited, killed, failed) are deleted by the rules above; their age compares finished_at (else updated_at) with the window. Active jobs (created, queued, running) are never touched, however old (skipped with reason active_job). gc also removes half-written job directories (named as a job id, no meta.json) older than a minute. Anything else in the root is skipped (state_unreadable), however old.",
             SAFE_DELETE,
             DURATIONS,
         ],
