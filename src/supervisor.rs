@@ -82,6 +82,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
         std::thread::sleep(Duration::from_millis(ms));
         return Ok(Output::Done);
     }
+    // Blocked before any thread starts, so every thread has it blocked
+    // and the note stays pending until the run's end takes it.
+    let _ = sys::block_signals(&[sys::STOP_NOTE]);
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
@@ -531,7 +534,9 @@ fn run_once(
     state.finished_at = Some(now.clone());
     state.updated_at = now;
     state.output_lost = tee.losses();
-    if let Some(r) = retry_due(&meta, &state, retried) {
+    // A `kill` or `restart` that stopped this run said so first.
+    let stopped = sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
+    if let Some(r) = retry_due(&meta, &state, retried).filter(|_| !stopped) {
         // Run again: this run's matches are delivered now (its queue),
         // its collection finished or handed on; `job.finished` waits for
         // the last run.

@@ -2229,6 +2229,15 @@ fn thread_sigmask(how: libc::c_int, sigs: &[i32]) -> io::Result<()> {
 /// `lock_exclusive_interruptible` (`interrupt_thread`).
 pub const INTERRUPT: i32 = libc::SIGUSR1;
 
+/// The note `kill` and `restart` send a running job's supervisor before
+/// they signal its group: "this run was stopped on purpose", so a
+/// `--retry` job that answers TERM with a non-zero exit is not run
+/// again. The supervisor blocks it from its start and takes it with
+/// `take_pending_signal` when the run ends. SIGURG because its default
+/// action is to ignore it: a note that reached some other process (a
+/// supervisor pid reused after a crash) does nothing there.
+pub const STOP_NOTE: i32 = libc::SIGURG;
+
 extern "C" fn on_interrupt(_: libc::c_int) {
     // Nothing: its only purpose is to end a blocking call with EINTR.
 }

@@ -371,6 +371,39 @@ fn retry_gives_up_after_n_and_skips_killed_runs() {
     assert!(v.get("previous_runs").is_none(), "{v}");
 }
 
+/// A job that answers TERM with an exit code of its own (a server, a test
+/// runner) was stopped on purpose by `kill` or `restart`: not retried.
+#[test]
+fn a_stopped_job_that_exits_non_zero_on_term_is_not_retried() {
+    let t = TempRoot::new();
+    let script = "trap 'exit 143' TERM; echo ready; sleep 30 & wait";
+    let id = id_of(&t.ok(&["run", "--retry", "2", "--no-wait", "--", script]));
+    let w = t.ok(&["wait", "--output", "ready", "--until", "30", &id]);
+    assert!(w["matched"].is_object(), "{w}");
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "exited", "{k}");
+    assert_eq!(k["exit_code"], 143);
+    let s = t.wait_done(&id);
+    assert_eq!(
+        (s["state"].as_str(), s["attempt"].as_u64()),
+        (Some("exited"), Some(1)),
+        "{s}"
+    );
+    // restart stops it with TERM, which ends it at once (no SIGKILL
+    // after the grace, no extra attempt), then runs it again.
+    let id = id_of(&t.ok(&["run", "--retry", "2", "--no-wait", "--", script]));
+    t.ok(&["wait", "--output", "ready", "--until", "30", &id]);
+    let r = t.ok(&["restart", "--kill-after", "20s", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    let prev = &r["previous_runs"][0];
+    assert_eq!(
+        (prev["state"].as_str(), prev["exit_code"].as_i64()),
+        (Some("exited"), Some(143)),
+        "{r}"
+    );
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}
+
 /// A restart of a job defined with `--retry` reruns the failures too; its
 /// answer describes the last of them, earlier runs and all (not the list
 /// as it stood when the restart launched).

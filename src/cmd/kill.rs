@@ -128,10 +128,7 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
             now
         }
         Status::Running => {
-            if let Some(pid) = st.pid {
-                sys::kill_group(pid, sig)
-                    .map_err(|e| Error::io(format!("signal process group {pid}"), e))?;
-            }
+            signal_running(&st, sig)?;
             if no_wait {
                 return Ok(body);
             }
@@ -158,6 +155,21 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
         }
     };
     Ok(fill(body, &st, t0))
+}
+
+/// Send `sig` to a running job's process group. A signal that ends jobs
+/// is announced to its supervisor first (`sys::STOP_NOTE`), so that a
+/// run stopped on purpose is not taken for a failure to `--retry`, even
+/// when the job answers TERM with an exit code of its own.
+pub fn signal_running(st: &crate::job::State, sig: i32) -> Result<()> {
+    let Some(pid) = st.pid else { return Ok(()) };
+    if let (true, Some(spid)) = (ends_job(sig), st.supervisor_pid) {
+        // Best effort: a supervisor that is gone has nothing to retry.
+        let _ = sys::kill(spid as i32, sys::STOP_NOTE);
+    }
+    sys::kill_group(pid, sig)
+        .map(|_| ())
+        .map_err(|e| Error::io(format!("signal process group {pid}"), e))
 }
 
 /// The answer once the job has been watched: what the state says.

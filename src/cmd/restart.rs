@@ -110,9 +110,8 @@ fn stop_running(job: &Job, stop: Stop) -> Result<()> {
     let t0 = Instant::now();
     let signal_now = |sig: i32| -> Result<()> {
         let st = observe::current_state(job)?;
-        if let (Status::Running, Some(pid)) = (st.status(), st.pid) {
-            sys::kill_group(pid, sig)
-                .map_err(|e| Error::io(format!("signal process group {pid}"), e))?;
+        if st.status() == Status::Running {
+            super::kill::signal_running(&st, sig)?;
         }
         Ok(())
     };
