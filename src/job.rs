@@ -473,10 +473,19 @@ impl Job {
         if !crate::sys::try_lock_shared(&f).map_err(|e| Error::io("lock job directory", e))? {
             crate::sys::lock_shared(&f).map_err(|e| Error::io("lock job directory", e))?;
         }
-        // Removed while we waited (or a half-written directory).
-        let meta = crate::sys::Dir::open(&self.dir).map(|d| d.exists(META));
-        if defined && !matches!(meta, Ok(true)) {
-            return Err(Error::JobNotFound(self.id.clone()));
+        // Removed while we waited (or a half-written directory). A
+        // directory that cannot be opened for another reason (out of
+        // descriptors) is an I/O failure, never "not found": a caller
+        // would conclude the job is gone.
+        if defined {
+            match crate::sys::Dir::open(&self.dir).map(|d| d.exists(META)) {
+                Ok(true) => {}
+                Ok(false) => return Err(Error::JobNotFound(self.id.clone())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::JobNotFound(self.id.clone()))
+                }
+                Err(e) => return Err(Error::io(format!("open {}", self.dir.display()), e)),
+            }
         }
         self.pin = Some(std::sync::Arc::new(f));
         Ok(())

@@ -285,15 +285,24 @@ pub fn resolve_wrapper(flag: Option<&str>, cfg: &Config) -> Result<Vec<String>> 
 /// The process cwd, or the canonical `--cwd` (absolute if it cannot be
 /// canonicalised, e.g. because it does not exist: the supervisor then
 /// records `cwd_not_found`).
-fn effective_cwd(cwd: Option<&str>) -> String {
+/// The job's working directory as stored: `--cwd` (made absolute), else
+/// the caller's own, canonical. A caller whose directory is gone (getcwd
+/// fails) or whose path is not UTF-8 (meta.json holds text) is refused:
+/// running the command anywhere else (`/`, or a path rewritten lossily
+/// that names no directory) is never what was asked.
+fn effective_cwd(cwd: Option<&str>) -> Result<String> {
     let base = match cwd {
         Some(c) => PathBuf::from(c),
-        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        None => std::env::current_dir().map_err(|e| Error::io("current directory", e))?,
     };
-    fs::canonicalize(&base)
-        .unwrap_or_else(|_| store::absolutize(&base))
-        .to_string_lossy()
-        .into_owned()
+    let path = fs::canonicalize(&base).unwrap_or_else(|_| store::absolutize(&base));
+    match path.into_os_string().into_string() {
+        Ok(s) => Ok(s),
+        Err(p) => Err(Error::usage(format!(
+            "the working directory {} is not valid UTF-8; pass --cwd with a path that is",
+            p.to_string_lossy()
+        ))),
+    }
 }
 
 /// Masked display form of `--env` entries.
@@ -406,7 +415,7 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         env_keys,
         env_vars: display_env(&spec.env, &spec.mask),
         mask: spec.mask.clone(),
-        cwd: Some(effective_cwd(spec.cwd.as_deref())),
+        cwd: Some(effective_cwd(spec.cwd.as_deref())?),
         notification: spec.notification.clone().filter(|n| !n.is_empty()),
         tags: spec.tags.clone(),
         inherit_env: spec.inherit_env,

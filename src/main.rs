@@ -68,7 +68,13 @@ fn main() {
             output::init_logging(m.verbose);
             // Progress notes are for a person watching stderr only.
             progress::enable(m.verbose > 0 && sys::isatty(2));
-            let res = match table::check(&m) {
+            // Commands that never touch a jobs root do not care where it is.
+            let rootless = matches!(m.cmd.name, "schema" | "completions" | "install-skills");
+            let checked = table::check(&m).and_then(|()| match rootless {
+                true => Ok(()),
+                false => store::check_root_env(m.root.as_deref()),
+            });
+            let res = match checked {
                 Ok(()) => (m.cmd.exec)(&m),
                 Err(e) => Err(e),
             };

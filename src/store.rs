@@ -43,6 +43,32 @@ pub struct Store {
     pub root: PathBuf,
 }
 
+/// The environment variables that can name the root, in order of
+/// precedence after `--root` (HOME: the last resort).
+const ROOT_VARS: [&str; 3] = ["AGENT_EXEC_ROOT", "XDG_DATA_HOME", "HOME"];
+
+/// Refuse a root the environment names in bytes that are not UTF-8, as
+/// `--root` refuses them (`usage_error`), instead of passing over the
+/// variable and quietly using the next one: a job must never land in a
+/// root other than the one asked for. Only the variable that decides
+/// counts (an unused HOME may be anything).
+pub fn check_root_env(flag: Option<&str>) -> Result<()> {
+    if flag.is_some() {
+        return Ok(());
+    }
+    for key in ROOT_VARS {
+        match std::env::var_os(key) {
+            Some(v) if v.is_empty() => continue,
+            Some(v) if v.to_str().is_none() => return Err(Error::usage(format!(
+                "{key} is not valid UTF-8; agent-exec takes a jobs root whose path is (use --root)"
+            ))),
+            Some(_) => return Ok(()),
+            None => continue,
+        }
+    }
+    Ok(())
+}
+
 fn env_nonempty(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }

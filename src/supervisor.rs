@@ -1070,13 +1070,14 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     // A login shell runs the profile after our environment is in place,
     // and Debian's /etc/profile resets PATH: re-apply what the caller
     // gave after it (D36).
-    let reapply = is_login_shell(&wrapper).then(|| {
-        let caller_path = meta
-            .inherit_env
-            .then(|| std::env::var("PATH").ok())
-            .flatten();
-        reapply_parts(reapply_script(&set, caller_path.as_deref()))
-    });
+    let login = is_login_shell(&wrapper);
+    // The caller's PATH, inherited and not given, travels to the script
+    // in a variable of its own, as bytes: one that is not UTF-8 keeps its
+    // place in front of the profile's entries all the same.
+    let caller_path = (login && meta.inherit_env && !set.iter().any(|(k, _)| k == "PATH"))
+        .then(|| std::env::var_os("PATH"))
+        .flatten();
+    let reapply = login.then(|| reapply_parts(reapply_script(&set, caller_path.is_some())));
     let parts = reapply.as_ref().map_or(0, Vec::len);
     let argv = workload_argv(&wrapper, &meta.command, parts);
     let (prog, args) = argv
@@ -1122,6 +1123,9 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     }
     for (i, part) in reapply.into_iter().flatten().enumerate() {
         env.insert(reapply_var(i).into(), part.into());
+    }
+    if let Some(p) = caller_path {
+        env.insert(CALLER_PATH_VAR.into(), p);
     }
     let envp = env
         .into_iter()
@@ -1194,6 +1198,10 @@ fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
 /// values may be secrets, and argv is public (D22).
 pub const REAPPLY_VAR: &str = "__AGENT_EXEC_ENV";
 
+/// The variable that carries the caller's PATH to `reapply_script`
+/// (unset by the script before anything else runs).
+pub const CALLER_PATH_VAR: &str = "__AGENT_EXEC_PATH";
+
 /// The most bytes of `reapply_script` one variable carries. The kernel
 /// refuses (E2BIG) any single argv or environment string longer than
 /// MAX_ARG_STRLEN (32 pages, 128 KiB), however small the whole is: a
@@ -1259,11 +1267,12 @@ pub fn is_login_shell(wrapper: &[String]) -> bool {
 }
 
 /// A POSIX sh script, evaluated by the login shell after its profile:
-/// export every value the caller gave (`--env`, `--env-file`) again, and
-/// rebuild PATH as the caller's entries followed by those the profile
-/// added that are not among them (when PATH was inherited and not given).
-/// Values are single-quoted, so the script expands nothing of theirs.
-pub fn reapply_script(set: &[(String, String)], caller_path: Option<&str>) -> String {
+/// export every value the caller gave (`--env`, `--env-file`) again, and,
+/// with `caller_path` (PATH inherited and not given: its value is in
+/// `CALLER_PATH_VAR`), rebuild PATH as the caller's entries followed by
+/// those the profile added that are not among them. Values are
+/// single-quoted, so the script expands nothing of theirs.
+pub fn reapply_script(set: &[(String, String)], caller_path: bool) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
     let mut out = String::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -1275,10 +1284,9 @@ pub fn reapply_script(set: &[(String, String)], caller_path: Option<&str>) -> St
         seen.push(k);
         out.push_str(&format!("export {k}={}\n", quote(v)));
     }
-    if let Some(p) = caller_path.filter(|_| !seen.contains(&"PATH")) {
+    if caller_path && !seen.contains(&"PATH") {
         out.push_str(&format!(
-            "__ae_p=$PATH\nPATH={}\n{}",
-            quote(p),
+            "__ae_p=$PATH\nPATH=${CALLER_PATH_VAR}\nunset {CALLER_PATH_VAR}\n{}",
             "while [ -n \"$__ae_p\" ]; do\n\
              __ae_d=${__ae_p%%:*}\n\
              case $__ae_p in *:*) __ae_p=${__ae_p#*:} ;; *) __ae_p= ;; esac\n\
@@ -2127,7 +2135,7 @@ mod tests {
         let set: Vec<(String, String)> = (0..40)
             .map(|i| (format!("V{i}"), format!("it's é {i} ").repeat(300)))
             .collect();
-        let script = reapply_script(&set, None);
+        let script = reapply_script(&set, false);
         let parts = reapply_parts(script.clone());
         assert!(parts.len() > 1, "{}", parts.len());
         assert!(parts.iter().all(|p| p.len() <= REAPPLY_PART));
@@ -2205,16 +2213,20 @@ mod tests {
             ("A".to_string(), "it's $HOME `x`".to_string()),
             ("bad-name".to_string(), "skipped".to_string()),
         ];
-        let script = reapply_script(&set, Some("/caller/bin:/usr/bin"));
+        let script = reapply_script(&set, true);
+        // A caller's PATH entry need not be UTF-8: it comes as bytes.
+        use std::os::unix::ffi::OsStrExt;
+        let caller = std::ffi::OsStr::from_bytes(b"/caller/bin:/caf\xe9:/usr/bin");
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg("PATH=/usr/bin:/profile/bin; A=profile; eval \"$S\"; printf '%s|%s' \"$PATH\" \"$A\"")
+            .arg("PATH=/usr/bin:/profile/bin; A=profile; eval \"$S\"; printf '%s|%s|%s' \"$PATH\" \"$A\" \"${__AGENT_EXEC_PATH-unset}\"")
             .env("S", &script)
+            .env(CALLER_PATH_VAR, caller)
             .output()
             .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "/caller/bin:/usr/bin:/profile/bin|it's $HOME `x`"
+            out.stdout,
+            b"/caller/bin:/caf\xe9:/usr/bin:/profile/bin|it's $HOME `x`|unset"
         );
     }
 

@@ -437,6 +437,33 @@ fn auto_gc_after_run_removes_old_jobs() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
+/// A job aged by hand (its state's finished_at set back, its id as new
+/// as it was) is collected by auto-GC as by `gc`: in a small root the
+/// scan does not stop at the first recent id.
+#[test]
+fn auto_gc_goes_by_finished_at_not_by_the_id() {
+    let t = TempRoot::new();
+    let aged = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.settle();
+    let path = t.job_dir(&aged).join("state.json");
+    let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let old = ts(now() - 40 * DAY);
+    st["finished_at"] = json!(old);
+    st["updated_at"] = json!(old);
+    std::fs::write(&path, st.to_string()).unwrap();
+    t.ok(&["run", "--", "true"]);
+    t.settle();
+    assert!(!t.job_dir(&aged).exists(), "aged job survived auto-GC");
+    assert!(t.job_dir(&kept).exists());
+}
+
 #[test]
 fn auto_gc_after_start() {
     let t = TempRoot::new();

@@ -1,0 +1,140 @@
+//! What the caller brings with it: its environment (the jobs root's
+//! variables, PATH), its working directory and its limits. None of them
+//! may send a job anywhere but where it was asked to go, or make an
+//! existing job look gone.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use support::TempRoot;
+
+/// A root named in bytes that are not UTF-8 is refused, as `--root`
+/// refuses it, never passed over for the next variable (which would put
+/// the job in another root).
+#[test]
+fn a_root_variable_that_is_not_utf8_is_refused() {
+    let t = TempRoot::new();
+    let bad = t.base.as_os_str().as_bytes().to_vec();
+    let bad = [bad.as_slice(), b"/r\xe9"].concat();
+    for var in ["AGENT_EXEC_ROOT", "XDG_DATA_HOME"] {
+        let mut c = t.bare();
+        c.env(var, OsStr::from_bytes(&bad))
+            .args(["run", "--", "true"]);
+        let o = t.exec(c);
+        let v = o.json();
+        assert_eq!(o.code, 2, "{var}: {v}");
+        assert_eq!(v["error"]["code"], "usage_error", "{var}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(var), "{v}");
+        // Nothing went to the fallback root under HOME.
+        assert!(!t.base.join("home/.local/share/agent-exec").exists());
+    }
+    // A variable that does not decide (AGENT_EXEC_ROOT is set) is not
+    // looked at.
+    let mut c = t.bare();
+    c.env("AGENT_EXEC_ROOT", &t.root)
+        .env("XDG_DATA_HOME", OsStr::from_bytes(&bad))
+        .args(["run", "--", "true"]);
+    let o = t.exec(c);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    // Commands that use no root do not care.
+    let mut c = t.bare();
+    c.env("AGENT_EXEC_ROOT", OsStr::from_bytes(&bad))
+        .args(["completions", "bash"]);
+    assert_eq!(t.exec(c).code, 0);
+}
+
+/// A caller in a directory that was removed, or whose path is not UTF-8,
+/// gets an error and no job: the command never runs somewhere else.
+#[test]
+fn a_caller_directory_that_cannot_be_recorded_is_refused() {
+    let t = TempRoot::new();
+    let gone = t.base.join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    // A shell that removes its own directory, then runs us there.
+    let mut c = t.private("sh");
+    c.current_dir(&gone).args([
+        "-c",
+        "rmdir \"$PWD\" && exec \"$0\" --root \"$1\" run -- pwd",
+        support::bin(),
+        t.root.to_str().unwrap(),
+    ]);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "io_error", "{v}");
+    let latin1 = [t.base.as_os_str().as_bytes(), b"/caf\xe9"].concat();
+    let latin1 = std::path::PathBuf::from(OsStr::from_bytes(&latin1));
+    std::fs::create_dir(&latin1).unwrap();
+    let mut c = t.cmd(&["run", "--", "pwd"]);
+    c.current_dir(&latin1);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(
+        (o.code, v["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{v}"
+    );
+    // Neither left a job behind.
+    let jobs = std::fs::read_dir(&t.root).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    });
+    assert_eq!(jobs, 0);
+}
+
+/// D36 with a PATH entry that is not UTF-8: the caller's entries still
+/// come first under the login shell, bytes as they were.
+#[test]
+fn a_caller_path_that_is_not_utf8_keeps_its_entries_first() {
+    let t = TempRoot::new();
+    let mine = t.base.join("mytools");
+    std::fs::create_dir(&mine).unwrap();
+    let path = [mine.as_os_str().as_bytes(), b":/usr/bin:/bin:/opt/caf\xe9"].concat();
+    let mut c = t.cmd(&[
+        "run",
+        "--",
+        "printf '%s' \"$PATH\"; env | grep -c __AGENT_EXEC",
+    ]);
+    c.env("PATH", OsStr::from_bytes(&path));
+    let o = t.exec(c);
+    let v = o.json();
+    let out = v["stdout"].as_str().unwrap();
+    assert!(
+        out.starts_with(&format!("{}:/usr/bin:/bin:/opt/caf", mine.display())),
+        "{out}"
+    );
+    // The variables that carried it are gone before the command runs.
+    assert!(out.ends_with("0\n"), "{out}");
+}
+
+/// Out of descriptors, a lookup is an I/O failure (retryable), never
+/// `job_not_found`: an agent would conclude the job is gone.
+#[test]
+fn running_out_of_descriptors_is_not_job_not_found() {
+    let t = TempRoot::new();
+    let ids: Vec<String> = (0..80)
+        .map(|_| {
+            t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    t.settle();
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" \"$@\"")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["wait", "--until", "5"])
+        .args(&ids);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "io_error", "{v}");
+    assert_eq!(v["error"]["retryable"], true, "{v}");
+}
