@@ -216,6 +216,7 @@ impl AutoClaim {
             budget: Some(Budget {
                 scan_limit: g.scan_limit,
                 delete_limit: g.delete_limit,
+                read_first: SCAN_BEFORE_STOP,
             }),
         };
         let result = sweep(store, &policy);
@@ -274,6 +275,9 @@ pub struct Policy {
 pub struct Budget {
     pub scan_limit: u64,
     pub delete_limit: u64,
+    /// Read at least this many before stopping at a recent id
+    /// (`SCAN_BEFORE_STOP`).
+    pub read_first: u64,
 }
 
 /// One job directory's fate.
@@ -440,11 +444,11 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             // rest count as newer finished jobs, as under a partial scan).
             // A burst of launches in a full root then reads a state file
             // or two per launch, not `scan_limit` of them.
-            // The first `SCAN_BEFORE_STOP` are read whatever their ids
-            // say: a state whose finished_at was set back by hand (tests
+            // The first `read_first` (`SCAN_BEFORE_STOP`) are read
+            // whatever their ids say: a state whose finished_at was set back by hand (tests
             // age jobs so) is still found in a root of a few jobs.
             if p.max_bytes.is_none()
-                && r.scanned_dirs >= SCAN_BEFORE_STOP
+                && r.scanned_dirs >= b.read_first
                 && done.len() as u64 >= beyond
                 && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms)
             {
@@ -860,6 +864,7 @@ mod tests {
             budget: budget.map(|(s, d)| Budget {
                 scan_limit: s,
                 delete_limit: d,
+                read_first: 0,
             }),
         }
     }

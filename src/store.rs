@@ -59,9 +59,11 @@ pub fn check_root_env(flag: Option<&str>) -> Result<()> {
     for key in ROOT_VARS {
         match std::env::var_os(key) {
             Some(v) if v.is_empty() => continue,
-            Some(v) if v.to_str().is_none() => return Err(Error::usage(format!(
+            Some(v) if v.to_str().is_none() => {
+                return Err(Error::usage(format!(
                 "{key} is not valid UTF-8; agent-exec takes a jobs root whose path is (use --root)"
-            ))),
+            )))
+            }
             Some(_) => return Ok(()),
             None => continue,
         }
