@@ -664,7 +664,9 @@ pub fn size_of(path: &Path) -> Option<u64> {
 ///   `supervisor_lost`, and the job's process group (its root already got
 ///   SIGKILL from the kernel when the supervisor died, see
 ///   `sys::spawn_workload`) is killed now, so that no workload runs on
-///   under a record that says it ended.
+///   under a record that says it ended; but only while the group's leader
+///   is still the job's root by its start time (`State::live_processes`):
+///   a reused pid is a stranger's group, never signalled.
 /// - `created` with a job lock that exists and is free: a launch began
 ///   (`run` takes the lock before it writes meta.json; `start` creates it
 ///   already locked) and nobody holds it any more, so the supervisor never
