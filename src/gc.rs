@@ -25,9 +25,11 @@
 //! - Active jobs (`created`, `queued`, `running`) are never deleted
 //!   (`active_job`): a `created` job is one someone means to `start`.
 //!   Neither is any job whose job lock is held (a supervisor or a
-//!   launch), that a reader has pinned, or that still has live processes
-//!   (`hold_for_removal`): those are skipped with `running`, `in_use` or
-//!   `pid_alive`. A `running` job
+//!   launch), that a reader has pinned, that was started again since it
+//!   was read, or that still has live processes (`hold_for_removal`):
+//!   those are skipped with `running`, `in_use` or `pid_alive`. Every
+//!   removal (`gc`, `delete`, `delete --all`) goes by that one protocol.
+//!   A `running` job
 //!   whose supervisor is gone is first reconciled to `failed`
 //!   (`observe::current_state`) and is then an ordinary terminal job.
 //! - Sizes never follow symlinks, and neither does removal.
@@ -594,22 +596,53 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// What keeps a job removable while it is being removed: its job lock
-/// (no supervisor or `start` can take it meanwhile) and an exclusive
-/// flock on its directory (no reader holds it pinned, see `Job::pin`).
+/// What keeps a job removable while it is being removed: an exclusive
+/// flock on its directory (no reader holds it pinned, see `Job::pin`, and
+/// none can pin it: every `start`, `restart`, reader and supervisor pins
+/// first) and its job lock (no supervisor or launch holds it).
 pub struct Hold {
-    _lock: Option<std::fs::File>,
     _dir: Option<std::fs::File>,
+    lock: Option<std::fs::File>,
+    /// The job directory, when `lock` is a lock file this removal made
+    /// (a created job has none): a removal that does not happen takes it
+    /// away again (see `Drop`).
+    claimed: Option<std::path::PathBuf>,
 }
 
-/// May `job` (in state `st`) be removed now? Err: the skip reason.
+impl Drop for Hold {
+    fn drop(&mut self) {
+        // Still holding the lock, unlink the file we linked in: left
+        // behind free, it would read as a launch that died (`launch_lost`)
+        // to every reader of a job nobody started. A reader that opened
+        // it before sees it unlinked and leaves the job alone
+        // (`observe::current_state`). After a removal there is nothing
+        // left to unlink.
+        if let (Some(dir), Some(_)) = (self.claimed.take(), self.lock.as_ref()) {
+            if let Ok(d) = sys::Dir::open(&dir) {
+                let _ = d.unlink(crate::job::LOCK);
+            }
+        }
+    }
+}
+
+/// May `job` be removed now? `st`: the state the caller decided on (read
+/// before anything was held). Err: the skip reason.
+/// - `in_use`: a launcher, `wait`, `status`, the server, MCP or the job's
+///   own supervisor (delivering notifications) is reading it: it is
+///   pinned (`pin_holders` tells which);
 /// - `running`: its job lock is held — a supervisor runs it, or a launch
-///   is starting it — whatever its files say;
-/// - `in_use`: a launcher, `wait`, `status`, the server or MCP is
-///   reading it (it is pinned);
+///   is starting it — whatever its files say; or, once both are held, the
+///   job is no longer in the state `st` the caller decided on: another
+///   caller started (or restarted) it meanwhile, and what the caller
+///   meant to remove is gone;
 /// - `pid_alive`: a process of the job still lives (its process group in
 ///   its session, or its root process by pid and start time: a reused
 ///   pid is somebody else's and never counts).
+///
+/// The directory is taken first: nobody can pin it after that, so nobody
+/// can start the job either; a created job's lock is then claimed (it
+/// has no lock file), so that a caller that pinned it earlier cannot
+/// launch it; last, the state is read again under both, which decides.
 ///
 /// `patience`: how long to wait for readers that are about to let go (an
 /// explicit `delete` right after `run`: the supervisor's last steps); gc
@@ -619,20 +652,6 @@ pub fn hold_for_removal(
     st: Option<&State>,
     patience: std::time::Duration,
 ) -> std::result::Result<Hold, &'static str> {
-    let lock = match job.open_lock() {
-        // A terminal job's supervisor lets go right after its last write.
-        Some(l) if exclusive_soon(&l, patience) => Some(l),
-        Some(_) => return Err("running"),
-        // A created job has no lock file: claim one, so that no `start`
-        // begins while it is removed.
-        None if st.is_some_and(|s| s.status() == crate::job::Status::Created) => {
-            match job.claim_lock() {
-                Ok(l) => Some(l),
-                Err(_) => return Err("running"),
-            }
-        }
-        None => None,
-    };
     let dir = match job.pin_file() {
         // Our own pin (a `delete` of a looked-up job): upgrade it.
         Some(f) => {
@@ -647,13 +666,88 @@ pub fn hold_for_removal(
             _ => return Err("in_use"),
         },
     };
-    if let Some(why) = alive_blocker(st) {
+    let mut hold = Hold {
+        _dir: dir,
+        lock: None,
+        claimed: None,
+    };
+    match job.open_lock() {
+        // A terminal job's supervisor lets go right after its last write.
+        Some(l) if exclusive_soon(&l, patience) => hold.lock = Some(l),
+        Some(_) => return Err("running"),
+        None if st.is_some_and(|s| s.status() == crate::job::Status::Created) => {
+            match job.claim_lock() {
+                Ok(l) => {
+                    hold.lock = Some(l);
+                    hold.claimed = Some(job.dir.clone());
+                }
+                Err(_) => return Err("running"),
+            }
+        }
+        None => {}
+    }
+    // What the caller decided on may be stale: a launch that held the
+    // lock, or pinned the job, a moment ago may have run it since.
+    // Nobody writes the state while we hold both, so this read is the
+    // truth the removal goes by.
+    let now = match st {
+        Some(before) => match observe::current_state(job) {
+            Ok(now) if same_run(before, &now) => Some(now),
+            _ => return Err("running"),
+        },
+        None => None,
+    };
+    if let Some(why) = alive_blocker(now.as_ref()) {
         return Err(why);
     }
-    Ok(Hold {
-        _lock: lock,
-        _dir: dir,
-    })
+    Ok(hold)
+}
+
+/// Is `now` the same run, in the same state, as `before`?
+fn same_run(before: &State, now: &State) -> bool {
+    before.status() == now.status()
+        && before.attempt() == now.attempt()
+        && before.job.started_at == now.job.started_at
+}
+
+/// Who holds job `dir` pinned, by pid (0: a holder this process cannot
+/// see, in another pid namespace), from the kernel's table of locks; None
+/// when it cannot be read. For telling a reader from the job's own
+/// supervisor, and for refusing before anything is changed: a pin says
+/// who, a failed lock attempt only that somebody does.
+pub fn pin_holders(dir: &Path) -> Option<Vec<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(dir).ok()?;
+    // st_dev as the kernel prints it: MAJOR:MINOR in hex (glibc's
+    // encoding of the two numbers into st_dev).
+    let dev = m.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    let table = fs::read_to_string("/proc/locks").ok()?;
+    let mut out = Vec::new();
+    for line in table.lines() {
+        // `N: FLOCK ADVISORY READ PID MAJ:MIN:INO 0 EOF`; a waiter's
+        // line has `->` after the number and holds nothing yet.
+        let mut f = line.split_whitespace().skip(1);
+        if f.next() != Some("FLOCK") {
+            continue;
+        }
+        let (Some(pid), Some(file)) = (f.nth(2), f.next()) else {
+            continue;
+        };
+        if file == want {
+            out.push(pid.parse().unwrap_or(0));
+        }
+    }
+    Some(out)
+}
+
+/// Does somebody besides this process and `supervisor` (the job's own
+/// supervisor) hold job `dir` pinned? False when that cannot be told.
+pub fn pinned_by_others(dir: &Path, supervisor: Option<u32>) -> bool {
+    let me = std::process::id();
+    pin_holders(dir).is_some_and(|h| h.iter().any(|&p| p != me && Some(p) != supervisor))
 }
 
 /// `pid_alive` when a process of the job still lives (its process group

@@ -367,11 +367,36 @@ impl State {
     }
 
     /// The job's processes still alive: members of its process group in
-    /// its session (none when either is unknown).
+    /// its session (none when either is unknown). Whoever signals a job's
+    /// group on its behalf asks this first, so a group whose number is
+    /// somebody else's now (pid reuse) must read as none: while the
+    /// group's leader lives it must be the process the job started (the
+    /// recorded start time). A leader that is gone proves nothing either
+    /// way, but cannot have been replaced: the kernel hands out no number
+    /// that a live process still uses as its group id. A record without
+    /// a start time (older versions) is believed on its pid and sid.
     pub fn live_processes(&self) -> Vec<u32> {
-        match (self.pid, self.sid) {
-            (Some(pgid), Some(sid)) if pgid > 1 => crate::sys::group_members(pgid, sid),
-            _ => Vec::new(),
+        let (Some(pgid), Some(sid)) = (self.pid, self.sid) else {
+            return Vec::new();
+        };
+        if pgid <= 1 {
+            return Vec::new();
+        }
+        let members = crate::sys::group_members(pgid, sid);
+        // Checked after the scan: most groups asked about are gone, and
+        // the scan answers that with one system call.
+        if !members.is_empty() && self.leader_replaced() {
+            return Vec::new();
+        }
+        members
+    }
+
+    /// Is the recorded root pid (the group's leader) now a different
+    /// process: alive with another start time than the one recorded?
+    fn leader_replaced(&self) -> bool {
+        match (self.pid, self.pid_start_time) {
+            (Some(pid), Some(t)) => crate::sys::proc_stat(pid).is_some_and(|p| p.start_time != t),
+            _ => false,
         }
     }
 

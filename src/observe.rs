@@ -664,7 +664,9 @@ pub fn size_of(path: &Path) -> Option<u64> {
 ///   `supervisor_lost`, and the job's process group (its root already got
 ///   SIGKILL from the kernel when the supervisor died, see
 ///   `sys::spawn_workload`) is killed now, so that no workload runs on
-///   under a record that says it ended.
+///   under a record that says it ended; but only while the group's leader
+///   is still the job's root by its start time (`State::live_processes`):
+///   a reused pid is a stranger's group, never signalled.
 /// - `created` with a job lock that exists and is free: a launch began
 ///   (`run` takes the lock before it writes meta.json; `start` creates it
 ///   already locked) and nobody holds it any more, so the supervisor never
@@ -724,6 +726,15 @@ fn current_state_inner(
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
         return Ok(st);
     }
+    // A lock file no longer linked was a removal's (`gc::Hold`): the job
+    // is being removed, or a removal that claimed the lock of a created
+    // job gave up and unlinked it. Nothing launched under it: there is
+    // nothing to reconcile, and writing would turn a job that was never
+    // started into a lost launch.
+    if lock_unlinked(&lock) {
+        let _ = sys::unlock(&lock);
+        return Ok(st);
+    }
     // We hold the lock: no supervisor can write any more. Re-read under
     // the lock, since it may have finished just before releasing it.
     let mut st = job.read_state()?;
@@ -771,6 +782,12 @@ fn current_state_inner(
     }
     let _ = sys::unlock(&lock);
     Ok(st)
+}
+
+/// Has the lock file behind `lock` been unlinked since it was opened?
+fn lock_unlinked(lock: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    lock.metadata().is_ok_and(|m| m.nlink() == 0)
 }
 
 /// A lock-less `running` job (see `current_state_inner`) as its recorded

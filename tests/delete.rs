@@ -460,3 +460,239 @@ fn hostile_ids_never_delete_outside_the_root() {
     assert!(t.job_dir(&id).join("meta.json").exists());
     assert!(std::path::Path::new("/tmp").exists());
 }
+
+// ---------------------------------------------------------------------
+// Deletes racing launches, and refusals that change nothing
+// ---------------------------------------------------------------------
+
+fn id_of(v: &Value) -> String {
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+/// Wait (bounded) until `f` holds.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Does process `pid` have `path` open (a file, or a directory: a pin)?
+fn has_open(pid: u32, path: &std::path::Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    rd.flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
+}
+
+/// Hold an exclusive flock on `path` (creating it), as a launch holds
+/// the job lock, until the child's stdin closes.
+fn hold_job_lock(path: &std::path::Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut c = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(path)
+        .args(["sh", "-c", "echo held; cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let mut line = String::new();
+    std::io::BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
+    c
+}
+
+/// Replace state.json whole (by rename, as the supervisor writes it).
+fn write_state(t: &TempRoot, id: &str, v: &Value) {
+    let tmp = t.job_dir(id).join(".state.tmp");
+    std::fs::write(&tmp, v.to_string()).unwrap();
+    std::fs::rename(&tmp, t.job_dir(id).join("state.json")).unwrap();
+}
+
+/// A `delete` that read the job, then found its lock held by a launch
+/// (a `start` of the created job, a `restart` of the finished one) and
+/// waited: once the lock is let go the job has had a run the delete
+/// never saw. It removes nothing (the job was started: refused), where
+/// it used to remove the job that `start` / `restart` had just answered
+/// for (in a real race, with the job's command still running).
+#[test]
+fn a_delete_that_waited_out_a_launch_removes_nothing() {
+    let t = TempRoot::new();
+    let made = id_of(&t.ok(&["create", "--", "true"]));
+    let done = id_of(&t.ok(&["run", "--no-auto-gc", "--", "true"]));
+    t.settle();
+    for id in [&made, &done] {
+        let lock = t.job_dir(id).join("lock");
+        let mut launch = hold_job_lock(&lock);
+        let del = t
+            .cmd(&["delete", id])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The delete has read the job and waits on its lock.
+        eventually("the delete opens the job lock", || {
+            has_open(del.id(), &lock)
+        });
+        // Meanwhile the launch ran the job (again) to its end.
+        let mut st = t.state(id);
+        st["job"]["status"] = "exited".into();
+        st["job"]["started_at"] = "2030-01-01T00:00:00Z".into();
+        st["finished_at"] = "2030-01-01T00:00:01Z".into();
+        st["result"]["exit_code"] = 0.into();
+        if id == &done {
+            st["attempt"] = 2.into();
+        }
+        write_state(&t, id, &st);
+        drop(launch.stdin.take());
+        launch.wait().unwrap();
+        let o = del.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_state", "{id}: {v}");
+        assert!(t.job_dir(id).join("meta.json").exists(), "{id}: {v}");
+        assert_eq!(t.ok(&["status", id])["state"], "exited");
+    }
+}
+
+/// `start` / `restart` racing `delete` of one job: exactly one wins. A
+/// job that `start` reports running is never deleted as the `created`
+/// job it no longer is (it used to be, and its command then ran with
+/// no job directory); nor one `restart` relaunched, as its ended run.
+/// The launched run ends `killed`, where the run before it did not.
+#[test]
+fn start_or_restart_racing_delete_never_both_win() {
+    let t = TempRoot::new();
+    for round in 0..4 {
+        for launcher in ["start", "restart"] {
+            let mark = t.base.join(format!("ran-{round}-{launcher}"));
+            let script = format!(
+                "if [ -e {m} ]; then sleep 0.3; kill -KILL $$; fi; touch {m}",
+                m = mark.display()
+            );
+            let id = if launcher == "start" {
+                std::fs::write(&mark, b"").unwrap();
+                id_of(&t.ok(&["create", "--", &script]))
+            } else {
+                let id = id_of(&t.ok(&["run", "--no-auto-gc", "--", &script]));
+                t.settle();
+                id
+            };
+            let piped = std::process::Stdio::piped;
+            let l = t
+                .cmd(&[launcher, "--no-wait", &id])
+                .stdout(piped())
+                .spawn()
+                .unwrap();
+            let d = t.cmd(&["delete", &id]).stdout(piped()).spawn().unwrap();
+            let lv: Value = serde_json::from_slice(&l.wait_with_output().unwrap().stdout).unwrap();
+            let dv: Value = serde_json::from_slice(&d.wait_with_output().unwrap().stdout).unwrap();
+            if lv["ok"] == true && dv["ok"] == true {
+                // Both answered: only one after the other, the delete
+                // having seen the launched run end.
+                assert_eq!(
+                    dv["jobs"][0]["state"], "killed",
+                    "{round} {launcher}: {lv} {dv}"
+                );
+            }
+            if lv["ok"] == true && dv["ok"] == false {
+                assert!(t.job_dir(&id).join("meta.json").exists(), "{lv} {dv}");
+            }
+            if t.job_dir(&id).exists() {
+                t.wait_done(&id);
+            }
+            t.settle();
+        }
+    }
+}
+
+/// A `wait` blocked on `ids` (it holds them pinned), once it holds them.
+fn reader_on(t: &TempRoot, ids: &[&str]) -> std::process::Child {
+    let mut args = vec!["wait", "--until", "30"];
+    args.extend_from_slice(ids);
+    let r = t
+        .cmd(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for id in ids {
+        eventually("the reader pins the job", || {
+            has_open(r.id(), &t.job_dir(id))
+        });
+    }
+    r
+}
+
+/// A refused delete changes nothing. A queued job that a reader holds
+/// (a `wait` on it and another job) used to be killed before the
+/// refusal; a created one was left with a free lock file, which every
+/// reader then took for a launch that died (`failed`, `launch_lost`).
+/// The refusal is retryable (the reader lets go) and names the reader.
+#[test]
+fn a_delete_refused_for_a_reader_changes_nothing() {
+    let t = TempRoot::new();
+    let first = id_of(&t.ok(&["run", "--no-wait", "--queue", "qq", "--", "sleep", "30"]));
+    let queued = id_of(&t.ok(&["run", "--no-wait", "--queue", "qq", "--", "echo", "two"]));
+    let made = id_of(&t.ok(&["create", "--", "echo", "three"]));
+    assert_eq!(t.ok(&["status", &queued])["state"], "queued");
+    let mut reader = reader_on(&t, &[&first, &queued, &made]);
+    for (id, state) in [(&queued, "queued"), (&made, "created")] {
+        let (code, e) = t.err(&["delete", id]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("invalid_state")),
+            "{e}"
+        );
+        assert_eq!(e["error"]["retryable"], true, "{e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("reader"), "{msg}");
+        assert!(!msg.contains("notification"), "{msg}");
+        let v = t.ok(&["status", id]);
+        assert_eq!(v["state"], state, "{v}");
+        // `delete A B` skips it the same way, and changes nothing either.
+        let v = t.ok(&["delete", id, &first]);
+        assert_eq!(v["deleted"], 0, "{v}");
+        assert_eq!(v["jobs"][0]["reason"], "in_use", "{v}");
+        assert_eq!(t.ok(&["status", id])["state"], state);
+    }
+    let _ = reader.kill();
+    reader.wait().unwrap();
+    t.ok(&["kill", &first]);
+    assert_eq!(t.wait_done(&queued)["state"], "exited");
+    // Untouched by the refusals: it starts.
+    assert_eq!(t.ok(&["start", &made])["state"], "exited");
+    t.settle();
+    for id in [&first, &queued, &made] {
+        t.ok(&["delete", id]);
+    }
+}
+
+/// A job whose supervisor still delivers its notifications cannot be
+/// deleted yet: retryable, and said so (not "a reader holds it").
+#[test]
+fn a_delete_during_notifications_is_retryable_and_says_why() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--notify-command", "sleep 5", "--", "true"]);
+    let id = id_of(&v);
+    assert_eq!(v["state"], "exited");
+    let (code, e) = t.err(&["delete", &id]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("invalid_state")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("supervisor") && msg.contains("notification"),
+        "{msg}"
+    );
+    t.settle();
+    assert_eq!(t.ok(&["delete", &id])["deleted"], 1);
+}

@@ -435,6 +435,43 @@ fn a3_a20_delete_refuses_live_members_and_ignores_reused_pids() {
     t.ok(&["delete", live]);
 }
 
+/// Cleaning up after a lost supervisor kills the job's process group
+/// only while its leader is still the process the job started (same
+/// start time): a group whose number now belongs to somebody else (here
+/// another job, as after pid reuse) is left alone by `status` and by
+/// `kill`, which both used to SIGKILL it.
+#[test]
+fn a3_a_lost_supervisor_cleanup_never_kills_a_reused_group() {
+    let t = TempRoot::new();
+    let lost: Vec<String> = (0..2).map(|_| t.start_job(&["sleep", "64.25"])).collect();
+    let stranger = t.start_job(&["sleep", "64.5"]);
+    let st = t.state(&stranger);
+    let (pid, sid) = (st["pid"].clone(), st["sid"].clone());
+    for id in &lost {
+        let sup = t.state(id)["supervisor_pid"].as_u64().unwrap();
+        kill9(sup);
+        eventually("the supervisor is gone", 5, || !alive(sup));
+        // Its numbers now name the stranger's group; its start time is
+        // still its own root's.
+        let p = t.job_dir(id).join("state.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert!(v["pid_start_time"].as_u64().is_some(), "{v}");
+        v["pid"] = pid.clone();
+        v["sid"] = sid.clone();
+        v["supervisor_pid"] = sid.clone();
+        std::fs::write(&p, v.to_string()).unwrap();
+    }
+    let v = t.ok(&["status", &lost[0]]);
+    assert_eq!(v["state"], "failed", "{v}");
+    let v = t.ok(&["kill", &lost[1]]);
+    assert_eq!(v["state"], "failed", "{v}");
+    t.ok(&["kill", &lost[0]]);
+    assert_eq!(sleepers("64.5").len(), 1, "the stranger was killed");
+    assert_eq!(t.ok(&["status", &stranger])["state"], "running");
+    t.ok(&["kill", &stranger]);
+    t.wait_done(&stranger);
+}
+
 // ---------------------------------------------------------------------
 // A4. Nothing stays `created` forever
 // ---------------------------------------------------------------------

@@ -9,13 +9,20 @@
 //! - A running job is never removed. Liveness comes from the job lock via
 //!   `observe::current_state`: a job whose supervisor is gone reads
 //!   `failed` and is deletable. A `queued` job is killed first (it never
-//!   ran) and then removed: deleting it takes it out of its queue. Every removal holds the job
-//!   (`gc::hold_for_removal`): its job lock, so a concurrent `start`
-//!   either wins first (and the job is then running, so refused) or
-//!   fails, whatever state.json says; and its directory, so a job that a
-//!   reader has pinned is refused (`in_use`). A job with live processes
-//!   (its group, or its root by pid and start time) is refused
+//!   ran) and then removed: deleting it takes it out of its queue; one
+//!   that somebody besides its supervisor holds pinned is refused before
+//!   the kill. Every removal holds the job (`gc::hold_for_removal`): its
+//!   directory, so a job that a reader has pinned is refused (`in_use`)
+//!   and no `start` or `restart` (they pin first) can begin; its job
+//!   lock, so a launch in progress refuses the removal (`running`); and
+//!   the state read again under both must be the one the delete decided
+//!   on, so a job that a concurrent `start` / `restart` ran meanwhile is
+//!   refused too, never removed under the state it had. A job with live
+//!   processes (its group, or its root by pid and start time) is refused
 //!   (`pid_alive`).
+//! - A refusal changes nothing. `in_use` is retryable (another caller is
+//!   mid-way: a reader, or the job's supervisor delivering its
+//!   notifications, which the message names); the others are not.
 //! - `delete A B C`: every id must resolve first (else `job_not_found`,
 //!   nothing removed); then each is deleted or reported skipped.
 //! - `deleted` is reported only once the directory is verifiably gone.
@@ -111,9 +118,22 @@ const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn refused(job: &Job, why: &str) -> Error {
     let msg = match why {
-        "running" => "job is currently running".to_string(),
+        "running" => match observe::current_state(job).map(|s| s.status()) {
+            Ok(Status::Running | Status::Queued) | Err(_) => "job is currently running".to_string(),
+            Ok(now) => format!(
+                "job was started by another caller while this delete waited (it is now '{}'); nothing was removed",
+                now.as_str()
+            ),
+        },
+        // Somebody else is mid-way with the job: the same call succeeds
+        // once they let go (D6: retryable).
         "in_use" => {
-            "job is being read (a run, wait, status or the server holds it); try again".to_string()
+            return Error::Busy(format!(
+                "invalid job state: cannot delete job {}: {}; nothing was changed, try again",
+                job.id,
+                holder(job)
+            ))
+            .in_job(&job.id)
         }
         "pid_alive" => "processes of the job are still alive; kill it first".to_string(),
         other => other.to_string(),
@@ -123,6 +143,25 @@ fn refused(job: &Job, why: &str) -> Error {
         job.id
     ))
     .in_job(&job.id)
+}
+
+/// Who holds a job that a removal found pinned, in words: its own
+/// supervisor (delivering the ended run's notifications), or a reader.
+fn holder(job: &Job) -> &'static str {
+    let me = std::process::id();
+    let others: Vec<u32> = gc::pin_holders(&job.dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&p| p != me)
+        .collect();
+    let supervisor = job.read_state().ok().and_then(|s| s.supervisor_pid);
+    match supervisor {
+        _ if others.is_empty() => "a reader or the job's supervisor was holding it",
+        Some(s) if others.iter().all(|&p| p == s) => {
+            "the job's supervisor is still delivering its notifications"
+        }
+        _ => "a reader (a run, wait, status, tail --follow, the server or MCP) holds it",
+    }
 }
 
 /// Why a job stays: `delete_job`'s refusals and failures.
@@ -215,6 +254,14 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
     // nothing is lost) and then removed like any ended job.
     let st = match st {
         Some(s) if s.status() == Status::Queued => {
+            // Its supervisor pins it while it waits, which the removal
+            // waits out; anybody else's pin would refuse the removal, and
+            // a refusal must find the job as it was: asked before the
+            // kill. (A reader that pins it between the two still refuses
+            // the removal, of a job then ended `killed`.)
+            if gc::pinned_by_others(&job.dir, s.supervisor_pid) {
+                return Err(Stay::Refused(state, "in_use".into()));
+            }
             let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
             let now = observe::current_state(job).ok();
             if !now.as_ref().is_some_and(|s| s.status().is_terminal()) {
