@@ -378,7 +378,7 @@ const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC
 const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead, --no-full-log (or [log] full = false) not at all. Capped by --max-log-bytes like the stream logs.";
 
 /// What neither gc nor delete ever removes.
-const SAFE_DELETE: &str = "Never removed, by gc or delete: a running job; a job whose supervisor holds its lock; a job a reader (run, wait, status, serve) is still reading (skipped with reason in_use); a job whose process group still has live members.";
+const SAFE_DELETE: &str = "Never removed, by gc or delete: a running job; a job whose supervisor holds its lock; a job another caller started or restarted while it was being removed (skipped with reason running); a job a reader (run, wait, status, serve), or its supervisor still delivering notifications, is holding (skipped with reason in_use); a job whose process group still has live members. A refused delete changes nothing.";
 
 const DURATIONS: &str = "Every duration flag (--timeout, --kill-after, --until, --progress-every, wait --until, gc --older-than, --auto-gc-older-than) accepts a number with a unit: 500ms, 1.5s, 5m, 2h, 1d, 1w. A bare number keeps the flag's documented unit (seconds). Fields of the HTTP API keep theirs: timeout_ms in milliseconds, timeout and until in seconds.";
 
@@ -466,7 +466,7 @@ const REPLIES: &[Reply] = &[
         ],
         notes: &[
             "With --table (a person reading): one aligned row under the header ID STATE AGE DURATION EXIT COMMAND TAGS instead of the document.",
-            "A job whose supervisor died while it ran is reported (and recorded) as failed with failure.code supervisor_lost, and its process group is killed at that moment, so the workload never outlives its record unnoticed. A job whose launch began but whose supervisor died before the command ran reads as failed with launch_lost.",
+            "A job whose supervisor died while it ran is reported (and recorded) as failed with failure.code supervisor_lost, and its process group is killed at that moment (never a group whose leader's start time differs from the recorded one: a reused pid), so the workload never outlives its record unnoticed. A job whose launch began but whose supervisor died before the command ran reads as failed with launch_lost.",
         ],
         see: &["wait", "tail", "list"],
     },
@@ -546,7 +546,7 @@ const REPLIES: &[Reply] = &[
             ("observed_within_ms?", "Milliseconds spent watching for the outcome."),
             ("timed_out?", "Once terminal: whether --timeout had stopped it."),
         ],
-        notes: &["A created job cannot be signalled (invalid_state). A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened.", "A job recorded as failed with supervisor_lost or launch_lost whose processes are still alive is still signalled."],
+        notes: &["A created job cannot be signalled (invalid_state). A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened.", "A job recorded as failed with supervisor_lost or launch_lost whose processes are still alive is still signalled (never a group whose leader's start time differs from the recorded one: a reused pid)."],
         see: &["run", "status", "wait"],
     },
     Reply {
@@ -598,7 +598,7 @@ const REPLIES: &[Reply] = &[
             ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped; reason is explicit_delete (named), terminal_in_cwd or created_in_cwd (--all, --include-created), or why it was skipped."),
         ],
         notes: &[
-            "delete takes several job ids at once. With one id, a job that cannot be removed (running, in use, alive) is an error (invalid_state); with several, every id must resolve first (else nothing is removed), then each job is deleted or listed skipped with its reason (running, in_use, pid_alive), as delete --all reports. delete --all --include-created also removes the created jobs in scope.",
+            "delete takes several job ids at once. With one id, a job that cannot be removed (running, in use, alive) is an error (invalid_state, retryable when the job is in use: the message says whether a reader or the job's supervisor holds it); with several, every id must resolve first (else nothing is removed), then each job is deleted or listed skipped with its reason (running, in_use, pid_alive), as delete --all reports. delete --all --include-created also removes the created jobs in scope.",
             SAFE_DELETE,
             "delete --all also skips a terminal job whose recorded process is still alive (reason pid_alive). The check compares the process's start time with the recorded one, so a reused pid never blocks a delete.",
         ],
