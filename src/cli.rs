@@ -1148,6 +1148,15 @@ fn lexopt_err(e: lexopt::Error) -> Error {
     Error::usage(e.to_string())
 }
 
+/// Where on the command line a global flag was given: before any
+/// subcommand word, after a group word (`tag`), or after the subcommand.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    Top,
+    Group,
+    Command,
+}
+
 /// Parse `args` (without argv[0]).
 pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let mut p = lexopt::Parser::from_args(args);
@@ -1155,6 +1164,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let mut group: Option<String> = None;
     let mut help_words: Option<Vec<String>> = None;
     let mut root = None;
+    let mut root_level = None;
     let mut yaml = false;
     let mut table = false;
     let mut verbose = 0u8;
@@ -1178,6 +1188,27 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                 if v.is_empty() {
                     return Err(Error::usage("--root must not be empty"));
                 }
+                // As 0.2.3: once per level. Given before the subcommand
+                // and after it, the subcommand's (the later level) wins;
+                // twice at one level is an error, as for any one-value
+                // flag, never a silent "last one wins".
+                let level = if cmd.is_some() {
+                    Level::Command
+                } else if group.is_some() {
+                    Level::Group
+                } else {
+                    Level::Top
+                };
+                if root_level == Some(level) {
+                    return Err(Error::usage(match cmd {
+                        Some(c) => format!(
+                            "the argument '--root <PATH>' cannot be used multiple times (in 'agent-exec {}')",
+                            c.name
+                        ),
+                        None => "the argument '--root <PATH>' cannot be used multiple times".to_string(),
+                    }));
+                }
+                root_level = Some(level);
                 root = Some(v);
             }
             Long(name) => {
@@ -1298,6 +1329,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             )));
         }
     }
+    check_together(cmd, &values)?;
     Ok(Parsed::Run(Box::new(Matches {
         cmd,
         root,
@@ -1406,6 +1438,35 @@ pub fn matches_from_params(
         positionals,
         rest: Vec::new(),
     })
+}
+
+/// The checks of a value that need another one (a pattern and its
+/// `--*-type`) or that the flag's type cannot make (a cursor's form):
+/// still argument checks, so they come before any command looks up its
+/// job — `tail --grep '(' --grep-type regex nosuch` is `invalid_pattern`
+/// and `tail --since garbage nosuch` `invalid_cursor` (exit 2, D5), as
+/// `kill --signal BOGUS nosuch` is `invalid_signal`. Whether a cursor is
+/// this job's, and inside its logs, is known only with the job.
+fn check_together(cmd: &Cmd, values: &[(&'static str, String)]) -> Result<()> {
+    let get = |long: &str| {
+        values
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == long)
+            .map(|(_, v)| v.as_str())
+    };
+    for (pattern, ty) in [("grep", "grep-type"), ("output", "output-match-type")] {
+        if cmd.flag(pattern).is_none() {
+            continue;
+        }
+        if let (Some(p), Some("regex")) = (get(pattern), get(ty)) {
+            crate::observe::Pattern::new(p, true)?;
+        }
+    }
+    if let (Some(_), Some(c)) = (cmd.flag("since"), get("since")) {
+        crate::cursor::Cursor::check_form(c)?;
+    }
+    Ok(())
 }
 
 fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
@@ -1638,9 +1699,22 @@ fn group_help(g: &str) -> String {
     s
 }
 
+/// `help help`: the help command is a command too (not in `COMMANDS`,
+/// since it is answered while parsing, and never runs).
+fn help_help() -> String {
+    "Print help for a subcommand (human text on stdout, exit 0)\n\n\
+     Usage: agent-exec help [COMMAND]...\n\n\
+     Arguments:\n  \
+     [COMMAND]...  The subcommand to describe, e.g. 'status' or 'tag set' (none: the overview)\n"
+        .to_string()
+}
+
 fn help_for_words(words: &[String]) -> Result<String> {
     if words.is_empty() {
         return Ok(top_help());
+    }
+    if words == ["help"] {
+        return Ok(help_help());
     }
     let name = words.join(" ");
     if let Some(c) = find(&name) {
@@ -1675,6 +1749,53 @@ mod tests {
         let m = parse_ok(&["status", "X", "--root=/s"]);
         assert_eq!(m.root.as_deref(), Some("/s"));
         assert_eq!(m.pos(0), Some("X"));
+        // At both levels the subcommand's wins, wherever it stands.
+        let m = parse_ok(&["--root", "/r", "status", "--root", "/s", "X"]);
+        assert_eq!(m.root.as_deref(), Some("/s"));
+        let m = parse_ok(&[
+            "--root", "/r", "tag", "--root", "/g", "set", "X", "--tag", "t",
+        ]);
+        assert_eq!(m.root.as_deref(), Some("/g"));
+        // Twice at one level is a usage error, as for any one-value flag.
+        for bad in [
+            &["--root", "/r", "--root", "/s", "status", "X"][..],
+            &["status", "X", "--root", "/r", "--root=/s"],
+            &[
+                "--root", "/r", "status", "--root", "/s", "X", "--root", "/t",
+            ],
+        ] {
+            match parse(args(bad)) {
+                Err(e) => assert_eq!(e.code(), "usage_error", "{bad:?}"),
+                Ok(_) => panic!("{bad:?} parsed"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_help_describes_help() {
+        match parse(args(&["help", "help"])) {
+            Ok(Parsed::Help(h)) => assert!(h.contains("Usage: agent-exec help"), "{h}"),
+            _ => panic!("help help"),
+        }
+    }
+
+    #[test]
+    fn patterns_and_cursors_are_checked_with_the_arguments() {
+        let code = |a: &[&str]| match parse(args(a)) {
+            Err(e) => e.code(),
+            Ok(_) => "ok",
+        };
+        assert_eq!(
+            code(&["tail", "--grep", "(", "--grep-type", "regex", "X"]),
+            "invalid_pattern"
+        );
+        assert_eq!(code(&["tail", "--grep", "(", "X"]), "ok");
+        assert_eq!(
+            code(&["wait", "--output-match-type=regex", "--output", "[", "X"]),
+            "invalid_pattern"
+        );
+        assert_eq!(code(&["tail", "--since", "garbage", "X"]), "invalid_cursor");
+        assert_eq!(code(&["wait", "--since", "", "X"]), "invalid_cursor");
     }
 
     #[test]

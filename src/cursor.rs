@@ -107,7 +107,23 @@ impl Cursor {
     /// says (format, version, job); the logs are checked by the reader
     /// (`observe::since`), which knows their current size and identity.
     pub fn decode(s: &str, job_id: &str) -> Result<Cursor> {
-        let bad = |why: &str| Error::InvalidCursor(format!("invalid cursor '{}': {why}", short(s)));
+        let (tag, c) = Cursor::parse(s)?;
+        if tag != job_tag(job_id) {
+            return Err(bad(s, "it belongs to another job"));
+        }
+        Ok(c)
+    }
+
+    /// Check what can be checked without the job (format, version), so
+    /// that a malformed cursor is refused with the other arguments,
+    /// before the job is looked up.
+    pub fn check_form(s: &str) -> Result<()> {
+        Cursor::parse(s).map(|_| ())
+    }
+
+    /// The job tag and the position a cursor string holds.
+    fn parse(s: &str) -> Result<(u32, Cursor)> {
+        let bad = |why: &str| bad(s, why);
         let b = un_b64url(s).ok_or_else(|| bad("not a cursor"))?;
         if b.len() < 15 {
             return Err(bad("not a cursor"));
@@ -116,9 +132,6 @@ impl Cursor {
             return Err(bad("unknown cursor version"));
         }
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        if u32_at(1) != job_tag(job_id) {
-            return Err(bad("it belongs to another job"));
-        }
         let mut rest = &b[13..];
         let out = un_leb128(&mut rest).ok_or_else(|| bad("not a cursor"))?;
         let err = un_leb128(&mut rest).ok_or_else(|| bad("not a cursor"))?;
@@ -135,8 +148,12 @@ impl Cursor {
         if (c.out_tag == 0 && c.out != 0) || (c.err_tag == 0 && c.err != 0) {
             return Err(bad("not a cursor"));
         }
-        Ok(c)
+        Ok((u32_at(1), c))
     }
+}
+
+fn bad(s: &str, why: &str) -> Error {
+    Error::InvalidCursor(format!("invalid cursor '{}': {why}", short(s)))
 }
 
 /// The start of a (possibly hostile) cursor, for messages.

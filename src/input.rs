@@ -25,6 +25,8 @@
 //!   terminal, it sends the terminal's end-of-file character, ^D, since
 //!   closing the master would hang the session up; two of them when the
 //!   line written last is unfinished, as the first only ends that line).
+//!   Either way input is closed for good: later callers get
+//!   `stdin_closed`, and nothing more reaches the job.
 //! - stdin.sock is 0600 from the moment it has its name, whatever the
 //!   umask (`listen`).
 //!
@@ -371,9 +373,10 @@ impl Input {
             if let Some(s) = self.sink.as_mut() {
                 let _ = s.write_all(eof);
             }
-            self.line_open = false;
-            return;
         }
+        // Closed for callers either way, as a pipe would be: later sends
+        // are `stdin_closed`. On a terminal this drops only our dup of
+        // the master; the supervisor's own copy still reads the output.
         self.sink = None;
     }
 

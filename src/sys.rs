@@ -2172,26 +2172,116 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
+/// SIGSTKFLT, where the architecture has it (x86 and the asm-generic
+/// ones; mips, sparc and alpha give 16 other meanings or none).
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+const STKFLT: Option<i32> = Some(libc::SIGSTKFLT);
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
+const STKFLT: Option<i32> = None;
+
+/// The real-time signals as this C library numbers them: it keeps the
+/// first few of the kernel's for its threads (glibc from 34, musl from
+/// 35), so the names are relative to SIGRTMIN and SIGRTMAX, as `kill -l`
+/// gives them: the lower half `RTMIN+n`, the upper half `RTMAX-n`.
+fn rt_range() -> (i32, i32) {
+    (libc::SIGRTMIN(), libc::SIGRTMAX())
+}
+
 /// The signal names `kill --signal` offers (completion and docs).
 pub fn signal_names() -> impl Iterator<Item = &'static str> {
     SIGNALS.iter().map(|(n, _)| *n)
 }
 
-/// `TERM`, `SIGTERM`, `sigterm` and `15` all mean SIGTERM.
+/// `TERM`, `SIGTERM`, `sigterm` and `15` all mean SIGTERM; the real-time
+/// signals are `RTMIN`, `RTMIN+n`, `RTMAX-n`, `RTMAX` (or their number).
 pub fn parse_signal(s: &str) -> Option<i32> {
     let s = s.trim();
     if let Ok(n) = s.parse::<i32>() {
-        return SIGNALS.iter().find(|(_, v)| *v == n).map(|(_, v)| *v);
+        // A number is taken when the signal has a name: one the C
+        // library reserves (32, 33 on glibc) or none at all is refused.
+        return bare_name(n).map(|_| n);
     }
     let up = s.to_ascii_uppercase();
     let bare = up.strip_prefix("SIG").unwrap_or(&up);
-    SIGNALS.iter().find(|(n, _)| *n == bare).map(|(_, v)| *v)
+    if let Some(&(_, v)) = SIGNALS.iter().find(|(n, _)| *n == bare) {
+        return Some(v);
+    }
+    if bare == "STKFLT" {
+        return STKFLT;
+    }
+    let (lo, hi) = rt_range();
+    let offset = |rest: &str| -> Option<i32> {
+        if rest.is_empty() {
+            return Some(0);
+        }
+        // `+3` / `-3` only: digits, no second sign, no spaces.
+        let digits = rest
+            .get(1..)
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))?;
+        digits.parse::<i32>().ok()
+    };
+    let n = if let Some(rest) = bare.strip_prefix("RTMIN") {
+        if !(rest.is_empty() || rest.starts_with('+')) {
+            return None;
+        }
+        lo.checked_add(offset(rest)?)?
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        if !(rest.is_empty() || rest.starts_with('-')) {
+            return None;
+        }
+        hi.checked_sub(offset(rest)?)?
+    } else {
+        return None;
+    };
+    (lo..=hi).contains(&n).then_some(n)
 }
 
-/// `SIGTERM` for 15; `SIG<n>` for numbers without a name.
+/// A signal's name without `SIG`, if it has one.
+fn bare_name(sig: i32) -> Option<String> {
+    if let Some((n, _)) = SIGNALS.iter().find(|(_, v)| *v == sig) {
+        return Some(n.to_string());
+    }
+    if STKFLT == Some(sig) {
+        return Some("STKFLT".to_string());
+    }
+    let (lo, hi) = rt_range();
+    if !(lo..=hi).contains(&sig) {
+        return None;
+    }
+    Some(if sig == lo {
+        "RTMIN".to_string()
+    } else if sig == hi {
+        "RTMAX".to_string()
+    } else if sig - lo <= (hi - lo) / 2 {
+        format!("RTMIN+{}", sig - lo)
+    } else {
+        format!("RTMAX-{}", hi - sig)
+    })
+}
+
+/// `SIGTERM` for 15, `SIGRTMIN+2` for a real-time signal; `SIG<n>` for
+/// numbers without a name.
 pub fn signal_name(sig: i32) -> String {
-    match SIGNALS.iter().find(|(_, v)| *v == sig) {
-        Some((n, _)) => format!("SIG{n}"),
+    match bare_name(sig) {
+        Some(n) => format!("SIG{n}"),
         None => format!("SIG{sig}"),
     }
 }
@@ -2576,6 +2666,46 @@ mod tests {
         for n in signal_names() {
             let s = parse_signal(n).unwrap();
             assert_eq!(signal_name(s), format!("SIG{n}"));
+        }
+    }
+
+    #[test]
+    fn stkflt_and_real_time_signals_have_names() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(signal_name(16), "SIGSTKFLT");
+            assert_eq!(parse_signal("stkflt"), Some(16));
+            assert_eq!(parse_signal("16"), Some(16));
+        }
+        let (lo, hi) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(signal_name(lo), "SIGRTMIN");
+        assert_eq!(signal_name(lo + 1), "SIGRTMIN+1");
+        assert_eq!(signal_name(hi - 1), "SIGRTMAX-1");
+        assert_eq!(signal_name(hi), "SIGRTMAX");
+        assert_eq!(parse_signal("SIGRTMIN"), Some(lo));
+        assert_eq!(parse_signal("rtmin+3"), Some(lo + 3));
+        assert_eq!(parse_signal("RTMAX-2"), Some(hi - 2));
+        assert_eq!(parse_signal("sigrtmax"), Some(hi));
+        assert_eq!(parse_signal(&lo.to_string()), Some(lo));
+        for bad in [
+            "RTMIN-1", "RTMAX+1", "RTMIN+", "RTMIN+-1", "RTMIN+99", "RTMINX", "RTMAX-x",
+        ] {
+            assert_eq!(parse_signal(bad), None, "{bad}");
+        }
+        // Every signal of the range has one name, and it reads back.
+        for sig in lo..=hi {
+            let name = signal_name(sig);
+            assert!(
+                !name[3..].starts_with(|c: char| c.is_ascii_digit()),
+                "{name}"
+            );
+            assert_eq!(parse_signal(&name), Some(sig), "{name}");
+        }
+        // Below SIGRTMIN the C library's own (32, 33 on glibc) stay
+        // nameless, as they are not the caller's to send.
+        if lo > 32 {
+            assert_eq!(signal_name(32), "SIG32");
+            assert_eq!(parse_signal("32"), None);
         }
     }
 

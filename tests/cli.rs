@@ -54,6 +54,21 @@ fn version_and_help_are_human_text() {
     }
 }
 
+#[test]
+fn help_help_is_the_help_commands_help() {
+    let t = TempRoot::new();
+    for args in [&["help", "help"][..], &["--root", "/x", "help", "help"]] {
+        let o = t.exec({
+            let mut c = t.bare();
+            c.args(args);
+            c
+        });
+        assert_eq!(o.code, 0, "{args:?}: {} / {}", o.stdout, o.stderr);
+        assert!(o.stdout.contains("Usage: agent-exec help"), "{}", o.stdout);
+        assert!(!o.stdout.starts_with('{'));
+    }
+}
+
 fn usage_error(t: &TempRoot, args: &[&str]) -> Value {
     let o = t.exec({
         let mut c = t.bare();
@@ -111,6 +126,140 @@ fn validation_errors_have_specific_codes() {
     assert_eq!(v["error"]["code"], "invalid_tag");
     let v = usage_error(&t, &["kill", "--signal", "NOPE", "x"]);
     assert_eq!(v["error"]["code"], "invalid_signal");
+    // A pattern or a cursor that cannot be right is refused with the
+    // other arguments, before the job is looked up (D5): the same order
+    // as kill's signal.
+    for (args, code) in [
+        (
+            &["kill", "--signal", "BOGUS", "nosuch"][..],
+            "invalid_signal",
+        ),
+        (
+            &["kill", "--signal", "RTMIN+99", "nosuch"],
+            "invalid_signal",
+        ),
+        (&["tail", "--since", "garbage", "nosuch"], "invalid_cursor"),
+        (
+            &["tail", "--grep", "(", "--grep-type", "regex", "nosuch"],
+            "invalid_pattern",
+        ),
+        (
+            &["tail", "--grep-type", "regex", "--grep", "(", "nosuch"],
+            "invalid_pattern",
+        ),
+        (
+            &[
+                "wait",
+                "--output",
+                "(",
+                "--output-match-type",
+                "regex",
+                "nosuch",
+            ],
+            "invalid_pattern",
+        ),
+        (
+            &["wait", "--output", "x", "--since", "garbage", "nosuch"],
+            "invalid_cursor",
+        ),
+        (&["wait", "--since", "garbage", "nosuch"], "invalid_cursor"),
+    ] {
+        let mut a = vec!["--root", "/nonexistent/ae-root"];
+        a.extend_from_slice(args);
+        let v = usage_error(&t, &a);
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+    }
+    // A real cursor (of some job) without --output: wait's own usage
+    // error, also before the lookup.
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cursor = t.ok(&["tail", &id])["cursor"].as_str().unwrap().to_string();
+    let v = usage_error(
+        &t,
+        &[
+            "--root",
+            "/nonexistent/ae-root",
+            "wait",
+            "--since",
+            &cursor,
+            "nosuch",
+        ],
+    );
+    assert_eq!(v["error"]["code"], "usage_error", "{v}");
+    // What is fine is not refused: a plain substring is no regex, and
+    // the lookup then says what is wrong.
+    let (code, v) = t.err(&["tail", "--grep", "(", "nosuch"]);
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (1, Some("job_not_found")),
+        "{v}"
+    );
+    let (code, v) = t.err(&["kill", "--signal", "sigrtmin+1", "nosuch"]);
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (1, Some("job_not_found")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_one_value_global_flag_is_given_once_per_level() {
+    let t = TempRoot::new();
+    let id = "01JCCCCCCCCCCCCCCCCCCCCCCC";
+    let a = t.base.join("a");
+    let b = t.base.join("b");
+    let tr = TempRoot {
+        base: t.base.join("unused"),
+        root: b.clone(),
+        cwd: t.cwd.clone(),
+    };
+    tr.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+    std::mem::forget(tr);
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    // Twice at one level: an error, as `list --limit 1 --limit 2` is.
+    let ra = format!("--root={a}");
+    for args in [
+        &["list", &ra, "--root", b][..],
+        &["--root", a, "--root", b, "list"],
+        &[&ra, "--root", b, "status", id],
+        &["status", id, "--root", a, "--root", b],
+        &[
+            "tag", "--root", a, "set", "--root", b, "--root", a, id, "--tag", "x",
+        ],
+    ] {
+        let v = usage_error(&t, args);
+        assert_eq!(v["error"]["code"], "usage_error", "{args:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be used multiple times"),
+            "{v}"
+        );
+    }
+    // Once before the subcommand and once after: the subcommand's wins
+    // (as in 0.2.3), whichever comes first on the line.
+    let status = |args: &[&str]| {
+        let mut c = t.bare();
+        c.args(args);
+        t.exec(c).code
+    };
+    assert_eq!(status(&["--root", a, "status", id, "--root", b]), 0);
+    assert_eq!(status(&["--root", b, "status", id, "--root", a]), 1);
+    assert_eq!(
+        status(&["--root", a, "tag", "--root", b, "set", id, "--tag", "x"]),
+        0
+    );
+    assert_eq!(
+        status(&["--root", b, "tag", "--root", a, "set", id, "--tag", "x"]),
+        1
+    );
+    assert_eq!(
+        status(&["--root", a, "tag", "set", "--root", b, id, "--tag", "x"]),
+        0
+    );
 }
 
 #[test]

@@ -138,10 +138,18 @@ fn bad_cursors_are_invalid_cursor_never_a_restart() {
         assert_eq!(e["error"]["code"], "invalid_cursor", "{why}: {e}");
         assert_eq!(e["error"]["details"]["job_id"], ida.as_str());
     };
-    bad("garbage", "garbage");
-    bad("", "empty");
-    bad(&format!("{cura}A"), "extended");
-    bad(&"A".repeat(500), "long");
+    // What is no cursor at all is refused with the other arguments,
+    // before the job is looked up (D5): no job to name.
+    let malformed = |cur: &str, why: &str| {
+        let (code, e) = t.err(&["tail", "--since", cur, &ida]);
+        assert_eq!(code, 2, "{why}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_cursor", "{why}: {e}");
+        assert!(e["error"].get("details").is_none(), "{why}: {e}");
+    };
+    malformed("garbage", "garbage");
+    malformed("", "empty");
+    malformed(&format!("{cura}A"), "extended");
+    malformed(&"A".repeat(500), "long");
     bad(&curb, "another job's cursor");
     // Past the end: the log was truncated in place (same file).
     let p = t.job_dir(&ida).join("stdout.log");

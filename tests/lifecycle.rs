@@ -289,6 +289,41 @@ fn kill_signals_by_name_and_number() {
 }
 
 #[test]
+fn stkflt_and_real_time_signals_are_named() {
+    // D7: a signal is always a name. The real-time ones are numbered by
+    // the C library (glibc and musl keep a different number of them for
+    // themselves): named from SIGRTMIN and SIGRTMAX, as `kill -l` does.
+    let t = TempRoot::new();
+    let (lo, hi) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let mut cases = vec![
+        ("rtmin+1".to_string(), "SIGRTMIN+1".to_string()),
+        ("SIGRTMAX".to_string(), "SIGRTMAX".to_string()),
+        ("RTMAX-1".to_string(), "SIGRTMAX-1".to_string()),
+        (lo.to_string(), "SIGRTMIN".to_string()),
+        ((hi - 2).to_string(), "SIGRTMAX-2".to_string()),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        cases.push(("stkflt".to_string(), "SIGSTKFLT".to_string()));
+        cases.push(("16".to_string(), "SIGSTKFLT".to_string()));
+    }
+    for (sig, expect) in &cases {
+        let id = t.start_job(&["sleep", "30"]);
+        let k = t.ok(&["kill", "--signal", sig, &id]);
+        assert_eq!(k["signal"], expect.as_str(), "{sig}: {k}");
+        assert_eq!(k["state"], "killed", "{sig}: {k}");
+        assert_eq!(k["terminated_signal"], expect.as_str(), "{sig}: {k}");
+    }
+    // A job that a real-time signal ends by itself says so too.
+    let own = format!("kill -{} $$", lo + 1);
+    let v = t.ok(&["run", "--", "sh", "-c", &own]);
+    assert_eq!(
+        (v["state"].as_str(), v["signal"].as_str()),
+        (Some("killed"), Some("SIGRTMIN+1")),
+        "{v}"
+    );
+}
+
+#[test]
 fn term_ignoring_job_is_not_reported_killed() {
     let t = TempRoot::new();
     let id = t.start_job(&["sh", "-c", "trap '' TERM; sleep 30"]);

@@ -91,10 +91,36 @@ fn every_command_output_matches_the_schema() {
     let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     st["output_lost"] = serde_json::json!([{"stream": "stdout", "dropped_bytes": 7, "errno": "ENOSPC", "message": "No space left on device (os error 28)"}]);
     std::fs::write(&p, st.to_string()).unwrap();
-    for args in [["status", &lost], ["wait", &lost]] {
-        let d = t.ok(&args);
-        assert_eq!(d["output_lost"][0]["dropped_bytes"], 7, "{d}");
+    // Every response about the job says so, each mode of tail and kill too.
+    let cursor = t.ok(&["tail", &lost])["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for args in [
+        &["status", &lost][..],
+        &["wait", &lost],
+        &["tail", &lost],
+        &["tail", "--since", &cursor, &lost],
+        &["tail", "--grep", "x", &lost],
+        &["kill", &lost],
+        &["kill", "--no-wait", &lost],
+    ] {
+        let d = t.ok(args);
+        assert_eq!(d["output_lost"][0]["dropped_bytes"], 7, "{args:?}: {d}");
         docs.push(d);
+    }
+    // After the fields they had before it, as in status.
+    t.out(&["tail", &lost]).assert_order(&[
+        "stdout_dropped_bytes",
+        "stderr_dropped_bytes",
+        "output_lost",
+    ]);
+    t.out(&["kill", &lost])
+        .assert_order(&["observed_within_ms", "timed_out", "output_lost"]);
+    // And nothing is said where nothing was lost.
+    for args in [&["tail", &id][..], &["kill", &id]] {
+        let d = t.ok(args);
+        assert!(d.get("output_lost").is_none(), "{args:?}: {d}");
     }
     // send to an interactive job, and its errors.
     let cat = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"]

@@ -334,7 +334,7 @@ fn eof_after_an_unfinished_line_ends_a_terminal_read() {
         "{v}"
     );
     // At the start of a line one ^D is enough, and only one is sent: the
-    // second reader still reads.
+    // second reader gets no end of file and is still running.
     let id = start(
         &t,
         &["--tty"],
@@ -347,9 +347,36 @@ fn eof_after_an_unfinished_line_ends_a_terminal_read() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(t.state(&id)["job"]["status"], "running");
-    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
-    assert_eq!(v["state"], "exited", "{v}");
-    assert!(v["stdout"].as_str().unwrap().contains("again"), "{v}");
+    assert!(!t.read(&id, "stdout.log").contains("again"));
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn eof_closes_a_terminal_jobs_input_for_good() {
+    // As on a pipe: after --eof the job's input is closed, even though
+    // on a terminal it was a ^D and the job reads on.
+    let t = TempRoot::new();
+    let id = start(
+        &t,
+        &["--tty"],
+        &["sh", "-c", "cat; echo after-eof; sleep 30"],
+    );
+    let v = t.ok(&["send", "--eof", "--newline", "--yield", "2s", &id, "x"]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdin_open"].as_bool()),
+        (Some("running"), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["bytes_written"], 2, "{v}");
+    let (code, e) = t.err(&["send", &id, "y"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("stdin_closed")),
+        "{e}"
+    );
+    // Nothing of the refused send reached the job or its record.
+    assert_eq!(t.read(&id, "stdin.log"), "x\n");
+    t.ok(&["kill", &id]);
 }
 
 #[test]

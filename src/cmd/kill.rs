@@ -36,6 +36,10 @@ pub struct KillBody {
     pub observed_within_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
+    /// Output the job wrote that could not be stored, as `status` says
+    /// (absent when the logs hold everything).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<crate::job::OutputLoss>,
 }
 
 /// Signals that stop, resume or merely inform: no reason to expect the
@@ -65,6 +69,7 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
         terminated_signal: None,
         observed_within_ms: None,
         timed_out: None,
+        output_lost: st.output_lost.clone(),
     };
     let st = match st.status() {
         Status::Created => {
@@ -180,6 +185,7 @@ fn fill(mut body: KillBody, st: &crate::job::State, t0: Instant) -> KillBody {
     body.terminated_signal = st.result.signal.clone().filter(|_| terminal);
     body.observed_within_ms = Some(t0.elapsed().as_millis() as u64);
     body.timed_out = terminal.then_some(st.result.timed_out);
+    body.output_lost = st.output_lost.clone();
     body
 }
 

@@ -100,6 +100,10 @@ pub struct TailBody {
     pub stdout_skipped_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stderr_skipped_bytes: Option<u64>,
+    /// Output the job wrote that could not be stored, as `status` says
+    /// (absent when the logs hold everything).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<crate::job::OutputLoss>,
 }
 
 /// What to read; the defaults are `tail`'s.
@@ -129,12 +133,12 @@ impl<'a> TailReq<'a> {
     }
 }
 
-/// Whether the job is terminal, read before its logs (so that a terminal
-/// state means they are complete). A job we cannot read the state of is
+/// The job's state, read before its logs (so that a terminal state means
+/// they are complete). A job we cannot read the state of (None) is
 /// treated as still writing: that only holds back an unfinished
 /// character or line, never loses it.
-pub fn job_done(job: &Job) -> bool {
-    observe::current_state(job).is_ok_and(|s| s.status().is_terminal())
+fn state_first(job: &Job) -> Option<crate::job::State> {
+    observe::current_state(job).ok()
 }
 
 pub fn tail_body(job: &Job, req: &TailReq) -> Result<TailBody> {
@@ -148,7 +152,8 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
         None => None,
     };
     let since = req.since.map(|s| Cursor::decode(s, &job.id)).transpose()?;
-    let done = job_done(job);
+    let state = state_first(job);
+    let done = state.as_ref().is_some_and(|s| s.status().is_terminal());
     let out = observe::open_log(&job.stdout_path())?;
     let err = observe::open_log(&job.stderr_path())?;
     if let Some(c) = &since {
@@ -189,6 +194,7 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
         stderr_dropped_bytes: err.dropped,
         stdout_skipped_bytes: since.map(|_| o.skipped),
         stderr_skipped_bytes: since.map(|_| e.skipped),
+        output_lost: state.map(|s| s.output_lost).unwrap_or_default(),
     })
 }
 

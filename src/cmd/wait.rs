@@ -305,13 +305,15 @@ pub fn exec(m: &Matches) -> Result<Output> {
     if m.positionals.len() > 1 {
         return exec_many(m, &store);
     }
-    let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let until = until_ms(m);
-    let budget = Budget::from_matches(m);
+    // An argument error before the job is looked up (D5), as for the
+    // values the parser checks.
     let ready = Ready::from_matches(m);
     if ready.is_none() && m.has("since") {
         return Err(crate::error::Error::usage("--since needs --output"));
     }
+    let job = store.lookup(m.pos(0).unwrap_or_default())?;
+    let until = until_ms(m);
+    let budget = Budget::from_matches(m);
     // -v at a terminal: a progress note while waiting (gone before the answer).
     let ticker = crate::progress::start(std::slice::from_ref(&job));
     let body = wait_for_ms(&job, until, budget, ready.as_ref()).map_err(|e| e.in_job(&job.id));
