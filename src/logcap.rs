@@ -17,6 +17,15 @@
 //! and the kept tail lies in the dropped bytes, and the reader continues
 //! at the start of the tail and says how many it skipped.
 //!
+//! A line the gap cuts is not a line: its piece at the end of the head
+//! (`head_mid_line`: neither the head's last byte nor the first one
+//! dropped is a newline) and its piece at the start of the kept tail
+//! (`tail_mid_line`: the last byte dropped is not a newline) are never
+//! matched as lines by grep or readiness, which would otherwise find
+//! lines the job never printed (`^93$` in the tail of `seq 1 1000`).
+//! Each cut reads those bytes while they are still in the file and
+//! records the answer with the gap. Byte reads still return the pieces.
+//!
 //! The gap records live in `<job>/log.gaps`, one fixed-size text record
 //! per log (stdout, stderr, full.log), rewritten in place by the
 //! supervisor (the only writer) and read with `pread` by anyone. It is
@@ -126,6 +135,12 @@ pub struct Gap {
     pub dropped: u64,
     pub src: u64,
     pub keep: u64,
+    /// The head ends inside a line, which goes on in the dropped bytes
+    /// (a head that ends just before a newline ends a whole line).
+    pub head_mid_line: bool,
+    /// The kept tail starts inside a line: the last byte dropped is not
+    /// a newline.
+    pub tail_mid_line: bool,
 }
 
 impl Gap {
@@ -151,8 +166,16 @@ impl Gap {
 
     fn encode(&self) -> [u8; REC] {
         let text = format!(
-            "ae-gap g={:020} h={:020} m={:04} d={:020} s={:020} k={:020} g={:020}",
-            self.gen, self.head, self.marker, self.dropped, self.src, self.keep, self.gen
+            "ae-gap g={:020} h={:020} m={:04} d={:020} s={:020} k={:020} c={}{} g={:020}",
+            self.gen,
+            self.head,
+            self.marker,
+            self.dropped,
+            self.src,
+            self.keep,
+            u8::from(self.head_mid_line),
+            u8::from(self.tail_mid_line),
+            self.gen
         );
         let mut rec = [b' '; REC];
         rec[..text.len()].copy_from_slice(text.as_bytes());
@@ -171,17 +194,45 @@ impl Gap {
         if it.next()? != "ae-gap" {
             return None;
         }
-        let mut num = |key: &str| -> Option<u64> { it.next()?.strip_prefix(key)?.parse().ok() };
-        let g = Gap {
-            gen: num("g=")?,
-            head: num("h=")?,
-            marker: num("m=")?,
-            dropped: num("d=")?,
-            src: num("s=")?,
-            keep: num("k=")?,
+        let num =
+            |tok: Option<&str>, key: &str| -> Option<u64> { tok?.strip_prefix(key)?.parse().ok() };
+        let mut g = Gap {
+            gen: num(it.next(), "g=")?,
+            head: num(it.next(), "h=")?,
+            marker: num(it.next(), "m=")?,
+            dropped: num(it.next(), "d=")?,
+            src: num(it.next(), "s=")?,
+            keep: num(it.next(), "k=")?,
+            head_mid_line: false,
+            tail_mid_line: false,
         };
+        // `c=` (where the gap cuts lines) lies before the last generation,
+        // so a torn read cannot pair it with the wrong one. A record made
+        // before it was kept has none: then a head that does not end in
+        // a newline (its marker starts with one) and the tail are taken
+        // to be cut, which may pass over a whole line but never makes one up.
+        let mut last = it.next();
+        match last.and_then(|t| t.strip_prefix("c=")) {
+            Some(c) => {
+                let bit = |b: u8| match b {
+                    b'0' => Some(false),
+                    b'1' => Some(true),
+                    _ => None,
+                };
+                let &[h, t] = c.as_bytes() else {
+                    return None;
+                };
+                g.head_mid_line = bit(h)?;
+                g.tail_mid_line = bit(t)?;
+                last = it.next();
+            }
+            None => {
+                g.head_mid_line = g.marker as usize == MARKER_TEXT + 1;
+                g.tail_mid_line = g.marker > 0;
+            }
+        }
         // The generation is written first and last: a torn read shows two.
-        (num("g=")? == g.gen).then_some(g)
+        (num(last, "g=")? == g.gen).then_some(g)
     }
 }
 
@@ -328,23 +379,37 @@ impl Capper {
     fn compact(&mut self, f: &mut File) -> io::Result<()> {
         let head = self.cap.head;
         let keep = self.cap.tail;
-        let marker = if self.gap.active() {
-            self.gap.marker
+        let (marker, head_mid_line) = if self.gap.active() {
+            (self.gap.marker, self.gap.head_mid_line)
         } else {
-            let mut last = [b'\n'];
+            // The head's last byte and the first one dropped (there is
+            // one: the tail outgrew `keep`), never moved before this cut.
+            let mut edge = [b'\n'; 2];
             if head > 0 {
-                f.read_exact_at(&mut last, head - 1)?;
+                f.read_exact_at(&mut edge, head - 1)?;
             }
-            (MARKER_TEXT + usize::from(last[0] != b'\n')) as u64
+            let open = edge[0] != b'\n';
+            (
+                (MARKER_TEXT + usize::from(open)) as u64,
+                open && edge[1] != b'\n',
+            )
         };
         let logical = self.gap.logical_len(self.size);
+        let src = self.size - keep;
+        // The last byte this cut drops, still in the file (the tail
+        // outgrew `keep`, so `src` lies past the head and any marker
+        // already written): whether the kept tail starts a line.
+        let mut before = [b'\n'];
+        f.read_exact_at(&mut before, src - 1)?;
         let mut g = Gap {
             gen: self.gap.gen + 1,
             head,
             marker,
             dropped: logical - keep - head,
-            src: self.size - keep,
+            src,
             keep,
+            head_mid_line,
+            tail_mid_line: before[0] != b'\n',
         };
         write_rec(&self.gaps, self.slot, &g)?;
         if overlaps(&g) {
@@ -547,9 +612,36 @@ mod tests {
             dropped: 123_456,
             src: 9,
             keep: 10,
+            head_mid_line: false,
+            tail_mid_line: false,
         };
         let rec = g.encode();
         assert_eq!(Gap::decode(&rec), Some(g));
+        for (h, t) in [(false, true), (true, false), (true, true)] {
+            let cut = Gap {
+                head_mid_line: h,
+                tail_mid_line: t,
+                ..g
+            };
+            assert_eq!(Gap::decode(&cut.encode()), Some(cut));
+        }
+        // A record without `c=` (written before it was kept): the tail
+        // is taken to start inside a line; the head to end inside one
+        // when it does not end in a newline (its marker starts with one).
+        for marker in [MARKER_TEXT, MARKER_TEXT + 1] {
+            let g = Gap {
+                marker: marker as u64,
+                ..g
+            };
+            let rec = String::from_utf8(g.encode().to_vec()).unwrap();
+            let old = rec.replace(" c=00", "");
+            let want = Gap {
+                head_mid_line: marker == MARKER_TEXT + 1,
+                tail_mid_line: true,
+                ..g
+            };
+            assert_eq!(Gap::decode(old.as_bytes()), Some(want));
+        }
         let h = Gap { gen: 8, ..g }.encode();
         let mut torn = rec;
         torn[..40].copy_from_slice(&h[..40]);
@@ -638,6 +730,8 @@ mod tests {
             dropped: data.len() as u64 - 1000,
             src: size - 500,
             keep: 500,
+            head_mid_line: cur.head_mid_line,
+            tail_mid_line: data[data.len() - 501] != b'\n',
         };
         write_rec(&gaps, STDOUT, &g).unwrap();
         f.write_all_at(
@@ -687,6 +781,10 @@ mod tests {
         }
         let (h, m) = (cap.head as usize, g.marker as usize);
         assert_eq!(g.dropped as usize, data.len() - n, "dropped");
+        let tail_at = data.len() - cap.tail as usize;
+        assert_eq!(g.tail_mid_line, data[tail_at - 1] != b'\n', "tail_mid_line");
+        let open = h > 0 && data[h - 1] != b'\n';
+        assert_eq!(g.head_mid_line, open && data[h] != b'\n', "head_mid_line");
         assert_eq!(&file[..h], &data[..h], "head");
         let nl = h > 0 && data[h - 1] != b'\n';
         assert_eq!(&file[h..h + m], &marker(g.dropped, nl)[..], "marker");
@@ -748,6 +846,8 @@ mod tests {
                 dropped: 10,
                 src: 60,
                 keep: 50,
+                head_mid_line: true,
+                tail_mid_line: true,
             };
             assert!(overlaps(&g));
             write_rec(&gaps, STDOUT, &g).unwrap();

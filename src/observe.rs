@@ -286,6 +286,14 @@ impl Log {
         g.active() && at == g.head
     }
 
+    /// Whether a line starting at logical position `at` is the rest of
+    /// one the gap cut (`at` is where the kept tail starts, and the last
+    /// byte dropped was not a newline): grep skips it to its end.
+    fn cut_line_at(&self, at: u64) -> bool {
+        let g = self.gap.get();
+        g.active() && g.tail_mid_line && at == g.tail_start()
+    }
+
     /// Where the kept tail of a capped log starts (0 when nothing was
     /// dropped): reads from the end never reach back across the gap.
     fn tail_floor(&self) -> u64 {
@@ -458,9 +466,13 @@ impl Log {
     /// the end of the log when the job is `done`, else the start of an
     /// unfinished last line (it is searched whole next time).
     ///
-    /// A capped log is searched in its head, then in its kept tail: the
-    /// line the gap cuts is offered as it stands on each side, and the
-    /// bytes passed over are added to `g.skipped`.
+    /// A capped log is searched in its head, then in its kept tail, and
+    /// the bytes passed over are added to `g.skipped`. The line the gap
+    /// cuts is no line on either side (`logcap`): the head's last line is
+    /// offered only when the gap starts with its newline, and a kept tail
+    /// that starts inside a line is searched from its first newline on.
+    /// Stopped inside that piece (no newline yet), the search says to
+    /// start again at the tail, so the next one skips it too.
     pub fn grep(&self, from: u64, g: &mut Grep) -> u64 {
         if self.file.is_none() {
             return from;
@@ -469,26 +481,42 @@ impl Log {
         let mut line: Vec<u8> = Vec::with_capacity(GREP_LINE_MAX.min(4096));
         let mut line_start = from;
         let mut pos = from;
+        // In the piece of a cut line the kept tail starts with.
+        let mut cut = self.cut_line_at(from);
         while pos < self.size {
             let want = (self.size - pos).min(GREP_CHUNK as u64) as usize;
             let (got, at) = self.read_logical(pos, &mut chunk[..want]);
             if at > pos {
-                if !line.is_empty() {
+                // The head's last line: a whole one whose newline was
+                // dropped, or a piece of one that goes on in the dropped
+                // bytes, not a line.
+                if !line.is_empty() && !self.gap.get().head_mid_line {
                     g.offer(&line, line_start);
-                    line.clear();
                     if g.first && !g.ring.is_empty() {
                         return pos;
                     }
                 }
+                line.clear();
                 g.skipped += at - pos;
                 pos = at;
                 line_start = at;
+                cut = self.cut_line_at(at);
             }
             if got == 0 {
                 break;
             }
             let mut rest = &chunk[..got];
             let mut at = pos;
+            if cut {
+                let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+                    pos += got as u64;
+                    continue;
+                };
+                cut = false;
+                at += i as u64 + 1;
+                rest = &rest[i + 1..];
+                line_start = at;
+            }
             while !rest.is_empty() {
                 let room = GREP_LINE_MAX - line.len();
                 let scan = &rest[..rest.len().min(room)];
@@ -521,6 +549,11 @@ impl Log {
                 }
             }
             pos += got as u64;
+        }
+        if cut && !g.done {
+            // The tail's cut line has not ended yet: searched again from
+            // the tail's start (`line_start`) next time, and skipped again.
+            return line_start;
         }
         if line.is_empty() {
             return pos;

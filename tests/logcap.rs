@@ -599,3 +599,232 @@ fn a_lost_supervisors_capped_log_is_cut_to_its_final_size() {
     let tl = t.ok(&["tail", &id]);
     assert_eq!(n(&tl["stdout_total_bytes"]), want.len() as u64, "{tl}");
 }
+
+/// `(line, offset)` of every match of a `tail --grep` answer.
+fn matches(v: &Value) -> Vec<(String, u64)> {
+    v["matches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no matches: {v}"))
+        .iter()
+        .map(|m| (m["line"].as_str().unwrap().to_string(), n(&m["offset"])))
+        .collect()
+}
+
+/// The offsets of a `tail --grep` answer's matches (its lines may be
+/// megabytes long).
+fn offsets(v: &Value) -> Vec<u64> {
+    matches(v).into_iter().map(|(_, o)| o).collect()
+}
+
+/// `tail --grep PATTERN` (a regex, every match) and `wait --output
+/// PATTERN` (the first) of a finished job.
+fn grep_and_ready(t: &TempRoot, id: &str, pattern: &str) -> (Vec<(String, u64)>, Value) {
+    let v = t.ok(&[
+        "tail",
+        "--grep",
+        pattern,
+        "--grep-type",
+        "regex",
+        "--tail-lines",
+        "0",
+        id,
+    ]);
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        pattern,
+        "--output-match-type",
+        "regex",
+        id,
+    ]);
+    (matches(&v), w)
+}
+
+/// The piece of a line the kept tail starts with is not a line: neither
+/// grep nor readiness matches it (`^93$` would find a line the job never
+/// printed: it printed 993).
+#[test]
+fn the_piece_of_a_line_the_tail_starts_with_is_never_matched() {
+    let t = TempRoot::new();
+    // Cap 64: the head is "1\n…13\n14" (the newline after 14 is the
+    // first byte dropped: 14 is whole), the tail "93\n994\n…1000\n",
+    // whose "93" is the end of 993.
+    let v = t.ok(&["run", "--max-log-bytes", "64", "--", "seq", "1", "1000"]);
+    let id = v["job_id"].as_str().unwrap();
+    let want = seq(1, 1000);
+    assert_eq!(&want[want.len() - 32..want.len() - 29], b"93\n");
+    let (m, w) = grep_and_ready(&t, id, "^93$");
+    assert_eq!(m, [], "the tail's first piece matched");
+    assert!(w.get("matched").is_none(), "readiness on a piece: {w}");
+    let (m, _) = grep_and_ready(&t, id, ".");
+    let offset_of = |line: u64| -> u64 { seq(1, line - 1).len() as u64 };
+    let expect: Vec<(String, u64)> = (1..=14)
+        .chain(994..=1000)
+        .map(|i| (i.to_string(), offset_of(i)))
+        .collect();
+    assert_eq!(m, expect);
+    let (_, w) = grep_and_ready(&t, id, "^14$");
+    assert_eq!(w["matched"]["offset"], offset_of(14), "{w}");
+}
+
+/// The piece of a line the head ends with is not a line either (`^0$`
+/// would match the start of 0123456789).
+#[test]
+fn the_piece_of_a_line_the_head_ends_with_is_never_matched() {
+    let t = TempRoot::new();
+    // Cap 20: the head is "abcdefgh\n0", the start of 0123456789.
+    let v = t.ok(&[
+        "run",
+        "--max-log-bytes",
+        "20",
+        "--",
+        "echo abcdefgh; echo 0123456789; seq 1 1000",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(v["stdout"], "abcdefgh\n0", "{v}");
+    let (m, w) = grep_and_ready(&t, id, "^0$");
+    assert_eq!(m, [], "the head's last piece matched");
+    assert!(w.get("matched").is_none(), "readiness on a piece: {w}");
+    let (m, _) = grep_and_ready(&t, id, ".");
+    let total = n(&v["stdout_total_bytes"]);
+    let expect = [
+        ("abcdefgh".to_string(), 0),
+        ("999".to_string(), total - 9),
+        ("1000".to_string(), total - 5),
+    ];
+    assert_eq!(m, expect);
+}
+
+/// A gap that starts and ends at line breaks leaves the lines on both
+/// sides whole: they are matched, though their newlines' neighbours
+/// were dropped.
+#[test]
+fn lines_the_gap_leaves_whole_are_matched() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--max-log-bytes",
+        "20",
+        "--",
+        "echo aaaaaaaaaa; echo xxxxxxxxxxxxxxxxxxxx; echo 123456789",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(n(&v["stdout_dropped_bytes"]), 22, "{v}");
+    let (m, w) = grep_and_ready(&t, id, ".");
+    let expect = [("aaaaaaaaaa".to_string(), 0), ("123456789".to_string(), 32)];
+    assert_eq!(m, expect);
+    assert_eq!(w["matched"]["line"], "aaaaaaaaaa", "{w}");
+    let (_, w) = grep_and_ready(&t, id, "^[0-9]+$");
+    assert_eq!(w["matched"]["offset"], 32, "{w}");
+}
+
+/// The tail of a running job is cut inside a line that has not ended
+/// yet: a search that stops there (a grep's cursor, readiness) starts
+/// again at the tail and skips the piece once its newline comes, rather
+/// than matching the rest of it as a line.
+#[test]
+fn a_cut_line_still_being_written_is_not_matched_when_it_ends() {
+    let t = TempRoot::new();
+    let go = t.cwd.join("go");
+    let go2 = t.cwd.join("go2");
+    // One line of 3 MB: more than the running slack, so the tail is cut
+    // inside it while it is written.
+    let script = format!(
+        "printf B; head -c 3000000 /dev/zero | tr '\\0' a; \
+         while [ ! -e {go} ]; do sleep 0.01; done; printf 'X\\nready\\n'; \
+         while [ ! -e {go2} ]; do sleep 0.01; done",
+        go = go.display(),
+        go2 = go2.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // No line to wait for: wait until the supervisor has read it all.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let v = loop {
+        let v = t.ok(&["tail", "--max-bytes", "0", &id]);
+        if n(&v["stdout_total_bytes"]) == 3_000_001 {
+            break v;
+        }
+        assert!(std::time::Instant::now() < until, "never written: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let dropped = n(&v["stdout_dropped_bytes"]);
+    assert!(dropped > 0, "not cut while running: {v}");
+    let tail_start = HEAD as u64 + dropped;
+    let piece = "^a*X?$";
+    let g = t.ok(&[
+        "tail",
+        "--grep",
+        piece,
+        "--grep-type",
+        "regex",
+        "--output-stream",
+        "stdout",
+        &id,
+    ]);
+    assert_eq!(offsets(&g), Vec::<u64>::new(), "{}", g["stdout_range"]);
+    // Stopped at the tail's start: the cut line is not over.
+    assert_eq!(g["stdout_range"], serde_json::json!([0, tail_start]), "{g}");
+    let cursor = g["cursor"].as_str().unwrap().to_string();
+    std::fs::write(&go, "").unwrap();
+    // Readiness finds the first whole line of the tail, not the piece.
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        "^(a*X|ready)$",
+        "--output-match-type",
+        "regex",
+        "--until",
+        "60",
+        &id,
+    ]);
+    assert_eq!(w["state"], "running", "{}", w["state"]);
+    assert_eq!(n(&w["matched"]["offset"]), 3_000_003, "not the line ready");
+    assert_eq!(w["matched"]["line"], "ready");
+    // From the cursor (the tail's start, not cut again): the same.
+    let g = t.ok(&[
+        "tail",
+        "--grep",
+        piece,
+        "--grep-type",
+        "regex",
+        "--since",
+        &cursor,
+        &id,
+    ]);
+    assert_eq!(
+        offsets(&g),
+        Vec::<u64>::new(),
+        "the rest of a cut line matched"
+    );
+    let w = t.ok(&[
+        "wait",
+        "--output",
+        piece,
+        "--output-match-type",
+        "regex",
+        "--since",
+        &cursor,
+        "--until",
+        "0",
+        &id,
+    ]);
+    assert!(
+        w.get("matched").is_none(),
+        "readiness on a piece at {}",
+        w["matched"]["offset"]
+    );
+    std::fs::write(&go2, "").unwrap();
+    t.wait_done(&id);
+    let (m, _) = grep_and_ready(&t, &id, ".");
+    assert_eq!(m, [("ready".to_string(), 3_000_003)]);
+}

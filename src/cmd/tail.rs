@@ -18,7 +18,8 @@
 //!   the last `--tail-lines` matching lines per stream, at most
 //!   `--max-bytes` of line text per stream. `stdout`/`stderr` are empty
 //!   and the ranges are the bytes searched. With `--since`, only the new
-//!   output is searched.
+//!   output is searched. In a capped log the pieces of the line its gap
+//!   cuts are not lines and never match (`observe::Log::grep`).
 //!
 //! Invariants
 //! - Every answer carries `cursor`, just after the last byte it
