@@ -718,7 +718,7 @@ static KILL: Cmd = Cmd {
     about: "Signal a running job's process group",
     long_about: "Sends the signal to the job's whole process group and watches up to 3 s for the outcome the supervisor records.",
     flags: &[
-        Flag::value("signal", "SIGNAL", Ty::Signal, "Signal name or number: TERM, SIGTERM, 15, INT, KILL, HUP, QUIT, USR1, USR2, STOP, CONT, ...").default("TERM"),
+        Flag::value("signal", "SIGNAL", Ty::Signal, "Signal name or number: TERM, SIGTERM, 15, INT, KILL, HUP, QUIT, USR1, USR2, STOP, CONT, STKFLT, RTMIN, RTMIN+n, RTMAX-n, RTMAX, ...").default("TERM"),
         Flag::switch("no-wait", "Do not watch for the outcome"),
     ],
     pos: &[job_pos(JobFilter::Killable)],
@@ -749,7 +749,7 @@ static SEND: Cmd = Cmd {
     name: "send",
     alias: None,
     about: "Write to an interactive job's stdin and read what it answers",
-    long_about: "Writes TEXT exactly as given (or --file's bytes) to the stdin of a job started with -i or --tty, then watches for --yield (default 250 ms, less if the job ends) and answers with the output written after the send began, bytes_written (what reached the job's stdin) and stdin_open. --eof closes the job's stdin after writing (on a terminal: sends ^D). What was sent is appended to stdin.log unless --no-record.",
+    long_about: "Writes TEXT exactly as given (or --file's bytes) to the stdin of a job started with -i or --tty, then watches for --yield (default 250 ms, less if the job ends) and answers with the output written after the send began, bytes_written (what reached the job's stdin) and stdin_open. --eof closes the job's stdin after writing (on a terminal: sends ^D); later sends are stdin_closed. What was sent is appended to stdin.log unless --no-record.",
     flags: &[
         Flag::switch("newline", "Append a newline to TEXT"),
         Flag::value("file", "PATH", Ty::Path, "Send this file's bytes instead of TEXT").cli_only(),

@@ -486,8 +486,9 @@ const REPLIES: &[Reply] = &[
             ("stderr_total_bytes", "Size of the stderr log."),
             ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
             ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --since: bytes after the cursor that were dropped and passed over; the text starts after them."),
+            ("output_lost?", OUTPUT_LOST),
         ],
-        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
+        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail, and never matches a piece of the line the gap cuts. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
         see: &["status", "run"],
     },
     Reply {
@@ -545,6 +546,7 @@ const REPLIES: &[Reply] = &[
             ("terminated_signal?", "The signal that really ended the job, as the supervisor recorded it."),
             ("observed_within_ms?", "Milliseconds spent watching for the outcome."),
             ("timed_out?", "Once terminal: whether --timeout had stopped it."),
+            ("output_lost?", OUTPUT_LOST),
         ],
         notes: &["A created job cannot be signalled (invalid_state). A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened.", "A job recorded as failed with supervisor_lost or launch_lost whose processes are still alive is still signalled (never a group whose leader's start time differs from the recorded one: a reused pid)."],
         see: &["run", "status", "wait"],
@@ -581,7 +583,7 @@ const REPLIES: &[Reply] = &[
             ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
             ("stdout_skipped_bytes / stderr_skipped_bytes", "Bytes written after the send began that a capped log had dropped by the time send read them, passed over: the text starts after them (as tail --since from a cursor in the gap)."),
         ],
-        notes: &["Only a running job started with -i or --tty has an open stdin: a job started without them, or one still created or queued, is invalid_state; after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D (twice when the last line written is unfinished, since the first ^D only ends that line), and all output, the echo of what was sent included, is in stdout."],
+        notes: &["Only a running job started with -i or --tty has an open stdin: a job started without them, or one still created or queued, is invalid_state; after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D (twice when the last line written is unfinished, since the first ^D only ends that line) and closes the job's input as on a pipe: later sends are stdin_closed, and all output, the echo of what was sent included, is in stdout."],
         see: &["run", "tail", "wait"],
     },
     Reply {
