@@ -17,8 +17,8 @@
 //! - Everything read is bounded: the head by `MAX_HEAD`, the body by
 //!   `MAX_BODY`; nothing is buffered beyond that.
 //! - Time is bounded: a connection waits at most the caller's first-byte
-//!   time for a request to begin (`IDLE` between keep-alive requests,
-//!   `HEAD_TIME` on a new connection); once a request's first byte is
+//!   time for a request to begin (the server gives `IDLE`, on a new
+//!   connection as between keep-alive requests); once a request's first byte is
 //!   in, its head must be complete within `HEAD_TIME` (a client that
 //!   trickles bytes — slowloris — is answered 408 `request_timeout` and
 //!   dropped when that runs out), and its body within `BODY_TIME` of the
@@ -53,10 +53,10 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Request body, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// How long a keep-alive connection may sit between requests.
+/// How long a connection may sit before a request begins: a new one,
+/// or a keep-alive one between requests.
 pub const IDLE: Duration = Duration::from_secs(5);
-/// How long a request head may take to arrive, from its first byte (and
-/// how long a new connection may wait before sending that byte).
+/// How long a request head may take to arrive, from its first byte.
 pub const HEAD_TIME: Duration = Duration::from_secs(2);
 /// How long a request body may take to arrive, once its head is in.
 pub const BODY_TIME: Duration = Duration::from_secs(10);

@@ -509,7 +509,7 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, to: &Reply) {
         }
         "ping" => srv.result(to, &id_text, "{}"),
         "tools/list" => {
-            let tools = crate::cmd::mcp::tools(srv.structured());
+            let tools = crate::cmd::mcp::tools(srv.structured(), srv.limits);
             srv.result(to, &id_text, &json!({ "tools": tools }).to_string());
         }
         "tools/call" => {

@@ -867,3 +867,158 @@ fn invalid_limits_stop_the_server_before_stdout() {
         assert_eq!(msgs[0]["result"]["protocolVersion"], "2025-06-18");
     }
 }
+
+/// A server with these limits, initialized.
+fn with_limits(t: &TempRoot, default: &str, max: &str) -> Mcp {
+    let mut m = Mcp::start(
+        t,
+        &[
+            ("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", default),
+            ("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", max),
+        ],
+    );
+    m.request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+    m
+}
+
+#[test]
+fn restart_stays_within_the_call_limit() {
+    let t = TempRoot::new();
+    let mut m = with_limits(&t, "1", "2");
+    // A job that ignores TERM: only SIGKILL after kill_after stops it,
+    // and its next run does the same.
+    let id = m.ok(
+        "run",
+        json!({"command": "trap '' TERM; echo up; sleep 300", "until": 0}),
+    )["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Up: its trap is set (a TERM before it would end it).
+    let up = |m: &mut Mcp| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while m.ok("tail", json!({"job_id": id}))["stdout"] != "up\n" {
+            assert!(Instant::now() < until, "the job never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    up(&mut m);
+    // A grace longer than the call may take is refused, the job left
+    // alone.
+    let r = m.call("restart", json!({"job_id": id, "kill_after": "20s"}));
+    assert_eq!(r["isError"], true, "{r}");
+    let e = &r["structuredContent"]["error"];
+    assert_eq!(e["code"], "invalid_request", "{r}");
+    assert!(e["message"].as_str().unwrap().contains("kill_after"), "{r}");
+    let st = m.ok("status", json!({"job_id": id}));
+    assert_eq!(
+        (&st["state"], &st["attempt"]),
+        (&json!("running"), &json!(1))
+    );
+    // A grace within it: the watch gets what the stop left of the 2 s
+    // (about 0.5 s), not its own until on top.
+    let d = m.ok(
+        "restart",
+        json!({"job_id": id, "kill_after": 1.5, "until": 5}),
+    );
+    assert_eq!(
+        (&d["state"], &d["attempt"]),
+        (&json!("running"), &json!(2)),
+        "{d}"
+    );
+    assert!(d["waited_ms"].as_u64().unwrap() < 1500, "{d}");
+    assert_eq!(d["previous_runs"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["previous_runs"][0]["signal"], "SIGKILL", "{d}");
+    up(&mut m);
+    // No kill_after: the default grace (5 s) is shortened to the limit,
+    // which leaves the watch nothing.
+    let d = m.ok("restart", json!({"job_id": id}));
+    assert_eq!(
+        (&d["state"], &d["attempt"]),
+        (&json!("running"), &json!(3)),
+        "{d}"
+    );
+    assert!(d["waited_ms"].as_u64().unwrap() < 1000, "{d}");
+    assert_eq!(d["type"], "restart");
+    assert_eq!(d["previous_runs"].as_array().unwrap().len(), 2, "{d}");
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+#[test]
+fn descriptions_state_the_limits_in_effect() {
+    let t = TempRoot::new();
+    let mut m = with_limits(&t, "7", "20");
+    let r = m.request("tools/list", json!({}));
+    let tools = r["result"]["tools"].as_array().unwrap();
+    let tool = |n: &str| tools.iter().find(|t| t["name"] == n).unwrap().clone();
+    for n in ["run", "wait", "restart"] {
+        let t = tool(n);
+        let until = t["inputSchema"]["properties"]["until"]["description"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(until.contains("[default: 7; at most 20"), "{n}: {until}");
+        assert!(
+            !until.contains("default: 10]") && !until.contains("default: 30]"),
+            "{n}: {until}"
+        );
+        let d = t["description"].as_str().unwrap();
+        assert!(d.contains("7 s") && d.contains("20 s"), "{n}: {d}");
+    }
+    let restart = tool("restart");
+    let ka = restart["inputSchema"]["properties"]["kill_after"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(ka.contains("[default: 5; at most 20"), "{ka}");
+    let send = tool("send");
+    let y = send["inputSchema"]["properties"]["yield_ms"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(y.contains("at most 20000"), "{y}");
+    // Fractions are said as such.
+    let t2 = TempRoot::new();
+    let mut m = with_limits(&t2, "0.5", "1.5");
+    let r = m.request("tools/list", json!({}));
+    let until = r["result"]["tools"][3]["inputSchema"]["properties"]["until"]["description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(until.contains("[default: 0.5; at most 1.5"), "{until}");
+}
+
+#[test]
+fn progress_keeps_coming_while_a_job_that_printed_is_quiet() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "printf abc; sleep 30", "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    // Its 3 bytes are out before the wait begins.
+    let until = Instant::now() + Duration::from_secs(20);
+    while !t.read(&id, "stdout.log").contains("abc") {
+        assert!(Instant::now() < until, "the job never printed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let w = m.ask("tools/call", json!({"name": "wait", "arguments": {"job_id": id, "until": 3.5}, "_meta": {"progressToken": "k"}}));
+    let r = m.answer(&json!(w), Duration::from_secs(30));
+    assert_eq!(r["result"]["structuredContent"]["state"], "running", "{r}");
+    let prog: Vec<(u64, String)> = m
+        .seen
+        .iter()
+        .filter(|s| s["method"] == "notifications/progress" && s["params"]["progressToken"] == "k")
+        .map(|s| {
+            (
+                s["params"]["progress"].as_u64().unwrap(),
+                s["params"]["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // One at the start, then about one a second as a sign of life: the
+    // value rises though the output does not grow.
+    assert!(prog.len() >= 3, "{prog:?}");
+    assert!(prog.windows(2).all(|w| w[0].0 < w[1].0), "{prog:?}");
+    assert!(prog.iter().all(|p| p.1.contains("3 bytes")), "{prog:?}");
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}

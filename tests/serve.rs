@@ -1850,3 +1850,226 @@ fn ids_that_do_not_decode_are_jobs_not_found_on_every_route() {
     s.get("/kill/%FF").assert_error(405, "method_not_allowed");
     s.get("/nope/%FF").assert_error(404, "not_found");
 }
+
+/// Wait (bounded) until the job's stdout holds `text`.
+fn printed(t: &TempRoot, id: &str, text: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !t.read(id, "stdout.log").contains(text) {
+        assert!(Instant::now() < until, "job {id} never printed {text:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Does the server process hold the job's directory open (a request of
+/// it waiting on that job)?
+fn pinned(t: &TempRoot, server_pid: u32, id: &str) -> bool {
+    let dir = t.job_dir(id).canonicalize().unwrap();
+    std::fs::read_dir(format!("/proc/{server_pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == dir))
+}
+
+#[test]
+fn sigterm_answers_a_send_a_kill_and_a_readiness_wait_with_their_jobs() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let port = s.port;
+    let ask = move |method: &'static str, path: String, body: String| {
+        std::thread::spawn(move || Client::try_new(port)?.try_send(method, &path, &[], &body))
+    };
+    // A readiness wait that nothing will satisfy, in the server.
+    let quiet = t.start_job(&["sleep", "30"]);
+    let ready = ask(
+        "GET",
+        format!("/wait/{quiet}?output=never&until=60"),
+        String::new(),
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pinned(&t, s.pid, &quiet) {
+        assert!(
+            Instant::now() < until,
+            "the readiness wait never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A send in its yield: the job has echoed the bytes.
+    let cat = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let send = ask(
+        "POST",
+        format!("/send/{cat}"),
+        json!({"data": "hello\n", "yield_ms": 30000}).to_string(),
+    );
+    printed(&t, &cat, "hello");
+    // A kill watching for an end that does not come: the job took the
+    // TERM (and said so) and goes on.
+    let stubborn = t.start_job(&[
+        "sh",
+        "-c",
+        "trap 'echo got' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    printed(&t, &stubborn, "ready");
+    let kill = ask("POST", format!("/kill/{stubborn}"), String::new());
+    printed(&t, &stubborn, "got");
+    terminate(&mut s);
+    for (what, waiter, id) in [
+        ("kill", kill, &stubborn),
+        ("send", send, &cat),
+        ("readiness wait", ready, &quiet),
+    ] {
+        let r = waiter
+            .join()
+            .unwrap()
+            .unwrap_or_else(|| panic!("the {what} got no answer"));
+        let v = r.assert_error(503, "unavailable");
+        assert_eq!(v["error"]["details"]["job_id"], id.as_str(), "{what}: {v}");
+        assert_eq!(t.ok(&["status", id])["state"], "running", "{what}");
+    }
+    for id in [&quiet, &cat, &stubborn] {
+        t.ok(&["kill", "--signal", "KILL", id]);
+    }
+}
+
+#[test]
+fn exec_until_takes_fractions_and_duration_text() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    for until in [json!(0.2), json!("300ms"), json!("0.5"), json!(0)] {
+        let v = s
+            .post(
+                "/exec",
+                &exec_body(json!({"command": ["sleep", "30"], "until": until})),
+            )
+            .assert_ok("run");
+        assert_eq!(v["state"], "running", "{until}: {v}");
+        t.ok(&["kill", "--signal", "KILL", v["job_id"].as_str().unwrap()]);
+    }
+    // Whole seconds as before.
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["true"], "until": 5})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["state"], "exited", "{v}");
+    for bad in [
+        json!(-1),
+        json!(-0.5),
+        json!("soon"),
+        json!(true),
+        json!([1]),
+    ] {
+        s.post(
+            "/exec",
+            &exec_body(json!({"command": ["true"], "until": bad})),
+        )
+        .assert_error(400, "invalid_duration");
+    }
+}
+
+#[test]
+fn a_new_connection_may_take_its_documented_five_seconds() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    // Past the 2 s a request's head gets, within the 5 s a connection
+    // gets before its first request begins.
+    let mut c = s.client();
+    std::thread::sleep(Duration::from_secs(3));
+    let r = c
+        .try_send("GET", "/health", &[], "")
+        .expect("the connection was closed before its 5 s");
+    assert_eq!(r.status, 200);
+}
+
+/// `serve` with `args` and the token `token`: its first line, and the
+/// server stopped if it started.
+fn first_line(t: &TempRoot, args: &[&str], token: &str) -> Value {
+    let mut c = t
+        .cmd(args)
+        .env("AGENT_EXEC_SERVE_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    if v["type"] == "serve" {
+        let _ = c.kill();
+    }
+    let _ = c.wait();
+    v
+}
+
+#[test]
+fn a_blank_token_is_no_token_and_a_padded_one_authenticates() {
+    let t = TempRoot::new();
+    // Whitespace only is no token, as an empty one: a non-loopback bind
+    // is refused for want of it.
+    for token in ["", "   ", " \t\n"] {
+        let v = first_line(&t, &["serve", "--bind", "0.0.0.0:0", "--insecure"], token);
+        assert_eq!(v["error"]["code"], "serve_unsafe_bind", "{token:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("AGENT_EXEC_SERVE_TOKEN"),
+            "{v}"
+        );
+    }
+    // Whitespace around a token (a file read with its newline) is not
+    // part of it: a header cannot carry it.
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", " s3cret\n")]);
+    let mut c = s.client();
+    c.send(
+        "GET",
+        "/status/x",
+        &[("Authorization", "Bearer s3cret")],
+        "",
+    )
+    .assert_error(404, "job_not_found");
+    c.send("GET", "/status/x", &[("Authorization", "Bearer wrong")], "")
+        .assert_error(401, "unauthorized");
+}
+
+#[test]
+fn head_of_a_follow_is_the_head_get_sends() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["echo", "hi"]);
+    t.ok(&["wait", &id]);
+    let path = format!("/tail/{id}?follow=true");
+    let get = parse_raw(&raw(
+        s.port,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+    ));
+    assert_eq!(get.status, 200);
+    let text = raw(
+        s.port,
+        format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+    );
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    assert!(body.is_empty(), "HEAD got a body: {body:?}");
+    let head = Resp {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        head: format!("{head}\r\n"),
+        body: String::new(),
+    };
+    assert_eq!(head.status, 200);
+    for h in ["content-type", "transfer-encoding", "cache-control"] {
+        assert_eq!(head.header(h), get.header(h), "{h}");
+    }
+    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    // Errors are the usual answer, to HEAD as to GET.
+    let text = raw(
+        s.port,
+        b"HEAD /tail/nope?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}

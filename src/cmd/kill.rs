@@ -59,6 +59,19 @@ fn ends_job(sig: i32) -> bool {
 }
 
 pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
+    kill_job_or(job, sig, no_wait, None)
+}
+
+/// `kill_job`, ending the observation early (with the state seen then)
+/// when `give_up` becomes readable: the server passes its stop, so that
+/// a `/kill` still watching when it stops is answered, not cut off. The
+/// signal has been sent by then.
+pub fn kill_job_or(
+    job: &Job,
+    sig: i32,
+    no_wait: bool,
+    give_up: Option<std::os::fd::RawFd>,
+) -> Result<KillBody> {
     let t0 = Instant::now();
     let st = observe::current_state(job)?;
     let body = KillBody {
@@ -106,7 +119,8 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
             let now = loop {
                 let now = observe::current_state(job)?;
                 let left = OBSERVE.saturating_sub(t0.elapsed());
-                if now.status() != Status::Queued || left.is_zero() {
+                if now.status() != Status::Queued || left.is_zero() || give_up.is_some_and(stirred)
+                {
                     break now;
                 }
                 match &watch {
@@ -114,7 +128,10 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                         // Not past 100 ms: a supervisor that died instead
                         // of answering writes nothing to wake us.
                         let ms = left.as_millis().clamp(1, 100) as i32;
-                        let mut fds = [sys::poll_fd(w.as_raw_fd(), sys::POLLIN)];
+                        let mut fds = [
+                            sys::poll_fd(w.as_raw_fd(), sys::POLLIN),
+                            sys::poll_fd(give_up.unwrap_or(-1), sys::POLLIN),
+                        ];
                         let _ = sys::poll(&mut fds, ms);
                         observe::drain_watch(w);
                     }
@@ -128,7 +145,7 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                 observe::close_watch(w);
             }
             if now.status() == Status::Running {
-                return kill_job(job, sig, no_wait);
+                return kill_job_or(job, sig, no_wait, give_up);
             }
             now
         }
@@ -138,7 +155,7 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
                 return Ok(body);
             }
             if ends_job(sig) {
-                observe::wait_terminal(job, Some(t0 + OBSERVE))?
+                observe::wait_terminal_or(job, Some(t0 + OBSERVE), give_up)?
             } else {
                 st
             }
@@ -160,6 +177,12 @@ pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
         }
     };
     Ok(fill(body, &st, t0))
+}
+
+/// Has `fd` become readable (or hung up)? Without waiting.
+fn stirred(fd: std::os::fd::RawFd) -> bool {
+    let mut fds = [sys::poll_fd(fd, sys::POLLIN)];
+    sys::poll(&mut fds, 0).is_ok_and(|n| n > 0) && fds[0].revents != 0
 }
 
 /// Send `sig` to a running job's process group. A signal that ends jobs

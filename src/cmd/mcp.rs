@@ -24,7 +24,13 @@
 //!   `until` means the default limit, a larger one (or `forever`) is
 //!   capped at the maximum, so a call ends before the client's request
 //!   timeout. `run` launches without waiting and then observes, so that
-//!   a cancel reaches the wait.
+//!   a cancel reaches the wait. `restart` is bounded as a whole: its
+//!   stop by a `kill_after` within the maximum (`bound_kill_after`), its
+//!   watch by what the stop left of the maximum. Tool descriptions state
+//!   the limits in effect, not the command line's defaults.
+//! - Progress (with a `progressToken`) is the milliseconds the call has
+//!   watched: it only rises, and keeps coming at least once a second
+//!   while the job is quiet (`observing`).
 //! - `tail --follow` is not offered (one call is one answer).
 //! - `stdin: "-"` is refused: the server's stdin is the protocol.
 //! - Arguments that do not go together are `invalid_request`, as over
@@ -72,6 +78,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits when the environment sets none.
+    pub const DEFAULT: Limits = Limits {
+        default_ms: 10_000,
+        max_ms: 50_000,
+    };
+
     /// From `AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS` (10) and
     /// `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS` (50: below the 60 s request
     /// timeout common in clients).
@@ -81,11 +93,15 @@ impl Limits {
                 Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v).map_err(|_| {
                     Error::InvalidConfig(format!("{name}: expected a number of seconds, got '{v}'"))
                 }),
-                _ => Ok(default * 1000),
+                _ => Ok(default),
             }
         };
-        let max_ms = secs("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", 50)?;
-        let default_ms = secs("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", 10)?.min(max_ms);
+        let max_ms = secs("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", Self::DEFAULT.max_ms)?;
+        let default_ms = secs(
+            "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS",
+            Self::DEFAULT.default_ms,
+        )?
+        .min(max_ms);
         Ok(Limits { default_ms, max_ms })
     }
 }
@@ -120,8 +136,8 @@ fn command(tool: &str) -> Result<&'static Cmd> {
 // ---------------------------------------------------------------------------
 
 /// `tools/list`'s tools; `outputSchema` only for clients that take
-/// structured results.
-pub fn tools(structured: bool) -> Vec<Value> {
+/// structured results. Descriptions state the limits in effect.
+pub fn tools(structured: bool, limits: Limits) -> Vec<Value> {
     let schema: Value = serde_json::from_str(super::schema::SCHEMA).unwrap_or(Value::Null);
     TOOLS
         .iter()
@@ -130,8 +146,8 @@ pub fn tools(structured: bool) -> Vec<Value> {
             let mut tool = json!({
                 "name": t,
                 "title": cmd.about,
-                "description": description(t, cmd),
-                "inputSchema": input_schema(t, cmd),
+                "description": description(t, cmd, limits),
+                "inputSchema": input_schema(t, cmd, limits),
             });
             if structured {
                 tool["outputSchema"] = output_schema(&schema, response_def(t));
@@ -145,10 +161,20 @@ pub fn tools(structured: bool) -> Vec<Value> {
         .collect()
 }
 
-fn description(tool: &str, cmd: &Cmd) -> String {
+fn description(tool: &str, cmd: &Cmd, limits: Limits) -> String {
     let mut d = format!("{}. {}", cmd.about, cmd.long_about);
+    let (default, cap) = (secs_text(limits.default_ms), secs_text(limits.max_ms));
     if matches!(tool, "run" | "wait" | "restart") {
-        d.push_str(" Over MCP, until is in seconds; without it the server's default limit applies, and a longer one is capped.");
+        d.push_str(&format!(" Over MCP, until is in seconds; without it this server watches {default} s, and a longer one (or forever) is capped at {cap} s."));
+    }
+    if tool == "restart" {
+        d.push_str(&format!(" The whole call stays within {cap} s: the watch gets what the stop left of it, and a kill_after over {cap} s is refused (invalid_request; stop the job with kill, then restart it); without kill_after, the grace is {} s.", secs_text(default_kill_after_ms().min(limits.max_ms))));
+    }
+    if tool == "send" {
+        d.push_str(&format!(
+            " Over MCP, yield_ms is capped at {} ms.",
+            limits.max_ms
+        ));
     }
     if tool == "tail" {
         d.push_str(" Over MCP, follow is not offered: loop with since.");
@@ -166,8 +192,39 @@ fn response_def(tool: &str) -> String {
     format!("{head}{}Response", c.as_str())
 }
 
-/// One flag's JSON Schema type.
-fn flag_schema(flag: &Flag) -> Value {
+/// `ms` as seconds for a description: `10`, `0.5`.
+fn secs_text(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        (ms as f64 / 1000.0).to_string()
+    }
+}
+
+/// The default a tool's argument really has, and its cap, where this
+/// server's limits set them (`bound_until`, `bound_kill_after`, `send`'s
+/// yield): said in place of the command line's default.
+fn limits_note(tool: &str, name: &str, limits: Limits) -> Option<String> {
+    let (default, cap) = (secs_text(limits.default_ms), secs_text(limits.max_ms));
+    Some(match (tool, name) {
+        ("run" | "wait" | "restart", "until") => {
+            format!("[default: {default}; at most {cap}: this server's limits]")
+        }
+        ("run" | "wait" | "restart", "forever") => {
+            format!("[over MCP: watch at most {cap} s, this server's limit]")
+        }
+        ("restart", "kill_after") => format!(
+            "[default: {}; at most {cap}: this server's limit for the whole call]",
+            secs_text(default_kill_after_ms().min(limits.max_ms))
+        ),
+        ("send", "yield_ms") => format!("[default: 250; at most {}]", limits.max_ms),
+        _ => return None,
+    })
+}
+
+/// One flag's JSON Schema type; `note` replaces the table's
+/// `[default: ...]`.
+fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
     let mut s = match (flag.kind, flag.http) {
         (Kind::Switch | Kind::OptBool, _) => json!({"type": "boolean"}),
         (Kind::Value(Ty::Duration), Http::Millis(_)) => {
@@ -185,9 +242,9 @@ fn flag_schema(flag: &Flag) -> Value {
     if s.get("description").is_none() {
         s["description"] = Value::from(flag.help);
     }
-    if let Some(d) = flag.default {
+    if let Some(note) = note.or_else(|| flag.default.map(|d| format!("[default: {d}]"))) {
         s["description"] = Value::from(format!(
-            "{} [default: {d}]",
+            "{} {note}",
             s["description"].as_str().unwrap_or_default()
         ));
     }
@@ -199,7 +256,7 @@ fn flag_schema(flag: &Flag) -> Value {
     }
 }
 
-pub fn input_schema(tool: &str, cmd: &Cmd) -> Value {
+pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
     let mut props = Map::new();
     let mut required = Vec::new();
     let job_help = "Job id (full ULID or a unique prefix, case-insensitive)";
@@ -259,8 +316,11 @@ pub fn input_schema(tool: &str, cmd: &Cmd) -> Value {
                 json!({"type": "object", "additionalProperties": {"type": "string"},
                        "description": "Environment variables for the job, name to value"}),
             ),
-            ("run", "tag") => ("tags".to_string(), flag_schema(f)),
-            _ => (name, flag_schema(f)),
+            ("run", "tag") => ("tags".to_string(), flag_schema(f, None)),
+            _ => {
+                let note = limits_note(tool, &name, limits);
+                (name, flag_schema(f, note))
+            }
         };
         props.insert(name, schema);
     }
@@ -537,12 +597,50 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
     Ok(())
 }
 
+/// `restart`'s `--kill-after` when none is given, from the table.
+fn default_kill_after_ms() -> u64 {
+    command("restart")
+        .ok()
+        .and_then(|c| c.flags.iter().find(|f| f.long == "kill-after"))
+        .and_then(|f| f.default)
+        .and_then(|d| crate::time::parse_duration_ms(d).ok())
+        .unwrap_or(5000)
+}
+
+/// Keep `restart`'s stop within the call's limit: a `kill_after` above
+/// it is refused (shortening it would SIGKILL the job sooner than asked,
+/// a change to the job, not just to the watch); without one, the
+/// default grace is shortened to the limit when that is less.
+fn bound_kill_after(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
+    match params.iter().rposition(|(k, _)| k == "kill_after") {
+        Some(i) => {
+            let ms = crate::time::parse_duration_ms(&params[i].1)?;
+            if ms > limits.max_ms {
+                return Err(bad(format!(
+                    "kill_after {} s is longer than this server lets one call take ({} s, AGENT_EXEC_MCP_MAX_UNTIL_SECONDS): give a shorter one, or stop the job with kill (and wait) before restart",
+                    secs_text(ms),
+                    secs_text(limits.max_ms)
+                )));
+            }
+        }
+        None => {
+            let ms = default_kill_after_ms().min(limits.max_ms);
+            params.push(("kill_after".into(), format!("{ms}ms")));
+        }
+    }
+    Ok(())
+}
+
 /// The tool's `Matches`, as the CLI would build them.
 fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
     let cmd = command(tool)?;
     let mut a = split_args(tool, cmd, args)?;
     match tool {
-        "run" | "wait" | "restart" => bound_until(&mut a.params, srv.limits)?,
+        "run" | "wait" => bound_until(&mut a.params, srv.limits)?,
+        "restart" => {
+            bound_until(&mut a.params, srv.limits)?;
+            bound_kill_after(&mut a.params, srv.limits)?;
+        }
         "send" => {
             let cap = srv.limits.max_ms;
             for (k, v) in a.params.iter_mut().filter(|(k, _)| k == "yield_ms") {
@@ -601,7 +699,8 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
 /// An argument the tool does not take, with the names of those it does
 /// (its schema's).
 fn unknown_argument(tool: &str, cmd: &Cmd, name: &str) -> Error {
-    let schema = input_schema(tool, cmd);
+    // The names do not depend on the limits.
+    let schema = input_schema(tool, cmd, Limits::DEFAULT);
     let names: Vec<&str> = schema["properties"]
         .as_object()
         .map(|p| p.keys().map(String::as_str).collect())
@@ -810,7 +909,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
             let job = lookup()?;
             let req = super::send::request_from(m)?;
             let wake = Some(call.wake_fd());
-            let body = observing(srv, call, &job, || {
+            let body = observing(srv, call, &job, Instant::now(), || {
                 super::send::send_job_or(&job, &req, wake)
             })
             .map_err(|e| e.in_job(&job.id))?;
@@ -858,10 +957,8 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
         }
         "delete" => delete(m, &store)?,
         "restart" => {
-            // Bounded like `run` (until is capped); stopping the old run
-            // is bounded by kill_after.
             let job = lookup()?;
-            doc("restart", &super::restart::restart_job(&store, &job, m)?)?
+            return restart(srv, call, m, &job).map_err(|e| e.in_job(&job.id));
         }
         _ => return Err(bad(format!("unknown tool: {tool}"))),
     };
@@ -921,7 +1018,7 @@ fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
     let job = store.lookup(&launched.job_id)?;
     let deadline = plan.deadline();
     let waited_from = Instant::now();
-    let st = observing(srv, call, &job, || {
+    let st = observing(srv, call, &job, waited_from, || {
         observe::wait_terminal_or(&job, deadline, Some(call.wake_fd()))
     })
     .map_err(|e| e.in_job(&job.id))?;
@@ -941,6 +1038,74 @@ fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
     doc("run", &body).map(Some)
 }
 
+/// `restart`: the stop and the launch without a wait, then `run`'s watch
+/// of the new run, all within the call's limit: the watch ends `until`
+/// after the launch (as `restart` counts it) or `max_ms` after the call
+/// began, whichever is first, so a long stop leaves less of it (the stop
+/// itself is bounded by `bound_kill_after`). Progress goes out during
+/// both; a cancel drops the answer.
+fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<String>> {
+    use std::time::Duration;
+    let called = Instant::now();
+    let plan = super::run::WaitPlan::from_matches(m);
+    // The same call without its wait, through the same checks.
+    let mut args = call.params.get("arguments").cloned().unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut args {
+        for k in ["wait", "no_wait", "forever", "until"] {
+            o.remove(k);
+        }
+        o.insert("no_wait".into(), Value::Bool(true));
+    }
+    let launch_only = matches(srv, "restart", &args)?;
+    let store = super::store(m);
+    let launched = observing(srv, call, job, called, || {
+        super::restart::restart_job(&store, job, &launch_only)
+    })?;
+    if call.cancelled() {
+        return Ok(None);
+    }
+    let terminal = matches!(launched.inline.state, "exited" | "killed" | "failed");
+    if !plan.wait || terminal {
+        return doc("restart", &launched).map(Some);
+    }
+    // `restart` counts its budget from the end of the stop, which is
+    // `elapsed_ms` before now.
+    let waited_from = Instant::now();
+    let t0 = waited_from
+        .checked_sub(Duration::from_millis(launched.inline.elapsed_ms))
+        .unwrap_or(waited_from);
+    let until = plan
+        .until_ms
+        .and_then(|ms| t0.checked_add(Duration::from_millis(ms)));
+    let cap = called.checked_add(Duration::from_millis(srv.limits.max_ms));
+    let deadline = match (until, cap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let st = observing(srv, call, job, called, || {
+        observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))
+    })?;
+    if call.cancelled() {
+        return Ok(None);
+    }
+    let mut meta = job.read_meta()?;
+    meta.env_vars = crate::launch::env_display(job, &meta);
+    let mut inline = super::run::inline_body(
+        job,
+        &meta,
+        &st,
+        (plan.max_bytes, plan.tail_bytes),
+        t0.elapsed().as_millis() as u64,
+        waited_from.elapsed().as_millis() as u64,
+    )?;
+    let previous_runs = std::mem::take(&mut inline.previous_runs);
+    let body = super::restart::RestartBody {
+        inline,
+        previous_runs,
+    };
+    doc("restart", &body).map(Some)
+}
+
 /// `wait`, readiness included, ending early when the call is cancelled.
 fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<String>> {
     use super::wait::{wait_body, wait_ready, Budget, Ready};
@@ -955,7 +1120,7 @@ fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<Stri
         fd: call.wake_fd(),
         look: &look,
     };
-    let body = observing(srv, call, job, || -> Result<Option<_>> {
+    let body = observing(srv, call, job, Instant::now(), || -> Result<Option<_>> {
         if let Some(r) = &ready {
             return wait_ready(job, r, deadline, budget, Some(client));
         }
@@ -1003,35 +1168,46 @@ fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
 }
 
 /// Run `f` (an observation of `job`) while a ticker reports progress to
-/// a client that asked for it: the bytes of output so far, or the
-/// milliseconds elapsed while the job is silent; only rising values, at
-/// most 10 a second. The ticker is joined before this returns.
-fn observing<T>(srv: &Server, call: &Call, job: &Job, f: impl FnOnce() -> T) -> T {
+/// a client that asked for it. The value is the milliseconds since `t0`
+/// (the call's watch began), which only rises, as the protocol wants,
+/// and keeps rising while the job is quiet: clients take progress as a
+/// sign of life. The message says how much output the job has so far.
+/// One goes out at the first tick, then when the output grew (at most
+/// 10 a second) and at least once a second while nothing changes. The
+/// ticker is joined before this returns.
+fn observing<T>(srv: &Server, call: &Call, job: &Job, t0: Instant, f: impl FnOnce() -> T) -> T {
+    use std::time::Duration;
+    const TICK: Duration = Duration::from_millis(100);
+    const KEEP_ALIVE: Duration = Duration::from_secs(1);
     if call.progress_token().is_none() {
         return f();
     }
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
         s.spawn(move || {
-            let t0 = Instant::now();
-            let mut last = 0u64;
-            let tick = std::time::Duration::from_millis(100);
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+            // When the last one went out, and the bytes it reported.
+            let mut last: Option<(Instant, u64)> = None;
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
                 if call.cancelled() {
                     return;
                 }
                 let bytes =
                     observe::log_size(&job.stdout_path()) + observe::log_size(&job.stderr_path());
-                let ms = t0.elapsed().as_millis() as u64;
-                let (value, msg) = if bytes > 0 {
-                    (bytes, format!("{bytes} bytes of output after {ms} ms"))
-                } else {
-                    (ms, format!("no output after {ms} ms"))
+                let due = match last {
+                    None => true,
+                    Some((at, b)) => b != bytes || at.elapsed() >= KEEP_ALIVE,
                 };
-                if value > last {
-                    last = value;
-                    srv.progress(call, value, &msg);
+                if !due {
+                    continue;
                 }
+                let ms = t0.elapsed().as_millis() as u64;
+                let msg = if bytes > 0 {
+                    format!("{bytes} bytes of output after {ms} ms")
+                } else {
+                    format!("no output after {ms} ms")
+                };
+                srv.progress(call, ms, &msg);
+                last = Some((Instant::now(), bytes));
             }
         });
         let out = f();
@@ -1055,7 +1231,7 @@ mod tests {
 
     #[test]
     fn every_tool_has_object_schemas_from_the_table() {
-        for t in tools(true) {
+        for t in tools(true, Limits::DEFAULT) {
             assert_eq!(t["inputSchema"]["type"], "object", "{t}");
             assert_eq!(t["outputSchema"]["type"], "object", "{t}");
             let defs = t["outputSchema"]["definitions"].as_object().unwrap();
@@ -1068,17 +1244,19 @@ mod tests {
                 assert!(defs.contains_key(&r), "{name}: {r} unresolved");
             }
         }
-        let tail = input_schema("tail", command("tail").unwrap());
+        let tail = input_schema("tail", command("tail").unwrap(), Limits::DEFAULT);
         assert_eq!(tail["properties"]["max_bytes"]["type"], "integer");
         assert!(tail["properties"].get("follow").is_none());
-        let run = input_schema("run", command("run").unwrap());
+        let run = input_schema("run", command("run").unwrap(), Limits::DEFAULT);
         assert_eq!(run["properties"]["env"]["type"], "object");
         assert_eq!(run["properties"]["tags"]["type"], "array");
         assert_eq!(run["properties"]["interactive"]["type"], "boolean");
-        let send = input_schema("send", command("send").unwrap());
+        let send = input_schema("send", command("send").unwrap(), Limits::DEFAULT);
         assert_eq!(send["properties"]["yield_ms"]["type"], "integer");
         assert!(send["properties"].get("file").is_none());
-        assert!(tools(false).iter().all(|t| t.get("outputSchema").is_none()));
+        assert!(tools(false, Limits::DEFAULT)
+            .iter()
+            .all(|t| t.get("outputSchema").is_none()));
     }
 
     #[test]
@@ -1136,6 +1314,34 @@ mod tests {
             ("until".to_string(), "1s".to_string()),
         ];
         bound_until(&mut p, limits).unwrap();
+    }
+
+    #[test]
+    fn restart_grace_is_held_to_the_call_limit() {
+        let limits = Limits {
+            default_ms: 1_000,
+            max_ms: 2_000,
+        };
+        let mut p = vec![("kill_after".to_string(), "20s".to_string())];
+        let e = bound_kill_after(&mut p, limits).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        assert!(e.to_string().contains("kill_after 20 s"), "{e}");
+        let mut p = vec![("kill_after".to_string(), "1.5s".to_string())];
+        bound_kill_after(&mut p, limits).unwrap();
+        assert_eq!(p, vec![("kill_after".to_string(), "1.5s".to_string())]);
+        // The default (5 s) shortened to the limit, or kept below it.
+        let mut p = vec![];
+        bound_kill_after(&mut p, limits).unwrap();
+        assert_eq!(p, vec![("kill_after".to_string(), "2000ms".to_string())]);
+        let mut p = vec![];
+        bound_kill_after(&mut p, Limits::DEFAULT).unwrap();
+        assert_eq!(p, vec![("kill_after".to_string(), "5000ms".to_string())]);
+        assert_eq!(
+            bound_kill_after(&mut vec![("kill_after".into(), "x".into())], limits)
+                .unwrap_err()
+                .code(),
+            "invalid_duration"
+        );
     }
 
     #[test]

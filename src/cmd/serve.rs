@@ -15,7 +15,8 @@
 //! under their HTTP names from the one table (`Query::for_cmd`,
 //! `cli::matches_from_params`), checked by the same rules, and the route
 //! calls the same operation the command does.
-//! GET routes answer HEAD too. Every failure is the JSON error envelope
+//! GET routes answer HEAD too, with the head GET would send (a follow's
+//! included). Every failure is the JSON error envelope
 //! with the status from `Error::http_status` (404 unknown path, 405 with
 //! `Allow`, 401, 400 ...).
 //!
@@ -23,10 +24,12 @@
 //! port, pid), then nothing more on stdout. SIGTERM/SIGINT (blocked in
 //! every thread, taken by one thread with sigwait) stop the accept loop;
 //! requests in flight get up to `GRACE` to finish; exit 0. A request
-//! that waits on a job (`/wait`, a waiting `/exec` or `/restart`) does
-//! not finish: the stop shuts every socket for reading, which wakes its
-//! wait, and it is answered 503 `unavailable` at once, naming the job in
-//! `details.job_id` (the job goes on).
+//! that waits on a job (`/wait`, a waiting `/exec` or `/restart`, `/send`
+//! in its yield, `/kill` watching for the end) does not finish: the stop
+//! shuts every socket for reading and makes `Server::stop` readable,
+//! which wakes its wait, and it is answered 503 `unavailable` at once,
+//! naming the job in `details.job_id` (the job goes on; bytes sent and
+//! signals given stay so).
 //!
 //! Invariants
 //! - One thread per connection, at most `MAX_CONNS` (128) served, and at
@@ -57,8 +60,8 @@
 //!   not reset the connection before the client reads its answer;
 //!   `Linger` holds at most `MAX_LINGER` sockets and no thread or slot.
 //!   Time bounds do the rest: a head within `http::HEAD_TIME` (2 s) of
-//!   the first byte, a new connection's first byte within 2 s,
-//!   keep-alive idle at most `http::IDLE`.
+//!   the first byte, and a request's first byte within `http::IDLE`
+//!   (5 s), on a new connection as on a keep-alive one.
 //! - The token is checked on the head (`gate`), before any body is read
 //!   or `100 Continue` sent: an unauthenticated request costs no body.
 //!   A refused request's body is passed over when it came with the head
@@ -80,7 +83,8 @@
 //!   launch without waiting and wait here, on the same socket, but for
 //!   the server's stop only: their answer names the job just started,
 //!   so a client that half-closed still gets it (bounded by `until`).
-//!   `/kill` (3 s) is bounded and does not look.
+//!   `/kill` (3 s) and `/send` (its yield) are bounded and do not look
+//!   at the client, only at the stop.
 //! - A panic while answering a request is a 500 `internal_error` for
 //!   that request only (`catch_unwind`; the worker marks itself with
 //!   `output::quiet_panics`).
@@ -189,6 +193,11 @@ struct Server {
     long_freed: Condvar,
     in_flight: AtomicUsize,
     stopping: AtomicBool,
+    /// Readable from the server's stop on (a byte written and never
+    /// read): the accept loop polls it, and so do requests that wait
+    /// without watching their client (`/send`'s yield, `/kill`'s
+    /// observation), so that the stop ends their wait too.
+    stop: File,
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -198,9 +207,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // instant, is one a SIGINT can land on and kill the process by.
     sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT", e))?;
     let addr = bind_addr(m)?;
-    let token = std::env::var("AGENT_EXEC_SERVE_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+    let token = token_from(std::env::var("AGENT_EXEC_SERVE_TOKEN").ok());
     check_bind(addr, m.has("insecure"), token.is_some())?;
     let allow_origin = m.get("allow-origin").map(check_origin).transpose()?;
     let cfg = crate::config::load(None)?;
@@ -230,6 +237,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         long_freed: Condvar::new(),
         in_flight: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
+        stop: File::from(wake_r),
     });
     let s2 = Arc::clone(&srv);
     std::thread::Builder::new()
@@ -260,7 +268,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         },
     ));
     crate::info!("serve listening on {local}");
-    accept_loop(&listener, &File::from(wake_r), &srv);
+    accept_loop(&listener, &srv);
     drop(listener);
     srv.pool.wake_all();
     let t0 = Instant::now();
@@ -268,6 +276,16 @@ pub fn exec(m: &Matches) -> Result<Output> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(Output::Done)
+}
+
+/// The token from `AGENT_EXEC_SERVE_TOKEN`, without surrounding
+/// whitespace: an HTTP header value cannot carry it (clients and we trim
+/// it from `Authorization`), so a token read with its trailing newline
+/// would otherwise never match. Empty, or whitespace only, is no token
+/// at all, as an empty variable always was (and a non-loopback bind is
+/// then refused for want of one).
+fn token_from(var: Option<String>) -> Option<String> {
+    var.map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// `--port N` means 127.0.0.1:N; otherwise `--bind` (an IP literal).
@@ -343,11 +361,11 @@ fn check_origin(o: &str) -> Result<String> {
 // Accepting
 // ---------------------------------------------------------------------------
 
-fn accept_loop(listener: &TcpListener, wake: &File, srv: &Arc<Server>) {
+fn accept_loop(listener: &TcpListener, srv: &Arc<Server>) {
     loop {
         let mut fds = [
             sys::poll_fd(listener.as_raw_fd(), sys::POLLIN),
-            sys::poll_fd(wake.as_raw_fd(), sys::POLLIN),
+            sys::poll_fd(srv.stop.as_raw_fd(), sys::POLLIN),
         ];
         if let Err(e) = sys::poll(&mut fds, -1) {
             crate::warn!("serve: poll failed: {e}");
@@ -829,15 +847,16 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
     let mut w = BufWriter::with_capacity(8 * 1024, &stream);
     // The response body buffer, reused from request to request.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut first_byte = http::HEAD_TIME;
     let mut fresh = true;
     loop {
         // Waiting for a request: evictable. Once evicted, reads stop
         // waiting: a request the client had already sent is still read,
         // and gets a 503 below; nothing else is waited for.
         srv.pool.enter(id, Phase::Reading, false);
-        let head = reader.next_head(first_byte);
-        first_byte = http::IDLE;
+        // A request may begin within `IDLE` (5 s, as documented), on a
+        // new connection as between keep-alive requests: an idle client
+        // costs no more than an evictable slot meanwhile.
+        let head = reader.next_head(http::IDLE);
         if let Err(e) = head {
             // Evicted before a whole head came: a new connection, or one
             // with part of a request in, is told to come back (its
@@ -1220,7 +1239,8 @@ fn dispatch(
         }
         Route::Tail(id) => {
             let q = Query::for_cmd(req, "tail")?;
-            if q.bool("follow")?.unwrap_or(false) && req.method == Method::Get {
+            // HEAD too: its answer is the head GET would send.
+            if q.bool("follow")?.unwrap_or(false) {
                 if q.get("grep").is_some() {
                     return Err(Error::InvalidRequest(
                         "grep and follow=true cannot be used together".into(),
@@ -1264,7 +1284,13 @@ fn dispatch(
             } else {
                 Some(srv.long_slot()?)
             };
-            let body = super::kill::kill_job(&job, sig, no_wait).map_err(|e| e.in_job(&job.id))?;
+            let body = super::kill::kill_job_or(&job, sig, no_wait, Some(srv.stop.as_raw_fd()))
+                .map_err(|e| e.in_job(&job.id))?;
+            // Its observation cut short by the stop: the signal was sent,
+            // the end was not seen; answered as every waiting request is.
+            if !no_wait && cut_by_stop(srv, body.state) {
+                return Err(shutting_down(&job.id));
+            }
             Reply::doc(buf, "kill", &body)?
         }
     };
@@ -1332,7 +1358,12 @@ fn follow_route(
         .transpose()
         .map_err(|e| e.in_job(&job.id))?;
     let mut f = observe::Follower::new(&job, since.as_ref()).map_err(|e| e.in_job(&job.id))?;
-    let _long = srv.long_slot()?;
+    let head_only = req.method == Method::Head;
+    let _long = if head_only {
+        None
+    } else {
+        Some(srv.long_slot()?)
+    };
     let deadline = until_ms.and_then(crate::time::deadline_after);
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n",
@@ -1345,6 +1376,10 @@ fn follow_route(
     }
     head.push_str("\r\n");
     if (&*client).write_all(head.as_bytes()).is_err() {
+        return Ok(None);
+    }
+    if head_only {
+        let _ = client.shutdown(Shutdown::Write);
         return Ok(None);
     }
     let look = || stir(client);
@@ -1418,6 +1453,7 @@ fn wait_route(
             .map_err(|e| e.in_job(&job.id))?;
         return match body {
             Some(b) => Reply::doc(buf, "wait", &b).map(Some),
+            None if srv.stopping.load(Ordering::SeqCst) => Err(shutting_down(&job.id)),
             None => Ok(None),
         };
     }
@@ -1589,6 +1625,20 @@ fn wait_while_client_stays(
             (Peer::Quiet, _) => {}
         }
     }
+}
+
+/// Did the server's stop end an observation that saw the job in `state`
+/// (a `/send` yield, a `/kill` watch)? Not if the job had ended: that
+/// answer is whole.
+fn cut_by_stop(srv: &Server, state: Option<&str>) -> bool {
+    let ended = [
+        job::Status::Exited,
+        job::Status::Killed,
+        job::Status::Failed,
+    ]
+    .iter()
+    .any(|s| state == Some(s.as_str()));
+    srv.stopping.load(Ordering::SeqCst) && !ended
 }
 
 /// The answer to a request whose wait the server's stop cut short: 503,
@@ -1815,7 +1865,9 @@ struct ExecRequest {
     timeout: Option<f64>,
     kill_after_ms: Option<u64>,
     wait: Option<bool>,
-    until: Option<u64>,
+    /// Seconds (fractions allowed), or duration text (`500ms`, `2m`), as
+    /// `until` is everywhere else (`exec_until_ms`).
+    until: Option<serde_json::Value>,
     max_bytes: Option<u64>,
     tags: Option<Vec<String>>,
     stdin: Option<String>,
@@ -1961,8 +2013,12 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
     let job = srv.store.lookup(id)?;
     let req = super::send::request_from(&m)?;
     let _long = srv.long_slot()?;
-    let answer = super::send::send_job(&job, &req).map_err(|e| e.in_job(&job.id));
+    // The yield ends at the server's stop too (the bytes are in by then).
+    let answer = super::send::send_job_or(&job, &req, Some(srv.stop.as_raw_fd()))
+        .map_err(|e| e.in_job(&job.id));
     match answer {
+        // Cut short by the stop: answered as every waiting request is.
+        Ok(b) if cut_by_stop(srv, Some(b.state)) => Err(shutting_down(&job.id)),
         Ok(b) => Reply::doc(buf, "send", &b),
         Err(e) if matches!(e.code(), "invalid_state" | "stdin_closed") => {
             let mut r = Reply::error(&e);
@@ -2087,11 +2143,32 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     spec.no_full_log = r.no_full_log.unwrap_or(false);
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
-        until_ms: Some(r.until.unwrap_or(10).saturating_mul(1000)),
+        until_ms: Some(r.until.as_ref().map_or(Ok(10_000), exec_until_ms)?),
         max_bytes: r.max_bytes.unwrap_or(65536),
         tail_bytes: super::run::TAIL_BYTES,
     };
     Ok((spec, plan))
+}
+
+/// `/exec`'s `until` in milliseconds: a JSON number is seconds, fractions
+/// allowed (huge ones saturate: "practically never"); a string is a
+/// duration as the command line's `--until` takes it (a bare number in
+/// it is seconds too). Anything else is `invalid_duration`, the code
+/// `until` has on every door.
+fn exec_until_ms(v: &serde_json::Value) -> Result<u64> {
+    match v {
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(s), _) => Ok(s.saturating_mul(1000)),
+            (None, Some(s)) if s.is_finite() && s >= 0.0 => Ok((s * 1000.0).round() as u64),
+            _ => Err(Error::InvalidDuration(format!(
+                "until: expected a non-negative number of seconds, got {n}"
+            ))),
+        },
+        serde_json::Value::String(s) => crate::time::parse_duration_ms(s),
+        other => Err(Error::InvalidDuration(format!(
+            "until: expected a number of seconds or a duration such as 500ms, got {other}"
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2240,6 +2317,16 @@ mod tests {
     }
 
     #[test]
+    fn blank_tokens_are_none_and_padding_is_dropped() {
+        let t = |v: &str| token_from(Some(v.to_string()));
+        assert_eq!(t(""), None);
+        assert_eq!(t("  \t\n"), None);
+        assert_eq!(t(" s3cret\n").as_deref(), Some("s3cret"));
+        assert_eq!(t("a b").as_deref(), Some("a b"));
+        assert_eq!(token_from(None), None);
+    }
+
+    #[test]
     fn bind_rules() {
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert!(check_bind(a("127.0.0.1:1"), false, false).is_ok());
@@ -2328,6 +2415,23 @@ mod tests {
                 .code(),
             "invalid_tag"
         );
+        // `until` as everywhere else: seconds with fractions, or text.
+        for (until, ms) in [
+            ("0.2", 200),
+            ("3", 3000),
+            ("\"1.5s\"", 1500),
+            ("\"500ms\"", 500),
+            ("\"2\"", 2000),
+            ("1e30", u64::MAX),
+            ("null", 10_000),
+        ] {
+            let (_, p) = req(&format!(r#"{{"command":["x"],"until":{until}}}"#)).unwrap();
+            assert_eq!(p.until_ms, Some(ms), "{until}");
+        }
+        for bad in ["-1", "-0.1", "\"soon\"", "true", "{}"] {
+            let e = req(&format!(r#"{{"command":["x"],"until":{bad}}}"#)).unwrap_err();
+            assert_eq!(e.code(), "invalid_duration", "{bad}");
+        }
         assert!(serde_json::from_str::<ExecRequest>(r#"{"command":["x"],"bogus":1}"#).is_err());
         assert!(serde_json::from_str::<ExecRequest>(r#"{"command":"x"}"#).is_err());
     }
