@@ -444,7 +444,17 @@ fn a3_a20_delete_refuses_live_members_and_ignores_reused_pids() {
 fn a3_a_lost_supervisor_cleanup_never_kills_a_reused_group() {
     let t = TempRoot::new();
     let lost: Vec<String> = (0..2).map(|_| t.start_job(&["sleep", "64.25"])).collect();
-    let stranger = t.start_job(&["sleep", "64.5"]);
+    // A start time is counted in clock ticks (10 ms here): a stranger
+    // started in the same tick as a lost root is indistinguishable from
+    // it, which real pid reuse (after the pid space wraps) never is.
+    let ticks = |id: &str| t.state(id)["pid_start_time"].as_u64().unwrap();
+    let lost_ticks: Vec<u64> = lost.iter().map(|id| ticks(id)).collect();
+    let mut stranger = t.start_job(&["sleep", "64.5"]);
+    while lost_ticks.contains(&ticks(&stranger)) {
+        t.ok(&["kill", "--signal", "KILL", &stranger]);
+        t.wait_done(&stranger);
+        stranger = t.start_job(&["sleep", "64.5"]);
+    }
     let st = t.state(&stranger);
     let (pid, sid) = (st["pid"].clone(), st["sid"].clone());
     for id in &lost {
