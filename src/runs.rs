@@ -6,8 +6,10 @@
 //! `stderr.log` and, when they were in the job directory, `full.log`,
 //! `completion_event.json`, `notification_events.ndjson` and `stdin.log`
 //! (what `send` wrote to that run). The logs
-//! are moved there by rename (no copy, whatever their size); the job
-//! directory then gets fresh empty logs for the next run. The live
+//! are kept there by hard link (no copy, whatever their size), their
+//! names in the job directory removed once the run is whole under
+//! `runs/`; the job directory then gets fresh empty logs for the next
+//! run. The live
 //! `state.json` lists the kept runs in `previous_runs` (oldest first),
 //! with absolute log paths that exist for as long as the entry is listed:
 //! a run dropped by the keep count loses its entry and its directory in
@@ -21,6 +23,14 @@
 //!   `sys::Dir` (O_NOFOLLOW), and removal is `remove_dir_all`, which
 //!   removes a symlink rather than what it points at.
 //! - state.json is replaced, never removed: a reader always finds one.
+//! - Keeping a run is crash-safe and changes nothing until it is done:
+//!   the run is staged as links beside the job's own names and appears
+//!   under `runs/<attempt>/` whole, by one rename (`stage`); only then
+//!   do the job directory's names go. A crash (or a full disk) before
+//!   that rename leaves the job as it was; after it, the kept run is
+//!   complete, readers of the old state find its logs there
+//!   (`moved_since`), and the next archive of that run goes on from it.
+//!   An archive never removes a run directory of the run it keeps.
 //!
 //! Rejected: copying the logs (a 1 GB log would cost 1 GB of writes and
 //! the time to make them); one directory per run from the start (every
@@ -67,25 +77,33 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         _ => {}
     }
     let runs = d.open_dir(RUNS).map_err(|e| io("open runs", e))?;
-    if runs.exists(&name) {
-        // Left by an archive that crashed before the state said so.
-        let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(&name));
+    // A run directory under its final name is whole: an archive that got
+    // that far and no further (the next state not yet written) goes on
+    // from there. Otherwise the run is staged (again).
+    if !runs.exists(&name) {
+        stage(job, &d, &runs, &name, ended).map_err(|e| io("keep the run", e))?;
+    } else if runs.exists(&staging(&name)) {
+        // An even earlier attempt's staging: links only.
+        let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(staging(&name)));
     }
-    runs.mkdir(&name).map_err(|e| io("mkdir run", e))?;
     let rd = runs.open_dir(&name).map_err(|e| io("open run", e))?;
+    // The run is kept whole under its name: only now does the job
+    // directory let go of it. A file linked there loses its name here;
+    // what is not there yet (match_events/, a directory) moves.
     for f in MOVED {
-        if d.exists(f) {
-            d.rename_into(f, &rd, f)
-                .map_err(|e| io(&format!("keep {f}"), e))?;
+        if !d.exists(f) {
+            continue;
         }
+        let done = match (rd.exists(f), d.is_dir(f)) {
+            (true, false) => d.unlink(f),
+            (false, _) => d.rename_into(f, &rd, f),
+            // Already moved; a directory of that name here is not ours.
+            (true, true) => Ok(()),
+        };
+        done.map_err(|e| io(&format!("keep {f}"), e))?;
     }
-    let mut kept = ended.clone();
-    kept.previous_runs.clear();
-    let text = serde_json::to_vec_pretty(&kept).map_err(|e| Error::internal(e.to_string()))?;
-    rd.open_file(job::STATE, sys::How::CreateNew)
-        .and_then(|mut f| f.write_all(&text))
-        .map_err(|e| io("write the run's state", e))?;
-    // The next run's logs exist before any state names them (D41).
+    // The next run's logs exist before any state names them (D41): new
+    // files, never the old ones truncated (those are the kept run's now).
     for f in [job::STDOUT, job::STDERR] {
         d.open_file(f, sys::How::Truncate)
             .map_err(|e| io(&format!("create {f}"), e))?;
@@ -114,6 +132,52 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(old.attempt.to_string()));
     }
     Ok(next)
+}
+
+/// Where run `name` is put together before it appears under its name.
+fn staging(name: &str) -> String {
+    format!(".{name}.new")
+}
+
+/// Keep run `name` in `runs/<name>/` in one step: a staging directory
+/// gets a second name (a hard link, no copy) for each of the run's files
+/// and the run's own state.json, then is renamed into place. Until that
+/// rename the job directory is untouched, so a crash or an error (a full
+/// disk) leaves the job as it was: the staging directory holds only
+/// links, and is removed (here on error, by the next archive after a
+/// crash). After it, the kept run is whole, and `archive` lets the job
+/// directory's names go.
+fn stage(
+    job: &Job,
+    d: &sys::Dir,
+    runs: &sys::Dir,
+    name: &str,
+    ended: &State,
+) -> std::io::Result<()> {
+    let staging = staging(name);
+    let path = job.dir.join(RUNS).join(&staging);
+    if runs.exists(&staging) {
+        std::fs::remove_dir_all(&path)?;
+    }
+    runs.mkdir(&staging)?;
+    let staged = (|| {
+        let sd = runs.open_dir(&staging)?;
+        for f in MOVED {
+            if d.exists(f) && !d.is_dir(f) {
+                d.link_into(f, &sd, f)?;
+            }
+        }
+        let mut kept = ended.clone();
+        kept.previous_runs.clear();
+        let text = serde_json::to_vec_pretty(&kept).map_err(std::io::Error::other)?;
+        sd.open_file(job::STATE, sys::How::CreateNew)?
+            .write_all(&text)?;
+        runs.rename(&staging, name)
+    })();
+    if staged.is_err() {
+        let _ = std::fs::remove_dir_all(&path);
+    }
+    staged
 }
 
 /// The kept runs a response lists (`previous_runs`): those whose two

@@ -1419,6 +1419,31 @@ impl Dir {
         self.lstat(name).is_some()
     }
 
+    /// Is `name` here a directory (not a symlink to one)?
+    pub fn is_dir(&self, name: &str) -> bool {
+        self.lstat(name)
+            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+
+    /// A second name `to` in directory `dest` for the file `from` here
+    /// (linkat(2), flags 0: a symlink is linked as itself, never
+    /// followed). EEXIST if `to` exists.
+    pub fn link_into(&self, from: &str, dest: &Dir, to: &str) -> io::Result<()> {
+        let (f, t) = (cpath(from.as_bytes())?, cpath(to.as_bytes())?);
+        // SAFETY: both names are valid NUL-terminated strings that
+        // outlive the call; both descriptors are ours and open.
+        cvt(unsafe {
+            libc::linkat(
+                self.0.as_raw_fd(),
+                f.as_ptr(),
+                dest.0.as_raw_fd(),
+                t.as_ptr(),
+                0,
+            )
+        })
+        .map(|_| ())
+    }
+
     /// fstatat(2) of `name` here, not following a symlink.
     fn lstat(&self, name: &str) -> Option<libc::stat> {
         let c = cpath(name.as_bytes()).ok()?;

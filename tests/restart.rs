@@ -258,6 +258,66 @@ fn keep_runs_of_a_config_given_with_run_holds_for_its_restarts() {
     assert_eq!(attempts(&last), vec![1, 2, 3]);
 }
 
+/// A restart that died while keeping the previous run (the run linked
+/// under runs/1 whole, the job's state not yet moved on; or, from an
+/// older version, a log already moved there) loses nothing: readers still
+/// see the run's output, and the next restart keeps it, never empties it.
+#[test]
+fn a_restart_that_died_while_keeping_the_run_loses_nothing() {
+    let t = TempRoot::new();
+    let script = "echo one; echo uno >&2";
+    // Died after the kept run was whole: links under runs/1 (and a
+    // staging directory of an even earlier attempt).
+    let id = id_of(&t.ok(&["run", "--", script]));
+    let dir = t.job_dir(&id);
+    let run1 = dir.join("runs/1");
+    std::fs::create_dir_all(&run1).unwrap();
+    std::fs::create_dir_all(dir.join("runs/.1.new")).unwrap();
+    for f in ["stdout.log", "stderr.log", "state.json"] {
+        std::fs::hard_link(dir.join(f), run1.join(f)).unwrap();
+    }
+    assert_eq!(t.ok(&["tail", &id])["stdout"], "one\n");
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(attempts(&r), vec![1], "{r}");
+    assert_eq!(
+        std::fs::read_to_string(run1.join("stdout.log")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run1.join("stderr.log")).unwrap(),
+        "uno\n"
+    );
+    assert!(!dir.join("runs/.1.new").exists());
+    // The new run's logs are its own, not the kept run's emptied.
+    assert_eq!(r["stdout"], "one\n");
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(attempts(&r), vec![1, 2], "{r}");
+    assert_eq!(
+        std::fs::read_to_string(run1.join("stdout.log")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs/2/stdout.log")).unwrap(),
+        "one\n"
+    );
+    // Died half-way through an older version's moves: stdout.log is in
+    // runs/1 already, stderr.log still in the job directory.
+    let id = id_of(&t.ok(&["run", "--", script]));
+    let dir = t.job_dir(&id);
+    std::fs::create_dir_all(dir.join("runs/1")).unwrap();
+    std::fs::rename(dir.join("stdout.log"), dir.join("runs/1/stdout.log")).unwrap();
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(attempts(&r), vec![1], "{r}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs/1/stdout.log")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs/1/stderr.log")).unwrap(),
+        "uno\n"
+    );
+}
+
 #[test]
 fn restart_of_a_created_job_starts_it() {
     let t = TempRoot::new();
