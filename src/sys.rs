@@ -789,7 +789,7 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
             // number that equals another's destination is not clobbered.
             let mut tmp = [-1; MAX_KEEP];
             for i in 0..n {
-                tmp[i] = libc::fcntl(map[i].0, libc::F_DUPFD_CLOEXEC, 64);
+                tmp[i] = libc::fcntl(map[i].0, libc::F_DUPFD_CLOEXEC, top + 1);
                 if tmp[i] < 0 {
                     libc::_exit(126);
                 }
@@ -846,12 +846,14 @@ pub fn spawn_orphan(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io
     if keep.len() > MAX_KEEP || keep.iter().any(|&(_, dst)| !(3..64).contains(&dst)) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad fd map"));
     }
-    // Sources moved out of the way first (close-on-exec copies at 64+),
-    // so that placing one never clobbers another.
+    // Sources moved out of the way first (close-on-exec copies above
+    // every destination), so that placing one never clobbers another.
+    // Not a fixed 64: under `ulimit -n 64` that is EINVAL.
+    let above = keep.iter().map(|&(_, d)| d).max().unwrap_or(2) + 1;
     let mut high = Vec::with_capacity(keep.len());
     for &(src, dst) in keep {
         // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor we own.
-        let fd = cvt(unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64) })?;
+        let fd = cvt(unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, above) })?;
         // SAFETY: the kernel just gave us this descriptor.
         high.push((unsafe { OwnedFd::from_raw_fd(fd) }, dst));
     }
@@ -2222,12 +2224,18 @@ const STKFLT: Option<i32> = Some(libc::SIGSTKFLT);
 )))]
 const STKFLT: Option<i32> = None;
 
-/// The real-time signals as this C library numbers them: it keeps the
-/// first few of the kernel's for its threads (glibc from 34, musl from
-/// 35), so the names are relative to SIGRTMIN and SIGRTMAX, as `kill -l`
-/// gives them: the lower half `RTMIN+n`, the upper half `RTMAX-n`.
-fn rt_range() -> (i32, i32) {
-    (libc::SIGRTMIN(), libc::SIGRTMAX())
+/// The real-time signals as the system's shells and `kill -l` number
+/// them: glibc keeps the kernel's first two (32, 33) for its threads, so
+/// SIGRTMIN is 34 there, and the names are relative to it and SIGRTMAX:
+/// the lower half `RTMIN+n`, the upper half `RTMAX-n`. Not our own C
+/// library's numbering: musl (the static build) starts at 35, and `kill
+/// --signal RTMIN+1` must send what bash's `trap … RTMIN+1` waits for.
+pub fn rt_range() -> (i32, i32) {
+    #[cfg(target_os = "linux")]
+    let lo = 34;
+    #[cfg(not(target_os = "linux"))]
+    let lo = libc::SIGRTMIN();
+    (lo, libc::SIGRTMAX())
 }
 
 /// The signal names `kill --signal` offers (completion and docs).
@@ -2702,7 +2710,9 @@ mod tests {
             assert_eq!(parse_signal("stkflt"), Some(16));
             assert_eq!(parse_signal("16"), Some(16));
         }
-        let (lo, hi) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let (lo, hi) = rt_range();
+        #[cfg(target_os = "linux")]
+        assert_eq!((lo, signal_name(34)), (34, "SIGRTMIN".to_string()));
         assert_eq!(signal_name(lo), "SIGRTMIN");
         assert_eq!(signal_name(lo + 1), "SIGRTMIN+1");
         assert_eq!(signal_name(hi - 1), "SIGRTMAX-1");

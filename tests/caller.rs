@@ -138,3 +138,27 @@ fn running_out_of_descriptors_is_not_job_not_found() {
     assert_eq!(v["error"]["code"], "io_error", "{v}");
     assert_eq!(v["error"]["retryable"], true, "{v}");
 }
+
+/// Under a descriptor limit as low as 64 a job still starts: the
+/// descriptors handed to the supervisor are moved above the ones they
+/// go to, not to a fixed 64 (EINVAL at that limit).
+#[test]
+fn a_low_descriptor_limit_still_runs_jobs() {
+    let t = TempRoot::new();
+    for limit in ["64", "32"] {
+        let mut c = t.private("sh");
+        c.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(support::bin())
+            .arg("--root")
+            .arg(&t.root)
+            .args(["run", "--", "echo", "hi"]);
+        let o = t.exec(c);
+        let v = o.json();
+        assert_eq!(
+            (v["state"].as_str(), v["stdout"].as_str()),
+            (Some("exited"), Some("hi\n")),
+            "{limit}: {v}"
+        );
+    }
+}

@@ -464,6 +464,32 @@ fn a_stopped_job_that_exits_non_zero_on_term_is_not_retried() {
     t.ok(&["kill", "--signal", "KILL", &id]);
 }
 
+/// A signal the job handles and lives on (USR1) is not a stop: the run
+/// that later fails on its own is retried as ever.
+#[test]
+fn a_handled_signal_does_not_stop_retries() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); echo $((n+1)) > {c}; [ $n -ge 1 ] && exit 0; \
+         trap 'echo usr1' USR1; echo ready; while [ ! -e {c}.go ]; do sleep 0.01; done; exit 5",
+        c = counter.display()
+    );
+    let id = id_of(&t.ok(&["run", "--retry", "1", "--no-wait", "--", &script]));
+    t.ok(&["wait", "--output", "ready", "--until", "30", &id]);
+    let k = t.ok(&["kill", "--signal", "USR1", "--no-wait", &id]);
+    assert_eq!(k["signal"], "SIGUSR1");
+    t.ok(&["wait", "--output", "usr1", "--until", "30", &id]);
+    std::fs::write(format!("{}.go", counter.display()), "").unwrap();
+    let w = t.wait_done(&id);
+    assert_eq!(
+        (w["state"].as_str(), w["exit_code"].as_i64()),
+        (Some("exited"), Some(0)),
+        "{w}"
+    );
+    assert_eq!(w["attempt"], 2, "{w}");
+}
+
 /// A restart of a job defined with `--retry` reruns the failures too; its
 /// answer describes the last of them, earlier runs and all (not the list
 /// as it stood when the restart launched).

@@ -185,13 +185,25 @@ fn stirred(fd: std::os::fd::RawFd) -> bool {
     sys::poll(&mut fds, 0).is_ok_and(|n| n > 0) && fds[0].revents != 0
 }
 
-/// Send `sig` to a running job's process group. A signal that ends jobs
-/// is announced to its supervisor first (`sys::STOP_NOTE`), so that a
-/// run stopped on purpose is not taken for a failure to `--retry`, even
-/// when the job answers TERM with an exit code of its own.
+/// The signals one sends to stop a job (kill's and restart's default
+/// TERM among them), as against those a job may handle and live on
+/// (USR1, HUP as "reload" aside, WINCH, …).
+fn stops_job(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGKILL
+    )
+}
+
+/// Send `sig` to a running job's process group. A signal sent to stop
+/// the job (`stops_job`) is announced to its supervisor first
+/// (`sys::STOP_NOTE`), so that a run stopped on purpose is not taken for
+/// a failure to `--retry`, even when the job answers TERM with an exit
+/// code of its own. Any other signal (USR1 to a job that handles it)
+/// leaves `--retry` as it was.
 pub fn signal_running(st: &crate::job::State, sig: i32) -> Result<()> {
     let Some(pid) = st.pid else { return Ok(()) };
-    if let (true, Some(spid)) = (ends_job(sig), st.supervisor_pid) {
+    if let (true, Some(spid)) = (stops_job(sig), st.supervisor_pid) {
         // Best effort: a supervisor that is gone has nothing to retry.
         let _ = sys::kill(spid as i32, sys::STOP_NOTE);
     }
