@@ -264,6 +264,15 @@ impl Store {
                 ))
                 .in_job(cand));
             }
+            // Named exactly, with something other than a file where its
+            // meta.json should be (a directory, a FIFO): damaged, and
+            // said so, as for state.json (README: unsafe_path).
+            if self.meta_not_a_file(cand) {
+                return Err(Error::UnsafePath(format!(
+                    "job {cand}: its meta.json is not a regular file"
+                ))
+                .in_job(cand));
+            }
         }
         // Names are compared as bytes: a name with multi-byte characters
         // is never sliced inside one.
@@ -307,6 +316,15 @@ impl Store {
         } else {
             None
         }
+    }
+
+    /// A real directory holding a meta.json that is neither a regular
+    /// file nor a symlink (`symlinked` says that one).
+    fn meta_not_a_file(&self, name: &str) -> bool {
+        let dir = self.root.join(name);
+        fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+            && fs::symlink_metadata(dir.join(META))
+                .is_ok_and(|m| !m.is_file() && !m.file_type().is_symlink())
     }
 
     /// A real directory (not a symlink) holding a regular meta.json (not

@@ -1291,3 +1291,28 @@ fn g1_many_small_env_values_reach_a_login_shell_job() {
     );
     assert_eq!(v["stdout"], value(3), "{}", v["failure"]);
 }
+
+/// A directory where a job's meta.json should be is a damaged job,
+/// `unsafe_path` (as for state.json), never "not found": the job is there.
+#[test]
+fn a_meta_json_that_is_a_directory_is_unsafe_path() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.settle();
+    let meta = t.job_dir(&id).join("meta.json");
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::create_dir(&meta).unwrap();
+    for cmd in ["status", "tail", "delete", "kill"] {
+        let (code, v) = t.err(&[cmd, &id]);
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (1, Some("unsafe_path")),
+            "{cmd}: {v}"
+        );
+        assert_eq!(v["error"]["details"]["job_id"], id.as_str(), "{cmd}: {v}");
+    }
+    assert!(meta.is_dir(), "nothing was removed");
+}

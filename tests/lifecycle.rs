@@ -533,3 +533,45 @@ fn a_lockless_legacy_job_whose_process_is_gone_is_not_running() {
     child.wait().unwrap();
     assert_eq!(t.ok(&["status", live])["state"], "failed");
 }
+
+/// `kill` while a launch holds a created job's lock (the moment between
+/// `run`'s definition and its supervisor's start) is contention, as
+/// `start` says then: retryable, never "has not been started".
+#[test]
+fn kill_during_a_launch_is_retryable() {
+    use std::io::BufRead;
+    let t = TempRoot::new();
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, v) = t.err(&["kill", &id]);
+    assert_eq!(
+        (code, v["error"]["retryable"].as_bool()),
+        (1, Some(false)),
+        "{v}"
+    );
+    // A launch in progress: the job lock exists and is held.
+    let mut hold = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(t.job_dir(&id).join("lock"))
+        .args(["sh", "-c", "echo held; cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let mut line = String::new();
+    std::io::BufReader::new(hold.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
+    let (code, v) = t.err(&["kill", &id]);
+    assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+    assert_eq!(
+        (code, v["error"]["retryable"].as_bool()),
+        (1, Some(true)),
+        "{v}"
+    );
+    drop(hold.stdin.take());
+    let _ = hold.wait();
+}

@@ -86,10 +86,22 @@ pub fn kill_job_or(
     };
     let st = match st.status() {
         Status::Created => {
+            // A launch holds the job lock while it starts the supervisor
+            // (`run`, `start`, `restart`): the job is about to run, and a
+            // kill a moment later reaches it, as `start` says then.
+            let launching = job
+                .open_lock()
+                .is_some_and(|l| matches!(sys::try_lock_shared(&l), Ok(false)));
+            if launching {
+                return Err(Error::Busy(format!(
+                    "invalid job state: job {} is being started; try again in a moment",
+                    job.id
+                )));
+            }
             return Err(Error::InvalidState(format!(
                 "invalid job state: job {} is in 'created' state and has not been started; cannot send signal",
                 job.id
-            )))
+            )));
         }
         Status::Queued => {
             if !ends_job(sig) {
