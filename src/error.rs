@@ -90,6 +90,19 @@ impl Error {
     /// Wrap an `io::Error` with what we were doing. A refused symlink
     /// (ELOOP from an O_NOFOLLOW open, ENOTDIR from a directory opened
     /// O_NOFOLLOW) or a non-regular file is `unsafe_path`.
+    /// Did this fail because the process ran out of file descriptors
+    /// (EMFILE/ENFILE)? A scan then stops with this error rather than
+    /// count a job it could not open as one that is not a job.
+    pub fn out_of_descriptors(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+            }
+            Error::InJob(_, e) => e.out_of_descriptors(),
+            _ => false,
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         let context = context.into();
         if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))

@@ -466,6 +466,11 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
                 continue;
             }
             Err(e) => {
+                // Out of descriptors: this process's failure, not a
+                // job that is not one.
+                if e.out_of_descriptors() {
+                    return Err(e);
+                }
                 debug!("gc: {name}: {e}");
                 r.out_of_scope(name, "unknown", "state_unreadable", 0);
                 continue;

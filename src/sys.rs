@@ -1464,6 +1464,16 @@ impl Dir {
     }
 }
 
+/// Is this process out of file descriptors (EMFILE/ENFILE) right now?
+/// Asked by a scan that could not open a job before it counts that job
+/// as unreadable: running out is the caller's failure, not the job's.
+pub fn out_of_descriptors() -> Option<io::Error> {
+    match File::open("/dev/null") {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => Some(e),
+        _ => None,
+    }
+}
+
 /// Open a directory for flock (O_RDONLY: flock refuses O_PATH), refusing
 /// a symlink in its place.
 pub fn open_dir_lockable(path: &std::path::Path) -> io::Result<File> {

@@ -162,3 +162,31 @@ fn a_low_descriptor_limit_still_runs_jobs() {
         );
     }
 }
+
+/// Scans out of descriptors answer io_error too: never "no jobs" (list)
+/// or real jobs called unreadable (gc, delete --all).
+#[test]
+fn scans_out_of_descriptors_fail_rather_than_skip() {
+    let t = TempRoot::new();
+    for _ in 0..3 {
+        t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    }
+    t.settle();
+    for args in [
+        &["list", "--all"][..],
+        &["gc", "--dry-run"],
+        &["delete", "--all", "--dry-run"],
+    ] {
+        let mut c = t.private("sh");
+        c.current_dir(&t.cwd)
+            .arg("-c")
+            .arg("ulimit -n 4 && exec \"$0\" \"$@\"")
+            .arg(support::bin())
+            .arg("--root")
+            .arg(&t.root)
+            .args(args);
+        let o = t.exec(c);
+        let v = o.json();
+        assert_eq!(v["error"]["code"], "io_error", "{args:?}: {v}");
+    }
+}

@@ -289,17 +289,24 @@ pub fn delete_all(
     let mut body = DeleteBody::new(store, dry_run, None);
     for name in &names {
         let job = store.job(name);
-        let in_scope = job
-            .read_meta()
-            .is_ok_and(|m| m.cwd.as_deref() == Some(cwd_scope.as_str()));
+        // Out of descriptors: this process's failure; no job is judged.
+        let meta = match job.read_meta() {
+            Err(e) if e.out_of_descriptors() => return Err(e),
+            m => m,
+        };
+        let in_scope = meta.is_ok_and(|m| m.cwd.as_deref() == Some(cwd_scope.as_str()));
         if !in_scope {
             body.skipped += 1;
             body.out_of_scope += 1;
             continue;
         }
-        let Ok(st) = observe::current_state(&job) else {
-            body.out_of_scope(name, "unknown", "state_unreadable");
-            continue;
+        let st = match observe::current_state(&job) {
+            Ok(st) => st,
+            Err(e) if e.out_of_descriptors() => return Err(e),
+            Err(_) => {
+                body.out_of_scope(name, "unknown", "state_unreadable");
+                continue;
+            }
         };
         let status = st.status();
         let state = status.as_str();

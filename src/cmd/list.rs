@@ -162,13 +162,22 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
             None => {
                 let j = store.job(&w.name);
                 // One open of the directory for all its files.
+                // A job that cannot be read is skipped, unless it is this
+                // process that ran out of descriptors: then no answer is
+                // better than "no jobs".
+                let unreadable = || match sys::out_of_descriptors() {
+                    Some(e) => Err(crate::error::Error::io("read the jobs root", e)),
+                    None => Ok(()),
+                };
                 let Some(dir) = sys::Dir::open(&j.dir).ok() else {
+                    unreadable()?;
                     body.skipped += 1;
                     continue;
                 };
                 let Some((meta, meta_file)) =
                     job::read_json_stamped_in::<MetaSummary>(&dir, job::META)
                 else {
+                    unreadable()?;
                     body.skipped += 1;
                     continue;
                 };
