@@ -447,8 +447,9 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             // A burst of launches in a full root then reads a state file
             // or two per launch, not `scan_limit` of them.
             // The first `read_first` (`SCAN_BEFORE_STOP`) are read
-            // whatever their ids say: a state whose finished_at was set back by hand (tests
-            // age jobs so) is still found in a root of a few jobs.
+            // whatever their ids say: a state whose finished_at was set
+            // back by hand (tests age jobs so) is still found in a root
+            // of a few jobs.
             if p.max_bytes.is_none()
                 && r.scanned_dirs >= b.read_first
                 && done.len() as u64 >= beyond
@@ -715,9 +716,9 @@ fn same_run(before: &State, now: &State) -> bool {
         && before.job.started_at == now.job.started_at
 }
 
-/// Who holds job `dir` pinned, by pid (0: a holder this process cannot
-/// see, in another pid namespace), from the kernel's table of locks; None
-/// when it cannot be read. For telling a reader from the job's own
+/// Who else (not this process) holds job `dir` pinned, by pid (0: a
+/// holder this process cannot see, in another pid namespace), from the
+/// kernel's table of locks; None when it cannot be read. For telling a reader from the job's own
 /// supervisor, and for refusing before anything is changed: a pin says
 /// who, a failed lock attempt only that somebody does.
 pub fn pin_holders(dir: &Path) -> Option<Vec<u32>> {
@@ -730,6 +731,7 @@ pub fn pin_holders(dir: &Path) -> Option<Vec<u32>> {
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
     let table = fs::read_to_string("/proc/locks").ok()?;
+    let me = std::process::id();
     let mut out = Vec::new();
     for line in table.lines() {
         // `N: FLOCK ADVISORY READ PID MAJ:MIN:INO 0 EOF`; a waiter's
@@ -741,8 +743,9 @@ pub fn pin_holders(dir: &Path) -> Option<Vec<u32>> {
         let (Some(pid), Some(file)) = (f.nth(2), f.next()) else {
             continue;
         };
-        if file == want {
-            out.push(pid.parse().unwrap_or(0));
+        let pid = pid.parse().unwrap_or(0);
+        if file == want && pid != me {
+            out.push(pid);
         }
     }
     Some(out)
@@ -751,8 +754,7 @@ pub fn pin_holders(dir: &Path) -> Option<Vec<u32>> {
 /// Does somebody besides this process and `supervisor` (the job's own
 /// supervisor) hold job `dir` pinned? False when that cannot be told.
 pub fn pinned_by_others(dir: &Path, supervisor: Option<u32>) -> bool {
-    let me = std::process::id();
-    pin_holders(dir).is_some_and(|h| h.iter().any(|&p| p != me && Some(p) != supervisor))
+    pin_holders(dir).is_some_and(|h| h.iter().any(|&p| Some(p) != supervisor))
 }
 
 /// `pid_alive` when a process of the job still lives (its process group

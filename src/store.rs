@@ -44,8 +44,13 @@ pub struct Store {
 }
 
 /// The environment variables that can name the root, in order of
-/// precedence after `--root` (HOME: the last resort).
-const ROOT_VARS: [&str; 3] = ["AGENT_EXEC_ROOT", "XDG_DATA_HOME", "HOME"];
+/// precedence after `--root`, each with the path under it that is the
+/// root (HOME: the last resort).
+const ROOT_VARS: [(&str, &str); 3] = [
+    ("AGENT_EXEC_ROOT", ""),
+    ("XDG_DATA_HOME", "agent-exec/jobs"),
+    ("HOME", ".local/share/agent-exec/jobs"),
+];
 
 /// Refuse a root the environment names in bytes that are not UTF-8, as
 /// `--root` refuses them (`usage_error`), instead of passing over the
@@ -56,7 +61,7 @@ pub fn check_root_env(flag: Option<&str>) -> Result<()> {
     if flag.is_some() {
         return Ok(());
     }
-    for key in ROOT_VARS {
+    for (key, _) in ROOT_VARS {
         match std::env::var_os(key) {
             Some(v) if v.is_empty() => continue,
             Some(v) if v.to_str().is_none() => {
@@ -97,12 +102,10 @@ impl Store {
     pub fn resolve(flag: Option<&str>) -> Store {
         let raw = flag
             .map(PathBuf::from)
-            .or_else(|| env_nonempty("AGENT_EXEC_ROOT").map(PathBuf::from))
             .or_else(|| {
-                env_nonempty("XDG_DATA_HOME").map(|x| Path::new(&x).join("agent-exec/jobs"))
-            })
-            .or_else(|| {
-                env_nonempty("HOME").map(|h| Path::new(&h).join(".local/share/agent-exec/jobs"))
+                ROOT_VARS
+                    .iter()
+                    .find_map(|(key, under)| env_nonempty(key).map(|v| Path::new(&v).join(under)))
             })
             .unwrap_or_else(|| PathBuf::from(".agent-exec/jobs"));
         Store {
@@ -256,22 +259,10 @@ impl Store {
             if self.is_job_dir(cand) {
                 return Ok(Job::new(cand, self.root.join(cand)));
             }
-            // Named exactly, but a symlink (the directory, or its
-            // meta.json): not a job, and said so rather than "not found".
-            if let Some(what) = self.symlinked(cand) {
-                return Err(Error::UnsafePath(format!(
-                    "job {cand}: {what} is a symlink; agent-exec does not follow it"
-                ))
-                .in_job(cand));
-            }
-            // Named exactly, with something other than a file where its
-            // meta.json should be (a directory, a FIFO): damaged, and
-            // said so, as for state.json (README: unsafe_path).
-            if self.meta_not_a_file(cand) {
-                return Err(Error::UnsafePath(format!(
-                    "job {cand}: its meta.json is not a regular file"
-                ))
-                .in_job(cand));
+            // Named exactly, but not a job to use (`damaged`): said so
+            // rather than "not found".
+            if let Some(what) = self.damaged(cand) {
+                return Err(Error::UnsafePath(format!("job {cand}: {what}")).in_job(cand));
             }
         }
         // Names are compared as bytes: a name with multi-byte characters
@@ -304,27 +295,26 @@ impl Store {
         }
     }
 
-    /// What of job `name` is a symlink, if its directory or its
-    /// meta.json is one.
-    fn symlinked(&self, name: &str) -> Option<&'static str> {
+    /// Why job `name`, named exactly, is not one to use though it is
+    /// there: its directory or its meta.json is a symlink (never
+    /// followed), or its meta.json is something other than a file (a
+    /// directory, a FIFO) — said so, rather than "not found".
+    fn damaged(&self, name: &str) -> Option<&'static str> {
         let dir = self.root.join(name);
-        let link = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
-        if link(&dir) {
-            Some("its directory")
-        } else if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) && link(&dir.join(META)) {
-            Some("its meta.json")
+        let dm = fs::symlink_metadata(&dir).ok()?;
+        if dm.file_type().is_symlink() {
+            return Some("its directory is a symlink; agent-exec does not follow it");
+        }
+        let mm = fs::symlink_metadata(dir.join(META))
+            .ok()
+            .filter(|_| dm.is_dir())?;
+        if mm.file_type().is_symlink() {
+            Some("its meta.json is a symlink; agent-exec does not follow it")
+        } else if !mm.is_file() {
+            Some("its meta.json is not a regular file")
         } else {
             None
         }
-    }
-
-    /// A real directory holding a meta.json that is neither a regular
-    /// file nor a symlink (`symlinked` says that one).
-    fn meta_not_a_file(&self, name: &str) -> bool {
-        let dir = self.root.join(name);
-        fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
-            && fs::symlink_metadata(dir.join(META))
-                .is_ok_and(|m| !m.is_file() && !m.file_type().is_symlink())
     }
 
     /// A real directory (not a symlink) holding a regular meta.json (not

@@ -534,9 +534,10 @@ fn run_once(
     state.finished_at = Some(now.clone());
     state.updated_at = now;
     state.output_lost = tee.losses();
-    // A `kill` or `restart` that stopped this run said so first.
-    let stopped = sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
-    if let Some(r) = retry_due(&meta, &state, retried).filter(|_| !stopped) {
+    // A `kill` or `restart` that stopped this run said so first (asked
+    // only of a run that would be retried: no call on every job's end).
+    let stopped = || sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
+    if let Some(r) = retry_due(&meta, &state, retried).filter(|_| !stopped()) {
         // Run again: this run's matches are delivered now (its queue),
         // its collection finished or handed on; `job.finished` waits for
         // the last run.

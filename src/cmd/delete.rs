@@ -148,12 +148,7 @@ fn refused(job: &Job, why: &str) -> Error {
 /// Who holds a job that a removal found pinned, in words: its own
 /// supervisor (delivering the ended run's notifications), or a reader.
 fn holder(job: &Job) -> &'static str {
-    let me = std::process::id();
-    let others: Vec<u32> = gc::pin_holders(&job.dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&p| p != me)
-        .collect();
+    let others = gc::pin_holders(&job.dir).unwrap_or_default();
     let supervisor = job.read_state().ok().and_then(|s| s.supervisor_pid);
     match supervisor {
         _ if others.is_empty() => "a reader or the job's supervisor was holding it",

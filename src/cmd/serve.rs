@@ -1886,10 +1886,6 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
 }
 
-/// `POST /send/{id}` with a JSON object: `data` (the text), and `send`'s
-/// flags under their HTTP names (`eof`, `newline`, `no_record`,
-/// `max_bytes`, `yield_ms`), checked by the same table as the command
-/// line and carried out by the same operation. Answers like `send`;
 /// `POST /restart/{id}`: `restart`'s flags as query parameters under
 /// their HTTP names (`signal`, `kill_after`, `until`, `no_wait`, ...),
 /// the answer `restart`'s document. Stopping the old run and waiting for
@@ -1967,6 +1963,10 @@ fn launched_body(
     .map_err(|e: Error| e.in_job(&job.id))
 }
 
+/// `POST /send/{id}` with a JSON object: `data` (the text), and `send`'s
+/// flags under their HTTP names (`eof`, `newline`, `no_record`,
+/// `max_bytes`, `yield_ms`), checked by the same table as the command
+/// line and carried out by the same operation. Answers like `send`;
 /// `invalid_state` and `stdin_closed` are 409.
 fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
     no_params(req)?;
