@@ -1064,46 +1064,17 @@ fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<S
     if call.cancelled() {
         return Ok(None);
     }
-    let terminal = matches!(launched.inline.state, "exited" | "killed" | "failed");
-    if !plan.wait || terminal {
-        return doc("restart", &launched).map(Some);
-    }
-    // `restart` counts its budget from the end of the stop, which is
-    // `elapsed_ms` before now.
-    let waited_from = Instant::now();
-    let t0 = waited_from
-        .checked_sub(Duration::from_millis(launched.inline.elapsed_ms))
-        .unwrap_or(waited_from);
-    let until = plan
-        .until_ms
-        .and_then(|ms| t0.checked_add(Duration::from_millis(ms)));
     let cap = called.checked_add(Duration::from_millis(srv.limits.max_ms));
-    let deadline = match (until, cap) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let st = observing(srv, call, job, called, || {
-        observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))
+    let body = super::restart::watch_relaunched(job, launched, plan, cap, |deadline| {
+        let st = observing(srv, call, job, called, || {
+            observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))
+        })?;
+        Ok((!call.cancelled()).then_some(st))
     })?;
-    if call.cancelled() {
-        return Ok(None);
+    match body {
+        Some(body) => doc("restart", &body).map(Some),
+        None => Ok(None),
     }
-    let mut meta = job.read_meta()?;
-    meta.env_vars = crate::launch::env_display(job, &meta);
-    let mut inline = super::run::inline_body(
-        job,
-        &meta,
-        &st,
-        (plan.max_bytes, plan.tail_bytes),
-        t0.elapsed().as_millis() as u64,
-        waited_from.elapsed().as_millis() as u64,
-    )?;
-    let previous_runs = std::mem::take(&mut inline.previous_runs);
-    let body = super::restart::RestartBody {
-        inline,
-        previous_runs,
-    };
-    doc("restart", &body).map(Some)
 }
 
 /// `wait`, readiness included, ending early when the call is cancelled.

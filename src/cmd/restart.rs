@@ -327,6 +327,59 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
     .map_err(|e: Error| e.in_job(&job.id))
 }
 
+/// The rest of a server's `restart` (HTTP `/restart`, MCP `restart`):
+/// `launched` is `restart_job`'s answer to the call's flags with
+/// `no_wait`, and the watch of the new run is the server's own, so that
+/// a server's stop or a client's cancel ends it (`watch` gets the
+/// deadline and answers None when it was cut). The budget counts from
+/// the launch, as `restart` counts it, and ends no later than `cap`.
+/// None: the watch was cut.
+pub fn watch_relaunched(
+    job: &Job,
+    launched: RestartBody,
+    plan: WaitPlan,
+    cap: Option<Instant>,
+    watch: impl FnOnce(Option<Instant>) -> Result<Option<crate::job::State>>,
+) -> Result<Option<RestartBody>> {
+    let terminal = matches!(launched.inline.state, "exited" | "killed" | "failed");
+    if !plan.wait || terminal {
+        return Ok(Some(launched));
+    }
+    // The launch ended `elapsed_ms` before now.
+    let waited_from = Instant::now();
+    let t0 = waited_from
+        .checked_sub(Duration::from_millis(launched.inline.elapsed_ms))
+        .unwrap_or(waited_from);
+    let until = plan
+        .until_ms
+        .and_then(|ms| t0.checked_add(Duration::from_millis(ms)));
+    let deadline = match (until, cap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let Some(st) = watch(deadline)? else {
+        return Ok(None);
+    };
+    (|| {
+        let mut meta = job.read_meta()?;
+        meta.env_vars = launch::env_display(job, &meta);
+        let mut inline = crate::cmd::run::inline_body(
+            job,
+            &meta,
+            &st,
+            (plan.max_bytes, plan.tail_bytes),
+            t0.elapsed().as_millis() as u64,
+            waited_from.elapsed().as_millis() as u64,
+        )?;
+        let previous_runs = std::mem::take(&mut inline.previous_runs);
+        Ok(Some(RestartBody {
+            inline,
+            previous_runs,
+        }))
+    })()
+    .map_err(|e: Error| e.in_job(&job.id))
+}
+
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;

@@ -1917,22 +1917,11 @@ fn restart_route(
     params.push(("no_wait".into(), "true".into()));
     let launch_only = crate::cli::matches_from_params(cmd, None, &params, vec![id.to_string()])?;
     let launched = super::restart::restart_job(&srv.store, &job, &launch_only)?;
-    // `restart` counts its budget from the end of the stop, which is
-    // `elapsed_ms` before now.
-    let now = Instant::now();
-    let t0 = now
-        .checked_sub(Duration::from_millis(launched.inline.elapsed_ms))
-        .unwrap_or(now);
-    let deadline = plan
-        .until_ms
-        .and_then(|ms| t0.checked_add(Duration::from_millis(ms)));
-    let st = wait_launched(srv, &job, deadline, client)?;
-    let mut inline = launched_body(&job, &st, plan, t0, now)?;
-    let previous_runs = std::mem::take(&mut inline.previous_runs);
-    let body = super::restart::RestartBody {
-        inline,
-        previous_runs,
-    };
+    let body = super::restart::watch_relaunched(&job, launched, plan, None, |deadline| {
+        wait_launched(srv, &job, deadline, client).map(Some)
+    })?;
+    let mut body = body.ok_or_else(|| shutting_down(&job.id))?;
+    body.inline.env_vars.clear();
     Reply::doc(buf, "restart", &body).map(Some)
 }
 
