@@ -1428,6 +1428,9 @@ pub fn matches_from_params(
             )));
         }
     }
+    // As on the command line: a bad pattern or cursor is refused before
+    // the route looks up its job.
+    check_together(cmd, &values)?;
     Ok(Matches {
         cmd,
         root,

@@ -618,6 +618,14 @@ fn kill_wait_and_query_parameters() {
         .assert_error(400, "invalid_request");
     s.get(&format!("/tail/{id}?max_bytes=%ZZ"))
         .assert_error(400, "invalid_request");
+    // A bad cursor or pattern is refused before the job is looked up, as
+    // on the command line: the same code for a job that does not exist.
+    for job in [id.as_str(), "01ZZZZZZZZZZZZZZZZZZZZZZZZ"] {
+        s.get(&format!("/tail/{job}?since=garbage"))
+            .assert_error(400, "invalid_cursor");
+        s.get(&format!("/wait/{job}?output=(&output_match_type=regex"))
+            .assert_error(400, "invalid_pattern");
+    }
     // A forever-wait wakes when the job ends (killed from elsewhere).
     let port = s.port;
     let path = format!("/wait/{id}?forever");
