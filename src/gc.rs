@@ -68,7 +68,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{Job, State};
 use crate::store::{self, Store};
 use crate::{debug, info, observe, sys, time, warn};
@@ -473,7 +473,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
                     return Err(e);
                 }
                 debug!("gc: {name}: {e}");
-                r.out_of_scope(name, "unknown", "state_unreadable", 0);
+                r.out_of_scope(name, "unknown", unreadable_reason(&e), 0);
                 continue;
             }
         };
@@ -915,6 +915,17 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
 /// How long a job directory without meta.json (a launch that died while
 /// writing it) must have been left alone before gc removes it.
 pub const INCOMPLETE_AFTER_SECS: i64 = 60;
+
+/// Why a job whose state could not be read is skipped: `unsafe_path`
+/// when it is a symlink or not a file (what `status` answers for it),
+/// else `state_unreadable`.
+pub fn unreadable_reason(e: &Error) -> &'static str {
+    if e.code() == "unsafe_path" {
+        "unsafe_path"
+    } else {
+        "state_unreadable"
+    }
+}
 
 /// Is `dir` a half-written job directory (no meta.json) untouched for
 /// `INCOMPLETE_AFTER_SECS`? Only a directory named as a launch names one

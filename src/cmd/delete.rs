@@ -298,8 +298,8 @@ pub fn delete_all(
         let st = match observe::current_state(&job) {
             Ok(st) => st,
             Err(e) if e.out_of_descriptors() => return Err(e),
-            Err(_) => {
-                body.out_of_scope(name, "unknown", "state_unreadable");
+            Err(e) => {
+                body.out_of_scope(name, "unknown", crate::gc::unreadable_reason(&e));
                 continue;
             }
         };
