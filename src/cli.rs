@@ -75,6 +75,9 @@ pub struct Flag {
     pub help: &'static str,
     /// The flag's name in the other doors (HTTP query or body, MCP).
     pub http: Http,
+    /// A second long name, accepted everywhere the first is (with `_`
+    /// for `-` in the other doors) and named in the help text.
+    pub also: Option<&'static str>,
 }
 
 /// How a flag is named outside the command line. One table names every
@@ -104,6 +107,7 @@ impl Flag {
             choices: &[],
             help,
             http: Http::Same,
+            also: None,
         }
     }
     const fn value(long: &'static str, meta: &'static str, ty: Ty, help: &'static str) -> Flag {
@@ -117,6 +121,7 @@ impl Flag {
             choices: &[],
             help,
             http: Http::Same,
+            also: None,
         }
     }
     const fn multi(mut self) -> Flag {
@@ -133,6 +138,10 @@ impl Flag {
     }
     const fn short(mut self, c: char) -> Flag {
         self.short = Some(c);
+        self
+    }
+    const fn also(mut self, long: &'static str) -> Flag {
+        self.also = Some(long);
         self
     }
     const fn cli_only(mut self) -> Flag {
@@ -200,7 +209,9 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn flag(&self, long: &str) -> Option<&'static Flag> {
-        self.flags.iter().find(|f| f.long == long)
+        self.flags
+            .iter()
+            .find(|f| f.long == long || f.also == Some(long))
     }
     /// The file-name form: `tag-set`.
     pub fn slug(&self) -> String {
@@ -427,6 +438,7 @@ const WAIT: Flag = Flag {
     choices: &[],
     help: "Wait for the job before answering; a bare --wait means true",
     http: Http::Same,
+    also: None,
 };
 const UNTIL: Flag = Flag::value(
     "until",
@@ -662,7 +674,7 @@ static TAIL: Cmd = Cmd {
     about: "Show the end of a job's stdout and stderr, or what is new since a cursor",
     long_about: "Reads at most --max-bytes from the end of each log and keeps the last --tail-lines lines of that window. With --since CURSOR (the cursor of an earlier run, start, wait or tail answer) it returns the output written after the cursor instead: at most --max-bytes per stream from the start of the new output (--tail-lines does not apply); a loop of tail --since reads every byte once. Every answer carries a new cursor, just after what it returned. A cursor of another job, past the end of a log, or for a log deleted or replaced since is invalid_cursor. With --grep it returns matches instead of text: the last --tail-lines matching lines of each stream (at most --max-bytes of line text), searched in bounded memory whatever the log's size; with --since, only the new output is searched. With --follow (-f) it streams instead, from the start of the logs (or --since) until the job ends (or --until): one JSON object per line (NDJSON) - {type: output, stream, data, range} per piece of output as it is written (at most 32 KiB, whole UTF-8 characters), then {type: end, state, exit_code, signal, cursor}. With --raw the bytes themselves are written, stdout's to stdout and stderr's to stderr, and nothing else. These two modes are the exceptions to one document per call; an error before streaming starts is still one error document.",
     flags: &[
-        Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window); with --grep, matches kept per stream (0 = no count limit)").default("50"),
+        Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window); with --grep, matches kept per stream (0 = no count limit). Also --lines").default("50").also("lines"),
         Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log; with --since, from the cursor on; with --grep, most bytes of line text per stream").default("65536"),
         Flag::value("since", "CURSOR", Ty::Str, "Return only the output written after this cursor (from an earlier answer's cursor field)"),
         Flag::value("grep", "PATTERN", Ty::Str, "Return the lines matching PATTERN (matches: stream, line, offset) instead of text"),
@@ -1356,11 +1368,10 @@ pub fn matches_from_params(
 ) -> Result<Matches> {
     let mut values: Vec<(&'static str, String)> = Vec::new();
     for (name, v) in params {
-        let Some(flag) = cmd
-            .flags
-            .iter()
-            .find(|f| f.http_name().as_deref() == Some(name))
-        else {
+        let Some(flag) = cmd.flags.iter().find(|f| {
+            f.http_name().as_deref() == Some(name)
+                || (f.http != Http::CliOnly && f.also.is_some_and(|a| a.replace('-', "_") == *name))
+        }) else {
             let known: Vec<String> = cmd.flags.iter().filter_map(Flag::http_name).collect();
             return Err(Error::InvalidRequest(if known.is_empty() {
                 format!("unknown parameter '{name}': this route takes none")

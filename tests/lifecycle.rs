@@ -172,6 +172,10 @@ fn tail_reads_the_end() {
     assert_eq!(tl["stderr"], "err\n");
     assert_eq!(tl["stdout_total_bytes"], 30);
     assert_eq!(tl["stdout_range"], json!([18, 30]));
+    // `--lines` (0.2.31's name) is the same flag.
+    assert_eq!(t.ok(&["tail", "--lines", "2", id]), tl);
+    assert_eq!(t.ok(&["tail", "--lines=1", id])["stdout"], "line5\n");
+    t.err(&["tail", "--lines", "1", "--tail-lines", "1", id]);
     t.out(&["tail", id]).assert_order(&[
         "job_id",
         "stdout",

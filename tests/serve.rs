@@ -612,8 +612,11 @@ fn kill_wait_and_query_parameters() {
         .assert_error(400, "invalid_duration");
     s.get(&format!("/wait/{id}?until=1&forever=true"))
         .assert_error(400, "invalid_request");
-    s.get(&format!("/tail/{id}?lines=3"))
+    s.get(&format!("/tail/{id}?lines=3&tail_lines=3"))
         .assert_error(400, "invalid_request");
+    s.get(&format!("/tail/{id}?line=3"))
+        .assert_error(400, "invalid_request");
+    s.get(&format!("/tail/{id}?lines=3")).assert_ok("tail");
     s.get(&format!("/status/{id}?x=1"))
         .assert_error(400, "invalid_request");
     s.get(&format!("/tail/{id}?max_bytes=%ZZ"))

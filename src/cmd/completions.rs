@@ -155,7 +155,7 @@ struct Line<'a> {
 }
 
 fn flag_named(cmd: Option<&'static Cmd>, name: &str) -> Option<&'static Flag> {
-    cmd.and_then(|c| c.flags.iter().find(|f| f.long == name))
+    cmd.and_then(|c| c.flag(name))
         .or_else(|| GLOBAL_FLAGS.iter().find(|f| f.long == name))
 }
 
