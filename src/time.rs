@@ -254,6 +254,8 @@ pub fn parse_duration_ms(s: &str) -> Result<u64> {
 }
 
 fn parse_duration_inner(t: &str) -> Option<u64> {
+    // One leading `+` is a positive number, as in 0.2.3; `-` is not.
+    let t = t.strip_prefix('+').unwrap_or(t);
     let units: [(&str, u128); 6] = [
         ("ms", 1),
         ("s", 1_000),
@@ -270,7 +272,7 @@ fn parse_duration_inner(t: &str) -> Option<u64> {
         Some((w, f)) => (w, f),
         None => (number, ""),
     };
-    // Plain ASCII digits only (no sign, `_` or exponent); a fraction
+    // Plain ASCII digits only (no further sign, `_` or exponent); a fraction
     // needs digits on both sides of the dot; at most 40 digits, which
     // bounds the arithmetic below to u128.
     let digits = |d: &str| d.bytes().all(|c| c.is_ascii_digit());
@@ -469,6 +471,9 @@ mod tests {
             ("18446744073709551", 18_446_744_073_709_551),
             ("1.5h", 5_400),
             ("1999ms", 1),
+            // A leading `+`, as 0.2.3 took it (`gc --older-than +7d`).
+            ("+7d", 604_800),
+            ("+1", 1),
         ];
         for &(text, secs) in cases {
             assert_eq!(parse_duration(text).unwrap(), secs, "{text:?}");
@@ -496,9 +501,9 @@ mod tests {
     #[test]
     fn durations_invalid() {
         for bad in [
-            "", " ", "d", "s", "ms", "-1", "+1", "1h30m", "30 d", "30D", "1y", "1_000", "0x10",
-            "d30", "30dd", "３０d", "1e3", ".5", "1.", "1..5", "1.5.2", "nan", "inf", "1 ms",
-            "1mss",
+            "", " ", "d", "s", "ms", "-1", "+", "++1", "+-1", "+ 1", "1h30m", "30 d", "30D", "1y",
+            "1_000", "0x10", "d30", "30dd", "３０d", "1e3", ".5", "1.", "1..5", "1.5.2", "nan",
+            "inf", "1 ms", "1mss",
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidDuration(_)), "{bad:?}");
