@@ -1316,3 +1316,92 @@ fn a_meta_json_that_is_a_directory_is_unsafe_path() {
     }
     assert!(meta.is_dir(), "nothing was removed");
 }
+
+/// A job directory the caller may not look into (another user's, 0700)
+/// is there: every command that names it answers `io_error` (permission
+/// denied) with `details.job_id`, never `job_not_found`.
+#[test]
+fn store_a_job_directory_the_caller_cannot_read_is_io_error() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    t.settle();
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let as_root = String::from_utf8_lossy(&uid).trim() == "0";
+    // Another user's directory: as root, the test runs as nobody (root
+    // reads everything); otherwise the directory is made unreadable.
+    let bin = t.base.join("agent-exec");
+    if as_root {
+        if Command::new("setpriv").arg("--help").output().is_err() {
+            eprintln!("setpriv missing: skipped");
+            return;
+        }
+        std::fs::copy(support::bin(), &bin).unwrap();
+        std::fs::set_permissions(&t.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        std::fs::set_permissions(t.job_dir(&id), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let mut c = if as_root {
+            let mut c = t.private("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(&bin);
+            c
+        } else {
+            t.bare()
+        };
+        c.arg("--root").arg(&t.root).args(args);
+        t.exec(c)
+    };
+    for args in [
+        vec!["status", id.as_str()],
+        vec!["status", &id[..12]],
+        vec!["tail", id.as_str()],
+        vec!["wait", id.as_str()],
+        vec!["kill", id.as_str()],
+        vec!["delete", id.as_str()],
+        vec!["tag", "set", id.as_str(), "--tag", "x"],
+    ] {
+        let o = run(&args);
+        let v = o.json();
+        assert_eq!(
+            (o.code, v["error"]["code"].as_str()),
+            (1, Some("io_error")),
+            "{args:?}: {v}"
+        );
+        assert_eq!(
+            v["error"]["details"]["job_id"],
+            id.as_str(),
+            "{args:?}: {v}"
+        );
+    }
+    if !as_root {
+        std::fs::set_permissions(t.job_dir(&id), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    assert!(t.job_dir(&id).join("meta.json").is_file());
+}
+
+/// A spare job directory (`.spare-N`) that is not empty — a `lock`
+/// planted in it, say — is never taken for a new job: the launch makes
+/// its own directory, and the planted one is left as it is.
+#[test]
+fn store_a_spare_directory_that_is_not_empty_is_never_used() {
+    let t = TempRoot::new();
+    t.ok(&["run", "--", "true"]);
+    t.settle();
+    for spare in [".spare-0", ".spare-1"] {
+        let d = t.root.join(spare);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("lock"), b"planted").unwrap();
+    }
+    for _ in 0..3 {
+        let v = t.ok(&["run", "--", "echo", "fresh"]);
+        assert_eq!(v["stdout"], "fresh\n", "{v}");
+        t.settle();
+    }
+    for spare in [".spare-0", ".spare-1"] {
+        assert_eq!(
+            std::fs::read(t.root.join(spare).join("lock")).unwrap(),
+            b"planted"
+        );
+    }
+}
