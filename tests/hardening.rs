@@ -1317,6 +1317,55 @@ fn a_meta_json_that_is_a_directory_is_unsafe_path() {
     assert!(meta.is_dir(), "nothing was removed");
 }
 
+/// A kept run whose directory `runs/<attempt>` was replaced by a symlink
+/// (to a directory outside the root holding logs of the same names) is
+/// not listed by `status` or `wait`: nothing in a job directory is read
+/// through a symlink, and no path printed leads outside the root (D41).
+/// A `restart` neither writes through it nor removes what it points at.
+#[test]
+fn store_a_symlinked_kept_run_is_not_listed_or_followed() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--retry", "1", "--", "sh", "-c", "echo once; exit 3"]);
+    let id = id_of(&v);
+    t.wait_done(&id);
+    t.settle();
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["previous_runs"][0]["attempt"], 1, "{v}");
+    let outside = t.base.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for f in ["stdout.log", "stderr.log", "state.json"] {
+        std::fs::write(outside.join(f), b"not ours\n").unwrap();
+    }
+    let run1 = t.job_dir(&id).join("runs").join("1");
+    std::fs::rename(&run1, t.job_dir(&id).join("runs").join("kept-aside")).unwrap();
+    std::os::unix::fs::symlink(&outside, &run1).unwrap();
+    for cmd in ["status", "wait"] {
+        let v = t.ok(&[cmd, &id]);
+        // `wait` leaves out an empty list.
+        let runs = v["previous_runs"].as_array().map_or(0, Vec::len);
+        assert_eq!(runs, 0, "{cmd}: {v}");
+    }
+    let v = t.ok(&["restart", &id]);
+    let root = t.root.to_string_lossy().into_owned();
+    for r in v["previous_runs"].as_array().unwrap() {
+        assert!(
+            r["stdout_log_path"].as_str().unwrap().starts_with(&root),
+            "{v}"
+        );
+        assert_ne!(r["attempt"], 1, "{v}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["state.json", "stderr.log", "stdout.log"]);
+    assert_eq!(
+        std::fs::read(outside.join("stdout.log")).unwrap(),
+        b"not ours\n"
+    );
+}
+
 /// A job directory the caller may not look into (another user's, 0700)
 /// is there: every command that names it answers `io_error` (permission
 /// denied) with `details.job_id`, never `job_not_found`.
