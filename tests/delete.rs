@@ -792,3 +792,32 @@ fn a_job_with_a_damaged_meta_json_is_skipped_among_others() {
         }
     }
 }
+
+/// `delete --all` in a directory whose path is not UTF-8 is refused as
+/// `run` refuses it (`usage_error`), never scoped to a lossy rewrite of
+/// the path, which names no directory (and so no job).
+#[test]
+fn delete_all_refuses_a_cwd_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "true"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    t.settle();
+    let odd = t.base.join(std::ffi::OsStr::from_bytes(b"d\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    for args in [
+        vec!["delete", "--all"],
+        vec!["delete", "--all", "--dry-run"],
+    ] {
+        let mut c = t.cmd(&args);
+        c.current_dir(&odd);
+        let o = t.exec(c);
+        let e = o.json();
+        assert_eq!(
+            (o.code, &e["error"]["code"]),
+            (2, &json!("usage_error")),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(t.job_dir(&id).exists());
+}
