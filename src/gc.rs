@@ -38,6 +38,10 @@
 //!   a directory where its meta.json or state.json should be (which an
 //!   unlink could not remove, after its logs were gone) is skipped with
 //!   `unsafe_path` before anything of it is removed (`remove_job_dir`).
+//! - What every reader refuses as `unsafe_path` (a meta.json that is a
+//!   symlink, a FIFO or a directory: `store::damaged`; a state.json that
+//!   is not a file) is skipped with that reason, never judged by the
+//!   rest of its files and removed.
 //! - `deleted` is reported only once the directory is verifiably gone.
 //! - Auto-GC never fails its caller: errors are logged, not returned. Its
 //!   guard is a non-blocking flock on `<root>/.gc.lock` (a crashed run
@@ -460,6 +464,13 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             }
         }
         r.scanned_dirs += 1;
+        // A job whose meta.json is a symlink or not a file reads as
+        // `unsafe_path` to `status` and `delete`, whatever its state
+        // says: not one to judge by that state, nor to remove.
+        if store::damaged(&store.root.join(name)).is_some() {
+            r.out_of_scope(name, "unknown", "unsafe_path", 0);
+            continue;
+        }
         let st = match observe::current_state(&store.job(name)) {
             Ok(st) => st,
             Err(_) if abandoned_incomplete(name, &store.root.join(name)) => {

@@ -296,10 +296,19 @@ fn effective_cwd(cwd: Option<&str>) -> Result<String> {
         None => std::env::current_dir().map_err(|e| Error::io("current directory", e))?,
     };
     let path = fs::canonicalize(&base).unwrap_or_else(|_| store::absolutize(&base));
+    dir_text(path, "pass --cwd with a path that is")
+}
+
+/// A working directory as text (meta.json holds it so): one whose path
+/// is not UTF-8 is a `usage_error` saying so, `hint` telling what to do
+/// instead; a lossy rewrite would name a directory that does not exist.
+/// `run` checks the directory it records here, and `list` / `delete
+/// --all` the one they match jobs against.
+pub fn dir_text(path: PathBuf, hint: &str) -> Result<String> {
     match path.into_os_string().into_string() {
         Ok(s) => Ok(s),
         Err(p) => Err(Error::usage(format!(
-            "the working directory {} is not valid UTF-8; pass --cwd with a path that is",
+            "the working directory {} is not valid UTF-8; {hint}",
             p.to_string_lossy()
         ))),
     }

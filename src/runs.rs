@@ -184,14 +184,48 @@ fn stage(
 /// logs are there. A run directory (or a log in it) removed by hand
 /// would otherwise be printed as a path that does not exist (D41).
 /// Readers only filter: the entry stays in state.json until the keep
-/// count drops it with its directory (`archive`). By lstat: a log that
-/// is a symlink or not a file is not one of ours to point at.
+/// count drops it with its directory (`archive`). See `logs_there` for
+/// what counts as there.
 pub fn listed(runs: &[PreviousRun]) -> Vec<PreviousRun> {
-    let there = |p: &str| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
-    runs.iter()
-        .filter(|r| there(&r.stdout_log_path) && there(&r.stderr_log_path))
-        .cloned()
-        .collect()
+    runs.iter().filter(|r| logs_there(r)).cloned().collect()
+}
+
+/// Are the logs of kept run `r` where `archive` put them, and ours?
+/// Its two paths must name `<job>/runs/<attempt>/stdout.log` and
+/// `stderr.log` of one job directory, and each step below the root is
+/// taken through `sys::Dir` (O_NOFOLLOW): a job directory, `runs` or
+/// run directory that is a symlink, or a log that is a symlink or not a
+/// regular file, drops the entry, as a run removed by hand does. Why not
+/// an lstat of each path: that follows every symlink but the last, so a
+/// `runs/<attempt>` linked elsewhere was read through (and its paths,
+/// which lead outside the root, printed).
+fn logs_there(r: &PreviousRun) -> bool {
+    let name = r.attempt.to_string();
+    // The job directory a log path names, if it has the kept layout.
+    let job_dir = |p: &str, log: &str| -> Option<std::path::PathBuf> {
+        let p = std::path::Path::new(p);
+        let run = p.parent().filter(|_| p.file_name() == Some(log.as_ref()))?;
+        let runs = run
+            .parent()
+            .filter(|_| run.file_name() == Some(name.as_ref()))?;
+        let dir = runs
+            .parent()
+            .filter(|_| runs.file_name() == Some(RUNS.as_ref()))?;
+        Some(dir.to_path_buf())
+    };
+    let (Some(dir), Some(other)) = (
+        job_dir(&r.stdout_log_path, job::STDOUT),
+        job_dir(&r.stderr_log_path, job::STDERR),
+    ) else {
+        return false;
+    };
+    if dir != other {
+        return false;
+    }
+    let run = sys::Dir::open(&dir)
+        .and_then(|d| d.open_dir(RUNS))
+        .and_then(|runs| runs.open_dir(&name));
+    run.is_ok_and(|rd| rd.open_regular(job::STDOUT).is_ok() && rd.open_regular(job::STDERR).is_ok())
 }
 
 /// The state of the job's run `attempt`, kept in `runs/<attempt>/`
@@ -338,6 +372,49 @@ mod tests {
         assert!(archive(&job, &ended(1, 1), 5).is_err());
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
         std::fs::remove_dir_all(&job.dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_run_directory_is_neither_listed_nor_followed() {
+        let job = temp_job();
+        let outside = job.dir.with_extension("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join(job::STDOUT), "theirs").unwrap();
+        std::fs::write(outside.join(job::STDERR), "theirs").unwrap();
+        std::fs::write(job.stdout_path(), "one\n").unwrap();
+        std::fs::write(job.stderr_path(), "").unwrap();
+        let st = archive(&job, &ended(1, 1), 1).unwrap();
+        assert_eq!(listed(&st.previous_runs).len(), 1);
+        let run1 = job.dir.join(RUNS).join("1");
+        std::fs::remove_dir_all(&run1).unwrap();
+        std::os::unix::fs::symlink(&outside, &run1).unwrap();
+        // The recorded paths lead through the link: not listed.
+        assert!(listed(&st.previous_runs).is_empty());
+        // Paths of another layout are never ours either.
+        let mut odd = st.previous_runs[0].clone();
+        odd.stdout_log_path = outside.join(job::STDOUT).display().to_string();
+        odd.stderr_log_path = outside.join(job::STDERR).display().to_string();
+        assert!(listed(&[odd]).is_empty());
+        // Keep 1: the next archive drops run 1, the link and not what
+        // it points at.
+        let mut e = ended(2, 1);
+        e.previous_runs = st.previous_runs.clone();
+        let st = archive(&job, &e, 1).unwrap();
+        assert_eq!(st.previous_runs.len(), 1);
+        assert!(std::fs::symlink_metadata(&run1).is_err());
+        assert_eq!(std::fs::read(outside.join(job::STDOUT)).unwrap(), b"theirs");
+        // A link where the run being kept goes is refused, and nothing
+        // is written through it.
+        std::os::unix::fs::symlink(&outside, job.dir.join(RUNS).join("3")).unwrap();
+        assert!(archive(&job, &ended(3, 1), 1).is_err());
+        let mut names: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, [job::STDERR, job::STDOUT]);
+        std::fs::remove_dir_all(&job.dir).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]

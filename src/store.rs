@@ -9,6 +9,10 @@
 //! - An id argument is validated before it touches the file system: not
 //!   empty, no `/`, not `.`/`..`, no NUL; a match must hold `meta.json`.
 //!   No argument can name a directory outside the root.
+//! - A job directory that is there but cannot be looked into (no
+//!   permission) is an `io_error` about that job, never `job_not_found`;
+//!   one that is damaged (`damaged`) is `unsafe_path`.
+//! - A spare directory is taken only when it is ours and empty.
 //! - Job directories are 0700, files 0600: logs and env may hold secrets.
 //! - Every write is temp file + rename in the same directory; `durable`
 //!   adds an fsync of the file before the rename.
@@ -162,10 +166,12 @@ impl Store {
         ))
     }
 
-    /// A spare directory renamed to a new id. Only an empty-looking
-    /// directory of ours is taken (not a symlink, nothing under it), and
-    /// never over an existing name; anything else leaves `create_job` to
-    /// make the directory itself. Two launches never get the same spare:
+    /// A spare directory renamed to a new id. Only an empty directory of
+    /// ours is taken (not a symlink, no entry at all under it: a file
+    /// planted there, a `lock` say, would pass for the new job's own and
+    /// fail its launch), and never over an existing name; anything else
+    /// is left where it is, for `create_job` to make the directory
+    /// itself. Two launches never get the same spare:
     /// the rename moves it once.
     fn take_spare(&self) -> Option<Job> {
         let root = crate::sys::Dir::open_root(&self.root).ok()?;
@@ -173,7 +179,10 @@ impl Store {
             // Touched first: gc takes a job directory without meta.json
             // whose mtime is a minute old for a launch that died, and a
             // spare keeps the mtime it was made with through the rename.
-            if !root.is_own_leaf_dir(spare) || root.touch(spare).is_err() {
+            if !root.is_own_leaf_dir(spare)
+                || !is_empty_dir(&self.root.join(spare))
+                || root.touch(spare).is_err()
+            {
                 continue;
             }
             let id = new_id().ok()?;
@@ -256,8 +265,10 @@ impl Store {
         }
         let upper = arg.to_ascii_uppercase();
         for cand in [arg, upper.as_str()] {
-            if self.is_job_dir(cand) {
-                return Ok(Job::new(cand, self.root.join(cand)));
+            match self.probe(cand) {
+                Probe::Job => return Ok(Job::new(cand, self.root.join(cand))),
+                Probe::Unreadable(e) => return Err(e.in_job(cand)),
+                Probe::NotJob => {}
             }
             // Named exactly, but not a job to use (`damaged`): said so
             // rather than "not found".
@@ -267,7 +278,10 @@ impl Store {
         }
         // Names are compared as bytes: a name with multi-byte characters
         // is never sliced inside one.
-        let mut found: Vec<String> = self
+        // A directory that may be a job but cannot be looked into (no
+        // permission) is a candidate too: if it is the one named, the
+        // caller hears why it cannot have it, not that it is not there.
+        let mut found: Vec<(String, Option<Error>)> = self
             .job_names()
             .unwrap_or_default()
             .into_iter()
@@ -275,20 +289,24 @@ impl Store {
                 n.len() >= arg.len()
                     && n.as_bytes()[..arg.len()].eq_ignore_ascii_case(arg.as_bytes())
             })
-            .filter(|n| self.is_job_dir(n))
+            .filter_map(|n| match self.probe(&n) {
+                Probe::Job => Some((n, None)),
+                Probe::Unreadable(e) => Some((n, Some(e))),
+                Probe::NotJob => None,
+            })
             .collect();
-        found.sort();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         match found.len() {
             0 => Err(Error::JobNotFound(arg.to_string())),
-            1 => {
-                let id = found.remove(0);
-                Ok(self.job(&id))
-            }
+            1 => match found.remove(0) {
+                (id, None) => Ok(self.job(&id)),
+                (id, Some(e)) => Err(e.in_job(&id)),
+            },
             n => {
                 found.truncate(MAX_CANDIDATES);
                 Err(Error::AmbiguousJobId {
                     prefix: arg.to_string(),
-                    candidates: found,
+                    candidates: found.into_iter().map(|(id, _)| id).collect(),
                     truncated: n > MAX_CANDIDATES,
                 })
             }
@@ -296,34 +314,66 @@ impl Store {
     }
 
     /// Why job `name`, named exactly, is not one to use though it is
-    /// there: its directory or its meta.json is a symlink (never
-    /// followed), or its meta.json is something other than a file (a
-    /// directory, a FIFO) — said so, rather than "not found".
+    /// there (`damaged`): said so, rather than "not found".
     fn damaged(&self, name: &str) -> Option<&'static str> {
-        let dir = self.root.join(name);
-        let dm = fs::symlink_metadata(&dir).ok()?;
-        if dm.file_type().is_symlink() {
-            return Some("its directory is a symlink; agent-exec does not follow it");
-        }
-        let mm = fs::symlink_metadata(dir.join(META))
-            .ok()
-            .filter(|_| dm.is_dir())?;
-        if mm.file_type().is_symlink() {
-            Some("its meta.json is a symlink; agent-exec does not follow it")
-        } else if !mm.is_file() {
-            Some("its meta.json is not a regular file")
-        } else {
-            None
-        }
+        damaged(&self.root.join(name))
     }
 
-    /// A real directory (not a symlink) holding a regular meta.json (not
-    /// a symlink either).
-    pub fn is_job_dir(&self, name: &str) -> bool {
+    /// Is `name` a job: a real directory (not a symlink) holding a
+    /// regular meta.json (not a symlink either)? A directory whose
+    /// meta.json cannot even be looked for (no search permission on it)
+    /// is `Unreadable`: it is there, and may well be a job.
+    fn probe(&self, name: &str) -> Probe {
         let dir = self.root.join(name);
-        fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
-            && fs::symlink_metadata(dir.join(META)).is_ok_and(|m| m.is_file())
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return Probe::NotJob;
+        }
+        let meta = dir.join(META);
+        match fs::symlink_metadata(&meta) {
+            Ok(m) if m.is_file() => Probe::Job,
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Probe::Unreadable(Error::io(format!("read {}", meta.display()), e))
+            }
+            _ => Probe::NotJob,
+        }
     }
+}
+
+/// What `Store::probe` found under a name in the root.
+enum Probe {
+    Job,
+    NotJob,
+    Unreadable(Error),
+}
+
+/// Why the job directory `dir` is not one to use though it is there: it
+/// or its meta.json is a symlink (never followed), or its meta.json is
+/// something other than a file (a directory, a FIFO). What `status`
+/// refuses as `unsafe_path`, and what every removal (`delete A B`,
+/// `delete --all`, `gc`) skips with that reason rather than remove a job
+/// no reader accepts. None when it is fine, or missing (a half-written
+/// directory is not damaged: gc takes it in time).
+pub fn damaged(dir: &Path) -> Option<&'static str> {
+    let dm = fs::symlink_metadata(dir).ok()?;
+    if dm.file_type().is_symlink() {
+        return Some("its directory is a symlink; agent-exec does not follow it");
+    }
+    let mm = fs::symlink_metadata(dir.join(META))
+        .ok()
+        .filter(|_| dm.is_dir())?;
+    if mm.file_type().is_symlink() {
+        Some("its meta.json is a symlink; agent-exec does not follow it")
+    } else if !mm.is_file() {
+        Some("its meta.json is not a regular file")
+    } else {
+        None
+    }
+}
+
+/// Does the directory `dir` hold no entry at all? False when it cannot
+/// be read: then it is not known to be empty.
+fn is_empty_dir(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_none())
 }
 
 /// Could `s` name a job directory? Checked before any file-system access.
@@ -690,6 +740,13 @@ mod tests {
         let job = s.create_job().unwrap();
         assert!(fs::read_dir(&job.dir).unwrap().next().is_none());
         assert!(s.root.join(SPARE_DIRS[0]).join("sub").is_dir());
+        // Nor one with a file in it (a planted `lock` would fail the
+        // launch that took it).
+        fs::create_dir(s.root.join(SPARE_DIRS[1])).unwrap();
+        fs::write(s.root.join(SPARE_DIRS[1]).join("lock"), b"").unwrap();
+        let job = s.create_job().unwrap();
+        assert!(fs::read_dir(&job.dir).unwrap().next().is_none());
+        assert!(s.root.join(SPARE_DIRS[1]).join("lock").is_file());
         fs::remove_dir_all(&s.root).unwrap();
         fs::remove_dir_all(&outside).unwrap();
     }

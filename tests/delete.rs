@@ -699,3 +699,125 @@ fn a_delete_during_notifications_is_retryable_and_says_why() {
     t.settle();
     assert_eq!(t.ok(&["delete", &id])["deleted"], 1);
 }
+
+/// Replace job `id`'s meta.json by `what`: a directory, a symlink to a
+/// file outside the root, or a FIFO.
+fn damage_meta(t: &TempRoot, id: &str, what: &str) {
+    let meta = t.job_dir(id).join("meta.json");
+    std::fs::remove_file(&meta).unwrap();
+    match what {
+        "dir" => std::fs::create_dir(&meta).unwrap(),
+        "symlink" => {
+            let outside = t.base.join(format!("outside-{id}.json"));
+            std::fs::write(&outside, b"{}").unwrap();
+            std::os::unix::fs::symlink(&outside, &meta).unwrap();
+        }
+        "fifo" => {
+            let ok = std::process::Command::new("mkfifo")
+                .arg(&meta)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mkfifo");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// A job whose meta.json is a directory, a symlink or a FIFO is refused
+/// by `delete U` alone (`unsafe_path`, as `status` answers); named among
+/// others it is skipped with that reason and the others are deleted
+/// (README: "`delete A B` and `gc` skip it with reason `unsafe_path`"),
+/// and `delete --all` lists it skipped too, never removed.
+#[test]
+fn a_job_with_a_damaged_meta_json_is_skipped_among_others() {
+    for what in ["dir", "symlink", "fifo"] {
+        let t = TempRoot::new();
+        let id = |v: Value| v["job_id"].as_str().unwrap().to_string();
+        let a = id(t.ok(&["run", "--", "true"]));
+        let u = id(t.ok(&["run", "--", "true"]));
+        t.settle();
+        damage_meta(&t, &u, what);
+        let (code, e) = t.err(&["delete", &u]);
+        assert_eq!(
+            (code, &e["error"]["code"]),
+            (1, &json!("unsafe_path")),
+            "{what}: {e}"
+        );
+        assert_eq!(e["error"]["details"]["job_id"], u.as_str(), "{what}: {e}");
+        for dry in [true, false] {
+            let mut args = vec!["delete", a.as_str(), u.as_str()];
+            if dry {
+                args.insert(1, "--dry-run");
+            }
+            let v = t.ok(&args);
+            let want = if dry { "would_delete" } else { "deleted" };
+            assert_eq!(v["jobs"][0]["action"], want, "{what}: {v}");
+            assert_eq!(
+                (
+                    &v["jobs"][1]["job_id"],
+                    &v["jobs"][1]["action"],
+                    &v["jobs"][1]["reason"]
+                ),
+                (&json!(u), &json!("skipped"), &json!("unsafe_path")),
+                "{what}: {v}"
+            );
+            assert_eq!(
+                (&v["skipped"], &v["out_of_scope"], &v["failed"]),
+                (&json!(1), &json!(1), &json!(0)),
+                "{what}: {v}"
+            );
+        }
+        assert!(!t.job_dir(&a).exists(), "{what}: A was not deleted");
+        for dry in [true, false] {
+            let args = if dry {
+                vec!["delete", "--all", "--dry-run"]
+            } else {
+                vec!["delete", "--all"]
+            };
+            let v = t.ok(&args);
+            assert_eq!(
+                (
+                    &v["jobs"][0]["job_id"],
+                    &v["jobs"][0]["reason"],
+                    &v["deleted"]
+                ),
+                (&json!(u), &json!("unsafe_path"), &json!(0)),
+                "{what}: {v}"
+            );
+        }
+        for f in ["meta.json", "state.json", "stdout.log"] {
+            let p = t.job_dir(&u).join(f);
+            assert!(std::fs::symlink_metadata(&p).is_ok(), "{what}: {f} removed");
+        }
+    }
+}
+
+/// `delete --all` in a directory whose path is not UTF-8 is refused as
+/// `run` refuses it (`usage_error`), never scoped to a lossy rewrite of
+/// the path, which names no directory (and so no job).
+#[test]
+fn delete_all_refuses_a_cwd_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "true"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    t.settle();
+    let odd = t.base.join(std::ffi::OsStr::from_bytes(b"d\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    for args in [
+        vec!["delete", "--all"],
+        vec!["delete", "--all", "--dry-run"],
+    ] {
+        let mut c = t.cmd(&args);
+        c.current_dir(&odd);
+        let o = t.exec(c);
+        let e = o.json();
+        assert_eq!(
+            (o.code, &e["error"]["code"]),
+            (2, &json!("usage_error")),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(t.job_dir(&id).exists());
+}

@@ -639,3 +639,54 @@ fn a_job_with_a_directory_for_its_meta_is_skipped_whole() {
         assert!(t.job_dir(&id).join(f).exists(), "{f} removed");
     }
 }
+
+/// A job whose meta.json is a symlink or a FIFO is `unsafe_path` to
+/// `status` and `delete`: gc skips it with that reason, dry run or not,
+/// and removes nothing of it (it used to judge it by its state alone).
+#[test]
+fn gc_skips_a_job_whose_meta_json_is_a_symlink_or_a_fifo() {
+    let t = TempRoot::new();
+    let id = |v: Value| v["job_id"].as_str().unwrap().to_string();
+    let linked = id(t.ok(&["run", "--", "true"]));
+    let fifo = id(t.ok(&["run", "--", "true"]));
+    let fine = id(t.ok(&["run", "--", "true"]));
+    t.settle();
+    let outside = t.base.join("outside.json");
+    std::fs::write(&outside, b"{}").unwrap();
+    let meta = |j: &str| t.job_dir(j).join("meta.json");
+    std::fs::remove_file(meta(&linked)).unwrap();
+    std::os::unix::fs::symlink(&outside, meta(&linked)).unwrap();
+    std::fs::remove_file(meta(&fifo)).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(meta(&fifo))
+        .status()
+        .unwrap()
+        .success());
+    for args in [
+        vec!["gc", "--max-jobs", "0", "--dry-run"],
+        vec!["gc", "--max-jobs", "0"],
+    ] {
+        let v = t.ok(&args);
+        let jobs = v["jobs"].as_array().unwrap();
+        for j in [&linked, &fifo] {
+            let e = jobs
+                .iter()
+                .find(|e| e["job_id"] == j.as_str())
+                .unwrap_or_else(|| panic!("{j} not listed: {v}"));
+            assert_eq!(
+                (&e["action"], &e["reason"]),
+                (&json!("skipped"), &json!("unsafe_path")),
+                "{args:?}: {v}"
+            );
+        }
+        assert_eq!(v["out_of_scope"], 2, "{args:?}: {v}");
+    }
+    assert!(!t.job_dir(&fine).exists());
+    for j in [&linked, &fifo] {
+        for f in ["meta.json", "state.json", "stdout.log"] {
+            let p = t.job_dir(j).join(f);
+            assert!(std::fs::symlink_metadata(&p).is_ok(), "{j}/{f} removed");
+        }
+    }
+    assert!(outside.exists());
+}

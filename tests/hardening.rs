@@ -1316,3 +1316,141 @@ fn a_meta_json_that_is_a_directory_is_unsafe_path() {
     }
     assert!(meta.is_dir(), "nothing was removed");
 }
+
+/// A kept run whose directory `runs/<attempt>` was replaced by a symlink
+/// (to a directory outside the root holding logs of the same names) is
+/// not listed by `status` or `wait`: nothing in a job directory is read
+/// through a symlink, and no path printed leads outside the root (D41).
+/// A `restart` neither writes through it nor removes what it points at.
+#[test]
+fn store_a_symlinked_kept_run_is_not_listed_or_followed() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--retry", "1", "--", "sh", "-c", "echo once; exit 3"]);
+    let id = id_of(&v);
+    t.wait_done(&id);
+    t.settle();
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["previous_runs"][0]["attempt"], 1, "{v}");
+    let outside = t.base.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for f in ["stdout.log", "stderr.log", "state.json"] {
+        std::fs::write(outside.join(f), b"not ours\n").unwrap();
+    }
+    let run1 = t.job_dir(&id).join("runs").join("1");
+    std::fs::rename(&run1, t.job_dir(&id).join("runs").join("kept-aside")).unwrap();
+    std::os::unix::fs::symlink(&outside, &run1).unwrap();
+    for cmd in ["status", "wait"] {
+        let v = t.ok(&[cmd, &id]);
+        // `wait` leaves out an empty list.
+        let runs = v["previous_runs"].as_array().map_or(0, Vec::len);
+        assert_eq!(runs, 0, "{cmd}: {v}");
+    }
+    let v = t.ok(&["restart", &id]);
+    let root = t.root.to_string_lossy().into_owned();
+    for r in v["previous_runs"].as_array().unwrap() {
+        assert!(
+            r["stdout_log_path"].as_str().unwrap().starts_with(&root),
+            "{v}"
+        );
+        assert_ne!(r["attempt"], 1, "{v}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["state.json", "stderr.log", "stdout.log"]);
+    assert_eq!(
+        std::fs::read(outside.join("stdout.log")).unwrap(),
+        b"not ours\n"
+    );
+}
+
+/// A job directory the caller may not look into (another user's, 0700)
+/// is there: every command that names it answers `io_error` (permission
+/// denied) with `details.job_id`, never `job_not_found`.
+#[test]
+fn store_a_job_directory_the_caller_cannot_read_is_io_error() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    t.settle();
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let as_root = String::from_utf8_lossy(&uid).trim() == "0";
+    // Another user's directory: as root, the test runs as nobody (root
+    // reads everything); otherwise the directory is made unreadable.
+    let bin = t.base.join("agent-exec");
+    if as_root {
+        if Command::new("setpriv").arg("--help").output().is_err() {
+            eprintln!("setpriv missing: skipped");
+            return;
+        }
+        std::fs::copy(support::bin(), &bin).unwrap();
+        std::fs::set_permissions(&t.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        std::fs::set_permissions(t.job_dir(&id), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let mut c = if as_root {
+            let mut c = t.private("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(&bin);
+            c
+        } else {
+            t.bare()
+        };
+        c.arg("--root").arg(&t.root).args(args);
+        t.exec(c)
+    };
+    for args in [
+        vec!["status", id.as_str()],
+        vec!["status", &id[..12]],
+        vec!["tail", id.as_str()],
+        vec!["wait", id.as_str()],
+        vec!["kill", id.as_str()],
+        vec!["delete", id.as_str()],
+        vec!["tag", "set", id.as_str(), "--tag", "x"],
+    ] {
+        let o = run(&args);
+        let v = o.json();
+        assert_eq!(
+            (o.code, v["error"]["code"].as_str()),
+            (1, Some("io_error")),
+            "{args:?}: {v}"
+        );
+        assert_eq!(
+            v["error"]["details"]["job_id"],
+            id.as_str(),
+            "{args:?}: {v}"
+        );
+    }
+    if !as_root {
+        std::fs::set_permissions(t.job_dir(&id), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    assert!(t.job_dir(&id).join("meta.json").is_file());
+}
+
+/// A spare job directory (`.spare-N`) that is not empty — a `lock`
+/// planted in it, say — is never taken for a new job: the launch makes
+/// its own directory, and the planted one is left as it is.
+#[test]
+fn store_a_spare_directory_that_is_not_empty_is_never_used() {
+    let t = TempRoot::new();
+    t.ok(&["run", "--", "true"]);
+    t.settle();
+    for spare in [".spare-0", ".spare-1"] {
+        let d = t.root.join(spare);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("lock"), b"planted").unwrap();
+    }
+    for _ in 0..3 {
+        let v = t.ok(&["run", "--", "echo", "fresh"]);
+        assert_eq!(v["stdout"], "fresh\n", "{v}");
+        t.settle();
+    }
+    for spare in [".spare-0", ".spare-1"] {
+        assert_eq!(
+            std::fs::read(t.root.join(spare).join("lock")).unwrap(),
+            b"planted"
+        );
+    }
+}

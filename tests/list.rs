@@ -483,3 +483,50 @@ fn the_list_cache_follows_every_change() {
     let damaged = t.ok(&all);
     assert_eq!(damaged, uncached(&t, &all));
 }
+
+/// Without `--cwd` or `--all`, `list` and `ps` filter by the caller's
+/// directory: one whose path is not UTF-8 is refused as `run` refuses it
+/// (`usage_error`), and one that was removed is `io_error`, never an
+/// empty list (a lossy path matches no job) or the jobs of `/`.
+#[test]
+fn list_and_ps_refuse_a_cwd_they_cannot_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    t.ok(&["run", "--", "true"]);
+    let odd = t.base.join(std::ffi::OsStr::from_bytes(b"d\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    for cmd in ["list", "ps"] {
+        let mut c = t.cmd(&[cmd]);
+        c.current_dir(&odd);
+        let o = t.exec(c);
+        let e = o.json();
+        assert_eq!(
+            (o.code, &e["error"]["code"]),
+            (2, &json!("usage_error")),
+            "{cmd}: {e}"
+        );
+        // Told where to look instead, it answers.
+        let mut c = t.cmd(&[cmd, "--all"]);
+        c.current_dir(&odd);
+        assert_eq!(t.exec(c).json()["ok"], true, "{cmd} --all");
+    }
+    // A removed directory (the shell removes its own cwd, then runs us).
+    let gone = t.base.join("gone");
+    for cmd in ["list", "ps"] {
+        std::fs::create_dir(&gone).unwrap();
+        let mut sh = t.private("sh");
+        sh.current_dir(&gone)
+            .arg("-c")
+            .arg("rmdir \"$PWD\" && exec \"$0\" --root \"$1\" \"$2\"")
+            .arg(support::bin())
+            .arg(&t.root)
+            .arg(cmd);
+        let o = t.exec(sh);
+        let e = o.json();
+        assert_eq!(
+            (o.code, &e["error"]["code"]),
+            (1, &json!("io_error")),
+            "{cmd}: {e}"
+        );
+    }
+}

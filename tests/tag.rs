@@ -183,3 +183,25 @@ fn concurrent_tag_sets_never_corrupt_or_mix() {
     // The rest of meta.json survived every rewrite.
     assert_eq!(t.meta(&id)["command"], json!(["true"]));
 }
+
+/// An error of `tag set` about the job names it in `details.job_id`, as
+/// every error about a job does (`notify set` did already): here its
+/// meta.lock is a planted symlink, which is never followed.
+#[test]
+fn tag_set_errors_name_the_job() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "true"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let lock = t.job_dir(&id).join("meta.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(t.base.join("elsewhere"), &lock).unwrap();
+    let (code, e) = t.err(&["tag", "set", &id, "--tag", "x"]);
+    assert_eq!(
+        (code, &e["error"]["code"]),
+        (1, &json!("unsafe_path")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str(), "{e}");
+    assert!(!t.base.join("elsewhere").exists(), "the link was followed");
+    assert_eq!(tags_of(&t, &id), json!([]));
+}

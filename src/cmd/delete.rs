@@ -31,7 +31,10 @@
 //!   what `status` reports as `unsafe_path`) is refused with that error
 //!   before anything of it is removed, never half-deleted; `delete A B`
 //!   and `--all` skip it with its reason (`unsafe_path`,
-//!   `state_unreadable`), as `gc` does. An operating-system failure while
+//!   `state_unreadable`), as `gc` does: in `delete A B` such a job
+//!   resolves (it is there) and is skipped, and the others are deleted;
+//!   `--all` lists one whose meta.json is damaged whatever its directory
+//!   (which cannot be read from it). An operating-system failure while
 //!   removing (a read-only root) is `io_error`, not `internal_error`.
 //! - Counters: `skipped == out_of_scope + failed` (D21). Jobs of other
 //!   directories count in both `out_of_scope` and `skipped` but are not
@@ -193,7 +196,15 @@ pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody>
 pub fn lookup_distinct(store: &Store, ids: &[String]) -> Result<Vec<Job>> {
     let mut jobs: Vec<Job> = Vec::with_capacity(ids.len());
     for id in ids {
-        let j = store.lookup(id)?;
+        let j = match store.lookup(id) {
+            Ok(j) => j,
+            // There but damaged (what `status` refuses as unsafe_path):
+            // it resolved, and `delete_job` skips it with that reason, as
+            // it skips one whose state.json is damaged; one damaged job
+            // is no reason to delete none of the others.
+            Err(Error::InJob(name, e)) if e.code() == "unsafe_path" => store.job(&name),
+            Err(e) => return Err(e),
+        };
         // A duplicate is dropped here, and its pin with it.
         if !jobs.iter().any(|k| k.id == j.id) {
             jobs.push(j);
@@ -225,6 +236,13 @@ pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
 /// Delete one job unless it is running, held, alive or unsafe. Ok: its
 /// state and the action taken; Err: why it stays.
 fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'static str), Stay> {
+    // Its directory or meta.json a symlink or not a file: refused whole,
+    // as `lookup` refuses it (a job named among others comes here
+    // unpinned for this answer, see `lookup_distinct`).
+    if let Some(why) = crate::store::damaged(&job.dir) {
+        let e = Error::UnsafePath(format!("job {}: {why}", job.id));
+        return Err(Stay::Unsafe(e.in_job(&job.id)));
+    }
     // A state that cannot be read is no reason to keep a job (a damaged
     // state.json is what one deletes), but one that is not a file at all
     // is: every reader refuses that job as `unsafe_path`, and so does
@@ -289,6 +307,13 @@ pub fn delete_all(
             Err(e) if e.out_of_descriptors() => return Err(e),
             m => m,
         };
+        // Its meta.json a symlink or not a file: whose it is cannot be
+        // told, and no reader accepts it. Listed, as `gc` lists it, so
+        // the skip is seen, and never removed.
+        if meta.is_err() && crate::store::damaged(&job.dir).is_some() {
+            body.out_of_scope(name, "unknown", "unsafe_path");
+            continue;
+        }
         let in_scope = meta.is_ok_and(|m| m.cwd.as_deref() == Some(cwd_scope.as_str()));
         if !in_scope {
             body.skipped += 1;

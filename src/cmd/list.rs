@@ -107,11 +107,19 @@ pub fn current_dir() -> String {
 }
 
 /// The caller's working directory for an action scoped to it (`delete
-/// --all`): an error when it cannot be read (it was removed, say), never
-/// `/` in its place, which would put another directory's jobs in scope.
+/// --all`, `list` without `--cwd` or `--all`): an error when it cannot
+/// be read (it was removed, say: `io_error`) or its path is not UTF-8
+/// (`usage_error`, as `run` refuses it), never `/` or a lossy rewrite in
+/// its place, which would put other jobs in scope or none at all.
 pub fn caller_dir() -> Result<String> {
+    caller_dir_or("run it from a directory whose path is")
+}
+
+/// `caller_dir`, with `hint` telling a caller whose directory is not
+/// UTF-8 what to do instead.
+fn caller_dir_or(hint: &str) -> Result<String> {
     match std::env::current_dir() {
-        Ok(d) if d.is_absolute() => Ok(d.to_string_lossy().into_owned()),
+        Ok(d) if d.is_absolute() => crate::launch::dir_text(d, hint),
         Ok(d) => Err(crate::error::Error::io(
             "current directory",
             std::io::Error::other(format!("not absolute: {}", d.display())),
@@ -409,23 +417,28 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
     Some((meta, Some(st)))
 }
 
-fn query(m: &Matches, state: Option<String>) -> ListQuery {
-    ListQuery {
+/// The query of `list` / `ps` flags. Without `--cwd` or `--all` the
+/// caller's directory is the filter: one that cannot be read, or is not
+/// UTF-8, is an error (`caller_dir`), never a filter that matches
+/// nothing or the jobs of `/`.
+fn query(m: &Matches, state: Option<String>) -> Result<ListQuery> {
+    let cwd = match (m.has("all"), m.get("cwd")) {
+        (true, _) => None,
+        (false, Some(c)) => Some(c.to_string()),
+        (false, None) => Some(caller_dir_or("pass --cwd with a path that is, or --all")?),
+    };
+    Ok(ListQuery {
         active: false,
         limit: m.u64("limit").unwrap_or(50),
         state,
-        cwd: if m.has("all") {
-            None
-        } else {
-            Some(m.get("cwd").map_or_else(current_dir, str::to_string))
-        },
+        cwd,
         tags: m.all("tag").into_iter().map(str::to_string).collect(),
-    }
+    })
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
-    let body = list_jobs(&store, &query(m, m.get("state").map(str::to_string)))?;
+    let body = list_jobs(&store, &query(m, m.get("state").map(str::to_string))?)?;
     Ok(Output::Doc(list_response(&body)))
 }
 
@@ -434,7 +447,7 @@ pub fn exec_ps(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let q = ListQuery {
         active: true,
-        ..query(m, None)
+        ..query(m, None)?
     };
     let body = list_jobs(&store, &q)?;
     Ok(Output::Doc(list_response(&body)))

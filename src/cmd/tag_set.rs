@@ -19,7 +19,9 @@ pub struct TagSetBody {
     pub tags: Vec<String>,
 }
 
-/// Replace the tags of `job` with `tags` (validated, deduplicated).
+/// Replace the tags of `job` with `tags` (validated, deduplicated). An
+/// error from the store (meta.json or meta.lock that cannot be used)
+/// names the job in `details.job_id`, as every error about a job does.
 pub fn set_tags(job: &Job, tags: &[&str]) -> Result<TagSetBody> {
     for t in tags {
         job::validate_tag(t)?;
@@ -28,7 +30,8 @@ pub fn set_tags(job: &Job, tags: &[&str]) -> Result<TagSetBody> {
     let meta = job::update_meta(job, |m| {
         m.tags = tags;
         Ok(())
-    })?;
+    })
+    .map_err(|e| e.in_job(&job.id))?;
     Ok(TagSetBody {
         job_id: job.id.clone(),
         tags: meta.tags,
