@@ -383,12 +383,15 @@ fn stale_running_jobs_are_reconciled_then_collected() {
 #[test]
 fn invalid_durations_are_usage_errors_even_without_a_root() {
     let t = TempRoot::new();
-    for bad in ["5x", "", "1d12h", "+1d", "3.5.h", "1D", "d", " "] {
+    for bad in ["5x", "", "1d12h", "-1d", "++1d", "3.5.h", "1D", "d", " "] {
         let (code, e) = t.err(&["gc", "--older-than", bad]);
         assert_eq!(code, 2, "{bad:?}");
         assert_eq!(e["error"]["code"], "invalid_duration", "{bad:?}");
     }
     assert!(!t.root.exists());
+    // A leading `+` is a positive number, as 0.2.3 took it.
+    let v = t.ok(&["gc", "--older-than", "+7d"]);
+    assert_eq!(v["older_than"], "+7d", "{v}");
     let v = t.ok(&["gc"]);
     assert_eq!(counters(&v), [0; 7]);
     assert_eq!(v["jobs"], json!([]));
