@@ -269,7 +269,20 @@ fn run_once(
     // Room for the terminal state on a file system that the job may fill:
     // real blocks in the lock file (only ever flock'ed), given back just
     // before the terminal state is written if the disk is full then.
-    if let Err(e) = sys::allocate(&lock, RESERVE) {
+    let reserved = match sys::allocate(&lock, RESERVE) {
+        // The caller's file-size limit (RLIMIT_FSIZE) is below the
+        // reserve: reserve what it allows instead. The state file is far
+        // smaller than that limit or could not be written anyway, and the
+        // room kept is still room on a disk the job fills.
+        Err(e) if e.raw_os_error() == Some(libc::EFBIG) => {
+            match sys::file_size_limit().map(|max| max.min(RESERVE) & !4095) {
+                Some(n) if n > 0 => sys::allocate(&lock, n),
+                _ => Ok(()),
+            }
+        }
+        r => r,
+    };
+    if let Err(e) = reserved {
         // Too little room left to promise the job's end a record: it
         // does not start (a file system without fallocate runs the job
         // unreserved, as it must). The failed state is small; should a

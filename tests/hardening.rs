@@ -1316,3 +1316,109 @@ fn a_meta_json_that_is_a_directory_is_unsafe_path() {
     }
     assert!(meta.is_dir(), "nothing was removed");
 }
+
+// ---------------------------------------------------------------------
+// A file-size limit, a planted terminal-state file, a disk full to the
+// last block
+// ---------------------------------------------------------------------
+
+/// `agent-exec --root <root> args...` under `ulimit -f blocks` (the
+/// shell's unit: 512 or 1024 bytes, so limits here are chosen to hold
+/// either way).
+fn under_file_limit(t: &TempRoot, blocks: u32, args: &[&str]) -> support::Out {
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -f {blocks} && exec \"$@\""))
+        .arg("sh")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(args);
+    t.exec(c)
+}
+
+/// A write past the caller's RLIMIT_FSIZE fails with EFBIG, which is
+/// recorded as a full disk's ENOSPC is: the job keeps its exit code and
+/// says what its log lost. The supervisor used to die of SIGXFSZ, and
+/// the job read `supervisor_lost`.
+#[test]
+fn a1_a_file_size_limit_is_recorded_and_the_exit_code_survives() {
+    let t = TempRoot::new();
+    // 400 blocks: 200 or 400 KB; seq prints about 1.3 MB.
+    let o = under_file_limit(
+        &t,
+        400,
+        &[
+            "run",
+            "--no-auto-gc",
+            "--until",
+            "60",
+            "--",
+            "seq 1 200000; exit 3",
+        ],
+    );
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v} {}", o.stderr);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 3, "{v}");
+    let lost = v["output_lost"].as_array().expect("output_lost in run");
+    let out = lost
+        .iter()
+        .find(|l| l["stream"] == "stdout")
+        .unwrap_or_else(|| panic!("stdout loss: {v}"));
+    assert_eq!(out["errno"], "EFBIG", "{v}");
+    let id = id_of(&v);
+    // The log is an exact prefix of the stream, cut at the limit.
+    let log = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    let stored = v["stdout_total_bytes"].as_u64().unwrap();
+    assert_eq!(log.len() as u64, stored, "{v}");
+    assert!(stored <= 400 * 1024, "{v}");
+    let mut all = Vec::new();
+    for n in 1..=200000 {
+        all.extend_from_slice(format!("{n}\n").as_bytes());
+    }
+    assert_eq!(
+        stored + out["dropped_bytes"].as_u64().unwrap(),
+        all.len() as u64
+    );
+    assert_eq!(&log[..], &all[..log.len()]);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (s["state"].as_str(), s["exit_code"].as_u64()),
+        (Some("exited"), Some(3))
+    );
+    assert_eq!(s["output_lost"], v["output_lost"], "{s}");
+}
+
+/// A limit below the 64 KiB reserved for the job's end does not stop
+/// the job (the reserve raised SIGXFSZ and the launch was lost), and the
+/// workload itself gets SIGXFSZ at its default: a write of its own past
+/// the limit kills it, as it would outside agent-exec (it is not left
+/// ignored, which an ignored signal would be across exec).
+#[test]
+fn a1_a_small_file_size_limit_runs_the_job_with_the_default_signal() {
+    let t = TempRoot::new();
+    let big = t.base.join("big");
+    // 50 blocks: 25 or 50 KB, under the reserve either way.
+    let cmd = format!(
+        "head -c 1000000 /dev/zero > {}; echo \"status $?\"; exit 5",
+        big.display()
+    );
+    let o = under_file_limit(
+        &t,
+        50,
+        &["run", "--no-auto-gc", "--until", "60", "--", &cmd],
+    );
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v} {}", o.stderr);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 5, "{v}");
+    // 128 + SIGXFSZ (25): head died of the signal, not of EFBIG.
+    assert_eq!(v["stdout"], "status 153\n", "{v}");
+    let id = id_of(&v);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (s["state"].as_str(), s["exit_code"].as_u64()),
+        (Some("exited"), Some(5))
+    );
+}
