@@ -1446,6 +1446,17 @@ impl Dir {
         .map(|_| ())
     }
 
+    /// Is `name` here `file` itself (same device and inode; a symlink
+    /// under the name is never followed, so it is not)? False when the
+    /// name is gone or either cannot be examined.
+    pub fn names(&self, name: &str, file: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(st), Ok(m)) = (self.lstat(name), file.metadata()) else {
+            return false;
+        };
+        st.st_dev == m.dev() && st.st_ino == m.ino()
+    }
+
     /// fstatat(2) of `name` here, not following a symlink.
     fn lstat(&self, name: &str) -> Option<libc::stat> {
         let c = cpath(name.as_bytes()).ok()?;

@@ -1422,3 +1422,77 @@ fn a1_a_small_file_size_limit_runs_the_job_with_the_default_signal() {
         (Some("exited"), Some(5))
     );
 }
+
+/// Start a job that ends (exit 7) only once `go` exists, and wait until
+/// its supervisor has made the file its terminal state goes to.
+fn job_before_its_end(t: &TempRoot) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let go = t.base.join("go");
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.01; done; exit 7",
+        go.display()
+    );
+    let id = t.start_job(&[&cmd]);
+    let next = t.job_dir(&id).join(".state.next");
+    eventually(".state.next made", 20, || next.exists());
+    (id, next, go)
+}
+
+/// D41: the supervisor's terminal state goes where it wrote it, never
+/// through whatever replaced its file's name. A symlink planted as
+/// `.state.next` became state.json (the job's exit code lost for good,
+/// every reader `unsafe_path`).
+#[test]
+fn a11_a_symlink_planted_as_the_next_state_is_not_published() {
+    let t = TempRoot::new();
+    let victim = t.base.join("victim");
+    let (id, next, go) = job_before_its_end(&t);
+    std::fs::remove_file(&next).unwrap();
+    std::os::unix::fs::symlink(&victim, &next).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let v = t.ok(&["wait", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_u64()),
+        (Some("exited"), Some(7)),
+        "{v}"
+    );
+    let st = t.job_dir(&id).join("state.json");
+    assert!(std::fs::symlink_metadata(&st)
+        .unwrap()
+        .file_type()
+        .is_file());
+    assert!(
+        !victim.exists(),
+        "something was written through the symlink"
+    );
+    assert!(
+        std::fs::symlink_metadata(&next).is_err(),
+        "the planted name is left"
+    );
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["exit_code"], 7, "{s}");
+}
+
+/// A regular file planted as `.state.next` (here one that says the job
+/// exited 0) is not published as the job's end either: `wait` reported
+/// the forged result.
+#[test]
+fn a11_a_forged_next_state_does_not_replace_the_real_end() {
+    let t = TempRoot::new();
+    let (id, next, go) = job_before_its_end(&t);
+    let mut forged: Value =
+        serde_json::from_str(&t.read(&id, "state.json")).expect("a running state");
+    forged["job"]["status"] = "exited".into();
+    forged["result"]["exit_code"] = 0.into();
+    std::fs::remove_file(&next).unwrap();
+    std::fs::write(&next, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let v = t.ok(&["wait", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_u64()),
+        (Some("exited"), Some(7)),
+        "{v}"
+    );
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["exit_code"], 7, "{s}");
+    assert!(!next.exists(), "the planted file is left");
+}
