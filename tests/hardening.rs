@@ -1496,3 +1496,60 @@ fn a11_a_forged_next_state_does_not_replace_the_real_end() {
     assert_eq!(s["exit_code"], 7, "{s}");
     assert!(!next.exists(), "the planted file is left");
 }
+
+/// A disk with a block or two left: `run` either records the job as
+/// `failed`/`no_space` or answers an error and leaves no job behind. It
+/// answered `io_error` and left a job without state.json, which read
+/// `launch_lost` later (and `status` an `io_error` while the disk was
+/// full).
+#[test]
+fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "200k") else {
+        return;
+    };
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    let filler = t.root.join("filler");
+    for left_kib in [0u64, 4, 8] {
+        t.settle();
+        let df = Command::new("df")
+            .args(["--output=avail", "-k"])
+            .arg(&t.root)
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df's free count");
+        let fill = avail.saturating_sub(left_kib) * 1024;
+        // Short of room at the very end is as good as full.
+        let _ = std::fs::write(&filler, vec![0u8; fill as usize]);
+        let marker = t.base.join("ran");
+        let cmd = format!("touch {}", marker.display());
+        let o = t.out(&["run", "--no-auto-gc", "--", &cmd]);
+        let v = o.json();
+        if v["ok"] == true {
+            assert_eq!(v["state"], "failed", "{left_kib} KiB left: {v}");
+            assert_eq!(v["failure"]["code"], "no_space", "{left_kib} KiB left: {v}");
+            let s = t.ok(&["status", &id_of(&v)]);
+            assert_eq!(s["failure"]["code"], "no_space", "{left_kib} KiB left: {s}");
+        } else if let Some(id) = v["error"]["details"]["job_id"].as_str() {
+            assert!(
+                !t.job_dir(id).exists(),
+                "{left_kib} KiB left: {v} and the job is left behind"
+            );
+        }
+        assert!(!marker.exists(), "{left_kib} KiB left: the command ran");
+        std::fs::remove_file(&filler).unwrap();
+        // With room again, no job reads as a lost launch.
+        let l = t.ok(&["list", "--all"]);
+        for j in l["jobs"].as_array().unwrap() {
+            let s = t.ok(&["status", j["job_id"].as_str().unwrap()]);
+            assert!(
+                s["state"] == "exited" || s["failure"]["code"] == "no_space",
+                "{left_kib} KiB left: {s}"
+            );
+        }
+    }
+}
