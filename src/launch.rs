@@ -385,6 +385,7 @@ pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined>
                 .and_then(|d| d.open_file(job::LOCK, sys::How::CreateNew))
                 .map_err(|e| Error::io("create job lock", e))?;
             sys::lock_exclusive(&f).map_err(|e| Error::io("lock job", e))?;
+            reserve_record_room(&f)?;
             Some(f)
         };
         let (meta, state) = define_in(store, &job, spec, keep_created)?;
@@ -402,6 +403,31 @@ pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined>
             let _ = fs::remove_dir_all(&job.dir);
             Err(e)
         }
+    }
+}
+
+/// Room kept for one state file: a block of the file systems we meet
+/// (a page of tmpfs), more than a failed state takes.
+const RECORD_ROOM: u64 = 4096;
+
+/// Real blocks in `run`'s new lock file, taken before meta.json is
+/// written, so that a job defined on a nearly full disk can always record
+/// its end: the supervisor's own reserve (64 KiB) may then fail, and the
+/// `failed`/`no_space` state it writes instead needs a block that
+/// meta.json may have taken; it gives these back for it (the lock file is
+/// cut to nothing before the retried write, `publish_terminal`). Without
+/// them, the job had no state.json, a free lock and a disk too full to
+/// record `launch_lost`: `run` answered `io_error` and left the job
+/// behind. A disk without even this room fails the definition instead
+/// (no job is left: `define` removes it). A file system without fallocate,
+/// or a file-size limit below it (EFBIG), goes on without: neither is a
+/// full disk.
+fn reserve_record_room(lock: &File) -> Result<()> {
+    match sys::allocate(lock, RECORD_ROOM) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            Err(Error::io("reserve room for the job's state", e))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -636,7 +662,11 @@ pub fn launch(
             "spawn_failed",
             format!("could not start the supervisor: {e}"),
         );
-        job.write_state(&st, true)?;
+        if job.write_state(&st, true).is_err() {
+            // A full disk: give back the lock file's room and try again.
+            let _ = lock.set_len(0);
+            job.write_state(&st, true)?;
+        }
         return Ok(Launch {
             state: st,
             ready: None,

@@ -46,6 +46,9 @@ static ALLOC: sys::SmallAlloc = sys::SmallAlloc;
 
 fn main() {
     output::install_panic_hook();
+    // A write past the caller's file-size limit is an error we record
+    // (EFBIG), never a signal that kills us with nothing recorded.
+    let _ = sys::catch_file_size_signal();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     // Decided before parsing, so that usage errors honour --yaml too.
     output::set_yaml(cli::wants_yaml(&args));

@@ -269,7 +269,20 @@ fn run_once(
     // Room for the terminal state on a file system that the job may fill:
     // real blocks in the lock file (only ever flock'ed), given back just
     // before the terminal state is written if the disk is full then.
-    if let Err(e) = sys::allocate(&lock, RESERVE) {
+    let reserved = match sys::allocate(&lock, RESERVE) {
+        // The caller's file-size limit (RLIMIT_FSIZE) is below the
+        // reserve: reserve what it allows instead. The state file is far
+        // smaller than that limit or could not be written anyway, and the
+        // room kept is still room on a disk the job fills.
+        Err(e) if e.raw_os_error() == Some(libc::EFBIG) => {
+            match sys::file_size_limit().map(|max| max.min(RESERVE) & !4095) {
+                Some(n) if n > 0 => sys::allocate(&lock, n),
+                _ => Ok(()),
+            }
+        }
+        r => r,
+    };
+    if let Err(e) = reserved {
         // Too little room left to promise the job's end a record: it
         // does not start (a file system without fallocate runs the job
         // unreserved, as it must). The failed state is small; should a
@@ -745,13 +758,34 @@ impl NextState {
     /// stand between the job's end and its waiters (and the queue's next
     /// job). The swap is one RENAME_EXCHANGE; where the file system has
     /// none (or state.json is missing), a link and a rename.
+    ///
+    /// The file is written through its descriptor but moved by name, so
+    /// the name must still be this file (D41: nothing planted in the job
+    /// directory is followed or published). If something else took it
+    /// (a symlink, another file), that is removed, never followed, and
+    /// the commit fails: the caller writes the state the ordinary way (a
+    /// new file, then a rename), and on a full disk frees the reserve
+    /// for it first (`publish_terminal_via`). Checked before the write,
+    /// so that our abandoned file's blocks go back before that, and
+    /// after the swap, for a name replaced in between.
     fn commit(mut self, state: &State) -> io::Result<Option<Replaced>> {
         let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        if !self.dir.names(self.name, &self.file) {
+            self.drop_impostor();
+            return Err(self.not_ours());
+        }
         if let Err(e) = self.file.write_all(&text) {
             let _ = self.dir.unlink(self.name);
             return Err(e);
         }
         if self.dir.exchange(self.name, job::STATE).is_ok() {
+            if !self.dir.names(job::STATE, &self.file) {
+                // Swapped for something else after the check: state.json
+                // now holds that, and our name the state it replaced,
+                // which goes. The caller's write replaces the impostor.
+                let _ = self.dir.unlink(self.name);
+                return Err(self.not_ours());
+            }
             return Ok(Some(Replaced {
                 dir: self.dir,
                 name: self.name,
@@ -765,7 +799,11 @@ impl NextState {
             }
             r => r.is_ok(),
         };
-        if let Err(e) = self.dir.rename(self.name, job::STATE) {
+        let moved = match self.dir.rename(self.name, job::STATE) {
+            Ok(()) if !self.dir.names(job::STATE, &self.file) => Err(self.not_ours()),
+            r => r,
+        };
+        if let Err(e) = moved {
             let _ = self.dir.unlink(self.name);
             if kept {
                 let _ = self.dir.unlink(PREV_STATE);
@@ -776,6 +814,23 @@ impl NextState {
             dir: self.dir,
             name: PREV_STATE,
         }))
+    }
+}
+
+impl NextState {
+    /// Remove whatever now holds this file's name, if it is not this file
+    /// (unlink removes a symlink itself, never its target).
+    fn drop_impostor(&self) {
+        if self.dir.exists(self.name) && !self.dir.names(self.name, &self.file) {
+            let _ = self.dir.unlink(self.name);
+        }
+    }
+
+    fn not_ours(&self) -> io::Error {
+        io::Error::other(format!(
+            "{} in the job directory is no longer the file this supervisor made",
+            self.name
+        ))
     }
 }
 

@@ -1446,6 +1446,17 @@ impl Dir {
         .map(|_| ())
     }
 
+    /// Is `name` here `file` itself (same device and inode; a symlink
+    /// under the name is never followed, so it is not)? False when the
+    /// name is gone or either cannot be examined.
+    pub fn names(&self, name: &str, file: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(st), Ok(m)) = (self.lstat(name), file.metadata()) else {
+            return false;
+        };
+        st.st_dev == m.dev() && st.st_ino == m.ino()
+    }
+
     /// fstatat(2) of `name` here, not following a symlink.
     fn lstat(&self, name: &str) -> Option<libc::stat> {
         let c = cpath(name.as_bytes()).ok()?;
@@ -1735,8 +1746,15 @@ struct Handoff<'a> {
 
 /// Signals whose disposition this program changes: ignored ones stay
 /// ignored across exec (SIGPIPE, by Rust's runtime), and a handler must
-/// not run in the child while it shares our memory.
-const CHANGED_SIGNALS: [libc::c_int; 4] = [libc::SIGPIPE, INTERRUPT, libc::SIGSEGV, libc::SIGBUS];
+/// not run in the child while it shares our memory (SIGXFSZ's, see
+/// `catch_file_size_signal`, among them).
+const CHANGED_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGPIPE,
+    INTERRUPT,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGXFSZ,
+];
 
 /// Start the workload and return its pid once it has exec'd. One
 /// `clone(CLONE_VM | CLONE_VFORK)`, as musl's posix_spawn does: no page
@@ -2391,6 +2409,44 @@ pub fn arm_interrupt() -> io::Result<()> {
         cvt(libc::sigaction(INTERRUPT, &sa, std::ptr::null_mut()))?;
     }
     Ok(())
+}
+
+extern "C" fn on_file_size_signal(_: libc::c_int) {
+    // Nothing: the write that raised it fails with EFBIG, and that is
+    // what the caller handles.
+}
+
+/// Catch SIGXFSZ with a handler that does nothing, so that a write past
+/// the caller's RLIMIT_FSIZE fails with EFBIG (recorded like ENOSPC: a
+/// job's `output_lost`, an `io_error`) instead of killing this process
+/// with the job's end unrecorded. Caught, not ignored: exec resets a
+/// caught signal to its default, so every program we start (a sink, a
+/// supervisor) gets the default disposition back, where SIG_IGN would
+/// follow it across exec; the workload's child resets it before exec
+/// (`CHANGED_SIGNALS`). SA_RESTART: the signal lands on the thread whose
+/// write failed, and must cut short no other call.
+pub fn catch_file_size_signal() -> io::Result<()> {
+    // SAFETY: sigaction is plain data; the handler is an
+    // `extern "C" fn(c_int)` doing nothing (trivially async-signal-safe),
+    // with an empty mask; no old action is asked for.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_file_size_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        cvt(libc::sigaction(libc::SIGXFSZ, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// This process's RLIMIT_FSIZE (the largest file it may write), or None
+/// when unlimited or unknown.
+pub fn file_size_limit() -> Option<u64> {
+    // SAFETY: rlimit is plain data; getrlimit writes one into `rl`.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `rl` is a live local the call fills in.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut rl) };
+    (rc == 0 && rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur as u64)
 }
 
 /// A deadline for the blocking calls of one thread: a POSIX timer that

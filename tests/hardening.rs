@@ -1454,3 +1454,240 @@ fn store_a_spare_directory_that_is_not_empty_is_never_used() {
         );
     }
 }
+
+// ---------------------------------------------------------------------
+// A file-size limit, a planted terminal-state file, a disk full to the
+// last block
+// ---------------------------------------------------------------------
+
+/// `agent-exec --root <root> args...` under `ulimit -f blocks` (the
+/// shell's unit: 512 or 1024 bytes, so limits here are chosen to hold
+/// either way).
+fn under_file_limit(t: &TempRoot, blocks: u32, args: &[&str]) -> support::Out {
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -f {blocks} && exec \"$@\""))
+        .arg("sh")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(args);
+    t.exec(c)
+}
+
+/// A write past the caller's RLIMIT_FSIZE fails with EFBIG, which is
+/// recorded as a full disk's ENOSPC is: the job keeps its exit code and
+/// says what its log lost. The supervisor used to die of SIGXFSZ, and
+/// the job read `supervisor_lost`.
+#[test]
+fn a1_a_file_size_limit_is_recorded_and_the_exit_code_survives() {
+    let t = TempRoot::new();
+    // 400 blocks: 200 or 400 KB; seq prints about 1.3 MB.
+    let o = under_file_limit(
+        &t,
+        400,
+        &[
+            "run",
+            "--no-auto-gc",
+            "--until",
+            "60",
+            "--",
+            "seq 1 200000; exit 3",
+        ],
+    );
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v} {}", o.stderr);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 3, "{v}");
+    let lost = v["output_lost"].as_array().expect("output_lost in run");
+    let out = lost
+        .iter()
+        .find(|l| l["stream"] == "stdout")
+        .unwrap_or_else(|| panic!("stdout loss: {v}"));
+    assert_eq!(out["errno"], "EFBIG", "{v}");
+    let id = id_of(&v);
+    // The log is an exact prefix of the stream, cut at the limit.
+    let log = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    let stored = v["stdout_total_bytes"].as_u64().unwrap();
+    assert_eq!(log.len() as u64, stored, "{v}");
+    assert!(stored <= 400 * 1024, "{v}");
+    let mut all = Vec::new();
+    for n in 1..=200000 {
+        all.extend_from_slice(format!("{n}\n").as_bytes());
+    }
+    assert_eq!(
+        stored + out["dropped_bytes"].as_u64().unwrap(),
+        all.len() as u64
+    );
+    assert_eq!(&log[..], &all[..log.len()]);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (s["state"].as_str(), s["exit_code"].as_u64()),
+        (Some("exited"), Some(3))
+    );
+    assert_eq!(s["output_lost"], v["output_lost"], "{s}");
+}
+
+/// A limit below the 64 KiB reserved for the job's end does not stop
+/// the job (the reserve raised SIGXFSZ and the launch was lost), and the
+/// workload itself gets SIGXFSZ at its default: a write of its own past
+/// the limit kills it, as it would outside agent-exec (it is not left
+/// ignored, which an ignored signal would be across exec).
+#[test]
+fn a1_a_small_file_size_limit_runs_the_job_with_the_default_signal() {
+    let t = TempRoot::new();
+    let big = t.base.join("big");
+    // 50 blocks: 25 or 50 KB, under the reserve either way.
+    let cmd = format!(
+        "head -c 1000000 /dev/zero > {}; echo \"status $?\"; exit 5",
+        big.display()
+    );
+    let o = under_file_limit(
+        &t,
+        50,
+        &["run", "--no-auto-gc", "--until", "60", "--", &cmd],
+    );
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v} {}", o.stderr);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["exit_code"], 5, "{v}");
+    // 128 + SIGXFSZ (25): head died of the signal, not of EFBIG.
+    assert_eq!(v["stdout"], "status 153\n", "{v}");
+    let id = id_of(&v);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (s["state"].as_str(), s["exit_code"].as_u64()),
+        (Some("exited"), Some(5))
+    );
+}
+
+/// Start a job that ends (exit 7) only once `go` exists, and wait until
+/// its supervisor has made the file its terminal state goes to.
+fn job_before_its_end(t: &TempRoot) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let go = t.base.join("go");
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.01; done; exit 7",
+        go.display()
+    );
+    let id = t.start_job(&[&cmd]);
+    let next = t.job_dir(&id).join(".state.next");
+    eventually(".state.next made", 20, || next.exists());
+    (id, next, go)
+}
+
+/// D41: the supervisor's terminal state goes where it wrote it, never
+/// through whatever replaced its file's name. A symlink planted as
+/// `.state.next` became state.json (the job's exit code lost for good,
+/// every reader `unsafe_path`).
+#[test]
+fn a11_a_symlink_planted_as_the_next_state_is_not_published() {
+    let t = TempRoot::new();
+    let victim = t.base.join("victim");
+    let (id, next, go) = job_before_its_end(&t);
+    std::fs::remove_file(&next).unwrap();
+    std::os::unix::fs::symlink(&victim, &next).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let v = t.ok(&["wait", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_u64()),
+        (Some("exited"), Some(7)),
+        "{v}"
+    );
+    let st = t.job_dir(&id).join("state.json");
+    assert!(std::fs::symlink_metadata(&st)
+        .unwrap()
+        .file_type()
+        .is_file());
+    assert!(
+        !victim.exists(),
+        "something was written through the symlink"
+    );
+    assert!(
+        std::fs::symlink_metadata(&next).is_err(),
+        "the planted name is left"
+    );
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["exit_code"], 7, "{s}");
+}
+
+/// A regular file planted as `.state.next` (here one that says the job
+/// exited 0) is not published as the job's end either: `wait` reported
+/// the forged result.
+#[test]
+fn a11_a_forged_next_state_does_not_replace_the_real_end() {
+    let t = TempRoot::new();
+    let (id, next, go) = job_before_its_end(&t);
+    let mut forged: Value =
+        serde_json::from_str(&t.read(&id, "state.json")).expect("a running state");
+    forged["job"]["status"] = "exited".into();
+    forged["result"]["exit_code"] = 0.into();
+    std::fs::remove_file(&next).unwrap();
+    std::fs::write(&next, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let v = t.ok(&["wait", &id]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_u64()),
+        (Some("exited"), Some(7)),
+        "{v}"
+    );
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["exit_code"], 7, "{s}");
+    assert!(!next.exists(), "the planted file is left");
+}
+
+/// A disk with a block or two left: `run` either records the job as
+/// `failed`/`no_space` or answers an error and leaves no job behind. It
+/// answered `io_error` and left a job without state.json, which read
+/// `launch_lost` later (and `status` an `io_error` while the disk was
+/// full).
+#[test]
+fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "200k") else {
+        return;
+    };
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    let filler = t.root.join("filler");
+    for left_kib in [0u64, 4, 8] {
+        t.settle();
+        let df = Command::new("df")
+            .args(["--output=avail", "-k"])
+            .arg(&t.root)
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df's free count");
+        let fill = avail.saturating_sub(left_kib) * 1024;
+        // Short of room at the very end is as good as full.
+        let _ = std::fs::write(&filler, vec![0u8; fill as usize]);
+        let marker = t.base.join("ran");
+        let cmd = format!("touch {}", marker.display());
+        let o = t.out(&["run", "--no-auto-gc", "--", &cmd]);
+        let v = o.json();
+        if v["ok"] == true {
+            assert_eq!(v["state"], "failed", "{left_kib} KiB left: {v}");
+            assert_eq!(v["failure"]["code"], "no_space", "{left_kib} KiB left: {v}");
+            let s = t.ok(&["status", &id_of(&v)]);
+            assert_eq!(s["failure"]["code"], "no_space", "{left_kib} KiB left: {s}");
+        } else if let Some(id) = v["error"]["details"]["job_id"].as_str() {
+            assert!(
+                !t.job_dir(id).exists(),
+                "{left_kib} KiB left: {v} and the job is left behind"
+            );
+        }
+        assert!(!marker.exists(), "{left_kib} KiB left: the command ran");
+        std::fs::remove_file(&filler).unwrap();
+        // With room again, no job reads as a lost launch.
+        let l = t.ok(&["list", "--all"]);
+        for j in l["jobs"].as_array().unwrap() {
+            let s = t.ok(&["status", j["job_id"].as_str().unwrap()]);
+            assert!(
+                s["state"] == "exited" || s["failure"]["code"] == "no_space",
+                "{left_kib} KiB left: {s}"
+            );
+        }
+    }
+}
