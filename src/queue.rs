@@ -3,9 +3,10 @@
 //!
 //! The waiting is done by the job's own supervisor, blocked in the kernel
 //! before it starts the workload (nq's idea, generalised to N slots):
-//! - a dependency is waited for by taking a shared flock on its job lock,
-//!   which its supervisor holds exclusively while the job lives; the
-//!   kernel wakes us when it lets go (or dies);
+//! - a dependency is waited for on its run's byte of its job lock
+//!   (`job::RUN_LOCK_BASE`, through `observe::lock_thread`, as `wait`
+//!   does), which its supervisor holds while that run lives, `--retry`
+//!   attempts included; the kernel wakes us when it lets go (or dies);
 //! - a queue of N slots is N files `<root>/.queues/<NAME>/slot.<i>`; a
 //!   job runs while it holds an exclusive flock on one of them;
 //! - the line in front of the slots is a chain of tickets
@@ -17,7 +18,8 @@
 //!   order), and a slot that frees wakes exactly one job.
 //!
 //! Invariants
-//! - Every hold is a flock: a crash of any process (supervisor, caller)
+//! - Every hold is a flock (or, waiting on a dependency's run, an OFD
+//!   lock of one byte): a crash of any process (supervisor, caller)
 //!   frees what it held by itself; nothing has to be cleaned up for the
 //!   queue to move on. A dead waiter's ticket is free, and is skipped and
 //!   removed by whoever finds it.
@@ -33,6 +35,20 @@
 //!   config's `[queue.NAME] parallel` makes that the default).
 //! - With dependencies, the job joins the line only once they have ended;
 //!   until then it has `waiting_for` and no `queue_position`.
+//! - A dependency is judged by the run it was on when the job began to
+//!   wait (read before the caller is told `queued`), the first time that
+//!   run is terminal, exactly as a `wait` blocked on a restarted job
+//!   answers with the run it began on: a `restart` of the dependency
+//!   meanwhile never moves the job on to the new run, whichever process
+//!   gets the lock first. The ended run is then read from the kept runs
+//!   (`runs/<attempt>/`, `runs::load`): the last attempt of its
+//!   supervisor, so a `--retry` dependency is judged by its final
+//!   attempt. If that record is gone (`keep_runs = 0`, pruned), the run
+//!   is known to have ended and nothing more: `--after` goes on,
+//!   `--after-ok` fails `dependency_failed`, as for a deleted dependency.
+//!   A `created` dependency's run is the one its start launches; a
+//!   `queued` one's is the run that waits in its line (a `restart` ends
+//!   it `killed` without running, and that is what is judged).
 //! - `delete` of a queued job kills it (as `kill` does) and removes it.
 //! - The supervisor of a queued job takes SIGTERM/SIGINT/SIGHUP as `kill`:
 //!   it records `killed` without having run. The signals stay blocked in
@@ -44,7 +60,9 @@
 //! queue, a tick costs latency and CPU); every waiter blocking on every
 //! slot (a freed slot would go to an arbitrary waiter: no order, and a
 //! thundering herd); a counter file with a lock around it (needs cleanup
-//! after crashes).
+//! after crashes); waiting for a dependency on its whole job lock (when
+//! a run ended, whether the waiter or a `restart` got the lock first
+//! decided which run it judged).
 
 use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
@@ -253,6 +271,20 @@ pub fn wait_turn(
     state.updated_at = crate::time::now_ts();
     state.supervisor_pid = Some(std::process::id());
     state.queue = meta.queue.clone();
+    // Every dependency's run is fixed here, before the caller hears that
+    // the job waits, not when the wait gets to it: a dependency restarted
+    // after `run` answered, or while an earlier one is awaited, is judged
+    // by the run it was on now.
+    let deps: Vec<(Job, Option<Waited>)> = ids
+        .iter()
+        .map(|id| {
+            let dep = store.job(id);
+            let waited = crate::observe::current_state(&dep)
+                .ok()
+                .map(|st| Waited::of(&st));
+            (dep, waited)
+        })
+        .collect();
     state.waiting_for = ids;
     // Every path a response prints exists when it is printed (D41).
     let _ = crate::launch::create_logs(job);
@@ -269,7 +301,7 @@ pub fn wait_turn(
     {
         let (store, job, meta, shared) = (store.clone(), job.clone(), meta.clone(), shared.clone());
         std::thread::spawn(move || {
-            if let Some(r) = wait_all(&store, &job, &meta, &shared, line, &deliver) {
+            if let Some(r) = wait_all(&store, &job, &meta, &shared, deps, line, &deliver) {
                 deliver(r);
             }
         });
@@ -338,32 +370,36 @@ fn wait_all(
     job: &Job,
     meta: &Meta,
     shared: &Mutex<Shared>,
+    deps: Vec<(Job, Option<Waited>)>,
     line: Option<Line>,
     deliver: &Deliver,
 ) -> Option<std::result::Result<Held, Ended>> {
     let ids = dedup_ids(meta);
-    for (i, id) in ids.iter().enumerate() {
-        let end = wait_dependency(store, id);
+    for (i, (id, (dep, waited))) in ids.iter().zip(deps).enumerate() {
+        let end = wait_dependency(&dep, waited);
         let must_be_ok = meta.after_ok.contains(id);
-        match end {
-            DepEnd::Deleted if must_be_ok => {
-                return Some(Err(Ended::Failed(
-                    "dependency_failed",
-                    format!("dependency {id} was deleted before it was seen to exit 0"),
-                )))
-            }
-            DepEnd::Ended(st) if must_be_ok && st.result.exit_code != Some(0) => {
+        let how = match end {
+            _ if !must_be_ok => None,
+            DepEnd::Deleted => Some("was deleted before it was seen to exit 0".to_string()),
+            DepEnd::Unrecorded(run) => Some(format!(
+                "ended its run {run} and ran again; that run's record is no longer kept, so it was not seen to exit 0"
+            )),
+            DepEnd::Ended(st) if st.result.exit_code != Some(0) => {
                 let how = match (&st.result.exit_code, &st.result.signal) {
                     (Some(c), _) => format!("exited {c}"),
                     (None, Some(s)) => format!("ended {} ({s})", st.status().as_str()),
                     _ => format!("ended {}", st.status().as_str()),
                 };
-                return Some(Err(Ended::Failed(
-                    "dependency_failed",
-                    format!("dependency {id} {how}; --after-ok needs exit code 0"),
-                )));
+                // Which run: the job may have run again since.
+                Some(format!("run {} {how}", st.attempt()))
             }
-            _ => {}
+            DepEnd::Ended(_) => None,
+        };
+        if let Some(how) = how {
+            return Some(Err(Ended::Failed(
+                "dependency_failed",
+                format!("dependency {id} {how}; --after-ok needs exit code 0"),
+            )));
         }
         // What is left to wait for, for readers.
         let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -390,16 +426,108 @@ fn wait_all(
     line.wait(deliver).map_err(unusable).transpose()
 }
 
+/// How the run of a dependency that a dependent waited on ended.
 enum DepEnd {
+    /// Its terminal state (a `--retry` job's last attempt).
     Ended(Box<State>),
+    /// It ended and the job has run again since, but the ended run's
+    /// record is no longer kept (`[restart] keep_runs`): ended, with an
+    /// outcome nobody can vouch for. The number is the run's attempt.
+    Unrecorded(u32),
     Deleted,
 }
 
-/// Block until job `id` is terminal (or gone).
-fn wait_dependency(store: &Store, id: &str) -> DepEnd {
-    let dep = store.job(id);
+/// The run of a dependency that a dependent judges: the one that was
+/// current when it began waiting (see the module header).
+struct Waited {
+    /// The run's end, when it had ended already as the wait began.
+    ended: Option<Box<State>>,
+    /// The run's first attempt (its `--retry` attempts come after it).
+    attempt: u32,
+    /// The supervisor that runs it, once known: a later run (`restart`)
+    /// has another. None while the run has not started (`created`).
+    supervisor: Option<u32>,
+}
+
+/// What to do after a read of the dependency's state.
+enum Next {
+    Done(DepEnd),
+    /// The run waited on is under way: block until its supervisor lets
+    /// go of the run's byte of the job lock.
+    BlockOnRun,
+    /// Nothing to block on (not started yet; no lock file): watch.
+    Watch,
+}
+
+impl Waited {
+    fn of(st: &State) -> Waited {
+        Waited {
+            ended: Some(Box::new(st.clone())).filter(|s| s.status().is_terminal()),
+            attempt: st.attempt(),
+            supervisor: Self::supervisor_of(st),
+        }
+    }
+
+    fn supervisor_of(st: &State) -> Option<u32> {
+        match st.status() {
+            Status::Created => None,
+            _ => st.supervisor_pid,
+        }
+    }
+
+    /// Judge `now`, a state of the dependency read since the wait began.
+    fn judge(&mut self, dep: &Job, now: &State) -> Next {
+        if let Some(st) = &self.ended {
+            return Next::Done(DepEnd::Ended(st.clone()));
+        }
+        if now.attempt() <= self.attempt {
+            return match now.status() {
+                s if s.is_terminal() => Next::Done(DepEnd::Ended(Box::new(now.clone()))),
+                Status::Created => Next::Watch,
+                _ => {
+                    self.supervisor = self.supervisor.or(now.supervisor_pid);
+                    Next::BlockOnRun
+                }
+            };
+        }
+        // The job is on a later attempt: a `--retry` of the run waited on
+        // (the same supervisor), or a run started after it ended. A run
+        // that started unseen (the wait began on `created`) is known by
+        // its kept record.
+        let run = self.attempt;
+        if self.supervisor.is_none() {
+            self.supervisor = crate::runs::load(dep, run).and_then(|st| st.supervisor_pid);
+        }
+        let Some(pid) = self.supervisor else {
+            return Next::Done(DepEnd::Unrecorded(run));
+        };
+        if Self::supervisor_of(now) == Some(pid) {
+            return match now.status().is_terminal() {
+                true => Next::Done(DepEnd::Ended(Box::new(now.clone()))),
+                false => Next::BlockOnRun,
+            };
+        }
+        // Moved on: the run's end is its supervisor's last kept attempt.
+        let kept = (run..now.attempt())
+            .rev()
+            .filter_map(|a| crate::runs::load(dep, a))
+            .find(|st| st.supervisor_pid == Some(pid));
+        Next::Done(match kept {
+            Some(st) => DepEnd::Ended(Box::new(st)),
+            None => DepEnd::Unrecorded(run),
+        })
+    }
+}
+
+/// Block until the run of dependency `dep` that `waited` says (None: the
+/// one current at the first read here) has ended, or the job is gone,
+/// and say how it ended. A `restart` meanwhile never moves the wait on
+/// to the next run: the wait blocks on the run's byte of the job lock
+/// (`job::RUN_LOCK_BASE`), as `wait` does (`observe::lock_thread`), and
+/// no later run ever takes it.
+fn wait_dependency(dep: &Job, mut waited: Option<Waited>) -> DepEnd {
     loop {
-        let st = match crate::observe::current_state(&dep) {
+        let now = match crate::observe::current_state(dep) {
             Ok(st) => st,
             Err(_) if !dep.dir.join(crate::job::META).exists() => return DepEnd::Deleted,
             Err(_) => {
@@ -408,31 +536,54 @@ fn wait_dependency(store: &Store, id: &str) -> DepEnd {
                 continue;
             }
         };
-        if st.status().is_terminal() {
-            return DepEnd::Ended(Box::new(st));
+        let w = waited.get_or_insert_with(|| Waited::of(&now));
+        match w.judge(dep, &now) {
+            Next::Done(end) => return end,
+            // The byte of the attempt read: the run's supervisor holds
+            // the bytes of all its attempts until its end.
+            Next::BlockOnRun if block_on_run(dep, now.attempt()) => {}
+            Next::BlockOnRun | Next::Watch => watch_for_change(dep, &now),
         }
-        match (st.status(), dep.open_lock()) {
-            (Status::Running | Status::Queued, Some(lock)) => {
-                // Its supervisor holds the lock exclusively until the
-                // terminal state is on disk (or it dies).
-                let _ = sys::lock_shared(&lock);
-                let _ = sys::unlock(&lock);
-            }
-            _ => {
-                // `created` (nobody has started it) or launching: no
-                // lock to block on yet. Wake on a change in its
-                // directory (its start, its deletion), or after a while.
-                let watch = sys::watch_dir(&dep.dir).ok().map(File::from);
-                let again = crate::observe::current_state(&dep);
-                if matches!(&again, Ok(s) if s.status() == st.status()) {
-                    let mut fds: Vec<_> = watch
-                        .iter()
-                        .map(|w| sys::poll_fd(std::os::fd::AsRawFd::as_raw_fd(w), sys::POLLIN))
-                        .collect();
-                    let _ = sys::poll(&mut fds, 1000);
-                }
-            }
+    }
+}
+
+/// Block until the supervisor of run `attempt` of `dep` has let go of
+/// that run (published its end, or died). False: nothing to block on
+/// (no lock file, or no helper thread could be made).
+fn block_on_run(dep: &Job, attempt: u32) -> bool {
+    let Some(lock) = dep.open_lock() else {
+        return false;
+    };
+    let Some(end) = crate::observe::lock_thread(dep, lock, attempt) else {
+        return false;
+    };
+    let mut fds = [sys::poll_fd(
+        std::os::fd::AsRawFd::as_raw_fd(&end),
+        sys::POLLIN,
+    )];
+    loop {
+        match sys::poll(&mut fds, -1) {
+            Ok(0) => continue,
+            Ok(_) => return true,
+            // No way to wait on the pipe: the caller reads and watches.
+            Err(_) => return false,
         }
+    }
+}
+
+/// Wait for a change in `dep`'s directory (its start, its deletion) since
+/// `seen` was read, or a while: a `created` job has no supervisor, and
+/// so no lock to block on yet.
+fn watch_for_change(dep: &Job, seen: &State) {
+    let watch = sys::watch_dir(&dep.dir).ok().map(File::from);
+    let again = crate::observe::current_state(dep);
+    let same = |s: &State| s.status() == seen.status() && s.attempt() == seen.attempt();
+    if matches!(&again, Ok(s) if same(s)) {
+        let mut fds: Vec<_> = watch
+            .iter()
+            .map(|w| sys::poll_fd(std::os::fd::AsRawFd::as_raw_fd(w), sys::POLLIN))
+            .collect();
+        let _ = sys::poll(&mut fds, 1000);
     }
 }
 
@@ -725,6 +876,71 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1));
         let b = ticket_name("01A");
         assert!(a < b, "{a} {b}");
+    }
+
+    fn at(status: Status, attempt: u32, pid: Option<u32>) -> State {
+        let mut st = State::created("X");
+        st.job.status = Some(status);
+        st.attempt = Some(attempt);
+        st.supervisor_pid = pid;
+        st
+    }
+
+    /// What `judge` says, in short: the attempt of the end it gives,
+    /// 0 for an end without a record, or "block" / "watch".
+    fn verdict(w: &mut Waited, dep: &Job, now: &State) -> String {
+        match w.judge(dep, now) {
+            Next::Done(DepEnd::Ended(st)) => format!("ended {}", st.attempt()),
+            Next::Done(DepEnd::Unrecorded(run)) => format!("unrecorded {run}"),
+            Next::Done(DepEnd::Deleted) => "deleted".into(),
+            Next::BlockOnRun => "block".into(),
+            Next::Watch => "watch".into(),
+        }
+    }
+
+    #[test]
+    fn a_dependency_is_judged_by_the_run_it_was_on() {
+        // No kept runs: a job directory that does not exist.
+        let dep = Job::new("X", std::env::temp_dir().join("ae-no-such-job-dir"));
+        let running = at(Status::Running, 1, Some(10));
+        let mut w = Waited::of(&running);
+        // Its `--retry` attempts are the same run (the same supervisor).
+        assert_eq!(
+            verdict(&mut w, &dep, &at(Status::Running, 2, Some(10))),
+            "block"
+        );
+        assert_eq!(
+            verdict(&mut w, &dep, &at(Status::Exited, 2, Some(10))),
+            "ended 2"
+        );
+        // A later run (`restart`): the run waited on, whose record is gone.
+        for later in [
+            at(Status::Created, 2, None),
+            at(Status::Exited, 2, Some(11)),
+        ] {
+            assert_eq!(verdict(&mut w, &dep, &later), "unrecorded 1");
+        }
+        // Not started yet: its run is the one its start launches.
+        let mut w = Waited::of(&at(Status::Created, 1, None));
+        assert_eq!(
+            verdict(&mut w, &dep, &at(Status::Created, 1, None)),
+            "watch"
+        );
+        assert_eq!(
+            verdict(&mut w, &dep, &at(Status::Queued, 1, Some(12))),
+            "block"
+        );
+        assert_eq!(w.supervisor, Some(12));
+        assert_eq!(
+            verdict(&mut w, &dep, &at(Status::Running, 2, Some(13))),
+            "unrecorded 1"
+        );
+        // Ended already when the wait began: that end, whatever came after.
+        let mut w = Waited::of(&at(Status::Failed, 1, Some(10)));
+        assert_eq!(
+            verdict(&mut w, &dep, &at(Status::Exited, 2, Some(11))),
+            "ended 1"
+        );
     }
 
     #[test]

@@ -331,6 +331,179 @@ fn a_created_dependency_that_is_started_later_is_waited_for() {
     assert_eq!(v["stdout"], "after\n", "{v}");
 }
 
+/// `run --no-wait --after-ok D... -- echo ok` and `--after D... -- echo
+/// after`: both certainly waiting for `deps` (queued, `waiting_for`).
+fn dependents(t: &TempRoot, deps: &[&str]) -> (String, String) {
+    let mut ids = Vec::new();
+    for (flag, word) in [("--after-ok", "ok"), ("--after", "after")] {
+        let mut a = vec!["run", "--no-wait"];
+        for d in deps {
+            a.extend([flag, d]);
+        }
+        let echo = format!("echo {word}");
+        a.extend(["--", &echo]);
+        let v = t.ok(&a);
+        assert_eq!(v["state"], "queued", "{v}");
+        assert_eq!(v["waiting_for"], serde_json::json!(deps), "{v}");
+        ids.push(id_of(&v));
+    }
+    (ids[0].clone(), ids[1].clone())
+}
+
+/// The `--after-ok` dependent failed `dependency_failed` without running,
+/// its message containing each of `says`; the `--after` one ran.
+fn judged_not_ok(t: &TempRoot, after_ok: &str, after: &str, says: &[&str]) {
+    let v = t.wait_done(after_ok);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "dependency_failed", "{v}");
+    assert!(v.get("started_at").is_none(), "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    for s in says {
+        assert!(msg.contains(s), "{s:?} not in {v}");
+    }
+    let v = t.wait_done(after);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"], "after\n", "{v}");
+}
+
+#[test]
+fn a_dependency_restarted_while_awaited_is_judged_by_the_run_it_was_on() {
+    // The dependents wait on run 1 (it cannot end before its gate
+    // opens); `restart` kills it and starts run 2, which exits 0 once the
+    // gate opens. Both dependents judge run 1 (killed), never run 2,
+    // whichever process gets the job lock first when run 1 lets go: a
+    // race once, so it is run several times.
+    let t = TempRoot::new();
+    for k in 0..5 {
+        let gate = t.base.join(format!("gate.{k}"));
+        let a = t.start_job(&[&gated(&gate)]);
+        let (after_ok, after) = dependents(&t, &[&a]);
+        let r = t.ok(&["restart", "--no-wait", &a]);
+        assert_eq!(r["attempt"], 2, "{r}");
+        std::fs::write(&gate, "").unwrap();
+        judged_not_ok(&t, &after_ok, &after, &[&a, "run 1", "killed"]);
+        let v = t.wait_done(&a);
+        assert_eq!(
+            (v["state"].as_str(), v["attempt"].as_u64()),
+            (Some("exited"), Some(2)),
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn a_queued_dependency_is_judged_by_its_run_started_or_restarted() {
+    let t = TempRoot::new();
+    // Queued, then started: its run is the one that waited in the line.
+    let gate = t.base.join("gate1");
+    let g = id_of(&enqueue(&t, "dq", &[], &[&gated(&gate)]));
+    let a = id_of(&enqueue(&t, "dq", &[], &["echo a"]));
+    assert_eq!(t.ok(&["status", &a])["state"], "queued");
+    let (after_ok, after) = dependents(&t, &[&a]);
+    std::fs::write(&gate, "").unwrap();
+    let v = t.wait_done(&after_ok);
+    assert_eq!(
+        (v["state"].as_str(), v["stdout"].as_str()),
+        (Some("exited"), Some("ok\n")),
+        "{v}"
+    );
+    assert_eq!(t.wait_done(&after)["stdout"], "after\n");
+    t.wait_done(&g);
+
+    // Queued, then restarted: run 1 ended killed without running, and
+    // that is the run the dependents judge, not run 2 (which exits 0).
+    let gate = t.base.join("gate2");
+    let g = id_of(&enqueue(&t, "dq", &[], &[&gated(&gate)]));
+    let a = id_of(&enqueue(&t, "dq", &[], &["echo a"]));
+    let (after_ok, after) = dependents(&t, &[&a]);
+    let r = t.ok(&["restart", "--until", "0", &a]);
+    assert_eq!(
+        (r["state"].as_str(), r["attempt"].as_u64()),
+        (Some("queued"), Some(2)),
+        "{r}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    judged_not_ok(&t, &after_ok, &after, &[&a, "run 1", "killed"]);
+    assert_eq!(t.wait_done(&a)["stdout"], "a\n");
+    t.wait_done(&g);
+}
+
+/// A `--retry 1` job whose first attempt waits for `<dir>/g1` and exits
+/// 1; its second touches `<dir>/again`, waits for `<dir>/g2` and exits 0.
+fn fails_once(t: &TempRoot, dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = format!(
+        "{}; if [ ! -e '{m}' ]; then touch '{m}'; exit 1; fi; touch '{again}'; {}",
+        gated(&dir.join("g1")),
+        gated(&dir.join("g2")),
+        m = dir.join("m").display(),
+        again = dir.join("again").display(),
+    );
+    id_of(&t.ok(&["run", "--no-wait", "--retry", "1", "--", &script]))
+}
+
+#[test]
+fn a_retried_dependency_is_judged_by_the_last_attempt_of_its_run() {
+    let t = TempRoot::new();
+    // Attempt 1 fails, its retry exits 0: one run, which ended well.
+    let dir = t.base.join("one");
+    let a = fails_once(&t, &dir);
+    let (after_ok, after) = dependents(&t, &[&a]);
+    std::fs::write(dir.join("g1"), "").unwrap();
+    wait_file(&dir.join("again"));
+    std::fs::write(dir.join("g2"), "").unwrap();
+    let v = t.wait_done(&after_ok);
+    assert_eq!(
+        (v["state"].as_str(), v["stdout"].as_str()),
+        (Some("exited"), Some("ok\n")),
+        "{v}"
+    );
+    assert_eq!(t.wait_done(&after)["stdout"], "after\n");
+    assert_eq!(t.state(&a)["attempt"], 2);
+
+    // Restarted during its retry: the run waited on ended with its
+    // second attempt, killed (kept in runs/2/), not with run 3.
+    let dir = t.base.join("two");
+    let a = fails_once(&t, &dir);
+    let (after_ok, after) = dependents(&t, &[&a]);
+    std::fs::write(dir.join("g1"), "").unwrap();
+    // The second attempt runs, blocked on g2, and its pid is recorded
+    // (so that the restart's SIGTERM reaches it).
+    wait_file(&dir.join("again"));
+    let until = Instant::now() + Duration::from_secs(30);
+    while t.state(&a)["pid"].is_null() {
+        assert!(Instant::now() < until, "no pid for the second attempt");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = t.ok(&["restart", "--no-wait", &a]);
+    assert_eq!(r["attempt"], 3, "{r}");
+    std::fs::write(dir.join("g2"), "").unwrap();
+    judged_not_ok(&t, &after_ok, &after, &[&a, "run 2", "killed (SIGTERM)"]);
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+}
+
+#[test]
+fn every_dependency_is_judged_by_its_run_when_the_wait_began() {
+    // The dependents wait for B first; A is restarted meanwhile (with
+    // keep_runs = 0, so its run 1 leaves no record). When the wait gets
+    // to A, it judges run 1, the run A was on when the wait began: it
+    // ended, and nothing says it exited 0 — not run 2, which does.
+    let t = TempRoot::new();
+    let cfg = t.base.join("keep0.toml");
+    std::fs::write(&cfg, "[restart]\nkeep_runs = 0\n").unwrap();
+    let (gate_a, gate_b) = (t.base.join("gate_a"), t.base.join("gate_b"));
+    let cfg = cfg.to_str().unwrap();
+    let a = id_of(&t.ok(&["run", "--no-wait", "--config", cfg, "--", &gated(&gate_a)]));
+    let b = t.start_job(&[&gated(&gate_b)]);
+    let (after_ok, after) = dependents(&t, &[&b, &a]);
+    let r = t.ok(&["restart", "--no-wait", &a]);
+    assert_eq!(r["previous_runs"], serde_json::json!([]), "{r}");
+    std::fs::write(&gate_a, "").unwrap();
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+    std::fs::write(&gate_b, "").unwrap();
+    judged_not_ok(&t, &after_ok, &after, &[&a, "run 1", "no longer kept"]);
+}
+
 #[test]
 fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
     let t = TempRoot::new();
