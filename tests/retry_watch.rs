@@ -2,7 +2,8 @@
 //! writes new logs (the ended one's are kept in `runs/<n>/`) while the
 //! job stays `running`, so `tail --follow` (NDJSON, `--raw`, HTTP) and
 //! `wait --output` must go on from the logs they hold to the next
-//! attempt's, instead of staying on a log nobody writes any more.
+//! attempt's, and `send --yield` must keep reading the ones it holds,
+//! instead of staying on (or reopening) a log nobody writes any more.
 //! Black-box.
 
 mod support;
@@ -310,4 +311,45 @@ else touch started; echo first; while [ ! -e go ]; do sleep 0.01; done; exit 1; 
         (done["exit_code"].as_i64(), done["attempt"].as_u64()),
         (Some(0), Some(2))
     );
+}
+
+#[test]
+fn send_yield_keeps_the_output_of_an_attempt_that_ended_meanwhile() {
+    let t = TempRoot::new();
+    let schema = t.ok(&["schema"])["schema"].clone();
+    // A long delay: the job sits between attempts when the answer is read.
+    let id = t.ok(&[
+        "run",
+        "--no-wait",
+        "-i",
+        "--retry",
+        "1",
+        "--retry-delay",
+        "60s",
+        "--",
+        "sh",
+        "-c",
+        r#"read x; echo "got $x"; exit 1"#,
+    ])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = t.ok(&["send", "--newline", "--yield", "3s", &id, "one"]);
+    // The attempt the send reached ended and was kept during the yield.
+    let st = t.ok(&["status", &id]);
+    assert_eq!(
+        (st["state"].as_str(), st["attempt"].as_u64()),
+        (Some("running"), Some(2)),
+        "{st}"
+    );
+    assert_eq!(t.read(&id, "runs/1/stdout.log"), "got one\n");
+    assert_eq!(v["stdout"], "got one\n", "{v}");
+    assert_eq!(v["stdout_range"], serde_json::json!([0, 8]), "{v}");
+    assert_eq!(v["stdout_total_bytes"], 8, "{v}");
+    assert_eq!(v["attempt"], 1, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["bytes_written"], 4, "{v}");
+    validate::valid(&schema, &v);
+    t.ok(&["kill", &id]);
+    assert_eq!(t.wait_done(&id)["state"], "killed");
 }
