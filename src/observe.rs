@@ -17,6 +17,13 @@
 //!   (`sys::watch_dir_writes`) and on the job's end through its lock
 //!   (`Waker`), and reads only the bytes after where it stopped, in
 //!   64 KiB pieces, so memory is bounded whatever the log's size.
+//! - A job run with `--retry` is one run to these readers until its last
+//!   attempt ends: once the state names a later attempt, the logs held
+//!   (complete: the archive moved them after their attempt ended, and
+//!   the open files are still them) are read to their end, then the
+//!   next attempt's logs from their start (`next_logs`; an attempt in
+//!   between from `runs/<n>/` while kept). A `restart` is another run:
+//!   `runs::answer_for` ends the read with the run it began on instead.
 //!
 //! Rejected: a fixed poll interval (0.2.3 slept 1 s between reads);
 //! inotify for a plain wait in the CLI (closing a watch can cost up to
@@ -237,6 +244,16 @@ impl Log {
             None => *self = open_log(path)?,
         }
         Ok(())
+    }
+
+    /// Look again at the file this reader holds, wherever its name has
+    /// gone since: a `--retry` archive moves an attempt's logs to
+    /// `runs/<attempt>/` (by link, so the open file is still the same
+    /// one) and puts the next attempt's under the old names, which
+    /// `refresh` would take up. A log that did not exist stays empty.
+    pub fn reread(&mut self) -> Result<()> {
+        self.take_size()
+            .map_err(|e| Error::io("read a log kept open", e))
     }
 
     /// Fill `buf` with the bytes from logical position `from` on, up to
@@ -1346,6 +1363,57 @@ fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
     Ok(s)
 }
 
+/// The attempt whose logs a reader is about to open: read before it
+/// opens them. A `--retry` archive replaces the logs before the state
+/// names the next attempt, so logs opened after this read are of this
+/// attempt or, in that short window, of the next one (`next_logs` tells
+/// them apart by their identity); never of an earlier one.
+fn attempt_before_open(job: &Job) -> u32 {
+    job.read_state().map_or(1, |st| st.attempt())
+}
+
+/// Where a reader of a job's logs goes on once the job is on a later
+/// `--retry` attempt than the one whose logs it holds.
+enum NextLogs {
+    /// The logs held are attempt n's already (opened in the window
+    /// between an archive and the state that names their attempt).
+    Held(u32),
+    /// Attempt n's logs, to read from their start once the ones held
+    /// are read to their end (their attempt has ended: they are complete).
+    New(u32, Box<[Stream; 2]>),
+}
+
+/// The logs after those of attempt `held` (`streams`), given `st`, the
+/// state of a later attempt of the same run read since (through
+/// `runs::answer_for`, so a `restart`'s new run is never one of them).
+/// Attempts in between are read from where they are kept,
+/// `runs/<n>/`, and passed over once no longer kept; the attempt `st`
+/// describes from the job directory, or from its kept directory when
+/// `st` was read from there (a run that a restart ended).
+fn next_logs(job: &Job, st: &State, held: u32, streams: &[Stream; 2]) -> Result<NextLogs> {
+    let last = st.attempt();
+    for n in held.saturating_add(1)..=last {
+        let dir = match &st.run_dir {
+            _ if n < last => job.dir.join(crate::runs::RUNS).join(n.to_string()),
+            Some(kept) => kept.clone(),
+            None => job.dir.clone(),
+        };
+        let next = open_streams(&Job::new(job.id.clone(), dir), None)?;
+        let same = next
+            .iter()
+            .zip(streams)
+            .any(|(a, b)| a.log.tag != 0 && a.log.tag == b.log.tag);
+        if same {
+            return Ok(NextLogs::Held(n));
+        }
+        if n < last && !next.iter().any(|s| s.log.exists()) {
+            continue;
+        }
+        return Ok(NextLogs::New(n, Box::new(next)));
+    }
+    Ok(NextLogs::Held(held.max(last)))
+}
+
 /// What `wait_output` ends with: the state, the line found, the bytes of
 /// stdout and stderr passed over in a capped log's gap.
 pub type Found = (State, Option<Match>, [u64; 2]);
@@ -1368,6 +1436,7 @@ pub fn wait_output(
     deadline: Option<Instant>,
     client: Option<Client<'_>>,
 ) -> Result<Option<Found>> {
+    let mut attempt = attempt_before_open(job);
     let mut streams = open_streams(job, since)?;
     let mut skipped = [0u64; 2];
     let mut waker: Option<Waker> = None;
@@ -1380,18 +1449,26 @@ pub fn wait_output(
         // replaced): scan them to their end and answer with that run.
         let began = first.get_or_insert_with(|| st.clone());
         let st = crate::runs::answer_for(job, began, st);
+        // A later `--retry` attempt: the same run to this caller, whose
+        // output goes on in that attempt's new logs. The attempt held
+        // has ended (its logs are complete): its rest is searched as
+        // final, then the search goes on from the start of the next.
+        if st.attempt() > attempt {
+            match next_logs(job, &st, attempt, &streams)? {
+                NextLogs::Held(n) => attempt = n,
+                NextLogs::New(n, next) => {
+                    let found = scan(&mut streams, which, pattern, true, &mut skipped, true)?;
+                    if let Some(m) = found {
+                        return Ok(Some((st, Some(m), skipped)));
+                    }
+                    (attempt, streams) = (n, *next);
+                }
+            }
+            continue;
+        }
         let done = st.status().is_terminal();
-        for (i, s) in streams.iter_mut().enumerate() {
-            if which != "either" && which != s.name {
-                continue;
-            }
-            s.log.refresh(&s.path)?;
-            let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
-            s.pos = s.log.grep(s.pos, &mut g);
-            skipped[i] += g.skipped;
-            if let Some(m) = g.ring.pop_front() {
-                return Ok(Some((st, Some(m), skipped)));
-            }
+        if let Some(m) = scan(&mut streams, which, pattern, done, &mut skipped, false)? {
+            return Ok(Some((st, Some(m), skipped)));
         }
         if done || left(deadline).is_none() {
             return Ok(Some((st, None, skipped)));
@@ -1408,6 +1485,37 @@ pub fn wait_output(
     }
 }
 
+/// Search the selected streams (`which`) from where each stopped for
+/// the first line that matches; `done`: their ends are final. `held`:
+/// the logs are an ended attempt's, whose names may since be the next
+/// attempt's, so only the open files are looked at again.
+fn scan(
+    streams: &mut [Stream; 2],
+    which: &str,
+    pattern: &Pattern,
+    done: bool,
+    skipped: &mut [u64; 2],
+    held: bool,
+) -> Result<Option<Match>> {
+    for (i, s) in streams.iter_mut().enumerate() {
+        if which != "either" && which != s.name {
+            continue;
+        }
+        if held {
+            s.log.reread()?;
+        } else {
+            s.log.refresh(&s.path)?;
+        }
+        let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
+        s.pos = s.log.grep(s.pos, &mut g);
+        skipped[i] += g.skipped;
+        if let Some(m) = g.ring.pop_front() {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
 /// Where followed output goes (NDJSON on stdout, raw bytes, an HTTP
 /// stream). An error means nobody reads any more: following stops.
 pub trait FollowSink {
@@ -1418,6 +1526,13 @@ pub trait FollowSink {
     /// (`logcap`): what is passed on next starts at `to`.
     fn skipped(&mut self, stream: &'static str, from: u64, to: u64) -> std::io::Result<()> {
         let _ = (stream, from, to);
+        Ok(())
+    }
+    /// The job's next `--retry` attempt began: what is passed on next
+    /// comes from that attempt's own logs, whose offsets start at 0.
+    /// Everything of the earlier attempts was passed on before.
+    fn attempt(&mut self, attempt: u32) -> std::io::Result<()> {
+        let _ = attempt;
         Ok(())
     }
     /// Everything written so far is due now (the follower is about to
@@ -1441,17 +1556,22 @@ pub enum FollowEnd {
 /// (target 2), at 32 KiB 1.95 MB, keeping up as well.
 pub const FOLLOW_CHUNK: usize = 32 * 1024;
 
-/// Follows a job's two logs from a position until the job ends.
+/// Follows a job's two logs from a position until the job ends, from
+/// one `--retry` attempt's logs to the next's.
 pub struct Follower {
     streams: [Stream; 2],
+    /// The attempt whose logs `streams` are (see `attempt_before_open`).
+    attempt: u32,
 }
 
 impl Follower {
     /// From `since` (checked against the logs: `invalid_cursor`), or
     /// from the start of both logs.
     pub fn new(job: &Job, since: Option<&Cursor>) -> Result<Follower> {
+        let attempt = attempt_before_open(job);
         Ok(Follower {
             streams: open_streams(job, since)?,
+            attempt,
         })
     }
 
@@ -1509,16 +1629,25 @@ impl Follower {
             // Restarted meanwhile: the logs followed (still open here)
             // are the run's that ended; finish them and end with it.
             let st = crate::runs::answer_for(job, &first, current_state(job)?);
-            if st.status().is_terminal() {
-                for s in self.streams.iter_mut() {
-                    s.log.refresh(&s.path)?;
-                    loop {
-                        match s.step(&mut buf, true, sink) {
-                            Ok(true) => {}
-                            Ok(false) => break,
-                            Err(_) => return Ok(FollowEnd::Left),
+            // A later `--retry` attempt: still the same run to a
+            // follower. The attempt followed has ended, so its logs are
+            // complete: pass on their rest, then go on with the next
+            // attempt's logs from their start (announced to the sink).
+            if st.attempt() > self.attempt {
+                match next_logs(job, &st, self.attempt, &self.streams)? {
+                    NextLogs::Held(n) => self.attempt = n,
+                    NextLogs::New(n, next) => {
+                        if self.finish(&mut buf, sink, true)?.is_err() || sink.attempt(n).is_err() {
+                            return Ok(FollowEnd::Left);
                         }
+                        (self.attempt, self.streams) = (n, *next);
                     }
+                }
+                continue;
+            }
+            if st.status().is_terminal() {
+                if self.finish(&mut buf, sink, false)?.is_err() {
+                    return Ok(FollowEnd::Left);
                 }
                 return Ok(match sink.flush() {
                     Ok(()) => FollowEnd::Ended(st),
@@ -1532,6 +1661,33 @@ impl Follower {
                 return Ok(FollowEnd::Left);
             }
         }
+    }
+
+    /// Pass on the rest of both logs, whose attempt has ended (nothing
+    /// more can come: an unfinished character at the end is final).
+    /// `held`: the logs' names may be the next attempt's by now, so only
+    /// the open files are looked at again. The inner Err: the reader left.
+    fn finish(
+        &mut self,
+        buf: &mut [u8],
+        sink: &mut dyn FollowSink,
+        held: bool,
+    ) -> Result<std::io::Result<()>> {
+        for s in self.streams.iter_mut() {
+            if held {
+                s.log.reread()?;
+            } else {
+                s.log.refresh(&s.path)?;
+            }
+            loop {
+                match s.step(buf, true, sink) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 }
 

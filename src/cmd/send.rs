@@ -6,7 +6,10 @@
 //! Invariants
 //! - The answer's output is exactly what the logs gained after the send
 //!   began: read from the sizes the logs had just before, bounded by
-//!   `--max-bytes` per stream, with a cursor just after it.
+//!   `--max-bytes` per stream, with a cursor just after it. The logs are
+//!   the files open since then: when the run ends during the yield and
+//!   `--retry` keeps it in `runs/` for the next run, the output is still
+//!   that run's, and `attempt` says which run it is.
 //! - A job that stops reading never holds `send` past its `--yield`:
 //!   the supervisor answers by then with the bytes that got in.
 //! - A job not started with `-i`/`--tty` is `invalid_state`, and so is
@@ -60,6 +63,11 @@ pub struct SendBody {
     /// time they were read: passed over, the text starts after them.
     pub stdout_skipped_bytes: u64,
     pub stderr_skipped_bytes: u64,
+    /// The run whose logs the output (ranges, totals, cursor) is from:
+    /// the one the send reached. Under `--retry` it may have ended during
+    /// the yield (its logs kept in `runs/<attempt>/`) while `state`
+    /// describes the job, which runs on.
+    pub attempt: u32,
 }
 
 /// What to send.
@@ -90,18 +98,20 @@ pub fn send_job_or(
             job.id
         )));
     }
-    let st = observe::current_state(job)?;
-    if st.status().is_terminal() {
+    let before = observe::current_state(job)?;
+    if before.status().is_terminal() {
         return Err(closed(job, "the job has ended"));
     }
-    if let Some(e) = not_started(job, st.status()) {
+    if let Some(e) = not_started(job, before.status()) {
         return Err(e);
     }
-    // Where the new output begins.
-    let from = [
-        observe::log_size(&job.stdout_path()),
-        observe::log_size(&job.stderr_path()),
-    ];
+    // Where the new output begins: the logs are kept open from here to
+    // the answer, so that it is read from the files this run writes even
+    // when the run ends during the yield and `--retry` moves them to
+    // runs/ (by link: the open files stay the same) for the next run.
+    let mut out_log = observe::open_log(&job.stdout_path())?;
+    let mut err_log = observe::open_log(&job.stderr_path())?;
+    let from = [out_log.size, err_log.size];
     let t0 = Instant::now();
     let wait = Duration::from_millis(req.yield_ms);
     let reply =
@@ -134,10 +144,30 @@ pub fn send_job_or(
     let left = wait.saturating_sub(t0.elapsed());
     let st = observe::wait_terminal_or(job, Instant::now().checked_add(left), give_up)?;
     let terminal = st.status().is_terminal();
-    let out_log = observe::open_log(&job.stdout_path())?;
-    let err_log = observe::open_log(&job.stderr_path())?;
-    let out = out_log.span(from[0].min(out_log.size), req.max_bytes, terminal);
-    let err = err_log.span(from[1].min(err_log.size), req.max_bytes, terminal);
+    // The run the logs held are from: the one read before the send,
+    // unless they are the logs the job has now (opened just after an
+    // archive, before the state named the next run).
+    let now_out = observe::open_log(&job.stdout_path())?;
+    let attempt = if out_log.exists() && now_out.tag == out_log.tag {
+        st.attempt()
+    } else {
+        before.attempt()
+    };
+    // An ended run's logs are complete: its unfinished last character
+    // (or a missing log, still missing) is final.
+    let ended = terminal || attempt < st.attempt();
+    for (log, path) in [
+        (&mut out_log, job.stdout_path()),
+        (&mut err_log, job.stderr_path()),
+    ] {
+        if log.exists() {
+            log.reread()?;
+        } else if !ended {
+            *log = observe::open_log(&path)?;
+        }
+    }
+    let out = out_log.span(from[0].min(out_log.size), req.max_bytes, ended);
+    let err = err_log.span(from[1].min(err_log.size), req.max_bytes, ended);
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err)).encode(&job.id);
     Ok(SendBody {
         job_id: job.id.clone(),
@@ -162,6 +192,7 @@ pub fn send_job_or(
         stderr_dropped_bytes: err.dropped,
         stdout_skipped_bytes: out.skipped,
         stderr_skipped_bytes: err.skipped,
+        attempt,
     })
 }
 

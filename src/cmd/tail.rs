@@ -44,11 +44,17 @@
 //! `--since`) until the job is terminal (or `--until`), NDJSON on stdout:
 //! `{"type":"output","stream","data","range":[a,b]}` per piece as it is
 //! written (at most 64 KiB, whole UTF-8 characters but at the very end),
-//! then `{"type":"end","state","exit_code","signal"?,"cursor"}`. `--raw`
-//! writes the bytes themselves instead (stdout's to stdout, stderr's to
-//! stderr) and nothing else. Errors before the stream starts (bad id or
-//! cursor) are the usual one error document; `GET /tail/{id}?follow=true`
-//! sends the same lines in an HTTP chunked body (`serve`).
+//! then `{"type":"end","state","exit_code","signal"?,"cursor"}`. A job
+//! run with `--retry` is followed through every attempt: when the next
+//! attempt's logs begin, `{"type":"attempt","attempt":n}`, then that
+//! attempt's output with ranges in its own logs (from 0); the end's
+//! cursor is the last attempt's. `--raw` writes the bytes themselves
+//! instead (stdout's to stdout, stderr's to stderr) and nothing else but
+//! marker lines: a capped log's gap in its stream, as the log shows it,
+//! and `[agent-exec: attempt n]` on stderr. Errors before the stream
+//! starts (bad id or cursor) are the usual one error document;
+//! `GET /tail/{id}?follow=true` sends the same lines in an HTTP chunked
+//! body (`serve`).
 //! - Per stream nothing is lost or reordered: the pieces' ranges are
 //!   contiguous and their data concatenate to the log (`observe::Follower`
 //!   reads from where it stopped; it wakes on each write through inotify
@@ -318,6 +324,14 @@ impl<B: Batches> FollowSink for Ndjson<B> {
         )
     }
 
+    /// The next `--retry` attempt's logs begin: one
+    /// `{"type":"attempt","attempt":n}` line, after the earlier
+    /// attempt's last output and before the new one's first (whose
+    /// ranges start again at 0).
+    fn attempt(&mut self, attempt: u32) -> std::io::Result<()> {
+        writeln!(self.buf, "{{\"type\":\"attempt\",\"attempt\":{attempt}}}")
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             self.to.send(&self.buf)?;
@@ -424,7 +438,10 @@ impl Batches for Stdout {
 }
 
 /// `--raw`: each stream's bytes to our own stream of that name.
-struct Raw;
+struct Raw {
+    /// What was last written to stderr ended a line (or nothing was).
+    stderr_at_line_start: bool,
+}
 
 impl FollowSink for Raw {
     fn output(&mut self, stream: &'static str, _from: u64, bytes: &[u8]) -> std::io::Result<()> {
@@ -433,8 +450,23 @@ impl FollowSink for Raw {
             out.write_all(bytes)?;
             out.flush()
         } else {
+            if let Some(&last) = bytes.last() {
+                self.stderr_at_line_start = last == b'\n';
+            }
             std::io::stderr().lock().write_all(bytes)
         }
+    }
+
+    /// A new `--retry` attempt: a marker line in the style of the gap's
+    /// on stderr, on a line of its own, so that stdout stays the job's
+    /// bytes alone (which is what --raw is for).
+    fn attempt(&mut self, attempt: u32) -> std::io::Result<()> {
+        let sep = if self.stderr_at_line_start { "" } else { "\n" };
+        self.stderr_at_line_start = true;
+        writeln!(
+            std::io::stderr().lock(),
+            "{sep}[agent-exec: attempt {attempt}]"
+        )
     }
 
     /// The bytes themselves have no room for a note: the gap is shown as
@@ -460,7 +492,10 @@ fn follow(m: &Matches, job: &Job) -> Result<Output> {
     let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
     let raw = m.has("raw");
     let res = if raw {
-        f.run(job, &mut Raw, deadline, None)
+        let mut sink = Raw {
+            stderr_at_line_start: true,
+        };
+        f.run(job, &mut sink, deadline, None)
     } else {
         let mut sink = Ndjson::new(Stdout);
         f.run(job, &mut sink, deadline, None).inspect(|end| {

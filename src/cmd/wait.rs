@@ -22,7 +22,9 @@
 //! answer is the run it began on, read from `runs/<attempt>/` with its
 //! logs (`runs::answer_for`), never the new run; `attempt` says which.
 //! The runs of `run --retry` are one job run to a waiter: it answers at
-//! the last.
+//! the last, and `--output` searches each attempt's new logs in turn as
+//! they begin (`matched.offset` is in the log of the attempt that wrote
+//! the line; the answer describes the job's current attempt).
 //!
 //! Invariants
 //! - The logs are read after the state: a terminal state means they are
