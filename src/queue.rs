@@ -65,7 +65,6 @@
 //! decided which run it judged).
 
 use std::fs::File;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
@@ -116,6 +115,24 @@ pub fn applies(meta: &Meta) -> bool {
 
 fn queue_dir(root: &Path, name: &str) -> PathBuf {
     root.join(DIR).join(name)
+}
+
+/// Queue `name`'s directory, for changes: reached from the root one name
+/// at a time without following a symlink (`.queues` itself included,
+/// which a path open would follow), so no ticket or slot is ever made
+/// or removed outside the root. `create`: make what is missing (0700).
+fn open_queue(root: &Path, name: &str, create: bool) -> std::io::Result<sys::Dir> {
+    let step = |at: &sys::Dir, n: &str| -> std::io::Result<sys::Dir> {
+        if create {
+            match at.mkdir(n) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        at.open_dir(n)
+    };
+    let top = step(&sys::Dir::open_root(root)?, DIR)?;
+    step(&top, name)
 }
 
 /// A ticket's name: entry time (fixed width, so names sort by it), then
@@ -607,11 +624,7 @@ enum Entered {
 fn enter(root: &Path, name: &str, parallel: u32, id: &str) -> std::io::Result<Entered> {
     let parallel = parallel.max(1);
     let dir = queue_dir(root, name);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let d = sys::Dir::open(&dir)?;
+    let d = open_queue(root, name, true)?;
     if tickets(&dir).names.is_empty() {
         if let Some(f) = try_any_slot(&d, parallel)? {
             return Ok(Entered::Slot(f));
@@ -805,7 +818,7 @@ fn leave_line(store: &Store, job: &Job, meta: &Meta) {
     let Some(name) = &meta.queue else { return };
     let dir = queue_dir(&store.root, name);
     let suffix = format!(".{}", job.id);
-    if let Ok(d) = sys::Dir::open(&dir) {
+    if let Ok(d) = open_queue(&store.root, name, false) {
         for n in tickets(&dir).names.iter().filter(|n| n.ends_with(&suffix)) {
             let _ = d.unlink(n);
         }

@@ -877,3 +877,30 @@ fn queues_and_dependencies_over_http_and_mcp() {
     assert_eq!(t.wait_done(m["job_id"].as_str().unwrap())["stdout"], "m\n");
     t.wait_done(&id_of(&a));
 }
+
+#[test]
+fn a_symlinked_queues_directory_is_never_followed() {
+    // `<root>/.queues` planted as a symlink to a directory elsewhere,
+    // holding a stale-looking ticket: the queue is unusable (the job
+    // fails with `queue_unusable`), and nothing outside the root is made
+    // or removed.
+    let t = TempRoot::new();
+    t.ok(&["run", "--", "true"]);
+    let outside = t.base.join("outside-queues");
+    let planted = outside
+        .join("q")
+        .join("w.00000000000000000001.01M8Y3PJ6RHVVVBE5CA0PRT8BS");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, "").unwrap();
+    std::os::unix::fs::symlink(&outside, t.root.join(".queues")).unwrap();
+    let v = t.ok(&["run", "--queue", "q", "--", "echo", "hi"]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "queue_unusable", "{v}");
+    assert!(planted.exists(), "a ticket outside the root was removed");
+    let mut names: Vec<_> = std::fs::read_dir(outside.join("q"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 1, "made outside the root: {names:?}");
+}
