@@ -1090,6 +1090,8 @@ pub enum Stir {
 #[derive(Clone, Copy)]
 pub struct Client<'a> {
     pub fd: std::os::fd::RawFd,
+    /// What to poll it for (POLLERR and POLLHUP always count).
+    pub events: i16,
     pub look: &'a dyn Fn() -> Stir,
 }
 
@@ -1224,7 +1226,7 @@ impl<'a> Waker<'a> {
         }
         if let Some(c) = self.client.filter(|_| !self.client_muted) {
             slots[2] = fds.len();
-            fds.push(sys::poll_fd(c.fd, sys::POLLIN | libc::POLLRDHUP));
+            fds.push(sys::poll_fd(c.fd, c.events));
         }
         let ms = tick.as_millis().clamp(1, i32::MAX as u128) as i32;
         sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))?;

@@ -2176,6 +2176,16 @@ pub fn poll_fd(fd: RawFd, events: i16) -> PollFd {
 }
 
 /// poll(2); an interrupted call reports zero ready descriptors.
+/// Has the reader of output descriptor `fd` gone (a pipe whose read end
+/// closed, a socket or terminal hung up, a descriptor not open)? poll(2)
+/// reports POLLERR, POLLHUP or POLLNVAL whatever events are asked for;
+/// a file or a live reader reports none of them.
+pub fn output_gone(fd: RawFd) -> bool {
+    let mut p = [poll_fd(fd, 0)];
+    matches!(poll(&mut p, 0), Ok(1))
+        && p[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+}
+
 pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `fds`, a live mutable slice
     // of pollfd structs that poll reads and updates in place.

@@ -193,6 +193,44 @@ fn a_write_reaches_the_follower_within_milliseconds() {
     assert!(child.wait().unwrap().success());
 }
 
+#[test]
+fn a_follow_whose_reader_leaves_ends_while_the_job_is_quiet() {
+    // `tail -f JOB | head -1` of a job that then says nothing for a long
+    // time: the follow ends when its reader goes, not at the job's next
+    // write (here: never, the job is killed at the end).
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "echo one; exec sleep 60"]);
+    for raw in [false, true] {
+        let mut args = vec!["tail", "-f", &id];
+        if raw {
+            args.push("--raw");
+        }
+        let mut child = t.cmd(&args).stdout(Stdio::piped()).spawn().unwrap();
+        let mut r = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("one"), "{line}");
+        drop(r);
+        let until = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            status.is_some(),
+            "raw={raw}: the follow outlived its reader"
+        );
+        assert_eq!(t.ok(&["status", &id])["state"], "running");
+    }
+    t.ok(&["kill", &id]);
+}
+
 // ---------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------

@@ -1089,6 +1089,7 @@ fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<Stri
     let look = || stir(call);
     let client = observe::Client {
         fd: call.wake_fd(),
+        events: crate::sys::POLLIN,
         look: &look,
     };
     let body = observing(srv, call, job, Instant::now(), || -> Result<Option<_>> {
@@ -1129,6 +1130,7 @@ fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
     let look = || stir(call);
     let client = observe::Client {
         fd: call.wake_fd(),
+        events: crate::sys::POLLIN,
         look: &look,
     };
     let body = super::wait::wait_many(&jobs, m.has("any"), deadline, budget, Some(client))?;

@@ -1305,6 +1305,7 @@ fn dispatch(
 fn watched<'a>(client: &TcpStream, look: &'a dyn Fn() -> observe::Stir) -> observe::Client<'a> {
     observe::Client {
         fd: client.as_raw_fd(),
+        events: sys::POLLIN | libc::POLLRDHUP,
         look,
     }
 }

@@ -491,17 +491,32 @@ fn follow(m: &Matches, job: &Job) -> Result<Output> {
     let mut f = Follower::new(job, since.as_ref())?;
     let deadline = m.duration_ms("until").and_then(crate::time::deadline_after);
     let raw = m.has("raw");
+    // Whoever reads our stdout may go while the job is quiet (`tail -f
+    // JOB | head -1`): the follow ends then, not at the job's next write.
+    let look = || {
+        if crate::sys::output_gone(1) {
+            observe::Stir::Left
+        } else {
+            observe::Stir::Quiet
+        }
+    };
+    let reader = observe::Client {
+        fd: 1,
+        events: 0,
+        look: &look,
+    };
     let res = if raw {
         let mut sink = Raw {
             stderr_at_line_start: true,
         };
-        f.run(job, &mut sink, deadline, None)
+        f.run(job, &mut sink, deadline, Some(reader))
     } else {
         let mut sink = Ndjson::new(Stdout);
-        f.run(job, &mut sink, deadline, None).inspect(|end| {
-            // A failed write means nobody reads: nothing more to say.
-            let _ = sink.end(end, job, &f.cursor());
-        })
+        f.run(job, &mut sink, deadline, Some(reader))
+            .inspect(|end| {
+                // A failed write means nobody reads: nothing more to say.
+                let _ = sink.end(end, job, &f.cursor());
+            })
     };
     match res {
         Ok(_) => Ok(Output::Done),
