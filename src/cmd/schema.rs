@@ -23,3 +23,30 @@ pub fn exec(_m: &Matches) -> Result<Output> {
     );
     Ok(Output::Doc(Response::raw("schema", body)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SCHEMA;
+
+    #[test]
+    fn every_documented_error_code_is_in_the_schema() {
+        let v: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let codes = &v["definitions"]["ErrorResponse"]["properties"]["error"]["properties"]
+            ["code"]["enum"];
+        let codes: Vec<&str> = codes
+            .as_array()
+            .expect("the error code enum")
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        for (code, _, _) in crate::man::ERROR_CODES {
+            assert!(codes.contains(code), "{code} is not in the schema");
+        }
+        for code in &codes {
+            assert!(
+                crate::man::ERROR_CODES.iter().any(|(c, _, _)| c == code),
+                "{code} is not documented"
+            );
+        }
+    }
+}
