@@ -36,7 +36,8 @@ pub enum Error {
     AmbiguousJobId {
         prefix: String,
         candidates: Vec<String>,
-        truncated: bool,
+        /// How many more matched than are listed (`truncated` when any).
+        more: usize,
     },
     /// The job is in a state that does not allow the operation.
     InvalidState(String),
@@ -235,10 +236,8 @@ impl Error {
                 Some(d)
             }
             Error::AmbiguousJobId {
-                candidates,
-                truncated,
-                ..
-            } => Some(json!({ "candidates": candidates, "truncated": truncated })),
+                candidates, more, ..
+            } => Some(json!({ "candidates": candidates, "truncated": *more > 0 })),
             // The id as given: an error about a job names it, whichever
             // door (one id, several, a dependency) it came through.
             Error::JobNotFound(id) => Some(json!({ "job_id": id })),
@@ -287,15 +286,15 @@ impl fmt::Display for Error {
             Error::AmbiguousJobId {
                 prefix,
                 candidates,
-                truncated,
+                more,
             } => {
                 write!(
                     f,
                     "ambiguous job ID prefix '{prefix}': matches {}",
                     candidates.join(", ")
                 )?;
-                if *truncated {
-                    f.write_str(", ...")?;
+                if *more > 0 {
+                    write!(f, ", ... and {more} more")?;
                 }
                 Ok(())
             }
@@ -351,11 +350,18 @@ mod tests {
         let e = Error::AmbiguousJobId {
             prefix: "01".into(),
             candidates: vec!["01A".into(), "01B".into()],
-            truncated: false,
+            more: 0,
         };
         let d = e.details().unwrap();
         assert_eq!(d["candidates"][1], "01B");
         assert_eq!(d["truncated"], false);
-        assert!(e.to_string().contains("01A, 01B"));
+        assert!(e.to_string().ends_with("matches 01A, 01B"));
+        let e = Error::AmbiguousJobId {
+            prefix: "01".into(),
+            candidates: vec!["01A".into(), "01B".into()],
+            more: 3,
+        };
+        assert_eq!(e.details().unwrap()["truncated"], true);
+        assert!(e.to_string().ends_with("matches 01A, 01B, ... and 3 more"));
     }
 }

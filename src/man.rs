@@ -1164,7 +1164,7 @@ mod tests {
             Error::AmbiguousJobId {
                 prefix: String::new(),
                 candidates: Vec::new(),
-                truncated: false,
+                more: 0,
             },
             Error::InvalidState(String::new()),
             Error::StdinRequired,

@@ -307,7 +307,7 @@ impl Store {
                 Err(Error::AmbiguousJobId {
                     prefix: arg.to_string(),
                     candidates: found.into_iter().map(|(id, _)| id).collect(),
-                    truncated: n > MAX_CANDIDATES,
+                    more: n.saturating_sub(MAX_CANDIDATES),
                 })
             }
         }
@@ -775,12 +775,10 @@ mod tests {
         );
         match s.lookup("01AAA").unwrap_err() {
             Error::AmbiguousJobId {
-                candidates,
-                truncated,
-                ..
+                candidates, more, ..
             } => {
                 assert_eq!(candidates.len(), 2);
-                assert!(!truncated);
+                assert_eq!(more, 0);
             }
             e => panic!("{e}"),
         }
@@ -797,12 +795,10 @@ mod tests {
         }
         match s.lookup("01CAP").unwrap_err() {
             Error::AmbiguousJobId {
-                candidates,
-                truncated,
-                ..
+                candidates, more, ..
             } => {
                 assert_eq!(candidates.len(), MAX_CANDIDATES);
-                assert!(truncated);
+                assert_eq!(more, 25 - MAX_CANDIDATES);
                 let mut sorted = candidates.clone();
                 sorted.sort();
                 assert_eq!(candidates, sorted);

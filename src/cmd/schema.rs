@@ -31,8 +31,8 @@ mod tests {
     #[test]
     fn every_documented_error_code_is_in_the_schema() {
         let v: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
-        let codes = &v["definitions"]["ErrorResponse"]["properties"]["error"]["properties"]
-            ["code"]["enum"];
+        let codes =
+            &v["definitions"]["ErrorResponse"]["properties"]["error"]["properties"]["code"]["enum"];
         let codes: Vec<&str> = codes
             .as_array()
             .expect("the error code enum")
