@@ -1607,6 +1607,12 @@ impl Follower {
         let mut buf = vec![0u8; FOLLOW_CHUNK];
         let first = current_state(job)?;
         let mut waker = Waker::new(job, &first, client);
+        // Begun on a later run than the first: said before its output,
+        // as each next `--retry` attempt is, so the reader knows whose
+        // logs the ranges are offsets in.
+        if self.attempt > 1 && sink.attempt(self.attempt).is_err() {
+            return Ok(FollowEnd::Left);
+        }
         loop {
             let mut moved = false;
             for s in self.streams.iter_mut() {

@@ -350,6 +350,24 @@ fn send_yield_keeps_the_output_of_an_attempt_that_ended_meanwhile() {
     assert_eq!(v["state"], "running", "{v}");
     assert_eq!(v["bytes_written"], 4, "{v}");
     validate::valid(&schema, &v);
+    // Between the two runs: the next one takes input, so a send now is
+    // refused as one to try again, not as a closed stdin.
+    let (code, e) = t.err(&["send", "--newline", &id, "two"]);
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    // A follow begun on a later run says so before its output.
+    let mut f = t
+        .cmd(&["tail", "-f", "--until", "0", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(std::mem::take(&mut f.stdout)).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"type": "attempt", "attempt": 2}),
+        "{text}"
+    );
     t.ok(&["kill", &id]);
     assert_eq!(t.wait_done(&id)["state"], "killed");
 }

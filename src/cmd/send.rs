@@ -130,7 +130,16 @@ pub fn send_job_or(
                         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
                     ) =>
                     {
-                        closed(job, "its stdin.sock is gone (the run is ending)")
+                        // A `--retry` job may be between two runs, the
+                        // next of which takes input: later may work.
+                        if meta.retry.is_some() {
+                            Error::Busy(format!(
+                                "invalid job state: job {} is between two --retry runs (or its last is ending); its next run takes input: try again",
+                                job.id
+                            ))
+                        } else {
+                            closed(job, "its stdin.sock is gone (the run is ending)")
+                        }
                     }
                     None => Error::io(format!("send to job {}", job.id), e),
                 },
