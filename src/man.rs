@@ -984,7 +984,7 @@ fn main_page() -> String {
         &bold("killed"),
         "A signal ended the command; signal names it, timed_out says whether --timeout sent it.",
     );
-    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable (a log could not be created; the command was stopped unrun or at once); no_space (the file system had no room for the space reserved for the job's end, so the command never ran); launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran).");
+    p.tp(&bold("failed"), "The job could not run or lost its supervisor; failure.code says why: cwd_not_found, spawn_failed, env_file_unreadable, stdin_unreadable, log_unwritable (a log could not be created; the command was stopped unrun or at once); no_space (the file system had no room for the space reserved for the job's end, so the command never ran; with no room even for its definition, run answers io_error and no job is made); launch_lost (the supervisor died before the command ran); supervisor_lost (it died while the command ran, or while the job was queued; its process group is killed then); dependency_failed (an --after-ok job did not exit 0, or was deleted; the command never ran; a dependency is judged by the run it was on when the wait began); queue_unusable (the queue's directory could not be used safely, e.g. .queues is a symlink; the command never ran).");
     p.sh("ERROR CODES");
     for (code, exit, what) in ERROR_CODES {
         if what.starts_with("HTTP:") {
@@ -1037,7 +1037,7 @@ fn main_page() -> String {
     for (k, v) in files {
         p.tp(&bold(k), v);
     }
-    p.pp("No file inside a job directory is followed through a symlink, and a job directory that is a symlink is not a job: such a path is an error with code unsafe_path. Space for the terminal state is reserved when the job starts, so a job whose output could not all be written (e.g. ENOSPC) still records its exit code, and its responses list what was lost in `output_lost`.");
+    p.pp("No file inside a job directory is followed through a symlink, and a job directory that is a symlink is not a job: such a path is an error with code unsafe_path. Space for the terminal state is reserved when the job starts, so a job whose output could not all be written (e.g. ENOSPC) (e.g. ENOSPC, or EFBIG past the caller's file-size limit) still records its exit code, and its responses list what was lost in `output_lost`.");
     p.pp("In the root, `.cache/complete` holds what shell completion learned about each job (its cwd, and a terminal state), and `.cache/list` what `list` learned (the job names while the root is unchanged, and what it shows of each finished job, checked against the job's files before use); both are derived and may be deleted at any time. `.spare-0` and `.spare-1` are empty directories a supervisor leaves for the next launches, which rename one into place as their job directory (a rename is cheaper than a new directory); they may be deleted at any time too. Names starting with a dot are never jobs.");
     p.pp("The config file (see ENVIRONMENT for its path, or --config) is optional TOML; unknown keys are ignored:");
     p.block(&[
