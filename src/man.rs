@@ -1037,7 +1037,7 @@ fn main_page() -> String {
     for (k, v) in files {
         p.tp(&bold(k), v);
     }
-    p.pp("No file inside a job directory is followed through a symlink, and a job directory that is a symlink is not a job: such a path is an error with code unsafe_path. Space for the terminal state is reserved when the job starts, so a job whose output could not all be written (e.g. ENOSPC) (e.g. ENOSPC, or EFBIG past the caller's file-size limit) still records its exit code, and its responses list what was lost in `output_lost`.");
+    p.pp("No file inside a job directory is followed through a symlink, and a job directory that is a symlink is not a job: such a path is an error with code unsafe_path. Space for the terminal state is reserved when the job starts, so a job whose output could not all be written (e.g. ENOSPC, or EFBIG past the caller's file-size limit) still records its exit code, and its responses list what was lost in `output_lost`.");
     p.pp("In the root, `.cache/complete` holds what shell completion learned about each job (its cwd, and a terminal state), and `.cache/list` what `list` learned (the job names while the root is unchanged, and what it shows of each finished job, checked against the job's files before use); both are derived and may be deleted at any time. `.spare-0` and `.spare-1` are empty directories a supervisor leaves for the next launches, which rename one into place as their job directory (a rename is cheaper than a new directory); they may be deleted at any time too. Names starting with a dot are never jobs.");
     p.pp("The config file (see ENVIRONMENT for its path, or --config) is optional TOML; unknown keys are ignored:");
     p.block(&[
