@@ -30,6 +30,8 @@ use crate::output::Output;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Ty {
     Str,
+    /// `KEY=VALUE` or `KEY` (`--env`): a name, without `=`.
+    Env,
     Path,
     Cmd,
     U64,
@@ -282,7 +284,7 @@ const CWD: Flag = Flag::value(
 const ENV: Flag = Flag::value(
     "env",
     "KEY[=VALUE]",
-    Ty::Str,
+    Ty::Env,
     "Set an environment variable for the job (applied after --env-file and after the login profile); KEY alone passes the caller's value on",
 )
 .multi();
@@ -1568,8 +1570,17 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
             flag.synopsis()
         ))
     };
+    // No door can carry a NUL into an argument or the environment (the
+    // command line cannot hold one; HTTP and MCP values can).
+    if v.contains('\0') {
+        return Err(bad("NUL is not allowed"));
+    }
     match ty {
         Ty::Str | Ty::Path | Ty::Cmd => Ok(()),
+        Ty::Env => match v.split_once('=').map_or(v, |(name, _)| name) {
+            "" => Err(bad("a variable name is required before '='")),
+            _ => Ok(()),
+        },
         Ty::U64 => v
             .parse::<u64>()
             .map(|_| ())

@@ -105,6 +105,9 @@ fn usage_errors_are_one_json_document_exit_2() {
         &["create", "--wait", "--", "true"],
         &["status", "a", "b"],
         &["--root"],
+        // A variable needs a name (HTTP and MCP refuse one without).
+        &["run", "--env", "=x", "--", "true"],
+        &["create", "--env", "=", "--", "true"],
     ];
     for args in cases {
         let v = usage_error(&t, args);

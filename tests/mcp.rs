@@ -273,6 +273,23 @@ fn run_inline_and_errors() {
             "invalid_request",
         ),
         ("status", json!("not an object"), "invalid_request"),
+        // What no environment or argument can hold, refused as over
+        // HTTP, before a job is made.
+        (
+            "run",
+            json!({"command": "true", "env": {"A": "x\0y"}}),
+            "invalid_request",
+        ),
+        (
+            "run",
+            json!({"command": ["echo", "a\0b"]}),
+            "invalid_request",
+        ),
+        (
+            "run",
+            json!({"command": "true", "cwd": "/tmp\0x"}),
+            "invalid_request",
+        ),
     ] {
         let r = m.call(tool, args.clone());
         assert_eq!(r["isError"], true, "{tool} {args}: {r}");
@@ -283,6 +300,8 @@ fn run_inline_and_errors() {
         );
         assert_eq!(e["error"]["code"], code, "{tool} {args}: {r}");
     }
+    let made = t.ok(&["list", "--all"])["jobs"].as_array().unwrap().len();
+    assert_eq!(made, 2, "a refused call made a job");
     // An unknown argument is named against the tool's own arguments
     // (its schema's names: tags, command), not the CLI table's.
     let r = m.call("run", json!({"command": "true", "bogus": 1}));

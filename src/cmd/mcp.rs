@@ -474,6 +474,10 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
         match (tool, k.as_str()) {
             ("run", "command") => {
                 a.rest = strings(k, v)?;
+                // As over HTTP: no argument can hold a NUL.
+                if a.rest.iter().any(|c| c.contains('\0')) {
+                    return Err(bad("command must not contain NUL characters"));
+                }
                 continue;
             }
             ("run", "env") => {
