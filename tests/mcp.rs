@@ -518,6 +518,20 @@ fn limits_bound_observations() {
     let w = m.ok("wait", json!({"job_id": id, "forever": true}));
     assert_eq!(w["state"], "running");
     m.ok("kill", json!({"job_id": id}));
+    // kill's watch of a job that does not die (3 s on the command line)
+    // is held to the limit too.
+    let d = m.ok(
+        "run",
+        json!({"command": "trap '' TERM; echo armed; while :; do sleep 0.1; done", "until": 1}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    m.ok("wait", json!({"job_id": id, "output": "armed"}));
+    let t0 = Instant::now();
+    let k = m.ok("kill", json!({"job_id": id}));
+    let took = t0.elapsed();
+    assert_eq!(k["state"], "running", "{k}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::output::{Output, Response};
 use crate::{observe, sys};
 
 /// How long `kill` watches for the job to end.
-const OBSERVE: Duration = Duration::from_secs(3);
+pub const OBSERVE: Duration = Duration::from_secs(3);
 
 #[derive(Serialize)]
 pub struct KillBody {
@@ -71,6 +71,18 @@ pub fn kill_job_or(
     sig: i32,
     no_wait: bool,
     give_up: Option<std::os::fd::RawFd>,
+) -> Result<KillBody> {
+    kill_job_within(job, sig, no_wait, give_up, OBSERVE)
+}
+
+/// `kill_job_or`, watching for the outcome at most `within` (MCP holds
+/// it to the server's call limit when that is shorter than the 3 s).
+pub fn kill_job_within(
+    job: &Job,
+    sig: i32,
+    no_wait: bool,
+    give_up: Option<std::os::fd::RawFd>,
+    within: Duration,
 ) -> Result<KillBody> {
     let t0 = Instant::now();
     let st = observe::current_state(job)?;
@@ -130,7 +142,7 @@ pub fn kill_job_or(
             // (or for the job having started just before the signal).
             let now = loop {
                 let now = observe::current_state(job)?;
-                let left = OBSERVE.saturating_sub(t0.elapsed());
+                let left = within.saturating_sub(t0.elapsed());
                 if now.status() != Status::Queued || left.is_zero() || give_up.is_some_and(stirred)
                 {
                     break now;
@@ -157,7 +169,8 @@ pub fn kill_job_or(
                 observe::close_watch(w);
             }
             if now.status() == Status::Running {
-                return kill_job_or(job, sig, no_wait, give_up);
+                let left = within.saturating_sub(t0.elapsed());
+                return kill_job_within(job, sig, no_wait, give_up, left);
             }
             now
         }
@@ -167,7 +180,7 @@ pub fn kill_job_or(
                 return Ok(body);
             }
             if ends_job(sig) {
-                observe::wait_terminal_or(job, Some(t0 + OBSERVE), give_up)?
+                observe::wait_terminal_or(job, Some(t0 + within), give_up)?
             } else {
                 st
             }

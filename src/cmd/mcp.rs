@@ -170,6 +170,13 @@ fn description(tool: &str, cmd: &Cmd, limits: Limits) -> String {
     if tool == "restart" {
         d.push_str(&format!(" The whole call stays within {cap} s: the watch gets what the stop left of it, and a kill_after over {cap} s is refused (invalid_request; stop the job with kill, then restart it); without kill_after, the grace is {} s.", secs_text(default_kill_after_ms().min(limits.max_ms))));
     }
+    if tool == "kill" {
+        let ms = (super::kill::OBSERVE.as_millis() as u64).min(limits.max_ms);
+        d.push_str(&format!(
+            " Over MCP, the outcome is watched for at most {} s.",
+            secs_text(ms)
+        ));
+    }
     if tool == "send" {
         d.push_str(&format!(
             " Over MCP, yield_ms is capped at {} ms.",
@@ -938,8 +945,17 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
             let job = lookup()?;
             let sig = crate::sys::parse_signal(m.get("signal").unwrap_or("TERM"))
                 .unwrap_or(libc::SIGTERM);
-            let body = super::kill::kill_job(&job, sig, m.has("no-wait"))
-                .map_err(|e| e.in_job(&job.id))?;
+            // Watched within the call's limit, and no longer than a
+            // cancel allows.
+            let within =
+                std::time::Duration::from_millis(srv.limits.max_ms).min(super::kill::OBSERVE);
+            let no_wait = m.has("no-wait");
+            let body =
+                super::kill::kill_job_within(&job, sig, no_wait, Some(call.wake_fd()), within)
+                    .map_err(|e| e.in_job(&job.id))?;
+            if call.cancelled() {
+                return Ok(None);
+            }
             doc("kill", &body)?
         }
         "list" => {
@@ -949,10 +965,10 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
                 cwd: if m.has("all") {
                     None
                 } else {
-                    Some(
-                        m.get("cwd")
-                            .map_or_else(super::list::current_dir, str::to_string),
-                    )
+                    Some(match m.get("cwd") {
+                        Some(c) => c.to_string(),
+                        None => super::list::caller_dir()?,
+                    })
                 },
                 tags: m.all("tag").into_iter().map(str::to_string).collect(),
                 active: false,
