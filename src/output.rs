@@ -209,7 +209,28 @@ pub fn print_response(r: &Response) {
 /// the document on stdout. A closed stderr is ignored.
 pub fn error_line(e: &Error) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "agent-exec: error: {e}");
+    let text = e.to_string();
+    let _ = writeln!(std::io::stderr(), "agent-exec: error: {}", printable(&text));
+}
+
+/// `text` for a terminal: control characters (an escape sequence in a
+/// job id given as an argument, a newline in a path) written as Rust
+/// escapes, so that what a caller passed can neither drive the terminal
+/// nor forge a line of its own. The JSON document escapes them already.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 pub fn print_error(e: &Error) {
@@ -342,6 +363,15 @@ macro_rules! debug {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn error_lines_escape_control_characters() {
+        assert_eq!(super::printable("plain: job 01AB"), "plain: job 01AB");
+        assert_eq!(
+            super::printable("job not found: \u{1b}[31mX\nY"),
+            "job not found: \\u{1b}[31mX\\nY"
+        );
+    }
     use super::*;
 
     #[test]

@@ -530,3 +530,43 @@ fn list_and_ps_refuse_a_cwd_they_cannot_name() {
         );
     }
 }
+
+#[test]
+fn a_killed_job_lists_its_signal_as_status_does() {
+    // The list entry carries `signal` as `status` does, so the table's
+    // EXIT column says the same in both; read twice, the second time from
+    // the listing's cache of finished jobs.
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--timeout", "0.2", "--", "sleep", "5"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.wait_done(&id)["signal"], "SIGTERM");
+    for _ in 0..2 {
+        let v = t.ok(&["list"]);
+        let e = &v["jobs"][0];
+        assert_eq!(
+            (e["state"].as_str(), e["signal"].as_str()),
+            (Some("killed"), Some("SIGTERM")),
+            "{v}"
+        );
+        let row = |args: &[&str]| {
+            let o = t.cmd(args).output().unwrap();
+            let text = String::from_utf8(o.stdout).unwrap();
+            text.lines().nth(1).unwrap_or_default().to_string()
+        };
+        let (listed, status) = (row(&["list", "--table"]), row(&["status", "--table", &id]));
+        assert!(listed.contains("SIGTERM"), "{listed}");
+        assert!(status.contains("SIGTERM"), "{status}");
+    }
+    let exited = t.ok(&["run", "--", "true"]);
+    let v = t.ok(&["list"]);
+    let e = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["job_id"] == exited["job_id"])
+        .unwrap()
+        .clone();
+    assert!(e.get("signal").is_none(), "{e}");
+}

@@ -64,6 +64,9 @@ pub struct ListEntry {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The signal that ended it, as `status` has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -229,6 +232,7 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
             short_job_id: w.short_id,
             state,
             exit_code: st.exit_code,
+            signal: st.signal,
             created_at: meta.created_at,
             started_at: st.started_at,
             finished_at: st.finished_at,
@@ -272,6 +276,7 @@ struct StateSummary {
     /// None: no status recorded (listed `unknown`).
     status: Option<Status>,
     exit_code: Option<i32>,
+    signal: Option<String>,
     started_at: Option<String>,
     finished_at: Option<String>,
     updated_at: Option<String>,
@@ -290,6 +295,7 @@ impl From<job::State> for StateSummary {
             queued: crate::queue::QueueInfo::of(&s),
             status: Some(s.status()),
             exit_code: s.result.exit_code,
+            signal: s.result.signal,
             started_at: s.job.started_at,
             finished_at: s.finished_at,
             updated_at: Some(s.updated_at),
@@ -345,6 +351,7 @@ fn make_note(
         &meta.command,
         (st.cost.cpu_user_ms, st.cost.cpu_sys_ms, st.cost.max_rss_kb),
         st.duration_ms,
+        &st.signal,
     );
     Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
 }
@@ -362,6 +369,7 @@ type Shown = (
     Vec<String>,
     (Option<u64>, Option<u64>, Option<u64>),
     Option<u64>,
+    Option<String>,
 );
 
 /// A note's summary, if both files of job `name` in `root` are still as
@@ -387,6 +395,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         command,
         (cpu_user_ms, cpu_sys_ms, max_rss_kb),
         duration_ms,
+        signal,
     ): Shown = serde_json::from_str(json).ok()?;
     let status = [Status::Exited, Status::Killed, Status::Failed]
         .into_iter()
@@ -401,6 +410,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
     let st = StateSummary {
         status: Some(status),
         exit_code,
+        signal,
         started_at,
         finished_at,
         updated_at,
