@@ -39,9 +39,14 @@ pub fn check(m: &crate::cli::Matches) -> crate::error::Result<()> {
     }
     if !COMMANDS.contains(&m.cmd.name) {
         return Err(crate::error::Error::usage(format!(
-            "--table is for {} only; 'agent-exec {}' prints its JSON document",
+            "--table is for {} only; 'agent-exec {}' prints {}",
             COMMANDS.join(", "),
-            m.cmd.name
+            m.cmd.name,
+            // What it prints instead: a script or a page, else its document.
+            match m.cmd.name {
+                "completions" => "a shell script",
+                _ => "its JSON document",
+            }
         )));
     }
     Ok(())
