@@ -517,17 +517,30 @@ fn supervise_sink(
 }
 
 /// Append `line` (one JSON document plus `\n`) to `path`, creating the
-/// parent directories and the file (0600) when needed.
+/// parent directories and the file (0600) when needed. Opened without
+/// blocking, and a FIFO or a socket is refused: opening a FIFO nobody
+/// reads would wait forever, and writing one nobody drains would stall
+/// the delivery thread (so the supervisor) without a time limit.
 fn open_append(path: &Path) -> Result<File, String> {
+    use std::os::unix::fs::FileTypeExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| format!("create parent dir: {e}"))?;
     }
-    fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("open error: {e}"))
+        .map_err(|e| format!("open error: {e}"))?;
+    let kind = f
+        .metadata()
+        .map_err(|e| format!("open error: {e}"))?
+        .file_type();
+    if kind.is_fifo() || kind.is_socket() {
+        return Err("open error: not a regular file (a FIFO or a socket)".into());
+    }
+    Ok(f)
 }
 
 /// A file of the job directory (`dir/name`), opened without following a

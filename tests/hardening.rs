@@ -161,16 +161,7 @@ fn a1_a_disk_too_full_for_the_reserve_runs_nothing_and_says_so() {
     // the room left once it has.
     t.settle();
     // About 40 KiB left (df's count of free 1 KiB blocks, less 40).
-    let df = Command::new("df")
-        .args(["--output=avail", "-k"])
-        .arg(&t.root)
-        .output()
-        .unwrap();
-    let avail: u64 = String::from_utf8_lossy(&df.stdout)
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df's free count");
+    let avail = free_kib(&t.root);
     std::fs::write(
         t.root.join("filler"),
         vec![0u8; ((avail - 40) * 1024) as usize],
@@ -1650,16 +1641,7 @@ fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
     let filler = t.root.join("filler");
     for left_kib in [0u64, 4, 8] {
         t.settle();
-        let df = Command::new("df")
-            .args(["--output=avail", "-k"])
-            .arg(&t.root)
-            .output()
-            .unwrap();
-        let avail: u64 = String::from_utf8_lossy(&df.stdout)
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .expect("df's free count");
+        let avail = free_kib(&t.root);
         let fill = avail.saturating_sub(left_kib) * 1024;
         // Short of room at the very end is as good as full.
         let _ = std::fs::write(&filler, vec![0u8; fill as usize]);
@@ -1690,4 +1672,18 @@ fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
             );
         }
     }
+}
+
+/// df's count of free 1 KiB blocks on the file system holding `path`.
+fn free_kib(path: &std::path::Path) -> u64 {
+    let df = Command::new("df")
+        .args(["--output=avail", "-k"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's free count")
 }

@@ -988,3 +988,45 @@ fn a_finished_sink_may_restart_its_own_job() {
         vec![(1, "exited".into(), 3), (2, "exited".into(), 3)]
     );
 }
+
+#[test]
+fn a_fifo_as_the_sink_file_fails_that_delivery_and_holds_nothing() {
+    // Opening a FIFO nobody reads would block forever: the delivery is
+    // recorded as failed, the supervisor finishes, the job can go.
+    let t = TempRoot::new();
+    let fifo = t.base.join("sink.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo_s = path_str(&fifo);
+    let v = t.ok(&["run", "--notify-file", &fifo_s, "--", "echo", "hi"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let w = t.ok(&[
+        "run",
+        "--output-pattern",
+        "L",
+        "--output-file",
+        &fifo_s,
+        "--",
+        "sh",
+        "-c",
+        "echo L1",
+    ]);
+    t.settle();
+    let ce: Value = serde_json::from_str(&t.read(&id, "completion_event.json")).unwrap();
+    let r = &ce["delivery_results"][0];
+    assert_eq!(
+        (r["sink_type"].as_str(), r["success"].as_bool()),
+        (Some("file"), Some(false)),
+        "{ce}"
+    );
+    assert!(
+        r["error"].as_str().unwrap().starts_with("open error"),
+        "{ce}"
+    );
+    for j in [&id, w["job_id"].as_str().unwrap()] {
+        t.ok(&["delete", j]);
+    }
+}
