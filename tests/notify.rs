@@ -1001,14 +1001,14 @@ fn a_fifo_as_the_sink_file_fails_that_delivery_and_holds_nothing() {
         .unwrap()
         .success());
     let fifo_s = path_str(&fifo);
-    let v = t.ok(&["run", "--notify-file", &fifo_s, "--", "echo", "hi"]);
+    let v = t.ok(&["run", "--notify-file", fifo_s, "--", "echo", "hi"]);
     let id = v["job_id"].as_str().unwrap().to_string();
     let w = t.ok(&[
         "run",
         "--output-pattern",
         "L",
         "--output-file",
-        &fifo_s,
+        fifo_s,
         "--",
         "sh",
         "-c",
