@@ -774,7 +774,18 @@ fn current_state_inner(
         return Ok(lost_without_lock(st));
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
-        return Ok(st);
+        // Held, by its supervisor as a rule. But another reader that is
+        // recording a lost supervisor (or gc judging the job) holds it
+        // for a moment too, and then the record it is writing is the
+        // answer, not the stale `running`: with the recorded supervisor
+        // gone, that moment is waited out (bounded) and the state read
+        // again. A live supervisor costs nothing more.
+        let waited = matches!(st.status(), Status::Running | Status::Queued)
+            && st.supervisor_pid.is_some_and(|p| !process_lives(p))
+            && lock_frees_within(&lock, Duration::from_millis(500));
+        if !waited {
+            return Ok(st);
+        }
     }
     // A lock file no longer linked was a removal's (`gc::Hold`): the job
     // is being removed, or a removal that claimed the lock of a created
@@ -832,6 +843,27 @@ fn current_state_inner(
     }
     let _ = sys::unlock(&lock);
     Ok(st)
+}
+
+/// Is process `pid` there and not a zombie (a killed supervisor waiting
+/// to be reaped is gone for this purpose)?
+fn process_lives(pid: u32) -> bool {
+    sys::proc_stat(pid).is_some_and(|p| p.state != b'Z' && p.state != b'X')
+}
+
+/// Take `lock` (exclusive) if it frees within `within`, polling: a hold
+/// this waits out is a reader's or gc's, a few milliseconds long.
+fn lock_frees_within(lock: &File, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    loop {
+        if sys::try_lock_exclusive(lock).unwrap_or(false) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Has the lock file behind `lock` been unlinked since it was opened?

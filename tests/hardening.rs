@@ -1687,3 +1687,41 @@ fn free_kib(path: &std::path::Path) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .expect("df's free count")
 }
+
+/// A reader that finds the job lock held while the recorded supervisor
+/// is gone (another reader recording the loss, gc judging the job) waits
+/// that hold out and answers with the truth, not the stale `running`.
+#[test]
+fn a_lost_supervisor_reads_lost_while_another_reader_holds_the_lock() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !supervisor_gone(&t, &id) {
+        assert!(Instant::now() < until, "the supervisor never went");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Another holder of the lock for a moment (as a reconciling reader
+    // would hold it), taken before anyone has looked.
+    let mut holder = Command::new("flock")
+        .arg(t.job_dir(&id).join("lock"))
+        .args(["sh", "-c", "echo held; sleep 0.3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "held\n");
+    let st = t.ok(&["status", &id]);
+    assert_eq!(
+        (st["state"].as_str(), st["failure"]["code"].as_str()),
+        (Some("failed"), Some("supervisor_lost")),
+        "{st}"
+    );
+    holder.wait().unwrap();
+}
