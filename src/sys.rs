@@ -2237,30 +2237,22 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-/// SIGSTKFLT, where the architecture has it (x86 and the asm-generic
-/// ones; mips, sparc and alpha give 16 other meanings or none).
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-))]
-const STKFLT: Option<i32> = Some(libc::SIGSTKFLT);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-)))]
-const STKFLT: Option<i32> = None;
+/// SIGSTKFLT, where the architecture has it: 16 on x86 and every
+/// architecture with the generic signal numbers; mips and sparc give 16
+/// another meaning and have no SIGSTKFLT (one list of architectures,
+/// not two `cfg` attributes naming the same list).
+const STKFLT: Option<i32> = if cfg!(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "mips32r6",
+    target_arch = "mips64r6",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+)) {
+    None
+} else {
+    Some(16)
+};
 
 /// The real-time signals as the system's shells and `kill -l` number
 /// them: glibc keeps the kernel's first two (32, 33) for its threads, so
@@ -2399,8 +2391,25 @@ pub const INTERRUPT: i32 = libc::SIGUSR1;
 /// supervisor pid reused after a crash) does nothing there.
 pub const STOP_NOTE: i32 = libc::SIGURG;
 
-extern "C" fn on_interrupt(_: libc::c_int) {
-    // Nothing: its only purpose is to end a blocking call with EINTR.
+extern "C" fn do_nothing(_: libc::c_int) {
+    // Nothing: the signal's only effect is on the call it interrupts.
+}
+
+/// Catch `sig` with a handler that does nothing (`flags`: SA_RESTART or
+/// not). Caught, not ignored: exec resets a caught signal to its default,
+/// where SIG_IGN would follow it into every program we start.
+fn catch_doing_nothing(sig: libc::c_int, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: sigaction is plain data; we fill in a handler that is an
+    // `extern "C" fn(c_int)` doing nothing (trivially async-signal-safe)
+    // and an empty mask, and ask for no old action.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = do_nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = flags;
+        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
 }
 
 /// Give `INTERRUPT` a handler that does nothing, installed without
@@ -2408,45 +2417,18 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 /// (`unblock_signals`) returns EINTR when it arrives. Process-wide; a
 /// thread that keeps it blocked never sees it, and exec resets it.
 pub fn arm_interrupt() -> io::Result<()> {
-    // SAFETY: sigaction is plain data; we fill in a handler that is an
-    // `extern "C" fn(c_int)` doing nothing (trivially async-signal-safe)
-    // and an empty mask, and ask for no old action.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = 0;
-        cvt(libc::sigaction(INTERRUPT, &sa, std::ptr::null_mut()))?;
-    }
-    Ok(())
-}
-
-extern "C" fn on_file_size_signal(_: libc::c_int) {
-    // Nothing: the write that raised it fails with EFBIG, and that is
-    // what the caller handles.
+    catch_doing_nothing(INTERRUPT, 0)
 }
 
 /// Catch SIGXFSZ with a handler that does nothing, so that a write past
 /// the caller's RLIMIT_FSIZE fails with EFBIG (recorded like ENOSPC: a
 /// job's `output_lost`, an `io_error`) instead of killing this process
-/// with the job's end unrecorded. Caught, not ignored: exec resets a
-/// caught signal to its default, so every program we start (a sink, a
-/// supervisor) gets the default disposition back, where SIG_IGN would
-/// follow it across exec; the workload's child resets it before exec
-/// (`CHANGED_SIGNALS`). SA_RESTART: the signal lands on the thread whose
-/// write failed, and must cut short no other call.
+/// with the job's end unrecorded. Every program we start gets the
+/// default disposition back at exec; the workload's child resets it
+/// before exec (`CHANGED_SIGNALS`). SA_RESTART: the signal lands on the
+/// thread whose write failed, and must cut short no other call.
 pub fn catch_file_size_signal() -> io::Result<()> {
-    // SAFETY: sigaction is plain data; the handler is an
-    // `extern "C" fn(c_int)` doing nothing (trivially async-signal-safe),
-    // with an empty mask; no old action is asked for.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_file_size_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = libc::SA_RESTART;
-        cvt(libc::sigaction(libc::SIGXFSZ, &sa, std::ptr::null_mut()))?;
-    }
-    Ok(())
+    catch_doing_nothing(libc::SIGXFSZ, libc::SA_RESTART)
 }
 
 /// This process's RLIMIT_FSIZE (the largest file it may write), or None
@@ -2780,8 +2762,9 @@ mod tests {
 
     #[test]
     fn stkflt_and_real_time_signals_have_names() {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         {
+            assert_eq!(STKFLT, Some(libc::SIGSTKFLT));
             assert_eq!(signal_name(16), "SIGSTKFLT");
             assert_eq!(parse_signal("stkflt"), Some(16));
             assert_eq!(parse_signal("16"), Some(16));
