@@ -238,6 +238,18 @@ pub fn resolve_env(given: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// One `--env` entry given as a name and a value (the env objects of
+/// HTTP's `/exec` and MCP's `run`): `NAME=VALUE`, or why it cannot be one
+/// (a name empty or holding `=` or NUL, a value holding NUL).
+pub fn env_entry(name: &str, value: &str) -> std::result::Result<String, String> {
+    if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+        return Err(format!(
+            "invalid env entry '{name}': names must be non-empty without '=' or NUL, values without NUL"
+        ));
+    }
+    Ok(format!("{name}={value}"))
+}
+
 /// Read and parse one env file: a regular file of at most `ENV_FILE_MAX`
 /// bytes (a FIFO or a device is refused before a byte is read).
 pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, String> {

@@ -497,10 +497,9 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
                             "parameter env.{name}: expected a string, got {val}"
                         ))
                     })?;
-                    if name.is_empty() || name.contains('=') {
-                        return Err(bad(format!("parameter env: invalid name '{name}'")));
-                    }
-                    a.params.push(("env".into(), format!("{name}={val}")));
+                    let entry = crate::launch::env_entry(name, val)
+                        .map_err(|e| bad(format!("parameter env: {e}")))?;
+                    a.params.push(("env".into(), entry));
                 }
                 continue;
             }

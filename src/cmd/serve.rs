@@ -2078,15 +2078,11 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
         spec.cwd = Some(cwd);
     }
     for (k, v) in r.env.unwrap_or_default() {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(invalid(format!(
-                "invalid env entry '{k}': names must be non-empty without '=' or NUL, values without NUL"
-            )));
-        }
+        let entry = launch::env_entry(&k, &v).map_err(invalid)?;
         // Every key masked: meta.json records names, never values
         // (those live in env.json, 0600).
-        spec.mask.push(k.clone());
-        spec.env.push(format!("{k}={v}"));
+        spec.mask.push(k);
+        spec.env.push(entry);
     }
     spec.timeout_ms = match (r.timeout_ms, r.timeout) {
         (Some(_), Some(_)) => {
