@@ -1535,11 +1535,7 @@ fn scan(
         if which != "either" && which != s.name {
             continue;
         }
-        if held {
-            s.log.reread()?;
-        } else {
-            s.log.refresh(&s.path)?;
-        }
+        s.look_again(held)?;
         let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
         s.pos = s.log.grep(s.pos, &mut g);
         skipped[i] += g.skipped;
@@ -1714,11 +1710,7 @@ impl Follower {
         held: bool,
     ) -> Result<std::io::Result<()>> {
         for s in self.streams.iter_mut() {
-            if held {
-                s.log.reread()?;
-            } else {
-                s.log.refresh(&s.path)?;
-            }
+            s.look_again(held)?;
             loop {
                 match s.step(buf, true, sink) {
                     Ok(true) => {}
@@ -1732,6 +1724,17 @@ impl Follower {
 }
 
 impl Stream {
+    /// Take up how far the log has grown: by its name, or, `held`, only
+    /// through the open file (an ended `--retry` attempt's logs, whose
+    /// names may be the next attempt's by now: `Log::reread`).
+    fn look_again(&mut self, held: bool) -> Result<()> {
+        if held {
+            self.log.reread()
+        } else {
+            self.log.refresh(&self.path)
+        }
+    }
+
     /// Pass on the next chunk after `pos`, if any. An incomplete UTF-8
     /// character at its end waits for the next chunk, unless the job is
     /// `done` (nothing more can come).
