@@ -59,24 +59,15 @@ fn ends_job(sig: i32) -> bool {
 }
 
 pub fn kill_job(job: &Job, sig: i32, no_wait: bool) -> Result<KillBody> {
-    kill_job_or(job, sig, no_wait, None)
+    kill_job_within(job, sig, no_wait, None, OBSERVE)
 }
 
-/// `kill_job`, ending the observation early (with the state seen then)
-/// when `give_up` becomes readable: the server passes its stop, so that
-/// a `/kill` still watching when it stops is answered, not cut off. The
-/// signal has been sent by then.
-pub fn kill_job_or(
-    job: &Job,
-    sig: i32,
-    no_wait: bool,
-    give_up: Option<std::os::fd::RawFd>,
-) -> Result<KillBody> {
-    kill_job_within(job, sig, no_wait, give_up, OBSERVE)
-}
-
-/// `kill_job_or`, watching for the outcome at most `within` (MCP holds
-/// it to the server's call limit when that is shorter than the 3 s).
+/// `kill_job`, watching for the outcome at most `within` (`OBSERVE`; MCP
+/// holds it to the server's call limit when that is shorter), and ending
+/// the observation early (with the state seen then) when `give_up`
+/// becomes readable: the server passes its stop, so that a `/kill` still
+/// watching when it stops is answered, not cut off; MCP a call's cancel.
+/// The signal has been sent by then.
 pub fn kill_job_within(
     job: &Job,
     sig: i32,

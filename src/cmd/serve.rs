@@ -1284,8 +1284,14 @@ fn dispatch(
             } else {
                 Some(srv.long_slot()?)
             };
-            let body = super::kill::kill_job_or(&job, sig, no_wait, Some(srv.stop.as_raw_fd()))
-                .map_err(|e| e.in_job(&job.id))?;
+            let body = super::kill::kill_job_within(
+                &job,
+                sig,
+                no_wait,
+                Some(srv.stop.as_raw_fd()),
+                super::kill::OBSERVE,
+            )
+            .map_err(|e| e.in_job(&job.id))?;
             // Its observation cut short by the stop: the signal was sent,
             // the end was not seen; answered as every waiting request is.
             if !no_wait && cut_by_stop(srv, body.state) {
