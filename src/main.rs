@@ -83,7 +83,17 @@ fn main() {
             };
             match res {
                 Ok(Output::Doc(r)) if m.table => {
-                    output::print_table(&r);
+                    // The same short id as `list` gives, from the root's
+                    // names (one directory read, for a person's view).
+                    let names = std::cell::OnceCell::new();
+                    let short = |id: &str| {
+                        let store = store::Store::resolve(m.root.as_deref());
+                        names
+                            .get_or_init(|| store.names().ok())
+                            .as_ref()
+                            .map(|n: &store::Names| n.short_id(id))
+                    };
+                    output::print_table(&r, &short);
                     0
                 }
                 Ok(Output::Doc(r)) => {

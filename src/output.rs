@@ -188,10 +188,11 @@ pub fn exit_status(code: i32) -> i32 {
 }
 
 /// `--table`: the document as a table for people (`table::render`); a
-/// document that is not one of a table's prints as itself.
-pub fn print_table(r: &Response) {
+/// document that is not one of a table's prints as itself. `short`: a
+/// job's short id, for documents that carry none (`status`).
+pub fn print_table(r: &Response, short: &dyn Fn(&str) -> Option<String>) {
     let now = crate::time::now_unix();
-    match crate::table::render(&r.text, now, crate::table::width_from_env()) {
+    match crate::table::render(&r.text, now, crate::table::width_from_env(), short) {
         Some(t) => write_stdout(&t),
         None => print_response(r),
     }

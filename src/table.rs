@@ -62,15 +62,22 @@ pub fn width_from_env() -> usize {
 }
 
 /// The table for a `list`/`status` document's JSON text (None: not such
-/// a document). `now`: Unix seconds.
-pub fn render(json: &str, now: i64, width: usize) -> Option<String> {
+/// a document). `now`: Unix seconds. `short`: the short id of a job
+/// whose entry has none (a `status` document), so that ID is the same
+/// short form in every table; None keeps the full id.
+pub fn render(
+    json: &str,
+    now: i64,
+    width: usize,
+    short: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
     let v: Value = serde_json::from_str(json).ok()?;
     let jobs: Vec<&Value> = match v.get("jobs").and_then(Value::as_array) {
         Some(a) => a.iter().collect(),
         None if v.get("job_id").is_some() => vec![&v],
         None => return None,
     };
-    let rows: Vec<[String; 7]> = jobs.iter().map(|j| row(j, now)).collect();
+    let rows: Vec<[String; 7]> = jobs.iter().map(|j| row(j, now, short)).collect();
     Some(layout(&rows, width))
 }
 
@@ -85,9 +92,9 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-fn row(j: &Value, now: i64) -> [String; 7] {
+fn row(j: &Value, now: i64, short: &dyn Fn(&str) -> Option<String>) -> [String; 7] {
     let id = text(j, "short_job_id")
-        .or_else(|| text(j, "job_id"))
+        .or_else(|| text(j, "job_id").map(|id| short(&id).unwrap_or(id)))
         .unwrap_or_default();
     let state = text(j, "state").unwrap_or_default();
     let since = |k: &str| {
@@ -236,7 +243,7 @@ mod tests {
              "created_at":"2026-01-01T00:00:00Z","duration_ms":1500,"tags":["ci","x.y"],"command":["echo","hi"]},
             {"job_id":"01BBBBBBBBBBBBBBBBBBBBBBBB","short_job_id":"01BBBBBBBB","state":"running",
              "created_at":"2026-01-01T00:00:30Z","started_at":"2026-01-01T00:00:30Z","tags":[],"command":["sleep 100\nx"]}]}"#;
-        let t = render(list, now, 100).unwrap();
+        let t = render(list, now, 100, &|_| None).unwrap();
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("ID "), "{t}");
@@ -256,9 +263,13 @@ mod tests {
         );
         let status = r#"{"type":"status","job_id":"01CCCCCCCCCCCCCCCCCCCCCCCC","state":"killed","signal":"SIGTERM",
             "created_at":"2026-01-01T00:00:00Z","tags":[],"command":["x"]}"#;
-        let t = render(status, now, 100).unwrap();
+        let t = render(status, now, 100, &|_| None).unwrap();
         assert!(t.lines().nth(1).unwrap().contains("SIGTERM"), "{t}");
-        assert!(render(r#"{"type":"gc"}"#, now, 100).is_none());
+        // A status document has no short_job_id: the caller's short form.
+        let t = render(status, now, 60, &|id| Some(id[..10].to_string())).unwrap();
+        let row = t.lines().nth(1).unwrap();
+        assert!(row.starts_with("01CCCCCCCC ") && row.ends_with('-'), "{t}");
+        assert!(render(r#"{"type":"gc"}"#, now, 100, &|_| None).is_none());
     }
 
     #[test]
@@ -268,7 +279,7 @@ mod tests {
             r#"{{"jobs":[{{"job_id":"J","state":"exited","created_at":"2026-01-01T00:00:00Z","tags":["t"],"command":["{long}"]}}]}}"#
         );
         for width in [60, 80, 100] {
-            let t = render(&doc, 0, width).unwrap();
+            let t = render(&doc, 0, width, &|_| None).unwrap();
             for l in t.lines() {
                 assert!(l.chars().count() <= width, "{width}: {l}");
             }
@@ -277,7 +288,7 @@ mod tests {
         }
         // Too narrow for the other columns: still never wider.
         for width in [10, 40] {
-            let t = render(&doc, 0, width).unwrap();
+            let t = render(&doc, 0, width, &|_| None).unwrap();
             assert!(t.lines().all(|l| l.chars().count() <= width), "{t}");
         }
     }

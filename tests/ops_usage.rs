@@ -428,7 +428,22 @@ fn table_shows_list_ps_and_status_aligned_and_json_stays_the_default() {
     let st = t.out(&["--table", "status", done["job_id"].as_str().unwrap()]);
     let st_lines: Vec<&str> = st.stdout.lines().collect();
     assert_eq!(st_lines.len(), 2, "{}", st.stdout);
-    assert!(st_lines[1].starts_with(done["job_id"].as_str().unwrap()));
+    // The same short id as the listing's, not the full one.
+    let listed = t.ok(&["list"]);
+    let short = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["job_id"] == done["job_id"])
+        .unwrap()["short_job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        st_lines[1].starts_with(&format!("{short} ")),
+        "{}",
+        st.stdout
+    );
     t.ok(&["kill", &running]);
 }
 
@@ -436,9 +451,19 @@ fn table_shows_list_ps_and_status_aligned_and_json_stays_the_default() {
 fn table_is_cut_to_columns() {
     let t = TempRoot::new();
     let long = format!("echo {}", "x".repeat(400));
-    t.ok(&["run", "--", &long]);
-    for (cols, want) in [(Some("60"), 60usize), (None, 100), (Some("150"), 150)] {
-        let mut c = t.cmd(&["list", "--table"]);
+    let id = t.ok(&["run", "--", &long])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cases = [(Some("60"), 60usize), (None, 100), (Some("150"), 150)];
+    // `status` cuts its one row the same way: COMMAND gives way, and
+    // TAGS (the last column) stays.
+    for (args, (cols, want)) in cases
+        .iter()
+        .map(|c| (vec!["list", "--table"], *c))
+        .chain(cases.iter().map(|c| (vec!["status", "--table", &id], *c)))
+    {
+        let mut c = t.cmd(&args);
         match cols {
             Some(v) => c.env("COLUMNS", v),
             None => c.env_remove("COLUMNS"),
@@ -450,6 +475,7 @@ fn table_is_cut_to_columns() {
         }
         let row = o.stdout.lines().nth(1).unwrap();
         assert!(row.contains("echo xxx") && row.contains('…'), "{row}");
+        assert!(row.ends_with('-'), "{args:?}: {row}");
         assert_eq!(row.chars().count(), want.min(row.chars().count()));
     }
 }
