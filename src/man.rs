@@ -582,6 +582,7 @@ const REPLIES: &[Reply] = &[
             ("cursor", "Just after the output returned: tail --since reads on from here."),
             ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
             ("stdout_skipped_bytes / stderr_skipped_bytes", "Bytes written after the send began that a capped log had dropped by the time send read them, passed over: the text starts after them (as tail --since from a cursor in the gap)."),
+            ("attempt", "The run the output is from (1 for a job's first run): a --retry run that ends during the yield still answers with its own output."),
         ],
         notes: &["Only a running job started with -i or --tty has an open stdin: a job started without them, or one still created or queued, is invalid_state; after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D (twice when the last line written is unfinished, since the first ^D only ends that line) and closes the job's input as on a pipe: later sends are stdin_closed, and all output, the echo of what was sent included, is in stdout."],
         see: &["run", "tail", "wait"],

@@ -277,13 +277,19 @@ fn man_renders_every_page() {
 }
 
 #[test]
-fn every_field_run_and_wait_emit_is_on_their_pages() {
+fn every_field_run_wait_and_send_emit_is_on_their_pages() {
     let t = TempRoot::new();
+    // The OUTPUT section only: a field named in the description's prose
+    // is not described.
     let page = |name: &str| {
-        std::fs::read_to_string(committed().join(format!("agent-exec-{name}.1")))
+        let text = std::fs::read_to_string(committed().join(format!("agent-exec-{name}.1")))
             .unwrap()
             .replace("\\-", "-")
-            .replace("\\(", "(")
+            .replace("\\(", "(");
+        let from = text.find(".SH \"OUTPUT\"").expect("an OUTPUT section");
+        let rest = &text[from + 1..];
+        let to = rest.find("\n.SH ").map_or(rest.len(), |i| i);
+        rest[..to].to_string()
     };
     let o = t
         .cmd(&["run", "--max-bytes", "10", "--", "seq", "1000"])
@@ -293,7 +299,19 @@ fn every_field_run_and_wait_emit_is_on_their_pages() {
     let id = run["job_id"].as_str().unwrap().to_string();
     let o = t.cmd(&["wait", "--max-bytes", "10", &id]).output().unwrap();
     let wait: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    for (name, doc) in [("run", &run), ("start", &run), ("wait", &wait)] {
+    let cat = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = t.cmd(&["send", "--eof", &cat, "x"]).output().unwrap();
+    let send: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(send["ok"], true, "{send}");
+    for (name, doc) in [
+        ("run", &run),
+        ("start", &run),
+        ("wait", &wait),
+        ("send", &send),
+    ] {
         let text = page(name);
         for k in doc.as_object().unwrap().keys() {
             if ["schema_version", "ok", "type"].contains(&k.as_str()) {
