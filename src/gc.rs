@@ -335,7 +335,7 @@ impl Report {
         };
         if dry_run {
             // What the real run would refuse is refused here too.
-            if let Some(why) = alive_blocker(st) {
+            if let Some(why) = dry_run_blocker(job, st) {
                 return self.out_of_scope(name, state, why, bytes);
             }
             if let Some(r) = record_not_a_file(&job.dir) {
@@ -352,6 +352,9 @@ impl Report {
                 self.deleted += 1;
                 self.freed_bytes += bytes;
             }
+            // Removed by a concurrent gc or delete: not this one's to
+            // count or list.
+            Ok((Err(RemoveError::Gone), _)) | Err(GONE) => return,
             // Refused before anything was removed: not a failure.
             Ok((Err(why @ RemoveError::Unsafe(_)), _)) => {
                 return self.out_of_scope(name, state, &why.reason(), bytes)
@@ -484,7 +487,9 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
                     return Err(e);
                 }
                 debug!("gc: {name}: {e}");
-                r.out_of_scope(name, "unknown", unreadable_reason(&e), 0);
+                if !being_removed(&store.root.join(name)) {
+                    r.out_of_scope(name, "unknown", unreadable_reason(&e), 0);
+                }
                 continue;
             }
         };
@@ -678,8 +683,13 @@ pub fn hold_for_removal(
             None
         }
         None => match sys::open_dir_lockable(&job.dir) {
-            Ok(f) if exclusive_soon(&f, patience) => Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            // Held, and still the directory at that name: another
+            // remover that held it before us has not taken it away.
+            Ok(f) if exclusive_soon(&f, patience) => match still_linked(&f, &job.dir) {
+                true => Some(f),
+                false => return Err(GONE),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(GONE),
             _ => return Err("in_use"),
         },
     };
@@ -718,6 +728,41 @@ pub fn hold_for_removal(
         return Err(why);
     }
     Ok(hold)
+}
+
+/// Is job directory `dir` gone, or being removed by another gc or
+/// delete (which holds it exclusively, as nothing else does)? Such a
+/// job's state may be unreadable half-way, and it is not this caller's
+/// to report.
+pub fn being_removed(dir: &Path) -> bool {
+    match sys::open_dir_lockable(dir) {
+        Ok(f) => !sys::try_lock_shared(&f).unwrap_or(true),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
+/// `hold_for_removal`'s answer for a job directory that another caller
+/// (a concurrent gc or delete) removed after this one found it: it is
+/// not this caller's deletion, and not a job any more.
+pub const GONE: &str = "already_deleted";
+
+/// Is the directory open as `f` the one at `dir` (same device and inode)?
+/// False once it has been removed, or replaced.
+fn still_linked(f: &std::fs::File, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::symlink_metadata(dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// What would keep a dry run's job from being removed by the real run:
+/// live processes (`alive_blocker`), or another process holding it
+/// pinned (`in_use`: a reader, or its own supervisor still delivering
+/// notifications), which the real run would find when it takes the
+/// directory. Read from the kernel's lock table: a dry run takes no lock.
+pub fn dry_run_blocker(job: &Job, st: Option<&State>) -> Option<&'static str> {
+    alive_blocker(st).or_else(|| pinned_by_others(&job.dir, None).then_some("in_use"))
 }
 
 /// Is `now` the same run, in the same state, as `before`?
@@ -805,6 +850,8 @@ pub enum RemoveError {
     /// Everything was removed, yet the directory is still there
     /// (something wrote into it meanwhile).
     StillThere,
+    /// The directory was not there to remove: another caller removed it.
+    Gone,
 }
 
 impl RemoveError {
@@ -814,6 +861,7 @@ impl RemoveError {
             RemoveError::Unsafe(_) => "unsafe_path".to_string(),
             RemoveError::Os(e) => format!("delete_failed: {e}"),
             RemoveError::StillThere => "post_delete_check_failed".to_string(),
+            RemoveError::Gone => GONE.to_string(),
         }
     }
 
@@ -833,6 +881,10 @@ impl RemoveError {
                 format!("delete job directory {dir}"),
                 io::Error::other("it is still there after its contents were removed"),
             ),
+            RemoveError::Gone => Error::JobNotFound(format!(
+                "job {} was deleted by another caller meanwhile",
+                job.id
+            )),
         };
         e.in_job(&job.id)
     }
@@ -866,7 +918,7 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
     // remove_dir_all makes (it is on auto-GC's path), no path walks.
     let d = match sys::Dir::open(&job.dir) {
         Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RemoveError::Gone),
         Err(e) => return Err(failed(e)),
     };
     let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
@@ -990,6 +1042,36 @@ mod tests {
                 read_first: 0,
             }),
         }
+    }
+
+    #[test]
+    fn a_directory_another_remover_took_is_gone_not_deleted() {
+        let s = scratch("gone");
+        let id = finished(&s, 1_700_000_000, 1_700_000_001, 1);
+        let job = s.job(&id);
+        let st = job.read_state().unwrap();
+        // Opened and locked by us after the other remover let go of it:
+        // no longer the directory at that name.
+        let f = sys::open_dir_lockable(&job.dir).unwrap();
+        fs::rename(&job.dir, s.root.join("elsewhere")).unwrap();
+        assert!(!still_linked(&f, &job.dir));
+        assert!(matches!(remove_job_dir(&job), Err(RemoveError::Gone)));
+        assert_eq!(
+            hold_for_removal(&job, Some(&st), std::time::Duration::ZERO).err(),
+            Some(GONE)
+        );
+        // Nothing is counted or listed for it.
+        let mut body = Report::default();
+        body.remove(
+            &job,
+            (&id, "exited"),
+            "older_than".into(),
+            5,
+            false,
+            Some(&st),
+        );
+        assert_eq!((body.deleted, body.skipped, body.jobs.len()), (0, 0, 0));
+        let _ = fs::remove_dir_all(&s.root);
     }
 
     #[test]

@@ -700,6 +700,38 @@ fn a_delete_during_notifications_is_retryable_and_says_why() {
     assert_eq!(t.ok(&["delete", &id])["deleted"], 1);
 }
 
+/// A dry run predicts that refusal: `would_delete` means the real run
+/// would remove the job (seed README), so a job its supervisor still
+/// holds for notifications is skipped `in_use` by every dry run too.
+#[test]
+fn dry_runs_predict_the_refusal_during_notifications() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--notify-command", "sleep 5", "--", "true"]);
+    let id = id_of(&v);
+    let skipped = |v: &Value| {
+        let e = &v["jobs"][0];
+        assert_eq!(
+            (e["action"].as_str(), e["reason"].as_str()),
+            (Some("skipped"), Some("in_use")),
+            "{v}"
+        );
+    };
+    skipped(&t.ok(&["gc", "--max-jobs", "0", "--dry-run"]));
+    skipped(&t.ok(&["delete", "--all", "--dry-run"]));
+    let (code, e) = t.err(&["delete", "--dry-run", &id]);
+    assert_eq!(
+        (code, e["error"]["retryable"].as_bool()),
+        (1, Some(true)),
+        "{e}"
+    );
+    // What the real runs answer meanwhile.
+    skipped(&t.ok(&["gc", "--max-jobs", "0"]));
+    t.settle();
+    let v = t.ok(&["gc", "--max-jobs", "0", "--dry-run"]);
+    assert_eq!(v["jobs"][0]["action"], "would_delete", "{v}");
+    assert_eq!(t.ok(&["delete", &id])["deleted"], 1);
+}
+
 /// Replace job `id`'s meta.json by `what`: a directory, a symlink to a
 /// file outside the root, or a FIFO.
 fn damage_meta(t: &TempRoot, id: &str, what: &str) {

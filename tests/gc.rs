@@ -693,3 +693,48 @@ fn gc_skips_a_job_whose_meta_json_is_a_symlink_or_a_fifo() {
     }
     assert!(outside.exists());
 }
+
+/// Several removers at once (gc against gc, gc against `delete --all`):
+/// each job is reported deleted by exactly one of them, and the counts
+/// add up. A directory another remover took after this one found it
+/// used to count as this one's deletion too.
+#[test]
+fn concurrent_removers_never_report_one_job_twice() {
+    let t = TempRoot::new();
+    let n = 30;
+    for _ in 0..n {
+        t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    }
+    t.settle();
+    let runs: [&[&str]; 3] = [
+        &["gc", "--max-jobs", "0"],
+        &["gc", "--max-jobs", "0"],
+        &["delete", "--all"],
+    ];
+    let children: Vec<Child> = runs
+        .iter()
+        .map(|args| t.cmd(args).stdout(Stdio::piped()).spawn().unwrap())
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let listed: Vec<&Value> = v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "deleted")
+            .collect();
+        assert_eq!(v["deleted"].as_u64(), Some(listed.len() as u64), "{v}");
+        total += listed.len();
+        for e in listed {
+            *seen
+                .entry(e["job_id"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    assert!(seen.values().all(|&k| k == 1), "{seen:?}");
+    assert_eq!(total, n, "{seen:?}");
+    assert_eq!(t.ok(&["list"])["jobs"].as_array().unwrap().len(), 0);
+}

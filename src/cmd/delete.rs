@@ -123,10 +123,16 @@ fn refused(job: &Job, why: &str) -> Error {
     let msg = match why {
         "running" => match observe::current_state(job).map(|s| s.status()) {
             Ok(Status::Running | Status::Queued) | Err(_) => "job is currently running".to_string(),
-            Ok(now) => format!(
-                "job was started by another caller while this delete waited (it is now '{}'); nothing was removed",
-                now.as_str()
-            ),
+            // Started and already ended again: the same call can now
+            // remove it (D6: retryable).
+            Ok(now) => {
+                return Error::Busy(format!(
+                    "invalid job state: cannot delete job {}: it was started by another caller while this delete waited (it is now '{}'); nothing was removed, try again",
+                    job.id,
+                    now.as_str()
+                ))
+                .in_job(&job.id)
+            }
         },
         // Somebody else is mid-way with the job: the same call succeeds
         // once they let go (D6: retryable).
@@ -258,7 +264,7 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
     if dry_run {
         // A dry run predicts the real one: a job with live processes
         // would be refused.
-        if let Some(why) = gc::alive_blocker(st.as_ref()) {
+        if let Some(why) = gc::dry_run_blocker(job, st.as_ref()) {
             return Err(Stay::Refused(state, why.to_string()));
         }
         return Ok((state, "would_delete"));
@@ -323,6 +329,8 @@ pub fn delete_all(
         let st = match observe::current_state(&job) {
             Ok(st) => st,
             Err(e) if e.out_of_descriptors() => return Err(e),
+            // Taken away by a concurrent gc or delete: not this one's.
+            Err(_) if crate::gc::being_removed(&job.dir) => continue,
             Err(e) => {
                 body.out_of_scope(name, "unknown", crate::gc::unreadable_reason(&e));
                 continue;
@@ -351,11 +359,16 @@ pub fn delete_all(
             "terminal_in_cwd"
         };
         if dry_run {
-            body.push(name, state, "would_delete", why);
+            match gc::dry_run_blocker(&job, Some(&st)) {
+                Some(blocker) => body.out_of_scope(name, state, blocker),
+                None => body.push(name, state, "would_delete", why),
+            }
             continue;
         }
         let hold = match gc::hold_for_removal(&job, Some(&st), PATIENCE) {
             Ok(h) => h,
+            // Removed by a concurrent gc or delete: not this one's.
+            Err(gc::GONE) => continue,
             Err(why) => {
                 body.out_of_scope(name, state, why);
                 continue;
@@ -366,6 +379,7 @@ pub fn delete_all(
                 body.deleted += 1;
                 body.push(name, state, "deleted", why);
             }
+            Err(gc::RemoveError::Gone) => {}
             Err(e) => body.removal_failed(name, state, &e),
         }
         drop(hold);
