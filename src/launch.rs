@@ -763,18 +763,16 @@ pub fn set_long_lived() {
 pub const READY_FD: i32 = 3;
 pub const LOCK_FD: i32 = 4;
 
-/// One byte from the readiness pipe, or None at EOF or the deadline.
+/// One byte from the readiness pipe, or None at EOF or the deadline (or
+/// a stop signal, inside `observe::until_stopped`).
 fn read_byte(f: &mut File, deadline: Option<Instant>) -> Result<Option<u8>> {
     loop {
+        let Some(left) = observe::left(deadline) else {
+            return Ok(None);
+        };
         let ms = match deadline {
             None => -1,
-            Some(d) => {
-                let now = Instant::now();
-                if d <= now {
-                    return Ok(None);
-                }
-                (d - now).as_millis().clamp(1, i32::MAX as u128) as i32
-            }
+            Some(_) => left.as_millis().clamp(1, i32::MAX as u128) as i32,
         };
         let mut fds = [sys::poll_fd(f.as_raw_fd(), sys::POLLIN)];
         if sys::poll(&mut fds, ms).map_err(|e| Error::io("poll", e))? == 0 {

@@ -118,5 +118,9 @@ fn main() {
             e.exit_code()
         }
     };
+    // A command whose wait a stop signal ended (`observe::until_stopped`)
+    // has printed its answer; its status says it was interrupted, the
+    // shell's way: 128 + the signal.
+    let code = sys::stop_signal().map_or(code, |sig| 128 + sig);
     std::process::exit(output::exit_status(code));
 }

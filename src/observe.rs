@@ -24,6 +24,10 @@
 //!   next attempt's logs from their start (`next_logs`; an attempt in
 //!   between from `runs/<n>/` while kept). A `restart` is another run:
 //!   `runs::answer_for` ends the read with the run it began on instead.
+//! - A stop signal (HUP, INT, TERM, held by a command that waits) ends
+//!   the caller's own wait (`until_stopped`) as its deadline passing
+//!   would, at once and with the same answer; a wait inside another step
+//!   (a restart's stop of the old run) is not cut short by it.
 //!
 //! Rejected: a fixed poll interval (0.2.3 slept 1 s between reads);
 //! inotify for a plain wait in the CLI (closing a watch can cost up to
@@ -974,8 +978,24 @@ pub fn wait_terminal_or(
     Ok(crate::runs::answer_for(job, &first, st))
 }
 
-/// Time left before `deadline`; None when it has passed.
+/// Run `wait`, the caller's own wait for a job (run's observation,
+/// `wait`, the yield of `send`, `tail --follow`), so that a stop signal
+/// (`sys::hold_stop_signals`: HUP, INT, TERM) ends it as its deadline
+/// passing would, at once: every wait loop asks `left`, and a blocking
+/// call in between is interrupted (`sys::StopScope`). Where the signals
+/// are not held (the server, MCP, a command that does not wait), this
+/// is just `wait()`.
+pub fn until_stopped<R>(wait: impl FnOnce() -> R) -> R {
+    let _scope = sys::StopScope::enter();
+    wait()
+}
+
+/// Time left before `deadline`; None when it has passed, or when a stop
+/// signal has ended the wait (`until_stopped`), whatever the deadline.
 pub(crate) fn left(deadline: Option<Instant>) -> Option<Duration> {
+    if sys::stop_ends_wait() {
+        return None;
+    }
     match deadline {
         Some(d) => d
             .checked_duration_since(Instant::now())
@@ -1301,12 +1321,19 @@ fn run_ended_within(
     attempt: u32,
     deadline: Option<Instant>,
 ) -> Option<bool> {
+    // A stop signal interrupts the blocked call as the alarm does
+    // (`until_stopped`), and ends the wait as the deadline would.
+    if sys::stop_ends_wait() {
+        return Some(false);
+    }
     let Some(d) = deadline else {
-        return Some(until_run_ends(job, lock, attempt, &|| false));
+        return Some(until_run_ends(job, lock, attempt, &sys::stop_ends_wait));
     };
     let left = d.checked_duration_since(Instant::now())?;
     let _alarm = sys::ThreadAlarm::arm(left, ALARM_REPEAT).ok()?;
-    Some(until_run_ends(job, lock, attempt, &|| Instant::now() >= d))
+    Some(until_run_ends(job, lock, attempt, &|| {
+        Instant::now() >= d || sys::stop_ends_wait()
+    }))
 }
 
 /// A pipe that becomes readable once the supervisor has let go of the job

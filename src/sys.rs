@@ -9,6 +9,10 @@
 //! function, `poll_at_rest`, drops the program's code pages and waits
 //! without running any of them in between (a machine-code stub in a page
 //! of its own): the supervisor keeps no code resident while a job runs.
+//! A command that waits blocks HUP, INT and TERM before it starts any
+//! thread (`hold_stop_signals`); one stop thread takes them and ends the
+//! main thread's wait (`StopScope`), and nothing we start inherits the
+//! mask (every spawn sets an empty one).
 //!
 //! Rejected: the `nix` crate (not in our dependency budget); `kill(pid, 0)`
 //! as a liveness test (PID reuse; we use a flock the supervisor holds).
@@ -2562,6 +2566,161 @@ pub fn take_pending_signal(sigs: &[i32]) -> Option<i32> {
     // alive for the call; no siginfo is asked for (null is allowed).
     let rc = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
     (rc > 0).then_some(rc)
+}
+
+// ---------------------------------------------------------------------------
+// Stop signals: HUP, INT and TERM end a command's wait, not the command
+// ---------------------------------------------------------------------------
+
+/// The signals that a waiting command (`run`, `wait`, `send --yield`,
+/// `tail --follow`...) answers by ending its wait as if its budget had
+/// run out, printing that answer and exiting 128 + the signal: a caller
+/// that cancels (`timeout`, an agent framework's SIGTERM, Ctrl-C) still
+/// gets its one document (D5).
+pub const STOP_SIGNALS: [i32; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
+
+/// Set once `hold_stop_signals` has blocked them.
+static STOP_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The first stop signal the stop thread took (0: none yet).
+static STOP_TAKEN: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// The main thread is in a wait that a stop signal ends (`StopScope`).
+static MAIN_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How often the stop thread interrupts the main thread's blocking call
+/// until its wait has ended: a signal that lands just before the call
+/// blocks is followed by another (as `ThreadAlarm` repeats).
+const KICK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Is the calling thread the process's main thread (its tid is the pid)?
+fn on_main_thread() -> bool {
+    // SAFETY: gettid and getpid take no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t == libc::getpid() }
+}
+
+/// Block `STOP_SIGNALS` in the main thread, and so in every thread it
+/// starts from now on (threads inherit the mask): the kernel no longer
+/// ends the process with them; a stop thread takes them (`StopScope`)
+/// and those still pending at the end are read by `stop_signal`. Must
+/// come before the command starts any thread: one started earlier keeps
+/// them unblocked, and a signal delivered there would end the process
+/// with no answer. Programs we start never inherit the mask: the
+/// supervisor is started with an empty one (`spawn_orphan`,
+/// `spawn_detached`), as is the workload (`spawn_workload`). Only from
+/// the main thread; elsewhere nothing is done.
+pub fn hold_stop_signals() -> io::Result<()> {
+    if !on_main_thread() {
+        return Ok(());
+    }
+    // The handler that lets `INTERRUPT` cut a blocking call short, in
+    // place before a stop thread can send one.
+    arm_interrupt()?;
+    block_signals(&STOP_SIGNALS)?;
+    STOP_HELD.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+/// The stop signal this process took, if any: the one the stop thread
+/// took, or one still pending (no wait began, so no thread took it).
+/// None when they are not held (`hold_stop_signals`).
+pub fn stop_signal() -> Option<i32> {
+    use std::sync::atomic::Ordering;
+    if !STOP_HELD.load(Ordering::SeqCst) {
+        return None;
+    }
+    match STOP_TAKEN.load(Ordering::SeqCst) {
+        0 => take_pending_signal(&STOP_SIGNALS),
+        sig => Some(sig),
+    }
+}
+
+/// Has a stop signal ended the wait the calling thread is in (inside a
+/// `StopScope` of the main thread)?
+pub fn stop_ends_wait() -> bool {
+    use std::sync::atomic::Ordering;
+    STOP_TAKEN.load(Ordering::SeqCst) != 0
+        && MAIN_WAITING.load(Ordering::SeqCst)
+        && on_main_thread()
+}
+
+/// The stop thread, started once, by the first `StopScope` (a command
+/// that never waits pays nothing for it). It takes the first stop signal
+/// (they are blocked everywhere), records it, then interrupts the main
+/// thread every `KICK_EVERY` for as long as it is in a wait, so that a
+/// blocked lock call or poll returns (EINTR) and sees the signal. Later
+/// signals stay pending and do nothing: the one answer being written is
+/// never cut short nor written twice. It dies with the process.
+///
+/// Rejected: a handler that records the signal (a signal landing just
+/// before a blocking call would not end it; repeating needs a thread or
+/// a timer anyway); a signalfd in the wait loops' polls (the main thread
+/// also blocks in lock calls, which a descriptor cannot wake).
+fn start_stop_thread() -> bool {
+    static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("stop-signals".into())
+            .stack_size(64 * 1024)
+            .spawn(|| {
+                use std::sync::atomic::Ordering;
+                let Ok(sig) = wait_signal(&STOP_SIGNALS) else {
+                    return;
+                };
+                STOP_TAKEN.store(sig, Ordering::SeqCst);
+                loop {
+                    if MAIN_WAITING.load(Ordering::SeqCst) {
+                        // SAFETY: tgkill takes plain integers and touches
+                        // no memory of ours; the main thread's tid is the
+                        // pid, and it lives as long as the process.
+                        unsafe {
+                            let pid = libc::getpid();
+                            libc::syscall(libc::SYS_tgkill, pid, pid, INTERRUPT);
+                        }
+                    }
+                    std::thread::sleep(KICK_EVERY);
+                }
+            });
+        spawned.is_ok()
+    })
+}
+
+/// While alive, a stop signal ends the main thread's wait: from the
+/// moment it arrives, `stop_ends_wait` says so and the blocking calls
+/// the thread makes are interrupted (repeatedly, until it drops this).
+/// Entered around the caller's own wait only (run's observation, `wait`,
+/// the yield of `send`, `tail --follow`), never around the steps before
+/// it (a restart's stop of the old run, a launch's handshake): those run
+/// to their bounded end, and the wait that follows ends at once. A
+/// no-op where the signals are not held, or off the main thread.
+pub struct StopScope(bool);
+
+impl StopScope {
+    pub fn enter() -> StopScope {
+        use std::sync::atomic::Ordering;
+        let on = STOP_HELD.load(Ordering::SeqCst)
+            && on_main_thread()
+            && !MAIN_WAITING.load(Ordering::SeqCst);
+        if !on {
+            return StopScope(false);
+        }
+        if !start_stop_thread() {
+            // No thread to take them: the kernel's default again, rather
+            // than a wait nothing can end. (A signal already pending
+            // ends the process now, as it would have without us.)
+            STOP_HELD.store(false, Ordering::SeqCst);
+            let _ = unblock_signals(&STOP_SIGNALS);
+            return StopScope(false);
+        }
+        MAIN_WAITING.store(true, Ordering::SeqCst);
+        StopScope(true)
+    }
+}
+
+impl Drop for StopScope {
+    fn drop(&mut self) {
+        if self.0 {
+            MAIN_WAITING.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// Our own executable, for re-exec as the supervisor: the absolute path

@@ -381,6 +381,10 @@ pub fn watch_relaunched(
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
+    // Held from the start (before any thread), but only the watch of the
+    // new run is ended by one: the stop of the old run goes on to its
+    // bounded end, and the watch that follows ends at once.
+    crate::cmd::run::hold_stop_signals(WaitPlan::from_matches(m));
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let body = restart_job(&store, &job, m)?;

@@ -244,7 +244,9 @@ pub fn observe_inline(
             .is_none()
             .then(|| crate::progress::start(std::slice::from_ref(job)))
             .flatten();
-        launch.wait(job, deadline)?
+        // A stop signal (HUP, INT, TERM) ends this wait as the budget
+        // running out would: the answer then says `running`.
+        observe::until_stopped(|| launch.wait(job, deadline))?
     } else {
         launch.state.clone()
     };
@@ -318,6 +320,18 @@ pub fn inline_body(
     })
 }
 
+/// For a command that will wait per `plan` (`run`, `start`, `restart`),
+/// before it starts any thread: a stop signal then ends its wait with
+/// the answer, instead of the process without one (`observe::
+/// until_stopped`). One that does not wait keeps the default, and so
+/// does one whose mask cannot be changed (never seen: the calls fail
+/// only on bad arguments).
+pub fn hold_stop_signals(plan: WaitPlan) {
+    if plan.wait {
+        let _ = crate::sys::hold_stop_signals();
+    }
+}
+
 /// Define, launch and observe: the whole `run`, also used by the server.
 /// Errors after the job exists carry its id.
 pub fn run_spec(
@@ -345,11 +359,13 @@ pub fn run_spec(
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
+    let plan = WaitPlan::from_matches(m);
+    hold_stop_signals(plan);
     let store = super::store(m);
     launch::check_flags(m)?;
     let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
     let spec = Spec::from_matches(m, &cfg)?;
     let auto_gc = AutoGc::from_matches(m, &cfg.gc);
-    let body = run_spec(&store, &spec, WaitPlan::from_matches(m), auto_gc.as_ref())?;
+    let body = run_spec(&store, &spec, plan, auto_gc.as_ref())?;
     Ok(Output::Doc(Response::new("run", &body)))
 }

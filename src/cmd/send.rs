@@ -151,7 +151,10 @@ pub fn send_job_or(
     }
     // Watch for the answer: until the yield is spent, or the job ends.
     let left = wait.saturating_sub(t0.elapsed());
-    let st = observe::wait_terminal_or(job, Instant::now().checked_add(left), give_up)?;
+    // A stop signal ends the yield as its end would (`until_stopped`).
+    let st = observe::until_stopped(|| {
+        observe::wait_terminal_or(job, Instant::now().checked_add(left), give_up)
+    })?;
     let terminal = st.status().is_terminal();
     // The run the logs held are from: the one read before the send,
     // unless they are the logs the job has now (opened just after an
@@ -261,6 +264,11 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let req = request_from(m)?;
+    // A send that yields waits: a stop signal then ends the yield with
+    // the answer instead of the process without one (before any thread).
+    if req.yield_ms > 0 {
+        let _ = crate::sys::hold_stop_signals();
+    }
     let body = send_job(&job, &req).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("send", &body)))
 }

@@ -12,9 +12,10 @@ use crate::output::{Output, Response};
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let t0 = Instant::now();
+    let plan = WaitPlan::from_matches(m);
+    crate::cmd::run::hold_stop_signals(plan);
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let plan = WaitPlan::from_matches(m);
     let deadline = plan.deadline();
     let body = (|| {
         let mut meta = job.read_meta()?;

@@ -484,6 +484,9 @@ impl FollowSink for Raw {
 /// `tail --follow`: checks (id, cursor) first, so that their errors are
 /// the usual one document; then streams, and exits here.
 fn follow(m: &Matches, job: &Job) -> Result<Output> {
+    // A stop signal (HUP, INT, TERM) ends the follow as `--until` would:
+    // after whole lines, with the end line (`observe::until_stopped`).
+    let _ = crate::sys::hold_stop_signals();
     let since = m
         .get("since")
         .map(|s| Cursor::decode(s, &job.id))
@@ -509,14 +512,13 @@ fn follow(m: &Matches, job: &Job) -> Result<Output> {
         let mut sink = Raw {
             stderr_at_line_start: true,
         };
-        f.run(job, &mut sink, deadline, Some(reader))
+        observe::until_stopped(|| f.run(job, &mut sink, deadline, Some(reader)))
     } else {
         let mut sink = Ndjson::new(Stdout);
-        f.run(job, &mut sink, deadline, Some(reader))
-            .inspect(|end| {
-                // A failed write means nobody reads: nothing more to say.
-                let _ = sink.end(end, job, &f.cursor());
-            })
+        observe::until_stopped(|| f.run(job, &mut sink, deadline, Some(reader))).inspect(|end| {
+            // A failed write means nobody reads: nothing more to say.
+            let _ = sink.end(end, job, &f.cursor());
+        })
     };
     match res {
         Ok(_) => Ok(Output::Done),

@@ -199,7 +199,8 @@ pub fn wait_many(
     budget: Budget,
     client: Option<observe::Client<'_>>,
 ) -> Result<Option<WaitManyBody>> {
-    let Some(seen) = crate::waitset::wait_jobs(jobs, any, deadline, client)? else {
+    let seen = observe::until_stopped(|| crate::waitset::wait_jobs(jobs, any, deadline, client));
+    let Some(seen) = seen? else {
         return Ok(None);
     };
     let bodies = jobs
@@ -259,15 +260,17 @@ pub fn wait_ready(
         .since
         .map(|c| crate::cursor::Cursor::decode(c, &job.id))
         .transpose()?;
-    let Some((st, matched, skipped)) = observe::wait_output(
-        job,
-        &pattern,
-        ready.stream,
-        since.as_ref(),
-        deadline,
-        client,
-    )?
-    else {
+    let found = observe::until_stopped(|| {
+        observe::wait_output(
+            job,
+            &pattern,
+            ready.stream,
+            since.as_ref(),
+            deadline,
+            client,
+        )
+    });
+    let Some((st, matched, skipped)) = found? else {
         return Ok(None);
     };
     let mut body = wait_body(job, &st, budget)?;
@@ -297,12 +300,16 @@ pub fn wait_for_ms(
         let body = wait_ready(job, r, deadline, budget, None)?;
         return body.ok_or_else(|| crate::error::Error::internal("wait ended without an answer"));
     }
-    let st = observe::wait_terminal(job, deadline)?;
+    let st = observe::until_stopped(|| observe::wait_terminal(job, deadline))?;
     crate::info!("wait {}: {}", job.id, st.status().as_str());
     wait_body(job, &st, budget)
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
+    // Before any thread: a stop signal (HUP, INT, TERM) then ends the
+    // wait with its answer, as the deadline would (`observe::
+    // until_stopped`), instead of ending the process without one.
+    let _ = crate::sys::hold_stop_signals();
     let store = super::store(m);
     if m.positionals.len() > 1 {
         return exec_many(m, &store);

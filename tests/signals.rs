@@ -1,0 +1,358 @@
+//! A waiting command that gets SIGTERM, SIGINT or SIGHUP (a caller's
+//! `timeout`, an agent framework cancelling a tool call, Ctrl-C) stops
+//! waiting at once, prints the one document its budget running out
+//! would have printed (the job still running), and exits 128 + the
+//! signal. The job is detached: it runs on, and ends as it would have.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Out, TempRoot};
+
+/// A job that says it started, then runs until the test releases it (a
+/// file appears in its working directory): it is still running whatever
+/// happens to the waiter, and then ends normally.
+const HELD: &str = "echo started; while [ ! -e release ]; do sleep 0.02; done; echo released";
+
+/// Wait (bounded) until `f` holds; what we wait for happens on the
+/// processes' schedule, not ours.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The state letter of process `pid` (R, S, D, Z...).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Does process `pid` hold a descriptor open on a file under `dir`?
+fn holds_file_under(pid: u32, dir: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .any(|target| target.starts_with(dir))
+}
+
+/// Does some job of the root have `text` in its stdout.log?
+fn some_job_wrote(t: &TempRoot, text: &str) -> bool {
+    let Ok(dirs) = std::fs::read_dir(&t.root) else {
+        return false;
+    };
+    dirs.flatten().any(|d| {
+        std::fs::read_to_string(d.path().join("stdout.log")).is_ok_and(|s| s.contains(text))
+    })
+}
+
+/// The waiter is asleep in its wait: in state S, and past the point
+/// where `ready` says it has got to (something it did only once it was
+/// handling its command: it launched the job, or opened the job's files).
+fn until_waiting(child: &Child, ready: impl Fn() -> bool) {
+    let pid = child.id();
+    eventually("the waiter to be waiting", || {
+        ready() && proc_state(pid) == Some('S')
+    });
+}
+
+fn spawn(t: &TempRoot, args: &[&str]) -> Child {
+    t.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent-exec")
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {}", child.id());
+}
+
+fn finish(child: Child) -> Out {
+    let o = child.wait_with_output().unwrap();
+    Out {
+        // None: ended by the signal itself, with no answer.
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The one document, `ok`, of type `kind`, and the exit status 128 + sig.
+fn answered(o: &Out, kind: &str, code: i32) -> Value {
+    assert_eq!(
+        o.code, code,
+        "exit status; stdout={:?} stderr={:?}",
+        o.stdout, o.stderr
+    );
+    let v = o.json();
+    assert_eq!(
+        (v["ok"].as_bool(), v["type"].as_str()),
+        (Some(true), Some(kind)),
+        "{v}"
+    );
+    v
+}
+
+/// The jobs run on after their waiter was stopped, and end normally once
+/// released (all at once: they share the release file).
+fn still_run_then_end(t: &TempRoot, ids: &[&str]) {
+    for id in ids {
+        let s = t.ok(&["status", id]);
+        assert_eq!(s["state"], "running", "{s}");
+    }
+    std::fs::write(t.cwd.join("release"), b"").unwrap();
+    for id in ids {
+        let w = t.wait_done(id);
+        assert_eq!(
+            (w["state"].as_str(), w["exit_code"].as_i64()),
+            (Some("exited"), Some(0)),
+            "{w}"
+        );
+        assert!(t.read(id, "stdout.log").ends_with("released\n"));
+    }
+}
+
+#[test]
+fn run_within_its_budget_answers_each_stop_signal() {
+    for (sig, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
+        let t = TempRoot::new();
+        let child = spawn(&t, &["run", "--until", "120", "--", "sh", "-c", HELD]);
+        until_waiting(&child, || some_job_wrote(&t, "started"));
+        signal(&child, sig);
+        let o = finish(child);
+        let v = answered(&o, "run", code);
+        assert_eq!(v["state"], "running", "SIG{sig}: {v}");
+        assert!(v.get("exit_code").is_none(), "{v}");
+        still_run_then_end(&t, &[v["job_id"].as_str().unwrap()]);
+    }
+}
+
+#[test]
+fn run_forever_answers_sigint() {
+    let t = TempRoot::new();
+    let child = spawn(&t, &["run", "--forever", "--", "sh", "-c", HELD]);
+    until_waiting(&child, || some_job_wrote(&t, "started"));
+    signal(&child, "INT");
+    let v = answered(&finish(child), "run", 130);
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["stdout"], "started\n", "{v}");
+    still_run_then_end(&t, &[v["job_id"].as_str().unwrap()]);
+}
+
+#[test]
+fn start_answers_sigterm() {
+    let t = TempRoot::new();
+    let c = t.ok(&["create", "--", "sh", "-c", HELD]);
+    let id = c["job_id"].as_str().unwrap().to_string();
+    let child = spawn(&t, &["start", "--until", "120", &id]);
+    until_waiting(&child, || some_job_wrote(&t, "started"));
+    signal(&child, "TERM");
+    let v = answered(&finish(child), "start", 143);
+    assert_eq!(
+        (v["job_id"].as_str(), v["state"].as_str()),
+        (Some(id.as_str()), Some("running"))
+    );
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn restart_answers_sigterm_once_the_new_run_is_watched() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", HELD]);
+    eventually("the first run to start", || {
+        t.read(&id, "stdout.log").contains("started")
+    });
+    let child = spawn(&t, &["restart", "--until", "120", &id]);
+    until_waiting(&child, || {
+        t.state(&id)["attempt"] == 2 && t.read(&id, "stdout.log").contains("started")
+    });
+    signal(&child, "TERM");
+    let v = answered(&finish(child), "restart", 143);
+    assert_eq!(
+        (v["state"].as_str(), v["attempt"].as_u64()),
+        (Some("running"), Some(2)),
+        "{v}"
+    );
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn wait_answers_sigterm() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", HELD]);
+    let child = spawn(&t, &["wait", "--until", "120", &id]);
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || holds_file_under(child.id(), &dir));
+    signal(&child, "TERM");
+    let v = answered(&finish(child), "wait", 143);
+    assert_eq!(v["state"], "running", "{v}");
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn wait_forever_answers_sighup() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", HELD]);
+    let child = spawn(&t, &["wait", "--forever", &id]);
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || holds_file_under(child.id(), &dir));
+    signal(&child, "HUP");
+    let v = answered(&finish(child), "wait", 129);
+    assert_eq!(v["state"], "running", "{v}");
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn wait_for_any_of_two_answers_sigint() {
+    let t = TempRoot::new();
+    let a = t.start_job(&["sh", "-c", HELD]);
+    let b = t.start_job(&["sh", "-c", HELD]);
+    let child = spawn(&t, &["wait", "--any", "--until", "120", &a, &b]);
+    let (da, db) = (t.job_dir(&a), t.job_dir(&b));
+    until_waiting(&child, || {
+        holds_file_under(child.id(), &da) && holds_file_under(child.id(), &db)
+    });
+    signal(&child, "INT");
+    let v = answered(&finish(child), "wait", 130);
+    assert_eq!(v["mode"], "any", "{v}");
+    assert!(v.get("first").is_none(), "none ended: {v}");
+    let states: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["running", "running"], "{v}");
+    still_run_then_end(&t, &[&a, &b]);
+}
+
+#[test]
+fn wait_for_output_answers_sigterm_not_matched() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", HELD]);
+    let child = spawn(
+        &t,
+        &["wait", "--output", "never printed", "--until", "120", &id],
+    );
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || holds_file_under(child.id(), &dir));
+    signal(&child, "TERM");
+    let v = answered(&finish(child), "wait", 143);
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(v.get("matched").is_none(), "{v}");
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn send_answers_sigint_during_its_yield() {
+    let t = TempRoot::new();
+    let script = format!("read line; echo \"got $line\"; {HELD}");
+    let v = t.ok(&["run", "--no-wait", "-i", "--", "sh", "-c", &script]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let child = spawn(&t, &["send", "--newline", "--yield", "120s", &id, "hello"]);
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || {
+        holds_file_under(child.id(), &dir) && t.read(&id, "stdout.log").contains("started")
+    });
+    signal(&child, "INT");
+    let v = answered(&finish(child), "send", 130);
+    assert_eq!(
+        (v["state"].as_str(), v["bytes_written"].as_u64()),
+        (Some("running"), Some(6)),
+        "{v}"
+    );
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn tail_follow_ends_with_whole_lines_on_sigterm() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", HELD]);
+    let child = spawn(&t, &["tail", "--follow", &id]);
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || holds_file_under(child.id(), &dir));
+    signal(&child, "TERM");
+    let o = finish(child);
+    assert_eq!(o.code, 143, "stdout={:?} stderr={:?}", o.stdout, o.stderr);
+    assert!(o.stdout.ends_with('\n'), "a half line: {:?}", o.stdout);
+    let lines: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let end = lines.last().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["state"].as_str()),
+        (Some("end"), Some("running")),
+        "{end}"
+    );
+    assert_eq!(lines.iter().filter(|l| l["type"] == "end").count(), 1);
+    still_run_then_end(&t, &[&id]);
+}
+
+#[test]
+fn a_second_signal_makes_no_second_document() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", HELD]);
+    let child = spawn(&t, &["wait", "--forever", &id]);
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || holds_file_under(child.id(), &dir));
+    signal(&child, "TERM");
+    signal(&child, "INT");
+    let o = finish(child);
+    // Whichever was taken first: both may be pending when it looks.
+    assert!([130, 143].contains(&o.code), "{} {:?}", o.code, o.stdout);
+    let v = o.json();
+    assert_eq!(
+        (v["type"].as_str(), v["state"].as_str()),
+        (Some("wait"), Some("running")),
+        "{v}"
+    );
+    still_run_then_end(&t, &[&id]);
+}
+
+/// Does process `pid` block SIGHUP, SIGINT or SIGTERM (`SigBlk` of
+/// /proc/PID/status: bit n-1 for signal n)?
+fn blocks_a_stop_signal(pid: u64) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+    let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    let stop = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
+    stop.iter().any(|&sig| mask & (1 << (sig - 1)) != 0)
+}
+
+#[test]
+fn the_supervisor_and_the_job_never_inherit_the_waiters_blocked_signals() {
+    let t = TempRoot::new();
+    let child = spawn(&t, &["run", "--until", "120", "--", "sh", "-c", HELD]);
+    until_waiting(&child, || some_job_wrote(&t, "started"));
+    let id = std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| t.job_dir(n).join("state.json").exists())
+        .unwrap();
+    let st = t.state(&id);
+    for key in ["pid", "supervisor_pid"] {
+        let pid = st[key].as_u64().unwrap_or_else(|| panic!("{key}: {st}"));
+        assert!(!blocks_a_stop_signal(pid), "{key} {pid}");
+    }
+    signal(&child, "TERM");
+    answered(&finish(child), "run", 143);
+    still_run_then_end(&t, &[&id]);
+}
