@@ -901,6 +901,43 @@ fn invalid_limits_stop_the_server_before_stdout() {
     }
 }
 
+/// Zero is no limit to observe by: a cap of 0 s would cut every watch,
+/// `send`'s yield and `restart`'s grace to nothing, and 0 reads as "no
+/// limit" elsewhere (`--timeout 0`), which would defeat the cap. A
+/// default of 0 would turn every call without `until` into a no-wait
+/// one; `until: 0` on the call is the way to ask for that. Refused as
+/// an unparsable value is, in any spelling of zero.
+#[test]
+fn zero_limits_stop_the_server_as_invalid_ones_do() {
+    let t = TempRoot::new();
+    for var in [
+        "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS",
+        "AGENT_EXEC_MCP_MAX_UNTIL_SECONDS",
+    ] {
+        for zero in ["0", "0s", "0.0", "0ms"] {
+            let (out, msgs) = served(&t, &[(var, zero)], &[initialize("2025-06-18")]);
+            assert_eq!(out.status.code(), Some(1), "{var}={zero}");
+            assert!(msgs.is_empty(), "{var}={zero}: wrote {msgs:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(var) && err.contains(&format!("'{zero}'")),
+                "{var}={zero}: {err}"
+            );
+        }
+    }
+    // The smallest limits that are not zero still serve.
+    let (out, msgs) = served(
+        &t,
+        &[
+            ("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", "1ms"),
+            ("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", "1ms"),
+        ],
+        &[initialize("2025-06-18")],
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(msgs[0]["result"]["protocolVersion"], "2025-06-18");
+}
+
 /// A server with these limits, initialized.
 fn with_limits(t: &TempRoot, default: &str, max: &str) -> Mcp {
     let mut m = Mcp::start(

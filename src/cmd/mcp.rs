@@ -37,8 +37,9 @@
 //!   HTTP, never the command line's `usage_error` (`door_error`), and
 //!   are named by the tool's argument names (`tty_size`, not
 //!   `--tty-size`).
-//! - Invalid limits in the environment stop the server before it writes
-//!   anything: stdout is the protocol's, so the reason goes to stderr.
+//! - Invalid limits in the environment (zero included: `Limits::from_env`)
+//!   stop the server before it writes anything: stdout is the
+//!   protocol's, so the reason goes to stderr.
 //!
 //! Rejected: hand-written tool schemas (they would drift from the
 //! table); answering a job failure with `isError` (the call worked: the
@@ -86,13 +87,24 @@ impl Limits {
 
     /// From `AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS` (10) and
     /// `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS` (50: below the 60 s request
-    /// timeout common in clients).
+    /// timeout common in clients). Zero (in any spelling, down to what
+    /// rounds to 0 ms) is refused like a value that does not parse: a
+    /// maximum of 0 would cut every watch, `send`'s yield and
+    /// `restart`'s grace to nothing, and would read to some as "no
+    /// limit" (as `--timeout 0` does), the opposite of a cap; a default
+    /// of 0 would quietly make every call without `until` a no-wait one,
+    /// which a call asks for itself with `until: 0`.
     pub fn from_env() -> Result<Limits> {
         let secs = |name: &str, default: u64| -> Result<u64> {
             match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v).map_err(|_| {
-                    Error::InvalidConfig(format!("{name}: expected a number of seconds, got '{v}'"))
-                }),
+                Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v)
+                    .ok()
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| {
+                        Error::InvalidConfig(format!(
+                            "{name}: expected a number of seconds above 0, got '{v}'"
+                        ))
+                    }),
                 _ => Ok(default),
             }
         };
