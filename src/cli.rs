@@ -164,6 +164,15 @@ impl Flag {
         }
     }
 
+    /// The second name (`also`) in the HTTP (and MCP) doors, if any:
+    /// accepted wherever `http_name` is, so MCP's inputSchema lists it.
+    pub fn http_also(&self) -> Option<String> {
+        match self.http {
+            Http::CliOnly => None,
+            _ => self.also.map(|a| a.replace('-', "_")),
+        }
+    }
+
     pub fn takes_value(&self) -> bool {
         matches!(self.kind, Kind::Value(_))
     }
@@ -1371,8 +1380,7 @@ pub fn matches_from_params(
     let mut values: Vec<(&'static str, String)> = Vec::new();
     for (name, v) in params {
         let Some(flag) = cmd.flags.iter().find(|f| {
-            f.http_name().as_deref() == Some(name)
-                || (f.http != Http::CliOnly && f.also.is_some_and(|a| a.replace('-', "_") == *name))
+            f.http_name().as_deref() == Some(name) || f.http_also().as_deref() == Some(name)
         }) else {
             let known: Vec<String> = cmd.flags.iter().filter_map(Flag::http_name).collect();
             return Err(Error::InvalidRequest(if known.is_empty() {

@@ -30,6 +30,14 @@
 //! - `log.max_bytes` (integer >= 0; 0 = no cap) and `log.full` (bool):
 //!   the defaults of `--max-log-bytes` and `--no-full-log`.
 //!
+//! A config named with `--config` (`run`, `create`) is read once, when
+//! the job is defined: what it says about `[restart] keep_runs`, `[gc]`
+//! and `[notify] sink_timeout` is kept in the job's meta.json, so that
+//! the job's later launches (`start`, `restart`, which take no
+//! `--config`) go by the same file even once it has been edited or
+//! removed. A job defined without `--config` reads the default config
+//! at each launch (`launch::relaunch_settings`).
+//!
 //! Durations must be TOML strings (`"30d"`), exactly as on the command line;
 //! a bare integer is rejected rather than guessed to be seconds. Zero is
 //! accepted everywhere; what zero means is up to the caller.
@@ -43,6 +51,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::time::parse_duration;
@@ -108,14 +118,22 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[gc]`. Also kept in meta.json (`Meta::gc`) when named with
+/// `--config`, in this shape: a key missing there (a record written
+/// before the key existed) reads as its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GcConfig {
     pub auto: bool,
-    /// `gc.older_than` as written, trimmed and validated, if given.
+    /// `gc.older_than` as written, trimmed and validated, if given. Not
+    /// kept with a job: `older_than_secs` says the same.
+    #[serde(skip)]
     pub older_than: Option<String>,
     /// `older_than` in seconds, or the 30-day default.
     pub older_than_secs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
     pub scan_limit: u64,
     pub delete_limit: u64,

@@ -4,7 +4,9 @@
 //! Field names and order follow the 0.2.3 files so old tooling can read
 //! ours; additions are new keys only: `state.result.timed_out`,
 //! `state.result.cpu_user_ms`/`cpu_sys_ms`/`max_rss_kb`,
-//! `state.failure`, `state.supervisor_pid`, `meta.full_log`.
+//! `state.failure`, `state.supervisor_pid`, `meta.full_log`,
+//! `meta.keep_runs`/`sink_timeout_secs`/`gc` (a `--config` file's
+//! settings, kept for the job's later launches).
 //! Real `--env` values are never here (they live in `env.json`, 0600).
 //!
 //! Invariants
@@ -171,6 +173,17 @@ pub struct Meta {
     /// the default config, as read at restart time, says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_runs: Option<u64>,
+    /// `[notify] sink_timeout` (seconds, 0 = no limit) of that config:
+    /// the command-sink limit of the job's later launches (`start`,
+    /// `restart`) as of its first. Absent: the default config, as read
+    /// at each launch, says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_timeout_secs: Option<u64>,
+    /// `[gc]` of that config: the auto-GC after the job's later launches
+    /// (their `--no-auto-gc` and `--auto-gc-*` flags still apply on top).
+    /// Absent: the default config, as read at each launch, says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<crate::config::GcConfig>,
     /// `run --retry N [--retry-delay D]`: the supervisor runs the job
     /// again when it exits non-zero (see `runs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -976,10 +989,50 @@ mod tests {
     }
 
     #[test]
+    fn a_named_configs_settings_round_trip_and_missing_keys_are_defaults() {
+        let mut m: Meta = serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"]}"#).unwrap();
+        m.keep_runs = Some(2);
+        m.sink_timeout_secs = Some(0);
+        m.gc = Some(crate::config::GcConfig {
+            auto: false,
+            older_than: Some("7d".into()),
+            older_than_secs: 604_800,
+            max_jobs: Some(3),
+            max_bytes: None,
+            scan_limit: 9,
+            delete_limit: 1,
+        });
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(
+            r#""gc":{"auto":false,"older_than_secs":604800,"max_jobs":3,"scan_limit":9,"delete_limit":1}"#
+        ), "{text}");
+        let back: Meta = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.sink_timeout_secs, Some(0));
+        let gc = back.gc.unwrap();
+        // The text form is not kept: the seconds say the same.
+        assert_eq!((gc.older_than, gc.older_than_secs), (None, 604_800));
+        assert_eq!((gc.auto, gc.max_jobs, gc.delete_limit), (false, Some(3), 1));
+        // A key missing from a kept [gc] (one added later) reads as its
+        // default.
+        let m: Meta =
+            serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"],"gc":{"auto":false}}"#)
+                .unwrap();
+        let want = crate::config::GcConfig {
+            auto: false,
+            ..Default::default()
+        };
+        assert_eq!(m.gc, Some(want));
+    }
+
+    #[test]
     fn minimal_files_load() {
         let m: Meta = serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"]}"#).unwrap();
         assert!(m.inherit_env);
         assert_eq!(m.tags, Vec::<String>::new());
+        // Written before a `--config` file's settings were kept: none
+        // kept, so later launches read the default config.
+        assert_eq!((m.keep_runs, m.sink_timeout_secs), (None, None));
+        assert_eq!(m.gc, None);
         let s: State = serde_json::from_str(
             r#"{"job":{"id":"X","status":"running"},"result":{"exit_code":null,"signal":null,"duration_ms":null},"updated_at":"2026-01-01T00:00:00Z"}"#,
         )

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::cli::Matches;
-use crate::config::Config;
+use crate::config::{Config, GcConfig};
 use crate::error::{Error, Result};
 use crate::gc::AutoGc;
 use crate::job::{self, Job, Meta, Notification, State, Status};
@@ -79,14 +79,19 @@ pub struct Spec {
     pub tty: Option<[u16; 2]>,
     /// `--retry N [--retry-delay D]` (None: no retry).
     pub retry: Option<job::Retry>,
-    /// `[restart] keep_runs` of a config named with `--config`.
+    /// `[restart] keep_runs`, `[notify] sink_timeout` and `[gc]` of a
+    /// config named with `--config`: kept with the job for its later
+    /// launches (`relaunch_settings`). None: no config was named.
     pub keep_runs: Option<u64>,
+    pub named_sink_timeout_secs: Option<u64>,
+    pub named_gc: Option<GcConfig>,
     /// `--max-log-bytes` (else `[log] max_bytes`; None or 0: no cap).
     pub max_log_bytes: Option<u64>,
     /// `--no-full-log` (or `[log] full = false`).
     pub no_full_log: bool,
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
+    /// What is kept for later launches is `named_sink_timeout_secs`.
     pub sink_timeout_secs: Option<u64>,
     /// `--queue`, its slot count, `--after`, `--after-ok` (ids as given;
     /// `define` resolves them). See `queue`.
@@ -119,6 +124,8 @@ impl Spec {
             tty: None,
             retry: None,
             keep_runs: None,
+            named_sink_timeout_secs: None,
+            named_gc: None,
             max_log_bytes: None,
             no_full_log: false,
             sink_timeout_secs: None,
@@ -175,9 +182,13 @@ impl Spec {
                 keep_runs: cfg.keep_runs,
             }),
         };
-        // A config named with --config is not read again by `restart`,
-        // so what it says about earlier runs is kept with the job.
-        spec.keep_runs = m.has("config").then_some(cfg.keep_runs);
+        // A config named with --config is not read again by `start` or
+        // `restart` (they take none), so what it says about their
+        // settings is kept with the job.
+        let named = m.has("config");
+        spec.keep_runs = named.then_some(cfg.keep_runs);
+        spec.named_sink_timeout_secs = named.then_some(cfg.notify.sink_timeout_secs);
+        spec.named_gc = named.then(|| cfg.gc.clone());
         spec.queue = m.get("queue").map(str::to_string);
         if let Some(q) = &spec.queue {
             crate::queue::check_name(q)?;
@@ -271,6 +282,33 @@ pub fn env_display(job: &Job, meta: &Meta) -> Vec<String> {
 
 pub fn default_wrapper() -> Vec<String> {
     vec!["sh".to_string(), "-lc".to_string()]
+}
+
+/// The config settings of a later launch of a defined job (`start`,
+/// `restart`), which take no `--config`.
+pub struct Relaunch {
+    pub gc: GcConfig,
+    pub sink_timeout_secs: u64,
+    pub keep_runs: u64,
+}
+
+/// What the config named when the job was defined said (kept in its
+/// meta.json), else what the default config says now. The default
+/// config is read only for what the job does not keep: a job defined
+/// with `--config` (which keeps all three) launches the same whatever
+/// the default config holds, even a broken one. A job defined by an
+/// older version keeps `keep_runs` at most.
+pub fn relaunch_settings(meta: &Meta) -> Result<Relaunch> {
+    let (gc, sink, keep) = (&meta.gc, meta.sink_timeout_secs, meta.keep_runs);
+    let cfg = match (gc, sink, keep) {
+        (Some(_), Some(_), Some(_)) => Config::default(),
+        _ => crate::config::load(None)?,
+    };
+    Ok(Relaunch {
+        gc: gc.clone().unwrap_or(cfg.gc),
+        sink_timeout_secs: sink.unwrap_or(cfg.notify.sink_timeout_secs),
+        keep_runs: keep.unwrap_or(cfg.keep_runs),
+    })
 }
 
 /// Flag checks that need no file: done before the config is read, so a
@@ -477,6 +515,8 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         tty: spec.tty,
         retry: spec.retry.clone(),
         keep_runs: spec.keep_runs,
+        sink_timeout_secs: spec.named_sink_timeout_secs,
+        gc: spec.named_gc.clone(),
         queue: spec.queue.clone(),
         parallel: spec.queue.as_ref().map(|_| spec.parallel.unwrap_or(1)),
         after: resolve_deps(store, &spec.after)?,

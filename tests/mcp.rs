@@ -216,9 +216,9 @@ fn tools_list_has_object_schemas() {
     let run = &tools[0]["inputSchema"]["properties"];
     assert!(run["command"].is_object() && run["env"]["type"] == "object");
     assert_eq!(run["until"]["type"], json!(["number", "string"]));
-    assert_eq!(run["interactive"]["type"], "boolean");
+    assert_eq!(run["interactive"]["type"], json!(["boolean", "string"]));
     let tail = &tools[2]["inputSchema"]["properties"];
-    assert_eq!(tail["tail_lines"]["type"], "integer");
+    assert_eq!(tail["tail_lines"]["type"], json!(["integer", "string"]));
     assert_eq!(
         tools[5]["inputSchema"]["properties"]["data"]["type"],
         "string"
@@ -901,6 +901,43 @@ fn invalid_limits_stop_the_server_before_stdout() {
     }
 }
 
+/// Zero is no limit to observe by: a cap of 0 s would cut every watch,
+/// `send`'s yield and `restart`'s grace to nothing, and 0 reads as "no
+/// limit" elsewhere (`--timeout 0`), which would defeat the cap. A
+/// default of 0 would turn every call without `until` into a no-wait
+/// one; `until: 0` on the call is the way to ask for that. Refused as
+/// an unparsable value is, in any spelling of zero.
+#[test]
+fn zero_limits_stop_the_server_as_invalid_ones_do() {
+    let t = TempRoot::new();
+    for var in [
+        "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS",
+        "AGENT_EXEC_MCP_MAX_UNTIL_SECONDS",
+    ] {
+        for zero in ["0", "0s", "0.0", "0ms"] {
+            let (out, msgs) = served(&t, &[(var, zero)], &[initialize("2025-06-18")]);
+            assert_eq!(out.status.code(), Some(1), "{var}={zero}");
+            assert!(msgs.is_empty(), "{var}={zero}: wrote {msgs:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(var) && err.contains(&format!("'{zero}'")),
+                "{var}={zero}: {err}"
+            );
+        }
+    }
+    // The smallest limits that are not zero still serve.
+    let (out, msgs) = served(
+        &t,
+        &[
+            ("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", "1ms"),
+            ("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", "1ms"),
+        ],
+        &[initialize("2025-06-18")],
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(msgs[0]["result"]["protocolVersion"], "2025-06-18");
+}
+
 /// A server with these limits, initialized.
 fn with_limits(t: &TempRoot, default: &str, max: &str) -> Mcp {
     let mut m = Mcp::start(
@@ -1054,4 +1091,226 @@ fn progress_keeps_coming_while_a_job_that_printed_is_quiet() {
     assert!(prog.windows(2).all(|w| w[0].0 < w[1].0), "{prog:?}");
     assert!(prog.iter().all(|p| p.1.contains("3 bytes")), "{prog:?}");
     m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+/// Whether `v` fits the JSON Schema `s`, for the keywords inputSchema
+/// uses: `type` (one name or several), `enum`, `pattern`, `minimum`,
+/// `minItems`, `items`, `anyOf`, object `properties`,
+/// `additionalProperties` and `required`.
+fn fits(s: &Value, v: &Value) -> bool {
+    let is = |t: &str| match t {
+        "string" => v.is_string(),
+        "integer" => v.is_u64() || v.is_i64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        _ => false,
+    };
+    let typed = match &s["type"] {
+        Value::String(t) => is(t),
+        Value::Array(ts) => ts.iter().any(|t| is(t.as_str().unwrap_or_default())),
+        _ => true,
+    };
+    let listed = s["enum"].as_array().map_or(true, |e| e.contains(v));
+    let patterned = match (s["pattern"].as_str(), v.as_str()) {
+        (Some(p), Some(text)) => regex_lite::Regex::new(p).unwrap().is_match(text),
+        _ => true,
+    };
+    let above = match (s["minimum"].as_f64(), v.as_f64()) {
+        (Some(min), Some(x)) => x >= min,
+        _ => true,
+    };
+    let items = match v.as_array() {
+        Some(a) => {
+            s["minItems"].as_u64().map_or(true, |n| a.len() as u64 >= n)
+                && a.iter()
+                    .all(|x| s.get("items").map_or(true, |i| fits(i, x)))
+        }
+        None => true,
+    };
+    let any = s["anyOf"]
+        .as_array()
+        .map_or(true, |alts| alts.iter().any(|a| fits(a, v)));
+    let object = match (v.as_object(), s["properties"].as_object()) {
+        (Some(o), Some(props)) => {
+            let closed = s["additionalProperties"] == false;
+            o.iter().all(|(k, x)| match props.get(k) {
+                Some(p) => fits(p, x),
+                None => !closed,
+            }) && s["required"].as_array().map_or(true, |r| {
+                r.iter().all(|k| o.contains_key(k.as_str().unwrap()))
+            })
+        }
+        _ => true,
+    };
+    typed && listed && patterned && above && items && any && object
+}
+
+/// Every argument a tool's call takes is in its inputSchema: the
+/// command's flags under their MCP names and their aliases (`lines`
+/// for `tail_lines`). A name is probed with `[null]` for its value: a
+/// name the call knows refuses that value; an unknown one is refused as
+/// unknown (and no job is made either way).
+#[test]
+fn every_argument_a_call_takes_is_in_the_input_schema() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.request("tools/list", json!({}));
+    for tool in r["result"]["tools"].as_array().unwrap() {
+        let name = tool["name"].as_str().unwrap();
+        let props = tool["inputSchema"]["properties"].as_object().unwrap();
+        let help =
+            String::from_utf8(t.bare().args([name, "--help"]).output().unwrap().stdout).unwrap();
+        let options = help
+            .split("Options:")
+            .nth(1)
+            .and_then(|o| o.split("Global options:").next())
+            .unwrap_or_default();
+        let mut names: Vec<String> = regex_lite::Regex::new(r"--([a-z][a-z-]*)")
+            .unwrap()
+            .captures_iter(options)
+            .flat_map(|c| {
+                let n = c[1].replace('-', "_");
+                [format!("{n}_ms"), n]
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        for arg in names {
+            // No argument takes a list holding null.
+            let mut args = json!({arg.as_str(): [null]});
+            if name == "run" {
+                args["command"] = json!("true");
+            } else if props.contains_key("job_id") && arg != "job_id" {
+                args["job_id"] = json!("0");
+            }
+            let r = m.call(name, args);
+            assert_eq!(r["isError"], true, "{name} {arg}: {r}");
+            let msg = r["structuredContent"]["error"]["message"].as_str().unwrap();
+            let unknown = msg.starts_with(&format!("unknown parameter '{arg}'"));
+            assert_eq!(
+                !unknown,
+                props.contains_key(&arg),
+                "{name}: {arg} is taken by calls but not in inputSchema, or the other way round: {msg}"
+            );
+        }
+    }
+    assert!(m.ok("list", json!({"all": true}))["jobs"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// Each form a call takes for an argument (a number's and a boolean's
+/// text form, an alias, one value for a list) fits that argument's
+/// inputSchema, and a form the schema leaves out is refused.
+#[test]
+fn every_form_a_call_takes_fits_the_input_schema() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.request("tools/list", json!({}));
+    let schemas: std::collections::HashMap<String, Value> = r["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["inputSchema"].clone(),
+            )
+        })
+        .collect();
+    let ok = |m: &mut Mcp, tool: &str, args: Value| -> Value {
+        assert!(
+            fits(&schemas[tool], &args),
+            "{tool} {args} does not fit {}",
+            schemas[tool]
+        );
+        m.ok(tool, args)
+    };
+    let d = ok(
+        &mut m,
+        "run",
+        json!({"command": "printf 'a\\nb\\nc\\n'", "wait": "true", "until": "20", "max_bytes": "100",
+               "tail_bytes": 0, "tags": "one.tag", "retry": "0", "no_auto_gc": "false",
+               "interactive": false}),
+    );
+    assert_eq!(d["state"], "exited", "{d}");
+    assert_eq!(d["tags"], json!(["one.tag"]));
+    let id = d["job_id"].as_str().unwrap().to_string();
+    for lines in [json!("2"), json!(2), json!("+2")] {
+        let d = ok(&mut m, "tail", json!({"job_id": id, "lines": lines}));
+        assert_eq!(d["stdout"], "b\nc\n", "lines {lines}: {d}");
+    }
+    let d = ok(
+        &mut m,
+        "tail",
+        json!({"job_id": id, "tail_lines": "1", "max_bytes": "64"}),
+    );
+    assert_eq!(d["stdout"], "c\n", "{d}");
+    let d = ok(
+        &mut m,
+        "wait",
+        json!({"ids": [id], "until": 1, "max_bytes": 1, "any": "1"}),
+    );
+    assert_eq!(
+        (&d["state"], &d["stdout"]),
+        (&json!("exited"), &json!("a")),
+        "{d}"
+    );
+    let d = ok(
+        &mut m,
+        "list",
+        json!({"all": "true", "limit": "1", "tag": "one.tag"}),
+    );
+    assert_eq!(d["jobs"].as_array().unwrap().len(), 1, "{d}");
+    let d = ok(
+        &mut m,
+        "run",
+        json!({"command": "cat", "interactive": "true", "until": 0}),
+    );
+    let cat = d["job_id"].as_str().unwrap().to_string();
+    let d = ok(
+        &mut m,
+        "send",
+        json!({"job_id": cat, "data": "hi", "newline": "true", "yield_ms": "2000", "no_record": "1"}),
+    );
+    assert_eq!(d["bytes_written"], 3, "{d}");
+    ok(
+        &mut m,
+        "kill",
+        json!({"job_id": cat, "signal": 9, "no_wait": "false"}),
+    );
+    let d = ok(
+        &mut m,
+        "restart",
+        json!({"job_id": id, "kill_after": "1", "until": 20, "signal": "TERM"}),
+    );
+    assert_eq!(d["attempt"], 2, "{d}");
+    let d = ok(
+        &mut m,
+        "delete",
+        json!({"job_id": [id, cat], "dry_run": "true"}),
+    );
+    assert_eq!(d["type"], "delete", "{d}");
+
+    // Forms the schema leaves out are refused, not guessed at.
+    for (tool, args) in [
+        ("tail", json!({"job_id": id, "max_bytes": true})),
+        ("tail", json!({"job_id": id, "max_bytes": 1.5})),
+        ("tail", json!({"job_id": id, "lines": "two"})),
+        ("tail", json!({"job_id": id, "since": 5})),
+        ("list", json!({"all": 1})),
+        ("list", json!({"all": "yes"})),
+        ("status", json!({"job_id": 5})),
+        ("wait", json!({"ids": id})),
+    ] {
+        assert!(
+            !fits(&schemas[tool], &args),
+            "{tool} {args} fits the schema"
+        );
+        let r = m.call(tool, args.clone());
+        assert_eq!(r["isError"], true, "{tool} {args}: {r}");
+    }
 }

@@ -16,6 +16,12 @@
 //!   table, `outputSchema` from the embedded response schema (the
 //!   command's response `anyOf` ErrorResponse, with the definitions it
 //!   refers to).
+//! - `inputSchema` names every argument a call takes (a flag's second
+//!   name too: `lines` beside `tail_lines`) and declares exactly the
+//!   JSON types a call takes for it: one function (`json_types`) feeds
+//!   both the schema and the call's check. A count or a switch may come
+//!   as its text (`"5"`, `"true"`), a signal as its number, a list flag
+//!   as one value alone; text arguments must be strings.
 //! - `structuredContent` is the document the CLI prints for the same
 //!   call, key order included (the text is spliced, never re-sorted);
 //!   an operation that could not be carried out is `isError: true` with
@@ -37,8 +43,9 @@
 //!   HTTP, never the command line's `usage_error` (`door_error`), and
 //!   are named by the tool's argument names (`tty_size`, not
 //!   `--tty-size`).
-//! - Invalid limits in the environment stop the server before it writes
-//!   anything: stdout is the protocol's, so the reason goes to stderr.
+//! - Invalid limits in the environment (zero included: `Limits::from_env`)
+//!   stop the server before it writes anything: stdout is the
+//!   protocol's, so the reason goes to stderr.
 //!
 //! Rejected: hand-written tool schemas (they would drift from the
 //! table); answering a job failure with `isError` (the call worked: the
@@ -86,13 +93,24 @@ impl Limits {
 
     /// From `AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS` (10) and
     /// `AGENT_EXEC_MCP_MAX_UNTIL_SECONDS` (50: below the 60 s request
-    /// timeout common in clients).
+    /// timeout common in clients). Zero (in any spelling, down to what
+    /// rounds to 0 ms) is refused like a value that does not parse: a
+    /// maximum of 0 would cut every watch, `send`'s yield and
+    /// `restart`'s grace to nothing, and would read to some as "no
+    /// limit" (as `--timeout 0` does), the opposite of a cap; a default
+    /// of 0 would quietly make every call without `until` a no-wait one,
+    /// which a call asks for itself with `until: 0`.
     pub fn from_env() -> Result<Limits> {
         let secs = |name: &str, default: u64| -> Result<u64> {
             match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v).map_err(|_| {
-                    Error::InvalidConfig(format!("{name}: expected a number of seconds, got '{v}'"))
-                }),
+                Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v)
+                    .ok()
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| {
+                        Error::InvalidConfig(format!(
+                            "{name}: expected a number of seconds above 0, got '{v}'"
+                        ))
+                    }),
                 _ => Ok(default),
             }
         };
@@ -229,23 +247,61 @@ fn limits_note(tool: &str, name: &str, limits: Limits) -> Option<String> {
     })
 }
 
+/// The JSON types a call may give one value of `flag` as: what
+/// `split_args` takes and `flag_schema` declares, from this one place so
+/// that the schema says exactly what a call takes. A count or a switch
+/// may also come as its text (`"5"`, `"true"`), as over HTTP, where
+/// every value is text; a signal as its number.
+fn json_types(flag: &Flag) -> &'static [&'static str] {
+    match flag.kind {
+        Kind::Switch | Kind::OptBool => &["boolean", "string"],
+        Kind::Value(Ty::U64) => &["integer", "string"],
+        Kind::Value(Ty::Duration) => match flag.http {
+            Http::Millis(_) => &["integer", "string"],
+            _ => &["number", "string"],
+        },
+        Kind::Value(Ty::Signal) => &["string", "integer"],
+        Kind::Value(_) => &["string"],
+    }
+}
+
+/// The texts a switch takes over MCP (`matches_from_params` reads them).
+const SWITCH_TEXTS: [&str; 4] = ["true", "false", "1", "0"];
+
+/// A count's text: digits, one `+` allowed (what `u64::from_str` takes).
+const COUNT_PATTERN: &str = "^[+]?[0-9]+$";
+
 /// One flag's JSON Schema type; `note` replaces the table's
 /// `[default: ...]`.
 fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
+    let types = json_types(flag);
     let mut s = match (flag.kind, flag.http) {
-        (Kind::Switch | Kind::OptBool, _) => json!({"type": "boolean"}),
-        (Kind::Value(Ty::Duration), Http::Millis(_)) => {
-            json!({"type": "integer", "minimum": 0, "description": format!("{} (milliseconds)", flag.help)})
+        (Kind::Switch | Kind::OptBool, _) => {
+            let mut forms = vec![Value::Bool(true), Value::Bool(false)];
+            forms.extend(SWITCH_TEXTS.map(Value::from));
+            json!({"type": types, "enum": forms})
         }
+        (Kind::Value(Ty::Duration), Http::Millis(_)) => json!({
+            "type": types,
+            "minimum": 0,
+            "pattern": COUNT_PATTERN,
+            "description": format!("{} (milliseconds)", flag.help),
+        }),
         (Kind::Value(Ty::Duration), _) => json!({
-            "type": ["number", "string"],
+            "type": types,
             "minimum": 0,
             "description": format!("{} (a number is seconds, fractions allowed; or text such as 500ms, 2m)", flag.help),
         }),
-        (Kind::Value(Ty::U64), _) => json!({"type": "integer", "minimum": 0}),
-        (Kind::Value(Ty::Choice), _) => json!({"type": "string", "enum": flag.choices}),
-        (Kind::Value(_), _) => json!({"type": "string"}),
+        (Kind::Value(Ty::U64), _) => {
+            json!({"type": types, "minimum": 0, "pattern": COUNT_PATTERN})
+        }
+        (Kind::Value(Ty::Choice), _) => json!({"type": types, "enum": flag.choices}),
+        (Kind::Value(_), _) => json!({"type": types}),
     };
+    // One type is named alone, as JSON Schema usually has it.
+    if let [one] = types {
+        s["type"] = Value::from(*one);
+    }
     if s.get("description").is_none() {
         s["description"] = Value::from(flag.help);
     }
@@ -256,8 +312,11 @@ fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
         ));
     }
     if flag.multi {
+        // A list, or one value alone (`split_args` takes both).
         let desc = s.as_object_mut().and_then(|o| o.remove("description"));
-        json!({"type": "array", "items": s, "description": desc})
+        let mut list = vec!["array"];
+        list.extend_from_slice(types);
+        json!({"type": list, "items": s, "description": desc})
     } else {
         s
     }
@@ -329,6 +388,15 @@ pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
                 (name, flag_schema(f, note))
             }
         };
+        // The table's second name is taken wherever the first is.
+        if let Some(also) = f.http_also() {
+            let mut alias = schema.clone();
+            alias["description"] = Value::from(format!(
+                "Another name for {name}; give one of the two. {}",
+                alias["description"].as_str().unwrap_or_default()
+            ));
+            props.insert(also, alias);
+        }
         props.insert(name, schema);
     }
     json!({
@@ -416,6 +484,46 @@ struct Args {
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
+}
+
+/// A value that must be text (a job id, `send`'s data).
+fn text(name: &str, v: &Value) -> Result<String> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| bad(format!("parameter {name}: expected a string, got {v}")))
+}
+
+/// One value of `flag` as the text the other doors give: refused unless
+/// it is of a JSON type the schema declares for it (`json_types`).
+fn flag_value(name: &str, flag: &Flag, v: &Value) -> Result<String> {
+    let typed = json_types(flag).iter().any(|t| match *t {
+        "boolean" => v.is_boolean(),
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        // 2.0 is an integer to JSON Schema too.
+        "integer" => v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        _ => false,
+    });
+    if !typed {
+        return Err(bad(format!(
+            "parameter {name}: expected {}, got {v}",
+            json_types(flag).join(" or ")
+        )));
+    }
+    match (flag.kind, v) {
+        (Kind::Value(Ty::Duration), _) if flag.http == Http::Same => seconds(name, v),
+        (Kind::Switch | Kind::OptBool, Value::String(s)) if !SWITCH_TEXTS.contains(&s.as_str()) => {
+            Err(bad(format!(
+                "parameter {name}: expected true or false, got '{s}'"
+            )))
+        }
+        // Whole, as `u64::from_str` reads it (not `2.0`); a negative
+        // one stays negative and is refused there.
+        (_, Value::Number(n)) if n.is_f64() => {
+            Ok((n.as_f64().unwrap_or_default() as i128).to_string())
+        }
+        _ => scalar(name, v),
+    }
 }
 
 fn scalar(name: &str, v: &Value) -> Result<String> {
@@ -510,9 +618,11 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
                 continue;
             }
             ("send", "data") => {
-                data = Some(scalar(k, v)?);
+                data = Some(text(k, v)?);
                 continue;
             }
+            // The tool's name for the table's `tag` is `tags`.
+            ("run", "tag") => return Err(unknown_argument(tool, cmd, k)),
             ("list", "job_id") | ("run", "job_id") => {}
             ("delete", "job_id") => {
                 a.pos = strings(k, v)?;
@@ -522,6 +632,10 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
                 if obj.get("job_id").is_some_and(|j| !j.is_null()) {
                     return Err(bad("job_id and ids cannot be used together"));
                 }
+                // An array, as the README has it: one id is job_id's.
+                if !v.is_array() {
+                    return Err(bad(format!("parameter ids: expected an array, got {v}")));
+                }
                 a.pos = strings(k, v)?;
                 if a.pos.is_empty() {
                     return Err(bad("ids must name at least one job"));
@@ -529,16 +643,15 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
                 continue;
             }
             (_, "job_id") => {
-                a.pos.insert(0, scalar(k, v)?);
+                a.pos.insert(0, text(k, v)?);
                 continue;
             }
             _ => {}
         }
-        let flag = cmd
-            .flags
-            .iter()
-            .filter(|f| !skipped(tool, f))
-            .find(|f| f.http_name().as_deref() == Some(k.as_str()));
+        let flag = cmd.flags.iter().filter(|f| !skipped(tool, f)).find(|f| {
+            f.http_name().as_deref() == Some(k.as_str())
+                || f.http_also().as_deref() == Some(k.as_str())
+        });
         let Some(flag) = flag else {
             if cmd
                 .flags
@@ -563,16 +676,7 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
             _ => vec![v],
         };
         for v in values {
-            let text = match (flag.kind, flag.http) {
-                (Kind::Value(Ty::Duration), Http::Same) => seconds(k, v)?,
-                (Kind::Switch | Kind::OptBool, _) if !v.is_boolean() && !v.is_string() => {
-                    return Err(bad(format!(
-                        "parameter {k}: expected true or false, got {v}"
-                    )))
-                }
-                _ => scalar(k, v)?,
-            };
-            a.params.push((k.clone(), text));
+            a.params.push((k.clone(), flag_value(k, flag, v)?));
         }
     }
     if tool == "send" {
@@ -1237,14 +1341,23 @@ mod tests {
             }
         }
         let tail = input_schema("tail", command("tail").unwrap(), Limits::DEFAULT);
-        assert_eq!(tail["properties"]["max_bytes"]["type"], "integer");
+        let count = json!(["integer", "string"]);
+        assert_eq!(tail["properties"]["max_bytes"]["type"], count);
+        assert_eq!(tail["properties"]["lines"]["type"], count);
         assert!(tail["properties"].get("follow").is_none());
         let run = input_schema("run", command("run").unwrap(), Limits::DEFAULT);
         assert_eq!(run["properties"]["env"]["type"], "object");
-        assert_eq!(run["properties"]["tags"]["type"], "array");
-        assert_eq!(run["properties"]["interactive"]["type"], "boolean");
+        assert_eq!(
+            run["properties"]["tags"]["type"],
+            json!(["array", "string"])
+        );
+        assert_eq!(
+            run["properties"]["interactive"]["type"],
+            json!(["boolean", "string"])
+        );
+        assert_eq!(run["properties"]["cwd"]["type"], "string");
         let send = input_schema("send", command("send").unwrap(), Limits::DEFAULT);
-        assert_eq!(send["properties"]["yield_ms"]["type"], "integer");
+        assert_eq!(send["properties"]["yield_ms"]["type"], count);
         assert!(send["properties"].get("file").is_none());
         assert!(tools(false, Limits::DEFAULT)
             .iter()

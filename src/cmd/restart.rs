@@ -26,7 +26,10 @@
 //! Decisions: a `created` job is started, as `start` would (there is no
 //! run to keep); env values come from env.json as stored, env files are
 //! read again (they are read at every launch); the wait budget (`--until`)
-//! counts from when the new run is launched, not from the stop.
+//! counts from when the new run is launched, not from the stop; runs
+//! kept, the sink limit and auto-GC go by the config named when the job
+//! was defined (`--config`, kept in meta.json), else by the default
+//! config as it is now, with `--no-auto-gc`/`--auto-gc-*` on top.
 //!
 //! Rejected: deleting the old logs (upstream's restart; D35 keeps them);
 //! a new job id (callers hold the id).
@@ -296,22 +299,22 @@ fn settle_within(sink_timeout_secs: u64) -> Duration {
 pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody> {
     let plan = WaitPlan::from_matches(m);
     (|| {
-        let cfg = crate::config::load(None)?;
-        let stop = Stop {
-            signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
-            kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
-            settle: settle_within(cfg.notify.sink_timeout_secs),
-        };
         let mut meta = job.read_meta()?;
         meta.env_vars = launch::env_display(job, &meta);
         // A config the job was defined with (`run --config`) says how
-        // many runs to keep; else the default config, read now.
-        let keep = meta.keep_runs.unwrap_or(cfg.keep_runs);
-        let lock = stop_and_keep(job, stop, keep)?;
+        // many runs to keep, how long its sinks may take and how to
+        // auto-GC; else the default config, read now.
+        let cfg = launch::relaunch_settings(&meta)?;
+        let stop = Stop {
+            signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
+            kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
+            settle: settle_within(cfg.sink_timeout_secs),
+        };
+        let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
         let t0 = Instant::now();
         let deadline = plan.deadline();
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
-        let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
+        let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_secs));
         let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
         // The earlier runs as of the run the answer describes: with
         // `--retry`, later than the one launched here.

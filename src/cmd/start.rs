@@ -1,6 +1,9 @@
 //! `start [OPTIONS] JOB_ID`: launch a job made by `create`, then wait like
 //! `run`. Only a `created` job starts, and only once, however many
-//! `start`s race for it: the job lock decides.
+//! `start`s race for it: the job lock decides. Auto-GC and the
+//! command-sink limit go by the config named at `create --config`, kept
+//! with the job (else the default config); `--no-auto-gc` and
+//! `--auto-gc-*` on `start` apply on top.
 
 use std::time::Instant;
 
@@ -20,9 +23,10 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let body = (|| {
         let mut meta = job.read_meta()?;
         meta.env_vars = launch::env_display(&job, &meta);
-        let cfg = crate::config::load(None)?;
+        // The settings of the config named at `create`, if one was.
+        let cfg = launch::relaunch_settings(&meta)?;
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
-        let gc_sinks = (auto_gc.as_ref(), Some(cfg.notify.sink_timeout_secs));
+        let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_secs));
         let mut l = launch::launch(&store, &job, None, None, gc_sinks, deadline)?;
         observe_inline(&job, &meta, &mut l, plan, (t0, deadline))
     })()

@@ -1,0 +1,178 @@
+//! A config named with `--config` when a job is defined (`create`,
+//! `run`) holds for the job's later launches (`start`, `restart`), which
+//! take no `--config`: its `[notify] sink_timeout` and `[gc]` settings
+//! are kept with the job, as its shell wrapper, log cap and keep_runs
+//! are, and a later edit or removal of the file changes nothing.
+//! The default config, when these tests write one, says something else,
+//! so that reading it instead shows.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TempRoot;
+
+/// Poll `cond` until it holds, with a deadline (a condition waited on,
+/// not a sleep standing in for one).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The job is terminal and its supervisor, which delivers notifications
+/// and runs auto-GC after the terminal state, has exited.
+fn settle(t: &TempRoot, id: &str) {
+    t.wait_done(id);
+    wait_until("the supervisor to exit", || {
+        t.pids_matching(&format!("_supervise {} {id}", t.root.display()))
+            .is_empty()
+    });
+}
+
+fn write_default_config(t: &TempRoot, text: &str) {
+    let d = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.toml"), text).unwrap();
+}
+
+/// A config file outside the default place, only ever named by flag.
+fn named_config(t: &TempRoot, text: &str) -> PathBuf {
+    let p = t.base.join("named.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn id_of(v: &Value) -> String {
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+/// What the job's last `job.finished` command sink came to.
+fn sink_error(t: &TempRoot, id: &str) -> Value {
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json"))
+        .unwrap_or_else(|e| panic!("completion_event.json of {id}: {e}"));
+    ce["delivery_results"][0]["error"].clone()
+}
+
+/// Two jobs that finished in 2000: any retention window collects them,
+/// unless auto-GC is off.
+fn ancient_jobs(t: &TempRoot) -> [String; 2] {
+    [1, 2].map(|n| {
+        let id = ulid::Ulid::from_parts(946_684_800_000, n).to_string();
+        t.fabricate(&id, "exited", &t.cwd, Some("2000-01-01T00:00:05Z"));
+        id
+    })
+}
+
+fn all_exist(t: &TempRoot, ids: &[String]) -> bool {
+    ids.iter().all(|id| t.job_dir(id).exists())
+}
+
+fn none_exist(t: &TempRoot, ids: &[String]) -> bool {
+    !ids.iter().any(|id| t.job_dir(id).exists())
+}
+
+#[test]
+fn start_uses_the_sink_timeout_of_the_config_named_at_create() {
+    let t = TempRoot::new();
+    write_default_config(&t, "[notify]\nsink_timeout = \"2s\"\n");
+    let cfg = named_config(&t, "[notify]\nsink_timeout = \"1s\"\n");
+    // A duration no other process on the machine uses: 303.<our pid>.
+    let sleeper = format!("sleep 303.{}", std::process::id());
+    let id = id_of(&t.ok(&[
+        "create",
+        "--config",
+        s(&cfg),
+        "--notify-command",
+        &sleeper,
+        "--",
+        "true",
+    ]));
+    // Kept with the job: the file may go between create and start.
+    std::fs::remove_file(&cfg).unwrap();
+    t.ok(&["start", &id]);
+    settle(&t, &id);
+    assert_eq!(sink_error(&t, &id), "timed out after 1s");
+    assert!(t.pids_matching(&sleeper).is_empty());
+}
+
+#[test]
+fn restart_uses_the_sink_timeout_of_the_config_named_at_run() {
+    let t = TempRoot::new();
+    write_default_config(&t, "[notify]\nsink_timeout = \"2s\"\n");
+    let cfg = named_config(&t, "[notify]\nsink_timeout = \"1s\"\n");
+    let sleeper = format!("sleep 304.{}", std::process::id());
+    let id = id_of(&t.ok(&[
+        "run",
+        "--config",
+        s(&cfg),
+        "--notify-command",
+        &sleeper,
+        "--",
+        "true",
+    ]));
+    settle(&t, &id);
+    assert_eq!(sink_error(&t, &id), "timed out after 1s");
+    // An edit of the file after the job was defined changes nothing.
+    std::fs::write(&cfg, "[notify]\nsink_timeout = \"3s\"\n").unwrap();
+    let v = t.ok(&["restart", &id]);
+    assert_eq!(v["attempt"], 2, "{v}");
+    settle(&t, &id);
+    assert_eq!(sink_error(&t, &id), "timed out after 1s");
+}
+
+#[test]
+fn start_runs_auto_gc_with_the_gc_settings_of_the_config_named_at_create() {
+    let t = TempRoot::new();
+    // The default config turns auto-GC off; the named one turns it on.
+    write_default_config(&t, "[gc]\nauto = false\n");
+    let cfg = named_config(&t, "[gc]\nauto = true\nolder_than = \"1d\"\n");
+    let old = ancient_jobs(&t);
+    let id = id_of(&t.ok(&["create", "--config", s(&cfg), "--", "true"]));
+    let other = id_of(&t.ok(&["create", "--config", s(&cfg), "--", "true"]));
+    std::fs::remove_file(&cfg).unwrap();
+    // A flag on start still wins over what the job keeps.
+    t.ok(&["start", "--no-auto-gc", &other]);
+    settle(&t, &other);
+    assert!(all_exist(&t, &old), "collected despite --no-auto-gc");
+    t.ok(&["start", &id]);
+    settle(&t, &id);
+    assert!(none_exist(&t, &old), "start did not use the stored [gc]");
+    assert!(t.job_dir(&id).exists() && t.job_dir(&other).exists());
+}
+
+#[test]
+fn restart_runs_auto_gc_with_the_gc_settings_of_the_config_named_at_run() {
+    let t = TempRoot::new();
+    write_default_config(&t, "[gc]\nauto = false\n");
+    let cfg = named_config(&t, "[gc]\nauto = true\nolder_than = \"1d\"\n");
+    let id = id_of(&t.ok(&["run", "--no-auto-gc", "--config", s(&cfg), "--", "true"]));
+    settle(&t, &id);
+    let old = ancient_jobs(&t);
+    std::fs::write(&cfg, "[gc]\nauto = false\n").unwrap();
+    t.ok(&["restart", "--no-auto-gc", &id]);
+    settle(&t, &id);
+    assert!(all_exist(&t, &old), "collected despite --no-auto-gc");
+    t.ok(&["restart", &id]);
+    settle(&t, &id);
+    assert!(none_exist(&t, &old), "restart did not use the stored [gc]");
+}
+
+#[test]
+fn a_job_defined_without_config_still_reads_the_default_one_at_start() {
+    let t = TempRoot::new();
+    let sleeper = format!("sleep 305.{}", std::process::id());
+    let id = id_of(&t.ok(&["create", "--notify-command", &sleeper, "--", "true"]));
+    write_default_config(&t, "[notify]\nsink_timeout = \"1s\"\n");
+    t.ok(&["start", &id]);
+    settle(&t, &id);
+    assert_eq!(sink_error(&t, &id), "timed out after 1s");
+}
