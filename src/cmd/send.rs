@@ -12,6 +12,9 @@
 //!   that run's, and `attempt` says which run it is.
 //! - A job that stops reading never holds `send` past its `--yield`:
 //!   the supervisor answers by then with the bytes that got in.
+//! - A send that could not get in at all by the end of its yield (more
+//!   senders than the supervisor takes at once) is `invalid_state`,
+//!   retryable: none of its bytes reached the job, nor will (`input`).
 //! - A job not started with `-i`/`--tty` is `invalid_state`, and so is
 //!   an interactive one that has not started yet (`created`, `queued`:
 //!   its supervisor opens stdin.sock when the job runs); one whose stdin
@@ -123,6 +126,12 @@ pub fn send_job_or(
                 Ok(s) if s.is_terminal() => closed(job, "the job has ended"),
                 Ok(s) => match not_started(job, s) {
                     Some(not) => not,
+                    // Nothing of it reached the job, nor will: the same
+                    // send later is no repeat.
+                    None if crate::input::is_not_taken(&e) => Error::Busy(format!(
+                        "invalid job state: job {} took none of this send's bytes within --yield (other sends were ahead of it); nothing was written: try again",
+                        job.id
+                    )),
                     // Running, but the supervisor has already let go of
                     // stdin.sock: its run is ending (or between retries).
                     None if matches!(
