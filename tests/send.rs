@@ -618,3 +618,62 @@ fn eof_closes_input_even_when_its_text_did_not_all_get_in() {
     assert_eq!(w["exit_code"], 0, "{w}");
     assert_eq!(t.read(&id, "stdout.log"), "saw-eof\n");
 }
+
+#[test]
+fn a_send_over_the_message_limit_is_stdin_too_large() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let huge = t.base.join("huge");
+    std::fs::write(&huge, vec![b'x'; (16 << 20) + 1]).unwrap();
+    let (code, e) = t.err(&["send", "--file", huge.to_str().unwrap(), &id]);
+    assert_eq!(
+        (
+            code,
+            e["error"]["code"].as_str(),
+            e["error"]["retryable"].as_bool()
+        ),
+        (1, Some("stdin_too_large"), Some(false)),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("16 MiB"),
+        "{e}"
+    );
+    // Exactly the limit is fine.
+    let limit = t.base.join("limit");
+    std::fs::write(&limit, vec![b'y'; 16 << 20]).unwrap();
+    t.ok(&[
+        "send",
+        "--no-record",
+        "--yield",
+        "100ms",
+        "--file",
+        limit.to_str().unwrap(),
+        &id,
+    ]);
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn stdin_open_is_false_once_the_run_that_took_the_bytes_has_ended() {
+    let t = TempRoot::new();
+    let id = start(
+        &t,
+        &["-i", "--retry", "2", "--retry-delay", "5s"],
+        &["sh", "-c", "read -r line; echo got $line; exit 1"],
+    );
+    let v = t.ok(&["send", "--newline", "--yield", "2s", &id, "x"]);
+    // Run 1 read the line and ended during the yield; the job waits for
+    // run 2. The input the send reached is gone with run 1.
+    assert_eq!(
+        (
+            v["attempt"].as_u64(),
+            v["state"].as_str(),
+            v["stdin_open"].as_bool()
+        ),
+        (Some(1), Some("running"), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["stdout"], "got x\n", "{v}");
+    t.ok(&["kill", &id]);
+}
