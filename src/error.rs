@@ -301,7 +301,15 @@ impl fmt::Display for Error {
             Error::StdinRequired => f.write_str(
                 "stdin_required: --stdin - requires non-interactive stdin (pipe/heredoc/redirect)",
             ),
-            Error::StdinTooLarge(n) => write!(f, "stdin_too_large: input exceeds {n} byte limit"),
+            Error::StdinTooLarge(n) => {
+                write!(f, "stdin_too_large: input exceeds {n} byte limit")?;
+                // Limits in whole mebibytes (send's 16 MiB) also as such.
+                const MIB: u64 = 1 << 20;
+                if *n >= MIB && n % MIB == 0 {
+                    write!(f, " ({} MiB)", n / MIB)?;
+                }
+                Ok(())
+            }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Unauthorized => f.write_str("missing or invalid Bearer token"),
             Error::RouteNotFound(p) => write!(f, "no route for {p}"),

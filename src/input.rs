@@ -6,22 +6,44 @@
 //! them, and a caller that dies mid-send costs the job nothing.
 //!
 //! Protocol, one exchange per connection: the caller sends one line of
-//! JSON, `{"len":N,"eof":bool,"record":bool,"wait_ms":M}`, then N bytes;
-//! the supervisor answers one line, `{"bytes_written":K,"stdin_open":b}`
-//! or `{"error":"stdin_closed"}`, once all N bytes are in the job's stdin
-//! or M milliseconds have passed (a job that stops reading never holds a
-//! caller longer than it asked; what did not get in is dropped and not
-//! counted, so a caller may resend exactly the rest).
+//! JSON, `{"len":N,"eof":bool,"record":bool,"wait_ms":M,"until_ms":U}`,
+//! then N bytes; the supervisor answers one line,
+//! `{"bytes_written":K,"stdin_open":b}` or `{"error":"stdin_closed"}`,
+//! once all N bytes are in the job's stdin or the caller's deadline has
+//! come (a job that stops reading never holds a caller longer than it
+//! asked; what did not get in is dropped and not counted, so a caller
+//! may resend exactly the rest). U is that deadline on CLOCK_MONOTONIC
+//! (`sys::monotonic_now`, one clock for every process), in ms, so that it
+//! holds however long the connection waited to be taken (at most
+//! `MAX_CLIENTS` are, the rest wait in the listen queue). Before the
+//! first byte of a message goes to the job the supervisor sends the line
+//! `{"writing":true}` (only to callers that sent U: older ones read one
+//! line). A caller without U has M milliseconds from when its whole
+//! message is here.
 //!
 //! Invariants
 //! - Everything stays in the supervisor's poll(): no thread, no tick; a
 //!   silent interactive job costs no CPU.
+//! - No byte of a message is written to the job after its deadline, nor
+//!   after its caller hung up, nor before `{"writing":true}` is in the
+//!   caller's socket. A caller that has no answer a little after its
+//!   deadline (`GRACE`) shuts its reading side (after which that line can
+//!   no longer be sent) and looks once more: without the line, none of
+//!   its bytes reached the job or ever will (`NotTaken`), so trying again
+//!   sends nothing twice; with it, bytes may have, and it says so.
+//! - Arrival order: one caller's bytes are never interleaved with
+//!   another's, and an `eof` waits for the bytes of the callers that
+//!   connected before it, also those whose header is still on its way
+//!   (within its own deadline: if that comes first it closes nothing, and
+//!   its answer says stdin is open). Callers after an `eof` wait for it.
 //! - Bounded memory: at most `MAX_CLIENTS` connections, each holding at
 //!   most `MAX_MESSAGE` bytes; a header line longer than 1 KiB or a
 //!   malformed one closes that connection.
 //! - Bytes that reach the job are appended to `stdin.log` (0600) unless
 //!   the caller asked not to record: input is durable like output (D38).
-//! - `eof` closes the pipe once the bytes before it are written (for a
+//! - `eof` closes the pipe once the bytes before it are written, or at
+//!   its deadline after what of its own bytes got in: `--eof` means
+//!   "then input is closed" whether or not all of TEXT made it (for a
 //!   terminal, it sends the terminal's end-of-file character, ^D, since
 //!   closing the master would hang the session up; two of them when the
 //!   line written last is unfinished, as the first only ends that line).
@@ -51,6 +73,15 @@ pub const LOG: &str = "stdin.log";
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const MAX_CLIENTS: usize = 16;
 const MAX_HEADER: usize = 1024;
+/// How long after its deadline a caller waits for the supervisor's
+/// answer, which is due at the deadline: room for a busy machine.
+const GRACE: Duration = Duration::from_secs(2);
+/// The least time a message has to get in, whatever the caller's wait:
+/// `send --yield 0` still writes what the job takes at once (the trip
+/// to the supervisor takes part of it).
+const MIN_WAIT: Duration = Duration::from_millis(100);
+/// Sent before the first byte of a message is written to the job.
+const WRITING: &[u8] = b"{\"writing\":true}";
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
 pub struct Header {
@@ -61,6 +92,9 @@ pub struct Header {
     pub record: bool,
     #[serde(default)]
     pub wait_ms: u64,
+    /// The caller's deadline on CLOCK_MONOTONIC, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -88,6 +122,8 @@ struct Client {
     deadline: Option<Instant>,
     /// The caller hung up (before or after its message was complete).
     closed: bool,
+    /// `{"writing":true}` is in its socket.
+    told: bool,
 }
 
 pub struct Input {
@@ -206,6 +242,7 @@ impl Input {
                         written: 0,
                         deadline: None,
                         closed: false,
+                        told: false,
                     });
                 }
                 Err(_) => break,
@@ -223,8 +260,10 @@ impl Input {
             self.read_buf = buf;
         }
         self.feed_initial();
-        self.write_clients();
-        self.answer_done();
+        // One moment for both: a caller passed over as late is answered.
+        let now = Instant::now();
+        self.write_clients(now);
+        self.answer_done(now);
     }
 
     /// `--stdin` / `--stdin-file` bytes, before anything sent later.
@@ -261,22 +300,27 @@ impl Input {
         }
     }
 
-    fn write_clients(&mut self) {
+    fn write_clients(&mut self, now: Instant) {
         if self.initial.is_some() || !self.initial_buf.is_empty() {
             return;
         }
         // In arrival order: one caller's bytes are never interleaved with
         // another's. A caller whose header has not arrived yet does not
-        // hold the others up.
+        // hold the others up, nor does one whose time is up or who hung
+        // up: nothing more of theirs is written, they are answered as
+        // they stand (`answer_done`).
         for i in 0..self.clients.len() {
-            if self.clients[i].header.is_none() {
+            let Some(h) = self.clients[i].header else {
+                continue;
+            };
+            let c = &mut self.clients[i];
+            if c.closed || c.deadline.is_some_and(|d| d <= now) {
                 continue;
             }
             let Some(sink) = self.sink.as_mut() else {
                 return;
             };
-            let c = &mut self.clients[i];
-            if c.written < c.data.len() {
+            if c.written < c.data.len() && c.may_write(&h) {
                 let n = match sink.write(&c.data[c.written..]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -290,15 +334,16 @@ impl Input {
                 c.written += n;
                 if n > 0 {
                     self.line_open = opens_line(c.data[from + n - 1]);
-                    if c.header.is_some_and(|h| h.record) {
+                    if h.record {
                         let bytes = c.data[from..from + n].to_vec();
                         self.record(&bytes);
                     }
                 }
             }
             let c = &self.clients[i];
-            if c.written < c.header.map_or(0, |h| h.len) {
-                // Not all in yet (the pipe is full, or more is coming).
+            if c.written < h.len || h.eof {
+                // Not all in yet (the pipe is full, or more is coming),
+                // or an end of file that those after it must wait for.
                 break;
             }
         }
@@ -317,8 +362,10 @@ impl Input {
     }
 
     /// Answer callers whose bytes are all in, or whose time is up.
-    fn answer_done(&mut self) {
-        let now = Instant::now();
+    fn answer_done(&mut self, now: Instant) {
+        // A caller before this one still has bytes to write, or may have
+        // (its header is on its way: it connected first).
+        let mut earlier = false;
         let mut i = 0;
         while i < self.clients.len() {
             let c = &self.clients[i];
@@ -327,26 +374,35 @@ impl Input {
                 if broken {
                     self.clients.remove(i);
                 } else {
+                    earlier = true;
                     i += 1;
                 }
                 continue;
             };
             let all_in = c.data.len() == h.len && c.written == h.len;
-            // No deadline until the whole message has arrived.
+            // Without `until_ms`, no deadline until the whole message has
+            // arrived.
             let late = c.deadline.is_some_and(|d| d <= now);
-            if !(all_in || late || broken || self.sink.is_none()) {
+            let open = self.sink.is_some();
+            // An end of file waits for the bytes before it (arrival order).
+            let eof_waits = h.eof && all_in && earlier && open;
+            if !(all_in || late || broken || !open) || (eof_waits && !late && !broken) {
+                earlier = true;
                 i += 1;
                 continue;
             }
             let mut c = self.clients.remove(i);
-            let reply = if self.sink.is_none() && c.written == 0 && h.len > 0 {
+            let reply = if !open && c.written == 0 && h.len > 0 {
                 Reply {
                     bytes_written: None,
                     stdin_open: None,
                     error: Some("stdin_closed".into()),
                 }
             } else {
-                if h.eof && all_in {
+                // `--eof` closes input after what of its own bytes got in,
+                // all or (its time up) some; not over the bytes of callers
+                // before it, nor for a caller that hung up midway.
+                if h.eof && !earlier && (all_in || !broken) {
                     self.close_input();
                 }
                 Reply {
@@ -383,10 +439,11 @@ impl Input {
     /// The job ended: answer everyone still waiting, stop listening.
     pub fn finish(mut self, dir: &Path) {
         self.sink = None;
+        let now = Instant::now();
         for c in &mut self.clients {
-            c.deadline = Some(Instant::now());
+            c.deadline = Some(now);
         }
-        self.answer_done();
+        self.answer_done(now);
         let _ = std::fs::remove_file(dir.join(SOCKET));
     }
 }
@@ -396,10 +453,38 @@ impl Client {
         self.header.is_some() && self.written < self.data.len()
     }
 
+    /// Whether this caller's bytes may go to the job now: it is still
+    /// there, and (for a caller that can read it) knows that they are
+    /// going, before the first of them does. A caller that has shut its
+    /// reading side (it gave up) refuses the line: then nothing is
+    /// written, and it was right to say so.
+    fn may_write(&mut self, h: &Header) -> bool {
+        if sys::output_gone(self.sock.as_raw_fd()) {
+            self.closed = true;
+            return false;
+        }
+        if h.until_ms.is_some() && !self.told {
+            let mut line = WRITING.to_vec();
+            line.push(b'\n');
+            if self.sock.write_all(&line).is_err() {
+                self.closed = true;
+                return false;
+            }
+            self.told = true;
+        }
+        true
+    }
+
     /// Read what has arrived: the header line, then the payload.
     fn read_some(&mut self, buf: &mut [u8]) {
         loop {
             if self.header.is_some_and(|h| self.data.len() >= h.len) {
+                // All here. Poll reports a hang-up whatever is asked for:
+                // noticed now, it is answered and dropped, not polled in a
+                // loop until its deadline.
+                if sys::output_gone(self.sock.as_raw_fd()) {
+                    self.closed = true;
+                }
                 return;
             }
             let n = match self.sock.read(buf) {
@@ -426,6 +511,9 @@ impl Client {
                             Some(h) => {
                                 self.data.reserve(h.len.min(1 << 20));
                                 self.header = Some(h);
+                                if let Some(until) = h.until_ms {
+                                    self.deadline = deadline_at(until, h.wait_ms);
+                                }
                             }
                             None => {
                                 // Malformed: answered as broken below.
@@ -456,6 +544,16 @@ impl Client {
     }
 }
 
+/// The moment a caller's deadline `until_ms` (CLOCK_MONOTONIC) is on
+/// our clock: now, if it has passed. Never later than `wait_ms` from now,
+/// whatever the caller's clock said.
+fn deadline_at(until_ms: u64, wait_ms: u64) -> Option<Instant> {
+    let left = Duration::from_millis(until_ms)
+        .saturating_sub(sys::monotonic_now())
+        .min(Duration::from_millis(wait_ms));
+    Instant::now().checked_add(left)
+}
+
 /// Whether writing `last` as the last byte leaves a terminal's line
 /// unfinished: anything but a line end (NL; CR, which ICRNL makes one)
 /// or ^D (which hands the line over as it stands).
@@ -463,8 +561,29 @@ fn opens_line(last: u8) -> bool {
     !matches!(last, b'\n' | b'\r' | 4)
 }
 
+/// The inner error of a send whose bytes the supervisor did not take by
+/// its deadline (at most `MAX_CLIENTS` callers are taken at once; the
+/// rest wait): none of them reached the job, and none will.
+#[derive(Debug)]
+pub struct NotTaken;
+
+impl std::fmt::Display for NotTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the job's supervisor did not take the input by the deadline")
+    }
+}
+
+impl std::error::Error for NotTaken {}
+
+pub fn is_not_taken(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<NotTaken>())
+}
+
 /// The caller's side: send `data` (and maybe end of file) to the job
-/// whose directory is `dir`, waiting at most `wait` for it to get in.
+/// whose directory is `dir`, waiting at most `wait` for it to get in
+/// (`MIN_WAIT` at least), and for the answer a little more (`GRACE`).
+/// No answer by then is `NotTaken` when none of the bytes can have
+/// reached the job, else an error that says some may have.
 pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) -> io::Result<Reply> {
     let path = dir.join(SOCKET);
     // Never through a symlink: the socket must be the job's own.
@@ -475,36 +594,96 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
             return Err(io::Error::new(io::ErrorKind::InvalidInput, sys::NotRegular));
         }
     }
+    let wait = wait.max(MIN_WAIT);
+    let until = sys::monotonic_now() + wait;
+    let give_up = Instant::now() + wait + GRACE;
     let mut s = UnixStream::connect(&path)?;
     let header = Header {
         len: data.len(),
         eof,
         record,
         wait_ms: wait.as_millis().min(u64::MAX as u128) as u64,
+        until_ms: Some(until.as_millis().min(u64::MAX as u128) as u64),
     };
     let mut msg = serde_json::to_vec(&header).map_err(io::Error::other)?;
     msg.push(b'\n');
+    // Not taken by the supervisor (the connection still waits to be
+    // accepted), a large message blocks here: no longer than the wait.
+    let left = |at: Instant| {
+        at.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    s.set_write_timeout(Some(left(give_up)))?;
     // The supervisor may answer (and hang up) before it has all the bytes
-    // (stdin already closed): its answer is what counts, so a write that
-    // fails for that reason is not an error of its own.
+    // (stdin already closed, or the deadline passed): its answer is what
+    // counts, so a write that fails for that reason is not an error of
+    // its own; nor is one still blocked at the deadline (the answer, or
+    // its absence, says what got in).
     if let Err(e) = s.write_all(&msg).and_then(|()| s.write_all(data)) {
         if !matches!(
             e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
         ) {
             return Err(e);
         }
     }
-    // The supervisor answers by the deadline; a little more for the trip.
-    s.set_read_timeout(Some(wait + Duration::from_secs(5)))?;
+    let mut writing = false;
+    let mut shut = false;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    while line.len() < MAX_HEADER {
-        match s.read(&mut byte)? {
-            0 => break,
-            _ if byte[0] == b'\n' => break,
-            _ => line.push(byte[0]),
+    s.set_read_timeout(Some(left(give_up)))?;
+    loop {
+        match s.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => {
+                if line != WRITING {
+                    return serde_json::from_slice(&line)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+                writing = true;
+                line.clear();
+                if !shut {
+                    s.set_read_timeout(Some(left(give_up)))?;
+                }
+            }
+            Ok(_) if line.len() < MAX_HEADER => line.push(byte[0]),
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "answer line too long",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if !shut
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                // No answer in time. Shut our reading side: from now on
+                // the supervisor cannot say it is writing (it writes
+                // nothing it has not said), so what is in the socket now
+                // settles it. Reads no longer block.
+                s.shutdown(std::net::Shutdown::Read)?;
+                shut = true;
+            }
+            Err(e) => return Err(e),
         }
     }
-    serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    if writing {
+        return Err(io::Error::other(
+            "no answer from the job's supervisor by the deadline, after it began writing: some of the bytes may have reached the job",
+        ));
+    }
+    if shut {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, NotTaken));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the job's supervisor hung up without an answer",
+    ))
 }

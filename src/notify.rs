@@ -742,6 +742,10 @@ pub struct Matcher {
     /// Hits of the current read batch, not yet queued.
     batch: Vec<Item>,
     worker: Option<Worker>,
+    /// The job runs on a terminal, whose lines end in "\r\n": the "\r"
+    /// is the line's end, not its text (as for readiness, see
+    /// `observe::Pattern::on_terminal`).
+    crlf: bool,
 }
 
 impl Matcher {
@@ -757,6 +761,7 @@ impl Matcher {
             ctx: Arc::new(SinkCtx::new(job, meta)),
             batch: Vec::new(),
             worker: None,
+            crlf: meta.tty.is_some(),
         };
         if let Some(stamp) = stamp {
             m.sig = Some(stamp);
@@ -818,6 +823,10 @@ impl Matcher {
     #[inline]
     pub fn line(&mut self, i: usize, line: &[u8]) {
         let Some(a) = &self.active else { return };
+        let line = match line {
+            [text @ .., b'\r'] if self.crlf => text,
+            _ => line,
+        };
         if !a.streams[i] || !a.is_match(line) {
             return;
         }

@@ -594,26 +594,44 @@ const GREP_CHUNK: usize = 64 * 1024;
 /// output-match does, D32), so a log without newlines costs no more.
 pub const GREP_LINE_MAX: usize = 64 * 1024;
 
-/// What `tail --grep` looks for.
-pub enum Pattern {
+/// What `tail --grep` (and readiness) looks for, and where a line ends.
+pub struct Pattern {
+    test: Test,
+    /// Lines end in "\r\n" (a terminal's, see `on_terminal`).
+    crlf: bool,
+}
+
+enum Test {
     Contains(String),
     Regex(regex_lite::Regex),
 }
 
 impl Pattern {
     pub fn new(pattern: &str, regex: bool) -> Result<Pattern> {
-        if !regex {
-            return Ok(Pattern::Contains(pattern.to_string()));
-        }
-        regex_lite::Regex::new(pattern)
-            .map(Pattern::Regex)
-            .map_err(|e| Error::InvalidPattern(format!("invalid regex '{pattern}': {e}")))
+        let test = if regex {
+            regex_lite::Regex::new(pattern)
+                .map(Test::Regex)
+                .map_err(|e| Error::InvalidPattern(format!("invalid regex '{pattern}': {e}")))?
+        } else {
+            Test::Contains(pattern.to_string())
+        };
+        Ok(Pattern { test, crlf: false })
+    }
+
+    /// For a job on a terminal (`tty`): the terminal ends its lines in
+    /// "\r\n" (ONLCR), so there "\r\n" is the line's end, not "\r" part
+    /// of its text: `$` anchors, and `line` has no "\r". A pipe's lines
+    /// keep theirs, as output-match always has (0.2.3). Only matching
+    /// sees this; the logs keep every byte.
+    pub fn on_terminal(mut self, tty: bool) -> Pattern {
+        self.crlf = tty;
+        self
     }
 
     fn is_match(&self, line: &str) -> bool {
-        match self {
-            Pattern::Contains(p) => line.contains(p.as_str()),
-            Pattern::Regex(r) => r.is_match(line),
+        match &self.test {
+            Test::Contains(p) => line.contains(p.as_str()),
+            Test::Regex(r) => r.is_match(line),
         }
     }
 }
@@ -673,6 +691,10 @@ impl<'a> Grep<'a> {
     }
 
     fn offer(&mut self, line: &[u8], offset: u64) {
+        let line = match line {
+            [text @ .., b'\r'] if self.pattern.crlf => text,
+            _ => line,
+        };
         let text = String::from_utf8_lossy(line);
         if !self.pattern.is_match(&text) {
             return;

@@ -1702,6 +1702,22 @@ pub fn errno_name(e: i32) -> String {
         .map_or_else(|| format!("E{e}"), |(_, s)| s.to_string())
 }
 
+/// CLOCK_MONOTONIC now, as the time since its origin. The clock is the
+/// whole system's (on Linux every process reads the same one), so a
+/// moment one process names this way means the same to another: a
+/// `send` caller's deadline, read by the job's supervisor. `Instant` is
+/// this clock too, but has no value another process could be told.
+pub fn monotonic_now() -> std::time::Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `t`, a live local;
+    // CLOCK_MONOTONIC always exists on Linux, so it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// The session id of this process.
 pub fn session_id() -> u32 {
     // SAFETY: getsid(0) takes no pointers.

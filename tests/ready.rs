@@ -239,3 +239,67 @@ fn http_wait_output() {
     assert!(v.get("matched").is_none());
     t.ok(&["kill", &id]);
 }
+
+#[test]
+fn a_terminal_jobs_lines_match_without_their_carriage_return() {
+    // A terminal ends lines in "\r\n": matched as line ends, so that `$`
+    // anchors and `line` has no "\r"; the log keeps the bytes as written.
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--tty",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; sleep 30",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let v = t.ok(&[
+        "wait",
+        "--output",
+        "^ready$",
+        "--output-match-type",
+        "regex",
+        "--until",
+        "20",
+        &id,
+    ]);
+    assert_eq!(v["matched"]["line"], "ready", "{v}");
+    assert_eq!(v["matched"]["offset"], 0, "{v}");
+    let v = t.ok(&["tail", "--grep", "y$", "--grep-type", "regex", &id]);
+    assert_eq!(v["matches"][0]["line"], "ready", "{v}");
+    assert_eq!(t.read(&id, "stdout.log"), "ready\r\n");
+    t.ok(&["kill", &id]);
+    // The supervisor's matcher (--output-pattern events) alike.
+    let events = t.base.join("events.ndjson");
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--tty",
+        "--output-pattern",
+        "^go$",
+        "--output-match-type",
+        "regex",
+        "--output-file",
+        events.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo go; sleep 30",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    t.ok(&["wait", "--output", "go", "--until", "20", &id]);
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < until, "no job.output.matched event");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&events).unwrap();
+    let e: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(e["line"], "go", "{e}");
+    t.ok(&["kill", &id]);
+}

@@ -418,3 +418,262 @@ fn a_send_that_begins_in_dropped_bytes_says_what_it_skipped() {
     let s: Value = serde_json::from_str(include_str!("../schema/agent-exec.schema.json")).unwrap();
     validate::valid(&s, &v);
 }
+
+/// A job whose stdin nobody reads until the test creates `go` in its
+/// working directory; then `then` runs with the input.
+fn gated(t: &TempRoot, then: &str) -> String {
+    let script = format!("until [ -e go ]; do sleep 0.05; done; {then}");
+    start(t, &["-i"], &["sh", "-c", &script])
+}
+
+fn open_gate(t: &TempRoot) {
+    std::fs::write(t.cwd.join("go"), b"").unwrap();
+}
+
+/// Fill the job's stdin pipe: it takes no more until the job reads.
+fn fill(t: &TempRoot, id: &str) {
+    let big = t.base.join("big");
+    std::fs::write(&big, vec![b'x'; 8 << 20]).unwrap();
+    let v = t.ok(&[
+        "send",
+        "--yield",
+        "200ms",
+        "--file",
+        big.to_str().unwrap(),
+        id,
+    ]);
+    assert!(v["bytes_written"].as_u64().unwrap() < 8 << 20, "{v}");
+}
+
+/// Callers connected to the job's stdin.sock (taken by its supervisor
+/// or still in the listen queue): /proc/net/unix lists each connection's
+/// supervisor end under the listening socket's path, as well as the
+/// listening socket itself.
+fn connections(t: &TempRoot, id: &str) -> usize {
+    let dir = t.job_dir(id).display().to_string();
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    table.lines().filter(|l| l.contains(&dir)).count() - 1
+}
+
+fn until_connected(t: &TempRoot, id: &str, n: usize) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while connections(t, id) < n {
+        assert!(Instant::now() < until, "{n} callers never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_send_refused_as_retryable_never_reaches_the_job_later() {
+    let t = TempRoot::new();
+    let id = gated(&t, "tail -c 100");
+    fill(&t, &id);
+    std::thread::scope(|s| {
+        // Sixteen callers take every place the supervisor has.
+        let waiting: Vec<_> = (1..=16)
+            .map(|i| {
+                let (t, id) = (&t, &id);
+                s.spawn(move || {
+                    let text = format!("m{i},");
+                    (t.ok(&["send", "--yield", "30s", id, &text]), text)
+                })
+            })
+            .collect();
+        until_connected(&t, &id, 16);
+        // The seventeenth waits in the listen queue past its yield.
+        let t0 = Instant::now();
+        let (code, e) = t.err(&["send", "--yield", "1s", &id, "LATE"]);
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+        assert_eq!(code, 1, "{e}");
+        assert_eq!(e["error"]["retryable"], true, "{e}");
+        // Then the job reads: the sixteen get in, the refused one never.
+        open_gate(&t);
+        for w in waiting {
+            let (v, text) = w.join().unwrap();
+            assert_eq!(v["bytes_written"], text.len(), "{v}");
+        }
+    });
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+    assert_eq!(v["stdin_open"], false, "{v}");
+    t.wait_done(&id);
+    let out = t.read(&id, "stdout.log");
+    for i in 1..=16 {
+        assert!(out.contains(&format!("m{i},")), "m{i} missing: {out:?}");
+    }
+    assert!(!out.contains("LATE"), "{out:?}");
+    assert!(!t.read(&id, "stdin.log").contains("LATE"));
+}
+
+#[test]
+fn more_callers_than_places_are_not_held_past_their_yield() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["sleep", "120"]);
+    fill(&t, &id);
+    let yield_s = 4;
+    std::thread::scope(|s| {
+        let callers: Vec<_> = (1..=20)
+            .map(|i| {
+                let (t, id) = (&t, &id);
+                s.spawn(move || {
+                    let t0 = Instant::now();
+                    let o = t.out(&[
+                        "send",
+                        "--yield",
+                        &format!("{yield_s}s"),
+                        id,
+                        &format!("m{i}"),
+                    ]);
+                    (t0.elapsed(), o.json())
+                })
+            })
+            .collect();
+        for c in callers {
+            let (took, v) = c.join().unwrap();
+            assert!(took < Duration::from_secs(yield_s + 3), "{took:?}: {v}");
+            if v["ok"] == true {
+                // Nothing gets into a full pipe; stdin stays open.
+                assert_eq!(
+                    (v["bytes_written"].as_u64(), v["stdin_open"].as_bool()),
+                    (Some(0), Some(true)),
+                    "{v}"
+                );
+            } else {
+                assert_eq!(v["error"]["retryable"], true, "{v}");
+            }
+        }
+    });
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn eof_waits_behind_an_earlier_callers_bytes() {
+    let t = TempRoot::new();
+    let id = gated(&t, "tail -c 7");
+    fill(&t, &id);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| t.ok(&["send", "--yield", "30s", &id, "DATA-A\n"]));
+        until_connected(&t, &id, 1);
+        let eof = s.spawn(|| t.ok(&["send", "--eof", "--yield", "30s", &id]));
+        until_connected(&t, &id, 2);
+        open_gate(&t);
+        // A's bytes got in, then the end of file: the job has ended.
+        let a = a.join().unwrap();
+        assert_eq!(a["bytes_written"], 7, "{a}");
+        let eof = eof.join().unwrap();
+        assert_eq!(eof["stdin_open"], false, "{eof}");
+    });
+    t.wait_done(&id);
+    assert_eq!(t.read(&id, "stdout.log"), "DATA-A\n");
+}
+
+#[test]
+fn eof_whose_yield_ends_behind_an_earlier_caller_says_stdin_is_open() {
+    let t = TempRoot::new();
+    let id = gated(&t, "tail -c 7");
+    fill(&t, &id);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| t.ok(&["send", "--yield", "30s", &id, "DATA-A\n"]));
+        until_connected(&t, &id, 1);
+        // Its yield ends while A's bytes are still waiting: nothing closed.
+        let eof = t.ok(&["send", "--eof", "--yield", "500ms", &id]);
+        assert_eq!(
+            (eof["bytes_written"].as_u64(), eof["stdin_open"].as_bool()),
+            (Some(0), Some(true)),
+            "{eof}"
+        );
+        open_gate(&t);
+        let a = a.join().unwrap();
+        assert_eq!(a["bytes_written"], 7, "{a}");
+    });
+    // Still open: a later eof closes it.
+    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+    assert_eq!(v["stdin_open"], false, "{v}");
+    t.wait_done(&id);
+    assert_eq!(t.read(&id, "stdout.log"), "DATA-A\n");
+}
+
+#[test]
+fn eof_closes_input_even_when_its_text_did_not_all_get_in() {
+    let t = TempRoot::new();
+    let id = gated(&t, "cat >/dev/null; echo saw-eof");
+    let big = t.base.join("big");
+    std::fs::write(&big, vec![b'x'; 8 << 20]).unwrap();
+    let v = t.ok(&[
+        "send",
+        "--eof",
+        "--yield",
+        "300ms",
+        "--file",
+        big.to_str().unwrap(),
+        &id,
+    ]);
+    let n = v["bytes_written"].as_u64().unwrap();
+    assert!(n < 8 << 20, "{v}");
+    // After what got in, input is closed, as --eof says.
+    assert_eq!(v["stdin_open"], false, "{v}");
+    let (_, e) = t.err(&["send", &id, "more"]);
+    assert_eq!(e["error"]["code"], "stdin_closed", "{e}");
+    open_gate(&t);
+    let w = t.wait_done(&id);
+    assert_eq!(w["exit_code"], 0, "{w}");
+    assert_eq!(t.read(&id, "stdout.log"), "saw-eof\n");
+}
+
+#[test]
+fn a_send_over_the_message_limit_is_stdin_too_large() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let huge = t.base.join("huge");
+    std::fs::write(&huge, vec![b'x'; (16 << 20) + 1]).unwrap();
+    let (code, e) = t.err(&["send", "--file", huge.to_str().unwrap(), &id]);
+    assert_eq!(
+        (
+            code,
+            e["error"]["code"].as_str(),
+            e["error"]["retryable"].as_bool()
+        ),
+        (1, Some("stdin_too_large"), Some(false)),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("16 MiB"),
+        "{e}"
+    );
+    // Exactly the limit is fine.
+    let limit = t.base.join("limit");
+    std::fs::write(&limit, vec![b'y'; 16 << 20]).unwrap();
+    t.ok(&[
+        "send",
+        "--no-record",
+        "--yield",
+        "100ms",
+        "--file",
+        limit.to_str().unwrap(),
+        &id,
+    ]);
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn stdin_open_is_false_once_the_run_that_took_the_bytes_has_ended() {
+    let t = TempRoot::new();
+    let id = start(
+        &t,
+        &["-i", "--retry", "2", "--retry-delay", "5s"],
+        &["sh", "-c", "read -r line; echo got $line; exit 1"],
+    );
+    let v = t.ok(&["send", "--newline", "--yield", "2s", &id, "x"]);
+    // Run 1 read the line and ended during the yield; the job waits for
+    // run 2. The input the send reached is gone with run 1.
+    assert_eq!(
+        (
+            v["attempt"].as_u64(),
+            v["state"].as_str(),
+            v["stdin_open"].as_bool()
+        ),
+        (Some(1), Some("running"), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["stdout"], "got x\n", "{v}");
+    t.ok(&["kill", &id]);
+}

@@ -12,6 +12,12 @@
 //!   that run's, and `attempt` says which run it is.
 //! - A job that stops reading never holds `send` past its `--yield`:
 //!   the supervisor answers by then with the bytes that got in.
+//! - A send that could not get in at all by the end of its yield (more
+//!   senders than the supervisor takes at once) is `invalid_state`,
+//!   retryable: none of its bytes reached the job, nor will (`input`).
+//!   More than `input::MAX_MESSAGE` bytes is `stdin_too_large`.
+//! - `stdin_open` is about the run the send reached: false once it has
+//!   ended, also when a `--retry` run follows.
 //! - A job not started with `-i`/`--tty` is `invalid_state`, and so is
 //!   an interactive one that has not started yet (`created`, `queued`:
 //!   its supervisor opens stdin.sock when the job runs); one whose stdin
@@ -123,6 +129,12 @@ pub fn send_job_or(
                 Ok(s) if s.is_terminal() => closed(job, "the job has ended"),
                 Ok(s) => match not_started(job, s) {
                     Some(not) => not,
+                    // Nothing of it reached the job, nor will: the same
+                    // send later is no repeat.
+                    None if crate::input::is_not_taken(&e) => Error::Busy(format!(
+                        "invalid job state: job {} took none of this send's bytes within --yield (other sends were ahead of it); nothing was written: try again",
+                        job.id
+                    )),
                     // Running, but the supervisor has already let go of
                     // stdin.sock: its run is ending (or between retries).
                     None if matches!(
@@ -185,7 +197,10 @@ pub fn send_job_or(
         job_id: job.id.clone(),
         state: st.status().as_str(),
         bytes_written: reply.bytes_written.unwrap_or(0),
-        stdin_open: reply.stdin_open.unwrap_or(false) && !terminal,
+        // The input the send reached is the run's it reached: closed once
+        // that run has ended, whether the job has (`terminal`) or a
+        // `--retry` run is next (which takes input of its own).
+        stdin_open: reply.stdin_open.unwrap_or(false) && !ended,
         stdout: out.text,
         stderr: err.text,
         stdout_range: out.range,
@@ -220,6 +235,11 @@ fn not_started(job: &Job, status: Status) -> Option<Error> {
     })
 }
 
+/// A send over the most one message carries (16 MiB).
+fn too_large() -> Error {
+    Error::StdinTooLarge(crate::input::MAX_MESSAGE as u64)
+}
+
 fn closed(job: &Job, why: &str) -> Error {
     Error::StdinClosed(format!(
         "stdin_closed: cannot send to job {}: {why}",
@@ -238,7 +258,11 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
         }
         (Some(path), None) => {
             crate::sys::read_bounded(std::path::Path::new(path), crate::input::MAX_MESSAGE as u64)
-                .map_err(|e| Error::io(format!("read {path}"), e))?
+                .map_err(|e| match e.kind() {
+                // What read_bounded says of a file over the limit.
+                std::io::ErrorKind::InvalidData => too_large(),
+                _ => Error::io(format!("read {path}"), e),
+            })?
         }
         (None, Some(t)) => {
             let mut d = t.as_bytes().to_vec();
@@ -251,6 +275,11 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
         (None, None) if m.has("newline") => b"\n".to_vec(),
         (None, None) => return Err(Error::usage("send needs TEXT, --file PATH or --eof")),
     };
+    // One message to the supervisor carries at most this much, whichever
+    // door it came through.
+    if data.len() > crate::input::MAX_MESSAGE {
+        return Err(too_large());
+    }
     Ok(SendRequest {
         data,
         eof: m.has("eof"),

@@ -155,7 +155,9 @@ pub fn tail_body(job: &Job, req: &TailReq) -> Result<TailBody> {
 fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
     // Check the pattern and the cursor's own form before any I/O.
     let pattern = match req.grep {
-        Some((p, regex, _)) => Some(Pattern::new(p, regex)?),
+        Some((p, regex, _)) => Some(
+            Pattern::new(p, regex)?.on_terminal(job.read_meta().is_ok_and(|m| m.tty.is_some())),
+        ),
         None => None,
     };
     let since = req.since.map(|s| Cursor::decode(s, &job.id)).transpose()?;
