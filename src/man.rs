@@ -76,6 +76,13 @@ pub fn pages() -> Vec<(String, String)> {
     out
 }
 
+/// The commands that wait, and so answer a stop signal with their
+/// document (`sys::hold_stop_signals`).
+const WAITING: [&str; 6] = ["run", "start", "restart", "wait", "send", "tail"];
+
+/// What a stop signal does to a waiting command.
+const STOPPED: &str = "SIGHUP, SIGINT or SIGTERM ended the command's wait (run, start and restart while they watch the job, wait, send --yield, tail --follow): stdout holds the answer its budget running out would have given (the job running; tail --follow ends with its end line), and the exit status is 128 + the signal. The job is detached and goes on.";
+
 fn visible() -> impl Iterator<Item = &'static Cmd> {
     COMMANDS.iter().copied().filter(|c| !c.hidden)
 }
@@ -420,6 +427,7 @@ const REPLIES: &[Reply] = &[
         notes: &[
             "Same fields as `run`. Only a created job starts; any other state is invalid_state, and of concurrent starts of one job exactly one wins.",
             "A job that fails to launch is still a successful command: ok is true, exit status 0, and state is failed with failure.code saying why.",
+            "A job created with --config keeps that file's [gc] and [notify] sink_timeout: start goes by them even once the file is edited or removed (--no-auto-gc and --auto-gc-* still apply on top).",
         ],
         see: &["create", "run", "wait"],
     },
@@ -562,6 +570,7 @@ const REPLIES: &[Reply] = &[
             "The job runs again from its stored definition under the same id: command, cwd, --env values (from env.json), stdin, timeouts, notifications and --retry; --env-file files are read again, as at every launch. A created job is simply started, as start would.",
             "A running job is sent --signal (TERM), then SIGKILL to its whole group if it has not ended after --kill-after (5s); the new run starts only once its supervisor has recorded the end and no process of the old group is left. The --until budget counts from the new launch.",
             "Nothing is thrown away: the previous run's state.json, stdout.log, stderr.log and (in the job directory) full.log move to <job>/runs/<attempt>/ by rename, and status lists the run in previous_runs. The last [restart] keep_runs runs are kept (default 5; a job run or created with --config keeps what that file says, else the default config is read at restart time); older ones are removed.",
+            "A job defined with --config keeps that file's [restart] keep_runs, [gc] and [notify] sink_timeout: restart goes by them even once the file is edited or removed (--no-auto-gc and --auto-gc-* still apply on top). A stop signal (HUP, INT, TERM) during the stop of the old run takes effect once the new run is being watched.",
         ],
         see: &["run", "status", "wait", "kill"],
     },
@@ -584,7 +593,10 @@ const REPLIES: &[Reply] = &[
             ("stdout_skipped_bytes / stderr_skipped_bytes", "Bytes written after the send began that a capped log had dropped by the time send read them, passed over: the text starts after them (as tail --since from a cursor in the gap)."),
             ("attempt", "The run the output is from (1 for a job's first run): a --retry run that ends during the yield still answers with its own output."),
         ],
-        notes: &["Only a running job started with -i or --tty has an open stdin: a job started without them, or one still created or queued, is invalid_state; after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D (twice when the last line written is unfinished, since the first ^D only ends that line) and closes the job's input as on a pipe: later sends are stdin_closed, and all output, the echo of what was sent included, is in stdout."],
+        notes: &["Only a running job started with -i or --tty has an open stdin: a job started without them, or one still created or queued, is invalid_state; after --eof, or once the job has ended, send is stdin_closed. The supervisor owns the job's stdin and takes the bytes through stdin.sock in the job directory; they are appended to stdin.log (0600) unless --no-record. On a terminal (--tty), --eof sends ^D (twice when the last line written is unfinished, since the first ^D only ends that line) and closes the job's input as on a pipe: later sends are stdin_closed, and all output, the echo of what was sent included, is in stdout.",
+            "--eof closes input after whatever part of TEXT got in within --yield (bytes_written says how much), and waits behind the bytes of sends that came before it; if its yield ends first it closes nothing and answers stdin_open true. stdin_open describes the run the send reached: false once that run has ended, even when a --retry run follows. One send carries at most 16 MiB (more is stdin_too_large); --yield 0 still gives the bytes up to 100 ms to get in.",
+            "The supervisor takes 16 sends at once: one it could not take before its yield ended (plus up to 2 s) is invalid_state, retryable, and none of its bytes reached the job; only if the supervisor began writing and no answer came is it io_error, not retryable, saying some bytes may have got in.",
+        ],
         see: &["run", "tail", "wait"],
     },
     Reply {
@@ -738,7 +750,7 @@ const REPLIES: &[Reply] = &[
             "Tools: run, status, tail, wait, kill, send, list, delete, restart. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id (wait takes ids, an array, instead to wait for several jobs, with all or any); run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
             "A result's structuredContent is the document the command prints for the same call (from revision 2025-06-18; older clients get it as text); content is a short text rendering. A job that failed is a normal result; a call that could not be carried out (job_not_found, invalid_cursor, a bad argument) is isError true with the error envelope. An unknown tool is JSON-RPC error -32602, malformed JSON -32700, a line over 4 MiB -32600 (skipped without being held).",
             "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10) is the wait of run, wait and restart when the call gives no until; AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50) caps any until (and forever, and send's yield), keeping every call below a client's request timeout; restart as a whole stays within it: its watch gets what the stop left, a kill_after above it is refused (invalid_request), and the default grace (5s) is shortened to it. Calls run on 8 workers, so others are answered while one waits. notifications/cancelled ends a call's wait at once, with no answer; the job goes on. With _meta.progressToken, notifications/progress report the milliseconds watched (always rising) with the bytes of output in the message: when the output grows, at most 10 times a second, and at least once a second while the job is quiet.",
-            "At EOF on stdin the server answers every request it has already read (each bounded by the limits above), then exits; if nobody reads its stdout any more it exits at once. Jobs are detached and keep running.", "Under revision 2025-03-26 a JSON-RPC batch (an array) is answered with one array (notifications add nothing; an empty batch is -32600); other revisions refuse batches (-32600). An invalid AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS or AGENT_EXEC_MCP_MAX_UNTIL_SECONDS makes mcp print the reason on stderr and exit 1 before writing anything on stdout.",
+            "At EOF on stdin the server answers every request it has already read (each bounded by the limits above), then exits; if nobody reads its stdout any more it exits at once. Jobs are detached and keep running.", "Under revision 2025-03-26 a JSON-RPC batch (an array) is answered with one array (notifications add nothing; an empty batch is -32600); other revisions refuse batches (-32600). An invalid or zero AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS or AGENT_EXEC_MCP_MAX_UNTIL_SECONDS makes mcp print the reason on stderr and exit 1 before writing anything on stdout (a call that should not wait passes until 0). Numbers and switches may also be given as text (\"5\", \"true\"), a signal as its number, a list argument as one value; tail takes lines as another name for tail_lines; text arguments must be strings. Each tool's inputSchema says exactly this.",
         ],
         see: &["run", "serve"],
     },
@@ -882,7 +894,10 @@ fn command_page(c: &Cmd) -> String {
         &bold("1"),
         "The command failed; stdout holds the error envelope.",
     );
-    p.tp(&bold("2"), "Usage error: unknown flag, missing argument or invalid value (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern).");
+    p.tp(&bold("2"), "Usage error: unknown flag, missing argument or invalid value (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern, invalid_cursor).");
+    if WAITING.contains(&c.name) {
+        p.tp(&bold("129, 130, 143"), STOPPED);
+    }
     p.sh("ENVIRONMENT");
     for (k, v) in environment(c) {
         p.tp(&bold(k), v);
@@ -920,7 +935,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job); retryable when another caller is mid-change on the job (a launch in progress, the previous run's supervisor still delivering notifications)."),
     ("stdin_required", 1, "--stdin - while standard input is a terminal."),
     ("stdin_closed", 1, "send to a job whose stdin was closed (--eof) or that has ended."),
-    ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes."),
+    ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes, or a send exceeds 16 MiB."),
     ("invalid_config", 1, "config.toml (or a server setting) cannot be used, or --config names a file that does not exist; the message names the file, line and key."),
     ("unsafe_path", 1, "A file inside a job directory is a symlink (or a directory or other non-file where a file should be), or the job directory itself is a symlink; agent-exec follows neither."),
     ("io_error", 1, "An operating-system failure; retryable when trying again can help (EAGAIN, EBUSY, ENOSPC, ...)."),
@@ -1004,6 +1019,7 @@ fn main_page() -> String {
         "The command failed; stdout holds the error envelope.",
     );
     p.tp(&bold("2"), "Usage error (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern, invalid_cursor).");
+    p.tp(&bold("129, 130, 143"), STOPPED);
     p.sh("ENVIRONMENT");
     p.pp(ROOT_RULE);
     let env: &[(&str, &str)] = &[
