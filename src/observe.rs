@@ -505,6 +505,10 @@ impl Log {
         // In the piece of a cut line the kept tail starts with.
         let mut cut = self.cut_line_at(from);
         while pos < self.size {
+            if g.out_of_time(pos - from) {
+                // Go on from the line this stopped in (whole, next time).
+                return if cut || !line.is_empty() { line_start } else { pos };
+            }
             let want = (self.size - pos).min(GREP_CHUNK as u64) as usize;
             let (got, at) = self.read_logical(pos, &mut chunk[..want]);
             if at > pos {
@@ -558,12 +562,15 @@ impl Log {
                         at += scan.len() as u64;
                         rest = &rest[scan.len()..];
                         if line.len() == GREP_LINE_MAX {
-                            // D32: an over-long line is matched in pieces.
-                            g.offer(&line, line_start);
-                            line.clear();
-                            line_start = at;
+                            // D32: an over-long line is matched in pieces,
+                            // each ending on a character boundary; the
+                            // start of a cut character begins the next.
+                            let end = whole_chars_end(&line);
+                            g.offer(&line[..end], line_start);
+                            line.drain(..end);
+                            line_start += end as u64;
                             if g.first && !g.ring.is_empty() {
-                                return at;
+                                return line_start;
                             }
                         }
                     }
@@ -590,9 +597,37 @@ impl Log {
 
 /// Bytes read per step of a grep: the whole buffer a search holds.
 const GREP_CHUNK: usize = 64 * 1024;
-/// Lines longer than this are matched in pieces of this size (as
+/// Lines longer than this are matched in pieces of at most this size (as
 /// output-match does, D32), so a log without newlines costs no more.
+/// A piece ends on a character boundary (`whole_chars_end`).
 pub const GREP_LINE_MAX: usize = 64 * 1024;
+/// What a waiter's search reads before it looks at its deadline: a
+/// readiness check of a log up to this size (`--until 0`: is the line
+/// there already?) is always complete.
+const SCAN_BEFORE_DEADLINE: u64 = 1 << 20;
+
+/// Where a piece of an over-long line ends so that it does not cut a
+/// UTF-8 character: `b.len()`, less the bytes of a character that `b`
+/// only begins (at most 3). Bytes that are no UTF-8 are cut anywhere.
+pub fn whole_chars_end(b: &[u8]) -> usize {
+    let n = b.len();
+    for back in 1..=n.min(3) {
+        let c = b[n - back];
+        // A continuation byte: its character began further back.
+        if c & 0xC0 == 0x80 {
+            continue;
+        }
+        let len = match c {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => 1,
+        };
+        // Begun at n - back, ending beyond b, and not b's only content.
+        return if len > back && back < n { n - back } else { n };
+    }
+    n
+}
 
 /// What `tail --grep` (and readiness) looks for, and where a line ends.
 pub struct Pattern {
@@ -660,6 +695,8 @@ pub struct Grep<'a> {
     pub ring: std::collections::VecDeque<Match>,
     /// Bytes passed over because a capped log dropped them.
     pub skipped: u64,
+    /// A waiter's deadline (`until`): the search stops there.
+    until: Option<Option<Instant>>,
     bytes: u64,
 }
 
@@ -680,8 +717,24 @@ impl<'a> Grep<'a> {
             first: false,
             ring: std::collections::VecDeque::new(),
             skipped: 0,
+            until: None,
             bytes: 0,
         }
+    }
+
+    /// For a waiter (readiness): the search stops once `deadline` has
+    /// passed (or a stop signal ended the wait, `left`), having read at
+    /// least `SCAN_BEFORE_DEADLINE` bytes, and says where to go on. A
+    /// huge log of short lines took a minute to search; the wait's
+    /// `--until` bounds it now, give or take one MiB's search.
+    pub fn until(mut self, deadline: Option<Instant>) -> Grep<'a> {
+        self.until = Some(deadline);
+        self
+    }
+
+    /// Out of time, having searched `searched` bytes in this call?
+    fn out_of_time(&self, searched: u64) -> bool {
+        searched >= SCAN_BEFORE_DEADLINE && self.until.is_some_and(|d| left(d).is_none())
     }
 
     /// Search only up to the first match: `Log::grep` stops just after it.
@@ -1540,7 +1593,7 @@ pub fn wait_output(
             match next_logs(job, &st, attempt, &streams)? {
                 NextLogs::Held(n) => attempt = n,
                 NextLogs::New(n, next) => {
-                    let found = scan(&mut streams, which, pattern, true, &mut skipped, true)?;
+                    let found = scan(&mut streams, which, pattern, true, &mut skipped, true, deadline)?;
                     if let Some(m) = found {
                         return Ok(Some((st, Some(m), skipped)));
                     }
@@ -1550,7 +1603,7 @@ pub fn wait_output(
             continue;
         }
         let done = st.status().is_terminal();
-        if let Some(m) = scan(&mut streams, which, pattern, done, &mut skipped, false)? {
+        if let Some(m) = scan(&mut streams, which, pattern, done, &mut skipped, false, deadline)? {
             return Ok(Some((st, Some(m), skipped)));
         }
         if done || left(deadline).is_none() {
@@ -1571,7 +1624,8 @@ pub fn wait_output(
 /// Search the selected streams (`which`) from where each stopped for
 /// the first line that matches; `done`: their ends are final. `held`:
 /// the logs are an ended attempt's, whose names may since be the next
-/// attempt's, so only the open files are looked at again.
+/// attempt's, so only the open files are looked at again. `deadline`:
+/// the wait's, where a long search stops (`Grep::until`).
 fn scan(
     streams: &mut [Stream; 2],
     which: &str,
@@ -1579,13 +1633,16 @@ fn scan(
     done: bool,
     skipped: &mut [u64; 2],
     held: bool,
+    deadline: Option<Instant>,
 ) -> Result<Option<Match>> {
     for (i, s) in streams.iter_mut().enumerate() {
         if which != "either" && which != s.name {
             continue;
         }
         s.look_again(held)?;
-        let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done).first_only();
+        let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done)
+            .first_only()
+            .until(deadline);
         s.pos = s.log.grep(s.pos, &mut g);
         skipped[i] += g.skipped;
         if let Some(m) = g.ring.pop_front() {
@@ -1858,6 +1915,19 @@ mod tests {
         let p = file_with("tail2", b"x\ny");
         assert_eq!(open_log(&p).unwrap().last_lines(1, 100, true).text, "y");
         std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn pieces_end_on_character_boundaries() {
+        // "aé€😀" = 61 | c3 a9 | e2 82 ac | f0 9f 98 80
+        let b = "aé€😀".as_bytes();
+        for (n, want) in [(1, 1), (2, 1), (3, 3), (4, 3), (5, 3), (6, 6), (7, 6), (8, 6), (9, 6), (10, 10)] {
+            assert_eq!(whole_chars_end(&b[..n]), want, "{n}");
+        }
+        // Not UTF-8: cut where asked; a lone start byte is not emptied.
+        assert_eq!(whole_chars_end(&[0xff, 0xfe]), 2);
+        assert_eq!(whole_chars_end(&[0xe2]), 1);
+        assert_eq!(whole_chars_end(&[0x80, 0x80, 0x80, 0x80]), 4);
     }
 
     #[test]

@@ -2050,18 +2050,23 @@ impl Tee {
 
 /// Add `bytes` to the unterminated line held in `partial`, handing each
 /// piece that is complete to `emit`: pieces are the line's consecutive
-/// MAX_LINE blocks, and a full block waits for the next byte (a line of
-/// exactly MAX_LINE is one piece, wherever the reads split it). So
+/// blocks of at most MAX_LINE, each ending on a character boundary (the
+/// start of a character a block would cut begins the next one,
+/// `whole_chars_end`), and a full block waits for the next byte (a line
+/// of exactly MAX_LINE is one piece, wherever the reads split it). So
 /// `partial` never holds more than one piece, whatever a read brings.
 fn push_partial(partial: &mut Vec<u8>, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+    use crate::observe::whole_chars_end;
     while !bytes.is_empty() {
         if partial.len() == MAX_LINE {
-            emit(partial);
-            partial.clear();
+            let end = whole_chars_end(partial);
+            emit(&partial[..end]);
+            partial.drain(..end);
         }
         if partial.is_empty() && bytes.len() > MAX_LINE {
-            emit(&bytes[..MAX_LINE]);
-            bytes = &bytes[MAX_LINE..];
+            let end = whole_chars_end(&bytes[..MAX_LINE]);
+            emit(&bytes[..end]);
+            bytes = &bytes[end..];
             continue;
         }
         if partial.capacity() < MAX_LINE {
@@ -2090,12 +2095,20 @@ fn emit_pieces(
         }
         return;
     }
-    // A piece may end inside a multi-byte character: check each.
-    for piece in line.chunks(MAX_LINE) {
+    // Pieces end on character boundaries (`whole_chars_end`), but the
+    // line may hold invalid UTF-8: each is checked.
+    let mut rest = line;
+    while !rest.is_empty() {
+        let end = match rest.len() > MAX_LINE {
+            true => crate::observe::whole_chars_end(&rest[..MAX_LINE]),
+            false => rest.len(),
+        };
+        let (piece, more) = rest.split_at(end);
         full.line(i, piece, false);
         if check {
             matcher.line(i, piece);
         }
+        rest = more;
     }
 }
 
@@ -2134,6 +2147,26 @@ mod tests {
         push_partial(&mut partial, &line[..MAX_LINE / 2], |_| got += 1);
         push_partial(&mut partial, &line[MAX_LINE / 2..MAX_LINE], |_| got += 1);
         assert_eq!((got, partial.len()), (0, MAX_LINE));
+    }
+
+    #[test]
+    fn pieces_of_a_long_line_never_cut_a_character() {
+        // 100000 x "€" (3 bytes): MAX_LINE is no multiple of 3, so fixed
+        // blocks would cut one at every piece's end.
+        let line = "€".repeat(100_000).into_bytes();
+        for split in [1, 2, 5, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 100_000] {
+            let mut partial = Vec::new();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            for read in line.chunks(split) {
+                push_partial(&mut partial, read, |p| got.push(p.to_vec()));
+                assert!(partial.len() <= MAX_LINE);
+            }
+            got.push(std::mem::take(&mut partial));
+            for p in &got {
+                assert!(p.len() <= MAX_LINE && std::str::from_utf8(p).is_ok(), "split {split}");
+            }
+            assert_eq!(got.concat(), line, "split {split}");
+        }
     }
 
     #[test]
