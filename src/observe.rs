@@ -507,7 +507,11 @@ impl Log {
         while pos < self.size {
             if g.out_of_time(pos - from) {
                 // Go on from the line this stopped in (whole, next time).
-                return if cut || !line.is_empty() { line_start } else { pos };
+                return if cut || !line.is_empty() {
+                    line_start
+                } else {
+                    pos
+                };
             }
             let want = (self.size - pos).min(GREP_CHUNK as u64) as usize;
             let (got, at) = self.read_logical(pos, &mut chunk[..want]);
@@ -1593,7 +1597,15 @@ pub fn wait_output(
             match next_logs(job, &st, attempt, &streams)? {
                 NextLogs::Held(n) => attempt = n,
                 NextLogs::New(n, next) => {
-                    let found = scan(&mut streams, which, pattern, true, &mut skipped, true, deadline)?;
+                    let found = scan(
+                        &mut streams,
+                        which,
+                        pattern,
+                        true,
+                        &mut skipped,
+                        true,
+                        deadline,
+                    )?;
                     if let Some(m) = found {
                         return Ok(Some((st, Some(m), skipped)));
                     }
@@ -1603,7 +1615,15 @@ pub fn wait_output(
             continue;
         }
         let done = st.status().is_terminal();
-        if let Some(m) = scan(&mut streams, which, pattern, done, &mut skipped, false, deadline)? {
+        if let Some(m) = scan(
+            &mut streams,
+            which,
+            pattern,
+            done,
+            &mut skipped,
+            false,
+            deadline,
+        )? {
             return Ok(Some((st, Some(m), skipped)));
         }
         if done || left(deadline).is_none() {
@@ -1921,7 +1941,18 @@ mod tests {
     fn pieces_end_on_character_boundaries() {
         // "aé€😀" = 61 | c3 a9 | e2 82 ac | f0 9f 98 80
         let b = "aé€😀".as_bytes();
-        for (n, want) in [(1, 1), (2, 1), (3, 3), (4, 3), (5, 3), (6, 6), (7, 6), (8, 6), (9, 6), (10, 10)] {
+        for (n, want) in [
+            (1, 1),
+            (2, 1),
+            (3, 3),
+            (4, 3),
+            (5, 3),
+            (6, 6),
+            (7, 6),
+            (8, 6),
+            (9, 6),
+            (10, 10),
+        ] {
             assert_eq!(whole_chars_end(&b[..n]), want, "{n}");
         }
         // Not UTF-8: cut where asked; a lone start byte is not emptied.

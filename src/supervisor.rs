@@ -2163,7 +2163,10 @@ mod tests {
             }
             got.push(std::mem::take(&mut partial));
             for p in &got {
-                assert!(p.len() <= MAX_LINE && std::str::from_utf8(p).is_ok(), "split {split}");
+                assert!(
+                    p.len() <= MAX_LINE && std::str::from_utf8(p).is_ok(),
+                    "split {split}"
+                );
             }
             assert_eq!(got.concat(), line, "split {split}");
         }

@@ -303,3 +303,73 @@ fn a_terminal_jobs_lines_match_without_their_carriage_return() {
     assert_eq!(e["line"], "go", "{e}");
     t.ok(&["kill", &id]);
 }
+
+/// `--until` bounds the search of a huge log too: 100 MB of two-byte
+/// lines took one scan of the whole log (tens of seconds) before the
+/// deadline was looked at. The bound here is generous; the old search
+/// took over 20 s on this log.
+#[test]
+fn a_huge_log_is_searched_no_longer_than_until() {
+    let t = TempRoot::new();
+    let total: u64 = 100_000_000;
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--no-full-log",
+        "--",
+        &format!("yes | head -c {total}; sleep 300"),
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(120);
+    let log = t.job_dir(&id).join("stdout.log");
+    while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) != total {
+        assert!(
+            Instant::now() < until,
+            "the log never reached {total} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    let v = t.ok(&[
+        "wait",
+        "--output",
+        "NOPE$",
+        "--output-match-type",
+        "regex",
+        "--until",
+        "1",
+        &id,
+    ]);
+    let took = t0.elapsed();
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(v.get("matched").is_none_or(Value::is_null), "{v}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    t.ok(&["kill", &id]);
+    t.wait_done(&id);
+}
+
+/// A line over 64 KiB goes to full.log and to `tail --grep` in pieces
+/// that end on character boundaries: valid UTF-8 stays valid (fixed
+/// 64 KiB pieces cut a "€" at every piece's end, into U+FFFD twice).
+#[test]
+fn long_lines_are_cut_between_characters() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "yes '€' | head -n 100000 | tr -d '\\n'; echo"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(v["state"], "exited", "{v}");
+    let full = std::fs::read(t.job_dir(&id).join("full.log")).unwrap();
+    let text = String::from_utf8(full).unwrap();
+    assert!(!text.contains('\u{fffd}'), "full.log has U+FFFD");
+    assert_eq!(text.matches('€').count(), 100_000);
+    let v = t.ok(&["tail", "--grep", "€", "--max-bytes", "1000000", &id]);
+    let m = v["matches"].as_array().unwrap();
+    assert!(m.len() > 1, "{}", m.len());
+    let mut joined = String::new();
+    for piece in m {
+        let line = piece["line"].as_str().unwrap();
+        assert!(!line.contains('\u{fffd}'), "piece at {}", piece["offset"]);
+        assert_eq!(piece["offset"].as_u64().unwrap() as usize, joined.len());
+        joined.push_str(line);
+    }
+    assert_eq!(joined, "€".repeat(100_000));
+}
