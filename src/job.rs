@@ -582,6 +582,15 @@ impl Job {
             .ok()
     }
 
+    /// Is a launch (`run`, `start`, `restart`) starting this `created`
+    /// job right now? It holds the job lock while it starts the
+    /// supervisor: the job is about to run, and what a caller wanted of
+    /// the running job (kill, send) works a moment later.
+    pub fn is_launching(&self) -> bool {
+        self.open_lock()
+            .is_some_and(|l| matches!(crate::sys::try_lock_shared(&l), Ok(false)))
+    }
+
     /// `open_lock` for a caller that must tell a missing lock (Ok(None):
     /// never launched) from one it may not use: a `lock` that is a
     /// symlink or not a regular file is `unsafe_path`. Open for writing:

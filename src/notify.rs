@@ -432,6 +432,9 @@ fn run_command_inner(
     if let Some(cwd) = &ctx.cwd {
         cmd.current_dir(cwd);
     }
+    // This thread waits for it below; a supervisor killed meanwhile
+    // takes it along (its time limit could not be kept otherwise).
+    sys::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("spawn error: {e}"))?;
     // A limit too large for the clock is no limit (never a panic).
     let deadline = ctx.timeout().and_then(|t| Instant::now().checked_add(t));

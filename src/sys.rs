@@ -1776,6 +1776,33 @@ const CHANGED_SIGNALS: [libc::c_int; 5] = [
     libc::SIGXFSZ,
 ];
 
+/// Have the program `cmd` starts killed (SIGKILL) when the thread that
+/// starts it ends, as the workload is (`spawn_workload`): a notification
+/// sink outlives no supervisor, even one killed with SIGKILL, which
+/// could no longer enforce the sink's time limit. The starting thread
+/// must wait for the child (a sink's does), or the child dies with it.
+/// Costs a fork where std would use posix_spawn: sinks are few.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid takes no arguments. The hook runs in the child
+    // between fork and exec, where only async-signal-safe calls are
+    // allowed: prctl and getppid are plain system calls, and the hook
+    // allocates nothing and touches only the copied `parent`.
+    unsafe {
+        let parent = libc::getpid();
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died before the prctl: no signal will come.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Start the workload and return its pid once it has exec'd. One
 /// `clone(CLONE_VM | CLONE_VFORK)`, as musl's posix_spawn does: no page
 /// tables are copied and neither side takes copy-on-write faults after,

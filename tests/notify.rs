@@ -1030,3 +1030,53 @@ fn a_fifo_as_the_sink_file_fails_that_delivery_and_holds_nothing() {
         t.ok(&["delete", j]);
     }
 }
+
+/// A command sink dies with its supervisor: one killed with SIGKILL
+/// can no longer end the sink at `sink_timeout`, and the sink was left
+/// running (adopted by init) with no limit at all.
+#[test]
+fn a_command_sink_dies_with_a_killed_supervisor() {
+    let t = TempRoot::new();
+    let marker = t.base.join("sink-started");
+    let pidfile = t.base.join("sink-pid");
+    let sink = format!(
+        "echo $$ > '{}'; touch '{}'; exec sleep 30",
+        pidfile.display(),
+        marker.display()
+    );
+    let v = t.ok(&["run", "--notify-command", &sink, "--", "true"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    wait_until("the sink started", || marker.exists());
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(t.job_dir(&id).join("state.json")).unwrap()).unwrap();
+    let supervisor = st["supervisor_pid"].as_i64().unwrap();
+    let sink_pid: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: i64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive(sink_pid));
+    std::process::Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while alive(sink_pid) {
+        if Instant::now() > until {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &sink_pid.to_string()])
+                .status();
+            panic!("the sink outlived its supervisor");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

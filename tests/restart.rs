@@ -979,3 +979,51 @@ fn a_wait_for_several_jobs_during_a_restart_answers_with_the_run_it_waited_on() 
     t.ok(&["kill", &id]);
     t.ok(&["kill", &other]);
 }
+
+/// While a launch holds a `created` job (a `start`, or a `restart`
+/// between its runs), `send` and `kill` are refused as retryable: the
+/// job is about to run. A launch is mimicked by holding the job lock,
+/// as one does while it starts the supervisor.
+#[test]
+fn send_to_a_job_being_launched_is_retryable() {
+    let t = TempRoot::new();
+    let v = t.ok(&["create", "-i", "--", "cat"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // Not being launched: not retryable.
+    let (_, e) = t.err(&["send", &id, "x"]);
+    assert_eq!(
+        (
+            e["error"]["code"].as_str(),
+            e["error"]["retryable"].as_bool()
+        ),
+        (Some("invalid_state"), Some(false)),
+        "{e}"
+    );
+    let dir = t.job_dir(&id);
+    let held = dir.join("held");
+    let mut holder = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(dir.join("lock"))
+        .arg("-c")
+        .arg(format!("touch '{}'; sleep 30", held.display()))
+        .spawn()
+        .expect("flock(1)");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !held.exists() {
+        assert!(Instant::now() < until, "flock never held the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for args in [vec!["send", &id, "x"], vec!["kill", &id]] {
+        let (_, e) = t.err(&args);
+        assert_eq!(
+            (
+                e["error"]["code"].as_str(),
+                e["error"]["retryable"].as_bool()
+            ),
+            (Some("invalid_state"), Some(true)),
+            "{args:?}: {e}"
+        );
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

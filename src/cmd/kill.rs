@@ -92,10 +92,7 @@ pub fn kill_job_within(
             // A launch holds the job lock while it starts the supervisor
             // (`run`, `start`, `restart`): the job is about to run, and a
             // kill a moment later reaches it, as `start` says then.
-            let launching = job
-                .open_lock()
-                .is_some_and(|l| matches!(sys::try_lock_shared(&l), Ok(false)));
-            if launching {
+            if job.is_launching() {
                 return Err(Error::Busy(format!(
                     "invalid job state: job {} is being started; try again in a moment",
                     job.id

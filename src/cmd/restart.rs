@@ -315,7 +315,19 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         let deadline = plan.deadline();
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
         let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_secs));
-        let mut l = launch::launch(store, job, None, lock, gc_sinks, deadline)?;
+        // A created job is simply started; if another caller (a start,
+        // a concurrent restart) launched it first, this restart can be
+        // asked again, of the run that caller began.
+        let was_created = lock.is_none();
+        let mut l = match launch::launch(store, job, None, lock, gc_sinks, deadline) {
+            Err(e) if was_created && e.code() == "invalid_state" && !e.retryable() => {
+                return Err(Error::Busy(format!(
+                    "invalid job state: job {} was started by another caller while this restart was starting it; nothing was changed: try again to restart that run",
+                    job.id
+                )))
+            }
+            r => r?,
+        };
         // The earlier runs as of the run the answer describes: with
         // `--retry`, later than the one launched here.
         let mut inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;

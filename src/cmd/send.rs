@@ -225,7 +225,15 @@ pub fn send_job_or(
 
 /// `invalid_state` for an interactive job that has not started: its
 /// stdin (and stdin.sock) exists only once its supervisor runs it.
+/// A `created` job that a launch is starting (a `start`, or a `restart`
+/// between its runs) is about to take input: retryable.
 fn not_started(job: &Job, status: Status) -> Option<Error> {
+    if status == Status::Created && job.is_launching() {
+        return Some(Error::Busy(format!(
+            "invalid job state: job {} is being started (or restarted); its stdin opens when it runs: try again in a moment",
+            job.id
+        )));
+    }
     matches!(status, Status::Created | Status::Queued).then(|| {
         Error::InvalidState(format!(
             "invalid job state: job {} has not started yet (it is '{}'); its stdin opens when it runs",
