@@ -547,6 +547,29 @@ impl Log {
                 line_start = at;
             }
             while !rest.is_empty() {
+                if line.len() == GREP_LINE_MAX {
+                    // A line of exactly GREP_LINE_MAX bytes is one line
+                    // (its newline may come in the next chunk); only a
+                    // longer one is matched in pieces (D32), each ending
+                    // on a character boundary, the start of a cut
+                    // character beginning the next.
+                    if rest[0] == b'\n' {
+                        g.offer(&line, line_start);
+                        line.clear();
+                        at += 1;
+                        rest = &rest[1..];
+                        line_start = at;
+                    } else {
+                        let end = whole_chars_end(&line);
+                        g.offer(&line[..end], line_start);
+                        line.drain(..end);
+                        line_start += end as u64;
+                    }
+                    if g.first && !g.ring.is_empty() {
+                        return line_start;
+                    }
+                    continue;
+                }
                 let room = GREP_LINE_MAX - line.len();
                 let scan = &rest[..rest.len().min(room)];
                 match scan.iter().position(|&b| b == b'\n') {
@@ -565,18 +588,6 @@ impl Log {
                         line.extend_from_slice(scan);
                         at += scan.len() as u64;
                         rest = &rest[scan.len()..];
-                        if line.len() == GREP_LINE_MAX {
-                            // D32: an over-long line is matched in pieces,
-                            // each ending on a character boundary; the
-                            // start of a cut character begins the next.
-                            let end = whole_chars_end(&line);
-                            g.offer(&line[..end], line_start);
-                            line.drain(..end);
-                            line_start += end as u64;
-                            if g.first && !g.ring.is_empty() {
-                                return line_start;
-                            }
-                        }
                     }
                 }
             }

@@ -2662,6 +2662,17 @@ pub fn hold_stop_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Take stop signals as they come from now on (start the stop thread
+/// now, not at the first `StopScope`): for a command with a long step
+/// before its wait (`restart`'s stop of the old run), so that the first
+/// signal is the one recorded. Left pending instead, several would be
+/// taken in signal-number order. Nothing where the signals are not held.
+pub fn take_stop_signals_now() {
+    if STOP_HELD.load(std::sync::atomic::Ordering::SeqCst) && on_main_thread() {
+        start_stop_thread();
+    }
+}
+
 /// The stop signal this process took, if any: the one the stop thread
 /// took, or one still pending (no wait began, so no thread took it).
 /// None when they are not held (`hold_stop_signals`).

@@ -373,3 +373,62 @@ fn long_lines_are_cut_between_characters() {
     }
     assert_eq!(joined, "€".repeat(100_000));
 }
+
+/// A line of exactly 64 KiB is one line, whichever read brings its
+/// newline: no empty line after it for `tail --grep` or readiness to
+/// find (`^$` matched one at its newline). On a terminal the same holds
+/// for a line whose "\r\n" straddles that size.
+#[test]
+fn a_line_of_exactly_the_piece_size_is_one_line() {
+    let t = TempRoot::new();
+    let a = "head -c 65536 /dev/zero | tr '\\0' a; echo; echo b";
+    let tty = "head -c 65535 /dev/zero | tr '\\0' a; echo; echo b";
+    for (flags, script, first) in [(&[][..], a, 65536u64), (&["--tty"][..], tty, 65535)] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", script]);
+        let v = t.ok(&args);
+        let id = v["job_id"].as_str().unwrap().to_string();
+        let v = t.ok(&[
+            "tail",
+            "--grep",
+            "",
+            "--tail-lines",
+            "0",
+            "--max-bytes",
+            "1000000",
+            &id,
+        ]);
+        let got: Vec<(u64, usize)> = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["offset"].as_u64().unwrap(),
+                    m["line"].as_str().unwrap().len(),
+                )
+            })
+            .collect();
+        let eol = if flags.is_empty() { 1 } else { 2 };
+        assert_eq!(
+            got,
+            vec![(0, first as usize), (first + eol, 1)],
+            "{flags:?}"
+        );
+        let v = t.ok(&[
+            "wait",
+            "--output",
+            "^$",
+            "--output-match-type",
+            "regex",
+            "--until",
+            "0",
+            &id,
+        ]);
+        assert!(
+            v.get("matched").is_none_or(Value::is_null),
+            "{flags:?}: {v}"
+        );
+    }
+}

@@ -356,3 +356,45 @@ fn the_supervisor_and_the_job_never_inherit_the_waiters_blocked_signals() {
     answered(&finish(child), "run", 143);
     still_run_then_end(&t, &[&id]);
 }
+
+/// Is `sig` (a number) pending for process `pid` as a whole (ShdPnd)?
+fn pending(pid: u32, sig: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
+/// Signals that come while `restart` is still stopping the old run: the
+/// first one is what the exit status names, not the lowest-numbered one
+/// pending by the time the wait began (TERM then INT used to exit 130).
+#[test]
+fn restart_names_the_first_signal_of_its_stop_phase() {
+    let t = TempRoot::new();
+    // Ignores TERM: the stop lasts until --kill-after.
+    let script = format!("trap '' TERM; {HELD}");
+    let id = t.start_job(&["sh", "-c", &script]);
+    eventually("the first run to start", || {
+        t.read(&id, "stdout.log").contains("started")
+    });
+    let child = spawn(
+        &t,
+        &["restart", "--kill-after", "6s", "--until", "120", &id],
+    );
+    let dir = t.job_dir(&id);
+    until_waiting(&child, || holds_file_under(child.id(), &dir));
+    signal(&child, "TERM");
+    // Taken at once, well inside the 6 s stop (it used to stay pending
+    // until the stop was over).
+    let until = Instant::now() + Duration::from_secs(3);
+    while pending(child.id(), 15) {
+        assert!(Instant::now() < until, "TERM still pending during the stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(&child, "INT");
+    let v = answered(&finish(child), "restart", 143);
+    assert_eq!(v["attempt"].as_u64(), Some(2), "{v}");
+    still_run_then_end(&t, &[&id]);
+}

@@ -400,6 +400,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // new run is ended by one: the stop of the old run goes on to its
     // bounded end, and the watch that follows ends at once.
     crate::cmd::run::hold_stop_signals(WaitPlan::from_matches(m));
+    // The stop of the old run can take seconds: the first signal that
+    // comes meanwhile is the one the exit status names.
+    crate::sys::take_stop_signals_now();
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let body = restart_job(&store, &job, m)?;
