@@ -687,3 +687,160 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
         "the job's supervisor hung up without an answer",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The supervisor's side driven step by step, without poll: a caller's
+    //! connect() has put it in the listen queue, and its write() its bytes
+    //! in the socket, by the time they return, so each `step` sees exactly
+    //! what the test has done.
+
+    use super::*;
+    use std::os::fd::OwnedFd;
+    use std::path::PathBuf;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ae-input-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// An `Input` whose job has not read anything: its pipe is full, so
+    /// no caller's bytes get in until `drain`.
+    fn full_pipe(tag: &str) -> (Input, PathBuf, OwnedFd) {
+        let dir = temp_dir(tag);
+        let (r, w) = sys::pipe().unwrap();
+        sys::set_nonblocking(w.as_raw_fd()).unwrap();
+        sys::set_nonblocking(r.as_raw_fd()).unwrap();
+        let mut w = File::from(w);
+        let chunk = [b'x'; 4096];
+        while w.write(&chunk).is_ok() {}
+        let input = Input::new(&dir, w, false, None).unwrap();
+        (input, dir, r)
+    }
+
+    /// The job reads everything in its pipe.
+    fn drain(r: &OwnedFd) {
+        let mut f = File::from(r.try_clone().unwrap());
+        let mut buf = [0u8; 65536];
+        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    fn header(len: usize, eof: bool, wait: Duration) -> Vec<u8> {
+        let until = sys::monotonic_now() + wait;
+        let h = Header {
+            len,
+            eof,
+            record: false,
+            wait_ms: wait.as_millis() as u64,
+            until_ms: Some(until.as_millis() as u64),
+        };
+        let mut line = serde_json::to_vec(&h).unwrap();
+        line.push(b'\n');
+        line
+    }
+
+    fn connect(dir: &Path) -> UnixStream {
+        UnixStream::connect(dir.join(SOCKET)).unwrap()
+    }
+
+    /// The supervisor's answer, skipping `{"writing":true}`; None when it
+    /// has not answered (yet).
+    fn answer(s: &mut UnixStream) -> Option<Reply> {
+        s.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && *l != WRITING)
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .next()
+    }
+
+    fn open(bytes: u64) -> Reply {
+        Reply {
+            bytes_written: Some(bytes),
+            stdin_open: Some(true),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_eof_waits_for_a_caller_taken_before_it_whose_header_is_in_two_pieces() {
+        let (mut input, dir, r) = full_pipe("two-pieces");
+        let head = header(7, false, Duration::from_secs(30));
+        let (first, rest) = head.split_at(10);
+        // A connects first and sends part of its header; then the eof,
+        // whole. Both are in the listen queue when the supervisor looks.
+        let mut a = connect(&dir);
+        a.write_all(first).unwrap();
+        let mut eof = connect(&dir);
+        eof.write_all(&header(0, true, Duration::from_secs(30)))
+            .unwrap();
+        input.step();
+        assert!(input.sink.is_some(), "closed ahead of a header on its way");
+        assert_eq!(answer(&mut eof), None);
+        // A's header is complete and its bytes here: they cannot get in
+        // yet, and the eof still waits for them.
+        a.write_all(rest).unwrap();
+        a.write_all(b"DATA-A\n").unwrap();
+        input.step();
+        assert!(input.sink.is_some(), "closed ahead of A's pending bytes");
+        assert_eq!(answer(&mut eof), None);
+        // The job reads: A's bytes, then the end of file.
+        drain(&r);
+        input.step();
+        assert_eq!(answer(&mut a), Some(open(7)));
+        let done = answer(&mut eof).expect("the eof is answered");
+        assert_eq!(done.stdin_open, Some(false), "{done:?}");
+        assert!(input.sink.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_eof_whose_time_ends_behind_an_earlier_caller_closes_nothing() {
+        let (mut input, dir, r) = full_pipe("late-eof");
+        let mut a = connect(&dir);
+        a.write_all(&header(7, false, Duration::from_secs(30)))
+            .unwrap();
+        a.write_all(b"DATA-A\n").unwrap();
+        input.step();
+        // Its deadline has come by the time it is read.
+        let mut eof = connect(&dir);
+        eof.write_all(&header(0, true, Duration::ZERO)).unwrap();
+        input.step();
+        assert_eq!(answer(&mut eof), Some(open(0)));
+        assert!(input.sink.is_some());
+        drain(&r);
+        input.step();
+        assert_eq!(answer(&mut a), Some(open(7)));
+        assert!(input.sink.is_some(), "A's send does not close input");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_caller_that_connects_after_an_eof_finds_input_closed() {
+        let (mut input, dir, _r) = full_pipe("after-eof");
+        let mut eof = connect(&dir);
+        eof.write_all(&header(0, true, Duration::from_secs(30)))
+            .unwrap();
+        let mut b = connect(&dir);
+        b.write_all(&header(7, false, Duration::from_secs(30)))
+            .unwrap();
+        b.write_all(b"DATA-B\n").unwrap();
+        input.step();
+        let done = answer(&mut eof).expect("the eof is answered");
+        assert_eq!(done.stdin_open, Some(false), "{done:?}");
+        let late = answer(&mut b).expect("B is answered");
+        assert_eq!(late.error.as_deref(), Some("stdin_closed"), "{late:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -431,6 +431,11 @@ fn open_gate(t: &TempRoot) {
 }
 
 /// Fill the job's stdin pipe: it takes no more until the job reads.
+/// Returns once the supervisor has closed the filling send's connection:
+/// it answers a caller just before it closes that caller's end, and an
+/// end still open would be counted by `until_connected` as the next
+/// caller, which may then not have connected yet (a later one could get
+/// ahead of it).
 fn fill(t: &TempRoot, id: &str) {
     let big = t.base.join("big");
     std::fs::write(&big, vec![b'x'; 8 << 20]).unwrap();
@@ -443,10 +448,19 @@ fn fill(t: &TempRoot, id: &str) {
         id,
     ]);
     assert!(v["bytes_written"].as_u64().unwrap() < 8 << 20, "{v}");
+    let until = Instant::now() + Duration::from_secs(20);
+    while connections(t, id) > 0 {
+        assert!(
+            Instant::now() < until,
+            "the filling send's connection stayed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Callers connected to the job's stdin.sock (taken by its supervisor
-/// or still in the listen queue): /proc/net/unix lists each connection's
+/// or still in the listen queue; also one already answered whose end the
+/// supervisor has not closed yet): /proc/net/unix lists each connection's
 /// supervisor end under the listening socket's path, as well as the
 /// listening socket itself.
 fn connections(t: &TempRoot, id: &str) -> usize {
