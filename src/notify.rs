@@ -747,7 +747,7 @@ pub struct Matcher {
     worker: Option<Worker>,
     /// The job runs on a terminal, whose lines end in "\r\n": the "\r"
     /// is the line's end, not its text (as for readiness, see
-    /// `observe::Pattern::on_terminal`).
+    /// `observe::line_text`).
     crlf: bool,
 }
 
@@ -826,10 +826,7 @@ impl Matcher {
     #[inline]
     pub fn line(&mut self, i: usize, line: &[u8]) {
         let Some(a) = &self.active else { return };
-        let line = match line {
-            [text @ .., b'\r'] if self.crlf => text,
-            _ => line,
-        };
+        let line = crate::observe::line_text(line, self.crlf);
         if !a.streams[i] || !a.is_match(line) {
             return;
         }

@@ -644,10 +644,24 @@ pub fn whole_chars_end(b: &[u8]) -> usize {
     n
 }
 
+/// The text of a line (without its "\n") for matching. On a terminal
+/// (`crlf`: the job runs on one) the lines end in "\r\n" (ONLCR), so
+/// there the "\r" is the line's end, not its text: `$` anchors, and a
+/// matched `line` has no "\r". A pipe's lines keep theirs, as
+/// output-match always has (0.2.3). Only matching sees this (readiness,
+/// `tail --grep`, the supervisor's output matcher); the logs keep every
+/// byte.
+pub fn line_text(line: &[u8], crlf: bool) -> &[u8] {
+    match line {
+        [text @ .., b'\r'] if crlf => text,
+        _ => line,
+    }
+}
+
 /// What `tail --grep` (and readiness) looks for, and where a line ends.
 pub struct Pattern {
     test: Test,
-    /// Lines end in "\r\n" (a terminal's, see `on_terminal`).
+    /// Lines end in "\r\n" (a terminal's, see `line_text`).
     crlf: bool,
 }
 
@@ -668,13 +682,10 @@ impl Pattern {
         Ok(Pattern { test, crlf: false })
     }
 
-    /// For a job on a terminal (`tty`): the terminal ends its lines in
-    /// "\r\n" (ONLCR), so there "\r\n" is the line's end, not "\r" part
-    /// of its text: `$` anchors, and `line` has no "\r". A pipe's lines
-    /// keep theirs, as output-match always has (0.2.3). Only matching
-    /// sees this; the logs keep every byte.
-    pub fn on_terminal(mut self, tty: bool) -> Pattern {
-        self.crlf = tty;
+    /// For `job`'s lines: on a terminal they end in "\r\n"
+    /// (`line_text`).
+    pub fn for_job(mut self, job: &Job) -> Pattern {
+        self.crlf = job.read_meta().is_ok_and(|m| m.tty.is_some());
         self
     }
 
@@ -759,10 +770,7 @@ impl<'a> Grep<'a> {
     }
 
     fn offer(&mut self, line: &[u8], offset: u64) {
-        let line = match line {
-            [text @ .., b'\r'] if self.pattern.crlf => text,
-            _ => line,
-        };
+        let line = line_text(line, self.pattern.crlf);
         let text = String::from_utf8_lossy(line);
         if !self.pattern.is_match(&text) {
             return;

@@ -155,9 +155,7 @@ pub fn tail_body(job: &Job, req: &TailReq) -> Result<TailBody> {
 fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
     // Check the pattern and the cursor's own form before any I/O.
     let pattern = match req.grep {
-        Some((p, regex, _)) => Some(
-            Pattern::new(p, regex)?.on_terminal(job.read_meta().is_ok_and(|m| m.tty.is_some())),
-        ),
+        Some((p, regex, _)) => Some(Pattern::new(p, regex)?.for_job(job)),
         None => None,
     };
     let since = req.since.map(|s| Cursor::decode(s, &job.id)).transpose()?;

@@ -255,8 +255,7 @@ pub fn wait_ready(
     budget: Budget,
     client: Option<observe::Client<'_>>,
 ) -> Result<Option<WaitBody>> {
-    let pattern = observe::Pattern::new(ready.pattern, ready.regex)?
-        .on_terminal(job.read_meta().is_ok_and(|m| m.tty.is_some()));
+    let pattern = observe::Pattern::new(ready.pattern, ready.regex)?.for_job(job);
     let since = ready
         .since
         .map(|c| crate::cursor::Cursor::decode(c, &job.id))
