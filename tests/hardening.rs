@@ -22,12 +22,9 @@ fn id_of(v: &Value) -> String {
     v["job_id"].as_str().unwrap().to_string()
 }
 
-/// Is `pid` a live (not zombie) process?
+/// Is `pid` a live process (some thread of it not yet exited)?
 fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    support::process_alive(pid)
 }
 
 /// Wait (bounded) until `f` holds; the processes we watch end on their
@@ -434,17 +431,24 @@ fn a3_a20_delete_refuses_live_members_and_ignores_reused_pids() {
 #[test]
 fn a3_a_lost_supervisor_cleanup_never_kills_a_reused_group() {
     let t = TempRoot::new();
-    let lost: Vec<String> = (0..2).map(|_| t.start_job(&["sleep", "64.25"])).collect();
+    // Without auto-GC: a sweep judging a lost job holds its lock for a
+    // moment, and a reader waits that out only while the recorded
+    // supervisor is gone, which the forged records below deny (an
+    // idle-priority sweep on a busy machine made `status` answer the
+    // stale `running`).
+    let start =
+        |secs: &str| id_of(&t.ok(&["run", "--no-wait", "--no-auto-gc", "--", "sleep", secs]));
+    let lost: Vec<String> = (0..2).map(|_| start("64.25")).collect();
     // A start time is counted in clock ticks (10 ms here): a stranger
     // started in the same tick as a lost root is indistinguishable from
     // it, which real pid reuse (after the pid space wraps) never is.
     let ticks = |id: &str| t.state(id)["pid_start_time"].as_u64().unwrap();
     let lost_ticks: Vec<u64> = lost.iter().map(|id| ticks(id)).collect();
-    let mut stranger = t.start_job(&["sleep", "64.5"]);
+    let mut stranger = start("64.5");
     while lost_ticks.contains(&ticks(&stranger)) {
         t.ok(&["kill", "--signal", "KILL", &stranger]);
         t.wait_done(&stranger);
-        stranger = t.start_job(&["sleep", "64.5"]);
+        stranger = start("64.5");
     }
     let st = t.state(&stranger);
     let (pid, sid) = (st["pid"].clone(), st["sid"].clone());

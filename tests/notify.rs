@@ -1055,15 +1055,7 @@ fn a_command_sink_dies_with_a_killed_supervisor() {
         .trim()
         .parse()
         .unwrap();
-    let alive = |pid: i64| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    };
+    let alive = |pid: i64| support::process_alive(pid.unsigned_abs());
     assert!(alive(sink_pid));
     std::process::Command::new("kill")
         .args(["-KILL", &supervisor.to_string()])

@@ -39,16 +39,9 @@ fn attempts(v: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// Is this pid gone (or a zombie nobody needs)?
+/// Is this pid gone: no thread of it left but a zombie nobody needs?
 fn gone(pid: u64) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.is_empty()
-        || stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
+    !support::process_alive(pid)
 }
 
 #[test]

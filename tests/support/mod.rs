@@ -227,25 +227,48 @@ impl TempRoot {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            if pid == std::process::id() {
+                continue;
+            }
+            let Some(cmdline) = live_cmdline(pid) else {
                 continue;
             };
             let s = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if s.contains(needle) && pid != std::process::id() {
-                // Skip zombies: they hold no resources and will be reaped.
-                let st = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                if st
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-                {
-                    continue;
-                }
+            if s.contains(needle) {
                 pids.push(pid);
             }
         }
         pids
     }
+}
+
+/// Is the state letter of a /proc `stat` line that of an exited task?
+fn stat_is_dead(stat: &str) -> bool {
+    stat.rsplit(')')
+        .next()
+        .is_none_or(|r| matches!(r.trim_start().as_bytes().first(), Some(b'Z' | b'X') | None))
+}
+
+/// The command line of process `pid` while any of its threads lives,
+/// read from a live thread. A process is gone only when all its threads
+/// are: a killed multi-threaded process shows its leader as a zombie
+/// (with an empty command line) while its other threads are still
+/// exiting, and they hold its descriptors (a job's lock) until the last
+/// one has gone.
+fn live_cmdline(pid: u32) -> Option<Vec<u8>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        if !stat_is_dead(&stat) {
+            return std::fs::read(t.path().join("cmdline")).ok();
+        }
+    }
+    None
+}
+
+/// Is any thread of process `pid` alive (see `live_cmdline`)?
+pub fn process_alive(pid: u64) -> bool {
+    u32::try_from(pid).ok().and_then(live_cmdline).is_some()
 }
 
 /// A `serve --port 0` of a root: the child (killed when this is
