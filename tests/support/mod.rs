@@ -244,9 +244,11 @@ impl TempRoot {
 
 /// Is the state letter of a /proc `stat` line that of an exited task?
 fn stat_is_dead(stat: &str) -> bool {
-    stat.rsplit(')')
+    let state = stat
+        .rsplit(')')
         .next()
-        .is_none_or(|r| matches!(r.trim_start().as_bytes().first(), Some(b'Z' | b'X') | None))
+        .and_then(|r| r.trim_start().bytes().next());
+    matches!(state, Some(b'Z' | b'X') | None)
 }
 
 /// The command line of process `pid` while any of its threads lives,
