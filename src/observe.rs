@@ -881,10 +881,14 @@ fn current_state_inner(
         // for a moment too, and then the record it is writing is the
         // answer, not the stale `running`: with the recorded supervisor
         // gone, that moment is waited out (bounded) and the state read
-        // again. A live supervisor costs nothing more.
+        // again. A live supervisor costs nothing more. The bound is
+        // generous because the holder may be slow to finish: an auto-GC
+        // sweep runs at idle priority and a busy machine can starve it
+        // (as it can a killed supervisor's last threads, which hold the
+        // lock until they are gone).
         let waited = matches!(st.status(), Status::Running | Status::Queued)
             && st.supervisor_pid.is_some_and(|p| !process_lives(p))
-            && lock_frees_within(&lock, Duration::from_millis(500));
+            && lock_frees_within(&lock, Duration::from_secs(2));
         if !waited {
             return Ok(st);
         }

@@ -1706,11 +1706,12 @@ fn a_lost_supervisor_reads_lost_while_another_reader_holds_the_lock() {
         assert!(Instant::now() < until, "the supervisor never went");
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Another holder of the lock for a moment (as a reconciling reader
-    // would hold it), taken before anyone has looked.
+    // Another holder of the lock for a while (as a reconciling reader
+    // would hold it, or an idle-priority auto-GC sweep that a busy
+    // machine starves), taken before anyone has looked.
     let mut holder = Command::new("flock")
         .arg(t.job_dir(&id).join("lock"))
-        .args(["sh", "-c", "echo held; sleep 0.3"])
+        .args(["sh", "-c", "echo held; sleep 1.2"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
