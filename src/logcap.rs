@@ -4,7 +4,9 @@
 //!
 //! Layout of a capped log once something was dropped:
 //! `[head: H bytes][marker: M bytes][tail: the last bytes written]`,
-//! H = N/2, the tail at most N - H once the job has ended. The marker is
+//! H = N/2, the tail at most N - H once the job has ended; either is up
+//! to 3 bytes shorter when its cut falls inside a UTF-8 character, which
+//! is dropped whole (readers would show U+FFFD for both of its pieces). The marker is
 //! `[agent-exec: D bytes dropped]`, its count padded with spaces to a
 //! fixed width (preceded by a newline when the head does not end in one),
 //! so it is rewritten in place, same length, each time more is dropped.
@@ -352,9 +354,18 @@ impl Capper {
         }
     }
 
+    /// The head's length: its share, or, once cut, what the cut kept.
+    fn head_len(&self) -> u64 {
+        if self.gap.active() {
+            self.gap.head
+        } else {
+            self.cap.head
+        }
+    }
+
     fn tail_len(&self) -> u64 {
         self.size
-            .saturating_sub(self.cap.head)
+            .saturating_sub(self.head_len())
             .saturating_sub(self.gap.marker)
     }
 
@@ -377,11 +388,10 @@ impl Capper {
     }
 
     fn compact(&mut self, f: &mut File) -> io::Result<()> {
-        let head = self.cap.head;
-        let keep = self.cap.tail;
-        let (marker, head_mid_line) = if self.gap.active() {
-            (self.gap.marker, self.gap.head_mid_line)
+        let (head, marker, head_mid_line) = if self.gap.active() {
+            (self.gap.head, self.gap.marker, self.gap.head_mid_line)
         } else {
+            let head = whole_chars_before(f, self.cap.head)?;
             // The head's last byte and the first one dropped (there is
             // one: the tail outgrew `keep`), never moved before this cut.
             let mut edge = [b'\n'; 2];
@@ -390,12 +400,22 @@ impl Capper {
             }
             let open = edge[0] != b'\n';
             (
+                head,
                 (MARKER_TEXT + usize::from(open)) as u64,
                 open && edge[1] != b'\n',
             )
         };
         let logical = self.gap.logical_len(self.size);
-        let src = self.size - keep;
+        // The kept tail starts with a whole character: the rest of one
+        // the cut splits goes with the dropped bytes (1 to 3 of them).
+        let (src, keep) = {
+            let share = self.cap.tail;
+            let mut lead = [0u8; 3];
+            let n = share.min(3) as usize;
+            f.read_exact_at(&mut lead[..n], self.size - share)?;
+            let skip = crate::observe::continuation_prefix(&lead[..n]) as u64;
+            (self.size - share + skip, share - skip)
+        };
         // The last byte this cut drops, still in the file (the tail
         // outgrew `keep`, so `src` lies past the head and any marker
         // already written): whether the kept tail starts a line.
@@ -423,6 +443,26 @@ impl Capper {
         f.seek(SeekFrom::End(0))?;
         Ok(())
     }
+}
+
+/// Where a head of `share` bytes ends so that it ends with a whole
+/// character: before a UTF-8 character that the cut at `share` would
+/// split (its lead in the head, its continuation bytes after), which is
+/// dropped whole. Readers would otherwise show U+FFFD for both pieces,
+/// which the job never printed. Bytes that are not UTF-8 are kept as
+/// they are.
+fn whole_chars_before(f: &File, share: u64) -> io::Result<u64> {
+    let from = share.saturating_sub(3);
+    let mut b = [0u8; 4];
+    let n = (share - from) as usize;
+    f.read_exact_at(&mut b[..=n], from)?;
+    let (head, next) = (&b[..n], b[n]);
+    let complete = crate::observe::complete_len(head);
+    Ok(if complete < n && next & 0xC0 == 0x80 {
+        from + complete as u64
+    } else {
+        share
+    })
 }
 
 /// A reader's handle on a job's gap records.

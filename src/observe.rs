@@ -155,7 +155,7 @@ fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> usize {
 /// a lead byte followed by fewer continuation bytes than it announces.
 /// Anything else (ASCII, a complete character, invalid bytes) ends where
 /// it ends.
-fn complete_len(b: &[u8]) -> usize {
+pub(crate) fn complete_len(b: &[u8]) -> usize {
     for back in 1..=b.len().min(4) {
         let i = b.len() - back;
         let c = b[i];
@@ -188,7 +188,7 @@ fn cut_first_char(b: &[u8]) -> Option<usize> {
 /// How many continuation bytes (at most 3) start `b`: a window that
 /// begins inside a character skips them so its text starts clean (the
 /// skipped bytes belong to the range before it).
-fn continuation_prefix(b: &[u8]) -> usize {
+pub(crate) fn continuation_prefix(b: &[u8]) -> usize {
     b.iter().take(3).take_while(|&&c| c & 0xC0 == 0x80).count()
 }
 
@@ -366,6 +366,16 @@ impl Log {
             0 if !at_end => b.len(),
             n => n,
         }
+    }
+
+    /// The head: at most `max` bytes from the start, never past a capped
+    /// log's gap; empty when the cap kept no head (`--max-log-bytes 1`),
+    /// where a span from 0 would start after the gap.
+    pub fn head(&self, max: u64, done: bool) -> Slice {
+        if self.at_gap(0) {
+            return self.slice(String::new(), [0, 0], 0);
+        }
+        self.span(0, max, done)
     }
 
     /// At most `max` bytes from `from`: the head (`from` = 0), or the

@@ -828,3 +828,99 @@ fn a_cut_line_still_being_written_is_not_matched_when_it_ends() {
     let (m, _) = grep_and_ready(&t, &id, ".");
     assert_eq!(m, [("ready".to_string(), 3_000_003)]);
 }
+
+/// Read a follow's JSON lines.
+fn follow_lines(t: &TempRoot, id: &str) -> Vec<Value> {
+    let out = t
+        .cmd(&["tail", "--follow", "--until", "10", id])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A cut that falls inside a character drops that character whole: the
+/// head ends and the tail starts with a whole one, on disk and in every
+/// read (run's head and tail, tail, follow, a `--since` loop), so no
+/// read shows U+FFFD for a character the job printed whole.
+#[test]
+fn a_cut_inside_a_character_drops_it_whole() {
+    let t = TempRoot::new();
+    // 30 × "€" (3 bytes each): the head's 20 bytes end 2 bytes into the
+    // 7th; the tail's last 20 bytes start 2 bytes into a character.
+    let script = "for i in $(seq 30); do printf '\\342\\202\\254'; done";
+    let v = t.ok(&["run", "--max-log-bytes", "40", "--", script]);
+    let six = "€".repeat(6);
+    assert_eq!(v["stdout"], six.as_str(), "{v}");
+    assert_eq!(v["stdout_range"], serde_json::json!([0, 18]), "{v}");
+    assert_eq!(v["stdout_tail"], six.as_str(), "{v}");
+    assert_eq!(v["stdout_tail_range"], serde_json::json!([72, 90]), "{v}");
+    assert_eq!(v["stdout_dropped_bytes"], 54, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let file = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    let text = String::from_utf8(file).expect("the log on disk is UTF-8");
+    assert!(
+        text.starts_with(&format!("{six}\n[agent-exec: 54 bytes")),
+        "{text:?}"
+    );
+    assert!(
+        text.ends_with(&format!("dropped]{}\n{six}", " ".repeat(18))),
+        "{text:?}"
+    );
+    let tail = t.ok(&["tail", &id]);
+    assert_eq!(tail["stdout"], six.as_str(), "{tail}");
+    // A loop of `tail --since` from the cursor a `--no-wait` run
+    // answers with (the start), 10 bytes at a time: the texts join to
+    // the two parts, and the bytes between are counted as skipped.
+    let c = t.ok(&["run", "--no-wait", "--max-log-bytes", "40", "--", script]);
+    let id2 = c["job_id"].as_str().unwrap().to_string();
+    t.wait_done(&id2);
+    let (mut cursor, mut text, mut skipped) =
+        (c["cursor"].as_str().unwrap().to_string(), String::new(), 0);
+    loop {
+        let r = t.ok(&["tail", "--max-bytes", "10", "--since", &cursor, &id2]);
+        let s = r["stdout"].as_str().unwrap();
+        assert!(!s.contains('\u{fffd}'), "{r}");
+        skipped += n(&r["stdout_skipped_bytes"]);
+        if s.is_empty() && r["cursor"] == cursor.as_str() {
+            break;
+        }
+        text.push_str(s);
+        cursor = r["cursor"].as_str().unwrap().to_string();
+    }
+    assert_eq!(text, "€".repeat(12));
+    assert_eq!(skipped, 54);
+    let follow = follow_lines(&t, &id);
+    let data: Vec<(&str, Value)> = follow
+        .iter()
+        .filter(|l| l["type"] == "output")
+        .map(|l| (l["data"].as_str().unwrap(), l["range"].clone()))
+        .collect();
+    assert_eq!(
+        data,
+        vec![
+            (six.as_str(), serde_json::json!([0, 18])),
+            (six.as_str(), serde_json::json!([72, 90]))
+        ],
+        "{follow:?}"
+    );
+    let gap: Vec<&Value> = follow.iter().filter(|l| l["type"] == "gap").collect();
+    assert_eq!(gap.len(), 1, "{follow:?}");
+    assert_eq!(gap[0]["range"], serde_json::json!([18, 72]), "{follow:?}");
+}
+
+/// A cap that keeps no head (`--max-log-bytes 1`): run's head is empty
+/// at the start, and the one byte kept is the tail, not the head.
+#[test]
+fn a_cap_with_no_head_answers_an_empty_head() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--max-log-bytes", "1", "--", "seq", "1", "10"]);
+    assert_eq!(v["stdout"], "", "{v}");
+    assert_eq!(v["stdout_range"], serde_json::json!([0, 0]), "{v}");
+    assert_eq!(v["stdout_tail"], "\n", "{v}");
+    assert_eq!(v["stdout_tail_range"], serde_json::json!([20, 21]), "{v}");
+    assert_eq!(v["stdout_dropped_bytes"], 20, "{v}");
+}

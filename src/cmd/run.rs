@@ -179,8 +179,8 @@ impl Inline {
 pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Result<Inline> {
     let out_log = observe::open_log(&job.stdout_path())?;
     let err_log = observe::open_log(&job.stderr_path())?;
-    let out = out_log.span(0, max_bytes, done);
-    let err = err_log.span(0, max_bytes, done);
+    let out = out_log.head(max_bytes, done);
+    let err = err_log.head(max_bytes, done);
     let out_end = out_log.end(out.range[1], tail_bytes, done);
     let err_end = err_log.end(err.range[1], tail_bytes, done);
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err));
