@@ -532,6 +532,33 @@ fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
     assert!(!mark.exists(), "the killed queued job ran");
 }
 
+/// A signal that would only stop, continue or tell a process (STOP,
+/// CONT, WINCH...) reaches nothing in a queued job: `kill` refuses it
+/// (invalid_state) instead of answering `ok`, and the job stays queued.
+#[test]
+fn a_signal_that_ends_no_process_is_refused_for_a_queued_job() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "s", &[], &[&gated(&gate)]));
+    let q = id_of(&enqueue(&t, "s", &[], &["echo q"]));
+    for sig in ["STOP", "CONT", "TSTP", "WINCH"] {
+        let (code, e) = t.err(&["kill", "--signal", sig, &q]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("invalid_state")),
+            "{sig}: {e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("queued"),
+            "{e}"
+        );
+    }
+    assert_eq!(t.ok(&["status", &q])["state"], "queued");
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&q)["stdout"], "q\n");
+    t.wait_done(&a);
+}
+
 #[test]
 fn restart_of_a_queued_job_ends_that_run_unrun_and_queues_it_again_at_the_back() {
     let t = TempRoot::new();

@@ -105,8 +105,13 @@ pub fn kill_job_within(
         }
         Status::Queued => {
             if !ends_job(sig) {
-                // Nothing runs yet that could be stopped or told.
-                return Ok(fill(body, &st, t0));
+                // Nothing runs yet that could be stopped, continued or
+                // told: an `ok` would read as if it had been.
+                return Err(Error::InvalidState(format!(
+                    "invalid job state: job {} is queued and has not started; {} would reach no process (a queued job is ended by a signal that ends a process, e.g. TERM)",
+                    job.id,
+                    sys::signal_name(sig)
+                )));
             }
             // The supervisor takes TERM, INT and HUP as "kill" and records
             // the one it got; any other ending signal is sent as TERM.
