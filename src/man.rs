@@ -556,7 +556,7 @@ const REPLIES: &[Reply] = &[
             ("timed_out?", "Once terminal: whether --timeout had stopped it."),
             ("output_lost?", OUTPUT_LOST),
         ],
-        notes: &["A created job cannot be signalled (invalid_state). A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened.", "A job recorded as failed with supervisor_lost or launch_lost whose processes are still alive is still signalled (never a group whose leader's start time differs from the recorded one: a reused pid)."],
+        notes: &["A created job cannot be signalled (invalid_state). A queued job is ended (killed, without having run) by a signal that ends a process; one that ends none (STOP, CONT, TSTP, TTIN, TTOU, WINCH, URG, CHLD) is refused (invalid_state): nothing runs yet to receive it. A job that already ended is reported as it is; nothing is sent. kill does not write the state itself: the supervisor records what really happened.", "A job recorded as failed with supervisor_lost or launch_lost whose processes are still alive is still signalled (never a group whose leader's start time differs from the recorded one: a reused pid)."],
         see: &["run", "status", "wait"],
     },
     Reply {
