@@ -143,6 +143,11 @@ pub fn set_yaml(on: bool) {
     YAML.store(on, Ordering::Relaxed);
 }
 
+/// Whether documents are printed as YAML (`--yaml`).
+pub fn yaml() -> bool {
+    YAML.load(Ordering::Relaxed)
+}
+
 fn render(json: &str) -> String {
     if YAML.load(Ordering::Relaxed) {
         crate::yaml::json_to_yaml(json).unwrap_or_else(|_| format!("{json}\n"))

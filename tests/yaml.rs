@@ -308,3 +308,51 @@ fn run_answers_read_back_with_the_same_types() {
     launch(&["create", "--tag", "yes", "--", "echo", "0o17"]);
     check(&cases, true);
 }
+
+/// `tail --follow --yaml`: a YAML stream, one document (after its
+/// `---`) for each line the JSON follow prints, reading back the same.
+#[test]
+fn a_follow_in_yaml_is_a_stream_of_the_same_documents() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--",
+        "printf 'yes\\n'; printf '0x1F: #x\\n' >&2; printf 'no end'",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let plain = t.out(&["tail", "--follow", &id]);
+    let yaml = t.out(&["--yaml", "tail", "--follow", &id]);
+    assert_eq!((plain.code, yaml.code), (0, 0));
+    let want: Vec<Value> = plain
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(want.len(), 3, "{}", plain.stdout);
+    let docs = YamlLoader::load_from_str(&yaml.stdout)
+        .unwrap_or_else(|e| panic!("yaml-rust2 cannot load {:?}: {e}", yaml.stdout));
+    let got: Vec<Value> = docs.iter().map(yaml_to_json).collect();
+    assert_eq!(got, want, "{}", yaml.stdout);
+    if let Some(py) = python() {
+        let mut child = Command::new(py)
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn python");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(yaml.stdout.as_bytes()).unwrap();
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "PyYAML could not load {:?}",
+            yaml.stdout
+        );
+        let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(got, Value::Array(want));
+    }
+}

@@ -432,7 +432,18 @@ struct Stdout;
 impl Batches for Stdout {
     fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
-        out.write_all(batch)?;
+        if crate::output::yaml() {
+            // `--yaml`: each line as a document of a YAML stream, each
+            // after its `---` (a batch holds whole lines only).
+            let mut text = String::new();
+            for line in String::from_utf8_lossy(batch).lines() {
+                text.push_str("---\n");
+                text.push_str(&crate::yaml::json_to_yaml(line).map_err(std::io::Error::other)?);
+            }
+            out.write_all(text.as_bytes())?;
+        } else {
+            out.write_all(batch)?;
+        }
         out.flush()
     }
 }
