@@ -976,7 +976,7 @@ fn main_page() -> String {
         p.tp(&flag_tag(f), &flag_body(f));
     }
     p.sh("OUTPUT CONTRACT");
-    p.pp("Every invocation prints exactly one document on stdout: JSON on one line, or YAML with --yaml. Diagnostics go to stderr only. The only exceptions are --help, help, --version and the completion scripts, which print human text, and tail --follow, which streams one JSON object per line (NDJSON), or the raw bytes with --raw.");
+    p.pp("Every invocation prints exactly one document on stdout: JSON on one line, or YAML with --yaml. Diagnostics go to stderr only. The only exceptions are --help, help, --version and the completion scripts, which print human text, and tail --follow, which streams one JSON object per line (NDJSON; with --yaml, a YAML stream of the same objects, each after its ---), or the raw bytes with --raw.");
     p.pp("A success document starts with `schema_version` (\"0.1\"), `ok` (true) and `type` (the command's response type), followed by the command's fields in a fixed order (see each command's page). Optional fields are omitted, not null.");
     p.pp("A failure prints the error envelope: `schema_version`, `ok` (false), `type` (\"error\") and `error` with `code` (stable, see ERROR CODES), `message` (for humans, may change), `retryable` (true when the same call may succeed later) and, for some codes, `details`; an error about a job carries `details.job_id`. Usage errors are reported this way too.");
     p.pp("Every error also prints one human line on stderr: agent-exec: error: <message>. -v and -vv show the launch and wait steps on stderr; with -v, wait and run --forever also keep a one-line progress note on stderr when it is a terminal (never otherwise).");
