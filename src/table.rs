@@ -163,11 +163,52 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
-fn chars(s: &str) -> usize {
-    s.chars().count()
+/// The terminal columns `c` takes: 2 for East Asian wide and fullwidth
+/// characters and the emoji blocks, 0 for combining marks and zero-width
+/// characters, else 1. The main ranges of Unicode's East Asian Width
+/// property, not all of it: a table must not run past the terminal for
+/// the scripts people name commands in, and a full table is not worth
+/// its size here.
+fn char_width(c: char) -> usize {
+    match u32::from(c) {
+        0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F => 0,
+        0x1100..=0x115F
+        | 0x2E80..=0x303E
+        | 0x3041..=0x33FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6
+        | 0x1F300..=0x1F64F
+        | 0x1F900..=0x1F9FF
+        | 0x20000..=0x2FFFD
+        | 0x30000..=0x3FFFD => 2,
+        _ => 1,
+    }
 }
 
-/// `s` cut to at most `w` characters, ending in `…` when cut.
+/// The terminal columns `s` takes (`char_width`).
+fn chars(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+/// The longest start of `s` that fits in `w` columns.
+fn fit(s: &str, w: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += char_width(c);
+        if used > w {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+/// `s` cut to at most `w` columns, ending in `…` when cut.
 fn cut(s: &str, w: usize) -> String {
     if chars(s) <= w {
         return s.to_string();
@@ -175,7 +216,7 @@ fn cut(s: &str, w: usize) -> String {
     if w == 0 {
         return String::new();
     }
-    let mut out: String = s.chars().take(w - 1).collect();
+    let mut out = fit(s, w - 1).to_string();
     out.push('…');
     out
 }
@@ -215,8 +256,7 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
                 line.extend(std::iter::repeat(' ').take(pad));
             }
         }
-        let line: String = line.chars().take(width).collect();
-        out.push_str(line.trim_end());
+        out.push_str(fit(&line, width).trim_end());
         out.push('\n');
     }
     out
@@ -281,15 +321,25 @@ mod tests {
         for width in [60, 80, 100] {
             let t = render(&doc, 0, width, &|_| None).unwrap();
             for l in t.lines() {
-                assert!(l.chars().count() <= width, "{width}: {l}");
+                assert!(chars(l) <= width, "{width}: {l}");
             }
             let row = t.lines().nth(1).unwrap();
             assert!(row.contains('…') && row.ends_with('t'), "{row}");
         }
+        // Wide characters take two columns each: cut by columns.
+        let wide = "日本語".repeat(24);
+        let doc = doc.replace(&long, &wide);
+        for width in [60, 61, 80] {
+            let t = render(&doc, 0, width, &|_| None).unwrap();
+            assert!(t.lines().all(|l| chars(l) <= width), "{width}: {t}");
+            let row = t.lines().nth(1).unwrap();
+            assert!(row.contains('…') && row.ends_with('t'), "{row}");
+        }
+        assert_eq!((chars("日本"), chars("e\u{301}"), chars("ab")), (4, 1, 2));
         // Too narrow for the other columns: still never wider.
         for width in [10, 40] {
             let t = render(&doc, 0, width, &|_| None).unwrap();
-            assert!(t.lines().all(|l| l.chars().count() <= width), "{t}");
+            assert!(t.lines().all(|l| chars(l) <= width), "{t}");
         }
     }
 }
