@@ -1430,3 +1430,76 @@ fn descriptions_state_only_the_limits_in_effect() {
         assert!(send.contains(want), "{env:?}: {send}");
     }
 }
+
+#[test]
+fn a_bom_before_the_first_message_is_skipped() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(&t, &[]);
+    m.send_raw(&format!(
+        "\u{feff}{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    ));
+    let r = m.answer(&json!(1), Duration::from_secs(10));
+    assert_eq!(r["result"]["protocolVersion"], "2025-06-18", "{r}");
+    // Only there: anywhere else it is not JSON.
+    m.send_raw(&format!(
+        "\u{feff}{}",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    ));
+    let r = m.answer(&Value::Null, Duration::from_secs(10));
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+}
+
+/// An answer's id is the request's as written, a number serde_json
+/// would round or respell included; a call is cancelled by that id.
+#[test]
+fn ids_come_back_as_sent() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let raw_answer = |m: &mut Mcp| {
+        m.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer")
+    };
+    for id in [
+        "123456789012345678901234567890",
+        "1e2",
+        "-0.5",
+        "1.0",
+        "18446744073709551615",
+        "-9223372036854775808",
+        r#""a""#,
+    ] {
+        m.send_raw(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+        assert_eq!(
+            raw_answer(&mut m),
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
+        );
+    }
+    // Two ids an f64 cannot tell apart: the one cancelled gets no
+    // answer, the other its own.
+    let job = m.ok("run", json!({"command": "sleep 30", "until": 0}))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for id in [
+        "123456789012345678901234567890",
+        "123456789012345678901234567891",
+    ] {
+        m.send_raw(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"wait","arguments":{{"job_id":"{job}","until":1}}}}}}"#
+        ));
+    }
+    m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":123456789012345678901234567890}}"#);
+    let line = raw_answer(&mut m);
+    assert!(
+        line.starts_with(r#"{"jsonrpc":"2.0","id":123456789012345678901234567891,"result":"#),
+        "{line}"
+    );
+    m.send_raw(r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#);
+    assert_eq!(
+        raw_answer(&mut m),
+        r#"{"jsonrpc":"2.0","id":"after","result":{}}"#
+    );
+    m.ok("kill", json!({"job_id": job, "signal": "KILL"}));
+}
