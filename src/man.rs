@@ -747,8 +747,8 @@ const REPLIES: &[Reply] = &[
         fields: &[],
         notes: &[
             "Prints no document of its own: stdout carries MCP messages only (JSON-RPC 2.0, one per line); diagnostics go to stderr. The protocol revision is the client's among 2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05 (the newest when it asks for another).",
-            "Tools: run, status, tail, wait, kill, send, list, delete, restart. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id (wait takes ids, an array, instead to wait for several jobs, with all or any); run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
-            "A result's structuredContent is the document the command prints for the same call (from revision 2025-06-18; older clients get it as text); content is a short text rendering. A job that failed is a normal result; a call that could not be carried out (job_not_found, invalid_cursor, a bad argument) is isError true with the error envelope. An unknown tool is JSON-RPC error -32602, malformed JSON -32700, a line over 4 MiB -32600 (skipped without being held).",
+            "Tools: run, status, tail, wait, kill, send, list, delete, restart. Arguments are the command's flags under their HTTP names (max_bytes, tail_lines, since, output, signal, eof, yield_ms, ...) plus job_id (wait takes ids, an array of ids or one alone, instead to wait for several jobs, with all or any); run also takes command (an array of words or one shell string), env (an object), cwd, stdin and tags; send takes data. until and timeout are seconds, fractions allowed. tail's follow is not offered.",
+            "A result's structuredContent is the document the command prints for the same call (from revision 2025-06-18; older clients get it as text); content is a short text rendering. A job that failed is a normal result; a call that could not be carried out (job_not_found, invalid_cursor, a bad argument) is isError true with the error envelope. An unknown tool is JSON-RPC error -32602, malformed JSON -32700, a line over 4 MiB -32600 (skipped without being held). A UTF-8 byte order mark before the first message is skipped; an answer's id is the request's as written (1e2 stays 1e2, an integer past 64 bits keeps its digits).",
             "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS (10) is the wait of run, wait and restart when the call gives no until; AGENT_EXEC_MCP_MAX_UNTIL_SECONDS (50) caps any until (and forever, and send's yield), keeping every call below a client's request timeout; restart as a whole stays within it: its watch gets what the stop left, a kill_after above it is refused (invalid_request), and the default grace (5s) is shortened to it. Calls run on 8 workers, so others are answered while one waits. notifications/cancelled ends a call's wait at once, with no answer; the job goes on. With _meta.progressToken, notifications/progress report the milliseconds watched (always rising) with the bytes of output in the message: when the output grows, at most 10 times a second, and at least once a second while the job is quiet.",
             "At EOF on stdin the server answers every request it has already read (each bounded by the limits above), then exits; if nobody reads its stdout any more it exits at once. Jobs are detached and keep running.", "Under revision 2025-03-26 a JSON-RPC batch (an array) is answered with one array (notifications add nothing; an empty batch is -32600); other revisions refuse batches (-32600). An invalid or zero AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS or AGENT_EXEC_MCP_MAX_UNTIL_SECONDS makes mcp print the reason on stderr and exit 1 before writing anything on stdout (a call that should not wait passes until 0). Numbers and switches may also be given as text (\"5\", \"true\"), a signal as its number, a list argument as one value; tail takes lines as another name for tail_lines; text arguments must be strings. Each tool's inputSchema says exactly this.",
         ],
@@ -788,6 +788,10 @@ fn environment(c: &Cmd) -> Vec<(&'static str, &'static str)> {
         }
         "install-skills" => {
             v.push(("HOME", "The base directory of --global."));
+        }
+        "mcp" => {
+            v.push(("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", "How long run, wait and restart watch when a call gives no until (default 10; never more than the maximum)."));
+            v.push(("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", "The most any call watches: a cap on until, forever, send's yield, kill's watch and a whole restart (default 50)."));
         }
         _ => {}
     }
@@ -884,16 +888,24 @@ fn command_page(c: &Cmd) -> String {
             }
             p.pp("On failure, the error envelope described in agent-exec(1): `ok` is false, `type` is \"error\", and `error` holds `code`, `message`, `retryable` and sometimes `details`.");
         }
+        _ if c.name == "mcp" => p.pp(
+            "JSON-RPC 2.0 messages on stdout, one per line, and nothing else: no document of its own. The tools' results are in the answers (structuredContent, or a text block for revisions before 2025-06-18); diagnostics go to stderr. A usage error on the command line still prints the JSON error envelope.",
+        ),
         _ => p.pp(
             "Plain text on stdout, not JSON. A usage error still prints the JSON error envelope.",
         ),
     }
     p.sh("EXIT STATUS");
-    p.tp(&bold("0"), "Success (the document has ok: true).");
-    p.tp(
-        &bold("1"),
-        "The command failed; stdout holds the error envelope.",
-    );
+    if c.name == "mcp" {
+        p.tp(&bold("0"), "stdin reached EOF and every request already read was answered, or nobody reads stdout any more.");
+        p.tp(&bold("1"), "An invalid or zero AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS or AGENT_EXEC_MCP_MAX_UNTIL_SECONDS: the reason is on stderr, and nothing was written on stdout.");
+    } else {
+        p.tp(&bold("0"), "Success (the document has ok: true).");
+        p.tp(
+            &bold("1"),
+            "The command failed; stdout holds the error envelope.",
+        );
+    }
     p.tp(&bold("2"), "Usage error: unknown flag, missing argument or invalid value (usage_error, invalid_tag, invalid_signal, invalid_duration, invalid_pattern, invalid_cursor).");
     if WAITING.contains(&c.name) {
         p.tp(&bold("129, 130, 143"), STOPPED);

@@ -9,7 +9,10 @@
 //!   under one mutex (`Server::send`); logs go to stderr.
 //! - A line is never held beyond `MAX_LINE` (4 MiB): stdin is read in
 //!   64 KiB chunks, and an overlong line is answered with an error (id
-//!   null) and skipped up to its newline; the server goes on.
+//!   null) and skipped up to its newline; the server goes on. A BOM at
+//!   the start of stdin is skipped.
+//! - An answer's id is the request's text (`id_text`), not serde_json's
+//!   rewriting of it.
 //! - `tools/call` runs on a bounded pool (up to `WORKERS` threads, each
 //!   started when a call finds none free; `QUEUE`
 //!   waiting calls; beyond that the call is answered -32000 at once), so
@@ -47,6 +50,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Protocol revisions we speak, newest first.
@@ -298,9 +302,16 @@ fn watch_stdout() {
     }
 }
 
+/// A UTF-8 byte order mark, which some clients (Windows ones, chiefly)
+/// write before their first message.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Split `input` into lines of at most `MAX_LINE` bytes, reading in
 /// bounded chunks. `Err(len)` stands for a line that was too long (it is
 /// not kept); trailing bytes without a newline at EOF count as a line.
+/// A BOM at the very start of the input is dropped (it would make the
+/// first message, `initialize`, a parse error); one anywhere else stays,
+/// and is the parse error it is.
 pub fn read_lines<R: Read>(
     input: &mut R,
     mut each: impl FnMut(Result<&[u8], usize>),
@@ -308,6 +319,15 @@ pub fn read_lines<R: Read>(
     let mut chunk = vec![0u8; 64 << 10];
     let mut line: Vec<u8> = Vec::new();
     let mut skipped: Option<usize> = None;
+    let mut first = true;
+    let mut each = |l: Result<&[u8], usize>| {
+        let l = match l {
+            Ok(l) if first => Ok(l.strip_prefix(BOM).unwrap_or(l)),
+            l => l,
+        };
+        first = false;
+        each(l)
+    };
     loop {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -420,7 +440,7 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
         Err(e) => return srv.error(to, "null", PARSE_ERROR, &format!("parse error: {e}")),
     };
     let Value::Array(items) = msg else {
-        return handle_message(srv, pool, msg, to);
+        return handle_message(srv, pool, msg, line, to);
     };
     let rev = srv.revision();
     if rev != BATCH_REVISION {
@@ -442,12 +462,15 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
         left: Mutex::new((1, Vec::new())),
     });
     let to = Reply::Batch(Arc::clone(&batch));
-    for item in items {
+    // Each request's own text, for its id (`id_text`).
+    let raws: Vec<&RawValue> = serde_json::from_slice(line).unwrap_or_default();
+    for (i, item) in items.into_iter().enumerate() {
         batch.hold();
+        let raw = raws.get(i).map_or(&b""[..], |r| r.get().as_bytes());
         if item.get("method").and_then(Value::as_str) == Some("initialize") {
             // The lifecycle's rule: initialize stands alone.
             let id = item.get("id").filter(|i| i.is_string() || i.is_number());
-            let id_text = id.map_or_else(|| "null".to_string(), Value::to_string);
+            let id_text = id.map_or_else(|| "null".to_string(), |id| id_text(id, raw, &["id"]));
             srv.error(
                 &to,
                 &id_text,
@@ -456,16 +479,44 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
             );
             continue;
         }
-        handle_message(srv, pool, item, &to);
+        handle_message(srv, pool, item, raw, &to);
     }
     srv.deliver(&to, None);
 }
 
-/// One message (alone, or one of a batch); its answer, or that it has
-/// none, is delivered to `to` exactly once.
-fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, to: &Reply) {
+/// An id's text in the answer (and the key its call is found by): the
+/// id as it was sent. serde_json holds a number that is no i64 or u64
+/// as an f64, which is written otherwise (`1e2` as `100.0`, an integer
+/// past 64 bits rounded): such an id is taken as its text from `raw`,
+/// the message, at `path`. Any other id is written as it was read (a
+/// string with its escapes resolved is the same string).
+fn id_text(id: &Value, raw: &[u8], path: &[&str]) -> String {
+    if id.is_f64() {
+        if let Some(text) = raw_member(raw, path) {
+            return text.to_string();
+        }
+    }
+    id.to_string()
+}
+
+/// The text of the member at `path` of the JSON object `raw`. A key
+/// given twice is the last one, as when `raw` is read as a `Value`.
+fn raw_member<'a>(raw: &'a [u8], path: &[&str]) -> Option<&'a str> {
+    let (key, rest) = path.split_first()?;
+    let mut members: HashMap<String, &RawValue> = serde_json::from_slice(raw).ok()?;
+    let member = members.remove(*key)?.get();
+    if rest.is_empty() {
+        Some(member)
+    } else {
+        raw_member(member.as_bytes(), rest)
+    }
+}
+
+/// One message (alone, or one of a batch; `raw` is its text); its
+/// answer, or that it has none, is delivered to `to` exactly once.
+fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to: &Reply) {
     let id = msg.get("id").filter(|i| i.is_string() || i.is_number());
-    let id_text = id.map_or_else(|| "null".to_string(), Value::to_string);
+    let id_text = id.map_or_else(|| "null".to_string(), |id| id_text(id, raw, &["id"]));
     let method = msg.get("method").and_then(Value::as_str);
     if !msg.is_object() || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return srv.error(to, &id_text, INVALID_REQUEST, "not a JSON-RPC 2.0 message");
@@ -479,7 +530,7 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, to: &Reply) {
     };
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     if msg.get("id").is_none() {
-        notification(srv, method, &params);
+        notification(srv, method, &params, raw);
         return srv.deliver(to, None);
     }
     if id.is_none() {
@@ -548,7 +599,7 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, to: &Reply) {
     }
 }
 
-fn notification(srv: &Server, method: &str, params: &Value) {
+fn notification(srv: &Server, method: &str, params: &Value, raw: &[u8]) {
     if method == "notifications/cancelled" {
         let Some(id) = params
             .get("requestId")
@@ -556,7 +607,9 @@ fn notification(srv: &Server, method: &str, params: &Value) {
         else {
             return;
         };
-        if let Some(call) = lock(&srv.inflight).get(&id.to_string()) {
+        // The key the request's own id was given (`id_text`).
+        let key = id_text(id, raw, &["params", "requestId"]);
+        if let Some(call) = lock(&srv.inflight).get(&key) {
             crate::info!("mcp: request {} cancelled", call.id);
             call.cancel();
         }
@@ -615,6 +668,26 @@ mod tests {
     }
 
     #[test]
+    fn ids_that_are_no_64_bit_integer_keep_their_text() {
+        let raw = br#"{"jsonrpc":"2.0", "id" :  1e2 , "params":{"requestId":123456789012345678901234567890}}"#;
+        let msg: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(id_text(&msg["id"], raw, &["id"]), "1e2");
+        assert_eq!(
+            id_text(&msg["params"]["requestId"], raw, &["params", "requestId"]),
+            "123456789012345678901234567890"
+        );
+        // Others are written as read.
+        let raw = br#"{"id":"\u0061","x":-7}"#;
+        let msg: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(id_text(&msg["id"], raw, &["id"]), r#""a""#);
+        assert_eq!(id_text(&msg["x"], raw, &["x"]), "-7");
+        // The last of a key given twice, as in the Value.
+        let raw = br#"{"id":1.5,"id":2.50}"#;
+        let msg: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(id_text(&msg["id"], raw, &["id"]), "2.50");
+    }
+
+    #[test]
     fn lines_are_split_and_overlong_ones_skipped() {
         assert_eq!(
             lines(b"a\nbc\n\nd"),
@@ -624,6 +697,15 @@ mod tests {
                 Ok(vec![]),
                 Ok(b"d".to_vec())
             ]
+        );
+        // A BOM is dropped at the start of the input only.
+        assert_eq!(
+            lines(b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb\n"),
+            vec![Ok(b"a".to_vec()), Ok(b"\xEF\xBB\xBFb".to_vec())]
+        );
+        assert_eq!(
+            lines(b"\n\xEF\xBB\xBFa"),
+            vec![Ok(vec![]), Ok(b"\xEF\xBB\xBFa".to_vec())]
         );
         let mut big = vec![b'x'; MAX_LINE + 10];
         big.extend_from_slice(b"\nok\n");

@@ -1304,7 +1304,8 @@ fn every_form_a_call_takes_fits_the_input_schema() {
         ("list", json!({"all": 1})),
         ("list", json!({"all": "yes"})),
         ("status", json!({"job_id": 5})),
-        ("wait", json!({"ids": id})),
+        ("wait", json!({"ids": 5})),
+        ("wait", json!({"ids": [5]})),
     ] {
         assert!(
             !fits(&schemas[tool], &args),
@@ -1313,4 +1314,192 @@ fn every_form_a_call_takes_fits_the_input_schema() {
         let r = m.call(tool, args.clone());
         assert_eq!(r["isError"], true, "{tool} {args}: {r}");
     }
+}
+
+/// `ids` is a list argument: one id alone is a list of one, in the
+/// schema as in the call.
+#[test]
+fn wait_takes_one_id_alone_as_ids() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.request("tools/list", json!({}));
+    let wait = r["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "wait")
+        .unwrap()["inputSchema"]
+        .clone();
+    // Said the way the other lists (run's tags, after) say it.
+    let tags = r["result"]["tools"][0]["inputSchema"]["properties"]["tags"]["type"].clone();
+    assert_eq!(wait["properties"]["ids"]["type"], tags, "{wait}");
+    let id = m.ok("run", json!({"command": "echo one", "until": 20}))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let args = json!({"ids": id, "until": 5});
+    assert!(fits(&wait, &args), "{args} does not fit {wait}");
+    let one = m.ok("wait", args);
+    assert_eq!(
+        (&one["job_id"], &one["state"], &one["stdout"]),
+        (&json!(id), &json!("exited"), &json!("one\n")),
+        "{one}"
+    );
+    // As an array of one answers.
+    let listed = m.ok("wait", json!({"ids": [id], "until": 5}));
+    let timeless = |mut d: Value| {
+        d.as_object_mut().unwrap().remove("waited_ms");
+        d
+    };
+    assert_eq!(timeless(one), timeless(listed));
+    // With job_id, still a conflict.
+    let r = m.call("wait", json!({"ids": id, "job_id": id}));
+    assert_eq!(r["isError"], true, "{r}");
+}
+
+/// Each description states the limits in effect and no other: every
+/// "N s" and "N ms" in it is one of them.
+#[test]
+fn descriptions_state_only_the_limits_in_effect() {
+    let numbers = regex_lite::Regex::new(r"\b([0-9]+(?:\.[0-9]+)?) (s|ms)\b").unwrap();
+    // (tool, the seconds and the milliseconds it may state)
+    type Allowed = &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )];
+    let cases: [(&[(&str, &str)], Allowed); 2] = [
+        (
+            &[("AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS", "4")],
+            &[
+                ("run", &["4", "50"], &[]),
+                ("wait", &["4", "50"], &[]),
+                ("restart", &["4", "50", "5"], &[]),
+                ("kill", &["3"], &[]),
+                ("send", &[], &["250", "50000"]),
+            ],
+        ),
+        (
+            &[("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", "0.2")],
+            &[
+                ("run", &["0.2"], &[]),
+                ("wait", &["0.2"], &[]),
+                ("restart", &["0.2"], &[]),
+                ("kill", &["0.2"], &[]),
+                ("send", &[], &["200"]),
+            ],
+        ),
+    ];
+    for (env, allowed) in cases {
+        let t = TempRoot::new();
+        let mut m = Mcp::start(&t, env);
+        let r = m.request("tools/list", json!({}));
+        for tool in r["result"]["tools"].as_array().unwrap() {
+            let name = tool["name"].as_str().unwrap();
+            let d = tool["description"].as_str().unwrap();
+            let (secs, ms) = allowed
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map_or((&[][..], &[][..]), |(_, s, ms)| (*s, *ms));
+            let stated: Vec<(&str, &str)> = numbers
+                .captures_iter(d)
+                .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
+                .collect();
+            for (n, unit) in &stated {
+                let ok = if *unit == "s" { secs } else { ms };
+                assert!(ok.contains(n), "{env:?} {name}: states {n} {unit}: {d}");
+            }
+            // The ones it watches with are all stated.
+            for n in secs {
+                assert!(
+                    stated.contains(&(n, "s")),
+                    "{env:?} {name}: {n} s missing: {d}"
+                );
+            }
+        }
+        // So does send's yield_ms, held to the limit.
+        let send = r["result"]["tools"][5]["inputSchema"]["properties"]["yield_ms"]["description"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let want = if env[0].1 == "0.2" {
+            "[default: 200; at most 200]"
+        } else {
+            "[default: 250; at most 50000]"
+        };
+        assert!(send.contains(want), "{env:?}: {send}");
+    }
+}
+
+#[test]
+fn a_bom_before_the_first_message_is_skipped() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(&t, &[]);
+    m.send_raw(&format!(
+        "\u{feff}{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    ));
+    let r = m.answer(&json!(1), Duration::from_secs(10));
+    assert_eq!(r["result"]["protocolVersion"], "2025-06-18", "{r}");
+    // Only there: anywhere else it is not JSON.
+    m.send_raw(&format!(
+        "\u{feff}{}",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    ));
+    let r = m.answer(&Value::Null, Duration::from_secs(10));
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+}
+
+/// An answer's id is the request's as written, a number serde_json
+/// would round or respell included; a call is cancelled by that id.
+#[test]
+fn ids_come_back_as_sent() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let raw_answer = |m: &mut Mcp| {
+        m.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer")
+    };
+    for id in [
+        "123456789012345678901234567890",
+        "1e2",
+        "-0.5",
+        "1.0",
+        "18446744073709551615",
+        "-9223372036854775808",
+        r#""a""#,
+    ] {
+        m.send_raw(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+        assert_eq!(
+            raw_answer(&mut m),
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
+        );
+    }
+    // Two ids an f64 cannot tell apart: the one cancelled gets no
+    // answer, the other its own.
+    let job = m.ok("run", json!({"command": "sleep 30", "until": 0}))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for id in [
+        "123456789012345678901234567890",
+        "123456789012345678901234567891",
+    ] {
+        m.send_raw(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"wait","arguments":{{"job_id":"{job}","until":1}}}}}}"#
+        ));
+    }
+    m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":123456789012345678901234567890}}"#);
+    let line = raw_answer(&mut m);
+    assert!(
+        line.starts_with(r#"{"jsonrpc":"2.0","id":123456789012345678901234567891,"result":"#),
+        "{line}"
+    );
+    m.send_raw(r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#);
+    assert_eq!(
+        raw_answer(&mut m),
+        r#"{"jsonrpc":"2.0","id":"after","result":{}}"#
+    );
+    m.ok("kill", json!({"job_id": job, "signal": "KILL"}));
 }

@@ -20,8 +20,9 @@
 //!   name too: `lines` beside `tail_lines`) and declares exactly the
 //!   JSON types a call takes for it: one function (`json_types`) feeds
 //!   both the schema and the call's check. A count or a switch may come
-//!   as its text (`"5"`, `"true"`), a signal as its number, a list flag
-//!   as one value alone; text arguments must be strings.
+//!   as its text (`"5"`, `"true"`), a signal as its number, a list (a
+//!   list flag, `wait`'s `ids`) as one value alone (`list_schema`); text
+//!   arguments must be strings.
 //! - `structuredContent` is the document the CLI prints for the same
 //!   call, key order included (the text is spliced, never re-sorted);
 //!   an operation that could not be carried out is `isError: true` with
@@ -181,19 +182,15 @@ pub fn tools(structured: bool, limits: Limits) -> Vec<Value> {
 
 fn description(tool: &str, cmd: &Cmd, limits: Limits) -> String {
     let mut d = format!("{}. {}", cmd.about, cmd.long_about);
+    if let Some((cli, ours)) = restated(tool, limits) {
+        d = d.replace(&cli, &ours);
+    }
     let (default, cap) = (secs_text(limits.default_ms), secs_text(limits.max_ms));
     if matches!(tool, "run" | "wait" | "restart") {
         d.push_str(&format!(" Over MCP, until is in seconds; without it this server watches {default} s, and a longer one (or forever) is capped at {cap} s."));
     }
     if tool == "restart" {
         d.push_str(&format!(" The whole call stays within {cap} s: the watch gets what the stop left of it, and a kill_after over {cap} s is refused (invalid_request; stop the job with kill, then restart it); without kill_after, the grace is {} s.", secs_text(default_kill_after_ms().min(limits.max_ms))));
-    }
-    if tool == "kill" {
-        let ms = (super::kill::OBSERVE.as_millis() as u64).min(limits.max_ms);
-        d.push_str(&format!(
-            " Over MCP, the outcome is watched for at most {} s.",
-            secs_text(ms)
-        ));
     }
     if tool == "send" {
         d.push_str(&format!(
@@ -205,6 +202,52 @@ fn description(tool: &str, cmd: &Cmd, limits: Limits) -> String {
         d.push_str(" Over MCP, follow is not offered: loop with since.");
     }
     d
+}
+
+/// Where a command's `long_about` states a limit of the command line
+/// that this server sets otherwise: (the table's words, ours in their
+/// place), so that a description states only the limit in effect. A
+/// unit test holds each to be found in its text (a rewording of the
+/// table would otherwise bring the command line's number back).
+fn restated(tool: &str, limits: Limits) -> Option<(String, String)> {
+    Some(match tool {
+        "run" => (
+            format!(
+                "(--until, {} s)",
+                secs_text(table_default_ms("run", "until")?)
+            ),
+            format!("(until, {} s)", secs_text(limits.default_ms)),
+        ),
+        "kill" => (
+            format!(
+                "watches up to {} s",
+                secs_text(super::kill::OBSERVE.as_millis() as u64)
+            ),
+            format!("watches up to {} s", secs_text(kill_watch_ms(limits))),
+        ),
+        "send" => (
+            format!(
+                "--yield (default {} ms,",
+                table_default_ms("send", "yield")?
+            ),
+            format!("yield_ms (default {} ms,", yield_default_ms(limits)),
+        ),
+        _ => return None,
+    })
+}
+
+/// How long `kill` watches for the outcome here: its own watch, or the
+/// call's limit when that is shorter.
+fn kill_watch_ms(limits: Limits) -> u64 {
+    (super::kill::OBSERVE.as_millis() as u64).min(limits.max_ms)
+}
+
+/// `send`'s yield when the call gives none: the table's, or the call's
+/// limit when that is shorter.
+fn yield_default_ms(limits: Limits) -> u64 {
+    table_default_ms("send", "yield")
+        .unwrap_or(250)
+        .min(limits.max_ms)
 }
 
 fn response_def(tool: &str) -> String {
@@ -242,7 +285,11 @@ fn limits_note(tool: &str, name: &str, limits: Limits) -> Option<String> {
             "[default: {}; at most {cap}: this server's limit for the whole call]",
             secs_text(default_kill_after_ms().min(limits.max_ms))
         ),
-        ("send", "yield_ms") => format!("[default: 250; at most {}]", limits.max_ms),
+        ("send", "yield_ms") => format!(
+            "[default: {}; at most {}]",
+            yield_default_ms(limits),
+            limits.max_ms
+        ),
         _ => return None,
     })
 }
@@ -312,13 +359,28 @@ fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
         ));
     }
     if flag.multi {
-        // A list, or one value alone (`split_args` takes both).
-        let desc = s.as_object_mut().and_then(|o| o.remove("description"));
-        let mut list = vec!["array"];
-        list.extend_from_slice(types);
-        json!({"type": list, "items": s, "description": desc})
+        list_schema(s, types)
     } else {
         s
+    }
+}
+
+/// A list argument's schema: an array of `item`s (whose JSON types are
+/// `types`), or one of them alone; the description moves to the list.
+/// Calls take both forms (`list_values`).
+fn list_schema(mut item: Value, types: &[&str]) -> Value {
+    let desc = item.as_object_mut().and_then(|o| o.remove("description"));
+    let mut list = vec!["array"];
+    list.extend_from_slice(types);
+    json!({"type": list, "items": item, "description": desc})
+}
+
+/// A list argument's values, as `list_schema` declares it: the items of
+/// an array, or the one value given alone.
+fn list_values(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
     }
 }
 
@@ -354,11 +416,12 @@ pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
                 "job_id".into(),
                 json!({"type": "string", "description": format!("{job_help}; give it, or ids")}),
             );
-            props.insert(
-                "ids".into(),
-                json!({"type": "array", "items": {"type": "string"}, "minItems": 1,
-                       "description": "Several job ids: wait for all of them (all, the default) or the first to end (any); the answer then carries jobs (and, with any, first)"}),
+            let mut ids = list_schema(
+                json!({"type": "string", "description": "Several job ids (or one alone): wait for all of them (all, the default) or the first to end (any); the answer then carries jobs (and, with any, first)"}),
+                &["string"],
             );
+            ids["minItems"] = Value::from(1);
+            props.insert("ids".into(), ids);
         }
         _ => {
             props.insert(
@@ -632,11 +695,12 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
                 if obj.get("job_id").is_some_and(|j| !j.is_null()) {
                     return Err(bad("job_id and ids cannot be used together"));
                 }
-                // An array, as the README has it: one id is job_id's.
-                if !v.is_array() {
-                    return Err(bad(format!("parameter ids: expected an array, got {v}")));
-                }
-                a.pos = strings(k, v)?;
+                // A list argument: one id alone is a list of one, as
+                // the schema says (`list_schema`).
+                a.pos = list_values(v)
+                    .into_iter()
+                    .map(|id| text(k, id))
+                    .collect::<Result<_>>()?;
                 if a.pos.is_empty() {
                     return Err(bad("ids must name at least one job"));
                 }
@@ -666,8 +730,8 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
             a.params.push((k.clone(), scalar(k, v).unwrap_or_default()));
             continue;
         };
-        let values: Vec<&Value> = match v {
-            Value::Array(items) if flag.multi => items.iter().collect(),
+        let values = match v {
+            _ if flag.multi => list_values(v),
             Value::Array(_) => {
                 return Err(bad(format!(
                     "parameter {k}: expected one value, got an array"
@@ -713,12 +777,19 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
 
 /// `restart`'s `--kill-after` when none is given, from the table.
 fn default_kill_after_ms() -> u64 {
-    command("restart")
-        .ok()
-        .and_then(|c| c.flags.iter().find(|f| f.long == "kill-after"))
+    table_default_ms("restart", "kill-after").unwrap_or(5000)
+}
+
+/// The default of the duration flag `--long` of `tool`'s command, from
+/// the table.
+fn table_default_ms(tool: &str, long: &str) -> Option<u64> {
+    command(tool)
+        .ok()?
+        .flags
+        .iter()
+        .find(|f| f.long == long)
         .and_then(|f| f.default)
         .and_then(|d| crate::time::parse_duration_ms(d).ok())
-        .unwrap_or(5000)
 }
 
 /// Keep `restart`'s stop within the call's limit: a `kill_after` above
@@ -757,7 +828,9 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
         }
         "send" => {
             let cap = srv.limits.max_ms;
+            let mut given = false;
             for (k, v) in a.params.iter_mut().filter(|(k, _)| k == "yield_ms") {
+                given = true;
                 if let Ok(ms) = v.parse::<u64>() {
                     *v = ms.min(cap).to_string();
                 } else {
@@ -765,6 +838,12 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
                         "parameter {k}: expected milliseconds, got '{v}'"
                     )));
                 }
+            }
+            // The default yield is held to the limit too, as the
+            // description says (`yield_default_ms`).
+            if !given {
+                let ms = yield_default_ms(srv.limits);
+                a.params.push(("yield_ms".into(), ms.to_string()));
             }
         }
         _ => {}
@@ -1050,8 +1129,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
                 .unwrap_or(libc::SIGTERM);
             // Watched within the call's limit, and no longer than a
             // cancel allows.
-            let within =
-                std::time::Duration::from_millis(srv.limits.max_ms).min(super::kill::OBSERVE);
+            let within = std::time::Duration::from_millis(kill_watch_ms(srv.limits));
             let no_wait = m.has("no-wait");
             let body =
                 super::kill::kill_job_within(&job, sig, no_wait, Some(call.wake_fd()), within)
@@ -1362,6 +1440,31 @@ mod tests {
         assert!(tools(false, Limits::DEFAULT)
             .iter()
             .all(|t| t.get("outputSchema").is_none()));
+    }
+
+    #[test]
+    fn descriptions_restate_the_table_s_limits() {
+        let limits = Limits {
+            default_ms: 1_500,
+            max_ms: 2_000,
+        };
+        for tool in TOOLS {
+            let cmd = command(tool).unwrap();
+            let Some((cli, ours)) = restated(tool, limits) else {
+                continue;
+            };
+            // The table still says it, so the description says ours.
+            assert!(cmd.long_about.contains(&cli), "{tool}: {cli}");
+            assert!(description(tool, cmd, limits).contains(&ours), "{tool}");
+        }
+        let send = description("send", command("send").unwrap(), limits);
+        assert!(send.contains("(default 250 ms,"), "{send}");
+        let tight = Limits {
+            default_ms: 100,
+            max_ms: 100,
+        };
+        let send = description("send", command("send").unwrap(), tight);
+        assert!(send.contains("(default 100 ms,"), "{send}");
     }
 
     #[test]
