@@ -2136,6 +2136,32 @@ fn send_body_fields_are_typed_as_mcp_types_them() {
 }
 
 #[test]
+fn query_values_take_plus_as_a_space_as_documented() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["printf", "a b\\na+b\\n"]);
+    t.wait_done(&id);
+    let v = s.get(&format!("/tail/{id}?grep=a+b")).assert_ok("tail");
+    assert_eq!(v["matches"][0]["line"], "a b", "{v}");
+    assert_eq!(v["matches"].as_array().unwrap().len(), 1, "{v}");
+    let v = s.get(&format!("/tail/{id}?grep=a%2Bb")).assert_ok("tail");
+    assert_eq!(v["matches"][0]["line"], "a+b", "{v}");
+    assert_eq!(v["matches"].as_array().unwrap().len(), 1, "{v}");
+    // Said where the man page describes the query parameters.
+    let dir = t.base.join("man");
+    t.ok(&["_gen-man", dir.to_str().unwrap()]);
+    let page = std::fs::read_to_string(dir.join("agent-exec-serve.1")).unwrap();
+    let said = page
+        .lines()
+        .find(|l| l.starts_with("Query parameters"))
+        .expect("the serve page describes its query parameters");
+    assert!(
+        said.contains("+ as a space") && said.contains("%2B"),
+        "{said}"
+    );
+}
+
+#[test]
 fn a_follow_to_http10_is_unframed_and_ends_with_the_connection() {
     let t = TempRoot::new();
     let s = serve(&t, &[], &[]);
