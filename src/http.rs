@@ -3,15 +3,20 @@
 //! caller has looked at the head, its body), writing one response, and
 //! the small text helpers a router needs (percent-decoding, query pairs).
 //!
-//! Supported subset: origin-form targets (`/path?query`); HTTP/1.1 with
+//! Supported subset: origin-form targets (`/path?query`) and the
+//! absolute form (`http://host:port/path?query`, which RFC 9112 3.2.2
+//! says a server MUST accept: its path and query are the target, its
+//! authority is kept for the server's Host checks); HTTP/1.1 with
 //! keep-alive and `Connection: close`; HTTP/1.0 (closes unless it asks
 //! for keep-alive); request bodies framed by `Content-Length` only;
 //! pipelined requests (answered in order); `Expect: 100-continue`.
 //! Rejected with an answer, then the connection is closed: a malformed
-//! request line or header (400), an HTTP version other than 1.0/1.1
-//! (505), a request line plus headers over `MAX_HEAD` bytes or more than
-//! `MAX_HEADERS` fields (431), any `Transfer-Encoding` (411: we need a
-//! length), a body over `MAX_BODY` (413, with the head, before the body).
+//! request line or header, or an HTTP/1.1 request without `Host` (400),
+//! an HTTP version other than 1.0/1.1 (505), a request line plus headers
+//! over `MAX_HEAD` bytes or more than `MAX_HEADERS` fields (431), a
+//! chunked body (411: we need a length), any other transfer coding (501:
+//! one we do not implement, RFC 9112 6.1), a body over `MAX_BODY` (413,
+//! with the head, before the body).
 //!
 //! Invariants
 //! - Everything read is bounded: the head by `MAX_HEAD`, the body by
@@ -88,6 +93,8 @@ pub struct Request {
     authorization: String,
     origin: String,
     host: String,
+    /// The authority of an absolute-form target (`http://AUTHORITY/...`).
+    authority: String,
     expect_continue: bool,
     pub body: Vec<u8>,
 }
@@ -110,6 +117,10 @@ impl Request {
     pub fn host(&self) -> Option<&str> {
         some(&self.host)
     }
+    /// The authority named by an absolute-form target, if it was one.
+    pub fn target_authority(&self) -> Option<&str> {
+        some(&self.authority)
+    }
 
     fn reset(&mut self) {
         self.method = Method::Get;
@@ -121,6 +132,7 @@ impl Request {
         self.authorization.clear();
         self.origin.clear();
         self.host.clear();
+        self.authority.clear();
         self.expect_continue = false;
         if self.body.capacity() > 64 * 1024 {
             // A one-off big body is not kept for the connection's life.
@@ -428,7 +440,7 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
     let line = lines.next().unwrap_or_default();
     parse_request_line(line, req)?;
     let mut count = 0;
-    let mut saw_length = false;
+    let mut seen = Seen::default();
     for line in lines {
         if line.is_empty() {
             break;
@@ -455,9 +467,44 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
         if value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
             return Err(bad("control character in a header value"));
         }
-        header(name, value, req, &mut saw_length)?;
+        header(name, value, req, &mut seen)?;
+    }
+    // Decided on all the fields, so that a second Transfer-Encoding line
+    // counts too.
+    if seen.transfer_encoding {
+        return Err(if seen.other_coding {
+            ReadError::Bad(
+                501,
+                Error::InvalidRequest(
+                    "only the chunked transfer coding is known here, and request bodies are taken with Content-Length only".into(),
+                ),
+            )
+        } else {
+            ReadError::Bad(
+                411,
+                Error::InvalidRequest(
+                    "chunked request bodies are not supported; send the body with Content-Length"
+                        .into(),
+                ),
+            )
+        });
+    }
+    // RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request
+    // without one (an empty value is allowed).
+    if !req.http10 && !seen.host {
+        return Err(bad("an HTTP/1.1 request must carry a Host header"));
     }
     Ok(())
+}
+
+/// What the header fields of one request have shown so far.
+#[derive(Default)]
+struct Seen {
+    length: bool,
+    host: bool,
+    transfer_encoding: bool,
+    /// A transfer coding other than chunked (gzip, ...).
+    other_coding: bool,
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -487,9 +534,24 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
         b"OPTIONS" => Method::Options,
         _ => Method::Other,
     };
-    if target.first() != Some(&b'/') || !target.iter().all(|&c| (0x21..0x7f).contains(&c)) {
-        return Err(bad("request target must be an absolute path"));
+    if !target.iter().all(|&c| (0x21..0x7f).contains(&c)) {
+        return Err(bad("request target must be printable ASCII"));
     }
+    let target = if target.first() == Some(&b'/') {
+        target
+    } else {
+        let (authority, rest) = split_absolute(target).ok_or_else(|| {
+            bad("request target must be an absolute path (/path) or an absolute URI (http://host/path)")
+        })?;
+        // Printable ASCII, checked above.
+        req.authority
+            .push_str(std::str::from_utf8(authority).unwrap_or_default());
+        if rest.first() != Some(&b'/') {
+            // `http://host` and `http://host?q` name the root.
+            req.target.push('/');
+        }
+        rest
+    };
     req.http10 = match version {
         b"HTTP/1.1" => false,
         b"HTTP/1.0" => true,
@@ -509,28 +571,56 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
     Ok(())
 }
 
-fn header(
-    name: &[u8],
-    value: &[u8],
-    req: &mut Request,
-    saw_length: &mut bool,
-) -> Result<(), ReadError> {
+/// An absolute-form target `http://AUTHORITY[/path][?query]` (or https)
+/// as its authority and the rest. None for any other scheme, an empty
+/// authority, or one with userinfo (`user@host`, which RFC 9110 4.2.4
+/// says to treat as an error: it hides the real host from a reader).
+fn split_absolute(target: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = target.iter().position(|&c| c == b':')?;
+    let scheme = &target[..colon];
+    if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+        return None;
+    }
+    let rest = target[colon + 1..].strip_prefix(&b"//"[..])?;
+    let end = rest
+        .iter()
+        .position(|&c| c == b'/' || c == b'?')
+        .unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains(&b'@') {
+        return None;
+    }
+    Some((authority, path))
+}
+
+fn header(name: &[u8], value: &[u8], req: &mut Request, seen: &mut Seen) -> Result<(), ReadError> {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
     let text = || std::str::from_utf8(value).map_err(|_| bad("header value is not UTF-8"));
     if is("content-length") {
         let n = parse_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
-        if *saw_length && n != req.content_length {
+        if seen.length && n != req.content_length {
             return Err(bad("conflicting Content-Length headers"));
         }
-        *saw_length = true;
+        seen.length = true;
         req.content_length = n;
     } else if is("transfer-encoding") {
-        return Err(ReadError::Bad(
-            411,
-            Error::InvalidRequest(
-                "Transfer-Encoding is not supported; send the body with Content-Length".into(),
-            ),
-        ));
+        // A list of codings, each maybe with `;parameters`; empty
+        // elements are allowed by the list syntax.
+        let mut any = false;
+        for element in value.split(|&c| c == b',') {
+            let coding = trim_ows(element.split(|&c| c == b';').next().unwrap_or_default());
+            if coding.is_empty() {
+                continue;
+            }
+            any = true;
+            if !coding.eq_ignore_ascii_case(b"chunked") {
+                seen.other_coding = true;
+            }
+        }
+        if !any {
+            return Err(bad("malformed Transfer-Encoding (no coding)"));
+        }
+        seen.transfer_encoding = true;
     } else if is("connection") {
         for token in value.split(|&c| c == b',') {
             let t = trim_ows(token);
@@ -547,9 +637,10 @@ fn header(
         req.origin.clear();
         req.origin.push_str(text()?);
     } else if is("host") {
-        if !req.host.is_empty() {
+        if seen.host {
             return Err(bad("more than one Host header"));
         }
+        seen.host = true;
         req.host.push_str(text()?);
     } else if is("expect") {
         if value.eq_ignore_ascii_case(b"100-continue") {
@@ -593,6 +684,7 @@ pub fn reason(status: u16) -> &'static str {
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
@@ -758,7 +850,7 @@ mod tests {
     #[test]
     fn every_status_we_answer_has_its_reason_phrase() {
         for s in [
-            200, 204, 400, 401, 403, 404, 405, 408, 409, 411, 413, 417, 431, 500, 503, 505,
+            200, 204, 400, 401, 403, 404, 405, 408, 409, 411, 413, 417, 431, 500, 501, 503, 505,
         ] {
             assert_ne!(reason(s), "Unknown", "{s}");
         }
@@ -847,7 +939,7 @@ mod tests {
     #[test]
     fn connection_semantics() {
         assert!(
-            !one(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            !one(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
                 .unwrap()
                 .keep_alive
         );
@@ -855,7 +947,7 @@ mod tests {
         let r = one(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
         assert!(r.keep_alive && r.http10);
         assert!(
-            !one(b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+            !one(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n")
                 .unwrap()
                 .keep_alive
         );
@@ -864,8 +956,8 @@ mod tests {
     #[test]
     fn body_by_content_length_across_reads_and_pipelining() {
         let mut r = Reader::new(Script::new(&[
-            b"POST /exec HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234",
-            b"56789GET /health HTTP/1.1\r\n\r\n",
+            b"POST /exec HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01234",
+            b"56789GET /health HTTP/1.1\r\nHost: h\r\n\r\n",
         ]));
         let req = r.next_request().unwrap();
         assert_eq!(req.method, Method::Post);
@@ -881,7 +973,7 @@ mod tests {
         // The head is handed out with its body unread; a body that came
         // with it can be passed over, and the next request follows.
         let mut r = Reader::new(Script::new(&[
-            b"POST /exec HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n",
+            b"POST /exec HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\nHost: h\r\n\r\n",
         ]));
         let req = r.next_head(IDLE).unwrap();
         assert_eq!((req.method, req.content_length), (Method::Post, 2));
@@ -892,14 +984,14 @@ mod tests {
         // A body still to come cannot be passed over, and no
         // `100 Continue` is sent for a request that is not read on.
         let mut r = Reader::new(Script::new(&[
-            b"POST /exec HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nab",
+            b"POST /exec HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nab",
         ]));
         r.next_head(IDLE).unwrap();
         assert!(!r.skip_buffered_body());
         assert!(r.src.interim.is_empty());
         // An oversized body is refused with the head.
         let big = format!(
-            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
         );
         let mut r = Reader::new(Script::new(&[big.as_bytes()]));
@@ -917,13 +1009,13 @@ mod tests {
     #[test]
     fn expect_continue_sends_interim_only_when_body_missing() {
         let mut r = Reader::new(Script::new(&[
-            b"POST /exec HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            b"POST /exec HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
             b"{}",
         ]));
         assert_eq!(r.next_request().unwrap().body, b"{}");
         assert_eq!(r.src.interim, b"HTTP/1.1 100 Continue\r\n\r\n");
         assert_eq!(
-            status_of(b"POST / HTTP/1.1\r\nExpect: something\r\n\r\n"),
+            status_of(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: something\r\n\r\n"),
             417
         );
     }
@@ -933,14 +1025,18 @@ mod tests {
         for bad_line in [
             &b"GET\r\n\r\n"[..],
             b"GET /x\r\n\r\n",
-            b"GET  /x HTTP/1.1\r\n\r\n",
+            b"GET  /x HTTP/1.1\r\nHost: h\r\n\r\n",
             b"GET /x HTTP/1.1 extra\r\n\r\n",
-            b"GET x HTTP/1.1\r\n\r\n",
-            b"GET http://h/x HTTP/1.1\r\n\r\n",
-            b"G(T /x HTTP/1.1\r\n\r\n",
+            b"GET x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http:/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"G(T /x HTTP/1.1\r\nHost: h\r\n\r\n",
             b"GET /x HTTX/1.1\r\n\r\n",
-            b"GET /\x01 HTTP/1.1\r\n\r\n",
-            b"GET /\xff HTTP/1.1\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n",
             b"\x00\x01\x02\r\n\r\n",
         ] {
             assert_eq!(
@@ -951,11 +1047,64 @@ mod tests {
             );
         }
         assert_eq!(status_of(b"GET / HTTP/2.0\r\n\r\n"), 505);
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 200);
         assert_eq!(
-            one(b"BREW / HTTP/1.1\r\n\r\n").unwrap().method,
+            one(b"BREW / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().method,
             Method::Other
         );
+    }
+
+    #[test]
+    fn absolute_form_targets_are_their_path_and_query() {
+        for (line, path, query, authority) in [
+            (
+                "GET http://127.0.0.1:8/health HTTP/1.1",
+                "/health",
+                "",
+                "127.0.0.1:8",
+            ),
+            ("GET HTTP://h/tail/x?a=1 HTTP/1.1", "/tail/x", "a=1", "h"),
+            ("GET https://[::1]:9 HTTP/1.1", "/", "", "[::1]:9"),
+            ("GET http://h?a=1 HTTP/1.1", "/", "a=1", "h"),
+        ] {
+            let r = one(format!("{line}\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
+            assert_eq!(
+                (r.path(), r.query(), r.target_authority()),
+                (path, query, Some(authority)),
+                "{line}"
+            );
+        }
+        let r = one(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        assert_eq!(r.target_authority(), None);
+    }
+
+    #[test]
+    fn http11_needs_a_host_and_http10_does_not() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET http://h/ HTTP/1.1\r\n\r\n"), 400);
+        // An empty value is a Host (RFC 9112 3.2: no authority to name).
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"), 200);
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost:\r\nHost:\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/1.0\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn transfer_codings() {
+        let te = |v: &str| {
+            status_of(
+                format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {v}\r\n\r\n").as_bytes(),
+            )
+        };
+        // Chunked is a coding we know but do not take: a length is needed.
+        assert_eq!(te("chunked"), 411);
+        assert_eq!(te("Chunked, "), 411);
+        // Any other is one we do not implement (RFC 9112 6.1).
+        for v in ["gzip", "gzip, chunked", "chunked;x=1, br", "identity"] {
+            assert_eq!(te(v), 501, "{v}");
+        }
+        assert_eq!(te(" , "), 400);
+        let two = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(status_of(two), 501);
     }
 
     #[test]
@@ -974,41 +1123,41 @@ mod tests {
             b"Host: a\r\nHost: b\r\n",
             b"Origin: \xff\r\n",
         ] {
-            let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+            let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
             req.extend_from_slice(h);
             req.extend_from_slice(b"\r\n");
             assert_eq!(status_of(&req), 400, "{:?}", String::from_utf8_lossy(h));
         }
-        let same = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+        let same = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
         assert_eq!(one(same).unwrap().body, b"x");
         assert_eq!(
-            status_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            status_of(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
             411
         );
     }
 
     #[test]
     fn limits() {
-        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut big = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
         big.resize(MAX_HEAD + 100, b'a');
         big.extend_from_slice(b"\r\n\r\n");
         assert_eq!(status_of(&big), 431);
         // Over the limit without ever ending: refused, not waited on.
-        let mut endless = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut endless = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
         endless.resize(3 * MAX_HEAD, b'a');
         assert_eq!(status_of(&endless), 431);
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut many = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
         for i in 0..=MAX_HEADERS {
             many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(status_of(&many), 431);
         let body = format!(
-            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
         );
         assert_eq!(status_of(body.as_bytes()), 413);
-        let at_limit = format!("POST / HTTP/1.1\r\nContent-Length: {MAX_BODY}\r\n\r\n");
+        let at_limit = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {MAX_BODY}\r\n\r\n");
         let mut r = Reader::new(Script::new(&[at_limit.as_bytes(), &vec![b'x'; MAX_BODY]]));
         assert_eq!(r.next_request().unwrap().body.len(), MAX_BODY);
     }
@@ -1021,7 +1170,7 @@ mod tests {
             Err(ReadError::Closed)
         ));
         assert!(matches!(
-            one(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"),
+            one(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"),
             Err(ReadError::Closed)
         ));
         let stalled = |parts: &[&[u8]]| {
@@ -1034,8 +1183,8 @@ mod tests {
         assert!(matches!(stalled(&[b"\r\n"]), ReadError::Closed));
         // A head or a body cut short by the stall: 408 request_timeout.
         for parts in [
-            &[&b"GET / HTTP/1.1\r\n"[..]][..],
-            &[&b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"[..]][..],
+            &[&b"GET / HTTP/1.1\r\nHost: h\r\n"[..]][..],
+            &[&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"[..]][..],
         ] {
             match stalled(parts) {
                 ReadError::Bad(408, e) => {

@@ -930,7 +930,8 @@ fn malformed_and_oversized_requests() {
         many.push_str(&format!("X-{i}: y\r\n"));
     }
     many.push_str("\r\n");
-    let big_body = "POST /exec HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_string();
+    let big_body =
+        "POST /exec HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n".to_string();
     for (req, status, code) in [
         ("GARBAGE\r\n\r\n", 400, "invalid_request"),
         ("GET /health\r\n\r\n", 400, "invalid_request"),
@@ -2083,4 +2084,173 @@ fn head_of_a_follow_is_the_head_get_sends() {
         b"HEAD /tail/nope?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+#[test]
+fn send_body_fields_are_typed_as_mcp_types_them() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.ok(&["run", "-i", "--no-wait", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/send/{id}");
+    // A number or a boolean is not text, and a field is only of a type
+    // its flag can be: refused, naming the parameter, nothing sent.
+    for (body, param) in [
+        (r#"{"data":1.5e3,"eof":true,"yield_ms":300}"#, "data"),
+        (r#"{"data":5}"#, "data"),
+        (r#"{"data":true}"#, "data"),
+        (r#"{"data":["x"]}"#, "data"),
+        (r#"{"data":"x","eof":1}"#, "eof"),
+        (r#"{"data":"x","newline":{}}"#, "newline"),
+        (r#"{"data":"x","max_bytes":1.5}"#, "max_bytes"),
+        (r#"{"data":"x","max_bytes":true}"#, "max_bytes"),
+        (r#"{"data":"x","yield_ms":false}"#, "yield_ms"),
+        (r#"{"data":"x","yield_ms":2.5}"#, "yield_ms"),
+    ] {
+        let r = s.post(&path, body);
+        let e = r.assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(param), "{body}: {msg}");
+    }
+    // To a job that takes no input, a bad body is still the 400, not
+    // the job's 409: the body is checked first.
+    let other = t.start_job(&["sleep", "30"]);
+    s.post(&format!("/send/{other}"), r#"{"data":1.5e3}"#)
+        .assert_error(400, "invalid_request");
+    s.post(&format!("/send/{other}"), r#"{"data":"x"}"#)
+        .assert_error(409, "invalid_state");
+    t.ok(&["kill", &other]);
+    // What a flag can be is taken: text, a whole number (2.0 is one), a
+    // switch as a boolean or its text; null is absent.
+    let v = s
+        .post(
+            &path,
+            r#"{"data":"ok","max_bytes":2.0,"yield_ms":"10","no_record":"false","newline":null,"eof":true}"#,
+        )
+        .assert_ok("send");
+    assert_eq!(v["bytes_written"], 2, "{v}");
+    t.wait_done(&id);
+    assert_eq!(t.ok(&["tail", &id])["stdout"], "ok");
+}
+
+#[test]
+fn query_values_take_plus_as_a_space_as_documented() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["printf", "a b\\na+b\\n"]);
+    t.wait_done(&id);
+    let v = s.get(&format!("/tail/{id}?grep=a+b")).assert_ok("tail");
+    assert_eq!(v["matches"][0]["line"], "a b", "{v}");
+    assert_eq!(v["matches"].as_array().unwrap().len(), 1, "{v}");
+    let v = s.get(&format!("/tail/{id}?grep=a%2Bb")).assert_ok("tail");
+    assert_eq!(v["matches"][0]["line"], "a+b", "{v}");
+    assert_eq!(v["matches"].as_array().unwrap().len(), 1, "{v}");
+    // Said where the man page describes the query parameters.
+    let dir = t.base.join("man");
+    t.ok(&["_gen-man", dir.to_str().unwrap()]);
+    let page = std::fs::read_to_string(dir.join("agent-exec-serve.1")).unwrap();
+    let said = page
+        .lines()
+        .find(|l| l.starts_with("Query parameters"))
+        .expect("the serve page describes its query parameters");
+    assert!(
+        said.contains("+ as a space") && said.contains("%2B"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_follow_to_http10_is_unframed_and_ends_with_the_connection() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["echo", "hi"]);
+    t.wait_done(&id);
+    let text = raw(
+        s.port,
+        format!("GET /tail/{id}?follow=true HTTP/1.0\r\n\r\n").as_bytes(),
+    );
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    let head = Resp {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        head: format!("{head}\r\n"),
+        body: String::new(),
+    };
+    assert_eq!(head.status, 200, "{text}");
+    // RFC 9112 6.1: no transfer coding to an HTTP/1.0 client.
+    assert_eq!(head.header("transfer-encoding"), None, "{text}");
+    assert_eq!(head.header("content-length"), None, "{text}");
+    assert_eq!(head.header("connection"), Some("close"), "{text}");
+    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    // The body is the NDJSON lines themselves, the end object last.
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["data"] == "hi\n"), "{body}");
+    assert_eq!(lines.last().unwrap()["type"], "end", "{body}");
+    // HEAD over HTTP/1.0 says the same.
+    let text = raw(
+        s.port,
+        format!("HEAD /tail/{id}?follow=true HTTP/1.0\r\n\r\n").as_bytes(),
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text}"
+    );
+}
+
+#[test]
+fn request_targets_hosts_and_transfer_codings_as_rfc_9112_has_them() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let p = s.port;
+    let answer = |req: String| parse_raw(&raw(p, req.as_bytes()));
+    // 3.2: an HTTP/1.1 request without Host is a 400 (HTTP/1.0 needs none).
+    answer("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n".into())
+        .assert_error(400, "invalid_request");
+    answer("GET /health HTTP/1.0\r\n\r\n".into()).assert_ok("health");
+    // 3.2.2: the absolute form is accepted: its path and query route.
+    answer(format!(
+        "GET http://127.0.0.1:{p}/health HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n"
+    ))
+    .assert_ok("health");
+    let id = t.start_job(&["echo", "hi"]);
+    t.wait_done(&id);
+    let v = answer(format!(
+        "GET http://localhost:{p}/tail/{id}?tail_lines=1 HTTP/1.1\r\nHost: localhost:{p}\r\nConnection: close\r\n\r\n"
+    ))
+    .assert_ok("tail");
+    assert_eq!(v["stdout"], "hi\n");
+    answer(format!(
+        "GET http://127.0.0.1:{p}/health?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ))
+    .assert_error(400, "invalid_request");
+    // Its authority is held to the Host rule against DNS rebinding.
+    answer(format!(
+        "GET http://rebound.example.com:{p}/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ))
+    .assert_error(403, "forbidden");
+    // 6.1: a transfer coding we do not implement is a 501; chunked,
+    // which we know but refuse, stays the documented 411.
+    for (te, status) in [("gzip", 501), ("gzip, chunked", 501), ("chunked", 411)] {
+        let r = answer(format!(
+            "POST /exec HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: {te}\r\n\r\n"
+        ));
+        r.assert_error(status, "invalid_request");
+        assert_eq!(r.header("connection"), Some("close"), "{te}");
+    }
+}
+
+#[test]
+fn health_refuses_unknown_query_parameters_like_every_route() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "s3cret")]);
+    let e = s.get("/health?x=1").assert_error(400, "invalid_request");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("'x'"), "{msg}");
+    assert_eq!(s.client().send("HEAD", "/health?x=1", &[], "").status, 400);
+    s.get("/health").assert_ok("health");
 }

@@ -4,13 +4,13 @@
 //! Routes (bodies are the CLI's documents, field for field and in the
 //! same order): `GET /health`, `POST /exec` (= `run`), `GET /status/{id}`,
 //! `GET /tail/{id}` (`?since=CURSOR`, `grep=`, ... as `tail`'s flags;
-//! `follow=true[&until=S]` streams NDJSON in a chunked body, closing the
-//! connection after it), `GET /wait/{id}` (`output=`, `output_match_type`,
+//! `follow=true[&until=S]` streams NDJSON in a chunked body, unframed to
+//! HTTP/1.0, closing the connection after it), `GET /wait/{id}` (`output=`, `output_match_type`,
 //! `output_stream`, `since`: readiness, as `wait --output`), `GET
 //! /wait?ids=A,B[&any=true]` (several jobs, as `wait A B`),
 //! `POST /kill/{id}`, `POST /restart/{id}` (`restart`'s flags in the
 //! query: `signal`, `kill_after`, `until`, ...), `POST /send/{id}` (a JSON body: `data` and
-//! `send`'s flags), `GET /list`. Every route but /exec is a door onto the
+//! `send`'s flags, each of a JSON type its flag can be), `GET /list`. Every route but /exec is a door onto the
 //! CLI command of the same name: its parameters are that command's flags
 //! under their HTTP names from the one table (`Query::for_cmd`,
 //! `cli::matches_from_params`), checked by the same rules, and the route
@@ -1185,7 +1185,9 @@ fn gate(srv: &Server, req: &Request) -> Result<bool> {
         }
     }
     if srv.check_host {
-        if let Some(h) = req.host() {
+        // An absolute-form target names the host as well as `Host`
+        // does (and wins over it, RFC 9112 3.2.2): both are checked.
+        for h in [req.host(), req.target_authority()].into_iter().flatten() {
             if !trusted_host(h) {
                 return Err(Error::Forbidden(format!(
                     "host '{h}' is not served without a token (a DNS name could be rebound to this server); use 127.0.0.1 or localhost, or set AGENT_EXEC_SERVE_TOKEN"
@@ -1223,12 +1225,16 @@ fn dispatch(
         });
     }
     let reply = match route {
-        Route::Health => Reply {
-            status: 200,
-            body: Body::Static(HEALTH),
-            allow: None,
-            preflight: false,
-        },
+        Route::Health => {
+            // No parameters, and like every route it says so.
+            no_params(req)?;
+            Reply {
+                status: 200,
+                body: Body::Static(HEALTH),
+                allow: None,
+                preflight: false,
+            }
+        }
         Route::Exec => return exec_route(srv, req, buf, client),
         Route::List => list_route(srv, req, buf)?,
         Route::Status(id) => {
@@ -1324,14 +1330,21 @@ fn stir(client: &TcpStream) -> observe::Stir {
     }
 }
 
-/// An HTTP/1.1 chunked body: one chunk per batch of NDJSON lines.
+/// A follow's body: one chunk per batch of NDJSON lines, or for an
+/// HTTP/1.0 client (which must not be sent a transfer coding, RFC 9112
+/// 6.1) the batches as they are, the body ending where the connection
+/// does.
 struct Chunked<'a> {
     to: &'a TcpStream,
     frame: Vec<u8>,
+    chunked: bool,
 }
 
 impl super::tail::Batches for Chunked<'_> {
     fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        if !self.chunked {
+            return (&*self.to).write_all(batch);
+        }
         // One write per chunk (size line, data, CRLF): no tiny packets.
         self.frame.clear();
         write!(self.frame, "{:x}\r\n", batch.len())?;
@@ -1346,7 +1359,8 @@ impl super::tail::Batches for Chunked<'_> {
 
 /// `tail --follow` over HTTP (`?follow=true[&since=][&until=S]`): the
 /// same NDJSON lines in a chunked body, ending with the end object and
-/// the zero-length chunk; the connection closes after it. Errors before
+/// the zero-length chunk; the connection closes after it. To HTTP/1.0,
+/// the lines unframed, ended by the close. Errors before
 /// the stream starts (job, cursor) are the usual error answer. A client
 /// that leaves stops it: a failed write, or its socket polled while the
 /// follower sleeps. Always None: the answer was written here.
@@ -1372,9 +1386,12 @@ fn follow_route(
         Some(srv.long_slot()?)
     };
     let deadline = until_ms.and_then(crate::time::deadline_after);
-    let mut head = String::from(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n",
-    );
+    let chunked = !req.http10;
+    let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n");
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    head.push_str("Cache-Control: no-store\r\nConnection: close\r\n");
     if let Some(o) = srv.allow_origin.as_deref() {
         head.push_str("Vary: Origin\r\n");
         if req.origin() == Some(o) {
@@ -1393,6 +1410,7 @@ fn follow_route(
     let mut sink = super::tail::Ndjson::new(Chunked {
         to: client,
         frame: Vec::with_capacity(4096),
+        chunked,
     });
     let end = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
         Ok(end) => end,
@@ -1406,7 +1424,7 @@ fn follow_route(
     };
     // After an error line (or for a client that is gone, harmlessly) the
     // body still ends properly.
-    if sink.end(&end, &job, &f.cursor()).is_ok() {
+    if sink.end(&end, &job, &f.cursor()).is_ok() && chunked {
         let _ = (&*client).write_all(b"0\r\n\r\n");
     }
     let _ = client.shutdown(Shutdown::Write);
@@ -1893,6 +1911,44 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
 }
 
+/// One JSON field of a body that carries a command's flags (`/send`),
+/// as the text the table checks: only of a JSON type the flag can be
+/// (the types MCP's inputSchema declares, with the same words when it
+/// is not), so that a number is never taken for text nor a string for
+/// a switch by accident. Text is always accepted, as in a query.
+fn body_param(name: &str, flag: &crate::cli::Flag, v: &serde_json::Value) -> Result<String> {
+    use crate::cli::{Http, Kind, Ty};
+    use serde_json::Value;
+    let want = match flag.kind {
+        Kind::Switch | Kind::OptBool => "boolean or string",
+        Kind::Value(Ty::U64) => "integer or string",
+        Kind::Value(Ty::Duration) if matches!(flag.http, Http::Millis(_)) => "integer or string",
+        Kind::Value(Ty::Duration) => "number or string",
+        Kind::Value(Ty::Signal) => "string or integer",
+        Kind::Value(_) => "string",
+    };
+    let wrong = || invalid(format!("parameter {name}: expected {want}, got {v}"));
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(b) if want.starts_with("boolean") => Ok(b.to_string()),
+        // Seconds, fractions allowed, as `until` is in /exec.
+        Value::Number(n) if want.starts_with("number") => match n.as_f64() {
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(format!("{s}s")),
+            _ => Err(Error::InvalidDuration(format!(
+                "parameter {name}: expected a non-negative number of seconds, got {n}"
+            ))),
+        },
+        // Whole (2.0 is an integer to JSON too), written as digits so
+        // that the table reads it; a negative one is refused there.
+        Value::Number(n) if want.contains("integer") => match n.as_f64() {
+            _ if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            Some(f) if f.fract() == 0.0 => Ok((f as i128).to_string()),
+            _ => Err(wrong()),
+        },
+        _ => Err(wrong()),
+    }
+}
+
 /// `POST /restart/{id}`: `restart`'s flags as query parameters under
 /// their HTTP names (`signal`, `kill_after`, `until`, `no_wait`, ...),
 /// the answer `restart`'s document. Stopping the old run and waiting for
@@ -1972,26 +2028,34 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
         } else {
             serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
         };
+    let cmd = crate::cli::find("send").ok_or_else(|| Error::internal("no send command"))?;
     let mut data = None;
     let mut params = Vec::new();
-    for (k, v) in body {
-        let text = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Bool(b) => b.to_string(),
-            serde_json::Value::Number(n) => n.to_string(),
-            other => {
-                return Err(invalid(format!(
-                    "field {k}: expected a string, number or boolean, got {other}"
-                )))
-            }
-        };
-        if k == "data" {
-            data = Some(text);
-        } else {
-            params.push((k, text));
+    for (k, v) in &body {
+        // Absent, as an optional field of /exec is (and as MCP has it).
+        if v.is_null() {
+            continue;
         }
+        if k == "data" {
+            // The text itself: never a number or a boolean turned into
+            // text (`1.5e3` would send "1500.0").
+            let text = v
+                .as_str()
+                .ok_or_else(|| invalid(format!("parameter data: expected a string, got {v}")))?;
+            data = Some(text.to_string());
+            continue;
+        }
+        let flag = cmd.flags.iter().find(|f| {
+            f.http_name().as_deref() == Some(k.as_str())
+                || f.http_also().as_deref() == Some(k.as_str())
+        });
+        let text = match flag {
+            Some(flag) => body_param(k, flag, v)?,
+            // Unknown: `matches_from_params` names the parameters there are.
+            None => String::new(),
+        };
+        params.push((k.clone(), text));
     }
-    let cmd = crate::cli::find("send").ok_or_else(|| Error::internal("no send command"))?;
     let mut pos = vec![id.to_string()];
     pos.extend(data);
     let m = crate::cli::matches_from_params(cmd, None, &params, pos).map_err(|e| match e {
@@ -2006,8 +2070,10 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
     if m.pos(1).is_none() && !m.has("eof") && !m.has("newline") {
         return Err(invalid("nothing to send: give data (or eof, or newline)"));
     }
-    let job = srv.store.lookup(id)?;
+    // The whole request is checked before the job is looked at: a bad
+    // body is a 400 whatever state the job is in.
     let req = super::send::request_from(&m)?;
+    let job = srv.store.lookup(id)?;
     let _long = srv.long_slot()?;
     // The yield ends at the server's stop too (the bytes are in by then).
     let answer = super::send::send_job_or(&job, &req, Some(srv.stop.as_raw_fd()))
