@@ -2254,3 +2254,46 @@ fn health_refuses_unknown_query_parameters_like_every_route() {
     assert_eq!(s.client().send("HEAD", "/health?x=1", &[], "").status, 400);
     s.get("/health").assert_ok("health");
 }
+
+/// `/exec` starts interactive jobs (`interactive`, or `tty` with its
+/// `tty_size`), so the agent loop over HTTP is whole: input goes in by
+/// `/send`. `tty_size` without `tty` is refused, as on the other doors.
+#[test]
+fn exec_starts_interactive_and_terminal_jobs_for_send() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let v = s
+        .post(
+            "/exec",
+            r#"{"command":["cat"],"interactive":true,"wait":false}"#,
+        )
+        .assert_ok("run");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let sent = s
+        .post(
+            &format!("/send/{id}"),
+            r#"{"data":"hello","eof":true,"yield_ms":5000}"#,
+        )
+        .assert_ok("send");
+    assert_eq!(sent["bytes_written"], 5, "{sent}");
+    assert_eq!(t.wait_done(&id)["stdout"], "hello");
+    let v = s
+        .post(
+            "/exec",
+            r#"{"command":["stty size; read x; echo got $x"],"tty":true,"tty_size":"100x30","until":"5s","wait":false}"#,
+        )
+        .assert_ok("run");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    s.post(&format!("/send/{id}"), r#"{"data":"it\n","yield_ms":5000}"#)
+        .assert_ok("send");
+    let out = t.wait_done(&id)["stdout"].as_str().unwrap().to_string();
+    assert!(out.contains("30 100\r\n"), "{out:?}");
+    assert!(out.contains("got it"), "{out:?}");
+    s.post("/exec", r#"{"command":["true"],"tty_size":"100x30"}"#)
+        .assert_error(400, "invalid_request");
+    s.post(
+        "/exec",
+        r#"{"command":["true"],"tty":true,"tty_size":"0x3"}"#,
+    )
+    .assert_error(400, "invalid_request");
+}

@@ -1905,6 +1905,11 @@ struct ExecRequest {
     max_log_bytes: Option<u64>,
     /// `--no-full-log`.
     no_full_log: Option<bool>,
+    /// `-i`: stdin stays open for `/send` (after any `stdin` text).
+    interactive: Option<bool>,
+    /// `--tty` (implies `interactive`), and its `--tty-size` COLSxROWS.
+    tty: Option<bool>,
+    tty_size: Option<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -2199,6 +2204,15 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     spec.after_ok = r.after_ok.unwrap_or_default();
     spec.max_log_bytes = r.max_log_bytes.filter(|&n| n > 0);
     spec.no_full_log = r.no_full_log.unwrap_or(false);
+    spec.tty = match (r.tty.unwrap_or(false), r.tty_size) {
+        (true, size) => Some(
+            launch::parse_tty_size(size.as_deref().unwrap_or("80x24"))
+                .map_err(|e| invalid(e.to_string().replace("'--tty-size'", "tty_size")))?,
+        ),
+        (false, Some(_)) => return Err(invalid("tty_size needs tty")),
+        (false, None) => None,
+    };
+    spec.interactive = r.interactive.unwrap_or(false) || spec.tty.is_some();
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.as_ref().map_or(Ok(10_000), exec_until_ms)?),
