@@ -1241,12 +1241,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                 let Some(flag) = c.flag(name) else {
                     return Err(unknown_flag(&format!("--{name}"), Some(c)));
                 };
-                read_flag(&mut p, c, flag, &mut values)?;
+                read_flag(&mut p, c, flag, false, &mut values)?;
             }
             Short(ch) => {
                 let flag = cmd.and_then(|c| c.flags.iter().find(|f| f.short == Some(ch)));
                 match (cmd, flag) {
-                    (Some(c), Some(f)) => read_flag(&mut p, c, f, &mut values)?,
+                    (Some(c), Some(f)) => read_flag(&mut p, c, f, true, &mut values)?,
                     _ => return Err(unknown_flag(&format!("-{ch}"), cmd)),
                 }
             }
@@ -1522,21 +1522,27 @@ fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
     utf8(next.ok_or_else(missing)?)
 }
 
+/// Read one flag's value. `short` says it was spelled as a letter in a
+/// cluster: there, what follows a switch is more letters (`-fv` is
+/// `-f -v`, as POSIX getopt reads it), never an attached value, so the
+/// rest of the cluster is left for the next `p.next()`.
 fn read_flag(
     p: &mut lexopt::Parser,
     cmd: &Cmd,
     flag: &'static Flag,
+    short: bool,
     values: &mut Vec<(&'static str, String)>,
 ) -> Result<()> {
     let value = match flag.kind {
         Kind::Switch => {
-            if p.optional_value().is_some() {
+            if !short && p.optional_value().is_some() {
                 return Err(Error::usage(format!("'--{}' takes no value", flag.long)));
             }
             "true".to_string()
         }
         Kind::OptBool => {
-            let v = match p.optional_value() {
+            let attached = if short { None } else { p.optional_value() };
+            let v = match attached {
                 Some(v) => Some(utf8(v)?),
                 None => p
                     .try_raw_args()

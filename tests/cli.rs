@@ -498,3 +498,35 @@ fn a_root_through_a_file_is_an_io_error_that_says_so() {
         assert!(msg.contains("Not a directory"), "{msg}");
     }
 }
+
+#[test]
+fn short_switches_bundle_in_any_order() {
+    // After a switch, the rest of a cluster is more short flags, as
+    // getopt reads it: `-fv` is `-f -v`, not `-f` with the value "v".
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo", "hi"]);
+    t.wait_done(&id);
+    for cluster in ["-fv", "-vf"] {
+        let o = t.out(&["tail", cluster, &id]);
+        assert_eq!(o.code, 0, "{cluster}: {} / {}", o.stdout, o.stderr);
+        assert!(
+            o.stdout.contains("\"type\":\"end\""),
+            "{cluster}: {}",
+            o.stdout
+        );
+    }
+    let v = t.ok(&["run", "-iv", "--no-wait", "--", "cat"]);
+    let job = v["job_id"].as_str().unwrap().to_string();
+    t.ok(&["send", "--eof", &job, "x"]);
+    assert_eq!(t.wait_done(&job)["state"], "exited");
+    // A switch twice in one cluster is a switch given twice.
+    let (code, e) = t.err(&["tail", "-ff", &id]);
+    assert_eq!(code, 2);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("multiple times"),
+        "{e}"
+    );
+}
