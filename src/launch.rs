@@ -267,7 +267,10 @@ pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, S
     let bytes = sys::read_bounded(Path::new(path), ENV_FILE_MAX)
         .map_err(|e| format!("read env file {path}: {e}"))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("env file {path} is not UTF-8"))?;
-    Ok(crate::supervisor::parse_env_file(&text))
+    // Editors on Windows start a UTF-8 file with a byte-order mark; kept,
+    // it would become part of the first name and that variable be lost.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(crate::supervisor::parse_env_file(text))
 }
 
 /// The masked display form of a defined job's `--env` entries (`start`'s
