@@ -320,6 +320,13 @@ pub fn check_flags(m: &Matches) -> Result<()> {
     if m.get("shell-wrapper").is_some_and(|w| w.trim().is_empty()) {
         return Err(Error::usage("--shell-wrapper must not be empty"));
     }
+    // A blank sink command would fail at every delivery ("empty shell
+    // command"); on a new job there is nothing for it to clear.
+    for sink in ["notify-command", "output-command"] {
+        if m.has(sink) && m.get(sink).is_some_and(|c| c.trim().is_empty()) {
+            return Err(Error::usage(format!("--{sink} must not be empty")));
+        }
+    }
     Ok(())
 }
 
