@@ -1352,6 +1352,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             )));
         }
     }
+    // `--no-wait` and `--wait false` are `--until 0`, which `--forever`
+    // contradicts: refused as `--until` is, not one of them quietly lost.
+    if values.iter().any(|(k, _)| *k == "forever") {
+        let not_waiting = values.iter().find_map(|(k, v)| match (*k, v.as_str()) {
+            ("no-wait", _) => Some("--no-wait"),
+            ("wait", "false") => Some("--wait false"),
+            _ => None,
+        });
+        if let Some(a) = not_waiting {
+            return Err(Error::usage(format!(
+                "the argument '{a}' cannot be used with '--forever'"
+            )));
+        }
+    }
     check_together(cmd, &values)?;
     Ok(Parsed::Run(Box::new(Matches {
         cmd,

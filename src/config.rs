@@ -439,8 +439,7 @@ impl Validator<'_> {
             ));
         };
         match parse_duration(text) {
-            // Stored trimmed, as it was understood, for callers that echo it.
-            Ok(secs) => Ok((text.trim().to_owned(), secs)),
+            Ok(secs) => Ok((text.to_owned(), secs)),
             Err(err) => Err(self.fail(e, key, err)),
         }
     }
@@ -644,6 +643,13 @@ sink_timeout = "2m"
             ),
         );
         invalid(
+            "[gc]\nolder_than = \" 0s \"\n",
+            &format!(
+                "{p}:2: gc.older_than: invalid duration:  0s ; expected formats: 500ms, \
+                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
+            ),
+        );
+        invalid(
             "[notify]\nsink_timeout = \"-5s\"\n",
             &format!(
                 "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 500ms, \
@@ -706,9 +712,8 @@ sink_timeout = "2m"
 
     #[test]
     fn zero_values_are_accepted() {
-        let c =
-            parse("[gc]\nolder_than = \" 0s \"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
-                .unwrap();
+        let c = parse("[gc]\nolder_than = \"0s\"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
+            .unwrap();
         assert_eq!(c.gc.older_than.as_deref(), Some("0s"));
         assert_eq!(c.gc.older_than_secs, 0);
         assert_eq!(c.gc.scan_limit, 0);

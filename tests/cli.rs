@@ -568,3 +568,57 @@ fn a_relative_xdg_data_home_or_home_is_passed_over() {
     make(t.cwd.join(".agent-exec/jobs"));
     assert_eq!(status(&[("HOME", "h")]), 0, "./.agent-exec/jobs");
 }
+
+#[test]
+fn forever_refuses_no_wait_and_durations_refuse_surrounding_space() {
+    let t = TempRoot::new();
+    // --no-wait and --wait false are --until 0, which --forever
+    // contradicts, as it does --until itself.
+    for (args, flag) in [
+        (
+            &["run", "--forever", "--no-wait", "--", "true"][..],
+            "--no-wait",
+        ),
+        (
+            &["run", "--wait", "false", "--forever", "--", "true"],
+            "--wait false",
+        ),
+        (
+            &["run", "--forever", "--wait=false", "--", "true"],
+            "--wait false",
+        ),
+        (
+            &["start", "--no-wait", "--forever", "01NOSUCHJOB"],
+            "--no-wait",
+        ),
+        (
+            &["restart", "--forever", "--no-wait", "01NOSUCHJOB"],
+            "--no-wait",
+        ),
+    ] {
+        let v = usage_error(&t, args);
+        assert_eq!(v["error"]["code"], "usage_error", "{args:?}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("the argument '{flag}' cannot be used with '--forever'"),
+            "{args:?}"
+        );
+    }
+    let v = usage_error(&t, &["run", "--forever", "--until", "0", "--", "true"]);
+    assert_eq!(
+        v["error"]["message"],
+        "the argument '--until' cannot be used with '--forever'"
+    );
+    // Waiting stays compatible with --forever.
+    let v = t.ok(&["run", "--wait", "true", "--forever", "--", "true"]);
+    assert_eq!(v["state"], "exited");
+    // Surrounding whitespace: refused by durations as by integers.
+    let v = usage_error(&t, &["list", "--limit", " 5"]);
+    assert_eq!(v["error"]["code"], "usage_error", "{v}");
+    for bad in [" 7d", "7d ", "\t7d"] {
+        let v = usage_error(&t, &["gc", "--older-than", bad, "--dry-run"]);
+        assert_eq!(v["error"]["code"], "invalid_duration", "{bad:?}: {v}");
+        let v = usage_error(&t, &["run", "--timeout", bad, "--", "true"]);
+        assert_eq!(v["error"]["code"], "invalid_duration", "{bad:?}: {v}");
+    }
+}
