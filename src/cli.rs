@@ -458,7 +458,10 @@ const UNTIL: Flag = Flag::value(
     "Wait budget: answer when the job ends or after this long (500ms, 1.5s, 2m; a bare number is seconds)",
 )
 .default("10");
-const FOREVER: Flag = Flag::switch("forever", "Wait until the job ends, however long");
+const FOREVER: Flag = Flag::switch(
+    "forever",
+    "Wait until the job ends, however long (not with --until, --no-wait or --wait false)",
+);
 const NO_WAIT: Flag = Flag::switch(
     "no-wait",
     "Answer as soon as the job is running (same as --wait false)",
@@ -483,7 +486,7 @@ const NOTIFY_COMMAND: Flag = Flag::value(
     "notify-command",
     "COMMAND",
     Ty::Cmd,
-    "Shell command run when the job finishes; the job.finished event JSON is on its stdin",
+    "Shell command run when the job finishes; the job.finished event JSON is on its stdin (not empty)",
 );
 const NOTIFY_FILE: Flag = Flag::value(
     "notify-file",
@@ -515,7 +518,7 @@ const OUTPUT_COMMAND: Flag = Flag::value(
     "output-command",
     "COMMAND",
     Ty::Cmd,
-    "Shell command run for every matching line; the event JSON is on its stdin",
+    "Shell command run for every matching line; the event JSON is on its stdin (not empty; on notify set, '' removes it)",
 );
 const OUTPUT_FILE: Flag = Flag::value(
     "output-file",
@@ -963,9 +966,9 @@ static NOTIFY_SET: Cmd = Cmd {
     name: "notify set",
     alias: None,
     about: "Change a job's notification settings",
-    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
+    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --command '' removes the job.finished command and --output-command '' the match command; --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
     flags: &[
-        Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one)"),
+        Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one; '' removes it)"),
         OUTPUT_PATTERN,
         OUTPUT_MATCH_TYPE,
         OUTPUT_STREAM,
