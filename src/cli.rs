@@ -458,7 +458,10 @@ const UNTIL: Flag = Flag::value(
     "Wait budget: answer when the job ends or after this long (500ms, 1.5s, 2m; a bare number is seconds)",
 )
 .default("10");
-const FOREVER: Flag = Flag::switch("forever", "Wait until the job ends, however long");
+const FOREVER: Flag = Flag::switch(
+    "forever",
+    "Wait until the job ends, however long (not with --until, --no-wait or --wait false)",
+);
 const NO_WAIT: Flag = Flag::switch(
     "no-wait",
     "Answer as soon as the job is running (same as --wait false)",
@@ -483,7 +486,7 @@ const NOTIFY_COMMAND: Flag = Flag::value(
     "notify-command",
     "COMMAND",
     Ty::Cmd,
-    "Shell command run when the job finishes; the job.finished event JSON is on its stdin",
+    "Shell command run when the job finishes; the job.finished event JSON is on its stdin (not empty)",
 );
 const NOTIFY_FILE: Flag = Flag::value(
     "notify-file",
@@ -515,7 +518,7 @@ const OUTPUT_COMMAND: Flag = Flag::value(
     "output-command",
     "COMMAND",
     Ty::Cmd,
-    "Shell command run for every matching line; the event JSON is on its stdin",
+    "Shell command run for every matching line; the event JSON is on its stdin (not empty; on notify set, '' removes it)",
 );
 const OUTPUT_FILE: Flag = Flag::value(
     "output-file",
@@ -963,9 +966,9 @@ static NOTIFY_SET: Cmd = Cmd {
     name: "notify set",
     alias: None,
     about: "Change a job's notification settings",
-    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
+    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --command '' removes the job.finished command and --output-command '' the match command; --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
     flags: &[
-        Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one)"),
+        Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one; '' removes it)"),
         OUTPUT_PATTERN,
         OUTPUT_MATCH_TYPE,
         OUTPUT_STREAM,
@@ -1241,12 +1244,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                 let Some(flag) = c.flag(name) else {
                     return Err(unknown_flag(&format!("--{name}"), Some(c)));
                 };
-                read_flag(&mut p, c, flag, &mut values)?;
+                read_flag(&mut p, c, flag, false, &mut values)?;
             }
             Short(ch) => {
                 let flag = cmd.and_then(|c| c.flags.iter().find(|f| f.short == Some(ch)));
                 match (cmd, flag) {
-                    (Some(c), Some(f)) => read_flag(&mut p, c, f, &mut values)?,
+                    (Some(c), Some(f)) => read_flag(&mut p, c, f, true, &mut values)?,
                     _ => return Err(unknown_flag(&format!("-{ch}"), cmd)),
                 }
             }
@@ -1349,6 +1352,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
         if values.iter().any(|(k, _)| k == a) && values.iter().any(|(k, _)| k == b) {
             return Err(Error::usage(format!(
                 "the argument '--{a}' cannot be used with '--{b}'"
+            )));
+        }
+    }
+    // `--no-wait` and `--wait false` are `--until 0`, which `--forever`
+    // contradicts: refused as `--until` is, not one of them quietly lost.
+    if values.iter().any(|(k, _)| *k == "forever") {
+        let not_waiting = values.iter().find_map(|(k, v)| match (*k, v.as_str()) {
+            ("no-wait", _) => Some("--no-wait"),
+            ("wait", "false") => Some("--wait false"),
+            _ => None,
+        });
+        if let Some(a) = not_waiting {
+            return Err(Error::usage(format!(
+                "the argument '{a}' cannot be used with '--forever'"
             )));
         }
     }
@@ -1522,21 +1539,27 @@ fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
     utf8(next.ok_or_else(missing)?)
 }
 
+/// Read one flag's value. `short` says it was spelled as a letter in a
+/// cluster: there, what follows a switch is more letters (`-fv` is
+/// `-f -v`, as POSIX getopt reads it), never an attached value, so the
+/// rest of the cluster is left for the next `p.next()`.
 fn read_flag(
     p: &mut lexopt::Parser,
     cmd: &Cmd,
     flag: &'static Flag,
+    short: bool,
     values: &mut Vec<(&'static str, String)>,
 ) -> Result<()> {
     let value = match flag.kind {
         Kind::Switch => {
-            if p.optional_value().is_some() {
+            if !short && p.optional_value().is_some() {
                 return Err(Error::usage(format!("'--{}' takes no value", flag.long)));
             }
             "true".to_string()
         }
         Kind::OptBool => {
-            let v = match p.optional_value() {
+            let attached = if short { None } else { p.optional_value() };
+            let v = match attached {
                 Some(v) => Some(utf8(v)?),
                 None => p
                     .try_raw_args()

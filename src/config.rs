@@ -10,7 +10,7 @@
 //! `XDG_CONFIG_HOME` is set, non-empty and absolute (the XDG spec says
 //! relative values are to be ignored); else
 //! `$HOME/.config/agent-exec/config.toml` when `HOME` is set and
-//! non-empty; else built-in defaults. A missing default file is not an
+//! absolute; else built-in defaults. A missing default file is not an
 //! error. A file that is not regular, exists but cannot be read, is not
 //! UTF-8, is over 1 MiB, is not valid TOML or holds a value of the wrong
 //! type is an `InvalidConfig`/`Io` error naming the file, the line and the
@@ -182,7 +182,10 @@ fn default_path_from(xdg: Option<&OsStr>, home: Option<&OsStr>) -> Option<PathBu
             return Some(xdg.join("agent-exec").join("config.toml"));
         }
     }
-    let home = home.filter(|h| !h.is_empty())?;
+    // A relative HOME is passed over as the jobs root passes it over
+    // (`store::ROOT_VARS`): the config found must not depend on the
+    // current directory.
+    let home = home.filter(|h| Path::new(h).is_absolute())?;
     Some(
         Path::new(home)
             .join(".config")
@@ -436,8 +439,7 @@ impl Validator<'_> {
             ));
         };
         match parse_duration(text) {
-            // Stored trimmed, as it was understood, for callers that echo it.
-            Ok(secs) => Ok((text.trim().to_owned(), secs)),
+            Ok(secs) => Ok((text.to_owned(), secs)),
             Err(err) => Err(self.fail(e, key, err)),
         }
     }
@@ -641,6 +643,13 @@ sink_timeout = "2m"
             ),
         );
         invalid(
+            "[gc]\nolder_than = \" 0s \"\n",
+            &format!(
+                "{p}:2: gc.older_than: invalid duration:  0s ; expected formats: 500ms, \
+                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
+            ),
+        );
+        invalid(
             "[notify]\nsink_timeout = \"-5s\"\n",
             &format!(
                 "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 500ms, \
@@ -703,9 +712,8 @@ sink_timeout = "2m"
 
     #[test]
     fn zero_values_are_accepted() {
-        let c =
-            parse("[gc]\nolder_than = \" 0s \"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
-                .unwrap();
+        let c = parse("[gc]\nolder_than = \"0s\"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
+            .unwrap();
         assert_eq!(c.gc.older_than.as_deref(), Some("0s"));
         assert_eq!(c.gc.older_than_secs, 0);
         assert_eq!(c.gc.scan_limit, 0);
@@ -760,6 +768,7 @@ sink_timeout = "2m"
         assert_eq!(default_path_from(None, None), None);
         assert_eq!(default_path_from(os("rel"), os("")), None);
         assert_eq!(default_path_from(os(""), None), None);
+        assert_eq!(default_path_from(None, os("rel/home")), None);
     }
 
     #[test]

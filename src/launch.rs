@@ -267,7 +267,10 @@ pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, S
     let bytes = sys::read_bounded(Path::new(path), ENV_FILE_MAX)
         .map_err(|e| format!("read env file {path}: {e}"))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("env file {path} is not UTF-8"))?;
-    Ok(crate::supervisor::parse_env_file(&text))
+    // Editors on Windows start a UTF-8 file with a byte-order mark; kept,
+    // it would become part of the first name and that variable be lost.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(crate::supervisor::parse_env_file(text))
 }
 
 /// The masked display form of a defined job's `--env` entries (`start`'s
@@ -316,6 +319,13 @@ pub fn relaunch_settings(meta: &Meta) -> Result<Relaunch> {
 pub fn check_flags(m: &Matches) -> Result<()> {
     if m.get("shell-wrapper").is_some_and(|w| w.trim().is_empty()) {
         return Err(Error::usage("--shell-wrapper must not be empty"));
+    }
+    // A blank sink command would fail at every delivery ("empty shell
+    // command"); on a new job there is nothing for it to clear.
+    for sink in ["notify-command", "output-command"] {
+        if m.has(sink) && m.get(sink).is_some_and(|c| c.trim().is_empty()) {
+            return Err(Error::usage(format!("--{sink} must not be empty")));
+        }
     }
     Ok(())
 }

@@ -380,21 +380,21 @@ const JOB_ROW: &[(&str, &str)] = &[
 ];
 
 /// How the jobs root is chosen.
-const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset.";
+const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset. An empty variable counts as unset, and so does a relative XDG_DATA_HOME or HOME (the XDG Base Directory spec calls relative paths invalid); --root and AGENT_EXEC_ROOT are taken as given.";
 
 const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead, --no-full-log (or [log] full = false) not at all. Capped by --max-log-bytes like the stream logs.";
 
 /// What neither gc nor delete ever removes.
 const SAFE_DELETE: &str = "Never removed, by gc or delete: a running job; a job whose supervisor holds its lock; a job another caller started or restarted while it was being removed (skipped with reason running); a job a reader (run, wait, status, serve), or its supervisor still delivering notifications, is holding (skipped with reason in_use); a job whose process group still has live members. A refused delete changes nothing.";
 
-const DURATIONS: &str = "Every duration flag (--timeout, --kill-after, --until, --progress-every, wait --until, gc --older-than, --auto-gc-older-than) accepts a number with a unit: 500ms, 1.5s, 5m, 2h, 1d, 1w. A bare number keeps the flag's documented unit (seconds). Fields of the HTTP API keep theirs: timeout_ms in milliseconds, timeout and until in seconds.";
+const DURATIONS: &str = "Every duration flag (--timeout, --kill-after, --until, --progress-every, wait --until, gc --older-than, --auto-gc-older-than) accepts a number with a unit: 500ms, 1.5s, 5m, 2h, 1d, 1w. A bare number keeps the flag's documented unit (seconds). Surrounding whitespace is refused (invalid_duration), not trimmed. Fields of the HTTP API keep theirs: timeout_ms in milliseconds, timeout and until in seconds.";
 
 /// The job's environment: run, create (and start, which applies it).
 const JOB_ENV: &[&str] = &[
     "The job's environment starts as a copy of the caller's (or empty, with --no-inherit-env); then the --env-file files apply, then the --env values, each in the order given; a later value wins.",
     "--env NAME without = passes the caller's current value of NAME, as docker run -e NAME does; when the caller has no NAME, it stays unset in the job.",
     "With a login-shell wrapper (the default sh -lc, or any wrapper given a -l or --login flag) the shell's profile runs first (/etc/profile, ~/.profile, ...). After it, agent-exec applies every --env-file and --env value again, so they win over anything the profile set, and rebuilds PATH: the caller's PATH entries first, then the entries the profile added that are not already there. --env PATH=... is applied exactly as given. With --no-inherit-env the profile may still set PATH.",
-    "Env files hold KEY=VALUE lines. An env file, like a --stdin-file, must be a regular file, and an env file is at most 1 MiB; anything else makes the job failed at once, with failure.code env_file_unreadable (or stdin_unreadable).",
+    "Env files hold KEY=VALUE lines (blank lines and # comments are skipped; a UTF-8 byte-order mark at the very start is dropped). An env file, like a --stdin-file, must be a regular file, and an env file is at most 1 MiB; anything else makes the job failed at once, with failure.code env_file_unreadable (or stdin_unreadable).",
 ];
 
 const SECRETS: &[&str] = &[
@@ -709,7 +709,7 @@ const REPLIES: &[Reply] = &[
             ("notification", "The stored settings: {notify_command?, notify_file?, on_output_match?{pattern, match_type, stream, command?, file?}}; {} when nothing is configured."),
         ],
         notes: &[
-            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
+            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. An empty value removes a setting: --command '' the job.finished command, --output-command '' the match command, --output-pattern '' output-match as a whole. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
             "--output-match-type regex uses regex-lite syntax: Rust regex without Unicode classes. An invalid regex is rejected (invalid_pattern).",
         ],
         see: &["run"],
@@ -773,7 +773,7 @@ fn sections(c: &Cmd) -> Vec<(&'static str, &'static [&'static str])> {
 /// (every command takes --root), then what this command reads or sets.
 fn environment(c: &Cmd) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
-        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given. Then $XDG_DATA_HOME/agent-exec/jobs, $HOME/.local/share/agent-exec/jobs, or ./.agent-exec/jobs when HOME is unset; see agent-exec(1)."),
+        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given. Then $XDG_DATA_HOME/agent-exec/jobs, $HOME/.local/share/agent-exec/jobs, or ./.agent-exec/jobs when HOME is unset or relative; see agent-exec(1)."),
     ];
     match c.name {
         "run" | "create" => {
@@ -987,6 +987,7 @@ fn main_page() -> String {
     for f in GLOBAL_FLAGS {
         p.tp(&flag_tag(f), &flag_body(f));
     }
+    p.pp("Short flags bundle as in getopt: tail -fv is tail -f -v.");
     p.sh("OUTPUT CONTRACT");
     p.pp("Every invocation prints exactly one document on stdout: JSON on one line, or YAML with --yaml. Diagnostics go to stderr only. The only exceptions are --help, help, --version and the completion scripts, which print human text, and tail --follow, which streams one JSON object per line (NDJSON; with --yaml, a YAML stream of the same objects, each after its ---), or the raw bytes with --raw.");
     p.pp("A success document starts with `schema_version` (\"0.1\"), `ok` (true) and `type` (the command's response type), followed by the command's fields in a fixed order (see each command's page). Optional fields are omitted, not null.");
@@ -1036,9 +1037,9 @@ fn main_page() -> String {
     p.pp(ROOT_RULE);
     let env: &[(&str, &str)] = &[
         ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given."),
-        ("XDG_DATA_HOME", "Without --root and AGENT_EXEC_ROOT, the jobs root is $XDG_DATA_HOME/agent-exec/jobs."),
-        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs; when HOME is unset, ./.agent-exec/jobs in the current directory. Also the base of install-skills --global and of the default config path."),
-        ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml."),
+        ("XDG_DATA_HOME", "Without --root and AGENT_EXEC_ROOT, the jobs root is $XDG_DATA_HOME/agent-exec/jobs, when this is an absolute path."),
+        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs; when HOME is unset, empty or relative, ./.agent-exec/jobs in the current directory. Also the base of install-skills --global and of the default config path."),
+        ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml when HOME is absolute, else none."),
         ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
         ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token."),
         ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: a file that already holds the event when the sink starts: completion_event.json for job.finished; for job.output.matched, match_events/<seq>.json in the job directory, <seq> being the event's line in notification_events.ndjson (whose line, with the sinks' delivery_results, is written once they have run)."),

@@ -160,8 +160,13 @@ pub fn notification_from(
     existing: Option<&Notification>,
 ) -> Result<Option<Notification>> {
     let mut n = existing.cloned().unwrap_or_default();
+    // A blank command clears its sink, as an empty --output-pattern
+    // clears output-match: stored, it would fail at every delivery, and
+    // `notify set` would have no other way to remove it. (`run` and
+    // `create` refuse one: `launch::check_flags`.)
+    let command = |c: &str| (!c.trim().is_empty()).then(|| c.to_string());
     if let Some(c) = given(m, "notify-command").or_else(|| given(m, "command")) {
-        n.notify_command = Some(c.to_string());
+        n.notify_command = command(c);
     }
     if let Some(f) = given(m, "notify-file") {
         n.notify_file = Some(absolute(f));
@@ -184,7 +189,7 @@ pub fn notification_from(
             om.stream = s.to_string();
         }
         if let Some(c) = given(m, "output-command") {
-            om.command = Some(c.to_string());
+            om.command = command(c);
         }
         if let Some(f) = given(m, "output-file") {
             om.file = Some(absolute(f));

@@ -498,3 +498,127 @@ fn a_root_through_a_file_is_an_io_error_that_says_so() {
         assert!(msg.contains("Not a directory"), "{msg}");
     }
 }
+
+#[test]
+fn short_switches_bundle_in_any_order() {
+    // After a switch, the rest of a cluster is more short flags, as
+    // getopt reads it: `-fv` is `-f -v`, not `-f` with the value "v".
+    let t = TempRoot::new();
+    let id = t.start_job(&["echo", "hi"]);
+    t.wait_done(&id);
+    for cluster in ["-fv", "-vf"] {
+        let o = t.out(&["tail", cluster, &id]);
+        assert_eq!(o.code, 0, "{cluster}: {} / {}", o.stdout, o.stderr);
+        assert!(
+            o.stdout.contains("\"type\":\"end\""),
+            "{cluster}: {}",
+            o.stdout
+        );
+    }
+    let v = t.ok(&["run", "-iv", "--no-wait", "--", "cat"]);
+    let job = v["job_id"].as_str().unwrap().to_string();
+    t.ok(&["send", "--eof", &job, "x"]);
+    assert_eq!(t.wait_done(&job)["state"], "exited");
+    // A switch twice in one cluster is a switch given twice.
+    let (code, e) = t.err(&["tail", "-ff", &id]);
+    assert_eq!(code, 2);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("multiple times"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_relative_xdg_data_home_or_home_is_passed_over() {
+    // The XDG spec calls a relative path invalid, to be ignored; taken,
+    // it would move the root with the current directory.
+    let t = TempRoot::new();
+    let id = "01JCCCCCCCCCCCCCCCCCCCCCCC";
+    let make = |dir: std::path::PathBuf| {
+        let tr = TempRoot {
+            base: t.base.join("unused"),
+            root: dir,
+            cwd: t.cwd.clone(),
+        };
+        tr.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+        std::mem::forget(tr);
+    };
+    let status = |envs: &[(&str, &str)]| {
+        let mut c = t.bare();
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.args(["status", id]);
+        t.exec(c).code
+    };
+    make(t.base.join("home/.local/share/agent-exec/jobs"));
+    // A root under the relative path would be found if it were used.
+    make(t.cwd.join("rel/agent-exec/jobs"));
+    std::fs::remove_dir_all(t.base.join("home/.local")).unwrap();
+    assert_eq!(status(&[("XDG_DATA_HOME", "rel")]), 1, "not ./rel");
+    make(t.base.join("home/.local/share/agent-exec/jobs"));
+    std::fs::remove_dir_all(t.cwd.join("rel")).unwrap();
+    assert_eq!(status(&[("XDG_DATA_HOME", "rel")]), 0, "HOME's root");
+    // A relative HOME is as good as none: ./.agent-exec/jobs.
+    make(t.cwd.join("h/.local/share/agent-exec/jobs"));
+    assert_eq!(status(&[("HOME", "h")]), 1, "not ./h");
+    make(t.cwd.join(".agent-exec/jobs"));
+    assert_eq!(status(&[("HOME", "h")]), 0, "./.agent-exec/jobs");
+}
+
+#[test]
+fn forever_refuses_no_wait_and_durations_refuse_surrounding_space() {
+    let t = TempRoot::new();
+    // --no-wait and --wait false are --until 0, which --forever
+    // contradicts, as it does --until itself.
+    for (args, flag) in [
+        (
+            &["run", "--forever", "--no-wait", "--", "true"][..],
+            "--no-wait",
+        ),
+        (
+            &["run", "--wait", "false", "--forever", "--", "true"],
+            "--wait false",
+        ),
+        (
+            &["run", "--forever", "--wait=false", "--", "true"],
+            "--wait false",
+        ),
+        (
+            &["start", "--no-wait", "--forever", "01NOSUCHJOB"],
+            "--no-wait",
+        ),
+        (
+            &["restart", "--forever", "--no-wait", "01NOSUCHJOB"],
+            "--no-wait",
+        ),
+    ] {
+        let v = usage_error(&t, args);
+        assert_eq!(v["error"]["code"], "usage_error", "{args:?}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("the argument '{flag}' cannot be used with '--forever'"),
+            "{args:?}"
+        );
+    }
+    let v = usage_error(&t, &["run", "--forever", "--until", "0", "--", "true"]);
+    assert_eq!(
+        v["error"]["message"],
+        "the argument '--until' cannot be used with '--forever'"
+    );
+    // Waiting stays compatible with --forever.
+    let v = t.ok(&["run", "--wait", "true", "--forever", "--", "true"]);
+    assert_eq!(v["state"], "exited");
+    // Surrounding whitespace: refused by durations as by integers.
+    let v = usage_error(&t, &["list", "--limit", " 5"]);
+    assert_eq!(v["error"]["code"], "usage_error", "{v}");
+    for bad in [" 7d", "7d ", "\t7d"] {
+        let v = usage_error(&t, &["gc", "--older-than", bad, "--dry-run"]);
+        assert_eq!(v["error"]["code"], "invalid_duration", "{bad:?}: {v}");
+        let v = usage_error(&t, &["run", "--timeout", bad, "--", "true"]);
+        assert_eq!(v["error"]["code"], "invalid_duration", "{bad:?}: {v}");
+    }
+}

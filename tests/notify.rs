@@ -803,6 +803,64 @@ fn notify_set_merges_and_answers_with_the_stored_object() {
 }
 
 #[test]
+fn a_blank_sink_command_is_refused_on_a_new_job_and_clears_on_notify_set() {
+    // Stored, a blank command fails at every delivery ("empty shell
+    // command"): a new job refuses one, notify set takes it as "remove".
+    let t = TempRoot::new();
+    for verb in ["run", "create"] {
+        for args in [
+            vec!["--notify-command", ""],
+            vec!["--notify-command", "  "],
+            vec!["--output-pattern", "x", "--output-command", ""],
+        ] {
+            let mut a = vec![verb];
+            a.extend(&args);
+            a.extend(["--", "true"]);
+            let (code, e) = t.err(&a);
+            assert_eq!(
+                (code, e["error"]["code"].as_str()),
+                (2, Some("usage_error")),
+                "{a:?} {e}"
+            );
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("must not be empty"),
+                "{e}"
+            );
+        }
+    }
+    let v = t.ok(&[
+        "create",
+        "--notify-command",
+        "echo done",
+        "--output-pattern",
+        "ERR",
+        "--output-command",
+        "echo hit",
+        "--",
+        "true",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let v = t.ok(&["notify", "set", id, "--output-command", ""]);
+    assert_eq!(
+        v["notification"],
+        json!({"notify_command": "echo done",
+               "on_output_match": {"pattern": "ERR", "match_type": "contains", "stream": "either"}})
+    );
+    let v = t.ok(&["notify", "set", id, "--command", ""]);
+    assert_eq!(
+        v["notification"],
+        json!({"on_output_match": {"pattern": "ERR", "match_type": "contains", "stream": "either"}})
+    );
+    assert_eq!(t.meta(id)["notification"], v["notification"]);
+    let v = t.ok(&["notify", "set", id, "--output-pattern", ""]);
+    assert_eq!(v["notification"], json!({}));
+    assert!(t.meta(id).get("notification").is_none());
+}
+
+#[test]
 fn notify_set_on_a_finished_job_runs_nothing() {
     let t = TempRoot::new();
     let v = t.ok(&["run", "--", "echo", "hit"]);

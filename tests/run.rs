@@ -208,6 +208,35 @@ fn environment_precedence_and_env_file() {
 }
 
 #[test]
+fn an_env_file_s_byte_order_mark_is_not_part_of_its_first_name() {
+    let t = TempRoot::new();
+    let envf = t.base.join("bom.env");
+    std::fs::write(&envf, "\u{feff}FIRST=1\nSECOND=2\n").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--env-file",
+        envf.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo ${FIRST:-lost} $SECOND",
+    ]);
+    assert_eq!(v["stdout"], "1 2\n", "{v}");
+    // Only at the very start: a later one is part of its line.
+    std::fs::write(&envf, "A=\u{feff}x\n").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--env-file",
+        envf.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$A\"",
+    ]);
+    assert_eq!(v["stdout"], "\u{feff}x", "{v}");
+}
+
+#[test]
 fn mask_keeps_secret_out_of_everything_visible() {
     let t = TempRoot::new();
     let secret = "s3cr3t-value-42";
