@@ -49,26 +49,12 @@ pub struct Store {
 
 /// The environment variables that can name the root, in order of
 /// precedence after `--root`, each with the path under it that is the
-/// root (HOME: the last resort) and whether only an absolute value
-/// counts. The XDG Base Directory spec calls a relative `XDG_DATA_HOME`
-/// invalid, to be ignored, and a relative HOME is no better: taken, the
-/// root would move with the current directory. `AGENT_EXEC_ROOT` names
-/// the root itself, as `--root` does, and is taken as given.
-const ROOT_VARS: [(&str, &str, bool); 3] = [
-    ("AGENT_EXEC_ROOT", "", false),
-    ("XDG_DATA_HOME", "agent-exec/jobs", true),
-    ("HOME", ".local/share/agent-exec/jobs", true),
+/// root (HOME: the last resort).
+const ROOT_VARS: [(&str, &str); 3] = [
+    ("AGENT_EXEC_ROOT", ""),
+    ("XDG_DATA_HOME", "agent-exec/jobs"),
+    ("HOME", ".local/share/agent-exec/jobs"),
 ];
-
-/// The first root variable that counts (set, non-empty and, where
-/// required, absolute), with the path under it and its value's bytes.
-fn deciding_root_var() -> Option<(&'static str, &'static str, std::ffi::OsString)> {
-    ROOT_VARS.iter().find_map(|&(key, under, absolute)| {
-        let v = std::env::var_os(key)?;
-        let counts = !v.is_empty() && (!absolute || Path::new(&v).is_absolute());
-        counts.then_some((key, under, v))
-    })
-}
 
 /// Refuse a root the environment names in bytes that are not UTF-8, as
 /// `--root` refuses them (`usage_error`), instead of passing over the
@@ -79,12 +65,23 @@ pub fn check_root_env(flag: Option<&str>) -> Result<()> {
     if flag.is_some() {
         return Ok(());
     }
-    match deciding_root_var() {
-        Some((key, _, v)) if v.to_str().is_none() => Err(Error::usage(format!(
-            "{key} is not valid UTF-8; agent-exec takes a jobs root whose path is (use --root)"
-        ))),
-        _ => Ok(()),
+    for (key, _) in ROOT_VARS {
+        match std::env::var_os(key) {
+            Some(v) if v.is_empty() => continue,
+            Some(v) if v.to_str().is_none() => {
+                return Err(Error::usage(format!(
+                "{key} is not valid UTF-8; agent-exec takes a jobs root whose path is (use --root)"
+            )))
+            }
+            Some(_) => return Ok(()),
+            None => continue,
+        }
     }
+    Ok(())
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
 /// Make a path absolute against the current directory, lexically (no
@@ -105,12 +102,15 @@ pub fn absolutize(p: &Path) -> PathBuf {
 
 impl Store {
     /// `--root` > `AGENT_EXEC_ROOT` > `$XDG_DATA_HOME/agent-exec/jobs` >
-    /// `$HOME/.local/share/agent-exec/jobs` > `./.agent-exec/jobs` (no
-    /// absolute HOME; see `ROOT_VARS`).
+    /// `$HOME/.local/share/agent-exec/jobs`.
     pub fn resolve(flag: Option<&str>) -> Store {
         let raw = flag
             .map(PathBuf::from)
-            .or_else(|| deciding_root_var().map(|(_, under, v)| Path::new(&v).join(under)))
+            .or_else(|| {
+                ROOT_VARS
+                    .iter()
+                    .find_map(|(key, under)| env_nonempty(key).map(|v| Path::new(&v).join(under)))
+            })
             .unwrap_or_else(|| PathBuf::from(".agent-exec/jobs"));
         Store {
             root: absolutize(&raw),

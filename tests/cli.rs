@@ -532,44 +532,6 @@ fn short_switches_bundle_in_any_order() {
 }
 
 #[test]
-fn a_relative_xdg_data_home_or_home_is_passed_over() {
-    // The XDG spec calls a relative path invalid, to be ignored; taken,
-    // it would move the root with the current directory.
-    let t = TempRoot::new();
-    let id = "01JCCCCCCCCCCCCCCCCCCCCCCC";
-    let make = |dir: std::path::PathBuf| {
-        let tr = TempRoot {
-            base: t.base.join("unused"),
-            root: dir,
-            cwd: t.cwd.clone(),
-        };
-        tr.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
-        std::mem::forget(tr);
-    };
-    let status = |envs: &[(&str, &str)]| {
-        let mut c = t.bare();
-        for (k, v) in envs {
-            c.env(k, v);
-        }
-        c.args(["status", id]);
-        t.exec(c).code
-    };
-    make(t.base.join("home/.local/share/agent-exec/jobs"));
-    // A root under the relative path would be found if it were used.
-    make(t.cwd.join("rel/agent-exec/jobs"));
-    std::fs::remove_dir_all(t.base.join("home/.local")).unwrap();
-    assert_eq!(status(&[("XDG_DATA_HOME", "rel")]), 1, "not ./rel");
-    make(t.base.join("home/.local/share/agent-exec/jobs"));
-    std::fs::remove_dir_all(t.cwd.join("rel")).unwrap();
-    assert_eq!(status(&[("XDG_DATA_HOME", "rel")]), 0, "HOME's root");
-    // A relative HOME is as good as none: ./.agent-exec/jobs.
-    make(t.cwd.join("h/.local/share/agent-exec/jobs"));
-    assert_eq!(status(&[("HOME", "h")]), 1, "not ./h");
-    make(t.cwd.join(".agent-exec/jobs"));
-    assert_eq!(status(&[("HOME", "h")]), 0, "./.agent-exec/jobs");
-}
-
-#[test]
 fn forever_refuses_no_wait_and_durations_refuse_surrounding_space() {
     let t = TempRoot::new();
     // --no-wait and --wait false are --until 0, which --forever
