@@ -380,7 +380,7 @@ const JOB_ROW: &[(&str, &str)] = &[
 ];
 
 /// How the jobs root is chosen.
-const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset. An empty variable counts as unset, and so does a relative XDG_DATA_HOME or HOME (the XDG Base Directory spec calls relative paths invalid); --root and AGENT_EXEC_ROOT are taken as given.";
+const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset. An empty variable counts as unset; a relative XDG_DATA_HOME or HOME is relative to the current directory, as in 0.2.3 (give absolute paths); --root and AGENT_EXEC_ROOT are taken as given.";
 
 const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead, --no-full-log (or [log] full = false) not at all. Capped by --max-log-bytes like the stream logs.";
 
@@ -773,7 +773,7 @@ fn sections(c: &Cmd) -> Vec<(&'static str, &'static [&'static str])> {
 /// (every command takes --root), then what this command reads or sets.
 fn environment(c: &Cmd) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
-        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given. Then $XDG_DATA_HOME/agent-exec/jobs, $HOME/.local/share/agent-exec/jobs, or ./.agent-exec/jobs when HOME is unset or relative; see agent-exec(1)."),
+        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given. Then $XDG_DATA_HOME/agent-exec/jobs, $HOME/.local/share/agent-exec/jobs, or ./.agent-exec/jobs when HOME is unset; see agent-exec(1)."),
     ];
     match c.name {
         "run" | "create" => {
@@ -1037,9 +1037,9 @@ fn main_page() -> String {
     p.pp(ROOT_RULE);
     let env: &[(&str, &str)] = &[
         ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given."),
-        ("XDG_DATA_HOME", "Without --root and AGENT_EXEC_ROOT, the jobs root is $XDG_DATA_HOME/agent-exec/jobs, when this is an absolute path."),
-        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs; when HOME is unset, empty or relative, ./.agent-exec/jobs in the current directory. Also the base of install-skills --global and of the default config path."),
-        ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml when HOME is absolute, else none."),
+        ("XDG_DATA_HOME", "Without --root and AGENT_EXEC_ROOT, the jobs root is $XDG_DATA_HOME/agent-exec/jobs (a relative value is relative to the current directory)."),
+        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs; when HOME is unset or empty, ./.agent-exec/jobs in the current directory. Also the base of install-skills --global and of the default config path."),
+        ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml."),
         ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
         ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token."),
         ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: a file that already holds the event when the sink starts: completion_event.json for job.finished; for job.output.matched, match_events/<seq>.json in the job directory, <seq> being the event's line in notification_events.ndjson (whose line, with the sinks' delivery_results, is written once they have run)."),
