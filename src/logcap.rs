@@ -473,6 +473,9 @@ pub struct Gaps {
 /// How long a reader waits for a compaction to finish before it looks
 /// for a dead supervisor.
 const STABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a reader waits for a cut that its live supervisor is making
+/// (it moves one tail share, at most half the cap, within the file).
+const CUT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Gaps {
     /// None: the job's logs are not capped.
@@ -508,19 +511,34 @@ impl Gaps {
     /// The record of `slot`, once no compaction is under way. A
     /// compaction that stays unfinished (its supervisor died in it) is
     /// finished here (`repair`) when the job lock shows nobody else can.
+    ///
+    /// Bounded: a torn read lasts as long as one small write, so a record
+    /// that stays torn for `STABLE_WAIT` is damaged (written by somebody
+    /// else); and a cut that stays under way for `CUT_WAIT` while its
+    /// supervisor holds the lock never ends. Both are an error (the
+    /// reader's `io_error`), not a wait that nothing could end.
     pub fn stable(&self, slot: usize, dir: &Path) -> io::Result<Gap> {
         let t0 = std::time::Instant::now();
         let mut pause = std::time::Duration::from_micros(50);
+        let damaged = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{GAPS}: the record of {} {what}", log_name(slot)),
+            )
+        };
         loop {
-            if let Some(g) = self.peek(slot)? {
-                if g.gen % 2 == 0 {
-                    return Ok(g);
-                }
-                if t0.elapsed() >= STABLE_WAIT {
+            match self.peek(slot)? {
+                Some(g) if g.gen % 2 == 0 => return Ok(g),
+                Some(g) if t0.elapsed() >= STABLE_WAIT => {
                     if let Some(g) = repair(dir, slot, g)? {
                         return Ok(g);
                     }
+                    if t0.elapsed() >= CUT_WAIT {
+                        return Err(damaged("names a cut that never ends"));
+                    }
                 }
+                None if t0.elapsed() >= STABLE_WAIT => return Err(damaged("is damaged")),
+                _ => {}
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(std::time::Duration::from_millis(20));

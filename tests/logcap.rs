@@ -924,3 +924,52 @@ fn a_cap_with_no_head_answers_an_empty_head() {
     assert_eq!(v["stdout_tail_range"], serde_json::json!([20, 21]), "{v}");
     assert_eq!(v["stdout_dropped_bytes"], 20, "{v}");
 }
+
+/// A damaged gap record (written by somebody else: a torn record that
+/// never heals) is an `io_error` within a few seconds for every read,
+/// not a wait that neither `--until` nor a signal could end.
+#[test]
+fn a_damaged_gap_record_is_an_error_not_a_hang() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--max-log-bytes", "2000", "--", "seq", "1", "5000"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let gaps = t.job_dir(&id).join("log.gaps");
+    let good = std::fs::read_to_string(&gaps).unwrap();
+    // Each variant breaks stdout's record: its two generations disagree
+    // (as a torn read would show), or it is no record at all.
+    let torn = good.replacen("g=00000000000000000002 ", "g=00000000000000000003 ", 1);
+    assert_ne!(torn, good, "{good:?}");
+    for damaged in [torn, "hello world\n".repeat(40)] {
+        std::fs::write(&gaps, &damaged).unwrap();
+        for args in [
+            &["wait", "--until", "1", &id][..],
+            &["tail", &id],
+            &["tail", "--follow", "--until", "1", &id],
+        ] {
+            let mut child = t
+                .cmd(args)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > until {
+                    let _ = child.kill();
+                    panic!("{args:?} hung on a damaged log.gaps");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let o = child.wait_with_output().unwrap();
+            let text = String::from_utf8(o.stdout).unwrap();
+            let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(last["error"]["code"], "io_error", "{args:?}: {text}");
+            assert!(
+                last["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("log.gaps"),
+                "{text}"
+            );
+        }
+    }
+}
