@@ -327,6 +327,13 @@ pub fn check_flags(m: &Matches) -> Result<()> {
             return Err(Error::usage(format!("--{sink} must not be empty")));
         }
     }
+    // An empty path would name the current directory (made absolute),
+    // which no sink can append to and no log can be.
+    for path in ["notify-file", "output-file", "log"] {
+        if m.get(path) == Some("") {
+            return Err(Error::usage(format!("--{path} must not be empty")));
+        }
+    }
     Ok(())
 }
 

@@ -192,7 +192,8 @@ pub fn notification_from(
             om.command = command(c);
         }
         if let Some(f) = given(m, "output-file") {
-            om.file = Some(absolute(f));
+            // Empty: removes the file sink (`run` and `create` refuse it).
+            om.file = (!f.is_empty()).then(|| absolute(f));
         }
         if om.pattern.is_empty() {
             // Nothing to match: settings for matches would be dropped

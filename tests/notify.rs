@@ -860,6 +860,58 @@ fn a_blank_sink_command_is_refused_on_a_new_job_and_clears_on_notify_set() {
     assert!(t.meta(id).get("notification").is_none());
 }
 
+/// An empty path names the current directory once made absolute: a
+/// file sink there fails at every delivery, a full log cannot be one.
+/// A new job refuses it; notify set's `--output-file ''` removes the
+/// match file sink.
+#[test]
+fn an_empty_sink_or_log_path_is_refused_on_a_new_job_and_clears_on_notify_set() {
+    let t = TempRoot::new();
+    for verb in ["run", "create"] {
+        let mut cases = vec![
+            vec!["--notify-file", ""],
+            vec!["--output-pattern", "x", "--output-file", ""],
+        ];
+        if verb == "run" {
+            cases.push(vec!["--log", ""]);
+        }
+        for args in cases {
+            let mut a = vec![verb];
+            a.extend(&args);
+            a.extend(["--", "true"]);
+            let (code, e) = t.err(&a);
+            assert_eq!(
+                (code, e["error"]["code"].as_str()),
+                (2, Some("usage_error")),
+                "{a:?} {e}"
+            );
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("must not be empty"),
+                "{e}"
+            );
+        }
+    }
+    let file = t.base.join("hits.ndjson");
+    let v = t.ok(&[
+        "create",
+        "--output-pattern",
+        "ERR",
+        "--output-file",
+        file.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let v = t.ok(&["notify", "set", id, "--output-file", ""]);
+    assert_eq!(
+        v["notification"],
+        json!({"on_output_match": {"pattern": "ERR", "match_type": "contains", "stream": "either"}})
+    );
+}
+
 #[test]
 fn notify_set_on_a_finished_job_runs_nothing() {
     let t = TempRoot::new();
