@@ -966,7 +966,7 @@ static NOTIFY_SET: Cmd = Cmd {
     name: "notify set",
     alias: None,
     about: "Change a job's notification settings",
-    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --command '' removes the job.finished command and --output-command '' the match command; --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
+    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --command '' removes the job.finished command, --output-command '' the match command and --output-file '' the match file; --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
     flags: &[
         Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one; '' removes it)"),
         OUTPUT_PATTERN,

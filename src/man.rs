@@ -709,7 +709,7 @@ const REPLIES: &[Reply] = &[
             ("notification", "The stored settings: {notify_command?, notify_file?, on_output_match?{pattern, match_type, stream, command?, file?}}; {} when nothing is configured."),
         ],
         notes: &[
-            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. An empty value removes a setting: --command '' the job.finished command, --output-command '' the match command, --output-pattern '' output-match as a whole. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
+            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. An empty value removes a setting: --command '' the job.finished command, --output-command '' the match command, --output-file '' the match file, --output-pattern '' output-match as a whole. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
             "--output-match-type regex uses regex-lite syntax: Rust regex without Unicode classes. An invalid regex is rejected (invalid_pattern).",
         ],
         see: &["run"],
