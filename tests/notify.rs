@@ -802,6 +802,21 @@ fn notify_set_merges_and_answers_with_the_stored_object() {
     assert_eq!(e["error"]["code"], "job_not_found");
 }
 
+/// `VERB ARGS -- true` is a usage_error saying a value must not be empty.
+fn refused_as_empty(t: &TempRoot, verb: &str, args: &[&str]) {
+    let mut a = vec![verb];
+    a.extend(args);
+    a.extend(["--", "true"]);
+    let (code, e) = t.err(&a);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{a:?} {e}"
+    );
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("must not be empty"), "{e}");
+}
+
 #[test]
 fn a_blank_sink_command_is_refused_on_a_new_job_and_clears_on_notify_set() {
     // Stored, a blank command fails at every delivery ("empty shell
@@ -813,22 +828,7 @@ fn a_blank_sink_command_is_refused_on_a_new_job_and_clears_on_notify_set() {
             vec!["--notify-command", "  "],
             vec!["--output-pattern", "x", "--output-command", ""],
         ] {
-            let mut a = vec![verb];
-            a.extend(&args);
-            a.extend(["--", "true"]);
-            let (code, e) = t.err(&a);
-            assert_eq!(
-                (code, e["error"]["code"].as_str()),
-                (2, Some("usage_error")),
-                "{a:?} {e}"
-            );
-            assert!(
-                e["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("must not be empty"),
-                "{e}"
-            );
+            refused_as_empty(&t, verb, &args);
         }
     }
     let v = t.ok(&[
@@ -876,22 +876,7 @@ fn an_empty_sink_or_log_path_is_refused_on_a_new_job_and_clears_on_notify_set() 
             cases.push(vec!["--log", ""]);
         }
         for args in cases {
-            let mut a = vec![verb];
-            a.extend(&args);
-            a.extend(["--", "true"]);
-            let (code, e) = t.err(&a);
-            assert_eq!(
-                (code, e["error"]["code"].as_str()),
-                (2, Some("usage_error")),
-                "{a:?} {e}"
-            );
-            assert!(
-                e["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("must not be empty"),
-                "{e}"
-            );
+            refused_as_empty(&t, verb, &args);
         }
     }
     let file = t.base.join("hits.ndjson");
