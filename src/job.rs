@@ -259,7 +259,11 @@ pub struct State {
     pub job: JobState,
     #[serde(default)]
     pub result: JobResult,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "pid_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
@@ -267,12 +271,20 @@ pub struct State {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "pid_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub supervisor_pid: Option<u32>,
     /// The workload's session (the supervisor's): with `pid` as the
     /// process-group id it names the job's processes for good
     /// (`sys::group_members`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "pid_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sid: Option<u32>,
     /// When the root process started (clock ticks after boot, from
     /// /proc): tells that process from a later one with the same pid.
@@ -304,6 +316,22 @@ pub struct State {
     /// (an earlier run), whose logs are there too.
     #[serde(skip)]
     pub run_dir: Option<PathBuf>,
+}
+
+/// A recorded process, group or session id: one past i32::MAX is no
+/// process's (the kernel's pids are positive ints) and makes the record
+/// damaged, not a number that `as i32` would turn into somebody else's
+/// pid (2^32 - V is -V: kill(-(-V)) signals process V).
+fn pid_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u32>, D::Error> {
+    let n: Option<u32> = Option::deserialize(d)?;
+    match n {
+        Some(n) if n > i32::MAX as u32 => {
+            Err(serde::de::Error::custom(format!("{n} is not a process id")))
+        }
+        n => Ok(n),
+    }
 }
 
 /// A recorded signal as D7 spells it (`SIGTERM`): 0.2.3 wrote some as
@@ -413,6 +441,34 @@ impl State {
         }
     }
 
+    /// Who the recorded root pid names now, for a signal to the job's
+    /// group while its supervisor lives (`kill`, `restart`). With a start
+    /// time recorded, the process of that pid must have it (a zombie
+    /// too: its group number stays reserved until it is reaped); without
+    /// one (older records), it must be a child of the job's supervisor.
+    /// Anything else is somebody else's process, whether by pid reuse or
+    /// a record edited by hand: never signalled.
+    pub fn leader(&self, job: &Job) -> Leader {
+        let Some(pid) = self.pid else {
+            return Leader::Unrecorded;
+        };
+        if !crate::sys::signallable(pid) {
+            return Leader::Stranger(pid);
+        }
+        let Some(p) = crate::sys::proc_stat(pid) else {
+            return Leader::Gone;
+        };
+        let ours = match self.pid_start_time {
+            Some(t) => p.start_time == t,
+            None => Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid),
+        };
+        if ours {
+            Leader::Root(pid)
+        } else {
+            Leader::Stranger(pid)
+        }
+    }
+
     /// Is the recorded root process still that process (same pid, same
     /// start time)? A reused pid is a different process.
     pub fn root_alive(&self) -> bool {
@@ -441,6 +497,20 @@ impl State {
             message: message.into(),
         });
     }
+}
+
+/// What a job record's root pid names now (`State::leader`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leader {
+    /// The job's root process (alive, or a zombie not yet reaped): its
+    /// group is the job's.
+    Root(u32),
+    /// No process has that pid: the root has ended.
+    Gone,
+    /// A process that is not the job's root: never to be signalled.
+    Stranger(u32),
+    /// No root recorded (between `--retry` runs).
+    Unrecorded,
 }
 
 /// A resolved job: its id and directory, and, once `pin`ned, a shared
@@ -609,6 +679,22 @@ impl Job {
 
     fn lock_error(&self, e: std::io::Error) -> Error {
         Error::io(format!("open {}", self.path(LOCK).display()), e)
+    }
+
+    /// Is process `pid` this job's supervisor (argv: agent-exec
+    /// _supervise ROOT ID ...)? What a job record names as its supervisor
+    /// is signalled, or taken as alive, only if so: a pid reused by
+    /// anything else, or written there by hand, has another command line
+    /// (a zombie's reads empty: not any more).
+    pub fn is_supervisor(&self, pid: u32) -> bool {
+        if pid <= 1 || pid > i32::MAX as u32 {
+            return false;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let mut args = cmdline.split(|&b| b == 0);
+        args.nth(1) == Some(b"_supervise".as_slice()) && args.nth(1) == Some(self.id.as_bytes())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

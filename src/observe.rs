@@ -915,6 +915,17 @@ fn current_state_inner(
     // We hold the lock: no supervisor can write any more. Re-read under
     // the lock, since it may have finished just before releasing it.
     let mut st = job.read_state()?;
+    // Unless the lock we hold is not the one the supervisor holds: a
+    // `lock` file replaced under a running job is free on its new inode.
+    // A supervisor of this job that still lives is the job's truth, not
+    // lost: nothing is recorded and nothing killed. Asked only here, with
+    // the lock found free, so a live job's read costs nothing more.
+    if matches!(st.status(), Status::Running | Status::Queued)
+        && st.supervisor_pid.is_some_and(|p| job.is_supervisor(p))
+    {
+        let _ = sys::unlock(&lock);
+        return Ok(st);
+    }
     match st.status() {
         Status::Running => {
             let killed = kill_orphans(&st);

@@ -1018,9 +1018,27 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     cvt(unsafe { libc::kill(pid, sig) }).map(|_| ())
 }
 
+/// Can `pid`, read from a job record, name a process we may signal? Not
+/// 0 or 1 (kill(2) reads those as "our group" and "init"), not past
+/// i32::MAX (`as i32` would wrap it into another process's number, or
+/// negate a group into a single pid), and not this process itself.
+pub fn signallable(pid: u32) -> bool {
+    pid > 1 && pid <= i32::MAX as u32 && pid != std::process::id()
+}
+
+/// Send `sig` to the one process `pid` named by a job record (a
+/// supervisor): refused unless `signallable`.
+pub fn kill_process(pid: u32, sig: i32) -> io::Result<()> {
+    if !signallable(pid) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pid"));
+    }
+    kill(pid as i32, sig)
+}
+
 /// Signal a whole process group; ESRCH (already gone) is not an error.
+/// A group number that is not `signallable` is refused.
 pub fn kill_group(pgid: u32, sig: i32) -> io::Result<bool> {
-    if pgid <= 1 {
+    if !signallable(pgid) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pgid"));
     }
     match kill(-(pgid as i32), sig) {

@@ -1730,3 +1730,171 @@ fn a_lost_supervisor_reads_lost_while_another_reader_holds_the_lock() {
     );
     holder.wait().unwrap();
 }
+
+// ---------------------------------------------------------------------
+// Tampered pids: never a signal to a process that is not the job's
+// ---------------------------------------------------------------------
+
+/// A stranger to every job: `setsid sleep SECS`, a session and group
+/// leader of its own, killed when dropped.
+struct Stranger(std::process::Child);
+
+impl Stranger {
+    fn start(secs: &str) -> Stranger {
+        let c = Command::new("setsid")
+            .args(["sleep", secs])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Stranger(c);
+        // setsid execs sleep in place (the test is no group leader).
+        eventually("the stranger runs", 5, || sleepers(secs).contains(&s.pid()));
+        s
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn alive(&self) -> bool {
+        alive(u64::from(self.pid()))
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Edit a job's state.json with `f`; returns the text it had.
+fn edit_state(t: &TempRoot, id: &str, f: impl FnOnce(&mut Value)) -> String {
+    let p = t.job_dir(id).join("state.json");
+    let was = std::fs::read_to_string(&p).unwrap();
+    let mut v: Value = serde_json::from_str(&was).unwrap();
+    f(&mut v);
+    std::fs::write(&p, v.to_string()).unwrap();
+    was
+}
+
+/// A recorded pid past i32::MAX is a damaged record: `kill` used to
+/// turn 2^32 - V into kill(V, SIGTERM) and answer ok while the job ran on.
+#[test]
+fn a_pid_past_i32_max_is_a_damaged_record_and_signals_nobody() {
+    let t = TempRoot::new();
+    let stranger = Stranger::start("71.25");
+    let id = t.start_job(&["sleep", "71.5"]);
+    eventually("sleep runs", 5, || sleepers("71.5").len() == 1);
+    for field in ["pid", "sid", "supervisor_pid"] {
+        let was = edit_state(&t, &id, |v| {
+            v[field] = (4_294_967_296u64 - u64::from(stranger.pid())).into();
+        });
+        let (code, e) = t.err(&["kill", &id]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("io_error")),
+            "{field}: {e}"
+        );
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("damaged job record"),
+            "{field}: {e}"
+        );
+        assert!(stranger.alive(), "{field}: kill signalled the stranger");
+        std::fs::write(t.job_dir(&id).join("state.json"), was).unwrap();
+    }
+    assert_eq!(sleepers("71.5").len(), 1, "the job was signalled");
+    t.ok(&["kill", &id]);
+    t.wait_done(&id);
+    assert!(stranger.alive());
+}
+
+/// A running job whose record names a stranger's group (its start time
+/// still the job's root's) signals nothing: `kill` and `restart` used to
+/// send TERM to the stranger's group and answer ok.
+#[test]
+fn kill_of_a_running_job_signals_only_its_own_root_group() {
+    let t = TempRoot::new();
+    let stranger = Stranger::start("72.25");
+    let id = t.start_job(&["sleep", "72.5"]);
+    eventually("sleep runs", 5, || sleepers("72.5").len() == 1);
+    let sp = stranger.pid();
+    for fields in [&["pid"][..], &["pid", "sid"]] {
+        let was = edit_state(&t, &id, |v| {
+            assert!(v["pid_start_time"].as_u64().is_some(), "{v}");
+            for f in fields {
+                v[*f] = sp.into();
+            }
+        });
+        for cmd in ["kill", "restart"] {
+            let (code, e) = t.err(&[cmd, &id]);
+            assert_eq!(
+                (code, e["error"]["code"].as_str()),
+                (1, Some("io_error")),
+                "{cmd} {fields:?}: {e}"
+            );
+            assert!(stranger.alive(), "{cmd} {fields:?} signalled the stranger");
+        }
+        std::fs::write(t.job_dir(&id).join("state.json"), was).unwrap();
+    }
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    assert_eq!(sleepers("72.5").len(), 1, "the job was signalled");
+    t.ok(&["kill", &id]);
+    t.wait_done(&id);
+    assert!(stranger.alive());
+}
+
+/// `kill` (and `delete`) of a queued job signal its supervisor only if
+/// the recorded supervisor pid is the job's supervisor.
+#[test]
+fn kill_of_a_queued_job_signals_only_its_own_supervisor() {
+    let t = TempRoot::new();
+    let stranger = Stranger::start("73.25");
+    let first = t.start_job(&["sleep", "73.5"]);
+    let queued = id_of(&t.ok(&["run", "--no-wait", "--after", &first, "--", "true"]));
+    assert_eq!(t.ok(&["status", &queued])["state"], "queued");
+    let was = edit_state(&t, &queued, |v| {
+        v["supervisor_pid"] = stranger.pid().into();
+    });
+    let (code, e) = t.err(&["kill", &queued]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("io_error")),
+        "{e}"
+    );
+    assert!(stranger.alive(), "kill signalled the stranger");
+    let _ = t.out(&["delete", &queued]);
+    assert!(stranger.alive(), "delete signalled the stranger");
+    std::fs::write(t.job_dir(&queued).join("state.json"), was).unwrap();
+    let v = t.ok(&["kill", &queued]);
+    assert_eq!(v["state"], "killed", "{v}");
+    t.ok(&["kill", &first]);
+    t.wait_done(&first);
+    assert!(stranger.alive());
+}
+
+/// A `lock` file replaced under a running job is free on its new inode:
+/// `status` used to take it, record supervisor_lost and SIGKILL the
+/// healthy job while its supervisor ran on.
+#[test]
+fn a_replaced_lock_file_never_makes_a_live_job_lost() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "74.5"]);
+    eventually("sleep runs", 5, || sleepers("74.5").len() == 1);
+    let lock = t.job_dir(&id).join("lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(t.state(&id)["job"]["status"], "running");
+    assert_eq!(sleepers("74.5").len(), 1, "the job was killed");
+    assert!(!supervisor_gone(&t, &id));
+    t.ok(&["kill", &id]);
+    eventually("the job ends", 10, || {
+        t.state(&id)["job"]["status"] != "running"
+    });
+    assert_eq!(t.ok(&["status", &id])["state"], "killed");
+}

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::cli::Matches;
 use crate::error::{Error, Result};
-use crate::job::{Job, Status};
+use crate::job::{Job, Leader, Status};
 use crate::output::{Output, Response};
 use crate::{observe, sys};
 
@@ -125,7 +125,25 @@ pub fn kill_job_within(
                 .then(|| sys::watch_dir(&job.dir).ok().map(std::fs::File::from))
                 .flatten();
             if let Some(spid) = st.supervisor_pid {
-                sys::kill(spid as i32, asked)
+                // Only the job's own supervisor: the record's pid may name
+                // any process by now (reused, or edited by hand).
+                if !job.is_supervisor(spid) {
+                    // Unless the job has moved on meanwhile (its
+                    // supervisor ended it, or started it, and went).
+                    if let Some(w) = watch {
+                        observe::close_watch(w);
+                    }
+                    let now = observe::current_state(job)?;
+                    if now.status() == Status::Queued {
+                        return Err(damaged_record(
+                            job,
+                            format!("its supervisor pid {spid} is not the job's supervisor"),
+                        ));
+                    }
+                    let left = within.saturating_sub(t0.elapsed());
+                    return kill_job_within(job, sig, no_wait, give_up, left);
+                }
+                sys::kill_process(spid, asked)
                     .map_err(|e| Error::io(format!("signal supervisor {spid}"), e))?;
             }
             if no_wait {
@@ -168,11 +186,33 @@ pub fn kill_job_within(
             now
         }
         Status::Running => {
-            signal_running(&st, sig)?;
-            if no_wait {
+            let sent = signal_running(job, &st, sig)?;
+            if sent == Leader::Gone {
+                // Nothing was signalled: the root has ended and its
+                // supervisor is recording that, in a moment. A record
+                // that stays `running` over a root that is gone names a
+                // process that was never the job's.
+                let now = observe::wait_terminal_or(job, Some(t0 + within), give_up)?;
+                if now.status() == Status::Running
+                    && now.pid == st.pid
+                    && now.leader(job) == Leader::Gone
+                    && !give_up.is_some_and(stirred)
+                {
+                    return Err(damaged_record(
+                        job,
+                        format!(
+                            "it is running, but its root process {} does not exist",
+                            st.pid.unwrap_or_default()
+                        ),
+                    ));
+                }
+                if no_wait {
+                    return Ok(body);
+                }
+                now
+            } else if no_wait {
                 return Ok(body);
-            }
-            if ends_job(sig) {
+            } else if ends_job(sig) {
                 observe::wait_terminal_or(job, Some(t0 + within), give_up)?
             } else {
                 st
@@ -219,15 +259,51 @@ fn stops_job(sig: i32) -> bool {
 /// a failure to `--retry`, even when the job answers TERM with an exit
 /// code of its own. Any other signal (USR1 to a job that handles it)
 /// leaves `--retry` as it was.
-pub fn signal_running(st: &crate::job::State, sig: i32) -> Result<()> {
-    let Some(pid) = st.pid else { return Ok(()) };
+///
+/// The group is signalled only while its leader is the job's root
+/// (`State::leader`: same start time) and the note only to the job's own
+/// supervisor (`Job::is_supervisor`): a record whose pid names another
+/// process (reused, or edited by hand) signals nothing and is an error.
+/// Returns what the recorded root was: `Gone` and `Unrecorded` signalled
+/// nothing.
+pub fn signal_running(job: &Job, st: &crate::job::State, sig: i32) -> Result<Leader> {
+    let pid = match st.leader(job) {
+        Leader::Root(pid) => pid,
+        Leader::Stranger(pid) => {
+            return Err(damaged_record(
+                job,
+                format!("its root pid {pid} is not the job's process"),
+            ))
+        }
+        other => return Ok(other),
+    };
     if let (true, Some(spid)) = (stops_job(sig), st.supervisor_pid) {
         // Best effort: a supervisor that is gone has nothing to retry.
-        let _ = sys::kill(spid as i32, sys::STOP_NOTE);
+        if job.is_supervisor(spid) {
+            let _ = sys::kill_process(spid, sys::STOP_NOTE);
+        }
     }
     sys::kill_group(pid, sig)
-        .map(|_| ())
+        .map(|_| Leader::Root(pid))
         .map_err(|e| Error::io(format!("signal process group {pid}"), e))
+}
+
+/// A job record that names processes that are not the job's: nothing
+/// was signalled. `io_error` with the damaged-record wording of
+/// `job::damaged` (bad input on disk, not a state the job can be in, so
+/// not `invalid_state`), and not retryable: asking again reads the same
+/// record.
+fn damaged_record(job: &Job, why: String) -> Error {
+    Error::io(
+        format!("signal job {}", job.id),
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "damaged job record {}: {why}; nothing was signalled",
+                job.path(crate::job::STATE).display()
+            ),
+        ),
+    )
 }
 
 /// The answer once the job has been watched: what the state says.

@@ -114,7 +114,7 @@ fn stop_running(job: &Job, stop: Stop) -> Result<()> {
     let signal_now = |sig: i32| -> Result<()> {
         let st = observe::current_state(job)?;
         if st.status() == Status::Running {
-            super::kill::signal_running(&st, sig)?;
+            super::kill::signal_running(job, &st, sig)?;
         }
         Ok(())
     };
@@ -203,7 +203,7 @@ fn supervisor_gone(job: &Job, st: &crate::job::State, by: Instant) -> Result<()>
     // Opened before the first look, so that it names the process looked
     // at; without pidfds (Linux < 5.3) the look is repeated instead.
     let exited = sys::pidfd_open(pid).ok();
-    while is_supervisor_of(job, pid) {
+    while job.is_supervisor(pid) {
         let left = by.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::Busy(format!(
@@ -223,16 +223,6 @@ fn supervisor_gone(job: &Job, st: &crate::job::State, by: Instant) -> Result<()>
         }
     }
     Ok(())
-}
-
-/// Is process `pid` the supervisor of `job` (argv: agent-exec _supervise
-/// ROOT ID ...)? A zombie's command line reads empty: not any more.
-fn is_supervisor_of(job: &Job, pid: u32) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let mut args = cmdline.split(|&b| b == 0);
-    args.nth(1) == Some(b"_supervise".as_slice()) && args.nth(1) == Some(job.id.as_bytes())
 }
 
 /// Is `pid` this process or one of its ancestors (by /proc's parent
