@@ -659,3 +659,28 @@ fn a_job_is_made_only_under_a_root_whose_paths_all_fit() {
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "{len}");
     }
 }
+
+/// A directory where a job's `lock` should be is `unsafe_path` for
+/// `restart`, as a symlink or a FIFO there is (README: "a directory or
+/// other non-file, where ... a file in it should be"), not `io_error`.
+#[test]
+fn restart_refuses_a_lock_that_is_a_directory() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.wait_done(&id);
+    t.settle();
+    let lock = t.job_dir(&id).join("lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let (code, e) = t.err(&["restart", &id]);
+    assert_eq!(
+        (code, &e["error"]["code"]),
+        (1, &json!("unsafe_path")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str(), "{e}");
+    assert!(lock.is_dir());
+}
