@@ -37,6 +37,22 @@ use crate::job::{Job, META};
 /// nothing that reads the root takes them for jobs (`valid_id`).
 pub const SPARE_DIRS: [&str; 2] = [".spare-0", ".spare-1"];
 
+/// The longest jobs root a job is made under, in bytes: 4022. Commands
+/// reach a job's files by their full paths (`<root>/<id>/meta.json`) and
+/// print them (`stdout_log_path`), so every such path must fit in
+/// PATH_MAX (4096 bytes with its NUL), or a job could be made (relative
+/// to a directory descriptor) that no later command can read or delete.
+/// Names made only relative to an open directory (temp files, the
+/// `.lock-*` claim) meet NAME_MAX alone and do not count.
+pub const MAX_ROOT_LEN: usize = {
+    // The longest paths under the root used by full path: a kept run's
+    // match events (the attempt a u32), and a queue's directory, listed
+    // by path (a queue name is at most 64 bytes, `queue::check_name`).
+    let run = "/01ARZ3NDEKTSV4RRFFQ69G5FAV/runs/4294967295/notification_events.ndjson".len();
+    let queue = "/.queues/".len() + 64;
+    4096 - 1 - if run > queue { run } else { queue }
+};
+
 /// Ambiguity reports list at most this many candidates.
 pub const MAX_CANDIDATES: usize = 20;
 /// Abbreviated ids are never shorter than this.
@@ -141,6 +157,7 @@ impl Store {
     /// renamed into place when there is one (see `refill_spares`), else
     /// a new one.
     pub fn create_job(&self) -> Result<Job> {
+        self.check_root_len()?;
         if let Some(job) = self.take_spare() {
             return Ok(job);
         }
@@ -163,6 +180,23 @@ impl Store {
         Err(Error::io(
             "job ID generation failed: 16 consecutive collisions",
             last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)),
+        ))
+    }
+
+    /// Refuse to make a job whose paths would not all fit in PATH_MAX
+    /// (`MAX_ROOT_LEN`), before anything is made: the error the kernel
+    /// would give for the longest of them (ENAMETOOLONG, `io_error`),
+    /// as it gave for a root too long for the job directory itself.
+    fn check_root_len(&self) -> Result<()> {
+        let len = self.root.as_os_str().len();
+        if len <= MAX_ROOT_LEN {
+            return Ok(());
+        }
+        Err(Error::io_as_is(
+            format!(
+                "jobs root is {len} bytes long; a job is made only under a root of at most {MAX_ROOT_LEN} bytes, so that every path in it fits in PATH_MAX (4096)"
+            ),
+            io::Error::from_raw_os_error(libc::ENAMETOOLONG),
         ))
     }
 
@@ -693,6 +727,20 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+    }
+
+    /// The bound the README states, and the queue-name limit it rests on.
+    #[test]
+    fn the_longest_root_leaves_room_for_every_full_path() {
+        assert_eq!(MAX_ROOT_LEN, 4022);
+        assert!(crate::queue::check_name(&"q".repeat(64)).is_ok());
+        assert!(crate::queue::check_name(&"q".repeat(65)).is_err());
+        let s = Store {
+            root: PathBuf::from(format!("/{}", "r".repeat(MAX_ROOT_LEN))),
+        };
+        let e = s.create_job().unwrap_err();
+        assert_eq!(e.code(), "io_error");
+        assert!(e.to_string().contains("(os error 36)"), "{e}");
     }
 
     #[test]

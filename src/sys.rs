@@ -1125,10 +1125,11 @@ pub fn regular_for_writing(f: File) -> io::Result<File> {
 }
 
 /// The error of an O_NONBLOCK open for writing: ENXIO there means a FIFO
-/// with no reader (or a socket) under the name, which is refused as
-/// not regular; any other error is kept.
+/// with no reader (or a socket) under the name, and EISDIR a directory,
+/// both refused as not regular (`unsafe_path`, as a FIFO with a reader
+/// or a device is once open); any other error is kept.
 pub fn nonblocking_write_error(e: io::Error) -> io::Error {
-    if e.raw_os_error() == Some(libc::ENXIO) {
+    if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::EISDIR)) {
         io::Error::new(io::ErrorKind::InvalidInput, NotRegular)
     } else {
         e
@@ -1278,8 +1279,8 @@ impl Dir {
     /// Every mode opens O_NONBLOCK, so that a FIFO planted under the
     /// name never blocks the open; a mode that writes then refuses
     /// anything but a regular file (`is_not_regular`: a FIFO with no
-    /// reader fails the open with ENXIO, one with a reader opens;
-    /// `regular_for_writing`), but for `CreateNew`, which only ever makes
+    /// reader fails the open with ENXIO and a directory with EISDIR, one
+    /// FIFO with a reader opens; `regular_for_writing`), but for `CreateNew`, which only ever makes
     /// a new regular file. O_NONBLOCK stays set: regular files ignore it.
     /// A reader that needs a regular file asks `open_regular`.
     pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {

@@ -853,3 +853,42 @@ fn delete_all_refuses_a_cwd_that_is_not_utf8() {
     }
     assert!(t.job_dir(&id).exists());
 }
+
+/// `delete --all` lists a job whose meta.json is a file but not a job
+/// record (not JSON) as skipped, `state_unreadable`, as it lists one
+/// whose meta.json is not a file (README: "`delete --all` lists one
+/// whose `meta.json` is damaged whatever its directory"); never removed,
+/// and the others are deleted.
+#[test]
+fn delete_all_lists_a_job_whose_meta_json_is_not_json() {
+    let t = TempRoot::new();
+    let id = |v: Value| v["job_id"].as_str().unwrap().to_string();
+    let bad = id(t.ok(&["run", "--", "true"]));
+    let good = id(t.ok(&["run", "--", "true"]));
+    t.settle();
+    std::fs::write(t.job_dir(&bad).join("meta.json"), b"{bad").unwrap();
+    for dry in [true, false] {
+        let args = if dry {
+            vec!["delete", "--all", "--dry-run"]
+        } else {
+            vec!["delete", "--all"]
+        };
+        let v = t.ok(&args);
+        let want = if dry { "would_delete" } else { "deleted" };
+        assert_eq!(
+            v["jobs"],
+            json!([
+                {"job_id": bad, "state": "unknown", "action": "skipped", "reason": "state_unreadable"},
+                {"job_id": good, "state": "exited", "action": want, "reason": "terminal_in_cwd"},
+            ]),
+            "{v}"
+        );
+        assert_eq!(
+            (&v["skipped"], &v["out_of_scope"], &v["failed"]),
+            (&json!(1), &json!(1), &json!(0)),
+            "{v}"
+        );
+    }
+    assert!(t.job_dir(&bad).join("meta.json").is_file());
+    assert!(!t.job_dir(&good).exists());
+}

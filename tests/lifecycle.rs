@@ -579,3 +579,108 @@ fn kill_during_a_launch_is_retryable() {
     drop(hold.stdin.take());
     let _ = hold.wait();
 }
+
+/// A directory path of exactly `len` bytes under `base`, made: 200-byte
+/// components, then one that makes up the rest (each within NAME_MAX).
+fn path_of_len(base: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let mut p = base.to_path_buf();
+    while len - p.as_os_str().len() > 256 {
+        p.push("d".repeat(200));
+    }
+    let rest = len - p.as_os_str().len() - 1;
+    p.push("e".repeat(rest));
+    std::fs::create_dir_all(&p).unwrap();
+    assert_eq!(p.as_os_str().len(), len);
+    p
+}
+
+/// A job is made only under a root where every path of it fits in
+/// PATH_MAX (README: at most 4022 bytes): there, all of `run`, `status`,
+/// `tail` and `delete` work; one byte more, `run` and `create` refuse
+/// up front with `io_error` (ENAMETOOLONG) and make nothing. A root of
+/// 4060 bytes made jobs that no later command could read or delete.
+#[test]
+fn a_job_is_made_only_under_a_root_whose_paths_all_fit() {
+    let t = TempRoot::new();
+    let cmd = |root: &std::path::Path, args: &[&str]| {
+        let mut c = t.bare();
+        c.arg("--root").arg(root).args(args);
+        t.exec(c)
+    };
+    let root = path_of_len(&t.base.join("fits"), 4022);
+    let o = cmd(&root, &["run", "--", "echo", "hi"]);
+    let v = o.json();
+    assert_eq!((o.code, &v["state"]), (0, &json!("exited")), "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let log = v["stdout_log_path"].as_str().unwrap();
+    assert!(log.len() < 4096, "{}", log.len());
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "hi\n");
+    for args in [vec!["status", &id], vec!["tail", &id]] {
+        let o = cmd(&root, &args);
+        assert_eq!(
+            (o.code, &o.json()["ok"]),
+            (0, &json!(true)),
+            "{args:?}: {}",
+            o.stdout
+        );
+    }
+    // The supervisor is done before the delete (else `in_use`).
+    let needle = format!("_supervise {}", root.display());
+    let until = Instant::now() + Duration::from_secs(20);
+    while !t.pids_matching(&needle).is_empty() {
+        assert!(Instant::now() < until, "supervisor never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = cmd(&root, &["delete", &id]);
+    assert_eq!(
+        (o.code, &o.json()["deleted"]),
+        (0, &json!(1)),
+        "{}",
+        o.stdout
+    );
+    for len in [4023, 4060] {
+        let root = path_of_len(&t.base.join(format!("over-{len}")), len);
+        for args in [["run", "--", "true"], ["create", "--", "true"]] {
+            let o = cmd(&root, &args);
+            let e = o.json();
+            assert_eq!(
+                (o.code, &e["error"]["code"]),
+                (1, &json!("io_error")),
+                "{len} {args:?}: ok={} error={}",
+                e["ok"],
+                e["error"]
+            );
+            let msg = e["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("at most 4022 bytes") && msg.contains("(os error 36)"),
+                "{len}: {msg}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "{len}");
+    }
+}
+
+/// A directory where a job's `lock` should be is `unsafe_path` for
+/// `restart`, as a symlink or a FIFO there is (README: "a directory or
+/// other non-file, where ... a file in it should be"), not `io_error`.
+#[test]
+fn restart_refuses_a_lock_that_is_a_directory() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.wait_done(&id);
+    t.settle();
+    let lock = t.job_dir(&id).join("lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let (code, e) = t.err(&["restart", &id]);
+    assert_eq!(
+        (code, &e["error"]["code"]),
+        (1, &json!("unsafe_path")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str(), "{e}");
+    assert!(lock.is_dir());
+}

@@ -34,7 +34,8 @@
 //!   `state_unreadable`), as `gc` does: in `delete A B` such a job
 //!   resolves (it is there) and is skipped, and the others are deleted;
 //!   `--all` lists one whose meta.json is damaged whatever its directory
-//!   (which cannot be read from it). An operating-system failure while
+//!   (which cannot be read from it): `unsafe_path`, or `state_unreadable`
+//!   for a file that is not a job record. An operating-system failure while
 //!   removing (a read-only root) is `io_error`, not `internal_error`.
 //! - Counters: `skipped == out_of_scope + failed` (D21). Jobs of other
 //!   directories count in both `out_of_scope` and `skipped` but are not
@@ -319,6 +320,17 @@ pub fn delete_all(
         if meta.is_err() && crate::store::damaged(&job.dir).is_some() {
             body.out_of_scope(name, "unknown", "unsafe_path");
             continue;
+        }
+        // A meta.json that is a file but not a record (not JSON, not a
+        // job's, too large): as unknown a directory, and listed too,
+        // with the reason `gc` gives a record it cannot read. A missing
+        // one (a launch still writing it) or one that cannot be opened
+        // (no permission) is not damaged: counted, not listed.
+        if let Err(Error::Io { source, .. }) = &meta {
+            if source.kind() == std::io::ErrorKind::InvalidData {
+                body.out_of_scope(name, "unknown", "state_unreadable");
+                continue;
+            }
         }
         let in_scope = meta.is_ok_and(|m| m.cwd.as_deref() == Some(cwd_scope.as_str()));
         if !in_scope {
