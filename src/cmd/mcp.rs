@@ -932,7 +932,8 @@ fn door_error(tool: &str, e: Error) -> Error {
 
 /// `msg` with each `--flag` of the tool's command written as its
 /// argument name; other text (a value quoted back, say) is left alone.
-fn argument_names(tool: &str, msg: &str) -> String {
+/// HTTP's bodies name their fields the same way (`/exec`).
+pub(crate) fn argument_names(tool: &str, msg: &str) -> String {
     let Ok(cmd) = command(tool) else {
         return msg.to_string();
     };

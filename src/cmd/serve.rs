@@ -2207,7 +2207,7 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
     spec.tty = match (r.tty.unwrap_or(false), r.tty_size) {
         (true, size) => Some(
             launch::parse_tty_size(size.as_deref().unwrap_or("80x24"))
-                .map_err(|e| invalid(e.to_string().replace("'--tty-size'", "tty_size")))?,
+                .map_err(|e| invalid(super::mcp::argument_names("run", &e.to_string())))?,
         ),
         (false, Some(_)) => return Err(invalid("tty_size needs tty")),
         (false, None) => None,
