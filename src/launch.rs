@@ -753,6 +753,8 @@ pub fn launch(
         first.map(char::from)
     );
     let mut state = match first {
+        // Its last word: the record is final, or it could not be written.
+        Some(b'T' | b'F') => observe::after_last_word(job)?,
         Some(_) => job.read_state()?,
         // EOF (gone: launch_lost) or the deadline (still starting).
         None => observe::current_state(job)?,
@@ -860,14 +862,26 @@ impl Launch {
         let Some(ready) = self.ready.as_mut() else {
             return observe::wait_terminal(job, deadline);
         };
-        loop {
+        let last_word = loop {
             match read_byte(ready, deadline)? {
-                Some(b'T') | None => break,
+                Some(b'T') => break true,
+                None => break false,
                 Some(_) => continue,
             }
-        }
+        };
         crate::debug!("wait {}: the supervisor's word is in", job.id);
         let now = observe::current_state(job)?;
+        // `T` with no terminal record of this run: the supervisor could
+        // not write one (out of descriptors or room). Once it has let go
+        // of the lock, the record a reader makes for a lost one.
+        let now = if last_word
+            && !now.status().is_terminal()
+            && !crate::runs::restarted_since(&self.state, &now)
+        {
+            observe::after_last_word(job)?
+        } else {
+            now
+        };
         // Restarted by someone else right after it ended: this caller's
         // answer is the run it launched (`runs::answer_for`).
         self.state = crate::runs::answer_for(job, &self.state, now);

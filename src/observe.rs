@@ -978,6 +978,25 @@ fn process_lives(pid: u32) -> bool {
     sys::proc_stat(pid).is_some_and(|p| p.state != b'Z' && p.state != b'X')
 }
 
+/// The job's state after its supervisor's last word (`T` or `F` on the
+/// readiness pipe): the terminal record it wrote, or, when it could not
+/// write one, what a reader records for a lost supervisor (`launch_lost`,
+/// `supervisor_lost`) once the lock it is letting go of is free. The wait
+/// for that is bounded: a supervisor that has said its last word is
+/// exiting, and one that is not (a restart took the job on) is left be.
+pub fn after_last_word(job: &Job) -> Result<State> {
+    let st = current_state(job)?;
+    if st.status().is_terminal() {
+        return Ok(st);
+    }
+    if let Some(lock) = job.open_lock() {
+        if lock_frees_within(&lock, Duration::from_secs(2)) {
+            let _ = sys::unlock(&lock);
+        }
+    }
+    current_state(job)
+}
+
 /// Take `lock` (exclusive) if it frees within `within`, polling: a hold
 /// this waits out is a reader's or gc's, a few milliseconds long.
 fn lock_frees_within(lock: &File, within: Duration) -> bool {

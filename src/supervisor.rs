@@ -88,6 +88,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
+    hold_spare_fds();
     let store = Store::resolve(m.pos(0));
     let id = m.pos(1).unwrap_or_default().to_string();
     let mut job = store.job(&id);
@@ -434,13 +435,13 @@ fn run_once(
             match running.map(|r| r.commit(&state)) {
                 Some(Ok(r)) => queued_state = r,
                 _ => {
-                    let _ = job.write_state(&state, false);
+                    let _ = record(job, &state);
                 }
             }
             (Some(full), Some(next))
         }
         None => {
-            let _ = job.write_state(&state, false);
+            let _ = record(job, &state);
             (None, None)
         }
     };
@@ -980,16 +981,50 @@ fn publish_terminal_via(
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
     };
     if prepared.is_err() {
-        if let Err(e) = job.write_state(state, false) {
+        if let Err(e) = record(job, state) {
             crate::warn!("write terminal state: {e}; freeing the reserved space and retrying");
             let _ = lock.set_len(0);
-            let _ = job.write_state(state, false);
+            let _ = record(job, state);
         }
     }
     if guard {
         let _ = sys::ofd_unlock(lock, 0);
     }
     (crate::notify::finished(sinks, state), replaced)
+}
+
+/// How many descriptors the supervisor keeps in reserve: a write of
+/// state.json opens two at once (the job's directory, the temporary file).
+const SPARE_FDS: usize = 2;
+
+/// Descriptors (of /dev/null) held so that the job's record can still be
+/// written when the process has run out of them (a low `ulimit -n`; a
+/// `--tty` job holds several more than a piped one): `record` lets them
+/// go for its write. Without them the supervisor could neither record
+/// the job running nor record why it stopped it, and its caller was told
+/// `created` about a job that had run.
+static SPARES: std::sync::Mutex<Vec<File>> = std::sync::Mutex::new(Vec::new());
+
+/// Take the spare descriptors (again), as many as the process can spare.
+fn hold_spare_fds() {
+    let mut spares = SPARES.lock().unwrap_or_else(|e| e.into_inner());
+    while spares.len() < SPARE_FDS {
+        match File::open("/dev/null") {
+            Ok(f) => spares.push(f),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Write state.json; if that fails, once more with the spare descriptors
+/// freed for the attempt (taken back after it).
+fn record(job: &Job, state: &State) -> Result<()> {
+    job.write_state(state, false).or_else(|_| {
+        SPARES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let written = job.write_state(state, false);
+        hold_spare_fds();
+        written
+    })
 }
 
 /// Record a launch that failed; the returned settings are the sinks its

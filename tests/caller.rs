@@ -190,3 +190,48 @@ fn scans_out_of_descriptors_fail_rather_than_skip() {
         assert_eq!(v["error"]["code"], "io_error", "{args:?}: {v}");
     }
 }
+
+/// A supervisor out of descriptors (a `--tty` job holds several more
+/// than a piped one) still records the job's end: it keeps two spare
+/// descriptors for state.json's write. Its caller, told the end, reads
+/// that record; before, the supervisor could write nothing and its
+/// caller answered `created` about a job that had run and been killed.
+#[test]
+fn a_supervisor_out_of_descriptors_still_records_the_end() {
+    let t = TempRoot::new();
+    for limit in ["11", "12", "13", "14", "15"] {
+        let mut c = t.private("sh");
+        c.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(support::bin())
+            .arg("--root")
+            .arg(&t.root)
+            .args([
+                "run",
+                "--no-auto-gc",
+                "--until",
+                "10",
+                "--tty",
+                "--",
+                "echo",
+                "hi",
+            ]);
+        let o = t.exec(c);
+        let v = o.json();
+        let Some(id) = v["job_id"].as_str() else {
+            // Too few even for the caller: an error, and no job.
+            assert_eq!(v["ok"], false, "{limit}: {v}");
+            continue;
+        };
+        let state = v["state"].as_str().unwrap_or_default();
+        assert!(
+            matches!(state, "exited" | "failed"),
+            "{limit}: a terminal answer, got {v}"
+        );
+        if state == "failed" {
+            assert!(v["failure"]["code"].is_string(), "{limit}: {v}");
+        }
+        let s = t.ok(&["status", id]);
+        assert_eq!(s["state"], v["state"], "{limit}: {s}");
+    }
+}
