@@ -328,8 +328,10 @@ pub fn check_flags(m: &Matches) -> Result<()> {
         }
     }
     // An empty path would name the current directory (made absolute),
-    // which no sink can append to and no log can be.
-    for path in ["notify-file", "output-file", "log"] {
+    // which no sink can append to and no log can be; an empty --cwd (an
+    // unset variable in a script) would run the job in the caller's
+    // directory without a word.
+    for path in ["notify-file", "output-file", "log", "cwd"] {
         if m.get(path) == Some("") {
             return Err(Error::usage(format!("--{path} must not be empty")));
         }

@@ -486,6 +486,26 @@ fn cwd_is_used_and_recorded() {
     );
 }
 
+/// An empty `--cwd` (an unset variable in a script) is refused: it would
+/// have run the job in the caller's directory without a word.
+#[test]
+fn an_empty_cwd_is_refused() {
+    let t = TempRoot::new();
+    for verb in ["run", "create"] {
+        let (code, e) = t.err(&[verb, "--cwd", "", "--", "pwd"]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{verb}: {e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("--cwd"),
+            "{e}"
+        );
+    }
+    assert_eq!(t.ok(&["list", "--all"])["jobs"], serde_json::json!([]));
+}
+
 #[test]
 fn timeout_records_and_kills() {
     let t = TempRoot::new();
