@@ -288,7 +288,7 @@ const CWD: Flag = Flag::value(
     "cwd",
     "DIR",
     Ty::Path,
-    "Working directory of the job (default: the current directory)",
+    "Working directory of the job (default: the current directory; not empty)",
 );
 const ENV: Flag = Flag::value(
     "env",
