@@ -116,6 +116,11 @@ pub struct Meta {
     /// from files written by older versions.
     #[serde(default, skip_serializing)]
     pub env_vars: Vec<String>,
+    /// 0.2.3 kept a created job's real `--env` values here: read so that
+    /// such a job starts with them, and kept when meta.json is rewritten
+    /// (`tag set`). Jobs of ours keep them in env.json only: empty here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_vars_runtime: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mask: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,14 +340,15 @@ fn pid_number<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A recorded signal as D7 spells it (`SIGTERM`): 0.2.3 wrote some as
-/// numbers ("15"), which read as their names.
+/// numbers ("15") and its `kill` as bare names ("TERM"), which read as
+/// their names. Anything else is kept as written.
 fn signal_named<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<String>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
-    Ok(s.map(|s| match s.trim().parse::<i32>() {
-        Ok(n) => crate::sys::signal_name(n),
-        Err(_) => s,
+    Ok(s.map(|s| match crate::sys::parse_signal(&s) {
+        Some(n) if n > 0 => crate::sys::signal_name(n),
+        _ => s,
     }))
 }
 
@@ -957,6 +963,10 @@ mod tests {
         assert_eq!(r.signal.as_deref(), Some("SIGTERM"));
         let r: JobResult = serde_json::from_str(r#"{"signal":"SIGKILL"}"#).unwrap();
         assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+        let r: JobResult = serde_json::from_str(r#"{"signal":"TERM"}"#).unwrap();
+        assert_eq!(r.signal.as_deref(), Some("SIGTERM"));
+        let r: JobResult = serde_json::from_str(r#"{"signal":"odd"}"#).unwrap();
+        assert_eq!(r.signal.as_deref(), Some("odd"));
         let r: JobResult = serde_json::from_str(r#"{"signal":null}"#).unwrap();
         assert_eq!(r.signal, None);
     }

@@ -518,6 +518,7 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         root: store.display(),
         env_keys,
         env_vars: display_env(&spec.env, &spec.mask),
+        env_vars_runtime: Vec::new(),
         mask: spec.mask.clone(),
         cwd: Some(effective_cwd(spec.cwd.as_deref())?),
         notification: spec.notification.clone().filter(|n| !n.is_empty()),

@@ -1124,6 +1124,20 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         let vars: Vec<String> =
             job::read_json(&env_path).map_err(|e| fail("env_unreadable", e.to_string()))?;
         set.extend(vars.iter().map(|kv| split_kv(kv)));
+    } else if !meta.env_vars_runtime.is_empty() {
+        // A job 0.2.3 created: its values are in its meta.json.
+        set.extend(meta.env_vars_runtime.iter().map(|kv| split_kv(kv)));
+    } else if !meta.env_keys.is_empty() {
+        // The job was defined with --env values and their only copy is
+        // gone: running it without them would be running another job.
+        return Err(fail(
+            "env_unreadable",
+            format!(
+                "{} is missing: the job's --env values ({}) are gone",
+                env_path.display(),
+                meta.env_keys.join(", ")
+            ),
+        ));
     }
     let stdin_bytes = match &meta.stdin_file {
         None => None,

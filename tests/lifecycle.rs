@@ -684,3 +684,75 @@ fn restart_refuses_a_lock_that_is_a_directory() {
     assert_eq!(e["error"]["details"]["job_id"], id.as_str(), "{e}");
     assert!(lock.is_dir());
 }
+
+/// Write a 0.2.3-style job by hand: meta.json and state.json as 0.2.3
+/// wrote them (no lock file, values of `create --env` in meta.json).
+fn legacy_job(t: &TempRoot, id: &str, meta_extra: &str, state: &str) {
+    let dir = t.job_dir(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = format!(
+        r#"{{"job":{{"id":"{id}"}},"schema_version":"0.1","command":["sh","-c","echo K=$K"],"created_at":"2026-05-02T03:56:39Z","root":"{root}","cwd":"/tmp","tags":[],"inherit_env":true,"timeout_ms":0,"kill_after_ms":0,"progress_every_ms":0,"shell_wrapper":["sh","-lc"]{meta_extra}}}"#,
+        root = t.root.display()
+    );
+    std::fs::write(dir.join("meta.json"), meta).unwrap();
+    std::fs::write(dir.join("state.json"), state).unwrap();
+}
+
+/// A job 0.2.3 created keeps its `--env` values in meta.json
+/// (`env_vars_runtime`): `start` runs it with them. It ran without them
+/// while its answer showed them set.
+#[test]
+fn a_legacy_created_job_starts_with_its_env_values() {
+    let t = TempRoot::new();
+    let id = "fedcba9876543210fedcba9876543210";
+    legacy_job(
+        &t,
+        id,
+        r#","env_keys":["K"],"env_vars":["K=***"],"env_vars_runtime":["K=legacyval"],"mask":["K"]"#,
+        &format!(
+            r#"{{"job":{{"id":"{id}","status":"created"}},"result":{{"exit_code":null,"signal":null,"duration_ms":null}},"updated_at":"2026-05-02T03:56:39Z"}}"#
+        ),
+    );
+    // A tag set rewrites meta.json: the values stay.
+    t.ok(&["tag", "set", id, "--tag", "old"]);
+    let v = t.ok(&["start", id]);
+    assert_eq!(
+        (v["state"].as_str(), v["stdout"].as_str()),
+        (Some("exited"), Some("K=legacyval\n")),
+        "{v}"
+    );
+}
+
+/// A job defined with --env values whose env.json is gone does not run
+/// without them: it fails `env_unreadable`.
+#[test]
+fn a_job_whose_env_values_are_gone_fails_to_start() {
+    let t = TempRoot::new();
+    let v = t.ok(&["create", "--env", "K=v", "--", "echo K=$K"]);
+    let id = v["job_id"].as_str().unwrap();
+    std::fs::remove_file(t.job_dir(id).join("env.json")).unwrap();
+    let v = t.ok(&["start", id]);
+    assert_eq!(
+        (v["state"].as_str(), v["failure"]["code"].as_str()),
+        (Some("failed"), Some("env_unreadable")),
+        "{v}"
+    );
+}
+
+/// 0.2.3's `kill` recorded the signal as a bare name ("TERM"): read as
+/// D7 spells it.
+#[test]
+fn a_legacy_bare_signal_name_reads_with_its_prefix() {
+    let t = TempRoot::new();
+    let id = "0123456789abcdef0123456789abcdef";
+    legacy_job(
+        &t,
+        id,
+        "",
+        &format!(
+            r#"{{"job":{{"id":"{id}","status":"killed","started_at":"2026-05-02T03:56:39Z"}},"result":{{"exit_code":null,"signal":"TERM","duration_ms":5}},"pid":999999,"finished_at":"2026-05-02T03:56:40Z","updated_at":"2026-05-02T03:56:40Z"}}"#
+        ),
+    );
+    assert_eq!(t.ok(&["status", id])["signal"], "SIGTERM");
+    assert_eq!(t.ok(&["wait", id])["signal"], "SIGTERM");
+}
