@@ -235,3 +235,44 @@ fn a_supervisor_out_of_descriptors_still_records_the_end() {
         assert_eq!(s["state"], v["state"], "{limit}: {s}");
     }
 }
+
+/// A `run` too short of descriptors to define or start its job answers
+/// an error and leaves no job behind: no directory (half-written or
+/// whole) for `list` to show as failed with no failure, or for a later
+/// reader to call `launch_lost`. A job it could record answers with
+/// its failure.
+#[test]
+fn a_run_out_of_descriptors_leaves_no_job_behind() {
+    let t = TempRoot::new();
+    std::fs::create_dir_all(&t.root).unwrap();
+    for limit in 4..=10 {
+        let mut c = t.private("sh");
+        c.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(support::bin())
+            .arg("--root")
+            .arg(&t.root)
+            .args(["run", "--no-auto-gc", "--", "echo", "hi"]);
+        let o = t.exec(c);
+        let v = o.json();
+        let jobs = || -> Vec<String> {
+            std::fs::read_dir(&t.root)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        };
+        if v["ok"] == false {
+            assert_eq!(v["error"]["code"], "io_error", "{limit}: {v}");
+            assert!(v["error"]["details"]["job_id"].is_null(), "{limit}: {v}");
+            assert_eq!(jobs(), Vec::<String>::new(), "{limit}: {v}");
+            continue;
+        }
+        let id = v["job_id"].as_str().unwrap();
+        if v["state"] == "failed" {
+            assert!(v["failure"]["code"].is_string(), "{limit}: {v}");
+        }
+        t.wait_done(id);
+        std::fs::remove_dir_all(t.root.join(id)).unwrap();
+    }
+}

@@ -333,7 +333,9 @@ pub fn hold_stop_signals(plan: WaitPlan) {
 }
 
 /// Define, launch and observe: the whole `run`, also used by the server.
-/// Errors after the job exists carry its id.
+/// Errors after the job exists carry its id; one whose job was taken
+/// away again (a launch that could not even record its failure,
+/// `launch::launch`) names none.
 pub fn run_spec(
     store: &crate::store::Store,
     spec: &Spec,
@@ -355,7 +357,10 @@ pub fn run_spec(
         crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
         observe_inline(job, &d.meta, &mut l, plan, (t0, deadline))
     })()
-    .map_err(|e| e.in_job(&job.id))
+    .map_err(|e| match job.path(crate::job::META).symlink_metadata() {
+        Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => e,
+        _ => e.in_job(&job.id),
+    })
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
