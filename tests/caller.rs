@@ -276,3 +276,79 @@ fn a_run_out_of_descriptors_leaves_no_job_behind() {
         std::fs::remove_dir_all(t.root.join(id)).unwrap();
     }
 }
+
+/// A budget (`--max-bytes`) larger than the memory the caller's limit
+/// leaves (`ulimit -v`) answers one document, never an abort with none
+/// (exit 134, "memory allocation of N bytes failed"): the log's text
+/// fits, or the answer is `io_error` (ENOMEM). Limits from below to
+/// above what 20 MB of output needs, so some land in between.
+#[test]
+fn a_budget_beyond_the_memory_left_still_answers_one_document() {
+    let t = TempRoot::new();
+    let big = t.base.join("big.txt");
+    std::fs::write(&big, vec![b'a'; 20_000_000]).unwrap();
+    let big = big.to_str().unwrap();
+    let v = t.ok(&["run", "--no-auto-gc", "--max-bytes", "10", "--", "cat", big]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(t.wait_done(&id)["state"], "exited");
+    let huge = "100000000";
+    let calls: [&[&str]; 4] = [
+        &["tail", "--max-bytes", huge, &id],
+        &["wait", "--output", "a", "--max-bytes", huge, &id],
+        &[
+            "wait",
+            "--any",
+            "--max-bytes",
+            huge,
+            "--tail-bytes",
+            huge,
+            &id,
+            &id,
+        ],
+        &[
+            "run",
+            "--no-auto-gc",
+            "--until",
+            "30",
+            "--max-bytes",
+            huge,
+            "--",
+            "cat",
+            big,
+        ],
+    ];
+    for kb in [20_000, 30_000, 45_000, 60_000, 75_000] {
+        for args in calls {
+            let mut c = t.private("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -v {kb} && exec \"$0\" \"$@\""))
+                .arg(support::bin())
+                .arg("--root")
+                .arg(&t.root)
+                .args(args);
+            let o = t.exec(c);
+            assert!(
+                matches!(o.code, 0 | 1),
+                "{kb} {args:?}: {} {}",
+                o.code,
+                o.stderr
+            );
+            let v = o.json();
+            if o.code == 1 {
+                assert_eq!(v["error"]["code"], "io_error", "{kb} {args:?}: {v}");
+            } else {
+                // `wait A B` describes each job under `jobs`.
+                let one = if v["jobs"].is_array() {
+                    &v["jobs"][0]
+                } else {
+                    &v
+                };
+                assert_eq!(
+                    one["stdout"].as_str().map(str::len),
+                    Some(20_000_000),
+                    "{kb} {args:?}"
+                );
+            }
+        }
+    }
+}

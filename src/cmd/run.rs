@@ -179,10 +179,10 @@ impl Inline {
 pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Result<Inline> {
     let out_log = observe::open_log(&job.stdout_path())?;
     let err_log = observe::open_log(&job.stderr_path())?;
-    let out = out_log.head(max_bytes, done);
-    let err = err_log.head(max_bytes, done);
-    let out_end = out_log.end(out.range[1], tail_bytes, done);
-    let err_end = err_log.end(err.range[1], tail_bytes, done);
+    let out = out_log.head(max_bytes, done)?;
+    let err = err_log.head(max_bytes, done)?;
+    let out_end = out_log.end(out.range[1], tail_bytes, done)?;
+    let err_end = err_log.end(err.range[1], tail_bytes, done)?;
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err));
     let ends = Ends {
         stdout_tail_range: out_end.as_ref().map(|s| s.range),
@@ -372,5 +372,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let spec = Spec::from_matches(m, &cfg)?;
     let auto_gc = AutoGc::from_matches(m, &cfg.gc);
     let body = run_spec(&store, &spec, plan, auto_gc.as_ref())?;
-    Ok(Output::Doc(Response::new("run", &body)))
+    Ok(Output::Doc(Response::new("run", &body)?))
 }
