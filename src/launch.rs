@@ -469,10 +469,28 @@ pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined>
         }),
         Err(e) => {
             // No debris: a job that could not be defined does not exist.
-            let _ = fs::remove_dir_all(&job.dir);
+            // The pin goes first: out of descriptors, the removal needs
+            // the one it holds, and nobody else takes this directory
+            // meanwhile (no remover takes a fresh one without meta.json,
+            // `gc::abandoned_incomplete`).
+            job.unpin();
+            discard(&job, None);
             Err(e)
         }
     }
+}
+
+/// Take away a job directory this call made and could not launch (or
+/// define): the error answer is then all that is left of it.
+/// meta.json goes first, by path (no descriptor needed), so that from
+/// then on the directory is no job to any reader; then the job lock, if
+/// held, whose descriptor the rest of the removal may need; then the
+/// rest. Best effort: a directory that stays is a half-written one,
+/// which gc removes after a minute.
+fn discard(job: &Job, lock: Option<File>) {
+    let _ = fs::remove_file(job.path(job::META));
+    drop(lock);
+    let _ = fs::remove_dir_all(&job.dir);
 }
 
 /// Room kept for one state file: a block of the file systems we meet
@@ -716,6 +734,7 @@ pub fn launch(
             }
         }
     };
+    let ours = defined_here.is_some();
     // Re-check under the lock: a concurrent start may have won and gone.
     let st = match defined_here {
         Some(st) => st,
@@ -725,10 +744,25 @@ pub fn launch(
         return Err(busy(&st));
     }
     crate::debug!("launch {}: starting its supervisor", job.id);
-    let (r, w) = sys::pipe().map_err(|e| Error::io("pipe", e))?;
+    // A job `run` defined and could not start, with not even its failure
+    // on record, is taken away again: its error answer is all there is
+    // (as for one that could not be defined). Left, it read `failed`
+    // with no failure and later `launch_lost`. A job `start` found stays.
+    let undo = |lock: File, e: Error| {
+        if ours {
+            discard(job, Some(lock));
+        }
+        e
+    };
+    let (r, w) = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => return Err(undo(lock, Error::io("pipe", e))),
+    };
     let spawned = spawn_supervisor(store, job, &w, &lock, auto_gc, sink_timeout);
     drop(w);
     if let Err(e) = spawned {
+        // Out of descriptors, the record below needs the pipe's.
+        drop(r);
         let mut st = st;
         st.fail(
             "spawn_failed",
@@ -737,7 +771,9 @@ pub fn launch(
         if job.write_state(&st, true).is_err() {
             // A full disk: give back the lock file's room and try again.
             let _ = lock.set_len(0);
-            job.write_state(&st, true)?;
+            if let Err(e) = job.write_state(&st, true) {
+                return Err(undo(lock, e));
+            }
         }
         return Ok(Launch {
             state: st,

@@ -64,7 +64,7 @@ pub fn exec_gen_man(m: &Matches) -> Result<Output> {
         dir: crate::store::absolutize(dir).to_string_lossy().into_owned(),
         files,
     };
-    Ok(Output::Doc(Response::new("gen_man", &body)))
+    Ok(Output::Doc(Response::new("gen_man", &body)?))
 }
 
 /// Every page: (file name, roff source).

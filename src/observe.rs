@@ -178,6 +178,41 @@ fn seq_len(lead: u8) -> usize {
     }
 }
 
+/// `b[from..]` as lossy UTF-8 text, for an answer. Valid text (nearly
+/// all output) becomes the string in place, with nothing copied: a log
+/// slice as large as the memory left still makes an answer. Invalid
+/// bytes are replaced in a string reserved fallibly (U+FFFD is three
+/// bytes for one), so that too is `io_error` (ENOMEM) rather than an
+/// abort when memory runs out.
+pub(crate) fn text_of(mut b: Vec<u8>, from: usize) -> Result<String> {
+    b.drain(..from);
+    match String::from_utf8(b) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let b = e.into_bytes();
+            let mut s = String::new();
+            s.try_reserve(b.len())
+                .map_err(|_| out_of_memory("convert the log's text"))?;
+            for chunk in b.utf8_chunks() {
+                s.try_reserve(chunk.valid().len() + 3)
+                    .map_err(|_| out_of_memory("convert the log's text"))?;
+                s.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    s.push(char::REPLACEMENT_CHARACTER);
+                }
+            }
+            Ok(s)
+        }
+    }
+}
+
+/// The error of an allocation the caller's budget asked for and the
+/// memory left (`ulimit -v`, a cgroup) could not give: `io_error` with
+/// ENOMEM (not retryable as it stands: a smaller budget may fit).
+pub fn out_of_memory(doing: &str) -> Error {
+    Error::io(doing, std::io::Error::from_raw_os_error(libc::ENOMEM))
+}
+
 /// When `b` is nothing but the start of one character (a read budget
 /// smaller than that character): the character's whole length.
 fn cut_first_char(b: &[u8]) -> Option<usize> {
@@ -327,16 +362,24 @@ impl Log {
     }
 
     /// Read `[from, from + len)`, clamped to the size seen at open (see
-    /// `read_logical`): the bytes and where they start.
-    fn bytes(&self, from: u64, len: u64) -> (Vec<u8>, u64) {
+    /// `read_logical`): the bytes and where they start. The buffer is
+    /// what the log holds there, never the caller's whole budget, and
+    /// taken fallibly: a budget the memory left cannot hold is an
+    /// `io_error` (ENOMEM), not an abort without an answer.
+    fn bytes(&self, from: u64, len: u64) -> Result<(Vec<u8>, u64)> {
         if self.file.is_none() {
-            return (Vec::new(), from);
+            return Ok((Vec::new(), from));
         }
         let len = len.min(self.size.saturating_sub(from));
-        let mut buf = vec![0u8; len as usize];
+        let mut buf = Vec::new();
+        usize::try_from(len)
+            .ok()
+            .and_then(|n| buf.try_reserve_exact(n).ok())
+            .ok_or_else(|| out_of_memory("read the log"))?;
+        buf.resize(len as usize, 0);
         let (got, at) = self.read_logical(from, &mut buf);
         buf.truncate(got);
-        (buf, at)
+        Ok((buf, at))
     }
 
     fn slice(&self, text: String, range: [u64; 2], skipped: u64) -> Slice {
@@ -371,9 +414,9 @@ impl Log {
     /// The head: at most `max` bytes from the start, never past a capped
     /// log's gap; empty when the cap kept no head (`--max-log-bytes 1`),
     /// where a span from 0 would start after the gap.
-    pub fn head(&self, max: u64, done: bool) -> Slice {
+    pub fn head(&self, max: u64, done: bool) -> Result<Slice> {
         if self.at_gap(0) {
-            return self.slice(String::new(), [0, 0], 0);
+            return Ok(self.slice(String::new(), [0, 0], 0));
         }
         self.span(0, max, done)
     }
@@ -390,48 +433,55 @@ impl Log {
     ///
     /// A capped log's span stops at the end of its head; one from a
     /// position in the dropped bytes starts after them (`skipped`).
-    pub fn span(&self, from: u64, max: u64, done: bool) -> Slice {
-        let (mut b, mut at) = self.bytes(from, max);
+    pub fn span(&self, from: u64, max: u64, done: bool) -> Result<Slice> {
+        let (mut b, mut at) = self.bytes(from, max)?;
         if let Some(need) = cut_first_char(&b) {
-            (b, at) = self.bytes(at, need as u64);
+            (b, at) = self.bytes(at, need as u64)?;
         }
         let n = self.cut(at, &b, done);
-        let text = String::from_utf8_lossy(&b[..n]).into_owned();
-        self.slice(text, [at, at + n as u64], at - from)
+        b.truncate(n);
+        let text = text_of(b, 0)?;
+        Ok(self.slice(text, [at, at + n as u64], at - from))
     }
 
     /// The end of the log, at most `max` bytes and never before `not_before`
     /// (the end of a head already returned): None when nothing is left
     /// after it. The start skips into the next character when it falls
     /// inside one.
-    pub fn end(&self, not_before: u64, max: u64, done: bool) -> Option<Slice> {
+    pub fn end(&self, not_before: u64, max: u64, done: bool) -> Result<Option<Slice>> {
         let from = self
             .size
             .saturating_sub(max)
             .max(not_before)
             .max(self.tail_floor());
         if from >= self.size {
-            return None;
+            return Ok(None);
         }
-        let (b, from) = self.bytes(from, self.size - from);
+        let (mut b, from) = self.bytes(from, self.size - from)?;
         let skip = if from > not_before {
             continuation_prefix(&b)
         } else {
             0
         };
         let n = skip + self.cut(from + skip as u64, &b[skip..], done);
-        (n > skip).then(|| {
-            let text = String::from_utf8_lossy(&b[skip..n]).into_owned();
-            self.slice(text, [from + skip as u64, from + n as u64], 0)
-        })
+        if n <= skip {
+            return Ok(None);
+        }
+        b.truncate(n);
+        let text = text_of(b, skip)?;
+        Ok(Some(self.slice(
+            text,
+            [from + skip as u64, from + n as u64],
+            0,
+        )))
     }
 
     /// The last `lines` lines (0 = no line limit) within the last
     /// `max_bytes` bytes of the log. A trailing newline is kept.
     /// A capped log's window never reaches back across the gap.
-    pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Slice {
+    pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Result<Slice> {
         let start = (self.size - self.size.min(max_bytes)).max(self.tail_floor());
-        let (mut window, start) = self.bytes(start, self.size - start);
+        let (mut window, start) = self.bytes(start, self.size - start)?;
         let keep = self.cut(start, &window, done);
         window.truncate(keep);
         let begin = if lines == 0 {
@@ -465,8 +515,8 @@ impl Log {
             begin
         };
         let end = start + window.len() as u64;
-        let text = String::from_utf8_lossy(&window[begin..]).into_owned();
-        self.slice(text, [start + begin as u64, end], 0)
+        let text = text_of(window, begin)?;
+        Ok(self.slice(text, [start + begin as u64, end], 0))
     }
 
     /// Check that a cursor's position in this stream still names a place
@@ -1967,14 +2017,14 @@ mod tests {
     fn head_is_bounded() {
         let p = file_with("head", b"hello world\n");
         let log = open_log(&p).unwrap();
-        let s = log.span(0, 5, true);
+        let s = log.span(0, 5, true).unwrap();
         assert_eq!(s.text, "hello");
         assert_eq!(s.range, [0, 5]);
         assert_eq!(s.total, 12);
-        let s = log.span(0, 0, true);
+        let s = log.span(0, 0, true).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("", [0, 0]));
         let missing = open_log(Path::new("/nonexistent/x")).unwrap();
-        let s = missing.span(0, 10, true);
+        let s = missing.span(0, 10, true).unwrap();
         assert_eq!((s.total, s.range, missing.tag), (0, [0, 0], 0));
         std::fs::remove_file(p).unwrap();
     }
@@ -1983,20 +2033,23 @@ mod tests {
     fn tail_lines_and_window() {
         let p = file_with("tail", b"a\nbb\nccc\n");
         let log = open_log(&p).unwrap();
-        let s = log.last_lines(2, 1000, true);
+        let s = log.last_lines(2, 1000, true).unwrap();
         assert_eq!(s.text, "bb\nccc\n");
         assert_eq!(s.range, [2, 9]);
-        let s = log.last_lines(0, 4, true);
+        let s = log.last_lines(0, 4, true).unwrap();
         assert_eq!(s.text, "ccc\n");
         assert_eq!(s.range, [5, 9]);
-        let s = log.last_lines(10, 1000, true);
+        let s = log.last_lines(10, 1000, true).unwrap();
         assert_eq!(s.text, "a\nbb\nccc\n");
-        let s = log.last_lines(1, 3, true);
+        let s = log.last_lines(1, 3, true).unwrap();
         assert_eq!(s.text, "cc\n");
         assert_eq!(s.range[1] - s.range[0], s.text.len() as u64);
         std::fs::remove_file(p).unwrap();
         let p = file_with("tail2", b"x\ny");
-        assert_eq!(open_log(&p).unwrap().last_lines(1, 100, true).text, "y");
+        assert_eq!(
+            open_log(&p).unwrap().last_lines(1, 100, true).unwrap().text,
+            "y"
+        );
         std::fs::remove_file(p).unwrap();
     }
 
@@ -2030,35 +2083,35 @@ mod tests {
         let p = file_with("utf8", "aé€".as_bytes());
         let log = open_log(&p).unwrap();
         // A budget that cuts "é": stop before it, whatever the state.
-        let s = log.span(0, 2, true);
+        let s = log.span(0, 2, true).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("a", [0, 1]));
-        let s = log.span(1, 4, true);
+        let s = log.span(1, 4, true).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("é", [1, 3]));
         // A budget below one character reads that character whole.
-        let s = log.span(3, 1, true);
+        let s = log.span(3, 1, true).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("€", [3, 6]));
-        let s = log.span(1, 1, false);
+        let s = log.span(1, 1, false).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("é", [1, 3]));
         // The end of a running job's log: an incomplete character waits.
         std::fs::write(&p, &"aé€".as_bytes()[..5]).unwrap();
         let log = open_log(&p).unwrap();
-        let s = log.span(0, 100, false);
+        let s = log.span(0, 100, false).unwrap();
         assert_eq!((s.text.as_str(), s.range), ("aé", [0, 3]));
-        assert_eq!(log.span(3, 100, false).range, [3, 3]);
+        assert_eq!(log.span(3, 100, false).unwrap().range, [3, 3]);
         // ...and is final once the job is done.
-        assert_eq!(log.span(3, 100, true).range, [3, 5]);
+        assert_eq!(log.span(3, 100, true).unwrap().range, [3, 5]);
         // A budget below that unfinished character waits for it too.
-        assert_eq!(log.span(3, 1, false).range, [3, 3]);
-        assert_eq!(log.span(3, 1, true).range, [3, 5]);
+        assert_eq!(log.span(3, 1, false).unwrap().range, [3, 3]);
+        assert_eq!(log.span(3, 1, true).unwrap().range, [3, 5]);
         // The end window starts after a split character.
-        let s = log.end(0, 3, true).unwrap();
+        let s = log.end(0, 3, true).unwrap().unwrap();
         assert_eq!(s.range, [3, 5]);
-        let s = log.end(0, 4, true).unwrap();
+        let s = log.end(0, 4, true).unwrap().unwrap();
         assert_eq!((s.text.as_str(), s.range[0]), ("é\u{fffd}", 1));
-        assert!(log.end(5, 4, true).is_none());
+        assert!(log.end(5, 4, true).unwrap().is_none());
         // So does a window of last lines, with or without a line limit.
         for lines in [0, 50] {
-            let s = log.last_lines(lines, 3, true);
+            let s = log.last_lines(lines, 3, true).unwrap();
             assert_eq!((s.text.as_str(), s.range), ("\u{fffd}", [3, 5]));
         }
         std::fs::remove_file(p).unwrap();

@@ -35,19 +35,32 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new<T: Serialize>(kind: &'static str, body: &T) -> Response {
+    pub fn new<T: Serialize>(kind: &'static str, body: &T) -> Result<Response, Error> {
         Response::with_capacity(kind, body, 4096)
     }
 
     /// `new`, for a document of about `bytes` (growing a buffer past
-    /// 4 KiB copies it each time and maps fresh pages).
-    pub fn with_capacity<T: Serialize>(kind: &'static str, body: &T, bytes: usize) -> Response {
+    /// 4 KiB copies it each time and maps fresh pages). A document the
+    /// memory left cannot hold (log text as large as the caller's
+    /// `--max-bytes` asked for) is an `io_error` (ENOMEM): the buffer
+    /// grows fallibly (`write_json`).
+    pub fn with_capacity<T: Serialize>(
+        kind: &'static str,
+        body: &T,
+        bytes: usize,
+    ) -> Result<Response, Error> {
         let mut buf = Response::head(kind, bytes).into_bytes();
         let at = buf.len();
-        if serde_json::to_writer(&mut buf, body).is_err() {
+        if let Err(e) = write_json(&mut buf, body) {
+            if matches!(e, Error::Io { .. }) {
+                return Err(e);
+            }
             buf.truncate(at);
         }
-        Response::finish(buf, at)
+        // The closing bytes, so that they never double a full buffer.
+        buf.try_reserve_exact(2)
+            .map_err(|_| crate::observe::out_of_memory("build the answer"))?;
+        Ok(Response::finish(buf, at))
     }
 
     /// A body that is already a JSON object's text (e.g. an embedded
@@ -91,6 +104,37 @@ impl Response {
     pub fn to_json(&self) -> String {
         self.text.trim_end_matches('\n').to_string()
     }
+}
+
+/// Serialize `value` as compact JSON onto the end of `out`, which grows
+/// fallibly: out of memory is `io_error` (ENOMEM), never the abort (no
+/// document, exit 134) an infallible growth ends in. Any other failure
+/// (a body that is not serializable) is `internal_error`.
+pub fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
+    struct Fallible<'a>(&'a mut Vec<u8>);
+    impl Write for Fallible<'_> {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            // Doubling first (few copies); near the limit, only what this
+            // piece needs: a log's text comes as one piece, and doubling
+            // past it could fail where the text itself fits.
+            self.0
+                .try_reserve(b.len())
+                .or_else(|_| self.0.try_reserve_exact(b.len()))
+                .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
+            self.0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Fallible(out), value).map_err(|e| {
+        if e.is_io() {
+            crate::observe::out_of_memory("build the answer")
+        } else {
+            Error::internal(e.to_string())
+        }
+    })
 }
 
 /// What a command hands back to `main`.
@@ -393,14 +437,15 @@ mod tests {
                 zeta: 1,
                 alpha: "a",
             },
-        );
+        )
+        .unwrap();
         assert_eq!(
             r.to_json(),
             r#"{"schema_version":"0.1","ok":true,"type":"status","zeta":1,"alpha":"a"}"#
         );
         #[derive(Serialize)]
         struct Empty {}
-        let r = Response::new("health", &Empty {});
+        let r = Response::new("health", &Empty {}).unwrap();
         assert_eq!(
             r.to_json(),
             r#"{"schema_version":"0.1","ok":true,"type":"health"}"#

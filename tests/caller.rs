@@ -235,3 +235,120 @@ fn a_supervisor_out_of_descriptors_still_records_the_end() {
         assert_eq!(s["state"], v["state"], "{limit}: {s}");
     }
 }
+
+/// A `run` too short of descriptors to define or start its job answers
+/// an error and leaves no job behind: no directory (half-written or
+/// whole) for `list` to show as failed with no failure, or for a later
+/// reader to call `launch_lost`. A job it could record answers with
+/// its failure.
+#[test]
+fn a_run_out_of_descriptors_leaves_no_job_behind() {
+    let t = TempRoot::new();
+    std::fs::create_dir_all(&t.root).unwrap();
+    for limit in 4..=10 {
+        let mut c = t.private("sh");
+        c.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(support::bin())
+            .arg("--root")
+            .arg(&t.root)
+            .args(["run", "--no-auto-gc", "--", "echo", "hi"]);
+        let o = t.exec(c);
+        let v = o.json();
+        let jobs = || -> Vec<String> {
+            std::fs::read_dir(&t.root)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        };
+        if v["ok"] == false {
+            assert_eq!(v["error"]["code"], "io_error", "{limit}: {v}");
+            assert!(v["error"]["details"]["job_id"].is_null(), "{limit}: {v}");
+            assert_eq!(jobs(), Vec::<String>::new(), "{limit}: {v}");
+            continue;
+        }
+        let id = v["job_id"].as_str().unwrap();
+        if v["state"] == "failed" {
+            assert!(v["failure"]["code"].is_string(), "{limit}: {v}");
+        }
+        t.wait_done(id);
+        std::fs::remove_dir_all(t.root.join(id)).unwrap();
+    }
+}
+
+/// A budget (`--max-bytes`) larger than the memory the caller's limit
+/// leaves (`ulimit -v`) answers one document, never an abort with none
+/// (exit 134, "memory allocation of N bytes failed"): the log's text
+/// fits, or the answer is `io_error` (ENOMEM). Limits from below to
+/// above what 20 MB of output needs, so some land in between.
+#[test]
+fn a_budget_beyond_the_memory_left_still_answers_one_document() {
+    let t = TempRoot::new();
+    let big = t.base.join("big.txt");
+    std::fs::write(&big, vec![b'a'; 20_000_000]).unwrap();
+    let big = big.to_str().unwrap();
+    let v = t.ok(&["run", "--no-auto-gc", "--max-bytes", "10", "--", "cat", big]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(t.wait_done(&id)["state"], "exited");
+    let huge = "100000000";
+    let calls: [&[&str]; 4] = [
+        &["tail", "--max-bytes", huge, &id],
+        &["wait", "--output", "a", "--max-bytes", huge, &id],
+        &[
+            "wait",
+            "--any",
+            "--max-bytes",
+            huge,
+            "--tail-bytes",
+            huge,
+            &id,
+            &id,
+        ],
+        &[
+            "run",
+            "--no-auto-gc",
+            "--until",
+            "30",
+            "--max-bytes",
+            huge,
+            "--",
+            "cat",
+            big,
+        ],
+    ];
+    for kb in [20_000, 30_000, 45_000, 60_000, 75_000] {
+        for args in calls {
+            let mut c = t.private("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -v {kb} && exec \"$0\" \"$@\""))
+                .arg(support::bin())
+                .arg("--root")
+                .arg(&t.root)
+                .args(args);
+            let o = t.exec(c);
+            assert!(
+                matches!(o.code, 0 | 1),
+                "{kb} {args:?}: {} {}",
+                o.code,
+                o.stderr
+            );
+            let v = o.json();
+            if o.code == 1 {
+                assert_eq!(v["error"]["code"], "io_error", "{kb} {args:?}: {v}");
+            } else {
+                // `wait A B` describes each job under `jobs`.
+                let one = if v["jobs"].is_array() {
+                    &v["jobs"][0]
+                } else {
+                    &v
+                };
+                assert_eq!(
+                    one["stdout"].as_str().map(str::len),
+                    Some(20_000_000),
+                    "{kb} {args:?}"
+                );
+            }
+        }
+    }
+}

@@ -35,5 +35,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
         tags: meta.tags,
         failure: state.failure,
     };
-    Ok(Output::Doc(Response::new("create", &body)))
+    Ok(Output::Doc(Response::new("create", &body)?))
 }

@@ -430,5 +430,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
             ))
         }
     };
-    Ok(Output::Doc(Response::new("delete", &body)))
+    Ok(Output::Doc(Response::new("delete", &body)?))
 }

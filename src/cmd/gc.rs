@@ -46,5 +46,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
         },
         report: r,
     };
-    Ok(Output::Doc(Response::new("gc", &body)))
+    Ok(Output::Doc(Response::new("gc", &body)?))
 }

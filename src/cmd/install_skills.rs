@@ -228,7 +228,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         global,
         lock_file_path: lock_path.to_string_lossy().into_owned(),
     };
-    Ok(Output::Doc(Response::new("install_skills", &body)))
+    Ok(Output::Doc(Response::new("install_skills", &body)?))
 }
 
 #[cfg(test)]

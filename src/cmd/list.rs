@@ -449,7 +449,7 @@ fn query(m: &Matches, state: Option<String>) -> Result<ListQuery> {
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let body = list_jobs(&store, &query(m, m.get("state").map(str::to_string))?)?;
-    Ok(Output::Doc(list_response(&body)))
+    Ok(Output::Doc(list_response(&body)?))
 }
 
 /// `ps`: the running and queued jobs.
@@ -460,10 +460,10 @@ pub fn exec_ps(m: &Matches) -> Result<Output> {
         ..query(m, None)?
     };
     let body = list_jobs(&store, &q)?;
-    Ok(Output::Doc(list_response(&body)))
+    Ok(Output::Doc(list_response(&body)?))
 }
 
 /// An entry is about 300 bytes of JSON: one buffer for the document.
-fn list_response(body: &ListBody) -> Response {
+fn list_response(body: &ListBody) -> Result<Response> {
     Response::with_capacity("list", body, 1024 + 320 * body.jobs.len())
 }

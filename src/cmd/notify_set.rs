@@ -55,5 +55,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
         job_id: job.id.clone(),
         notification: meta.notification.unwrap_or_default(),
     };
-    Ok(Output::Doc(Response::new("notify.set", &body)))
+    Ok(Output::Doc(Response::new("notify.set", &body)?))
 }

@@ -179,10 +179,10 @@ impl Inline {
 pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Result<Inline> {
     let out_log = observe::open_log(&job.stdout_path())?;
     let err_log = observe::open_log(&job.stderr_path())?;
-    let out = out_log.head(max_bytes, done);
-    let err = err_log.head(max_bytes, done);
-    let out_end = out_log.end(out.range[1], tail_bytes, done);
-    let err_end = err_log.end(err.range[1], tail_bytes, done);
+    let out = out_log.head(max_bytes, done)?;
+    let err = err_log.head(max_bytes, done)?;
+    let out_end = out_log.end(out.range[1], tail_bytes, done)?;
+    let err_end = err_log.end(err.range[1], tail_bytes, done)?;
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err));
     let ends = Ends {
         stdout_tail_range: out_end.as_ref().map(|s| s.range),
@@ -333,7 +333,9 @@ pub fn hold_stop_signals(plan: WaitPlan) {
 }
 
 /// Define, launch and observe: the whole `run`, also used by the server.
-/// Errors after the job exists carry its id.
+/// Errors after the job exists carry its id; one whose job was taken
+/// away again (a launch that could not even record its failure,
+/// `launch::launch`) names none.
 pub fn run_spec(
     store: &crate::store::Store,
     spec: &Spec,
@@ -355,7 +357,10 @@ pub fn run_spec(
         crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
         observe_inline(job, &d.meta, &mut l, plan, (t0, deadline))
     })()
-    .map_err(|e| e.in_job(&job.id))
+    .map_err(|e| match job.path(crate::job::META).symlink_metadata() {
+        Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => e,
+        _ => e.in_job(&job.id),
+    })
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -367,5 +372,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let spec = Spec::from_matches(m, &cfg)?;
     let auto_gc = AutoGc::from_matches(m, &cfg.gc);
     let body = run_spec(&store, &spec, plan, auto_gc.as_ref())?;
-    Ok(Output::Doc(Response::new("run", &body)))
+    Ok(Output::Doc(Response::new("run", &body)?))
 }

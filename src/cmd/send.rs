@@ -190,8 +190,8 @@ pub fn send_job_or(
             *log = observe::open_log(&path)?;
         }
     }
-    let out = out_log.span(from[0].min(out_log.size), req.max_bytes, ended);
-    let err = err_log.span(from[1].min(err_log.size), req.max_bytes, ended);
+    let out = out_log.span(from[0].min(out_log.size), req.max_bytes, ended)?;
+    let err = err_log.span(from[1].min(err_log.size), req.max_bytes, ended)?;
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err)).encode(&job.id);
     Ok(SendBody {
         job_id: job.id.clone(),
@@ -307,5 +307,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
         let _ = crate::sys::hold_stop_signals();
     }
     let body = send_job(&job, &req).map_err(|e| e.in_job(&job.id))?;
-    Ok(Output::Doc(Response::new("send", &body)))
+    Ok(Output::Doc(Response::new("send", &body)?))
 }

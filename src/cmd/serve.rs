@@ -266,7 +266,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
             port: local.port(),
             pid: std::process::id(),
         },
-    ));
+    )?);
     crate::info!("serve listening on {local}");
     accept_loop(&listener, &srv);
     drop(listener);
@@ -820,7 +820,10 @@ fn write_doc<T: Serialize>(out: &mut Vec<u8>, kind: &str, body: &T) -> Result<()
     out.extend_from_slice(b"\",\"ok\":true,\"type\":");
     serde_json::to_writer(&mut *out, kind).map_err(|e| Error::internal(e.to_string()))?;
     let start = out.len();
-    serde_json::to_writer(&mut *out, body).map_err(|e| Error::internal(e.to_string()))?;
+    // Fallibly: a body too large for the memory left (log text as large
+    // as `max_bytes` asked for) answers io_error, not the end of the
+    // server.
+    output::write_json(out, body)?;
     match &out[start..] {
         b"{}" => {
             out.truncate(start);
@@ -2305,10 +2308,11 @@ mod tests {
                 alpha: "a\"",
             },
         )
+        .unwrap()
         .to_json();
         assert_eq!(out, format!("{cli}\n").as_bytes());
         write_doc(&mut out, "health", &Empty {}).unwrap();
-        let cli = Response::new("health", &Empty {}).to_json();
+        let cli = Response::new("health", &Empty {}).unwrap().to_json();
         assert_eq!(out, format!("{cli}\n").as_bytes());
         assert_eq!(out, HEALTH);
         assert!(write_doc(&mut out, "x", &[1, 2]).is_err());

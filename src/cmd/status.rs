@@ -109,5 +109,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
         Ok(StatusBody::new(&job.id, &meta, &state))
     })()
     .map_err(|e: crate::error::Error| e.in_job(&job.id))?;
-    Ok(Output::Doc(Response::new("status", &body)))
+    Ok(Output::Doc(Response::new("status", &body)?))
 }

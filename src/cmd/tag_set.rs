@@ -42,5 +42,5 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let body = set_tags(&job, &m.all("tag"))?;
-    Ok(Output::Doc(Response::new("tag_set", &body)))
+    Ok(Output::Doc(Response::new("tag_set", &body)?))
 }

@@ -180,7 +180,7 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
                 Some(_) => log.span(off, req.max_bytes, done),
                 None => log.last_lines(req.lines, req.max_bytes, done),
             };
-            (read(&out, from.out), read(&err, from.err), None)
+            (read(&out, from.out)?, read(&err, from.err)?, None)
         }
     };
     let cursor = observe::cursor_after((&out, &o), (&err, &e));
@@ -555,7 +555,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         return follow(m, &job).map_err(|e: Error| e.in_job(&job.id));
     }
     let body = tail_body(&job, &TailReq::from_matches(m))?;
-    Ok(Output::Doc(Response::new("tail", &body)))
+    Ok(Output::Doc(Response::new("tail", &body)?))
 }
 
 #[cfg(test)]

@@ -328,7 +328,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let body = wait_for_ms(&job, until, budget, ready.as_ref()).map_err(|e| e.in_job(&job.id));
     drop(ticker);
     let body = body?;
-    Ok(Output::Doc(Response::new("wait", &body)))
+    Ok(Output::Doc(Response::new("wait", &body)?))
 }
 
 /// The CLI's budget: `--until` (default 30 s), none with `--forever`.
@@ -360,5 +360,5 @@ fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
     drop(ticker);
     let body =
         body?.ok_or_else(|| crate::error::Error::internal("wait ended without an answer"))?;
-    Ok(Output::Doc(Response::new("wait", &body)))
+    Ok(Output::Doc(Response::new("wait", &body)?))
 }
