@@ -242,7 +242,7 @@ fn flag_body(f: &Flag) -> String {
 }
 
 fn pos_tag(p: &Pos) -> String {
-    if p.rest {
+    if p.rest || p.many {
         format!("{}...", ital(p.name))
     } else {
         ital(p.name)
@@ -262,9 +262,9 @@ fn synopsis(p: &mut Page, c: &Cmd) {
             (true, _) => {
                 let _ = write!(s, "[\\-\\-] {}...", ital(pos.name));
             }
-            (false, true) => s.push_str(&ital(pos.name)),
+            (false, true) => s.push_str(&pos_tag(pos)),
             (false, false) => {
-                let _ = write!(s, "[{}]", ital(pos.name));
+                let _ = write!(s, "[{}]", pos_tag(pos));
             }
         }
     }
