@@ -709,7 +709,6 @@ const REPLIES: &[Reply] = &[
             ("notification", "The stored settings: {notify_command?, notify_file?, on_output_match?{pattern, match_type, stream, command?, file?}}; {} when nothing is configured."),
         ],
         notes: &[
-            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. An empty value removes a setting: --command '' the job.finished command, --output-command '' the match command, --output-file '' the match file, --output-pattern '' output-match as a whole. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
             "--output-match-type regex uses regex-lite syntax: Rust regex without Unicode classes. An invalid regex is rejected (invalid_pattern).",
         ],
         see: &["run"],
@@ -719,7 +718,6 @@ const REPLIES: &[Reply] = &[
         kind: "",
         fields: &[],
         notes: &[
-            "Prints a completion script for bash, zsh, fish or powershell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids — the current directory's jobs, or every job of the root when the directory has none — filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
             "bash: agent-exec completions bash >> ~/.bash_completion. zsh: agent-exec completions zsh > ~/.zsh/completions/_agent-exec, with that directory in fpath before compinit. fish: agent-exec completions fish > ~/.config/fish/completions/agent-exec.fish. PowerShell: agent-exec completions powershell >> $PROFILE. make install installs the bash, zsh and fish scripts.",
         ],
         see: &[],
