@@ -149,9 +149,23 @@ impl ListCache {
     fn rescan(&mut self, now: Option<RootStamp>) -> Result<()> {
         let names = self.store.names()?;
         self.enabled = names.len() >= MIN_JOBS;
-        self.stamp = now.filter(|s| store::settled(s.mtime_ns, self.t0));
+        // The file has no line for a directory whose name is not UTF-8,
+        // yet `list` counts those: while there is one, every listing
+        // scans (names untrusted).
+        self.stamp = now
+            .filter(|s| store::settled(s.mtime_ns, self.t0))
+            .filter(|_| names.foreign() == 0);
         self.walk = Walk::Names { names, next: 0 };
         Ok(())
+    }
+
+    /// Directories of the root whose names are not UTF-8 (never walked).
+    /// Names are taken from the file only when there were none.
+    pub fn foreign(&self) -> u64 {
+        match &self.walk {
+            Walk::Names { names, .. } => names.foreign(),
+            Walk::File { .. } => 0,
+        }
     }
 
     /// May notes be learned (will they be written)?

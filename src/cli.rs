@@ -966,7 +966,7 @@ static NOTIFY_SET: Cmd = Cmd {
     name: "notify set",
     alias: None,
     about: "Change a job's notification settings",
-    long_about: "Updates the stored notification settings of a job in any state; what is not given is kept. Metadata only: no sink runs now. A running job applies output-match changes to lines printed after this returns. --command '' removes the job.finished command, --output-command '' the match command and --output-file '' the match file; --output-pattern '' alone removes output-match; any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
+    long_about: "Updates the stored notification settings of a job in any state; flags not given keep their stored values. Metadata only: no sink runs now, even for a finished job. A running job applies output-match changes to lines printed after this returns; earlier output is never replayed. An empty value removes a setting: --command '' the job.finished command, --output-command '' the match command, --output-file '' the match file, --output-pattern '' (alone) output-match as a whole. Any other --output-* flag needs a pattern (given now or stored), else it is a usage_error rather than a setting silently dropped.",
     flags: &[
         Flag::value("command", "COMMAND", Ty::Cmd, "Shell command for the job.finished event (replaces the stored one; '' removes it)"),
         OUTPUT_PATTERN,
@@ -986,7 +986,7 @@ static COMPLETIONS: Cmd = Cmd {
     name: "completions",
     alias: None,
     about: "Print a shell completion script",
-    long_about: "Prints a completion script for bash, zsh, fish or PowerShell. It completes subcommands and flags, and job ids (the current directory's, or the whole root's when it has none), through agent-exec itself.",
+    long_about: "Prints a completion script for bash, zsh, fish or PowerShell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids (the current directory's jobs, or every job of the root when the directory has none), filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
     flags: &[],
     pos: &[Pos { name: "SHELL", required: true, rest: false, many: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell" }],
     conflicts: &[],

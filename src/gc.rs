@@ -426,7 +426,7 @@ const SCAN_BEFORE_STOP: u64 = 32;
 
 /// Apply `p` to the root. Errors only when the root cannot be listed.
 pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
-    let names = names_oldest_first(store)?;
+    let (names, foreign) = names_oldest_first(store)?;
     let secs = i64::try_from(p.older_than_secs).unwrap_or(i64::MAX);
     let cutoff = time::now_unix().saturating_sub(secs);
     let cutoff_ms = i128::from(cutoff) * 1000;
@@ -513,6 +513,14 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         });
     }
 
+    // A directory whose name is not UTF-8 was scanned but is no job to
+    // judge: no id can name it, so nothing may read or remove it. It is
+    // counted, not listed (it has no name to print), and not charged to
+    // an auto-GC's scan budget: it cost no read.
+    r.scanned_dirs += foreign;
+    r.skipped += foreign;
+    r.out_of_scope += foreign;
+
     // Oldest first; every rule selects a prefix of this order.
     done.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(b.name)));
     for f in done.iter_mut().filter(|f| f.at < cutoff) {
@@ -593,9 +601,12 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
 /// Job directory names in creation order, oldest first: directories with
 /// a valid id (no dot files such as `.gc.lock`, no symlinks), legacy
 /// (non-ULID) names before every ULID, then ULIDs by their timestamp. A
-/// missing root has none.
-pub fn names_oldest_first(store: &Store) -> Result<Vec<String>> {
-    Ok(store.names()?.oldest_first().map(str::to_string).collect())
+/// missing root has none. With them, how many directories were left out
+/// because their names are not UTF-8 (`Names::foreign`).
+pub fn names_oldest_first(store: &Store) -> Result<(Vec<String>, u64)> {
+    let names = store.names()?;
+    let foreign = names.foreign();
+    Ok((names.oldest_first().map(str::to_string).collect(), foreign))
 }
 
 /// Bytes of every file under `dir`, without following symlinks (a link
@@ -1097,12 +1108,12 @@ mod tests {
         std::os::unix::fs::symlink(&s.root, s.root.join("loop")).unwrap();
         assert_eq!(
             names_oldest_first(&s).unwrap(),
-            vec!["ffff0000legacy".to_string(), older, newer]
+            (vec!["ffff0000legacy".to_string(), older, newer], 0)
         );
         let gone = Store {
             root: s.root.join("missing"),
         };
-        assert!(names_oldest_first(&gone).unwrap().is_empty());
+        assert!(names_oldest_first(&gone).unwrap().0.is_empty());
         fs::remove_dir_all(&s.root).unwrap();
     }
 

@@ -242,7 +242,7 @@ fn flag_body(f: &Flag) -> String {
 }
 
 fn pos_tag(p: &Pos) -> String {
-    if p.rest {
+    if p.rest || p.many {
         format!("{}...", ital(p.name))
     } else {
         ital(p.name)
@@ -262,9 +262,9 @@ fn synopsis(p: &mut Page, c: &Cmd) {
             (true, _) => {
                 let _ = write!(s, "[\\-\\-] {}...", ital(pos.name));
             }
-            (false, true) => s.push_str(&ital(pos.name)),
+            (false, true) => s.push_str(&pos_tag(pos)),
             (false, false) => {
-                let _ = write!(s, "[{}]", ital(pos.name));
+                let _ = write!(s, "[{}]", pos_tag(pos));
             }
         }
     }
@@ -608,7 +608,7 @@ const REPLIES: &[Reply] = &[
             ("cwd_scope?", "With --all: the directory whose jobs were considered."),
             ("deleted", "Job directories removed (0 with --dry-run)."),
             ("skipped", "Jobs not removed; always out_of_scope + failed."),
-            ("out_of_scope", "Jobs that were not deletion targets (running, created, unreadable, other directory)."),
+            ("out_of_scope", "Jobs that were not deletion targets (running, created, unreadable, other directory), and with --all directories whose names are not UTF-8 (never listed)."),
             ("failed", "Targets whose removal failed."),
             ("jobs", "One {job_id, state, action, reason} per job considered; action is deleted, would_delete or skipped; reason is explicit_delete (named), terminal_in_cwd or created_in_cwd (--all, --include-created), or why it was skipped."),
         ],
@@ -637,7 +637,7 @@ const REPLIES: &[Reply] = &[
             ("jobs", "One {job_id, state, action, reason, bytes} per job; reason joins the rules that selected it with + (older_than, max_jobs, max_bytes)."),
         ],
         notes: &[
-            "Finished jobs (exited, killed, failed) are deleted by the rules above; their age compares finished_at (else updated_at) with the window. Active jobs (created, queued, running) are never touched, however old (skipped with reason active_job). gc also removes half-written job directories (named as a job id, no meta.json) older than a minute. Anything else in the root is skipped (state_unreadable), however old.",
+            "Finished jobs (exited, killed, failed) are deleted by the rules above; their age compares finished_at (else updated_at) with the window. Active jobs (created, queued, running) are never touched, however old (skipped with reason active_job). gc also removes half-written job directories (named as a job id, no meta.json) older than a minute. Anything else in the root is skipped (state_unreadable), however old. A directory whose name is not UTF-8 (no id can name it) is never read or removed: it is counted as skipped and out_of_scope, and not listed.",
             SAFE_DELETE,
             DURATIONS,
         ],
@@ -661,7 +661,7 @@ const REPLIES: &[Reply] = &[
             ("root", "The jobs root."),
             ("jobs", "One entry per job, newest created first (fields below)."),
             ("truncated", "True when --limit cut the list."),
-            ("skipped", "Unreadable job directories among those read."),
+            ("skipped", "Unreadable job directories among those read, and, unless truncated, directories whose names are not UTF-8."),
         ],
         notes: &["With --table (a person reading): an aligned text table instead, with the header row ID STATE AGE DURATION EXIT COMMAND TAGS (ID is short_job_id; DURATION of a running job is the time since it started; EXIT is the exit code or the signal), cut to the width in COLUMNS (else 100), COMMAND first. It is never chosen automatically."],
         see: &["ps", "status", "tag-set"],
@@ -673,7 +673,7 @@ const REPLIES: &[Reply] = &[
             ("root", "The jobs root."),
             ("jobs", "One entry per running or queued job, newest first (fields below)."),
             ("truncated", "True when --limit cut the list."),
-            ("skipped", "Unreadable job directories among those read."),
+            ("skipped", "Unreadable job directories among those read, and, unless truncated, directories whose names are not UTF-8."),
         ],
         notes: &["With --table: the table of list --table."],
         see: &["list", "kill"],
@@ -697,7 +697,7 @@ const REPLIES: &[Reply] = &[
             ("lock_file_path", "The .skill-lock.json that records the install."),
         ],
         notes: &[
-            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global. Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept). Every file is written atomically.",
+            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global. Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept; a lock in the legacy map form, {\"skills\": {NAME: {...}}}, is written back as an array, without the entries that lack any of source_type, installed_at and path). Every file is written atomically.",
         ],
         see: &[],
     },
@@ -709,7 +709,6 @@ const REPLIES: &[Reply] = &[
             ("notification", "The stored settings: {notify_command?, notify_file?, on_output_match?{pattern, match_type, stream, command?, file?}}; {} when nothing is configured."),
         ],
         notes: &[
-            "Only metadata changes; no sink runs now, even for a finished job. Flags not given keep their stored values. An empty value removes a setting: --command '' the job.finished command, --output-command '' the match command, --output-file '' the match file, --output-pattern '' output-match as a whole. Output-match changes apply to lines the job prints afterwards; earlier output is never replayed.",
             "--output-match-type regex uses regex-lite syntax: Rust regex without Unicode classes. An invalid regex is rejected (invalid_pattern).",
         ],
         see: &["run"],
@@ -719,7 +718,6 @@ const REPLIES: &[Reply] = &[
         kind: "",
         fields: &[],
         notes: &[
-            "Prints a completion script for bash, zsh, fish or powershell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids — the current directory's jobs, or every job of the root when the directory has none — filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
             "bash: agent-exec completions bash >> ~/.bash_completion. zsh: agent-exec completions zsh > ~/.zsh/completions/_agent-exec, with that directory in fpath before compinit. fish: agent-exec completions fish > ~/.config/fish/completions/agent-exec.fish. PowerShell: agent-exec completions powershell >> $PROFILE. make install installs the bash, zsh and fish scripts.",
         ],
         see: &[],

@@ -244,17 +244,30 @@ impl Store {
     /// Calls `f` with the name of every directory in the root that can be
     /// a job directory (valid id shape), in directory order. A missing
     /// root has none. Symlinks are not job directories.
-    fn scan(&self, mut f: impl FnMut(&str)) -> Result<()> {
-        let r = crate::sys::for_each_entry(&self.root, |n, kind| {
+    ///
+    /// Returns how many directories of that shape it passed over because
+    /// their names are not UTF-8: no id argument can name one, so no
+    /// command reads or removes it, but `gc`, `list` and `delete --all`
+    /// count it as skipped rather than hide it.
+    fn scan(&self, mut f: impl FnMut(&str)) -> Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut foreign = 0u64;
+        let r = crate::sys::for_each_raw_entry(&self.root, |raw, kind| {
+            if !valid_id_bytes(raw) {
+                return;
+            }
             let is_dir = match kind {
                 crate::sys::EntryKind::Dir => true,
                 crate::sys::EntryKind::Other => false,
                 crate::sys::EntryKind::Unknown => {
-                    fs::symlink_metadata(self.root.join(n)).is_ok_and(|m| m.is_dir())
+                    fs::symlink_metadata(self.root.join(std::ffi::OsStr::from_bytes(raw)))
+                        .is_ok_and(|m| m.is_dir())
                 }
             };
-            if is_dir && valid_id(n) {
-                f(n);
+            match std::str::from_utf8(raw) {
+                Ok(n) if is_dir => f(n),
+                Err(_) if is_dir => foreign += 1,
+                _ => {}
             }
         });
         match r {
@@ -262,7 +275,7 @@ impl Store {
                 format!("failed to read root directory {}", self.root.display()),
                 e,
             )),
-            _ => Ok(()),
+            _ => Ok(foreign),
         }
     }
 
@@ -276,7 +289,7 @@ impl Store {
     /// Names of the root's job directories in creation order.
     pub fn names(&self) -> Result<Names> {
         let mut b = Names::default();
-        self.scan(|n| {
+        b.foreign = self.scan(|n| {
             b.push(n);
         })?;
         b.sort();
@@ -412,14 +425,19 @@ fn is_empty_dir(dir: &Path) -> bool {
 
 /// Could `s` name a job directory? Checked before any file-system access.
 pub fn valid_id(s: &str) -> bool {
+    valid_id_bytes(s.as_bytes())
+}
+
+/// `valid_id` of a name as the directory listing gives it, UTF-8 or not.
+fn valid_id_bytes(s: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s != "."
-        && s != ".."
-        && !s.starts_with('.')
+        && s != b"."
+        && s != b".."
+        && !s.starts_with(b".")
         && !s
-            .bytes()
-            .any(|b| b == b'/' || b == b'\\' || b == 0 || b.is_ascii_control())
+            .iter()
+            .any(|&b| b == b'/' || b == b'\\' || b == 0 || b.is_ascii_control())
 }
 
 /// A new ULID: creation time in ms plus 80 bits from the kernel.
@@ -517,6 +535,8 @@ pub struct Names {
     ulids: Vec<[u8; ULID_LEN]>,
     /// Ascending by `cmp_ids`, ties by bytes.
     legacy: Vec<String>,
+    /// Directories of the scan whose names are not UTF-8 (`Store::scan`).
+    foreign: u64,
 }
 
 impl Names {
@@ -553,6 +573,12 @@ impl Names {
 
     pub fn len(&self) -> usize {
         self.ulids.len() + self.legacy.len()
+    }
+
+    /// How many directories the scan passed over because their names are
+    /// not UTF-8: not among the names, but to be counted as skipped.
+    pub fn foreign(&self) -> u64 {
+        self.foreign
     }
 
     /// The order of `oldest_first`, for any two names: legacy names

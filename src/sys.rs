@@ -2170,10 +2170,23 @@ pub enum EntryKind {
 }
 
 /// Calls `f` with the name and kind of every entry of `dir` (without `.`
-/// and `..`), read with getdents64 into one 64 KiB buffer: a thousand
-/// entries cost one or two system calls, where readdir(3) of musl makes
-/// fifty, and no name is copied. Names that are not UTF-8 are skipped.
+/// and `..`) whose name is UTF-8; `for_each_raw_entry` sees the others.
 pub fn for_each_entry(dir: &std::path::Path, mut f: impl FnMut(&str, EntryKind)) -> io::Result<()> {
+    for_each_raw_entry(dir, |name, kind| {
+        if let Ok(n) = std::str::from_utf8(name) {
+            f(n, kind);
+        }
+    })
+}
+
+/// Calls `f` with the name (as bytes) and kind of every entry of `dir`
+/// (without `.` and `..`), read with getdents64 into one 64 KiB buffer:
+/// a thousand entries cost one or two system calls, where readdir(3) of
+/// musl makes fifty, and no name is copied.
+pub fn for_each_raw_entry(
+    dir: &std::path::Path,
+    mut f: impl FnMut(&[u8], EntryKind),
+) -> io::Result<()> {
     let file = File::options()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
@@ -2217,9 +2230,7 @@ pub fn for_each_entry(dir: &std::path::Path, mut f: impl FnMut(&str, EntryKind))
             let name = &buf[off + 19..off + reclen];
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." {
-                if let Ok(n) = std::str::from_utf8(name) {
-                    f(n, kind);
-                }
+                f(name, kind);
             }
             off += reclen;
         }

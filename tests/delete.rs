@@ -239,6 +239,34 @@ fn delete_all_is_scoped_to_this_directory() {
 }
 
 #[test]
+fn delete_all_counts_a_directory_whose_name_is_not_utf8_and_keeps_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let id = ulid_at(1_700_000_000_000, 1);
+    t.fabricate(&id, "exited", &t.cwd, FIN);
+    let odd = t.root.join(std::ffi::OsStr::from_bytes(b"stray\xff"));
+    std::fs::create_dir_all(&odd).unwrap();
+    for (args, deleted) in [
+        (&["delete", "--all", "--dry-run"][..], 0),
+        (&["delete", "--all"], 1),
+    ] {
+        let v = t.ok(args);
+        let counts = ["deleted", "skipped", "out_of_scope", "failed"].map(|k| v[k].as_u64());
+        assert_eq!(
+            counts,
+            [Some(deleted), Some(1), Some(1), Some(0)],
+            "{args:?}: {v}"
+        );
+        assert_eq!(
+            v["jobs"].as_array().unwrap().len(),
+            1,
+            "only the job is listed: {v}"
+        );
+        assert!(odd.is_dir(), "{args:?} removed it");
+    }
+}
+
+#[test]
 fn delete_all_with_missing_root_and_usage_errors() {
     let t = TempRoot::new();
     let v = t.ok(&["delete", "--all"]);

@@ -738,3 +738,21 @@ fn concurrent_removers_never_report_one_job_twice() {
     assert_eq!(total, n, "{seen:?}");
     assert_eq!(t.ok(&["list"])["jobs"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_directory_whose_name_is_not_utf8_is_counted_and_kept() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let odd = t.root.join(std::ffi::OsStr::from_bytes(b"stray\xff"));
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::create_dir_all(t.root.join("strayfoo")).unwrap();
+    for args in [&["gc", "--dry-run"][..], &["gc", "--older-than", "0s"]] {
+        let v = t.ok(args);
+        // Scanned and skipped like the stray directory beside it, but
+        // not listed: it has no name to print.
+        assert_eq!(counters(&v), [0, 2, 2, 0, 2, 0, 0], "{args:?}: {v}");
+        assert_eq!(v["jobs"].as_array().unwrap().len(), 1, "{v}");
+        entry(&v, "strayfoo");
+        assert!(odd.is_dir(), "{args:?} removed it");
+    }
+}

@@ -208,6 +208,28 @@ fn legacy_map_form_is_converted() {
 }
 
 #[test]
+fn legacy_map_entries_that_are_not_whole_are_dropped() {
+    let t = TempRoot::new();
+    let base = t.cwd.join(".agents");
+    std::fs::create_dir_all(&base).unwrap();
+    let legacy = r#"{"skills": {
+        "foo": {"source_type": "x", "installed_at": "t", "path": "/f"},
+        "bar": {"source_type": "x"},
+        "baz": {"source_type": "x", "installed_at": "t", "path": 3}
+    }}"#;
+    std::fs::write(base.join(".skill-lock.json"), legacy).unwrap();
+    t.ok(&["install-skills"]);
+    let (text, v) = lock(&base);
+    let names: Vec<&str> = v["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["foo", "agent-exec"], "{text}");
+}
+
+#[test]
 fn an_unreadable_lock_file_is_refused_untouched() {
     let t = TempRoot::new();
     let base = t.cwd.join(".agents");

@@ -570,3 +570,15 @@ fn a_killed_job_lists_its_signal_as_status_does() {
         .clone();
     assert!(e.get("signal").is_none(), "{e}");
 }
+
+#[test]
+fn a_directory_whose_name_is_not_utf8_counts_as_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    fabricate_n(&t, &t.cwd, 1_700_000_000_000, 1);
+    std::fs::create_dir_all(t.root.join(std::ffi::OsStr::from_bytes(b"stray\xff"))).unwrap();
+    std::fs::create_dir_all(t.root.join("strayfoo")).unwrap();
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(ids(&v).len(), 1, "{v}");
+    assert_eq!(v["skipped"], 2, "{v}");
+}

@@ -78,6 +78,61 @@ fn committed_pages_match_the_generator() {
     }
 }
 
+/// The section `name` of a generated page, up to the next section.
+fn section<'a>(page: &'a str, name: &str) -> &'a str {
+    let head = format!(".SH \"{name}\"\n");
+    let start = page
+        .find(&head)
+        .map(|i| i + head.len())
+        .unwrap_or(page.len());
+    let len = page[start..].find("\n.SH ").unwrap_or(page.len() - start);
+    &page[start..start + len]
+}
+
+/// Runs of eight words that two paragraphs of `text` both hold: the
+/// mark of one thing said twice in other words.
+fn repeated_runs(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashMap::new();
+    let mut twice = Vec::new();
+    for (i, para) in text.split("\n.PP\n").enumerate() {
+        let words: Vec<String> = para
+            .replace("\\-", "-")
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        for run in words.windows(8) {
+            let run = run.join(" ");
+            if *seen.entry(run.clone()).or_insert(i) != i {
+                twice.push(run);
+            }
+        }
+    }
+    twice
+}
+
+#[test]
+fn descriptions_say_it_once_and_synopses_mark_several_ids() {
+    let t = TempRoot::new();
+    let out = t.base.join("man");
+    t.ok(&["_gen-man", out.to_str().unwrap()]);
+    let page = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    for name in ["agent-exec-notify-set.1", "agent-exec-completions.1"] {
+        let twice = repeated_runs(section(&page(name), "DESCRIPTION"));
+        assert!(twice.is_empty(), "{name} says this twice: {twice:?}");
+    }
+    let delete = page("agent-exec-delete.1");
+    assert!(
+        section(&delete, "SYNOPSIS").contains("[\\fIJOB_ID\\fR...]"),
+        "{delete}"
+    );
+    let wait = page("agent-exec-wait.1");
+    assert!(
+        section(&wait, "SYNOPSIS").contains("\\fIJOB_ID\\fR..."),
+        "{wait}"
+    );
+}
+
 #[test]
 fn one_page_per_subcommand_with_every_flag() {
     let t = TempRoot::new();

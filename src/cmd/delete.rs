@@ -305,8 +305,13 @@ pub fn delete_all(
     dry_run: bool,
     include_created: bool,
 ) -> Result<DeleteBody> {
-    let names = gc::names_oldest_first(store)?;
+    let (names, foreign) = gc::names_oldest_first(store)?;
     let mut body = DeleteBody::new(store, dry_run, None);
+    // Directories whose names are not UTF-8: no id names them, so whose
+    // they are is never read and they are never removed; counted as out
+    // of scope, as gc counts them, and not listed (no name to print).
+    body.skipped += foreign;
+    body.out_of_scope += foreign;
     for name in &names {
         let job = store.job(name);
         // Out of descriptors: this process's failure; no job is judged.

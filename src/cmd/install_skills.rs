@@ -13,7 +13,8 @@
 //! - Our entry (`name == "agent-exec"`) is replaced in place, or appended;
 //!   every other entry and top-level key is kept, including entries we do
 //!   not understand. The legacy map form `{"skills": {"<name>": {...}}}`
-//!   is read (the key becomes `name`) and written back as the array form.
+//!   is read (the key becomes `name`) and written back as the array form,
+//!   without the values that lack any of the four fields (as 0.2.3).
 //! - A lock file that is not JSON, or whose `skills` is neither an array
 //!   nor a map, is refused (`invalid_config`) before anything is written:
 //!   overwriting it would lose other tools' records.
@@ -112,12 +113,17 @@ fn parse_lock(text: &str) -> std::result::Result<Lock, String> {
     let skills = match top.remove("skills") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.into_iter().map(item).collect(),
+        // A legacy value is kept only as a whole entry: written back in
+        // the array form, a partial one would make a reader that needs
+        // all four fields (0.2.3's) reject the whole file.
         Some(Value::Object(map)) => map
             .into_iter()
             .filter_map(|(k, v)| match v {
                 Value::Object(mut o) => {
                     o.insert("name".into(), Value::String(k));
-                    Some(item(Value::Object(o)))
+                    serde_json::from_value::<Entry>(Value::Object(o))
+                        .ok()
+                        .map(Item::Entry)
                 }
                 _ => None,
             })
@@ -267,6 +273,8 @@ mod tests {
         .unwrap();
         assert_eq!(lock.skills.len(), 1);
         assert_eq!(lock.skills[0].name(), Some("other"));
+        let partial = parse_lock(r#"{"skills": {"bar": {"source_type": "x"}}}"#).unwrap();
+        assert!(partial.skills.is_empty());
         assert!(parse_lock("[1]").is_err());
         assert!(parse_lock("{not json").is_err());
         assert!(parse_lock(r#"{"skills": 3}"#).is_err());

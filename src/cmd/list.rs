@@ -15,7 +15,8 @@
 //! - Each entry names the job's `command` and `cwd` and, once terminal,
 //!   its cost (`crate::usage`); all of it is in the cache note too.
 //! - `skipped` counts job directories whose meta.json could not be read
-//!   among those walked; an unreadable state.json lists the job as
+//!   among those walked, and, when the walk reaches the end, those whose
+//!   names are not UTF-8; an unreadable state.json lists the job as
 //!   `unknown`.
 //! - Names come from the list cache while the root is unchanged
 //!   (`cache.rs`). A job read in a final state leaves a note there: both
@@ -248,6 +249,12 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
             },
             queued: st.queued,
         });
+    }
+    // Directories whose names are not UTF-8 come after every name (no
+    // id can name them, so they are never read): skipped once the walk
+    // has reached the end.
+    if !body.truncated {
+        body.skipped += cache.foreign();
     }
     cache.save();
     Ok(body)
