@@ -690,7 +690,7 @@ static TAIL: Cmd = Cmd {
     flags: &[
         Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window); with --grep, matches kept per stream (0 = no count limit). Also --lines").default("50").also("lines"),
         Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log; with --since, from the cursor on; with --grep, most bytes of line text per stream").default("65536"),
-        Flag::value("since", "CURSOR", Ty::Str, "Return only the output written after this cursor (from an earlier answer's cursor field)"),
+        Flag::value("since", "CURSOR", Ty::Str, "Return only the output written after this cursor (from an earlier answer's cursor field); with --grep, a line the cursor falls inside is matched whole but only through a match that ends after the cursor"),
         Flag::value("grep", "PATTERN", Ty::Str, "Return the lines matching PATTERN (matches: stream, line, offset) instead of text"),
         Flag::value("grep-type", "TYPE", Ty::Choice, "How --grep matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --grep searches").default("either").choices(&["stdout", "stderr", "either"]),
@@ -719,7 +719,7 @@ static WAIT_CMD: Cmd = Cmd {
         Flag::value("output", "PATTERN", Ty::Str, "Also return as soon as a line of output matches PATTERN (readiness); the answer's matched field names it"),
         Flag::value("output-match-type", "TYPE", Ty::Choice, "How --output matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --output searches").default("either").choices(&["stdout", "stderr", "either"]),
-        Flag::value("since", "CURSOR", Ty::Str, "Search for --output only in the output written after this cursor (default: from the start of the logs)"),
+        Flag::value("since", "CURSOR", Ty::Str, "Search for --output only in the output written after this cursor (default: from the start of the logs); a line the cursor falls inside is matched whole but only through a match that ends after the cursor"),
         Flag::switch("all", "With several job ids: answer when all of them have ended (the default)"),
         Flag::switch("any", "With several job ids: answer when the first of them ends"),
     ],

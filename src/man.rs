@@ -496,7 +496,7 @@ const REPLIES: &[Reply] = &[
             ("stdout_skipped_bytes? / stderr_skipped_bytes?", "With --since: bytes after the cursor that were dropped and passed over; the text starts after them."),
             ("output_lost?", OUTPUT_LOST),
         ],
-        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail, and never matches a piece of the line the gap cuts. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
+        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "With --grep and --since, a cursor inside a line (read while the job had printed part of it) does not make the rest of it a line: the line is matched whole from its real start (^ anchors there; offset is that start, before the cursor), and matches only through a match that ends after the cursor, one that needs output written after it (a regex's matches are the leftmost-first ones it reports, tried from each start). The look back is bounded at 64 KiB (a longer line is matched in pieces from the cursor) and never crosses a capped log's gap.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail, and never matches a piece of the line the gap cuts. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
         see: &["status", "run"],
     },
     Reply {
@@ -538,6 +538,7 @@ const REPLIES: &[Reply] = &[
         notes: &[
             "A deadline is not an error: ok is true, exit status 0, and state tells whether the job ended. Waiting wakes on the job's state change, not on a poll interval.",
             "With several job ids the document is instead {mode, first?, jobs}: mode is all (--all, the default: answer when every job has ended) or any (--any: when the first ends); jobs holds one entry per id, in the order given, each with the fields above (as a wait of that job alone); first, with --any, is the id of the job that ended first. One deadline covers the whole call. An unknown id fails the call with job_not_found and details.job_id; --output takes one job. Several jobs are waited for in one thread, woken by each job's end.",
+            "With --output and --since, a line the cursor falls inside is matched whole from its real start (^ anchors there; matched.offset is that start) but fires only through a match that ends after the cursor, as tail --grep --since: readiness never fires on output that was there before the cursor.",
             "A wait that began on a running job which is then restarted answers with the run it began on once that run has ended (attempt says which; its output is read from runs/<attempt>/), never with the new run. Runs of run --retry are one job run to a waiter: it answers at the last.",
             "With -v and a terminal on stderr, a one-line progress note (time waited, bytes the job wrote so far) is rewritten there at most once a second and erased before the answer; without a terminal, nothing is written.",
         ],
