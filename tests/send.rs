@@ -570,6 +570,29 @@ fn a_slow_message_that_keeps_coming_is_not_cut_off() {
 }
 
 #[test]
+fn text_that_is_not_utf8_is_sent_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let text = b"caf\xe9 \xff\n";
+    let mut c = t.cmd(&["send", "--eof", "--yield", "5s", &id]);
+    c.arg(std::ffi::OsStr::from_bytes(text));
+    let v = t.exec(c).json();
+    assert_eq!(v["bytes_written"], text.len(), "{v}");
+    t.wait_done(&id);
+    let dir = t.job_dir(&id);
+    assert_eq!(std::fs::read(dir.join("stdin.log")).unwrap(), text);
+    assert_eq!(std::fs::read(dir.join("stdout.log")).unwrap(), text);
+    // The job id is still a word of UTF-8.
+    let mut c = t.cmd(&["send"]);
+    c.arg(std::ffi::OsStr::from_bytes(b"\xff"));
+    c.arg("x");
+    let o = t.exec(c);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert_eq!(o.json()["error"]["code"], "usage_error");
+}
+
+#[test]
 fn more_callers_than_places_are_not_held_past_their_yield() {
     let t = TempRoot::new();
     let id = start(&t, &["-i"], &["sleep", "120"]);
