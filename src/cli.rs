@@ -199,6 +199,9 @@ pub struct Pos {
     /// Allowed values, when the argument is a choice.
     pub values: &'static [&'static str],
     pub help: &'static str,
+    /// Taken as the bytes given, UTF-8 or not (`send`'s TEXT: bytes for
+    /// a job's stdin); every other word must be UTF-8.
+    pub bytes: bool,
 }
 
 pub type Exec = fn(&Matches) -> Result<Output>;
@@ -577,6 +580,7 @@ const COMMAND: Pos = Pos {
     jobs: None,
     values: &[],
     help: "The command: one word is a shell string (pipes, &&); two or more are argv, exec'd after the login shell starts",
+    bytes: false,
 };
 
 const JOB_ID: Pos = Pos {
@@ -587,6 +591,7 @@ const JOB_ID: Pos = Pos {
     jobs: Some(JobFilter::All),
     values: &[],
     help: "Job id (full ULID or a unique prefix, case-insensitive)",
+    bytes: false,
 };
 
 const fn job_pos(jobs: JobFilter) -> Pos {
@@ -598,6 +603,7 @@ const fn job_pos(jobs: JobFilter) -> Pos {
         jobs: Some(jobs),
         values: &[],
         help: "Job id (full ULID or a unique prefix, case-insensitive)",
+        bytes: false,
     }
 }
 
@@ -690,7 +696,7 @@ static TAIL: Cmd = Cmd {
     flags: &[
         Flag::value("tail-lines", "N", Ty::U64, "Lines to keep from the end of each log (0 = all in the byte window); with --grep, matches kept per stream (0 = no count limit). Also --lines").default("50").also("lines"),
         Flag::value("max-bytes", "BYTES", Ty::U64, "Most bytes read from the end of each log; with --since, from the cursor on; with --grep, most bytes of line text per stream").default("65536"),
-        Flag::value("since", "CURSOR", Ty::Str, "Return only the output written after this cursor (from an earlier answer's cursor field)"),
+        Flag::value("since", "CURSOR", Ty::Str, "Return only the output written after this cursor (from an earlier answer's cursor field); with --grep, a line the cursor falls inside is matched whole but only through a match that ends after the cursor"),
         Flag::value("grep", "PATTERN", Ty::Str, "Return the lines matching PATTERN (matches: stream, line, offset) instead of text"),
         Flag::value("grep-type", "TYPE", Ty::Choice, "How --grep matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --grep searches").default("either").choices(&["stdout", "stderr", "either"]),
@@ -719,7 +725,7 @@ static WAIT_CMD: Cmd = Cmd {
         Flag::value("output", "PATTERN", Ty::Str, "Also return as soon as a line of output matches PATTERN (readiness); the answer's matched field names it"),
         Flag::value("output-match-type", "TYPE", Ty::Choice, "How --output matches: substring, or a regex (regex-lite syntax)").default("contains").choices(&["contains", "regex"]),
         Flag::value("output-stream", "STREAM", Ty::Choice, "Which stream --output searches").default("either").choices(&["stdout", "stderr", "either"]),
-        Flag::value("since", "CURSOR", Ty::Str, "Search for --output only in the output written after this cursor (default: from the start of the logs)"),
+        Flag::value("since", "CURSOR", Ty::Str, "Search for --output only in the output written after this cursor (default: from the start of the logs); a line the cursor falls inside is matched whole but only through a match that ends after the cursor"),
         Flag::switch("all", "With several job ids: answer when all of them have ended (the default)"),
         Flag::switch("any", "With several job ids: answer when the first of them ends"),
     ],
@@ -731,6 +737,7 @@ static WAIT_CMD: Cmd = Cmd {
         jobs: Some(JobFilter::Waitable),
         values: &[],
         help: "Job id (full ULID or a unique prefix, case-insensitive); several to wait for more than one job",
+        bytes: false,
     }],
     conflicts: &[("until", "forever"), ("all", "any")],
     hidden: false,
@@ -794,6 +801,7 @@ static SEND: Cmd = Cmd {
             jobs: None,
             values: &[],
             help: "Bytes to write, exactly as given (see --newline)",
+            bytes: true,
         },
     ],
     conflicts: &[("file", "newline")],
@@ -836,6 +844,7 @@ static SUPERVISE: Cmd = Cmd {
             jobs: None,
             values: &[],
             help: "Jobs root",
+            bytes: false,
         },
         Pos {
             name: "JOB_ID",
@@ -845,6 +854,7 @@ static SUPERVISE: Cmd = Cmd {
             jobs: None,
             values: &[],
             help: "Job id",
+            bytes: false,
         },
     ],
     conflicts: &[],
@@ -863,7 +873,7 @@ static DELETE: Cmd = Cmd {
         Flag::switch("include-created", "With --all: remove created (never started) jobs too"),
         Flag::switch("dry-run", "Report what would be removed; remove nothing"),
     ],
-    pos: &[Pos { name: "JOB_ID", required: false, rest: false, many: true, jobs: Some(JobFilter::Terminal), values: &[], help: "Job ids (not with --all)" }],
+    pos: &[Pos { name: "JOB_ID", required: false, rest: false, many: true, jobs: Some(JobFilter::Terminal), values: &[], help: "Job ids (not with --all)", bytes: false }],
     conflicts: &[],
     hidden: false,
     exec: cmd::delete::exec,
@@ -988,7 +998,7 @@ static COMPLETIONS: Cmd = Cmd {
     about: "Print a shell completion script",
     long_about: "Prints a completion script for bash, zsh, fish or PowerShell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids (the current directory's jobs, or every job of the root when the directory has none), filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
     flags: &[],
-    pos: &[Pos { name: "SHELL", required: true, rest: false, many: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell" }],
+    pos: &[Pos { name: "SHELL", required: true, rest: false, many: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell", bytes: false }],
     conflicts: &[],
     hidden: false,
     exec: cmd::completions::exec,
@@ -1040,6 +1050,7 @@ static COMPLETE: Cmd = Cmd {
         jobs: None,
         values: &[],
         help: "Words of the command line",
+        bytes: false,
     }],
     conflicts: &[],
     hidden: true,
@@ -1061,6 +1072,7 @@ static GEN_MAN: Cmd = Cmd {
         jobs: None,
         values: &[],
         help: "Output directory",
+        bytes: false,
     }],
     conflicts: &[],
     hidden: true,
@@ -1086,6 +1098,9 @@ pub struct Matches {
     pub verbose: u8,
     values: Vec<(&'static str, String)>,
     pub positionals: Vec<String>,
+    /// The bytes of positionals taken as bytes (`Pos::bytes`), by index;
+    /// `positionals` holds their lossy text.
+    raw: Vec<(usize, Vec<u8>)>,
     pub rest: Vec<String>,
 }
 
@@ -1133,6 +1148,14 @@ impl Matches {
     }
     pub fn pos(&self, i: usize) -> Option<&str> {
         self.positionals.get(i).map(|s| s.as_str())
+    }
+    /// A positional's bytes: as given on the command line for one taken
+    /// as bytes (`Pos::bytes`), else its text's.
+    pub fn pos_bytes(&self, i: usize) -> Option<&[u8]> {
+        match self.raw.iter().find(|(at, _)| *at == i) {
+            Some((_, b)) => Some(b),
+            None => self.pos(i).map(str::as_bytes),
+        }
     }
 }
 
@@ -1196,6 +1219,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let mut verbose = 0u8;
     let mut values: Vec<(&'static str, String)> = Vec::new();
     let mut positionals = Vec::new();
+    let mut raw = Vec::new();
     let mut rest = Vec::new();
     let mut want_help = false;
 
@@ -1254,6 +1278,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                 }
             }
             Value(v) => {
+                let as_bytes = cmd
+                    .and_then(|c| next_pos(c, positionals.len()))
+                    .is_some_and(|p| p.bytes);
+                if as_bytes && help_words.is_none() {
+                    use std::os::unix::ffi::OsStringExt;
+                    let b = v.into_vec();
+                    positionals.push(String::from_utf8_lossy(&b).into_owned());
+                    raw.push((positionals.len() - 1, b));
+                    continue;
+                }
                 let v = utf8(v)?;
                 if let Some(words) = help_words.as_mut() {
                     words.push(v);
@@ -1276,38 +1310,31 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                             })?);
                         }
                     }
-                    Some(c) => {
-                        let next = c.pos.get(positionals.len()).or_else(|| {
-                            c.pos
-                                .last()
-                                .filter(|p| p.many && positionals.len() >= c.pos.len())
-                        });
-                        match next {
-                            Some(pos) if pos.rest => {
-                                rest.push(v);
-                                for raw in p.raw_args().map_err(lexopt_err)? {
-                                    rest.push(utf8(raw)?);
-                                }
-                                break;
+                    Some(c) => match next_pos(c, positionals.len()) {
+                        Some(pos) if pos.rest => {
+                            rest.push(v);
+                            for raw in p.raw_args().map_err(lexopt_err)? {
+                                rest.push(utf8(raw)?);
                             }
-                            Some(pos) => {
-                                if !pos.values.is_empty() && !pos.values.contains(&v.as_str()) {
-                                    return Err(Error::usage(format!(
-                                        "invalid value '{v}' for '<{}>': possible values: {}",
-                                        pos.name,
-                                        pos.values.join(", ")
-                                    )));
-                                }
-                                positionals.push(v)
-                            }
-                            None => {
-                                return Err(Error::usage(format!(
-                                    "unexpected argument '{v}' for '{}'",
-                                    c.name
-                                )))
-                            }
+                            break;
                         }
-                    }
+                        Some(pos) => {
+                            if !pos.values.is_empty() && !pos.values.contains(&v.as_str()) {
+                                return Err(Error::usage(format!(
+                                    "invalid value '{v}' for '<{}>': possible values: {}",
+                                    pos.name,
+                                    pos.values.join(", ")
+                                )));
+                            }
+                            positionals.push(v)
+                        }
+                        None => {
+                            return Err(Error::usage(format!(
+                                "unexpected argument '{v}' for '{}'",
+                                c.name
+                            )))
+                        }
+                    },
                 }
             }
         }
@@ -1378,8 +1405,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
         verbose,
         values,
         positionals,
+        raw,
         rest,
     })))
+}
+
+/// The positional that the word after `given` positionals of `c` is.
+fn next_pos(c: &'static Cmd, given: usize) -> Option<&'static Pos> {
+    c.pos
+        .get(given)
+        .or_else(|| c.pos.last().filter(|p| p.many && given >= c.pos.len()))
 }
 
 /// The same `Matches` the command line would give, from the parameters
@@ -1477,6 +1512,7 @@ pub fn matches_from_params(
         verbose: 0,
         values,
         positionals,
+        raw: Vec::new(),
         rest: Vec::new(),
     })
 }

@@ -39,6 +39,12 @@
 //! - Bounded memory: at most `MAX_CLIENTS` connections, each holding at
 //!   most `MAX_MESSAGE` bytes; a header line longer than 1 KiB or a
 //!   malformed one closes that connection.
+//! - A connection that stops sending before its message is whole (no
+//!   byte for `IDLE`) is given up, as if it had hung up: idle ones cannot
+//!   hold the `MAX_CLIENTS` places and keep every later caller in the
+//!   listen queue. The bound is on the time between reads, not the
+//!   whole message, so a large one that keeps coming is never cut off;
+//!   and it is one more deadline of the poll, no tick.
 //! - Bytes that reach the job are appended to `stdin.log` (0600) unless
 //!   the caller asked not to record: input is durable like output (D38).
 //! - `eof` closes the pipe once the bytes before it are written, or at
@@ -80,6 +86,11 @@ const GRACE: Duration = Duration::from_secs(2);
 /// `send --yield 0` still writes what the job takes at once (the trip
 /// to the supervisor takes part of it).
 const MIN_WAIT: Duration = Duration::from_millis(100);
+/// How long a connection whose message is not whole yet may send
+/// nothing before it is given up (`Client::idle_until`). `send` writes its
+/// whole message as soon as it is connected, so only a caller that
+/// stalled or never meant to send waits this long.
+const IDLE: Duration = Duration::from_secs(2);
 /// Sent before the first byte of a message is written to the job.
 const WRITING: &[u8] = b"{\"writing\":true}";
 
@@ -124,6 +135,10 @@ struct Client {
     closed: bool,
     /// `{"writing":true}` is in its socket.
     told: bool,
+    /// While its message is not whole: when it is given up unless more
+    /// of it arrives first (`IDLE` after the last byte read, or after it
+    /// was taken).
+    idle_until: Option<Instant>,
 }
 
 pub struct Input {
@@ -223,9 +238,14 @@ impl Input {
             || self.clients.iter().any(|c| c.ready_to_write())
     }
 
-    /// The earliest moment a caller must be answered.
+    /// The earliest moment a caller must be answered, or given up for
+    /// sending nothing.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.clients.iter().filter_map(|c| c.deadline).min()
+        self.clients
+            .iter()
+            .flat_map(|c| [c.deadline, c.idle_until])
+            .flatten()
+            .min()
     }
 
     /// Do what can be done now: accept, read, write, answer.
@@ -243,6 +263,7 @@ impl Input {
                         deadline: None,
                         closed: false,
                         told: false,
+                        idle_until: Instant::now().checked_add(IDLE),
                     });
                 }
                 Err(_) => break,
@@ -262,6 +283,14 @@ impl Input {
         self.feed_initial();
         // One moment for both: a caller passed over as late is answered.
         let now = Instant::now();
+        for c in &mut self.clients {
+            if c.idle_until.is_some_and(|t| t <= now) {
+                // Read just above, and still nothing new: given up, and
+                // answered (with what of its bytes got in) as a caller
+                // that hung up.
+                c.closed = true;
+            }
+        }
         self.write_clients(now);
         self.answer_done(now);
     }
@@ -492,7 +521,10 @@ impl Client {
                     self.closed = true;
                     return;
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    self.idle_until = Instant::now().checked_add(IDLE);
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -534,6 +566,10 @@ impl Client {
             if let Some(h) = self.header {
                 let take = (h.len - self.data.len()).min(chunk.len());
                 self.data.extend_from_slice(&chunk[..take]);
+                if self.data.len() == h.len {
+                    // Whole: from now on only its deadline counts.
+                    self.idle_until = None;
+                }
                 if self.data.len() == h.len && self.deadline.is_none() {
                     // The caller's wait counts from when its whole message
                     // is here: only the job's not reading may cost it.

@@ -554,10 +554,57 @@ impl Log {
     /// that starts inside a line is searched from its first newline on.
     /// Stopped inside that piece (no newline yet), the search says to
     /// start again at the tail, so the next one skips it too.
+    ///
+    /// `from` is a cursor, and may fall inside a line: that line is
+    /// matched whole, from its real start (`line_start`), so `^` and a
+    /// pattern that spans the cursor mean what they say, but it counts
+    /// only through a match that ends after `from` (`Grep::offer`):
+    /// readiness never fires on output that was there before the cursor.
+    /// The search never says to go on before `from`.
     pub fn grep(&self, from: u64, g: &mut Grep) -> u64 {
         if self.file.is_none() {
             return from;
         }
+        g.floor = from;
+        self.grep_lines(self.line_start(from), g).max(from)
+    }
+
+    /// Where the line that position `from` falls in starts: `from` itself
+    /// when it is a line's start, else just after the newline before it.
+    /// The look back is bounded by GREP_LINE_MAX (a longer line is
+    /// matched in pieces anyway, D32: its piece starts at `from`) and
+    /// never crosses a capped log's gap: in the kept tail it stops at the
+    /// tail's start, where `grep_lines` skips a line the gap cut.
+    fn line_start(&self, from: u64) -> u64 {
+        let g = self.gap.get();
+        let floor = if !g.active() || from < g.head {
+            0
+        } else if from > g.tail_start() {
+            g.tail_start()
+        } else {
+            // At the gap, in the dropped bytes or at the tail's start:
+            // no line before `from` goes on past it.
+            return from;
+        };
+        let back = from.saturating_sub(GREP_LINE_MAX as u64).max(floor);
+        if back == from {
+            return from;
+        }
+        let mut buf = vec![0u8; (from - back) as usize];
+        let (got, at) = self.read_logical(back, &mut buf);
+        if at != back || got != buf.len() {
+            return from;
+        }
+        match buf.iter().rposition(|&b| b == b'\n') {
+            Some(i) => back + i as u64 + 1,
+            None if back == floor => floor,
+            None => from,
+        }
+    }
+
+    /// The search of `grep`, from `from` (a line's start, or a cursor in
+    /// an over-long line).
+    fn grep_lines(&self, from: u64, g: &mut Grep) -> u64 {
         let mut chunk = vec![0u8; GREP_CHUNK];
         let mut line: Vec<u8> = Vec::with_capacity(GREP_LINE_MAX.min(4096));
         let mut line_start = from;
@@ -755,6 +802,47 @@ impl Pattern {
             Test::Regex(r) => r.is_match(line),
         }
     }
+
+    /// Whether some match in `line` ends after byte `after` (the cursor,
+    /// which the line began before): one that needs output written after
+    /// it. The first match may lie wholly before the cursor while a later
+    /// or overlapping one reaches past it, so the search goes on from
+    /// just after each match's start (for a regex, with the whole line as
+    /// context: `^` still means the line's start). A regex's matches are
+    /// the leftmost-first ones it reports: `x|xab` at one start is `x`.
+    fn ends_after(&self, line: &str, after: usize) -> bool {
+        let next = |at: usize| line[at..].chars().next().map(|c| at + c.len_utf8());
+        let mut at = match &self.test {
+            // No occurrence that starts earlier can reach past `after`.
+            Test::Contains(p) => {
+                let mut at = (after + 1).saturating_sub(p.len()).min(line.len());
+                while !line.is_char_boundary(at) {
+                    at -= 1;
+                }
+                at
+            }
+            Test::Regex(_) => 0,
+        };
+        loop {
+            let (start, end) = match &self.test {
+                Test::Contains(p) => match line[at..].find(p.as_str()) {
+                    Some(i) => (at + i, at + i + p.len()),
+                    None => return false,
+                },
+                Test::Regex(r) => match r.find_at(line, at) {
+                    Some(m) => (m.start(), m.end()),
+                    None => return false,
+                },
+            };
+            if end > after {
+                return true;
+            }
+            match next(start) {
+                Some(n) => at = n,
+                None => return false,
+            }
+        }
+    }
 }
 
 /// One matching line: its stream, its text without the newline, and the
@@ -784,6 +872,9 @@ pub struct Grep<'a> {
     /// A waiter's deadline (`until`): the search stops there.
     until: Option<Option<Instant>>,
     bytes: u64,
+    /// Where the search began (`Log::grep`): a line that starts before
+    /// it matches only through a match that ends after it.
+    floor: u64,
 }
 
 impl<'a> Grep<'a> {
@@ -805,6 +896,7 @@ impl<'a> Grep<'a> {
             skipped: 0,
             until: None,
             bytes: 0,
+            floor: 0,
         }
     }
 
@@ -832,7 +924,21 @@ impl<'a> Grep<'a> {
     fn offer(&mut self, line: &[u8], offset: u64) {
         let line = line_text(line, self.pattern.crlf);
         let text = String::from_utf8_lossy(line);
-        if !self.pattern.is_match(&text) {
+        let found = match self.floor.checked_sub(offset) {
+            Some(before) if before > 0 => {
+                // The cursor's place in the text: the same byte in a
+                // line of valid UTF-8; else where the lossy text of the
+                // bytes before it ends.
+                let before = (before as usize).min(line.len());
+                let after = match &text {
+                    std::borrow::Cow::Borrowed(_) => before,
+                    std::borrow::Cow::Owned(_) => String::from_utf8_lossy(&line[..before]).len(),
+                };
+                self.pattern.ends_after(&text, after)
+            }
+            _ => self.pattern.is_match(&text),
+        };
+        if !found {
             return;
         }
         let mut text = text.into_owned();
@@ -2114,6 +2220,37 @@ mod tests {
             let s = log.last_lines(lines, 3, true).unwrap();
             assert_eq!((s.text.as_str(), s.range), ("\u{fffd}", [3, 5]));
         }
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn a_match_counts_past_the_cursor_only() {
+        let c = |p: &str| Pattern::new(p, false).unwrap();
+        let r = |p: &str| Pattern::new(p, true).unwrap();
+        // Overlapping occurrences: the later one reaches past byte 2.
+        assert!(c("aa").ends_after("aaa", 2));
+        assert!(!c("aa").ends_after("aaab", 3));
+        assert!(c("").ends_after("ab", 1));
+        assert!(!c("").ends_after("ab", 2));
+        // The first regex match lies before the cursor, a later one not.
+        assert!(r("a.").ends_after("abxaby", 4));
+        assert!(!r("^a.").ends_after("abxaby", 4));
+        // Multi-byte text: positions are byte offsets.
+        assert!(c("é!").ends_after("café!", 5));
+        assert!(!c("é").ends_after("café!", 5));
+        // A grep from a cursor inside a line reports the whole line.
+        let p = file_with("grep-cursor", b"notREADY-yet\nREADY\n");
+        let log = open_log(&p).unwrap();
+        let pat = c("READY");
+        let mut g = Grep::new(&pat, "stdout", 0, 1000, true);
+        assert_eq!(log.grep(9, &mut g), log.size);
+        let got: Vec<(&str, u64)> = g.ring.iter().map(|m| (m.line.as_str(), m.offset)).collect();
+        assert_eq!(got, [("READY", 13)]);
+        let pat = c("Y-y");
+        let mut g = Grep::new(&pat, "stdout", 0, 1000, true);
+        log.grep(9, &mut g);
+        assert_eq!(g.ring[0].line, "notREADY-yet");
+        assert_eq!(g.ring[0].offset, 0);
         std::fs::remove_file(p).unwrap();
     }
 

@@ -170,6 +170,75 @@ fn since_skips_an_earlier_match() {
     t.ok(&["kill", &id]);
 }
 
+/// A cursor inside a line: the line is matched whole from its real start
+/// (`^` means its start, `offset` is its start), but only a match that
+/// ends after the cursor counts.
+#[test]
+fn a_cursor_inside_a_line_matches_the_whole_line_past_the_cursor() {
+    let t = TempRoot::new();
+    let go = t.cwd.join("go");
+    let script = format!(
+        "printf 'notREADY-'; while [ ! -e '{}' ]; do sleep 0.01; done; echo yet",
+        go.display()
+    );
+    let id = t.start_job(&["sh", "-c", &script]);
+    log_has(&t, &id, "stdout.log", "notREADY-");
+    let cursor = t.ok(&["tail", &id])["cursor"].as_str().unwrap().to_string();
+    std::fs::write(&go, "").unwrap();
+    t.wait_done(&id);
+    let wait = |pattern: &str, kind: &str| {
+        t.ok(&[
+            "wait",
+            "--output",
+            pattern,
+            "--output-match-type",
+            kind,
+            "--since",
+            &cursor,
+            "--until",
+            "20",
+            &id,
+        ])
+    };
+    for (pattern, kind) in [("^yet", "regex"), ("READY", "contains"), ("READY", "regex")] {
+        let v = wait(pattern, kind);
+        assert!(v.get("matched").is_none(), "{pattern} ({kind}): {v}");
+    }
+    for (pattern, kind) in [
+        ("READY-y", "contains"),
+        ("yet$", "regex"),
+        ("^not.*t$", "regex"),
+        ("y", "contains"),
+    ] {
+        let v = wait(pattern, kind);
+        assert_eq!(
+            v["matched"]["line"], "notREADY-yet",
+            "{pattern} ({kind}): {v}"
+        );
+        assert_eq!(v["matched"]["offset"], 0, "{pattern} ({kind}): {v}");
+    }
+    // tail --grep follows the same rule.
+    let grep = |pattern: &str, kind: &str| {
+        t.ok(&[
+            "tail",
+            "--grep",
+            pattern,
+            "--grep-type",
+            kind,
+            "--since",
+            &cursor,
+            &id,
+        ])["matches"]
+            .clone()
+    };
+    assert_eq!(grep("^yet", "regex"), serde_json::json!([]));
+    assert_eq!(grep("READY", "contains"), serde_json::json!([]));
+    assert_eq!(
+        grep("-yet", "contains"),
+        serde_json::json!([{"stream": "stdout", "line": "notREADY-yet", "offset": 0}])
+    );
+}
+
 #[test]
 fn a_job_that_ends_without_a_match() {
     let t = TempRoot::new();

@@ -519,6 +519,80 @@ fn a_send_refused_as_retryable_never_reaches_the_job_later() {
 }
 
 #[test]
+fn connections_that_send_nothing_are_let_go_and_never_hold_send() {
+    use std::io::Read;
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let sock = t.job_dir(&id).join("stdin.sock");
+    // Sixteen connections take every place and never send a request.
+    let idle: Vec<_> = (0..16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    let t0 = Instant::now();
+    for mut c in idle {
+        // The supervisor hangs up on each (end of file, no answer): a
+        // timeout here means it still holds the place.
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got)
+            .expect("an idle connection was never let go");
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let v = t.ok(&["send", "--newline", "--yield", "100ms", &id, "hi"]);
+    assert_eq!(v["bytes_written"], 3, "{v}");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn a_slow_message_that_keeps_coming_is_not_cut_off() {
+    use std::io::{BufRead, Write};
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let sock = t.job_dir(&id).join("stdin.sock");
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    // A caller's own pace, longer in all than the idle bound (2 s) but
+    // never idle that long between pieces.
+    let pieces = 6;
+    c.write_all(format!("{{\"len\":{pieces},\"wait_ms\":5000}}\n").as_bytes())
+        .unwrap();
+    for _ in 0..pieces {
+        std::thread::sleep(Duration::from_millis(600));
+        c.write_all(b"x").unwrap();
+    }
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&c).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(v["bytes_written"], pieces, "{v}");
+    assert_eq!(t.read(&id, "stdin.log"), "xxxxxx");
+    t.ok(&["kill", &id]);
+}
+
+#[test]
+fn text_that_is_not_utf8_is_sent_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let text = b"caf\xe9 \xff\n";
+    let mut c = t.cmd(&["send", "--eof", "--yield", "5s", &id]);
+    c.arg(std::ffi::OsStr::from_bytes(text));
+    let v = t.exec(c).json();
+    assert_eq!(v["bytes_written"], text.len(), "{v}");
+    t.wait_done(&id);
+    let dir = t.job_dir(&id);
+    assert_eq!(std::fs::read(dir.join("stdin.log")).unwrap(), text);
+    assert_eq!(std::fs::read(dir.join("stdout.log")).unwrap(), text);
+    // The job id is still a word of UTF-8.
+    let mut c = t.cmd(&["send"]);
+    c.arg(std::ffi::OsStr::from_bytes(b"\xff"));
+    c.arg("x");
+    let o = t.exec(c);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert_eq!(o.json()["error"]["code"], "usage_error");
+}
+
+#[test]
 fn more_callers_than_places_are_not_held_past_their_yield() {
     let t = TempRoot::new();
     let id = start(&t, &["-i"], &["sleep", "120"]);

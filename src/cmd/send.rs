@@ -259,7 +259,7 @@ fn closed(job: &Job, why: &str) -> Error {
 /// positional (after the job id); `--file` exists only on the command
 /// line (the server reads no caller-named file).
 pub fn request_from(m: &Matches) -> Result<SendRequest> {
-    let text = m.pos(1);
+    let text = m.pos_bytes(1);
     let data = match (m.get("file"), text) {
         (Some(_), Some(_)) => {
             return Err(Error::usage("give TEXT or --file, not both"));
@@ -273,7 +273,7 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
             })?
         }
         (None, Some(t)) => {
-            let mut d = t.as_bytes().to_vec();
+            let mut d = t.to_vec();
             if m.has("newline") {
                 d.push(b'\n');
             }
