@@ -320,6 +320,23 @@ fn run_inline_and_errors() {
     assert_eq!(r["error"]["code"], -32601);
 }
 
+/// A config `[gc] older_than` that is no duration skips auto-GC (a
+/// warning on the server's stderr); the run goes on, as on the CLI.
+#[test]
+fn run_with_a_config_older_than_that_is_no_duration() {
+    let t = TempRoot::new();
+    let d = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.toml"), "[gc]\nolder_than = \"bogus\"\n").unwrap();
+    let mut m = Mcp::init(&t);
+    let d = m.ok("run", json!({"command": "echo hello"}));
+    assert_eq!(
+        (&d["state"], &d["stdout"]),
+        (&json!("exited"), &json!("hello\n")),
+        "{d}"
+    );
+}
+
 #[test]
 fn malformed_and_invalid_messages() {
     let t = TempRoot::new();
