@@ -1088,6 +1088,7 @@ fn main_page() -> String {
         "[restart]",
         "keep_runs = 5              # earlier runs kept by restart and --retry",
     ]);
+    p.pp("A config that is not valid TOML or holds a value of the wrong type is invalid_config for every command that reads it. A [gc] older_than string that is not a duration is the exception: only auto-GC reads it, and auto-GC never fails a launch, so it is skipped with a warning on stderr (unless --auto-gc-older-than gives the window) and the job runs. gc itself does not read [gc].");
     p.sh("JOB ENVIRONMENT");
     for t in JOB_ENV.iter().chain(SECRETS) {
         p.pp(t);
