@@ -35,6 +35,9 @@ pub enum Ty {
     Path,
     Cmd,
     U64,
+    /// A TCP port, 0..=65535: out of range is refused as a non-number
+    /// is, while the arguments are parsed (0.2.3's clap `u16`).
+    Port,
     Bool,
     Choice,
     Tag,
@@ -1002,7 +1005,7 @@ static SERVE: Cmd = Cmd {
     long_about: "Serves /health, /exec, /status, /tail, /wait, /kill, /restart, /send and /list. Prints one 'serve' document when listening. With AGENT_EXEC_SERVE_TOKEN set, every route but /health needs 'Authorization: Bearer <token>'. A non-loopback bind needs --insecure and the token.",
     flags: &[
         Flag::value("bind", "HOST:PORT", Ty::Str, "Address to listen on (an IP literal and a port)").default("127.0.0.1:19263"),
-        Flag::value("port", "PORT", Ty::U64, "Listen on 127.0.0.1:PORT (0 picks a free port)"),
+        Flag::value("port", "PORT", Ty::Port, "Listen on 127.0.0.1:PORT (0 picks a free port)"),
         Flag::switch("insecure", "Allow a non-loopback bind (needs AGENT_EXEC_SERVE_TOKEN too)"),
         Flag::value("allow-origin", "ORIGIN", Ty::Str, "Answer CORS requests from exactly this origin"),
     ],
@@ -1616,6 +1619,10 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
             .parse::<u64>()
             .map(|_| ())
             .map_err(|_| bad("expected a non-negative integer")),
+        Ty::Port => v
+            .parse::<u16>()
+            .map(|_| ())
+            .map_err(|_| bad("expected a port number, 0 to 65535")),
         Ty::Bool => {
             if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
                 Ok(())

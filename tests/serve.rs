@@ -319,7 +319,8 @@ fn startup_refusals_are_error_envelopes() {
     for bad in [
         ["--bind", "localhost:1"],
         ["--bind", "127.0.0.1"],
-        ["--port", "70000"],
+        ["--bind", "127.0.0.1:65536"],
+        ["--bind", "127.0.0.1:abc"],
     ] {
         let mut a = vec!["serve"];
         a.extend_from_slice(&bad);
@@ -339,6 +340,35 @@ fn startup_refusals_are_error_envelopes() {
         o.stdout
     );
     assert!(o.stdout.contains("code: serve_unsafe_bind"), "{}", o.stdout);
+}
+
+/// `--port` is a port while the arguments are parsed (0.2.3's clap
+/// `u16`): out of range is a usage error, exit 2, as a non-number is.
+#[test]
+fn every_bad_port_is_a_usage_error() {
+    let t = TempRoot::new();
+    for bad in [
+        "65536",
+        "70000",
+        "99999999999",
+        "18446744073709551616",
+        "abc",
+        "-1",
+        "",
+    ] {
+        let (code, v) = t.err(&["serve", "--port", bad]);
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{bad:?}: {v}"
+        );
+    }
+    let (code, v) = t.err(&["serve", "--port", "65536", "--allow-origin", "*"]);
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (2, &json!("usage_error")),
+        "{v}"
+    );
 }
 
 #[test]

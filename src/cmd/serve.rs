@@ -291,10 +291,11 @@ fn token_from(var: Option<String>) -> Option<String> {
 /// `--port N` means 127.0.0.1:N; otherwise `--bind` (an IP literal).
 fn bind_addr(m: &Matches) -> Result<SocketAddr> {
     if m.has("port") {
+        // Checked as a `Ty::Port` while the arguments were parsed.
         let p = m.get("port").unwrap_or_default();
         let port: u16 = p
             .parse()
-            .map_err(|_| Error::InvalidConfig(format!("invalid port '{p}': expected 0..=65535")))?;
+            .map_err(|_| Error::usage(format!("invalid port '{p}': expected 0 to 65535")))?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     let b = m.get("bind").unwrap_or("127.0.0.1:19263");
