@@ -1005,7 +1005,7 @@ static SERVE: Cmd = Cmd {
     long_about: "Serves /health, /exec, /status, /tail, /wait, /kill, /restart, /send and /list. Prints one 'serve' document when listening. With AGENT_EXEC_SERVE_TOKEN set, every route but /health needs 'Authorization: Bearer <token>'. A non-loopback bind needs --insecure and the token.",
     flags: &[
         Flag::value("bind", "HOST:PORT", Ty::Str, "Address to listen on (an IP literal and a port)").default("127.0.0.1:19263"),
-        Flag::value("port", "PORT", Ty::Port, "Listen on 127.0.0.1:PORT (0 picks a free port)"),
+        Flag::value("port", "PORT", Ty::Port, "Listen on 127.0.0.1:PORT, PORT 0 to 65535 (0 picks a free port)"),
         Flag::switch("insecure", "Allow a non-loopback bind (needs AGENT_EXEC_SERVE_TOKEN too)"),
         Flag::value("allow-origin", "ORIGIN", Ty::Str, "Answer CORS requests from exactly this origin"),
     ],
