@@ -457,7 +457,8 @@ impl Validator<'_> {
             ));
         };
         match parse_duration(text) {
-            Ok(secs) => Ok((text.to_owned(), secs)),
+            // Stored trimmed, as it was understood, for callers that echo it.
+            Ok(secs) => Ok((text.trim().to_owned(), secs)),
             Err(err) => Err(self.fail(e, key, err)),
         }
     }
@@ -741,8 +742,9 @@ sink_timeout = "2m"
 
     #[test]
     fn zero_values_are_accepted() {
-        let c = parse("[gc]\nolder_than = \"0s\"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
-            .unwrap();
+        let c =
+            parse("[gc]\nolder_than = \" 0s \"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
+                .unwrap();
         assert_eq!(c.gc.older_than.as_deref(), Some("0s"));
         assert_eq!(c.gc.older_than_secs, 0);
         assert_eq!(c.gc.scan_limit, 0);

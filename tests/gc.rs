@@ -399,6 +399,40 @@ fn invalid_durations_are_usage_errors_even_without_a_root() {
     assert_eq!(code, 2);
 }
 
+/// Durations trim surrounding whitespace (0.2.3 §6.2); `gc` echoes
+/// `older_than` as given.
+#[test]
+fn durations_trim_surrounding_whitespace_and_gc_echoes_the_raw_value() {
+    let t = TempRoot::new();
+    // Ten days: older than 7d, younger than auto-GC's default 30d.
+    let old = finished(&t, "exited", 10 * DAY, 1);
+    for raw in [" 7d ", "\t7d", "7d\n"] {
+        let v = t.ok(&["gc", "--older-than", raw, "--dry-run"]);
+        assert_eq!(v["older_than"], raw, "{v}");
+        assert_eq!(entry(&v, &old)["action"], "would_delete", "{v}");
+    }
+    let v = t.ok(&["run", "--timeout", " 5s ", "--until", " 10 ", "--", "true"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    t.settle();
+    assert!(t.job_dir(&old).exists());
+    t.ok(&["run", "--auto-gc-older-than", " 7d ", "--", "true"]);
+    t.settle();
+    assert!(
+        !t.job_dir(&old).exists(),
+        "auto-GC went by the trimmed window"
+    );
+    let old = finished(&t, "exited", 3 * 3600, 2);
+    write_config(&t, "[gc]\nolder_than = \" 2h \"\n");
+    let o = t.out(&["run", "--", "true"]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert!(!o.stderr.contains("auto-gc skipped"), "{}", o.stderr);
+    t.settle();
+    assert!(
+        !t.job_dir(&old).exists(),
+        "auto-GC went by the config's trimmed window"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Auto-GC
 // ---------------------------------------------------------------------------
