@@ -387,7 +387,7 @@ const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM
 /// What neither gc nor delete ever removes.
 const SAFE_DELETE: &str = "Never removed, by gc or delete: a running job; a job whose supervisor holds its lock; a job another caller started or restarted while it was being removed (skipped with reason running); a job a reader (run, wait, status, serve), or its supervisor still delivering notifications, is holding (skipped with reason in_use); a job whose process group still has live members. A refused delete changes nothing.";
 
-const DURATIONS: &str = "Every duration flag (--timeout, --kill-after, --until, --progress-every, wait --until, gc --older-than, --auto-gc-older-than) accepts a number with a unit: 500ms, 1.5s, 5m, 2h, 1d, 1w. A bare number keeps the flag's documented unit (seconds). Surrounding whitespace is refused (invalid_duration), not trimmed. Fields of the HTTP API keep theirs: timeout_ms in milliseconds, timeout and until in seconds.";
+const DURATIONS: &str = "Every duration flag (--timeout, --kill-after, --until, --progress-every, wait --until, gc --older-than, --auto-gc-older-than) accepts a number with a unit: 500ms, 1.5s, 5m, 2h, 1d, 1w. A bare number keeps the flag's documented unit (seconds). Surrounding whitespace is trimmed (gc echoes older_than as given). Fields of the HTTP API keep theirs: timeout_ms in milliseconds, timeout and until in seconds.";
 
 /// The job's environment: run, create (and start, which applies it).
 const JOB_ENV: &[&str] = &[
