@@ -1385,6 +1385,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     })))
 }
 
+/// A duration parameter another door gives in whole milliseconds
+/// (`yield_ms`). Past u64 they saturate, as every duration does: the
+/// command line's `--yield 99999999999999999999` is capped, not refused.
+pub fn param_millis(name: &str, v: &str) -> Result<u64> {
+    let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    match v.parse() {
+        Ok(ms) => Ok(ms),
+        Err(_) if digits => Ok(u64::MAX),
+        Err(_) => Err(Error::InvalidDuration(format!(
+            "parameter {name}: expected milliseconds, got '{v}'"
+        ))),
+    }
+}
+
 /// The same `Matches` the command line would give, from the parameters
 /// of another door (an HTTP query or JSON body, an MCP tool call): names
 /// from `Flag::http_name`, values checked by the same rules, so every
@@ -1428,12 +1442,7 @@ pub fn matches_from_params(
             }
             (Kind::OptBool, _) => truth(v)?.to_string(),
             (Kind::Value(Ty::Duration), Http::Millis(_)) => {
-                let ms: u64 = v.parse().map_err(|_| {
-                    Error::InvalidDuration(format!(
-                        "parameter {name}: expected milliseconds, got '{v}'"
-                    ))
-                })?;
-                format!("{ms}ms")
+                format!("{}ms", param_millis(name, v)?)
             }
             (Kind::Value(ty), _) => {
                 // The command line's own check: a value of the wrong shape

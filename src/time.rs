@@ -254,6 +254,26 @@ pub fn parse_duration_ms(s: &str) -> Result<u64> {
     })
 }
 
+/// A JSON number of seconds (HTTP and MCP `until`, `timeout`, ...) as
+/// the duration text the command line would be given; None when it is
+/// negative or not finite. Its shortest decimal form, except where that
+/// would pass the parser's 40 digits: a value too large for a u64 of
+/// milliseconds becomes one that saturates as it does (so every cap
+/// applies to 1e300 as to 1e20), and a positive value under a
+/// millisecond becomes 1 ms, as the parser rounds one up.
+pub fn seconds_text(s: f64) -> Option<String> {
+    if !s.is_finite() || s < 0.0 {
+        return None;
+    }
+    Some(if s > 1e20 {
+        "100000000000000000000s".to_string()
+    } else if s > 0.0 && s < 1e-3 {
+        "1ms".to_string()
+    } else {
+        format!("{s}s")
+    })
+}
+
 fn parse_duration_inner(t: &str) -> Option<u64> {
     // One leading `+` is a positive number, as in 0.2.3; `-` is not.
     let t = t.strip_prefix('+').unwrap_or(t);
@@ -312,6 +332,22 @@ pub fn deadline_after(ms: u64) -> Option<std::time::Instant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_text_keeps_every_finite_non_negative_number_a_duration() {
+        let ms = |s: f64| parse_duration_ms(&seconds_text(s).unwrap()).unwrap();
+        assert_eq!(ms(0.0), 0);
+        assert_eq!(ms(0.29), 290);
+        assert_eq!(ms(2.5), 2_500);
+        assert_eq!(ms(1e-300), 1);
+        assert_eq!(ms(f64::MIN_POSITIVE), 1);
+        for huge in [1e17, 1e20, 1e21, 1e100, 1e300, f64::MAX] {
+            assert_eq!(ms(huge), u64::MAX, "{huge}");
+        }
+        for bad in [-1.0, -0.001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(seconds_text(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn epoch_and_neighbours() {

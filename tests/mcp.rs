@@ -968,6 +968,47 @@ fn with_limits(t: &TempRoot, default: &str, max: &str) -> Mcp {
     m
 }
 
+/// Any finite non-negative `until` above the cap is capped, however
+/// large (1e20 as 1e308), as is `send`'s `yield_ms`; a tiny one is the
+/// least wait. A negative one is still refused.
+#[test]
+fn huge_until_and_yield_are_capped_not_refused() {
+    let t = TempRoot::new();
+    let mut m = with_limits(&t, "0.2", "0.5");
+    let d = m.ok(
+        "run",
+        json!({"command": "cat >/dev/null", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    for until in [json!(1e20), json!(1e100), json!(1e308), json!(1e-300)] {
+        let t0 = Instant::now();
+        let w = m.ok("wait", json!({"job_id": id, "until": until}));
+        assert_eq!(w["state"], "running", "{until}: {w}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{until}: {:?}",
+            t0.elapsed()
+        );
+    }
+    for y in [json!(1e20), json!(1e300), json!("99999999999999999999")] {
+        let t0 = Instant::now();
+        let s = m.ok("send", json!({"job_id": id, "data": "x", "yield_ms": y}));
+        assert_eq!(s["bytes_written"], 1, "{y}: {s}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{y}: {:?}",
+            t0.elapsed()
+        );
+    }
+    let r = m.call("wait", json!({"job_id": id, "until": -1}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(
+        r["structuredContent"]["error"]["code"], "invalid_duration",
+        "{r}"
+    );
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
 #[test]
 fn restart_stays_within_the_call_limit() {
     let t = TempRoot::new();

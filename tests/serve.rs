@@ -2116,6 +2116,39 @@ fn head_of_a_follow_is_the_head_get_sends() {
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
 }
 
+/// A `yield_ms` past u64 milliseconds is taken as the command line
+/// takes `--yield 99999999999999999999`: saturated, "until the job
+/// ends", not refused. `/exec`'s `until` does the same with any finite
+/// number of seconds.
+#[test]
+fn huge_yield_ms_and_until_saturate() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    for y in [json!("99999999999999999999"), json!(1e20), json!(1e300)] {
+        let id = t.ok(&["run", "-i", "--no-wait", "--", "cat"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = json!({"data": "x", "eof": true, "yield_ms": y}).to_string();
+        let r = s.post(&format!("/send/{id}"), &body);
+        assert_eq!(r.status, 200, "{y}: {}", r.body);
+        let v = r.json();
+        assert_eq!(
+            (&v["bytes_written"], &v["state"]),
+            (&json!(1), &json!("exited")),
+            "{y}: {v}"
+        );
+    }
+    for until in ["1e20", "1e308"] {
+        let r = s.post(
+            "/exec",
+            &format!(r#"{{"command":["true"],"until":{until}}}"#),
+        );
+        assert_eq!(r.status, 200, "{until}: {}", r.body);
+        assert_eq!(r.json()["state"], "exited", "{until}");
+    }
+}
+
 #[test]
 fn send_body_fields_are_typed_as_mcp_types_them() {
     let t = TempRoot::new();

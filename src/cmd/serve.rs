@@ -1938,12 +1938,14 @@ fn body_param(name: &str, flag: &crate::cli::Flag, v: &serde_json::Value) -> Res
         Value::String(s) => Ok(s.clone()),
         Value::Bool(b) if want.starts_with("boolean") => Ok(b.to_string()),
         // Seconds, fractions allowed, as `until` is in /exec.
-        Value::Number(n) if want.starts_with("number") => match n.as_f64() {
-            Some(s) if s.is_finite() && s >= 0.0 => Ok(format!("{s}s")),
-            _ => Err(Error::InvalidDuration(format!(
-                "parameter {name}: expected a non-negative number of seconds, got {n}"
-            ))),
-        },
+        Value::Number(n) if want.starts_with("number") => n
+            .as_f64()
+            .and_then(crate::time::seconds_text)
+            .ok_or_else(|| {
+                Error::InvalidDuration(format!(
+                    "parameter {name}: expected a non-negative number of seconds, got {n}"
+                ))
+            }),
         // Whole (2.0 is an integer to JSON too), written as digits so
         // that the table reads it; a negative one is refused there.
         Value::Number(n) if want.contains("integer") => match n.as_f64() {
