@@ -35,6 +35,9 @@ pub enum Ty {
     Path,
     Cmd,
     U64,
+    /// A TCP port, 0..=65535: out of range is refused as a non-number
+    /// is, while the arguments are parsed (0.2.3's clap `u16`).
+    Port,
     Bool,
     Choice,
     Tag,
@@ -1012,7 +1015,7 @@ static SERVE: Cmd = Cmd {
     long_about: "Serves /health, /exec, /status, /tail, /wait, /kill, /restart, /send and /list. Prints one 'serve' document when listening. With AGENT_EXEC_SERVE_TOKEN set, every route but /health needs 'Authorization: Bearer <token>'. A non-loopback bind needs --insecure and the token.",
     flags: &[
         Flag::value("bind", "HOST:PORT", Ty::Str, "Address to listen on (an IP literal and a port)").default("127.0.0.1:19263"),
-        Flag::value("port", "PORT", Ty::U64, "Listen on 127.0.0.1:PORT (0 picks a free port)"),
+        Flag::value("port", "PORT", Ty::Port, "Listen on 127.0.0.1:PORT, PORT 0 to 65535 (0 picks a free port)"),
         Flag::switch("insecure", "Allow a non-loopback bind (needs AGENT_EXEC_SERVE_TOKEN too)"),
         Flag::value("allow-origin", "ORIGIN", Ty::Str, "Answer CORS requests from exactly this origin"),
     ],
@@ -1417,6 +1420,20 @@ fn next_pos(c: &'static Cmd, given: usize) -> Option<&'static Pos> {
         .or_else(|| c.pos.last().filter(|p| p.many && given >= c.pos.len()))
 }
 
+/// A duration parameter another door gives in whole milliseconds
+/// (`yield_ms`). Past u64 they saturate, as every duration does: the
+/// command line's `--yield 99999999999999999999` is capped, not refused.
+pub fn param_millis(name: &str, v: &str) -> Result<u64> {
+    let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    match v.parse() {
+        Ok(ms) => Ok(ms),
+        Err(_) if digits => Ok(u64::MAX),
+        Err(_) => Err(Error::InvalidDuration(format!(
+            "parameter {name}: expected milliseconds, got '{v}'"
+        ))),
+    }
+}
+
 /// The same `Matches` the command line would give, from the parameters
 /// of another door (an HTTP query or JSON body, an MCP tool call): names
 /// from `Flag::http_name`, values checked by the same rules, so every
@@ -1460,12 +1477,7 @@ pub fn matches_from_params(
             }
             (Kind::OptBool, _) => truth(v)?.to_string(),
             (Kind::Value(Ty::Duration), Http::Millis(_)) => {
-                let ms: u64 = v.parse().map_err(|_| {
-                    Error::InvalidDuration(format!(
-                        "parameter {name}: expected milliseconds, got '{v}'"
-                    ))
-                })?;
-                format!("{ms}ms")
+                format!("{}ms", param_millis(name, v)?)
             }
             (Kind::Value(ty), _) => {
                 // The command line's own check: a value of the wrong shape
@@ -1652,6 +1664,10 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
             .parse::<u64>()
             .map(|_| ())
             .map_err(|_| bad("expected a non-negative integer")),
+        Ty::Port => v
+            .parse::<u16>()
+            .map(|_| ())
+            .map_err(|_| bad("expected a port number, 0 to 65535")),
         Ty::Bool => {
             if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
                 Ok(())

@@ -22,6 +22,9 @@
 //!   become an argv prefix, and NUL cannot cross `exec`).
 //! - `gc.auto` (bool), `gc.older_than` (duration string), `gc.max_jobs`,
 //!   `gc.max_bytes`, `gc.scan_limit`, `gc.delete_limit` (integers >= 0).
+//!   A `gc.older_than` string that is not a duration is the one bad value
+//!   not refused: it only disables auto-GC, with a warning
+//!   (`GcConfig::older_than_invalid`), since auto-GC never fails a launch.
 //! - `notify.sink_timeout` (duration string).
 //! - `restart.keep_runs` (integer >= 0, default 5): how many earlier runs
 //!   of a job `restart` and `run --retry` keep.
@@ -131,6 +134,12 @@ pub struct GcConfig {
     pub older_than: Option<String>,
     /// `older_than` in seconds, or the 30-day default.
     pub older_than_secs: u64,
+    /// Why `gc.older_than` was not understood, file and line included:
+    /// auto-GC is then skipped with this as its warning, unless
+    /// `--auto-gc-older-than` says what the file failed to. Kept with a
+    /// job, so that its later launches skip and warn alike.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub older_than_invalid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,6 +154,7 @@ impl Default for GcConfig {
             auto: true,
             older_than: None,
             older_than_secs: DEFAULT_OLDER_THAN_SECS,
+            older_than_invalid: None,
             max_jobs: None,
             max_bytes: None,
             scan_limit: DEFAULT_SCAN_LIMIT,
@@ -296,9 +306,20 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
         gc.auto = v.boolean(e, "gc.auto")?;
     }
     if let Some(e) = v.key("gc", "older_than") {
-        let (raw, secs) = v.duration(e, "gc.older_than")?;
-        gc.older_than = Some(raw);
-        gc.older_than_secs = secs;
+        match v.duration(e, "gc.older_than") {
+            Ok((raw, secs)) => {
+                gc.older_than = Some(raw);
+                gc.older_than_secs = secs;
+            }
+            // Only auto-GC reads it, and auto-GC never fails its caller: a
+            // string that is no duration skips auto-GC with a warning (as
+            // 0.2.3 did) rather than refusing the job. A value of the
+            // wrong type is refused, as every other broken key is.
+            Err(err) if e.value.as_str().is_some() => {
+                gc.older_than_invalid = Some(err.to_string());
+            }
+            Err(err) => return Err(err),
+        }
     }
     if let Some(e) = v.key("gc", "max_jobs") {
         gc.max_jobs = Some(v.count(e, "gc.max_jobs")?);
@@ -436,7 +457,8 @@ impl Validator<'_> {
             ));
         };
         match parse_duration(text) {
-            Ok(secs) => Ok((text.to_owned(), secs)),
+            // Stored trimmed, as it was understood, for callers that echo it.
+            Ok(secs) => Ok((text.trim().to_owned(), secs)),
             Err(err) => Err(self.fail(e, key, err)),
         }
     }
@@ -633,20 +655,6 @@ sink_timeout = "2m"
             ),
         );
         invalid(
-            "[gc]\nolder_than = \"30 days\"\n",
-            &format!(
-                "{p}:2: gc.older_than: invalid duration: 30 days; expected formats: 500ms, \
-                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
-            ),
-        );
-        invalid(
-            "[gc]\nolder_than = \" 0s \"\n",
-            &format!(
-                "{p}:2: gc.older_than: invalid duration:  0s ; expected formats: 500ms, \
-                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
-            ),
-        );
-        invalid(
             "[notify]\nsink_timeout = \"-5s\"\n",
             &format!(
                 "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 500ms, \
@@ -708,9 +716,35 @@ sink_timeout = "2m"
     }
 
     #[test]
+    fn a_gc_older_than_that_is_no_duration_only_disables_auto_gc() {
+        let p = origin().display();
+        let c =
+            parse("[shell]\nunix = [\"bash\", \"-c\"]\n[gc]\nolder_than = \"30 days\"\n").unwrap();
+        assert_eq!(
+            c.gc.older_than_invalid.as_deref(),
+            Some(&*format!(
+                "{p}:4: gc.older_than: invalid duration: 30 days; expected formats: 500ms, \
+                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
+            ))
+        );
+        assert_eq!(c.gc.older_than, None);
+        assert_eq!(c.gc.older_than_secs, DEFAULT_OLDER_THAN_SECS);
+        // The rest of the file still counts.
+        assert_eq!(c.shell_unix, Some(vec!["bash".into(), "-c".into()]));
+        assert_eq!(
+            parse("[gc]\nolder_than = \"7d\"")
+                .unwrap()
+                .gc
+                .older_than_invalid,
+            None
+        );
+    }
+
+    #[test]
     fn zero_values_are_accepted() {
-        let c = parse("[gc]\nolder_than = \"0s\"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
-            .unwrap();
+        let c =
+            parse("[gc]\nolder_than = \" 0s \"\nscan_limit = 0\n[notify]\nsink_timeout = \"0\"")
+                .unwrap();
         assert_eq!(c.gc.older_than.as_deref(), Some("0s"));
         assert_eq!(c.gc.older_than_secs, 0);
         assert_eq!(c.gc.scan_limit, 0);

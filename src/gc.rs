@@ -92,15 +92,28 @@ pub struct AutoGc {
 
 impl AutoGc {
     /// Config `[gc]`, overridden by `--auto-gc-*`; None when disabled
-    /// (`[gc] auto = false` or `--no-auto-gc`).
+    /// (`[gc] auto = false` or `--no-auto-gc`) or when the config's
+    /// `older_than` is not a duration and no flag replaces it (warned).
     pub fn from_matches(m: &Matches, cfg: &GcConfig) -> Option<AutoGc> {
         if !cfg.auto || m.has("no-auto-gc") {
             return None;
         }
-        let older_than_secs = m
+        let older_than_secs = match m
             .get("auto-gc-older-than")
             .and_then(|d| crate::time::parse_duration(d).ok())
-            .unwrap_or(cfg.older_than_secs);
+        {
+            Some(secs) => secs,
+            None => {
+                // The config's retention is unreadable: guessing one could
+                // delete jobs the user meant to keep, and refusing would
+                // fail a launch over a clean-up.
+                if let Some(why) = &cfg.older_than_invalid {
+                    warn!("auto-gc skipped: {why}");
+                    return None;
+                }
+                cfg.older_than_secs
+            }
+        };
         Some(AutoGc {
             older_than_secs,
             max_jobs: m.u64("auto-gc-max-jobs").or(cfg.max_jobs),

@@ -1102,6 +1102,7 @@ mod tests {
             auto: false,
             older_than: Some("7d".into()),
             older_than_secs: 604_800,
+            older_than_invalid: None,
             max_jobs: Some(3),
             max_bytes: None,
             scan_limit: 9,

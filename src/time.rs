@@ -24,10 +24,9 @@
 //! Durations: `<n>` (seconds) or `<n>` followed by one of `ms s m h d w`
 //! (lowercase), where `<n>` is plain decimal digits with an optional
 //! fraction (`1.5s`): no sign, no `_`, no exponent, no space before the
-//! unit, no compound forms like `1h30m`, and no surrounding whitespace
-//! (refused, as integer values refuse it, rather than trimmed into a
-//! value that is then echoed back unlike what was understood). The
-//! result is milliseconds (`parse_duration_ms`) or whole
+//! unit, no compound forms like `1h30m`. Surrounding whitespace is
+//! trimmed, as 0.2.3 trimmed `gc --older-than` (callers echo the value as
+//! given, as 0.2.3 did). The result is milliseconds (`parse_duration_ms`) or whole
 //! seconds; values beyond u64 milliseconds saturate to "never", and every
 //! deadline is computed with `deadline_after`, so no duration can
 //! overflow a clock.
@@ -248,10 +247,30 @@ pub fn parse_duration(s: &str) -> Result<u64> {
 /// milliseconds (585 million years) saturate: they mean "never" to every
 /// caller, which must add them to clocks with `deadline_after`.
 pub fn parse_duration_ms(s: &str) -> Result<u64> {
-    parse_duration_inner(s).ok_or_else(|| {
+    parse_duration_inner(s.trim()).ok_or_else(|| {
         Error::InvalidDuration(format!(
             "invalid duration: {s}; expected formats: 500ms, 1.5s, 5m, 2h, 1d (a bare number is seconds)"
         ))
+    })
+}
+
+/// A JSON number of seconds (HTTP and MCP `until`, `timeout`, ...) as
+/// the duration text the command line would be given; None when it is
+/// negative or not finite. Its shortest decimal form, except where that
+/// would pass the parser's 40 digits: a value too large for a u64 of
+/// milliseconds becomes one that saturates as it does (so every cap
+/// applies to 1e300 as to 1e20), and a positive value under a
+/// millisecond becomes 1 ms, as the parser rounds one up.
+pub fn seconds_text(s: f64) -> Option<String> {
+    if !s.is_finite() || s < 0.0 {
+        return None;
+    }
+    Some(if s > 1e20 {
+        "100000000000000000000s".to_string()
+    } else if s > 0.0 && s < 1e-3 {
+        "1ms".to_string()
+    } else {
+        format!("{s}s")
     })
 }
 
@@ -313,6 +332,22 @@ pub fn deadline_after(ms: u64) -> Option<std::time::Instant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_text_keeps_every_finite_non_negative_number_a_duration() {
+        let ms = |s: f64| parse_duration_ms(&seconds_text(s).unwrap()).unwrap();
+        assert_eq!(ms(0.0), 0);
+        assert_eq!(ms(0.29), 290);
+        assert_eq!(ms(2.5), 2_500);
+        assert_eq!(ms(1e-300), 1);
+        assert_eq!(ms(f64::MIN_POSITIVE), 1);
+        for huge in [1e17, 1e20, 1e21, 1e100, 1e300, f64::MAX] {
+            assert_eq!(ms(huge), u64::MAX, "{huge}");
+        }
+        for bad in [-1.0, -0.001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(seconds_text(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn epoch_and_neighbours() {
@@ -468,7 +503,7 @@ mod tests {
             ("24h", 86_400),
             ("30d", 2_592_000),
             ("2w", 1_209_600),
-            ("7d", 604_800),
+            ("  7d\n", 604_800),
             ("007s", 7),
             ("18446744073709551", 18_446_744_073_709_551),
             ("1.5h", 5_400),
@@ -505,7 +540,7 @@ mod tests {
         for bad in [
             "", " ", "d", "s", "ms", "-1", "+", "++1", "+-1", "+ 1", "1h30m", "30 d", "30D", "1y",
             "1_000", "0x10", "d30", "30dd", "３０d", "1e3", ".5", "1.", "1..5", "1.5.2", "nan",
-            "inf", "1 ms", "1mss", " 7d", "7d ", "\t1s", "1\n",
+            "inf", "1 ms", "1mss",
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidDuration(_)), "{bad:?}");

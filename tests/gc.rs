@@ -399,6 +399,40 @@ fn invalid_durations_are_usage_errors_even_without_a_root() {
     assert_eq!(code, 2);
 }
 
+/// Durations trim surrounding whitespace (0.2.3 §6.2); `gc` echoes
+/// `older_than` as given.
+#[test]
+fn durations_trim_surrounding_whitespace_and_gc_echoes_the_raw_value() {
+    let t = TempRoot::new();
+    // Ten days: older than 7d, younger than auto-GC's default 30d.
+    let old = finished(&t, "exited", 10 * DAY, 1);
+    for raw in [" 7d ", "\t7d", "7d\n"] {
+        let v = t.ok(&["gc", "--older-than", raw, "--dry-run"]);
+        assert_eq!(v["older_than"], raw, "{v}");
+        assert_eq!(entry(&v, &old)["action"], "would_delete", "{v}");
+    }
+    let v = t.ok(&["run", "--timeout", " 5s ", "--until", " 10 ", "--", "true"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    t.settle();
+    assert!(t.job_dir(&old).exists());
+    t.ok(&["run", "--auto-gc-older-than", " 7d ", "--", "true"]);
+    t.settle();
+    assert!(
+        !t.job_dir(&old).exists(),
+        "auto-GC went by the trimmed window"
+    );
+    let old = finished(&t, "exited", 3 * 3600, 2);
+    write_config(&t, "[gc]\nolder_than = \" 2h \"\n");
+    let o = t.out(&["run", "--", "true"]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert!(!o.stderr.contains("auto-gc skipped"), "{}", o.stderr);
+    t.settle();
+    assert!(
+        !t.job_dir(&old).exists(),
+        "auto-GC went by the config's trimmed window"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Auto-GC
 // ---------------------------------------------------------------------------
@@ -567,6 +601,72 @@ fn auto_gc_budgets_and_oldest_first() {
     t.ok(&["run", "--", "true"]);
     t.settle();
     assert!(!t.job_dir(&old[0]).exists() && !t.job_dir(&old[1]).exists());
+}
+
+/// A `[gc] older_than` that is no duration only skips auto-GC, with a
+/// warning: the launch goes on (0.2.3 logged "auto-gc failed
+/// (best-effort)"). `--auto-gc-older-than` says what the file could not.
+/// A value of the wrong type is still a broken config.
+#[test]
+fn a_config_older_than_that_is_no_duration_skips_auto_gc_with_a_warning() {
+    let t = TempRoot::new();
+    let (old, _) = old_pair(&t);
+    write_config(&t, "[gc]\nolder_than = \"bogus\"\n");
+    let named = t.base.join("named.toml");
+    std::fs::write(&named, "[gc]\nolder_than = \"bogus\"\n").unwrap();
+    let named = named.to_str().unwrap();
+    for args in [
+        &["run", "--", "echo", "hi"][..],
+        &["run", "--no-auto-gc", "--", "echo", "hi"],
+        &["run", "--config", named, "--", "echo", "hi"],
+    ] {
+        let o = t.out(args);
+        let v = o.json();
+        assert_eq!(o.code, 0, "{args:?}: {v} {}", o.stderr);
+        assert_eq!(v["stdout"], "hi\n", "{args:?}: {v}");
+        let warned = o.stderr.contains("auto-gc skipped: ")
+            && o.stderr.contains("gc.older_than: invalid duration: bogus");
+        assert_eq!(warned, !args.contains(&"--no-auto-gc"), "{}", o.stderr);
+    }
+    // A job defined with the named file keeps its verdict for later launches.
+    let id = t.ok(&["create", "--config", named, "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(named).unwrap();
+    let o = t.out(&["start", &id]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("auto-gc skipped: "), "{}", o.stderr);
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = t.out(&["start", &id]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("auto-gc skipped: "), "{}", o.stderr);
+    t.settle();
+    assert!(
+        t.job_dir(&old).exists(),
+        "collected with a retention nobody gave"
+    );
+
+    // serve reads the same file; /exec runs.
+    let s = t.serve();
+    let (code, v) = support::http_json(s.port, "POST", "/exec", r#"{"command":["echo","hi"]}"#);
+    assert_eq!((code, &v["stdout"]), (200, &json!("hi\n")), "{v}");
+    drop(s);
+
+    t.ok(&["run", "--auto-gc-older-than", "30d", "--", "true"]);
+    t.settle();
+    assert!(!t.job_dir(&old).exists(), "the flag's retention applies");
+
+    write_config(&t, "[gc]\nolder_than = 5\n");
+    let (code, v) = t.err(&["run", "--no-auto-gc", "--", "true"]);
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (1, &json!("invalid_config")),
+        "{v}"
+    );
 }
 
 /// Hold an exclusive flock on `path` (flock(1) from util-linux) until

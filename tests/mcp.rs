@@ -320,6 +320,23 @@ fn run_inline_and_errors() {
     assert_eq!(r["error"]["code"], -32601);
 }
 
+/// A config `[gc] older_than` that is no duration skips auto-GC (a
+/// warning on the server's stderr); the run goes on, as on the CLI.
+#[test]
+fn run_with_a_config_older_than_that_is_no_duration() {
+    let t = TempRoot::new();
+    let d = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.toml"), "[gc]\nolder_than = \"bogus\"\n").unwrap();
+    let mut m = Mcp::init(&t);
+    let d = m.ok("run", json!({"command": "echo hello"}));
+    assert_eq!(
+        (&d["state"], &d["stdout"]),
+        (&json!("exited"), &json!("hello\n")),
+        "{d}"
+    );
+}
+
 #[test]
 fn malformed_and_invalid_messages() {
     let t = TempRoot::new();
@@ -949,6 +966,47 @@ fn with_limits(t: &TempRoot, default: &str, max: &str) -> Mcp {
     );
     m.request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
     m
+}
+
+/// Any finite non-negative `until` above the cap is capped, however
+/// large (1e20 as 1e308), as is `send`'s `yield_ms`; a tiny one is the
+/// least wait. A negative one is still refused.
+#[test]
+fn huge_until_and_yield_are_capped_not_refused() {
+    let t = TempRoot::new();
+    let mut m = with_limits(&t, "0.2", "0.5");
+    let d = m.ok(
+        "run",
+        json!({"command": "cat >/dev/null", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    for until in [json!(1e20), json!(1e100), json!(1e308), json!(1e-300)] {
+        let t0 = Instant::now();
+        let w = m.ok("wait", json!({"job_id": id, "until": until}));
+        assert_eq!(w["state"], "running", "{until}: {w}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{until}: {:?}",
+            t0.elapsed()
+        );
+    }
+    for y in [json!(1e20), json!(1e300), json!("99999999999999999999")] {
+        let t0 = Instant::now();
+        let s = m.ok("send", json!({"job_id": id, "data": "x", "yield_ms": y}));
+        assert_eq!(s["bytes_written"], 1, "{y}: {s}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{y}: {:?}",
+            t0.elapsed()
+        );
+    }
+    let r = m.call("wait", json!({"job_id": id, "until": -1}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(
+        r["structuredContent"]["error"]["code"], "invalid_duration",
+        "{r}"
+    );
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
 }
 
 #[test]

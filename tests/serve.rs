@@ -319,7 +319,8 @@ fn startup_refusals_are_error_envelopes() {
     for bad in [
         ["--bind", "localhost:1"],
         ["--bind", "127.0.0.1"],
-        ["--port", "70000"],
+        ["--bind", "127.0.0.1:65536"],
+        ["--bind", "127.0.0.1:abc"],
     ] {
         let mut a = vec!["serve"];
         a.extend_from_slice(&bad);
@@ -339,6 +340,35 @@ fn startup_refusals_are_error_envelopes() {
         o.stdout
     );
     assert!(o.stdout.contains("code: serve_unsafe_bind"), "{}", o.stdout);
+}
+
+/// `--port` is a port while the arguments are parsed (0.2.3's clap
+/// `u16`): out of range is a usage error, exit 2, as a non-number is.
+#[test]
+fn every_bad_port_is_a_usage_error() {
+    let t = TempRoot::new();
+    for bad in [
+        "65536",
+        "70000",
+        "99999999999",
+        "18446744073709551616",
+        "abc",
+        "-1",
+        "",
+    ] {
+        let (code, v) = t.err(&["serve", "--port", bad]);
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{bad:?}: {v}"
+        );
+    }
+    let (code, v) = t.err(&["serve", "--port", "65536", "--allow-origin", "*"]);
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (2, &json!("usage_error")),
+        "{v}"
+    );
 }
 
 #[test]
@@ -2084,6 +2114,39 @@ fn head_of_a_follow_is_the_head_get_sends() {
         b"HEAD /tail/nope?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+/// A `yield_ms` past u64 milliseconds is taken as the command line
+/// takes `--yield 99999999999999999999`: saturated, "until the job
+/// ends", not refused. `/exec`'s `until` does the same with any finite
+/// number of seconds.
+#[test]
+fn huge_yield_ms_and_until_saturate() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    for y in [json!("99999999999999999999"), json!(1e20), json!(1e300)] {
+        let id = t.ok(&["run", "-i", "--no-wait", "--", "cat"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = json!({"data": "x", "eof": true, "yield_ms": y}).to_string();
+        let r = s.post(&format!("/send/{id}"), &body);
+        assert_eq!(r.status, 200, "{y}: {}", r.body);
+        let v = r.json();
+        assert_eq!(
+            (&v["bytes_written"], &v["state"]),
+            (&json!(1), &json!("exited")),
+            "{y}: {v}"
+        );
+    }
+    for until in ["1e20", "1e308"] {
+        let r = s.post(
+            "/exec",
+            &format!(r#"{{"command":["true"],"until":{until}}}"#),
+        );
+        assert_eq!(r.status, 200, "{until}: {}", r.body);
+        assert_eq!(r.json()["state"], "exited", "{until}");
+    }
 }
 
 #[test]

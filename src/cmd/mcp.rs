@@ -620,12 +620,14 @@ fn strings(name: &str, v: &Value) -> Result<Vec<String>> {
 /// A duration given in seconds (a number) as the flag's text.
 fn seconds(name: &str, v: &Value) -> Result<String> {
     match v {
-        Value::Number(n) => match n.as_f64() {
-            Some(s) if s.is_finite() && s >= 0.0 => Ok(format!("{s}s")),
-            _ => Err(Error::InvalidDuration(format!(
-                "parameter {name}: expected a non-negative number of seconds, got {n}"
-            ))),
-        },
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(crate::time::seconds_text)
+            .ok_or_else(|| {
+                Error::InvalidDuration(format!(
+                    "parameter {name}: expected a non-negative number of seconds, got {n}"
+                ))
+            }),
         Value::String(s) => Ok(s.clone()),
         other => Err(bad(format!(
             "parameter {name}: expected a number of seconds, got {other}"
@@ -831,13 +833,7 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
             let mut given = false;
             for (k, v) in a.params.iter_mut().filter(|(k, _)| k == "yield_ms") {
                 given = true;
-                if let Ok(ms) = v.parse::<u64>() {
-                    *v = ms.min(cap).to_string();
-                } else {
-                    return Err(Error::InvalidDuration(format!(
-                        "parameter {k}: expected milliseconds, got '{v}'"
-                    )));
-                }
+                *v = cli::param_millis(k, v)?.min(cap).to_string();
             }
             // The default yield is held to the limit too, as the
             // description says (`yield_default_ms`).

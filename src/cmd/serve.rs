@@ -291,10 +291,11 @@ fn token_from(var: Option<String>) -> Option<String> {
 /// `--port N` means 127.0.0.1:N; otherwise `--bind` (an IP literal).
 fn bind_addr(m: &Matches) -> Result<SocketAddr> {
     if m.has("port") {
+        // Checked as a `Ty::Port` while the arguments were parsed.
         let p = m.get("port").unwrap_or_default();
         let port: u16 = p
             .parse()
-            .map_err(|_| Error::InvalidConfig(format!("invalid port '{p}': expected 0..=65535")))?;
+            .map_err(|_| Error::usage(format!("invalid port '{p}': expected 0 to 65535")))?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     let b = m.get("bind").unwrap_or("127.0.0.1:19263");
@@ -1940,12 +1941,14 @@ fn body_param(name: &str, flag: &crate::cli::Flag, v: &serde_json::Value) -> Res
         Value::String(s) => Ok(s.clone()),
         Value::Bool(b) if want.starts_with("boolean") => Ok(b.to_string()),
         // Seconds, fractions allowed, as `until` is in /exec.
-        Value::Number(n) if want.starts_with("number") => match n.as_f64() {
-            Some(s) if s.is_finite() && s >= 0.0 => Ok(format!("{s}s")),
-            _ => Err(Error::InvalidDuration(format!(
-                "parameter {name}: expected a non-negative number of seconds, got {n}"
-            ))),
-        },
+        Value::Number(n) if want.starts_with("number") => n
+            .as_f64()
+            .and_then(crate::time::seconds_text)
+            .ok_or_else(|| {
+                Error::InvalidDuration(format!(
+                    "parameter {name}: expected a non-negative number of seconds, got {n}"
+                ))
+            }),
         // Whole (2.0 is an integer to JSON too), written as digits so
         // that the table reads it; a negative one is refused there.
         Value::Number(n) if want.contains("integer") => match n.as_f64() {
