@@ -2518,6 +2518,23 @@ pub fn file_size_limit() -> Option<u64> {
     (rc == 0 && rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur as u64)
 }
 
+/// Raise this process's soft limit on open files to its hard limit, for
+/// a command that holds a few descriptors per job it was given (`wait`
+/// on many ids: each job's directory pin and lock). Only for a process
+/// that starts no other: children would inherit the raised limit.
+pub fn raise_open_files_limit() {
+    // SAFETY: rlimit is plain data; getrlimit writes one into `rl`.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `rl` is a live local the call fills in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 || rl.rlim_cur >= rl.rlim_max {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    // SAFETY: setrlimit reads the live local `rl`; raising the soft limit
+    // up to the hard one needs no privilege. A failure leaves it as it was.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
+}
+
 /// A deadline for the blocking calls of one thread: a POSIX timer that
 /// sends `INTERRUPT` (handler: nothing, no SA_RESTART; `arm_interrupt`)
 /// to the thread that armed it, once `after` has passed and then every

@@ -352,3 +352,30 @@ fn a_budget_beyond_the_memory_left_still_answers_one_document() {
         }
     }
 }
+
+/// `wait` on many ids holds a few descriptors per job; under a soft
+/// limit below that it raises the soft limit to the hard one rather
+/// than fail (a thousand queued jobs against the common soft 1024).
+#[test]
+fn wait_on_many_ids_lifts_a_low_soft_descriptor_limit() {
+    let t = TempRoot::new();
+    let ids: Vec<String> = (0..100)
+        .map(|_| {
+            t.ok(&["create", "--", "true"])["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg("ulimit -S -n 64 && exec \"$0\" \"$@\"")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["wait", "--until", "0"])
+        .args(&ids);
+    let v = t.exec(c).json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["jobs"].as_array().map(Vec::len), Some(100), "{v}");
+}

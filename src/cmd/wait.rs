@@ -347,6 +347,12 @@ fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
             "--output and --since take one job id; wait for several jobs without them",
         ));
     }
+    // A few descriptors per job for the whole wait: a thousand ids must
+    // not run into a soft limit of 1024 that the hard limit lifts. This
+    // process starts nothing that would inherit the raised limit.
+    if m.positionals.len() > 16 {
+        crate::sys::raise_open_files_limit();
+    }
     let jobs = lookup_all(store, &m.positionals)?;
     let until = until_ms(m);
     let deadline = until.and_then(crate::time::deadline_after);
