@@ -216,7 +216,12 @@ impl Input {
 
     /// The descriptors to poll and what for.
     pub fn poll_fds(&self, out: &mut Vec<sys::PollFd>) {
-        out.push(sys::poll_fd(self.listener.as_raw_fd(), sys::POLLIN));
+        // With every place taken, callers wait in the listen queue: not
+        // polled for, or poll would return at once, again and again, for
+        // connections nobody accepts (a core spun until a place freed).
+        let accepting = self.clients.len() < MAX_CLIENTS;
+        let ev = if accepting { sys::POLLIN } else { 0 };
+        out.push(sys::poll_fd(self.listener.as_raw_fd(), ev));
         for c in &self.clients {
             let ev = if c.header.map_or(true, |h| c.data.len() < h.len) {
                 sys::POLLIN

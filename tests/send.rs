@@ -544,6 +544,37 @@ fn connections_that_send_nothing_are_let_go_and_never_hold_send() {
     t.ok(&["kill", &id]);
 }
 
+/// CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// More callers than places wait in the listen queue at no cost: the
+/// supervisor spun a whole core, polling a listener it would not accept
+/// from, for as long as a seventeenth caller waited.
+#[test]
+fn callers_beyond_every_place_cost_the_supervisor_nothing() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["sleep", "30"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    let sock = t.job_dir(&id).join("stdin.sock");
+    let held: Vec<_> = (0..17)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    // Well within the 2 s for which idle connections are kept.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(sup);
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = cpu_ticks(sup) - before;
+    drop(held);
+    // A spinning supervisor takes about 100 ticks a second.
+    assert!(used < 30, "{used} ticks in 1 s");
+    t.ok(&["kill", &id]);
+}
+
 #[test]
 fn a_slow_message_that_keeps_coming_is_not_cut_off() {
     use std::io::{BufRead, Write};
