@@ -125,6 +125,9 @@ pub const DATE: &str = "2026-12-02";
 
 struct Page(String);
 
+/// The longest source line of running text a page is written with.
+const TEXT_WIDTH: usize = 78;
+
 impl Page {
     fn new(title: &str, section_name: &str) -> Page {
         let mut p = Page(String::new());
@@ -146,14 +149,31 @@ impl Page {
     /// A line of running text (escaped; protected against a leading
     /// control character).
     fn text(&mut self, s: &str) {
-        let line = esc(s.trim());
-        if line.is_empty() {
-            return;
+        let text = esc(s.trim());
+        // Broken at spaces into source lines of at most `TEXT_WIDTH`
+        // bytes (a filled paragraph joins them again): `mandoc -Tlint`
+        // counts a longer one as a style fault. A word longer than that
+        // stays whole on its own line.
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let cut = if rest.len() <= TEXT_WIDTH {
+                rest.len()
+            } else {
+                rest[..=TEXT_WIDTH]
+                    .rfind(' ')
+                    .or_else(|| rest.find(' '))
+                    .unwrap_or(rest.len())
+            };
+            let line = rest[..cut].trim_end();
+            rest = rest[cut..].trim_start();
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with('.') || line.starts_with('\'') {
+                self.0.push_str("\\&");
+            }
+            self.raw(line);
         }
-        if line.starts_with('.') || line.starts_with('\'') {
-            self.0.push_str("\\&");
-        }
-        self.raw(&line);
     }
     fn sh(&mut self, s: &str) {
         self.raw(&format!(".SH \"{}\"", esc(s)));

@@ -258,8 +258,8 @@ fn see_also_has_no_space_before_the_section() {
     }
 }
 
-/// `mandoc -Tlint -W warning` finds nothing to report (errors and
-/// unsupported constructs included). Skipped, with a note, when mandoc is
+/// `mandoc -Tlint` finds nothing to report, style messages (a source
+/// line over 80 bytes) included. Skipped, with a note, when mandoc is
 /// not installed; CI installs it.
 #[test]
 fn mandoc_lint_is_clean() {
@@ -270,7 +270,7 @@ fn mandoc_lint_is_clean() {
     let mut problems = String::new();
     for name in page_names(&committed()) {
         let o = Command::new("mandoc")
-            .args(["-Tlint", "-W", "warning"])
+            .arg("-Tlint")
             .arg(committed().join(&name))
             .output()
             .unwrap();
