@@ -875,6 +875,10 @@ pub struct Grep<'a> {
     /// Where the search began (`Log::grep`): a line that starts before
     /// it matches only through a match that ends after it.
     floor: u64,
+    /// The matches kept outgrew the memory left (a large `max_bytes`
+    /// of short lines): the search keeps nothing more and its caller
+    /// answers `io_error` (ENOMEM) rather than the process aborting.
+    pub out_of_memory: bool,
 }
 
 impl<'a> Grep<'a> {
@@ -897,7 +901,19 @@ impl<'a> Grep<'a> {
             until: None,
             bytes: 0,
             floor: 0,
+            out_of_memory: false,
         }
+    }
+
+    /// The search's matches, or ENOMEM if they outgrew the memory left.
+    pub fn matches(self) -> Result<std::collections::VecDeque<Match>> {
+        if self.out_of_memory {
+            return Err(Error::io(
+                "keep the matching lines",
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            ));
+        }
+        Ok(self.ring)
     }
 
     /// For a waiter (readiness): the search stops once `deadline` has
@@ -922,17 +938,19 @@ impl<'a> Grep<'a> {
     }
 
     fn offer(&mut self, line: &[u8], offset: u64) {
+        if self.out_of_memory {
+            return;
+        }
         let line = line_text(line, self.pattern.crlf);
         let text = String::from_utf8_lossy(line);
         let found = match self.floor.checked_sub(offset) {
             Some(before) if before > 0 => {
                 // The cursor's place in the text: the same byte in a
-                // line of valid UTF-8; else where the lossy text of the
-                // bytes before it ends.
+                // line of valid UTF-8; else that byte's in the lossy text.
                 let before = (before as usize).min(line.len());
                 let after = match &text {
                     std::borrow::Cow::Borrowed(_) => before,
-                    std::borrow::Cow::Owned(_) => String::from_utf8_lossy(&line[..before]).len(),
+                    std::borrow::Cow::Owned(_) => lossy_offset(line, before),
                 };
                 self.pattern.ends_after(&text, after)
             }
@@ -951,6 +969,13 @@ impl<'a> Grep<'a> {
             }
             text.truncate(n);
         }
+        // The ring's own growth (doubling, some 50 bytes a match) is
+        // the allocation a large budget makes large: fallibly.
+        if self.ring.try_reserve(1).is_err() {
+            self.out_of_memory = true;
+            self.ring = std::collections::VecDeque::new();
+            return;
+        }
         self.bytes += (text.len() as u64).max(1);
         self.ring.push_back(Match {
             stream: self.stream,
@@ -964,6 +989,35 @@ impl<'a> Grep<'a> {
             }
         }
     }
+}
+
+/// Where byte `at` of `bytes` is in `String::from_utf8_lossy(bytes)`:
+/// the start of the character it falls in (each invalid sequence is one
+/// U+FFFD, three bytes). Not where the lossy text of `bytes[..at]` ends:
+/// a character cut at `at` is one more U+FFFD there.
+fn lossy_offset(bytes: &[u8], at: usize) -> usize {
+    let (mut raw, mut text) = (0, 0);
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        if at < raw + valid.len() {
+            let mut i = at - raw;
+            while !valid.is_char_boundary(i) {
+                i -= 1;
+            }
+            return text + i;
+        }
+        raw += valid.len();
+        text += valid.len();
+        let bad = chunk.invalid().len();
+        if bad > 0 {
+            if at < raw + bad {
+                return text;
+            }
+            raw += bad;
+            text += char::REPLACEMENT_CHARACTER.len_utf8();
+        }
+    }
+    text
 }
 
 /// The logical size of a job's log (every byte written to it, whatever
@@ -2220,6 +2274,25 @@ mod tests {
             let s = log.last_lines(lines, 3, true).unwrap();
             assert_eq!((s.text.as_str(), s.range), ("\u{fffd}", [3, 5]));
         }
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn lossy_offsets_follow_the_replaced_text() {
+        let b = b"\xff\xc3\xa9x";
+        let text = String::from_utf8_lossy(b);
+        assert_eq!(text, "\u{fffd}\u{e9}x");
+        // In the invalid byte, before, inside and after the character.
+        let at: Vec<usize> = (0..=4).map(|i| lossy_offset(b, i)).collect();
+        assert_eq!(at, [0, 3, 3, 5, 6]);
+        assert_eq!(lossy_offset(b"ab", 1), 1);
+        // A cursor inside "é" after an invalid byte: "é" ends past it.
+        let p = file_with("grep-lossy", b"\xff\xc3\xa9\n");
+        let log = open_log(&p).unwrap();
+        let pat = Pattern::new("\u{e9}", false).unwrap();
+        let mut g = Grep::new(&pat, "stdout", 0, 1000, true);
+        log.grep(2, &mut g);
+        assert_eq!(g.ring.len(), 1);
         std::fs::remove_file(p).unwrap();
     }
 

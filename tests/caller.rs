@@ -379,3 +379,36 @@ fn wait_on_many_ids_lifts_a_low_soft_descriptor_limit() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["jobs"].as_array().map(Vec::len), Some(100), "{v}");
 }
+
+/// `tail --grep` keeping every match (`--tail-lines 0`) within a large
+/// `--max-bytes`: millions of short matching lines outgrow the memory
+/// left, and the answer is io_error (ENOMEM), not an abort with no
+/// document (over HTTP, the end of the whole server).
+#[test]
+fn grep_matches_beyond_the_memory_left_answer_io_error() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-auto-gc",
+        "--max-bytes",
+        "10",
+        "--",
+        "yes ab | head -c 20000000",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(t.wait_done(&id)["state"], "exited");
+    for kb in [60_000, 120_000] {
+        let mut c = t.private("sh");
+        c.arg("-c")
+            .arg(format!("ulimit -v {kb} && exec \"$0\" \"$@\""))
+            .arg(support::bin())
+            .arg("--root")
+            .arg(&t.root)
+            .args(["tail", "--grep", "ab", "--tail-lines", "0"])
+            .args(["--max-bytes", "100000000", &id]);
+        let o = t.exec(c);
+        assert_eq!(o.code, 1, "{kb}: {} {}", o.code, o.stderr);
+        let v = o.json();
+        assert_eq!(v["error"]["code"], "io_error", "{kb}: {v}");
+    }
+}

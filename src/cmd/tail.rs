@@ -171,8 +171,8 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
     let (o, e, matches) = match (&pattern, req.grep) {
         (Some(p), Some((_, _, which))) => {
             let mut ms = Vec::new();
-            let o = grep_stream(&out, "stdout", from.out, which, p, req, done, &mut ms);
-            let e = grep_stream(&err, "stderr", from.err, which, p, req, done, &mut ms);
+            let o = grep_stream(&out, "stdout", from.out, which, p, req, done, &mut ms)?;
+            let e = grep_stream(&err, "stderr", from.err, which, p, req, done, &mut ms)?;
             (o, e, Some(ms))
         }
         _ => {
@@ -217,22 +217,30 @@ fn grep_stream(
     req: &TailReq,
     done: bool,
     out: &mut Vec<Match>,
-) -> Slice {
+) -> Result<Slice> {
     let (end, skipped) = if which == name || which == "either" {
         let mut g = Grep::new(pattern, name, req.lines, req.max_bytes, done);
         let end = log.grep(from, &mut g);
-        out.extend(g.ring);
-        (end, g.skipped)
+        let skipped = g.skipped;
+        let found = g.matches()?;
+        out.try_reserve(found.len()).map_err(|_| {
+            Error::io(
+                "keep the matching lines",
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            )
+        })?;
+        out.extend(found);
+        (end, skipped)
     } else {
         (from, 0)
     };
-    Slice {
+    Ok(Slice {
         text: String::new(),
         range: [from, end],
         total: log.size,
         dropped: log.dropped,
         skipped,
-    }
+    })
 }
 
 /// Where batches of NDJSON lines go: stdout, or an HTTP chunked body.
