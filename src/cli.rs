@@ -320,7 +320,7 @@ const MASK: Flag = Flag::value(
     "mask",
     "KEY",
     Ty::Str,
-    "Show this --env variable's value as *** in meta.json and responses",
+    "Show this --env variable's value as *** in the env_vars of run's, start's and restart's answers",
 )
 .multi();
 const STDIN: Flag = Flag::value(

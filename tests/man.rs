@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::TempRoot;
+use support::{objects, TempRoot};
 
 fn committed() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man")
@@ -374,5 +374,240 @@ fn every_field_run_wait_and_send_emit_is_on_their_pages() {
             }
             assert!(text.contains(k.as_str()), "{name}.1 does not describe {k}");
         }
+    }
+}
+
+/// The field names a generated page's OUTPUT section lists, one group
+/// per tag (`stdout, stderr` and `a? / b?` are one place in the order);
+/// with `entries`, those listed for each entry of `jobs` instead.
+fn listed(page: &str, entries: bool) -> Vec<Vec<String>> {
+    let out = section(page, "OUTPUT");
+    let (top, rows) = out.split_once("Each entry of").unwrap_or((out, ""));
+    let part = if entries { rows } else { top };
+    let lines: Vec<&str> = part.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .map(|w| {
+            w[1].replace("\\fB", "")
+                .replace("\\fR", "")
+                .replace("\\-", "-")
+                .split([',', '/'])
+                .map(|n| n.trim().trim_end_matches('?').to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// `keys` (a document's, past its envelope) are all on the page, in the
+/// page's order.
+fn in_page_order(name: &str, groups: &[Vec<String>], keys: &[String], doc: &str) {
+    let mut last = 0;
+    let mut prev = "(start)";
+    for k in keys {
+        if ["schema_version", "ok", "type"].contains(&k.as_str()) {
+            continue;
+        }
+        let at = groups
+            .iter()
+            .position(|g| g.contains(k))
+            .unwrap_or_else(|| panic!("{name} does not list {k}, which this holds: {doc}"));
+        assert!(
+            at >= last,
+            "{name} lists {k} before {prev}; the binary writes it after: {doc}"
+        );
+        last = at;
+        prev = k;
+    }
+}
+
+/// "then these fields in this order" is the binary's order, for every
+/// kind of answer: finished, killed, failed, cut short with a tail,
+/// matched, rerun, queued and waiting on another job.
+#[test]
+fn output_sections_list_fields_in_the_binarys_order() {
+    let t = TempRoot::new();
+    let out = t.base.join("man");
+    t.ok(&["_gen-man", out.to_str().unwrap()]);
+    let page =
+        |name: &str| std::fs::read_to_string(out.join(format!("agent-exec-{name}.1"))).unwrap();
+    let id = |doc: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(doc).unwrap();
+        v["job_id"].as_str().unwrap().to_string()
+    };
+    let raw = |args: &[&str]| -> String {
+        let o = t.out(args);
+        assert!(o.stdout.contains("\"ok\":true"), "{args:?}: {}", o.stdout);
+        o.stdout
+    };
+
+    let mut answers: Vec<(&str, String)> = Vec::new();
+    let done = raw(&["run", "--", "echo", "hi"]);
+    let j = id(&done);
+    answers.push(("run", done));
+    let long = raw(&["run", "--max-bytes", "10", "--", "seq", "1000"]);
+    let l = id(&long);
+    answers.push(("run", long));
+    let killed = raw(&["run", "--timeout", "0.1", "--", "sleep", "30"]);
+    let k = id(&killed);
+    answers.push(("run", killed));
+    let failed = raw(&["run", "--cwd", "/nonexistent/dir", "--", "true"]);
+    let f = id(&failed);
+    answers.push(("run", failed));
+    answers.push((
+        "run",
+        raw(&["run", "--env", "S=1", "--mask", "S", "--", "true"]),
+    ));
+    let rerun = raw(&["run", "--retry", "1", "--", "false"]);
+    let r = id(&rerun);
+    answers.push(("run", rerun));
+    answers.push(("run", raw(&["run", "--tty", "--", "echo", "hi"])));
+    let created = raw(&["create", "--", "echo", "hi"]);
+    answers.push(("start", raw(&["start", &id(&created)])));
+    // A queue held by a job that sleeps, and one job in line behind it,
+    // and another waiting for that one.
+    let holder = id(&raw(&[
+        "run",
+        "--no-wait",
+        "--queue",
+        "q",
+        "--parallel",
+        "1",
+        "--",
+        "sleep",
+        "30",
+    ]));
+    let queued = raw(&["run", "--no-wait", "--queue", "q", "--", "true"]);
+    let q = id(&queued);
+    answers.push(("run", queued));
+    let after = raw(&["run", "--no-wait", "--after", &q, "--", "true"]);
+    let a = id(&after);
+    answers.push(("run", after));
+
+    for job in [&j, &k, &f, &r, &q, &a] {
+        answers.push(("status", raw(&["status", job])));
+    }
+    for job in [&j, &l, &k, &f, &r] {
+        answers.push(("wait", raw(&["wait", "--max-bytes", "10", job])));
+    }
+    answers.push(("wait", raw(&["wait", "--output", "hi", &j])));
+    answers.push(("wait", raw(&["wait", "--until", "0", &q])));
+    answers.push(("wait", raw(&["wait", "--until", "0", &a])));
+    answers.push(("tail", raw(&["tail", &j])));
+    answers.push(("tail", raw(&["tail", "--grep", "hi", &j])));
+
+    for (name, doc) in &answers {
+        let objs = objects(doc);
+        in_page_order(
+            &format!("{name}(1)"),
+            &listed(&page(name), false),
+            &objs[0].1,
+            doc,
+        );
+    }
+    let list = raw(&["list", "--all"]);
+    let rows = listed(&page("list"), true);
+    for (_, keys) in objects(&list).iter().filter(|(depth, _)| *depth == 3) {
+        in_page_order("list(1)'s entries", &rows, keys, &list);
+    }
+    let ps = raw(&["ps", "--all"]);
+    for (_, keys) in objects(&ps).iter().filter(|(depth, _)| *depth == 3) {
+        in_page_order("ps(1)'s entries", &listed(&page("ps"), true), keys, &ps);
+    }
+    for job in [&holder, &q, &a] {
+        let _ = t.out(&["kill", job]);
+    }
+    t.wait_done(&holder);
+}
+
+/// The body of the `.TP` entry tagged `\fBtag\fR` in `text`.
+/// The body of the tagged paragraph `tag` in `text`: its source lines
+/// (broken at 78 bytes) up to the next macro, joined by spaces.
+fn entry(text: &str, tag: &str) -> String {
+    let head = format!(".TP\n\\fB{}\\fR\n", tag.replace('-', "\\-"));
+    let at = text
+        .find(&head)
+        .unwrap_or_else(|| panic!("no entry {tag} in {text}"))
+        + head.len();
+    text[at..]
+        .lines()
+        .take_while(|l| !l.starts_with('.'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the pages say about states, --mask, serve's stop, error codes
+/// and the config file is what the binary does.
+#[test]
+fn pages_say_what_the_binary_does() {
+    let t = TempRoot::new();
+    let out = t.base.join("man");
+    t.ok(&["_gen-man", out.to_str().unwrap()]);
+    let page = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+
+    // A queued job answers state queued; every page that lists the
+    // states of a job's answer names it.
+    for name in ["run", "start", "status"] {
+        let p = page(&format!("agent-exec-{name}.1"));
+        let state = entry(section(&p, "OUTPUT"), "state");
+        assert!(state.contains("queued"), "{name}(1)'s state: {state}");
+    }
+
+    // meta.json holds no --env values, masked or not.
+    for cmd in ["run", "create"] {
+        let o = t.bare().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8(o.stdout).unwrap();
+        let mask = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--mask"))
+            .unwrap_or_else(|| panic!("{cmd} --help has no --mask: {help}"));
+        assert!(
+            !mask.contains("meta.json") && mask.contains("env_vars"),
+            "{cmd} --help: {mask}"
+        );
+    }
+
+    // serve stops at once; it does not also claim a 2 s grace for every
+    // request in flight.
+    let serve = page("agent-exec-serve.1").replace('\n', " ");
+    assert!(
+        !serve.contains("give requests in flight up to 2 s"),
+        "serve(1) contradicts itself on SIGTERM"
+    );
+    let main = page("agent-exec.1");
+    let codes = section(&main, "ERROR CODES");
+    assert!(
+        entry(codes, "unavailable").contains("shutting down"),
+        "{codes}"
+    );
+
+    // A damaged job record is io_error, not internal_error.
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(t.job_dir(&id).join("state.json"), "garbage\n").unwrap();
+    let (_, e) = t.err(&["status", &id]);
+    assert_eq!(e["error"]["code"], "io_error", "{e}");
+    assert!(
+        entry(codes, "io_error").contains("damaged job record"),
+        "{codes}"
+    );
+    assert!(
+        !entry(codes, "internal_error").contains("job file"),
+        "{codes}"
+    );
+
+    // The config tables the binary reads are all in FILES.
+    let files = section(&main, "FILES");
+    for table in [
+        "[shell]",
+        "[gc]",
+        "[notify]",
+        "[restart]",
+        "[queue.",
+        "[log]",
+    ] {
+        assert!(files.contains(table), "FILES lacks {table}");
     }
 }

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{bin, TempRoot};
+use support::{bin, objects, TempRoot};
 
 fn blocks(text: &str, lang: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -124,4 +124,23 @@ fn readme_answers_setup_and_layout_questions() {
     ] {
         assert!(text.contains(needle), "README lacks {needle}");
     }
+}
+
+/// The quick start's sample answer to `run -- echo "hello world"` has
+/// the fields the binary prints, in its order (values may differ).
+#[test]
+fn quick_start_sample_has_the_fields_run_prints() {
+    let text = readme();
+    let cmd = "agent-exec run -- echo \"hello world\"\n";
+    let at = text.find(cmd).expect("the quick start's command");
+    let sample = blocks(&text[at..], "json").into_iter().next().unwrap();
+    let shown = &objects(&sample)[0].1;
+    let t = TempRoot::new();
+    let o = t.out(&["run", "--", "echo", "hello world"]);
+    let printed = &objects(&o.stdout)[0].1;
+    assert_eq!(
+        shown, printed,
+        "README's sample vs the binary: {}",
+        o.stdout
+    );
 }

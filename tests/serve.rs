@@ -2214,10 +2214,17 @@ fn query_values_take_plus_as_a_space_as_documented() {
     let dir = t.base.join("man");
     t.ok(&["_gen-man", dir.to_str().unwrap()]);
     let page = std::fs::read_to_string(dir.join("agent-exec-serve.1")).unwrap();
-    let said = page
+    // The paragraph, whose source lines are broken at 78 bytes.
+    let said: Vec<&str> = page
         .lines()
-        .find(|l| l.starts_with("Query parameters"))
-        .expect("the serve page describes its query parameters");
+        .skip_while(|l| !l.starts_with("Query parameters"))
+        .take_while(|l| !l.starts_with('.'))
+        .collect();
+    assert!(
+        !said.is_empty(),
+        "the serve page describes its query parameters"
+    );
+    let said = said.join(" ");
     assert!(
         said.contains("+ as a space") && said.contains("%2B"),
         "{said}"

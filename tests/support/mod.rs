@@ -360,3 +360,43 @@ impl Drop for TempRoot {
         let _ = std::fs::remove_dir_all(&self.base);
     }
 }
+
+/// Every object in a JSON text, in the order it opens: its depth (1 for
+/// the document) and its keys in the order written. serde_json's Value
+/// sorts keys, so it cannot tell the order a page promises.
+pub fn objects(text: &str) -> Vec<(usize, Vec<String>)> {
+    let b = text.as_bytes();
+    let mut out: Vec<(usize, Vec<String>)> = Vec::new();
+    // One entry per open container: Some(index into out) for an object.
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' => {
+                out.push((open.len() + 1, Vec::new()));
+                open.push(Some(out.len() - 1));
+            }
+            b'[' => open.push(None),
+            b'}' | b']' => {
+                open.pop();
+            }
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                let mut j = i + 1;
+                while b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if let (b':', Some(Some(o))) = (b[j], open.last()) {
+                    out[*o].1.push(text[start..i].to_string());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
