@@ -13,6 +13,20 @@ use support::TempRoot;
 /// A root named in bytes that are not UTF-8 is refused, as `--root`
 /// refuses it, never passed over for the next variable (which would put
 /// the job in another root).
+/// `agent-exec --root ROOT` run from the test's directory under `ulimit
+/// LIMIT` ("-n 40", "-S -n 64", "-v 60000"): add the arguments, then
+/// `t.exec` it.
+fn limited(t: &TempRoot, limit: &str) -> std::process::Command {
+    let mut c = t.private("sh");
+    c.current_dir(&t.cwd)
+        .arg("-c")
+        .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root);
+    c
+}
+
 #[test]
 fn a_root_variable_that_is_not_utf8_is_refused() {
     let t = TempRoot::new();
@@ -124,14 +138,8 @@ fn running_out_of_descriptors_is_not_job_not_found() {
         })
         .collect();
     t.settle();
-    let mut c = t.private("sh");
-    c.arg("-c")
-        .arg("ulimit -n 40 && exec \"$0\" \"$@\"")
-        .arg(support::bin())
-        .arg("--root")
-        .arg(&t.root)
-        .args(["wait", "--until", "5"])
-        .args(&ids);
+    let mut c = limited(&t, "-n 40");
+    c.args(["wait", "--until", "5"]).args(&ids);
     let o = t.exec(c);
     let v = o.json();
     assert_eq!(v["ok"], false, "{v}");
@@ -146,13 +154,8 @@ fn running_out_of_descriptors_is_not_job_not_found() {
 fn a_low_descriptor_limit_still_runs_jobs() {
     let t = TempRoot::new();
     for limit in ["64", "32"] {
-        let mut c = t.private("sh");
-        c.arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-            .arg(support::bin())
-            .arg("--root")
-            .arg(&t.root)
-            .args(["run", "--", "echo", "hi"]);
+        let mut c = limited(&t, &format!("-n {limit}"));
+        c.args(["run", "--", "echo", "hi"]);
         let o = t.exec(c);
         let v = o.json();
         assert_eq!(
@@ -177,14 +180,8 @@ fn scans_out_of_descriptors_fail_rather_than_skip() {
         &["gc", "--dry-run"],
         &["delete", "--all", "--dry-run"],
     ] {
-        let mut c = t.private("sh");
-        c.current_dir(&t.cwd)
-            .arg("-c")
-            .arg("ulimit -n 4 && exec \"$0\" \"$@\"")
-            .arg(support::bin())
-            .arg("--root")
-            .arg(&t.root)
-            .args(args);
+        let mut c = limited(&t, "-n 4");
+        c.args(args);
         let o = t.exec(c);
         let v = o.json();
         assert_eq!(v["error"]["code"], "io_error", "{args:?}: {v}");
@@ -200,22 +197,17 @@ fn scans_out_of_descriptors_fail_rather_than_skip() {
 fn a_supervisor_out_of_descriptors_still_records_the_end() {
     let t = TempRoot::new();
     for limit in ["11", "12", "13", "14", "15"] {
-        let mut c = t.private("sh");
-        c.arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-            .arg(support::bin())
-            .arg("--root")
-            .arg(&t.root)
-            .args([
-                "run",
-                "--no-auto-gc",
-                "--until",
-                "10",
-                "--tty",
-                "--",
-                "echo",
-                "hi",
-            ]);
+        let mut c = limited(&t, &format!("-n {limit}"));
+        c.args([
+            "run",
+            "--no-auto-gc",
+            "--until",
+            "10",
+            "--tty",
+            "--",
+            "echo",
+            "hi",
+        ]);
         let o = t.exec(c);
         let v = o.json();
         let Some(id) = v["job_id"].as_str() else {
@@ -246,13 +238,8 @@ fn a_run_out_of_descriptors_leaves_no_job_behind() {
     let t = TempRoot::new();
     std::fs::create_dir_all(&t.root).unwrap();
     for limit in 4..=10 {
-        let mut c = t.private("sh");
-        c.arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-            .arg(support::bin())
-            .arg("--root")
-            .arg(&t.root)
-            .args(["run", "--no-auto-gc", "--", "echo", "hi"]);
+        let mut c = limited(&t, &format!("-n {limit}"));
+        c.args(["run", "--no-auto-gc", "--", "echo", "hi"]);
         let o = t.exec(c);
         let v = o.json();
         let jobs = || -> Vec<String> {
@@ -319,13 +306,8 @@ fn a_budget_beyond_the_memory_left_still_answers_one_document() {
     ];
     for kb in [20_000, 30_000, 45_000, 60_000, 75_000] {
         for args in calls {
-            let mut c = t.private("sh");
-            c.arg("-c")
-                .arg(format!("ulimit -v {kb} && exec \"$0\" \"$@\""))
-                .arg(support::bin())
-                .arg("--root")
-                .arg(&t.root)
-                .args(args);
+            let mut c = limited(&t, &format!("-v {kb}"));
+            c.args(args);
             let o = t.exec(c);
             assert!(
                 matches!(o.code, 0 | 1),
@@ -367,14 +349,8 @@ fn wait_on_many_ids_lifts_a_low_soft_descriptor_limit() {
                 .to_string()
         })
         .collect();
-    let mut c = t.private("sh");
-    c.arg("-c")
-        .arg("ulimit -S -n 64 && exec \"$0\" \"$@\"")
-        .arg(support::bin())
-        .arg("--root")
-        .arg(&t.root)
-        .args(["wait", "--until", "0"])
-        .args(&ids);
+    let mut c = limited(&t, "-S -n 64");
+    c.args(["wait", "--until", "0"]).args(&ids);
     let v = t.exec(c).json();
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["jobs"].as_array().map(Vec::len), Some(100), "{v}");
@@ -398,14 +374,12 @@ fn grep_matches_beyond_the_memory_left_answer_io_error() {
     let id = v["job_id"].as_str().unwrap().to_string();
     assert_eq!(t.wait_done(&id)["state"], "exited");
     for kb in [60_000, 120_000] {
-        let mut c = t.private("sh");
-        c.arg("-c")
-            .arg(format!("ulimit -v {kb} && exec \"$0\" \"$@\""))
-            .arg(support::bin())
-            .arg("--root")
-            .arg(&t.root)
-            .args(["tail", "--grep", "ab", "--tail-lines", "0"])
-            .args(["--max-bytes", "100000000", &id]);
+        let mut c = limited(&t, &format!("-v {kb}"));
+        c.args(["tail", "--grep", "ab", "--tail-lines", "0"]).args([
+            "--max-bytes",
+            "100000000",
+            &id,
+        ]);
         let o = t.exec(c);
         assert_eq!(o.code, 1, "{kb}: {} {}", o.code, o.stderr);
         let v = o.json();
