@@ -904,15 +904,18 @@ impl Launch {
         let last_word = loop {
             match read_byte(ready, deadline)? {
                 Some(b'T') => break true,
-                None => break false,
+                // The end of the pipe before the deadline: the supervisor
+                // is gone, whatever it managed to write.
+                None => break observe::left(deadline).is_some(),
                 Some(_) => continue,
             }
         };
         crate::debug!("wait {}: the supervisor's word is in", job.id);
         let now = observe::current_state(job)?;
-        // `T` with no terminal record of this run: the supervisor could
-        // not write one (out of descriptors or room). Once it has let go
-        // of the lock, the record a reader makes for a lost one.
+        // `T` (or the pipe's end) with no terminal record of this run:
+        // the supervisor could not write one (out of descriptors or room),
+        // or died. Once it has let go of the lock, the record a reader
+        // makes for a lost one.
         let now = if last_word
             && !now.status().is_terminal()
             && !crate::runs::restarted_since(&self.state, &now)

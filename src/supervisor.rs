@@ -494,18 +494,32 @@ fn run_once(
     };
     // On a terminal, everything the job writes comes through the master
     // (stdout.log); its stderr pipe is a placeholder, closed at once.
-    let (out, err) = match tty_read {
-        Some(master) => {
-            let Ok((r, w)) = sys::pipe() else {
-                return never_ran(None);
-            };
+    let streams = match tty_read {
+        Some(master) => sys::pipe().map(|(r, w)| {
             drop(w);
             (OwnedFd::from(master), r)
+        }),
+        // No pipes: a terminal whose master could not be duplicated.
+        None => child
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("no descriptor left for the terminal's output")),
+    };
+    let (out, err) = match streams {
+        Ok(pair) => pair,
+        Err(e) => {
+            // Out of descriptors: nothing may run unrecorded (it ran on,
+            // and its supervisor left without a word).
+            let _ = sys::kill_group(pid, libc::SIGKILL);
+            let _ = sys::wait4(pid, true);
+            state.fail(
+                "spawn_failed",
+                format!("open the job's output channel: {e}"),
+            );
+            let sinks = publish_terminal(job, &lock, &state);
+            signal(ready, b'T');
+            return never_ran(sinks);
         }
-        None => match child.out.take() {
-            Some(pair) => pair,
-            None => return never_ran(None),
-        },
     };
     let mut tee = Tee {
         streams: [Stream::new(out, out_log), Stream::new(err, err_log)],

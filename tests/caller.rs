@@ -196,7 +196,7 @@ fn scans_out_of_descriptors_fail_rather_than_skip() {
 #[test]
 fn a_supervisor_out_of_descriptors_still_records_the_end() {
     let t = TempRoot::new();
-    for limit in ["11", "12", "13", "14", "15"] {
+    for limit in ["11", "12", "13", "14", "15", "16", "17", "18"] {
         let mut c = limited(&t, &format!("-n {limit}"));
         c.args([
             "run",
