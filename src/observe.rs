@@ -908,10 +908,7 @@ impl<'a> Grep<'a> {
     /// The search's matches, or ENOMEM if they outgrew the memory left.
     pub fn matches(self) -> Result<std::collections::VecDeque<Match>> {
         if self.out_of_memory {
-            return Err(Error::io(
-                "keep the matching lines",
-                std::io::Error::from_raw_os_error(libc::ENOMEM),
-            ));
+            return Err(out_of_memory("keep the matching lines"));
         }
         Ok(self.ring)
     }

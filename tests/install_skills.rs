@@ -25,6 +25,16 @@ fn lock(base: &Path) -> (String, Value) {
     (text, v)
 }
 
+/// The names of the lock's entries, in order.
+fn skill_names(v: &Value) -> Vec<&str> {
+    v["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect()
+}
+
 fn home(t: &TempRoot) -> PathBuf {
     t.base.join("home")
 }
@@ -112,12 +122,7 @@ fn reinstall_replaces_in_place_and_keeps_other_entries() {
     std::fs::write(base.join("skills/agent-exec/SKILL.md"), "old").unwrap();
     t.ok(&["install-skills"]);
     let (_, v) = lock(&base);
-    let names: Vec<&str> = v["skills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = skill_names(&v);
     assert_eq!(names, ["first", "agent-exec", "last"]);
     assert_eq!(v["skills"][0]["path"], "/x/first");
     assert_eq!(v["skills"][2]["installed_at"], "2021-01-01T00:00:00Z");
@@ -220,12 +225,7 @@ fn legacy_map_entries_that_are_not_whole_are_dropped() {
     std::fs::write(base.join(".skill-lock.json"), legacy).unwrap();
     t.ok(&["install-skills"]);
     let (text, v) = lock(&base);
-    let names: Vec<&str> = v["skills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = skill_names(&v);
     assert_eq!(names, ["foo", "agent-exec"], "{text}");
 }
 

@@ -223,12 +223,8 @@ fn grep_stream(
         let end = log.grep(from, &mut g);
         let skipped = g.skipped;
         let found = g.matches()?;
-        out.try_reserve(found.len()).map_err(|_| {
-            Error::io(
-                "keep the matching lines",
-                std::io::Error::from_raw_os_error(libc::ENOMEM),
-            )
-        })?;
+        out.try_reserve(found.len())
+            .map_err(|_| observe::out_of_memory("keep the matching lines"))?;
         out.extend(found);
         (end, skipped)
     } else {
