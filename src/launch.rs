@@ -716,7 +716,21 @@ pub fn launch(
                 return Err(busy(&st));
             }
             match job.claim_lock() {
-                Ok(l) => l,
+                // Room for the job's record, as `run` keeps it
+                // (`reserve_record_room`): without it a full disk left
+                // the supervisor unable to record even `no_space`, and
+                // the job read `launch_lost` after an answer that called
+                // the start retryable. Without the room, the lock file
+                // goes again (unlinked while held: no start can be
+                // holding it) and the job stays `created`, so a retry
+                // once space is freed starts it.
+                Ok(l) => match reserve_record_room(&l) {
+                    Ok(()) => l,
+                    Err(e) => {
+                        let _ = fs::remove_file(job.path(job::LOCK));
+                        return Err(e);
+                    }
+                },
                 Err(Some(e)) => return Err(e),
                 Err(None) => {
                     // Launched meanwhile, or being launched right now.

@@ -1155,7 +1155,7 @@ fn current_state_inner(
                 "supervisor_lost",
                 format!("the job's supervisor exited without recording a result{tail}"),
             );
-            job.write_state(&st, true)?;
+            record_reconciled(job, &lock, &st);
         }
         Status::Queued => {
             // Nothing of the job ran; its queue slot and place in line
@@ -1164,19 +1164,52 @@ fn current_state_inner(
                 "supervisor_lost",
                 "the job's supervisor exited while the job was queued; it never ran",
             );
-            job.write_state(&st, true)?;
+            record_reconciled(job, &lock, &st);
         }
         Status::Created => {
             st.fail(
                 "launch_lost",
                 "the job's launch began but its supervisor was gone before the job ran",
             );
-            job.write_state(&st, true)?;
+            record_reconciled(job, &lock, &st);
         }
         _ => {}
     }
     let _ = sys::unlock(&lock);
     Ok(st)
+}
+
+/// Record what a reader found out about a job whose supervisor is gone
+/// (`lock`, the job lock, held by us). On a full disk the room the
+/// supervisor kept for the job's end (real blocks in the lock file, see
+/// `supervisor::RESERVE`) is given back, as its own end would have done,
+/// and the write tried again. If it still fails, the reconciled state is
+/// the answer all the same, unsaved: the next reader finds the same and
+/// tries again. Answering `io_error` instead hid a lost supervisor behind
+/// a full disk (and `list` showed `unknown`).
+fn record_reconciled(job: &Job, lock: &File, st: &State) {
+    if job.write_state(st, true).is_ok() {
+        return;
+    }
+    // `lock` is open read-only; the reserve is cut through a writable
+    // descriptor of the same file (never created here).
+    if let Ok(Some(f)) = job.open_lock_checked() {
+        if same_file(&f, lock) {
+            let _ = f.set_len(0);
+        }
+    }
+    if let Err(e) = job.write_state(st, true) {
+        crate::warn!("record the state of {}: {e}; answering it unsaved", job.id);
+    }
+}
+
+/// Are `a` and `b` open on the same file?
+fn same_file(a: &File, b: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Is process `pid` there and not a zombie (a killed supervisor waiting

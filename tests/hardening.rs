@@ -1678,6 +1678,64 @@ fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
     }
 }
 
+/// `start` of a created job on a disk full to the last block: either
+/// the job is recorded `failed`/`no_space`, or the answer is a retryable
+/// error and the job stays `created`, so that the retry it invites works
+/// once space is freed (it read `launch_lost` for good).
+#[test]
+fn a1_start_on_a_full_disk_is_retryable_or_no_space() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+        return;
+    };
+    let id = id_of(&t.ok(&["create", "--", "echo", "hi"]));
+    t.settle();
+    let filler = t.root.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; (free_kib(&t.root) * 1024) as usize]);
+    let v = t.out(&["start", &id]).json();
+    let recorded = v["ok"] == true;
+    if recorded {
+        assert_eq!(v["failure"]["code"], "no_space", "{v}");
+    } else {
+        assert_eq!(v["error"]["retryable"], true, "{v}");
+    }
+    std::fs::remove_file(&filler).unwrap();
+    let s = t.ok(&["status", &id]);
+    if recorded {
+        assert_eq!(s["failure"]["code"], "no_space", "{s}");
+    } else {
+        assert_eq!(s["state"], "created", "{s}");
+        let v = t.ok(&["start", &id]);
+        assert_eq!(v["state"], "exited", "{v}");
+        assert_eq!(v["stdout"], "hi\n", "{v}");
+    }
+}
+
+/// A job whose supervisor dies while the disk is full is still reported
+/// lost (the reader gives back the dead supervisor's reserve to record
+/// it), not `io_error` by every reader and `unknown` in list.
+#[test]
+fn a1_a_supervisor_lost_on_a_full_disk_is_reported() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+        return;
+    };
+    let v = t.ok(&["run", "--no-auto-gc", "--no-wait", "--", "sleep", "30"]);
+    let id = id_of(&v);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    let filler = t.root.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; (free_kib(&t.root) * 1024) as usize]);
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["state"], "failed", "{s}");
+    assert_eq!(s["failure"]["code"], "supervisor_lost", "{s}");
+    let l = t.ok(&["list", "--all"]);
+    assert_eq!(l["jobs"][0]["state"], "failed", "{l}");
+    let w = t.ok(&["wait", "--until", "5", &id]);
+    assert_eq!(w["state"], "failed", "{w}");
+}
+
 /// df's count of free 1 KiB blocks on the file system holding `path`.
 fn free_kib(path: &std::path::Path) -> u64 {
     let df = Command::new("df")
