@@ -342,8 +342,19 @@ impl Input {
         // another's. A caller whose header has not arrived yet does not
         // hold the others up, nor does one whose time is up or who hung
         // up: nothing more of theirs is written, they are answered as
-        // they stand (`answer_done`).
-        for i in 0..self.clients.len() {
+        // they stand (`answer_done`). But a message that has begun is
+        // finished first, before any other gets a byte: its caller may be
+        // one that overtook an earlier caller whose header was still on
+        // its way, and that earlier one, taken in arrival order, spliced
+        // its bytes into the middle of the other's.
+        let begun = self.clients.iter().position(|c| {
+            c.header.is_some_and(|h| c.written > 0 && c.written < h.len)
+                && !c.closed
+                && !c.deadline.is_some_and(|d| d <= now)
+        });
+        let rest = (0..self.clients.len()).filter(|&i| Some(i) != begun);
+        let order: Vec<usize> = begun.into_iter().chain(rest).collect();
+        for i in order {
             let Some(h) = self.clients[i].header else {
                 continue;
             };

@@ -796,3 +796,70 @@ fn stdin_open_is_false_once_the_run_that_took_the_bytes_has_ended() {
     assert_eq!(v["stdout"], "got x\n", "{v}");
     t.ok(&["kill", &id]);
 }
+
+/// A caller that overtook an earlier one (whose header was still on its
+/// way) and began its message finishes it before the earlier caller gets
+/// a byte in: the earlier one's bytes were spliced into the middle of the
+/// other's once its header came.
+#[test]
+fn a_message_that_has_begun_is_never_split_by_an_earlier_caller() {
+    use std::io::{BufRead, Write};
+    let t = TempRoot::new();
+    let id = gated(&t, "cat");
+    let sock = t.job_dir(&id).join("stdin.sock");
+    // The earlier caller: connected, its header not sent yet.
+    let mut early = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    until_connected(&t, &id, 1);
+    let big = t.base.join("big");
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(&big, &body).unwrap();
+    std::thread::scope(|s| {
+        let later = s.spawn(|| {
+            let f = big.to_str().unwrap();
+            // Answered when its yield is over (it watches the output that
+            // long); its bytes are all in well before.
+            t.ok(&[
+                "send",
+                "--yield",
+                "8s",
+                "--max-bytes",
+                "0",
+                "--file",
+                f,
+                &id,
+            ])
+        });
+        // Its first bytes are in (the pipe is full, the job reads
+        // nothing yet): its message has begun.
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(t.job_dir(&id).join("stdin.log")).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < until, "the later send never began");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        early
+            .write_all(b"{\"len\":5,\"wait_ms\":30000}\nHELLO")
+            .unwrap();
+        open_gate(&t);
+        let v = later.join().unwrap();
+        assert_eq!(v["bytes_written"], body.len(), "{v}");
+    });
+    early
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&early)
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("\"bytes_written\":5"), "{line}");
+    drop(early);
+    t.ok(&["send", "--eof", "--yield", "10s", &id]);
+    t.wait_done(&id);
+    let mut want = body.clone();
+    want.extend_from_slice(b"HELLO");
+    let got = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    assert!(
+        got == want,
+        "the messages were spliced: HELLO at {:?}",
+        got.windows(5).position(|w| w == b"HELLO")
+    );
+}
