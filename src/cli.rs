@@ -1574,8 +1574,14 @@ fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
 /// looks like a long flag is not taken as a value (`--cwd --timeout 5`
 /// is a missing value, not a directory named `--timeout`).
 fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
+    utf8(flag_value_os(p, shown)?)
+}
+
+/// `flag_value` before the UTF-8 check, for a flag whose own error code
+/// covers a value that is not text (a cursor: `invalid_cursor`).
+fn flag_value_os(p: &mut lexopt::Parser, shown: &str) -> Result<OsString> {
     if let Some(v) = p.optional_value() {
-        return utf8(v);
+        return Ok(v);
     }
     let missing = || {
         Error::usage(format!(
@@ -1584,7 +1590,7 @@ fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
     };
     let mut raw = p.try_raw_args().ok_or_else(missing)?;
     let next = raw.next_if(|a| !a.to_str().is_some_and(|s| s.starts_with("--")));
-    utf8(next.ok_or_else(missing)?)
+    next.ok_or_else(missing)
 }
 
 /// Read one flag's value. `short` says it was spelled as a letter in a
@@ -1625,7 +1631,15 @@ fn read_flag(
             v.to_ascii_lowercase()
         }
         Kind::Value(ty) => {
-            let v = flag_value(p, &flag.synopsis())?;
+            let v = match flag_value_os(p, &flag.synopsis())?.into_string() {
+                Ok(v) => v,
+                // Garbage for a cursor is `invalid_cursor` however it is
+                // spelled, as every other unreadable cursor is.
+                Err(v) if flag.long == "since" => {
+                    return Err(Error::InvalidCursor(format!("not a cursor: {v:?}")))
+                }
+                Err(v) => utf8(v)?,
+            };
             check_value(flag, ty, &v)?;
             v
         }
@@ -1904,6 +1918,20 @@ mod tests {
         );
         assert_eq!(code(&["tail", "--since", "garbage", "X"]), "invalid_cursor");
         assert_eq!(code(&["wait", "--since", "", "X"]), "invalid_cursor");
+        // Not even text: still a cursor that is garbage.
+        use std::os::unix::ffi::OsStringExt;
+        for attached in [false, true] {
+            let mut a: Vec<OsString> = args(&["tail"]);
+            if attached {
+                a.push(OsString::from_vec(b"--since=\xff".to_vec()));
+            } else {
+                a.push("--since".into());
+                a.push(OsString::from_vec(vec![0xff]));
+            }
+            a.push("X".into());
+            let e = parse(a).err().map(|e| e.code());
+            assert_eq!(e, Some("invalid_cursor"), "attached: {attached}");
+        }
     }
 
     #[test]

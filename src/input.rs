@@ -437,7 +437,10 @@ impl Input {
                 continue;
             }
             let mut c = self.clients.remove(i);
-            let reply = if !open && c.written == 0 && h.len > 0 {
+            // Closed before this caller's turn: `stdin_closed`, also for
+            // an empty message (a second `--eof`), as the docs say of
+            // every send after the end of input.
+            let reply = if !open && c.written == 0 {
                 Reply {
                     bytes_written: None,
                     stdin_open: None,

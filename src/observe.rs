@@ -382,6 +382,17 @@ impl Log {
         Ok((buf, at))
     }
 
+    /// The size without an unfinished character at its end: where the
+    /// output written from now on begins for a reader that wants whole
+    /// characters (`send`'s answer). The log may end inside a character
+    /// the job is still writing; a read from its raw size began on that
+    /// character's continuation bytes.
+    pub fn whole_chars_end(&self) -> Result<u64> {
+        let back = self.size.min(3);
+        let (b, at) = self.bytes(self.size - back, back)?;
+        Ok(at + complete_len(&b) as u64)
+    }
+
     fn slice(&self, text: String, range: [u64; 2], skipped: u64) -> Slice {
         Slice {
             text,

@@ -863,3 +863,45 @@ fn a_message_that_has_begun_is_never_split_by_an_earlier_caller() {
         got.windows(5).position(|w| w == b"HELLO")
     );
 }
+
+/// A send's answer starts on a character boundary: a character the job
+/// had only begun to write when the send came is returned whole.
+#[test]
+fn a_send_answer_starts_with_a_character_the_job_had_begun() {
+    let t = TempRoot::new();
+    let id = start(
+        &t,
+        &["-i"],
+        &[
+            "sh",
+            "-c",
+            "printf 'ab\\342\\202'; read x; printf '\\254 got %s\\n' \"$x\"; sleep 1",
+        ],
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(t.job_dir(&id).join("stdout.log")).map_or(0, |m| m.len()) < 4 {
+        assert!(Instant::now() < until, "the job never wrote");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let v = t.ok(&["send", "--newline", "--yield", "2s", &id, "hi"]);
+    assert_eq!(v["stdout"], "€ got hi\n", "{v}");
+    assert_eq!(v["stdout_range"][0], 2, "{v}");
+}
+
+/// Once input is closed, every later send is `stdin_closed`, an empty
+/// one (a second `--eof`, or nothing to say) included.
+#[test]
+fn an_empty_send_after_the_end_of_input_is_stdin_closed() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["sh", "-c", "cat >/dev/null; sleep 30"]);
+    let v = t.ok(&["send", "--eof", "--yield", "200ms", &id]);
+    assert_eq!(v["stdin_open"], false, "{v}");
+    for a in [
+        vec!["send", "--yield", "200ms", "--eof", &id],
+        vec!["send", "--yield", "200ms", &id, ""],
+    ] {
+        let v = t.out(&a).json();
+        assert_eq!(v["error"]["code"], "stdin_closed", "{a:?}: {v}");
+    }
+    t.ok(&["kill", &id]);
+}

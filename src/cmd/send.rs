@@ -117,7 +117,9 @@ pub fn send_job_or(
     // runs/ (by link: the open files stay the same) for the next run.
     let mut out_log = observe::open_log(&job.stdout_path())?;
     let mut err_log = observe::open_log(&job.stderr_path())?;
-    let from = [out_log.size, err_log.size];
+    // (From the start of a character the job has only begun to write:
+    // the answer starts on a character boundary, as every read does.)
+    let from = [out_log.whole_chars_end()?, err_log.whole_chars_end()?];
     let t0 = Instant::now();
     let wait = Duration::from_millis(req.yield_ms);
     let reply =
