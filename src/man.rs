@@ -723,7 +723,7 @@ const REPLIES: &[Reply] = &[
             ("lock_file_path", "The .skill-lock.json that records the install."),
         ],
         notes: &[
-            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global. Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept; a lock in the legacy map form, {\"skills\": {NAME: {...}}}, is written back as an array, without the entries that lack any of source_type, installed_at and path). Every file is written atomically.",
+            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global. Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept; a lock in the legacy map form, {\"skills\": {NAME: {...}}}, is written back as an array, without the entries that lack any of source_type, installed_at and path). A lock file that cannot be parsed is treated as empty, as 0.2.3 does: the skill is installed and the lock written anew, with a warning on stderr. Every file is written atomically.",
         ],
         see: &[],
     },
@@ -802,10 +802,12 @@ fn environment(c: &Cmd) -> Vec<(&'static str, &'static str)> {
     match c.name {
         "run" | "create" => {
             v.push(("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml (else $HOME/.config/agent-exec/config.toml), unless --config is given."));
-            v.push(("AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID, AGENT_EXEC_EVENT_TYPE", "Set for the notification command sinks: the persisted event file, the job id, and job.finished or job.output.matched."));
+            v.push(("AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID, AGENT_EXEC_EVENT_TYPE", "Set for the notification command sinks: the persisted event file, the job id, and job.finished or job.output.matched. A sink whose event file cannot be written (a full disk) is not started, and recorded as failed."));
+            v.push(("PATH", "A command sink runs in the environment of the command that started the job, not with its --env values; under a login-shell wrapper its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."));
         }
         "notify set" => {
-            v.push(("AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID, AGENT_EXEC_EVENT_TYPE", "Set for the notification command sinks: the persisted event file, the job id, and job.finished or job.output.matched."));
+            v.push(("AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID, AGENT_EXEC_EVENT_TYPE", "Set for the notification command sinks: the persisted event file, the job id, and job.finished or job.output.matched. A sink whose event file cannot be written (a full disk) is not started, and recorded as failed."));
+            v.push(("PATH", "A command sink runs in the environment of the command that started the job, not with its --env values; under a login-shell wrapper its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."));
         }
         "serve" => {
             v.push(("AGENT_EXEC_SERVE_TOKEN", "When set, every route but /health needs the header Authorization: Bearer <token>; without it, requests are refused with 401 unauthorized. Required, with --insecure, for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token."));
@@ -1066,7 +1068,8 @@ fn main_page() -> String {
         ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml."),
         ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
         ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token."),
-        ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: a file that already holds the event when the sink starts: completion_event.json for job.finished; for job.output.matched, match_events/<seq>.json in the job directory, <seq> being the event's line in notification_events.ndjson (whose line, with the sinks' delivery_results, is written once they have run)."),
+        ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: a file that already holds the event when the sink starts: completion_event.json for job.finished; for job.output.matched, match_events/<seq>.json in the job directory, <seq> being the event's line in notification_events.ndjson (whose line, with the sinks' delivery_results, is written once they have run). When that file cannot be written (a full disk), the sink is not started: its delivery result is success false with an error \"not started: ...\" naming the failed write; file sinks still get the event."),
+        ("PATH", "A command sink runs in the environment of the command that started the job (run, start, restart), not with the job's --env values, plus AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID and AGENT_EXEC_EVENT_TYPE. Under a login-shell wrapper (the default sh -lc) its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."),
         ("AGENT_EXEC_JOB_ID", "Set for notification command sinks: the job id."),
         ("AGENT_EXEC_EVENT_TYPE", "Set for notification command sinks: job.finished or job.output.matched."),
     ];

@@ -62,7 +62,15 @@
 //!   `match_events/<seq>.json` where `<seq>` is the event's line number in
 //!   `notification_events.ndjson` (0.2.3 pointed at the NDJSON file before
 //!   the record was in it). Those files are written only when a command
-//!   sink is configured.
+//!   sink is configured. When one cannot be written (a full disk), its
+//!   sink is not started (D41: no path handed out that does not exist);
+//!   its delivery result says so, and where even that cannot be written,
+//!   a warning on the supervisor's stderr.
+//! - A command sink runs in the supervisor's environment (the one of the
+//!   command that started the job), never with the job's `--env` values
+//!   (which are the job's). Under a login-shell wrapper its PATH is
+//!   rebuilt as the job's is (D36, `supervisor::reapply_script`): the
+//!   caller's entries first, then those the profile added.
 //! - Command sinks run in the job's `cwd` (falling back to `/`, where
 //!   the supervisor runs, when it does not exist); their time
 //!   limit is `[notify] sink_timeout` of the config the launching command
@@ -97,7 +105,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::Matches;
 use crate::error::{Error, Result};
 use crate::job::{self, Failure, Job, Meta, Notification, OutputMatch, State};
-use crate::{store, sys};
+use crate::{store, supervisor, sys};
 
 pub const EVENT_FINISHED: &str = "job.finished";
 pub const EVENT_MATCHED: &str = "job.output.matched";
@@ -422,13 +430,31 @@ fn run_command_inner(
     if command.trim().is_empty() {
         return Err("empty shell command".into());
     }
-    let Some((prog, flags)) = ctx.wrapper.split_first() else {
+    if ctx.wrapper.is_empty() {
         return Err("shell wrapper must not be empty".into());
+    }
+    // A login shell runs the profile first, and Debian's /etc/profile
+    // resets PATH: the sink gets the job's PATH rebuild (D36), the
+    // caller's entries (this supervisor's PATH, inherited from the
+    // command that started the job) first, then those the profile added.
+    // The job's --env values are the job's alone: a sink never gets them.
+    let caller_path = supervisor::is_login_shell(&ctx.wrapper)
+        .then(|| std::env::var_os("PATH"))
+        .flatten();
+    let reapply = match &caller_path {
+        Some(_) => supervisor::reapply_parts(supervisor::reapply_script(&[], true)),
+        None => Vec::new(),
     };
-    let mut cmd = Command::new(prog);
-    cmd.args(flags)
-        .arg(command)
-        .env("AGENT_EXEC_EVENT_PATH", event_path)
+    let argv = supervisor::workload_argv(&ctx.wrapper, &[command.to_string()], reapply.len());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    for (i, part) in reapply.iter().enumerate() {
+        cmd.env(supervisor::reapply_var(i), part);
+    }
+    if let Some(p) = caller_path {
+        cmd.env(supervisor::CALLER_PATH_VAR, p);
+    }
+    cmd.env("AGENT_EXEC_EVENT_PATH", event_path)
         .env("AGENT_EXEC_JOB_ID", &ctx.job_id)
         .env("AGENT_EXEC_EVENT_TYPE", event_type)
         .stdin(Stdio::piped())
@@ -574,6 +600,16 @@ fn with_newline(json: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A record of `notification_events.ndjson` could not be written (a full
+/// disk): said on stderr, the one place left.
+fn records_lost(ctx: &SinkCtx, path: &Path, why: &str) {
+    crate::warn!(
+        "job.output.matched of {}: delivery results not recorded in {}: {why}",
+        ctx.job_id,
+        path.display()
+    );
+}
+
 fn file_result(path: &str, r: Result<(), String>, at: String) -> DeliveryResult {
     DeliveryResult::new("file", path, at, r)
 }
@@ -601,13 +637,21 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
             event: &ev,
             delivery_results: results,
         };
-        let _ = job::write_json(&job.dir, job::COMPLETION_EVENT, &rec, false);
+        job::write_json(&job.dir, job::COMPLETION_EVENT, &rec, false)
     };
-    write(&[]);
+    let written = write(&[]);
     let mut results = Vec::new();
     if let Some(c) = &n.notify_command {
-        let path = job.path(job::COMPLETION_EVENT);
-        results.push(run_command(&ctx, c, EVENT_FINISHED, &path, &json));
+        // Its AGENT_EXEC_EVENT_PATH must hold this event (D41): a sink
+        // is not started on a file that could not be written (a full
+        // disk), or on a previous run's.
+        results.push(match &written {
+            Ok(()) => {
+                let path = job.path(job::COMPLETION_EVENT);
+                run_command(&ctx, c, EVENT_FINISHED, &path, &json)
+            }
+            Err(e) => not_started(c, e),
+        });
     }
     if let Some(f) = &n.notify_file {
         let at = crate::time::now_ts();
@@ -615,7 +659,26 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
             open_append(Path::new(f)).and_then(|mut h| append_line(&mut h, &with_newline(&json)));
         results.push(file_result(f, r, at));
     }
-    write(&results);
+    if let Err(e) = write(&results) {
+        crate::warn!(
+            "job.finished of {}: delivery results not recorded: {e}",
+            job.id
+        );
+    }
+}
+
+/// The result of a command sink left unstarted because the file its
+/// `AGENT_EXEC_EVENT_PATH` names could not be written (`why`).
+fn not_started(command: &str, why: &dyn std::fmt::Display) -> DeliveryResult {
+    let at = crate::time::now_ts();
+    DeliveryResult::new(
+        "command",
+        command,
+        at,
+        Err(format!(
+            "not started: its event file could not be written: {why}"
+        )),
+    )
 }
 
 /// What a run's `job.finished` is made of, taken by the supervisor when
@@ -1184,12 +1247,24 @@ impl Deliverer {
     }
 
     fn append_records(&mut self, ctx: &SinkCtx, bytes: &[u8]) {
+        let path = || ctx.job.path(job::MATCH_EVENTS);
         if self.record_log.is_none() {
             // In the job directory: never through a symlink.
-            self.record_log = open_in_job(&ctx.job.path(job::MATCH_EVENTS), sys::How::Append).ok();
+            match open_in_job(&path(), sys::How::Append) {
+                Ok(f) => self.record_log = Some(f),
+                Err(e) => return records_lost(ctx, &path(), &format!("open error: {e}")),
+            }
         }
         if let Some(f) = self.record_log.as_mut() {
-            let _ = append_line(f, bytes);
+            let before = f.metadata().map(|m| m.len());
+            if let Err(e) = append_line(f, bytes) {
+                // A write cut short (ENOSPC) leaves no half line for the
+                // next record to be glued to.
+                if let Ok(n) = before {
+                    let _ = f.set_len(n);
+                }
+                records_lost(ctx, &path(), &e);
+            }
         }
     }
 
@@ -1276,8 +1351,12 @@ impl Deliverer {
         };
         let mut results = Vec::with_capacity(2);
         if let Some(c) = &item.om.command {
-            let path = self.event_file(ctx, &ev);
-            results.push(run_command(ctx, c, EVENT_MATCHED, &path, &json));
+            // Never started with an AGENT_EXEC_EVENT_PATH that does not
+            // exist (D41): its failure is recorded instead.
+            results.push(match self.event_file(ctx, &ev) {
+                Ok(path) => run_command(ctx, c, EVENT_MATCHED, &path, &json),
+                Err(e) => not_started(c, &e),
+            });
         }
         if let Some(f) = &item.om.file {
             let at = crate::time::now_ts();
@@ -1294,16 +1373,21 @@ impl Deliverer {
     }
 
     /// `match_events/<seq>.json`, holding the event before its command
-    /// sink starts (AGENT_EXEC_EVENT_PATH).
-    fn event_file(&mut self, ctx: &SinkCtx, ev: &MatchEvent) -> PathBuf {
+    /// sink starts (AGENT_EXEC_EVENT_PATH); Err says why it could not be
+    /// written (a full disk).
+    fn event_file(&mut self, ctx: &SinkCtx, ev: &MatchEvent) -> Result<PathBuf, String> {
         let dir = ctx.job.path(MATCH_EVENT_DIR);
         if !self.event_dir_made {
-            let _ = fs::DirBuilder::new().mode(0o700).create(&dir);
-            self.event_dir_made = true;
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(format!("create {}: {e}", dir.display()));
+                }
+                _ => self.event_dir_made = true,
+            }
         }
         let name = format!("{:06}.json", self.seq);
-        let _ = job::write_json(&dir, &name, ev, false);
-        dir.join(name)
+        job::write_json(&dir, &name, ev, false).map_err(|e| e.to_string())?;
+        Ok(dir.join(name))
     }
 }
 

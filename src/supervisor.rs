@@ -1329,7 +1329,7 @@ pub const CALLER_PATH_VAR: &str = "__AGENT_EXEC_PATH";
 const REAPPLY_PART: usize = 64 * 1024;
 
 /// The name of part `i` of the script (see `reapply_parts`).
-fn reapply_var(i: usize) -> String {
+pub(crate) fn reapply_var(i: usize) -> String {
     if i == 0 {
         REAPPLY_VAR.to_string()
     } else {
@@ -1340,7 +1340,7 @@ fn reapply_var(i: usize) -> String {
 /// `script` cut into parts of at most `REAPPLY_PART` bytes, in order
 /// (at least one). Cut anywhere, even inside a quoted value: the shell
 /// joins the parts again before it evaluates them (`workload_argv`).
-fn reapply_parts(script: String) -> Vec<String> {
+pub(crate) fn reapply_parts(script: String) -> Vec<String> {
     if script.len() <= REAPPLY_PART {
         return vec![script];
     }

@@ -1167,3 +1167,213 @@ fn a_command_sink_dies_with_a_killed_supervisor() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------------------
+// A sink's environment; a sink whose event file cannot be written
+// ---------------------------------------------------------------------------
+
+/// Under a login-shell wrapper whose profile resets PATH (as Debian's
+/// /etc/profile does), a command sink finds the caller's tools as the
+/// job does: the caller's PATH entries first, then the profile's.
+#[test]
+fn a_login_shell_sink_keeps_the_callers_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    let home = t.base.join("phome");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".profile"),
+        "PATH=/usr/bin:/bin:/profile/bin; export PATH\n",
+    )
+    .unwrap();
+    let tools = t.base.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let tool = tools.join("mytool");
+    std::fs::write(&tool, "#!/bin/sh\necho \"mytool $1\" >> \"$OUT\"\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = t.base.join("out.txt");
+    let paths = t.base.join("paths.txt");
+    let sink = |what: &str| {
+        format!(
+            "echo \"$PATH ${{__AGENT_EXEC_ENV-gone}} ${{__AGENT_EXEC_PATH-gone}}\" >> {p}; mytool {what}",
+            p = paths.display()
+        )
+    };
+    let caller_path = format!("{}:/usr/bin:/bin", tools.display());
+    let mut c = t.cmd(&[
+        "run",
+        "--shell-wrapper",
+        "sh -lc",
+        "--notify-command",
+        &sink("finished"),
+        "--output-pattern",
+        "X",
+        "--output-command",
+        &sink("matched"),
+        "--",
+        "echo X",
+    ]);
+    c.env("HOME", &home)
+        .env("PATH", &caller_path)
+        .env("OUT", &out);
+    let v = t.exec(c).json();
+    assert_eq!(v["ok"], true, "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    settle(&t, id);
+    let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
+    assert_eq!(ce["delivery_results"][0]["success"], true, "{ce}");
+    let recs = ndjson(&t.job_dir(id).join("notification_events.ndjson"));
+    assert_eq!(recs[0]["delivery_results"][0]["success"], true, "{recs:?}");
+    let ran = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(ran, "mytool matched\nmytool finished\n");
+    let want = format!("{caller_path}:/profile/bin gone gone");
+    let seen = std::fs::read_to_string(&paths).unwrap();
+    assert_eq!(seen.lines().collect::<Vec<_>>(), [&want, &want]);
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped. None (with
+/// a note) where mounting is not allowed.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: cannot mount a tmpfs here (not root?); full-disk test skipped");
+            return None;
+        }
+        Some(SmallFs(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fill the file system of `dir` until a write fails.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let p = dir.join("fill");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let block = [0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+    p
+}
+
+/// On a full disk a match's event file cannot be written: its command
+/// sink is not started with an AGENT_EXEC_EVENT_PATH that does not exist;
+/// the file sink still gets the line. Once there is room again,
+/// job.finished runs as usual.
+#[test]
+fn on_a_full_disk_no_sink_starts_without_its_event_file() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+        return;
+    };
+    let log = t.base.join("sinks.log");
+    let matches = t.base.join("matches.ndjson");
+    let (go, end) = (t.base.join("go"), t.base.join("end"));
+    let sink = format!("ls \"$AGENT_EXEC_EVENT_PATH\" >> {} 2>&1", log.display());
+    let script = format!(
+        "while [ ! -e {g} ]; do sleep 0.02; done; echo ERR1; echo ERR2; \
+         while [ ! -e {e} ]; do sleep 0.02; done",
+        g = go.display(),
+        e = end.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--notify-command",
+        &sink,
+        "--output-pattern",
+        "ERR",
+        "--output-command",
+        &sink,
+        "--output-file",
+        path_str(&matches),
+        "--",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let filler = fill(&t.root);
+    std::fs::write(&go, "").unwrap();
+    wait_until("both matches at the file sink", || {
+        ndjson(&matches).len() == 2
+    });
+    assert_eq!(lines_of(&ndjson(&matches)), ["ERR1", "ERR2"]);
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(ran, "", "a sink ran without its event file");
+    assert!(!t.job_dir(&id).join("match_events/000001.json").exists());
+    // Room again: the job's end is recorded and its sink runs.
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::write(&end, "").unwrap();
+    settle(&t, &id);
+    let ce: Value = serde_json::from_str(&t.read(&id, "completion_event.json")).unwrap();
+    assert_eq!(ce["delivery_results"][0]["success"], true, "{ce}");
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        ran.trim(),
+        path_str(&t.job_dir(&id).join("completion_event.json"))
+    );
+}
+
+/// An event file that cannot be written (here: its place taken) leaves
+/// the command sink unstarted and says so in the delivery results; the
+/// file sink gets the event all the same.
+#[test]
+fn a_sink_whose_event_file_cannot_be_written_is_recorded_as_failed() {
+    let t = TempRoot::new();
+    let log = t.base.join("sinks.log");
+    let finished = t.base.join("finished.ndjson");
+    let sink = format!("ls \"$AGENT_EXEC_EVENT_PATH\" >> {} 2>&1", log.display());
+    let v = t.ok(&[
+        "create",
+        "--notify-command",
+        &sink,
+        "--notify-file",
+        path_str(&finished),
+        "--output-pattern",
+        "ERR",
+        "--output-command",
+        &sink,
+        "--",
+        "echo ERR1",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let dir = t.job_dir(&id);
+    // match_events is a file, completion_event.json a directory.
+    std::fs::write(dir.join("match_events"), "").unwrap();
+    std::fs::create_dir_all(dir.join("completion_event.json/x")).unwrap();
+    t.ok(&["start", &id]);
+    settle(&t, &id);
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+    let recs = ndjson(&dir.join("notification_events.ndjson"));
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0]["delivery_results"][0];
+    assert_eq!(r["sink_type"], "command");
+    assert_eq!(r["success"], false, "{r}");
+    let why = r["error"].as_str().unwrap();
+    assert!(why.starts_with("not started: "), "{why}");
+    assert!(why.contains("match_events"), "{why}");
+    let fin = ndjson(&finished);
+    assert_eq!(fin.len(), 1);
+    assert_eq!(fin[0]["event_type"], "job.finished");
+}

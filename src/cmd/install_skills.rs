@@ -16,11 +16,13 @@
 //!   is read (the key becomes `name`) and written back as the array form,
 //!   without the values that lack any of the four fields (as 0.2.3).
 //! - A lock file that is not JSON, or whose `skills` is neither an array
-//!   nor a map, is refused (`invalid_config`) before anything is written:
-//!   overwriting it would lose other tools' records.
+//!   nor a map, is treated as empty, as 0.2.3 does (D26: the same lock
+//!   format, so the same reading of it): the skill is installed and the
+//!   lock written anew, with a warning on stderr naming what was
+//!   replaced. Refusing it left a tool that shares the lock file with no
+//!   way forward short of deleting the file by hand.
 //!
-//! Rejected: 0.2.3's plain writes and its silent reset of a lock file it
-//! could not parse.
+//! Rejected: 0.2.3's plain writes.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -154,12 +156,16 @@ fn read_lock(path: &Path) -> Result<Lock> {
             extra: Map::new(),
         });
     }
-    parse_lock(&text).map_err(|why| {
-        Error::InvalidConfig(format!(
-            "{}: not a skill lock file ({why}); fix or remove it",
+    Ok(parse_lock(&text).unwrap_or_else(|why| {
+        crate::warn!(
+            "{}: not a skill lock file ({why}); treated as empty and written anew",
             path.display()
-        ))
-    })
+        );
+        Lock {
+            skills: Vec::new(),
+            extra: Map::new(),
+        }
+    }))
 }
 
 /// Replace our entry in place, or append it.
@@ -206,7 +212,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let base = base_dir(global, m.has("claude"))?;
     let skill_dir = base.join("skills").join(NAME);
     let lock_path = base.join(LOCK_FILE);
-    // Refuse a broken lock file before touching anything.
+    // Read first: one that cannot be read at all stops us before any write.
     let mut lock = read_lock(&lock_path)?;
     for (rel, text) in FILES {
         write_file(&skill_dir.join(rel), text.as_bytes(), false)?;
