@@ -1481,16 +1481,13 @@ pub fn matches_from_params(
             }
             (Kind::Value(ty), _) => {
                 // The command line's own check: a value of the wrong shape
-                // is that door's `invalid_request` (the specific codes,
-                // invalid_duration and the like, stay as they are).
+                // is that door's `invalid_request`, with the command
+                // line's reason (the specific codes, invalid_duration and
+                // the like, stay as they are).
                 check_value(flag, ty, v).map_err(|e| match e {
-                    Error::Usage(_) => Error::InvalidRequest(format!(
-                        "parameter {name}: invalid value '{v}'{}",
-                        if flag.choices.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": possible values: {}", flag.choices.join(", "))
-                        }
+                    Error::Usage(msg) => Error::InvalidRequest(format!(
+                        "parameter {name}: invalid value '{v}': {}",
+                        value_reason(flag, v, &msg)
                     )),
                     other => other,
                 })?;
@@ -1527,6 +1524,14 @@ pub fn matches_from_params(
         raw: Vec::new(),
         rest: Vec::new(),
     })
+}
+
+/// Why `check_value` refused `v`: its message without the part that
+/// names the flag as the command line does (`--limit <N>`), which
+/// another door's message names as its parameter.
+fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
+    let named = format!("invalid value '{v}' for '{}': ", flag.synopsis());
+    msg.strip_prefix(named.as_str()).unwrap_or(msg)
 }
 
 /// The checks of a value that need another one (a pattern and its

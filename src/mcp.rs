@@ -28,7 +28,10 @@
 //!   already read is carried out and answered (each is bounded by the
 //!   `until` limits), then the process exits; jobs are detached and go
 //!   on. A stdout nobody reads any more ends the process at once, then
-//!   too (`watch_stdout`).
+//!   too (`watch_stdout`). A read error on stdin (it is a directory,
+//!   say) ends the reading the same way; `serve` returns it once those
+//!   calls are answered, and `cmd::mcp` puts it on stderr (exit 1),
+//!   never as a document on stdout.
 //! - A JSON-RPC batch (an array on one line) is taken only under the
 //!   2025-03-26 revision, the one that requires it (2025-06-18 removed
 //!   batches): its answers go out together, as one array, once the last
@@ -73,6 +76,11 @@ pub struct Call {
     /// The request id as JSON text (`1`, `"a"`).
     pub id: String,
     pub params: Value,
+    /// The text of `params.arguments` as sent, kept only when one of
+    /// them is a number serde_json holds as an f64 (`1e300`, `2.0`),
+    /// which it would write otherwise: a refusal quotes it as sent
+    /// (`argument_text`).
+    arguments_text: Option<String>,
     /// Where the answer goes.
     reply: Reply,
     cancelled: AtomicBool,
@@ -93,6 +101,11 @@ impl Call {
     fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         let _ = (&self.wake_tx).write_all(&[1]);
+    }
+    /// The text of the argument `key` as sent, when it is a number
+    /// serde_json holds as an f64 (else None: its value says it).
+    pub fn argument_text(&self, key: &str) -> Option<&str> {
+        raw_member(self.arguments_text.as_deref()?.as_bytes(), &[key])
     }
     /// The request's `_meta.progressToken`, if any.
     pub fn progress_token(&self) -> Option<&Value> {
@@ -576,9 +589,16 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to
                 return srv.error(to, &id_text, SERVER_BUSY, "cannot make a wake socket");
             };
             let _ = wake_tx.set_nonblocking(true);
+            let arguments_text = params
+                .get("arguments")
+                .and_then(Value::as_object)
+                .filter(|args| args.values().any(Value::is_f64))
+                .and_then(|_| raw_member(raw, &["params", "arguments"]))
+                .map(str::to_string);
             let call = Arc::new(Call {
                 id: id_text.clone(),
                 params,
+                arguments_text,
                 reply: to.clone(),
                 cancelled: AtomicBool::new(false),
                 wake_tx,

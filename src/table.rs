@@ -42,9 +42,11 @@ pub fn check(m: &crate::cli::Matches) -> crate::error::Result<()> {
             "--table is for {} only; 'agent-exec {}' prints {}",
             COMMANDS.join(", "),
             m.cmd.name,
-            // What it prints instead: a script or a page, else its document.
+            // What it prints instead: a script, MCP's messages, else its
+            // document.
             match m.cmd.name {
                 "completions" => "a shell script",
+                "mcp" => "MCP messages only, no document of its own",
                 _ => "its JSON document",
             }
         )));

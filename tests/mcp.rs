@@ -1561,3 +1561,219 @@ fn ids_come_back_as_sent() {
     );
     m.ok("kill", json!({"job_id": job, "signal": "KILL"}));
 }
+
+/// An `Out` for an assertion's message.
+fn shown(o: &support::Out) -> String {
+    format!(
+        "exit {}, stdout {:?}, stderr {:?}",
+        o.code, o.stdout, o.stderr
+    )
+}
+
+/// `call`'s short text (`content[0]`).
+fn text_of(r: &Value) -> String {
+    r["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The text says what the call mainly returns: a failed job's failure,
+/// that a run timed out, grep's matches (the last ones, bounded as the
+/// output's end is).
+#[test]
+fn content_text_says_what_the_call_returns() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.call(
+        "run",
+        json!({"command": "true", "cwd": "/nonexistent-ae-dir"}),
+    );
+    assert_eq!(r["structuredContent"]["state"], "failed", "{r}");
+    let text = text_of(&r);
+    assert!(
+        text.contains("cwd_not_found") && text.contains("/nonexistent-ae-dir"),
+        "{text}"
+    );
+    let r = m.call(
+        "run",
+        json!({"command": "sleep 5", "timeout": 0.2, "until": 20}),
+    );
+    assert_eq!(r["structuredContent"]["timed_out"], true, "{r}");
+    assert!(text_of(&r).contains("timed out"), "{r}");
+    let d = m.ok(
+        "run",
+        json!({"command": "printf 'a\\nfoo 1\\nb\\nfoo 2\\n'; seq -f 'many %g' 1 3000", "until": 20}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let r = m.call("tail", json!({"job_id": id, "grep": "foo"}));
+    assert_eq!(
+        r["structuredContent"]["matches"].as_array().unwrap().len(),
+        2
+    );
+    let text = text_of(&r);
+    assert!(text.contains("foo 1") && text.contains("foo 2"), "{text}");
+    // Many matches: the last of them, within the output's bound.
+    let r = m.call(
+        "tail",
+        json!({"job_id": id, "grep": "many", "tail_lines": 0}),
+    );
+    assert_eq!(
+        r["structuredContent"]["matches"].as_array().unwrap().len(),
+        3000
+    );
+    let text = text_of(&r);
+    assert!(
+        text.contains("many 3000") && !text.contains("many 1\n"),
+        "{text}"
+    );
+    assert!(text.len() < 3000, "{} bytes: {text}", text.len());
+}
+
+/// A limit that is not UTF-8 was set all the same: refused as an
+/// invalid one is, not taken for unset.
+#[test]
+fn non_utf8_limits_stop_the_server() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    for var in [
+        "AGENT_EXEC_MCP_DEFAULT_UNTIL_SECONDS",
+        "AGENT_EXEC_MCP_MAX_UNTIL_SECONDS",
+    ] {
+        let mut c = t.cmd(&["mcp"]);
+        c.env(var, std::ffi::OsStr::from_bytes(b"5\xff"));
+        let out = t.exec(c);
+        assert_eq!(out.code, 1, "{var}: {}", shown(&out));
+        assert!(out.stdout.is_empty(), "{var}: {}", shown(&out));
+        assert!(out.stderr.contains(var), "{var}: {}", shown(&out));
+    }
+}
+
+/// A stdin that cannot be read is reported on stderr, never as a
+/// document on the protocol's stdout, and the exit status says so.
+#[test]
+fn unreadable_stdin_is_reported_on_stderr() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["mcp"]);
+    c.stdin(std::fs::File::open(&t.cwd).unwrap());
+    let out = t.exec(c);
+    assert_eq!(out.code, 1, "{}", shown(&out));
+    assert!(out.stdout.is_empty(), "{}", shown(&out));
+    assert!(out.stderr.contains("read stdin"), "{}", shown(&out));
+}
+
+/// Descriptions say only what a call takes; an empty word is a command,
+/// as on the command line.
+#[test]
+fn descriptions_name_only_forms_a_call_takes() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.request("tools/list", json!({}));
+    let tools = r["result"]["tools"].as_array().unwrap();
+    let tool = |n: &str| tools.iter().find(|t| t["name"] == n).unwrap().clone();
+    let (run, send) = (tool("run"), tool("send"));
+    let yield_ms = send["inputSchema"]["properties"]["yield_ms"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        !yield_ms.contains("1.5s") && !yield_ms.contains("250ms"),
+        "{yield_ms}"
+    );
+    let stdin = run["inputSchema"]["properties"]["stdin"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(!stdin.contains("reads the caller's stdin"), "{stdin}");
+    let said = send["description"].as_str().unwrap();
+    assert!(!said.contains("--file"), "{said}");
+    // What the descriptions say is refused is.
+    let id = m.ok(
+        "run",
+        json!({"command": "cat", "interactive": true, "until": 0}),
+    )["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = m.call(
+        "send",
+        json!({"job_id": id, "data": "x", "yield_ms": "1.5s"}),
+    );
+    assert_eq!(r["isError"], true, "{r}");
+    let r = m.call("run", json!({"command": "true", "stdin": "-"}));
+    assert_eq!(r["isError"], true, "{r}");
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+    // One empty word fits the schema and runs, as `run -- ''` does.
+    let args = json!({"command": [""], "until": 20});
+    assert!(fits(&run["inputSchema"], &args));
+    let d = m.ok("run", args);
+    assert_eq!(
+        (&d["state"], &d["command"]),
+        (&json!("exited"), &json!([""])),
+        "{d}"
+    );
+    let cli = t.ok(&["run", "--until", "20", "--", ""]);
+    assert_eq!(cli["exit_code"], d["exit_code"], "{cli}");
+    // No word at all is no command, in the schema as in the call.
+    let none = json!({"command": []});
+    assert!(!fits(&run["inputSchema"], &none));
+    assert_eq!(m.call("run", none)["isError"], true);
+}
+
+/// A refused value's message gives the command line's reason and the
+/// value as the client wrote it.
+#[test]
+fn refused_values_say_why_quoting_what_was_sent() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let message = |m: &mut Mcp, line: String| -> String {
+        m.next_id += 1;
+        let id = m.next_id;
+        m.send_raw(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{line}}}"#
+        ));
+        let r = m.answer(&json!(id), Duration::from_secs(30));
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        let e = &r["result"]["structuredContent"]["error"];
+        assert_eq!(e["code"], "invalid_request", "{r}");
+        e["message"].as_str().unwrap().to_string()
+    };
+    for (args, want) in [
+        (
+            r#"{"name":"list","arguments":{"limit":1e300}}"#,
+            "parameter limit: invalid value '1e300': expected a non-negative integer",
+        ),
+        (
+            r#"{"name":"list","arguments":{"limit":-2.0}}"#,
+            "parameter limit: invalid value '-2.0': expected a non-negative integer",
+        ),
+        (
+            r#"{"name":"tail","arguments":{"job_id":"x","max_bytes":-1}}"#,
+            "parameter max_bytes: invalid value '-1': expected a non-negative integer",
+        ),
+        (
+            r#"{"name":"run","arguments":{"command":"true","stdin":"a\u0000b"}}"#,
+            "parameter stdin: invalid value 'a\0b': NUL is not allowed",
+        ),
+        (
+            r#"{"name":"list","arguments":{"state":"bogus"}}"#,
+            "parameter state: invalid value 'bogus': possible values: created,",
+        ),
+    ] {
+        let msg = message(&mut m, args.to_string());
+        assert!(msg.starts_with(want), "{args}: {msg}");
+    }
+    assert!(m.ok("list", json!({"all": true}))["jobs"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// `mcp --table` is refused for what mcp prints: messages, no document.
+#[test]
+fn table_refusal_says_mcp_prints_no_document() {
+    let t = TempRoot::new();
+    let out = t.out(&["mcp", "--table"]);
+    assert_eq!(out.code, 2, "{}", shown(&out));
+    let msg = out.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("no document of its own"), "{msg}");
+    assert!(!msg.contains("its JSON document"), "{msg}");
+}

@@ -27,6 +27,15 @@
 //!   call, key order included (the text is spliced, never re-sorted);
 //!   an operation that could not be carried out is `isError: true` with
 //!   the CLI's error envelope. A job that failed is a normal result.
+//! - The text beside it (`summary`) says what the call mainly answers:
+//!   how the job ended (a failure with its message, a timeout), what
+//!   `wait` matched or `grep` found, the output's end, each bounded.
+//! - A refused value is quoted as the client wrote it (a number
+//!   serde_json would respell, from `Call::argument_text`), with the
+//!   command line's reason.
+//! - Descriptions name only forms a call takes: where the table's help
+//!   names a command-line-only one (`--yield 1.5s`, `--stdin -`,
+//!   `--file`), this door's words replace it (`mcp_help`, `restated`).
 //! - Observations (`run`, `wait`, `send`'s yield) are bounded: no
 //!   `until` means the default limit, a larger one (or `forever`) is
 //!   capped at the maximum, so a call ends before the client's request
@@ -100,20 +109,26 @@ impl Limits {
     /// `restart`'s grace to nothing, and would read to some as "no
     /// limit" (as `--timeout 0` does), the opposite of a cap; a default
     /// of 0 would quietly make every call without `until` a no-wait one,
-    /// which a call asks for itself with `until: 0`.
+    /// which a call asks for itself with `until: 0`. A value that is
+    /// not UTF-8 is refused too, not taken for unset: it was set, and
+    /// the server would run with limits nobody chose.
     pub fn from_env() -> Result<Limits> {
         let secs = |name: &str, default: u64| -> Result<u64> {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => crate::time::parse_duration_ms(&v)
-                    .ok()
-                    .filter(|&ms| ms > 0)
-                    .ok_or_else(|| {
-                        Error::InvalidConfig(format!(
-                            "{name}: expected a number of seconds above 0, got '{v}'"
-                        ))
-                    }),
-                _ => Ok(default),
+            let Some(raw) = std::env::var_os(name) else {
+                return Ok(default);
+            };
+            let shown = raw.to_string_lossy();
+            if shown.trim().is_empty() {
+                return Ok(default);
             }
+            raw.to_str()
+                .and_then(|v| crate::time::parse_duration_ms(v).ok())
+                .filter(|&ms| ms > 0)
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!(
+                        "{name}: expected a number of seconds above 0, got '{shown}'"
+                    ))
+                })
         };
         let max_ms = secs("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", Self::DEFAULT.max_ms)?;
         let default_ms = secs(
@@ -138,7 +153,13 @@ pub fn exec(m: &Matches) -> Result<Output> {
             std::process::exit(e.exit_code());
         }
     };
-    crate::mcp::serve(m.root.clone(), limits)?;
+    // Stdin that cannot be read (a directory, say) ends the server the
+    // same way: the calls already read are answered, then the reason
+    // goes to stderr, never as a document on the protocol's stdout.
+    if let Err(e) = crate::mcp::serve(m.root.clone(), limits) {
+        crate::output::error_line(&e);
+        std::process::exit(e.exit_code());
+    }
     Ok(Output::Done)
 }
 
@@ -182,7 +203,7 @@ pub fn tools(structured: bool, limits: Limits) -> Vec<Value> {
 
 fn description(tool: &str, cmd: &Cmd, limits: Limits) -> String {
     let mut d = format!("{}. {}", cmd.about, cmd.long_about);
-    if let Some((cli, ours)) = restated(tool, limits) {
+    for (cli, ours) in restated(tool, limits) {
         d = d.replace(&cli, &ours);
     }
     let (default, cap) = (secs_text(limits.default_ms), secs_text(limits.max_ms));
@@ -205,35 +226,37 @@ fn description(tool: &str, cmd: &Cmd, limits: Limits) -> String {
 }
 
 /// Where a command's `long_about` states a limit of the command line
-/// that this server sets otherwise: (the table's words, ours in their
-/// place), so that a description states only the limit in effect. A
-/// unit test holds each to be found in its text (a rewording of the
-/// table would otherwise bring the command line's number back).
-fn restated(tool: &str, limits: Limits) -> Option<(String, String)> {
-    Some(match tool {
-        "run" => (
-            format!(
-                "(--until, {} s)",
-                secs_text(table_default_ms("run", "until")?)
-            ),
+/// that this server sets otherwise, or a form a call does not take
+/// (`send`'s `--file`): (the table's words, ours in their place), so
+/// that a description states only the limit in effect and what a call
+/// takes. A unit test holds each to be found in its text (a rewording
+/// of the table would otherwise bring the command line's words back).
+fn restated(tool: &str, limits: Limits) -> Vec<(String, String)> {
+    let table = |tool, long| table_default_ms(tool, long).unwrap_or_default();
+    match tool {
+        "run" => vec![(
+            format!("(--until, {} s)", secs_text(table("run", "until"))),
             format!("(until, {} s)", secs_text(limits.default_ms)),
-        ),
-        "kill" => (
+        )],
+        "kill" => vec![(
             format!(
                 "watches up to {} s",
                 secs_text(super::kill::OBSERVE.as_millis() as u64)
             ),
             format!("watches up to {} s", secs_text(kill_watch_ms(limits))),
-        ),
-        "send" => (
-            format!(
-                "--yield (default {} ms,",
-                table_default_ms("send", "yield")?
+        )],
+        "send" => vec![
+            (
+                "Writes TEXT exactly as given (or --file's bytes)".to_string(),
+                "Writes data exactly as given".to_string(),
             ),
-            format!("yield_ms (default {} ms,", yield_default_ms(limits)),
-        ),
-        _ => return None,
-    })
+            (
+                format!("--yield (default {} ms,", table("send", "yield")),
+                format!("yield_ms (default {} ms,", yield_default_ms(limits)),
+            ),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// How long `kill` watches for the outcome here: its own watch, or the
@@ -318,9 +341,24 @@ const SWITCH_TEXTS: [&str; 4] = ["true", "false", "1", "0"];
 /// A count's text: digits, one `+` allowed (what `u64::from_str` takes).
 const COUNT_PATTERN: &str = "^[+]?[0-9]+$";
 
-/// One flag's JSON Schema type; `note` replaces the table's
-/// `[default: ...]`.
-fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
+/// A flag's help as this door says it: the table's, unless that names
+/// a form of the command line that a call does not take (`send`'s
+/// `--yield 1.5s`, `run --stdin -`, `TEXT` for `data`). A unit test
+/// holds each table text replaced here to be the table's still.
+fn mcp_help(tool: &str, flag: &Flag) -> &'static str {
+    match (tool, flag.long) {
+        ("run", "stdin") => {
+            "Job stdin content, byte for byte, as given ('-' is refused: this server's stdin is the protocol)"
+        }
+        ("send", "yield") => "How long to watch for the job's answer",
+        ("send", "newline") => "Append a newline to data",
+        _ => flag.help,
+    }
+}
+
+/// One flag's JSON Schema type, described by `help`; `note` replaces
+/// the table's `[default: ...]`.
+fn flag_schema(flag: &Flag, help: &str, note: Option<String>) -> Value {
     let types = json_types(flag);
     let mut s = match (flag.kind, flag.http) {
         (Kind::Switch | Kind::OptBool, _) => {
@@ -332,12 +370,12 @@ fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
             "type": types,
             "minimum": 0,
             "pattern": COUNT_PATTERN,
-            "description": format!("{} (milliseconds)", flag.help),
+            "description": format!("{help} (whole milliseconds: an integer, or its digits as text)"),
         }),
         (Kind::Value(Ty::Duration), _) => json!({
             "type": types,
             "minimum": 0,
-            "description": format!("{} (a number is seconds, fractions allowed; or text such as 500ms, 2m)", flag.help),
+            "description": format!("{help} (a number is seconds, fractions allowed; or text such as 500ms, 2m)"),
         }),
         (Kind::Value(Ty::U64), _) => {
             json!({"type": types, "minimum": 0, "pattern": COUNT_PATTERN})
@@ -350,7 +388,7 @@ fn flag_schema(flag: &Flag, note: Option<String>) -> Value {
         s["type"] = Value::from(*one);
     }
     if s.get("description").is_none() {
-        s["description"] = Value::from(flag.help);
+        s["description"] = Value::from(help);
     }
     if let Some(note) = note.or_else(|| flag.default.map(|d| format!("[default: {d}]"))) {
         s["description"] = Value::from(format!(
@@ -393,10 +431,10 @@ pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
             props.insert(
                 "command".into(),
                 json!({
-                    "description": "The command: an array of words (argv, run after the login shell starts), or one shell string (pipes, &&)",
+                    "description": "The command: an array of words (argv, run after the login shell starts; at least one, which may be empty, as with run -- ''), or one shell string (pipes, &&)",
                     "anyOf": [
                         {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                        {"type": "string", "minLength": 1},
+                        {"type": "string"},
                     ],
                 }),
             );
@@ -445,10 +483,10 @@ pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
                 json!({"type": "object", "additionalProperties": {"type": "string"},
                        "description": "Environment variables for the job, name to value"}),
             ),
-            ("run", "tag") => ("tags".to_string(), flag_schema(f, None)),
+            ("run", "tag") => ("tags".to_string(), flag_schema(f, f.help, None)),
             _ => {
                 let note = limits_note(tool, &name, limits);
-                (name, flag_schema(f, note))
+                (name, flag_schema(f, mcp_help(tool, f), note))
             }
         };
         // The table's second name is taken wherever the first is.
@@ -558,7 +596,9 @@ fn text(name: &str, v: &Value) -> Result<String> {
 
 /// One value of `flag` as the text the other doors give: refused unless
 /// it is of a JSON type the schema declares for it (`json_types`).
-fn flag_value(name: &str, flag: &Flag, v: &Value) -> Result<String> {
+/// `written`: the value's text as the client sent it, for a number
+/// serde_json holds as an f64 (`Call::argument_text`).
+fn flag_value(name: &str, flag: &Flag, v: &Value, written: Option<&str>) -> Result<String> {
     let typed = json_types(flag).iter().any(|t| match *t {
         "boolean" => v.is_boolean(),
         "string" => v.is_string(),
@@ -580,10 +620,23 @@ fn flag_value(name: &str, flag: &Flag, v: &Value) -> Result<String> {
                 "parameter {name}: expected true or false, got '{s}'"
             )))
         }
-        // Whole, as `u64::from_str` reads it (not `2.0`); a negative
-        // one stays negative and is refused there.
+        // Whole and within u64: as `u64::from_str` reads it (not
+        // `2.0`). Past u64, a duration in milliseconds saturates, as
+        // every duration does (and is then capped); anything else (a
+        // count past u64, a negative number) goes on as the client
+        // wrote it (`1e300`, `-2.0`), to be refused there with the
+        // command line's reason, quoting what was sent, not a number
+        // nobody wrote.
         (_, Value::Number(n)) if n.is_f64() => {
-            Ok((n.as_f64().unwrap_or_default() as i128).to_string())
+            let f = n.as_f64().unwrap_or_default();
+            const PAST_U64: f64 = 18_446_744_073_709_551_616.0;
+            Ok(if (0.0..PAST_U64).contains(&f) {
+                (f as u64).to_string()
+            } else if f > 0.0 && matches!(flag.http, Http::Millis(_)) {
+                u64::MAX.to_string()
+            } else {
+                written.map_or_else(|| n.to_string(), str::to_string)
+            })
         }
         _ => scalar(name, v),
     }
@@ -635,7 +688,9 @@ fn seconds(name: &str, v: &Value) -> Result<String> {
     }
 }
 
-fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
+/// `call`: where the arguments' text as sent is found (None: a call
+/// made here, as `restart`'s second one).
+fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) -> Result<Args> {
     let obj = match args {
         Value::Object(o) => o.clone(),
         Value::Null => Map::new(),
@@ -741,8 +796,10 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value) -> Result<Args> {
             }
             _ => vec![v],
         };
+        // A number serde_json respells, given alone (found by its name).
+        let written = call.filter(|_| v.is_f64()).and_then(|c| c.argument_text(k));
         for v in values {
-            a.params.push((k.clone(), flag_value(k, flag, v)?));
+            a.params.push((k.clone(), flag_value(k, flag, v, written)?));
         }
     }
     if tool == "send" {
@@ -818,10 +875,11 @@ fn bound_kill_after(params: &mut Vec<(String, String)>, limits: Limits) -> Resul
     Ok(())
 }
 
-/// The tool's `Matches`, as the CLI would build them.
-fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
+/// The tool's `Matches`, as the CLI would build them; `call`, when they
+/// are its arguments, has their text as sent (`split_args`).
+fn matches(srv: &Server, tool: &str, args: &Value, call: Option<&Call>) -> Result<Matches> {
     let cmd = command(tool)?;
-    let mut a = split_args(tool, cmd, args)?;
+    let mut a = split_args(tool, cmd, args, call)?;
     match tool {
         "run" | "wait" => bound_until(&mut a.params, srv.limits)?,
         "restart" => {
@@ -845,8 +903,10 @@ fn matches(srv: &Server, tool: &str, args: &Value) -> Result<Matches> {
         _ => {}
     }
     if tool == "run" {
-        if a.rest.is_empty() || a.rest.iter().all(String::is_empty) {
-            return Err(bad("command is required and must be non-empty"));
+        // As on the command line (`run -- ''`) and over HTTP, an empty
+        // word is a command; no word at all is none.
+        if a.rest.is_empty() {
+            return Err(bad("command is required: at least one word"));
         }
         if a.params.iter().any(|(k, v)| k == "stdin" && v == "-") {
             return Err(bad(
@@ -982,7 +1042,7 @@ pub fn call_tool(srv: &Server, call: &Call) -> Option<String> {
         .unwrap_or("");
     let args = call.params.get("arguments").cloned().unwrap_or(Value::Null);
     let t0 = Instant::now();
-    let answer = matches(srv, tool, &args)
+    let answer = matches(srv, tool, &args, Some(call))
         .and_then(|m| operate(srv, call, tool, &m))
         .map_err(|e| door_error(tool, e));
     crate::info!("mcp: {tool} answered in {} ms", t0.elapsed().as_millis());
@@ -1011,9 +1071,43 @@ fn result(srv: &Server, doc: &str, is_error: bool) -> String {
     }
 }
 
-/// The short text rendering: the state, the exit code, the output.
+/// At most this many bytes of each stream's end (and of grep's matches)
+/// in the short text.
+const EXCERPT: usize = 2000;
+
+/// The end of `text`, at most `EXCERPT` bytes of it (whole characters);
+/// whether some was cut.
+fn excerpt(text: &str) -> (&str, bool) {
+    let mut cut = text.len().saturating_sub(EXCERPT);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    (&text[cut..], cut > 0)
+}
+
+/// How a job ended, as far as its document says: `, exit code 1`,
+/// `, signal SIGTERM`, `, timed out`, and a failed job's failure code.
+fn outcome(j: &Value) -> String {
+    let mut s = String::new();
+    if let Some(c) = j["exit_code"].as_i64() {
+        s.push_str(&format!(", exit code {c}"));
+    }
+    if let Some(sig) = j["signal"].as_str() {
+        s.push_str(&format!(", signal {sig}"));
+    }
+    if j["timed_out"] == Value::Bool(true) {
+        s.push_str(", timed out");
+    }
+    if let Some(code) = j["failure"]["code"].as_str() {
+        s.push_str(&format!(", failure {code}"));
+    }
+    s
+}
+
+/// The short text rendering: the state and how the job ended (a
+/// failure with its message), what `wait` matched or `grep` found, the
+/// output's end, the cursor.
 fn summary(v: &Value) -> String {
-    const EXCERPT: usize = 2000;
     if v["ok"] == Value::Bool(false) {
         return format!(
             "error {}: {}",
@@ -1026,9 +1120,10 @@ fn summary(v: &Value) -> String {
         s.push_str(&format!("{} job(s)", jobs.len()));
         for j in jobs.iter().take(50) {
             s.push_str(&format!(
-                "\n{} {} {}",
+                "\n{} {}{} {}",
                 j["job_id"].as_str().unwrap_or("?"),
                 j["state"].as_str().unwrap_or("?"),
+                outcome(j),
                 j["command"]
                     .as_array()
                     .map(|c| c
@@ -1049,17 +1144,43 @@ fn summary(v: &Value) -> String {
     if let Some(st) = v["state"].as_str() {
         s.push_str(&format!(": {st}"));
     }
-    if let Some(c) = v["exit_code"].as_i64() {
-        s.push_str(&format!(", exit code {c}"));
-    }
-    if let Some(sig) = v["signal"].as_str() {
-        s.push_str(&format!(", signal {sig}"));
+    s.push_str(&outcome(v));
+    if let Some(m) = v["failure"]["message"].as_str() {
+        // Its start says why; a long one (a path) is cut after EXCERPT.
+        let mut at = m.len().min(EXCERPT);
+        while !m.is_char_boundary(at) {
+            at -= 1;
+        }
+        let more = if at < m.len() { " [...]" } else { "" };
+        s.push_str(&format!("\nfailure: {}{more}", &m[..at]));
     }
     if let Some(m) = v["matched"]["line"].as_str() {
         s.push_str(&format!(
             "\nmatched ({}): {m}",
             v["matched"]["stream"].as_str().unwrap_or("?")
         ));
+    }
+    if let Some(found) = v["matches"].as_array() {
+        // grep's answer is its matches (the streams are empty): the
+        // last of them, bounded as a stream's end is.
+        s.push_str(&format!("\n--- {} match(es) ---", found.len()));
+        let lines: String = found
+            .iter()
+            .map(|f| {
+                format!(
+                    "\n{}: {}",
+                    f["stream"].as_str().unwrap_or("?"),
+                    f["line"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let (mut end, cut) = excerpt(&lines);
+        if cut {
+            // From the first whole match on.
+            end = end.find('\n').map_or(end, |i| &end[i..]);
+            s.push_str("\n[...]");
+        }
+        s.push_str(end);
     }
     for stream in ["stdout", "stderr"] {
         let head = v[stream].as_str().unwrap_or("");
@@ -1068,15 +1189,11 @@ fn summary(v: &Value) -> String {
             continue;
         }
         s.push_str(&format!("\n--- {stream} ---\n"));
-        let text = if tail.is_empty() { head } else { tail };
-        let mut cut = text.len().saturating_sub(EXCERPT);
-        while !text.is_char_boundary(cut) {
-            cut += 1;
-        }
-        if cut > 0 || !tail.is_empty() {
+        let (end, cut) = excerpt(if tail.is_empty() { head } else { tail });
+        if cut || !tail.is_empty() {
             s.push_str("[...]\n");
         }
-        s.push_str(&text[cut..]);
+        s.push_str(end);
     }
     if let Some(c) = v["cursor"].as_str() {
         s.push_str(&format!("\ncursor: {c}"));
@@ -1254,7 +1371,7 @@ fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<S
         }
         o.insert("no_wait".into(), Value::Bool(true));
     }
-    let launch_only = matches(srv, "restart", &args)?;
+    let launch_only = matches(srv, "restart", &args, None)?;
     let store = super::store(m);
     let launched = observing(srv, call, job, called, || {
         super::restart::restart_job(&store, job, &launch_only)
@@ -1447,12 +1564,24 @@ mod tests {
         };
         for tool in TOOLS {
             let cmd = command(tool).unwrap();
-            let Some((cli, ours)) = restated(tool, limits) else {
-                continue;
-            };
-            // The table still says it, so the description says ours.
-            assert!(cmd.long_about.contains(&cli), "{tool}: {cli}");
-            assert!(description(tool, cmd, limits).contains(&ours), "{tool}");
+            for (cli, ours) in restated(tool, limits) {
+                // The table still says it, so the description says ours.
+                assert!(cmd.long_about.contains(&cli), "{tool}: {cli}");
+                assert!(description(tool, cmd, limits).contains(&ours), "{tool}");
+            }
+        }
+        let send = description("send", command("send").unwrap(), limits);
+        assert!(!send.contains("--file") && !send.contains("TEXT"), "{send}");
+        // Each flag help said otherwise here is the table's still, and
+        // what we say names no form a call refuses.
+        for (tool, long, cli) in [
+            ("run", "stdin", "'-' reads the caller's stdin"),
+            ("send", "yield", "(250ms, 1.5s, ...)"),
+            ("send", "newline", "TEXT"),
+        ] {
+            let flag = command(tool).unwrap().flag(long).unwrap();
+            assert!(flag.help.contains(cli), "{tool} {long}: {}", flag.help);
+            assert!(!mcp_help(tool, flag).contains(cli), "{tool} {long}");
         }
         let send = description("send", command("send").unwrap(), limits);
         assert!(send.contains("(default 250 ms,"), "{send}");
