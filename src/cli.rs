@@ -360,7 +360,7 @@ const PARALLEL: Flag = Flag::value(
     "parallel",
     "N",
     Ty::U64,
-    "With --queue: how many of the queue's jobs run at once (default: config [queue.NAME] parallel, else 1)",
+    "With --queue: how many of the queue's jobs run at once, 1 to 1024 (default: config [queue.NAME] parallel, else 1)",
 );
 const AFTER: Flag = Flag::value(
     "after",
@@ -380,7 +380,7 @@ const LOG: Flag = Flag::value(
     "log",
     "PATH",
     Ty::Path,
-    "Write the combined timestamped log here instead of <job>/full.log",
+    "Write the combined timestamped log here instead of <job>/full.log (restart writes it anew: earlier runs' combined logs are not kept)",
 );
 const MAX_LOG_BYTES: Flag = Flag::value(
     "max-log-bytes",
@@ -433,14 +433,14 @@ const RETRY: Flag = Flag::value(
     "retry",
     "N",
     Ty::U64,
-    "Run the job again, up to N more times, when it exits non-zero (not when killed or timed out); each run is kept in previous_runs",
+    "Run the job again, up to N more times, when it exits non-zero; a run ended by any signal (state killed: kill, restart, a crash, a signal it raised itself) or by --timeout is not retried; each run is kept in previous_runs",
 )
 .default("0");
 const RETRY_DELAY: Flag = Flag::value(
     "retry-delay",
     "DURATION",
     Ty::Duration,
-    "Pause before each --retry run (500ms, 2s, ...; a bare number is seconds); a kill meanwhile ends the job killed",
+    "Pause before each --retry run (500ms, 2s, ...; a bare number is seconds; needs --retry); a kill meanwhile ends the job killed, as an attempt that never ran",
 )
 .default("0");
 
@@ -1399,6 +1399,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             )));
         }
     }
+    if let Some((a, b)) = needs_another(&values) {
+        return Err(Error::usage(format!("--{a} needs --{b}")));
+    }
     check_together(cmd, &values)?;
     Ok(Parsed::Run(Box::new(Matches {
         cmd,
@@ -1510,6 +1513,14 @@ pub fn matches_from_params(
             )));
         }
     }
+    if let Some((a, b)) = needs_another(&values) {
+        let name = |long| cmd.flag(long).and_then(Flag::http_name).unwrap_or_default();
+        return Err(Error::InvalidRequest(format!(
+            "{} needs {}",
+            name(a),
+            name(b)
+        )));
+    }
     // As on the command line: a bad pattern or cursor is refused before
     // the route looks up its job.
     check_together(cmd, &values)?;
@@ -1532,6 +1543,15 @@ pub fn matches_from_params(
 fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
     let named = format!("invalid value '{v}' for '{}': ", flag.synopsis());
     msg.strip_prefix(named.as_str()).unwrap_or(msg)
+}
+
+/// A flag given without the one it only makes sense with (`run` and
+/// `create`): `(given, missing)`, each door naming them in its own words.
+/// Refused rather than ignored, as `--parallel` without `--queue` is: a
+/// `--retry-delay` without `--retry` would never pause anything.
+fn needs_another(values: &[(&'static str, String)]) -> Option<(&'static str, &'static str)> {
+    let given = |long: &str| values.iter().any(|(k, _)| *k == long);
+    (given("retry-delay") && !given("retry")).then_some(("retry-delay", "retry"))
 }
 
 /// The checks of a value that need another one (a pattern and its

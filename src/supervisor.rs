@@ -729,7 +729,8 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
             let now = crate::time::now_ts();
             next.job.status = Some(Status::Killed);
             next.result.signal = Some(sys::signal_name(sig));
-            next.result.duration_ms = Some(0);
+            // This attempt never ran: no duration, as for a job killed
+            // while queued.
             next.finished_at = Some(now.clone());
             next.updated_at = now;
             Some(next)

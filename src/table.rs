@@ -8,10 +8,12 @@
 //! - Rendered from the very document the command would print (its JSON
 //!   text), so the table never shows anything the document does not.
 //! - No line is wider than the terminal: `COLUMNS`, else 100. The
-//!   COMMAND column gives way first (cut, ending in `…`), then a line
-//!   that is still too wide is cut at the width.
+//!   COMMAND column gives way first (cut, ending in `…`), then TAGS
+//!   (cut the same way), then a line that is still too wide is cut at
+//!   the width.
 //! - One job is one line: control characters in a command or tag are
-//!   shown as spaces.
+//!   shown as spaces, and so are the bidirectional formatting characters
+//!   and the line and paragraph separators (`one_line`).
 //! - Commands other than list, ps and status refuse `--table` with a
 //!   usage error before doing anything (main); an error document stays
 //!   the JSON (or YAML) error document.
@@ -87,11 +89,30 @@ fn text(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(str::to_string)
 }
 
-/// Control characters (a newline in a shell string) become spaces.
+/// Control characters (a newline in a shell string) become spaces, and
+/// so do the characters that move or break text without being controls
+/// to Rust: the bidirectional marks, embeddings, overrides and isolates
+/// (one could show a row's cells in another order) and the line and
+/// paragraph separators (a terminal may start a new line at them).
 fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || moves_text(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
+}
+
+/// U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069 (bidi), U+2028,
+/// U+2029 (separators).
+fn moves_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn row(j: &Value, now: i64, short: &dyn Fn(&str) -> Option<String>) -> [String; 7] {
@@ -249,6 +270,11 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
         for (i, cell) in r.iter().enumerate() {
             let cell = if i == COMMAND {
                 cut(cell, w[i])
+            } else if i + 1 == r.len() {
+                // TAGS, last: what room the line has left, ending in `…`
+                // when cut, as COMMAND does (a tag cut silently would
+                // read as a whole one, and hide those after it).
+                cut(cell, width.saturating_sub(chars(&line)))
             } else {
                 cell.clone()
             };
@@ -312,6 +338,14 @@ mod tests {
         let row = t.lines().nth(1).unwrap();
         assert!(row.starts_with("01CCCCCCCC ") && row.ends_with('-'), "{t}");
         assert!(render(r#"{"type":"gc"}"#, now, 100, &|_| None).is_none());
+        // Bidi controls and line separators cannot reorder or split a row.
+        let tricky = status.replace(
+            r#"["x"]"#,
+            r#"["a\u202eb\u200ec\u200fd\u2066e\u2069f\u2028g\u2029h\u061ci"]"#,
+        );
+        let t = render(&tricky, now, 100, &|_| None).unwrap();
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(t.contains("a b c d e f g h i"), "{t}");
     }
 
     #[test]
@@ -338,6 +372,12 @@ mod tests {
             assert!(row.contains('…') && row.ends_with('t'), "{row}");
         }
         assert_eq!((chars("日本"), chars("e\u{301}"), chars("ab")), (4, 1, 2));
+        // A long tag list is cut like COMMAND, marked by `…`.
+        let tags = format!(r#"["{}","release"]"#, "y".repeat(60));
+        let doc = doc.replace(r#"["t"]"#, &tags);
+        let t = render(&doc, 0, 80, &|_| None).unwrap();
+        let row = t.lines().nth(1).unwrap();
+        assert!(chars(row) <= 80 && row.ends_with("y…"), "{row}");
         // Too narrow for the other columns: still never wider.
         for width in [10, 40] {
             let t = render(&doc, 0, width, &|_| None).unwrap();

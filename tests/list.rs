@@ -1,5 +1,8 @@
 //! `list` and `ps`: cwd scoping, filters and their combinations, order,
-//! limits, short ids, stale jobs, and the response shape.
+//! limits, short ids, stale jobs, and the response shape. Also the views
+//! for people beside them: `--table` rows (cut tags, characters that
+//! would reorder or split a row) and `wait` (an id given twice, the `-v`
+//! note at a terminal).
 
 mod support;
 
@@ -581,4 +584,114 @@ fn a_directory_whose_name_is_not_utf8_counts_as_skipped() {
     let v = t.ok(&["list", "--all"]);
     assert_eq!(ids(&v).len(), 1, "{v}");
     assert_eq!(v["skipped"], 2, "{v}");
+}
+
+// ---------------------------------------------------------------------------
+// Views for people: `--table` rows, and `wait` (several ids, `-v`)
+// ---------------------------------------------------------------------------
+
+/// Tags that do not fit are cut as COMMAND is, ending in `…` (a tag cut
+/// silently reads as a whole one, and hides those after it).
+#[test]
+fn table_marks_cut_tags() {
+    let t = TempRoot::new();
+    let long = "x".repeat(60);
+    t.ok(&["run", "--tag", &long, "--tag", "release", "--", "true"]);
+    let mut c = t.cmd(&["list", "--table"]);
+    c.env("COLUMNS", "80");
+    let o = t.exec(c);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let row = o.stdout.lines().nth(1).unwrap();
+    assert!(row.chars().count() <= 80, "{row}");
+    assert!(row.ends_with("x…"), "{row}");
+}
+
+/// One job is one line: the bidirectional formatting characters (which
+/// can show a row's cells in another order) and the line and paragraph
+/// separators are shown as spaces, in commands and in tags, as control
+/// characters are.
+#[test]
+fn table_rows_keep_bidi_controls_and_separators_out() {
+    let t = TempRoot::new();
+    let odd = [
+        '\u{202E}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}',
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{2028}', '\u{2029}',
+    ];
+    let word: String = odd.iter().flat_map(|&c| ['a', c]).collect();
+    let id = t.ok(&["run", "--", &format!("echo {word}")])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set_tags(&t, &id, &[&format!("t{word}")]);
+    for args in [vec!["list", "--table"], vec!["status", "--table", &id]] {
+        let o = t.out(&args);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(!o.stdout.contains(&odd[..]), "{args:?}: {:?}", o.stdout);
+        let row = o.stdout.lines().nth(1).unwrap();
+        assert!(row.contains("echo a a a"), "{args:?}: {row:?}");
+        assert!(row.contains("ta a a"), "{args:?}: {row:?}");
+    }
+}
+
+/// `wait --any X X`: the same job is described the same in both entries
+/// (waited for and read once), never `running` in one and `exited` in
+/// the other. The job ends during the wait, when two separate reads
+/// could disagree; several rounds, as that race is not won every time.
+#[test]
+fn wait_for_the_same_id_twice_describes_it_once() {
+    let t = TempRoot::new();
+    for _ in 0..8 {
+        let x = t.start_job(&["sleep", "0.2"]);
+        for mode in ["--any", "--all"] {
+            let v = t.ok(&["wait", mode, "--until", "10", &x, &x]);
+            let jobs = v["jobs"].as_array().unwrap();
+            assert_eq!(jobs.len(), 2, "{v}");
+            assert_eq!(jobs[0], jobs[1], "{mode}: {v}");
+            assert_eq!(jobs[0]["state"], "exited", "{mode}: {v}");
+            if mode == "--any" {
+                assert_eq!(v["first"], x.as_str());
+            }
+        }
+    }
+}
+
+/// `wait -v ID` at a terminal: the progress note is erased before the
+/// log line that says how the job ended, not left with it glued on.
+#[test]
+fn wait_v_erases_its_note_before_the_log_line() {
+    // `script` gives the command a terminal (stdin, stdout, stderr).
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("no script(1): skipped");
+        return;
+    }
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "2.2"]);
+    let line = format!(
+        "{} --root {} -v wait --forever {id} >/dev/null",
+        support::bin(),
+        t.root.display()
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .current_dir(&t.cwd)
+        .env("HOME", t.base.join("home"))
+        .env("XDG_CONFIG_HOME", t.base.join("config"))
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    let o = t.exec(c);
+    let notes = o.stdout.matches("written so far").count();
+    assert!(notes >= 1, "no note at a terminal: {:?}", o.stdout);
+    // Each note is followed by the erase (the next note's, or the last).
+    let erased = o.stdout.matches("written so far\r\x1b[K").count();
+    assert_eq!(erased, notes, "{:?}", o.stdout);
+    assert!(
+        o.stdout.contains("INFO agent-exec: wait "),
+        "{:?}",
+        o.stdout
+    );
+    assert!(o.stdout.contains(": exited"), "{:?}", o.stdout);
 }

@@ -547,6 +547,23 @@ fn kill_during_the_retry_delay_ends_the_job_killed() {
         .collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert_eq!(lines[0]["state"], "killed");
+    // Attempt 2 never ran: no start and no duration (not 0 ms), as for a
+    // queued job killed — in status, list, the table and job.finished.
+    for (what, v) in [
+        ("status", &s),
+        ("list", &t.ok(&["list"])["jobs"][0]),
+        ("job.finished", &lines[0]),
+    ] {
+        assert!(
+            v.get("started_at").unwrap_or(&Value::Null).is_null(),
+            "{what}: {v}"
+        );
+        assert!(v.get("duration_ms").is_none(), "{what}: {v}");
+    }
+    assert!(t.state(&id)["result"]["duration_ms"].is_null());
+    let table = t.out(&["status", "--table", &id]).stdout;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((row[1], row[3]), ("killed", "-"), "{table}");
     // The logs of the run that never came exist, empty (D41).
     for f in ["stdout.log", "stderr.log"] {
         assert_eq!(std::fs::read(t.job_dir(&id).join(f)).unwrap(), b"");
@@ -724,6 +741,60 @@ fn bad_restart_requests() {
     let (code, e) = t.err(&["run", "--retry-delay", "soon", "--", "true"]);
     assert_eq!(code, 2);
     assert_eq!(e["error"]["code"], "invalid_duration");
+}
+
+/// `--retry-delay` pauses between `--retry` runs: without `--retry` it
+/// would do nothing, so it is refused (as `--parallel` without
+/// `--queue`), by `run` and `create` and by MCP's `run`, before any job
+/// is made.
+#[test]
+fn retry_delay_needs_retry() {
+    let t = TempRoot::new();
+    for cmd in ["run", "create"] {
+        let (code, e) = t.err(&[cmd, "--retry-delay", "1s", "--", "true"]);
+        assert_eq!(code, 2, "{cmd}: {e}");
+        assert_eq!(e["error"]["code"], "usage_error", "{cmd}: {e}");
+        assert_eq!(e["error"]["message"], "--retry-delay needs --retry");
+    }
+    assert_eq!(t.ok(&["list", "--all"])["jobs"], json!([]));
+    let v = t.ok(&["run", "--retry", "1", "--retry-delay", "10ms", "--", "true"]);
+    assert_eq!(v["exit_code"], 0);
+    let mut mcp = Child(
+        t.cmd(&["mcp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut input = mcp.0.stdin.take().unwrap();
+    let msgs = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run", "arguments": {"command": ["true"], "retry_delay": "1s"}}}),
+    ];
+    for m in msgs {
+        writeln!(input, "{m}").unwrap();
+    }
+    drop(input);
+    let mut text = String::new();
+    mcp.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let r: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["id"] == 2)
+        .unwrap_or_else(|| panic!("no answer: {text}"));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let e = &r["result"]["structuredContent"]["error"];
+    assert_eq!(e["code"], "invalid_request", "{r}");
+    assert_eq!(e["message"], "retry_delay needs retry", "{r}");
+    assert_eq!(
+        t.ok(&["list", "--all"])["jobs"].as_array().unwrap().len(),
+        1
+    );
 }
 
 /// Run `args` to its end, or kill it after 20 s (a spin or a hang is a

@@ -37,9 +37,11 @@
 //! deadline for the whole call, waited for by `waitset::wait_jobs`
 //! (event-driven, one thread); the answer is `jobs`, one `WaitBody` per
 //! id in the order given, read after the wait ended, and with `--any`
-//! `first`. An id that names no job fails the whole call before anything
-//! is waited for (`job_not_found`, `details.job_id`). `--output` takes
-//! one job. One id answers exactly as before: the single document.
+//! `first`. An id given twice is waited for and described once, and
+//! that one description answers for both entries. An id that names no
+//! job fails the whole call before anything is waited for
+//! (`job_not_found`, `details.job_id`). `--output` takes one job. One id
+//! answers exactly as before: the single document.
 //!
 //! Rejected: a separate `tail` call after `wait` (a second round trip,
 //! and a window in which output and cursor could disagree); a bare list
@@ -188,10 +190,25 @@ pub struct WaitManyBody {
     /// With `any`: the id of the job that ended first (absent: none has).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first: Option<String>,
-    pub jobs: Vec<WaitBody>,
+    pub jobs: Entries,
+}
+
+/// One entry per id given, in that order; an id given twice is the same
+/// description twice (`distinct[order[i]]`), not two reads that a job
+/// ending between them would make disagree.
+pub struct Entries {
+    distinct: Vec<WaitBody>,
+    order: Vec<usize>,
+}
+
+impl Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.order.iter().map(|&i| &self.distinct[i]))
+    }
 }
 
 /// Wait for several jobs (see the header); None when the client left.
+/// Each distinct job is waited for and described once.
 pub fn wait_many(
     jobs: &[Job],
     any: bool,
@@ -199,19 +216,33 @@ pub fn wait_many(
     budget: Budget,
     client: Option<observe::Client<'_>>,
 ) -> Result<Option<WaitManyBody>> {
-    let seen = observe::until_stopped(|| crate::waitset::wait_jobs(jobs, any, deadline, client));
+    let mut distinct: Vec<Job> = Vec::with_capacity(jobs.len());
+    let mut order = Vec::with_capacity(jobs.len());
+    let mut index = std::collections::HashMap::new();
+    for j in jobs {
+        let i = *index.entry(j.id.clone()).or_insert_with(|| {
+            distinct.push(j.clone());
+            distinct.len() - 1
+        });
+        order.push(i);
+    }
+    let seen =
+        observe::until_stopped(|| crate::waitset::wait_jobs(&distinct, any, deadline, client));
     let Some(seen) = seen? else {
         return Ok(None);
     };
-    let bodies = jobs
+    let bodies = distinct
         .iter()
         .zip(&seen.states)
         .map(|(j, st)| wait_body(j, st, budget).map_err(|e| e.in_job(&j.id)))
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(WaitManyBody {
         mode: if any { "any" } else { "all" },
-        first: seen.first.filter(|_| any).map(|i| jobs[i].id.clone()),
-        jobs: bodies,
+        first: seen.first.filter(|_| any).map(|i| distinct[i].id.clone()),
+        jobs: Entries {
+            distinct: bodies,
+            order,
+        },
     }))
 }
 
@@ -301,7 +332,6 @@ pub fn wait_for_ms(
         return body.ok_or_else(|| crate::error::Error::internal("wait ended without an answer"));
     }
     let st = observe::until_stopped(|| observe::wait_terminal(job, deadline))?;
-    crate::info!("wait {}: {}", job.id, st.status().as_str());
     wait_body(job, &st, budget)
 }
 
@@ -326,8 +356,11 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // -v at a terminal: a progress note while waiting (gone before the answer).
     let ticker = crate::progress::start(std::slice::from_ref(&job));
     let body = wait_for_ms(&job, until, budget, ready.as_ref()).map_err(|e| e.in_job(&job.id));
+    // The note is erased first: a log line written while it is on screen
+    // would be glued to it.
     drop(ticker);
     let body = body?;
+    crate::info!("wait {}: {}", job.id, body.state);
     Ok(Output::Doc(Response::new("wait", &body)?))
 }
 
