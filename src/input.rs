@@ -120,6 +120,11 @@ pub struct Reply {
     pub stdin_open: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Bytes of this message that reached the job but that stdin.log
+    /// could not record, and why (`stream` "stdin"); absent when all of
+    /// them were recorded or the caller asked not to record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_lost: Option<crate::job::OutputLoss>,
 }
 
 /// One caller's connection.
@@ -130,6 +135,8 @@ struct Client {
     data: Vec<u8>,
     /// Bytes of `data` already written to the job.
     written: usize,
+    /// Of those, the bytes to record that stdin.log did not take.
+    unrecorded: u64,
     deadline: Option<Instant>,
     /// The caller hung up (before or after its message was complete).
     closed: bool,
@@ -152,6 +159,11 @@ pub struct Input {
     clients: Vec<Client>,
     log: Option<File>,
     log_path: std::path::PathBuf,
+    /// stdin.log could not be opened or written (a full disk, a symlink
+    /// in its place): the first error, and every byte to record since,
+    /// none of which is written (the log stays an exact prefix of the
+    /// input, as an output log does).
+    log_lost: Option<(io::Error, u64)>,
     read_buf: Vec<u8>,
     /// The last byte written to the job did not end a line: on a terminal
     /// the line discipline holds an unfinished line, and one ^D would only
@@ -209,6 +221,7 @@ impl Input {
             clients: Vec::new(),
             log: None,
             log_path: dir.join(LOG),
+            log_lost: None,
             read_buf: Vec::new(),
             line_open: false,
         })
@@ -253,8 +266,18 @@ impl Input {
             .min()
     }
 
-    /// Do what can be done now: accept, read, write, answer.
-    pub fn step(&mut self) {
+    /// What stdin.log could not record so far, as the job's state lists
+    /// it (`output_lost`).
+    pub fn loss(&self) -> Option<crate::job::OutputLoss> {
+        let (e, n) = self.log_lost.as_ref()?;
+        Some(crate::job::OutputLoss::new("stdin", *n, e))
+    }
+
+    /// Do what can be done now: accept, read, write, answer. When input
+    /// that reached the job could not be recorded, `unrecorded` is given
+    /// the loss so far before any caller is answered (so that the job's
+    /// record says so by the time its sender knows).
+    pub fn step(&mut self, unrecorded: impl FnOnce(crate::job::OutputLoss)) {
         while self.clients.len() < MAX_CLIENTS {
             match self.listener.accept() {
                 Ok((sock, _)) => {
@@ -265,6 +288,7 @@ impl Input {
                         header: None,
                         data: Vec::new(),
                         written: 0,
+                        unrecorded: 0,
                         deadline: None,
                         closed: false,
                         told: false,
@@ -296,7 +320,11 @@ impl Input {
                 c.closed = true;
             }
         }
+        let before = self.log_lost.as_ref().map_or(0, |(_, n)| *n);
         self.write_clients(now);
+        if let Some(lost) = self.loss().filter(|l| l.dropped_bytes > before) {
+            unrecorded(lost);
+        }
         self.answer_done(now);
     }
 
@@ -381,7 +409,8 @@ impl Input {
                     self.line_open = opens_line(c.data[from + n - 1]);
                     if h.record {
                         let bytes = c.data[from..from + n].to_vec();
-                        self.record(&bytes);
+                        let missed = self.record(&bytes);
+                        self.clients[i].unrecorded += missed;
                     }
                 }
             }
@@ -394,16 +423,41 @@ impl Input {
         }
     }
 
-    fn record(&mut self, bytes: &[u8]) {
-        if self.log.is_none() {
-            let dir = self.log_path.parent().unwrap_or(Path::new("/"));
-            self.log = sys::Dir::open(dir)
-                .and_then(|d| d.open_file(LOG, sys::How::Append))
-                .ok();
+    /// Append `bytes` to stdin.log; returns how many of them it did not
+    /// take (counted in `log_lost`).
+    fn record(&mut self, mut bytes: &[u8]) -> u64 {
+        if let Some((_, n)) = &mut self.log_lost {
+            *n += bytes.len() as u64;
+            return bytes.len() as u64;
         }
-        if let Some(l) = self.log.as_mut() {
-            let _ = l.write_all(bytes);
+        let log = match self.log.as_mut() {
+            Some(l) => l,
+            None => {
+                let dir = self.log_path.parent().unwrap_or(Path::new("/"));
+                let opened = sys::Dir::open(dir).and_then(|d| d.open_file(LOG, sys::How::Append));
+                match opened {
+                    Ok(f) => self.log.insert(f),
+                    Err(e) => {
+                        self.log_lost = Some((e, bytes.len() as u64));
+                        return bytes.len() as u64;
+                    }
+                }
+            }
+        };
+        while !bytes.is_empty() {
+            let e = match log.write(bytes) {
+                Ok(0) => io::Error::from_raw_os_error(libc::ENOSPC),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            self.log_lost = Some((e, bytes.len() as u64));
+            return bytes.len() as u64;
         }
+        0
     }
 
     /// Answer callers whose bytes are all in, or whose time is up.
@@ -445,6 +499,7 @@ impl Input {
                     bytes_written: None,
                     stdin_open: None,
                     error: Some("stdin_closed".into()),
+                    input_lost: None,
                 }
             } else {
                 // `--eof` closes input after what of its own bytes got in,
@@ -453,10 +508,18 @@ impl Input {
                 if h.eof && !earlier && (all_in || !broken) {
                     self.close_input();
                 }
+                // The error is stdin.log's first: every byte not
+                // recorded since is one it caused.
+                let input_lost = self
+                    .log_lost
+                    .as_ref()
+                    .filter(|_| c.unrecorded > 0)
+                    .map(|(e, _)| crate::job::OutputLoss::new("stdin", c.unrecorded, e));
                 Reply {
                     bytes_written: Some(c.written as u64),
                     stdin_open: Some(self.sink.is_some()),
                     error: None,
+                    input_lost,
                 }
             };
             if let Ok(mut line) = serde_json::to_vec(&reply) {
@@ -825,6 +888,7 @@ mod tests {
             bytes_written: Some(bytes),
             stdin_open: Some(true),
             error: None,
+            input_lost: None,
         }
     }
 
@@ -840,19 +904,19 @@ mod tests {
         let mut eof = connect(&dir);
         eof.write_all(&header(0, true, Duration::from_secs(30)))
             .unwrap();
-        input.step();
+        input.step(|_| {});
         assert!(input.sink.is_some(), "closed ahead of a header on its way");
         assert_eq!(answer(&mut eof), None);
         // A's header is complete and its bytes here: they cannot get in
         // yet, and the eof still waits for them.
         a.write_all(rest).unwrap();
         a.write_all(b"DATA-A\n").unwrap();
-        input.step();
+        input.step(|_| {});
         assert!(input.sink.is_some(), "closed ahead of A's pending bytes");
         assert_eq!(answer(&mut eof), None);
         // The job reads: A's bytes, then the end of file.
         drain(&r);
-        input.step();
+        input.step(|_| {});
         assert_eq!(answer(&mut a), Some(open(7)));
         let done = answer(&mut eof).expect("the eof is answered");
         assert_eq!(done.stdin_open, Some(false), "{done:?}");
@@ -867,15 +931,15 @@ mod tests {
         a.write_all(&header(7, false, Duration::from_secs(30)))
             .unwrap();
         a.write_all(b"DATA-A\n").unwrap();
-        input.step();
+        input.step(|_| {});
         // Its deadline has come by the time it is read.
         let mut eof = connect(&dir);
         eof.write_all(&header(0, true, Duration::ZERO)).unwrap();
-        input.step();
+        input.step(|_| {});
         assert_eq!(answer(&mut eof), Some(open(0)));
         assert!(input.sink.is_some());
         drain(&r);
-        input.step();
+        input.step(|_| {});
         assert_eq!(answer(&mut a), Some(open(7)));
         assert!(input.sink.is_some(), "A's send does not close input");
         let _ = std::fs::remove_dir_all(&dir);
@@ -891,7 +955,7 @@ mod tests {
         b.write_all(&header(7, false, Duration::from_secs(30)))
             .unwrap();
         b.write_all(b"DATA-B\n").unwrap();
-        input.step();
+        input.step(|_| {});
         let done = answer(&mut eof).expect("the eof is answered");
         assert_eq!(done.stdin_open, Some(false), "{done:?}");
         let late = answer(&mut b).expect("B is answered");

@@ -367,6 +367,9 @@ pub struct PreviousRun {
     pub finished_at: Option<String>,
     pub stdout_log_path: String,
     pub stderr_log_path: String,
+    /// What that run could not store, as its state recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<OutputLoss>,
 }
 
 /// One log that could not take all of its stream. The log keeps what was
@@ -374,12 +377,27 @@ pub struct PreviousRun {
 /// it is counted here, not written.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct OutputLoss {
-    /// `stdout`, `stderr`, or `full` (full.log).
+    /// `stdout`, `stderr`, `full` (full.log), or `stdin` (stdin.log: input
+    /// that reached the job but could not be recorded).
     pub stream: String,
     pub dropped_bytes: u64,
     /// The first error's name, e.g. `ENOSPC`.
     pub errno: String,
     pub message: String,
+}
+
+impl OutputLoss {
+    /// `dropped_bytes` of `stream` not stored, the first failure being `e`.
+    pub fn new(stream: &str, dropped_bytes: u64, e: &std::io::Error) -> OutputLoss {
+        OutputLoss {
+            stream: stream.to_string(),
+            dropped_bytes,
+            errno: e
+                .raw_os_error()
+                .map_or_else(|| "EIO".to_string(), crate::sys::errno_name),
+            message: e.to_string(),
+        }
+    }
 }
 
 impl State {

@@ -364,14 +364,14 @@ const MAX_RSS: &str = "Once terminal: peak resident set size in KiB of the large
 
 const ATTEMPT: &str =
     "Which run of the job this is: 1 for its first, one more for each restart or --retry run.";
-const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path}; their logs are in <job>/runs/<attempt>/ (a run whose logs were removed by hand is not listed).";
+const PREVIOUS_RUNS: &str = "The earlier runs kept, oldest first: {attempt, state, exit_code or signal, started_at, finished_at, stdout_log_path, stderr_log_path, output_lost when that run lost output}; their logs are in <job>/runs/<attempt>/ (a run whose logs were removed by hand is not listed).";
 const PREVIOUS_RUNS_INLINE: &str = "When the job has run before (a --retry run, a restarted job): its earlier runs, as status lists them in previous_runs.";
 const QUEUE_FIELD: &str = "The job's queue (run --queue NAME), in any state.";
 const QUEUE_POSITION: &str = "While queued in a queue's line: how many of its jobs are ahead of this one (0 = it starts next); absent while the job still waits for its --after/--after-ok jobs (it joins the line after them). Computed when read, never stale.";
 const WAITING_FOR: &str = "While queued: the --after/--after-ok jobs that are not terminal yet.";
 const DROPPED: &str = "Bytes of stdout a capped log (--max-log-bytes) dropped from its middle; 0 when nothing was. stdout_total_bytes still counts every byte.";
 
-const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}. The exit code is recorded all the same.";
+const OUTPUT_LOST: &str = "Output that could not be written to the logs (e.g. a full disk): one {stream, dropped_bytes, errno, message} per stream, e.g. {\"stream\": \"stdout\", \"dropped_bytes\": 4096, \"errno\": \"ENOSPC\", \"message\": \"...\"}; stream stdin: input sent that stdin.log could not record (the job got it). The exit code is recorded all the same. Recorded as soon as a log fails, so a running job's responses say it too, with the bytes lost by then (refreshed at each --progress-every); the end's counts are final.";
 
 const JOB_ROW: &[(&str, &str)] = &[
     ("job_id", "The job's id."),
@@ -390,6 +390,7 @@ const JOB_ROW: &[(&str, &str)] = &[
     ("finished_at?", "When it ended."),
     ("updated_at?", "Last state change (or progress refresh)."),
     ("duration_ms?", "How long it ran, once terminal."),
+    ("output_lost?", OUTPUT_LOST),
     ("tags", "The job's tags."),
     ("command", CMD_FIELD),
     ("cwd?", CWD_FIELD),
@@ -521,7 +522,7 @@ const REPLIES: &[Reply] = &[
             ("stdout_skipped_bytes / stderr_skipped_bytes?", "With --since: bytes after the cursor that were dropped and passed over; the text starts after them."),
             ("output_lost?", OUTPUT_LOST),
         ],
-        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "With --grep and --since, a cursor inside a line (read while the job had printed part of it) does not make the rest of it a line: the line is matched whole from its real start (^ anchors there; offset is that start, before the cursor), and matches only through a match that ends after the cursor, one that needs output written after it (a regex's matches are the leftmost-first ones it reports, tried from each start). The look back is bounded at 64 KiB (a longer line is matched in pieces from the cursor) and never crosses a capped log's gap.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail, and never matches a piece of the line the gap cuts. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line)."],
+        notes: &["Each log is read with one bounded read of at most --max-bytes from its end, whatever its size.", "With --grep and --since, a cursor inside a line (read while the job had printed part of it) does not make the rest of it a line: the line is matched whole from its real start (^ anchors there; offset is that start, before the cursor), and matches only through a match that ends after the cursor, one that needs output written after it (a regex's matches are the leftmost-first ones it reports, tried from each start). The look back is bounded at 64 KiB (a longer line is matched in pieces from the cursor) and never crosses a capped log's gap.", "A capped log's tail never reaches back across its gap; grep searches the head, then the kept tail, and never matches a piece of the line the gap cuts. tail --follow shows the gap as one {\"type\":\"gap\",\"stream\",\"range\",\"skipped_bytes\"} line (--raw: the marker line).", "tail --follow's end line carries output_lost, as status has it, when the job lost output."],
         see: &["status", "run"],
     },
     Reply {
@@ -607,12 +608,14 @@ const REPLIES: &[Reply] = &[
             ("state", "The job's state after the yield."),
             ("bytes_written", "Bytes that reached the job's stdin; what did not get in within --yield was dropped, not queued (send the rest again). On --tty, the bytes written to the terminal: its line discipline may still discard some (see below)."),
             ("stdin_open", "Whether the job's stdin is still open."),
+            ("input_lost?", "Of bytes_written, those stdin.log could not record (a full disk; a stdin.log that is a symlink, never followed), and why: {\"stream\": \"stdin\", dropped_bytes, errno, message}. The job got them all the same; absent when all were recorded, or with --no-record. The job's output_lost lists the stdin stream too."),
             ("stdout / stderr", "What the job wrote after the send began (at most --max-bytes each, lossy UTF-8)."),
             ("stdout_range / stderr_range", "Their byte ranges in the logs."),
             ("stdout_total_bytes / stderr_total_bytes", "The logs' sizes."),
             ("encoding", "Always utf-8-lossy."),
             ("waited_ms", "How long send watched."),
             ("exit_code / signal / finished_at / timed_out / failure?", "Once the job is terminal, as run reports them."),
+            ("output_lost?", OUTPUT_LOST),
             ("cursor", "Just after the output returned: tail --since reads on from here."),
             ("stdout_dropped_bytes / stderr_dropped_bytes", "Bytes a capped log (--max-log-bytes) dropped from its middle."),
             ("stdout_skipped_bytes / stderr_skipped_bytes", "Bytes written after the send began that a capped log had dropped by the time send read them, passed over: the text starts after them (as tail --since from a cursor in the gap)."),
@@ -1094,7 +1097,7 @@ fn main_page() -> String {
     for (k, v) in files {
         p.tp(&bold(k), v);
     }
-    p.pp("No file inside a job directory is followed through a symlink, and a job directory that is a symlink is not a job: such a path is an error with code unsafe_path. Space for the terminal state is reserved when the job starts, so a job whose output could not all be written (e.g. ENOSPC, or EFBIG past the caller's file-size limit) still records its exit code, and its responses list what was lost in `output_lost`.");
+    p.pp("No file inside a job directory is followed through a symlink, and a job directory that is a symlink is not a job: such a path is an error with code unsafe_path. Space for the terminal state is reserved when the job starts, so a job whose output could not all be written (e.g. ENOSPC, or EFBIG past the caller's file-size limit) still records its exit code, and its responses list what was lost in `output_lost`, while it runs as at its end. Input sent that stdin.log cannot record reaches the job all the same, and is listed there too (stream stdin; send answers it in `input_lost`).");
     p.pp("In the root, `.cache/complete` holds what shell completion learned about each job (its cwd, and a terminal state), and `.cache/list` what `list` learned (the job names while the root is unchanged, and what it shows of each finished job, checked against the job's files before use); both are derived and may be deleted at any time. `.spare-0` and `.spare-1` are empty directories a supervisor leaves for the next launches, which rename one into place as their job directory (a rename is cheaper than a new directory); they may be deleted at any time too. Names starting with a dot are never jobs.");
     p.pp("The config file (see ENVIRONMENT for its path, or --config) is optional TOML; unknown keys are ignored:");
     p.block(&[

@@ -121,6 +121,7 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         finished_at: ended.finished_at.clone(),
         stdout_log_path: dir.join(job::STDOUT).to_string_lossy().into_owned(),
         stderr_log_path: dir.join(job::STDERR).to_string_lossy().into_owned(),
+        output_lost: ended.output_lost.clone(),
     });
     // Shell completion caches terminal states as final; this one is not
     // any more. The cache is derived: the next completion rebuilds it.

@@ -527,8 +527,13 @@ fn run_once(
         buf: vec![0u8; READ_CHUNK],
         matcher: Matcher::new(job, &meta, stamp),
     };
-    let outcome = run_loop(
+    let mut rec = Recorder {
         job,
+        lock: &lock,
+        floor: None,
+    };
+    let outcome = run_loop(
+        &mut rec,
         &meta,
         &mut state,
         (pid, started),
@@ -538,6 +543,8 @@ fn run_once(
     );
     tee.drain();
     tee.finish();
+    // What was lost, taken before the input channel goes with its count.
+    let output_lost = all_losses(&tee, input.as_ref());
     if let Some(i) = input.take() {
         i.finish(&job.dir);
     }
@@ -561,7 +568,7 @@ fn run_once(
     state.result.timed_out = outcome.timed_out;
     state.finished_at = Some(now.clone());
     state.updated_at = now;
-    state.output_lost = tee.losses();
+    state.output_lost = output_lost;
     // A `kill` or `restart` that stopped this run said so first (asked
     // only of a run that would be retried: no call on every job's end).
     let stopped = || sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
@@ -1560,10 +1567,62 @@ struct Outcome {
     kill_at: Option<Instant>,
 }
 
+/// What the job could not store so far: its logs', then its input's
+/// (stdin.log), in that order.
+fn all_losses(tee: &Tee, input: Option<&crate::input::Input>) -> Vec<job::OutputLoss> {
+    let mut lost = tee.losses();
+    lost.extend(input.and_then(|i| i.loss()));
+    lost
+}
+
+/// Where `run_loop` records the running job: its directory, and the lock
+/// file whose reserve (`RESERVE`) pays for that record on a full disk.
+struct Recorder<'a> {
+    job: &'a Job,
+    lock: &'a File,
+    /// What the reserve may shrink to for running-state writes, once one
+    /// has failed: half of it; the other half stays for the terminal
+    /// state.
+    floor: Option<u64>,
+}
+
+/// How much of the reserve one running-state write that failed gives
+/// back: room for the state file and the next one's, no more. A log
+/// that still takes its stream (another has failed) may fill what is
+/// left of it; the next write then has a slice of its own.
+const RUNNING_SLICE: u64 = RESERVE / 8;
+
+impl Recorder<'_> {
+    /// Record the running state at once with what has been lost so far
+    /// (`output_lost`), so that every response about the running job
+    /// says so, not only the end's. Best effort, as progress writes; but
+    /// a loss usually means a full disk, where the write itself needs a
+    /// block: when it fails, a slice of the reserve is given back and the
+    /// write tried again, as long as half of the reserve is left.
+    fn losses(&mut self, state: &mut State, lost: Vec<job::OutputLoss>) {
+        state.output_lost = lost;
+        state.updated_at = crate::time::now_ts();
+        if record(self.job, state).is_ok() {
+            return;
+        }
+        // Less than the whole reserve when the file-size limit cut it.
+        let held = self.lock.metadata().map_or(0, |m| m.len()).min(RESERVE);
+        let floor = *self.floor.get_or_insert(held / 2);
+        if held > floor {
+            let _ = self
+                .lock
+                .set_len(held.saturating_sub(RUNNING_SLICE).max(floor));
+            let _ = record(self.job, state);
+        }
+    }
+}
+
 /// Tee output until the root child exits; enforce timeout, kill-after
-/// and progress refreshes with poll timeouts.
+/// and progress refreshes with poll timeouts. What is lost (a log that
+/// stops taking its stream, input stdin.log cannot record) is recorded
+/// in the running state as it happens (`Recorder::losses`).
 fn run_loop(
-    job: &Job,
+    rec: &mut Recorder,
     meta: &Meta,
     state: &mut State,
     (pid, started): (u32, Instant),
@@ -1586,6 +1645,9 @@ fn run_loop(
     // everyone waiting for it.
     let rest_at = started + ms(REST_AFTER_MS);
     let mut pages_dropped = false;
+    let job = rec.job;
+    // The logs whose losses the running state lists (`Tee::lossy`).
+    let mut lossy = 0;
     loop {
         let now = Instant::now();
         if timeout_at.is_some_and(|t| t <= now) {
@@ -1604,6 +1666,10 @@ fn run_loop(
         }
         if let Some(t) = progress_at.filter(|t| *t <= now) {
             state.updated_at = crate::time::now_ts();
+            // The counts of bytes lost grow between the writes of losses.
+            if !state.output_lost.is_empty() {
+                state.output_lost = all_losses(tee, input.as_ref());
+            }
             let _ = job.write_state(state, false);
             progress_at = Some(t + every);
         }
@@ -1676,7 +1742,13 @@ fn run_loop(
             }
         }
         if let Some(i) = input.as_mut() {
-            i.step();
+            // Input that stdin.log could not take is on record before its
+            // sender is answered.
+            i.step(|stdin| {
+                let mut lost = tee.losses();
+                lost.push(stdin);
+                rec.losses(state, lost);
+            });
         }
         let ready_streams: Vec<bool> = {
             let mut it = fds.iter();
@@ -1689,6 +1761,10 @@ fn run_loop(
             if ready {
                 tee.read_once(i);
             }
+        }
+        if tee.lossy() != lossy {
+            lossy = tee.lossy();
+            rec.losses(state, all_losses(tee, input.as_ref()));
         }
         let exited = match &pidfd {
             Some(p) => fds
@@ -1801,14 +1877,7 @@ impl Sink {
 
     fn loss(&self, stream: &str) -> Option<job::OutputLoss> {
         let (e, n) = self.lost.as_ref()?;
-        Some(job::OutputLoss {
-            stream: stream.to_string(),
-            dropped_bytes: *n,
-            errno: e
-                .raw_os_error()
-                .map_or_else(|| "EIO".to_string(), sys::errno_name),
-            message: e.to_string(),
-        })
+        Some(job::OutputLoss::new(stream, *n, e))
     }
 }
 
@@ -2084,6 +2153,15 @@ impl Tee {
                 return;
             }
         }
+    }
+
+    /// Which logs have stopped taking their stream, one bit each (stdout,
+    /// stderr, full.log): checked after every read, so no list is made.
+    fn lossy(&self) -> u8 {
+        let full = self.full.f.as_ref().is_some_and(|f| f.lost.is_some());
+        u8::from(self.streams[0].log.lost.is_some())
+            | u8::from(self.streams[1].log.lost.is_some()) << 1
+            | u8::from(full) << 2
     }
 
     /// What could not be stored, per log.

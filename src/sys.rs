@@ -1712,6 +1712,8 @@ pub fn errno_name(e: i32) -> String {
         (libc::EACCES, "EACCES"),
         (libc::EPERM, "EPERM"),
         (libc::ENOENT, "ENOENT"),
+        // A log name that is a symlink, opened with O_NOFOLLOW.
+        (libc::ELOOP, "ELOOP"),
         (libc::EINVAL, "EINVAL"),
         (libc::EAGAIN, "EAGAIN"),
     ];

@@ -9,6 +9,8 @@
 //! fix.
 
 mod support;
+#[path = "support/validate.rs"]
+mod validate;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -1955,4 +1957,235 @@ fn a_replaced_lock_file_never_makes_a_live_job_lost() {
         t.state(&id)["job"]["status"] != "running"
     });
     assert_eq!(t.ok(&["status", &id])["state"], "killed");
+}
+
+// ---------------------------------------------------------------------
+// What was lost, in every response about the job, and of its input
+// ---------------------------------------------------------------------
+
+/// Panic unless each of `docs` matches the embedded schema (strictly: no
+/// field it does not declare).
+fn valid(t: &TempRoot, docs: &[&Value]) {
+    let schema = t.ok(&["schema"])["schema"].clone();
+    for d in docs {
+        validate::valid(&schema, d);
+    }
+}
+
+/// The entry of `stream` in a document's `output_lost` (or Null).
+fn loss_of(v: &Value, stream: &str) -> Value {
+    v["output_lost"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["stream"] == stream))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A job losing output says so while it runs, not only at its end: the
+/// supervisor records the running state with `output_lost` as soon as a
+/// log fails (on a full disk, with part of the reserve), so status,
+/// wait, tail and list of the running job list it. They left it out
+/// until the end.
+#[test]
+fn a1_output_lost_is_said_while_the_job_runs() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "256k") else {
+        return;
+    };
+    let go = t.base.join("go");
+    let cmd = format!(
+        "head -c 500000 /dev/zero | tr '\\0' x; while [ ! -e {} ]; do sleep 0.05; done; exit 4",
+        go.display()
+    );
+    let id = id_of(&t.ok(&["run", "--no-auto-gc", "--no-wait", "--", &cmd]));
+    eventually("the running state lists the stdout loss", 20, || {
+        !loss_of(&t.state(&id), "stdout").is_null()
+    });
+    for args in [
+        vec!["status", &id],
+        vec!["wait", "--until", "0", &id],
+        vec!["tail", &id],
+    ] {
+        let v = t.ok(&args);
+        if !v["state"].is_null() {
+            assert_eq!(v["state"], "running", "{args:?}: {v}");
+        }
+        let out = loss_of(&v, "stdout");
+        assert_eq!(out["errno"], "ENOSPC", "{args:?}: {v}");
+        assert!(out["dropped_bytes"].as_u64() > Some(0), "{args:?}: {v}");
+    }
+    let l = t.ok(&["list", "--all"]);
+    let e = &l["jobs"][0];
+    assert_eq!(e["state"], "running", "{l}");
+    assert_eq!(loss_of(e, "stdout")["errno"], "ENOSPC", "{l}");
+    valid(&t, &[&l]);
+    // At the end the counts are complete.
+    std::fs::write(&go, "").unwrap();
+    let w = t.wait_done(&id);
+    assert_eq!(w["exit_code"], 4, "{w}");
+    let out = loss_of(&w, "stdout");
+    let stored = w["stdout_total_bytes"].as_u64().unwrap();
+    assert_eq!(
+        out["dropped_bytes"].as_u64().unwrap() + stored,
+        500_000,
+        "{w}"
+    );
+}
+
+/// Once the job has ended, `list`, `send`, the end line of `tail -f` and
+/// the kept runs of `previous_runs` say what it lost too, as `status`
+/// does (they left `output_lost` out).
+#[test]
+fn a1_output_lost_is_in_list_send_follow_and_previous_runs() {
+    let t = TempRoot::new();
+    // 400 blocks: 200 or 400 KB; seq prints about 1.3 MB, then the job
+    // waits for a line.
+    let o = under_file_limit(
+        &t,
+        400,
+        &[
+            "run",
+            "--no-auto-gc",
+            "--no-wait",
+            "-i",
+            "--",
+            "seq 1 200000; read x; exit 3",
+        ],
+    );
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v} {}", o.stderr);
+    let id = id_of(&v);
+    // The line lets the job end within the yield.
+    let s = t.ok(&["send", "--newline", "--yield", "60s", &id, "hi"]);
+    assert_eq!(
+        (s["state"].as_str(), s["exit_code"].as_u64()),
+        (Some("exited"), Some(3)),
+        "{s}"
+    );
+    let lost = s["output_lost"].clone();
+    assert_eq!(loss_of(&s, "stdout")["errno"], "EFBIG", "{s}");
+    assert_eq!(t.ok(&["status", &id])["output_lost"], lost);
+    // list, read from the files and then from its cache note.
+    for _ in 0..3 {
+        let l = t.ok(&["list", "--all"]);
+        assert_eq!(l["jobs"][0]["job_id"], id.as_str(), "{l}");
+        assert_eq!(l["jobs"][0]["output_lost"], lost, "{l}");
+    }
+    let f = t.out(&["tail", "-f", &id]);
+    let end: Value = serde_json::from_str(f.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end", "{}", f.stdout);
+    assert_eq!(end["output_lost"], lost, "{end}");
+    let schema = t.ok(&["schema"])["schema"].clone();
+    validate::valid_as(&schema, "FollowEnd", &end);
+    // Restarted without the limit: the first run is kept with its loss.
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["previous_runs"][0]["output_lost"], lost, "{r}");
+    let st = t.ok(&["status", &id]);
+    assert_eq!(st["previous_runs"][0]["output_lost"], lost, "{st}");
+    assert!(st["output_lost"].is_null(), "{st}");
+    t.ok(&["send", "--eof", &id]);
+    let w = t.wait_done(&id);
+    assert_eq!(w["previous_runs"][0]["output_lost"], lost, "{w}");
+    assert!(w["output_lost"].is_null(), "{w}");
+    valid(&t, &[&s, &r, &st, &w, &t.ok(&["list", "--all"])]);
+}
+
+/// Input that stdin.log cannot record still reaches the job, and is
+/// never lost silently: `send` answers `input_lost` (the bytes of this
+/// send not recorded, and why) and the job's `output_lost` lists the
+/// stdin stream, while it runs and at its end. Here stdin.log is a
+/// symlink (not followed); `send` answered as if all had been recorded.
+#[test]
+fn input_that_stdin_log_cannot_record_is_reported() {
+    let t = TempRoot::new();
+    let got = t.base.join("got");
+    let cmd = format!("read x; echo \"$x\" > {}; read y; exit 0", got.display());
+    let id = id_of(&t.ok(&["run", "--no-auto-gc", "--no-wait", "-i", "--", &cmd]));
+    let elsewhere = t.base.join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, t.job_dir(&id).join("stdin.log")).unwrap();
+    let s = t.ok(&["send", "--newline", "--yield", "0", &id, "hello"]);
+    assert_eq!(s["bytes_written"], 6, "{s}");
+    let lost = &s["input_lost"];
+    assert_eq!(
+        (lost["stream"].as_str(), lost["dropped_bytes"].as_u64()),
+        (Some("stdin"), Some(6)),
+        "{s}"
+    );
+    assert_eq!(lost["errno"], "ELOOP", "{s}");
+    // On record before the send was answered.
+    let st = t.ok(&["status", &id]);
+    assert_eq!(st["state"], "running", "{st}");
+    assert_eq!(loss_of(&st, "stdin")["dropped_bytes"], 6, "{st}");
+    eventually("the job has the line", 10, || {
+        std::fs::read_to_string(&got).is_ok_and(|g| g == "hello\n")
+    });
+    assert!(!elsewhere.exists(), "stdin.log was followed");
+    // The next send's bytes are counted too; its answer says its own.
+    let s = t.ok(&["send", "--newline", "--yield", "30s", &id, "again"]);
+    assert_eq!(s["input_lost"]["dropped_bytes"], 6, "{s}");
+    assert_eq!(s["state"], "exited", "{s}");
+    let w = t.wait_done(&id);
+    assert_eq!(loss_of(&w, "stdin")["dropped_bytes"], 12, "{w}");
+    valid(&t, &[&s, &st, &w]);
+    // Nothing is said where all was recorded, or nothing was to be.
+    let id = id_of(&t.ok(&[
+        "run",
+        "--no-auto-gc",
+        "--no-wait",
+        "-i",
+        "--",
+        "read x; read y",
+    ]));
+    let s = t.ok(&["send", "--newline", "--yield", "0", &id, "one"]);
+    assert!(s["input_lost"].is_null(), "{s}");
+    let s = t.ok(&[
+        "send",
+        "--newline",
+        "--no-record",
+        "--yield",
+        "30s",
+        &id,
+        "two",
+    ]);
+    assert!(s["input_lost"].is_null(), "{s}");
+    assert!(t.wait_done(&id)["output_lost"].is_null());
+}
+
+/// The same on a full disk: the job gets what was sent, `send` says it
+/// was not recorded (ENOSPC), and the running job's record says so too.
+#[test]
+fn a1_input_on_a_full_disk_is_reported() {
+    let t = TempRoot::new();
+    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+        return;
+    };
+    let got = t.base.join("got");
+    let cmd = format!("read x; echo \"$x\" > {}; read y; exit 0", got.display());
+    let id = id_of(&t.ok(&["run", "--no-auto-gc", "--no-wait", "-i", "--", &cmd]));
+    let filler = t.root.join("filler");
+    // More than is free: the disk is full to the last block.
+    let _ = std::fs::write(
+        &filler,
+        vec![0u8; ((free_kib(&t.root) + 64) * 1024) as usize],
+    );
+    let s = t.ok(&["send", "--newline", "--yield", "0", &id, "hello"]);
+    assert_eq!(s["bytes_written"], 6, "{s}");
+    assert_eq!(
+        (
+            s["input_lost"]["errno"].as_str(),
+            s["input_lost"]["dropped_bytes"].as_u64()
+        ),
+        (Some("ENOSPC"), Some(6)),
+        "{s}"
+    );
+    let st = t.ok(&["status", &id]);
+    assert_eq!(st["state"], "running", "{st}");
+    assert_eq!(loss_of(&st, "stdin")["errno"], "ENOSPC", "{st}");
+    eventually("the job has the line", 10, || {
+        std::fs::read_to_string(&got).is_ok_and(|g| g == "hello\n")
+    });
+    std::fs::remove_file(&filler).unwrap();
+    t.ok(&["send", "--eof", &id]);
+    let w = t.wait_done(&id);
+    assert_eq!(loss_of(&w, "stdin")["dropped_bytes"], 6, "{w}");
 }

@@ -78,6 +78,9 @@ pub struct ListEntry {
     /// How long it ran, once terminal (the timestamps are to the second).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// What the job could not store, as `status` lists it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<job::OutputLoss>,
     pub tags: Vec<String>,
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
@@ -239,6 +242,7 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
             finished_at: st.finished_at,
             updated_at: st.updated_at,
             duration_ms: st.duration_ms,
+            output_lost: st.output_lost,
             tags: meta.tags,
             ran: crate::usage::RanCost {
                 ran: crate::usage::Ran {
@@ -292,6 +296,7 @@ struct StateSummary {
     /// Terminal jobs only (`usage::Cost::of`).
     cost: crate::usage::Cost,
     queued: crate::queue::QueueInfo,
+    output_lost: Vec<job::OutputLoss>,
 }
 
 impl From<job::State> for StateSummary {
@@ -306,6 +311,7 @@ impl From<job::State> for StateSummary {
             started_at: s.job.started_at,
             finished_at: s.finished_at,
             updated_at: Some(s.updated_at),
+            output_lost: s.output_lost,
         }
     }
 }
@@ -359,6 +365,7 @@ fn make_note(
         (st.cost.cpu_user_ms, st.cost.cpu_sys_ms, st.cost.max_rss_kb),
         st.duration_ms,
         &st.signal,
+        &st.output_lost,
     );
     Some(format!("{m} {s} {}", serde_json::to_string(&shown).ok()?))
 }
@@ -377,6 +384,7 @@ type Shown = (
     (Option<u64>, Option<u64>, Option<u64>),
     Option<u64>,
     Option<String>,
+    Vec<job::OutputLoss>,
 );
 
 /// A note's summary, if both files of job `name` in `root` are still as
@@ -403,6 +411,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         (cpu_user_ms, cpu_sys_ms, max_rss_kb),
         duration_ms,
         signal,
+        output_lost,
     ): Shown = serde_json::from_str(json).ok()?;
     let status = [Status::Exited, Status::Killed, Status::Failed]
         .into_iter()
@@ -422,6 +431,7 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         finished_at,
         updated_at,
         duration_ms,
+        output_lost,
         cost: crate::usage::Cost {
             cpu_user_ms,
             cpu_sys_ms,

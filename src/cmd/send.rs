@@ -22,6 +22,11 @@
 //!   an interactive one that has not started yet (`created`, `queued`:
 //!   its supervisor opens stdin.sock when the job runs); one whose stdin
 //!   was closed (or that has ended) is `stdin_closed`.
+//! - Input that reaches the job but that stdin.log cannot record (a full
+//!   disk, a symlink in its place) still counts in `bytes_written`, and
+//!   the answer says how much of it is missing from the record, and why
+//!   (`input_lost`); the job's state lists it too (`output_lost`, stream
+//!   `stdin`).
 //! - A send that begins inside bytes a capped log dropped reads on from
 //!   the kept tail and says how many it passed over (`*_skipped_bytes`),
 //!   as `tail --since` does for a cursor in the gap.
@@ -42,6 +47,10 @@ pub struct SendBody {
     pub state: &'static str,
     pub bytes_written: u64,
     pub stdin_open: bool,
+    /// Of `bytes_written`, those stdin.log could not record, and why
+    /// (`stream` "stdin"): the job has them, its record of input does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_lost: Option<crate::job::OutputLoss>,
     pub stdout: String,
     pub stderr: String,
     pub stdout_range: [u64; 2],
@@ -60,6 +69,9 @@ pub struct SendBody {
     pub timed_out: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// What the job could not store so far, as `status` lists it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<crate::job::OutputLoss>,
     /// Just after the output returned: `tail --since` reads on from here.
     pub cursor: String,
     /// Bytes a capped log (`--max-log-bytes`) dropped from its middle.
@@ -203,6 +215,7 @@ pub fn send_job_or(
         // that run has ended, whether the job has (`terminal`) or a
         // `--retry` run is next (which takes input of its own).
         stdin_open: reply.stdin_open.unwrap_or(false) && !ended,
+        input_lost: reply.input_lost,
         stdout: out.text,
         stderr: err.text,
         stdout_range: out.range,
@@ -216,6 +229,7 @@ pub fn send_job_or(
         finished_at: st.finished_at.clone().filter(|_| terminal),
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
+        output_lost: st.output_lost.clone(),
         cursor,
         stdout_dropped_bytes: out.dropped,
         stderr_dropped_bytes: err.dropped,

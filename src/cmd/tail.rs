@@ -44,10 +44,10 @@
 //! `--since`) until the job is terminal (or `--until`), NDJSON on stdout:
 //! `{"type":"output","stream","data","range":[a,b]}` per piece as it is
 //! written (at most 64 KiB, whole UTF-8 characters but at the very end),
-//! then `{"type":"end","state","exit_code","signal"?,"cursor"}`. A job
-//! run with `--retry` is followed through every attempt: when the next
-//! attempt's logs begin, `{"type":"attempt","attempt":n}`, then that
-//! attempt's output with ranges in its own logs (from 0); the end's
+//! then `{"type":"end","state","exit_code","signal"?,"cursor",
+//! "output_lost"?}`. A job run with `--retry` is followed through every
+//! attempt: when the next attempt's logs begin,
+//! `{"type":"attempt","attempt":n}`, then that attempt's output with ranges in its own logs (from 0); the end's
 //! cursor is the last attempt's. `--raw` writes the bytes themselves
 //! instead (stdout's to stdout, stderr's to stderr) and nothing else but
 //! marker lines: a capped log's gap in its stream, as the log shows it,
@@ -280,6 +280,9 @@ impl<B: Batches> Ndjson<B> {
             #[serde(skip_serializing_if = "Option::is_none")]
             signal: Option<&'a str>,
             cursor: String,
+            /// As `status` lists it; absent when nothing was lost.
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            output_lost: &'a [crate::job::OutputLoss],
         }
         let (st, terminal) = match end {
             FollowEnd::Ended(st) => (st, true),
@@ -292,6 +295,7 @@ impl<B: Batches> Ndjson<B> {
             exit_code: st.result.exit_code.filter(|_| terminal),
             signal: st.result.signal.as_deref().filter(|_| terminal),
             cursor: cursor.encode(&job.id),
+            output_lost: &st.output_lost,
         };
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, &doc).map_err(std::io::Error::other)?;
