@@ -1450,6 +1450,10 @@ pub fn matches_from_params(
     positionals: Vec<String>,
 ) -> Result<Matches> {
     let mut values: Vec<(&'static str, String)> = Vec::new();
+    // Every flag given, a switch given as false too (which sets nothing):
+    // `no_wait=true&no_wait=false` is refused as `--no-wait --no-wait` is,
+    // not decided by the last one.
+    let mut given: Vec<&'static str> = Vec::new();
     for (name, v) in params {
         let Some(flag) = cmd.flags.iter().find(|f| {
             f.http_name().as_deref() == Some(name) || f.http_also().as_deref() == Some(name)
@@ -1472,15 +1476,10 @@ pub fn matches_from_params(
             ))),
         };
         let value = match (flag.kind, flag.http) {
-            (Kind::Switch, _) => {
-                if !truth(v)? {
-                    continue;
-                }
-                "true".to_string()
-            }
-            (Kind::OptBool, _) => truth(v)?.to_string(),
+            (Kind::Switch, _) => truth(v)?.then(|| "true".to_string()),
+            (Kind::OptBool, _) => Some(truth(v)?.to_string()),
             (Kind::Value(Ty::Duration), Http::Millis(_)) => {
-                format!("{}ms", param_millis(name, v)?)
+                Some(format!("{}ms", param_millis(name, v)?))
             }
             (Kind::Value(ty), _) => {
                 // The command line's own check: a value of the wrong shape
@@ -1494,15 +1493,16 @@ pub fn matches_from_params(
                     )),
                     other => other,
                 })?;
-                v.clone()
+                Some(v.clone())
             }
         };
-        if !flag.multi && values.iter().any(|(k, _)| *k == flag.long) {
+        if !flag.multi && given.contains(&flag.long) {
             return Err(Error::InvalidRequest(format!(
                 "parameter {name} given more than once"
             )));
         }
-        values.push((flag.long, value));
+        given.push(flag.long);
+        values.extend(value.map(|v| (flag.long, v)));
     }
     for (a, b) in cmd.conflicts {
         if values.iter().any(|(k, _)| k == a) && values.iter().any(|(k, _)| k == b) {

@@ -8,11 +8,13 @@
 //! says a server MUST accept: its path and query are the target, its
 //! authority is kept for the server's Host checks); HTTP/1.1 with
 //! keep-alive and `Connection: close`; HTTP/1.0 (closes unless it asks
-//! for keep-alive); request bodies framed by `Content-Length` only;
-//! pipelined requests (answered in order); `Expect: 100-continue`.
+//! for keep-alive, and `close` anywhere wins); HTTP/1.2 and later minor
+//! versions, served as 1.1; request bodies framed by `Content-Length`
+//! only; pipelined requests (answered in order); `Expect: 100-continue`
+//! (ignored from HTTP/1.0, which is never sent a 1xx).
 //! Rejected with an answer, then the connection is closed: a malformed
 //! request line or header, or an HTTP/1.1 request without `Host` (400),
-//! an HTTP version other than 1.0/1.1 (505), a request line plus headers
+//! an HTTP major version other than 1 (505), a request line plus headers
 //! over `MAX_HEAD` bytes or more than `MAX_HEADERS` fields (431), a
 //! chunked body (411: we need a length), any other transfer coding (501:
 //! one we do not implement, RFC 9112 6.1), a body over `MAX_BODY` (413,
@@ -505,6 +507,8 @@ struct Seen {
     transfer_encoding: bool,
     /// A transfer coding other than chunked (gzip, ...).
     other_coding: bool,
+    /// A `close` connection option.
+    close: bool,
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -555,6 +559,9 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
     req.http10 = match version {
         b"HTTP/1.1" => false,
         b"HTTP/1.0" => true,
+        // A later minor version of HTTP/1 is served as 1.1, the highest
+        // we speak (RFC 9110 2.5, 6.2: 505 is for another major version).
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b] if b.is_ascii_digit() => false,
         [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit() => {
             return Err(ReadError::Bad(
                 505,
@@ -622,11 +629,15 @@ fn header(name: &[u8], value: &[u8], req: &mut Request, seen: &mut Seen) -> Resu
         }
         seen.transfer_encoding = true;
     } else if is("connection") {
+        // `close` anywhere, in any Connection field, ends the connection
+        // after this request (RFC 9112 9.6), whatever else is listed
+        // before or after it.
         for token in value.split(|&c| c == b',') {
             let t = trim_ows(token);
             if t.eq_ignore_ascii_case(b"close") {
+                seen.close = true;
                 req.keep_alive = false;
-            } else if t.eq_ignore_ascii_case(b"keep-alive") && req.http10 {
+            } else if t.eq_ignore_ascii_case(b"keep-alive") && req.http10 && !seen.close {
                 req.keep_alive = true;
             }
         }
@@ -644,7 +655,9 @@ fn header(name: &[u8], value: &[u8], req: &mut Request, seen: &mut Seen) -> Resu
         req.host.push_str(text()?);
     } else if is("expect") {
         if value.eq_ignore_ascii_case(b"100-continue") {
-            req.expect_continue = true;
+            // An HTTP/1.0 client may not know 1xx answers: its
+            // expectation is ignored (RFC 9110 10.1.1, 15.2).
+            req.expect_continue = !req.http10;
         } else {
             return Err(ReadError::Bad(
                 417,
@@ -730,6 +743,14 @@ pub fn write_head(w: &mut impl Write, h: &Head<'_>) -> io::Result<()> {
         w.write_all(b"\r\n")?;
     }
     w.write_all(b"\r\n")
+}
+
+/// A `Date` header line for a head the caller writes itself (a
+/// follow's stream): every answer carries one (RFC 9110 6.6.1).
+pub fn push_date(out: &mut String) {
+    out.push_str("Date: ");
+    with_date(|d| out.push_str(std::str::from_utf8(d).unwrap_or_default()));
+    out.push_str("\r\n");
 }
 
 thread_local! {
@@ -951,6 +972,23 @@ mod tests {
                 .unwrap()
                 .keep_alive
         );
+        // `close` wins wherever it is: before keep-alive, in another
+        // field, in any case.
+        for conn in [
+            &b"Connection: close, keep-alive\r\n"[..],
+            b"Connection: keep-alive, CLOSE\r\n",
+            b"Connection: Close\r\nConnection: keep-alive\r\n",
+            b"Connection: keep-alive\r\nConnection: close\r\n",
+        ] {
+            let mut req = b"GET / HTTP/1.0\r\n".to_vec();
+            req.extend_from_slice(conn);
+            req.extend_from_slice(b"\r\n");
+            assert!(
+                !one(&req).unwrap().keep_alive,
+                "{:?}",
+                String::from_utf8_lossy(conn)
+            );
+        }
     }
 
     #[test]
@@ -1018,6 +1056,13 @@ mod tests {
             status_of(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: something\r\n\r\n"),
             417
         );
+        // Never to HTTP/1.0 (RFC 9110 10.1.1): the body is just read.
+        let mut r = Reader::new(Script::new(&[
+            b"POST /exec HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            b"{}",
+        ]));
+        assert_eq!(r.next_request().unwrap().body, b"{}");
+        assert!(r.src.interim.is_empty());
     }
 
     #[test]
@@ -1047,6 +1092,11 @@ mod tests {
             );
         }
         assert_eq!(status_of(b"GET / HTTP/2.0\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/0.9\r\n\r\n"), 505);
+        // A later HTTP/1 minor version is served as 1.1 (RFC 9110 6.2).
+        let r = one(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n").unwrap();
+        assert!(!r.http10 && r.keep_alive);
+        assert_eq!(status_of(b"GET / HTTP/1.9\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 200);
         assert_eq!(
             one(b"BREW / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().method,

@@ -2367,3 +2367,337 @@ fn exec_starts_interactive_and_terminal_jobs_for_send() {
     )
     .assert_error(400, "invalid_request");
 }
+
+/// A true/false parameter given twice is refused as any other repeated
+/// one is (and as `--no-wait --no-wait` is on the command line), not
+/// decided by the last: `no_wait=true&no_wait=false` once killed and
+/// waited.
+#[test]
+fn a_repeated_boolean_parameter_is_refused_like_any_other() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let running = sleeping_job(&s, 30, &[]);
+    let done = t.start_job(&["true"]);
+    t.wait_done(&done);
+    for path in [
+        format!("/kill/{running}?no_wait=true&no_wait=false"),
+        format!("/kill/{running}?no_wait=false&no_wait=false"),
+        format!("/kill/{running}?no_wait&no_wait=1"),
+        format!("/restart/{running}?no_wait=false&no_wait=true"),
+    ] {
+        let e = s.post(&path, "").assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("no_wait given more than once"),
+            "{path}: {msg}"
+        );
+    }
+    for path in [
+        format!("/tail/{done}?follow=false&follow=true"),
+        format!("/wait/{done}?forever=false&forever=true"),
+        format!("/wait?ids={done}&forever=false&forever=true"),
+        "/list?all=false&all=true".to_string(),
+        format!("/wait/{done}?until=0&until=0"),
+    ] {
+        let e = s.get(&path).assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("given more than once"), "{path}: {msg}");
+    }
+    // Refused before anything was done: the job still runs.
+    assert_eq!(t.ok(&["status", &running])["state"], "running");
+    let (code, e) = t.err(&["kill", "--no-wait", "--no-wait", &running]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error"))
+    );
+    s.post(&format!("/kill/{running}?no_wait=false"), "")
+        .assert_ok("kill");
+}
+
+/// `/send`'s body names each field once: a repeated one is refused, as
+/// `/exec`'s are, not decided by the last.
+#[test]
+fn a_send_body_with_a_repeated_field_is_refused() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let v = s
+        .post(
+            "/exec",
+            r#"{"command":["cat"],"interactive":true,"wait":false}"#,
+        )
+        .assert_ok("run");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    for body in [
+        r#"{"data":"first","data":"second"}"#,
+        r#"{"data":"x","eof":false,"eof":true}"#,
+    ] {
+        let e = s
+            .post(&format!("/send/{id}"), body)
+            .assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("duplicate field"), "{body}: {msg}");
+    }
+    s.post("/exec", r#"{"command":["x"],"command":["y"]}"#)
+        .assert_error(400, "invalid_request");
+    // Nothing was sent: the job's input is still open and empty.
+    s.post(
+        &format!("/send/{id}"),
+        r#"{"data":"only","eof":true,"yield_ms":5000}"#,
+    )
+    .assert_ok("send");
+    assert_eq!(t.wait_done(&id)["stdout"], "only");
+}
+
+/// `/exec`'s duration fields answer as `run --timeout -1` does:
+/// `invalid_duration`, naming the field, for a negative value or one of
+/// the wrong type (not a JSON error, not `invalid_request`).
+#[test]
+fn exec_duration_fields_that_are_not_durations_are_invalid_durations() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let (_, cli) = t.err(&["run", "--timeout", "-1", "--", "true"]);
+    assert_eq!(cli["error"]["code"], "invalid_duration");
+    for (field, value) in [
+        ("timeout", json!(-1)),
+        ("timeout", json!(-0.5)),
+        ("timeout", json!("5s")),
+        ("timeout", json!(true)),
+        ("timeout_ms", json!(-1)),
+        ("timeout_ms", json!(1.5)),
+        ("timeout_ms", json!("100")),
+        ("kill_after_ms", json!(-1)),
+        ("kill_after_ms", json!({})),
+        ("until", json!(-1)),
+    ] {
+        let mut body = json!({"command": ["true"]});
+        body[field] = value.clone();
+        let e = s
+            .post("/exec", &body.to_string())
+            .assert_error(400, "invalid_duration");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(field), "{field}={value}: {msg}");
+    }
+    let n = std::fs::read_dir(&t.root).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0, "a refused /exec created a job");
+    // Good values still launch.
+    let v = s
+        .post(
+            "/exec",
+            r#"{"command":["true"],"timeout":2.5,"kill_after_ms":100}"#,
+        )
+        .assert_ok("run");
+    assert_eq!(v["exit_code"], 0, "{v}");
+}
+
+/// RFC 9110 10.1.1 and 15.2: `Expect: 100-continue` in an HTTP/1.0
+/// request is ignored, and an HTTP/1.0 client is never sent a 1xx.
+#[test]
+fn no_100_continue_for_http10() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let body = exec_body(json!({"command": ["true"]}));
+    let mut conn = connect(s.port);
+    write!(
+        conn,
+        "POST /exec HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The old server answered the head with `100 Continue` at once;
+    // nothing may come before the body is sent.
+    conn.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut early = [0u8; 64];
+    match conn.read(&mut early) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        r => panic!(
+            "answered before the body: {r:?} {:?}",
+            String::from_utf8_lossy(&early)
+        ),
+    }
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    conn.write_all(body.as_bytes()).unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    assert!(!text.contains("100 Continue"), "{text}");
+    parse_raw(&text).assert_ok("run");
+}
+
+/// RFC 9110 2.5, 6.2: a later minor version of HTTP/1 is served as 1.1;
+/// 505 is for another major version.
+#[test]
+fn a_later_http1_minor_version_is_served_as_11() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let r = parse_raw(&raw(
+        s.port,
+        b"GET /health HTTP/1.2\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    ));
+    r.assert_ok("health");
+    // As 1.1: keep-alive by default (two answers on one connection)...
+    let text = raw(
+        s.port,
+        b"GET /health HTTP/1.7\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.2\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    let mut rd = text.as_bytes();
+    read_resp(&mut rd, false).unwrap().assert_ok("health");
+    read_resp(&mut rd, false).unwrap().assert_ok("health");
+    // ...and a Host needed.
+    parse_raw(&raw(s.port, b"GET /health HTTP/1.2\r\n\r\n")).assert_error(400, "invalid_request");
+    for v in ["2.0", "0.9", "3.1"] {
+        let text = raw(
+            s.port,
+            format!("GET /health HTTP/{v}\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+        );
+        assert!(text.starts_with("HTTP/1.1 505 "), "{v}: {text}");
+    }
+}
+
+/// RFC 9112 9.6: `close` among the connection options ends the
+/// connection, wherever it is listed: a keep-alive after it (in the same
+/// field or another, in any case) does not bring it back.
+#[test]
+fn connection_close_wins_over_keep_alive() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    for fields in [
+        "Connection: close, keep-alive\r\n",
+        "Connection: CLOSE,Keep-Alive\r\n",
+        "Connection: keep-alive, close\r\n",
+        "Connection: close\r\nConnection: keep-alive\r\n",
+        "Connection: Keep-Alive\r\nConnection: Close\r\n",
+    ] {
+        let mut c = connect(s.port);
+        // The server closes right after its answer; the old one kept the
+        // connection for its idle 5 s.
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        write!(c, "GET /health HTTP/1.0\r\n{fields}\r\n").unwrap();
+        let mut got = Vec::new();
+        let end = c.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(end.is_ok(), "{fields:?}: not closed: {end:?} {text}");
+        let r = parse_raw(&text);
+        r.assert_ok("health");
+        assert_eq!(r.header("connection"), Some("close"), "{fields:?}");
+    }
+    // Keep-alive alone still keeps an HTTP/1.0 connection.
+    let text = raw(
+        s.port,
+        b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+}
+
+/// RFC 9110 6.6.1: the head of a follow's stream carries a `Date`, as
+/// every other answer does.
+#[test]
+fn a_follow_stream_head_has_a_date() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["echo", "hi"]);
+    t.wait_done(&id);
+    for (method, version) in [("GET", "1.1"), ("HEAD", "1.1"), ("GET", "1.0")] {
+        let text = raw(
+            s.port,
+            format!("{method} /tail/{id}?follow=true HTTP/{version}\r\nHost: 127.0.0.1\r\n\r\n")
+                .as_bytes(),
+        );
+        let (head, _) = text.split_once("\r\n\r\n").expect("a whole head");
+        let r = Resp {
+            status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+            head: format!("{head}\r\n"),
+            body: String::new(),
+        };
+        assert_eq!(r.status, 200, "{text}");
+        let date = r
+            .header("date")
+            .unwrap_or_else(|| panic!("no Date: {head}"));
+        // An IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+        assert!(date.len() == 29 && date.ends_with(" GMT"), "{date}");
+    }
+    // The same form as on any other answer.
+    assert!(s.get("/health").header("date").is_some());
+}
+
+/// The descriptors below `limit` the server process has open (one
+/// inherited above it takes no room under the limit).
+fn open_fds(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+                .filter(|&n| n < limit)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Started under `ulimit -n LIMIT`.
+fn serve_limited(t: &TempRoot, limit: usize) -> Server {
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["serve", "--port", "0"]);
+    serve_cmd(c, &[])
+}
+
+/// Out of descriptors for a new connection's second handle, the server
+/// still answers it 503 with `Retry-After: 1` (as the README says of a
+/// connection shed before its request is read), instead of closing it
+/// without a word; and it serves on once descriptors are free.
+#[test]
+fn a_connection_the_server_has_no_descriptor_for_is_answered_503() {
+    let t = TempRoot::new();
+    // Each connection takes two descriptors (its socket and the pool's
+    // handle). With an odd number free, the last one accepted finds no
+    // room for its handle: that is the case under test.
+    let (s, limit, base) = [40, 41]
+        .into_iter()
+        .find_map(|limit| {
+            let s = serve_limited(&t, limit);
+            let base = open_fds(s.pid, limit);
+            assert!(base > 0 && base < limit, "{base} descriptors open");
+            ((limit - base) % 2 == 1).then_some((s, limit, base))
+        })
+        .unwrap();
+    let free = limit - base;
+    let open_fds = |pid| open_fds(pid, limit);
+    let mut held = Vec::new();
+    for k in 1..=free / 2 {
+        held.push(connect(s.port));
+        let t0 = Instant::now();
+        while open_fds(s.pid) < base + 2 * k {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "connection {k} not admitted: {} descriptors",
+                open_fds(s.pid)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // One descriptor left: the next connection is accepted into it, and
+    // there is none for its handle.
+    let mut c = connect(s.port);
+    c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let mut got = Vec::new();
+    let end = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(end.is_ok() && !text.is_empty(), "{end:?}: {text:?}");
+    let r = parse_raw(&text);
+    r.assert_error(503, "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"), "{text}");
+    drop(held);
+    let t0 = Instant::now();
+    while open_fds(s.pid) > base {
+        assert!(t0.elapsed() < Duration::from_secs(5), "descriptors kept");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.get("/health").assert_ok("health");
+}

@@ -37,6 +37,9 @@
 //!   still closing. Threads have small stacks and a connection holds two
 //!   descriptors (its socket, and the pool's handle on it), so an idle
 //!   server stays small and a full one stays within 1024 open files.
+//!   Under a lower limit, a connection accepted with no descriptor left
+//!   for the pool's handle is answered 503 on its own socket (`refuse`,
+//!   which needs no second one), not closed without a word.
 //! - Idle and unauthenticated clients cannot starve the others. Every
 //!   connection is in the `Pool`, with its phase: *evictable* while it
 //!   waits for or reads a request, or is answered without having shown
@@ -596,10 +599,18 @@ impl Server {
 fn admit(stream: TcpStream, srv: &Arc<Server>) {
     let _ = stream.set_nonblocking(false);
     let Ok(handle) = stream.try_clone() else {
+        // Out of descriptors (or memory) for the pool's handle: the
+        // client is still told to come back, on the accepted socket
+        // itself, without blocking (as a shed connection is).
+        refuse(
+            srv,
+            stream,
+            "server busy: out of file descriptors for a new connection; retry shortly",
+        );
         return;
     };
     let Some(id) = srv.pool.admit(handle) else {
-        refuse(srv, stream);
+        refuse(srv, stream, &pool_full());
         return;
     };
     // The slot travels inside the closure: if the spawn fails, dropping
@@ -616,14 +627,17 @@ fn admit(stream: TcpStream, srv: &Arc<Server>) {
     }
 }
 
-/// Over the connection limit: answer 503 without waiting on the client
-/// (from the accept thread, or for an evicted connection), stop writing,
-/// and hand the socket to `Linger` to be closed.
-fn refuse(srv: &Server, stream: TcpStream) {
+fn pool_full() -> String {
+    format!("server busy: {MAX_CONNS} connections are being served; retry shortly")
+}
+
+/// Over the connection limit (or out of descriptors): answer 503 without
+/// waiting on the client (from the accept thread, or for an evicted
+/// connection), stop writing, and hand the socket to `Linger` to be
+/// closed.
+fn refuse(srv: &Server, stream: TcpStream, why: &str) {
     let _ = stream.set_nonblocking(true);
-    let e = Error::Unavailable(format!(
-        "server busy: {MAX_CONNS} connections are being served; retry shortly"
-    ));
+    let e = Error::Unavailable(why.to_string());
     let body = error_body(&e);
     let mut out = Vec::with_capacity(256 + body.len());
     let head = http::Head {
@@ -956,7 +970,7 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
 /// second handle on it, the thread ends at once.
 fn refuse_conn(srv: &Server, stream: &TcpStream) {
     if let Ok(s) = stream.try_clone() {
-        refuse(srv, s);
+        refuse(srv, s, &pool_full());
     }
 }
 
@@ -1391,7 +1405,9 @@ fn follow_route(
     };
     let deadline = until_ms.and_then(crate::time::deadline_after);
     let chunked = !req.http10;
-    let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n");
+    let mut head = String::from("HTTP/1.1 200 OK\r\n");
+    http::push_date(&mut head);
+    head.push_str("Content-Type: application/x-ndjson\r\n");
     if chunked {
         head.push_str("Transfer-Encoding: chunked\r\n");
     }
@@ -1889,10 +1905,13 @@ struct ExecRequest {
     command: Option<Vec<String>>,
     cwd: Option<String>,
     env: Option<BTreeMap<String, String>>,
-    timeout_ms: Option<u64>,
+    /// The durations are JSON values, read by `exec_millis` and
+    /// `exec_seconds_ms`, so that a bad one is `invalid_duration` naming
+    /// its field (the code `run --timeout -1` has), not a JSON error.
+    timeout_ms: Option<serde_json::Value>,
     /// Seconds, fractions allowed.
-    timeout: Option<f64>,
-    kill_after_ms: Option<u64>,
+    timeout: Option<serde_json::Value>,
+    kill_after_ms: Option<serde_json::Value>,
     wait: Option<bool>,
     /// Seconds (fractions allowed), or duration text (`500ms`, `2m`), as
     /// `until` is everywhere else (`exec_until_ms`).
@@ -2033,16 +2052,15 @@ fn launched_body(
 /// `invalid_state` and `stdin_closed` are 409.
 fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
     no_params(req)?;
-    let body: serde_json::Map<String, serde_json::Value> =
-        if req.body.iter().all(u8::is_ascii_whitespace) {
-            serde_json::Map::new()
-        } else {
-            serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
-        };
+    let body: Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Fields(Vec::new())
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
+    };
     let cmd = crate::cli::find("send").ok_or_else(|| Error::internal("no send command"))?;
     let mut data = None;
     let mut params = Vec::new();
-    for (k, v) in &body {
+    for (k, v) in &body.0 {
         // Absent, as an optional field of /exec is (and as MCP has it).
         if v.is_null() {
             continue;
@@ -2099,6 +2117,39 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
             Ok(r)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// A JSON object's fields in order, each name once: a repeated one is
+/// refused, as `/exec`'s are (`duplicate field`), never decided by the
+/// last (which is what a `serde_json::Map` does).
+struct Fields(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Fields, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> std::result::Result<Fields, A::Error> {
+                let mut v: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    if v.iter().any(|(n, _)| *n == k) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate field `{k}`"
+                        )));
+                    }
+                    v.push((k, a.next_value()?));
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -2167,21 +2218,20 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
         spec.mask.push(k);
         spec.env.push(entry);
     }
-    spec.timeout_ms = match (r.timeout_ms, r.timeout) {
+    spec.timeout_ms = match (&r.timeout_ms, &r.timeout) {
         (Some(_), Some(_)) => {
             return Err(invalid(
                 "timeout_ms and timeout cannot both be set (timeout_ms is milliseconds, timeout seconds)",
             ))
         }
-        (Some(ms), None) => ms,
-        (None, Some(s)) if s.is_finite() && s >= 0.0 => {
-            // Saturating: a huge value means "practically never".
-            (s * 1000.0).round() as u64
-        }
-        (None, Some(_)) => return Err(invalid("timeout must be a non-negative number of seconds")),
+        (Some(ms), None) => exec_millis("timeout_ms", ms)?,
+        (None, Some(s)) => exec_seconds_ms("timeout", s)?,
         (None, None) => 0,
     };
-    spec.kill_after_ms = r.kill_after_ms.unwrap_or(0);
+    spec.kill_after_ms = r
+        .kill_after_ms
+        .as_ref()
+        .map_or(Ok(0), |v| exec_millis("kill_after_ms", v))?;
     let tags = r.tags.unwrap_or_default();
     for t in &tags {
         job::validate_tag(t)?;
@@ -2235,16 +2285,44 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
 /// `until` has on every door.
 fn exec_until_ms(v: &serde_json::Value) -> Result<u64> {
     match v {
-        serde_json::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
-            (Some(s), _) => Ok(s.saturating_mul(1000)),
-            (None, Some(s)) if s.is_finite() && s >= 0.0 => Ok((s * 1000.0).round() as u64),
-            _ => Err(Error::InvalidDuration(format!(
-                "until: expected a non-negative number of seconds, got {n}"
-            ))),
-        },
+        serde_json::Value::Number(_) => exec_seconds_ms("until", v),
         serde_json::Value::String(s) => crate::time::parse_duration_ms(s),
         other => Err(Error::InvalidDuration(format!(
             "until: expected a number of seconds or a duration such as 500ms, got {other}"
+        ))),
+    }
+}
+
+/// A duration field of `/exec` in seconds (`timeout`, `until`): a JSON
+/// number, fractions allowed, huge ones saturating ("practically
+/// never"); anything else is `invalid_duration` naming the field.
+fn exec_seconds_ms(name: &str, v: &serde_json::Value) -> Result<u64> {
+    let n = v
+        .as_number()
+        .filter(|n| n.as_f64().is_some_and(|s| s >= 0.0));
+    match n {
+        Some(n) => Ok(match n.as_u64() {
+            Some(s) => s.saturating_mul(1000),
+            None => (n.as_f64().unwrap_or_default() * 1000.0).round() as u64,
+        }),
+        None => Err(Error::InvalidDuration(format!(
+            "{name}: expected a non-negative number of seconds, got {v}"
+        ))),
+    }
+}
+
+/// A duration field of `/exec` in milliseconds (`timeout_ms`,
+/// `kill_after_ms`): a whole non-negative JSON number (past u64 it
+/// saturates, as every duration does); anything else is
+/// `invalid_duration` naming the field.
+fn exec_millis(name: &str, v: &serde_json::Value) -> Result<u64> {
+    match v.as_number() {
+        Some(n) if n.is_u64() => Ok(n.as_u64().unwrap_or(u64::MAX)),
+        Some(n) if n.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0) => {
+            Ok(n.as_f64().unwrap_or_default() as u64)
+        }
+        _ => Err(Error::InvalidDuration(format!(
+            "{name}: expected a non-negative whole number of milliseconds, got {v}"
         ))),
     }
 }
@@ -2480,7 +2558,6 @@ mod tests {
             r#"{"command":[]}"#,
             r#"{"command":null}"#,
             r#"{"command":["x"],"timeout":1,"timeout_ms":1}"#,
-            r#"{"command":["x"],"timeout":-1}"#,
             r#"{"command":["x"],"env":{"A=B":"c"}}"#,
             r#"{"command":["x"],"env":{"":"c"}}"#,
             r#"{"command":["x\u0000"]}"#,
@@ -2494,6 +2571,23 @@ mod tests {
                 .code(),
             "invalid_tag"
         );
+        // A duration field that is not one: the CLI's code, naming it.
+        for (field, v) in [
+            ("timeout", "-1"),
+            ("timeout", "\"5s\""),
+            ("timeout", "true"),
+            ("timeout_ms", "-1"),
+            ("timeout_ms", "1.5"),
+            ("timeout_ms", "\"5\""),
+            ("kill_after_ms", "-1"),
+            ("kill_after_ms", "[]"),
+        ] {
+            let e = req(&format!(r#"{{"command":["x"],"{field}":{v}}}"#)).unwrap_err();
+            assert_eq!(e.code(), "invalid_duration", "{field}: {v}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let (s, _) = req(r#"{"command":["x"],"timeout_ms":2.0,"kill_after_ms":1e30}"#).unwrap();
+        assert_eq!((s.timeout_ms, s.kill_after_ms), (2, u64::MAX));
         // `until` as everywhere else: seconds with fractions, or text.
         for (until, ms) in [
             ("0.2", 200),
