@@ -1319,9 +1319,16 @@ fn on_a_full_disk_no_sink_starts_without_its_event_file() {
         ndjson(&matches).len() == 2
     });
     assert_eq!(lines_of(&ndjson(&matches)), ["ERR1", "ERR2"]);
+    // A sink that ran found its event file (the supervisor may have won
+    // some room back meanwhile: recording the lost output gives back part
+    // of its reserve); none was started on a path that does not exist.
     let ran = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(ran, "", "a sink ran without its event file");
-    assert!(!t.job_dir(&id).join("match_events/000001.json").exists());
+    for line in ran.lines() {
+        assert!(
+            Path::new(line).is_file(),
+            "a sink ran without its event file: {ran}"
+        );
+    }
     // Room again: the job's end is recorded and its sink runs.
     std::fs::remove_file(&filler).unwrap();
     std::fs::write(&end, "").unwrap();
@@ -1330,8 +1337,9 @@ fn on_a_full_disk_no_sink_starts_without_its_event_file() {
     assert_eq!(ce["delivery_results"][0]["success"], true, "{ce}");
     let ran = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
-        ran.trim(),
-        path_str(&t.job_dir(&id).join("completion_event.json"))
+        ran.lines().last(),
+        Some(path_str(&t.job_dir(&id).join("completion_event.json"))),
+        "{ran}"
     );
 }
 
