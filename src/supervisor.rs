@@ -544,7 +544,7 @@ fn run_once(
     tee.drain();
     tee.finish();
     // What was lost, taken before the input channel goes with its count.
-    let output_lost = all_losses(&tee, input.as_ref());
+    let output_lost = all_losses(&tee, input.as_ref().and_then(|i| i.loss()));
     if let Some(i) = input.take() {
         i.finish(&job.dir);
     }
@@ -1568,10 +1568,10 @@ struct Outcome {
 }
 
 /// What the job could not store so far: its logs', then its input's
-/// (stdin.log), in that order.
-fn all_losses(tee: &Tee, input: Option<&crate::input::Input>) -> Vec<job::OutputLoss> {
+/// (stdin.log, `Input::loss`), in that order.
+fn all_losses(tee: &Tee, stdin: Option<job::OutputLoss>) -> Vec<job::OutputLoss> {
     let mut lost = tee.losses();
-    lost.extend(input.and_then(|i| i.loss()));
+    lost.extend(stdin);
     lost
 }
 
@@ -1668,7 +1668,7 @@ fn run_loop(
             state.updated_at = crate::time::now_ts();
             // The counts of bytes lost grow between the writes of losses.
             if !state.output_lost.is_empty() {
-                state.output_lost = all_losses(tee, input.as_ref());
+                state.output_lost = all_losses(tee, input.as_ref().and_then(|i| i.loss()));
             }
             let _ = job.write_state(state, false);
             progress_at = Some(t + every);
@@ -1744,11 +1744,7 @@ fn run_loop(
         if let Some(i) = input.as_mut() {
             // Input that stdin.log could not take is on record before its
             // sender is answered.
-            i.step(|stdin| {
-                let mut lost = tee.losses();
-                lost.push(stdin);
-                rec.losses(state, lost);
-            });
+            i.step(|stdin| rec.losses(state, all_losses(tee, Some(stdin))));
         }
         let ready_streams: Vec<bool> = {
             let mut it = fds.iter();
@@ -1764,7 +1760,10 @@ fn run_loop(
         }
         if tee.lossy() != lossy {
             lossy = tee.lossy();
-            rec.losses(state, all_losses(tee, input.as_ref()));
+            rec.losses(
+                state,
+                all_losses(tee, input.as_ref().and_then(|i| i.loss())),
+            );
         }
         let exited = match &pidfd {
             Some(p) => fds

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::TempRoot;
+use support::{SmallFs, TempRoot};
 
 fn id_of(v: &Value) -> String {
     v["job_id"].as_str().unwrap().to_string()
@@ -72,39 +72,6 @@ fn supervisor_gone(t: &TempRoot, id: &str) -> bool {
 // ---------------------------------------------------------------------
 // A1. Full disk
 // ---------------------------------------------------------------------
-
-/// A small tmpfs mounted for one test, unmounted when dropped. None (with
-/// a note) where mounting is not allowed.
-struct SmallFs(std::path::PathBuf);
-
-impl SmallFs {
-    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: cannot mount a tmpfs here (not root?); full-disk test skipped");
-            return None;
-        }
-        Some(SmallFs(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a1_full_disk_is_recorded_and_the_exit_code_survives() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::TempRoot;
+use support::{SmallFs, TempRoot};
 
 /// Poll `cond` until it holds (a condition we wait on, with a deadline;
 /// not a sleep standing in for one).
@@ -1229,42 +1229,6 @@ fn a_login_shell_sink_keeps_the_callers_path() {
     let want = format!("{caller_path}:/profile/bin gone gone");
     let seen = std::fs::read_to_string(&paths).unwrap();
     assert_eq!(seen.lines().collect::<Vec<_>>(), [&want, &want]);
-}
-
-/// A small tmpfs mounted for one test, unmounted when dropped. None (with
-/// a note) where mounting is not allowed.
-struct SmallFs(std::path::PathBuf);
-
-impl SmallFs {
-    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: cannot mount a tmpfs here (not root?); full-disk test skipped");
-            return None;
-        }
-        Some(SmallFs(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// Fill the file system of `dir` until a write fails.

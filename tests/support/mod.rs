@@ -400,3 +400,39 @@ pub fn objects(text: &str) -> Vec<(usize, Vec<String>)> {
     }
     out
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped. None (with
+/// a note) where mounting is not allowed.
+pub struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    pub fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: cannot mount a tmpfs here (not root?); full-disk test skipped");
+            return None;
+        }
+        Some(SmallFs(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
