@@ -726,7 +726,7 @@ const REPLIES: &[Reply] = &[
             ("lock_file_path", "The .skill-lock.json that records the install."),
         ],
         notes: &[
-            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global. Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept; a lock in the legacy map form, {\"skills\": {NAME: {...}}}, is written back as an array, without the entries that lack any of source_type, installed_at and path). A lock file that cannot be parsed is treated as empty, as 0.2.3 does: the skill is installed and the lock written anew, with a warning on stderr. Every file is written atomically.",
+            "Base directory B: .agents (or .claude with --claude) in the current directory, or in $HOME with --global (HOME unset or empty: usage_error). Files go to B/skills/agent-exec/ (SKILL.md and references/); the lock file is B/.skill-lock.json, whose agent-exec entry is replaced in place (others are kept; a lock in the legacy map form, {\"skills\": {NAME: {...}}}, is written back as an array, without the entries that lack any of source_type, installed_at and path). A lock file that cannot be parsed is treated as empty, as 0.2.3 does: the skill is installed and the lock written anew, with a warning on stderr. Every file is written atomically.",
         ],
         see: &[],
     },

@@ -350,21 +350,46 @@ fn run_once(
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
             let mut msg = format!("spawn {prog}: {e}");
             if e.raw_os_error() == Some(libc::E2BIG) {
-                // Too much in all (no one string is too long: see
-                // `reapply_parts`); say how much, and why it may be
-                // more than the caller gave.
                 let w = &prepared.work;
-                let bytes: usize = w
+                // The kernel takes at most MAX_ARG_STRLEN (32 pages) in
+                // one argument or variable, whatever the total: name the
+                // first such string (by its name, for a variable: never
+                // its value) before blaming the total.
+                let long = w
                     .argv
                     .iter()
-                    .chain(&w.envp)
-                    .map(|s| s.count_bytes() + 1)
-                    .sum();
-                msg.push_str(&format!(
-                    "; the command and its environment come to {bytes} bytes, more than \
-                     the kernel takes (a login-shell wrapper carries each --env and \
-                     --env-file value twice)"
-                ));
+                    .map(|s| (false, s))
+                    .chain(w.envp.iter().map(|s| (true, s)))
+                    .find(|(_, s)| s.count_bytes() + 1 > MAX_ARG_STRLEN);
+                if let Some((is_env, s)) = long {
+                    let bytes = s.count_bytes();
+                    let what = if is_env {
+                        let b = s.to_bytes();
+                        let name = &b[..b.iter().position(|&c| c == b'=').unwrap_or(b.len())];
+                        format!("the variable {}", String::from_utf8_lossy(name))
+                    } else {
+                        "one argument".to_string()
+                    };
+                    msg.push_str(&format!(
+                        "; {what} is {bytes} bytes, more than the kernel takes in one \
+                         argument or variable ({} bytes)",
+                        MAX_ARG_STRLEN - 1
+                    ));
+                } else {
+                    // Too much in all: say how much, and why it may be more
+                    // than the caller gave.
+                    let bytes: usize = w
+                        .argv
+                        .iter()
+                        .chain(&w.envp)
+                        .map(|s| s.count_bytes() + 1)
+                        .sum();
+                    msg.push_str(&format!(
+                        "; the command and its environment come to {bytes} bytes, more than \
+                         the kernel takes (a login-shell wrapper carries each --env and \
+                         --env-file value twice)"
+                    ));
+                }
             }
             return never_ran(launch_failed(
                 job,
@@ -1096,6 +1121,10 @@ struct Child {
     stdin: Option<File>,
     out: Option<(OwnedFd, OwnedFd)>,
 }
+
+/// Linux's MAX_ARG_STRLEN: 32 pages of 4 KiB, the longest one argument
+/// or environment string execve takes, its NUL included.
+const MAX_ARG_STRLEN: usize = 32 * 4096;
 
 /// Start `p`'s workload: pipes for its output (and input, when
 /// interactive) made here, the child's ends closed once it has exec'd.

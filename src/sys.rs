@@ -1379,14 +1379,19 @@ impl Dir {
     }
 
     /// Is `name` here a directory (not a symlink) owned by this process's
-    /// user, with no subdirectory (link count 2)?
+    /// user, private to it (no group or other bits: it becomes a 0700 job
+    /// directory by rename, which keeps the mode), with no subdirectory
+    /// (link count 2)?
     pub fn is_own_leaf_dir(&self, name: &str) -> bool {
         let Some(st) = self.lstat(name) else {
             return false;
         };
         // SAFETY: geteuid takes nothing and cannot fail.
         let euid = unsafe { libc::geteuid() };
-        st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_uid == euid && st.st_nlink == 2
+        st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            && st.st_mode & 0o077 == 0
+            && st.st_uid == euid
+            && st.st_nlink == 2
     }
 
     /// link(2) within this directory: fails with EEXIST if `to` exists,

@@ -1419,6 +1419,52 @@ fn store_a_spare_directory_that_is_not_empty_is_never_used() {
     }
 }
 
+/// A spare job directory opened to others (chmod 777, by hand or a
+/// careless tool) is never renamed into a job directory, which would
+/// keep that mode: every job directory is 0700 (D22). So is the
+/// completion cache's directory, whatever the umask: it holds every
+/// job's command and cwd.
+#[test]
+fn store_job_and_cache_directories_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    t.ok(&["run", "--", "true"]);
+    t.settle();
+    for spare in [".spare-0", ".spare-1"] {
+        let d = t.root.join(spare);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for _ in 0..2 {
+        let id = t.ok(&["run", "--", "true"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mode = std::fs::metadata(t.job_dir(&id))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{id}: {mode:o}");
+        t.settle();
+    }
+    // Made by completion alone: none there before it.
+    let _ = std::fs::remove_dir_all(t.root.join(".cache"));
+    let script = format!(
+        "umask 000; exec '{}' --root '{}' __complete -- status ''",
+        support::bin(),
+        t.root.display()
+    );
+    let o = t.exec({
+        let mut c = t.private("sh");
+        c.arg("-c").arg(script);
+        c
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let cache = t.root.join(".cache");
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}: {mode:o}", cache.display());
+}
+
 // ---------------------------------------------------------------------
 // A file-size limit, a planted terminal-state file, a disk full to the
 // last block

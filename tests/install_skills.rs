@@ -173,21 +173,6 @@ fn claude_and_global_choose_the_base() {
 }
 
 #[test]
-fn global_without_home_is_an_error() {
-    let t = TempRoot::new();
-    let mut c = t.cmd(&["install-skills", "--global"]);
-    c.env_remove("HOME");
-    let o = t.exec(c);
-    let v = o.json();
-    assert_eq!(o.code, 1);
-    assert_eq!(v["error"]["code"], "internal_error");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("home directory"));
-}
-
-#[test]
 fn legacy_map_form_is_converted() {
     let t = TempRoot::new();
     let base = t.cwd.join(".agents");
@@ -246,5 +231,28 @@ fn an_unparsable_lock_file_is_treated_as_empty() {
         let (_, lock) = lock(&base);
         assert_eq!(skill_names(&lock), ["agent-exec"], "{junk:?}");
         assert!(base.join("skills/agent-exec/SKILL.md").is_file());
+    }
+}
+
+/// `--global` without a HOME is the caller's environment, not a bug: a
+/// usage error (exit 2) naming HOME, never `internal_error`.
+#[test]
+fn global_without_home_is_a_usage_error() {
+    let t = TempRoot::new();
+    for home in [None, Some("")] {
+        let mut c = t.bare();
+        c.args(["install-skills", "--global"]);
+        match home {
+            None => c.env_remove("HOME"),
+            Some(h) => c.env("HOME", h),
+        };
+        let o = t.exec(c);
+        let v = o.json();
+        assert_eq!(o.code, 2, "{home:?}: {v}");
+        assert_eq!(v["error"]["code"], "usage_error", "{home:?}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("HOME"),
+            "{v}"
+        );
     }
 }

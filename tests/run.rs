@@ -950,3 +950,28 @@ fn a_root_given_as_a_symlink_gets_spare_directories_too() {
     let got = std::fs::metadata(real.join(&id)).unwrap().ino();
     assert!(inos.contains(&got), "{id} was made, not taken");
 }
+
+/// One variable longer than the kernel takes in a single string (128
+/// KiB) fails the launch with `spawn_failed` naming that variable — not
+/// its value, and not the total, which is far under the kernel's limit.
+#[test]
+fn a_variable_too_long_for_the_kernel_is_named() {
+    let t = TempRoot::new();
+    let env = t.cwd.join("big.env");
+    let value = "b".repeat(140_000);
+    std::fs::write(&env, format!("BIG_ONE={value}\n")).unwrap();
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "sh -c",
+        "--env-file",
+        env.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "spawn_failed", "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(msg.contains("the variable BIG_ONE"), "{msg}");
+    assert!(!msg.contains("bbbb"), "{msg}");
+}

@@ -2701,3 +2701,19 @@ fn a_connection_the_server_has_no_descriptor_for_is_answered_503() {
     }
     s.get("/health").assert_ok("health");
 }
+
+/// A job in the wrong state for the request is 409 on every route, as it
+/// is on /send: /kill of a created job as /send to one.
+#[test]
+fn invalid_state_is_409_on_every_route() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let created = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.post(&format!("/kill/{created}"), "")
+        .assert_error(409, "invalid_state");
+    s.post(&format!("/send/{created}"), r#"{"data":"x"}"#)
+        .assert_error(409, "invalid_state");
+}

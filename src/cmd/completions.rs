@@ -53,6 +53,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -602,7 +603,9 @@ fn write_cache(root: &Path, names: &[&str], known: &HashMap<&str, Known>) {
     // The cache's own directory first (creating it changes the root),
     // then the stamp: writing inside it leaves the root as stamped.
     let dir = root.join(CACHE_DIR);
-    let _ = std::fs::create_dir(&dir);
+    // 0700 like every directory of the root: the cache holds each job's
+    // cwd and command.
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     let Some(RootStamp {
         ino,
         nlink,

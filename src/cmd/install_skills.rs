@@ -199,7 +199,12 @@ fn base_dir(global: bool, claude: bool) -> Result<PathBuf> {
     let parent = if global {
         match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
             Some(h) => store::absolutize(Path::new(&h)),
-            None => return Err(Error::internal("cannot determine home directory")),
+            // The caller's environment, not a bug: said as a usage error.
+            None => {
+                return Err(Error::usage(
+                    "install-skills --global needs HOME, which is unset or empty",
+                ))
+            }
         }
     } else {
         std::env::current_dir().map_err(|e| Error::io("current directory", e))?
