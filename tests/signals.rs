@@ -522,18 +522,3 @@ fn kill_of_an_ended_job_signals_what_its_group_left() {
         "{k}"
     );
 }
-
-#[test]
-fn kill_of_an_ended_job_continues_a_stopped_leftover() {
-    let t = TempRoot::new();
-    let v = t.ok(&["run", "--", "sh", "-c", "sleep 61 & kill -STOP $!; echo $!"]);
-    let id = v["job_id"].as_str().unwrap().to_string();
-    let left: u64 = t.read(&id, "stdout.log").trim().parse().unwrap();
-    eventually("the leftover to be stopped", || {
-        proc_state(left as u32) == Some('T')
-    });
-    t.ok(&["kill", &id]);
-    eventually("the leftover process to end", || {
-        !support::process_alive(left)
-    });
-}
