@@ -751,8 +751,8 @@ static WAIT_CMD: Cmd = Cmd {
 static KILL: Cmd = Cmd {
     name: "kill",
     alias: None,
-    about: "Signal a running job's process group",
-    long_about: "Sends the signal to the job's whole process group and watches up to 3 s for the outcome the supervisor records.",
+    about: "Signal a job's process group",
+    long_about: "Sends the signal to the job's whole process group (then SIGCONT, unless the signal is CONT, STOP, TSTP, TTIN or TTOU, so that a stopped job acts on it) and watches up to 3 s for the outcome the supervisor records. A job that already ended is reported as it is; processes it left in its group are still signalled, and with none left nothing is sent.",
     flags: &[
         Flag::value("signal", "SIGNAL", Ty::Signal, "Signal name or number: TERM, SIGTERM, 15, INT, KILL, HUP, QUIT, USR1, USR2, STOP, CONT, STKFLT, RTMIN, RTMIN+n, RTMAX-n, RTMAX, ...").default("TERM"),
         Flag::switch("no-wait", "Do not watch for the outcome"),

@@ -764,10 +764,11 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     }
     let n = keep.len();
     let top = keep.iter().map(|&(_, d)| d).max().unwrap_or(2);
+    let last = libc::SIGRTMAX();
 
     // SAFETY: fork has no memory-safety preconditions. In the children we
-    // call only async-signal-safe functions (setsid, fork, sigprocmask,
-    // fcntl, dup2, syscall(close_range), execv, _exit) on data prepared
+    // call only async-signal-safe functions (setsid, fork, sigaction,
+    // sigprocmask, fcntl, dup2, syscall(close_range), execv, _exit) on data prepared
     // above, which stays valid because fork copies the address space.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -789,6 +790,10 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            // Default dispositions (none of the caller's ignored signals):
+            // the supervisor relies on them, SIGCHLD above all (ignored,
+            // the kernel reaps the workload and its exit status is lost).
+            default_dispositions(last);
             // Move the kept descriptors out of the way first, so a source
             // number that equals another's destination is not clobbered.
             let mut tmp = [-1; MAX_KEEP];
@@ -884,13 +889,29 @@ pub fn spawn_orphan(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
+        // Every signal the C library lets us name (not KILL or STOP).
+        let mut every: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut every);
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaddset(&mut every, sig);
+            }
+        }
         let mut rc = libc::posix_spawnattr_setflags(
             &mut attr,
-            libc::POSIX_SPAWN_SETSID | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+            libc::POSIX_SPAWN_SETSID
+                | (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
         );
         if rc == 0 {
             // A clean signal mask: the server blocks SIGTERM/SIGINT.
             rc = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        }
+        if rc == 0 {
+            // Default dispositions, as `spawn_detached` gives: a signal
+            // the caller ignored stays ignored across exec, and the
+            // supervisor relies on SIGCHLD's default (ignored, the kernel
+            // reaps the workload and its exit status is lost).
+            rc = libc::posix_spawnattr_setsigdefault(&mut attr, &every);
         }
         if rc == 0 {
             rc = libc::posix_spawn_file_actions_addopen(
@@ -1046,6 +1067,28 @@ pub fn kill_group(pgid: u32, sig: i32) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// `kill_group`, then SIGCONT to the group after any signal but those
+/// that stop or continue it (CONT, STOP, TSTP, TTIN, TTOU), as bash's
+/// `kill` and systemd do: a stopped process keeps TERM (or INT, HUP,
+/// USR1...) pending and never acts on it until continued. KILL needs no
+/// help, and a CONT to a group that was not stopped does nothing (but
+/// run a SIGCONT handler the job may have). Returns whether the group
+/// existed.
+pub fn kill_group_resuming(pgid: u32, sig: i32) -> io::Result<bool> {
+    let found = kill_group(pgid, sig)?;
+    let stop_or_cont = [
+        libc::SIGCONT,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ];
+    if found && !stop_or_cont.contains(&sig) {
+        kill_group(pgid, libc::SIGCONT)?;
+    }
+    Ok(found)
 }
 
 /// Has `pid` exited? Does not reap it: the zombie keeps the pid (and so
@@ -1786,21 +1829,47 @@ struct Handoff<'a> {
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     parent: libc::pid_t,
+    /// The highest signal number (`default_dispositions`).
+    last_signal: libc::c_int,
     /// 0, or the errno of the step that failed (then the child _exits).
     err: std::sync::atomic::AtomicI32,
 }
 
-/// Signals whose disposition this program changes: ignored ones stay
-/// ignored across exec (SIGPIPE, by Rust's runtime), and a handler must
-/// not run in the child while it shares our memory (SIGXFSZ's, see
-/// `catch_file_size_signal`, among them).
-const CHANGED_SIGNALS: [libc::c_int; 5] = [
-    libc::SIGPIPE,
-    INTERRUPT,
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGXFSZ,
-];
+/// Reset every signal a program can catch (1 to `last`, the real-time
+/// ones included; not KILL or STOP) to its default action, between fork
+/// (or clone) and exec. Not only those this program changes (SIGPIPE,
+/// ignored by Rust's runtime; the handlers of `catch_file_size_signal`
+/// and `arm_interrupt`, which must not run in a child sharing our
+/// memory): SIG_IGN survives exec, so a signal the caller ignored (a
+/// shell's `trap '' TERM`, INT and QUIT in a non-interactive shell's
+/// `&` job, SIGCHLD) would stay ignored in the job, and `kill`'s TERM
+/// do nothing. The numbers the C library keeps for itself (32 and 33,
+/// to 34 on musl) too: the program we exec may use them. `last` is
+/// `libc::SIGRTMAX()`, read before the fork: only rt_sigaction, a plain
+/// system call (async-signal-safe), runs here.
+///
+/// # Safety
+/// Only between fork (or clone) and exec, or where resetting every
+/// handler of the process is wanted.
+unsafe fn default_dispositions(last: libc::c_int) {
+    // The kernel's struct sigaction all zero is SIG_DFL, no flags, an
+    // empty mask, whatever an architecture's field order; 64 bytes holds
+    // any. The raw call, not the C library's sigaction: glibc's refuses
+    // the numbers it keeps (32, 33), which a caller may still ignore.
+    let dfl = [0u64; 8];
+    let set_size = (last as usize + 1) / 8;
+    for sig in 1..=last {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                set_size,
+            );
+        }
+    }
+}
 
 /// Have the program `cmd` starts killed (SIGKILL) when the thread that
 /// starts it ends, as the workload is (`spawn_workload`): a notification
@@ -1810,13 +1879,17 @@ const CHANGED_SIGNALS: [libc::c_int; 5] = [
 /// Costs a fork where std would use posix_spawn: sinks are few.
 pub fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: getpid takes no arguments. The hook runs in the child
-    // between fork and exec, where only async-signal-safe calls are
-    // allowed: prctl and getppid are plain system calls, and the hook
-    // allocates nothing and touches only the copied `parent`.
+    // SAFETY: getpid takes no arguments. The hook runs in
+    // the child between fork and exec, where only async-signal-safe
+    // calls are allowed: sigaction, prctl and getppid are plain system
+    // calls, and the hook allocates nothing and touches only the copied
+    // `parent` and `last`.
     unsafe {
         let parent = libc::getpid();
+        let last = libc::SIGRTMAX();
         cmd.pre_exec(move || {
+            // A sink, like the workload, starts with no signal ignored.
+            default_dispositions(last);
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -1837,8 +1910,9 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 /// parent-death signal or a controlling terminal.
 ///
 /// The child gets a new process group (or session on a terminal), the
-/// parent-death signal SIGKILL (bound to the calling thread), default
-/// signal dispositions for what we changed, an empty signal mask, and
+/// parent-death signal SIGKILL (bound to the calling thread), every
+/// signal's default disposition (`default_dispositions`: none of the
+/// caller's ignored ones), an empty signal mask, and
 /// the working directory; then each of `paths` is tried as execvp tries
 /// PATH entries. A failure is returned as the errno of the failing step.
 pub fn spawn_workload(work: &Workload) -> io::Result<u32> {
@@ -1857,6 +1931,7 @@ pub fn spawn_workload(work: &Workload) -> io::Result<u32> {
         envp: nul_ended(&work.envp),
         // SAFETY: getpid takes no arguments.
         parent: unsafe { libc::getpid() },
+        last_signal: libc::SIGRTMAX(),
         err: std::sync::atomic::AtomicI32::new(0),
     };
     // The child's stack: it calls only a few libc wrappers. 16-byte
@@ -1924,11 +1999,7 @@ extern "C" fn workload_child(arg: *mut libc::c_void) -> libc::c_int {
     // by the parent (NUL-terminated strings and pointer arrays that end
     // in NULL); none allocates or takes a lock.
     unsafe {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in CHANGED_SIGNALS {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        }
+        default_dispositions(h.last_signal);
         match &h.work.setup {
             Setup::Group => {
                 if libc::setpgid(0, 0) < 0 {
@@ -2509,7 +2580,7 @@ pub fn arm_interrupt() -> io::Result<()> {
 /// job's `output_lost`, an `io_error`) instead of killing this process
 /// with the job's end unrecorded. Every program we start gets the
 /// default disposition back at exec; the workload's child resets it
-/// before exec (`CHANGED_SIGNALS`). SA_RESTART: the signal lands on the
+/// before exec (`default_dispositions`). SA_RESTART: the signal lands on the
 /// thread whose write failed, and must cut short no other call.
 pub fn catch_file_size_signal() -> io::Result<()> {
     catch_doing_nothing(libc::SIGXFSZ, libc::SA_RESTART)

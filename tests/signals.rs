@@ -403,3 +403,122 @@ fn restart_names_the_first_signal_of_its_stop_phase() {
     assert_eq!(v["attempt"].as_u64(), Some(2), "{v}");
     still_run_then_end(&t, &[&id]);
 }
+
+/// The signals process `pid` ignores (SigIgn of /proc/PID/status), as
+/// the kernel's bit mask: bit n-1 for signal n.
+fn ignored_signals(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .expect("SigIgn line");
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+/// `agent-exec --root ROOT args...` started from bash after `trap ''
+/// SIGS`: the caller ignores those signals, and SIG_IGN survives exec.
+/// bash, not sh: dash does not ignore CHLD.
+fn from_a_shell_ignoring(t: &TempRoot, sigs: &str, args: &[&str]) -> Value {
+    let mut c = t.private("bash");
+    c.arg("-c")
+        .arg(format!("trap '' {sigs}; exec \"$@\""))
+        .arg("bash")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(args);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!((o.code, &v["ok"]), (0, &Value::Bool(true)), "{v}");
+    v
+}
+
+/// The root pid of a running job, once recorded.
+fn root_pid(t: &TempRoot, id: &str) -> u64 {
+    eventually("the job's pid", || t.state(id)["pid"].as_u64().is_some());
+    t.state(id)["pid"].as_u64().unwrap()
+}
+
+#[test]
+fn a_job_ignores_no_signal_its_caller_ignored() {
+    let t = TempRoot::new();
+    let v = from_a_shell_ignoring(
+        &t,
+        "INT TERM HUP QUIT CHLD",
+        &["run", "--no-wait", "--", "sleep", "61"],
+    );
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let pid = root_pid(&t, &id);
+    assert_eq!(ignored_signals(pid), 0, "SigIgn of the job's root");
+    // The default TERM ends it (it was ignored before, and kill watched 3 s).
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(
+        (k["state"].as_str(), k["terminated_signal"].as_str()),
+        (Some("killed"), Some("SIGTERM")),
+        "{k}"
+    );
+}
+
+#[test]
+fn a_caller_ignoring_sigchld_still_gets_the_exit_code() {
+    // The supervisor too starts with default dispositions: with SIGCHLD
+    // ignored the kernel would reap the job, and its status be lost.
+    let t = TempRoot::new();
+    let v = from_a_shell_ignoring(&t, "CHLD", &["run", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("exited"), Some(3)),
+        "{v}"
+    );
+}
+
+#[test]
+fn kill_ends_a_stopped_job() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sh", "-c", "kill -STOP $$; echo after"]);
+    let pid = root_pid(&t, &id) as u32;
+    eventually("the job to be stopped", || proc_state(pid) == Some('T'));
+    // TERM, then CONT: stopped, it would keep TERM pending for ever.
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(
+        (k["state"].as_str(), k["terminated_signal"].as_str()),
+        (Some("killed"), Some("SIGTERM")),
+        "{k}"
+    );
+}
+
+#[test]
+fn kill_of_an_ended_job_signals_what_its_group_left() {
+    let t = TempRoot::new();
+    // The root exits at once, leaving a background process in its group.
+    let v = t.ok(&["run", "--", "sh", "-c", "sleep 61 & echo $!"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let left: u64 = t.read(&id, "stdout.log").trim().parse().unwrap();
+    assert!(support::process_alive(left));
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(
+        (
+            k["signal"].as_str(),
+            k["state"].as_str(),
+            k["exit_code"].as_i64()
+        ),
+        (Some("SIGTERM"), Some("exited"), Some(0)),
+        "{k}"
+    );
+    eventually("the leftover process to end", || {
+        !support::process_alive(left)
+    });
+    // Nothing left: nothing is sent, the job is reported as it is, and
+    // `signal` still names the signal asked for.
+    let k = t.ok(&["kill", "--signal", "INT", &id]);
+    assert_eq!(
+        (
+            k["signal"].as_str(),
+            k["state"].as_str(),
+            k["exit_code"].as_i64()
+        ),
+        (Some("SIGINT"), Some("exited"), Some(0)),
+        "{k}"
+    );
+}

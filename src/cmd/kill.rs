@@ -218,14 +218,16 @@ pub fn kill_job_within(
                 st
             }
         }
-        // Terminal, but its supervisor died and processes of the job
-        // live on (a record read before anyone reconciled it, or a
-        // process that escaped the reconciling kill): the signal still
-        // reaches them.
+        // Terminal, but processes of the job live on in its group (a
+        // background process its root left behind, a record read before
+        // anyone reconciled a lost supervisor, a process that escaped the
+        // reconciling kill): the signal still reaches them, which
+        // `delete`'s "kill it first" relies on. With none left, nothing
+        // is sent.
         _ => {
             let live = st.live_processes();
             if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
-                sys::kill_group(pgid, sig)
+                sys::kill_group_resuming(pgid, sig)
                     .map_err(|e| Error::io(format!("signal process group {pgid}"), e))?;
             }
             if no_wait {
@@ -258,7 +260,8 @@ fn stops_job(sig: i32) -> bool {
 /// (`sys::STOP_NOTE`), so that a run stopped on purpose is not taken for
 /// a failure to `--retry`, even when the job answers TERM with an exit
 /// code of its own. Any other signal (USR1 to a job that handles it)
-/// leaves `--retry` as it was.
+/// leaves `--retry` as it was. Any signal but one that stops or
+/// continues the group is followed by SIGCONT (`sys::kill_group_resuming`).
 ///
 /// The group is signalled only while its leader is the job's root
 /// (`State::leader`: same start time) and the note only to the job's own
@@ -283,7 +286,8 @@ pub fn signal_running(job: &Job, st: &crate::job::State, sig: i32) -> Result<Lea
             let _ = sys::kill_process(spid, sys::STOP_NOTE);
         }
     }
-    sys::kill_group(pid, sig)
+    // Resuming: a stopped job (SIGSTOP, ^Z) would keep TERM pending.
+    sys::kill_group_resuming(pid, sig)
         .map(|_| Leader::Root(pid))
         .map_err(|e| Error::io(format!("signal process group {pid}"), e))
 }
