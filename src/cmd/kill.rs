@@ -221,9 +221,16 @@ pub fn kill_job_within(
         // Terminal, but its supervisor died and processes of the job
         // live on (a record read before anyone reconciled it, or a
         // process that escaped the reconciling kill): the signal still
-        // reaches them.
+        // reaches them, but only processes the record shows to be the
+        // job's (as the reconciling reader's kill): a damaged or planted
+        // record signals nothing.
         _ => {
-            let live = st.live_processes();
+            let live = st.own_processes(job).map_err(|why| {
+                damaged_record(
+                    job,
+                    format!("the processes it names are not the job's ({why})"),
+                )
+            })?;
             if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
                 sys::kill_group(pgid, sig)
                     .map_err(|e| Error::io(format!("signal process group {pgid}"), e))?;
