@@ -433,27 +433,89 @@ impl State {
 
     /// The job's processes still alive: members of its process group in
     /// its session (none when either is unknown). Whoever signals a job's
-    /// group on its behalf asks this first, so a group whose number is
-    /// somebody else's now (pid reuse) must read as none: while the
-    /// group's leader lives it must be the process the job started (the
-    /// recorded start time). A leader that is gone proves nothing either
-    /// way, but cannot have been replaced: the kernel hands out no number
-    /// that a live process still uses as its group id. A record without
-    /// a start time (older versions) is believed on its pid and sid.
+    /// group on its behalf asks this first, so a group that cannot be
+    /// shown to be the job's reads as none (`group_check`): a record
+    /// without a start time (older versions, or damaged) is never
+    /// believed on its pid and sid alone.
     pub fn live_processes(&self) -> Vec<u32> {
+        match self.group_check() {
+            Group::Job(members) => members,
+            Group::None | Group::Replaced | Group::Unproven(_) => Vec::new(),
+        }
+    }
+
+    /// `live_processes` for a caller about to signal them on behalf of
+    /// `job` (a reader reaping a lost supervisor's leftovers, `kill` of
+    /// a job that has ended): besides the start times, each must belong
+    /// to the user who owns the job's directory (`Job::owner`, against
+    /// the process's real uid, `real_uid`). A record planted in a shared
+    /// root by one user names whatever group it likes; without this a
+    /// reader run by root would SIGKILL root's (or a third user's)
+    /// processes for it. Err says why the live processes the record
+    /// names are not the job's: nothing may be signalled then.
+    pub fn own_processes(&self, job: &Job) -> std::result::Result<Vec<u32>, String> {
+        let members = match self.group_check() {
+            Group::Job(members) => members,
+            Group::None | Group::Replaced => return Ok(Vec::new()),
+            Group::Unproven(why) => return Err(why),
+        };
+        if members.is_empty() {
+            return Ok(members);
+        }
+        let Some(owner) = job.owner() else {
+            return Err("the owner of its directory cannot be read".into());
+        };
+        for &pid in &members {
+            // None: it has ended since the scan (nothing to signal).
+            match real_uid(pid) {
+                Some(uid) if uid != owner => {
+                    return Err(format!(
+                        "process {pid} belongs to uid {uid}, the job's directory to uid {owner}"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(members)
+    }
+
+    /// What the recorded group is (see `Group`). While the group's leader
+    /// lives it must be the process the job started (the recorded start
+    /// time). A leader that is gone cannot have been replaced (the kernel
+    /// hands out no number that a live process still uses as its group
+    /// id), but the record may name any group whose leader has ended:
+    /// every member must then have started no earlier than the recorded
+    /// root, as each of the job's did (a session's processes descend from
+    /// its leader, the job's root).
+    fn group_check(&self) -> Group {
         let (Some(pgid), Some(sid)) = (self.pid, self.sid) else {
-            return Vec::new();
+            return Group::None;
         };
         if pgid <= 1 {
-            return Vec::new();
+            return Group::None;
         }
         let members = crate::sys::group_members(pgid, sid);
         // Checked after the scan: most groups asked about are gone, and
         // the scan answers that with one system call.
-        if !members.is_empty() && self.leader_replaced() {
-            return Vec::new();
+        if members.is_empty() {
+            return Group::None;
         }
-        members
+        let Some(t) = self.pid_start_time else {
+            return Group::Unproven(format!(
+                "it names process group {pgid} without the start time that tells the job's root"
+            ));
+        };
+        if self.leader_replaced() {
+            return Group::Replaced;
+        }
+        for &pid in &members {
+            if crate::sys::proc_stat(pid).is_some_and(|p| p.start_time < t) {
+                return Group::Unproven(format!(
+                    "process {pid} of group {pgid} started before the job's root"
+                ));
+            }
+        }
+        Group::Job(members)
     }
 
     /// Is the recorded root pid (the group's leader) now a different
@@ -470,8 +532,10 @@ impl State {
     /// time recorded, the process of that pid must have it (a zombie
     /// too: its group number stays reserved until it is reaped); without
     /// one (older records), it must be a child of the job's supervisor.
-    /// Anything else is somebody else's process, whether by pid reuse or
-    /// a record edited by hand: never signalled.
+    /// Either way its real uid must be the owner of the job's directory
+    /// (see `own_processes`). Anything else is somebody else's process,
+    /// whether by pid reuse or a record edited (or planted) by hand:
+    /// never signalled.
     pub fn leader(&self, job: &Job) -> Leader {
         let Some(pid) = self.pid else {
             return Leader::Unrecorded;
@@ -485,7 +549,7 @@ impl State {
         let ours = match self.pid_start_time {
             Some(t) => p.start_time == t,
             None => Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid),
-        };
+        } && job.owner().is_some_and(|o| real_uid(pid) == Some(o));
         if ours {
             Leader::Root(pid)
         } else {
@@ -521,6 +585,28 @@ impl State {
             message: message.into(),
         });
     }
+}
+
+/// What a job record's process group is now (`State::group_check`).
+enum Group {
+    /// No live process has the recorded group and session.
+    None,
+    /// The recorded root pid is another process now (reused): the group
+    /// is a stranger's, not the job's.
+    Replaced,
+    /// The job's: these live members.
+    Job(Vec<u32>),
+    /// Live processes the record cannot show to be the job's (why).
+    Unproven(String),
+}
+
+/// The real uid of process `pid` (`Uid:` in /proc/PID/status), the one
+/// kill(2) weighs: not the owner of /proc/PID, which is root for a
+/// process that is not dumpable (a set-uid program a job runs).
+fn real_uid(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_ascii_whitespace().next()?.parse().ok()
 }
 
 /// What a job record's root pid names now (`State::leader`).
@@ -703,6 +789,16 @@ impl Job {
 
     fn lock_error(&self, e: std::io::Error) -> Error {
         Error::io(format!("open {}", self.path(LOCK).display()), e)
+    }
+
+    /// The uid that owns the job's directory (the entry itself, not a
+    /// symlink's target): the user whose processes a record in it may
+    /// name (`State::own_processes`). Fixed when the directory is made,
+    /// whoever rewrites state.json later (a reader recording a lost
+    /// supervisor, as root).
+    pub fn owner(&self) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&self.dir).ok().map(|m| m.uid())
     }
 
     /// Is process `pid` this job's supervisor (argv: agent-exec

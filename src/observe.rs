@@ -1044,9 +1044,13 @@ pub fn size_of(path: &Path) -> Option<u64> {
 ///   `supervisor_lost`, and the job's process group (its root already got
 ///   SIGKILL from the kernel when the supervisor died, see
 ///   `sys::spawn_workload`) is killed now, so that no workload runs on
-///   under a record that says it ended; but only while the group's leader
-///   is still the job's root by its start time (`State::live_processes`):
-///   a reused pid is a stranger's group, never signalled.
+///   under a record that says it ended; but only a group the record shows
+///   to be the job's (`State::own_processes`: the root's start time
+///   recorded and matching, the processes the job directory owner's). A
+///   reused pid is a stranger's group, and a record that names processes
+///   it cannot show to be the job's (damaged, or planted in a shared root
+///   by another user) is recorded lost all the same, saying that nothing
+///   was signalled: never a signal on its word.
 /// - `created` with a job lock that exists and is free: a launch began
 ///   (`run` takes the lock before it writes meta.json; `start` creates it
 ///   already locked) and nobody holds it any more, so the supervisor never
@@ -1146,7 +1150,7 @@ fn current_state_inner(
     }
     match st.status() {
         Status::Running => {
-            let killed = kill_orphans(&st);
+            let killed = kill_orphans(job, &st);
             // Its logs are final now: cut capped ones as its end would
             // have (nobody writes them any more).
             if let Ok(meta) = job.read_meta() {
@@ -1157,10 +1161,12 @@ fn current_state_inner(
                     }
                 }
             }
-            let tail = if killed > 0 {
-                format!("; its {killed} remaining process(es) were killed")
-            } else {
-                String::new()
+            let tail = match killed {
+                Ok(0) => String::new(),
+                Ok(n) => format!("; its {n} remaining process(es) were killed"),
+                Err(why) => format!(
+                    "; nothing was signalled, as the processes its record names are not the job's ({why})"
+                ),
             };
             st.fail(
                 "supervisor_lost",
@@ -1293,11 +1299,13 @@ fn lost_without_lock(mut st: State) -> State {
 
 /// SIGKILL what is left of a job whose supervisor is gone, and wait
 /// (briefly) until it is gone: a caller told `failed` finds no live
-/// process of the job. Returns how many processes were signalled.
-fn kill_orphans(st: &State) -> usize {
-    let members = st.live_processes();
+/// process of the job. Returns how many processes were signalled, or why
+/// the live processes the record names are not the job's (nothing was
+/// signalled).
+fn kill_orphans(job: &Job, st: &State) -> std::result::Result<usize, String> {
+    let members = st.own_processes(job)?;
     if members.is_empty() {
-        return 0;
+        return Ok(0);
     }
     if let Some(pgid) = st.pid {
         let _ = sys::kill_group(pgid, libc::SIGKILL);
@@ -1306,7 +1314,7 @@ fn kill_orphans(st: &State) -> usize {
     while !st.live_processes().is_empty() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(2));
     }
-    members.len()
+    Ok(members.len())
 }
 
 /// How a process waits for a job's end (see `wait_terminal`).

@@ -1920,6 +1920,108 @@ fn kill_of_a_running_job_signals_only_its_own_root_group() {
     assert!(stranger.alive());
 }
 
+/// Process `pid`'s start time (/proc/PID/stat field 22).
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    f[19].parse().unwrap()
+}
+
+/// Make job `id` (ended, its lock file free) read as `running` with
+/// `pid` as its root, group and session, and `start` as the root's start
+/// time if given: what a supervisor that died leaves, but naming a
+/// process that is not the job's.
+fn plant_running(t: &TempRoot, id: &str, pid: u32, start: Option<u64>) {
+    assert!(t.job_dir(id).join("lock").exists());
+    let mut v = serde_json::json!({
+        "job": {"id": id, "status": "running", "started_at": "2026-01-01T00:00:00Z"},
+        "result": {"exit_code": null, "signal": null, "duration_ms": null},
+        "pid": pid, "sid": pid, "updated_at": "2026-01-01T00:00:00Z"
+    });
+    if let Some(s) = start {
+        v["pid_start_time"] = s.into();
+    }
+    std::fs::write(t.job_dir(id).join("state.json"), v.to_string()).unwrap();
+}
+
+/// Every reader that records a lost supervisor, and `kill`, against a
+/// planted record: the stranger it names must live on, the job read
+/// `supervisor_lost` saying nothing was signalled, and `kill` refuse it
+/// as a damaged record.
+fn readers_spare(t: &TempRoot, id: &str, stranger: &Stranger, start: Option<u64>) {
+    for args in [
+        vec!["gc", "--dry-run"],
+        vec!["delete", "--all", "--dry-run"],
+        vec!["list", "--all"],
+        vec!["status", id],
+        vec!["wait", "--until", "0", id],
+        vec!["tail", id],
+    ] {
+        plant_running(t, id, stranger.pid(), start);
+        t.ok(&args);
+        assert!(stranger.alive(), "{args:?} signalled the stranger");
+        let st = t.state(id);
+        assert_eq!(st["failure"]["code"], "supervisor_lost", "{args:?}: {st}");
+        let msg = st["failure"]["message"].as_str().unwrap();
+        assert!(msg.contains("nothing was signalled"), "{args:?}: {msg}");
+    }
+    plant_running(t, id, stranger.pid(), start);
+    let (code, e) = t.err(&["kill", id]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("io_error")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("damaged job record"),
+        "{e}"
+    );
+    assert!(stranger.alive(), "kill signalled the stranger");
+}
+
+/// A `running` record without a start time, its lock free, names a
+/// stranger's group: every reader (gc --dry-run, list, status, …) took
+/// the supervisor for lost and SIGKILLed the stranger, and `kill`
+/// answered ok over it.
+#[test]
+fn a_lost_supervisor_record_without_a_start_time_signals_nobody() {
+    let t = TempRoot::new();
+    let stranger = Stranger::start("75.25");
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    readers_spare(&t, &id, &stranger, None);
+}
+
+/// A record planted in a shared root by one user, naming another user's
+/// process with its true start time: a reader run by root SIGKILLed it.
+/// Only the processes of the user who owns the job's directory are ever
+/// signalled. Needs root (to give the directory away); skipped otherwise.
+#[test]
+fn a_lost_supervisor_record_of_another_user_signals_nobody() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    if std::os::unix::fs::chown(t.job_dir(&id), Some(65534), Some(65534)).is_err() {
+        eprintln!("skipped: needs root to give a job directory to another user");
+        return;
+    }
+    let stranger = Stranger::start("76.25");
+    readers_spare(&t, &id, &stranger, Some(start_time(stranger.pid())));
+    // The same record in a directory of the stranger's owner is the
+    // job's: the lost supervisor's leftover is reaped.
+    std::os::unix::fs::chown(t.job_dir(&id), Some(0), Some(0)).unwrap();
+    plant_running(&t, &id, stranger.pid(), Some(start_time(stranger.pid())));
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    eventually("the leftover is reaped", 5, || !stranger.alive());
+}
+
 /// `kill` (and `delete`) of a queued job signal its supervisor only if
 /// the recorded supervisor pid is the job's supervisor.
 #[test]

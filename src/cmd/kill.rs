@@ -222,10 +222,17 @@ pub fn kill_job_within(
         // background process its root left behind, a record read before
         // anyone reconciled a lost supervisor, a process that escaped the
         // reconciling kill): the signal still reaches them, which
-        // `delete`'s "kill it first" relies on. With none left, nothing
-        // is sent.
+        // `delete`'s "kill it first" relies on — but only processes the
+        // record shows to be the job's (as the reconciling reader's
+        // kill): a damaged or planted record signals nothing. With none
+        // left, nothing is sent.
         _ => {
-            let live = st.live_processes();
+            let live = st.own_processes(job).map_err(|why| {
+                damaged_record(
+                    job,
+                    format!("the processes it names are not the job's ({why})"),
+                )
+            })?;
             if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
                 sys::kill_group_resuming(pgid, sig)
                     .map_err(|e| Error::io(format!("signal process group {pgid}"), e))?;
