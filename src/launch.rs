@@ -425,11 +425,16 @@ pub struct Defined {
     /// `run`'s job lock, taken before meta.json was written and held
     /// until the supervisor inherits it (see `launch`).
     pub lock: Option<File>,
+    /// Its `--stdin-file` source could not be read, so it has no
+    /// stdin.bin: its first launch fails `stdin_unreadable` (which
+    /// `create` makes at once, so that the failure is recorded and its
+    /// `job.finished` delivered by the supervisor, as for `run`).
+    pub stdin_unreadable: bool,
 }
 
-/// Write a new job directory for `spec`. The state is `created`, or
-/// `failed` when its stdin source or an env file cannot be read (at once:
-/// D12).
+/// Write a new job directory for `spec`, `created`. A stdin source or
+/// an env file that cannot be read fails the job's launch (at once for
+/// `run`: D12), in its supervisor, like every launch failure.
 /// `keep_created`: write state.json even while the job is only `created`
 /// (`create`). `run` goes straight to `running`, as in 0.2.3: its
 /// supervisor writes the first state, and until then the job reads as
@@ -457,15 +462,16 @@ pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined>
             reserve_record_room(&f)?;
             Some(f)
         };
-        let (meta, state) = define_in(store, &job, spec, keep_created)?;
-        Ok((meta, state, lock))
+        let (meta, state, stdin_unreadable) = define_in(store, &job, spec, keep_created)?;
+        Ok((meta, state, lock, stdin_unreadable))
     })();
     match res {
-        Ok((meta, state, lock)) => Ok(Defined {
+        Ok((meta, state, lock, stdin_unreadable)) => Ok(Defined {
             job,
             meta,
             state,
             lock,
+            stdin_unreadable,
         }),
         Err(e) => {
             // No debris: a job that could not be defined does not exist.
@@ -518,7 +524,12 @@ fn reserve_record_room(lock: &File) -> Result<()> {
     }
 }
 
-fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Result<(Meta, State)> {
+fn define_in(
+    store: &Store,
+    job: &Job,
+    spec: &Spec,
+    keep_created: bool,
+) -> Result<(Meta, State, bool)> {
     let env_keys = spec
         .env
         .iter()
@@ -562,17 +573,13 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
         max_log_bytes: spec.max_log_bytes,
         no_full_log: spec.no_full_log,
     };
-    let mut state = State::created(&job.id);
-    // Env files are read when the job starts. For `run` that is now: an
-    // unusable one fails the job at once rather than after a launch. A
+    let state = State::created(&job.id);
+    // Env files are read by the supervisor when the job starts (for
+    // `run`, now): an unusable one fails the launch there, which records
+    // it and delivers its `job.finished` as for any launch failure. A
     // created job only stores the paths (the README: "re-read at start
-    // time"), so the file may be written between `create` and `start`;
-    // an unusable one then fails the job at `start`.
-    if !keep_created {
-        if let Some(why) = spec.env_files.iter().find_map(|p| read_env_file(p).err()) {
-            state.fail("env_file_unreadable", why);
-        }
-    }
+    // time"), so the file may be written between `create` and `start`.
+    let mut stdin_unreadable = false;
     if !spec.env.is_empty() {
         let text = serde_json::to_vec(&spec.env).map_err(|e| Error::internal(e.to_string()))?;
         store::write_atomic(&job.dir, job::ENV, &text, false)
@@ -591,18 +598,25 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
             }
             StdinSrc::File(src) => match open_regular(src) {
                 Ok(mut f) => copy_limited(&mut f, &mut dst, spec.stdin_max_bytes)?,
-                Err(e) => state.fail(
-                    "stdin_unreadable",
-                    format!("open --stdin-file source {src}: {e}"),
-                ),
+                Err(e) => {
+                    // No stdin.bin: the supervisor cannot open it and
+                    // fails the launch `stdin_unreadable`, recording it
+                    // and delivering `job.finished` as for any launch
+                    // failure. An empty one would run the job without
+                    // its input.
+                    crate::info!("define {}: open --stdin-file source {src}: {e}", job.id);
+                    sys::Dir::open(&job.dir)
+                        .and_then(|d| d.unlink(job::STDIN))
+                        .map_err(|e| Error::io("remove stdin.bin", e))?;
+                    stdin_unreadable = true;
+                }
             },
             StdinSrc::None => {}
         }
         meta.stdin_file = Some(job::STDIN.to_string());
     }
     job.write_meta(&meta)?;
-    let failed = state.status() != Status::Created;
-    if keep_created || failed {
+    if keep_created {
         job.write_state(&state, false)?;
     }
     // A capped log's gap records exist before the log does, so that a
@@ -613,13 +627,12 @@ fn define_in(store: &Store, job: &Job, spec: &Spec, keep_created: bool) -> Resul
             .map_err(|e| Error::io(format!("create {}", crate::logcap::GAPS), e))?;
     }
     // Every path a response prints exists when it is printed (D41): a
-    // created job's logs are empty files until it starts, and so are
-    // those of a job that failed here (it never starts); `run`'s are
-    // created by its supervisor before it reports running.
-    if keep_created || failed {
+    // created job's logs are empty files until it starts; `run`'s are
+    // created by its supervisor before it reports.
+    if keep_created {
         create_logs(job)?;
     }
-    Ok((meta, state))
+    Ok((meta, state, stdin_unreadable))
 }
 
 /// `--after`/`--after-ok` ids (full or unique prefixes) as full ids; an
@@ -901,11 +914,6 @@ fn read_byte(f: &mut File, deadline: Option<Instant>) -> Result<Option<u8>> {
 }
 
 impl Launch {
-    /// A job that ended before it started (e.g. unreadable stdin).
-    pub fn finished(state: State) -> Launch {
-        Launch { state, ready: None }
-    }
-
     /// Wait until the job is terminal or `deadline` passes (None: no
     /// deadline). Wakes on the supervisor's `T` byte, not on a tick.
     pub fn wait(&mut self, job: &Job, deadline: Option<Instant>) -> Result<State> {

@@ -4,8 +4,8 @@
 //! Layout: `<job>/runs/<attempt>/` holds that run's `state.json` (its
 //! terminal state, without its own `previous_runs`), its `stdout.log`,
 //! `stderr.log` and, when they were in the job directory, `full.log`,
-//! `completion_event.json`, `notification_events.ndjson` and `stdin.log`
-//! (what `send` wrote to that run). The logs
+//! `completion_event.json`, `notification_events.ndjson`, `match_events/`
+//! (moved whole) and `stdin.log` (what `send` wrote to that run). The logs
 //! are kept there by hard link (no copy, whatever their size), their
 //! names in the job directory removed once the run is whole under
 //! `runs/`; the job directory then gets fresh empty logs for the next
@@ -52,12 +52,15 @@ pub fn default_keep() -> u64 {
 }
 
 /// The files of a run that move with it (those absent are skipped).
-const MOVED: [&str; 7] = [
+const MOVED: [&str; 8] = [
     job::STDOUT,
     job::STDERR,
     job::FULL,
     job::COMPLETION_EVENT,
     job::MATCH_EVENTS,
+    // The event files of its match sinks, numbered by their lines in
+    // notification_events.ndjson: the next run numbers afresh.
+    crate::notify::MATCH_EVENT_DIR,
     crate::input::LOG,
     // A capped log reads through its gap records: they move with it.
     crate::logcap::GAPS,

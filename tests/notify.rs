@@ -1349,3 +1349,49 @@ fn a_sink_whose_event_file_cannot_be_written_is_recorded_as_failed() {
     assert_eq!(fin.len(), 1);
     assert_eq!(fin[0]["event_type"], "job.finished");
 }
+
+/// An env file or stdin file that cannot be read fails the launch, and
+/// that failure gets its `job.finished` as every launch failure does:
+/// from `run`, and from `create` (which reads a stdin file at once).
+#[test]
+fn an_unreadable_env_or_stdin_file_still_delivers_job_finished() {
+    let t = TempRoot::new();
+    let missing = t.base.join("no-such-file");
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("run", &["--env-file"], "env_file_unreadable"),
+        ("run", &["--stdin-file"], "stdin_unreadable"),
+        ("create", &["--stdin-file"], "stdin_unreadable"),
+    ];
+    for (i, (verb, flag, code)) in cases.into_iter().enumerate() {
+        let events = t.base.join(format!("ev{i}.ndjson"));
+        let ran = t.base.join(format!("cmd-ran{i}"));
+        let touch = format!("touch {}", ran.display());
+        let mut args = vec![verb];
+        args.extend_from_slice(flag);
+        args.extend([
+            path_str(&missing),
+            "--notify-file",
+            path_str(&events),
+            "--notify-command",
+            &touch,
+            "--",
+            "cat",
+        ]);
+        let v = t.ok(&args);
+        assert_eq!(v["state"], "failed", "{verb} {flag:?}: {v}");
+        assert_eq!(v["failure"]["code"], code, "{v}");
+        let id = v["job_id"].as_str().unwrap().to_string();
+        wait_until("the job.finished line", || ndjson(&events).len() == 1);
+        let ev = &ndjson(&events)[0];
+        assert_eq!(ev["event_type"], "job.finished", "{ev}");
+        assert_eq!(ev["job_id"], id.as_str());
+        assert_eq!(ev["state"], "failed");
+        assert_eq!(ev["failure"]["code"], code, "{ev}");
+        settle(&t, &id);
+        assert!(ran.exists(), "{verb} {flag:?}: the command sink ran");
+        let rec: Value = serde_json::from_str(&t.read(&id, "completion_event.json")).unwrap();
+        assert_eq!(rec["failure"]["code"], code, "{rec}");
+        // Failed for good: nothing runs it without its input.
+        assert_eq!(t.ok(&["status", &id])["failure"]["code"], code);
+    }
+}

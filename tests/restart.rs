@@ -1091,3 +1091,35 @@ fn send_to_a_job_being_launched_is_retryable() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// Each run's match events stay with that run: `restart` keeps
+/// `match_events/` in `runs/<attempt>/`, and the next run numbers its
+/// own from 1 in a new one, never over the kept run's files.
+#[test]
+fn restart_keeps_each_runs_match_events() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let sink = "cat \"$AGENT_EXEC_EVENT_PATH\" > /dev/null";
+    let v = t.ok(&[
+        "run",
+        "--output-pattern",
+        "run",
+        "--output-command",
+        sink,
+        "--",
+        &counting(&counter, 0, 0),
+    ]);
+    let id = id_of(&v);
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    t.settle();
+    let dir = t.job_dir(&id);
+    let line = |p: &Path| -> String {
+        let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let ev: Value = serde_json::from_str(&text).unwrap();
+        ev["line"].as_str().unwrap().to_string()
+    };
+    assert_eq!(line(&dir.join("runs/1/match_events/000001.json")), "run1");
+    assert_eq!(line(&dir.join("match_events/000001.json")), "run2");
+    assert!(!dir.join("match_events/000002.json").exists());
+}

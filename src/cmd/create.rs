@@ -25,8 +25,20 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let cfg = crate::config::load(m.get("config").map(std::path::Path::new))?;
     let spec = Spec::from_matches(m, &cfg)?;
     let launch::Defined {
-        job, meta, state, ..
+        job,
+        meta,
+        mut state,
+        stdin_unreadable,
+        ..
     } = launch::define(&store, &spec, true)?;
+    // Its stdin source could not be read: the job can never run. It is
+    // launched now, so that its supervisor records the failure
+    // (`stdin_unreadable`) and delivers its `job.finished` as for any
+    // launch failure; `create` answers that failed job.
+    if stdin_unreadable {
+        let sinks = (None, spec.sink_timeout_secs);
+        state = launch::launch(&store, &job, Some(&meta), None, sinks, None)?.state;
+    }
     let body = CreateBody {
         job_id: job.id.clone(),
         state: state.status().as_str(),
