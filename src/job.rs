@@ -656,6 +656,10 @@ pub fn run_lock_byte(attempt: u32) -> u64 {
 pub const META_LOCK: &str = "meta.lock";
 pub const ENV: &str = "env.json";
 pub const STDIN: &str = "stdin.bin";
+/// Why a `--stdin-file` source could not be read when the job was
+/// defined (it then has no stdin.bin): the supervisor's
+/// `stdin_unreadable` message, so that it names the caller's file.
+pub const STDIN_UNREADABLE: &str = "stdin.unreadable";
 pub const COMPLETION_EVENT: &str = "completion_event.json";
 pub const MATCH_EVENTS: &str = "notification_events.ndjson";
 

@@ -604,10 +604,14 @@ fn define_in(
                     // and delivering `job.finished` as for any launch
                     // failure. An empty one would run the job without
                     // its input.
-                    crate::info!("define {}: open --stdin-file source {src}: {e}", job.id);
+                    let why = format!("open --stdin-file source {src}: {e}");
+                    crate::info!("define {}: {why}", job.id);
                     sys::Dir::open(&job.dir)
                         .and_then(|d| d.unlink(job::STDIN))
                         .map_err(|e| Error::io("remove stdin.bin", e))?;
+                    // Best effort: without it the failure names stdin.bin.
+                    let _ =
+                        store::write_atomic(&job.dir, job::STDIN_UNREADABLE, why.as_bytes(), false);
                     stdin_unreadable = true;
                 }
             },

@@ -1198,10 +1198,21 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
             } else {
                 job.dir.join(name)
             };
-            Some(
-                sys::open_read(&p)
-                    .map_err(|e| fail("stdin_unreadable", format!("open {}: {e}", p.display())))?,
-            )
+            Some(sys::open_read(&p).map_err(|e| {
+                // Missing because its source could not be read when the
+                // job was defined: say so in the caller's words.
+                let why = (e.kind() == std::io::ErrorKind::NotFound)
+                    .then(|| sys::open_read(&job.dir.join(job::STDIN_UNREADABLE)).ok())
+                    .flatten()
+                    .and_then(|f| {
+                        let mut text = String::new();
+                        f.take(4096).read_to_string(&mut text).ok().map(|_| text)
+                    });
+                fail(
+                    "stdin_unreadable",
+                    why.unwrap_or_else(|| format!("open {}: {e}", p.display())),
+                )
+            })?)
         }
     };
     // Interactive: a pipe this supervisor keeps (the given bytes go in

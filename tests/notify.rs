@@ -1380,6 +1380,9 @@ fn an_unreadable_env_or_stdin_file_still_delivers_job_finished() {
         let v = t.ok(&args);
         assert_eq!(v["state"], "failed", "{verb} {flag:?}: {v}");
         assert_eq!(v["failure"]["code"], code, "{v}");
+        // The message names the caller's file, not the job's own copy.
+        let msg = v["failure"]["message"].as_str().unwrap();
+        assert!(msg.contains("no-such-file"), "{verb} {flag:?}: {msg}");
         let id = v["job_id"].as_str().unwrap().to_string();
         wait_until("the job.finished line", || ndjson(&events).len() == 1);
         let ev = &ndjson(&events)[0];
