@@ -351,7 +351,7 @@ pub fn run_spec(
         let mut l = if d.state.status().is_terminal() {
             Launch::finished(d.state.clone())
         } else {
-            let gc_sinks = (auto_gc, spec.sink_timeout_secs);
+            let gc_sinks = (auto_gc, spec.sink_timeout_ms);
             launch::launch(store, job, Some(&d.meta), d.lock, gc_sinks, deadline)?
         };
         crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
