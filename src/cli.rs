@@ -827,8 +827,8 @@ static SUPERVISE: Cmd = Cmd {
         ),
         Flag::value(
             "sink-timeout",
-            "SECONDS",
-            Ty::U64,
+            "DURATION",
+            Ty::Duration,
             "Time limit of command sinks (0 = none)",
         ),
         Flag::value(

@@ -58,14 +58,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::time::parse_duration;
+use crate::time::parse_duration_ms;
 use crate::toml::{self, Entry, Table};
 
 /// `gc.older_than` when the file does not say: 30 days.
 pub const DEFAULT_OLDER_THAN_SECS: u64 = 30 * 86_400;
 pub const DEFAULT_SCAN_LIMIT: u64 = 200;
 pub const DEFAULT_DELETE_LIMIT: u64 = 20;
-pub const DEFAULT_SINK_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_SINK_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -165,13 +165,15 @@ impl Default for GcConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
-    pub sink_timeout_secs: u64,
+    /// `notify.sink_timeout` in milliseconds (0: no limit). Kept in
+    /// milliseconds end to end: "500ms" must not become 0, no limit.
+    pub sink_timeout_ms: u64,
 }
 
 impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
-            sink_timeout_secs: DEFAULT_SINK_TIMEOUT_SECS,
+            sink_timeout_ms: DEFAULT_SINK_TIMEOUT_MS,
         }
     }
 }
@@ -209,6 +211,11 @@ pub fn load(explicit: Option<&Path>) -> Result<Config> {
 
 fn load_from(explicit: Option<&Path>, default: Option<&Path>) -> Result<Config> {
     if let Some(path) = explicit {
+        // As every other empty path flag (`--log ''`): a usage mistake,
+        // not a file that could not be found.
+        if path.as_os_str().is_empty() {
+            return Err(Error::usage("--config must not be empty"));
+        }
         // Asked for by name: a missing file is an error, never a silent
         // fall back to defaults the caller did not choose.
         return match read_if_exists(path)? {
@@ -242,7 +249,22 @@ fn read_if_exists(path: &Path) -> Result<Option<String>> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(context(), e)),
+        // Whatever keeps the file from being opened (`ok.toml/`, a
+        // symlink loop, a socket, a file where the agent-exec directory
+        // should be) is a config that cannot be used: `invalid_config`,
+        // not `unsafe_path` (about job directories) or `io_error`.
+        Err(e) => {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOTDIR) => "a component of the path is not a directory".to_owned(),
+                Some(libc::ELOOP) => "too many levels of symbolic links".to_owned(),
+                Some(libc::ENXIO | libc::EOPNOTSUPP) => "not a regular file".to_owned(),
+                _ => os_message(&e),
+            };
+            return Err(Error::InvalidConfig(format!(
+                "{}: config file cannot be opened: {why}",
+                path.display()
+            )));
+        }
     };
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(Error::InvalidConfig(format!(
@@ -271,6 +293,15 @@ fn read_if_exists(path: &Path) -> Result<Option<String>> {
                 path.display()
             )))
         }
+    }
+}
+
+/// An OS error's text without Rust's " (os error N)" suffix.
+fn os_message(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
     }
 }
 
@@ -335,7 +366,7 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
     }
 
     if let Some(e) = v.key("notify", "sink_timeout") {
-        cfg.notify.sink_timeout_secs = v.duration(e, "notify.sink_timeout")?.1;
+        cfg.notify.sink_timeout_ms = v.duration_ms(e, "notify.sink_timeout")?;
     }
     if let Some(e) = v.key("log", "max_bytes") {
         cfg.log.max_bytes = Some(v.count(e, "log.max_bytes")?);
@@ -446,6 +477,16 @@ impl Validator<'_> {
 
     /// A duration string: its text and its value in seconds.
     fn duration(&self, e: &Entry, key: &str) -> Result<(String, u64)> {
+        let text = e.value.as_str().unwrap_or_default();
+        let ms = self.duration_ms(e, key)?;
+        // Stored trimmed, as it was understood, for callers that echo it.
+        Ok((text.trim().to_owned(), ms / 1000))
+    }
+
+    /// A duration string's value in milliseconds. A bad one is quoted
+    /// shortened, as the parser quotes tokens: a megabyte of it would
+    /// otherwise fill the error (and meta.json, for `gc.older_than`).
+    fn duration_ms(&self, e: &Entry, key: &str) -> Result<u64> {
         let Some(text) = e.value.as_str() else {
             return Err(self.fail(
                 e,
@@ -456,11 +497,10 @@ impl Validator<'_> {
                 ),
             ));
         };
-        match parse_duration(text) {
-            // Stored trimmed, as it was understood, for callers that echo it.
-            Ok(secs) => Ok((text.trim().to_owned(), secs)),
-            Err(err) => Err(self.fail(e, key, err)),
-        }
+        parse_duration_ms(text).map_err(|err| {
+            let message = err.to_string().replacen(text, &toml::clip(text), 1);
+            self.fail(e, key, message)
+        })
     }
 
     fn argv(&self, e: &Entry, key: &str) -> Result<Vec<String>> {
@@ -556,7 +596,7 @@ mod tests {
         assert_eq!(c.gc.max_bytes, None);
         assert_eq!(c.gc.scan_limit, 200);
         assert_eq!(c.gc.delete_limit, 20);
-        assert_eq!(c.notify.sink_timeout_secs, 30);
+        assert_eq!(c.notify.sink_timeout_ms, 30_000);
         // An empty file is all defaults, but records where it came from.
         let parsed = parse("").unwrap();
         assert_eq!(parsed.path.as_deref(), Some(origin()));
@@ -599,7 +639,7 @@ sink_timeout = "2m"
         assert_eq!(c.gc.max_bytes, Some(1_073_741_824));
         assert_eq!(c.gc.scan_limit, 500);
         assert_eq!(c.gc.delete_limit, 50);
-        assert_eq!(c.notify.sink_timeout_secs, 120);
+        assert_eq!(c.notify.sink_timeout_ms, 120_000);
     }
 
     #[test]
@@ -619,7 +659,7 @@ sink_timeout = "2m"
     fn dotted_and_inline_forms_count_too() {
         let c = parse("gc.max_jobs = 5\nnotify = { sink_timeout = \"1h\" }\n").unwrap();
         assert_eq!(c.gc.max_jobs, Some(5));
-        assert_eq!(c.notify.sink_timeout_secs, 3600);
+        assert_eq!(c.notify.sink_timeout_ms, 3_600_000);
     }
 
     #[test]
@@ -748,7 +788,7 @@ sink_timeout = "2m"
         assert_eq!(c.gc.older_than.as_deref(), Some("0s"));
         assert_eq!(c.gc.older_than_secs, 0);
         assert_eq!(c.gc.scan_limit, 0);
-        assert_eq!(c.notify.sink_timeout_secs, 0);
+        assert_eq!(c.notify.sink_timeout_ms, 0);
     }
 
     #[test]

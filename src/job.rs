@@ -5,7 +5,7 @@
 //! ours; additions are new keys only: `state.result.timed_out`,
 //! `state.result.cpu_user_ms`/`cpu_sys_ms`/`max_rss_kb`,
 //! `state.failure`, `state.supervisor_pid`, `meta.full_log`,
-//! `meta.keep_runs`/`sink_timeout_secs`/`gc` (a `--config` file's
+//! `meta.keep_runs`/`sink_timeout_ms`/`gc` (a `--config` file's
 //! settings, kept for the job's later launches).
 //! Real `--env` values are never here (they live in `env.json`, 0600).
 //!
@@ -178,10 +178,17 @@ pub struct Meta {
     /// the default config, as read at restart time, says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_runs: Option<u64>,
-    /// `[notify] sink_timeout` (seconds, 0 = no limit) of that config:
-    /// the command-sink limit of the job's later launches (`start`,
-    /// `restart`) as of its first. Absent: the default config, as read
-    /// at each launch, says.
+    /// `[notify] sink_timeout` (milliseconds, 0 = no limit) of that
+    /// config: the command-sink limit of the job's later launches
+    /// (`start`, `restart`) as of its first. Absent: `sink_timeout_secs`
+    /// says, else the default config, as read at each launch. Read it
+    /// through `Meta::sink_timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_timeout_ms: Option<u64>,
+    /// The same limit in whole seconds, as versions that kept only
+    /// seconds wrote it (so "500ms" was lost as 0, no limit). Still read
+    /// from their jobs, and still written (rounded up, so a limit stays a
+    /// limit) for such a version reading a job of ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_timeout_secs: Option<u64>,
     /// `[gc]` of that config: the auto-GC after the job's later launches
@@ -193,6 +200,15 @@ pub struct Meta {
     /// again when it exits non-zero (see `runs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+}
+
+impl Meta {
+    /// The kept `[notify] sink_timeout` in milliseconds: the new field,
+    /// else the seconds an older version wrote.
+    pub fn sink_timeout_ms(&self) -> Option<u64> {
+        self.sink_timeout_ms
+            .or_else(|| self.sink_timeout_secs.map(|s| s.saturating_mul(1000)))
+    }
 }
 
 /// The retry policy stored with a job (`run --retry`).
@@ -1215,7 +1231,7 @@ mod tests {
     fn a_named_configs_settings_round_trip_and_missing_keys_are_defaults() {
         let mut m: Meta = serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"]}"#).unwrap();
         m.keep_runs = Some(2);
-        m.sink_timeout_secs = Some(0);
+        m.sink_timeout_ms = Some(0);
         m.gc = Some(crate::config::GcConfig {
             auto: false,
             older_than: Some("7d".into()),
@@ -1231,7 +1247,21 @@ mod tests {
             r#""gc":{"auto":false,"older_than_secs":604800,"max_jobs":3,"scan_limit":9,"delete_limit":1}"#
         ), "{text}");
         let back: Meta = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.sink_timeout_secs, Some(0));
+        assert_eq!(back.sink_timeout_ms(), Some(0));
+        // Milliseconds win over the seconds kept for older versions.
+        (m.sink_timeout_ms, m.sink_timeout_secs) = (Some(500), Some(1));
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(
+            text.contains(r#""sink_timeout_ms":500,"sink_timeout_secs":1"#),
+            "{text}"
+        );
+        let back: Meta = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.sink_timeout_ms(), Some(500));
+        // A job an older version defined has the seconds only.
+        let old: Meta =
+            serde_json::from_str(r#"{"job":{"id":"X"},"command":["true"],"sink_timeout_secs":7}"#)
+                .unwrap();
+        assert_eq!(old.sink_timeout_ms(), Some(7000));
         let gc = back.gc.unwrap();
         // The text form is not kept: the seconds say the same.
         assert_eq!((gc.older_than, gc.older_than_secs), (None, 604_800));
@@ -1255,7 +1285,7 @@ mod tests {
         assert_eq!(m.tags, Vec::<String>::new());
         // Written before a `--config` file's settings were kept: none
         // kept, so later launches read the default config.
-        assert_eq!((m.keep_runs, m.sink_timeout_secs), (None, None));
+        assert_eq!((m.keep_runs, m.sink_timeout_ms()), (None, None));
         assert_eq!(m.gc, None);
         let s: State = serde_json::from_str(
             r#"{"job":{"id":"X","status":"running"},"result":{"exit_code":null,"signal":null,"duration_ms":null},"updated_at":"2026-01-01T00:00:00Z"}"#,

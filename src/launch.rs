@@ -83,7 +83,7 @@ pub struct Spec {
     /// config named with `--config`: kept with the job for its later
     /// launches (`relaunch_settings`). None: no config was named.
     pub keep_runs: Option<u64>,
-    pub named_sink_timeout_secs: Option<u64>,
+    pub named_sink_timeout_ms: Option<u64>,
     pub named_gc: Option<GcConfig>,
     /// `--max-log-bytes` (else `[log] max_bytes`; None or 0: no cap).
     pub max_log_bytes: Option<u64>,
@@ -91,8 +91,8 @@ pub struct Spec {
     pub no_full_log: bool,
     /// Launch-time, not stored: the command-sink time limit from the
     /// caller's config (None: the supervisor reads the default config).
-    /// What is kept for later launches is `named_sink_timeout_secs`.
-    pub sink_timeout_secs: Option<u64>,
+    /// What is kept for later launches is `named_sink_timeout_ms`.
+    pub sink_timeout_ms: Option<u64>,
     /// `--queue`, its slot count, `--after`, `--after-ok` (ids as given;
     /// `define` resolves them). See `queue`.
     pub queue: Option<String>,
@@ -124,11 +124,11 @@ impl Spec {
             tty: None,
             retry: None,
             keep_runs: None,
-            named_sink_timeout_secs: None,
+            named_sink_timeout_ms: None,
             named_gc: None,
             max_log_bytes: None,
             no_full_log: false,
-            sink_timeout_secs: None,
+            sink_timeout_ms: None,
             queue: None,
             parallel: None,
             after: Vec::new(),
@@ -164,7 +164,7 @@ impl Spec {
         spec.kill_after_ms = m.duration_ms("kill-after").unwrap_or(0);
         spec.progress_every_ms = m.duration_ms("progress-every").unwrap_or(0);
         spec.shell_wrapper = resolve_wrapper(m.get("shell-wrapper"), cfg)?;
-        spec.sink_timeout_secs = Some(cfg.notify.sink_timeout_secs);
+        spec.sink_timeout_ms = Some(cfg.notify.sink_timeout_ms);
         spec.notification = crate::notify::notification_from(m, None)?;
         spec.tty = if m.has("tty") {
             Some(parse_tty_size(m.get("tty-size").unwrap_or("80x24"))?)
@@ -187,7 +187,7 @@ impl Spec {
         // settings is kept with the job.
         let named = m.has("config");
         spec.keep_runs = named.then_some(cfg.keep_runs);
-        spec.named_sink_timeout_secs = named.then_some(cfg.notify.sink_timeout_secs);
+        spec.named_sink_timeout_ms = named.then_some(cfg.notify.sink_timeout_ms);
         spec.named_gc = named.then(|| cfg.gc.clone());
         spec.queue = m.get("queue").map(str::to_string);
         if let Some(q) = &spec.queue {
@@ -291,7 +291,7 @@ pub fn default_wrapper() -> Vec<String> {
 /// `restart`), which take no `--config`.
 pub struct Relaunch {
     pub gc: GcConfig,
-    pub sink_timeout_secs: u64,
+    pub sink_timeout_ms: u64,
     pub keep_runs: u64,
 }
 
@@ -302,14 +302,14 @@ pub struct Relaunch {
 /// the default config holds, even a broken one. A job defined by an
 /// older version keeps `keep_runs` at most.
 pub fn relaunch_settings(meta: &Meta) -> Result<Relaunch> {
-    let (gc, sink, keep) = (&meta.gc, meta.sink_timeout_secs, meta.keep_runs);
+    let (gc, sink, keep) = (&meta.gc, meta.sink_timeout_ms(), meta.keep_runs);
     let cfg = match (gc, sink, keep) {
         (Some(_), Some(_), Some(_)) => Config::default(),
         _ => crate::config::load(None)?,
     };
     Ok(Relaunch {
         gc: gc.clone().unwrap_or(cfg.gc),
-        sink_timeout_secs: sink.unwrap_or(cfg.notify.sink_timeout_secs),
+        sink_timeout_ms: sink.unwrap_or(cfg.notify.sink_timeout_ms),
         keep_runs: keep.unwrap_or(cfg.keep_runs),
     })
 }
@@ -564,7 +564,9 @@ fn define_in(
         tty: spec.tty,
         retry: spec.retry.clone(),
         keep_runs: spec.keep_runs,
-        sink_timeout_secs: spec.named_sink_timeout_secs,
+        sink_timeout_ms: spec.named_sink_timeout_ms,
+        // For an older version reading this job (see the field).
+        sink_timeout_secs: spec.named_sink_timeout_ms.map(|ms| ms.div_ceil(1000)),
         gc: spec.named_gc.clone(),
         queue: spec.queue.clone(),
         parallel: spec.queue.as_ref().map(|_| spec.parallel.unwrap_or(1)),
@@ -866,9 +868,9 @@ fn spawn_supervisor(
         argv.push(CString::new("--gc").map_err(bad)?);
         argv.push(CString::new(g.to_arg()).map_err(bad)?);
     }
-    if let Some(secs) = sink_timeout {
+    if let Some(ms) = sink_timeout {
         argv.push(CString::new("--sink-timeout").map_err(bad)?);
-        argv.push(CString::new(secs.to_string()).map_err(bad)?);
+        argv.push(CString::new(format!("{ms}ms")).map_err(bad)?);
     }
     let keep = [(w.as_raw_fd(), READY_FD), (lock.as_raw_fd(), LOCK_FD)];
     if LONG_LIVED.load(std::sync::atomic::Ordering::Relaxed) {

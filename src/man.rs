@@ -1113,7 +1113,7 @@ fn main_page() -> String {
         "delete_limit = 20          # auto-GC budget: jobs deleted",
         "",
         "[notify]",
-        "sink_timeout = \"30s\"       # time limit of a command sink",
+        "sink_timeout = \"30s\"       # time limit of a command sink (\"0\" = no limit)",
         "",
         "[restart]",
         "keep_runs = 5              # earlier runs kept by restart and --retry",

@@ -389,22 +389,22 @@ impl SinkCtx {
     /// default config, read the first time a command sink runs.
     fn timeout(&self) -> Option<Duration> {
         *self.timeout.get_or_init(|| {
-            let secs = SINK_TIMEOUT.get().copied().unwrap_or_else(|| {
+            let ms = SINK_TIMEOUT_MS.get().copied().unwrap_or_else(|| {
                 crate::config::load(None)
-                    .map(|c| c.notify.sink_timeout_secs)
-                    .unwrap_or(crate::config::DEFAULT_SINK_TIMEOUT_SECS)
+                    .map(|c| c.notify.sink_timeout_ms)
+                    .unwrap_or(crate::config::DEFAULT_SINK_TIMEOUT_MS)
             });
-            (secs > 0).then(|| Duration::from_secs(secs))
+            (ms > 0).then(|| Duration::from_millis(ms))
         })
     }
 }
 
-static SINK_TIMEOUT: OnceLock<u64> = OnceLock::new();
+static SINK_TIMEOUT_MS: OnceLock<u64> = OnceLock::new();
 
 /// Set the command-sink time limit for this process (the supervisor,
 /// from the launching command's config).
-pub fn set_sink_timeout(secs: u64) {
-    let _ = SINK_TIMEOUT.set(secs);
+pub fn set_sink_timeout_ms(ms: u64) {
+    let _ = SINK_TIMEOUT_MS.set(ms);
 }
 
 /// Run a command sink: `wrapper + [command]`, the event JSON on stdin.
@@ -475,8 +475,9 @@ fn run_command_inner(
         Ok(None) => {
             let _ = sys::kill_group(child.id(), libc::SIGKILL);
             let _ = child.wait();
-            let secs = ctx.timeout().map_or(0, |t| t.as_secs());
-            Err(format!("timed out after {secs}s"))
+            // Duration's Debug form: "1s", "500ms", "1.5s", as configured.
+            let limit = ctx.timeout().unwrap_or_default();
+            Err(format!("timed out after {limit:?}"))
         }
         Err(e) => {
             let _ = sys::kill_group(child.id(), libc::SIGKILL);

@@ -107,8 +107,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
         },
     };
     let auto_gc = m.get("gc").and_then(crate::gc::AutoGc::from_arg);
-    if let Some(secs) = m.u64("sink-timeout") {
-        crate::notify::set_sink_timeout(secs);
+    if let Some(ms) = m.duration_ms("sink-timeout") {
+        crate::notify::set_sink_timeout_ms(ms);
     }
     // Every path we use is absolute; do not pin the caller's directory.
     let _ = std::env::set_current_dir("/");

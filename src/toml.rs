@@ -1117,14 +1117,21 @@ fn scalar(token: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("integer `{}` is out of range", clip(token)))
 }
 
-/// Shortens a token quoted in an error message.
-fn clip(s: &str) -> String {
+/// Shortens a token (or any value) quoted in an error message, so that
+/// a huge one is not echoed whole.
+pub(crate) fn clip(s: &str) -> String {
     if s.len() <= 40 {
         s.to_owned()
     } else {
-        // Tokens are ASCII (see `is_token_byte`), so byte slicing is safe;
-        // `get` keeps it panic-free regardless.
-        format!("{}...", s.get(..37).unwrap_or_default())
+        // Cut at a character boundary: values from a config file need
+        // not be ASCII.
+        let end = s
+            .char_indices()
+            .map(|(i, _)| i)
+            .take_while(|&i| i <= 37)
+            .last()
+            .unwrap_or(0);
+        format!("{}...", &s[..end])
     }
 }
 

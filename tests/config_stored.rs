@@ -176,3 +176,83 @@ fn a_job_defined_without_config_still_reads_the_default_one_at_start() {
     settle(&t, &id);
     assert_eq!(sink_error(&t, &id), "timed out after 1s");
 }
+
+#[test]
+fn a_sink_timeout_under_a_second_is_kept_in_milliseconds() {
+    let t = TempRoot::new();
+    // Whole seconds only, "500ms" was 0: no limit at all.
+    let cfg = named_config(&t, "[notify]\nsink_timeout = \"500ms\"\n");
+    let sleeper = format!("sleep 305.{}", std::process::id());
+    let id = id_of(&t.ok(&[
+        "run",
+        "--config",
+        s(&cfg),
+        "--notify-command",
+        &sleeper,
+        "--",
+        "true",
+    ]));
+    settle(&t, &id);
+    assert_eq!(sink_error(&t, &id), "timed out after 500ms");
+    let meta = t.meta(&id);
+    assert_eq!(meta["sink_timeout_ms"], 500, "{meta}");
+    // Rounded up for older versions, so that a limit stays a limit.
+    assert_eq!(meta["sink_timeout_secs"], 1, "{meta}");
+}
+
+/// The error `run --config PATH` gives: (code, message).
+fn config_error(t: &TempRoot, path: &str) -> (String, String) {
+    let (_, v) = t.err(&["run", "--config", path, "--", "true"]);
+    let e = &v["error"];
+    (
+        e["code"].as_str().unwrap().to_string(),
+        e["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_config_path_that_cannot_be_opened_is_invalid_config() {
+    let t = TempRoot::new();
+    let ok = named_config(&t, "");
+    let slash = format!("{}/", s(&ok));
+    let (code, msg) = config_error(&t, &slash);
+    assert_eq!(code, "invalid_config", "{msg}");
+    assert!(
+        msg.contains("not a directory") && msg.contains(&slash),
+        "{msg}"
+    );
+    let lp = t.base.join("loop.toml");
+    std::os::unix::fs::symlink(&lp, &lp).unwrap();
+    let (code, msg) = config_error(&t, s(&lp));
+    assert_eq!(code, "invalid_config", "{msg}");
+    assert!(msg.contains("symbolic links"), "{msg}");
+    let sock = t.base.join("sock.toml");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (code, msg) = config_error(&t, s(&sock));
+    assert_eq!(code, "invalid_config", "{msg}");
+    // The empty path is a usage mistake, as `--log ''` is.
+    let (code, msg) = config_error(&t, "");
+    assert_eq!(
+        (&*code, &*msg),
+        ("usage_error", "--config must not be empty")
+    );
+}
+
+#[test]
+fn a_file_where_the_default_config_dir_should_be_is_invalid_config() {
+    let t = TempRoot::new();
+    std::fs::create_dir_all(t.base.join("config")).unwrap();
+    std::fs::write(t.base.join("config/agent-exec"), "").unwrap();
+    let (_, v) = t.err(&["run", "--", "true"]);
+    assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+}
+
+#[test]
+fn a_huge_bad_duration_is_not_echoed_whole() {
+    let t = TempRoot::new();
+    let huge = "9".repeat(100_000) + "x";
+    let cfg = named_config(&t, &format!("[notify]\nsink_timeout = \"{huge}\"\n"));
+    let (code, msg) = config_error(&t, s(&cfg));
+    assert_eq!(code, "invalid_config");
+    assert!(msg.len() < 400 && msg.contains("..."), "{}", msg.len());
+}

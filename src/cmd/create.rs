@@ -36,7 +36,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // (`stdin_unreadable`) and delivers its `job.finished` as for any
     // launch failure; `create` answers that failed job.
     if stdin_unreadable {
-        let sinks = (None, spec.sink_timeout_secs);
+        let sinks = (None, spec.sink_timeout_ms);
         state = launch::launch(&store, &job, Some(&meta), None, sinks, None)?.state;
     }
     let body = CreateBody {

@@ -276,12 +276,12 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
 /// default one) and `GONE_WITHIN` for the rest. A supervisor slower than
 /// that (a long queue of slow sinks) makes the restart `Busy`, not wait
 /// on and on.
-fn settle_within(sink_timeout_secs: u64) -> Duration {
-    let sink = match sink_timeout_secs {
-        0 => crate::config::DEFAULT_SINK_TIMEOUT_SECS,
-        s => s,
+fn settle_within(sink_timeout_ms: u64) -> Duration {
+    let sink = match sink_timeout_ms {
+        0 => crate::config::DEFAULT_SINK_TIMEOUT_MS,
+        ms => ms,
     };
-    Duration::from_secs(sink) + GONE_WITHIN
+    Duration::from_millis(sink) + GONE_WITHIN
 }
 
 /// The whole `restart` of `job`, per the flags in `m` (the CLI's, or
@@ -298,13 +298,13 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         let stop = Stop {
             signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
             kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
-            settle: settle_within(cfg.sink_timeout_secs),
+            settle: settle_within(cfg.sink_timeout_ms),
         };
         let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
         let t0 = Instant::now();
         let deadline = plan.deadline();
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
-        let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_secs));
+        let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_ms));
         // A created job is simply started; if another caller (a start,
         // a concurrent restart) launched it first, this restart can be
         // asked again, of the run that caller began.

@@ -351,7 +351,7 @@ pub fn run_spec(
         // Even a job whose stdin source or env file cannot be read is
         // launched: its supervisor records the failure and delivers its
         // `job.finished`, as for every launch failure.
-        let gc_sinks = (auto_gc, spec.sink_timeout_secs);
+        let gc_sinks = (auto_gc, spec.sink_timeout_ms);
         let mut l = launch::launch(store, job, Some(&d.meta), d.lock, gc_sinks, deadline)?;
         crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
         observe_inline(job, &d.meta, &mut l, plan, (t0, deadline))

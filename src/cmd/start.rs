@@ -26,7 +26,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         // The settings of the config named at `create`, if one was.
         let cfg = launch::relaunch_settings(&meta)?;
         let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
-        let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_secs));
+        let gc_sinks = (auto_gc.as_ref(), Some(cfg.sink_timeout_ms));
         let mut l = launch::launch(&store, &job, None, None, gc_sinks, deadline)?;
         observe_inline(&job, &meta, &mut l, plan, (t0, deadline))
     })()
