@@ -38,6 +38,12 @@
 //!   a directory where its meta.json or state.json should be (which an
 //!   unlink could not remove, after its logs were gone) is skipped with
 //!   `unsafe_path` before anything of it is removed (`remove_job_dir`).
+//! - Nothing on another file system, and nothing under a mount point, is
+//!   ever removed or counted: a job directory with a mount inside it (a
+//!   bind mount, which keeps the device number, included) is refused
+//!   whole (`mount_point`) before anything is removed, and the removal
+//!   never descends into a directory on another device than the job
+//!   directory's (a mount made after the check).
 //! - What every reader refuses as `unsafe_path` (a meta.json that is a
 //!   symlink, a FIFO or a directory: `store::damaged`; a state.json that
 //!   is not a file) is skipped with that reason, never judged by the
@@ -354,6 +360,9 @@ impl Report {
             if let Some(r) = record_not_a_file(&job.dir) {
                 return self.out_of_scope(name, state, &RemoveError::Unsafe(r).reason(), bytes);
             }
+            if mount_inside(&job.dir).is_some() {
+                return self.out_of_scope(name, state, MOUNT_POINT, bytes);
+            }
             self.freed_bytes += bytes;
             self.jobs.push(entry);
             return;
@@ -369,7 +378,7 @@ impl Report {
             // count or list.
             Ok((Err(RemoveError::Gone), _)) | Err(GONE) => return,
             // Refused before anything was removed: not a failure.
-            Ok((Err(why @ RemoveError::Unsafe(_)), _)) => {
+            Ok((Err(why @ (RemoveError::Unsafe(_) | RemoveError::Mount(_))), _)) => {
                 return self.out_of_scope(name, state, &why.reason(), bytes)
             }
             Ok((Err(why), _)) => {
@@ -625,14 +634,24 @@ pub fn names_oldest_first(store: &Store) -> Result<(Vec<String>, u64)> {
 /// Bytes of every file under `dir`, without following symlinks (a link
 /// counts as itself). Unreadable parts count as 0.
 pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0u64;
     let mut stack = vec![dir.to_path_buf()];
+    // Another file system mounted inside is not the job's: its bytes are
+    // neither counted nor freed. Asked only of subdirectories, which a
+    // job directory of ours has none of.
+    let mut dev = None;
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let Ok(t) = e.file_type() else { continue };
             if t.is_dir() {
-                stack.push(e.path());
+                let home =
+                    *dev.get_or_insert_with(|| fs::symlink_metadata(dir).map(|m| m.dev()).ok());
+                let here = e.metadata().map(|m| m.dev());
+                if matches!((home, here), (Some(a), Ok(b)) if a == b) {
+                    stack.push(e.path());
+                }
             } else if let Ok(m) = e.metadata() {
                 // DirEntry::metadata is lstat on Unix.
                 total = total.saturating_add(m.len());
@@ -876,6 +895,11 @@ pub enum RemoveError {
     StillThere,
     /// The directory was not there to remove: another caller removed it.
     Gone,
+    /// A file system is mounted at this path inside the job directory
+    /// (or a directory there is on another device): refused, and nothing
+    /// under it removed. Found before anything was removed, unless the
+    /// mount appeared meanwhile.
+    Mount(std::path::PathBuf),
 }
 
 impl RemoveError {
@@ -886,6 +910,7 @@ impl RemoveError {
             RemoveError::Os(e) => format!("delete_failed: {e}"),
             RemoveError::StillThere => "post_delete_check_failed".to_string(),
             RemoveError::Gone => GONE.to_string(),
+            RemoveError::Mount(_) => MOUNT_POINT.to_string(),
         }
     }
 
@@ -909,9 +934,136 @@ impl RemoveError {
                 "job {} was deleted by another caller meanwhile",
                 job.id
             )),
+            // Not retryable (an error of kind Other): it stays so until
+            // somebody unmounts it.
+            RemoveError::Mount(at) => Error::io(
+                format!("cannot delete job {}", job.id),
+                io::Error::other(format!(
+                    "{} is a mount point inside the job directory; nothing under it was removed (unmount it first)",
+                    at.display()
+                )),
+            ),
         };
         e.in_job(&job.id)
     }
+}
+
+/// The reason a job with a file system mounted inside its directory is
+/// skipped with (`RemoveError::Mount`).
+pub const MOUNT_POINT: &str = "mount_point";
+
+/// A mount point strictly inside job directory `dir`, from the mount
+/// table (`/proc/self/mountinfo`): a bind mount of the same file system
+/// keeps its device number, so no stat tells it from a plain directory.
+/// Where the table cannot be read, a walk of `dir` for a directory on
+/// another device stands in. One read of a small file per removal; the
+/// directory's own path is resolved only when a mount point names its
+/// last component (its job id), which no ordinary mount does.
+pub fn mount_inside(dir: &Path) -> Option<std::path::PathBuf> {
+    let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else {
+        return foreign_device_inside(dir);
+    };
+    let id = dir.file_name()?.to_str()?;
+    let mut real: Option<Option<std::path::PathBuf>> = None;
+    for line in table.lines() {
+        // Field 5 is the mount point, with space, tab, newline and
+        // backslash written as \ooo.
+        let Some(at) = line.split(' ').nth(4) else {
+            continue;
+        };
+        if !at.split('/').any(|c| c == id) {
+            continue;
+        }
+        let at = std::path::PathBuf::from(unescape_mountinfo(at));
+        let Some(real) = real.get_or_insert_with(|| fs::canonicalize(dir).ok()) else {
+            // Not resolvable: it is gone, or not ours to judge; the
+            // removal's own device check still holds.
+            return None;
+        };
+        if at != *real && at.starts_with(&*real) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// `s` with mountinfo's `\ooo` octal escapes decoded.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first directory under `dir` on another device than `dir` (by
+/// lstat: a symlink is never followed).
+fn foreign_device_inside(dir: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::symlink_metadata(dir).ok()?.dev();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.dev() != dev => return Some(e.path()),
+                Ok(_) => stack.push(e.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    None
+}
+
+/// Remove `path` and everything under it, never following a symlink and
+/// never descending into (nor removing) a directory on another device
+/// than `dev`, the job directory's: what `fs::remove_dir_all` would do
+/// to a file system mounted there after `mount_inside` looked. Entries
+/// that vanish meanwhile are no failure.
+fn remove_tree(path: &Path, dev: u64) -> std::result::Result<(), RemoveError> {
+    use std::os::unix::fs::MetadataExt;
+    let os = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => Ok(()),
+        _ => Err(RemoveError::Os(e)),
+    };
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return os(e),
+    };
+    if m.dev() != dev {
+        return Err(RemoveError::Mount(path.to_path_buf()));
+    }
+    if !m.is_dir() {
+        return fs::remove_file(path).or_else(os);
+    }
+    let rd = match fs::read_dir(path) {
+        Ok(rd) => rd,
+        Err(e) => return os(e),
+    };
+    for e in rd {
+        match e {
+            Ok(e) => remove_tree(&e.path(), dev)?,
+            Err(e) => os(e)?,
+        }
+    }
+    fs::remove_dir(path).or_else(os)
 }
 
 /// The first of a job's meta.json and state.json that is a directory
@@ -967,32 +1119,54 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
             }
         }
     }
+    // A file system mounted inside (a bind mount of somebody's files):
+    // refused whole, before anything is removed, as the job stays whole.
+    if let Some(at) = mount_inside(&job.dir) {
+        return Err(RemoveError::Mount(at));
+    }
+    // The job directory's device, asked only when there is a
+    // subdirectory to descend into (a job of ours has none).
+    let mut dev = None;
+    let mut tree = |name: &str| -> std::result::Result<(), RemoveError> {
+        use std::os::unix::fs::MetadataExt;
+        let home = match dev {
+            Some(d) => d,
+            None => match fs::symlink_metadata(&job.dir) {
+                Ok(m) => *dev.insert(m.dev()),
+                Err(e) => return Err(failed(e)),
+            },
+        };
+        remove_tree(&job.dir.join(name), home)
+    };
     for (name, kind) in &names {
         if name == crate::job::META || name == crate::job::STATE {
             continue;
         }
-        let r = match kind {
-            sys::EntryKind::Dir => fs::remove_dir_all(job.dir.join(name)),
+        match kind {
+            sys::EntryKind::Dir => tree(name)?,
             _ => match d.unlink(name) {
                 // DT_UNKNOWN that was a directory after all.
-                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-                    fs::remove_dir_all(job.dir.join(name))
-                }
-                r => r,
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => tree(name)?,
+                r => gone(r)?,
             },
-        };
-        gone(r)?;
+        }
     }
     gone(d.unlink(crate::job::META))?;
     gone(d.unlink(crate::job::STATE))?;
     drop(d);
     // The directory, now empty; or, if something appeared meanwhile,
     // with what is left.
-    let r = match fs::remove_dir(&job.dir) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => fs::remove_dir_all(&job.dir),
-        r => r,
-    };
-    gone(r)?;
+    match fs::remove_dir(&job.dir) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+            let mut left = Vec::new();
+            sys::for_each_entry(&job.dir, |n, _| left.push(n.to_string())).map_err(failed)?;
+            for name in &left {
+                tree(name)?;
+            }
+            gone(fs::remove_dir(&job.dir))?;
+        }
+        r => gone(r)?,
+    }
     match fs::symlink_metadata(&job.dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => Err(RemoveError::StillThere),

@@ -920,3 +920,88 @@ fn delete_all_lists_a_job_whose_meta_json_is_not_json() {
     assert!(t.job_dir(&bad).join("meta.json").is_file());
     assert!(!t.job_dir(&good).exists());
 }
+
+/// `src` bind-mounted at `at` for one test, unmounted when dropped (even
+/// when the test fails, before its TempRoot removes anything). None,
+/// with a note, where mounting is not allowed (not root).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(src: &std::path::Path, at: &std::path::Path) -> Option<BindMount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .args([src, at])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: cannot bind-mount here (not root?); mount-point test skipped");
+            return None;
+        }
+        Some(BindMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A file system mounted inside a job directory (a bind mount of the
+/// same file system: same device number) is not the job's. `delete JOB`
+/// refuses it before removing anything, with an `io_error` that is not
+/// retryable (it stays so until unmounted), and `delete --all` skips it
+/// (`mount_point`); the mounted files and the job stay. It used to wipe
+/// the mounted files and answer a retryable "Resource busy".
+#[test]
+fn a_job_with_a_mount_inside_is_refused_and_the_mount_kept() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.wait_done(&id);
+    let precious = t.base.join("precious");
+    std::fs::create_dir_all(precious.join("sub")).unwrap();
+    std::fs::write(precious.join("sub/gold"), "gold").unwrap();
+    // Declared after `t`: dropped (unmounted) first.
+    let Some(_mount) = BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
+        return;
+    };
+    let kept = || {
+        assert_eq!(
+            std::fs::read_to_string(precious.join("sub/gold"))
+                .ok()
+                .as_deref(),
+            Some("gold"),
+            "files under the mount were removed"
+        );
+        for f in ["meta.json", "state.json", "stdout.log"] {
+            assert!(t.job_dir(&id).join(f).exists(), "{f} removed");
+        }
+    };
+    for args in [vec!["delete", &id], vec!["delete", "--dry-run", &id]] {
+        let (code, v) = t.err(&args);
+        assert_eq!(code, 1, "{v}");
+        assert_eq!(v["error"]["code"], "io_error", "{v}");
+        assert_eq!(v["error"]["retryable"], false, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("mount point inside the job directory"), "{v}");
+        kept();
+    }
+    let v = t.ok(&["delete", "--all"]);
+    assert_eq!(v["jobs"][0]["reason"], "mount_point", "{v}");
+    assert_eq!(
+        (v["deleted"].as_u64(), v["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    kept();
+    let v = t.ok(&["list"]);
+    assert_eq!(v["jobs"][0]["job_id"], json!(id), "{v}");
+}

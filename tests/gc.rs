@@ -856,3 +856,82 @@ fn a_directory_whose_name_is_not_utf8_is_counted_and_kept() {
         assert!(odd.is_dir(), "{args:?} removed it");
     }
 }
+
+/// `src` bind-mounted at `at` for one test, unmounted when dropped (even
+/// when the test fails, before its TempRoot removes anything). None,
+/// with a note, where mounting is not allowed (not root).
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(src: &std::path::Path, at: &std::path::Path) -> Option<BindMount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .args([src, at])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: cannot bind-mount here (not root?); mount-point test skipped");
+            return None;
+        }
+        Some(BindMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A file system mounted inside a job directory (here a bind mount of
+/// the same file system, which keeps its device number) is not the
+/// job's: gc skips the job whole with `mount_point`, dry run or not, and
+/// removes nothing under the mount nor of the job. It used to descend
+/// into the mount and wipe it, then fail retryably on the mount point.
+#[test]
+fn a_job_with_a_mount_inside_is_skipped_and_the_mount_kept() {
+    let t = TempRoot::new();
+    let id = finished(&t, "exited", 90 * DAY, 1);
+    let precious = t.base.join("precious");
+    std::fs::create_dir_all(precious.join("sub")).unwrap();
+    std::fs::write(precious.join("sub/gold"), "gold").unwrap();
+    // Declared after `t`: dropped (unmounted) first.
+    let Some(_mount) = BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
+        return;
+    };
+    for dry in [true, false] {
+        let mut args = vec!["gc", "--older-than", "0s"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let v = t.ok(&args);
+        let e = entry(&v, &id);
+        assert_eq!(
+            (&e["action"], &e["reason"]),
+            (&json!("skipped"), &json!("mount_point")),
+            "{v}"
+        );
+        assert_eq!(
+            (
+                v["out_of_scope"].as_u64(),
+                v["failed"].as_u64(),
+                v["freed_bytes"].as_u64()
+            ),
+            (Some(1), Some(0), Some(0)),
+            "{v}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(precious.join("sub/gold"))
+                .ok()
+                .as_deref(),
+            Some("gold"),
+            "files under the mount were removed"
+        );
+    }
+    for f in ["meta.json", "state.json", "stdout.log"] {
+        assert!(t.job_dir(&id).join(f).exists(), "{f} removed");
+    }
+    t.ok(&["status", &id]);
+}

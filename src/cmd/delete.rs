@@ -37,6 +37,11 @@
 //!   (which cannot be read from it): `unsafe_path`, or `state_unreadable`
 //!   for a file that is not a job record. An operating-system failure while
 //!   removing (a read-only root) is `io_error`, not `internal_error`.
+//! - A job with a file system mounted inside its directory (a bind mount
+//!   of somebody's files, say) is refused before anything of it is
+//!   removed: `delete JOB` with a non-retryable `io_error` naming the
+//!   mount point; `delete A B` and `--all` skip it (`mount_point`, out
+//!   of scope). Nothing under a mount is ever removed (`gc::remove_tree`).
 //! - Counters: `skipped == out_of_scope + failed` (D21). Jobs of other
 //!   directories count in both `out_of_scope` and `skipped` but are not
 //!   listed.
@@ -107,7 +112,7 @@ impl DeleteBody {
     /// A removal that failed (counted `failed`), or that was refused
     /// before it began (`unsafe_path`: out of scope, as in `gc`).
     fn removal_failed(&mut self, id: &str, state: &'static str, e: &gc::RemoveError) {
-        if matches!(e, gc::RemoveError::Unsafe(_)) {
+        if matches!(e, gc::RemoveError::Unsafe(_) | gc::RemoveError::Mount(_)) {
             return self.out_of_scope(id, state, &e.reason());
         }
         self.skipped += 1;
@@ -267,6 +272,10 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
         // would be refused.
         if let Some(why) = gc::dry_run_blocker(job, st.as_ref()) {
             return Err(Stay::Refused(state, why.to_string()));
+        }
+        // And so would one with a file system mounted inside it.
+        if let Some(at) = gc::mount_inside(&job.dir) {
+            return Err(Stay::Removal(state, gc::RemoveError::Mount(at)));
         }
         return Ok((state, "would_delete"));
     }
