@@ -19,7 +19,9 @@
 //! first byte of a message goes to the job the supervisor sends the line
 //! `{"writing":true}` (only to callers that sent U: older ones read one
 //! line). A caller without U has M milliseconds from when its whole
-//! message is here.
+//! message is here. A caller that shuts its writing side and reads on
+//! was stopped (a stop signal, the server's stop, an MCP cancel): its
+//! deadline is now, and it is answered at once as at its deadline.
 //!
 //! Invariants
 //! - Everything stays in the supervisor's poll(): no thread, no tick; a
@@ -64,7 +66,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -236,10 +238,13 @@ impl Input {
         let ev = if accepting { sys::POLLIN } else { 0 };
         out.push(sys::poll_fd(self.listener.as_raw_fd(), ev));
         for c in &self.clients {
+            // A whole message's caller may still shut its writing side
+            // (it was stopped: its deadline is now), which only
+            // POLLRDHUP tells without reading.
             let ev = if c.header.map_or(true, |h| c.data.len() < h.len) {
                 sys::POLLIN
             } else {
-                0
+                libc::POLLRDHUP
             };
             out.push(sys::poll_fd(c.sock.as_raw_fd(), ev));
         }
@@ -586,6 +591,15 @@ impl Client {
         true
     }
 
+    /// The caller was stopped (`send`'s stop): its deadline is now, so it
+    /// is answered at once with what of its bytes got in, as at its
+    /// deadline, and no more of them is written.
+    fn stop(&mut self) {
+        let now = Instant::now();
+        self.deadline = Some(self.deadline.map_or(now, |d| d.min(now)));
+        self.idle_until = None;
+    }
+
     /// Read what has arrived: the header line, then the payload.
     fn read_some(&mut self, buf: &mut [u8]) {
         loop {
@@ -595,10 +609,18 @@ impl Client {
                 // loop until its deadline.
                 if sys::output_gone(self.sock.as_raw_fd()) {
                     self.closed = true;
+                } else if shut_writing(self.sock.as_raw_fd()) {
+                    self.stop();
                 }
                 return;
             }
             let n = match self.sock.read(buf) {
+                // The caller shut its writing side, but reads on: it was
+                // stopped, and waits for its answer.
+                Ok(0) if self.header.is_some() && !sys::output_gone(self.sock.as_raw_fd()) => {
+                    self.stop();
+                    return;
+                }
                 Ok(0) => {
                     self.closed = true;
                     return;
@@ -662,6 +684,12 @@ impl Client {
     }
 }
 
+/// Whether the peer of `fd` has shut its writing side (POLLRDHUP).
+fn shut_writing(fd: RawFd) -> bool {
+    let mut p = [sys::poll_fd(fd, libc::POLLRDHUP)];
+    matches!(sys::poll(&mut p, 0), Ok(1)) && p[0].revents & libc::POLLRDHUP != 0
+}
+
 /// The moment a caller's deadline `until_ms` (CLOCK_MONOTONIC) is on
 /// our clock: now, if it has passed. Never later than `wait_ms` from now,
 /// whatever the caller's clock said.
@@ -702,7 +730,22 @@ pub fn is_not_taken(e: &io::Error) -> bool {
 /// (`MIN_WAIT` at least), and for the answer a little more (`GRACE`).
 /// No answer by then is `NotTaken` when none of the bytes can have
 /// reached the job, else an error that says some may have.
-pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) -> io::Result<Reply> {
+///
+/// A stop ends the wait as the deadline would, at once (`stopped`: a
+/// stop signal in `observe::until_stopped`, or `give_up` readable, the
+/// server's stop or an MCP cancel): the caller shuts its writing side,
+/// which tells the supervisor its deadline is now (`Client::read_some`),
+/// and it answers with what got in, as at the deadline. A caller that
+/// was not taken yet (it waits in the listen queue) has no answer: it
+/// looks once more a little later (`STOP_LOOK`), as at its deadline.
+pub fn send(
+    dir: &Path,
+    data: &[u8],
+    eof: bool,
+    record: bool,
+    wait: Duration,
+    give_up: Option<RawFd>,
+) -> io::Result<Reply> {
     let path = dir.join(SOCKET);
     // Never through a symlink: the socket must be the job's own.
     let m = std::fs::symlink_metadata(&path)?;
@@ -714,8 +757,11 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
     }
     let wait = wait.max(MIN_WAIT);
     let until = sys::monotonic_now() + wait;
-    let give_up = Instant::now() + wait + GRACE;
+    let mut end = Instant::now() + wait + GRACE;
     let mut s = UnixStream::connect(&path)?;
+    // Every wait below is a poll that a stop cuts short (a stop signal
+    // interrupts it; `give_up` is polled with the socket).
+    s.set_nonblocking(true)?;
     let header = Header {
         len: data.len(),
         eof,
@@ -727,33 +773,53 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
     msg.push(b'\n');
     // Not taken by the supervisor (the connection still waits to be
     // accepted), a large message blocks here: no longer than the wait.
-    let left = |at: Instant| {
-        at.saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    s.set_write_timeout(Some(left(give_up)))?;
     // The supervisor may answer (and hang up) before it has all the bytes
     // (stdin already closed, or the deadline passed): its answer is what
     // counts, so a write that fails for that reason is not an error of
-    // its own; nor is one still blocked at the deadline (the answer, or
-    // its absence, says what got in).
-    if let Err(e) = s.write_all(&msg).and_then(|()| s.write_all(data)) {
-        if !matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-        ) {
-            return Err(e);
+    // its own; nor is one still blocked at the deadline or at a stop
+    // (the answer, or its absence, says what got in).
+    let mut stopped_at = None;
+    'send: for mut part in [&msg[..], data] {
+        while !part.is_empty() {
+            match s.write(part) {
+                Ok(n) => part = &part[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match ready(&s, libc::POLLOUT, Some(give_up), end) {
+                        Wake::Ready => {}
+                        Wake::Late => break 'send,
+                        Wake::Stopped => {
+                            stopped_at = Some(Instant::now());
+                            break 'send;
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    break 'send
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
+    let mut stopped = stopped_at.is_some();
     let mut writing = false;
     let mut shut = false;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    s.set_read_timeout(Some(left(give_up)))?;
     loop {
+        if let Some(at) = stopped_at.take() {
+            // Our deadline is now: the supervisor answers at once with
+            // what got in. One that has not said it writes may not have
+            // taken us at all: a short look, then as at the deadline.
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let look = if writing { GRACE } else { STOP_LOOK };
+            end = end.min(at + look);
+        }
         match s.read(&mut byte) {
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => {
@@ -763,9 +829,6 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
                 }
                 writing = true;
                 line.clear();
-                if !shut {
-                    s.set_read_timeout(Some(left(give_up)))?;
-                }
             }
             Ok(_) if line.len() < MAX_HEADER => line.push(byte[0]),
             Ok(_) => {
@@ -775,20 +838,27 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
                 ));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if !shut
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-            {
-                // No answer in time. Shut our reading side: from now on
-                // the supervisor cannot say it is writing (it writes
-                // nothing it has not said), so what is in the socket now
-                // settles it. Reads no longer block.
-                s.shutdown(std::net::Shutdown::Read)?;
-                shut = true;
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !shut => {
+                // Once stopped, only the answer (or `end`) is awaited.
+                let watch = (!stopped).then_some(give_up);
+                match ready(&s, sys::POLLIN, watch, end) {
+                    Wake::Ready => {}
+                    Wake::Stopped => {
+                        stopped = true;
+                        stopped_at = Some(Instant::now());
+                    }
+                    Wake::Late => {
+                        // No answer in time. Shut our reading side: from
+                        // now on the supervisor cannot say it is writing
+                        // (it writes nothing it has not said), so what is
+                        // in the socket now settles it. Reads no longer
+                        // wait.
+                        s.shutdown(std::net::Shutdown::Read)?;
+                        shut = true;
+                    }
+                }
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
     }
@@ -804,6 +874,45 @@ pub fn send(dir: &Path, data: &[u8], eof: bool, record: bool, wait: Duration) ->
         io::ErrorKind::UnexpectedEof,
         "the job's supervisor hung up without an answer",
     ))
+}
+
+/// How long a stopped caller that the supervisor has not said it writes
+/// for waits for its answer before it looks once more (as at its
+/// deadline): the answer of a supervisor that took it comes at once; one
+/// still in the listen queue gets none.
+const STOP_LOOK: Duration = Duration::from_millis(300);
+
+/// What ended a caller's wait in `ready`.
+enum Wake {
+    Ready,
+    Late,
+    Stopped,
+}
+
+/// Wait until `s` is ready for `ev`, `end` comes, or (with `watch`) a
+/// stop: a stop signal (it interrupts the poll; `sys::stop_ends_wait`),
+/// or the descriptor it holds readable or hung up.
+fn ready(s: &UnixStream, ev: i16, watch: Option<Option<RawFd>>, end: Instant) -> Wake {
+    let give_up = watch.flatten();
+    loop {
+        if watch.is_some() && sys::stop_ends_wait() {
+            return Wake::Stopped;
+        }
+        let Some(left) = end.checked_duration_since(Instant::now()) else {
+            return Wake::Late;
+        };
+        let mut fds = vec![sys::poll_fd(s.as_raw_fd(), ev)];
+        fds.extend(give_up.map(|fd| sys::poll_fd(fd, sys::POLLIN)));
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match sys::poll(&mut fds, ms) {
+            Ok(_) if fds.get(1).is_some_and(|f| f.revents != 0) => return Wake::Stopped,
+            Ok(_) if fds[0].revents != 0 => return Wake::Ready,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A poll that cannot be made: the call itself says.
+            Err(_) => return Wake::Ready,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -478,6 +478,45 @@ fn cancelled_wait_gets_no_answer_and_others_are_served() {
     assert_eq!(w["state"], "killed", "{w}");
 }
 
+/// A cancelled `send` whose bytes are blocked (the job never reads; its
+/// pipe is full) ends at once: no answer, no more bytes to the job, and
+/// it holds nothing up (the server exits at EOF without waiting out its
+/// yield).
+#[test]
+fn cancel_ends_a_blocked_send() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "sleep 60", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let data = "x".repeat(256 << 10);
+    let sending = m.ask(
+        "tools/call",
+        json!({"name": "send", "arguments": {"job_id": id, "data": data, "yield_ms": 20000}}),
+    );
+    let log = t.job_dir(&id).join("stdin.log");
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
+        assert!(Instant::now() < until, "no byte reached the job");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t0 = Instant::now();
+    m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": sending}}).to_string());
+    let st = m.ok("status", json!({"job_id": id}));
+    assert_eq!(st["state"], "running");
+    assert!(
+        m.seen.iter().all(|s| s["id"] != json!(sending)),
+        "answered a cancelled call"
+    );
+    // EOF: the server ends once its calls are done, and the cancelled
+    // send is (`close` allows 5 s, a quarter of its yield).
+    assert!(m.close().success());
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    t.ok(&["kill", &id]);
+}
+
 #[test]
 fn cancel_ends_the_wait_promptly() {
     let t = TempRoot::new();

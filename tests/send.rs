@@ -905,3 +905,74 @@ fn an_empty_send_after_the_end_of_input_is_stdin_closed() {
     }
     t.ok(&["kill", &id]);
 }
+
+/// The size of a job's stdin.log, once it has at least one byte: the
+/// supervisor records what it writes, so the job's pipe is then full
+/// (the job never reads) and a send of more is blocked.
+fn blocked_log(t: &TempRoot, id: &str) -> u64 {
+    let log = t.job_dir(id).join("stdin.log");
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(n) = std::fs::metadata(&log)
+            .ok()
+            .map(|m| m.len())
+            .filter(|&n| n > 0)
+        {
+            return n;
+        }
+        assert!(Instant::now() < until, "no byte reached the job");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A send whose bytes are blocked (the job never reads; its pipe is
+/// full) stops waiting at a stop signal, not at the end of its yield:
+/// it answers as the yield's end would, with the bytes that got in (no
+/// more reach the job, and stdin.log has exactly them), exit 130.
+#[test]
+fn sigint_ends_a_blocked_send_at_once() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["sleep", "60"]);
+    let big = t.base.join("big");
+    std::fs::write(&big, vec![b'x'; 1 << 20]).unwrap();
+    let child = t
+        .cmd(&[
+            "send",
+            "--file",
+            big.to_str().unwrap(),
+            "--yield",
+            "20s",
+            &id,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    blocked_log(&t, &id);
+    let t0 = Instant::now();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    assert_eq!(o.status.code(), Some(130), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["ok"], &v["type"]),
+        (&serde_json::json!(true), &serde_json::json!("send")),
+        "{v}"
+    );
+    assert_eq!(v["state"], "running", "{v}");
+    let written = v["bytes_written"].as_u64().unwrap();
+    assert!(written > 0 && written < 1 << 20, "{v}");
+    // Nothing more got in after the answer: once the job has ended, its
+    // record of input is exactly the bytes the answer counted.
+    t.ok(&["kill", &id]);
+    t.wait_done(&id);
+    let logged = std::fs::metadata(t.job_dir(&id).join("stdin.log"))
+        .unwrap()
+        .len();
+    assert_eq!(logged, written);
+}

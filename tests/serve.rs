@@ -1607,6 +1607,40 @@ fn sigterm_answers_a_waiting_exec_with_its_job() {
     t.ok(&["kill", &id]);
 }
 
+/// A /send whose bytes are blocked (the job never reads; its pipe is
+/// full) is answered 503 at the stop too, naming the job, at once: not
+/// an empty reply when the server exits.
+#[test]
+fn sigterm_answers_a_blocked_send_with_its_job() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let v = t.ok(&["run", "-i", "--no-wait", "--", "sleep", "60"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let port = s.port;
+    let body = json!({"data": "x".repeat(256 << 10), "yield_ms": 20000}).to_string();
+    let path = format!("/send/{id}");
+    let waiter =
+        std::thread::spawn(move || Client::try_new(port)?.try_send("POST", &path, &[], &body));
+    // Blocked: the pipe is full (what got in is recorded).
+    let log = t.job_dir(&id).join("stdin.log");
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
+        assert!(Instant::now() < until, "no byte reached the job");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t0 = Instant::now();
+    terminate(&mut s);
+    let r = waiter
+        .join()
+        .unwrap()
+        .expect("the blocked /send got no answer");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let v = r.assert_error(503, "unavailable");
+    assert_eq!(v["error"]["details"]["job_id"], id.as_str(), "{v}");
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", &id]);
+}
+
 #[test]
 fn sigterm_answers_a_waiting_restart_with_its_job() {
     let t = TempRoot::new();

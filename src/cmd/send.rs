@@ -103,7 +103,8 @@ pub fn send_job(job: &Job, req: &SendRequest) -> Result<SendBody> {
 }
 
 /// `send_job`, ending the yield early when `give_up` stirs (an MCP
-/// client's cancellation): the bytes are in, only the watching stops.
+/// client's cancellation, the server's stop): the bytes not in yet stay
+/// out, and the answer is the one the yield's end would give.
 pub fn send_job_or(
     job: &Job,
     req: &SendRequest,
@@ -134,8 +135,13 @@ pub fn send_job_or(
     let from = [out_log.whole_chars_end()?, err_log.whole_chars_end()?];
     let t0 = Instant::now();
     let wait = Duration::from_millis(req.yield_ms);
-    let reply =
-        crate::input::send(&job.dir, &req.data, req.eof, req.record, wait).map_err(|e| {
+    // A stop (signal, `give_up`) ends the wait for the bytes to get in
+    // too, as the yield's end would: a job that does not read holds the
+    // send no longer than it holds the watching below.
+    let sent = observe::until_stopped(|| {
+        crate::input::send(&job.dir, &req.data, req.eof, req.record, wait, give_up)
+    });
+    let reply = sent.map_err(|e| {
             // No socket, or nobody at it: the state says why (the job
             // ended, or was made `created` again by a restart meanwhile).
             let status = observe::current_state(job).map(|s| s.status());
