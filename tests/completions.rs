@@ -378,7 +378,7 @@ fn zsh_shows_flag_help() {
         "{got:?}"
     );
     let got = zsh_complete(&t, &["ki"]);
-    assert_eq!(got, ["kill:Signal a running job's process group"]);
+    assert_eq!(got, ["kill:Signal a job's process group"]);
     // Choices and job ids are bare words.
     assert_eq!(zsh_complete(&t, &["list", "--state", "r"]), ["running"]);
     assert_eq!(zsh_complete(&t, &["--root", &root, "kill", ""]), [RUNNING]);
@@ -497,7 +497,7 @@ fn fish_shows_flag_help() {
     assert!(got[0].starts_with("--no-inherit-env\t"), "{got:?}");
     assert!(got[0].len() > "--no-inherit-env\t".len(), "{got:?}");
     let got = fish_complete(&t, &s, "agent-exec ki");
-    assert_eq!(got, ["kill\tSignal a running job's process group"]);
+    assert_eq!(got, ["kill\tSignal a job's process group"]);
 }
 
 /// Balanced `{}`, `()`, `[]` outside strings and comments, and every
