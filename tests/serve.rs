@@ -561,6 +561,43 @@ fn exec_fields() {
 }
 
 #[test]
+fn exec_takes_log_defaults_from_the_config_as_run_does() {
+    let t = TempRoot::new();
+    let dir = t.base.join("config").join("agent-exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "[log]\nmax_bytes = 1000\nfull = false\n",
+    )
+    .unwrap();
+    let s = serve(&t, &[], &[]);
+    let body = |extra: Value| {
+        let mut b =
+            json!({"command": ["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x"], "until": 30});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        exec_body(b)
+    };
+    let v = s.post("/exec", &body(json!({}))).assert_ok("run");
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout_total_bytes"], 5000, "{v}");
+    assert_eq!(v["stdout_dropped_bytes"], 4000, "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    assert!(!t.job_dir(id).join("full.log").exists());
+    // Fields given win, as run's flags do: 0 is no cap.
+    let v = s
+        .post(
+            "/exec",
+            &body(json!({"max_log_bytes": 0, "no_full_log": false})),
+        )
+        .assert_ok("run");
+    assert_eq!(v["stdout_dropped_bytes"], 0, "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    assert!(t.job_dir(id).join("full.log").exists());
+}
+
+#[test]
 fn exec_body_errors() {
     let t = TempRoot::new();
     let s = serve(&t, &[], &[]);

@@ -187,6 +187,10 @@ struct Server {
     /// No token: refuse `Host` names that are not the loopback.
     check_host: bool,
     shell_wrapper: Vec<String>,
+    /// The config read at the start (the server's user's, as `run`
+    /// reads it): `/exec` takes its `[log]` and `[queue.NAME]` defaults
+    /// from it, as `run` does from the one it reads.
+    cfg: crate::config::Config,
     pool: Pool,
     /// Refused sockets on their way out.
     linger: Linger,
@@ -234,6 +238,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         token,
         allow_origin,
         shell_wrapper,
+        cfg,
         pool: Pool::default(),
         linger: Linger::default(),
         long: Mutex::new(0),
@@ -2165,7 +2170,7 @@ fn exec_route(
     }
     let r: ExecRequest =
         serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
-    let (spec, plan) = exec_spec(r, &srv.shell_wrapper)?;
+    let (spec, plan) = exec_spec(r, &srv.shell_wrapper, &srv.cfg)?;
     // Waiting for the job counts as a long observation (bounded by
     // `until`).
     let _long = if plan.wait {
@@ -2195,7 +2200,11 @@ fn exec_route(
     Reply::doc(buf, "run", &body).map(Some)
 }
 
-fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::run::WaitPlan)> {
+fn exec_spec(
+    r: ExecRequest,
+    shell_wrapper: &[String],
+    cfg: &crate::config::Config,
+) -> Result<(Spec, super::run::WaitPlan)> {
     let command = r.command.unwrap_or_default();
     if command.is_empty() {
         return Err(invalid("command field is required and must be non-empty"));
@@ -2249,17 +2258,17 @@ fn exec_spec(r: ExecRequest, shell_wrapper: &[String]) -> Result<(Spec, super::r
         (Some(n), Some(_)) => {
             Some(crate::queue::check_parallel(n).map_err(|e| invalid(e.to_string()))?)
         }
-        // The server's user's config, as `run --queue` would read it.
-        (None, Some(q)) => crate::config::load(None)
-            .ok()
-            .and_then(|c| c.queue_parallel(q)),
+        // The server's user's config, as `run --queue` reads it.
+        (None, Some(q)) => cfg.queue_parallel(q),
         (None, None) => None,
     };
     spec.queue = r.queue;
     spec.after = r.after.unwrap_or_default();
     spec.after_ok = r.after_ok.unwrap_or_default();
-    spec.max_log_bytes = r.max_log_bytes.filter(|&n| n > 0);
-    spec.no_full_log = r.no_full_log.unwrap_or(false);
+    // As `run`'s flags over `[log]`: a field given wins (0: no cap),
+    // else the config's default.
+    spec.max_log_bytes = r.max_log_bytes.or(cfg.log.max_bytes).filter(|&n| n > 0);
+    spec.no_full_log = r.no_full_log.unwrap_or(!cfg.log.full);
     spec.tty = match (r.tty.unwrap_or(false), r.tty_size) {
         (true, size) => Some(
             launch::parse_tty_size(size.as_deref().unwrap_or("80x24"))
@@ -2528,7 +2537,30 @@ mod tests {
 
     fn req(json: &str) -> Result<(Spec, super::super::run::WaitPlan)> {
         let r: ExecRequest = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
-        exec_spec(r, &["sh".into(), "-lc".into()])
+        exec_spec(r, &["sh".into(), "-lc".into()], &Default::default())
+    }
+
+    #[test]
+    fn exec_takes_log_and_queue_defaults_from_the_config() {
+        let mut cfg = crate::config::Config::default();
+        cfg.log.max_bytes = Some(4096);
+        cfg.log.full = false;
+        cfg.queues.push(("q".into(), 3));
+        let spec = |json: &str| {
+            let r: ExecRequest = serde_json::from_str(json).unwrap();
+            exec_spec(r, &["sh".into(), "-c".into()], &cfg).unwrap().0
+        };
+        let s = spec(r#"{"command":["true"],"queue":"q"}"#);
+        assert_eq!(s.max_log_bytes, Some(4096));
+        assert!(s.no_full_log);
+        assert_eq!(s.parallel, Some(3));
+        // Fields given win over the config, 0 meaning no cap.
+        let s = spec(
+            r#"{"command":["true"],"max_log_bytes":0,"no_full_log":false,"queue":"q","parallel":1}"#,
+        );
+        assert_eq!(s.max_log_bytes, None);
+        assert!(!s.no_full_log);
+        assert_eq!(s.parallel, Some(1));
     }
 
     #[test]
