@@ -1693,7 +1693,7 @@ fn run_loop(
         if timeout_at.is_some_and(|t| t <= now) {
             timeout_at = None;
             timed_out = true;
-            let _ = sys::kill_group(pid, libc::SIGTERM);
+            let _ = sys::kill_group_resuming(pid, libc::SIGTERM);
             if meta.kill_after_ms > 0 {
                 kill_at = Some(now + ms(meta.kill_after_ms));
             } else {

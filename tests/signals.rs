@@ -488,6 +488,35 @@ fn kill_ends_a_stopped_job() {
 }
 
 #[test]
+fn a_timeout_ends_a_stopped_job_with_term_not_at_the_kill() {
+    // The TERM at the timeout is followed by CONT, as kill's is: a
+    // stopped job would keep it pending until the KILL, 60 s later.
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--timeout",
+        "1s",
+        "--kill-after",
+        "60s",
+        "--until",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        "kill -STOP $$; echo after",
+    ]);
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["signal"].as_str(),
+            v["timed_out"].as_bool()
+        ),
+        (Some("killed"), Some("SIGTERM"), Some(true)),
+        "{v}"
+    );
+}
+
+#[test]
 fn kill_of_an_ended_job_signals_what_its_group_left() {
     let t = TempRoot::new();
     // The root exits at once, leaving a background process in its group.

@@ -250,7 +250,7 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
     if st.live_processes().is_empty() {
         return Ok(());
     }
-    let _ = sys::kill_group(pgid, stop.signal);
+    let _ = sys::kill_group_resuming(pgid, stop.signal);
     let kill_at = Instant::now() + stop.kill_after;
     let give_up = kill_at + GONE_WITHIN;
     let mut killed = false;
