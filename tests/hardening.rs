@@ -1822,6 +1822,14 @@ impl Stranger {
         let s = Stranger(c);
         // setsid execs sleep in place (the test is no group leader).
         eventually("the stranger runs", 5, || sleepers(secs).contains(&s.pid()));
+        // Start times count clock ticks (10 ms): a job started in the
+        // stranger's tick would share its start time, the one thing that
+        // tells a job's root from a process that took its number. Real
+        // reuse of a pid takes far longer than a tick.
+        let born = start_time(s.pid());
+        eventually("a clock tick after the stranger's start", 5, || {
+            uptime_ticks() > born + 1
+        });
         s
     }
 
@@ -1920,6 +1928,13 @@ fn kill_of_a_running_job_signals_only_its_own_root_group() {
     assert!(stranger.alive());
 }
 
+/// Clock ticks (USER_HZ, 100 a second) since boot, as start times count.
+fn uptime_ticks() -> u64 {
+    let up = std::fs::read_to_string("/proc/uptime").unwrap();
+    let secs: f64 = up.split_whitespace().next().unwrap().parse().unwrap();
+    (secs * 100.0) as u64
+}
+
 /// Process `pid`'s start time (/proc/PID/stat field 22).
 fn start_time(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -1937,7 +1952,19 @@ fn start_time(pid: u32) -> u64 {
 /// time if given: what a supervisor that died leaves, but naming a
 /// process that is not the job's.
 fn plant_running(t: &TempRoot, id: &str, pid: u32, start: Option<u64>) {
-    assert!(t.job_dir(id).join("lock").exists());
+    let lock = t.job_dir(id).join("lock");
+    assert!(lock.exists());
+    // `run` answers once the job has ended; its supervisor may still
+    // hold the lock a moment (auto-GC runs after the answer), and a
+    // reader takes a held lock for a live job and its record as true.
+    eventually("the supervisor lets go of the job's lock", 10, || {
+        Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success())
+    });
     let mut v = serde_json::json!({
         "job": {"id": id, "status": "running", "started_at": "2026-01-01T00:00:00Z"},
         "result": {"exit_code": null, "signal": null, "duration_ms": null},
