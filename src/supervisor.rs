@@ -1159,10 +1159,24 @@ fn start_workload(p: &mut Prepared) -> io::Result<Child> {
 /// Build the workload's command from the stored definition.
 fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError> {
     let cwd = meta.cwd.clone().unwrap_or_else(|| "/".to_string());
-    if !Path::new(&cwd).is_dir() {
+    // One code for every way the directory is not there to run in; the
+    // message says which.
+    let why = match std::fs::metadata(&cwd) {
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => Some("is not a directory"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("not found"),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Some("not found (a part of its path is not a directory)")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some("cannot be reached (permission denied on a directory above it)")
+        }
+        Err(_) => Some("cannot be reached"),
+    };
+    if let Some(why) = why {
         return Err(fail(
             "cwd_not_found",
-            format!("working directory not found: {cwd}"),
+            format!("working directory {why}: {cwd}"),
         ));
     }
     // What the caller set: env files, then --env (later wins).

@@ -361,6 +361,22 @@ fn launch_failures_are_failed_jobs_not_errors() {
     let v = t.ok(&["run", "--cwd", "/no/such/dir", "--", "true"]);
     assert_eq!(v["state"], "failed");
     assert_eq!(v["failure"]["code"], "cwd_not_found");
+    assert_eq!(
+        v["failure"]["message"],
+        "working directory not found: /no/such/dir"
+    );
+    // A file is not "not found": the message says what is wrong.
+    let file = t.base.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for (cwd, why) in [
+        (file.clone(), "is not a directory"),
+        (file.join("below"), "a part of its path is not a directory"),
+    ] {
+        let v = t.ok(&["run", "--cwd", cwd.to_str().unwrap(), "--", "true"]);
+        assert_eq!(v["failure"]["code"], "cwd_not_found", "{v}");
+        let msg = v["failure"]["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{msg}");
+    }
     let v = t.ok(&["run", "--shell-wrapper", "/no/such/shell -c", "--", "true"]);
     assert_eq!(v["state"], "failed");
     assert_eq!(v["failure"]["code"], "spawn_failed");
