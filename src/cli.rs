@@ -418,7 +418,7 @@ const TTY_SIZE: Flag = Flag::value(
     "tty-size",
     "COLSxROWS",
     Ty::Str,
-    "Size of the job's terminal (with --tty)",
+    "Size of the job's terminal (with --tty; each 1 to 10000)",
 )
 .default("80x24");
 const SHELL_WRAPPER: Flag = Flag::value(
