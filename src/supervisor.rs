@@ -58,6 +58,10 @@ use crate::output::Output;
 use crate::store::Store;
 use crate::sys::{self, Exit};
 
+/// The signals that mean "stop the job" when sent to its supervisor
+/// (as they do to a queued job's: `queue::wait_turn`).
+const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
 /// Lines longer than this are split into pieces for full.log and
 /// output-match (D32).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -82,9 +86,13 @@ pub fn exec(m: &Matches) -> Result<Output> {
         std::thread::sleep(Duration::from_millis(ms));
         return Ok(Output::Done);
     }
-    // Blocked before any thread starts, so every thread has it blocked
-    // and the note stays pending until the run's end takes it.
+    // Blocked before any thread starts, so every thread has them
+    // blocked: the note stays pending until the run's end takes it, and
+    // the stop signals are read by the run's loop (`run_loop`), or by the
+    // queue's wait, instead of killing us (and, by PDEATHSIG, the job
+    // with SIGKILL, unrecorded).
     let _ = sys::block_signals(&[sys::STOP_NOTE]);
+    let _ = sys::block_signals(&STOP_SIGNALS);
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
@@ -596,7 +604,7 @@ fn run_once(
     state.output_lost = output_lost;
     // A `kill` or `restart` that stopped this run said so first (asked
     // only of a run that would be retried: no call on every job's end).
-    let stopped = || sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
+    let stopped = || outcome.stopped || sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
     if let Some(r) = retry_due(&meta, &state, retried).filter(|_| !stopped()) {
         // Run again: this run's matches are delivered now (its queue),
         // its collection finished or handed on; `job.finished` waits for
@@ -1617,6 +1625,8 @@ fn open_full_log(
 struct Outcome {
     exited_at: Instant,
     timed_out: bool,
+    /// A stop signal sent to the supervisor was passed on to the job.
+    stopped: bool,
     /// A `--kill-after` SIGKILL not yet sent when the root exited.
     kill_at: Option<Instant>,
 }
@@ -1685,6 +1695,13 @@ fn run_loop(
     after: &mut AfterAnswer,
 ) -> Outcome {
     let pidfd = sys::pidfd_open(pid).ok();
+    // SIGTERM, SIGINT or SIGHUP sent to the supervisor (a `kill` of the
+    // wrong pid, a container's stop, a logout) is passed on to the job's
+    // group, as `kill` would send it: the job ends the way it answers,
+    // and that is recorded, instead of the supervisor dying and the job
+    // with it by SIGKILL, `supervisor_lost`.
+    let signals = sys::signalfd(&STOP_SIGNALS).ok();
+    let mut stopped = false;
     let ms = Duration::from_millis;
     let mut timeout_at = (meta.timeout_ms > 0).then(|| started + ms(meta.timeout_ms));
     let mut kill_at: Option<Instant> = None;
@@ -1770,6 +1787,10 @@ fn run_loop(
         if let Some(fd) = collecting {
             fds.push(sys::poll_fd(fd, 0));
         }
+        if let Some(f) = &signals {
+            fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
+        }
+        // Last: `exited` below looks for it there.
         if let Some(p) = &pidfd {
             fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
         }
@@ -1793,6 +1814,14 @@ fn run_loop(
                 // megabyte): give it back before the next wait, as at
                 // the loop's start.
                 pages_dropped = false;
+            }
+        }
+        if let Some(f) = &signals {
+            let sent = fds.iter().any(|p| p.fd == f.as_raw_fd() && p.revents != 0);
+            while let Some(sig) = sent.then(|| sys::take_signal(f)).flatten() {
+                // Not a run to `--retry`: it was stopped on purpose.
+                stopped = true;
+                let _ = sys::kill_group_resuming(pid, sig);
             }
         }
         if let Some(i) = input.as_mut() {
@@ -1829,6 +1858,7 @@ fn run_loop(
             return Outcome {
                 exited_at: Instant::now(),
                 timed_out,
+                stopped,
                 kill_at,
             };
         }

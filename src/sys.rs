@@ -2533,6 +2533,40 @@ fn thread_sigmask(how: libc::c_int, sigs: &[i32]) -> io::Result<()> {
     Ok(())
 }
 
+/// A descriptor from which `sigs` are read instead of delivered, to be
+/// polled with the others (a signal handler could only set a flag that
+/// the poll would not see). The signals must be blocked in every thread
+/// (`block_signals`), or they are delivered as usual and never show here.
+pub fn signalfd(sigs: &[i32]) -> io::Result<OwnedFd> {
+    let set = sigset(sigs);
+    // SAFETY: signalfd reads the set we built; -1 asks for a new
+    // descriptor, non-blocking and closed on exec.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The next signal waiting in a `signalfd` descriptor, taking it; None
+/// when none is (or `fd` is not one).
+pub fn take_signal(fd: &OwnedFd) -> Option<i32> {
+    // SAFETY: signalfd_siginfo is plain data, zero is a valid value.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: read writes at most `size` bytes into `info`, which is
+    // that large; the descriptor is borrowed for the call.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
+    (n == size as isize).then_some(info.ssi_signo as i32)
+}
+
 /// The signal that interrupts a thread blocked in
 /// `lock_exclusive_interruptible` (`interrupt_thread`).
 pub const INTERRUPT: i32 = libc::SIGUSR1;

@@ -368,6 +368,68 @@ fn dead_supervisor_becomes_failed() {
         .status();
 }
 
+/// A stop signal sent to a running job's supervisor (a `kill` of the
+/// wrong pid, a container's stop, a logout's HUP) is passed on to the
+/// job's group and the ending recorded: the supervisor used to die of
+/// it, taking the job with it by SIGKILL, `supervisor_lost`.
+#[test]
+fn a_stop_signal_to_the_supervisor_is_passed_on_and_recorded() {
+    let t = TempRoot::new();
+    let supervisor_of = |id: &str| {
+        let v = t.ok(&["wait", "--output", "ready", "--until", "30", id]);
+        assert_eq!(v["matched"]["line"], "ready", "{v}");
+        t.state(id)["supervisor_pid"].as_u64().unwrap().to_string()
+    };
+    // TERM: the job dies of it, `killed`, and is not retried.
+    let id = t.ok(&[
+        "run",
+        "--no-wait",
+        "--retry",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; sleep 30",
+    ])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sup = supervisor_of(&id);
+    std::process::Command::new("kill")
+        .args(["-TERM", &sup])
+        .status()
+        .unwrap();
+    let v = t.wait_done(&id);
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["signal"].as_str(),
+            v["attempt"].as_u64()
+        ),
+        (Some("killed"), Some("SIGTERM"), Some(1)),
+        "{v}"
+    );
+    assert!(v["failure"].is_null(), "{v}");
+    // HUP reaches the job as HUP: it answers as it likes.
+    let id = t.start_job(&[
+        "sh",
+        "-c",
+        "trap 'echo got-hup; exit 7' HUP; echo ready; while :; do sleep 0.05; done",
+    ]);
+    let sup = supervisor_of(&id);
+    std::process::Command::new("kill")
+        .args(["-HUP", &sup])
+        .status()
+        .unwrap();
+    let v = t.wait_done(&id);
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("exited"), Some(7)),
+        "{v}"
+    );
+    assert!(t.read(&id, "stdout.log").contains("got-hup"));
+}
+
 #[test]
 fn a_background_childs_words_just_after_the_end_are_kept() {
     let t = TempRoot::new();

@@ -303,7 +303,11 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
         }
         (None, None) if m.has("eof") => Vec::new(),
         (None, None) if m.has("newline") => b"\n".to_vec(),
-        (None, None) => return Err(Error::usage("send needs TEXT, --file PATH, --newline or --eof")),
+        (None, None) => {
+            return Err(Error::usage(
+                "send needs TEXT, --file PATH, --newline or --eof",
+            ))
+        }
     };
     // One message to the supervisor carries at most this much, whichever
     // door it came through.
