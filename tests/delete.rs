@@ -921,37 +921,6 @@ fn delete_all_lists_a_job_whose_meta_json_is_not_json() {
     assert!(!t.job_dir(&good).exists());
 }
 
-/// `src` bind-mounted at `at` for one test, unmounted when dropped (even
-/// when the test fails, before its TempRoot removes anything). None,
-/// with a note, where mounting is not allowed (not root).
-struct BindMount(PathBuf);
-
-impl BindMount {
-    fn new(src: &std::path::Path, at: &std::path::Path) -> Option<BindMount> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .arg("--bind")
-            .args([src, at])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: cannot bind-mount here (not root?); mount-point test skipped");
-            return None;
-        }
-        Some(BindMount(at.to_path_buf()))
-    }
-}
-
-impl Drop for BindMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// A file system mounted inside a job directory (a bind mount of the
 /// same file system: same device number) is not the job's. `delete JOB`
 /// refuses it before removing anything, with an `io_error` that is not
@@ -970,7 +939,7 @@ fn a_job_with_a_mount_inside_is_refused_and_the_mount_kept() {
     std::fs::create_dir_all(precious.join("sub")).unwrap();
     std::fs::write(precious.join("sub/gold"), "gold").unwrap();
     // Declared after `t`: dropped (unmounted) first.
-    let Some(_mount) = BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
+    let Some(_mount) = support::BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
         return;
     };
     let kept = || {

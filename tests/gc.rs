@@ -857,34 +857,6 @@ fn a_directory_whose_name_is_not_utf8_is_counted_and_kept() {
     }
 }
 
-/// `src` bind-mounted at `at` for one test, unmounted when dropped (even
-/// when the test fails, before its TempRoot removes anything). None,
-/// with a note, where mounting is not allowed (not root).
-struct BindMount(std::path::PathBuf);
-
-impl BindMount {
-    fn new(src: &std::path::Path, at: &std::path::Path) -> Option<BindMount> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .arg("--bind")
-            .args([src, at])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: cannot bind-mount here (not root?); mount-point test skipped");
-            return None;
-        }
-        Some(BindMount(at.to_path_buf()))
-    }
-}
-
-impl Drop for BindMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// A file system mounted inside a job directory (here a bind mount of
 /// the same file system, which keeps its device number) is not the
 /// job's: gc skips the job whole with `mount_point`, dry run or not, and
@@ -898,7 +870,7 @@ fn a_job_with_a_mount_inside_is_skipped_and_the_mount_kept() {
     std::fs::create_dir_all(precious.join("sub")).unwrap();
     std::fs::write(precious.join("sub/gold"), "gold").unwrap();
     // Declared after `t`: dropped (unmounted) first.
-    let Some(_mount) = BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
+    let Some(_mount) = support::BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
         return;
     };
     for dry in [true, false] {

@@ -496,12 +496,7 @@ fn cancel_ends_a_blocked_send() {
         "tools/call",
         json!({"name": "send", "arguments": {"job_id": id, "data": data, "yield_ms": 20000}}),
     );
-    let log = t.job_dir(&id).join("stdin.log");
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
-        assert!(Instant::now() < until, "no byte reached the job");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::blocked_log(&t, &id);
     let t0 = Instant::now();
     m.send_raw(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": sending}}).to_string());
     let st = m.ok("status", json!({"job_id": id}));

@@ -906,25 +906,6 @@ fn an_empty_send_after_the_end_of_input_is_stdin_closed() {
     t.ok(&["kill", &id]);
 }
 
-/// The size of a job's stdin.log, once it has at least one byte: the
-/// supervisor records what it writes, so the job's pipe is then full
-/// (the job never reads) and a send of more is blocked.
-fn blocked_log(t: &TempRoot, id: &str) -> u64 {
-    let log = t.job_dir(id).join("stdin.log");
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(n) = std::fs::metadata(&log)
-            .ok()
-            .map(|m| m.len())
-            .filter(|&n| n > 0)
-        {
-            return n;
-        }
-        assert!(Instant::now() < until, "no byte reached the job");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// A send whose bytes are blocked (the job never reads; its pipe is
 /// full) stops waiting at a stop signal, not at the end of its yield:
 /// it answers as the yield's end would, with the bytes that got in (no
@@ -947,7 +928,7 @@ fn sigint_ends_a_blocked_send_at_once() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    blocked_log(&t, &id);
+    support::blocked_log(&t, &id);
     let t0 = Instant::now();
     let st = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

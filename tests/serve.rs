@@ -1659,12 +1659,7 @@ fn sigterm_answers_a_blocked_send_with_its_job() {
     let waiter =
         std::thread::spawn(move || Client::try_new(port)?.try_send("POST", &path, &[], &body));
     // Blocked: the pipe is full (what got in is recorded).
-    let log = t.job_dir(&id).join("stdin.log");
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
-        assert!(Instant::now() < until, "no byte reached the job");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::blocked_log(&t, &id);
     let t0 = Instant::now();
     terminate(&mut s);
     let r = waiter

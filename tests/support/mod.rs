@@ -436,3 +436,50 @@ impl Drop for SmallFs {
             .status();
     }
 }
+
+/// `src` bind-mounted at `at` for one test, unmounted when dropped (even
+/// when the test fails, before its TempRoot removes anything). None,
+/// with a note, where mounting is not allowed (not root).
+pub struct BindMount(PathBuf);
+
+impl BindMount {
+    pub fn new(src: &Path, at: &Path) -> Option<BindMount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .args([src, at])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("note: cannot bind-mount here (not root?); mount-point test skipped");
+            return None;
+        }
+        Some(BindMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The size of a job's stdin.log, once it has at least one byte: the
+/// supervisor records what it writes, so the job's pipe is then full
+/// (the job never reads) and a send of more is blocked.
+pub fn blocked_log(t: &TempRoot, id: &str) -> u64 {
+    let log = t.job_dir(id).join("stdin.log");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(n) = std::fs::metadata(&log)
+            .ok()
+            .map(|m| m.len())
+            .filter(|&n| n > 0)
+        {
+            return n;
+        }
+        assert!(std::time::Instant::now() < until, "no byte reached the job");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
