@@ -238,11 +238,17 @@ impl Error {
                 }
                 Some(d)
             }
-            Error::AmbiguousJobId {
-                candidates, more, ..
-            } => Some(json!({ "candidates": candidates, "truncated": *more > 0 })),
             // The id as given: an error about a job names it, whichever
             // door (one id, several, a dependency) it came through.
+            Error::AmbiguousJobId {
+                prefix,
+                candidates,
+                more,
+            } => Some(json!({
+                "candidates": candidates,
+                "job_id": prefix,
+                "truncated": *more > 0,
+            })),
             Error::JobNotFound(id) => Some(json!({ "job_id": id })),
             _ => None,
         }
@@ -366,6 +372,7 @@ mod tests {
         let d = e.details().unwrap();
         assert_eq!(d["candidates"][1], "01B");
         assert_eq!(d["truncated"], false);
+        assert_eq!(d["job_id"], "01");
         assert!(e.to_string().ends_with("matches 01A, 01B"));
         let e = Error::AmbiguousJobId {
             prefix: "01".into(),

@@ -972,7 +972,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("invalid_pattern", 2, "An --output-pattern or tail --grep regex that does not compile."),
     ("invalid_cursor", 2, "A tail --since cursor that is garbage, belongs to another job, points past the end of a log, or names a log that was deleted or replaced since."),
     ("job_not_found", 1, "No job matches the id or prefix."),
-    ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20) and truncated."),
+    ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20), truncated, and job_id (the prefix as given)."),
     ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job); retryable when another caller is mid-change on the job (a launch in progress, the previous run's supervisor still delivering notifications)."),
     ("stdin_required", 1, "--stdin - while standard input is a terminal."),
     ("stdin_closed", 1, "send to a job whose stdin was closed (--eof) or that has ended."),

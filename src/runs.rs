@@ -90,6 +90,21 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(staging(&name)));
     }
     let rd = runs.open_dir(&name).map_err(|e| io("open run", e))?;
+    // A file in a run directory that an archive made (this one, or one
+    // that crashed after its rename) is a second name of the job
+    // directory's file, or moved there whole (by an older version).
+    // Another file under the same name was put there by someone else:
+    // letting the job's name go would lose the run's log.
+    let foreign = MOVED
+        .iter()
+        .find(|f| d.exists(f) && !d.is_dir(f) && rd.exists(f) && !d.same_file(f, &rd, f));
+    if let Some(f) = foreign {
+        return Err(Error::UnsafePath(format!(
+            "keep the run in {}: {} exists and was not made by agent-exec ({f} is not this run's); nothing was changed",
+            job.dir.display(),
+            job.dir.join(RUNS).join(&name).display()
+        )));
+    }
     // The run is kept whole under its name: only now does the job
     // directory let go of it. A file linked there loses its name here;
     // what is not there yet (match_events/, a directory) moves.

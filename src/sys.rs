@@ -1528,6 +1528,15 @@ impl Dir {
         st.st_dev == m.dev() && st.st_ino == m.ino()
     }
 
+    /// Are `name` here and `other` in `dest` one file (same device and
+    /// inode, symlinks not followed)? False when either is missing.
+    pub fn same_file(&self, name: &str, dest: &Dir, other: &str) -> bool {
+        match (self.lstat(name), dest.lstat(other)) {
+            (Some(a), Some(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    }
+
     /// fstatat(2) of `name` here, not following a symlink.
     fn lstat(&self, name: &str) -> Option<libc::stat> {
         let c = cpath(name.as_bytes()).ok()?;

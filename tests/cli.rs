@@ -411,6 +411,8 @@ fn lookup_by_prefix_and_ambiguity() {
     assert_eq!(c[0], "01JDDDDDDD0000000000000001");
     assert_eq!(c[1], "01JDDDDDDE0000000000000002");
     assert_eq!(v["error"]["details"]["truncated"], false);
+    // Named as given, as through every other door (several ids, --after).
+    assert_eq!(v["error"]["details"]["job_id"], "01jddd");
     let (_, v) = t.err(&["status", "01JX"]);
     assert_eq!(v["error"]["code"], "job_not_found");
     assert_eq!(v["error"]["message"], "job not found: 01JX");

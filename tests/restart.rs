@@ -822,6 +822,36 @@ fn err_within(t: &TempRoot, args: &[&str]) -> Value {
     v
 }
 
+/// A `runs/<attempt>/` that agent-exec did not make (left by hand, or
+/// planted) is refused: restart used to take it for a kept run whose
+/// archive crashed half-way, unlink the job's own logs and list the
+/// stranger's file as the run's.
+#[test]
+fn a_run_directory_not_made_by_agent_exec_is_refused_and_nothing_lost() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "sh", "-c", "echo ORIGINAL; exit 1"]));
+    let run1 = t.job_dir(&id).join("runs/1");
+    std::fs::create_dir_all(&run1).unwrap();
+    std::fs::write(run1.join("stdout.log"), "stale\n").unwrap();
+    let v = err_within(&t, &["restart", &id]);
+    assert_eq!(v["error"]["code"], "unsafe_path", "{v}");
+    assert_eq!(t.read(&id, "stdout.log"), "ORIGINAL\n");
+    let st = t.ok(&["status", &id]);
+    assert_eq!(
+        (st["attempt"].as_u64(), st["exit_code"].as_i64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
+    // Without the stranger's file, the run is kept there as usual.
+    std::fs::remove_file(run1.join("stdout.log")).unwrap();
+    let v = t.ok(&["restart", &id]);
+    assert_eq!(v["attempt"], 2, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(run1.join("stdout.log")).unwrap(),
+        "ORIGINAL\n"
+    );
+}
+
 #[test]
 fn a_lock_that_is_a_symlink_is_unsafe_path_for_restart_and_start() {
     let t = TempRoot::new();
