@@ -158,22 +158,41 @@ fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> usize {
 pub(crate) fn complete_len(b: &[u8]) -> usize {
     for back in 1..=b.len().min(4) {
         let i = b.len() - back;
-        let c = b[i];
-        if c & 0xC0 == 0x80 {
+        if b[i] & 0xC0 == 0x80 {
             continue; // a continuation byte: look further back
         }
-        return if back < seq_len(c) { i } else { b.len() };
+        return if may_complete(&b[i..]) { i } else { b.len() };
     }
     b.len()
 }
 
-/// How many bytes the UTF-8 sequence that `lead` starts announces (1
-/// for ASCII and for bytes that start none).
+/// Can `part` (a byte that is no continuation byte, then the
+/// continuation bytes after it) still become one valid UTF-8 character
+/// when more bytes come? Only a lead byte that starts one (C2–DF, E0–EF,
+/// F0–F4) with fewer bytes than it announces, whose second byte, if
+/// there, is in the range that lead allows (no overlong form, surrogate
+/// or code point past U+10FFFF). Anything else can never become text:
+/// it is shown as U+FFFD at once, not held back for a next read.
+fn may_complete(part: &[u8]) -> bool {
+    let len = seq_len(part[0]);
+    let second = match part[0] {
+        0xE0 => 0xA0..=0xBF,
+        0xED => 0x80..=0x9F,
+        0xF0 => 0x90..=0xBF,
+        0xF4 => 0x80..=0x8F,
+        _ => 0x80..=0xBF,
+    };
+    part.len() < len && part.get(1).map_or(true, |c| second.contains(c))
+}
+
+/// How many bytes a character that `lead` starts has: 1 for ASCII and
+/// for bytes that start no valid character (C0, C1, F5–FF, and the
+/// continuation bytes).
 fn seq_len(lead: u8) -> usize {
     match lead {
-        0xC0..=0xDF => 2,
+        0xC2..=0xDF => 2,
         0xE0..=0xEF => 3,
-        0xF0..=0xF7 => 4,
+        0xF0..=0xF4 => 4,
         _ => 1,
     }
 }
@@ -745,19 +764,16 @@ const SCAN_BEFORE_DEADLINE: u64 = 1 << 20;
 pub fn whole_chars_end(b: &[u8]) -> usize {
     let n = b.len();
     for back in 1..=n.min(3) {
-        let c = b[n - back];
         // A continuation byte: its character began further back.
-        if c & 0xC0 == 0x80 {
+        if b[n - back] & 0xC0 == 0x80 {
             continue;
         }
-        let len = match c {
-            0xC2..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF4 => 4,
-            _ => 1,
+        // Begun at n - back, may end beyond b, and not b's only content.
+        return if may_complete(&b[n - back..]) && back < n {
+            n - back
+        } else {
+            n
         };
-        // Begun at n - back, ending beyond b, and not b's only content.
-        return if len > back && back < n { n - back } else { n };
     }
     n
 }

@@ -122,6 +122,43 @@ fn tail_reads_start_and_end_on_character_boundaries() {
     assert_eq!(got, "aaaa€€");
 }
 
+/// A running job's last bytes are held back only when they may still
+/// become a character: a valid start (e2 82, the first two of €) waits
+/// for its end; bytes that can start none (c0, f5, an overlong e0 80, a
+/// surrogate's ed a0, f4 90 past U+10FFFF) are shown as U+FFFD at once.
+/// They used to stay hidden until the job wrote more or ended.
+#[test]
+fn only_bytes_that_may_still_become_a_character_are_held_back() {
+    let t = TempRoot::new();
+    for (bytes, shown) in [
+        (r"\342\202", "ok"),
+        (r"\300", "ok\u{fffd}"),
+        (r"\365", "ok\u{fffd}"),
+        (r"\340\200", "ok\u{fffd}\u{fffd}"),
+        (r"\355\240", "ok\u{fffd}\u{fffd}"),
+        (r"\364\220", "ok\u{fffd}\u{fffd}"),
+    ] {
+        let script = format!("printf 'ok{bytes}'; while [ ! -e release ]; do sleep 0.02; done");
+        let v = t.ok(&["run", "--no-wait", "--", &script]);
+        let id = s(&v, "job_id").to_string();
+        let total = 2 + bytes.matches('\\').count() as u64;
+        // Every byte is in the log before it is read.
+        let log = t.job_dir(&id).join("stdout.log");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&log).map_or(0, |m| m.len()) < total {
+            assert!(std::time::Instant::now() < until, "{bytes}: never written");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let v = t.ok(&["tail", &id]);
+        assert_eq!(s(&v, "stdout"), shown, "{bytes}: {v}");
+        let end = if shown == "ok" { 2 } else { total };
+        assert_eq!(range(&v, "stdout_range"), [0, end], "{bytes}: {v}");
+        std::fs::write(t.cwd.join("release"), "").unwrap();
+        t.wait_done(&id);
+        std::fs::remove_file(t.cwd.join("release")).unwrap();
+    }
+}
+
 #[test]
 fn bad_cursors_are_invalid_cursor_never_a_restart() {
     let t = TempRoot::new();
