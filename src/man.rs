@@ -352,7 +352,7 @@ const INLINE: &[(&str, &str)] = &[
     ("stderr_dropped_bytes", "As stdout_dropped_bytes, for stderr."),
 ];
 
-const TAIL_FIELD: &str = "The end of the log (its last --tail-bytes bytes at most, cut at a character boundary) when the head does not reach it; absent when the head holds the whole log.";
+const TAIL_FIELD: &str = "The end of the log (its last --tail-bytes bytes at most, cut at a character boundary; a budget under the last character returns that character whole, as the head does its first) when the head does not reach it; absent when the head holds the whole log.";
 const CURSOR_FIELD: &str = "Just after the output returned: tail --since reads on from here.";
 
 const CMD_FIELD: &str =

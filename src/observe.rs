@@ -493,6 +493,11 @@ impl Log {
         } else {
             0
         };
+        if skip == b.len() {
+            // A budget under the last character: it is read whole (up
+            // to 3 bytes over), as a head reads its first one whole.
+            return self.last_char(not_before, done);
+        }
         let n = skip + self.cut(from + skip as u64, &b[skip..], done);
         if n <= skip {
             return Ok(None);
@@ -502,6 +507,31 @@ impl Log {
         Ok(Some(self.slice(
             text,
             [from + skip as u64, from + n as u64],
+            0,
+        )))
+    }
+
+    /// The log's last character (from `not_before` on), or None when
+    /// there is none whole yet.
+    fn last_char(&self, not_before: u64, done: bool) -> Result<Option<Slice>> {
+        let from = self
+            .size
+            .saturating_sub(4)
+            .max(not_before)
+            .max(self.tail_floor());
+        let (mut b, from) = self.bytes(from, self.size - from)?;
+        let Some(i) = b.iter().rposition(|&c| c & 0xC0 != 0x80) else {
+            return Ok(None);
+        };
+        let n = i + self.cut(from + i as u64, &b[i..], done);
+        if n <= i {
+            return Ok(None);
+        }
+        b.truncate(n);
+        let text = text_of(b, i)?;
+        Ok(Some(self.slice(
+            text,
+            [from + i as u64, from + n as u64],
             0,
         )))
     }

@@ -209,6 +209,48 @@ fn bad_cursors_are_invalid_cursor_never_a_restart() {
     assert_eq!((code, s(&e["error"], "code")), (2, "invalid_cursor"));
 }
 
+/// A tail budget under the last character returns it whole, as a head
+/// budget under the first does: it used to return no tail at all though
+/// the head stopped short of the end.
+#[test]
+fn a_tail_budget_under_one_character_returns_it_whole() {
+    let t = TempRoot::new();
+    for (max, tail, want) in [
+        ("4", "3", [8, 12]),
+        ("1", "1", [8, 12]),
+        ("8", "2", [8, 12]),
+    ] {
+        let v = t.ok(&[
+            "run",
+            "--max-bytes",
+            max,
+            "--tail-bytes",
+            tail,
+            "--",
+            "printf",
+            "😀😀😀",
+        ]);
+        assert_eq!(s(&v, "stdout_tail"), "😀", "{max}/{tail}: {v}");
+        assert_eq!(range(&v, "stdout_tail_range"), want, "{max}/{tail}: {v}");
+        let id = s(&v, "job_id").to_string();
+        let w = t.ok(&["wait", "--max-bytes", max, "--tail-bytes", tail, &id]);
+        assert_eq!(s(&w, "stdout_tail"), "😀", "{w}");
+    }
+    // A head that reaches the end leaves no tail.
+    let v = t.ok(&[
+        "run",
+        "--max-bytes",
+        "12",
+        "--tail-bytes",
+        "1",
+        "--",
+        "printf",
+        "😀😀😀",
+    ]);
+    assert_eq!(range(&v, "stdout_range"), [0, 12], "{v}");
+    assert!(v.get("stdout_tail").is_none(), "{v}");
+}
+
 #[test]
 fn run_returns_head_end_and_a_cursor_after_the_head() {
     let t = TempRoot::new();
