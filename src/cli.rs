@@ -1017,7 +1017,7 @@ static SERVE: Cmd = Cmd {
         Flag::value("bind", "HOST:PORT", Ty::Str, "Address to listen on (an IP literal and a port)").default("127.0.0.1:19263"),
         Flag::value("port", "PORT", Ty::Port, "Listen on 127.0.0.1:PORT, PORT 0 to 65535 (0 picks a free port)"),
         Flag::switch("insecure", "Allow a non-loopback bind (needs AGENT_EXEC_SERVE_TOKEN too)"),
-        Flag::value("allow-origin", "ORIGIN", Ty::Str, "Answer CORS requests from exactly this origin"),
+        Flag::value("allow-origin", "ORIGIN", Ty::Str, "Answer CORS requests from exactly this origin (scheme://host[:port]; host lower-cased and a default port dropped, as browsers send it)"),
     ],
     pos: &[],
     conflicts: &[("bind", "port")],

@@ -75,7 +75,8 @@ pub enum Method {
     Head,
     Post,
     Options,
-    /// Any other well-formed method token (PUT, DELETE...).
+    /// Another method HTTP defines (PUT, DELETE, PATCH, CONNECT,
+    /// TRACE): 405 where a route does not serve it.
     Other,
 }
 
@@ -440,7 +441,7 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
         .split(|&c| c == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let line = lines.next().unwrap_or_default();
-    parse_request_line(line, req)?;
+    let unknown_method = !parse_request_line(line, req)?;
     let mut count = 0;
     let mut seen = Seen::default();
     for line in lines {
@@ -470,6 +471,14 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
             return Err(bad("control character in a header value"));
         }
         header(name, value, req, &mut seen)?;
+    }
+    if unknown_method {
+        return Err(ReadError::Bad(
+            501,
+            Error::InvalidRequest(
+                "request method not implemented here (GET, HEAD, POST and OPTIONS are)".into(),
+            ),
+        ));
     }
     // Decided on all the fields, so that a second Transfer-Encoding line
     // counts too.
@@ -504,6 +513,8 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
 struct Seen {
     length: bool,
     host: bool,
+    authorization: bool,
+    origin: bool,
     transfer_encoding: bool,
     /// A transfer coding other than chunked (gzip, ...).
     other_coding: bool,
@@ -521,7 +532,10 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
+/// Parse the request line into `req`; Ok(false): its method is not one
+/// HTTP defines.
+fn parse_request_line(line: &[u8], req: &mut Request) -> Result<bool, ReadError> {
+    let mut unknown_method = false;
     let mut parts = line.split(|&c| c == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -536,7 +550,13 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
         b"HEAD" => Method::Head,
         b"POST" => Method::Post,
         b"OPTIONS" => Method::Options,
-        _ => Method::Other,
+        b"PUT" | b"DELETE" | b"PATCH" | b"CONNECT" | b"TRACE" => Method::Other,
+        // Unrecognised: 501, not 405 (RFC 9110 9.1), once the head is
+        // read, so that the answer is not sent over a half-read request.
+        _ => {
+            unknown_method = true;
+            Method::Other
+        }
     };
     if !target.iter().all(|&c| (0x21..0x7f).contains(&c)) {
         return Err(bad("request target must be printable ASCII"));
@@ -575,7 +595,7 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
     req.target
         .push_str(std::str::from_utf8(target).unwrap_or_default());
     req.path_end = req.target.find('?').unwrap_or(req.target.len());
-    Ok(())
+    Ok(!unknown_method)
 }
 
 /// An absolute-form target `http://AUTHORITY[/path][?query]` (or https)
@@ -642,10 +662,19 @@ fn header(name: &[u8], value: &[u8], req: &mut Request, seen: &mut Seen) -> Resu
             }
         }
     } else if is("authorization") {
-        req.authorization.clear();
+        // One value, not a list (RFC 9110 11.6.2): two are refused, as
+        // two Host headers are, rather than one of them silently
+        // counting (a proxy that checked the other is then fooled).
+        if seen.authorization {
+            return Err(bad("more than one Authorization header"));
+        }
+        seen.authorization = true;
         req.authorization.push_str(text()?);
     } else if is("origin") {
-        req.origin.clear();
+        if seen.origin {
+            return Err(bad("more than one Origin header"));
+        }
+        seen.origin = true;
         req.origin.push_str(text()?);
     } else if is("host") {
         if seen.host {
@@ -946,6 +975,10 @@ mod tests {
         assert_eq!(r.query(), "x=1&y=%20");
         assert_eq!(r.host(), Some("127.0.0.1"));
         assert_eq!(r.authorization(), Some("Bearer t"));
+        for twice in ["Authorization: Bearer a", "Origin: http://a"] {
+            let head = format!("GET / HTTP/1.1\r\nHost: h\r\n{twice}\r\n{twice}\r\n\r\n");
+            assert_eq!(status_of(head.as_bytes()), 400, "{twice}");
+        }
         assert_eq!(r.origin(), None);
         assert!(r.keep_alive && !r.http10);
     }
@@ -1099,9 +1132,13 @@ mod tests {
         assert_eq!(status_of(b"GET / HTTP/1.9\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 200);
         assert_eq!(
-            one(b"BREW / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().method,
+            one(b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().method,
             Method::Other
         );
+        // A method HTTP does not define is not implemented (RFC 9110
+        // 9.1); one it defines is refused by the route (405).
+        assert_eq!(status_of(b"BREW / HTTP/1.1\r\nHost: h\r\n\r\n"), 501);
+        assert_eq!(status_of(b"get / HTTP/1.1\r\nHost: h\r\n\r\n"), 501);
     }
 
     #[test]

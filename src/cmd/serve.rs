@@ -350,20 +350,51 @@ fn check_origin(o: &str) -> Result<String> {
                 .into(),
         ));
     }
-    let rest = o
-        .strip_prefix("http://")
-        .or_else(|| o.strip_prefix("https://"))
-        .unwrap_or("");
+    let bad = || {
+        Error::InvalidConfig(format!(
+            "invalid origin '{o}': expected scheme://host[:port] with no path, e.g. http://localhost:3000"
+        ))
+    };
+    let (scheme, default_port, rest) = if let Some(r) = o.strip_prefix("http://") {
+        ("http", "80", r)
+    } else if let Some(r) = o.strip_prefix("https://") {
+        ("https", "443", r)
+    } else {
+        return Err(bad());
+    };
     let ok = !rest.is_empty()
         && rest
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"-.:[]_".contains(&c));
     if !ok {
-        return Err(Error::InvalidConfig(format!(
-            "invalid origin '{o}': expected scheme://host[:port] with no path, e.g. http://localhost:3000"
-        )));
+        return Err(bad());
     }
-    Ok(o.to_string())
+    // Host and port as a browser serialises them in `Origin`: the host
+    // in lower case, the scheme's default port left out. Any other
+    // spelling would name the same origin and never match.
+    let (host, port) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && !p.starts_with('0') => (p != default_port).then_some(p),
+            _ => {
+                return Err(Error::InvalidConfig(format!(
+                    "invalid origin '{o}': the port must be a number from 1 to 65535"
+                )))
+            }
+        },
+    };
+    let host = host.to_ascii_lowercase();
+    Ok(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -2524,6 +2555,26 @@ mod tests {
         assert_eq!(check_origin("*").unwrap_err().code(), "invalid_config");
         assert!(check_origin("http://localhost:3000").is_ok());
         assert!(check_origin("https://app.example.com").is_ok());
+        // As a browser sends it: lower case, no default port.
+        for (given, sent) in [
+            ("http://LocalHost:3000", "http://localhost:3000"),
+            ("http://localhost:80", "http://localhost"),
+            ("https://App.example.com:443", "https://app.example.com"),
+            ("https://app.example.com:80", "https://app.example.com:80"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[::1]", "http://[::1]"),
+        ] {
+            assert_eq!(check_origin(given).unwrap(), sent, "{given}");
+        }
+        for o in [
+            "http://x:99999",
+            "http://x:0",
+            "http://x:",
+            "http://:80",
+            "http://x:08",
+        ] {
+            assert_eq!(check_origin(o).unwrap_err().code(), "invalid_config", "{o}");
+        }
         for o in [
             "localhost:3000",
             "http://",
