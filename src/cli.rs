@@ -30,6 +30,9 @@ use crate::output::Output;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Ty {
     Str,
+    /// Bytes for the job to read (`--stdin`): any text, NUL included
+    /// (only HTTP and MCP can carry one; it never becomes an argument).
+    Data,
     /// `KEY=VALUE` or `KEY` (`--env`): a name, without `=`.
     Env,
     Path,
@@ -326,7 +329,7 @@ const MASK: Flag = Flag::value(
 const STDIN: Flag = Flag::value(
     "stdin",
     "VALUE",
-    Ty::Str,
+    Ty::Data,
     "Job stdin content, byte for byte; '-' reads the caller's stdin (which must not be a terminal)",
 );
 const STDIN_FILE: Flag = Flag::value(
@@ -1690,11 +1693,11 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
     };
     // No door can carry a NUL into an argument or the environment (the
     // command line cannot hold one; HTTP and MCP values can).
-    if v.contains('\0') {
+    if v.contains('\0') && ty != Ty::Data {
         return Err(bad("NUL is not allowed"));
     }
     match ty {
-        Ty::Str | Ty::Path | Ty::Cmd => Ok(()),
+        Ty::Str | Ty::Data | Ty::Path | Ty::Cmd => Ok(()),
         Ty::Env => match v.split_once('=').map_or(v, |(name, _)| name) {
             "" => Err(bad("a variable name is required before '='")),
             _ => Ok(()),

@@ -225,6 +225,23 @@ fn tools_list_has_object_schemas() {
     );
 }
 
+/// `stdin` is the job's input, byte for byte, as `send`'s `data` is: a
+/// NUL in it goes to the job (it was refused as an argument would be).
+/// In an argument or the environment it is still refused.
+#[test]
+fn run_stdin_carries_nul_bytes() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": ["od", "-An", "-c"], "stdin": "a\u{0}b"}),
+    );
+    let words: Vec<&str> = d["stdout"].as_str().unwrap().split_whitespace().collect();
+    assert_eq!(words, ["a", "\\0", "b"], "{d}");
+    let r = m.call("run", json!({"command": ["echo", "a\u{0}b"]}));
+    assert_eq!(r["isError"], true, "{r}");
+}
+
 #[test]
 fn run_inline_and_errors() {
     let t = TempRoot::new();
@@ -1185,6 +1202,44 @@ fn progress_keeps_coming_while_a_job_that_printed_is_quiet() {
     m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
 }
 
+/// A `wait` on several jobs reports progress as a wait on one does (it
+/// sent none): the output of all of them, about once a second.
+#[test]
+fn a_wait_on_several_jobs_reports_progress() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let ids: Vec<String> = ["printf ab; sleep 30", "printf cde; sleep 30"]
+        .iter()
+        .map(|c| {
+            m.ok("run", json!({"command": c, "until": 0}))["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(20);
+    while t.read(&ids[0], "stdout.log").len() + t.read(&ids[1], "stdout.log").len() < 5 {
+        assert!(Instant::now() < until, "the jobs never printed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let w = m.ask("tools/call", json!({"name": "wait", "arguments": {"ids": ids, "until": 2.5}, "_meta": {"progressToken": "many"}}));
+    let r = m.answer(&json!(w), Duration::from_secs(30));
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    let prog: Vec<String> = m
+        .seen
+        .iter()
+        .filter(|s| {
+            s["method"] == "notifications/progress" && s["params"]["progressToken"] == "many"
+        })
+        .map(|s| s["params"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(prog.len() >= 2, "{prog:?}");
+    assert!(prog.iter().all(|p| p.contains("5 bytes")), "{prog:?}");
+    for id in &ids {
+        m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+    }
+}
+
 /// Whether `v` fits the JSON Schema `s`, for the keywords inputSchema
 /// uses: `type` (one name or several), `enum`, `pattern`, `minimum`,
 /// `minItems`, `items`, `anyOf`, object `properties`,
@@ -1784,8 +1839,8 @@ fn refused_values_say_why_quoting_what_was_sent() {
             "parameter max_bytes: invalid value '-1': expected a non-negative integer",
         ),
         (
-            r#"{"name":"run","arguments":{"command":"true","stdin":"a\u0000b"}}"#,
-            "parameter stdin: invalid value 'a\0b': NUL is not allowed",
+            r#"{"name":"run","arguments":{"command":"true","cwd":"a\u0000b"}}"#,
+            "parameter cwd: invalid value 'a\0b': NUL is not allowed",
         ),
         (
             r#"{"name":"list","arguments":{"state":"bogus"}}"#,

@@ -1207,7 +1207,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
     let lookup = || store.lookup(m.pos(0).unwrap_or_default());
     let d = match tool {
         "run" => return run(srv, call, m),
-        "wait" if m.positionals.len() > 1 => return wait_many(call, m),
+        "wait" if m.positionals.len() > 1 => return wait_many(srv, call, m),
         "wait" => {
             let job = lookup()?;
             return wait(srv, call, m, &job).map_err(|e| e.in_job(&job.id));
@@ -1216,9 +1216,13 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
             let job = lookup()?;
             let req = super::send::request_from(m)?;
             let wake = Some(call.wake_fd());
-            let body = observing(srv, call, &job, Instant::now(), || {
-                super::send::send_job_or(&job, &req, wake)
-            })
+            let body = observing(
+                srv,
+                call,
+                std::slice::from_ref(&job),
+                Instant::now(),
+                || super::send::send_job_or(&job, &req, wake),
+            )
             .map_err(|e| e.in_job(&job.id))?;
             doc("send", &body)?
         }
@@ -1333,7 +1337,7 @@ fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
     let job = store.lookup(&launched.job_id)?;
     let deadline = plan.deadline();
     let waited_from = Instant::now();
-    let st = observing(srv, call, &job, waited_from, || {
+    let st = observing(srv, call, std::slice::from_ref(&job), waited_from, || {
         observe::wait_terminal_or(&job, deadline, Some(call.wake_fd()))
     })
     .map_err(|e| e.in_job(&job.id))?;
@@ -1373,7 +1377,7 @@ fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<S
     }
     let launch_only = matches(srv, "restart", &args, None)?;
     let store = super::store(m);
-    let launched = observing(srv, call, job, called, || {
+    let launched = observing(srv, call, std::slice::from_ref(job), called, || {
         super::restart::restart_job(&store, job, &launch_only)
     })?;
     if call.cancelled() {
@@ -1381,7 +1385,7 @@ fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<S
     }
     let cap = called.checked_add(Duration::from_millis(srv.limits.max_ms));
     let body = super::restart::watch_relaunched(job, launched, plan, cap, |deadline| {
-        let st = observing(srv, call, job, called, || {
+        let st = observing(srv, call, std::slice::from_ref(job), called, || {
             observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))
         })?;
         Ok((!call.cancelled()).then_some(st))
@@ -1407,16 +1411,22 @@ fn wait(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<Stri
         events: crate::sys::POLLIN,
         look: &look,
     };
-    let body = observing(srv, call, job, Instant::now(), || -> Result<Option<_>> {
-        if let Some(r) = &ready {
-            return wait_ready(job, r, deadline, budget, Some(client));
-        }
-        let st = observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))?;
-        if call.cancelled() {
-            return Ok(None);
-        }
-        wait_body(job, &st, budget).map(Some)
-    })?;
+    let body = observing(
+        srv,
+        call,
+        std::slice::from_ref(job),
+        Instant::now(),
+        || -> Result<Option<_>> {
+            if let Some(r) = &ready {
+                return wait_ready(job, r, deadline, budget, Some(client));
+            }
+            let st = observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))?;
+            if call.cancelled() {
+                return Ok(None);
+            }
+            wait_body(job, &st, budget).map(Some)
+        },
+    )?;
     match body {
         Some(b) if !call.cancelled() => doc("wait", &b).map(Some),
         _ => Ok(None),
@@ -1434,7 +1444,7 @@ fn stir(call: &Call) -> observe::Stir {
 
 /// `wait` with `ids`: several jobs, ending early when the call is
 /// cancelled.
-fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
+fn wait_many(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
     use super::wait::{lookup_all, Budget};
     if m.has("output") || m.has("since") {
         return Err(bad("output and since take one job: give job_id"));
@@ -1448,22 +1458,25 @@ fn wait_many(call: &Call, m: &Matches) -> Result<Option<String>> {
         events: crate::sys::POLLIN,
         look: &look,
     };
-    let body = super::wait::wait_many(&jobs, m.has("any"), deadline, budget, Some(client))?;
+    let body = observing(srv, call, &jobs, Instant::now(), || {
+        super::wait::wait_many(&jobs, m.has("any"), deadline, budget, Some(client))
+    })?;
     match body {
         Some(b) if !call.cancelled() => doc("wait", &b).map(Some),
         _ => Ok(None),
     }
 }
 
-/// Run `f` (an observation of `job`) while a ticker reports progress to
-/// a client that asked for it. The value is the milliseconds since `t0`
-/// (the call's watch began), which only rises, as the protocol wants,
-/// and keeps rising while the job is quiet: clients take progress as a
-/// sign of life. The message says how much output the job has so far.
+/// Run `f` (an observation of `jobs`: one, or a `wait` on several)
+/// while a ticker reports progress to a client that asked for it. The
+/// value is the milliseconds since `t0` (the call's watch began), which
+/// only rises, as the protocol wants, and keeps rising while the jobs
+/// are quiet: clients take progress as a sign of life. The message says
+/// how much output the jobs have so far.
 /// One goes out at the first tick, then when the output grew (at most
 /// 10 a second) and at least once a second while nothing changes. The
 /// ticker is joined before this returns.
-fn observing<T>(srv: &Server, call: &Call, job: &Job, t0: Instant, f: impl FnOnce() -> T) -> T {
+fn observing<T>(srv: &Server, call: &Call, jobs: &[Job], t0: Instant, f: impl FnOnce() -> T) -> T {
     use std::time::Duration;
     const TICK: Duration = Duration::from_millis(100);
     const KEEP_ALIVE: Duration = Duration::from_secs(1);
@@ -1479,8 +1492,12 @@ fn observing<T>(srv: &Server, call: &Call, job: &Job, t0: Instant, f: impl FnOnc
                 if call.cancelled() {
                     return;
                 }
-                let bytes =
-                    observe::log_size(&job.stdout_path()) + observe::log_size(&job.stderr_path());
+                let bytes: u64 = jobs
+                    .iter()
+                    .map(|j| {
+                        observe::log_size(&j.stdout_path()) + observe::log_size(&j.stderr_path())
+                    })
+                    .sum();
                 let due = match last {
                     None => true,
                     Some((at, b)) => b != bytes || at.elapsed() >= KEEP_ALIVE,
