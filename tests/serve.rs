@@ -658,6 +658,37 @@ fn exec_body_errors() {
     read_resp(&mut r, false).unwrap().assert_ok("run");
 }
 
+/// `/kill` and `/restart` take their parameters in the query: a JSON
+/// body with fields is refused (it used to be dropped, and the job got
+/// TERM and a wait where the body asked for KILL without one). Any other
+/// body is ignored, as 0.2.3 ignored it.
+#[test]
+fn kill_and_restart_refuse_parameters_in_a_body() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["sleep", "60"]);
+    for route in ["kill", "restart"] {
+        let e = s
+            .post(
+                &format!("/{route}/{id}"),
+                r#"{"signal":"KILL","no_wait":true}"#,
+            )
+            .assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("query string") && msg.contains("signal"),
+            "{msg}"
+        );
+    }
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    let v = s
+        .post(&format!("/kill/{id}?signal=KILL"), "ignored, as before")
+        .assert_ok("kill");
+    assert_eq!(v["signal"], "SIGKILL", "{v}");
+    let v = s.post(&format!("/kill/{id}"), "{}").assert_ok("kill");
+    assert_eq!(v["state"], "killed", "{v}");
+}
+
 #[test]
 fn kill_wait_and_query_parameters() {
     let t = TempRoot::new();

@@ -1326,9 +1326,13 @@ fn dispatch(
             return wait_route(srv, q, buf, &id, client);
         }
         Route::WaitMany => return wait_many_route(srv, req, buf, client),
-        Route::Restart(id) => return restart_route(srv, req, buf, &id, client),
+        Route::Restart(id) => {
+            no_body_params(req)?;
+            return restart_route(srv, req, buf, &id, client);
+        }
         Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
+            no_body_params(req)?;
             let q = Query::for_cmd(req, "kill")?;
             let name = q.get("signal").unwrap_or("TERM");
             let sig = sys::parse_signal(name).ok_or_else(|| {
@@ -1928,6 +1932,24 @@ impl Query {
 
 fn no_params(req: &Request) -> Result<()> {
     Query::parse(req, &[]).map(|_| ())
+}
+
+/// `/kill` and `/restart` take their parameters in the query. Their body
+/// is ignored, as 0.2.3 ignored it, unless it is a JSON object with
+/// fields: those would be parameters the caller meant (`{"signal":
+/// "KILL"}`), and acting without them (a TERM, a wait) is refused instead.
+fn no_body_params(req: &Request) -> Result<()> {
+    let fields = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body)
+        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    if fields.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "this route takes its parameters in the query string (?{}=...), not in a JSON body: {}",
+        fields[0],
+        fields.join(", ")
+    )))
 }
 
 // ---------------------------------------------------------------------------
