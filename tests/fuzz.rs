@@ -1721,7 +1721,9 @@ fn check_response(method: &str, resp: &Resp) -> Result<(), String> {
             return Err(format!("{} with ok != true: {v}", resp.status));
         }
     }
-    if resp.status >= 500 && resp.status != 503 && resp.status != 505 {
+    // 501 (a method HTTP does not define, an unknown transfer coding),
+    // 503 and 505 are refusals of the request; any other 5xx is a fault.
+    if resp.status >= 500 && ![501, 503, 505].contains(&resp.status) {
         return Err(format!("status {}: {body:?}", resp.status));
     }
     Ok(())
