@@ -501,14 +501,15 @@ fn a_send_refused_as_retryable_never_reaches_the_job_later() {
         assert_eq!(code, 1, "{e}");
         assert_eq!(e["error"]["retryable"], true, "{e}");
         // Then the job reads: the sixteen get in, the refused one never.
+        // An eof after them ends the job, and with it their yields.
         open_gate(&t);
+        let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+        assert_eq!(v["stdin_open"], false, "{v}");
         for w in waiting {
             let (v, text) = w.join().unwrap();
             assert_eq!(v["bytes_written"], text.len(), "{v}");
         }
     });
-    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
-    assert_eq!(v["stdin_open"], false, "{v}");
     t.wait_done(&id);
     let out = t.read(&id, "stdout.log");
     for i in 1..=16 {
@@ -701,12 +702,13 @@ fn eof_whose_yield_ends_behind_an_earlier_caller_says_stdin_is_open() {
             "{eof}"
         );
         open_gate(&t);
+        // Still open: a later eof closes it, after A's bytes (the job
+        // then ends, which ends A's yield too).
+        let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
+        assert_eq!(v["stdin_open"], false, "{v}");
         let a = a.join().unwrap();
         assert_eq!(a["bytes_written"], 7, "{a}");
     });
-    // Still open: a later eof closes it.
-    let v = t.ok(&["send", "--eof", "--yield", "20s", &id]);
-    assert_eq!(v["stdin_open"], false, "{v}");
     t.wait_done(&id);
     assert_eq!(t.read(&id, "stdout.log"), "DATA-A\n");
 }
