@@ -78,6 +78,9 @@ pub enum Method {
     /// Another method HTTP defines (PUT, DELETE, PATCH, CONNECT,
     /// TRACE): 405 where a route does not serve it.
     Other,
+    /// A method HTTP does not define: 501 (RFC 9110 9.1), answered once
+    /// the head is read, never routed.
+    Unknown,
 }
 
 /// One parsed request. Fields are reused across requests on a connection
@@ -441,7 +444,7 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
         .split(|&c| c == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let line = lines.next().unwrap_or_default();
-    let unknown_method = !parse_request_line(line, req)?;
+    parse_request_line(line, req)?;
     let mut count = 0;
     let mut seen = Seen::default();
     for line in lines {
@@ -472,7 +475,7 @@ fn parse_head(head: &[u8], req: &mut Request) -> Result<(), ReadError> {
         }
         header(name, value, req, &mut seen)?;
     }
-    if unknown_method {
+    if req.method == Method::Unknown {
         return Err(ReadError::Bad(
             501,
             Error::InvalidRequest(
@@ -532,10 +535,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-/// Parse the request line into `req`; Ok(false): its method is not one
-/// HTTP defines.
-fn parse_request_line(line: &[u8], req: &mut Request) -> Result<bool, ReadError> {
-    let mut unknown_method = false;
+fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
     let mut parts = line.split(|&c| c == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -551,12 +551,7 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<bool, ReadError>
         b"POST" => Method::Post,
         b"OPTIONS" => Method::Options,
         b"PUT" | b"DELETE" | b"PATCH" | b"CONNECT" | b"TRACE" => Method::Other,
-        // Unrecognised: 501, not 405 (RFC 9110 9.1), once the head is
-        // read, so that the answer is not sent over a half-read request.
-        _ => {
-            unknown_method = true;
-            Method::Other
-        }
+        _ => Method::Unknown,
     };
     if !target.iter().all(|&c| (0x21..0x7f).contains(&c)) {
         return Err(bad("request target must be printable ASCII"));
@@ -595,7 +590,7 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<bool, ReadError>
     req.target
         .push_str(std::str::from_utf8(target).unwrap_or_default());
     req.path_end = req.target.find('?').unwrap_or(req.target.len());
-    Ok(!unknown_method)
+    Ok(())
 }
 
 /// An absolute-form target `http://AUTHORITY[/path][?query]` (or https)

@@ -487,7 +487,7 @@ impl Log {
         if from >= self.size {
             return Ok(None);
         }
-        let (mut b, from) = self.bytes(from, self.size - from)?;
+        let (b, from) = self.bytes(from, self.size - from)?;
         let skip = if from > not_before {
             continuation_prefix(&b)
         } else {
@@ -496,8 +496,29 @@ impl Log {
         if skip == b.len() {
             // A budget under the last character: it is read whole (up
             // to 3 bytes over), as a head reads its first one whole.
-            return self.last_char(not_before, done);
+            let from = self
+                .size
+                .saturating_sub(4)
+                .max(not_before)
+                .max(self.tail_floor());
+            let (b, from) = self.bytes(from, self.size - from)?;
+            let Some(lead) = b.iter().rposition(|&c| c & 0xC0 != 0x80) else {
+                return Ok(None);
+            };
+            return self.end_slice(b, from, lead, done);
         }
+        self.end_slice(b, from, skip, done)
+    }
+
+    /// `b` (read at `from`) from byte `skip` on, up to where `cut` lets
+    /// a read end: None when that leaves nothing.
+    fn end_slice(
+        &self,
+        mut b: Vec<u8>,
+        from: u64,
+        skip: usize,
+        done: bool,
+    ) -> Result<Option<Slice>> {
         let n = skip + self.cut(from + skip as u64, &b[skip..], done);
         if n <= skip {
             return Ok(None);
@@ -507,31 +528,6 @@ impl Log {
         Ok(Some(self.slice(
             text,
             [from + skip as u64, from + n as u64],
-            0,
-        )))
-    }
-
-    /// The log's last character (from `not_before` on), or None when
-    /// there is none whole yet.
-    fn last_char(&self, not_before: u64, done: bool) -> Result<Option<Slice>> {
-        let from = self
-            .size
-            .saturating_sub(4)
-            .max(not_before)
-            .max(self.tail_floor());
-        let (mut b, from) = self.bytes(from, self.size - from)?;
-        let Some(i) = b.iter().rposition(|&c| c & 0xC0 != 0x80) else {
-            return Ok(None);
-        };
-        let n = i + self.cut(from + i as u64, &b[i..], done);
-        if n <= i {
-            return Ok(None);
-        }
-        b.truncate(n);
-        let text = text_of(b, i)?;
-        Ok(Some(self.slice(
-            text,
-            [from + i as u64, from + n as u64],
             0,
         )))
     }
@@ -792,20 +788,12 @@ const SCAN_BEFORE_DEADLINE: u64 = 1 << 20;
 /// UTF-8 character: `b.len()`, less the bytes of a character that `b`
 /// only begins (at most 3). Bytes that are no UTF-8 are cut anywhere.
 pub fn whole_chars_end(b: &[u8]) -> usize {
-    let n = b.len();
-    for back in 1..=n.min(3) {
-        // A continuation byte: its character began further back.
-        if b[n - back] & 0xC0 == 0x80 {
-            continue;
-        }
-        // Begun at n - back, may end beyond b, and not b's only content.
-        return if may_complete(&b[n - back..]) && back < n {
-            n - back
-        } else {
-            n
-        };
+    // As a read's end (`complete_len`), but never cut to nothing: a
+    // piece that is only the start of a character is taken whole.
+    match complete_len(b) {
+        0 => b.len(),
+        n => n,
     }
-    n
 }
 
 /// The text of a line (without its "\n") for matching. On a terminal

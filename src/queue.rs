@@ -239,9 +239,9 @@ pub enum Turn {
     End(Box<State>),
 }
 
-/// Signals that mean "kill this queued job"; SIGUSR2 is the waiter
-/// thread telling the main thread that the wait is over.
-const KILL_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// The signals that mean "kill this queued job" (`sys::STOP_SIGNALS`),
+/// and SIGUSR2: the waiter thread telling the main thread that the wait
+/// is over.
 const ALL_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR2];
 
 /// The state shared by the main thread and the waiter: whoever ends the
@@ -328,7 +328,7 @@ pub fn wait_turn(
             Ok(libc::SIGUSR2) | Err(_) => {
                 if let Ok(r) = rx.try_recv() {
                     // A kill that came with the end of the wait still wins.
-                    match sys::take_pending_signal(&KILL_SIGNALS) {
+                    match sys::take_pending_signal(&sys::STOP_SIGNALS) {
                         Some(sig) => break Err(Ended::Killed(sig)),
                         None => break r,
                     }

@@ -58,10 +58,6 @@ use crate::output::Output;
 use crate::store::Store;
 use crate::sys::{self, Exit};
 
-/// The signals that mean "stop the job" when sent to its supervisor
-/// (as they do to a queued job's: `queue::wait_turn`).
-const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
-
 /// Lines longer than this are split into pieces for full.log and
 /// output-match (D32).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -92,7 +88,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // queue's wait, instead of killing us (and, by PDEATHSIG, the job
     // with SIGKILL, unrecorded).
     let _ = sys::block_signals(&[sys::STOP_NOTE]);
-    let _ = sys::block_signals(&STOP_SIGNALS);
+    let _ = sys::block_signals(&sys::STOP_SIGNALS);
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
@@ -1700,7 +1696,7 @@ fn run_loop(
     // group, as `kill` would send it: the job ends the way it answers,
     // and that is recorded, instead of the supervisor dying and the job
     // with it by SIGKILL, `supervisor_lost`.
-    let signals = sys::signalfd(&STOP_SIGNALS).ok();
+    let signals = sys::signalfd(&sys::STOP_SIGNALS).ok();
     let mut stopped = false;
     let ms = Duration::from_millis;
     let mut timeout_at = (meta.timeout_ms > 0).then(|| started + ms(meta.timeout_ms));
@@ -1817,11 +1813,12 @@ fn run_loop(
             }
         }
         if let Some(f) = &signals {
-            let sent = fds.iter().any(|p| p.fd == f.as_raw_fd() && p.revents != 0);
-            while let Some(sig) = sent.then(|| sys::take_signal(f)).flatten() {
-                // Not a run to `--retry`: it was stopped on purpose.
-                stopped = true;
-                let _ = sys::kill_group_resuming(pid, sig);
+            if fds.iter().any(|p| p.fd == f.as_raw_fd() && p.revents != 0) {
+                while let Some(sig) = sys::take_signal(f) {
+                    // Not a run to `--retry`: it was stopped on purpose.
+                    stopped = true;
+                    let _ = sys::kill_group_resuming(pid, sig);
+                }
             }
         }
         if let Some(i) = input.as_mut() {

@@ -2787,7 +2787,9 @@ pub fn take_pending_signal(sigs: &[i32]) -> Option<i32> {
 /// `tail --follow`...) answers by ending its wait as if its budget had
 /// run out, printing that answer and exiting 128 + the signal: a caller
 /// that cancels (`timeout`, an agent framework's SIGTERM, Ctrl-C) still
-/// gets its one document (D5).
+/// gets its one document (D5). A supervisor takes them as "stop the
+/// job": a queued job's ends `killed`, a running one's is passed on to
+/// its group.
 pub const STOP_SIGNALS: [i32; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
 
 /// Set once `hold_stop_signals` has blocked them.
