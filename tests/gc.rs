@@ -870,7 +870,7 @@ fn a_job_with_a_mount_inside_is_skipped_and_the_mount_kept() {
     std::fs::create_dir_all(precious.join("sub")).unwrap();
     std::fs::write(precious.join("sub/gold"), "gold").unwrap();
     // Declared after `t`: dropped (unmounted) first.
-    let Some(_mount) = support::BindMount::new(&precious, &t.job_dir(&id).join("mnt")) else {
+    let Some(_mount) = support::Mount::bind(&precious, &t.job_dir(&id).join("mnt")) else {
         return;
     };
     for dry in [true, false] {

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{SmallFs, TempRoot};
+use support::{Mount, TempRoot};
 
 fn id_of(v: &Value) -> String {
     v["job_id"].as_str().unwrap().to_string()
@@ -76,7 +76,7 @@ fn supervisor_gone(t: &TempRoot, id: &str) -> bool {
 #[test]
 fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "1m") else {
         return;
     };
     // 4 MB of output into a 1 MiB file system, then exit 3.
@@ -119,7 +119,7 @@ fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
 #[test]
 fn a1_a_disk_too_full_for_the_reserve_runs_nothing_and_says_so() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "1m") else {
         return;
     };
     t.ok(&["run", "--no-auto-gc", "--", "true"]);
@@ -1653,7 +1653,7 @@ fn a11_a_forged_next_state_does_not_replace_the_real_end() {
 #[test]
 fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "200k") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "200k") else {
         return;
     };
     t.ok(&["run", "--no-auto-gc", "--", "true"]);
@@ -1700,7 +1700,7 @@ fn a1_a_disk_full_to_the_last_block_leaves_no_half_made_job() {
 #[test]
 fn a1_start_on_a_full_disk_is_retryable_or_no_space() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "1m") else {
         return;
     };
     let id = id_of(&t.ok(&["create", "--", "echo", "hi"]));
@@ -1732,7 +1732,7 @@ fn a1_start_on_a_full_disk_is_retryable_or_no_space() {
 #[test]
 fn a1_a_supervisor_lost_on_a_full_disk_is_reported() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "1m") else {
         return;
     };
     let v = t.ok(&["run", "--no-auto-gc", "--no-wait", "--", "sleep", "30"]);
@@ -2131,7 +2131,7 @@ fn loss_of(v: &Value, stream: &str) -> Value {
 #[test]
 fn a1_output_lost_is_said_while_the_job_runs() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "256k") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "256k") else {
         return;
     };
     let go = t.base.join("go");
@@ -2298,7 +2298,7 @@ fn input_that_stdin_log_cannot_record_is_reported() {
 #[test]
 fn a1_input_on_a_full_disk_is_reported() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "1m") else {
         return;
     };
     let got = t.base.join("got");

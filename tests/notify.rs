@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{SmallFs, TempRoot};
+use support::{Mount, TempRoot};
 
 /// Poll `cond` until it holds (a condition we wait on, with a deadline;
 /// not a sleep standing in for one).
@@ -1249,7 +1249,7 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn on_a_full_disk_no_sink_starts_without_its_event_file() {
     let t = TempRoot::new();
-    let Some(_fs) = SmallFs::mount(&t.root, "1m") else {
+    let Some(_fs) = Mount::tmpfs(&t.root, "1m") else {
         return;
     };
     let log = t.base.join("sinks.log");

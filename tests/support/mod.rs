@@ -401,65 +401,51 @@ pub fn objects(text: &str) -> Vec<(usize, Vec<String>)> {
     out
 }
 
-/// A small tmpfs mounted for one test, unmounted when dropped. None (with
-/// a note) where mounting is not allowed.
-pub struct SmallFs(std::path::PathBuf);
+/// A file system mounted at `at` for one test, unmounted (lazily) when
+/// dropped, even when the test fails, before its TempRoot removes
+/// anything. None, with a note, where mounting is not allowed (not root).
+pub struct Mount(PathBuf);
 
-impl SmallFs {
-    pub fn mount(at: &Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("note: cannot mount a tmpfs here (not root?); full-disk test skipped");
-            return None;
-        }
-        Some(SmallFs(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// `src` bind-mounted at `at` for one test, unmounted when dropped (even
-/// when the test fails, before its TempRoot removes anything). None,
-/// with a note, where mounting is not allowed (not root).
-pub struct BindMount(PathBuf);
-
-impl BindMount {
-    pub fn new(src: &Path, at: &Path) -> Option<BindMount> {
+impl Mount {
+    fn with(args: &[&std::ffi::OsStr], at: &Path, what: &str) -> Option<Mount> {
         std::fs::create_dir_all(at).unwrap();
         let ok = Command::new("mount")
-            .arg("--bind")
-            .args([src, at])
+            .args(args)
+            .arg(at)
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("note: cannot bind-mount here (not root?); mount-point test skipped");
+            eprintln!("note: cannot mount here (not root?); {what} test skipped");
             return None;
         }
-        Some(BindMount(at.to_path_buf()))
+        Some(Mount(at.to_path_buf()))
+    }
+
+    /// A small tmpfs of `size` (as mount takes it: 1m, 200k), private to
+    /// its owner.
+    pub fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
+        let opts = format!("size={size},mode=0700");
+        Mount::with(
+            &[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                opts.as_ref(),
+                "tmpfs".as_ref(),
+            ],
+            at,
+            "full-disk",
+        )
+    }
+
+    /// `src` bind-mounted at `at`.
+    pub fn bind(src: &Path, at: &Path) -> Option<Mount> {
+        Mount::with(&["--bind".as_ref(), src.as_os_str()], at, "mount-point")
     }
 }
 
-impl Drop for BindMount {
+impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
