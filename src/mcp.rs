@@ -178,8 +178,10 @@ impl Server {
         }
     }
 
-    /// Write one message as one line. A closed stdout ends the process:
-    /// nobody reads any more.
+    /// Write one message as one line. A closed stdout ends the process
+    /// with 0: nobody reads any more. Any other failure (a full disk
+    /// under a redirected stdout) ends it with 1 and says why on stderr:
+    /// answers were lost.
     pub fn send(&self, msg: &str) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let mut line = String::with_capacity(msg.len() + 1);
@@ -188,12 +190,12 @@ impl Server {
         // Before the write: once the client has its answer, the server
         // is already at rest.
         self.rest_if_idle();
-        if out
-            .write_all(line.as_bytes())
-            .and_then(|_| out.flush())
-            .is_err()
-        {
-            std::process::exit(0);
+        if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            crate::warn!("mcp: cannot write to stdout: {e}");
+            std::process::exit(1);
         }
     }
 

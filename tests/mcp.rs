@@ -1866,3 +1866,27 @@ fn table_refusal_says_mcp_prints_no_document() {
     assert!(msg.contains("no document of its own"), "{msg}");
     assert!(!msg.contains("its JSON document"), "{msg}");
 }
+
+#[test]
+fn an_answer_that_cannot_be_written_ends_the_server_with_1_and_says_why() {
+    // stdout on /dev/full: every write fails with ENOSPC. Answers are
+    // lost, so the server must not end as if all went well (a closed
+    // pipe, where nobody reads any more, still ends with 0).
+    let t = TempRoot::new();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut c = t.cmd(&["mcp"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn agent-exec mcp");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", initialize("2025-06-18")).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stdout"), "{err}");
+}
