@@ -638,6 +638,7 @@ pub static COMMANDS: &[&Cmd] = &[
     &SERVE,
     &MCP,
     &SUPERVISE,
+    &NOTIFY_LOST,
     &COMPLETE,
     &GEN_MAN,
 ];
@@ -866,6 +867,45 @@ static SUPERVISE: Cmd = Cmd {
     conflicts: &[],
     hidden: true,
     exec: crate::supervisor::exec,
+    examples: &[],
+};
+
+static NOTIFY_LOST: Cmd = Cmd {
+    name: "_notify",
+    alias: None,
+    about: "Internal: deliver the job.finished of a job whose supervisor was lost",
+    long_about: "",
+    flags: &[Flag::value(
+        "attempt",
+        "N",
+        Ty::U64,
+        "The run whose end was recorded (nothing is sent for another)",
+    )],
+    pos: &[
+        Pos {
+            name: "ROOT",
+            required: true,
+            rest: false,
+            many: false,
+            jobs: None,
+            values: &[],
+            help: "Jobs root",
+            bytes: false,
+        },
+        Pos {
+            name: "JOB_ID",
+            required: true,
+            rest: false,
+            many: false,
+            jobs: None,
+            values: &[],
+            help: "Job id",
+            bytes: false,
+        },
+    ],
+    conflicts: &[],
+    hidden: true,
+    exec: crate::notify::exec_lost,
     examples: &[],
 };
 

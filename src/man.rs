@@ -1133,7 +1133,7 @@ fn main_page() -> String {
     p.sh("DURATIONS");
     p.pp(DURATIONS);
     p.sh("NOTIFICATIONS");
-    p.pp("With --notify-command or --notify-file, a job.finished event is delivered when the job ends: the command receives the event JSON on stdin, the file gets it appended as one NDJSON line. With --output-pattern, every output line that matches emits a job.output.matched event to --output-command and --output-file. Sinks never change the job's state; their results are recorded in the job directory.");
+    p.pp("With --notify-command or --notify-file, a job.finished event is delivered when the job ends: the command receives the event JSON on stdin, the file gets it appended as one NDJSON line. With --output-pattern, every output line that matches emits a job.output.matched event to --output-command and --output-file. Sinks never change the job's state; their results are recorded in the job directory. A job whose supervisor died (supervisor_lost, launch_lost) gets its job.finished too, sent by a detached delivery that the reader recording that end starts (the reader does not wait for it; a command sink then runs in that reader's environment).");
     p.pp("--output-match-type contains matches a substring; regex uses regex-lite syntax: Rust regex without Unicode classes (\\d, \\w and [[:alpha:]] are ASCII-only; \\p{...} is not supported).");
     p.sh("EXAMPLES");
     p.block(&[

@@ -724,6 +724,70 @@ pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
     }
 }
 
+/// The `job.finished` of a run whose supervisor died before it could
+/// send one: a reader has just recorded `supervisor_lost` or
+/// `launch_lost` for run `attempt` (holding the job lock, so it is the
+/// only one that does). Delivered by a detached `agent-exec _notify`,
+/// never by the reader itself: a command sink may run for its whole
+/// time limit, and `status` must not wait for it. Nothing is started when
+/// no sink is configured. Best effort, as every delivery.
+pub fn deliver_lost(job: &Job, attempt: u32) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let has_sink = job.read_meta().ok().and_then(|m| m.notification).is_some_and(|n| {
+        n.notify_command.is_some() || n.notify_file.is_some()
+    });
+    let Some(root) = job.dir.parent().filter(|_| has_sink) else {
+        return;
+    };
+    let argv = [
+        "agent-exec".as_bytes(),
+        b"_notify",
+        root.as_os_str().as_bytes(),
+        job.id.as_bytes(),
+        b"--attempt",
+        attempt.to_string().as_bytes(),
+    ]
+    .iter()
+    .map(|a| CString::new(*a))
+    .collect::<std::result::Result<Vec<_>, _>>();
+    let spawned = match (sys::self_exe(), argv) {
+        (Ok(exe), Ok(argv)) => sys::spawn_detached(&exe, &argv, &[]),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument")),
+    };
+    if let Err(e) = spawned {
+        crate::warn!("job.finished of {}: cannot start its delivery: {e}", job.id);
+    }
+}
+
+/// `agent-exec _notify ROOT ID --attempt N` (see `deliver_lost`): send
+/// run N's `job.finished` as recorded in state.json, with the sinks meta
+/// names and the sink time limit the job's later launches would use.
+/// Nothing when state.json describes another run by now (a `restart`
+/// took the job on) or a run that has not ended.
+pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
+    let done = Ok(crate::output::Output::Done);
+    sys::close_from(3);
+    let store = store::Store::resolve(m.pos(0));
+    let mut job = store.job(m.pos(1).unwrap_or_default());
+    // Held while delivering, as a supervisor does: gc leaves the job be.
+    if job.pin().is_err() {
+        return done;
+    }
+    let _ = std::env::set_current_dir("/");
+    let (Ok(st), Ok(meta)) = (job.read_state(), job.read_meta()) else {
+        return done;
+    };
+    if !st.status().is_terminal() || m.u64("attempt") != Some(u64::from(st.attempt())) {
+        return done;
+    }
+    if let Ok(r) = crate::launch::relaunch_settings(&meta) {
+        set_sink_timeout_ms(r.sink_timeout_ms);
+    }
+    deliver_finished(&job, &meta, &st);
+    done
+}
+
 // ---------------------------------------------------------------------------
 // Output matching (runs in the tee thread)
 // ---------------------------------------------------------------------------

@@ -1238,8 +1238,12 @@ fn current_state_inner(
 /// the answer all the same, unsaved: the next reader finds the same and
 /// tries again. Answering `io_error` instead hid a lost supervisor behind
 /// a full disk (and `list` showed `unknown`).
+///
+/// Once recorded, the run's `job.finished` is owed (its supervisor never
+/// sent it): started here, by the one reader that recorded the end.
 fn record_reconciled(job: &Job, lock: &File, st: &State) {
     if job.write_state(st, true).is_ok() {
+        crate::notify::deliver_lost(job, st.attempt());
         return;
     }
     // `lock` is open read-only; the reserve is cut through a writable
@@ -1249,8 +1253,9 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
             let _ = f.set_len(0);
         }
     }
-    if let Err(e) = job.write_state(st, true) {
-        crate::warn!("record the state of {}: {e}; answering it unsaved", job.id);
+    match job.write_state(st, true) {
+        Ok(()) => crate::notify::deliver_lost(job, st.attempt()),
+        Err(e) => crate::warn!("record the state of {}: {e}; answering it unsaved", job.id),
     }
 }
 

@@ -292,6 +292,57 @@ fn a3_a_lost_supervisor_takes_its_workload_with_it() {
     t.ok(&["delete", &id]);
 }
 
+/// The job.finished its supervisor never sent is sent once the end is
+/// recorded: by a detached delivery the reader starts, not the reader.
+#[test]
+fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
+    let t = TempRoot::new();
+    let events = t.root.join("events.ndjson");
+    let marks = t.root.join("sink-ran");
+    let command = format!("cat > /dev/null; echo x >> '{}'", marks.display());
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--notify-command",
+        &command,
+        "--",
+        "sleep",
+        "63.5",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    // More readers: the end is recorded once, so it is sent once.
+    t.ok(&["status", &id]);
+    t.ok(&["list", "--all"]);
+    let done = t.job_dir(&id).join("completion_event.json");
+    eventually("the delivery is recorded", 10, || {
+        std::fs::read_to_string(&done)
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .is_some_and(|v| v["delivery_results"].as_array().is_some_and(|r| r.len() == 2))
+    });
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let ev: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (ev["event_type"].as_str(), ev["job_id"].as_str(), ev["state"].as_str()),
+        (Some("job.finished"), Some(id.as_str()), Some("failed")),
+        "{ev}"
+    );
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    for r in rec["delivery_results"].as_array().unwrap() {
+        assert_eq!(r["success"], true, "{rec}");
+    }
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "x\n");
+}
+
 #[test]
 fn a3_kill_reaches_the_group_of_a_job_whose_supervisor_died() {
     let t = TempRoot::new();
