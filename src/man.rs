@@ -806,11 +806,11 @@ fn environment(c: &Cmd) -> Vec<(&'static str, &'static str)> {
         "run" | "create" => {
             v.push(("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml (else $HOME/.config/agent-exec/config.toml), unless --config is given."));
             v.push(("AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID, AGENT_EXEC_EVENT_TYPE", "Set for the notification command sinks: the persisted event file, the job id, and job.finished or job.output.matched. A sink whose event file cannot be written (a full disk) is not started, and recorded as failed."));
-            v.push(("PATH", "A command sink runs in the environment of the command that started the job, not with its --env values; under a login-shell wrapper its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."));
+            v.push(("PATH", "A command sink runs in the environment and the working directory of the command that started the job, not with its --env values or --cwd; under a login-shell wrapper its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."));
         }
         "notify set" => {
             v.push(("AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID, AGENT_EXEC_EVENT_TYPE", "Set for the notification command sinks: the persisted event file, the job id, and job.finished or job.output.matched. A sink whose event file cannot be written (a full disk) is not started, and recorded as failed."));
-            v.push(("PATH", "A command sink runs in the environment of the command that started the job, not with its --env values; under a login-shell wrapper its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."));
+            v.push(("PATH", "A command sink runs in the environment and the working directory of the command that started the job, not with its --env values or --cwd; under a login-shell wrapper its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."));
         }
         "serve" => {
             v.push(("AGENT_EXEC_SERVE_TOKEN", "When set, every route but /health needs the header Authorization: Bearer <token>; without it, requests are refused with 401 unauthorized. Required, with --insecure, for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token."));
@@ -1072,7 +1072,7 @@ fn main_page() -> String {
         ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
         ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token."),
         ("AGENT_EXEC_EVENT_PATH", "Set for notification command sinks: a file that already holds the event when the sink starts: completion_event.json for job.finished; for job.output.matched, match_events/<seq>.json in the job directory, <seq> being the event's line in notification_events.ndjson (whose line, with the sinks' delivery_results, is written once they have run). Match events are kept per run: restart (and --retry) moves them to runs/<attempt>/match_events/, and the next run numbers its own from 1 again. When that file cannot be written (a full disk), the sink is not started: its delivery result is success false with an error \"not started: ...\" naming the failed write; file sinks still get the event."),
-        ("PATH", "A command sink runs in the environment of the command that started the job (run, start, restart), not with the job's --env values, plus AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID and AGENT_EXEC_EVENT_TYPE. Under a login-shell wrapper (the default sh -lc) its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."),
+        ("PATH", "A command sink runs in the environment and the working directory of the command that started the job (run, start, restart; / if that directory is gone), not with the job's --env values or --cwd, plus AGENT_EXEC_EVENT_PATH, AGENT_EXEC_JOB_ID and AGENT_EXEC_EVENT_TYPE. Under a login-shell wrapper (the default sh -lc) its PATH is rebuilt as the job's is: the caller's entries first, then those the profile added."),
         ("AGENT_EXEC_JOB_ID", "Set for notification command sinks: the job id."),
         ("AGENT_EXEC_EVENT_TYPE", "Set for notification command sinks: job.finished or job.output.matched."),
     ];

@@ -71,8 +71,11 @@
 //!   (which are the job's). Under a login-shell wrapper its PATH is
 //!   rebuilt as the job's is (D36, `supervisor::reapply_script`): the
 //!   caller's entries first, then those the profile added.
-//! - Command sinks run in the job's `cwd` (falling back to `/`, where
-//!   the supervisor runs, when it does not exist); their time
+//! - Command sinks run in the directory the supervisor was started in:
+//!   the cwd of the command that launched the job (`run`, `start`,
+//!   `restart`), not the job's `--cwd`, as in 0.2.3 (reference §10.3);
+//!   `/`, where the supervisor itself runs, when that directory is gone.
+//!   Their time
 //!   limit is `[notify] sink_timeout` of the config the launching command
 //!   read (`run --config`, else the default), handed to the supervisor as
 //!   `--sink-timeout`; `0` means no limit.
@@ -357,6 +360,18 @@ struct Record<'a, E: Serialize> {
 // ---------------------------------------------------------------------------
 
 /// What every sink of one job needs to run.
+/// The cwd this process was started in (the launching command's), kept
+/// by `keep_caller_cwd` before the supervisor leaves it for `/`.
+static CALLER_CWD: OnceLock<PathBuf> = OnceLock::new();
+
+/// Keep the current directory as the one command sinks run in; called
+/// once, before the process changes it.
+pub fn keep_caller_cwd() {
+    if let Ok(d) = std::env::current_dir() {
+        let _ = CALLER_CWD.set(d);
+    }
+}
+
 struct SinkCtx {
     job: Job,
     job_id: String,
@@ -379,7 +394,7 @@ impl SinkCtx {
             } else {
                 meta.shell_wrapper.clone()
             },
-            cwd: meta.cwd.as_ref().map(PathBuf::from).filter(|p| p.is_dir()),
+            cwd: CALLER_CWD.get().filter(|p| p.is_dir()).cloned(),
             timeout: OnceLock::new(),
         }
     }
@@ -774,6 +789,7 @@ pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
     if job.pin().is_err() {
         return done;
     }
+    keep_caller_cwd();
     let _ = std::env::set_current_dir("/");
     let (Ok(st), Ok(meta)) = (job.read_state(), job.read_meta()) else {
         return done;

@@ -115,6 +115,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         crate::notify::set_sink_timeout_ms(ms);
     }
     // Every path we use is absolute; do not pin the caller's directory.
+    crate::notify::keep_caller_cwd();
     let _ = std::env::set_current_dir("/");
     let ended = supervise(&store, &job, &mut ready, lock, auto_gc);
     // The terminal state is on disk and the lock is free: whoever waits

@@ -241,9 +241,10 @@ fn command_sink_gets_event_on_stdin_and_variables() {
             .unwrap();
     assert_eq!(at_start["job_id"], id);
     assert_eq!(at_start["delivery_results"], json!([]));
-    // Command sinks run in the job's working directory.
+    // Command sinks run in the launching command's directory, not the
+    // job's --cwd (reference §10.3).
     let pwd = std::fs::read_to_string(out.join("pwd.txt")).unwrap();
-    assert_eq!(pwd.trim(), path_str(&jobdir));
+    assert_eq!(pwd.trim(), path_str(&t.cwd));
     let ce: Value = serde_json::from_str(&t.read(id, "completion_event.json")).unwrap();
     let r = &ce["delivery_results"][0];
     assert_eq!(r["sink_type"], "command");
