@@ -749,9 +749,11 @@ pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
 pub fn deliver_lost(job: &Job, attempt: u32) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let has_sink = job.read_meta().ok().and_then(|m| m.notification).is_some_and(|n| {
-        n.notify_command.is_some() || n.notify_file.is_some()
-    });
+    let has_sink = job
+        .read_meta()
+        .ok()
+        .and_then(|m| m.notification)
+        .is_some_and(|n| n.notify_command.is_some() || n.notify_file.is_some());
     let Some(root) = job.dir.parent().filter(|_| has_sink) else {
         return;
     };
@@ -768,7 +770,10 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     .collect::<std::result::Result<Vec<_>, _>>();
     let spawned = match (sys::self_exe(), argv) {
         (Ok(exe), Ok(argv)) => sys::spawn_detached(&exe, &argv, &[]),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument")),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL in argument",
+        )),
     };
     if let Err(e) = spawned {
         crate::warn!("job.finished of {}: cannot start its delivery: {e}", job.id);

@@ -111,7 +111,7 @@ pub fn wait_jobs(
     // positions): 200 queued ids read 200 ticket names, not 40,000.
     let mut states = crate::queue::with_one_read_per_queue(|| {
         jobs.iter()
-            .map(observe::current_state)
+            .map(|j| observe::current_state(j).map_err(|e| e.in_job(&j.id)))
             .collect::<Result<Vec<_>>>()
     })?;
     // The run each job was on when the wait began: a `restart` meanwhile
@@ -158,7 +158,7 @@ pub fn wait_jobs(
         crate::queue::with_one_read_per_queue(|| -> Result<()> {
             for (i, job) in jobs.iter().enumerate() {
                 if !before[i] && stale[i] {
-                    let now = observe::current_state(job)?;
+                    let now = observe::current_state(job).map_err(|e| e.in_job(&job.id))?;
                     settled[i] =
                         now.status().is_terminal() || crate::runs::restarted_since(&began[i], &now);
                     states[i] = crate::runs::answer_for(job, &began[i], now);

@@ -325,14 +325,22 @@ fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
         std::fs::read_to_string(&done)
             .ok()
             .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .is_some_and(|v| v["delivery_results"].as_array().is_some_and(|r| r.len() == 2))
+            .is_some_and(|v| {
+                v["delivery_results"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 2)
+            })
     });
     let text = std::fs::read_to_string(&events).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     let ev: Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(
-        (ev["event_type"].as_str(), ev["job_id"].as_str(), ev["state"].as_str()),
+        (
+            ev["event_type"].as_str(),
+            ev["job_id"].as_str(),
+            ev["state"].as_str()
+        ),
         (Some("job.finished"), Some(id.as_str()), Some("failed")),
         "{ev}"
     );

@@ -269,6 +269,26 @@ fn wait_for_several_refuses_unknown_ids_and_single_wait_is_unchanged() {
 }
 
 #[test]
+fn wait_for_several_names_the_job_whose_record_is_damaged() {
+    let t = TempRoot::new();
+    let a = t.start_job(&["true"]);
+    t.wait_done(&a);
+    let b = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(t.job_dir(&a).join("state.json"), "garbage").unwrap();
+    for args in [
+        vec!["wait", a.as_str(), b.as_str()],
+        vec!["wait", "--any", b.as_str(), a.as_str()],
+    ] {
+        let (_, e) = t.err(&args);
+        assert_eq!(e["error"]["code"], "io_error", "{e}");
+        assert_eq!(e["error"]["details"]["job_id"], a.as_str(), "{args:?}: {e}");
+    }
+}
+
+#[test]
 fn http_wait_takes_several_ids() {
     let t = TempRoot::new();
     let s = schema(&t);
