@@ -270,7 +270,9 @@ pub fn wait_turn(
         match enter(&store.root, name, meta.parallel.unwrap_or(1), &job.id) {
             Ok(Entered::Slot(f)) => {
                 state.queue = meta.queue.clone();
-                return Turn::Go(Held::slot(f), Box::new(state));
+                let held = Held::slot(f);
+                held.take_over(store, &job.id);
+                return Turn::Go(held, Box::new(state));
             }
             Ok(Entered::Line(l)) => line = Some(l),
             Err(e) => {
@@ -344,7 +346,10 @@ pub fn wait_turn(
     st.waiting_for.clear();
     match outcome {
         // `running` replaces `queued` once the workload has started.
-        Ok(slot) => Turn::Go(slot, Box::new(st)),
+        Ok(slot) => {
+            slot.take_over(store, &job.id);
+            Turn::Go(slot, Box::new(st))
+        }
         Err(Ended::Killed(sig)) => {
             leave_line(store, job, meta);
             let now = crate::time::now_ts();
@@ -671,7 +676,7 @@ impl Line {
         };
         if let Some(f) = free {
             return Ok(Some(Held {
-                _slot: Some(f),
+                slot: Some(f),
                 ticket: Some(ticket),
             }));
         }
@@ -685,22 +690,68 @@ impl Line {
 /// workload has been spawned (`started`).
 #[derive(Default)]
 pub struct Held {
-    /// Never read: holding the open file is holding the slot's lock.
-    _slot: Option<File>,
+    /// Holding the open file is holding the slot's lock; it also names
+    /// the job that holds it (`take_over`).
+    slot: Option<File>,
     ticket: Option<Ticket>,
 }
 
 impl Held {
     fn slot(f: File) -> Held {
         Held {
-            _slot: Some(f),
+            slot: Some(f),
             ticket: None,
         }
+    }
+
+    /// Take the slot over for job `own`: first settle the job that held
+    /// it last, named in the slot file. A holder lets go after its end is
+    /// published, or when its supervisor dies; killed with SIGKILL, that
+    /// supervisor's workload loses only its root (the parent-death
+    /// signal), and the rest of its process group lives on. Reading its
+    /// state records `supervisor_lost` and kills that group
+    /// (`observe::current_state`) before this job starts, so a queue never
+    /// runs more than its slots' worth. One writer: the slot's holder.
+    fn take_over(&self, store: &Store, own: &str) {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = &self.slot else { return };
+        let mut buf = [0u8; 160];
+        let n = f.read_at(&mut buf, 0).unwrap_or(0);
+        let prev = std::str::from_utf8(&buf[..n]).unwrap_or_default().trim();
+        if !prev.is_empty() && prev != own && crate::store::valid_id(prev) {
+            settle(&store.job(prev));
+        }
+        let _ = f.set_len(0);
+        let _ = f.write_at(own.as_bytes(), 0);
     }
 
     /// The workload is spawned: the next job in line may go.
     pub fn started(&mut self) {
         self.ticket = None;
+    }
+}
+
+/// Settle the job that let go of a slot: a terminal record as a rule
+/// (its end was published first). Still `running` (or `queued`), its
+/// supervisor died, and may still be exiting: the slot's lock can go
+/// before the job lock does, which a reader then finds held. Read again
+/// (bounded) until the reader that takes the job lock records the loss
+/// and kills what is left. A live supervisor of the job (a `restart`'s
+/// next run, back in the line) is not a loss: left alone.
+fn settle(prev: &Job) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let Ok(st) = crate::observe::current_state(prev) else {
+            return;
+        };
+        let live = matches!(st.status(), Status::Running | Status::Queued);
+        if !live
+            || st.supervisor_pid.is_some_and(|p| prev.is_supervisor(p))
+            || std::time::Instant::now() >= until
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
@@ -803,7 +854,7 @@ fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::i
                     }
                 }
                 deliver(Ok(Held {
-                    _slot: Some(f),
+                    slot: Some(f),
                     ticket: Some(t),
                 }));
             })?;

@@ -663,6 +663,53 @@ fn sigkill_of_a_running_members_supervisor_frees_its_slot() {
     }
 }
 
+/// Its workload's root dies with a SIGKILLed supervisor, but not the
+/// rest of its process group: the next job must not start beside it.
+/// Nobody reads the lost job here; the next one's supervisor settles it
+/// (records supervisor_lost, kills the group) before it starts.
+#[test]
+fn sigkill_of_a_running_members_supervisor_ends_its_whole_group_before_the_next_starts() {
+    let t = TempRoot::new();
+    let a = id_of(&enqueue(&t, "crash2", &[], &["sleep 64.75; echo"]));
+    let a_dir = t.job_dir(&a);
+    let until = Instant::now() + Duration::from_secs(10);
+    while sleepers("64.75") == 0 {
+        assert!(Instant::now() < until, "the job's sleep never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // B counts A's leftover sleeps when it starts.
+    let b = id_of(&enqueue(
+        &t,
+        "crash2",
+        &[],
+        &["ps -eo args | grep -c '^sleep 64.75$'"],
+    ));
+    let sup = supervisor_pid(&t, &a);
+    support_kill(sup, libc_sigkill());
+    let v = t.wait_done(&b);
+    assert_eq!(v["stdout"], "0\n", "B started beside A's workload: {v}");
+    // Recorded on disk by B's supervisor, not by a reader of A.
+    let st: Value =
+        serde_json::from_str(&std::fs::read_to_string(a_dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(st["failure"]["code"], "supervisor_lost", "{st}");
+    assert_eq!(sleepers("64.75"), 0);
+}
+
+/// Live processes whose command line is exactly `sleep ARG`.
+fn sleepers(arg: &str) -> usize {
+    let want = format!("sleep\0{arg}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes())
+                && !std::fs::read_to_string(e.path().join("stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+        })
+        .count()
+}
+
 #[test]
 fn sigkill_of_a_queued_supervisor_reads_lost_and_the_line_moves_on() {
     let t = TempRoot::new();
