@@ -331,8 +331,15 @@ pub fn check_flags(m: &Matches) -> Result<()> {
     // which no sink can append to and no log can be; an empty --cwd (an
     // unset variable in a script) would run the job in the caller's
     // directory without a word.
-    for path in ["notify-file", "output-file", "log", "cwd"] {
-        if m.get(path) == Some("") {
+    for path in [
+        "notify-file",
+        "output-file",
+        "log",
+        "cwd",
+        "env-file",
+        "stdin-file",
+    ] {
+        if m.all(path).contains(&"") {
             return Err(Error::usage(format!("--{path} must not be empty")));
         }
     }

@@ -532,6 +532,28 @@ fn list_and_ps_refuse_a_cwd_they_cannot_name() {
             "{cmd}: {e}"
         );
     }
+    // A relative --cwd needs that directory too; an empty one is refused
+    // as run's and GET /list's are.
+    std::fs::create_dir(&gone).unwrap();
+    let mut sh = t.private("sh");
+    sh.current_dir(&gone)
+        .arg("-c")
+        .arg("rmdir \"$PWD\" && exec \"$0\" --root \"$1\" list --cwd .")
+        .arg(support::bin())
+        .arg(&t.root);
+    let o = t.exec(sh);
+    assert_eq!(
+        (o.code, &o.json()["error"]["code"]),
+        (1, &json!("io_error"))
+    );
+    for cmd in ["list", "ps"] {
+        let (code, e) = t.err(&[cmd, "--cwd", ""]);
+        assert_eq!(
+            (code, &e["error"]["code"]),
+            (2, &json!("usage_error")),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -876,6 +876,11 @@ fn an_empty_sink_or_log_path_is_refused_on_a_new_job_and_clears_on_notify_set() 
         if verb == "run" {
             cases.push(vec!["--log", ""]);
         }
+        // Input files too: an empty one was read as the current
+        // directory ("not a regular file"), a path nobody gave.
+        cases.push(vec!["--env-file", ""]);
+        cases.push(vec!["--env-file", "/dev/null", "--env-file", ""]);
+        cases.push(vec!["--stdin-file", ""]);
         for args in cases {
             refused_as_empty(&t, verb, &args);
         }

@@ -451,6 +451,15 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
 fn query(m: &Matches, state: Option<String>) -> Result<ListQuery> {
     let cwd = match (m.has("all"), m.get("cwd")) {
         (true, _) => None,
+        // As `run --cwd ''` and `GET /list?cwd=`: an unset variable in a
+        // script, not a way to name the current directory.
+        (false, Some("")) => return Err(crate::error::Error::usage("--cwd must not be empty")),
+        // Relative to a current directory that must exist: a removed one
+        // is an error, never a filter that matches nothing.
+        (false, Some(c)) if Path::new(c).is_relative() => {
+            caller_dir_or("pass --cwd with a path that is, or --all")?;
+            Some(c.to_string())
+        }
         (false, Some(c)) => Some(c.to_string()),
         (false, None) => Some(caller_dir_or("pass --cwd with a path that is, or --all")?),
     };
