@@ -323,7 +323,7 @@ const MASK: Flag = Flag::value(
     "mask",
     "KEY",
     Ty::Str,
-    "Show this --env variable's value as *** in the env_vars of run's, start's and restart's answers",
+    "Show this --env variable's value as *** in the env_vars of the CLI's run, start and restart answers (HTTP and MCP answers have no env_vars)",
 )
 .multi();
 const STDIN: Flag = Flag::value(
@@ -1740,6 +1740,7 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
         Ty::Str | Ty::Data | Ty::Path | Ty::Cmd => Ok(()),
         Ty::Env => match v.split_once('=').map_or(v, |(name, _)| name) {
             "" => Err(bad("a variable name is required before '='")),
+            n if crate::launch::reserved_env_name(n) => Err(bad(crate::launch::RESERVED_ENV)),
             _ => Ok(()),
         },
         Ty::U64 => v

@@ -140,7 +140,7 @@ impl Spec {
     pub fn from_matches(m: &Matches, cfg: &Config) -> Result<Spec> {
         let mut spec = Spec::new(m.rest.clone());
         spec.cwd = m.get("cwd").map(str::to_string);
-        spec.env = resolve_env(&m.all("env"));
+        spec.env = resolve_env(&m.all("env"))?;
         spec.env_files = m
             .all("env-file")
             .into_iter()
@@ -235,18 +235,38 @@ pub const ENV_FILE_MAX: u64 = 1024 * 1024;
 /// `--env KEY=VALUE` as given; `--env NAME` alone passes the caller's
 /// value of NAME on (as `docker run -e NAME` does) and is dropped when
 /// the caller has none — resolved now, so `start` later sees the value
-/// the definer had.
-pub fn resolve_env(given: &[&str]) -> Vec<String> {
-    given
-        .iter()
-        .filter_map(|kv| {
-            if kv.contains('=') {
-                return Some(kv.to_string());
-            }
-            let v = std::env::var_os(kv)?;
-            Some(format!("{kv}={}", v.to_string_lossy()))
-        })
-        .collect()
+/// the definer had. A caller's value that is not UTF-8 is refused, as
+/// `--env NAME=<such bytes>` is: passed on lossily, the job would get
+/// other bytes than the caller has, with no word.
+pub fn resolve_env(given: &[&str]) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(given.len());
+    for kv in given {
+        if kv.contains('=') {
+            out.push(kv.to_string());
+            continue;
+        }
+        let Some(v) = std::env::var_os(kv) else {
+            continue;
+        };
+        let v = v.into_string().map_err(|_| {
+            Error::usage(format!(
+                "--env {kv}: the caller's value of {kv} is not UTF-8; pass it with --env-file, or inherit it"
+            ))
+        })?;
+        out.push(format!("{kv}={v}"));
+    }
+    Ok(out)
+}
+
+/// The prefix of the variables agent-exec itself hands to a login
+/// shell (`supervisor::REAPPLY_VAR`, `CALLER_PATH_VAR`, the PATH
+/// rebuild's own): a job's variable of that name would be overwritten or
+/// unset, so none is taken.
+pub const RESERVED_ENV_PREFIX: &str = "__AGENT_EXEC_";
+pub const RESERVED_ENV: &str = "names beginning with __AGENT_EXEC_ are agent-exec's own";
+
+pub fn reserved_env_name(name: &str) -> bool {
+    name.starts_with(RESERVED_ENV_PREFIX)
 }
 
 /// One `--env` entry given as a name and a value (the env objects of
@@ -258,6 +278,9 @@ pub fn env_entry(name: &str, value: &str) -> std::result::Result<String, String>
             "invalid env entry '{name}': names must be non-empty without '=' or NUL, values without NUL"
         ));
     }
+    if reserved_env_name(name) {
+        return Err(format!("invalid env entry '{name}': {RESERVED_ENV}"));
+    }
     Ok(format!("{name}={value}"))
 }
 
@@ -267,10 +290,22 @@ pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, S
     let bytes = sys::read_bounded(Path::new(path), ENV_FILE_MAX)
         .map_err(|e| format!("read env file {path}: {e}"))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("env file {path} is not UTF-8"))?;
+    // No environment entry can hold one: the file is at fault, not the
+    // spawn that would find it.
+    if let Some(line) = text.split('\n').position(|l| l.contains('\0')) {
+        return Err(format!(
+            "env file {path}: line {} holds a NUL byte",
+            line + 1
+        ));
+    }
     // Editors on Windows start a UTF-8 file with a byte-order mark; kept,
     // it would become part of the first name and that variable be lost.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    Ok(crate::supervisor::parse_env_file(text))
+    let vars = crate::supervisor::parse_env_file(text);
+    if let Some((k, _)) = vars.iter().find(|(k, _)| reserved_env_name(k)) {
+        return Err(format!("env file {path}: {k}: {RESERVED_ENV}"));
+    }
+    Ok(vars)
 }
 
 /// The masked display form of a defined job's `--env` entries (`start`'s

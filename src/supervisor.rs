@@ -1285,7 +1285,20 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         });
     let bad = |what: &str| fail("spawn_failed", format!("{what} holds a NUL byte"));
     let c = |v: &[u8], what: &str| CString::new(v).map_err(|_| bad(what));
-    let paths = candidates(prog, job_path.as_deref())
+    let mut found = candidates(prog, job_path.as_deref());
+    // The wrapper is the caller's choice, not the job's: one the job's
+    // PATH lacks (`--env PATH=/my/tools`) is looked for on the caller's
+    // too, so that the job runs with the PATH it was given instead of
+    // failing to start.
+    if !found.iter().any(|p| is_executable(p)) {
+        if let Ok(own) = std::env::var("PATH") {
+            let alt = candidates(prog, Some(&own));
+            if alt.iter().any(|p| is_executable(p)) {
+                found = alt;
+            }
+        }
+    }
+    let paths = found
         .iter()
         .map(|p| c(p.as_os_str().as_bytes(), "the command"))
         .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -1352,7 +1365,6 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
 /// of the job's cwd, which the child enters first); with nothing found,
 /// every entry is left to the child, which then reports what execvp would.
 fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     if prog.contains('/') {
         return vec![PathBuf::from(prog)];
     }
@@ -1361,10 +1373,7 @@ fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
         .split(':')
         .collect();
     let all: Vec<PathBuf> = dirs.iter().map(|d| Path::new(d).join(prog)).collect();
-    let absent = |d: &str, c: &PathBuf| {
-        d.starts_with('/')
-            && !fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let absent = |d: &str, c: &PathBuf| d.starts_with('/') && !is_executable(c);
     let skip = dirs
         .iter()
         .zip(&all)
@@ -1375,6 +1384,14 @@ fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
     } else {
         all[skip..].to_vec()
     }
+}
+
+/// A regular file someone may execute (an absolute candidate of
+/// `candidates`; a relative one is the child's to try).
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.is_absolute()
+        && fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The variable that carries `reapply_script` to the login shell (its
@@ -1472,15 +1489,15 @@ pub fn reapply_script(set: &[(String, String)], caller_path: bool) -> String {
     }
     if caller_path && !seen.contains(&"PATH") {
         out.push_str(&format!(
-            "__ae_p=$PATH\nPATH=${CALLER_PATH_VAR}\nunset {CALLER_PATH_VAR}\n{}",
-            "while [ -n \"$__ae_p\" ]; do\n\
-             __ae_d=${__ae_p%%:*}\n\
-             case $__ae_p in *:*) __ae_p=${__ae_p#*:} ;; *) __ae_p= ;; esac\n\
-             if [ -n \"$__ae_d\" ]; then\n\
-             case :$PATH: in *:\"$__ae_d\":*) ;; *) PATH=${PATH:+$PATH:}$__ae_d ;; esac\n\
+            "__AGENT_EXEC_P=$PATH\nPATH=${CALLER_PATH_VAR}\nunset {CALLER_PATH_VAR}\n{}",
+            "while [ -n \"$__AGENT_EXEC_P\" ]; do\n\
+             __AGENT_EXEC_D=${__AGENT_EXEC_P%%:*}\n\
+             case $__AGENT_EXEC_P in *:*) __AGENT_EXEC_P=${__AGENT_EXEC_P#*:} ;; *) __AGENT_EXEC_P= ;; esac\n\
+             if [ -n \"$__AGENT_EXEC_D\" ]; then\n\
+             case :$PATH: in *:\"$__AGENT_EXEC_D\":*) ;; *) PATH=${PATH:+$PATH:}$__AGENT_EXEC_D ;; esac\n\
              fi\n\
              done\n\
-             unset __ae_p __ae_d\n\
+             unset __AGENT_EXEC_P __AGENT_EXEC_D\n\
              export PATH\n"
         ));
     }
@@ -1509,7 +1526,9 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
         String::new()
     } else {
         let joined: String = names.iter().map(|n| format!("${{{n}}}")).collect();
-        format!("eval \"{joined}\"; unset {}\n", names.join(" "))
+        // On the command's own first line: the shell's line numbers in
+        // its messages (and $LINENO) are then the command's.
+        format!("eval \"{joined}\"; unset {}; ", names.join(" "))
     };
     if command.len() == 1 {
         argv.push(format!("{prelude}{}", command[0]));
@@ -2432,13 +2451,13 @@ mod tests {
         let a = workload_argv(&w, &["echo".into(), "hi".into()], 1);
         assert_eq!(
             a[2],
-            format!("eval \"${{{REAPPLY_VAR}}}\"; unset {REAPPLY_VAR}\nexec \"$@\"")
+            format!("eval \"${{{REAPPLY_VAR}}}\"; unset {REAPPLY_VAR}; exec \"$@\"")
         );
         let a = workload_argv(&w, &["echo hi".into()], 3);
         assert_eq!(
             a[2],
             "eval \"${__AGENT_EXEC_ENV}${__AGENT_EXEC_ENV_1}${__AGENT_EXEC_ENV_2}\"; \
-             unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2\necho hi"
+             unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2; echo hi"
         );
     }
 

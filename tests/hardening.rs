@@ -628,9 +628,13 @@ fn a5_env_and_stdin_files_are_bounded_and_regular() {
     let t = TempRoot::new();
     let big = t.base.join("big.env");
     std::fs::write(&big, "A=".to_string() + &"x".repeat(2 << 20)).unwrap();
+    // A NUL byte fits no environment entry: the file's fault, named.
+    let nul = t.base.join("nul.env");
+    std::fs::write(&nul, "A=1\nK=a\0b\n").unwrap();
     for (flag, path, code) in [
         ("--env-file", "/dev/urandom", "env_file_unreadable"),
         ("--env-file", big.to_str().unwrap(), "env_file_unreadable"),
+        ("--env-file", nul.to_str().unwrap(), "env_file_unreadable"),
         ("--stdin-file", "/dev/urandom", "stdin_unreadable"),
     ] {
         let t0 = Instant::now();
@@ -639,6 +643,9 @@ fn a5_env_and_stdin_files_are_bounded_and_regular() {
         assert_eq!(v["state"], "failed", "{v}");
         assert_eq!(v["failure"]["code"], code, "{v}");
     }
+    let v = t.ok(&["run", "--env-file", nul.to_str().unwrap(), "--", "true"]);
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(msg.contains("nul.env") && msg.contains("line 2"), "{v}");
 }
 
 // ---------------------------------------------------------------------
@@ -944,6 +951,82 @@ fn run_env(t: &TempRoot, home: &Path, path: &str, args: &[&str]) -> Value {
     let v = o.json();
     assert_eq!(v["ok"], true, "{v}");
     v
+}
+
+/// The login-shell set-up leaves no trace in the job: the shell's line
+/// numbers are the command's, the variables the PATH rebuild uses are
+/// agent-exec's own names (refused in --env and env files), and a job's
+/// PATH without the wrapper does not keep the wrapper from starting.
+#[test]
+fn c14_the_login_set_up_is_invisible_to_the_job() {
+    let t = TempRoot::new();
+    let (home, tools) = hostile_profile(&t);
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &["--env", "FOO=x", "--", "echo one\nif then"],
+    );
+    let err = v["stderr"].as_str().unwrap();
+    assert!(err.contains(" 2: ") && !err.contains(" 3: "), "{v}");
+    // Names the rebuild used to clobber are the job's again.
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &["--env", "__ae_p=mine", "--", "echo ${__ae_p-unset}"],
+    );
+    assert_eq!(v["stdout"], "mine\n", "{v}");
+    for env in ["__AGENT_EXEC_PATH=/x", "__AGENT_EXEC_ENV"] {
+        let (code, e) = t.err(&["run", "--env", env, "--", "true"]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{e}"
+        );
+    }
+    let envf = t.base.join("reserved.env");
+    std::fs::write(&envf, "__AGENT_EXEC_P=1\n").unwrap();
+    let v = t.ok(&["run", "--env-file", envf.to_str().unwrap(), "--", "true"]);
+    assert_eq!(v["failure"]["code"], "env_file_unreadable", "{v}");
+    // A PATH with no sh on it: the wrapper is found as the caller finds
+    // it, and the job runs with the PATH it was given.
+    let v = run_env(
+        &t,
+        &home,
+        &path,
+        &[
+            "--env",
+            &format!("PATH={}", tools.display()),
+            "--",
+            "mytool; echo $PATH",
+        ],
+    );
+    assert_eq!(
+        v["stdout"].as_str().unwrap(),
+        format!("mytool-ran\n{}\n", tools.display()),
+        "{v}"
+    );
+}
+
+/// `--env NAME` passes the caller's value on as it is, or not at all.
+#[test]
+fn c14_env_name_alone_refuses_a_value_it_cannot_pass_on() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["run", "--env", "ODD", "--", "true"]);
+    c.env("ODD", std::ffi::OsStr::from_bytes(b"a\xffb"));
+    let o = t.exec(c);
+    let e = o.json();
+    assert_eq!(
+        (o.code, e["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{e}"
+    );
+    let mut c = t.cmd(&["run", "--env", "GOOD", "--", "echo $GOOD"]);
+    c.env("GOOD", "caf\u{e9}");
+    assert_eq!(t.exec(c).json()["stdout"], "caf\u{e9}\n");
 }
 
 #[test]
