@@ -348,6 +348,30 @@ fn grep_and_follow_cross_the_gap() {
     assert_eq!(tail, &want[tail_start as usize..]);
 }
 
+/// Followed with --raw, a finished capped job's bytes are its log's:
+/// the marker starts a line of its own without a blank line before it
+/// (a head that ended a line, or no head at all).
+#[test]
+fn a_raw_follow_of_a_finished_capped_job_is_its_log_byte_for_byte() {
+    let t = TempRoot::new();
+    for (cap, cmd) in [
+        ("20", "seq 1 100"),
+        ("1", "seq 1 50"),
+        ("20", "printf abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("20", "seq 1 100 >&2"),
+    ] {
+        let v = t.ok(&["run", "--max-log-bytes", cap, "--", cmd]);
+        let id = v["job_id"].as_str().unwrap();
+        let o = t.out(&["tail", "--follow", "--raw", id]);
+        let (got, log) = if cmd.ends_with(">&2") {
+            (o.stderr, t.read(id, "stderr.log"))
+        } else {
+            (o.stdout, t.read(id, "stdout.log"))
+        };
+        assert_eq!(got, log, "{cap} {cmd}");
+    }
+}
+
 #[test]
 fn a_follower_racing_the_cuts_never_sees_wrong_bytes() {
     let t = TempRoot::new();

@@ -458,20 +458,22 @@ impl Batches for Stdout {
 
 /// `--raw`: each stream's bytes to our own stream of that name.
 struct Raw {
-    /// What was last written to stderr ended a line (or nothing was).
-    stderr_at_line_start: bool,
+    /// What was last written to [stdout, stderr] ended a line (or nothing
+    /// was).
+    at_line_start: [bool; 2],
 }
 
 impl FollowSink for Raw {
     fn output(&mut self, stream: &'static str, _from: u64, bytes: &[u8]) -> std::io::Result<()> {
-        if stream == "stdout" {
+        let i = usize::from(stream != "stdout");
+        if let Some(&last) = bytes.last() {
+            self.at_line_start[i] = last == b'\n';
+        }
+        if i == 0 {
             let mut out = std::io::stdout().lock();
             out.write_all(bytes)?;
             out.flush()
         } else {
-            if let Some(&last) = bytes.last() {
-                self.stderr_at_line_start = last == b'\n';
-            }
             std::io::stderr().lock().write_all(bytes)
         }
     }
@@ -480,8 +482,8 @@ impl FollowSink for Raw {
     /// on stderr, on a line of its own, so that stdout stays the job's
     /// bytes alone (which is what --raw is for).
     fn attempt(&mut self, attempt: u32) -> std::io::Result<()> {
-        let sep = if self.stderr_at_line_start { "" } else { "\n" };
-        self.stderr_at_line_start = true;
+        let sep = if self.at_line_start[1] { "" } else { "\n" };
+        self.at_line_start[1] = true;
         writeln!(
             std::io::stderr().lock(),
             "{sep}[agent-exec: attempt {attempt}]"
@@ -490,8 +492,12 @@ impl FollowSink for Raw {
 
     /// The bytes themselves have no room for a note: the gap is shown as
     /// the log shows it, one marker line.
+    /// On a line of its own, as in the log: a line break first only
+    /// after bytes that did not end one (no blank line the job never
+    /// printed).
     fn skipped(&mut self, stream: &'static str, from: u64, to: u64) -> std::io::Result<()> {
-        let m = crate::logcap::marker(to - from, true);
+        let mid_line = !self.at_line_start[usize::from(stream != "stdout")];
+        let m = crate::logcap::marker(to - from, mid_line);
         self.output(stream, from, &m)
     }
 
@@ -529,7 +535,7 @@ fn follow(m: &Matches, job: &Job) -> Result<Output> {
     };
     let res = if raw {
         let mut sink = Raw {
-            stderr_at_line_start: true,
+            at_line_start: [true; 2],
         };
         observe::until_stopped(|| f.run(job, &mut sink, deadline, Some(reader)))
     } else {
