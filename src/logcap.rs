@@ -501,9 +501,12 @@ impl Gaps {
             }
         }
         if got < REC {
-            // Not written yet (zeroed by `create`, so only a file made by
-            // someone else): nothing dropped.
-            return Ok(Some(Gap::default()));
+            // Short: `create` is between its two set_len calls (for
+            // microseconds), or the file was cut by someone else. Torn
+            // until it is whole: `stable` waits, then calls it damaged
+            // (it read as "nothing dropped", and reads gave the marker
+            // line as output and the totals of the file).
+            return Ok(None);
         }
         Ok(Gap::decode(&rec))
     }
