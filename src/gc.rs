@@ -760,11 +760,20 @@ pub fn hold_for_removal(
     // lock, or pinned the job, a moment ago may have run it since.
     // Nobody writes the state while we hold both, so this read is the
     // truth the removal goes by.
+    // Read through the lock we hold where there is one: tried again, it
+    // would look held by a supervisor, and a lost one's record (unsaved
+    // on a read-only root) read as still running.
     let now = match st {
-        Some(before) => match observe::current_state(job) {
-            Ok(now) if same_run(before, &now) => Some(now),
-            _ => return Err("running"),
-        },
+        Some(before) => {
+            let reread = match &hold.lock {
+                Some(l) => observe::state_under_lock(job, l),
+                None => observe::current_state(job),
+            };
+            match reread {
+                Ok(now) if same_run(before, &now) => Some(now),
+                _ => return Err("running"),
+            }
+        }
         None => None,
     };
     if let Some(why) = alive_blocker(now.as_ref()) {

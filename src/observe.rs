@@ -1168,8 +1168,28 @@ fn current_state_inner(
         let _ = sys::unlock(&lock);
         return Ok(st);
     }
-    // We hold the lock: no supervisor can write any more. Re-read under
-    // the lock, since it may have finished just before releasing it.
+    let st = settle_held(job, &lock, true);
+    let _ = sys::unlock(&lock);
+    st
+}
+
+/// The state of a job whose lock the caller holds (`gc::hold_for_removal`
+/// holds it to remove the job): as `current_state` reads it, a lost
+/// supervisor recorded, without trying the lock again (ours would look
+/// like a supervisor's). A `created` job stays `created`: the caller's
+/// hold on its lock is no launch.
+pub fn state_under_lock(job: &Job, lock: &File) -> Result<State> {
+    let mut st = settle_held(job, lock, false)?;
+    crate::queue::annotate(job, &mut st);
+    Ok(st)
+}
+
+/// With the job lock held (`lock`): no supervisor can write any more.
+/// Record what a `running` or `queued` job (and, with `created_lost`, a
+/// `created` one whose launch began) left unsaid. Never unlocks.
+fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
+    // Re-read under the lock, since it may have finished just before
+    // releasing it.
     let mut st = job.read_state()?;
     // Unless the lock we hold is not the one the supervisor holds: a
     // `lock` file replaced under a running job is free on its new inode.
@@ -1179,7 +1199,6 @@ fn current_state_inner(
     if matches!(st.status(), Status::Running | Status::Queued)
         && st.supervisor_pid.is_some_and(|p| job.is_supervisor(p))
     {
-        let _ = sys::unlock(&lock);
         return Ok(st);
     }
     match st.status() {
@@ -1206,7 +1225,7 @@ fn current_state_inner(
                 "supervisor_lost",
                 format!("the job's supervisor exited without recording a result{tail}"),
             );
-            record_reconciled(job, &lock, &st);
+            record_reconciled(job, lock, &st);
         }
         Status::Queued => {
             // Nothing of the job ran; its queue slot and place in line
@@ -1215,18 +1234,17 @@ fn current_state_inner(
                 "supervisor_lost",
                 "the job's supervisor exited while the job was queued; it never ran",
             );
-            record_reconciled(job, &lock, &st);
+            record_reconciled(job, lock, &st);
         }
-        Status::Created => {
+        Status::Created if created_lost => {
             st.fail(
                 "launch_lost",
                 "the job's launch began but its supervisor was gone before the job ran",
             );
-            record_reconciled(job, &lock, &st);
+            record_reconciled(job, lock, &st);
         }
         _ => {}
     }
-    let _ = sys::unlock(&lock);
     Ok(st)
 }
 

@@ -113,6 +113,53 @@ fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
     }
 }
 
+/// A job whose supervisor died, on a root that became read-only: its end
+/// cannot be saved, and `delete` says what stops it (io_error, not
+/// retryable), at once; gc reports it failed with the reason, never
+/// "running" beside a failed state.
+#[test]
+fn a1_a_lost_job_on_a_read_only_root_is_an_io_error_to_delete() {
+    let t = TempRoot::new();
+    let Some(_fs) = Mount::tmpfs(&t.root, "2m") else {
+        return;
+    };
+    let id = t.start_job(&["sleep", "65.25"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let ro = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&t.root)
+        .status()
+        .unwrap();
+    assert!(ro.success());
+    let t0 = Instant::now();
+    let (_, e) = t.err(&["delete", &id]);
+    assert!(t0.elapsed() < Duration::from_millis(1500), "{e}");
+    assert_eq!(
+        (
+            e["error"]["code"].as_str(),
+            e["error"]["retryable"].as_bool()
+        ),
+        (Some("io_error"), Some(false)),
+        "{e}"
+    );
+    for args in [vec!["gc", "--max-jobs", "0"], vec!["delete", "--all"]] {
+        let v = t.ok(&args);
+        let j = &v["jobs"][0];
+        assert_eq!(
+            (j["state"].as_str(), j["action"].as_str()),
+            (Some("failed"), Some("skipped")),
+            "{v}"
+        );
+        assert!(
+            j["reason"].as_str().unwrap().starts_with("delete_failed"),
+            "{v}"
+        );
+    }
+    assert!(sleepers("65.25").is_empty());
+}
+
 /// A disk too full to hold the room reserved for a job's end: the job
 /// does not run at all (it could not promise its exit code a record) and
 /// says why, instead of running and losing its end.
