@@ -629,6 +629,17 @@ fn exec_body_errors() {
             "invalid_tag",
             "tag",
         ),
+        // A member of the wrong type is named (not a column number).
+        (
+            r#"{"command":["x"],"max_log_bytes":"1k"}"#,
+            "invalid_request",
+            "field max_log_bytes",
+        ),
+        (
+            r#"{"command":["x"],"max_bytes":18446744073709551616}"#,
+            "invalid_request",
+            "field max_bytes",
+        ),
     ] {
         // The connection survives every one of these.
         let r = c.send("POST", "/exec", &[], body);

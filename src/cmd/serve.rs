@@ -1993,6 +1993,28 @@ struct ExecRequest {
     tty_size: Option<String>,
 }
 
+/// The body of `/exec`: JSON that does not parse is "invalid JSON"; a
+/// member of the wrong type (`"max_log_bytes": "1k"`) is named, as the
+/// CLI names its flag and MCP its parameter, instead of a column number.
+fn exec_request(body: &[u8]) -> Result<ExecRequest> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
+    serde_json::from_value(v.clone()).map_err(|e| {
+        // Every field is optional: the first member that fails alone is
+        // the one at fault.
+        let culprit = v.as_object().and_then(|members| {
+            members.iter().find_map(|(k, val)| {
+                let one =
+                    serde_json::Value::Object([(k.clone(), val.clone())].into_iter().collect());
+                serde_json::from_value::<ExecRequest>(one)
+                    .err()
+                    .map(|e| format!("invalid JSON: field {k}: {e}"))
+            })
+        });
+        invalid(culprit.unwrap_or_else(|| format!("invalid JSON: {e}")))
+    })
+}
+
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidRequest(msg.into())
 }
@@ -2221,8 +2243,7 @@ fn exec_route(
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("request body is required"));
     }
-    let r: ExecRequest =
-        serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
+    let r: ExecRequest = exec_request(&req.body)?;
     let (spec, plan) = exec_spec(r, &srv.shell_wrapper, &srv.cfg)?;
     // Waiting for the job counts as a long observation (bounded by
     // `until`).
