@@ -8,9 +8,9 @@
 //! - Rendered from the very document the command would print (its JSON
 //!   text), so the table never shows anything the document does not.
 //! - No line is wider than the terminal: `COLUMNS`, else 100. The
-//!   COMMAND column gives way first (cut, ending in `…`), then TAGS
-//!   (cut the same way), then a line that is still too wide is cut at
-//!   the width.
+//!   COMMAND column gives way first (cut, ending in `…`, down to
+//!   `COMMAND_FLOOR` columns), then TAGS (cut the same way), then a line
+//!   that is still too wide is cut at the width, ending in `…`.
 //! - One job is one line: control characters in a command or tag are
 //!   shown as spaces, and so are the bidirectional formatting characters
 //!   and the line and paragraph separators (`one_line`).
@@ -245,6 +245,10 @@ fn cut(s: &str, w: usize) -> String {
 }
 
 /// Left-aligned columns two spaces apart, COMMAND narrowed to fit.
+/// The fewest columns COMMAND is cut to while TAGS still has room to
+/// give (a command shorter than this keeps its own width).
+const COMMAND_FLOOR: usize = 24;
+
 fn layout(rows: &[[String; 7]], width: usize) -> String {
     const GAP: usize = 2;
     const COMMAND: usize = 5;
@@ -254,15 +258,22 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
             w[i] = w[i].max(chars(cell));
         }
     }
-    let others: usize = w
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != COMMAND)
-        .map(|(_, n)| n)
-        .sum::<usize>()
-        + GAP * (w.len() - 1);
-    let room = width.saturating_sub(others).max(HEADER[COMMAND].len());
-    w[COMMAND] = w[COMMAND].min(room);
+    const TAGS: usize = 6;
+    // The columns before COMMAND, and every gap: never cut.
+    let fixed: usize = w[..COMMAND].iter().sum::<usize>() + GAP * (w.len() - 1);
+    // COMMAND and TAGS share the rest. COMMAND gives way first, but not
+    // below a readable floor (one wide tag list used to leave every
+    // command a few columns); the tags of each row get what is left.
+    let room = width.saturating_sub(fixed);
+    // The floor itself leaves TAGS its header's width at least.
+    let floor = COMMAND_FLOOR.min(room.saturating_sub(HEADER[TAGS].len()));
+    if w[COMMAND] + w[TAGS] > room {
+        w[COMMAND] = room
+            .saturating_sub(w[TAGS])
+            .max(floor)
+            .min(w[COMMAND])
+            .max(HEADER[COMMAND].len());
+    }
     let mut out = String::new();
     let header = HEADER.map(str::to_string);
     for r in std::iter::once(&header).chain(rows) {
@@ -284,7 +295,9 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
                 line.extend(std::iter::repeat(' ').take(pad));
             }
         }
-        out.push_str(fit(&line, width).trim_end());
+        // Columns before COMMAND wider than the width: the line is cut,
+        // and says so.
+        out.push_str(cut(line.trim_end(), width).trim_end());
         out.push('\n');
     }
     out
@@ -378,10 +391,28 @@ mod tests {
         let t = render(&doc, 0, 80, &|_| None).unwrap();
         let row = t.lines().nth(1).unwrap();
         assert!(chars(row) <= 80 && row.ends_with("y…"), "{row}");
-        // Too narrow for the other columns: still never wider.
+        // Too narrow for the other columns: still never wider, and a
+        // line cut says so.
         for width in [10, 40] {
             let t = render(&doc, 0, width, &|_| None).unwrap();
             assert!(t.lines().all(|l| chars(l) <= width), "{t}");
+            if width == 10 {
+                assert!(t.lines().all(|l| l.ends_with('…')), "{t}");
+            }
         }
+    }
+
+    #[test]
+    fn one_long_tag_list_does_not_squeeze_every_command() {
+        let doc = r#"{"jobs":[
+            {"job_id":"A","state":"exited","created_at":"2026-01-01T00:00:00Z","tags":["project.frontend.build","release-candidate.v2","team-alpha"],"command":["true"]},
+            {"job_id":"B","state":"exited","created_at":"2026-01-01T00:00:00Z","tags":[],"command":["sh","-c","echo build the project with make"]}]}"#;
+        let t = render(doc, 0, 100, &|_| None).unwrap();
+        let b = t.lines().nth(2).unwrap();
+        // COMMAND gave way down to its floor, not to a few columns; the
+        // tags were cut after it.
+        assert!(b.contains("sh -c echo build the pr…"), "{t}");
+        let a = t.lines().nth(1).unwrap();
+        assert!(a.ends_with('…') && chars(a) == 100, "{t}");
     }
 }
