@@ -374,9 +374,12 @@ impl Report {
                 self.deleted += 1;
                 self.freed_bytes += bytes;
             }
-            // Removed by a concurrent gc or delete: not this one's to
-            // count or list.
-            Ok((Err(RemoveError::Gone), _)) | Err(GONE) => return,
+            // Removed by a concurrent gc or delete: not this one's
+            // deletion, but a candidate all the same, so listed (every
+            // candidate has an entry and a counter).
+            Ok((Err(RemoveError::Gone), _)) | Err(GONE) => {
+                return self.out_of_scope(name, state, GONE, bytes)
+            }
             // Refused before anything was removed: not a failure.
             Ok((Err(why @ (RemoveError::Unsafe(_) | RemoveError::Mount(_))), _)) => {
                 return self.out_of_scope(name, state, &why.reason(), bytes)
@@ -721,7 +724,7 @@ pub fn hold_for_removal(
         // Our own pin (a `delete` of a looked-up job): upgrade it.
         Some(f) => {
             if !exclusive_soon(f, patience) {
-                return Err("in_use");
+                return Err(busy(job));
             }
             None
         }
@@ -733,7 +736,7 @@ pub fn hold_for_removal(
                 false => return Err(GONE),
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(GONE),
-            _ => return Err("in_use"),
+            _ => return Err(busy(job)),
         },
     };
     let mut hold = Hold {
@@ -780,6 +783,17 @@ pub fn hold_for_removal(
         return Err(why);
     }
     Ok(hold)
+}
+
+/// Why a job directory could not be taken for removal: another gc or
+/// delete holds it (the only exclusive holders; that one removes it, or
+/// reports why not), else a reader or the job's supervisor (`in_use`).
+fn busy(job: &Job) -> &'static str {
+    if being_removed(&job.dir) {
+        GONE
+    } else {
+        "in_use"
+    }
 }
 
 /// Is job directory `dir` gone, or being removed by another gc or

@@ -907,3 +907,37 @@ fn a_job_with_a_mount_inside_is_skipped_and_the_mount_kept() {
     }
     t.ok(&["status", &id]);
 }
+
+/// Three gc runs at once: each lists every candidate it chose (one that
+/// another removed first as skipped, `already_deleted`), its counters
+/// add up, and together they removed each job once.
+#[test]
+fn concurrent_gcs_each_account_for_every_candidate() {
+    let t = TempRoot::new();
+    for _ in 0..30 {
+        t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    }
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            t.cmd(&["gc", "--max-jobs", "0"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut deleted = 0;
+    for k in kids {
+        let o = k.wait_with_output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let n = |k: &str| v[k].as_u64().unwrap();
+        let jobs = v["jobs"].as_array().unwrap();
+        assert_eq!(jobs.len() as u64, n("candidate_count"), "{v}");
+        assert_eq!(n("deleted") + n("skipped"), n("candidate_count"), "{v}");
+        assert_eq!(n("skipped"), n("out_of_scope") + n("failed"), "{v}");
+        for j in jobs.iter().filter(|j| j["action"] == "skipped") {
+            assert_eq!(j["reason"], "already_deleted", "{v}");
+        }
+        deleted += n("deleted");
+    }
+    assert_eq!(deleted, 30);
+}

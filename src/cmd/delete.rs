@@ -150,6 +150,15 @@ fn refused(job: &Job, why: &str) -> Error {
             ))
             .in_job(&job.id)
         }
+        // Another gc or delete took it first: it is gone, or that one
+        // says why not; asked again, this call has the answer.
+        gc::GONE => {
+            return Error::Busy(format!(
+                "invalid job state: cannot delete job {}: another gc or delete is removing it; nothing was changed by this one, try again",
+                job.id
+            ))
+            .in_job(&job.id)
+        }
         "pid_alive" => "processes of the job are still alive; kill it first".to_string(),
         other => other.to_string(),
     };
@@ -393,8 +402,8 @@ pub fn delete_all(
         }
         let hold = match gc::hold_for_removal(&job, Some(&st), PATIENCE) {
             Ok(h) => h,
-            // Removed by a concurrent gc or delete: not this one's.
-            Err(gc::GONE) => continue,
+            // Removed by a concurrent gc or delete, after this one
+            // chose it: listed as such (skipped, already_deleted).
             Err(why) => {
                 body.out_of_scope(name, state, why);
                 continue;
@@ -405,7 +414,7 @@ pub fn delete_all(
                 body.deleted += 1;
                 body.push(name, state, "deleted", why);
             }
-            Err(gc::RemoveError::Gone) => {}
+            Err(gc::RemoveError::Gone) => body.out_of_scope(name, state, gc::GONE),
             Err(e) => body.removal_failed(name, state, &e),
         }
         drop(hold);
