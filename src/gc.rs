@@ -232,8 +232,12 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
 
 impl AutoClaim {
     /// The sweep: best effort and bounded; never reports to the caller.
-    pub fn run(self, store: &Store, g: &AutoGc) {
+    /// `launched`: the job whose launch this sweep follows, which it never
+    /// removes (the caller was just given its paths), whatever the rules
+    /// say of it once it has ended (`--auto-gc-max-jobs 0`).
+    pub fn run(self, store: &Store, g: &AutoGc, launched: &str) {
         let policy = Policy {
+            protect: Some(launched.to_string()),
             older_than_secs: g.older_than_secs,
             max_jobs: g.max_jobs,
             max_bytes: g.max_bytes,
@@ -288,6 +292,9 @@ fn recently_idle(lock: &std::fs::File, key: &str, now_ms: u64) -> bool {
 /// What to collect, and how much work auto-GC may do.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// A job never removed (auto-GC: the one just launched); it still
+    /// counts among the jobs and bytes the rules weigh.
+    pub protect: Option<String>,
     pub older_than_secs: u64,
     pub max_jobs: Option<u64>,
     pub max_bytes: Option<u64>,
@@ -576,8 +583,13 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         }
     }
 
-    for f in done.iter().filter(|f| f.rules == 0) {
-        r.out_of_scope(f.name, f.state, "too_recent", 0);
+    for f in done.iter_mut() {
+        if f.rules != 0 && p.protect.as_deref() == Some(f.name) {
+            f.rules = 0;
+            r.out_of_scope(f.name, f.state, "launched_job", 0);
+        } else if f.rules == 0 {
+            r.out_of_scope(f.name, f.state, "too_recent", 0);
+        }
     }
     for name in incomplete {
         // Half-written: no state to speak of, removed whatever the rules.
@@ -828,6 +840,15 @@ fn still_linked(f: &std::fs::File, dir: &Path) -> bool {
 /// notifications), which the real run would find when it takes the
 /// directory. Read from the kernel's lock table: a dry run takes no lock.
 pub fn dry_run_blocker(job: &Job, st: Option<&State>) -> Option<&'static str> {
+    // A queued job's own supervisor pins it while it waits; `delete`
+    // kills it first (and then waits its pin out), so that pin refuses
+    // nothing, as in the real run.
+    let own = st
+        .filter(|s| s.status() == crate::job::Status::Queued)
+        .and_then(|s| s.supervisor_pid);
+    if own.is_some() {
+        return pinned_by_others(&job.dir, own).then_some("in_use");
+    }
     alive_blocker(st).or_else(|| pinned_by_others(&job.dir, None).then_some("in_use"))
 }
 
@@ -1253,6 +1274,7 @@ mod tests {
 
     fn policy(older: u64, jobs: Option<u64>, budget: Option<(u64, u64)>) -> Policy {
         Policy {
+            protect: None,
             older_than_secs: older,
             max_jobs: jobs,
             max_bytes: None,

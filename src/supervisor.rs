@@ -493,6 +493,7 @@ fn run_once(
     // reason.
     let mut after = AfterAnswer {
         store: store.clone(),
+        job_id: job.id.clone(),
         settings: auto_gc,
         spares: true,
         caller: ready.as_ref().map(|f| f.as_raw_fd()),
@@ -932,6 +933,8 @@ impl Early {
 /// directories are made at once, since the next launch may want one.
 struct AfterAnswer {
     store: Store,
+    /// The job this supervisor runs: never collected by its own sweep.
+    job_id: String,
     settings: Option<crate::gc::AutoGc>,
     spares: bool,
     caller: Option<std::os::fd::RawFd>,
@@ -959,13 +962,13 @@ impl AfterAnswer {
         let Some(claim) = crate::gc::claim_auto(&self.store, &g) else {
             return;
         };
-        let store = self.store.clone();
+        let (store, own) = (self.store.clone(), self.job_id.clone());
         let Ok((done_r, done_w)) = sys::pipe() else {
             return;
         };
         self.thread = Some(std::thread::spawn(move || {
             sys::lowest_priority_for_this_thread();
-            claim.run(&store, &g);
+            claim.run(&store, &g, &own);
             // Closing the write end tells the tee's poll() we are done.
             drop(done_w);
         }));

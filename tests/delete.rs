@@ -974,3 +974,22 @@ fn a_job_with_a_mount_inside_is_refused_and_the_mount_kept() {
     let v = t.ok(&["list"]);
     assert_eq!(v["jobs"][0]["job_id"], json!(id), "{v}");
 }
+
+/// A dry run predicts the real one for a queued job too: its own
+/// supervisor's pin refuses nothing (delete kills it, then removes it).
+#[test]
+fn dry_run_of_a_queued_job_predicts_its_deletion() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let wait_gate = format!("while [ ! -e '{}' ]; do sleep 0.01; done", gate.display());
+    let head = t.ok(&["run", "--no-wait", "--queue", "dq", "--", &wait_gate]);
+    let q = t.ok(&["run", "--no-wait", "--queue", "dq", "--", "echo x"]);
+    let q = q["job_id"].as_str().unwrap().to_string();
+    assert_eq!(t.ok(&["status", &q])["state"], "queued");
+    let v = t.ok(&["delete", "--dry-run", &q]);
+    assert_eq!(v["jobs"][0]["action"], "would_delete", "{v}");
+    let v = t.ok(&["delete", &q]);
+    assert_eq!(v["jobs"][0]["action"], "deleted", "{v}");
+    std::fs::write(&gate, "").unwrap();
+    t.wait_done(head["job_id"].as_str().unwrap());
+}

@@ -941,3 +941,33 @@ fn concurrent_gcs_each_account_for_every_candidate() {
     }
     assert_eq!(deleted, 30);
 }
+
+/// The auto-GC that follows a launch never removes the job launched: its
+/// caller was just given that job's paths. `--auto-gc-max-jobs 0` takes
+/// every other finished job, and used to take this one too, or not,
+/// depending on when the sweep ran.
+#[test]
+fn auto_gc_never_removes_the_job_it_follows() {
+    let t = TempRoot::new();
+    for round in 0..4 {
+        let old = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let v = t.ok(&["run", "--auto-gc-max-jobs", "0", "--", "true"]);
+        let id = v["job_id"].as_str().unwrap().to_string();
+        let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+        // The sweep ends before its supervisor does.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while support::process_alive(sup) {
+            assert!(std::time::Instant::now() < until, "the supervisor lingers");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            !t.job_dir(&old).exists(),
+            "round {round}: the sweep did not run"
+        );
+        let s = t.ok(&["status", &id]);
+        assert_eq!(s["state"], "exited", "round {round}: {s}");
+    }
+}

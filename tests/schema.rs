@@ -40,6 +40,13 @@ fn every_command_output_matches_the_schema() {
     docs.push(t.ok(&["status", &id]));
     docs.push(t.ok(&["tail", &id]));
     docs.push(t.ok(&["wait", &id]));
+    // A log that is gone: tail leaves out its path (it reads as empty).
+    let gone = t.ok(&["run", "--", "echo", "x"]);
+    let gid = gone["job_id"].as_str().unwrap().to_string();
+    std::fs::remove_file(t.job_dir(&gid).join("stdout.log")).unwrap();
+    let tail = t.ok(&["tail", &gid]);
+    assert!(tail.get("stdout_log_path").is_none(), "{tail}");
+    docs.push(tail);
     let long = t.start_job(&["sleep", "30"]);
     docs.push(t.ok(&["wait", "--until", "0", &long]));
     docs.push(t.ok(&["kill", "--no-wait", &long]));

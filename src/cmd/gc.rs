@@ -28,6 +28,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // so that an internal caller gets invalid_duration, not a default).
     let older_than = m.get("older-than").unwrap_or("30d").to_string();
     let policy = Policy {
+        protect: None,
         older_than_secs: crate::time::parse_duration(&older_than)?,
         max_jobs: m.u64("max-jobs"),
         max_bytes: m.u64("max-bytes"),
