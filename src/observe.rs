@@ -537,7 +537,17 @@ impl Log {
     /// A capped log's window never reaches back across the gap.
     pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Result<Slice> {
         let start = (self.size - self.size.min(max_bytes)).max(self.tail_floor());
-        let (mut window, start) = self.bytes(start, self.size - start)?;
+        let (mut window, mut start) = self.bytes(start, self.size - start)?;
+        if start > 0 && !window.is_empty() && continuation_prefix(&window) == window.len() {
+            // A budget under the last character: it is read whole (up to
+            // 3 bytes over), as `end` and a head read one.
+            let wider = self.size.saturating_sub(4).max(self.tail_floor());
+            let (w, s) = self.bytes(wider, self.size - wider)?;
+            if let Some(lead) = w.iter().rposition(|&c| c & 0xC0 != 0x80) {
+                window = w[lead..].to_vec();
+                start = s + lead as u64;
+            }
+        }
         let keep = self.cut(start, &window, done);
         window.truncate(keep);
         let begin = if lines == 0 {

@@ -235,6 +235,13 @@ fn a_tail_budget_under_one_character_returns_it_whole() {
         let id = s(&v, "job_id").to_string();
         let w = t.ok(&["wait", "--max-bytes", max, "--tail-bytes", tail, &id]);
         assert_eq!(s(&w, "stdout_tail"), "😀", "{w}");
+        // tail's own budget: the same rule (it gave "" at [12, 12]).
+        let e = t.ok(&["tail", "--max-bytes", tail, &id]);
+        assert_eq!(
+            (s(&e, "stdout"), range(&e, "stdout_range")),
+            ("😀", want),
+            "{e}"
+        );
     }
     // A head that reaches the end leaves no tail.
     let v = t.ok(&[
