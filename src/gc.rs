@@ -1303,7 +1303,8 @@ mod tests {
             hold_for_removal(&job, Some(&st), std::time::Duration::ZERO).err(),
             Some(GONE)
         );
-        // Nothing is counted or listed for it.
+        // Not this one's deletion, but its candidate: listed as skipped,
+        // already_deleted (out of scope, not a failure).
         let mut body = Report::default();
         body.remove(
             &job,
@@ -1313,7 +1314,12 @@ mod tests {
             false,
             Some(&st),
         );
-        assert_eq!((body.deleted, body.skipped, body.jobs.len()), (0, 0, 0));
+        assert_eq!(
+            (body.deleted, body.skipped, body.out_of_scope, body.failed),
+            (0, 1, 1, 0)
+        );
+        assert_eq!(body.jobs.len(), 1);
+        assert_eq!(body.jobs[0].reason, GONE);
         let _ = fs::remove_dir_all(&s.root);
     }
 

@@ -184,22 +184,33 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
                     Some(e) => Err(crate::error::Error::io("read the jobs root", e)),
                     None => Ok(()),
                 };
+                // A directory a gc or delete is removing (or has removed
+                // since the walk began) is no damaged job: not counted.
+                let skip = |body: &mut ListBody| {
+                    if !crate::gc::being_removed(&j.dir) {
+                        body.skipped += 1;
+                    }
+                };
                 let Some(dir) = sys::Dir::open(&j.dir).ok() else {
                     unreadable()?;
-                    body.skipped += 1;
+                    skip(&mut body);
                     continue;
                 };
                 let Some((meta, meta_file)) =
                     job::read_json_stamped_in::<MetaSummary>(&dir, job::META)
                 else {
                     unreadable()?;
-                    body.skipped += 1;
+                    skip(&mut body);
                     continue;
                 };
                 if !learning && !wanted(&meta) {
                     continue; // its state is not needed
                 }
                 let (st, state_file) = read_state(&j, &dir);
+                // Its state gone under a removal: gone, not `unknown`.
+                if st.is_none() && crate::gc::being_removed(&j.dir) {
+                    continue;
+                }
                 if learning {
                     let meta_file = Some(FileId::of(&meta_file));
                     let note = make_note(&meta, meta_file, st.as_ref(), state_file, cache.t0);

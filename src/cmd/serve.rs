@@ -1997,13 +1997,18 @@ struct ExecRequest {
 /// member of the wrong type (`"max_log_bytes": "1k"`) is named, as the
 /// CLI names its flag and MCP its parameter, instead of a column number.
 fn exec_request(body: &[u8]) -> Result<ExecRequest> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
-    serde_json::from_value(v.clone()).map_err(|e| {
-        // Every field is optional: the first member that fails alone is
-        // the one at fault.
-        let culprit = v.as_object().and_then(|members| {
-            members.iter().find_map(|(k, val)| {
+    // Parsed directly first: it refuses a repeated member, which a
+    // parse into a map would drop.
+    let e = match serde_json::from_slice::<ExecRequest>(body) {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
+    };
+    // Every field is optional: the first member that fails alone is the
+    // one at fault.
+    let culprit = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.as_object()?.iter().find_map(|(k, val)| {
                 let one =
                     serde_json::Value::Object([(k.clone(), val.clone())].into_iter().collect());
                 serde_json::from_value::<ExecRequest>(one)
@@ -2011,8 +2016,9 @@ fn exec_request(body: &[u8]) -> Result<ExecRequest> {
                     .map(|e| format!("invalid JSON: field {k}: {e}"))
             })
         });
-        invalid(culprit.unwrap_or_else(|| format!("invalid JSON: {e}")))
-    })
+    Err(invalid(
+        culprit.unwrap_or_else(|| format!("invalid JSON: {e}")),
+    ))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
