@@ -799,12 +799,10 @@ pub fn launch(
                     if st.status() != Status::Created {
                         return Err(busy(&st));
                     }
-                    // The winner is mid-launch: the job is leaving
-                    // `created` for good, so a retry cannot start it
-                    // either (D6: not retryable), as the losers that
-                    // come a moment later are told.
-                    return Err(Error::InvalidState(format!(
-                        "invalid job state: job {} is already being started by another caller",
+                    // The winner is mid-launch: contention, and a
+                    // retry a moment later gets a settled answer.
+                    return Err(Error::Busy(format!(
+                        "invalid job state: job {} is already being started",
                         job.id
                     )));
                 }
