@@ -817,6 +817,31 @@ static SEND: Cmd = Cmd {
     examples: &["agent-exec send --newline 01JABCDEF0 'print(1+1)'", "agent-exec send --eof 01JABCDEF0"],
 };
 
+/// The words of the internal commands (`_supervise`, `_notify`): the
+/// jobs root and the job's id, as the launcher passes them.
+const ROOT_AND_ID: &[Pos] = &[
+    Pos {
+        name: "ROOT",
+        required: true,
+        rest: false,
+        many: false,
+        jobs: None,
+        values: &[],
+        help: "Jobs root",
+        bytes: false,
+    },
+    Pos {
+        name: "JOB_ID",
+        required: true,
+        rest: false,
+        many: false,
+        jobs: None,
+        values: &[],
+        help: "Job id",
+        bytes: false,
+    },
+];
+
 static SUPERVISE: Cmd = Cmd {
     name: "_supervise",
     alias: None,
@@ -842,28 +867,7 @@ static SUPERVISE: Cmd = Cmd {
             "Be the stand-in of a job between --retry runs: sleep, exit",
         ),
     ],
-    pos: &[
-        Pos {
-            name: "ROOT",
-            required: true,
-            rest: false,
-            many: false,
-            jobs: None,
-            values: &[],
-            help: "Jobs root",
-            bytes: false,
-        },
-        Pos {
-            name: "JOB_ID",
-            required: true,
-            rest: false,
-            many: false,
-            jobs: None,
-            values: &[],
-            help: "Job id",
-            bytes: false,
-        },
-    ],
+    pos: ROOT_AND_ID,
     conflicts: &[],
     hidden: true,
     exec: crate::supervisor::exec,
@@ -881,28 +885,7 @@ static NOTIFY_LOST: Cmd = Cmd {
         Ty::U64,
         "The run whose end was recorded (nothing is sent for another)",
     )],
-    pos: &[
-        Pos {
-            name: "ROOT",
-            required: true,
-            rest: false,
-            many: false,
-            jobs: None,
-            values: &[],
-            help: "Jobs root",
-            bytes: false,
-        },
-        Pos {
-            name: "JOB_ID",
-            required: true,
-            rest: false,
-            many: false,
-            jobs: None,
-            values: &[],
-            help: "Job id",
-            bytes: false,
-        },
-    ],
+    pos: ROOT_AND_ID,
     conflicts: &[],
     hidden: true,
     exec: crate::notify::exec_lost,
