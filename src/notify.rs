@@ -359,7 +359,6 @@ struct Record<'a, E: Serialize> {
 // Sinks
 // ---------------------------------------------------------------------------
 
-/// What every sink of one job needs to run.
 /// The cwd this process was started in (the launching command's), kept
 /// by `keep_caller_cwd` before the supervisor leaves it for `/`.
 static CALLER_CWD: OnceLock<PathBuf> = OnceLock::new();
@@ -372,6 +371,7 @@ pub fn keep_caller_cwd() {
     }
 }
 
+/// What every sink of one job needs to run.
 struct SinkCtx {
     job: Job,
     job_id: String,

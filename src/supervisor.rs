@@ -1288,17 +1288,17 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         });
     let bad = |what: &str| fail("spawn_failed", format!("{what} holds a NUL byte"));
     let c = |v: &[u8], what: &str| CString::new(v).map_err(|_| bad(what));
-    let mut found = candidates(prog, job_path.as_deref());
+    let (mut found, anywhere) = candidates(prog, job_path.as_deref());
     // The wrapper is the caller's choice, not the job's: one the job's
     // PATH lacks (`--env PATH=/my/tools`) is looked for on the caller's
     // too, so that the job runs with the PATH it was given instead of
     // failing to start.
-    if !found.iter().any(|p| is_executable(p)) {
-        if let Ok(own) = std::env::var("PATH") {
-            let alt = candidates(prog, Some(&own));
-            if alt.iter().any(|p| is_executable(p)) {
-                found = alt;
-            }
+    if !anywhere {
+        if let Some((alt, true)) = std::env::var("PATH")
+            .ok()
+            .map(|own| candidates(prog, Some(&own)))
+        {
+            found = alt;
         }
     }
     let paths = found
@@ -1366,10 +1366,11 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
 /// shims and tool directories before /usr/bin): the usual start is one
 /// execve. A relative entry ends the passing over (it names a directory
 /// of the job's cwd, which the child enters first); with nothing found,
-/// every entry is left to the child, which then reports what execvp would.
-fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
+/// every entry is left to the child, which then reports what execvp would,
+/// and the flag says so (false: found on no entry).
+fn candidates(prog: &str, path: Option<&str>) -> (Vec<PathBuf>, bool) {
     if prog.contains('/') {
-        return vec![PathBuf::from(prog)];
+        return (vec![PathBuf::from(prog)], true);
     }
     let dirs: Vec<&str> = path
         .unwrap_or("/usr/local/bin:/bin:/usr/bin")
@@ -1383,18 +1384,16 @@ fn candidates(prog: &str, path: Option<&str>) -> Vec<PathBuf> {
         .take_while(|(d, c)| absent(d, c))
         .count();
     if skip == all.len() {
-        all
+        (all, false)
     } else {
-        all[skip..].to_vec()
+        (all[skip..].to_vec(), true)
     }
 }
 
-/// A regular file someone may execute (an absolute candidate of
-/// `candidates`; a relative one is the child's to try).
+/// A regular file someone may execute.
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.is_absolute()
-        && fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The variable that carries `reapply_script` to the login shell (its
@@ -2501,7 +2500,7 @@ mod tests {
 
     #[test]
     fn programs_resolve_like_execvp() {
-        let c = |prog: &str, path: Option<&str>| candidates(prog, path);
+        let c = |prog: &str, path: Option<&str>| candidates(prog, path).0;
         assert_eq!(c("/bin/sh", Some("/nowhere")), [PathBuf::from("/bin/sh")]);
         assert_eq!(
             c("sh", Some("/nonexistent:/usr/bin:/bin")),
