@@ -339,6 +339,28 @@ fn a3_a_lost_supervisor_takes_its_workload_with_it() {
     t.ok(&["delete", &id]);
 }
 
+/// Every reader that reports a lost job's end says why it failed: `kill`
+/// (which finds it ended) and `tail --follow`'s end line, as `status`.
+#[test]
+fn a3_kill_and_follow_of_a_lost_job_say_why_it_failed() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "61.75"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "failed", "{k}");
+    assert_eq!(k["failure"]["code"], "supervisor_lost", "{k}");
+    let o = t.out(&["tail", "--follow", &id]);
+    let end: Value = serde_json::from_str(o.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end", "{}", o.stdout);
+    assert_eq!(end["failure"]["code"], "supervisor_lost", "{end}");
+    // A job that did not fail says nothing of failure.
+    let ok = t.start_job(&["true"]);
+    t.wait_done(&ok);
+    assert!(t.ok(&["kill", &ok]).get("failure").is_none());
+}
+
 /// The job.finished its supervisor never sent is sent once the end is
 /// recorded: by a detached delivery the reader starts, not the reader.
 #[test]

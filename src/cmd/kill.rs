@@ -36,6 +36,10 @@ pub struct KillBody {
     pub observed_within_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
+    /// Why a job that ended `failed` failed (`supervisor_lost`, ...), as
+    /// `status` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::job::Failure>,
     /// Output the job wrote that could not be stored, as `status` says
     /// (absent when the logs hold everything).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -85,6 +89,7 @@ pub fn kill_job_within(
         terminated_signal: None,
         observed_within_ms: None,
         timed_out: None,
+        failure: None,
         output_lost: st.output_lost.clone(),
     };
     let st = match st.status() {
@@ -325,6 +330,7 @@ fn fill(mut body: KillBody, st: &crate::job::State, t0: Instant) -> KillBody {
     body.terminated_signal = st.result.signal.clone().filter(|_| terminal);
     body.observed_within_ms = Some(t0.elapsed().as_millis() as u64);
     body.timed_out = terminal.then_some(st.result.timed_out);
+    body.failure = st.failure.clone().filter(|_| terminal);
     body.output_lost = st.output_lost.clone();
     body
 }

@@ -45,7 +45,7 @@
 //! `{"type":"output","stream","data","range":[a,b]}` per piece as it is
 //! written (at most 64 KiB, whole UTF-8 characters but at the very end),
 //! then `{"type":"end","state","exit_code","signal"?,"cursor",
-//! "output_lost"?}`. A job run with `--retry` is followed through every
+//! "failure"?,"output_lost"?}`. A job run with `--retry` is followed through every
 //! attempt: when the next attempt's logs begin,
 //! `{"type":"attempt","attempt":n}`, then that attempt's output with ranges in its own logs (from 0); the end's
 //! cursor is the last attempt's. `--raw` writes the bytes themselves
@@ -280,6 +280,9 @@ impl<B: Batches> Ndjson<B> {
             #[serde(skip_serializing_if = "Option::is_none")]
             signal: Option<&'a str>,
             cursor: String,
+            /// Why a `failed` job failed, as `status` says.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            failure: Option<&'a crate::job::Failure>,
             /// As `status` lists it; absent when nothing was lost.
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             output_lost: &'a [crate::job::OutputLoss],
@@ -295,6 +298,7 @@ impl<B: Batches> Ndjson<B> {
             exit_code: st.result.exit_code.filter(|_| terminal),
             signal: st.result.signal.as_deref().filter(|_| terminal),
             cursor: cursor.encode(&job.id),
+            failure: st.failure.as_ref().filter(|_| terminal),
             output_lost: &st.output_lost,
         };
         self.buf.clear();
