@@ -775,10 +775,13 @@ impl Job {
         }
     }
 
-    /// The job lock, if the file exists (never created here).
+    /// The job lock, if the file exists (never created here) and is a
+    /// regular file: a directory or FIFO planted as `lock` is no launch
+    /// (nothing a reader may reconcile), as a symlink is not.
     pub fn open_lock(&self) -> Option<std::fs::File> {
         crate::sys::Dir::open(&self.dir)
-            .and_then(|d| d.open_file(LOCK, crate::sys::How::Read))
+            .and_then(|d| d.open_regular(LOCK))
+            .map(|(f, _)| f)
             .ok()
     }
 

@@ -1117,7 +1117,7 @@ pub fn current_state_from(job: &Job, st: State) -> Result<State> {
 /// already (`list`): its lock is opened relative to `dir`.
 pub fn current_state_in(job: &Job, dir: &sys::Dir, st: State) -> Result<State> {
     current_state_opening(job, st, || {
-        dir.open_file(crate::job::LOCK, sys::How::Read).ok()
+        dir.open_regular(crate::job::LOCK).ok().map(|(f, _)| f)
     })
 }
 

@@ -2312,6 +2312,45 @@ fn a_replaced_lock_file_never_makes_a_live_job_lost() {
     assert_eq!(t.ok(&["status", &id])["state"], "killed");
 }
 
+/// A directory or FIFO planted as a created job's `lock` is no launch:
+/// readers leave the job `created` (they recorded it `launch_lost`, for
+/// good), and it starts once the junk is gone.
+#[test]
+fn a_planted_lock_that_is_not_a_file_never_makes_a_created_job_lost() {
+    let t = TempRoot::new();
+    for kind in ["dir", "fifo"] {
+        let id = t.ok(&["create", "--", "true"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let lock = t.job_dir(&id).join("lock");
+        match kind {
+            "dir" => std::fs::create_dir(&lock).unwrap(),
+            _ => assert!(Command::new("mkfifo")
+                .arg(&lock)
+                .status()
+                .unwrap()
+                .success()),
+        }
+        let l = t.ok(&["list", "--all"]);
+        let entry = l["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_id"] == id.as_str())
+            .cloned();
+        assert_eq!(entry.unwrap()["state"], "created", "{kind}: {l}");
+        assert_eq!(t.ok(&["status", &id])["state"], "created", "{kind}");
+        assert_eq!(t.state(&id)["job"]["status"], "created", "{kind}");
+        match kind {
+            "dir" => std::fs::remove_dir(&lock).unwrap(),
+            _ => std::fs::remove_file(&lock).unwrap(),
+        }
+        let v = t.ok(&["start", &id]);
+        assert_eq!(v["state"], "exited", "{kind}: {v}");
+    }
+}
+
 // ---------------------------------------------------------------------
 // What was lost, in every response about the job, and of its input
 // ---------------------------------------------------------------------
