@@ -245,15 +245,17 @@ impl Store {
     /// a job directory (valid id shape), in directory order. A missing
     /// root has none. Symlinks are not job directories.
     ///
-    /// Returns how many directories of that shape it passed over because
-    /// their names are not UTF-8: no id argument can name one, so no
+    /// Returns how many other directories it passed over, whose names
+    /// are not UTF-8 or not of that shape (a control character, a
+    /// backslash, over 128 bytes): no id argument can name one, so no
     /// command reads or removes it, but `gc`, `list` and `delete --all`
-    /// count it as skipped rather than hide it.
+    /// count it as skipped rather than hide it. Dot names are the root's
+    /// own entries (`.spare-N`, `.queues`, `.gc.lock`), never counted.
     fn scan(&self, mut f: impl FnMut(&str)) -> Result<u64> {
         use std::os::unix::ffi::OsStrExt;
         let mut foreign = 0u64;
         let r = crate::sys::for_each_raw_entry(&self.root, |raw, kind| {
-            if !valid_id_bytes(raw) {
+            if raw.starts_with(b".") {
                 return;
             }
             let is_dir = match kind {
@@ -265,8 +267,8 @@ impl Store {
                 }
             };
             match std::str::from_utf8(raw) {
-                Ok(n) if is_dir => f(n),
-                Err(_) if is_dir => foreign += 1,
+                Ok(n) if is_dir && valid_id_bytes(raw) => f(n),
+                _ if is_dir => foreign += 1,
                 _ => {}
             }
         });

@@ -608,6 +608,44 @@ fn a_directory_whose_name_is_not_utf8_counts_as_skipped() {
     assert_eq!(v["skipped"], 2, "{v}");
 }
 
+/// Neither is one whose name no id can be (a control character, a
+/// backslash, over 128 bytes), nor a job whose meta.json `status` calls
+/// damaged: both are skipped, not hidden, nor shown with blanks.
+#[test]
+fn names_no_id_can_be_and_damaged_definitions_count_as_skipped() {
+    let t = TempRoot::new();
+    fabricate_n(&t, &t.cwd, 1_700_000_000_000, 1);
+    let names = [
+        format!("a{}b", '\t'),
+        "a\\b".to_string(),
+        format!("a{}b", '\u{7f}'),
+        "x".repeat(129),
+    ];
+    for n in &names {
+        std::fs::create_dir_all(t.root.join(n)).unwrap();
+    }
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(ids(&v).len(), 1, "{v}");
+    assert_eq!(v["skipped"], 4, "{v}");
+    let g = t.ok(&["gc", "--dry-run"]);
+    assert_eq!(g["skipped"], 4, "{g}");
+    for n in &names {
+        std::fs::remove_dir(t.root.join(n)).unwrap();
+    }
+    // A meta.json status refuses: not a job with blank fields.
+    let id = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for bad in [r#"{"job":{}}"#, "[1]", r#"["x"]"#] {
+        std::fs::write(t.job_dir(&id).join("meta.json"), bad).unwrap();
+        t.err(&["status", &id]);
+        let v = t.ok(&["list", "--all"]);
+        assert_eq!(ids(&v).len(), 1, "{bad}: {v}");
+        assert_eq!(v["skipped"], 1, "{bad}: {v}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Views for people: `--table` rows, and `wait` (several ids, `-v`)
 // ---------------------------------------------------------------------------

@@ -196,8 +196,13 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
                     skip(&mut body);
                     continue;
                 };
+                // Read whole, as `status` reads it: a meta.json that
+                // `status` calls damaged is skipped here too, not shown
+                // with blanks (a summary's lenient parse took `[1]` or a
+                // `job` without an id for a job).
                 let Some((meta, meta_file)) =
-                    job::read_json_stamped_in::<MetaSummary>(&dir, job::META)
+                    job::read_json_stamped_in::<job::Meta>(&dir, job::META)
+                        .map(|(m, f)| (MetaSummary::of(m), f))
                 else {
                     unreadable()?;
                     skip(&mut body);
@@ -275,21 +280,23 @@ fn list_jobs_now(store: &Store, q: &ListQuery) -> Result<ListBody> {
     Ok(body)
 }
 
-/// What `list` needs of meta.json: parsed without allocating for the
-/// fields it skips (most of the file).
-#[derive(serde::Deserialize)]
+/// What `list` shows of meta.json.
 struct MetaSummary {
-    /// Required (a directory without it is not a job), never read.
-    #[serde(rename = "job")]
-    _job: serde::de::IgnoredAny,
-    #[serde(default)]
     created_at: String,
-    #[serde(default)]
     cwd: Option<String>,
-    #[serde(default)]
     tags: Vec<String>,
-    #[serde(default)]
     command: Vec<String>,
+}
+
+impl MetaSummary {
+    fn of(m: job::Meta) -> MetaSummary {
+        MetaSummary {
+            created_at: m.created_at,
+            cwd: m.cwd,
+            tags: m.tags,
+            command: m.command,
+        }
+    }
 }
 
 /// What `list` shows of state.json.
@@ -428,7 +435,6 @@ fn from_note(root: &File, name: &str, note: &str) -> Option<(MetaSummary, Option
         .into_iter()
         .find(|t| t.as_str() == status)?;
     let meta = MetaSummary {
-        _job: serde::de::IgnoredAny,
         created_at,
         cwd,
         tags,
