@@ -330,9 +330,10 @@ impl Store {
         // A directory that may be a job but cannot be looked into (no
         // permission) is a candidate too: if it is the one named, the
         // caller hears why it cannot have it, not that it is not there.
+        // A root that cannot be read is an io_error, as `list` says, not
+        // "no such job" (a missing root has no jobs: not an error).
         let mut found: Vec<(String, Option<Error>)> = self
-            .job_names()
-            .unwrap_or_default()
+            .job_names()?
             .into_iter()
             .filter(|n| {
                 n.len() >= arg.len()
@@ -374,8 +375,17 @@ impl Store {
     /// is `Unreadable`: it is there, and may well be a job.
     fn probe(&self, name: &str) -> Probe {
         let dir = self.root.join(name);
-        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            return Probe::NotJob;
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            // The root cannot be searched (no permission): the job may
+            // well be there; "not found" would tell the caller it is gone.
+            Err(e)
+                if e.kind() != io::ErrorKind::NotFound
+                    && e.raw_os_error() != Some(libc::ENOTDIR) =>
+            {
+                return Probe::Unreadable(Error::io(format!("read {}", dir.display()), e))
+            }
+            _ => return Probe::NotJob,
         }
         let meta = dir.join(META);
         match fs::symlink_metadata(&meta) {

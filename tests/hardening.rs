@@ -1598,6 +1598,23 @@ fn store_a_job_directory_the_caller_cannot_read_is_io_error() {
             "{args:?}: {v}"
         );
     }
+    // The root itself cannot be searched or read: the same (it said
+    // job_not_found, as if the job were gone).
+    std::fs::set_permissions(&t.root, std::fs::Permissions::from_mode(0o000)).unwrap();
+    for args in [
+        vec!["status", id.as_str()],
+        vec!["status", &id[..12]],
+        vec!["delete", id.as_str()],
+    ] {
+        let o = run(&args);
+        let v = o.json();
+        assert_eq!(
+            (o.code, v["error"]["code"].as_str()),
+            (1, Some("io_error")),
+            "root unreadable, {args:?}: {v}"
+        );
+    }
+    std::fs::set_permissions(&t.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     if !as_root {
         std::fs::set_permissions(t.job_dir(&id), std::fs::Permissions::from_mode(0o700)).unwrap();
     }
