@@ -91,17 +91,23 @@ pub struct Log {
 }
 
 /// The gap records of a stream log in a job directory (None: not one,
-/// or not capped).
-fn gaps_of(path: &Path) -> Option<(crate::logcap::Gaps, usize, std::path::PathBuf)> {
+/// or not capped). A `log.gaps` that cannot be read (a symlink, a
+/// directory) is an error: read as "not capped", the log's marker line
+/// passed for output and its totals lost every dropped byte.
+#[allow(clippy::type_complexity)]
+fn gaps_of(path: &Path) -> Result<Option<(crate::logcap::Gaps, usize, std::path::PathBuf)>> {
     use crate::logcap;
-    let slot = match path.file_name()?.to_str()? {
-        crate::job::STDOUT => logcap::STDOUT,
-        crate::job::STDERR => logcap::STDERR,
-        _ => return None,
+    let slot = match path.file_name().and_then(|n| n.to_str()) {
+        Some(crate::job::STDOUT) => logcap::STDOUT,
+        Some(crate::job::STDERR) => logcap::STDERR,
+        _ => return Ok(None),
     };
-    let dir = path.parent()?;
-    let gaps = logcap::Gaps::open(dir).ok()??;
-    Some((gaps, slot, dir.to_path_buf()))
+    let Some(dir) = path.parent() else {
+        return Ok(None);
+    };
+    let gaps = logcap::Gaps::open(dir)
+        .map_err(|e| Error::io(format!("read {}", dir.join(logcap::GAPS).display()), e))?;
+    Ok(gaps.map(|g| (g, slot, dir.to_path_buf())))
 }
 
 /// Open a log; a missing one reads as empty. A log that is a symlink or
@@ -110,7 +116,7 @@ fn gaps_of(path: &Path) -> Option<(crate::logcap::Gaps, usize, std::path::PathBu
 pub fn open_log(path: &Path) -> Result<Log> {
     let ctx = || format!("read {}", path.display());
     // The gap records first: they exist before a capped log does.
-    let gaps = gaps_of(path);
+    let gaps = gaps_of(path)?;
     let f = match sys::open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -293,7 +299,7 @@ impl Log {
     pub fn refresh(&mut self, path: &Path) -> Result<()> {
         if self.gaps.is_none() {
             // Made capped since it was opened (a job restarted with a cap).
-            self.gaps = gaps_of(path);
+            self.gaps = gaps_of(path)?;
         }
         match &self.file {
             Some(_) => self

@@ -949,6 +949,50 @@ fn a_cap_with_no_head_answers_an_empty_head() {
     assert_eq!(v["stdout_dropped_bytes"], 20, "{v}");
 }
 
+/// A `log.gaps` that is a symlink or a directory is refused
+/// (`unsafe_path`), never read as "nothing dropped": then the marker line
+/// passed for the job's output and the totals lost every dropped byte.
+#[test]
+fn a_gaps_file_that_is_a_symlink_or_a_directory_is_refused() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--max-log-bytes", "40", "--", "seq", "1", "5000"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let dir = t.job_dir(&id);
+    let gaps = dir.join("log.gaps");
+    let saved = t.base.join("saved-gaps");
+    std::fs::rename(&gaps, &saved).unwrap();
+    for kind in ["symlink", "dir"] {
+        match kind {
+            "symlink" => std::os::unix::fs::symlink(&saved, &gaps).unwrap(),
+            _ => std::fs::create_dir(&gaps).unwrap(),
+        }
+        for args in [
+            &["tail", &id][..],
+            &["wait", &id],
+            &["tail", "--follow", &id],
+        ] {
+            let o = t.out(args);
+            let last: Value = serde_json::from_str(o.stdout.lines().last().unwrap()).unwrap();
+            assert_eq!(
+                last["error"]["code"], "unsafe_path",
+                "{kind} {args:?}: {}",
+                o.stdout
+            );
+        }
+        match kind {
+            "symlink" => std::fs::remove_file(&gaps).unwrap(),
+            _ => std::fs::remove_dir(&gaps).unwrap(),
+        }
+    }
+    std::fs::rename(&saved, &gaps).unwrap();
+    assert!(
+        t.ok(&["tail", &id])["stdout_dropped_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
 /// A damaged gap record (written by somebody else: a torn record that
 /// never heals) is an `io_error` within a few seconds for every read,
 /// not a wait that neither `--until` nor a signal could end.
