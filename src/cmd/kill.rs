@@ -191,7 +191,7 @@ pub fn kill_job_within(
             now
         }
         Status::Running => {
-            let sent = signal_running(job, &st, sig)?;
+            let sent = signal_running_until(job, &st, sig, t0 + within, give_up)?;
             if sent == Leader::Gone {
                 // Nothing was signalled: the root has ended and its
                 // supervisor is recording that, in a moment. A record
@@ -302,6 +302,54 @@ pub fn signal_running(job: &Job, st: &crate::job::State, sig: i32) -> Result<Lea
     sys::kill_group_resuming(pid, sig)
         .map(|_| Leader::Root(pid))
         .map_err(|e| Error::io(format!("signal process group {pid}"), e))
+}
+
+/// `signal_running`, followed through a `--retry` job's change of runs
+/// for a signal that stops the job. Between two runs the recorded root
+/// has ended (or no root is recorded yet): nothing is signalled, and the
+/// next run started as if no `kill` had come (the answer said running
+/// after 3 s, and the job went on retrying). So the supervisor is told
+/// first (`sys::STOP_NOTE`: the run that ended is not retried), and a
+/// next run that started all the same (the supervisor had decided just
+/// before) is signalled in turn, until `deadline`. Returns what was
+/// signalled last, as `signal_running` does.
+pub fn signal_running_until(
+    job: &Job,
+    st: &crate::job::State,
+    sig: i32,
+    deadline: Instant,
+    give_up: Option<std::os::fd::RawFd>,
+) -> Result<Leader> {
+    let mut st = st.clone();
+    loop {
+        let sent = signal_running(job, &st, sig)?;
+        if !stops_job(sig) || !matches!(sent, Leader::Gone | Leader::Unrecorded) {
+            return Ok(sent);
+        }
+        match st.supervisor_pid {
+            Some(spid) if job.is_supervisor(spid) => {
+                let _ = sys::kill_process(spid, sys::STOP_NOTE);
+            }
+            _ => return Ok(sent),
+        }
+        // Its end, or the next run's root: polled, for the moment
+        // between two runs (the state's writes are renames in the job
+        // directory, but a watch costs more than these few looks).
+        loop {
+            if Instant::now() >= deadline || give_up.is_some_and(stirred) {
+                return Ok(sent);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            let now = observe::current_state(job)?;
+            if now.status() != Status::Running {
+                return Ok(sent);
+            }
+            if now.pid.is_some() && now.pid != st.pid {
+                st = now;
+                break;
+            }
+        }
+    }
 }
 
 /// A job record that names processes that are not the job's: nothing

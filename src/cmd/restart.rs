@@ -111,20 +111,22 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
 /// and wait until its supervisor has recorded the end.
 fn stop_running(job: &Job, stop: Stop) -> Result<()> {
     let t0 = Instant::now();
-    let signal_now = |sig: i32| -> Result<()> {
+    // Followed into a `--retry` job's next run, should the stop come
+    // between two (`signal_running_until`).
+    let signal_now = |sig: i32, by: Instant| -> Result<()> {
         let st = observe::current_state(job)?;
         if st.status() == Status::Running {
-            super::kill::signal_running(job, &st, sig)?;
+            super::kill::signal_running_until(job, &st, sig, by, None)?;
         }
         Ok(())
     };
-    signal_now(stop.signal)?;
+    signal_now(stop.signal, t0 + stop.kill_after)?;
     let st = observe::wait_terminal(job, Some(t0 + stop.kill_after))?;
     if st.status().is_terminal() {
         return Ok(());
     }
     crate::info!("restart {}: still running after the grace: SIGKILL", job.id);
-    signal_now(libc::SIGKILL)?;
+    signal_now(libc::SIGKILL, Instant::now() + GONE_WITHIN)?;
     let st = observe::wait_terminal(job, Some(Instant::now() + GONE_WITHIN))?;
     if st.status().is_terminal() {
         return Ok(());
