@@ -1411,19 +1411,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             )));
         }
     }
-    // `--no-wait` and `--wait false` are `--until 0`, which `--forever`
-    // contradicts: refused as `--until` is, not one of them quietly lost.
-    if values.iter().any(|(k, _)| *k == "forever") {
-        let not_waiting = values.iter().find_map(|(k, v)| match (*k, v.as_str()) {
-            ("no-wait", _) => Some("--no-wait"),
-            ("wait", "false") => Some("--wait false"),
-            _ => None,
-        });
-        if let Some(a) = not_waiting {
-            return Err(Error::usage(format!(
-                "the argument '{a}' cannot be used with '--forever'"
-            )));
-        }
+    if let Some(a) = forever_not_waiting(values.iter().map(|(k, v)| (*k, v.as_str()))) {
+        return Err(Error::usage(format!(
+            "the argument '--{a}' cannot be used with '--forever'"
+        )));
     }
     if let Some((a, b)) = needs_another(&values) {
         return Err(Error::usage(format!("--{a} needs --{b}")));
@@ -1539,6 +1530,13 @@ pub fn matches_from_params(
             )));
         }
     }
+    // As on the command line: not waiting and `forever` contradict.
+    if let Some(a) = forever_not_waiting(values.iter().map(|(k, v)| (*k, v.as_str()))) {
+        return Err(Error::InvalidRequest(format!(
+            "{} and forever cannot be used together",
+            a.replace('-', "_")
+        )));
+    }
     if let Some((a, b)) = needs_another(&values) {
         let name = |long| cmd.flag(long).and_then(Flag::http_name).unwrap_or_default();
         return Err(Error::InvalidRequest(format!(
@@ -1569,6 +1567,24 @@ pub fn matches_from_params(
 fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
     let named = format!("invalid value '{v}' for '{}': ", flag.synopsis());
     msg.strip_prefix(named.as_str()).unwrap_or(msg)
+}
+
+/// `--no-wait` and `--wait false` are `--until 0`, which `--forever`
+/// contradicts: refused as `--until` is, not one of them quietly lost.
+/// Which of the two was given with `forever` (as `no-wait` or
+/// `wait false`), if any. Shared by the command line, HTTP and MCP.
+pub fn forever_not_waiting<'a>(
+    values: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> Option<&'static str> {
+    let on = |v: &str| v != "false" && v != "0";
+    if !values.clone().any(|(k, v)| k == "forever" && on(v)) {
+        return None;
+    }
+    values.into_iter().find_map(|(k, v)| match k {
+        "no-wait" | "no_wait" if on(v) => Some("no-wait"),
+        "wait" if !on(v) => Some("wait false"),
+        _ => None,
+    })
 }
 
 /// A flag given without the one it only makes sense with (`run` and

@@ -933,6 +933,16 @@ fn argument_conflicts_are_invalid_requests() {
         ("run", json!({"command": "true", "queue": "..q"})),
         ("run", json!({"command": "true", "shell_wrapper": " "})),
         ("tail", json!({"job_id": id, "follow": true})),
+        // As on the command line (they were accepted).
+        (
+            "run",
+            json!({"command": "true", "no_wait": true, "forever": true}),
+        ),
+        (
+            "restart",
+            json!({"job_id": id, "wait": false, "forever": true}),
+        ),
+        ("list", json!({"cwd": ""})),
     ] {
         let r = m.call(tool, args.clone());
         let e = &r["structuredContent"]["error"];
@@ -943,6 +953,29 @@ fn argument_conflicts_are_invalid_requests() {
     // None of them made a job.
     assert_eq!(m.ok("list", json!({}))["jobs"].as_array().unwrap().len(), 1);
     m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
+/// No env display in an MCP answer, of `run` or of `restart` (it gave
+/// restart's unmasked values to the model).
+#[test]
+fn answers_carry_no_env_values() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "true", "env": {"API_TOKEN": "s3cr3t"}}),
+    );
+    assert!(d.get("env_vars").is_none(), "{d}");
+    let id = d["job_id"].as_str().unwrap().to_string();
+    for args in [
+        json!({"job_id": id}),
+        json!({"job_id": id, "no_wait": true}),
+    ] {
+        let r = m.ok("restart", args);
+        assert!(r.get("env_vars").is_none(), "{r}");
+        assert!(!r.to_string().contains("s3cr3t"), "{r}");
+        t.wait_done(&id);
+    }
 }
 
 #[test]

@@ -821,6 +821,20 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
         // not one of them winning.
         return Err(bad("until and forever cannot be used together"));
     }
+    if let (true, Some(a)) = (
+        forever,
+        crate::cli::forever_not_waiting(
+            params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("forever", "true")]),
+        ),
+    ) {
+        return Err(bad(&format!(
+            "{} and forever cannot be used together",
+            a.replace('-', "_")
+        )));
+    }
     let ms = match given {
         Some(i) => crate::time::parse_duration_ms(&params[i].1)?,
         None if forever => limits.max_ms,
@@ -1265,6 +1279,9 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
                     None
                 } else {
                     Some(match m.get("cwd") {
+                        // As the command line's `--cwd ''` and `run`'s:
+                        // an unset variable, not the server's directory.
+                        Some("") => return Err(bad("cwd must not be empty")),
                         Some(c) => c.to_string(),
                         None => super::list::caller_dir()?,
                     })
@@ -1320,7 +1337,7 @@ fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
     let spec = crate::launch::Spec::from_matches(m, &cfg)?;
     let auto_gc = crate::gc::AutoGc::from_matches(m, &cfg.gc);
     let plan = WaitPlan::from_matches(m);
-    let launched = run_spec(
+    let mut launched = run_spec(
         &super::store(m),
         &spec,
         WaitPlan {
@@ -1329,6 +1346,8 @@ fn run(srv: &Server, call: &Call, m: &Matches) -> Result<Option<String>> {
         },
         auto_gc.as_ref(),
     )?;
+    // No env display in an MCP answer (see `restart`).
+    launched.env_vars.clear();
     let terminal = matches!(launched.state, "exited" | "killed" | "failed");
     if !plan.wait || terminal {
         return doc("run", &launched).map(Some);
@@ -1391,7 +1410,12 @@ fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<S
         Ok((!call.cancelled()).then_some(st))
     })?;
     match body {
-        Some(body) => doc("restart", &body).map(Some),
+        Some(mut body) => {
+            // No env display in an MCP answer, as in HTTP's: the values
+            // would go into the model's context.
+            body.inline.env_vars.clear();
+            doc("restart", &body).map(Some)
+        }
         None => Ok(None),
     }
 }
