@@ -2188,6 +2188,31 @@ fn a_blank_token_is_no_token_and_a_padded_one_authenticates() {
         .assert_error(401, "unauthorized");
 }
 
+/// A token no header can carry (a line break inside) is refused at the
+/// start (the server started, and refused every request after); and the
+/// token is not passed on to the jobs the server starts.
+#[test]
+fn a_token_no_request_can_carry_is_refused_and_jobs_never_see_the_token() {
+    let t = TempRoot::new();
+    for token in ["line\nbreak", "a\u{7f}b"] {
+        let v = first_line(&t, &["serve", "--port", "0"], token);
+        assert_eq!(v["error"]["code"], "invalid_config", "{token:?}: {v}");
+    }
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "s3cret")]);
+    let mut c = s.client();
+    let v = c
+        .send(
+            "POST",
+            "/exec",
+            &[("Authorization", "Bearer s3cret")],
+            &exec_body(json!({"command": ["env"]})),
+        )
+        .assert_ok("run");
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.contains("PATH="), "{out}");
+    assert!(!out.contains("s3cret"), "{out}");
+}
+
 #[test]
 fn head_of_a_follow_is_the_head_get_sends() {
     let t = TempRoot::new();

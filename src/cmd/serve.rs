@@ -215,7 +215,19 @@ pub fn exec(m: &Matches) -> Result<Output> {
     sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT", e))?;
     let addr = bind_addr(m)?;
     let token = token_from(std::env::var("AGENT_EXEC_SERVE_TOKEN").ok());
+    if token
+        .as_deref()
+        .is_some_and(|t| t.chars().any(|c| c.is_control()))
+    {
+        return Err(Error::InvalidConfig(
+            "AGENT_EXEC_SERVE_TOKEN holds a control character (a line break, say): no request could carry it in its Authorization header".into(),
+        ));
+    }
     check_bind(addr, m.has("insecure"), token.is_some())?;
+    // Read once: not passed on to the jobs this server starts, which
+    // inherit its environment (a job running `env` wrote it to its log).
+    // Before any thread exists, so no other reads the environment.
+    std::env::remove_var("AGENT_EXEC_SERVE_TOKEN");
     let allow_origin = m.get("allow-origin").map(check_origin).transpose()?;
     let cfg = crate::config::load(None)?;
     let shell_wrapper = launch::resolve_wrapper(None, &cfg)?;
