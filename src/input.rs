@@ -725,6 +725,24 @@ pub fn is_not_taken(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|i| i.is::<NotTaken>())
 }
 
+/// The supervisor said it was writing a send's bytes and no answer
+/// came (it died, or the deadline passed): some may have reached the
+/// job. Whatever the job's state is now, that is the caller's answer.
+#[derive(Debug)]
+pub struct MayHaveGotIn;
+
+impl std::fmt::Display for MayHaveGotIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no answer from the job's supervisor after it began writing: some of the bytes may have reached the job")
+    }
+}
+
+impl std::error::Error for MayHaveGotIn {}
+
+pub fn may_have_got_in(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<MayHaveGotIn>())
+}
+
 /// The caller's side: send `data` (and maybe end of file) to the job
 /// whose directory is `dir`, waiting at most `wait` for it to get in
 /// (`MIN_WAIT` at least), and for the answer a little more (`GRACE`).
@@ -863,9 +881,7 @@ pub fn send(
         }
     }
     if writing {
-        return Err(io::Error::other(
-            "no answer from the job's supervisor by the deadline, after it began writing: some of the bytes may have reached the job",
-        ));
+        return Err(io::Error::other(MayHaveGotIn));
     }
     if shut {
         return Err(io::Error::new(io::ErrorKind::TimedOut, NotTaken));

@@ -959,3 +959,53 @@ fn sigint_ends_a_blocked_send_at_once() {
         .len();
     assert_eq!(logged, written);
 }
+
+/// A supervisor that dies while it writes a send's bytes: some got in
+/// (stdin.log has them), so the answer is an io_error that says they may
+/// have, not stdin_closed ("the job has ended", as if none had). Fails
+/// on the old code only when the reader finds the loss recorded first
+/// (1 run in 3 here).
+#[test]
+fn a_supervisor_dying_mid_send_is_an_io_error_that_says_bytes_may_have_got_in() {
+    let t = TempRoot::new();
+    let data = t.base.join("big.bin");
+    std::fs::write(&data, vec![b'x'; 1 << 20]).unwrap();
+    let v = t.ok(&["run", "--no-wait", "-i", "--", "sleep", "30"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    let send = t
+        .cmd(&[
+            "send",
+            "--yield",
+            "5s",
+            "--file",
+            data.to_str().unwrap(),
+            &id,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the job's pipe is full, the supervisor is mid-write.
+    let log = t.job_dir(&id).join("stdin.log");
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < until, "nothing was written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = send.wait_with_output().unwrap();
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["error"]["code"], "io_error", "{e}");
+    assert_eq!(e["error"]["retryable"], false, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have reached"),
+        "{e}"
+    );
+}

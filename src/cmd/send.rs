@@ -142,6 +142,12 @@ pub fn send_job_or(
         crate::input::send(&job.dir, &req.data, req.eof, req.record, wait, give_up)
     });
     let reply = sent.map_err(|e| {
+            // Bytes may have got in (the supervisor began writing, then
+            // died or went quiet): said so, whatever the state is now
+            // (an ended job read as stdin_closed, "nothing sent").
+            if crate::input::may_have_got_in(&e) {
+                return Error::io(format!("send to job {}", job.id), e);
+            }
             // No socket, or nobody at it: the state says why (the job
             // ended, or was made `created` again by a restart meanwhile).
             let status = observe::current_state(job).map(|s| s.status());
