@@ -265,6 +265,8 @@ pub fn seconds_text(s: f64) -> Option<String> {
     if !s.is_finite() || s < 0.0 {
         return None;
     }
+    // -0 is 0 (it is no negative number): not "-0s", which no parser takes.
+    let s = if s == 0.0 { 0.0 } else { s };
     Some(if s > 1e20 {
         "100000000000000000000s".to_string()
     } else if s > 0.0 && s < 1e-3 {
@@ -337,6 +339,7 @@ mod tests {
     fn seconds_text_keeps_every_finite_non_negative_number_a_duration() {
         let ms = |s: f64| parse_duration_ms(&seconds_text(s).unwrap()).unwrap();
         assert_eq!(ms(0.0), 0);
+        assert_eq!(ms(-0.0), 0);
         assert_eq!(ms(0.29), 290);
         assert_eq!(ms(2.5), 2_500);
         assert_eq!(ms(1e-300), 1);

@@ -2387,7 +2387,10 @@ fn exec_spec(
 fn exec_until_ms(v: &serde_json::Value) -> Result<u64> {
     match v {
         serde_json::Value::Number(_) => exec_seconds_ms("until", v),
-        serde_json::Value::String(s) => crate::time::parse_duration_ms(s),
+        serde_json::Value::String(s) => crate::time::parse_duration_ms(s).map_err(|e| match e {
+            Error::InvalidDuration(m) => Error::InvalidDuration(format!("until: {m}")),
+            other => other,
+        }),
         other => Err(Error::InvalidDuration(format!(
             "until: expected a number of seconds or a duration such as 500ms, got {other}"
         ))),
@@ -2748,7 +2751,11 @@ mod tests {
         for bad in ["-1", "-0.1", "\"soon\"", "true", "{}"] {
             let e = req(&format!(r#"{{"command":["x"],"until":{bad}}}"#)).unwrap_err();
             assert_eq!(e.code(), "invalid_duration", "{bad}");
+            // Naming the field, whatever the form.
+            assert!(e.to_string().contains("until"), "{bad}: {e}");
         }
+        let (_, p) = req(r#"{"command":["x"],"until":-0}"#).unwrap();
+        assert_eq!(p.until_ms, Some(0));
         assert!(serde_json::from_str::<ExecRequest>(r#"{"command":["x"],"bogus":1}"#).is_err());
         assert!(serde_json::from_str::<ExecRequest>(r#"{"command":"x"}"#).is_err());
     }
