@@ -172,6 +172,16 @@ pub fn wait_jobs(
             first = pick_first(jobs, &settled, &before);
         }
         if done(&settled) {
+            // `--any`: the jobs still running are described as they are
+            // now, as `wait ID` alone would (a state read rounds ago
+            // named a `--retry` job's first attempt beside the output of
+            // its current one).
+            for (i, job) in jobs.iter().enumerate() {
+                if !settled[i] {
+                    let now = observe::current_state(job).map_err(|e| e.in_job(&job.id))?;
+                    states[i] = crate::runs::answer_for(job, &began[i], now);
+                }
+            }
             return Ok(Some(Seen { states, first }));
         }
         let Some(left) = observe::left(deadline) else {

@@ -1199,3 +1199,31 @@ fn restart_keeps_each_runs_match_events() {
     assert_eq!(line(&dir.join("match_events/000001.json")), "run2");
     assert!(!dir.join("match_events/000002.json").exists());
 }
+
+/// `wait --any`: a `--retry` job still running when another ends is
+/// described as `wait ID` alone would, its current attempt with its
+/// output (it said attempt 1, with the output of a later one).
+#[test]
+fn wait_any_describes_a_retrying_job_as_it_is_now() {
+    let t = TempRoot::new();
+    let x = id_of(&t.ok(&[
+        "run",
+        "--no-wait",
+        "--retry",
+        "50",
+        "--",
+        "sh",
+        "-c",
+        "echo out$$; sleep 0.1; exit 1",
+    ]));
+    let y = id_of(&t.ok(&["run", "--no-wait", "--", "sleep", "0.7"]));
+    let v = t.ok(&["wait", "--any", &x, &y]);
+    assert_eq!(v["first"], y.as_str(), "{v}");
+    let e = &v["jobs"][0];
+    assert_eq!(e["state"], "running", "{v}");
+    let attempt = e["attempt"].as_u64().unwrap();
+    assert!(attempt > 1, "{e}");
+    let kept = e["previous_runs"].as_array().map_or(0, Vec::len);
+    assert!((1..=5).contains(&kept), "{e}");
+    t.ok(&["kill", &x]);
+}
