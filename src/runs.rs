@@ -199,14 +199,28 @@ fn stage(
     staged
 }
 
-/// The kept runs a response lists (`previous_runs`): those whose two
-/// logs are there. A run directory (or a log in it) removed by hand
-/// would otherwise be printed as a path that does not exist (D41).
-/// Readers only filter: the entry stays in state.json until the keep
-/// count drops it with its directory (`archive`). See `logs_there` for
-/// what counts as there.
-pub fn listed(runs: &[PreviousRun]) -> Vec<PreviousRun> {
-    runs.iter().filter(|r| logs_there(r)).cloned().collect()
+/// The kept runs of `job` a response lists (`previous_runs`): those
+/// whose two logs are there, with their paths where they are now,
+/// `<job>/runs/<attempt>/` under the job's directory as it is named
+/// today. The paths state.json recorded are those of the root when the
+/// run was kept: a root moved or renamed since (a relative HOME's moves
+/// with its directory) dropped every entry. A run directory (or a log in
+/// it) removed by hand would otherwise be printed as a path that does
+/// not exist (D41). Readers only filter: the entry stays in state.json
+/// until the keep count drops it with its directory (`archive`). See
+/// `logs_there` for what counts as there.
+pub fn listed(job: &Job, runs: &[PreviousRun]) -> Vec<PreviousRun> {
+    runs.iter()
+        .map(|r| {
+            let dir = job.dir.join(RUNS).join(r.attempt.to_string());
+            PreviousRun {
+                stdout_log_path: dir.join(job::STDOUT).to_string_lossy().into_owned(),
+                stderr_log_path: dir.join(job::STDERR).to_string_lossy().into_owned(),
+                ..r.clone()
+            }
+        })
+        .filter(logs_there)
+        .collect()
 }
 
 /// Are the logs of kept run `r` where `archive` put them, and ours?
@@ -374,10 +388,10 @@ mod tests {
         assert!(!job.dir.join(RUNS).join("1").exists());
         assert!(load(&job, 1).is_none());
         // A kept run removed by hand (or one log of it) is not listed.
-        assert_eq!(listed(&st.previous_runs).len(), 2);
+        assert_eq!(listed(&job, &st.previous_runs).len(), 2);
         std::fs::remove_file(&st.previous_runs[1].stderr_log_path).unwrap();
         std::fs::remove_dir_all(job.dir.join(RUNS).join("2")).unwrap();
-        assert!(listed(&st.previous_runs).is_empty());
+        assert!(listed(&job, &st.previous_runs).is_empty());
         std::fs::remove_dir_all(&job.dir).unwrap();
     }
 
@@ -403,17 +417,17 @@ mod tests {
         std::fs::write(job.stdout_path(), "one\n").unwrap();
         std::fs::write(job.stderr_path(), "").unwrap();
         let st = archive(&job, &ended(1, 1), 1).unwrap();
-        assert_eq!(listed(&st.previous_runs).len(), 1);
+        assert_eq!(listed(&job, &st.previous_runs).len(), 1);
         let run1 = job.dir.join(RUNS).join("1");
         std::fs::remove_dir_all(&run1).unwrap();
         std::os::unix::fs::symlink(&outside, &run1).unwrap();
         // The recorded paths lead through the link: not listed.
-        assert!(listed(&st.previous_runs).is_empty());
+        assert!(listed(&job, &st.previous_runs).is_empty());
         // Paths of another layout are never ours either.
         let mut odd = st.previous_runs[0].clone();
         odd.stdout_log_path = outside.join(job::STDOUT).display().to_string();
         odd.stderr_log_path = outside.join(job::STDERR).display().to_string();
-        assert!(listed(&[odd]).is_empty());
+        assert!(listed(&job, &[odd]).is_empty());
         // Keep 1: the next archive drops run 1, the link and not what
         // it points at.
         let mut e = ended(2, 1);

@@ -1227,3 +1227,30 @@ fn wait_any_describes_a_retrying_job_as_it_is_now() {
     assert!((1..=5).contains(&kept), "{e}");
     t.ok(&["kill", &x]);
 }
+
+/// Kept runs are listed where they are now: a jobs root moved or renamed
+/// since (their paths recorded under the old one) listed none of them.
+#[test]
+fn kept_runs_survive_a_moved_root() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "echo", "hi"]));
+    t.ok(&["restart", &id]);
+    t.ok(&["restart", &id]);
+    let moved = t.base.join("moved-root");
+    std::fs::rename(&t.root, &moved).unwrap();
+    let o = t.exec({
+        let mut c = t.bare();
+        c.arg("--root").arg(&moved).args(["status", &id]);
+        c
+    });
+    let v = o.json();
+    assert_eq!(attempts(&v), vec![1, 2], "{v}");
+    for r in v["previous_runs"].as_array().unwrap() {
+        for k in ["stdout_log_path", "stderr_log_path"] {
+            let p = r[k].as_str().unwrap();
+            assert!(p.starts_with(moved.to_str().unwrap()), "{p}");
+            assert!(std::path::Path::new(p).is_file(), "{p}");
+        }
+    }
+    std::fs::rename(&moved, &t.root).unwrap();
+}

@@ -1245,7 +1245,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
             let body = (|| {
                 let meta = job.read_meta()?;
                 let st = observe::current_state(&job)?;
-                Ok(super::status::StatusBody::new(&job.id, &meta, &st))
+                Ok(super::status::StatusBody::new(&job, &meta, &st))
             })()
             .map_err(|e: Error| e.in_job(&job.id))?;
             doc("status", &body)?

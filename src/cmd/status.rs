@@ -55,19 +55,19 @@ pub struct MetaPart {
 }
 
 impl StatusBody {
-    pub fn new(id: &str, meta: &Meta, st: &State) -> StatusBody {
+    pub fn new(job: &crate::job::Job, meta: &Meta, st: &State) -> StatusBody {
         let part = MetaPart {
             created_at: meta.created_at.clone(),
             command: meta.command.clone(),
             cwd: meta.cwd.clone(),
             tags: meta.tags.clone(),
         };
-        StatusBody::from_parts(id, part, st)
+        StatusBody::from_parts(job, part, st)
     }
 
     /// For a caller that read only `MetaPart` from meta.json (the HTTP
     /// server's `/status`, which answers many of these a second).
-    pub fn from_parts(id: &str, meta: MetaPart, st: &State) -> StatusBody {
+    pub fn from_parts(job: &crate::job::Job, meta: MetaPart, st: &State) -> StatusBody {
         let MetaPart {
             created_at,
             command,
@@ -77,7 +77,7 @@ impl StatusBody {
         let status = st.status();
         let terminal = status.is_terminal();
         StatusBody {
-            job_id: id.to_string(),
+            job_id: job.id.clone(),
             state: status.as_str(),
             exit_code: st.result.exit_code,
             created_at,
@@ -94,7 +94,7 @@ impl StatusBody {
                 cost: crate::usage::Cost::of(st),
             },
             attempt: st.attempt(),
-            previous_runs: crate::runs::listed(&st.previous_runs),
+            previous_runs: crate::runs::listed(job, &st.previous_runs),
             queued: crate::queue::QueueInfo::of(st),
         }
     }
@@ -106,7 +106,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let body = (|| {
         let meta = job.read_meta()?;
         let state = crate::observe::current_state(&job)?;
-        Ok(StatusBody::new(&job.id, &meta, &state))
+        Ok(StatusBody::new(&job, &meta, &state))
     })()
     .map_err(|e: crate::error::Error| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("status", &body)?))

@@ -165,7 +165,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         attempt: st.attempt(),
-        previous_runs: crate::runs::listed(&st.previous_runs),
+        previous_runs: crate::runs::listed(job, &st.previous_runs),
         matched: None,
         stdout: out.text,
         stderr: err.text,
