@@ -993,3 +993,27 @@ fn dry_run_of_a_queued_job_predicts_its_deletion() {
     std::fs::write(&gate, "").unwrap();
     t.wait_done(head["job_id"].as_str().unwrap());
 }
+
+/// A running job whose state.json is damaged: `delete` says what
+/// `status` says (io_error, damaged record, not retryable), not that a
+/// reader holds it and to try again (its own supervisor held it).
+#[test]
+fn delete_of_a_held_job_with_a_damaged_state_says_so() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "62.25"]);
+    std::fs::write(t.job_dir(&id).join("state.json"), "garbage").unwrap();
+    let (code, e) = t.err(&["delete", &id]);
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(e["error"]["code"], "io_error", "{e}");
+    assert_eq!(e["error"]["retryable"], false, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("damaged"),
+        "{e}"
+    );
+    // Its supervisor ends it once the record is whole again.
+    let sup = std::process::Command::new("pkill")
+        .args(["-f", "sleep 62.25"])
+        .status()
+        .unwrap();
+    assert!(sup.success());
+}

@@ -143,6 +143,12 @@ fn refused(job: &Job, why: &str) -> Error {
         // Somebody else is mid-way with the job: the same call succeeds
         // once they let go (D6: retryable).
         "in_use" => {
+            // Held, and its record cannot be read: what `status` says of
+            // it (a damaged state.json, not retryable), not "a reader
+            // holds it, try again" (its own supervisor held it).
+            if let Err(e) = job.read_state() {
+                return e.in_job(&job.id);
+            }
             return Error::Busy(format!(
                 "invalid job state: cannot delete job {}: {}; nothing was changed, try again",
                 job.id,
