@@ -243,7 +243,9 @@ pub fn wait_jobs(
         if stirred || muted {
             if let Some(c) = client {
                 match (c.look)() {
-                    Stir::Left => return Ok(None),
+                    // Answered now, as they are: a client that only
+                    // half-closed still reads it (`serve`'s `/wait`).
+                    Stir::Left => return Ok(Some(Seen { states, first })),
                     Stir::Sent => muted = true,
                     Stir::Quiet => {}
                 }

@@ -2850,3 +2850,35 @@ fn invalid_state_is_409_on_every_route() {
     s.post(&format!("/send/{created}"), r#"{"data":"x"}"#)
         .assert_error(409, "invalid_state");
 }
+
+/// A client that half-closes after its request (`nc -N`, `printf | nc`)
+/// still gets its `/wait` answered: at once, with the state then (it got
+/// no answer at all, while `/exec` answered).
+#[test]
+fn a_half_closed_wait_is_answered_with_the_state_then() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["sleep", "63.25"]);
+    for path in [
+        format!("/wait/{id}?until=20"),
+        format!("/wait?ids={id}&until=20"),
+    ] {
+        let mut c = connect(s.port);
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(t0.elapsed() < Duration::from_secs(10), "{path}: waited on");
+        let r = parse_raw(&String::from_utf8_lossy(&out));
+        let v = r.assert_ok("wait");
+        let state = if v["jobs"].is_array() {
+            &v["jobs"][0]["state"]
+        } else {
+            &v["state"]
+        };
+        assert_eq!(state, "running", "{path}: {v}");
+    }
+    t.ok(&["kill", &id]);
+}

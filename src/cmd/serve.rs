@@ -1649,8 +1649,9 @@ enum Peer {
 }
 
 /// Look, without blocking or consuming anything, at what the client did.
-/// A half-close counts as leaving: an HTTP client that still wants its
-/// answer keeps its side open.
+/// A half-close counts as leaving (it cannot be told from a close): the
+/// wait ends, and `/wait` answers with what it knows then, which a
+/// client that only half-closed still reads.
 fn peer(client: &TcpStream) -> Peer {
     let mut p = [sys::poll_fd(
         client.as_raw_fd(),
@@ -1677,7 +1678,8 @@ fn peer(client: &TcpStream) -> Peer {
 /// What a waiting request does when its client leaves.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum OnLeave {
-    /// Stop: nobody will read the answer (`/wait`, an observation).
+    /// Stop, answering at once with the state then (`/wait`): a client
+    /// that closed will not read it, one that half-closed will.
     Drop,
     /// Wait on and answer anyway (`/exec`, `/restart`): the answer names
     /// the job just started, and a client that only half-closed still
@@ -1717,7 +1719,10 @@ fn wait_while_client_stays(
             return Ok(None);
         }
         match (peer(client), on_leave) {
-            (Peer::Left, OnLeave::Drop) => return Ok(None),
+            // Answered at once with what is known now: a client that
+            // only half-closed (`nc -N`, `printf ... | nc`) still reads
+            // it, and one that is gone costs one failed write.
+            (Peer::Left, OnLeave::Drop) => return Ok(Some(st)),
             (Peer::Left, OnLeave::Answer) | (Peer::Sent, _) => watch = None,
             (Peer::Quiet, _) => {}
         }
