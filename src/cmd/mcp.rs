@@ -1106,7 +1106,13 @@ fn outcome(j: &Value) -> String {
     if let Some(c) = j["exit_code"].as_i64() {
         s.push_str(&format!(", exit code {c}"));
     }
-    if let Some(sig) = j["signal"].as_str() {
+    // `kill`'s `signal` is the one it sent; how the job ended is its
+    // `terminated_signal` (a job that exited has none).
+    let ended_by = match j["type"].as_str() {
+        Some("kill") => j["terminated_signal"].as_str(),
+        _ => j["signal"].as_str(),
+    };
+    if let Some(sig) = ended_by {
         s.push_str(&format!(", signal {sig}"));
     }
     if j["timed_out"] == Value::Bool(true) {
@@ -1557,6 +1563,22 @@ fn cli_doc(m: &Matches) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `kill`'s text says how the job ended, not which signal was sent.
+    #[test]
+    fn a_kill_summary_names_the_signal_that_ended_the_job() {
+        let sent_term_killed_by_term = serde_json::json!({"type": "kill", "signal": "SIGKILL",
+            "state": "killed", "terminated_signal": "SIGTERM", "timed_out": true});
+        assert_eq!(
+            outcome(&sent_term_killed_by_term),
+            ", signal SIGTERM, timed out"
+        );
+        let exited = serde_json::json!({"type": "kill", "signal": "SIGUSR1",
+            "state": "exited", "exit_code": 3});
+        assert_eq!(outcome(&exited), ", exit code 3");
+        let status = serde_json::json!({"type": "status", "state": "killed", "signal": "SIGTERM"});
+        assert_eq!(outcome(&status), ", signal SIGTERM");
+    }
 
     #[test]
     fn every_tool_has_object_schemas_from_the_table() {
