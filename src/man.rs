@@ -595,7 +595,7 @@ const REPLIES: &[Reply] = &[
             ("previous_runs", PREVIOUS_RUNS),
         ],
         notes: &[
-            "The stored definition includes the timeouts, the notifications and --retry. The --until budget counts from the new launch.",
+            "The stored definition includes the timeouts, the notifications and --retry. The --until budget and elapsed_ms count from the new launch: the stop of the old run (up to --kill-after and more) is before it.",
             "The previous run's state.json, stdout.log, stderr.log, (in the job directory) full.log and its notification records (completion_event.json, notification_events.ndjson, match_events/) move to <job>/runs/<attempt>/ by rename; runs past [restart] keep_runs are removed (a job run or created with --config keeps what that file says, else the default config is read at restart time). A combined log written elsewhere (run --log PATH) is not kept: each run writes PATH anew, so after a restart it holds only the new run's lines.",
             "A job defined with --config keeps that file's [restart] keep_runs, [gc] and [notify] sink_timeout: restart goes by them even once the file is edited or removed (--no-auto-gc and --auto-gc-* still apply on top). A stop signal (HUP, INT, TERM) during the stop of the old run takes effect once the new run is being watched.",
         ],
