@@ -477,7 +477,7 @@ const REPLIES: &[Reply] = &[
             ("state", "created, queued, running, exited, killed or failed."),
             ("exit_code?", "Exit status, once exited."),
             ("created_at", "When the job was defined."),
-            ("started_at?", "When it started (absent while created)."),
+            ("started_at?", "When the current run started: absent while created or queued, and while a --retry job waits out --retry-delay before its next run."),
             ("finished_at?", "When it ended."),
             ("signal?", "SIG-prefixed name of the signal that ended it."),
             ("duration_ms?", "How long it ran."),

@@ -396,10 +396,42 @@ fn wait_all(
     line: Option<Line>,
     deliver: &Deliver,
 ) -> Option<std::result::Result<Held, Ended>> {
-    let ids = dedup_ids(meta);
-    for (i, (id, (dep, waited))) in ids.iter().zip(deps).enumerate() {
-        let end = wait_dependency(&dep, waited);
-        let must_be_ok = meta.after_ok.contains(id);
+    // Each judged now first: those that have ended are taken first, so
+    // an --after-ok one that failed fails the job at once (it waited for
+    // the dependencies named before it), and `waiting_for` names only
+    // those that have not ended.
+    let mut deps: Vec<(String, Job, Option<Waited>, Option<DepEnd>)> = dedup_ids(meta)
+        .into_iter()
+        .zip(deps)
+        .map(|(id, (dep, mut waited))| {
+            let end = judge_now(&dep, &mut waited);
+            (id, dep, waited, end)
+        })
+        .collect();
+    deps.sort_by_key(|d| d.3.is_none());
+    let pending = |deps: &[(String, Job, Option<Waited>, Option<DepEnd>)], from: usize| {
+        deps[from..]
+            .iter()
+            .filter(|d| d.3.is_none())
+            .map(|d| d.0.clone())
+            .collect::<Vec<_>>()
+    };
+    {
+        let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let left = pending(&deps, 0);
+        if !g.done && g.state.waiting_for != left {
+            g.state.waiting_for = left;
+            let _ = job.write_state(&g.state, false);
+        }
+    }
+    for i in 0..deps.len() {
+        let (id, dep, waited, known) = &mut deps[i];
+        let end = match known.take() {
+            Some(end) => end,
+            None => wait_dependency(dep, waited.take()),
+        };
+        let id = id.clone();
+        let must_be_ok = meta.after_ok.contains(&id);
         let how = match end {
             _ if !must_be_ok => None,
             DepEnd::Deleted => Some("was deleted before it was seen to exit 0".to_string()),
@@ -425,8 +457,9 @@ fn wait_all(
         }
         // What is left to wait for, for readers.
         let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-        if !g.done {
-            g.state.waiting_for = ids[i + 1..].to_vec();
+        let left = pending(&deps, i + 1);
+        if !g.done && g.state.waiting_for != left {
+            g.state.waiting_for = left;
             g.state.updated_at = crate::time::now_ts();
             let _ = job.write_state(&g.state, false);
         }
@@ -547,6 +580,21 @@ impl Waited {
 /// to the next run: the wait blocks on the run's byte of the job lock
 /// (`job::RUN_LOCK_BASE`), as `wait` does (`observe::lock_thread`), and
 /// no later run ever takes it.
+/// `wait_dependency`'s judgement of `dep` as it is now, without
+/// waiting: None while it has not ended (or cannot be read this moment).
+fn judge_now(dep: &Job, waited: &mut Option<Waited>) -> Option<DepEnd> {
+    let now = match crate::observe::current_state(dep) {
+        Ok(st) => st,
+        Err(_) if !dep.dir.join(crate::job::META).exists() => return Some(DepEnd::Deleted),
+        Err(_) => return None,
+    };
+    let w = waited.get_or_insert_with(|| Waited::of(&now));
+    match w.judge(dep, &now) {
+        Next::Done(end) => Some(end),
+        Next::BlockOnRun | Next::Watch => None,
+    }
+}
+
 fn wait_dependency(dep: &Job, mut waited: Option<Waited>) -> DepEnd {
     loop {
         let now = match crate::observe::current_state(dep) {

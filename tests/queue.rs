@@ -982,3 +982,49 @@ fn a_symlinked_queues_directory_is_never_followed() {
     names.sort();
     assert_eq!(names.len(), 1, "made outside the root: {names:?}");
 }
+
+/// Dependencies that have ended are judged first: an --after-ok one that
+/// failed fails the job at once (it waited for those named before it),
+/// and `waiting_for` names only those not ended (it listed ended ones).
+#[test]
+fn ended_dependencies_are_judged_first_and_never_listed_as_awaited() {
+    let t = TempRoot::new();
+    let failed = id_of(&t.ok(&["run", "--", "sh", "-c", "exit 2"]));
+    let ok = id_of(&t.ok(&["run", "--", "true"]));
+    let long = t.start_job(&["sleep", "64.5"]);
+    let v = t.ok(&[
+        "run",
+        "--until",
+        "5",
+        "--after",
+        &long,
+        "--after-ok",
+        &failed,
+        "--",
+        "true",
+    ]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "dependency_failed", "{v}");
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--after",
+        &ok,
+        "--after",
+        &long,
+        "--",
+        "true",
+    ]);
+    let id = id_of(&v);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = t.ok(&["status", &id]);
+        if s["waiting_for"] == serde_json::json!([long]) {
+            break;
+        }
+        assert!(Instant::now() < until, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.ok(&["kill", &long]);
+    assert_eq!(t.wait_done(&id)["state"], "exited");
+}
