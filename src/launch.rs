@@ -617,7 +617,9 @@ fn define_in(
         max_log_bytes: spec.max_log_bytes,
         no_full_log: spec.no_full_log,
     };
-    let state = State::created(&job.id);
+    let mut state = State::created(&job.id);
+    // Its queue, shown in any state: a created job's too.
+    state.queue = spec.queue.clone();
     // Env files are read by the supervisor when the job starts (for
     // `run`, now): an unusable one fails the launch there, which records
     // it and delivers its `job.finished` as for any launch failure. A

@@ -436,6 +436,7 @@ const REPLIES: &[Reply] = &[
             ("stderr_log_path", "Where stderr will be logged."),
             ("tags", "The job's tags."),
             ("failure?", "{code, message} when state is failed."),
+            ("queue?", QUEUE_FIELD),
         ],
         notes: &[
             "No process starts; `start` launches the job later. --stdin and --stdin-file are copied into the job directory now; --env-file is read when the job starts.",

@@ -1028,3 +1028,22 @@ fn ended_dependencies_are_judged_first_and_never_listed_as_awaited() {
     t.ok(&["kill", &long]);
     assert_eq!(t.wait_done(&id)["state"], "exited");
 }
+
+/// A created job shows its queue, as every state does (create, status
+/// and list left it out until the job was started).
+#[test]
+fn a_created_job_shows_its_queue() {
+    let t = TempRoot::new();
+    let v = t.ok(&["create", "--queue", "qq", "--", "true"]);
+    assert_eq!(v["queue"], "qq", "{v}");
+    let id = id_of(&v);
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (s["state"].as_str(), s["queue"].as_str()),
+        (Some("created"), Some("qq")),
+        "{s}"
+    );
+    let l = t.ok(&["list", "--state", "created"]);
+    assert_eq!(l["jobs"][0]["queue"], "qq", "{l}");
+    assert_eq!(t.ok(&["start", &id])["queue"], "qq");
+}

@@ -17,6 +17,9 @@ struct CreateBody {
     tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<crate::job::Failure>,
+    /// `--queue NAME`, as status shows it in any state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -46,6 +49,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         stderr_log_path: job.stderr_display(),
         tags: meta.tags,
         failure: state.failure,
+        queue: meta.queue,
     };
     Ok(Output::Doc(Response::new("create", &body)?))
 }
