@@ -994,9 +994,9 @@ fn dry_run_of_a_queued_job_predicts_its_deletion() {
     t.wait_done(head["job_id"].as_str().unwrap());
 }
 
-/// A running job whose state.json is damaged: `delete` says what
-/// `status` says (io_error, damaged record, not retryable), not that a
-/// reader holds it and to try again (its own supervisor held it).
+/// A running job whose state.json is damaged: `delete` refuses it saying
+/// the record is damaged, not retryable, not that a reader holds it and
+/// to try again (its own supervisor held it).
 #[test]
 fn delete_of_a_held_job_with_a_damaged_state_says_so() {
     let t = TempRoot::new();
@@ -1004,7 +1004,7 @@ fn delete_of_a_held_job_with_a_damaged_state_says_so() {
     std::fs::write(t.job_dir(&id).join("state.json"), "garbage").unwrap();
     let (code, e) = t.err(&["delete", &id]);
     assert_eq!(code, 1, "{e}");
-    assert_eq!(e["error"]["code"], "io_error", "{e}");
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
     assert_eq!(e["error"]["retryable"], false, "{e}");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("damaged"),

@@ -143,11 +143,15 @@ fn refused(job: &Job, why: &str) -> Error {
         // Somebody else is mid-way with the job: the same call succeeds
         // once they let go (D6: retryable).
         "in_use" => {
-            // Held, and its record cannot be read: what `status` says of
-            // it (a damaged state.json, not retryable), not "a reader
-            // holds it, try again" (its own supervisor held it).
+            // Held, and its record cannot be read: said so, and not
+            // retryable (its own supervisor may hold it, for as long as
+            // the job runs), not "a reader holds it, try again".
             if let Err(e) = job.read_state() {
-                return e.in_job(&job.id);
+                return Error::InvalidState(format!(
+                    "invalid job state: cannot delete job {}: it is held (by its supervisor if it runs, or a reader) and its record cannot be read ({e}); kill it first if it runs",
+                    job.id
+                ))
+                .in_job(&job.id);
             }
             return Error::Busy(format!(
                 "invalid job state: cannot delete job {}: {}; nothing was changed, try again",
