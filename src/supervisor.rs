@@ -89,6 +89,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // with SIGKILL, unrecorded).
     let _ = sys::block_signals(&[sys::STOP_NOTE]);
     let _ = sys::block_signals(&sys::STOP_SIGNALS);
+    sys::drop_callers_stop_signals();
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);

@@ -766,13 +766,31 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     let top = keep.iter().map(|&(_, d)| d).max().unwrap_or(2);
     let last = libc::SIGRTMAX();
 
+    // Every signal blocked across the fork: until its setsid the child is
+    // in the caller's process group, and a Ctrl-C aimed at that group
+    // must not kill it there (the grandchild would never start). What
+    // the child gets meanwhile stays pending and goes with it (a fork
+    // clears the grandchild's); the grandchild clears its mask below.
+    // SAFETY: sigfillset/pthread_sigmask write into local sigsets.
+    let old_mask = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
     // SAFETY: fork has no memory-safety preconditions. In the children we
     // call only async-signal-safe functions (setsid, fork, sigaction,
     // sigprocmask, fcntl, dup2, syscall(close_range), execv, _exit) on data prepared
     // above, which stays valid because fork copies the address space.
     let pid = unsafe { libc::fork() };
+    let fork_error = io::Error::last_os_error();
+    if pid != 0 {
+        // SAFETY: restores the mask saved above, in the parent.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    }
     if pid < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(fork_error);
     }
     if pid == 0 {
         // SAFETY: see above; every call here is async-signal-safe and the
@@ -887,8 +905,19 @@ pub fn spawn_orphan(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io
             libc::posix_spawnattr_destroy(&mut attr);
             return Err(io::Error::last_os_error());
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
+        // The stop signals stay blocked across the exec, every other is
+        // unblocked (the server blocks SIGTERM/SIGINT in its threads).
+        // The child is in the caller's process group until its setsid:
+        // a Ctrl-C (or `timeout`'s TERM) aimed at that group in the
+        // moment is pending in it, and with the mask cleared before the
+        // exec it killed the child there (the job read `launch_lost`).
+        // Blocked, it reaches the supervisor, which drops it
+        // (`drop_callers_stop_signals`): it was the caller's.
+        let mut stops: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut stops);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut stops, sig);
+        }
         // Every signal the C library lets us name (not KILL or STOP).
         let mut every: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut every);
@@ -903,8 +932,7 @@ pub fn spawn_orphan(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io
                 | (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
         );
         if rc == 0 {
-            // A clean signal mask: the server blocks SIGTERM/SIGINT.
-            rc = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+            rc = libc::posix_spawnattr_setsigmask(&mut attr, &stops);
         }
         if rc == 0 {
             // Default dispositions, as `spawn_detached` gives: a signal
@@ -2767,6 +2795,13 @@ pub fn wait_signal(sigs: &[i32]) -> io::Result<i32> {
 
 /// Take one of `sigs` (which must be blocked) if it is pending, without
 /// waiting.
+/// Drop the stop signals pending at a supervisor's start: sent to the
+/// caller's process group while the supervisor was still in it (between
+/// its spawn and its setsid, `spawn_orphan`), they were the caller's.
+pub fn drop_callers_stop_signals() {
+    while take_pending_signal(&STOP_SIGNALS).is_some() {}
+}
+
 pub fn take_pending_signal(sigs: &[i32]) -> Option<i32> {
     let set = sigset(sigs);
     let zero = libc::timespec {

@@ -554,3 +554,34 @@ fn kill_of_an_ended_job_signals_what_its_group_left() {
         "{k}"
     );
 }
+
+/// A Ctrl-C (SIGINT to the caller's process group) in the first
+/// milliseconds of `run` never kills the job's supervisor: until its
+/// setsid the supervisor is in that group, and it died there (the job
+/// read `launch_lost`, 1 run in 20 to 75 here). Timing: many rounds, at
+/// delays around the launch.
+#[test]
+fn a_ctrl_c_to_the_callers_group_during_the_launch_never_loses_the_job() {
+    use std::os::unix::process::CommandExt;
+    let t = TempRoot::new();
+    for round in 0..300u64 {
+        let mut c = t.cmd(&["run", "--no-auto-gc", "--", "sleep", "0.05"]);
+        c.process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(300 + (round % 50) * 100));
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.wait();
+    }
+    let v = t.ok(&["list", "--all", "--limit", "0"]);
+    for j in v["jobs"].as_array().unwrap() {
+        let id = j["job_id"].as_str().unwrap();
+        let s = t.wait_done(id);
+        assert_ne!(s["failure"]["code"], "launch_lost", "{s}");
+        assert_eq!(s["state"], "exited", "{s}");
+    }
+}
