@@ -1257,6 +1257,9 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
                 "launch_lost",
                 "the job's launch began but its supervisor was gone before the job ran",
             );
+            // Its (empty) logs, which the supervisor never made: `run`
+            // prints their paths, and every path printed exists (D41).
+            let _ = crate::launch::create_logs(job);
             record_reconciled(job, lock, &st);
         }
         _ => {}

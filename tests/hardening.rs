@@ -2598,3 +2598,26 @@ fn a1_input_on_a_full_disk_is_reported() {
     let w = t.wait_done(&id);
     assert_eq!(loss_of(&w, "stdin")["dropped_bytes"], 6, "{w}");
 }
+
+/// A launch lost before its supervisor made the logs: the reader that
+/// records `launch_lost` makes them (empty), so the paths `run` printed
+/// for the job exist (D41); they did not.
+#[test]
+fn a_lost_launch_has_the_logs_whose_paths_were_printed() {
+    let t = TempRoot::new();
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = t.job_dir(&id);
+    for f in ["stdout.log", "stderr.log"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    // What a launch leaves when its supervisor dies at once: the lock.
+    std::fs::write(dir.join("lock"), "").unwrap();
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["failure"]["code"], "launch_lost", "{s}");
+    for f in ["stdout.log", "stderr.log"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+}
