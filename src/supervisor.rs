@@ -1289,7 +1289,7 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         });
     let bad = |what: &str| fail("spawn_failed", format!("{what} holds a NUL byte"));
     let c = |v: &[u8], what: &str| CString::new(v).map_err(|_| bad(what));
-    let (mut found, anywhere) = candidates(prog, job_path.as_deref());
+    let (mut found, anywhere) = candidates(prog, job_path.as_deref(), Path::new(&cwd));
     // The wrapper is the caller's choice, not the job's: one the job's
     // PATH lacks (`--env PATH=/my/tools`) is looked for on the caller's
     // too, so that the job runs with the PATH it was given instead of
@@ -1297,7 +1297,7 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     if !anywhere {
         if let Some((alt, true)) = std::env::var("PATH")
             .ok()
-            .map(|own| candidates(prog, Some(&own)))
+            .map(|own| candidates(prog, Some(&own), Path::new(&cwd)))
         {
             found = alt;
         }
@@ -1365,11 +1365,13 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
 /// executable file of that name are passed over here, a stat each, rather
 /// than by the child trying execve in each (9 failed execs on a PATH of
 /// shims and tool directories before /usr/bin): the usual start is one
-/// execve. A relative entry ends the passing over (it names a directory
-/// of the job's cwd, which the child enters first); with nothing found,
-/// every entry is left to the child, which then reports what execvp would,
-/// and the flag says so (false: found on no entry).
-fn candidates(prog: &str, path: Option<&str>) -> (Vec<PathBuf>, bool) {
+/// execve. A relative entry (an empty one too) names a directory of the
+/// job's `cwd`, which the child enters first: it is looked at there, and
+/// stays relative. With nothing found, every entry is left to the child,
+/// which then reports what execvp would, and the flag says so (false:
+/// found on no entry; a relative entry used to count as found, so a
+/// PATH ending in `:` never let the wrapper be looked for elsewhere).
+fn candidates(prog: &str, path: Option<&str>, cwd: &Path) -> (Vec<PathBuf>, bool) {
     if prog.contains('/') {
         return (vec![PathBuf::from(prog)], true);
     }
@@ -1378,12 +1380,8 @@ fn candidates(prog: &str, path: Option<&str>) -> (Vec<PathBuf>, bool) {
         .split(':')
         .collect();
     let all: Vec<PathBuf> = dirs.iter().map(|d| Path::new(d).join(prog)).collect();
-    let absent = |d: &str, c: &PathBuf| d.starts_with('/') && !is_executable(c);
-    let skip = dirs
-        .iter()
-        .zip(&all)
-        .take_while(|(d, c)| absent(d, c))
-        .count();
+    let absent = |c: &PathBuf| !is_executable(&cwd.join(c));
+    let skip = all.iter().take_while(|c| absent(c)).count();
     if skip == all.len() {
         (all, false)
     } else {
@@ -2501,7 +2499,7 @@ mod tests {
 
     #[test]
     fn programs_resolve_like_execvp() {
-        let c = |prog: &str, path: Option<&str>| candidates(prog, path).0;
+        let c = |prog: &str, path: Option<&str>| candidates(prog, path, Path::new("/")).0;
         assert_eq!(c("/bin/sh", Some("/nowhere")), [PathBuf::from("/bin/sh")]);
         assert_eq!(
             c("sh", Some("/nonexistent:/usr/bin:/bin")),
@@ -2518,11 +2516,19 @@ mod tests {
             c("no-such-program-here", Some("/usr/bin")),
             [PathBuf::from("/usr/bin/no-such-program-here")]
         );
-        // A relative entry (an empty one: the cwd) ends the passing over.
+        // A relative entry (an empty one: the cwd) is looked at in the
+        // job's cwd, and kept relative where the program is there.
         assert_eq!(
             c("sh", Some("/nonexistent::/usr/bin")),
-            [PathBuf::from("sh"), PathBuf::from("/usr/bin/sh")]
+            [PathBuf::from("/usr/bin/sh")]
         );
+        let (here, found) = candidates("sh", Some("/nonexistent::/x"), Path::new("/usr/bin"));
+        assert_eq!(
+            (here, found),
+            (vec![PathBuf::from("sh"), PathBuf::from("/x/sh")], true)
+        );
+        // Found on no entry, relative ones included: said so.
+        assert!(!candidates("sh", Some("/nonexistent:"), Path::new("/")).1);
     }
 
     #[test]

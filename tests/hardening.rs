@@ -1077,6 +1077,20 @@ fn c14_the_login_set_up_is_invisible_to_the_job() {
         format!("mytool-ran\n{}\n", tools.display()),
         "{v}"
     );
+    // Also with an empty entry (a PATH ending in `:`, `::` inside): it
+    // names the job's cwd, which has no sh either (it failed spawn_failed).
+    for given in [
+        format!("{}:", tools.display()),
+        format!(":{}", tools.display()),
+    ] {
+        let v = run_env(
+            &t,
+            &home,
+            &path,
+            &["--env", &format!("PATH={given}"), "--", "mytool"],
+        );
+        assert_eq!(v["stdout"], "mytool-ran\n", "{given}: {v}");
+    }
 }
 
 /// `--env NAME` passes the caller's value on as it is, or not at all.
