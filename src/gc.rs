@@ -741,13 +741,19 @@ pub fn hold_for_removal(
             }
             None
         }
+        // Tried twice at least (5 ms apart): another remover's look at
+        // whether a directory is being removed (`being_removed`) holds it
+        // shared for a moment, which made concurrent gcs call each
+        // other's candidates `in_use`.
         None => match sys::open_dir_lockable(&job.dir) {
             // Held, and still the directory at that name: another
             // remover that held it before us has not taken it away.
-            Ok(f) if exclusive_soon(&f, patience) => match still_linked(&f, &job.dir) {
-                true => Some(f),
-                false => return Err(GONE),
-            },
+            Ok(f) if exclusive_soon(&f, patience.max(std::time::Duration::from_millis(1))) => {
+                match still_linked(&f, &job.dir) {
+                    true => Some(f),
+                    false => return Err(GONE),
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(GONE),
             _ => return Err(busy(job)),
         },

@@ -96,6 +96,10 @@ pub fn exec(m: &Matches) -> Result<Output> {
     hold_spare_fds();
     let store = Store::resolve(m.pos(0));
     let id = m.pos(1).unwrap_or_default().to_string();
+    // An id as every command checks it: never a path (`x/ID`, `ID/`).
+    if !crate::store::valid_id(&id) || id.contains('/') {
+        return Ok(Output::Done);
+    }
     let mut job = store.job(&id);
     // Held for the supervisor's whole life: the job is not collected while
     // it is being run or its notifications delivered.
@@ -249,6 +253,18 @@ fn run_once(
         Err(_) => job.read_state(),
     }
     .unwrap_or_else(|_| State::created(&job.id));
+    // A launch hands over a job that has not run (`created`: run's, a
+    // start's, a restart's next run). Anything else is `_supervise` run
+    // by hand on a job that has: it ran a finished job again, its logs
+    // and result overwritten. Nothing is done.
+    if retried == 0 && state.status() != Status::Created {
+        crate::warn!(
+            "job {} is {}, not created: nothing to run",
+            job.id,
+            state.status().as_str()
+        );
+        return never_ran(None);
+    }
     // This run's byte of the lock file, held until its end is published
     // (`let_go`) or this process dies: what a waiter on this run blocks
     // on (see `job::RUN_LOCK_BASE`). A `--retry` run adds its own byte.

@@ -2635,3 +2635,32 @@ fn a_lost_launch_has_the_logs_whose_paths_were_printed() {
         assert!(dir.join(f).is_file(), "{f}");
     }
 }
+
+/// The hidden `_supervise ROOT ID`, run by hand on a job that has run,
+/// does nothing (it ran the finished job again, overwriting its logs and
+/// result); nor with an id that is a path.
+#[test]
+fn supervise_by_hand_never_runs_a_finished_job_again() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "echo $$"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = (t.read(&id, "stdout.log"), t.read(&id, "state.json"));
+    let root = t.root.to_str().unwrap().to_string();
+    let parent = t.root.parent().unwrap().to_str().unwrap().to_string();
+    let nested = format!("{}/{id}", t.root.file_name().unwrap().to_str().unwrap());
+    for args in [
+        [root.as_str(), id.as_str()],
+        [parent.as_str(), nested.as_str()],
+    ] {
+        let mut c = t.bare();
+        c.arg("_supervise").args(args).stderr(Stdio::null());
+        let o = t.exec(c);
+        assert_eq!(o.code, 0, "{args:?}");
+    }
+    assert_eq!(
+        (t.read(&id, "stdout.log"), t.read(&id, "state.json")),
+        before
+    );
+}

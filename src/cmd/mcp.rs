@@ -830,7 +830,7 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
                 .chain([("forever", "true")]),
         ),
     ) {
-        return Err(bad(&format!(
+        return Err(bad(format!(
             "{} and forever cannot be used together",
             a.replace('-', "_")
         )));

@@ -1785,7 +1785,7 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
     ) {
         st = crate::observe::current_state(job)?;
     }
-    Ok(super::status::StatusBody::from_parts(&job, part, &st))
+    Ok(super::status::StatusBody::from_parts(job, part, &st))
 }
 
 thread_local! {
