@@ -1572,19 +1572,30 @@ fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
 /// `--no-wait` and `--wait false` are `--until 0`, which `--forever`
 /// contradicts: refused as `--until` is, not one of them quietly lost.
 /// Which of the two was given with `forever` (as `no-wait` or
-/// `wait false`), if any. Shared by the command line, HTTP and MCP.
-pub fn forever_not_waiting<'a>(
+/// `wait false`), if any. Shared by the command line and HTTP; MCP,
+/// which takes `forever` out first, asks `not_waiting`.
+fn forever_not_waiting<'a>(
     values: impl Iterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Option<&'static str> {
-    let on = |v: &str| v != "false" && v != "0";
-    if !values.clone().any(|(k, v)| k == "forever" && on(v)) {
-        return None;
-    }
-    values.into_iter().find_map(|(k, v)| match k {
-        "no-wait" | "no_wait" if on(v) => Some("no-wait"),
-        "wait" if !on(v) => Some("wait false"),
+    let forever = values.clone().any(|(k, v)| k == "forever" && flag_on(v));
+    forever.then(|| not_waiting(values)).flatten()
+}
+
+/// Which of `--no-wait` or `--wait false` is among `values` (flag or
+/// parameter names), if either.
+pub fn not_waiting<'a>(
+    mut values: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<&'static str> {
+    values.find_map(|(k, v)| match k {
+        "no-wait" | "no_wait" if flag_on(v) => Some("no-wait"),
+        "wait" if !flag_on(v) => Some("wait false"),
         _ => None,
     })
+}
+
+/// A switch's value as the doors give it: on unless false or 0.
+fn flag_on(v: &str) -> bool {
+    v != "false" && v != "0"
 }
 
 /// A flag given without the one it only makes sense with (`run` and

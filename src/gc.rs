@@ -546,8 +546,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     }
 
     // A directory whose name is not UTF-8, or no id (`Store::scan`), was
-    // scanned but is no job to
-    // judge: no id can name it, so nothing may read or remove it. It is
+    // scanned but is no job to judge: no id can name it, so nothing may
+    // read or remove it. It is
     // counted, not listed (it has no name to print), and not charged to
     // an auto-GC's scan budget: it cost no read.
     r.scanned_dirs += foreign;

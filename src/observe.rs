@@ -86,16 +86,19 @@ pub struct Log {
     /// Bytes dropped from the middle, when the size was taken.
     pub dropped: u64,
     /// A capped log: its gap records, slot, and job directory.
-    gaps: Option<(crate::logcap::Gaps, usize, std::path::PathBuf)>,
+    gaps: Option<CapRecords>,
     gap: std::cell::Cell<crate::logcap::Gap>,
 }
+
+/// A capped log's gap records: the file, the log's slot in it, and the
+/// job directory.
+type CapRecords = (crate::logcap::Gaps, usize, std::path::PathBuf);
 
 /// The gap records of a stream log in a job directory (None: not one,
 /// or not capped). A `log.gaps` that cannot be read (a symlink, a
 /// directory) is an error: read as "not capped", the log's marker line
 /// passed for output and its totals lost every dropped byte.
-#[allow(clippy::type_complexity)]
-fn gaps_of(path: &Path) -> Result<Option<(crate::logcap::Gaps, usize, std::path::PathBuf)>> {
+fn gaps_of(path: &Path) -> Result<Option<CapRecords>> {
     use crate::logcap;
     let slot = match path.file_name().and_then(|n| n.to_str()) {
         Some(crate::job::STDOUT) => logcap::STDOUT,

@@ -385,6 +385,15 @@ fn dedup_ids(meta: &Meta) -> Vec<String> {
     ids
 }
 
+/// A dependency as `wait_all` goes through them: its end when it was
+/// judged without waiting (`judge_now`), else None until waited for.
+struct Dep {
+    id: String,
+    job: Job,
+    waited: Option<Waited>,
+    end: Option<DepEnd>,
+}
+
 /// The waiter thread: dependencies first, then the queue. None: a slot
 /// thread delivers the outcome (see `Line::wait`).
 fn wait_all(
@@ -400,37 +409,41 @@ fn wait_all(
     // an --after-ok one that failed fails the job at once (it waited for
     // the dependencies named before it), and `waiting_for` names only
     // those that have not ended.
-    let mut deps: Vec<(String, Job, Option<Waited>, Option<DepEnd>)> = dedup_ids(meta)
+    let mut deps: Vec<Dep> = dedup_ids(meta)
         .into_iter()
         .zip(deps)
-        .map(|(id, (dep, mut waited))| {
-            let end = judge_now(&dep, &mut waited);
-            (id, dep, waited, end)
+        .map(|(id, (job, mut waited))| {
+            let end = judge_now(&job, &mut waited);
+            Dep {
+                id,
+                job,
+                waited,
+                end,
+            }
         })
         .collect();
-    deps.sort_by_key(|d| d.3.is_none());
-    let pending = |deps: &[(String, Job, Option<Waited>, Option<DepEnd>)], from: usize| {
-        deps[from..]
-            .iter()
-            .filter(|d| d.3.is_none())
-            .map(|d| d.0.clone())
-            .collect::<Vec<_>>()
+    deps.sort_by_key(|d| d.end.is_none());
+    let pending = |deps: &[Dep]| -> Vec<String> {
+        deps.iter()
+            .filter(|d| d.end.is_none())
+            .map(|d| d.id.clone())
+            .collect()
     };
     {
         let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let left = pending(&deps, 0);
+        let left = pending(&deps);
         if !g.done && g.state.waiting_for != left {
             g.state.waiting_for = left;
             let _ = job.write_state(&g.state, false);
         }
     }
     for i in 0..deps.len() {
-        let (id, dep, waited, known) = &mut deps[i];
-        let end = match known.take() {
+        let d = &mut deps[i];
+        let end = match d.end.take() {
             Some(end) => end,
-            None => wait_dependency(dep, waited.take()),
+            None => wait_dependency(&d.job, d.waited.take()),
         };
-        let id = id.clone();
+        let id = d.id.clone();
         let must_be_ok = meta.after_ok.contains(&id);
         let how = match end {
             _ if !must_be_ok => None,
@@ -457,7 +470,7 @@ fn wait_all(
         }
         // What is left to wait for, for readers.
         let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let left = pending(&deps, i + 1);
+        let left = pending(&deps[i + 1..]);
         if !g.done && g.state.waiting_for != left {
             g.state.waiting_for = left;
             g.state.updated_at = crate::time::now_ts();
@@ -574,12 +587,6 @@ impl Waited {
     }
 }
 
-/// Block until the run of dependency `dep` that `waited` says (None: the
-/// one current at the first read here) has ended, or the job is gone,
-/// and say how it ended. A `restart` meanwhile never moves the wait on
-/// to the next run: the wait blocks on the run's byte of the job lock
-/// (`job::RUN_LOCK_BASE`), as `wait` does (`observe::lock_thread`), and
-/// no later run ever takes it.
 /// `wait_dependency`'s judgement of `dep` as it is now, without
 /// waiting: None while it has not ended (or cannot be read this moment).
 fn judge_now(dep: &Job, waited: &mut Option<Waited>) -> Option<DepEnd> {
@@ -595,6 +602,12 @@ fn judge_now(dep: &Job, waited: &mut Option<Waited>) -> Option<DepEnd> {
     }
 }
 
+/// Block until the run of dependency `dep` that `waited` says (None: the
+/// one current at the first read here) has ended, or the job is gone,
+/// and say how it ended. A `restart` meanwhile never moves the wait on
+/// to the next run: the wait blocks on the run's byte of the job lock
+/// (`job::RUN_LOCK_BASE`), as `wait` does (`observe::lock_thread`), and
+/// no later run ever takes it.
 fn wait_dependency(dep: &Job, mut waited: Option<Waited>) -> DepEnd {
     loop {
         let now = match crate::observe::current_state(dep) {

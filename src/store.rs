@@ -379,6 +379,7 @@ impl Store {
             Ok(m) if m.is_dir() => {}
             // The root cannot be searched (no permission): the job may
             // well be there; "not found" would tell the caller it is gone.
+            // (A root that is a file, ENOTDIR, is the scan's io_error.)
             Err(e)
                 if e.kind() != io::ErrorKind::NotFound
                     && e.raw_os_error() != Some(libc::ENOTDIR) =>

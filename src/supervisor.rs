@@ -97,7 +97,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = Store::resolve(m.pos(0));
     let id = m.pos(1).unwrap_or_default().to_string();
     // An id as every command checks it: never a path (`x/ID`, `ID/`).
-    if !crate::store::valid_id(&id) || id.contains('/') {
+    if !crate::store::valid_id(&id) {
         return Ok(Output::Done);
     }
     let mut job = store.job(&id);

@@ -821,15 +821,8 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
         // not one of them winning.
         return Err(bad("until and forever cannot be used together"));
     }
-    if let (true, Some(a)) = (
-        forever,
-        crate::cli::forever_not_waiting(
-            params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .chain([("forever", "true")]),
-        ),
-    ) {
+    let not_waiting = crate::cli::not_waiting(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let (true, Some(a)) = (forever, not_waiting) {
         return Err(bad(format!(
             "{} and forever cannot be used together",
             a.replace('-', "_")
