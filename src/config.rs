@@ -235,6 +235,14 @@ fn load_from(explicit: Option<&Path>, default: Option<&Path>) -> Result<Config> 
     }
 }
 
+/// The null device, under whatever name: a character device with its
+/// device number.
+fn is_null_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device()
+        && std::fs::metadata("/dev/null").is_ok_and(|n| n.rdev() == m.rdev())
+}
+
 /// The file's text, `None` if it does not exist. Reads at most one byte
 /// over the parser's limit, so pointing the config at a huge file or a
 /// device cannot exhaust memory.
@@ -266,7 +274,14 @@ fn read_if_exists(path: &Path) -> Result<Option<String>> {
             )));
         }
     };
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
+    let meta = file.metadata().ok();
+    // `--config /dev/null`: no settings at all, the defaults, as `ssh -F
+    // /dev/null` means. Only that device: another one could be a
+    // terminal or an endless stream.
+    if meta.as_ref().is_some_and(is_null_device) {
+        return Ok(Some(String::new()));
+    }
+    if !meta.is_some_and(|m| m.is_file()) {
         return Err(Error::InvalidConfig(format!(
             "{}: config file is not a regular file",
             path.display()
@@ -870,6 +885,12 @@ sink_timeout = "2m"
         }
         // Explicit but not a regular file (a directory, a FIFO).
         let e = load_from(Some(&dir), None).unwrap_err();
+        assert_eq!(e.code(), "invalid_config", "{e}");
+        // The null device is a config with no settings: the defaults,
+        // not the default file's. Another device is refused.
+        let null = load_from(Some(Path::new("/dev/null")), Some(&default)).unwrap();
+        assert_eq!(null.gc.max_jobs, None);
+        let e = load_from(Some(Path::new("/dev/zero")), None).unwrap_err();
         assert_eq!(e.code(), "invalid_config", "{e}");
         // A missing default file is no error.
         assert_eq!(load_from(None, Some(&missing)).unwrap(), Config::default());

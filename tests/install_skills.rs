@@ -256,3 +256,30 @@ fn global_without_home_is_a_usage_error() {
         );
     }
 }
+
+/// A base directory that is a symlink (a `~/.claude` kept in a dotfiles
+/// checkout) is followed for the lock file as for the skill: the install
+/// is whole, and the answer names the paths as the user gave them.
+#[test]
+fn a_symlinked_base_directory_is_followed_for_every_file() {
+    let t = TempRoot::new();
+    let real = t.base.join("dotfiles/claude");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(home(&t)).unwrap();
+    std::os::unix::fs::symlink(&real, home(&t).join(".claude")).unwrap();
+    let v = t.ok(&["install-skills", "--global", "--claude"]);
+    let base = home(&t).join(".claude");
+    assert_eq!(
+        v["lock_file_path"],
+        base.join(".skill-lock.json").to_str().unwrap()
+    );
+    let (_, lock) = lock(&real);
+    assert_eq!(skill_names(&lock), ["agent-exec"]);
+    for f in FILES {
+        assert!(real.join("skills/agent-exec").join(f).is_file(), "{f}");
+    }
+    assert!(std::fs::symlink_metadata(home(&t).join(".claude"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}

@@ -189,10 +189,21 @@ fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     mkdirs(dir)?;
-    store::write_atomic(dir, &name, bytes, durable)
+    let dir = real_dir(dir);
+    store::write_atomic(&dir, &name, bytes, durable)
         .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+    fs::set_permissions(dir.join(&name), fs::Permissions::from_mode(0o644))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
+}
+
+/// The directory a path names, its symlinks resolved. The base is the
+/// user's own (`~/.claude` is often a link into a dotfiles checkout),
+/// not a jobs root: a link there is followed for every file alike.
+/// `write_atomic` refuses a directory that is itself a symlink, which
+/// had written the skill through a linked `~/.claude` and then refused
+/// its lock file, leaving the install half done.
+fn real_dir(dir: &Path) -> PathBuf {
+    fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 fn base_dir(global: bool, claude: bool) -> Result<PathBuf> {
