@@ -1197,10 +1197,15 @@ pub enum Parsed {
 
 /// Scan for `--yaml` before any `--`, so that even a usage error can be
 /// rendered the way the caller asked.
+/// `--yaml`, and not beside `--table`: that pair is refused, and an
+/// error is still the JSON error document then (as under `--table`).
 pub fn wants_yaml(args: &[OsString]) -> bool {
-    args.iter()
-        .take_while(|a| a.as_os_str() != "--")
-        .any(|a| a.as_os_str() == "--yaml")
+    let given = |flag: &str| {
+        args.iter()
+            .take_while(|a| a.as_os_str() != "--")
+            .any(|a| a.as_os_str() == flag)
+    };
+    given("--yaml") && !given("--table")
 }
 
 pub fn find(name: &str) -> Option<&'static Cmd> {

@@ -67,7 +67,8 @@ fn main() {
             if !matches!(m.cmd.name, "_supervise" | "serve" | "mcp") {
                 sys::keep_large_blocks();
             }
-            output::set_yaml(m.yaml);
+            // `--table --yaml` is refused (`table::check`), in JSON.
+            output::set_yaml(m.yaml && !m.table);
             output::init_logging(m.verbose);
             // Progress notes are for a person watching stderr only.
             progress::enable(m.verbose > 0 && sys::isatty(2));

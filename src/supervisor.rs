@@ -779,19 +779,74 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
     next.pid = Some(pid);
     next.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
     let _ = job.write_state(&next, false);
-    match sys::wait4(pid, true) {
-        Ok(Some((Exit::Signal(sig), _))) => {
+    match wait_out_delay(pid, Duration::from_millis(r.delay_ms)) {
+        Some(sig) => {
             let now = crate::time::now_ts();
             next.job.status = Some(Status::Killed);
-            next.result.signal = Some(sys::signal_name(sig));
+            next.result.signal = Some(sig);
             // This attempt never ran: no duration, as for a job killed
             // while queued.
             next.finished_at = Some(now.clone());
             next.updated_at = now;
             Some(next)
         }
-        _ => None,
+        None => None,
     }
+}
+
+/// Wait out a retry delay led by the stand-in `pid`. Some(signal): a
+/// signal ended the stand-in first (a `kill`, or one of the stop signals
+/// this supervisor got, passed on to its group as `run_loop` passes them
+/// to a run's): the job ends `killed` without another run. None: the
+/// delay is over; the stand-in is ended and reaped, whatever state it is
+/// in. The delay is this process's clock, not the stand-in's sleep: a
+/// `kill --signal STOP` froze the stand-in, and with it the job, in
+/// `running` until someone continued it; and a TERM sent to this process
+/// waited, blocked, until the next run had started and then killed that.
+fn wait_out_delay(pid: u32, delay: Duration) -> Option<String> {
+    let end = Instant::now() + delay;
+    let pidfd = sys::pidfd_open(pid).ok();
+    let signals = sys::signalfd(&sys::STOP_SIGNALS).ok();
+    let ended_by = |exit| match exit {
+        Ok(Some((Exit::Signal(sig), _))) => Some(sys::signal_name(sig)),
+        _ => None,
+    };
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        if pidfd.is_none() {
+            // No pidfd (old kernel): look for its end every 20 ms.
+            ms = ms.min(20);
+        }
+        let mut fds = Vec::with_capacity(2);
+        if let Some(f) = &signals {
+            fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
+        }
+        if let Some(p) = &pidfd {
+            fds.push(sys::poll_fd(p.as_raw_fd(), sys::POLLIN));
+        }
+        let _ = sys::poll(&mut fds, ms);
+        if let Some(sig) = signals.as_ref().and_then(sys::take_signal) {
+            // As `kill` would send it: the stand-in ends by it, and the
+            // look below records that.
+            let _ = sys::kill_group_resuming(pid, sig);
+        }
+        match sys::wait4(pid, false) {
+            Ok(None) => {}
+            exit => return ended_by(exit),
+        }
+    }
+    // Over: the stand-in goes (stopped or not; SIGKILL reaches both).
+    // Had a signal ended it just before, that still counts.
+    if let Ok(Some(exit)) = sys::wait4(pid, false) {
+        return ended_by(Ok(Some(exit)));
+    }
+    let _ = sys::kill_group(pid, libc::SIGKILL);
+    let _ = sys::wait4(pid, true);
+    None
 }
 
 /// A state file made ahead of its write (empty, 0600, in the job

@@ -517,10 +517,16 @@ fn table_elsewhere_is_a_usage_error_and_errors_stay_documents() {
         t.ok(&["list", "--all"])["jobs"].as_array().unwrap().len(),
         0
     );
-    // --yaml asks for a YAML document: the usage error comes as one.
-    let o = t.out(&["list", "--table", "--yaml"]);
-    assert_eq!(o.code, 2, "{}", o.stdout);
-    assert!(o.stdout.contains("code: usage_error"), "{}", o.stdout);
+    // Refused beside --yaml too, and the error is the JSON error
+    // document (a YAML reader takes it as well), in either order.
+    for args in [["list", "--table", "--yaml"], ["--yaml", "list", "--table"]] {
+        let (code, e) = t.err(&args);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{args:?}"
+        );
+    }
     // An error of a table command is still the JSON error document.
     let (code, e) = t.err(&["status", "--table", "01ZZZZZZZZZZZZZZZZZZZZZZZZ"]);
     assert_eq!(

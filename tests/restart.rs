@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -1253,4 +1253,90 @@ fn kept_runs_survive_a_moved_root() {
         }
     }
     std::fs::rename(&moved, &t.root).unwrap();
+}
+
+/// A job waiting out its `--retry-delay`: attempt 2 recorded, its stand-in
+/// leading the group, no run started.
+fn in_retry_delay(t: &TempRoot, counter: &Path, delay: &str) -> String {
+    let id = id_of(&t.ok(&[
+        "run",
+        "--retry",
+        "3",
+        "--retry-delay",
+        delay,
+        "--no-wait",
+        "--",
+        &counting(counter, 0, 1),
+    ]));
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = t.ok(&["status", &id]);
+        if s["attempt"] == 2 && t.state(&id)["pid"].is_u64() {
+            assert_eq!(s["state"], "running");
+            return id;
+        }
+        assert!(Instant::now() < until, "never reached the delay: {s}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// TERM sent to the supervisor during the retry delay ends the job at
+/// once, `killed` without another run, as `kill` does. It was held back
+/// until the delay was over, and then a next run was started (and
+/// recorded as having run) only to be killed.
+#[test]
+fn term_to_the_supervisor_during_the_retry_delay_ends_the_job_at_once() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let id = in_retry_delay(&t, &counter, "60s");
+    let needle = format!("_supervise {} {id}", t.root.display());
+    let sup = t.pids_matching(&needle);
+    assert_eq!(sup.len(), 1, "{sup:?}");
+    let t0 = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &sup[0].to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let w = t.ok(&["wait", "--until", "30", &id]);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{w}");
+    assert_eq!(w["state"], "killed", "{w}");
+    assert_eq!(w["signal"], "SIGTERM", "{w}");
+    assert_eq!(w["attempt"], 2);
+    let s = t.ok(&["status", &id]);
+    assert!(s.get("started_at").unwrap_or(&Value::Null).is_null(), "{s}");
+    t.settle();
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "1");
+}
+
+/// `kill --signal STOP` during the retry delay reaches no process of the
+/// job: refused (invalid_state, retryable), and the delay ends on time
+/// even if the stand-in is frozen by hand. It had frozen the stand-in,
+/// and with it the job, `running` until someone continued it.
+#[test]
+fn a_stop_signal_during_the_retry_delay_neither_lands_nor_freezes_the_job() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let id = in_retry_delay(&t, &counter, "1s");
+    let (code, e) = t.err(&["kill", "--signal", "STOP", &id]);
+    assert_eq!(
+        (
+            code,
+            e["error"]["code"].as_str(),
+            e["error"]["retryable"].as_bool()
+        ),
+        (1, Some("invalid_state"), Some(true)),
+        "{e}"
+    );
+    // Frozen behind our back: the delay is the supervisor's clock.
+    let stand_in = t.state(&id)["pid"].as_u64().unwrap();
+    assert!(Command::new("kill")
+        .args(["-STOP", &stand_in.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let w = t.ok(&["wait", "--until", "30", &id]);
+    assert_eq!(w["state"], "exited", "{w}");
+    assert_eq!(w["attempt"], 4, "{w}");
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "4");
 }

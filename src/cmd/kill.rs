@@ -190,6 +190,17 @@ pub fn kill_job_within(
             }
             now
         }
+        // A `--retry` job between two runs (`started_at` goes with the
+        // run that ended): only the retry delay's stand-in is there, and
+        // a signal that ends no process reaches nothing of the job, as
+        // for a queued one. Its next run will: later may work.
+        Status::Running if st.job.started_at.is_none() && st.attempt() > 1 && !ends_job(sig) => {
+            return Err(Error::Busy(format!(
+                "invalid job state: job {} is between two --retry runs (its retry delay); {} would reach no process of the job: try again once its next run has started",
+                job.id,
+                sys::signal_name(sig)
+            )));
+        }
         Status::Running => {
             let sent = signal_running_until(job, &st, sig, t0 + within, give_up)?;
             if sent == Leader::Gone {
