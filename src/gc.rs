@@ -35,9 +35,13 @@
 //! - Sizes never follow symlinks, and neither does removal.
 //! - A job is never half-removed for want of checking first: one whose
 //!   state cannot be read is skipped (`state_unreadable`), and one with
-//!   a directory where its meta.json or state.json should be (which an
-//!   unlink could not remove, after its logs were gone) is skipped with
-//!   `unsafe_path` before anything of it is removed (`remove_job_dir`).
+//!   a directory where its meta.json or state.json should be is skipped
+//!   with `unsafe_path` before anything of it is removed.
+//! - A job leaves every reader's view in one rename (to `.gone-<id>…`
+//!   in the root) before anything of it is removed (`remove_job_dir`):
+//!   readers see it whole or not at all, and a removal the system stops
+//!   half-way leaves no job with its logs gone, only remains out of
+//!   view, which a later `gc` removes (`sweep_gone`).
 //! - Nothing on another file system, and nothing under a mount point, is
 //!   ever removed or counted: a job directory with a mount inside it (a
 //!   bind mount, which keeps the device number, included) is refused
@@ -941,9 +945,6 @@ pub enum RemoveError {
     Unsafe(&'static str),
     /// The operating system refused a step (a read-only root, say).
     Os(io::Error),
-    /// Everything was removed, yet the directory is still there
-    /// (something wrote into it meanwhile).
-    StillThere,
     /// The directory was not there to remove: another caller removed it.
     Gone,
     /// A file system is mounted at this path inside the job directory
@@ -959,7 +960,6 @@ impl RemoveError {
         match self {
             RemoveError::Unsafe(_) => "unsafe_path".to_string(),
             RemoveError::Os(e) => format!("delete_failed: {e}"),
-            RemoveError::StillThere => "post_delete_check_failed".to_string(),
             RemoveError::Gone => GONE.to_string(),
             RemoveError::Mount(_) => MOUNT_POINT.to_string(),
         }
@@ -977,10 +977,6 @@ impl RemoveError {
                 job.id
             )),
             RemoveError::Os(e) => Error::io(format!("delete job directory {dir}"), e),
-            RemoveError::StillThere => Error::io(
-                format!("delete job directory {dir}"),
-                io::Error::other("it is still there after its contents were removed"),
-            ),
             RemoveError::Gone => Error::JobNotFound(format!(
                 "job {} was deleted by another caller meanwhile",
                 job.id
@@ -1129,30 +1125,18 @@ fn record_not_a_file(dir: &Path) -> Option<&'static str> {
 /// Remove a job directory and check that it is gone. The caller holds
 /// it (`hold_for_removal`).
 pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
-    // In an order that leaves no lie behind if it stops half-way (a file
-    // that cannot be removed, say): everything else first, so the job
-    // still reads as it was; then meta.json, after which the directory is
-    // no job at all (a half-written one, which gc removes later); then
-    // state.json. Removing state.json first left meta.json alone: a
-    // finished job that read `created`, and could be started again.
     // Nothing here follows a symlink: a link is removed as itself.
     let failed = RemoveError::Os;
-    let gone = |r: io::Result<()>| match r {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(failed(e)),
-        _ => Ok(()),
-    };
-    // Relative to the directory's descriptor: as many system calls as
-    // remove_dir_all makes (it is on auto-GC's path), no path walks.
     let d = match sys::Dir::open(&job.dir) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RemoveError::Gone),
         Err(e) => return Err(failed(e)),
     };
+    drop(d);
     let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
     sys::for_each_entry(&job.dir, |n, k| names.push((n.to_string(), k))).map_err(failed)?;
-    // meta.json and state.json go last, by unlink: a directory in their
-    // place would stop the removal there, with the logs gone and the
-    // job still listed. Such a job is refused whole, before anything.
+    // A directory in place of meta.json or state.json: the job is
+    // `unsafe_path` to every reader, and refused whole, before anything.
     for (name, kind) in &names {
         let record = [crate::job::META, crate::job::STATE]
             .into_iter()
@@ -1175,24 +1159,67 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
     if let Some(at) = mount_inside(&job.dir) {
         return Err(RemoveError::Mount(at));
     }
-    // The job directory's device, asked only when there is a
-    // subdirectory to descend into (a job of ours has none).
+    // Out of every reader's view first, in one rename, to a name in the
+    // root that is no id (`GONE_PREFIX`): from here the job is not found,
+    // whole or not at all. Removed in place instead, a removal that
+    // stopped half-way (a file the system will not remove) left a job
+    // that still read `exited`, with its logs gone and its output empty
+    // and no error; and a `delete` or a listing racing a removal saw the
+    // job half-gone (no lock: "running"; no log: an empty one). What the
+    // system refuses now stays under that name, out of view, for a later
+    // gc to remove (`sweep_gone`).
+    let Some((root, id)) = job.dir.parent().zip(job.dir.file_name()) else {
+        return Err(RemoveError::Gone);
+    };
+    let root_dir = sys::Dir::open_root(root).map_err(failed)?;
+    let id = id.to_string_lossy();
+    let seq = GONE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let aside = format!("{GONE_PREFIX}{id}.{}.{seq}", std::process::id());
+    match root_dir.rename_noreplace(&id, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RemoveError::Gone),
+        Err(e) => return Err(failed(e)),
+    }
+    remove_aside(&root.join(&aside))
+}
+
+/// Names in the root of job directories being removed (`remove_job_dir`):
+/// a dot name, never an id, skipped by every scan of jobs.
+pub const GONE_PREFIX: &str = ".gone-";
+static GONE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Remove a job directory set aside under `GONE_PREFIX`, never following
+/// a symlink nor crossing into another file system.
+fn remove_aside(path: &Path) -> std::result::Result<(), RemoveError> {
+    use std::os::unix::fs::MetadataExt;
+    let failed = RemoveError::Os;
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(failed(e)),
+        _ => Ok(()),
+    };
+    // Relative to the directory's descriptor: as many system calls as
+    // remove_dir_all makes (it is on auto-GC's path), no path walks.
+    let d = match sys::Dir::open(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    };
+    // The directory's device, asked only when there is a subdirectory
+    // to descend into (a job of ours has none).
     let mut dev = None;
     let mut tree = |name: &str| -> std::result::Result<(), RemoveError> {
-        use std::os::unix::fs::MetadataExt;
         let home = match dev {
             Some(d) => d,
-            None => match fs::symlink_metadata(&job.dir) {
+            None => match fs::symlink_metadata(path) {
                 Ok(m) => *dev.insert(m.dev()),
                 Err(e) => return Err(failed(e)),
             },
         };
-        remove_tree(&job.dir.join(name), home)
+        remove_tree(&path.join(name), home)
     };
+    let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
+    sys::for_each_entry(path, |n, k| names.push((n.to_string(), k))).map_err(failed)?;
     for (name, kind) in &names {
-        if name == crate::job::META || name == crate::job::STATE {
-            continue;
-        }
         match kind {
             sys::EntryKind::Dir => tree(name)?,
             _ => match d.unlink(name) {
@@ -1202,25 +1229,34 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
             },
         }
     }
-    gone(d.unlink(crate::job::META))?;
-    gone(d.unlink(crate::job::STATE))?;
     drop(d);
-    // The directory, now empty; or, if something appeared meanwhile,
-    // with what is left.
-    match fs::remove_dir(&job.dir) {
+    // Empty now; or, if something appeared meanwhile (a reader that
+    // opened the job before it was set aside cannot write into it, but
+    // be thorough), with what is left.
+    match fs::remove_dir(path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
             let mut left = Vec::new();
-            sys::for_each_entry(&job.dir, |n, _| left.push(n.to_string())).map_err(failed)?;
+            sys::for_each_entry(path, |n, _| left.push(n.to_string())).map_err(failed)?;
             for name in &left {
                 tree(name)?;
             }
-            gone(fs::remove_dir(&job.dir))?;
+            gone(fs::remove_dir(path))
         }
-        r => gone(r)?,
+        r => gone(r),
     }
-    match fs::symlink_metadata(&job.dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        _ => Err(RemoveError::StillThere),
+}
+
+/// Remove what earlier removals set aside and could not remove (the
+/// system refused a file then; it may not now). Best effort, by gc.
+pub fn sweep_gone(root: &Path) {
+    let mut names = Vec::new();
+    let _ = sys::for_each_entry(root, |n, _| {
+        if n.starts_with(GONE_PREFIX) {
+            names.push(n.to_string());
+        }
+    });
+    for n in names {
+        let _ = remove_aside(&root.join(n));
     }
 }
 

@@ -316,33 +316,62 @@ fn delete_all_from_a_removed_directory_is_an_error_not_the_root_of_it_all() {
 }
 
 #[test]
-fn a_removal_that_fails_half_way_leaves_the_job_as_it_was() {
-    // A file that cannot be removed (immutable): the job must still read
-    // as the finished job it is, never `created` (startable again).
+fn a_removal_that_fails_half_way_never_leaves_a_job_that_lies() {
+    // A file that cannot be removed (immutable). The job is set aside
+    // before anything of it goes: it is not found from then on, never a
+    // finished job whose logs are gone (it read `exited` with empty
+    // output, and no error). What stayed is removed by a later gc.
     let t = TempRoot::new();
-    let v = t.ok(&["run", "--", "echo", "kept"]);
+    let v = t.ok(&["run", "--", "sh", "-c", "echo kept; echo also >&2"]);
     let id = v["job_id"].as_str().unwrap().to_string();
-    let log = t.job_dir(&id).join("stdout.log");
-    let chattr = |flag: &str| {
+    std::fs::create_dir(t.job_dir(&id).join("zz")).unwrap();
+    let stuck = t.job_dir(&id).join("zz/f");
+    std::fs::write(&stuck, b"x").unwrap();
+    let chattr = |flag: &str, path: &std::path::Path| {
         std::process::Command::new("chattr")
             .arg(flag)
-            .arg(&log)
+            .arg(path)
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !chattr("+i") {
+    if !chattr("+i", &stuck) {
         eprintln!("skipped: chattr +i is not available here (needs root and ext4-like fs)");
         return;
     }
     let (code, e) = t.err(&["delete", &id]);
-    let after = t.ok(&["status", &id]);
-    assert!(chattr("-i"));
-    assert_eq!(code, 1, "{e}");
-    assert_eq!(after["state"], "exited", "{after}");
-    assert_eq!(after["exit_code"], 0, "{after}");
-    t.ok(&["delete", &id]);
+    let after = t.out(&["status", &id]);
+    let listed = t.ok(&["list", "--all"]);
+    let aside: Vec<_> = std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".gone-")
+        })
+        .collect();
+    let unstick = aside.first().map(|p| chattr("-i", &p.join("zz/f")));
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("io_error")),
+        "{e}"
+    );
+    assert_eq!(
+        after.json()["error"]["code"],
+        "job_not_found",
+        "{}",
+        after.stdout
+    );
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "{listed}");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(unstick, Some(true));
+    // Nothing was left in the job's place, and gc takes the rest.
     assert!(!t.job_dir(&id).exists());
+    t.ok(&["gc"]);
+    assert!(!aside[0].exists());
 }
 
 #[test]

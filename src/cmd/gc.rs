@@ -36,6 +36,10 @@ pub fn exec(m: &Matches) -> Result<Output> {
         budget: None,
     };
     let r = gc::sweep(&store, &policy)?;
+    if !policy.dry_run {
+        // What an earlier removal set aside and could not remove.
+        gc::sweep_gone(&store.root);
+    }
     let body = GcBody {
         root: store.display(),
         dry_run: policy.dry_run,
