@@ -1242,6 +1242,13 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     // One code for every way the directory is not there to run in; the
     // message says which.
     let why = match std::fs::metadata(&cwd) {
+        // Search permission on the directory itself is chdir's too: the
+        // workload's chdir then failed, reported as `spawn_failed` (as
+        // if the wrapper could not run), while the same refusal one
+        // directory up was `cwd_not_found`.
+        Ok(m) if m.is_dir() && !sys::can_enter(Path::new(&cwd)) => {
+            Some("cannot be entered (permission denied)")
+        }
         Ok(m) if m.is_dir() => None,
         Ok(_) => Some("is not a directory"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("not found"),

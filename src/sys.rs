@@ -860,6 +860,18 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     Ok(())
 }
 
+/// May this process enter (chdir into) `dir`? Search permission on the
+/// directory itself, by the effective ids, as chdir checks it.
+pub fn can_enter(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: faccessat reads the NUL-terminated path for the duration
+    // of the call and touches no other memory of ours.
+    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
+}
+
 /// Start `exe argv...` in a new session with one posix_spawn (a
 /// CLONE_VM|CLONE_VFORK child in musl and glibc: no page tables copied,
 /// one process start instead of spawn_detached's fork, fork and exec),

@@ -2664,3 +2664,51 @@ fn supervise_by_hand_never_runs_a_finished_job_again() {
         before
     );
 }
+
+/// A `--cwd` the caller may not enter (search permission on the
+/// directory itself) is `cwd_not_found` saying so, as the same refusal
+/// one directory up is: it was `spawn_failed`, "spawn sh: Permission
+/// denied", as if the wrapper could not run.
+#[test]
+fn a_cwd_the_caller_may_not_enter_is_cwd_not_found() {
+    let t = TempRoot::new();
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let as_root = String::from_utf8_lossy(&uid).trim() == "0";
+    let closed = t.base.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    // As root (who enters anything) the job is run as nobody, in a root
+    // of its own: the directory is root's, 0700. Otherwise it is ours,
+    // without search permission.
+    let bin = t.base.join("agent-exec");
+    let root = t.base.join("open-root");
+    if as_root {
+        if Command::new("setpriv").arg("--help").output().is_err() {
+            eprintln!("setpriv missing: skipped");
+            return;
+        }
+        std::fs::copy(support::bin(), &bin).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    } else {
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut c = if as_root {
+        let mut c = t.private("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&bin)
+            .arg("--root")
+            .arg(&root);
+        c
+    } else {
+        t.bare()
+    };
+    c.args(["run", "--cwd"]).arg(&closed).args(["--", "pwd"]);
+    let o = t.exec(c);
+    let v = o.json();
+    let _ = std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700));
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "cwd_not_found", "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(msg.contains("permission denied"), "{msg}");
+}
