@@ -1375,6 +1375,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     }
 
     if let Some(words) = help_words {
+        // `help --help` (or `-h`): help's own help, as `help help`, and
+        // as `SUB --help` is SUB's.
+        if want_help && words.is_empty() {
+            return Ok(Parsed::Help(help_help()));
+        }
         return help_for_words(&words).map(Parsed::Help);
     }
     if want_help {
@@ -1973,6 +1978,16 @@ mod tests {
             match parse(args(bad)) {
                 Err(e) => assert_eq!(e.code(), "usage_error", "{bad:?}"),
                 Ok(_) => panic!("{bad:?} parsed"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_dash_dash_help_is_helps_own_help() {
+        for a in [&["help", "--help"][..], &["help", "-h"], &["help", "help"]] {
+            match parse(args(a)) {
+                Ok(Parsed::Help(t)) => assert_eq!(t, help_help(), "{a:?}"),
+                _ => panic!("{a:?}: not help"),
             }
         }
     }

@@ -447,7 +447,18 @@ fn copy_limited(src: &mut dyn Read, dst: &mut File, limit: u64) -> Result<()> {
         let n = match src.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if sys::stop_ends_wait() {
+                    return Err(Error::io(
+                        "read stdin",
+                        io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "stopped by a signal while reading the caller's stdin: no job was made",
+                        ),
+                    ));
+                }
+                continue;
+            }
             Err(e) => return Err(Error::io("read stdin", e)),
         };
         total += n as u64;
@@ -640,7 +651,13 @@ fn define_in(
                 copy_limited(&mut v.as_bytes(), &mut dst, spec.stdin_max_bytes)?;
             }
             StdinSrc::Caller => {
-                copy_limited(&mut io::stdin().lock(), &mut dst, spec.stdin_max_bytes)?;
+                // A read that may wait for as long as the caller's writer
+                // likes: a stop signal (`timeout`, Ctrl-C, a framework
+                // cancelling the call) ends it, and no job is made. It
+                // was read to EOF whatever came, then the job launched.
+                crate::observe::until_stopped(|| {
+                    copy_limited(&mut io::stdin().lock(), &mut dst, spec.stdin_max_bytes)
+                })?;
             }
             StdinSrc::File(src) => match open_regular(src) {
                 Ok(mut f) => copy_limited(&mut f, &mut dst, spec.stdin_max_bytes)?,

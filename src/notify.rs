@@ -278,6 +278,11 @@ pub struct FinishedEvent {
     /// Which run this is (1: the first; `restart`, `--retry`): the event
     /// fires once per run that is not retried, for its last attempt.
     pub attempt: u32,
+    /// Output that could not be stored (a full disk), as every response
+    /// about the job says it: a consumer of the event alone could not
+    /// tell that the logs are short.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_lost: Vec<crate::job::OutputLoss>,
 }
 
 impl FinishedEvent {
@@ -300,6 +305,7 @@ impl FinishedEvent {
             failure: st.failure.clone(),
             cost: crate::usage::Cost::of(st),
             attempt: st.attempt(),
+            output_lost: st.output_lost.clone(),
         }
     }
 }
@@ -572,8 +578,18 @@ fn supervise_sink(
 /// blocking, and a FIFO or a socket is refused: opening a FIFO nobody
 /// reads would wait forever, and writing one nobody drains would stall
 /// the delivery thread (so the supervisor) without a time limit.
-fn open_append(path: &Path) -> Result<File, String> {
+///
+/// Never into the jobs root `root` (by where the path leads, its
+/// symlinks followed): a sink named `<root>/<id>/meta.json` appended an
+/// event to another job's record, which every reader then refused as
+/// damaged. Looked at before anything is made, and again at the file
+/// opened (a link swapped in between).
+fn open_append(path: &Path, root: &Path) -> Result<File, String> {
     use std::os::unix::fs::FileTypeExt;
+    let inside = refused_inside(root);
+    if inside(&resolved(path)) {
+        return Err(inside_root(root));
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| format!("create parent dir: {e}"))?;
     }
@@ -584,6 +600,9 @@ fn open_append(path: &Path) -> Result<File, String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| format!("open error: {e}"))?;
+    if inside(&resolved(path)) {
+        return Err(inside_root(root));
+    }
     let kind = f
         .metadata()
         .map_err(|e| format!("open error: {e}"))?
@@ -592,6 +611,43 @@ fn open_append(path: &Path) -> Result<File, String> {
         return Err("open error: not a regular file (a FIFO or a socket)".into());
     }
     Ok(f)
+}
+
+/// The jobs root a job lives in.
+fn job_root(job: &Job) -> &Path {
+    job.dir.parent().unwrap_or(Path::new("/"))
+}
+
+/// Is a (resolved) path at or under the jobs root?
+fn refused_inside(root: &Path) -> impl Fn(&Path) -> bool {
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    move |p: &Path| p.starts_with(&root)
+}
+
+fn inside_root(root: &Path) -> String {
+    format!(
+        "refused: the file is inside the jobs root {} (only agent-exec writes there)",
+        root.display()
+    )
+}
+
+/// Where `path` leads: its deepest existing ancestor with every symlink
+/// resolved, and the rest as given.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// A file of the job directory (`dir/name`), opened without following a
@@ -671,8 +727,8 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
     }
     if let Some(f) = &n.notify_file {
         let at = crate::time::now_ts();
-        let r =
-            open_append(Path::new(f)).and_then(|mut h| append_line(&mut h, &with_newline(&json)));
+        let r = open_append(Path::new(f), job_root(job))
+            .and_then(|mut h| append_line(&mut h, &with_newline(&json)));
         results.push(file_result(f, r, at));
     }
     if let Err(e) = write(&results) {
@@ -1309,7 +1365,7 @@ impl Deliverer {
     /// The queue ran empty: nothing to let go of (see `append_sink`).
     fn idle(&mut self) {}
 
-    fn append_sink(&mut self, path: &str, bytes: &[u8]) -> Result<(), String> {
+    fn append_sink(&mut self, root: &Path, path: &str, bytes: &[u8]) -> Result<(), String> {
         // One stat per batch tells whether the path still names the file
         // we hold: a consumer that rotated or removed it gets a new file.
         let here = fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
@@ -1318,7 +1374,7 @@ impl Deliverer {
             .as_ref()
             .map_or(true, |(p, _, id)| p != path || here != Some(*id));
         if stale {
-            let f = open_append(Path::new(path))?;
+            let f = open_append(Path::new(path), root)?;
             let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or_default();
             self.sink_file = Some((path.to_string(), f, id));
         }
@@ -1410,7 +1466,7 @@ impl Deliverer {
         let mut results = Vec::new();
         if let Some(f) = &first.om.file {
             let at = crate::time::now_ts();
-            let r = self.append_sink(f, &lines);
+            let r = self.append_sink(job_root(&ctx.job), f, &lines);
             results.push(file_result(f, r, at));
         }
         let results_json = serde_json::to_vec(&results).unwrap_or_else(|_| b"[]".to_vec());
@@ -1446,7 +1502,7 @@ impl Deliverer {
         }
         if let Some(f) = &item.om.file {
             let at = crate::time::now_ts();
-            let r = self.append_sink(f, &with_newline(&json));
+            let r = self.append_sink(job_root(&ctx.job), f, &with_newline(&json));
             results.push(file_result(f, r, at));
         }
         let rec = Record {
@@ -1658,14 +1714,32 @@ mod tests {
     fn file_sink_creates_parents() {
         let dir = temp_dir("file");
         let p = dir.join("a/b/events.ndjson");
-        let mut f = open_append(&p).unwrap();
+        let root = dir.join("jobs");
+        let mut f = open_append(&p, &root).unwrap();
         append_line(&mut f, b"{}\n").unwrap();
         append_line(&mut f, b"{}\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "{}\n{}\n");
         let blocked = dir.join("a/b/events.ndjson/x");
-        assert!(open_append(&blocked)
+        assert!(open_append(&blocked, &root)
             .unwrap_err()
             .starts_with("create parent dir:"));
+        // Never into the jobs root: by name, or through a link to it;
+        // nothing is made there.
+        fs::create_dir_all(root.join("01JOB")).unwrap();
+        std::os::unix::fs::symlink(&root, dir.join("link")).unwrap();
+        for p in [
+            root.join("01JOB/meta.json"),
+            root.join("new/events.ndjson"),
+            dir.join("link/01JOB/x.ndjson"),
+        ] {
+            let e = open_append(&p, &root).unwrap_err();
+            assert!(
+                e.starts_with("refused: the file is inside the jobs root"),
+                "{e}"
+            );
+        }
+        assert!(!root.join("01JOB/meta.json").exists());
+        assert!(!root.join("new").exists());
         let _ = fs::remove_dir_all(&dir);
     }
 }

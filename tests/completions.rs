@@ -696,3 +696,23 @@ fn an_unchanged_root_is_not_listed_again() {
     assert!(all.contains(&new_id), "{all:?}");
     assert!(!all.contains(&ghost.to_string()), "{all:?}");
 }
+
+/// Short flags are offered beside the long ones once a lone `-` is typed
+/// (`tail -f`, `run -i`, `-h`); `--` asks for long flags only.
+#[test]
+fn complete_offers_short_flags_after_a_lone_dash() {
+    let t = TempRoot::new();
+    let words = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["__complete", "--"];
+        a.extend_from_slice(args);
+        t.out(&a).stdout.lines().map(str::to_string).collect()
+    };
+    let tail = words(&["tail", "-"]);
+    for w in ["-f", "--follow", "-h", "--help", "-v"] {
+        assert!(tail.iter().any(|x| x == w), "{w}: {tail:?}");
+    }
+    assert!(words(&["run", "-"]).iter().any(|x| x == "-i"));
+    let long = words(&["tail", "--"]);
+    assert!(long.iter().all(|x| x.starts_with("--")), "{long:?}");
+    assert_eq!(words(&["tail", "-f"]), ["-f"]);
+}

@@ -80,9 +80,12 @@ fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
         return;
     };
     // 4 MB of output into a 1 MiB file system, then exit 3.
+    let events = t.base.join("finished.ndjson");
     let v = t.ok(&[
         "run",
         "--no-auto-gc",
+        "--notify-file",
+        events.to_str().unwrap(),
         "--until",
         "60",
         "--",
@@ -111,6 +114,13 @@ fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
         assert_eq!(s["exit_code"], 3, "{s}");
         assert_eq!(s["output_lost"], v["output_lost"], "{s}");
     }
+    // And its job.finished event: a consumer of the event alone could
+    // not tell that the logs are short.
+    eventually("job.finished", 20, || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let ev: Value = serde_json::from_str(std::fs::read_to_string(&events).unwrap().trim()).unwrap();
+    assert_eq!(ev["output_lost"], v["output_lost"], "{ev}");
 }
 
 /// A job whose supervisor died, on a root that became read-only: its end

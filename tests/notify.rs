@@ -1404,3 +1404,57 @@ fn an_unreadable_env_or_stdin_file_still_delivers_job_finished() {
         assert_eq!(t.ok(&["status", &id])["failure"]["code"], code);
     }
 }
+
+/// A file sink never writes inside the jobs root: one named as another
+/// job's meta.json (or reached there through a symlink) is refused, the
+/// delivery result says so, and the other job's record is untouched. It
+/// appended the event there, and every reader then refused that job as
+/// damaged.
+#[test]
+fn a_file_sink_inside_the_jobs_root_is_refused() {
+    let t = TempRoot::new();
+    let other = t.ok(&["create", "--", "true"]);
+    let other = other["job_id"].as_str().unwrap().to_string();
+    let meta_before = std::fs::read(t.job_dir(&other).join("meta.json")).unwrap();
+    let link = t.base.join("into-root");
+    std::os::unix::fs::symlink(&t.root, &link).unwrap();
+    let targets = [
+        t.job_dir(&other).join("meta.json"),
+        link.join(&other).join("events.ndjson"),
+    ];
+    for target in &targets {
+        let v = t.ok(&[
+            "run",
+            "--notify-file",
+            target.to_str().unwrap(),
+            "--",
+            "true",
+        ]);
+        let id = v["job_id"].as_str().unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        let ce: Value = loop {
+            if let Ok(text) = std::fs::read_to_string(t.job_dir(id).join("completion_event.json")) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    break v;
+                }
+            }
+            assert!(Instant::now() < until, "no completion_event.json");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let r = &ce["delivery_results"][0];
+        assert_eq!(r["success"], false, "{ce}");
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("refused: the file is inside the jobs root"),
+            "{ce}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(t.job_dir(&other).join("meta.json")).unwrap(),
+        meta_before
+    );
+    assert!(!t.job_dir(&other).join("events.ndjson").exists());
+    assert_eq!(t.ok(&["status", &other])["state"], "created");
+}

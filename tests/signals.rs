@@ -585,3 +585,49 @@ fn a_ctrl_c_to_the_callers_group_during_the_launch_never_loses_the_job() {
         assert_eq!(s["state"], "exited", "{s}");
     }
 }
+
+/// `run --stdin -` reading a caller's stdin whose writer never closes it:
+/// a stop signal ends the read at once, with an error document and no
+/// job made. It read on until EOF (forever, with a writer that stays),
+/// then launched the job all the same.
+#[test]
+fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
+    let t = TempRoot::new();
+    let mut child = t
+        .cmd(&["run", "--stdin", "-", "--", "wc -c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent-exec");
+    // Some bytes, and the writer kept open: the read waits for more.
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"partial input").unwrap();
+    // Reading: it has made the job directory and waits in its read.
+    let root = t.root.clone();
+    until_waiting(&child, || {
+        std::fs::read_dir(&root)
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("stdin.bin").exists()))
+    });
+    signal(&child, "TERM");
+    // Ended by the signal, with the writer still open (bounded: on
+    // failure the writer is closed so that the test ends).
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut ended = false;
+    while Instant::now() < until {
+        if child.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(input);
+    let o = finish(child);
+    assert!(ended, "still reading after SIGTERM: {:?}", o.stdout);
+    assert_eq!(o.code, 143, "stdout={:?} stderr={:?}", o.stdout, o.stderr);
+    let v = o.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "io_error", "{v}");
+    assert_eq!(v["error"]["retryable"], true, "{v}");
+    assert_eq!(t.ok(&["list", "--all"])["jobs"], serde_json::json!([]));
+}

@@ -368,9 +368,18 @@ fn flags(l: &Line, cur: &str) -> Vec<Cand> {
         .chain(GLOBAL_FLAGS.iter())
         .filter(|f| f.long != "version" || top)
         .filter(|f| f.multi || f.long == "verbose" || !l.seen.contains(&f.long))
-        .map(|f| Cand {
-            word: format!("--{}", f.long),
-            help: f.help,
+        .flat_map(|f| {
+            // The short form too (`-f`), offered once a lone `-` is
+            // typed; `--` asks for the long ones only.
+            let short = f.short.map(|c| Cand {
+                word: format!("-{c}"),
+                help: f.help,
+            });
+            std::iter::once(Cand {
+                word: format!("--{}", f.long),
+                help: f.help,
+            })
+            .chain(short)
         })
         .filter(|c| c.word.starts_with(cur))
         .collect()
