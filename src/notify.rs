@@ -741,6 +741,10 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
 
 /// The result of a command sink left unstarted because the file its
 /// `AGENT_EXEC_EVENT_PATH` names could not be written (`why`).
+/// The delivery result of a match command sink left over when the
+/// backlog's time after the job's end ran out (`deliver_loop`).
+const BACKLOG_CUT: &str = "not started: the job had ended and the match events before this one had used up the time their command sinks get after the end ([notify] sink_timeout)";
+
 fn not_started(command: &str, why: &dyn std::fmt::Display) -> DeliveryResult {
     let at = crate::time::now_ts();
     DeliveryResult::new(
@@ -1114,6 +1118,8 @@ struct QState {
     /// While true, new items go to the spool, so order is kept.
     spooling: bool,
     closed: bool,
+    /// When the job's end closed the queue.
+    closed_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -1184,8 +1190,13 @@ impl Queue {
     fn close(&self) {
         if let Ok(mut q) = self.state.lock() {
             q.closed = true;
+            q.closed_at = Some(Instant::now());
         }
         self.cv.notify_all();
+    }
+
+    fn closed_at(&self) -> Option<Instant> {
+        self.state.lock().ok().and_then(|q| q.closed_at)
     }
 
     /// Block until there is something to deliver, or the queue is closed
@@ -1302,18 +1313,22 @@ impl Worker {
             ..Queue::default()
         });
         let q = queue.clone();
-        let handle = std::thread::spawn(move || deliver_loop(&ctx, &q));
+        let handle = std::thread::spawn(move || deliver_loop(&ctx, q));
         Worker { queue, handle }
     }
 }
 
 /// The delivery thread: events in queue order, a batch at a time.
-fn deliver_loop(ctx: &SinkCtx, queue: &Queue) {
+fn deliver_loop(ctx: &SinkCtx, queue: Arc<Queue>) {
     let mut d = Deliverer {
         seq: 0,
         record_log: None,
         sink_file: None,
         event_dir_made: false,
+        ended: queue.clone(),
+        budget: ctx.timeout().unwrap_or(Duration::from_millis(
+            crate::config::DEFAULT_SINK_TIMEOUT_MS,
+        )),
     };
     let mut reader: Option<BufReader<File>> = None;
     let mut buf = String::new();
@@ -1359,6 +1374,15 @@ struct Deliverer {
     /// when opened.
     sink_file: Option<(String, File, (u64, u64))>,
     event_dir_made: bool,
+    /// The queue, closed at the job's end (`Queue::closed_at`).
+    ended: Arc<Queue>,
+    /// Once the job has ended, its backlog of command sinks gets one sink
+    /// time limit (the default one when there is none) to start in; what
+    /// is left after that is recorded, not run. Run one by one, 100,000
+    /// hits of a 3 s sink held the supervisor for days: `job.finished`
+    /// waited behind them, and the job could be neither deleted nor
+    /// restarted.
+    budget: Duration,
 }
 
 impl Deliverer {
@@ -1493,9 +1517,20 @@ impl Deliverer {
         };
         let mut results = Vec::with_capacity(2);
         if let Some(c) = &item.om.command {
+            let late = self
+                .ended
+                .closed_at()
+                .and_then(|t| t.checked_add(self.budget))
+                .is_some_and(|t| Instant::now() >= t);
             // Never started with an AGENT_EXEC_EVENT_PATH that does not
             // exist (D41): its failure is recorded instead.
             results.push(match self.event_file(ctx, &ev) {
+                Ok(_) if late => DeliveryResult::new(
+                    "command",
+                    c,
+                    crate::time::now_ts(),
+                    Err(BACKLOG_CUT.to_string()),
+                ),
                 Ok(path) => run_command(ctx, c, EVENT_MATCHED, &path, &json),
                 Err(e) => not_started(c, &e),
             });

@@ -1458,3 +1458,55 @@ fn a_file_sink_inside_the_jobs_root_is_refused() {
     assert!(!t.job_dir(&other).join("events.ndjson").exists());
     assert_eq!(t.ok(&["status", &other])["state"], "created");
 }
+
+/// A backlog of match command sinks gets one sink time limit after the
+/// job's end; what is left is recorded (`not started: …`), not run, and
+/// `job.finished` follows at once. Run one by one, such a backlog held
+/// the supervisor (and with it `job.finished`, `delete` and `restart`)
+/// for as long as all of it took: hours for a chatty job.
+#[test]
+fn a_backlog_of_match_sinks_after_the_end_is_bounded() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("sinks.toml");
+    std::fs::write(&cfg, "[notify]\nsink_timeout = \"1s\"\n").unwrap();
+    let finished = t.base.join("finished.ndjson");
+    let v = t.ok(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--output-pattern",
+        "M",
+        "--output-command",
+        "sleep 0.5",
+        "--notify-file",
+        finished.to_str().unwrap(),
+        "--",
+        "seq 1 40 | sed s/^/M/",
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // All 40 would take 20 s; the cut comes 1 s after the end.
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(15);
+    while !std::fs::read_to_string(&finished).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(Instant::now() < until, "job.finished never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.settle();
+    let records = t.read(&id, "notification_events.ndjson");
+    let lines: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 40, "{records}");
+    let cut = lines
+        .iter()
+        .filter(|l| {
+            l["delivery_results"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("not started: the job had ended"))
+        })
+        .count();
+    assert!((20..40).contains(&cut), "{cut} cut: {records}");
+    assert_eq!(t.ok(&["delete", &id])["type"], "delete");
+}
