@@ -1386,10 +1386,12 @@ mod tests {
             fs::create_dir_all(s.root.join(d)).unwrap();
         }
         fs::write(s.root.join("01FILE0000000000000000000F"), b"").unwrap();
+        // A symlink is never a job: counted as skipped (foreign), as a
+        // directory that cannot be a job is.
         std::os::unix::fs::symlink(&s.root, s.root.join("loop")).unwrap();
         assert_eq!(
             names_oldest_first(&s).unwrap(),
-            (vec!["ffff0000legacy".to_string(), older, newer], 0)
+            (vec!["ffff0000legacy".to_string(), older, newer], 1)
         );
         let gone = Store {
             root: s.root.join("missing"),

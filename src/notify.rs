@@ -579,10 +579,10 @@ fn supervise_sink(
 /// reads would wait forever, and writing one nobody drains would stall
 /// the delivery thread (so the supervisor) without a time limit.
 ///
-/// Never into the jobs root `root` (by where the path leads, its
-/// symlinks followed): a sink named `<root>/<id>/meta.json` appended an
-/// event to another job's record, which every reader then refused as
-/// damaged. Looked at before anything is made, and again at the file
+/// Never into a directory of the jobs root `root` (by where the path
+/// leads, its symlinks followed): a sink named `<root>/<id>/meta.json`
+/// appended an event to another job's record, which every reader then
+/// refused as damaged. Looked at before anything is made, and again at the file
 /// opened (a link swapped in between).
 fn open_append(path: &Path, root: &Path) -> Result<File, String> {
     use std::os::unix::fs::FileTypeExt;
@@ -618,15 +618,17 @@ fn job_root(job: &Job) -> &Path {
     job.dir.parent().unwrap_or(Path::new("/"))
 }
 
-/// Is a (resolved) path at or under the jobs root?
+/// Is a (resolved) path inside a directory of the jobs root (a job's,
+/// or the root's own `.queues`)? A file directly in the root (an
+/// `events.ndjson` kept beside the jobs) touches no record: allowed.
 fn refused_inside(root: &Path) -> impl Fn(&Path) -> bool {
     let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    move |p: &Path| p.starts_with(&root)
+    move |p: &Path| p.starts_with(&root) && p.parent().is_some_and(|d| d != root)
 }
 
 fn inside_root(root: &Path) -> String {
     format!(
-        "refused: the file is inside the jobs root {} (only agent-exec writes there)",
+        "refused: the file is inside a directory of the jobs root {} (only agent-exec writes there)",
         root.display()
     )
 }
@@ -1769,12 +1771,14 @@ mod tests {
         ] {
             let e = open_append(&p, &root).unwrap_err();
             assert!(
-                e.starts_with("refused: the file is inside the jobs root"),
+                e.starts_with("refused: the file is inside a directory of the jobs root"),
                 "{e}"
             );
         }
         assert!(!root.join("01JOB/meta.json").exists());
         assert!(!root.join("new").exists());
+        // A file directly in the root is no job's: allowed.
+        assert!(open_append(&root.join("events.ndjson"), &root).is_ok());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -249,8 +249,9 @@ impl Store {
     /// are not UTF-8 or not of that shape (a control character, a
     /// backslash, over 128 bytes): no id argument can name one, so no
     /// command reads or removes it, but `gc`, `list` and `delete --all`
-    /// count it as skipped rather than hide it. Dot names are the root's
-    /// own entries (`.spare-N`, `.queues`, `.gc.lock`), never counted.
+    /// count it as skipped rather than hide it; so is a symlink named as
+    /// a job. Dot names are the root's own entries (`.spare-N`,
+    /// `.queues`, `.gc.lock`, `.gone-…`), never counted.
     fn scan(&self, mut f: impl FnMut(&str)) -> Result<u64> {
         use std::os::unix::ffi::OsStrExt;
         let mut foreign = 0u64;
@@ -269,6 +270,18 @@ impl Store {
             match std::str::from_utf8(raw) {
                 Ok(n) if is_dir && valid_id_bytes(raw) => f(n),
                 _ if is_dir => foreign += 1,
+                // A symlink named as a job: never followed nor removed
+                // (by id it is `unsafe_path`), and counted as skipped,
+                // not hidden, as a directory that cannot be a job is.
+                Ok(_)
+                    if valid_id_bytes(raw)
+                        && fs::symlink_metadata(
+                            self.root.join(std::ffi::OsStr::from_bytes(raw)),
+                        )
+                        .is_ok_and(|m| m.file_type().is_symlink()) =>
+                {
+                    foreign += 1
+                }
                 _ => {}
             }
         });

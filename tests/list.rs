@@ -755,3 +755,26 @@ fn wait_v_erases_its_note_before_the_log_line() {
     );
     assert!(o.stdout.contains(": exited"), "{:?}", o.stdout);
 }
+
+/// A symlink named as a job (to a directory outside, say) is no job: it
+/// is never followed, and `list`, `gc` and `delete --all` count it as
+/// skipped instead of hiding it; by id it is `unsafe_path`.
+#[test]
+fn a_symlink_named_as_a_job_counts_as_skipped() {
+    let t = TempRoot::new();
+    fabricate_n(&t, &t.cwd, 1_700_000_000_000, 1);
+    let outside = t.base.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), b"x").unwrap();
+    let name = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    std::os::unix::fs::symlink(&outside, t.root.join(name)).unwrap();
+    let v = t.ok(&["list", "--all"]);
+    assert_eq!(ids(&v).len(), 1, "{v}");
+    assert_eq!(v["skipped"], 1, "{v}");
+    let g = t.ok(&["gc", "--max-jobs", "0"]);
+    assert_eq!(g["skipped"], 1, "{g}");
+    let (_, e) = t.err(&["status", name]);
+    assert_eq!(e["error"]["code"], "unsafe_path", "{e}");
+    assert!(outside.join("keep").exists());
+    assert!(t.root.join(name).symlink_metadata().is_ok());
+}

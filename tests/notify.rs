@@ -1447,7 +1447,7 @@ fn a_file_sink_inside_the_jobs_root_is_refused() {
             r["error"]
                 .as_str()
                 .unwrap()
-                .starts_with("refused: the file is inside the jobs root"),
+                .starts_with("refused: the file is inside a directory of the jobs root"),
             "{ce}"
         );
     }
