@@ -1297,7 +1297,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             }
             Long(name) => {
                 let Some(c) = cmd else {
-                    return Err(unknown_flag(&format!("--{name}"), None));
+                    return Err(match &group {
+                        // `tag --bogus`: the group's help names its
+                        // subcommands, as `tag set --bogus` names set's.
+                        Some(g) => Error::usage(format!(
+                            "unexpected argument '--{name}' for 'agent-exec {g}'; see 'agent-exec {g} --help'"
+                        )),
+                        None => unknown_flag(&format!("--{name}"), None),
+                    });
                 };
                 let Some(flag) = c.flag(name) else {
                     return Err(unknown_flag(&format!("--{name}"), Some(c)));
@@ -1978,6 +1985,23 @@ mod tests {
             match parse(args(bad)) {
                 Err(e) => assert_eq!(e.code(), "usage_error", "{bad:?}"),
                 Ok(_) => panic!("{bad:?} parsed"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_flag_after_a_group_word_points_to_the_groups_help() {
+        for (a, g) in [
+            (&["tag", "--bogus"][..], "tag"),
+            (&["notify", "--x"], "notify"),
+        ] {
+            match parse(args(a)) {
+                Err(e) => assert!(
+                    e.to_string()
+                        .ends_with(&format!("see 'agent-exec {g} --help'")),
+                    "{a:?}: {e}"
+                ),
+                _ => panic!("{a:?}: accepted"),
             }
         }
     }
