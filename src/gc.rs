@@ -1122,17 +1122,18 @@ fn record_not_a_file(dir: &Path) -> Option<&'static str> {
         .find(|r| fs::symlink_metadata(dir.join(r)).is_ok_and(|m| m.is_dir()))
 }
 
-/// Remove a job directory and check that it is gone. The caller holds
-/// it (`hold_for_removal`).
+/// Remove a job directory: set aside, then removed. The caller holds it
+/// (`hold_for_removal`).
 pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
     // Nothing here follows a symlink: a link is removed as itself.
     let failed = RemoveError::Os;
-    let d = match sys::Dir::open(&job.dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RemoveError::Gone),
-        Err(e) => return Err(failed(e)),
-    };
-    drop(d);
+    // A directory, not a link to one (refused); gone: another remover's.
+    if let Err(e) = sys::Dir::open(&job.dir) {
+        return Err(match e.kind() {
+            io::ErrorKind::NotFound => RemoveError::Gone,
+            _ => failed(e),
+        });
+    }
     let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
     sys::for_each_entry(&job.dir, |n, k| names.push((n.to_string(), k))).map_err(failed)?;
     // A directory in place of meta.json or state.json: the job is
@@ -1230,9 +1231,9 @@ fn remove_aside(path: &Path) -> std::result::Result<(), RemoveError> {
         }
     }
     drop(d);
-    // Empty now; or, if something appeared meanwhile (a reader that
-    // opened the job before it was set aside cannot write into it, but
-    // be thorough), with what is left.
+    // Empty now; or, if something appeared meanwhile (a process that had
+    // the directory open before it was set aside can still write into
+    // it), with what is left.
     match fs::remove_dir(path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
             let mut left = Vec::new();

@@ -741,12 +741,12 @@ pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
     }
 }
 
-/// The result of a command sink left unstarted because the file its
-/// `AGENT_EXEC_EVENT_PATH` names could not be written (`why`).
 /// The delivery result of a match command sink left over when the
-/// backlog's time after the job's end ran out (`deliver_loop`).
+/// backlog's time after the job's end ran out (`Deliverer::budget`).
 const BACKLOG_CUT: &str = "not started: the job had ended and the match events before this one had used up the time their command sinks get after the end ([notify] sink_timeout)";
 
+/// The result of a command sink left unstarted because the file its
+/// `AGENT_EXEC_EVENT_PATH` names could not be written (`why`).
 fn not_started(command: &str, why: &dyn std::fmt::Display) -> DeliveryResult {
     let at = crate::time::now_ts();
     DeliveryResult::new(
