@@ -1436,7 +1436,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     if let Some((a, b)) = needs_another(&values) {
         return Err(Error::usage(format!("--{a} needs --{b}")));
     }
-    check_together(cmd, &values)?;
+    check_together(cmd, &values).map_err(|e| {
+        // About one job's read (`tail JOB --since`, `wait JOB --output`):
+        // the error names the job as given, as every error about a job
+        // carries `details.job_id`.
+        match (cmd.pos.first(), positionals.first()) {
+            (Some(p), Some(id)) if p.name == "JOB_ID" && !p.rest => e.in_job(id),
+            _ => e,
+        }
+    })?;
     Ok(Parsed::Run(Box::new(Matches {
         cmd,
         root,

@@ -176,12 +176,13 @@ fn bad_cursors_are_invalid_cursor_never_a_restart() {
         assert_eq!(e["error"]["details"]["job_id"], ida.as_str());
     };
     // What is no cursor at all is refused with the other arguments,
-    // before the job is looked up (D5): no job to name.
+    // before the job is looked up (D5), naming the job as it was given
+    // (an error about a job carries details.job_id).
     let malformed = |cur: &str, why: &str| {
-        let (code, e) = t.err(&["tail", "--since", cur, &ida]);
+        let (code, e) = t.err(&["tail", "--since", cur, &ida[..12]]);
         assert_eq!(code, 2, "{why}: {e}");
         assert_eq!(e["error"]["code"], "invalid_cursor", "{why}: {e}");
-        assert!(e["error"].get("details").is_none(), "{why}: {e}");
+        assert_eq!(e["error"]["details"]["job_id"], &ida[..12], "{why}: {e}");
     };
     malformed("garbage", "garbage");
     malformed("", "empty");
