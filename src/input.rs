@@ -31,7 +31,7 @@
 //!   caller's socket. A caller that has no answer a little after its
 //!   deadline (`GRACE`) shuts its reading side (after which that line can
 //!   no longer be sent) and looks once more: without the line, none of
-//!   its bytes reached the job or ever will (`NotTaken`), so trying again
+//!   its bytes reached the job or ever will (`Unanswered::NotTaken`), so trying again
 //!   sends nothing twice; with it, bytes may have, and it says so.
 //! - Arrival order: one caller's bytes are never interleaved with
 //!   another's, and an `eof` waits for the bytes of the callers that
@@ -707,47 +707,43 @@ fn opens_line(last: u8) -> bool {
     !matches!(last, b'\n' | b'\r' | 4)
 }
 
-/// The inner error of a send whose bytes the supervisor did not take by
-/// its deadline (at most `MAX_CLIENTS` callers are taken at once; the
-/// rest wait): none of them reached the job, and none will.
-#[derive(Debug)]
-pub struct NotTaken;
+/// Why a send got no answer from the supervisor: the inner error of the
+/// `io::Error` that `send` returns then (`unanswered` tells which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Not taken by its deadline (at most `MAX_CLIENTS` callers are taken
+    /// at once; the rest wait): none of its bytes reached the job, and
+    /// none will.
+    NotTaken,
+    /// The supervisor said it was writing the bytes and no answer came
+    /// (it died, or the deadline passed): some may have reached the job.
+    /// Whatever the job's state is now, that is the caller's answer.
+    MayHaveGotIn,
+}
 
-impl std::fmt::Display for NotTaken {
+impl std::fmt::Display for Unanswered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the job's supervisor did not take the input by the deadline")
+        f.write_str(match self {
+            Unanswered::NotTaken => "the job's supervisor did not take the input by the deadline",
+            Unanswered::MayHaveGotIn => "no answer from the job's supervisor after it began writing: some of the bytes may have reached the job",
+        })
     }
 }
 
-impl std::error::Error for NotTaken {}
+impl std::error::Error for Unanswered {}
 
-pub fn is_not_taken(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<NotTaken>())
-}
-
-/// The supervisor said it was writing a send's bytes and no answer
-/// came (it died, or the deadline passed): some may have reached the
-/// job. Whatever the job's state is now, that is the caller's answer.
-#[derive(Debug)]
-pub struct MayHaveGotIn;
-
-impl std::fmt::Display for MayHaveGotIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no answer from the job's supervisor after it began writing: some of the bytes may have reached the job")
-    }
-}
-
-impl std::error::Error for MayHaveGotIn {}
-
-pub fn may_have_got_in(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<MayHaveGotIn>())
+/// Which `Unanswered` a send's error is, if it is one.
+pub fn unanswered(e: &io::Error) -> Option<Unanswered> {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<Unanswered>())
+        .copied()
 }
 
 /// The caller's side: send `data` (and maybe end of file) to the job
 /// whose directory is `dir`, waiting at most `wait` for it to get in
 /// (`MIN_WAIT` at least), and for the answer a little more (`GRACE`).
-/// No answer by then is `NotTaken` when none of the bytes can have
-/// reached the job, else an error that says some may have.
+/// No answer by then is `Unanswered::NotTaken` when none of the bytes can have
+/// reached the job, else `MayHaveGotIn` (some may have).
 ///
 /// A stop ends the wait as the deadline would, at once (`stopped`: a
 /// stop signal in `observe::until_stopped`, or `give_up` readable, the
@@ -881,10 +877,13 @@ pub fn send(
         }
     }
     if writing {
-        return Err(io::Error::other(MayHaveGotIn));
+        return Err(io::Error::other(Unanswered::MayHaveGotIn));
     }
     if shut {
-        return Err(io::Error::new(io::ErrorKind::TimedOut, NotTaken));
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            Unanswered::NotTaken,
+        ));
     }
     Err(io::Error::new(
         io::ErrorKind::UnexpectedEof,

@@ -505,30 +505,14 @@ fn kill_during_the_retry_delay_ends_the_job_killed() {
     let t = TempRoot::new();
     let counter = t.base.join("count");
     let events = t.base.join("events.ndjson");
-    let id = id_of(&t.ok(&[
-        "run",
-        "--retry",
-        "5",
-        "--retry-delay",
-        "60s",
-        "--notify-file",
-        events.to_str().unwrap(),
-        "--no-wait",
-        "--",
-        &counting(&counter, 0, 1),
-    ]));
     // The first run fails at once; the job then waits out the delay as
     // attempt 2 (running, its stand-in leading the group).
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = t.ok(&["status", &id]);
-        if s["attempt"] == 2 && t.state(&id)["pid"].is_u64() {
-            assert_eq!(s["state"], "running");
-            break;
-        }
-        assert!(Instant::now() < until, "never reached the delay: {s}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let id = in_retry_delay(
+        &t,
+        &counter,
+        ["5", "60s"],
+        &["--notify-file", events.to_str().unwrap()],
+    );
     let t0 = Instant::now();
     let k = t.ok(&["kill", &id]);
     assert_eq!(k["state"], "killed", "{k}");
@@ -1257,17 +1241,26 @@ fn kept_runs_survive_a_moved_root() {
 
 /// A job waiting out its `--retry-delay`: attempt 2 recorded, its stand-in
 /// leading the group, no run started.
-fn in_retry_delay(t: &TempRoot, counter: &Path, delay: &str) -> String {
-    let id = id_of(&t.ok(&[
+/// `[retries, delay]` as `--retry` and `--retry-delay` take them; `extra`
+/// flags go before the command.
+fn in_retry_delay(
+    t: &TempRoot,
+    counter: &Path,
+    [retries, delay]: [&str; 2],
+    extra: &[&str],
+) -> String {
+    let command = counting(counter, 0, 1);
+    let mut args = vec![
         "run",
         "--retry",
-        "3",
+        retries,
         "--retry-delay",
         delay,
         "--no-wait",
-        "--",
-        &counting(counter, 0, 1),
-    ]));
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--", command.as_str()]);
+    let id = id_of(&t.ok(&args));
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let s = t.ok(&["status", &id]);
@@ -1288,7 +1281,7 @@ fn in_retry_delay(t: &TempRoot, counter: &Path, delay: &str) -> String {
 fn term_to_the_supervisor_during_the_retry_delay_ends_the_job_at_once() {
     let t = TempRoot::new();
     let counter = t.base.join("count");
-    let id = in_retry_delay(&t, &counter, "60s");
+    let id = in_retry_delay(&t, &counter, ["3", "60s"], &[]);
     let needle = format!("_supervise {} {id}", t.root.display());
     let sup = t.pids_matching(&needle);
     assert_eq!(sup.len(), 1, "{sup:?}");
@@ -1317,7 +1310,7 @@ fn term_to_the_supervisor_during_the_retry_delay_ends_the_job_at_once() {
 fn a_stop_signal_during_the_retry_delay_neither_lands_nor_freezes_the_job() {
     let t = TempRoot::new();
     let counter = t.base.join("count");
-    let id = in_retry_delay(&t, &counter, "1s");
+    let id = in_retry_delay(&t, &counter, ["3", "1s"], &[]);
     let (code, e) = t.err(&["kill", "--signal", "STOP", &id]);
     assert_eq!(
         (

@@ -145,7 +145,8 @@ pub fn send_job_or(
             // Bytes may have got in (the supervisor began writing, then
             // died or went quiet): said so, whatever the state is now
             // (an ended job read as stdin_closed, "nothing sent").
-            if crate::input::may_have_got_in(&e) {
+            let unanswered = crate::input::unanswered(&e);
+            if unanswered == Some(crate::input::Unanswered::MayHaveGotIn) {
                 return Error::io(format!("send to job {}", job.id), e);
             }
             // No socket, or nobody at it: the state says why (the job
@@ -157,7 +158,7 @@ pub fn send_job_or(
                     Some(not) => not,
                     // Nothing of it reached the job, nor will: the same
                     // send later is no repeat.
-                    None if crate::input::is_not_taken(&e) => Error::Busy(format!(
+                    None if unanswered == Some(crate::input::Unanswered::NotTaken) => Error::Busy(format!(
                         "invalid job state: job {} took none of this send's bytes within --yield (other sends were ahead of it); nothing was written: try again",
                         job.id
                     )),
