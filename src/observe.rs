@@ -1158,6 +1158,17 @@ fn current_state_inner(
     // written back: without the lock, a supervisor of theirs might still
     // be about to write the truth.
     let Some(lock) = open_lock() else {
+        // Ours always have one until a removal (gc, delete) unlinks it,
+        // which it does only once it has renamed the directory away: a
+        // job read `running` just before it ended and was removed is
+        // gone, not a lost supervisor (a listing showed such jobs
+        // `failed` for a moment). Not `gc::being_removed`: the remover
+        // asks this too, holding the directory.
+        let gone = std::fs::symlink_metadata(&job.dir)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if gone {
+            return Err(Error::JobNotFound(job.id.clone()));
+        }
         return Ok(lost_without_lock(st));
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
@@ -2299,6 +2310,40 @@ mod tests {
         let p = std::env::temp_dir().join(format!("ae-obs-{tag}-{}", std::process::id()));
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    /// A reader that opened a job's directory, read it `running`, and
+    /// then saw its lock file gone finds the job removed (renamed away,
+    /// then emptied), not a lost supervisor.
+    #[test]
+    fn a_running_job_removed_under_a_reader_is_gone_not_lost() {
+        let root = std::env::temp_dir().join(format!(
+            "ae-obs-gone-{}-{}",
+            std::process::id(),
+            crate::store::new_id().unwrap()
+        ));
+        let store = crate::store::Store { root: root.clone() };
+        let id = crate::store::new_id().unwrap();
+        let job = store.job(&id);
+        std::fs::create_dir_all(&job.dir).unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        gone.wait().unwrap();
+        let st: State = serde_json::from_str(&format!(
+            r#"{{"job":{{"id":"{id}","status":"running"}},"pid":{pid},"result":{{"exit_code":null,"signal":null,"duration_ms":null}},"updated_at":"2026-01-01T00:00:00Z"}}"#
+        ))
+        .unwrap();
+        let dir = sys::Dir::open(&job.dir).unwrap();
+        // Lockless and in place: a legacy job whose process is gone.
+        let lost = current_state_in(&job, &dir, st.clone()).unwrap();
+        assert_eq!(lost.status(), Status::Failed);
+        // Renamed away by a removal (its lock file with it).
+        std::fs::rename(&job.dir, root.join(".gone")).unwrap();
+        match current_state_in(&job, &dir, st) {
+            Err(Error::JobNotFound(j)) => assert_eq!(j, id),
+            other => panic!("{:?}", other.map(|s| s.status())),
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
