@@ -72,8 +72,14 @@ fn main() {
             output::init_logging(m.verbose);
             // Progress notes are for a person watching stderr only.
             progress::enable(m.verbose > 0 && sys::isatty(2));
-            // Commands that never touch a jobs root do not care where it is.
-            let rootless = matches!(m.cmd.name, "schema" | "completions" | "install-skills");
+            // Commands that never touch a jobs root do not care where it
+            // is; a supervisor (or a lost one's notifier) is handed its
+            // root by whoever started it, which checked the variables
+            // already, or had `--root` and did not need them.
+            let rootless = matches!(
+                m.cmd.name,
+                "schema" | "completions" | "install-skills" | "_supervise" | "_notify"
+            );
             let checked = table::check(&m).and_then(|()| match rootless {
                 true => Ok(()),
                 false => store::check_root_env(m.root.as_deref()),

@@ -86,7 +86,7 @@ pub fn check_root_env(flag: Option<&str>) -> Result<()> {
             Some(v) if v.is_empty() => continue,
             Some(v) if v.to_str().is_none() => {
                 return Err(Error::usage(format!(
-                "{key} is not valid UTF-8; agent-exec takes a jobs root whose path is (use --root)"
+                "{key} is not valid UTF-8, and a jobs root's path must be (give one with --root)"
             )))
             }
             Some(_) => return Ok(()),

@@ -10,9 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 
 use support::TempRoot;
 
-/// A root named in bytes that are not UTF-8 is refused, as `--root`
-/// refuses it, never passed over for the next variable (which would put
-/// the job in another root).
 /// `agent-exec --root ROOT` run from the test's directory under `ulimit
 /// LIMIT` ("-n 40", "-S -n 64", "-v 60000"): add the arguments, then
 /// `t.exec` it.
@@ -27,6 +24,9 @@ fn limited(t: &TempRoot, limit: &str) -> std::process::Command {
     c
 }
 
+/// A root named in bytes that are not UTF-8 is refused, as `--root`
+/// refuses it, never passed over for the next variable (which would put
+/// the job in another root).
 #[test]
 fn a_root_variable_that_is_not_utf8_is_refused() {
     let t = TempRoot::new();
@@ -384,5 +384,33 @@ fn grep_matches_beyond_the_memory_left_answer_io_error() {
         assert_eq!(o.code, 1, "{kb}: {} {}", o.code, o.stderr);
         let v = o.json();
         assert_eq!(v["error"]["code"], "io_error", "{kb}: {v}");
+    }
+}
+
+/// With `--root`, the root's variables decide nothing: a launch whose
+/// environment holds them in bytes that are not UTF-8 runs its job (its
+/// supervisor, which inherits them, refused itself as a caller without
+/// `--root`: every job read `launch_lost`).
+#[test]
+fn root_variables_that_are_not_utf8_do_not_matter_beside_root() {
+    let t = TempRoot::new();
+    let bad = [t.base.as_os_str().as_bytes(), b"/r\xff"].concat();
+    for var in ["AGENT_EXEC_ROOT", "XDG_DATA_HOME", "HOME"] {
+        let mut c = t.cmd(&["run", "--", "echo", "hi"]);
+        c.env(var, OsStr::from_bytes(&bad));
+        let v = t.exec(c).json();
+        assert_eq!(
+            (&v["state"], &v["stdout"]),
+            (&"exited".into(), &"hi\n".into()),
+            "{var}: {v}"
+        );
+        let id = t.ok(&["create", "--", "true"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut c = t.cmd(&["start", "--until", "5", &id]);
+        c.env(var, OsStr::from_bytes(&bad));
+        let v = t.exec(c).json();
+        assert_eq!(v["state"], "exited", "{var}: {v}");
     }
 }
