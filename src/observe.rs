@@ -1365,6 +1365,28 @@ fn lock_unlinked(lock: &File) -> bool {
     lock.metadata().is_ok_and(|m| m.nlink() == 0)
 }
 
+/// How a reader shows a job (`status`, `list`): a `created` record of a
+/// job that has run before, under a held lock, is a `restart` between
+/// keeping the ended run and its new supervisor's first record — a job
+/// being started, not one defined and never started (what `created`
+/// says, and `list --state created` and a poller take it for). Shown as
+/// what it is about to be: `queued` when it has a queue or dependencies
+/// to wait for, else `running`. Not part of `current_state`: those who
+/// act on a job (`kill`, `start`) answer "being started" meanwhile.
+pub fn as_shown(job: &Job, mut st: State) -> State {
+    if st.status() == Status::Created && st.attempt() > 1 && job.is_launching() {
+        let waits = job
+            .read_meta()
+            .is_ok_and(|m| m.queue.is_some() || !m.after.is_empty() || !m.after_ok.is_empty());
+        st.job.status = Some(if waits {
+            Status::Queued
+        } else {
+            Status::Running
+        });
+    }
+    st
+}
+
 /// A lock-less `running` job (see `current_state_inner`) as its recorded
 /// process says: failed if that process is gone (or a zombie).
 fn lost_without_lock(mut st: State) -> State {

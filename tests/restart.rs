@@ -1333,3 +1333,46 @@ fn a_stop_signal_during_the_retry_delay_neither_lands_nor_freezes_the_job() {
     assert_eq!(w["attempt"], 4, "{w}");
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "4");
 }
+
+/// Between keeping the ended run and its new supervisor's first record,
+/// a restart holds the job lock over a `created` record of the next
+/// attempt. Readers show it as being started (`running`, or `queued` for
+/// a job of a queue), never `created`, which says the job was defined
+/// and never started (a poller or `list --state created` took it so).
+#[test]
+fn a_job_being_restarted_never_reads_created() {
+    let t = TempRoot::new();
+    let plain = "01K00000000000000000000001";
+    let queued = "01K00000000000000000000002";
+    for id in [plain, queued] {
+        t.fabricate(id, "created", &t.cwd, None);
+        let p = t.job_dir(id).join("state.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["attempt"] = 2.into();
+        std::fs::write(&p, v.to_string()).unwrap();
+    }
+    let p = t.job_dir(queued).join("meta.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    m["queue"] = "q".into();
+    std::fs::write(&p, m.to_string()).unwrap();
+    let mut holders: Vec<_> = [plain, queued]
+        .iter()
+        .map(|id| support::hold_flock(&t.job_dir(id).join("lock")))
+        .collect();
+    assert_eq!(t.ok(&["status", plain])["state"], "running");
+    assert_eq!(t.ok(&["status", queued])["state"], "queued");
+    let created = t.ok(&["list", "--all", "--state", "created"]);
+    assert_eq!(created["jobs"], json!([]), "{created}");
+    let ps = t.ok(&["ps", "--all"]);
+    assert_eq!(ps["jobs"].as_array().unwrap().len(), 2, "{ps}");
+    // Acting on it is still "being started", retryable.
+    let (_, e) = t.err(&["kill", plain]);
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    for h in &mut holders {
+        drop(h.stdin.take());
+        h.wait().unwrap();
+    }
+    // With nobody behind it any more, it is a launch that was lost.
+    let v = t.ok(&["status", plain]);
+    assert_eq!(v["failure"]["code"], "launch_lost", "{v}");
+}

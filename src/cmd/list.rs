@@ -345,7 +345,7 @@ fn read_state(j: &job::Job, dir: &sys::Dir) -> (Option<StateSummary>, Option<Fil
         return (
             crate::observe::current_state_in(j, dir, s)
                 .ok()
-                .map(Into::into),
+                .map(|s| crate::observe::as_shown(j, s).into()),
             None,
         );
     }

@@ -1241,13 +1241,7 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
         }
         "status" => {
             let job = lookup()?;
-            let body = (|| {
-                let meta = job.read_meta()?;
-                let st = observe::current_state(&job)?;
-                Ok(super::status::StatusBody::new(&job, &meta, &st))
-            })()
-            .map_err(|e: Error| e.in_job(&job.id))?;
-            doc("status", &body)?
+            doc("status", &super::status::read(&job)?)?
         }
         "tail" => {
             let job = lookup()?;

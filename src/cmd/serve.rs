@@ -1783,7 +1783,7 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
         st.status(),
         job::Status::Running | job::Status::Created | job::Status::Queued
     ) {
-        st = crate::observe::current_state(job)?;
+        st = crate::observe::as_shown(job, crate::observe::current_state(job)?);
     }
     Ok(super::status::StatusBody::from_parts(job, part, &st))
 }

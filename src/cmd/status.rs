@@ -103,11 +103,16 @@ impl StatusBody {
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let body = (|| {
-        let meta = job.read_meta()?;
-        let state = crate::observe::current_state(&job)?;
-        Ok(StatusBody::new(&job, &meta, &state))
-    })()
-    .map_err(|e: crate::error::Error| e.in_job(&job.id))?;
+    let body = read(&job)?;
     Ok(Output::Doc(Response::new("status", &body)?))
+}
+
+/// A job's `status` answer, as every door (CLI, HTTP, MCP) gives it.
+pub fn read(job: &crate::job::Job) -> Result<StatusBody> {
+    (|| {
+        let meta = job.read_meta()?;
+        let state = crate::observe::as_shown(job, crate::observe::current_state(job)?);
+        Ok(StatusBody::new(job, &meta, &state))
+    })()
+    .map_err(|e: crate::error::Error| e.in_job(&job.id))
 }

@@ -269,6 +269,26 @@ fn live_cmdline(pid: u32) -> Option<Vec<u8>> {
 }
 
 /// Is any thread of process `pid` alive (see `live_cmdline`)?
+/// Hold an exclusive flock on `path` (flock(1) from util-linux, which
+/// creates a missing file) until the returned child's stdin is closed or
+/// it is killed.
+pub fn hold_flock(path: &Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut c = Command::new("flock")
+        .arg(path)
+        .args(["sh", "-c", "echo held; cat >/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let mut line = String::new();
+    std::io::BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
+    c
+}
+
 pub fn process_alive(pid: u64) -> bool {
     u32::try_from(pid).ok().and_then(live_cmdline).is_some()
 }
