@@ -565,8 +565,16 @@ impl State {
         let ours = match self.pid_start_time {
             Some(t) => p.start_time == t,
             None => Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid),
-        } && job.owner().is_some_and(|o| real_uid(pid) == Some(o));
-        if ours {
+        };
+        let owned = match real_uid(pid) {
+            Some(uid) => job.owner() == Some(uid),
+            // Reaped between the two reads (a run that was ending): gone,
+            // as a moment later, not a stranger (that read as a damaged
+            // record to a `kill` racing a fast job's end).
+            None if crate::sys::proc_stat(pid).is_none() => return Leader::Gone,
+            None => false,
+        };
+        if ours && owned {
             Leader::Root(pid)
         } else {
             Leader::Stranger(pid)
