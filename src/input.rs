@@ -54,8 +54,9 @@
 //!   "then input is closed" whether or not all of TEXT made it (for a
 //!   terminal, it sends the terminal's end-of-file character, ^D, since
 //!   closing the master would hang the session up; two of them when the
-//!   line written last is unfinished, as the first only ends that line).
-//!   Either way input is closed for good: later callers get
+//!   line written last is unfinished, as the first only ends that line;
+//!   written once the terminal's input has room, after the caller is
+//!   answered if need be). Either way input is closed for good: later callers get
 //!   `stdin_closed`, and nothing more reaches the job.
 //! - stdin.sock is 0600 from the moment it has its name, whatever the
 //!   umask (`listen`).
@@ -171,6 +172,10 @@ pub struct Input {
     /// the line discipline holds an unfinished line, and one ^D would only
     /// hand it over (see `close_input`).
     line_open: bool,
+    /// A terminal's ^D that its full input did not take yet (`close_input`),
+    /// and the master to write it to once it does: input is closed for
+    /// callers already.
+    eof_pending: Option<(File, Vec<u8>)>,
 }
 
 /// The name stdin.sock is bound under before it gets its mode: no longer
@@ -226,6 +231,7 @@ impl Input {
             log_lost: None,
             read_buf: Vec::new(),
             line_open: false,
+            eof_pending: None,
         })
     }
 
@@ -252,6 +258,9 @@ impl Input {
             if self.has_pending() {
                 out.push(sys::poll_fd(s.as_raw_fd(), libc::POLLOUT));
             }
+        }
+        if let Some((m, _)) = &self.eof_pending {
+            out.push(sys::poll_fd(m.as_raw_fd(), libc::POLLOUT));
         }
     }
 
@@ -315,6 +324,7 @@ impl Input {
             self.read_buf = buf;
         }
         self.feed_initial();
+        self.write_eof();
         // One moment for both: a caller passed over as late is answered.
         let now = Instant::now();
         for c in &mut self.clients {
@@ -536,25 +546,51 @@ impl Input {
     }
 
     fn close_input(&mut self) {
+        let sink = self.sink.take();
         if self.tty {
             // The terminal's end of file (VEOF, ^D by default) ends a read
             // at the start of a line; the session stays up. After an
             // unfinished line the first ^D only hands that line to the
             // reader, so a second one is needed for it to see end of file.
-            let eof: &[u8] = if self.line_open { &[4, 4] } else { &[4] };
-            if let Some(s) = self.sink.as_mut() {
-                let _ = s.write_all(eof);
-            }
+            // A terminal whose input is full takes it later: it is written
+            // then (a write that would block had dropped it, and the job
+            // waited for its end of input for ever).
+            let eof = if self.line_open { vec![4, 4] } else { vec![4] };
+            self.eof_pending = sink.map(|m| (m, eof));
+            self.write_eof();
         }
         // Closed for callers either way, as a pipe would be: later sends
         // are `stdin_closed`. On a terminal this drops only our dup of
         // the master; the supervisor's own copy still reads the output.
-        self.sink = None;
+    }
+
+    /// Write what of a terminal's pending ^D it takes now; done, the dup
+    /// of the master is dropped.
+    fn write_eof(&mut self) {
+        let Some((m, eof)) = self.eof_pending.as_mut() else {
+            return;
+        };
+        loop {
+            match m.write(eof) {
+                Ok(n) if n > 0 => {
+                    eof.drain(..n);
+                    if eof.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The job's side is gone: nobody is left to read it.
+                _ => break,
+            }
+        }
+        self.eof_pending = None;
     }
 
     /// The job ended: answer everyone still waiting, stop listening.
     pub fn finish(mut self, dir: &Path) {
         self.sink = None;
+        self.eof_pending = None;
         let now = Instant::now();
         for c in &mut self.clients {
             c.deadline = Some(now);

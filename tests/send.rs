@@ -740,6 +740,42 @@ fn eof_closes_input_even_when_its_text_did_not_all_get_in() {
     assert_eq!(t.read(&id, "stdout.log"), "saw-eof\n");
 }
 
+/// A terminal whose input is full (the job is not reading yet) takes
+/// `--eof`'s ^D once the job reads: it was dropped (a write that would
+/// block), and the job waited for the end of its input for ever while
+/// `send` had said input was closed.
+#[test]
+fn eof_reaches_a_terminal_whose_input_is_full() {
+    let t = TempRoot::new();
+    // No echo (set before the test sends): the output is wc's count.
+    let script = "stty -echo; : >ready; until [ -e go ]; do sleep 0.05; done; wc -c";
+    let id = start(&t, &["--tty"], &["sh", "-c", script]);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !t.cwd.join("ready").exists() {
+        assert!(Instant::now() < until, "the job never began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lines = t.base.join("lines");
+    let text: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&lines, &text).unwrap();
+    let v = t.ok(&[
+        "send",
+        "--yield",
+        "300ms",
+        "--file",
+        lines.to_str().unwrap(),
+        &id,
+    ]);
+    let n = v["bytes_written"].as_u64().unwrap();
+    assert!(n < text.len() as u64, "the terminal took it all: {v}");
+    let v = t.ok(&["send", "--eof", "--yield", "100ms", &id]);
+    assert_eq!(v["stdin_open"], false, "{v}");
+    open_gate(&t);
+    let w = t.ok(&["wait", "--until", "20", &id]);
+    assert_eq!(w["state"], "exited", "the job never saw its input end");
+    assert_eq!(t.read(&id, "stdout.log").trim(), n.to_string());
+}
+
 #[test]
 fn a_send_over_the_message_limit_is_stdin_too_large() {
     let t = TempRoot::new();
