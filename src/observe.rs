@@ -687,7 +687,7 @@ impl Log {
         // In the piece of a cut line the kept tail starts with.
         let mut cut = self.cut_line_at(from);
         while pos < self.size {
-            if g.out_of_time(pos - from) {
+            if g.out_of_time(pos) {
                 // Go on from the line this stopped in (whole, next time).
                 return if cut || !line.is_empty() {
                     line_start
@@ -798,10 +798,11 @@ const GREP_CHUNK: usize = 64 * 1024;
 /// output-match does, D32), so a log without newlines costs no more.
 /// A piece ends on a character boundary (`whole_chars_end`).
 pub const GREP_LINE_MAX: usize = 64 * 1024;
-/// What a waiter's search reads before it looks at its deadline: a
-/// readiness check of a log up to this size (`--until 0`: is the line
-/// there already?) is always complete.
-const SCAN_BEFORE_DEADLINE: u64 = 1 << 20;
+/// How long a waiter's search of what was written before it began may
+/// go on past its deadline (`Grep::whole_below`): a log of some hundred
+/// MB, searched whole, where a readiness check must not say "no match"
+/// for a line that is there.
+const SEARCH_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// Where a piece of an over-long line ends so that it does not cut a
 /// UTF-8 character: `b.len()`, less the bytes of a character that `b`
@@ -935,6 +936,9 @@ pub struct Grep<'a> {
     pub skipped: u64,
     /// A waiter's deadline (`until`): the search stops there.
     until: Option<Option<Instant>>,
+    /// Below this position the deadline is no earlier than this moment
+    /// (`whole_below`).
+    whole_below: (u64, Option<Instant>),
     bytes: u64,
     /// Where the search began (`Log::grep`): a line that starts before
     /// it matches only through a match that ends after it.
@@ -963,6 +967,7 @@ impl<'a> Grep<'a> {
             ring: std::collections::VecDeque::new(),
             skipped: 0,
             until: None,
+            whole_below: (0, None),
             bytes: 0,
             floor: 0,
             out_of_memory: false,
@@ -978,18 +983,42 @@ impl<'a> Grep<'a> {
     }
 
     /// For a waiter (readiness): the search stops once `deadline` has
-    /// passed (or a stop signal ended the wait, `left`), having read at
-    /// least `SCAN_BEFORE_DEADLINE` bytes, and says where to go on. A
-    /// huge log of short lines took a minute to search; the wait's
-    /// `--until` bounds it now, give or take one MiB's search.
+    /// passed (or a stop signal ended the wait, `left`), checked at each
+    /// chunk, and says where to go on. A huge log of short lines took a
+    /// minute to search; the wait's `--until` bounds it now (but see
+    /// `whole_below`).
     pub fn until(mut self, deadline: Option<Instant>) -> Grep<'a> {
         self.until = Some(deadline);
         self
     }
 
-    /// Out of time, having searched `searched` bytes in this call?
-    fn out_of_time(&self, searched: u64) -> bool {
-        searched >= SCAN_BEFORE_DEADLINE && self.until.is_some_and(|d| left(d).is_none())
+    /// A waiter's search of the log before `pos` (what was written
+    /// when the wait began) goes on past its deadline until `at_least`:
+    /// "matches at once if such a line was written already" then holds
+    /// for any log searched within that time, whatever `--until` (with
+    /// `--until 0`, a log of 23 MB said no match for a line that was
+    /// there, having read 1 MiB of it, on every call). A stop signal
+    /// still ends it.
+    pub fn whole_below(mut self, pos: u64, at_least: Instant) -> Grep<'a> {
+        self.whole_below = (pos, Some(at_least));
+        self
+    }
+
+    /// Out of time at `pos`? A stop signal ends a waiter's search
+    /// wherever it is (a slow pattern held SIGINT for seconds).
+    fn out_of_time(&self, pos: u64) -> bool {
+        let Some(deadline) = self.until else {
+            return false;
+        };
+        if sys::stop_ends_wait() {
+            return true;
+        }
+        if let (below, Some(at_least)) = self.whole_below {
+            if pos < below && Instant::now() < at_least {
+                return false;
+            }
+        }
+        left(deadline).is_none()
     }
 
     /// Search only up to the first match: `Log::grep` stops just after it.
@@ -1912,14 +1941,20 @@ struct Stream {
     path: std::path::PathBuf,
     log: Log,
     pos: u64,
+    /// The log's size when it was opened, and a moment a second later:
+    /// a readiness search reads that much whatever its deadline, for at
+    /// least that long (`Grep::whole_below`).
+    written_before: (u64, Instant),
 }
 
 /// Open both logs and check a cursor against them (`invalid_cursor`).
 fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
     let open = |name: &'static str, path: std::path::PathBuf| -> Result<Stream> {
+        let log = open_log(&path)?;
         Ok(Stream {
             name,
-            log: open_log(&path)?,
+            written_before: (log.size, Instant::now() + SEARCH_AT_LEAST),
+            log,
             path,
             pos: 0,
         })
@@ -2096,7 +2131,8 @@ fn scan(
         s.look_again(held)?;
         let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done)
             .first_only()
-            .until(deadline);
+            .until(deadline)
+            .whole_below(s.written_before.0, s.written_before.1);
         s.pos = s.log.grep(s.pos, &mut g);
         skipped[i] += g.skipped;
         if let Some(m) = g.ring.pop_front() {

@@ -417,6 +417,23 @@ fn a_huge_log_is_searched_no_longer_than_until() {
     t.wait_done(&id);
 }
 
+/// What was written before the wait began is searched whole even with
+/// `--until 0` (within a second past it): a line 3 MB into the log was
+/// "no match" on every such call, the search having stopped at 1 MiB.
+#[test]
+fn until_zero_finds_a_line_written_far_into_a_log() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--",
+        "yes 0123456789abcdef | head -c 3000000; echo; echo READY",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let v = t.ok(&["wait", "--output", "READY", "--until", "0", &id]);
+    assert_eq!(v["matched"]["line"], "READY", "{}", v["matched"]);
+    assert_eq!(v["matched"]["offset"], 3_000_001, "{}", v["matched"]);
+}
+
 /// A line over 64 KiB goes to full.log and to `tail --grep` in pieces
 /// that end on character boundaries: valid UTF-8 stays valid (fixed
 /// 64 KiB pieces cut a "€" at every piece's end, into U+FFFD twice).

@@ -631,3 +631,39 @@ fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
     assert_eq!(v["error"]["retryable"], true, "{v}");
     assert_eq!(t.ok(&["list", "--all"])["jobs"], serde_json::json!([]));
 }
+
+/// A stop signal ends `wait --output` while it is still searching the
+/// output written before it began (which it reads whole, past
+/// `--until`): a pattern this slow over these lines (seconds a line)
+/// held SIGINT until the whole log was searched, half a minute.
+#[test]
+fn a_stop_signal_ends_a_slow_search_of_the_written_output() {
+    let t = TempRoot::new();
+    let script = "for i in $(seq 20); do head -c 30000 /dev/zero | tr '\\0' a; echo; done; : >written; sleep 300";
+    let id = t.start_job(&["sh", "-c", script]);
+    eventually("the output to be written", || {
+        t.cwd.join("written").exists()
+    });
+    let child = spawn(
+        &t,
+        &[
+            "wait",
+            "--output",
+            "[a-z]{1,1000}b",
+            "--output-match-type",
+            "regex",
+            &id,
+        ],
+    );
+    eventually("the waiter to have opened the logs", || {
+        holds_file_under(child.id(), &t.job_dir(&id))
+    });
+    let t0 = Instant::now();
+    signal(&child, "INT");
+    let o = finish(child);
+    let took = t0.elapsed();
+    let v = answered(&o, "wait", 130);
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    t.ok(&["kill", &id]);
+}
