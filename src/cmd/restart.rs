@@ -19,8 +19,9 @@
 //!
 //! Every wait is bounded. Running out of time while another caller holds
 //! the job (a launch, the old supervisor's last steps) is `invalid_state`
-//! marked retryable (`Error::Busy`): nothing was changed yet, and the
-//! same call later succeeds. A `lock` that is a symlink or not a regular
+//! marked retryable (`Error::Busy`): no run was kept or started yet (the
+//! old one may have been stopped: the stop comes first), and the same
+//! call later succeeds. A `lock` that is a symlink or not a regular
 //! file is `unsafe_path`.
 //!
 //! Decisions: a `created` job is started, as `start` would (there is no
