@@ -439,8 +439,15 @@ pub fn display_env(env: &[String], mask: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Copy at most `limit` bytes; more is `stdin_too_large`.
-fn copy_limited(src: &mut dyn Read, dst: &mut File, limit: u64) -> Result<()> {
+/// Copy at most `limit` bytes; more is `stdin_too_large`. A read that a
+/// stop signal interrupts (`observe::until_stopped`) is `io_error`, with
+/// `undone` saying what was not done.
+pub fn copy_limited(
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    limit: u64,
+    undone: &str,
+) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
@@ -453,7 +460,9 @@ fn copy_limited(src: &mut dyn Read, dst: &mut File, limit: u64) -> Result<()> {
                         "read stdin",
                         io::Error::new(
                             io::ErrorKind::Interrupted,
-                            "stopped by a signal while reading the caller's stdin: no job was made",
+                            format!(
+                                "stopped by a signal while reading the caller's stdin: {undone}"
+                            ),
                         ),
                     ));
                 }
@@ -469,6 +478,9 @@ fn copy_limited(src: &mut dyn Read, dst: &mut File, limit: u64) -> Result<()> {
             .map_err(|e| Error::io("write stdin.bin", e))?;
     }
 }
+
+/// What `copy_limited` says when a stop signal ended the launch's read.
+const NO_JOB: &str = "no job was made";
 
 /// A job just written to disk by `define`.
 pub struct Defined {
@@ -648,7 +660,7 @@ fn define_in(
             .map_err(|e| Error::io("create stdin.bin", e))?;
         match &spec.stdin {
             StdinSrc::Value(v) => {
-                copy_limited(&mut v.as_bytes(), &mut dst, spec.stdin_max_bytes)?;
+                copy_limited(&mut v.as_bytes(), &mut dst, spec.stdin_max_bytes, NO_JOB)?;
             }
             StdinSrc::Caller => {
                 // A read that may wait for as long as the caller's writer
@@ -656,11 +668,16 @@ fn define_in(
                 // cancelling the call) ends it, and no job is made. It
                 // was read to EOF whatever came, then the job launched.
                 crate::observe::until_stopped(|| {
-                    copy_limited(&mut io::stdin().lock(), &mut dst, spec.stdin_max_bytes)
+                    copy_limited(
+                        &mut io::stdin().lock(),
+                        &mut dst,
+                        spec.stdin_max_bytes,
+                        NO_JOB,
+                    )
                 })?;
             }
             StdinSrc::File(src) => match open_regular(src) {
-                Ok(mut f) => copy_limited(&mut f, &mut dst, spec.stdin_max_bytes)?,
+                Ok(mut f) => copy_limited(&mut f, &mut dst, spec.stdin_max_bytes, NO_JOB)?,
                 Err(e) => {
                     // No stdin.bin: the supervisor cannot open it and
                     // fails the launch `stdin_unreadable`, recording it

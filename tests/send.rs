@@ -776,6 +776,33 @@ fn eof_reaches_a_terminal_whose_input_is_full() {
     assert_eq!(t.read(&id, "stdout.log").trim(), n.to_string());
 }
 
+/// `--file -` sends the caller's stdin, to its end: bytes TEXT cannot
+/// carry (a NUL) piped in (it was "No such file" for a file named `-`).
+#[test]
+fn file_dash_sends_the_callers_stdin() {
+    use std::io::Write;
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let mut c = t.cmd(&["send", "--file", "-", "--eof", "--yield", "5s", &id]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"a\0b\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["bytes_written"], 4, "{v}");
+    let w = t.wait_done(&id);
+    assert_eq!(w["state"], "exited", "{w}");
+    assert_eq!(
+        std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap(),
+        b"a\0b\n"
+    );
+    assert_eq!(
+        std::fs::read(t.job_dir(&id).join("stdin.log")).unwrap(),
+        b"a\0b\n"
+    );
+}
+
 #[test]
 fn a_send_over_the_message_limit_is_stdin_too_large() {
     let t = TempRoot::new();

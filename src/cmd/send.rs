@@ -293,6 +293,25 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
         (Some(_), Some(_)) => {
             return Err(Error::usage("give TEXT or --file, not both"));
         }
+        (Some("-"), None) => {
+            // The caller's stdin (a pipe of binary bytes, which TEXT
+            // cannot carry): read to its end, as `run --stdin -` reads
+            // it, and a stop signal meanwhile sends nothing.
+            let mut d = Vec::new();
+            crate::observe::until_stopped(|| {
+                crate::launch::copy_limited(
+                    &mut std::io::stdin().lock(),
+                    &mut d,
+                    crate::input::MAX_MESSAGE as u64,
+                    "nothing was sent",
+                )
+            })
+            .map_err(|e| match e {
+                Error::StdinTooLarge(_) => too_large(),
+                e => e,
+            })?;
+            d
+        }
         (Some(path), None) => {
             crate::sys::read_bounded(std::path::Path::new(path), crate::input::MAX_MESSAGE as u64)
                 .map_err(|e| match e.kind() {
