@@ -955,6 +955,46 @@ fn argument_conflicts_are_invalid_requests() {
     m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
 }
 
+/// An argument error about one job's read (a cursor, a pattern) names
+/// the job as the call gave it in `details.job_id`: the command line's
+/// error for the same arguments.
+#[test]
+fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let id = t.start_job(&["true"]);
+    let short = &id[..10];
+    for (tool, args, cli) in [
+        (
+            "tail",
+            json!({"job_id": short, "since": "garbage"}),
+            vec!["tail", "--since", "garbage", short],
+        ),
+        (
+            "tail",
+            json!({"job_id": id, "grep": "(", "grep_type": "regex"}),
+            vec!["tail", "--grep", "(", "--grep-type", "regex", &id],
+        ),
+        (
+            "wait",
+            json!({"job_id": id, "output": "(", "output_match_type": "regex", "until": 0}),
+            vec!["wait", "--output", "(", "--output-match-type", "regex", &id],
+        ),
+        (
+            "wait",
+            json!({"ids": [short, id], "output": "x", "since": "garbage", "until": 0}),
+            vec!["wait", "--output", "x", "--since", "garbage", short, &id],
+        ),
+    ] {
+        let (_, want) = t.err(&cli);
+        let r = m.call(tool, args.clone());
+        assert_eq!(r["isError"], true, "{args}: {r}");
+        let e = &r["structuredContent"]["error"];
+        assert!(e["details"]["job_id"].is_string(), "{args}: {r}");
+        assert_eq!(*e, want["error"], "{args}");
+    }
+}
+
 /// No env display in an MCP answer, of `run` or of `restart` (it gave
 /// restart's unmasked values to the model).
 #[test]

@@ -1740,6 +1740,64 @@ fn sigterm_answers_a_waiting_restart_with_its_job() {
     t.ok(&["kill", &id]);
 }
 
+/// An argument error about one job's read (a cursor, a pattern) names
+/// the job as given in `details.job_id`, as the command line's does —
+/// the same error, checked before the job is looked up.
+#[test]
+fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["true"]);
+    let short = &id[..10];
+    let bad_version = "AAAAAAAAAAAAAAAAAAAA";
+    for (path, cli) in [
+        (
+            format!("/tail/{short}?since=garbage"),
+            vec!["tail", "--since", "garbage", short],
+        ),
+        (
+            format!("/tail/{id}?follow=true&since={bad_version}"),
+            vec!["tail", "--follow", "--since", bad_version, &id],
+        ),
+        (
+            format!("/tail/{id}?grep=(&grep_type=regex"),
+            vec!["tail", "--grep", "(", "--grep-type", "regex", &id],
+        ),
+        (
+            format!("/wait/{id}?output=(&output_match_type=regex"),
+            vec!["wait", "--output", "(", "--output-match-type", "regex", &id],
+        ),
+        (
+            format!("/wait/{short}?output=x&since=garbage"),
+            vec!["wait", "--output", "x", "--since", "garbage", short],
+        ),
+        (
+            format!("/wait?ids={short},{id}&output=(&output_match_type=regex"),
+            vec![
+                "wait",
+                "--output",
+                "(",
+                "--output-match-type",
+                "regex",
+                short,
+                &id,
+            ],
+        ),
+        (
+            "/tail/nosuch?since=garbage".to_string(),
+            vec!["tail", "--since", "garbage", "nosuch"],
+        ),
+    ] {
+        let (code, want) = t.err(&cli);
+        assert_eq!(code, 2, "{cli:?}: {want}");
+        let v = s
+            .get(&path)
+            .assert_error(400, want["error"]["code"].as_str().unwrap());
+        assert!(v["error"]["details"]["job_id"].is_string(), "{path}: {v}");
+        assert_eq!(v["error"], want["error"], "{path}");
+    }
+}
+
 #[test]
 fn exec_and_restart_that_wait_still_answer_as_run_and_restart() {
     let t = TempRoot::new();

@@ -1304,13 +1304,13 @@ fn dispatch(
         Route::Exec => return exec_route(srv, req, buf, client),
         Route::List => list_route(srv, req, buf)?,
         Route::Status(id) => {
-            Query::for_cmd(req, "status")?;
+            Query::for_cmd(req, "status", Some(&id))?;
             let job = srv.store.lookup(&id)?;
             let body = status_body(&job).map_err(|e| e.in_job(&job.id))?;
             Reply::doc(buf, "status", &body)?
         }
         Route::Tail(id) => {
-            let q = Query::for_cmd(req, "tail")?;
+            let q = Query::for_cmd(req, "tail", Some(&id))?;
             // HEAD too: its answer is the head GET would send.
             if q.bool("follow")?.unwrap_or(false) {
                 if q.get("grep").is_some() {
@@ -1334,7 +1334,7 @@ fn dispatch(
             Reply::doc(buf, "tail", &body)?
         }
         Route::Wait(id) => {
-            let q = Query::for_cmd(req, "wait")?;
+            let q = Query::for_cmd(req, "wait", Some(&id))?;
             return wait_route(srv, q, buf, &id, client);
         }
         Route::WaitMany => return wait_many_route(srv, req, buf, client),
@@ -1345,7 +1345,7 @@ fn dispatch(
         Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
             no_body_params(req)?;
-            let q = Query::for_cmd(req, "kill")?;
+            let q = Query::for_cmd(req, "kill", Some(&id))?;
             let name = q.get("signal").unwrap_or("TERM");
             let sig = sys::parse_signal(name).ok_or_else(|| {
                 Error::InvalidSignal(format!(
@@ -1596,7 +1596,9 @@ fn wait_many_route(
         .collect();
     pairs.retain(|(k, _)| k != "ids");
     let cmd = crate::cli::find("wait").ok_or_else(|| Error::internal("no wait command"))?;
-    let m = crate::cli::matches_from_params(cmd, None, &pairs, Vec::new())?;
+    // The ids as the command line's operands: an error about a read
+    // (`output`'s pattern) names the first, as `wait --output '(' A B` does.
+    let m = crate::cli::matches_from_params(cmd, None, &pairs, ids.clone())?;
     match ids.len() {
         0 => {
             return Err(Error::InvalidRequest(
@@ -1867,15 +1869,17 @@ impl Query {
     /// names are the command's flags as the one table names them for
     /// HTTP (`Flag::http_name`), and every value is checked by the same
     /// rules as on the command line (types, choices, durations, signals,
-    /// tags, conflicts), with the same error codes.
-    fn for_cmd(req: &Request, cmd: &str) -> Result<Query> {
+    /// tags, conflicts), with the same error codes. `id`: the route's job
+    /// as the path gives it, which an error about its read names.
+    fn for_cmd(req: &Request, cmd: &str, id: Option<&str>) -> Result<Query> {
         let c = crate::cli::find(cmd)
             .ok_or_else(|| Error::internal(format!("no command {cmd} in the table")))?;
         let mut v = Vec::new();
         for pair in http::query_pairs(req.query()) {
             v.push(pair?);
         }
-        crate::cli::matches_from_params(c, None, &v, Vec::new())?;
+        let pos = id.map(str::to_string).into_iter().collect();
+        crate::cli::matches_from_params(c, None, &v, pos)?;
         Ok(Query(v))
     }
 
@@ -2446,7 +2450,7 @@ fn exec_millis(name: &str, v: &serde_json::Value) -> Result<u64> {
 fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
     // The table has checked `state`'s choices and that `cwd` and `all`
     // are not given together.
-    let q = Query::for_cmd(req, "list")?;
+    let q = Query::for_cmd(req, "list", None)?;
     let all = q.bool("all")?.unwrap_or(false);
     let cwd = q.get("cwd");
     if cwd == Some("") {
