@@ -28,8 +28,9 @@
 //! in its yield, `/kill` watching for the end) does not finish: the stop
 //! shuts every socket for reading and makes `Server::stop` readable,
 //! which wakes its wait, and it is answered 503 `unavailable` at once,
-//! naming the job in `details.job_id` (the job goes on; bytes sent and
-//! signals given stay so).
+//! naming the job in `details.job_id` (a wait on several: the first, in
+//! the order given, it was still waiting for; the job goes on; bytes
+//! sent and signals given stay so).
 //!
 //! Invariants
 //! - One thread per connection, at most `MAX_CONNS` (128) served, and at
@@ -1633,9 +1634,17 @@ fn wait_many_route(
         budget,
         Some(watched(client, &look)),
     )?;
-    match body {
-        Some(b) => Reply::doc(buf, "wait", &b).map(Some),
-        None => Ok(None),
+    let Some(b) = body else {
+        return Ok(None);
+    };
+    // Cut short by the server's stop (the stop shuts the client's socket
+    // for reading, which ends the wait as a client leaving does), not
+    // over nor timed out: answered as a wait on one job is, naming the
+    // first job still waited for.
+    let cut = srv.stopping.load(Ordering::SeqCst) && !deadline.is_some_and(|d| Instant::now() >= d);
+    match b.waiting.as_deref().filter(|_| cut) {
+        Some(id) => Err(shutting_down(id)),
+        None => Reply::doc(buf, "wait", &b).map(Some),
     }
 }
 
