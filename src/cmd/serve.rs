@@ -30,7 +30,9 @@
 //! which wakes its wait, and it is answered 503 `unavailable` at once,
 //! naming the job in `details.job_id` (a wait on several: the first, in
 //! the order given, it was still waiting for; the job goes on; bytes
-//! sent and signals given stay so).
+//! sent and signals given stay so). A follow, woken the same way, ends
+//! its stream with the end object, as `tail --follow` stopped by
+//! SIGTERM does.
 //!
 //! Invariants
 //! - One thread per connection, at most `MAX_CONNS` (128) served, and at
@@ -1434,7 +1436,9 @@ impl super::tail::Batches for Chunked<'_> {
 /// the lines unframed, ended by the close. Errors before
 /// the stream starts (job, cursor) are the usual error answer. A client
 /// that leaves stops it: a failed write, or its socket polled while the
-/// follower sleeps. Always None: the answer was written here.
+/// follower sleeps. The server's stop ends it too, with the end object
+/// (state `running` while the job runs), as SIGTERM ends `tail
+/// --follow`. Always None: the answer was written here.
 fn follow_route(
     srv: &Server,
     req: &Request,
@@ -1485,7 +1489,19 @@ fn follow_route(
         frame: Vec::with_capacity(4096),
         chunked,
     });
-    let end = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
+    let run = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
+        // The server's stop shuts the socket for reading, which the
+        // follower takes for a client that left; the client is still
+        // there, so the stream ends as `tail --follow` stopped by
+        // SIGTERM does: with its end line (the state now, the cursor to
+        // read on from). To a client that did leave, it is one failed
+        // write.
+        Ok(observe::FollowEnd::Left) if srv.stopping.load(Ordering::SeqCst) => {
+            observe::current_state(&job).map(observe::FollowEnd::Until)
+        }
+        run => run,
+    };
+    let end = match run {
         Ok(end) => end,
         Err(e) => {
             // Mid-stream: the error is the stream's last line.
