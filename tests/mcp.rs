@@ -995,6 +995,32 @@ fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
     }
 }
 
+/// `send` with nothing to send says what it needs: `newline` alone is
+/// one (it sends a line end), as are `data` and `eof`.
+#[test]
+fn send_without_anything_to_send_names_all_it_takes() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "cat", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let r = m.call("send", json!({"job_id": id}));
+    let e = &r["structuredContent"]["error"];
+    assert_eq!(e["code"], "invalid_request", "{r}");
+    let msg = e["message"].as_str().unwrap();
+    for name in ["data", "eof", "newline"] {
+        assert!(msg.contains(name), "{name} not named: {msg}");
+    }
+    let s = m.ok(
+        "send",
+        json!({"job_id": id, "newline": true, "yield_ms": 200}),
+    );
+    assert_eq!(s["bytes_written"], 1, "{s}");
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
 /// No env display in an MCP answer, of `run` or of `restart` (it gave
 /// restart's unmasked values to the model).
 #[test]
