@@ -1436,15 +1436,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     if let Some((a, b)) = needs_another(&values) {
         return Err(Error::usage(format!("--{a} needs --{b}")));
     }
-    check_together(cmd, &values).map_err(|e| {
-        // About one job's read (`tail JOB --since`, `wait JOB --output`):
-        // the error names the job as given, as every error about a job
-        // carries `details.job_id`.
-        match (cmd.pos.first(), positionals.first()) {
-            (Some(p), Some(id)) if p.name == "JOB_ID" && !p.rest => e.in_job(id),
-            _ => e,
-        }
-    })?;
+    check_together(cmd, &values).map_err(|e| about_read_of(cmd, &positionals, e))?;
     Ok(Parsed::Run(Box::new(Matches {
         cmd,
         root,
@@ -1571,8 +1563,8 @@ pub fn matches_from_params(
         )));
     }
     // As on the command line: a bad pattern or cursor is refused before
-    // the route looks up its job.
-    check_together(cmd, &values)?;
+    // the route looks up its job, naming it as given.
+    check_together(cmd, &values).map_err(|e| about_read_of(cmd, &positionals, e))?;
     Ok(Matches {
         cmd,
         root,
@@ -1630,6 +1622,18 @@ fn flag_on(v: &str) -> bool {
 fn needs_another(values: &[(&'static str, String)]) -> Option<(&'static str, &'static str)> {
     let given = |long: &str| values.iter().any(|(k, _)| *k == long);
     (given("retry-delay") && !given("retry")).then_some(("retry-delay", "retry"))
+}
+
+/// An error of `check_together` is about one job's read (`tail JOB
+/// --since`, `wait JOB --output`): it names the job as given (the first
+/// id, for `wait A B`), as every error about a job carries
+/// `details.job_id` — on every door, so the command line, HTTP and MCP
+/// give the same error for the same arguments.
+fn about_read_of(cmd: &Cmd, positionals: &[String], e: Error) -> Error {
+    match (cmd.pos.first(), positionals.first()) {
+        (Some(p), Some(id)) if p.name == "JOB_ID" && !p.rest => e.in_job(id),
+        _ => e,
+    }
 }
 
 /// The checks of a value that need another one (a pattern and its

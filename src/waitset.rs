@@ -41,6 +41,11 @@ use crate::sys;
 pub struct Seen {
     pub states: Vec<State>,
     pub first: Option<usize>,
+    /// The first job, in the order given, whose end the wait was still
+    /// waiting for when it stopped; None when the wait was over (every
+    /// job settled, or one with `any`). A server whose stop cut the wait
+    /// short names it, instead of answering as if the wait were over.
+    pub waiting: Option<usize>,
 }
 
 /// One job's wake source.
@@ -128,8 +133,15 @@ pub fn wait_jobs(
             settled.iter().all(|&x| x)
         }
     };
+    let seen = |states, first, settled: &[bool]| Seen {
+        states,
+        first,
+        waiting: (!done(settled))
+            .then(|| settled.iter().position(|&x| !x))
+            .flatten(),
+    };
     let Some(left) = observe::left(deadline).filter(|_| !done(&settled)) else {
-        return Ok(Some(Seen { states, first }));
+        return Ok(Some(seen(states, first, &settled)));
     };
     // Said once the runs waited on are known (`-v`).
     match deadline {
@@ -182,10 +194,10 @@ pub fn wait_jobs(
                     states[i] = crate::runs::answer_for(job, &began[i], now);
                 }
             }
-            return Ok(Some(Seen { states, first }));
+            return Ok(Some(seen(states, first, &settled)));
         }
         let Some(left) = observe::left(deadline) else {
-            return Ok(Some(Seen { states, first }));
+            return Ok(Some(seen(states, first, &settled)));
         };
         // Ticks back up what no event announces: a job with no source
         // (`created`, or a lock pipe already spent), a supervisor that
@@ -245,7 +257,7 @@ pub fn wait_jobs(
                 match (c.look)() {
                     // Answered now, as they are: a client that only
                     // half-closed still reads it (`serve`'s `/wait`).
-                    Stir::Left => return Ok(Some(Seen { states, first })),
+                    Stir::Left => return Ok(Some(seen(states, first, &settled))),
                     Stir::Sent => muted = true,
                     Stir::Quiet => {}
                 }

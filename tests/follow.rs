@@ -308,6 +308,48 @@ fn http_follow_is_chunked_ndjson() {
     assert_eq!(head(&mut r).0, 400);
 }
 
+/// The server's stop ends a follow as SIGTERM ends `tail --follow`: with
+/// the end line (the state then, the cursor to read on from), then the
+/// body's end — not a stream cut off without it.
+#[test]
+fn a_follow_ended_by_the_servers_stop_ends_with_its_end_line() {
+    let t = TempRoot::new();
+    let mut s = t.serve();
+    let id = t.start_job(&["sh", "-c", "echo hello; exec sleep 30"]);
+    let mut r = open(s.port, &format!("/tail/{id}?follow=true"));
+    assert_eq!(head(&mut r).0, 200);
+    let mut body = Vec::new();
+    while !String::from_utf8_lossy(&body).contains("hello") {
+        body.extend(chunk(&mut r).expect("the stream ended before the output"));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    while let Some(c) = chunk(&mut r) {
+        body.extend(c);
+    }
+    let objs = lines(std::str::from_utf8(&body).unwrap());
+    let end = objs.last().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["state"].as_str()),
+        (Some("end"), Some("running")),
+        "{objs:?}"
+    );
+    assert!(end["exit_code"].is_null(), "{end}");
+    // The cursor is after what the stream passed on: nothing is read twice.
+    let cursor = end["cursor"].as_str().unwrap();
+    let v = t.ok(&["tail", "--since", cursor, &id]);
+    assert_eq!(
+        (&v["stdout"], &v["stderr"]),
+        (&"".into(), &"".into()),
+        "{v}"
+    );
+    assert_eq!(s.child.wait().unwrap().code(), Some(0));
+    t.ok(&["kill", &id]);
+}
+
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count())

@@ -955,6 +955,72 @@ fn argument_conflicts_are_invalid_requests() {
     m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
 }
 
+/// An argument error about one job's read (a cursor, a pattern) names
+/// the job as the call gave it in `details.job_id`: the command line's
+/// error for the same arguments.
+#[test]
+fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let id = t.start_job(&["true"]);
+    let short = &id[..10];
+    for (tool, args, cli) in [
+        (
+            "tail",
+            json!({"job_id": short, "since": "garbage"}),
+            vec!["tail", "--since", "garbage", short],
+        ),
+        (
+            "tail",
+            json!({"job_id": id, "grep": "(", "grep_type": "regex"}),
+            vec!["tail", "--grep", "(", "--grep-type", "regex", &id],
+        ),
+        (
+            "wait",
+            json!({"job_id": id, "output": "(", "output_match_type": "regex", "until": 0}),
+            vec!["wait", "--output", "(", "--output-match-type", "regex", &id],
+        ),
+        (
+            "wait",
+            json!({"ids": [short, id], "output": "x", "since": "garbage", "until": 0}),
+            vec!["wait", "--output", "x", "--since", "garbage", short, &id],
+        ),
+    ] {
+        let (_, want) = t.err(&cli);
+        let r = m.call(tool, args.clone());
+        assert_eq!(r["isError"], true, "{args}: {r}");
+        let e = &r["structuredContent"]["error"];
+        assert!(e["details"]["job_id"].is_string(), "{args}: {r}");
+        assert_eq!(*e, want["error"], "{args}");
+    }
+}
+
+/// `send` with nothing to send says what it needs: `newline` alone is
+/// one (it sends a line end), as are `data` and `eof`.
+#[test]
+fn send_without_anything_to_send_names_all_it_takes() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let d = m.ok(
+        "run",
+        json!({"command": "cat", "interactive": true, "until": 0}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let r = m.call("send", json!({"job_id": id}));
+    let e = &r["structuredContent"]["error"];
+    assert_eq!(e["code"], "invalid_request", "{r}");
+    let msg = e["message"].as_str().unwrap();
+    for name in ["data", "eof", "newline"] {
+        assert!(msg.contains(name), "{name} not named: {msg}");
+    }
+    let s = m.ok(
+        "send",
+        json!({"job_id": id, "newline": true, "yield_ms": 200}),
+    );
+    assert_eq!(s["bytes_written"], 1, "{s}");
+    m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
 /// No env display in an MCP answer, of `run` or of `restart` (it gave
 /// restart's unmasked values to the model).
 #[test]

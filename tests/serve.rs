@@ -1740,6 +1740,126 @@ fn sigterm_answers_a_waiting_restart_with_its_job() {
     t.ok(&["kill", &id]);
 }
 
+/// A wait on several jobs is cut short by the stop as a wait on one is:
+/// 503 `unavailable`, naming the first job, in the order given, whose
+/// end it was still waiting for (with `any`, none had ended: the first
+/// given) — not a 200 describing the jobs as if the wait were over.
+#[test]
+fn sigterm_answers_a_wait_on_several_jobs_naming_one_still_waited_for() {
+    let t = TempRoot::new();
+    let done = t.start_job(&["true"]);
+    t.wait_done(&done);
+    let a = t.start_job(&["sleep", "30"]);
+    let b = t.start_job(&["sleep", "30"]);
+    for (query, named) in [
+        (format!("ids={done},{a},{b}&until=30"), &a),
+        (format!("ids={b}&ids={a}&any=true&forever=true"), &b),
+    ] {
+        let mut s = serve(&t, &[], &[]);
+        let port = s.port;
+        let path = format!("/wait?{query}");
+        let waiter =
+            std::thread::spawn(move || Client::try_new(port)?.try_send("GET", &path, &[], ""));
+        holds_dirs_of(&t, s.pid, &[&a, &b]);
+        terminate(&mut s);
+        let r = waiter
+            .join()
+            .unwrap()
+            .unwrap_or_else(|| panic!("{query}: the waiting request got no answer"));
+        let v = r.assert_error(503, "unavailable");
+        assert_eq!(
+            v["error"]["details"]["job_id"],
+            named.as_str(),
+            "{query}: {v}"
+        );
+    }
+    // The jobs go on.
+    for id in [&a, &b] {
+        assert_eq!(t.ok(&["status", id])["state"], "running");
+        t.ok(&["kill", id]);
+    }
+}
+
+/// Wait (bounded) until the server `pid` holds the directory of each of
+/// `ids` open: a request waiting on those jobs has reached it.
+fn holds_dirs_of(t: &TempRoot, pid: u32, ids: &[&str]) {
+    let dirs: Vec<_> = ids
+        .iter()
+        .map(|id| t.job_dir(id).canonicalize().unwrap())
+        .collect();
+    let held = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .collect()
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while !dirs.iter().all(|d| held().contains(d)) {
+        assert!(Instant::now() < until, "the wait never reached the server");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An argument error about one job's read (a cursor, a pattern) names
+/// the job as given in `details.job_id`, as the command line's does —
+/// the same error, checked before the job is looked up.
+#[test]
+fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let id = t.start_job(&["true"]);
+    let short = &id[..10];
+    let bad_version = "AAAAAAAAAAAAAAAAAAAA";
+    for (path, cli) in [
+        (
+            format!("/tail/{short}?since=garbage"),
+            vec!["tail", "--since", "garbage", short],
+        ),
+        (
+            format!("/tail/{id}?follow=true&since={bad_version}"),
+            vec!["tail", "--follow", "--since", bad_version, &id],
+        ),
+        (
+            format!("/tail/{id}?grep=(&grep_type=regex"),
+            vec!["tail", "--grep", "(", "--grep-type", "regex", &id],
+        ),
+        (
+            format!("/wait/{id}?output=(&output_match_type=regex"),
+            vec!["wait", "--output", "(", "--output-match-type", "regex", &id],
+        ),
+        (
+            format!("/wait/{short}?output=x&since=garbage"),
+            vec!["wait", "--output", "x", "--since", "garbage", short],
+        ),
+        (
+            format!("/wait?ids={short},{id}&output=(&output_match_type=regex"),
+            vec![
+                "wait",
+                "--output",
+                "(",
+                "--output-match-type",
+                "regex",
+                short,
+                &id,
+            ],
+        ),
+        (
+            "/tail/nosuch?since=garbage".to_string(),
+            vec!["tail", "--since", "garbage", "nosuch"],
+        ),
+    ] {
+        let (code, want) = t.err(&cli);
+        assert_eq!(code, 2, "{cli:?}: {want}");
+        let v = s
+            .get(&path)
+            .assert_error(400, want["error"]["code"].as_str().unwrap());
+        assert!(v["error"]["details"]["job_id"].is_string(), "{path}: {v}");
+        assert_eq!(v["error"], want["error"], "{path}");
+    }
+}
+
 #[test]
 fn exec_and_restart_that_wait_still_answer_as_run_and_restart() {
     let t = TempRoot::new();

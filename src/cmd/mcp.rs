@@ -975,7 +975,7 @@ fn check_together(tool: &str, m: &Matches) -> Result<()> {
         "run" if m.has("tty-size") && !m.has("tty") => Err(bad("tty_size needs tty")),
         "run" if m.has("parallel") && !m.has("queue") => Err(bad("parallel needs queue")),
         "send" if m.pos(1).is_none() && !m.has("eof") && !m.has("newline") => {
-            Err(bad("send needs data, or eof"))
+            Err(bad("send needs data, eof or newline"))
         }
         _ => Ok(()),
     }

@@ -28,8 +28,11 @@
 //! in its yield, `/kill` watching for the end) does not finish: the stop
 //! shuts every socket for reading and makes `Server::stop` readable,
 //! which wakes its wait, and it is answered 503 `unavailable` at once,
-//! naming the job in `details.job_id` (the job goes on; bytes sent and
-//! signals given stay so).
+//! naming the job in `details.job_id` (a wait on several: the first, in
+//! the order given, it was still waiting for; the job goes on; bytes
+//! sent and signals given stay so). A follow, woken the same way, ends
+//! its stream with the end object, as `tail --follow` stopped by
+//! SIGTERM does.
 //!
 //! Invariants
 //! - One thread per connection, at most `MAX_CONNS` (128) served, and at
@@ -1304,13 +1307,13 @@ fn dispatch(
         Route::Exec => return exec_route(srv, req, buf, client),
         Route::List => list_route(srv, req, buf)?,
         Route::Status(id) => {
-            Query::for_cmd(req, "status")?;
+            Query::for_cmd(req, "status", Some(&id))?;
             let job = srv.store.lookup(&id)?;
             let body = status_body(&job).map_err(|e| e.in_job(&job.id))?;
             Reply::doc(buf, "status", &body)?
         }
         Route::Tail(id) => {
-            let q = Query::for_cmd(req, "tail")?;
+            let q = Query::for_cmd(req, "tail", Some(&id))?;
             // HEAD too: its answer is the head GET would send.
             if q.bool("follow")?.unwrap_or(false) {
                 if q.get("grep").is_some() {
@@ -1334,7 +1337,7 @@ fn dispatch(
             Reply::doc(buf, "tail", &body)?
         }
         Route::Wait(id) => {
-            let q = Query::for_cmd(req, "wait")?;
+            let q = Query::for_cmd(req, "wait", Some(&id))?;
             return wait_route(srv, q, buf, &id, client);
         }
         Route::WaitMany => return wait_many_route(srv, req, buf, client),
@@ -1345,7 +1348,7 @@ fn dispatch(
         Route::Send(id) => send_route(srv, req, buf, &id)?,
         Route::Kill(id) => {
             no_body_params(req)?;
-            let q = Query::for_cmd(req, "kill")?;
+            let q = Query::for_cmd(req, "kill", Some(&id))?;
             let name = q.get("signal").unwrap_or("TERM");
             let sig = sys::parse_signal(name).ok_or_else(|| {
                 Error::InvalidSignal(format!(
@@ -1433,7 +1436,9 @@ impl super::tail::Batches for Chunked<'_> {
 /// the lines unframed, ended by the close. Errors before
 /// the stream starts (job, cursor) are the usual error answer. A client
 /// that leaves stops it: a failed write, or its socket polled while the
-/// follower sleeps. Always None: the answer was written here.
+/// follower sleeps. The server's stop ends it too, with the end object
+/// (state `running` while the job runs), as SIGTERM ends `tail
+/// --follow`. Always None: the answer was written here.
 fn follow_route(
     srv: &Server,
     req: &Request,
@@ -1484,7 +1489,19 @@ fn follow_route(
         frame: Vec::with_capacity(4096),
         chunked,
     });
-    let end = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
+    let run = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
+        // The server's stop shuts the socket for reading, which the
+        // follower takes for a client that left; the client is still
+        // there, so the stream ends as `tail --follow` stopped by
+        // SIGTERM does: with its end line (the state now, the cursor to
+        // read on from). To a client that did leave, it is one failed
+        // write.
+        Ok(observe::FollowEnd::Left) if srv.stopping.load(Ordering::SeqCst) => {
+            observe::current_state(&job).map(observe::FollowEnd::Until)
+        }
+        run => run,
+    };
+    let end = match run {
         Ok(end) => end,
         Err(e) => {
             // Mid-stream: the error is the stream's last line.
@@ -1596,7 +1613,9 @@ fn wait_many_route(
         .collect();
     pairs.retain(|(k, _)| k != "ids");
     let cmd = crate::cli::find("wait").ok_or_else(|| Error::internal("no wait command"))?;
-    let m = crate::cli::matches_from_params(cmd, None, &pairs, Vec::new())?;
+    // The ids as the command line's operands: an error about a read
+    // (`output`'s pattern) names the first, as `wait --output '(' A B` does.
+    let m = crate::cli::matches_from_params(cmd, None, &pairs, ids.clone())?;
     match ids.len() {
         0 => {
             return Err(Error::InvalidRequest(
@@ -1631,9 +1650,17 @@ fn wait_many_route(
         budget,
         Some(watched(client, &look)),
     )?;
-    match body {
-        Some(b) => Reply::doc(buf, "wait", &b).map(Some),
-        None => Ok(None),
+    let Some(b) = body else {
+        return Ok(None);
+    };
+    // Cut short by the server's stop (the stop shuts the client's socket
+    // for reading, which ends the wait as a client leaving does), not
+    // over nor timed out: answered as a wait on one job is, naming the
+    // first job still waited for.
+    let cut = srv.stopping.load(Ordering::SeqCst) && !deadline.is_some_and(|d| Instant::now() >= d);
+    match b.waiting.as_deref().filter(|_| cut) {
+        Some(id) => Err(shutting_down(id)),
+        None => Reply::doc(buf, "wait", &b).map(Some),
     }
 }
 
@@ -1867,15 +1894,17 @@ impl Query {
     /// names are the command's flags as the one table names them for
     /// HTTP (`Flag::http_name`), and every value is checked by the same
     /// rules as on the command line (types, choices, durations, signals,
-    /// tags, conflicts), with the same error codes.
-    fn for_cmd(req: &Request, cmd: &str) -> Result<Query> {
+    /// tags, conflicts), with the same error codes. `id`: the route's job
+    /// as the path gives it, which an error about its read names.
+    fn for_cmd(req: &Request, cmd: &str, id: Option<&str>) -> Result<Query> {
         let c = crate::cli::find(cmd)
             .ok_or_else(|| Error::internal(format!("no command {cmd} in the table")))?;
         let mut v = Vec::new();
         for pair in http::query_pairs(req.query()) {
             v.push(pair?);
         }
-        crate::cli::matches_from_params(c, None, &v, Vec::new())?;
+        let pos = id.map(str::to_string).into_iter().collect();
+        crate::cli::matches_from_params(c, None, &v, pos)?;
         Ok(Query(v))
     }
 
@@ -2446,7 +2475,7 @@ fn exec_millis(name: &str, v: &serde_json::Value) -> Result<u64> {
 fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
     // The table has checked `state`'s choices and that `cwd` and `all`
     // are not given together.
-    let q = Query::for_cmd(req, "list")?;
+    let q = Query::for_cmd(req, "list", None)?;
     let all = q.bool("all")?.unwrap_or(false);
     let cwd = q.get("cwd");
     if cwd == Some("") {

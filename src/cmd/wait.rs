@@ -191,6 +191,11 @@ pub struct WaitManyBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first: Option<String>,
     pub jobs: Entries,
+    /// Not part of the answer: the first job (its id), in the order
+    /// given, whose end the wait was still waiting for when it stopped
+    /// (`waitset::Seen::waiting`); None when the wait was over.
+    #[serde(skip)]
+    pub waiting: Option<String>,
 }
 
 /// One entry per id given, in that order; an id given twice is the same
@@ -243,6 +248,7 @@ pub fn wait_many(
             distinct: bodies,
             order,
         },
+        waiting: seen.waiting.map(|i| distinct[i].id.clone()),
     }))
 }
 
