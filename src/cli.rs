@@ -792,7 +792,7 @@ static SEND: Cmd = Cmd {
     long_about: "Writes TEXT exactly as given (or --file's bytes) to the stdin of a job started with -i or --tty, then watches for --yield (default 250 ms, less if the job ends) and answers with the output written after the send began, bytes_written (what reached the job's stdin), stdin_open and attempt (the run the output is from: a --retry run that ends during the yield still answers with its own output). Between two --retry runs a send is invalid_state, retryable. --eof closes the job's stdin after writing (on a terminal: sends ^D); later sends are stdin_closed. What was sent is appended to stdin.log unless --no-record.",
     flags: &[
         Flag::switch("newline", "Append a newline to TEXT"),
-        Flag::value("file", "PATH", Ty::Path, "Send this file's bytes instead of TEXT").cli_only(),
+        Flag::value("file", "PATH", Ty::Path, "Send this regular file's bytes instead of TEXT (-: the caller's stdin, read to its end)").cli_only(),
         Flag::switch("eof", "Close the job's stdin after writing (alone: just close it)"),
         Flag::value("yield", "DURATION", Ty::Duration, "How long to watch for the job's answer (250ms, 1.5s, ...)").default("250ms").http_ms("yield_ms"),
         Flag::switch("no-record", "Do not append what is sent to stdin.log"),
