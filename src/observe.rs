@@ -1296,10 +1296,20 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
             record_reconciled(job, lock, &st);
         }
         Status::Created if created_lost => {
-            st.fail(
-                "launch_lost",
-                "the job's launch began but its supervisor was gone before the job ran",
-            );
+            // A supervisor that could not make the job's first file (no
+            // inode left: the room kept for the record is bytes) says
+            // nothing and goes; the full file system is the cause.
+            if sys::fs_full(lock) {
+                st.fail(
+                    "no_space",
+                    "the job did not run: the jobs root's file system had no room (no free inode or block) for the job's files",
+                );
+            } else {
+                st.fail(
+                    "launch_lost",
+                    "the job's launch began but its supervisor was gone before the job ran",
+                );
+            }
             // Its (empty) logs, which the supervisor never made: `run`
             // prints their paths, and every path printed exists (D41).
             let _ = crate::launch::create_logs(job);
@@ -1333,10 +1343,38 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
             let _ = f.set_len(0);
         }
     }
-    match job.write_state(st, true) {
+    let written = job.write_state(st, true).or_else(|e| {
+        // Bytes were not what was missing: an inode for the temporary
+        // file was (a file system out of inodes). The record goes into
+        // the lock file, ours and free of a supervisor now, renamed to
+        // state.json: an ended job needs no lock to vouch for it.
+        if e.code() == "no_space" || sys::fs_full(lock) {
+            into_lock_file(job, lock, st).map_err(|_| e)
+        } else {
+            Err(e)
+        }
+    });
+    match written {
         Ok(()) => crate::notify::deliver_lost(job, st.attempt()),
         Err(e) => crate::warn!("record the state of {}: {e}; answering it unsaved", job.id),
     }
+}
+
+/// Write `st` into the job's lock file (`lock`, held by us) and rename it
+/// to state.json: a record that needs no new inode.
+fn into_lock_file(job: &Job, lock: &File, st: &State) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let Ok(Some(f)) = job.open_lock_checked() else {
+        return Err(std::io::ErrorKind::NotFound.into());
+    };
+    if !same_file(&f, lock) {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    let text = serde_json::to_vec_pretty(st)?;
+    f.set_len(0)?;
+    f.write_all_at(&text, 0)?;
+    f.sync_all()?;
+    sys::Dir::open(&job.dir)?.rename(crate::job::LOCK, crate::job::STATE)
 }
 
 /// Are `a` and `b` open on the same file?

@@ -1180,6 +1180,24 @@ pub fn open_read(path: &std::path::Path) -> io::Result<File> {
     Ok(dir.open_regular(name)?.0)
 }
 
+/// Is the file system holding `f` out of room for a new file: no free
+/// inode, or no free block for an unprivileged writer (`fstatvfs`)? A
+/// file system that counts no inodes (`f_files` 0) is never out of them.
+/// For naming the cause of a failure already seen, not for predicting one.
+pub fn fs_full(f: &File) -> bool {
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the buffer, which we own and which is large
+    // enough for a statvfs, and reads only the descriptor, open for the
+    // call's length; the buffer is read only when it reports success.
+    let s = unsafe {
+        if libc::fstatvfs(f.as_raw_fd(), s.as_mut_ptr()) != 0 {
+            return false;
+        }
+        s.assume_init()
+    };
+    (s.f_files > 0 && s.f_favail == 0) || (s.f_blocks > 0 && s.f_bavail == 0)
+}
+
 /// Err unless `f` is a regular file.
 pub fn check_regular(f: &File) -> io::Result<()> {
     regular_metadata(f).map(drop)

@@ -2722,3 +2722,39 @@ fn a_cwd_the_caller_may_not_enter_is_cwd_not_found() {
     let msg = v["failure"]["message"].as_str().unwrap();
     assert!(msg.contains("permission denied"), "{msg}");
 }
+
+/// A launch whose supervisor finds no inode for the job's first file
+/// (the room kept for the record is bytes, not inodes) reads `failed`
+/// with `no_space`, and is recorded so, in the lock file renamed to
+/// state.json (no new inode needed): it read `launch_lost`, unsaved.
+#[test]
+fn a1_a_launch_left_without_inodes_reads_no_space() {
+    let t = TempRoot::new();
+    let Some(_fs) = Mount::tmpfs_inodes(&t.root, 64) else {
+        return;
+    };
+    // Whatever a first launch makes in the root besides its job.
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    t.settle();
+    let fill = t.root.join("fill");
+    std::fs::create_dir(&fill).unwrap();
+    let mut n = 0;
+    while std::fs::File::create(fill.join(n.to_string())).is_ok() {
+        n += 1;
+    }
+    // Room for the definition only: the job's directory, meta.json and
+    // the lock.
+    for i in 1..=3 {
+        std::fs::remove_file(fill.join((n - i).to_string())).unwrap();
+    }
+    let v = t.ok(&["run", "--no-auto-gc", "--", "echo", "hi"]);
+    assert_eq!(
+        (&v["state"], &v["failure"]["code"]),
+        (&serde_json::json!("failed"), &serde_json::json!("no_space")),
+        "{v}"
+    );
+    let id = v["job_id"].as_str().unwrap();
+    let s = t.ok(&["status", id]);
+    assert_eq!(s["failure"]["code"], "no_space", "{s}");
+    assert!(t.job_dir(id).join("state.json").exists());
+}

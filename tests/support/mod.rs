@@ -459,6 +459,23 @@ impl Mount {
         )
     }
 
+    /// A tmpfs of 4 MiB with room for only `inodes` files and
+    /// directories, private to its owner.
+    pub fn tmpfs_inodes(at: &Path, inodes: u32) -> Option<Mount> {
+        let opts = format!("size=4m,nr_inodes={inodes},mode=0700");
+        Mount::with(
+            &[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                opts.as_ref(),
+                "tmpfs".as_ref(),
+            ],
+            at,
+            "out-of-inodes",
+        )
+    }
+
     /// `src` bind-mounted at `at`.
     pub fn bind(src: &Path, at: &Path) -> Option<Mount> {
         Mount::with(&["--bind".as_ref(), src.as_os_str()], at, "mount-point")
