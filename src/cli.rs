@@ -310,7 +310,7 @@ const ENV_FILE: Flag = Flag::value(
     "env-file",
     "FILE",
     Ty::Path,
-    "Read KEY=VALUE lines from a regular file of at most 1 MiB, read when the job starts (for run: now; for create: at start, so it may be written in between); the way to pass secrets",
+    "Read KEY=VALUE lines (KEY alone: the caller's value) from a regular file of at most 1 MiB, read when the job starts (for run: now; for create: at start, so it may be written in between); the way to pass secrets",
 )
 .multi();
 const INHERIT_ENV: Flag = Flag::switch(

@@ -1626,13 +1626,62 @@ fn split_kv(kv: &str) -> (String, String) {
     }
 }
 
-/// `KEY=VALUE` lines; blank lines and `#` comments skipped; no quoting.
-pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(split_kv)
-        .collect()
+/// One setting of an env file (`parse_env_file`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct EnvLine {
+    /// Its line in the file, from 1.
+    pub line: usize,
+    pub name: String,
+    /// None: a bare `NAME`, which passes the caller's value on.
+    pub value: Option<String>,
+}
+
+/// `NAME=VALUE` and bare `NAME` lines, each optionally after `export `
+/// (so a file a shell sources reads the same here); blank lines and `#`
+/// comments skipped; the indentation before a name ignored. The value is
+/// everything after the first `=` as written, spaces at either end
+/// included (as `--env 'A=  x  '` keeps them), without the line ending
+/// (`\n`, and a `\r` before it: a CRLF file). No quoting. A name that is
+/// empty or holds white space is refused, with its line number: such a
+/// line (`B = x`, `=x`) was not meant to set a variable of that name.
+pub fn parse_env_file(text: &str) -> std::result::Result<Vec<EnvLine>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let line = match raw.strip_suffix('\n') {
+            Some(l) => l.strip_suffix('\r').unwrap_or(l),
+            None => raw,
+        };
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let body = match body.strip_prefix("export") {
+            Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start_matches([' ', '\t']),
+            _ => body,
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (body, None),
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "line {}: a variable name is required before '='",
+                i + 1
+            ));
+        }
+        if name.contains(char::is_whitespace) {
+            return Err(format!(
+                "line {}: the name '{name}' holds white space (write NAME=VALUE, no space before '=')",
+                i + 1
+            ));
+        }
+        out.push(EnvLine {
+            line: i + 1,
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(out)
 }
 
 /// A log cap and the gap records' file, for full.log.
@@ -2653,14 +2702,35 @@ mod tests {
 
     #[test]
     fn env_file_format() {
-        let v = parse_env_file("# c\n\nA=1\n  B = x=y \nC\n");
+        let l = |line: usize, name: &str, value: Option<&str>| EnvLine {
+            line,
+            name: name.into(),
+            value: value.map(String::from),
+        };
+        let v =
+            parse_env_file("# c\n\n  A=1\nB= x=y \r\nC\r\n\texport D=\t#d\nexport\nexport=e\nF=\r");
         assert_eq!(
-            v,
-            vec![
-                ("A".into(), "1".into()),
-                ("B ".into(), " x=y".into()),
-                ("C".into(), String::new())
+            v.unwrap(),
+            [
+                l(3, "A", Some("1")),
+                l(4, "B", Some(" x=y ")),
+                l(5, "C", None),
+                l(6, "D", Some("\t#d")),
+                l(7, "export", None),
+                l(8, "export", Some("e")),
+                // Only a \r before a \n is a line ending.
+                l(9, "F", Some("\r")),
             ]
         );
+        assert_eq!(parse_env_file("").unwrap(), []);
+        for (text, line) in [
+            ("A=1\n=x\n", 2),
+            ("B = x", 1),
+            ("export C D=1", 1),
+            ("X Y", 1),
+        ] {
+            let e = parse_env_file(text).unwrap_err();
+            assert!(e.starts_with(&format!("line {line}: ")), "{text:?}: {e}");
+        }
     }
 }

@@ -991,3 +991,46 @@ fn a_variable_too_long_for_the_kernel_is_named() {
     assert!(msg.contains("the variable BIG_ONE"), "{msg}");
     assert!(!msg.contains("bbbb"), "{msg}");
 }
+
+/// Env-file lines: the value is exactly what follows the first `=`
+/// (spaces at either end kept, only the line ending dropped, `\r\n`
+/// included); a bare NAME passes the caller's value on, as `--env NAME`
+/// does, and is dropped when the caller has none; a leading `export ` is
+/// accepted; a line with no name is refused, naming file and line.
+#[test]
+fn env_file_lines_keep_their_values_and_pass_bare_names_on() {
+    let t = TempRoot::new();
+    let envf = t.base.join("lines.env");
+    std::fs::write(
+        &envf,
+        "A=  x  \r\nB=\ty\t\nC=z \r\n  D=indented\nexport E=exported\nCALLER_ONE\nGONE=from-file\nGONE\nNEVER\n",
+    )
+    .unwrap();
+    let show = "printf '[%s]' \"$A\" \"$B\" \"$C\" \"$D\" \"$E\" \"${CALLER_ONE-unset}\" \"${GONE-unset}\" \"${NEVER-unset}\"";
+    for wrapper in ["sh -c", "sh -lc"] {
+        let mut c = t.cmd(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--",
+            show,
+        ]);
+        c.env("CALLER_ONE", "from-caller").env_remove("NEVER");
+        let v = t.exec(c).json();
+        assert_eq!(
+            v["stdout"], "[  x  ][\ty\t][z ][indented][exported][from-caller][from-file][unset]",
+            "{wrapper}: {v}"
+        );
+    }
+    // A line whose name is empty is the file's fault: said with its line.
+    std::fs::write(&envf, "# names\nOK=1\n=no-name\n").unwrap();
+    let v = t.ok(&["run", "--env-file", envf.to_str().unwrap(), "--", "true"]);
+    assert_eq!(v["failure"]["code"], "env_file_unreadable", "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(envf.to_str().unwrap()) && msg.contains("line 3"),
+        "{msg}"
+    );
+}
