@@ -426,9 +426,9 @@ const TTY_SIZE: Flag = Flag::value(
 .default("80x24");
 const SHELL_WRAPPER: Flag = Flag::value(
     "shell-wrapper",
-    "PROG FLAGS",
+    "'PROG FLAGS'",
     Ty::Str,
-    "Shell used to launch the command, e.g. \"bash -lc\" (default: config, else \"sh -lc\")",
+    "Shell used to launch the command: one argument, e.g. \"bash -lc\" (default: config, else \"sh -lc\")",
 );
 
 // `--retry`: definition-time, shared by `run` and `create`.

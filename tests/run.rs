@@ -1189,3 +1189,26 @@ fn a_profile_that_changes_directory_does_not_move_the_job() {
     let v = t.ok(&["run", "--", "pwd"]);
     assert_eq!(v["stdout"], format!("{}\n", t.cwd.display()), "{v}");
 }
+
+/// A name that is not a shell identifier (`A.B`, `A-B`) is taken and
+/// handed to the wrapper as given: bash passes it on to the command,
+/// login shell or not (dash, the usual sh, drops it, as README says).
+#[test]
+fn names_that_are_not_shell_identifiers_reach_the_command_through_bash() {
+    let t = TempRoot::new();
+    for wrapper in ["bash -c", "bash -lc"] {
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--env",
+            "A.B=4",
+            "--env",
+            "A-B=2",
+            "--",
+            "env | grep '^A[.-]B=' | sort",
+        ]);
+        assert_eq!(v["stdout"], "A-B=2\nA.B=4\n", "{wrapper}: {v}");
+        assert_eq!(v["env_vars"], serde_json::json!(["A.B=4", "A-B=2"]), "{v}");
+    }
+}
