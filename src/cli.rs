@@ -310,7 +310,7 @@ const ENV_FILE: Flag = Flag::value(
     "env-file",
     "FILE",
     Ty::Path,
-    "Read KEY=VALUE lines from a regular file of at most 1 MiB, read when the job starts (for run: now; for create: at start, so it may be written in between); the way to pass secrets",
+    "Read KEY=VALUE lines (KEY alone: the caller's value) from a regular file of at most 1 MiB, read when the job starts (for run: now; for create: at start, so it may be written in between); the way to pass secrets",
 )
 .multi();
 const INHERIT_ENV: Flag = Flag::switch(
@@ -426,9 +426,9 @@ const TTY_SIZE: Flag = Flag::value(
 .default("80x24");
 const SHELL_WRAPPER: Flag = Flag::value(
     "shell-wrapper",
-    "PROG FLAGS",
+    "'PROG FLAGS'",
     Ty::Str,
-    "Shell used to launch the command, e.g. \"bash -lc\" (default: config, else \"sh -lc\")",
+    "Shell used to launch the command: one argument, e.g. \"bash -lc\" (default: config, else \"sh -lc\")",
 );
 
 // `--retry`: definition-time, shared by `run` and `create`.

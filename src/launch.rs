@@ -301,9 +301,32 @@ pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, S
     // Editors on Windows start a UTF-8 file with a byte-order mark; kept,
     // it would become part of the first name and that variable be lost.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let vars = crate::supervisor::parse_env_file(text);
-    if let Some((k, _)) = vars.iter().find(|(k, _)| reserved_env_name(k)) {
-        return Err(format!("env file {path}: {k}: {RESERVED_ENV}"));
+    let lines =
+        crate::supervisor::parse_env_file(text).map_err(|e| format!("env file {path}: {e}"))?;
+    let mut vars = Vec::with_capacity(lines.len());
+    for l in lines {
+        if reserved_env_name(&l.name) {
+            return Err(format!(
+                "env file {path}: line {}: {}: {RESERVED_ENV}",
+                l.line, l.name
+            ));
+        }
+        // A bare NAME is `--env NAME`: the caller's value (this process
+        // has the caller's environment), dropped when there is none, so
+        // that an earlier value stands.
+        let value = match l.value {
+            Some(v) => v,
+            None => match std::env::var_os(&l.name) {
+                None => continue,
+                Some(v) => v.into_string().map_err(|_| {
+                    format!(
+                        "env file {path}: line {}: the caller's value of {} is not UTF-8",
+                        l.line, l.name
+                    )
+                })?,
+            },
+        };
+        vars.push((l.name, value));
     }
     Ok(vars)
 }

@@ -463,7 +463,7 @@ fn run_command_inner(
         .then(|| std::env::var_os("PATH"))
         .flatten();
     let reapply = match &caller_path {
-        Some(_) => supervisor::reapply_parts(supervisor::reapply_script(&[], true)),
+        Some(_) => supervisor::reapply_parts(supervisor::reapply_script(&[], true, None)),
         None => Vec::new(),
     };
     let argv = supervisor::workload_argv(&ctx.wrapper, &[command.to_string()], reapply.len());

@@ -1345,7 +1345,8 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     let caller_path = (login && meta.inherit_env && !set.iter().any(|(k, _)| k == "PATH"))
         .then(|| std::env::var_os("PATH"))
         .flatten();
-    let reapply = login.then(|| reapply_parts(reapply_script(&set, caller_path.is_some())));
+    let reapply =
+        login.then(|| reapply_parts(reapply_script(&set, caller_path.is_some(), Some(&cwd))));
     let parts = reapply.as_ref().map_or(0, Vec::len);
     let argv = workload_argv(&wrapper, &meta.command, parts);
     let (prog, args) = argv
@@ -1549,12 +1550,14 @@ pub fn is_login_shell(wrapper: &[String]) -> bool {
 }
 
 /// A POSIX sh script, evaluated by the login shell after its profile:
-/// export every value the caller gave (`--env`, `--env-file`) again, and,
+/// export every value the caller gave (`--env`, `--env-file`) again,
 /// with `caller_path` (PATH inherited and not given: its value is in
-/// `CALLER_PATH_VAR`), rebuild PATH as the caller's entries followed by
-/// those the profile added that are not among them. Values are
-/// single-quoted, so the script expands nothing of theirs.
-pub fn reapply_script(set: &[(String, String)], caller_path: bool) -> String {
+/// `CALLER_PATH_VAR`) rebuild PATH as the caller's entries followed by
+/// those the profile added that are not among them, and go back to the
+/// job's directory `cwd` (if given) should the profile have left it (a
+/// `cd` in ~/.profile).
+/// Values are single-quoted, so the script expands nothing of theirs.
+pub fn reapply_script(set: &[(String, String)], caller_path: bool, cwd: Option<&str>) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
     let mut out = String::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -1580,6 +1583,14 @@ pub fn reapply_script(set: &[(String, String)], caller_path: bool) -> String {
              export PATH\n"
         ));
     }
+    // The workload started in `cwd` (canonical), so the shell's PWD is
+    // it unless the profile moved: only then is there a `cd`, which
+    // would set OLDPWD. Plain `cd`, not `command cd`: zsh's `command`
+    // runs only programs. A directory gone meanwhile is the job's end:
+    // its command never runs anywhere else.
+    if let Some(cwd) = cwd.map(quote) {
+        out.push_str(&format!("[ \"$PWD\" = {cwd} ] || cd -- {cwd} || exit\n"));
+    }
     out
 }
 
@@ -1592,12 +1603,17 @@ fn is_shell_name(k: &str) -> bool {
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// The shell variable holding `$-` while the set-up of `workload_argv`
+/// runs quiet.
+const FLAGS_VAR: &str = "__AGENT_EXEC_F";
+
 /// One argument: a shell string handed to the wrapper. Two or more: the
-/// wrapper runs `exec "$@"`, so the recorded pid and exit status are the
-/// workload's own (the login shell initialises, then replaces itself).
-/// `reapply`: the number of parts of `reapply_script` in the
-/// environment (0: none); their values, joined in order, are evaluated
-/// first. Only their names are in argv.
+/// wrapper runs `exec "$@"` (fish, which binds the words after `-c
+/// SCRIPT` to `$argv` and has no `"$@"`: `exec $argv`), so the recorded
+/// pid and exit status are the workload's own (the login shell
+/// initialises, then replaces itself). `reapply`: the number of parts of
+/// `reapply_script` in the environment (0: none); their values, joined
+/// in order, are evaluated first. Only their names are in argv.
 pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> Vec<String> {
     let mut argv = wrapper.to_vec();
     let names: Vec<String> = (0..reapply).map(reapply_var).collect();
@@ -1605,14 +1621,30 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
         String::new()
     } else {
         let joined: String = names.iter().map(|n| format!("${{{n}}}")).collect();
+        // The user asked to trace their command, not the set-up, which
+        // holds every value, secrets too: it runs with -x (trace) and -v
+        // (bash echoes what `eval` reads) off, each turned on again after
+        // it only if it was on, -x last, so that the next line traced is
+        // the command. What is traced of this (`__AGENT_EXEC_F=<flags>`,
+        // `set +xv`) holds no value.
+        let v = FLAGS_VAR;
         // On the command's own first line: the shell's line numbers in
         // its messages (and $LINENO) are then the command's.
-        format!("eval \"{joined}\"; unset {}; ", names.join(" "))
+        format!(
+            "{v}=$-; set +xv; eval \"{joined}\"; unset {}; \
+             case ${v} in *v*) set -v;; esac; \
+             case ${v} in *x*) unset {v}; set -x;; *) unset {v};; esac; ",
+            names.join(" ")
+        )
     };
     if command.len() == 1 {
         argv.push(format!("{prelude}{}", command[0]));
     } else {
-        argv.push(format!("{prelude}exec \"$@\""));
+        let fish = wrapper
+            .first()
+            .is_some_and(|p| Path::new(p).file_name().and_then(|n| n.to_str()) == Some("fish"));
+        let run = if fish { "exec $argv" } else { "exec \"$@\"" };
+        argv.push(format!("{prelude}{run}"));
         argv.push("--".to_string());
         argv.extend(command.iter().cloned());
     }
@@ -1626,13 +1658,62 @@ fn split_kv(kv: &str) -> (String, String) {
     }
 }
 
-/// `KEY=VALUE` lines; blank lines and `#` comments skipped; no quoting.
-pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(split_kv)
-        .collect()
+/// One setting of an env file (`parse_env_file`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct EnvLine {
+    /// Its line in the file, from 1.
+    pub line: usize,
+    pub name: String,
+    /// None: a bare `NAME`, which passes the caller's value on.
+    pub value: Option<String>,
+}
+
+/// `NAME=VALUE` and bare `NAME` lines, each optionally after `export `
+/// (so a file a shell sources reads the same here); blank lines and `#`
+/// comments skipped; the indentation before a name ignored. The value is
+/// everything after the first `=` as written, spaces at either end
+/// included (as `--env 'A=  x  '` keeps them), without the line ending
+/// (`\n`, and a `\r` before it: a CRLF file). No quoting. A name that is
+/// empty or holds white space is refused, with its line number: such a
+/// line (`B = x`, `=x`) was not meant to set a variable of that name.
+pub fn parse_env_file(text: &str) -> std::result::Result<Vec<EnvLine>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let line = match raw.strip_suffix('\n') {
+            Some(l) => l.strip_suffix('\r').unwrap_or(l),
+            None => raw,
+        };
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let body = match body.strip_prefix("export") {
+            Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start_matches([' ', '\t']),
+            _ => body,
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (body, None),
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "line {}: a variable name is required before '='",
+                i + 1
+            ));
+        }
+        if name.contains(char::is_whitespace) {
+            return Err(format!(
+                "line {}: the name '{name}' holds white space (write NAME=VALUE, no space before '=')",
+                i + 1
+            ));
+        }
+        out.push(EnvLine {
+            line: i + 1,
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(out)
 }
 
 /// A log cap and the gap records' file, for full.log.
@@ -2527,17 +2608,60 @@ mod tests {
             workload_argv(&w, &["echo".into(), "hi".into()], 0),
             ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
         );
+        let quiet = "__AGENT_EXEC_F=$-; set +xv; ";
+        let restore = "case $__AGENT_EXEC_F in *v*) set -v;; esac; \
+                       case $__AGENT_EXEC_F in *x*) unset __AGENT_EXEC_F; set -x;; \
+                       *) unset __AGENT_EXEC_F;; esac; ";
         let a = workload_argv(&w, &["echo".into(), "hi".into()], 1);
         assert_eq!(
             a[2],
-            format!("eval \"${{{REAPPLY_VAR}}}\"; unset {REAPPLY_VAR}; exec \"$@\"")
+            format!(
+                "{quiet}eval \"${{{REAPPLY_VAR}}}\"; unset {REAPPLY_VAR}; {restore}exec \"$@\""
+            )
         );
         let a = workload_argv(&w, &["echo hi".into()], 3);
         assert_eq!(
             a[2],
-            "eval \"${__AGENT_EXEC_ENV}${__AGENT_EXEC_ENV_1}${__AGENT_EXEC_ENV_2}\"; \
-             unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2; echo hi"
+            format!(
+                "{quiet}eval \"${{__AGENT_EXEC_ENV}}${{__AGENT_EXEC_ENV_1}}${{__AGENT_EXEC_ENV_2}}\"; \
+                 unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2; {restore}echo hi"
+            )
         );
+        // fish binds the words after `-c SCRIPT --` to $argv.
+        for fish in ["fish", "/usr/bin/fish"] {
+            let w = vec![fish.to_string(), "-lc".to_string()];
+            assert_eq!(
+                workload_argv(&w, &["echo".into(), "hi".into()], 0)[2..],
+                ["exec $argv", "--", "echo", "hi"]
+            );
+            assert_eq!(workload_argv(&w, &["echo hi".into()], 0)[2], "echo hi");
+        }
+    }
+
+    #[test]
+    fn the_set_up_is_not_traced_and_tracing_comes_back_for_the_command() {
+        // sh -x (and bash -v, which echoes what eval reads) would show the
+        // set-up's values: it runs with both off, the command with
+        // whatever was on.
+        let script = reapply_script(&[("TOKEN".into(), "s3cret".into())], false, None);
+        for (flags, traced) in [("-xc", true), ("-c", false)] {
+            for shell in ["sh", "bash"] {
+                let argv = workload_argv(
+                    &[shell.to_string(), flags.to_string()],
+                    &["echo \"${#TOKEN}\"".into()],
+                    1,
+                );
+                let out = std::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .env(REAPPLY_VAR, &script)
+                    .output()
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.stdout, b"6\n", "{shell} {flags}: {err}");
+                assert!(!err.contains("s3cret"), "{shell} {flags}: {err}");
+                assert_eq!(err.contains("echo 6"), traced, "{shell} {flags}: {err}");
+            }
+        }
     }
 
     #[test]
@@ -2548,7 +2672,7 @@ mod tests {
         let set: Vec<(String, String)> = (0..40)
             .map(|i| (format!("V{i}"), format!("it's é {i} ").repeat(300)))
             .collect();
-        let script = reapply_script(&set, false);
+        let script = reapply_script(&set, false, None);
         let parts = reapply_parts(script.clone());
         assert!(parts.len() > 1, "{}", parts.len());
         assert!(parts.iter().all(|p| p.len() <= REAPPLY_PART));
@@ -2634,33 +2758,66 @@ mod tests {
             ("A".to_string(), "it's $HOME `x`".to_string()),
             ("bad-name".to_string(), "skipped".to_string()),
         ];
-        let script = reapply_script(&set, true);
+        // The "profile" also changes directory: the script goes back.
+        let script = reapply_script(&set, true, Some("/usr/bin"));
         // A caller's PATH entry need not be UTF-8: it comes as bytes.
         use std::os::unix::ffi::OsStrExt;
         let caller = std::ffi::OsStr::from_bytes(b"/caller/bin:/caf\xe9:/usr/bin");
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg("PATH=/usr/bin:/profile/bin; A=profile; eval \"$S\"; printf '%s|%s|%s' \"$PATH\" \"$A\" \"${__AGENT_EXEC_PATH-unset}\"")
+            .arg("PATH=/usr/bin:/profile/bin; A=profile; cd /; eval \"$S\"; printf '%s|%s|%s|%s' \"$PATH\" \"$A\" \"${__AGENT_EXEC_PATH-unset}\" \"$PWD\"")
             .env("S", &script)
             .env(CALLER_PATH_VAR, caller)
+            .current_dir("/usr/bin")
             .output()
             .unwrap();
         assert_eq!(
             out.stdout,
-            b"/caller/bin:/caf\xe9:/usr/bin:/profile/bin|it's $HOME `x`|unset"
+            b"/caller/bin:/caf\xe9:/usr/bin:/profile/bin|it's $HOME `x`|unset|/usr/bin"
         );
+        // A directory that is gone ends the shell: the command never runs
+        // elsewhere.
+        let script = reapply_script(&[], false, Some("/no/such/dir"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("eval \"$S\"; echo ran")
+            .env("S", &script)
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
     }
 
     #[test]
     fn env_file_format() {
-        let v = parse_env_file("# c\n\nA=1\n  B = x=y \nC\n");
+        let l = |line: usize, name: &str, value: Option<&str>| EnvLine {
+            line,
+            name: name.into(),
+            value: value.map(String::from),
+        };
+        let v =
+            parse_env_file("# c\n\n  A=1\nB= x=y \r\nC\r\n\texport D=\t#d\nexport\nexport=e\nF=\r");
         assert_eq!(
-            v,
-            vec![
-                ("A".into(), "1".into()),
-                ("B ".into(), " x=y".into()),
-                ("C".into(), String::new())
+            v.unwrap(),
+            [
+                l(3, "A", Some("1")),
+                l(4, "B", Some(" x=y ")),
+                l(5, "C", None),
+                l(6, "D", Some("\t#d")),
+                l(7, "export", None),
+                l(8, "export", Some("e")),
+                // Only a \r before a \n is a line ending.
+                l(9, "F", Some("\r")),
             ]
         );
+        assert_eq!(parse_env_file("").unwrap(), []);
+        for (text, line) in [
+            ("A=1\n=x\n", 2),
+            ("B = x", 1),
+            ("export C D=1", 1),
+            ("X Y", 1),
+        ] {
+            let e = parse_env_file(text).unwrap_err();
+            assert!(e.starts_with(&format!("line {line}: ")), "{text:?}: {e}");
+        }
     }
 }

@@ -580,3 +580,36 @@ fn forever_refuses_no_wait_and_integers_refuse_surrounding_space() {
     let v = usage_error(&t, &["list", "--limit", " 5"]);
     assert_eq!(v["error"]["code"], "usage_error", "{v}");
 }
+
+/// `--shell-wrapper` takes one argument, the program and its flags in
+/// one string: help and the man pages show its value quoted, so that it
+/// does not read as two arguments (`--shell-wrapper bash -lc` is a
+/// usage_error).
+#[test]
+fn the_shell_wrapper_value_reads_as_one_argument() {
+    let t = TempRoot::new();
+    for sub in ["run", "create"] {
+        let o = t.exec({
+            let mut c = t.bare();
+            c.args([sub, "--help"]);
+            c
+        });
+        assert!(
+            o.stdout.contains("--shell-wrapper <'PROG FLAGS'>"),
+            "{sub}: {}",
+            o.stdout
+        );
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("man/agent-exec-{sub}.1")),
+        )
+        .unwrap();
+        assert!(page.contains("\\fI'PROG FLAGS'\\fR"), "{sub}: {page}");
+    }
+    let (code, e) = t.err(&["run", "--shell-wrapper", "bash", "-lc", "--", "true"]);
+    assert_eq!(
+        (code, &e["error"]["code"]),
+        (2, &"usage_error".into()),
+        "{e}"
+    );
+}

@@ -991,3 +991,224 @@ fn a_variable_too_long_for_the_kernel_is_named() {
     assert!(msg.contains("the variable BIG_ONE"), "{msg}");
     assert!(!msg.contains("bbbb"), "{msg}");
 }
+
+/// Is `prog` on this PATH? (`--version` answers without side effects in
+/// the shells asked about.)
+fn have(prog: &str) -> bool {
+    std::process::Command::new(prog)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `--shell-wrapper "fish -lc"` with a command given as argv runs that
+/// argv, program name first: fish binds the words after `-c SCRIPT --`
+/// to `$argv`, not to `"$@"`. The one-string form is fish's to read.
+#[test]
+fn a_fish_wrapper_runs_the_argv_it_was_given() {
+    if !have("fish") {
+        println!("note: fish not installed; the fish wrapper is not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "fish -lc",
+        "--",
+        "echo",
+        "hello",
+        "world",
+    ]);
+    assert_eq!(v["stdout"], "hello world\n", "{v}");
+    // Each word reaches the program as it is: no splitting, no expansion.
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "fish -lc",
+        "--",
+        "printf",
+        "[%s]",
+        "a b",
+        "$HOME",
+        "(x)",
+        "",
+        "--",
+    ]);
+    assert_eq!(v["stdout"], "[a b][$HOME][(x)][][--]", "{v}");
+    // The program replaces fish: the recorded pid and status are its own.
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "fish -lc",
+        "--",
+        "sh",
+        "-c",
+        "echo $$; exit 7",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(v["exit_code"], 7, "{v}");
+    let pid = t.state(id)["pid"].as_u64().unwrap();
+    assert_eq!(v["stdout"].as_str().unwrap().trim(), pid.to_string());
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "fish -lc",
+        "--",
+        "echo (echo one-string)",
+    ]);
+    assert_eq!(v["stdout"], "one-string\n", "{v}");
+}
+
+/// A tracing login wrapper (`bash -xlc`, `sh -xlc`, bash's `-v`) traces
+/// the user's command, never agent-exec's set-up, which holds the
+/// values of --env-file and --env: none of them reaches the logs.
+#[test]
+fn a_tracing_wrapper_does_not_trace_the_set_up_and_its_secrets() {
+    let t = TempRoot::new();
+    let envf = t.base.join("secret.env");
+    std::fs::write(&envf, "TOKEN=s3cret-from-file\n").unwrap();
+    let envf = envf.to_str().unwrap();
+    for wrapper in ["bash -xlc", "sh -xlc", "bash -vlc", "bash -xvlc"] {
+        for (cmd, traced) in [
+            (&["echo", "argv-form"][..], "echo argv-form"),
+            (&["echo one-string"][..], "echo one-string"),
+        ] {
+            let mut a = vec![
+                "run",
+                "--shell-wrapper",
+                wrapper,
+                "--env-file",
+                envf,
+                "--env",
+                "FLAG=s3cret-from-flag",
+                "--",
+            ];
+            a.extend_from_slice(cmd);
+            let v = t.ok(&a);
+            assert_eq!(v["exit_code"], 0, "{wrapper}: {v}");
+            let id = v["job_id"].as_str().unwrap();
+            for log in ["stderr.log", "full.log"] {
+                let text = t.read(id, log);
+                assert!(
+                    !text.contains("s3cret"),
+                    "{wrapper} {cmd:?}: {log} holds a secret:\n{text}"
+                );
+                // -v alone echoes the -c string, which names the command
+                // only in the one-string form.
+                let shown = wrapper.contains('x') || cmd.len() == 1;
+                assert!(
+                    !shown || text.contains(traced),
+                    "{wrapper} {cmd:?}: the command is not traced in {log}:\n{text}"
+                );
+            }
+            assert_eq!(v["stdout"], format!("{}\n", &traced[5..]), "{v}");
+        }
+    }
+    // The set-up restores only what was on: without -x nothing is traced.
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "bash -lc",
+        "--env-file",
+        envf,
+        "--",
+        "echo",
+        "quiet",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(t.read(id, "stderr.log"), "", "{v}");
+}
+
+/// Env-file lines: the value is exactly what follows the first `=`
+/// (spaces at either end kept, only the line ending dropped, `\r\n`
+/// included); a bare NAME passes the caller's value on, as `--env NAME`
+/// does, and is dropped when the caller has none; a leading `export ` is
+/// accepted; a line with no name is refused, naming file and line.
+#[test]
+fn env_file_lines_keep_their_values_and_pass_bare_names_on() {
+    let t = TempRoot::new();
+    let envf = t.base.join("lines.env");
+    std::fs::write(
+        &envf,
+        "A=  x  \r\nB=\ty\t\nC=z \r\n  D=indented\nexport E=exported\nCALLER_ONE\nGONE=from-file\nGONE\nNEVER\n",
+    )
+    .unwrap();
+    let show = "printf '[%s]' \"$A\" \"$B\" \"$C\" \"$D\" \"$E\" \"${CALLER_ONE-unset}\" \"${GONE-unset}\" \"${NEVER-unset}\"";
+    for wrapper in ["sh -c", "sh -lc"] {
+        let mut c = t.cmd(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--",
+            show,
+        ]);
+        c.env("CALLER_ONE", "from-caller").env_remove("NEVER");
+        let v = t.exec(c).json();
+        assert_eq!(
+            v["stdout"], "[  x  ][\ty\t][z ][indented][exported][from-caller][from-file][unset]",
+            "{wrapper}: {v}"
+        );
+    }
+    // A line whose name is empty is the file's fault: said with its line.
+    std::fs::write(&envf, "# names\nOK=1\n=no-name\n").unwrap();
+    let v = t.ok(&["run", "--env-file", envf.to_str().unwrap(), "--", "true"]);
+    assert_eq!(v["failure"]["code"], "env_file_unreadable", "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(envf.to_str().unwrap()) && msg.contains("line 3"),
+        "{msg}"
+    );
+}
+
+/// A profile that changes directory does not move the job: under a
+/// login wrapper the set-up re-enters the job's directory after it.
+#[test]
+fn a_profile_that_changes_directory_does_not_move_the_job() {
+    let t = TempRoot::new();
+    std::fs::write(t.base.join("home/.profile"), "cd /\n").unwrap();
+    let d = t.base.join("work dir 'quoted'");
+    std::fs::create_dir_all(&d).unwrap();
+    let d = std::fs::canonicalize(&d).unwrap();
+    let d = d.to_str().unwrap();
+    for cmd in [&["pwd"][..], &["sh", "-c", "pwd; pwd -P"][..]] {
+        let mut a = vec!["run", "--cwd", d, "--"];
+        a.extend_from_slice(cmd);
+        let v = t.ok(&a);
+        let out = v["stdout"].as_str().unwrap();
+        assert!(
+            !out.is_empty() && out.lines().all(|l| l == d),
+            "{cmd:?}: {v}"
+        );
+    }
+    // A job that did not ask for a directory stays where it was started.
+    let v = t.ok(&["run", "--", "pwd"]);
+    assert_eq!(v["stdout"], format!("{}\n", t.cwd.display()), "{v}");
+}
+
+/// A name that is not a shell identifier (`A.B`, `A-B`) is taken and
+/// handed to the wrapper as given: bash passes it on to the command,
+/// login shell or not (dash, the usual sh, drops it, as README says).
+#[test]
+fn names_that_are_not_shell_identifiers_reach_the_command_through_bash() {
+    let t = TempRoot::new();
+    for wrapper in ["bash -c", "bash -lc"] {
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--env",
+            "A.B=4",
+            "--env",
+            "A-B=2",
+            "--",
+            "env | grep '^A[.-]B=' | sort",
+        ]);
+        assert_eq!(v["stdout"], "A-B=2\nA.B=4\n", "{wrapper}: {v}");
+        assert_eq!(v["env_vars"], serde_json::json!(["A.B=4", "A-B=2"]), "{v}");
+    }
+}
