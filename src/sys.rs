@@ -1097,16 +1097,54 @@ pub fn kill_process(pid: u32, sig: i32) -> io::Result<()> {
 }
 
 /// Signal a whole process group; ESRCH (already gone) is not an error.
-/// A group number that is not `signallable` is refused.
+/// A group number that is not `signallable` is refused. A group that
+/// leads its own session (a `--tty` job's: its root is the session
+/// leader) is signalled with every other group of that session, since
+/// job control (an interactive shell's `cmd &`) puts each job of the
+/// shell in a group of its own there, which a kill or a timeout of the
+/// job must reach too (they outlived a job recorded killed).
 pub fn kill_group(pgid: u32, sig: i32) -> io::Result<bool> {
     if !signallable(pgid) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pgid"));
     }
-    match kill(-(pgid as i32), sig) {
-        Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-        Err(e) => Err(e),
+    let found = match kill(-(pgid as i32), sig) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
+        Err(e) => return Err(e),
+    };
+    if sig == 0 {
+        return Ok(found);
     }
+    let mut others = false;
+    for g in session_groups(pgid) {
+        others |= kill(-(g as i32), sig).is_ok();
+    }
+    Ok(found || others)
+}
+
+/// The process groups of session `sid` other than group `sid` itself:
+/// none unless `sid`'s leader leads a session (or has ended, when only
+/// a scan can tell). While any process of a session lives its number
+/// stays taken, so no other session can have it.
+fn session_groups(sid: u32) -> Vec<u32> {
+    if proc_stat(sid).is_some_and(|p| p.session != sid) {
+        return Vec::new();
+    }
+    let mut groups = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(st) = proc_stat(pid) {
+            if st.session == sid && st.pgrp != sid && st.pgrp > 1 && !groups.contains(&st.pgrp) {
+                groups.push(st.pgrp);
+            }
+        }
+    }
+    groups
 }
 
 /// `kill_group`, then SIGCONT to the group after any signal but those
@@ -2214,13 +2252,17 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
 /// Requiring both ids guards against reuse: while any member lives, the
 /// kernel keeps both numbers allocated, and a stranger that reuses the
 /// group's number as its own new group is the leader of its own session.
+/// A group that is its session (`pgid == sid`: a `--tty` job) counts
+/// every process of the session, in whatever group (`kill_group`).
 pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
     let mut out = Vec::new();
+    let whole_session = pgid == sid;
     // Most groups asked about are long gone (gc and delete ask about
     // every finished job): signal 0 to the group says so in one system
     // call (ESRCH: no process at all, zombies included, has that group
     // id), where the scan below reads the stat file of every process.
-    if matches!(kill_group(pgid, 0), Ok(false)) {
+    // A session's other groups have no such test.
+    if !whole_session && matches!(kill_group(pgid, 0), Ok(false)) {
         return out;
     }
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -2231,7 +2273,8 @@ pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
             continue;
         };
         if let Some(st) = proc_stat(pid) {
-            if st.pgrp == pgid && st.session == sid && st.state != b'Z' && st.state != b'X' {
+            let in_group = st.pgrp == pgid || whole_session;
+            if in_group && st.session == sid && st.state != b'Z' && st.state != b'X' {
                 out.push(pid);
             }
         }

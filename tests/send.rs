@@ -1072,3 +1072,58 @@ fn a_supervisor_dying_mid_send_is_an_io_error_that_says_bytes_may_have_got_in() 
         "{e}"
     );
 }
+
+/// A terminal job's shell with job control puts each of its jobs in a
+/// process group of its own, in the job's session: a timeout, a `kill`
+/// and the check `delete` makes reach them all (they outlived a job
+/// recorded killed, and `delete` removed it while they ran).
+#[test]
+fn a_terminal_jobs_other_process_groups_go_with_it() {
+    let t = TempRoot::new();
+    let gone = |needle: &str| {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !t.pids_matching(needle).is_empty() {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+    // Its timeout (set -m: a group per background job, as an
+    // interactive shell makes).
+    let v = t.ok(&[
+        "run",
+        "--tty",
+        "--timeout",
+        "1",
+        "--",
+        "bash",
+        "-c",
+        "set -m; sleep 3601.25 & sleep 3602.25",
+    ]);
+    assert_eq!(v["timed_out"], true, "{v}");
+    assert!(
+        gone("sleep 3601.25"),
+        "a background group outlived the timeout"
+    );
+    assert!(gone("sleep 3602.25"));
+    // `kill`, and `delete` meanwhile.
+    let id = start(
+        &t,
+        &["--tty"],
+        &["bash", "-c", "set -m; sleep 3603.25 & sleep 3604.25 & wait"],
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while t.pids_matching("sleep 3604.25").is_empty() {
+        assert!(Instant::now() < until, "the job never started its sleeps");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, e) = t.err(&["delete", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    t.ok(&["kill", "--signal", "KILL", &id]);
+    t.wait_done(&id);
+    assert!(gone("sleep 3603.25"), "a background group outlived kill");
+    assert!(gone("sleep 3604.25"));
+    t.ok(&["delete", &id]);
+}
