@@ -807,8 +807,14 @@ fn wait_out_delay(pid: u32, delay: Duration) -> Option<String> {
     let end = Instant::now() + delay;
     let pidfd = sys::pidfd_open(pid).ok();
     let signals = sys::signalfd(&sys::STOP_SIGNALS).ok();
+    // Recorded as for a queued job killed (nothing of it runs either):
+    // TERM, INT or HUP as asked, any other signal as SIGTERM (a USR1
+    // read SIGUSR1, unlike the same kill of a queued job).
     let ended_by = |exit| match exit {
-        Ok(Some((Exit::Signal(sig), _))) => Some(sys::signal_name(sig)),
+        Ok(Some((Exit::Signal(sig), _))) => Some(sys::signal_name(match sig {
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP => sig,
+            _ => libc::SIGTERM,
+        })),
         _ => None,
     };
     loop {

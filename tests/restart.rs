@@ -1376,3 +1376,20 @@ fn a_job_being_restarted_never_reads_created() {
     let v = t.ok(&["status", plain]);
     assert_eq!(v["failure"]["code"], "launch_lost", "{v}");
 }
+
+/// A signal that ends a process but is not TERM, INT or HUP (USR1) ends
+/// a job in its retry delay recorded as SIGTERM, as the same kill of a
+/// queued job is (nothing of either runs): it read SIGUSR1.
+#[test]
+fn kill_usr1_during_the_retry_delay_reads_as_a_queued_jobs_kill() {
+    let t = TempRoot::new();
+    let counter = t.base.join("count");
+    let id = in_retry_delay(&t, &counter, ["5", "60s"], &[]);
+    let k = t.ok(&["kill", "--signal", "USR1", &id]);
+    assert_eq!(
+        (&k["state"], &k["terminated_signal"]),
+        (&json!("killed"), &json!("SIGTERM")),
+        "{k}"
+    );
+    assert_eq!(t.ok(&["status", &id])["signal"], "SIGTERM");
+}
