@@ -194,7 +194,12 @@ pub fn human_ms(ms: u64) -> String {
 /// its size here.
 fn char_width(c: char) -> usize {
     match u32::from(c) {
-        0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F => 0,
+        0x0300..=0x036F
+        | 0x200B..=0x200F
+        | 0x2060..=0x2064
+        | 0x20D0..=0x20FF
+        | 0xFE00..=0xFE0F
+        | 0xFEFF => 0,
         0x1100..=0x115F
         | 0x2E80..=0x303E
         | 0x3041..=0x33FF
@@ -263,14 +268,15 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
     let fixed: usize = w[..COMMAND].iter().sum::<usize>() + GAP * (w.len() - 1);
     // COMMAND and TAGS share the rest. COMMAND gives way first, but not
     // below a readable floor (one wide tag list used to leave every
-    // command a few columns); the tags of each row get what is left.
+    // command a few columns); the tags of each row get what is left,
+    // and then the line is cut at the width (the README's order: a
+    // four-column stub of tags had been kept by cutting COMMAND under
+    // its floor).
     let room = width.saturating_sub(fixed);
-    // The floor itself leaves TAGS its header's width at least.
-    let floor = COMMAND_FLOOR.min(room.saturating_sub(HEADER[TAGS].len()));
     if w[COMMAND] + w[TAGS] > room {
         w[COMMAND] = room
             .saturating_sub(w[TAGS])
-            .max(floor)
+            .max(COMMAND_FLOOR)
             .min(w[COMMAND])
             .max(HEADER[COMMAND].len());
     }
@@ -285,7 +291,13 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
                 // TAGS, last: what room the line has left, ending in `…`
                 // when cut, as COMMAND does (a tag cut silently would
                 // read as a whole one, and hide those after it).
-                cut(cell, width.saturating_sub(chars(&line)))
+                // No room at all: whole, and the line's cut below ends
+                // it in `…` (cut to nothing, the column vanished without
+                // a sign).
+                match width.saturating_sub(chars(&line)) {
+                    0 => cell.clone(),
+                    left => cut(cell, left),
+                }
             } else {
                 cell.clone()
             };
@@ -414,5 +426,38 @@ mod tests {
         assert!(b.contains("sh -c echo build the pr…"), "{t}");
         let a = t.lines().nth(1).unwrap();
         assert!(a.ends_with('…') && chars(a) == 100, "{t}");
+    }
+
+    #[test]
+    fn invisible_format_characters_take_no_column() {
+        // The word joiner and the zero-width no-break space were counted
+        // one column wide, and their rows' later columns sat one left.
+        for c in ['\u{200B}', '\u{2060}', '\u{FEFF}'] {
+            assert_eq!(chars(&format!("a{c}b")), 2, "{:?}", c);
+        }
+    }
+
+    /// Narrower still: COMMAND keeps its floor while the tags go, and a
+    /// line still too wide is cut at the width, ending in `…` (COMMAND
+    /// was cut under its floor to keep a four-column stub of tags, and at
+    /// 50 columns TAGS vanished from every line without a sign).
+    #[test]
+    fn the_command_keeps_its_floor_until_the_tags_are_gone() {
+        let doc = format!(
+            r#"{{"jobs":[{{"job_id":"01M91RA3XD","state":"created","created_at":"2026-01-01T00:00:00Z","tags":["alpha.beta.gamma","delta-epsilon"],"command":["echo {}"]}}]}}"#,
+            "x".repeat(60)
+        );
+        let t = render(&doc, 0, 70, &|_| None).unwrap();
+        let row = t.lines().nth(1).unwrap();
+        let floor = format!("echo {}…", "x".repeat(COMMAND_FLOOR - 6));
+        assert!(row.contains(&floor), "{t}");
+        assert!(t.lines().all(|l| chars(l) <= 70), "{t}");
+        for width in [50, 60] {
+            let t = render(&doc, 0, width, &|_| None).unwrap();
+            assert!(
+                t.lines().all(|l| chars(l) == width && l.ends_with('…')),
+                "{width}: {t}"
+            );
+        }
     }
 }
