@@ -2121,6 +2121,29 @@ fn ids_that_do_not_decode_are_jobs_not_found_on_every_route() {
     s.get("/nope/%FF").assert_error(404, "not_found");
 }
 
+/// An empty id among `ids` names no job, as `wait A ''` does on the
+/// command line: job_not_found, never skipped (`ids=A,` answered for A
+/// alone).
+#[test]
+fn an_empty_id_among_ids_is_job_not_found() {
+    let t = TempRoot::new();
+    let done = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = serve(&t, &[], &[]);
+    for q in [
+        format!("{done},"),
+        format!("{done},,{done}"),
+        format!(",{done}"),
+    ] {
+        let v = s
+            .get(&format!("/wait?ids={q}"))
+            .assert_error(404, "job_not_found");
+        assert_eq!(v["error"]["details"]["job_id"], "", "{q}: {v}");
+    }
+}
+
 /// Wait (bounded) until the job's stdout holds `text`.
 fn printed(t: &TempRoot, id: &str, text: &str) {
     let until = Instant::now() + Duration::from_secs(20);

@@ -1608,7 +1608,9 @@ fn wait_many_route(
         .filter(|(k, _)| k == "ids")
         .flat_map(|(_, v)| v.split(','))
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        // An empty one (`ids=A,,B`, `ids=A,`) is an id that names no
+        // job, as `wait A ''` and MCP's ids are: job_not_found, not
+        // skipped (the wait answered for A alone).
         .map(str::to_string)
         .collect();
     pairs.retain(|(k, _)| k != "ids");
@@ -2441,7 +2443,12 @@ fn exec_seconds_ms(name: &str, v: &serde_json::Value) -> Result<u64> {
     match n {
         Some(n) => Ok(match n.as_u64() {
             Some(s) => s.saturating_mul(1000),
-            None => (n.as_f64().unwrap_or_default() * 1000.0).round() as u64,
+            // A fraction of a millisecond rounds up, as the command
+            // line's parser has it: a positive limit never becomes 0, no
+            // limit (`timeout: 0.0001` ran unlimited). To the microsecond
+            // first, so that binary fractions (0.3 s is 300.00000000000006
+            // ms) do not round up a whole millisecond.
+            None => ((n.as_f64().unwrap_or_default() * 1e6).round() / 1e3).ceil() as u64,
         }),
         None => Err(Error::InvalidDuration(format!(
             "{name}: expected a non-negative number of seconds, got {v}"
@@ -2719,6 +2726,12 @@ mod tests {
         assert_eq!(s.env, ["A=1", "B=2"]);
         assert_eq!(s.mask, ["A", "B"]);
         assert_eq!(s.timeout_ms, 1500);
+        // A positive limit under a millisecond is one, never 0 (none);
+        // binary fractions do not round a whole millisecond up.
+        for (t, ms) in [("0.0001", 1), ("0.3", 300), ("0.0006", 1), ("2.0005", 2001)] {
+            let body = format!(r#"{{"command":["x"],"timeout":{t}}}"#);
+            assert_eq!(req(&body).unwrap().0.timeout_ms, ms, "{t}");
+        }
         assert_eq!(s.tags, ["x"]);
         assert!(matches!(s.stdin, StdinSrc::Value(ref v) if v == "in"));
         assert!(!p.wait);
