@@ -422,7 +422,7 @@ const JOB_ENV: &[&str] = &[
 
 const SECRETS: &[&str] = &[
     "Every command-line argument, --env KEY=VALUE included, is visible to ps(1) and under /proc while agent-exec runs. Pass secrets with --env-file.",
-    "Values live only in <job>/env.json (mode 0600). meta.json names the variables (env_keys) and holds no values; env_vars in the run, start and restart responses shows the --env values, with every --mask key's value as ***.",
+    "Values live only in <job>/env.json (mode 0600). meta.json names the variables (env_keys) and holds no values; env_vars in the run, start and restart responses shows the --env values, with every --mask key's value as *** (the HTTP answers of POST /exec and POST /restart/{id}, and MCP's run and restart results, leave env_vars out).",
 ];
 
 const REPLIES: &[Reply] = &[
@@ -984,7 +984,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("io_error", 1, "An operating-system failure, or a damaged job record (a state.json or meta.json that does not parse, or names processes that are not the job's); retryable when trying again can help (EAGAIN, EBUSY, ENOSPC, ...)."),
     ("internal_error", 1, "A bug; a panic is reported this way too."),
     ("serve_unsafe_bind", 1, "serve refuses a non-loopback address without --insecure and AGENT_EXEC_SERVE_TOKEN."),
-    ("invalid_request", 1, "HTTP: a malformed request body, query or header (400)."),
+    ("invalid_request", 1, "HTTP and MCP: a malformed request body, query or header (400), or a parameter or tool argument the command line would refuse as usage_error (missing, unknown, of the wrong type, or not going with another)."),
     ("unauthorized", 1, "HTTP: missing or wrong bearer token (401)."),
     ("forbidden", 1, "HTTP: a request from a browser Origin other than --allow-origin, or (without a token) a Host that is a DNS name (403)."),
     ("not_found", 1, "HTTP: no route at this path (404)."),
