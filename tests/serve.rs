@@ -2121,6 +2121,32 @@ fn ids_that_do_not_decode_are_jobs_not_found_on_every_route() {
     s.get("/nope/%FF").assert_error(404, "not_found");
 }
 
+/// A switch of a /send body given as "" is no boolean: refused, the
+/// job's stdin left open (`"eof": ""` closed it, as true would).
+#[test]
+fn an_empty_string_is_no_boolean_in_a_send_body() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = serve(&t, &[], &[]);
+    for f in ["eof", "newline", "no_record"] {
+        let body = format!(r#"{{"data":"x","{f}":""}}"#);
+        let v = s
+            .post(&format!("/send/{id}"), &body)
+            .assert_error(400, "invalid_request");
+        assert!(v["error"]["message"].as_str().unwrap().contains(f), "{v}");
+    }
+    let v = t.ok(&["send", "--yield", "100ms", &id, "y"]);
+    assert_eq!(
+        (&v["bytes_written"], &v["stdin_open"]),
+        (&json!(1), &json!(true)),
+        "{v}"
+    );
+    t.ok(&["kill", &id]);
+}
+
 /// An empty id among `ids` names no job, as `wait A ''` does on the
 /// command line: job_not_found, never skipped (`ids=A,` answered for A
 /// alone).

@@ -2091,6 +2091,12 @@ fn body_param(name: &str, flag: &crate::cli::Flag, v: &serde_json::Value) -> Res
     };
     let wrong = || invalid(format!("parameter {name}: expected {want}, got {v}"));
     match v {
+        // A query's `?eof` (no value) is the switch on, by the query's
+        // custom; a JSON "" is no boolean (it closed a job's stdin), as
+        // MCP has it.
+        Value::String(s) if s.is_empty() && want.starts_with("boolean") => Err(invalid(format!(
+            "parameter {name}: expected true or false, got \"\""
+        ))),
         Value::String(s) => Ok(s.clone()),
         Value::Bool(b) if want.starts_with("boolean") => Ok(b.to_string()),
         // Seconds, fractions allowed, as `until` is in /exec.
