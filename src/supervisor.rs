@@ -164,6 +164,10 @@ struct KillAfter {
     at: Instant,
     pgid: u32,
     sid: u32,
+    /// The job's queue slot, held until nothing of the group is left:
+    /// the queue never runs more than its slots' worth (the next job
+    /// started beside a TERM-ignoring process still awaiting its KILL).
+    slot: Option<crate::queue::Held>,
 }
 
 impl KillAfter {
@@ -177,6 +181,15 @@ impl KillAfter {
             let now = Instant::now();
             if now >= self.at {
                 let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+                // Gone once the kernel has delivered it (bounded: a
+                // process in D state finishes its call first).
+                let until = Instant::now() + Duration::from_secs(2);
+                while self.slot.is_some()
+                    && !sys::group_members(self.pgid, self.sid).is_empty()
+                    && Instant::now() < until
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 return;
             }
             std::thread::sleep((self.at - now).min(Duration::from_millis(100)));
@@ -655,8 +668,14 @@ fn run_once(
     let (sinks, replaced) = publish_terminal_via(job, &lock, &state, next_state, known);
     // The queue's next job may start as soon as the end is on record:
     // before the waiters woken below can take this CPU from us, and
-    // before the fsync.
-    drop(queue_slot);
+    // before the fsync. Unless a timeout's KILL is still due to what is
+    // left of the group: then once that is gone (`KillAfter`).
+    let slot_after = if outcome.kill_at.is_some() {
+        queue_slot
+    } else {
+        drop(queue_slot);
+        None
+    };
     // The lock is released, then the caller told (so that whoever acts on
     // the answer, a `delete` say, finds the job free); only then is
     // durability paid for. A crash in between loses at most the rename,
@@ -685,7 +704,9 @@ fn run_once(
         kill_after: outcome.kill_at.map(|at| KillAfter {
             at,
             pgid: pid,
-            sid: sys::session_id(),
+            // The job's own session for a --tty job (its root leads it).
+            sid: state.sid.unwrap_or_else(sys::session_id),
+            slot: slot_after,
         }),
     }))
 }

@@ -1047,3 +1047,33 @@ fn a_created_job_shows_its_queue() {
     assert_eq!(l["jobs"][0]["queue"], "qq", "{l}");
     assert_eq!(t.ok(&["start", &id])["queue"], "qq");
 }
+
+/// A job whose `--timeout` fired holds its slot until what is left of
+/// its group after TERM (a process that ignores it) has had its KILL:
+/// the next job started beside it, one slot running two jobs.
+#[test]
+fn a_timed_out_job_holds_its_slot_until_its_group_is_gone() {
+    let t = TempRoot::new();
+    let a = enqueue(
+        &t,
+        "q",
+        &["--timeout", "1", "--kill-after", "2"],
+        &["sh", "-c", "(trap '' TERM; sleep 3605.75) & sleep 3605.75"],
+    );
+    // What B sees when it starts: any process of A's left (their command
+    // lines hold the number; B's own pattern does not match itself).
+    let b = enqueue(
+        &t,
+        "q",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "grep -ls '3605[.]75' /proc/[0-9]*/cmdline >/dev/null && echo overlap || echo alone",
+        ],
+    );
+    let a = t.wait_done(&id_of(&a));
+    assert_eq!(a["timed_out"], true, "{a}");
+    let b = t.wait_done(&id_of(&b));
+    assert_eq!(b["stdout"], "alone\n", "{b}");
+}
