@@ -669,31 +669,12 @@ fn a_config_older_than_that_is_no_duration_skips_auto_gc_with_a_warning() {
     );
 }
 
-/// Hold an exclusive flock on `path` (flock(1) from util-linux) until
-/// the returned child's stdin is closed.
-fn hold_lock(path: &std::path::Path) -> Child {
-    let mut c = Command::new("flock")
-        .arg(path)
-        .args(["sh", "-c", "echo locked; read x; true"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("flock(1) from util-linux");
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(c.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
-    c
-}
-
 #[test]
 fn auto_gc_guard_is_a_lock_not_a_file() {
     let t = TempRoot::new();
     let (old, _) = old_pair(&t);
     // Someone else is collecting: this launch skips, and still succeeds.
-    let mut holder = hold_lock(&t.root.join(".gc.lock"));
+    let mut holder = support::hold_flock(&t.root.join(".gc.lock"));
     let v = t.ok(&["run", "--", "true"]);
     t.settle();
     assert_eq!(v["state"], "exited");

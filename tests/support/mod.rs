@@ -445,24 +445,17 @@ impl Mount {
     /// A small tmpfs of `size` (as mount takes it: 1m, 200k), private to
     /// its owner.
     pub fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
-        let opts = format!("size={size},mode=0700");
-        Mount::with(
-            &[
-                "-t".as_ref(),
-                "tmpfs".as_ref(),
-                "-o".as_ref(),
-                opts.as_ref(),
-                "tmpfs".as_ref(),
-            ],
-            at,
-            "full-disk",
-        )
+        Mount::tmpfs_with(at, &format!("size={size}"), "full-disk")
     }
 
     /// A tmpfs of 4 MiB with room for only `inodes` files and
     /// directories, private to its owner.
     pub fn tmpfs_inodes(at: &Path, inodes: u32) -> Option<Mount> {
-        let opts = format!("size=4m,nr_inodes={inodes},mode=0700");
+        Mount::tmpfs_with(at, &format!("size=4m,nr_inodes={inodes}"), "out-of-inodes")
+    }
+
+    fn tmpfs_with(at: &Path, opts: &str, what: &str) -> Option<Mount> {
+        let opts = format!("{opts},mode=0700");
         Mount::with(
             &[
                 "-t".as_ref(),
@@ -472,7 +465,7 @@ impl Mount {
                 "tmpfs".as_ref(),
             ],
             at,
-            "out-of-inodes",
+            what,
         )
     }
 
