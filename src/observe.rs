@@ -762,7 +762,7 @@ impl Log {
                         at += i as u64 + 1;
                         rest = &rest[i + 1..];
                         line_start = at;
-                        if g.first && !g.ring.is_empty() {
+                        if g.first && !g.ring.is_empty() || g.stopped() {
                             return at;
                         }
                     }
@@ -1002,6 +1002,14 @@ impl<'a> Grep<'a> {
     pub fn whole_below(mut self, pos: u64, at_least: Instant) -> Grep<'a> {
         self.whole_below = (pos, Some(at_least));
         self
+    }
+
+    /// A waiter's search that a stop signal has ended: asked after each
+    /// line (one atomic load while no signal has come), since a slow
+    /// pattern may take a second a line and the clock is read only once
+    /// a chunk.
+    fn stopped(&self) -> bool {
+        self.until.is_some() && sys::stop_ends_wait()
     }
 
     /// Out of time at `pos`? A stop signal ends a waiter's search

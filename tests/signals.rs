@@ -634,12 +634,13 @@ fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
 
 /// A stop signal ends `wait --output` while it is still searching the
 /// output written before it began (which it reads whole, past
-/// `--until`): a pattern this slow over these lines (seconds a line)
-/// held SIGINT until the whole log was searched, half a minute.
+/// `--until`): a pattern this slow over these lines (a tenth of a
+/// second a line, more in a debug build) held SIGINT until the whole
+/// log was searched, half a minute.
 #[test]
 fn a_stop_signal_ends_a_slow_search_of_the_written_output() {
     let t = TempRoot::new();
-    let script = "for i in $(seq 20); do head -c 30000 /dev/zero | tr '\\0' a; echo; done; : >written; sleep 300";
+    let script = "for i in $(seq 300); do head -c 3000 /dev/zero | tr '\\0' a; echo; done; : >written; sleep 300";
     let id = t.start_job(&["sh", "-c", script]);
     eventually("the output to be written", || {
         t.cwd.join("written").exists()
