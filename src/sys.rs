@@ -1099,7 +1099,8 @@ pub fn kill_process(pid: u32, sig: i32) -> io::Result<()> {
 /// Signal a whole process group; ESRCH (already gone) is not an error.
 /// A group number that is not `signallable` is refused. A group that
 /// leads its own session (a `--tty` job's: its root is the session
-/// leader) is signalled with every other group of that session, since
+/// leader), while that leader lives, is signalled with every other group
+/// of that session, since
 /// job control (an interactive shell's `cmd &`) puts each job of the
 /// shell in a group of its own there, which a kill or a timeout of the
 /// job must reach too (they outlived a job recorded killed).
@@ -1122,12 +1123,14 @@ pub fn kill_group(pgid: u32, sig: i32) -> io::Result<bool> {
     Ok(found || others)
 }
 
-/// The process groups of session `sid` other than group `sid` itself:
-/// none unless `sid`'s leader leads a session (or has ended, when only
-/// a scan can tell). While any process of a session lives its number
-/// stays taken, so no other session can have it.
+/// The process groups of session `sid` other than group `sid` itself,
+/// while its leader lives (a zombie too: its pid stays taken) and leads
+/// it; none once the leader has gone. Callers have shown the leader to
+/// be the job's root (its start time); a session whose leader is gone
+/// cannot be told from a stranger's that took the number since, which
+/// was signalled (a reused pid that called setsid).
 fn session_groups(sid: u32) -> Vec<u32> {
-    if proc_stat(sid).is_some_and(|p| p.session != sid) {
+    if !leads_session(sid) {
         return Vec::new();
     }
     let mut groups = Vec::new();
@@ -1145,6 +1148,11 @@ fn session_groups(sid: u32) -> Vec<u32> {
         }
     }
     groups
+}
+
+/// Is process `pid` there (a zombie too) and the leader of its session?
+fn leads_session(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|p| p.session == pid)
 }
 
 /// `kill_group`, then SIGCONT to the group after any signal but those
@@ -2253,9 +2261,18 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
 /// kernel keeps both numbers allocated, and a stranger that reuses the
 /// group's number as its own new group is the leader of its own session.
 /// A group that is its session (`pgid == sid`: a `--tty` job) counts
-/// every process of the session, in whatever group (`kill_group`).
+/// every process of the session, in whatever group, while its leader
+/// lives (`session_groups`), and none once it has gone.
 pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
     let mut out = Vec::new();
+    // A group that is its session whose leader is gone cannot be told
+    // from a stranger's session that took the number since (a reused pid
+    // that called setsid, and left a child): none of it is the job's
+    // that anyone could show (such a child was signalled by `kill` of an
+    // ended --tty job).
+    if pgid == sid && !leads_session(pgid) {
+        return out;
+    }
     let whole_session = pgid == sid;
     // Most groups asked about are long gone (gc and delete ask about
     // every finished job): signal 0 to the group says so in one system

@@ -818,3 +818,37 @@ fn a_legacy_bare_signal_name_reads_with_its_prefix() {
     assert_eq!(t.ok(&["status", id])["signal"], "SIGTERM");
     assert_eq!(t.ok(&["wait", id])["signal"], "SIGTERM");
 }
+
+/// An ended `--tty` job's record names its root's pid as its group and
+/// its session. Once that pid is free, a stranger may take it, call
+/// setsid and leave a child in that session: `kill` and `delete` of the
+/// job must not take the child for the job's (it was signalled).
+#[test]
+fn a_stranger_in_an_ended_terminal_jobs_old_session_is_left_alone() {
+    let t = TempRoot::new();
+    // The stranger: a session leader (setsid(1), not forking: a spawned
+    // child leads no group) that leaves a child behind and exits.
+    let o = std::process::Command::new("setsid")
+        .args(["sh", "-c", "sleep 3607.5 >/dev/null 2>&1 & echo $$"])
+        .output()
+        .expect("setsid(1) from util-linux");
+    let sid: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    let child = t.pids_matching("sleep 3607.5");
+    assert_eq!(child.len(), 1, "{child:?}");
+    let id = "01K00000000000000000000077";
+    t.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
+    let p = t.job_dir(id).join("state.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    v["pid"] = sid.into();
+    v["sid"] = sid.into();
+    v["pid_start_time"] = 1.into();
+    std::fs::write(&p, v.to_string()).unwrap();
+    t.ok(&["kill", id]);
+    t.ok(&["delete", id]);
+    let alive = support::process_alive(u64::from(child[0]));
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &child[0].to_string()])
+        .status();
+    assert!(alive, "the stranger's child was signalled");
+}
