@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{Out, TempRoot};
 
 /// A job that says it started, then runs until the test releases it (a
@@ -630,6 +630,45 @@ fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
     assert_eq!(v["error"]["code"], "io_error", "{v}");
     assert_eq!(v["error"]["retryable"], true, "{v}");
     assert_eq!(t.ok(&["list", "--all"])["jobs"], serde_json::json!([]));
+}
+
+/// `send --file -` reading a caller's stdin whose writer stays: SIGINT
+/// ends the read with an error document, nothing sent (the process died
+/// of the signal, with no document).
+#[test]
+fn send_reading_the_callers_stdin_answers_sigint_and_sends_nothing() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--no-wait", "-i", "--", "cat"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut child = t
+        .cmd(&["send", "--file", "-", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent-exec");
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"partial").unwrap();
+    // Asleep in its read (nothing else makes it wait before the send).
+    until_waiting(&child, || true);
+    signal(&child, "INT");
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(input);
+    let o = finish(child);
+    assert_eq!(o.code, 130, "stdout={:?} stderr={:?}", o.stdout, o.stderr);
+    let v = o.json();
+    assert_eq!(
+        (&v["error"]["code"], &v["error"]["retryable"]),
+        (&json!("io_error"), &json!(true)),
+        "{v}"
+    );
+    assert_eq!(t.read(&id, "stdin.log"), "");
+    t.ok(&["kill", &id]);
 }
 
 /// A stop signal ends `wait --output` while it is still searching the

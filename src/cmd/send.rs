@@ -352,12 +352,16 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
-    let req = request_from(m)?;
-    // A send that yields waits: a stop signal then ends the yield with
-    // the answer instead of the process without one (before any thread).
-    if req.yield_ms > 0 {
+    // A send that yields waits, and so does one that reads the caller's
+    // stdin (`--file -`): a stop signal then ends the wait with an
+    // answer instead of the process without one (before any thread).
+    if m.get("file") == Some("-") || m.duration_ms("yield").unwrap_or(250) > 0 {
         let _ = crate::sys::hold_stop_signals();
     }
+    let req = request_from(m).map_err(|e| match e {
+        Error::StdinTooLarge(_) => e.in_job(&job.id),
+        e => e,
+    })?;
     let body = send_job(&job, &req).map_err(|e| e.in_job(&job.id))?;
     Ok(Output::Doc(Response::new("send", &body)?))
 }
