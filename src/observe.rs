@@ -993,12 +993,12 @@ impl<'a> Grep<'a> {
     }
 
     /// A waiter's search of the log before `pos` (what was written
-    /// when the wait began) goes on past its deadline until `at_least`:
-    /// "matches at once if such a line was written already" then holds
-    /// for any log searched within that time, whatever `--until` (with
-    /// `--until 0`, a log of 23 MB said no match for a line that was
-    /// there, having read 1 MiB of it, on every call). A stop signal
-    /// still ends it.
+    /// when the wait began) goes on past its deadline until `at_least`
+    /// (a second past it): "matches at once if such a line was written
+    /// already" then holds for any log searched within that time,
+    /// whatever `--until` (with `--until 0`, a log of 23 MB said no
+    /// match for a line that was there, having read 1 MiB of it, on
+    /// every call). A stop signal still ends it.
     pub fn whole_below(mut self, pos: u64, at_least: Instant) -> Grep<'a> {
         self.whole_below = (pos, Some(at_least));
         self
@@ -1987,10 +1987,9 @@ struct Stream {
     path: std::path::PathBuf,
     log: Log,
     pos: u64,
-    /// The log's size when it was opened, and a moment a second later:
-    /// a readiness search reads that much whatever its deadline, for at
-    /// least that long (`Grep::whole_below`).
-    written_before: (u64, Instant),
+    /// The log's size when it was opened: a readiness search reads that
+    /// much for up to a second past its deadline (`Grep::whole_below`).
+    written_before: u64,
 }
 
 /// Open both logs and check a cursor against them (`invalid_cursor`).
@@ -1999,7 +1998,7 @@ fn open_streams(job: &Job, since: Option<&Cursor>) -> Result<[Stream; 2]> {
         let log = open_log(&path)?;
         Ok(Stream {
             name,
-            written_before: (log.size, Instant::now() + SEARCH_AT_LEAST),
+            written_before: log.size,
             log,
             path,
             pos: 0,
@@ -2178,7 +2177,10 @@ fn scan(
         let mut g = Grep::new(pattern, s.name, 1, GREP_LINE_MAX as u64, done)
             .first_only()
             .until(deadline)
-            .whole_below(s.written_before.0, s.written_before.1);
+            .whole_below(
+                s.written_before,
+                deadline.map_or_else(Instant::now, |d| d + SEARCH_AT_LEAST),
+            );
         s.pos = s.log.grep(s.pos, &mut g);
         skipped[i] += g.skipped;
         if let Some(m) = g.ring.pop_front() {
