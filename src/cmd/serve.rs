@@ -2454,7 +2454,16 @@ fn exec_seconds_ms(name: &str, v: &serde_json::Value) -> Result<u64> {
             // limit (`timeout: 0.0001` ran unlimited). To the microsecond
             // first, so that binary fractions (0.3 s is 300.00000000000006
             // ms) do not round up a whole millisecond.
-            None => ((n.as_f64().unwrap_or_default() * 1e6).round() / 1e3).ceil() as u64,
+            None => {
+                let f = n.as_f64().unwrap_or_default();
+                let ms = ((f * 1e6).round() / 1e3).ceil() as u64;
+                // Under a microsecond too (1e-7): still a limit.
+                if f > 0.0 {
+                    ms.max(1)
+                } else {
+                    ms
+                }
+            }
         }),
         None => Err(Error::InvalidDuration(format!(
             "{name}: expected a non-negative number of seconds, got {v}"
@@ -2734,7 +2743,15 @@ mod tests {
         assert_eq!(s.timeout_ms, 1500);
         // A positive limit under a millisecond is one, never 0 (none);
         // binary fractions do not round a whole millisecond up.
-        for (t, ms) in [("0.0001", 1), ("0.3", 300), ("0.0006", 1), ("2.0005", 2001)] {
+        for (t, ms) in [
+            ("0.0001", 1),
+            ("0.3", 300),
+            ("0.0006", 1),
+            ("2.0005", 2001),
+            ("1e-7", 1),
+            ("4.9e-324", 1),
+            ("0.0", 0),
+        ] {
             let body = format!(r#"{{"command":["x"],"timeout":{t}}}"#);
             assert_eq!(req(&body).unwrap().0.timeout_ms, ms, "{t}");
         }
