@@ -1344,22 +1344,27 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
         crate::notify::deliver_lost(job, st.attempt());
         return;
     }
-    // `lock` is open read-only; the reserve is cut through a writable
-    // descriptor of the same file (never created here).
-    if let Ok(Some(f)) = job.open_lock_checked() {
-        if same_file(&f, lock) {
-            let _ = f.set_len(0);
-        }
+    // `lock` is open read-only; the reserve is cut (and, failing that,
+    // the record written) through a writable descriptor of the same file
+    // (never created here).
+    let writable = job
+        .open_lock_checked()
+        .ok()
+        .flatten()
+        .filter(|f| same_file(f, lock));
+    if let Some(f) = &writable {
+        let _ = f.set_len(0);
     }
     let written = job.write_state(st, true).or_else(|e| {
         // Bytes were not what was missing: an inode for the temporary
         // file was (a file system out of inodes). The record goes into
         // the lock file, ours and free of a supervisor now, renamed to
         // state.json: an ended job needs no lock to vouch for it.
-        if e.code() == "no_space" || sys::fs_full(lock) {
-            into_lock_file(job, lock, st).map_err(|_| e)
-        } else {
-            Err(e)
+        match &writable {
+            Some(f) if e.code() == "no_space" || sys::fs_full(lock) => {
+                into_lock_file(job, f, st).map_err(|_| e)
+            }
+            _ => Err(e),
         }
     });
     match written {
@@ -1368,16 +1373,10 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
     }
 }
 
-/// Write `st` into the job's lock file (`lock`, held by us) and rename it
-/// to state.json: a record that needs no new inode.
-fn into_lock_file(job: &Job, lock: &File, st: &State) -> std::io::Result<()> {
+/// Write `st` into the job's lock file (`f`, open for writing, held by
+/// us) and rename it to state.json: a record that needs no new inode.
+fn into_lock_file(job: &Job, f: &File, st: &State) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let Ok(Some(f)) = job.open_lock_checked() else {
-        return Err(std::io::ErrorKind::NotFound.into());
-    };
-    if !same_file(&f, lock) {
-        return Err(std::io::ErrorKind::NotFound.into());
-    }
     let text = serde_json::to_vec_pretty(st)?;
     f.set_len(0)?;
     f.write_all_at(&text, 0)?;

@@ -1556,13 +1556,10 @@ pub(crate) fn reapply_parts(script: String) -> Vec<String> {
 /// profile that can undo the caller's environment, and only those read
 /// the sh-syntax script of `reapply_script`.
 pub fn is_login_shell(wrapper: &[String]) -> bool {
-    let Some((prog, flags)) = wrapper.split_first() else {
+    let Some((_, flags)) = wrapper.split_first() else {
         return false;
     };
-    let name = Path::new(prog)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let name = program_name(wrapper);
     let posix = [
         "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh",
     ];
@@ -1574,6 +1571,16 @@ pub fn is_login_shell(wrapper: &[String]) -> bool {
                     && f[1..].bytes().all(|b| b.is_ascii_alphabetic())
                     && f.contains('l'))
         })
+}
+
+/// The wrapper program's file name (`bash` for `/bin/bash -lc`; empty
+/// when there is none, or it is not UTF-8).
+fn program_name(wrapper: &[String]) -> &str {
+    wrapper
+        .first()
+        .and_then(|p| Path::new(p).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
 }
 
 /// A POSIX sh script, evaluated by the login shell after its profile:
@@ -1667,10 +1674,11 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
     if command.len() == 1 {
         argv.push(format!("{prelude}{}", command[0]));
     } else {
-        let fish = wrapper
-            .first()
-            .is_some_and(|p| Path::new(p).file_name().and_then(|n| n.to_str()) == Some("fish"));
-        let run = if fish { "exec $argv" } else { "exec \"$@\"" };
+        let run = if program_name(wrapper) == "fish" {
+            "exec $argv"
+        } else {
+            "exec \"$@\""
+        };
         argv.push(format!("{prelude}{run}"));
         argv.push("--".to_string());
         argv.extend(command.iter().cloned());

@@ -550,26 +550,6 @@ fn has_open(pid: u32, path: &std::path::Path) -> bool {
         .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
 }
 
-/// Hold an exclusive flock on `path` (creating it), as a launch holds
-/// the job lock, until the child's stdin closes.
-fn hold_job_lock(path: &std::path::Path) -> std::process::Child {
-    use std::io::BufRead;
-    let mut c = std::process::Command::new("flock")
-        .arg("-o")
-        .arg(path)
-        .args(["sh", "-c", "echo held; cat"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock(1) from util-linux");
-    let mut line = String::new();
-    std::io::BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "held\n");
-    c
-}
-
 /// Replace state.json whole (by rename, as the supervisor writes it).
 fn write_state(t: &TempRoot, id: &str, v: &Value) {
     let tmp = t.job_dir(id).join(".state.tmp");
@@ -591,7 +571,7 @@ fn a_delete_that_waited_out_a_launch_removes_nothing() {
     t.settle();
     for id in [&made, &done] {
         let lock = t.job_dir(id).join("lock");
-        let mut launch = hold_job_lock(&lock);
+        let mut launch = support::hold_flock(&lock);
         let del = t
             .cmd(&["delete", id])
             .stdout(std::process::Stdio::piped())

@@ -586,32 +586,25 @@ fn a_ctrl_c_to_the_callers_group_during_the_launch_never_loses_the_job() {
     }
 }
 
-/// `run --stdin -` reading a caller's stdin whose writer never closes it:
-/// a stop signal ends the read at once, with an error document and no
-/// job made. It read on until EOF (forever, with a writer that stays),
-/// then launched the job all the same.
-#[test]
-fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
-    let t = TempRoot::new();
+/// `args` reading the caller's stdin: spawned with some bytes written
+/// and the writer kept open, so that the read waits for more.
+fn reading_stdin(t: &TempRoot, args: &[&str]) -> (Child, std::process::ChildStdin) {
     let mut child = t
-        .cmd(&["run", "--stdin", "-", "--", "wc -c"])
+        .cmd(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn agent-exec");
-    // Some bytes, and the writer kept open: the read waits for more.
     let mut input = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut input, b"partial input").unwrap();
-    // Reading: it has made the job directory and waits in its read.
-    let root = t.root.clone();
-    until_waiting(&child, || {
-        std::fs::read_dir(&root)
-            .is_ok_and(|d| d.flatten().any(|e| e.path().join("stdin.bin").exists()))
-    });
-    signal(&child, "TERM");
-    // Ended by the signal, with the writer still open (bounded: on
-    // failure the writer is closed so that the test ends).
+    (child, input)
+}
+
+/// Whether `child` ended (after a stop signal) with its stdin's writer
+/// still open, and what it answered. Bounded: on failure the writer is
+/// closed so that the test ends.
+fn end_then_close(mut child: Child, input: std::process::ChildStdin) -> (bool, Out) {
     let until = Instant::now() + Duration::from_secs(10);
     let mut ended = false;
     while Instant::now() < until {
@@ -622,7 +615,25 @@ fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(input);
-    let o = finish(child);
+    (ended, finish(child))
+}
+
+/// `run --stdin -` reading a caller's stdin whose writer never closes it:
+/// a stop signal ends the read at once, with an error document and no
+/// job made. It read on until EOF (forever, with a writer that stays),
+/// then launched the job all the same.
+#[test]
+fn run_reading_the_callers_stdin_answers_sigterm_and_makes_no_job() {
+    let t = TempRoot::new();
+    let (child, input) = reading_stdin(&t, &["run", "--stdin", "-", "--", "wc -c"]);
+    // Reading: it has made the job directory and waits in its read.
+    let root = t.root.clone();
+    until_waiting(&child, || {
+        std::fs::read_dir(&root)
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("stdin.bin").exists()))
+    });
+    signal(&child, "TERM");
+    let (ended, o) = end_then_close(child, input);
     assert!(ended, "still reading after SIGTERM: {:?}", o.stdout);
     assert_eq!(o.code, 143, "stdout={:?} stderr={:?}", o.stdout, o.stderr);
     let v = o.json();
@@ -642,24 +653,11 @@ fn send_reading_the_callers_stdin_answers_sigint_and_sends_nothing() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut child = t
-        .cmd(&["send", "--file", "-", &id])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn agent-exec");
-    let mut input = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut input, b"partial").unwrap();
+    let (child, input) = reading_stdin(&t, &["send", "--file", "-", &id]);
     // Asleep in its read (nothing else makes it wait before the send).
     until_waiting(&child, || true);
     signal(&child, "INT");
-    let until = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    drop(input);
-    let o = finish(child);
+    let (_, o) = end_then_close(child, input);
     assert_eq!(o.code, 130, "stdout={:?} stderr={:?}", o.stdout, o.stderr);
     let v = o.json();
     assert_eq!(
