@@ -1013,52 +1013,19 @@ fn a_fish_wrapper_runs_the_argv_it_was_given() {
         return;
     }
     let t = TempRoot::new();
-    let v = t.ok(&[
-        "run",
-        "--shell-wrapper",
-        "fish -lc",
-        "--",
-        "echo",
-        "hello",
-        "world",
-    ]);
+    let fish = |cmd: &[&str]| t.ok(&[&["run", "--shell-wrapper", "fish -lc", "--"], cmd].concat());
+    let v = fish(&["echo", "hello", "world"]);
     assert_eq!(v["stdout"], "hello world\n", "{v}");
     // Each word reaches the program as it is: no splitting, no expansion.
-    let v = t.ok(&[
-        "run",
-        "--shell-wrapper",
-        "fish -lc",
-        "--",
-        "printf",
-        "[%s]",
-        "a b",
-        "$HOME",
-        "(x)",
-        "",
-        "--",
-    ]);
+    let v = fish(&["printf", "[%s]", "a b", "$HOME", "(x)", "", "--"]);
     assert_eq!(v["stdout"], "[a b][$HOME][(x)][][--]", "{v}");
     // The program replaces fish: the recorded pid and status are its own.
-    let v = t.ok(&[
-        "run",
-        "--shell-wrapper",
-        "fish -lc",
-        "--",
-        "sh",
-        "-c",
-        "echo $$; exit 7",
-    ]);
+    let v = fish(&["sh", "-c", "echo $$; exit 7"]);
     let id = v["job_id"].as_str().unwrap();
     assert_eq!(v["exit_code"], 7, "{v}");
     let pid = t.state(id)["pid"].as_u64().unwrap();
     assert_eq!(v["stdout"].as_str().unwrap().trim(), pid.to_string());
-    let v = t.ok(&[
-        "run",
-        "--shell-wrapper",
-        "fish -lc",
-        "--",
-        "echo (echo one-string)",
-    ]);
+    let v = fish(&["echo (echo one-string)"]);
     assert_eq!(v["stdout"], "one-string\n", "{v}");
 }
 
