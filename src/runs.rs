@@ -95,9 +95,20 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     // directory's file, or moved there whole (by an older version).
     // Another file under the same name was put there by someone else:
     // letting the job's name go would lose the run's log.
-    let foreign = MOVED
-        .iter()
-        .find(|f| d.exists(f) && !d.is_dir(f) && rd.exists(f) && !d.same_file(f, &rd, f));
+    // One exception: an archive that got as far as the next run's fresh
+    // logs and no further (killed before the next state was written)
+    // left an empty stream log here beside the kept one. It holds nothing
+    // to lose, and the run under its name is ours (its state.json names
+    // this run): refusing it wedged the job, every later restart
+    // `unsafe_path`.
+    let fresh = |f: &str| {
+        (f == job::STDOUT || f == job::STDERR)
+            && d.open_regular(f).is_ok_and(|(_, m)| m.len() == 0)
+            && kept_run_is(&rd, attempt)
+    };
+    let foreign = MOVED.iter().find(|f| {
+        d.exists(f) && !d.is_dir(f) && rd.exists(f) && !d.same_file(f, &rd, f) && !fresh(f)
+    });
     if let Some(f) = foreign {
         return Err(Error::UnsafePath(format!(
             "keep the run in {}: {} exists and was not made by agent-exec ({f} is not this run's); nothing was changed",
@@ -151,6 +162,20 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(old.attempt.to_string()));
     }
     Ok(next)
+}
+
+/// Does run directory `rd` hold run `attempt` as `stage` keeps it (its
+/// state.json a terminal record of that attempt)?
+fn kept_run_is(rd: &sys::Dir, attempt: u32) -> bool {
+    let Ok(mut f) = rd.open_file(job::STATE, sys::How::Read) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    if std::io::Read::read_to_end(&mut f, &mut buf).is_err() {
+        return false;
+    }
+    serde_json::from_slice::<State>(&buf)
+        .is_ok_and(|st| st.attempt() == attempt && st.status().is_terminal())
 }
 
 /// Where run `name` is put together before it appears under its name.
@@ -448,6 +473,40 @@ mod tests {
         assert_eq!(names, [job::STDERR, job::STDOUT]);
         std::fs::remove_dir_all(&job.dir).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn an_archive_cut_short_after_the_fresh_logs_is_finished_by_the_next() {
+        let job = temp_job();
+        std::fs::write(job.stdout_path(), "one\n").unwrap();
+        std::fs::write(job.stderr_path(), "err\n").unwrap();
+        // The first archive got through (the run kept, fresh empty logs
+        // made) and its caller died before writing the next state: the
+        // job still reads as the ended run 1, and is archived again.
+        archive(&job, &ended(1, 3), 5).unwrap();
+        let next = archive(&job, &ended(1, 3), 5).unwrap();
+        assert_eq!(next.attempt(), 2);
+        assert_eq!(next.previous_runs.len(), 1);
+        let kept = &next.previous_runs[0];
+        assert_eq!(std::fs::read(&kept.stdout_log_path).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(&kept.stderr_log_path).unwrap(), b"err\n");
+        assert_eq!(std::fs::read(job.stdout_path()).unwrap(), b"");
+        // A log with something in it beside a kept run is not one an
+        // archive made: refused, and kept where it is.
+        std::fs::write(job.stdout_path(), "two\n").unwrap();
+        let e = archive(&job, &ended(1, 3), 5).unwrap_err();
+        assert_eq!(e.code(), "unsafe_path");
+        assert_eq!(std::fs::read(job.stdout_path()).unwrap(), b"two\n");
+        // Nor is an empty one beside a run directory that is not a kept
+        // run of that attempt.
+        std::fs::write(job.stdout_path(), "").unwrap();
+        let run1 = job.dir.join(RUNS).join("1");
+        std::fs::write(run1.join(job::STATE), "{}").unwrap();
+        assert_eq!(
+            archive(&job, &ended(1, 3), 5).unwrap_err().code(),
+            "unsafe_path"
+        );
+        std::fs::remove_dir_all(&job.dir).unwrap();
     }
 
     #[test]

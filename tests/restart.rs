@@ -130,6 +130,45 @@ fn a_job_that_ignores_term_is_killed_after_the_grace() {
     t.ok(&["kill", "--signal", "KILL", &id]);
 }
 
+/// A supervisor that cannot record the end (stopped here) leaves the
+/// restart nothing it may keep: `invalid_state`, retryable, with nothing
+/// started, and the same restart succeeds once the end is on record.
+/// It said "did not end after SIGKILL", not retryable, of a job whose
+/// process had ended.
+#[test]
+fn a_restart_whose_old_run_is_not_recorded_in_time_is_retryable() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep 30"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap() as i32;
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &sup.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {sup}");
+    };
+    signal("-STOP");
+    let (_, e) = t.err(&["restart", "--kill-after", "100ms", "--no-wait", &id]);
+    signal("-CONT");
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not recorded"),
+        "{e}"
+    );
+    let w = t.ok(&["wait", "--until", "30", &id]);
+    assert_eq!(w["state"], "killed", "{w}");
+    assert_eq!(w["attempt"], 1, "{w}");
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(attempts(&r), vec![1], "{r}");
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}
+
 #[test]
 fn restart_after_the_supervisor_died() {
     let t = TempRoot::new();
@@ -309,6 +348,49 @@ fn a_restart_that_died_while_keeping_the_run_loses_nothing() {
         std::fs::read_to_string(dir.join("runs/1/stderr.log")).unwrap(),
         "uno\n"
     );
+}
+
+/// A restart killed after it kept the run and made the next run's empty
+/// logs, before it wrote the next state: the job still reads as the
+/// ended run, whose logs are under runs/1 now. `tail` reads them there
+/// (as `wait` does), and the next restart finishes the keep: it used to
+/// take the fresh empty logs for someone else's and refuse every restart
+/// from then on (`unsafe_path`).
+#[test]
+fn a_restart_that_died_after_making_the_next_logs_does_not_wedge_the_job() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "echo one; echo uno >&2"]));
+    let dir = t.job_dir(&id);
+    let run1 = dir.join("runs/1");
+    std::fs::create_dir_all(&run1).unwrap();
+    for f in ["stdout.log", "stderr.log", "state.json"] {
+        std::fs::hard_link(dir.join(f), run1.join(f)).unwrap();
+    }
+    for f in ["stdout.log", "stderr.log"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    let tail = t.ok(&["tail", &id]);
+    assert_eq!(
+        (&tail["stdout"], &tail["stderr"]),
+        (&json!("one\n"), &json!("uno\n")),
+        "{tail}"
+    );
+    assert_eq!(t.ok(&["wait", &id])["stdout"], "one\n");
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(attempts(&r), vec![1], "{r}");
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(r["stdout"], "one\n", "{r}");
+    assert_eq!(
+        std::fs::read_to_string(run1.join("stdout.log")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run1.join("stderr.log")).unwrap(),
+        "uno\n"
+    );
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(attempts(&r), vec![1, 2], "{r}");
 }
 
 #[test]

@@ -132,9 +132,14 @@ fn stop_running(job: &Job, stop: Stop) -> Result<()> {
     if st.status().is_terminal() {
         return Ok(());
     }
-    Err(Error::InvalidState(format!(
-        "invalid job state: job {} did not end after SIGKILL",
-        job.id
+    // Its processes may well be gone: the end is not on record (a
+    // supervisor stopped or starved cannot write it). Nothing was kept
+    // or started, and the same restart later succeeds.
+    Err(Error::Busy(format!(
+        "invalid job state: the end of job {} was not recorded within {} ms of SIGKILL \
+         (its supervisor has not written it); nothing was started",
+        job.id,
+        GONE_WITHIN.as_millis()
     )))
 }
 

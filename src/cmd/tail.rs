@@ -161,8 +161,22 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
     let since = req.since.map(|s| Cursor::decode(s, &job.id)).transpose()?;
     let state = state_first(job);
     let done = state.as_ref().is_some_and(|s| s.status().is_terminal());
-    let out = observe::open_log(&job.stdout_path())?;
-    let err = observe::open_log(&job.stderr_path())?;
+    let mut logs = job.clone();
+    let mut out = observe::open_log(&job.stdout_path())?;
+    let mut err = observe::open_log(&job.stderr_path())?;
+    // The run the state names was kept under runs/ since (a `restart`
+    // moving it, or one that died before its next state was written):
+    // its logs are there, and the job's are the next run's. Asked after
+    // the open, as `run::read_inline_of` does, so that either way round
+    // the logs read are that run's.
+    if let Some(kept) = state
+        .as_ref()
+        .and_then(|st| crate::runs::moved_since(job, st))
+    {
+        out = observe::open_log(&kept.stdout_path())?;
+        err = observe::open_log(&kept.stderr_path())?;
+        logs = kept;
+    }
     if let Some(c) = &since {
         out.check_since("stdout.log", c.out, c.out_tag)?;
         err.check_since("stderr.log", c.err, c.err_tag)?;
@@ -189,8 +203,8 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
         stdout: o.text,
         stderr: e.text,
         encoding: "utf-8-lossy",
-        stdout_log_path: out.exists().then(|| job.stdout_display()),
-        stderr_log_path: err.exists().then(|| job.stderr_display()),
+        stdout_log_path: out.exists().then(|| logs.stdout_display()),
+        stderr_log_path: err.exists().then(|| logs.stderr_display()),
         stdout_range: o.range,
         stderr_range: e.range,
         stdout_total_bytes: o.total,
