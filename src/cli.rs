@@ -383,7 +383,7 @@ const LOG: Flag = Flag::value(
     "log",
     "PATH",
     Ty::Path,
-    "Write the combined timestamped log here instead of <job>/full.log (restart writes it anew: earlier runs' combined logs are not kept)",
+    "Write the combined timestamped log here instead of <job>/full.log, making missing parent directories; never inside a directory of the jobs root (the launch fails log_unwritable). Restart writes it anew: earlier runs' combined logs are not kept",
 );
 const MAX_LOG_BYTES: Flag = Flag::value(
     "max-log-bytes",
@@ -1428,9 +1428,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             )));
         }
     }
-    if let Some(a) = forever_not_waiting(values.iter().map(|(k, v)| (*k, v.as_str()))) {
+    if let Some((a, b)) = wait_contradiction(values.iter().map(|(k, v)| (*k, v.as_str()))) {
         return Err(Error::usage(format!(
-            "the argument '--{a}' cannot be used with '--forever'"
+            "the argument '--{a}' cannot be used with '--{b}'"
         )));
     }
     if let Some((a, b)) = needs_another(&values) {
@@ -1547,10 +1547,10 @@ pub fn matches_from_params(
             )));
         }
     }
-    // As on the command line: not waiting and `forever` contradict.
-    if let Some(a) = forever_not_waiting(values.iter().map(|(k, v)| (*k, v.as_str()))) {
+    // As on the command line: not waiting and waiting contradict.
+    if let Some((a, b)) = wait_contradiction(values.iter().map(|(k, v)| (*k, v.as_str()))) {
         return Err(Error::InvalidRequest(format!(
-            "{} and forever cannot be used together",
+            "{} and {b} cannot be used together",
             a.replace('-', "_")
         )));
     }
@@ -1586,16 +1586,23 @@ fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
     msg.strip_prefix(named.as_str()).unwrap_or(msg)
 }
 
-/// `--no-wait` and `--wait false` are `--until 0`, which `--forever`
-/// contradicts: refused as `--until` is, not one of them quietly lost.
-/// Which of the two was given with `forever` (as `no-wait` or
-/// `wait false`), if any. Shared by the command line and HTTP; MCP,
-/// which takes `forever` out first, asks `not_waiting`.
-fn forever_not_waiting<'a>(
+/// `--no-wait` and `--wait false` are `--until 0`, which `--forever`,
+/// an `--until` of its own and `--wait true` contradict: refused as
+/// `--until` twice is, not one of them quietly winning (`--no-wait
+/// --until 5` answered at once). The two names (the one not waiting, as
+/// `no-wait` or `wait false`, then the other), if any. Shared by the
+/// command line, HTTP and MCP.
+pub fn wait_contradiction<'a>(
     values: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-) -> Option<&'static str> {
-    let forever = values.clone().any(|(k, v)| k == "forever" && flag_on(v));
-    forever.then(|| not_waiting(values)).flatten()
+) -> Option<(&'static str, &'static str)> {
+    let off = not_waiting(values.clone())?;
+    let mut all = values;
+    all.find_map(|(k, v)| match k {
+        "forever" if flag_on(v) => Some((off, "forever")),
+        "until" => Some((off, "until")),
+        "wait" if flag_on(v) => Some((off, "wait")),
+        _ => None,
+    })
 }
 
 /// Which of `--no-wait` or `--wait false` is among `values` (flag or

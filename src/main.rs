@@ -16,6 +16,7 @@ mod gc;
 mod http;
 mod input;
 mod job;
+mod jsonin;
 mod launch;
 mod logcap;
 mod man;

@@ -450,9 +450,26 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
     }
-    let msg: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => return srv.error(to, "null", PARSE_ERROR, &format!("parse error: {e}")),
+    // A number past a double's range is valid JSON that serde_json
+    // cannot hold: read as a string of its text (`jsonin`), so that the
+    // request keeps its id and the member fails its own check.
+    let parse_error = |e| srv.error(to, "null", PARSE_ERROR, &format!("parse error: {e}"));
+    let quoted;
+    let (line, msg): (&[u8], Value) = match serde_json::from_slice(line) {
+        Ok(v) => (line, v),
+        Err(e) => {
+            let q = crate::jsonin::is_huge_number(&e)
+                .then(|| crate::jsonin::quote_huge_numbers(line))
+                .flatten();
+            let Some(q) = q else {
+                return parse_error(e);
+            };
+            quoted = q;
+            match serde_json::from_slice(&quoted) {
+                Ok(v) => (&quoted[..], v),
+                Err(e) => return parse_error(e),
+            }
+        }
     };
     let Value::Array(items) = msg else {
         return handle_message(srv, pool, msg, line, to);

@@ -618,6 +618,13 @@ fn job_root(job: &Job) -> &Path {
     job.dir.parent().unwrap_or(Path::new("/"))
 }
 
+/// The refusal of a file the user named (`--log PATH`) that leads into
+/// a directory of the jobs root `root`, as a file sink's is refused
+/// (`open_append`): only agent-exec writes there. None: elsewhere.
+pub(crate) fn refuse_inside_root(path: &Path, root: &Path) -> Option<String> {
+    refused_inside(root)(&resolved(path)).then(|| inside_root(root))
+}
+
 /// Is a (resolved) path inside a directory of the jobs root (a job's,
 /// or the root's own `.queues`)? A file directly in the root (an
 /// `events.ndjson` kept beside the jobs) touches no record: allowed.

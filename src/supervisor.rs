@@ -1804,22 +1804,41 @@ fn open_full_log(
     let f = if full == job.path(job::FULL) {
         sys::Dir::open(&job.dir)?.open_file(job::FULL, how)?
     } else {
+        // Never into another job's directory (or .queues): `--log
+        // <root>/<id>/stdout.log` overwrote that job's output, and
+        // state.json its record. Looked at before anything is made, and
+        // again at the file opened (a link swapped in between).
+        let refuse = || -> io::Result<()> {
+            let root = job.dir.parent().unwrap_or(Path::new("/"));
+            match crate::notify::refuse_inside_root(full, root) {
+                Some(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+                None => Ok(()),
+            }
+        };
+        refuse()?;
         if let Some(parent) = full.parent() {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)?;
         }
-        fs::OpenOptions::new()
+        // Emptied only once it is known to be neither a FIFO nor in the
+        // root (below), not by the open.
+        let f = fs::OpenOptions::new()
             .read(how == sys::How::Open)
             .write(true)
             .create(true)
-            .truncate(how == sys::How::Truncate)
+            .truncate(false)
             .mode(0o600)
             .custom_flags(libc::O_NONBLOCK)
             .open(full)
             .map_err(sys::nonblocking_write_error)
-            .and_then(sys::regular_for_writing)?
+            .and_then(sys::regular_for_writing)?;
+        refuse()?;
+        if how == sys::How::Truncate {
+            f.set_len(0)?;
+        }
+        f
     };
     if how == sys::How::Open {
         f.set_len(0)?;

@@ -573,6 +573,41 @@ fn forever_refuses_no_wait_and_integers_refuse_surrounding_space() {
         v["error"]["message"],
         "the argument '--until' cannot be used with '--forever'"
     );
+    // Not waiting and a budget, or waiting, contradict as well: `--no-wait
+    // --until 5` answered at once, the budget quietly lost.
+    for (args, flag, other) in [
+        (
+            &["run", "--no-wait", "--until", "5", "--", "true"][..],
+            "--no-wait",
+            "--until",
+        ),
+        (
+            &["run", "--until", "5", "--wait", "false", "--", "true"],
+            "--wait false",
+            "--until",
+        ),
+        (
+            &["run", "--no-wait", "--wait", "true", "--", "true"],
+            "--no-wait",
+            "--wait",
+        ),
+        (
+            &["start", "--until", "1", "--no-wait", "01NOSUCHJOB"],
+            "--no-wait",
+            "--until",
+        ),
+    ] {
+        let v = usage_error(&t, args);
+        assert_eq!(
+            v["error"]["message"],
+            format!("the argument '{flag}' cannot be used with '{other}'"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(t.ok(&["list"])["jobs"].as_array().unwrap().len(), 0);
+    // Not waiting twice over is no contradiction.
+    let v = t.ok(&["run", "--no-wait", "--wait", "false", "--", "true"]);
+    assert_eq!(v["state"], "running", "{v}");
     // Waiting stays compatible with --forever.
     let v = t.ok(&["run", "--wait", "true", "--forever", "--", "true"]);
     assert_eq!(v["state"], "exited");

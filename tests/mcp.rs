@@ -368,6 +368,22 @@ fn malformed_and_invalid_messages() {
     let r = m.answer(&Value::Null, Duration::from_secs(5));
     assert_eq!(r["error"]["code"], -32600);
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+    // A number past a double's range is valid JSON: the request keeps
+    // its id (it was a parse error with id null, never answered), and
+    // the argument fails as `--timeout 1e309` does.
+    m.send_raw(
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"run","arguments":{"command":"true","timeout":1e309}}}"#,
+    );
+    let r = m.answer(&json!(8), Duration::from_secs(5));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let e = &r["result"]["structuredContent"]["error"];
+    assert_eq!(e["code"], "invalid_duration", "{r}");
+    m.send_raw(r#"{"jsonrpc":"2.0","id":9,"method":"ping","params":{"x":-1E+400}}"#);
+    assert_eq!(
+        m.answer(&json!(9), Duration::from_secs(5))["result"],
+        json!({})
+    );
+    assert_eq!(m.ok("list", json!({}))["jobs"].as_array().unwrap().len(), 0);
 }
 
 #[test]
@@ -941,6 +957,14 @@ fn argument_conflicts_are_invalid_requests() {
         (
             "restart",
             json!({"job_id": id, "wait": false, "forever": true}),
+        ),
+        (
+            "run",
+            json!({"command": "true", "no_wait": true, "until": 5}),
+        ),
+        (
+            "run",
+            json!({"command": "true", "no_wait": true, "wait": true}),
         ),
         ("list", json!({"cwd": ""})),
     ] {

@@ -602,6 +602,60 @@ fn an_unwritable_log_fails_the_job_and_stops_it() {
     );
 }
 
+/// `--log` never writes into a directory of the jobs root, as a file
+/// sink never does: pointed at another job's log or record it fails the
+/// launch (`log_unwritable`, saying why), and that job is untouched. It
+/// overwrote the other job's stdout.log, and state.json made that job
+/// unreadable. A file directly in the root is allowed.
+#[test]
+fn a_log_inside_a_job_directory_is_refused() {
+    let t = TempRoot::new();
+    let other = t.ok(&["run", "--", "echo original"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = t.job_dir(&other);
+    let before: Vec<_> = ["stdout.log", "state.json", "meta.json"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect();
+    // Spelled plainly, and through a link to the job's directory.
+    let link = t.base.join("there");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    for target in [
+        dir.join("stdout.log"),
+        dir.join("state.json"),
+        link.join("meta.json"),
+        dir.join("new/sub/x.log"),
+    ] {
+        let v = t.ok(&[
+            "run",
+            "--log",
+            target.to_str().unwrap(),
+            "--",
+            "echo intruder",
+        ]);
+        assert_eq!(v["state"], "failed", "{target:?}: {v}");
+        let st = t.state(v["job_id"].as_str().unwrap());
+        assert_eq!(st["failure"]["code"], "log_unwritable", "{st}");
+        let msg = st["failure"]["message"].as_str().unwrap();
+        assert!(msg.contains("inside a directory of the jobs root"), "{msg}");
+    }
+    assert!(!dir.join("new").exists(), "nothing is made there");
+    let after: Vec<_> = ["stdout.log", "state.json", "meta.json"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect();
+    assert!(before == after, "the other job's files are untouched");
+    assert_eq!(t.ok(&["tail", &other])["stdout"], "original\n");
+    let beside = t.root.join("combined.log");
+    let v = t.ok(&["run", "--log", beside.to_str().unwrap(), "--", "echo fine"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert!(std::fs::read_to_string(&beside)
+        .unwrap()
+        .contains("[STDOUT] fine"));
+}
+
 #[test]
 fn permissions_are_private() {
     let t = TempRoot::new();

@@ -640,6 +640,19 @@ fn exec_body_errors() {
             "invalid_request",
             "field max_bytes",
         ),
+        // A number past a double's range is valid JSON: the field is
+        // named, with its code (it was "number out of range at column").
+        (
+            r#"{"command":["x"],"timeout":1e309}"#,
+            "invalid_duration",
+            "timeout",
+        ),
+        // As `--wait false --until 5` (the until was lost).
+        (
+            r#"{"command":["x"],"wait":false,"until":5}"#,
+            "invalid_request",
+            "wait false and until",
+        ),
     ] {
         // The connection survives every one of these.
         let r = c.send("POST", "/exec", &[], body);
@@ -2652,7 +2665,7 @@ fn exec_starts_interactive_and_terminal_jobs_for_send() {
     let v = s
         .post(
             "/exec",
-            r#"{"command":["stty size; read x; echo got $x"],"tty":true,"tty_size":"100x30","until":"5s","wait":false}"#,
+            r#"{"command":["stty size; read x; echo got $x"],"tty":true,"tty_size":"100x30","wait":false}"#,
         )
         .assert_ok("run");
     let id = v["job_id"].as_str().unwrap().to_string();

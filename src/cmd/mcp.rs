@@ -811,6 +811,14 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
 /// Bound an observation: no `until` is the default, more (or `forever`)
 /// the maximum.
 fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
+    // As the command line and HTTP: not waiting and waiting contradict.
+    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    if let Some((a, b)) = crate::cli::wait_contradiction(pairs) {
+        return Err(bad(format!(
+            "{} and {b} cannot be used together",
+            a.replace('-', "_")
+        )));
+    }
     let forever = params
         .iter()
         .any(|(k, v)| k == "forever" && v != "false" && v != "0");
@@ -821,13 +829,6 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
         // not one of them winning.
         return Err(bad("until and forever cannot be used together"));
     }
-    let not_waiting = crate::cli::not_waiting(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    if let (true, Some(a)) = (forever, not_waiting) {
-        return Err(bad(format!(
-            "{} and forever cannot be used together",
-            a.replace('-', "_")
-        )));
-    }
     let ms = match given {
         Some(i) => crate::time::parse_duration_ms(&params[i].1)?,
         None if forever => limits.max_ms,
@@ -837,7 +838,11 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
     if let Some(i) = given {
         params.remove(i);
     }
-    params.push(("until".into(), format!("{ms}ms")));
+    // A call that does not wait has no budget to bound (and one added
+    // would contradict its `no_wait` in the checks that follow).
+    if crate::cli::not_waiting(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))).is_none() {
+        params.push(("until".into(), format!("{ms}ms")));
+    }
     Ok(())
 }
 

@@ -1987,7 +1987,7 @@ fn no_params(req: &Request) -> Result<()> {
 /// fields: those would be parameters the caller meant (`{"signal":
 /// "KILL"}`), and acting without them (a TERM, a wait) is refused instead.
 fn no_body_params(req: &Request) -> Result<()> {
-    let fields = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body)
+    let fields = crate::jsonin::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body)
         .map(|o| o.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     if fields.is_empty() {
@@ -2047,13 +2047,13 @@ struct ExecRequest {
 fn exec_request(body: &[u8]) -> Result<ExecRequest> {
     // Parsed directly first: it refuses a repeated member, which a
     // parse into a map would drop.
-    let e = match serde_json::from_slice::<ExecRequest>(body) {
+    let e = match crate::jsonin::from_slice::<ExecRequest>(body) {
         Ok(r) => return Ok(r),
         Err(e) => e,
     };
     // Every field is optional: the first member that fails alone is the
     // one at fault.
-    let culprit = serde_json::from_slice::<serde_json::Value>(body)
+    let culprit = crate::jsonin::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
             v.as_object()?.iter().find_map(|(k, val)| {
@@ -2195,7 +2195,7 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
     let body: Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
         Fields(Vec::new())
     } else {
-        serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
+        crate::jsonin::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
     };
     let cmd = crate::cli::find("send").ok_or_else(|| Error::internal("no send command"))?;
     let mut data = None;
@@ -2412,6 +2412,11 @@ fn exec_spec(
         (false, None) => None,
     };
     spec.interactive = r.interactive.unwrap_or(false) || spec.tty.is_some();
+    // `wait: false` is `until` 0, as `--wait false` is: with an `until`
+    // of its own, one of the two was quietly lost.
+    if r.wait == Some(false) && r.until.is_some() {
+        return Err(invalid("wait false and until cannot be used together"));
+    }
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.as_ref().map_or(Ok(10_000), exec_until_ms)?),
@@ -2736,7 +2741,7 @@ mod tests {
 
     #[test]
     fn exec_bodies() {
-        let (s, p) = req(r#"{"command":["echo","hi"],"env":{"B":"2","A":"1"},"timeout":1.5,"tags":["x","x"],"wait":false,"until":3,"max_bytes":7,"stdin":"in"}"#).unwrap();
+        let (s, p) = req(r#"{"command":["echo","hi"],"env":{"B":"2","A":"1"},"timeout":1.5,"tags":["x","x"],"wait":true,"until":3,"max_bytes":7,"stdin":"in"}"#).unwrap();
         assert_eq!(s.command, ["echo", "hi"]);
         assert_eq!(s.env, ["A=1", "B=2"]);
         assert_eq!(s.mask, ["A", "B"]);
@@ -2757,8 +2762,12 @@ mod tests {
         }
         assert_eq!(s.tags, ["x"]);
         assert!(matches!(s.stdin, StdinSrc::Value(ref v) if v == "in"));
-        assert!(!p.wait);
+        assert!(p.wait);
         assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
+        let (_, p) = req(r#"{"command":["x"],"wait":false}"#).unwrap();
+        assert!(!p.wait);
+        let e = req(r#"{"command":["x"],"wait":false,"until":3}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":100,"no_full_log":true}"#).unwrap();
         assert_eq!((s.max_log_bytes, s.no_full_log), (Some(100), true));
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":0}"#).unwrap();

@@ -1,0 +1,145 @@
+//! JSON that callers send (HTTP bodies, MCP messages) and serde_json
+//! cannot hold: a number past a double's range (`1e309`) is valid JSON,
+//! but the parse of the whole text fails on it ("number out of range"),
+//! so the request lost its id (MCP answered `id: null`, the client waited
+//! for ever) and its field's name (HTTP said `invalid_request` at a
+//! column, not `invalid_duration` naming `timeout`).
+//!
+//! `quote_huge_numbers` writes each such number as a string of its own
+//! text, and the caller parses again: the member then fails the check of
+//! its field, as the same text does on the command line (`--timeout
+//! 1e309` is `invalid_duration`). Only a text that failed that way is
+//! rewritten: every other request is parsed as sent.
+//!
+//! Rejected: serde_json's `arbitrary_precision` (every number of every
+//! document we read and write would change representation).
+
+/// `text` with every number outside a double's range turned into a JSON
+/// string of the same characters; None when there is none (or the text
+/// is not JSON enough to find its numbers, which the parse then says).
+pub fn quote_huge_numbers(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() + 8);
+    let mut changed = false;
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        if c == b'"' {
+            let end = string_end(text, i)?;
+            out.extend_from_slice(&text[i..end]);
+            i = end;
+        } else if c == b'-' || c.is_ascii_digit() {
+            let end = number_end(text, i);
+            let token = &text[i..end];
+            let huge = std::str::from_utf8(token)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_infinite);
+            if huge {
+                out.push(b'"');
+                out.extend_from_slice(token);
+                out.push(b'"');
+                changed = true;
+            } else {
+                out.extend_from_slice(token);
+            }
+            i = end.max(i + 1);
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    changed.then_some(out)
+}
+
+/// `serde_json::from_slice`, and when the text failed on a number past
+/// a double's range, the same parse of it with such numbers quoted.
+pub fn from_slice<T: serde::de::DeserializeOwned>(text: &[u8]) -> serde_json::Result<T> {
+    match serde_json::from_slice(text) {
+        Err(e) if is_huge_number(&e) => match quote_huge_numbers(text) {
+            Some(q) => serde_json::from_slice(&q),
+            None => Err(e),
+        },
+        read => read,
+    }
+}
+
+/// Does serde_json's error say a number was out of range?
+pub fn is_huge_number(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
+}
+
+/// The index just past the string that starts at `at` (a `"`), escapes
+/// skipped; None when it never ends.
+fn string_end(text: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index just past the number token that starts at `at`: a sign,
+/// digits, a fraction and an exponent, as JSON writes them (anything
+/// else stops it, and the parse judges what follows).
+fn number_end(text: &[u8], at: usize) -> usize {
+    let mut i = at;
+    let digits = |mut i: usize| {
+        while i < text.len() && text[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    if text.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = digits(i);
+    if text.get(i) == Some(&b'.') {
+        i = digits(i + 1);
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(text.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(i);
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quoted(s: &str) -> Option<String> {
+        quote_huge_numbers(s.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn only_numbers_past_a_double_are_quoted() {
+        assert_eq!(
+            quoted(r#"{"id":2,"a":{"timeout":1e309,"b":[-1E+400,1.5e3]}}"#).as_deref(),
+            Some(r#"{"id":2,"a":{"timeout":"1e309","b":["-1E+400",1.5e3]}}"#)
+        );
+        // Small, tiny (1e-400 is 0 to serde too) and long integers stay.
+        assert_eq!(
+            quoted(r#"{"a":1e-400,"b":18446744073709551616,"c":0.5}"#),
+            None
+        );
+        // Inside strings, escaped quotes included, nothing is touched.
+        assert_eq!(quoted(r#"{"a":"1e309 \" 1e309","b":"\\"}"#), None);
+        assert_eq!(
+            quoted(r#"{"a":"\"","b":1e999}"#).as_deref(),
+            Some(r#"{"a":"\"","b":"1e999"}"#)
+        );
+        // An unterminated string: nothing to say.
+        assert_eq!(quoted(r#"{"a":"1e309"#), None);
+        let e = serde_json::from_str::<serde_json::Value>("[1e309]").unwrap_err();
+        assert!(is_huge_number(&e), "{e}");
+        let e = serde_json::from_str::<serde_json::Value>("[1e3").unwrap_err();
+        assert!(!is_huge_number(&e), "{e}");
+    }
+}
