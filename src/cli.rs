@@ -1433,7 +1433,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             "the argument '--{a}' cannot be used with '--{b}'"
         )));
     }
-    if let Some((a, b)) = needs_another(&values) {
+    if let Some((a, b)) = needs_another(cmd, &values) {
         return Err(Error::usage(format!("--{a} needs --{b}")));
     }
     check_together(cmd, &values).map_err(|e| about_read_of(cmd, &positionals, e))?;
@@ -1547,14 +1547,14 @@ pub fn matches_from_params(
             )));
         }
     }
-    // As on the command line: not waiting and waiting contradict.
+    // As on the command line: not waiting and forever contradict.
     if let Some((a, b)) = wait_contradiction(values.iter().map(|(k, v)| (*k, v.as_str()))) {
         return Err(Error::InvalidRequest(format!(
             "{} and {b} cannot be used together",
             a.replace('-', "_")
         )));
     }
-    if let Some((a, b)) = needs_another(&values) {
+    if let Some((a, b)) = needs_another(cmd, &values) {
         let name = |long| cmd.flag(long).and_then(Flag::http_name).unwrap_or_default();
         return Err(Error::InvalidRequest(format!(
             "{} needs {}",
@@ -1586,23 +1586,19 @@ fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
     msg.strip_prefix(named.as_str()).unwrap_or(msg)
 }
 
-/// `--no-wait` and `--wait false` are `--until 0`, which `--forever`,
-/// an `--until` of its own and `--wait true` contradict: refused as
-/// `--until` twice is, not one of them quietly winning (`--no-wait
-/// --until 5` answered at once). The two names (the one not waiting, as
-/// `no-wait` or `wait false`, then the other), if any. Shared by the
-/// command line, HTTP and MCP.
+/// `--no-wait` and `--wait false` are `--until 0`, which `--forever`
+/// contradicts: refused as `--until` is, not one of them quietly lost.
+/// The two names (the one not waiting, as `no-wait` or `wait false`,
+/// then `forever`), if so. Shared by the command line, HTTP and MCP.
+/// Not refused: `--no-wait` with `--until` or `--wait`, which it
+/// overrides, as 0.2.3's did (the reference's run flags).
 pub fn wait_contradiction<'a>(
     values: impl Iterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Option<(&'static str, &'static str)> {
     let off = not_waiting(values.clone())?;
     let mut all = values;
-    all.find_map(|(k, v)| match k {
-        "forever" if flag_on(v) => Some((off, "forever")),
-        "until" => Some((off, "until")),
-        "wait" if flag_on(v) => Some((off, "wait")),
-        _ => None,
-    })
+    all.any(|(k, v)| k == "forever" && flag_on(v))
+        .then_some((off, "forever"))
 }
 
 /// Which of `--no-wait` or `--wait false` is among `values` (flag or
@@ -1622,13 +1618,30 @@ fn flag_on(v: &str) -> bool {
     v != "false" && v != "0"
 }
 
-/// A flag given without the one it only makes sense with (`run` and
-/// `create`): `(given, missing)`, each door naming them in its own words.
-/// Refused rather than ignored, as `--parallel` without `--queue` is: a
-/// `--retry-delay` without `--retry` would never pause anything.
-fn needs_another(values: &[(&'static str, String)]) -> Option<(&'static str, &'static str)> {
+/// A flag given without the one it only makes sense with: `(given,
+/// missing)`, each door naming them in its own words. Refused rather than
+/// ignored, as `--parallel` without `--queue` is: a `--retry-delay`
+/// without `--retry` would never pause anything, and `tail --until`
+/// without `--follow` (or `--raw`, which implies it) never stops
+/// anything, nor does `--grep-type` or `--output-stream` choose anything
+/// without `--grep`.
+fn needs_another(
+    cmd: &Cmd,
+    values: &[(&'static str, String)],
+) -> Option<(&'static str, &'static str)> {
     let given = |long: &str| values.iter().any(|(k, _)| *k == long);
-    (given("retry-delay") && !given("retry")).then_some(("retry-delay", "retry"))
+    let pairs: &[(&'static str, &'static str)] = match cmd.name {
+        "tail" => &[
+            ("until", "follow"),
+            ("grep-type", "grep"),
+            ("output-stream", "grep"),
+        ],
+        _ => &[("retry-delay", "retry")],
+    };
+    pairs
+        .iter()
+        .copied()
+        .find(|&(a, b)| given(a) && !given(b) && !(b == "follow" && given("raw")))
 }
 
 /// An error of `check_together` is about one job's read (`tail JOB

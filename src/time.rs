@@ -319,6 +319,12 @@ fn parse_duration_inner(t: &str) -> Option<u64> {
     let ms = int(whole)
         .saturating_mul(unit_ms)
         .saturating_add(int(frac).saturating_mul(unit_ms).div_ceil(scale));
+    // Digits past the ninth are below a nanosecond and not counted, but
+    // a positive duration made only of them is still one (1 ms), not 0:
+    // `--timeout 0.0000000001` ran with no limit.
+    if ms == 0 && number.bytes().any(|c| c != b'0' && c != b'.') {
+        return Some(1);
+    }
     Some(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
@@ -532,6 +538,11 @@ mod tests {
             ("0.0001s", 1),
             ("0.0004", 1),
             ("1.0000000001s", 1_000),
+            // Below a nanosecond is still positive.
+            ("0.0000000001", 1),
+            ("0.0000000001m", 1),
+            ("0.00000000000000000001ms", 1),
+            ("0.0000000000", 0),
             ("2.5ms", 3),
         ] {
             assert_eq!(parse_duration_ms(text).unwrap(), ms, "{text:?}");

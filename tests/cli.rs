@@ -573,47 +573,69 @@ fn forever_refuses_no_wait_and_integers_refuse_surrounding_space() {
         v["error"]["message"],
         "the argument '--until' cannot be used with '--forever'"
     );
-    // Not waiting and a budget, or waiting, contradict as well: `--no-wait
-    // --until 5` answered at once, the budget quietly lost.
-    for (args, flag, other) in [
-        (
-            &["run", "--no-wait", "--until", "5", "--", "true"][..],
-            "--no-wait",
-            "--until",
-        ),
-        (
-            &["run", "--until", "5", "--wait", "false", "--", "true"],
-            "--wait false",
-            "--until",
-        ),
-        (
-            &["run", "--no-wait", "--wait", "true", "--", "true"],
-            "--no-wait",
-            "--wait",
-        ),
-        (
-            &["start", "--until", "1", "--no-wait", "01NOSUCHJOB"],
-            "--no-wait",
-            "--until",
-        ),
+    // `--no-wait` overrides `--until` and `--wait`, as 0.2.3's did (the
+    // reference); only `--forever` contradicts it.
+    for args in [
+        &["run", "--no-wait", "--until", "5", "--", "sleep 2"][..],
+        &["run", "--no-wait", "--wait", "true", "--", "sleep 2"],
+        &["run", "--no-wait", "--wait", "false", "--", "sleep 2"],
     ] {
-        let v = usage_error(&t, args);
-        assert_eq!(
-            v["error"]["message"],
-            format!("the argument '{flag}' cannot be used with '{other}'"),
-            "{args:?}"
-        );
+        let v = t.ok(args);
+        assert_eq!(v["state"], "running", "{args:?}: {v}");
+        assert_eq!(v["waited_ms"], 0, "{args:?}: {v}");
     }
-    assert_eq!(t.ok(&["list"])["jobs"].as_array().unwrap().len(), 0);
-    // Not waiting twice over is no contradiction.
-    let v = t.ok(&["run", "--no-wait", "--wait", "false", "--", "true"]);
-    assert_eq!(v["state"], "running", "{v}");
     // Waiting stays compatible with --forever.
     let v = t.ok(&["run", "--wait", "true", "--forever", "--", "true"]);
     assert_eq!(v["state"], "exited");
     // Integers refuse surrounding whitespace (durations trim it: gc.rs).
     let v = usage_error(&t, &["list", "--limit", " 5"]);
     assert_eq!(v["error"]["code"], "usage_error", "{v}");
+}
+
+/// A `tail` flag of another mode than the one asked is refused, as
+/// `--retry-delay` without `--retry` is: it was accepted and did nothing
+/// (`--until` without `--follow` stops nothing).
+#[test]
+fn flags_of_another_mode_are_refused() {
+    let t = TempRoot::new();
+    for (args, msg) in [
+        (
+            &["tail", "--until", "1", "01NOSUCHJOB"][..],
+            "--until needs --follow",
+        ),
+        (
+            &["tail", "--grep-type", "regex", "01NOSUCHJOB"],
+            "--grep-type needs --grep",
+        ),
+        (
+            &["tail", "--output-stream", "stderr", "01NOSUCHJOB"],
+            "--output-stream needs --grep",
+        ),
+    ] {
+        let v = usage_error(&t, args);
+        assert_eq!(v["error"]["message"], msg, "{args:?}: {v}");
+    }
+    // An empty `run --output-pattern` is no output-match, as in 0.2.3
+    // (the reference), not an error.
+    t.ok(&["run", "--output-pattern", "", "--", "true"]);
+    // Each with its mode is fine (the job does not exist: that is all).
+    for args in [
+        &["tail", "--follow", "--until", "1", "01NOSUCHJOB"][..],
+        &["tail", "--raw", "--until", "1", "01NOSUCHJOB"],
+        &[
+            "tail",
+            "--grep",
+            "x",
+            "--grep-type",
+            "regex",
+            "--output-stream",
+            "stderr",
+            "01NOSUCHJOB",
+        ],
+    ] {
+        let (_, e) = t.err(args);
+        assert_eq!(e["error"]["code"], "job_not_found", "{args:?}: {e}");
+    }
 }
 
 /// `--shell-wrapper` takes one argument, the program and its flags in

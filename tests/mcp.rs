@@ -958,14 +958,6 @@ fn argument_conflicts_are_invalid_requests() {
             "restart",
             json!({"job_id": id, "wait": false, "forever": true}),
         ),
-        (
-            "run",
-            json!({"command": "true", "no_wait": true, "until": 5}),
-        ),
-        (
-            "run",
-            json!({"command": "true", "no_wait": true, "wait": true}),
-        ),
         ("list", json!({"cwd": ""})),
     ] {
         let r = m.call(tool, args.clone());

@@ -803,6 +803,25 @@ fn file_dash_sends_the_callers_stdin() {
     );
 }
 
+/// An empty `--file` is an argument error, as every other empty path
+/// is (it was `io_error` "read : No such file"), even for a job that
+/// does not exist (checked first).
+#[test]
+fn an_empty_file_path_is_a_usage_error() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    for job in [id.as_str(), "01NOSUCHJOB"] {
+        let (code, e) = t.err(&["send", "--file", "", job]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{e}"
+        );
+    }
+    t.ok(&["send", "--eof", &id]);
+    assert_eq!(t.wait_done(&id)["stdout"], "", "nothing was sent");
+}
+
 #[test]
 fn a_send_over_the_message_limit_is_stdin_too_large() {
     let t = TempRoot::new();

@@ -647,12 +647,6 @@ fn exec_body_errors() {
             "invalid_duration",
             "timeout",
         ),
-        // As `--wait false --until 5` (the until was lost).
-        (
-            r#"{"command":["x"],"wait":false,"until":5}"#,
-            "invalid_request",
-            "wait false and until",
-        ),
     ] {
         // The connection survives every one of these.
         let r = c.send("POST", "/exec", &[], body);
@@ -2665,7 +2659,7 @@ fn exec_starts_interactive_and_terminal_jobs_for_send() {
     let v = s
         .post(
             "/exec",
-            r#"{"command":["stty size; read x; echo got $x"],"tty":true,"tty_size":"100x30","wait":false}"#,
+            r#"{"command":["stty size; read x; echo got $x"],"tty":true,"tty_size":"100x30","until":"5s","wait":false}"#,
         )
         .assert_ok("run");
     let id = v["job_id"].as_str().unwrap().to_string();

@@ -811,7 +811,7 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
 /// Bound an observation: no `until` is the default, more (or `forever`)
 /// the maximum.
 fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
-    // As the command line and HTTP: not waiting and waiting contradict.
+    // As the command line and HTTP: not waiting and forever contradict.
     let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     if let Some((a, b)) = crate::cli::wait_contradiction(pairs) {
         return Err(bad(format!(
@@ -838,11 +838,7 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
     if let Some(i) = given {
         params.remove(i);
     }
-    // A call that does not wait has no budget to bound (and one added
-    // would contradict its `no_wait` in the checks that follow).
-    if crate::cli::not_waiting(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))).is_none() {
-        params.push(("until".into(), format!("{ms}ms")));
-    }
+    params.push(("until".into(), format!("{ms}ms")));
     Ok(())
 }
 

@@ -350,6 +350,11 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
+    // An empty path would name the current directory: an argument error
+    // (before the job is looked up, D5), as `run --stdin-file ''` is.
+    if m.get("file") == Some("") {
+        return Err(Error::usage("--file must not be empty"));
+    }
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     // A send that yields waits, and so does one that reads the caller's

@@ -2412,11 +2412,6 @@ fn exec_spec(
         (false, None) => None,
     };
     spec.interactive = r.interactive.unwrap_or(false) || spec.tty.is_some();
-    // `wait: false` is `until` 0, as `--wait false` is: with an `until`
-    // of its own, one of the two was quietly lost.
-    if r.wait == Some(false) && r.until.is_some() {
-        return Err(invalid("wait false and until cannot be used together"));
-    }
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(r.until.as_ref().map_or(Ok(10_000), exec_until_ms)?),
@@ -2741,7 +2736,7 @@ mod tests {
 
     #[test]
     fn exec_bodies() {
-        let (s, p) = req(r#"{"command":["echo","hi"],"env":{"B":"2","A":"1"},"timeout":1.5,"tags":["x","x"],"wait":true,"until":3,"max_bytes":7,"stdin":"in"}"#).unwrap();
+        let (s, p) = req(r#"{"command":["echo","hi"],"env":{"B":"2","A":"1"},"timeout":1.5,"tags":["x","x"],"wait":false,"until":3,"max_bytes":7,"stdin":"in"}"#).unwrap();
         assert_eq!(s.command, ["echo", "hi"]);
         assert_eq!(s.env, ["A=1", "B=2"]);
         assert_eq!(s.mask, ["A", "B"]);
@@ -2762,12 +2757,8 @@ mod tests {
         }
         assert_eq!(s.tags, ["x"]);
         assert!(matches!(s.stdin, StdinSrc::Value(ref v) if v == "in"));
-        assert!(p.wait);
-        assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
-        let (_, p) = req(r#"{"command":["x"],"wait":false}"#).unwrap();
         assert!(!p.wait);
-        let e = req(r#"{"command":["x"],"wait":false,"until":3}"#).unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":100,"no_full_log":true}"#).unwrap();
         assert_eq!((s.max_log_bytes, s.no_full_log), (Some(100), true));
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":0}"#).unwrap();
