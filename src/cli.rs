@@ -1765,6 +1765,15 @@ fn read_flag(
                 Err(v) if flag.long == "since" => {
                     return Err(Error::InvalidCursor(format!("not a cursor: {v:?}")))
                 }
+                // An `--env` value may be a secret (`--mask`): the error
+                // names the variable, never shows the value.
+                Err(v) if ty == Ty::Env => {
+                    let text = v.to_string_lossy();
+                    let name = text.split_once('=').map_or(&*text, |(n, _)| n);
+                    return Err(Error::usage(format!(
+                        "argument is not valid UTF-8: --env {name:?}=… (the value is not shown)"
+                    )));
+                }
                 Err(v) => utf8(v)?,
             };
             check_value(flag, ty, &v)?;
@@ -1784,9 +1793,14 @@ fn read_flag(
 
 /// Type-check one value. The error code names what was wrong.
 fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
+    // An `--env` value may be a secret (`--mask`): shown by name only.
+    let shown = match (ty, v.split_once('=')) {
+        (Ty::Env, Some((name, _))) => format!("{name}=…"),
+        _ => v.to_string(),
+    };
     let bad = |why: &str| {
         Error::usage(format!(
-            "invalid value '{v}' for '{}': {why}",
+            "invalid value '{shown}' for '{}': {why}",
             flag.synopsis()
         ))
     };

@@ -2758,3 +2758,35 @@ fn a1_a_launch_left_without_inodes_reads_no_space() {
     assert_eq!(s["failure"]["code"], "no_space", "{s}");
     assert!(t.job_dir(id).join("state.json").exists());
 }
+
+/// An `--env` value may be a secret (`--mask`): an error about one names
+/// the variable and never shows the value, on stdout or stderr. The value
+/// that is not UTF-8, and the reserved name, printed it whole.
+#[test]
+fn an_env_value_is_never_shown_in_an_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let secret = "topsecret";
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"SEC=topsecret\xffdef");
+    let mut cases: Vec<Vec<&std::ffi::OsStr>> = vec![vec![
+        "--env".as_ref(),
+        not_utf8,
+        "--mask".as_ref(),
+        "SEC".as_ref(),
+    ]];
+    for env in ["__AGENT_EXEC_X=topsecret", "=topsecret"] {
+        cases.push(vec!["--env".as_ref(), env.as_ref()]);
+    }
+    for case in cases {
+        let mut c = t.bare();
+        c.arg("run").args(&case).args(["--", "true"]);
+        let o = t.exec(c);
+        assert_eq!(o.code, 2, "{case:?}: {}", o.stdout);
+        let v = o.json();
+        assert_eq!(v["error"]["code"], "usage_error", "{v}");
+        assert!(!o.stdout.contains(secret), "{case:?}: {}", o.stdout);
+        assert!(!o.stderr.contains(secret), "{case:?}: {}", o.stderr);
+    }
+    let v = t.ok(&["list"]);
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 0);
+}
