@@ -713,7 +713,7 @@ sink_timeout = "2m"
             "[notify]\nsink_timeout = \"-5s\"\n",
             &format!(
                 "{p}:2: notify.sink_timeout: invalid duration: -5s; expected formats: 500ms, \
-                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
+                 1.5s, 5m, 2h, 1d, 1w (a bare number is seconds)"
             ),
         );
         invalid(
@@ -779,7 +779,7 @@ sink_timeout = "2m"
             c.gc.older_than_invalid.as_deref(),
             Some(&*format!(
                 "{p}:4: gc.older_than: invalid duration: 30 days; expected formats: 500ms, \
-                 1.5s, 5m, 2h, 1d (a bare number is seconds)"
+                 1.5s, 5m, 2h, 1d, 1w (a bare number is seconds)"
             ))
         );
         assert_eq!(c.gc.older_than, None);

@@ -819,15 +819,18 @@ pub fn whole_chars_end(b: &[u8]) -> usize {
 /// The text of a line (without its "\n") for matching. On a terminal
 /// (`crlf`: the job runs on one) the lines end in "\r\n" (ONLCR), so
 /// there the "\r" is the line's end, not its text: `$` anchors, and a
-/// matched `line` has no "\r". A pipe's lines keep theirs, as
+/// matched `line` has no "\r". Every "\r" before the "\n" is: a program
+/// that ends its lines in "\r\n" itself reaches the log as "\r\r\n"
+/// (its `ready$` never matched). A pipe's lines keep theirs, as
 /// output-match always has (0.2.3). Only matching sees this (readiness,
 /// `tail --grep`, the supervisor's output matcher); the logs keep every
 /// byte.
 pub fn line_text(line: &[u8], crlf: bool) -> &[u8] {
-    match line {
-        [text @ .., b'\r'] if crlf => text,
-        _ => line,
+    if !crlf {
+        return line;
     }
+    let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+    &line[..end]
 }
 
 /// What `tail --grep` (and readiness) looks for, and where a line ends.
@@ -2410,6 +2413,16 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminals_line_ends_at_its_carriage_returns() {
+        assert_eq!(line_text(b"ready\r", true), b"ready");
+        assert_eq!(line_text(b"ready\r\r", true), b"ready");
+        assert_eq!(line_text(b"a\rb\r", true), b"a\rb");
+        assert_eq!(line_text(b"\r\r", true), b"");
+        // A pipe's line keeps its "\r".
+        assert_eq!(line_text(b"ready\r", false), b"ready\r");
+    }
 
     fn file_with(tag: &str, content: &[u8]) -> std::path::PathBuf {
         let p = std::env::temp_dir().join(format!("ae-obs-{tag}-{}", std::process::id()));

@@ -148,7 +148,19 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-            .map_err(|e| Error::io_as_is(format!("create jobs root {}", self.root.display()), e))?;
+            .map_err(|e| {
+                // "File exists" of a path that is not a directory: a file,
+                // or a symlink that leads nowhere a directory is (a loop,
+                // a dangling link). Said as what it is.
+                let e = match (e.kind(), fs::metadata(&self.root)) {
+                    (std::io::ErrorKind::AlreadyExists, Err(m)) => m,
+                    (std::io::ErrorKind::AlreadyExists, Ok(m)) if !m.is_dir() => {
+                        std::io::Error::from_raw_os_error(libc::ENOTDIR)
+                    }
+                    _ => e,
+                };
+                Error::io_as_is(format!("create jobs root {}", self.root.display()), e)
+            })?;
         crate::sys::spread_subdirectories(&self.root);
         Ok(())
     }

@@ -249,7 +249,7 @@ pub fn parse_duration(s: &str) -> Result<u64> {
 pub fn parse_duration_ms(s: &str) -> Result<u64> {
     parse_duration_inner(s.trim()).ok_or_else(|| {
         Error::InvalidDuration(format!(
-            "invalid duration: {s}; expected formats: 500ms, 1.5s, 5m, 2h, 1d (a bare number is seconds)"
+            "invalid duration: {s}; expected formats: 500ms, 1.5s, 5m, 2h, 1d, 1w (a bare number is seconds)"
         ))
     })
 }

@@ -371,6 +371,34 @@ fn a_terminal_jobs_lines_match_without_their_carriage_return() {
     let e: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(e["line"], "go", "{e}");
     t.ok(&["kill", &id]);
+    // A program that ends its lines in "\r\n" itself: the terminal makes
+    // them "\r\r\n", and every "\r" before the "\n" is the line's end
+    // (`ready$` never matched, and `line` kept a "\r").
+    let id = t.ok(&[
+        "run",
+        "--no-wait",
+        "--tty",
+        "--",
+        "printf 'set\\r\\n'; sleep 30",
+    ])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = t.ok(&[
+        "wait",
+        "--output",
+        "^set$",
+        "--output-match-type",
+        "regex",
+        "--until",
+        "20",
+        &id,
+    ]);
+    assert_eq!(v["matched"]["line"], "set", "{v}");
+    let v = t.ok(&["tail", "--grep", "t$", "--grep-type", "regex", &id]);
+    assert_eq!(v["matches"][0]["line"], "set", "{v}");
+    assert_eq!(t.read(&id, "stdout.log"), "set\r\r\n");
+    t.ok(&["kill", &id]);
 }
 
 /// `--until` bounds the search of a huge log too: 100 MB of two-byte
