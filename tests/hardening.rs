@@ -2790,3 +2790,27 @@ fn an_env_value_is_never_shown_in_an_error() {
     let v = t.ok(&["list"]);
     assert_eq!(v["jobs"].as_array().unwrap().len(), 0);
 }
+
+/// A jobs root that is a file, or a symlink loop, says what it is (both
+/// read "File exists", the mkdir's error, as if nothing were wrong).
+#[test]
+fn a_root_that_cannot_be_a_directory_says_why() {
+    let t = TempRoot::new();
+    let file = t.base.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let loop1 = t.base.join("l1");
+    std::os::unix::fs::symlink(t.base.join("l2"), &loop1).unwrap();
+    std::os::unix::fs::symlink(&loop1, t.base.join("l2")).unwrap();
+    for (root, why) in [
+        (&file, "Not a directory"),
+        (&loop1, "Too many levels of symbolic links"),
+    ] {
+        let mut c = t.bare();
+        c.arg("--root").arg(root).args(["run", "--", "true"]);
+        let o = t.exec(c);
+        let v = o.json();
+        assert_eq!(v["error"]["code"], "io_error", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{root:?}: {msg}");
+    }
+}
