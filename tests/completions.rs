@@ -150,6 +150,36 @@ fn job_ids_are_filtered_by_state() {
     assert_eq!(t.state(DEAD)["job"]["status"], "running");
 }
 
+/// The commands that take several ids offer the others after the first
+/// (only the first was completed); the rest take one.
+#[test]
+fn several_ids_are_completed_where_several_are_taken() {
+    let t = TempRoot::new();
+    jobs(&t);
+    assert_eq!(bash(&t, &["wait", CREATED, ""]), ids(&[RUNNING]));
+    assert_eq!(bash(&t, &["wait", "--any", RUNNING, ""]), ids(&[CREATED]));
+    assert_eq!(
+        bash(&t, &["delete", EXITED, FAILED, ""]),
+        ids(&[KILLED, DEAD])
+    );
+    assert!(bash(&t, &["status", EXITED, ""]).is_empty());
+    assert!(bash(&t, &["kill", RUNNING, ""]).is_empty());
+}
+
+/// A directory of the root whose name would not come back as one job id
+/// (a flag, white space) is never offered: `-rf` was, to `start`.
+#[test]
+fn names_that_are_not_one_word_are_not_offered() {
+    let t = TempRoot::new();
+    for name in ["-rf", "with space", "01JGOOD0000000000000000000"] {
+        t.fabricate(name, "created", &t.cwd, None);
+    }
+    assert_eq!(
+        bash(&t, &["start", ""]),
+        ids(&["01JGOOD0000000000000000000"])
+    );
+}
+
 #[test]
 fn a_live_supervisor_is_offered_to_kill() {
     let t = TempRoot::new();

@@ -302,13 +302,20 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
     let Some(cmd) = l.cmd else {
         return Want::Words(subcommands(&l, cur));
     };
-    match cmd.pos.get(l.positionals) {
+    // A command that takes several ids (`wait A B`, `delete A B`) goes
+    // on offering them after the first, less those already given.
+    let pos = cmd
+        .pos
+        .get(l.positionals)
+        .or_else(|| cmd.pos.last().filter(|p| p.many));
+    match pos {
         Some(p) if p.rest => Want::Commands,
         Some(p) => {
             if let Some(filter) = p.jobs {
                 Want::Words(
                     job_ids(filter, cur, l.root)
                         .into_iter()
+                        .filter(|id| !(p.many && before.contains(&id.as_str())))
                         .map(Cand::bare)
                         .collect(),
                 )
@@ -578,12 +585,16 @@ fn cache_line(line: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Does job `name` complete the word `cur` (case-insensitively, as
-/// lookup matches)? Names starting with `:` never do (bash splits there).
+/// lookup matches)? Names starting with `:` never do (bash splits there),
+/// nor those that would not come back as one id: a `-` first (the line
+/// would read it as a flag: a directory `-rf` was offered to `start`),
+/// white space or a control character (inserted unquoted).
 fn completes(name: &str, cur: &str) -> bool {
     name.len() >= cur.len()
         && name.is_char_boundary(cur.len())
         && name[..cur.len()].eq_ignore_ascii_case(cur)
-        && !name.starts_with(':')
+        && !name.starts_with([':', '-'])
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// The cached entries, and whether they are the root's complete listing.
