@@ -1262,7 +1262,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
         match arg {
             Short('h') | Long("help") => want_help = true,
             Short('V') | Long("version") if cmd.is_none() && group.is_none() => {
-                return Ok(Parsed::Version)
+                // As every switch: `--version=1` is no version request.
+                if p.optional_value().is_some() {
+                    return Err(Error::usage("'--version' takes no value"));
+                }
+                return Ok(Parsed::Version);
             }
             Short('v') | Long("verbose") => verbose = verbose.saturating_add(1),
             Long("yaml") => yaml = true,

@@ -21,6 +21,14 @@ fn version_and_help_are_human_text() {
             format!("agent-exec {}\n", env!("CARGO_PKG_VERSION"))
         );
     }
+    // A value is refused, as for every switch (it printed the version).
+    for args in [&["--version=1"][..], &["--version="], &["-V=1"]] {
+        let v = usage_error(&t, args);
+        assert_eq!(
+            v["error"]["message"], "'--version' takes no value",
+            "{args:?}"
+        );
+    }
     for args in [
         &["--help"][..],
         &["-h"],
