@@ -1146,3 +1146,38 @@ fn a_terminal_jobs_other_process_groups_go_with_it() {
     assert!(gone("sleep 3604.25"));
     t.ok(&["delete", &id]);
 }
+
+/// An agent that comes back to a job reads from `status` whether it can
+/// `send` to it (`interactive`) and whether its output is a terminal's
+/// (`tty`); `create --tty` says `tty` as `run`'s answer does. Nothing
+/// said either after the launch.
+#[test]
+fn status_says_whether_a_job_takes_input_and_runs_on_a_terminal() {
+    let t = TempRoot::new();
+    let c = t.ok(&["create", "--tty", "--", "cat"]);
+    assert_eq!(c["tty"], true, "{c}");
+    let id = c["job_id"].as_str().unwrap().to_string();
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (&s["tty"], &s["interactive"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{s}"
+    );
+    let i = start(&t, &["-i"], &["cat"]);
+    let s = t.ok(&["status", &i]);
+    assert_eq!(
+        (s.get("tty"), &s["interactive"]),
+        (None, &Value::Bool(true)),
+        "{s}"
+    );
+    let plain = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = t.ok(&["status", &plain]);
+    assert_eq!((s.get("tty"), s.get("interactive")), (None, None), "{s}");
+    let c = t.ok(&["create", "--", "true"]);
+    assert!(c.get("tty").is_none(), "{c}");
+    t.ok(&["send", "--eof", &i]);
+    t.wait_done(&i);
+}

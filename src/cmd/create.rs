@@ -20,6 +20,9 @@ struct CreateBody {
     /// `--queue NAME`, as status shows it in any state.
     #[serde(skip_serializing_if = "Option::is_none")]
     queue: Option<String>,
+    /// `--tty`, as `run`'s answer says it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tty: bool,
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {
@@ -50,6 +53,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         tags: meta.tags,
         failure: state.failure,
         queue: meta.queue,
+        tty: meta.tty.is_some(),
     };
     Ok(Output::Doc(Response::new("create", &body)?))
 }

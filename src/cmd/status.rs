@@ -30,6 +30,14 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_lost: Vec<crate::job::OutputLoss>,
     pub tags: Vec<String>,
+    /// The job runs on a pseudo-terminal (`--tty`): its output is all in
+    /// stdout, and `send` writes to the terminal.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Its stdin stays open for `send` (`-i`, or `--tty`): what an agent
+    /// that comes back to the job needs to know before it sends.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
     /// command, cwd; cpu_user_ms, cpu_sys_ms, max_rss_kb once terminal.
     #[serde(flatten)]
     pub ran: crate::usage::RanCost,
@@ -52,6 +60,10 @@ pub struct MetaPart {
     pub cwd: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
+    pub tty: Option<[u16; 2]>,
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 impl StatusBody {
@@ -61,6 +73,8 @@ impl StatusBody {
             command: meta.command.clone(),
             cwd: meta.cwd.clone(),
             tags: meta.tags.clone(),
+            tty: meta.tty,
+            interactive: meta.interactive,
         };
         StatusBody::from_parts(job, part, st)
     }
@@ -73,6 +87,8 @@ impl StatusBody {
             command,
             cwd,
             tags,
+            tty,
+            interactive,
         } = meta;
         let status = st.status();
         let terminal = status.is_terminal();
@@ -89,6 +105,8 @@ impl StatusBody {
             failure: st.failure.clone(),
             output_lost: st.output_lost.clone(),
             tags,
+            tty: tty.is_some(),
+            interactive: interactive || tty.is_some(),
             ran: crate::usage::RanCost {
                 ran: crate::usage::Ran { command, cwd },
                 cost: crate::usage::Cost::of(st),
