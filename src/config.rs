@@ -394,6 +394,7 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
     }
 
     v.section("queue")?;
+    v.warn_unknown();
     if let Some(queues) = root.get("queue").and_then(|q| q.as_table()) {
         for q in queues.entries() {
             let key = format!("queue.{}", q.key);
@@ -434,7 +435,65 @@ struct Validator<'a> {
     root: &'a Table,
 }
 
+/// The keys of each section we read. Any other key there is ignored, as
+/// 0.2.3 ignored unknown keys (a file written for a newer version still
+/// loads), but said on stderr: a misspelt `max_job` or a queue table
+/// nested by a dotted name (`[queue.a.b]` is queue `a`'s key `b`) did
+/// nothing without a word.
+const KNOWN: [(&str, &[&str]); 5] = [
+    ("shell", &["unix", "windows"]),
+    (
+        "gc",
+        &[
+            "auto",
+            "older_than",
+            "max_jobs",
+            "max_bytes",
+            "scan_limit",
+            "delete_limit",
+        ],
+    ),
+    ("notify", &["sink_timeout"]),
+    ("restart", &["keep_runs"]),
+    ("log", &["max_bytes", "full"]),
+];
+
 impl Validator<'_> {
+    /// Warn of each key of a known section (and of a queue's table) that
+    /// is read by nothing, naming its line.
+    fn warn_unknown(&self) {
+        let warn = |e: &Entry, key: &str| {
+            crate::warn!(
+                "{}:{}: {key}: unknown key, ignored",
+                self.origin.display(),
+                e.line
+            );
+        };
+        for (section, keys) in KNOWN {
+            let Some(t) = self.root.get(section).and_then(|v| v.as_table()) else {
+                continue;
+            };
+            for e in t
+                .entries()
+                .iter()
+                .filter(|e| !keys.contains(&e.key.as_str()))
+            {
+                warn(e, &format!("{section}.{}", e.key));
+            }
+        }
+        let Some(queues) = self.root.get("queue").and_then(|v| v.as_table()) else {
+            return;
+        };
+        for q in queues.entries() {
+            let Some(t) = q.value.as_table() else {
+                continue;
+            };
+            for e in t.entries().iter().filter(|e| e.key != "parallel") {
+                warn(e, &format!("queue.{}.{}", q.key, e.key));
+            }
+        }
+    }
+
     fn fail(&self, e: &Entry, key: &str, message: impl std::fmt::Display) -> Error {
         Error::InvalidConfig(format!(
             "{}:{}: {key}: {message}",

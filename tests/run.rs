@@ -1233,3 +1233,35 @@ fn names_that_are_not_shell_identifiers_reach_the_command_through_bash() {
         assert_eq!(v["env_vars"], serde_json::json!(["A.B=4", "A-B=2"]), "{v}");
     }
 }
+
+/// A key of a known config section that nothing reads is ignored, as in
+/// 0.2.3, and said on stderr with its line: a misspelt `max_job` and a
+/// queue table nested by its dotted name did nothing without a word.
+#[test]
+fn unknown_config_keys_are_warned_of_and_ignored() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("typo.toml");
+    std::fs::write(
+        &cfg,
+        "[gc]\nmax_job = 1\n[queue.a.b]\nparallel = 2\n[log]\nfull = true\n[newer]\nx = 1\n",
+    )
+    .unwrap();
+    let o = t.out(&["run", "--config", cfg.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.json()["state"], "exited", "{}", o.stdout);
+    assert!(
+        o.stderr.contains("typo.toml:2: gc.max_job: unknown key"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("typo.toml:3: queue.a.b: unknown key"),
+        "{}",
+        o.stderr
+    );
+    // Known keys and unknown sections say nothing.
+    assert!(
+        !o.stderr.contains("log.full") && !o.stderr.contains("newer"),
+        "{}",
+        o.stderr
+    );
+}
