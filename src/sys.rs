@@ -2552,7 +2552,15 @@ pub fn rt_range() -> (i32, i32) {
 
 /// The signal names `kill --signal` offers (completion and docs).
 pub fn signal_names() -> impl Iterator<Item = &'static str> {
-    SIGNALS.iter().map(|(n, _)| *n)
+    // And the names `parse_signal` takes beyond the table: STKFLT where
+    // the architecture has it, the real-time ends (`RTMIN+n`, `RTMAX-n`
+    // are typed from these).
+    let stkflt = STKFLT.map(|_| "STKFLT");
+    SIGNALS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(stkflt)
+        .chain(["RTMIN", "RTMAX"])
 }
 
 /// `TERM`, `SIGTERM`, `sigterm` and `15` all mean SIGTERM; the real-time

@@ -1191,6 +1191,13 @@ mod tests {
             ["--output-stream=stderr".to_string()]
         );
         assert!(words(complete(&["kill", "--signal", ""], None)).contains(&"TERM".to_string()));
+        // All the names the flag takes, not only the table's.
+        let all = words(complete(&["kill", "--signal", ""], None));
+        for name in ["RTMIN", "RTMAX"] {
+            assert!(all.contains(&name.to_string()), "{name}: {all:?}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        assert!(all.contains(&"STKFLT".to_string()), "{all:?}");
         assert!(
             words(complete(&["kill", "--signal", "SIGK"], None)).contains(&"SIGKILL".to_string())
         );
