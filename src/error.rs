@@ -109,9 +109,14 @@ impl Error {
         if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
             || crate::sys::is_not_regular(&source)
         {
-            return Error::UnsafePath(format!(
-                "{context}: refusing a symlink or a file that is not regular ({source})"
-            ));
+            // Said as what it likely is: ENOTDIR is a file (or a link to
+            // one) where a directory should be.
+            let what = match source.raw_os_error() {
+                Some(libc::ENOTDIR) => "a file or symlink where a directory should be",
+                Some(libc::ELOOP) => "a symlink",
+                _ => "a file that is not regular",
+            };
+            return Error::UnsafePath(format!("{context}: refusing {what} ({source})"));
         }
         Error::Io { context, source }
     }

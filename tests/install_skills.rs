@@ -234,6 +234,34 @@ fn an_unparsable_lock_file_is_treated_as_empty() {
     }
 }
 
+/// A non-file where a file or a directory of the skill goes is refused
+/// alike (`unsafe_path`), saying what is there: a lock file that is a
+/// directory was `io_error`, and a base that is a file was called a
+/// symlink.
+#[test]
+fn the_wrong_kind_of_file_is_unsafe_path_saying_what_it_is() {
+    let t = TempRoot::new();
+    std::fs::write(t.cwd.join(".agents"), "x").unwrap();
+    let (code, e) = t.err(&["install-skills"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("unsafe_path")),
+        "{e}"
+    );
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("where a directory should be"), "{msg}");
+    let t = TempRoot::new();
+    std::fs::create_dir_all(t.cwd.join(".agents/.skill-lock.json")).unwrap();
+    let (code, e) = t.err(&["install-skills"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("unsafe_path")),
+        "{e}"
+    );
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("a directory where a file should be"), "{msg}");
+}
+
 /// `--global` without a HOME is the caller's environment, not a bug: a
 /// usage error (exit 2) naming HOME, never `internal_error`.
 #[test]

@@ -606,6 +606,13 @@ fn exec_body_errors() {
         ("", "invalid_request", "body is required"),
         ("{", "invalid_request", "invalid JSON"),
         ("[1]", "invalid_request", "invalid JSON"),
+        // An array was taken for the fields in their order (and ran).
+        (
+            r#"[["echo","x"],"/tmp",null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null]"#,
+            "invalid_request",
+            "expected a JSON object",
+        ),
+        (r#""echo hi""#, "invalid_request", "expected a JSON object"),
         (
             r#"{"command":["x"],"bogus":1}"#,
             "invalid_request",

@@ -148,6 +148,15 @@ fn read_lock(path: &Path) -> Result<Lock> {
                 extra: Map::new(),
             })
         }
+        // A directory where the lock file goes is no lock file: refused
+        // as a non-file where a file should be, as an `.agents` that is
+        // a file is.
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+            return Err(Error::UnsafePath(format!(
+                "read {}: refusing a directory where a file should be",
+                path.display()
+            )))
+        }
         Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
     };
     if text.trim().is_empty() {

@@ -2045,6 +2045,13 @@ struct ExecRequest {
 /// member of the wrong type (`"max_log_bytes": "1k"`) is named, as the
 /// CLI names its flag and MCP its parameter, instead of a column number.
 fn exec_request(body: &[u8]) -> Result<ExecRequest> {
+    // Only an object: serde takes a struct from an array too (its
+    // members in field order), and names the struct when it refuses
+    // anything else. As `/send` says it.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(invalid("invalid JSON: expected a JSON object"));
+    }
     // Parsed directly first: it refuses a repeated member, which a
     // parse into a map would drop.
     let e = match crate::jsonin::from_slice::<ExecRequest>(body) {
