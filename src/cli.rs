@@ -1506,11 +1506,11 @@ pub fn matches_from_params(
                 )
             }));
         };
-        let truth = |v: &str| match v {
-            "" | "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
+        let truth = |v: &str| match (v, switch_value(v)) {
+            ("", _) => Ok(true),
+            (_, Some(b)) => Ok(b),
             _ => Err(Error::InvalidRequest(format!(
-                "parameter {name}: expected true or false, got '{v}'"
+                "parameter {name}: expected true or false (or 1 or 0), got '{v}'"
             ))),
         };
         let value = match (flag.kind, flag.http) {
@@ -1617,9 +1617,22 @@ pub fn not_waiting<'a>(
     })
 }
 
+/// A boolean's text, the same on every door: `true` or `false` in any
+/// case, `1` or `0` (the command line took `TRUE` and not `1`, HTTP and
+/// MCP the other way round). None: not a boolean.
+pub fn switch_value(v: &str) -> Option<bool> {
+    if v.eq_ignore_ascii_case("true") || v == "1" {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") || v == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// A switch's value as the doors give it: on unless false or 0.
 fn flag_on(v: &str) -> bool {
-    v != "false" && v != "0"
+    switch_value(v) != Some(false)
 }
 
 /// A flag given without the one it only makes sense with: `(given,
@@ -1759,7 +1772,7 @@ fn read_flag(
             };
             let v = v.unwrap_or_else(|| "true".to_string());
             check_value(flag, Ty::Bool, &v)?;
-            v.to_ascii_lowercase()
+            switch_value(&v).unwrap_or(true).to_string()
         }
         Kind::Value(ty) => {
             let v = match flag_value_os(p, &flag.synopsis())?.into_string() {
@@ -1828,13 +1841,10 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
             .parse::<u16>()
             .map(|_| ())
             .map_err(|_| bad("expected a port number, 0 to 65535")),
-        Ty::Bool => {
-            if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
-                Ok(())
-            } else {
-                Err(bad("expected true or false"))
-            }
-        }
+        Ty::Bool => match switch_value(v) {
+            Some(_) => Ok(()),
+            None => Err(bad("expected true or false (or 1 or 0)")),
+        },
         Ty::Choice => {
             if flag.choices.contains(&v) {
                 Ok(())

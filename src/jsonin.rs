@@ -5,18 +5,25 @@
 //! for ever) and its field's name (HTTP said `invalid_request` at a
 //! column, not `invalid_duration` naming `timeout`).
 //!
-//! `quote_huge_numbers` writes each such number as a string of its own
-//! text, and the caller parses again: the member then fails the check of
-//! its field, as the same text does on the command line (`--timeout
-//! 1e309` is `invalid_duration`). Only a text that failed that way is
-//! rewritten: every other request is parsed as sent.
+//! `quote_huge_numbers` writes each such number as a one-member object,
+//! `{"$huge_number": "1e309"}`, and the caller parses again: the member
+//! then fails the check of its field as a value of the wrong type (a
+//! duration field is `invalid_duration` naming it). Not as a string: a
+//! string field took it for text (`"data": 1e309` sent "1e309"). An MCP
+//! id that is such a number is answered as written (`huge_text`). Only a
+//! text that failed that way is rewritten: every other request is parsed
+//! as sent.
 //!
 //! Rejected: serde_json's `arbitrary_precision` (every number of every
 //! document we read and write would change representation).
 
-/// `text` with every number outside a double's range turned into a JSON
-/// string of the same characters; None when there is none (or the text
-/// is not JSON enough to find its numbers, which the parse then says).
+/// The member name of the object a huge number becomes.
+const MARK: &str = "$huge_number";
+
+/// `text` with every number outside a double's range turned into the
+/// object `{"$huge_number": "<its characters>"}`; None when there is
+/// none (or the text is not JSON enough to find its numbers, which the
+/// parse then says).
 pub fn quote_huge_numbers(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() + 8);
     let mut changed = false;
@@ -35,9 +42,11 @@ pub fn quote_huge_numbers(text: &[u8]) -> Option<Vec<u8>> {
                 .and_then(|t| t.parse::<f64>().ok())
                 .is_some_and(f64::is_infinite);
             if huge {
-                out.push(b'"');
+                out.extend_from_slice(b"{\"");
+                out.extend_from_slice(MARK.as_bytes());
+                out.extend_from_slice(b"\":\"");
                 out.extend_from_slice(token);
-                out.push(b'"');
+                out.extend_from_slice(b"\"}");
                 changed = true;
             } else {
                 out.extend_from_slice(token);
@@ -61,6 +70,13 @@ pub fn from_slice<T: serde::de::DeserializeOwned>(text: &[u8]) -> serde_json::Re
         },
         read => read,
     }
+}
+
+/// The text of a huge number `quote_huge_numbers` stood in for, if `v`
+/// is one.
+pub fn huge_text(v: &serde_json::Value) -> Option<&str> {
+    let o = v.as_object().filter(|o| o.len() == 1)?;
+    o.get(MARK)?.as_str()
 }
 
 /// Does serde_json's error say a number was out of range?
@@ -122,8 +138,13 @@ mod tests {
     fn only_numbers_past_a_double_are_quoted() {
         assert_eq!(
             quoted(r#"{"id":2,"a":{"timeout":1e309,"b":[-1E+400,1.5e3]}}"#).as_deref(),
-            Some(r#"{"id":2,"a":{"timeout":"1e309","b":["-1E+400",1.5e3]}}"#)
+            Some(
+                r#"{"id":2,"a":{"timeout":{"$huge_number":"1e309"},"b":[{"$huge_number":"-1E+400"},1.5e3]}}"#
+            )
         );
+        let v: serde_json::Value = from_slice(br#"{"id":1e999}"#).unwrap();
+        assert_eq!(huge_text(&v["id"]), Some("1e999"));
+        assert_eq!(huge_text(&serde_json::json!("1e999")), None);
         // Small, tiny (1e-400 is 0 to serde too) and long integers stay.
         assert_eq!(
             quoted(r#"{"a":1e-400,"b":18446744073709551616,"c":0.5}"#),
@@ -133,7 +154,7 @@ mod tests {
         assert_eq!(quoted(r#"{"a":"1e309 \" 1e309","b":"\\"}"#), None);
         assert_eq!(
             quoted(r#"{"a":"\"","b":1e999}"#).as_deref(),
-            Some(r#"{"a":"\"","b":"1e999"}"#)
+            Some(r#"{"a":"\"","b":{"$huge_number":"1e999"}}"#)
         );
         // An unterminated string: nothing to say.
         assert_eq!(quoted(r#"{"a":"1e309"#), None);

@@ -501,7 +501,7 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
         let raw = raws.get(i).map_or(&b""[..], |r| r.get().as_bytes());
         if item.get("method").and_then(Value::as_str) == Some("initialize") {
             // The lifecycle's rule: initialize stands alone.
-            let id = item.get("id").filter(|i| i.is_string() || i.is_number());
+            let id = item.get("id").filter(|i| is_id(i));
             let id_text = id.map_or_else(|| "null".to_string(), |id| id_text(id, raw, &["id"]));
             srv.error(
                 &to,
@@ -516,6 +516,12 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
     srv.deliver(&to, None);
 }
 
+/// A JSON-RPC id: a string or a number (one past a double's range too,
+/// as `jsonin` stands it in).
+fn is_id(v: &Value) -> bool {
+    v.is_string() || v.is_number() || crate::jsonin::huge_text(v).is_some()
+}
+
 /// An id's text in the answer (and the key its call is found by): the
 /// id as it was sent. serde_json holds a number that is no i64 or u64
 /// as an f64, which is written otherwise (`1e2` as `100.0`, an integer
@@ -523,6 +529,10 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
 /// the message, at `path`. Any other id is written as it was read (a
 /// string with its escapes resolved is the same string).
 fn id_text(id: &Value, raw: &[u8], path: &[&str]) -> String {
+    // A number past a double's range, read as `jsonin`'s stand-in.
+    if let Some(text) = crate::jsonin::huge_text(id) {
+        return text.to_string();
+    }
     if id.is_f64() {
         if let Some(text) = raw_member(raw, path) {
             return text.to_string();
@@ -547,7 +557,7 @@ fn raw_member<'a>(raw: &'a [u8], path: &[&str]) -> Option<&'a str> {
 /// One message (alone, or one of a batch; `raw` is its text); its
 /// answer, or that it has none, is delivered to `to` exactly once.
 fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to: &Reply) {
-    let id = msg.get("id").filter(|i| i.is_string() || i.is_number());
+    let id = msg.get("id").filter(|i| is_id(i));
     let id_text = id.map_or_else(|| "null".to_string(), |id| id_text(id, raw, &["id"]));
     let method = msg.get("method").and_then(Value::as_str);
     if !msg.is_object() || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
@@ -640,10 +650,7 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to
 
 fn notification(srv: &Server, method: &str, params: &Value, raw: &[u8]) {
     if method == "notifications/cancelled" {
-        let Some(id) = params
-            .get("requestId")
-            .filter(|i| i.is_string() || i.is_number())
-        else {
+        let Some(id) = params.get("requestId").filter(|i| is_id(i)) else {
             return;
         };
         // The key the request's own id was given (`id_text`).

@@ -370,20 +370,51 @@ fn malformed_and_invalid_messages() {
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
     // A number past a double's range is valid JSON: the request keeps
     // its id (it was a parse error with id null, never answered), and
-    // the argument fails as `--timeout 1e309` does.
+    // the argument fails as one of the wrong type, never taken for text.
     m.send_raw(
         r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"run","arguments":{"command":"true","timeout":1e309}}}"#,
     );
     let r = m.answer(&json!(8), Duration::from_secs(5));
     assert_eq!(r["result"]["isError"], true, "{r}");
     let e = &r["result"]["structuredContent"]["error"];
-    assert_eq!(e["code"], "invalid_duration", "{r}");
+    assert_eq!(e["code"], "invalid_request", "{r}");
+    assert!(e["message"].as_str().unwrap().contains("timeout"), "{r}");
+    m.send_raw(
+        r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"run","arguments":{"command":[1e309]}}}"#,
+    );
+    let r = m.answer(&json!(10), Duration::from_secs(5));
+    assert_eq!(r["result"]["isError"], true, "{r}");
     m.send_raw(r#"{"jsonrpc":"2.0","id":9,"method":"ping","params":{"x":-1E+400}}"#);
     assert_eq!(
         m.answer(&json!(9), Duration::from_secs(5))["result"],
         json!({})
     );
     assert_eq!(m.ok("list", json!({}))["jobs"].as_array().unwrap().len(), 0);
+}
+
+/// An id past a double's range is answered as it was written (it came
+/// back a string, "1e309", which no client matches to its request).
+#[test]
+fn a_huge_id_is_answered_as_written() {
+    let t = TempRoot::new();
+    let mut c = t.bare();
+    c.arg("mcp").stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"0"}}}}}}"#
+    )
+    .unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1e309,"method":"ping"}}"#).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap_or_default();
+    assert_eq!(
+        last, r#"{"jsonrpc":"2.0","id":1e309,"result":{}}"#,
+        "{text}"
+    );
 }
 
 #[test]

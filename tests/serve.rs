@@ -705,6 +705,22 @@ fn kill_and_restart_refuse_parameters_in_a_body() {
             "{msg}"
         );
     }
+    // An object that cannot be read may hold fields all the same (it was
+    // ignored, and the kill sent TERM): refused too.
+    let deep = format!(
+        r#"{{"signal":"KILL","a":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for body in [deep.as_str(), r#"{"signal":"KILL","x":"\ud800"}"#] {
+        for route in ["kill", "restart"] {
+            let e = s
+                .post(&format!("/{route}/{id}"), body)
+                .assert_error(400, "invalid_request");
+            let msg = e["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("invalid JSON"), "{msg}");
+        }
+    }
     assert_eq!(t.ok(&["status", &id])["state"], "running");
     let v = s
         .post(&format!("/kill/{id}?signal=KILL"), "ignored, as before")

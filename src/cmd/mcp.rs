@@ -615,9 +615,9 @@ fn flag_value(name: &str, flag: &Flag, v: &Value, written: Option<&str>) -> Resu
     }
     match (flag.kind, v) {
         (Kind::Value(Ty::Duration), _) if flag.http == Http::Same => seconds(name, v),
-        (Kind::Switch | Kind::OptBool, Value::String(s)) if !SWITCH_TEXTS.contains(&s.as_str()) => {
+        (Kind::Switch | Kind::OptBool, Value::String(s)) if cli::switch_value(s).is_none() => {
             Err(bad(format!(
-                "parameter {name}: expected true or false, got '{s}'"
+                "parameter {name}: expected true or false (or 1 or 0), got '{s}'"
             )))
         }
         // Whole and within u64: as `u64::from_str` reads it (not
@@ -821,7 +821,7 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
     }
     let forever = params
         .iter()
-        .any(|(k, v)| k == "forever" && v != "false" && v != "0");
+        .any(|(k, v)| k == "forever" && cli::switch_value(v) != Some(false));
     params.retain(|(k, _)| k != "forever");
     let given = params.iter().position(|(k, _)| k == "until");
     if forever && given.is_some() {

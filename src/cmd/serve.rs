@@ -1967,11 +1967,11 @@ impl Query {
     /// `true`/`1`/bare name, `false`/`0`.
     fn bool(&self, k: &str) -> Result<Option<bool>> {
         self.get(k)
-            .map(|v| match v {
-                "" | "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
+            .map(|v| match (v, crate::cli::switch_value(v)) {
+                ("", _) => Ok(true),
+                (_, Some(b)) => Ok(b),
                 _ => Err(Error::InvalidRequest(format!(
-                    "query parameter {k}: expected true or false, got '{v}'"
+                    "query parameter {k}: expected true or false (or 1 or 0), got '{v}'"
                 ))),
             })
             .transpose()
@@ -1987,7 +1987,15 @@ fn no_params(req: &Request) -> Result<()> {
 /// fields: those would be parameters the caller meant (`{"signal":
 /// "KILL"}`), and acting without them (a TERM, a wait) is refused instead.
 fn no_body_params(req: &Request) -> Result<()> {
-    let fields = crate::jsonin::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body)
+    let read = crate::jsonin::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body);
+    // An object that cannot be read (nested past the parser's depth, a
+    // lone surrogate) may hold fields all the same: acting without them
+    // (`{"signal": "KILL", ...}` sent TERM) is refused as they would be.
+    let object = req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if let (true, Err(e)) = (object, &read) {
+        return Err(invalid(format!("invalid JSON: {e}")));
+    }
+    let fields = read
         .map(|o| o.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     if fields.is_empty() {
