@@ -116,6 +116,21 @@ pub fn absolutize(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// The error of a `mkdir -p` of `path`, said as what it is: "File
+/// exists" of a path that is not a directory is a file (ENOTDIR), or a
+/// symlink that leads nowhere a directory is (a loop, a dangling link:
+/// what following it says). Used for the jobs root and a `--log` file's
+/// directories.
+pub fn mkdir_error(path: &Path, e: std::io::Error) -> std::io::Error {
+    match (e.kind(), fs::metadata(path)) {
+        (std::io::ErrorKind::AlreadyExists, Err(m)) => m,
+        (std::io::ErrorKind::AlreadyExists, Ok(m)) if !m.is_dir() => {
+            std::io::Error::from_raw_os_error(libc::ENOTDIR)
+        }
+        _ => e,
+    }
+}
+
 impl Store {
     /// `--root` > `AGENT_EXEC_ROOT` > `$XDG_DATA_HOME/agent-exec/jobs` >
     /// `$HOME/.local/share/agent-exec/jobs`.
@@ -149,17 +164,10 @@ impl Store {
             .mode(0o700)
             .create(&self.root)
             .map_err(|e| {
-                // "File exists" of a path that is not a directory: a file,
-                // or a symlink that leads nowhere a directory is (a loop,
-                // a dangling link). Said as what it is.
-                let e = match (e.kind(), fs::metadata(&self.root)) {
-                    (std::io::ErrorKind::AlreadyExists, Err(m)) => m,
-                    (std::io::ErrorKind::AlreadyExists, Ok(m)) if !m.is_dir() => {
-                        std::io::Error::from_raw_os_error(libc::ENOTDIR)
-                    }
-                    _ => e,
-                };
-                Error::io_as_is(format!("create jobs root {}", self.root.display()), e)
+                Error::io_as_is(
+                    format!("create jobs root {}", self.root.display()),
+                    mkdir_error(&self.root, e),
+                )
             })?;
         crate::sys::spread_subdirectories(&self.root);
         Ok(())

@@ -1820,7 +1820,8 @@ fn open_full_log(
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(parent)?;
+                .create(parent)
+                .map_err(|e| crate::store::mkdir_error(parent, e))?;
         }
         // Emptied only once it is known to be neither a FIFO nor in the
         // root (below), not by the open.

@@ -157,7 +157,19 @@ fn several_ids_are_completed_where_several_are_taken() {
     let t = TempRoot::new();
     jobs(&t);
     assert_eq!(bash(&t, &["wait", CREATED, ""]), ids(&[RUNNING]));
-    assert_eq!(bash(&t, &["wait", "--any", RUNNING, ""]), ids(&[CREATED]));
+    // An id given by a prefix only it has is given too; an ambiguous
+    // prefix names none.
+    let other = "01JZZZZZZZZZZZZZZZZZZZZZZ1";
+    t.fabricate(other, "running", &t.cwd, None);
+    assert_eq!(bash(&t, &["wait", "01jz", ""]), ids(&[CREATED, RUNNING]));
+    assert_eq!(
+        bash(&t, &["wait", "01JA", ""]),
+        ids(&[CREATED, RUNNING, other])
+    );
+    assert_eq!(
+        bash(&t, &["wait", "--any", RUNNING, ""]),
+        ids(&[CREATED, other])
+    );
     assert_eq!(
         bash(&t, &["delete", EXITED, FAILED, ""]),
         ids(&[KILLED, DEAD])

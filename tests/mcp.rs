@@ -384,6 +384,16 @@ fn malformed_and_invalid_messages() {
     );
     let r = m.answer(&json!(10), Duration::from_secs(5));
     assert_eq!(r["result"]["isError"], true, "{r}");
+    // An env value may be a secret: a wrong shape is named, not shown.
+    for env in [
+        json!(["A=SECRET"]),
+        json!("A=SECRET"),
+        json!({"A": ["SECRET"]}),
+    ] {
+        let r = m.call("run", json!({"command": "true", "env": env}));
+        assert_eq!(r["isError"], true, "{r}");
+        assert!(!r.to_string().contains("SECRET"), "{r}");
+    }
     m.send_raw(r#"{"jsonrpc":"2.0","id":9,"method":"ping","params":{"x":-1E+400}}"#);
     assert_eq!(
         m.answer(&json!(9), Duration::from_secs(5))["result"],

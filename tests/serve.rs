@@ -613,6 +613,12 @@ fn exec_body_errors() {
             "expected a JSON object",
         ),
         (r#""echo hi""#, "invalid_request", "expected a JSON object"),
+        // An env value may be a secret: named by field, never quoted.
+        (
+            r#"{"command":["x"],"env":"A=SECRET"}"#,
+            "invalid_request",
+            "field env: expected an object",
+        ),
         (
             r#"{"command":["x"],"bogus":1}"#,
             "invalid_request",
@@ -660,6 +666,7 @@ fn exec_body_errors() {
         let v = r.assert_error(400, code);
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "{body}: {msg}");
+        assert!(!msg.contains("SECRET"), "{body}: {msg}");
     }
     assert_eq!(c.send("GET", "/health", &[], "").status, 200);
     // Nothing was created by the failures.

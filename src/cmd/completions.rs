@@ -312,10 +312,16 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
         Some(p) if p.rest => Want::Commands,
         Some(p) => {
             if let Some(filter) = p.jobs {
+                let ids = job_ids(filter, cur, l.root);
+                let named = if p.many {
+                    given(before, &ids)
+                } else {
+                    Vec::new()
+                };
                 Want::Words(
-                    job_ids(filter, cur, l.root)
-                        .into_iter()
-                        .filter(|id| !(p.many && before.contains(&id.as_str())))
+                    ids.iter()
+                        .filter(|id| !named.contains(id))
+                        .cloned()
                         .map(Cand::bare)
                         .collect(),
                 )
@@ -325,6 +331,23 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
         }
         None => Want::Words(Vec::new()),
     }
+}
+
+/// The ids among `ids` that a word already on the line names: in full,
+/// or by a prefix that only it has (as lookup takes one; an ambiguous
+/// prefix names none).
+fn given<'a>(before: &[&str], ids: &'a [String]) -> Vec<&'a String> {
+    before
+        .iter()
+        .filter(|w| !w.is_empty() && !w.starts_with('-'))
+        .filter_map(|w| {
+            let mut named = ids.iter().filter(|id| completes(id, w));
+            match (named.next(), named.next()) {
+                (Some(id), None) => Some(id),
+                _ => ids.iter().find(|id| id.eq_ignore_ascii_case(w)),
+            }
+        })
+        .collect()
 }
 
 fn prefixed<'a>(items: impl Iterator<Item = &'a str>, cur: &str) -> Vec<Cand> {

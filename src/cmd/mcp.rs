@@ -594,6 +594,18 @@ fn text(name: &str, v: &Value) -> Result<String> {
         .ok_or_else(|| bad(format!("parameter {name}: expected a string, got {v}")))
 }
 
+/// The JSON type of `v`, for a message that must not show `v`.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// One value of `flag` as the text the other doors give: refused unless
 /// it is of a JSON type the schema declares for it (`json_types`).
 /// `written`: the value's text as the client sent it, for a number
@@ -716,13 +728,19 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
                 continue;
             }
             ("run", "env") => {
+                // Values may be secrets: an error names their JSON type,
+                // never shows them (`["A=SECRET"]` was printed back).
                 let Value::Object(env) = v else {
-                    return Err(bad(format!("parameter env: expected an object, got {v}")));
+                    return Err(bad(format!(
+                        "parameter env: expected an object of NAME: value strings, got {}",
+                        json_type(v)
+                    )));
                 };
                 for (name, val) in env {
                     let val = val.as_str().ok_or_else(|| {
                         bad(format!(
-                            "parameter env.{name}: expected a string, got {val}"
+                            "parameter env.{name}: expected a string, got {}",
+                            json_type(val)
                         ))
                     })?;
                     let entry = crate::launch::env_entry(name, val)

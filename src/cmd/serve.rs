@@ -2076,7 +2076,14 @@ fn exec_request(body: &[u8]) -> Result<ExecRequest> {
                     serde_json::Value::Object([(k.clone(), val.clone())].into_iter().collect());
                 serde_json::from_value::<ExecRequest>(one)
                     .err()
-                    .map(|e| format!("invalid JSON: field {k}: {e}"))
+                    .map(|e| match k.as_str() {
+                        // Its values may be secrets: serde's message quotes them.
+                        "env" => {
+                            "invalid JSON: field env: expected an object of NAME: value strings"
+                                .to_string()
+                        }
+                        _ => format!("invalid JSON: field {k}: {e}"),
+                    })
             })
         });
     Err(invalid(
