@@ -131,6 +131,19 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         };
         done.map_err(|e| io(&format!("keep {f}"), e))?;
     }
+    // A writer of state.json killed between its temporary file and the
+    // rename (a restart SIGKILLed part-way) left that file for good. We
+    // hold the job lock, and every writer of state.json does: any such
+    // file now is a dead writer's.
+    if let Ok(entries) = std::fs::read_dir(&job.dir) {
+        for e in entries.flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                if name.starts_with(&format!(".tmp-{}-", job::STATE)) {
+                    let _ = d.unlink(name);
+                }
+            }
+        }
+    }
     // The next run's logs exist before any state names them (D41): new
     // files, never the old ones truncated (those are the kept run's now).
     for f in [job::STDOUT, job::STDERR] {
@@ -484,7 +497,11 @@ mod tests {
         // made) and its caller died before writing the next state: the
         // job still reads as the ended run 1, and is archived again.
         archive(&job, &ended(1, 3), 5).unwrap();
+        // And a dead writer's temporary state goes with the keep.
+        let stale = job.dir.join(format!(".tmp-{}-999999-0", job::STATE));
+        std::fs::write(&stale, "{").unwrap();
         let next = archive(&job, &ended(1, 3), 5).unwrap();
+        assert!(!stale.exists());
         assert_eq!(next.attempt(), 2);
         assert_eq!(next.previous_runs.len(), 1);
         let kept = &next.previous_runs[0];
