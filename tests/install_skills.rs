@@ -240,26 +240,27 @@ fn an_unparsable_lock_file_is_treated_as_empty() {
 /// symlink.
 #[test]
 fn the_wrong_kind_of_file_is_unsafe_path_saying_what_it_is() {
-    let t = TempRoot::new();
-    std::fs::write(t.cwd.join(".agents"), "x").unwrap();
-    let (code, e) = t.err(&["install-skills"]);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (1, Some("unsafe_path")),
-        "{e}"
-    );
-    let msg = e["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("where a directory should be"), "{msg}");
-    let t = TempRoot::new();
-    std::fs::create_dir_all(t.cwd.join(".agents/.skill-lock.json")).unwrap();
-    let (code, e) = t.err(&["install-skills"]);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (1, Some("unsafe_path")),
-        "{e}"
-    );
-    let msg = e["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("a directory where a file should be"), "{msg}");
+    let file_for_dir = |cwd: &Path| std::fs::write(cwd.join(".agents"), "x").unwrap();
+    let dir_for_file =
+        |cwd: &Path| std::fs::create_dir_all(cwd.join(".agents/.skill-lock.json")).unwrap();
+    for (plant, says) in [
+        (
+            &file_for_dir as &dyn Fn(&Path),
+            "where a directory should be",
+        ),
+        (&dir_for_file, "a directory where a file should be"),
+    ] {
+        let t = TempRoot::new();
+        plant(&t.cwd);
+        let (code, e) = t.err(&["install-skills"]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("unsafe_path")),
+            "{e}"
+        );
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{msg}");
+    }
 }
 
 /// `--global` without a HOME is the caller's environment, not a bug: a

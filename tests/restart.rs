@@ -311,14 +311,7 @@ fn a_restart_that_died_while_keeping_the_run_loses_nothing() {
     assert_eq!(t.ok(&["tail", &id])["stdout"], "one\n");
     let r = t.ok(&["restart", &id]);
     assert_eq!(attempts(&r), vec![1], "{r}");
-    assert_eq!(
-        std::fs::read_to_string(run1.join("stdout.log")).unwrap(),
-        "one\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(run1.join("stderr.log")).unwrap(),
-        "uno\n"
-    );
+    kept_one_uno(&run1);
     assert!(!dir.join("runs/.1.new").exists());
     // The new run's logs are its own, not the kept run's emptied.
     assert_eq!(r["stdout"], "one\n");
@@ -347,6 +340,15 @@ fn a_restart_that_died_while_keeping_the_run_loses_nothing() {
     assert_eq!(
         std::fs::read_to_string(dir.join("runs/1/stderr.log")).unwrap(),
         "uno\n"
+    );
+}
+
+/// Run directory `run` holds the logs of `echo one; echo uno >&2`.
+fn kept_one_uno(run: &Path) {
+    let read = |f: &str| std::fs::read_to_string(run.join(f)).unwrap();
+    assert_eq!(
+        (read("stdout.log"), read("stderr.log")),
+        ("one\n".into(), "uno\n".into())
     );
 }
 
@@ -381,14 +383,7 @@ fn a_restart_that_died_after_making_the_next_logs_does_not_wedge_the_job() {
     assert_eq!(attempts(&r), vec![1], "{r}");
     assert_eq!(r["attempt"], 2, "{r}");
     assert_eq!(r["stdout"], "one\n", "{r}");
-    assert_eq!(
-        std::fs::read_to_string(run1.join("stdout.log")).unwrap(),
-        "one\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(run1.join("stderr.log")).unwrap(),
-        "uno\n"
-    );
+    kept_one_uno(&run1);
     let r = t.ok(&["restart", &id]);
     assert_eq!(attempts(&r), vec![1, 2], "{r}");
 }
