@@ -600,6 +600,31 @@ fn forever_refuses_no_wait_and_integers_refuse_surrounding_space() {
     assert_eq!(v["error"]["code"], "usage_error", "{v}");
 }
 
+/// A boolean reads the same on every door: true or false in any case, 1
+/// or 0. The command line took `--wait=TRUE` and not `--wait=1`; HTTP and
+/// MCP the other way round.
+#[test]
+fn booleans_read_alike_on_every_door() {
+    let t = TempRoot::new();
+    for (v, state) in [
+        ("1", "exited"),
+        ("0", "running"),
+        ("TRUE", "exited"),
+        ("False", "running"),
+    ] {
+        let r = t.ok(&["run", &format!("--wait={v}"), "--", "true"]);
+        assert_eq!(r["state"], state, "--wait={v}: {r}");
+    }
+    let v = usage_error(&t, &["run", "--wait=yes", "--", "true"]);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("true or false"),
+        "{v}"
+    );
+}
+
 /// A `tail` flag of another mode than the one asked is refused, as
 /// `--retry-delay` without `--retry` is: it was accepted and did nothing
 /// (`--until` without `--follow` stops nothing).

@@ -763,6 +763,11 @@ fn kill_wait_and_query_parameters() {
     s.get(&format!("/tail/{id}?line=3"))
         .assert_error(400, "invalid_request");
     s.get(&format!("/tail/{id}?lines=3")).assert_ok("tail");
+    // A boolean as on the command line: any case, or 1 and 0.
+    s.get(&format!("/wait/{id}?until=0&forever=FALSE"))
+        .assert_ok("wait");
+    s.get(&format!("/wait/{id}?until=0&forever=yes"))
+        .assert_error(400, "invalid_request");
     s.get(&format!("/status/{id}?x=1"))
         .assert_error(400, "invalid_request");
     s.get(&format!("/tail/{id}?max_bytes=%ZZ"))
