@@ -2801,10 +2801,7 @@ fn a_root_that_cannot_be_a_directory_says_why() {
     let loop1 = t.base.join("l1");
     std::os::unix::fs::symlink(t.base.join("l2"), &loop1).unwrap();
     std::os::unix::fs::symlink(&loop1, t.base.join("l2")).unwrap();
-    for (root, why) in [
-        (&file, "Not a directory"),
-        (&loop1, "Too many levels of symbolic links"),
-    ] {
+    for (root, why) in [(&file, "(os error 20)"), (&loop1, "(os error 40)")] {
         let mut c = t.bare();
         c.arg("--root").arg(root).args(["run", "--", "true"]);
         let o = t.exec(c);

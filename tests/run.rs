@@ -598,7 +598,7 @@ fn an_unwritable_log_fails_the_job_and_stops_it() {
     assert_eq!(t.state(id)["failure"]["code"], "log_unwritable");
     // Said as what it is (it read "File exists").
     let msg = t.state(id)["failure"]["message"].to_string();
-    assert!(msg.contains("Not a directory"), "{msg}");
+    assert!(msg.contains("(os error 20)"), "{msg}");
     assert!(
         t.pids_matching(&marker).is_empty(),
         "the workload was stopped"
