@@ -1432,9 +1432,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
             )));
         }
     }
-    if let Some((a, b)) = wait_contradiction(values.iter().map(|(k, v)| (*k, v.as_str()))) {
+    if let Some(a) = forever_not_waiting(values.iter().map(|(k, v)| (*k, v.as_str()))) {
         return Err(Error::usage(format!(
-            "the argument '--{a}' cannot be used with '--{b}'"
+            "the argument '--{a}' cannot be used with '--forever'"
         )));
     }
     if let Some((a, b)) = needs_another(cmd, &values) {
@@ -1551,10 +1551,10 @@ pub fn matches_from_params(
             )));
         }
     }
-    // As on the command line: not waiting and forever contradict.
-    if let Some((a, b)) = wait_contradiction(values.iter().map(|(k, v)| (*k, v.as_str()))) {
+    // As on the command line: not waiting and `forever` contradict.
+    if let Some(a) = forever_not_waiting(values.iter().map(|(k, v)| (*k, v.as_str()))) {
         return Err(Error::InvalidRequest(format!(
-            "{} and {b} cannot be used together",
+            "{} and forever cannot be used together",
             a.replace('-', "_")
         )));
     }
@@ -1592,17 +1592,16 @@ fn value_reason<'a>(flag: &Flag, v: &str, msg: &'a str) -> &'a str {
 
 /// `--no-wait` and `--wait false` are `--until 0`, which `--forever`
 /// contradicts: refused as `--until` is, not one of them quietly lost.
-/// The two names (the one not waiting, as `no-wait` or `wait false`,
-/// then `forever`), if so. Shared by the command line, HTTP and MCP.
-/// Not refused: `--no-wait` with `--until` or `--wait`, which it
-/// overrides, as 0.2.3's did (the reference's run flags).
-pub fn wait_contradiction<'a>(
+/// Which of the two was given with `forever` (as `no-wait` or
+/// `wait false`), if any. Shared by the command line and HTTP; MCP,
+/// which takes `forever` out first, asks `not_waiting`. Not refused:
+/// `--no-wait` with `--until` or `--wait`, which it overrides, as
+/// 0.2.3's did (the reference's run flags).
+fn forever_not_waiting<'a>(
     values: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-) -> Option<(&'static str, &'static str)> {
-    let off = not_waiting(values.clone())?;
-    let mut all = values;
-    all.any(|(k, v)| k == "forever" && flag_on(v))
-        .then_some((off, "forever"))
+) -> Option<&'static str> {
+    let forever = values.clone().any(|(k, v)| k == "forever" && flag_on(v));
+    forever.then(|| not_waiting(values)).flatten()
 }
 
 /// Which of `--no-wait` or `--wait false` is among `values` (flag or
@@ -1631,7 +1630,7 @@ pub fn switch_value(v: &str) -> Option<bool> {
 }
 
 /// A switch's value as the doors give it: on unless false or 0.
-fn flag_on(v: &str) -> bool {
+pub fn flag_on(v: &str) -> bool {
     switch_value(v) != Some(false)
 }
 
@@ -1810,12 +1809,12 @@ fn read_flag(
 
 /// Type-check one value. The error code names what was wrong.
 fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
-    // An `--env` value may be a secret (`--mask`): shown by name only.
-    let shown = match (ty, v.split_once('=')) {
-        (Ty::Env, Some((name, _))) => format!("{name}=…"),
-        _ => v.to_string(),
-    };
     let bad = |why: &str| {
+        // An `--env` value may be a secret (`--mask`): shown by name only.
+        let shown = match (ty, v.split_once('=')) {
+            (Ty::Env, Some((name, _))) => format!("{name}=…"),
+            _ => v.to_string(),
+        };
         Error::usage(format!(
             "invalid value '{shown}' for '{}': {why}",
             flag.synopsis()

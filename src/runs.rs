@@ -135,13 +135,10 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     // rename (a restart SIGKILLed part-way) left that file for good. We
     // hold the job lock, and every writer of state.json does: any such
     // file now is a dead writer's.
-    if let Ok(entries) = std::fs::read_dir(&job.dir) {
-        for e in entries.flatten() {
-            if let Some(name) = e.file_name().to_str() {
-                if name.starts_with(&format!(".tmp-{}-", job::STATE)) {
-                    let _ = d.unlink(name);
-                }
-            }
+    let stale = crate::store::temp_prefix(job::STATE);
+    for e in std::fs::read_dir(&job.dir).into_iter().flatten().flatten() {
+        if let Some(name) = e.file_name().to_str().filter(|n| n.starts_with(&stale)) {
+            let _ = d.unlink(name);
         }
     }
     // The next run's logs exist before any state names them (D41): new
@@ -498,7 +495,9 @@ mod tests {
         // job still reads as the ended run 1, and is archived again.
         archive(&job, &ended(1, 3), 5).unwrap();
         // And a dead writer's temporary state goes with the keep.
-        let stale = job.dir.join(format!(".tmp-{}-999999-0", job::STATE));
+        let stale = job
+            .dir
+            .join(format!("{}999999-0", crate::store::temp_prefix(job::STATE)));
         std::fs::write(&stale, "{").unwrap();
         let next = archive(&job, &ended(1, 3), 5).unwrap();
         assert!(!stale.exists());

@@ -745,6 +745,13 @@ pub fn sync_file(dir: &Path, name: &str) {
     }
 }
 
+/// How `write_atomic`'s temporary files for `name` begin (the writer's
+/// pid and a count follow): one left by a writer killed before its
+/// rename is found by this (`runs::archive`).
+pub fn temp_prefix(name: &str) -> String {
+    format!(".tmp-{name}-")
+}
+
 /// Write `data` to `dir/name` atomically: a 0600 temp file in the same
 /// directory, then rename over the target — relative to the directory
 /// opened without following a symlink, so the write lands in `dir` or
@@ -752,7 +759,7 @@ pub fn sync_file(dir: &Path, name: &str) {
 /// writes through it.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
     let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!(".tmp-{name}-{}-{seq}", std::process::id());
+    let tmp = format!("{}{}-{seq}", temp_prefix(name), std::process::id());
     let d = crate::sys::Dir::open(dir)?;
     let res = (|| {
         let mut f = d.open_file(&tmp, crate::sys::How::CreateNew)?;

@@ -829,23 +829,22 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
 /// Bound an observation: no `until` is the default, more (or `forever`)
 /// the maximum.
 fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
-    // As the command line and HTTP: not waiting and forever contradict.
-    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    if let Some((a, b)) = crate::cli::wait_contradiction(pairs) {
-        return Err(bad(format!(
-            "{} and {b} cannot be used together",
-            a.replace('-', "_")
-        )));
-    }
     let forever = params
         .iter()
-        .any(|(k, v)| k == "forever" && cli::switch_value(v) != Some(false));
+        .any(|(k, v)| k == "forever" && cli::flag_on(v));
     params.retain(|(k, _)| k != "forever");
     let given = params.iter().position(|(k, _)| k == "until");
     if forever && given.is_some() {
         // As the command line and HTTP: both asked is a contradiction,
         // not one of them winning.
         return Err(bad("until and forever cannot be used together"));
+    }
+    let not_waiting = crate::cli::not_waiting(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let (true, Some(a)) = (forever, not_waiting) {
+        return Err(bad(format!(
+            "{} and forever cannot be used together",
+            a.replace('-', "_")
+        )));
     }
     let ms = match given {
         Some(i) => crate::time::parse_duration_ms(&params[i].1)?,

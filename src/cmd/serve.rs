@@ -1991,8 +1991,7 @@ fn no_body_params(req: &Request) -> Result<()> {
     // An object that cannot be read (nested past the parser's depth, a
     // lone surrogate) may hold fields all the same: acting without them
     // (`{"signal": "KILL", ...}` sent TERM) is refused as they would be.
-    let object = req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if let (true, Err(e)) = (object, &read) {
+    if let (Some(true), Err(e)) = (opens_object(&req.body), &read) {
         return Err(invalid(format!("invalid JSON: {e}")));
     }
     let fields = read
@@ -2056,8 +2055,7 @@ fn exec_request(body: &[u8]) -> Result<ExecRequest> {
     // Only an object: serde takes a struct from an array too (its
     // members in field order), and names the struct when it refuses
     // anything else. As `/send` says it.
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|&b| b != b'{') {
+    if opens_object(body) == Some(false) {
         return Err(invalid("invalid JSON: expected a JSON object"));
     }
     // Parsed directly first: it refuses a repeated member, which a
@@ -2089,6 +2087,14 @@ fn exec_request(body: &[u8]) -> Result<ExecRequest> {
     Err(invalid(
         culprit.unwrap_or_else(|| format!("invalid JSON: {e}")),
     ))
+}
+
+/// Does a JSON body open an object (its first byte past white space a
+/// `{`)? None: the body is empty or white space.
+fn opens_object(body: &[u8]) -> Option<bool> {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .map(|&b| b == b'{')
 }
 
 fn invalid(msg: impl Into<String>) -> Error {

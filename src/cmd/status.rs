@@ -106,7 +106,8 @@ impl StatusBody {
             output_lost: st.output_lost.clone(),
             tags,
             tty: tty.is_some(),
-            interactive: interactive || tty.is_some(),
+            // `--tty` implies `-i`: meta.json says so of such a job.
+            interactive,
             ran: crate::usage::RanCost {
                 ran: crate::usage::Ran { command, cwd },
                 cost: crate::usage::Cost::of(st),
