@@ -178,6 +178,24 @@ fn several_ids_are_completed_where_several_are_taken() {
     assert!(bash(&t, &["kill", RUNNING, ""]).is_empty());
 }
 
+/// `--after` and `--after-ok` take any job's id, as a value (spaced or
+/// after `=`); other flag values offer none.
+#[test]
+fn dependency_flags_complete_job_ids() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let all = ids(&[CREATED, RUNNING, EXITED, KILLED, FAILED, DEAD, BROKEN]);
+    assert_eq!(bash(&t, &["run", "--after", ""]), all);
+    assert_eq!(bash(&t, &["create", "--after-ok", ""]), all);
+    let o = t.out(&["__complete", "--", "run", "--after-ok=01ja"]);
+    let words: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(words.len(), all.len(), "{words:?}");
+    assert!(
+        words.iter().all(|w| w.starts_with("--after-ok=01JA")),
+        "{words:?}"
+    );
+}
+
 /// A directory of the root whose name would not come back as one job id
 /// (a flag, white space) is never offered: `-rf` was, to `start`.
 #[test]

@@ -285,14 +285,14 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
     if let Some(flag) = l.pending {
         // As in `cli::parse`, a word starting with `--` is never a value.
         if !cur.starts_with("--") {
-            return values(flag, "", cur);
+            return values(flag, "", cur, l.root);
         }
     }
     if !l.after_dd && cur.starts_with('-') {
         if let Some((name, v)) = cur.strip_prefix("--").and_then(|s| s.split_once('=')) {
             return match flag_named(l.cmd, name) {
                 Some(f) if f.takes_value() || f.kind == Kind::OptBool => {
-                    values(f, &cur[..name.len() + 3], v)
+                    values(f, &cur[..name.len() + 3], v, l.root)
                 }
                 _ => Want::Words(Vec::new()),
             };
@@ -358,7 +358,7 @@ fn prefixed<'a>(items: impl Iterator<Item = &'a str>, cur: &str) -> Vec<Cand> {
 }
 
 /// The value of `flag`: `pre` is the `--flag=` already typed in the word.
-fn values(flag: &Flag, pre: &str, cur: &str) -> Want {
+fn values(flag: &Flag, pre: &str, cur: &str, root: Option<&str>) -> Want {
     let words: Vec<Cand> = match flag.kind {
         Kind::Switch => Vec::new(),
         Kind::OptBool => prefixed(["true", "false"].into_iter(), cur),
@@ -378,6 +378,11 @@ fn values(flag: &Flag, pre: &str, cur: &str) -> Want {
                 .map(Cand::bare)
                 .collect()
         }
+        // `--after JOB_ID`, `--after-ok JOB_ID`: any job may be waited for.
+        Kind::Value(_) if flag.meta == "JOB_ID" => job_ids(JobFilter::All, cur, root)
+            .into_iter()
+            .map(Cand::bare)
+            .collect(),
         Kind::Value(_) => Vec::new(),
     };
     Want::Words(
