@@ -412,10 +412,12 @@ impl Store {
             Ok(m) if m.is_dir() => {}
             // The root cannot be searched (no permission): the job may
             // well be there; "not found" would tell the caller it is gone.
-            // (A root that is a file, ENOTDIR, is the scan's io_error.)
+            // (A root that is a file, ENOTDIR, is the scan's io_error, and
+            // so is one that is a symlink loop: lstat follows no link of
+            // the last name, so ELOOP here is the root's, not the job's.)
             Err(e)
                 if e.kind() != io::ErrorKind::NotFound
-                    && e.raw_os_error() != Some(libc::ENOTDIR) =>
+                    && !matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) =>
             {
                 return Probe::Unreadable(Error::io(format!("read {}", dir.display()), e))
             }

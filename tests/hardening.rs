@@ -2809,5 +2809,15 @@ fn a_root_that_cannot_be_a_directory_says_why() {
         assert_eq!(v["error"]["code"], "io_error", "{v}");
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(why), "{root:?}: {msg}");
+        // A command about one job says the same of the root as `list`:
+        // not a job directory "refused as a symlink" (unsafe_path).
+        for args in [&["status", "01ABC"][..], &["wait", "01ABC"], &["list"]] {
+            let mut c = t.bare();
+            c.arg("--root").arg(root).args(args);
+            let v = t.exec(c).json();
+            assert_eq!(v["error"]["code"], "io_error", "{args:?} {v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains(why), "{root:?} {args:?}: {msg}");
+        }
     }
 }
