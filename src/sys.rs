@@ -10,9 +10,10 @@
 //! without running any of them in between (a machine-code stub in a page
 //! of its own): the supervisor keeps no code resident while a job runs.
 //! A command that waits blocks HUP, INT and TERM before it starts any
-//! thread (`hold_stop_signals`); one stop thread takes them and ends the
-//! main thread's wait (`StopScope`), and nothing we start inherits the
-//! mask (every spawn sets an empty one).
+//! thread (`hold_stop_signals`); inside its wait (`StopScope`) the main
+//! thread unblocks them and a handler ends the wait (a stop thread does
+//! where one must take them outside a wait too: `restart`), and nothing
+//! we start inherits the mask (every spawn sets an empty one).
 //!
 //! Rejected: the `nix` crate (not in our dependency budget); `kill(pid, 0)`
 //! as a liveness test (PID reuse; we use a flock the supervisor holds).
@@ -2929,6 +2930,8 @@ pub const STOP_SIGNALS: [i32; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
 static STOP_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// The first stop signal the stop thread took (0: none yet).
 static STOP_TAKEN: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// The stop thread takes the stop signals (`start_stop_thread`).
+static STOP_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// The main thread is in a wait that a stop signal ends (`StopScope`).
 static MAIN_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -2999,21 +3002,25 @@ pub fn stop_ends_wait() -> bool {
         && on_main_thread()
 }
 
-/// The stop thread, started once, by the first `StopScope` (a command
-/// that never waits pays nothing for it). It takes the first stop signal
+/// The stop thread, started once, by `take_stop_signals_now` (or by a
+/// `StopScope` whose handler could not be set). It takes the first stop signal
 /// (they are blocked everywhere), records it, then interrupts the main
 /// thread every `KICK_EVERY` for as long as it is in a wait, so that a
 /// blocked lock call or poll returns (EINTR) and sees the signal. Later
 /// signals stay pending and do nothing: the one answer being written is
 /// never cut short nor written twice. It dies with the process.
 ///
-/// Rejected: a handler that records the signal (a signal landing just
-/// before a blocking call would not end it; repeating needs a thread or
-/// a timer anyway); a signalfd in the wait loops' polls (the main thread
-/// also blocks in lock calls, which a descriptor cannot wake).
+/// A scope's handler (`on_stop_signal`) does the same with a kick timer
+/// instead of a thread, and is preferred: a thread costs its start and,
+/// at the exit, its teardown, which the caller waits out (`wait` on an
+/// ended job: about 6% of it). Rejected for both: a signalfd in the wait
+/// loops' polls (the main thread also blocks in lock calls, which a
+/// descriptor cannot wake).
 fn start_stop_thread() -> bool {
     static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *STARTED.get_or_init(|| {
+        // Its scopes leave the signals blocked: the thread takes them.
+        STOP_THREAD.store(true, std::sync::atomic::Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name("stop-signals".into())
             .stack_size(64 * 1024)
@@ -3059,6 +3066,16 @@ impl StopScope {
         if !on {
             return StopScope(false);
         }
+        // No stop thread yet (only `take_stop_signals_now` starts one
+        // before a wait): the handler takes the signals, and only while
+        // this scope lasts. A command then ends with its one thread.
+        if !stop_thread_started() && catch_stop_signals().is_ok() {
+            MAIN_WAITING.store(true, Ordering::SeqCst);
+            if unblock_signals(&STOP_SIGNALS).is_ok() {
+                return StopScope(true);
+            }
+            MAIN_WAITING.store(false, Ordering::SeqCst);
+        }
         if !start_stop_thread() {
             // No thread to take them: the kernel's default again, rather
             // than a wait nothing can end. (A signal already pending
@@ -3075,8 +3092,130 @@ impl StopScope {
 impl Drop for StopScope {
     fn drop(&mut self) {
         if self.0 {
+            // Blocked again first: from here the handler no longer runs
+            // on this thread, so no kick timer is armed after the one
+            // deleted below (elsewhere the handler only forwards). A
+            // signal from now on stays pending for `stop_signal`.
+            // Harmless where the stop thread takes them: they are
+            // blocked there already.
+            let _ = block_signals(&STOP_SIGNALS);
             MAIN_WAITING.store(false, std::sync::atomic::Ordering::SeqCst);
+            stop_kicks();
         }
+    }
+}
+
+/// The kernel timer that kicks the main thread with `INTERRUPT` after a
+/// stop signal was handled in a wait (-1: none).
+static KICK_TIMER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Has the stop thread been started (`take_stop_signals_now`, or a
+/// scope whose handler could not be set)?
+fn stop_thread_started() -> bool {
+    STOP_THREAD.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Catch `STOP_SIGNALS` with `on_stop_signal`, without SA_RESTART (the
+/// call it lands in is cut short: EINTR), the other two blocked while
+/// it runs. Installed once; they stay blocked outside a `StopScope`,
+/// so the handler runs only in a wait, or on a thread that has them
+/// unblocked (one started inside a scope), where it only forwards.
+fn catch_stop_signals() -> io::Result<()> {
+    static CAUGHT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *CAUGHT.get_or_init(|| {
+        // SAFETY: sigaction is plain data; the handler is an
+        // `extern "C" fn(c_int)` that makes only async-signal-safe calls
+        // (atomics, raw system calls); the mask is a set we built.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_mask = sigset(&STOP_SIGNALS);
+            sa.sa_flags = 0;
+            STOP_SIGNALS
+                .iter()
+                .all(|&sig| libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0)
+        }
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    }
+}
+
+/// A stop signal in a wait (`StopScope`). On the main thread: the first
+/// is recorded, the call it lands in returns EINTR, and a timer kicks
+/// the thread every `KICK_EVERY` until the scope ends, so a signal that
+/// lands between a wait's check and its blocking call still ends that
+/// call. On another thread it is sent on to the main thread, where it
+/// is handled, or stays pending once the scope is over.
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: getpid, gettid and tgkill are system calls: async-signal-
+    // safe, taking plain integers. The main thread's tid is the pid.
+    unsafe {
+        let pid = libc::getpid();
+        if libc::syscall(libc::SYS_gettid) as libc::pid_t != pid {
+            libc::syscall(libc::SYS_tgkill, pid, pid, sig);
+            return;
+        }
+    }
+    let _ = STOP_TAKEN.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    if MAIN_WAITING.load(Ordering::SeqCst) && KICK_TIMER.load(Ordering::SeqCst) < 0 {
+        if let Some(id) = kick_timer() {
+            KICK_TIMER.store(id, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A timer sending `INTERRUPT` to the calling (main) thread every
+/// `KICK_EVERY`, starting then. Raw system calls only: it runs in a
+/// signal handler.
+fn kick_timer() -> Option<libc::c_int> {
+    let every = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: KICK_EVERY.as_nanos() as _,
+    };
+    // SAFETY: as in `ThreadAlarm::arm`: the raw system calls read the
+    // sigevent and itimerspec, live locals, and write the timer id into
+    // `id`; gettid takes no arguments.
+    unsafe {
+        let mut ev: libc::sigevent = std::mem::zeroed();
+        ev.sigev_notify = libc::SIGEV_THREAD_ID;
+        ev.sigev_signo = INTERRUPT;
+        ev.sigev_notify_thread_id = libc::syscall(libc::SYS_gettid) as libc::c_int;
+        let mut id: libc::c_int = 0;
+        if libc::syscall(
+            libc::SYS_timer_create,
+            libc::CLOCK_MONOTONIC,
+            &mut ev as *mut libc::sigevent,
+            &mut id as *mut libc::c_int,
+        ) != 0
+        {
+            return None;
+        }
+        let spec = libc::itimerspec {
+            it_value: every,
+            it_interval: every,
+        };
+        libc::syscall(
+            libc::SYS_timer_settime,
+            id,
+            0,
+            &spec as *const libc::itimerspec,
+            std::ptr::null_mut::<libc::itimerspec>(),
+        );
+        Some(id)
+    }
+}
+
+/// Delete the kick timer, if a stop signal armed one.
+fn stop_kicks() {
+    let id = KICK_TIMER.swap(-1, std::sync::atomic::Ordering::SeqCst);
+    if id >= 0 {
+        // SAFETY: the id is a timer `kick_timer` created and nothing else
+        // deletes (the swap above hands it to us alone).
+        unsafe { libc::syscall(libc::SYS_timer_delete, id) };
     }
 }
 
