@@ -1026,3 +1026,31 @@ fn delete_of_a_held_job_with_a_damaged_state_says_so() {
         .unwrap();
     assert!(sup.success());
 }
+
+/// `delete --all` racing `gc`: a job the gc took away between delete's
+/// listing and its reading is listed skipped `already_deleted`, so that
+/// every job counted has an entry (they were counted out_of_scope and
+/// left out of `jobs`). Every job here is a finished one of this
+/// directory: nothing is out of scope for another reason.
+#[test]
+fn delete_all_racing_gc_lists_every_job_it_counts() {
+    let t = TempRoot::new();
+    for round in 0..4u64 {
+        for n in 0..40u128 {
+            let id = ulid_at(1_700_000_000_000 + round * 1000 + n as u64, n);
+            t.fabricate(&id, "exited", &t.cwd, Some("2026-01-01T00:00:05Z"));
+        }
+        let gc = t.cmd(&["gc", "--max-jobs", "0"]).spawn().unwrap();
+        let v = t.ok(&["delete", "--all"]);
+        let mut gc = gc;
+        gc.wait().unwrap();
+        let jobs = v["jobs"].as_array().unwrap();
+        let skipped = jobs.iter().filter(|j| j["action"] == "skipped").count();
+        assert_eq!(v["skipped"], skipped, "round {round}: {v}");
+        assert_eq!(v["out_of_scope"], skipped, "round {round}: {v}");
+        for j in jobs.iter().filter(|j| j["action"] == "skipped") {
+            assert_eq!(j["reason"], "already_deleted", "{v}");
+        }
+        assert_eq!(v["deleted"], jobs.len() - skipped, "{v}");
+    }
+}

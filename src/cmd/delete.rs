@@ -345,6 +345,13 @@ pub fn delete_all(
         // Out of descriptors: this process's failure; no job is judged.
         let meta = match job.read_meta() {
             Err(e) if e.out_of_descriptors() => return Err(e),
+            // Taken away by a concurrent gc or delete since the listing:
+            // listed as such, as gc lists it, so that every name found
+            // has an entry (whose it was can no longer be read).
+            Err(_) if crate::gc::being_removed(&job.dir) => {
+                body.out_of_scope(name, "unknown", gc::GONE);
+                continue;
+            }
             m => m,
         };
         // Its meta.json a symlink or not a file: whose it is cannot be
@@ -375,7 +382,10 @@ pub fn delete_all(
             Ok(st) => st,
             Err(e) if e.out_of_descriptors() => return Err(e),
             // Taken away by a concurrent gc or delete: not this one's.
-            Err(_) if crate::gc::being_removed(&job.dir) => continue,
+            Err(_) if crate::gc::being_removed(&job.dir) => {
+                body.out_of_scope(name, "unknown", gc::GONE);
+                continue;
+            }
             Err(e) => {
                 body.out_of_scope(name, "unknown", crate::gc::unreadable_reason(&e));
                 continue;
