@@ -972,13 +972,44 @@ impl QueueInfo {
     }
 }
 
-/// Fill in `queue_position` of a queued job's state (readers).
+/// Fill in `queue_position` of a queued job's state (readers), and take
+/// off `waiting_for` the dependencies that have ended since its
+/// supervisor wrote it (it is about to, woken by their end): a reader
+/// that was just told a dependency ended never sees the job still
+/// waiting for it. A job with nothing left to wait for that is not in
+/// its queue's line yet is about to join it at the end: its position is
+/// the line's length (0 when the line is empty and it is about to start).
 pub fn annotate(job: &Job, st: &mut State) {
     if st.status() != Status::Queued {
         return;
     }
-    if let (Some(q), Some(root)) = (st.queue.as_deref(), job.dir.parent()) {
-        st.queue_position = position(root, q, &job.id);
+    let Some(root) = job.dir.parent() else {
+        return;
+    };
+    let had_deps = !st.waiting_for.is_empty();
+    st.waiting_for.retain(|id| !dependency_ended(root, id));
+    if let Some(q) = st.queue.as_deref() {
+        st.queue_position = position(root, q, &job.id).or_else(|| {
+            (had_deps && st.waiting_for.is_empty())
+                .then(|| tickets(&queue_dir(root, q)).names.len() as u64)
+        });
+    }
+}
+
+/// Has dependency `id` (a full id, as `define` stored it) ended, as a
+/// reader sees it: its directory gone (deleted), or its state terminal.
+/// A state that cannot be read leaves it listed: its supervisor judges.
+fn dependency_ended(root: &Path, id: &str) -> bool {
+    if !crate::store::valid_id(id) {
+        return false;
+    }
+    let dep = Job::new(id, root.join(id));
+    match dep.read_state() {
+        Ok(st) => st.status().is_terminal(),
+        Err(_) => matches!(
+            std::fs::symlink_metadata(&dep.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        ),
     }
 }
 

@@ -811,6 +811,72 @@ fn create_then_start_keeps_the_queue() {
     t.wait_done(&a);
 }
 
+/// A dependency that has ended is off `waiting_for` for every reader at
+/// once, even while the dependent's supervisor has not yet woken to
+/// rewrite it (held here with SIGSTOP): `status` said queued, waiting
+/// for a job `wait` had just reported exited. A dependent in a queue,
+/// with nothing left to wait for, has a place in its line: behind
+/// everyone in it, since it joins at the end (it had neither field).
+#[test]
+fn an_ended_dependency_is_off_waiting_for_before_its_dependent_wakes() {
+    let t = TempRoot::new();
+    let (gate, hold) = (t.base.join("gate"), t.base.join("hold"));
+    let a = t.start_job(&[&gated(&gate)]);
+    let b = t.start_job(&["sleep 60"]);
+    // Queue q: one job holds its slot until `hold`, one waits in line.
+    let holder = id_of(&enqueue(&t, "q", &[], &[&gated(&hold)]));
+    let ahead = id_of(&enqueue(&t, "q", &[], &["true"]));
+    assert_eq!(t.ok(&["status", &ahead])["queue_position"], 0);
+    let both = id_of(&t.ok(&[
+        "run",
+        "--no-wait",
+        "--after",
+        &a,
+        "--after",
+        &b,
+        "--",
+        "true",
+    ]));
+    let one = id_of(&t.ok(&["run", "--no-wait", "--after", &a, "--", "true"]));
+    let queued = id_of(&enqueue(&t, "q", &["--after", &a], &["true"]));
+    let stopped: Vec<i32> = [&both, &one, &queued]
+        .iter()
+        .map(|id| supervisor_pid(&t, id))
+        .collect();
+    for &pid in &stopped {
+        support_kill(pid, 19); // SIGSTOP
+    }
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&a)["state"], "exited");
+    let v = t.ok(&["status", &both]);
+    assert_eq!(v["waiting_for"], serde_json::json!([b]), "{v}");
+    let v = t.ok(&["status", &one]);
+    assert_eq!(v["state"], "queued", "{v}");
+    assert!(v.get("waiting_for").is_none(), "{v}");
+    let v = t.ok(&["status", &queued]);
+    assert_eq!(v["state"], "queued", "{v}");
+    assert!(v.get("waiting_for").is_none(), "{v}");
+    assert_eq!(v["queue_position"], 1, "{v}");
+    // The same in a listing.
+    let l = t.ok(&["list", "--state", "queued"]);
+    let entry = l["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == queued.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["queue_position"], 1, "{l}");
+    for &pid in &stopped {
+        support_kill(pid, 18); // SIGCONT
+    }
+    t.ok(&["kill", &b]);
+    std::fs::write(&hold, "").unwrap();
+    for id in [&both, &one, &holder, &ahead, &queued] {
+        assert_eq!(t.wait_done(id)["state"], "exited", "{id}");
+    }
+}
+
 fn libc_sigkill() -> i32 {
     9
 }
