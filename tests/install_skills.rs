@@ -243,12 +243,25 @@ fn the_wrong_kind_of_file_is_unsafe_path_saying_what_it_is() {
     let file_for_dir = |cwd: &Path| std::fs::write(cwd.join(".agents"), "x").unwrap();
     let dir_for_file =
         |cwd: &Path| std::fs::create_dir_all(cwd.join(".agents/.skill-lock.json")).unwrap();
+    let fifo_for_file = |cwd: &Path| {
+        std::fs::create_dir_all(cwd.join(".agents")).unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(cwd.join(".agents/.skill-lock.json"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
     for (plant, says) in [
         (
             &file_for_dir as &dyn Fn(&Path),
             "where a directory should be",
         ),
         (&dir_for_file, "a directory where a file should be"),
+        // A FIFO blocked the lock file's read for ever.
+        (
+            &fifo_for_file,
+            "a FIFO, socket or device where a file should be",
+        ),
     ] {
         let t = TempRoot::new();
         plant(&t.cwd);

@@ -139,9 +139,24 @@ fn item(v: Value) -> Item {
     serde_json::from_value::<Entry>(v.clone()).map_or(Item::Other(v), Item::Entry)
 }
 
+/// The most of a lock file read: more is not a skill lock file.
+const LOCK_MAX: u64 = 4 << 20;
+
 fn read_lock(path: &Path) -> Result<Lock> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
+    // A FIFO or device where the lock file goes is refused as a
+    // directory there is (a FIFO blocked the read for ever), and never
+    // opened in a way that waits: `read_bounded` opens without blocking
+    // and checks it is a regular file before reading a byte.
+    if let Ok(m) = fs::metadata(path) {
+        if !m.is_file() && !m.is_dir() {
+            return Err(Error::UnsafePath(format!(
+                "read {}: refusing a FIFO, socket or device where a file should be",
+                path.display()
+            )));
+        }
+    }
+    let text = match crate::sys::read_bounded(path, LOCK_MAX) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Lock {
                 skills: Vec::new(),
@@ -151,7 +166,7 @@ fn read_lock(path: &Path) -> Result<Lock> {
         // A directory where the lock file goes is no lock file: refused
         // as a non-file where a file should be, as an `.agents` that is
         // a file is.
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) || std::path::Path::is_dir(path) => {
             return Err(Error::UnsafePath(format!(
                 "read {}: refusing a directory where a file should be",
                 path.display()
