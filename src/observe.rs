@@ -1378,7 +1378,7 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
 
 /// Write `st` into the job's lock file (`f`, open for writing, held by
 /// us) and rename it to state.json: a record that needs no new inode.
-fn into_lock_file(job: &Job, f: &File, st: &State) -> std::io::Result<()> {
+pub(crate) fn into_lock_file(job: &Job, f: &File, st: &State) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let text = serde_json::to_vec_pretty(st)?;
     f.set_len(0)?;

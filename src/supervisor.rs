@@ -297,6 +297,18 @@ fn run_once(
     let cap = meta.max_log_bytes.map(crate::logcap::Cap::new);
     let (out_log, err_log, mut gaps) = match open_stream_logs(job, cap) {
         Ok(l) => l,
+        // No room (an inode, on a file system out of them) for the first
+        // file the job makes: it does not run, for want of space.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            let msg = format!("create the job's logs: {e}");
+            return never_ran(launch_failed(
+                job,
+                ready,
+                &lock,
+                state,
+                fail("no_space", msg),
+            ));
+        }
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
             return logs_failed(job, ready, &lock, state, msg);
@@ -350,6 +362,40 @@ fn run_once(
     // state files) are made now: when its slot frees, the start has no
     // file to create (each new inode costs this ext4 a scan, see above).
     let mut early = None;
+    // On a file system nearly out of inodes, the files a job makes once
+    // it runs (full.log, the two state files) are made before it starts,
+    // as for a queued job: if they cannot be, it does not run at all
+    // (`no_space`), rather than run and be killed for want of full.log,
+    // or run with no running state on record. Elsewhere they come after
+    // the caller is told, off its path (one fstatvfs decides).
+    if !crate::queue::applies(&meta) && sys::inodes_below(&lock, LOW_INODES) {
+        let made = open_full_log(job, &full_path, &meta, gaps.take()).and_then(|full| {
+            let next = NextState::create(job, NEXT_STATE)?;
+            let running = NextState::create(job, RUN_STATE).inspect_err(|_| next.discard_ref())?;
+            Ok(Early {
+                full,
+                next: Some(next),
+                running: Some(running),
+            })
+        });
+        match made {
+            Ok(e) => early = Some(e),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                let msg = format!("make the job's files before it starts: {e}");
+                return never_ran(launch_failed(
+                    job,
+                    ready,
+                    &lock,
+                    state,
+                    fail("no_space", msg),
+                ));
+            }
+            Err(e) => {
+                let msg = format!("create {}: {e}", full_path.display());
+                return logs_failed(job, ready, &lock, state, msg);
+            }
+        }
+    }
     if crate::queue::applies(&meta) {
         match open_full_log(job, &full_path, &meta, gaps.take()) {
             Ok(full) => {
@@ -688,7 +734,9 @@ fn run_once(
     // is usually queued on this CPU behind us: let it have the CPU now,
     // not after the clean-up and the fsync below.
     std::thread::yield_now();
-    let _ = lock.set_len(0);
+    if !LOCK_IS_STATE.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = lock.set_len(0);
+    }
     drop(lock);
     // Now the collection may start, if the caller did not let it already.
     after.start();
@@ -900,6 +948,10 @@ impl NextState {
 
     /// Not needed after all (the job runs again): leave no file behind.
     fn discard(self) {
+        self.discard_ref();
+    }
+
+    fn discard_ref(&self) {
         let _ = self.dir.unlink(self.name);
     }
 
@@ -1098,6 +1150,15 @@ fn let_go(lock: &File) {
     let _ = sys::ofd_unlock_from(lock, job::RUN_LOCK_BASE);
 }
 
+/// The terminal state went into the lock file, now state.json (a file
+/// system out of inodes, `publish_terminal_via`): the file is no longer
+/// ours to cut back.
+static LOCK_IS_STATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Below this many free inodes, a job's files are all made before it
+/// starts (see `supervise`): it makes at most a handful while it runs.
+const LOW_INODES: u64 = 64;
+
 /// Bytes reserved in the lock file for the terminal state.
 const RESERVE: u64 = 64 * 1024;
 
@@ -1138,7 +1199,20 @@ fn publish_terminal_via(
         if let Err(e) = record(job, state) {
             crate::warn!("write terminal state: {e}; freeing the reserved space and retrying");
             let _ = lock.set_len(0);
-            let _ = record(job, state);
+            if let Err(e) = record(job, state) {
+                // Bytes were not what was missing: an inode for the new
+                // file was (a file system out of inodes, since the files
+                // made in advance could not be). The record goes into the
+                // lock file, renamed to state.json, as a reader records a
+                // lost supervisor's end: an ended job needs no lock file,
+                // and those blocked on this one wake as it is let go.
+                if e.code() == "no_space" || sys::fs_full(lock) {
+                    match crate::observe::into_lock_file(job, lock, state) {
+                        Ok(()) => LOCK_IS_STATE.store(true, std::sync::atomic::Ordering::SeqCst),
+                        Err(e) => crate::warn!("write terminal state into the lock file: {e}"),
+                    }
+                }
+            }
         }
     }
     if guard {

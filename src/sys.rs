@@ -1245,6 +1245,22 @@ pub fn fs_full(f: &File) -> bool {
     (s.f_files > 0 && s.f_favail == 0) || (s.f_blocks > 0 && s.f_bavail == 0)
 }
 
+/// Has the file system holding `f` fewer than `n` inodes free for an
+/// unprivileged writer (`fstatvfs`)? One that counts none (`f_files` 0)
+/// never has; a failed call says no.
+pub fn inodes_below(f: &File, n: u64) -> bool {
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: as in `fs_full`: fstatvfs fills our buffer, read only on
+    // success.
+    let s = unsafe {
+        if libc::fstatvfs(f.as_raw_fd(), s.as_mut_ptr()) != 0 {
+            return false;
+        }
+        s.assume_init()
+    };
+    s.f_files > 0 && (s.f_favail as u64) < n
+}
+
 /// Err unless `f` is a regular file.
 pub fn check_regular(f: &File) -> io::Result<()> {
     regular_metadata(f).map(drop)

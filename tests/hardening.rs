@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{Mount, TempRoot};
 
 fn id_of(v: &Value) -> String {
@@ -2820,4 +2820,153 @@ fn a_root_that_cannot_be_a_directory_says_why() {
             assert!(msg.contains(why), "{root:?} {args:?}: {msg}");
         }
     }
+}
+
+/// Fill the file system of `t.root` with empty files until no inode is
+/// left, then free `k` of them: a disk with exactly `k` inodes to spare.
+fn leave_inodes(t: &TempRoot, k: usize) {
+    let fill = t.root.join("fill");
+    std::fs::create_dir(&fill).unwrap();
+    let mut n = 0;
+    while std::fs::File::create(fill.join(n.to_string())).is_ok() {
+        n += 1;
+    }
+    for i in 1..=k.min(n) {
+        std::fs::remove_file(fill.join((n - i).to_string())).unwrap();
+    }
+}
+
+/// What a `run`, `restart` or `wait` answer and `status` say of a job
+/// (state, exit code, attempt, failure code): they must agree.
+fn outcome(v: &Value) -> (Value, Value, Value, Value) {
+    (
+        v["state"].clone(),
+        v["exit_code"].clone(),
+        v["attempt"].clone(),
+        v["failure"]["code"].clone(),
+    )
+}
+
+/// However few inodes a launch finds, the job either runs and its end is
+/// recorded, or it does not run and reads `failed`/`no_space`; never a
+/// job that ran and then lost its exit code (`supervisor_lost`, answered
+/// `running` although it had ended), one killed for want of full.log, a
+/// `no_space` job that ran anyway, or an empty state.json that every
+/// later command refuses. The terminal state needs a new file: on a file
+/// system out of inodes it goes into the job's lock file instead, and
+/// the files a job makes once it runs are made before it starts there.
+#[test]
+fn a7_however_few_inodes_a_job_either_runs_recorded_or_not_at_all() {
+    for k in 0..=10 {
+        for no_full in [false, true] {
+            let t = TempRoot::new();
+            let Some(_fs) = Mount::tmpfs_inodes(&t.root, 64) else {
+                return;
+            };
+            t.ok(&["run", "--no-auto-gc", "--", "true"]);
+            t.settle();
+            leave_inodes(&t, k);
+            let mut args = vec!["run", "--no-auto-gc"];
+            if no_full {
+                args.push("--no-full-log");
+            }
+            args.extend(["--", "echo hi"]);
+            let o = t.out(&args);
+            if o.code != 0 {
+                // No room for the definition: an error, and no job.
+                let v = o.json();
+                assert_eq!(v["error"]["code"], "io_error", "k={k}: {v}");
+                continue;
+            }
+            let v = o.json();
+            let ran = v["state"] == "exited";
+            if ran {
+                assert_eq!(
+                    (&v["exit_code"], &v["stdout"]),
+                    (&json!(0), &json!("hi\n")),
+                    "k={k}: {v}"
+                );
+            } else {
+                assert_eq!(
+                    (&v["state"], &v["failure"]["code"]),
+                    (&json!("failed"), &json!("no_space")),
+                    "k={k} no_full={no_full}: {v}"
+                );
+                assert_eq!(
+                    v["stdout"], "",
+                    "k={k}: a job that did not run printed: {v}"
+                );
+            }
+            t.settle();
+            let id = v["job_id"].as_str().unwrap();
+            let s = t.ok(&["status", id]);
+            assert_eq!(outcome(&s), outcome(&v), "k={k} no_full={no_full}: {s}");
+        }
+    }
+}
+
+/// A `restart` on a disk out of inodes either keeps the run and records
+/// the new one's end, or fails `io_error` leaving the job as it was; a
+/// `--retry` job whose disk runs out of inodes while it runs ends with
+/// its run's exit code (its run could not be kept, so it is not run
+/// again). Both lost the exit code (`supervisor_lost`).
+#[test]
+fn a8_restart_and_retry_without_inodes_keep_the_exit_code() {
+    for k in 0..=10 {
+        let t = TempRoot::new();
+        let Some(_fs) = Mount::tmpfs_inodes(&t.root, 64) else {
+            return;
+        };
+        let v = t.ok(&["run", "--no-auto-gc", "--", "echo out; exit 3"]);
+        let id = v["job_id"].as_str().unwrap().to_string();
+        t.settle();
+        leave_inodes(&t, k);
+        let o = t.out(&["restart", &id]);
+        t.settle();
+        let s = t.ok(&["status", &id]);
+        if o.code != 0 {
+            assert_eq!(o.json()["error"]["code"], "io_error", "k={k}: {}", o.stdout);
+            assert_eq!(
+                outcome(&s),
+                (json!("exited"), json!(3), json!(1), Value::Null),
+                "k={k}: {s}"
+            );
+            continue;
+        }
+        let r = o.json();
+        assert_eq!(r["attempt"], 2, "k={k}: {r}");
+        match r["state"].as_str() {
+            Some("exited") => assert_eq!(r["exit_code"], 3, "k={k}: {r}"),
+            _ => assert_eq!(r["failure"]["code"], "no_space", "k={k}: {r}"),
+        }
+        assert_eq!(outcome(&s), outcome(&r), "k={k}: {s}");
+    }
+    let t = TempRoot::new();
+    let Some(_fs) = Mount::tmpfs_inodes(&t.root, 64) else {
+        return;
+    };
+    let gate = t.base.join("gate");
+    let script = format!(
+        "while [ ! -e '{}' ]; do sleep 0.01; done; exit 1",
+        gate.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--no-auto-gc",
+        "--retry",
+        "3",
+        "--",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    leave_inodes(&t, 0);
+    // The gate lives outside the full disk.
+    std::fs::write(&gate, "").unwrap();
+    let w = t.ok(&["wait", &id]);
+    assert_eq!(
+        outcome(&w),
+        (json!("exited"), json!(1), json!(1), Value::Null),
+        "{w}"
+    );
 }
