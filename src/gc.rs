@@ -777,6 +777,16 @@ pub fn hold_for_removal(
                     hold.lock = Some(l);
                     hold.claimed = Some(job.dir.clone());
                 }
+                // The file system makes no file (read-only, or full): no
+                // launch can make the lock either, so none can start the
+                // job, and the removal goes on to meet the same refusal
+                // (an io_error, a `failed` entry), not to call the job
+                // started meanwhile and the delete worth retrying.
+                Err(Some(crate::error::Error::Io { source, .. }))
+                    if matches!(
+                        source.raw_os_error(),
+                        Some(libc::EROFS | libc::ENOSPC | libc::EDQUOT)
+                    ) => {}
                 Err(_) => return Err("running"),
             }
         }

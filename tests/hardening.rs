@@ -170,6 +170,47 @@ fn a1_a_lost_job_on_a_read_only_root_is_an_io_error_to_delete() {
     assert!(sleepers("65.25").is_empty());
 }
 
+/// A `created` job on a root that became read-only: `delete` says what
+/// stops it (io_error, not retryable), and `delete --all
+/// --include-created` counts it failed; it said "started by another
+/// caller while this delete waited ... try again" (invalid_state,
+/// retryable), and --all listed it skipped as `running`.
+#[test]
+fn a1_a_created_job_on_a_read_only_root_is_an_io_error_to_delete() {
+    let t = TempRoot::new();
+    let Some(_fs) = Mount::tmpfs(&t.root, "2m") else {
+        return;
+    };
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ro = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&t.root)
+        .status()
+        .unwrap();
+    assert!(ro.success());
+    let (_, e) = t.err(&["delete", &id]);
+    assert_eq!(
+        (
+            e["error"]["code"].as_str(),
+            e["error"]["retryable"].as_bool()
+        ),
+        (Some("io_error"), Some(false)),
+        "{e}"
+    );
+    let v = t.ok(&["delete", "--all", "--include-created"]);
+    assert_eq!(v["failed"], 1, "{v}");
+    let j = &v["jobs"][0];
+    assert_eq!(j["state"], "created", "{v}");
+    assert!(
+        j["reason"].as_str().unwrap().starts_with("delete_failed"),
+        "{v}"
+    );
+    assert_eq!(t.ok(&["status", &id])["state"], "created");
+}
+
 /// A disk too full to hold the room reserved for a job's end: the job
 /// does not run at all (it could not promise its exit code a record) and
 /// says why, instead of running and losing its end.
