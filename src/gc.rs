@@ -37,8 +37,8 @@
 //!   state cannot be read is skipped (`state_unreadable`), and one with
 //!   a directory where its meta.json or state.json should be is skipped
 //!   with `unsafe_path` before anything of it is removed.
-//! - A job leaves every reader's view in one rename (to `.gone-<id>…`
-//!   in the root) before anything of it is removed (`remove_job_dir`):
+//! - A job leaves every reader's view in one rename (to `.gone-` and
+//!   the end of its id, a name no longer than the id, in the root) before anything of it is removed (`remove_job_dir`):
 //!   readers see it whole or not at all, and a removal the system stops
 //!   half-way leaves no job with its logs gone, only remains out of
 //!   view, which a later `gc` removes (`sweep_gone`).
@@ -1184,14 +1184,42 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
     };
     let root_dir = sys::Dir::open_root(root).map_err(failed)?;
     let id = id.to_string_lossy();
-    let seq = GONE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let aside = format!("{GONE_PREFIX}{id}.{}.{seq}", std::process::id());
-    match root_dir.rename_noreplace(&id, &aside) {
+    let mut aside = aside_name(&id, None);
+    let mut moved = root_dir.rename_noreplace(&id, &aside);
+    // The name taken by the remains of another removal: a longer one.
+    if moved
+        .as_ref()
+        .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
+    {
+        let seq = GONE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        aside = aside_name(&id, Some(seq));
+        moved = root_dir.rename_noreplace(&id, &aside);
+    }
+    match moved {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RemoveError::Gone),
         Err(e) => return Err(failed(e)),
     }
     remove_aside(&root.join(&aside))
+}
+
+/// The name a job directory `id` is set aside under: `GONE_PREFIX` and
+/// the id's last 20 characters (a ULID's random part and more), no
+/// longer than the id, so that every path under it that is used by full
+/// path fits in PATH_MAX as the job's own did (`store::MAX_ROOT_LEN`);
+/// `.gone-<id>.<pid>.<n>` took 14 bytes more, and under the longest root
+/// a kept run's files could then be neither removed nor swept. `seq`:
+/// the name is taken (another removal's remains), a longer one.
+fn aside_name(id: &str, seq: Option<u64>) -> String {
+    let tail = id
+        .char_indices()
+        .rev()
+        .nth(19)
+        .map_or(id, |(i, _)| &id[i..]);
+    match seq {
+        None => format!("{GONE_PREFIX}{tail}"),
+        Some(n) => format!("{GONE_PREFIX}{tail}.{}.{n}", std::process::id()),
+    }
 }
 
 /// Names in the root of job directories being removed (`remove_job_dir`):
@@ -1339,6 +1367,17 @@ mod tests {
                 read_first: 0,
             }),
         }
+    }
+
+    #[test]
+    fn a_job_is_set_aside_under_a_name_no_longer_than_its_id() {
+        let id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        assert_eq!(aside_name(id, None), ".gone-NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(aside_name(id, None).len(), id.len());
+        let hex = "0123456789abcdef0123456789abcdef";
+        assert!(aside_name(hex, None).len() <= hex.len());
+        assert_eq!(aside_name("short", None), ".gone-short");
+        assert!(aside_name(id, Some(3)).starts_with(".gone-NDEKTSV4RRFFQ69G5FAV."));
     }
 
     #[test]

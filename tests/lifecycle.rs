@@ -670,7 +670,23 @@ fn a_job_is_made_only_under_a_root_whose_paths_all_fit() {
         t.exec(c)
     };
     let root = path_of_len(&t.base.join("fits"), 4022);
-    let o = cmd(&root, &["run", "--", "echo", "hi"]);
+    // With match events, and a restart: its longest paths, those of a
+    // kept run's records, are there to remove.
+    let sink = t.base.join("matches.ndjson");
+    let sink = sink.to_str().unwrap();
+    let o = cmd(
+        &root,
+        &[
+            "run",
+            "--output-pattern",
+            "hi",
+            "--output-file",
+            sink,
+            "--",
+            "echo",
+            "hi",
+        ],
+    );
     let v = o.json();
     assert_eq!((o.code, &v["state"]), (0, &json!("exited")), "{v}");
     let id = v["job_id"].as_str().unwrap().to_string();
@@ -688,11 +704,24 @@ fn a_job_is_made_only_under_a_root_whose_paths_all_fit() {
     }
     // The supervisor is done before the delete (else `in_use`).
     let needle = format!("_supervise {}", root.display());
-    let until = Instant::now() + Duration::from_secs(20);
-    while !t.pids_matching(&needle).is_empty() {
-        assert!(Instant::now() < until, "supervisor never finished");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let settle = || {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !t.pids_matching(&needle).is_empty() {
+            assert!(Instant::now() < until, "supervisor never finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    settle();
+    let o = cmd(&root, &["restart", &id]);
+    assert_eq!(o.json()["state"], "exited", "{}", o.stdout);
+    settle();
+    assert!(root
+        .join(&id)
+        .join("runs/1/notification_events.ndjson")
+        .exists());
+    // Set aside under a name no longer than its id, the job's longest
+    // paths still fit: it is removed whole (`.gone-<id>.<pid>.<n>` left
+    // a kept run that neither delete nor gc could remove).
     let o = cmd(&root, &["delete", &id]);
     assert_eq!(
         (o.code, &o.json()["deleted"]),
@@ -700,6 +729,12 @@ fn a_job_is_made_only_under_a_root_whose_paths_all_fit() {
         "{}",
         o.stdout
     );
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".spare") && n != ".gc.lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     for len in [4023, 4060] {
         let root = path_of_len(&t.base.join(format!("over-{len}")), len);
         for args in [["run", "--", "true"], ["create", "--", "true"]] {
