@@ -2652,6 +2652,9 @@ fn a1_input_on_a_full_disk_is_reported() {
         (Some("ENOSPC"), Some(6)),
         "{s}"
     );
+    // The answer's own output_lost says so as well (it lacked the stdin
+    // stream when the state it read did not have it yet).
+    assert_eq!(loss_of(&s, "stdin")["errno"], "ENOSPC", "{s}");
     let st = t.ok(&["status", &id]);
     assert_eq!(st["state"], "running", "{st}");
     assert_eq!(loss_of(&st, "stdin")["errno"], "ENOSPC", "{st}");
@@ -3010,4 +3013,35 @@ fn a8_restart_and_retry_without_inodes_keep_the_exit_code() {
         (json!("exited"), json!(1), json!(1), Value::Null),
         "{w}"
     );
+}
+
+/// On a disk out of both blocks and inodes the supervisor cannot record
+/// the stdin loss in state.json at all: the `send` answer still lists
+/// the stdin stream in its `output_lost`, as it says `input_lost` (it
+/// listed nothing, the state it read having nothing).
+#[test]
+fn a8_a_send_answer_lists_its_input_loss_where_the_state_cannot() {
+    let t = TempRoot::new();
+    let Some(_fs) = Mount::tmpfs_inodes(&t.root, 64) else {
+        return;
+    };
+    let id = id_of(&t.ok(&[
+        "run",
+        "--no-auto-gc",
+        "--no-wait",
+        "-i",
+        "--",
+        "read x; read y",
+    ]));
+    // Every block, then every inode.
+    let filler = t.root.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 5 << 20]);
+    leave_inodes(&t, 0);
+    let s = t.ok(&["send", "--newline", "--yield", "0", &id, "hello"]);
+    assert_eq!(s["input_lost"]["stream"], "stdin", "{s}");
+    assert_eq!(loss_of(&s, "stdin")["dropped_bytes"], 6, "{s}");
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_dir_all(t.root.join("fill")).unwrap();
+    t.ok(&["send", "--eof", &id]);
+    t.wait_done(&id);
 }

@@ -220,6 +220,15 @@ pub fn send_job_or(
     let out = out_log.span(from[0].min(out_log.size), req.max_bytes, ended)?;
     let err = err_log.span(from[1].min(err_log.size), req.max_bytes, ended)?;
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err)).encode(&job.id);
+    // The loss this send met is the job's too, whether or not the state
+    // read here has it yet (its supervisor records it; on a full disk
+    // that record may not be written before the answer, or at all).
+    let mut output_lost = st.output_lost.clone();
+    if let Some(lost) = &reply.input_lost {
+        if !output_lost.iter().any(|l| l.stream == lost.stream) {
+            output_lost.push(lost.clone());
+        }
+    }
     Ok(SendBody {
         job_id: job.id.clone(),
         state: st.status().as_str(),
@@ -242,7 +251,7 @@ pub fn send_job_or(
         finished_at: st.finished_at.clone().filter(|_| terminal),
         timed_out: terminal.then_some(st.result.timed_out),
         failure: st.failure.clone(),
-        output_lost: st.output_lost.clone(),
+        output_lost,
         cursor,
         stdout_dropped_bytes: out.dropped,
         stderr_dropped_bytes: err.dropped,
