@@ -395,6 +395,10 @@ const NO_FULL_LOG: Flag = Flag::switch(
     "no-full-log",
     "Do not write full.log (also config [log] full = false)",
 );
+const FULL_LOG: Flag = Flag::switch(
+    "full-log",
+    "Write full.log even where config [log] full = false says not to (the default otherwise)",
+);
 const PROGRESS_EVERY: Flag = Flag::value(
     "progress-every",
     "DURATION",
@@ -613,8 +617,11 @@ const fn job_pos(jobs: JobFilter) -> Pos {
     }
 }
 
-const DEFINE_CONFLICTS: &[(&str, &str)] =
-    &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env")];
+const DEFINE_CONFLICTS: &[(&str, &str)] = &[
+    ("stdin", "stdin-file"),
+    ("inherit-env", "no-inherit-env"),
+    ("full-log", "no-full-log"),
+];
 
 pub static COMMANDS: &[&Cmd] = &[
     &CREATE,
@@ -648,7 +655,7 @@ static CREATE: Cmd = Cmd {
     alias: None,
     about: "Define a job without starting it",
     long_about: "Stores the command, environment, stdin and timeouts in a new job directory with state 'created'. No process starts; 'start' launches it later.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, MAX_LOG_BYTES, NO_FULL_LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, QUEUE, PARALLEL, AFTER, AFTER_OK],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, MAX_LOG_BYTES, NO_FULL_LOG, FULL_LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, QUEUE, PARALLEL, AFTER, AFTER_OK],
     pos: &[COMMAND],
     conflicts: DEFINE_CONFLICTS,
     hidden: false,
@@ -674,9 +681,9 @@ static RUN: Cmd = Cmd {
     alias: None,
     about: "Run a command as a detached background job",
     long_about: "Creates a job, starts it under a detached supervisor, and waits until it ends or the wait budget (--until, 10 s) passes. The answer holds the state, exit code and the head of stdout/stderr (and, when a log is longer, its last --tail-bytes), with a cursor for tail --since; the job goes on if it is still running.",
-    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, MAX_LOG_BYTES, NO_FULL_LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, QUEUE, PARALLEL, AFTER, AFTER_OK, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
+    flags: &[TIMEOUT, KILL_AFTER, CWD, ENV, ENV_FILE, INHERIT_ENV, NO_INHERIT_ENV, MASK, STDIN, STDIN_FILE, STDIN_MAX_BYTES, INTERACTIVE, TTY, TTY_SIZE, TAG, LOG, MAX_LOG_BYTES, NO_FULL_LOG, FULL_LOG, PROGRESS_EVERY, CONFIG, SHELL_WRAPPER, NOTIFY_COMMAND, NOTIFY_FILE, OUTPUT_PATTERN, OUTPUT_MATCH_TYPE, OUTPUT_STREAM, OUTPUT_COMMAND, OUTPUT_FILE, RETRY, RETRY_DELAY, QUEUE, PARALLEL, AFTER, AFTER_OK, WAIT, UNTIL, FOREVER, NO_WAIT, MAX_BYTES, TAIL_BYTES, NO_AUTO_GC, AUTO_GC_OLDER_THAN, AUTO_GC_MAX_JOBS, AUTO_GC_MAX_BYTES],
     pos: &[COMMAND],
-    conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("until", "forever"), ("log", "no-full-log")],
+    conflicts: &[("stdin", "stdin-file"), ("inherit-env", "no-inherit-env"), ("full-log", "no-full-log"), ("until", "forever"), ("log", "no-full-log")],
     hidden: false,
     exec: cmd::run::exec,
     examples: &["agent-exec run -- echo hello", "agent-exec run --timeout 5 --kill-after 2 -- sleep 60", "agent-exec run -- 'make build && make test'"],

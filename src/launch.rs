@@ -205,7 +205,8 @@ impl Spec {
             .u64("max-log-bytes")
             .or(cfg.log.max_bytes)
             .filter(|&n| n > 0);
-        spec.no_full_log = m.has("no-full-log") || (!cfg.log.full && !m.has("log"));
+        spec.no_full_log =
+            m.has("no-full-log") || (!cfg.log.full && !m.has("log") && !m.has("full-log"));
         spec.full_log = m.get("log").map(|p| {
             store::absolutize(Path::new(p))
                 .to_string_lossy()

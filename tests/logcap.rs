@@ -461,6 +461,22 @@ fn no_full_log_and_the_config_keys() {
     assert_eq!(n(&v["stdout_dropped_bytes"]), 0);
     assert!(t.meta(id).get("max_log_bytes").is_none());
     assert!(t.cwd.join("f.log").exists());
+    // --full-log brings the job's own full.log back (as HTTP's
+    // `no_full_log: false` does); with --no-full-log it is a usage error.
+    let v = t.ok(&["run", "--config", c, "--full-log", "--", "echo", "hi"]);
+    let id = v["job_id"].as_str().unwrap();
+    assert!(t.job_dir(id).join("full.log").exists(), "{v}");
+    let v = t.ok(&["create", "--config", c, "--full-log", "--", "echo", "hi"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    t.ok(&["start", &id]);
+    t.wait_done(&id);
+    assert!(t.job_dir(&id).join("full.log").exists(), "{v}");
+    let (code, e) = t.err(&["run", "--full-log", "--no-full-log", "--", "true"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("usage_error")),
+        "{e}"
+    );
     // create/start take it too.
     let v = t.ok(&[
         "create",
