@@ -249,14 +249,6 @@ fn run_once(
     auto_gc: Option<crate::gc::AutoGc>,
     retried: u32,
 ) -> Step {
-    let never_ran = |sinks| {
-        Step::Done(Box::new(Ended {
-            gc: None,
-            matcher: None,
-            sinks,
-            kill_after: None,
-        }))
-    };
     // Taken before the read: if meta.json changes after it, the stamp no
     // longer matches and the end reads it again (`publish_terminal_via`).
     let stamp = job.meta_stamp();
@@ -276,7 +268,7 @@ fn run_once(
             job.id,
             state.status().as_str()
         );
-        return never_ran(None);
+        return unrun(None);
     }
     // This run's byte of the lock file, held until its end is published
     // (`let_go`) or this process dies: what a waiter on this run blocks
@@ -287,7 +279,7 @@ fn run_once(
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
     let (meta, mut prepared) = match prepared {
         Ok(x) => x,
-        Err(e) => return never_ran(launch_failed(job, ready, &lock, state, e)),
+        Err(e) => return unrun(launch_failed(job, ready, &lock, state, e)),
     };
     // The stream logs exist before anyone is told the job runs (every
     // path a response prints exists, D41), and before the workload
@@ -299,15 +291,9 @@ fn run_once(
         Ok(l) => l,
         // No room (an inode, on a file system out of them) for the first
         // file the job makes: it does not run, for want of space.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+        Err(e) if no_room(&e) => {
             let msg = format!("create the job's logs: {e}");
-            return never_ran(launch_failed(
-                job,
-                ready,
-                &lock,
-                state,
-                fail("no_space", msg),
-            ));
+            return no_space(job, ready, &lock, state, msg);
         }
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
@@ -336,15 +322,9 @@ fn run_once(
         // unreserved, as it must). The failed state is small; should a
         // partial reservation hold its room, `publish_terminal` gives it
         // back and writes again.
-        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+        if no_room(&e) {
             let msg = format!("reserve room for the job's end ({RESERVE} bytes): {e}");
-            return never_ran(launch_failed(
-                job,
-                ready,
-                &lock,
-                state,
-                fail("no_space", msg),
-            ));
+            return no_space(job, ready, &lock, state, msg);
         }
     }
     // A queued job waits for its turn (queue.rs) here, with everything
@@ -380,15 +360,9 @@ fn run_once(
         });
         match made {
             Ok(e) => early = Some(e),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            Err(e) if no_room(&e) => {
                 let msg = format!("make the job's files before it starts: {e}");
-                return never_ran(launch_failed(
-                    job,
-                    ready,
-                    &lock,
-                    state,
-                    fail("no_space", msg),
-                ));
+                return no_space(job, ready, &lock, state, msg);
             }
             Err(e) => {
                 let msg = format!("create {}: {e}", full_path.display());
@@ -420,7 +394,7 @@ fn run_once(
                 let sinks = publish_terminal(job, &lock, &st);
                 signal(ready, b'T');
                 crate::store::sync_file(&job.dir, crate::job::STATE);
-                return never_ran(sinks);
+                return unrun(sinks);
             }
         }
     }
@@ -472,7 +446,7 @@ fn run_once(
                     ));
                 }
             }
-            return never_ran(launch_failed(
+            return unrun(launch_failed(
                 job,
                 ready,
                 &lock,
@@ -521,7 +495,7 @@ fn run_once(
                     state.fail("spawn_failed", format!("open the job's input channel: {e}"));
                     let sinks = publish_terminal(job, &lock, &state);
                     signal(ready, b'F');
-                    return never_ran(sinks);
+                    return unrun(sinks);
                 }
             }
         }
@@ -592,7 +566,7 @@ fn run_once(
             );
             let sinks = publish_terminal(job, &lock, &state);
             signal(ready, b'T');
-            return never_ran(sinks);
+            return unrun(sinks);
         }
     };
     let next_state = match early_next {
@@ -625,7 +599,7 @@ fn run_once(
             );
             let sinks = publish_terminal(job, &lock, &state);
             signal(ready, b'T');
-            return never_ran(sinks);
+            return unrun(sinks);
         }
     };
     let mut tee = Tee {
@@ -706,7 +680,7 @@ fn run_once(
                 let_go(&lock);
                 signal(ready, b'T');
                 crate::store::sync_file(&job.dir, crate::job::STATE);
-                never_ran(sinks)
+                unrun(sinks)
             }
         };
     }
@@ -759,6 +733,22 @@ fn run_once(
     }))
 }
 
+/// Is `e` the file system's "no room" (a block or an inode, or a quota)?
+fn no_room(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// A job that does not run for want of room for its files: `no_space`.
+fn no_space(job: &Job, ready: &mut Option<File>, lock: &File, state: State, msg: String) -> Step {
+    unrun(launch_failed(
+        job,
+        ready,
+        lock,
+        state,
+        fail("no_space", msg),
+    ))
+}
+
 /// A log could not be made before the workload started: nothing runs,
 /// and the job ends `failed` with `log_unwritable`.
 fn logs_failed(
@@ -768,7 +758,18 @@ fn logs_failed(
     state: State,
     msg: String,
 ) -> Step {
-    let sinks = launch_failed(job, ready, lock, state, fail("log_unwritable", msg));
+    unrun(launch_failed(
+        job,
+        ready,
+        lock,
+        state,
+        fail("log_unwritable", msg),
+    ))
+}
+
+/// The end of a job that never ran: its failure recorded, the sinks of
+/// its `job.finished` to deliver.
+fn unrun(sinks: Option<crate::notify::Finished>) -> Step {
     Step::Done(Box::new(Ended {
         gc: None,
         matcher: None,

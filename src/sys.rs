@@ -2830,42 +2830,58 @@ impl ThreadAlarm {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         arm_interrupt()?;
-        let ts = |d: std::time::Duration| libc::timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as _,
-            tv_nsec: d.subsec_nanos() as _,
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::c_int;
+        // A zero first expiry would disarm it: at least 1 ns.
+        let first = after.max(std::time::Duration::from_nanos(1));
+        thread_timer(tid, first, every).map(ThreadAlarm)
+    }
+}
+
+/// A POSIX timer that sends `INTERRUPT` to thread `tid` once `first` has
+/// passed, then every `every`; its kernel id. Raw system calls only (no
+/// allocation, no lock): `on_stop_signal` makes one in a signal handler.
+/// Not the libc wrappers, whose timer_t differs between glibc and musl.
+fn thread_timer(
+    tid: libc::c_int,
+    first: std::time::Duration,
+    every: std::time::Duration,
+) -> io::Result<libc::c_int> {
+    let ts = |d: std::time::Duration| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+        tv_nsec: d.subsec_nanos() as _,
+    };
+    // SAFETY: sigevent is plain data (zeroed is valid). The system calls
+    // read the sigevent and the itimerspec, live locals, and write the
+    // kernel's timer id into `id`.
+    unsafe {
+        let mut ev: libc::sigevent = std::mem::zeroed();
+        ev.sigev_notify = libc::SIGEV_THREAD_ID;
+        ev.sigev_signo = INTERRUPT;
+        ev.sigev_notify_thread_id = tid;
+        let mut id: libc::c_int = 0;
+        cvt(libc::syscall(
+            libc::SYS_timer_create,
+            libc::CLOCK_MONOTONIC,
+            &mut ev as *mut libc::sigevent,
+            &mut id as *mut libc::c_int,
+        ) as libc::c_int)?;
+        let spec = libc::itimerspec {
+            it_value: ts(first),
+            it_interval: ts(every),
         };
-        // SAFETY: sigevent is plain data (zeroed is valid); gettid takes
-        // no arguments. The raw timer_create/timer_settime system calls
-        // (not the libc wrappers, whose timer_t differs between glibc
-        // and musl) read the sigevent and the itimerspec, live locals,
-        // and write the kernel's timer id into `id`.
-        unsafe {
-            let mut ev: libc::sigevent = std::mem::zeroed();
-            ev.sigev_notify = libc::SIGEV_THREAD_ID;
-            ev.sigev_signo = INTERRUPT;
-            ev.sigev_notify_thread_id = libc::syscall(libc::SYS_gettid) as libc::c_int;
-            let mut id: libc::c_int = 0;
-            cvt(libc::syscall(
-                libc::SYS_timer_create,
-                libc::CLOCK_MONOTONIC,
-                &mut ev as *mut libc::sigevent,
-                &mut id as *mut libc::c_int,
-            ) as libc::c_int)?;
-            let alarm = ThreadAlarm(id);
-            let spec = libc::itimerspec {
-                // A zero it_value would disarm it: at least 1 ns.
-                it_value: ts(after.max(std::time::Duration::from_nanos(1))),
-                it_interval: ts(every),
-            };
-            cvt(libc::syscall(
-                libc::SYS_timer_settime,
-                id,
-                0,
-                &spec as *const libc::itimerspec,
-                std::ptr::null_mut::<libc::itimerspec>(),
-            ) as libc::c_int)?;
-            Ok(alarm)
+        if let Err(e) = cvt(libc::syscall(
+            libc::SYS_timer_settime,
+            id,
+            0,
+            &spec as *const libc::itimerspec,
+            std::ptr::null_mut::<libc::itimerspec>(),
+        ) as libc::c_int)
+        {
+            libc::syscall(libc::SYS_timer_delete, id);
+            return Err(e);
         }
+        Ok(id)
     }
 }
 
@@ -3178,50 +3194,11 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
     }
     let _ = STOP_TAKEN.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
     if MAIN_WAITING.load(Ordering::SeqCst) && KICK_TIMER.load(Ordering::SeqCst) < 0 {
-        if let Some(id) = kick_timer() {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::c_int;
+        if let Ok(id) = thread_timer(tid, KICK_EVERY, KICK_EVERY) {
             KICK_TIMER.store(id, Ordering::SeqCst);
         }
-    }
-}
-
-/// A timer sending `INTERRUPT` to the calling (main) thread every
-/// `KICK_EVERY`, starting then. Raw system calls only: it runs in a
-/// signal handler.
-fn kick_timer() -> Option<libc::c_int> {
-    let every = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: KICK_EVERY.as_nanos() as _,
-    };
-    // SAFETY: as in `ThreadAlarm::arm`: the raw system calls read the
-    // sigevent and itimerspec, live locals, and write the timer id into
-    // `id`; gettid takes no arguments.
-    unsafe {
-        let mut ev: libc::sigevent = std::mem::zeroed();
-        ev.sigev_notify = libc::SIGEV_THREAD_ID;
-        ev.sigev_signo = INTERRUPT;
-        ev.sigev_notify_thread_id = libc::syscall(libc::SYS_gettid) as libc::c_int;
-        let mut id: libc::c_int = 0;
-        if libc::syscall(
-            libc::SYS_timer_create,
-            libc::CLOCK_MONOTONIC,
-            &mut ev as *mut libc::sigevent,
-            &mut id as *mut libc::c_int,
-        ) != 0
-        {
-            return None;
-        }
-        let spec = libc::itimerspec {
-            it_value: every,
-            it_interval: every,
-        };
-        libc::syscall(
-            libc::SYS_timer_settime,
-            id,
-            0,
-            &spec as *const libc::itimerspec,
-            std::ptr::null_mut::<libc::itimerspec>(),
-        );
-        Some(id)
     }
 }
 
