@@ -1257,7 +1257,9 @@ fn remove_aside(path: &Path) -> std::result::Result<(), RemoveError> {
         remove_tree(&path.join(name), home)
     };
     let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
-    sys::for_each_entry(path, |n, k| names.push((n.to_string(), k))).map_err(failed)?;
+    gone(sys::for_each_entry(path, |n, k| {
+        names.push((n.to_string(), k))
+    }))?;
     for (name, kind) in &names {
         match kind {
             sys::EntryKind::Dir => tree(name)?,
@@ -1275,7 +1277,7 @@ fn remove_aside(path: &Path) -> std::result::Result<(), RemoveError> {
     match fs::remove_dir(path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
             let mut left = Vec::new();
-            sys::for_each_entry(path, |n, _| left.push(n.to_string())).map_err(failed)?;
+            gone(sys::for_each_entry(path, |n, _| left.push(n.to_string())))?;
             for name in &left {
                 tree(name)?;
             }
@@ -1295,7 +1297,18 @@ pub fn sweep_gone(root: &Path) {
         }
     });
     for n in names {
-        let _ = remove_aside(&root.join(n));
+        let path = root.join(n);
+        // Held (its remover's flock on the directory, taken before the
+        // rename): being removed right now, not remains. Two removals of
+        // one tree each met the other's deletions, and the one that set
+        // it aside reported a job it had removed as `delete_failed:
+        // ENOENT`.
+        let Ok(held) = sys::open_dir_lockable(&path) else {
+            continue;
+        };
+        if sys::try_lock_exclusive(&held).unwrap_or(false) {
+            let _ = remove_aside(&path);
+        }
     }
 }
 
@@ -1367,6 +1380,28 @@ mod tests {
                 read_first: 0,
             }),
         }
+    }
+
+    /// The remains of a removal are swept; a tree being removed right now
+    /// (its remover holds the directory's flock) is left to its remover:
+    /// two removals of one tree met each other's deletions, and the one
+    /// that set the job aside reported it `delete_failed: ENOENT`.
+    #[test]
+    fn sweeping_leaves_a_removal_in_progress_to_its_remover() {
+        let s = scratch("sweep");
+        let gone = s.root.join(".gone-AAAAAAAAAAAAAAAAAAAA");
+        fs::create_dir_all(gone.join("runs/1")).unwrap();
+        fs::write(gone.join("runs/1/stdout.log"), b"x").unwrap();
+        let held = sys::open_dir_lockable(&gone).unwrap();
+        assert!(sys::try_lock_exclusive(&held).unwrap());
+        sweep_gone(&s.root);
+        assert!(gone.join("runs/1/stdout.log").exists());
+        drop(held);
+        sweep_gone(&s.root);
+        assert!(!gone.exists());
+        // A tree that vanishes under its remover is no failure.
+        assert!(remove_aside(&gone).is_ok());
+        let _ = fs::remove_dir_all(&s.root);
     }
 
     #[test]
