@@ -108,6 +108,16 @@ pub fn check_parallel(n: u64) -> Result<u32> {
     }
 }
 
+/// Why a queue could not be used: no room for its files (a ticket, a
+/// slot) is `no_space`, as for any file a job needs before it starts;
+/// anything else (a symlink in its place, say) `queue_unusable`.
+fn unusable_code(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => "no_space",
+        _ => "queue_unusable",
+    }
+}
+
 /// Does this job wait for anything before it starts?
 pub fn applies(meta: &Meta) -> bool {
     meta.queue.is_some() || !meta.after.is_empty() || !meta.after_ok.is_empty()
@@ -276,7 +286,7 @@ pub fn wait_turn(
             }
             Ok(Entered::Line(l)) => line = Some(l),
             Err(e) => {
-                state.fail("queue_unusable", format!("queue {name}: {e}"));
+                state.fail(unusable_code(&e), format!("queue {name}: {e}"));
                 return Turn::End(Box::new(state));
             }
         }
@@ -482,7 +492,7 @@ fn wait_all(
     };
     let parallel = meta.parallel.unwrap_or(1);
     let unusable =
-        |e: std::io::Error| Ended::Failed("queue_unusable", format!("queue {name}: {e}"));
+        |e: std::io::Error| Ended::Failed(unusable_code(&e), format!("queue {name}: {e}"));
     let line = match line {
         Some(l) => l,
         None => match enter(&store.root, name, parallel, &job.id) {

@@ -379,6 +379,10 @@ fn run_once(
                     running: NextState::create(job, RUN_STATE).ok(),
                 })
             }
+            Err(e) if no_room(&e) => {
+                let msg = format!("create {}: {e}", full_path.display());
+                return no_space(job, ready, &lock, state, msg);
+            }
             Err(e) => {
                 let msg = format!("create {}: {e}", full_path.display());
                 return logs_failed(job, ready, &lock, state, msg);
@@ -492,7 +496,14 @@ fn run_once(
                     Early::discard(early);
                     let _ = sys::kill_group(pid, libc::SIGKILL);
                     let _ = sys::wait4(pid, true);
-                    state.fail("spawn_failed", format!("open the job's input channel: {e}"));
+                    // No room for stdin.sock is no room, like any file the
+                    // job needs (it is stopped before it could do a thing).
+                    let code = if no_room(&e) {
+                        "no_space"
+                    } else {
+                        "spawn_failed"
+                    };
+                    state.fail(code, format!("open the job's input channel: {e}"));
                     let sinks = publish_terminal(job, &lock, &state);
                     signal(ready, b'F');
                     return unrun(sinks);
