@@ -243,6 +243,13 @@ fn the_wrong_kind_of_file_is_unsafe_path_saying_what_it_is() {
     let file_for_dir = |cwd: &Path| std::fs::write(cwd.join(".agents"), "x").unwrap();
     let dir_for_file =
         |cwd: &Path| std::fs::create_dir_all(cwd.join(".agents/.skill-lock.json")).unwrap();
+    let file_for_skill_dir = |cwd: &Path| {
+        std::fs::create_dir_all(cwd.join(".agents/skills")).unwrap();
+        std::fs::write(cwd.join(".agents/skills/agent-exec"), "x").unwrap();
+    };
+    let dir_for_skill_file = |cwd: &Path| {
+        std::fs::create_dir_all(cwd.join(".agents/skills/agent-exec/SKILL.md")).unwrap();
+    };
     let fifo_for_file = |cwd: &Path| {
         std::fs::create_dir_all(cwd.join(".agents")).unwrap();
         let st = std::process::Command::new("mkfifo")
@@ -262,6 +269,10 @@ fn the_wrong_kind_of_file_is_unsafe_path_saying_what_it_is() {
             &fifo_for_file,
             "a FIFO, socket or device where a file should be",
         ),
+        // Deeper down, the same (both were io_error: "File exists", "Is
+        // a directory").
+        (&file_for_skill_dir, "where a directory should be"),
+        (&dir_for_skill_file, "a directory where a file should be"),
     ] {
         let t = TempRoot::new();
         plant(&t.cwd);
@@ -324,4 +335,22 @@ fn a_symlinked_base_directory_is_followed_for_every_file() {
         .unwrap()
         .file_type()
         .is_symlink());
+}
+
+/// A lock file too large to be one (over 4 MiB) is treated as one that
+/// does not parse: empty, with a warning, and written anew (it was an
+/// io_error no retry could mend).
+#[test]
+fn an_oversized_lock_file_is_written_anew() {
+    let t = TempRoot::new();
+    std::fs::create_dir_all(t.cwd.join(".agents")).unwrap();
+    let lock = t.cwd.join(".agents/.skill-lock.json");
+    std::fs::File::create(&lock)
+        .unwrap()
+        .set_len(5 << 20)
+        .unwrap();
+    let o = t.out(&["install-skills"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("WARN"), "{}", o.stderr);
+    assert!(std::fs::metadata(&lock).unwrap().len() < 4096);
 }

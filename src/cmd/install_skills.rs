@@ -157,6 +157,18 @@ fn read_lock(path: &Path) -> Result<Lock> {
     }
     let text = match crate::sys::read_bounded(path, LOCK_MAX) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        // Too large to be a skill lock file: as one that does not parse,
+        // treated as empty and written anew, with a warning.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            crate::warn!(
+                "{}: not a skill lock file ({e}); treated as empty and written anew",
+                path.display()
+            );
+            return Ok(Lock {
+                skills: Vec::new(),
+                extra: Map::new(),
+            });
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Lock {
                 skills: Vec::new(),
@@ -201,7 +213,16 @@ fn upsert(lock: &mut Lock, entry: Entry) {
 }
 
 fn mkdirs(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))
+    fs::create_dir_all(dir).map_err(|e| match e.kind() {
+        // Something that is not a directory (a file, a FIFO, a dangling
+        // symlink) where one of ours goes: refused as a file where its
+        // directory goes always was (it read "File exists", io_error).
+        std::io::ErrorKind::AlreadyExists => Error::UnsafePath(format!(
+            "create {}: refusing a file or symlink where a directory should be",
+            dir.display()
+        )),
+        _ => Error::io(format!("create {}", dir.display()), e),
+    })
 }
 
 /// Atomic write, then the usual 0644 of a document (write_atomic makes
@@ -214,8 +235,18 @@ fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         .unwrap_or_default();
     mkdirs(dir)?;
     let dir = real_dir(dir);
-    store::write_atomic(&dir, &name, bytes, durable)
-        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    store::write_atomic(&dir, &name, bytes, durable).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EISDIR) {
+            // A directory where one of our files goes (the rename over it
+            // fails): refused as one in the lock file's place is.
+            Error::UnsafePath(format!(
+                "write {}: refusing a directory where a file should be",
+                path.display()
+            ))
+        } else {
+            Error::io(format!("write {}", path.display()), e)
+        }
+    })?;
     fs::set_permissions(dir.join(&name), fs::Permissions::from_mode(0o644))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
 }
