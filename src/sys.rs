@@ -3011,16 +3011,24 @@ pub fn take_stop_signals_now() {
     }
 }
 
-/// The stop signal this process took, if any: the one the stop thread
-/// took, or one still pending (no wait began, so no thread took it).
-/// None when they are not held (`hold_stop_signals`).
+/// The stop signal that ended this process's wait, if one did: the one
+/// the handler took in a wait (`StopScope`), or the stop thread took
+/// (`take_stop_signals_now`; with it, one still pending when no wait
+/// began). None when they are not held (`hold_stop_signals`). A signal
+/// that came when the command was not waiting (before its wait, in a
+/// command that then never waited, say a failed lookup; or after its
+/// wait had ended by itself, while the answer was written) ended no
+/// wait: it stays pending, unread, and the status is the answer's.
+/// Taken then, pending signals came out lowest first, whatever their
+/// order (a HUP after a TERM made the status 129).
 pub fn stop_signal() -> Option<i32> {
     use std::sync::atomic::Ordering;
     if !STOP_HELD.load(Ordering::SeqCst) {
         return None;
     }
     match STOP_TAKEN.load(Ordering::SeqCst) {
-        0 => take_pending_signal(&STOP_SIGNALS),
+        0 if stop_thread_started() => take_pending_signal(&STOP_SIGNALS),
+        0 => None,
         sig => Some(sig),
     }
 }

@@ -705,3 +705,38 @@ fn a_stop_signal_ends_a_slow_search_of_the_written_output() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     t.ok(&["kill", &id]);
 }
+
+/// A signal that reaches a command after its wait ended by itself, while
+/// it writes its answer (here a large one, to a reader that is slow to
+/// read it), ends no wait: the whole answer, and its own status, 0. It
+/// was 128 + the signal, and with a TERM then a HUP, 129: the lowest
+/// numbered, not the first.
+#[test]
+fn a_signal_while_the_answer_is_written_leaves_its_status() {
+    use std::io::Read;
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "seq", "1", "3000000"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let mut child = spawn(&t, &["wait", "--max-bytes", "100000000", id]);
+    let mut out = child.stdout.take().unwrap();
+    // Its first byte: the answer is being written, and the pipe fills.
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).unwrap();
+    signal(&child, "TERM");
+    signal(&child, "HUP");
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut doc = first.to_vec();
+    doc.extend(rest);
+    let v: Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(
+        (&v["state"], &v["exit_code"]),
+        (&json!("exited"), &json!(0))
+    );
+    // The whole output, in the whole answer.
+    assert_eq!(v["stdout_total_bytes"].as_u64(), Some(22_888_896));
+    assert_eq!(v["stdout"].as_str().map(str::len), Some(22_888_896));
+}

@@ -823,6 +823,18 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
     if tool == "send" {
         a.pos.extend(data);
     }
+    // `no_full_log: false` writes full.log whatever the config says, as
+    // it does over HTTP (the switch alone would only be "not given").
+    if let Some(i) = a
+        .params
+        .iter()
+        .position(|(k, v)| k == "no_full_log" && !cli::flag_on(v))
+    {
+        a.params.remove(i);
+        if !a.params.iter().any(|(k, _)| k == "full_log") {
+            a.params.push(("full_log".into(), "true".into()));
+        }
+    }
     Ok(a)
 }
 
