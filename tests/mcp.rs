@@ -354,6 +354,28 @@ fn run_with_a_config_older_than_that_is_no_duration() {
     );
 }
 
+/// Under `[log] full = false`, `no_full_log: false` writes full.log, as
+/// it does over HTTP (it was taken as the switch not given), and so does
+/// `full_log: true`; nothing said, the config holds.
+#[test]
+fn no_full_log_false_writes_full_log_as_over_http() {
+    let t = TempRoot::new();
+    let d = t.base.join("config/agent-exec");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.toml"), "[log]\nfull = false\n").unwrap();
+    let mut m = Mcp::init(&t);
+    for (args, full) in [
+        (json!({"command": "echo a", "no_full_log": false}), true),
+        (json!({"command": "echo a", "full_log": true}), true),
+        (json!({"command": "echo a"}), false),
+        (json!({"command": "echo a", "no_full_log": true}), false),
+    ] {
+        let v = m.ok("run", args.clone());
+        let id = v["job_id"].as_str().unwrap();
+        assert_eq!(t.job_dir(id).join("full.log").exists(), full, "{args}");
+    }
+}
+
 #[test]
 fn malformed_and_invalid_messages() {
     let t = TempRoot::new();
