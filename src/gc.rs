@@ -38,7 +38,8 @@
 //!   a directory where its meta.json or state.json should be is skipped
 //!   with `unsafe_path` before anything of it is removed.
 //! - A job leaves every reader's view in one rename (to `.gone-` and
-//!   the end of its id, a name no longer than the id, in the root) before anything of it is removed (`remove_job_dir`):
+//!   the end of its id, a name no longer than the id, in the root)
+//!   before anything of it is removed (`remove_job_dir`):
 //!   readers see it whole or not at all, and a removal the system stops
 //!   half-way leaves no job with its logs gone, only remains out of
 //!   view, which a later `gc` removes (`sweep_gone`).
