@@ -1694,6 +1694,30 @@ fn job_when(t: &TempRoot, ready: impl Fn(&Value) -> bool) -> String {
     }
 }
 
+/// SIGHUP (a terminal closing) stops the server as SIGTERM does: exit 0,
+/// its jobs going on. It died at once, by the signal.
+#[test]
+fn sighup_shuts_down_cleanly_too() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["sleep", "30"], "wait": false})),
+        )
+        .assert_ok("run");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(s.client().send("GET", "/health", &[], "").status, 200);
+    let st = Command::new("kill")
+        .args(["-HUP", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", &id]);
+}
+
 /// SIGTERM `s`, which must exit 0.
 fn terminate(s: &mut Server) {
     let st = Command::new("kill")

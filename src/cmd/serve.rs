@@ -21,7 +21,7 @@
 //! `Allow`, 401, 400 ...).
 //!
 //! Lifecycle: check the flags, bind, print one `serve` document (bind,
-//! port, pid), then nothing more on stdout. SIGTERM/SIGINT (blocked in
+//! port, pid), then nothing more on stdout. SIGTERM/SIGINT/SIGHUP (blocked in
 //! every thread, taken by one thread with sigwait) stop the accept loop;
 //! requests in flight get up to `GRACE` to finish; exit 0. A request
 //! that waits on a job (`/wait`, a waiting `/exec` or `/restart`, `/send`
@@ -171,7 +171,9 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Default deadline of `GET /wait/{id}`, in seconds.
 const WAIT_DEFAULT_SECS: u64 = 30;
 
-const SIGNALS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
+/// What stops the server cleanly. SIGHUP too: a server started from a
+/// terminal that closes got it, and died at once, cutting its answers.
+const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 const HEALTH: &[u8] = b"{\"schema_version\":\"0.1\",\"ok\":true,\"type\":\"health\"}\n";
 
@@ -215,7 +217,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // thread inherits the mask and only the signal thread ever takes
     // these signals: a thread started with them unblocked, even for an
     // instant, is one a SIGINT can land on and kill the process by.
-    sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT", e))?;
+    sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT/SIGHUP", e))?;
     let addr = bind_addr(m)?;
     let token = token_from(std::env::var("AGENT_EXEC_SERVE_TOKEN").ok());
     if token
