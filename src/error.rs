@@ -87,10 +87,22 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Is `e` the file system's "no room": no block or no inode left, or a
+/// quota reached?
+pub fn no_room(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 impl Error {
-    /// Wrap an `io::Error` with what we were doing. A refused symlink
-    /// (ELOOP from an O_NOFOLLOW open, ENOTDIR from a directory opened
-    /// O_NOFOLLOW) or a non-regular file is `unsafe_path`.
+    /// Did this fail for want of room on the file system (`no_room`)?
+    pub fn is_no_room(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => no_room(source),
+            Error::InJob(_, e) => e.is_no_room(),
+            _ => false,
+        }
+    }
+
     /// Did this fail because the process ran out of file descriptors
     /// (EMFILE/ENFILE)? A scan then stops with this error rather than
     /// count a job it could not open as one that is not a job.
@@ -104,6 +116,9 @@ impl Error {
         }
     }
 
+    /// Wrap an `io::Error` with what we were doing. A refused symlink
+    /// (ELOOP from an O_NOFOLLOW open, ENOTDIR from a directory opened
+    /// O_NOFOLLOW) or a non-regular file is `unsafe_path`.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         let context = context.into();
         if matches!(source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))

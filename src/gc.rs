@@ -784,10 +784,8 @@ pub fn hold_for_removal(
                 // (an io_error, a `failed` entry), not to call the job
                 // started meanwhile and the delete worth retrying.
                 Err(Some(crate::error::Error::Io { source, .. }))
-                    if matches!(
-                        source.raw_os_error(),
-                        Some(libc::EROFS | libc::ENOSPC | libc::EDQUOT)
-                    ) => {}
+                    if crate::error::no_room(&source)
+                        || source.raw_os_error() == Some(libc::EROFS) => {}
                 Err(_) => return Err("running"),
             }
         }

@@ -606,7 +606,7 @@ const RECORD_ROOM: u64 = 4096;
 /// full disk.
 fn reserve_record_room(lock: &File) -> Result<()> {
     match sys::allocate(lock, RECORD_ROOM) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+        Err(e) if crate::error::no_room(&e) => {
             Err(Error::io("reserve room for the job's state", e))
         }
         _ => Ok(()),

@@ -1364,7 +1364,7 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
         // the lock file, ours and free of a supervisor now, renamed to
         // state.json: an ended job needs no lock to vouch for it.
         match &writable {
-            Some(f) if e.code() == "no_space" || sys::fs_full(lock) => {
+            Some(f) if e.is_no_room() || sys::fs_full(lock) => {
                 into_lock_file(job, f, st).map_err(|_| e)
             }
             _ => Err(e),

@@ -112,9 +112,10 @@ pub fn check_parallel(n: u64) -> Result<u32> {
 /// slot) is `no_space`, as for any file a job needs before it starts;
 /// anything else (a symlink in its place, say) `queue_unusable`.
 fn unusable_code(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC | libc::EDQUOT) => "no_space",
-        _ => "queue_unusable",
+    if crate::error::no_room(e) {
+        "no_space"
+    } else {
+        "queue_unusable"
     }
 }
 

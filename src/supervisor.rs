@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::cli::Matches;
-use crate::error::Result;
+use crate::error::{no_room, Result};
 use crate::job::{self, Job, Meta, State, Status};
 use crate::launch::{LOCK_FD, READY_FD};
 use crate::notify::Matcher;
@@ -744,11 +744,6 @@ fn run_once(
     }))
 }
 
-/// Is `e` the file system's "no room" (a block or an inode, or a quota)?
-fn no_room(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-}
-
 /// A job that does not run for want of room for its files: `no_space`.
 fn no_space(job: &Job, ready: &mut Option<File>, lock: &File, state: State, msg: String) -> Step {
     unrun(launch_failed(
@@ -1218,7 +1213,7 @@ fn publish_terminal_via(
                 // lock file, renamed to state.json, as a reader records a
                 // lost supervisor's end: an ended job needs no lock file,
                 // and those blocked on this one wake as it is let go.
-                if e.code() == "no_space" || sys::fs_full(lock) {
+                if e.is_no_room() || sys::fs_full(lock) {
                     match crate::observe::into_lock_file(job, lock, state) {
                         Ok(()) => LOCK_IS_STATE.store(true, std::sync::atomic::Ordering::SeqCst),
                         Err(e) => crate::warn!("write terminal state into the lock file: {e}"),

@@ -2968,9 +2968,10 @@ static STOP_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// The main thread is in a wait that a stop signal ends (`StopScope`).
 static MAIN_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// How often the stop thread interrupts the main thread's blocking call
-/// until its wait has ended: a signal that lands just before the call
-/// blocks is followed by another (as `ThreadAlarm` repeats).
+/// How often the stop thread (or the handler's timer) interrupts the
+/// main thread's blocking call until its wait has ended: a signal that
+/// lands just before the call blocks is followed by another (as
+/// `ThreadAlarm` repeats).
 const KICK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Is the calling thread the process's main thread (its tid is the pid)?
@@ -3216,7 +3217,7 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
 fn stop_kicks() {
     let id = KICK_TIMER.swap(-1, std::sync::atomic::Ordering::SeqCst);
     if id >= 0 {
-        // SAFETY: the id is a timer `kick_timer` created and nothing else
+        // SAFETY: the id is a timer `on_stop_signal` created and nothing else
         // deletes (the swap above hands it to us alone).
         unsafe { libc::syscall(libc::SYS_timer_delete, id) };
     }

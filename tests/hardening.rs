@@ -2780,17 +2780,9 @@ fn a1_a_launch_left_without_inodes_reads_no_space() {
     // Whatever a first launch makes in the root besides its job.
     t.ok(&["run", "--no-auto-gc", "--", "true"]);
     t.settle();
-    let fill = t.root.join("fill");
-    std::fs::create_dir(&fill).unwrap();
-    let mut n = 0;
-    while std::fs::File::create(fill.join(n.to_string())).is_ok() {
-        n += 1;
-    }
     // Room for the definition only: the job's directory, meta.json and
     // the lock.
-    for i in 1..=3 {
-        std::fs::remove_file(fill.join((n - i).to_string())).unwrap();
-    }
+    leave_inodes(&t, 3);
     let v = t.ok(&["run", "--no-auto-gc", "--", "echo", "hi"]);
     assert_eq!(
         (&v["state"], &v["failure"]["code"]),

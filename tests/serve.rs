@@ -1708,20 +1708,20 @@ fn sighup_shuts_down_cleanly_too() {
         .assert_ok("run");
     let id = v["job_id"].as_str().unwrap().to_string();
     assert_eq!(s.client().send("GET", "/health", &[], "").status, 200);
-    let st = Command::new("kill")
-        .args(["-HUP", &s.pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+    stop_by(&mut s, "HUP");
     assert_eq!(t.ok(&["status", &id])["state"], "running");
     t.ok(&["kill", &id]);
 }
 
 /// SIGTERM `s`, which must exit 0.
 fn terminate(s: &mut Server) {
+    stop_by(s, "TERM");
+}
+
+/// Signal `s` with `sig` (a name, as kill(1) takes it); it must exit 0.
+fn stop_by(s: &mut Server, sig: &str) {
     let st = Command::new("kill")
-        .args(["-TERM", &s.pid.to_string()])
+        .args([&format!("-{sig}"), &s.pid.to_string()])
         .status()
         .unwrap();
     assert!(st.success());

@@ -823,16 +823,25 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
     if tool == "send" {
         a.pos.extend(data);
     }
-    // `no_full_log: false` writes full.log whatever the config says, as
-    // it does over HTTP (the switch alone would only be "not given").
-    if let Some(i) = a
+    // `no_X: false` asks for X where the command has both switches
+    // (`no_full_log: false` writes full.log whatever the config says, as
+    // over HTTP); alone, the switch false would only be "not given".
+    let negated: Vec<String> = a
         .params
         .iter()
-        .position(|(k, v)| k == "no_full_log" && !cli::flag_on(v))
-    {
-        a.params.remove(i);
-        if !a.params.iter().any(|(k, _)| k == "full_log") {
-            a.params.push(("full_log".into(), "true".into()));
+        .filter(|(k, v)| !cli::flag_on(v) && k.starts_with("no_"))
+        .map(|(k, _)| k[3..].to_string())
+        .filter(|x| {
+            cmd.flags
+                .iter()
+                .any(|f| f.http_name().as_deref() == Some(x.as_str()))
+        })
+        .collect();
+    for x in negated {
+        a.params
+            .retain(|(k, _)| k.strip_prefix("no_") != Some(x.as_str()));
+        if !a.params.iter().any(|(k, _)| *k == x) {
+            a.params.push((x, "true".into()));
         }
     }
     Ok(a)
