@@ -1768,11 +1768,10 @@ fn read_flag(
                 None => p
                     .try_raw_args()
                     .and_then(|mut raw| {
-                        raw.next_if(|a| {
-                            a.to_str().is_some_and(|s| {
-                                s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false")
-                            })
-                        })
+                        // The next word is the value when it is a
+                        // boolean as every door spells one (`1`/`0`
+                        // too, as the README says), else a command's.
+                        raw.next_if(|a| a.to_str().and_then(switch_value).is_some())
                     })
                     .and_then(|v| v.into_string().ok()),
             };

@@ -607,11 +607,15 @@ fn invalid_regex_is_rejected_everywhere() {
     let (code, e) = t.err(&a);
     assert_eq!(code, 2);
     assert_eq!(e["error"]["code"], "invalid_pattern");
+    // An error about a job names it, whether the pattern came from the
+    // command line or from meta.json (below).
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str());
     // Switching a stored contains pattern to regex checks it too.
     t.ok(&["notify", "set", &id, "--output-pattern", "a(b"]);
     let (code, e) = t.err(&["notify", "set", &id, "--output-match-type", "regex"]);
     assert_eq!(code, 2);
     assert_eq!(e["error"]["code"], "invalid_pattern");
+    assert_eq!(e["error"]["details"]["job_id"], id.as_str());
     assert_eq!(
         t.meta(&id)["notification"]["on_output_match"]["match_type"],
         "contains",

@@ -118,12 +118,28 @@ fn bare_wait_anywhere_before_the_command() {
         &["run", "--wait", "true", "echo", "x"],
         &["run", "--wait", "TRUE", "echo", "x"],
         &["run", "--wait=true", "echo", "x"],
+        &["run", "--wait", "1", "echo", "x"],
     ] {
         let v = t.ok(args);
         assert_eq!(v["stdout"], "x\n", "{args:?}");
+        assert_eq!(v["command"], serde_json::json!(["echo", "x"]), "{args:?}");
     }
-    let v = t.ok(&["run", "--wait", "false", "--", "echo", "x"]);
-    assert_eq!(v["waited_ms"], 0);
+    // A boolean is `1`/`0` on every door, and after a space as after `=`:
+    // `--wait 0` is no wait, not a command named 0.
+    for args in [
+        &["run", "--wait", "false", "--", "echo", "x"][..],
+        &["run", "--wait", "0", "--", "echo", "x"],
+    ] {
+        let v = t.ok(args);
+        assert_eq!(v["waited_ms"], 0, "{args:?}");
+        assert_eq!(v["command"], serde_json::json!(["echo", "x"]), "{args:?}");
+    }
+    let id = t.ok(&["create", "--", "echo", "x"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = t.ok(&["start", "--wait", "1", &id]);
+    assert_eq!(v["stdout"], "x\n");
     // A child's own --wait reaches the child.
     let v = t.ok(&["run", "--", "echo", "--wait"]);
     assert_eq!(v["stdout"], "--wait\n");

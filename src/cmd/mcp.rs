@@ -126,7 +126,7 @@ impl Limits {
                 .filter(|&ms| ms > 0)
                 .ok_or_else(|| {
                     Error::InvalidConfig(format!(
-                        "{name}: expected a number of seconds above 0, got '{shown}'"
+                        "{name}: expected a duration above 0 as the command line takes one (seconds, or with a unit: 500ms, 2m), got '{shown}'"
                     ))
                 })
         };

@@ -22,7 +22,8 @@ struct NotifySetBody {
 
 pub fn exec(m: &Matches) -> Result<Output> {
     // A pattern that cannot compile is an argument error: report it
-    // before touching the store (the merge below checks the full result).
+    // before touching the store (the merge below checks the full result),
+    // naming the job as given, as the merge's own check names it.
     if m.get("output-match-type") == Some("regex") {
         if let Some(p) = m.get("output-pattern").filter(|p| !p.is_empty()) {
             notify::check_pattern(&job::OutputMatch {
@@ -31,7 +32,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
                 stream: "either".into(),
                 command: None,
                 file: None,
-            })?;
+            })
+            .map_err(|e| e.in_job(m.pos(0).unwrap_or_default()))?;
         }
     }
     let store = super::store(m);
