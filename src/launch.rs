@@ -922,9 +922,9 @@ pub fn launch(
     let by = ready_by.map_or(cap, |d| (d + READY_MARGIN).min(cap));
     let first = read_byte(&mut ready, Some(by))?;
     crate::debug!(
-        "launch {}: supervisor said {:?}",
+        "launch {}: supervisor said {}",
         job.id,
-        first.map(char::from)
+        first.map_or_else(|| "nothing".to_string(), |b| format!("'{}'", char::from(b)))
     );
     let mut state = match first {
         // Its last word: the record is final, or it could not be written.

@@ -989,7 +989,9 @@ impl QueueInfo {
 /// that was just told a dependency ended never sees the job still
 /// waiting for it. A job with nothing left to wait for that is not in
 /// its queue's line yet is about to join it at the end: its position is
-/// the line's length (0 when the line is empty and it is about to start).
+/// the line's length (0 when the line is empty and it is about to start)
+/// — unless an `--after-ok` dependency ended other than exited 0: then it
+/// never joins (it is about to fail `dependency_failed`), and has none.
 pub fn annotate(job: &Job, st: &mut State) {
     if st.status() != Status::Queued {
         return;
@@ -998,29 +1000,49 @@ pub fn annotate(job: &Job, st: &mut State) {
         return;
     };
     let had_deps = !st.waiting_for.is_empty();
-    st.waiting_for.retain(|id| !dependency_ended(root, id));
+    let mut failed = Vec::new();
+    st.waiting_for.retain(|id| match dependency_end(root, id) {
+        None => true,
+        Some(ok) => {
+            if !ok {
+                failed.push(id.clone());
+            }
+            false
+        }
+    });
     if let Some(q) = st.queue.as_deref() {
         st.queue_position = position(root, q, &job.id).or_else(|| {
-            (had_deps && st.waiting_for.is_empty())
+            let doomed = || {
+                !failed.is_empty()
+                    && job
+                        .read_meta()
+                        .is_ok_and(|m| m.after_ok.iter().any(|d| failed.contains(d)))
+            };
+            (had_deps && st.waiting_for.is_empty() && !doomed())
                 .then(|| tickets(&queue_dir(root, q)).names.len() as u64)
         });
     }
 }
 
 /// Has dependency `id` (a full id, as `define` stored it) ended, as a
-/// reader sees it: its directory gone (deleted), or its state terminal.
-/// A state that cannot be read leaves it listed: its supervisor judges.
-fn dependency_ended(root: &Path, id: &str) -> bool {
+/// reader sees it, and was that end ok: its directory gone (deleted:
+/// not ok), or its state terminal (ok: exited 0). None: not ended; a
+/// state that cannot be read leaves it listed: its supervisor judges.
+fn dependency_end(root: &Path, id: &str) -> Option<bool> {
     if !crate::store::valid_id(id) {
-        return false;
+        return None;
     }
     let dep = Job::new(id, root.join(id));
     match dep.read_state() {
-        Ok(st) => st.status().is_terminal(),
+        Ok(st) if st.status().is_terminal() => {
+            Some(st.status() == Status::Exited && st.result.exit_code == Some(0))
+        }
+        Ok(_) => None,
         Err(_) => matches!(
             std::fs::symlink_metadata(&dep.dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound
-        ),
+        )
+        .then_some(false),
     }
 }
 

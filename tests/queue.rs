@@ -877,6 +877,48 @@ fn an_ended_dependency_is_off_waiting_for_before_its_dependent_wakes() {
     }
 }
 
+/// A dependent whose `--after-ok` dependency ended other than exited 0
+/// never joins its line (it is about to fail `dependency_failed`): while
+/// its supervisor has not woken to judge (held with SIGSTOP), readers
+/// show it with nothing to wait for and no place in the line (it showed
+/// the place at the end of the line, as one about to join).
+#[test]
+fn a_doomed_after_ok_dependent_has_no_place_in_its_line() {
+    let t = TempRoot::new();
+    let (gate, hold) = (t.base.join("gate"), t.base.join("hold"));
+    let dep = t.start_job(&[&format!("{}; exit 3", gated(&gate))]);
+    let holder = id_of(&enqueue(&t, "dq", &[], &[&gated(&hold)]));
+    let doomed = id_of(&enqueue(&t, "dq", &["--after-ok", &dep], &["true"]));
+    let fine = id_of(&enqueue(&t, "dq", &["--after", &dep], &["true"]));
+    let stopped: Vec<i32> = [&doomed, &fine]
+        .iter()
+        .map(|id| supervisor_pid(&t, id))
+        .collect();
+    for &pid in &stopped {
+        support_kill(pid, 19); // SIGSTOP
+    }
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&dep)["exit_code"], 3);
+    let v = t.ok(&["status", &doomed]);
+    assert_eq!(v["state"], "queued", "{v}");
+    assert!(v.get("waiting_for").is_none(), "{v}");
+    assert!(v.get("queue_position").is_none(), "{v}");
+    // `--after` takes any end: that one is about to join (behind nobody
+    // waiting: the holder has the slot, the line is empty).
+    let v = t.ok(&["status", &fine]);
+    assert_eq!(v["queue_position"], 0, "{v}");
+    for &pid in &stopped {
+        support_kill(pid, 18); // SIGCONT
+    }
+    let v = t.wait_done(&doomed);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "dependency_failed", "{v}");
+    std::fs::write(&hold, "").unwrap();
+    for id in [&holder, &fine] {
+        assert_eq!(t.wait_done(id)["state"], "exited", "{id}");
+    }
+}
+
 fn libc_sigkill() -> i32 {
     9
 }
