@@ -3097,6 +3097,7 @@ fn a_half_closed_wait_is_answered_with_the_state_then() {
     for path in [
         format!("/wait/{id}?until=20"),
         format!("/wait?ids={id}&until=20"),
+        format!("/wait/{id}?output=zzz&until=20"),
     ] {
         let mut c = connect(s.port);
         c.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
@@ -3114,6 +3115,25 @@ fn a_half_closed_wait_is_answered_with_the_state_then() {
             &v["state"]
         };
         assert_eq!(state, "running", "{path}: {v}");
+        assert!(v.get("matched").is_none(), "{path}: {v}");
     }
+    // A follow ends with its end line (the state, the cursor to read on
+    // from), as one the server's stop cuts: it ended with no end line.
+    let mut c = connect(s.port);
+    c.write_all(
+        format!("GET /tail/{id}?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let end = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "end");
+    let end = end.unwrap_or_else(|| panic!("no end line: {text}"));
+    assert_eq!(end["state"], "running", "{end}");
+    assert!(end["cursor"].is_string(), "{end}");
     t.ok(&["kill", &id]);
 }

@@ -1492,15 +1492,12 @@ fn follow_route(
         chunked,
     });
     let run = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
-        // The server's stop shuts the socket for reading, which the
-        // follower takes for a client that left; the client is still
-        // there, so the stream ends as `tail --follow` stopped by
-        // SIGTERM does: with its end line (the state now, the cursor to
-        // read on from). To a client that did leave, it is one failed
-        // write.
-        Ok(observe::FollowEnd::Left) if srv.stopping.load(Ordering::SeqCst) => {
-            observe::current_state(&job).map(observe::FollowEnd::Until)
-        }
+        // A client that half-closed (or the server's stop, which shuts
+        // the socket for reading) looks like one that left; it may still
+        // read, so the stream ends as `tail --follow` stopped by SIGTERM
+        // does: with its end line (the state now, the cursor to read on
+        // from). To a client that did leave, it is one failed write.
+        Ok(observe::FollowEnd::Left) => observe::current_state(&job).map(observe::FollowEnd::Until),
         run => run,
     };
     let end = match run {
@@ -1567,11 +1564,17 @@ fn wait_route(
         let look = || stir(client);
         let body = super::wait::wait_ready(&job, r, deadline, budget, Some(watched(client, &look)))
             .map_err(|e| e.in_job(&job.id))?;
-        return match body {
-            Some(b) => Reply::doc(buf, "wait", &b).map(Some),
-            None if srv.stopping.load(Ordering::SeqCst) => Err(shutting_down(&job.id)),
-            None => Ok(None),
+        let body = match body {
+            Some(b) => b,
+            None if srv.stopping.load(Ordering::SeqCst) => return Err(shutting_down(&job.id)),
+            // The client left: as a plain `/wait`, answered at once with
+            // the state then (no match), which one that only half-closed
+            // still reads.
+            None => crate::observe::current_state(&job)
+                .and_then(|st| super::wait::wait_body(&job, &st, budget))
+                .map_err(|e| e.in_job(&job.id))?,
         };
+        return Reply::doc(buf, "wait", &body).map(Some);
     }
     let st = if deadline.is_some_and(|d| d <= Instant::now()) {
         // Nothing to wait for (`until=0`): one read, without setting up
