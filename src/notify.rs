@@ -815,6 +815,15 @@ pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
 /// never by the reader itself: a command sink may run for its whole
 /// time limit, and `status` must not wait for it. Nothing is started when
 /// no sink is configured. Best effort, as every delivery.
+///
+/// The job is pinned for the delivery from here on, not only once the
+/// detached process has started: a shared flock of the job directory,
+/// taken now on a description of its own and handed down as fd
+/// `PIN_FD`. A `delete` (or gc) right after this reader's answer then
+/// finds the job `in_use`, as while its own supervisor delivers; before,
+/// it removed the job before the delivery began, and the event was lost.
+/// Not the reader's own pin: a reader that goes on to remove the job
+/// (`delete`) would upgrade that very description to its exclusive lock.
 pub fn deliver_lost(job: &Job, attempt: u32) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -837,8 +846,12 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     .iter()
     .map(|a| CString::new(*a))
     .collect::<std::result::Result<Vec<_>, _>>();
+    let pin = sys::open_dir_lockable(&job.dir)
+        .ok()
+        .filter(|f| sys::try_lock_shared(f).unwrap_or(false));
+    let keep: Vec<_> = pin.iter().map(|f| (f.as_raw_fd(), PIN_FD)).collect();
     let spawned = match (sys::self_exe(), argv) {
-        (Ok(exe), Ok(argv)) => sys::spawn_detached(&exe, &argv, &[]),
+        (Ok(exe), Ok(argv)) => sys::spawn_detached(&exe, &argv, &keep),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "NUL in argument",
@@ -849,6 +862,9 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     }
 }
 
+/// Where `deliver_lost` hands its pin of the job to `_notify`.
+const PIN_FD: std::os::unix::io::RawFd = 3;
+
 /// `agent-exec _notify ROOT ID --attempt N` (see `deliver_lost`): send
 /// run N's `job.finished` as recorded in state.json, with the sinks meta
 /// names and the sink time limit the job's later launches would use.
@@ -856,7 +872,8 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
 /// took the job on) or a run that has not ended.
 pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
     let done = Ok(crate::output::Output::Done);
-    sys::close_from(3);
+    // The pin handed down (`deliver_lost`) stays open until we exit.
+    sys::close_from(PIN_FD + 1);
     let store = store::Store::resolve(m.pos(0));
     let mut job = store.job(m.pos(1).unwrap_or_default());
     // Held while delivering, as a supervisor does: gc leaves the job be.

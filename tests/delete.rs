@@ -141,6 +141,47 @@ fn running_jobs_are_refused_created_and_stale_ones_deleted() {
     assert_eq!(t.ok(&["delete", &live])["deleted"], 1);
 }
 
+/// A job being launched (its lock held, its record still `created`) is
+/// refused as being started, retryable, as `kill` says then: the refusal
+/// said "a reader holds it", or "started by another caller while this
+/// delete waited (it is now 'created')". The launch is held here by a
+/// flock of the job's lock file, as a launch holds it.
+#[test]
+fn a_job_being_started_is_refused_as_being_started() {
+    let t = TempRoot::new();
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lock = t.job_dir(&id).join("lock");
+    std::fs::write(&lock, b"").unwrap();
+    let held = t.base.join("held");
+    // -o: the lock stays with flock itself (not its child), which the
+    // kill below ends.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sh", "-c", "echo > \"$0\"; exec sleep 61.75"])
+        .arg(&held)
+        .spawn()
+        .expect("flock(1)");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !held.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (code, e) = t.err(&["delete", &id]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("being started"), "{msg}");
+    assert!(t.job_dir(&id).join("meta.json").exists());
+    // Let go: a created job, deleted.
+    assert_eq!(t.ok(&["delete", &id])["deleted"], 1);
+}
+
 #[test]
 fn delete_all_is_scoped_to_this_directory() {
     let t = TempRoot::new();

@@ -471,6 +471,52 @@ fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "x\n");
 }
 
+/// That delivery holds the job from the moment the reader records the
+/// end: a `delete` right after the reader's answer is refused (in use:
+/// `invalid_state`, retryable) until it is sent, as while a supervisor
+/// delivers. It
+/// removed the job before the detached delivery began, which then found
+/// no job and sent nothing (13 of 200 in a status-then-delete loop).
+#[test]
+fn a3_a_lost_supervisor_s_delivery_holds_the_job_until_sent() {
+    let t = TempRoot::new();
+    let events = t.base.join("events.ndjson");
+    let gate = t.base.join("gate");
+    let command = format!(
+        "cat > /dev/null; while [ ! -e '{}' ]; do sleep 0.01; done",
+        gate.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--notify-command",
+        &command,
+        "--",
+        "sleep",
+        "63.75",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let (code, e) = t.err(&["delete", &id]);
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("job.finished"), "{msg}");
+    std::fs::write(&gate, "").unwrap();
+    eventually("the delivery ends and the job can go", 10, || {
+        t.out(&["delete", &id]).code == 0
+    });
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
 #[test]
 fn a3_kill_reaches_the_group_of_a_job_whose_supervisor_died() {
     let t = TempRoot::new();

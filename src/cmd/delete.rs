@@ -126,6 +126,23 @@ impl DeleteBody {
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn refused(job: &Job, why: &str) -> Error {
+    // A launch holds the job (its lock, then its new supervisor's pin)
+    // before the first record says `running`: the job is about to run,
+    // and neither "a reader holds it" nor "started meanwhile (it is now
+    // 'created')" says so. Asked again a moment later, this call says
+    // it runs; `kill` answers the same meanwhile.
+    if matches!(why, "running" | "in_use")
+        && job
+            .read_state()
+            .is_ok_and(|s| s.status() == Status::Created)
+        && job.is_launching()
+    {
+        return Error::Busy(format!(
+            "invalid job state: cannot delete job {}: it is being started; nothing was changed, try again in a moment (kill it first once it runs)",
+            job.id
+        ))
+        .in_job(&job.id);
+    }
     let msg = match why {
         "running" => match observe::current_state(job).map(|s| s.status()) {
             Ok(Status::Running | Status::Queued) | Err(_) => "job is currently running".to_string(),
@@ -189,7 +206,7 @@ fn holder(job: &Job) -> &'static str {
         Some(s) if others.iter().all(|&p| p == s) => {
             "the job's supervisor is still delivering its notifications"
         }
-        _ => "a reader (a run, wait, status, tail --follow, the server or MCP) holds it",
+        _ => "a reader (a run, wait, status, tail --follow, the server or MCP), or the delivery of a lost supervisor's job.finished, holds it",
     }
 }
 
