@@ -739,10 +739,16 @@ pub fn hold_for_removal(
     patience: std::time::Duration,
 ) -> std::result::Result<Hold, &'static str> {
     let dir = match job.pin_file() {
-        // Our own pin (a `delete` of a looked-up job): upgrade it.
+        // Our own pin (a `delete` of a looked-up job): upgrade it. Got
+        // once another remover let go: it may have taken the directory
+        // away meanwhile (two deletes of one job), and what is left to
+        // say is that, not "running" (the state then read of nothing).
         Some(f) => {
             if !exclusive_soon(f, patience) {
                 return Err(busy(job));
+            }
+            if !still_linked(f, &job.dir) {
+                return Err(GONE);
             }
             None
         }

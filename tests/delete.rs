@@ -182,6 +182,59 @@ fn a_job_being_started_is_refused_as_being_started() {
     assert_eq!(t.ok(&["delete", &id])["deleted"], 1);
 }
 
+/// Two deletes of one ended job at once: one removes it, the other says
+/// it is gone (`job_not_found`; listed `already_deleted` among several
+/// ids), never that the job "is currently running" (`invalid_state`,
+/// not retryable; `running` in a list): the loser, let in once the
+/// winner was done, read the state of a removed job (146 of 200).
+#[test]
+fn two_deletes_of_one_job_never_call_it_running() {
+    let t = TempRoot::new();
+    for round in 0..12 {
+        let k = t.start_job(&["true"]);
+        t.wait_done(&k);
+        // Deleted as soon as `run` answers: its supervisor, letting go,
+        // still pins the job, and both deletes wait for it together.
+        let j = t.ok(&["run", "--", "true"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut one = t.cmd(&["delete", &j]);
+        let mut two = if round % 2 == 0 {
+            t.cmd(&["delete", &j])
+        } else {
+            t.cmd(&["delete", &j, &k])
+        };
+        for c in [&mut one, &mut two] {
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+        }
+        let (c1, c2) = (one.spawn().unwrap(), two.spawn().unwrap());
+        let outs = [
+            c1.wait_with_output().unwrap(),
+            c2.wait_with_output().unwrap(),
+        ];
+        for o in &outs {
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            let text = v.to_string();
+            assert!(!text.contains("currently running"), "round {round}: {v}");
+            if v["ok"] == false {
+                let code = v["error"]["code"].as_str().unwrap();
+                assert!(
+                    code == "job_not_found" || v["error"]["retryable"] == true,
+                    "round {round}: {v}"
+                );
+            } else {
+                for e in v["jobs"].as_array().unwrap() {
+                    assert_ne!(e["reason"], "running", "round {round}: {v}");
+                }
+            }
+        }
+        assert!(!t.job_dir(&j).exists(), "round {round}");
+        let _ = t.out(&["delete", &k]);
+    }
+}
+
 #[test]
 fn delete_all_is_scoped_to_this_directory() {
     let t = TempRoot::new();

@@ -177,8 +177,12 @@ fn refused(job: &Job, why: &str) -> Error {
             ))
             .in_job(&job.id)
         }
-        // Another gc or delete took it first: it is gone, or that one
-        // says why not; asked again, this call has the answer.
+        // Another gc or delete took it first: it is gone (said so, as
+        // a delete of it asked now would), or that one says why not;
+        // asked again, this call has the answer.
+        gc::GONE if std::fs::symlink_metadata(&job.dir).is_err() => {
+            return Error::JobNotFound(job.id.clone())
+        }
         gc::GONE => {
             return Error::Busy(format!(
                 "invalid job state: cannot delete job {}: another gc or delete is removing it; nothing was changed by this one, try again",
