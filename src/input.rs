@@ -909,6 +909,9 @@ pub fn send(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // A reset after the supervisor said it writes is no answer
+            // after it began (below); before, nothing of ours got in.
+            Err(_) if writing => break,
             Err(e) => return Err(e),
         }
     }

@@ -287,6 +287,39 @@ fn a_running_job_without_its_socket_is_stdin_closed() {
     t.ok(&["kill", &id]);
 }
 
+/// The supervisor lets go of stdin.sock as the run ends, with callers
+/// connected and not taken: they read EOF (or a reset) with no answer.
+/// None of their bytes got in, as for a socket already gone: that is
+/// `stdin_closed`, not a non-retryable `io_error` ("hung up without an
+/// answer", 2 of 600 sends racing a job's end). Played here by a
+/// listener of the test's own in the socket's place that hangs up.
+#[test]
+fn a_send_the_supervisor_hangs_up_on_untaken_is_stdin_closed() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let sock = t.job_dir(&id).join("stdin.sock");
+    std::fs::remove_file(&sock).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let hang_up = std::thread::spawn(move || {
+        for _ in 0..2 {
+            // Taken, then dropped unanswered: EOF, or a reset when the
+            // caller's bytes are still unread.
+            drop(listener.accept());
+        }
+    });
+    for data in ["x".to_string(), "y".repeat(100_000)] {
+        let (code, e) = t.err(&["send", "--yield", "2s", &id, &data]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("stdin_closed")),
+            "{e}"
+        );
+    }
+    hang_up.join().unwrap();
+    std::fs::remove_file(&sock).unwrap();
+    t.ok(&["kill", &id]);
+}
+
 #[test]
 fn the_input_socket_is_0600_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;

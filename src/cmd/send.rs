@@ -164,9 +164,15 @@ pub fn send_job_or(
                     )),
                     // Running, but the supervisor has already let go of
                     // stdin.sock: its run is ending (or between retries).
+                    // Or it let go with this send connected and not taken
+                    // (EOF or a reset before it said it writes): none of
+                    // the bytes got in, as for a socket already gone.
                     None if matches!(
                         e.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        std::io::ErrorKind::NotFound
+                            | std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::UnexpectedEof
                     ) =>
                     {
                         // A `--retry` job may be between two runs, the
