@@ -1647,7 +1647,8 @@ pub fn flag_on(v: &str) -> bool {
 /// without `--retry` would never pause anything, and `tail --until`
 /// without `--follow` (or `--raw`, which implies it) never stops
 /// anything, nor does `--grep-type` or `--output-stream` choose anything
-/// without `--grep`.
+/// without `--grep`, nor `wait`'s `--output-match-type` or
+/// `--output-stream` without `--output`.
 fn needs_another(
     cmd: &Cmd,
     values: &[(&'static str, String)],
@@ -1659,6 +1660,9 @@ fn needs_another(
             ("grep-type", "grep"),
             ("output-stream", "grep"),
         ],
+        // Readiness: a match type or stream chooses nothing without a
+        // pattern (`--since` says so itself, in `wait`).
+        "wait" => &[("output-match-type", "output"), ("output-stream", "output")],
         _ => &[("retry-delay", "retry")],
     };
     pairs

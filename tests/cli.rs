@@ -644,6 +644,16 @@ fn flags_of_another_mode_are_refused() {
             &["tail", "--output-stream", "stderr", "01NOSUCHJOB"],
             "--output-stream needs --grep",
         ),
+        // A readiness wait's match type and stream choose nothing
+        // without its pattern (they were accepted and ignored).
+        (
+            &["wait", "--output-match-type", "regex", "01NOSUCHJOB"],
+            "--output-match-type needs --output",
+        ),
+        (
+            &["wait", "--output-stream", "stderr", "01NOSUCHJOB"],
+            "--output-stream needs --output",
+        ),
     ] {
         let v = usage_error(&t, args);
         assert_eq!(v["error"]["message"], msg, "{args:?}: {v}");
@@ -660,6 +670,16 @@ fn flags_of_another_mode_are_refused() {
             "--grep",
             "x",
             "--grep-type",
+            "regex",
+            "--output-stream",
+            "stderr",
+            "01NOSUCHJOB",
+        ],
+        &[
+            "wait",
+            "--output",
+            "x",
+            "--output-match-type",
             "regex",
             "--output-stream",
             "stderr",
