@@ -855,6 +855,38 @@ fn an_empty_file_path_is_a_usage_error() {
     assert_eq!(t.wait_done(&id)["stdout"], "", "nothing was sent");
 }
 
+/// A `--file` that is a directory, a FIFO or a device is the caller's
+/// own path, not a job's file: `io_error` as a missing one is, never
+/// `unsafe_path` (the refusal of what sits in a job directory).
+#[test]
+fn a_file_that_is_not_regular_is_an_io_error() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let fifo = t.base.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let dir = t.base.to_str().unwrap().to_string();
+    let missing = t.base.join("missing");
+    for path in [
+        dir.as_str(),
+        fifo.to_str().unwrap(),
+        "/dev/null",
+        missing.to_str().unwrap(),
+    ] {
+        let (code, e) = t.err(&["send", "--file", path, &id]);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (1, Some("io_error")),
+            "{path}: {e}"
+        );
+    }
+    t.ok(&["send", "--eof", &id]);
+    assert_eq!(t.wait_done(&id)["stdout"], "", "nothing was sent");
+}
+
 #[test]
 fn a_send_over_the_message_limit_is_stdin_too_large() {
     let t = TempRoot::new();

@@ -332,7 +332,10 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
                 .map_err(|e| match e.kind() {
                 // What read_bounded says of a file over the limit.
                 std::io::ErrorKind::InvalidData => too_large(),
-                _ => Error::io(format!("read {path}"), e),
+                // The caller's own file, not one of a job's: a FIFO or a
+                // directory there is an I/O error as any other, not
+                // `unsafe_path` (a job directory's refusal).
+                _ => Error::io_as_is(format!("read {path}"), e),
             })?
         }
         (None, Some(t)) => {
