@@ -677,10 +677,15 @@ impl Names {
     }
 }
 
-/// The short id of `name` given the longest prefix another name shares
-/// with it: one character more, at least `SHORT_ID_MIN`, at most all.
+/// The short id of `name` given the longest prefix (in bytes) another
+/// name shares with it: one character more, at least `SHORT_ID_MIN`
+/// characters (not bytes: a legacy name may be non-ASCII), at most all.
 pub fn short_prefix(name: &str, shared: usize) -> String {
-    let mut end = (shared + 1).max(SHORT_ID_MIN).min(name.len());
+    let least = name
+        .char_indices()
+        .nth(SHORT_ID_MIN)
+        .map_or(name.len(), |(i, _)| i);
+    let mut end = (shared + 1).min(name.len()).max(least);
     // Never cut a character of a (legacy, non-ASCII) name in two.
     while !name.is_char_boundary(end) {
         end += 1;
@@ -959,6 +964,16 @@ mod tests {
         let mode = fs::metadata(&job.dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn a_non_ascii_short_id_has_ten_characters_not_bytes() {
+        let name = "01M9ÄÄÄÄÄÄÄÄÄÄÄÄ";
+        assert_eq!(short_prefix(name, 0), "01M9ÄÄÄÄÄÄ");
+        assert_eq!(short_prefix(name, 0).chars().count(), SHORT_ID_MIN);
+        // One character past the shared prefix, whole.
+        assert_eq!(short_prefix(name, 16), "01M9ÄÄÄÄÄÄÄ");
+        assert_eq!(short_prefix("01ABC", 0), "01ABC");
     }
 
     #[test]
