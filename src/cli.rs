@@ -1032,7 +1032,7 @@ static COMPLETIONS: Cmd = Cmd {
     name: "completions",
     alias: None,
     about: "Print a shell completion script",
-    long_about: "Prints a completion script for bash, zsh, fish or PowerShell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids (the current directory's jobs, or every job of the root when the directory has none), filtered by state: start offers created jobs, wait created and running ones, kill running ones, delete finished ones, the others all. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
+    long_about: "Prints a completion script for bash, zsh, fish or PowerShell (plain text, not JSON). It completes subcommands, flags, flag values (fixed choices, signal names, file names) and job ids (the current directory's jobs, or every job of the root when the directory has none), filtered by state: start offers created jobs, wait created, queued and running ones, kill queued and running ones, send running ones, delete finished ones (none after --all), the others all; --after and --after-ok every job's id, whatever its directory. The candidates come from agent-exec itself, through a hidden subcommand; no environment variable is involved.",
     flags: &[],
     pos: &[Pos { name: "SHELL", required: true, rest: false, many: false, jobs: None, values: &["bash", "zsh", "fish", "powershell"], help: "bash, zsh, fish or powershell", bytes: false }],
     conflicts: &[],
@@ -1660,9 +1660,14 @@ fn needs_another(
             ("grep-type", "grep"),
             ("output-stream", "grep"),
         ],
-        // Readiness: a match type or stream chooses nothing without a
-        // pattern (`--since` says so itself, in `wait`).
-        "wait" => &[("output-match-type", "output"), ("output-stream", "output")],
+        // Readiness: a match type, stream or cursor chooses nothing
+        // without a pattern (said before a cursor is read: `--since
+        // garbage` alone is this, not `invalid_cursor`).
+        "wait" => &[
+            ("output-match-type", "output"),
+            ("output-stream", "output"),
+            ("since", "output"),
+        ],
         _ => &[("retry-delay", "retry")],
     };
     pairs

@@ -173,7 +173,9 @@ fn validation_errors_have_specific_codes() {
             &["wait", "--output", "x", "--since", "garbage", "nosuch"],
             "invalid_cursor",
         ),
-        (&["wait", "--since", "garbage", "nosuch"], "invalid_cursor"),
+        // Without --output a cursor is no wait's: the misuse is said
+        // first, whatever the cursor.
+        (&["wait", "--since", "garbage", "nosuch"], "usage_error"),
     ] {
         let mut a = vec!["--root", "/nonexistent/ae-root"];
         a.extend_from_slice(args);
@@ -653,6 +655,11 @@ fn flags_of_another_mode_are_refused() {
         (
             &["wait", "--output-stream", "stderr", "01NOSUCHJOB"],
             "--output-stream needs --output",
+        ),
+        // Before the cursor is read: not invalid_cursor for a bad one.
+        (
+            &["wait", "--since", "garbage", "01NOSUCHJOB"],
+            "--since needs --output",
         ),
     ] {
         let v = usage_error(&t, args);

@@ -194,6 +194,27 @@ fn dependency_flags_complete_job_ids() {
         words.iter().all(|w| w.starts_with("--after-ok=01JA")),
         "{words:?}"
     );
+    // Every job's, whichever directory it ran in: with jobs of this
+    // directory, another's were left out (a positional id offers this
+    // directory's only).
+    let elsewhere = "01JZZZZZZZZZZZZZZZZZZZZZZ2";
+    t.fabricate(elsewhere, "exited", &t.base, None);
+    let mut with = all.clone();
+    with.push(elsewhere.to_string());
+    with.sort();
+    assert_eq!(bash(&t, &["run", "--after", ""]), with);
+    assert!(!bash(&t, &["status", ""]).contains(&elsewhere.to_string()));
+}
+
+/// `delete --all` takes no id: none is offered after it (one was, which
+/// `delete` then refused).
+#[test]
+fn delete_all_offers_no_ids() {
+    let t = TempRoot::new();
+    jobs(&t);
+    assert!(!bash(&t, &["delete", ""]).is_empty());
+    assert!(bash(&t, &["delete", "--all", ""]).is_empty());
+    assert!(bash(&t, &["rm", "--all", "--dry-run", ""]).is_empty());
 }
 
 /// A directory of the root whose name would not come back as one job id

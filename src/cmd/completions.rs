@@ -160,8 +160,10 @@ fn flag_named(cmd: Option<&'static Cmd>, name: &str) -> Option<&'static Flag> {
         .or_else(|| GLOBAL_FLAGS.iter().find(|f| f.long == name))
 }
 
+/// A boolean as the parser takes one after an optional-value flag
+/// (`--wait 0` too).
 fn is_bool_word(w: &str) -> bool {
-    w.eq_ignore_ascii_case("true") || w.eq_ignore_ascii_case("false")
+    crate::cli::switch_value(w).is_some()
 }
 
 /// Walk the words before the cursor the way `cli::parse` would.
@@ -310,6 +312,10 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
         .or_else(|| cmd.pos.last().filter(|p| p.many));
     match pos {
         Some(p) if p.rest => Want::Commands,
+        // `delete --all` takes no id (`delete` refuses both).
+        Some(p) if p.jobs.is_some() && cmd.name == "delete" && l.seen.contains(&"all") => {
+            Want::Words(Vec::new())
+        }
         Some(p) => {
             if let Some(filter) = p.jobs {
                 let ids = job_ids(filter, cur, l.root);
@@ -378,8 +384,11 @@ fn values(flag: &Flag, pre: &str, cur: &str, root: Option<&str>) -> Want {
                 .map(Cand::bare)
                 .collect()
         }
-        // `--after JOB_ID`, `--after-ok JOB_ID`: any job may be waited for.
-        Kind::Value(_) if flag.meta == "JOB_ID" => job_ids(JobFilter::All, cur, root)
+        // `--after JOB_ID`, `--after-ok JOB_ID`: any job may be waited
+        // for, whichever directory it ran in (no `here`: every job is
+        // one of "the others", all offered).
+        Kind::Value(_) if flag.meta == "JOB_ID" => job_ids_found(JobFilter::All, cur, root, None)
+            .pick()
             .into_iter()
             .map(Cand::bare)
             .collect(),
