@@ -744,8 +744,8 @@ pub fn hold_for_removal(
         // away meanwhile (two deletes of one job), and what is left to
         // say is that, not "running" (the state then read of nothing).
         Some(f) => {
-            if !exclusive_soon(f, patience) {
-                return Err(busy(job));
+            if !exclusive_soon_unless(f, patience, || started(job)) {
+                return Err(if started(job) { "running" } else { busy(job) });
             }
             if !still_linked(f, &job.dir) {
                 return Err(GONE);
@@ -939,15 +939,39 @@ pub fn alive_blocker(st: Option<&State>) -> Option<&'static str> {
 /// An exclusive flock on `f` within `patience`. Polled (a blocking flock
 /// cannot be given up): this runs only for a removal that found readers.
 fn exclusive_soon(f: &std::fs::File, patience: std::time::Duration) -> bool {
+    exclusive_soon_unless(f, patience, || false)
+}
+
+/// `exclusive_soon`, giving up at once when `hopeless` says waiting on
+/// cannot end in the lock (asked between tries).
+fn exclusive_soon_unless(
+    f: &std::fs::File,
+    patience: std::time::Duration,
+    hopeless: impl Fn() -> bool,
+) -> bool {
     let until = std::time::Instant::now() + patience;
     loop {
         match sys::try_lock_exclusive(f) {
             Ok(true) => return true,
-            Ok(false) if std::time::Instant::now() < until => {
+            Ok(false) if std::time::Instant::now() < until && !hopeless() => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             _ => return false,
         }
+    }
+}
+
+/// Has `job` begun a run (a `start` or `restart` beside a removal that
+/// waits for its pin): its supervisor, which pins it, stays for the whole
+/// run, so the removal waits in vain. A launch is one under way (the lock
+/// held while the record still says `created`) or one that runs; an
+/// ended job's supervisor, letting go, is waited for.
+fn started(job: &Job) -> bool {
+    use crate::job::Status;
+    match job.read_state().map(|s| s.status()) {
+        Ok(Status::Running | Status::Queued) => true,
+        Ok(Status::Created) => job.is_launching(),
+        _ => false,
     }
 }
 

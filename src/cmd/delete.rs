@@ -131,10 +131,9 @@ fn refused(job: &Job, why: &str) -> Error {
     // and neither "a reader holds it" nor "started meanwhile (it is now
     // 'created')" says so. Asked again a moment later, this call says
     // it runs; `kill` answers the same meanwhile.
+    let now = job.read_state().map(|s| s.status());
     if matches!(why, "running" | "in_use")
-        && job
-            .read_state()
-            .is_ok_and(|s| s.status() == Status::Created)
+        && matches!(now, Ok(Status::Created))
         && job.is_launching()
     {
         return Error::Busy(format!(
@@ -143,6 +142,13 @@ fn refused(job: &Job, why: &str) -> Error {
         ))
         .in_job(&job.id);
     }
+    // Held by the supervisor of a run that began while this delete
+    // waited (a `start` beside it): it runs, as a `running` refusal
+    // says, not "delivering its notifications".
+    let why = match (why, now) {
+        ("in_use", Ok(Status::Running | Status::Queued)) => "running",
+        _ => why,
+    };
     let msg = match why {
         "running" => match observe::current_state(job).map(|s| s.status()) {
             Ok(Status::Running | Status::Queued) | Err(_) => "job is currently running".to_string(),
