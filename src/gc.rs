@@ -965,11 +965,12 @@ fn exclusive_soon_unless(
 /// waits for its pin): its supervisor, which pins it, stays for the whole
 /// run, so the removal waits in vain. A launch is one under way (the lock
 /// held while the record still says `created`) or one that runs; an
-/// ended job's supervisor, letting go, is waited for.
+/// ended job's supervisor, letting go, is waited for (and a queued one's,
+/// whose pin a reader's may hide: the refusal then says who holds it).
 fn started(job: &Job) -> bool {
     use crate::job::Status;
     match job.read_state().map(|s| s.status()) {
-        Ok(Status::Running | Status::Queued) => true,
+        Ok(Status::Running) => true,
         Ok(Status::Created) => job.is_launching(),
         _ => false,
     }

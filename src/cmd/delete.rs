@@ -146,7 +146,7 @@ fn refused(job: &Job, why: &str) -> Error {
     // waited (a `start` beside it): it runs, as a `running` refusal
     // says, not "delivering its notifications".
     let why = match (why, now) {
-        ("in_use", Ok(Status::Running | Status::Queued)) => "running",
+        ("in_use", Ok(Status::Running)) => "running",
         _ => why,
     };
     let msg = match why {
@@ -210,9 +210,16 @@ fn refused(job: &Job, why: &str) -> Error {
 /// supervisor (delivering the ended run's notifications), or a reader.
 fn holder(job: &Job) -> &'static str {
     let others = gc::pin_holders(&job.dir).unwrap_or_default();
-    let supervisor = job.read_state().ok().and_then(|s| s.supervisor_pid);
+    let st = job.read_state().ok();
+    let supervisor = st.as_ref().and_then(|s| s.supervisor_pid);
+    let queued = st.is_some_and(|s| s.status() == Status::Queued);
     match supervisor {
         _ if others.is_empty() => "a reader or the job's supervisor was holding it",
+        // Queued by a `start` while this delete waited: asked again, it
+        // is killed and removed as any queued job.
+        Some(s) if queued && others.iter().all(|&p| p == s) => {
+            "it was queued by another caller while this delete waited"
+        }
         Some(s) if others.iter().all(|&p| p == s) => {
             "the job's supervisor is still delivering its notifications"
         }
