@@ -79,6 +79,20 @@ pub fn huge_text(v: &serde_json::Value) -> Option<&str> {
     o.get(MARK)?.as_str()
 }
 
+/// A value as a message shows it: a huge number as it was written
+/// (`1e309`), not the object that stands in for it; anything else as
+/// JSON.
+pub struct Shown<'a>(pub &'a serde_json::Value);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match huge_text(self.0) {
+            Some(t) => f.write_str(t),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
 /// Does serde_json's error say a number was out of range?
 pub fn is_huge_number(e: &serde_json::Error) -> bool {
     e.to_string().starts_with("number out of range")

@@ -392,20 +392,57 @@ fn malformed_and_invalid_messages() {
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
     // A number past a double's range is valid JSON: the request keeps
     // its id (it was a parse error with id null, never answered), and
-    // the argument fails as one of the wrong type, never taken for text.
-    m.send_raw(
-        r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"run","arguments":{"command":"true","timeout":1e309}}}"#,
-    );
-    let r = m.answer(&json!(8), Duration::from_secs(5));
-    assert_eq!(r["result"]["isError"], true, "{r}");
-    let e = &r["result"]["structuredContent"]["error"];
-    assert_eq!(e["code"], "invalid_request", "{r}");
-    assert!(e["message"].as_str().unwrap().contains("timeout"), "{r}");
+    // the argument is refused as the number it is, never taken for text:
+    // a duration's is invalid_duration, as a negative one's is, and the
+    // message quotes it as written (it showed the object standing in
+    // for it, {"$huge_number":"1e309"}, as "expected number or string").
+    for (id, args, code, quoted) in [
+        (
+            8,
+            r#"{"command":"true","timeout":1e309}"#,
+            "invalid_duration",
+            "1e309",
+        ),
+        (
+            11,
+            r#"{"command":"true","until":-1e309}"#,
+            "invalid_duration",
+            "-1e309",
+        ),
+        (
+            12,
+            r#"{"job_id":"x","max_bytes":1e400}"#,
+            "invalid_request",
+            "1e400",
+        ),
+    ] {
+        let tool = if args.contains("job_id") {
+            "tail"
+        } else {
+            "run"
+        };
+        m.send_raw(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
+        ));
+        let r = m.answer(&json!(id), Duration::from_secs(5));
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        let e = &r["result"]["structuredContent"]["error"];
+        assert_eq!(e["code"], code, "{r}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("got {quoted}"))
+                || msg.contains(&format!("{quoted} is out of range")),
+            "{r}"
+        );
+        assert!(!msg.contains("huge_number"), "{r}");
+    }
     m.send_raw(
         r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"run","arguments":{"command":[1e309]}}}"#,
     );
     let r = m.answer(&json!(10), Duration::from_secs(5));
     assert_eq!(r["result"]["isError"], true, "{r}");
+    let msg = r["result"]["structuredContent"]["error"]["message"].to_string();
+    assert!(msg.contains("got 1e309"), "{r}");
     // An env value may be a secret: a wrong shape is named, not shown.
     for env in [
         json!(["A=SECRET"]),

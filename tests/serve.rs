@@ -660,6 +660,12 @@ fn exec_body_errors() {
             "invalid_duration",
             "timeout",
         ),
+        // Quoted as written, not as the object standing in for it.
+        (
+            r#"{"command":["x"],"timeout":-1e309}"#,
+            "invalid_duration",
+            "got -1e309",
+        ),
     ] {
         // The connection survives every one of these.
         let r = c.send("POST", "/exec", &[], body);

@@ -69,6 +69,7 @@ use serde_json::{json, Map, Value};
 use crate::cli::{self, Cmd, Flag, Http, Kind, Matches, Ty};
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::jsonin::Shown;
 use crate::mcp::{Call, Server};
 use crate::observe;
 use crate::output::Output;
@@ -589,13 +590,34 @@ fn bad(msg: impl Into<String>) -> Error {
 
 /// A value that must be text (a job id, `send`'s data).
 fn text(name: &str, v: &Value) -> Result<String> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or_else(|| bad(format!("parameter {name}: expected a string, got {v}")))
+    v.as_str().map(str::to_string).ok_or_else(|| {
+        bad(format!(
+            "parameter {name}: expected a string, got {}",
+            Shown(v)
+        ))
+    })
+}
+
+/// A number past a double's range given for `flag`: a duration's is
+/// `invalid_duration` (a negative one's too, as for `-1`), as the
+/// command line refuses one it cannot hold; any other value's is out of
+/// range for it.
+pub fn huge(name: &str, flag: &Flag, written: &str) -> Error {
+    match flag.kind {
+        Kind::Value(Ty::Duration) => Error::InvalidDuration(format!(
+            "parameter {name}: expected a non-negative number of seconds (at most 1e308), got {written}"
+        )),
+        _ => bad(format!(
+            "parameter {name}: {written} is out of range for it"
+        )),
+    }
 }
 
 /// The JSON type of `v`, for a message that must not show `v`.
 fn json_type(v: &Value) -> &'static str {
+    if crate::jsonin::huge_text(v).is_some() {
+        return "a number";
+    }
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -611,6 +633,11 @@ fn json_type(v: &Value) -> &'static str {
 /// `written`: the value's text as the client sent it, for a number
 /// serde_json holds as an f64 (`Call::argument_text`).
 fn flag_value(name: &str, flag: &Flag, v: &Value, written: Option<&str>) -> Result<String> {
+    // A number past a double's range (`jsonin`): a number all the same,
+    // refused as the value it is, with the code its flag's values have.
+    if let Some(t) = crate::jsonin::huge_text(v) {
+        return Err(huge(name, flag, t));
+    }
     let typed = json_types(flag).iter().any(|t| match *t {
         "boolean" => v.is_boolean(),
         "string" => v.is_string(),
@@ -621,8 +648,9 @@ fn flag_value(name: &str, flag: &Flag, v: &Value, written: Option<&str>) -> Resu
     });
     if !typed {
         return Err(bad(format!(
-            "parameter {name}: expected {}, got {v}",
-            json_types(flag).join(" or ")
+            "parameter {name}: expected {}, got {}",
+            json_types(flag).join(" or "),
+            Shown(v)
         )));
     }
     match (flag.kind, v) {
@@ -660,7 +688,8 @@ fn scalar(name: &str, v: &Value) -> Result<String> {
         Value::Bool(b) => Ok(b.to_string()),
         Value::Number(n) => Ok(n.to_string()),
         other => Err(bad(format!(
-            "parameter {name}: expected a string, number or boolean, got {other}"
+            "parameter {name}: expected a string, number or boolean, got {}",
+            Shown(other)
         ))),
     }
 }
@@ -670,14 +699,18 @@ fn strings(name: &str, v: &Value) -> Result<Vec<String>> {
         Value::Array(a) => a
             .iter()
             .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad(format!("parameter {name}: expected strings, got {x}")))
+                x.as_str().map(str::to_string).ok_or_else(|| {
+                    bad(format!(
+                        "parameter {name}: expected strings, got {}",
+                        Shown(x)
+                    ))
+                })
             })
             .collect(),
         Value::String(s) => Ok(vec![s.clone()]),
         other => Err(bad(format!(
-            "parameter {name}: expected a string or an array of strings, got {other}"
+            "parameter {name}: expected a string or an array of strings, got {}",
+            Shown(other)
         ))),
     }
 }
@@ -695,7 +728,8 @@ fn seconds(name: &str, v: &Value) -> Result<String> {
             }),
         Value::String(s) => Ok(s.clone()),
         other => Err(bad(format!(
-            "parameter {name}: expected a number of seconds, got {other}"
+            "parameter {name}: expected a number of seconds, got {}",
+            Shown(other)
         ))),
     }
 }

@@ -121,6 +121,7 @@
 //! sorted-key JSON bodies as in 0.2.3 (the CLI's order is the contract).
 
 use std::collections::BTreeMap;
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -135,6 +136,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::Matches;
 use crate::error::{Error, Result};
 use crate::http::{self, Method, ReadError, Reader, Request};
+use crate::jsonin::Shown;
 use crate::launch::{self, Spec, StdinSrc};
 use crate::output::{self, Output, Response};
 use crate::store::Store;
@@ -2122,7 +2124,15 @@ fn body_param(name: &str, flag: &crate::cli::Flag, v: &serde_json::Value) -> Res
         Kind::Value(Ty::Signal) => "string or integer",
         Kind::Value(_) => "string",
     };
-    let wrong = || invalid(format!("parameter {name}: expected {want}, got {v}"));
+    if let Some(t) = crate::jsonin::huge_text(v) {
+        return Err(super::mcp::huge(name, flag, t));
+    }
+    let wrong = || {
+        invalid(format!(
+            "parameter {name}: expected {want}, got {}",
+            Shown(v)
+        ))
+    };
     match v {
         // A query's `?eof` (no value) is the switch on, by the query's
         // custom; a JSON "" is no boolean (it closed a job's stdin), as
@@ -2241,9 +2251,12 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
         if k == "data" {
             // The text itself: never a number or a boolean turned into
             // text (`1.5e3` would send "1500.0").
-            let text = v
-                .as_str()
-                .ok_or_else(|| invalid(format!("parameter data: expected a string, got {v}")))?;
+            let text = v.as_str().ok_or_else(|| {
+                invalid(format!(
+                    "parameter data: expected a string, got {}",
+                    Shown(v)
+                ))
+            })?;
             data = Some(text.to_string());
             continue;
         }
@@ -2467,7 +2480,8 @@ fn exec_until_ms(v: &serde_json::Value) -> Result<u64> {
             other => other,
         }),
         other => Err(Error::InvalidDuration(format!(
-            "until: expected a number of seconds or a duration such as 500ms, got {other}"
+            "until: expected a number of seconds or a duration such as 500ms, got {}",
+            Shown(other)
         ))),
     }
 }
@@ -2499,7 +2513,8 @@ fn exec_seconds_ms(name: &str, v: &serde_json::Value) -> Result<u64> {
             }
         }),
         None => Err(Error::InvalidDuration(format!(
-            "{name}: expected a non-negative number of seconds, got {v}"
+            "{name}: expected a non-negative number of seconds, got {}",
+            Shown(v)
         ))),
     }
 }
@@ -2515,7 +2530,8 @@ fn exec_millis(name: &str, v: &serde_json::Value) -> Result<u64> {
             Ok(n.as_f64().unwrap_or_default() as u64)
         }
         _ => Err(Error::InvalidDuration(format!(
-            "{name}: expected a non-negative whole number of milliseconds, got {v}"
+            "{name}: expected a non-negative whole number of milliseconds, got {}",
+            Shown(v)
         ))),
     }
 }
