@@ -121,7 +121,6 @@
 //! sorted-key JSON bodies as in 0.2.3 (the CLI's order is the contract).
 
 use std::collections::BTreeMap;
-
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
