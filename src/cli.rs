@@ -2114,7 +2114,12 @@ mod tests {
             "invalid_pattern"
         );
         assert_eq!(code(&["tail", "--since", "garbage", "X"]), "invalid_cursor");
-        assert_eq!(code(&["wait", "--since", "", "X"]), "invalid_cursor");
+        assert_eq!(
+            code(&["wait", "--output", "x", "--since", "", "X"]),
+            "invalid_cursor"
+        );
+        // Without --output, a cursor is no wait's, whatever it is.
+        assert_eq!(code(&["wait", "--since", "", "X"]), "usage_error");
         // Not even text: still a cursor that is garbage.
         use std::os::unix::ffi::OsStringExt;
         for attached in [false, true] {

@@ -412,6 +412,30 @@ fn a3_kill_and_follow_of_a_lost_job_say_why_it_failed() {
     assert!(t.ok(&["kill", &ok]).get("failure").is_none());
 }
 
+/// A `sleep SECS` job with a file sink (`events`) and a command sink
+/// (`command`), whose supervisor is SIGKILLed; a `status` then records
+/// its end (`supervisor_lost`), which owes the job its `job.finished`.
+fn lost_with_sinks(t: &TempRoot, events: &std::path::Path, command: &str, secs: &str) -> String {
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--notify-command",
+        command,
+        "--",
+        "sleep",
+        secs,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    id
+}
+
 /// The job.finished its supervisor never sent is sent once the end is
 /// recorded: by a detached delivery the reader starts, not the reader.
 #[test]
@@ -420,23 +444,7 @@ fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
     let events = t.root.join("events.ndjson");
     let marks = t.root.join("sink-ran");
     let command = format!("cat > /dev/null; echo x >> '{}'", marks.display());
-    let v = t.ok(&[
-        "run",
-        "--no-wait",
-        "--notify-file",
-        events.to_str().unwrap(),
-        "--notify-command",
-        &command,
-        "--",
-        "sleep",
-        "63.5",
-    ]);
-    let id = v["job_id"].as_str().unwrap().to_string();
-    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
-    kill9(sup);
-    eventually("the supervisor is gone", 5, || !alive(sup));
-    let v = t.ok(&["status", &id]);
-    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let id = lost_with_sinks(&t, &events, &command, "63.5");
     // More readers: the end is recorded once, so it is sent once.
     t.ok(&["status", &id]);
     t.ok(&["list", "--all"]);
@@ -486,23 +494,7 @@ fn a3_a_lost_supervisor_s_delivery_holds_the_job_until_sent() {
         "cat > /dev/null; while [ ! -e '{}' ]; do sleep 0.01; done",
         gate.display()
     );
-    let v = t.ok(&[
-        "run",
-        "--no-wait",
-        "--notify-file",
-        events.to_str().unwrap(),
-        "--notify-command",
-        &command,
-        "--",
-        "sleep",
-        "63.75",
-    ]);
-    let id = v["job_id"].as_str().unwrap().to_string();
-    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
-    kill9(sup);
-    eventually("the supervisor is gone", 5, || !alive(sup));
-    let v = t.ok(&["status", &id]);
-    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let id = lost_with_sinks(&t, &events, &command, "63.75");
     let (code, e) = t.err(&["delete", &id]);
     assert_eq!(code, 1, "{e}");
     assert_eq!(e["error"]["code"], "invalid_state", "{e}");

@@ -37,6 +37,16 @@ fn supervisor_pid(t: &TempRoot, id: &str) -> i32 {
     t.state(id)["supervisor_pid"].as_i64().unwrap() as i32
 }
 
+/// SIGSTOP the supervisors of `ids`, so that they do not act on what
+/// happens next (a dependency's end); their pids, to SIGCONT them.
+fn stop_supervisors(t: &TempRoot, ids: &[&String]) -> Vec<i32> {
+    let pids: Vec<i32> = ids.iter().map(|id| supervisor_pid(t, id)).collect();
+    for &pid in &pids {
+        support_kill(pid, 19); // SIGSTOP
+    }
+    pids
+}
+
 /// A command that waits for `gate` to exist, then exits.
 fn gated(gate: &Path) -> String {
     format!("while [ ! -e '{}' ]; do sleep 0.01; done", gate.display())
@@ -839,13 +849,7 @@ fn an_ended_dependency_is_off_waiting_for_before_its_dependent_wakes() {
     ]));
     let one = id_of(&t.ok(&["run", "--no-wait", "--after", &a, "--", "true"]));
     let queued = id_of(&enqueue(&t, "q", &["--after", &a], &["true"]));
-    let stopped: Vec<i32> = [&both, &one, &queued]
-        .iter()
-        .map(|id| supervisor_pid(&t, id))
-        .collect();
-    for &pid in &stopped {
-        support_kill(pid, 19); // SIGSTOP
-    }
+    let stopped = stop_supervisors(&t, &[&both, &one, &queued]);
     std::fs::write(&gate, "").unwrap();
     assert_eq!(t.wait_done(&a)["state"], "exited");
     let v = t.ok(&["status", &both]);
@@ -890,13 +894,7 @@ fn a_doomed_after_ok_dependent_has_no_place_in_its_line() {
     let holder = id_of(&enqueue(&t, "dq", &[], &[&gated(&hold)]));
     let doomed = id_of(&enqueue(&t, "dq", &["--after-ok", &dep], &["true"]));
     let fine = id_of(&enqueue(&t, "dq", &["--after", &dep], &["true"]));
-    let stopped: Vec<i32> = [&doomed, &fine]
-        .iter()
-        .map(|id| supervisor_pid(&t, id))
-        .collect();
-    for &pid in &stopped {
-        support_kill(pid, 19); // SIGSTOP
-    }
+    let stopped = stop_supervisors(&t, &[&doomed, &fine]);
     std::fs::write(&gate, "").unwrap();
     assert_eq!(t.wait_done(&dep)["exit_code"], 3);
     let v = t.ok(&["status", &doomed]);
