@@ -93,6 +93,16 @@ impl std::fmt::Display for Shown<'_> {
     }
 }
 
+/// The first huge number's text in `v` (itself, or in its arrays and
+/// objects, depth first).
+pub fn first_huge(v: &serde_json::Value) -> Option<&str> {
+    huge_text(v).or_else(|| match v {
+        serde_json::Value::Array(a) => a.iter().find_map(first_huge),
+        serde_json::Value::Object(o) => o.values().find_map(first_huge),
+        _ => None,
+    })
+}
+
 /// Does serde_json's error say a number was out of range?
 pub fn is_huge_number(e: &serde_json::Error) -> bool {
     e.to_string().starts_with("number out of range")

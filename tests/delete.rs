@@ -807,6 +807,39 @@ fn a_delete_refused_for_a_reader_changes_nothing() {
     }
 }
 
+/// `delete` of a queued job with a slow notification sink: the kill
+/// makes its supervisor send the killed job's `job.finished`, which the
+/// removal now waits for (a few seconds); it refused after a second
+/// with "nothing was changed, try again", having killed the job.
+#[test]
+fn a_queued_job_with_a_slow_sink_is_killed_and_removed() {
+    let t = TempRoot::new();
+    let events = t.base.join("events.ndjson");
+    let holder = id_of(&t.ok(&["run", "--no-wait", "--queue", "sq", "--", "sleep", "60"]));
+    let queued = id_of(&t.ok(&[
+        "run",
+        "--no-wait",
+        "--queue",
+        "sq",
+        "--notify-command",
+        "cat > /dev/null; sleep 2",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--",
+        "echo",
+        "never",
+    ]));
+    assert_eq!(t.ok(&["status", &queued])["state"], "queued");
+    let v = t.ok(&["delete", &queued]);
+    assert_eq!(v["deleted"], 1, "{v}");
+    assert!(!t.job_dir(&queued).exists());
+    // Its end was sent, once, before it went.
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("\"killed\""), "{text}");
+    t.ok(&["kill", &holder]);
+}
+
 /// A job whose supervisor still delivers its notifications cannot be
 /// deleted yet: retryable, and said so (not "a reader holds it").
 #[test]

@@ -415,11 +415,32 @@ fn malformed_and_invalid_messages() {
             "invalid_request",
             "1e400",
         ),
+        // With the code of the field's own bad values: an unknown
+        // signal's, milliseconds for yield_ms, a boolean's.
+        (
+            13,
+            r#"{"job_id":"x","signal":1e309}"#,
+            "invalid_signal",
+            "1e309",
+        ),
+        (
+            14,
+            r#"{"job_id":"x","data":"","yield_ms":-1e309}"#,
+            "invalid_duration",
+            "-1e309",
+        ),
+        (
+            15,
+            r#"{"job_id":"x","data":"","eof":1e309}"#,
+            "invalid_request",
+            "1e309",
+        ),
     ] {
-        let tool = if args.contains("job_id") {
-            "tail"
-        } else {
-            "run"
+        let tool = match id {
+            12 => "tail",
+            13 => "kill",
+            14 | 15 => "send",
+            _ => "run",
         };
         m.send_raw(&format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
@@ -435,6 +456,8 @@ fn malformed_and_invalid_messages() {
             "{r}"
         );
         assert!(!msg.contains("huge_number"), "{r}");
+        assert!(id != 14 || msg.contains("milliseconds"), "{r}");
+        assert!(id != 15 || msg.contains("true or false"), "{r}");
     }
     m.send_raw(
         r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"run","arguments":{"command":[1e309]}}}"#,

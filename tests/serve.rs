@@ -660,11 +660,22 @@ fn exec_body_errors() {
             "invalid_duration",
             "timeout",
         ),
-        // Quoted as written, not as the object standing in for it.
+        // Quoted as written, not as the object standing in for it
+        // (serde's "invalid type: map").
         (
             r#"{"command":["x"],"timeout":-1e309}"#,
             "invalid_duration",
             "got -1e309",
+        ),
+        (
+            r#"{"command":["x"],"max_bytes":1e309}"#,
+            "invalid_request",
+            "field max_bytes: 1e309 is out of range",
+        ),
+        (
+            r#"{"command":["x"],"tags":["a",-1e400]}"#,
+            "invalid_request",
+            "field tags: -1e400 is out of range",
         ),
     ] {
         // The connection survives every one of these.

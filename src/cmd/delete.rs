@@ -125,6 +125,10 @@ impl DeleteBody {
 /// (a job's supervisor finishing after its terminal state is written).
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a delete that killed a queued job waits for its supervisor,
+/// which sends the killed job's `job.finished` before it lets go.
+const KILLED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn refused(job: &Job, why: &str) -> Error {
     // A launch holds the job (its lock, then its new supervisor's pin)
     // before the first record says `running`: the job is about to run,
@@ -236,6 +240,9 @@ enum Stay {
     Unsafe(Error),
     /// The removal was refused or failed (`gc::remove_job_dir`).
     Removal(&'static str, gc::RemoveError),
+    /// A queued job this delete killed, still held by its supervisor
+    /// (delivering its `job.finished`) when the wait ran out.
+    KilledHeld,
 }
 
 /// Delete one job (any state but running). Refusals are errors.
@@ -252,6 +259,11 @@ pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody>
         Err(Stay::Unsafe(e)) => Err(e.in_job(&job.id)),
         Err(Stay::Removal(_, e)) => Err(e.into_error(job)),
         Err(Stay::Refused(_, why)) => Err(refused(job, &why)),
+        Err(Stay::KilledHeld) => Err(Error::Busy(format!(
+            "invalid job state: cannot delete job {}: it was queued, and this delete killed it (it never ran); its supervisor is still delivering its notifications: try again to remove it",
+            job.id
+        ))
+        .in_job(&job.id)),
     }
 }
 
@@ -292,6 +304,7 @@ pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
             }
             Err(Stay::Removal(state, e)) => body.removal_failed(&job.id, state, &e),
             Err(Stay::Refused(state, why)) => body.out_of_scope(&job.id, state, &why),
+            Err(Stay::KilledHeld) => body.out_of_scope(&job.id, "killed", "in_use"),
             Err(Stay::Unsafe(e)) => body.out_of_scope(&job.id, "unknown", e.code()),
         }
     }
@@ -334,6 +347,8 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
     }
     // A queued job leaves its queue: it is killed (nothing of it ran, so
     // nothing is lost) and then removed like any ended job.
+    let mut patience = PATIENCE;
+    let mut killed = false;
     let st = match st {
         Some(s) if s.status() == Status::Queued => {
             // Its supervisor pins it while it waits, which the removal
@@ -349,12 +364,20 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
             if !now.as_ref().is_some_and(|s| s.status().is_terminal()) {
                 return Err(Stay::Refused(state, "running".into()));
             }
+            // Its supervisor now sends the killed job's `job.finished`
+            // (a command sink may take a while): waited for longer, and
+            // should it still hold the job, the refusal must not say
+            // nothing changed.
+            patience = KILLED_PATIENCE;
+            killed = true;
             now
         }
         other => other,
     };
-    let _hold = gc::hold_for_removal(job, st.as_ref(), PATIENCE)
-        .map_err(|why| Stay::Refused(state, why.to_string()))?;
+    let _hold = gc::hold_for_removal(job, st.as_ref(), patience).map_err(|why| match why {
+        "in_use" if killed => Stay::KilledHeld,
+        _ => Stay::Refused(state, why.to_string()),
+    })?;
     gc::remove_job_dir(job).map_err(|e| Stay::Removal(state, e))?;
     Ok((state, "deleted"))
 }

@@ -598,14 +598,27 @@ fn text(name: &str, v: &Value) -> Result<String> {
     })
 }
 
-/// A number past a double's range given for `flag`: a duration's is
-/// `invalid_duration` (a negative one's too, as for `-1`), as the
-/// command line refuses one it cannot hold; any other value's is out of
-/// range for it.
+/// A number past a double's range given for `flag`, refused with the
+/// code of the flag's own bad values: a duration's is `invalid_duration`
+/// (in the flag's unit; a negative one's too, as for `-1`), a signal's
+/// `invalid_signal` (as `1e30`), a boolean's "expected true or false";
+/// any other value's is out of range for it. Also HTTP's, for `/send`.
 pub fn huge(name: &str, flag: &Flag, written: &str) -> Error {
     match flag.kind {
+        Kind::Value(Ty::Duration) if matches!(flag.http, Http::Millis(_)) => {
+            Error::InvalidDuration(format!(
+                "parameter {name}: expected a non-negative whole number of milliseconds, got {written}"
+            ))
+        }
         Kind::Value(Ty::Duration) => Error::InvalidDuration(format!(
             "parameter {name}: expected a non-negative number of seconds (at most 1e308), got {written}"
+        )),
+        // As an unknown signal number is (`-1`, `1e30`).
+        Kind::Value(Ty::Signal) => Error::InvalidSignal(format!(
+            "parameter {name}: expected a signal name or number, got {written}"
+        )),
+        Kind::Switch | Kind::OptBool => bad(format!(
+            "parameter {name}: expected true or false, got {written}"
         )),
         _ => bad(format!(
             "parameter {name}: {written} is out of range for it"

@@ -2086,7 +2086,13 @@ fn exec_request(body: &[u8]) -> Result<ExecRequest> {
                             "invalid JSON: field env: expected an object of NAME: value strings"
                                 .to_string()
                         }
-                        _ => format!("invalid JSON: field {k}: {e}"),
+                        // serde names the object standing in for a
+                        // number past a double's range ("invalid type:
+                        // map"): the number as written instead.
+                        _ => match crate::jsonin::first_huge(val) {
+                            Some(t) => format!("invalid JSON: field {k}: {t} is out of range"),
+                            None => format!("invalid JSON: field {k}: {e}"),
+                        },
                     })
             })
         });
