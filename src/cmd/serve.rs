@@ -2045,8 +2045,10 @@ struct ExecRequest {
     after_ok: Option<Vec<String>>,
     /// `--max-log-bytes` (0: no cap).
     max_log_bytes: Option<u64>,
-    /// `--no-full-log`.
+    /// `--no-full-log`, and `--full-log` (full.log where the config
+    /// says none; false asks for the default, as MCP's does).
     no_full_log: Option<bool>,
+    full_log: Option<bool>,
     /// `-i`: stdin stays open for `/send` (after any `stdin` text).
     interactive: Option<bool>,
     /// `--tty` (implies `interactive`), and its `--tty-size` COLSxROWS.
@@ -2453,7 +2455,14 @@ fn exec_spec(
     // As `run`'s flags over `[log]`: a field given wins (0: no cap),
     // else the config's default.
     spec.max_log_bytes = r.max_log_bytes.or(cfg.log.max_bytes).filter(|&n| n > 0);
-    spec.no_full_log = r.no_full_log.unwrap_or(!cfg.log.full);
+    spec.no_full_log = match (r.full_log, r.no_full_log) {
+        (Some(true), Some(true)) => {
+            return Err(invalid("full_log and no_full_log cannot be used together"))
+        }
+        (Some(true), _) => false,
+        (_, Some(no)) => no,
+        _ => !cfg.log.full,
+    };
     spec.tty = match (r.tty.unwrap_or(false), r.tty_size) {
         (true, size) => Some(
             launch::parse_tty_size(size.as_deref().unwrap_or("80x24"))
@@ -2815,6 +2824,10 @@ mod tests {
         assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":100,"no_full_log":true}"#).unwrap();
         assert_eq!((s.max_log_bytes, s.no_full_log), (Some(100), true));
+        // `full_log`, as the command line's --full-log.
+        let (s, _) = req(r#"{"command":["x"],"full_log":true}"#).unwrap();
+        assert!(!s.no_full_log);
+        assert!(req(r#"{"command":["x"],"full_log":true,"no_full_log":true}"#).is_err());
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":0}"#).unwrap();
         assert_eq!((s.max_log_bytes, s.no_full_log), (None, false));
         assert_eq!(
