@@ -347,7 +347,6 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
     }
     // A queued job leaves its queue: it is killed (nothing of it ran, so
     // nothing is lost) and then removed like any ended job.
-    let mut patience = PATIENCE;
     let mut killed = false;
     let st = match st {
         Some(s) if s.status() == Status::Queued => {
@@ -368,12 +367,12 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
             // (a command sink may take a while): waited for longer, and
             // should it still hold the job, the refusal must not say
             // nothing changed.
-            patience = KILLED_PATIENCE;
             killed = true;
             now
         }
         other => other,
     };
+    let patience = if killed { KILLED_PATIENCE } else { PATIENCE };
     let _hold = gc::hold_for_removal(job, st.as_ref(), patience).map_err(|why| match why {
         "in_use" if killed => Stay::KilledHeld,
         _ => Stay::Refused(state, why.to_string()),
