@@ -56,12 +56,17 @@ enum Source {
     Lock(File),
     /// An inotify watch on the job directory.
     Watch(File),
+    /// A lock pipe that fired: the job is read before anything is set up
+    /// again. Its run has ended, so the read nearly always settles it; a
+    /// new source set up first (a thread, for a lock) would be thrown
+    /// away on every job's end.
+    Spent,
 }
 
 impl Source {
     fn file(&self) -> Option<&File> {
         match self {
-            Source::None => None,
+            Source::None | Source::Spent => None,
             Source::Lock(f) | Source::Watch(f) => Some(f),
         }
     }
@@ -167,6 +172,10 @@ pub fn wait_jobs(
             }
         }
         let before = settled.clone();
+        // A spent source's job still running after the read (a supervisor
+        // that died unrecorded, say): set a source up and read it again
+        // at once, before any poll.
+        let mut again = false;
         crate::queue::with_one_read_per_queue(|| -> Result<()> {
             for (i, job) in jobs.iter().enumerate() {
                 if !before[i] && stale[i] {
@@ -174,6 +183,10 @@ pub fn wait_jobs(
                     settled[i] =
                         now.status().is_terminal() || crate::runs::restarted_since(&began[i], &now);
                     states[i] = crate::runs::answer_for(job, &began[i], now);
+                    if matches!(sources.0[i], Source::Spent) {
+                        sources.0[i] = Source::None;
+                        again |= !settled[i];
+                    }
                     // A job with no source is looked at on every round.
                     stale[i] = matches!(sources.0[i], Source::None);
                 }
@@ -199,6 +212,9 @@ pub fn wait_jobs(
         let Some(left) = observe::left(deadline) else {
             return Ok(Some(seen(states, first, &settled)));
         };
+        if again {
+            continue;
+        }
         // Ticks back up what no event announces: a job with no source
         // (`created`, or a lock pipe already spent), a supervisor that
         // died unseen in the watching mode, a muted client.
@@ -208,7 +224,7 @@ pub fn wait_jobs(
                 continue;
             }
             tick = tick.min(match &sources.0[i] {
-                Source::None => Duration::from_millis(50),
+                Source::None | Source::Spent => Duration::from_millis(50),
                 Source::Watch(_) => Duration::from_millis(200),
                 Source::Lock(_) => left,
             });
@@ -247,8 +263,8 @@ pub fn wait_jobs(
                 Source::Watch(f) => observe::drain_watch(f),
                 // Spent: it stays readable. The read below says how the
                 // job ended.
-                Source::Lock(_) => sources.0[i] = Source::None,
-                Source::None => {}
+                Source::Lock(_) => sources.0[i] = Source::Spent,
+                Source::None | Source::Spent => {}
             }
         }
         let stirred = client_slot.is_some_and(|s| fds[s].revents != 0);
