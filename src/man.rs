@@ -437,6 +437,7 @@ const REPLIES: &[Reply] = &[
             ("tags", "The job's tags."),
             ("failure?", "{code, message} when state is failed."),
             ("queue?", QUEUE_FIELD),
+            ("tty?", "true when the job will run on a pseudo-terminal (--tty)."),
         ],
         notes: &[
             "No process starts; `start` launches the job later. --stdin and --stdin-file are copied into the job directory now; --env-file is read when the job starts.",
@@ -486,6 +487,8 @@ const REPLIES: &[Reply] = &[
             ("failure?", "{code, message} for a failed job."),
             ("output_lost?", OUTPUT_LOST),
             ("tags", "The job's tags."),
+            ("tty?", "true for a job on a pseudo-terminal (--tty): all its output is in stdout."),
+            ("interactive?", "true for a job whose stdin stays open for send (-i, or --tty, which implies it)."),
             ("command", CMD_FIELD),
             ("cwd?", CWD_FIELD),
             ("cpu_user_ms?", CPU_USER),

@@ -9,12 +9,14 @@
 //! literal strings; multi-line basic and literal strings (first newline
 //! trimmed, line-ending backslash, CRLF read as LF); integers (decimal with
 //! `_` separators and optional sign, `0x`/`0o`/`0b`); floats (including
-//! `inf`/`nan`); booleans; arrays (mixed types, multi-line, trailing comma,
-//! comments inside); inline tables (single line, as TOML 1.0 requires).
+//! `inf`/`nan`); booleans; offset and local date-times, local dates and
+//! local times (checked, and kept as written: no key of ours takes one, but
+//! a file that holds one for another tool, or for a newer version, loads);
+//! arrays (mixed types, multi-line, trailing comma, comments inside);
+//! inline tables (single line, as TOML 1.0 requires).
 //!
-//! Rejected with a line-numbered error: offset/local dates and times (the
-//! config has no use for them and a half-done implementation would be
-//! worse than a clear refusal); duplicate keys; defining a table twice, or
+//! Rejected with a line-numbered error: duplicate keys; an impossible date
+//! or time (`2023-02-29`, `24:00:00`); defining a table twice, or
 //! extending one in a way TOML forbids (a `[header]` over a table made by
 //! dotted keys, dotted keys into a table defined by a header, anything into an
 //! inline table or a static array); invalid or TOML-1.1-only escapes (`\e`,
@@ -53,6 +55,8 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A date, time or date-time, as written (validated, not interpreted).
+    Datetime(String),
     Array(Vec<Value>),
     Table(Table),
 }
@@ -65,6 +69,7 @@ impl Value {
             Value::Int(_) => "integer",
             Value::Float(_) => "float",
             Value::Bool(_) => "boolean",
+            Value::Datetime(_) => "date-time",
             Value::Array(_) => "array",
             Value::Table(_) => "table",
         }
@@ -730,6 +735,20 @@ impl Parser<'_> {
                 while self.peek().is_some_and(is_token_byte) {
                     self.pos += 1;
                 }
+                // A date and a time may be split by one space (`1979-05-27
+                // 07:32:00`): one token, if a time follows the space.
+                if self.pos - start == 10
+                    && is_date(self.src.as_bytes().get(start..self.pos).unwrap_or_default())
+                    && self.peek() == Some(b' ')
+                    && self.src.as_bytes().get(self.pos + 1..self.pos + 4).is_some_and(|b| {
+                        b[0].is_ascii_digit() && b[1].is_ascii_digit() && b[2] == b':'
+                    })
+                {
+                    self.pos += 1;
+                    while self.peek().is_some_and(is_token_byte) {
+                        self.pos += 1;
+                    }
+                }
                 let token = self.src.get(start..self.pos).unwrap_or_default();
                 match scalar(token) {
                     Ok(v) => Ok(v),
@@ -1054,6 +1073,79 @@ impl Parser<'_> {
 // whole run first means `truex`, `1_000x` or `12:30` are reported as one bad
 // token rather than as a value followed by garbage.
 
+/// Two ASCII digits as a number.
+fn two_digits(b: &[u8]) -> Option<u32> {
+    match b {
+        [x, y] if x.is_ascii_digit() && y.is_ascii_digit() => {
+            Some(u32::from(x - b'0') * 10 + u32::from(y - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// `YYYY-MM-DD`, a day that exists (leap years counted).
+fn is_date(b: &[u8]) -> bool {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !b[..4].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let year = b[..4].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let (Some(month), Some(day)) = (two_digits(&b[5..7]), two_digits(&b[8..10])) else {
+        return false;
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+}
+
+/// `HH:MM:SS` with optional fraction (`.` and digits), then, where
+/// `offset`, optionally `Z` or `±HH:MM`.
+fn is_time(b: &[u8], offset: bool) -> bool {
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return false;
+    }
+    let ok = matches!(
+        (two_digits(&b[..2]), two_digits(&b[3..5]), two_digits(&b[6..8])),
+        (Some(h), Some(m), Some(s)) if h < 24 && m < 60 && s <= 60
+    );
+    let mut rest = &b[8..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    ok && match rest {
+        [] => true,
+        [b'Z' | b'z'] => offset,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            offset
+                && two_digits(&[*h1, *h2]).is_some_and(|h| h < 24)
+                && two_digits(&[*m1, *m2]).is_some_and(|m| m < 60)
+        }
+        _ => false,
+    }
+}
+
+/// A TOML 1.0 offset or local date-time, local date or local time (the
+/// date and time apart by `T`, `t` or one space).
+fn is_datetime(b: &[u8]) -> bool {
+    if b.len() >= 3 && b[2] == b':' {
+        return is_time(b, false);
+    }
+    match b.get(10) {
+        None => is_date(b),
+        Some(b'T' | b't' | b' ') => is_date(&b[..10]) && is_time(&b[11..], true),
+        Some(_) => false,
+    }
+}
+
 fn scalar(token: &str) -> Result<Value, String> {
     match token {
         "true" => return Ok(Value::Bool(true)),
@@ -1063,10 +1155,14 @@ fn scalar(token: &str) -> Result<Value, String> {
     let b = token.as_bytes();
     let looks_like_date = b.len() >= 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
     if looks_like_date || token.contains(':') {
-        return Err(format!(
-            "dates and times are not supported (found `{}`); quote the value as a string",
-            clip(token)
-        ));
+        return if is_datetime(b) {
+            Ok(Value::Datetime(token.to_owned()))
+        } else {
+            Err(format!(
+                "invalid date or time `{}` (TOML takes 1979-05-27, 07:32:00, 1979-05-27T07:32:00 and 1979-05-27T07:32:00Z or +01:00)",
+                clip(token)
+            ))
+        };
     }
     let (negative, signed, body) = match b.first() {
         Some(b'-') => (true, true, &token[1..]),
@@ -1590,20 +1686,48 @@ sink_timeout = "30s"
     }
 
     #[test]
-    fn dates_are_refused_clearly() {
+    fn dates_and_times_load_as_written_and_impossible_ones_are_refused() {
         for text in [
             "1979-05-27T07:32:00Z",
+            "1979-05-27t07:32:00z",
             "1979-05-27",
             "07:32:00",
+            "00:32:00.999999",
             "1979-05-27 07:32:00",
             "1979-05-27T00:32:00.999999-07:00",
+            "1979-05-27 00:32:00+05:30",
+            "2024-02-29T23:59:60Z",
         ] {
-            bad(
-                &format!("d = {text}"),
-                1,
-                "dates and times are not supported",
+            let t = ok(&format!("d = {text} # note\n[x]\ne = [{text}, {text}]\n"));
+            assert_eq!(
+                t.get("d"),
+                Some(&Value::Datetime(text.to_owned())),
+                "{text}"
             );
         }
+        // A date alone, then a comment: not joined with what follows.
+        let t = ok("d = 1979-05-27 # 07:32:00\n");
+        assert_eq!(t.get("d"), Some(&Value::Datetime("1979-05-27".to_owned())));
+        for text in [
+            "2023-02-29",
+            "1979-13-01",
+            "1979-00-10",
+            "1979-04-31",
+            "24:00:00",
+            "07:60:00",
+            "07:32",
+            "07:32:00Z",
+            "07:32:00.",
+            "1979-05-27T07:32:00+24:00",
+            "1979-05-27T07:32:00+0100",
+            "1979-05-27X07:32:00",
+            "1979-5-27",
+            "1979-05-27T",
+        ] {
+            bad(&format!("d = {text}"), 1, "invalid date or time");
+        }
+        // A space then no time: the date, then garbage after the value.
+        bad("d = 1979-05-27 7:32:00", 1, "");
     }
 
     #[test]

@@ -461,7 +461,11 @@ fn output_sections_list_fields_in_the_binarys_order() {
     let rerun = raw(&["run", "--retry", "1", "--", "false"]);
     let r = id(&rerun);
     answers.push(("run", rerun));
-    answers.push(("run", raw(&["run", "--tty", "--", "echo", "hi"])));
+    let tty = raw(&["run", "--tty", "--", "echo", "hi"]);
+    let tt = id(&tty);
+    answers.push(("run", tty));
+    let interactive = id(&raw(&["run", "-i", "--", "true"]));
+    answers.push(("create", raw(&["create", "--tty", "--", "true"])));
     let created = raw(&["create", "--", "echo", "hi"]);
     answers.push(("start", raw(&["start", &id(&created)])));
     // A queue held by a job that sleeps, and one job in line behind it,
@@ -484,7 +488,7 @@ fn output_sections_list_fields_in_the_binarys_order() {
     let a = id(&after);
     answers.push(("run", after));
 
-    for job in [&j, &k, &f, &r, &q, &a] {
+    for job in [&j, &k, &f, &r, &q, &a, &tt, &interactive] {
         answers.push(("status", raw(&["status", job])));
     }
     for job in [&j, &l, &k, &f, &r] {
