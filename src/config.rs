@@ -218,7 +218,7 @@ fn load_from(explicit: Option<&Path>, default: Option<&Path>) -> Result<Config> 
         }
         // Asked for by name: a missing file is an error, never a silent
         // fall back to defaults the caller did not choose.
-        return match read_if_exists(path)? {
+        return match read_if_exists(path, false)? {
             Some(src) => parse_str(&src, path),
             None => Err(Error::InvalidConfig(format!(
                 "config file {} not found",
@@ -227,7 +227,7 @@ fn load_from(explicit: Option<&Path>, default: Option<&Path>) -> Result<Config> 
         };
     }
     match default {
-        Some(d) => match read_if_exists(d)? {
+        Some(d) => match read_if_exists(d, true)? {
             Some(src) => parse_str(&src, d),
             None => Ok(Config::default()),
         },
@@ -245,8 +245,11 @@ fn is_null_device(m: &std::fs::Metadata) -> bool {
 
 /// The file's text, `None` if it does not exist. Reads at most one byte
 /// over the parser's limit, so pointing the config at a huge file or a
-/// device cannot exhaust memory.
-fn read_if_exists(path: &Path) -> Result<Option<String>> {
+/// device cannot exhaust memory. For the `default` path, a path that
+/// cannot lead to a file (a file where a directory on the way should be,
+/// a name too long) is no file too: nobody named it, and 0.2.3 read
+/// defaults there (it asked whether the file exists).
+fn read_if_exists(path: &Path, default: bool) -> Result<Option<String>> {
     let context = || format!("read config file {}", path.display());
     // O_NONBLOCK: a FIFO named as the config cannot block the open; only
     // a regular file is read.
@@ -257,6 +260,11 @@ fn read_if_exists(path: &Path) -> Result<Option<String>> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e)
+            if default && matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ENAMETOOLONG)) =>
+        {
+            return Ok(None)
+        }
         // Whatever keeps the file from being opened (`ok.toml/`, a
         // symlink loop, a socket, a file where the agent-exec directory
         // should be) is a config that cannot be used: `invalid_config`,
@@ -345,6 +353,27 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
 
     if let Some(e) = v.key("shell", "unix") {
         cfg.shell_unix = Some(v.argv(e, "shell.unix")?);
+    }
+    // Not used here, but typed as in 0.2.3: an array of strings (empty
+    // allowed, as it is off Windows), never silently anything else.
+    if let Some(e) = v.key("shell", "windows") {
+        let strings = e
+            .value
+            .as_array()
+            .is_some_and(|a| a.iter().all(|i| i.as_str().is_some()));
+        if !strings {
+            let found = match e.value.as_array() {
+                Some(a) => a
+                    .iter()
+                    .find(|i| i.as_str().is_none())
+                    .map_or("array", |i| i.type_name()),
+                None => e.value.type_name(),
+            };
+            let msg = format_args!(
+                "expected an array of strings such as [\"cmd\", \"/C\"], found {found}"
+            );
+            return Err(v.fail(e, "shell.windows", msg));
+        }
     }
 
     let gc = &mut cfg.gc;
@@ -723,8 +752,9 @@ sink_timeout = "2m"
             "[gc]\nauto = true\nnew_knob = 'x'\n",
             "[server]\nbind = 1979-05-27\n",
         ));
+        assert!(c.is_ok());
         // Unknown keys are ignored, but the file must still be valid TOML.
-        assert!(c.is_err());
+        assert!(parse("[server]\nbind = 1979-02-30\n").is_err());
         let c = parse("future = 1.5\n[gc]\nnew_knob = [1, 'a']\n[[hooks]]\nx = {}\n").unwrap();
         assert_eq!(c.gc, GcConfig::default());
     }
@@ -822,11 +852,27 @@ sink_timeout = "2m"
             "[shell]\nunix = [\"sh\\u0000\"]\n",
             &format!("{p}:2: shell.unix: element 1 contains a NUL byte"),
         );
-        let c = parse("[shell]\nunix = ['/bin/bash', '-c']\nwindows = 42\n").unwrap();
+        let c = parse("[shell]\nunix = ['/bin/bash', '-c']\nwindows = []\n").unwrap();
         assert_eq!(
             c.shell_unix,
             Some(vec!["/bin/bash".to_owned(), "-c".to_owned()])
         );
+        parse("[shell]\nwindows = ['cmd', '/C']\n").unwrap();
+        invalid(
+            "[shell]\nwindows = 42\n",
+            &format!("{p}:2: shell.windows: expected an array of strings such as [\"cmd\", \"/C\"], found integer"),
+        );
+        invalid(
+            "[shell]\nwindows = ['cmd', 1]\n",
+            &format!("{p}:2: shell.windows: expected an array of strings such as [\"cmd\", \"/C\"], found integer"),
+        );
+        // A date where a known key wants something else is that key's
+        // type error; anywhere else it loads.
+        invalid(
+            "[gc]\nauto = 1979-05-27\n",
+            &format!("{p}:2: gc.auto: expected true or false, found date-time"),
+        );
+        parse("[other_tool]\nlast_sync = 2024-01-01T00:00:00Z\n[gc]\nx = 07:32:00\n").unwrap();
     }
 
     #[test]
@@ -954,6 +1000,18 @@ sink_timeout = "2m"
         // A missing default file is no error.
         assert_eq!(load_from(None, Some(&missing)).unwrap(), Config::default());
         assert_eq!(load_from(None, None).unwrap(), Config::default());
+        // Nor one that cannot exist: a file where its directory would be,
+        // a name too long. Named with --config, the same is an error.
+        let file = dir.join("agent-exec");
+        std::fs::write(&file, "").unwrap();
+        let under = file.join("config.toml");
+        assert_eq!(load_from(None, Some(&under)).unwrap(), Config::default());
+        let long = dir.join("x".repeat(300)).join("config.toml");
+        assert_eq!(load_from(None, Some(&long)).unwrap(), Config::default());
+        assert!(matches!(
+            load_from(Some(&under), None),
+            Err(Error::InvalidConfig(_))
+        ));
 
         std::fs::remove_dir_all(&dir).unwrap();
     }

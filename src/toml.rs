@@ -740,9 +740,13 @@ impl Parser<'_> {
                 if self.pos - start == 10
                     && is_date(self.src.as_bytes().get(start..self.pos).unwrap_or_default())
                     && self.peek() == Some(b' ')
-                    && self.src.as_bytes().get(self.pos + 1..self.pos + 4).is_some_and(|b| {
-                        b[0].is_ascii_digit() && b[1].is_ascii_digit() && b[2] == b':'
-                    })
+                    && self
+                        .src
+                        .as_bytes()
+                        .get(self.pos + 1..self.pos + 4)
+                        .is_some_and(|b| {
+                            b[0].is_ascii_digit() && b[1].is_ascii_digit() && b[2] == b':'
+                        })
                 {
                     self.pos += 1;
                     while self.peek().is_some_and(is_token_byte) {
@@ -1088,7 +1092,9 @@ fn is_date(b: &[u8]) -> bool {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !b[..4].iter().all(u8::is_ascii_digit) {
         return false;
     }
-    let year = b[..4].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let year = b[..4]
+        .iter()
+        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
     let (Some(month), Some(day)) = (two_digits(&b[5..7]), two_digits(&b[8..10])) else {
         return false;
     };

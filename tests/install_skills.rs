@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::TempRoot;
 
 const FILES: &[&str] = &[
@@ -308,6 +308,39 @@ fn global_without_home_is_a_usage_error() {
             "{v}"
         );
     }
+}
+
+/// A HOME (or current directory) that is not UTF-8: refused, nothing
+/// written; the answer would have named lossy paths that do not exist.
+#[test]
+fn a_base_that_is_not_utf8_is_a_usage_error_and_nothing_is_written() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TempRoot::new();
+    let odd = t.base.join(std::ffi::OsStr::from_bytes(b"h\xff"));
+    std::fs::create_dir_all(&odd).unwrap();
+    let mut c = t.bare();
+    c.args(["install-skills", "--global"]).env("HOME", &odd);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(
+        (o.code, &v["error"]["code"]),
+        (2, &json!("usage_error")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("HOME"),
+        "{v}"
+    );
+    let mut c = t.bare();
+    c.args(["install-skills"]).current_dir(&odd);
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(
+        (o.code, &v["error"]["code"]),
+        (2, &json!("usage_error")),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_dir(&odd).unwrap().count(), 0);
 }
 
 /// A base directory that is a symlink (a `~/.claude` kept in a dotfiles

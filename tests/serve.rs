@@ -2389,7 +2389,7 @@ fn a_new_connection_may_take_its_documented_five_seconds() {
 
 /// `serve` with `args` and the token `token`: its first line, and the
 /// server stopped if it started.
-fn first_line(t: &TempRoot, args: &[&str], token: &str) -> Value {
+fn first_line(t: &TempRoot, args: &[&str], token: impl AsRef<std::ffi::OsStr>) -> Value {
     let mut c = t
         .cmd(args)
         .env("AGENT_EXEC_SERVE_TOKEN", token)
@@ -2450,6 +2450,16 @@ fn a_token_no_request_can_carry_is_refused_and_jobs_never_see_the_token() {
         let v = first_line(&t, &["serve", "--port", "0"], token);
         assert_eq!(v["error"]["code"], "invalid_config", "{token:?}: {v}");
     }
+    // Nor one that is not UTF-8: it was taken for no token, and the
+    // server answered every request without one.
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = std::ffi::OsStr::from_bytes(b"s3cr\xe9t");
+    let v = first_line(&t, &["serve", "--port", "0"], latin1);
+    assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("UTF-8"),
+        "{v}"
+    );
     let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "s3cret")]);
     let mut c = s.client();
     let v = c

@@ -275,6 +275,20 @@ fn base_dir(global: bool, claude: bool) -> Result<PathBuf> {
     } else {
         std::env::current_dir().map_err(|e| Error::io("current directory", e))?
     };
+    // The answer names the files it wrote: a path it could only show
+    // lossily (as one that does not exist) is refused, as a jobs root
+    // the environment names in such bytes is.
+    if parent.to_str().is_none() {
+        let whose = if global {
+            "HOME"
+        } else {
+            "the current directory"
+        };
+        return Err(Error::usage(format!(
+            "{whose} is not valid UTF-8, and the paths install-skills reports must be: {}",
+            parent.display()
+        )));
+    }
     Ok(parent.join(if claude { ".claude" } else { ".agents" }))
 }
 

@@ -220,7 +220,17 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // instant, is one a SIGINT can land on and kill the process by.
     sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT/SIGHUP", e))?;
     let addr = bind_addr(m)?;
-    let token = token_from(std::env::var("AGENT_EXEC_SERVE_TOKEN").ok());
+    // Set but not UTF-8 is no missing token: refused, as a token no
+    // request could carry (it ran the server with no token at all).
+    let token = match std::env::var("AGENT_EXEC_SERVE_TOKEN") {
+        Ok(t) => token_from(Some(t)),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(Error::InvalidConfig(
+                "AGENT_EXEC_SERVE_TOKEN is not valid UTF-8: no request could carry it in its Authorization header".into(),
+            ))
+        }
+    };
     if token
         .as_deref()
         .is_some_and(|t| t.chars().any(|c| c.is_control()))
