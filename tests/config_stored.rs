@@ -256,3 +256,27 @@ fn a_huge_bad_duration_is_not_echoed_whole() {
     assert_eq!(code, "invalid_config");
     assert!(msg.len() < 400 && msg.contains("..."), "{}", msg.len());
 }
+
+/// A TOML date where no key of ours looks (another tool's section, a
+/// newer version's key) loads; a wrong type on a key we know, `[shell]
+/// windows` included, is invalid_config naming its line.
+#[test]
+fn dates_elsewhere_load_and_known_keys_keep_their_types() {
+    let t = TempRoot::new();
+    let p = named_config(
+        &t,
+        "[other_tool]\nlast_sync = 2024-01-01T00:00:00Z\nday = 1979-05-27\nat = 1979-05-27 07:32:00\n",
+    );
+    let v = t.ok(&["run", "--config", s(&p), "--", "echo", "hi"]);
+    assert_eq!(v["stdout"], "hi\n", "{v}");
+    for (text, line) in [
+        ("[shell]\nwindows = 5\n", 2),
+        ("# x\n[gc]\nauto = 2024-01-01\n", 3),
+        ("[other]\nday = 2023-02-29\n", 2),
+    ] {
+        let p = named_config(&t, text);
+        let (code, msg) = config_error(&t, s(&p));
+        assert_eq!(code, "invalid_config", "{text}: {msg}");
+        assert!(msg.contains(&format!("{}:{line}:", s(&p))), "{text}: {msg}");
+    }
+}
