@@ -586,23 +586,20 @@ fn supervise_sink(
 /// opened (a link swapped in between).
 fn open_append(path: &Path, root: &Path) -> Result<File, String> {
     use std::os::unix::fs::FileTypeExt;
-    let inside = refused_inside(root);
-    if inside(&resolved(path)) {
-        return Err(inside_root(root));
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| format!("create parent dir: {e}"))?;
-    }
-    let f = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("open error: {e}"))?;
-    if inside(&resolved(path)) {
-        return Err(inside_root(root));
-    }
+    let mkdirs = |parent: &Path| fs::create_dir_all(parent);
+    let open = |p: &Path, create: bool| {
+        fs::OpenOptions::new()
+            .append(true)
+            .create_new(create)
+            .mode(0o600)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)
+    };
+    let f = open_outside_root(path, root, &mkdirs, &open).map_err(|e| match e {
+        Outside::Inside(why) => why,
+        Outside::Mkdir(e) => format!("create parent dir: {e}"),
+        Outside::Open(e) => format!("open error: {e}"),
+    })?;
     let kind = f
         .metadata()
         .map_err(|e| format!("open error: {e}"))?
@@ -613,16 +610,65 @@ fn open_append(path: &Path, root: &Path) -> Result<File, String> {
     Ok(f)
 }
 
+/// Why `open_outside_root` made nothing.
+pub(crate) enum Outside {
+    /// The path leads into a directory of the jobs root: the refusal.
+    Inside(String),
+    Mkdir(io::Error),
+    Open(io::Error),
+}
+
+/// Open a file the user named (a sink's, `--log`'s) where its path
+/// leads, making it and its missing parent directories there when it
+/// does not exist, and never inside a directory of the jobs root
+/// `root`. `open(p, false)` opens an existing `p`, following symlinks;
+/// `open(p, true)` makes a new one (O_CREAT|O_EXCL, which follows no
+/// symlink). A missing file is made at the place a dangling symlink
+/// names (`resolved`), looked at first: made through the link, it
+/// appeared inside the root although the delivery was refused. Looked
+/// at again once open (a link swapped in meanwhile is refused, with
+/// nothing made through it).
+pub(crate) fn open_outside_root(
+    path: &Path,
+    root: &Path,
+    mkdirs: &dyn Fn(&Path) -> io::Result<()>,
+    open: &dyn Fn(&Path, bool) -> io::Result<File>,
+) -> Result<File, Outside> {
+    let inside = refused_inside(root);
+    let target = resolved(path);
+    if inside(&target) {
+        return Err(Outside::Inside(inside_root(root)));
+    }
+    let f = match open(path, false) {
+        Ok(f) => f,
+        // Missing, or a file where a directory on the way should be
+        // (which making the parents then names).
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+                mkdirs(parent).map_err(Outside::Mkdir)?;
+            }
+            match open(&target, true) {
+                Ok(f) => f,
+                // Made meanwhile by someone else: opened as it is.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    open(path, false).map_err(Outside::Open)?
+                }
+                Err(e) => return Err(Outside::Open(e)),
+            }
+        }
+        Err(e) => return Err(Outside::Open(e)),
+    };
+    if inside(&resolved(path)) {
+        return Err(Outside::Inside(inside_root(root)));
+    }
+    Ok(f)
+}
+
 /// The jobs root a job lives in.
 fn job_root(job: &Job) -> &Path {
     job.dir.parent().unwrap_or(Path::new("/"))
-}
-
-/// The refusal of a file the user named (`--log PATH`) that leads into
-/// a directory of the jobs root `root`, as a file sink's is refused
-/// (`open_append`): only agent-exec writes there. None: elsewhere.
-pub(crate) fn refuse_inside_root(path: &Path, root: &Path) -> Option<String> {
-    refused_inside(root)(&resolved(path)).then(|| inside_root(root))
 }
 
 /// Is a (resolved) path inside a directory of the jobs root (a job's,
@@ -641,13 +687,26 @@ fn inside_root(root: &Path) -> String {
 }
 
 /// Where `path` leads: its deepest existing ancestor with every symlink
-/// resolved, and the rest as given.
+/// resolved, and the rest as given. A dangling symlink on the way leads
+/// where it names (a file made through it is made there), followed as
+/// the kernel would, at most 40 deep.
 fn resolved(path: &Path) -> PathBuf {
+    resolved_within(path, 40)
+}
+
+fn resolved_within(path: &Path, links: u32) -> PathBuf {
     let mut rest = Vec::new();
     let mut at = path;
     loop {
+        let under = |p: PathBuf| rest.iter().rev().fold(p, |p, c| p.join(c));
         if let Ok(real) = fs::canonicalize(at) {
-            return rest.iter().rev().fold(real, |p, c| p.join(c));
+            return under(real);
+        }
+        if links > 0 {
+            if let Ok(link) = fs::read_link(at) {
+                let from = at.parent().unwrap_or(Path::new("/"));
+                return resolved_within(&under(from.join(link)), links - 1);
+            }
         }
         match (at.parent(), at.file_name()) {
             (Some(parent), Some(name)) => {
@@ -1801,6 +1860,29 @@ mod tests {
         }
         assert!(!root.join("01JOB/meta.json").exists());
         assert!(!root.join("new").exists());
+        // A dangling link into a job directory (direct, through a chain,
+        // or above the file): refused, and nothing made where it leads.
+        std::os::unix::fs::symlink(root.join("01JOB/runs"), dir.join("dangling")).unwrap();
+        std::os::unix::fs::symlink(dir.join("dangling"), dir.join("chain")).unwrap();
+        std::os::unix::fs::symlink(root.join("01JOB/sub"), dir.join("updir")).unwrap();
+        for p in [
+            dir.join("dangling"),
+            dir.join("chain"),
+            dir.join("updir/x/e.ndjson"),
+        ] {
+            let e = open_append(&p, &root).unwrap_err();
+            assert!(e.starts_with("refused:"), "{}: {e}", p.display());
+        }
+        assert_eq!(fs::read_dir(root.join("01JOB")).unwrap().count(), 0);
+        // A dangling link leading outside makes the file where it leads;
+        // a link to an existing file appends to it.
+        std::os::unix::fs::symlink(dir.join("out/far.ndjson"), dir.join("away")).unwrap();
+        append_line(&mut open_append(&dir.join("away"), &root).unwrap(), b"1\n").unwrap();
+        append_line(&mut open_append(&dir.join("away"), &root).unwrap(), b"2\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("out/far.ndjson")).unwrap(),
+            "1\n2\n"
+        );
         // A file directly in the root is no job's: allowed.
         assert!(open_append(&root.join("events.ndjson"), &root).is_ok());
         let _ = fs::remove_dir_all(&dir);

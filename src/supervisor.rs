@@ -1887,36 +1887,38 @@ fn open_full_log(
     } else {
         // Never into another job's directory (or .queues): `--log
         // <root>/<id>/stdout.log` overwrote that job's output, and
-        // state.json its record. Looked at before anything is made, and
-        // again at the file opened (a link swapped in between).
-        let refuse = || -> io::Result<()> {
-            let root = job.dir.parent().unwrap_or(Path::new("/"));
-            match crate::notify::refuse_inside_root(full, root) {
-                Some(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
-                None => Ok(()),
-            }
-        };
-        refuse()?;
-        if let Some(parent) = full.parent() {
+        // state.json its record (`notify::open_outside_root`: looked at
+        // before anything is made, a dangling link's target included,
+        // and again at the file opened).
+        let root = job.dir.parent().unwrap_or(Path::new("/"));
+        let mkdirs = |parent: &Path| {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|e| crate::store::mkdir_error(parent, e))?;
-        }
+                .map_err(|e| crate::store::mkdir_error(parent, e))
+        };
         // Emptied only once it is known to be neither a FIFO nor in the
         // root (below), not by the open.
-        let f = fs::OpenOptions::new()
-            .read(how == sys::How::Open)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(full)
-            .map_err(sys::nonblocking_write_error)
-            .and_then(sys::regular_for_writing)?;
-        refuse()?;
+        let open = |p: &Path, create: bool| {
+            fs::OpenOptions::new()
+                .read(how == sys::How::Open)
+                .write(true)
+                .create_new(create)
+                .mode(0o600)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(p)
+        };
+        use crate::notify::Outside;
+        let f = match crate::notify::open_outside_root(full, root, &mkdirs, &open) {
+            Ok(f) => f,
+            Err(Outside::Inside(why)) => {
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, why))
+            }
+            Err(Outside::Mkdir(e)) => return Err(e),
+            Err(Outside::Open(e)) => return Err(sys::nonblocking_write_error(e)),
+        };
+        let f = sys::regular_for_writing(f)?;
         if how == sys::How::Truncate {
             f.set_len(0)?;
         }

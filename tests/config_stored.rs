@@ -238,11 +238,22 @@ fn a_config_path_that_cannot_be_opened_is_invalid_config() {
     );
 }
 
+/// The default config file cannot exist under a file where its directory
+/// should be: the defaults, as a missing file (0.2.3 asked whether it
+/// exists). Named with --config, the same path is an error; an unreadable
+/// default file still is one.
 #[test]
-fn a_file_where_the_default_config_dir_should_be_is_invalid_config() {
+fn a_file_where_the_default_config_dir_should_be_reads_defaults() {
     let t = TempRoot::new();
     std::fs::create_dir_all(t.base.join("config")).unwrap();
-    std::fs::write(t.base.join("config/agent-exec"), "").unwrap();
+    let file = t.base.join("config/agent-exec");
+    std::fs::write(&file, "").unwrap();
+    let v = t.ok(&["run", "--", "echo", "hi"]);
+    assert_eq!(v["stdout"], "hi\n", "{v}");
+    let (code, msg) = config_error(&t, s(&file.join("config.toml")));
+    assert_eq!(code, "invalid_config", "{msg}");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir_all(file.join("config.toml")).unwrap();
     let (_, v) = t.err(&["run", "--", "true"]);
     assert_eq!(v["error"]["code"], "invalid_config", "{v}");
 }

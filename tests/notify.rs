@@ -1422,9 +1422,15 @@ fn a_file_sink_inside_the_jobs_root_is_refused() {
     let meta_before = std::fs::read(t.job_dir(&other).join("meta.json")).unwrap();
     let link = t.base.join("into-root");
     std::os::unix::fs::symlink(&t.root, &link).unwrap();
+    // A dangling link to a name in that job's directory: made through
+    // the link, the file appeared there (and a `runs` file broke the
+    // job's restart) although the delivery was refused.
+    let dangling = t.base.join("dangling");
+    std::os::unix::fs::symlink(t.job_dir(&other).join("runs"), &dangling).unwrap();
     let targets = [
         t.job_dir(&other).join("meta.json"),
         link.join(&other).join("events.ndjson"),
+        dangling,
     ];
     for target in &targets {
         let v = t.ok(&[
@@ -1460,6 +1466,7 @@ fn a_file_sink_inside_the_jobs_root_is_refused() {
         meta_before
     );
     assert!(!t.job_dir(&other).join("events.ndjson").exists());
+    assert!(!t.job_dir(&other).join("runs").exists());
     assert_eq!(t.ok(&["status", &other])["state"], "created");
 }
 

@@ -641,11 +641,15 @@ fn a_log_inside_a_job_directory_is_refused() {
     // Spelled plainly, and through a link to the job's directory.
     let link = t.base.join("there");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
+    // And through a dangling link naming a file there (it was made).
+    let dangling = t.base.join("dangling.log");
+    std::os::unix::fs::symlink(dir.join("runs"), &dangling).unwrap();
     for target in [
         dir.join("stdout.log"),
         dir.join("state.json"),
         link.join("meta.json"),
         dir.join("new/sub/x.log"),
+        dangling,
     ] {
         let v = t.ok(&[
             "run",
@@ -661,6 +665,7 @@ fn a_log_inside_a_job_directory_is_refused() {
         assert!(msg.contains("inside a directory of the jobs root"), "{msg}");
     }
     assert!(!dir.join("new").exists(), "nothing is made there");
+    assert!(!dir.join("runs").exists(), "nothing is made there");
     let after: Vec<_> = ["stdout.log", "state.json", "meta.json"]
         .iter()
         .map(|f| std::fs::read(dir.join(f)).unwrap())
