@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::TempRoot;
 
 fn id_of(v: &Value) -> String {
@@ -534,6 +534,18 @@ fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
     let k = t.ok(&["kill", "--signal", "INT", &q]);
     assert_eq!(k["state"], "killed", "{k}");
     assert_eq!(k["terminated_signal"], "SIGINT", "{k}");
+    assert_eq!(k["signal"], "SIGINT", "{k}");
+    // Another ending signal is sent as TERM: `signal` is the one asked
+    // for (kill(1): it does not say that a process got it), and
+    // `terminated_signal` what the record says.
+    let d = id_of(&enqueue(&t, "k", &[], &["true"]));
+    let k = t.ok(&["kill", "--signal", "KILL", &d]);
+    assert_eq!(
+        (&k["signal"], &k["terminated_signal"]),
+        (&json!("SIGKILL"), &json!("SIGTERM")),
+        "{k}"
+    );
+    assert_eq!(t.ok(&["status", &d])["signal"], "SIGTERM");
     let s = t.ok(&["status", &q]);
     assert_eq!(s["state"], "killed", "{s}");
     assert!(s.get("started_at").is_none(), "{s}");
