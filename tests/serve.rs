@@ -1016,6 +1016,20 @@ fn browsers_and_foreign_hosts_are_kept_out() {
             "{host}"
         );
     }
+    // A Host no URI could hold is a bad request (RFC 9112 3.2), whatever
+    // the route: a space, userinfo, a port that is not digits, an IPv6
+    // address without brackets. (`a b` was served.)
+    for host in [
+        "a b",
+        "user@127.0.0.1",
+        "localhost:abc",
+        "::1",
+        "[::1",
+        "[x]:1",
+    ] {
+        let req = format!("GET /list HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        parse_raw(&raw(s.port, req.as_bytes())).assert_error(400, "invalid_request");
+    }
 }
 
 #[test]
@@ -1044,6 +1058,8 @@ fn cors_for_the_one_allowed_origin() {
         .header("access-control-allow-headers")
         .unwrap()
         .contains("content-type"));
+    // Another origin's preflight is refused as its requests are (it got
+    // 204, without CORS headers); one without Origin is answered.
     let other = c.send(
         "OPTIONS",
         "/exec",
@@ -1051,6 +1067,11 @@ fn cors_for_the_one_allowed_origin() {
         "",
     );
     assert!(other.header("access-control-allow-origin").is_none());
+    other.assert_error(403, "forbidden");
+    assert!(matches!(
+        c.send("OPTIONS", "/exec", &[], "").status,
+        200 | 204
+    ));
     let r = c.send("GET", "/health", &[("Origin", app)], "");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some(app));
@@ -1395,9 +1416,13 @@ fn long_requests_are_capped_and_abandoned_waits_free_their_slots() {
     let v = busy.assert_error(503, "unavailable");
     assert_eq!(v["error"]["retryable"], true);
     assert_eq!(busy.header("retry-after"), Some("1"));
-    // Short requests still have room.
+    // Short requests still have room; a kill that watches for nothing
+    // (CONT) is one (it was told to come back).
     s.get("/health").assert_ok("health");
     s.get(&format!("/status/{id}")).assert_ok("status");
+    s.client()
+        .send("POST", &format!("/kill/{id}?signal=CONT"), &[], "")
+        .assert_ok("kill");
     // The clients leave: their waits end and their slots come back, so
     // 96 new waits are all served (with the old slots still taken, none
     // would be). A short grace for the server to notice the closes.

@@ -48,7 +48,7 @@ pub struct KillBody {
 
 /// Signals that stop, resume or merely inform: no reason to expect the
 /// job to end, so there is nothing to watch for.
-fn ends_job(sig: i32) -> bool {
+pub(crate) fn ends_job(sig: i32) -> bool {
     ![
         libc::SIGSTOP,
         libc::SIGCONT,

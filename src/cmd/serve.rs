@@ -1181,7 +1181,7 @@ impl Route {
         // A segment that does not decode (a broken escape, or bytes that
         // are not UTF-8) is taken as typed, as if its `%` had been
         // escaped: like any other id that names no job, it is answered
-        // `job_not_found` by the route, never "no such route".
+        // `job_not_found` by the route (D4), never "no such route".
         let id = http::percent_decode(id, false).unwrap_or_else(|| id.to_string());
         Some(match name {
             "status" => Route::Status(id),
@@ -1243,28 +1243,37 @@ fn over_http(e: Error) -> Error {
 }
 
 /// The checks on a request's head, made before its body is read:
-/// a cross-origin POST, an untrusted `Host` without a token, a missing
-/// or wrong token (every route but /health; OPTIONS is answered to
-/// anyone). Ok(true) when the request carries the token, or none is set.
+/// a malformed `Host`, a request (a preflight too) from another origin,
+/// an untrusted `Host` without a token, a missing or wrong token (every
+/// route but /health; OPTIONS from no origin or the allowed one is
+/// answered to anyone). Ok(true) when the request carries the token, or none is set.
 fn gate(srv: &Server, req: &Request) -> Result<bool> {
     let authed = match &srv.token {
         None => true,
         Some(t) => authorized(req.authorization(), t),
     };
-    if req.method == Method::Options {
-        return Ok(authed);
+    // A Host no URI could hold (a space, a userinfo `@`, a port that is
+    // not digits): 400, as RFC 9112 3.2 asks, before anything else.
+    if let Some(h) = req.host().filter(|h| !valid_host(h)) {
+        return Err(Error::InvalidRequest(format!(
+            "invalid Host header '{h}': expected a host name or IP address, and optionally ':' and a port number"
+        )));
     }
     // A browser page from another origin may read nothing (no CORS
     // header for it) but could still *send* a simple request: refuse
     // every one (a POST would launch or kill jobs; a GET would still
-    // run a wait or a follow on the server), as the README says. Only
-    // browsers send Origin; other clients are not affected.
+    // run a wait or a follow on the server), as the README says; its
+    // preflight too. Only browsers send Origin; other clients are not
+    // affected.
     if let Some(o) = req.origin() {
         if srv.allow_origin.as_deref() != Some(o) {
             return Err(Error::Forbidden(format!(
                 "origin '{o}' is not allowed (see serve --allow-origin)"
             )));
         }
+    }
+    if req.method == Method::Options {
+        return Ok(authed);
     }
     if srv.check_host {
         // An absolute-form target names the host as well as `Host`
@@ -1370,8 +1379,9 @@ fn dispatch(
             })?;
             let no_wait = q.bool("no_wait")?.unwrap_or(false);
             let job = srv.store.lookup(&id)?;
-            // Its observation is bounded (3 s), but counts as long.
-            let _long = if no_wait {
+            // Its observation is bounded (3 s), but counts as long; a
+            // signal that ends nothing (CONT, STOP...) is not watched for.
+            let _long = if no_wait || !super::kill::ends_job(sig) {
                 None
             } else {
                 Some(srv.long_slot()?)
@@ -1877,6 +1887,32 @@ fn authorized(header: Option<&str>, token: &str) -> bool {
         .map(|(_, t)| t.trim_matches(' '))
         .unwrap_or("");
     http::constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// Is `h` a `Host` value RFC 9110 allows: `uri-host [":" port]`, the host
+/// a bracketed IPv6 literal or a name of unreserved, sub-delim and `%`
+/// characters (which takes IPv4 too), the port digits (maybe none)?
+fn valid_host(h: &str) -> bool {
+    let (host_ok, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((lit, after)) => (
+                lit.parse::<std::net::Ipv6Addr>().is_ok(),
+                match after {
+                    "" => Some(""),
+                    a => a.strip_prefix(':'),
+                },
+            ),
+            None => (false, None),
+        },
+        None => {
+            let (name, port) = h.rsplit_once(':').unwrap_or((h, ""));
+            let name_ok = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+            (name_ok, Some(port))
+        }
+    };
+    host_ok && port.is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Could a browser have sent this `Host` (with or without a port) to a
