@@ -578,6 +578,8 @@ fn a_signal_that_ends_no_process_is_refused_for_a_queued_job() {
             e["error"]["message"].as_str().unwrap().contains("queued"),
             "{e}"
         );
+        // Once the job runs, the same call reaches it.
+        assert_eq!(e["error"]["retryable"], true, "{e}");
     }
     assert_eq!(t.ok(&["status", &q])["state"], "queued");
     std::fs::write(&gate, "").unwrap();

@@ -253,6 +253,8 @@ fn send_before_the_job_starts_is_invalid_state() {
             msg.contains("has not started yet") && msg.contains(state),
             "{msg}"
         );
+        // A queued job starts by itself: the same send may work later.
+        assert_eq!(e["error"]["retryable"], state == "queued", "{e}");
     }
     // The server's door says the same, with 409.
     let srv = t.serve();

@@ -111,8 +111,10 @@ pub fn kill_job_within(
         Status::Queued => {
             if !ends_job(sig) {
                 // Nothing runs yet that could be stopped, continued or
-                // told: an `ok` would read as if it had been.
-                return Err(Error::InvalidState(format!(
+                // told: an `ok` would read as if it had been. Retryable:
+                // once the job starts, the same call reaches it (as
+                // between two --retry runs).
+                return Err(Error::Busy(format!(
                     "invalid job state: job {} is queued and has not started; {} would reach no process (a queued job is ended by a signal that ends a process, e.g. TERM)",
                     job.id,
                     sys::signal_name(sig)

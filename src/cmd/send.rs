@@ -270,7 +270,8 @@ pub fn send_job_or(
 /// `invalid_state` for an interactive job that has not started: its
 /// stdin (and stdin.sock) exists only once its supervisor runs it.
 /// A `created` job that a launch is starting (a `start`, or a `restart`
-/// between its runs) is about to take input: retryable.
+/// between its runs) is about to take input: retryable; so is a queued
+/// one.
 fn not_started(job: &Job, status: Status) -> Option<Error> {
     if status == Status::Created && job.is_launching() {
         return Some(Error::Busy(format!(
@@ -278,13 +279,21 @@ fn not_started(job: &Job, status: Status) -> Option<Error> {
             job.id
         )));
     }
-    matches!(status, Status::Created | Status::Queued).then(|| {
-        Error::InvalidState(format!(
+    // A queued one starts by itself, and the same send reaches it then:
+    // retryable (as between two --retry runs). A created one waits for
+    // someone to start it.
+    let msg = |status: Status| {
+        format!(
             "invalid job state: job {} has not started yet (it is '{}'); its stdin opens when it runs",
             job.id,
             status.as_str()
-        ))
-    })
+        )
+    };
+    match status {
+        Status::Created => Some(Error::InvalidState(msg(status))),
+        Status::Queued => Some(Error::Busy(msg(status))),
+        _ => None,
+    }
 }
 
 /// A send over the most one message carries (16 MiB).
