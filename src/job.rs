@@ -337,6 +337,13 @@ pub struct State {
     /// (an earlier run), whose logs are there too.
     #[serde(skip)]
     pub run_dir: Option<PathBuf>,
+    /// A terminal state whose `job.finished` its supervisor still owes
+    /// (it has sinks, and their delivery has not ended): set with the
+    /// terminal record, cleared once delivered. A reader that finds it
+    /// set with the supervisor gone sends the event (`observe`), as for
+    /// a supervisor lost before the end. Never in a response.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished_owed: bool,
 }
 
 /// A recorded process, group or session id: one past i32::MAX is no
@@ -439,6 +446,7 @@ impl State {
             queue: None,
             waiting_for: Vec::new(),
             queue_position: None,
+            finished_owed: false,
         }
     }
 

@@ -502,7 +502,7 @@ const REPLIES: &[Reply] = &[
         ],
         notes: &[
             "With --table (a person reading): one aligned row under the header ID STATE AGE DURATION EXIT COMMAND TAGS instead of the document.",
-            "A job whose supervisor died while it ran is reported (and recorded) as failed with failure.code supervisor_lost, and its process group is killed at that moment (never a group whose leader's start time differs from the recorded one: a reused pid), so the workload never outlives its record unnoticed. A job whose launch began but whose supervisor died before the command ran reads as failed with launch_lost.",
+            "A job whose supervisor died while it ran is reported (and recorded) as failed with failure.code supervisor_lost, and its process group is killed at that moment (never a group whose leader's start time differs from the recorded one: a reused pid), so the workload never outlives its record unnoticed. A job whose launch began but whose supervisor died before the command ran reads as failed with launch_lost; one whose supervisor died while the job was queued reads supervisor_lost, saying it never ran.",
         ],
         see: &["wait", "tail", "list"],
     },

@@ -863,8 +863,32 @@ pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
     if let Some(f) = ended {
         if f.state.status().is_terminal() {
             deliver_finished(job, &f.meta, &f.state);
+            delivered(job, f.state.attempt());
         }
     }
+}
+
+/// Run `attempt`'s `job.finished` is delivered: state.json no longer says
+/// it is owed (see `State::finished_owed`). Under the job lock, tried for
+/// a moment only: its holder is then a `restart`, whose next run's record
+/// replaces this one (and a reader that takes the lock to send the event
+/// itself first checks that this supervisor is gone).
+fn delivered(job: &Job, attempt: u32) {
+    let Some(lock) = job.open_lock() else { return };
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    while !sys::try_lock_exclusive(&lock).unwrap_or(false) {
+        if std::time::Instant::now() >= until {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if let Ok(mut now) = job.read_state() {
+        if now.finished_owed && now.attempt() == attempt {
+            now.finished_owed = false;
+            let _ = job.write_state(&now, false);
+        }
+    }
+    let _ = sys::unlock(&lock);
 }
 
 /// The `job.finished` of a run whose supervisor died before it could

@@ -1189,6 +1189,11 @@ fn current_state_inner(
         st.status(),
         Status::Running | Status::Created | Status::Queued
     ) {
+        if st.finished_owed {
+            if let Some(lock) = open_lock() {
+                send_owed_finished(job, &st, &lock);
+            }
+        }
         return Ok(st);
     }
     // Jobs written by other tools (0.2.3) have no lock file: the kernel
@@ -1329,6 +1334,30 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
         _ => {}
     }
     Ok(st)
+}
+
+/// A terminal run whose supervisor still owed its `job.finished` when
+/// last seen (`State::finished_owed`): if that supervisor is gone (killed
+/// while its sinks ran), the event is sent now, as for a supervisor lost
+/// before the end (`notify::deliver_lost`). One reader alone does it:
+/// the one that takes the job lock and finds the debt still recorded,
+/// which it clears first. A live supervisor is left to deliver.
+fn send_owed_finished(job: &Job, st: &State, lock: &File) {
+    if st.supervisor_pid.is_some_and(|p| job.is_supervisor(p)) {
+        return;
+    }
+    if !sys::try_lock_exclusive(lock).unwrap_or(false) {
+        return;
+    }
+    if let Ok(mut now) = job.read_state() {
+        if now.finished_owed && now.attempt() == st.attempt() && now.status().is_terminal() {
+            now.finished_owed = false;
+            if job.write_state(&now, true).is_ok() {
+                crate::notify::deliver_lost(job, now.attempt());
+            }
+        }
+    }
+    let _ = sys::unlock(lock);
 }
 
 /// Record what a reader found out about a job whose supervisor is gone

@@ -1197,6 +1197,23 @@ fn publish_terminal_via(
         Some((meta, stamp)) if job.meta_stamp() == Some(stamp) => Some(meta.clone()),
         _ => job.read_meta().ok(),
     };
+    // With sinks for `job.finished`, the record says it is owed until
+    // delivered (`notify::job_ended` clears it): a supervisor killed while
+    // delivering left it lost for good, and a reader now sends it.
+    let owed = sinks
+        .as_ref()
+        .and_then(|m| m.notification.as_ref())
+        .is_some_and(|n| n.notify_command.is_some() || n.notify_file.is_some());
+    let marked;
+    let (state, published) = if owed {
+        marked = State {
+            finished_owed: true,
+            ..state.clone()
+        };
+        (&marked, state)
+    } else {
+        (state, state)
+    };
     let mut replaced = None;
     let prepared = match next {
         Some(n) => n.commit(state).map(|r| replaced = r),
@@ -1225,7 +1242,7 @@ fn publish_terminal_via(
     if guard {
         let _ = sys::ofd_unlock(lock, 0);
     }
-    (crate::notify::finished(sinks, state), replaced)
+    (crate::notify::finished(sinks, published), replaced)
 }
 
 /// How many descriptors the supervisor keeps in reserve: a write of

@@ -479,6 +479,91 @@ fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "x\n");
 }
 
+/// A supervisor killed while its sinks ran (the job had ended, and its
+/// record said so) owes its `job.finished`: the next reader sends it, once,
+/// as for a supervisor lost before the end. It was lost for good (47 of
+/// 60 such kills), the file sink's too, which runs after the command's.
+#[test]
+fn a3_a_supervisor_killed_while_delivering_still_gets_job_finished_sent_once() {
+    let t = TempRoot::new();
+    let events = t.base.join("events.ndjson");
+    let started = t.base.join("started");
+    let gate = t.base.join("gate");
+    let marks = t.base.join("sink-ran");
+    let command = format!(
+        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.01; done; cat > /dev/null; echo x >> '{}'",
+        started.display(),
+        gate.display(),
+        marks.display()
+    );
+    let v = t.ok(&[
+        "run",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--notify-command",
+        &command,
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    eventually("the command sink runs", 10, || started.exists());
+    assert_eq!(t.state(&id)["finished_owed"], true);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    std::fs::write(&gate, "").unwrap();
+    // A reader finds the debt and sends the event; more readers do not.
+    let st = t.ok(&["status", &id]);
+    assert_eq!(
+        (&st["state"], &st["exit_code"]),
+        (&json!("exited"), &json!(0)),
+        "{st}"
+    );
+    assert!(st.get("finished_owed").is_none(), "{st}");
+    let done = t.job_dir(&id).join("completion_event.json");
+    eventually("the delivery is recorded", 10, || {
+        std::fs::read_to_string(&done)
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .is_some_and(|v| {
+                v["delivery_results"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 2)
+            })
+    });
+    t.ok(&["status", &id]);
+    t.ok(&["wait", &id]);
+    t.settle();
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&ev["event_type"], &ev["state"]),
+        (&json!("job.finished"), &json!("exited")),
+        "{ev}"
+    );
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "x\n");
+    let raw = std::fs::read_to_string(t.job_dir(&id).join("state.json")).unwrap();
+    assert!(!raw.contains("finished_owed"), "{raw}");
+    // A supervisor that delivers clears the debt itself.
+    let v = t.ok(&[
+        "run",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let other = v["job_id"].as_str().unwrap().to_string();
+    eventually("the debt is cleared", 10, || {
+        !std::fs::read_to_string(t.job_dir(&other).join("state.json"))
+            .unwrap()
+            .contains("finished_owed")
+    });
+    assert_eq!(std::fs::read_to_string(&events).unwrap().lines().count(), 2);
+}
+
 /// That delivery holds the job from the moment the reader records the
 /// end: a `delete` right after the reader's answer is refused (in use:
 /// `invalid_state`, retryable) until it is sent, as while a supervisor
