@@ -752,21 +752,35 @@ pub fn hold_for_removal(
             }
             None
         }
-        // Tried twice at least (5 ms apart): another remover's look at
-        // whether a directory is being removed (`being_removed`) holds it
-        // shared for a moment, which made concurrent gcs call each
-        // other's candidates `in_use`.
+        // Tried for a moment (`REMOVER_GRACE`), looking between tries
+        // whether another remover has it: a remover's look at whether a
+        // directory is being removed (`being_removed`), or its read of
+        // the state, holds it shared for a moment before it takes it
+        // exclusively, which made concurrent gcs call each other's
+        // candidates `in_use` (a job the other then removed).
         None => match sys::open_dir_lockable(&job.dir) {
-            // Held, and still the directory at that name: another
-            // remover that held it before us has not taken it away.
-            Ok(f) if exclusive_soon(&f, patience.max(std::time::Duration::from_millis(1))) => {
-                match still_linked(&f, &job.dir) {
-                    true => Some(f),
-                    false => return Err(GONE),
+            Ok(f) => {
+                let until = std::time::Instant::now() + patience.max(REMOVER_GRACE);
+                loop {
+                    // Held, and still the directory at that name: another
+                    // remover that held it before us has not taken it away.
+                    if sys::try_lock_exclusive(&f).unwrap_or(false) {
+                        match still_linked(&f, &job.dir) {
+                            true => break Some(f),
+                            false => return Err(GONE),
+                        }
+                    }
+                    if being_removed(&job.dir) || !still_linked(&f, &job.dir) {
+                        return Err(GONE);
+                    }
+                    if std::time::Instant::now() >= until {
+                        return Err("in_use");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(GONE),
-            _ => return Err(busy(job)),
+            Err(_) => return Err(busy(job)),
         },
     };
     let mut hold = Hold {
@@ -822,6 +836,12 @@ pub fn hold_for_removal(
     }
     Ok(hold)
 }
+
+/// How long gc (or `delete --all`) tries for a directory that someone
+/// else holds before it calls the job `in_use`: long enough for another
+/// remover's momentary look to pass, short enough for a sweep past jobs
+/// that readers hold.
+const REMOVER_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Why a job directory could not be taken for removal: another gc or
 /// delete holds it (the only exclusive holders; that one removes it, or
