@@ -261,7 +261,11 @@ fn read_if_exists(path: &Path, default: bool) -> Result<Option<String>> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e)
-            if default && matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ENAMETOOLONG)) =>
+            if default
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
+                ) =>
         {
             return Ok(None)
         }
@@ -362,16 +366,24 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
             .as_array()
             .is_some_and(|a| a.iter().all(|i| i.as_str().is_some()));
         if !strings {
-            let found = match e.value.as_array() {
-                Some(a) => a
-                    .iter()
-                    .find(|i| i.as_str().is_none())
-                    .map_or("array", |i| i.type_name()),
-                None => e.value.type_name(),
+            let msg = match e.value.as_array() {
+                Some(a) => {
+                    let (i, item) = a
+                        .iter()
+                        .enumerate()
+                        .find(|(_, i)| i.as_str().is_none())
+                        .unwrap_or((0, &e.value));
+                    format!(
+                        "element {} is {}, expected a string",
+                        i + 1,
+                        item.type_name()
+                    )
+                }
+                None => format!(
+                    "expected an array of strings such as [\"cmd\", \"/C\"], found {}",
+                    e.value.type_name()
+                ),
             };
-            let msg = format_args!(
-                "expected an array of strings such as [\"cmd\", \"/C\"], found {found}"
-            );
             return Err(v.fail(e, "shell.windows", msg));
         }
     }
@@ -864,7 +876,7 @@ sink_timeout = "2m"
         );
         invalid(
             "[shell]\nwindows = ['cmd', 1]\n",
-            &format!("{p}:2: shell.windows: expected an array of strings such as [\"cmd\", \"/C\"], found integer"),
+            &format!("{p}:2: shell.windows: element 2 is integer, expected a string"),
         );
         // A date where a known key wants something else is that key's
         // type error; anywhere else it loads.
@@ -1008,6 +1020,13 @@ sink_timeout = "2m"
         assert_eq!(load_from(None, Some(&under)).unwrap(), Config::default());
         let long = dir.join("x".repeat(300)).join("config.toml");
         assert_eq!(load_from(None, Some(&long)).unwrap(), Config::default());
+        let looped = dir.join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let under_loop = looped.join("config.toml");
+        assert_eq!(
+            load_from(None, Some(&under_loop)).unwrap(),
+            Config::default()
+        );
         assert!(matches!(
             load_from(Some(&under), None),
             Err(Error::InvalidConfig(_))

@@ -1029,6 +1029,13 @@ fn browsers_and_foreign_hosts_are_kept_out() {
     ] {
         let req = format!("GET /list HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         parse_raw(&raw(s.port, req.as_bytes())).assert_error(400, "invalid_request");
+        // The same as an absolute-form target's authority.
+        if !host.contains(' ') {
+            let req = format!(
+                "GET http://{host}/list HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            );
+            parse_raw(&raw(s.port, req.as_bytes())).assert_error(400, "invalid_request");
+        }
     }
 }
 

@@ -1253,8 +1253,13 @@ fn gate(srv: &Server, req: &Request) -> Result<bool> {
         Some(t) => authorized(req.authorization(), t),
     };
     // A Host no URI could hold (a space, a userinfo `@`, a port that is
-    // not digits): 400, as RFC 9112 3.2 asks, before anything else.
-    if let Some(h) = req.host().filter(|h| !valid_host(h)) {
+    // not digits), or such an absolute-form target's authority: 400, as
+    // RFC 9112 3.2 asks, before anything else.
+    let bad_host = [req.host(), req.target_authority()]
+        .into_iter()
+        .flatten()
+        .find(|h| !valid_host(h));
+    if let Some(h) = bad_host {
         return Err(Error::InvalidRequest(format!(
             "invalid Host header '{h}': expected a host name or IP address, and optionally ':' and a port number"
         )));
