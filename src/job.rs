@@ -337,13 +337,18 @@ pub struct State {
     /// (an earlier run), whose logs are there too.
     #[serde(skip)]
     pub run_dir: Option<PathBuf>,
-    /// A terminal state whose `job.finished` its supervisor still owes
-    /// (it has sinks, and their delivery has not ended): set with the
-    /// terminal record, cleared once delivered. A reader that finds it
-    /// set with the supervisor gone sends the event (`observe`), as for
-    /// a supervisor lost before the end. Never in a response.
+    /// A terminal state whose `job.finished` is still owed (the job has
+    /// sinks, and their delivery has not ended): set with the terminal
+    /// record (by the supervisor, or the reader that records it lost),
+    /// cleared once delivered. A reader that finds it set with nobody
+    /// delivering (`finished_by`, else the supervisor, gone) has it sent
+    /// (`observe`). Never in a response.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished_owed: bool,
+    /// The `agent-exec _notify` delivering an owed `job.finished` (None:
+    /// the run's supervisor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_by: Option<u32>,
 }
 
 /// A recorded process, group or session id: one past i32::MAX is no
@@ -447,6 +452,7 @@ impl State {
             waiting_for: Vec::new(),
             queue_position: None,
             finished_owed: false,
+            finished_by: None,
         }
     }
 
@@ -854,6 +860,21 @@ impl Job {
         };
         let mut args = cmdline.split(|&b| b == 0);
         args.nth(1) == Some(b"_supervise".as_slice()) && args.nth(1) == Some(self.id.as_bytes())
+    }
+
+    /// Is `pid` a process of ours delivering this job's `job.finished`:
+    /// its supervisor, or an `agent-exec _notify` for it (the same words
+    /// before the id: `<verb> <root> <id>`)?
+    pub fn is_deliverer(&self, pid: u32) -> bool {
+        if pid <= 1 || pid > i32::MAX as u32 {
+            return false;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let mut args = cmdline.split(|&b| b == 0);
+        matches!(args.nth(1), Some(b"_supervise" | b"_notify"))
+            && args.nth(1) == Some(self.id.as_bytes())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -885,6 +885,7 @@ fn delivered(job: &Job, attempt: u32) {
     if let Ok(mut now) = job.read_state() {
         if now.finished_owed && now.attempt() == attempt {
             now.finished_owed = false;
+            now.finished_by = None;
             let _ = job.write_state(&now, false);
         }
     }
@@ -910,12 +911,7 @@ fn delivered(job: &Job, attempt: u32) {
 pub fn deliver_lost(job: &Job, attempt: u32) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let has_sink = job
-        .read_meta()
-        .ok()
-        .and_then(|m| m.notification)
-        .is_some_and(|n| n.notify_command.is_some() || n.notify_file.is_some());
-    let Some(root) = job.dir.parent().filter(|_| has_sink) else {
+    let Some(root) = job.dir.parent().filter(|_| has_finished_sinks(job)) else {
         return;
     };
     let argv = [
@@ -945,6 +941,14 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     }
 }
 
+/// Does the job's meta.json name a sink for `job.finished`?
+pub fn has_finished_sinks(job: &Job) -> bool {
+    job.read_meta()
+        .ok()
+        .and_then(|m| m.notification)
+        .is_some_and(|n| n.notify_command.is_some() || n.notify_file.is_some())
+}
+
 /// Where `deliver_lost` hands its pin of the job to `_notify`.
 const PIN_FD: std::os::unix::io::RawFd = 3;
 
@@ -965,17 +969,59 @@ pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
     }
     keep_caller_cwd();
     let _ = std::env::set_current_dir("/");
-    let (Ok(st), Ok(meta)) = (job.read_state(), job.read_meta()) else {
+    let Some(attempt) = m.u64("attempt").and_then(|a| u32::try_from(a).ok()) else {
         return done;
     };
-    if !st.status().is_terminal() || m.u64("attempt") != Some(u64::from(st.attempt())) {
+    // The debt is claimed under the job lock: this process is recorded as
+    // the one delivering, unless another live one is (several readers may
+    // have started one each), or it is paid, or the run is not the one
+    // ended (a `restart` took the job on).
+    let Some(st) = claim_owed(&job, attempt) else {
         return done;
-    }
+    };
+    let Ok(meta) = job.read_meta() else {
+        return done;
+    };
     if let Ok(r) = crate::launch::relaunch_settings(&meta) {
         set_sink_timeout_ms(r.sink_timeout_ms);
     }
     deliver_finished(&job, &meta, &st);
+    delivered(&job, attempt);
     done
+}
+
+/// Take over run `attempt`'s owed `job.finished` (see `exec_lost`): the
+/// state to send it from, with this process recorded in `finished_by`;
+/// None when there is nothing for us to send. The job lock is waited for
+/// a moment (a reader deciding, a supervisor clearing).
+fn claim_owed(job: &Job, attempt: u32) -> Option<State> {
+    let lock = job.open_lock()?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !sys::try_lock_exclusive(&lock).unwrap_or(false) {
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let me = std::process::id();
+    let claimed = job.read_state().ok().filter(|st| {
+        st.status().is_terminal()
+            && st.attempt() == attempt
+            && st.finished_owed
+            && !st
+                .finished_by
+                .or(st.supervisor_pid)
+                .is_some_and(|p| p != me && job.is_deliverer(p))
+    });
+    let claimed = claimed.and_then(|mut st| {
+        st.finished_by = Some(me);
+        job.write_state(&st, false).ok()?;
+        st.finished_by = None;
+        st.finished_owed = false;
+        Some(st)
+    });
+    let _ = sys::unlock(&lock);
+    claimed
 }
 
 // ---------------------------------------------------------------------------

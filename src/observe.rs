@@ -1336,25 +1336,30 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
     Ok(st)
 }
 
-/// A terminal run whose supervisor still owed its `job.finished` when
-/// last seen (`State::finished_owed`): if that supervisor is gone (killed
-/// while its sinks ran), the event is sent now, as for a supervisor lost
-/// before the end (`notify::deliver_lost`). One reader alone does it:
-/// the one that takes the job lock and finds the debt still recorded,
-/// which it clears first. A live supervisor is left to deliver.
+/// A terminal run whose `job.finished` was still owed when last seen
+/// (`State::finished_owed`): if nobody delivers it any more (its
+/// supervisor, or the `_notify` recorded in `finished_by`, was killed
+/// while the sinks ran), a detached `_notify` is started to send it,
+/// which records itself as the one delivering and clears the debt once
+/// it is sent (`notify::exec_lost`). Decided under the job lock, by one
+/// reader at a time; a `_notify` that finds another one delivering
+/// leaves. A live deliverer is left alone.
 fn send_owed_finished(job: &Job, st: &State, lock: &File) {
-    if st.supervisor_pid.is_some_and(|p| job.is_supervisor(p)) {
+    let delivering = |s: &State| {
+        s.finished_by
+            .or(s.supervisor_pid)
+            .is_some_and(|p| job.is_deliverer(p))
+    };
+    if delivering(st) || !sys::try_lock_exclusive(lock).unwrap_or(false) {
         return;
     }
-    if !sys::try_lock_exclusive(lock).unwrap_or(false) {
-        return;
-    }
-    if let Ok(mut now) = job.read_state() {
-        if now.finished_owed && now.attempt() == st.attempt() && now.status().is_terminal() {
-            now.finished_owed = false;
-            if job.write_state(&now, true).is_ok() {
-                crate::notify::deliver_lost(job, now.attempt());
-            }
+    if let Ok(now) = job.read_state() {
+        if now.finished_owed
+            && now.attempt() == st.attempt()
+            && now.status().is_terminal()
+            && !delivering(&now)
+        {
+            crate::notify::deliver_lost(job, now.attempt());
         }
     }
     let _ = sys::unlock(lock);
@@ -1372,6 +1377,12 @@ fn send_owed_finished(job: &Job, st: &State, lock: &File) {
 /// Once recorded, the run's `job.finished` is owed (its supervisor never
 /// sent it): started here, by the one reader that recorded the end.
 fn record_reconciled(job: &Job, lock: &File, st: &State) {
+    // Owed until sent: a delivery that dies is started again by a reader.
+    let marked = State {
+        finished_owed: crate::notify::has_finished_sinks(job),
+        ..st.clone()
+    };
+    let st = &marked;
     if job.write_state(st, true).is_ok() {
         crate::notify::deliver_lost(job, st.attempt());
         return;

@@ -1204,16 +1204,14 @@ fn publish_terminal_via(
         .as_ref()
         .and_then(|m| m.notification.as_ref())
         .is_some_and(|n| n.notify_command.is_some() || n.notify_file.is_some());
-    let marked;
-    let (state, published) = if owed {
-        marked = State {
-            finished_owed: true,
-            ..state.clone()
-        };
-        (&marked, state)
-    } else {
-        (state, state)
+    // Said either way: a state carried over from an earlier run must not
+    // keep a debt that this one does not have.
+    let marked = State {
+        finished_owed: owed,
+        finished_by: None,
+        ..state.clone()
     };
+    let (state, published) = (&marked, state);
     let mut replaced = None;
     let prepared = match next {
         Some(n) => n.commit(state).map(|r| replaced = r),

@@ -480,9 +480,10 @@ fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
 }
 
 /// A supervisor killed while its sinks ran (the job had ended, and its
-/// record said so) owes its `job.finished`: the next reader sends it, once,
-/// as for a supervisor lost before the end. It was lost for good (47 of
-/// 60 such kills), the file sink's too, which runs after the command's.
+/// record said so) owes its `job.finished`: the next reader has it sent,
+/// as for a supervisor lost before the end, and so on until one delivery
+/// ends. It was lost for good (47 of 60 such kills), the file sink's
+/// too, which runs after the command's. A sink cut short runs again.
 #[test]
 fn a3_a_supervisor_killed_while_delivering_still_gets_job_finished_sent_once() {
     let t = TempRoot::new();
@@ -513,6 +514,29 @@ fn a3_a_supervisor_killed_while_delivering_still_gets_job_finished_sent_once() {
     let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
     kill9(sup);
     eventually("the supervisor is gone", 5, || !alive(sup));
+    // `list` finds the debt (it had its own shortcut for finished jobs)
+    // and starts a delivery; killed too, it leaves the debt in place (it
+    // was cleared before the delivery began, and the event lost).
+    t.ok(&["list", "--all"]);
+    let notifier = || -> Option<u64> {
+        let o = Command::new("pgrep")
+            .args(["-f", &format!("_notify .*{id}")])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    eventually("a delivery starts", 10, || {
+        notifier().is_some_and(|p| t.state(&id)["finished_by"] == json!(p))
+    });
+    let pid = notifier().unwrap();
+    kill9(pid);
+    eventually("the delivery is gone", 5, || !alive(pid));
+    assert_eq!(t.state(&id)["finished_owed"], true);
     std::fs::write(&gate, "").unwrap();
     // A reader finds the debt and sends the event; more readers do not.
     let st = t.ok(&["status", &id]);

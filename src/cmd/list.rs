@@ -338,10 +338,13 @@ impl From<job::State> for StateSummary {
 /// gone reads `failed`), with the file's stamp when it is final.
 fn read_state(j: &job::Job, dir: &sys::Dir) -> (Option<StateSummary>, Option<FileId>) {
     if let Some((s, file)) = job::read_json_stamped_in::<job::State>(dir, job::STATE) {
-        if s.status().is_terminal() {
+        if s.status().is_terminal() && !s.finished_owed {
             return (Some(s.into()), Some(FileId::of(&file)));
         }
-        // Not final: checked for a lost supervisor from what was read.
+        // Not final (nor a finished job whose `job.finished` is still
+        // owed: the general read has it sent if nobody does, and such a
+        // record is rewritten once it is).
+        // Checked for a lost supervisor from what was read.
         return (
             crate::observe::current_state_in(j, dir, s)
                 .ok()

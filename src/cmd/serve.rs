@@ -1839,10 +1839,13 @@ fn status_body(job: &crate::job::Job) -> Result<super::status::StatusBody> {
         Ok(st) => st,
         Err(_) => job.read_state()?,
     };
+    // Also a finished job whose `job.finished` is still owed: the general
+    // read has it sent if nobody does (`observe`).
     if matches!(
         st.status(),
         job::Status::Running | job::Status::Created | job::Status::Queued
-    ) {
+    ) || st.finished_owed
+    {
         st = crate::observe::as_shown(job, crate::observe::current_state(job)?);
     }
     Ok(super::status::StatusBody::from_parts(job, part, &st))
