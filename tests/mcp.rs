@@ -761,8 +761,20 @@ fn list_delete_and_kill() {
     );
     let all = m.ok("list", json!({"all": true, "limit": 0}));
     assert!(!all["jobs"].as_array().unwrap().is_empty());
-    let d = m.ok("delete", json!({"job_id": a}));
-    assert_eq!(d["type"], "delete");
+    // The text says what was done with each job, not only its state: a
+    // running job skipped read like the one deleted beside it.
+    let running = t.start_job(&["sleep", "30"]);
+    let r = m.call("delete", json!({"job_id": [a.as_str(), running.as_str()]}));
+    let text = text_of(&r);
+    assert!(
+        text.contains(&format!("{a} exited [deleted: explicit_delete]")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{running} running [skipped: running]")),
+        "{text}"
+    );
+    t.ok(&["kill", &running]);
     let r = m.call("status", json!({"job_id": a}));
     assert_eq!(r["structuredContent"]["error"]["code"], "job_not_found");
 }

@@ -1218,8 +1218,15 @@ fn summary(v: &Value) -> String {
     if let Some(jobs) = v["jobs"].as_array() {
         s.push_str(&format!("{} job(s)", jobs.len()));
         for j in jobs.iter().take(50) {
+            // What a delete (or a dry run) did with each job, and why
+            // not: the point of its answer, and all some clients show.
+            let action = match (j["action"].as_str(), j["reason"].as_str()) {
+                (Some(a), Some(r)) => format!(" [{a}: {r}]"),
+                (Some(a), None) => format!(" [{a}]"),
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "\n{} {}{} {}",
+                "\n{} {}{}{action} {}",
                 j["job_id"].as_str().unwrap_or("?"),
                 j["state"].as_str().unwrap_or("?"),
                 outcome(j),
