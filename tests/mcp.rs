@@ -213,15 +213,29 @@ fn tools_list_has_object_schemas() {
         assert_eq!(t["inputSchema"]["type"], "object", "{t}");
         assert_eq!(t["outputSchema"]["type"], "object", "{t}");
     }
+    // An optional parameter takes null too (the server reads it as left
+    // out); a required one does not.
     let run = &tools[0]["inputSchema"]["properties"];
-    assert!(run["command"].is_object() && run["env"]["type"] == "object");
-    assert_eq!(run["until"]["type"], json!(["number", "string"]));
-    assert_eq!(run["interactive"]["type"], json!(["boolean", "string"]));
+    assert!(run["command"].is_object() && run["env"]["type"] == json!(["object", "null"]));
+    assert_eq!(run["until"]["type"], json!(["number", "string", "null"]));
+    assert_eq!(
+        run["interactive"]["type"],
+        json!(["boolean", "string", "null"])
+    );
+    assert!(
+        !run["command"].to_string().contains("null"),
+        "{}",
+        run["command"]
+    );
     let tail = &tools[2]["inputSchema"]["properties"];
-    assert_eq!(tail["tail_lines"]["type"], json!(["integer", "string"]));
+    assert_eq!(
+        tail["tail_lines"]["type"],
+        json!(["integer", "string", "null"])
+    );
+    assert_eq!(tail["job_id"]["type"], "string");
     assert_eq!(
         tools[5]["inputSchema"]["properties"]["data"]["type"],
-        "string"
+        json!(["string", "null"])
     );
 }
 
@@ -1502,6 +1516,7 @@ fn fits(s: &Value, v: &Value) -> bool {
         "boolean" => v.is_boolean(),
         "object" => v.is_object(),
         "array" => v.is_array(),
+        "null" => v.is_null(),
         _ => false,
     };
     let typed = match &s["type"] {
@@ -1711,6 +1726,11 @@ fn every_form_a_call_takes_fits_the_input_schema() {
         let r = m.call(tool, args.clone());
         assert_eq!(r["isError"], true, "{tool} {args}: {r}");
     }
+    // A null for an optional parameter is that parameter left out, in
+    // the schema as in the call (the schema refused what was taken).
+    let args = json!({"all": null, "limit": null, "state": null});
+    assert!(fits(&schemas["list"], &args), "{}", schemas["list"]);
+    assert_eq!(m.call("list", args)["isError"], false);
 }
 
 /// `ids` is a list argument: one id alone is a list of one, in the

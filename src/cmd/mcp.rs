@@ -501,12 +501,38 @@ pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
         }
         props.insert(name, schema);
     }
+    // A null is taken as the parameter left out (clients send one for an
+    // optional parameter they do not use): the schema says so.
+    for (k, v) in props.iter_mut() {
+        if !required.contains(&k.as_str()) {
+            nullable(v);
+        }
+    }
     json!({
         "type": "object",
         "properties": props,
         "required": required,
         "additionalProperties": false,
     })
+}
+
+/// Let the property schema `s` take null too.
+fn nullable(s: &mut Value) {
+    if let Some(any) = s.get_mut("anyOf").and_then(Value::as_array_mut) {
+        any.push(json!({"type": "null"}));
+        return;
+    }
+    match s.get("type").cloned() {
+        Some(Value::String(t)) => s["type"] = json!([t, "null"]),
+        Some(Value::Array(mut ts)) => {
+            ts.push(Value::from("null"));
+            s["type"] = Value::Array(ts);
+        }
+        _ => {}
+    }
+    if let Some(e) = s.get_mut("enum").and_then(Value::as_array_mut) {
+        e.push(Value::Null);
+    }
 }
 
 /// The response definition `name` or an error: an object schema whose
