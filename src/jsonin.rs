@@ -60,6 +60,64 @@ pub fn quote_huge_numbers(text: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
+/// `text` with each `\\u` escape of a lone surrogate (one of a pair's
+/// halves alone: valid JSON syntax, RFC 8259 8.2, but no character, so
+/// serde_json refuses the whole text) written as `\\ufffd`; None when
+/// there is none. For an MCP request that holds one: read so, it keeps
+/// its id, and is refused as the request it is, not as unparsable.
+pub fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = text.get(at..at + 6)?;
+        if &hex[..2] != b"\\u" {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let mut out = Vec::with_capacity(text.len());
+    let mut changed = false;
+    let (mut i, mut in_string) = (0, false);
+    while i < text.len() {
+        let c = text[i];
+        if !in_string {
+            in_string = c == b'"';
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = false;
+                out.push(c);
+                i += 1;
+            }
+            b'\\' => match unit(i) {
+                Some(0xd800..=0xdbff)
+                    if unit(i + 6).is_some_and(|lo| (0xdc00..=0xdfff).contains(&lo)) =>
+                {
+                    out.extend_from_slice(&text[i..i + 12]);
+                    i += 12;
+                }
+                Some(0xd800..=0xdfff) => {
+                    out.extend_from_slice(b"\\ufffd");
+                    changed = true;
+                    i += 6;
+                }
+                _ => {
+                    // Any other escape: its two bytes (a `\\"` does not
+                    // end the string).
+                    out.extend_from_slice(text.get(i..i + 2).unwrap_or(&text[i..]));
+                    i += 2;
+                }
+            },
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
 /// `serde_json::from_slice`, and when the text failed on a number past
 /// a double's range, the same parse of it with such numbers quoted.
 pub fn from_slice<T: serde::de::DeserializeOwned>(text: &[u8]) -> serde_json::Result<T> {
@@ -152,6 +210,29 @@ fn number_end(text: &[u8], at: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lone_surrogates_become_replacement_escapes() {
+        let f =
+            |t: &str| replace_lone_surrogates(t.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(f(r#"{"a":"\ud800"}"#).as_deref(), Some(r#"{"a":"\ufffd"}"#));
+        assert_eq!(
+            f(r#"{"a":"x\udc00y","id":1}"#).as_deref(),
+            Some(r#"{"a":"x\ufffdy","id":1}"#)
+        );
+        assert_eq!(
+            f(r#"["\ud800\u0041"]"#).as_deref(),
+            Some(r#"["\ufffd\u0041"]"#)
+        );
+        // A pair, other escapes, and the same bytes outside a string stay.
+        assert_eq!(f(r#"{"a":"\ud83d\ude00 \\ud800 \" \n"}"#), None);
+        assert_eq!(f(r#"{"a":1}"#), None);
+        let v: serde_json::Value = serde_json::from_slice(
+            &replace_lone_surrogates(br#"{"id":"s","x":"\ud800"}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["id"], "s");
+    }
+
     use super::*;
 
     fn quoted(s: &str) -> Option<String> {

@@ -462,7 +462,7 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
                 .then(|| crate::jsonin::quote_huge_numbers(line))
                 .flatten();
             let Some(q) = q else {
-                return parse_error(e);
+                return lone_surrogate(srv, to, line).unwrap_or_else(|| parse_error(e));
             };
             quoted = q;
             match serde_json::from_slice(&quoted) {
@@ -514,6 +514,29 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
         handle_message(srv, pool, item, raw, &to);
     }
     srv.deliver(&to, None);
+}
+
+/// A request whose text holds a lone surrogate escape (`"\\ud800"`: JSON
+/// syntax, but no character, which serde_json refuses): answered as the
+/// request it is, under its id, -32602 (it was a parse error with id
+/// null, and the client waited for ever); a notification (no id) is not
+/// answered, as none is. None when the text is bad for another reason
+/// too, or is no message (a batch: the parse error it was).
+fn lone_surrogate(srv: &Server, to: &Reply, line: &[u8]) -> Option<()> {
+    let fixed = crate::jsonin::replace_lone_surrogates(line)?;
+    let msg: Value = serde_json::from_slice(&fixed).ok()?;
+    if msg.get("method").is_some() && msg.get("id").is_none() {
+        return Some(());
+    }
+    let id = msg.get("id").filter(|i| is_id(i))?;
+    let id_text = id_text(id, &fixed, &["id"]);
+    srv.error(
+        to,
+        &id_text,
+        INVALID_PARAMS,
+        "a string of the request holds a lone surrogate escape (\\ud800 to \\udfff without its pair), which is no Unicode character",
+    );
+    Some(())
 }
 
 /// A JSON-RPC id: a string or a number (one past a double's range too,

@@ -404,6 +404,31 @@ fn malformed_and_invalid_messages() {
     let r = m.answer(&Value::Null, Duration::from_secs(5));
     assert_eq!(r["error"]["code"], -32600);
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+    // A lone surrogate escape is JSON syntax but no character: the
+    // request is refused under its own id (it was a parse error with id
+    // null, and the client waited); a notification that holds one gets
+    // no answer, as none does.
+    m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/x","params":{"a":"\udc00"}}"#);
+    m.send_raw(
+        r#"{"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"status","arguments":{"job_id":"\ud800"}}}"#,
+    );
+    let r = m.answer(&json!("s"), Duration::from_secs(5));
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lone surrogate"),
+        "{r}"
+    );
+    assert_eq!(m.request("ping", json!({}))["result"], json!({}));
+    assert!(
+        m.seen
+            .iter()
+            .all(|x| x["id"] != Value::Null || x["error"]["code"] != -32700),
+        "{:?}",
+        m.seen
+    );
     // A number past a double's range is valid JSON: the request keeps
     // its id (it was a parse error with id null, never answered), and
     // the argument is refused as the number it is, never taken for text:
