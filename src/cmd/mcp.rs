@@ -1701,22 +1701,24 @@ mod tests {
                 assert!(defs.contains_key(&r), "{name}: {r} unresolved");
             }
         }
+        // Optional parameters take null as left out (`nullable`).
         let tail = input_schema("tail", command("tail").unwrap(), Limits::DEFAULT);
-        let count = json!(["integer", "string"]);
+        let count = json!(["integer", "string", "null"]);
         assert_eq!(tail["properties"]["max_bytes"]["type"], count);
         assert_eq!(tail["properties"]["lines"]["type"], count);
+        assert_eq!(tail["properties"]["job_id"]["type"], "string");
         assert!(tail["properties"].get("follow").is_none());
         let run = input_schema("run", command("run").unwrap(), Limits::DEFAULT);
-        assert_eq!(run["properties"]["env"]["type"], "object");
+        assert_eq!(run["properties"]["env"]["type"], json!(["object", "null"]));
         assert_eq!(
             run["properties"]["tags"]["type"],
-            json!(["array", "string"])
+            json!(["array", "string", "null"])
         );
         assert_eq!(
             run["properties"]["interactive"]["type"],
-            json!(["boolean", "string"])
+            json!(["boolean", "string", "null"])
         );
-        assert_eq!(run["properties"]["cwd"]["type"], "string");
+        assert_eq!(run["properties"]["cwd"]["type"], json!(["string", "null"]));
         let send = input_schema("send", command("send").unwrap(), Limits::DEFAULT);
         assert_eq!(send["properties"]["yield_ms"]["type"], count);
         assert!(send["properties"].get("file").is_none());
