@@ -365,10 +365,10 @@ fn mcp_wait_takes_ids() {
         .find(|t| t["name"] == "wait")
         .unwrap()
         .clone();
-    // A list, or one id alone.
+    // A list, or one id alone (or null: left out).
     assert_eq!(
         wait_tool["inputSchema"]["properties"]["ids"]["type"],
-        json!(["array", "string"])
+        json!(["array", "string", "null"])
     );
     let alts = wait_tool["outputSchema"]["anyOf"].to_string();
     assert!(alts.contains("WaitManyResponse"), "{alts}");

@@ -341,10 +341,10 @@ fn read_state(j: &job::Job, dir: &sys::Dir) -> (Option<StateSummary>, Option<Fil
         if s.status().is_terminal() && !s.finished_owed {
             return (Some(s.into()), Some(FileId::of(&file)));
         }
-        // Not final (nor a finished job whose `job.finished` is still
-        // owed: the general read has it sent if nobody does, and such a
-        // record is rewritten once it is).
-        // Checked for a lost supervisor from what was read.
+        // Not final, or a finished job whose `job.finished` is still owed
+        // (rewritten once sent, so not to be noted): the general read,
+        // from what was read, checks for a lost supervisor and has an
+        // owed event sent if nobody is sending it.
         return (
             crate::observe::current_state_in(j, dir, s)
                 .ok()
