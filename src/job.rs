@@ -852,20 +852,18 @@ impl Job {
     /// anything else, or written there by hand, has another command line
     /// (a zombie's reads empty: not any more).
     pub fn is_supervisor(&self, pid: u32) -> bool {
-        if pid <= 1 || pid > i32::MAX as u32 {
-            return false;
-        }
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            return false;
-        };
-        let mut args = cmdline.split(|&b| b == 0);
-        args.nth(1) == Some(b"_supervise".as_slice()) && args.nth(1) == Some(self.id.as_bytes())
+        self.runs_ours(pid, &[b"_supervise"])
     }
 
     /// Is `pid` a process of ours delivering this job's `job.finished`:
-    /// its supervisor, or an `agent-exec _notify` for it (the same words
-    /// before the id: `<verb> <root> <id>`)?
+    /// its supervisor, or an `agent-exec _notify` for it?
     pub fn is_deliverer(&self, pid: u32) -> bool {
+        self.runs_ours(pid, &[b"_supervise", b"_notify"])
+    }
+
+    /// Is `pid` an agent-exec running one of the internal `verbs` for
+    /// this job (argv: agent-exec VERB ROOT ID ...)?
+    fn runs_ours(&self, pid: u32, verbs: &[&[u8]]) -> bool {
         if pid <= 1 || pid > i32::MAX as u32 {
             return false;
         }
@@ -873,8 +871,7 @@ impl Job {
             return false;
         };
         let mut args = cmdline.split(|&b| b == 0);
-        matches!(args.nth(1), Some(b"_supervise" | b"_notify"))
-            && args.nth(1) == Some(self.id.as_bytes())
+        args.nth(1).is_some_and(|v| verbs.contains(&v)) && args.nth(1) == Some(self.id.as_bytes())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -436,6 +436,21 @@ fn lost_with_sinks(t: &TempRoot, events: &std::path::Path, command: &str, secs: 
     id
 }
 
+/// Wait until `completion_event.json` (`done`) records both sinks'
+/// delivery results.
+fn two_deliveries_recorded(done: &std::path::Path) {
+    eventually("the delivery is recorded", 10, || {
+        std::fs::read_to_string(done)
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .is_some_and(|v| {
+                v["delivery_results"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 2)
+            })
+    });
+}
+
 /// The job.finished its supervisor never sent is sent once the end is
 /// recorded: by a detached delivery the reader starts, not the reader.
 #[test]
@@ -449,16 +464,7 @@ fn a3_a_lost_supervisor_s_job_finished_is_still_delivered_once() {
     t.ok(&["status", &id]);
     t.ok(&["list", "--all"]);
     let done = t.job_dir(&id).join("completion_event.json");
-    eventually("the delivery is recorded", 10, || {
-        std::fs::read_to_string(&done)
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .is_some_and(|v| {
-                v["delivery_results"]
-                    .as_array()
-                    .is_some_and(|r| r.len() == 2)
-            })
-    });
+    two_deliveries_recorded(&done);
     let text = std::fs::read_to_string(&events).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
@@ -547,16 +553,7 @@ fn a3_a_supervisor_killed_while_delivering_still_gets_job_finished_sent_once() {
     );
     assert!(st.get("finished_owed").is_none(), "{st}");
     let done = t.job_dir(&id).join("completion_event.json");
-    eventually("the delivery is recorded", 10, || {
-        std::fs::read_to_string(&done)
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .is_some_and(|v| {
-                v["delivery_results"]
-                    .as_array()
-                    .is_some_and(|r| r.len() == 2)
-            })
-    });
+    two_deliveries_recorded(&done);
     t.ok(&["status", &id]);
     t.ok(&["wait", &id]);
     t.settle();
