@@ -760,24 +760,16 @@ pub fn hold_for_removal(
         // candidates `in_use` (a job the other then removed).
         None => match sys::open_dir_lockable(&job.dir) {
             Ok(f) => {
-                let until = std::time::Instant::now() + patience.max(REMOVER_GRACE);
-                loop {
-                    // Held, and still the directory at that name: another
-                    // remover that held it before us has not taken it away.
-                    if sys::try_lock_exclusive(&f).unwrap_or(false) {
-                        match still_linked(&f, &job.dir) {
-                            true => break Some(f),
-                            false => return Err(GONE),
-                        }
-                    }
-                    if being_removed(&job.dir) || !still_linked(&f, &job.dir) {
-                        return Err(GONE);
-                    }
-                    if std::time::Instant::now() >= until {
-                        return Err("in_use");
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                let gone = || being_removed(&job.dir) || !still_linked(&f, &job.dir);
+                if !exclusive_soon_unless(&f, patience.max(REMOVER_GRACE), gone) {
+                    return Err(if gone() { GONE } else { "in_use" });
                 }
+                // Held, and still the directory at that name: another
+                // remover that held it before us has not taken it away.
+                if !still_linked(&f, &job.dir) {
+                    return Err(GONE);
+                }
+                Some(f)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(GONE),
             Err(_) => return Err(busy(job)),

@@ -60,9 +60,9 @@ pub fn quote_huge_numbers(text: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
-/// `text` with each `\\u` escape of a lone surrogate (one of a pair's
+/// `text` with each `\u` escape of a lone surrogate (one of a pair's
 /// halves alone: valid JSON syntax, RFC 8259 8.2, but no character, so
-/// serde_json refuses the whole text) written as `\\ufffd`; None when
+/// serde_json refuses the whole text) written as `\ufffd`; None when
 /// there is none. For an MCP request that holds one: read so, it keeps
 /// its id, and is refused as the request it is, not as unparsable.
 pub fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
@@ -103,7 +103,7 @@ pub fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
                     i += 6;
                 }
                 _ => {
-                    // Any other escape: its two bytes (a `\\"` does not
+                    // Any other escape: its two bytes (a `\"` does not
                     // end the string).
                     out.extend_from_slice(text.get(i..i + 2).unwrap_or(&text[i..]));
                     i += 2;

@@ -516,7 +516,7 @@ fn handle_line(srv: &Arc<Server>, pool: &mut Pool, line: Result<&[u8], usize>) {
     srv.deliver(&to, None);
 }
 
-/// A request whose text holds a lone surrogate escape (`"\\ud800"`: JSON
+/// A request whose text holds a lone surrogate escape (`"\ud800"`: JSON
 /// syntax, but no character, which serde_json refuses): answered as the
 /// request it is, under its id, -32602 (it was a parse error with id
 /// null, and the client waited for ever); a notification (no id) is not

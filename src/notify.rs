@@ -875,12 +875,8 @@ pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
 /// itself first checks that this supervisor is gone).
 fn delivered(job: &Job, attempt: u32) {
     let Some(lock) = job.open_lock() else { return };
-    let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    while !sys::try_lock_exclusive(&lock).unwrap_or(false) {
-        if std::time::Instant::now() >= until {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    if !crate::observe::lock_frees_within(&lock, std::time::Duration::from_millis(200)) {
+        return;
     }
     if let Ok(mut now) = job.read_state() {
         if now.finished_owed && now.attempt() == attempt {
@@ -996,12 +992,8 @@ pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
 /// a moment (a reader deciding, a supervisor clearing).
 fn claim_owed(job: &Job, attempt: u32) -> Option<State> {
     let lock = job.open_lock()?;
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while !sys::try_lock_exclusive(&lock).unwrap_or(false) {
-        if std::time::Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    if !crate::observe::lock_frees_within(&lock, std::time::Duration::from_secs(2)) {
+        return None;
     }
     let me = std::process::id();
     let claimed = job.read_state().ok().filter(|st| {

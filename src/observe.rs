@@ -1463,7 +1463,7 @@ pub fn after_last_word(job: &Job) -> Result<State> {
 
 /// Take `lock` (exclusive) if it frees within `within`, polling: a hold
 /// this waits out is a reader's or gc's, a few milliseconds long.
-fn lock_frees_within(lock: &File, within: Duration) -> bool {
+pub(crate) fn lock_frees_within(lock: &File, within: Duration) -> bool {
     let until = Instant::now() + within;
     loop {
         if sys::try_lock_exclusive(lock).unwrap_or(false) {

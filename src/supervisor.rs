@@ -1205,13 +1205,20 @@ fn publish_terminal_via(
         .and_then(|m| m.notification.as_ref())
         .is_some_and(|n| n.notify_command.is_some() || n.notify_file.is_some());
     // Said either way: a state carried over from an earlier run must not
-    // keep a debt that this one does not have.
-    let marked = State {
-        finished_owed: owed,
-        finished_by: None,
-        ..state.clone()
+    // keep a debt that this one does not have. Copied only to change it
+    // (the end of every job passes here).
+    let marked;
+    let published = state;
+    let state = if state.finished_owed == owed && state.finished_by.is_none() {
+        state
+    } else {
+        marked = State {
+            finished_owed: owed,
+            finished_by: None,
+            ..state.clone()
+        };
+        &marked
     };
-    let (state, published) = (&marked, state);
     let mut replaced = None;
     let prepared = match next {
         Some(n) => n.commit(state).map(|r| replaced = r),

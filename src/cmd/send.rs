@@ -282,7 +282,7 @@ fn not_started(job: &Job, status: Status) -> Option<Error> {
     // A queued one starts by itself, and the same send reaches it then:
     // retryable (as between two --retry runs). A created one waits for
     // someone to start it.
-    let msg = |status: Status| {
+    let msg = || {
         format!(
             "invalid job state: job {} has not started yet (it is '{}'); its stdin opens when it runs",
             job.id,
@@ -290,8 +290,8 @@ fn not_started(job: &Job, status: Status) -> Option<Error> {
         )
     };
     match status {
-        Status::Created => Some(Error::InvalidState(msg(status))),
-        Status::Queued => Some(Error::Busy(msg(status))),
+        Status::Created => Some(Error::InvalidState(msg())),
+        Status::Queued => Some(Error::Busy(msg())),
         _ => None,
     }
 }
