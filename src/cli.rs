@@ -873,6 +873,12 @@ static SUPERVISE: Cmd = Cmd {
             Ty::U64,
             "Be the stand-in of a job between --retry runs: sleep, exit",
         ),
+        Flag::value(
+            "umask",
+            "OCTAL",
+            Ty::Str,
+            "The caller's umask, for the workload and the sinks",
+        ),
     ],
     pos: ROOT_AND_ID,
     conflicts: &[],

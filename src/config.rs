@@ -269,6 +269,17 @@ fn read_if_exists(path: &Path, default: bool) -> Result<Option<String>> {
         {
             return Ok(None)
         }
+        // A directory on the way that we may not search (HOME=/root for
+        // an unprivileged user after `su`): 0.2.3 asked `exists()`, which
+        // is false when the file cannot be looked at. A file that is
+        // there but unreadable still fails below, as it did.
+        Err(e)
+            if default
+                && e.kind() == io::ErrorKind::PermissionDenied
+                && std::fs::metadata(path).is_err() =>
+        {
+            return Ok(None)
+        }
         // Whatever keeps the file from being opened (`ok.toml/`, a
         // symlink loop, a socket, a file where the agent-exec directory
         // should be) is a config that cannot be used: `invalid_config`,

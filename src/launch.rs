@@ -426,9 +426,14 @@ pub fn resolve_wrapper(flag: Option<&str>, cfg: &Config) -> Result<Vec<String>> 
 /// running the command anywhere else (`/`, or a path rewritten lossily
 /// that names no directory) is never what was asked.
 fn effective_cwd(cwd: Option<&str>) -> Result<String> {
+    let here = || std::env::current_dir().map_err(|e| Error::io("current directory", e));
     let base = match cwd {
-        Some(c) => PathBuf::from(c),
-        None => std::env::current_dir().map_err(|e| Error::io("current directory", e))?,
+        Some(c) if Path::new(c).is_absolute() => PathBuf::from(c),
+        // A relative --cwd is from the caller's directory: one that was
+        // removed cannot be recorded (a relative path would be), as for
+        // no --cwd.
+        Some(c) => here()?.join(c),
+        None => here()?,
     };
     let path = fs::canonicalize(&base).unwrap_or_else(|_| store::absolutize(&base));
     dir_text(path, "pass --cwd with a path that is")
@@ -973,6 +978,12 @@ fn spawn_supervisor(
     if let Some(ms) = sink_timeout {
         argv.push(CString::new("--sink-timeout").map_err(bad)?);
         argv.push(CString::new(format!("{ms}ms")).map_err(bad)?);
+    }
+    // The caller's umask for the workload, where ours differs from it
+    // (`sys::own_umask`): the supervisor inherits ours.
+    if let Some(mask) = sys::callers_umask() {
+        argv.push(CString::new("--umask").map_err(bad)?);
+        argv.push(CString::new(format!("{mask:o}")).map_err(bad)?);
     }
     let keep = [(w.as_raw_fd(), READY_FD), (lock.as_raw_fd(), LOCK_FD)];
     if LONG_LIVED.load(std::sync::atomic::Ordering::Relaxed) {

@@ -46,6 +46,7 @@ use output::Output;
 static ALLOC: sys::SmallAlloc = sys::SmallAlloc;
 
 fn main() {
+    sys::own_umask();
     output::install_panic_hook();
     // A write past the caller's file-size limit is an error we record
     // (EFBIG), never a signal that kills us with nothing recorded.

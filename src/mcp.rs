@@ -190,6 +190,7 @@ impl Server {
         // Before the write: once the client has its answer, the server
         // is already at rest.
         self.rest_if_idle();
+        let mut out = crate::output::Patient(&mut *out);
         if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 std::process::exit(0);

@@ -586,7 +586,16 @@ fn supervise_sink(
 /// opened (a link swapped in between).
 fn open_append(path: &Path, root: &Path) -> Result<File, String> {
     use std::os::unix::fs::FileTypeExt;
-    let mkdirs = |parent: &Path| fs::create_dir_all(parent);
+    // New parent directories are 0700, as `--log`'s are, whatever the
+    // umask: a world-writable one (umask 000) let another user swap the
+    // file the supervisor appends to.
+    let mkdirs = |parent: &Path| {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+    };
     let open = |p: &Path, create: bool| {
         fs::OpenOptions::new()
             .append(true)
@@ -904,9 +913,18 @@ fn delivered(job: &Job, attempt: u32) {
 /// it removed the job before the delivery began, and the event was lost.
 /// Not the reader's own pin: a reader that goes on to remove the job
 /// (`delete`) would upgrade that very description to its exclusive lock.
+///
+/// Only a reader running as the job directory's owner sends it: the
+/// sinks are the owner's commands, and run as the reader (root reading a
+/// shared root ran another user's `--notify-command` as root). Another
+/// reader leaves the event owed, for the owner's next read.
 pub fn deliver_lost(job: &Job, attempt: u32) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
+    if !owned_by_us(job) {
+        crate::info!("job.finished of {}: left to its owner to send", job.id);
+        return;
+    }
     let Some(root) = job.dir.parent().filter(|_| has_finished_sinks(job)) else {
         return;
     };
@@ -937,6 +955,11 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     }
 }
 
+/// Is the job's directory this process's user's (see `deliver_lost`)?
+fn owned_by_us(job: &Job) -> bool {
+    job.owner() == Some(sys::euid())
+}
+
 /// Does the job's meta.json name a sink for `job.finished`?
 pub fn has_finished_sinks(job: &Job) -> bool {
     job.read_meta()
@@ -960,7 +983,7 @@ pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
     let store = store::Store::resolve(m.pos(0));
     let mut job = store.job(m.pos(1).unwrap_or_default());
     // Held while delivering, as a supervisor does: gc leaves the job be.
-    if job.pin().is_err() {
+    if !owned_by_us(&job) || job.pin().is_err() {
         return done;
     }
     keep_caller_cwd();

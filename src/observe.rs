@@ -1214,7 +1214,7 @@ fn current_state_inner(
         if gone {
             return Err(Error::JobNotFound(job.id.clone()));
         }
-        return Ok(lost_without_lock(st));
+        return Ok(lost_without_lock(job, st));
     };
     if !sys::try_lock_exclusive(&lock).map_err(|e| Error::io("lock job", e))? {
         // Held, by its supervisor as a rule. But another reader that is
@@ -1290,6 +1290,13 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
                 }
             }
             let tail = match killed {
+                // A live process under the recorded pid that is not in
+                // the job's group: a later process that reused the
+                // number, or one a planted record names.
+                Ok(0) if st.pid.is_some_and(lives) => format!(
+                    "; nothing was signalled, as process {} that its record names is not the job's",
+                    st.pid.unwrap_or_default()
+                ),
                 Ok(0) => String::new(),
                 Ok(n) => format!("; its {n} remaining process(es) were killed"),
                 Err(why) => format!(
@@ -1504,22 +1511,39 @@ pub fn as_shown(job: &Job, mut st: State) -> State {
     st
 }
 
+/// Is process `pid` alive (a zombie is not)?
+fn lives(pid: u32) -> bool {
+    sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'))
+}
+
 /// A lock-less `running` job (see `current_state_inner`) as its recorded
-/// process says: failed if that process is gone (or a zombie).
-fn lost_without_lock(mut st: State) -> State {
+/// process says: failed if that process is gone (or a zombie). When its
+/// supervisor is gone too, what is left of its process group is killed
+/// as for a supervisor lost with its lock in place (`kill_orphans`, the
+/// same checks): the workload does not outlive its record unnoticed.
+fn lost_without_lock(job: &Job, mut st: State) -> State {
     let Some(pid) = st.pid.filter(|p| *p > 1 && st.status() == Status::Running) else {
         return st;
     };
-    let alive = sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'));
-    if alive {
+    if lives(pid) {
         return st;
+    }
+    // Said the same on every read, so only when nothing was signalled:
+    // the first read kills, the later ones find nothing left.
+    let mut tail = String::new();
+    if !st.supervisor_pid.is_some_and(|p| job.is_supervisor(p)) {
+        if let Err(why) = kill_orphans(job, &st) {
+            tail = format!(
+                "; nothing was signalled, as the processes its record names are not the job's ({why})"
+            );
+        }
     }
     // When it ended is unknown; its last record is the latest it can be
     // known to have lived (and the same on every read: nothing is written).
     let last_word = st.updated_at.clone();
     st.fail(
         "supervisor_lost",
-        format!("the job has no lock file and its recorded process {pid} is gone"),
+        format!("the job has no lock file and its recorded process {pid} is gone{tail}"),
     );
     st.finished_at = Some(last_word.clone());
     st.updated_at = last_word;

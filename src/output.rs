@@ -200,10 +200,36 @@ fn render(json: &str) -> String {
     }
 }
 
+/// A writer to our stdout that waits while a non-blocking stdout is full
+/// (an agent harness may hand us the write end of a pipe it made
+/// O_NONBLOCK): EAGAIN cut a document at 64 KiB, and lost the rest.
+/// Used for every stdout write (documents, follow lines, MCP messages).
+pub struct Patient<W: Write>(pub W);
+
+impl<W: Write> Write for Patient<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::sys::wait_writable(1),
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            match self.0.flush() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::sys::wait_writable(1),
+                r => return r,
+            }
+        }
+    }
+}
+
 /// Write one document to stdout. EPIPE ends the process quietly.
 fn write_stdout(text: &str) {
     PRINTED.store(true, Ordering::SeqCst);
-    let mut out = io::stdout().lock();
+    let mut out = Patient(io::stdout().lock());
     let res = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     if let Err(e) = res {
         // A reader that went away (`| head`) is the usual end of a pipe.
@@ -313,7 +339,7 @@ pub fn install_panic_hook() {
         let _ = writeln!(io::stderr(), "agent-exec: internal error: {msg}{loc}");
         if !PRINTED.swap(true, Ordering::SeqCst) {
             let e = Error::internal(format!("internal error: {msg}"));
-            let mut out = io::stdout().lock();
+            let mut out = Patient(io::stdout().lock());
             let _ = out.write_all(render(&error_json(&e)).as_bytes());
             let _ = out.flush();
         }

@@ -90,6 +90,10 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let _ = sys::block_signals(&[sys::STOP_NOTE]);
     let _ = sys::block_signals(&sys::STOP_SIGNALS);
     sys::drop_callers_stop_signals();
+    sys::ignore_stray_signals();
+    if let Some(mask) = m.get("umask").and_then(|t| u32::from_str_radix(t, 8).ok()) {
+        sys::set_callers_umask(mask);
+    }
     // Only the readiness pipe and the job lock (fds 3 and 4) are ours;
     // whatever else the launcher's caller left inheritable goes.
     sys::close_from(LOCK_FD + 1);
@@ -1475,8 +1479,10 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     let caller_path = (login && meta.inherit_env && !set.iter().any(|(k, _)| k == "PATH"))
         .then(|| std::env::var_os("PATH"))
         .flatten();
-    let reapply =
-        login.then(|| reapply_parts(reapply_script(&set, caller_path.is_some(), Some(&cwd))));
+    let reapply = login.then(|| {
+        let back = (program_name(&wrapper), cwd.as_str());
+        reapply_parts(reapply_script(&set, caller_path.is_some(), Some(back)))
+    });
     let parts = reapply.as_ref().map_or(0, Vec::len);
     let argv = workload_argv(&wrapper, &meta.command, parts);
     let (prog, args) = argv
@@ -1526,9 +1532,16 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     } else {
         Default::default()
     };
-    // On a terminal, TERM says which, unless the caller set it.
-    if tty.is_some() && !set.iter().any(|(k, _)| k == "TERM") {
-        env.insert("TERM".into(), "xterm-256color".into());
+    // On a terminal, TERM says which, unless the caller set it; and the
+    // terminal's size is its own (--tty-size): the caller's COLUMNS and
+    // LINES, which programs read before asking the terminal, would
+    // contradict it (the job's own --env or env file still sets them).
+    if tty.is_some() {
+        if !set.iter().any(|(k, _)| k == "TERM") {
+            env.insert("TERM".into(), "xterm-256color".into());
+        }
+        env.remove(std::ffi::OsStr::new("COLUMNS"));
+        env.remove(std::ffi::OsStr::new("LINES"));
     }
     for (k, v) in set {
         env.insert(k.into(), v.into());
@@ -1691,10 +1704,14 @@ fn program_name(wrapper: &[String]) -> &str {
 /// with `caller_path` (PATH inherited and not given: its value is in
 /// `CALLER_PATH_VAR`) rebuild PATH as the caller's entries followed by
 /// those the profile added that are not among them, and go back to the
-/// job's directory `cwd` (if given) should the profile have left it (a
-/// `cd` in ~/.profile).
+/// job's directory (`back`: the shell's name and the directory, if
+/// given) should the profile have left it (a `cd` in ~/.profile).
 /// Values are single-quoted, so the script expands nothing of theirs.
-pub fn reapply_script(set: &[(String, String)], caller_path: bool, cwd: Option<&str>) -> String {
+pub fn reapply_script(
+    set: &[(String, String)],
+    caller_path: bool,
+    back: Option<(&str, &str)>,
+) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
     let mut out = String::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -1722,11 +1739,20 @@ pub fn reapply_script(set: &[(String, String)], caller_path: bool, cwd: Option<&
     }
     // The workload started in `cwd` (canonical), so the shell's PWD is
     // it unless the profile moved: only then is there a `cd`, which
-    // would set OLDPWD. Plain `cd`, not `command cd`: zsh's `command`
-    // runs only programs. A directory gone meanwhile is the job's end:
-    // its command never runs anywhere else.
-    if let Some(cwd) = cwd.map(quote) {
-        out.push_str(&format!("[ \"$PWD\" = {cwd} ] || cd -- {cwd} || exit\n"));
+    // would set OLDPWD. The built-in `cd`, never a function the profile
+    // defined under that name (rvm's, a prompt hook's), which could
+    // print into the job's output or refuse: POSIX `command cd` skips
+    // functions, but zsh's `command` runs only programs, so zsh gets
+    // `builtin cd`. A directory gone meanwhile is the job's end: its
+    // command never runs anywhere else.
+    if let Some((shell, cwd)) = back {
+        let cd = if shell == "zsh" {
+            "builtin cd"
+        } else {
+            "command cd"
+        };
+        let cwd = quote(cwd);
+        out.push_str(&format!("[ \"$PWD\" = {cwd} ] || {cd} -- {cwd} || exit\n"));
     }
     out
 }
@@ -1762,13 +1788,15 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
         // holds every value, secrets too: it runs with -x (trace) and -v
         // (bash echoes what `eval` reads) off, each turned on again after
         // it only if it was on, -x last, so that the next line traced is
-        // the command. What is traced of this (`__AGENT_EXEC_F=<flags>`,
-        // `set +xv`) holds no value.
+        // the command. The two steps that turn them off run with stderr
+        // on /dev/null, where their own trace goes: nothing of the set-up
+        // is traced (bash -v still echoes the line as it reads it: names,
+        // never values).
         let v = FLAGS_VAR;
         // On the command's own first line: the shell's line numbers in
         // its messages (and $LINENO) are then the command's.
         format!(
-            "{v}=$-; set +xv; eval \"{joined}\"; unset {}; \
+            "{{ {v}=$-; set +xv; }} 2>/dev/null; eval \"{joined}\"; unset {}; \
              case ${v} in *v*) set -v;; esac; \
              case ${v} in *x*) unset {v}; set -x;; *) unset {v};; esac; ",
             names.join(" ")
@@ -2768,7 +2796,7 @@ mod tests {
             workload_argv(&w, &["echo".into(), "hi".into()], 0),
             ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
         );
-        let quiet = "__AGENT_EXEC_F=$-; set +xv; ";
+        let quiet = "{ __AGENT_EXEC_F=$-; set +xv; } 2>/dev/null; ";
         let restore = "case $__AGENT_EXEC_F in *v*) set -v;; esac; \
                        case $__AGENT_EXEC_F in *x*) unset __AGENT_EXEC_F; set -x;; \
                        *) unset __AGENT_EXEC_F;; esac; ";
@@ -2818,8 +2846,9 @@ mod tests {
                     .unwrap();
                 let err = String::from_utf8_lossy(&out.stderr);
                 assert_eq!(out.stdout, b"6\n", "{shell} {flags}: {err}");
-                assert!(!err.contains("s3cret"), "{shell} {flags}: {err}");
-                assert_eq!(err.contains("echo 6"), traced, "{shell} {flags}: {err}");
+                // The command's trace alone: none of the set-up.
+                let want = if traced { "+ echo 6\n" } else { "" };
+                assert_eq!(err, want, "{shell} {flags}");
             }
         }
     }
@@ -2911,6 +2940,30 @@ mod tests {
     }
 
     #[test]
+    fn reapply_script_goes_back_past_a_cd_function() {
+        // A profile that moved and defined `cd` as a function (one that
+        // prints, then refuses): the way back uses the shell's own cd.
+        for shell in ["sh", "bash", "zsh"] {
+            let script = reapply_script(&[], false, Some((shell, "/usr/bin")));
+            let Ok(out) = std::process::Command::new(shell)
+                .arg("-c")
+                .arg("cd /; cd() { echo hook; return 1; }; eval \"$S\"; echo \"$PWD\"")
+                .env("S", &script)
+                .current_dir("/usr/bin")
+                .output()
+            else {
+                eprintln!("skipped: no {shell} here");
+                continue;
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "/usr/bin\n",
+                "{shell}"
+            );
+        }
+    }
+
+    #[test]
     fn reapply_script_runs_in_sh() {
         // The script, evaluated after a "profile" that clobbers PATH and a
         // variable, restores the caller's values; quotes survive.
@@ -2919,7 +2972,7 @@ mod tests {
             ("bad-name".to_string(), "skipped".to_string()),
         ];
         // The "profile" also changes directory: the script goes back.
-        let script = reapply_script(&set, true, Some("/usr/bin"));
+        let script = reapply_script(&set, true, Some(("sh", "/usr/bin")));
         // A caller's PATH entry need not be UTF-8: it comes as bytes.
         use std::os::unix::ffi::OsStrExt;
         let caller = std::ffi::OsStr::from_bytes(b"/caller/bin:/caf\xe9:/usr/bin");
@@ -2937,7 +2990,7 @@ mod tests {
         );
         // A directory that is gone ends the shell: the command never runs
         // elsewhere.
-        let script = reapply_script(&[], false, Some("/no/such/dir"));
+        let script = reapply_script(&[], false, Some(("sh", "/no/such/dir")));
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg("eval \"$S\"; echo ran")

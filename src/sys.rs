@@ -1470,12 +1470,32 @@ impl Dir {
         let fd = cvt(rc).map_err(nonblocking_write_error)?;
         // SAFETY: the kernel just gave us this descriptor.
         let f = unsafe { File::from_raw_fd(fd) };
+        self.give_to_owner(&f);
         if how == How::CreateNew {
             // O_CREAT|O_EXCL made it, so it is a new regular file (a name
             // taken by anything, a dangling symlink included, is EEXIST).
             return Ok(f);
         }
         regular_for_writing(f)
+    }
+
+    /// A file root writes in another user's directory is that user's: a
+    /// root `status` recording a lost supervisor, or a root `tag set`,
+    /// left root's 0600 state.json or meta.json in a user's job, which
+    /// its owner could then no longer read. Nothing for anyone else (who
+    /// can write only where it may) or in root's own directories.
+    fn give_to_owner(&self, f: &File) {
+        if euid() != 0 {
+            return;
+        }
+        // SAFETY: fstat writes into the local struct; fchown takes the
+        // descriptor we hold and plain ids.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(self.0.as_raw_fd(), &mut st) == 0 && st.st_uid != 0 {
+                libc::fchown(f.as_raw_fd(), st.st_uid, st.st_gid);
+            }
+        }
     }
 
     /// `name` opened for reading if it is a regular file (never
@@ -1550,8 +1570,7 @@ impl Dir {
         let Some(st) = self.lstat(name) else {
             return false;
         };
-        // SAFETY: geteuid takes nothing and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = euid();
         st.st_mode & libc::S_IFMT == libc::S_IFDIR
             && st.st_mode & 0o077 == 0
             && st.st_uid == euid
@@ -1963,6 +1982,8 @@ struct Handoff<'a> {
     last_signal: libc::c_int,
     /// 0, or the errno of the step that failed (then the child _exits).
     err: std::sync::atomic::AtomicI32,
+    /// The caller's umask to give back (`own_umask`), if it was changed.
+    umask: Option<libc::mode_t>,
 }
 
 /// Reset every signal a program can catch (1 to `last`, the real-time
@@ -2001,6 +2022,90 @@ unsafe fn default_dispositions(last: libc::c_int) {
     }
 }
 
+/// The caller's umask, where `own_umask` changed it (none: `u32::MAX`).
+static CALLER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Job directories are 0700 and their files 0600 whatever the caller's
+/// umask: one that masks the owner's own bits (0277, 0777) made them
+/// 0500 or 0, and a root made under it could no longer be written, for
+/// good. So the owner's bits are cleared from our umask at the start
+/// (the group's and others' are kept: a file of the user's, such as a
+/// notification file, is made as they would make it). The caller's
+/// umask is kept for what we start for them: the workload and the
+/// command sinks get it back (`spawn_workload`, `die_with_parent`), and
+/// a supervisor is told it (`_supervise --umask`). Called first thing,
+/// before any thread.
+pub fn own_umask() {
+    // SAFETY: umask cannot fail; it only swaps the process's mask.
+    let caller = unsafe { libc::umask(0o077) };
+    // SAFETY: as above.
+    unsafe { libc::umask(caller & 0o077) };
+    if caller & 0o700 != 0 {
+        CALLER_UMASK.store(caller, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The caller's umask, where it was not ours (see `own_umask`).
+pub fn callers_umask() -> Option<u32> {
+    let m = CALLER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
+    (m != u32::MAX).then_some(m)
+}
+
+/// A supervisor's caller's umask (`_supervise --umask`), for the
+/// workload and the sinks it starts.
+pub fn set_callers_umask(mask: u32) {
+    CALLER_UMASK.store(mask & 0o777, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Ignore, in a supervisor, every signal whose default action would end
+/// it but the stop signals (taken as "stop the job") and those the
+/// program itself handles: a stray `kill -USR1` of the wrong pid, a
+/// container's SIGQUIT, a job's `kill -ALRM $PPID` must not lose the job
+/// (its record, and by PDEATHSIG its processes). Only SIGKILL, or a
+/// crash (a fault resets its signal to the default), does. Each is
+/// ignored only where its disposition is the default, so a handler set
+/// before stays; one set after (`arm_interrupt`'s SIGUSR1) replaces the
+/// ignoring. What we start gets the defaults back
+/// (`default_dispositions`).
+pub fn ignore_stray_signals() {
+    let fatal = [
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSTKFLT,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+    ];
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    for sig in fatal.into_iter().chain(realtime) {
+        // SAFETY: sigaction reads and writes only the local structs we
+        // pass; SIG_IGN is a valid disposition for these signals.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_DFL
+            {
+                let mut ign: libc::sigaction = std::mem::zeroed();
+                ign.sa_sigaction = libc::SIG_IGN;
+                libc::sigaction(sig, &ign, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// Have the program `cmd` starts killed (SIGKILL) when the thread that
 /// starts it ends, as the workload is (`spawn_workload`): a notification
 /// sink outlives no supervisor, even one killed with SIGKILL, which
@@ -2017,9 +2122,14 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     unsafe {
         let parent = libc::getpid();
         let last = libc::SIGRTMAX();
+        let mask = callers_umask().map(|m| m as libc::mode_t);
         cmd.pre_exec(move || {
-            // A sink, like the workload, starts with no signal ignored.
+            // A sink, like the workload, starts with no signal ignored,
+            // and the caller's umask.
             default_dispositions(last);
+            if let Some(m) = mask {
+                libc::umask(m);
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -2063,6 +2173,7 @@ pub fn spawn_workload(work: &Workload) -> io::Result<u32> {
         parent: unsafe { libc::getpid() },
         last_signal: libc::SIGRTMAX(),
         err: std::sync::atomic::AtomicI32::new(0),
+        umask: callers_umask().map(|m| m as libc::mode_t),
     };
     // The child's stack: it calls only a few libc wrappers. 16-byte
     // aligned by being u128s; the top is passed (stacks grow down). Not
@@ -2130,6 +2241,9 @@ extern "C" fn workload_child(arg: *mut libc::c_void) -> libc::c_int {
     // in NULL); none allocates or takes a lock.
     unsafe {
         default_dispositions(h.last_signal);
+        if let Some(m) = h.umask {
+            libc::umask(m);
+        }
         match &h.work.setup {
             Setup::Group => {
                 if libc::setpgid(0, 0) < 0 {
@@ -2483,6 +2597,13 @@ pub fn output_gone(fd: RawFd) -> bool {
     let mut p = [poll_fd(fd, 0)];
     matches!(poll(&mut p, 0), Ok(1))
         && p[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+}
+
+/// Wait until output descriptor `fd` takes more (a non-blocking pipe
+/// that was full), or has an error to report (its next write says it).
+pub fn wait_writable(fd: RawFd) {
+    let mut p = [poll_fd(fd, libc::POLLOUT)];
+    let _ = poll(&mut p, -1);
 }
 
 pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
@@ -2958,6 +3079,31 @@ pub fn take_pending_signal(sigs: &[i32]) -> Option<i32> {
 /// its group.
 pub const STOP_SIGNALS: [i32; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
 
+/// The stop signals a command that waits (and `serve`) takes: those its
+/// caller did not ignore. `nohup` ignores SIGHUP, and a non-interactive
+/// shell's `cmd &` SIGINT; blocking one would take it after all (a
+/// blocked signal is never discarded, even one ignored), ending a server
+/// its caller meant to outlive a logout. Read once, before any of them
+/// is caught; the supervisor, started with default dispositions, takes
+/// all three (`STOP_SIGNALS`).
+pub fn taken_stop_signals() -> &'static [i32] {
+    static TAKEN: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+    TAKEN.get_or_init(|| {
+        STOP_SIGNALS
+            .into_iter()
+            .filter(|&sig| {
+                // SAFETY: sigaction with a null new action only reads the
+                // disposition into `old`, plain data of ours.
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction != libc::SIG_IGN
+                }
+            })
+            .collect()
+    })
+}
+
 /// Set once `hold_stop_signals` has blocked them.
 static STOP_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// The first stop signal taken in a wait (by `on_stop_signal`), or by
@@ -2997,7 +3143,7 @@ pub fn hold_stop_signals() -> io::Result<()> {
     // The handler that lets `INTERRUPT` cut a blocking call short, in
     // place before a stop thread can send one.
     arm_interrupt()?;
-    block_signals(&STOP_SIGNALS)?;
+    block_signals(taken_stop_signals())?;
     STOP_HELD.store(true, std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
@@ -3029,7 +3175,7 @@ pub fn stop_signal() -> Option<i32> {
         return None;
     }
     match STOP_TAKEN.load(Ordering::SeqCst) {
-        0 if stop_thread_started() => take_pending_signal(&STOP_SIGNALS),
+        0 if stop_thread_started() => take_pending_signal(taken_stop_signals()),
         0 => None,
         sig => Some(sig),
     }
@@ -3069,7 +3215,7 @@ fn start_stop_thread() -> bool {
             .stack_size(64 * 1024)
             .spawn(|| {
                 use std::sync::atomic::Ordering;
-                let Ok(sig) = wait_signal(&STOP_SIGNALS) else {
+                let Ok(sig) = wait_signal(taken_stop_signals()) else {
                     return;
                 };
                 STOP_TAKEN.store(sig, Ordering::SeqCst);
@@ -3114,7 +3260,7 @@ impl StopScope {
         // this scope lasts. A command then ends with its one thread.
         if !stop_thread_started() && catch_stop_signals().is_ok() {
             MAIN_WAITING.store(true, Ordering::SeqCst);
-            if unblock_signals(&STOP_SIGNALS).is_ok() {
+            if unblock_signals(taken_stop_signals()).is_ok() {
                 return StopScope(true);
             }
             MAIN_WAITING.store(false, Ordering::SeqCst);
@@ -3124,7 +3270,7 @@ impl StopScope {
             // than a wait nothing can end. (A signal already pending
             // ends the process now, as it would have without us.)
             STOP_HELD.store(false, Ordering::SeqCst);
-            let _ = unblock_signals(&STOP_SIGNALS);
+            let _ = unblock_signals(taken_stop_signals());
             return StopScope(false);
         }
         MAIN_WAITING.store(true, Ordering::SeqCst);
@@ -3141,7 +3287,7 @@ impl Drop for StopScope {
             // signal from now on stays pending and ends no wait
             // (`stop_signal`). Harmless where the stop thread takes
             // them: they are blocked there already.
-            let _ = block_signals(&STOP_SIGNALS);
+            let _ = block_signals(taken_stop_signals());
             MAIN_WAITING.store(false, std::sync::atomic::Ordering::SeqCst);
             stop_kicks();
         }
@@ -3172,9 +3318,9 @@ fn catch_stop_signals() -> io::Result<()> {
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            sa.sa_mask = sigset(&STOP_SIGNALS);
+            sa.sa_mask = sigset(taken_stop_signals());
             sa.sa_flags = 0;
-            STOP_SIGNALS
+            taken_stop_signals()
                 .iter()
                 .all(|&sig| libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0)
         }

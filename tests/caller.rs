@@ -24,6 +24,15 @@ fn limited(t: &TempRoot, limit: &str) -> std::process::Command {
     c
 }
 
+/// How many jobs the root holds (entries not hidden).
+fn jobs_in(t: &TempRoot) -> usize {
+    std::fs::read_dir(&t.root).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    })
+}
+
 /// A root named in bytes that are not UTF-8 is refused, as `--root`
 /// refuses it, never passed over for the next variable (which would put
 /// the job in another root).
@@ -91,12 +100,7 @@ fn a_caller_directory_that_cannot_be_recorded_is_refused() {
         "{v}"
     );
     // Neither left a job behind.
-    let jobs = std::fs::read_dir(&t.root).map_or(0, |d| {
-        d.filter_map(Result::ok)
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .count()
-    });
-    assert_eq!(jobs, 0);
+    assert_eq!(jobs_in(&t), 0);
 }
 
 /// D36 with a PATH entry that is not UTF-8: the caller's entries still
@@ -413,4 +417,176 @@ fn root_variables_that_are_not_utf8_do_not_matter_beside_root() {
         let v = t.exec(c).json();
         assert_eq!(v["state"], "exited", "{var}: {v}");
     }
+}
+
+/// The same with a relative `--cwd`: it is from the caller's directory,
+/// which cannot be recorded either (the job was made, `cwd: "rel"`, and
+/// failed `cwd_not_found` wherever it was started).
+#[test]
+fn a_relative_cwd_from_a_removed_directory_is_refused() {
+    let t = TempRoot::new();
+    let gone = t.base.join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    for cmd in ["create", "run"] {
+        std::fs::create_dir_all(&gone).unwrap();
+        let mut c = t.private("sh");
+        c.current_dir(&gone).args([
+            "-c",
+            "rmdir \"$PWD\" && exec \"$0\" --root \"$1\" \"$2\" --cwd rel -- pwd",
+            support::bin(),
+            t.root.to_str().unwrap(),
+            cmd,
+        ]);
+        let v = t.exec(c).json();
+        assert_eq!(v["error"]["code"], "io_error", "{cmd}: {v}");
+    }
+    assert_eq!(jobs_in(&t), 0);
+}
+
+/// A caller's umask that masks the owner's own bits (0277, 0777) no
+/// longer makes the root, the job directory and its files unusable
+/// (they were 0500/0400, or mode 0): they are 0700 and 0600 as always,
+/// and the job itself runs with the caller's umask.
+#[test]
+fn a_umask_masking_the_owner_leaves_job_modes_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    for mask in ["0277", "0777"] {
+        let root = t.base.join(format!("root-{mask}"));
+        let mut c = t.private("sh");
+        c.args([
+            "-c",
+            &format!("umask {mask} && exec \"$0\" --root \"$1\" run -- sh -c umask"),
+            support::bin(),
+            root.to_str().unwrap(),
+        ]);
+        let v = t.exec(c).json();
+        assert_eq!(v["state"], "exited", "{mask}: {v}");
+        assert_eq!(v["stdout"], format!("{mask}\n"), "{mask}: {v}");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700, "{mask}: the root");
+        let dir = root.join(v["job_id"].as_str().unwrap());
+        assert_eq!(mode(&dir), 0o700, "{mask}: the job directory");
+        for f in ["meta.json", "state.json", "stdout.log", "stderr.log"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{mask}: {f}");
+        }
+        // And the root stays usable under a usual umask after.
+        let mut c = t.private("sh");
+        c.args([
+            "-c",
+            "umask 022 && exec \"$0\" --root \"$1\" run -- true",
+            support::bin(),
+            root.to_str().unwrap(),
+        ]);
+        assert_eq!(t.exec(c).json()["state"], "exited", "{mask}");
+    }
+}
+
+/// A stdout that is a non-blocking pipe (an agent harness may hand one
+/// over) gets the whole document however full the pipe gets: EAGAIN cut
+/// it at what the pipe held, and the exit status was 1.
+#[test]
+fn a_non_blocking_stdout_gets_the_whole_document() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let t = TempRoot::new();
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, which we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own; a small pipe fills at once.
+    unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096);
+        let fl = libc::fcntl(w.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(w.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    let mut c = t.cmd(&["run", "--", "seq", "1", "60000"]);
+    c.stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Our copy of the write end goes with the command: EOF comes when
+    // agent-exec exits.
+    drop(c);
+    // Read nothing until the pipe is full: the document is bigger, so
+    // its writer has met a full non-blocking pipe (EAGAIN).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `queued`.
+        unsafe { libc::ioctl(r.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        if queued >= 4096 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "the pipe never filled");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut got = Vec::new();
+    std::fs::File::from(r).read_to_end(&mut got).unwrap();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8(got).unwrap();
+    assert_eq!(status.code(), Some(0), "{text:.200}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("one whole document");
+    assert_eq!(v["state"], "exited", "{v}");
+    assert_eq!(v["stdout"].as_str().unwrap().len(), 65536, "{v}");
+}
+
+/// A caller that ignores SIGHUP (`nohup`) keeps its wait: the signal no
+/// longer ends it (it was taken all the same, blocked signals never
+/// being discarded), while SIGTERM still does.
+#[test]
+fn a_wait_under_nohup_outlives_sighup() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let mut c = t.private("sh");
+    c.args([
+        "-c",
+        "trap '' HUP && exec \"$0\" --root \"$1\" wait --until 60 \"$2\"",
+        support::bin(),
+        t.root.to_str().unwrap(),
+        &id,
+    ])
+    .stdout(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id() as i32;
+    // Once it waits (the job lock's byte is taken), HUP, then TERM.
+    let lock = t.job_dir(&id).join("lock");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !waiting_on(&lock, pid as u32) {
+        assert!(std::time::Instant::now() < until, "wait never began");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: kill with a pid we started and a valid signal.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    // The HUP is ignored: the wait goes on, still waiting on the lock.
+    let again = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    while std::time::Instant::now() < again {
+        assert!(waiting_on(&lock, pid as u32), "HUP ended the wait");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["state"], "running", "{v}");
+    t.ok(&["kill", &id]);
+}
+
+/// Does process `pid` hold or wait for a lock on `lock` (/proc/locks, by
+/// the file's inode)?
+fn waiting_on(lock: &std::path::Path, pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(lock).unwrap().ino();
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: OFDLCK ADVISORY READ -1 fd:01:123 ..." or, blocked,
+        // "1: -> OFDLCK ..."; a pid field for POSIX/FLOCK locks.
+        let blocked = f.get(1) == Some(&"->");
+        let at = if blocked { 1 } else { 0 };
+        let dev_ino = f.get(5 + at).copied().unwrap_or_default();
+        let owner = f.get(4 + at).copied().unwrap_or_default();
+        dev_ino.rsplit(':').next() == Some(&ino.to_string())
+            && (owner == pid.to_string() || owner == "-1")
+            && blocked
+    })
 }

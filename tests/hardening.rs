@@ -3210,3 +3210,160 @@ fn a8_a_send_answer_lists_its_input_loss_where_the_state_cannot() {
     t.ok(&["send", "--eof", &id]);
     t.wait_done(&id);
 }
+
+/// A planted record naming a live process outside the session it
+/// records: nothing is signalled (no member of that group is in that
+/// session), and `supervisor_lost` now says so; it said nothing, as if
+/// nothing had been left to kill.
+#[test]
+fn a_lost_supervisor_record_naming_a_process_of_another_session_says_nothing_was_signalled() {
+    let t = TempRoot::new();
+    let stranger = Stranger::start("77.25");
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    plant_running(&t, &id, stranger.pid(), Some(start_time(stranger.pid())));
+    edit_state(&t, &id, |v| v["sid"] = 999_999.into());
+    let v = t.ok(&["status", &id]);
+    assert!(stranger.alive());
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(msg.contains("nothing was signalled"), "{msg}");
+}
+
+/// A job whose lock file was removed and whose supervisor then died:
+/// readers said `supervisor_lost` but left its workload running, with
+/// nothing said. What is left of its group is killed, with the checks
+/// of a supervisor lost with its lock in place.
+#[test]
+fn a_lost_supervisor_without_its_lock_file_has_its_leftovers_killed() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep 78.25; true"]);
+    eventually("sleep runs", 5, || sleepers("78.25").len() == 1);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    std::fs::remove_file(t.job_dir(&id).join("lock")).unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    // Its root (the shell) dies with it (PDEATHSIG); the sleep lives on.
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    eventually("the leftover is killed", 5, || sleepers("78.25").is_empty());
+}
+
+/// Run `bin` as nobody (setpriv) with `t`'s private environment; None
+/// when that cannot be done here (not root, no setpriv).
+fn as_nobody(t: &TempRoot, bin: &Path) -> Option<Command> {
+    let uid = Command::new("id").arg("-u").output().ok()?.stdout;
+    if String::from_utf8_lossy(&uid).trim() != "0"
+        || Command::new("setpriv").arg("--help").output().is_err()
+    {
+        return None;
+    }
+    let mut c = t.private("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(bin);
+    Some(c)
+}
+
+/// Root reading another user's jobs in a shared root: the lost
+/// supervisor's `job.finished` is left to the job's owner (root ran that
+/// user's --notify-command as root), and the records root rewrites
+/// (state.json, meta.json by `tag set`) stay the owner's, who could no
+/// longer read them (root's 0600 files). Needs root; skipped otherwise.
+#[test]
+fn root_reading_another_users_jobs_runs_none_of_their_sinks_and_keeps_them_theirs() {
+    use std::os::unix::fs::MetadataExt;
+    let t = TempRoot::new();
+    let bin = t.base.join("agent-exec");
+    std::fs::copy(support::bin(), &bin).unwrap();
+    let nobody = |args: &[&str]| {
+        let mut c = as_nobody(&t, &bin)?;
+        c.arg("--root").arg(&t.root).args(args);
+        Some(t.exec(c))
+    };
+    std::fs::create_dir_all(&t.root).unwrap();
+    std::os::unix::fs::chown(&t.root, Some(65534), Some(65534)).unwrap();
+    let out = t.base.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let who = out.join("who");
+    let sink = format!("id -u > {}", who.display());
+    let Some(o) = nobody(&[
+        "run",
+        "--no-wait",
+        "--notify-command",
+        &sink,
+        "--",
+        "sleep",
+        "79.25",
+    ]) else {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    };
+    let id = id_of(&o.json());
+    let done = id_of(&nobody(&["run", "--", "true"]).unwrap().json());
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    // Root's reads record the loss; root's tag set rewrites a record.
+    t.ok(&["list", "--all"]);
+    t.ok(&["tag", "set", &done, "--tag", "admin"]);
+    for (job, file) in [
+        (&id, "state.json"),
+        (&done, "meta.json"),
+        (&done, "meta.lock"),
+    ] {
+        let uid = std::fs::metadata(t.job_dir(job).join(file)).unwrap().uid();
+        assert_eq!(uid, 65534, "{file} of {job}");
+    }
+    // Nothing was delivered by root; the owner's next read sends it.
+    assert!(!who.exists(), "root ran the sink");
+    let v = nobody(&["status", &id]).unwrap().json();
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let d = nobody(&["status", &done]).unwrap().json();
+    assert_eq!(d["tags"], json!(["admin"]), "{d}");
+    eventually("the owner's read delivered", 10, || {
+        std::fs::read_to_string(&who).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(std::fs::read_to_string(&who).unwrap().trim(), "65534");
+}
+
+/// The default config file under a directory the caller may not search
+/// (HOME=/root after `su` or `setpriv`) is the built-in defaults, as
+/// 0.2.3's `exists()` had it: every launch failed `invalid_config`. A
+/// file that is there but unreadable is still refused. Needs root.
+#[test]
+fn a_default_config_the_caller_may_not_look_at_is_the_defaults() {
+    let t = TempRoot::new();
+    let bin = t.base.join("agent-exec");
+    std::fs::copy(support::bin(), &bin).unwrap();
+    let closed = t.base.join("closed");
+    std::fs::create_dir_all(closed.join("agent-exec")).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let root = t.base.join("open-root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = |config_home: &Path| {
+        let mut c = as_nobody(&t, &bin)?;
+        c.env("XDG_CONFIG_HOME", config_home)
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--", "true"]);
+        Some(t.exec(c).json())
+    };
+    let Some(v) = run(&closed) else {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    };
+    assert_eq!(v["state"], "exited", "{v}");
+    // Searchable, with a config.toml nobody may read: refused.
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        closed.join("agent-exec"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let file = closed.join("agent-exec/config.toml");
+    std::fs::write(&file, "").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let v = run(&closed).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+}

@@ -1521,3 +1521,35 @@ fn a_backlog_of_match_sinks_after_the_end_is_bounded() {
     assert!((20..40).contains(&cut), "{cut} cut: {records}");
     assert_eq!(t.ok(&["delete", &id])["type"], "delete");
 }
+
+/// The directories a file sink makes for its file are 0700, as `--log`'s
+/// are, whatever the caller's umask: under umask 000 they were 0777,
+/// letting another user swap the file the supervisor appends to.
+#[test]
+fn a_file_sinks_new_directories_are_private_under_any_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    let file = t.base.join("sinks/a/b/events.ndjson");
+    let mut c = t.private("sh");
+    c.args([
+        "-c",
+        "umask 000 && exec \"$0\" --root \"$1\" run --notify-file \"$2\" -- true",
+        support::bin(),
+        t.root.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(t.exec(c).json()["state"], "exited");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&file).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(std::time::Instant::now() < until, "no event delivered");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for d in ["sinks", "sinks/a", "sinks/a/b"] {
+        let mode = std::fs::metadata(t.base.join(d))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{d}");
+    }
+}

@@ -1289,3 +1289,97 @@ fn unknown_config_keys_are_warned_of_and_ignored() {
         o.stderr
     );
 }
+
+/// A run whose job's directory is removed while it waits: the error that
+/// follows is about a job that ran, and names it (`details.job_id`), as
+/// `start`'s and `wait`'s do; it named none.
+#[test]
+fn a_run_whose_wait_fails_names_its_job() {
+    let t = TempRoot::new();
+    let mut c = t.cmd(&[
+        "run",
+        "--until",
+        "30",
+        "--",
+        "while [ ! -e release ]; do sleep 0.02; done",
+    ]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // The job's directory, once it runs.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let dir = loop {
+        let found = std::fs::read_dir(&t.root).ok().and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                std::fs::read_to_string(p.join("state.json")).is_ok_and(|s| s.contains("running"))
+            })
+        });
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(std::time::Instant::now() < until, "the job never ran");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let id = dir.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(t.cwd.join("release"), b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["details"]["job_id"], id.as_str(), "{v}");
+}
+
+/// A profile that moved away and defined `cd` as a function (rvm's, a
+/// prompt hook's) no longer has that function run by the way back to
+/// the job's directory: it printed into the job's output, or refused
+/// and the command never ran.
+#[test]
+fn the_way_back_from_a_profile_uses_the_shells_own_cd() {
+    let t = TempRoot::new();
+    let home = t.base.join("home");
+    let profile = "command cd /\ncd() { echo hook; return 1; }\n";
+    std::fs::write(home.join(".profile"), profile).unwrap();
+    std::fs::write(
+        home.join(".zprofile"),
+        "builtin cd /\ncd() { echo hook; return 1; }\n",
+    )
+    .unwrap();
+    let want = format!("ran\n{}\n", t.cwd.display());
+    for wrapper in ["sh -lc", "bash -lc", "zsh -lc"] {
+        if std::process::Command::new(wrapper.split(' ').next().unwrap())
+            .arg("-c")
+            .arg("true")
+            .status()
+            .is_err()
+        {
+            eprintln!("skipped {wrapper}: not installed");
+            continue;
+        }
+        let v = t.ok(&["run", "--shell-wrapper", wrapper, "--", "echo ran; pwd"]);
+        assert_eq!(
+            (&v["stdout"], &v["exit_code"]),
+            (&serde_json::json!(want), &serde_json::json!(0)),
+            "{wrapper}: {v}"
+        );
+    }
+}
+
+/// A `--tty` job's terminal size is its own: the caller's COLUMNS and
+/// LINES (which programs read before asking the terminal) are left out,
+/// unless the job's own --env sets them.
+#[test]
+fn a_tty_job_gets_no_caller_columns_or_lines() {
+    let t = TempRoot::new();
+    let show = "echo \"${COLUMNS-unset} ${LINES-unset} $(stty size)\"";
+    let mut c = t.cmd(&["run", "--tty", "--tty-size", "120x40", "--", show]);
+    c.env("COLUMNS", "33").env("LINES", "11");
+    let v = t.exec(c).json();
+    assert_eq!(v["stdout"], "unset unset 40 120\r\n", "{v}");
+    let mut c = t.cmd(&["run", "--tty", "--env", "COLUMNS=50", "--", show]);
+    c.env("COLUMNS", "33").env("LINES", "11");
+    let v = t.exec(c).json();
+    assert_eq!(v["stdout"], "50 unset 24 80\r\n", "{v}");
+    // Without a terminal, the caller's values pass as any variable does.
+    let mut c = t.cmd(&["run", "--", "echo \"${COLUMNS-unset}\""]);
+    c.env("COLUMNS", "33");
+    assert_eq!(t.exec(c).json()["stdout"], "33\n");
+}

@@ -3196,3 +3196,36 @@ fn a_half_closed_wait_is_answered_with_the_state_then() {
     assert!(end["cursor"].is_string(), "{end}");
     t.ok(&["kill", &id]);
 }
+
+/// A server started under `nohup` (SIGHUP ignored) outlives the hang-up
+/// its caller asked to ignore: it blocked SIGHUP to take it as a stop,
+/// and a blocked signal is never discarded, so it shut down all the
+/// same. SIGTERM still stops it.
+#[test]
+fn a_server_under_nohup_outlives_sighup() {
+    let t = TempRoot::new();
+    let mut c = t.private("sh");
+    c.args([
+        "-c",
+        "trap '' HUP && exec \"$0\" --root \"$1\" serve --port 0",
+        support::bin(),
+        t.root.to_str().unwrap(),
+    ]);
+    let mut served = t.serve_by(c);
+    let port = served.port;
+    let child = &mut served.child;
+    let pid = child.id() as i32;
+    // SAFETY: kill with the pid we started and a valid signal.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    // Still serving: a stop would have closed the listener at once.
+    for _ in 0..20 {
+        assert_eq!(support::http(port, "GET", "/health", "").0, 200);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server exited on SIGHUP"
+    );
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

@@ -740,3 +740,51 @@ fn a_signal_while_the_answer_is_written_leaves_its_status() {
     assert_eq!(v["stdout_total_bytes"].as_u64(), Some(22_888_896));
     assert_eq!(v["stdout"].as_str().map(str::len), Some(22_888_896));
 }
+
+/// A signal other than SIGTERM, SIGINT or SIGHUP sent to a supervisor (a
+/// stray `kill -USR1` of the wrong pid, a container's SIGQUIT, the job's
+/// own `kill -ALRM $PPID`) no longer kills it, losing the job: it is
+/// ignored, and the job ends as it would have, recorded.
+#[test]
+fn a_supervisor_outlives_stray_signals() {
+    let t = TempRoot::new();
+    let signals = [
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGPROF,
+        libc::SIGRTMIN() + 3,
+    ];
+    for sig in signals {
+        let v = t.ok(&["run", "--no-wait", "--", HELD]);
+        let id = v["job_id"].as_str().unwrap().to_string();
+        let log = t.job_dir(&id).join("stdout.log");
+        eventually("the job started", || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains("started"))
+        });
+        let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+        // SAFETY: kill with a pid read from the record and a valid signal.
+        assert_eq!(unsafe { libc::kill(sup as i32, sig) }, 0, "signal {sig}");
+        std::fs::write(t.cwd.join("release"), b"").unwrap();
+        let done = t.wait_done(&id);
+        assert_eq!(
+            (&done["state"], &done["exit_code"]),
+            (&json!("exited"), &json!(0)),
+            "signal {sig}: {done}"
+        );
+        assert_eq!(done["stdout"], "started\nreleased\n", "signal {sig}");
+        std::fs::remove_file(t.cwd.join("release")).unwrap();
+    }
+    // The job itself, signalling its parent (the supervisor).
+    let v = t.ok(&[
+        "run",
+        "--",
+        "kill -USR2 $PPID; kill -QUIT $PPID; echo after",
+    ]);
+    assert_eq!(
+        (&v["state"], &v["stdout"]),
+        (&json!("exited"), &json!("after\n")),
+        "{v}"
+    );
+}

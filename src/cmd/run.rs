@@ -333,9 +333,11 @@ pub fn hold_stop_signals(plan: WaitPlan) {
 }
 
 /// Define, launch and observe: the whole `run`, also used by the server.
-/// Errors after the job exists carry its id; one whose job was taken
-/// away again (a launch that could not even record its failure,
-/// `launch::launch`) names none.
+/// Errors after the job exists carry its id, but for a launch whose job
+/// was taken away again (one that could not even record its failure,
+/// `launch::launch`), which names none: once launched, the job ran, so
+/// an error while it is observed names it even when its directory has
+/// gone since.
 pub fn run_spec(
     store: &crate::store::Store,
     spec: &Spec,
@@ -347,19 +349,18 @@ pub fn run_spec(
     let d = launch::define(store, spec, false)?;
     crate::info!("run: defined job {} in {}", d.job.id, d.job.dir.display());
     let job = &d.job;
-    (|| {
-        // Even a job whose stdin source or env file cannot be read is
-        // launched: its supervisor records the failure and delivers its
-        // `job.finished`, as for every launch failure.
-        let gc_sinks = (auto_gc, spec.sink_timeout_ms);
-        let mut l = launch::launch(store, job, Some(&d.meta), d.lock, gc_sinks, deadline)?;
-        crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
-        observe_inline(job, &d.meta, &mut l, plan, (t0, deadline))
-    })()
-    .map_err(|e| match job.path(crate::job::META).symlink_metadata() {
-        Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => e,
-        _ => e.in_job(&job.id),
-    })
+    // Even a job whose stdin source or env file cannot be read is
+    // launched: its supervisor records the failure and delivers its
+    // `job.finished`, as for every launch failure.
+    let gc_sinks = (auto_gc, spec.sink_timeout_ms);
+    let mut l = launch::launch(store, job, Some(&d.meta), d.lock, gc_sinks, deadline).map_err(
+        |e| match job.path(crate::job::META).symlink_metadata() {
+            Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => e,
+            _ => e.in_job(&job.id),
+        },
+    )?;
+    crate::info!("run: job {} is {}", job.id, l.state.status().as_str());
+    observe_inline(job, &d.meta, &mut l, plan, (t0, deadline)).map_err(|e| e.in_job(&job.id))
 }
 
 pub fn exec(m: &Matches) -> Result<Output> {

@@ -172,10 +172,6 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Default deadline of `GET /wait/{id}`, in seconds.
 const WAIT_DEFAULT_SECS: u64 = 30;
 
-/// What stops the server cleanly. SIGHUP too: a server started from a
-/// terminal that closes got it, and died at once, cutting its answers.
-const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
-
 const HEALTH: &[u8] = b"{\"schema_version\":\"0.1\",\"ok\":true,\"type\":\"health\"}\n";
 
 #[derive(Serialize)]
@@ -218,7 +214,11 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // thread inherits the mask and only the signal thread ever takes
     // these signals: a thread started with them unblocked, even for an
     // instant, is one a SIGINT can land on and kill the process by.
-    sys::block_signals(&SIGNALS).map_err(|e| Error::io("block SIGTERM/SIGINT/SIGHUP", e))?;
+    // What stops the server cleanly: TERM, INT, and HUP too (a server
+    // started from a terminal that closes got it, and died at once,
+    // cutting its answers), each unless the caller ignored it (`nohup`).
+    sys::block_signals(sys::taken_stop_signals())
+        .map_err(|e| Error::io("block SIGTERM/SIGINT/SIGHUP", e))?;
     let addr = bind_addr(m)?;
     // Set but not UTF-8 is no missing token: refused, as a token no
     // request could carry (it ran the server with no token at all).
@@ -280,7 +280,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         .name("signals".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            if let Ok(sig) = sys::wait_signal(&SIGNALS) {
+            if let Ok(sig) = sys::wait_signal(sys::taken_stop_signals()) {
                 crate::info!("serve: {} received, shutting down", sys::signal_name(sig));
                 s2.stopping.store(true, Ordering::SeqCst);
                 let _ = File::from(wake_w).write_all(b"x");

@@ -457,7 +457,7 @@ struct Stdout;
 
 impl Batches for Stdout {
     fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::Patient(std::io::stdout().lock());
         if crate::output::yaml() {
             // `--yaml`: each line as a document of a YAML stream, each
             // after its `---` (a batch holds whole lines only).
@@ -488,7 +488,7 @@ impl FollowSink for Raw {
             self.at_line_start[i] = last == b'\n';
         }
         if i == 0 {
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::output::Patient(std::io::stdout().lock());
             out.write_all(bytes)?;
             out.flush()
         } else {

@@ -311,9 +311,14 @@ impl Drop for Served {
 impl TempRoot {
     /// Start `serve --port 0` and read the port from its first line.
     pub fn serve(&self) -> Served {
+        self.serve_by(self.cmd(&["serve", "--port", "0"]))
+    }
+
+    /// `serve` as `c` starts it (through a shell, say), its port read
+    /// from its first line.
+    pub fn serve_by(&self, mut c: Command) -> Served {
         use std::io::BufRead;
-        let mut child = self
-            .cmd(&["serve", "--port", "0"])
+        let mut child = c
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
