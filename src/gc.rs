@@ -1376,7 +1376,9 @@ pub fn unreadable_reason(e: &Error) -> &'static str {
 /// as unreadable.
 fn abandoned_incomplete(name: &str, dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    if !store::is_ulid(name) || fs::symlink_metadata(dir.join(crate::job::META)).is_ok() {
+    // Named as a job of ours or of 0.2.3's (D3: both are job ids).
+    let id = store::is_ulid(name) || store::is_legacy_hex(name);
+    if !id || fs::symlink_metadata(dir.join(crate::job::META)).is_ok() {
         return false;
     }
     fs::symlink_metadata(dir)

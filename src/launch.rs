@@ -333,12 +333,16 @@ pub fn read_env_file(path: &str) -> std::result::Result<Vec<(String, String)>, S
 }
 
 /// The masked display form of a defined job's `--env` entries (`start`'s
-/// answer): read from env.json, since meta.json holds no values.
+/// answer): read from env.json, since meta.json holds no values. A job
+/// 0.2.3 created has no env.json: its values are meta.json's
+/// `env_vars_runtime` (its display form, `env_vars`, is not kept when we
+/// rewrite meta.json, `tag set`).
 pub fn env_display(job: &Job, meta: &Meta) -> Vec<String> {
     if !meta.env_vars.is_empty() {
         return meta.env_vars.clone();
     }
-    let vars: Vec<String> = job::read_json(&job.path(job::ENV)).unwrap_or_default();
+    let vars: Vec<String> =
+        job::read_json(&job.path(job::ENV)).unwrap_or_else(|_| meta.env_vars_runtime.clone());
     display_env(&vars, &meta.mask)
 }
 
@@ -728,10 +732,14 @@ fn define_in(
         }
         meta.stdin_file = Some(job::STDIN.to_string());
     }
-    job.write_meta(&meta)?;
+    // A created job has no lock: its state.json comes before meta.json,
+    // which makes the directory a job to readers, so that none finds a
+    // job with no state (what a launch of 0.2.3's that failed early
+    // leaves, which readers take for lost).
     if keep_created {
         job.write_state(&state, false)?;
     }
+    job.write_meta(&meta)?;
     // A capped log's gap records exist before the log does, so that a
     // reader that finds the log finds them (see `logcap`).
     if keep_created && meta.max_log_bytes.is_some() {

@@ -1693,16 +1693,22 @@ impl Deliverer {
                 .and_then(|t| t.checked_add(self.budget))
                 .is_some_and(|t| Instant::now() >= t);
             // Never started with an AGENT_EXEC_EVENT_PATH that does not
-            // exist (D41): its failure is recorded instead.
-            results.push(match self.event_file(ctx, &ev) {
-                Ok(_) if late => DeliveryResult::new(
+            // exist (D41): its failure is recorded instead. One left over
+            // from the backlog gets no event file, which only a sink that
+            // starts reads: a backlog of 100,000 wrote as many files
+            // (450 MB) and held `job.finished` the while.
+            results.push(if late {
+                DeliveryResult::new(
                     "command",
                     c,
                     crate::time::now_ts(),
                     Err(BACKLOG_CUT.to_string()),
-                ),
-                Ok(path) => run_command(ctx, c, EVENT_MATCHED, &path, &json),
-                Err(e) => not_started(c, &e),
+                )
+            } else {
+                match self.event_file(ctx, &ev) {
+                    Ok(path) => run_command(ctx, c, EVENT_MATCHED, &path, &json),
+                    Err(e) => not_started(c, &e),
+                }
             });
         }
         if let Some(f) = &item.om.file {

@@ -1303,9 +1303,16 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
                     "; nothing was signalled, as the processes its record names are not the job's ({why})"
                 ),
             };
+            // Between two `--retry` runs (the delay), the next attempt
+            // is recorded running without a start: it never ran.
+            let when = if st.job.started_at.is_none() && st.attempt() > 1 {
+                format!(" before attempt {} started (it never ran)", st.attempt())
+            } else {
+                String::new()
+            };
             st.fail(
                 "supervisor_lost",
-                format!("the job's supervisor exited without recording a result{tail}"),
+                format!("the job's supervisor exited without recording a result{when}{tail}"),
             );
             record_reconciled(job, lock, &st);
         }
@@ -1511,21 +1518,59 @@ pub fn as_shown(job: &Job, mut st: State) -> State {
     st
 }
 
+/// Is live process `pid` a later one than the job's root recorded in
+/// `st` (its number reused)? By the recorded start time; without one
+/// (0.2.3's records), by a start more than 2 s after the job's
+/// `started_at` (the root starts as the job does).
+fn taken_since(st: &State, pid: u32) -> bool {
+    if let Some(t) = st.pid_start_time {
+        return sys::proc_stat(pid).is_some_and(|p| p.start_time != t);
+    }
+    let started = st.job.started_at.as_deref().and_then(crate::time::parse_ts);
+    match (started, sys::process_started_unix(pid)) {
+        (Some(job), Some(process)) => process > job + 2,
+        _ => false,
+    }
+}
+
 /// Is process `pid` alive (a zombie is not)?
 fn lives(pid: u32) -> bool {
     sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'))
 }
 
 /// A lock-less `running` job (see `current_state_inner`) as its recorded
-/// process says: failed if that process is gone (or a zombie). When its
-/// supervisor is gone too, what is left of its process group is killed
-/// as for a supervisor lost with its lock in place (`kill_orphans`, the
-/// same checks): the workload does not outlive its record unnoticed.
+/// process says: failed if that process is gone (or a zombie), or is a
+/// later process that took its number (started after the job did: its
+/// recorded start time differs, or, in a record of 0.2.3's without one,
+/// it started after the job's `started_at`; a reboot reuses numbers).
+/// When its supervisor is
+/// gone too, what is left of its process group is killed as for a
+/// supervisor lost with its lock in place (`kill_orphans`, the same
+/// checks): the workload does not outlive its record unnoticed. A job
+/// defined by 0.2.3 whose launch failed before any state was recorded
+/// (meta.json, no state.json, no lock) is `failed` `launch_lost`: it
+/// read `created`, and could be started, or never collected.
 fn lost_without_lock(job: &Job, mut st: State) -> State {
-    let Some(pid) = st.pid.filter(|p| *p > 1 && st.status() == Status::Running) else {
+    if st.status() == Status::Created && !job.path(crate::job::STATE).exists() {
+        // As read (`read_state`: the job's definition time), every time.
+        let at = st.updated_at.clone();
+        st.fail(
+            "launch_lost",
+            "the job has no lock file and no recorded state: its launch never completed",
+        );
+        st.finished_at = Some(at.clone());
+        st.updated_at = at;
+        return st;
+    }
+    if st.status() != Status::Running {
+        return st;
+    }
+    // No process named (0.2.3 wrote `running` a moment before its
+    // child's pid): nothing to judge by.
+    let Some(pid) = st.pid.filter(|p| *p > 1) else {
         return st;
     };
-    if lives(pid) {
+    if lives(pid) && !taken_since(&st, pid) {
         return st;
     }
     // Said the same on every read, so only when nothing was signalled:

@@ -77,7 +77,8 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     let d = sys::Dir::open(&job.dir).map_err(|e| io("open job directory", e))?;
     match d.mkdir(RUNS) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io("mkdir runs", e)),
-        _ => {}
+        Err(_) => {}
+        Ok(()) => d.give_dir_to_owner(RUNS),
     }
     let runs = d.open_dir(RUNS).map_err(|e| io("open runs", e))?;
     // A run directory under its final name is whole: an archive that got
@@ -214,6 +215,7 @@ fn stage(
         std::fs::remove_dir_all(&path)?;
     }
     runs.mkdir(&staging)?;
+    runs.give_dir_to_owner(&staging);
     let staged = (|| {
         let sd = runs.open_dir(&staging)?;
         for f in MOVED {

@@ -498,6 +498,11 @@ pub fn new_id() -> Result<String> {
 
 /// Does `id` have the shape of a ULID (26 upper-case Crockford base32
 /// characters)? Such names sort by creation time as plain text.
+/// A job id of 0.2.3's: 32 hex digits (a UUID without its dashes).
+pub fn is_legacy_hex(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub fn is_ulid(id: &str) -> bool {
     id.len() == 26 && id.as_bytes()[0] <= b'7' && id.bytes().all(|b| CROCKFORD[b as usize])
 }

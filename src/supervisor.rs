@@ -1894,6 +1894,8 @@ fn open_stream_logs(
     cap: Option<crate::logcap::Cap>,
 ) -> io::Result<(Sink, Sink, Option<CapFor>)> {
     use crate::logcap;
+    // A job directory of 0.2.3's is 0755: 0700 before its logs fill.
+    sys::make_dir_private(&job.dir);
     let dir = sys::Dir::open(&job.dir)?;
     let Some(cap) = cap else {
         let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;

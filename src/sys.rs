@@ -1283,6 +1283,28 @@ fn regular_metadata(f: &File) -> io::Result<std::fs::Metadata> {
 /// (`is_not_regular`) and closed. The flag stays: it has no effect on a
 /// regular file, whose writes block as a log's must (open(2)), so
 /// clearing it would only cost two more system calls per file.
+/// An existing file we write in a job directory made 0600 if it was
+/// wider: a job that 0.2.3 created has 0644 logs (and a 0755 directory,
+/// `make_dir_private`), which its run, started by us, would fill with
+/// what may be secrets (D22: every file 0600). Files we make are 0600
+/// already.
+fn private(f: &File, m: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    if m.permissions().mode() & 0o077 != 0 {
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// A job directory made 0700 if it was wider (see `private`).
+pub fn make_dir_private(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.is_dir() && m.permissions().mode() & 0o077 != 0 {
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
 pub fn regular_for_writing(f: File) -> io::Result<File> {
     check_regular(&f)?;
     Ok(f)
@@ -1476,7 +1498,11 @@ impl Dir {
             // taken by anything, a dangling symlink included, is EEXIST).
             return Ok(f);
         }
-        regular_for_writing(f)
+        // The one fstat refuses what is not a regular file and tells a
+        // mode wider than 0600 (`private`).
+        let m = regular_metadata(&f)?;
+        private(&f, &m);
+        Ok(f)
     }
 
     /// A file root writes in another user's directory is that user's: a
@@ -1485,16 +1511,42 @@ impl Dir {
     /// its owner could then no longer read. Nothing for anyone else (who
     /// can write only where it may) or in root's own directories.
     fn give_to_owner(&self, f: &File) {
-        if euid() != 0 {
-            return;
+        if let Some((uid, gid)) = self.other_owner() {
+            // SAFETY: fchown takes the descriptor we hold and plain ids.
+            unsafe { libc::fchown(f.as_raw_fd(), uid, gid) };
         }
-        // SAFETY: fstat writes into the local struct; fchown takes the
-        // descriptor we hold and plain ids.
+    }
+
+    /// Directory `name` here, made by root in another user's directory
+    /// (`runs/` of a job root restarted): that user's, as its files are
+    /// (`give_to_owner`); root's `runs/` kept the owner's next restart
+    /// out. Never through a symlink.
+    pub fn give_dir_to_owner(&self, name: &str) {
+        let (Some((uid, gid)), Ok(c)) = (self.other_owner(), cpath(name.as_bytes())) else {
+            return;
+        };
+        // SAFETY: `c` outlives the call; the descriptor is ours and open.
+        unsafe {
+            libc::fchownat(
+                self.0.as_raw_fd(),
+                c.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+    }
+
+    /// This directory's owner when we are root and it is not root's.
+    fn other_owner(&self) -> Option<(libc::uid_t, libc::gid_t)> {
+        if euid() != 0 {
+            return None;
+        }
+        // SAFETY: fstat writes into the local struct only.
         unsafe {
             let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(self.0.as_raw_fd(), &mut st) == 0 && st.st_uid != 0 {
-                libc::fchown(f.as_raw_fd(), st.st_uid, st.st_gid);
-            }
+            (libc::fstat(self.0.as_raw_fd(), &mut st) == 0 && st.st_uid != 0)
+                .then_some((st.st_uid, st.st_gid))
         }
     }
 
@@ -2089,18 +2141,38 @@ pub fn ignore_stray_signals() {
         libc::SIGXCPU,
         libc::SIGXFSZ,
     ];
-    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    // Every real-time signal, from 32: the C library keeps a few below
+    // its SIGRTMIN (musl's is 35) for itself, but `kill -34` (bash's
+    // SIGRTMIN) reaches us all the same. The raw call, as in
+    // `default_dispositions`: the C library's sigaction refuses those
+    // numbers. One it has a handler on is left as it is.
+    let realtime = 32..=libc::SIGRTMAX();
+    let set_size = (libc::SIGRTMAX() as usize + 1) / 8;
     for sig in fatal.into_iter().chain(realtime) {
-        // SAFETY: sigaction reads and writes only the local structs we
-        // pass; SIG_IGN is a valid disposition for these signals.
+        // The kernel's struct sigaction: the handler first (0 is
+        // SIG_DFL, 1 SIG_IGN), then flags, restorer and mask; 64 bytes
+        // hold it on any architecture.
+        let mut old = [0u64; 8];
+        let ign = [1u64, 0, 0, 0, 0, 0, 0, 0];
+        // SAFETY: rt_sigaction reads `ign` and writes `old`, both local
+        // buffers larger than the kernel's struct; SIG_IGN is a valid
+        // disposition for every signal here.
         unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_DFL
-            {
-                let mut ign: libc::sigaction = std::mem::zeroed();
-                ign.sa_sigaction = libc::SIG_IGN;
-                libc::sigaction(sig, &ign, std::ptr::null_mut());
+            let got = libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<u64>(),
+                old.as_mut_ptr(),
+                set_size,
+            );
+            if got == 0 && old[0] == 0 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    ign.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    set_size,
+                );
             }
         }
     }
@@ -2375,6 +2447,21 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
         session: f.get(3)?.parse().ok()?,
         start_time: f.get(19)?.parse().ok()?,
     })
+}
+
+/// When process `pid` started, in Unix seconds (the boot time in
+/// /proc/stat plus its start time, in clock ticks of 1/100 s as Linux
+/// counts them for /proc).
+pub fn process_started_unix(pid: u32) -> Option<i64> {
+    let ticks = proc_stat(pid)?.start_time;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + (ticks / 100) as i64)
 }
 
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {

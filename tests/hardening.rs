@@ -3324,6 +3324,17 @@ fn root_reading_another_users_jobs_runs_none_of_their_sinks_and_keeps_them_their
         std::fs::read_to_string(&who).is_ok_and(|s| s.ends_with('\n'))
     });
     assert_eq!(std::fs::read_to_string(&who).unwrap().trim(), "65534");
+    // Root's restart of the user's job keeps the run in the user's
+    // `runs/`: root's kept the owner's next restart out.
+    t.ok(&["restart", &done]);
+    for p in ["runs", "runs/1", "runs/1/state.json"] {
+        let uid = std::fs::metadata(t.job_dir(&done).join(p)).unwrap().uid();
+        assert_eq!(uid, 65534, "{p}");
+    }
+    let r = nobody(&["restart", &done]).unwrap().json();
+    assert_eq!(r["attempt"], 3, "{r}");
+    let s = nobody(&["status", &done]).unwrap().json();
+    assert_eq!(s["previous_runs"].as_array().map(Vec::len), Some(2), "{s}");
 }
 
 /// The default config file under a directory the caller may not search
@@ -3366,4 +3377,37 @@ fn a_default_config_the_caller_may_not_look_at_is_the_defaults() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let v = run(&closed).unwrap();
     assert_eq!(v["error"]["code"], "invalid_config", "{v}");
+}
+
+/// A supervisor killed between two `--retry` runs (the delay): the next
+/// attempt never ran, and `supervisor_lost` says so (it read as a run
+/// that ended unrecorded).
+#[test]
+fn a_supervisor_lost_in_a_retry_delay_says_the_attempt_never_ran() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--retry",
+        "3",
+        "--retry-delay",
+        "60s",
+        "--",
+        "exit 1",
+    ]);
+    let id = id_of(&v);
+    eventually("the second attempt waits", 10, || {
+        let st = t.state(&id);
+        st["attempt"] == 2 && st["job"]["started_at"].is_null()
+    });
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["failure"]["code"], "supervisor_lost", "{s}");
+    let msg = s["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("attempt 2") && msg.contains("never ran"),
+        "{msg}"
+    );
 }

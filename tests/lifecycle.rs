@@ -6,7 +6,7 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::TempRoot;
 
 #[test]
@@ -91,29 +91,36 @@ fn a_created_jobs_env_file_is_read_at_start() {
 #[test]
 fn a_defined_job_without_a_state_file_reads_as_created() {
     // What `run` leaves for the moment before its supervisor writes
-    // `running` (it never writes `created`), made to last: every reader
-    // sees `created`, and `start` may start it.
+    // `running` (it never writes `created`), made to last by holding the
+    // lock as its launch does: every reader sees `created`. Once the lock
+    // is free with no state written, the launch died: `launch_lost`.
+    // Without a lock file at all (no `run` of ours leaves that; a launch
+    // of 0.2.3's that failed early does) it is a launch that never
+    // completed, too.
     let t = TempRoot::new();
     let id = t.ok(&["create", "--", "echo", "late"])["job_id"]
         .as_str()
         .unwrap()
         .to_string();
     std::fs::remove_file(t.job_dir(&id).join("state.json")).unwrap();
+    let lost = |s: &Value| {
+        assert_eq!(
+            (&s["state"], &s["failure"]["code"]),
+            (&json!("failed"), &json!("launch_lost")),
+            "{s}"
+        );
+    };
+    lost(&t.ok(&["status", &id]));
+    let mut held = support::hold_flock(&t.job_dir(&id).join("lock"));
     let s = t.ok(&["status", &id]);
     assert_eq!(s["state"], "created", "{s}");
     assert_eq!(t.ok(&["list"])["jobs"][0]["state"], "created");
     assert_eq!(t.ok(&["wait", "--until", "0", &id])["state"], "created");
-    assert_eq!(
-        t.out(&["__complete", "--", "start", ""]).stdout,
-        format!("{id}\n")
-    );
-    let (_, e) = t.err(&["kill", &id]);
-    assert_eq!(e["error"]["code"], "invalid_state");
-    let s = t.ok(&["start", &id]);
-    assert_eq!(
-        (&s["state"], &s["stdout"]),
-        (&json!("exited"), &json!("late\n"))
-    );
+    held.kill().unwrap();
+    held.wait().unwrap();
+    lost(&t.ok(&["status", &id]));
+    let (_, e) = t.err(&["start", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
     // A directory without meta.json is no job to start.
     let stray = t.job_dir("01ZZZZZZZZZZZZZZZZZZZZZZZZ");
     std::fs::create_dir_all(&stray).unwrap();
@@ -577,12 +584,21 @@ fn a_lockless_legacy_job_whose_process_is_gone_is_not_running() {
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
+    // The record's start is now: the live process started with the job
+    // (one that started after it would be a later process).
+    let now = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap()
+        .stdout;
+    let now = String::from_utf8(now).unwrap().trim().to_string();
     let set_pid = |id: &str, pid: u32| {
         t.fabricate(id, "running", &t.cwd, None);
         let p = t.job_dir(id).join("state.json");
         let mut v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         v["pid"] = pid.into();
+        v["job"]["started_at"] = now.clone().into();
         std::fs::write(&p, v.to_string()).unwrap();
     };
     let dead = "0123456789abcdef0123456789abcdef";

@@ -2185,3 +2185,65 @@ fn an_answer_that_cannot_be_written_ends_the_server_with_1_and_says_why() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("stdout"), "{err}");
 }
+
+/// A `run` whose answer the server's memory cannot hold (log text as
+/// large as `max_bytes` asked for, under `ulimit -v`) is answered
+/// io_error about the job, as the CLI's is; the server aborted (exit
+/// 134), and every call in flight went unanswered.
+#[test]
+fn an_answer_beyond_the_memory_left_is_io_error_and_the_server_goes_on() {
+    let t = TempRoot::new();
+    let big = t.base.join("big.txt");
+    std::fs::write(&big, vec![b'a'; 20_000_000]).unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let run = tool_call(
+        2,
+        "run",
+        json!({"command": ["cat", big.to_str().unwrap()], "max_bytes": 100_000_000u64, "until": 30}),
+    );
+    let list = tool_call(3, "list", json!({"all": true}));
+    let mut answered_whole = false;
+    for kb in [60_000, 100_000, 150_000, 250_000, 400_000] {
+        let mut c = t.private("sh");
+        c.args([
+            "-c",
+            &format!("ulimit -v {kb} && exec \"$0\" --root \"$1\" mcp"),
+            support::bin(),
+            t.root.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut w = child.stdin.take().unwrap();
+        for m in [&init, &run, &list] {
+            writeln!(w, "{m}").unwrap();
+        }
+        drop(w);
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{kb}: {err}");
+        let answers: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let of = |id: u64| {
+            answers
+                .iter()
+                .find(|a| a["id"] == id)
+                .unwrap_or_else(|| panic!("{kb}: no answer to {id}: {err}"))
+        };
+        assert_eq!(of(3)["result"]["isError"], false, "{kb}");
+        let r = &of(2)["result"];
+        if r["isError"] == true {
+            let e = &r["structuredContent"]["error"];
+            assert_eq!(e["code"], "io_error", "{kb}: {e}");
+            assert!(e["details"]["job_id"].is_string(), "{kb}: {e}");
+        } else {
+            let len = r["structuredContent"]["stdout"].as_str().map(str::len);
+            assert_eq!(len, Some(20_000_000), "{kb}");
+            answered_whole = true;
+        }
+    }
+    assert!(answered_whole, "no limit let the answer through");
+}

@@ -3229,3 +3229,45 @@ fn a_server_under_nohup_outlives_sighup() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// An answer the server's memory cannot hold (`max_bytes` as large as
+/// the log, under `ulimit -v`) is io_error naming the job, as every error
+/// about one is (it named none).
+#[test]
+fn an_answer_beyond_the_memory_left_names_its_job() {
+    let t = TempRoot::new();
+    let big = t.base.join("big.txt");
+    std::fs::write(&big, vec![b'a'; 20_000_000]).unwrap();
+    let id = t.ok(&["run", "--", "cat", big.to_str().unwrap()])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut whole = false;
+    for kb in [60_000, 100_000, 200_000] {
+        let mut c = t.private("sh");
+        c.args([
+            "-c",
+            &format!("ulimit -v {kb} && exec \"$0\" --root \"$1\" serve --port 0"),
+            support::bin(),
+            t.root.to_str().unwrap(),
+        ]);
+        let served = t.serve_by(c);
+        for path in [
+            format!("/wait/{id}?max_bytes=100000000"),
+            format!("/tail/{id}?max_bytes=100000000"),
+        ] {
+            let (code, v) = support::http_json(served.port, "GET", &path, "");
+            if code == 200 {
+                whole = true;
+                continue;
+            }
+            assert_eq!(v["error"]["code"], "io_error", "{kb} {path}: {v}");
+            assert_eq!(
+                v["error"]["details"]["job_id"],
+                id.as_str(),
+                "{kb} {path}: {v}"
+            );
+        }
+    }
+    assert!(whole, "no limit let an answer through");
+}

@@ -1142,7 +1142,20 @@ pub(crate) fn argument_names(tool: &str, msg: &str) -> String {
 /// The envelope the CLI prints around `body` (as `output::Response`
 /// builds it), as text.
 fn doc<T: Serialize>(kind: &str, body: &T) -> Result<String> {
-    let b = serde_json::to_string(body).map_err(|e| Error::internal(format!("serialize: {e}")))?;
+    // Fallibly, as the CLI builds its document: a body the memory left
+    // cannot hold (log text as large as `max_bytes` asked for) is
+    // io_error (ENOMEM), not the abort of the whole server.
+    let mut b = Vec::new();
+    let built = crate::output::write_json(&mut b, body).and_then(|()| room_for(b.len()));
+    if let Err(e) = built {
+        // About the job the body names (its first field), if one does.
+        let head = String::from_utf8_lossy(&b[..b.len().min(256)]);
+        return Err(match job_of(&head) {
+            Some(id) => e.in_job(&id),
+            None => e,
+        });
+    }
+    let b = String::from_utf8(b).map_err(|e| Error::internal(format!("serialize: {e}")))?;
     let fields = b.strip_prefix('{').unwrap_or("}");
     let sep = if fields == "}" { "" } else { "," };
     Ok(format!(
@@ -1165,11 +1178,43 @@ pub fn call_tool(srv: &Server, call: &Call) -> Option<String> {
         .and_then(|m| operate(srv, call, tool, &m))
         .map_err(|e| door_error(tool, e));
     crate::info!("mcp: {tool} answered in {} ms", t0.elapsed().as_millis());
+    // The result copies the document a few times over (parsed for its
+    // summary, then wrapped in the result, then in the message): room for
+    // that is made sure of first, or the answer is io_error (ENOMEM)
+    // about the job, as the CLI's is.
+    let answer = answer.and_then(|d| match d {
+        Some(d) => match room_for(d.len().saturating_mul(5)) {
+            Ok(()) => Ok(Some(d)),
+            Err(e) => Err(match job_of(&d) {
+                Some(id) => e.in_job(&id),
+                None => e,
+            }),
+        },
+        None => Ok(None),
+    });
     match answer {
         Ok(Some(d)) => Some(result(srv, &d, false)),
         Ok(None) => None,
         Err(e) => Some(error_result(srv, &e)),
     }
+}
+
+/// Can `bytes` more be allocated now? io_error (ENOMEM) if not: what is
+/// built next (infallibly, as std builds strings) would end the process.
+fn room_for(bytes: usize) -> Result<()> {
+    let mut probe: Vec<u8> = Vec::new();
+    probe
+        .try_reserve_exact(bytes)
+        .map_err(|_| crate::observe::out_of_memory("build the answer"))
+}
+
+/// The job a document is about: its `job_id`, which follows the
+/// envelope's first fields.
+fn job_of(doc: &str) -> Option<String> {
+    let head = doc.get(..doc.len().min(256))?;
+    let at = head.find("\"job_id\":\"")? + "\"job_id\":\"".len();
+    let id = head.get(at..)?.split('"').next()?;
+    crate::store::valid_id(id).then(|| id.to_string())
 }
 
 /// An `isError` result carrying the CLI's error envelope.

@@ -93,7 +93,19 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
         st.attempt(),
         Instant::now() + stop.kill_after + GONE_WITHIN,
     )?;
-    let st = job.read_state()?;
+    // A job of 0.2.3's found lost with no lock file (`observe`'s reading
+    // of it, never written) ended as that reading says: its record still
+    // says `running` (it was refused as one that could not be stopped).
+    let seen = st;
+    let st = match job.read_state()? {
+        now if !now.status().is_terminal()
+            && seen.status().is_terminal()
+            && now.attempt() == seen.attempt() =>
+        {
+            seen
+        }
+        now => now,
+    };
     if !st.status().is_terminal() {
         return Err(Error::InvalidState(format!(
             "invalid job state: job {} is '{}' and could not be stopped",

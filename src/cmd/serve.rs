@@ -867,6 +867,12 @@ impl Reply {
         })
     }
 
+    /// `doc` of a body about one job: an error building it (the memory
+    /// left cannot hold it) names the job, as every error about one does.
+    fn job_doc<T: Serialize>(buf: &mut Vec<u8>, kind: &str, body: &T, id: &str) -> Result<Reply> {
+        Reply::doc(buf, kind, body).map_err(|e| e.in_job(id))
+    }
+
     fn error(e: &Error) -> Reply {
         Reply {
             status: e.http_status(),
@@ -911,6 +917,10 @@ fn write_doc<T: Serialize>(out: &mut Vec<u8>, kind: &str, body: &T) -> Result<()
         [b'{', ..] => out[start] = b',',
         _ => return Err(Error::internal(format!("{kind} body is not a JSON object"))),
     }
+    // The closing newline, fallibly too: a buffer grown to just the
+    // document would double to take it (the end of the server).
+    out.try_reserve_exact(1)
+        .map_err(|_| crate::observe::out_of_memory("build the answer"))?;
     out.push(b'\n');
     Ok(())
 }
@@ -1337,7 +1347,7 @@ fn dispatch(
             Query::for_cmd(req, "status", Some(&id))?;
             let job = srv.store.lookup(&id)?;
             let body = status_body(&job).map_err(|e| e.in_job(&job.id))?;
-            Reply::doc(buf, "status", &body)?
+            Reply::job_doc(buf, "status", &body, &job.id)?
         }
         Route::Tail(id) => {
             let q = Query::for_cmd(req, "tail", Some(&id))?;
@@ -1360,8 +1370,8 @@ fn dispatch(
                 grep: q.get("grep").map(|p| (p, grep_type == "regex", stream)),
             };
             let job = srv.store.lookup(&id)?;
-            let body = super::tail::tail_body(&job, &treq)?;
-            Reply::doc(buf, "tail", &body)?
+            let body = super::tail::tail_body(&job, &treq).map_err(|e| e.in_job(&job.id))?;
+            Reply::job_doc(buf, "tail", &body, &job.id)?
         }
         Route::Wait(id) => {
             let q = Query::for_cmd(req, "wait", Some(&id))?;
@@ -1404,7 +1414,7 @@ fn dispatch(
             if !no_wait && cut_by_stop(srv, body.state) {
                 return Err(shutting_down(&job.id));
             }
-            Reply::doc(buf, "kill", &body)?
+            Reply::job_doc(buf, "kill", &body, &job.id)?
         }
     };
     Ok(Some(reply))
@@ -1600,7 +1610,7 @@ fn wait_route(
                 .and_then(|st| super::wait::wait_body(&job, &st, budget))
                 .map_err(|e| e.in_job(&job.id))?,
         };
-        return Reply::doc(buf, "wait", &body).map(Some);
+        return Reply::job_doc(buf, "wait", &body, &job.id).map(Some);
     }
     let st = if deadline.is_some_and(|d| d <= Instant::now()) {
         // Nothing to wait for (`until=0`): one read, without setting up
@@ -1618,7 +1628,7 @@ fn wait_route(
         st
     };
     let body = super::wait::wait_body(&job, &st, budget).map_err(|e| e.in_job(&job.id))?;
-    Reply::doc(buf, "wait", &body).map(Some)
+    Reply::job_doc(buf, "wait", &body, &job.id).map(Some)
 }
 
 /// `/wait?ids=A,B[&any=true]` and `wait`'s other parameters: several
@@ -2244,9 +2254,10 @@ fn restart_route(
     let job = srv.store.lookup(id)?;
     let _long = srv.long_slot()?;
     if !plan.wait {
-        let mut body = super::restart::restart_job(&srv.store, &job, &m)?;
+        let mut body =
+            super::restart::restart_job(&srv.store, &job, &m).map_err(|e| e.in_job(&job.id))?;
         body.inline.env_vars.clear();
-        return Reply::doc(buf, "restart", &body).map(Some);
+        return Reply::job_doc(buf, "restart", &body, &job.id).map(Some);
     }
     // The same restart without its wait; the wait is then this route's
     // own, so that the server's stop answers it (`wait_launched`).
@@ -2259,7 +2270,7 @@ fn restart_route(
     })?;
     let mut body = body.ok_or_else(|| shutting_down(&job.id))?;
     body.inline.env_vars.clear();
-    Reply::doc(buf, "restart", &body).map(Some)
+    Reply::job_doc(buf, "restart", &body, &job.id).map(Some)
 }
 
 /// The answer of `/exec` or `/restart` about the job they launched and
@@ -2357,7 +2368,7 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
     match answer {
         // Cut short by the stop: answered as every waiting request is.
         Ok(b) if cut_by_stop(srv, Some(b.state)) => Err(shutting_down(&job.id)),
-        Ok(b) => Reply::doc(buf, "send", &b),
+        Ok(b) => Reply::job_doc(buf, "send", &b, &job.id),
         Err(e) if matches!(e.code(), "invalid_state" | "stdin_closed") => {
             let mut r = Reply::error(&e);
             r.status = 409;
@@ -2431,14 +2442,17 @@ fn exec_route(
     let mut body = super::run::run_spec(&srv.store, &spec, launch_only, None)?;
     if plan.wait {
         let waited_from = Instant::now();
-        let job = srv.store.lookup(&body.job_id)?;
-        let st = wait_launched(srv, &job, deadline, client)?;
-        body = launched_body(&job, &st, plan, t0, waited_from)?;
+        let job = srv
+            .store
+            .lookup(&body.job_id)
+            .map_err(|e| e.in_job(&body.job_id))?;
+        let st = wait_launched(srv, &job, deadline, client).map_err(|e| e.in_job(&job.id))?;
+        body = launched_body(&job, &st, plan, t0, waited_from).map_err(|e| e.in_job(&job.id))?;
     }
     // The masked env display is not part of the HTTP answer (0.2.3 left
     // it out too); keys are still in meta.json's env_keys.
     body.env_vars.clear();
-    Reply::doc(buf, "run", &body).map(Some)
+    Reply::job_doc(buf, "run", &body, &body.job_id).map(Some)
 }
 
 fn exec_spec(
