@@ -1543,10 +1543,10 @@ fn lives(pid: u32) -> bool {
 /// later process that took its number (started after the job did: its
 /// recorded start time differs, or, in a record of 0.2.3's without one,
 /// it started after the job's `started_at`; a reboot reuses numbers).
-/// When its supervisor is
-/// gone too, what is left of its process group is killed as for a
-/// supervisor lost with its lock in place (`kill_orphans`, the same
-/// checks): the workload does not outlive its record unnoticed. A job
+/// When its supervisor is gone too, what is left of its process group
+/// is killed as for a supervisor lost with its lock in place
+/// (`kill_orphans`, the same checks): the workload does not outlive its
+/// record unnoticed. A job
 /// defined by 0.2.3 whose launch failed before any state was recorded
 /// (meta.json, no state.json, no lock) is `failed` `launch_lost`: it
 /// read `created`, and could be started, or never collected.
@@ -1570,7 +1570,8 @@ fn lost_without_lock(job: &Job, mut st: State) -> State {
     let Some(pid) = st.pid.filter(|p| *p > 1) else {
         return st;
     };
-    if lives(pid) && !taken_since(&st, pid) {
+    let reused = lives(pid);
+    if reused && !taken_since(&st, pid) {
         return st;
     }
     // Said the same on every read, so only when nothing was signalled:
@@ -1588,7 +1589,14 @@ fn lost_without_lock(job: &Job, mut st: State) -> State {
     let last_word = st.updated_at.clone();
     st.fail(
         "supervisor_lost",
-        format!("the job has no lock file and its recorded process {pid} is gone{tail}"),
+        format!(
+            "the job has no lock file and its recorded process {pid} is gone{}{tail}",
+            if reused {
+                " (the number names a later process now)"
+            } else {
+                ""
+            }
+        ),
     );
     st.finished_at = Some(last_word.clone());
     st.updated_at = last_word;

@@ -1277,12 +1277,6 @@ fn regular_metadata(f: &File) -> io::Result<std::fs::Metadata> {
     }
 }
 
-/// A file opened for writing with O_NONBLOCK (so that a FIFO under its
-/// name could not block the open), if it is a regular file. Anything
-/// else (a FIFO that has a reader, a device) is refused
-/// (`is_not_regular`) and closed. The flag stays: it has no effect on a
-/// regular file, whose writes block as a log's must (open(2)), so
-/// clearing it would only cost two more system calls per file.
 /// An existing file we write in a job directory made 0600 if it was
 /// wider: a job that 0.2.3 created has 0644 logs (and a 0755 directory,
 /// `make_dir_private`), which its run, started by us, would fill with
@@ -1295,16 +1289,30 @@ fn private(f: &File, m: &std::fs::Metadata) {
     }
 }
 
-/// A job directory made 0700 if it was wider (see `private`).
+/// A job directory made 0700 if it was wider (see `private`), through a
+/// descriptor of the directory itself, never a symlink at its name.
 pub fn make_dir_private(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if m.is_dir() && m.permissions().mode() & 0o077 != 0 {
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-        }
+    let Ok(d) = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return;
+    };
+    if d.metadata()
+        .is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    {
+        let _ = d.set_permissions(std::fs::Permissions::from_mode(0o700));
     }
 }
 
+/// A file opened for writing with O_NONBLOCK (so that a FIFO under its
+/// name could not block the open), if it is a regular file. Anything
+/// else (a FIFO that has a reader, a device) is refused
+/// (`is_not_regular`) and closed. The flag stays: it has no effect on a
+/// regular file, whose writes block as a log's must (open(2)), so
+/// clearing it would only cost two more system calls per file.
 pub fn regular_for_writing(f: File) -> io::Result<File> {
     check_regular(&f)?;
     Ok(f)
