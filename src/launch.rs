@@ -933,7 +933,10 @@ pub fn launch(
     let mut ready = File::from(r);
     let cap = Instant::now() + READY_TIMEOUT;
     let by = ready_by.map_or(cap, |d| (d + READY_MARGIN).min(cap));
-    let first = read_byte(&mut ready, Some(by))?;
+    // From here the job is launched: whatever goes wrong names it, even
+    // once its directory has gone (run_spec names none only for a launch
+    // whose job was taken away again, before this).
+    let first = read_byte(&mut ready, Some(by)).map_err(|e| e.in_job(&job.id))?;
     crate::debug!(
         "launch {}: supervisor said {}",
         job.id,
@@ -941,11 +944,12 @@ pub fn launch(
     );
     let mut state = match first {
         // Its last word: the record is final, or it could not be written.
-        Some(b'T' | b'F') => observe::after_last_word(job)?,
-        Some(_) => job.read_state()?,
+        Some(b'T' | b'F') => observe::after_last_word(job),
+        Some(_) => job.read_state(),
         // EOF (gone: launch_lost) or the deadline (still starting).
-        None => observe::current_state(job)?,
-    };
+        None => observe::current_state(job),
+    }
+    .map_err(|e| e.in_job(&job.id))?;
     crate::queue::annotate(job, &mut state);
     let alive = first.is_some() || state.status() == Status::Created;
     Ok(Launch {

@@ -551,7 +551,7 @@ fn a_wait_under_nohup_outlives_sighup() {
     // Once it waits (the job lock's byte is taken), HUP, then TERM.
     let lock = t.job_dir(&id).join("lock");
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !waiting_on(&lock, pid as u32) {
+    while !waiting_on(&lock) {
         assert!(std::time::Instant::now() < until, "wait never began");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -560,7 +560,7 @@ fn a_wait_under_nohup_outlives_sighup() {
     // The HUP is ignored: the wait goes on, still waiting on the lock.
     let again = std::time::Instant::now() + std::time::Duration::from_millis(300);
     while std::time::Instant::now() < again {
-        assert!(waiting_on(&lock, pid as u32), "HUP ended the wait");
+        assert!(waiting_on(&lock), "HUP ended the wait");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -571,22 +571,17 @@ fn a_wait_under_nohup_outlives_sighup() {
     t.ok(&["kill", &id]);
 }
 
-/// Does process `pid` hold or wait for a lock on `lock` (/proc/locks, by
-/// the file's inode)?
-fn waiting_on(lock: &std::path::Path, pid: u32) -> bool {
+/// Is some process blocked waiting for a lock on file `lock` (the `wait`
+/// in its wait for the job's end)? /proc/locks lists a blocked request
+/// as "N: -> TYPE ADVISORY MODE PID DEV:INODE ...".
+fn waiting_on(lock: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let ino = std::fs::metadata(lock).unwrap().ino();
+    let Ok(ino) = std::fs::metadata(lock).map(|m| m.ino().to_string()) else {
+        return false;
+    };
     let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
     locks.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        // "1: OFDLCK ADVISORY READ -1 fd:01:123 ..." or, blocked,
-        // "1: -> OFDLCK ..."; a pid field for POSIX/FLOCK locks.
-        let blocked = f.get(1) == Some(&"->");
-        let at = if blocked { 1 } else { 0 };
-        let dev_ino = f.get(5 + at).copied().unwrap_or_default();
-        let owner = f.get(4 + at).copied().unwrap_or_default();
-        dev_ino.rsplit(':').next() == Some(&ino.to_string())
-            && (owner == pid.to_string() || owner == "-1")
-            && blocked
+        f.get(1) == Some(&"->") && f.get(6).and_then(|d| d.rsplit(':').next()) == Some(&ino)
     })
 }

@@ -1290,9 +1290,10 @@ fn unknown_config_keys_are_warned_of_and_ignored() {
     );
 }
 
-/// A run whose job's directory is removed while it waits: the error that
-/// follows is about a job that ran, and names it (`details.job_id`), as
-/// `start`'s and `wait`'s do; it named none.
+/// A run whose job's directory is removed while it waits (or while its
+/// launch reads the running record): the error that follows is about a
+/// job that ran, and names it (`details.job_id`), as `start`'s and
+/// `wait`'s do; it named none.
 #[test]
 fn a_run_whose_wait_fails_names_its_job() {
     let t = TempRoot::new();
