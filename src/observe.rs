@@ -1293,7 +1293,7 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
                 // A live process under the recorded pid that is not in
                 // the job's group: a later process that reused the
                 // number, or one a planted record names.
-                Ok(0) if st.pid.is_some_and(lives) => format!(
+                Ok(0) if st.pid.is_some_and(process_lives) => format!(
                     "; nothing was signalled, as process {} that its record names is not the job's",
                     st.pid.unwrap_or_default()
                 ),
@@ -1533,11 +1533,6 @@ fn taken_since(st: &State, pid: u32) -> bool {
     }
 }
 
-/// Is process `pid` alive (a zombie is not)?
-fn lives(pid: u32) -> bool {
-    sys::proc_stat(pid).is_some_and(|p| !matches!(p.state, b'Z' | b'X'))
-}
-
 /// A lock-less `running` job (see `current_state_inner`) as its recorded
 /// process says: failed if that process is gone (or a zombie), or is a
 /// later process that took its number (started after the job did: its
@@ -1570,10 +1565,12 @@ fn lost_without_lock(job: &Job, mut st: State) -> State {
     let Some(pid) = st.pid.filter(|p| *p > 1) else {
         return st;
     };
-    let reused = lives(pid);
-    if reused && !taken_since(&st, pid) {
-        return st;
-    }
+    // Alive: the job's root, unless a later process took its number.
+    let reused = match process_lives(pid) {
+        true if taken_since(&st, pid) => true,
+        true => return st,
+        false => false,
+    };
     // Said the same on every read, so only when nothing was signalled:
     // the first read kills, the later ones find nothing left.
     let mut tail = String::new();

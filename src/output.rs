@@ -208,20 +208,21 @@ pub struct Patient<W: Write>(pub W);
 
 impl<W: Write> Write for Patient<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match self.0.write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::sys::wait_writable(1),
-                r => return r,
-            }
-        }
+        patiently(|| self.0.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        loop {
-            match self.0.flush() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::sys::wait_writable(1),
-                r => return r,
-            }
+        patiently(|| self.0.flush())
+    }
+}
+
+/// `op` on stdout, again each time stdout was full (EAGAIN) once poll
+/// says it takes more.
+fn patiently<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::sys::wait_writable(1),
+            r => return r,
         }
     }
 }

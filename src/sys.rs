@@ -1281,29 +1281,21 @@ fn regular_metadata(f: &File) -> io::Result<std::fs::Metadata> {
 /// wider: a job that 0.2.3 created has 0644 logs (and a 0755 directory,
 /// `make_dir_private`), which its run, started by us, would fill with
 /// what may be secrets (D22: every file 0600). Files we make are 0600
-/// already.
-fn private(f: &File, m: &std::fs::Metadata) {
+/// already. `m`: the file's metadata, read by the caller.
+fn private(f: &File, m: &std::fs::Metadata, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     if m.permissions().mode() & 0o077 != 0 {
-        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
     }
 }
 
 /// A job directory made 0700 if it was wider (see `private`), through a
 /// descriptor of the directory itself, never a symlink at its name.
 pub fn make_dir_private(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(d) = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(path)
-    else {
-        return;
-    };
-    if d.metadata()
-        .is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
-    {
-        let _ = d.set_permissions(std::fs::Permissions::from_mode(0o700));
+    if let Ok(d) = open_dir_lockable(path) {
+        if let Ok(m) = d.metadata() {
+            private(&d, &m, 0o700);
+        }
     }
 }
 
@@ -1509,7 +1501,7 @@ impl Dir {
         // The one fstat refuses what is not a regular file and tells a
         // mode wider than 0600 (`private`).
         let m = regular_metadata(&f)?;
-        private(&f, &m);
+        private(&f, &m, 0o600);
         Ok(f)
     }
 
