@@ -608,14 +608,17 @@ fn forever_refuses_no_wait_and_integers_refuse_surrounding_space() {
 #[test]
 fn booleans_read_alike_on_every_door() {
     let t = TempRoot::new();
-    for (v, state) in [
-        ("1", "exited"),
-        ("0", "running"),
-        ("TRUE", "exited"),
-        ("False", "running"),
-    ] {
-        let r = t.ok(&["run", &format!("--wait={v}"), "--", "true"]);
+    // The job of an answer that does not wait must outlive that answer:
+    // `true` could end first, and did on a busy machine.
+    for (v, waits) in [("1", true), ("0", false), ("TRUE", true), ("False", false)] {
+        let cmd = if waits { "true" } else { "sleep 60" };
+        let r = t.ok(&["run", &format!("--wait={v}"), "--", cmd]);
+        let state = if waits { "exited" } else { "running" };
         assert_eq!(r["state"], state, "--wait={v}: {r}");
+        if !waits {
+            let id = r["job_id"].as_str().unwrap();
+            t.ok(&["kill", "--signal", "KILL", id]);
+        }
     }
     let v = usage_error(&t, &["run", "--wait=yes", "--", "true"]);
     assert!(
