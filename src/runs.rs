@@ -236,6 +236,14 @@ fn stage(
     staged
 }
 
+/// `previous_runs` in a `run`, `start` or `wait` answer: present once the
+/// job has run before (its attempt is past the first), even when no run
+/// is kept (`keep_runs = 0`), so one job has one shape in every answer
+/// that lists its runs (`status` always, `restart` always).
+pub fn in_answer(job: &Job, st: &State) -> Option<Vec<PreviousRun>> {
+    (st.attempt() > 1).then(|| listed(job, &st.previous_runs))
+}
+
 /// The kept runs of `job` a response lists (`previous_runs`): those
 /// whose two logs are there, with their paths where they are now,
 /// `<job>/runs/<attempt>/` under the job's directory as it is named

@@ -265,6 +265,16 @@ fn only_the_last_keep_runs_are_kept() {
     assert_eq!(r["attempt"], 5);
     assert_eq!(r["previous_runs"], json!([]));
     assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+    // Every answer that lists runs says so alike once the job has run
+    // before, none kept or not: `wait` left the field out.
+    assert_eq!(t.ok(&["wait", &id])["previous_runs"], json!([]));
+    assert_eq!(t.ok(&["status", &id])["previous_runs"], json!([]));
+    let retried = t.ok(&["run", "--retry", "1", "--", "false"]);
+    assert_eq!(retried["attempt"], 2, "{retried}");
+    assert_eq!(retried["previous_runs"], json!([]), "{retried}");
+    // A first run has none to list.
+    let first = t.ok(&["run", "--", "true"]);
+    assert!(first.get("previous_runs").is_none(), "{first}");
 }
 
 #[test]

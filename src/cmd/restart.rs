@@ -343,7 +343,7 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
         let mut inline = observe_inline(job, &meta, &mut l, plan, (t0, deadline))?;
         // Always present here, even empty (a created job's first run):
         // taken out of `run`'s part, which would print it only when not.
-        let previous_runs = std::mem::take(&mut inline.previous_runs);
+        let previous_runs = inline.previous_runs.take().unwrap_or_default();
         Ok(RestartBody {
             inline,
             previous_runs,
@@ -396,7 +396,7 @@ pub fn watch_relaunched(
             t0.elapsed().as_millis() as u64,
             waited_from.elapsed().as_millis() as u64,
         )?;
-        let previous_runs = std::mem::take(&mut inline.previous_runs);
+        let previous_runs = inline.previous_runs.take().unwrap_or_default();
         Ok(Some(RestartBody {
             inline,
             previous_runs,

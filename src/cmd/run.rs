@@ -97,9 +97,10 @@ pub struct InlineBody {
     /// restart or `--retry` run (as in `status` and `wait`).
     pub attempt: u32,
     /// The earlier runs kept (a `--retry` run, a restarted job), as
-    /// `wait` and `status` list them; absent when there are none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub previous_runs: Vec<crate::job::PreviousRun>,
+    /// `wait` and `status` list them; absent when the job has not run
+    /// before (`[]` when it has and none is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_runs: Option<Vec<crate::job::PreviousRun>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -308,7 +309,7 @@ pub fn inline_body(
         duration_ms: st.result.duration_ms,
         timed_out: terminal.then_some(st.result.timed_out),
         attempt: st.attempt(),
-        previous_runs: crate::runs::listed(job, &st.previous_runs),
+        previous_runs: crate::runs::in_answer(job, &st),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),

@@ -81,9 +81,11 @@ pub struct WaitBody {
     pub output_lost: Vec<crate::job::OutputLoss>,
     /// Which run of the job this answer is about (1: the first).
     pub attempt: u32,
-    /// The earlier runs kept (see `runs`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub previous_runs: Vec<crate::job::PreviousRun>,
+    /// The earlier runs kept (see `runs`): present once the job has run
+    /// before (`[]` when none is kept, `keep_runs = 0`), as `status` has
+    /// them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_runs: Option<Vec<crate::job::PreviousRun>>,
     /// The line `--output` matched (absent: none did).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<observe::Match>,
@@ -165,7 +167,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         attempt: st.attempt(),
-        previous_runs: crate::runs::listed(job, &st.previous_runs),
+        previous_runs: crate::runs::in_answer(job, &st),
         matched: None,
         stdout: out.text,
         stderr: err.text,
