@@ -373,8 +373,8 @@ pub enum Level {
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
 
 /// `RUST_LOG=error|warn|info|debug|trace` wins when it parses (also in
-/// the `target=level` form: the last level named is used); otherwise
-/// `-v` counts up from warn.
+/// the `target=level` form, for our own target, `agent_exec` or
+/// `agent-exec`: see `parse_level`); otherwise `-v` counts up from warn.
 pub fn init_logging(verbose: u8) {
     let from_env = std::env::var("RUST_LOG").ok().and_then(|v| parse_level(&v));
     let level = from_env.unwrap_or(match verbose {
@@ -386,21 +386,35 @@ pub fn init_logging(verbose: u8) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
+/// Our level in a `RUST_LOG` list, read as env_logger reads one: a bare
+/// level is the default for every target; `target=level` (or a bare
+/// target: every level) is that target's, and wins over the default
+/// when the target is ours. A directive for another program's target
+/// says nothing about us (`other=trace` raised our level). The last of
+/// each kind wins; None: nothing here applies.
 fn parse_level(spec: &str) -> Option<Level> {
-    let mut found = None;
+    let named = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+        "error" | "off" => Some(Level::Error),
+        "warn" => Some(Level::Warn),
+        "info" => Some(Level::Info),
+        "debug" => Some(Level::Debug),
+        "trace" => Some(Level::Trace),
+        _ => None,
+    };
+    let ours = |t: &str| {
+        let t = t.trim();
+        t == "agent_exec" || t == "agent-exec" || t.starts_with("agent_exec::")
+    };
+    let (mut default, mut own) = (None, None);
     for part in spec.split(',') {
-        let lvl = part.rsplit('=').next().unwrap_or("").trim();
-        found = match lvl.to_ascii_lowercase().as_str() {
-            "error" => Some(Level::Error),
-            "warn" => Some(Level::Warn),
-            "info" => Some(Level::Info),
-            "debug" => Some(Level::Debug),
-            "trace" => Some(Level::Trace),
-            "off" => Some(Level::Error),
-            _ => found,
-        };
+        match part.split_once('=') {
+            Some((target, lvl)) if ours(target) => own = named(lvl).or(own),
+            Some(_) => {}
+            None if ours(part) => own = Some(Level::Trace),
+            None => default = named(part).or(default),
+        }
     }
-    found
+    own.or(default)
 }
 
 pub fn enabled(level: Level) -> bool {
@@ -493,5 +507,15 @@ mod tests {
         assert_eq!(parse_level("debug"), Some(Level::Debug));
         assert_eq!(parse_level("agent_exec=trace"), Some(Level::Trace));
         assert_eq!(parse_level("nonsense"), None);
+        // Another program's target says nothing about us; ours wins over
+        // the default in either order.
+        assert_eq!(parse_level("other=trace"), None);
+        assert_eq!(parse_level("warn,other=trace"), Some(Level::Warn));
+        assert_eq!(parse_level("agent-exec=error,debug"), Some(Level::Error));
+        assert_eq!(
+            parse_level("info,agent_exec::supervisor=debug"),
+            Some(Level::Debug)
+        );
+        assert_eq!(parse_level("agent_exec"), Some(Level::Trace));
     }
 }
