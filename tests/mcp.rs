@@ -2012,6 +2012,30 @@ fn content_text_says_what_the_call_returns() {
         "{text}"
     );
     assert!(text.len() < 3000, "{} bytes: {text}", text.len());
+    // The line a wait matched is bounded too (it was given whole: up to
+    // a 64 KiB piece).
+    let d = m.ok(
+        "run",
+        json!({"command": "head -c 9000 /dev/zero | tr '\\0' x; echo", "until": 20}),
+    );
+    let id = d["job_id"].as_str().unwrap().to_string();
+    let r = m.call(
+        "wait",
+        json!({"ids": id, "output": "x", "max_bytes": 0, "tail_bytes": 0}),
+    );
+    assert_eq!(
+        r["structuredContent"]["matched"]["line"]
+            .as_str()
+            .map(str::len),
+        Some(9000),
+        "{r}"
+    );
+    let text = text_of(&r);
+    assert!(
+        text.contains("matched (stdout): xxx") && text.contains("x [...]"),
+        "{text}"
+    );
+    assert!(text.len() < 2300, "{} bytes: {text}", text.len());
 }
 
 /// A limit that is not UTF-8 was set all the same: refused as an

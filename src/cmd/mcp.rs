@@ -1249,6 +1249,17 @@ fn excerpt(text: &str) -> (&str, bool) {
     (&text[cut..], cut > 0)
 }
 
+/// The start of `text`, at most `EXCERPT` bytes of it (whole
+/// characters), and " [...]" when some was cut: where a line's start
+/// says what it is (a failure message, a matched line).
+fn opening(text: &str) -> (&str, &'static str) {
+    let mut at = text.len().min(EXCERPT);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    (&text[..at], if at < text.len() { " [...]" } else { "" })
+}
+
 /// How a job ended, as far as its document says: `, exit code 1`,
 /// `, signal SIGTERM`, `, timed out`, and a failed job's failure code.
 fn outcome(j: &Value) -> String {
@@ -1324,16 +1335,14 @@ fn summary(v: &Value) -> String {
     s.push_str(&outcome(v));
     if let Some(m) = v["failure"]["message"].as_str() {
         // Its start says why; a long one (a path) is cut after EXCERPT.
-        let mut at = m.len().min(EXCERPT);
-        while !m.is_char_boundary(at) {
-            at -= 1;
-        }
-        let more = if at < m.len() { " [...]" } else { "" };
-        s.push_str(&format!("\nfailure: {}{more}", &m[..at]));
+        let (m, more) = opening(m);
+        s.push_str(&format!("\nfailure: {m}{more}"));
     }
     if let Some(m) = v["matched"]["line"].as_str() {
+        // A line is up to a 64 KiB piece: bounded as the rest is.
+        let (m, more) = opening(m);
         s.push_str(&format!(
-            "\nmatched ({}): {m}",
+            "\nmatched ({}): {m}{more}",
             v["matched"]["stream"].as_str().unwrap_or("?")
         ));
     }
