@@ -81,6 +81,9 @@ pub struct Call {
     /// which it would write otherwise: a refusal quotes it as sent
     /// (`argument_text`).
     arguments_text: Option<String>,
+    /// The request's `_meta.progressToken` as sent (JSON text, as an id
+    /// is kept: `1e2`, `1.5` and integers past 64 bits too), if any.
+    progress_token: Option<String>,
     /// Where the answer goes.
     reply: Reply,
     cancelled: AtomicBool,
@@ -107,12 +110,9 @@ impl Call {
     pub fn argument_text(&self, key: &str) -> Option<&str> {
         raw_member(self.arguments_text.as_deref()?.as_bytes(), &[key])
     }
-    /// The request's `_meta.progressToken`, if any.
-    pub fn progress_token(&self) -> Option<&Value> {
-        self.params
-            .get("_meta")
-            .and_then(|m| m.get("progressToken"))
-            .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
+    /// Does the request ask for progress (`_meta.progressToken`)?
+    pub fn wants_progress(&self) -> bool {
+        self.progress_token.is_some()
     }
 }
 
@@ -244,15 +244,15 @@ impl Server {
     /// A progress notification for `call` (never after its answer: the
     /// caller's ticker is joined first).
     pub fn progress(&self, call: &Call, progress: u64, message: &str) {
-        let Some(token) = call.progress_token() else {
+        let Some(token) = &call.progress_token else {
             return;
         };
-        let msg = json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/progress",
-            "params": {"progressToken": token, "progress": progress, "message": message},
-        });
-        self.send(&msg.to_string());
+        // The token as it was sent (a string or any number: the client
+        // matches it by its own value).
+        let m = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
+        self.send(&format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":{token},\"progress\":{progress},\"message\":{m}}}}}"
+        ));
     }
 }
 
@@ -648,10 +648,17 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to
                 .filter(|args| args.values().any(Value::is_f64))
                 .and_then(|_| raw_member(raw, &["params", "arguments"]))
                 .map(str::to_string);
+            let path = ["params", "_meta", "progressToken"];
+            let progress_token = params
+                .get("_meta")
+                .and_then(|m| m.get("progressToken"))
+                .filter(|t| is_id(t))
+                .map(|t| self::id_text(t, raw, &path));
             let call = Arc::new(Call {
                 id: id_text.clone(),
                 params,
                 arguments_text,
+                progress_token,
                 reply: to.clone(),
                 cancelled: AtomicBool::new(false),
                 wake_tx,

@@ -1524,9 +1524,17 @@ fn a_wait_on_several_jobs_reports_progress() {
         .collect();
     assert!(prog.len() >= 2, "{prog:?}");
     assert!(prog.iter().all(|p| p.contains("5 bytes")), "{prog:?}");
-    for id in &ids {
-        m.ok("kill", json!({"job_id": id, "signal": "KILL"}));
-    }
+    // With --any, the short text names the one that ended first (what
+    // the wait waited for), as `first` does.
+    m.ok("kill", json!({"job_id": ids[1], "signal": "KILL"}));
+    let r = m.call("wait", json!({"ids": ids, "any": true, "until": 20}));
+    assert_eq!(r["structuredContent"]["first"], ids[1].as_str(), "{r}");
+    let text = text_of(&r);
+    assert!(
+        text.starts_with(&format!("2 job(s), first to end: {}\n", ids[1])),
+        "{text}"
+    );
+    m.ok("kill", json!({"job_id": ids[0], "signal": "KILL"}));
 }
 
 /// Whether `v` fits the JSON Schema `s`, for the keywords inputSchema
@@ -1943,6 +1951,21 @@ fn ids_come_back_as_sent() {
         raw_answer(&mut m),
         r#"{"jsonrpc":"2.0","id":"after","result":{}}"#
     );
+    // A progress token is any string or number, kept as written as an id
+    // is: these got no progress at all.
+    for token in ["1.5", "1e2", "18446744073709551616"] {
+        m.send_raw(&format!(
+            r#"{{"jsonrpc":"2.0","id":"p","method":"tools/call","params":{{"name":"wait","_meta":{{"progressToken":{token}}},"arguments":{{"job_id":"{job}","until":1.5}}}}}}"#
+        ));
+        let first = raw_answer(&mut m);
+        assert!(
+            first.starts_with(&format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"#
+            )),
+            "{first}"
+        );
+        while !raw_answer(&mut m).starts_with(r#"{"jsonrpc":"2.0","id":"p","#) {}
+    }
     m.ok("kill", json!({"job_id": job, "signal": "KILL"}));
 }
 

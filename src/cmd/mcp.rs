@@ -1299,6 +1299,10 @@ fn summary(v: &Value) -> String {
     let mut s = String::new();
     if let Some(jobs) = v["jobs"].as_array() {
         s.push_str(&format!("{} job(s)", jobs.len()));
+        // `wait --any`: what it waited for is the one that ended first.
+        if let Some(first) = v["first"].as_str() {
+            s.push_str(&format!(", first to end: {first}"));
+        }
         for j in jobs.iter().take(50) {
             // What a delete (or a dry run) did with each job, and why
             // not: the point of its answer, and all some clients show.
@@ -1670,7 +1674,7 @@ fn observing<T>(srv: &Server, call: &Call, jobs: &[Job], t0: Instant, f: impl Fn
     use std::time::Duration;
     const TICK: Duration = Duration::from_millis(100);
     const KEEP_ALIVE: Duration = Duration::from_secs(1);
-    if call.progress_token().is_none() {
+    if !call.wants_progress() {
         return f();
     }
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
