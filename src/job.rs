@@ -311,6 +311,13 @@ pub struct State {
     /// /proc): tells that process from a later one with the same pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start_time: Option<u64>,
+    /// A `--tty` job's: processes its supervisor found in the job's
+    /// session when the root (the session's leader) ended, `[pid, start
+    /// time]` (`sys::Witness`). While one of them lives, what is left of
+    /// the session is still the job's (kill, timeouts, restart, delete
+    /// and gc reach or count it); without one, nobody can tell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_in_session: Vec<crate::sys::Witness>,
     /// Output the job wrote that could not be stored (a full disk, EIO):
     /// empty when the logs hold everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -444,6 +451,7 @@ impl State {
             supervisor_pid: None,
             sid: None,
             pid_start_time: None,
+            left_in_session: Vec::new(),
             output_lost: Vec::new(),
             attempt: None,
             previous_runs: Vec::new(),
@@ -524,7 +532,7 @@ impl State {
         if pgid <= 1 {
             return Group::None;
         }
-        let members = crate::sys::group_members(pgid, sid);
+        let members = crate::sys::group_members(pgid, sid, &self.left_in_session);
         // Checked after the scan: most groups asked about are gone, and
         // the scan answers that with one system call.
         if members.is_empty() {

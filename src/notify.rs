@@ -494,14 +494,14 @@ fn run_command_inner(
     match supervise_sink(&mut child, json, deadline) {
         Ok(Some(status)) => exit_result(status),
         Ok(None) => {
-            let _ = sys::kill_group(child.id(), libc::SIGKILL);
+            let _ = sys::kill_group(child.id(), libc::SIGKILL, &[]);
             let _ = child.wait();
             // Duration's Debug form: "1s", "500ms", "1.5s", as configured.
             let limit = ctx.timeout().unwrap_or_default();
             Err(format!("timed out after {limit:?}"))
         }
         Err(e) => {
-            let _ = sys::kill_group(child.id(), libc::SIGKILL);
+            let _ = sys::kill_group(child.id(), libc::SIGKILL, &[]);
             let _ = child.wait();
             Err(format!("wait error: {e}"))
         }

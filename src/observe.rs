@@ -1611,7 +1611,7 @@ fn kill_orphans(job: &Job, st: &State) -> std::result::Result<usize, String> {
         return Ok(0);
     }
     if let Some(pgid) = st.pid {
-        let _ = sys::kill_group(pgid, libc::SIGKILL);
+        let _ = sys::kill_group(pgid, libc::SIGKILL, &st.left_in_session);
     }
     let until = Instant::now() + Duration::from_millis(500);
     while !st.live_processes().is_empty() && Instant::now() < until {

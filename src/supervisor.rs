@@ -160,6 +160,11 @@ struct Ended {
     kill_after: Option<KillAfter>,
 }
 
+/// How many of the processes left in a `--tty` job's session at its
+/// root's end are noted (`State::left_in_session`): one that lives is
+/// enough, a few in case some end first.
+const WITNESSES: usize = 8;
+
 /// `--kill-after` that was still pending when the root process ended
 /// (it died of the TERM, but a member of its group ignores TERM): the
 /// README promises SIGKILL to the group after the grace, so the
@@ -168,6 +173,9 @@ struct KillAfter {
     at: Instant,
     pgid: u32,
     sid: u32,
+    /// A `--tty` job's witnesses that its session is still its own once
+    /// the root is reaped (`State::left_in_session`).
+    left: Vec<sys::Witness>,
     /// The job's queue slot, held until nothing of the group is left:
     /// the queue never runs more than its slots' worth (the next job
     /// started beside a TERM-ignoring process still awaiting its KILL).
@@ -179,17 +187,17 @@ impl KillAfter {
         loop {
             // Nothing left of the group: nothing to kill (and the number
             // may be reused).
-            if sys::group_members(self.pgid, self.sid).is_empty() {
+            if sys::group_members(self.pgid, self.sid, &self.left).is_empty() {
                 return;
             }
             let now = Instant::now();
             if now >= self.at {
-                let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+                let _ = sys::kill_group(self.pgid, libc::SIGKILL, &self.left);
                 // Gone once the kernel has delivered it (bounded: a
                 // process in D state finishes its call first).
                 let until = Instant::now() + Duration::from_secs(2);
                 while self.slot.is_some()
-                    && !sys::group_members(self.pgid, self.sid).is_empty()
+                    && !sys::group_members(self.pgid, self.sid, &self.left).is_empty()
                     && Instant::now() < until
                 {
                     std::thread::sleep(Duration::from_millis(2));
@@ -498,7 +506,7 @@ fn run_once(
                 Ok(i) => Some(i),
                 Err(e) => {
                     Early::discard(early);
-                    let _ = sys::kill_group(pid, libc::SIGKILL);
+                    let _ = sys::kill_group(pid, libc::SIGKILL, &[]);
                     let _ = sys::wait4(pid, true);
                     // No room for stdin.sock is no room, like any file the
                     // job needs (it is stopped before it could do a thing).
@@ -573,7 +581,7 @@ fn run_once(
         Ok(f) => f,
         Err(e) => {
             // Nothing may run unrecorded: stop the workload, record why.
-            let _ = sys::kill_group(pid, libc::SIGKILL);
+            let _ = sys::kill_group(pid, libc::SIGKILL, &[]);
             let _ = sys::wait4(pid, true);
             state.fail(
                 "log_unwritable",
@@ -606,7 +614,7 @@ fn run_once(
         Err(e) => {
             // Out of descriptors: nothing may run unrecorded (it ran on,
             // and its supervisor left without a word).
-            let _ = sys::kill_group(pid, libc::SIGKILL);
+            let _ = sys::kill_group(pid, libc::SIGKILL, &[]);
             let _ = sys::wait4(pid, true);
             state.fail(
                 "spawn_failed",
@@ -643,6 +651,13 @@ fn run_once(
     let output_lost = all_losses(&tee, input.as_ref().and_then(|i| i.loss()));
     if let Some(i) = input.take() {
         i.finish(&job.dir);
+    }
+    // A --tty job's root led its session: once it is reaped, nobody can
+    // tell what is left of that session from a stranger's that took the
+    // number. Unreaped, it still holds the number, so whatever lives in
+    // the session now is the job's: noted, it keeps the rest reachable.
+    if state.sid == Some(pid) {
+        state.left_in_session = sys::session_witnesses(pid, pid, WITNESSES);
     }
     let (exit, usage) = match sys::wait4(pid, true) {
         Ok(Some((e, u))) => (e, Some(u)),
@@ -743,6 +758,7 @@ fn run_once(
             pgid: pid,
             // The job's own session for a --tty job (its root leads it).
             sid: state.sid.unwrap_or_else(sys::session_id),
+            left: state.left_in_session.clone(),
             slot: slot_after,
         }),
     }))
@@ -918,7 +934,7 @@ fn wait_out_delay(pid: u32, delay: Duration) -> Option<String> {
         if let Some(sig) = signals.as_ref().and_then(sys::take_signal) {
             // As `kill` would send it: the stand-in ends by it, and the
             // look below records that.
-            let _ = sys::kill_group_resuming(pid, sig);
+            let _ = sys::kill_group_resuming(pid, sig, &[]);
         }
         match sys::wait4(pid, false) {
             Ok(None) => {}
@@ -930,7 +946,7 @@ fn wait_out_delay(pid: u32, delay: Duration) -> Option<String> {
     if let Ok(Some(exit)) = sys::wait4(pid, false) {
         return ended_by(Ok(Some(exit)));
     }
-    let _ = sys::kill_group(pid, libc::SIGKILL);
+    let _ = sys::kill_group(pid, libc::SIGKILL, &[]);
     let _ = sys::wait4(pid, true);
     None
 }
@@ -2090,16 +2106,16 @@ fn run_loop(
         if timeout_at.is_some_and(|t| t <= now) {
             timeout_at = None;
             timed_out = true;
-            let _ = sys::kill_group_resuming(pid, libc::SIGTERM);
+            let _ = sys::kill_group_resuming(pid, libc::SIGTERM, &[]);
             if meta.kill_after_ms > 0 {
                 kill_at = Some(now + ms(meta.kill_after_ms));
             } else {
-                let _ = sys::kill_group(pid, libc::SIGKILL);
+                let _ = sys::kill_group(pid, libc::SIGKILL, &[]);
             }
         }
         if kill_at.is_some_and(|t| t <= now) {
             kill_at = None;
-            let _ = sys::kill_group(pid, libc::SIGKILL);
+            let _ = sys::kill_group(pid, libc::SIGKILL, &[]);
         }
         if let Some(t) = progress_at.filter(|t| *t <= now) {
             state.updated_at = crate::time::now_ts();
@@ -2187,7 +2203,7 @@ fn run_loop(
                 while let Some(sig) = sys::take_signal(f) {
                     // Not a run to `--retry`: it was stopped on purpose.
                     stopped = true;
-                    let _ = sys::kill_group_resuming(pid, sig);
+                    let _ = sys::kill_group_resuming(pid, sig, &[]);
                 }
             }
         }

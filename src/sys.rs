@@ -1097,15 +1097,68 @@ pub fn kill_process(pid: u32, sig: i32) -> io::Result<()> {
     kill(pid as i32, sig)
 }
 
+/// A process the supervisor of a `--tty` job found in the job's session
+/// when its root (the session's leader) ended, unreaped: `[pid, start
+/// time in clock ticks]`. While it lives, with that start time and in
+/// that session, the session is the job's: a number is never handed out
+/// again while a live process still uses it as its session id, and this
+/// one has used it since before the leader was gone (see `session_is`).
+pub type Witness = [u64; 2];
+
+/// Is session `sid` the job's: its leader (the job's root, which callers
+/// have shown by its start time) is there, a zombie too, or, once it has
+/// gone, one of the `left` witnesses still lives in it? Without either, a
+/// session whose leader is gone cannot be told from a stranger's that
+/// took the number since (a reused pid that called setsid).
+fn session_is(sid: u32, left: &[Witness]) -> bool {
+    leads_session(sid)
+        || left.iter().any(|&[pid, start]| {
+            u32::try_from(pid)
+                .ok()
+                .and_then(proc_stat)
+                .is_some_and(|p| {
+                    p.session == sid && p.start_time == start && !matches!(p.state, b'Z' | b'X')
+                })
+        })
+}
+
+/// Live processes of session `sid` other than `leader`, as `Witness`es
+/// (at most `max`): taken by a `--tty` job's supervisor while the ended
+/// root is still unreaped, so that every one of them is the job's.
+pub fn session_witnesses(sid: u32, leader: u32, max: usize) -> Vec<Witness> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        if out.len() >= max {
+            break;
+        }
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == leader {
+            continue;
+        }
+        if let Some(st) = proc_stat(pid) {
+            if st.session == sid && !matches!(st.state, b'Z' | b'X') {
+                out.push([u64::from(pid), st.start_time]);
+            }
+        }
+    }
+    out
+}
+
 /// Signal a whole process group; ESRCH (already gone) is not an error.
 /// A group number that is not `signallable` is refused. A group that
 /// leads its own session (a `--tty` job's: its root is the session
-/// leader), while that leader lives, is signalled with every other group
-/// of that session, since
-/// job control (an interactive shell's `cmd &`) puts each job of the
-/// shell in a group of its own there, which a kill or a timeout of the
-/// job must reach too (they outlived a job recorded killed).
-pub fn kill_group(pgid: u32, sig: i32) -> io::Result<bool> {
+/// leader), while that session is the job's (`session_is`: its leader,
+/// or one of the `left` witnesses, lives), is signalled with every other
+/// group of that session, since job control (an interactive shell's
+/// `cmd &`) puts each job of the shell in a group of its own there,
+/// which a kill or a timeout of the job must reach too (they outlived a
+/// job recorded killed).
+pub fn kill_group(pgid: u32, sig: i32, left: &[Witness]) -> io::Result<bool> {
     if !signallable(pgid) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pgid"));
     }
@@ -1118,20 +1171,16 @@ pub fn kill_group(pgid: u32, sig: i32) -> io::Result<bool> {
         return Ok(found);
     }
     let mut others = false;
-    for g in session_groups(pgid) {
+    for g in session_groups(pgid, left) {
         others |= kill(-(g as i32), sig).is_ok();
     }
     Ok(found || others)
 }
 
 /// The process groups of session `sid` other than group `sid` itself,
-/// while its leader lives (a zombie too: its pid stays taken) and leads
-/// it; none once the leader has gone. Callers have shown the leader to
-/// be the job's root (its start time); a session whose leader is gone
-/// cannot be told from a stranger's that took the number since, which
-/// was signalled (a reused pid that called setsid).
-fn session_groups(sid: u32) -> Vec<u32> {
-    if !leads_session(sid) {
+/// while the session is the job's (`session_is`); none otherwise.
+fn session_groups(sid: u32, left: &[Witness]) -> Vec<u32> {
+    if !session_is(sid, left) {
         return Vec::new();
     }
     let mut groups = Vec::new();
@@ -1163,8 +1212,8 @@ fn leads_session(pid: u32) -> bool {
 /// help, and a CONT to a group that was not stopped does nothing (but
 /// run a SIGCONT handler the job may have). Returns whether the group
 /// existed.
-pub fn kill_group_resuming(pgid: u32, sig: i32) -> io::Result<bool> {
-    let found = kill_group(pgid, sig)?;
+pub fn kill_group_resuming(pgid: u32, sig: i32, left: &[Witness]) -> io::Result<bool> {
+    let found = kill_group(pgid, sig, left)?;
     let stop_or_cont = [
         libc::SIGCONT,
         libc::SIGSTOP,
@@ -1173,7 +1222,7 @@ pub fn kill_group_resuming(pgid: u32, sig: i32) -> io::Result<bool> {
         libc::SIGTTOU,
     ];
     if found && !stop_or_cont.contains(&sig) {
-        kill_group(pgid, libc::SIGCONT)?;
+        kill_group(pgid, libc::SIGCONT, left)?;
     }
     Ok(found)
 }
@@ -2479,16 +2528,17 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
 /// kernel keeps both numbers allocated, and a stranger that reuses the
 /// group's number as its own new group is the leader of its own session.
 /// A group that is its session (`pgid == sid`: a `--tty` job) counts
-/// every process of the session, in whatever group, while its leader
-/// lives (`session_groups`), and none once it has gone.
-pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
+/// every process of the session, in whatever group, while the session is
+/// the job's (`session_is`: its leader, or one of the `left` witnesses
+/// the supervisor took when the leader ended, lives), and none otherwise.
+pub fn group_members(pgid: u32, sid: u32, left: &[Witness]) -> Vec<u32> {
     let mut out = Vec::new();
-    // A group that is its session whose leader is gone cannot be told
-    // from a stranger's session that took the number since (a reused pid
-    // that called setsid, and left a child): none of it is the job's
-    // that anyone could show (such a child was signalled by `kill` of an
-    // ended --tty job).
-    if pgid == sid && !leads_session(pgid) {
+    // A group that is its session whose leader is gone, with no witness
+    // left, cannot be told from a stranger's session that took the
+    // number since (a reused pid that called setsid, and left a child):
+    // none of it is the job's that anyone could show (such a child was
+    // signalled by `kill` of an ended --tty job).
+    if pgid == sid && !session_is(pgid, left) {
         return out;
     }
     let whole_session = pgid == sid;
@@ -2497,7 +2547,7 @@ pub fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
     // call (ESRCH: no process at all, zombies included, has that group
     // id), where the scan below reads the stat file of every process.
     // A session's other groups have no such test.
-    if !whole_session && matches!(kill_group(pgid, 0), Ok(false)) {
+    if !whole_session && matches!(kill_group(pgid, 0, &[]), Ok(false)) {
         return out;
     }
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -3625,14 +3675,14 @@ mod tests {
             .unwrap();
         let pid = child.id();
         let sid = proc_stat(pid).unwrap().session;
-        assert_eq!(group_members(pid, sid), vec![pid]);
+        assert_eq!(group_members(pid, sid, &[]), vec![pid]);
         // Same group id, another session: a stranger, not a member.
-        assert!(group_members(pid, sid + 1).is_empty());
+        assert!(group_members(pid, sid + 1, &[]).is_empty());
         child.kill().unwrap();
         child.wait().unwrap();
         // Gone (reaped): the quick answer, without a scan.
-        assert!(!kill_group(pid, 0).unwrap());
-        assert!(group_members(pid, sid).is_empty());
+        assert!(!kill_group(pid, 0, &[]).unwrap());
+        assert!(group_members(pid, sid, &[]).is_empty());
     }
 
     #[test]

@@ -3411,3 +3411,56 @@ fn a_supervisor_lost_in_a_retry_delay_says_the_attempt_never_ran() {
         "{msg}"
     );
 }
+
+/// What a `--tty` job's root leaves behind in its session is still the
+/// job's once the root has ended (its supervisor noted those processes
+/// before it reaped the root, so the session cannot have been taken
+/// since): `--kill-after` kills it, `kill` signals it, `delete` refuses
+/// the job and `restart` ends it before the new run. Each of them took
+/// it for a stranger's and left it running.
+#[test]
+fn a_tty_jobs_leftovers_stay_its_own_after_its_root() {
+    let t = TempRoot::new();
+    // The timeout's SIGKILL after the grace reaches a TERM-ignoring one.
+    let v = t.ok(&[
+        "run",
+        "--tty",
+        "--timeout",
+        "0.5",
+        "--kill-after",
+        "0.5",
+        "--",
+        "trap '' HUP TERM; sleep 3310.1 & trap - TERM; sleep 3311",
+    ]);
+    assert_eq!(v["timed_out"], true, "{v}");
+    eventually("the leftover to get its SIGKILL", 10, || {
+        sleepers("3310.1").is_empty()
+    });
+    // kill, and delete before it.
+    let script = "trap '' HUP; sleep 3310.2 & echo hi";
+    let id = id_of(&t.ok(&["run", "--tty", "--", script]));
+    assert_eq!(sleepers("3310.2").len(), 1);
+    let (_, e) = t.err(&["delete", &id]);
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["state"], "exited", "{k}");
+    eventually("the leftover to end by kill", 10, || {
+        sleepers("3310.2").is_empty()
+    });
+    t.ok(&["delete", &id]);
+    // restart ends the old run's leftover before the new run starts.
+    let script = "trap '' HUP TERM; sleep 3310.3 & echo hi";
+    let id = id_of(&t.ok(&["run", "--tty", "--", script]));
+    let old = sleepers("3310.3");
+    assert_eq!(old.len(), 1);
+    let r = t.ok(&["restart", "--kill-after", "0.2", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert!(
+        !sleepers("3310.3").contains(&old[0]),
+        "the old run's leftover lives"
+    );
+    t.ok(&["kill", "--signal", "KILL", &id]);
+    eventually("the new run's leftover to end", 10, || {
+        sleepers("3310.3").is_empty()
+    });
+}

@@ -252,7 +252,7 @@ pub fn kill_job_within(
                 )
             })?;
             if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
-                sys::kill_group_resuming(pgid, sig)
+                sys::kill_group_resuming(pgid, sig, &st.left_in_session)
                     .map_err(|e| Error::io(format!("signal process group {pgid}"), e))?;
             }
             if no_wait {
@@ -312,7 +312,7 @@ pub fn signal_running(job: &Job, st: &crate::job::State, sig: i32) -> Result<Lea
         }
     }
     // Resuming: a stopped job (SIGSTOP, ^Z) would keep TERM pending.
-    sys::kill_group_resuming(pid, sig)
+    sys::kill_group_resuming(pid, sig, &st.left_in_session)
         .map(|_| Leader::Root(pid))
         .map_err(|e| Error::io(format!("signal process group {pid}"), e))
 }

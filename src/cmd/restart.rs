@@ -270,14 +270,15 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
     if st.live_processes().is_empty() {
         return Ok(());
     }
-    let _ = sys::kill_group_resuming(pgid, stop.signal);
+    let left = &st.left_in_session;
+    let _ = sys::kill_group_resuming(pgid, stop.signal, left);
     let kill_at = Instant::now() + stop.kill_after;
     let give_up = kill_at + GONE_WITHIN;
     let mut killed = false;
     while !st.live_processes().is_empty() {
         let now = Instant::now();
         if !killed && now >= kill_at {
-            let _ = sys::kill_group(pgid, libc::SIGKILL);
+            let _ = sys::kill_group(pgid, libc::SIGKILL, left);
             killed = true;
         }
         if now >= give_up {

@@ -309,7 +309,7 @@ pub fn inline_body(
         duration_ms: st.result.duration_ms,
         timed_out: terminal.then_some(st.result.timed_out),
         attempt: st.attempt(),
-        previous_runs: crate::runs::in_answer(job, &st),
+        previous_runs: crate::runs::in_answer(job, st),
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         tty: meta.tty.is_some(),

@@ -167,7 +167,7 @@ pub fn wait_body(job: &Job, st: &State, budget: Budget) -> Result<WaitBody> {
         failure: st.failure.clone(),
         output_lost: st.output_lost.clone(),
         attempt: st.attempt(),
-        previous_runs: crate::runs::in_answer(job, &st),
+        previous_runs: crate::runs::in_answer(job, st),
         matched: None,
         stdout: out.text,
         stderr: err.text,
