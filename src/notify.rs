@@ -772,11 +772,16 @@ fn file_result(path: &str, r: Result<(), String>, at: String) -> DeliveryResult 
 /// command sink, then the file sink, then completion_event.json again
 /// with the results. Best effort: nothing here can fail the job.
 pub fn deliver_finished(job: &Job, meta: &Meta, st: &State) {
+    deliver_finished_in(SinkCtx::new(job, meta), job, meta, st);
+}
+
+/// `deliver_finished` with the sinks' context made (and their time limit
+/// set, for a caller that is no supervisor).
+fn deliver_finished_in(ctx: SinkCtx, job: &Job, meta: &Meta, st: &State) {
     let Some(n) = &meta.notification else { return };
     if n.notify_command.is_none() && n.notify_file.is_none() {
         return;
     }
-    let ctx = SinkCtx::new(job, meta);
     let ev = FinishedEvent::new(job, meta, st);
     let Ok(json) = serde_json::to_vec(&ev) else {
         return;
@@ -953,6 +958,46 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     if let Err(e) = spawned {
         crate::warn!("job.finished of {}: cannot start its delivery: {e}", job.id);
     }
+}
+
+/// Send the ended run `st`'s owed `job.finished` from this process, now:
+/// a `restart` about to keep that run, whose lost supervisor never sent
+/// it (see `restart::pay_owed`). Nothing is sent twice: a delivery whose
+/// results are on record (completion_event.json of that attempt, written
+/// once the sinks have answered) sent it already. False when it is not
+/// ours to send (another user's job, see `deliver_lost`).
+pub fn send_owed_now(job: &Job, st: &State, sink_timeout_ms: u64) -> bool {
+    if !owned_by_us(job) {
+        return false;
+    }
+    let recorded = sys::read_bounded(&job.path(job::COMPLETION_EVENT), 1 << 20)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| {
+            v["attempt"].as_u64() == Some(u64::from(st.attempt()))
+                && v["delivery_results"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+        });
+    if recorded {
+        return true;
+    }
+    let Ok(meta) = job.read_meta() else {
+        return false;
+    };
+    let ctx = SinkCtx::new(job, &meta);
+    let ms = match sink_timeout_ms {
+        0 => crate::config::DEFAULT_SINK_TIMEOUT_MS,
+        ms => ms,
+    };
+    let _ = ctx.timeout.set(Some(std::time::Duration::from_millis(ms)));
+    let sent = State {
+        finished_owed: false,
+        finished_by: None,
+        ..st.clone()
+    };
+    deliver_finished_in(ctx, job, &meta, &sent);
+    true
 }
 
 /// Is the job's directory this process's user's (see `deliver_lost`)?

@@ -1480,3 +1480,68 @@ fn kill_usr1_during_the_retry_delay_reads_as_a_queued_jobs_kill() {
     );
     assert_eq!(t.ok(&["status", &id])["signal"], "SIGTERM");
 }
+
+/// A restart soon after a supervisor died still gets that run's
+/// `job.finished` out, once: the reader that found the loss started its
+/// delivery, which then found the next run in its place and sent
+/// nothing (the event was lost for good, and runs/1 said it was owed).
+#[test]
+fn a_restart_after_a_lost_supervisor_sends_that_runs_event() {
+    for read_first in [false, true] {
+        let t = TempRoot::new();
+        let ev = t.base.join("ev.ndjson");
+        let id = id_of(&t.ok(&[
+            "run",
+            "--no-wait",
+            "--notify-file",
+            ev.to_str().unwrap(),
+            "--",
+            "sleep 30",
+        ]));
+        let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+        Command::new("kill")
+            .args(["-9", &sup.to_string()])
+            .status()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !gone(sup) {
+            assert!(Instant::now() < until, "the supervisor outlived SIGKILL");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if read_first {
+            // The loss recorded by a reader, whose delivery has begun.
+            assert_eq!(t.ok(&["status", &id])["state"], "failed");
+        }
+        let r = t.ok(&["restart", "--no-wait", &id]);
+        assert_eq!(r["attempt"], 2, "{r}");
+        t.ok(&["kill", &id]);
+        t.ok(&["wait", &id]);
+        let events = || -> Vec<(Value, Value)> {
+            std::fs::read_to_string(&ev)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .map(|v| (v["attempt"].clone(), v["state"].clone()))
+                .collect()
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while events().len() < 2 {
+            assert!(
+                Instant::now() < until,
+                "read first {read_first}: {:?}",
+                events()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut got = events();
+        got.sort_by_key(|e| e.0.as_u64());
+        assert_eq!(
+            got,
+            vec![(json!(1), json!("failed")), (json!(2), json!("killed"))],
+            "read first {read_first}"
+        );
+        let kept = t.job_dir(&id).join("runs/1/state.json");
+        let kept: Value = serde_json::from_slice(&std::fs::read(kept).unwrap()).unwrap();
+        assert!(kept.get("finished_owed").is_none(), "{kept}");
+    }
+}

@@ -64,6 +64,10 @@ pub struct Stop {
     /// How long the ended run's supervisor may take over its last steps
     /// (notifications, auto-GC) once it has let go of the lock.
     pub settle: Duration,
+    /// The time limit of a command sink this restart runs itself (the
+    /// ended run's `job.finished` that its lost supervisor never sent:
+    /// `pay_owed`).
+    pub sink_timeout_ms: u64,
 }
 
 /// How long, past SIGKILL, a job may take to be recorded gone.
@@ -115,6 +119,7 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
     }
     empty_group(job, &st, stop)?;
     supervisor_gone(job, &st, Instant::now() + stop.settle)?;
+    let st = pay_owed(job, st, stop)?;
     let next = runs::archive(job, &st, keep)?;
     job.write_state(&next, true)?;
     Ok(Some(lock))
@@ -213,25 +218,30 @@ fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
 /// that restarts its job) runs under that supervisor, which waits for
 /// the sink: it does not wait in turn, or neither would ever finish.
 fn supervisor_gone(job: &Job, st: &crate::job::State, by: Instant) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let Some(pid) = st.supervisor_pid else {
         return Ok(());
     };
-    if is_ancestor(pid) {
+    if is_ancestor(pid) || ends_within(pid, by, |p| job.is_supervisor(p)) {
         return Ok(());
     }
-    // Opened before the first look, so that it names the process looked
-    // at; without pidfds (Linux < 5.3) the look is repeated instead.
+    Err(Error::Busy(format!(
+        "invalid job state: the supervisor of run {} of job {} (pid {pid}) is still \
+         delivering its notifications",
+        st.attempt(),
+        job.id
+    )))
+}
+
+/// Does `pid`, while `still(pid)` says it is the process meant, end by
+/// `by`? Opened before the first look, so that the pidfd names the
+/// process looked at; without pidfds (Linux < 5.3) the look is repeated.
+fn ends_within(pid: u32, by: Instant, still: impl Fn(u32) -> bool) -> bool {
+    use std::os::fd::AsRawFd;
     let exited = sys::pidfd_open(pid).ok();
-    while job.is_supervisor(pid) {
+    while still(pid) {
         let left = by.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::Busy(format!(
-                "invalid job state: the supervisor of run {} of job {} (pid {pid}) is still \
-                 delivering its notifications",
-                st.attempt(),
-                job.id
-            )));
+            return false;
         }
         let step = left.min(Duration::from_millis(100));
         match &exited {
@@ -242,7 +252,50 @@ fn supervisor_gone(job: &Job, st: &crate::job::State, by: Instant) -> Result<()>
             None => std::thread::sleep(step.min(Duration::from_millis(10))),
         }
     }
-    Ok(())
+    true
+}
+
+/// The ended run's `job.finished`, still owed (`finished_owed`): paid
+/// before the run is kept. A run whose supervisor died has it owed from
+/// the reader that recorded the loss, which started a `_notify` for it;
+/// once the run is moved away and the next one holds the lock, that
+/// delivery finds another run and sends nothing, so a restart soon after
+/// the loss lost the event for good. A delivery under way (a `_notify`,
+/// or the supervisor, which cannot clear the debt while this restart
+/// holds the lock) is waited for; what it sent is on record and is not
+/// sent again (`notify::send_owed_now`). One that runs this restart (a
+/// sink that restarts its job) is paying it now. Another user's job's
+/// event stays owed, as a reader leaves it.
+fn pay_owed(job: &Job, st: crate::job::State, stop: Stop) -> Result<crate::job::State> {
+    if !st.finished_owed {
+        return Ok(st);
+    }
+    let deliverer = st.finished_by.or(st.supervisor_pid);
+    if !deliverer.is_some_and(is_ancestor) {
+        if let Some(pid) = st.finished_by {
+            let by = Instant::now() + stop.settle;
+            if !ends_within(pid, by, |p| job.is_deliverer(p)) {
+                return Err(Error::Busy(format!(
+                    "invalid job state: run {} of job {} is still having its job.finished \
+                     delivered (pid {pid})",
+                    st.attempt(),
+                    job.id
+                )));
+            }
+        }
+        if !crate::notify::send_owed_now(job, &st, stop.sink_timeout_ms) {
+            return Ok(st);
+        }
+    }
+    // Recorded: a restart that fails after this has not left the event
+    // owed, to be sent again.
+    let paid = crate::job::State {
+        finished_owed: false,
+        finished_by: None,
+        ..st
+    };
+    job.write_state(&paid, false)?;
+    Ok(paid)
 }
 
 /// Is `pid` this process or one of its ancestors (by /proc's parent
@@ -320,6 +373,7 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
             signal: sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM),
             kill_after: Duration::from_millis(m.duration_ms("kill-after").unwrap_or(5000)),
             settle: settle_within(cfg.sink_timeout_ms),
+            sink_timeout_ms: cfg.sink_timeout_ms,
         };
         let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
         let t0 = Instant::now();
