@@ -255,6 +255,29 @@ pub(crate) fn continuation_prefix(b: &[u8]) -> usize {
     b.iter().take(3).take_while(|&&c| c & 0xC0 == 0x80).count()
 }
 
+/// Of `after`, the continuation bytes that start a window, how many
+/// belong to a character begun in `before` (up to 3 bytes just before
+/// the window): the rest of a character, or of one invalid sequence as
+/// lossy decoding reads it (one U+FFFD), split by the window's start.
+/// Those go with the range before, so the window's text starts on a
+/// character. Continuation bytes no lead byte announces are invalid
+/// bytes of their own, each a U+FFFD of the window's text: they stay
+/// (skipped as if split, a budget of 3 over 4 of them read nothing).
+pub(crate) fn straddling(before: &[u8], after: &[u8]) -> usize {
+    let Some(lead) = before.iter().rposition(|&c| c & 0xC0 != 0x80) else {
+        return 0;
+    };
+    let mut seq = before[lead..].to_vec();
+    seq.extend_from_slice(after);
+    let first = seq.utf8_chunks().next().map_or(0, |c| {
+        c.valid()
+            .chars()
+            .next()
+            .map_or(c.invalid().len(), char::len_utf8)
+    });
+    first.saturating_sub(before.len() - lead).min(after.len())
+}
+
 /// The cursor just after two slices read from stdout's and stderr's logs:
 /// what every answer that returns output ends with.
 pub fn cursor_after(out: (&Log, &Slice), err: (&Log, &Slice)) -> Cursor {
@@ -389,6 +412,22 @@ impl Log {
         }
     }
 
+    /// How many bytes at `at`, where `window` was read, belong to a
+    /// character begun before it (`straddling`). None at the start of
+    /// the log or of a capped log's kept tail (which starts whole).
+    fn inside_char(&self, at: u64, window: &[u8]) -> Result<usize> {
+        let after = &window[..continuation_prefix(window)];
+        let back = at.saturating_sub(self.tail_floor()).min(3);
+        if after.is_empty() || back == 0 {
+            return Ok(0);
+        }
+        let (before, from) = self.bytes(at - back, back)?;
+        if from + before.len() as u64 != at {
+            return Ok(0);
+        }
+        Ok(straddling(&before, after))
+    }
+
     /// Read `[from, from + len)`, clamped to the size seen at open (see
     /// `read_logical`): the bytes and where they start. The buffer is
     /// what the log holds there, never the caller's whole budget, and
@@ -498,7 +537,7 @@ impl Log {
         }
         let (b, from) = self.bytes(from, self.size - from)?;
         let skip = if from > not_before {
-            continuation_prefix(&b)
+            self.inside_char(from, &b)?
         } else {
             0
         };
@@ -547,7 +586,8 @@ impl Log {
     pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Result<Slice> {
         let start = (self.size - self.size.min(max_bytes)).max(self.tail_floor());
         let (mut window, mut start) = self.bytes(start, self.size - start)?;
-        if start > 0 && !window.is_empty() && continuation_prefix(&window) == window.len() {
+        let mut inside = self.inside_char(start, &window)?;
+        if inside > 0 && inside == window.len() {
             // A budget under the last character: it is read whole (up to
             // 3 bytes over), as `end` and a head read one.
             let wider = self.size.saturating_sub(4).max(self.tail_floor());
@@ -555,16 +595,13 @@ impl Log {
             if let Some(lead) = w.iter().rposition(|&c| c & 0xC0 != 0x80) {
                 window = w[lead..].to_vec();
                 start = s + lead as u64;
+                inside = 0;
             }
         }
         let keep = self.cut(start, &window, done);
         window.truncate(keep);
         let begin = if lines == 0 {
-            if start > 0 {
-                continuation_prefix(&window)
-            } else {
-                0
-            }
+            inside.min(window.len())
         } else {
             // Ignore one trailing newline, then walk back over `lines` breaks.
             let body = window.strip_suffix(b"\n").unwrap_or(&window);
@@ -584,11 +621,7 @@ impl Log {
         // A window that starts inside a character skips into the next
         // one, as `end` does: its range starts where its text does (a
         // line break found above is past any such bytes already).
-        let begin = if start > 0 {
-            begin.max(continuation_prefix(&window))
-        } else {
-            begin
-        };
+        let begin = begin.max(inside.min(window.len()));
         let end = start + window.len() as u64;
         let text = text_of(window, begin)?;
         Ok(self.slice(text, [start + begin as u64, end], 0))
@@ -1068,6 +1101,12 @@ impl<'a> Grep<'a> {
             while !text.is_char_boundary(n) {
                 n -= 1;
             }
+            // A budget under the line's first character keeps that
+            // character whole (up to 3 bytes over), as every read does:
+            // the match's line read empty.
+            if n == 0 && self.max_bytes > 0 {
+                n = text.chars().next().map_or(0, char::len_utf8);
+            }
             text.truncate(n);
         }
         // The ring's own growth (doubling, some 50 bytes a match) is
@@ -1083,7 +1122,10 @@ impl<'a> Grep<'a> {
             line: text,
             offset,
         });
-        while (self.keep > 0 && self.ring.len() as u64 > self.keep) || self.bytes > self.max_bytes {
+        // The newest match stays even over the budget by its first
+        // character (see above), unless the budget is 0.
+        let over = |g: &Self| g.bytes > g.max_bytes && (g.ring.len() > 1 || g.max_bytes == 0);
+        while (self.keep > 0 && self.ring.len() as u64 > self.keep) || over(self) {
             match self.ring.pop_front() {
                 Some(m) => self.bytes -= (m.line.len() as u64).max(1),
                 None => break,
@@ -2527,6 +2569,25 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window's start skips only what belongs to a character (or one
+    /// invalid sequence) begun before it; stray continuation bytes are
+    /// the window's own.
+    #[test]
+    fn a_window_skips_only_the_rest_of_a_character_begun_before_it() {
+        // € (E2 82 AC) split 2 | 1 and 1 | 2.
+        assert_eq!(straddling(b"\xe2\x82", b"\xac"), 1);
+        assert_eq!(straddling(b"a\xe2", b"\x82\xac"), 2);
+        // An incomplete sequence is one U+FFFD: its split rest goes too.
+        assert_eq!(straddling(b"\xe2", b"\x82"), 1);
+        // After a whole character, an ASCII byte, or nothing known: stray.
+        assert_eq!(straddling(b"\xe2\x82\xac", b"\x80\x80"), 0);
+        assert_eq!(straddling(b"ok\n", b"\xb0\xb0\xb0"), 0);
+        assert_eq!(straddling(b"\xb0\xb0\xb0", b"\xb0"), 0);
+        assert_eq!(straddling(b"", b"\x80"), 0);
+        // A lead whose next byte is out of its range starts nothing.
+        assert_eq!(straddling(b"\xe0", b"\x80"), 0);
+    }
 
     #[test]
     fn a_terminals_line_ends_at_its_carriage_returns() {

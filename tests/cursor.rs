@@ -120,6 +120,34 @@ fn tail_reads_start_and_end_on_character_boundaries() {
         (at, cur) = (r[1], s(&v, "cursor").to_string());
     }
     assert_eq!(got, "aaaa€€");
+    // Continuation bytes that no lead byte announces are invalid bytes
+    // of their own, each a U+FFFD: a window that starts on them keeps
+    // them (a budget of 3 over 4 of them read nothing, and run's tail
+    // fields were absent though its head stopped at 1 of 7 bytes).
+    let stray = r"printf 'ok\n\260\260\260\260'";
+    let v = t.ok(&["run", "--max-bytes", "1", "--tail-bytes", "3", "--", stray]);
+    assert_eq!(s(&v, "stdout_tail"), "\u{fffd}".repeat(3), "{v}");
+    assert_eq!(range(&v, "stdout_tail_range"), [4, 7], "{v}");
+    let id = s(&v, "job_id").to_string();
+    for lines in ["50", "0"] {
+        let v = t.ok(&["tail", "--tail-lines", lines, "--max-bytes", "3", &id]);
+        assert_eq!(range(&v, "stdout_range"), [4, 7], "{v}");
+    }
+}
+
+/// A grep's line under a budget smaller than its first character keeps
+/// that character whole (it was an empty line that matched "a").
+#[test]
+fn a_grep_line_under_its_first_character_keeps_it_whole() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", r"printf '\360\237\230\200bar\n'"]);
+    let id = s(&v, "job_id").to_string();
+    for (budget, line) in [("1", "😀"), ("3", "😀"), ("4", "😀"), ("5", "😀b")] {
+        let v = t.ok(&["tail", "--grep", "a", "--max-bytes", budget, &id]);
+        assert_eq!(v["matches"][0]["line"], line, "--max-bytes {budget}: {v}");
+    }
+    let v = t.ok(&["tail", "--grep", "a", "--max-bytes", "0", &id]);
+    assert_eq!(v["matches"], serde_json::json!([]), "{v}");
 }
 
 /// A running job's last bytes are held back only when they may still
