@@ -420,11 +420,12 @@ fn find_head_end(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from.saturating_sub(3);
     while let Some(off) = b[i..].iter().position(|&c| c == b'\n') {
         let nl = i + off;
-        // An empty line: "\n\n" or "\n\r\n".
-        if nl >= 1 && b[nl - 1] == b'\n' {
-            return Some(nl + 1);
-        }
-        if nl >= 2 && b[nl - 1] == b'\r' && b[nl - 2] == b'\n' {
+        // An empty line: "\n\n" or "\n\r\n". A line of more CRs ends
+        // the head too, and parsing refuses its bare CR at once (RFC 9112
+        // 2.2): the head waited for was never to come, and the client
+        // got a retryable 408 after the head's time limit.
+        let crs = b[..nl].iter().rev().take_while(|&&c| c == b'\r').count();
+        if nl > crs && b[nl - crs - 1] == b'\n' {
             return Some(nl + 1);
         }
         i = nl + 1;
@@ -959,6 +960,19 @@ mod tests {
             Err(ReadError::Closed) => 0,
             Ok(_) => 200,
         }
+    }
+
+    /// A line of bare CRs where the blank line belongs ends the head, as
+    /// a bad one: 400 at once (it was awaited, a 408 two seconds on).
+    #[test]
+    fn a_bare_cr_blank_line_is_refused_at_once() {
+        assert_eq!(status_of(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\r\n"), 400);
+        assert_eq!(
+            status_of(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\r\r\n"),
+            400
+        );
+        assert_eq!(status_of(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
+        assert_eq!(status_of(b"GET /health HTTP/1.1\nHost: x\n\n"), 200);
     }
 
     #[test]

@@ -1337,6 +1337,85 @@ fn a_full_pool_sheds_idle_connections_instead_of_refusing() {
     }
 }
 
+/// Clients that pipeline requests and never read the answers hold no
+/// slot for long: an answer stuck for a second makes its connection
+/// evictable, so a new client gets in. 128 of them kept every other
+/// client at 503 for tens of seconds (each slot held for the write's
+/// time limit, answer after answer).
+#[test]
+fn clients_that_never_read_their_answers_do_not_keep_others_out() {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    // Requests pipelined by clients whose receive buffer is small, and
+    // who never read: the answers soon fill it, and each write blocks.
+    // More such clients keep coming, as the pool's eviction makes room.
+    let port = s.port;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let req = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(60_000);
+            let mut held = Vec::new();
+            let open = |held: &mut Vec<TcpStream>| {
+                let Ok(c) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let small: libc::c_int = 4096;
+                // SAFETY: a valid socket, and an int option of its size.
+                unsafe {
+                    libc::setsockopt(
+                        c.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUF,
+                        (&small as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                let _ = c.set_nonblocking(true);
+                let (mut sent, until) = (0, Instant::now() + Duration::from_millis(300));
+                while sent < req.len() && Instant::now() < until {
+                    match (&c).write(&req[sent..]) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(10))
+                        }
+                        Err(_) => break,
+                    }
+                }
+                held.push(c);
+            };
+            for _ in 0..130 {
+                open(&mut held);
+            }
+            while !stop.load(Ordering::SeqCst) {
+                for _ in 0..20 {
+                    open(&mut held);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    // Within a second or so of being stuck, such a client's slot is
+    // another's: a real client gets in (it was 503 while the flood went
+    // on, each slot held for the write's time limit, answer after answer).
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut got = Vec::new();
+    loop {
+        let (r, _) = timed_get(port, "/health", &[]);
+        got.push(r.status);
+        if r.status == 200 || Instant::now() > until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    flood.join().unwrap();
+    assert_eq!(got.last(), Some(&200), "{got:?}");
+}
+
 #[test]
 fn a_client_evicted_before_its_request_is_told_to_come_back() {
     let t = TempRoot::new();

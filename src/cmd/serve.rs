@@ -47,7 +47,10 @@
 //!   connection is in the `Pool`, with its phase: *evictable* while it
 //!   waits for or reads a request, or is answered without having shown
 //!   the token (/health, a 401); *not* while a request that carried the
-//!   token (or needed none) is served. It is *trusted* once it has shown
+//!   token (or needed none) is served, and again once its answer has
+//!   waited `STUCK_ANSWER` (1 s) for a client that does not read it (one
+//!   that pipelined requests and read nothing held its slot answer after
+//!   answer, each for the write's time limit). It is *trusted* once it has shown
 //!   the token (without a token: sent a request). When all `MAX_CONNS`
 //!   are taken, the accept thread evicts the evictable connection that
 //!   has been in its phase longest, untrusted ones before trusted ones,
@@ -515,7 +518,17 @@ enum Phase {
     /// Serving a request that carried the token (or needed none): not
     /// evictable until it is answered.
     Serving,
+    /// Writing the answer of a request served: evictable once it has
+    /// been at it for `STUCK_ANSWER` (a client that does not read, which
+    /// held its slot for the write's time limit, answer after pipelined
+    /// answer: 128 of them kept every other client out), and shut both
+    /// ways then. What was done is done; only its answer is not read.
+    Answering,
 }
+
+/// How long a connection's answer may wait for its client to read it
+/// before that connection may be evicted for a new one.
+const STUCK_ANSWER: Duration = Duration::from_secs(1);
 
 impl Pool {
     fn lock(&self) -> MutexGuard<'_, Slots> {
@@ -544,7 +557,12 @@ impl Pool {
             let victim = g
                 .all
                 .iter_mut()
-                .filter(|s| s.phase != Phase::Serving && !s.evicted)
+                .filter(|s| match s.phase {
+                    Phase::Serving => false,
+                    Phase::Answering => s.since.elapsed() >= STUCK_ANSWER,
+                    Phase::Reading | Phase::Refusing => true,
+                })
+                .filter(|s| !s.evicted)
                 .min_by_key(|s| (s.trusted, s.since))?;
             victim.evicted = true;
             // Wakes the thread from its read (or write); see `Phase`.
@@ -646,7 +664,7 @@ impl Server {
                 .filter(|l| !l.is_zero())
             else {
                 return Err(Error::Unavailable(format!(
-                    "server busy: {MAX_LONG} long requests (wait, exec, restart, kill) are in progress; retry shortly"
+                    "server busy: {MAX_LONG} long requests (wait, follow, exec, restart, send, kill) are in progress; retry shortly"
                 )));
             };
             n = self
@@ -1022,6 +1040,8 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
             return;
         };
         let close = !req.keep_alive || srv.stopping.load(Ordering::SeqCst);
+        // Served (a Serving connection is never evicted, so this holds).
+        srv.pool.enter(id, Phase::Answering, authed);
         let sent = write_reply(&mut w, srv, req, &reply, close).is_ok() && w.flush().is_ok();
         srv.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Body::Owned(v) = reply.body {
