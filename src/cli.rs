@@ -161,6 +161,11 @@ impl Flag {
         self
     }
 
+    /// Does the flag take true or false (a switch, `--wait [true|false]`)?
+    pub fn is_boolean(&self) -> bool {
+        matches!(self.kind, Kind::Switch | Kind::OptBool)
+    }
+
     /// The name this flag has in the HTTP (and MCP) doors, if any.
     pub fn http_name(&self) -> Option<String> {
         match self.http {
@@ -1519,12 +1524,15 @@ pub fn matches_from_params(
                 )
             }));
         };
-        let truth = |v: &str| match (v, switch_value(v)) {
-            ("", _) => Ok(true),
-            (_, Some(b)) => Ok(b),
-            _ => Err(Error::InvalidRequest(format!(
-                "parameter {name}: expected true or false (or 1 or 0), got '{v}'"
-            ))),
+        // An empty value is no boolean (`no_wait=` read as true: a client
+        // that built it from an empty variable got no-wait); HTTP's bare
+        // `?no_wait` comes here as "true" (`http_params`).
+        let truth = |v: &str| {
+            switch_value(v).ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "parameter {name}: expected true or false (or 1 or 0), got '{v}'"
+                ))
+            })
         };
         let value = match (flag.kind, flag.http) {
             (Kind::Switch, _) => truth(v)?.then(|| "true".to_string()),

@@ -863,12 +863,19 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 /// The decoded `key=value` pairs of a query string, in order. A key
-/// without `=` has an empty value; empty pieces (`a=1&&b=2`) are skipped.
-pub fn query_pairs(q: &str) -> impl Iterator<Item = Result<(String, String), Error>> + '_ {
+/// without `=` has no value (None: `?all` says a true/false parameter
+/// is true; `all=`, an empty value, is no boolean); empty pieces
+/// (`a=1&&b=2`) are skipped.
+pub fn query_pairs(q: &str) -> impl Iterator<Item = Result<(String, Option<String>), Error>> + '_ {
     q.split('&').filter(|p| !p.is_empty()).map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        match (percent_decode(k, true), percent_decode(v, true)) {
-            (Some(k), Some(v)) => Ok((k, v)),
+        let (k, v) = match p.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (p, None),
+        };
+        let v = v.map(|v| percent_decode(v, true));
+        match (percent_decode(k, true), v) {
+            (Some(k), None) => Ok((k, None)),
+            (Some(k), Some(Some(v))) => Ok((k, Some(v))),
             _ => Err(Error::InvalidRequest(format!(
                 "malformed percent-encoding in query parameter {p:?}"
             ))),
@@ -1313,10 +1320,10 @@ mod tests {
         assert_eq!(
             v,
             vec![
-                ("a".into(), "1".into()),
-                ("b".into(), "x+y".into()),
-                ("c".into(), String::new()),
-                ("d".into(), "e=f".into())
+                ("a".into(), Some("1".into())),
+                ("b".into(), Some("x+y".into())),
+                ("c".into(), None),
+                ("d".into(), Some("e=f".into()))
             ]
         );
         assert!(query_pairs("a=%").any(|r| r.is_err()));

@@ -2916,6 +2916,29 @@ fn a_repeated_boolean_parameter_is_refused_like_any_other() {
         (code, e["error"]["code"].as_str()),
         (2, Some("usage_error"))
     );
+    // An empty value is no boolean (it was read as true: no_wait=$X with
+    // an empty $X gave a kill that did not watch); a bare name is true.
+    for path in [
+        format!("/kill/{running}?no_wait="),
+        format!("/restart/{running}?no_wait="),
+    ] {
+        let e = s.post(&path, "").assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("expected true or false"), "{path}: {msg}");
+    }
+    for path in [
+        "/list?all=".to_string(),
+        format!("/tail/{done}?follow="),
+        format!("/wait/{done}?forever="),
+        format!("/wait?ids={done}&forever="),
+    ] {
+        let e = s.get(&path).assert_error(400, "invalid_request");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("expected true or false"), "{path}: {msg}");
+    }
+    assert_eq!(t.ok(&["status", &running])["state"], "running");
+    let v = s.get("/list?all").assert_ok("list");
+    assert!(v["jobs"].as_array().unwrap().len() >= 2, "{v}");
     s.post(&format!("/kill/{running}?no_wait=false"), "")
         .assert_ok("kill");
 }

@@ -1660,10 +1660,8 @@ fn wait_many_route(
     buf: &mut Vec<u8>,
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
-    let mut pairs = Vec::new();
-    for pair in http::query_pairs(req.query()) {
-        pairs.push(pair?);
-    }
+    let cmd = crate::cli::find("wait").ok_or_else(|| Error::internal("no wait command"))?;
+    let mut pairs = http_params(req, cmd)?;
     let ids: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "ids")
@@ -1675,7 +1673,6 @@ fn wait_many_route(
         .map(str::to_string)
         .collect();
     pairs.retain(|(k, _)| k != "ids");
-    let cmd = crate::cli::find("wait").ok_or_else(|| Error::internal("no wait command"))?;
     // The ids as the command line's operands: an error about a read
     // (`output`'s pattern) names the first, as `wait --output '(' A B` does.
     let m = crate::cli::matches_from_params(cmd, None, &pairs, ids.clone())?;
@@ -1685,7 +1682,7 @@ fn wait_many_route(
                 "ids is required: /wait?ids=ID[,ID...] (or /wait/{id})".into(),
             ))
         }
-        1 => return wait_route(srv, Query(pairs), buf, &ids[0], client),
+        1 => return wait_route(srv, Query::of(pairs), buf, &ids[0], client),
         _ => {}
     }
     if m.has("output") || m.has("since") {
@@ -1979,7 +1976,28 @@ fn trusted_host(h: &str) -> bool {
 
 /// The query parameters of a request, checked against what the route
 /// knows (an unknown name is a 400, as a typo would be on the CLI).
-struct Query(Vec<(String, String)>);
+struct Query(Vec<(String, Option<String>)>);
+
+/// A route's query as parameters of `cmd` (`cli::matches_from_params`):
+/// a key given bare (`?no_wait`) is true when the flag is a boolean,
+/// else empty; `no_wait=` (an empty value) is left empty, which no
+/// boolean is.
+fn http_params(req: &Request, cmd: &crate::cli::Cmd) -> Result<Vec<(String, String)>> {
+    http::query_pairs(req.query())
+        .map(|pair| {
+            let (k, v) = pair?;
+            let v = v.unwrap_or_else(|| {
+                let boolean = cmd.flags.iter().any(|f| {
+                    f.is_boolean()
+                        && (f.http_name().as_deref() == Some(&k)
+                            || f.http_also().as_deref() == Some(&k))
+                });
+                if boolean { "true" } else { "" }.to_string()
+            });
+            Ok((k, v))
+        })
+        .collect()
+}
 
 impl Query {
     /// The query of a route that is a door onto `cmd`: the parameter
@@ -1991,13 +2009,10 @@ impl Query {
     fn for_cmd(req: &Request, cmd: &str, id: Option<&str>) -> Result<Query> {
         let c = crate::cli::find(cmd)
             .ok_or_else(|| Error::internal(format!("no command {cmd} in the table")))?;
-        let mut v = Vec::new();
-        for pair in http::query_pairs(req.query()) {
-            v.push(pair?);
-        }
+        let v = http_params(req, c)?;
         let pos = id.map(str::to_string).into_iter().collect();
         crate::cli::matches_from_params(c, None, &v, pos)?;
-        Ok(Query(v))
+        Ok(Query::of(v))
     }
 
     /// A duration parameter in milliseconds (a bare number is seconds,
@@ -2025,20 +2040,25 @@ impl Query {
         Ok(Query(v))
     }
 
-    /// The last value given for `k`.
+    /// Parameters already resolved (`http_params`): every one has a value.
+    fn of(params: Vec<(String, String)>) -> Query {
+        Query(params.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+
+    /// The last value given for `k` (a bare key's is empty).
     fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_deref().unwrap_or(""))
     }
 
     fn all(&self, k: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_deref().unwrap_or(""))
             .collect()
     }
 
@@ -2054,17 +2074,19 @@ impl Query {
             .transpose()
     }
 
-    /// `true`/`1`/bare name, `false`/`0`.
+    /// `true`/`1`/bare name, `false`/`0` (an empty value is neither).
     fn bool(&self, k: &str) -> Result<Option<bool>> {
-        self.get(k)
-            .map(|v| match (v, crate::cli::switch_value(v)) {
-                ("", _) => Ok(true),
-                (_, Some(b)) => Ok(b),
-                _ => Err(Error::InvalidRequest(format!(
-                    "query parameter {k}: expected true or false (or 1 or 0), got '{v}'"
-                ))),
-            })
-            .transpose()
+        let Some((_, v)) = self.0.iter().rev().find(|(n, _)| n == k) else {
+            return Ok(None);
+        };
+        let Some(v) = v else {
+            return Ok(Some(true));
+        };
+        crate::cli::switch_value(v).map(Some).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "query parameter {k}: expected true or false (or 1 or 0), got '{v}'"
+            ))
+        })
     }
 }
 
@@ -2265,10 +2287,7 @@ fn restart_route(
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
     let cmd = crate::cli::find("restart").ok_or_else(|| Error::internal("no restart command"))?;
-    let mut params = Vec::new();
-    for pair in http::query_pairs(req.query()) {
-        params.push(pair?);
-    }
+    let mut params = http_params(req, cmd)?;
     let m = crate::cli::matches_from_params(cmd, None, &params, vec![id.to_string()])?;
     let plan = super::run::WaitPlan::from_matches(&m);
     let job = srv.store.lookup(id)?;
