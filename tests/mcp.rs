@@ -1080,6 +1080,33 @@ fn batches_under_2025_03_26() {
     m.call("kill", json!({"job_id": id, "signal": "KILL"}));
 }
 
+/// A batch's calls share the one limit a call has: the array (sent once
+/// all are answered) comes within it, whatever the count. Eight workers
+/// took 24 waits in rounds, each round the whole limit (6 s for 2 s).
+#[test]
+fn a_batch_is_answered_within_one_calls_limit() {
+    let t = TempRoot::new();
+    let mut m = Mcp::start(&t, &[("AGENT_EXEC_MCP_MAX_UNTIL_SECONDS", "2")]);
+    let r = m.request("initialize", json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+    assert_eq!(r["result"]["protocolVersion"], "2025-03-26");
+    let r = m.call("run", json!({"command": "sleep 30", "until": 0}));
+    let doc: Value = serde_json::from_str(r["content"][1]["text"].as_str().unwrap()).unwrap();
+    let id = doc["job_id"].as_str().unwrap().to_string();
+    let calls: Vec<Value> = (0..24)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "wait", "arguments": {"job_id": id, "until": 30}}}))
+        .collect();
+    let t0 = Instant::now();
+    m.send_raw(&Value::Array(calls).to_string());
+    let all = m.next(Duration::from_secs(30)).expect("the batch's answer");
+    let took = t0.elapsed();
+    assert_eq!(all.as_array().map(Vec::len), Some(24), "{all}");
+    assert!(
+        took < Duration::from_millis(4500),
+        "answered after {took:?}"
+    );
+    m.call("kill", json!({"job_id": id, "signal": "KILL"}));
+}
+
 #[test]
 fn batches_are_refused_under_2025_06_18() {
     let t = TempRoot::new();

@@ -994,19 +994,37 @@ fn bound_kill_after(params: &mut Vec<(String, String)>, limits: Limits) -> Resul
     Ok(())
 }
 
+/// The limits of `call`'s watch: the server's, held to what is left of
+/// its batch's (`Call::time_left`) when it came in one.
+fn call_limits(srv: &Server, call: Option<&Call>) -> Limits {
+    match call.and_then(Call::time_left) {
+        Some(left) => {
+            let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+            Limits {
+                default_ms: srv.limits.default_ms.min(ms),
+                max_ms: srv.limits.max_ms.min(ms),
+            }
+        }
+        None => srv.limits,
+    }
+}
+
 /// The tool's `Matches`, as the CLI would build them; `call`, when they
 /// are its arguments, has their text as sent (`split_args`).
 fn matches(srv: &Server, tool: &str, args: &Value, call: Option<&Call>) -> Result<Matches> {
     let cmd = command(tool)?;
     let mut a = split_args(tool, cmd, args, call)?;
+    let limits = call_limits(srv, call);
     match tool {
-        "run" | "wait" => bound_until(&mut a.params, srv.limits)?,
+        "run" | "wait" => bound_until(&mut a.params, limits)?,
         "restart" => {
-            bound_until(&mut a.params, srv.limits)?;
+            bound_until(&mut a.params, limits)?;
+            // What a kill_after may be is the server's rule, not the
+            // time left: the same call is refused or not whenever it runs.
             bound_kill_after(&mut a.params, srv.limits)?;
         }
         "send" => {
-            let cap = srv.limits.max_ms;
+            let cap = limits.max_ms;
             let mut given = false;
             for (k, v) in a.params.iter_mut().filter(|(k, _)| k == "yield_ms") {
                 given = true;
@@ -1015,7 +1033,7 @@ fn matches(srv: &Server, tool: &str, args: &Value, call: Option<&Call>) -> Resul
             // The default yield is held to the limit too, as the
             // description says (`yield_default_ms`).
             if !given {
-                let ms = yield_default_ms(srv.limits);
+                let ms = yield_default_ms(limits);
                 a.params.push(("yield_ms".into(), ms.to_string()));
             }
         }
@@ -1431,7 +1449,8 @@ fn operate(srv: &Server, call: &Call, tool: &str, m: &Matches) -> Result<Option<
                 .unwrap_or(libc::SIGTERM);
             // Watched within the call's limit, and no longer than a
             // cancel allows.
-            let within = std::time::Duration::from_millis(kill_watch_ms(srv.limits));
+            let within =
+                std::time::Duration::from_millis(kill_watch_ms(call_limits(srv, Some(call))));
             let no_wait = m.has("no-wait");
             let body =
                 super::kill::kill_job_within(&job, sig, no_wait, Some(call.wake_fd()), within)
@@ -1572,7 +1591,7 @@ fn restart(srv: &Server, call: &Call, m: &Matches, job: &Job) -> Result<Option<S
     if call.cancelled() {
         return Ok(None);
     }
-    let cap = called.checked_add(Duration::from_millis(srv.limits.max_ms));
+    let cap = called.checked_add(Duration::from_millis(call_limits(srv, Some(call)).max_ms));
     let body = super::restart::watch_relaunched(job, launched, plan, cap, |deadline| {
         let st = observing(srv, call, std::slice::from_ref(job), called, || {
             observe::wait_terminal_or(job, deadline, Some(call.wake_fd()))
