@@ -70,6 +70,11 @@
 //!   directory as a terminal job: nearly all are, and the error is bounded
 //!   by the number of active jobs. `max_bytes` only sees scanned jobs, so
 //!   a partial scan can delete less than a full one, never more.
+//! - An age-only auto scan that runs out of `scan_limit` notes the last
+//!   name it read in the guard file (`resume after NAME`); the next one
+//!   begins after it and goes round to the oldest (`Budget::
+//!   resume_after`). Other rules count by the oldest-first order, and
+//!   keep it.
 //!
 //! Rejected: 0.2.3's create-new `.gc.lock` file (a crash left it behind
 //! and disabled auto-GC for good); its lexical compare of the first 19
@@ -190,6 +195,9 @@ pub struct AutoClaim {
     lock: std::fs::File,
     /// For an age-only sweep: the line recording it, should it be idle.
     idle_note: Option<String>,
+    /// Where the last sweep ran out of its scan budget (`Budget::
+    /// resume_after`), as the guard file says.
+    resume_after: Option<String>,
 }
 
 /// Take the auto-GC guard for one sweep, unless another launch holds it
@@ -230,6 +238,7 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
         return None;
     }
     Some(AutoClaim {
+        resume_after: guard_line(&lock, RESUME).filter(|n| store::valid_id(n)),
         lock,
         idle_note: age_only.then(|| format!("{idle_key} {now_ms}\n")),
     })
@@ -251,14 +260,23 @@ impl AutoClaim {
                 scan_limit: g.scan_limit,
                 delete_limit: g.delete_limit,
                 read_first: SCAN_BEFORE_STOP,
+                resume_after: self.resume_after,
             }),
         };
         let result = sweep(store, &policy);
         let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
+        let mut note = self.idle_note.filter(|_| idle).unwrap_or_default();
+        if let Ok(Report {
+            stopped_after: Some(name),
+            ..
+        }) = &result
+        {
+            note.push_str(&format!("{RESUME}{name}\n"));
+        }
         let _ = self.lock.set_len(0);
-        if let Some(line) = self.idle_note.filter(|_| idle) {
+        {
             use std::io::Write;
-            let _ = (&self.lock).write_all(line.as_bytes());
+            let _ = (&self.lock).write_all(note.as_bytes());
         }
         match result {
             Ok(r) => info!(
@@ -276,22 +294,29 @@ impl AutoClaim {
     }
 }
 
-/// Does the guard file record an idle age-only sweep with these settings
-/// (`key`) less than a second before `now_ms`? Read from the start of
-/// the file we hold locked (its only writer is whoever holds the lock).
-fn recently_idle(lock: &std::fs::File, key: &str, now_ms: u64) -> bool {
+/// The guard file's line that starts "resume after NAME": where the last
+/// sweep ran out of its scan budget (see `Budget::resume_after`).
+const RESUME: &str = "resume after ";
+
+/// The rest of the guard file's line that starts with `prefix`. Read
+/// from the file we hold locked (its only writer is whoever holds the
+/// lock); it holds a line or two.
+fn guard_line(lock: &std::fs::File, prefix: &str) -> Option<String> {
     use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 128];
+    let mut buf = [0u8; 256];
     let n = lock.read_at(&mut buf, 0).unwrap_or(0);
-    let Ok(text) = std::str::from_utf8(&buf[..n]) else {
-        return false;
-    };
-    let Some(rest) = text.trim_end().strip_prefix(key) else {
-        return false;
-    };
-    rest.trim()
-        .parse::<u64>()
-        .is_ok_and(|at| at <= now_ms && now_ms - at < 1000)
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(|rest| rest.trim().to_string())
+}
+
+/// Does the guard file record an idle age-only sweep with these settings
+/// (`key`) less than a second before `now_ms`?
+fn recently_idle(lock: &std::fs::File, key: &str, now_ms: u64) -> bool {
+    guard_line(lock, key)
+        .and_then(|rest| rest.parse::<u64>().ok())
+        .is_some_and(|at| at <= now_ms && now_ms - at < 1000)
 }
 
 /// What to collect, and how much work auto-GC may do.
@@ -308,13 +333,19 @@ pub struct Policy {
     pub budget: Option<Budget>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Budget {
     pub scan_limit: u64,
     pub delete_limit: u64,
     /// Read at least this many before stopping at a recent id
     /// (`SCAN_BEFORE_STOP`).
     pub read_first: u64,
+    /// An age-only sweep begins after this name, where the last one ran
+    /// out of `scan_limit`, and goes round to the oldest: old jobs that
+    /// are never collected (created ones) filled the same first
+    /// `scan_limit` names every time, and nothing beyond them was ever
+    /// reached. Noted in the guard file (`AutoClaim`).
+    pub resume_after: Option<String>,
 }
 
 /// One job directory's fate.
@@ -339,6 +370,10 @@ pub struct Report {
     pub scanned_dirs: u64,
     pub candidate_count: u64,
     pub jobs: Vec<Entry>,
+    /// The last name read when the scan ran out of its `scan_limit`
+    /// (where the next age-only sweep begins), if it did.
+    #[serde(skip)]
+    pub stopped_after: Option<String>,
 }
 
 impl Report {
@@ -475,11 +510,26 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let beyond = p
         .max_jobs
         .map_or(0, |keep| (names.len() as u64).saturating_sub(keep));
+    // An age-only budgeted sweep goes on from where the last one stopped
+    // (`Budget::resume_after`): the names after it, then round to the
+    // oldest. In the first part, a name past the age line ends that part
+    // only (every later one is newer still); the older ones follow.
+    let age_only = p.max_jobs.is_none() && p.max_bytes.is_none();
+    let start = match p.budget.as_ref().and_then(|b| b.resume_after.as_deref()) {
+        Some(after) if age_only => names.iter().position(|n| n == after).map_or(0, |i| i + 1),
+        _ => 0,
+    };
+    let order: Vec<usize> = (start..names.len()).chain(0..start).collect();
+    let mut round = start > 0;
 
-    for (i, name) in names.iter().enumerate() {
-        if let Some(b) = p.budget {
+    let mut j = 0;
+    while j < order.len() {
+        let (i, name) = (j, &names[order[j]]);
+        j += 1;
+        if let Some(b) = &p.budget {
             if r.scanned_dirs >= b.scan_limit {
                 unscanned = (names.len() - i) as u64;
+                r.stopped_after = Some(names[order[i - 1]].clone());
                 break;
             }
             // Names are in creation order: every later ULID is newer too,
@@ -499,6 +549,13 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
                 && done.len() as u64 >= beyond
                 && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms)
             {
+                if round {
+                    // The rest of the first part is newer still: on to
+                    // the oldest names.
+                    round = false;
+                    j = names.len() - start;
+                    continue;
+                }
                 unscanned = (names.len() - i) as u64;
                 break;
             }
@@ -614,7 +671,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     for f in done.iter().filter(|f| f.rules != 0) {
         r.candidate_count += 1;
         let job = store.job(f.name);
-        if let Some(b) = p.budget {
+        if let Some(b) = &p.budget {
             if r.deleted >= b.delete_limit {
                 r.out_of_scope(
                     f.name,
@@ -1422,6 +1479,7 @@ mod tests {
                 scan_limit: s,
                 delete_limit: d,
                 read_first: 0,
+                resume_after: None,
             }),
         }
     }
@@ -1556,6 +1614,56 @@ mod tests {
         // Manual runs read everything.
         let r = sweep(&s, &policy(86_400, None, None)).unwrap();
         assert_eq!(r.scanned_dirs, 7);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    /// Old jobs that are never collected (created ones) at the head of
+    /// the root no longer hold an age-only auto scan there for good: the
+    /// next sweep begins where the last ran out of budget, and goes round.
+    #[test]
+    fn an_age_only_budget_goes_on_past_what_it_cannot_collect() {
+        let s = scratch("round");
+        let now = time::now_unix() as u64;
+        for i in 0..4 {
+            let id = ulid::Ulid::from_parts((now - 100 * 86_400 + i) * 1000, 9).to_string();
+            let job = s.job(&id);
+            fs::create_dir_all(&job.dir).unwrap();
+            job.write_state(&State::created(&id), false).unwrap();
+        }
+        let old: Vec<String> = (0..2)
+            .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 80 * 86_400) as i64, 1))
+            .collect();
+        for i in 0..3 {
+            finished(&s, now - 3600 + i, (now - 60) as i64, 2);
+        }
+        let budget = |after: Option<String>| {
+            let mut p = policy(86_400, None, Some((3, 100)));
+            p.budget.as_mut().unwrap().resume_after = after;
+            p
+        };
+        // The created jobs fill a budget of 3, every time it starts there.
+        let r = sweep(&s, &budget(None)).unwrap();
+        assert_eq!((r.scanned_dirs, r.candidate_count), (3, 0));
+        let r = sweep(&s, &budget(r.stopped_after)).unwrap();
+        let picked: Vec<&str> = r
+            .jobs
+            .iter()
+            .filter(|e| e.reason == "older_than")
+            .map(|e| e.job_id.as_str())
+            .collect();
+        assert_eq!(picked, vec![old[0].as_str(), old[1].as_str()]);
+        // Past the old ones come recent ids only: round to the oldest.
+        let r = sweep(&s, &budget(r.stopped_after)).unwrap();
+        assert_eq!((r.scanned_dirs, r.candidate_count), (3, 0));
+        assert!(
+            r.jobs.iter().all(|e| e.reason == "active_job"),
+            "{:?}",
+            r.jobs
+        );
+        // Other rules keep the oldest-first order they count by.
+        let mut p = budget(Some(old[1].clone()));
+        p.max_jobs = Some(1);
+        assert_eq!(sweep(&s, &p).unwrap().jobs[0].reason, "active_job");
         fs::remove_dir_all(&s.root).unwrap();
     }
 
