@@ -769,12 +769,26 @@ pub fn temp_prefix(name: &str) -> String {
 /// opened without following a symlink, so the write lands in `dir` or
 /// nowhere. A rename replaces a symlink planted at `name`; it never
 /// writes through it.
+///
+/// A temporary name already taken (left by a writer killed before its
+/// rename, which had this pid: pids come round, and in a new pid
+/// namespace at once) is passed over for the next one, and left alone:
+/// it may be another namespace's live writer's. (It was removed as if
+/// ours, and the write failed: a `job.finished` command sink was never
+/// started, or the record of its delivery was lost.)
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
-    let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!("{}{}-{seq}", temp_prefix(name), std::process::id());
     let d = crate::sys::Dir::open(dir)?;
+    let mut tries = 0;
+    let (tmp, mut f) = loop {
+        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = format!("{}{}-{seq}", temp_prefix(name), std::process::id());
+        match d.open_file(&tmp, crate::sys::How::CreateNew) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    };
     let res = (|| {
-        let mut f = d.open_file(&tmp, crate::sys::How::CreateNew)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;
@@ -805,6 +819,30 @@ mod tests {
         let d = s.root.join(id);
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(META), "{}").unwrap();
+    }
+
+    /// Temporary names taken already (a killed writer that had this pid)
+    /// are passed over and left alone; the write goes through.
+    #[test]
+    fn a_write_passes_over_temporary_names_already_taken() {
+        let s = temp_root("tmp-taken");
+        fs::create_dir_all(&s.root).unwrap();
+        let next = TMP_SEQ.load(Ordering::Relaxed);
+        let taken: Vec<PathBuf> = (next..next + 3)
+            .map(|seq| {
+                let p = s.root.join(format!(
+                    "{}{}-{seq}",
+                    temp_prefix("f.json"),
+                    std::process::id()
+                ));
+                fs::write(&p, "stale").unwrap();
+                p
+            })
+            .collect();
+        write_atomic(&s.root, "f.json", b"new", false).unwrap();
+        assert_eq!(fs::read(s.root.join("f.json")).unwrap(), b"new");
+        assert!(taken.iter().all(|p| p.exists()));
+        fs::remove_dir_all(&s.root).unwrap();
     }
 
     #[test]
