@@ -86,6 +86,10 @@ pub struct Flag {
     /// A second long name, accepted everywhere the first is (with `_`
     /// for `-` in the other doors) and named in the help text.
     pub also: Option<&'static str>,
+    /// The values a count may take, where that is less than any u64
+    /// (`--parallel` 1 to 1024): said in MCP's inputSchema. Checked
+    /// where the value is used, with its own message.
+    pub range: Option<(u64, u64)>,
 }
 
 /// How a flag is named outside the command line. One table names every
@@ -116,6 +120,7 @@ impl Flag {
             help,
             http: Http::Same,
             also: None,
+            range: None,
         }
     }
     const fn value(long: &'static str, meta: &'static str, ty: Ty, help: &'static str) -> Flag {
@@ -130,6 +135,7 @@ impl Flag {
             help,
             http: Http::Same,
             also: None,
+            range: None,
         }
     }
     const fn multi(mut self) -> Flag {
@@ -142,6 +148,10 @@ impl Flag {
     }
     const fn choices(mut self, c: &'static [&'static str]) -> Flag {
         self.choices = c;
+        self
+    }
+    const fn range(mut self, lo: u64, hi: u64) -> Flag {
+        self.range = Some((lo, hi));
         self
     }
     const fn short(mut self, c: char) -> Flag {
@@ -369,7 +379,8 @@ const PARALLEL: Flag = Flag::value(
     "N",
     Ty::U64,
     "With --queue: how many of the queue's jobs run at once, 1 to 1024 (default: config [queue.NAME] parallel, else 1)",
-);
+)
+.range(1, crate::queue::MAX_PARALLEL);
 const AFTER: Flag = Flag::value(
     "after",
     "JOB_ID",
@@ -468,6 +479,7 @@ const WAIT: Flag = Flag {
     help: "Wait for the job before answering; a bare --wait means true",
     http: Http::Same,
     also: None,
+    range: None,
 };
 const UNTIL: Flag = Flag::value(
     "until",

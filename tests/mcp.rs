@@ -213,6 +213,14 @@ fn tools_list_has_object_schemas() {
         assert_eq!(t["inputSchema"]["type"], "object", "{t}");
         assert_eq!(t["outputSchema"]["type"], "object", "{t}");
     }
+    // A count with a range says it (parallel said minimum 0, and no
+    // maximum, for a value of 1 to 1024).
+    let parallel = &tools[0]["inputSchema"]["properties"]["parallel"];
+    assert_eq!(
+        (&parallel["minimum"], &parallel["maximum"]),
+        (&json!(1), &json!(1024)),
+        "{parallel}"
+    );
     // An optional parameter takes null too (the server reads it as left
     // out); a required one does not.
     let run = &tools[0]["inputSchema"]["properties"];
@@ -1591,6 +1599,9 @@ fn fits(s: &Value, v: &Value) -> bool {
     };
     let above = match (s["minimum"].as_f64(), v.as_f64()) {
         (Some(min), Some(x)) => x >= min,
+        _ => true,
+    } && match (s["maximum"].as_f64(), v.as_f64()) {
+        (Some(max), Some(x)) => x <= max,
         _ => true,
     };
     let items = match v.as_array() {

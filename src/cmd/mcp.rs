@@ -378,9 +378,12 @@ fn flag_schema(flag: &Flag, help: &str, note: Option<String>) -> Value {
             "minimum": 0,
             "description": format!("{help} (a number is seconds, fractions allowed; or text such as 500ms, 2m)"),
         }),
-        (Kind::Value(Ty::U64), _) => {
-            json!({"type": types, "minimum": 0, "pattern": COUNT_PATTERN})
-        }
+        (Kind::Value(Ty::U64), _) => match flag.range {
+            Some((lo, hi)) => {
+                json!({"type": types, "minimum": lo, "maximum": hi, "pattern": COUNT_PATTERN})
+            }
+            None => json!({"type": types, "minimum": 0, "pattern": COUNT_PATTERN}),
+        },
         (Kind::Value(Ty::Choice), _) => json!({"type": types, "enum": flag.choices}),
         (Kind::Value(_), _) => json!({"type": types}),
     };
