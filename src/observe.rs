@@ -818,10 +818,20 @@ impl Log {
         }
         if g.done {
             g.offer(&line, line_start);
-            pos
-        } else {
-            line_start
+            return pos;
         }
+        // A readiness wait takes a line still being written when its
+        // match is settled: a prompt waits for its answer without a
+        // newline ("Continue? [y/n] "), and the wait waited for ever.
+        if g.first {
+            g.settled_only = true;
+            g.offer(&line, line_start);
+            g.settled_only = false;
+            if !g.ring.is_empty() {
+                return pos;
+            }
+        }
+        line_start
     }
 }
 
@@ -904,6 +914,18 @@ impl Pattern {
         }
     }
 
+    /// Does `part`, the start of a line still being written, hold a
+    /// match that the rest of the line cannot undo? Any occurrence of a
+    /// text; a regex's (first) match that ends before the last byte
+    /// written, since what decides it (`$`, `\b` at its end) is written
+    /// already. One that ends there (`ready$`, `port \d+`) waits.
+    fn settled_in(&self, part: &str) -> bool {
+        match &self.test {
+            Test::Contains(p) => part.contains(p.as_str()),
+            Test::Regex(r) => r.find(part).is_some_and(|m| m.end() < part.len()),
+        }
+    }
+
     /// Whether some match in `line` ends after byte `after` (the cursor,
     /// which the line began before): one that needs output written after
     /// it. The first match may lie wholly before the cursor while a later
@@ -968,6 +990,9 @@ pub struct Grep<'a> {
     /// Stop at the first match (readiness), instead of keeping the last.
     pub first: bool,
     pub ring: std::collections::VecDeque<Match>,
+    /// Offer a line still being written (`grep_lines`' last): it counts
+    /// only through a match already settled (`Pattern::settled_in`).
+    settled_only: bool,
     /// Bytes passed over because a capped log dropped them.
     pub skipped: u64,
     /// A waiter's deadline (`until`): the search stops there.
@@ -1001,6 +1026,7 @@ impl<'a> Grep<'a> {
             done,
             first: false,
             ring: std::collections::VecDeque::new(),
+            settled_only: false,
             skipped: 0,
             until: None,
             whole_below: (0, None),
@@ -1090,7 +1116,7 @@ impl<'a> Grep<'a> {
             }
             _ => self.pattern.is_match(&text),
         };
-        if !found {
+        if !found || self.settled_only && !self.pattern.settled_in(&text) {
             return;
         }
         let mut text = text.into_owned();

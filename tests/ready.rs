@@ -74,11 +74,31 @@ fn a_line_written_after_the_call_wakes_the_wait_soon_after_the_write() {
     t.ok(&["kill", &id]);
 }
 
+/// A line still being written matches once the match is settled: a
+/// prompt waits for its answer without a newline (the wait waited for
+/// ever). A regex match that ends where the writing stopped (`$`, `\b`
+/// there) may still be undone by what comes: it waits for the line.
 #[test]
-fn an_unfinished_line_waits_for_its_newline() {
+fn an_unfinished_line_matches_once_the_match_is_settled() {
     let t = TempRoot::new();
+    let script = "printf 'Continue? [y/n] '; read a; echo \"got $a\"; sleep 30";
+    let v = t.ok(&["run", "--no-wait", "-i", "--", "sh", "-c", script]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let v = t.ok(&["wait", "--output", "[y/n]", "--until", "20", &id]);
+    assert_eq!(v["matched"]["line"], "Continue? [y/n] ", "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    t.ok(&["send", "--newline", &id, "y"]);
+    let v = t.ok(&["wait", "--output", "got y", "--until", "20", &id]);
+    assert_eq!(v["matched"]["line"], "Continue? [y/n] got y", "{v}");
+    t.ok(&["kill", &id]);
     let id = t.start_job(&["sh", "-c", "printf ready; sleep 0.4; echo ' now'; sleep 30"]);
-    let v = t.ok(&["wait", "--output", "ready", "--until", "20", &id]);
+    let regex = ["--output-match-type", "regex"];
+    let v = t.ok(&[
+        &["wait", "--output", r"ready\b", "--until", "20"][..],
+        &regex,
+        &[&id],
+    ]
+    .concat());
     assert_eq!(v["matched"]["line"], "ready now", "{v}");
     t.ok(&["kill", &id]);
     // A finished job's last line counts without its newline.
