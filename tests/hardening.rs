@@ -3464,3 +3464,27 @@ fn a_tty_jobs_leftovers_stay_its_own_after_its_root() {
         sleepers("3310.3").is_empty()
     });
 }
+
+/// What a `--retry` run left in its group ends before the next run
+/// starts, as `restart` ends it: `kill` reaches only the run on record,
+/// so the earlier run's background process outlived it, and `delete`
+/// then went through with it still running.
+#[test]
+fn a_retried_runs_leftovers_end_before_the_next_run() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--retry",
+        "1",
+        "--",
+        "sleep 3320.5 >/dev/null 2>&1 & exit 1",
+    ]);
+    assert_eq!(v["attempt"], 2, "{v}");
+    assert_eq!(sleepers("3320.5").len(), 1, "only the last run's is left");
+    let id = id_of(&v);
+    t.ok(&["kill", &id]);
+    eventually("the last run's leftover to end by kill", 10, || {
+        sleepers("3320.5").is_empty()
+    });
+    t.ok(&["delete", &id]);
+}
