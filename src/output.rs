@@ -401,10 +401,9 @@ fn parse_level(spec: &str) -> Option<Level> {
         "trace" => Some(Level::Trace),
         _ => None,
     };
-    let ours = |t: &str| {
-        let t = t.trim();
-        t == "agent_exec" || t == "agent-exec" || t.starts_with("agent_exec::")
-    };
+    // Our lines have the one target: a narrower one (agent_exec::x)
+    // names none of them.
+    let ours = |t: &str| matches!(t.trim(), "agent_exec" | "agent-exec");
     let (mut default, mut own) = (None, None);
     for part in spec.split(',') {
         match part.split_once('=') {
@@ -514,8 +513,9 @@ mod tests {
         assert_eq!(parse_level("agent-exec=error,debug"), Some(Level::Error));
         assert_eq!(
             parse_level("info,agent_exec::supervisor=debug"),
-            Some(Level::Debug)
+            Some(Level::Info)
         );
+        assert_eq!(parse_level("agent_exec::x=trace"), None);
         assert_eq!(parse_level("agent_exec"), Some(Level::Trace));
     }
 }

@@ -1457,6 +1457,63 @@ fn a_client_evicted_before_its_request_is_told_to_come_back() {
     }
 }
 
+/// One evicted while its body was still on its way is told to come back
+/// too (it read EOF, without a word).
+#[test]
+fn a_client_evicted_while_its_body_comes_is_told_to_come_back() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let head = "POST /exec HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"comm";
+    let t0 = Instant::now();
+    let partial: Vec<TcpStream> = (0..160)
+        .map(|_| {
+            let mut c = connect(s.port);
+            c.write_all(head.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    let (r, _) = timed_get(s.port, "/health", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    if t0.elapsed() > Duration::from_millis(1500) {
+        eprintln!(
+            "note: the connections took {:?}; nothing checked",
+            t0.elapsed()
+        );
+        return;
+    }
+    // 33 of them made room for the others and the client above: each is
+    // answered 503 and closed, none closed without a word.
+    let mut got: Vec<Option<Vec<u8>>> = vec![Some(Vec::new()); partial.len()];
+    for c in &partial {
+        c.set_nonblocking(true).unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    let closed = |got: &[Option<Vec<u8>>]| got.iter().filter(|g| g.is_none()).count();
+    let mut answers = Vec::new();
+    while closed(&got) < 33 && Instant::now() < until {
+        for (i, mut c) in partial.iter().enumerate() {
+            let Some(buf) = got[i].as_mut() else { continue };
+            let mut chunk = [0u8; 4096];
+            match c.read(&mut chunk) {
+                Ok(0) => answers.push(std::mem::take(buf)),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            got[i] = None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(answers.len() >= 33, "{} closed", answers.len());
+    for a in answers {
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
+        parse_raw(&text).assert_error(503, "unavailable");
+    }
+}
+
 #[test]
 fn a_wait_whose_client_pipelines_still_waits() {
     let t = TempRoot::new();

@@ -1013,7 +1013,13 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
             srv.pool.enter(id, Phase::Reading, authed);
         }
         if let Err(e) = reader.read_body() {
-            refuse_request(&mut w, e);
+            // Evicted while its body came: told to come back, as one
+            // evicted before its head was in (it read EOF, no answer).
+            if srv.pool.is_evicted(id) {
+                refuse_conn(srv, &stream);
+            } else {
+                refuse_request(&mut w, e);
+            }
             return;
         }
         // Serving a request that carried the token (or needs none): not
