@@ -2140,12 +2140,12 @@ struct ExecRequest {
     /// `exec_seconds_ms`, so that a bad one is `invalid_duration` naming
     /// its field (the code `run --timeout -1` has), not a JSON error.
     timeout_ms: Option<serde_json::Value>,
-    /// Seconds, fractions allowed.
+    /// Seconds (fractions allowed), or duration text, as `until`.
     timeout: Option<serde_json::Value>,
     kill_after_ms: Option<serde_json::Value>,
     wait: Option<bool>,
     /// Seconds (fractions allowed), or duration text (`500ms`, `2m`), as
-    /// `until` is everywhere else (`exec_until_ms`).
+    /// `until` is everywhere else (`exec_duration_ms`).
     until: Option<serde_json::Value>,
     max_bytes: Option<u64>,
     tags: Option<Vec<String>>,
@@ -2534,7 +2534,7 @@ fn exec_spec(
             ))
         }
         (Some(ms), None) => exec_millis("timeout_ms", ms)?,
-        (None, Some(s)) => exec_seconds_ms("timeout", s)?,
+        (None, Some(s)) => exec_duration_ms("timeout", s)?,
         (None, None) => 0,
     };
     spec.kill_after_ms = r
@@ -2587,27 +2587,32 @@ fn exec_spec(
     spec.interactive = r.interactive.unwrap_or(false) || spec.tty.is_some();
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
-        until_ms: Some(r.until.as_ref().map_or(Ok(10_000), exec_until_ms)?),
+        until_ms: Some(
+            r.until
+                .as_ref()
+                .map_or(Ok(10_000), |v| exec_duration_ms("until", v))?,
+        ),
         max_bytes: r.max_bytes.unwrap_or(65536),
         tail_bytes: super::run::TAIL_BYTES,
     };
     Ok((spec, plan))
 }
 
-/// `/exec`'s `until` in milliseconds: a JSON number is seconds, fractions
-/// allowed (huge ones saturate: "practically never"); a string is a
-/// duration as the command line's `--until` takes it (a bare number in
-/// it is seconds too). Anything else is `invalid_duration`, the code
-/// `until` has on every door.
-fn exec_until_ms(v: &serde_json::Value) -> Result<u64> {
+/// `/exec`'s `until` or `timeout` in milliseconds: a JSON number is
+/// seconds, fractions allowed (huge ones saturate: "practically never");
+/// a string is a duration as the command line's flag takes it (a bare
+/// number in it is seconds too), as MCP takes both. Anything else is
+/// `invalid_duration`, the code these have on every door. (`timeout`
+/// took numbers only: "2s" was refused here and taken everywhere else.)
+fn exec_duration_ms(name: &str, v: &serde_json::Value) -> Result<u64> {
     match v {
-        serde_json::Value::Number(_) => exec_seconds_ms("until", v),
+        serde_json::Value::Number(_) => exec_seconds_ms(name, v),
         serde_json::Value::String(s) => crate::time::parse_duration_ms(s).map_err(|e| match e {
-            Error::InvalidDuration(m) => Error::InvalidDuration(format!("until: {m}")),
+            Error::InvalidDuration(m) => Error::InvalidDuration(format!("{name}: {m}")),
             other => other,
         }),
         other => Err(Error::InvalidDuration(format!(
-            "until: expected a number of seconds or a duration such as 500ms, got {}",
+            "{name}: expected a number of seconds or a duration such as 500ms, got {}",
             Shown(other)
         ))),
     }
