@@ -876,10 +876,23 @@ pub fn query_pairs(q: &str) -> impl Iterator<Item = Result<(String, Option<Strin
         match (percent_decode(k, true), v) {
             (Some(k), None) => Ok((k, None)),
             (Some(k), Some(Some(v))) => Ok((k, Some(v))),
+            // Escapes that are well formed decoded to bytes that are no
+            // text (`%FF`): said so, not called malformed.
+            _ if well_formed_escapes(p) => Err(Error::InvalidRequest(format!(
+                "query parameter {p:?} is not valid UTF-8 once decoded"
+            ))),
             _ => Err(Error::InvalidRequest(format!(
                 "malformed percent-encoding in query parameter {p:?}"
             ))),
         }
+    })
+}
+
+/// Is every `%` in `s` followed by two hex digits?
+fn well_formed_escapes(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'%' || (i + 2 < b.len() && hex(b[i + 1]).is_some() && hex(b[i + 2]).is_some())
     })
 }
 
@@ -1327,6 +1340,10 @@ mod tests {
             ]
         );
         assert!(query_pairs("a=%").any(|r| r.is_err()));
+        let e = query_pairs("grep=%FF").next().unwrap().unwrap_err();
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
+        let e = query_pairs("grep=%F").next().unwrap().unwrap_err();
+        assert!(e.to_string().contains("malformed"), "{e}");
         assert_eq!(query_pairs("").count(), 0);
     }
 
