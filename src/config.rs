@@ -67,6 +67,15 @@ pub const DEFAULT_SCAN_LIMIT: u64 = 200;
 pub const DEFAULT_DELETE_LIMIT: u64 = 20;
 pub const DEFAULT_SINK_TIMEOUT_MS: u64 = 30_000;
 
+/// A sink time limit that a caller waiting on the sink must have: `[notify]
+/// sink_timeout = "0"` (no limit) is the default one there.
+pub fn bounded_sink_ms(ms: u64) -> u64 {
+    match ms {
+        0 => DEFAULT_SINK_TIMEOUT_MS,
+        ms => ms,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file actually read, if any.

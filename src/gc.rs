@@ -529,7 +529,9 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         if let Some(b) = &p.budget {
             if r.scanned_dirs >= b.scan_limit {
                 unscanned = (names.len() - i) as u64;
-                r.stopped_after = Some(names[order[i - 1]].clone());
+                // None with a budget of 0 (nothing read: the next
+                // begins where this one did).
+                r.stopped_after = i.checked_sub(1).map(|k| names[order[k]].clone());
                 break;
             }
             // Names are in creation order: every later ULID is newer too,
@@ -1660,6 +1662,11 @@ mod tests {
             "{:?}",
             r.jobs
         );
+        // A budget of 0 reads nothing, and notes nothing.
+        let mut p = budget(None);
+        p.budget.as_mut().unwrap().scan_limit = 0;
+        let r = sweep(&s, &p).unwrap();
+        assert_eq!((r.scanned_dirs, r.stopped_after), (0, None));
         // Other rules keep the oldest-first order they count by.
         let mut p = budget(Some(old[1].clone()));
         p.max_jobs = Some(1);

@@ -986,10 +986,7 @@ pub fn send_owed_now(job: &Job, st: &State, sink_timeout_ms: u64) -> bool {
         return false;
     };
     let ctx = SinkCtx::new(job, &meta);
-    let ms = match sink_timeout_ms {
-        0 => crate::config::DEFAULT_SINK_TIMEOUT_MS,
-        ms => ms,
-    };
+    let ms = crate::config::bounded_sink_ms(sink_timeout_ms);
     let _ = ctx.timeout.set(Some(std::time::Duration::from_millis(ms)));
     let sent = State {
         finished_owed: false,

@@ -351,11 +351,7 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
 /// that (a long queue of slow sinks) makes the restart `Busy`, not wait
 /// on and on.
 fn settle_within(sink_timeout_ms: u64) -> Duration {
-    let sink = match sink_timeout_ms {
-        0 => crate::config::DEFAULT_SINK_TIMEOUT_MS,
-        ms => ms,
-    };
-    Duration::from_millis(sink) + GONE_WITHIN
+    Duration::from_millis(crate::config::bounded_sink_ms(sink_timeout_ms)) + GONE_WITHIN
 }
 
 /// The whole `restart` of `job`, per the flags in `m` (the CLI's, or
