@@ -413,8 +413,8 @@ impl Log {
     }
 
     /// How many bytes at `at`, where `window` was read, belong to a
-    /// character begun before it (`straddling`). None at the start of
-    /// the log or of a capped log's kept tail (which starts whole).
+    /// character begun before it (`straddling`): 0 at the start of the
+    /// log or of a capped log's kept tail (which starts whole).
     fn inside_char(&self, at: u64, window: &[u8]) -> Result<usize> {
         let after = &window[..continuation_prefix(window)];
         let back = at.saturating_sub(self.tail_floor()).min(3);

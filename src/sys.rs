@@ -1127,26 +1127,31 @@ fn session_is(sid: u32, left: &[Witness]) -> bool {
 /// root is still unreaped, so that every one of them is the job's.
 pub fn session_witnesses(sid: u32, leader: u32, max: usize) -> Vec<Witness> {
     let mut out = Vec::new();
+    each_process(|pid, st| {
+        if pid != leader && st.session == sid && !matches!(st.state, b'Z' | b'X') {
+            out.push([u64::from(pid), st.start_time]);
+        }
+        out.len() < max
+    });
+    out
+}
+
+/// Calls `f` with the pid and stat of every process in /proc, until it
+/// says to stop (false).
+fn each_process(mut f: impl FnMut(u32, &ProcStat) -> bool) {
     let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
+        return;
     };
     for e in rd.flatten() {
-        if out.len() >= max {
-            break;
-        }
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == leader {
-            continue;
-        }
         if let Some(st) = proc_stat(pid) {
-            if st.session == sid && !matches!(st.state, b'Z' | b'X') {
-                out.push([u64::from(pid), st.start_time]);
+            if !f(pid, &st) {
+                return;
             }
         }
     }
-    out
 }
 
 /// Signal a whole process group; ESRCH (already gone) is not an error.
@@ -1184,19 +1189,12 @@ fn session_groups(sid: u32, left: &[Witness]) -> Vec<u32> {
         return Vec::new();
     }
     let mut groups = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return groups;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Some(st) = proc_stat(pid) {
-            if st.session == sid && st.pgrp != sid && st.pgrp > 1 && !groups.contains(&st.pgrp) {
-                groups.push(st.pgrp);
-            }
+    each_process(|_, st| {
+        if st.session == sid && st.pgrp != sid && st.pgrp > 1 && !groups.contains(&st.pgrp) {
+            groups.push(st.pgrp);
         }
-    }
+        true
+    });
     groups
 }
 
@@ -2550,20 +2548,13 @@ pub fn group_members(pgid: u32, sid: u32, left: &[Witness]) -> Vec<u32> {
     if !whole_session && matches!(kill_group(pgid, 0, &[]), Ok(false)) {
         return out;
     }
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Some(st) = proc_stat(pid) {
-            let in_group = st.pgrp == pgid || whole_session;
-            if in_group && st.session == sid && st.state != b'Z' && st.state != b'X' {
-                out.push(pid);
-            }
+    each_process(|pid, st| {
+        let in_group = st.pgrp == pgid || whole_session;
+        if in_group && st.session == sid && st.state != b'Z' && st.state != b'X' {
+            out.push(pid);
         }
-    }
+        true
+    });
     out
 }
 
