@@ -2976,7 +2976,7 @@ mod tests {
         // A duration field that is not one: the CLI's code, naming it.
         for (field, v) in [
             ("timeout", "-1"),
-            ("timeout", "\"5s\""),
+            ("timeout", "\"soon\""),
             ("timeout", "true"),
             ("timeout_ms", "-1"),
             ("timeout_ms", "1.5"),
@@ -2990,6 +2990,9 @@ mod tests {
         }
         let (s, _) = req(r#"{"command":["x"],"timeout_ms":2.0,"kill_after_ms":1e30}"#).unwrap();
         assert_eq!((s.timeout_ms, s.kill_after_ms), (2, u64::MAX));
+        // `timeout` takes text as `until` does.
+        let (s, _) = req(r#"{"command":["x"],"timeout":"5s"}"#).unwrap();
+        assert_eq!(s.timeout_ms, 5000);
         // `until` as everywhere else: seconds with fractions, or text.
         for (until, ms) in [
             ("0.2", 200),
