@@ -1394,8 +1394,17 @@ fn an_unreadable_env_or_stdin_file_still_delivers_job_finished() {
         let msg = v["failure"]["message"].as_str().unwrap();
         assert!(msg.contains("no-such-file"), "{verb} {flag:?}: {msg}");
         let id = v["job_id"].as_str().unwrap().to_string();
-        wait_until("the job.finished line", || ndjson(&events).len() == 1);
-        let ev = &ndjson(&events)[0];
+        // At least once (README): a second delivery, should a reader
+        // find the debt before the supervisor cleared it, is allowed.
+        wait_until("the job.finished line", || !ndjson(&events).is_empty());
+        let lines = ndjson(&events);
+        if lines.len() > 1 {
+            eprintln!(
+                "note: {verb} {flag:?}: job.finished delivered {} times",
+                lines.len()
+            );
+        }
+        let ev = &lines[0];
         assert_eq!(ev["event_type"], "job.finished", "{ev}");
         assert_eq!(ev["job_id"], id.as_str());
         assert_eq!(ev["state"], "failed");
