@@ -884,12 +884,12 @@ pub fn job_ended(job: &Job, matcher: Option<Matcher>, ended: Option<Finished>) {
 
 /// Run `attempt`'s `job.finished` is delivered: state.json no longer says
 /// it is owed (see `State::finished_owed`). Under the job lock, tried for
-/// a moment only: its holder is then a `restart`, whose next run's record
-/// replaces this one (and a reader that takes the lock to send the event
-/// itself first checks that this supervisor is gone).
+/// a second only: its holder may be a `restart`, which waits for us to
+/// exit; a debt left so is found paid by whoever would send it again
+/// (`finished_recorded`).
 fn delivered(job: &Job, attempt: u32) {
     let Some(lock) = job.open_lock() else { return };
-    if !crate::observe::lock_frees_within(&lock, std::time::Duration::from_millis(200)) {
+    if !crate::observe::lock_frees_within(&lock, std::time::Duration::from_secs(1)) {
         return;
     }
     if let Ok(mut now) = job.read_state() {
@@ -970,16 +970,7 @@ pub fn send_owed_now(job: &Job, st: &State, sink_timeout_ms: u64) -> bool {
     if !owned_by_us(job) {
         return false;
     }
-    let recorded = sys::read_bounded(&job.path(job::COMPLETION_EVENT), 1 << 20)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| {
-            v["attempt"].as_u64() == Some(u64::from(st.attempt()))
-                && v["delivery_results"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-        });
-    if recorded {
+    if finished_recorded(job, st.attempt()) {
         return true;
     }
     let Ok(meta) = job.read_meta() else {
@@ -995,6 +986,22 @@ pub fn send_owed_now(job: &Job, st: &State, sink_timeout_ms: u64) -> bool {
     };
     deliver_finished_in(ctx, job, &meta, &sent);
     true
+}
+
+/// Was run `attempt`'s `job.finished` sent already, as its record says
+/// (completion_event.json of that attempt, with the sinks' results,
+/// written once they have answered)? A deliverer that could not clear
+/// the debt afterwards (`delivered`) left it owed: not sent twice.
+fn finished_recorded(job: &Job, attempt: u32) -> bool {
+    sys::read_bounded(&job.path(job::COMPLETION_EVENT), 1 << 20)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| {
+            v["attempt"].as_u64() == Some(u64::from(attempt))
+                && v["delivery_results"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+        })
 }
 
 /// Is the job's directory this process's user's (see `deliver_lost`)?
@@ -1046,7 +1053,9 @@ pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
     if let Ok(r) = crate::launch::relaunch_settings(&meta) {
         set_sink_timeout_ms(r.sink_timeout_ms);
     }
-    deliver_finished(&job, &meta, &st);
+    if !finished_recorded(&job, attempt) {
+        deliver_finished(&job, &meta, &st);
+    }
     delivered(&job, attempt);
     done
 }
@@ -1054,10 +1063,13 @@ pub fn exec_lost(m: &Matches) -> Result<crate::output::Output> {
 /// Take over run `attempt`'s owed `job.finished` (see `exec_lost`): the
 /// state to send it from, with this process recorded in `finished_by`;
 /// None when there is nothing for us to send. The job lock is waited for
-/// a moment (a reader deciding, a supervisor clearing).
+/// (a reader deciding, a supervisor clearing, the `create` that started
+/// us exiting): up to 10 s, as nothing waits on this detached process,
+/// and one that gave up at 2 s on a loaded machine left the event unsent
+/// until some later reader.
 fn claim_owed(job: &Job, attempt: u32) -> Option<State> {
     let lock = job.open_lock()?;
-    if !crate::observe::lock_frees_within(&lock, std::time::Duration::from_secs(2)) {
+    if !crate::observe::lock_frees_within(&lock, std::time::Duration::from_secs(10)) {
         return None;
     }
     let me = std::process::id();
