@@ -248,6 +248,12 @@ impl Cmd {
             .iter()
             .find(|f| f.long == long || f.also == Some(long))
     }
+    /// The flag named `name` in the HTTP and MCP doors (either name).
+    pub fn http_flag(&self, name: &str) -> Option<&'static Flag> {
+        self.flags.iter().find(|f| {
+            f.http_name().as_deref() == Some(name) || f.http_also().as_deref() == Some(name)
+        })
+    }
     /// The file-name form: `tag-set`.
     pub fn slug(&self) -> String {
         self.name.replace(' ', "-")
@@ -1523,9 +1529,7 @@ pub fn matches_from_params(
     // not decided by the last one.
     let mut given: Vec<&'static str> = Vec::new();
     for (name, v) in params {
-        let Some(flag) = cmd.flags.iter().find(|f| {
-            f.http_name().as_deref() == Some(name) || f.http_also().as_deref() == Some(name)
-        }) else {
+        let Some(flag) = cmd.http_flag(name) else {
             let known: Vec<String> = cmd.flags.iter().filter_map(Flag::http_name).collect();
             return Err(Error::InvalidRequest(if known.is_empty() {
                 format!("unknown parameter '{name}': this route takes none")

@@ -519,19 +519,20 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         Some(after) if age_only => names.iter().position(|n| n == after).map_or(0, |i| i + 1),
         _ => 0,
     };
-    let order: Vec<usize> = (start..names.len()).chain(0..start).collect();
+    // The name at place `k` of that order.
+    let nth = |k: usize| &names[(start + k) % names.len()];
     let mut round = start > 0;
 
     let mut j = 0;
-    while j < order.len() {
-        let (i, name) = (j, &names[order[j]]);
+    while j < names.len() {
+        let (i, name) = (j, nth(j));
         j += 1;
         if let Some(b) = &p.budget {
             if r.scanned_dirs >= b.scan_limit {
                 unscanned = (names.len() - i) as u64;
                 // None with a budget of 0 (nothing read: the next
                 // begins where this one did).
-                r.stopped_after = i.checked_sub(1).map(|k| names[order[k]].clone());
+                r.stopped_after = i.checked_sub(1).map(|k| nth(k).clone());
                 break;
             }
             // Names are in creation order: every later ULID is newer too,

@@ -482,6 +482,42 @@ impl State {
         }
     }
 
+    /// End what is left of this ended run's group (a background process
+    /// its root started): `sig`, then SIGKILL `kill_after` later. True
+    /// once none of it lives; false when some outlived SIGKILL by
+    /// `grace`. Before a run takes its place: `restart`'s, and the next
+    /// `--retry` run's (whose record names that run alone, so `kill`
+    /// would never reach these).
+    pub fn end_leftovers(
+        &self,
+        sig: i32,
+        kill_after: std::time::Duration,
+        grace: std::time::Duration,
+    ) -> bool {
+        use std::time::Instant;
+        let Some(pgid) = self.pid else { return true };
+        if self.live_processes().is_empty() {
+            return true;
+        }
+        let left = &self.left_in_session;
+        let _ = crate::sys::kill_group_resuming(pgid, sig, left);
+        let kill_at = Instant::now() + kill_after;
+        let give_up = kill_at + grace;
+        let mut killed = false;
+        while !self.live_processes().is_empty() {
+            let now = Instant::now();
+            if !killed && now >= kill_at {
+                let _ = crate::sys::kill_group(pgid, libc::SIGKILL, left);
+                killed = true;
+            }
+            if now >= give_up {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
+    }
+
     /// `live_processes` for a caller about to signal them on behalf of
     /// `job` (a reader reaping a lost supervisor's leftovers, `kill` of
     /// a job that has ended): besides the start times, each must belong

@@ -703,7 +703,14 @@ fn run_once(
             let _ = t.join();
         }
         let auto_gc = after.settings.take();
-        end_leftovers(&state, Duration::from_millis(meta.kill_after_ms));
+        // What this run left in its group ends first, as a restart ends
+        // it: SIGTERM, then SIGKILL after the job's --kill-after (0: at
+        // once), and a moment for the kernel to deliver it.
+        let _ = state.end_leftovers(
+            libc::SIGTERM,
+            Duration::from_millis(meta.kill_after_ms),
+            Duration::from_secs(2),
+        );
         return match between_runs(job, &state, &r) {
             None => Step::Again(lock, auto_gc),
             Some(last) => {
@@ -822,34 +829,6 @@ fn retry_due(meta: &Meta, ended: &State, retried: u32) -> Option<job::Retry> {
 /// `restart` reach it as they reach any running job. None: run again.
 /// Some: the job's last state (killed during the delay, or the run could
 /// not be kept: then the run that ended is the result).
-/// What the ended run left in its group (a background process its root
-/// started) ends before the next run starts, as `restart` ends it: the
-/// record names one run, and `kill` reaches that run's group only, so an
-/// earlier attempt's leftovers outlived a kill and let `delete` through.
-/// SIGTERM, then SIGKILL after the job's `--kill-after` (0: at once),
-/// then a moment for the kernel to deliver it.
-fn end_leftovers(ended: &State, kill_after: Duration) {
-    let (Some(pgid), Some(sid)) = (ended.pid, ended.sid) else {
-        return;
-    };
-    let left = &ended.left_in_session;
-    let alive = || !sys::group_members(pgid, sid, left).is_empty();
-    if !alive() {
-        return;
-    }
-    let _ = sys::kill_group_resuming(pgid, libc::SIGTERM, left);
-    let kill_at = Instant::now() + kill_after;
-    let give_up = kill_at + Duration::from_secs(2);
-    let mut killed = false;
-    while alive() && Instant::now() < give_up {
-        if !killed && Instant::now() >= kill_at {
-            let _ = sys::kill_group(pgid, libc::SIGKILL, left);
-            killed = true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
     let mut next = match crate::runs::archive(job, ended, r.keep_runs) {
         Ok(n) => n,

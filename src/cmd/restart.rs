@@ -319,30 +319,13 @@ fn is_ancestor(pid: u32) -> bool {
 /// child): they get the signal, then SIGKILL after the grace. The new
 /// run starts only once none is left.
 fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
-    let Some(pgid) = st.pid else { return Ok(()) };
-    if st.live_processes().is_empty() {
+    if st.end_leftovers(stop.signal, stop.kill_after, GONE_WITHIN) {
         return Ok(());
     }
-    let left = &st.left_in_session;
-    let _ = sys::kill_group_resuming(pgid, stop.signal, left);
-    let kill_at = Instant::now() + stop.kill_after;
-    let give_up = kill_at + GONE_WITHIN;
-    let mut killed = false;
-    while !st.live_processes().is_empty() {
-        let now = Instant::now();
-        if !killed && now >= kill_at {
-            let _ = sys::kill_group(pgid, libc::SIGKILL, left);
-            killed = true;
-        }
-        if now >= give_up {
-            return Err(Error::InvalidState(format!(
-                "invalid job state: processes of job {} outlived SIGKILL",
-                job.id
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
+    Err(Error::InvalidState(format!(
+        "invalid job state: processes of job {} outlived SIGKILL",
+        job.id
+    )))
 }
 
 /// How long the ended run's supervisor is given for its last steps: one

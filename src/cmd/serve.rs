@@ -1993,11 +1993,7 @@ fn http_params(req: &Request, cmd: &crate::cli::Cmd) -> Result<Vec<(String, Stri
         .map(|pair| {
             let (k, v) = pair?;
             let v = v.unwrap_or_else(|| {
-                let boolean = cmd.flags.iter().any(|f| {
-                    f.is_boolean()
-                        && (f.http_name().as_deref() == Some(&k)
-                            || f.http_also().as_deref() == Some(&k))
-                });
+                let boolean = cmd.http_flag(&k).is_some_and(crate::cli::Flag::is_boolean);
                 if boolean { "true" } else { "" }.to_string()
             });
             Ok((k, v))
@@ -2377,10 +2373,7 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
             data = Some(text.to_string());
             continue;
         }
-        let flag = cmd.flags.iter().find(|f| {
-            f.http_name().as_deref() == Some(k.as_str())
-                || f.http_also().as_deref() == Some(k.as_str())
-        });
+        let flag = cmd.http_flag(k);
         let text = match flag {
             Some(flag) => body_param(k, flag, v)?,
             // Unknown: `matches_from_params` names the parameters there are.
