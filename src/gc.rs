@@ -698,6 +698,11 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             st.as_ref(),
         );
     }
+    // The files of queues nobody is in any more (not reported: they are
+    // no jobs).
+    if !p.dry_run {
+        crate::queue::sweep_idle(store);
+    }
     Ok(r)
 }
 

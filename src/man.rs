@@ -672,7 +672,7 @@ const REPLIES: &[Reply] = &[
             ("jobs", "One {job_id, state, action, reason, bytes} per job; reason joins the rules that selected it with + (older_than, max_jobs, max_bytes)."),
         ],
         notes: &[
-            "Finished jobs (exited, killed, failed) are deleted by the rules above; their age compares finished_at (else updated_at) with the window. Active jobs (created, queued, running) are never touched, however old (skipped with reason active_job). gc also removes half-written job directories (named as a job id, no meta.json) older than a minute (state unknown, reason incomplete). Anything else in the root is skipped (state_unreadable), however old. A directory whose name is not UTF-8 (no id can name it) is never read or removed: it is counted as skipped and out_of_scope, and not listed.",
+            "Finished jobs (exited, killed, failed) are deleted by the rules above; their age compares finished_at (else updated_at) with the window. Active jobs (created, queued, running) are never touched, however old (skipped with reason active_job). gc also removes half-written job directories (named as a job id, no meta.json) older than a minute (state unknown, reason incomplete). Anything else in the root is skipped (state_unreadable), however old. A directory whose name is not UTF-8 (no id can name it) is never read or removed: it is counted as skipped and out_of_scope, and not listed. Without --dry-run, gc also removes the files of every queue nobody is in (<root>/.queues/NAME: its slot files and stale tickets), which are not counted; the queue's next job makes them anew.",
             SAFE_DELETE,
             DURATIONS,
         ],

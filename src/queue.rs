@@ -279,9 +279,8 @@ pub fn wait_turn(
     let mut line = None;
     if let (true, Some(name)) = (ids.is_empty(), &meta.queue) {
         match enter(&store.root, name, meta.parallel.unwrap_or(1), &job.id) {
-            Ok(Entered::Slot(f)) => {
+            Ok(Entered::Slot(held)) => {
                 state.queue = meta.queue.clone();
-                let held = Held::slot(f);
                 held.take_over(store, &job.id);
                 return Turn::Go(held, Box::new(state));
             }
@@ -497,7 +496,7 @@ fn wait_all(
     let line = match line {
         Some(l) => l,
         None => match enter(&store.root, name, parallel, &job.id) {
-            Ok(Entered::Slot(f)) => return Some(Ok(Held::slot(f))),
+            Ok(Entered::Slot(held)) => return Some(Ok(held)),
             Ok(Entered::Line(l)) => l,
             Err(e) => return Some(Err(unusable(e))),
         },
@@ -688,12 +687,36 @@ struct Line {
     parallel: u32,
     mine: String,
     ticket: File,
+    member: File,
 }
 
 enum Entered {
     /// Nobody was waiting and a slot was free: it is ours.
-    Slot(File),
+    Slot(Held),
     Line(Line),
+}
+
+/// Being in queue `name`: a shared flock on its directory, taken before
+/// the job makes a ticket or takes a slot there and kept until it lets
+/// go of the queue (`Held::_member`). gc removes a queue's files only
+/// under the exclusive flock (`sweep_idle`), so never while anyone is in
+/// it; a job that opened the directory just before gc removed it finds
+/// it unlinked once its lock is granted, and joins the queue made anew.
+fn join(root: &Path, name: &str) -> std::io::Result<(sys::Dir, File)> {
+    use std::os::unix::fs::MetadataExt;
+    // Bounded: each retry needs a gc to remove the directory again in
+    // between, which it does only while the queue is empty.
+    for _ in 0..64 {
+        let d = open_queue(root, name, true)?;
+        let member = d.lockable()?;
+        sys::lock_shared(&member)?;
+        if member.metadata()?.nlink() > 0 {
+            return Ok((d, member));
+        }
+    }
+    Err(std::io::Error::other(
+        "its directory was removed each time the job joined",
+    ))
 }
 
 /// Join queue `name`: take a free slot at once if nobody is waiting,
@@ -701,10 +724,14 @@ enum Entered {
 fn enter(root: &Path, name: &str, parallel: u32, id: &str) -> std::io::Result<Entered> {
     let parallel = parallel.max(1);
     let dir = queue_dir(root, name);
-    let d = open_queue(root, name, true)?;
+    let (d, member) = join(root, name)?;
     if tickets(&dir).names.is_empty() {
         if let Some(f) = try_any_slot(&d, parallel)? {
-            return Ok(Entered::Slot(f));
+            return Ok(Entered::Slot(Held {
+                slot: Some(f),
+                ticket: None,
+                _member: Some(member),
+            }));
         }
     }
     let mine = ticket_name(id);
@@ -720,6 +747,7 @@ fn enter(root: &Path, name: &str, parallel: u32, id: &str) -> std::io::Result<En
         parallel,
         mine,
         ticket,
+        member,
     }))
 }
 
@@ -750,32 +778,28 @@ impl Line {
             return Ok(Some(Held {
                 slot: Some(f),
                 ticket: Some(ticket),
+                _member: Some(self.member),
             }));
         }
-        block_any_slot(slots, ticket, deliver)?;
+        block_any_slot(slots, (ticket, self.member), deliver)?;
         Ok(None)
     }
 }
 
 /// What a job that may start holds: its queue slot, until its end is
 /// published (dropped), and its place at the head of the line, until its
-/// workload has been spawned (`started`).
+/// workload has been spawned (`started`). Fields drop in this order: the
+/// queue's membership (`join`) goes last.
 #[derive(Default)]
 pub struct Held {
     /// Holding the open file is holding the slot's lock; it also names
     /// the job that holds it (`take_over`).
     slot: Option<File>,
     ticket: Option<Ticket>,
+    _member: Option<File>,
 }
 
 impl Held {
-    fn slot(f: File) -> Held {
-        Held {
-            slot: Some(f),
-            ticket: None,
-        }
-    }
-
     /// Take the slot over for job `own`: first settle the job that held
     /// it last, named in the slot file. A holder lets go after its end is
     /// published, or when its supervisor dies; killed with SIGKILL, that
@@ -887,7 +911,11 @@ fn try_any_slot(d: &sys::Dir, parallel: u32) -> std::io::Result<Option<File>> {
 /// to the main thread directly. The others keep blocking; when they get
 /// their slot they find the ticket gone and let go at once (only the
 /// head of the line waits here, so nobody else is kept from a slot).
-fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::io::Result<()> {
+fn block_any_slot(
+    slots: Vec<File>,
+    ticket: (Ticket, File),
+    deliver: &Deliver,
+) -> std::io::Result<()> {
     // The first thread to take a slot wins the ticket and interrupts its
     // siblings, so that none of them goes on waiting for another slot
     // (which it would take, only to let it go: every start would pay an
@@ -919,7 +947,7 @@ fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::i
                     }
                 }
                 let won = ticket.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let Some(t) = won else {
+                let Some((t, member)) = won else {
                     // A sibling won: dropping `f` frees this slot.
                     return;
                 };
@@ -933,6 +961,7 @@ fn block_any_slot(slots: Vec<File>, ticket: Ticket, deliver: &Deliver) -> std::i
                 deliver(Ok(Held {
                     slot: Some(f),
                     ticket: Some(t),
+                    _member: Some(member),
                 }));
             })?;
         held.push(t);
@@ -951,6 +980,81 @@ fn leave_line(store: &Store, job: &Job, meta: &Meta) {
             let _ = d.unlink(n);
         }
     }
+}
+
+/// gc's part in the queues: remove the files of every queue nobody is in
+/// (its slots, stale tickets, its directory), which would otherwise stay
+/// for every queue name ever used. A queue is left alone while anyone is
+/// in it (its directory's flock: `join`), while any of its slots or
+/// tickets is held (by a supervisor of a build that did not take that
+/// flock), and while the job that last held a slot still reads live: a
+/// supervisor that died holding it leaves that job's processes behind,
+/// and only the slot file names the job, so that the queue's next job
+/// settles it before it starts (`Held::take_over`). Reading it here
+/// records the loss and ends those processes (`observe::current_state`);
+/// the queue goes at a later gc. Anything else in the directory keeps
+/// it (rmdir refuses). Returns how many queues went.
+pub fn sweep_idle(store: &Store) -> u64 {
+    let top_path = store.root.join(DIR);
+    let Ok(top) = sys::Dir::open_root(&store.root).and_then(|r| r.open_dir(DIR)) else {
+        return 0;
+    };
+    let mut names = Vec::new();
+    let _ = sys::for_each_entry(&top_path, |n, _| {
+        if check_name(n).is_ok() {
+            names.push(n.to_string());
+        }
+    });
+    let mut removed = 0;
+    for name in names {
+        let Ok(d) = top.open_dir(&name) else { continue };
+        let Ok(member) = d.lockable() else { continue };
+        if !matches!(sys::try_lock_exclusive(&member), Ok(true)) {
+            continue;
+        }
+        let mut files = Vec::new();
+        let _ = sys::for_each_entry(&top_path.join(&name), |n, _| files.push(n.to_string()));
+        if files.iter().any(|n| in_use(store, &d, n)) {
+            continue;
+        }
+        for n in files.iter().filter(|n| is_queue_file(n)) {
+            let _ = d.unlink(n);
+        }
+        if top.rmdir(&name).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// A slot's, a ticket's or a ticket-to-be's name.
+fn is_queue_file(n: &str) -> bool {
+    n.starts_with("slot.") || n.starts_with("w.") || n.starts_with(".t.")
+}
+
+/// Is queue file `n` held, or a slot whose last holder still reads live?
+fn in_use(store: &Store, d: &sys::Dir, n: &str) -> bool {
+    use std::os::unix::fs::FileExt;
+    if !is_queue_file(n) {
+        return false;
+    }
+    let Ok(f) = d.open_file(n, sys::How::Read) else {
+        return false;
+    };
+    if !matches!(sys::try_lock_exclusive(&f), Ok(true)) {
+        return true;
+    }
+    if !n.starts_with("slot.") {
+        return false;
+    }
+    let mut buf = [0u8; 160];
+    let got = f.read_at(&mut buf, 0).unwrap_or(0);
+    let prev = std::str::from_utf8(&buf[..got]).unwrap_or_default().trim();
+    if !crate::store::valid_id(prev) {
+        return false;
+    }
+    crate::observe::current_state(&store.job(prev))
+        .is_ok_and(|st| matches!(st.status(), Status::Running | Status::Queued))
 }
 
 /// What responses say about a job's queue and dependencies (flattened
@@ -1154,7 +1258,11 @@ mod tests {
             let path = dir.join("slot");
             fs::write(&path, &before).unwrap();
             let f = File::options().read(true).write(true).open(&path).unwrap();
-            Held::slot(f).take_over(&store, own);
+            Held {
+                slot: Some(f),
+                ..Held::default()
+            }
+            .take_over(&store, own);
             assert_eq!(fs::read_to_string(&path).unwrap(), own, "after {before:?}");
         }
         let _ = fs::remove_dir_all(&dir);

@@ -1691,6 +1691,26 @@ impl Dir {
         cvt(unsafe { libc::unlinkat(self.0.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
     }
 
+    /// rmdir(2) of `name` here: only an empty directory, and never a
+    /// symlink (ENOTDIR), whatever it points to.
+    pub fn rmdir(&self, name: &str) -> io::Result<()> {
+        let c = cpath(name.as_bytes())?;
+        // SAFETY: `c` outlives the call; the descriptor is ours and open.
+        cvt(unsafe { libc::unlinkat(self.0.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
+            .map(|_| ())
+    }
+
+    /// This directory itself opened for flock (O_RDONLY: flock refuses
+    /// the O_PATH descriptor a `Dir` holds). Through ".", so it is the
+    /// very directory this `Dir` names, whatever its path now leads to.
+    pub fn lockable(&self) -> io::Result<File> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: a static NUL-terminated name; the descriptor is ours.
+        let fd = cvt(unsafe { libc::openat(self.0.as_raw_fd(), c".".as_ptr(), flags) })?;
+        // SAFETY: the kernel just gave us this descriptor.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
     /// mkdir(2) of `name` here, mode 0700; an existing entry of that
     /// name is EEXIST (whatever it is: `open_dir` then refuses a symlink).
     pub fn mkdir(&self, name: &str) -> io::Result<()> {

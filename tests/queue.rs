@@ -769,6 +769,94 @@ fn gc_never_collects_a_queued_job() {
     t.wait_done(&a);
 }
 
+/// gc removes the files of a queue nobody is in (they stayed for every
+/// queue name ever used), keeps those of a queue in use, and a later
+/// job of that name makes the queue anew.
+#[test]
+fn gc_removes_the_files_of_a_queue_nobody_is_in() {
+    let t = TempRoot::new();
+    let queues = t.root.join(".queues");
+    let done = id_of(&enqueue(&t, "gone", &[], &["true"]));
+    t.wait_done(&done);
+    t.settle();
+    assert!(queues.join("gone").join("slot.0").exists());
+    let gate = t.base.join("gate");
+    let a = id_of(&enqueue(&t, "busy", &[], &[&gated(&gate)]));
+    let b = id_of(&enqueue(&t, "busy", &[], &["echo second"]));
+    assert_eq!(t.ok(&["status", &b])["state"], "queued");
+    let dry = t.ok(&["gc", "--dry-run"]);
+    assert_eq!(dry["deleted"], 0, "{dry}");
+    assert!(queues.join("gone").is_dir(), "a dry run removed a queue");
+    t.ok(&["gc"]);
+    assert!(!queues.join("gone").exists(), "an unused queue stayed");
+    assert!(
+        queues.join("busy").join("slot.0").exists(),
+        "gc took the files of a queue in use"
+    );
+    let s = t.ok(&["status", &b]);
+    assert_eq!(
+        (&s["state"], &s["queue_position"]),
+        (&json!("queued"), &json!(0)),
+        "{s}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(t.wait_done(&b)["stdout"], "second\n");
+    t.wait_done(&a);
+    t.settle();
+    t.ok(&["gc"]);
+    assert!(!queues.join("busy").exists(), "a queue used up stayed");
+    let again = id_of(&enqueue(&t, "gone", &[], &["echo again"]));
+    assert_eq!(t.wait_done(&again)["stdout"], "again\n");
+    // What gc does not know in a queue's directory keeps it.
+    t.settle();
+    std::fs::write(queues.join("gone").join("notes"), "mine").unwrap();
+    t.ok(&["gc"]);
+    assert!(queues.join("gone").join("notes").exists());
+}
+
+/// gc removing an idle queue while jobs join it never lets more than
+/// its slots' worth run: a job that opened the queue as gc removed it
+/// joins the queue made anew.
+#[test]
+fn gc_racing_jobs_that_join_a_queue_never_breaks_its_limit() {
+    let t = TempRoot::new();
+    let log = t.base.join("markers.log");
+    let stop = t.base.join("stop");
+    let gcs = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("while [ ! -e \"$2\" ]; do \"$0\" --root \"$1\" gc >/dev/null 2>&1; done")
+        .arg(support::bin())
+        .arg(&t.root)
+        .arg(&stop)
+        .spawn()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let script = format!(
+            "echo start {i} >> '{l}'; sleep 0.01; echo end {i} >> '{l}'",
+            l = log.display()
+        );
+        ids.push(id_of(&enqueue(&t, "race", &[], &[&script])));
+        if i % 3 == 0 {
+            // Now and then an idle queue for gc to remove.
+            t.wait_done(ids.last().unwrap());
+        }
+    }
+    for id in &ids {
+        assert_eq!(t.wait_done(id)["state"], "exited");
+    }
+    std::fs::write(&stop, "").unwrap();
+    let _ = gcs.wait_with_output();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (mut live, mut most) = (0i32, 0i32);
+    for line in text.lines() {
+        live += if line.starts_with("start") { 1 } else { -1 };
+        most = most.max(live);
+    }
+    assert_eq!(most, 1, "more than one ran at once:\n{text}");
+    assert_eq!(text.lines().count(), 60, "{text}");
+}
+
 #[test]
 fn parallel_comes_from_the_config_when_not_given() {
     let t = TempRoot::new();
