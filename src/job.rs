@@ -962,7 +962,9 @@ impl Job {
             Ok(st) => return Ok(st),
             Err(e) => e,
         };
-        if path.exists() {
+        // lstat: a dangling symlink is there, not missing (followed, it
+        // read as no state, and a reader recorded launch_lost over it).
+        if std::fs::symlink_metadata(&path).is_ok() {
             // Written meanwhile (or damaged: then this read says so).
             return read_json(&path);
         }

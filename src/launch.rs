@@ -251,7 +251,7 @@ pub fn resolve_env(given: &[&str]) -> Result<Vec<String>> {
         };
         let v = v.into_string().map_err(|_| {
             Error::usage(format!(
-                "--env {kv}: the caller's value of {kv} is not UTF-8; pass it with --env-file, or inherit it"
+                "--env {kv}: the caller's value of {kv} is not UTF-8 (a job's values are text); the job inherits it as it is unless --no-inherit-env is given"
             ))
         })?;
         out.push(format!("{kv}={v}"));

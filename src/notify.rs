@@ -95,7 +95,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -457,14 +457,22 @@ fn run_command_inner(
     // A login shell runs the profile first, and Debian's /etc/profile
     // resets PATH: the sink gets the job's PATH rebuild (D36), the
     // caller's entries (this supervisor's PATH, inherited from the
-    // command that started the job) first, then those the profile added.
-    // The job's --env values are the job's alone: a sink never gets them.
-    let caller_path = supervisor::is_login_shell(&ctx.wrapper)
-        .then(|| std::env::var_os("PATH"))
-        .flatten();
-    let reapply = match &caller_path {
-        Some(_) => supervisor::reapply_parts(supervisor::reapply_script(&[], true, None)),
-        None => Vec::new(),
+    // command that started the job) first, then those the profile added,
+    // and goes back to its directory should the profile `cd` (it ran in
+    // the profile's). The job's --env values are the job's alone: a sink
+    // never gets them.
+    let login = supervisor::is_login_shell(&ctx.wrapper);
+    let caller_path = login.then(|| std::env::var_os("PATH")).flatten();
+    let back = ctx.cwd.as_deref().and_then(Path::to_str);
+    let reapply = if login && (caller_path.is_some() || back.is_some()) {
+        let shell = supervisor::program_name(&ctx.wrapper);
+        supervisor::reapply_parts(supervisor::reapply_script(
+            &[],
+            caller_path.is_some(),
+            (shell, back),
+        ))
+    } else {
+        Vec::new()
     };
     let argv = supervisor::workload_argv(&ctx.wrapper, &[command.to_string()], reapply.len());
     let mut cmd = Command::new(&argv[0]);
@@ -1782,18 +1790,28 @@ impl Deliverer {
     /// `match_events/<seq>.json`, holding the event before its command
     /// sink starts (AGENT_EXEC_EVENT_PATH); Err says why it could not be
     /// written (a full disk).
+    /// Reached from the job directory one name at a time, neither of
+    /// them through a symlink: a job directory swapped for a symlink while
+    /// the job ran had the event written wherever the link led.
     fn event_file(&mut self, ctx: &SinkCtx, ev: &MatchEvent) -> Result<PathBuf, String> {
         let dir = ctx.job.path(MATCH_EVENT_DIR);
+        let fail = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
+        let job_dir = crate::sys::Dir::open(&ctx.job.dir).map_err(|e| fail("open", e))?;
         if !self.event_dir_made {
-            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            match job_dir.mkdir(MATCH_EVENT_DIR) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(format!("create {}: {e}", dir.display()));
+                    return Err(fail("create", e));
                 }
                 _ => self.event_dir_made = true,
             }
         }
+        let d = job_dir
+            .open_dir(MATCH_EVENT_DIR)
+            .map_err(|e| fail("open", e))?;
         let name = format!("{:06}.json", self.seq);
-        job::write_json(&dir, &name, ev, false).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(ev).map_err(|e| e.to_string())?;
+        crate::store::write_atomic_in(&d, &name, &text, false)
+            .map_err(|e| fail(&format!("write {name} in"), e))?;
         Ok(dir.join(name))
     }
 }

@@ -1614,7 +1614,9 @@ fn taken_since(st: &State, pid: u32) -> bool {
 /// (meta.json, no state.json, no lock) is `failed` `launch_lost`: it
 /// read `created`, and could be started, or never collected.
 fn lost_without_lock(job: &Job, mut st: State) -> State {
-    if st.status() == Status::Created && !job.path(crate::job::STATE).exists() {
+    if st.status() == Status::Created
+        && std::fs::symlink_metadata(job.path(crate::job::STATE)).is_err()
+    {
         // As read (`read_state`: the job's definition time), every time.
         let at = st.updated_at.clone();
         st.fail(

@@ -777,7 +777,17 @@ pub fn temp_prefix(name: &str) -> String {
 /// ours, and the write failed: a `job.finished` command sink was never
 /// started, or the record of its delivery was lost.)
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
-    let d = crate::sys::Dir::open(dir)?;
+    write_atomic_in(&crate::sys::Dir::open(dir)?, name, data, durable)
+}
+
+/// `write_atomic` into a directory already open (one reached below a job
+/// directory one name at a time, none of them a symlink).
+pub fn write_atomic_in(
+    d: &crate::sys::Dir,
+    name: &str,
+    data: &[u8],
+    durable: bool,
+) -> io::Result<()> {
     let mut tries = 0;
     let (tmp, mut f) = loop {
         let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);

@@ -438,6 +438,13 @@ fn run_once(
                         let b = s.to_bytes();
                         let name = &b[..b.iter().position(|&c| c == b'=').unwrap_or(b.len())];
                         format!("the variable {}", String::from_utf8_lossy(name))
+                    } else if s
+                        .to_bytes()
+                        .windows(REAPPLY_VAR.len())
+                        .any(|w| w == REAPPLY_VAR.as_bytes())
+                    {
+                        // Its set-up (`workload_argv`) comes first in it.
+                        "one argument (the command, after the login shell's set-up)".to_string()
                     } else {
                         "one argument".to_string()
                     };
@@ -1430,7 +1437,10 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         set.extend(crate::launch::read_env_file(path).map_err(|e| fail("env_file_unreadable", e))?);
     }
     let env_path = job.path(job::ENV);
-    if env_path.exists() {
+    // lstat: a dangling symlink in its place fails the launch as any
+    // symlink there does (followed, it read as no env file: the job ran
+    // without its --env values).
+    if std::fs::symlink_metadata(&env_path).is_ok() {
         let vars: Vec<String> =
             job::read_json(&env_path).map_err(|e| fail("env_unreadable", e.to_string()))?;
         set.extend(vars.iter().map(|kv| split_kv(kv)));
@@ -1504,8 +1514,8 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         .then(|| std::env::var_os("PATH"))
         .flatten();
     let reapply = login.then(|| {
-        let back = (program_name(&wrapper), cwd.as_str());
-        reapply_parts(reapply_script(&set, caller_path.is_some(), Some(back)))
+        let back = (program_name(&wrapper), Some(cwd.as_str()));
+        reapply_parts(reapply_script(&set, caller_path.is_some(), back))
     });
     let parts = reapply.as_ref().map_or(0, Vec::len);
     let argv = workload_argv(&wrapper, &meta.command, parts);
@@ -1713,9 +1723,38 @@ pub fn is_login_shell(wrapper: &[String]) -> bool {
         })
 }
 
+/// The file name of the program the wrapper runs in the end: its first
+/// word's, or for `env [OPTION]... [NAME=VALUE]... PROGRAM ...`,
+/// PROGRAM's (`fish` for `env fish -c`, whose `exec "$@"` fish cannot
+/// parse: it said so and exited 0, the job's command never run). None
+/// when that is not plain to see (`env -S`).
+fn program_run(wrapper: &[String]) -> Option<&str> {
+    fn name(w: &str) -> Option<&str> {
+        Path::new(w).file_name().and_then(|n| n.to_str())
+    }
+    let mut words = wrapper.iter().map(String::as_str);
+    let first = name(words.next()?)?;
+    if first != "env" {
+        return Some(first);
+    }
+    while let Some(w) = words.next() {
+        match w {
+            "-u" | "--unset" | "-C" | "--chdir" => {
+                words.next();
+            }
+            "--" => return words.next().and_then(name),
+            _ if w.starts_with("-S") || w.starts_with("--split-string") => return None,
+            _ if w.starts_with('-') && w.len() > 1 => {}
+            _ if w.contains('=') => {}
+            _ => return name(w),
+        }
+    }
+    None
+}
+
 /// The wrapper program's file name (`bash` for `/bin/bash -lc`; empty
 /// when there is none, or it is not UTF-8).
-fn program_name(wrapper: &[String]) -> &str {
+pub fn program_name(wrapper: &[String]) -> &str {
     wrapper
         .first()
         .and_then(|p| Path::new(p).file_name())
@@ -1723,33 +1762,52 @@ fn program_name(wrapper: &[String]) -> &str {
         .unwrap_or_default()
 }
 
-/// A POSIX sh script, evaluated by the login shell after its profile:
-/// export every value the caller gave (`--env`, `--env-file`) again,
-/// with `caller_path` (PATH inherited and not given: its value is in
-/// `CALLER_PATH_VAR`) rebuild PATH as the caller's entries followed by
-/// those the profile added that are not among them, and go back to the
-/// job's directory (`back`: the shell's name and the directory, if
-/// given) should the profile have left it (a `cd` in ~/.profile).
-/// Values are single-quoted, so the script expands nothing of theirs.
+/// A POSIX sh script, evaluated by the login shell `shell` (its program
+/// name) after its profile: export every value the caller gave (`--env`,
+/// `--env-file`) again, with `caller_path` (PATH inherited and not
+/// given: its value is in `CALLER_PATH_VAR`) rebuild PATH as the
+/// caller's entries followed by those the profile added that are not
+/// among them, and go back to the directory `back`, if given, should the
+/// profile have left it (a `cd` in ~/.profile). Values are
+/// single-quoted, so the script expands nothing of theirs.
+///
+/// Nothing the profile did can end the shell here: a variable it made
+/// read-only (`readonly PATH`, a hardened profile's `readonly TMOUT`)
+/// keeps the profile's value. An export that fails is a special
+/// built-in's error, which ends a POSIX shell (dash: the job never ran),
+/// unless run through `command`; zsh's `command` runs programs only,
+/// and there an error ends just the `eval` it is in. PATH is rebuilt
+/// only if it can be assigned. Names the shell itself gives a meaning to
+/// (`shell_special`) are not applied again: they reach the command
+/// through the environment the shell was given, as without a profile.
 pub fn reapply_script(
     set: &[(String, String)],
     caller_path: bool,
-    back: Option<(&str, &str)>,
+    (shell, back): (&str, Option<&str>),
 ) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let guarded = |line: &str| {
+        if shell == "zsh" {
+            format!("eval {} 2>/dev/null", quote(line))
+        } else {
+            format!("command {line} 2>/dev/null")
+        }
+    };
     let mut out = String::new();
     let mut seen: Vec<&str> = Vec::new();
     // Last one wins, as in the environment itself.
     for (k, v) in set.iter().rev() {
-        if seen.contains(&k.as_str()) || !is_shell_name(k) {
+        if seen.contains(&k.as_str()) || !is_shell_name(k) || shell_special(k) {
             continue;
         }
         seen.push(k);
-        out.push_str(&format!("export {k}={}\n", quote(v)));
+        out.push_str(&guarded(&format!("export {k}={}", quote(v))));
+        out.push('\n');
     }
     if caller_path && !seen.contains(&"PATH") {
         out.push_str(&format!(
-            "__AGENT_EXEC_P=$PATH\nPATH=${CALLER_PATH_VAR}\nunset {CALLER_PATH_VAR}\n{}",
+            "if {}; then\n__AGENT_EXEC_P=$PATH\nPATH=${CALLER_PATH_VAR}\n{}",
+            guarded("export PATH=\"$PATH\""),
             "while [ -n \"$__AGENT_EXEC_P\" ]; do\n\
              __AGENT_EXEC_D=${__AGENT_EXEC_P%%:*}\n\
              case $__AGENT_EXEC_P in *:*) __AGENT_EXEC_P=${__AGENT_EXEC_P#*:} ;; *) __AGENT_EXEC_P= ;; esac\n\
@@ -1758,8 +1816,10 @@ pub fn reapply_script(
              fi\n\
              done\n\
              unset __AGENT_EXEC_P __AGENT_EXEC_D\n\
-             export PATH\n"
+             export PATH\n\
+             fi\n"
         ));
+        out.push_str(&format!("unset {CALLER_PATH_VAR}\n"));
     }
     // The workload started in `cwd` (canonical), so the shell's PWD is
     // it unless the profile moved: only then is there a `cd`, which
@@ -1769,7 +1829,7 @@ pub fn reapply_script(
     // functions, but zsh's `command` runs only programs, so zsh gets
     // `builtin cd`. A directory gone meanwhile is the job's end: its
     // command never runs anywhere else.
-    if let Some((shell, cwd)) = back {
+    if let Some(cwd) = back {
         let cd = if shell == "zsh" {
             "builtin cd"
         } else {
@@ -1779,6 +1839,37 @@ pub fn reapply_script(
         out.push_str(&format!("[ \"$PWD\" = {cwd} ] || {cd} -- {cwd} || exit\n"));
     }
     out
+}
+
+/// A variable the shell gives a meaning of its own, which assigning it
+/// would change (IFS: how the command's words split; zsh's UID, EUID,
+/// GID, EGID and USERNAME: which user the shell runs as) or which the
+/// shell holds read-only (bash's PPID, SHELLOPTS, BASHOPTS, ...).
+fn shell_special(k: &str) -> bool {
+    [
+        "IFS",
+        "PPID",
+        "UID",
+        "EUID",
+        "GID",
+        "EGID",
+        "USERNAME",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "BASHPID",
+        "BASH_VERSINFO",
+        "BASH_ARGV0",
+        "HISTCMD",
+        "LINENO",
+        "RANDOM",
+        "SRANDOM",
+        "SECONDS",
+        "EPOCHSECONDS",
+        "EPOCHREALTIME",
+        "OPTIND",
+        "OPTARG",
+    ]
+    .contains(&k)
 }
 
 /// A name `export` accepts: letters, digits and `_`, not starting with a
@@ -1829,7 +1920,7 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
     if command.len() == 1 {
         argv.push(format!("{prelude}{}", command[0]));
     } else {
-        let run = if program_name(wrapper) == "fish" {
+        let run = if program_run(wrapper) == Some("fish") {
             "exec $argv"
         } else {
             "exec \"$@\""
@@ -2857,7 +2948,7 @@ mod tests {
         // sh -x (and bash -v, which echoes what eval reads) would show the
         // set-up's values: it runs with both off, the command with
         // whatever was on.
-        let script = reapply_script(&[("TOKEN".into(), "s3cret".into())], false, None);
+        let script = reapply_script(&[("TOKEN".into(), "s3cret".into())], false, ("sh", None));
         for (flags, traced) in [("-xc", true), ("-c", false)] {
             for shell in ["sh", "bash"] {
                 let argv = workload_argv(
@@ -2887,7 +2978,7 @@ mod tests {
         let set: Vec<(String, String)> = (0..40)
             .map(|i| (format!("V{i}"), format!("it's é {i} ").repeat(300)))
             .collect();
-        let script = reapply_script(&set, false, None);
+        let script = reapply_script(&set, false, ("sh", None));
         let parts = reapply_parts(script.clone());
         assert!(parts.len() > 1, "{}", parts.len());
         assert!(parts.iter().all(|p| p.len() <= REAPPLY_PART));
@@ -2970,7 +3061,7 @@ mod tests {
         // A profile that moved and defined `cd` as a function (one that
         // prints, then refuses): the way back uses the shell's own cd.
         for shell in ["sh", "bash", "zsh"] {
-            let script = reapply_script(&[], false, Some((shell, "/usr/bin")));
+            let script = reapply_script(&[], false, (shell, Some("/usr/bin")));
             let Ok(out) = std::process::Command::new(shell)
                 .arg("-c")
                 .arg("cd /; cd() { echo hook; return 1; }; eval \"$S\"; echo \"$PWD\"")
@@ -2998,7 +3089,7 @@ mod tests {
             ("bad-name".to_string(), "skipped".to_string()),
         ];
         // The "profile" also changes directory: the script goes back.
-        let script = reapply_script(&set, true, Some(("sh", "/usr/bin")));
+        let script = reapply_script(&set, true, ("sh", Some("/usr/bin")));
         // A caller's PATH entry need not be UTF-8: it comes as bytes.
         use std::os::unix::ffi::OsStrExt;
         let caller = std::ffi::OsStr::from_bytes(b"/caller/bin:/caf\xe9:/usr/bin");
@@ -3016,7 +3107,7 @@ mod tests {
         );
         // A directory that is gone ends the shell: the command never runs
         // elsewhere.
-        let script = reapply_script(&[], false, Some(("sh", "/no/such/dir")));
+        let script = reapply_script(&[], false, ("sh", Some("/no/such/dir")));
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg("eval \"$S\"; echo ran")

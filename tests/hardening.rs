@@ -1134,6 +1134,66 @@ fn a11_symlinks_in_job_dirs_are_refused() {
     assert_eq!(e["error"]["code"], "unsafe_path", "{e}");
 }
 
+/// A state.json that is a dangling symlink is a symlink too, not a
+/// missing record: readers recorded launch_lost over it (an exited job
+/// read failed) and `delete` removed the job.
+#[test]
+fn a11_a_dangling_symlink_for_state_json_is_refused() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    let st = t.job_dir(&id).join("state.json");
+    std::fs::remove_file(&st).unwrap();
+    std::os::unix::fs::symlink(t.base.join("nothing-here"), &st).unwrap();
+    for cmd in ["status", "delete"] {
+        let (_, e) = t.err(&[cmd, &id]);
+        assert_eq!(e["error"]["code"], "unsafe_path", "{cmd}: {e}");
+    }
+    t.ok(&["list"]);
+    t.ok(&["gc", "--older-than", "0"]);
+    assert!(
+        std::fs::symlink_metadata(&st).is_ok_and(|m| m.file_type().is_symlink()),
+        "a reader wrote over the symlink"
+    );
+}
+
+/// A job directory swapped for a symlink while the job runs: the match
+/// event its command sink gets is written in no directory the link
+/// leads to (it was: match_events/ was made through the link).
+#[test]
+fn a11_match_events_are_never_written_through_a_swapped_job_directory() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let id = id_of(&t.ok(&[
+        "run",
+        "--no-wait",
+        "--output-pattern",
+        "HIT",
+        "--output-command",
+        "true",
+        "--",
+        &format!(
+            "echo READY; while [ ! -e '{}' ]; do sleep 0.01; done; echo HIT",
+            gate.display()
+        ),
+    ]));
+    // Its supervisor's set-up is done by then (a swap before it fails the
+    // job's logs: nothing to match).
+    t.ok(&["wait", "--output", "READY", &id]);
+    let dir = t.job_dir(&id);
+    let elsewhere = t.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::rename(&dir, t.root.join(".moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    // The supervisor ends (its sink's delivery done) once the job has.
+    eventually("the supervisor to end", 20, || supervisor_gone(&t, &id));
+    assert!(
+        std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "written through the link: {:?}",
+        std::fs::read_dir(&elsewhere).unwrap().collect::<Vec<_>>()
+    );
+}
+
 // ---------------------------------------------------------------------
 // A12. Secrets stay out of meta.json
 // ---------------------------------------------------------------------

@@ -1384,3 +1384,167 @@ fn a_tty_job_gets_no_caller_columns_or_lines() {
     c.env("COLUMNS", "33");
     assert_eq!(t.exec(c).json()["stdout"], "33\n");
 }
+
+/// Whether `program` can be run here (a test of a shell that is missing
+/// says so and skips it).
+fn installed(program: &str) -> bool {
+    let there = std::process::Command::new(program)
+        .arg("-c")
+        .arg("true")
+        .status()
+        .is_ok();
+    if !there {
+        eprintln!("skipped {program}: not installed");
+    }
+    there
+}
+
+/// A login profile that makes a variable read-only (`readonly PATH`, a
+/// hardened profile's `readonly TMOUT`) keeps its value, and the job
+/// runs: the set-up's export of it failed, and dash, the usual sh, ended
+/// there (exit 2, the command never ran).
+#[test]
+fn a_profile_that_makes_a_variable_read_only_does_not_stop_the_job() {
+    let t = TempRoot::new();
+    let home = t.base.join("home");
+    let profile = "readonly PATH\nTMOUT=900; export TMOUT; readonly TMOUT\n";
+    std::fs::write(home.join(".profile"), profile).unwrap();
+    std::fs::write(home.join(".zprofile"), profile).unwrap();
+    for wrapper in ["sh -lc", "bash -lc", "zsh -lc"] {
+        if !installed(wrapper.split(' ').next().unwrap()) {
+            continue;
+        }
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--env",
+            "TMOUT=0",
+            "--env",
+            "OTHER=1",
+            "--",
+            "echo $TMOUT $OTHER",
+        ]);
+        assert_eq!(
+            (&v["stdout"], &v["stderr"], &v["exit_code"]),
+            (
+                &serde_json::json!("900 1\n"),
+                &serde_json::json!(""),
+                &serde_json::json!(0)
+            ),
+            "{wrapper}: {v}"
+        );
+        let v = t.ok(&["run", "--shell-wrapper", wrapper, "--", "echo", "argv"]);
+        assert_eq!(v["stdout"], "argv\n", "{wrapper}: {v}");
+    }
+}
+
+/// Names a shell gives a meaning of its own are not assigned again after
+/// the profile: zsh's UID, EUID, GID, EGID and USERNAME made it change
+/// user (setuid), `IFS` changed how the command's words split, and
+/// bash's read-only PPID or BASHPID wrote an error into the job's
+/// output. They reach the job as without a profile.
+#[test]
+fn names_special_to_the_shell_are_not_assigned_again() {
+    let t = TempRoot::new();
+    let me = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    if installed("zsh") {
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            "zsh -lc",
+            "--env",
+            "UID=65534",
+            "--env",
+            "EUID=65534",
+            "--env",
+            "USERNAME=daemon",
+            "--env",
+            "GID=65534",
+            "--",
+            "id",
+            "-u",
+        ]);
+        assert_eq!(v["stdout"], me.as_str(), "{v}");
+    }
+    let split = "x='a b'; for w in $x; do echo \"[$w]\"; done";
+    for wrapper in ["sh -lc", "bash -lc"] {
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--env",
+            "IFS=:",
+            "--",
+            split,
+        ]);
+        assert_eq!(v["stdout"], "[a]\n[b]\n", "{wrapper}: {v}");
+    }
+    let v = t.ok(&[
+        "run",
+        "--shell-wrapper",
+        "bash -lc",
+        "--env",
+        "PPID=1",
+        "--env",
+        "BASHPID=1",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        (&v["stderr"], &v["exit_code"]),
+        (&serde_json::json!(""), &serde_json::json!(0)),
+        "{v}"
+    );
+}
+
+/// A command sink run by a login shell goes back to the directory of the
+/// command that started the job should the profile `cd` (it ran, and
+/// wrote, in the profile's directory).
+#[test]
+fn a_command_sink_returns_from_a_profiles_cd() {
+    let t = TempRoot::new();
+    std::fs::write(t.base.join("home/.profile"), "cd /\n").unwrap();
+    let out = t.cwd.join("sink-pwd");
+    let v = t.ok(&["run", "--notify-command", "pwd > sink-pwd", "--", "true"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    t.settle();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        format!("{}\n", t.cwd.display())
+    );
+}
+
+/// A fish reached through `env` runs a command given as words with
+/// `exec $argv`: handed `exec "$@"`, fish refused it and exited 0 (the
+/// job read as a success, its command never run).
+#[test]
+fn fish_through_env_runs_the_words_given() {
+    let t = TempRoot::new();
+    if !installed("fish") {
+        return;
+    }
+    for wrapper in ["env fish -c", "env -i A=1 fish -c", "fish -c"] {
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            wrapper,
+            "--",
+            "sh",
+            "-c",
+            "echo ran; exit 3",
+        ]);
+        assert_eq!(
+            (&v["stdout"], &v["exit_code"]),
+            (&serde_json::json!("ran\n"), &serde_json::json!(3)),
+            "{wrapper}: {v}"
+        );
+    }
+}
