@@ -328,6 +328,18 @@ fn run_once(
         }
         r => r,
     };
+    // A file-size limit (`ulimit -f`) below any state the job's end may
+    // need, which this process could not lift for that write
+    // (`publish_terminal_via`): its end could not be recorded.
+    let reserved = reserved.and_then(|()| {
+        if sys::could_write_file_of(STATE_ROOM) {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "the file-size limit (ulimit -f) of {} bytes is below the {STATE_ROOM} bytes kept for the job's record",
+            sys::file_size_limit().unwrap_or_default()
+        )))
+    });
     if let Err(e) = reserved {
         // Too little room left to promise the job's end a record: it
         // does not start (a file system without fallocate runs the job
@@ -337,6 +349,9 @@ fn run_once(
         if no_room(&e) {
             let msg = format!("reserve room for the job's end ({RESERVE} bytes): {e}");
             return no_space(job, ready, &lock, state, msg);
+        }
+        if e.raw_os_error().is_none() && e.kind() == io::ErrorKind::Other {
+            return no_space(job, ready, &lock, state, e.to_string());
         }
     }
     // A queued job waits for its turn (queue.rs) here, with everything
@@ -1204,6 +1219,10 @@ const LOW_INODES: u64 = 64;
 /// Bytes reserved in the lock file for the terminal state.
 const RESERVE: u64 = 64 * 1024;
 
+/// The largest file the job's record may need, for a caller's file-size
+/// limit to leave room for (a terminal state is a few KiB at most).
+const STATE_ROOM: u64 = 16 * 1024;
+
 /// Write the terminal state, holding the notification guard (an OFD lock
 /// on byte 0 of the job lock file, which `notify set` takes too): the
 /// notification settings read here are exactly those saved before the
@@ -1254,6 +1273,12 @@ fn publish_terminal_via(
         };
         &marked
     };
+    // The job's output is final: the caller's file-size limit (`ulimit
+    // -f`), which its logs kept to, must not keep its end from being
+    // recorded (a state larger than the limit failed with EFBIG, and the
+    // job read supervisor_lost, its exit code lost). Put back before any
+    // sink starts: sinks run with the caller's limits.
+    let lifted = sys::lift_file_size_limit();
     let mut replaced = None;
     let prepared = match next {
         Some(n) => n.commit(state).map(|r| replaced = r),
@@ -1279,6 +1304,7 @@ fn publish_terminal_via(
             }
         }
     }
+    drop(lifted);
     if guard {
         let _ = sys::ofd_unlock(lock, 0);
     }

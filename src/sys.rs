@@ -3051,6 +3051,73 @@ pub fn file_size_limit() -> Option<u64> {
     (rc == 0 && rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur as u64)
 }
 
+/// RLIMIT_FSIZE lifted for this process until dropped, which puts the
+/// limit back (`lift_file_size_limit`).
+pub struct LiftedFileSize(Option<libc::rlimit>);
+
+/// Lift this process's RLIMIT_FSIZE for a write the caller's limit must
+/// not stop (the job's record, written once its output is final): to no
+/// limit where the process may raise its hard limit (CAP_SYS_RESOURCE),
+/// else the soft limit to the hard one. Nothing to do without a limit.
+pub fn lift_file_size_limit() -> LiftedFileSize {
+    // SAFETY: rlimit is plain data; getrlimit writes one into `rl`.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `rl` is a live local the call fills in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut rl) } != 0
+        || rl.rlim_cur == libc::RLIM_INFINITY
+    {
+        return LiftedFileSize(None);
+    }
+    let none = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let hard = libc::rlimit {
+        rlim_cur: rl.rlim_max,
+        rlim_max: rl.rlim_max,
+    };
+    // SAFETY: both are valid rlimit values; setrlimit only reads them.
+    if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &none) } != 0 {
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &hard) };
+    }
+    LiftedFileSize(Some(rl))
+}
+
+impl Drop for LiftedFileSize {
+    fn drop(&mut self) {
+        if let Some(rl) = &self.0 {
+            // SAFETY: the limit read before; lowering is always allowed.
+            unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, rl) };
+        }
+    }
+}
+
+/// Could this process write a file of `bytes` bytes if it lifted its
+/// RLIMIT_FSIZE (`lift_file_size_limit`)? Its hard limit allows it, or
+/// it may raise that (CAP_SYS_RESOURCE, which root need not have: found
+/// by raising it, and putting it back at once).
+pub fn could_write_file_of(bytes: u64) -> bool {
+    // SAFETY: rlimit is plain data; getrlimit writes one into `rl`.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `rl` is a live local the call fills in.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut rl) };
+    if rc != 0 || rl.rlim_max == libc::RLIM_INFINITY || rl.rlim_max as u64 >= bytes {
+        return true;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: rl.rlim_cur,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: valid rlimit values; setrlimit only reads them.
+    if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &raised) } != 0 {
+        return false;
+    }
+    // SAFETY: the limit read before; lowering is always allowed.
+    unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &rl) };
+    true
+}
+
 /// Raise this process's soft limit on open files to its hard limit, for
 /// a command that holds a few descriptors per job it was given (`wait`
 /// on many ids: each job's directory pin and lock). Only for a process

@@ -73,6 +73,50 @@ fn supervisor_gone(t: &TempRoot, id: &str) -> bool {
 // A1. Full disk
 // ---------------------------------------------------------------------
 
+/// A caller's file-size limit (`ulimit -f`) below the job's record: its
+/// end is still recorded, exit code and all, and its logs keep to the
+/// limit (EFBIG in output_lost); where the limit cannot be lifted for
+/// the record (a hard limit, not root), the job does not run: no_space.
+/// The record failed with EFBIG, and the job read supervisor_lost.
+#[test]
+fn a1_a_file_size_limit_below_the_record_keeps_the_exit_code() {
+    let t = TempRoot::new();
+    let under = |limit: &str| {
+        let mut c = t.private("sh");
+        c.arg("-c")
+            .arg(format!("ulimit {limit}; exec \"$0\" \"$@\""))
+            .arg(support::bin())
+            .args(["--root"])
+            .arg(&t.root)
+            .args(["run", "--", "head -c 5000 /dev/zero; exit 5"]);
+        t.exec(c).json()
+    };
+    // The soft limit alone: lifted to the hard one for the record.
+    let v = under("-S -f 1");
+    assert_eq!(
+        (&v["state"], &v["exit_code"]),
+        (&json!("exited"), &json!(5)),
+        "{v}"
+    );
+    assert_eq!(v["output_lost"][0]["errno"], "EFBIG", "{v}");
+    assert!(v["stdout_total_bytes"].as_u64().unwrap() <= 512, "{v}");
+    // The hard one too: lifted by a process allowed to (CAP_SYS_RESOURCE),
+    // else the job does not run.
+    let v = under("-f 1");
+    let lifted = v["state"] == "exited" && v["exit_code"] == 5;
+    let refused = v["state"] == "failed" && v["failure"]["code"] == "no_space";
+    assert!(lifted || refused, "{v}");
+    if refused {
+        assert!(
+            v["failure"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ulimit -f"),
+            "{v}"
+        );
+    }
+}
+
 #[test]
 fn a1_full_disk_is_recorded_and_the_exit_code_survives() {
     let t = TempRoot::new();
