@@ -746,8 +746,33 @@ fn open_in_job(path: &Path, how: sys::How) -> io::Result<File> {
     sys::Dir::open(path.parent().unwrap_or(Path::new(".")))?.open_file(name, how)
 }
 
+/// Append one line whole, or nothing: a write cut short (a full disk)
+/// is taken back, so that the next event's line does not run on from a
+/// torn one (both were lost to a reader: one JSON document per line).
+/// Under an exclusive flock of the file, which every deliverer of ours
+/// takes for its append (many jobs may name one file), so that taking
+/// back cuts only our own bytes; waited for 2 s at most, then written
+/// without it (a stranger holding it must not stall deliveries).
 fn append_line(f: &mut File, line: &[u8]) -> Result<(), String> {
-    f.write_all(line).map_err(|e| format!("write error: {e}"))
+    let until = Instant::now() + Duration::from_secs(2);
+    let locked = loop {
+        match sys::try_lock_exclusive(f) {
+            Ok(true) => break true,
+            Ok(false) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+            _ => break false,
+        }
+    };
+    let before = f.metadata().map(|m| m.len()).ok();
+    let r = f.write_all(line).map_err(|e| {
+        if let (true, Some(len)) = (locked, before) {
+            let _ = f.set_len(len);
+        }
+        format!("write error: {e}")
+    });
+    if locked {
+        let _ = sys::unlock(f);
+    }
+    r
 }
 
 fn with_newline(json: &[u8]) -> Vec<u8> {

@@ -1565,3 +1565,41 @@ fn a_file_sinks_new_directories_are_private_under_any_umask() {
         assert_eq!(mode, 0o700, "{d}");
     }
 }
+
+/// A file sink on a full disk: the part of the line that fit is taken
+/// back, so that the next event's line, once there is room, is whole (it
+/// ran on from the torn one, and neither could be read).
+#[test]
+fn a_file_sink_that_runs_out_of_room_leaves_no_torn_line() {
+    let t = TempRoot::new();
+    let disk = t.base.join("disk");
+    let Some(_fs) = support::Mount::tmpfs(&disk, "256k") else {
+        return;
+    };
+    let events = disk.join("ev.ndjson");
+    // Most of a page used: the next line fits only in part.
+    std::fs::write(&events, format!("{{\"pad\":\"{}\"}}\n", "x".repeat(3880))).unwrap();
+    let fill = disk.join("fill");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&fill).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let sink = events.to_str().unwrap();
+    t.ok(&["run", "--notify-file", sink, "--", "true"]);
+    t.settle();
+    std::fs::remove_file(&fill).unwrap();
+    let b = t.ok(&["run", "--notify-file", sink, "--", "true"]);
+    t.settle();
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(text.ends_with('\n'), "{text:?}");
+    let ids: Vec<&str> = lines[1..]
+        .iter()
+        .filter_map(|v| v["job_id"].as_str())
+        .collect();
+    assert_eq!(ids, [b["job_id"].as_str().unwrap()], "{text}");
+}
