@@ -566,3 +566,44 @@ fn a_line_of_exactly_the_piece_size_is_one_line() {
         );
     }
 }
+
+/// A `--retry` job whose line is printed just before its attempt exits:
+/// the answer describes one run, with that run's own output and runs.
+/// It described the attempt that printed the line, `running`, with the
+/// next attempt's empty logs (the line's run moved to runs/1/ meanwhile)
+/// and without that run in `previous_runs`.
+#[test]
+fn readiness_on_a_retried_job_describes_one_run() {
+    let t = TempRoot::new();
+    for _ in 0..5 {
+        let v = t.ok(&[
+            "run",
+            "--no-wait",
+            "--retry",
+            "1",
+            "--retry-delay",
+            "1s",
+            "--",
+            "sleep 0.2; echo READY; exit 1",
+        ]);
+        let id = v["job_id"].as_str().unwrap();
+        let w = t.ok(&["wait", "--output", "READY", "--until", "10", id]);
+        assert_eq!(w["matched"]["line"], "READY", "{w}");
+        match w["attempt"].as_u64().unwrap() {
+            // The run that printed it, as it was then.
+            1 => {
+                assert_eq!(w["stdout"], "READY\n", "{w}");
+                assert!(w.get("previous_runs").is_none(), "{w}");
+            }
+            // The next one, and the run that printed it among the kept.
+            2 => {
+                assert_eq!(w["stdout"], "", "{w}");
+                assert_eq!(w["previous_runs"][0]["attempt"], 1, "{w}");
+                let log = w["previous_runs"][0]["stdout_log_path"].as_str().unwrap();
+                assert_eq!(std::fs::read_to_string(log).unwrap(), "READY\n");
+            }
+            n => panic!("attempt {n}: {w}"),
+        }
+        t.ok(&["kill", id]);
+    }
+}

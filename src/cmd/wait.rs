@@ -24,7 +24,8 @@
 //! The runs of `run --retry` are one job run to a waiter: it answers at
 //! the last, and `--output` searches each attempt's new logs in turn as
 //! they begin (`matched.offset` is in the log of the attempt that wrote
-//! the line; the answer describes the job's current attempt).
+//! the line; the answer describes the job's current attempt, read again
+//! once the line is found).
 //!
 //! Invariants
 //! - The logs are read after the state: a terminal state means they are
@@ -312,13 +313,51 @@ pub fn wait_ready(
     let Some((st, matched, skipped)) = found? else {
         return Ok(None);
     };
+    // Read again if the attempt read was kept while its logs were read:
+    // they may be the next one's.
+    let mut st = now_after_match(job, st);
     let mut body = wait_body(job, &st, budget)?;
+    for _ in 0..3 {
+        if st.status().is_terminal() || crate::runs::load(job, st.attempt()).is_none() {
+            break;
+        }
+        st = now_after_match(job, st);
+        body = wait_body(job, &st, budget)?;
+    }
     body.matched = matched;
     if since.is_some() {
         body.stdout_skipped_bytes = Some(skipped[0]);
         body.stderr_skipped_bytes = Some(skipped[1]);
     }
     Ok(Some(body))
+}
+
+/// The job as it is once `--output`'s line is found: `st` (read then) if
+/// terminal, else read again. A line printed just before its attempt
+/// exited is found as `--retry` keeps that run: the logs move to
+/// `runs/<attempt>/` and the next run's fresh ones take their place a
+/// moment before the next state is written (`runs::archive`). A state of
+/// an attempt kept meanwhile is read again until the next one is there
+/// (200 ms at most; then the kept run's own record): described with the
+/// logs in place, the ended attempt read `running` with the next one's
+/// empty output, and without the run that printed the line in
+/// `previous_runs`.
+fn now_after_match(job: &Job, st: State) -> State {
+    if st.status().is_terminal() {
+        return st;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        let now = observe::current_state(job).unwrap_or_else(|_| st.clone());
+        if now.status().is_terminal() {
+            return now;
+        }
+        match crate::runs::load(job, now.attempt()) {
+            None => return now,
+            Some(kept) if std::time::Instant::now() >= until => return kept,
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
 }
 
 /// Wait with an optional budget in milliseconds (None = forever; a
