@@ -797,3 +797,92 @@ fn complete_offers_short_flags_after_a_lone_dash() {
     assert!(long.iter().all(|x| x.starts_with("--")), "{long:?}");
     assert_eq!(words(&["tail", "-f"]), ["-f"]);
 }
+
+/// A flag's second name, shown in help as "Also --x" and taken by the
+/// parser, is completed like the flag: by `__complete` itself and through
+/// each shell's script; once either name is on the line, neither is
+/// offered again.
+#[test]
+fn flag_aliases_shown_in_help_are_completed() {
+    let t = TempRoot::new();
+    let help = t.out(&["tail", "--help"]).stdout;
+    assert!(help.contains("Also --lines"), "{help}");
+    let o = t.out(&["__complete", "--", "tail", "--li"]);
+    assert_eq!(o.stdout, "--lines\n");
+    let o = t.out(&["__complete", "--", ":describe", "tail", "--li"]);
+    assert!(
+        o.stdout.starts_with("--lines\tLines to keep"),
+        "{}",
+        o.stdout
+    );
+    let all = t.out(&["__complete", "--", "tail", "--"]).stdout;
+    assert!(all.lines().any(|l| l == "--tail-lines"), "{all}");
+    assert!(all.lines().any(|l| l == "--lines"), "{all}");
+    for given in ["--lines", "--tail-lines"] {
+        let o = t.out(&["__complete", "--", "tail", given, "5", "--"]);
+        assert!(
+            !o.stdout
+                .lines()
+                .any(|l| l == "--lines" || l == "--tail-lines"),
+            "{given}: {}",
+            o.stdout
+        );
+    }
+    assert_eq!(bash(&t, &["tail", "--li"]), ["--lines"]);
+    if have("zsh") {
+        let got = zsh_complete(&t, &["tail", "--li"]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("--lines:Lines to keep"), "{got:?}");
+    }
+    if have("fish") {
+        let s = script(&t, "fish");
+        assert_eq!(
+            bare(fish_complete(&t, &s, "agent-exec tail --li")),
+            ["--lines"]
+        );
+    }
+}
+
+/// The shipped skill page on completion events (as `install-skills`
+/// writes it) names the file a command sink's `AGENT_EXEC_EVENT_PATH`
+/// points at as the README does: `completion_event.json` for
+/// job.finished, `match_events/<seq>.json` for job.output.matched (never
+/// the NDJSON log, whose line is written after the sinks ran).
+#[test]
+fn the_skill_names_the_event_path_as_the_readme_does() {
+    let t = TempRoot::new();
+    let o = t.out(&["install-skills"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let page = t
+        .cwd
+        .join(".agents/skills/agent-exec/references/completion-events.md");
+    let text = std::fs::read_to_string(&page).unwrap();
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = flat(&text);
+    let start = text
+        .find("- `AGENT_EXEC_EVENT_PATH`")
+        .expect("the skill describes AGENT_EXEC_EVENT_PATH");
+    let item = &text[start + 2..];
+    let item = &item[..item.find(" - `").unwrap_or(item.len())];
+    assert!(!item.contains("notification_events.ndjson"), "{item}");
+    let at = |needle: &str| {
+        item.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {item}"))
+    };
+    assert!(at("completion_event.json") < at("`job.finished`"), "{item}");
+    assert!(
+        at("`job.finished`") < at("match_events/<seq>.json"),
+        "{item}"
+    );
+    assert!(
+        at("match_events/<seq>.json") < at("`job.output.matched`"),
+        "{item}"
+    );
+    assert!(item.contains("before the sink starts"), "{item}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        flat(&readme).contains("`AGENT_EXEC_EVENT_PATH` is `match_events/<seq>.json`"),
+        "the README changed: check the skill against it"
+    );
+}

@@ -2332,3 +2332,64 @@ fn an_answer_beyond_the_memory_left_is_io_error_and_the_server_goes_on() {
     }
     assert!(answered_whole, "no limit let the answer through");
 }
+
+/// Every boolean parameter of every tool says in its inputSchema what a
+/// call takes for it (true or false, the text in any case, "1" or "0"):
+/// a value the schema allows is taken by the server, one it leaves out
+/// ("yes") is refused as that parameter's.
+#[test]
+fn boolean_parameters_take_what_their_schema_allows() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    let r = m.request("tools/list", json!({}));
+    let allowed = [
+        json!(true),
+        json!(false),
+        json!("TRUE"),
+        json!("True"),
+        json!("fAlSe"),
+        json!("1"),
+        json!("0"),
+    ];
+    let refused = [
+        json!("yes"),
+        json!("on"),
+        json!(""),
+        json!("truee"),
+        json!(" true"),
+        json!(1),
+    ];
+    // No such job: a tool with a job takes or refuses its arguments, then
+    // finds nothing to act on.
+    let ghost = "01JZZZZZZZZZZZZZZZZZZZZZZZ";
+    let mut seen = 0;
+    for tool in r["result"]["tools"].as_array().unwrap() {
+        let name = tool["name"].as_str().unwrap();
+        let schema = &tool["inputSchema"];
+        for (param, p) in schema["properties"].as_object().unwrap() {
+            let boolean = json!("boolean");
+            if !p["type"].as_array().is_some_and(|ts| ts.contains(&boolean)) {
+                continue;
+            }
+            seen += 1;
+            let base = match name {
+                "run" => json!({"command": "true", "until": 20}),
+                "list" => json!({}),
+                _ => json!({"job_id": ghost}),
+            };
+            let forms = allowed.iter().map(|v| (v, true));
+            for (v, ok) in forms.chain(refused.iter().map(|v| (v, false))) {
+                let mut args = base.clone();
+                args[param] = v.clone();
+                assert_eq!(fits(schema, &args), ok, "{name} {args}: {p}");
+                let r = m.call(name, args.clone());
+                let msg = r["structuredContent"]["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default();
+                let refusal = format!("parameter {param}: expected");
+                assert_eq!(!msg.starts_with(&refusal), ok, "{name} {args}: {r}");
+            }
+        }
+    }
+    assert!(seen >= 20, "{seen} boolean parameters");
+}

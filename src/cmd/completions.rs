@@ -413,8 +413,13 @@ fn flags(l: &Line, cur: &str) -> Vec<Cand> {
         .filter(|f| f.long != "version" || top)
         .filter(|f| f.multi || f.long == "verbose" || !l.seen.contains(&f.long))
         .flat_map(|f| {
-            // The short form too (`-f`), offered once a lone `-` is
-            // typed; `--` asks for the long ones only.
+            // The second name (`--lines`) too, as help shows and the
+            // parser takes it; the short form (`-f`) once a lone `-` is
+            // typed (`--` asks for the long ones only).
+            let also = f.also.map(|a| Cand {
+                word: format!("--{a}"),
+                help: f.help,
+            });
             let short = f.short.map(|c| Cand {
                 word: format!("-{c}"),
                 help: f.help,
@@ -423,6 +428,7 @@ fn flags(l: &Line, cur: &str) -> Vec<Cand> {
                 word: format!("--{}", f.long),
                 help: f.help,
             })
+            .chain(also)
             .chain(short)
         })
         .filter(|c| c.word.starts_with(cur))
@@ -1300,6 +1306,40 @@ mod tests {
                 assert!(!f.help.is_empty(), "{} --{}", cmd.name, f.long);
             }
         }
+    }
+
+    #[test]
+    fn second_names_are_completed_like_the_flag() {
+        assert_eq!(words(complete(&["tail", "--li"], None)), ["--lines"]);
+        // Every "Also --x" that help shows is the flag's `also`, and both
+        // names complete; a flag given by either name is not offered again.
+        let mut seen = 0;
+        for cmd in COMMANDS.iter().filter(|c| !c.hidden) {
+            for f in cmd.flags {
+                let shown = f.help.split("Also --").nth(1).map(|r| {
+                    r.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                        .next()
+                        .unwrap_or_default()
+                });
+                assert_eq!(shown, f.also, "{} --{}", cmd.name, f.long);
+                let Some(also) = f.also else { continue };
+                seen += 1;
+                let mut line: Vec<&str> = cmd.name.split(' ').collect();
+                let cur = format!("--{also}");
+                line.push(&cur);
+                let got = words(complete(&line, None));
+                assert!(got.contains(&cur), "{}: {got:?}", cmd.name);
+                line.pop();
+                let given = [format!("--{also}"), format!("--{}", f.long)];
+                for g in &given {
+                    let mut l = line.clone();
+                    l.extend([g.as_str(), "5", "--"]);
+                    let got = words(complete(&l, None));
+                    assert!(!given.iter().any(|n| got.contains(n)), "{g}: {got:?}");
+                }
+            }
+        }
+        assert!(seen > 0);
     }
 
     #[test]

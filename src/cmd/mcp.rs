@@ -336,8 +336,26 @@ fn json_types(flag: &Flag) -> &'static [&'static str] {
     }
 }
 
-/// The texts a switch takes over MCP (`matches_from_params` reads them).
+/// The texts a switch takes over MCP, letters in any case
+/// (`cli::switch_value` reads them).
 const SWITCH_TEXTS: [&str; 4] = ["true", "false", "1", "0"];
+
+/// `SWITCH_TEXTS` as a JSON Schema pattern: JSON Schema regexes have no
+/// case-insensitive flag, so each letter is a class of its two cases.
+fn switch_pattern() -> String {
+    let forms: Vec<String> = SWITCH_TEXTS
+        .iter()
+        .map(|t| {
+            t.chars()
+                .map(|c| match (c.to_ascii_uppercase(), c.to_ascii_lowercase()) {
+                    (u, l) if u != l => format!("[{u}{l}]"),
+                    _ => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^({})$", forms.join("|"))
+}
 
 /// A count's text: digits, one `+` allowed (what `u64::from_str` takes).
 const COUNT_PATTERN: &str = "^[+]?[0-9]+$";
@@ -362,10 +380,9 @@ fn mcp_help(tool: &str, flag: &Flag) -> &'static str {
 fn flag_schema(flag: &Flag, help: &str, note: Option<String>) -> Value {
     let types = json_types(flag);
     let mut s = match (flag.kind, flag.http) {
+        // Not an enum: that would list one spelling of each text.
         (Kind::Switch | Kind::OptBool, _) => {
-            let mut forms = vec![Value::Bool(true), Value::Bool(false)];
-            forms.extend(SWITCH_TEXTS.map(Value::from));
-            json!({"type": types, "enum": forms})
+            json!({"type": types, "pattern": switch_pattern()})
         }
         (Kind::Value(Ty::Duration), Http::Millis(_)) => json!({
             "type": types,
@@ -1805,6 +1822,49 @@ mod tests {
         assert!(tools(false, Limits::DEFAULT)
             .iter()
             .all(|t| t.get("outputSchema").is_none()));
+    }
+
+    /// A switch's pattern takes exactly the texts `cli::switch_value`
+    /// takes, and every boolean parameter of every tool carries it.
+    #[test]
+    fn switch_schemas_take_what_calls_take() {
+        let re = regex_lite::Regex::new(&switch_pattern()).unwrap();
+        let mut samples: Vec<String> = ["yes", "no", "on", "", "2", "01", "truee", " true", "t"]
+            .map(String::from)
+            .to_vec();
+        // Every mix of cases of true and false.
+        for word in ["true", "false"] {
+            for mask in 0..1u32 << word.len() {
+                samples.push(
+                    word.chars()
+                        .enumerate()
+                        .map(|(i, c)| match mask >> i & 1 {
+                            1 => c.to_ascii_uppercase(),
+                            _ => c,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        samples.extend(["1", "0"].map(String::from));
+        for s in &samples {
+            assert_eq!(re.is_match(s), cli::switch_value(s).is_some(), "{s:?}");
+        }
+        let mut seen = 0;
+        for t in tools(true, Limits::DEFAULT) {
+            for (k, p) in t["inputSchema"]["properties"].as_object().unwrap() {
+                if !p["type"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&json!("boolean")))
+                {
+                    continue;
+                }
+                seen += 1;
+                assert_eq!(p["pattern"], switch_pattern(), "{} {k}", t["name"]);
+                assert!(p.get("enum").is_none(), "{} {k}: {p}", t["name"]);
+            }
+        }
+        assert!(seen > 0);
     }
 
     #[test]
