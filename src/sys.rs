@@ -1381,8 +1381,23 @@ impl std::fmt::Display for NotRegular {
 
 impl std::error::Error for NotRegular {}
 
+/// The inner error of a refused file with another name (a hard link):
+/// written through, the write landed in that other file, wherever it is.
+#[derive(Debug)]
+pub struct HardLinked;
+
+impl std::fmt::Display for HardLinked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refusing a file that has another name (a hard link)")
+    }
+}
+
+impl std::error::Error for HardLinked {}
+
+/// A refused file: not regular, or hard linked (`unsafe_path`).
 pub fn is_not_regular(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<NotRegular>())
+    e.get_ref()
+        .is_some_and(|i| i.is::<NotRegular>() || i.is::<HardLinked>())
 }
 
 /// Read a regular file whole, refusing more than `limit` bytes and
@@ -1523,7 +1538,8 @@ impl Dir {
             | libc::O_NONBLOCK
             | match how {
                 How::Read => libc::O_RDONLY,
-                How::Truncate => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                // Cut once known to be ours alone (below).
+                How::Truncate => libc::O_WRONLY | libc::O_CREAT,
                 How::CreateNew => libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
                 How::Open => libc::O_RDWR | libc::O_CREAT,
                 How::Append => libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
@@ -1539,16 +1555,29 @@ impl Dir {
         let fd = cvt(rc).map_err(nonblocking_write_error)?;
         // SAFETY: the kernel just gave us this descriptor.
         let f = unsafe { File::from_raw_fd(fd) };
-        self.give_to_owner(&f);
         if how == How::CreateNew {
             // O_CREAT|O_EXCL made it, so it is a new regular file (a name
             // taken by anything, a dangling symlink included, is EEXIST).
+            self.give_to_owner(&f);
             return Ok(f);
         }
         // The one fstat refuses what is not a regular file and tells a
-        // mode wider than 0600 (`private`).
+        // mode wider than 0600 (`private`). A file we cut or append to
+        // that has another name is refused before anything is done to it:
+        // a hard link planted under a log's name had a file elsewhere cut,
+        // written and made 0600. (Not for `Open` and `Existing`: a lock
+        // file has two names for a moment when it is claimed by link.)
         let m = regular_metadata(&f)?;
+        if matches!(how, How::Truncate | How::Append)
+            && std::os::unix::fs::MetadataExt::nlink(&m) > 1
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, HardLinked));
+        }
+        self.give_to_owner(&f);
         private(&f, &m, 0o600);
+        if how == How::Truncate {
+            f.set_len(0)?;
+        }
         Ok(f)
     }
 

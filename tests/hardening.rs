@@ -1200,6 +1200,34 @@ fn a11_a_dangling_symlink_for_state_json_is_refused() {
     );
 }
 
+/// A log replaced by a hard link to a file outside the root before the
+/// job starts: nothing is done to that file (it was cut, written with
+/// the job's output and made 0600); the job does not run.
+#[test]
+fn a11_a_hard_linked_log_is_never_written_through() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    let outside = t.base.join("precious");
+    std::fs::write(&outside, "PRECIOUS\n").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for log in ["stdout.log", "stderr.log"] {
+        let id = id_of(&t.ok(&["create", "--", "echo out; echo err >&2"]));
+        let at = t.job_dir(&id).join(log);
+        std::fs::remove_file(&at).unwrap();
+        std::fs::hard_link(&outside, &at).unwrap();
+        let v = t.ok(&["start", &id]);
+        let s = t.wait_done(&id);
+        assert_eq!(s["state"], "failed", "{log}: {v} {s}");
+        assert_eq!(
+            std::fs::read_to_string(&outside).unwrap(),
+            "PRECIOUS\n",
+            "{log}"
+        );
+        let mode = std::fs::metadata(&outside).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "{log}");
+    }
+}
+
 /// A job directory swapped for a symlink while the job runs: the match
 /// event its command sink gets is written in no directory the link
 /// leads to (it was: match_events/ was made through the link).
