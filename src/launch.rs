@@ -916,12 +916,24 @@ pub fn launch(
             "spawn_failed",
             format!("could not start the supervisor: {e}"),
         );
+        // Its `job.finished` is owed like any launch failure's, with no
+        // supervisor to send it: a detached deliverer is started below,
+        // and should that fail too (out of descriptors or processes, as
+        // the supervisor was), a later reader finds it owed and sends it.
+        st.finished_owed = crate::notify::has_finished_sinks(job);
+        // Every path the answer prints exists when it is printed (D41):
+        // the supervisor would have made the logs.
+        let _ = create_logs(job);
         if job.write_state(&st, true).is_err() {
             // A full disk: give back the lock file's room and try again.
             let _ = lock.set_len(0);
             if let Err(e) = job.write_state(&st, true) {
                 return Err(undo(lock, e));
             }
+        }
+        drop(lock);
+        if st.finished_owed {
+            crate::notify::deliver_lost(job, st.attempt());
         }
         return Ok(Launch {
             state: st,

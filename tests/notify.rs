@@ -1603,3 +1603,46 @@ fn a_file_sink_that_runs_out_of_room_leaves_no_torn_line() {
         .collect();
     assert_eq!(ids, [b["job_id"].as_str().unwrap()], "{text}");
 }
+
+/// A launch whose supervisor could not be started (out of descriptors)
+/// gets its `job.finished` like any launch failure, and the logs its
+/// answer names exist: it had neither (no supervisor to send it, nor to
+/// make the logs).
+#[test]
+fn a_supervisor_that_could_not_start_still_gets_job_finished() {
+    let t = TempRoot::new();
+    let events = t.base.join("events.ndjson");
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg("ulimit -n 8; exec \"$0\" \"$@\"")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["run", "--notify-file"])
+        .arg(&events)
+        .args(["--", "true"]);
+    let v = t.exec(c).json();
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "spawn_failed", "{v}");
+    for log in ["stdout_log_path", "stderr_log_path"] {
+        assert!(Path::new(v[log].as_str().unwrap()).is_file(), "{log}: {v}");
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(Instant::now() < until, "job.finished never came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let e: Value = serde_json::from_str(
+        std::fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&e["event_type"], &e["job_id"], &e["state"]),
+        (&json!("job.finished"), &v["job_id"], &json!("failed")),
+        "{e}"
+    );
+}
