@@ -289,6 +289,12 @@ fn read_if_exists(path: &Path, default: bool) -> Result<Option<String>> {
         {
             return Ok(None)
         }
+        // Out of descriptors: this process's failure, not the config's
+        // (`io_error`, retryable, as any read would be; it was
+        // `invalid_config` about a file that did not even exist).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            return Err(Error::io(context(), e))
+        }
         // Whatever keeps the file from being opened (`ok.toml/`, a
         // symlink loop, a socket, a file where the agent-exec directory
         // should be) is a config that cannot be used: `invalid_config`,

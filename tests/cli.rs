@@ -733,3 +733,32 @@ fn the_shell_wrapper_value_reads_as_one_argument() {
         "{e}"
     );
 }
+
+/// Out of descriptors when it reads the default config (which does not
+/// exist): `io_error`, retryable, as any read then; it was
+/// `invalid_config`, not retryable, about a file that is not there. Only
+/// a binary that starts with three descriptors can get that far (the
+/// static product; `make test-static`): a dynamically linked one fails
+/// in its loader first, and has nothing to show here.
+#[test]
+fn out_of_descriptors_at_the_config_is_io_error() {
+    let t = TempRoot::new();
+    let mut c = t.private("sh");
+    c.arg("-c")
+        .arg("ulimit -n 3; exec \"$0\" \"$@\"")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["run", "--", "true"]);
+    let o = t.exec(c);
+    if o.stdout.is_empty() {
+        eprintln!(
+            "note: the binary does not start with 3 descriptors (dynamic link): {}",
+            o.stderr
+        );
+        return;
+    }
+    let v = o.json();
+    assert_eq!(v["error"]["code"], "io_error", "{v}");
+    assert_eq!(v["error"]["retryable"], true, "{v}");
+}
