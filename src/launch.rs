@@ -594,7 +594,12 @@ pub fn define(store: &Store, spec: &Spec, keep_created: bool) -> Result<Defined>
 fn discard(job: &Job, lock: Option<File>) {
     let _ = fs::remove_file(job.path(job::META));
     drop(lock);
-    let _ = fs::remove_dir_all(&job.dir);
+    if fs::remove_dir_all(&job.dir).is_err() {
+        // Out of descriptors (a server under a tight `ulimit -n`), the
+        // walk cannot open the directory: an empty one, the usual case
+        // then, goes by its path alone.
+        let _ = fs::remove_dir(&job.dir);
+    }
 }
 
 /// Room kept for one state file: a block of the file systems we meet
