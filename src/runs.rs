@@ -70,6 +70,19 @@ const MOVED: [&str; 8] = [
 /// and make fresh empty stream logs; returns the next run's state
 /// (`created`, attempt + 1, `previous_runs` updated and cut to the last
 /// `keep`). The caller holds the job lock and writes the returned state.
+/// Refuse now what would keep `archive` from keeping a run: a `runs`
+/// that is there but no directory of ours (a file, a symlink). Asked by
+/// `restart` before it stops the job: it stopped it, then failed here,
+/// and its error said nothing of the stop.
+pub fn check_keepable(job: &Job) -> Result<()> {
+    let io = |what: &str, e| Error::io(format!("{what} in {}", job.dir.display()), e);
+    let d = sys::Dir::open(&job.dir).map_err(|e| io("open job directory", e))?;
+    if d.exists(RUNS) {
+        d.open_dir(RUNS).map_err(|e| io("open runs", e))?;
+    }
+    Ok(())
+}
+
 pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     let io = |what: &str, e| Error::io(format!("{what} in {}", job.dir.display()), e);
     let attempt = ended.attempt();

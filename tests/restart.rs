@@ -1545,3 +1545,20 @@ fn a_restart_after_a_lost_supervisor_sends_that_runs_event() {
         assert!(kept.get("finished_owed").is_none(), "{kept}");
     }
 }
+
+/// A `runs` that is no directory of ours (a file, a symlink) is refused
+/// before the running job is stopped: the restart stopped it, then
+/// failed to keep its run, and its `unsafe_path` said nothing of the stop.
+#[test]
+fn an_unusable_runs_is_refused_before_the_job_is_stopped() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--no-wait", "--", "sleep 30"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(t.job_dir(&id).join("runs"), "").unwrap();
+    let (_, e) = t.err(&["restart", &id]);
+    assert_eq!(e["error"]["code"], "unsafe_path", "{e}");
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", &id]);
+}

@@ -78,6 +78,9 @@ const GONE_WITHIN: Duration = Duration::from_secs(10);
 /// never started; `launch` claims its lock as `start` does).
 pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs::File>> {
     let st = observe::current_state(job)?;
+    if st.status() != Status::Created {
+        runs::check_keepable(job)?;
+    }
     match st.status() {
         Status::Created => return Ok(None),
         Status::Running => stop_running(job, stop)?,
