@@ -387,3 +387,20 @@ fn an_oversized_lock_file_is_written_anew() {
     assert!(o.stderr.contains("WARN"), "{}", o.stderr);
     assert!(std::fs::metadata(&lock).unwrap().len() < 4096);
 }
+
+/// A file where a directory on the way should be is named in the
+/// refusal (it named the directory to be made below it).
+#[test]
+fn the_refusal_names_the_file_in_the_way() {
+    let t = TempRoot::new();
+    let agents = t.cwd.join(".agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(agents.join("skills"), "").unwrap();
+    let (_, e) = t.err(&["install-skills"]);
+    assert_eq!(e["error"]["code"], "unsafe_path", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("refusing {}", agents.join("skills").display())),
+        "{msg}"
+    );
+}

@@ -213,16 +213,35 @@ fn upsert(lock: &mut Lock, entry: Entry) {
 }
 
 fn mkdirs(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| match e.kind() {
+    fs::create_dir_all(dir).map_err(|e| {
         // Something that is not a directory (a file, a FIFO, a dangling
-        // symlink) where one of ours goes: refused as a file where its
-        // directory goes always was (it read "File exists", io_error).
-        std::io::ErrorKind::AlreadyExists => Error::UnsafePath(format!(
-            "create {}: refusing a file or symlink where a directory should be",
-            dir.display()
-        )),
-        _ => Error::io(format!("create {}", dir.display()), e),
+        // symlink) where one of ours goes, or above it (ENOTDIR): refused
+        // as a file where its directory goes always was (it read "File
+        // exists", io_error), naming it.
+        if e.kind() == std::io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTDIR)
+        {
+            Error::UnsafePath(format!(
+                "create {}: refusing {}: a file or symlink where a directory should be",
+                dir.display(),
+                blocking(dir).display()
+            ))
+        } else {
+            Error::io(format!("create {}", dir.display()), e)
+        }
     })
+}
+
+/// The first of `dir` and its ancestors that is there but is no
+/// directory (what `create_dir_all` met): the error names it, not the
+/// directory that was to be made below it.
+fn blocking(dir: &Path) -> &Path {
+    dir.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|a| fs::symlink_metadata(a).is_ok() && !a.is_dir())
+        .unwrap_or(dir)
 }
 
 /// Atomic write, then the usual 0644 of a document (write_atomic makes
