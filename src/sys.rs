@@ -1575,7 +1575,9 @@ impl Dir {
         }
         self.give_to_owner(&f);
         private(&f, &m, 0o600);
-        if how == How::Truncate {
+        // Only a file with something in it: a cut is a journal operation
+        // on ext4 even to the size the file has (a new log is empty).
+        if how == How::Truncate && m.len() > 0 {
             f.set_len(0)?;
         }
         Ok(f)
