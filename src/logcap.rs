@@ -254,10 +254,18 @@ pub fn marker(dropped: u64, newline: bool) -> Vec<u8> {
 
 /// Create (or zero) the gap records: before the logs exist, so that a
 /// reader that finds a log also finds its records.
+/// Its blocks are allocated now: a record is rewritten in place at every
+/// cut, and a sparse file needs a block for the first, which a full disk
+/// refused (the cut failed, and the log lost everything after it).
 pub fn create(dir: &crate::sys::Dir) -> io::Result<File> {
     let f = dir.open_file(GAPS, crate::sys::How::Open)?;
     f.set_len(0)?;
     f.set_len((SLOTS * REC) as u64)?;
+    match crate::sys::allocate(&f, (SLOTS * REC) as u64) {
+        Err(e) if crate::error::no_room(&e) => return Err(e),
+        // No fallocate here (or a file-size limit): the sparse file.
+        _ => {}
+    }
     Ok(f)
 }
 
@@ -377,6 +385,21 @@ impl Capper {
             self.compact(f)?;
         }
         Ok(())
+    }
+
+    /// The file system is full (a write of the log failed for want of
+    /// room) after `n` more bytes were appended: the tail, which may
+    /// outgrow its share by `slack` between cuts, is cut back now if it
+    /// outgrew it at all. Ok(true): cut, so there is room again. Waiting
+    /// for the slack, the log stayed over its cap and lost its newest
+    /// bytes for good, on a disk with room for the cap.
+    pub fn cut_for_room(&mut self, f: &mut File, n: u64) -> io::Result<bool> {
+        self.size += n;
+        if self.tail_len() > self.cap.tail {
+            self.compact(f)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The job has ended: cut the tail to exactly its share.

@@ -2440,27 +2440,39 @@ impl Sink {
             *n += bytes.len() as u64;
             return;
         }
-        let len = bytes.len() as u64;
+        // Bytes appended and not yet counted by the log's cap.
+        let mut uncounted = 0u64;
         while !bytes.is_empty() {
-            match self.f.write(bytes) {
-                Ok(0) => {
-                    let e = io::Error::from_raw_os_error(libc::ENOSPC);
-                    self.lost = Some((e, bytes.len() as u64));
-                    return;
+            let e = match self.f.write(bytes) {
+                Ok(0) => io::Error::from_raw_os_error(libc::ENOSPC),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    uncounted += n as u64;
+                    continue;
                 }
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.lost = Some((e, bytes.len() as u64));
-                    return;
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            // A capped log out of room: cut back now, and go on if that
+            // made room (each cut frees what the tail had outgrown).
+            if let (true, Some(c)) = (no_room(&e), self.cap.as_mut()) {
+                match c.cut_for_room(&mut self.f, std::mem::take(&mut uncounted)) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.lost = Some((e, bytes.len() as u64));
+                        return;
+                    }
                 }
             }
+            self.lost = Some((e, bytes.len() as u64));
+            return;
         }
         if let Some(c) = self.cap.as_mut() {
             // A cut that fails leaves the log as it is (a prefix of the
             // stream, with or without a complete gap): nothing more goes
             // in, as after a failed write.
-            if let Err(e) = c.wrote(&mut self.f, len) {
+            if let Err(e) = c.wrote(&mut self.f, uncounted) {
                 self.lost = Some((e, 0));
             }
         }

@@ -1058,3 +1058,37 @@ fn a_damaged_gap_record_is_an_error_not_a_hang() {
         }
     }
 }
+
+/// A capped log on a disk with room for its cap but not for the slack it
+/// may grow by between cuts: cut back when the disk fills, it keeps its
+/// newest bytes and loses nothing (its first cut failed on the full disk,
+/// and it stayed over its cap without the end of the output).
+#[test]
+fn a_capped_log_on_a_small_disk_is_cut_back_when_the_disk_fills() {
+    let t = TempRoot::new();
+    let Some(_fs) = support::Mount::tmpfs(&t.root, "400k") else {
+        return;
+    };
+    let v = t.ok(&[
+        "run",
+        "--until",
+        "60",
+        "--no-full-log",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "seq 1 500000",
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    assert!(v.get("output_lost").is_none(), "{v}");
+    let total = v["stdout_total_bytes"].as_u64().unwrap();
+    assert_eq!(total, 3_388_895, "{v}");
+    assert_eq!(
+        v["stdout_dropped_bytes"].as_u64().unwrap() + 100_000,
+        total,
+        "{v}"
+    );
+    let log = std::fs::read(v["stdout_log_path"].as_str().unwrap()).unwrap();
+    assert!(log.len() <= 100_000 + 64, "{}", log.len());
+    assert!(log.ends_with(b"499999\n500000\n"));
+}

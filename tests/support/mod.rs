@@ -274,7 +274,11 @@ fn live_cmdline(pid: u32) -> Option<Vec<u8>> {
 /// it is killed.
 pub fn hold_flock(path: &Path) -> std::process::Child {
     use std::io::BufRead;
+    // -o: the lock is held by flock itself, not also by the command it
+    // runs, so that killing flock (and reaping it) lets go of the lock at
+    // once; the command kept it (a CI run found the lock still held).
     let mut c = Command::new("flock")
+        .arg("-o")
         .arg(path)
         .args(["sh", "-c", "echo held; cat >/dev/null"])
         .stdin(Stdio::piped())
