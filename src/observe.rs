@@ -1394,10 +1394,23 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
             record_reconciled(job, lock, &st);
         }
         Status::Created if created_lost => {
+            // A supervisor killed between its workload's spawn and the
+            // record of it: the workload's root died with it (its
+            // parent-death signal), but what it started lives on in the
+            // supervisor's session, unrecorded (it read `launch_lost`,
+            // and nothing could reach it).
+            let left = spawned_then_lost(job, lock);
             // A supervisor that could not make the job's first file (no
             // inode left: the room kept for the record is bytes) says
             // nothing and goes; the full file system is the cause.
-            if sys::fs_full(lock) {
+            if left > 0 {
+                st.fail(
+                    "supervisor_lost",
+                    format!(
+                        "the job's supervisor exited after it started the job and before it recorded it running; its {left} remaining process(es) were killed"
+                    ),
+                );
+            } else if sys::fs_full(lock) {
                 st.fail(
                     "no_space",
                     "the job did not run: the jobs root's file system had no room (no free inode or block) for the job's files",
@@ -1507,6 +1520,35 @@ pub(crate) fn into_lock_file(job: &Job, f: &File, st: &State) -> std::io::Result
     f.write_all_at(&text, 0)?;
     f.sync_all()?;
     sys::Dir::open(&job.dir)?.rename(crate::job::LOCK, crate::job::STATE)
+}
+
+/// The processes a supervisor killed right after it spawned the job's
+/// workload left behind, killed: those of its session (it leads one: its
+/// pid, which it wrote at the start of the job lock before the spawn)
+/// that started after the job was defined, and are the job directory
+/// owner's (a number planted in the lock file reaches no one else's). A
+/// session whose number a live leader holds is another's (the pid taken
+/// again since). Returns how many were killed.
+fn spawned_then_lost(job: &Job, lock: &File) -> usize {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 16];
+    let n = lock.read_at(&mut buf, 0).unwrap_or(0);
+    let Some(sid) = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.split_once('\n'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+    else {
+        return 0;
+    };
+    let since = job
+        .read_meta()
+        .ok()
+        .and_then(|m| crate::time::parse_ts(&m.created_at))
+        .and_then(sys::ticks_since_boot_at);
+    match (since, job.owner()) {
+        (Some(since), Some(uid)) => sys::kill_orphaned_session(sid, since, uid),
+        _ => 0,
+    }
 }
 
 /// Are `a` and `b` open on the same file?

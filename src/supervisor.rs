@@ -429,6 +429,16 @@ fn run_once(
             }
         }
     }
+    // Whose session the workload starts in, for a reader that finds this
+    // supervisor gone before the job's `running` record (killed between
+    // the spawn and that write): what is left in the session then is the
+    // job's, which it kills (`observe`). In the lock file's first bytes,
+    // room of ours already (its reserve); cut away with the rest at the
+    // end.
+    {
+        use std::os::unix::fs::FileExt;
+        let _ = lock.write_at(format!("{}\n", std::process::id()).as_bytes(), 0);
+    }
     let mut child = match start_workload(&mut prepared) {
         Ok(c) => c,
         Err(e) => {

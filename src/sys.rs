@@ -2552,14 +2552,48 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
 /// counts them for /proc).
 pub fn process_started_unix(pid: u32) -> Option<i64> {
     let ticks = proc_stat(pid)?.start_time;
+    Some(boot_time()? + (ticks / 100) as i64)
+}
+
+/// When the system booted, in Unix seconds (/proc/stat's btime).
+fn boot_time() -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let boot: i64 = stat
-        .lines()
+    stat.lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
         .parse()
-        .ok()?;
-    Some(boot + (ticks / 100) as i64)
+        .ok()
+}
+
+/// Unix time `unix` (seconds) as a process start time: clock ticks of
+/// 1/100 s after boot (0 for a time before it).
+pub fn ticks_since_boot_at(unix: i64) -> Option<u64> {
+    Some((unix.saturating_sub(boot_time()?)).max(0) as u64 * 100)
+}
+
+/// SIGKILL what is left of session `sid`, whose leader (a supervisor that
+/// died) is gone: its live members owned by `uid` that started at tick
+/// `since` or later. Nothing while a live process leads the session (the
+/// number taken again since, by a stranger). Returns how many.
+pub fn kill_orphaned_session(sid: u32, since: u64, uid: u32) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let led = |p: &ProcStat| p.session == sid && !matches!(p.state, b'Z' | b'X');
+    if !signallable(sid) || proc_stat(sid).is_some_and(|p| led(&p)) {
+        return 0;
+    }
+    let mut n = 0;
+    each_process(|pid, st| {
+        let ours = st.session == sid
+            && st.start_time >= since
+            && !matches!(st.state, b'Z' | b'X')
+            && signallable(pid)
+            && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid);
+        if ours && kill(pid as i32, libc::SIGKILL).is_ok() {
+            n += 1;
+        }
+        true
+    });
+    n
 }
 
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {

@@ -903,3 +903,53 @@ fn a_stranger_in_an_ended_terminal_jobs_old_session_is_left_alone() {
         .status();
     assert!(alive, "the stranger's child was signalled");
 }
+
+/// A supervisor killed between its workload's spawn and the record of it
+/// leaves the job `created` on disk with its lock free, and what the
+/// workload started alive in the supervisor's session (its root dies
+/// with the supervisor). The reader kills what is left of that session,
+/// named by the pid the supervisor wrote at the start of the lock file
+/// before the spawn, and records `supervisor_lost`: it recorded
+/// `launch_lost` and left them running, out of reach. Made here by hand:
+/// a session whose leader is gone and one member sleeps on.
+#[test]
+fn a_supervisor_lost_right_after_the_spawn_leaves_nothing_running() {
+    let t = TempRoot::new();
+    let id = t.ok(&["create", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The job's definition is a second old when the session starts.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = std::process::Command::new("setsid")
+        .args(["sh", "-c", "sleep 62.125 >/dev/null 2>&1 & echo $$"])
+        .output()
+        .unwrap();
+    let sid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let sleepers = || t.pids_matching("sleep 62.125");
+    assert_eq!(sleepers().len(), 1);
+    std::fs::write(t.job_dir(&id).join("lock"), format!("{sid}\n")).unwrap();
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (&s["state"], &s["failure"]["code"]),
+        (&json!("failed"), &json!("supervisor_lost")),
+        "{s}"
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sleepers().is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the session's process lives on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A running job's lock names its supervisor first.
+    let id = t.ok(&["run", "--no-wait", "--", "sleep 30"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    let lock = std::fs::read(t.job_dir(&id).join("lock")).unwrap();
+    assert!(lock.starts_with(format!("{sup}\n").as_bytes()));
+    t.ok(&["kill", &id]);
+}
