@@ -707,8 +707,16 @@ fn join(root: &Path, name: &str) -> std::io::Result<(sys::Dir, File)> {
     // Bounded: each retry needs a gc to remove the directory again in
     // between, which it does only while the queue is empty.
     for _ in 0..64 {
-        let d = open_queue(root, name, true)?;
-        let member = d.lockable()?;
+        // Gone between its mkdir and its open (or that of "."): made anew.
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let d = match open_queue(root, name, true) {
+            Err(e) if gone(&e) => continue,
+            d => d?,
+        };
+        let member = match d.lockable() {
+            Err(e) if gone(&e) => continue,
+            m => m?,
+        };
         sys::lock_shared(&member)?;
         if member.metadata()?.nlink() > 0 {
             return Ok((d, member));
