@@ -1815,6 +1815,7 @@ impl Deliverer {
     /// `match_events/<seq>.json`, holding the event before its command
     /// sink starts (AGENT_EXEC_EVENT_PATH); Err says why it could not be
     /// written (a full disk).
+    ///
     /// Reached from the job directory one name at a time, neither of
     /// them through a symlink: a job directory swapped for a symlink while
     /// the job ran had the event written wherever the link led.
