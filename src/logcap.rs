@@ -456,7 +456,27 @@ impl Capper {
         };
         write_rec(&self.gaps, self.slot, &g)?;
         if overlaps(&g) {
-            g = stage(f, &self.gaps, self.slot, g, &mut self.buf)?;
+            match stage(f, &self.gaps, self.slot, g, &mut self.buf) {
+                Ok(staged) => g = staged,
+                Err(e) => {
+                    // No room for the staged copy (a full disk): the cut
+                    // is given up with nothing moved, the file back to
+                    // its length and the record to what it was, a
+                    // generation on (readers that saw the intent read
+                    // again). Left as intent, it had every reader try
+                    // the copy and fail (io_error) while the disk was
+                    // full, and cut the log at a stale place once not.
+                    let _ = f.set_len(self.size);
+                    let back = Gap {
+                        gen: g.gen + 1,
+                        ..self.gap
+                    };
+                    write_rec(&self.gaps, self.slot, &back)?;
+                    self.gap = back;
+                    f.seek(SeekFrom::End(0))?;
+                    return Err(e);
+                }
+            }
         }
         apply(f, &g, &mut self.buf)?;
         g.gen += 1;

@@ -1822,12 +1822,11 @@ pub fn reapply_script(
     (shell, back): (&str, Option<&str>),
 ) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
-    let guarded = |line: &str| {
-        if shell == "zsh" {
-            format!("eval {} 2>/dev/null", quote(line))
-        } else {
-            format!("command {line} 2>/dev/null")
-        }
+    let b = builtin(shell);
+    let guarded = |line: &str| match shell {
+        "zsh" => format!("{b}eval {} 2>/dev/null", quote(line)),
+        "bash" => format!("{b}{line} 2>/dev/null"),
+        _ => format!("\\command {line} 2>/dev/null"),
     };
     let mut out = String::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -1850,31 +1849,46 @@ pub fn reapply_script(
              if [ -n \"$__AGENT_EXEC_D\" ]; then\n\
              case :$PATH: in *:\"$__AGENT_EXEC_D\":*) ;; *) PATH=${PATH:+$PATH:}$__AGENT_EXEC_D ;; esac\n\
              fi\n\
-             done\n\
-             unset __AGENT_EXEC_P __AGENT_EXEC_D\n\
-             export PATH\n\
-             fi\n"
+             done\n"
         ));
-        out.push_str(&format!("unset {CALLER_PATH_VAR}\n"));
+        out.push_str(&format!(
+            "{b}unset __AGENT_EXEC_P __AGENT_EXEC_D\n{}\nfi\n{b}unset {CALLER_PATH_VAR}\n",
+            guarded("export PATH")
+        ));
     }
     // The workload started in `cwd` (canonical), so the shell's PWD is
-    // it unless the profile moved: only then is there a `cd`, which
-    // would set OLDPWD. The built-in `cd`, never a function the profile
-    // defined under that name (rvm's, a prompt hook's), which could
-    // print into the job's output or refuse: POSIX `command cd` skips
-    // functions, but zsh's `command` runs only programs, so zsh gets
-    // `builtin cd`. A directory gone meanwhile is the job's end: its
-    // command never runs anywhere else.
+    // it (or a path with symlinks to it, which `-ef` tells) unless the
+    // profile moved: only then is there a `cd`, which sets PWD and
+    // OLDPWD. The built-in `cd`, never a function the profile defined
+    // under that name (rvm's, a prompt hook's), which could print into
+    // the job's output or refuse (see `builtin`). A directory gone
+    // meanwhile is the job's end: its command never runs anywhere else.
     if let Some(cwd) = back {
-        let cd = if shell == "zsh" {
-            "builtin cd"
-        } else {
-            "command cd"
+        let cd = match shell {
+            "zsh" | "bash" => format!("{b}cd"),
+            _ => "\\command cd".to_string(),
         };
         let cwd = quote(cwd);
-        out.push_str(&format!("[ \"$PWD\" = {cwd} ] || {cd} -- {cwd} || exit\n"));
+        out.push_str(&format!(
+            "[ \"$PWD\" = {cwd} ] || [ \"$PWD\" -ef {cwd} ] || {cd} -- {cwd} || exit\n"
+        ));
     }
     out
+}
+
+/// How the set-up calls a shell built-in so that nothing the profile
+/// defined stands in for it: bash and zsh let a function (and an alias)
+/// take a built-in's name, even `eval` or `export`, and their `builtin`
+/// bypasses both; a POSIX shell finds a special built-in (`eval`, `set`,
+/// `unset`, `export`) before any function, and a backslash keeps an
+/// alias of that name from being expanded. The profile's functions and
+/// aliases printed into the job's output, refused to run its command,
+/// or were handed the set-up itself, values and all.
+fn builtin(shell: &str) -> &'static str {
+    match shell {
+        "bash" | "zsh" => "builtin ",
+        _ => "\\",
+    }
 }
 
 /// A variable the shell gives a meaning of its own, which assigning it
@@ -1944,12 +1958,19 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
         // is traced (bash -v still echoes the line as it reads it: names,
         // never values).
         let v = FLAGS_VAR;
+        // Nor does it run with the profile's -e (`set -e` in .profile,
+        // `bash -elc`) or -u (a profile that unsets PATH): a value the
+        // shell refuses (read-only, zsh's `status`) ended the shell
+        // there, before the command; those are put back the same way.
+        let b = builtin(program_name(wrapper));
         // On the command's own first line: the shell's line numbers in
         // its messages (and $LINENO) are then the command's.
         format!(
-            "{{ {v}=$-; set +xv; }} 2>/dev/null; eval \"{joined}\"; unset {}; \
-             case ${v} in *v*) set -v;; esac; \
-             case ${v} in *x*) unset {v}; set -x;; *) unset {v};; esac; ",
+            "{{ {v}=$-; {b}set +xveu; }} 2>/dev/null; {b}eval \"{joined}\"; {b}unset {}; \
+             case ${v} in *e*) {b}set -e;; esac; \
+             case ${v} in *u*) {b}set -u;; esac; \
+             case ${v} in *v*) {b}set -v;; esac; \
+             case ${v} in *x*) {b}unset {v}; {b}set -x;; *) {b}unset {v};; esac; ",
             names.join(" ")
         )
     };
@@ -2961,24 +2982,37 @@ mod tests {
             workload_argv(&w, &["echo".into(), "hi".into()], 0),
             ["sh", "-lc", "exec \"$@\"", "--", "echo", "hi"]
         );
-        let quiet = "{ __AGENT_EXEC_F=$-; set +xv; } 2>/dev/null; ";
-        let restore = "case $__AGENT_EXEC_F in *v*) set -v;; esac; \
-                       case $__AGENT_EXEC_F in *x*) unset __AGENT_EXEC_F; set -x;; \
-                       *) unset __AGENT_EXEC_F;; esac; ";
+        // A POSIX shell's built-ins behind a backslash (no alias).
+        let quiet = "{ __AGENT_EXEC_F=$-; \\set +xveu; } 2>/dev/null; ";
+        let restore = "case $__AGENT_EXEC_F in *e*) \\set -e;; esac; \
+                       case $__AGENT_EXEC_F in *u*) \\set -u;; esac; \
+                       case $__AGENT_EXEC_F in *v*) \\set -v;; esac; \
+                       case $__AGENT_EXEC_F in *x*) \\unset __AGENT_EXEC_F; \\set -x;; \
+                       *) \\unset __AGENT_EXEC_F;; esac; ";
         let a = workload_argv(&w, &["echo".into(), "hi".into()], 1);
         assert_eq!(
             a[2],
             format!(
-                "{quiet}eval \"${{{REAPPLY_VAR}}}\"; unset {REAPPLY_VAR}; {restore}exec \"$@\""
+                "{quiet}\\eval \"${{{REAPPLY_VAR}}}\"; \\unset {REAPPLY_VAR}; {restore}exec \"$@\""
             )
         );
         let a = workload_argv(&w, &["echo hi".into()], 3);
         assert_eq!(
             a[2],
             format!(
-                "{quiet}eval \"${{__AGENT_EXEC_ENV}}${{__AGENT_EXEC_ENV_1}}${{__AGENT_EXEC_ENV_2}}\"; \
-                 unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2; {restore}echo hi"
+                "{quiet}\\eval \"${{__AGENT_EXEC_ENV}}${{__AGENT_EXEC_ENV_1}}${{__AGENT_EXEC_ENV_2}}\"; \
+                 \\unset __AGENT_EXEC_ENV __AGENT_EXEC_ENV_1 __AGENT_EXEC_ENV_2; {restore}echo hi"
             )
+        );
+        // bash and zsh: `builtin`, past the profile's functions too.
+        let w = vec!["bash".to_string(), "-lc".to_string()];
+        let a = workload_argv(&w, &["echo hi".into()], 1);
+        assert!(
+            a[2].starts_with(
+                "{ __AGENT_EXEC_F=$-; builtin set +xveu; } 2>/dev/null; builtin eval "
+            ),
+            "{}",
+            a[2]
         );
         // fish binds the words after `-c SCRIPT --` to $argv.
         for fish in ["fish", "/usr/bin/fish"] {

@@ -1092,3 +1092,53 @@ fn a_capped_log_on_a_small_disk_is_cut_back_when_the_disk_fills() {
     assert!(log.len() <= 100_000 + 64, "{}", log.len());
     assert!(log.ends_with(b"499999\n500000\n"));
 }
+
+/// Capped logs whose final cut finds no room for its staged copy (three
+/// streams on a nearly full disk): the cut is given up with nothing
+/// moved, and the output stays readable. The cut's intent stayed on
+/// record, and every read (the `run` answer itself, `tail`, `wait`)
+/// tried the copy again and failed with io_error while the disk was
+/// full, then cut the log at a stale place once it was not.
+#[test]
+fn a_cut_with_no_room_for_its_copy_leaves_the_logs_readable() {
+    let t = TempRoot::new();
+    let disk = t.base.join("disk");
+    let Some(_fs) = support::Mount::tmpfs(&disk, "4m") else {
+        return;
+    };
+    std::fs::write(disk.join("fill"), vec![0u8; 2_300_000]).unwrap();
+    let root = disk.join("jobs");
+    let mut c = t.bare();
+    c.arg("--root").arg(&root).args([
+        "run",
+        "--no-auto-gc",
+        "--max-log-bytes",
+        "600000",
+        "--until",
+        "60",
+        "--",
+        "seq 1 2000000; seq 1 1000000 >&2",
+    ]);
+    let v = t.exec(c).json();
+    assert_eq!(
+        (&v["ok"], &v["state"]),
+        (&Value::Bool(true), &Value::from("exited")),
+        "{v}"
+    );
+    let id = v["job_id"].as_str().unwrap();
+    for args in [["tail", id], ["wait", id]] {
+        let mut c = t.bare();
+        c.arg("--root").arg(&root).args(args);
+        let w = t.exec(c).json();
+        assert_eq!(w["ok"], true, "{args:?}: {w}");
+    }
+    // Room again: still the same output, nothing cut at a stale place.
+    std::fs::remove_file(disk.join("fill")).unwrap();
+    let mut c = t.bare();
+    c.arg("--root")
+        .arg(&root)
+        .args(["tail", "--max-bytes", "8", id]);
+    let w = t.exec(c).json();
+    assert_eq!(w["ok"], true, "{w}");
+    assert_eq!(w["stdout_total_bytes"], v["stdout_total_bytes"], "{w}");
+}

@@ -1548,3 +1548,85 @@ fn fish_through_env_runs_the_words_given() {
         );
     }
 }
+
+/// The set-up after a login profile runs whatever options, functions and
+/// aliases the profile left: with `set -e` a value the shell refused
+/// (read-only) ended the shell there; with `set -u` and no PATH it
+/// failed on `$PATH`; bash functions (and any shell's aliases) named
+/// `eval`, `export`, `unset` or `set` printed the set-up, values and
+/// all, into the job's output, or left it in the job's environment. The
+/// options come back for the command.
+#[test]
+fn the_set_up_holds_against_the_profiles_options_functions_and_aliases() {
+    let t = TempRoot::new();
+    let home = t.base.join("home");
+    let run = |wrapper: &str, profile: &str, args: &[&str]| {
+        for f in [".profile", ".bash_profile", ".zprofile"] {
+            std::fs::write(home.join(f), profile).unwrap();
+        }
+        let mut a = vec!["run", "--shell-wrapper", wrapper];
+        a.extend_from_slice(args);
+        t.ok(&a)
+    };
+    for wrapper in ["sh -lc", "bash -lc", "zsh -lc"] {
+        if !installed(wrapper.split(' ').next().unwrap()) {
+            continue;
+        }
+        let v = run(
+            wrapper,
+            "readonly FOO=prof\nset -e\n",
+            &[
+                "--env",
+                "FOO=mine",
+                "--",
+                "echo $FOO; case $- in *e*) echo errexit;; esac",
+            ],
+        );
+        assert_eq!(v["stdout"], "prof\nerrexit\n", "{wrapper}: {v}");
+        if wrapper != "zsh -lc" {
+            let v = run(
+                wrapper,
+                "unset PATH\nset -u\n",
+                &[
+                    "--",
+                    "echo ${PATH:+path}; case $- in *u*) echo nounset;; esac",
+                ],
+            );
+            assert_eq!(v["stdout"], "path\nnounset\n", "{wrapper}: {v}");
+        }
+    }
+    let v = run(
+        "bash -lc",
+        "cd /\neval() { echo EVAL; }\nexport() { echo EXPORT; }\nunset() { echo UNSET; }\nset() { echo SET; }\n",
+        &["--env", "FOO=mine", "--", "echo \"$FOO\" $(pwd); env | grep -c __AGENT_EXEC || true"],
+    );
+    assert_eq!(v["stdout"], format!("mine {}\n0\n", t.cwd.display()), "{v}");
+    let v = run(
+        "sh -lc",
+        "alias eval=echo unset=echo command=echo\n",
+        &[
+            "--env",
+            "SECRET=s3cret",
+            "--",
+            "echo \"$SECRET\"; env | grep -c __AGENT_EXEC || true",
+        ],
+    );
+    assert_eq!(v["stdout"], "s3cret\n0\n", "{v}");
+}
+
+/// A job started from a directory reached through a symlink keeps the
+/// shell's PWD (the symlink path) and its OLDPWD when the profile did
+/// not move it: the set-up compared PWD with the physical path and went
+/// "back", setting both.
+#[test]
+fn a_profile_that_does_not_move_keeps_pwd_through_a_symlink() {
+    let t = TempRoot::new();
+    let real = t.base.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = t.base.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut c = t.cmd(&["run", "--", "echo \"$PWD\""]);
+    c.current_dir(&link).env("PWD", &link);
+    let v = t.exec(c).json();
+    assert_eq!(v["stdout"], format!("{}\n", link.display()), "{v}");
+}
