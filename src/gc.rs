@@ -727,6 +727,7 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     // neither counted nor freed. Asked only of subdirectories, which a
     // job directory of ours has none of.
     let mut dev = None;
+    let mut linked = std::collections::HashSet::new();
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
@@ -739,7 +740,13 @@ pub fn dir_bytes(dir: &Path) -> u64 {
                     stack.push(e.path());
                 }
             } else if let Ok(m) = e.metadata() {
-                // DirEntry::metadata is lstat on Unix.
+                // DirEntry::metadata is lstat on Unix. A file with two
+                // names here (a run an interrupted archive left linked in
+                // the job directory and in runs/) counts once: it was
+                // counted twice, and --max-bytes took a job that fit.
+                if m.nlink() > 1 && !linked.insert((m.dev(), m.ino())) {
+                    continue;
+                }
                 total = total.saturating_add(m.len());
             }
         }
@@ -1490,6 +1497,21 @@ mod tests {
                 resume_after: None,
             }),
         }
+    }
+
+    /// A file with two names in a job (an archive cut short left a log
+    /// linked in the job directory and in runs/) counts once.
+    #[test]
+    fn a_file_with_two_names_counts_once() {
+        let s = scratch("linked");
+        let job = s.root.join("01JOB");
+        fs::create_dir_all(job.join("runs/1")).unwrap();
+        fs::write(job.join("stdout.log"), vec![b'a'; 1000]).unwrap();
+        fs::write(job.join("meta.json"), b"{}").unwrap();
+        assert_eq!(dir_bytes(&job), 1002);
+        fs::hard_link(job.join("stdout.log"), job.join("runs/1/stdout.log")).unwrap();
+        assert_eq!(dir_bytes(&job), 1002);
+        let _ = fs::remove_dir_all(&s.root);
     }
 
     /// The remains of a removal are swept; a tree being removed right now

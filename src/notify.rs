@@ -463,7 +463,11 @@ fn run_command_inner(
     // never gets them.
     let login = supervisor::is_login_shell(&ctx.wrapper);
     let caller_path = login.then(|| std::env::var_os("PATH")).flatten();
-    let back = ctx.cwd.as_deref().and_then(Path::to_str);
+    // Its directory, or `/` where that is gone (where it then runs).
+    let back = match &ctx.cwd {
+        Some(d) => d.to_str(),
+        None => Some("/"),
+    };
     let reapply = if login && (caller_path.is_some() || back.is_some()) {
         let shell = supervisor::program_name(&ctx.wrapper);
         supervisor::reapply_parts(supervisor::reapply_script(
@@ -490,9 +494,7 @@ fn run_command_inner(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
-    if let Some(cwd) = &ctx.cwd {
-        cmd.current_dir(cwd);
-    }
+    cmd.current_dir(ctx.cwd.as_deref().unwrap_or(Path::new("/")));
     // This thread waits for it below; a supervisor killed meanwhile
     // takes it along (its time limit could not be kept otherwise).
     sys::die_with_parent(&mut cmd);

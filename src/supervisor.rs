@@ -1779,8 +1779,39 @@ fn program_run(wrapper: &[String]) -> Option<&str> {
                 words.next();
             }
             "--" => return words.next().and_then(name),
-            _ if w.starts_with("-S") || w.starts_with("--split-string") => return None,
-            _ if w.starts_with('-') && w.len() > 1 => {}
+            // The program is the first word of the string env splits.
+            "-S" | "--split-string" => {
+                return words.next()?.split_whitespace().next().and_then(name)
+            }
+            _ if w.starts_with("--split-string=") => {
+                return w["--split-string=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .and_then(name)
+            }
+            _ if w.starts_with("--") => {}
+            // A cluster of short options (`-iu X`): one that takes a
+            // value (u, C) takes the rest of the cluster, or the next
+            // word; S splits the rest (or the next word) into the words
+            // the program begins.
+            _ if w.starts_with('-') && w.len() > 1 => {
+                for (i, c) in w.char_indices().skip(1) {
+                    let rest = &w[i + c.len_utf8()..];
+                    match c {
+                        'u' | 'C' => {
+                            if rest.is_empty() {
+                                words.next();
+                            }
+                            break;
+                        }
+                        'S' => {
+                            let split = if rest.is_empty() { words.next()? } else { rest };
+                            return split.split_whitespace().next().and_then(name);
+                        }
+                        _ => {}
+                    }
+                }
+            }
             _ if w.contains('=') => {}
             _ => return name(w),
         }
@@ -2969,6 +3000,25 @@ mod tests {
         }
         assert_eq!(find_newline(b""), None);
         assert_eq!(find_newline(b"\xff\x0a"), Some(1));
+    }
+
+    #[test]
+    fn the_program_env_runs_is_found_past_its_options() {
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        for (wrapper, want) in [
+            ("fish -c", Some("fish")),
+            ("/usr/bin/env fish -c", Some("fish")),
+            ("env -i A=1 fish -c", Some("fish")),
+            ("env -iu X fish -c", Some("fish")),
+            ("env -uX fish -c", Some("fish")),
+            ("env -C / --unset=X -- fish -c", Some("fish")),
+            ("env -S fish -c", Some("fish")),
+            ("env --split-string=fish -c", Some("fish")),
+            ("env -i", None),
+            ("sh -c", Some("sh")),
+        ] {
+            assert_eq!(program_run(&w(wrapper)), want, "{wrapper}");
+        }
     }
 
     #[test]

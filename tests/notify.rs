@@ -1646,3 +1646,36 @@ fn a_supervisor_that_could_not_start_still_gets_job_finished() {
         "{e}"
     );
 }
+
+/// A command sink whose launching directory is gone runs in `/`, a
+/// profile's `cd` notwithstanding: it ran in the profile's directory.
+#[test]
+fn a_command_sink_whose_directory_is_gone_runs_in_root_after_a_profiles_cd() {
+    let t = TempRoot::new();
+    let elsewhere = t.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(
+        t.base.join("home/.profile"),
+        format!("cd '{}'\n", elsewhere.display()),
+    )
+    .unwrap();
+    let launched = t.base.join("launched");
+    std::fs::create_dir_all(&launched).unwrap();
+    let out = t.base.join("sink-pwd");
+    let gate = t.base.join("gate");
+    let mut c = t.cmd(&[
+        "run",
+        "--no-wait",
+        "--notify-command",
+        &format!("pwd > '{}'", out.display()),
+        "--",
+        &format!("while [ ! -e '{}' ]; do sleep 0.01; done", gate.display()),
+    ]);
+    c.current_dir(&launched);
+    let v = t.exec(c).json();
+    assert_eq!(v["state"], "running", "{v}");
+    std::fs::remove_dir(&launched).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    t.settle();
+    assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "/\n");
+}

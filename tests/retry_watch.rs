@@ -371,3 +371,53 @@ fn send_yield_keeps_the_output_of_an_attempt_that_ended_meanwhile() {
     t.ok(&["kill", &id]);
     assert_eq!(t.wait_done(&id)["state"], "killed");
 }
+
+/// A `kill` while a `--retry` job's ended run has its leftovers ended
+/// (before the next run, up to --kill-after): retryable `invalid_state`,
+/// as `send` answers then; it read `io_error` "damaged job record", not
+/// retryable, about a record that was not damaged.
+#[test]
+fn a_kill_while_a_retried_runs_leftovers_are_ended_may_try_again() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--retry",
+        "1",
+        "--kill-after",
+        "4s",
+        "--",
+        "(trap '' TERM; exec sleep 63.125) & exit 3",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let root = t.state(&id)["pid"].as_u64().unwrap();
+    // Run 1's root has exited and been reaped; its background sleep
+    // holds out for 4 s.
+    let until = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{root}")).exists() {
+        assert!(Instant::now() < until, "the first run never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = t.out(&["kill", &id]);
+    let v = o.json();
+    if v["ok"] == false {
+        assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+        assert_eq!(v["error"]["retryable"], true, "{v}");
+    }
+    // Ended either way, in the end.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = t.ok(&["status", &id]);
+        if s["state"] != "running" {
+            break;
+        }
+        assert!(Instant::now() < until, "{s}");
+        let _ = t.out(&["kill", "--signal", "KILL", &id]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in t.pids_matching("sleep 63.125") {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+}

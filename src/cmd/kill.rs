@@ -211,11 +211,23 @@ pub fn kill_job_within(
                 // that stays `running` over a root that is gone names a
                 // process that was never the job's.
                 let now = observe::wait_terminal_or(job, Some(t0 + within), give_up)?;
-                if now.status() == Status::Running
+                let stuck = now.status() == Status::Running
                     && now.pid == st.pid
                     && now.leader(job) == Leader::Gone
-                    && !give_up.is_some_and(stirred)
-                {
+                    && !give_up.is_some_and(stirred);
+                // Its supervisor lives: a `--retry` run that ended is
+                // having what its root left behind ended (up to
+                // --kill-after) before the next run starts. Nothing
+                // damaged (it read io_error, not retryable); the next run
+                // takes the signal.
+                if stuck && now.supervisor_pid.is_some_and(|p| job.is_supervisor(p)) {
+                    return Err(Error::Busy(format!(
+                        "invalid job state: job {} is between two --retry runs (the last one's leftovers are being ended); {} reached no process of the job: try again",
+                        job.id,
+                        sys::signal_name(sig)
+                    )));
+                }
+                if stuck {
                     return Err(damaged_record(
                         job,
                         format!(
