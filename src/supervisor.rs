@@ -743,6 +743,17 @@ fn run_once(
             Duration::from_millis(meta.kill_after_ms),
             Duration::from_secs(2),
         );
+        // A `kill` or `restart` that came meanwhile (its note pending: the
+        // run's root was gone, so it signalled nothing) stops the job
+        // here: this run's end is the job's, and no other run starts (one
+        // started, and the restart killed it, or the kill reached none).
+        if sys::take_pending_signal(&[sys::STOP_NOTE]).is_some() {
+            let sinks = publish_terminal(job, &lock, &state);
+            let_go(&lock);
+            signal(ready, b'T');
+            crate::store::sync_file(&job.dir, crate::job::STATE);
+            return unrun(sinks);
+        }
         return match between_runs(job, &state, &r) {
             None => Step::Again(lock, auto_gc),
             Some(last) => {

@@ -373,9 +373,10 @@ fn send_yield_keeps_the_output_of_an_attempt_that_ended_meanwhile() {
 }
 
 /// A `kill` while a `--retry` job's ended run has its leftovers ended
-/// (before the next run, up to --kill-after): retryable `invalid_state`,
-/// as `send` answers then; it read `io_error` "damaged job record", not
-/// retryable, about a record that was not damaged.
+/// (before the next run, up to --kill-after) ends the job without
+/// another run; answered before that end, it is retryable
+/// `invalid_state`, as `send` answers then. It read `io_error` "damaged
+/// job record", not retryable, and the next run started.
 #[test]
 fn a_kill_while_a_retried_runs_leftovers_are_ended_may_try_again() {
     let t = TempRoot::new();
@@ -404,18 +405,60 @@ fn a_kill_while_a_retried_runs_leftovers_are_ended_may_try_again() {
         assert_eq!(v["error"]["code"], "invalid_state", "{v}");
         assert_eq!(v["error"]["retryable"], true, "{v}");
     }
-    // Ended either way, in the end.
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = t.ok(&["status", &id]);
-        if s["state"] != "running" {
-            break;
-        }
-        assert!(Instant::now() < until, "{s}");
-        let _ = t.out(&["kill", "--signal", "KILL", &id]);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The kill stops the job there: the ended run is its end, and no
+    // other run starts (the next one ran, the kill having reached none).
+    let s = t.ok(&["wait", "--until", "30", &id]);
+    assert_eq!(
+        (&s["state"], &s["attempt"], &s["exit_code"]),
+        (&Value::from("exited"), &Value::from(1), &Value::from(3)),
+        "{s}"
+    );
     for pid in t.pids_matching("sleep 63.125") {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+}
+
+/// A `restart` while a `--retry` run's leftovers are ended starts no
+/// retry run of its own before the restart's: the next run started, and
+/// the restart killed it (kept in previous_runs, started).
+#[test]
+fn a_restart_while_a_retried_runs_leftovers_are_ended_starts_one_run() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--retry",
+        "1",
+        "--kill-after",
+        "4s",
+        "--",
+        "(trap '' TERM; exec sleep 63.375) & exit 3",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let root = t.state(&id)["pid"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{root}")).exists() {
+        assert!(Instant::now() < until, "the first run never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    let runs: Vec<(u64, String)> = r["previous_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["attempt"].as_u64().unwrap(),
+                p["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(runs, [(1, "exited".to_string())], "{r}");
+    assert_eq!(r["attempt"], 2, "{r}");
+    t.ok(&["kill", &id]);
+    for pid in t.pids_matching("sleep 63.375") {
         let _ = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status();
