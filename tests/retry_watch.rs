@@ -464,3 +464,39 @@ fn a_restart_while_a_retried_runs_leftovers_are_ended_starts_one_run() {
             .status();
     }
 }
+
+/// A `--retry` job whose supervisor died after it kept the run that
+/// ended (runs/1/) and before the next run's state: the kept record is
+/// the job's end, exit code and all, and previous_runs agrees with runs/
+/// after a restart. It read supervisor_lost for that run. Made by hand:
+/// an ended job's record kept as run 1, state.json put back to that run
+/// running under a supervisor that is gone.
+#[test]
+fn a_supervisor_lost_after_keeping_a_run_leaves_that_runs_end() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "echo hi; exit 3"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    t.settle();
+    let dir = t.job_dir(&id);
+    std::fs::create_dir_all(dir.join("runs/1")).unwrap();
+    // As an archive keeps a run: its own record, its logs' second names.
+    std::fs::copy(dir.join("state.json"), dir.join("runs/1/state.json")).unwrap();
+    for f in ["stdout.log", "stderr.log"] {
+        std::fs::hard_link(dir.join(f), dir.join("runs/1").join(f)).unwrap();
+    }
+    let mut st = t.state(&id);
+    st["job"]["status"] = "running".into();
+    st["result"]["exit_code"] = Value::Null;
+    st["finished_at"] = Value::Null;
+    st["supervisor_pid"] = 999_999.into();
+    std::fs::write(dir.join("state.json"), st.to_string()).unwrap();
+    let s = t.ok(&["status", &id]);
+    assert_eq!(
+        (&s["state"], &s["attempt"], &s["exit_code"]),
+        (&Value::from("exited"), &Value::from(1), &Value::from(3)),
+        "{s}"
+    );
+    let r = t.ok(&["restart", &id]);
+    assert_eq!(r["previous_runs"][0]["exit_code"], 3, "{r}");
+    assert_eq!(r["previous_runs"][0]["state"], "exited", "{r}");
+}
