@@ -937,8 +937,12 @@ pub fn launch(
             }
         }
         drop(lock);
-        if st.finished_owed {
-            crate::notify::deliver_lost(job, st.attempt());
+        // Out of processes or descriptors the deliverer may not start
+        // either (as the supervisor did not): then sent from here, now,
+        // rather than by some later reader an agent told `failed` has no
+        // reason to run.
+        if st.finished_owed && !crate::notify::deliver_lost(job, st.attempt()) {
+            crate::notify::send_owed_now(job, &st, sink_timeout.unwrap_or(0));
         }
         return Ok(Launch {
             state: st,

@@ -958,15 +958,18 @@ fn delivered(job: &Job, attempt: u32) {
 /// sinks are the owner's commands, and run as the reader (root reading a
 /// shared root ran another user's `--notify-command` as root). Another
 /// reader leaves the event owed, for the owner's next read.
-pub fn deliver_lost(job: &Job, attempt: u32) {
+///
+/// False: the delivery could not be started (out of descriptors or
+/// processes); the event stays owed, and the caller may send it itself.
+pub fn deliver_lost(job: &Job, attempt: u32) -> bool {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     if !owned_by_us(job) {
         crate::info!("job.finished of {}: left to its owner to send", job.id);
-        return;
+        return true;
     }
     let Some(root) = job.dir.parent().filter(|_| has_finished_sinks(job)) else {
-        return;
+        return true;
     };
     let argv = [
         "agent-exec".as_bytes(),
@@ -992,7 +995,9 @@ pub fn deliver_lost(job: &Job, attempt: u32) {
     };
     if let Err(e) = spawned {
         crate::warn!("job.finished of {}: cannot start its delivery: {e}", job.id);
+        return false;
     }
+    true
 }
 
 /// Send the ended run `st`'s owed `job.finished` from this process, now:

@@ -1520,7 +1520,9 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
         }
     });
     match written {
-        Ok(()) => crate::notify::deliver_lost(job, st.attempt()),
+        Ok(()) => {
+            crate::notify::deliver_lost(job, st.attempt());
+        }
         Err(e) => crate::warn!("record the state of {}: {e}; answering it unsaved", job.id),
     }
 }
