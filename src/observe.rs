@@ -1344,21 +1344,21 @@ fn settle_held(job: &Job, lock: &File, created_lost: bool) -> Result<State> {
     {
         return Ok(st);
     }
+    // A run already kept in runs/<attempt>/ (`--retry` between runs: its
+    // supervisor died after it kept the run and before it wrote the next
+    // run's state): the kept record is the run's end, and no other run
+    // started. It read `supervisor_lost` for a run whose exit code was on
+    // record, and previous_runs then disagreed with runs/.
+    let kept = (st.status() == Status::Running)
+        .then(|| crate::runs::load(job, st.attempt()))
+        .flatten();
+    if let Some(mut kept) = kept {
+        let _ = kill_orphans(job, &st);
+        kept.run_dir = None;
+        record_reconciled(job, lock, &kept);
+        return Ok(kept);
+    }
     match st.status() {
-        // A run already kept in runs/<attempt>/ (`--retry` between runs:
-        // its supervisor died after it kept the run and before it wrote
-        // the next run's state): the kept record is the run's end, and no
-        // other run started. It read `supervisor_lost` for a run whose
-        // exit code was on record, and previous_runs then disagreed with
-        // runs/.
-        Status::Running if crate::runs::load(job, st.attempt()).is_some() => {
-            let _ = kill_orphans(job, &st);
-            if let Some(mut kept) = crate::runs::load(job, st.attempt()) {
-                kept.run_dir = None;
-                st = kept;
-                record_reconciled(job, lock, &st);
-            }
-        }
         Status::Running => {
             let killed = kill_orphans(job, &st);
             // Its logs are final now: cut capped ones as its end would
