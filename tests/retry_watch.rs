@@ -380,25 +380,7 @@ fn send_yield_keeps_the_output_of_an_attempt_that_ended_meanwhile() {
 #[test]
 fn a_kill_while_a_retried_runs_leftovers_are_ended_may_try_again() {
     let t = TempRoot::new();
-    let v = t.ok(&[
-        "run",
-        "--no-wait",
-        "--retry",
-        "1",
-        "--kill-after",
-        "4s",
-        "--",
-        "(trap '' TERM; exec sleep 63.125) & exit 3",
-    ]);
-    let id = v["job_id"].as_str().unwrap().to_string();
-    let root = t.state(&id)["pid"].as_u64().unwrap();
-    // Run 1's root has exited and been reaped; its background sleep
-    // holds out for 4 s.
-    let until = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{root}")).exists() {
-        assert!(Instant::now() < until, "the first run never ended");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let id = leftovers_being_ended(&t, "63.125");
     let o = t.out(&["kill", &id]);
     let v = o.json();
     if v["ok"] == false {
@@ -413,7 +395,37 @@ fn a_kill_while_a_retried_runs_leftovers_are_ended_may_try_again() {
         (&Value::from("exited"), &Value::from(1), &Value::from(3)),
         "{s}"
     );
-    for pid in t.pids_matching("sleep 63.125") {
+    kill_sleeps(&t, "63.125");
+}
+
+/// A `--retry 1 --kill-after 4s` job whose first run has ended (its root
+/// exited and reaped) while what it left behind, a `sleep SECS` that
+/// ignores TERM, holds out: the supervisor is ending it before the next
+/// run.
+fn leftovers_being_ended(t: &TempRoot, secs: &str) -> String {
+    let script = format!("(trap '' TERM; exec sleep {secs}) & exit 3");
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--retry",
+        "1",
+        "--kill-after",
+        "4s",
+        "--",
+        &script,
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let root = t.state(&id)["pid"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{root}")).exists() {
+        assert!(Instant::now() < until, "the first run never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    id
+}
+
+fn kill_sleeps(t: &TempRoot, secs: &str) {
+    for pid in t.pids_matching(&format!("sleep {secs}")) {
         let _ = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status();
@@ -426,23 +438,7 @@ fn a_kill_while_a_retried_runs_leftovers_are_ended_may_try_again() {
 #[test]
 fn a_restart_while_a_retried_runs_leftovers_are_ended_starts_one_run() {
     let t = TempRoot::new();
-    let v = t.ok(&[
-        "run",
-        "--no-wait",
-        "--retry",
-        "1",
-        "--kill-after",
-        "4s",
-        "--",
-        "(trap '' TERM; exec sleep 63.375) & exit 3",
-    ]);
-    let id = v["job_id"].as_str().unwrap().to_string();
-    let root = t.state(&id)["pid"].as_u64().unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{root}")).exists() {
-        assert!(Instant::now() < until, "the first run never ended");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let id = leftovers_being_ended(&t, "63.375");
     let r = t.ok(&["restart", "--no-wait", &id]);
     let runs: Vec<(u64, String)> = r["previous_runs"]
         .as_array()
@@ -458,11 +454,7 @@ fn a_restart_while_a_retried_runs_leftovers_are_ended_starts_one_run() {
     assert_eq!(runs, [(1, "exited".to_string())], "{r}");
     assert_eq!(r["attempt"], 2, "{r}");
     t.ok(&["kill", &id]);
-    for pid in t.pids_matching("sleep 63.375") {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    }
+    kill_sleeps(&t, "63.375");
 }
 
 /// A `--retry` job whose supervisor died after it kept the run that
