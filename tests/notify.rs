@@ -1592,10 +1592,7 @@ fn a_file_sink_that_runs_out_of_room_leaves_no_torn_line() {
     let b = t.ok(&["run", "--notify-file", sink, "--", "true"]);
     t.settle();
     let text = std::fs::read_to_string(&events).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect();
+    let lines = ndjson(&events);
     assert!(text.ends_with('\n'), "{text:?}");
     let ids: Vec<&str> = lines[1..]
         .iter()
@@ -1627,19 +1624,10 @@ fn a_supervisor_that_could_not_start_still_gets_job_finished() {
     for log in ["stdout_log_path", "stderr_log_path"] {
         assert!(Path::new(v[log].as_str().unwrap()).is_file(), "{log}: {v}");
     }
-    let until = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&events).is_ok_and(|s| s.ends_with('\n')) {
-        assert!(Instant::now() < until, "job.finished never came");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let e: Value = serde_json::from_str(
-        std::fs::read_to_string(&events)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    wait_until("job.finished", || {
+        std::fs::read_to_string(&events).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let e = &ndjson(&events)[0];
     assert_eq!(
         (&e["event_type"], &e["job_id"], &e["state"]),
         (&json!("job.finished"), &v["job_id"], &json!("failed")),

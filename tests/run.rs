@@ -1346,13 +1346,7 @@ fn the_way_back_from_a_profile_uses_the_shells_own_cd() {
     .unwrap();
     let want = format!("ran\n{}\n", t.cwd.display());
     for wrapper in ["sh -lc", "bash -lc", "zsh -lc"] {
-        if std::process::Command::new(wrapper.split(' ').next().unwrap())
-            .arg("-c")
-            .arg("true")
-            .status()
-            .is_err()
-        {
-            eprintln!("skipped {wrapper}: not installed");
+        if !installed(wrapper.split(' ').next().unwrap()) {
             continue;
         }
         let v = t.ok(&["run", "--shell-wrapper", wrapper, "--", "echo ran; pwd"]);
