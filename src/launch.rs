@@ -1032,8 +1032,13 @@ fn spawn_supervisor(
 /// adopts and reaps them once the caller has exited.
 static LONG_LIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Mark this process long-lived (`LONG_LIVED`), and hold its own program
+/// file open (`sys::hold_own_exe`): a server outlives upgrades and `cargo
+/// clean`s of the file it was started from, and the supervisors it starts
+/// must be the program it is.
 pub fn set_long_lived() {
     LONG_LIVED.store(true, std::sync::atomic::Ordering::Relaxed);
+    sys::hold_own_exe();
 }
 
 /// The descriptor numbers the supervisor finds its pipe and lock at.

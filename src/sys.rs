@@ -745,10 +745,40 @@ pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
 /// Descriptors that the exec'd program finds at fixed numbers.
 pub const MAX_KEEP: usize = 4;
 
+/// This program's own file, held open by a process that lives long
+/// (`hold_own_exe`: the server, the MCP server), so that what it starts
+/// through `spawn_detached` is the very program it runs. Exec'd by path,
+/// a binary removed since (`cargo clean`, an upgrade that unlinks first)
+/// failed every launch, and one replaced since started supervisors of
+/// another version under this one's front-end.
+static OWN_EXE: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+
+/// Hold this program's file open (O_PATH) for `spawn_detached`: the
+/// inode the kernel runs (/proc/self/exe), else what `self_exe` names.
+/// Without either, the path is exec'd as before.
+pub fn hold_own_exe() {
+    OWN_EXE.get_or_init(|| {
+        let open = |p: &CStr| {
+            // SAFETY: open reads the NUL-terminated path; a descriptor
+            // it returns is fresh and ours.
+            let fd = unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            // SAFETY: see above.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        open(c"/proc/self/exe").or_else(|| self_exe().ok().and_then(|p| open(&p)))
+    });
+}
+
 /// Start `exe argv...` as a grandchild in a new session, with stdio on
 /// /dev/null and `keep` descriptors placed at the given numbers (≥ 3).
+/// `exe` is this program: once `hold_own_exe` has run, the file held is
+/// exec'd (execveat), and `exe` only if that fails.
 /// The intermediate child is reaped before returning, so the caller never
-/// collects a zombie; the grandchild is re-parented to init.
+/// collects a zombie; the grandchild is re-parented to init. Returns once
+/// the grandchild has exec'd: a failure on the way (setsid, the second
+/// fork, placing a descriptor, the exec) comes back through a
+/// close-on-exec pipe as the error, so the caller can tell a program
+/// that never started (`spawn_failed`) from one that started and died.
 pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io::Result<()> {
     if keep.len() > MAX_KEEP || keep.iter().any(|&(_, dst)| !(3..64).contains(&dst)) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad fd map"));
@@ -766,6 +796,32 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     let n = keep.len();
     let top = keep.iter().map(|&(_, d)| d).max().unwrap_or(2);
     let last = libc::SIGRTMAX();
+    // Above every destination, so that placing the kept descriptors
+    // never clobbers them; close-on-exec, so the exec closes them.
+    let above = |fd: RawFd| -> io::Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor we own;
+        // the copy is fresh and ours.
+        let c = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top + 1) })?;
+        // SAFETY: see above.
+        Ok(unsafe { OwnedFd::from_raw_fd(c) })
+    };
+    let (err_r, err_w) = {
+        let (r, w) = pipe()?;
+        // The pipe's own write end closes here: only the copy is kept.
+        (r, above(w.as_raw_fd())?)
+    };
+    let err_fd = err_w.as_raw_fd();
+    let own = match OWN_EXE.get() {
+        Some(Some(fd)) => Some(above(fd.as_raw_fd())?),
+        _ => None,
+    };
+    let own_fd = own.as_ref().map_or(-1, |f| f.as_raw_fd());
+    // The two descriptors that must live until the exec, low then high
+    // (-1: none), for the close_range calls that skip them.
+    let (lo, hi) = (err_fd.min(own_fd), err_fd.max(own_fd));
+    unsafe extern "C" {
+        static environ: *const *mut libc::c_char;
+    }
 
     // Every signal blocked across the fork: until its setsid the child is
     // in the caller's process group, and a Ctrl-C aimed at that group
@@ -782,8 +838,9 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     };
     // SAFETY: fork has no memory-safety preconditions. In the children we
     // call only async-signal-safe functions (setsid, fork, sigaction,
-    // sigprocmask, fcntl, dup2, syscall(close_range), execv, _exit) on data prepared
-    // above, which stays valid because fork copies the address space.
+    // sigprocmask, fcntl, dup2, write, syscall(close_range, execveat),
+    // execv, _exit) on data prepared above, which stays valid because
+    // fork copies the address space.
     let pid = unsafe { libc::fork() };
     let fork_error = io::Error::last_os_error();
     if pid != 0 {
@@ -797,12 +854,16 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
         // SAFETY: see above; every call here is async-signal-safe and the
         // child never returns into Rust code (it execs or _exits).
         unsafe {
+            let fail = |what: libc::c_int| detached_gave_up(err_fd, what);
             if libc::setsid() < 0 {
-                libc::_exit(1);
+                fail(1);
             }
             let pid2 = libc::fork();
-            if pid2 != 0 {
-                libc::_exit(if pid2 < 0 { 1 } else { 0 });
+            if pid2 < 0 {
+                fail(2);
+            }
+            if pid2 > 0 {
+                libc::_exit(0);
             }
             // A clean signal mask: the server blocks SIGTERM/SIGINT in
             // its threads, and masks survive exec.
@@ -819,7 +880,7 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
             for i in 0..n {
                 tmp[i] = libc::fcntl(map[i].0, libc::F_DUPFD_CLOEXEC, top + 1);
                 if tmp[i] < 0 {
-                    libc::_exit(126);
+                    fail(3);
                 }
             }
             libc::dup2(null_fd, 0);
@@ -828,21 +889,41 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
             for i in 0..n {
                 // dup2 leaves the new number without FD_CLOEXEC.
                 if libc::dup2(tmp[i], map[i].1) < 0 {
-                    libc::_exit(126);
+                    fail(3);
                 }
             }
-            // Stray descriptors the caller left inheritable stay behind.
-            libc::syscall(
-                libc::SYS_close_range,
-                (top + 1) as libc::c_uint,
-                libc::c_uint::MAX,
-                0,
-            );
+            // Stray descriptors the caller left inheritable stay behind;
+            // the error pipe and the program's file stay till the exec.
+            let close = |from: RawFd, to: libc::c_uint| {
+                if from >= 0 && (from as libc::c_uint) <= to {
+                    libc::syscall(libc::SYS_close_range, from as libc::c_uint, to, 0);
+                }
+            };
+            let mut from = top + 1;
+            for keep in [lo, hi] {
+                if keep >= from {
+                    close(from, (keep - 1) as libc::c_uint);
+                    from = keep + 1;
+                }
+            }
+            close(from, libc::c_uint::MAX);
+            if own_fd >= 0 {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    own_fd,
+                    c"".as_ptr(),
+                    ptrs.as_ptr(),
+                    environ,
+                    libc::AT_EMPTY_PATH,
+                );
+            }
             libc::execv(exe.as_ptr(), ptrs.as_ptr());
-            libc::_exit(127);
+            fail(4);
         }
     }
     drop(devnull);
+    drop(err_w);
+    drop(own);
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes one int into `status`.
@@ -858,7 +939,46 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
             _ => return Err(e),
         }
     }
-    Ok(())
+    // End of file once both children are past the point of failing (the
+    // first exited, the second exec'd); two ints if one gave up.
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    let mut r = File::from(err_r);
+    while got < b.len() {
+        use std::io::Read;
+        match r.read(&mut b[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if got < b.len() {
+        return Ok(());
+    }
+    let what = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    let errno = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+    let step = match what {
+        1 => "setsid",
+        2 => "fork",
+        3 => "place a descriptor",
+        _ => "exec",
+    };
+    let e = io::Error::from_raw_os_error(errno);
+    Err(io::Error::new(e.kind(), format!("{step}: {e}")))
+}
+
+/// Why a child of `spawn_detached` (or its child) gave up, with errno,
+/// written to the parent's pipe; then `_exit`. Async-signal-safe: one
+/// write of two ints (atomic: far below PIPE_BUF) and `_exit`.
+fn detached_gave_up(err_fd: RawFd, what: libc::c_int) -> ! {
+    // SAFETY: reads this thread's errno; writes 8 bytes from a local
+    // array; _exit never returns.
+    unsafe {
+        let b = [what, *libc::__errno_location()];
+        libc::write(err_fd, b.as_ptr().cast(), std::mem::size_of_val(&b));
+        libc::_exit(1)
+    }
 }
 
 /// May this process enter (chdir into) `dir`? Search permission on the
@@ -3759,6 +3879,34 @@ pub fn close_after_exit(fd: OwnedFd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A program that cannot be exec'd is an error of the spawn, not a
+    /// start that went unheard; one that can is started. (No test holds
+    /// this process's own file: the path given is what runs.)
+    #[test]
+    fn spawn_detached_reports_a_failed_exec() {
+        assert!(OWN_EXE.get().is_none());
+        let argv = [c"x".to_owned()];
+        let e = spawn_detached(c"/nonexistent/program", &argv, &[]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().starts_with("exec: "), "{e}");
+        let dir = std::env::temp_dir().join(format!("ae-spawn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mark = dir.join("ran");
+        let sh = [
+            c"sh".to_owned(),
+            c"-c".to_owned(),
+            CString::new(format!("touch '{}'", mark.display())).unwrap(),
+        ];
+        spawn_detached(c"/bin/sh", &sh, &[]).unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !mark.exists() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(mark.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn self_exe_names_the_running_binary() {

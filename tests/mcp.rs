@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -23,11 +23,28 @@ struct Mcp {
 impl Mcp {
     fn start(t: &TempRoot, env: &[(&str, &str)]) -> Mcp {
         let mut c = t.cmd(&["mcp"]);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped());
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut child = c.spawn().expect("spawn agent-exec mcp");
+        Mcp::start_by(c)
+    }
+
+    /// The server as `c` starts it.
+    fn start_by(mut c: Command) -> Mcp {
+        c.stdin(Stdio::piped()).stdout(Stdio::piped());
+        // A binary copied just now may be open for writing in a child
+        // another test forked meanwhile, until that child's exec closes
+        // it: ETXTBSY for that moment.
+        let mut tries = 0;
+        let mut child = loop {
+            match c.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                r => break r.expect("spawn agent-exec mcp"),
+            }
+        };
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -49,7 +66,12 @@ impl Mcp {
     }
 
     fn init(t: &TempRoot) -> Mcp {
-        let mut m = Mcp::start(t, &[]);
+        Mcp::start(t, &[]).initialized()
+    }
+
+    /// The session opened: `initialize` answered, `initialized` sent.
+    fn initialized(self) -> Mcp {
+        let mut m = self;
         let r = m.request("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
         assert_eq!(r["result"]["protocolVersion"], "2025-06-18");
         m.send_raw(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -262,6 +284,26 @@ fn run_stdin_carries_nul_bytes() {
     assert_eq!(words, ["a", "\\0", "b"], "{d}");
     let r = m.call("run", json!({"command": ["echo", "a\u{0}b"]}));
     assert_eq!(r["isError"], true, "{r}");
+}
+
+/// An MCP server whose binary is removed while it runs (`cargo clean`,
+/// an upgrade that unlinks first) still starts jobs: its supervisors
+/// come from the file it runs, held open from its start. Exec'd by path,
+/// every launch read `launch_lost`.
+#[test]
+fn a_server_whose_binary_was_removed_still_starts_jobs() {
+    let t = TempRoot::new();
+    let dir = t.base.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = dir.join("agent-exec");
+    std::fs::copy(support::bin(), &installed).unwrap();
+    let mut c = t.private(&installed);
+    c.arg("--root").arg(&t.root).arg("mcp");
+    let mut m = Mcp::start_by(c).initialized();
+    std::fs::remove_file(&installed).unwrap();
+    let d = m.ok("run", json!({"command": ["echo", "hello"]}));
+    assert_eq!(d["state"], "exited", "{d}");
+    assert_eq!(d["stdout"], "hello\n", "{d}");
 }
 
 #[test]

@@ -420,11 +420,14 @@ fn health_get_head_and_keep_alive() {
 }
 
 /// A server started from a binary that an upgrade then replaces (a new
-/// file renamed over the old path, as package managers do) still starts
-/// jobs: its supervisors come from the path it was started by, not from
-/// /proc/self/exe, which then names a deleted file.
+/// file renamed over the old path, as package managers do), or that is
+/// removed (`cargo clean`), or whose path then names another program,
+/// still starts jobs, and with its own program: the supervisors come
+/// from the file it runs (held open from its start), not from the path.
+/// Exec'd by path, a removed binary failed every launch (`launch_lost`),
+/// and a replaced one ran another version's supervisors.
 #[test]
-fn a_server_whose_binary_was_replaced_still_starts_jobs() {
+fn a_server_whose_binary_was_replaced_or_removed_still_starts_its_own_jobs() {
     let t = TempRoot::new();
     let dir = t.base.join("bin");
     std::fs::create_dir_all(&dir).unwrap();
@@ -433,6 +436,12 @@ fn a_server_whose_binary_was_replaced_still_starts_jobs() {
     let mut c = t.private(&installed);
     c.arg("--root").arg(&t.root).args(["serve", "--port", "0"]);
     let s = serve_cmd(c, &[]);
+    let hello = |word: &str| {
+        let r = s.post("/exec", &exec_body(json!({"command": ["echo", word]})));
+        let v = r.assert_ok("run");
+        assert_eq!(v["state"], "exited", "{v}");
+        assert_eq!(v["stdout"], format!("{word}\n"), "{v}");
+    };
     let upgrade = dir.join("agent-exec.new");
     std::fs::copy(support::bin(), &upgrade).unwrap();
     std::fs::rename(&upgrade, &installed).unwrap();
@@ -441,10 +450,15 @@ fn a_server_whose_binary_was_replaced_still_starts_jobs() {
         exe.to_string_lossy().ends_with(" (deleted)"),
         "the server runs a file that is gone now: {exe:?}"
     );
-    let r = s.post("/exec", &exec_body(json!({"command": ["echo", "hello"]})));
-    let v = r.assert_ok("run");
-    assert_eq!(v["state"], "exited", "{v}");
-    assert_eq!(v["stdout"], "hello\n", "{v}");
+    hello("replaced");
+    // Whatever the path names now is not what this server starts.
+    std::fs::remove_file(&installed).unwrap();
+    std::fs::write(&installed, "#!/bin/sh\necho imposter >&2\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hello("imposter");
+    std::fs::remove_file(&installed).unwrap();
+    hello("removed");
 }
 
 #[test]
