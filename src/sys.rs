@@ -2343,8 +2343,23 @@ pub fn euid() -> u32 {
 /// before stays; one set after (`arm_interrupt`'s SIGUSR1) replaces the
 /// ignoring. What we start gets the defaults back
 /// (`default_dispositions`).
+///
+/// The fault signals too: a `kill -ABRT` (or ILL, FPE, SEGV, BUS) of the
+/// supervisor is a stray signal, not a crash. A real fault still ends
+/// it: the kernel delivers a fault's signal forced, its disposition put
+/// back to the default where it was ignored; and `abort` raises SIGABRT
+/// again with the default action once the first one came back. SEGV and
+/// BUS carry the Rust runtime's stack-overflow handler, which puts the
+/// default back on any signal that is not an overflow, so that a second
+/// `kill -SEGV` ended the supervisor: those two are ignored in its place
+/// (its message would go to /dev/null, where a supervisor's stderr is).
 pub fn ignore_stray_signals() {
     let fatal = [
+        libc::SIGABRT,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGSEGV,
+        libc::SIGBUS,
         libc::SIGQUIT,
         libc::SIGUSR1,
         libc::SIGUSR2,
@@ -2383,7 +2398,8 @@ pub fn ignore_stray_signals() {
                 old.as_mut_ptr(),
                 set_size,
             );
-            if got == 0 && old[0] == 0 {
+            let ours_to_replace = matches!(sig, libc::SIGSEGV | libc::SIGBUS);
+            if got == 0 && (old[0] == 0 || ours_to_replace) {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     sig,
