@@ -1203,38 +1203,18 @@ fn foreign_device_inside(dir: &Path) -> Option<std::path::PathBuf> {
     None
 }
 
-/// Remove `path` and everything under it, never following a symlink and
-/// never descending into (nor removing) a directory on another device
-/// than `dev`, the job directory's: what `fs::remove_dir_all` would do
-/// to a file system mounted there after `mount_inside` looked. Entries
-/// that vanish meanwhile are no failure.
-fn remove_tree(path: &Path, dev: u64) -> std::result::Result<(), RemoveError> {
-    use std::os::unix::fs::MetadataExt;
-    let os = |e: io::Error| match e.kind() {
-        io::ErrorKind::NotFound => Ok(()),
-        _ => Err(RemoveError::Os(e)),
-    };
-    let m = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) => return os(e),
-    };
-    if m.dev() != dev {
-        return Err(RemoveError::Mount(path.to_path_buf()));
-    }
-    if !m.is_dir() {
-        return fs::remove_file(path).or_else(os);
-    }
-    let rd = match fs::read_dir(path) {
-        Ok(rd) => rd,
-        Err(e) => return os(e),
-    };
-    for e in rd {
-        match e {
-            Ok(e) => remove_tree(&e.path(), dev)?,
-            Err(e) => os(e)?,
-        }
-    }
-    fs::remove_dir(path).or_else(os)
+/// `Dir::remove_tree` of `name` in `dir` (whose path is `path`, for a
+/// report), its errors as a removal's.
+fn remove_tree(
+    dir: &sys::Dir,
+    path: &Path,
+    name: &str,
+    dev: u64,
+) -> std::result::Result<(), RemoveError> {
+    dir.remove_tree(name, dev).map_err(|e| match e {
+        sys::TreeError::Mount(rel) => RemoveError::Mount(path.join(rel)),
+        sys::TreeError::Os(e) => RemoveError::Os(e),
+    })
 }
 
 /// The first of a job's meta.json and state.json that is a directory
@@ -1314,7 +1294,7 @@ pub fn remove_job_dir(job: &Job) -> std::result::Result<(), RemoveError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RemoveError::Gone),
         Err(e) => return Err(failed(e)),
     }
-    remove_aside(&root.join(&aside))
+    remove_aside(&root_dir, root, &aside)
 }
 
 /// The name a job directory `id` is set aside under: `GONE_PREFIX` and
@@ -1341,64 +1321,18 @@ fn aside_name(id: &str, seq: Option<u64>) -> String {
 pub const GONE_PREFIX: &str = ".gone-";
 static GONE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Remove a job directory set aside under `GONE_PREFIX`, never following
-/// a symlink nor crossing into another file system.
-fn remove_aside(path: &Path) -> std::result::Result<(), RemoveError> {
-    use std::os::unix::fs::MetadataExt;
-    let failed = RemoveError::Os;
-    let gone = |r: io::Result<()>| match r {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(failed(e)),
-        _ => Ok(()),
-    };
-    // Relative to the directory's descriptor: as many system calls as
-    // remove_dir_all makes (it is on auto-GC's path), no path walks.
-    let d = match sys::Dir::open(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(failed(e)),
-    };
-    // The directory's device, asked only when there is a subdirectory
-    // to descend into (a job of ours has none).
-    let mut dev = None;
-    let mut tree = |name: &str| -> std::result::Result<(), RemoveError> {
-        let home = match dev {
-            Some(d) => d,
-            None => match fs::symlink_metadata(path) {
-                Ok(m) => *dev.insert(m.dev()),
-                Err(e) => return Err(failed(e)),
-            },
-        };
-        remove_tree(&path.join(name), home)
-    };
-    let mut names: Vec<(String, sys::EntryKind)> = Vec::with_capacity(16);
-    gone(sys::for_each_entry(path, |n, k| {
-        names.push((n.to_string(), k))
-    }))?;
-    for (name, kind) in &names {
-        match kind {
-            sys::EntryKind::Dir => tree(name)?,
-            _ => match d.unlink(name) {
-                // DT_UNKNOWN that was a directory after all.
-                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => tree(name)?,
-                r => gone(r)?,
-            },
-        }
-    }
-    drop(d);
-    // Empty now; or, if something appeared meanwhile (a process that had
-    // the directory open before it was set aside can still write into
-    // it), with what is left.
-    match fs::remove_dir(path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-            let mut left = Vec::new();
-            gone(sys::for_each_entry(path, |n, _| left.push(n.to_string())))?;
-            for name in &left {
-                tree(name)?;
-            }
-            gone(fs::remove_dir(path))
-        }
-        r => gone(r),
-    }
+/// Remove a job directory set aside under `GONE_PREFIX` in the root
+/// (`root_dir`, at `root`): through descriptors alone, never following
+/// a symlink (the job's owner may swap any directory of its tree for one
+/// while it goes, even the set-aside one) nor entering a file system on
+/// another device than the root's.
+fn remove_aside(
+    root_dir: &sys::Dir,
+    root: &Path,
+    aside: &str,
+) -> std::result::Result<(), RemoveError> {
+    let dev = root_dir.dev().map_err(RemoveError::Os)?;
+    remove_tree(root_dir, root, aside, dev)
 }
 
 /// Remove what earlier removals set aside and could not remove (the
@@ -1410,8 +1344,11 @@ pub fn sweep_gone(root: &Path) {
             names.push(n.to_string());
         }
     });
+    let Ok(root_dir) = sys::Dir::open_root(root) else {
+        return;
+    };
     for n in names {
-        let path = root.join(n);
+        let path = root.join(&n);
         // Held (its remover's flock on the directory, taken before the
         // rename): being removed right now, not remains. Two removals of
         // one tree each met the other's deletions, and the one that set
@@ -1420,8 +1357,11 @@ pub fn sweep_gone(root: &Path) {
         let Ok(held) = sys::open_dir_lockable(&path) else {
             continue;
         };
-        if sys::try_lock_exclusive(&held).unwrap_or(false) {
-            let _ = remove_aside(&path);
+        // A file system mounted inside (a bind mount keeps its device
+        // number, so only the mount table tells): left whole, as a job
+        // with one is.
+        if sys::try_lock_exclusive(&held).unwrap_or(false) && mount_inside(&path).is_none() {
+            let _ = remove_aside(&root_dir, root, &n);
         }
     }
 }
@@ -1532,7 +1472,8 @@ mod tests {
         sweep_gone(&s.root);
         assert!(!gone.exists());
         // A tree that vanishes under its remover is no failure.
-        assert!(remove_aside(&gone).is_ok());
+        let root_dir = sys::Dir::open_root(&s.root).unwrap();
+        assert!(remove_aside(&root_dir, &s.root, ".gone-AAAAAAAAAAAAAAAAAAAA").is_ok());
         let _ = fs::remove_dir_all(&s.root);
     }
 

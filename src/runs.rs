@@ -20,8 +20,9 @@
 //! - Only the holder of the job lock archives (the supervisor between
 //!   retries, `restart` once the old supervisor is gone), so one writer.
 //! - Nothing is reached through a symlink: every step goes through
-//!   `sys::Dir` (O_NOFOLLOW), and removal is `remove_dir_all`, which
-//!   removes a symlink rather than what it points at.
+//!   `sys::Dir` (O_NOFOLLOW), and removal is `Dir::remove_tree`, which
+//!   removes a symlink rather than what it points at, by descriptors
+//!   alone, and never enters a mount (`remove_run_dir`).
 //! - state.json is replaced, never removed: a reader always finds one.
 //! - Keeping a run is crash-safe and changes nothing until it is done:
 //!   the run is staged as links beside the job's own names and appears
@@ -101,7 +102,7 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         stage(job, &d, &runs, &name, ended).map_err(|e| io("keep the run", e))?;
     } else if runs.exists(&staging(&name)) {
         // An even earlier attempt's staging: links only.
-        let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(staging(&name)));
+        let _ = remove_run_dir(job, &runs, &staging(&name));
     }
     let rd = runs.open_dir(&name).map_err(|e| io("open run", e))?;
     // A file in a run directory that an archive made (this one, or one
@@ -183,7 +184,7 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     }
     let cut = next.previous_runs.len().saturating_sub(keep as usize);
     for old in next.previous_runs.drain(..cut) {
-        let _ = std::fs::remove_dir_all(job.dir.join(RUNS).join(old.attempt.to_string()));
+        let _ = remove_run_dir(job, &runs, &old.attempt.to_string());
     }
     Ok(next)
 }
@@ -200,6 +201,28 @@ fn kept_run_is(rd: &sys::Dir, attempt: u32) -> bool {
     }
     serde_json::from_slice::<State>(&buf)
         .is_ok_and(|st| st.attempt() == attempt && st.status().is_terminal())
+}
+
+/// Remove `runs/<name>` of `job` (`runs`: that directory) and all under
+/// it: never through a symlink, never into a file system mounted there
+/// (the mount table names bind mounts, which keep their device number;
+/// such a run stays, as `delete` leaves a job with one whole). Pruned by
+/// path (`remove_dir_all`), a mount inside an old run lost what it
+/// showed, outside the root.
+fn remove_run_dir(job: &Job, runs: &sys::Dir, name: &str) -> std::io::Result<()> {
+    let path = job.dir.join(RUNS);
+    if let Some(at) = crate::gc::mount_inside(&path.join(name)) {
+        return Err(std::io::Error::other(format!(
+            "{} is a mount point",
+            at.display()
+        )));
+    }
+    runs.remove_tree(name, runs.dev()?).map_err(|e| match e {
+        sys::TreeError::Os(e) => e,
+        sys::TreeError::Mount(at) => {
+            std::io::Error::other(format!("{} is on another device", path.join(at).display()))
+        }
+    })
 }
 
 /// Where run `name` is put together before it appears under its name.
@@ -223,9 +246,8 @@ fn stage(
     ended: &State,
 ) -> std::io::Result<()> {
     let staging = staging(name);
-    let path = job.dir.join(RUNS).join(&staging);
     if runs.exists(&staging) {
-        std::fs::remove_dir_all(&path)?;
+        remove_run_dir(job, runs, &staging)?;
     }
     runs.mkdir(&staging)?;
     runs.give_dir_to_owner(&staging);
@@ -244,7 +266,7 @@ fn stage(
         runs.rename(&staging, name)
     })();
     if staged.is_err() {
-        let _ = std::fs::remove_dir_all(&path);
+        let _ = remove_run_dir(job, runs, &staging);
     }
     staged
 }

@@ -1851,6 +1851,28 @@ impl Dir {
             .map(|_| ())
     }
 
+    /// The device this directory is on (fstat).
+    pub fn dev(&self) -> io::Result<u64> {
+        Ok(std::os::unix::fs::MetadataExt::dev(&self.0.metadata()?))
+    }
+
+    /// Remove `name` here and everything under it, through descriptors
+    /// alone: each directory is opened relative to its parent, never
+    /// through a symlink (a symlink is removed as itself), and emptied
+    /// and removed by its own descriptor and its parent's. A path walk
+    /// (`fs::remove_dir_all` of a tree's path, `remove_file` of
+    /// `path/sub/f`) followed a directory that the tree's owner swapped
+    /// for a symlink meanwhile, and removed what it pointed at. A
+    /// directory on another device than `dev` (a file system mounted
+    /// there) is neither entered nor removed: `TreeError::Mount`, its
+    /// path under `name`. What vanishes meanwhile is no failure; what
+    /// appears meanwhile is removed on a second look.
+    pub fn remove_tree(&self, name: &str, dev: u64) -> Result<(), TreeError> {
+        let c = cpath(name.as_bytes()).map_err(TreeError::Os)?;
+        let mut at = std::path::PathBuf::from(name);
+        remove_tree_in(&self.0, &c, EntryKind::Unknown, dev, &mut at, 0)
+    }
+
     /// This directory itself opened for flock (O_RDONLY: flock refuses
     /// the O_PATH descriptor a `Dir` holds). Through ".", so it is the
     /// very directory this `Dir` names, whatever its path now leads to.
@@ -2854,6 +2876,93 @@ pub enum EntryKind {
     Unknown,
 }
 
+/// Why `Dir::remove_tree` stopped.
+#[derive(Debug)]
+pub enum TreeError {
+    /// A directory on another device (a mount point), by its path
+    /// relative to the `Dir` the removal began in; left whole.
+    Mount(std::path::PathBuf),
+    Os(io::Error),
+}
+
+/// How deep `remove_tree` goes: each level holds a descriptor and a
+/// frame. A tree deeper than this (only made on purpose) is refused.
+const TREE_DEPTH: usize = 256;
+
+/// `Dir::remove_tree` of `name` in directory `parent`, `kind` as the
+/// listing said (`Unknown` at the top), `at` its path for a report.
+fn remove_tree_in(
+    parent: &File,
+    name: &CStr,
+    kind: EntryKind,
+    dev: u64,
+    at: &mut std::path::PathBuf,
+    depth: usize,
+) -> Result<(), TreeError> {
+    let pfd = parent.as_raw_fd();
+    let os = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => Ok(()),
+        _ => Err(TreeError::Os(e)),
+    };
+    // SAFETY (every call below): `name` is NUL-terminated and outlives
+    // the call; the descriptors are ours and open.
+    let unlink = || cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) }).map(|_| ());
+    if kind != EntryKind::Dir {
+        match unlink() {
+            // Linux answers EISDIR for a directory.
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {}
+            r => return r.or_else(os),
+        }
+    }
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let fd = match cvt(unsafe { libc::openat(pfd, name.as_ptr(), flags) }) {
+        Ok(fd) => fd,
+        // A symlink (ELOOP) or no directory (any more): removed as itself.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return unlink().or_else(os);
+        }
+        Err(e) => return os(e),
+    };
+    // SAFETY: the kernel just gave us this descriptor.
+    let dir = unsafe { File::from_raw_fd(fd) };
+    let here = std::os::unix::fs::MetadataExt::dev(&dir.metadata().map_err(TreeError::Os)?);
+    if here != dev {
+        return Err(TreeError::Mount(at.clone()));
+    }
+    if depth >= TREE_DEPTH {
+        return Err(TreeError::Os(io::Error::other(format!(
+            "{}: more than {TREE_DEPTH} directories deep",
+            at.display()
+        ))));
+    }
+    for _ in 0..2 {
+        let mut names: Vec<(CString, EntryKind)> = Vec::new();
+        entries_of(&dir, |n, k| {
+            if let Ok(c) = CString::new(n) {
+                names.push((c, k));
+            }
+        })
+        .map_err(TreeError::Os)?;
+        for (n, k) in &names {
+            use std::os::unix::ffi::OsStrExt;
+            at.push(std::ffi::OsStr::from_bytes(n.to_bytes()));
+            let r = remove_tree_in(&dir, n, *k, dev, at, depth + 1);
+            at.pop();
+            r?;
+        }
+        // Rewound for a second look, should the removal find it refilled.
+        // SAFETY: lseek on our own descriptor.
+        unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
+        match cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) }) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => continue,
+            r => return r.map(|_| ()).or_else(os),
+        }
+    }
+    cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) })
+        .map(|_| ())
+        .or_else(os)
+}
+
 /// Calls `f` with the name and kind of every entry of `dir` (without `.`
 /// and `..`) whose name is UTF-8; `for_each_raw_entry` sees the others.
 pub fn for_each_entry(dir: &std::path::Path, mut f: impl FnMut(&str, EntryKind)) -> io::Result<()> {
@@ -2870,12 +2979,17 @@ pub fn for_each_entry(dir: &std::path::Path, mut f: impl FnMut(&str, EntryKind))
 /// musl makes fifty, and no name is copied.
 pub fn for_each_raw_entry(
     dir: &std::path::Path,
-    mut f: impl FnMut(&[u8], EntryKind),
+    f: impl FnMut(&[u8], EntryKind),
 ) -> io::Result<()> {
     let file = File::options()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(dir)?;
+    entries_of(&file, f)
+}
+
+/// `for_each_raw_entry` of a directory open for reading.
+fn entries_of(file: &File, mut f: impl FnMut(&[u8], EntryKind)) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // Not zeroed: the kernel fills what is read back, and zeroing 64 KiB
     // faulted in 16 pages where a root of a hundred jobs fills one.

@@ -277,6 +277,40 @@ fn only_the_last_keep_runs_are_kept() {
     assert!(first.get("previous_runs").is_none(), "{first}");
 }
 
+/// A run pruned by the keep count with a file system mounted inside it
+/// (a bind mount keeps its device number) stays whole, and what the
+/// mount shows is never touched: pruned by path, it was emptied, outside
+/// the root.
+#[test]
+fn a_run_with_a_mount_inside_is_not_pruned() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("config").join("agent-exec");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.toml"), "[restart]\nkeep_runs = 1\n").unwrap();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    t.ok(&["restart", &id]);
+    let precious = t.base.join("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("gold"), "gold").unwrap();
+    let Some(_mount) = support::Mount::bind(&precious, &t.job_dir(&id).join("runs/1/mnt")) else {
+        return;
+    };
+    let v = t.ok(&["restart", &id]);
+    assert_eq!(
+        (&v["state"], &v["attempt"]),
+        (&json!("exited"), &json!(3)),
+        "{v}"
+    );
+    assert_eq!(attempts(&v), vec![2]);
+    assert_eq!(
+        std::fs::read_to_string(precious.join("gold"))
+            .ok()
+            .as_deref(),
+        Some("gold"),
+        "files under the mount were removed"
+    );
+}
+
 #[test]
 fn keep_runs_of_a_config_given_with_run_holds_for_its_restarts() {
     // restart has no --config: what the one named at `run` says about
