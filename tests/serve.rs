@@ -2014,6 +2014,61 @@ fn sigterm_answers_a_waiting_restart_with_its_job() {
     t.ok(&["kill", &id]);
 }
 
+/// A `/restart` still stopping the old run when the server is told to
+/// stop finishes that first, past the stop's grace (as `restart` on the
+/// command line does), then is answered 503 naming the job: the old run
+/// KILLed after `kill_after`, the new one running. The server exited
+/// mid-stop: the client got no answer at all, and the job was left
+/// TERMed, never KILLed nor restarted.
+#[test]
+fn sigterm_lets_a_restart_finish_stopping_the_old_run() {
+    let t = TempRoot::new();
+    let mut s = serve(&t, &[], &[]);
+    let id = t.start_job(&[
+        "sh",
+        "-c",
+        "trap 'echo term' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let log = t.job_dir(&id).join("stdout.log");
+    let has = |what: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(what));
+    let until = Instant::now() + Duration::from_secs(20);
+    while !has("ready") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let port = s.port;
+    let path = format!("/restart/{id}?until=60&kill_after=3s");
+    let waiter =
+        std::thread::spawn(move || Client::try_new(port)?.try_send("POST", &path, &[], ""));
+    // The old run has its TERM: the restart is stopping it.
+    while !has("term") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(has("term"), "the restart never signalled the old run");
+    let st = Command::new("kill")
+        .args(["-TERM", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(s.exit_code(Duration::from_secs(30)), Some(0));
+    let r = waiter
+        .join()
+        .unwrap()
+        .expect("the stopping /restart got no answer");
+    let v = r.assert_error(503, "unavailable");
+    assert_eq!(v["error"]["details"]["job_id"], id.as_str(), "{v}");
+    let st = t.ok(&["status", &id]);
+    assert_eq!(
+        (
+            &st["state"],
+            &st["attempt"],
+            &st["previous_runs"][0]["signal"]
+        ),
+        (&json!("running"), &json!(2), &json!("SIGKILL")),
+        "{st}"
+    );
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}
+
 /// A wait on several jobs is cut short by the stop as a wait on one is:
 /// 503 `unavailable`, naming the first job, in the order given, whose
 /// end it was still waiting for (with `any`, none had ended: the first

@@ -23,7 +23,8 @@
 //! Lifecycle: check the flags, bind, print one `serve` document (bind,
 //! port, pid), then nothing more on stdout. SIGTERM/SIGINT/SIGHUP (blocked in
 //! every thread, taken by one thread with sigwait) stop the accept loop;
-//! requests in flight get up to `GRACE` to finish; exit 0. A request
+//! requests in flight get up to `GRACE` to finish (a `/restart` still
+//! stopping the old run, until it has started the new one); exit 0. A request
 //! that waits on a job (`/wait`, a waiting `/exec` or `/restart`, `/send`
 //! in its yield, `/kill` watching for the end) does not finish: the stop
 //! shuts every socket for reading and makes `Server::stop` readable,
@@ -204,6 +205,12 @@ struct Server {
     /// Signalled when a long observation ends.
     long_freed: Condvar,
     in_flight: AtomicUsize,
+    /// `/restart`s stopping an old run and starting the new one: the
+    /// server's stop waits for these past `GRACE`, as a `restart` on the
+    /// command line finishes that before its signal ends it. Cut off,
+    /// the job was left TERMed, never KILLed nor restarted, and the
+    /// client got no answer at all.
+    restarting: AtomicUsize,
     stopping: AtomicBool,
     /// Readable from the server's stop on (a byte written and never
     /// read): the accept loop polls it, and so do requests that wait
@@ -275,6 +282,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         long: Mutex::new(0),
         long_freed: Condvar::new(),
         in_flight: AtomicUsize::new(0),
+        restarting: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         stop: File::from(wake_r),
     });
@@ -311,7 +319,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
     drop(listener);
     srv.pool.wake_all();
     let t0 = Instant::now();
-    while srv.in_flight.load(Ordering::SeqCst) > 0 && t0.elapsed() < GRACE {
+    while srv.in_flight.load(Ordering::SeqCst) > 0
+        && (t0.elapsed() < GRACE || srv.restarting.load(Ordering::SeqCst) > 0)
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(Output::Done)
@@ -2294,9 +2304,20 @@ fn restart_route(
     let plan = super::run::WaitPlan::from_matches(&m);
     let job = srv.store.lookup(id)?;
     let _long = srv.long_slot()?;
+    // Counted while the old run is stopped and the new one started (not
+    // while the new one is watched: the stop answers that at once).
+    struct Restarting<'a>(&'a AtomicUsize);
+    impl Drop for Restarting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    srv.restarting.fetch_add(1, Ordering::SeqCst);
+    let restarting = Restarting(&srv.restarting);
     if !plan.wait {
         let mut body =
             super::restart::restart_job(&srv.store, &job, &m).map_err(|e| e.in_job(&job.id))?;
+        drop(restarting);
         body.inline.env_vars.clear();
         return Reply::job_doc(buf, "restart", &body, &job.id).map(Some);
     }
@@ -2306,6 +2327,7 @@ fn restart_route(
     params.push(("no_wait".into(), "true".into()));
     let launch_only = crate::cli::matches_from_params(cmd, None, &params, vec![id.to_string()])?;
     let launched = super::restart::restart_job(&srv.store, &job, &launch_only)?;
+    drop(restarting);
     let body = super::restart::watch_relaunched(&job, launched, plan, None, |deadline| {
         wait_launched(srv, &job, deadline, client).map(Some)
     })?;
