@@ -69,7 +69,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -161,7 +161,7 @@ pub struct Input {
     initial_buf: Vec<u8>,
     clients: Vec<Client>,
     log: Option<File>,
-    log_path: std::path::PathBuf,
+    log_path: PathBuf,
     /// stdin.log could not be opened or written (a full disk, a symlink
     /// in its place): the first error, and every byte to record since,
     /// none of which is written (the log stays an exact prefix of the
@@ -183,6 +183,24 @@ pub struct Input {
 /// socket address (108 bytes) fits with it too.
 const SOCKET_NEW: &str = ".stdin.new";
 
+/// The address of socket `name` in `dir` for bind() or connect(): its
+/// path, or, when that is too long for a socket address (108 bytes, the
+/// path included: a root of about 70 bytes made every `-i` and `--tty`
+/// job fail `spawn_failed`, though a root may be 4022 bytes long), the
+/// same file through the directory held open, `/proc/self/fd/N/name`.
+/// The open directory goes with the address: keep it until the call.
+fn socket_address(dir: &Path, name: &str) -> io::Result<(PathBuf, Option<std::fs::File>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = dir.join(name);
+    // sun_path is 108 bytes, its NUL included.
+    if path.as_os_str().as_bytes().len() < 108 {
+        return Ok((path, None));
+    }
+    let d = sys::open_dir_lockable(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));
+    Ok((short, Some(d)))
+}
+
 /// Bind stdin.sock in `dir`, mode 0600 whatever the umask (D22).
 ///
 /// A socket file takes its mode from the umask at bind(), and there is no
@@ -201,7 +219,8 @@ fn listen(dir: &Path) -> io::Result<UnixListener> {
     let tmp = dir.join(SOCKET_NEW);
     // A leftover of a supervisor that died between bind and rename.
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)?;
+    let (short, _held) = socket_address(dir, SOCKET_NEW)?;
+    let listener = UnixListener::bind(short)?;
     // By path: in the 0700 directory only its owner could have put
     // anything else under this name since the bind.
     let made = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
@@ -808,7 +827,8 @@ pub fn send(
     let wait = wait.max(MIN_WAIT);
     let until = sys::monotonic_now() + wait;
     let mut end = Instant::now() + wait + GRACE;
-    let mut s = UnixStream::connect(&path)?;
+    let (address, _held) = socket_address(dir, SOCKET)?;
+    let mut s = UnixStream::connect(address)?;
     // Every wait below is a poll that a stop cuts short (a stop signal
     // interrupts it; `give_up` is polled with the socket).
     s.set_nonblocking(true)?;

@@ -1248,3 +1248,32 @@ fn status_says_whether_a_job_takes_input_and_runs_on_a_terminal() {
     t.ok(&["send", "--eof", &i]);
     t.wait_done(&i);
 }
+
+/// A root whose job paths are too long for a socket address (108 bytes:
+/// a root of about 70 made every `-i` and `--tty` job fail
+/// `spawn_failed`, "path must be shorter than SUN_LEN") still takes
+/// interactive jobs, on a pipe and on a terminal, and `send` reaches
+/// them.
+#[test]
+fn interactive_jobs_work_under_a_long_root() {
+    let t = TempRoot::new();
+    let root = t.base.join("r".repeat(120));
+    let cmd = |args: &[&str]| {
+        let mut c = t.bare();
+        c.arg("--root").arg(&root).args(args);
+        t.exec(c).json()
+    };
+    for flag in ["-i", "--tty"] {
+        let v = cmd(&["run", flag, "--no-wait", "--", "cat"]);
+        assert_eq!(v["state"], "running", "{flag}: {v}");
+        let id = v["job_id"].as_str().unwrap().to_string();
+        let s = cmd(&["send", "--newline", "--eof", &id, "hello"]);
+        assert_eq!(s["ok"], true, "{flag}: {s}");
+        let w = cmd(&["wait", &id]);
+        assert_eq!(w["state"], "exited", "{flag}: {w}");
+        assert!(
+            w["stdout"].as_str().unwrap().contains("hello"),
+            "{flag}: {w}"
+        );
+    }
+}
