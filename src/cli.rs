@@ -1298,8 +1298,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
         match arg {
             Short('h') | Long("help") => want_help = true,
             Short('V') | Long("version") if cmd.is_none() && group.is_none() => {
-                // As every switch: `--version=1` is no version request.
-                if p.optional_value().is_some() {
+                // As every switch: `--version=1` (or `-V=1`) is no
+                // version request. `-Vv` is `-V -v`: what follows a short
+                // one in its cluster are more switches, not its value.
+                let more_switches = |v: &std::ffi::OsStr| {
+                    !v.is_empty() && v.as_encoded_bytes().iter().all(|b| b"vhV".contains(b))
+                };
+                let short = matches!(arg, Short(_));
+                if p.optional_value()
+                    .is_some_and(|v| !(short && more_switches(&v)))
+                {
                     return Err(Error::usage("'--version' takes no value"));
                 }
                 return Ok(Parsed::Version);
@@ -1355,6 +1363,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                 let flag = cmd.and_then(|c| c.flags.iter().find(|f| f.short == Some(ch)));
                 match (cmd, flag) {
                     (Some(c), Some(f)) => read_flag(&mut p, c, f, true, &mut values)?,
+                    // A '-' inside a cluster (`-f-`) is no flag `--`.
+                    _ if ch == '-' => {
+                        return Err(Error::usage(
+                            "unexpected '-' inside a cluster of short flags (as in '-f-')",
+                        ))
+                    }
                     _ => return Err(unknown_flag(&format!("-{ch}"), cmd)),
                 }
             }

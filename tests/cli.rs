@@ -531,6 +531,25 @@ fn short_switches_bundle_in_any_order() {
     let job = v["job_id"].as_str().unwrap().to_string();
     t.ok(&["send", "--eof", &job, "x"]);
     assert_eq!(t.wait_done(&job)["state"], "exited");
+    // `-V` leads a cluster as any switch does: `-Vv` is `-V -v` (it was
+    // "'--version' takes no value").
+    for cluster in ["-Vv", "-Vh", "-vVv"] {
+        let o = t.out(&[cluster]);
+        assert_eq!(o.code, 0, "{cluster}: {} / {}", o.stdout, o.stderr);
+        assert!(
+            o.stdout.starts_with("agent-exec "),
+            "{cluster}: {}",
+            o.stdout
+        );
+    }
+    // A '-' inside a cluster is named as what it is, not as a flag '--'.
+    let (code, e) = t.err(&["tail", "-f-", &id]);
+    assert_eq!(code, 2);
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("inside a cluster") && !msg.contains("'--'"),
+        "{e}"
+    );
     // A switch twice in one cluster is a switch given twice.
     let (code, e) = t.err(&["tail", "-ff", &id]);
     assert_eq!(code, 2);
