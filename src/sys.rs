@@ -1299,7 +1299,25 @@ pub fn kill_group(pgid: u32, sig: i32, left: &[Witness]) -> io::Result<bool> {
     for g in session_groups(pgid, left) {
         others |= kill(-(g as i32), sig).is_ok();
     }
+    if root_left_its_group(pgid, left) {
+        others |= kill(pgid as i32, sig).is_ok();
+    }
     Ok(found || others)
+}
+
+/// Has the job's root, process `pgid`, left the group it leads (a
+/// `setpgid` into another group of its session)? Then a signal to the
+/// group misses it, and it is signalled itself: `--timeout`, `kill` and
+/// `restart` reached nothing, and the job ran on. Only while it is sure
+/// to be the job's root: this process's child (the supervisor's, not
+/// reaped yet, so its pid is not reused), or a process `left` names
+/// with its start time (the caller read the job's record).
+fn root_left_its_group(pgid: u32, left: &[Witness]) -> bool {
+    proc_stat(pgid).is_some_and(|p| {
+        p.pgrp != pgid
+            && !matches!(p.state, b'Z' | b'X')
+            && (p.ppid == std::process::id() || left.contains(&[u64::from(pgid), p.start_time]))
+    })
 }
 
 /// The process groups of session `sid` other than group `sid` itself,

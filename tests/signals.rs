@@ -815,3 +815,57 @@ fn a_supervisor_outlives_stray_signals() {
         "{v}"
     );
 }
+
+/// A root that leaves the process group it leads (a `setpgid` into the
+/// session's other group) is still reached by `--timeout`, `kill` and
+/// `restart`: each signals it itself, beside its group. The group alone
+/// missed it: `--timeout` recorded `timed_out` for a job that ran on to
+/// exit 0, `kill` answered `running`, `restart` could never stop it.
+#[test]
+fn a_root_that_left_its_group_is_still_signalled() {
+    let t = TempRoot::new();
+    let leave =
+        "import os,time; os.setpgid(0, os.getsid(0)); print('left', flush=True); time.sleep(30)";
+    let v = t.ok(&[
+        "run",
+        "--timeout",
+        "1",
+        "--until",
+        "20",
+        "--",
+        "python3",
+        "-c",
+        leave,
+    ]);
+    assert_eq!(
+        (&v["state"], &v["signal"], &v["timed_out"]),
+        (&json!("killed"), &json!("SIGTERM"), &json!(true)),
+        "{v}"
+    );
+    let started = |id: &str| {
+        let log = t.job_dir(id).join("stdout.log");
+        eventually("the root left its group", || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains("left"))
+        });
+    };
+    let id = t.ok(&["run", "--no-wait", "--", "python3", "-c", leave])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    started(&id);
+    let k = t.ok(&["kill", "--signal", "KILL", &id]);
+    assert_eq!(
+        (&k["state"], &k["signal"]),
+        (&json!("killed"), &json!("SIGKILL")),
+        "{k}"
+    );
+    let id = t.ok(&["run", "--no-wait", "--", "python3", "-c", leave])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    started(&id);
+    let r = t.ok(&["restart", "--kill-after", "5s", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(r["previous_runs"][0]["signal"], "SIGTERM", "{r}");
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}

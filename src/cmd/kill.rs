@@ -324,7 +324,13 @@ pub fn signal_running(job: &Job, st: &crate::job::State, sig: i32) -> Result<Lea
         }
     }
     // Resuming: a stopped job (SIGSTOP, ^Z) would keep TERM pending.
-    sys::kill_group_resuming(pid, sig, &st.left_in_session)
+    // The root is a witness too: should it have left its group, it is
+    // signalled itself (`sys::kill_group`).
+    let mut left = st.left_in_session.clone();
+    if let Some(t) = st.pid_start_time {
+        left.push([u64::from(pid), t]);
+    }
+    sys::kill_group_resuming(pid, sig, &left)
         .map(|_| Leader::Root(pid))
         .map_err(|e| Error::io(format!("signal process group {pid}"), e))
 }
