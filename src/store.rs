@@ -78,8 +78,19 @@ const ROOT_VARS: [(&str, &str); 3] = [
 /// root other than the one asked for. Only the variable that decides
 /// counts (an unused HOME may be anything).
 pub fn check_root_env(flag: Option<&str>) -> Result<()> {
+    // A relative root in a current directory that is gone has no place:
+    // `io_error`, as `run` answers there, for every command (`list --all`
+    // and `gc` answered `ok` for a relative root that named nothing).
+    let relative_root_in_nowhere = || -> Result<()> {
+        if !Store::resolve(flag).root.is_absolute() {
+            if let Err(e) = std::env::current_dir() {
+                return Err(Error::io("current directory", e));
+            }
+        }
+        Ok(())
+    };
     if flag.is_some() {
-        return Ok(());
+        return relative_root_in_nowhere();
     }
     for (key, _) in ROOT_VARS {
         match std::env::var_os(key) {
@@ -89,11 +100,11 @@ pub fn check_root_env(flag: Option<&str>) -> Result<()> {
                 "{key} is not valid UTF-8, and a jobs root's path must be (give one with --root)"
             )))
             }
-            Some(_) => return Ok(()),
+            Some(_) => return relative_root_in_nowhere(),
             None => continue,
         }
     }
-    Ok(())
+    relative_root_in_nowhere()
 }
 
 fn env_nonempty(key: &str) -> Option<String> {

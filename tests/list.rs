@@ -532,6 +532,30 @@ fn list_and_ps_refuse_a_cwd_they_cannot_name() {
             "{cmd}: {e}"
         );
     }
+    // A relative root there names nothing: every command says so, as
+    // `run` does (`list --all` and `gc` answered ok, root "relr").
+    for args in [
+        &["--root", "relr", "list", "--all"][..],
+        &["--root", "relr", "gc"],
+        &["gc"],
+    ] {
+        std::fs::create_dir(&gone).unwrap();
+        let mut sh = t.private("sh");
+        sh.current_dir(&gone)
+            .env("HOME", "rh")
+            .arg("-c")
+            .arg("rmdir \"$PWD\" && exec \"$@\"")
+            .arg("sh")
+            .arg(support::bin())
+            .args(args);
+        let o = t.exec(sh);
+        assert_eq!(
+            (o.code, &o.json()["error"]["code"]),
+            (1, &json!("io_error")),
+            "{args:?}: {}",
+            o.stdout
+        );
+    }
     // A relative --cwd needs that directory too; an empty one is refused
     // as run's and GET /list's are.
     std::fs::create_dir(&gone).unwrap();
