@@ -32,19 +32,7 @@ impl Mcp {
     /// The server as `c` starts it.
     fn start_by(mut c: Command) -> Mcp {
         c.stdin(Stdio::piped()).stdout(Stdio::piped());
-        // A binary copied just now may be open for writing in a child
-        // another test forked meanwhile, until that child's exec closes
-        // it: ETXTBSY for that moment.
-        let mut tries = 0;
-        let mut child = loop {
-            match c.spawn() {
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                r => break r.expect("spawn agent-exec mcp"),
-            }
-        };
+        let mut child = support::spawn_copied(&mut c);
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

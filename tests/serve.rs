@@ -43,19 +43,7 @@ fn serve_cmd(mut c: Command, env: &[(&str, &str)]) -> Server {
         c.env(k, v);
     }
     c.stdout(Stdio::piped()).stderr(Stdio::null());
-    // A binary copied just now (an installed one) may be open for writing
-    // in a child another test forked meanwhile, until that child's exec
-    // closes it: ETXTBSY for that moment, a known race of copy-then-run.
-    let mut tries = 0;
-    let mut child = loop {
-        match c.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            r => break r.expect("spawn serve"),
-        }
-    };
+    let mut child = support::spawn_copied(&mut c);
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

@@ -337,6 +337,23 @@ impl TempRoot {
     }
 }
 
+/// Spawn `c`, whose program may be a binary copied just now (an
+/// installed one): it may be open for writing in a child another test
+/// forked meanwhile, until that child's exec closes it, and the spawn
+/// fails ETXTBSY for that moment (a known race of copy-then-run).
+pub fn spawn_copied(c: &mut Command) -> std::process::Child {
+    let mut tries = 0;
+    loop {
+        match c.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.expect("spawn"),
+        }
+    }
+}
+
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`, a
 /// JSON body when `body` is not empty): the status and the raw body.
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
