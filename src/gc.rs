@@ -1109,10 +1109,17 @@ impl RemoveError {
             // somebody unmounts it.
             RemoveError::Mount(at) => Error::io(
                 format!("cannot delete job {}", job.id),
-                io::Error::other(format!(
-                    "{} is a mount point inside the job directory; nothing under it was removed (unmount it first)",
-                    at.display()
-                )),
+                io::Error::other(if at == job.dir {
+                    format!(
+                        "{} is a mount point; nothing under it was removed (unmount it first)",
+                        at.display()
+                    )
+                } else {
+                    format!(
+                        "{} is a mount point inside the job directory; nothing under it was removed (unmount it first)",
+                        at.display()
+                    )
+                }),
             ),
         };
         e.in_job(&job.id)
@@ -1123,9 +1130,12 @@ impl RemoveError {
 /// skipped with (`RemoveError::Mount`).
 pub const MOUNT_POINT: &str = "mount_point";
 
-/// A mount point strictly inside job directory `dir`, from the mount
+/// A mount point at job directory `dir` or inside it, from the mount
 /// table (`/proc/self/mountinfo`): a bind mount of the same file system
 /// keeps its device number, so no stat tells it from a plain directory.
+/// `dir` itself counts: a `runs/<n>` or `.gone-*` that is a mount point
+/// was emptied as its contents were, and a job directory that is one
+/// was answered "Resource busy" (retryable) by its rename.
 /// Where the table cannot be read, a walk of `dir` for a directory on
 /// another device stands in. One read of a small file per removal; the
 /// directory's own path is resolved only when a mount point names its
@@ -1151,7 +1161,7 @@ pub fn mount_inside(dir: &Path) -> Option<std::path::PathBuf> {
             // removal's own device check still holds.
             return None;
         };
-        if at != *real && at.starts_with(&*real) {
+        if at.starts_with(&*real) {
             return Some(at);
         }
     }
@@ -1181,11 +1191,16 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The first directory under `dir` on another device than `dir` (by
-/// lstat: a symlink is never followed).
+/// `dir`, if it is on another device than its parent, or the first
+/// directory under it on another device than `dir` (by lstat: a symlink
+/// is never followed).
 fn foreign_device_inside(dir: &Path) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let dev = fs::symlink_metadata(dir).ok()?.dev();
+    let parent = dir.parent().and_then(|p| fs::symlink_metadata(p).ok());
+    if parent.is_some_and(|p| p.dev() != dev) {
+        return Some(dir.to_path_buf());
+    }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };

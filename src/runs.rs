@@ -186,6 +186,25 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     for old in next.previous_runs.drain(..cut) {
         let _ = remove_run_dir(job, &runs, &old.attempt.to_string());
     }
+    // A run dropped earlier whose removal stopped half-way (a file the
+    // system would not remove then), or the staging of one whose archive
+    // crashed: tried again at each archive, so that none stays for good.
+    let kept: Vec<String> = next
+        .previous_runs
+        .iter()
+        .map(|r| r.attempt.to_string())
+        .collect();
+    let mut stale = Vec::new();
+    let _ = sys::for_each_entry(&job.dir.join(RUNS), |n, _| {
+        let run = n.bytes().all(|b| b.is_ascii_digit()) && !kept.iter().any(|k| k == n);
+        let staged = n.starts_with('.') && n.ends_with(".new");
+        if run || staged {
+            stale.push(n.to_string());
+        }
+    });
+    for n in stale {
+        let _ = remove_run_dir(job, &runs, &n);
+    }
     Ok(next)
 }
 

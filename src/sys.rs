@@ -1888,7 +1888,8 @@ impl Dir {
     pub fn remove_tree(&self, name: &str, dev: u64) -> Result<(), TreeError> {
         let c = cpath(name.as_bytes()).map_err(TreeError::Os)?;
         let mut at = std::path::PathBuf::from(name);
-        remove_tree_in(&self.0, &c, EntryKind::Unknown, dev, &mut at, 0)
+        // Taken for a directory: opened first (a file is unlinked then).
+        remove_tree_in(&self.0, &c, EntryKind::Dir, dev, &mut at, None, 0)
     }
 
     /// This directory itself opened for flock (O_RDONLY: flock refuses
@@ -2903,18 +2904,29 @@ pub enum TreeError {
     Os(io::Error),
 }
 
-/// How deep `remove_tree` goes: each level holds a descriptor and a
-/// frame. A tree deeper than this (only made on purpose) is refused.
-const TREE_DEPTH: usize = 256;
+/// How many directories deep `remove_tree` descends holding one open
+/// each. A deeper directory is moved up to the tree's top (a rename
+/// within the tree) and removed from there, so any depth is removed
+/// with at most this many descriptors (a tree 300 deep once failed and
+/// stayed for good).
+const TREE_DEPTH: usize = 32;
+/// Rounds of listing a directory that refills while it is emptied (the
+/// top, with what was moved up to it, or a writer racing the removal).
+const TREE_ROUNDS: usize = 1 << 16;
+
+/// Names for what `remove_tree` moves up, unique in this process.
+static MOVED_UP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// `Dir::remove_tree` of `name` in directory `parent`, `kind` as the
-/// listing said (`Unknown` at the top), `at` its path for a report.
+/// listing said, `at` its path for a report, `top` the tree's top
+/// directory (None: this is it), `depth` how far below it.
 fn remove_tree_in(
     parent: &File,
     name: &CStr,
     kind: EntryKind,
     dev: u64,
     at: &mut std::path::PathBuf,
+    top: Option<&File>,
     depth: usize,
 ) -> Result<(), TreeError> {
     let pfd = parent.as_raw_fd();
@@ -2947,13 +2959,9 @@ fn remove_tree_in(
     if here != dev {
         return Err(TreeError::Mount(at.clone()));
     }
-    if depth >= TREE_DEPTH {
-        return Err(TreeError::Os(io::Error::other(format!(
-            "{}: more than {TREE_DEPTH} directories deep",
-            at.display()
-        ))));
-    }
-    for _ in 0..2 {
+    let top_dir = top.unwrap_or(&dir);
+    let rounds = if top.is_none() { TREE_ROUNDS } else { 3 };
+    for _ in 0..rounds {
         let mut names: Vec<(CString, EntryKind)> = Vec::new();
         entries_of(&dir, |n, k| {
             if let Ok(c) = CString::new(n) {
@@ -2964,11 +2972,15 @@ fn remove_tree_in(
         for (n, k) in &names {
             use std::os::unix::ffi::OsStrExt;
             at.push(std::ffi::OsStr::from_bytes(n.to_bytes()));
-            let r = remove_tree_in(&dir, n, *k, dev, at, depth + 1);
+            let r = if depth + 1 < TREE_DEPTH || *k == EntryKind::Other {
+                remove_tree_in(&dir, n, *k, dev, at, Some(top_dir), depth + 1)
+            } else {
+                move_up(&dir, n, top_dir, at)
+            };
             at.pop();
             r?;
         }
-        // Rewound for a second look, should the removal find it refilled.
+        // Rewound for another look, should the removal find it refilled.
         // SAFETY: lseek on our own descriptor.
         unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
         match cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) }) {
@@ -2979,6 +2991,39 @@ fn remove_tree_in(
     cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) })
         .map(|_| ())
         .or_else(os)
+}
+
+/// Move entry `name` of `dir` (a directory too deep to open here, or a
+/// file) up to the tree's top under a fresh name, for the top's next
+/// round to remove. A mount point cannot be moved (EBUSY): a mount.
+fn move_up(dir: &File, name: &CStr, top: &File, at: &std::path::Path) -> Result<(), TreeError> {
+    loop {
+        let n = MOVED_UP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = CString::new(format!(".deep.{}.{n}", std::process::id()))
+            .map_err(|e| TreeError::Os(io::Error::other(e)))?;
+        // SAFETY: both names are NUL-terminated and outlive the call;
+        // both descriptors are ours and open.
+        const RENAME_NOREPLACE: libc::c_uint = 1;
+        let r = cvt(unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                top.as_raw_fd(),
+                to.as_ptr(),
+                RENAME_NOREPLACE,
+            )
+        } as libc::c_int);
+        return match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                Err(TreeError::Mount(at.to_path_buf()))
+            }
+            Err(e) => Err(TreeError::Os(e)),
+        };
+    }
 }
 
 /// Calls `f` with the name and kind of every entry of `dir` (without `.`
@@ -4054,6 +4099,33 @@ mod tests {
         }
         assert!(mark.exists());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A tree far deeper than `TREE_DEPTH` (its deeper parts moved up
+    /// to its top) is removed whole, files, symlinks and all, and what a
+    /// symlink in it names is untouched.
+    #[test]
+    fn remove_tree_removes_any_depth_and_follows_no_symlink() {
+        let base = std::env::temp_dir().join(format!("ae-tree-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "x").unwrap();
+        let mut p = base.join("tree");
+        for i in 0..(3 * TREE_DEPTH + 5) {
+            p.push("d");
+            if i % 7 == 0 {
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::write(p.join("f"), "y").unwrap();
+                std::os::unix::fs::symlink(&outside, p.join("link")).unwrap();
+            }
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        let d = Dir::open(&base).unwrap();
+        d.remove_tree("tree", d.dev().unwrap()).unwrap();
+        assert!(!base.join("tree").exists());
+        assert!(outside.join("keep").exists());
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

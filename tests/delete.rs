@@ -1181,3 +1181,64 @@ fn delete_all_racing_gc_lists_every_job_it_counts() {
         assert_eq!(v["deleted"], jobs.len() - skipped, "{v}");
     }
 }
+
+/// A job directory that is itself a mount point (bound onto itself, say)
+/// is refused as one with a mount inside: a non-retryable `io_error`
+/// naming it, `mount_point` for `delete --all`. Its rename was answered
+/// "Resource busy", retryable, and `delete_failed` for the rest.
+#[test]
+fn a_job_directory_that_is_a_mount_point_is_refused_as_one() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.wait_done(&id);
+    let dir = t.job_dir(&id);
+    let Some(_mount) = support::Mount::bind(&dir, &dir) else {
+        return;
+    };
+    let (code, v) = t.err(&["delete", &id]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        (&v["error"]["code"], &v["error"]["retryable"]),
+        (&json!("io_error"), &json!(false)),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a mount point"),
+        "{v}"
+    );
+    let v = t.ok(&["delete", "--all"]);
+    assert_eq!(v["jobs"][0]["reason"], "mount_point", "{v}");
+    assert!(dir.join("meta.json").exists());
+}
+
+/// A job directory holding a tree hundreds of directories deep is
+/// removed whole: one 256 deep failed `io_error` and stayed in the root,
+/// out of view, for good.
+#[test]
+fn a_job_with_a_very_deep_tree_is_deleted_whole() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.wait_done(&id);
+    let deep: PathBuf = std::iter::repeat("d").take(300).collect();
+    std::fs::create_dir_all(t.job_dir(&id).join(&deep)).unwrap();
+    std::fs::write(t.job_dir(&id).join(&deep).join("f"), "x").unwrap();
+    let v = t.ok(&["delete", &id]);
+    assert_eq!(v["type"], "delete", "{v}");
+    // Neither the job nor remains set aside (`.gone-*`).
+    let left: Vec<_> = std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| *n == id || n.starts_with(".gone-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

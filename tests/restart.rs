@@ -278,37 +278,46 @@ fn only_the_last_keep_runs_are_kept() {
 }
 
 /// A run pruned by the keep count with a file system mounted inside it
-/// (a bind mount keeps its device number) stays whole, and what the
-/// mount shows is never touched: pruned by path, it was emptied, outside
-/// the root.
+/// or on it (a bind mount keeps its device number) stays whole, and what
+/// the mount shows is never touched: pruned by path, it was emptied,
+/// outside the root. Once unmounted, the next archive removes it.
 #[test]
 fn a_run_with_a_mount_inside_is_not_pruned() {
     let t = TempRoot::new();
     let cfg = t.base.join("config").join("agent-exec");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(cfg.join("config.toml"), "[restart]\nkeep_runs = 1\n").unwrap();
-    let id = id_of(&t.ok(&["run", "--", "true"]));
-    t.ok(&["restart", &id]);
     let precious = t.base.join("precious");
     std::fs::create_dir_all(&precious).unwrap();
     std::fs::write(precious.join("gold"), "gold").unwrap();
-    let Some(_mount) = support::Mount::bind(&precious, &t.job_dir(&id).join("runs/1/mnt")) else {
-        return;
-    };
-    let v = t.ok(&["restart", &id]);
-    assert_eq!(
-        (&v["state"], &v["attempt"]),
-        (&json!("exited"), &json!(3)),
-        "{v}"
-    );
-    assert_eq!(attempts(&v), vec![2]);
-    assert_eq!(
-        std::fs::read_to_string(precious.join("gold"))
-            .ok()
-            .as_deref(),
-        Some("gold"),
-        "files under the mount were removed"
-    );
+    // Inside the run, and the run's directory itself a mount point.
+    for inside in ["runs/1/mnt", "runs/1"] {
+        let id = id_of(&t.ok(&["run", "--", "true"]));
+        t.ok(&["restart", &id]);
+        let Some(mount) = support::Mount::bind(&precious, &t.job_dir(&id).join(inside)) else {
+            return;
+        };
+        let v = t.ok(&["restart", &id]);
+        assert_eq!(
+            (&v["state"], &v["attempt"]),
+            (&json!("exited"), &json!(3)),
+            "{v}"
+        );
+        assert_eq!(attempts(&v), vec![2]);
+        assert_eq!(
+            std::fs::read_to_string(precious.join("gold"))
+                .ok()
+                .as_deref(),
+            Some("gold"),
+            "files under the mount at {inside} were removed"
+        );
+        // Unmounted, the run left behind goes at the next archive: a run
+        // whose removal stopped once stayed for good.
+        drop(mount);
+        t.ok(&["restart", &id]);
+        assert!(!t.job_dir(&id).join("runs/1").exists());
+        assert!(precious.join("gold").exists());
+    }
 }
 
 #[test]
