@@ -1305,10 +1305,27 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                     !v.is_empty() && v.as_encoded_bytes().iter().all(|b| b"vhV".contains(b))
                 };
                 let short = matches!(arg, Short(_));
-                if p.optional_value()
-                    .is_some_and(|v| !(short && more_switches(&v)))
-                {
-                    return Err(Error::usage("'--version' takes no value"));
+                match p.optional_value() {
+                    Some(v) if short && more_switches(&v) => {}
+                    // `-Vx`: the flag the cluster goes on with is named,
+                    // as in any other cluster.
+                    Some(v) if short => {
+                        let b = v.as_encoded_bytes();
+                        let bad = b.iter().find(|c| !b"vhV".contains(c));
+                        match bad {
+                            Some(b'-') => {
+                                return Err(Error::usage(
+                                    "unexpected '-' inside a cluster of short flags (as in '-f-')",
+                                ))
+                            }
+                            Some(&c) if c.is_ascii_alphabetic() => {
+                                return Err(unknown_flag(&format!("-{}", c as char), None))
+                            }
+                            _ => return Err(Error::usage("'--version' takes no value")),
+                        }
+                    }
+                    Some(_) => return Err(Error::usage("'--version' takes no value")),
+                    None => {}
                 }
                 return Ok(Parsed::Version);
             }

@@ -542,6 +542,13 @@ fn short_switches_bundle_in_any_order() {
             o.stdout
         );
     }
+    // What else follows `-V` is named as in any cluster.
+    let (code, e) = t.err(&["-Vx"]);
+    assert_eq!(code, 2);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("'-x'"),
+        "{e}"
+    );
     // A '-' inside a cluster is named as what it is, not as a flag '--'.
     let (code, e) = t.err(&["tail", "-f-", &id]);
     assert_eq!(code, 2);
