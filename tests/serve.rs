@@ -449,6 +449,49 @@ fn a_server_whose_binary_was_replaced_or_removed_still_starts_its_own_jobs() {
     hello("removed");
 }
 
+/// A server out of threads for a new connection (its user's process
+/// limit reached) answers it 503 `unavailable`, as a shed connection is,
+/// not with a reset. Run as nobody under `prlimit --nproc`: root is not
+/// held to that limit.
+#[test]
+fn a_connection_without_a_thread_is_answered_503() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempRoot::new();
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let tools = ["setpriv", "prlimit"]
+        .iter()
+        .all(|p| Command::new(p).arg("--version").output().is_ok());
+    if String::from_utf8_lossy(&uid).trim() != "0" || !tools {
+        eprintln!("note: needs root, setpriv and prlimit; skipped");
+        return;
+    }
+    let bin = t.base.join("agent-exec");
+    std::fs::copy(support::bin(), &bin).unwrap();
+    std::fs::create_dir_all(&t.root).unwrap();
+    for d in [&t.base, &t.root] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let mut c = t.private("prlimit");
+    c.args([
+        "--nproc=4:4",
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+    ])
+    .arg(&bin)
+    .arg("--root")
+    .arg(&t.root)
+    .args(["serve", "--port", "0"]);
+    let s = serve_cmd(c, &[]);
+    let r = s.get("/health");
+    let v = r.assert_error(503, "unavailable");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("threads"),
+        "{v}"
+    );
+}
+
 #[test]
 fn exec_then_status_tail_wait_match_the_cli() {
     let t = TempRoot::new();

@@ -706,16 +706,31 @@ fn admit(stream: TcpStream, srv: &Arc<Server>) {
         return;
     };
     // The slot travels inside the closure: if the spawn fails, dropping
-    // the closure releases it.
+    // the closure releases it. The connection waits beside it, so that
+    // a spawn that fails (out of threads) still answers the client 503
+    // on it, as a shed connection is answered, not a reset.
     let slot = ConnSlot(Arc::clone(srv), id);
+    let conn = Arc::new(Mutex::new(Some(stream)));
+    let theirs = Arc::clone(&conn);
     let spawned = std::thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || {
             let slot = slot;
-            serve_conn(stream, &slot.0, slot.1);
+            let stream = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stream) = stream {
+                serve_conn(stream, &slot.0, slot.1);
+            }
         });
     if let Err(e) = spawned {
         crate::warn!("serve: cannot start a connection thread: {e}");
+        let stream = conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stream) = stream {
+            refuse(
+                srv,
+                stream,
+                "server busy: out of threads for a new connection; retry shortly",
+            );
+        }
     }
 }
 
