@@ -451,8 +451,9 @@ fn a_server_whose_binary_was_replaced_or_removed_still_starts_its_own_jobs() {
 
 /// A server out of threads for a new connection (its user's process
 /// limit reached) answers it 503 `unavailable`, as a shed connection is,
-/// not with a reset. Run as nobody under `prlimit --nproc`: root is not
-/// held to that limit.
+/// not with a reset. Run under `prlimit --nproc` as a user of its own
+/// (uid 54321: no other process counts against the limit); root is not
+/// held to it.
 #[test]
 fn a_connection_without_a_thread_is_answered_503() {
     use std::os::unix::fs::PermissionsExt;
@@ -475,8 +476,8 @@ fn a_connection_without_a_thread_is_answered_503() {
     c.args([
         "--nproc=4:4",
         "setpriv",
-        "--reuid=nobody",
-        "--regid=nogroup",
+        "--reuid=54321",
+        "--regid=54321",
         "--clear-groups",
     ])
     .arg(&bin)
