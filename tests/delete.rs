@@ -1242,3 +1242,49 @@ fn a_job_with_a_very_deep_tree_is_deleted_whole() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Two deletes of the same jobs named in opposite orders each remove
+/// some and list the rest `already_deleted` (or, coming after the other
+/// took one away, answer `job_not_found` for it): never `in_use`, never
+/// leaving the jobs. Each used to hold every job it named from its
+/// lookup on, so that neither could take any but its first from the
+/// other: `in_use` after a second each, the jobs left in place.
+#[test]
+fn two_deletes_of_the_same_jobs_in_opposite_orders_remove_them_all() {
+    let t = TempRoot::new();
+    for _ in 0..5 {
+        let ids: Vec<String> = (0..40)
+            .map(|_| {
+                t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let mut back = ids.clone();
+        back.reverse();
+        let run = |ids: &[String]| {
+            let mut c = t.cmd(&["delete"]);
+            c.args(ids).stdout(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        };
+        let (a, b) = (run(&ids), run(&back));
+        for child in [a, b] {
+            let o = child.wait_with_output().unwrap();
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            if v["ok"] == false {
+                assert_eq!(v["error"]["code"], "job_not_found", "{v}");
+                continue;
+            }
+            for j in v["jobs"].as_array().unwrap() {
+                assert!(
+                    j["action"] == "deleted" || j["reason"] == "already_deleted",
+                    "{v}"
+                );
+            }
+        }
+        for id in &ids {
+            assert!(!t.job_dir(id).exists(), "{id} left");
+        }
+    }
+}

@@ -282,7 +282,14 @@ pub fn lookup_distinct(store: &Store, ids: &[String]) -> Result<Vec<Job>> {
             Err(Error::InJob(name, e)) if e.code() == "unsafe_path" => store.job(&name),
             Err(e) => return Err(e),
         };
-        // A duplicate is dropped here, and its pin with it.
+        // Let go at once: each is held again when its turn comes
+        // (`gc::hold_for_removal`). Held from here to the end, two
+        // deletes of the same jobs in another order each kept the other
+        // from every job but its first, for a second each, and called
+        // them `in_use` (or left them all in place).
+        let mut j = j;
+        j.unpin();
+        // A duplicate is dropped here.
         if !jobs.iter().any(|k| k.id == j.id) {
             jobs.push(j);
         }
