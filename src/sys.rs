@@ -2930,9 +2930,18 @@ fn remove_tree_in(
     depth: usize,
 ) -> Result<(), TreeError> {
     let pfd = parent.as_raw_fd();
-    let os = |e: io::Error| match e.kind() {
-        io::ErrorKind::NotFound => Ok(()),
-        _ => Err(TreeError::Os(e)),
+    // What vanished meanwhile is no failure; any other names the path
+    // that would not go (a file the system refuses to remove), so that
+    // its cause can be lifted before the next gc.
+    let os = {
+        let me = at.clone();
+        move |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => Ok(()),
+            _ => Err(TreeError::Os(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", me.display()),
+            ))),
+        }
     };
     // SAFETY (every call below): `name` is NUL-terminated and outlives
     // the call; the descriptors are ours and open.

@@ -1288,3 +1288,54 @@ fn two_deletes_of_the_same_jobs_in_opposite_orders_remove_them_all() {
         }
     }
 }
+
+/// A file the system will not remove (immutable) is named in the
+/// answer, so that its cause can be lifted; the next gc then removes
+/// what stayed. The answer named only the job directory.
+#[test]
+fn a_file_that_will_not_go_is_named() {
+    let t = TempRoot::new();
+    let id = t.ok(&["run", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.wait_done(&id);
+    let imm = t.job_dir(&id).join("imm");
+    std::fs::write(&imm, "").unwrap();
+    let set = |flag: &str, path: &std::path::Path| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !set("+i", &imm) {
+        eprintln!("note: chattr +i not possible here; skipped");
+        return;
+    }
+    let (code, v) = t.err(&["delete", &id]);
+    let left: Vec<_> = std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".gone-")
+        })
+        .collect();
+    for p in &left {
+        set("-i", &p.join("imm"));
+    }
+    assert_eq!((code, &v["error"]["code"]), (1, &json!("io_error")), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("/imm: "),
+        "{v}"
+    );
+    t.ok(&["gc"]);
+    for p in &left {
+        assert!(!p.exists(), "{p:?}");
+    }
+}
