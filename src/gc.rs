@@ -32,7 +32,11 @@
 //!   A `running` job
 //!   whose supervisor is gone is first reconciled to `failed`
 //!   (`observe::current_state`) and is then an ordinary terminal job.
-//! - Sizes never follow symlinks, and neither does removal.
+//! - Sizes never follow symlinks, and neither does removal: a tree is
+//!   removed through directory descriptors alone (`sys::Dir::remove_tree`),
+//!   so a directory its owner swaps for a symlink while it goes is
+//!   removed as a symlink, never followed; any depth, with at most 32
+//!   descriptors open.
 //! - A job is never half-removed for want of checking first: one whose
 //!   state cannot be read is skipped (`state_unreadable`), and one with
 //!   a directory where its meta.json or state.json should be is skipped
@@ -44,9 +48,10 @@
 //!   half-way leaves no job with its logs gone, only remains out of
 //!   view, which a later `gc` removes (`sweep_gone`).
 //! - Nothing on another file system, and nothing under a mount point, is
-//!   ever removed or counted: a job directory with a mount inside it (a
-//!   bind mount, which keeps the device number, included) is refused
-//!   whole (`mount_point`) before anything is removed, and the removal
+//!   ever removed or counted: a job directory with a mount inside it or
+//!   on it (a bind mount, which keeps the device number, included) is
+//!   refused whole (`mount_point`) before anything is removed, as are
+//!   removal remains and kept runs with one, and the removal
 //!   never descends into a directory on another device than the job
 //!   directory's (a mount made after the check).
 //! - What every reader refuses as `unsafe_path` (a meta.json that is a
