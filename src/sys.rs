@@ -2965,7 +2965,12 @@ fn remove_tree_in(
     // SAFETY: the kernel just gave us this descriptor.
     let dir = unsafe { File::from_raw_fd(fd) };
     let here = std::os::unix::fs::MetadataExt::dev(&dir.metadata().map_err(TreeError::Os)?);
-    if here != dev {
+    // A directory on another device, or the root of any mount (a bind
+    // mount of the same file system keeps the device number: only the
+    // kernel's mount-root attribute tells it). Checked at each directory
+    // entered, not only before the removal: a mount made meanwhile (or
+    // moved within reach with an ancestor `move_up` renamed) was emptied.
+    if here != dev || is_mount_root(fd) {
         return Err(TreeError::Mount(at.clone()));
     }
     let top_dir = top.unwrap_or(&dir);
@@ -2994,12 +2999,42 @@ fn remove_tree_in(
         unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
         match cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) }) {
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => continue,
+            // The name was swapped for a symlink (or a file) once this
+            // directory was opened: what is under the name now is removed
+            // as itself; the directory, moved elsewhere in the tree, is
+            // met there by its parent's next round.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return unlink().or_else(os),
             r => return r.map(|_| ()).or_else(os),
         }
     }
     cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) })
         .map(|_| ())
         .or_else(os)
+}
+
+/// Is the directory open at `fd` the root of a mount (statx's
+/// STATX_ATTR_MOUNT_ROOT, Linux 5.8)? False where the kernel does not
+/// say (the device check and the mount table stand in there).
+fn is_mount_root(fd: RawFd) -> bool {
+    const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+    // struct statx: stx_attributes at byte 8, stx_attributes_mask at 56;
+    // 256 bytes hold it whole.
+    let mut buf = [0u64; 32];
+    // SAFETY: statx writes at most sizeof(struct statx) (256) bytes into
+    // `buf`, which has that room; the empty path with AT_EMPTY_PATH names
+    // the descriptor itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            0u32,
+            buf.as_mut_ptr(),
+        )
+    };
+    let (attributes, mask) = (buf[1], buf[7]);
+    rc == 0 && mask & STATX_ATTR_MOUNT_ROOT != 0 && attributes & STATX_ATTR_MOUNT_ROOT != 0
 }
 
 /// Move entry `name` of `dir` (a directory too deep to open here, or a
@@ -4134,6 +4169,61 @@ mod tests {
         d.remove_tree("tree", d.dev().unwrap()).unwrap();
         assert!(!base.join("tree").exists());
         assert!(outside.join("keep").exists());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// The root of a mount, a bind mount of the same file system too,
+    /// is told from a plain directory.
+    #[test]
+    fn a_mount_root_is_told_from_a_directory() {
+        assert!(is_mount_root(File::open("/").unwrap().as_raw_fd()));
+        let base = std::env::temp_dir().join(format!("ae-mnt-{}", std::process::id()));
+        let (src, at) = (base.join("src"), base.join("at"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&at).unwrap();
+        assert!(!is_mount_root(File::open(&at).unwrap().as_raw_fd()));
+        let mounted = std::process::Command::new("mount")
+            .arg("--bind")
+            .args([&src, &at])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            assert!(is_mount_root(File::open(&at).unwrap().as_raw_fd()));
+            let _ = std::process::Command::new("umount").arg(&at).status();
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// `remove_tree` meeting a mount it was not told of (one made while
+    /// it ran, which no check before it saw) stops there: nothing under
+    /// the mount goes. Checked by the mount table only before the
+    /// removal, a bind mount of the same file system was emptied.
+    #[test]
+    fn remove_tree_stops_at_a_mount_it_meets() {
+        let base = std::env::temp_dir().join(format!("ae-mnt2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let src = base.join("precious");
+        let at = base.join("tree/a/b/mnt");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::write(src.join("gold"), "gold").unwrap();
+        let mounted = std::process::Command::new("mount")
+            .arg("--bind")
+            .args([&src, &at])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("note: cannot mount here; skipped");
+            let _ = std::fs::remove_dir_all(&base);
+            return;
+        }
+        let d = Dir::open(&base).unwrap();
+        let r = d.remove_tree("tree", d.dev().unwrap());
+        let _ = std::process::Command::new("umount").arg(&at).status();
+        assert!(matches!(r, Err(TreeError::Mount(_))), "{r:?}");
+        assert!(src.join("gold").exists());
         let _ = std::fs::remove_dir_all(&base);
     }
 
