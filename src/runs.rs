@@ -183,12 +183,12 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         let _ = std::fs::remove_file(root.join(crate::cmd::completions::CACHE));
     }
     let cut = next.previous_runs.len().saturating_sub(keep as usize);
-    for old in next.previous_runs.drain(..cut) {
-        let _ = remove_run_dir(job, &runs, &old.attempt.to_string());
-    }
-    // A run dropped earlier whose removal stopped half-way (a file the
-    // system would not remove then), or the staging of one whose archive
-    // crashed: tried again at each archive, so that none stays for good.
+    next.previous_runs.drain(..cut);
+    // Every run directory the keep count no longer lists goes: those it
+    // just dropped, one dropped earlier whose removal stopped half-way (a
+    // file the system would not remove then), and the staging of one
+    // whose archive crashed, tried again at each archive so that none
+    // stays for good.
     let kept: Vec<String> = next
         .previous_runs
         .iter()

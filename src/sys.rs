@@ -2930,19 +2930,6 @@ fn remove_tree_in(
     depth: usize,
 ) -> Result<(), TreeError> {
     let pfd = parent.as_raw_fd();
-    // What vanished meanwhile is no failure; any other names the path
-    // that would not go (a file the system refuses to remove), so that
-    // its cause can be lifted before the next gc.
-    let os = {
-        let me = at.clone();
-        move |e: io::Error| match e.kind() {
-            io::ErrorKind::NotFound => Ok(()),
-            _ => Err(TreeError::Os(io::Error::new(
-                e.kind(),
-                format!("{}: {e}", me.display()),
-            ))),
-        }
-    };
     // SAFETY (every call below): `name` is NUL-terminated and outlives
     // the call; the descriptors are ours and open.
     let unlink = || cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) }).map(|_| ());
@@ -2950,7 +2937,7 @@ fn remove_tree_in(
         match unlink() {
             // Linux answers EISDIR for a directory.
             Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {}
-            r => return r.or_else(os),
+            r => return r.or_else(|e| gone_or_named(e, at)),
         }
     }
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
@@ -2958,9 +2945,9 @@ fn remove_tree_in(
         Ok(fd) => fd,
         // A symlink (ELOOP) or no directory (any more): removed as itself.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-            return unlink().or_else(os);
+            return unlink().or_else(|e| gone_or_named(e, at));
         }
-        Err(e) => return os(e),
+        Err(e) => return gone_or_named(e, at),
     };
     // SAFETY: the kernel just gave us this descriptor.
     let dir = unsafe { File::from_raw_fd(fd) };
@@ -3003,13 +2990,29 @@ fn remove_tree_in(
             // directory was opened: what is under the name now is removed
             // as itself; the directory, moved elsewhere in the tree, is
             // met there by its parent's next round.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return unlink().or_else(os),
-            r => return r.map(|_| ()).or_else(os),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return unlink().or_else(|e| gone_or_named(e, at))
+            }
+            r => return r.map(|_| ()).or_else(|e| gone_or_named(e, at)),
         }
     }
     cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), libc::AT_REMOVEDIR) })
         .map(|_| ())
-        .or_else(os)
+        .or_else(|e| gone_or_named(e, at))
+}
+
+/// A step of `remove_tree` that failed: what vanished meanwhile is no
+/// failure; anything else names the path that would not go (a file the
+/// system refuses to remove), so that its cause can be lifted before the
+/// next gc.
+fn gone_or_named(e: io::Error, at: &std::path::Path) -> Result<(), TreeError> {
+    match e.kind() {
+        io::ErrorKind::NotFound => Ok(()),
+        _ => Err(TreeError::Os(io::Error::new(
+            e.kind(),
+            format!("{}: {e}", at.display()),
+        ))),
+    }
 }
 
 /// Is the directory open at `fd` the root of a mount (statx's
@@ -4172,6 +4175,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&base);
     }
 
+    /// `mount --bind src at`; false where this process may not mount.
+    fn bind_mount(src: &std::path::Path, at: &std::path::Path) -> bool {
+        std::process::Command::new("mount")
+            .arg("--bind")
+            .args([src, at])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// The root of a mount, a bind mount of the same file system too,
     /// is told from a plain directory.
     #[test]
@@ -4182,12 +4195,7 @@ mod tests {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::create_dir_all(&at).unwrap();
         assert!(!is_mount_root(File::open(&at).unwrap().as_raw_fd()));
-        let mounted = std::process::Command::new("mount")
-            .arg("--bind")
-            .args([&src, &at])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let mounted = bind_mount(&src, &at);
         if mounted {
             assert!(is_mount_root(File::open(&at).unwrap().as_raw_fd()));
             let _ = std::process::Command::new("umount").arg(&at).status();
@@ -4208,12 +4216,7 @@ mod tests {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::create_dir_all(&at).unwrap();
         std::fs::write(src.join("gold"), "gold").unwrap();
-        let mounted = std::process::Command::new("mount")
-            .arg("--bind")
-            .args([&src, &at])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let mounted = bind_mount(&src, &at);
         if !mounted {
             eprintln!("note: cannot mount here; skipped");
             let _ = std::fs::remove_dir_all(&base);

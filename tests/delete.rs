@@ -421,14 +421,6 @@ fn a_removal_that_fails_half_way_never_leaves_a_job_that_lies() {
     std::fs::create_dir(t.job_dir(&id).join("zz")).unwrap();
     let stuck = t.job_dir(&id).join("zz/f");
     std::fs::write(&stuck, b"x").unwrap();
-    let chattr = |flag: &str, path: &std::path::Path| {
-        std::process::Command::new("chattr")
-            .arg(flag)
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
     if !chattr("+i", &stuck) {
         eprintln!("skipped: chattr +i is not available here (needs root and ext4-like fs)");
         return;
@@ -1302,15 +1294,7 @@ fn a_file_that_will_not_go_is_named() {
     t.wait_done(&id);
     let imm = t.job_dir(&id).join("imm");
     std::fs::write(&imm, "").unwrap();
-    let set = |flag: &str, path: &std::path::Path| {
-        std::process::Command::new("chattr")
-            .arg(flag)
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !set("+i", &imm) {
+    if !chattr("+i", &imm) {
         eprintln!("note: chattr +i not possible here; skipped");
         return;
     }
@@ -1327,7 +1311,7 @@ fn a_file_that_will_not_go_is_named() {
         })
         .collect();
     for p in &left {
-        set("-i", &p.join("imm"));
+        chattr("-i", &p.join("imm"));
     }
     assert_eq!((code, &v["error"]["code"]), (1, &json!("io_error")), "{v}");
     assert!(
@@ -1338,4 +1322,15 @@ fn a_file_that_will_not_go_is_named() {
     for p in &left {
         assert!(!p.exists(), "{p:?}");
     }
+}
+
+/// `chattr FLAG PATH` (`+i`, `-i`); false where it cannot be done (not
+/// root, or a file system without the attribute).
+fn chattr(flag: &str, path: &std::path::Path) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

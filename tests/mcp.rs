@@ -281,12 +281,8 @@ fn run_stdin_carries_nul_bytes() {
 #[test]
 fn a_server_whose_binary_was_removed_still_starts_jobs() {
     let t = TempRoot::new();
-    let dir = t.base.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let installed = dir.join("agent-exec");
-    std::fs::copy(support::bin(), &installed).unwrap();
-    let mut c = t.private(&installed);
-    c.arg("--root").arg(&t.root).arg("mcp");
+    let (installed, mut c) = support::installed_copy(&t);
+    c.arg("mcp");
     let mut m = Mcp::start_by(c).initialized();
     std::fs::remove_file(&installed).unwrap();
     let d = m.ok("run", json!({"command": ["echo", "hello"]}));

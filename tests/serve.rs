@@ -417,12 +417,8 @@ fn health_get_head_and_keep_alive() {
 #[test]
 fn a_server_whose_binary_was_replaced_or_removed_still_starts_its_own_jobs() {
     let t = TempRoot::new();
-    let dir = t.base.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let installed = dir.join("agent-exec");
-    std::fs::copy(support::bin(), &installed).unwrap();
-    let mut c = t.private(&installed);
-    c.arg("--root").arg(&t.root).args(["serve", "--port", "0"]);
+    let (installed, mut c) = support::installed_copy(&t);
+    c.args(["serve", "--port", "0"]);
     let s = serve_cmd(c, &[]);
     let hello = |word: &str| {
         let r = s.post("/exec", &exec_body(json!({"command": ["echo", word]})));
@@ -430,7 +426,7 @@ fn a_server_whose_binary_was_replaced_or_removed_still_starts_its_own_jobs() {
         assert_eq!(v["state"], "exited", "{v}");
         assert_eq!(v["stdout"], format!("{word}\n"), "{v}");
     };
-    let upgrade = dir.join("agent-exec.new");
+    let upgrade = installed.with_extension("new");
     std::fs::copy(support::bin(), &upgrade).unwrap();
     std::fs::rename(&upgrade, &installed).unwrap();
     let exe = std::fs::read_link(format!("/proc/{}/exe", s.pid)).unwrap();

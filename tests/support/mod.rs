@@ -337,6 +337,19 @@ impl TempRoot {
     }
 }
 
+/// A copy of the binary under test in `t`'s own `bin/` (an installed
+/// one a test may remove or replace while it runs), and a command for
+/// it in `t`'s private environment, its root given.
+pub fn installed_copy(t: &TempRoot) -> (PathBuf, Command) {
+    let dir = t.base.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = dir.join("agent-exec");
+    std::fs::copy(bin(), &installed).unwrap();
+    let mut c = t.private(&installed);
+    c.arg("--root").arg(&t.root);
+    (installed, c)
+}
+
 /// Spawn `c`, whose program may be a binary copied just now (an
 /// installed one): it may be open for writing in a child another test
 /// forked meanwhile, until that child's exec closes it, and the spawn
