@@ -970,16 +970,16 @@ fn a6_kill_after_fires_after_the_root_is_gone() {
         "--kill-after",
         "1",
         "--",
-        "sh -c '(trap \"\" TERM; exec sleep 64.5) & wait'",
+        "sh -c '(trap \"\" TERM; exec sleep 64.625) & wait'",
     ]);
     let id = id_of(&v);
     eventually("the TERM-ignoring sleep runs", 5, || {
-        sleepers("64.5").len() == 1
+        sleepers("64.625").len() == 1
     });
     let w = t.wait_done(&id);
     assert_eq!(w["timed_out"], true, "{w}");
     eventually("SIGKILL reaches the sleep", 6, || {
-        sleepers("64.5").is_empty()
+        sleepers("64.625").is_empty()
     });
 }
 
