@@ -723,7 +723,8 @@ pub fn names_oldest_first(store: &Store) -> Result<(Vec<String>, u64)> {
 }
 
 /// Bytes of every file under `dir`, without following symlinks (a link
-/// counts as itself). Unreadable parts count as 0.
+/// counts as itself), but for the supervisor's scratch state files
+/// (`job::SCRATCH_STATES`). Unreadable parts count as 0.
 pub fn dir_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0u64;
@@ -744,6 +745,13 @@ pub fn dir_bytes(dir: &Path) -> u64 {
                 if matches!((home, here), (Some(a), Ok(b)) if a == b) {
                     stack.push(e.path());
                 }
+            } else if d == dir
+                && crate::job::SCRATCH_STATES
+                    .iter()
+                    .any(|n| e.file_name() == *n)
+            {
+                // The supervisor's scratch state, about to go.
+                continue;
             } else if let Ok(m) = e.metadata() {
                 // DirEntry::metadata is lstat on Unix. A file with two
                 // names here (a run an interrupted archive left linked in
@@ -1457,6 +1465,24 @@ mod tests {
                 resume_after: None,
             }),
         }
+    }
+
+    /// The state a terminal write replaced, still under a scratch name
+    /// for a moment, is not the job's: a job that had just ended weighed
+    /// it too, and auto-GC's max_bytes took one job too many.
+    #[test]
+    fn scratch_states_are_not_counted() {
+        let s = scratch("scratch-states");
+        let job = s.root.join("01JOB");
+        fs::create_dir_all(job.join("runs/1")).unwrap();
+        fs::write(job.join("state.json"), vec![b's'; 400]).unwrap();
+        for name in crate::job::SCRATCH_STATES {
+            fs::write(job.join(name), vec![b'o'; 360]).unwrap();
+            // Below the top a name is only a name.
+            fs::write(job.join("runs/1").join(name), b"12").unwrap();
+        }
+        assert_eq!(dir_bytes(&job), 400 + 3 * 2);
+        let _ = fs::remove_dir_all(&s.root);
     }
 
     /// A file with two names in a job (an archive cut short left a log

@@ -719,6 +719,15 @@ pub struct Job {
 
 pub const META: &str = "meta.json";
 pub const STATE: &str = "state.json";
+/// The supervisor's scratch state files: made empty ahead of a state
+/// write, renamed over state.json, and holding the state replaced until
+/// they are unlinked a moment later. Their bytes are not the job's
+/// (`gc::dir_bytes`): counted, a job that had just ended weighed one
+/// replaced state more, and auto-GC's `max_bytes` took one job too many.
+pub const NEXT_STATE: &str = ".state.next";
+pub const RUN_STATE: &str = ".state.run";
+pub const PREV_STATE: &str = ".state.prev";
+pub const SCRATCH_STATES: [&str; 3] = [NEXT_STATE, RUN_STATE, PREV_STATE];
 pub const STDOUT: &str = "stdout.log";
 pub const STDERR: &str = "stderr.log";
 pub const FULL: &str = "full.log";

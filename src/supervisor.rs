@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::Matches;
 use crate::error::{no_room, Result};
-use crate::job::{self, Job, Meta, State, Status};
+use crate::job::{self, Job, Meta, State, Status, NEXT_STATE, PREV_STATE, RUN_STATE};
 use crate::launch::{LOCK_FD, READY_FD};
 use crate::notify::Matcher;
 use crate::output::Output;
@@ -1014,9 +1014,6 @@ struct NextState {
     name: &'static str,
 }
 
-const NEXT_STATE: &str = ".state.next";
-const RUN_STATE: &str = ".state.run";
-
 impl NextState {
     fn create(job: &Job, name: &'static str) -> io::Result<NextState> {
         let dir = sys::Dir::open(&job.dir)?;
@@ -1122,8 +1119,6 @@ struct Replaced {
     dir: sys::Dir,
     name: &'static str,
 }
-
-const PREV_STATE: &str = ".state.prev";
 
 /// Dropped off the path that waits (or on whatever path a run ends by):
 /// the kept file goes, and its blocks may be freed.

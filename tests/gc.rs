@@ -501,6 +501,31 @@ fn auto_gc_goes_by_finished_at_not_by_the_id() {
     assert!(t.job_dir(&kept).exists());
 }
 
+/// Auto-GC's max_bytes weighs the job it follows as it will stay: the
+/// state its end replaced, still under a scratch name for a moment, is
+/// not the job's (counted, the limit took one job too many, every time).
+#[test]
+fn auto_gc_max_bytes_takes_only_what_the_limit_needs() {
+    let t = TempRoot::new();
+    let id = |v: Value| v["job_id"].as_str().unwrap().to_string();
+    let first = id(t.ok(&["run", "--no-auto-gc", "--", "true"]));
+    let second = id(t.ok(&["run", "--no-auto-gc", "--", "true"]));
+    t.settle();
+    let v = t.ok(&["gc", "--max-jobs", "0", "--dry-run"]);
+    let bytes = |id: &str| entry(&v, id)["bytes"].as_u64().unwrap();
+    // Room for two such jobs and a little: a third is one too many.
+    let limit = (bytes(&first) + bytes(&second) + 100).to_string();
+    let third = id(t.ok(&["run", "--auto-gc-max-bytes", &limit, "--", "true"]));
+    // The supervisor's collection is done when it is.
+    t.settle();
+    assert!(!t.job_dir(&first).exists(), "the oldest stayed");
+    assert!(
+        t.job_dir(&second).exists(),
+        "max_bytes took a job it did not need to"
+    );
+    assert!(t.job_dir(&third).exists());
+}
+
 #[test]
 fn auto_gc_after_start() {
     let t = TempRoot::new();
