@@ -288,6 +288,12 @@ pub struct State {
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// When the job ended, in nanoseconds since the epoch (finished_at
+    /// is in whole seconds, and the file's mtime moves in clock ticks):
+    /// tells which of two jobs that ended a few milliseconds apart ended
+    /// first (`wait --any`'s `first`). Absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ns: Option<u64>,
     #[serde(default)]
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -446,6 +452,7 @@ impl State {
             result: JobResult::default(),
             pid: None,
             finished_at: None,
+            finished_ns: None,
             updated_at: crate::time::now_ts(),
             failure: None,
             supervisor_pid: None,
@@ -661,6 +668,7 @@ impl State {
         let now = crate::time::now_ts();
         self.job.status = Some(Status::Failed);
         self.finished_at = Some(now.clone());
+        self.finished_ns = u64::try_from(crate::time::now_unix_ns()).ok();
         self.updated_at = now;
         self.failure = Some(Failure {
             code: code.to_string(),

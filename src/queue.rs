@@ -366,6 +366,7 @@ pub fn wait_turn(
             st.job.status = Some(Status::Killed);
             st.result.signal = Some(sys::signal_name(sig));
             st.finished_at = Some(now.clone());
+            st.finished_ns = u64::try_from(crate::time::now_unix_ns()).ok();
             st.updated_at = now;
             Turn::End(Box::new(st))
         }

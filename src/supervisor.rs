@@ -710,6 +710,9 @@ fn run_once(
     state.result.duration_ms = Some(outcome.exited_at.duration_since(started).as_millis() as u64);
     state.result.timed_out = outcome.timed_out;
     state.finished_at = Some(now.clone());
+    // The moment the root's end was seen, not this write's.
+    let ended_ns = crate::time::now_unix_ns() - outcome.exited_at.elapsed().as_nanos() as i128;
+    state.finished_ns = u64::try_from(ended_ns).ok();
     state.updated_at = now;
     state.output_lost = output_lost;
     // A `kill` or `restart` that stopped this run said so first (asked
@@ -934,6 +937,7 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
             // This attempt never ran: no duration, as for a job killed
             // while queued.
             next.finished_at = Some(now.clone());
+            next.finished_ns = u64::try_from(crate::time::now_unix_ns()).ok();
             next.updated_at = now;
             Some(next)
         }

@@ -103,6 +103,12 @@ fn source_for(job: &Job, st: &State) -> Source {
 /// When a state.json was last written (ns), to order ends seen together.
 fn written_ns(job: &Job) -> i128 {
     use std::os::unix::fs::MetadataExt;
+    // The end the supervisor recorded, to the nanosecond: two jobs that
+    // ended a few milliseconds apart have state files of one mtime (it
+    // moves in clock ticks), and the one named first was called first.
+    if let Some(ns) = job.read_state().ok().and_then(|s| s.finished_ns) {
+        return i128::from(ns);
+    }
     std::fs::metadata(job.path(crate::job::STATE))
         .map(|m| m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128)
         .unwrap_or(i128::MAX)

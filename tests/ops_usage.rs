@@ -172,6 +172,39 @@ fn wait_any_answers_when_the_first_ends_while_another_still_runs() {
     t.ok(&["kill", &slow]);
 }
 
+/// Two jobs that ended a few milliseconds apart have state files of one
+/// mtime (it moves in clock ticks): `first` is the one whose recorded
+/// end came first, not the one named first.
+#[test]
+fn wait_any_first_is_the_earlier_end_within_one_clock_tick() {
+    let t = TempRoot::new();
+    let a = id_of(&t.ok(&["run", "--", "true"]));
+    let b = id_of(&t.ok(&["run", "--", "true"]));
+    let tick = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for (id, ns) in [
+        (&a, 1_800_000_000_004_000_000u64),
+        (&b, 1_800_000_000_001_000_000),
+    ] {
+        let p = t.job_dir(id).join("state.json");
+        let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        st["finished_ns"] = ns.into();
+        std::fs::write(&p, st.to_string()).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(tick)
+            .unwrap();
+    }
+    let v = t.ok(&["wait", "--any", &a, &b]);
+    assert_eq!(v["first"], b.as_str(), "{v}");
+    let v = t.ok(&["wait", "--any", &b, &a]);
+    assert_eq!(v["first"], b.as_str(), "{v}");
+    // The supervisor records it.
+    let c = id_of(&t.ok(&["run", "--", "true"]));
+    assert!(t.state(&c)["finished_ns"].is_u64(), "{}", t.state(&c));
+}
+
 #[test]
 fn wait_any_is_woken_by_the_end_not_by_a_tick() {
     let t = TempRoot::new();
