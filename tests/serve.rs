@@ -537,6 +537,17 @@ fn exec_then_status_tail_wait_match_the_cli() {
         assert_eq!(r.status, 200, "{path}: {r:?}");
         assert_eq!(r.body, t.out(&args).stdout, "{path}");
     }
+    // A flag's second name is the same flag at every door: `lines` was
+    // checked, then passed over (50 lines).
+    let seq = s
+        .post("/exec", &exec_body(json!({"command": ["seq", "1", "100"]})))
+        .assert_ok("run");
+    let seq = seq["job_id"].as_str().unwrap();
+    for q in ["lines=2", "tail_lines=2"] {
+        let r = s.get(&format!("/tail/{seq}?{q}"));
+        assert_eq!(r.body, t.out(&["tail", "--lines", "2", seq]).stdout, "{q}");
+        assert_eq!(r.assert_ok("tail")["stdout"], "99\n100\n", "{q}");
+    }
     // Unique prefixes resolve, as on the CLI.
     s.get(&format!("/status/{}", &id[..12])).assert_ok("status");
     // A second, shell-string job (one element) on the same root.

@@ -2039,6 +2039,16 @@ impl Query {
         let v = http_params(req, c)?;
         let pos = id.map(str::to_string).into_iter().collect();
         crate::cli::matches_from_params(c, None, &v, pos)?;
+        // Each under its flag's first name, so that the route reads a
+        // value given under the second (`lines` for `tail_lines`): it was
+        // checked, then passed over, and /tail answered 50 lines.
+        let v = v
+            .into_iter()
+            .map(|(k, val)| {
+                let first = c.http_flag(&k).and_then(crate::cli::Flag::http_name);
+                (first.unwrap_or(k), val)
+            })
+            .collect();
         Ok(Query::of(v))
     }
 
