@@ -140,6 +140,10 @@ impl Page {
         ));
         // No hyphenation: a flag broken across lines cannot be copied.
         p.raw(".nh");
+        // Ragged right: a line holding a long path cannot be justified
+        // at a terminal's width (`man -l` at 80 columns warned "cannot
+        // adjust line" on every page).
+        p.raw(".ad l");
         p
     }
     fn raw(&mut self, line: &str) {
