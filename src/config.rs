@@ -189,9 +189,13 @@ impl Default for NotifyConfig {
 
 /// Where the config file is looked for when no path is given.
 pub fn default_path() -> Option<PathBuf> {
+    // HOME unset or empty: the user database's home, as for the root.
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| crate::store::passwd_home().map(PathBuf::into_os_string));
     default_path_from(
         std::env::var_os("XDG_CONFIG_HOME").as_deref(),
-        std::env::var_os("HOME").as_deref(),
+        home.as_deref(),
     )
 }
 

@@ -407,7 +407,7 @@ const JOB_ROW: &[(&str, &str)] = &[
 ];
 
 /// How the jobs root is chosen.
-const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs; ./.agent-exec/jobs, relative to the current directory, when HOME is unset. An empty variable counts as unset; a relative XDG_DATA_HOME or HOME is relative to the current directory, as in 0.2.3 (give absolute paths); --root and AGENT_EXEC_ROOT are taken as given.";
+const ROOT_RULE: &str = "The jobs root is the first of: --root PATH; $AGENT_EXEC_ROOT; $XDG_DATA_HOME/agent-exec/jobs; $HOME/.local/share/agent-exec/jobs, where an unset HOME is the user's home in /etc/passwd; ./.agent-exec/jobs, relative to the current directory, when there is neither. An empty variable counts as unset; a relative XDG_DATA_HOME or HOME is relative to the current directory, as in 0.2.3 (give absolute paths); --root and AGENT_EXEC_ROOT are taken as given.";
 
 const FULL_LOG: &str = "Both streams combined, one line per output line: YYYY-MM-DDTHH:MM:SSZ [STDOUT] text, or [STDERR]. A line over 64 KiB is split into several; invalid UTF-8 is replaced. run --log PATH writes it to PATH instead, --no-full-log (or [log] full = false) not at all. Capped by --max-log-bytes like the stream logs.";
 
@@ -810,7 +810,7 @@ fn sections(c: &Cmd) -> Vec<(&'static str, &'static [&'static str])> {
 /// (every command takes --root), then what this command reads or sets.
 fn environment(c: &Cmd) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
-        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given. Then $XDG_DATA_HOME/agent-exec/jobs, $HOME/.local/share/agent-exec/jobs, or ./.agent-exec/jobs when HOME is unset; see agent-exec(1)."),
+        ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given. Then $XDG_DATA_HOME/agent-exec/jobs, then $HOME/.local/share/agent-exec/jobs (HOME unset: the home in /etc/passwd), else ./.agent-exec/jobs; see agent-exec(1)."),
     ];
     match c.name {
         "run" | "create" => {
@@ -1077,7 +1077,7 @@ fn main_page() -> String {
     let env: &[(&str, &str)] = &[
         ("AGENT_EXEC_ROOT", "The jobs root, when --root is not given."),
         ("XDG_DATA_HOME", "Without --root and AGENT_EXEC_ROOT, the jobs root is $XDG_DATA_HOME/agent-exec/jobs (a relative value is relative to the current directory)."),
-        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs; when HOME is unset or empty, ./.agent-exec/jobs in the current directory. Also the base of install-skills --global and of the default config path."),
+        ("HOME", "Otherwise the jobs root is $HOME/.local/share/agent-exec/jobs. When HOME is unset or empty, the user's home in /etc/passwd stands in for it, and without one the root is ./.agent-exec/jobs in the current directory. Also the base of install-skills --global and of the default config path."),
         ("XDG_CONFIG_HOME", "The config file is $XDG_CONFIG_HOME/agent-exec/config.toml when this is an absolute path, else $HOME/.config/agent-exec/config.toml."),
         ("RUST_LOG", "Log level on stderr: error, warn, info, debug or trace (also target=level); it wins over -v."),
         ("AGENT_EXEC_SERVE_TOKEN", "When set, every serve route but /health needs the header Authorization: Bearer <token>. Required for a non-loopback bind. Whitespace around the value is ignored; an empty or blank value is no token; one holding a control character (a line break) or not valid UTF-8 is invalid_config, as no request could carry it. The jobs the server starts do not inherit it."),

@@ -111,6 +111,23 @@ fn env_nonempty(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
+/// The effective user's home directory in /etc/passwd (an absolute path;
+/// None when there is no such entry, or it names none). Read only when
+/// HOME is unset or empty.
+pub fn passwd_home() -> Option<PathBuf> {
+    passwd_home_in(&fs::read_to_string("/etc/passwd").ok()?, crate::sys::euid())
+}
+
+/// `name:password:uid:gid:gecos:home:shell`, the first entry of `uid`.
+fn passwd_home_in(passwd: &str, uid: u32) -> Option<PathBuf> {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[2].parse() == Ok(uid))
+        .map(|f| PathBuf::from(f[5]))
+        .filter(|h| h.is_absolute())
+}
+
 /// Make a path absolute against the current directory, lexically (no
 /// symlink resolution, so the path stays the one the user gave).
 pub fn absolutize(p: &Path) -> PathBuf {
@@ -153,6 +170,10 @@ impl Store {
                     .iter()
                     .find_map(|(key, under)| env_nonempty(key).map(|v| Path::new(&v).join(under)))
             })
+            // HOME unset or empty: the home the user database gives, as
+            // 0.2.3's lookup falls back to it (a root relative to the
+            // current directory lost the jobs at the next `cd`).
+            .or_else(|| passwd_home().map(|h| h.join(".local/share/agent-exec/jobs")))
             .unwrap_or_else(|| PathBuf::from(".agent-exec/jobs"));
         Store {
             root: absolutize(&raw),
@@ -891,6 +912,23 @@ mod tests {
         let e = s.create_job().unwrap_err();
         assert_eq!(e.code(), "io_error");
         assert!(e.to_string().contains("(os error 36)"), "{e}");
+    }
+
+    #[test]
+    fn the_home_without_home_is_the_users_entry() {
+        let db = "root:x:0:0:root:/root:/bin/sh\n\
+                  # not an entry\n\
+                  nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n\
+                  rel:x:7:7::home/rel:/bin/sh\n\
+                  short:x:8:8\n\
+                  me:x:1000:1000:Me,,,:/home/me:/bin/bash\n\
+                  again:x:1000:1000::/home/again:/bin/sh\n";
+        assert_eq!(passwd_home_in(db, 0), Some(PathBuf::from("/root")));
+        // The first entry of the uid; none, or a relative home: none.
+        assert_eq!(passwd_home_in(db, 1000), Some(PathBuf::from("/home/me")));
+        assert_eq!(passwd_home_in(db, 7), None);
+        assert_eq!(passwd_home_in(db, 8), None);
+        assert_eq!(passwd_home_in(db, 4242), None);
     }
 
     #[test]

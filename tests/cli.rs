@@ -392,6 +392,47 @@ fn root_precedence() {
     assert_eq!(t.exec(c).code, 0);
 }
 
+/// Without HOME (unset or empty) the root is under the home the user
+/// database gives, as 0.2.3's lookup has it: not under the current
+/// directory, where the jobs were lost at the next `cd`.
+#[test]
+fn without_home_the_root_is_under_the_users_home() {
+    let t = TempRoot::new();
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let Some(home) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[2] == uid.trim())
+        .map(|f| f[5].to_string())
+    else {
+        println!("note: no /etc/passwd entry for uid {uid}; not checked");
+        return;
+    };
+    let want = format!("{home}/.local/share/agent-exec/jobs");
+    let sub = t.cwd.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    for (dir, unset) in [(&t.cwd, true), (&sub, true), (&sub, false)] {
+        let mut c = t.bare();
+        if unset {
+            c.env_remove("HOME");
+        } else {
+            c.env("HOME", "");
+        }
+        c.current_dir(dir).args(["list"]);
+        let o = t.exec(c);
+        let v: Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(v["root"], want.as_str(), "{v}");
+    }
+}
+
 #[test]
 fn lookup_by_prefix_and_ambiguity() {
     let t = TempRoot::new();
