@@ -398,19 +398,12 @@ fn root_precedence() {
 #[test]
 fn without_home_the_root_is_under_the_users_home() {
     let t = TempRoot::new();
-    let uid = String::from_utf8(
-        std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let uid = support::my_uid();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let Some(home) = passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[2] == uid.trim())
+        .find(|f| f.len() >= 7 && f[2] == uid)
         .map(|f| f[5].to_string())
     else {
         println!("note: no /etc/passwd entry for uid {uid}; not checked");

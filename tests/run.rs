@@ -1441,14 +1441,7 @@ fn a_profile_that_makes_a_variable_read_only_does_not_stop_the_job() {
 #[test]
 fn names_special_to_the_shell_are_not_assigned_again() {
     let t = TempRoot::new();
-    let me = String::from_utf8(
-        std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let me = support::my_uid();
     if installed("zsh") {
         let v = t.ok(&[
             "run",
@@ -1466,7 +1459,7 @@ fn names_special_to_the_shell_are_not_assigned_again() {
             "id",
             "-u",
         ]);
-        assert_eq!(v["stdout"], me.as_str(), "{v}");
+        assert_eq!(v["stdout"], format!("{me}\n"), "{v}");
     }
     let split = "x='a b'; for w in $x; do echo \"[$w]\"; done";
     for wrapper in ["sh -lc", "bash -lc"] {

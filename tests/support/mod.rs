@@ -293,6 +293,13 @@ pub fn hold_flock(path: &Path) -> std::process::Child {
     c
 }
 
+/// The test's effective uid, as `id -u` prints it.
+#[allow(dead_code)]
+pub fn my_uid() -> String {
+    let out = Command::new("id").arg("-u").output().unwrap().stdout;
+    String::from_utf8(out).unwrap().trim().to_string()
+}
+
 pub fn process_alive(pid: u64) -> bool {
     u32::try_from(pid).ok().and_then(live_cmdline).is_some()
 }
