@@ -1791,8 +1791,12 @@ fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
 }
 
 /// The value of a flag: `--f=v` or `--f v`. A separate word that itself
-/// looks like a long flag is not taken as a value (`--cwd --timeout 5`
-/// is a missing value, not a directory named `--timeout`).
+/// looks like a flag is not taken as a value (`--cwd --timeout 5` is a
+/// missing value, not a directory named `--timeout`; `--tag -v` is not a
+/// tag `-v` but a missing value, as 0.2.3's parser has it: such a value
+/// is given as `--tag=-v`). `-` alone is a value (the caller's stdin),
+/// and so is a negative number, which the flag's own check refuses with
+/// its own code (`--until -1`: invalid_duration).
 fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
     utf8(flag_value_os(p, shown)?)
 }
@@ -1809,8 +1813,19 @@ fn flag_value_os(p: &mut lexopt::Parser, shown: &str) -> Result<OsString> {
         ))
     };
     let mut raw = p.try_raw_args().ok_or_else(missing)?;
-    let next = raw.next_if(|a| !a.to_str().is_some_and(|s| s.starts_with("--")));
+    let next = raw.next_if(|a| !a.to_str().is_some_and(looks_like_a_flag));
     next.ok_or_else(missing)
+}
+
+/// `--x`, `-x`: not `-`, not `-1` or `-0.5`.
+fn looks_like_a_flag(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('-') else {
+        return false;
+    };
+    let number = !rest.is_empty()
+        && rest.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && rest.parse::<f64>().is_ok();
+    !rest.is_empty() && !number
 }
 
 /// Read one flag's value. `short` says it was spelled as a letter in a

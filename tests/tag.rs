@@ -66,6 +66,43 @@ fn replace_dedup_clear_and_shape() {
     }
 }
 
+/// A tag that begins with `-` is given as `--tag=-x`; `--tag -x` is a
+/// missing value, as 0.2.3's parser has it (`--tag -v` took `-v`, meant
+/// as --verbose, for the tag). A negative number stays a value, for its
+/// flag's own check.
+#[test]
+fn a_value_that_looks_like_a_flag_is_not_taken() {
+    let t = TempRoot::new();
+    for args in [
+        &["run", "--tag", "-x", "--", "true"][..],
+        &["run", "--tag", "-v", "--", "true"],
+        &["list", "--tag", "-x"],
+        &["create", "--cwd", "-q", "--", "true"],
+    ] {
+        let (code, e) = t.err(args);
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{args:?}: {e}"
+        );
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("a value is required"),
+            "{e}"
+        );
+    }
+    let v = t.ok(&["run", "--tag=-x", "--", "true"]);
+    assert_eq!(v["tags"], serde_json::json!(["-x"]), "{v}");
+    let (code, e) = t.err(&["run", "--until", "-1", "--", "true"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("invalid_duration")),
+        "{e}"
+    );
+}
+
 #[test]
 fn works_in_every_state() {
     let t = TempRoot::new();
