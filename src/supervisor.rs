@@ -443,6 +443,10 @@ fn run_once(
         Ok(c) => c,
         Err(e) => {
             Early::discard(early);
+            let cwd = meta.cwd.as_deref().unwrap_or("/");
+            if let Some(gone) = cwd_missing(cwd) {
+                return unrun(launch_failed(job, ready, &lock, state, gone));
+            }
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
             let mut msg = format!("spawn {prog}: {e}");
             if e.raw_os_error() == Some(libc::E2BIG) {
@@ -1447,12 +1451,13 @@ fn start_workload(p: &mut Prepared) -> io::Result<Child> {
     })
 }
 
-/// Build the workload's command from the stored definition.
-fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError> {
-    let cwd = meta.cwd.clone().unwrap_or_else(|| "/".to_string());
-    // One code for every way the directory is not there to run in; the
-    // message says which.
-    let why = match std::fs::metadata(&cwd) {
+/// `cwd_not_found` when the job's working directory is not there to run
+/// in (one code for every way; the message says which). Asked when the
+/// command is prepared, and again when its spawn fails: a directory
+/// removed while the job was queued failed the chdir, which read as
+/// `spawn_failed` blaming the wrapper.
+fn cwd_missing(cwd: &str) -> Option<LaunchError> {
+    let why = match std::fs::metadata(cwd) {
         // Search permission on the directory itself is chdir's too: the
         // workload's chdir then failed, reported as `spawn_failed` (as
         // if the wrapper could not run), while the same refusal one
@@ -1471,11 +1476,14 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
         }
         Err(_) => Some("cannot be reached"),
     };
-    if let Some(why) = why {
-        return Err(fail(
-            "cwd_not_found",
-            format!("working directory {why}: {cwd}"),
-        ));
+    why.map(|why| fail("cwd_not_found", format!("working directory {why}: {cwd}")))
+}
+
+/// Build the workload's command from the stored definition.
+fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError> {
+    let cwd = meta.cwd.clone().unwrap_or_else(|| "/".to_string());
+    if let Some(e) = cwd_missing(&cwd) {
+        return Err(e);
     }
     // What the caller set: env files, then --env (later wins).
     let mut set: Vec<(String, String)> = Vec::new();

@@ -279,6 +279,34 @@ fn after_waits_until_the_dependency_is_terminal() {
     assert_eq!(v["stdout"], "a-done\n", "{v}");
 }
 
+/// A working directory removed while the job waits its turn is
+/// `cwd_not_found` when the turn comes, as at any launch: the workload's
+/// chdir failed, and it read as `spawn_failed` blaming the wrapper.
+#[test]
+fn a_cwd_removed_while_queued_is_cwd_not_found() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let dir = t.base.join("gone-later");
+    std::fs::create_dir(&dir).unwrap();
+    let a = t.start_job(&[&gated(&gate)]);
+    let b = t.ok(&[
+        "run",
+        "--no-wait",
+        "--after",
+        &a,
+        "--cwd",
+        dir.to_str().unwrap(),
+        "--",
+        "pwd",
+    ]);
+    assert_eq!(b["state"], "queued", "{b}");
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let v = t.wait_done(&id_of(&b));
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["failure"]["code"], "cwd_not_found", "{v}");
+}
+
 #[test]
 fn after_ok_runs_only_when_every_dependency_exited_zero() {
     let t = TempRoot::new();
