@@ -1485,6 +1485,25 @@ fn send_owed_finished(job: &Job, st: &State, lock: &File) {
 ///
 /// Once recorded, the run's `job.finished` is owed (its supervisor never
 /// sent it): started here, by the one reader that recorded the end.
+/// What a lost supervisor held for the job's end, given back once the
+/// end is on record: the room reserved in the lock file (64 KiB, which
+/// gc then counted as the job's) and its scratch state files.
+fn release_reserve(job: &Job, lock: &File) {
+    if let Some(f) = job
+        .open_lock_checked()
+        .ok()
+        .flatten()
+        .filter(|f| same_file(f, lock))
+    {
+        let _ = f.set_len(0);
+    }
+    if let Ok(d) = sys::Dir::open(&job.dir) {
+        for name in crate::job::SCRATCH_STATES {
+            let _ = d.unlink(name);
+        }
+    }
+}
+
 fn record_reconciled(job: &Job, lock: &File, st: &State) {
     // Owed until sent: a delivery that dies is started again by a reader.
     let marked = State {
@@ -1493,6 +1512,7 @@ fn record_reconciled(job: &Job, lock: &File, st: &State) {
     };
     let st = &marked;
     if job.write_state(st, true).is_ok() {
+        release_reserve(job, lock);
         crate::notify::deliver_lost(job, st.attempt());
         return;
     }
@@ -1683,6 +1703,8 @@ fn lost_without_lock(job: &Job, mut st: State) -> State {
         );
         st.finished_at = Some(at.clone());
         st.updated_at = at;
+        // Known to the second only (its last record): no finer end.
+        st.finished_ns = None;
         return st;
     }
     if st.status() != Status::Running {
@@ -1725,6 +1747,8 @@ fn lost_without_lock(job: &Job, mut st: State) -> State {
     );
     st.finished_at = Some(last_word.clone());
     st.updated_at = last_word;
+    // Known to the second only (its last record): no finer end.
+    st.finished_ns = None;
     st
 }
 

@@ -1254,8 +1254,18 @@ const STATE_ROOM: u64 = 16 * 1024;
 /// job ran is delivered and one that lands after is not (no sink runs
 /// for it). On a full disk the reserved blocks are given back and the
 /// write tried once more: the exit code survives a full disk.
+///
+/// For an end other than a run's (a launch that failed, a job killed or
+/// failed while queued or between `--retry` runs), the reserve is given
+/// back here, still holding the lock: only a run's end leaves that to
+/// after its waiters are told (`run_once`). Kept, it stayed for good,
+/// and gc counted it as the job's bytes.
 fn publish_terminal(job: &Job, lock: &File, state: &State) -> Option<crate::notify::Finished> {
-    publish_terminal_via(job, lock, state, None, None).0
+    let sinks = publish_terminal_via(job, lock, state, None, None).0;
+    if !LOCK_IS_STATE.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = lock.set_len(0);
+    }
+    sinks
 }
 
 /// `publish_terminal` through a state file made in advance (`NextState`):

@@ -526,6 +526,65 @@ fn auto_gc_max_bytes_takes_only_what_the_limit_needs() {
     assert!(t.job_dir(&third).exists());
 }
 
+/// A job that ends without a run (a failed dependency, killed while
+/// queued, a launch that failed, a lost supervisor) gives back the room
+/// reserved for its end, as a run's end does: the 64 KiB stayed in its
+/// lock file for good, and gc weighed the job at 70 times its size.
+#[test]
+fn an_end_without_a_run_gives_back_its_reserve() {
+    let t = TempRoot::new();
+    let id = |v: Value| v["job_id"].as_str().unwrap().to_string();
+    let ran = id(t.ok(&["run", "--", "true"]));
+    let bad = id(t.ok(&["run", "--", "false"]));
+    let dep = id(t.ok(&["run", "--after-ok", &bad, "--", "true"]));
+    let first = id(t.ok(&["run", "--no-wait", "--queue", "q", "--", "sleep", "30"]));
+    let queued = id(t.ok(&["run", "--no-wait", "--queue", "q", "--", "true"]));
+    assert_eq!(t.ok(&["kill", &queued])["state"], "killed");
+    t.ok(&["kill", &first]);
+    let nowhere = t.base.join("nowhere");
+    let lost_cwd = id(t.ok(&["run", "--cwd", nowhere.to_str().unwrap(), "--", "true"]));
+    let lost = id(t.ok(&["run", "--no-wait", "--", "sleep", "30"]));
+    let sup = t.state(&lost)["supervisor_pid"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while support::process_alive(sup) {
+        assert!(std::time::Instant::now() < until, "the supervisor lingers");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        t.ok(&["status", &lost])["failure"]["code"],
+        "supervisor_lost"
+    );
+    t.settle();
+    let expect = [
+        (&dep, "dependency_failed"),
+        (&queued, ""),
+        (&lost_cwd, "cwd_not_found"),
+        (&lost, "supervisor_lost"),
+    ];
+    for (job, code) in expect {
+        let st = t.ok(&["status", job]);
+        assert_eq!(st["failure"]["code"].as_str().unwrap_or(""), code, "{st}");
+        let d = t.job_dir(job);
+        let lock = std::fs::metadata(d.join("lock"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert_eq!(lock, 0, "{code}: the reserve stayed");
+        for name in [".state.next", ".state.run", ".state.prev"] {
+            assert!(!d.join(name).exists(), "{code}: {name} stayed");
+        }
+    }
+    // gc weighs each as about the size of a job that ran.
+    let v = t.ok(&["gc", "--max-jobs", "0", "--dry-run"]);
+    let bytes = |job: &str| entry(&v, job)["bytes"].as_u64().unwrap();
+    for (job, _) in expect {
+        assert!(bytes(job) < bytes(&ran) + 4096, "{v}");
+    }
+}
+
 #[test]
 fn auto_gc_after_start() {
     let t = TempRoot::new();
