@@ -103,15 +103,33 @@ fn source_for(job: &Job, st: &State) -> Source {
 /// When a state.json was last written (ns), to order ends seen together.
 fn written_ns(job: &Job) -> i128 {
     use std::os::unix::fs::MetadataExt;
+    const NS: i128 = 1_000_000_000;
+    let st = job.read_state().ok();
     // The end the supervisor recorded, to the nanosecond: two jobs that
     // ended a few milliseconds apart have state files of one mtime (it
     // moves in clock ticks), and the one named first was called first.
-    if let Some(ns) = job.read_state().ok().and_then(|s| s.finished_ns) {
+    if let Some(ns) = st.as_ref().and_then(|s| s.finished_ns) {
         return i128::from(ns);
     }
-    std::fs::metadata(job.path(crate::job::STATE))
-        .map(|m| m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128)
-        .unwrap_or(i128::MAX)
+    let mtime = std::fs::metadata(job.path(crate::job::STATE))
+        .map(|m| i128::from(m.mtime()) * NS + i128::from(m.mtime_nsec()))
+        .unwrap_or(i128::MAX);
+    // Without it (a job of 0.2.3's, or of an older build), its
+    // finished_at, to the second: the file may have been written long
+    // after (a copied root), and then named a job that ended days later
+    // first. Within that second, the mtime is the finer guess.
+    let Some(sec) = st
+        .and_then(|s| s.finished_at)
+        .and_then(|t| crate::time::parse_ts(&t))
+    else {
+        return mtime;
+    };
+    let from = i128::from(sec) * NS;
+    if (from..from + NS).contains(&mtime) {
+        mtime
+    } else {
+        from
+    }
 }
 
 /// Wait until every job (`any == false`) or one of them (`any`) is

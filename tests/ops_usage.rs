@@ -203,6 +203,13 @@ fn wait_any_first_is_the_earlier_end_within_one_clock_tick() {
     // The supervisor records it.
     let c = id_of(&t.ok(&["run", "--", "true"]));
     assert!(t.state(&c)["finished_ns"].is_u64(), "{}", t.state(&c));
+    // A record without it (0.2.3's, an older build's) goes by its
+    // finished_at, not by when its file was last written: a job that
+    // ended days ago in a root copied today came second.
+    let old = "0123456789abcdef0123456789abcdef";
+    t.fabricate(old, "exited", &t.cwd, Some("2026-12-01T10:00:01Z"));
+    let v = t.ok(&["wait", "--any", &c, old]);
+    assert_eq!(v["first"], old, "{v}");
 }
 
 #[test]
