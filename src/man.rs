@@ -1303,4 +1303,15 @@ mod tests {
         }
         assert_eq!(samples.len() + AHEAD.len(), ERROR_CODES.len());
     }
+
+    /// The skill an agent reads names every code it may be answered
+    /// with (it lacked invalid_cursor, stdin_closed, unsafe_path and two
+    /// of the server's, and told the agent to branch on `code`).
+    #[test]
+    fn the_skill_names_every_error_code() {
+        let contract = include_str!("../skills/agent-exec/references/cli-contract.md");
+        for (code, _, _) in ERROR_CODES {
+            assert!(contract.contains(&format!("`{code}`")), "{code}");
+        }
+    }
 }
