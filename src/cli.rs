@@ -1561,7 +1561,12 @@ pub fn matches_from_params(
     let mut given: Vec<&'static str> = Vec::new();
     for (name, v) in params {
         let Some(flag) = cmd.http_flag(name) else {
-            let known: Vec<String> = cmd.flags.iter().filter_map(Flag::http_name).collect();
+            let known: Vec<String> = cmd
+                .flags
+                .iter()
+                .flat_map(|f| [f.http_name(), f.http_also()])
+                .flatten()
+                .collect();
             return Err(Error::InvalidRequest(if known.is_empty() {
                 format!("unknown parameter '{name}': this route takes none")
             } else {

@@ -548,6 +548,12 @@ fn exec_then_status_tail_wait_match_the_cli() {
         assert_eq!(r.body, t.out(&["tail", "--lines", "2", seq]).stdout, "{q}");
         assert_eq!(r.assert_ok("tail")["stdout"], "99\n100\n", "{q}");
     }
+    // And a refusal names it among the route's parameters.
+    let e = s
+        .get(&format!("/tail/{seq}?zz=1"))
+        .assert_error(400, "invalid_request");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("tail_lines, lines,"), "{msg}");
     // Unique prefixes resolve, as on the CLI.
     s.get(&format!("/status/{}", &id[..12])).assert_ok("status");
     // A second, shell-string job (one element) on the same root.
