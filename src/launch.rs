@@ -757,6 +757,7 @@ fn define_in(
     // created by its supervisor before it reports.
     if keep_created {
         create_logs(job)?;
+        create_full_log(job, &meta)?;
     }
     Ok((meta, state, stdin_unreadable))
 }
@@ -793,6 +794,21 @@ pub fn create_logs(job: &Job) -> Result<()> {
         d.open_file(name, sys::How::Append)
             .map_err(|e| Error::io(format!("create {name}"), e))?;
     }
+    Ok(())
+}
+
+/// full.log too, empty where it does not exist, when the job writes one
+/// in its directory (not `--no-full-log`, not `--log PATH`): a job has
+/// it from its definition on (`create`), and after a launch that failed,
+/// as 0.2.3 made it with the stream logs. A run's supervisor makes it
+/// once the job runs.
+pub fn create_full_log(job: &Job, meta: &Meta) -> Result<()> {
+    if meta.no_full_log || meta.full_log.is_some() {
+        return Ok(());
+    }
+    let d = sys::Dir::open(&job.dir).map_err(|e| Error::io("open job directory", e))?;
+    d.open_file(job::FULL, sys::How::Append)
+        .map_err(|e| Error::io(format!("create {}", job::FULL), e))?;
     Ok(())
 }
 

@@ -1391,7 +1391,11 @@ fn launch_failed(
     state.fail(e.code, e.message);
     // The answer names the logs: they exist, empty, when it is read
     // (D41), as they do for a job that ran.
-    if let Err(e) = crate::launch::create_logs(job) {
+    let made = crate::launch::create_logs(job).and_then(|()| {
+        job.read_meta()
+            .and_then(|meta| crate::launch::create_full_log(job, &meta))
+    });
+    if let Err(e) = made {
         crate::warn!("logs of {}: {e}", job.id);
     }
     let sinks = publish_terminal(job, lock, &state);

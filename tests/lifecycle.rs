@@ -62,6 +62,30 @@ fn create_then_start() {
     assert_eq!(e["error"]["code"], "invalid_state");
 }
 
+/// Each job has its three logs from its definition on (0.2.3 made them
+/// at `create`), and after a launch that failed: full.log was made only
+/// once the job ran. Not with --no-full-log, which writes none.
+#[test]
+fn a_job_has_its_full_log_from_its_definition() {
+    let t = TempRoot::new();
+    let id = |v: Value| v["job_id"].as_str().unwrap().to_string();
+    let logs = |job: &str| {
+        ["stdout.log", "stderr.log", "full.log"].map(|n| t.job_dir(job).join(n).is_file())
+    };
+    let created = id(t.ok(&["create", "--", "echo", "hi"]));
+    assert_eq!(logs(&created), [true; 3]);
+    let nowhere = t.base.join("nowhere");
+    let failed = id(t.ok(&["run", "--cwd", nowhere.to_str().unwrap(), "--", "true"]));
+    assert_eq!(t.ok(&["status", &failed])["state"], "failed");
+    assert_eq!(logs(&failed), [true; 3]);
+    let none = id(t.ok(&["create", "--no-full-log", "--", "true"]));
+    assert_eq!(logs(&none), [true, true, false]);
+    // Started, it writes the log as ever.
+    t.ok(&["start", &created]);
+    let full = std::fs::read_to_string(t.job_dir(&created).join("full.log")).unwrap();
+    assert!(full.ends_with("[STDOUT] hi\n"), "{full}");
+}
+
 #[test]
 fn a_created_jobs_env_file_is_read_at_start() {
     // The README: `--env-file` stores the path; the file is read at
