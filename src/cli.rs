@@ -1800,8 +1800,8 @@ fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
 /// missing value, not a directory named `--timeout`; `--tag -v` is not a
 /// tag `-v` but a missing value, as 0.2.3's parser has it: such a value
 /// is given as `--tag=-v`). `-` alone is a value (the caller's stdin),
-/// and so is a negative number, which the flag's own check refuses with
-/// its own code (`--until -1`: invalid_duration).
+/// and so is a word such as a negative number, which the flag's own
+/// check refuses with its own code (`--until -1`: invalid_duration).
 fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
     utf8(flag_value_os(p, shown)?)
 }
@@ -1822,15 +1822,12 @@ fn flag_value_os(p: &mut lexopt::Parser, shown: &str) -> Result<OsString> {
     next.ok_or_else(missing)
 }
 
-/// `--x`, `-x`: not `-`, not `-1` or `-0.5`.
+/// `--x` and `-x` (a letter): not `-`, nor a word such as `-1` or `-1d`
+/// (no flag is a digit), which its flag's check judges.
 fn looks_like_a_flag(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix('-') else {
-        return false;
-    };
-    let number = !rest.is_empty()
-        && rest.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && rest.parse::<f64>().is_ok();
-    !rest.is_empty() && !number
+    s.starts_with("--")
+        || s.strip_prefix('-')
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 /// Read one flag's value. `short` says it was spelled as a letter in a
