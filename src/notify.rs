@@ -377,6 +377,15 @@ pub fn keep_caller_cwd() {
     }
 }
 
+/// The directory the launching command ran in (`keep_caller_cwd`), if
+/// kept and named in UTF-8.
+pub fn caller_cwd() -> Option<String> {
+    CALLER_CWD
+        .get()
+        .and_then(|p| p.to_str())
+        .map(str::to_string)
+}
+
 /// What every sink of one job needs to run.
 struct SinkCtx {
     job: Job,

@@ -443,8 +443,7 @@ fn run_once(
         Ok(c) => c,
         Err(e) => {
             Early::discard(early);
-            let cwd = meta.cwd.as_deref().unwrap_or("/");
-            if let Some(gone) = cwd_missing(cwd) {
+            if let Some(gone) = cwd_missing(&job_cwd(&meta)) {
                 return unrun(launch_failed(job, ready, &lock, state, gone));
             }
             let prog = meta.shell_wrapper.first().cloned().unwrap_or_default();
@@ -1465,6 +1464,16 @@ fn start_workload(p: &mut Prepared) -> io::Result<Child> {
     })
 }
 
+/// Where the job runs: its recorded cwd, or for a job of 0.2.3's whose
+/// meta.json has none (optional there), the directory of the command
+/// that launched it, as 0.2.3 ran it (it ran in `/`).
+fn job_cwd(meta: &Meta) -> String {
+    meta.cwd
+        .clone()
+        .or_else(crate::notify::caller_cwd)
+        .unwrap_or_else(|| "/".to_string())
+}
+
 /// `cwd_not_found` when the job's working directory is not there to run
 /// in (one code for every way; the message says which). Asked when the
 /// command is prepared, and again when its spawn fails: a directory
@@ -1495,7 +1504,7 @@ fn cwd_missing(cwd: &str) -> Option<LaunchError> {
 
 /// Build the workload's command from the stored definition.
 fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError> {
-    let cwd = meta.cwd.clone().unwrap_or_else(|| "/".to_string());
+    let cwd = job_cwd(meta);
     if let Some(e) = cwd_missing(&cwd) {
         return Err(e);
     }
@@ -2129,9 +2138,11 @@ fn open_stream_logs(
     cap: Option<crate::logcap::Cap>,
 ) -> io::Result<(Sink, Sink, Option<CapFor>)> {
     use crate::logcap;
-    // A job directory of 0.2.3's is 0755: 0700 before its logs fill.
+    // A job directory of 0.2.3's is 0755: 0700 before its logs fill,
+    // and its meta.json, 0644, 0600 (it may hold the --env values).
     sys::make_dir_private(&job.dir);
     let dir = sys::Dir::open(&job.dir)?;
+    dir.make_private(job::META);
     let Some(cap) = cap else {
         let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
         let err = dir.open_file(job::STDERR, sys::How::Truncate)?;

@@ -1662,6 +1662,19 @@ impl Dir {
         Ok(Dir(unsafe { File::from_raw_fd(fd) }))
     }
 
+    /// `name` made 0600 if it is a regular file of one name with a wider
+    /// mode, read-only and never through a symlink: a 0.2.3 job's
+    /// meta.json is 0644 and may hold its `--env` values.
+    pub fn make_private(&self, name: &str) {
+        if let Ok(f) = self.open_file(name, How::Read) {
+            if let Ok(m) = regular_metadata(&f) {
+                if std::os::unix::fs::MetadataExt::nlink(&m) == 1 {
+                    private(&f, &m, 0o600);
+                }
+            }
+        }
+    }
+
     /// Every mode opens O_NONBLOCK, so that a FIFO planted under the
     /// name never blocks the open; a mode that writes then refuses
     /// anything but a regular file (`is_not_regular`: a FIFO with no

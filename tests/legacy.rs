@@ -186,6 +186,52 @@ fn a_created_job_of_0_2_3_starts_private_with_its_env_shown() {
     }
 }
 
+/// Its meta.json too, which holds the values in clear
+/// (`env_vars_runtime`): started, it is 0600 (it stayed 0644).
+#[test]
+fn a_started_job_of_0_2_3_has_a_private_meta() {
+    let t = TempRoot::new();
+    let id = "d1000000000000000000000000000009";
+    let created = json!({
+        "job": {"id": id, "status": "created"},
+        "result": {"exit_code": null, "signal": null, "duration_ms": null},
+        "updated_at": "2026-12-01T00:00:00Z"
+    });
+    let env = json!({"env_keys": ["S"], "env_vars_runtime": ["S=s3cret"]});
+    let d = legacy(&t, id, json!(["true"]), env, Some(created));
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(d.join("meta.json")), 0o644);
+    t.ok(&["start", id]);
+    assert_eq!(mode(d.join("meta.json")), 0o600);
+}
+
+/// A meta.json of 0.2.3's without `cwd` (optional there) runs the job
+/// where the `start` was run, as 0.2.3 did (it ran in `/`).
+#[test]
+fn a_job_of_0_2_3_without_a_cwd_runs_where_it_is_started() {
+    let t = TempRoot::new();
+    let id = "d100000000000000000000000000000a";
+    let created = json!({
+        "job": {"id": id, "status": "created"},
+        "result": {"exit_code": null, "signal": null, "duration_ms": null},
+        "updated_at": "2026-12-01T00:00:00Z"
+    });
+    let d = legacy(&t, id, json!(["pwd"]), json!({}), Some(created));
+    let mut meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("cwd");
+    std::fs::write(d.join("meta.json"), meta.to_string()).unwrap();
+    let here = t.base.join("here");
+    std::fs::create_dir_all(&here).unwrap();
+    let mut c = t.bare();
+    c.current_dir(&here)
+        .arg("--root")
+        .arg(&t.root)
+        .args(["start", id]);
+    let v = t.exec(c).json();
+    assert_eq!(v["stdout"], format!("{}\n", here.display()), "{v}");
+}
+
 /// A half-written directory named as a 0.2.3 id (32 hex digits, no
 /// meta.json), older than a minute, is removed by gc as `incomplete`,
 /// as one named as a ULID is (D3: both are job ids); it was skipped as
