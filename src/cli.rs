@@ -1796,19 +1796,19 @@ fn unknown_flag(flag: &str, cmd: Option<&Cmd>) -> Error {
 }
 
 /// The value of a flag: `--f=v` or `--f v`. A separate word that itself
-/// looks like a flag is not taken as a value (`--cwd --timeout 5` is a
-/// missing value, not a directory named `--timeout`; `--tag -v` is not a
-/// tag `-v` but a missing value, as 0.2.3's parser has it: such a value
-/// is given as `--tag=-v`). `-` alone is a value (the caller's stdin),
-/// and so is a word such as a negative number, which the flag's own
-/// check refuses with its own code (`--until -1`: invalid_duration).
+/// looks like a long flag is not taken as a value (`--cwd --timeout 5`
+/// is a missing value, not a directory named `--timeout`). For a tag
+/// (`tags`), a dash and a letter is a flag too, as 0.2.3's parser has
+/// it: `--tag -v` took `-v`, meant as --verbose, for the tag, and such a
+/// tag is given as `--tag=-v`. Other values may begin with a dash (a
+/// pattern `-yet`, a duration `-1d` that its check refuses).
 fn flag_value(p: &mut lexopt::Parser, shown: &str) -> Result<String> {
-    utf8(flag_value_os(p, shown)?)
+    utf8(flag_value_os(p, shown, false)?)
 }
 
 /// `flag_value` before the UTF-8 check, for a flag whose own error code
 /// covers a value that is not text (a cursor: `invalid_cursor`).
-fn flag_value_os(p: &mut lexopt::Parser, shown: &str) -> Result<OsString> {
+fn flag_value_os(p: &mut lexopt::Parser, shown: &str, tags: bool) -> Result<OsString> {
     if let Some(v) = p.optional_value() {
         return Ok(v);
     }
@@ -1818,16 +1818,14 @@ fn flag_value_os(p: &mut lexopt::Parser, shown: &str) -> Result<OsString> {
         ))
     };
     let mut raw = p.try_raw_args().ok_or_else(missing)?;
-    let next = raw.next_if(|a| !a.to_str().is_some_and(looks_like_a_flag));
+    let flag_like = |s: &str| {
+        s.starts_with("--")
+            || (tags
+                && s.strip_prefix('-')
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic())))
+    };
+    let next = raw.next_if(|a| !a.to_str().is_some_and(flag_like));
     next.ok_or_else(missing)
-}
-
-/// `--x` and `-x` (a letter): not `-`, nor a word such as `-1` or `-1d`
-/// (no flag is a digit), which its flag's check judges.
-fn looks_like_a_flag(s: &str) -> bool {
-    s.starts_with("--")
-        || s.strip_prefix('-')
-            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 /// Read one flag's value. `short` says it was spelled as a letter in a
@@ -1867,7 +1865,8 @@ fn read_flag(
             switch_value(&v).unwrap_or(true).to_string()
         }
         Kind::Value(ty) => {
-            let v = match flag_value_os(p, &flag.synopsis())?.into_string() {
+            let tags = matches!(ty, Ty::Tag | Ty::TagPattern);
+            let v = match flag_value_os(p, &flag.synopsis(), tags)?.into_string() {
                 Ok(v) => v,
                 // Garbage for a cursor is `invalid_cursor` however it is
                 // spelled, as every other unreadable cursor is.

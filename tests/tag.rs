@@ -68,8 +68,9 @@ fn replace_dedup_clear_and_shape() {
 
 /// A tag that begins with `-` is given as `--tag=-x`; `--tag -x` is a
 /// missing value, as 0.2.3's parser has it (`--tag -v` took `-v`, meant
-/// as --verbose, for the tag). A negative number stays a value, for its
-/// flag's own check.
+/// as --verbose, for the tag). Other flags' values may begin with a
+/// dash: a duration `-1` is its check's to refuse, a pattern `-yet` is
+/// searched for.
 #[test]
 fn a_value_that_looks_like_a_flag_is_not_taken() {
     let t = TempRoot::new();
@@ -77,7 +78,6 @@ fn a_value_that_looks_like_a_flag_is_not_taken() {
         &["run", "--tag", "-x", "--", "true"][..],
         &["run", "--tag", "-v", "--", "true"],
         &["list", "--tag", "-x"],
-        &["create", "--cwd", "-q", "--", "true"],
     ] {
         let (code, e) = t.err(args);
         assert_eq!(
@@ -101,6 +101,11 @@ fn a_value_that_looks_like_a_flag_is_not_taken() {
         (2, Some("invalid_duration")),
         "{e}"
     );
+    // Other values may begin with a dash: a pattern, say.
+    let v = t.ok(&["run", "--", "echo", "not-yet"]);
+    let id = v["job_id"].as_str().unwrap();
+    let g = t.ok(&["tail", "--grep", "-yet", id]);
+    assert_eq!(g["matches"][0]["line"], "not-yet", "{g}");
 }
 
 #[test]
