@@ -2139,10 +2139,13 @@ fn open_stream_logs(
 ) -> io::Result<(Sink, Sink, Option<CapFor>)> {
     use crate::logcap;
     // A job directory of 0.2.3's is 0755: 0700 before its logs fill,
-    // and its meta.json, 0644, 0600 (it may hold the --env values).
-    sys::make_dir_private(&job.dir);
+    // and its meta.json, 0644, 0600 (it may hold the --env values; ours
+    // is 0600 from the start, and not opened again for this).
+    let legacy = sys::make_dir_private(&job.dir);
     let dir = sys::Dir::open(&job.dir)?;
-    dir.make_private(job::META);
+    if legacy {
+        dir.make_private(job::META);
+    }
     let Some(cap) = cap else {
         let out = dir.open_file(job::STDOUT, sys::How::Truncate)?;
         let err = dir.open_file(job::STDERR, sys::How::Truncate)?;

@@ -1476,12 +1476,17 @@ fn private(f: &File, m: &std::fs::Metadata, mode: u32) {
 
 /// A job directory made 0700 if it was wider (see `private`), through a
 /// descriptor of the directory itself, never a symlink at its name.
-pub fn make_dir_private(path: &std::path::Path) {
-    if let Ok(d) = open_dir_lockable(path) {
-        if let Ok(m) = d.metadata() {
-            private(&d, &m, 0o700);
-        }
-    }
+/// True when it was wider (a directory of 0.2.3's).
+pub fn make_dir_private(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(d) = open_dir_lockable(path) else {
+        return false;
+    };
+    let Ok(m) = d.metadata() else {
+        return false;
+    };
+    private(&d, &m, 0o700);
+    m.permissions().mode() & 0o077 != 0
 }
 
 /// A file opened for writing with O_NONBLOCK (so that a FIFO under its
