@@ -16,7 +16,8 @@
 //! - A source is set up before the state read that decides to wait, so
 //!   an end in between still wakes the wait.
 //! - `first` is the job seen terminal first; among several seen in the
-//!   same read, the one whose state.json was written first.
+//!   same read, the one whose run ended first (its recorded
+//!   `finished_ns`; else `finished_at`, refined by the file's mtime).
 //! - A job restarted while waited on is settled by the run the wait
 //!   began on (its end, from runs/), as a single wait is; the wait never
 //!   moves on to the new run.
@@ -100,15 +101,16 @@ fn source_for(job: &Job, st: &State) -> Source {
     }
 }
 
-/// When a state.json was last written (ns), to order ends seen together.
-fn written_ns(job: &Job) -> i128 {
+/// When a job's run ended (ns), to order ends seen together, from the
+/// state the wait read (`st`, the run waited on: a restarted job's is
+/// its kept run).
+fn ended_ns(job: &Job, st: &State) -> i128 {
     use std::os::unix::fs::MetadataExt;
     const NS: i128 = 1_000_000_000;
-    let st = job.read_state().ok();
     // The end the supervisor recorded, to the nanosecond: two jobs that
     // ended a few milliseconds apart have state files of one mtime (it
     // moves in clock ticks), and the one named first was called first.
-    if let Some(ns) = st.as_ref().and_then(|s| s.finished_ns) {
+    if let Some(ns) = st.finished_ns {
         return i128::from(ns);
     }
     let mtime = std::fs::metadata(job.path(crate::job::STATE))
@@ -118,10 +120,7 @@ fn written_ns(job: &Job) -> i128 {
     // finished_at, to the second: the file may have been written long
     // after (a copied root), and then named a job that ended days later
     // first. Within that second, the mtime is the finer guess.
-    let Some(sec) = st
-        .and_then(|s| s.finished_at)
-        .and_then(|t| crate::time::parse_ts(&t))
-    else {
+    let Some(sec) = st.finished_at.as_deref().and_then(crate::time::parse_ts) else {
         return mtime;
     };
     let from = i128::from(sec) * NS;
@@ -154,7 +153,7 @@ pub fn wait_jobs(
     // wait_terminal_or`).
     let began = states.clone();
     let mut settled: Vec<bool> = states.iter().map(|s| s.status().is_terminal()).collect();
-    let mut first = pick_first(jobs, &settled, &[]);
+    let mut first = pick_first(jobs, &states, &settled, &[]);
     let done = |settled: &[bool]| {
         if any {
             settled.iter().any(|&x| x)
@@ -218,7 +217,7 @@ pub fn wait_jobs(
             Ok(())
         })?;
         if first.is_none() {
-            first = pick_first(jobs, &settled, &before);
+            first = pick_first(jobs, &states, &settled, &before);
         }
         if done(&settled) {
             // `--any`: the jobs still running are described as they are
@@ -307,9 +306,14 @@ pub fn wait_jobs(
 }
 
 /// Among the jobs settled now and not `before` (empty: none was), the
-/// one whose state was written first.
-fn pick_first(jobs: &[Job], settled: &[bool], before: &[bool]) -> Option<usize> {
+/// one whose run ended first (`ended_ns`).
+fn pick_first(
+    jobs: &[Job],
+    states: &[State],
+    settled: &[bool],
+    before: &[bool],
+) -> Option<usize> {
     (0..jobs.len())
         .filter(|&i| settled[i] && !before.get(i).copied().unwrap_or(false))
-        .min_by_key(|&i| written_ns(&jobs[i]))
+        .min_by_key(|&i| ended_ns(&jobs[i], &states[i]))
 }
