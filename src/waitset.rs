@@ -307,12 +307,7 @@ pub fn wait_jobs(
 
 /// Among the jobs settled now and not `before` (empty: none was), the
 /// one whose run ended first (`ended_ns`).
-fn pick_first(
-    jobs: &[Job],
-    states: &[State],
-    settled: &[bool],
-    before: &[bool],
-) -> Option<usize> {
+fn pick_first(jobs: &[Job], states: &[State], settled: &[bool], before: &[bool]) -> Option<usize> {
     (0..jobs.len())
         .filter(|&i| settled[i] && !before.get(i).copied().unwrap_or(false))
         .min_by_key(|&i| ended_ns(&jobs[i], &states[i]))

@@ -428,17 +428,7 @@ fn a_removal_that_fails_half_way_never_leaves_a_job_that_lies() {
     let (code, e) = t.err(&["delete", &id]);
     let after = t.out(&["status", &id]);
     let listed = t.ok(&["list", "--all"]);
-    let aside: Vec<_> = std::fs::read_dir(&t.root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".gone-")
-        })
-        .collect();
+    let aside = gone_remains(&t);
     let unstick = aside.first().map(|p| chattr("-i", &p.join("zz/f")));
     assert_eq!(
         (code, e["error"]["code"].as_str()),
@@ -610,6 +600,21 @@ fn hostile_ids_never_delete_outside_the_root() {
 // ---------------------------------------------------------------------
 // Deletes racing launches, and refusals that change nothing
 // ---------------------------------------------------------------------
+
+/// The removal remains (`.gone-*`) in the root.
+fn gone_remains(t: &TempRoot) -> Vec<PathBuf> {
+    std::fs::read_dir(&t.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".gone-")
+        })
+        .collect()
+}
 
 fn id_of(v: &Value) -> String {
     v["job_id"].as_str().unwrap().to_string()
@@ -1299,17 +1304,7 @@ fn a_file_that_will_not_go_is_named() {
         return;
     }
     let (code, v) = t.err(&["delete", &id]);
-    let left: Vec<_> = std::fs::read_dir(&t.root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".gone-")
-        })
-        .collect();
+    let left = gone_remains(&t);
     for p in &left {
         chattr("-i", &p.join("imm"));
     }

@@ -60,6 +60,15 @@ fn live(t: &TempRoot) -> String {
     v["job_id"].as_str().unwrap().to_string()
 }
 
+/// Wait (20 s at most) until the supervisor `pid` is gone.
+fn supervisor_gone(pid: u64) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while support::process_alive(pid) {
+        assert!(std::time::Instant::now() < until, "the supervisor lingers");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn entry<'a>(v: &'a Value, id: &str) -> &'a Value {
     v["jobs"]
         .as_array()
@@ -549,11 +558,7 @@ fn an_end_without_a_run_gives_back_its_reserve() {
         .args(["-9", &sup.to_string()])
         .status()
         .unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while support::process_alive(sup) {
-        assert!(std::time::Instant::now() < until, "the supervisor lingers");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    supervisor_gone(sup);
     assert_eq!(
         t.ok(&["status", &lost])["failure"]["code"],
         "supervisor_lost"
@@ -1023,11 +1028,7 @@ fn auto_gc_never_removes_the_job_it_follows() {
         let id = v["job_id"].as_str().unwrap().to_string();
         let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
         // The sweep ends before its supervisor does.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while support::process_alive(sup) {
-            assert!(std::time::Instant::now() < until, "the supervisor lingers");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        supervisor_gone(sup);
         assert!(
             !t.job_dir(&old).exists(),
             "round {round}: the sweep did not run"

@@ -37,6 +37,15 @@ fn legacy(t: &TempRoot, id: &str, command: Value, extra: Value, state: Option<Va
     d
 }
 
+/// 0.2.3's record of a created job.
+fn created(id: &str) -> Value {
+    json!({
+        "job": {"id": id, "status": "created"},
+        "result": {"exit_code": null, "signal": null, "duration_ms": null},
+        "updated_at": "2026-12-01T00:00:00Z"
+    })
+}
+
 /// 0.2.3's record of a running job (no supervisor, no start time).
 fn running(id: &str, pid: u32) -> Value {
     json!({
@@ -160,11 +169,6 @@ fn restart_of_a_lost_record_runs_it_again() {
 fn a_created_job_of_0_2_3_starts_private_with_its_env_shown() {
     let t = TempRoot::new();
     let id = "d1000000000000000000000000000006";
-    let created = json!({
-        "job": {"id": id, "status": "created"},
-        "result": {"exit_code": null, "signal": null, "duration_ms": null},
-        "updated_at": "2026-12-01T00:00:00Z"
-    });
     let env = json!({
         "env_keys": ["S"], "env_vars": ["S=***"], "env_vars_runtime": ["S=s3cret"], "mask": ["S"]
     });
@@ -173,7 +177,7 @@ fn a_created_job_of_0_2_3_starts_private_with_its_env_shown() {
         id,
         json!(["sh", "-c", "echo token=$S"]),
         env,
-        Some(created),
+        Some(created(id)),
     );
     t.ok(&["tag", "set", id, "--tag", "x"]);
     let v = t.ok(&["start", id]);
@@ -192,13 +196,8 @@ fn a_created_job_of_0_2_3_starts_private_with_its_env_shown() {
 fn a_started_job_of_0_2_3_has_a_private_meta() {
     let t = TempRoot::new();
     let id = "d1000000000000000000000000000009";
-    let created = json!({
-        "job": {"id": id, "status": "created"},
-        "result": {"exit_code": null, "signal": null, "duration_ms": null},
-        "updated_at": "2026-12-01T00:00:00Z"
-    });
     let env = json!({"env_keys": ["S"], "env_vars_runtime": ["S=s3cret"]});
-    let d = legacy(&t, id, json!(["true"]), env, Some(created));
+    let d = legacy(&t, id, json!(["true"]), env, Some(created(id)));
     let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(d.join("meta.json")), 0o644);
     t.ok(&["start", id]);
@@ -211,12 +210,7 @@ fn a_started_job_of_0_2_3_has_a_private_meta() {
 fn a_job_of_0_2_3_without_a_cwd_runs_where_it_is_started() {
     let t = TempRoot::new();
     let id = "d100000000000000000000000000000a";
-    let created = json!({
-        "job": {"id": id, "status": "created"},
-        "result": {"exit_code": null, "signal": null, "duration_ms": null},
-        "updated_at": "2026-12-01T00:00:00Z"
-    });
-    let d = legacy(&t, id, json!(["pwd"]), json!({}), Some(created));
+    let d = legacy(&t, id, json!(["pwd"]), json!({}), Some(created(id)));
     let mut meta: Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
     meta.as_object_mut().unwrap().remove("cwd");
