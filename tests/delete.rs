@@ -113,10 +113,7 @@ fn running_jobs_are_refused_created_and_stale_ones_deleted() {
     assert_eq!(t.ok(&["status", &live])["state"], "running");
 
     // created: deletable.
-    let created = t.ok(&["create", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let created = id_of(&t.ok(&["create", "--", "true"]));
     let v = t.ok(&["delete", &created]);
     assert_eq!(v["jobs"][0]["state"], "created");
     assert!(!t.job_dir(&created).exists());
@@ -149,10 +146,7 @@ fn running_jobs_are_refused_created_and_stale_ones_deleted() {
 #[test]
 fn a_job_being_started_is_refused_as_being_started() {
     let t = TempRoot::new();
-    let id = t.ok(&["create", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&t.ok(&["create", "--", "true"]));
     let lock = t.job_dir(&id).join("lock");
     std::fs::write(&lock, b"").unwrap();
     let held = t.base.join("held");
@@ -195,10 +189,7 @@ fn two_deletes_of_one_job_never_call_it_running() {
         t.wait_done(&k);
         // Deleted as soon as `run` answers: its supervisor, letting go,
         // still pins the job, and both deletes wait for it together.
-        let j = t.ok(&["run", "--", "true"])["job_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let j = id_of(&t.ok(&["run", "--", "true"]));
         let mut one = t.cmd(&["delete", &j]);
         let mut two = if round % 2 == 0 {
             t.cmd(&["delete", &j])
@@ -500,14 +491,8 @@ fn a_job_with_a_directory_for_its_state_is_refused_whole() {
     // so does `delete`, before anything is removed (an unlink could not
     // remove it, and would have stopped with the logs already gone).
     let t = TempRoot::new();
-    let odd = t.ok(&["run", "--", "echo", "odd"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let fine = t.ok(&["run", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let odd = id_of(&t.ok(&["run", "--", "echo", "odd"]));
+    let fine = id_of(&t.ok(&["run", "--", "true"]));
     let state = t.job_dir(&odd).join("state.json");
     std::fs::remove_file(&state).unwrap();
     std::fs::create_dir(&state).unwrap();
@@ -1063,10 +1048,7 @@ fn delete_all_lists_a_job_whose_meta_json_is_not_json() {
 #[test]
 fn a_job_with_a_mount_inside_is_refused_and_the_mount_kept() {
     let t = TempRoot::new();
-    let id = t.ok(&["run", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
     t.wait_done(&id);
     let precious = t.base.join("precious");
     std::fs::create_dir_all(precious.join("sub")).unwrap();
@@ -1186,10 +1168,7 @@ fn delete_all_racing_gc_lists_every_job_it_counts() {
 #[test]
 fn a_job_directory_that_is_a_mount_point_is_refused_as_one() {
     let t = TempRoot::new();
-    let id = t.ok(&["run", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
     t.wait_done(&id);
     let dir = t.job_dir(&id);
     let Some(_mount) = support::Mount::bind(&dir, &dir) else {
@@ -1220,10 +1199,7 @@ fn a_job_directory_that_is_a_mount_point_is_refused_as_one() {
 #[test]
 fn a_job_with_a_very_deep_tree_is_deleted_whole() {
     let t = TempRoot::new();
-    let id = t.ok(&["run", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
     t.wait_done(&id);
     let deep: PathBuf = std::iter::repeat("d").take(300).collect();
     std::fs::create_dir_all(t.job_dir(&id).join(&deep)).unwrap();
@@ -1251,12 +1227,7 @@ fn two_deletes_of_the_same_jobs_in_opposite_orders_remove_them_all() {
     let t = TempRoot::new();
     for _ in 0..5 {
         let ids: Vec<String> = (0..40)
-            .map(|_| {
-                t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|_| id_of(&t.ok(&["run", "--no-auto-gc", "--", "true"])))
             .collect();
         let mut back = ids.clone();
         back.reverse();
@@ -1292,10 +1263,7 @@ fn two_deletes_of_the_same_jobs_in_opposite_orders_remove_them_all() {
 #[test]
 fn a_file_that_will_not_go_is_named() {
     let t = TempRoot::new();
-    let id = t.ok(&["run", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
     t.wait_done(&id);
     let imm = t.job_dir(&id).join("imm");
     std::fs::write(&imm, "").unwrap();
