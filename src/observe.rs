@@ -1474,17 +1474,6 @@ fn send_owed_finished(job: &Job, st: &State, lock: &File) {
     let _ = sys::unlock(lock);
 }
 
-/// Record what a reader found out about a job whose supervisor is gone
-/// (`lock`, the job lock, held by us). On a full disk the room the
-/// supervisor kept for the job's end (real blocks in the lock file, see
-/// `supervisor::RESERVE`) is given back, as its own end would have done,
-/// and the write tried again. If it still fails, the reconciled state is
-/// the answer all the same, unsaved: the next reader finds the same and
-/// tries again. Answering `io_error` instead hid a lost supervisor behind
-/// a full disk (and `list` showed `unknown`).
-///
-/// Once recorded, the run's `job.finished` is owed (its supervisor never
-/// sent it): started here, by the one reader that recorded the end.
 /// What a lost supervisor held for the job's end, given back once the
 /// end is on record: the room reserved in the lock file (64 KiB, which
 /// gc then counted as the job's) and its scratch state files.
@@ -1504,6 +1493,17 @@ fn release_reserve(job: &Job, lock: &File) {
     }
 }
 
+/// Record what a reader found out about a job whose supervisor is gone
+/// (`lock`, the job lock, held by us). On a full disk the room the
+/// supervisor kept for the job's end (real blocks in the lock file, see
+/// `supervisor::RESERVE`) is given back, as its own end would have done,
+/// and the write tried again. If it still fails, the reconciled state is
+/// the answer all the same, unsaved: the next reader finds the same and
+/// tries again. Answering `io_error` instead hid a lost supervisor behind
+/// a full disk (and `list` showed `unknown`).
+///
+/// Once recorded, the run's `job.finished` is owed (its supervisor never
+/// sent it): started here, by the one reader that recorded the end.
 fn record_reconciled(job: &Job, lock: &File, st: &State) {
     // Owed until sent: a delivery that dies is started again by a reader.
     let marked = State {

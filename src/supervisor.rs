@@ -1466,7 +1466,8 @@ fn start_workload(p: &mut Prepared) -> io::Result<Child> {
 
 /// Where the job runs: its recorded cwd, or for a job of 0.2.3's whose
 /// meta.json has none (optional there), the directory of the command
-/// that launched it, as 0.2.3 ran it (it ran in `/`).
+/// that launched it, as 0.2.3 ran it (not `/`, where the supervisor
+/// goes).
 fn job_cwd(meta: &Meta) -> String {
     meta.cwd
         .clone()
