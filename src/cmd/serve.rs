@@ -173,6 +173,9 @@ const STACK: usize = 256 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(2);
+/// How long the stop waits for the answer of a restart that held it
+/// (see `serve`), once that restart's old run is stopped.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 /// Default deadline of `GET /wait/{id}`, in seconds.
 const WAIT_DEFAULT_SECS: u64 = 30;
 
@@ -318,10 +321,17 @@ pub fn exec(m: &Matches) -> Result<Output> {
     accept_loop(&listener, &srv);
     drop(listener);
     srv.pool.wake_all();
-    let t0 = Instant::now();
-    while srv.in_flight.load(Ordering::SeqCst) > 0
-        && (t0.elapsed() < GRACE || srv.restarting.load(Ordering::SeqCst) > 0)
-    {
+    let mut until = Instant::now() + GRACE;
+    while srv.in_flight.load(Ordering::SeqCst) > 0 {
+        if srv.restarting.load(Ordering::SeqCst) > 0 {
+            // A restart still stopping its old run holds the stop, and
+            // its answer (503, or its document) then gets a moment to be
+            // written: past GRACE, the stop ended as the restart let go,
+            // and its client was left with no answer at all.
+            until = until.max(Instant::now() + ANSWER_GRACE);
+        } else if Instant::now() >= until {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(Output::Done)
