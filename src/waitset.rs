@@ -16,8 +16,11 @@
 //! - A source is set up before the state read that decides to wait, so
 //!   an end in between still wakes the wait.
 //! - `first` is the job seen terminal first; among several seen in the
-//!   same read, the one whose run ended first (its recorded
+//!   same round, the one whose run ended first (its recorded
 //!   `finished_ns`; else `finished_at`, refined by the file's mtime).
+//!   The round that sees the first end reads every job, not only those
+//!   whose source fired: two jobs that end microseconds apart may let go
+//!   of their locks in the other order.
 //! - A job restarted while waited on is settled by the run the wait
 //!   began on (its end, from runs/), as a single wait is; the wait never
 //!   moves on to the new run.
@@ -199,23 +202,34 @@ pub fn wait_jobs(
         // that died unrecorded, say): set a source up and read it again
         // at once, before any poll.
         let mut again = false;
-        crate::queue::with_one_read_per_queue(|| -> Result<()> {
-            for (i, job) in jobs.iter().enumerate() {
-                if !before[i] && stale[i] {
-                    let now = observe::current_state(job).map_err(|e| e.in_job(&job.id))?;
-                    settled[i] =
-                        now.status().is_terminal() || crate::runs::restarted_since(&began[i], &now);
-                    states[i] = crate::runs::answer_for(job, &began[i], now);
-                    if matches!(sources.0[i], Source::Spent) {
-                        sources.0[i] = Source::None;
-                        again |= !settled[i];
-                    }
-                    // A job with no source is looked at on every round.
-                    stale[i] = matches!(sources.0[i], Source::None);
-                }
+        // Pass 1 reads the jobs whose source fired. Once one of them has
+        // ended and none had before, pass 2 reads the others too: one may
+        // have ended earlier and told us later (its supervisor let go of
+        // its lock after this one's), and `first` is the earliest end
+        // among all the ends there are to see, not the first one heard.
+        for pass in [1, 2] {
+            let ended_now = (0..jobs.len()).any(|i| settled[i] && !before[i]);
+            if pass == 2 && !(first.is_none() && ended_now) {
+                break;
             }
-            Ok(())
-        })?;
+            crate::queue::with_one_read_per_queue(|| -> Result<()> {
+                for (i, job) in jobs.iter().enumerate() {
+                    if !before[i] && !settled[i] && (stale[i] || pass == 2) {
+                        let now = observe::current_state(job).map_err(|e| e.in_job(&job.id))?;
+                        settled[i] = now.status().is_terminal()
+                            || crate::runs::restarted_since(&began[i], &now);
+                        states[i] = crate::runs::answer_for(job, &began[i], now);
+                        if matches!(sources.0[i], Source::Spent) {
+                            sources.0[i] = Source::None;
+                            again |= !settled[i];
+                        }
+                        // A job with no source is looked at on every round.
+                        stale[i] = matches!(sources.0[i], Source::None);
+                    }
+                }
+                Ok(())
+            })?;
+        }
         if first.is_none() {
             first = pick_first(jobs, &states, &settled, &before);
         }

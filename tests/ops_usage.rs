@@ -7,7 +7,7 @@ mod support;
 mod validate;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -210,6 +210,56 @@ fn wait_any_first_is_the_earlier_end_within_one_clock_tick() {
     t.fabricate(old, "exited", &t.cwd, Some("2026-12-01T10:00:01Z"));
     let v = t.ok(&["wait", "--any", &c, old]);
     assert_eq!(v["first"], old, "{v}");
+}
+
+/// Two jobs that end microseconds apart may let go of their locks in the
+/// other order: the wait hears the later end first. `first` is still the
+/// earlier end. Made certain here: the earlier job's supervisor is
+/// stopped once its end is on file (written here, as it would have
+/// written it), so its lock is heard only after the other job's.
+#[test]
+fn wait_any_first_is_the_earlier_end_even_when_heard_second() {
+    let t = TempRoot::new();
+    let go = t.base.join("go");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.01; done", go.display());
+    let late = t.start_job(&[&script]);
+    let early = t.start_job(&["sleep", "60"]);
+    let mut c = t.cmd(&["wait", "--any", "--forever", &late, &early]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let st = t.state(&early);
+    let sup = st["supervisor_pid"].as_i64().unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let signal = |sig: &str, target: String| {
+        let ok = Command::new("kill")
+            .args([sig, "--", &target])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {target}");
+    };
+    signal("-STOP", sup.to_string());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let mut ended = st.clone();
+    ended["job"]["status"] = "exited".into();
+    ended["result"] = json!({"exit_code": 0, "signal": null, "duration_ms": 1, "timed_out": false});
+    ended["finished_ns"] = (now.as_nanos() as u64).into();
+    ended["finished_at"] = st["updated_at"].clone();
+    let p = t.job_dir(&early).join("state.json");
+    let tmp = t.job_dir(&early).join(".state.test");
+    std::fs::write(&tmp, ended.to_string()).unwrap();
+    std::fs::rename(&tmp, &p).unwrap();
+    std::fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    signal("-KILL", sup.to_string());
+    signal("-KILL", format!("-{pid}"));
+    assert_eq!(v["first"], early.as_str(), "{v}");
+    assert_eq!(v["jobs"][0]["state"], "exited", "{v}");
+    assert_eq!(v["jobs"][1]["state"], "exited", "{v}");
 }
 
 #[test]
