@@ -669,6 +669,7 @@ pub static COMMANDS: &[&Cmd] = &[
     &MCP,
     &SUPERVISE,
     &NOTIFY_LOST,
+    &AUTO_GC,
     &COMPLETE,
     &GEN_MAN,
 ];
@@ -847,7 +848,7 @@ static SEND: Cmd = Cmd {
     examples: &["agent-exec send --newline 01JABCDEF0 'print(1+1)'", "agent-exec send --eof 01JABCDEF0"],
 };
 
-/// The words of the internal commands (`_supervise`, `_notify`): the
+/// The words of the internal commands (`_supervise`, `_notify`, `_gc`): the
 /// jobs root and the job's id, as the launcher passes them.
 const ROOT_AND_ID: &[Pos] = &[
     Pos {
@@ -925,6 +926,24 @@ static NOTIFY_LOST: Cmd = Cmd {
     conflicts: &[],
     hidden: true,
     exec: crate::notify::exec_lost,
+    examples: &[],
+};
+
+static AUTO_GC: Cmd = Cmd {
+    name: "_gc",
+    alias: None,
+    about: "Internal: the auto-GC sweep that follows a launch",
+    long_about: "",
+    flags: &[Flag::value(
+        "gc",
+        "SPEC",
+        Ty::Str,
+        "Auto-GC settings, as the launch resolved them",
+    )],
+    pos: ROOT_AND_ID,
+    conflicts: &[],
+    hidden: true,
+    exec: crate::gc::exec_auto,
     examples: &[],
 };
 

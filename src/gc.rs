@@ -1,7 +1,7 @@
 //! Retention: which finished jobs to delete, shared by `gc` and the
 //! automatic clean-up that follows `run` / `start` (`claim_auto`, taken by
 //! the supervisor once the caller has its answer, then `AutoClaim::run`
-//! in a thread at the lowest priority).
+//! in a process of its own, `_gc`, at the lowest priority: `exec_auto`).
 //!
 //! The rules (a union, DECISIONS D20). A terminal job is deleted when it
 //! breaks ANY of them; its `reason` joins the ones it broke with `+`, in
@@ -80,6 +80,16 @@
 //!   begins after it and goes round to the oldest (`Budget::
 //!   resume_after`). Other rules count by the oldest-first order, and
 //!   keep it.
+//!
+//! - Auto-GC runs in its own process, not in a thread of the supervisor:
+//!   the supervisor's exit is what a `restart` of its job waits for (that
+//!   run's notifications are delivered by then), and a sweep of a large
+//!   root held that exit, and so the restart, for as long as it took.
+//!   The supervisor takes the guard (most launches find nothing to do and
+//!   start nothing), then hands the locked guard file to `_gc` as fd 3.
+//! - Auto-GC also removes the remains of removals (`sweep_gone`), its own
+//!   cut short by a crash included: it is the only clean-up most roots
+//!   ever get.
 //!
 //! Rejected: 0.2.3's create-new `.gc.lock` file (a crash left it behind
 //! and disabled auto-GC for good); its lexical compare of the first 19
@@ -194,8 +204,9 @@ pub const GC_LOCK: &str = ".gc.lock";
 /// The right to run one auto-GC sweep: the guard locked, and the sweep
 /// not known to be idle. Taken by `claim_auto` where the launch's
 /// supervisor runs, so that a launch with nothing to collect starts no
-/// thread; the sweep itself (`AutoClaim::run`) goes in a thread at the
-/// lowest priority. Dropping it releases the guard.
+/// process; the sweep itself (`AutoClaim::run`) goes in a process of its
+/// own (`_gc`, `exec_auto`) at the lowest priority, which inherits the
+/// locked guard (`AutoClaim::guard`). Dropping it releases the guard.
 pub struct AutoClaim {
     lock: std::fs::File,
     /// For an age-only sweep: the line recording it, should it be idle.
@@ -237,19 +248,38 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
     // put an old one beyond `max_jobs` or `max_bytes` at any moment.
     let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
     let now_ms = time::now_unix_ms();
+    // The key `AutoClaim::held` writes the idle line under.
     let idle_key = format!("idle {} {}", g.older_than_secs, g.scan_limit);
     if age_only && recently_idle(&lock, &idle_key, now_ms) {
         debug!("auto-gc skipped: an age-only sweep found nothing under a second ago");
         return None;
     }
-    Some(AutoClaim {
-        resume_after: guard_line(&lock, RESUME).filter(|n| store::valid_id(n)),
-        lock,
-        idle_note: age_only.then(|| format!("{idle_key} {now_ms}\n")),
-    })
+    Some(AutoClaim::held(lock, g))
 }
 
 impl AutoClaim {
+    /// The claim of a guard file this process holds locked.
+    fn held(lock: std::fs::File, g: &AutoGc) -> AutoClaim {
+        let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
+        AutoClaim {
+            resume_after: guard_line(&lock, RESUME).filter(|n| store::valid_id(n)),
+            idle_note: age_only.then(|| {
+                format!(
+                    "idle {} {} {}\n",
+                    g.older_than_secs,
+                    g.scan_limit,
+                    time::now_unix_ms()
+                )
+            }),
+            lock,
+        }
+    }
+
+    /// The locked guard file, to hand to the process that sweeps.
+    pub fn guard(&self) -> &std::fs::File {
+        &self.lock
+    }
+
     /// The sweep: best effort and bounded; never reports to the caller.
     /// `launched`: the job whose launch this sweep follows, which it never
     /// removes (the caller was just given its paths), whatever the rules
@@ -283,6 +313,10 @@ impl AutoClaim {
             use std::io::Write;
             let _ = (&self.lock).write_all(note.as_bytes());
         }
+        // The remains of removals a crash or the system cut short (an
+        // auto-GC killed half-way through a job leaves one): the only
+        // clean-up most roots ever get is this one.
+        sweep_gone(&store.root);
         match result {
             Ok(r) => info!(
                 "gc complete: mode=auto deleted={} skipped={} out_of_scope={} failed={} freed_bytes={} scanned_dirs={} candidate_count={}",
@@ -297,6 +331,52 @@ impl AutoClaim {
             Err(e) => warn!("auto-gc failed (best-effort): {e}"),
         }
     }
+}
+
+/// Where `_gc` finds the guard file its supervisor locked for it.
+pub const CLAIM_FD: std::os::fd::RawFd = 3;
+
+/// `_gc ROOT JOB_ID --gc SPEC`: one auto-GC sweep after the launch of
+/// JOB_ID (which it never removes), in a process of its own at the lowest
+/// priority, started by that job's supervisor (see the module header).
+/// Prints nothing and never fails: a clean-up is best effort.
+///
+/// The guard comes locked at `CLAIM_FD`. It is taken as such only if it
+/// is this root's guard file and its lock is ours to have (a flock on our
+/// own open file is taken again at once): a `_gc` started by hand, with
+/// whatever its shell left at fd 3, claims the guard as a launch would,
+/// and never writes into a file it was merely given.
+pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
+    let done = Ok(crate::output::Output::Done);
+    let given = sys::adopt_fd(CLAIM_FD).ok().map(fs::File::from);
+    sys::close_from(CLAIM_FD + 1);
+    let store = Store::resolve(m.pos(0));
+    let launched = m.pos(1).unwrap_or_default();
+    let Some(g) = m.get("gc").and_then(AutoGc::from_arg) else {
+        return done;
+    };
+    if !store::valid_id(launched) {
+        return done;
+    }
+    let _ = std::env::set_current_dir("/");
+    sys::lowest_priority_for_this_thread();
+    let guard = store::open_lock(&store.root.join(GC_LOCK)).ok();
+    let ours = match (&given, &guard) {
+        (Some(f), Some(g)) => {
+            sys::file_identity(f).ok().map(|i| (i.dev, i.ino))
+                == sys::file_identity(g).ok().map(|i| (i.dev, i.ino))
+                && sys::try_lock_exclusive(f).unwrap_or(false)
+        }
+        _ => false,
+    };
+    let claim = match given.filter(|_| ours) {
+        Some(f) => Some(AutoClaim::held(f, &g)),
+        None => claim_auto(&store, &g),
+    };
+    if let Some(c) = claim {
+        c.run(&store, &g, launched);
+    }
+    done
 }
 
 /// The guard file's line that starts "resume after NAME": where the last
@@ -520,8 +600,22 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     // oldest. In the first part, a name past the age line ends that part
     // only (every later one is newer still); the older ones follow.
     let age_only = p.max_jobs.is_none() && p.max_bytes.is_none();
+    // The name it stopped after may be gone since (that sweep, or
+    // another, removed it): the next one in the order is where to go on.
+    // Going back to the oldest instead, a sweep that had deleted up to
+    // its stop was followed by one that spent its whole budget again on
+    // the old jobs it may not remove (created ones), every other time.
     let start = match p.budget.as_ref().and_then(|b| b.resume_after.as_deref()) {
-        Some(after) if age_only => names.iter().position(|n| n == after).map_or(0, |i| i + 1),
+        Some(after) if age_only => {
+            let next = names.partition_point(|n| {
+                store::Names::cmp_order(n, after) != std::cmp::Ordering::Greater
+            });
+            if next < names.len() {
+                next
+            } else {
+                0
+            }
+        }
         _ => 0,
     };
     // The name at place `k` of that order.
@@ -1686,6 +1780,46 @@ mod tests {
         let mut p = budget(Some(old[1].clone()));
         p.max_jobs = Some(1);
         assert_eq!(sweep(&s, &p).unwrap().jobs[0].reason, "active_job");
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    /// A sweep that removed the job it stopped after (its name is gone
+    /// from the root) is followed by one that goes on from the next name,
+    /// not from the oldest: started there again, it spent its budget on
+    /// the created jobs at the head of the root every other time.
+    #[test]
+    fn an_age_only_budget_goes_on_past_the_job_it_removed_last() {
+        let s = scratch("resume-gone");
+        let now = time::now_unix() as u64;
+        for i in 0..4 {
+            let id = ulid::Ulid::from_parts((now - 100 * 86_400 + i) * 1000, 9).to_string();
+            let job = s.job(&id);
+            fs::create_dir_all(&job.dir).unwrap();
+            job.write_state(&State::created(&id), false).unwrap();
+        }
+        let old: Vec<String> = (0..6)
+            .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 80 * 86_400) as i64, 1))
+            .collect();
+        let budget = |after: Option<String>| {
+            let mut p = policy(86_400, None, Some((3, 100)));
+            p.dry_run = false;
+            p.budget.as_mut().unwrap().resume_after = after;
+            p
+        };
+        let gone = |r: &Report| -> Vec<String> {
+            r.jobs
+                .iter()
+                .filter(|e| e.action == "deleted")
+                .map(|e| e.job_id.clone())
+                .collect()
+        };
+        let r = sweep(&s, &budget(None)).unwrap();
+        assert!(gone(&r).is_empty());
+        let r = sweep(&s, &budget(r.stopped_after)).unwrap();
+        assert_eq!(gone(&r), old[..2]);
+        assert_eq!(r.stopped_after.as_deref(), Some(old[1].as_str()));
+        let r = sweep(&s, &budget(r.stopped_after)).unwrap();
+        assert_eq!(gone(&r), old[2..5]);
         fs::remove_dir_all(&s.root).unwrap();
     }
 

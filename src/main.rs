@@ -80,7 +80,7 @@ fn main() {
             // already, or had `--root` and did not need them.
             let rootless = matches!(
                 m.cmd.name,
-                "schema" | "completions" | "install-skills" | "_supervise" | "_notify"
+                "schema" | "completions" | "install-skills" | "_supervise" | "_notify" | "_gc"
             );
             let checked = table::check(&m).and_then(|()| match rootless {
                 true => Ok(()),

@@ -140,7 +140,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         .kill_after
         .map(|k| std::thread::spawn(move || k.run()));
     crate::notify::job_ended(&job, ended.matcher, ended.sinks);
-    for t in [killer, ended.gc].into_iter().flatten() {
+    if let Some(t) = killer {
         let _ = t.join();
     }
     Ok(Output::Done)
@@ -148,8 +148,6 @@ pub fn exec(m: &Matches) -> Result<Output> {
 
 /// What the supervisor still owes once the terminal state is published.
 struct Ended {
-    /// The auto-GC thread, joined before the supervisor exits.
-    gc: Option<std::thread::JoinHandle<()>>,
     /// The output matcher, whose queue may hold undelivered events (None
     /// if the job never ran).
     matcher: Option<Matcher>,
@@ -593,9 +591,9 @@ fn run_once(
     // Auto-GC never stands between the job and its answer (D20): it
     // starts when the caller has let go of the readiness pipe (a
     // `--no-wait` caller that has its answer) or when the terminal state
-    // has been published and the caller told, whichever comes first, at
-    // the lowest priority, and nothing waits for it but this process's
-    // exit. A waiting caller is blocked on the pipe until `T`, so the
+    // has been published and the caller told, whichever comes first, in
+    // a process of its own at the lowest priority, and nothing waits for
+    // it. A waiting caller is blocked on the pipe until `T`, so the
     // collection never competes with it for anything it needs. The next
     // launch's spare directory is made at the same moment, for the same
     // reason.
@@ -605,8 +603,6 @@ fn run_once(
         settings: auto_gc,
         spares: true,
         caller: ready.as_ref().map(|f| f.as_raw_fd()),
-        thread: None,
-        done: None,
     };
     let opened = match early_full {
         Some(f) => Ok(f),
@@ -723,8 +719,8 @@ fn run_once(
     let stopped = || outcome.stopped || sys::take_pending_signal(&[sys::STOP_NOTE]).is_some();
     if let Some(r) = retry_due(&meta, &state, retried).filter(|_| !stopped()) {
         // Run again: this run's matches are delivered now (its queue),
-        // its collection finished or handed on; `job.finished` waits for
-        // the last run.
+        // its collection, if not started yet, handed on; `job.finished`
+        // waits for the last run.
         if let Some(n) = next_state {
             n.discard();
         }
@@ -737,9 +733,6 @@ fn run_once(
         } = tee;
         drop((streams, full, buf));
         matcher.finish();
-        if let Some(t) = after.thread.take() {
-            let _ = t.join();
-        }
         let auto_gc = after.settings.take();
         // What this run left in its group ends first, as a restart ends
         // it: SIGTERM, then SIGKILL after the job's --kill-after (0: at
@@ -801,13 +794,11 @@ fn run_once(
     drop(lock);
     // Now the collection may start, if the caller did not let it already.
     after.start();
-    let gc = after.thread;
     crate::store::sync_file(&job.dir, crate::job::STATE);
     // Off the path that waits: the replaced states' blocks may go now.
     drop((replaced, queued_state));
     let Tee { matcher, .. } = tee;
     Step::Done(Box::new(Ended {
-        gc,
         matcher: Some(matcher),
         sinks,
         kill_after: outcome.kill_at.map(|at| KillAfter {
@@ -854,7 +845,6 @@ fn logs_failed(
 /// its `job.finished` to deliver.
 fn unrun(sinks: Option<crate::notify::Finished>) -> Step {
     Step::Done(Box::new(Ended {
-        gc: None,
         matcher: None,
         sinks,
         kill_after: None,
@@ -1158,10 +1148,12 @@ impl Early {
 /// start when the caller has let go of the readiness pipe or the job's
 /// answer is out, whichever is first — never before the caller has what
 /// it waits for (a `--no-wait` caller still prints and exits after `R`,
-/// on this CPU as often as not). Until then they cost nothing: no thread
-/// waits for them, the caller's pipe is one more descriptor in the tee's
-/// poll(). The collection runs in a thread at the lowest priority; the
-/// directories are made at once, since the next launch may want one.
+/// on this CPU as often as not). Until then they cost nothing: the
+/// caller's pipe is one more descriptor in the tee's poll(). The
+/// directories are made at once, since the next launch may want one; the
+/// collection goes to a process of its own at the lowest priority
+/// (`gc::exec_auto`), which this one never waits for: a `restart` waits
+/// for this process to exit, and not for a sweep of the root.
 struct AfterAnswer {
     store: Store,
     /// The job this supervisor runs: never collected by its own sweep.
@@ -1169,8 +1161,6 @@ struct AfterAnswer {
     settings: Option<crate::gc::AutoGc>,
     spares: bool,
     caller: Option<std::os::fd::RawFd>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    done: Option<OwnedFd>,
 }
 
 impl AfterAnswer {
@@ -1189,38 +1179,41 @@ impl AfterAnswer {
             return;
         };
         // The guard first, here: most launches in a burst find another
-        // collecting, or nothing to collect, and start no thread at all.
+        // collecting, or nothing to collect, and start no process at all.
         let Some(claim) = crate::gc::claim_auto(&self.store, &g) else {
             return;
         };
-        let (store, own) = (self.store.clone(), self.job_id.clone());
-        let Ok((done_r, done_w)) = sys::pipe() else {
-            return;
-        };
-        self.thread = Some(std::thread::spawn(move || {
-            sys::lowest_priority_for_this_thread();
-            claim.run(&store, &g, &own);
-            // Closing the write end tells the tee's poll() we are done.
-            drop(done_w);
-        }));
-        self.done = Some(done_r);
-    }
-
-    /// The pipe whose hang-up says the collection is over, while it runs.
-    fn running_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.thread
-            .as_ref()
-            .and(self.done.as_ref())
-            .map(|f| f.as_raw_fd())
-    }
-
-    /// The collection is over: collect its thread (its stack goes).
-    fn reap(&mut self) {
-        self.done = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Err(e) = spawn_collector(&self.store, &self.job_id, &g, claim.guard()) {
+            crate::warn!("auto-gc failed (best-effort): cannot start it: {e}");
         }
+        // Our copy of the guard goes; the lock stays with the collector's.
     }
+}
+
+/// Start `_gc ROOT JOB_ID --gc SPEC`, detached, the locked guard at its
+/// `gc::CLAIM_FD`.
+fn spawn_collector(
+    store: &Store,
+    id: &str,
+    g: &crate::gc::AutoGc,
+    guard: &File,
+) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let argv = [
+        "agent-exec".as_bytes(),
+        b"_gc",
+        store.root.as_os_str().as_bytes(),
+        id.as_bytes(),
+        b"--gc",
+        g.to_arg().as_bytes(),
+    ]
+    .iter()
+    .map(|a| CString::new(*a))
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in argument"))?;
+    let keep = [(guard.as_raw_fd(), crate::gc::CLAIM_FD)];
+    sys::spawn_detached(&sys::self_exe()?, &argv, &keep)
 }
 
 /// The end is published: let go of the job lock and of the run bytes,
@@ -2399,10 +2392,6 @@ fn run_loop(
         if let Some(fd) = caller {
             fds.push(sys::poll_fd(fd, 0));
         }
-        let collecting = after.running_fd();
-        if let Some(fd) = collecting {
-            fds.push(sys::poll_fd(fd, 0));
-        }
         if let Some(f) = &signals {
             fds.push(sys::poll_fd(f.as_raw_fd(), sys::POLLIN));
         }
@@ -2420,16 +2409,6 @@ fn run_loop(
             let gone = fds.iter().any(|f| f.fd == fd && f.revents != 0);
             if gone {
                 after.start();
-            }
-        }
-        if let Some(fd) = collecting {
-            let over = fds.iter().any(|f| f.fd == fd && f.revents != 0);
-            if over {
-                after.reap();
-                // It faulted in code the wait loop never runs (about a
-                // megabyte): give it back before the next wait, as at
-                // the loop's start.
-                pages_dropped = false;
             }
         }
         if let Some(f) = &signals {

@@ -24,13 +24,15 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The job is terminal and its supervisor, which delivers notifications
-/// and runs auto-GC after the terminal state, has exited.
+/// The job is terminal, its supervisor (which delivers notifications)
+/// has exited, and so has the auto-GC sweep it started (`_gc`).
 fn settle(t: &TempRoot, id: &str) {
     t.wait_done(id);
-    wait_until("the supervisor to exit", || {
-        t.pids_matching(&format!("_supervise {} {id}", t.root.display()))
-            .is_empty()
+    wait_until("the supervisor and its sweep to exit", || {
+        ["_supervise", "_gc"].iter().all(|c| {
+            t.pids_matching(&format!("{c} {} {id}", t.root.display()))
+                .is_empty()
+        })
     });
 }
 

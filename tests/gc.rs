@@ -1118,3 +1118,61 @@ fn a_removal_never_follows_a_directory_swapped_for_a_symlink() {
     let left = std::fs::read_dir(&victim).unwrap().count();
     assert_eq!(left, n, "files outside the root were removed");
 }
+
+/// auto-GC runs in a process of its own (`_gc ROOT ID`): the supervisor
+/// exits without waiting for its sweep, and a `restart`, which waits for
+/// the ended run's supervisor to exit, is answered while the sweep that
+/// run started goes on (held stopped here). It waited for the whole
+/// sweep, about a second in a root of 3,000 old jobs.
+#[test]
+fn a_restart_does_not_wait_for_the_sweep_its_last_run_started() {
+    let t = TempRoot::new();
+    write_config(&t, "[gc]\nscan_limit = 100000\ndelete_limit = 100000\n");
+    let old: Vec<String> = (0..2000u64)
+        .map(|i| finished(&t, "exited", 40 * DAY + i, 1 + u128::from(i)))
+        .collect();
+    let v = t.ok(&["run", "--", "true"]);
+    let id = v["job_id"].as_str().unwrap();
+    let needle = format!("_gc {} {id}", t.root.display());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let sweep = loop {
+        if let Some(&pid) = t.pids_matching(&needle).first() {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no sweep process ({} old jobs left)",
+            old.iter().filter(|o| t.job_dir(o).exists()).count()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &sweep.to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    let v = t.ok(&["restart", id]);
+    assert_eq!((&v["state"], &v["attempt"]), (&json!("exited"), &json!(2)), "{v}");
+    assert!(support::process_alive(u64::from(sweep)), "the sweep ended");
+    signal("-CONT");
+    t.settle();
+    assert!(old.iter().all(|o| !t.job_dir(o).exists()));
+}
+
+/// What a removal cut short left out of view (`.gone-*`: an auto-GC
+/// killed half-way through a job leaves it) is removed by the next
+/// auto-GC, not only by an explicit `gc`: it stayed for good.
+#[test]
+fn auto_gc_removes_what_a_removal_cut_short_left() {
+    let t = TempRoot::new();
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    let gone = t.root.join(".gone-AAAAAAAAAAAAAAAAAAAA");
+    std::fs::create_dir_all(gone.join("runs/1")).unwrap();
+    std::fs::write(gone.join("runs/1/stdout.log"), b"x").unwrap();
+    std::fs::write(gone.join("meta.json"), b"{}").unwrap();
+    t.ok(&["run", "--", "true"]);
+    t.settle();
+    assert!(!gone.exists());
+}

@@ -479,14 +479,14 @@ fn descendants_holding_pipes_do_not_hold_the_job() {
     let id = v["job_id"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !t
-        .pids_matching(&format!("_supervise {}", t.root.display()))
+        .pids_matching(&format!("_supervise {} {id}", t.root.display()))
         .is_empty()
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        t.pids_matching(&format!("{} {id}", t.root.display()))
+        t.pids_matching(&format!("_supervise {} {id}", t.root.display()))
             .is_empty(),
         "supervisor still alive"
     );
@@ -743,10 +743,13 @@ fn a_job_is_made_only_under_a_root_whose_paths_all_fit() {
         );
     }
     // The supervisor is done before the delete (else `in_use`).
-    let needle = format!("_supervise {}", root.display());
+    let needles = [
+        format!("_supervise {}", root.display()),
+        format!("_gc {}", root.display()),
+    ];
     let settle = || {
         let until = Instant::now() + Duration::from_secs(20);
-        while !t.pids_matching(&needle).is_empty() {
+        while needles.iter().any(|n| !t.pids_matching(n).is_empty()) {
             assert!(Instant::now() < until, "supervisor never finished");
             std::thread::sleep(Duration::from_millis(5));
         }

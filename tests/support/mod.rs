@@ -206,12 +206,14 @@ impl TempRoot {
         std::fs::write(d.join("stderr.log"), b"").unwrap();
     }
 
-    /// Wait until no supervisor of this root is left: what a supervisor
-    /// does after the job's answer (auto-GC, notifications) is done.
+    /// Wait until no supervisor of this root is left, nor the auto-GC one
+    /// started (`_gc`): what follows the job's answer (auto-GC,
+    /// notifications) is done.
     pub fn settle(&self) {
-        let needle = format!("_supervise {}", self.root.display());
+        let root = self.root.display();
+        let needles = [format!("_supervise {root}"), format!("_gc {root}")];
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !self.pids_matching(&needle).is_empty() {
+        while needles.iter().any(|n| !self.pids_matching(n).is_empty()) {
             assert!(
                 std::time::Instant::now() < until,
                 "supervisors never finished"
