@@ -1154,7 +1154,11 @@ fn a_restart_does_not_wait_for_the_sweep_its_last_run_started() {
     };
     signal("-STOP");
     let v = t.ok(&["restart", id]);
-    assert_eq!((&v["state"], &v["attempt"]), (&json!("exited"), &json!(2)), "{v}");
+    assert_eq!(
+        (&v["state"], &v["attempt"]),
+        (&json!("exited"), &json!(2)),
+        "{v}"
+    );
     assert!(support::process_alive(u64::from(sweep)), "the sweep ended");
     signal("-CONT");
     t.settle();

@@ -2542,6 +2542,12 @@ fn an_empty_id_among_ids_is_job_not_found() {
             .assert_error(404, "job_not_found");
         assert_eq!(v["error"]["details"]["job_id"], "", "{q}: {v}");
     }
+    // A misspelt parameter is refused with the names there are, ids too.
+    let v = s
+        .get(&format!("/wait?ids={done}&idz=1"))
+        .assert_error(400, "invalid_request");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("'idz'") && msg.contains(" ids,"), "{msg}");
 }
 
 /// Wait (bounded) until the job's stdout holds `text`.

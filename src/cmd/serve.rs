@@ -1716,7 +1716,14 @@ fn wait_many_route(
     pairs.retain(|(k, _)| k != "ids");
     // The ids as the command line's operands: an error about a read
     // (`output`'s pattern) names the first, as `wait --output '(' A B` does.
-    let m = crate::cli::matches_from_params(cmd, None, &pairs, ids.clone())?;
+    let m =
+        crate::cli::matches_from_params(cmd, None, &pairs, ids.clone()).map_err(|e| match e {
+            // `ids` is a parameter of this route too: name it with the rest.
+            Error::InvalidRequest(msg) => {
+                Error::InvalidRequest(msg.replace("expected one of ", "expected one of ids, "))
+            }
+            e => e,
+        })?;
     match ids.len() {
         0 => {
             return Err(Error::InvalidRequest(
