@@ -88,6 +88,11 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     let io = |what: &str, e| Error::io(format!("{what} in {}", job.dir.display()), e);
     let attempt = ended.attempt();
     let name = attempt.to_string();
+    // A job directory of 0.2.3's (0755, its files 0644) is made 0700
+    // here, and the files of the run kept below 0600: its supervisor makes
+    // the directory private only when the next run starts, and the kept
+    // files, linked away first, stayed 0644.
+    let legacy = sys::make_dir_private(&job.dir);
     let d = sys::Dir::open(&job.dir).map_err(|e| io("open job directory", e))?;
     match d.mkdir(RUNS) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io("mkdir runs", e)),
@@ -112,12 +117,12 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     // letting the job's name go would lose the run's log.
     // One exception: an archive that got as far as the next run's fresh
     // logs and no further (killed before the next state was written)
-    // left an empty stream log here beside the kept one. It holds nothing
+    // left an empty log here beside the kept one. It holds nothing
     // to lose, and the run under its name is ours (its state.json names
     // this run): refusing it wedged the job, every later restart
     // `unsafe_path`.
     let fresh = |f: &str| {
-        (f == job::STDOUT || f == job::STDERR)
+        [job::STDOUT, job::STDERR, job::FULL].contains(&f)
             && d.open_regular(f).is_ok_and(|(_, m)| m.len() == 0)
             && kept_run_is(&rd, attempt)
     };
@@ -146,6 +151,14 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
         };
         done.map_err(|e| io(&format!("keep {f}"), e))?;
     }
+    if legacy {
+        // Its meta.json too, which the supervisor would have made so had
+        // it found the directory wider.
+        d.make_private(job::META);
+        for f in MOVED {
+            rd.make_private(f);
+        }
+    }
     // A writer of state.json killed between its temporary file and the
     // rename (a restart SIGKILLed part-way) left that file for good. We
     // hold the job lock, and every writer of state.json does: any such
@@ -161,6 +174,11 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
     for f in [job::STDOUT, job::STDERR] {
         d.open_file(f, sys::How::Truncate)
             .map_err(|e| io(&format!("create {f}"), e))?;
+    }
+    // And full.log, where the job writes one: a job between `--retry`
+    // runs had none, and one killed there never got it back.
+    if let Ok(meta) = job.read_meta() {
+        crate::launch::create_full_log(job, &meta)?;
     }
     let dir = job.dir.join(RUNS).join(&name);
     let mut next = State::created(&job.id);

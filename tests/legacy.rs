@@ -204,6 +204,47 @@ fn a_started_job_of_0_2_3_has_a_private_meta() {
     assert_eq!(mode(d.join("meta.json")), 0o600);
 }
 
+/// A restart of an ended 0.2.3 job keeps that run's files private too:
+/// they went to runs/1 at 0644, linked away before the new run's
+/// supervisor made the directory private (D22: every file 0600).
+#[test]
+fn a_restarted_job_of_0_2_3_keeps_its_run_private() {
+    let t = TempRoot::new();
+    let id = "d100000000000000000000000000000b";
+    let ended = json!({
+        "job": {"id": id, "status": "exited", "started_at": "2026-12-01T00:00:01Z"},
+        "result": {"exit_code": 0, "signal": null, "duration_ms": 5},
+        "pid": 999_999, "finished_at": "2026-12-01T00:00:02Z", "updated_at": "2026-12-01T00:00:02Z"
+    });
+    let d = legacy(&t, id, json!(["echo", "x"]), json!({}), Some(ended));
+    std::fs::write(d.join("stdout.log"), b"old\n").unwrap();
+    std::fs::write(d.join("full.log"), b"old\n").unwrap();
+    for f in ["full.log", "state.json", "meta.json"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let v = t.ok(&["restart", id]);
+    assert_eq!(v["attempt"], 2, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("runs/1/stdout.log")).unwrap(),
+        "old\n"
+    );
+    let mut wide = Vec::new();
+    let mut stack = vec![d.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            let want = if m.is_dir() { 0o700 } else { 0o600 };
+            if m.permissions().mode() & 0o777 != want {
+                wide.push(e.path());
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert!(wide.is_empty(), "wider than private: {wide:?}");
+}
+
 /// A meta.json of 0.2.3's without `cwd` (optional there) runs the job
 /// where the `start` was run, as 0.2.3 did (it ran in `/`).
 #[test]

@@ -730,6 +730,37 @@ fn restart_between_two_retry_runs_stops_the_old_series_at_once() {
     }
 }
 
+/// A job between `--retry` runs has its full.log, as every job does
+/// (D41), and still has it once killed there: the kept run took the old
+/// one and no new one was made.
+#[test]
+fn a_job_between_retry_runs_has_its_full_log() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&[
+        "run",
+        "--retry",
+        "2",
+        "--retry-delay",
+        "60s",
+        "--no-wait",
+        "--",
+        "sh",
+        "-c",
+        "echo o; exit 3",
+    ]));
+    let until = Instant::now() + Duration::from_secs(20);
+    while !(t.ok(&["status", &id])["attempt"] == 2 && t.state(&id)["pid"].is_u64()) {
+        assert!(Instant::now() < until, "never reached the delay");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let full = t.job_dir(&id).join("full.log");
+    assert!(full.exists(), "no full.log between runs");
+    let v = t.ok(&["kill", &id]);
+    assert_eq!(v["state"], "killed", "{v}");
+    assert!(full.exists(), "no full.log once killed between runs");
+    assert!(t.job_dir(&id).join("runs/1/full.log").exists());
+}
+
 #[test]
 fn restart_during_the_retry_delay_runs_at_once() {
     let t = TempRoot::new();
