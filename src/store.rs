@@ -458,6 +458,14 @@ impl Store {
         let meta = dir.join(META);
         match fs::symlink_metadata(&meta) {
             Ok(m) if m.is_file() => Probe::Job,
+            // A meta.json that is a symlink, a FIFO or a directory: a job
+            // no reader uses (`damaged`), said so whether it is named in
+            // full or by a prefix (a prefix answered job_not_found, while
+            // `list` showed the job and its full id read unsafe_path).
+            Ok(_) => match damaged(&dir) {
+                Some(what) => Probe::Unreadable(Error::UnsafePath(format!("job {name}: {what}"))),
+                None => Probe::NotJob,
+            },
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Probe::Unreadable(Error::io(format!("read {}", meta.display()), e))
             }

@@ -862,6 +862,14 @@ fn gc_skips_a_job_whose_meta_json_is_a_symlink_or_a_fifo() {
         }
     }
     assert!(outside.exists());
+    // Named by a prefix as by the full id: unsafe_path (a prefix read
+    // job_not_found, of a job `list` shows).
+    for j in [&linked, &fifo] {
+        for cmd in ["status", "delete"] {
+            let (_, e) = t.err(&[cmd, &j[..20]]);
+            assert_eq!(e["error"]["code"], "unsafe_path", "{cmd} {j}: {e}");
+        }
+    }
 }
 
 /// Several removers at once (gc against gc, gc against `delete --all`):
