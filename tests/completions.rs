@@ -60,15 +60,28 @@ fn script(t: &TempRoot, shell: &str) -> PathBuf {
 /// last word is the one being completed), call `_agent_exec`, return
 /// COMPREPLY.
 fn bash_in(t: &TempRoot, dir: &Path, env: &[(&str, &Path)], words: &[&str]) -> Vec<String> {
+    bash_at(t, dir, env, words, words.len())
+}
+
+/// `bash_in` with the cursor on `words[cword - 1]` (COMP_CWORD `cword`):
+/// the words after it follow the cursor.
+fn bash_at(
+    t: &TempRoot,
+    dir: &Path,
+    env: &[(&str, &Path)],
+    words: &[&str],
+    cword: usize,
+) -> Vec<String> {
     let s = script(t, "bash");
     let mut c = shell_cmd(t, "bash", dir);
     for (k, v) in env {
         c.env(k, v);
     }
-    c.arg("-c")
+    c.env("CWORD", cword.to_string())
+        .arg("-c")
         .arg(
             r#"source "$0" || exit 9
-COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
+COMP_WORDS=("$@"); COMP_CWORD=$CWORD
 COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
 _agent_exec
 printf '%s\n' "${COMPREPLY[@]}""#,
@@ -415,6 +428,12 @@ fn zsh_script_is_valid() {
 /// to print what they were given: `_describe` prints its `name:help`
 /// entries, the others their own name.
 fn zsh_complete(t: &TempRoot, words: &[&str]) -> Vec<String> {
+    zsh_at(t, words, words.len())
+}
+
+/// `zsh_complete` with the cursor on `words[current - 1]` (CURRENT is
+/// `current + 1`, counting `agent-exec`): the words after it follow it.
+fn zsh_at(t: &TempRoot, words: &[&str], current: usize) -> Vec<String> {
     let s = script(t, "zsh");
     let o = shell_cmd(t, "zsh", &t.cwd)
         .arg("-f")
@@ -427,9 +446,10 @@ compset() { :; }
 _command_names() { print -r -- _command_names; }
 source "$1" || exit 9
 shift
-words=(agent-exec "$@"); CURRENT=$#words
+words=(agent-exec "$@"); CURRENT=$(( CUR + 1 ))
 _agent-exec"#,
         )
+        .env("CUR", current.to_string())
         .arg("zsh")
         .arg(&s)
         .args(words)
@@ -460,9 +480,12 @@ fn zsh_shows_flag_help() {
     );
     let got = zsh_complete(&t, &["ki"]);
     assert_eq!(got, ["kill:Signal a job's process group"]);
-    // Choices and job ids are bare words.
+    // Choices are bare words; job ids carry their state.
     assert_eq!(zsh_complete(&t, &["list", "--state", "r"]), ["running"]);
-    assert_eq!(zsh_complete(&t, &["--root", &root, "kill", ""]), [RUNNING]);
+    assert_eq!(
+        zsh_complete(&t, &["--root", &root, "kill", ""]),
+        [format!("{RUNNING}:running")]
+    );
     assert_eq!(zsh_complete(&t, &["run", "--cwd", ""]), ["_files -/"]);
     assert_eq!(zsh_complete(&t, &["run", "--", ""]), ["_command_names"]);
 }
@@ -512,7 +535,10 @@ fn fish_script_is_valid_and_completes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let root = t.root.display().to_string();
     let line = format!("agent-exec --root {root} kill ");
-    assert_eq!(fish_complete(&t, &s, &line), [RUNNING]);
+    assert_eq!(
+        fish_complete(&t, &s, &line),
+        [format!("{RUNNING}\trunning")]
+    );
     let line = format!("agent-exec --root {root} start 01ja");
     assert_eq!(bare(fish_complete(&t, &s, &line)), [CREATED]);
 }
@@ -547,7 +573,12 @@ fn fish_completes_values_as_separate_words() {
     // Choices, signals and booleans.
     assert_eq!(fc("agent-exec list --state r"), ["running"]);
     assert_eq!(fc("agent-exec kill --signal SIGTE"), ["SIGTERM"]);
-    assert_eq!(fc("agent-exec run --wait t"), ["true"]);
+    assert_eq!(fc("agent-exec run --wait=t"), ["--wait=true"]);
+    // After a bare --wait, its value or the command (true is both).
+    let wait = fc("agent-exec run --wait t");
+    for w in ["true", "test"] {
+        assert!(wait.contains(&w.to_string()), "{w}: {wait:?}");
+    }
     // After `--`: the command's files; its first word is a command name.
     assert_eq!(fc("agent-exec run -- cat se"), ["settings.toml"]);
     assert_eq!(
@@ -729,7 +760,7 @@ fn the_cache_is_derived_and_heals() {
     );
     let cache = t.root.join(".cache/complete");
     let text = std::fs::read_to_string(&cache).expect("cache written");
-    assert!(text.contains(&format!("{EXITED}\texited\t")), "{text}");
+    assert!(text.contains(&format!("{EXITED}\texited\t-\t")), "{text}");
     // Not a job for anyone else.
     let v = t.ok(&["list", "--all"]);
     assert_eq!(v["skipped"], 0, "{v}");
@@ -738,7 +769,7 @@ fn the_cache_is_derived_and_heals() {
     assert_eq!(bash(&t, &["status", ""]), all);
     assert!(std::fs::read_to_string(&cache)
         .unwrap()
-        .starts_with("agent-exec complete-cache 2 "));
+        .starts_with("agent-exec complete-cache 3 "));
     // A deleted job disappears, from the candidates and the cache.
     std::fs::remove_dir_all(t.job_dir(EXITED)).unwrap();
     assert_eq!(bash(&t, &["delete", ""]), ids(&[KILLED, FAILED, DEAD]));
@@ -764,7 +795,7 @@ fn an_unchanged_root_is_not_listed_again() {
     let cache = t.root.join(".cache/complete");
     let mut text = std::fs::read_to_string(&cache).unwrap();
     let ghost = "01JZZZZZZZZZZZZZZZZZZZZZZZ";
-    text.push_str(&format!("{ghost}\texited\t{}\n", t.cwd.display()));
+    text.push_str(&format!("{ghost}\texited\t-\t{}\n", t.cwd.display()));
     std::fs::write(&cache, text).unwrap();
     let mut with_ghost = bash(&t, &["delete", ""]);
     assert!(with_ghost.contains(&ghost.to_string()), "{with_ghost:?}");
@@ -884,5 +915,297 @@ fn the_skill_names_the_event_path_as_the_readme_does() {
     assert!(
         flat(&readme).contains("`AGENT_EXEC_EVENT_PATH` is `match_events/<seq>.json`"),
         "the README changed: check the skill against it"
+    );
+}
+
+/// `--root` is found wherever it is on the line, before the cursor or
+/// after it, and its value is unquoted as the shell will pass it:
+/// quoted, backslash-escaped, `~`, an exported `$VAR` (0.2.3 took it
+/// from the whole line). Scripts installed before the words after the
+/// cursor were sent (no `:after=`) still get their answers.
+#[test]
+fn a_quoted_or_later_root_is_honoured() {
+    let t = TempRoot::new();
+    let spaced = t.base.join("my jobs");
+    let o = t
+        .bare()
+        .arg("--root")
+        .arg(&spaced)
+        .args(["create", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let one = vec![id.clone()];
+    let base = t.base.display().to_string();
+    let complete = |args: &[&str]| -> Vec<String> {
+        let mut c = t.bare();
+        c.env("AE_BASE", &t.base)
+            .args(["__complete", "--"])
+            .args(args);
+        let o = c.output().unwrap();
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let forms = [
+        format!("\"{base}/my jobs\""),
+        format!("'{base}/my jobs'"),
+        format!("{base}/my\\ jobs"),
+        format!("{base}/'my jobs'"),
+        format!("\"{base}\"/my\\ jobs"),
+        "\"$AE_BASE/my jobs\"".to_string(),
+        "${AE_BASE}/my\\ jobs".to_string(),
+    ];
+    for form in &forms {
+        assert_eq!(complete(&["--root", form, "start", ""]), one, "{form}");
+        let joined = format!("--root={form}");
+        assert_eq!(complete(&[&joined, "start", ""]), one, "{joined}");
+        // After the cursor.
+        assert_eq!(
+            complete(&[":after=2", "start", "", "--root", form]),
+            one,
+            "{form}"
+        );
+    }
+    // `~` is the shell's only when unquoted.
+    let home = t.base.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let linked = home.join("jobs");
+    std::os::unix::fs::symlink(&spaced, &linked).unwrap();
+    assert_eq!(complete(&["--root", "~/jobs", "start", ""]), one);
+    assert!(complete(&["--root", "'~/jobs'", "start", ""]).is_empty());
+    // Words already unquoted by the shell (fish, PowerShell) are taken as
+    // they are.
+    let plain = format!("{base}/my jobs");
+    assert_eq!(complete(&[":literal", "--root", &plain, "start", ""]), one);
+    // Through the scripts: bash and zsh send the words as typed.
+    let quoted = format!("'{base}/my jobs'");
+    assert_eq!(
+        bash_in(&t, &t.cwd, &[], &["--root", &quoted, "start", ""]),
+        one
+    );
+    let escaped = format!("{base}/my\\ jobs");
+    let words = ["start", "", "--root", escaped.as_str()];
+    assert_eq!(bash_at(&t, &t.cwd, &[], &words, 2), one);
+    let words = ["start", "", "--root", "=", escaped.as_str()];
+    assert_eq!(bash_at(&t, &t.cwd, &[], &words, 2), one);
+    if have("zsh") {
+        let got = zsh_complete(&t, &["--root", &quoted, "start", ""]);
+        assert_eq!(got, [format!("{id}:created")]);
+        let got = zsh_at(&t, &["start", "", "--root", &escaped], 2);
+        assert_eq!(got, [format!("{id}:created")]);
+    }
+    if have("fish") {
+        let s = script(&t, "fish");
+        let line = format!("agent-exec --root '{base}/my jobs' start ");
+        assert_eq!(bare(fish_complete(&t, &s, &line)), one);
+    }
+}
+
+/// After a bare `--wait` (taken as `--wait true`), the next word is its
+/// value or the next argument: both are offered.
+#[test]
+fn a_bare_wait_offers_booleans_and_the_next_argument() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let words = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["__complete", "--"];
+        a.extend_from_slice(args);
+        t.out(&a).stdout.lines().map(str::to_string).collect()
+    };
+    assert_eq!(words(&["start", "--wait", ""]), ["true", "false", CREATED]);
+    assert_eq!(words(&["start", "--wait", "01ja"]), [CREATED]);
+    assert_eq!(words(&["start", "--wait", "f"]), ["false"]);
+    assert_eq!(words(&["run", "--wait", "ec"]), [":commands"]);
+    assert_eq!(words(&["run", "--wait", ""]), [":commands"]);
+    // A value given, or a flag next: as before.
+    assert_eq!(words(&["start", "--wait", "true", ""]), [CREATED]);
+    assert!(words(&["start", "--wait", "--u"]).contains(&"--until".to_string()));
+    assert!(words(&["start", "--wait", "-"]).contains(&"--until".to_string()));
+    assert_eq!(
+        bash(&t, &["start", "--wait", ""]),
+        ids(&[CREATED, "false", "true"])
+    );
+}
+
+/// A job with meta.json and neither state.json nor lock reads `failed`
+/// (`launch_lost`) in `status`: completion offers it where a failed job
+/// goes (`delete`), not to `start`; and describes it so.
+#[test]
+fn a_job_without_state_is_offered_as_status_reports_it() {
+    let t = TempRoot::new();
+    jobs(&t);
+    std::fs::remove_file(t.job_dir(CREATED).join("state.json")).unwrap();
+    let v = t.ok(&["status", CREATED]);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert!(bash(&t, &["start", ""]).is_empty());
+    assert!(bash(&t, &["wait", ""]).iter().all(|i| i != CREATED));
+    assert!(bash(&t, &["delete", ""]).contains(&CREATED.to_string()));
+    let o = t.out(&[
+        "__complete",
+        "--",
+        ":describe",
+        "status",
+        "01JAAAAAAAAAAAAAAAAAAAAAA1",
+    ]);
+    assert_eq!(o.stdout, format!("{CREATED}\tfailed\n"));
+    // Still only read: nothing recorded by completion.
+    assert!(!t.job_dir(CREATED).join("state.json").exists());
+}
+
+/// A job whose launch began (its lock made) and whose launcher died
+/// before the job ran reads `failed` (`launch_lost`): not offered to
+/// `start`, even when completion had seen it `created` before.
+#[test]
+fn a_launch_that_died_is_not_offered_to_start() {
+    let t = TempRoot::new();
+    jobs(&t);
+    assert_eq!(bash(&t, &["start", ""]), ids(&[CREATED]));
+    std::fs::write(t.job_dir(CREATED).join("lock"), b"").unwrap();
+    assert!(bash(&t, &["start", ""]).is_empty());
+    assert!(bash(&t, &["delete", ""]).contains(&CREATED.to_string()));
+    assert_eq!(t.state(CREATED)["job"]["status"], "created");
+    // While a launch holds the lock, it is still created.
+    let holder = support::hold_flock(&t.job_dir(CREATED).join("lock"));
+    let mut holder = holder;
+    assert_eq!(bash(&t, &["start", ""]), ids(&[CREATED]));
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+/// zsh, fish and PowerShell ask `:describe`: every job id carries the
+/// state `status` reports (a dead supervisor's job reads failed); an id
+/// whose state is unreadable carries nothing. bash stays bare.
+#[test]
+fn job_ids_are_described_by_their_state() {
+    let t = TempRoot::new();
+    jobs(&t);
+    let o = t.out(&["__complete", "--", ":describe", "status", ""]);
+    let want: Vec<String> = [
+        (CREATED, "created"),
+        (RUNNING, "running"),
+        (EXITED, "exited"),
+        (KILLED, "killed"),
+        (FAILED, "failed"),
+        (DEAD, "failed"),
+    ]
+    .iter()
+    .map(|(i, s)| format!("{i}\t{s}"))
+    .chain([BROKEN.to_string()])
+    .collect();
+    let got: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(got, want);
+    let o = t.out(&["__complete", "--", ":describe", "run", "--after", ""]);
+    assert!(
+        o.stdout.contains(&format!("{EXITED}\texited\n")),
+        "{}",
+        o.stdout
+    );
+    // Without the marker, bare ids.
+    let o = t.out(&["__complete", "--", "status", ""]);
+    assert!(!o.stdout.contains('\t'), "{}", o.stdout);
+    if have("fish") {
+        let s = script(&t, "fish");
+        let line = format!("agent-exec --root {} start ", t.root.display());
+        assert_eq!(
+            fish_complete(&t, &s, &line),
+            [format!("{CREATED}\tcreated")]
+        );
+    }
+}
+
+/// `help` takes a subcommand, a group and its member, or `help`: after
+/// `help SUB` only what makes a valid `help` line is offered.
+#[test]
+fn help_offers_only_what_help_takes() {
+    let t = TempRoot::new();
+    let words = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["__complete", "--"];
+        a.extend_from_slice(args);
+        t.out(&a).stdout.lines().map(str::to_string).collect()
+    };
+    let top = words(&["help", ""]);
+    for c in ["run", "status", "tag", "help"] {
+        assert!(top.contains(&c.to_string()), "{c}: {top:?}");
+    }
+    assert_eq!(words(&["help", "ki"]), ["kill"]);
+    assert!(words(&["help", "run", ""]).is_empty());
+    assert!(words(&["help", "rm", ""]).is_empty());
+    assert_eq!(words(&["help", "tag", ""]), ["set"]);
+    assert!(words(&["help", "tag", "set", ""]).is_empty());
+    assert!(words(&["help", "help", ""]).is_empty());
+    // Every offered line is one `help` takes.
+    for sub in words(&["help", ""]) {
+        let o = t.out(&["help", &sub]);
+        assert_eq!(o.code, 0, "help {sub}: {}", o.stderr);
+        for more in words(&["help", &sub, ""]) {
+            let o = t.out(&["help", &sub, &more]);
+            assert_eq!(o.code, 0, "help {sub} {more}: {}", o.stderr);
+        }
+    }
+}
+
+/// Sourced by any path (even the bare file name, which is also the
+/// function's name), the zsh script registers itself, as its header
+/// says; autoloaded from fpath it completes.
+#[test]
+fn zsh_script_registers_when_sourced_by_any_path() {
+    if !have("zsh") {
+        println!("note: zsh not installed; zsh registration not checked");
+        return;
+    }
+    let t = TempRoot::new();
+    let dir = t.base.join("zfunc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read(script(&t, "zsh")).unwrap();
+    std::fs::write(dir.join("_agent-exec"), text).unwrap();
+    let dump = t.base.join("zcompdump");
+    for how in [
+        "source _agent-exec",
+        "source ./_agent-exec",
+        "source $PWD/_agent-exec",
+        "eval \"$(<_agent-exec)\"",
+    ] {
+        let o = shell_cmd(&t, "zsh", &dir)
+            .arg("-f")
+            .arg("-c")
+            .arg(format!(
+                "autoload -Uz compinit; compinit -u -d {}; {how}; echo rc=$?; print ${{_comps[agent-exec]:-unregistered}}",
+                dump.display()
+            ))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            out,
+            "rc=0\n_agent-exec\n",
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Autoloaded (the completion system's way): the file's body runs as
+    // the function and completes.
+    let o = shell_cmd(&t, "zsh", &t.cwd)
+        .arg("-f")
+        .arg("-c")
+        .arg(format!(
+            r#"_describe() {{ print -rl -- "${{(@P)4}}"; }}
+compdef() {{ print -r -- registered; }}
+fpath=({} $fpath); autoload -Uz _agent-exec
+words=(agent-exec ki); CURRENT=2; _agent-exec"#,
+            dir.display()
+        ))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out,
+        "kill:Signal a job's process group\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -2,42 +2,71 @@
 //! and the hidden `__complete` subcommand computes every candidate from
 //! the flag table (`cli::COMMANDS`) and the jobs root.
 //!
-//! Protocol of `agent-exec __complete -- WORD...`
+//! Protocol of `agent-exec __complete -- [MARKER...] WORD...`
 //! - The words are those of the command line after `agent-exec`, up to
-//!   and including the word under the cursor (possibly empty). A word
-//!   `--flag=value` is one word (the bash script re-joins what bash split
-//!   at `=`).
+//!   and including the word under the cursor (possibly empty), as typed
+//!   (quotes and all). A word `--flag=value` is one word (the bash script
+//!   re-joins what bash split at `=`).
 //! - Output is plain text, one candidate per line, already filtered by
 //!   the typed prefix; nothing at all when there is nothing to offer.
 //!   Instead of candidates, a single directive line may ask the shell to
 //!   complete by itself: `:files`, `:dirs` (file or directory names for
 //!   the current word, after any `--flag=`), or `:commands` (the first
 //!   word of a job's command). No candidate starts with `:`.
-//! - `agent-exec __complete -- :describe WORD...` answers the same, but a
-//!   candidate with something to say is `candidate<TAB>help`: a flag's
-//!   `Flag.help`, a subcommand's `about`. Values and job ids stay bare.
-//!   zsh, fish and PowerShell ask for this; bash cannot show it. No
-//!   subcommand starts with `:`, so a line really starting `:describe`
-//!   could only have completed nothing: the marker shadows no answer, and
-//!   scripts installed before it existed keep working unchanged.
-//! - Job ids are offered only where a positional takes a job id
-//!   (`Pos::jobs`), never as a flag's value; only jobs whose `meta.json`
-//!   cwd is the canonical current directory, in the root named by
-//!   `--root` on the line or else the usual resolution; filtered by state
-//!   (`JobFilter`). A `running` job whose supervisor is gone (its lock is
-//!   free) counts as failed, as `status` would report it; the probe never
-//!   writes a job's files.
+//! - Leading marker words, in any order, ask for more. No subcommand
+//!   starts with `:`, so a line really starting with one could only have
+//!   completed nothing: a marker shadows no answer, and scripts installed
+//!   before it existed (which send none) keep working unchanged; the
+//!   protocol is versioned only by staying compatible.
+//!   - `:describe`: a candidate with something to say is
+//!     `candidate<TAB>help`: a flag's `Flag.help`, a subcommand's
+//!     `about`, a job id's state as `status` reports it (when readable).
+//!     Other values stay bare. zsh, fish and PowerShell ask for this; bash
+//!     cannot show it, and its ids stay bare.
+//!   - `:after=N`: the last N words come after the cursor's word. They
+//!     are read for `--root` only (0.2.3 took it from the whole line).
+//!   - `:literal`: the words are already as the command will get them
+//!     (fish and PowerShell unquote their tokens), so `--root`'s value is
+//!     not unquoted again. Without it (bash, zsh, and scripts older than
+//!     the marker), `--root`'s value is unquoted as a shell would
+//!     (`shell_word`): a root path holding a quote or a backslash, sent
+//!     unquoted by an old fish or PowerShell script, is misread.
+//! - After a bare `--wait` (a value that may be left out, `OptBool`), the
+//!   next word is its value if it is a boolean and the next positional
+//!   otherwise: both are offered. Job ids come after `true` and `false`;
+//!   where the positional is the job's command (`run --wait `) the answer
+//!   is `:commands` alone, since a directive stands alone on its line in
+//!   every script (an installed bash script would offer the extra lines
+//!   as words) and the shell's command names hold `true` and `false`
+//!   anyway (POSIX utilities).
+//! - After `help`, what `help` takes: a subcommand, a group and one of
+//!   its own (`help tag set`), or `help`; nothing after a complete one.
+//! - Job ids are offered where a positional takes a job id (`Pos::jobs`)
+//!   and as the value of a `JOB_ID` flag (`--after`: any job's); only jobs
+//!   whose `meta.json` cwd is the canonical current directory (all of the
+//!   root's when there are none), in the root named by `--root` on the
+//!   line (before or after the cursor) or else the usual resolution;
+//!   filtered by the state `status` reports (`JobFilter`): a `running` or
+//!   `queued` job whose supervisor is gone (its lock is free) is failed,
+//!   as is a defined job with neither state.json nor lock (a launch that
+//!   never completed, `launch_lost`) or a `created` one whose launch left
+//!   its lock free. The probe never writes a job's files.
 //!
 //! Invariants
 //! - Completion is only ever this hidden subcommand: no environment
 //!   variable turns an ordinary invocation into completion output (D24).
-//! - Cheap on a large root: names are filtered by prefix before any file
-//!   is read. What never changes about a job (its cwd; a terminal state)
-//!   is kept in `<root>/.cache/complete`, a derived file any completion
-//!   may rebuild, so a root of finished jobs costs one directory listing
-//!   and one file read. Otherwise: one small `meta.json` read per new
-//!   job, and `state.json` only when a state filter applies to a job of
-//!   this directory that was not yet terminal.
+//! - Cheap on a large root (a shell waits on it at every TAB; a root of
+//!   1,000 jobs costs under 3x `agent-exec --version`): names are
+//!   filtered by prefix before any file is read. What is known of each
+//!   job is kept in `<root>/.cache/complete` (`CACHE`), a derived file
+//!   any completion may rebuild: its cwd, a final state for good, any
+//!   other state with the stamp of the job's directory it was read under
+//!   (`Seen`). So a root of finished jobs costs one directory listing
+//!   and one file read; one whose jobs have not ended, one stat per job
+//!   of this directory (and a lock probe per running or queued one);
+//!   only a job whose directory changed is read again (`meta.json` once
+//!   per new job, state.json and its lock). Ids are described from the
+//!   same reads.
 //! - Scripts call back the command word the user typed (so a binary off
 //!   PATH works) and never embed an absolute path at generation time.
 //!
@@ -47,7 +76,12 @@
 //! always appending descriptions (an already installed bash or zsh script
 //! would offer `--flag<TAB>help` as the candidate); a `--describe` flag on
 //! `__complete` (its flags belong to the table in cli.rs, and a positional
-//! marker needs no parser change).
+//! marker needs no parser change); trusting a cached live state while
+//! state.json is unchanged (a launch that died makes only the lock, and
+//! the job would be offered to `start` as `created` for good: the
+//! directory's stamp covers both files in one stat); an environment
+//! variable for the words after the cursor (markers need no quoting
+//! scheme).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -60,10 +94,10 @@ use serde::Deserialize;
 
 use crate::cli::{self, Cmd, Flag, JobFilter, Kind, Matches, Ty, COMMANDS, GLOBAL_FLAGS};
 use crate::error::{Error, Result};
-use crate::job::{Status, LOCK, META, STATE};
+use crate::job::{Job, State, Status, META, STATE};
 use crate::output::Output;
 use crate::store::{root_stamp, RootStamp, Store, CACHE_DIR};
-use crate::sys;
+use crate::sys::{self, FileId};
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let script = match m.pos(0).unwrap_or_default() {
@@ -77,13 +111,11 @@ pub fn exec(m: &Matches) -> Result<Output> {
 }
 
 pub fn exec_complete(m: &Matches) -> Result<Output> {
-    let mut words: Vec<&str> = m.rest.iter().map(String::as_str).collect();
-    let describe = words.first() == Some(&DESCRIBE);
-    if describe {
-        words.remove(0);
-    }
-    let lines = match complete(&words, m.root.as_deref()) {
-        Want::Words(w) => w.into_iter().map(|c| c.line(describe)).collect(),
+    let words: Vec<&str> = m.rest.iter().map(String::as_str).collect();
+    let (req, words) = Req::parse(&words);
+    let (line, after) = words.split_at(words.len() - req.after.min(words.len()));
+    let lines = match complete_with(line, after, m.root.as_deref(), req) {
+        Want::Words(w) => w.into_iter().map(|c| c.line(req.describe)).collect(),
         Want::Files => vec![":files".to_string()],
         Want::Dirs => vec![":dirs".to_string()],
         Want::Commands => vec![":commands".to_string()],
@@ -102,6 +134,41 @@ pub fn exec_gen_man(m: &Matches) -> Result<Output> {
 
 /// The first word that asks `__complete` for descriptions.
 const DESCRIBE: &str = ":describe";
+/// `:after=N`: the last N words are those after the cursor's.
+const AFTER: &str = ":after=";
+/// The words are already as the command would get them (fish and
+/// PowerShell unquote them): `--root`'s value is not unquoted again.
+const LITERAL: &str = ":literal";
+
+/// What the leading marker words ask of `__complete`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Req {
+    pub describe: bool,
+    pub after: usize,
+    pub literal: bool,
+}
+
+impl Req {
+    /// The markers at the start of `words` (any order), and the words
+    /// after them. A word starting with `:` is never a subcommand, so a
+    /// marker shadows no line that could have completed anything.
+    fn parse<'w, 'a>(mut words: &'w [&'a str]) -> (Req, &'w [&'a str]) {
+        let mut req = Req::default();
+        while let Some((&first, rest)) = words.split_first() {
+            if first == DESCRIBE {
+                req.describe = true;
+            } else if first == LITERAL {
+                req.literal = true;
+            } else if let Some(n) = first.strip_prefix(AFTER).and_then(|n| n.parse().ok()) {
+                req.after = n;
+            } else {
+                break;
+            }
+            words = rest;
+        }
+        (req, words)
+    }
+}
 
 /// One candidate, and what it is for (empty: nothing to say).
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +212,8 @@ struct Line<'a> {
     cmd: Option<&'static Cmd>,
     group: Option<&'a str>,
     help: bool,
+    /// Words given to `help` so far (`help tag set`: 2).
+    help_words: usize,
     unknown: bool,
     positionals: usize,
     /// Words of the job's trailing command seen so far (None: not in it).
@@ -238,9 +307,10 @@ fn scan<'a>(before: &[&'a str]) -> Line<'a> {
         match l.cmd {
             None if l.unknown => {}
             None if l.help => {
-                if l.group.is_none() && is_group(w) {
+                if l.help_words == 0 && is_group(w) {
                     l.group = Some(w);
                 }
+                l.help_words += 1;
             }
             None => {
                 if let Some(g) = l.group {
@@ -271,30 +341,56 @@ fn is_group(word: &str) -> bool {
 /// Candidates for the last word of `words` (the one under the cursor).
 /// `root` is a `--root` given to `__complete` itself; one on the line
 /// wins.
-pub fn complete(words: &[&str], root: Option<&str>) -> Want {
+#[cfg(test)]
+fn complete(words: &[&str], root: Option<&str>) -> Want {
+    complete_with(words, &[], root, Req::default())
+}
+
+/// `complete`, knowing the words after the cursor's (`after`, read for
+/// `--root` only) and what the markers asked.
+pub fn complete_with(words: &[&str], after: &[&str], root: Option<&str>, req: Req) -> Want {
     let (cur, before) = match words.split_last() {
         Some((c, b)) => (*c, b),
         None => ("", &[][..]),
     };
     let mut l = scan(before);
-    l.root = l.root.or(root);
+    // The root the command will run with: `--root` anywhere on the line,
+    // before the cursor or after it, unquoted as the shell will.
+    let whole: Vec<&str> = words.iter().chain(after).copied().collect();
+    let on_line = scan(&whole).root.map(|w| {
+        if req.literal {
+            expand_home(w).into_owned()
+        } else {
+            shell_word(w)
+        }
+    });
+    let root = on_line.as_deref().or(root);
+    let ctx = Ctx {
+        root,
+        describe: req.describe,
+    };
     if l.unknown || l.cmd.is_some_and(|c| c.hidden) {
         return Want::Words(Vec::new());
     }
     if let Some(n) = l.rest_words {
         return if n == 0 { Want::Commands } else { Want::Files };
     }
-    if let Some(flag) = l.pending {
-        // As in `cli::parse`, a word starting with `--` is never a value.
-        if !cur.starts_with("--") {
-            return values(flag, "", cur, l.root);
+    if let Some(flag) = l.pending.take() {
+        // As in `cli::parse`, a word starting with `--` is never a value;
+        // nor is one starting with `-` for a flag whose value is optional.
+        if flag.kind == Kind::OptBool {
+            if !cur.starts_with('-') {
+                return bare_bool(&l, before, cur, &ctx);
+            }
+        } else if !cur.starts_with("--") {
+            return values(flag, "", cur, &ctx);
         }
     }
     if !l.after_dd && cur.starts_with('-') {
         if let Some((name, v)) = cur.strip_prefix("--").and_then(|s| s.split_once('=')) {
             return match flag_named(l.cmd, name) {
                 Some(f) if f.takes_value() || f.kind == Kind::OptBool => {
-                    values(f, &cur[..name.len() + 3], v, l.root)
+                    values(f, &cur[..name.len() + 3], v, &ctx)
                 }
                 _ => Want::Words(Vec::new()),
             };
@@ -302,8 +398,45 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
         return Want::Words(flags(&l, cur));
     }
     let Some(cmd) = l.cmd else {
+        // `help` takes a subcommand, or a group and one of its own.
+        if l.help && (l.help_words > 1 || (l.help_words == 1 && l.group.is_none())) {
+            return Want::Words(Vec::new());
+        }
         return Want::Words(subcommands(&l, cur));
     };
+    positional(&l, cmd, before, cur, &ctx)
+}
+
+/// Where the candidates come from besides the words.
+struct Ctx<'a> {
+    root: Option<&'a str>,
+    describe: bool,
+}
+
+/// After a bare `--wait` (a switch whose value may follow): its value,
+/// or the positional that comes next, since the parser takes a boolean
+/// word as the value and any other word as that positional. Where the
+/// positional is the job's command (`run --wait `), `:commands` alone
+/// answers: a directive line stands alone in the protocol, and the shell's
+/// command names already hold `true` and `false` (POSIX utilities), so
+/// both readings are offered.
+fn bare_bool(l: &Line, before: &[&str], cur: &str, ctx: &Ctx) -> Want {
+    let bools = prefixed(["true", "false"].into_iter(), cur);
+    let next = match l.cmd {
+        Some(cmd) => positional(l, cmd, before, cur, ctx),
+        None => Want::Words(Vec::new()),
+    };
+    match next {
+        Want::Words(mut w) => {
+            w.retain(|c| !bools.iter().any(|b| b.word == c.word));
+            Want::Words(bools.into_iter().chain(w).collect())
+        }
+        other => other,
+    }
+}
+
+/// The candidates of the positional argument the cursor is on.
+fn positional(l: &Line, cmd: &'static Cmd, before: &[&str], cur: &str, ctx: &Ctx) -> Want {
     // A command that takes several ids (`wait A B`, `delete A B`) goes
     // on offering them after the first, less those already given.
     let pos = cmd
@@ -318,17 +451,17 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
         }
         Some(p) => {
             if let Some(filter) = p.jobs {
-                let ids = job_ids(filter, cur, l.root);
+                let ids = job_ids(filter, cur, ctx);
+                let names: Vec<String> = ids.iter().map(|(id, _)| id.clone()).collect();
                 let named = if p.many {
-                    given(before, &ids)
+                    given(before, &names)
                 } else {
                     Vec::new()
                 };
                 Want::Words(
-                    ids.iter()
-                        .filter(|id| !named.contains(id))
-                        .cloned()
-                        .map(Cand::bare)
+                    ids.into_iter()
+                        .filter(|(id, _)| !named.contains(&id))
+                        .map(id_cand)
                         .collect(),
                 )
             } else {
@@ -336,6 +469,14 @@ pub fn complete(words: &[&str], root: Option<&str>) -> Want {
             }
         }
         None => Want::Words(Vec::new()),
+    }
+}
+
+/// A job id, described by its state when it could be read.
+fn id_cand((id, status): (String, Option<Status>)) -> Cand {
+    Cand {
+        word: id,
+        help: status.map_or("", Status::as_str),
     }
 }
 
@@ -364,7 +505,7 @@ fn prefixed<'a>(items: impl Iterator<Item = &'a str>, cur: &str) -> Vec<Cand> {
 }
 
 /// The value of `flag`: `pre` is the `--flag=` already typed in the word.
-fn values(flag: &Flag, pre: &str, cur: &str, root: Option<&str>) -> Want {
+fn values(flag: &Flag, pre: &str, cur: &str, ctx: &Ctx) -> Want {
     let words: Vec<Cand> = match flag.kind {
         Kind::Switch => Vec::new(),
         Kind::OptBool => prefixed(["true", "false"].into_iter(), cur),
@@ -387,10 +528,11 @@ fn values(flag: &Flag, pre: &str, cur: &str, root: Option<&str>) -> Want {
         // `--after JOB_ID`, `--after-ok JOB_ID`: any job may be waited
         // for, whichever directory it ran in (no `here`: every job is
         // one of "the others", all offered).
-        Kind::Value(_) if flag.meta == "JOB_ID" => job_ids_found(JobFilter::All, cur, root, None)
+        Kind::Value(_) if flag.meta == "JOB_ID" => Query::new(JobFilter::All, cur, ctx, None)
+            .run()
             .pick()
             .into_iter()
-            .map(Cand::bare)
+            .map(id_cand)
             .collect(),
         Kind::Value(_) => Vec::new(),
     };
@@ -463,9 +605,8 @@ fn subcommands(l: &Line, cur: &str) -> Vec<Cand> {
                     add(a, c.about);
                 }
             }
-            if !l.help {
-                add("help", "Show help for agent-exec or a subcommand");
-            }
+            // `help help` is help's own help.
+            add("help", "Show help for agent-exec or a subcommand");
         }
     }
     out
@@ -530,21 +671,102 @@ fn expand_home(p: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The state `status` would report, as far as can be told without
-/// writing: a `running` job whose lock is free has lost its supervisor.
-fn effective(status: Status, dir: &Path) -> Status {
-    if !matches!(status, Status::Running | Status::Queued) {
-        return status;
+/// A word of the line as the shell will pass it to the command (bash
+/// and zsh send the words as typed): `'...'` literally, `"..."` with `\`
+/// escaping only `$`, `` ` ``, `"`, `\` and a newline, `$'...'` with its
+/// usual escapes, `\c` outside quotes as `c`; a leading unquoted `~` or
+/// `~/` as `$HOME`. `$NAME` and `${NAME}` outside single quotes become
+/// the variable's value when it is in this process's environment (the
+/// shell exported it), and stay as typed otherwise: a shell variable
+/// that was not exported cannot be known here, and nothing is ever run
+/// to find out. A quote left open (the cursor may be inside it) runs to
+/// the end of the word.
+fn shell_word(word: &str) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Q {
+        Bare,
+        Single,
+        Double,
+        Ansi,
     }
-    let Ok(lock) = File::open(dir.join(LOCK)) else {
-        return status; // written by another tool: trust the state
-    };
-    match sys::try_lock_exclusive(&lock) {
-        Ok(true) => {
-            let _ = sys::unlock(&lock);
-            Status::Failed
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars().peekable();
+    if word == "~" || word.starts_with("~/") {
+        let home = std::env::var("HOME").unwrap_or_default();
+        if !home.is_empty() {
+            out.push_str(&home);
+            chars.next();
         }
-        _ => status,
+    }
+    let mut q = Q::Bare;
+    while let Some(c) = chars.next() {
+        match (q, c) {
+            (Q::Single, '\'') | (Q::Double, '"') | (Q::Ansi, '\'') => q = Q::Bare,
+            (Q::Single, c) => out.push(c),
+            (Q::Bare, '\'') => q = Q::Single,
+            (Q::Bare, '"') => q = Q::Double,
+            (Q::Bare, '\\') => match chars.next() {
+                Some('\n') | None => {}
+                Some(n) => out.push(n),
+            },
+            (Q::Double, '\\') => match chars.peek().copied() {
+                Some('\n') => {
+                    chars.next();
+                }
+                Some(n @ ('$' | '`' | '"' | '\\')) => {
+                    chars.next();
+                    out.push(n);
+                }
+                _ => out.push('\\'),
+            },
+            (Q::Ansi, '\\') => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('e' | 'E') => out.push('\x1b'),
+                Some(n) => out.push(n),
+                None => {}
+            },
+            (Q::Bare, '$') if chars.peek() == Some(&'\'') => {
+                chars.next();
+                q = Q::Ansi;
+            }
+            (Q::Bare | Q::Double, '$') => out.push_str(&variable(&mut chars)),
+            (_, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The rest of `$NAME` or `${NAME}` (the `$` was read): the variable's
+/// value if it is in the environment, else the text as typed.
+fn variable(chars: &mut std::iter::Peekable<std::str::Chars>) -> String {
+    let braced = chars.peek() == Some(&'{');
+    let mut text = String::from("$");
+    if braced {
+        text.push('{');
+        chars.next();
+    }
+    let mut name = String::new();
+    while let Some(&c) = chars.peek() {
+        let ok = c == '_' || c.is_ascii_alphabetic() || (!name.is_empty() && c.is_ascii_digit());
+        if !ok {
+            break;
+        }
+        name.push(c);
+        chars.next();
+    }
+    text.push_str(&name);
+    if braced {
+        if chars.peek() != Some(&'}') {
+            return text; // `${x:-y}` and the like: left as typed
+        }
+        chars.next();
+        text.push('}');
+    }
+    match std::env::var(&name) {
+        Ok(v) if !name.is_empty() => v,
+        _ => text,
     }
 }
 
@@ -559,42 +781,93 @@ fn admits(filter: JobFilter, s: Status) -> bool {
     }
 }
 
-/// The completion cache, `<root>/.cache/complete`: what never changes
-/// about a job, so that a root of a thousand jobs costs one file read
-/// instead of a thousand. A job's cwd is fixed when it is defined, and a
-/// terminal state is final; nothing else is cached. Lines are
-/// `ID<TAB>STATUS<TAB>CWD` with STATUS `exited`, `killed`, `failed` or
-/// `-` (not terminal when last read). The header also records the root's
-/// inode, link count and mtime (ns) when the cache was written: job
-/// directories are subdirectories, so creating or removing one changes
-/// the link count and the mtime, and while all three are unchanged (and
-/// the mtime is older than the cache by more than the file system's
-/// coarse clock can blur) the cached names *are* the root's names and the
-/// directory is not listed at all. The cache sits in a subdirectory so
-/// that writing it does not touch the root's own mtime. Any doubt
-/// (unreadable, other version) means an empty cache; it is rebuilt by the
-/// next completion. A `restart` (or `--retry` run) makes a terminal job
-/// live again: it removes this file (`runs::archive`).
+/// The completion cache, `<root>/.cache/complete`: what is known about
+/// each job, so that a root of a thousand jobs costs one file read (and,
+/// for jobs not yet ended, one stat each) instead of two thousand. Lines
+/// are `ID<TAB>STATUS<TAB>STAMP<TAB>CWD` (see `Seen`): a job's cwd is
+/// fixed when it is defined; a final state is final; any other state is
+/// kept with the stamp (inode, size, ctime) of the job's directory when
+/// it was read. The header also records the root's inode, link count and
+/// mtime (ns) when the cache was written: job directories are
+/// subdirectories, so creating or removing one changes the link count and
+/// the mtime, and while all three are unchanged (and the mtime is older
+/// than the cache by more than the file system's coarse clock can blur)
+/// the cached names *are* the root's names and the directory is not
+/// listed at all. The cache sits in a subdirectory so that writing it
+/// does not touch the root's own mtime. Any doubt (unreadable, other
+/// version) means an empty cache; it is rebuilt by the next completion.
+/// A `restart` (or `--retry` run) makes a terminal job live again: it
+/// removes this file (`runs::archive`).
 pub const CACHE: &str = ".cache/complete";
-const CACHE_HEADER: &str = "agent-exec complete-cache 2";
+const CACHE_HEADER: &str = "agent-exec complete-cache 3";
 /// How much older than the cache the root's mtime must be for the cached
 /// names to be trusted (mtimes come from a coarse, tick-based clock).
 const MTIME_SLACK_NS: i128 = 1_000_000_000;
 /// A cache larger than this is ignored (and rewritten).
 const CACHE_MAX: u64 = 32 << 20;
 
-struct Known<'a> {
-    cwd: std::borrow::Cow<'a, str>,
-    terminal: Option<Status>,
+/// What the cache knows of a job's state.
+///
+/// A state that is not final is trusted while the job's directory is
+/// unchanged: every write of state.json (ours, and 0.2.3's) replaces it
+/// by a rename, and a launch makes the `lock` file; both change the
+/// directory's ctime, which nothing can set back. A stamp is only kept
+/// when it was taken well after the directory's last change
+/// (`store::settled`), so that no change can hide inside the clock's
+/// granularity. The job's own files are watched by that one stat, not
+/// state.json's: a `start` whose supervisor died before it wrote a state
+/// changed the directory (its lock) and not state.json, and the job
+/// reads `failed` since. A state.json rewritten in place (by hand) is not
+/// seen until the directory changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Nothing trusted: read the job.
+    Unknown,
+    /// Recorded final in state.json (cached without a stamp).
+    Final(Status),
+    /// What the job read as while its directory was this one. `created`
+    /// (no lock: never launched) and `failed` (no state.json and no lock:
+    /// a launch that never completed) hold as long as the directory;
+    /// `running` and `queued` only while the job's lock is held too (a
+    /// dead supervisor lets go of it without a word), so they cost a
+    /// lock probe as well.
+    Live(Status, FileId),
 }
 
-fn parse_status(s: &str) -> Option<Status> {
-    match s {
-        "exited" => Some(Status::Exited),
-        "killed" => Some(Status::Killed),
-        "failed" => Some(Status::Failed),
-        _ => None,
+fn status_named(s: &str) -> Option<Status> {
+    [
+        Status::Created,
+        Status::Queued,
+        Status::Running,
+        Status::Exited,
+        Status::Killed,
+        Status::Failed,
+    ]
+    .into_iter()
+    .find(|x| x.as_str() == s)
+}
+
+impl Seen {
+    fn parse(status: &str, stamp: &str) -> Seen {
+        match (status_named(status), stamp) {
+            (Some(s), "-") if s.is_terminal() => Seen::Final(s),
+            (Some(s), stamp) => FileId::parse(stamp).map_or(Seen::Unknown, |id| Seen::Live(s, id)),
+            (None, _) => Seen::Unknown,
+        }
     }
+
+    fn write(self, out: &mut String) {
+        let _ = match self {
+            Seen::Unknown => write!(out, "-\t-"),
+            Seen::Final(s) => write!(out, "{}\t-", s.as_str()),
+            Seen::Live(s, id) => write!(out, "{}\t{id}", s.as_str()),
+        };
+    }
+}
+
+struct Known<'a> {
+    cwd: std::borrow::Cow<'a, str>,
+    seen: Seen,
 }
 
 /// The cache's body, and whether its names are the root's complete
@@ -621,10 +894,12 @@ fn cache_body(text: &str, stamp: Option<RootStamp>) -> Option<(&str, bool)> {
     ))
 }
 
-/// A cache line: (id, status, cwd).
-fn cache_line(line: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = line.splitn(3, '\t');
-    Some((parts.next()?, parts.next()?, parts.next()?))
+/// A cache line: (id, what is known of its state, cwd).
+fn cache_line(line: &str) -> Option<(&str, Seen, &str)> {
+    let mut parts = line.splitn(4, '\t');
+    let id = parts.next()?;
+    let seen = Seen::parse(parts.next()?, parts.next()?);
+    Some((id, seen, parts.next()?))
 }
 
 /// Does job `name` complete the word `cur` (case-insensitively, as
@@ -648,13 +923,12 @@ fn parse_cache(text: &str, stamp: Option<RootStamp>) -> (HashMap<&str, Known<'_>
     let known = body
         .split('\n')
         .filter_map(cache_line)
-        .map(|(id, status, cwd)| {
-            let terminal = parse_status(status);
+        .map(|(id, seen, cwd)| {
             (
                 id,
                 Known {
                     cwd: cwd.into(),
-                    terminal,
+                    seen,
                 },
             )
         })
@@ -677,7 +951,7 @@ fn write_cache(root: &Path, names: &[&str], known: &HashMap<&str, Known>) {
     else {
         return;
     };
-    let mut text = String::with_capacity(96 + names.len() * 64);
+    let mut text = String::with_capacity(96 + names.len() * 96);
     let now = crate::time::now_unix_ns();
     let _ = writeln!(text, "{CACHE_HEADER} {ino} {nlink} {mtime_ns} {now}");
     for &n in names {
@@ -687,8 +961,10 @@ fn write_cache(root: &Path, names: &[&str], known: &HashMap<&str, Known>) {
         if k.cwd.contains('\n') || n.contains('\t') {
             continue; // cannot be written as one line: read each time
         }
-        let status = k.terminal.map_or("-", Status::as_str);
-        let _ = writeln!(text, "{n}\t{status}\t{}", k.cwd);
+        text.push_str(n);
+        text.push('\t');
+        k.seen.write(&mut text);
+        let _ = writeln!(text, "\t{}", k.cwd);
     }
     // Best effort: a read-only root just stays uncached.
     let _ = crate::store::write_atomic(&dir, "complete", text.as_bytes(), false);
@@ -704,75 +980,200 @@ fn read_cwd(dir: &Path, buf: &mut Vec<u8>) -> Option<String> {
     }
 }
 
-fn read_status(dir: &Path, buf: &mut Vec<u8>) -> Option<Status> {
-    if !read_into(&dir.join(STATE), buf) {
-        // The general reader decides: a job being started by `run` has no
-        // state.json yet and reads as created.
-        let id = dir.file_name()?.to_str()?;
-        let job = crate::job::Job::new(id, dir.to_path_buf());
-        return job.read_state().ok()?.job.status;
+/// Is the job's lock held (by its supervisor, or a launch)? None: it
+/// has no lock file (or none that is a regular file, as readers take it).
+fn lock_held(job: &Job) -> Option<(bool, File)> {
+    let lock = job.open_lock()?;
+    // An error is no proof of a free lock: the record stands.
+    let free = sys::try_lock_exclusive(&lock).unwrap_or(false);
+    if free {
+        let _ = sys::unlock(&lock);
     }
-    match serde_json::from_slice(buf) {
-        Ok(StatusOnly {
-            job: JobStatusOnly { status },
-        }) => status,
-        Err(_) => None,
-    }
+    Some((!free, lock))
 }
 
-/// `job_ids` straight from the cache's lines, without building its map,
-/// when the cache lists every job and nothing new is learned (the common
-/// case, and the one that must be fast). None: take the general path.
-fn from_complete_cache(
-    text: &str,
-    stamp: Option<RootStamp>,
-    filter: JobFilter,
-    cur: &str,
-    here: Option<&str>,
-    store: &Store,
-) -> Option<Found> {
-    let (body, true) = cache_body(text, stamp)? else {
-        return None;
-    };
-    let mut out = Found::default();
-    for line in body.split_terminator('\n') {
-        let (name, status, cwd) = cache_line(line)?;
-        let mine = here == Some(cwd);
-        if !completes(name, cur) || !out.wants(mine) {
-            continue;
+/// Reads jobs the way `status` reports them, without ever writing: the
+/// liveness checks of `observe::current_state`, none of its records.
+struct Prober<'r> {
+    root: &'r Path,
+    /// The root, opened once (O_PATH) for the stats.
+    fd: Option<Option<File>>,
+    /// When this completion began: stamps older than this (by the clock's
+    /// blur) are kept.
+    t0: i128,
+    buf: Vec<u8>,
+}
+
+impl<'r> Prober<'r> {
+    fn new(root: &'r Path, t0: i128) -> Prober<'r> {
+        Prober {
+            root,
+            fd: None,
+            t0,
+            buf: Vec::with_capacity(4096),
         }
-        if filter != JobFilter::All {
-            let dir = store.root.join(name);
-            let status = match parse_status(status) {
-                Some(s) => s,
-                None => {
-                    let s = read_status(&dir, &mut Vec::new())?;
-                    if s.is_terminal() {
-                        return None; // learned: the general path records it
+    }
+
+    /// The job directory's stamp: one fstatat under the open root.
+    fn stamp(&mut self, name: &str) -> Option<FileId> {
+        let root = self.root;
+        let fd = self
+            .fd
+            .get_or_insert_with(|| sys::open_dir_path(root).ok())
+            .as_ref()?;
+        sys::stat_at(fd, name, ".").ok()
+    }
+
+    /// The state the CLI reports for job `name` (None: unreadable), from
+    /// `seen` while it holds, else read; and what the cache should keep.
+    fn state(&mut self, name: &str, seen: Seen) -> (Option<Status>, Seen) {
+        match seen {
+            Seen::Final(s) => return (Some(s), seen),
+            Seen::Live(s, id) if self.stamp(name) == Some(id) => match s {
+                Status::Running | Status::Queued => {
+                    let job = Job::new(name, self.root.join(name));
+                    if lock_held(&job).is_some_and(|(held, _)| held) {
+                        return (Some(s), seen);
                     }
-                    s
                 }
-            };
-            if !admits(filter, effective(status, &dir)) {
-                continue;
+                _ => return (Some(s), seen),
+            },
+            _ => {}
+        }
+        self.probe(name)
+    }
+
+    /// Read job `name`'s files (see `Seen` for what may be kept).
+    fn probe(&mut self, name: &str) -> (Option<Status>, Seen) {
+        // The stamp first: a change after it shows in the next one.
+        let t0 = self.t0;
+        let stamp = self
+            .stamp(name)
+            .filter(|s| crate::store::settled(s.ctime_ns, t0));
+        let live = |s: Status| stamp.map_or(Seen::Unknown, |id| Seen::Live(s, id));
+        let dir = self.root.join(name);
+        let state_path = dir.join(STATE);
+        let recorded = if read_into(&state_path, &mut self.buf) {
+            match serde_json::from_slice::<StatusOnly>(&self.buf) {
+                // No status at all reads as failed (`State::status`).
+                Ok(s) => Some(s.job.status.unwrap_or(Status::Failed)),
+                Err(_) => return (None, Seen::Unknown),
+            }
+        } else if std::fs::symlink_metadata(&state_path).is_ok() {
+            return (None, Seen::Unknown); // there, and unreadable
+        } else {
+            None
+        };
+        if let Some(s) = recorded.filter(|s| s.is_terminal()) {
+            return (Some(s), Seen::Final(s));
+        }
+        let job = Job::new(name, dir);
+        let lock = lock_held(&job);
+        // A lock file no longer linked was a removal's: nothing launched
+        // under it (`observe`: nothing to reconcile).
+        let unlinked = |l: &File| {
+            use std::os::unix::fs::MetadataExt;
+            l.metadata().is_ok_and(|m| m.nlink() == 0)
+        };
+        match (recorded, lock) {
+            // Defined (meta.json), never recorded, never launched: a
+            // launch that never completed (`launch_lost`), every time.
+            (None, None) => (Some(Status::Failed), live(Status::Failed)),
+            // `run` is starting it: created until its supervisor writes.
+            (None, Some((true, _))) => (Some(Status::Created), Seen::Unknown),
+            (None | Some(Status::Created), Some((false, l))) if unlinked(&l) => {
+                (Some(Status::Created), Seen::Unknown)
+            }
+            // A launch began and nobody holds its lock: `launch_lost`.
+            (None | Some(Status::Created), Some((false, _))) => {
+                (Some(Status::Failed), Seen::Unknown)
+            }
+            (Some(Status::Created), None) => (Some(Status::Created), live(Status::Created)),
+            // Being started: a restart shows it as what it becomes.
+            (Some(Status::Created), Some((true, _))) => {
+                let shown = self
+                    .full()
+                    .filter(|st| st.attempt() > 1)
+                    .map_or(Status::Created, |st| {
+                        crate::observe::as_shown(&job, st).status()
+                    });
+                (Some(shown), Seen::Unknown)
+            }
+            (Some(s), Some((true, _))) => (Some(s), live(s)),
+            (Some(s), Some((false, l))) => {
+                let now = if unlinked(&l) { s } else { self.lost(&job, s) };
+                (Some(now), live(s))
+            }
+            (Some(Status::Running), None) => (Some(self.lockless()), Seen::Unknown),
+            (Some(s), None) => (Some(s), Seen::Unknown),
+        }
+    }
+
+    /// The whole state.json just read into the buffer.
+    fn full(&self) -> Option<State> {
+        serde_json::from_slice(&self.buf).ok()
+    }
+
+    /// A `running` or `queued` job whose lock is free: its supervisor is
+    /// gone (failed), unless it still lives (the lock file was replaced
+    /// under it) or the run was already kept (`--retry` between runs).
+    fn lost(&self, job: &Job, s: Status) -> Status {
+        let Some(st) = self.full() else {
+            return Status::Failed;
+        };
+        if st.supervisor_pid.is_some_and(|p| job.is_supervisor(p)) {
+            return s;
+        }
+        if s == Status::Running {
+            if let Some(kept) = crate::runs::load(job, st.attempt()) {
+                return kept.status();
             }
         }
-        out.push(name, mine);
+        Status::Failed
     }
-    Some(out)
+
+    /// A `running` job without a lock file (0.2.3's): running while its
+    /// recorded process lives and is the one that started the job.
+    fn lockless(&self) -> Status {
+        let Some(st) = self.full() else {
+            return Status::Running;
+        };
+        let Some(pid) = st.pid.filter(|p| *p > 1) else {
+            return Status::Running; // nothing to judge by
+        };
+        let Some(p) = sys::proc_stat(pid).filter(|p| p.state != b'Z' && p.state != b'X') else {
+            return Status::Failed;
+        };
+        let reused = match st.pid_start_time {
+            Some(t) => p.start_time != t,
+            None => {
+                let started = st.job.started_at.as_deref().and_then(crate::time::parse_ts);
+                match (started, sys::process_started_unix(pid)) {
+                    (Some(job), Some(process)) => process > job + 2,
+                    _ => false,
+                }
+            }
+        };
+        if reused {
+            Status::Failed
+        } else {
+            Status::Running
+        }
+    }
 }
 
 /// Ids of this directory's jobs that start with `cur` (case-insensitive,
-/// as lookup is) and pass `filter`, sorted; when none of this directory
-/// does, those of the whole root (the README: every known job id can be
-/// completed; this directory's come first because they are what one
-/// usually means, and a root of thousands stays a short list).
-fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
+/// as lookup is) and pass `filter`, sorted, each with its state when it
+/// was read; when none of this directory does, those of the whole root
+/// (the README: every known job id can be completed; this directory's
+/// come first because they are what one usually means, and a root of
+/// thousands stays a short list).
+fn job_ids(filter: JobFilter, cur: &str, ctx: &Ctx) -> Vec<(String, Option<Status>)> {
     // getcwd(2) already resolves symlinks.
     let here = std::env::current_dir()
         .ok()
         .map(|h| h.to_string_lossy().into_owned());
-    job_ids_found(filter, cur, root, here.as_deref()).pick()
+    Query::new(filter, cur, ctx, here.as_deref()).run().pick()
 }
 
 /// Matching jobs of this directory (`mine`) and, while there are none of
@@ -780,8 +1181,8 @@ fn job_ids(filter: JobFilter, cur: &str, root: Option<&str>) -> Vec<String> {
 /// read for another directory's job once one of this directory matched.
 #[derive(Default)]
 struct Found {
-    mine: Vec<String>,
-    others: Vec<String>,
+    mine: Vec<(String, Option<Status>)>,
+    others: Vec<(String, Option<Status>)>,
 }
 
 impl Found {
@@ -790,103 +1191,169 @@ impl Found {
         mine || self.mine.is_empty()
     }
 
-    fn push(&mut self, name: &str, mine: bool) {
+    fn push(&mut self, name: &str, status: Option<Status>, mine: bool) {
         if mine {
-            self.mine.push(name.to_string());
+            self.mine.push((name.to_string(), status));
         } else if self.mine.is_empty() {
-            self.others.push(name.to_string());
+            self.others.push((name.to_string(), status));
         }
     }
 
     /// This directory's, else the root's; sorted.
-    fn pick(self) -> Vec<String> {
+    fn pick(self) -> Vec<(String, Option<Status>)> {
         let mut out = if self.mine.is_empty() {
             self.others
         } else {
             self.mine
         };
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }
 
-/// The jobs that start with `cur` and pass `filter`, sorted into this
-/// directory's (`here`; none when it is unknown) and the others.
-fn job_ids_found(filter: JobFilter, cur: &str, root: Option<&str>, here: Option<&str>) -> Found {
-    let store = Store::resolve(root.map(expand_home).as_deref());
-    let mut cache_text = String::new();
-    if crate::observe::size_of(&store.root.join(CACHE)).is_some_and(|n| n <= CACHE_MAX) {
-        cache_text = std::fs::read_to_string(store.root.join(CACHE)).unwrap_or_default();
-    }
-    let stamp = root_stamp(&store.root);
-    if let Some(out) = from_complete_cache(&cache_text, stamp, filter, cur, here, &store) {
-        return out;
-    }
-    let (mut known, complete) = parse_cache(&cache_text, stamp);
-    // Unchanged root: the cache lists every job; no directory listing.
-    let listed;
-    let names: Vec<&str> = if complete {
-        known.keys().copied().collect()
-    } else {
-        listed = store.job_names().unwrap_or_default();
-        listed.iter().map(String::as_str).collect()
-    };
-    if names.is_empty() {
-        return Found::default();
-    }
-    let cached = known.len();
-    let mut present = 0;
-    let mut learned = false;
-    let mut buf = Vec::with_capacity(4096);
-    let mut out = Found::default();
-    for &name in &names {
-        let k = known.get_mut(name);
-        present += usize::from(k.is_some());
-        if !completes(name, cur) {
-            continue;
+/// One look for job ids.
+struct Query<'a> {
+    filter: JobFilter,
+    cur: &'a str,
+    root: Option<&'a str>,
+    /// This directory (None: unknown, or every job is wanted).
+    here: Option<&'a str>,
+    /// Read states even without a filter: to describe the ids.
+    states: bool,
+    t0: i128,
+}
+
+impl<'a> Query<'a> {
+    fn new(filter: JobFilter, cur: &'a str, ctx: &Ctx<'a>, here: Option<&'a str>) -> Query<'a> {
+        Query {
+            filter,
+            cur,
+            root: ctx.root,
+            here,
+            states: ctx.describe,
+            t0: crate::time::now_unix_ns(),
         }
-        let dir = store.root.join(name);
-        let k = match k {
-            Some(k) => k,
-            None => {
-                let Some(cwd) = read_cwd(&dir, &mut buf) else {
-                    continue; // being created, or not a job
-                };
-                learned = true;
-                known.entry(name).or_insert(Known {
-                    cwd: cwd.into(),
-                    terminal: None,
-                })
-            }
+    }
+
+    fn needs_state(&self) -> bool {
+        self.states || self.filter != JobFilter::All
+    }
+
+    /// The job's state if it is wanted: Some(state, read or not) to
+    /// offer it, None to leave it out.
+    fn judge(&self, status: Option<Status>) -> Option<Option<Status>> {
+        match status {
+            Some(s) if admits(self.filter, s) => Some(Some(s)),
+            None if self.filter == JobFilter::All => Some(None),
+            _ => None,
+        }
+    }
+
+    /// The jobs that start with `cur` and pass `filter`, sorted into this
+    /// directory's (`here`; none when it is unknown) and the others.
+    fn run(&self) -> Found {
+        let store = Store::resolve(self.root);
+        let mut cache_text = String::new();
+        if crate::observe::size_of(&store.root.join(CACHE)).is_some_and(|n| n <= CACHE_MAX) {
+            cache_text = std::fs::read_to_string(store.root.join(CACHE)).unwrap_or_default();
+        }
+        let stamp = root_stamp(&store.root);
+        let mut prober = Prober::new(&store.root, self.t0);
+        if let Some(out) = self.run_on_complete_cache(&cache_text, stamp, &mut prober) {
+            return out;
+        }
+        let (mut known, complete) = parse_cache(&cache_text, stamp);
+        // Unchanged root: the cache lists every job; no directory listing.
+        let listed;
+        let names: Vec<&str> = if complete {
+            known.keys().copied().collect()
+        } else {
+            listed = store.job_names().unwrap_or_default();
+            listed.iter().map(String::as_str).collect()
         };
-        let mine = here == Some(&*k.cwd);
-        if !out.wants(mine) {
-            continue;
+        if names.is_empty() {
+            return Found::default();
         }
-        if filter != JobFilter::All {
-            let status = match k.terminal {
-                Some(s) => s,
-                None => {
-                    let Some(s) = read_status(&dir, &mut buf) else {
-                        continue;
-                    };
-                    if s.is_terminal() {
-                        k.terminal = Some(s);
-                        learned = true;
-                    }
-                    s
-                }
-            };
-            if !admits(filter, effective(status, &dir)) {
+        let cached = known.len();
+        let mut present = 0;
+        let mut learned = false;
+        let mut out = Found::default();
+        for &name in &names {
+            let k = known.get_mut(name);
+            present += usize::from(k.is_some());
+            if !completes(name, self.cur) {
                 continue;
             }
+            let k = match k {
+                Some(k) => k,
+                None => {
+                    let Some(cwd) = read_cwd(&store.root.join(name), &mut prober.buf) else {
+                        continue; // being created, or not a job
+                    };
+                    learned = true;
+                    known.entry(name).or_insert(Known {
+                        cwd: cwd.into(),
+                        seen: Seen::Unknown,
+                    })
+                }
+            };
+            let mine = self.here == Some(&*k.cwd);
+            if !out.wants(mine) {
+                continue;
+            }
+            let mut status = None;
+            if self.needs_state() {
+                let (s, seen) = prober.state(name, k.seen);
+                if seen != k.seen {
+                    k.seen = seen;
+                    learned = true;
+                }
+                status = s;
+            }
+            if let Some(status) = self.judge(status) {
+                out.push(name, status, mine);
+            }
         }
-        out.push(name, mine);
+        if learned || present < cached || (!complete && stamp.is_some()) {
+            write_cache(&store.root, &names, &known);
+        }
+        out
     }
-    if learned || present < cached || (!complete && stamp.is_some()) {
-        write_cache(&store.root, &names, &known);
+
+    /// `run` straight from the cache's lines, without building its map,
+    /// when the cache lists every job and nothing new is learned (the
+    /// common case, and the one that must be fast). None: take the
+    /// general path.
+    fn run_on_complete_cache(
+        &self,
+        text: &str,
+        stamp: Option<RootStamp>,
+        prober: &mut Prober,
+    ) -> Option<Found> {
+        let (body, true) = cache_body(text, stamp)? else {
+            return None;
+        };
+        let mut out = Found::default();
+        for line in body.split_terminator('\n') {
+            let (name, seen, cwd) = cache_line(line)?;
+            let mine = self.here == Some(cwd);
+            if !completes(name, self.cur) || !out.wants(mine) {
+                continue;
+            }
+            let mut status = None;
+            if self.needs_state() {
+                let (s, now) = prober.state(name, seen);
+                if now != seen {
+                    return None; // learned: the general path records it
+                }
+                status = s;
+            }
+            if let Some(status) = self.judge(status) {
+                out.push(name, status, mine);
+            }
+        }
+        Some(out)
     }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -894,7 +1361,8 @@ fn job_ids_found(filter: JobFilter, cur: &str, root: Option<&str>, here: Option<
 // ---------------------------------------------------------------------------
 
 /// bash: re-join `--flag=value` (bash splits words at `=`), ask
-/// `__complete`, then strip what bash will not replace.
+/// `__complete` with the words after the cursor's too (`:after=N`), then
+/// strip what bash will not replace.
 const BASH: &str = r#"# bash completion for agent-exec
 # Install: agent-exec completions bash >> ~/.bash_completion
 # Candidates come from `agent-exec __complete`, which reads the flag table
@@ -903,9 +1371,14 @@ const BASH: &str = r#"# bash completion for agent-exec
 _agent_exec() {
     local cur=${COMP_WORDS[COMP_CWORD]}
     local -a words=()
-    local i w glue=0
-    for (( i = 1; i <= COMP_CWORD; i++ )); do
+    local i w glue=0 n=-1
+    for (( i = 1; i < ${#COMP_WORDS[@]}; i++ )); do
         w=${COMP_WORDS[i]}
+        if (( i == COMP_CWORD + 1 )); then
+            # The words after the cursor's (for a --root there) start anew.
+            n=${#words[@]}
+            glue=0
+        fi
         if (( glue )); then
             words[${#words[@]}-1]+=$w
             glue=0
@@ -916,8 +1389,10 @@ _agent_exec() {
             words+=("$w")
         fi
     done
+    (( n < 0 )) && n=${#words[@]}
+    local after=$(( ${#words[@]} - n ))
     # The word as agent-exec sees it, and the part bash will replace.
-    local word=${words[${#words[@]}-1]} strip=""
+    local word=${words[n-1]} strip=""
     if [[ $word == --*=* && $cur != "$word" ]]; then
         strip=${word%%=*}=
         [[ $cur == "=" ]] && cur=""
@@ -925,7 +1400,7 @@ _agent_exec() {
     local prog=${COMP_WORDS[0]}
     prog=${prog/#\~/$HOME}
     local out
-    out=$(command "$prog" __complete -- "${words[@]}" 2>/dev/null) || return 0
+    out=$(command "$prog" __complete -- ":after=$after" "${words[@]}" 2>/dev/null) || return 0
     COMPREPLY=()
     local value=${cur}
     [[ -z $strip && $word == --*=* ]] && value=${word#*=}
@@ -964,7 +1439,10 @@ _agent_exec() {
 complete -F _agent_exec agent-exec
 "#;
 
-/// zsh: works both from `fpath` (file `_agent-exec`) and when sourced.
+/// zsh: works both from `fpath` (file `_agent-exec`) and when sourced
+/// (by whatever path: `zsh_eval_context` tells, where `funcstack` named a
+/// file sourced as `_agent-exec` like the function and registered
+/// nothing).
 /// Asks for descriptions and shows them with `_describe` (`:` in a
 /// candidate is escaped, as `_describe` splits there).
 const ZSH: &str = r#"#compdef agent-exec
@@ -977,7 +1455,7 @@ _agent-exec() {
     local prog=${words[1]}
     prog=${prog/#\~/$HOME}
     local out
-    out=$(command $prog __complete -- :describe "${(@)words[2,CURRENT]}" 2>/dev/null) || return 1
+    out=$(command $prog __complete -- :describe ":after=$(( $#words - CURRENT ))" "${(@)words[2,-1]}" 2>/dev/null) || return 1
     local -a cands described
     cands=("${(@f)out}")
     case ${cands[1]} in
@@ -1011,14 +1489,19 @@ _agent-exec() {
     esac
 }
 
-if [[ $funcstack[1] == _agent-exec ]]; then
+# Autoloaded from fpath, the file is the function's body: complete.
+# Sourced (by any path, even a bare `_agent-exec` that names the function
+# too) or eval'ed: register.
+if [[ ${zsh_eval_context[-1]} == (loadautofunc|shfunc) ]]; then
     _agent-exec "$@"
 else
     compdef _agent-exec agent-exec
 fi
 "#;
 
-/// fish: one dynamic completion rule; fish filters nothing itself. The
+/// fish: one dynamic completion rule; fish filters nothing itself. Its
+/// tokens come unquoted (`:literal`), and those after the cursor's are
+/// sent too (`:after=N`). The
 /// `candidate<TAB>help` lines of `:describe` are fish's own format. The
 /// `--flag=` prefix is spliced in quoted: an unquoted empty `$pre` would
 /// be an empty list and erase every path (fish expands `$a$b` as a
@@ -1030,8 +1513,15 @@ const FISH: &str = r#"# fish completion for agent-exec
 function __agent_exec_complete
     set -l tokens (commandline -opc)
     set -l cur (commandline -ct)
+    # The tokens after the cursor's (for a --root there); the current
+    # token is among all of them unless it is empty.
+    set -l all (commandline -op)
+    set -l skip (math (count $tokens) + 1)
+    test -n "$cur"; and set skip (math $skip + 1)
+    set -l after
+    test $skip -le (count $all); and set after $all[$skip..-1]
     set -l prog (string replace -r '^~' $HOME -- $tokens[1])
-    set -l out (command $prog __complete -- :describe $tokens[2..-1] "$cur" 2>/dev/null)
+    set -l out (command $prog __complete -- :describe :literal ":after="(count $after) $tokens[2..-1] "$cur" $after 2>/dev/null)
     or return
     set -l pre (string match -r -- '^--[^=]*=' "$cur")
     set -l value (string replace -r -- '^--[^=]*=' '' "$cur")
@@ -1054,9 +1544,10 @@ end
 complete -c agent-exec -f -a '(__agent_exec_complete)'
 "#;
 
-/// PowerShell (7+): a native argument completer. It rebuilds the words up
-/// to the cursor from the command's AST (string constants unquoted, other
-/// elements as typed), asks `:describe`, and turns each line into a
+/// PowerShell (7+): a native argument completer. It rebuilds the words
+/// from the command's AST (string constants unquoted, other elements as
+/// typed: `:literal`), those after the cursor's last (`:after=N`), asks
+/// `:describe`, and turns each line into a
 /// `CompletionResult` whose tooltip is the help text. Paths and command
 /// names it lists itself so that a `--flag=` prefix survives. Under
 /// legacy native argument passing an empty argument is dropped, so the
@@ -1079,17 +1570,20 @@ Register-ArgumentCompleter -Native -CommandName agent-exec -ScriptBlock {
         $prog = $HOME + $prog.Substring(1)
     }
 
-    # The words before the one under the cursor, then that word.
+    # The words before the one under the cursor, then that word; the
+    # words after it are sent too (for a --root there).
     $words = @()
+    $after = @()
     for ($i = 1; $i -lt $elements.Count; $i++) {
         $e = $elements[$i]
-        if ($e.Extent.EndOffset -ge $cursorPosition) {
-            break
-        }
+        $text = $e.Extent.Text
         if ($e -is $stringAst) {
-            $words += $e.Value
-        } else {
-            $words += $e.Extent.Text
+            $text = $e.Value
+        }
+        if ($e.Extent.StartOffset -gt $cursorPosition) {
+            $after += $text
+        } elseif ($e.Extent.EndOffset -lt $cursorPosition) {
+            $words += $text
         }
     }
     $current = [string]$wordToComplete
@@ -1098,7 +1592,7 @@ Register-ArgumentCompleter -Native -CommandName agent-exec -ScriptBlock {
     if ($current -eq '' -and ($null -eq $passing -or [string]$passing -eq 'Legacy')) {
         $last = '""'
     }
-    $argv = @('__complete', '--', ':describe') + $words + @($last)
+    $argv = @('__complete', '--', ':describe', ':literal', (':after=' + $after.Count)) + $words + @($last) + $after
     $out = @(& $prog @argv 2>$null)
     if ($LASTEXITCODE -ne 0 -or $out.Count -eq 0) {
         return
@@ -1250,9 +1744,12 @@ mod tests {
         assert_eq!(complete(&["status", "--root", ""], None), Want::Dirs);
         // Values without a fixed set offer nothing, never job ids.
         assert!(words(complete(&["run", "--timeout", ""], None)).is_empty());
+        // A bare --wait: its value, or the next argument (`run`: the
+        // command, whose names hold true and false).
+        assert_eq!(complete(&["run", "--wait", ""], None), Want::Commands);
         assert_eq!(
-            words(complete(&["run", "--wait", ""], None)),
-            ["true", "false"]
+            words(complete(&["run", "--wait=f"], None)),
+            ["--wait=false"]
         );
     }
 
@@ -1340,6 +1837,150 @@ mod tests {
             }
         }
         assert!(seen > 0);
+    }
+
+    #[test]
+    fn shell_words_are_unquoted_as_the_shell_would() {
+        assert_eq!(shell_word("/a/b"), "/a/b");
+        assert_eq!(shell_word("'/a b'"), "/a b");
+        assert_eq!(shell_word("\"/a b\""), "/a b");
+        assert_eq!(shell_word("/a\\ b"), "/a b");
+        assert_eq!(shell_word("'/it'\\''s'"), "/it's");
+        assert_eq!(shell_word("\"a\\\"b\\c\""), "a\"b\\c");
+        assert_eq!(shell_word("$'/a\\tb'"), "/a\tb");
+        // An open quote runs to the end (the cursor may be inside it).
+        assert_eq!(shell_word("'/a b"), "/a b");
+        // `~` only unquoted and first; `$VAR` when exported, else as typed.
+        assert_eq!(shell_word("'~/x'"), "~/x");
+        assert_eq!(shell_word("/x/~"), "/x/~");
+        assert_eq!(
+            shell_word("$AE_SURELY_UNSET_VAR/x"),
+            "$AE_SURELY_UNSET_VAR/x"
+        );
+        assert_eq!(shell_word("'$HOME'"), "$HOME");
+        assert_eq!(shell_word("${x:-y}"), "${x:-y}");
+        if let Ok(h) = std::env::var("HOME") {
+            if !h.is_empty() {
+                assert_eq!(shell_word("~/j"), format!("{h}/j"));
+                assert_eq!(shell_word("\"$HOME\"/j"), format!("{h}/j"));
+                assert_eq!(shell_word("${HOME}/j"), format!("{h}/j"));
+            }
+        }
+    }
+
+    /// A scratch root with job `id` defined in `cwd` (created).
+    fn scratch(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let base = std::env::temp_dir().join(format!(
+            "ae-compl-{tag}-{}-{}",
+            std::process::id(),
+            crate::time::now_unix_ns()
+        ));
+        let root = base.join("jobs");
+        let cwd = base.join("work");
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        (root, cwd)
+    }
+
+    fn define(root: &Path, id: &str, cwd: &Path, state: &str) {
+        let d = root.join(id);
+        std::fs::create_dir_all(&d).unwrap();
+        let meta = serde_json::json!({"job": {"id": id}, "cwd": cwd});
+        std::fs::write(d.join(META), meta.to_string()).unwrap();
+        let st = serde_json::json!({"job": {"id": id, "status": state}, "updated_at": ""});
+        std::fs::write(d.join(STATE), st.to_string()).unwrap();
+    }
+
+    /// state.json replaced as every writer replaces it: by a rename.
+    fn replace_state(root: &Path, id: &str, state: &str) {
+        let st = serde_json::json!({"job": {"id": id, "status": state}, "updated_at": ""});
+        crate::store::write_atomic(&root.join(id), STATE, st.to_string().as_bytes(), false)
+            .unwrap();
+    }
+
+    /// Job ids as a completion starting at `t0` finds them.
+    fn ids_at(
+        filter: JobFilter,
+        root: &Path,
+        here: &Path,
+        t0: i128,
+    ) -> Vec<(String, Option<Status>)> {
+        let root = root.to_str().unwrap();
+        let here = here.to_str().unwrap();
+        Query {
+            filter,
+            cur: "",
+            root: Some(root),
+            here: Some(here),
+            states: true,
+            t0,
+        }
+        .run()
+        .pick()
+    }
+
+    /// A state that is not final is kept with its directory's stamp and
+    /// trusted while the directory is unchanged (state.json is not read
+    /// again: rewritten in place, unseen); every change a launch makes
+    /// (the lock, a state written by rename) is seen at once, and a lock
+    /// let go of is probed at every look.
+    #[test]
+    fn live_states_are_trusted_while_the_directory_is_unchanged() {
+        let (root, cwd) = scratch("live");
+        let id = "01JAAAAAAAAAAAAAAAAAAAAAA1";
+        define(&root, id, &cwd, "created");
+        // A completion well after the job's last change keeps its stamp.
+        let later = crate::time::now_unix_ns() + 10_000_000_000;
+        let created = vec![(id.to_string(), Some(Status::Created))];
+        assert_eq!(ids_at(JobFilter::Created, &root, &cwd, later), created);
+        let cache = std::fs::read_to_string(root.join(CACHE)).unwrap();
+        assert!(cache.contains(&format!("{id}\tcreated\t")), "{cache}");
+        assert!(!cache.contains(&format!("{id}\tcreated\t-")), "{cache}");
+        // Trusted: the file is not read again (one stat of the directory).
+        let st = serde_json::json!({"job": {"id": id, "status": "running"}, "updated_at": ""});
+        std::fs::write(root.join(id).join(STATE), st.to_string()).unwrap();
+        assert_eq!(ids_at(JobFilter::Created, &root, &cwd, later), created);
+        // A launch makes the lock: seen; with nobody holding it, the
+        // launch died (`launch_lost`): failed, as status reports it.
+        replace_state(&root, id, "created");
+        assert_eq!(ids_at(JobFilter::Created, &root, &cwd, later), created);
+        let lock = File::create(root.join(id).join(crate::job::LOCK)).unwrap();
+        assert!(ids_at(JobFilter::Created, &root, &cwd, later).is_empty());
+        assert_eq!(
+            ids_at(JobFilter::Terminal, &root, &cwd, later),
+            [(id.to_string(), Some(Status::Failed))]
+        );
+        // Held by a launch: still created; then running, by rename.
+        sys::lock_exclusive(&lock).unwrap();
+        assert_eq!(ids_at(JobFilter::Created, &root, &cwd, later), created);
+        replace_state(&root, id, "running");
+        let running = vec![(id.to_string(), Some(Status::Running))];
+        assert!(ids_at(JobFilter::Created, &root, &cwd, later).is_empty());
+        assert_eq!(ids_at(JobFilter::Running, &root, &cwd, later), running);
+        let cache = std::fs::read_to_string(root.join(CACHE)).unwrap();
+        assert!(cache.contains(&format!("{id}\trunning\t")), "{cache}");
+        assert_eq!(ids_at(JobFilter::Running, &root, &cwd, later), running);
+        // Its supervisor dies (the lock is let go of): failed at once,
+        // though the directory is unchanged.
+        sys::unlock(&lock).unwrap();
+        assert!(ids_at(JobFilter::Running, &root, &cwd, later).is_empty());
+        assert_eq!(
+            ids_at(JobFilter::Terminal, &root, &cwd, later),
+            [(id.to_string(), Some(Status::Failed))]
+        );
+        // A stamp taken too soon after a change is not kept.
+        let id2 = "01JAAAAAAAAAAAAAAAAAAAAAA2";
+        define(&root, id2, &cwd, "created");
+        // Looked at the very moment of its last change.
+        let changed = {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(root.join(id2)).unwrap();
+            i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
+        };
+        assert_eq!(ids_at(JobFilter::Created, &root, &cwd, changed).len(), 1);
+        let cache = std::fs::read_to_string(root.join(CACHE)).unwrap();
+        assert!(cache.contains(&format!("{id2}\t-\t-\t")), "{cache}");
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
     }
 
     #[test]
