@@ -238,11 +238,23 @@ pub fn wait_jobs(
             // now, as `wait ID` alone would (a state read rounds ago
             // named a `--retry` job's first attempt beside the output of
             // its current one).
+            // One that has ended meanwhile is described ended, and may
+            // have ended before the one heard: `first` is the earliest end
+            // among those the answer shows (both read exited, and the
+            // later one was named).
+            let mut late = false;
             for (i, job) in jobs.iter().enumerate() {
                 if !settled[i] {
                     let now = observe::current_state(job).map_err(|e| e.in_job(&job.id))?;
+                    if now.status().is_terminal() || crate::runs::restarted_since(&began[i], &now) {
+                        settled[i] = true;
+                        late = true;
+                    }
                     states[i] = crate::runs::answer_for(job, &began[i], now);
                 }
+            }
+            if late {
+                first = pick_first(jobs, &states, &settled, &before);
             }
             return Ok(Some(seen(states, first, &settled)));
         }
