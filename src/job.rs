@@ -762,6 +762,11 @@ pub const STDIN_UNREADABLE: &str = "stdin.unreadable";
 pub const COMPLETION_EVENT: &str = "completion_event.json";
 pub const MATCH_EVENTS: &str = "notification_events.ndjson";
 
+/// How long a reader waits for a removal holding the job's directory
+/// (`Job::pin`): a removal takes milliseconds; one that takes longer is
+/// stopped or stuck.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Job {
     pub fn new(id: impl Into<String>, dir: PathBuf) -> Job {
         Job {
@@ -773,7 +778,9 @@ impl Job {
 
     /// Hold the job directory against collection (see the struct). Waits
     /// out a removal in progress, after which the job is gone
-    /// (`job_not_found`). A directory that is a symlink is refused.
+    /// (`job_not_found`); one that does not finish within `REMOVAL_WAIT`
+    /// (stopped, or stuck) is `invalid_state`, retryable. A directory
+    /// that is a symlink is refused.
     pub fn pin(&mut self) -> Result<()> {
         self.pin_dir(true)
     }
@@ -792,7 +799,7 @@ impl Job {
             _ => Error::io(format!("open {}", self.dir.display()), e),
         })?;
         if !crate::sys::try_lock_shared(&f).map_err(|e| Error::io("lock job directory", e))? {
-            crate::sys::lock_shared(&f).map_err(|e| Error::io("lock job directory", e))?;
+            self.wait_out_removal(&f)?;
         }
         // Removed while we waited (or a half-written directory). A
         // directory that cannot be opened for another reason (out of
@@ -810,6 +817,30 @@ impl Job {
         }
         self.pin = Some(std::sync::Arc::new(f));
         Ok(())
+    }
+
+    /// The directory is held exclusively: by a removal (`delete`, `gc`),
+    /// which sets the job aside within milliseconds. Waited out, in short
+    /// sleeps, for `REMOVAL_WAIT` at most, and not past a stop signal: a
+    /// remover stopped there (SIGSTOP, a debugger) held every reader of
+    /// the job for good, a `wait` deaf to SIGTERM included. Then
+    /// `invalid_state`, retryable.
+    fn wait_out_removal(&self, f: &std::fs::File) -> Result<()> {
+        let until = std::time::Instant::now() + REMOVAL_WAIT;
+        let mut step = std::time::Duration::from_millis(1);
+        loop {
+            std::thread::sleep(step);
+            step = (step * 2).min(std::time::Duration::from_millis(20));
+            if crate::sys::try_lock_shared(f).map_err(|e| Error::io("lock job directory", e))? {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= until || crate::sys::stop_requested() {
+                return Err(Error::Busy(format!(
+                    "invalid job state: job {} is held by a removal in progress (delete or gc) that has not finished; try again",
+                    self.id
+                )));
+            }
+        }
     }
 
     /// Let go of the pin (this clone's share of it).

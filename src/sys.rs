@@ -3839,6 +3839,32 @@ pub fn stop_signal() -> Option<i32> {
     }
 }
 
+/// Has the caller asked this command to stop: a stop signal taken (by a
+/// wait's handler or the stop thread), or one pending while they are held
+/// (`hold_stop_signals`), which no wait has begun to take yet? For a
+/// step before the wait that may block (a reader waiting out a removal)
+/// to give up at once instead of holding the signal.
+pub fn stop_requested() -> bool {
+    use std::sync::atomic::Ordering;
+    if STOP_TAKEN.load(Ordering::SeqCst) != 0 {
+        return true;
+    }
+    if !STOP_HELD.load(Ordering::SeqCst) {
+        return false;
+    }
+    // SAFETY: sigpending writes one sigset_t, ours and alive for the
+    // call; sigismember reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if libc::sigpending(&mut set) != 0 {
+            return false;
+        }
+        STOP_SIGNALS
+            .iter()
+            .any(|&sig| libc::sigismember(&set, sig) == 1)
+    }
+}
+
 /// Has a stop signal ended the wait the calling thread is in (inside a
 /// `StopScope` of the main thread)?
 pub fn stop_ends_wait() -> bool {

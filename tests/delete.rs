@@ -1297,3 +1297,44 @@ fn chattr(flag: &str, path: &std::path::Path) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A removal stopped while it holds a job's directory (SIGSTOP of a
+/// `delete`, a `gc` or an auto-GC sweep, here flock(1) holding it as a
+/// remover does) no longer holds every reader of the job for good: a
+/// reader gives up after a few seconds, `invalid_state` and retryable,
+/// and a `wait` that gets SIGTERM meanwhile gives up at once (it stayed
+/// blocked, deaf to the signal, for as long as the removal was stopped).
+#[test]
+fn a_stopped_removal_holds_no_reader_for_good() {
+    let t = TempRoot::new();
+    let id = id_of(&t.ok(&["run", "--", "true"]));
+    t.settle();
+    let mut holder = support::hold_flock(&t.job_dir(&id));
+    let (_, e) = t.err(&["status", &id]);
+    assert_eq!(
+        (&e["error"]["code"], &e["error"]["retryable"]),
+        (&json!("invalid_state"), &json!(true)),
+        "{e}"
+    );
+    let child = t
+        .cmd(&["wait", "--forever", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = child.wait_with_output().unwrap();
+    // Well under the readers' 5 s limit: the signal ended it.
+    assert!(t0.elapsed() < std::time::Duration::from_secs(4));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_state", "{v}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(t.ok(&["status", &id])["state"], "exited");
+}
