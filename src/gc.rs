@@ -229,6 +229,13 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
             return None;
         }
     };
+    if !sole_name(&lock) {
+        warn!(
+            "auto-gc skipped: {} has another name (a hard link); it is written, and would write there too",
+            path.display()
+        );
+        return None;
+    }
     match sys::try_lock_exclusive(&lock) {
         Ok(true) => {}
         Ok(false) => {
@@ -333,6 +340,13 @@ impl AutoClaim {
     }
 }
 
+/// Is the guard file ours alone: no other name (a hard link made by
+/// someone) that writing it would write through?
+fn sole_name(f: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().is_ok_and(|m| m.nlink() == 1)
+}
+
 /// Where `_gc` finds the guard file its supervisor locked for it.
 pub const CLAIM_FD: std::os::fd::RawFd = 3;
 
@@ -342,10 +356,12 @@ pub const CLAIM_FD: std::os::fd::RawFd = 3;
 /// Prints nothing and never fails: a clean-up is best effort.
 ///
 /// The guard comes locked at `CLAIM_FD`. It is taken as such only if it
-/// is this root's guard file and its lock is ours to have (a flock on our
-/// own open file is taken again at once): a `_gc` started by hand, with
-/// whatever its shell left at fd 3, claims the guard as a launch would,
-/// and never writes into a file it was merely given.
+/// is this root's guard file, open for reading and writing, and its lock
+/// is ours to have (a flock on our own open file is taken again at
+/// once): a `_gc` started by hand, with whatever its shell left at fd 3
+/// (a read-only one could not record where the sweep stopped), claims
+/// the guard as a launch would, and never writes into a file it was
+/// merely given.
 pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
     let done = Ok(crate::output::Output::Done);
     let given = sys::adopt_fd(CLAIM_FD).ok().map(fs::File::from);
@@ -355,7 +371,9 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
     let Some(g) = m.get("gc").and_then(AutoGc::from_arg) else {
         return done;
     };
-    if !store::valid_id(launched) {
+    // The job named exactly (its supervisor names it so): a prefix or
+    // another case, given by hand, would leave that job unprotected.
+    if !store::valid_id(launched) || !store.root.join(launched).join(crate::job::META).is_file() {
         return done;
     }
     let _ = std::env::set_current_dir("/");
@@ -365,6 +383,8 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
         (Some(f), Some(g)) => {
             sys::file_identity(f).ok().map(|i| (i.dev, i.ino))
                 == sys::file_identity(g).ok().map(|i| (i.dev, i.ino))
+                && sys::read_write(f)
+                && sole_name(f)
                 && sys::try_lock_exclusive(f).unwrap_or(false)
         }
         _ => false,

@@ -718,6 +718,14 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(|_| ())
 }
 
+/// Was `file` opened for reading and writing (a descriptor handed to
+/// us may be read-only)?
+pub fn read_write(file: &File) -> bool {
+    // SAFETY: F_GETFL only reads the file status flags.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_ACCMODE == libc::O_RDWR
+}
+
 /// Ask for a larger pipe buffer (fewer wake-ups when a job is chatty).
 /// Best effort: the limit is /proc/sys/fs/pipe-max-size.
 pub fn set_pipe_size(fd: RawFd, bytes: i32) {

@@ -1188,3 +1188,73 @@ fn auto_gc_removes_what_a_removal_cut_short_left() {
     t.settle();
     assert!(!gone.exists());
 }
+
+/// A `.gc.lock` with a second name (a hard link to a file elsewhere) is
+/// never written: auto-GC skips, and the other file keeps its bytes (it
+/// was emptied).
+#[test]
+fn a_hard_linked_guard_is_never_written() {
+    let t = TempRoot::new();
+    t.ok(&["run", "--no-auto-gc", "--", "true"]);
+    let victim = t.base.join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    std::fs::hard_link(&victim, t.root.join(".gc.lock")).unwrap();
+    let old = finished(&t, "exited", 40 * DAY, 3);
+    t.ok(&["run", "--", "true"]);
+    t.settle();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    assert!(
+        t.job_dir(&old).exists(),
+        "swept through a hard-linked guard"
+    );
+}
+
+/// `_gc` run by hand: a descriptor 3 that is the root's guard opened
+/// read-only is not taken as the claim (the sweep could not note where
+/// it stopped), and a job named by a prefix or in another case is not
+/// one it protects: it does nothing.
+#[test]
+fn a_sweep_run_by_hand_keeps_its_place_and_its_job() {
+    let t = TempRoot::new();
+    let me = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..30u64 {
+        finished(&t, "exited", 40 * DAY + i, 10 + u128::from(i));
+    }
+    std::fs::write(t.root.join(".gc.lock"), b"").unwrap();
+    let jobs = || {
+        std::fs::read_dir(&t.root)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    let spec = "o=0,j=-,b=-,s=10,d=10";
+    let sweep = |id: &str| {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" _gc \"$1\" \"$2\" --gc \"$3\" 3<\"$1/.gc.lock\"")
+            .args([
+                std::path::Path::new(support::bin()),
+                &t.root,
+                std::path::Path::new(id),
+                std::path::Path::new(spec),
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    for named in [me[..20].to_string(), me.to_ascii_lowercase()] {
+        sweep(&named);
+        assert!(t.job_dir(&me).exists(), "{named}");
+        assert_eq!(jobs(), 31, "{named}");
+    }
+    sweep(&me);
+    assert!(t.job_dir(&me).exists());
+    assert_eq!(jobs(), 21);
+    let guard = std::fs::read_to_string(t.root.join(".gc.lock")).unwrap();
+    assert!(guard.starts_with("resume after "), "{guard:?}");
+}
