@@ -804,13 +804,16 @@ fn gc_never_collects_a_queued_job() {
 fn gc_removes_the_files_of_a_queue_nobody_is_in() {
     let t = TempRoot::new();
     let queues = t.root.join(".queues");
-    let done = id_of(&enqueue(&t, "gone", &[], &["true"]));
+    // Without auto-GC throughout: the sweep a launch starts (its own
+    // process, at the lowest priority) may run once a job has let go of
+    // its slot, and take an unused queue's files itself.
+    let done = id_of(&enqueue(&t, "gone", &["--no-auto-gc"], &["true"]));
     t.wait_done(&done);
     t.settle();
     assert!(queues.join("gone").join("slot.0").exists());
     let gate = t.base.join("gate");
-    let a = id_of(&enqueue(&t, "busy", &[], &[&gated(&gate)]));
-    let b = id_of(&enqueue(&t, "busy", &[], &["echo second"]));
+    let a = id_of(&enqueue(&t, "busy", &["--no-auto-gc"], &[&gated(&gate)]));
+    let b = id_of(&enqueue(&t, "busy", &["--no-auto-gc"], &["echo second"]));
     assert_eq!(t.ok(&["status", &b])["state"], "queued");
     let dry = t.ok(&["gc", "--dry-run"]);
     assert_eq!(dry["deleted"], 0, "{dry}");
@@ -833,7 +836,7 @@ fn gc_removes_the_files_of_a_queue_nobody_is_in() {
     t.settle();
     t.ok(&["gc"]);
     assert!(!queues.join("busy").exists(), "a queue used up stayed");
-    let again = id_of(&enqueue(&t, "gone", &[], &["echo again"]));
+    let again = id_of(&enqueue(&t, "gone", &["--no-auto-gc"], &["echo again"]));
     assert_eq!(t.wait_done(&again)["stdout"], "again\n");
     // What gc does not know in a queue's directory keeps it.
     t.settle();
