@@ -1213,7 +1213,7 @@ fn spawn_collector(
     .collect::<std::result::Result<Vec<_>, _>>()
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in argument"))?;
     let keep = [(guard.as_raw_fd(), crate::gc::CLAIM_FD)];
-    sys::spawn_detached(&sys::self_exe()?, &argv, &keep)
+    sys::spawn_detached_idle(&sys::self_exe()?, &argv, &keep)
 }
 
 /// The end is published: let go of the job lock and of the run bytes,
