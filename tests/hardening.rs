@@ -181,6 +181,10 @@ fn a1_a_lost_job_on_a_read_only_root_is_an_io_error_to_delete() {
     let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
     kill9(sup);
     eventually("the supervisor is gone", 5, || !alive(sup));
+    // And the auto-GC sweep it started, which holds the root's guard
+    // open for writing: the file system cannot be made read-only under
+    // it (EBUSY).
+    t.settle();
     let ro = Command::new("mount")
         .args(["-o", "remount,ro"])
         .arg(&t.root)
@@ -1171,9 +1175,13 @@ fn a11_symlinks_in_job_dirs_are_refused() {
     );
     // A state.json that is a symlink is refused, not read.
     let third = id_of(&t.ok(&["run", "--", "true"]));
+    // Put in place in one rename, once the run's auto-GC sweep is over
+    // (a reader finding no record in between writes one).
+    t.settle();
     let st = t.job_dir(&third).join("state.json");
-    std::fs::remove_file(&st).unwrap();
-    std::os::unix::fs::symlink(&secret, &st).unwrap();
+    let tmp = t.job_dir(&third).join("state.json.link");
+    std::os::unix::fs::symlink(&secret, &tmp).unwrap();
+    std::fs::rename(&tmp, &st).unwrap();
     let (_, e) = t.err(&["status", &third]);
     assert_eq!(e["error"]["code"], "unsafe_path", "{e}");
 }
@@ -1185,9 +1193,15 @@ fn a11_symlinks_in_job_dirs_are_refused() {
 fn a11_a_dangling_symlink_for_state_json_is_refused() {
     let t = TempRoot::new();
     let id = id_of(&t.ok(&["run", "--", "true"]));
+    // Nothing else reads the job meanwhile (the auto-GC sweep the run
+    // started), and the symlink takes the record's place in one rename:
+    // a reader that found no record between a removal and a symlink
+    // wrote one (launch_lost) over the symlink.
+    t.settle();
     let st = t.job_dir(&id).join("state.json");
-    std::fs::remove_file(&st).unwrap();
-    std::os::unix::fs::symlink(t.base.join("nothing-here"), &st).unwrap();
+    let tmp = t.job_dir(&id).join("state.json.link");
+    std::os::unix::fs::symlink(t.base.join("nothing-here"), &tmp).unwrap();
+    std::fs::rename(&tmp, &st).unwrap();
     for cmd in ["status", "delete"] {
         let (_, e) = t.err(&[cmd, &id]);
         assert_eq!(e["error"]["code"], "unsafe_path", "{cmd}: {e}");
