@@ -1679,6 +1679,21 @@ fn taken_since(st: &State, pid: u32) -> bool {
     }
 }
 
+/// Is the recorded process of a lock-less `running` job gone: its pid,
+/// and whether the number now names a later process (None: it lives,
+/// or no process is named to judge by, as 0.2.3 wrote `running` a
+/// moment before its child's pid). Read-only: `lost_without_lock`
+/// records the loss, completion only looks.
+pub(crate) fn lockless_root_gone(st: &State) -> Option<(u32, bool)> {
+    let pid = st.pid.filter(|p| *p > 1)?;
+    // Alive: the job's root, unless a later process took its number.
+    match process_lives(pid) {
+        true if taken_since(st, pid) => Some((pid, true)),
+        true => None,
+        false => Some((pid, false)),
+    }
+}
+
 /// A lock-less `running` job (see `current_state_inner`) as its recorded
 /// process says: failed if that process is gone (or a zombie), or is a
 /// later process that took its number (started after the job did: its
@@ -1710,16 +1725,8 @@ fn lost_without_lock(job: &Job, mut st: State) -> State {
     if st.status() != Status::Running {
         return st;
     }
-    // No process named (0.2.3 wrote `running` a moment before its
-    // child's pid): nothing to judge by.
-    let Some(pid) = st.pid.filter(|p| *p > 1) else {
+    let Some((pid, reused)) = lockless_root_gone(&st) else {
         return st;
-    };
-    // Alive: the job's root, unless a later process took its number.
-    let reused = match process_lives(pid) {
-        true if taken_since(&st, pid) => true,
-        true => return st,
-        false => false,
     };
     // Said the same on every read, so only when nothing was signalled:
     // the first read kills, the later ones find nothing left.

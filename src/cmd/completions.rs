@@ -1135,29 +1135,9 @@ impl<'r> Prober<'r> {
     /// A `running` job without a lock file (0.2.3's): running while its
     /// recorded process lives and is the one that started the job.
     fn lockless(&self) -> Status {
-        let Some(st) = self.full() else {
-            return Status::Running;
-        };
-        let Some(pid) = st.pid.filter(|p| *p > 1) else {
-            return Status::Running; // nothing to judge by
-        };
-        let Some(p) = sys::proc_stat(pid).filter(|p| p.state != b'Z' && p.state != b'X') else {
-            return Status::Failed;
-        };
-        let reused = match st.pid_start_time {
-            Some(t) => p.start_time != t,
-            None => {
-                let started = st.job.started_at.as_deref().and_then(crate::time::parse_ts);
-                match (started, sys::process_started_unix(pid)) {
-                    (Some(job), Some(process)) => process > job + 2,
-                    _ => false,
-                }
-            }
-        };
-        if reused {
-            Status::Failed
-        } else {
-            Status::Running
+        match self.full() {
+            Some(st) if crate::observe::lockless_root_gone(&st).is_some() => Status::Failed,
+            _ => Status::Running,
         }
     }
 }
