@@ -1748,6 +1748,17 @@ mod tests {
         fs::remove_dir_all(&s.root).unwrap();
     }
 
+    /// `n` created jobs, defined 100 days before `now`: the oldest in the
+    /// root, and never collected.
+    fn created_long_ago(s: &Store, now: u64, n: u64) {
+        for i in 0..n {
+            let id = ulid::Ulid::from_parts((now - 100 * 86_400 + i) * 1000, 9).to_string();
+            let job = s.job(&id);
+            fs::create_dir_all(&job.dir).unwrap();
+            job.write_state(&State::created(&id), false).unwrap();
+        }
+    }
+
     /// Old jobs that are never collected (created ones) at the head of
     /// the root no longer hold an age-only auto scan there for good: the
     /// next sweep begins where the last ran out of budget, and goes round.
@@ -1755,12 +1766,7 @@ mod tests {
     fn an_age_only_budget_goes_on_past_what_it_cannot_collect() {
         let s = scratch("round");
         let now = time::now_unix() as u64;
-        for i in 0..4 {
-            let id = ulid::Ulid::from_parts((now - 100 * 86_400 + i) * 1000, 9).to_string();
-            let job = s.job(&id);
-            fs::create_dir_all(&job.dir).unwrap();
-            job.write_state(&State::created(&id), false).unwrap();
-        }
+        created_long_ago(&s, now, 4);
         let old: Vec<String> = (0..2)
             .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 80 * 86_400) as i64, 1))
             .collect();
@@ -1811,12 +1817,7 @@ mod tests {
     fn an_age_only_budget_goes_on_past_the_job_it_removed_last() {
         let s = scratch("resume-gone");
         let now = time::now_unix() as u64;
-        for i in 0..4 {
-            let id = ulid::Ulid::from_parts((now - 100 * 86_400 + i) * 1000, 9).to_string();
-            let job = s.job(&id);
-            fs::create_dir_all(&job.dir).unwrap();
-            job.write_state(&State::created(&id), false).unwrap();
-        }
+        created_long_ago(&s, now, 4);
         let old: Vec<String> = (0..6)
             .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 80 * 86_400) as i64, 1))
             .collect();

@@ -212,6 +212,21 @@ fn wait_any_first_is_the_earlier_end_within_one_clock_tick() {
     assert_eq!(v["first"], old, "{v}");
 }
 
+/// A job that ends once the file `go` appears, one that sleeps for a
+/// minute, and a `wait --any --forever` on both, in that order, given a
+/// moment to set up: (go, gated, sleeper, the wait).
+fn gated_pair_waited(t: &TempRoot) -> (std::path::PathBuf, String, String, std::process::Child) {
+    let go = t.base.join("go");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.01; done", go.display());
+    let gated = t.start_job(&[&script]);
+    let sleeper = t.start_job(&["sleep", "60"]);
+    let mut c = t.cmd(&["wait", "--any", "--forever", &gated, &sleeper]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    (go, gated, sleeper, child)
+}
+
 /// Two jobs that end microseconds apart may let go of their locks in the
 /// other order: the wait hears the later end first. `first` is still the
 /// earlier end. Made certain here: the earlier job's supervisor is
@@ -220,14 +235,7 @@ fn wait_any_first_is_the_earlier_end_within_one_clock_tick() {
 #[test]
 fn wait_any_first_is_the_earlier_end_even_when_heard_second() {
     let t = TempRoot::new();
-    let go = t.base.join("go");
-    let script = format!("while [ ! -e '{}' ]; do sleep 0.01; done", go.display());
-    let late = t.start_job(&[&script]);
-    let early = t.start_job(&["sleep", "60"]);
-    let mut c = t.cmd(&["wait", "--any", "--forever", &late, &early]);
-    c.stdout(Stdio::piped());
-    let child = c.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (go, _late, early, child) = gated_pair_waited(&t);
     let st = t.state(&early);
     let sup = st["supervisor_pid"].as_i64().unwrap();
     let pid = st["pid"].as_i64().unwrap();
@@ -267,14 +275,7 @@ fn wait_any_is_woken_by_the_end_not_by_a_tick() {
     let t = TempRoot::new();
     // The first job ends when a file appears; the wait must answer right
     // after, whatever the deadline.
-    let go = t.base.join("go");
-    let script = format!("while [ ! -e '{}' ]; do sleep 0.01; done", go.display());
-    let a = t.start_job(&[&script]);
-    let b = t.start_job(&["sleep", "60"]);
-    let mut c = t.cmd(&["wait", "--any", "--forever", &a, &b]);
-    c.stdout(Stdio::piped());
-    let child = c.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (go, a, b, child) = gated_pair_waited(&t);
     let t0 = Instant::now();
     std::fs::write(&go, b"").unwrap();
     let out = child.wait_with_output().unwrap();

@@ -748,11 +748,7 @@ fn a_job_between_retry_runs_has_its_full_log() {
         "-c",
         "echo o; exit 3",
     ]));
-    let until = Instant::now() + Duration::from_secs(20);
-    while !(t.ok(&["status", &id])["attempt"] == 2 && t.state(&id)["pid"].is_u64()) {
-        assert!(Instant::now() < until, "never reached the delay");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    in_the_retry_delay(&t, &id);
     let full = t.job_dir(&id).join("full.log");
     assert!(full.exists(), "no full.log between runs");
     let v = t.ok(&["kill", &id]);
@@ -776,11 +772,7 @@ fn restart_during_the_retry_delay_runs_at_once() {
         // Fails once, then succeeds.
         &counting(&counter, 2, 1),
     ]));
-    let until = Instant::now() + Duration::from_secs(20);
-    while !(t.ok(&["status", &id])["attempt"] == 2 && t.state(&id)["pid"].is_u64()) {
-        assert!(Instant::now() < until, "never reached the delay");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    in_the_retry_delay(&t, &id);
     let t0 = Instant::now();
     let r = t.ok(&["restart", &id]);
     assert!(
@@ -1422,12 +1414,19 @@ fn in_retry_delay(
     args.extend_from_slice(extra);
     args.extend(["--", command.as_str()]);
     let id = id_of(&t.ok(&args));
+    let s = in_the_retry_delay(t, &id);
+    assert_eq!(s["state"], "running");
+    id
+}
+
+/// Wait (20 s at most) until the `--retry` job `id` is between its first
+/// and second run: attempt 2, its stand-in's pid on record. Its status.
+fn in_the_retry_delay(t: &TempRoot, id: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let s = t.ok(&["status", &id]);
-        if s["attempt"] == 2 && t.state(&id)["pid"].is_u64() {
-            assert_eq!(s["state"], "running");
-            return id;
+        let s = t.ok(&["status", id]);
+        if s["attempt"] == 2 && t.state(id)["pid"].is_u64() {
+            return s;
         }
         assert!(Instant::now() < until, "never reached the delay: {s}");
         std::thread::sleep(Duration::from_millis(10));
