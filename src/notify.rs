@@ -971,7 +971,6 @@ fn delivered(job: &Job, attempt: u32) {
 /// False: the delivery could not be started (out of descriptors or
 /// processes); the event stays owed, and the caller may send it itself.
 pub fn deliver_lost(job: &Job, attempt: u32) -> bool {
-    use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     if !owned_by_us(job) {
         crate::info!("job.finished of {}: left to its owner to send", job.id);
@@ -980,28 +979,19 @@ pub fn deliver_lost(job: &Job, attempt: u32) -> bool {
     let Some(root) = job.dir.parent().filter(|_| has_finished_sinks(job)) else {
         return true;
     };
-    let argv = [
-        "agent-exec".as_bytes(),
+    let argv = sys::argv(&[
+        b"agent-exec",
         b"_notify",
         root.as_os_str().as_bytes(),
         job.id.as_bytes(),
         b"--attempt",
         attempt.to_string().as_bytes(),
-    ]
-    .iter()
-    .map(|a| CString::new(*a))
-    .collect::<std::result::Result<Vec<_>, _>>();
+    ]);
     let pin = sys::open_dir_lockable(&job.dir)
         .ok()
         .filter(|f| sys::try_lock_shared(f).unwrap_or(false));
     let keep: Vec<_> = pin.iter().map(|f| (f.as_raw_fd(), PIN_FD)).collect();
-    let spawned = match (sys::self_exe(), argv) {
-        (Ok(exe), Ok(argv)) => sys::spawn_detached(&exe, &argv, &keep),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "NUL in argument",
-        )),
-    };
+    let spawned = argv.and_then(|argv| sys::spawn_detached(&sys::self_exe()?, &argv, &keep));
     if let Err(e) = spawned {
         crate::warn!("job.finished of {}: cannot start its delivery: {e}", job.id);
         return false;

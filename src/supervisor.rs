@@ -1198,20 +1198,15 @@ fn spawn_collector(
     g: &crate::gc::AutoGc,
     guard: &File,
 ) -> std::io::Result<()> {
-    use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let argv = [
-        "agent-exec".as_bytes(),
+    let argv = sys::argv(&[
+        b"agent-exec",
         b"_gc",
         store.root.as_os_str().as_bytes(),
         id.as_bytes(),
         b"--gc",
         g.to_arg().as_bytes(),
-    ]
-    .iter()
-    .map(|a| CString::new(*a))
-    .collect::<std::result::Result<Vec<_>, _>>()
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in argument"))?;
+    ])?;
     let keep = [(guard.as_raw_fd(), crate::gc::CLAIM_FD)];
     sys::spawn_detached_idle(&sys::self_exe()?, &argv, &keep)
 }

@@ -791,6 +791,16 @@ pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> 
     detached(exe, argv, keep, false)
 }
 
+/// The words of a command line for `spawn_detached`: InvalidInput when
+/// one holds a NUL byte (no argv can carry it).
+pub fn argv(words: &[&[u8]]) -> io::Result<Vec<CString>> {
+    words
+        .iter()
+        .map(|w| CString::new(*w))
+        .collect::<Result<_, _>>()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+}
+
 /// `spawn_detached` at the lowest priority (SCHED_IDLE, nice 19) from
 /// before its exec, not only once it runs: work nobody waits for
 /// (auto-GC's sweep), whose start-up would otherwise compete with the
