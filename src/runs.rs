@@ -176,9 +176,12 @@ pub fn archive(job: &Job, ended: &State, keep: u64) -> Result<State> {
             .map_err(|e| io(&format!("create {f}"), e))?;
     }
     // And full.log, where the job writes one: a job between `--retry`
-    // runs had none, and one killed there never got it back.
+    // runs had none, and one killed there never got it back. Best
+    // effort: on a file system out of inodes the run is kept and the
+    // next one starts (its supervisor makes it, or records no_space)
+    // rather than the archive failing and the job's end with it.
     if let Ok(meta) = job.read_meta() {
-        crate::launch::create_full_log(job, &meta)?;
+        let _ = crate::launch::create_full_log(job, &meta);
     }
     let dir = job.dir.join(RUNS).join(&name);
     let mut next = State::created(&job.id);
