@@ -80,6 +80,14 @@
 //!   begins after it and goes round to the oldest (`Budget::
 //!   resume_after`). Other rules count by the oldest-first order, and
 //!   keep it.
+//! - Under `max_jobs` (without `max_bytes`), a sweep within a second of
+//!   one that read every name the age rule could take and found none
+//!   past the line reads only what `max_jobs` needs (`Budget::
+//!   age_read_recently`; the guard's `aged` line): the same second's
+//!   grace the age-only idle skip takes. Meanwhile a launch into a root
+//!   of no more subdirectories than `max_jobs` (its link count) starts
+//!   no sweep, if it has more than `SCAN_BEFORE_STOP`: a smaller one is
+//!   read in full each time, as before.
 //!
 //! - Auto-GC runs in its own process, not in a thread of the supervisor:
 //!   the supervisor's exit is what a `restart` of its job waits for (that
@@ -214,6 +222,12 @@ pub struct AutoClaim {
     /// Where the last sweep ran out of its scan budget (`Budget::
     /// resume_after`), as the guard file says.
     resume_after: Option<String>,
+    /// For a sweep under `max_jobs`: the guard's line saying the age rule
+    /// found nothing under a second ago (`Budget::age_read_recently`),
+    /// carried on by a sweep that relied on it; and the line this sweep
+    /// writes, should it find the same.
+    aged_line: Option<String>,
+    aged_note: Option<String>,
 }
 
 /// Take the auto-GC guard for one sweep, unless another launch holds it
@@ -256,10 +270,29 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
     let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
     let now_ms = time::now_unix_ms();
     // The key `AutoClaim::held` writes the idle line under.
-    let idle_key = format!("idle {} {}", g.older_than_secs, g.scan_limit);
+    let idle_key = guard_key("idle", g);
     if age_only && recently_idle(&lock, &idle_key, now_ms) {
         debug!("auto-gc skipped: an age-only sweep found nothing under a second ago");
         return None;
+    }
+    // Under `max_jobs`, the same second's grace once the age rule's part
+    // was read in full and found nothing (`Budget::age_read_recently`),
+    // when the root has no more subdirectories than the rule keeps jobs:
+    // its link count tells (two, and one per subdirectory, where the
+    // file system counts them so; btrfs says 1, and is never skipped).
+    // A burst of launches into a root under its limit then starts no
+    // sweep at each launch, to list thousands of names and find nothing.
+    if let (Some(keep), None) = (g.max_jobs, g.max_bytes) {
+        let key = guard_key("aged", g);
+        let subdirs = fs::metadata(&store.root).map_or(u64::MAX, |m| {
+            use std::os::unix::fs::MetadataExt;
+            m.nlink().checked_sub(2).unwrap_or(u64::MAX)
+        });
+        // Never in a root small enough to be read in full each time.
+        if subdirs <= keep && subdirs > SCAN_BEFORE_STOP && recently_idle(&lock, &key, now_ms) {
+            debug!("auto-gc skipped: under max_jobs, and the age rule found nothing under a second ago");
+            return None;
+        }
     }
     Some(AutoClaim::held(lock, g))
 }
@@ -268,16 +301,17 @@ impl AutoClaim {
     /// The claim of a guard file this process holds locked.
     fn held(lock: std::fs::File, g: &AutoGc) -> AutoClaim {
         let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
+        let now_ms = time::now_unix_ms();
+        let aged_key = guard_key("aged", g);
+        let by_count = g.max_jobs.is_some() && g.max_bytes.is_none();
+        let aged_line = (by_count && recently_idle(&lock, &aged_key, now_ms))
+            .then(|| guard_line(&lock, &aged_key).map(|at| format!("{aged_key} {at}\n")))
+            .flatten();
         AutoClaim {
             resume_after: guard_line(&lock, RESUME).filter(|n| store::valid_id(n)),
-            idle_note: age_only.then(|| {
-                format!(
-                    "idle {} {} {}\n",
-                    g.older_than_secs,
-                    g.scan_limit,
-                    time::now_unix_ms()
-                )
-            }),
+            idle_note: age_only.then(|| format!("{} {now_ms}\n", guard_key("idle", g))),
+            aged_line,
+            aged_note: by_count.then(|| format!("{aged_key} {now_ms}\n")),
             lock,
         }
     }
@@ -292,6 +326,7 @@ impl AutoClaim {
     /// removes (the caller was just given its paths), whatever the rules
     /// say of it once it has ended (`--auto-gc-max-jobs 0`).
     pub fn run(self, store: &Store, g: &AutoGc, launched: &str) {
+        let recently = self.aged_line.is_some();
         let policy = Policy {
             protect: Some(launched.to_string()),
             older_than_secs: g.older_than_secs,
@@ -301,13 +336,25 @@ impl AutoClaim {
             budget: Some(Budget {
                 scan_limit: g.scan_limit,
                 delete_limit: g.delete_limit,
+                // Read whatever else: a small root (a test's, one aged by
+                // hand) is read in full every time, as before.
                 read_first: SCAN_BEFORE_STOP,
                 resume_after: self.resume_after,
+                age_read_recently: recently,
             }),
         };
         let result = sweep(store, &policy);
         let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
         let mut note = self.idle_note.filter(|_| idle).unwrap_or_default();
+        // The age rule's last full reading: this one's, if it was one and
+        // found nothing past the line; else the one this sweep relied on,
+        // unchanged (a burst renewing it would never read past `max_jobs`
+        // again).
+        let aged = match &result {
+            Ok(r) if r.age_clear => self.aged_note,
+            _ => self.aged_line,
+        };
+        note.push_str(aged.as_deref().unwrap_or_default());
         if let Ok(Report {
             stopped_after: Some(name),
             ..
@@ -322,8 +369,13 @@ impl AutoClaim {
         }
         // The remains of removals a crash or the system cut short (an
         // auto-GC killed half-way through a job leaves one): the only
-        // clean-up most roots ever get is this one.
-        sweep_gone(&store.root);
+        // clean-up most roots ever get is this one. Those the sweep's
+        // own listing found (a removal it cut short itself is left to the
+        // next): a second listing cost as much as the sweep.
+        match &result {
+            Ok(r) => sweep_gone_of(&store.root, &r.gone),
+            Err(_) => sweep_gone(&store.root),
+        }
         match result {
             Ok(r) => info!(
                 "gc complete: mode=auto deleted={} skipped={} out_of_scope={} failed={} freed_bytes={} scanned_dirs={} candidate_count={}",
@@ -416,8 +468,15 @@ fn guard_line(lock: &std::fs::File, prefix: &str) -> Option<String> {
         .map(|rest| rest.trim().to_string())
 }
 
-/// Does the guard file record an idle age-only sweep with these settings
-/// (`key`) less than a second before `now_ms`?
+/// The guard file's key for a line of `kind` (`idle`, `aged`) that holds
+/// only for these settings.
+fn guard_key(kind: &str, g: &AutoGc) -> String {
+    format!("{kind} {} {}", g.older_than_secs, g.scan_limit)
+}
+
+/// Does the guard file's line for `key` (`guard_key`: an idle age-only
+/// sweep, or a clear reading of the age rule, with these settings) say
+/// less than a second before `now_ms`?
 fn recently_idle(lock: &std::fs::File, key: &str, now_ms: u64) -> bool {
     guard_line(lock, key)
         .and_then(|rest| rest.parse::<u64>().ok())
@@ -451,6 +510,16 @@ pub struct Budget {
     /// `scan_limit` names every time, and nothing beyond them was ever
     /// reached. Noted in the guard file (`AutoClaim`).
     pub resume_after: Option<String>,
+    /// With `max_jobs` (and no `max_bytes`): a sweep under a second ago
+    /// read every name the age rule could take and found none past the
+    /// age line (`Report::age_clear`, noted in the guard file). This one
+    /// then reads no more than `max_jobs` needs, as an age-only sweep
+    /// after an idle one does not run at all: what crossed the line since
+    /// waits for the next full reading, a second at most. Without it, a
+    /// burst of launches in a root kept full by `max_jobs` read the state
+    /// of every job older than the age line at each launch (1,000 states:
+    /// 10 ms of CPU), to remove one job.
+    pub age_read_recently: bool,
 }
 
 /// One job directory's fate.
@@ -479,6 +548,15 @@ pub struct Report {
     /// (where the next age-only sweep begins), if it did.
     #[serde(skip)]
     pub stopped_after: Option<String>,
+    /// The scan read every name the age rule could take (none left
+    /// unread for its budget or for `Budget::age_read_recently`), and
+    /// none of them was past the age line.
+    #[serde(skip)]
+    pub age_clear: bool,
+    /// The remains of removals (`.gone-…`) in the root when it was
+    /// listed (`sweep_gone_of`).
+    #[serde(skip)]
+    pub gone: Vec<String>,
 }
 
 impl Report {
@@ -603,11 +681,14 @@ const SCAN_BEFORE_STOP: u64 = 32;
 
 /// Apply `p` to the root. Errors only when the root cannot be listed.
 pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
-    let (names, foreign) = names_oldest_first(store)?;
+    let (names, foreign, gone) = names_and_gone(store)?;
     let secs = i64::try_from(p.older_than_secs).unwrap_or(i64::MAX);
     let cutoff = time::now_unix().saturating_sub(secs);
     let cutoff_ms = i128::from(cutoff) * 1000;
-    let mut r = Report::default();
+    let mut r = Report {
+        gone,
+        ..Report::default()
+    };
     let mut done: Vec<Finished> = Vec::new();
     let mut incomplete: Vec<&str> = Vec::new();
     let mut unscanned = 0u64;
@@ -641,6 +722,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     // The name at place `k` of that order.
     let nth = |k: usize| &names[(start + k) % names.len()];
     let mut round = start > 0;
+    // Names the age rule could take were left unread.
+    let mut age_unread = false;
 
     let mut j = 0;
     while j < names.len() {
@@ -649,6 +732,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         if let Some(b) = &p.budget {
             if r.scanned_dirs >= b.scan_limit {
                 unscanned = (names.len() - i) as u64;
+                age_unread = true;
                 // None with a budget of 0 (nothing read: the next
                 // begins where this one did).
                 r.stopped_after = i.checked_sub(1).map(|k| nth(k).clone());
@@ -666,11 +750,17 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             // whatever their ids say: a state whose finished_at was set
             // back by hand (tests age jobs so) is still found in a root
             // of a few jobs.
+            // After a full reading of the age rule's part under a second
+            // ago (`Budget::age_read_recently`), the same holds of every
+            // name once `max_jobs` has what it needs.
+            let newer = store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms);
+            let read_recently = b.age_read_recently && p.max_jobs.is_some();
             if p.max_bytes.is_none()
                 && r.scanned_dirs >= b.read_first
                 && done.len() as u64 >= beyond
-                && store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms)
+                && (newer || read_recently)
             {
+                age_unread |= !newer;
                 if round {
                     // The rest of the first part is newer still: on to
                     // the oldest names.
@@ -743,6 +833,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     for f in done.iter_mut().filter(|f| f.at < cutoff) {
         f.rules |= OLDER_THAN;
     }
+    r.age_clear =
+        !age_unread && incomplete.is_empty() && done.iter().all(|f| f.rules & OLDER_THAN == 0);
     if let Some(keep) = p.max_jobs {
         let n = done.len() as u64;
         for (i, f) in done.iter_mut().enumerate() {
@@ -831,9 +923,26 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
 /// missing root has none. With them, how many directories were left out
 /// because their names are not UTF-8 (`Names::foreign`).
 pub fn names_oldest_first(store: &Store) -> Result<(Vec<String>, u64)> {
+    names_and_gone(store).map(|(names, foreign, _)| (names, foreign))
+}
+
+/// `names_oldest_first`, and the remains of removals (`.gone-…`) the
+/// same listing found: a root of thousands costs a millisecond or more
+/// to list (ext4 hashes every name), and a sweep needs both.
+fn names_and_gone(store: &Store) -> Result<(Vec<String>, u64, Vec<String>)> {
     let names = store.names()?;
     let foreign = names.foreign();
-    Ok((names.oldest_first().map(str::to_string).collect(), foreign))
+    let gone = names
+        .dots
+        .iter()
+        .filter(|n| n.starts_with(GONE_PREFIX))
+        .cloned()
+        .collect();
+    Ok((
+        names.oldest_first().map(str::to_string).collect(),
+        foreign,
+        gone,
+    ))
 }
 
 /// Bytes of every file under `dir`, without following symlinks (a link
@@ -1486,11 +1595,19 @@ pub fn sweep_gone(root: &Path) {
             names.push(n.to_string());
         }
     });
+    sweep_gone_of(root, &names);
+}
+
+/// `sweep_gone` of these names (each `GONE_PREFIX`…) in `root`.
+fn sweep_gone_of(root: &Path, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
     let Ok(root_dir) = sys::Dir::open_root(root) else {
         return;
     };
     for n in names {
-        let path = root.join(&n);
+        let path = root.join(n);
         // Held (its remover's flock on the directory, taken before the
         // rename): being removed right now, not remains. Two removals of
         // one tree each met the other's deletions, and the one that set
@@ -1503,7 +1620,7 @@ pub fn sweep_gone(root: &Path) {
         // number, so only the mount table tells): left whole, as a job
         // with one is.
         if sys::try_lock_exclusive(&held).unwrap_or(false) && mount_inside(&path).is_none() {
-            let _ = remove_aside(&root_dir, root, &n);
+            let _ = remove_aside(&root_dir, root, n);
         }
     }
 }
@@ -1577,6 +1694,7 @@ mod tests {
                 delete_limit: d,
                 read_first: 0,
                 resume_after: None,
+                age_read_recently: false,
             }),
         }
     }
@@ -1886,6 +2004,70 @@ mod tests {
         // The same answer as a scan of everything.
         let full = sweep(&s, &policy(86_400, Some(8), None)).unwrap();
         assert_eq!(full.candidate_count, 1);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    /// Jobs created before the age line but finished after it (long
+    /// runs, or a root of old jobs restarted lately) must each be read
+    /// for the age rule; after a full reading found none past the line,
+    /// a sweep under `max_jobs` reads only what that rule needs.
+    #[test]
+    fn a_recent_full_age_reading_spares_the_next_sweep_it() {
+        let s = scratch("aged");
+        let now = time::now_unix() as u64;
+        let ids: Vec<String> = (0..40)
+            .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4))
+            .collect();
+        let mut p = policy(30 * 86_400, Some(38), Some((200, 100)));
+        p.budget.as_mut().unwrap().read_first = 2;
+        let r = sweep(&s, &p).unwrap();
+        assert_eq!((r.scanned_dirs, r.candidate_count), (40, 2));
+        assert!(r.age_clear, "read all, none past the line");
+        p.budget.as_mut().unwrap().age_read_recently = true;
+        let r = sweep(&s, &p).unwrap();
+        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
+        assert_eq!(picked, vec![ids[0].as_str(), ids[1].as_str()]);
+        assert_eq!(r.scanned_dirs, 2);
+        assert!(!r.age_clear, "the rest went unread");
+        // A job past the line makes the reading not clear.
+        let _ = finished(&s, now - 95 * 86_400, (now - 40 * 86_400) as i64, 5);
+        p.budget.as_mut().unwrap().age_read_recently = false;
+        let r = sweep(&s, &p).unwrap();
+        assert_eq!(r.scanned_dirs, 41);
+        assert!(!r.age_clear);
+        // Nor is one cut short by its scan limit.
+        let r = sweep(&s, &policy(30 * 86_400, Some(40), Some((10, 100)))).unwrap();
+        assert!(!r.age_clear);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    /// The guard's note of a clear age reading is renewed only by another
+    /// full reading: a burst relying on it must not keep it fresh for ever.
+    #[test]
+    fn a_clear_age_reading_is_noted_and_carried_not_renewed() {
+        let s = scratch("aged-note");
+        let now = time::now_unix() as u64;
+        // More than a sweep reads whatever ids say (`SCAN_BEFORE_STOP`).
+        for i in 0..SCAN_BEFORE_STOP + 8 {
+            finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4);
+        }
+        let launched = finished(&s, now, now as i64, 9);
+        let g = AutoGc {
+            older_than_secs: 30 * 86_400,
+            max_jobs: Some(100),
+            max_bytes: None,
+            scan_limit: 200,
+            delete_limit: 100,
+        };
+        let line = |s: &Store| fs::read_to_string(s.root.join(GC_LOCK)).unwrap();
+        claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
+        let first = line(&s);
+        assert!(first.starts_with("aged 2592000 200 "), "{first:?}");
+        let c = claim_auto(&s, &g).unwrap();
+        assert!(c.aged_line.is_some());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        c.run(&s, &g, &launched);
+        assert_eq!(line(&s), first, "carried as it was");
         fs::remove_dir_all(&s.root).unwrap();
     }
 

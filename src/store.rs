@@ -304,11 +304,14 @@ impl Store {
     /// count it as skipped rather than hide it; so is a symlink named as
     /// a job. Dot names are the root's own entries (`.spare-N`,
     /// `.queues`, `.gc.lock`, `.gone-…`), never counted.
-    fn scan(&self, mut f: impl FnMut(&str)) -> Result<u64> {
+    fn scan(&self, mut f: impl FnMut(&str), mut dots: Option<&mut Vec<String>>) -> Result<u64> {
         use std::os::unix::ffi::OsStrExt;
         let mut foreign = 0u64;
         let r = crate::sys::for_each_raw_entry(&self.root, |raw, kind| {
             if raw.starts_with(b".") {
+                if let (Some(v), Ok(n)) = (dots.as_deref_mut(), std::str::from_utf8(raw)) {
+                    v.push(n.to_string());
+                }
                 return;
             }
             let is_dir = match kind {
@@ -349,16 +352,21 @@ impl Store {
     /// Names of the root's job directories, unsorted.
     pub fn job_names(&self) -> Result<Vec<String>> {
         let mut v = Vec::new();
-        self.scan(|n| v.push(n.to_string()))?;
+        self.scan(|n| v.push(n.to_string()), None)?;
         Ok(v)
     }
 
     /// Names of the root's job directories in creation order.
     pub fn names(&self) -> Result<Names> {
         let mut b = Names::default();
-        b.foreign = self.scan(|n| {
-            b.push(n);
-        })?;
+        let mut dots = Vec::new();
+        b.foreign = self.scan(
+            |n| {
+                b.push(n);
+            },
+            Some(&mut dots),
+        )?;
+        b.dots = dots;
         b.sort();
         Ok(b)
     }
@@ -630,6 +638,10 @@ pub struct Names {
     legacy: Vec<String>,
     /// Directories of the scan whose names are not UTF-8 (`Store::scan`).
     foreign: u64,
+    /// The root's own entries the scan passed (`.spare-N`, `.gone-…`),
+    /// UTF-8 ones, unsorted: what else a sweep looks for in the same
+    /// listing.
+    pub dots: Vec<String>,
 }
 
 impl Names {

@@ -1257,3 +1257,60 @@ fn a_sweep_run_by_hand_keeps_its_place_and_its_job() {
     let guard = std::fs::read_to_string(t.root.join(".gc.lock")).unwrap();
     assert!(guard.starts_with("resume after "), "{guard:?}");
 }
+
+/// Under `--auto-gc-max-jobs`, in a root of more than 32 jobs, a clean-up
+/// within a second of a full reading that found nothing past the age line
+/// reads only what the count needs, and a launch into a root under its
+/// limit starts none (the README). The count is still kept at every
+/// launch, and a job past the age line still goes once the second is out.
+#[test]
+fn a_root_kept_by_max_jobs_is_kept_and_aged_jobs_still_go() {
+    let t = TempRoot::new();
+    // Created 60 days ago, ended an hour ago (long runs): each is one the
+    // age rule must read, not one it may pass by its id.
+    for i in 0..40 {
+        let id = id_at(now() - 60 * DAY + i, 300 + i as u128);
+        t.fabricate(&id, "exited", &t.cwd, Some(&ts(now() - 3600)));
+    }
+    let count = |t: &TempRoot| {
+        t.ok(&["list", "--limit", "0"])["jobs"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let keep = "45";
+    // Under the limit, then over it by the launches themselves: each
+    // launch's clean-up keeps the count, whatever the second's grace.
+    for _ in 0..8 {
+        t.ok(&["run", "--auto-gc-max-jobs", keep, "--", "true"]);
+        t.settle();
+        assert!(count(&t) <= 45, "{}", count(&t));
+    }
+    assert_eq!(count(&t), 45);
+    // Jobs put in beyond the limit right after a clean-up: the next
+    // launch takes them (the oldest go), grace or not.
+    let extra: Vec<String> = (0..3)
+        .map(|i| {
+            // Ended before the others too: the count keeps the jobs that
+            // ended last.
+            let id = id_at(now() - 70 * DAY + i, 900 + i as u128);
+            t.fabricate(&id, "exited", &t.cwd, Some(&ts(now() - 7200)));
+            id
+        })
+        .collect();
+    t.ok(&["run", "--auto-gc-max-jobs", keep, "--", "true"]);
+    t.settle();
+    assert_eq!(count(&t), 45);
+    let left: Vec<bool> = extra.iter().map(|id| t.job_dir(id).exists()).collect();
+    assert_eq!(left, [false; 3], "the oldest go first");
+    // A job past the age line (created 50 days ago, ended 40 days ago),
+    // behind the 32 oldest: once the second's grace is out, the next
+    // clean-up finds it.
+    let id = id_at(now() - 50 * DAY, 999);
+    t.fabricate(&id, "exited", &t.cwd, Some(&ts(now() - 40 * DAY)));
+    // The grace lasts a second from the last full reading (README).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    t.ok(&["run", "--auto-gc-max-jobs", keep, "--", "true"]);
+    t.settle();
+    assert!(!t.job_dir(&id).exists(), "a job past the age line stayed");
+}

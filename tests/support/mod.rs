@@ -213,7 +213,7 @@ impl TempRoot {
         let root = self.root.display();
         let needles = [format!("_supervise {root}"), format!("_gc {root}")];
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while needles.iter().any(|n| !self.pids_matching(n).is_empty()) {
+        while needles.iter().any(|n| !self.pids_matching(n).is_empty()) || mid_exec() {
             assert!(
                 std::time::Instant::now() < until,
                 "supervisors never finished"
@@ -242,6 +242,27 @@ impl TempRoot {
         }
         pids
     }
+}
+
+/// Is a process of ours (comm `agent-exec`) in the middle of an exec?
+/// From the switch to the new image until its arguments are in place,
+/// /proc shows it with an empty command line: a supervisor's child
+/// becoming `_gc ROOT …` matched no needle for that moment, and `settle`
+/// returned with the sweep still to come (a test then found a job the
+/// sweep removed after it had looked). Any test's process counts: the
+/// moment is microseconds long.
+fn mid_exec() -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|e| {
+        let path = e.path();
+        let ours = e.file_name().to_string_lossy().parse::<u32>().is_ok()
+            && std::fs::read_to_string(path.join("comm"))
+                .is_ok_and(|c| c.trim_end() == "agent-exec");
+        ours && live_cmdline(e.file_name().to_string_lossy().parse().unwrap_or(0))
+            .is_some_and(|c| c.is_empty())
+    })
 }
 
 /// Is the state letter of a /proc `stat` line that of an exited task?
