@@ -336,8 +336,8 @@ impl AutoClaim {
             budget: Some(Budget {
                 scan_limit: g.scan_limit,
                 delete_limit: g.delete_limit,
-                // Read whatever else: a small root (a test's, one aged by
-                // hand) is read in full every time, as before.
+                // A small root (a test's, one aged by hand) is read in
+                // full every time, as before.
                 read_first: SCAN_BEFORE_STOP,
                 resume_after: self.resume_after,
                 age_read_recently: recently,
@@ -752,11 +752,18 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             // of a few jobs.
             // After a full reading of the age rule's part under a second
             // ago (`Budget::age_read_recently`), the same holds of every
-            // name once `max_jobs` has what it needs.
+            // name once `max_jobs` has what it needs; in a root of more
+            // than `read_first` names, those first ones too (that
+            // reading read them).
             let newer = store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms);
             let read_recently = b.age_read_recently && p.max_jobs.is_some();
+            let read_first = if read_recently && names.len() as u64 > b.read_first {
+                0
+            } else {
+                b.read_first
+            };
             if p.max_bytes.is_none()
-                && r.scanned_dirs >= b.read_first
+                && r.scanned_dirs >= read_first
                 && done.len() as u64 >= beyond
                 && (newer || read_recently)
             {
@@ -2019,7 +2026,7 @@ mod tests {
             .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4))
             .collect();
         let mut p = policy(30 * 86_400, Some(38), Some((200, 100)));
-        p.budget.as_mut().unwrap().read_first = 2;
+        p.budget.as_mut().unwrap().read_first = SCAN_BEFORE_STOP;
         let r = sweep(&s, &p).unwrap();
         assert_eq!((r.scanned_dirs, r.candidate_count), (40, 2));
         assert!(r.age_clear, "read all, none past the line");
@@ -2039,6 +2046,22 @@ mod tests {
         let r = sweep(&s, &policy(30 * 86_400, Some(40), Some((10, 100)))).unwrap();
         assert!(!r.age_clear);
         fs::remove_dir_all(&s.root).unwrap();
+
+        // A root of no more names than `read_first` is read in full all
+        // the same: a state aged by hand there is found at once.
+        let s = scratch("aged-small");
+        for i in 0..10 {
+            finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4);
+        }
+        let aged = finished(&s, now - 80 * 86_400, (now - 40 * 86_400) as i64, 5);
+        let mut p = policy(30 * 86_400, Some(100), Some((200, 100)));
+        p.budget.as_mut().unwrap().read_first = SCAN_BEFORE_STOP;
+        p.budget.as_mut().unwrap().age_read_recently = true;
+        let r = sweep(&s, &p).unwrap();
+        assert_eq!(r.scanned_dirs, 11);
+        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
+        assert!(picked.contains(&aged.as_str()), "{picked:?}");
+        fs::remove_dir_all(&s.root).unwrap();
     }
 
     /// The guard's note of a clear age reading is renewed only by another
@@ -2052,7 +2075,7 @@ mod tests {
             finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4);
         }
         let launched = finished(&s, now, now as i64, 9);
-        let g = AutoGc {
+        let mut g = AutoGc {
             older_than_secs: 30 * 86_400,
             max_jobs: Some(100),
             max_bytes: None,
@@ -2063,11 +2086,17 @@ mod tests {
         claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
         let first = line(&s);
         assert!(first.starts_with("aged 2592000 200 "), "{first:?}");
+        // Under the limit (41 directories, 100 kept): no sweep at all.
+        assert!(claim_auto(&s, &g).is_none());
+        // Over it: a sweep that relies on the line, and keeps it.
+        g.max_jobs = Some(40);
         let c = claim_auto(&s, &g).unwrap();
         assert!(c.aged_line.is_some());
         std::thread::sleep(std::time::Duration::from_millis(5));
         c.run(&s, &g, &launched);
         assert_eq!(line(&s), first, "carried as it was");
+        // 41 jobs and the guard, less the oldest.
+        assert_eq!(fs::read_dir(&s.root).unwrap().count(), 41, "one went");
         fs::remove_dir_all(&s.root).unwrap();
     }
 
