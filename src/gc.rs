@@ -80,14 +80,15 @@
 //!   begins after it and goes round to the oldest (`Budget::
 //!   resume_after`). Other rules count by the oldest-first order, and
 //!   keep it.
-//! - Under `max_jobs` (without `max_bytes`), a sweep within a second of
-//!   one that read every name the age rule could take and found none
-//!   past the line reads only what `max_jobs` needs (`Budget::
-//!   age_read_recently`; the guard's `aged` line): the same second's
-//!   grace the age-only idle skip takes. Meanwhile a launch into a root
-//!   of no more subdirectories than `max_jobs` (its link count) starts
-//!   no sweep, if it has more than `SCAN_BEFORE_STOP`: a smaller one is
-//!   read in full each time, as before.
+//! - `max_jobs` and `max_bytes` sweeps read every name their budget
+//!   allows: which jobs they keep follows from every job's state and
+//!   end, in no order the ids give.
+//! - Under `max_jobs` (without `max_bytes`), for a second after a sweep
+//!   that read every name and found none past the age line (the guard's
+//!   `aged` line), a launch into a root of no more subdirectories than
+//!   `max_jobs` (its link count) starts no sweep, if it has more than
+//!   `SCAN_BEFORE_STOP`: the same second's grace the age-only idle skip
+//!   takes. A smaller root is read in full each time, as before.
 //!
 //! - Auto-GC runs in its own process, not in a thread of the supervisor:
 //!   the supervisor's exit is what a `restart` of its job waits for (that
@@ -222,11 +223,8 @@ pub struct AutoClaim {
     /// Where the last sweep ran out of its scan budget (`Budget::
     /// resume_after`), as the guard file says.
     resume_after: Option<String>,
-    /// For a sweep under `max_jobs`: the guard's line saying the age rule
-    /// found nothing under a second ago (`Budget::age_read_recently`),
-    /// carried on by a sweep that relied on it; and the line this sweep
-    /// writes, should it find the same.
-    aged_line: Option<String>,
+    /// For a sweep under `max_jobs`: the line it writes should it read
+    /// every job and find none past the age line (`claim_auto`).
     aged_note: Option<String>,
 }
 
@@ -275,9 +273,9 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
         debug!("auto-gc skipped: an age-only sweep found nothing under a second ago");
         return None;
     }
-    // Under `max_jobs`, the same second's grace once the age rule's part
-    // was read in full and found nothing (`Budget::age_read_recently`),
-    // when the root has no more subdirectories than the rule keeps jobs:
+    // Under `max_jobs`, the same second's grace once a sweep read every
+    // job and found none past the age line (`Report::age_clear`), when
+    // the root has no more subdirectories than the rule keeps jobs:
     // its link count tells (two, and one per subdirectory, where the
     // file system counts them so; btrfs says 1, and is never skipped).
     // A burst of launches into a root under its limit then starts no
@@ -288,7 +286,8 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
             use std::os::unix::fs::MetadataExt;
             m.nlink().checked_sub(2).unwrap_or(u64::MAX)
         });
-        // Never in a root small enough to be read in full each time.
+        // Never in a root small enough to be read in full each time (as
+        // an age-only sweep reads its first `SCAN_BEFORE_STOP`).
         if subdirs <= keep && subdirs > SCAN_BEFORE_STOP && recently_idle(&lock, &key, now_ms) {
             debug!("auto-gc skipped: under max_jobs, and the age rule found nothing under a second ago");
             return None;
@@ -302,16 +301,11 @@ impl AutoClaim {
     fn held(lock: std::fs::File, g: &AutoGc) -> AutoClaim {
         let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
         let now_ms = time::now_unix_ms();
-        let aged_key = guard_key("aged", g);
         let by_count = g.max_jobs.is_some() && g.max_bytes.is_none();
-        let aged_line = (by_count && recently_idle(&lock, &aged_key, now_ms))
-            .then(|| guard_line(&lock, &aged_key).map(|at| format!("{aged_key} {at}\n")))
-            .flatten();
         AutoClaim {
             resume_after: guard_line(&lock, RESUME).filter(|n| store::valid_id(n)),
             idle_note: age_only.then(|| format!("{} {now_ms}\n", guard_key("idle", g))),
-            aged_line,
-            aged_note: by_count.then(|| format!("{aged_key} {now_ms}\n")),
+            aged_note: by_count.then(|| format!("{} {now_ms}\n", guard_key("aged", g))),
             lock,
         }
     }
@@ -326,7 +320,6 @@ impl AutoClaim {
     /// removes (the caller was just given its paths), whatever the rules
     /// say of it once it has ended (`--auto-gc-max-jobs 0`).
     pub fn run(self, store: &Store, g: &AutoGc, launched: &str) {
-        let recently = self.aged_line.is_some();
         let policy = Policy {
             protect: Some(launched.to_string()),
             older_than_secs: g.older_than_secs,
@@ -336,25 +329,18 @@ impl AutoClaim {
             budget: Some(Budget {
                 scan_limit: g.scan_limit,
                 delete_limit: g.delete_limit,
-                // A small root (a test's, one aged by hand) is read in
-                // full every time, as before.
                 read_first: SCAN_BEFORE_STOP,
                 resume_after: self.resume_after,
-                age_read_recently: recently,
             }),
         };
         let result = sweep(store, &policy);
         let idle = matches!(&result, Ok(r) if r.candidate_count == 0);
         let mut note = self.idle_note.filter(|_| idle).unwrap_or_default();
-        // The age rule's last full reading: this one's, if it was one and
-        // found nothing past the line; else the one this sweep relied on,
-        // unchanged (a burst renewing it would never read past `max_jobs`
-        // again).
-        let aged = match &result {
-            Ok(r) if r.age_clear => self.aged_note,
-            _ => self.aged_line,
-        };
-        note.push_str(aged.as_deref().unwrap_or_default());
+        // A full reading that found nothing past the age line: for a
+        // second, launches under `max_jobs` may start none (`claim_auto`).
+        if matches!(&result, Ok(r) if r.age_clear) {
+            note.push_str(self.aged_note.as_deref().unwrap_or_default());
+        }
         if let Ok(Report {
             stopped_after: Some(name),
             ..
@@ -510,16 +496,6 @@ pub struct Budget {
     /// `scan_limit` names every time, and nothing beyond them was ever
     /// reached. Noted in the guard file (`AutoClaim`).
     pub resume_after: Option<String>,
-    /// With `max_jobs` (and no `max_bytes`): a sweep under a second ago
-    /// read every name the age rule could take and found none past the
-    /// age line (`Report::age_clear`, noted in the guard file). This one
-    /// then reads no more than `max_jobs` needs, as an age-only sweep
-    /// after an idle one does not run at all: what crossed the line since
-    /// waits for the next full reading, a second at most. Without it, a
-    /// burst of launches in a root kept full by `max_jobs` read the state
-    /// of every job older than the age line at each launch (1,000 states:
-    /// 10 ms of CPU), to remove one job.
-    pub age_read_recently: bool,
 }
 
 /// One job directory's fate.
@@ -548,8 +524,7 @@ pub struct Report {
     /// (where the next age-only sweep begins), if it did.
     #[serde(skip)]
     pub stopped_after: Option<String>,
-    /// The scan read every name the age rule could take (none left
-    /// unread for its budget or for `Budget::age_read_recently`), and
+    /// The scan read every name (none left unread for its budget), and
     /// none of them was past the age line.
     #[serde(skip)]
     pub age_clear: bool,
@@ -662,6 +637,10 @@ struct Finished<'a> {
     state: &'static str,
     /// Unix seconds of its gc time.
     at: i64,
+    /// Its `finished_ns`, where recorded: which of two ends in the same
+    /// second came first (a job restarted just now, say, is not the
+    /// oldest of them for its older id).
+    ns: u64,
     bytes: Option<u64>,
     rules: u8,
 }
@@ -693,9 +672,6 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let mut incomplete: Vec<&str> = Vec::new();
     let mut unscanned = 0u64;
     // Names beyond `max_jobs`: as many finished jobs as the rule can take.
-    let beyond = p
-        .max_jobs
-        .map_or(0, |keep| (names.len() as u64).saturating_sub(keep));
     // An age-only budgeted sweep goes on from where the last one stopped
     // (`Budget::resume_after`): the names after it, then round to the
     // oldest. In the first part, a name past the age line ends that part
@@ -722,7 +698,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     // The name at place `k` of that order.
     let nth = |k: usize| &names[(start + k) % names.len()];
     let mut round = start > 0;
-    // Names the age rule could take were left unread.
+    // Names were left unread for the scan budget.
     let mut age_unread = false;
 
     let mut j = 0;
@@ -739,35 +715,20 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
                 break;
             }
             // Names are in creation order: every later ULID is newer too,
-            // so none can be past the age line once this one is not. With
-            // `max_jobs` alone besides, the scan may stop there as soon as
-            // it holds as many finished jobs as there are names beyond the
-            // limit: the oldest of them are all the rule can take (the
-            // rest count as newer finished jobs, as under a partial scan).
-            // A burst of launches in a full root then reads a state file
-            // or two per launch, not `scan_limit` of them.
-            // The first `read_first` (`SCAN_BEFORE_STOP`) are read
-            // whatever their ids say: a state whose finished_at was set
-            // back by hand (tests age jobs so) is still found in a root
-            // of a few jobs.
-            // After a full reading of the age rule's part under a second
-            // ago (`Budget::age_read_recently`), the same holds of every
-            // name once `max_jobs` has what it needs; in a root of more
-            // than `read_first` names, those first ones too (that
-            // reading read them).
+            // so none can be past the age line once this one is not: an
+            // age-only scan stops there. The first `read_first`
+            // (`SCAN_BEFORE_STOP`) are read whatever their ids say: a
+            // state whose finished_at was set back by hand (tests age
+            // jobs so) is still found in a root of a few jobs.
+            // `max_jobs` and `max_bytes` read on: which jobs they keep
+            // depends on every job's state and end, in no order the ids
+            // give (a long run has an old id and a late end; an active
+            // job counts for neither). Stopping once the oldest ids held
+            // enough finished jobs, a sweep removed jobs that had ended
+            // after ones it kept, and counted created and running ones
+            // among the jobs kept.
             let newer = store::id_time_ms(name).is_some_and(|ms| i128::from(ms) >= cutoff_ms);
-            let read_recently = b.age_read_recently && p.max_jobs.is_some();
-            let read_first = if read_recently && names.len() as u64 > b.read_first {
-                0
-            } else {
-                b.read_first
-            };
-            if p.max_bytes.is_none()
-                && r.scanned_dirs >= read_first
-                && done.len() as u64 >= beyond
-                && (newer || read_recently)
-            {
-                age_unread |= !newer;
+            if age_only && r.scanned_dirs >= b.read_first && newer {
                 if round {
                     // The rest of the first part is newer still: on to
                     // the oldest names.
@@ -821,6 +782,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             name,
             state: status.as_str(),
             at,
+            ns: st.finished_ns.unwrap_or(0),
             bytes: None,
             rules: 0,
         });
@@ -836,7 +798,11 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     r.out_of_scope += foreign;
 
     // Oldest first; every rule selects a prefix of this order.
-    done.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(b.name)));
+    done.sort_by(|a, b| {
+        (a.at, a.ns)
+            .cmp(&(b.at, b.ns))
+            .then_with(|| a.name.cmp(b.name))
+    });
     for f in done.iter_mut().filter(|f| f.at < cutoff) {
         f.rules |= OLDER_THAN;
     }
@@ -1701,7 +1667,6 @@ mod tests {
                 delete_limit: d,
                 read_first: 0,
                 resume_after: None,
-                age_read_recently: false,
             }),
         }
     }
@@ -1987,90 +1952,78 @@ mod tests {
         fs::remove_dir_all(&s.root).unwrap();
     }
 
+    /// `max_jobs` keeps the newest N finished jobs by their end, whatever
+    /// their ids say, and counts no active job among them: a budgeted
+    /// sweep reads every job its budget allows before it judges. (One
+    /// that stopped once the oldest ids held enough finished jobs
+    /// removed long runs that had ended last, and counted created jobs
+    /// among those kept.)
     #[test]
-    fn auto_max_jobs_reads_only_as_many_as_are_beyond_the_limit() {
+    fn auto_max_jobs_goes_by_the_end_and_counts_finished_jobs_only() {
         let s = scratch("beyond");
         let now = time::now_unix() as u64;
-        let ids: Vec<String> = (0..8)
-            .map(|i| finished(&s, now - 7200 + i, (now - 3600 + i) as i64, 4))
-            .collect();
-        // Keep 6 of 8: the two oldest go, and nothing newer is read.
-        let r = sweep(&s, &policy(86_400, Some(6), Some((200, 100)))).unwrap();
-        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
-        assert_eq!(picked, vec![ids[0].as_str(), ids[1].as_str()]);
-        assert_eq!((r.scanned_dirs, r.candidate_count), (2, 2));
-        // Nothing beyond the limit: nothing is read.
-        let r = sweep(&s, &policy(86_400, Some(8), Some((200, 100)))).unwrap();
-        assert_eq!((r.scanned_dirs, r.candidate_count), (0, 0));
-        // A job past the age line is still found behind the first ones.
-        let old = finished(&s, now - 90 * 86_400, (now - 80 * 86_400) as i64, 5);
-        let r = sweep(&s, &policy(86_400, Some(8), Some((200, 100)))).unwrap();
-        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
-        assert_eq!(picked, vec![old.as_str()]);
-        assert_eq!(r.jobs[0].reason, "older_than+max_jobs");
-        // The same answer as a scan of everything.
-        let full = sweep(&s, &policy(86_400, Some(8), None)).unwrap();
-        assert_eq!(full.candidate_count, 1);
-        fs::remove_dir_all(&s.root).unwrap();
-    }
-
-    /// Jobs created before the age line but finished after it (long
-    /// runs, or a root of old jobs restarted lately) must each be read
-    /// for the age rule; after a full reading found none past the line,
-    /// a sweep under `max_jobs` reads only what that rule needs.
-    #[test]
-    fn a_recent_full_age_reading_spares_the_next_sweep_it() {
-        let s = scratch("aged");
-        let now = time::now_unix() as u64;
+        // 40 runs of about two hours: the older the id, the later the end.
         let ids: Vec<String> = (0..40)
-            .map(|i| finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4))
+            .map(|i| finished(&s, now - 7200 + i, (now - 100 - i) as i64, 4))
             .collect();
-        let mut p = policy(30 * 86_400, Some(38), Some((200, 100)));
-        p.budget.as_mut().unwrap().read_first = SCAN_BEFORE_STOP;
-        let r = sweep(&s, &p).unwrap();
-        assert_eq!((r.scanned_dirs, r.candidate_count), (40, 2));
+        // Keep 35: the 5 that ended first go, the newest ids.
+        let r = sweep(&s, &policy(30 * 86_400, Some(35), Some((200, 100)))).unwrap();
+        let mut picked: Vec<&str> = r
+            .jobs
+            .iter()
+            .filter(|e| e.action == "would_delete")
+            .map(|e| e.job_id.as_str())
+            .collect();
+        picked.sort_unstable();
+        let want: Vec<&str> = ids[35..].iter().map(String::as_str).collect();
+        assert_eq!(picked, want);
+        assert_eq!(r.scanned_dirs, 40);
         assert!(r.age_clear, "read all, none past the line");
-        p.budget.as_mut().unwrap().age_read_recently = true;
-        let r = sweep(&s, &p).unwrap();
-        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
-        assert_eq!(picked, vec![ids[0].as_str(), ids[1].as_str()]);
-        assert_eq!(r.scanned_dirs, 2);
-        assert!(!r.age_clear, "the rest went unread");
-        // A job past the line makes the reading not clear.
-        let _ = finished(&s, now - 95 * 86_400, (now - 40 * 86_400) as i64, 5);
-        p.budget.as_mut().unwrap().age_read_recently = false;
-        let r = sweep(&s, &p).unwrap();
-        assert_eq!(r.scanned_dirs, 41);
-        assert!(!r.age_clear);
-        // Nor is one cut short by its scan limit.
-        let r = sweep(&s, &policy(30 * 86_400, Some(40), Some((10, 100)))).unwrap();
-        assert!(!r.age_clear);
-        fs::remove_dir_all(&s.root).unwrap();
-
-        // A root of no more names than `read_first` is read in full all
-        // the same: a state aged by hand there is found at once.
-        let s = scratch("aged-small");
-        for i in 0..10 {
-            finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4);
+        // Created jobs among them are not counted as kept ones.
+        for i in 0..5u64 {
+            let id = ulid::Ulid::from_parts((now - 7100 + i) * 1000, 7).to_string();
+            let job = s.job(&id);
+            fs::create_dir_all(&job.dir).unwrap();
+            job.write_state(&State::created(&id), false).unwrap();
         }
-        let aged = finished(&s, now - 80 * 86_400, (now - 40 * 86_400) as i64, 5);
-        let mut p = policy(30 * 86_400, Some(100), Some((200, 100)));
-        p.budget.as_mut().unwrap().read_first = SCAN_BEFORE_STOP;
-        p.budget.as_mut().unwrap().age_read_recently = true;
-        let r = sweep(&s, &p).unwrap();
-        assert_eq!(r.scanned_dirs, 11);
-        let picked: Vec<&str> = r.jobs.iter().map(|e| e.job_id.as_str()).collect();
-        assert!(picked.contains(&aged.as_str()), "{picked:?}");
+        let r = sweep(&s, &policy(30 * 86_400, Some(35), Some((200, 100)))).unwrap();
+        assert_eq!(r.candidate_count, 5);
+        // Two ends in one second: the one recorded later (finished_ns)
+        // is the newer, whatever the ids.
+        let a = finished(&s, now - 80 * 86_400, (now - 50) as i64, 8);
+        let b = finished(&s, now - 70 * 86_400, (now - 50) as i64, 9);
+        for (id, ns) in [(&a, 2u64), (&b, 1u64)] {
+            let job = s.job(id);
+            let mut st = job.read_state().unwrap();
+            st.finished_ns = Some(ns);
+            job.write_state(&st, false).unwrap();
+        }
+        let r = sweep(&s, &policy(30 * 86_400, Some(1), Some((200, 100)))).unwrap();
+        let kept: Vec<&str> = r
+            .jobs
+            .iter()
+            .filter(|e| e.action != "would_delete" && e.state == "exited")
+            .map(|e| e.job_id.as_str())
+            .collect();
+        assert_eq!(kept, vec![a.as_str()], "the end recorded last is kept");
+        // A job past the age line makes a reading not clear; so does a
+        // scan cut short by its budget.
+        let _ = finished(&s, now - 95 * 86_400, (now - 40 * 86_400) as i64, 5);
+        let r = sweep(&s, &policy(30 * 86_400, Some(100), Some((200, 100)))).unwrap();
+        assert!(!r.age_clear);
+        let r = sweep(&s, &policy(30 * 86_400, Some(100), Some((10, 100)))).unwrap();
+        assert!(!r.age_clear);
         fs::remove_dir_all(&s.root).unwrap();
     }
 
-    /// The guard's note of a clear age reading is renewed only by another
-    /// full reading: a burst relying on it must not keep it fresh for ever.
+    /// A sweep under `max_jobs` that read every job and found none past
+    /// the age line is noted in the guard: for a second, a launch into a
+    /// root of more than `SCAN_BEFORE_STOP` directories and no more than
+    /// the count keeps starts no sweep; over the count, it does.
     #[test]
-    fn a_clear_age_reading_is_noted_and_carried_not_renewed() {
+    fn a_clear_reading_spares_launches_under_the_limit_for_a_second() {
         let s = scratch("aged-note");
         let now = time::now_unix() as u64;
-        // More than a sweep reads whatever ids say (`SCAN_BEFORE_STOP`).
         for i in 0..SCAN_BEFORE_STOP + 8 {
             finished(&s, now - 90 * 86_400 + i, (now - 3600) as i64, 4);
         }
@@ -2084,19 +2037,19 @@ mod tests {
         };
         let line = |s: &Store| fs::read_to_string(s.root.join(GC_LOCK)).unwrap();
         claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
-        let first = line(&s);
-        assert!(first.starts_with("aged 2592000 200 "), "{first:?}");
-        // Under the limit (41 directories, 100 kept): no sweep at all.
+        assert!(line(&s).starts_with("aged 2592000 200 "), "{:?}", line(&s));
+        // Under the limit (41 directories, 100 kept): no sweep.
         assert!(claim_auto(&s, &g).is_none());
-        // Over it: a sweep that relies on the line, and keeps it.
+        // Over it: a sweep, which takes the oldest.
         g.max_jobs = Some(40);
-        let c = claim_auto(&s, &g).unwrap();
-        assert!(c.aged_line.is_some());
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        c.run(&s, &g, &launched);
-        assert_eq!(line(&s), first, "carried as it was");
-        // 41 jobs and the guard, less the oldest.
+        claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
+        // 40 jobs and the guard.
         assert_eq!(fs::read_dir(&s.root).unwrap().count(), 41, "one went");
+        // A sweep cut short by its budget notes nothing.
+        g.scan_limit = 5;
+        g.max_jobs = Some(100);
+        claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
+        assert!(!line(&s).contains("aged"), "{:?}", line(&s));
         fs::remove_dir_all(&s.root).unwrap();
     }
 

@@ -1314,3 +1314,39 @@ fn a_root_kept_by_max_jobs_is_kept_and_aged_jobs_still_go() {
     t.settle();
     assert!(!t.job_dir(&id).exists(), "a job past the age line stayed");
 }
+
+/// `--auto-gc-max-jobs N` keeps the N finished jobs that ended last,
+/// whatever their ids say, and counts no created or running job among
+/// them: in a root of more than 32 jobs, a clean-up that stopped reading
+/// once the oldest ids held enough finished jobs removed long runs that
+/// had ended after the ones it kept, and kept fewer than N.
+#[test]
+fn auto_max_jobs_keeps_the_last_ended_and_counts_finished_jobs_only() {
+    let t = TempRoot::new();
+    // 34 runs of about two hours: the older the id, the later the end.
+    let ids: Vec<String> = (0..34u64)
+        .map(|i| {
+            let id = id_at(now() - 7200 + i, 500 + u128::from(i));
+            t.fabricate(&id, "exited", &t.cwd, Some(&ts(now() - 100 - i)));
+            id
+        })
+        .collect();
+    let created: Vec<String> = (0..3)
+        .map(|_| {
+            t.ok(&["create", "--", "true"])["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let v = t.ok(&["run", "--auto-gc-max-jobs", "30", "--", "true"]);
+    let launched = v["job_id"].as_str().unwrap().to_string();
+    t.settle();
+    let left: Vec<&String> = ids.iter().filter(|id| t.job_dir(id).exists()).collect();
+    // 35 finished (with the launch's own, which ended last): the five
+    // that ended first go, the newest fabricated ids.
+    let want: Vec<&String> = ids[..29].iter().collect();
+    assert_eq!(left, want);
+    assert!(t.job_dir(&launched).exists());
+    assert!(created.iter().all(|id| t.job_dir(id).exists()));
+}
