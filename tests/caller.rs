@@ -346,12 +346,7 @@ fn a_budget_beyond_the_memory_left_still_answers_one_document() {
 fn wait_on_many_ids_lifts_a_low_soft_descriptor_limit() {
     let t = TempRoot::new();
     let ids: Vec<String> = (0..100)
-        .map(|_| {
-            t.ok(&["create", "--", "true"])["job_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|_| t.job_id_of(&["create", "--", "true"]))
         .collect();
     let mut c = limited(&t, "-S -n 64");
     c.args(["wait", "--until", "0"]).args(&ids);

@@ -1332,15 +1332,9 @@ fn auto_max_jobs_keeps_the_last_ended_and_counts_finished_jobs_only() {
         })
         .collect();
     let created: Vec<String> = (0..3)
-        .map(|_| {
-            t.ok(&["create", "--", "true"])["job_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|_| t.job_id_of(&["create", "--", "true"]))
         .collect();
-    let v = t.ok(&["run", "--auto-gc-max-jobs", "30", "--", "true"]);
-    let launched = v["job_id"].as_str().unwrap().to_string();
+    let launched = t.job_id_of(&["run", "--auto-gc-max-jobs", "30", "--", "true"]);
     t.settle();
     let left: Vec<&String> = ids.iter().filter(|id| t.job_dir(id).exists()).collect();
     // 35 finished (with the launch's own, which ended last): the five

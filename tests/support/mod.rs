@@ -140,6 +140,11 @@ impl TempRoot {
         (o.code, v)
     }
 
+    /// The `job_id` of a command that must succeed (`run`, `create`).
+    pub fn job_id_of(&self, args: &[&str]) -> String {
+        self.ok(args)["job_id"].as_str().unwrap().to_string()
+    }
+
     /// `run --no-wait -- args`, returning the job id.
     pub fn start_job(&self, cmd: &[&str]) -> String {
         let mut a = vec!["run", "--no-wait", "--"];
