@@ -216,7 +216,20 @@ impl TempRoot {
     /// notifications) is done.
     pub fn settle(&self) {
         let root = self.root.display();
-        let needles = [format!("_supervise {root}"), format!("_gc {root}")];
+        self.settle_on(&[format!("_supervise {root}"), format!("_gc {root}")]);
+    }
+
+    /// Wait until job `id` has no supervisor left, nor this root an
+    /// auto-GC sweep (`_gc`), whatever other jobs' supervisors do: a
+    /// sweep pins each job it reads, and a reader then leaves that job's
+    /// record alone. (The sweep's process is the supervisor's until its
+    /// exec.)
+    pub fn settle_job(&self, id: &str) {
+        let root = self.root.display();
+        self.settle_on(&[format!("_supervise {root} {id}"), format!("_gc {root}")]);
+    }
+
+    fn settle_on(&self, needles: &[String]) {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while needles.iter().any(|n| !self.pids_matching(n).is_empty()) || mid_exec() {
             assert!(
