@@ -699,7 +699,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let nth = |k: usize| &names[(start + k) % names.len()];
     let mut round = start > 0;
     // Names were left unread for the scan budget.
-    let mut age_unread = false;
+    let mut cut_short = false;
 
     let mut j = 0;
     while j < names.len() {
@@ -708,7 +708,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         if let Some(b) = &p.budget {
             if r.scanned_dirs >= b.scan_limit {
                 unscanned = (names.len() - i) as u64;
-                age_unread = true;
+                cut_short = true;
                 // None with a budget of 0 (nothing read: the next
                 // begins where this one did).
                 r.stopped_after = i.checked_sub(1).map(|k| nth(k).clone());
@@ -807,7 +807,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         f.rules |= OLDER_THAN;
     }
     r.age_clear =
-        !age_unread && incomplete.is_empty() && done.iter().all(|f| f.rules & OLDER_THAN == 0);
+        !cut_short && incomplete.is_empty() && done.iter().all(|f| f.rules & OLDER_THAN == 0);
     if let Some(keep) = p.max_jobs {
         let n = done.len() as u64;
         for (i, f) in done.iter_mut().enumerate() {

@@ -489,14 +489,8 @@ fn auto_gc_after_run_removes_old_jobs() {
 #[test]
 fn auto_gc_goes_by_finished_at_not_by_the_id() {
     let t = TempRoot::new();
-    let aged = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let kept = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let aged = t.job_id_of(&["run", "--no-auto-gc", "--", "true"]);
+    let kept = t.job_id_of(&["run", "--no-auto-gc", "--", "true"]);
     t.settle();
     let path = t.job_dir(&aged).join("state.json");
     let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -594,10 +588,7 @@ fn an_end_without_a_run_gives_back_its_reserve() {
 fn auto_gc_after_start() {
     let t = TempRoot::new();
     let (old, _) = old_pair(&t);
-    let id = t.ok(&["create", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = t.job_id_of(&["create", "--", "true"]);
     assert!(t.job_dir(&old).exists(), "create does not collect");
     let v = t.ok(&["start", &id]);
     t.settle();
@@ -611,10 +602,7 @@ fn auto_gc_can_be_switched_off() {
     let (old, legacy) = old_pair(&t);
     t.ok(&["run", "--no-auto-gc", "--", "true"]);
     t.settle();
-    let id = t.ok(&["create", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = t.job_id_of(&["create", "--", "true"]);
     t.ok(&["start", "--no-auto-gc", &id]);
     t.settle();
     assert!(t.job_dir(&old).exists() && t.job_dir(&legacy).exists());
@@ -718,18 +706,12 @@ fn a_config_older_than_that_is_no_duration_skips_auto_gc_with_a_warning() {
         assert_eq!(warned, !args.contains(&"--no-auto-gc"), "{}", o.stderr);
     }
     // A job defined with the named file keeps its verdict for later launches.
-    let id = t.ok(&["create", "--config", named, "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = t.job_id_of(&["create", "--config", named, "--", "true"]);
     std::fs::remove_file(named).unwrap();
     let o = t.out(&["start", &id]);
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert!(o.stderr.contains("auto-gc skipped: "), "{}", o.stderr);
-    let id = t.ok(&["create", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = t.job_id_of(&["create", "--", "true"]);
     let o = t.out(&["start", &id]);
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert!(o.stderr.contains("auto-gc skipped: "), "{}", o.stderr);
@@ -1028,10 +1010,7 @@ fn concurrent_gcs_each_account_for_every_candidate() {
 fn auto_gc_never_removes_the_job_it_follows() {
     let t = TempRoot::new();
     for round in 0..4 {
-        let old = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let old = t.job_id_of(&["run", "--no-auto-gc", "--", "true"]);
         let v = t.ok(&["run", "--auto-gc-max-jobs", "0", "--", "true"]);
         let id = v["job_id"].as_str().unwrap().to_string();
         // The sweep (its own process, `_gc`) and the supervisor are done.
@@ -1085,10 +1064,7 @@ fn the_remains_of_a_removal_with_a_mount_inside_are_left_whole() {
 #[test]
 fn a_removal_never_follows_a_directory_swapped_for_a_symlink() {
     let t = TempRoot::new();
-    let id = t.ok(&["run", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = t.job_id_of(&["run", "--", "true"]);
     let n = 20_000;
     let victim = t.base.join("victim");
     let deep = t.job_dir(&id).join("sub/sub2");
@@ -1215,10 +1191,7 @@ fn a_hard_linked_guard_is_never_written() {
 #[test]
 fn a_sweep_run_by_hand_keeps_its_place_and_its_job() {
     let t = TempRoot::new();
-    let me = t.ok(&["run", "--no-auto-gc", "--", "true"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let me = t.job_id_of(&["run", "--no-auto-gc", "--", "true"]);
     for i in 0..30u64 {
         finished(&t, "exited", 40 * DAY + i, 10 + u128::from(i));
     }

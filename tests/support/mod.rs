@@ -274,12 +274,11 @@ fn mid_exec() -> bool {
         return false;
     };
     procs.flatten().any(|e| {
-        let path = e.path();
-        let ours = e.file_name().to_string_lossy().parse::<u32>().is_ok()
-            && std::fs::read_to_string(path.join("comm"))
-                .is_ok_and(|c| c.trim_end() == "agent-exec");
-        ours && live_cmdline(e.file_name().to_string_lossy().parse().unwrap_or(0))
-            .is_some_and(|c| c.is_empty())
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            return false;
+        };
+        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == "agent-exec")
+            && live_cmdline(pid).is_some_and(|c| c.is_empty())
     })
 }
 
