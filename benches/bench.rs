@@ -1938,11 +1938,15 @@ fn other_queues(b: &mut Bench, k: usize) {
 /// marker with bash's `$EPOCHREALTIME` (no fork, microseconds) into one
 /// file. From them: all ran, at most 2 at once (exact, from the
 /// intervals; also sampled with `ps` while they run), and how long after
-/// a slot freed the next job started: its start marker minus the latest
-/// end marker before it — the whole path from one workload's last line,
-/// through its exit, its supervisor publishing the end and letting go of
-/// the slot, to the next supervisor waking, spawning bash, and bash's
-/// first line. The same bash start-up, timed alone, is the baseline.
+/// a slot freed the next job started. With 2 slots the k-th start (from
+/// 0, k ≥ 2) could not come before the (k-2)-th end, which freed the
+/// slot it took: its start marker minus that end marker is the whole
+/// path from one workload's last line, through its exit, its supervisor
+/// publishing the end and letting go of the slot, to the next supervisor
+/// waking, spawning bash, and bash's first line. (Not the latest end
+/// before the start: when both slots free close together, that is the
+/// other slot's end, and the gap read short.) The same bash start-up,
+/// timed alone, is the baseline.
 /// Order is the supervisors' spawn order (the workloads' pids, which the
 /// kernel hands out increasing); the markers' order is shown beside it.
 fn queue(b: &mut Bench) {
@@ -2063,19 +2067,20 @@ fn queue(b: &mut Bench) {
     events.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
     let (mut live, mut most) = (0i32, 0i32);
     let mut starts = Vec::new();
-    let mut last_end: Option<f64> = None;
+    let mut ends: Vec<f64> = Vec::new();
     let mut gaps = Vec::new();
     for &(t, start, i) in &events {
         if start {
             live += 1;
             starts.push(i);
-            // The first two start when the gate opens, not on a slot.
-            if let (Some(e), true) = (last_end, starts.len() > 2) {
+            // The first two start when the gate opens, not on a slot;
+            // the k-th waited for the (k-2)-th end.
+            if let Some(e) = starts.len().checked_sub(3).and_then(|k| ends.get(k)) {
                 gaps.push((t - e) * 1000.0);
             }
         } else {
             live -= 1;
-            last_end = Some(t);
+            ends.push(t);
         }
         most = most.max(live);
     }
