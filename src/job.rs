@@ -549,7 +549,7 @@ impl State {
         for &pid in &members {
             // None: it has ended since the scan (nothing to signal).
             match real_uid(pid) {
-                Some(uid) if uid != owner => {
+                Some(uid) if !admits(owner, uid) => {
                     return Err(format!(
                         "process {pid} belongs to uid {uid}, the job's directory to uid {owner}"
                     ))
@@ -613,8 +613,10 @@ impl State {
     /// time recorded, the process of that pid must have it (a zombie
     /// too: its group number stays reserved until it is reaped); without
     /// one (older records), it must be a child of the job's supervisor.
-    /// Either way its real uid must be the owner of the job's directory
-    /// (see `own_processes`). Anything else is somebody else's process,
+    /// Either way its real uid must be one the job's directory admits
+    /// (`admits`: the owner's, or any for a root-owned job), or it must
+    /// be the child of the job's live supervisor (a root that changed its
+    /// uid). Anything else is somebody else's process,
     /// whether by pid reuse or a record edited (or planted) by hand:
     /// never signalled.
     pub fn leader(&self, job: &Job) -> Leader {
@@ -631,14 +633,23 @@ impl State {
             Some(t) => p.start_time == t,
             None => Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid),
         };
+        let owner = job.owner();
         let owned = match real_uid(pid) {
-            Some(uid) => job.owner() == Some(uid),
+            Some(uid) => owner.is_some_and(|o| admits(o, uid)),
             // Reaped between the two reads (a run that was ending): gone,
             // as a moment later, not a stranger (that read as a damaged
             // record to a `kill` racing a fast job's end).
             None if crate::sys::proc_stat(pid).is_none() => return Leader::Gone,
             None => false,
         };
+        // A root that changed its uid (`sudo -u`, a setuid program) is
+        // still the job's while it is the child of the job's live
+        // supervisor, itself the owner's: the kernel, not the record,
+        // says who started it.
+        let owned = owned
+            || (Some(p.ppid) == self.supervisor_pid
+                && job.is_supervisor(p.ppid)
+                && real_uid(p.ppid).is_some_and(|u| owner.is_some_and(|o| admits(o, u))));
         if ours && owned {
             Leader::Root(pid)
         } else {
@@ -693,6 +704,19 @@ enum Group {
 /// The real uid of process `pid` (`Uid:` in /proc/PID/status), the one
 /// kill(2) weighs: not the owner of /proc/PID, which is root for a
 /// process that is not dumpable (a set-uid program a job runs).
+/// May a record in a job directory owned by `owner` name a process of
+/// real uid `uid`? The owner's own processes, or anyone's when the owner
+/// is root: only root can have made a root-owned job directory (and only
+/// root can write in it), so its record is as trusted as root itself,
+/// and root's jobs run as anyone (`setpriv`, `su`, `sudo -u`, a daemon
+/// that drops its privileges). Refusing those left such a job unkillable
+/// (`kill` called its record damaged) and, once its supervisor was lost,
+/// undeletable. For any other owner the rule stands: a record one user
+/// plants in a shared root reaches no other user's processes.
+pub fn admits(owner: u32, uid: u32) -> bool {
+    owner == 0 || owner == uid
+}
+
 fn real_uid(pid: u32) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;

@@ -1207,7 +1207,8 @@ pub fn size_of(path: &Path) -> Option<u64> {
 ///   `sys::spawn_workload`) is killed now, so that no workload runs on
 ///   under a record that says it ended; but only a group the record shows
 ///   to be the job's (`State::own_processes`: the root's start time
-///   recorded and matching, the processes the job directory owner's). A
+///   recorded and matching, the processes of a uid the job directory
+///   admits: its owner's, anyone's for a root-owned one). A
 ///   reused pid is a stranger's group, and a record that names processes
 ///   it cannot show to be the job's (damaged, or planted in a shared root
 ///   by another user) is recorded lost all the same, saying that nothing
@@ -1561,8 +1562,9 @@ pub(crate) fn into_lock_file(job: &Job, f: &File, st: &State) -> std::io::Result
 /// The processes a supervisor killed right after it spawned the job's
 /// workload left behind, killed: those of its session (it leads one: its
 /// pid, which it wrote at the start of the job lock before the spawn)
-/// that started after the job was defined, and are the job directory
-/// owner's (a number planted in the lock file reaches no one else's). A
+/// that started after the job was defined, and whose uid the job
+/// directory admits (`job::admits`: a number planted in the lock file
+/// reaches no other user's). A
 /// session whose number a live leader holds is another's (the pid taken
 /// again since). Returns how many were killed.
 fn spawned_then_lost(job: &Job, lock: &File) -> usize {
@@ -1582,7 +1584,9 @@ fn spawned_then_lost(job: &Job, lock: &File) -> usize {
         .and_then(|m| crate::time::parse_ts(&m.created_at))
         .and_then(sys::ticks_since_boot_at);
     match (since, job.owner()) {
-        (Some(since), Some(uid)) => sys::kill_orphaned_session(sid, since, uid),
+        (Some(since), Some(owner)) => {
+            sys::kill_orphaned_session(sid, since, |uid| crate::job::admits(owner, uid))
+        }
         _ => 0,
     }
 }

@@ -2821,10 +2821,11 @@ pub fn ticks_since_boot_at(unix: i64) -> Option<u64> {
 }
 
 /// SIGKILL what is left of session `sid`, whose leader (a supervisor that
-/// died) is gone: its live members owned by `uid` that started at tick
-/// `since` or later. Nothing while a live process leads the session (the
-/// number taken again since, by a stranger). Returns how many.
-pub fn kill_orphaned_session(sid: u32, since: u64, uid: u32) -> usize {
+/// died) is gone: its live members whose owner `uid_ok` accepts that
+/// started at tick `since` or later. Nothing while a live process leads
+/// the session (the number taken again since, by a stranger). Returns
+/// how many.
+pub fn kill_orphaned_session(sid: u32, since: u64, uid_ok: impl Fn(u32) -> bool) -> usize {
     use std::os::unix::fs::MetadataExt;
     let led = |p: &ProcStat| p.session == sid && !matches!(p.state, b'Z' | b'X');
     if !signallable(sid) || proc_stat(sid).is_some_and(|p| led(&p)) {
@@ -2836,7 +2837,7 @@ pub fn kill_orphaned_session(sid: u32, since: u64, uid: u32) -> usize {
             && st.start_time >= since
             && !matches!(st.state, b'Z' | b'X')
             && signallable(pid)
-            && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid);
+            && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| uid_ok(m.uid()));
         if ours && kill(pid as i32, libc::SIGKILL).is_ok() {
             n += 1;
         }

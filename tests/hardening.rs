@@ -3629,3 +3629,73 @@ fn a_retried_runs_leftovers_end_before_the_next_run() {
     });
     t.ok(&["delete", &id]);
 }
+
+/// Root here, with setpriv: a root job's processes may change their uid.
+fn root_with_setpriv() -> bool {
+    let uid = Command::new("id").arg("-u").output().map(|o| o.stdout);
+    let root = uid.is_ok_and(|u| String::from_utf8_lossy(&u).trim() == "0");
+    if !root || Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("not root or no setpriv: skipped");
+        return false;
+    }
+    true
+}
+
+/// A root-owned job whose root process dropped to another uid (setpriv,
+/// as `su`, `sudo -u` or a daemon do) is still the job's: `kill` stops
+/// it. It answered that the record was damaged and signalled nothing,
+/// though the record named the job's own process (audit).
+#[test]
+fn kill_stops_a_root_job_whose_process_changed_its_uid() {
+    if !root_with_setpriv() {
+        return;
+    }
+    let t = TempRoot::new();
+    let drop_to_nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let mut args = vec!["run", "--no-wait", "--"];
+    args.extend(drop_to_nobody);
+    args.extend(["sleep", "79.25"]);
+    let id = id_of(&t.ok(&args));
+    eventually("sleep runs as nobody", 5, || sleepers("79.25").len() == 1);
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["signal"], "SIGTERM", "{k}");
+    let v = t.wait_done(&id);
+    assert_eq!(v["state"], "killed", "{v}");
+    eventually("the sleep is gone", 5, || sleepers("79.25").is_empty());
+}
+
+/// A root job whose supervisor was lost, with processes of another uid
+/// left in its group: the reader that records `supervisor_lost` kills
+/// them all, and `delete` then removes the job. Nothing was signalled
+/// ("process ... belongs to uid 65534"), and `kill` (damaged record) and
+/// `delete` (processes still alive) both refused, for good (audit).
+#[test]
+fn a_lost_root_job_with_processes_of_another_uid_is_cleaned_up_and_deleted() {
+    if !root_with_setpriv() {
+        return;
+    }
+    let t = TempRoot::new();
+    let id = t.start_job(&[
+        "setpriv --reuid=65534 --regid=65534 --clear-groups sleep 79.5 & sleep 79.75",
+    ]);
+    eventually("both sleeps run", 5, || {
+        sleepers("79.5").len() == 1 && sleepers("79.75").len() == 1
+    });
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    kill9(sup);
+    eventually("the supervisor is gone", 5, || !alive(sup));
+    let v = t.ok(&["status", &id]);
+    assert_eq!(v["failure"]["code"], "supervisor_lost", "{v}");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(!msg.contains("nothing was signalled"), "{msg}");
+    eventually("the leftovers are killed", 5, || {
+        sleepers("79.5").is_empty() && sleepers("79.75").is_empty()
+    });
+    t.ok(&["delete", &id]);
+    assert!(!t.job_dir(&id).exists());
+}

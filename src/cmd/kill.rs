@@ -388,7 +388,7 @@ pub fn signal_running_until(
 /// `job::damaged` (bad input on disk, not a state the job can be in, so
 /// not `invalid_state`), and not retryable: asking again reads the same
 /// record.
-fn damaged_record(job: &Job, why: String) -> Error {
+pub(crate) fn damaged_record(job: &Job, why: String) -> Error {
     Error::io(
         format!("signal job {}", job.id),
         std::io::Error::new(

@@ -322,6 +322,16 @@ fn is_ancestor(pid: u32) -> bool {
 /// child): they get the signal, then SIGKILL after the grace. The new
 /// run starts only once none is left.
 fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
+    // Only processes the record shows to be the job's, as `kill` and the
+    // reader that reconciles a lost supervisor: a record planted in a
+    // shared root by one user signals nobody else's processes through a
+    // `restart` either.
+    st.own_processes(job).map_err(|why| {
+        crate::cmd::kill::damaged_record(
+            job,
+            format!("the processes it names are not the job's ({why})"),
+        )
+    })?;
     if st.end_leftovers(stop.signal, stop.kill_after, GONE_WITHIN) {
         return Ok(());
     }
