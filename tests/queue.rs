@@ -1316,3 +1316,44 @@ fn a_timed_out_job_holds_its_slot_until_its_group_is_gone() {
     let b = t.wait_done(&id_of(&b));
     assert_eq!(b["stdout"], "alone\n", "{b}");
 }
+
+/// `kill` of a queued job whose supervisor is stopped continues it (as
+/// a running job's group is continued): the job ends `killed` within the
+/// call and the line behind it moves on. The TERM stayed pending, the
+/// answer said `queued`, and the queue stalled until someone sent
+/// SIGCONT (audit).
+#[test]
+fn kill_of_a_queued_job_with_a_stopped_supervisor_ends_it() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let head = id_of(&enqueue(&t, "q", &[], &[&gated(&gate)]));
+    let doomed = id_of(&enqueue(&t, "q", &[], &["true"]));
+    let after = id_of(&enqueue(&t, "q", &[], &["true"]));
+    stop_supervisors(&t, &[&doomed]);
+    let k = t.ok(&["kill", &doomed]);
+    assert_eq!(k["state"], "killed", "{k}");
+    std::fs::write(&gate, b"").unwrap();
+    for id in [&head, &after] {
+        let v = t.ok(&["wait", "--until", "20", id]);
+        assert_eq!(v["state"], "exited", "{v}");
+    }
+}
+
+/// `delete` of a queued job whose supervisor is stopped removes it: the
+/// kill continues the supervisor, which records the job killed. It said
+/// "job is currently running" (not retryable) and left the kill pending,
+/// to end the job in place once continued (audit).
+#[test]
+fn delete_of_a_queued_job_with_a_stopped_supervisor_removes_it() {
+    let t = TempRoot::new();
+    let gate = t.base.join("gate");
+    let head = id_of(&enqueue(&t, "q", &[], &[&gated(&gate)]));
+    let doomed = id_of(&enqueue(&t, "q", &[], &["true"]));
+    stop_supervisors(&t, &[&doomed]);
+    let d = t.ok(&["delete", &doomed]);
+    assert_eq!(d["deleted"], 1, "{d}");
+    assert!(!t.job_dir(&doomed).exists());
+    std::fs::write(&gate, b"").unwrap();
+    let v = t.ok(&["wait", "--until", "20", &head]);
+    assert_eq!(v["state"], "exited", "{v}");
+}

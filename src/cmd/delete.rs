@@ -129,6 +129,10 @@ const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// which sends the killed job's `job.finished` before it lets go.
 const KILLED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A queued job this delete told to end whose supervisor has not yet
+/// recorded it killed (a refusal's reason).
+const KILL_PENDING: &str = "kill_pending";
+
 fn refused(job: &Job, why: &str) -> Error {
     // A launch holds the job (its lock, then its new supervisor's pin)
     // before the first record says `running`: the job is about to run,
@@ -196,6 +200,13 @@ fn refused(job: &Job, why: &str) -> Error {
         gc::GONE => {
             return Error::Busy(format!(
                 "invalid job state: cannot delete job {}: another gc or delete is removing it; nothing was changed by this one, try again",
+                job.id
+            ))
+            .in_job(&job.id)
+        }
+        KILL_PENDING => {
+            return Error::Busy(format!(
+                "invalid job state: cannot delete job {}: it is queued, and its supervisor was told to end it (SIGTERM) but has not recorded it killed yet; try again",
                 job.id
             ))
             .in_job(&job.id)
@@ -310,6 +321,10 @@ pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
                 body.push(&job.id, state, action, "explicit_delete");
             }
             Err(Stay::Removal(state, e)) => body.removal_failed(&job.id, state, &e),
+            // Its supervisor holds it, not yet done with the kill.
+            Err(Stay::Refused(state, why)) if why == KILL_PENDING => {
+                body.out_of_scope(&job.id, state, "in_use")
+            }
             Err(Stay::Refused(state, why)) => body.out_of_scope(&job.id, state, &why),
             Err(Stay::KilledHeld) => body.out_of_scope(&job.id, "killed", "in_use"),
             Err(Stay::Unsafe(e)) => body.out_of_scope(&job.id, "unknown", e.code()),
@@ -367,8 +382,12 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
             }
             let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
             let now = observe::current_state(job).ok();
-            if !now.as_ref().is_some_and(|s| s.status().is_terminal()) {
-                return Err(Stay::Refused(state, "running".into()));
+            match now.as_ref().map(|s| s.status()) {
+                Some(s) if s.is_terminal() => {}
+                // Told to end, and not yet on record (a supervisor slow
+                // to answer): said so, not "running" for good.
+                Some(Status::Queued) => return Err(Stay::Refused(state, KILL_PENDING.into())),
+                _ => return Err(Stay::Refused(state, "running".into())),
             }
             // Its supervisor now sends the killed job's `job.finished`
             // (a command sink may take a while): waited for longer, and

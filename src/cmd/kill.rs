@@ -152,6 +152,10 @@ pub fn kill_job_within(
                 }
                 sys::kill_process(spid, asked)
                     .map_err(|e| Error::io(format!("signal supervisor {spid}"), e))?;
+                // A stopped supervisor (SIGSTOP, ^Z) would keep the
+                // signal pending, and the queue stalled behind it: it is
+                // continued, as a running job's group is.
+                let _ = sys::kill_process(spid, libc::SIGCONT);
             }
             if no_wait {
                 return Ok(body);
