@@ -988,6 +988,13 @@ pub fn launch(
     }
     .map_err(|e| e.in_job(&job.id))?;
     crate::queue::annotate(job, &mut state);
+    // Still starting at the deadline (a supervisor slow to say it runs):
+    // the answer prints the log paths, which exist when printed (D41),
+    // before the supervisor has made them. Made here as it makes them
+    // (empty, kept if there): nothing else to do on a path this rare.
+    if first.is_none() && state.status() == Status::Created {
+        let _ = create_logs(job);
+    }
     let alive = first.is_some() || state.status() == Status::Created;
     Ok(Launch {
         state,

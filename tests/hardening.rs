@@ -1054,6 +1054,48 @@ fn a9_log_paths_exist_when_printed() {
     }
 }
 
+/// A supervisor slow to say it runs (held 3 s at its first system call
+/// of its own, with strace): `run` answers at its deadline, the job still
+/// `created`, and the log paths it prints exist then. They did not: the
+/// supervisor makes them, and had not yet (audit). Skipped without
+/// strace (CI installs it).
+#[test]
+fn a9_log_paths_exist_when_a_slow_supervisor_is_answered_for() {
+    use std::io::BufRead;
+    let t = TempRoot::new();
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("strace missing: skipped");
+        return;
+    }
+    let mut c = t.private("strace");
+    c.args(["-f", "-o", "/dev/null", "-e", "trace=close_range"])
+        .args(["-e", "inject=close_range:delay_enter=3000000:when=1"])
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["run", "--no-auto-gc", "--until", "0", "--", "true"])
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // The answer, as soon as it is printed (strace itself lasts until the
+    // supervisor ends, by when it has made the logs anyway).
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_default();
+    let exists: Vec<bool> = ["stdout_log_path", "stderr_log_path"]
+        .iter()
+        .map(|k| v[*k].as_str().is_some_and(|p| Path::new(p).exists()))
+        .collect();
+    let _ = child.wait();
+    if v["state"] != "created" {
+        eprintln!("the supervisor was not held (strace could not): skipped: {v}");
+        return;
+    }
+    assert_eq!(exists, [true, true], "{v}");
+    t.wait_done(&id_of(&v));
+}
+
 // ---------------------------------------------------------------------
 // A10. No panic on edge values or hostile names
 // ---------------------------------------------------------------------
