@@ -476,13 +476,17 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
                     format_args!("expected a table, found {}", q.value.type_name()),
                 ));
             };
-            crate::queue::check_name(&q.key).map_err(|_| {
-                v.fail(
-                    q,
-                    &key,
-                    "a queue name is 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
-                )
-            })?;
+            // A table no queue can use (`[queue."a b"]`): ignored with a
+            // word on stderr, as a key nothing reads is, not a failure of
+            // every command that reads the file (most use no queue).
+            if crate::queue::check_name(&q.key).is_err() {
+                crate::warn!(
+                    "{}:{}: {key}: no queue can have this name (1-64 letters, digits, '.', '_' or '-', not starting with '.'), ignored",
+                    v.origin.display(),
+                    q.line
+                );
+                continue;
+            }
             if let Some(e) = t.entry("parallel") {
                 let key = format!("{key}.parallel");
                 let n = v.count(e, &key)?;

@@ -911,6 +911,37 @@ fn parallel_comes_from_the_config_when_not_given() {
     assert_ne!(code, 0);
 }
 
+/// A config table for a name no queue can have is named on stderr and
+/// ignored: it failed every command that read the file (`invalid_config`),
+/// most of which use no queue (audit).
+#[test]
+fn a_config_table_no_queue_can_use_is_a_warning() {
+    let t = TempRoot::new();
+    let cfg = t.base.join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[queue.\"my queue\"]\nparallel = 2\n[queue.ok]\nparallel = 2\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let o = t.out(&["run", "--config", c, "--", "echo", "hi"]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("my queue") && o.stderr.contains(":1:"),
+        "{}",
+        o.stderr
+    );
+    // The valid table beside it still counts.
+    let gate = t.base.join("gate");
+    let one = enqueue(&t, "ok", &["--config", c], &[&gated(&gate)]);
+    let two = enqueue(&t, "ok", &["--config", c], &[&gated(&gate)]);
+    assert_eq!(two["state"], "running", "{two}");
+    std::fs::write(&gate, "").unwrap();
+    for v in [one, two] {
+        assert_eq!(t.wait_done(&id_of(&v))["state"], "exited");
+    }
+}
+
 #[test]
 fn bad_queue_flags_are_clear_errors() {
     let t = TempRoot::new();
