@@ -203,9 +203,12 @@ fn take_lock(job: &Job, attempt: u32, by: Instant) -> Result<std::fs::File> {
             observe::current_state(job)?;
             continue;
         }
+        // Another caller's launch is in progress (it holds the lock):
+        // retryable, as a `start` that meets another's launch is; asked
+        // again, this call restarts the run that one started.
         if job.read_state().is_ok_and(|st| st.attempt() > attempt) {
-            return Err(Error::InvalidState(format!(
-                "invalid job state: job {} was restarted by another caller meanwhile",
+            return Err(Error::Busy(format!(
+                "invalid job state: job {} was restarted by another caller meanwhile; nothing was started by this one",
                 job.id
             )));
         }
