@@ -95,6 +95,15 @@ pub fn stop_and_keep(job: &Job, stop: Stop, keep: u64) -> Result<Option<std::fs:
         }
         _ => {}
     }
+    // The ended run's supervisor records its `job.finished` delivered
+    // under the job lock: it is waited for before the lock is taken.
+    // Holding the lock meanwhile, the restart kept it waiting a second
+    // for the lock, and waited that second itself.
+    if let Ok(now) = observe::current_state(job) {
+        if now.status().is_terminal() && now.attempt() == st.attempt() {
+            supervisor_gone(job, &now, Instant::now() + stop.settle)?;
+        }
+    }
     let lock = take_lock(
         job,
         st.attempt(),
