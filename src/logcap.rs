@@ -143,6 +143,10 @@ pub struct Gap {
     /// The kept tail starts inside a line: the last byte dropped is not
     /// a newline.
     pub tail_mid_line: bool,
+    /// An odd record's cut whose kept tail overlaps its destination has
+    /// copied the tail's first bytes that the cut writes over (`at_risk`)
+    /// past both (`scratch_at`): nothing was written over before this.
+    pub staged: bool,
 }
 
 impl Gap {
@@ -168,7 +172,7 @@ impl Gap {
 
     fn encode(&self) -> [u8; REC] {
         let text = format!(
-            "ae-gap g={:020} h={:020} m={:04} d={:020} s={:020} k={:020} c={}{} g={:020}",
+            "ae-gap g={:020} h={:020} m={:04} d={:020} s={:020} k={:020} c={}{}{} g={:020}",
             self.gen,
             self.head,
             self.marker,
@@ -177,6 +181,9 @@ impl Gap {
             self.keep,
             u8::from(self.head_mid_line),
             u8::from(self.tail_mid_line),
+            // A third digit only for a staged cut: every other record
+            // reads as it did before it was kept.
+            if self.staged { "1" } else { "" },
             self.gen
         );
         let mut rec = [b' '; REC];
@@ -207,6 +214,7 @@ impl Gap {
             keep: num(it.next(), "k=")?,
             head_mid_line: false,
             tail_mid_line: false,
+            staged: false,
         };
         // `c=` (where the gap cuts lines) lies before the last generation,
         // so a torn read cannot pair it with the wrong one. A record made
@@ -221,11 +229,14 @@ impl Gap {
                     b'1' => Some(true),
                     _ => None,
                 };
-                let &[h, t] = c.as_bytes() else {
-                    return None;
+                let (h, t, staged) = match *c.as_bytes() {
+                    [h, t] => (h, t, b'0'),
+                    [h, t, s] => (h, t, s),
+                    _ => return None,
                 };
                 g.head_mid_line = bit(h)?;
                 g.tail_mid_line = bit(t)?;
+                g.staged = bit(staged)?;
                 last = it.next();
             }
             None => {
@@ -281,7 +292,17 @@ fn apply(f: &File, g: &Gap, buf: &mut Vec<u8>) -> io::Result<()> {
     let newline = g.marker as usize == MARKER_TEXT + 1;
     f.write_all_at(&marker(g.dropped, newline), g.head)?;
     let dest = g.head + g.marker;
-    if g.src != dest {
+    if g.staged {
+        // The staged first bytes, then the rest from where it lies, which
+        // nothing writes over (its destination ends where it starts):
+        // each step writes only where nothing still needed lies, so the
+        // whole is made again after a crash at any point.
+        let risk = at_risk(g);
+        copy(f, scratch_at(g), dest, risk, buf)?;
+        if risk < g.keep {
+            copy(f, g.src + risk, dest + risk, g.keep - risk, buf)?;
+        }
+    } else if g.src != dest {
         copy(f, g.src, dest, g.keep, buf)?;
     }
     f.set_len(dest + g.keep)
@@ -318,17 +339,42 @@ fn copy(f: &File, from: u64, to: u64, len: u64, buf: &mut Vec<u8>) -> io::Result
 /// log that outgrew its share by less than the share plus a marker: the
 /// marker alone may be longer than what is dropped) is made in two
 /// steps, so that neither the marker nor the copy writes over bytes not
-/// yet moved, and a cut stopped by a crash can be redone: the tail is
-/// first copied past the end of both ranges, then the odd record names
-/// that copy as its source (`apply` then moves it into place and cuts
-/// it off). `g`: the odd record naming the tail itself, the last `keep`
+/// yet moved, and a cut stopped by a crash can be redone: the tail's
+/// first bytes that the cut writes over (`at_risk`) are first copied
+/// past the end of both ranges (`scratch_at`), then the odd record says
+/// so (`staged`; `apply` then moves both parts into place and cuts the
+/// file). Only those bytes, not the whole tail: the file never grows
+/// past its destination's end plus one tail share (N + N/2 and a
+/// marker), where a copy of the whole tail made it up to 2N on disk for
+/// a moment. `g`: the odd record naming the tail itself, the last `keep`
 /// bytes of the file, as on disk.
 fn stage(f: &File, gaps: &File, slot: usize, g: Gap, buf: &mut Vec<u8>) -> io::Result<Gap> {
-    let at = (g.src + g.keep).max(g.head + g.marker + g.keep);
-    copy(f, g.src, at, g.keep, buf)?;
-    let staged = Gap { src: at, ..g };
+    // What an earlier try left past the tail (a crash in this step) goes:
+    // the copy is made again whole.
+    let end = g.src + g.keep;
+    if f.metadata()?.len() > end {
+        f.set_len(end)?;
+    }
+    copy(f, g.src, scratch_at(&g), at_risk(&g), buf)?;
+    let staged = Gap { staged: true, ..g };
     write_rec(gaps, slot, &staged)?;
     Ok(staged)
+}
+
+/// How many of the kept tail's first bytes a cut writes over before it
+/// reads them (the marker's, and the copy's when the tail overlaps its
+/// destination): the bytes `stage` copies away first. 0 without overlap.
+fn at_risk(g: &Gap) -> u64 {
+    if !overlaps(g) {
+        return 0;
+    }
+    (g.head + g.marker + g.keep - g.src).min(g.keep)
+}
+
+/// Where `stage` keeps its copy: past both the tail and its destination,
+/// so that nothing the cut writes lands on it.
+fn scratch_at(g: &Gap) -> u64 {
+    (g.src + g.keep).max(g.head + g.marker + g.keep)
 }
 
 /// Whether the odd record `g` names a source that overlaps its
@@ -453,6 +499,7 @@ impl Capper {
             keep,
             head_mid_line,
             tail_mid_line: before[0] != b'\n',
+            staged: false,
         };
         write_rec(&self.gaps, self.slot, &g)?;
         if overlaps(&g) {
@@ -480,6 +527,7 @@ impl Capper {
         }
         apply(f, &g, &mut self.buf)?;
         g.gen += 1;
+        g.staged = false;
         write_rec(&self.gaps, self.slot, &g)?;
         self.gap = g;
         self.size = head + marker + keep;
@@ -644,20 +692,31 @@ fn repair_locked(dirf: &crate::sys::Dir, gaps: &File, slot: usize, odd: Gap) -> 
     let f = dirf.open_file(name, crate::sys::How::Open)?;
     let mut g = cur;
     let mut buf = Vec::new();
-    // Cut to its final size already (its source was past the new
-    // end): only the record is missing. Before the cut the file is
-    // longer (a source after the destination) or of another length
-    // (a tail not yet staged), unless the tail is already in place.
-    let done = f.metadata()?.len() == g.head + g.marker + g.keep;
-    if !done || g.src == g.head + g.marker {
-        // The record names a source that is intact: an overlapping
-        // one is staged before anything is written over it.
-        if overlaps(&g) {
-            g = stage(&f, gaps, slot, g, &mut buf)?;
+    let len = f.metadata()?.len();
+    if g.staged {
+        // Staged whole (the record says so only then): the cut is made
+        // (again), unless the file is already cut to its end and only the
+        // record is missing (the copy past the end is gone with it).
+        if len == scratch_at(&g) + at_risk(&g) {
+            apply(&f, &g, &mut buf)?;
         }
+    } else if overlaps(&g) {
+        // Nothing was written over yet (a cut writes nothing before its
+        // copy is staged): staged (again), then made.
+        g = stage(&f, gaps, slot, g, &mut buf)?;
         apply(&f, &g, &mut buf)?;
+    } else {
+        // Cut to its final size already (its source was past the new
+        // end): only the record is missing. Before the cut the file is
+        // longer (a source after the destination), unless the tail is
+        // already in place.
+        let done = len == g.head + g.marker + g.keep;
+        if !done || g.src == g.head + g.marker {
+            apply(&f, &g, &mut buf)?;
+        }
     }
     g.gen += 1;
+    g.staged = false;
     write_rec(gaps, slot, &g)?;
     Ok(g)
 }
@@ -718,6 +777,7 @@ mod tests {
             keep: 10,
             head_mid_line: false,
             tail_mid_line: false,
+            staged: false,
         };
         let rec = g.encode();
         assert_eq!(Gap::decode(&rec), Some(g));
@@ -746,6 +806,8 @@ mod tests {
             };
             assert_eq!(Gap::decode(old.as_bytes()), Some(want));
         }
+        let staged = Gap { staged: true, ..g };
+        assert_eq!(Gap::decode(&staged.encode()), Some(staged));
         let h = Gap { gen: 8, ..g }.encode();
         let mut torn = rec;
         torn[..40].copy_from_slice(&h[..40]);
@@ -836,6 +898,7 @@ mod tests {
             keep: 500,
             head_mid_line: cur.head_mid_line,
             tail_mid_line: data[data.len() - 501] != b'\n',
+            staged: false,
         };
         write_rec(&gaps, STDOUT, &g).unwrap();
         f.write_all_at(
@@ -952,6 +1015,7 @@ mod tests {
                 keep: 50,
                 head_mid_line: true,
                 tail_mid_line: true,
+                staged: false,
             };
             assert!(overlaps(&g));
             write_rec(&gaps, STDOUT, &g).unwrap();
@@ -964,6 +1028,78 @@ mod tests {
             }
             check_final(&dir, crate::job::STDOUT, &data, cap);
             std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    /// A final cut whose tail overlaps its destination copies away only
+    /// the tail's first bytes that it writes over, so the file stays
+    /// under its destination's end plus one tail share (it held a copy of
+    /// the whole tail for a moment: up to 2N on disk; audit), and a crash
+    /// at any step of it is finished by a reader.
+    #[test]
+    fn an_overlapping_final_cut_stages_only_what_it_writes_over() {
+        use std::io::Write;
+        let cap = Cap::new(1000);
+        // 1300 bytes: the tail starts before its destination's end (part
+        // of it is written over); 1020: before its destination (all).
+        for len in [1300u64, 1020] {
+            let data: Vec<u8> = (0..len).map(|i| b'0' + (i % 10) as u8).collect();
+            let g = Gap {
+                gen: 1,
+                head: 500,
+                marker: MARKER_TEXT as u64 + 1,
+                dropped: len - 1000,
+                src: len - 500,
+                keep: 500,
+                head_mid_line: true,
+                tail_mid_line: true,
+                staged: false,
+            };
+            let dest = g.head + g.marker;
+            assert!(overlaps(&g));
+            assert_eq!(at_risk(&g), (dest + 500 - g.src).min(500));
+            // 0: stopped while staging; 1: staged; 2: the first copy half
+            // made; 3: the second half made; 4: cut, the record still odd.
+            for when in 0..5 {
+                let (dir, gaps, _lock, mut f) = crash_scene(&format!("part-{len}-{when}"));
+                f.write_all(&data).unwrap();
+                write_rec(&gaps, STDOUT, &g).unwrap();
+                let mut buf = Vec::new();
+                if when == 0 {
+                    f.write_all_at(&data[..7], scratch_at(&g)).unwrap();
+                } else {
+                    let staged = stage(&f, &gaps, STDOUT, g, &mut buf).unwrap();
+                    let peak = f.metadata().unwrap().len();
+                    assert_eq!(peak, dest + 2 * g.keep, "{len}");
+                    assert!(peak <= 1000 + 500 + g.marker, "{len}: {peak}");
+                    let risk = at_risk(&g);
+                    let nl = true;
+                    if when >= 2 {
+                        f.write_all_at(&marker(g.dropped, nl), g.head).unwrap();
+                        copy(&f, scratch_at(&g), dest, risk / 2, &mut buf).unwrap();
+                    }
+                    if when >= 3 {
+                        copy(&f, scratch_at(&g), dest, risk, &mut buf).unwrap();
+                        let rest = (g.keep - risk) / 2;
+                        copy(&f, g.src + risk, dest + risk, rest, &mut buf).unwrap();
+                    }
+                    if when == 4 {
+                        apply(&f, &staged, &mut buf).unwrap();
+                    }
+                }
+                // What a reader does once the wait for the cut runs out
+                // (`Gaps::stable`), at once.
+                let odd = Gaps::open(&dir)
+                    .unwrap()
+                    .unwrap()
+                    .peek(STDOUT)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(odd.gen % 2, 1);
+                repair(&dir, STDOUT, odd).unwrap().unwrap();
+                check_final(&dir, crate::job::STDOUT, &data, cap);
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
         }
     }
 }
