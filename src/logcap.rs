@@ -55,10 +55,12 @@
 //!   lies wholly after the destination: with the slack above for a cut
 //!   while the job runs; for the final cut, which may find the tail only
 //!   a few bytes past its share (fewer than the marker is long, even),
-//!   the tail is first copied past the end of the file and that copy is
-//!   the source (`stage`). Neither the marker nor the copy ever writes
-//!   over bytes not yet moved, so a compaction cut short by a crash is
-//!   redone from its odd record (`repair`), which names source and length.
+//!   the tail's first bytes that the cut writes over are first copied
+//!   past the end of the file, and the record says so (`stage`): the
+//!   file grows by at most one tail share for it. Neither the marker nor
+//!   the copy ever writes over bytes not yet moved, so a compaction cut
+//!   short by a crash is redone from its odd record (`repair`), which
+//!   names source and length.
 //! - A job whose supervisor died has its logs cut to their final size by
 //!   the reader that records `supervisor_lost` (`settle_orphaned`), under
 //!   the job lock: every ended job's logs are final.
