@@ -701,9 +701,6 @@ enum Group {
     Unproven(String),
 }
 
-/// The real uid of process `pid` (`Uid:` in /proc/PID/status), the one
-/// kill(2) weighs: not the owner of /proc/PID, which is root for a
-/// process that is not dumpable (a set-uid program a job runs).
 /// May a record in a job directory owned by `owner` name a process of
 /// real uid `uid`? The owner's own processes, or anyone's when the owner
 /// is root: only root can have made a root-owned job directory (and only
@@ -717,6 +714,9 @@ pub fn admits(owner: u32, uid: u32) -> bool {
     owner == 0 || owner == uid
 }
 
+/// The real uid of process `pid` (`Uid:` in /proc/PID/status), the one
+/// kill(2) weighs: not the owner of /proc/PID, which is root for a
+/// process that is not dumpable (a set-uid program a job runs).
 fn real_uid(pid: u32) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
