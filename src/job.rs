@@ -616,7 +616,8 @@ impl State {
     /// Either way its real uid must be one the job's directory admits
     /// (`admits`: the owner's, or any for a root-owned job), or it must
     /// be the child of the job's live supervisor (a root that changed its
-    /// uid). Anything else is somebody else's process,
+    /// uid, or that root started in another user's job). Anything else
+    /// is somebody else's process,
     /// whether by pid reuse or a record edited (or planted) by hand:
     /// never signalled.
     pub fn leader(&self, job: &Job) -> Leader {
@@ -642,14 +643,12 @@ impl State {
             None if crate::sys::proc_stat(pid).is_none() => return Leader::Gone,
             None => false,
         };
-        // A root that changed its uid (`sudo -u`, a setuid program) is
-        // still the job's while it is the child of the job's live
-        // supervisor, itself the owner's: the kernel, not the record,
-        // says who started it.
-        let owned = owned
-            || (Some(p.ppid) == self.supervisor_pid
-                && job.is_supervisor(p.ppid)
-                && real_uid(p.ppid).is_some_and(|u| owner.is_some_and(|o| admits(o, u))));
+        // A root of another uid is still the job's while it is the child
+        // of the job's live supervisor: one that changed its uid (`sudo
+        // -u`, a setuid program), or one that root's `start` or `restart`
+        // of another user's job runs as root. The kernel, not the record,
+        // says who started it: a process is nobody's child but by fork.
+        let owned = owned || (Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid));
         if ours && owned {
             Leader::Root(pid)
         } else {

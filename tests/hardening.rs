@@ -3741,3 +3741,34 @@ fn a_lost_root_job_with_processes_of_another_uid_is_cleaned_up_and_deleted() {
     t.ok(&["delete", &id]);
     assert!(!t.job_dir(&id).exists());
 }
+
+/// Root restarting (or starting) another user's job runs it as root: its
+/// new root is uid 0, the child of the job's live supervisor, and `kill`
+/// and a second `restart` stop it. Both answered that the record was
+/// damaged ("not the job's process") and signalled nothing (audit).
+#[test]
+fn roots_restart_of_another_users_job_can_be_stopped() {
+    let t = TempRoot::new();
+    let bin = t.base.join("agent-exec");
+    std::fs::copy(support::bin(), &bin).unwrap();
+    std::fs::create_dir_all(&t.root).unwrap();
+    std::os::unix::fs::chown(&t.root, Some(65534), Some(65534)).unwrap();
+    let Some(mut c) = as_nobody(&t, &bin) else {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    };
+    c.arg("--root")
+        .arg(&t.root)
+        .args(["run", "--no-wait", "--", "sleep", "79.875"]);
+    let id = id_of(&t.exec(c).json());
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 2, "{r}");
+    let r = t.ok(&["restart", "--no-wait", &id]);
+    assert_eq!(r["attempt"], 3, "{r}");
+    let k = t.ok(&["kill", &id]);
+    assert_eq!(k["signal"], "SIGTERM", "{k}");
+    assert_eq!(t.wait_done(&id)["state"], "killed");
+    eventually("every run's sleep is gone", 5, || {
+        sleepers("79.875").is_empty()
+    });
+}

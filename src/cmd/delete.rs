@@ -211,7 +211,13 @@ fn refused(job: &Job, why: &str) -> Error {
             ))
             .in_job(&job.id)
         }
-        "pid_alive" => "processes of the job are still alive; kill it first".to_string(),
+        // Advice `kill` can follow only when it would signal them.
+        "pid_alive" => match job.read_state().map(|st| st.own_processes(job)) {
+            Ok(Err(why)) => format!(
+                "processes its record names are still alive, and its record does not show them to be the job's ({why}): kill does not signal them either; end them by hand"
+            ),
+            _ => "processes of the job are still alive; kill it first".to_string(),
+        },
         other => other.to_string(),
     };
     Error::InvalidState(format!(
