@@ -480,10 +480,12 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config> {
             // word on stderr, as a key nothing reads is, not a failure of
             // every command that reads the file (most use no queue).
             if crate::queue::check_name(&q.key).is_err() {
+                // Quoted: `queue..x` and `queue.` would not say which.
                 crate::warn!(
-                    "{}:{}: {key}: no queue can have this name (1-64 letters, digits, '.', '_' or '-', not starting with '.'), ignored",
+                    "{}:{}: queue.{:?}: no queue can have this name (1-64 letters, digits, '.', '_' or '-', not starting with '.'), ignored",
                     v.origin.display(),
-                    q.line
+                    q.line,
+                    q.key
                 );
                 continue;
             }
@@ -560,7 +562,9 @@ impl Validator<'_> {
             return;
         };
         for q in queues.entries() {
-            let Some(t) = q.value.as_table() else {
+            // A table no queue can use is named once, as a whole.
+            let (Some(t), true) = (q.value.as_table(), crate::queue::check_name(&q.key).is_ok())
+            else {
                 continue;
             };
             for e in t.entries().iter().filter(|e| e.key != "parallel") {

@@ -807,6 +807,9 @@ pub fn argv(words: &[&[u8]]) -> io::Result<Vec<CString>> {
 /// launches that follow. (A burst of 200 launches that collect on every
 /// launch: 1.16x its time without auto-GC, 1.14x with this; 1.08x when
 /// the sweep was a thread of the supervisor, which held `restart`.)
+/// Returns without waiting for the grandchild's exec (which may wait
+/// for an idle CPU): only a failure of the intermediate child (setsid,
+/// the second fork) is an error.
 pub fn spawn_detached_idle(
     exe: &CStr,
     argv: &[CString],
@@ -991,6 +994,19 @@ fn detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)], idle: bool) -
             // SIGCHLD ignored by the caller: the kernel reaped it.
             Some(libc::ECHILD) => break,
             _ => return Err(e),
+        }
+    }
+    // At the lowest priority the grandchild may wait long for a CPU to
+    // exec on (SCHED_IDLE runs only on an idle one), and nothing may wait
+    // for it: a supervisor that started a collection mid-run drained no
+    // output and recorded no end until then (3 s for a collector held 3 s
+    // before its exec). Only the intermediate child's word is taken
+    // (written before it exited, so in the pipe now, if any); the
+    // grandchild's fate is its own.
+    if idle {
+        let mut fds = [poll_fd(err_r.as_raw_fd(), POLLIN)];
+        if !poll(&mut fds, 0).is_ok_and(|n| n > 0) {
+            return Ok(());
         }
     }
     // End of file once both children are past the point of failing (the
