@@ -409,7 +409,10 @@ pub fn check_flags(m: &Matches) -> Result<()> {
     Ok(())
 }
 
-/// `--shell-wrapper "prog flags"` > config `[shell] unix` > `sh -lc`.
+/// `--shell-wrapper "prog flags"` > `--config FILE`'s `[shell] unix` >
+/// the default config file's > `sh -lc`: a `--config` without the key
+/// leaves the wrapper to the default file, as 0.2.3 resolved it (that
+/// file is read for nothing else then, and only when it is needed).
 pub fn resolve_wrapper(flag: Option<&str>, cfg: &Config) -> Result<Vec<String>> {
     if let Some(w) = flag {
         let parts: Vec<String> = w.split_whitespace().map(str::to_string).collect();
@@ -418,7 +421,16 @@ pub fn resolve_wrapper(flag: Option<&str>, cfg: &Config) -> Result<Vec<String>> 
         }
         return Ok(parts);
     }
-    Ok(cfg.shell_unix.clone().unwrap_or_else(default_wrapper))
+    if let Some(w) = &cfg.shell_unix {
+        return Ok(w.clone());
+    }
+    let default = crate::config::default_path();
+    if cfg.path.is_some() && cfg.path != default {
+        if let Some(w) = crate::config::load(None)?.shell_unix {
+            return Ok(w);
+        }
+    }
+    Ok(default_wrapper())
 }
 
 /// The process cwd, or the canonical `--cwd` (absolute if it cannot be

@@ -847,6 +847,19 @@ fn shell_wrapper_from_flag_and_config() {
         "echo ${BASH_VERSION:-plain}",
     ]);
     assert_eq!(v["stdout"], "plain\n");
+    // One without the key leaves the wrapper to the default file (the
+    // precedence: flag, --config, default file, built-in; audit: it went
+    // to the built-in `sh -lc`).
+    let no_key = t.base.join("no-key.toml");
+    std::fs::write(&no_key, "[gc]\nauto = true\n").unwrap();
+    let v = t.ok(&[
+        "run",
+        "--config",
+        no_key.to_str().unwrap(),
+        "--",
+        "echo ${BASH_VERSION:+bash}",
+    ]);
+    assert_eq!(v["stdout"], "bash\n", "{v}");
     // A broken config is an invalid_config envelope naming the file.
     std::fs::write(cfg.join("config.toml"), "[shell\n").unwrap();
     let (code, e) = t.err(&["run", "--", "true"]);
