@@ -1884,6 +1884,7 @@ pub fn reapply_script(
 ) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
     let b = builtin(shell);
+    let t = test_builtin(shell);
     let guarded = |line: &str| match shell {
         "zsh" => format!("{b}eval {} 2>/dev/null", quote(line)),
         "bash" => format!("{b}{line} 2>/dev/null"),
@@ -1904,13 +1905,14 @@ pub fn reapply_script(
         out.push_str(&format!(
             "if {}; then\n__AGENT_EXEC_P=$PATH\nPATH=${CALLER_PATH_VAR}\n{}",
             guarded("export PATH=\"$PATH\""),
-            "while [ -n \"$__AGENT_EXEC_P\" ]; do\n\
+            "while {t} -n \"$__AGENT_EXEC_P\" ]; do\n\
              __AGENT_EXEC_D=${__AGENT_EXEC_P%%:*}\n\
              case $__AGENT_EXEC_P in *:*) __AGENT_EXEC_P=${__AGENT_EXEC_P#*:} ;; *) __AGENT_EXEC_P= ;; esac\n\
-             if [ -n \"$__AGENT_EXEC_D\" ]; then\n\
+             if {t} -n \"$__AGENT_EXEC_D\" ]; then\n\
              case :$PATH: in *:\"$__AGENT_EXEC_D\":*) ;; *) PATH=${PATH:+$PATH:}$__AGENT_EXEC_D ;; esac\n\
              fi\n\
              done\n"
+                .replace("{t}", t)
         ));
         out.push_str(&format!(
             "{b}unset __AGENT_EXEC_P __AGENT_EXEC_D\n{}\nfi\n{b}unset {CALLER_PATH_VAR}\n",
@@ -1931,7 +1933,7 @@ pub fn reapply_script(
         };
         let cwd = quote(cwd);
         out.push_str(&format!(
-            "[ \"$PWD\" = {cwd} ] || [ \"$PWD\" -ef {cwd} ] || {cd} -- {cwd} || exit\n"
+            "{t} \"$PWD\" = {cwd} ] || {t} \"$PWD\" -ef {cwd} ] || {cd} -- {cwd} || exit\n"
         ));
     }
     out
@@ -1947,8 +1949,21 @@ pub fn reapply_script(
 /// or were handed the set-up itself, values and all.
 fn builtin(shell: &str) -> &'static str {
     match shell {
-        "bash" | "zsh" => "builtin ",
+        // Itself behind a backslash: a profile's `alias builtin=echo`
+        // (zsh expands aliases in scripts; bash with expand_aliases)
+        // printed the set-up, values and all, into the job's output.
+        "bash" | "zsh" => "\\builtin ",
         _ => "\\",
+    }
+}
+
+/// How the set-up calls `[`, a regular built-in, past a profile's
+/// function of that name (one that never failed kept the PATH loop
+/// going for good): `builtin` in bash and zsh, `command` elsewhere.
+fn test_builtin(shell: &str) -> &'static str {
+    match shell {
+        "bash" | "zsh" => "\\builtin [",
+        _ => "\\command [",
     }
 }
 
@@ -2038,8 +2053,13 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
     if command.len() == 1 {
         argv.push(format!("{prelude}{}", command[0]));
     } else {
+        // bash and zsh take options after `exec` (`-c` clears the
+        // environment, `-a NAME` renames the program): a first word that
+        // starts with a dash is the program, as for any other shell.
         let run = if program_run(wrapper) == Some("fish") {
             "exec $argv"
+        } else if matches!(program_name(wrapper), "bash" | "zsh") {
+            "\\builtin exec -- \"$@\""
         } else {
             "exec \"$@\""
         };
@@ -3080,10 +3100,14 @@ mod tests {
         let a = workload_argv(&w, &["echo hi".into()], 1);
         assert!(
             a[2].starts_with(
-                "{ __AGENT_EXEC_F=$-; builtin set +xveu; } 2>/dev/null; builtin eval "
+                "{ __AGENT_EXEC_F=$-; \\builtin set +xveu; } 2>/dev/null; \\builtin eval "
             ),
             "{}",
             a[2]
+        );
+        assert_eq!(
+            workload_argv(&w, &["-c".into(), "env".into()], 0)[2..],
+            ["\\builtin exec -- \"$@\"", "--", "-c", "env"]
         );
         // fish binds the words after `-c SCRIPT --` to $argv.
         for fish in ["fish", "/usr/bin/fish"] {

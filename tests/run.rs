@@ -1371,6 +1371,63 @@ fn the_way_back_from_a_profile_uses_the_shells_own_cd() {
     }
 }
 
+/// A profile's alias named `builtin` (zsh expands aliases in scripts;
+/// bash with expand_aliases) no longer turns the set-up into `echo`s
+/// that printed it, secrets and all, into the job's output and left the
+/// profile's values in place; nor does a function named `[` that always
+/// succeeds keep the PATH rebuild looping for good (audit).
+#[test]
+fn a_profiles_builtin_alias_and_bracket_function_do_not_hijack_the_set_up() {
+    let t = TempRoot::new();
+    let home = t.base.join("home");
+    let hijack = "alias builtin=echo
+export MODE=profile
+";
+    std::fs::write(
+        home.join(".bash_profile"),
+        format!("shopt -s expand_aliases\n{hijack}[() {{ return 0; }}\n"),
+    )
+    .unwrap();
+    std::fs::write(home.join(".zprofile"), hijack).unwrap();
+    let env = t.base.join("job.env");
+    std::fs::write(&env, "TOKEN=s3cret\n").unwrap();
+    for wrapper in ["bash -lc", "zsh -lc"] {
+        if !installed(wrapper.split(' ').next().unwrap()) {
+            continue;
+        }
+        let v = t.ok(&[
+            "run",
+            "--until",
+            "20",
+            "--shell-wrapper",
+            wrapper,
+            "--env-file",
+            env.to_str().unwrap(),
+            "--env",
+            "MODE=ci",
+            "--",
+            "echo \"mode=$MODE ${#TOKEN}\"",
+        ]);
+        assert_eq!(v["state"], "exited", "{wrapper}: {v}");
+        assert_eq!(v["stdout"], "mode=ci 6\n", "{wrapper}: {v}");
+    }
+}
+
+/// Under bash or zsh, an argv command whose first word starts with a
+/// dash is that program, as under any shell: `exec -c env` ran env with
+/// an emptied environment (`-c` taken as exec's option; audit).
+#[test]
+fn an_argv_program_with_a_leading_dash_is_not_an_option_of_exec() {
+    let t = TempRoot::new();
+    for wrapper in ["sh -c", "bash -c", "zsh -c"] {
+        if !installed(wrapper.split(' ').next().unwrap()) {
+            continue;
+        }
+        let v = t.ok(&["run", "--shell-wrapper", wrapper, "--", "-c", "env"]);
+        assert_eq!(v["exit_code"], 127, "{wrapper}: {v}");
+    }
+}
+
 /// A `--tty` job's terminal size is its own: the caller's COLUMNS and
 /// LINES (which programs read before asking the terminal) are left out,
 /// unless the job's own --env sets them.
