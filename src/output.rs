@@ -233,9 +233,13 @@ fn write_stdout(text: &str) {
     let mut out = Patient(io::stdout().lock());
     let res = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     if let Err(e) = res {
-        // A reader that went away (`| head`) is the usual end of a pipe.
+        // A reader that went away (`| head`) is the usual end of a pipe:
+        // nothing said, and the exit status is the command's own (an
+        // error's stays an error: it exited 0, which `set -o pipefail`
+        // read as success).
         if e.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            GONE.store(true, Ordering::SeqCst);
+            return;
         }
         // Anything else (a full disk, a closed stdout) lost the answer:
         // the caller must not read success from the exit status.
@@ -252,6 +256,15 @@ fn write_stdout(text: &str) {
 /// stdout closed at start cannot be told apart: Rust's runtime puts
 /// /dev/null there before main, as it should.)
 static UNWRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Set when stdout's reader had gone (EPIPE) at a write.
+static GONE: AtomicBool = AtomicBool::new(false);
+
+/// Did a document fail to reach stdout (its reader gone, or a write that
+/// failed)? `serve` stops then: nobody could learn its port.
+pub fn answer_lost() -> bool {
+    UNWRITTEN.load(Ordering::SeqCst) || GONE.load(Ordering::SeqCst)
+}
 
 /// The exit status once the answer is out: `code`, or 1 if the answer
 /// could not be written (and `code` said success).

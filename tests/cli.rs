@@ -522,6 +522,66 @@ fn an_answer_that_cannot_be_written_is_a_failure() {
     }
 }
 
+/// A reader gone before the answer (EPIPE) is quiet, and the exit status
+/// is the command's own: an error's stays 1 (or 2), success 0. It was 0
+/// whatever happened, which `set -o pipefail` read as success (audit).
+#[test]
+fn a_reader_gone_keeps_the_commands_exit_status() {
+    let t = TempRoot::new();
+    for (args, want) in [
+        (vec!["status", "nope"], 1),
+        (vec!["frobnicate"], 2),
+        (vec!["list"], 0),
+    ] {
+        // A socket whose peer is closed: the first write is EPIPE.
+        let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(peer);
+        let mut c = t.cmd(&args);
+        c.stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(ours)));
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(want), "{args:?}");
+    }
+}
+
+/// A follow whose writes fail for another reason than a reader gone (a
+/// full disk) lost the job's output: exit 1 with the reason on stderr.
+/// It exited 0 without a word, `--raw` losing the job's stderr the same
+/// way; and `serve`, whose document could not be written, went on
+/// listening on a port nobody could learn (audit).
+#[test]
+fn a_follow_or_a_server_that_cannot_write_fails() {
+    let t = TempRoot::new();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let v = t.ok(&["run", "--", "sh", "-c", "echo out; echo err >&2"]);
+    let id = v["job_id"].as_str().unwrap();
+    let mut c = t.cmd(&["tail", "--follow", id]);
+    c.stdout(full());
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("write the follow to stdout"), "{err}");
+    let mut c = t.cmd(&["tail", "--follow", "--raw", id]);
+    c.stdout(std::process::Stdio::null()).stderr(full());
+    assert_eq!(c.output().unwrap().status.code(), Some(1));
+    // `serve` ends at once (the test's own timeout would end it).
+    let mut c = t.private("timeout");
+    c.arg("20")
+        .arg(support::bin())
+        .arg("--root")
+        .arg(&t.root)
+        .args(["serve", "--port", "0"])
+        .stdout(full());
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("announce the server"), "{err}");
+}
+
 #[test]
 fn a_root_through_a_file_is_an_io_error_that_says_so() {
     // A mistyped --root, not a planted link: io_error with the system's

@@ -423,5 +423,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let sig = sys::parse_signal(m.get("signal").unwrap_or("TERM")).unwrap_or(libc::SIGTERM);
     let body = kill_job(&job, sig, m.has("no-wait")).map_err(|e| e.in_job(&job.id))?;
-    Ok(Output::Doc(Response::new("kill", &body)?))
+    Ok(Output::Doc(
+        Response::new("kill", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }

@@ -475,5 +475,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let body = restart_job(&store, &job, m)?;
-    Ok(Output::Doc(Response::new("restart", &body)?))
+    Ok(Output::Doc(
+        Response::new("restart", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }

@@ -373,5 +373,8 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let spec = Spec::from_matches(m, &cfg)?;
     let auto_gc = AutoGc::from_matches(m, &cfg.gc);
     let body = run_spec(&store, &spec, plan, auto_gc.as_ref())?;
-    Ok(Output::Doc(Response::new("run", &body)?))
+    // The job exists and ran: an answer too large for the memory left
+    // still names it (ask again with a smaller --max-bytes).
+    let doc = Response::new("run", &body).map_err(|e| e.in_job(&body.job_id))?;
+    Ok(Output::Doc(doc))
 }

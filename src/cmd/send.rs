@@ -395,5 +395,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         e => e,
     })?;
     let body = send_job(&job, &req).map_err(|e| e.in_job(&job.id))?;
-    Ok(Output::Doc(Response::new("send", &body)?))
+    Ok(Output::Doc(
+        Response::new("send", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }

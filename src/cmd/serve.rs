@@ -317,6 +317,14 @@ pub fn exec(m: &Matches) -> Result<Output> {
             pid: std::process::id(),
         },
     )?);
+    // Its document could not be written: nobody can learn where it
+    // listens, and serving on would leave a server behind for good.
+    if output::answer_lost() {
+        return Err(Error::io(
+            "announce the server on stdout",
+            std::io::Error::other("its document could not be written"),
+        ));
+    }
     crate::info!("serve listening on {local}");
     accept_loop(&listener, &srv);
     drop(listener);

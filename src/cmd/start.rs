@@ -31,5 +31,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
         observe_inline(&job, &meta, &mut l, plan, (t0, deadline))
     })()
     .map_err(|e| e.in_job(&job.id))?;
-    Ok(Output::Doc(Response::new("start", &body)?))
+    Ok(Output::Doc(
+        Response::new("start", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }

@@ -123,7 +123,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
     let job = store.lookup(m.pos(0).unwrap_or_default())?;
     let body = read(&job)?;
-    Ok(Output::Doc(Response::new("status", &body)?))
+    Ok(Output::Doc(
+        Response::new("status", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }
 
 /// A job's `status` answer, as every door (CLI, HTTP, MCP) gives it.

@@ -452,11 +452,35 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&tmp[..n]);
 }
 
+/// The first failed write of a follow other than EPIPE (a full disk, an
+/// I/O error): a reader that left ends a follow quietly, but this lost
+/// what the job wrote, and the exit status must say so.
+static LOST: std::sync::Mutex<Option<(&str, std::io::Error)>> = std::sync::Mutex::new(None);
+
+/// Note `e` (see `LOST`) and hand it back.
+fn noted(e: std::io::Error, what: &'static str) -> std::io::Error {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        let copy = match e.raw_os_error() {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::new(e.kind(), e.to_string()),
+        };
+        let mut lost = LOST.lock().unwrap_or_else(|p| p.into_inner());
+        lost.get_or_insert((what, copy));
+    }
+    e
+}
+
 /// This process's stdout, written straight through.
 struct Stdout;
 
 impl Batches for Stdout {
     fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        self.send_all(batch).map_err(|e| noted(e, "stdout"))
+    }
+}
+
+impl Stdout {
+    fn send_all(&mut self, batch: &[u8]) -> std::io::Result<()> {
         let mut out = crate::output::Patient(std::io::stdout().lock());
         if crate::output::yaml() {
             // `--yaml`: each line as a document of a YAML stream, each
@@ -489,10 +513,14 @@ impl FollowSink for Raw {
         }
         if i == 0 {
             let mut out = crate::output::Patient(std::io::stdout().lock());
-            out.write_all(bytes)?;
-            out.flush()
+            out.write_all(bytes)
+                .and_then(|()| out.flush())
+                .map_err(|e| noted(e, "stdout"))
         } else {
-            std::io::stderr().lock().write_all(bytes)
+            std::io::stderr()
+                .lock()
+                .write_all(bytes)
+                .map_err(|e| noted(e, "stderr"))
         }
     }
 
@@ -506,6 +534,7 @@ impl FollowSink for Raw {
             std::io::stderr().lock(),
             "{sep}[agent-exec: attempt {attempt}]"
         )
+        .map_err(|e| noted(e, "stderr"))
     }
 
     /// The bytes themselves have no room for a note: the gap is shown as
@@ -563,6 +592,14 @@ fn follow(m: &Matches, job: &Job) -> Result<Output> {
             let _ = sink.end(end, job, &f.cursor());
         })
     };
+    // A write that failed for another reason than a reader gone lost
+    // output: said on stderr, and exit 1 (no line more on stdout).
+    let lost = LOST.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((what, why)) = lost {
+        let e = Error::io(format!("write the follow to {what}"), why).in_job(&job.id);
+        crate::output::error_line(&e);
+        std::process::exit(e.exit_code());
+    }
     match res {
         Ok(_) => Ok(Output::Done),
         Err(e) => {
@@ -587,7 +624,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
         return follow(m, &job).map_err(|e: Error| e.in_job(&job.id));
     }
     let body = tail_body(&job, &TailReq::from_matches(m))?;
-    Ok(Output::Doc(Response::new("tail", &body)?))
+    Ok(Output::Doc(
+        Response::new("tail", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }
 
 #[cfg(test)]

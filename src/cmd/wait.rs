@@ -408,7 +408,9 @@ pub fn exec(m: &Matches) -> Result<Output> {
     drop(ticker);
     let body = body?;
     crate::info!("wait {}: {}", job.id, body.state);
-    Ok(Output::Doc(Response::new("wait", &body)?))
+    Ok(Output::Doc(
+        Response::new("wait", &body).map_err(|e| e.in_job(&job.id))?,
+    ))
 }
 
 /// The CLI's budget: `--until` (default 30 s), none with `--forever`.
