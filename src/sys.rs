@@ -788,7 +788,7 @@ pub fn hold_own_exe() {
 /// close-on-exec pipe as the error, so the caller can tell a program
 /// that never started (`spawn_failed`) from one that started and died.
 pub fn spawn_detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io::Result<()> {
-    detached(exe, argv, keep, false)
+    detached(exe, argv, keep)
 }
 
 /// The words of a command line for `spawn_detached`: InvalidInput when
@@ -801,24 +801,7 @@ pub fn argv(words: &[&[u8]]) -> io::Result<Vec<CString>> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
 }
 
-/// `spawn_detached` at the lowest priority (SCHED_IDLE, nice 19) from
-/// before its exec, not only once it runs: work nobody waits for
-/// (auto-GC's sweep), whose start-up would otherwise compete with the
-/// launches that follow. (A burst of 200 launches that collect on every
-/// launch: 1.16x its time without auto-GC, 1.14x with this; 1.08x when
-/// the sweep was a thread of the supervisor, which held `restart`.)
-/// Returns without waiting for the grandchild's exec (which may wait
-/// for an idle CPU): only a failure of the intermediate child (setsid,
-/// the second fork) is an error.
-pub fn spawn_detached_idle(
-    exe: &CStr,
-    argv: &[CString],
-    keep: &[(RawFd, RawFd)],
-) -> io::Result<()> {
-    detached(exe, argv, keep, true)
-}
-
-fn detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)], idle: bool) -> io::Result<()> {
+fn detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)]) -> io::Result<()> {
     if keep.len() > MAX_KEEP || keep.iter().any(|&(_, dst)| !(3..64).contains(&dst)) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad fd map"));
     }
@@ -877,8 +860,8 @@ fn detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)], idle: bool) -
     };
     // SAFETY: fork has no memory-safety preconditions. In the children we
     // call only async-signal-safe functions (setsid, fork, sigaction,
-    // sigprocmask, fcntl, dup2, write, syscall(close_range, execveat,
-    // sched_setscheduler, setpriority), execv, _exit) on data prepared
+    // sigprocmask, fcntl, dup2, write, syscall(close_range, execveat),
+    // execv, _exit) on data prepared
     // above, which stays valid because fork copies the address space.
     let pid = unsafe { libc::fork() };
     let fork_error = io::Error::last_os_error();
@@ -913,24 +896,6 @@ fn detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)], idle: bool) -
             // the supervisor relies on them, SIGCHLD above all (ignored,
             // the kernel reaps the workload and its exit status is lost).
             default_dispositions(last);
-            if idle {
-                // Both are inherited across the exec. Raw system calls:
-                // musl's wrapper of the first refuses (ENOSYS). The
-                // kernel's sched_param is one int, 0 for SCHED_IDLE.
-                let priority: libc::c_int = 0;
-                libc::syscall(
-                    libc::SYS_sched_setscheduler,
-                    0 as libc::c_long,
-                    libc::SCHED_IDLE as libc::c_long,
-                    &priority as *const libc::c_int,
-                );
-                libc::syscall(
-                    libc::SYS_setpriority,
-                    libc::PRIO_PROCESS as libc::c_long,
-                    0 as libc::c_long,
-                    19 as libc::c_long,
-                );
-            }
             // Move the kept descriptors out of the way first, so a source
             // number that equals another's destination is not clobbered.
             let mut tmp = [-1; MAX_KEEP];
@@ -994,19 +959,6 @@ fn detached(exe: &CStr, argv: &[CString], keep: &[(RawFd, RawFd)], idle: bool) -
             // SIGCHLD ignored by the caller: the kernel reaped it.
             Some(libc::ECHILD) => break,
             _ => return Err(e),
-        }
-    }
-    // At the lowest priority the grandchild may wait long for a CPU to
-    // exec on (SCHED_IDLE runs only on an idle one), and nothing may wait
-    // for it: a supervisor that started a collection mid-run drained no
-    // output and recorded no end until then (3 s for a collector held 3 s
-    // before its exec). Only the intermediate child's word is taken
-    // (written before it exited, so in the pipe now, if any); the
-    // grandchild's fate is its own.
-    if idle {
-        let mut fds = [poll_fd(err_r.as_raw_fd(), POLLIN)];
-        if !poll(&mut fds, 0).is_ok_and(|n| n > 0) {
-            return Ok(());
         }
     }
     // End of file once both children are past the point of failing (the

@@ -1096,36 +1096,6 @@ fn a9_log_paths_exist_when_a_slow_supervisor_is_answered_for() {
     t.wait_done(&id_of(&v));
 }
 
-/// A collection started while the job runs (its `--no-wait` caller has
-/// its answer) never holds the job up: its process, held 2 s before its
-/// exec (with strace; at the lowest priority it may wait that long for an
-/// idle CPU), no longer keeps the supervisor from draining the job's
-/// output and recording its end. `echo` was recorded with a duration of
-/// the hold (audit). Skipped without strace (CI installs it).
-#[test]
-fn a_collector_slow_to_start_never_holds_up_the_job() {
-    let t = TempRoot::new();
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("strace missing: skipped");
-        return;
-    }
-    let mut c = t.private("strace");
-    c.args(["-f", "-o", "/dev/null", "-e", "trace=close_range"])
-        .args(["-e", "inject=close_range:delay_enter=2000000:when=1"])
-        .arg(support::bin())
-        .arg("--root")
-        .arg(&t.root)
-        .args(["run", "--no-wait", "--", "echo", "hi"]);
-    // strace ends once every process it follows has, the collector too.
-    let v = t.exec(c).json();
-    let id = id_of(&v);
-    let end = t.wait_done(&id);
-    assert_eq!(end["state"], "exited", "{end}");
-    assert_eq!(end["stdout"], "hi\n", "{end}");
-    let took = end["duration_ms"].as_u64().unwrap();
-    assert!(took < 1500, "the job's end waited for its collector: {end}");
-}
-
 // ---------------------------------------------------------------------
 // A10. No panic on edge values or hostile names
 // ---------------------------------------------------------------------
