@@ -984,7 +984,7 @@ pub const ERROR_CODES: &[(&str, u8, &str)] = &[
     ("job_not_found", 1, "No job matches the id or prefix."),
     ("ambiguous_job_id", 1, "The prefix matches several jobs; details holds candidates (sorted, at most 20), truncated, and job_id (the prefix as given)."),
     ("invalid_state", 1, "The job's state does not allow the operation (start of a started job, kill of a created job, delete of a running job); retryable when another caller is mid-change on the job (a launch in progress, the previous run's supervisor still delivering notifications)."),
-    ("stdin_required", 1, "--stdin - while standard input is a terminal."),
+    ("stdin_required", 1, "--stdin - (or send --file -) while standard input is a terminal."),
     ("stdin_closed", 1, "send to a job whose stdin was closed (--eof) or that has ended."),
     ("stdin_too_large", 1, "The job's stdin exceeds --stdin-max-bytes, or a send exceeds 16 MiB."),
     ("invalid_config", 1, "config.toml (or a server setting) cannot be used, or --config names a file that does not exist; the message names the file, line and key."),

@@ -1277,3 +1277,49 @@ fn interactive_jobs_work_under_a_long_root() {
         );
     }
 }
+
+/// `send --file -` with a terminal for stdin is refused as `run --stdin
+/// -` is (`stdin_required`): it read the terminal until someone typed ^D
+/// (audit).
+#[test]
+fn send_file_dash_on_a_terminal_is_refused() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: script(1) missing; pseudo-terminal test skipped");
+        return;
+    }
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "-i", "--no-wait", "--", "cat"]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let line = format!(
+        "timeout 10 {} --root {} send --file - {id}",
+        support::bin(),
+        t.root.display()
+    );
+    // script(1) gives the command a pseudo-terminal as its stdin; ours,
+    // held open, never ends it.
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(&t.cwd)
+        .env("HOME", t.base.join("home"))
+        .env("XDG_CONFIG_HOME", t.base.join("config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = child.stdin.take();
+    let o = child.wait_with_output().unwrap();
+    drop(held);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let json = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["error"]["code"], "stdin_required", "{v}");
+    t.ok(&["kill", &id]);
+}

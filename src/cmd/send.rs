@@ -318,6 +318,11 @@ pub fn request_from(m: &Matches) -> Result<SendRequest> {
             return Err(Error::usage("give TEXT or --file, not both"));
         }
         (Some("-"), None) => {
+            // A terminal is refused, as `run --stdin -` refuses it: read
+            // to its end, it held the call until someone typed ^D.
+            if crate::sys::isatty(0) {
+                return Err(Error::StdinRequired);
+            }
             // The caller's stdin (a pipe of binary bytes, which TEXT
             // cannot carry): read to its end, as `run --stdin -` reads
             // it, and a stop signal meanwhile sends nothing.
