@@ -216,6 +216,25 @@ fn default_path_from(xdg: Option<&OsStr>, home: Option<&OsStr>) -> Option<PathBu
     )
 }
 
+/// `[shell] unix` of the default config file, for a `--config` file that
+/// has none (the wrapper's precedence: flag, `--config`, default file,
+/// built-in). Quiet and lenient: that file is not the one asked for, so
+/// a default file that is missing, unreadable or broken, or whose key is
+/// not a valid wrapper, is no wrapper (the built-in `sh -lc` then), and
+/// none of its other keys is judged or warned about.
+pub fn default_shell_unix() -> Option<Vec<String>> {
+    let path = default_path()?;
+    let src = read_if_exists(&path, true).ok()??;
+    let root = toml::parse(src.strip_prefix('\u{feff}').unwrap_or(&src)).ok()?;
+    let origin = path.as_path();
+    let v = Validator {
+        origin,
+        root: &root,
+    };
+    let e = v.key("shell", "unix")?;
+    v.argv(e, "shell.unix").ok()
+}
+
 /// Loads the config: `explicit` if given and present, else the default
 /// path, else built-in defaults. See the module header for the rules.
 pub fn load(explicit: Option<&Path>) -> Result<Config> {

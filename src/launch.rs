@@ -424,9 +424,8 @@ pub fn resolve_wrapper(flag: Option<&str>, cfg: &Config) -> Result<Vec<String>> 
     if let Some(w) = &cfg.shell_unix {
         return Ok(w.clone());
     }
-    let default = crate::config::default_path();
-    if cfg.path.is_some() && cfg.path != default {
-        if let Some(w) = crate::config::load(None)?.shell_unix {
+    if cfg.path.is_some() && cfg.path != crate::config::default_path() {
+        if let Some(w) = crate::config::default_shell_unix() {
             return Ok(w);
         }
     }

@@ -1892,7 +1892,9 @@ pub fn reapply_script(
     let b = builtin(shell);
     let t = test_builtin(shell);
     let guarded = |line: &str| match shell {
-        "zsh" => format!("{b}eval {} 2>/dev/null", quote(line)),
+        // The text `eval` reads is parsed then, aliases and all: a
+        // profile's `alias export=echo` printed the values (audit).
+        "zsh" => format!("{b}eval {} 2>/dev/null", quote(&format!("{b}{line}"))),
         "bash" => format!("{b}{line} 2>/dev/null"),
         _ => format!("\\command {line} 2>/dev/null"),
     };
@@ -2064,7 +2066,7 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
         // starts with a dash is the program, as for any other shell.
         let run = if program_run(wrapper) == Some("fish") {
             "exec $argv"
-        } else if matches!(program_name(wrapper), "bash" | "zsh") {
+        } else if matches!(program_run(wrapper), Some("bash" | "zsh")) {
             "\\builtin exec -- \"$@\""
         } else {
             "exec \"$@\""

@@ -872,6 +872,18 @@ fn shell_wrapper_from_flag_and_config() {
             .contains("config.toml:1"),
         "{e}"
     );
+    // Not the file asked for: a broken default file fails no `--config`
+    // run, and the wrapper is then the built-in (audit).
+    let o = t.out(&[
+        "run",
+        "--config",
+        no_key.to_str().unwrap(),
+        "--",
+        "echo ${BASH_VERSION:-plain}",
+    ]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert_eq!(o.json()["stdout"], "plain\n");
+    assert!(!o.stderr.contains("config.toml"), "{}", o.stderr);
     let (code, e) = t.err(&["run", "--shell-wrapper", "  ", "--", "true"]);
     assert_eq!(code, 2);
     assert_eq!(e["error"]["code"], "usage_error");
@@ -1410,6 +1422,27 @@ export MODE=profile
         ]);
         assert_eq!(v["state"], "exited", "{wrapper}: {v}");
         assert_eq!(v["stdout"], "mode=ci 6\n", "{wrapper}: {v}");
+    }
+    // zsh parses what `eval` reads when it runs, aliases and all: an
+    // alias named `export` printed the values.
+    if installed("zsh") {
+        std::fs::write(
+            home.join(".zprofile"),
+            "export MODE=profile\nalias export=echo\n",
+        )
+        .unwrap();
+        let v = t.ok(&[
+            "run",
+            "--shell-wrapper",
+            "zsh -lc",
+            "--env-file",
+            env.to_str().unwrap(),
+            "--env",
+            "MODE=ci",
+            "--",
+            "echo \"mode=$MODE ${#TOKEN}\"",
+        ]);
+        assert_eq!(v["stdout"], "mode=ci 6\n", "{v}");
     }
 }
 
