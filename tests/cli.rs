@@ -498,20 +498,22 @@ fn closed_stdout_is_quiet() {
     assert!(st.code().is_some(), "killed by a signal instead of exiting");
 }
 
+/// /dev/full for writing: every write fails with ENOSPC.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
 #[test]
 fn an_answer_that_cannot_be_written_is_a_failure() {
     // /dev/full: every write fails with ENOSPC. The job ran, but the
     // caller never got its answer, and must not read success.
     let t = TempRoot::new();
-    let full = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap()
-    };
     for args in [vec!["--version"], vec!["run", "--", "true"]] {
         let mut c = t.cmd(&args);
-        c.stdout(full());
+        c.stdout(dev_full());
         let o = c.output().unwrap();
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
@@ -551,22 +553,16 @@ fn a_reader_gone_keeps_the_commands_exit_status() {
 #[test]
 fn a_follow_or_a_server_that_cannot_write_fails() {
     let t = TempRoot::new();
-    let full = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap()
-    };
     let v = t.ok(&["run", "--", "sh", "-c", "echo out; echo err >&2"]);
     let id = v["job_id"].as_str().unwrap();
     let mut c = t.cmd(&["tail", "--follow", id]);
-    c.stdout(full());
+    c.stdout(dev_full());
     let o = c.output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("write the follow to stdout"), "{err}");
     let mut c = t.cmd(&["tail", "--follow", "--raw", id]);
-    c.stdout(std::process::Stdio::null()).stderr(full());
+    c.stdout(std::process::Stdio::null()).stderr(dev_full());
     assert_eq!(c.output().unwrap().status.code(), Some(1));
     // `serve` ends at once (the test's own timeout would end it).
     let mut c = t.private("timeout");
@@ -575,7 +571,7 @@ fn a_follow_or_a_server_that_cannot_write_fails() {
         .arg("--root")
         .arg(&t.root)
         .args(["serve", "--port", "0"])
-        .stdout(full());
+        .stdout(dev_full());
     let o = c.output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
