@@ -790,6 +790,9 @@ fn a3_a_lost_supervisor_cleanup_never_kills_a_reused_group() {
         t.wait_done(&stranger);
         stranger = start("64.5");
     }
+    // Its login shell has exec'd `sleep` (under load it was still reading
+    // the profile when the count below was taken, and read 0).
+    eventually("the stranger sleeps", 20, || sleepers("64.5").len() == 1);
     let st = t.state(&stranger);
     let (pid, sid) = (st["pid"].clone(), st["sid"].clone());
     for id in &lost {
