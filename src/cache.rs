@@ -475,7 +475,7 @@ mod tests {
         let r = std::env::temp_dir().join(format!("ae-cache-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&r);
         fs::create_dir_all(&r).unwrap();
-        Store { root: r }
+        Store::at(r)
     }
 
     fn ulid(i: usize) -> String {

@@ -572,7 +572,7 @@ const AUTO_GC_OLDER_THAN: Flag = Flag::value(
     "auto-gc-older-than",
     "DURATION",
     Ty::Duration,
-    "Auto-GC retention window (30d, 24h, 60m, 3600s or seconds)",
+    "Auto-GC retention window (30d, 24h, 60m, 1w, 1.5s, 500ms; a bare number is seconds)",
 );
 const AUTO_GC_MAX_JOBS: Flag = Flag::value(
     "auto-gc-max-jobs",
@@ -970,7 +970,7 @@ static GC: Cmd = Cmd {
     about: "Delete old finished jobs from the whole jobs root",
     long_about: "A finished job is deleted when it breaks any rule: finished longer ago than --older-than, beyond the newest --max-jobs finished jobs, or needed (oldest first) to bring finished jobs' bytes under --max-bytes. Created and running jobs are never touched.",
     flags: &[
-        Flag::value("older-than", "DURATION", Ty::Duration, "Retention window: 30d, 24h, 60m, 3600s or plain seconds").default("30d"),
+        Flag::value("older-than", "DURATION", Ty::Duration, "Retention window: 30d, 24h, 60m, 1w, 1.5s, 500ms; a bare number is seconds").default("30d"),
         Flag::value("max-jobs", "N", Ty::U64, "Keep at most the newest N finished jobs"),
         Flag::value("max-bytes", "BYTES", Ty::U64, "Delete oldest finished jobs until their total size is at most BYTES"),
         Flag::switch("dry-run", "Report what would be deleted; delete nothing"),
@@ -1302,7 +1302,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let mut group: Option<String> = None;
     let mut help_words: Option<Vec<String>> = None;
     let mut root = None;
-    let mut root_level = None;
+    // The global flags given so far, each with its level.
+    let mut given: Vec<(&str, Level)> = Vec::new();
     let mut yaml = false;
     let mut table = false;
     let mut verbose = 0u8;
@@ -1312,163 +1313,181 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let mut rest = Vec::new();
     let mut want_help = false;
 
-    while let Some(arg) = p.next().map_err(lexopt_err)? {
-        use lexopt::Arg::{Long, Short, Value};
-        match arg {
-            Short('h') | Long("help") => want_help = true,
-            Short('V') | Long("version") if cmd.is_none() && group.is_none() => {
-                // As every switch: `--version=1` (or `-V=1`) is no
-                // version request. `-Vv` is `-V -v`: what follows a short
-                // one in its cluster are more switches, not its value.
-                let more_switches = |v: &std::ffi::OsStr| {
-                    !v.is_empty() && v.as_encoded_bytes().iter().all(|b| b"vhV".contains(b))
-                };
-                let short = matches!(arg, Short(_));
-                match p.optional_value() {
-                    Some(v) if short && more_switches(&v) => {}
-                    // `-Vx`: the flag the cluster goes on with is named,
-                    // as in any other cluster.
-                    Some(v) if short => {
-                        let b = v.as_encoded_bytes();
-                        let bad = b.iter().find(|c| !b"vhV".contains(c));
-                        match bad {
-                            Some(b'-') => {
-                                return Err(Error::usage(
+    // Help is answered where it is met, as clap does: what follows
+    // `--help` (`--help --bogus`) is not judged.
+    let mut read = || -> Result<Option<Parsed>> {
+        while let Some(arg) = p.next().map_err(lexopt_err)? {
+            use lexopt::Arg::{Long, Short, Value};
+            match arg {
+                Short('h') | Long("help") => want_help = true,
+                Short('V') | Long("version") if cmd.is_none() && group.is_none() => {
+                    // As every switch: `--version=1` (or `-V=1`) is no
+                    // version request. `-Vv` is `-V -v`: what follows a short
+                    // one in its cluster are more switches, not its value.
+                    let more_switches = |v: &std::ffi::OsStr| {
+                        !v.is_empty() && v.as_encoded_bytes().iter().all(|b| b"vhV".contains(b))
+                    };
+                    let short = matches!(arg, Short(_));
+                    match p.optional_value() {
+                        Some(v) if short && more_switches(&v) => {}
+                        // `-Vx`: the flag the cluster goes on with is named,
+                        // as in any other cluster.
+                        Some(v) if short => {
+                            let b = v.as_encoded_bytes();
+                            let bad = b.iter().find(|c| !b"vhV".contains(c));
+                            match bad {
+                                Some(b'-') => return Err(Error::usage(
                                     "unexpected '-' inside a cluster of short flags (as in '-f-')",
-                                ))
+                                )),
+                                Some(&c) if c.is_ascii_alphabetic() => {
+                                    return Err(unknown_flag(&format!("-{}", c as char), None))
+                                }
+                                _ => return Err(Error::usage("'--version' takes no value")),
                             }
-                            Some(&c) if c.is_ascii_alphabetic() => {
-                                return Err(unknown_flag(&format!("-{}", c as char), None))
-                            }
-                            _ => return Err(Error::usage("'--version' takes no value")),
                         }
+                        Some(_) => return Err(Error::usage("'--version' takes no value")),
+                        None => {}
                     }
-                    Some(_) => return Err(Error::usage("'--version' takes no value")),
-                    None => {}
+                    return Ok(Some(Parsed::Version));
                 }
-                return Ok(Parsed::Version);
-            }
-            Short('v') | Long("verbose") => verbose = verbose.saturating_add(1),
-            Long("yaml") => yaml = true,
-            Long("table") => table = true,
-            Long("root") => {
-                let v = flag_value(&mut p, "--root <PATH>")?;
-                if v.is_empty() {
-                    return Err(Error::usage("--root must not be empty"));
-                }
-                // As 0.2.3: once per level. Given before the subcommand
-                // and after it, the subcommand's (the later level) wins;
-                // twice at one level is an error, as for any one-value
-                // flag, never a silent "last one wins".
-                let level = if cmd.is_some() {
-                    Level::Command
-                } else if group.is_some() {
-                    Level::Group
-                } else {
-                    Level::Top
-                };
-                if root_level == Some(level) {
-                    return Err(Error::usage(match cmd {
-                        Some(c) => format!(
-                            "the argument '--root <PATH>' cannot be used multiple times (in 'agent-exec {}')",
-                            c.name
-                        ),
-                        None => "the argument '--root <PATH>' cannot be used multiple times".to_string(),
-                    }));
-                }
-                root_level = Some(level);
-                root = Some(v);
-            }
-            Long(name) => {
-                let Some(c) = cmd else {
-                    return Err(match &group {
-                        // `tag --bogus`: the group's help names its
-                        // subcommands, as `tag set --bogus` names set's.
-                        Some(g) => Error::usage(format!(
-                            "unexpected argument '--{name}' for 'agent-exec {g}'; see 'agent-exec {g} --help'"
-                        )),
-                        None => unknown_flag(&format!("--{name}"), None),
-                    });
-                };
-                let Some(flag) = c.flag(name) else {
-                    return Err(unknown_flag(&format!("--{name}"), Some(c)));
-                };
-                read_flag(&mut p, c, flag, false, &mut values)?;
-            }
-            Short(ch) => {
-                let flag = cmd.and_then(|c| c.flags.iter().find(|f| f.short == Some(ch)));
-                match (cmd, flag) {
-                    (Some(c), Some(f)) => read_flag(&mut p, c, f, true, &mut values)?,
-                    // A '-' inside a cluster (`-f-`) is no flag `--`.
-                    _ if ch == '-' => {
-                        return Err(Error::usage(
-                            "unexpected '-' inside a cluster of short flags (as in '-f-')",
-                        ))
-                    }
-                    _ => return Err(unknown_flag(&format!("-{ch}"), cmd)),
-                }
-            }
-            Value(v) => {
-                let as_bytes = cmd
-                    .and_then(|c| next_pos(c, positionals.len()))
-                    .is_some_and(|p| p.bytes);
-                if as_bytes && help_words.is_none() {
-                    use std::os::unix::ffi::OsStringExt;
-                    let b = v.into_vec();
-                    positionals.push(String::from_utf8_lossy(&b).into_owned());
-                    raw.push((positionals.len() - 1, b));
-                    continue;
-                }
-                let v = utf8(v)?;
-                if let Some(words) = help_words.as_mut() {
-                    words.push(v);
-                    continue;
-                }
-                match cmd {
-                    None => {
-                        if let Some(g) = group.take() {
-                            let full = format!("{g} {v}");
-                            cmd = Some(find(&full).ok_or_else(|| {
-                                Error::usage(format!("unrecognized subcommand '{full}'"))
-                            })?);
-                        } else if v == "help" {
-                            help_words = Some(Vec::new());
-                        } else if is_group(&v) {
-                            group = Some(v);
-                        } else {
-                            cmd = Some(find(&v).ok_or_else(|| {
-                                Error::usage(format!("unrecognized subcommand '{v}'"))
-                            })?);
-                        }
-                    }
-                    Some(c) => match next_pos(c, positionals.len()) {
-                        Some(pos) if pos.rest => {
-                            rest.push(v);
-                            for raw in p.raw_args().map_err(lexopt_err)? {
-                                rest.push(utf8(raw)?);
-                            }
-                            break;
-                        }
-                        Some(pos) => {
-                            if !pos.values.is_empty() && !pos.values.contains(&v.as_str()) {
-                                return Err(Error::usage(format!(
-                                    "invalid value '{v}' for '<{}>': possible values: {}",
-                                    pos.name,
-                                    pos.values.join(", ")
-                                )));
-                            }
-                            positionals.push(v)
-                        }
-                        None => {
-                            return Err(Error::usage(format!(
-                                "unexpected argument '{v}' for '{}'",
+                Short('v') | Long("verbose") => verbose = verbose.saturating_add(1),
+                // As 0.2.3: each global flag once per level. `--root` given
+                // before the subcommand and after it: the subcommand's (the
+                // later level) wins; twice at one level is an error, as for
+                // any one-value flag, never a silent "last one wins".
+                Long(name @ ("yaml" | "table" | "root")) => {
+                    let level = if cmd.is_some() {
+                        Level::Command
+                    } else if group.is_some() {
+                        Level::Group
+                    } else {
+                        Level::Top
+                    };
+                    let synopsis = match name {
+                        "root" => "--root <PATH>",
+                        "yaml" => "--yaml",
+                        _ => "--table",
+                    };
+                    if given.contains(&(synopsis, level)) {
+                        return Err(Error::usage(match cmd {
+                            Some(c) => format!(
+                                "the argument '{synopsis}' cannot be used multiple times (in 'agent-exec {}')",
                                 c.name
-                            )))
+                            ),
+                            None => format!("the argument '{synopsis}' cannot be used multiple times"),
+                        }));
+                    }
+                    given.push((synopsis, level));
+                    match name {
+                        "yaml" => yaml = true,
+                        "table" => table = true,
+                        _ => {
+                            let v = flag_value(&mut p, "--root <PATH>")?;
+                            if v.is_empty() {
+                                return Err(Error::usage("--root must not be empty"));
+                            }
+                            root = Some(v);
                         }
-                    },
+                    }
+                }
+                Long(name) => {
+                    let Some(c) = cmd else {
+                        return Err(match &group {
+                            // `tag --bogus`: the group's help names its
+                            // subcommands, as `tag set --bogus` names set's.
+                            Some(g) => Error::usage(format!(
+                                "unexpected argument '--{name}' for 'agent-exec {g}'; see 'agent-exec {g} --help'"
+                            )),
+                            None => unknown_flag(&format!("--{name}"), None),
+                        });
+                    };
+                    let Some(flag) = c.flag(name) else {
+                        return Err(unknown_flag(&format!("--{name}"), Some(c)));
+                    };
+                    read_flag(&mut p, c, flag, false, &mut values)?;
+                }
+                Short(ch) => {
+                    let flag = cmd.and_then(|c| c.flags.iter().find(|f| f.short == Some(ch)));
+                    match (cmd, flag) {
+                        (Some(c), Some(f)) => read_flag(&mut p, c, f, true, &mut values)?,
+                        // A '-' inside a cluster (`-f-`) is no flag `--`.
+                        _ if ch == '-' => {
+                            return Err(Error::usage(
+                                "unexpected '-' inside a cluster of short flags (as in '-f-')",
+                            ))
+                        }
+                        _ => return Err(unknown_flag(&format!("-{ch}"), cmd)),
+                    }
+                }
+                Value(v) => {
+                    let as_bytes = cmd
+                        .and_then(|c| next_pos(c, positionals.len()))
+                        .is_some_and(|p| p.bytes);
+                    if as_bytes && help_words.is_none() {
+                        use std::os::unix::ffi::OsStringExt;
+                        let b = v.into_vec();
+                        positionals.push(String::from_utf8_lossy(&b).into_owned());
+                        raw.push((positionals.len() - 1, b));
+                        continue;
+                    }
+                    let v = utf8(v)?;
+                    if let Some(words) = help_words.as_mut() {
+                        words.push(v);
+                        continue;
+                    }
+                    match cmd {
+                        None => {
+                            if let Some(g) = group.take() {
+                                let full = format!("{g} {v}");
+                                cmd = Some(find(&full).ok_or_else(|| {
+                                    Error::usage(format!("unrecognized subcommand '{full}'"))
+                                })?);
+                            } else if v == "help" {
+                                help_words = Some(Vec::new());
+                            } else if is_group(&v) {
+                                group = Some(v);
+                            } else {
+                                cmd = Some(find(&v).ok_or_else(|| {
+                                    Error::usage(format!("unrecognized subcommand '{v}'"))
+                                })?);
+                            }
+                        }
+                        Some(c) => match next_pos(c, positionals.len()) {
+                            Some(pos) if pos.rest => {
+                                rest.push(v);
+                                for raw in p.raw_args().map_err(lexopt_err)? {
+                                    rest.push(utf8(raw)?);
+                                }
+                                break;
+                            }
+                            Some(pos) => {
+                                if !pos.values.is_empty() && !pos.values.contains(&v.as_str()) {
+                                    return Err(Error::usage(format!(
+                                        "invalid value '{v}' for '<{}>': possible values: {}",
+                                        pos.name,
+                                        pos.values.join(", ")
+                                    )));
+                                }
+                                positionals.push(v)
+                            }
+                            None => {
+                                return Err(Error::usage(format!(
+                                    "unexpected argument '{v}' for '{}'",
+                                    c.name
+                                )))
+                            }
+                        },
+                    }
                 }
             }
         }
+        Ok(None)
+    };
+    match read() {
+        Ok(Some(done)) => return Ok(done),
+        Ok(None) => {}
+        Err(_) if want_help => {}
+        Err(e) => return Err(e),
     }
 
     if let Some(words) = help_words {
@@ -1616,11 +1635,23 @@ pub fn matches_from_params(
                 // is that door's `invalid_request`, with the command
                 // line's reason (the specific codes, invalid_duration and
                 // the like, stay as they are).
+                // Those name the parameter too: a call may carry several
+                // durations, and the reason alone named none of them.
                 check_value(flag, ty, v).map_err(|e| match e {
                     Error::Usage(msg) => Error::InvalidRequest(format!(
                         "parameter {name}: invalid value '{v}': {}",
                         value_reason(flag, v, &msg)
                     )),
+                    Error::InvalidDuration(m) => {
+                        Error::InvalidDuration(format!("parameter {name}: {m}"))
+                    }
+                    Error::InvalidSignal(m) => {
+                        Error::InvalidSignal(format!("parameter {name}: {m}"))
+                    }
+                    Error::InvalidTag(m) => Error::InvalidTag(format!("parameter {name}: {m}")),
+                    Error::InvalidPattern(m) => {
+                        Error::InvalidPattern(format!("parameter {name}: {m}"))
+                    }
                     other => other,
                 })?;
                 Some(v.clone())
@@ -1943,10 +1974,13 @@ fn check_value(flag: &Flag, ty: Ty, v: &str) -> Result<()> {
             n if crate::launch::reserved_env_name(n) => Err(bad(crate::launch::RESERVED_ENV)),
             _ => Ok(()),
         },
-        Ty::U64 => v
-            .parse::<u64>()
-            .map(|_| ())
-            .map_err(|_| bad("expected a non-negative integer")),
+        Ty::U64 => v.parse::<u64>().map(|_| ()).map_err(|_| {
+            // All digits and still no u64: too large, not malformed.
+            match !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+                true => bad(&format!("too large (at most {})", u64::MAX)),
+                false => bad("expected a non-negative integer"),
+            }
+        }),
         Ty::Port => v
             .parse::<u16>()
             .map(|_| ())

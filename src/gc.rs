@@ -322,7 +322,7 @@ impl AutoClaim {
     pub fn run(self, store: &Store, g: &AutoGc, launched: &str) {
         let policy = Policy {
             protect: Some(launched.to_string()),
-            older_than_secs: g.older_than_secs,
+            older_than_ms: g.older_than_secs.saturating_mul(1000),
             max_jobs: g.max_jobs,
             max_bytes: g.max_bytes,
             dry_run: false,
@@ -475,7 +475,8 @@ pub struct Policy {
     /// A job never removed (auto-GC: the one just launched); it still
     /// counts among the jobs and bytes the rules weigh.
     pub protect: Option<String>,
-    pub older_than_secs: u64,
+    /// The age rule, to the millisecond (`gc --older-than 500ms`).
+    pub older_than_ms: u64,
     pub max_jobs: Option<u64>,
     pub max_bytes: Option<u64>,
     pub dry_run: bool,
@@ -645,6 +646,21 @@ struct Finished<'a> {
     rules: u8,
 }
 
+impl Finished<'_> {
+    /// When it ended, in Unix nanoseconds: `finished_ns` where it is
+    /// recorded (and agrees with the second), else the last instant of
+    /// its second, so that no rule takes a job younger than it says.
+    fn end_ns(&self) -> i128 {
+        let second = i128::from(self.at) * 1_000_000_000;
+        let ns = i128::from(self.ns);
+        if (second..second + 1_000_000_000).contains(&ns) {
+            ns
+        } else {
+            second + 999_999_999
+        }
+    }
+}
+
 /// When a terminal job finished, for retention: `finished_at`, else
 /// `updated_at`; None when neither parses.
 pub fn gc_time(st: &State) -> Option<i64> {
@@ -661,9 +677,11 @@ const SCAN_BEFORE_STOP: u64 = 32;
 /// Apply `p` to the root. Errors only when the root cannot be listed.
 pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let (names, foreign, gone) = names_and_gone(store)?;
-    let secs = i64::try_from(p.older_than_secs).unwrap_or(i64::MAX);
-    let cutoff = time::now_unix().saturating_sub(secs);
-    let cutoff_ms = i128::from(cutoff) * 1000;
+    // Compared to the nanosecond where the end is recorded so: a job
+    // 1.8 s old read `too_recent` for `--older-than 1s` when both times
+    // were cut to the second.
+    let cutoff_ns = time::now_unix_ns() - i128::from(p.older_than_ms) * 1_000_000;
+    let cutoff_ms = cutoff_ns.div_euclid(1_000_000);
     let mut r = Report {
         gone,
         ..Report::default()
@@ -803,7 +821,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             .cmp(&(b.at, b.ns))
             .then_with(|| a.name.cmp(b.name))
     });
-    for f in done.iter_mut().filter(|f| f.at < cutoff) {
+    for f in done.iter_mut().filter(|f| f.end_ns() < cutoff_ns) {
         f.rules |= OLDER_THAN;
     }
     r.age_clear =
@@ -1640,7 +1658,7 @@ mod tests {
             store::new_id().unwrap()
         ));
         fs::create_dir_all(&root).unwrap();
-        Store { root }
+        Store::at(root)
     }
 
     /// A terminal job created at `created_s`, finished at `finished_s`.
@@ -1658,7 +1676,7 @@ mod tests {
     fn policy(older: u64, jobs: Option<u64>, budget: Option<(u64, u64)>) -> Policy {
         Policy {
             protect: None,
-            older_than_secs: older,
+            older_than_ms: older * 1000,
             max_jobs: jobs,
             max_bytes: None,
             dry_run: true,
@@ -1801,9 +1819,7 @@ mod tests {
             names_oldest_first(&s).unwrap(),
             (vec!["ffff0000legacy".to_string(), older, newer], 1)
         );
-        let gone = Store {
-            root: s.root.join("missing"),
-        };
+        let gone = Store::at(s.root.join("missing"));
         assert!(names_oldest_first(&gone).unwrap().0.is_empty());
         fs::remove_dir_all(&s.root).unwrap();
     }

@@ -2736,7 +2736,7 @@ mod tests {
             std::process::id(),
             crate::store::new_id().unwrap()
         ));
-        let store = crate::store::Store { root: root.clone() };
+        let store = crate::store::Store::at(root.clone());
         let id = crate::store::new_id().unwrap();
         let job = store.job(&id);
         std::fs::create_dir_all(&job.dir).unwrap();

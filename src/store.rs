@@ -61,6 +61,8 @@ pub const SHORT_ID_MIN: usize = 10;
 #[derive(Clone, Debug)]
 pub struct Store {
     pub root: PathBuf,
+    /// The root as the flag or the environment named it (`Store::given`).
+    shown: PathBuf,
 }
 
 /// The environment variables that can name the root, in order of
@@ -163,25 +165,49 @@ impl Store {
     /// `--root` > `AGENT_EXEC_ROOT` > `$XDG_DATA_HOME/agent-exec/jobs` >
     /// `$HOME/.local/share/agent-exec/jobs`.
     pub fn resolve(flag: Option<&str>) -> Store {
-        let raw = flag
-            .map(PathBuf::from)
+        let shown = Store::given(flag);
+        Store {
+            root: absolutize(&shown),
+            shown,
+        }
+    }
+
+    /// The store at `root`, an absolute path, shown as it is.
+    #[cfg(test)]
+    pub fn at(root: PathBuf) -> Store {
+        Store {
+            shown: root.clone(),
+            root,
+        }
+    }
+
+    /// The root as the flag or the environment names it, before it is
+    /// made absolute: what the `root` field of `list`, `gc` and `delete`
+    /// shows, as 0.2.3 shows it (a relative root stays relative there;
+    /// every path the job's files are reached by is absolute).
+    fn given(flag: Option<&str>) -> PathBuf {
+        flag.map(PathBuf::from)
             .or_else(|| {
-                ROOT_VARS
-                    .iter()
-                    .find_map(|(key, under)| env_nonempty(key).map(|v| Path::new(&v).join(under)))
+                ROOT_VARS.iter().find_map(|(key, under)| {
+                    // AGENT_EXEC_ROOT as it is (a join of "" would
+                    // add a slash to what `root` shows).
+                    env_nonempty(key).map(|v| match under.is_empty() {
+                        true => PathBuf::from(v),
+                        false => Path::new(&v).join(under),
+                    })
+                })
             })
             // HOME unset or empty: the home the user database gives, as
             // 0.2.3's lookup falls back to it (a root relative to the
             // current directory lost the jobs at the next `cd`).
             .or_else(|| passwd_home().map(|h| h.join(".local/share/agent-exec/jobs")))
-            .unwrap_or_else(|| PathBuf::from(".agent-exec/jobs"));
-        Store {
-            root: absolutize(&raw),
-        }
+            .unwrap_or_else(|| PathBuf::from(".agent-exec/jobs"))
     }
 
+    /// The root as given, for the `root` field of `list`, `gc` and
+    /// `delete`.
     pub fn display(&self) -> String {
-        self.root.to_string_lossy().into_owned()
+        self.shown.to_string_lossy().into_owned()
     }
 
     pub fn job(&self, id: &str) -> Job {
@@ -874,7 +900,7 @@ mod tests {
             std::process::id(),
             new_id().unwrap()
         ));
-        Store { root }
+        Store::at(root)
     }
 
     fn make_job(s: &Store, id: &str) {
@@ -926,9 +952,7 @@ mod tests {
         assert_eq!(MAX_ROOT_LEN, 4022);
         assert!(crate::queue::check_name(&"q".repeat(64)).is_ok());
         assert!(crate::queue::check_name(&"q".repeat(65)).is_err());
-        let s = Store {
-            root: PathBuf::from(format!("/{}", "r".repeat(MAX_ROOT_LEN))),
-        };
+        let s = Store::at(PathBuf::from(format!("/{}", "r".repeat(MAX_ROOT_LEN))));
         let e = s.create_job().unwrap_err();
         assert_eq!(e.code(), "io_error");
         assert!(e.to_string().contains("(os error 36)"), "{e}");

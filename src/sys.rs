@@ -3271,6 +3271,14 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
+/// Second names `kill -s` takes too (bash, procps): taken, never shown
+/// (a signal is named by its `SIGNALS` name).
+const SIGNAL_ALIASES: &[(&str, i32)] = &[
+    ("IOT", libc::SIGABRT),
+    ("CLD", libc::SIGCHLD),
+    ("POLL", libc::SIGIO),
+];
+
 /// SIGSTKFLT, where the architecture has it: 16 on x86 and every
 /// architecture with the generic signal numbers; mips and sparc give 16
 /// another meaning and have no SIGSTKFLT (one list of architectures,
@@ -3326,7 +3334,11 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     }
     let up = s.to_ascii_uppercase();
     let bare = up.strip_prefix("SIG").unwrap_or(&up);
-    if let Some(&(_, v)) = SIGNALS.iter().find(|(n, _)| *n == bare) {
+    if let Some(&(_, v)) = SIGNALS
+        .iter()
+        .chain(SIGNAL_ALIASES)
+        .find(|(n, _)| *n == bare)
+    {
         return Some(v);
     }
     if bare == "STKFLT" {
@@ -4368,6 +4380,10 @@ mod tests {
     #[test]
     fn signal_names_round_trip() {
         assert_eq!(parse_signal("TERM"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("SIGIOT"), Some(libc::SIGABRT));
+        assert_eq!(parse_signal("cld"), Some(libc::SIGCHLD));
+        assert_eq!(parse_signal("POLL"), Some(libc::SIGIO));
+        assert_eq!(signal_name(libc::SIGABRT), "SIGABRT");
         assert_eq!(parse_signal("SIGTERM"), Some(libc::SIGTERM));
         assert_eq!(parse_signal("sigkill"), Some(libc::SIGKILL));
         assert_eq!(parse_signal("15"), Some(15));

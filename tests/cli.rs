@@ -36,6 +36,11 @@ fn version_and_help_are_human_text() {
         &["help", "run"],
         &["run", "--help"],
         &["status", "-h"],
+        // Help is answered where it is met: what follows is not judged
+        // (it was a usage error).
+        &["--help", "--bogus"],
+        &["list", "-h", "--bogus"],
+        &["run", "--help", "--timeout", "x"],
     ] {
         let o = t.exec({
             let mut c = t.bare();
@@ -126,6 +131,13 @@ fn usage_errors_are_one_json_document_exit_2() {
         let v = usage_error(&t, &["run", "--timeout", bad, "--", "true"]);
         assert_eq!(v["error"]["code"], "invalid_duration", "{bad}: {v}");
     }
+    // A number too large is said to be that, not "no integer".
+    let v = usage_error(&t, &["list", "--limit", "18446744073709551616"]);
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("too large"), "{m}");
+    let v = usage_error(&t, &["list", "--limit", "x1"]);
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("expected a non-negative integer"), "{m}");
 }
 
 #[test]
@@ -231,9 +243,15 @@ fn a_one_value_global_flag_is_given_once_per_level() {
     tr.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:01Z"));
     std::mem::forget(tr);
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
-    // Twice at one level: an error, as `list --limit 1 --limit 2` is.
+    // Twice at one level: an error, as `list --limit 1 --limit 2` is;
+    // `--table` and `--yaml` too (they were taken twice).
+    let o = t.out(&["--yaml", "list", "--yaml", "--yaml"]);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert!(o.stdout.contains("code: usage_error"), "{}", o.stdout);
+    assert!(o.stdout.contains("'--yaml' cannot be used multiple times"));
     let ra = format!("--root={a}");
     for args in [
+        &["list", "--table", "--table"][..],
         &["list", &ra, "--root", b][..],
         &["--root", a, "--root", b, "list"],
         &[&ra, "--root", b, "status", id],
@@ -423,6 +441,46 @@ fn without_home_the_root_is_under_the_users_home() {
         let o = t.exec(c);
         let v: Value = serde_json::from_str(&o.stdout).unwrap();
         assert_eq!(v["root"], want.as_str(), "{v}");
+    }
+}
+
+/// A relative root is shown as given in the `root` field of `list`, `gc`
+/// and `delete` (and meta.json), as 0.2.3 shows it: it was printed made
+/// absolute. The paths of a job's files stay absolute.
+#[test]
+fn a_relative_root_is_shown_as_given() {
+    let t = TempRoot::new();
+    let run = |env: Option<&str>, args: &[&str]| -> Value {
+        let mut c = t.bare();
+        c.current_dir(&t.cwd).args(args);
+        if let Some(v) = env {
+            c.env("AGENT_EXEC_ROOT", v);
+        }
+        let o = t.exec(c);
+        assert_eq!(o.code, 0, "{args:?}: {}", o.stdout);
+        serde_json::from_str(&o.stdout).unwrap()
+    };
+    let v = run(None, &["--root", "rel", "run", "--", "true"]);
+    let log = v["stdout_log_path"].as_str().unwrap();
+    assert!(log.starts_with(t.cwd.join("rel").to_str().unwrap()), "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let meta = std::fs::read_to_string(t.cwd.join("rel").join(id).join("meta.json")).unwrap();
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["root"], "rel");
+    for (env, root, shown) in [
+        (None, Some("rel"), "rel"),
+        (None, Some("./rel/"), "./rel/"),
+        (Some("rel"), None, "rel"),
+    ] {
+        for cmd in [
+            &["list"][..],
+            &["gc", "--dry-run"],
+            &["delete", "--all", "--dry-run"],
+        ] {
+            let mut args: Vec<&str> = root.map_or(vec![], |r| vec!["--root", r]);
+            args.extend(cmd);
+            assert_eq!(run(env, &args)["root"], shown, "{env:?} {args:?}");
+        }
     }
 }
 

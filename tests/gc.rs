@@ -1002,6 +1002,38 @@ fn concurrent_gcs_each_account_for_every_candidate() {
     assert_eq!(deleted, 30);
 }
 
+/// `--older-than` is judged to the nanosecond where the end is recorded
+/// so (`finished_ns`): both times were cut to the second, and a job 1.8 s
+/// old read `too_recent` for `--older-than 1s`.
+#[test]
+fn the_age_rule_is_judged_below_the_second() {
+    let t = TempRoot::new();
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let ended = |ago_ms: u64, n: u128| {
+        let ns = now_ns - ago_ms * 1_000_000;
+        let id = finished(&t, "exited", 5, n);
+        let path = t.job_dir(&id).join("state.json");
+        let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        st["finished_at"] = json!(ts(ns / 1_000_000_000));
+        st["updated_at"] = st["finished_at"].clone();
+        st["finished_ns"] = json!(ns);
+        std::fs::write(&path, st.to_string()).unwrap();
+        id
+    };
+    let (a, b, c) = (ended(1500, 1), ended(800, 2), ended(100, 3));
+    let action = |v: &Value, id: &str| entry(v, id)["action"].as_str().unwrap().to_string();
+    let v = t.ok(&["gc", "--older-than", "1s", "--dry-run"]);
+    assert_eq!(action(&v, &a), "would_delete", "{v}");
+    assert_eq!(action(&v, &c), "skipped", "{v}");
+    let v = t.ok(&["gc", "--older-than", "500ms", "--dry-run"]);
+    assert_eq!(action(&v, &b), "would_delete", "{v}");
+    assert_eq!(action(&v, &c), "skipped", "{v}");
+    assert_eq!(entry(&v, &c)["reason"], "too_recent", "{v}");
+}
+
 /// The auto-GC that follows a launch never removes the job launched: its
 /// caller was just given that job's paths. `--auto-gc-max-jobs 0` takes
 /// every other finished job, and used to take this one too, or not,

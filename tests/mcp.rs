@@ -2262,6 +2262,40 @@ fn refused_values_say_why_quoting_what_was_sent() {
         .is_empty());
 }
 
+/// A duration that does not parse names its parameter (a call may carry
+/// several), `until` too; an empty list of ids is outside `delete`'s
+/// schema, as the call refuses it.
+#[test]
+fn a_bad_duration_names_its_parameter_and_delete_wants_an_id() {
+    let t = TempRoot::new();
+    let mut m = Mcp::init(&t);
+    for (name, args) in [
+        (
+            "until",
+            json!({"command": "true", "timeout": "5s", "until": "abc"}),
+        ),
+        (
+            "timeout",
+            json!({"command": "true", "timeout": "abc", "until": "5s"}),
+        ),
+        ("kill_after", json!({"command": "true", "kill_after": "x"})),
+    ] {
+        let r = m.call("run", args);
+        assert_eq!(r["isError"], true, "{r}");
+        let e = &r["structuredContent"]["error"];
+        assert_eq!(e["code"], "invalid_duration", "{r}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.starts_with(&format!("parameter {name}: ")), "{msg}");
+    }
+    let r = m.request("tools/list", json!({}));
+    let tools = r["result"]["tools"].as_array().unwrap();
+    let delete = tools.iter().find(|t| t["name"] == "delete").unwrap();
+    let none = json!({"job_id": []});
+    assert!(!fits(&delete["inputSchema"], &none));
+    assert!(fits(&delete["inputSchema"], &json!({"job_id": ["a"]})));
+    assert_eq!(m.call("delete", none)["isError"], true);
+}
+
 /// `mcp --table` is refused for what mcp prints: messages, no document.
 #[test]
 fn table_refusal_says_mcp_prints_no_document() {

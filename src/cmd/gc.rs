@@ -24,12 +24,12 @@ pub struct GcBody {
 
 pub fn exec(m: &Matches) -> Result<Output> {
     let store = super::store(m);
-    // The table validated the value; parse it again for its seconds (and
+    // The table validated the value; parse it again for its length (and
     // so that an internal caller gets invalid_duration, not a default).
     let older_than = m.get("older-than").unwrap_or("30d").to_string();
     let policy = Policy {
         protect: None,
-        older_than_secs: crate::time::parse_duration(&older_than)?,
+        older_than_ms: crate::time::parse_duration_ms(&older_than)?,
         max_jobs: m.u64("max-jobs"),
         max_bytes: m.u64("max-bytes"),
         dry_run: m.has("dry-run"),

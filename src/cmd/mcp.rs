@@ -465,7 +465,7 @@ pub fn input_schema(tool: &str, cmd: &Cmd, limits: Limits) -> Value {
             props.insert(
                 "job_id".into(),
                 json!({"description": "Job id, or an array of them (not with all)", "anyOf": [
-                    {"type": "string"}, {"type": "array", "items": {"type": "string"}},
+                    {"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 ]}),
             );
         }
@@ -961,7 +961,10 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
         )));
     }
     let ms = match given {
-        Some(i) => crate::time::parse_duration_ms(&params[i].1)?,
+        Some(i) => crate::time::parse_duration_ms(&params[i].1).map_err(|e| match e {
+            Error::InvalidDuration(m) => Error::InvalidDuration(format!("parameter until: {m}")),
+            other => other,
+        })?,
         None if forever => limits.max_ms,
         None => limits.default_ms,
     }
