@@ -395,6 +395,30 @@ fn run_once(
             }
         }
     }
+    // A `--log PATH` of the caller's is opened before the spawn too: it
+    // is the one log that can fail for reasons of its own (a directory
+    // that cannot be made, a file that may not be written), and opened
+    // after `R`, a `--no-wait` caller was told `running` of a job then
+    // killed and recorded `failed`.
+    if early.is_none() && meta.full_log.is_some() && !crate::queue::applies(&meta) {
+        match open_full_log(job, &full_path, &meta, gaps.take()) {
+            Ok(full) => {
+                early = Some(Early {
+                    full,
+                    next: None,
+                    running: None,
+                })
+            }
+            Err(e) if no_room(&e) => {
+                let msg = format!("create {}: {e}", full_path.display());
+                return no_space(job, ready, &lock, state, msg);
+            }
+            Err(e) => {
+                let msg = format!("create {}: {e}", full_path.display());
+                return logs_failed(job, ready, &lock, state, msg);
+            }
+        }
+    }
     if crate::queue::applies(&meta) {
         match open_full_log(job, &full_path, &meta, gaps.take()) {
             Ok(full) => {
@@ -624,8 +648,8 @@ fn run_once(
         }
     };
     let next_state = match early_next {
-        Some(n) => n,
-        None => NextState::create(job, NEXT_STATE).ok(),
+        Some(Some(n)) => Some(n),
+        _ => NextState::create(job, NEXT_STATE).ok(),
     };
     // On a terminal, everything the job writes comes through the master
     // (stdout.log); its stderr pipe is a placeholder, closed at once.
@@ -2353,6 +2377,12 @@ fn run_loop(
     let mut lossy = 0;
     loop {
         let now = Instant::now();
+        // A root that ended by itself just before its time is no timeout
+        // (recorded `timed_out` with its own exit 0): its end is taken
+        // below, as any other.
+        if timeout_at.is_some_and(|t| t <= now) && sys::has_exited(pid).is_ok_and(|gone| gone) {
+            timeout_at = None;
+        }
         if timeout_at.is_some_and(|t| t <= now) {
             timeout_at = None;
             timed_out = true;
@@ -2747,6 +2777,12 @@ struct Tee {
 impl Tee {
     /// One read from stream `i`. Returns false when nothing was read.
     fn read_once(&mut self, i: usize) -> bool {
+        self.read_once_n(i) > 0
+    }
+
+    /// One read from stream `i`: how many bytes it took (an interrupted
+    /// read counts as 1, to be tried again).
+    fn read_once_n(&mut self, i: usize) -> usize {
         let n = {
             let s = &mut self.streams[i];
             match s.fd.read(&mut self.buf) {
@@ -2755,8 +2791,8 @@ impl Tee {
                     0
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return 0,
                 Err(_) => {
                     s.open = false;
                     0
@@ -2767,7 +2803,7 @@ impl Tee {
             self.flush_partial(i);
             self.matcher.end_batch();
             self.full.flush();
-            return false;
+            return 0;
         }
         self.streams[i].log.write(&self.buf[..n]);
         self.full.refresh_clock();
@@ -2778,7 +2814,7 @@ impl Tee {
         self.matcher.end_batch();
         // full.log is as current as the stream logs after every read.
         self.full.flush();
-        true
+        n
     }
 
     fn split_lines(&mut self, i: usize, n: usize) {
@@ -2844,16 +2880,34 @@ impl Tee {
     }
 
     /// Read what the pipes hold now; then give descendants a short grace.
+    /// Every byte in a pipe when the job's process ended is read, whatever
+    /// a descendant writes to the other one: the streams take turns, a
+    /// read each (stream by stream, a background `yes` on stdout kept the
+    /// reads on stdout for the whole grace, and the stderr the process had
+    /// written before it ended was lost, with the job still `exited`), and
+    /// at the bound what each pipe holds at that moment is read too.
     fn drain(&mut self) {
         let end = Instant::now() + DRAIN_MAX;
         loop {
-            for i in 0..2 {
-                // Bounded: a descendant that never stops writing must not
-                // keep us here.
-                while self.streams[i].open && Instant::now() < end && self.read_once(i) {}
+            // Bounded: a descendant that never stops writing must not
+            // keep us here.
+            loop {
+                let mut read = false;
+                for i in 0..2 {
+                    if self.streams[i].open && Instant::now() < end {
+                        read |= self.read_once(i);
+                    }
+                }
+                if !read {
+                    break;
+                }
             }
             let now = Instant::now();
-            if self.streams.iter().all(|s| !s.open) || now >= end {
+            if self.streams.iter().all(|s| !s.open) {
+                return;
+            }
+            if now >= end {
+                self.read_buffered();
                 return;
             }
             let ms = DRAIN_IDLE.min(end - now).as_millis().max(1) as i32;
@@ -2865,6 +2919,24 @@ impl Tee {
                 .collect();
             if sys::poll(&mut fds, ms).unwrap_or(0) == 0 {
                 return;
+            }
+        }
+    }
+
+    /// Read what each pipe holds now, and no more than that (a writer
+    /// that goes on is not waited for): past the drain's bound, the bytes
+    /// written before it are still the job's.
+    fn read_buffered(&mut self) {
+        for i in 0..2 {
+            let mut left = match self.streams[i].open {
+                true => sys::bytes_buffered(self.streams[i].fd.as_raw_fd()).unwrap_or(0),
+                false => 0,
+            };
+            while left > 0 && self.streams[i].open {
+                match self.read_once_n(i) {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
             }
         }
     }

@@ -726,6 +726,15 @@ pub fn read_write(file: &File) -> bool {
     flags >= 0 && flags & libc::O_ACCMODE == libc::O_RDWR
 }
 
+/// How many bytes pipe `fd` holds now, unread (FIONREAD).
+pub fn bytes_buffered(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points
+    // at a live local of that type.
+    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Ask for a larger pipe buffer (fewer wake-ups when a job is chatty).
 /// Best effort: the limit is /proc/sys/fs/pipe-max-size.
 pub fn set_pipe_size(fd: RawFd, bytes: i32) {

@@ -469,6 +469,34 @@ fn a_background_childs_words_just_after_the_end_are_kept() {
     assert_eq!(v["stdout"], "early\nlate\n", "{v}");
 }
 
+/// What the job's own process wrote before it ended is all in the logs,
+/// whatever a descendant goes on writing to the other stream: the drain
+/// read stdout (a background `yes`) for its whole bound, and 800 KB of
+/// the stderr `seq` had written were lost, the job still `exited`. (The
+/// cap keeps the flood's log small; totals count every byte.)
+#[test]
+fn a_flood_on_one_stream_loses_nothing_of_the_other() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--max-log-bytes",
+        "1000000",
+        "--",
+        "yes & seq 1 300000 >&2",
+    ]);
+    let id = v["job_id"].as_str().unwrap();
+    let shown = format!(
+        "{} {} {}",
+        v["state"], v["stderr_total_bytes"], v["output_lost"]
+    );
+    assert_eq!(v["state"], "exited", "{shown}");
+    // `seq 1 300000` writes 1,988,895 bytes.
+    assert_eq!(v["stderr_total_bytes"], 1_988_895, "{shown}");
+    assert!(v["output_lost"].is_null(), "{shown}");
+    let log = t.read(id, "stderr.log");
+    assert!(log.ends_with("\n299999\n300000\n"), "{shown}");
+}
+
 #[test]
 fn descendants_holding_pipes_do_not_hold_the_job() {
     let t = TempRoot::new();

@@ -619,6 +619,24 @@ fn an_unwritable_log_fails_the_job_and_stops_it() {
         t.pids_matching(&marker).is_empty(),
         "the workload was stopped"
     );
+    // Opened before the spawn: a caller that does not wait is told too,
+    // and nothing ran (it was told `running`, most times, of a job then
+    // killed and recorded `failed`).
+    for round in 0..5 {
+        let v = t.ok(&[
+            "run",
+            "--no-wait",
+            "--log",
+            log.to_str().unwrap(),
+            "--",
+            "sleep",
+            "30",
+        ]);
+        assert_eq!(v["state"], "failed", "round {round}: {v}");
+        assert_eq!(v["failure"]["code"], "log_unwritable", "{v}");
+        let st = t.state(v["job_id"].as_str().unwrap());
+        assert!(st["pid"].is_null() && st["started_at"].is_null(), "{st}");
+    }
 }
 
 /// `--log` never writes into a directory of the jobs root, as a file
