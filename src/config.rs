@@ -652,7 +652,9 @@ impl Validator<'_> {
         let text = e.value.as_str().unwrap_or_default();
         let ms = self.duration_ms(e, key)?;
         // Stored trimmed, as it was understood, for callers that echo it.
-        Ok((text.trim().to_owned(), ms / 1000))
+        // Whole seconds, rounded up: a retention of 500ms counted as 0
+        // took jobs younger than it.
+        Ok((text.trim().to_owned(), ms.div_ceil(1000)))
     }
 
     /// A duration string's value in milliseconds. A bad one is quoted

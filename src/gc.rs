@@ -138,9 +138,12 @@ impl AutoGc {
         if !cfg.auto || m.has("no-auto-gc") {
             return None;
         }
+        // Whole seconds, rounded up: never a job younger than the window
+        // (`500ms` counted as 0 took jobs that had just ended).
         let older_than_secs = match m
             .get("auto-gc-older-than")
-            .and_then(|d| crate::time::parse_duration(d).ok())
+            .and_then(|d| crate::time::parse_duration_ms(d).ok())
+            .map(|ms| ms.div_ceil(1000))
         {
             Some(secs) => secs,
             None => {

@@ -127,9 +127,10 @@ fn put_digits(out: &mut [u8], mut v: i64) {
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00)` into Unix seconds.
-/// Returns `None` for anything else, including impossible dates such as
-/// `2023-02-29`.
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (RFC 3339) into
+/// Unix seconds. Returns `None` for anything else, including impossible
+/// dates such as `2023-02-29`. We write `Z`; an offset is another
+/// writer's (a record edited by hand), and is the same instant.
 pub fn parse_ts(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 {
@@ -153,9 +154,22 @@ pub fn parse_ts(s: &str) -> Option<i64> {
         // Sub-second precision is dropped: records hold whole seconds.
         rest = &frac[n..];
     }
-    if rest != b"Z" && rest != b"+00:00" {
-        return None;
-    }
+    let offset = match rest {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = h * 3600 + m * 60;
+            if *sign == b'-' {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
@@ -166,7 +180,7 @@ pub fn parse_ts(s: &str) -> Option<i64> {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    Some(days * SECS_PER_DAY + hour * 3600 + minute * 60 + second)
+    Some(days * SECS_PER_DAY + hour * 3600 + minute * 60 + second - offset)
 }
 
 /// All-ASCII-digit field to a number; `None` on any other byte.
@@ -457,6 +471,11 @@ mod tests {
         assert_eq!(parse_ts("1970-01-01T00:00:01+00:00"), Some(1));
         // Truncation towards the past also before the epoch.
         assert_eq!(parse_ts("1969-12-31T23:59:59.9Z"), Some(-1));
+        // Another offset is the same instant (gc took 01:00+01:00 for
+        // unreadable, and judged the job by its updated_at).
+        assert_eq!(parse_ts("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_ts("1969-12-31T22:30:00-01:30"), Some(0));
+        assert_eq!(parse_ts("1970-01-01T00:00:00-00:00"), Some(0));
     }
 
     #[test]
@@ -467,8 +486,10 @@ mod tests {
             "1970-01-01 00:00:00Z",
             "1970-01-01t00:00:00Z",
             "1970-01-01T00:00:00z",
-            "1970-01-01T00:00:00+01:00",
-            "1970-01-01T00:00:00-00:00",
+            "1970-01-01T00:00:00+24:00",
+            "1970-01-01T00:00:00+01:60",
+            "1970-01-01T00:00:00+0100",
+            "1970-01-01T00:00:00+01",
             "1970-01-01T00:00:00.Z",
             "1970-01-01T00:00:00ZZ",
             "1970-01-01T00:00:00Z ",

@@ -1034,6 +1034,36 @@ fn the_age_rule_is_judged_below_the_second() {
     assert_eq!(entry(&v, &c)["reason"], "too_recent", "{v}");
 }
 
+/// A sub-second auto-GC window never takes a job younger than it: it
+/// counted in whole seconds rounded down, so `900ms` was 0 and took a job
+/// that had ended a moment before.
+#[test]
+fn a_sub_second_auto_gc_window_takes_no_younger_job() {
+    let t = TempRoot::new();
+    for (round, how) in [["--auto-gc-older-than", "900ms"], ["--config", "CONFIG"]]
+        .iter()
+        .enumerate()
+    {
+        let config = t.base.join("gc.toml");
+        std::fs::write(&config, "[gc]\nolder_than = \"0.9s\"\n").unwrap();
+        let config = config.to_str().unwrap();
+        let young = t.job_id_of(&["run", "--no-auto-gc", "--", "true"]);
+        let t0 = std::time::Instant::now();
+        let mut args = vec!["run"];
+        args.extend(how.iter().map(|a| if *a == "CONFIG" { config } else { a }));
+        args.extend(["--", "true"]);
+        t.ok(&args);
+        t.settle();
+        // Only a sweep within 0.9 s of its end must leave it (a machine
+        // that slow is not asked).
+        if t0.elapsed() < std::time::Duration::from_millis(800) {
+            assert!(t.job_dir(&young).exists(), "round {round}: {how:?}");
+        } else {
+            println!("note: round {round} too slow to judge");
+        }
+    }
+}
+
 /// The auto-GC that follows a launch never removes the job launched: its
 /// caller was just given that job's paths. `--auto-gc-max-jobs 0` takes
 /// every other finished job, and used to take this one too, or not,
