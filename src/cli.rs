@@ -1545,7 +1545,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     if let Some((a, b)) = needs_another(cmd, &values) {
         return Err(Error::usage(format!("--{a} needs --{b}")));
     }
-    check_together(cmd, &values).map_err(|e| about_read_of(cmd, &positionals, e))?;
+    check_together(cmd, &values, false).map_err(|e| about_read_of(cmd, &positionals, e))?;
     Ok(Parsed::Run(Box::new(Matches {
         cmd,
         root,
@@ -1691,7 +1691,7 @@ pub fn matches_from_params(
     }
     // As on the command line: a bad pattern or cursor is refused before
     // the route looks up its job, naming it as given.
-    check_together(cmd, &values).map_err(|e| about_read_of(cmd, &positionals, e))?;
+    check_together(cmd, &values, true).map_err(|e| about_read_of(cmd, &positionals, e))?;
     Ok(Matches {
         cmd,
         root,
@@ -1811,7 +1811,9 @@ fn about_read_of(cmd: &Cmd, positionals: &[String], e: Error) -> Error {
 /// and `tail --since garbage nosuch` `invalid_cursor` (exit 2, D5), as
 /// `kill --signal BOGUS nosuch` is `invalid_signal`. Whether a cursor is
 /// this job's, and inside its logs, is known only with the job.
-fn check_together(cmd: &Cmd, values: &[(&'static str, String)]) -> Result<()> {
+/// `door`: for HTTP and MCP, whose messages name the parameter (a call
+/// may carry several patterns), `run`'s output pattern included.
+fn check_together(cmd: &Cmd, values: &[(&'static str, String)], door: bool) -> Result<()> {
     let get = |long: &str| {
         values
             .iter()
@@ -1819,12 +1821,26 @@ fn check_together(cmd: &Cmd, values: &[(&'static str, String)]) -> Result<()> {
             .find(|(k, _)| *k == long)
             .map(|(_, v)| v.as_str())
     };
-    for (pattern, ty) in [("grep", "grep-type"), ("output", "output-match-type")] {
-        if cmd.flag(pattern).is_none() {
+    let pairs: &[(&str, &str)] = match door {
+        true => &[
+            ("grep", "grep-type"),
+            ("output", "output-match-type"),
+            ("output-pattern", "output-match-type"),
+        ],
+        false => &[("grep", "grep-type"), ("output", "output-match-type")],
+    };
+    for &(pattern, ty) in pairs {
+        let Some(flag) = cmd.flag(pattern) else {
             continue;
-        }
+        };
         if let (Some(p), Some("regex")) = (get(pattern), get(ty)) {
-            crate::observe::Pattern::new(p, true)?;
+            crate::observe::Pattern::new(p, true).map_err(|e| match (door, e) {
+                (true, Error::InvalidPattern(m)) => Error::InvalidPattern(format!(
+                    "parameter {}: {m}",
+                    flag.http_name().unwrap_or_default()
+                )),
+                (_, e) => e,
+            })?;
         }
     }
     if let (Some(_), Some(c)) = (cmd.flag("since"), get("since")) {

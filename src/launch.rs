@@ -4,8 +4,11 @@
 //! The front-end writes the job directory (meta.json, env.json,
 //! stdin.bin; state.json = created only for `create`), then takes the job
 //! lock and starts
-//! the supervisor with fork → setsid → fork → exec of this same binary as
-//! `agent-exec _supervise <root> <id>`. Two descriptors cross the exec:
+//! the supervisor as `agent-exec _supervise <root> <id>`, this same
+//! binary, in a session of its own: from the CLI with one spawn (vfork →
+//! setsid → exec; init adopts it when the caller exits), from a caller
+//! that lives long (`serve`, `mcp`) with fork → setsid → fork → exec, so
+//! that it has no supervisors to reap (`spawn_supervisor`). Two descriptors cross the exec:
 //! fd 3, the write end of a readiness pipe, and fd 4, the job lock. The
 //! lock therefore passes from the front-end to the supervisor without a
 //! moment where it is free, which is what makes a concurrent `start` of
@@ -28,7 +31,7 @@
 //!
 //! Invariants
 //! - No secret in any argv: `--env` values live in env.json (0600).
-//! - The intermediate child is reaped before `launch` returns.
+//! - A double fork's intermediate child is reaped before `launch` returns.
 //! - A launch failure is a `failed` job with `failure.code`, not an error
 //!   envelope: the command worked, the job did not.
 

@@ -1242,7 +1242,13 @@ fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
         assert_eq!(r["isError"], true, "{args}: {r}");
         let e = &r["structuredContent"]["error"];
         assert!(e["details"]["job_id"].is_string(), "{args}: {r}");
-        assert_eq!(*e, want["error"], "{args}");
+        // The command line's error; a pattern's names its parameter too.
+        let w = &want["error"];
+        for k in ["code", "details", "retryable"] {
+            assert_eq!(e[k], w[k], "{args}");
+        }
+        let (msg, cli) = (e["message"].as_str().unwrap(), w["message"].as_str().unwrap());
+        assert!(msg == cli || msg.ends_with(&format!(": {cli}")), "{msg} / {cli}");
     }
 }
 
@@ -2287,13 +2293,56 @@ fn a_bad_duration_names_its_parameter_and_delete_wants_an_id() {
         let msg = e["message"].as_str().unwrap();
         assert!(msg.starts_with(&format!("parameter {name}: ")), "{msg}");
     }
+    // Every kind of value with a code of its own, in every tool.
+    for (tool, args, code, name) in [
+        (
+            "restart",
+            json!({"job_id": "x", "kill_after": "xyz"}),
+            "invalid_duration",
+            "kill_after",
+        ),
+        (
+            "tail",
+            json!({"job_id": "x", "grep": "(", "grep_type": "regex"}),
+            "invalid_pattern",
+            "grep",
+        ),
+        (
+            "run",
+            json!({"command": "true", "output_pattern": "(", "output_match_type": "regex"}),
+            "invalid_pattern",
+            "output_pattern",
+        ),
+        (
+            "run",
+            json!({"command": "true", "tags": ["bad tag"]}),
+            "invalid_tag",
+            "tags",
+        ),
+        (
+            "kill",
+            json!({"job_id": "x", "signal": "BOGUS"}),
+            "invalid_signal",
+            "signal",
+        ),
+    ] {
+        let r = m.call(tool, args);
+        let e = &r["structuredContent"]["error"];
+        assert_eq!(e["code"], code, "{r}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!("parameter {name}: ")),
+            "{tool}: {msg}"
+        );
+    }
     let r = m.request("tools/list", json!({}));
     let tools = r["result"]["tools"].as_array().unwrap();
     let delete = tools.iter().find(|t| t["name"] == "delete").unwrap();
-    let none = json!({"job_id": []});
-    assert!(!fits(&delete["inputSchema"], &none));
+    for none in [json!({"job_id": []}), json!({"job_id": [], "all": true})] {
+        assert!(!fits(&delete["inputSchema"], &none));
+        assert_eq!(m.call("delete", none)["isError"], true);
+    }
     assert!(fits(&delete["inputSchema"], &json!({"job_id": ["a"]})));
-    assert_eq!(m.call("delete", none)["isError"], true);
 }
 
 /// `mcp --table` is refused for what mcp prints: messages, no document.

@@ -844,6 +844,12 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
             }
             ("run", "tags") => {
                 for t in strings(k, v)? {
+                    // Checked here, to be named as the tool names it (the
+                    // table's check says `tag`).
+                    crate::job::validate_tag(&t).map_err(|e| match e {
+                        Error::InvalidTag(m) => Error::InvalidTag(format!("parameter tags: {m}")),
+                        other => other,
+                    })?;
                     a.params.push(("tag".into(), t));
                 }
                 continue;
@@ -857,6 +863,12 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
             ("list", "job_id") | ("run", "job_id") => {}
             ("delete", "job_id") => {
                 a.pos = strings(k, v)?;
+                // As its inputSchema says (minItems 1), `all` or not.
+                if a.pos.is_empty() {
+                    return Err(bad(
+                        "parameter job_id: an array of ids must name at least one job",
+                    ));
+                }
                 continue;
             }
             ("wait", "ids") => {
@@ -940,6 +952,15 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
     Ok(a)
 }
 
+/// Parameter `name`'s duration, in milliseconds; one that does not parse
+/// is `invalid_duration` naming the parameter, as every other is.
+fn param_duration_ms(name: &str, v: &str) -> Result<u64> {
+    crate::time::parse_duration_ms(v).map_err(|e| match e {
+        Error::InvalidDuration(m) => Error::InvalidDuration(format!("parameter {name}: {m}")),
+        other => other,
+    })
+}
+
 /// Bound an observation: no `until` is the default, more (or `forever`)
 /// the maximum.
 fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
@@ -961,10 +982,7 @@ fn bound_until(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()>
         )));
     }
     let ms = match given {
-        Some(i) => crate::time::parse_duration_ms(&params[i].1).map_err(|e| match e {
-            Error::InvalidDuration(m) => Error::InvalidDuration(format!("parameter until: {m}")),
-            other => other,
-        })?,
+        Some(i) => param_duration_ms("until", &params[i].1)?,
         None if forever => limits.max_ms,
         None => limits.default_ms,
     }
@@ -1000,7 +1018,7 @@ fn table_default_ms(tool: &str, long: &str) -> Option<u64> {
 fn bound_kill_after(params: &mut Vec<(String, String)>, limits: Limits) -> Result<()> {
     match params.iter().rposition(|(k, _)| k == "kill_after") {
         Some(i) => {
-            let ms = crate::time::parse_duration_ms(&params[i].1)?;
+            let ms = param_duration_ms("kill_after", &params[i].1)?;
             if ms > limits.max_ms {
                 return Err(bad(format!(
                     "kill_after {} s is longer than this server lets one call take ({} s, AGENT_EXEC_MCP_MAX_UNTIL_SECONDS): give a shorter one, or stop the job with kill (and wait) before restart",

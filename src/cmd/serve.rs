@@ -2608,7 +2608,11 @@ fn exec_spec(
         .map_or(Ok(0), |v| exec_millis("kill_after_ms", v))?;
     let tags = r.tags.unwrap_or_default();
     for t in &tags {
-        job::validate_tag(t)?;
+        // Named as the body names it, as a duration field is.
+        job::validate_tag(t).map_err(|e| match e {
+            Error::InvalidTag(m) => Error::InvalidTag(format!("tags: {m}")),
+            other => other,
+        })?;
     }
     spec.tags = job::dedup(&tags.iter().map(String::as_str).collect::<Vec<_>>());
     if let Some(s) = r.stdin {
@@ -3032,12 +3036,9 @@ mod tests {
         ] {
             assert_eq!(req(bad).unwrap_err().code(), "invalid_request", "{bad}");
         }
-        assert_eq!(
-            req(r#"{"command":["x"],"tags":["bad tag"]}"#)
-                .unwrap_err()
-                .code(),
-            "invalid_tag"
-        );
+        let e = req(r#"{"command":["x"],"tags":["bad tag"]}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_tag");
+        assert!(e.to_string().starts_with("tags: "), "{e}");
         // A duration field that is not one: the CLI's code, naming it.
         for (field, v) in [
             ("timeout", "-1"),
