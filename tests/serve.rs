@@ -2235,8 +2235,14 @@ fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
         for k in ["code", "details", "retryable"] {
             assert_eq!(e[k], w[k], "{path}");
         }
-        let (msg, cli) = (e["message"].as_str().unwrap(), w["message"].as_str().unwrap());
-        assert!(msg == cli || msg.ends_with(&format!(": {cli}")), "{msg} / {cli}");
+        let (msg, cli) = (
+            e["message"].as_str().unwrap(),
+            w["message"].as_str().unwrap(),
+        );
+        assert!(
+            msg == cli || msg.ends_with(&format!(": {cli}")),
+            "{msg} / {cli}"
+        );
     }
 }
 
