@@ -1642,17 +1642,7 @@ pub fn matches_from_params(
                         "parameter {name}: invalid value '{v}': {}",
                         value_reason(flag, v, &msg)
                     )),
-                    Error::InvalidDuration(m) => {
-                        Error::InvalidDuration(format!("parameter {name}: {m}"))
-                    }
-                    Error::InvalidSignal(m) => {
-                        Error::InvalidSignal(format!("parameter {name}: {m}"))
-                    }
-                    Error::InvalidTag(m) => Error::InvalidTag(format!("parameter {name}: {m}")),
-                    Error::InvalidPattern(m) => {
-                        Error::InvalidPattern(format!("parameter {name}: {m}"))
-                    }
-                    other => other,
+                    other => other.about(&format!("parameter {name}")),
                 })?;
                 Some(v.clone())
             }
@@ -1834,12 +1824,12 @@ fn check_together(cmd: &Cmd, values: &[(&'static str, String)], door: bool) -> R
             continue;
         };
         if let (Some(p), Some("regex")) = (get(pattern), get(ty)) {
-            crate::observe::Pattern::new(p, true).map_err(|e| match (door, e) {
-                (true, Error::InvalidPattern(m)) => Error::InvalidPattern(format!(
-                    "parameter {}: {m}",
+            crate::observe::Pattern::new(p, true).map_err(|e| match door {
+                true => e.about(&format!(
+                    "parameter {}",
                     flag.http_name().unwrap_or_default()
                 )),
-                (_, e) => e,
+                false => e,
             })?;
         }
     }

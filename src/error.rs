@@ -94,6 +94,20 @@ pub fn no_room(e: &io::Error) -> bool {
 }
 
 impl Error {
+    /// A refused value's error with `what` (`parameter until`, `tags`)
+    /// before its message: the codes of their own (a duration, signal,
+    /// tag or pattern) say what was wrong, not which of a call's values.
+    /// Any other error is returned as it is.
+    pub fn about(self, what: &str) -> Error {
+        match self {
+            Error::InvalidDuration(m) => Error::InvalidDuration(format!("{what}: {m}")),
+            Error::InvalidSignal(m) => Error::InvalidSignal(format!("{what}: {m}")),
+            Error::InvalidTag(m) => Error::InvalidTag(format!("{what}: {m}")),
+            Error::InvalidPattern(m) => Error::InvalidPattern(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
     /// Did this fail for want of room on the file system (`no_room`)?
     pub fn is_no_room(&self) -> bool {
         match self {

@@ -846,10 +846,7 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
                 for t in strings(k, v)? {
                     // Checked here, to be named as the tool names it (the
                     // table's check says `tag`).
-                    crate::job::validate_tag(&t).map_err(|e| match e {
-                        Error::InvalidTag(m) => Error::InvalidTag(format!("parameter tags: {m}")),
-                        other => other,
-                    })?;
+                    crate::job::validate_tag(&t).map_err(|e| e.about("parameter tags"))?;
                     a.params.push(("tag".into(), t));
                 }
                 continue;
@@ -955,10 +952,7 @@ fn split_args(tool: &str, cmd: &'static Cmd, args: &Value, call: Option<&Call>) 
 /// Parameter `name`'s duration, in milliseconds; one that does not parse
 /// is `invalid_duration` naming the parameter, as every other is.
 fn param_duration_ms(name: &str, v: &str) -> Result<u64> {
-    crate::time::parse_duration_ms(v).map_err(|e| match e {
-        Error::InvalidDuration(m) => Error::InvalidDuration(format!("parameter {name}: {m}")),
-        other => other,
-    })
+    crate::time::parse_duration_ms(v).map_err(|e| e.about(&format!("parameter {name}")))
 }
 
 /// Bound an observation: no `until` is the default, more (or `forever`)

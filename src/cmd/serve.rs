@@ -2609,10 +2609,7 @@ fn exec_spec(
     let tags = r.tags.unwrap_or_default();
     for t in &tags {
         // Named as the body names it, as a duration field is.
-        job::validate_tag(t).map_err(|e| match e {
-            Error::InvalidTag(m) => Error::InvalidTag(format!("tags: {m}")),
-            other => other,
-        })?;
+        job::validate_tag(t).map_err(|e| e.about("tags"))?;
     }
     spec.tags = job::dedup(&tags.iter().map(String::as_str).collect::<Vec<_>>());
     if let Some(s) = r.stdin {
