@@ -395,18 +395,21 @@ fn run_once(
             }
         }
     }
-    // A `--log PATH` of the caller's is opened before the spawn too: it
-    // is the one log that can fail for reasons of its own (a directory
-    // that cannot be made, a file that may not be written), and opened
-    // after `R`, a `--no-wait` caller was told `running` of a job then
-    // killed and recorded `failed`.
-    if early.is_none() && meta.full_log.is_some() && !crate::queue::applies(&meta) {
+    // Made here, before the spawn: a queued job's files (before its wait,
+    // see above), and a `--log PATH` of the caller's: it is the one
+    // log that can fail for reasons of its own (a directory that cannot
+    // be made, a file that may not be written), and opened after `R`, a
+    // `--no-wait` caller was told `running` of a job then killed and
+    // recorded `failed`.
+    let queued = crate::queue::applies(&meta);
+    if early.is_none() && (queued || meta.full_log.is_some()) {
         match open_full_log(job, &full_path, &meta, gaps.take()) {
             Ok(full) => {
+                let made = |name| queued.then(|| NextState::create(job, name).ok()).flatten();
                 early = Some(Early {
                     full,
-                    next: None,
-                    running: None,
+                    next: made(NEXT_STATE),
+                    running: made(RUN_STATE),
                 })
             }
             Err(e) if no_room(&e) => {
@@ -419,24 +422,7 @@ fn run_once(
             }
         }
     }
-    if crate::queue::applies(&meta) {
-        match open_full_log(job, &full_path, &meta, gaps.take()) {
-            Ok(full) => {
-                early = Some(Early {
-                    full,
-                    next: NextState::create(job, NEXT_STATE).ok(),
-                    running: NextState::create(job, RUN_STATE).ok(),
-                })
-            }
-            Err(e) if no_room(&e) => {
-                let msg = format!("create {}: {e}", full_path.display());
-                return no_space(job, ready, &lock, state, msg);
-            }
-            Err(e) => {
-                let msg = format!("create {}: {e}", full_path.display());
-                return logs_failed(job, ready, &lock, state, msg);
-            }
-        }
+    if queued {
         match crate::queue::wait_turn(store, job, &meta, state, || signal(ready, b'Q')) {
             crate::queue::Turn::Go(held, st) => {
                 queue_slot = Some(held);

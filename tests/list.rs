@@ -744,12 +744,7 @@ fn wait_for_the_same_id_twice_describes_it_once() {
 #[test]
 fn wait_v_erases_its_note_before_the_log_line() {
     // `script` gives the command a terminal (stdin, stdout, stderr).
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("no script(1): skipped");
+    if support::no_script() {
         return;
     }
     let t = TempRoot::new();

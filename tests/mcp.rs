@@ -1242,19 +1242,7 @@ fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
         assert_eq!(r["isError"], true, "{args}: {r}");
         let e = &r["structuredContent"]["error"];
         assert!(e["details"]["job_id"].is_string(), "{args}: {r}");
-        // The command line's error; a pattern's names its parameter too.
-        let w = &want["error"];
-        for k in ["code", "details", "retryable"] {
-            assert_eq!(e[k], w[k], "{args}");
-        }
-        let (msg, cli) = (
-            e["message"].as_str().unwrap(),
-            w["message"].as_str().unwrap(),
-        );
-        assert!(
-            msg == cli || msg.ends_with(&format!(": {cli}")),
-            "{msg} / {cli}"
-        );
+        support::assert_door_error(e, &want["error"], &args.to_string());
     }
 }
 

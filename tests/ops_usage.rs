@@ -650,12 +650,7 @@ fn progress_notes_need_a_terminal() {
 #[test]
 fn progress_notes_at_a_terminal() {
     // `script` gives the command a terminal (stdin, stdout, stderr).
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("no script(1): skipped");
+    if support::no_script() {
         return;
     }
     let t = TempRoot::new();

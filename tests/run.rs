@@ -909,12 +909,7 @@ fn shell_wrapper_from_flag_and_config() {
 
 #[test]
 fn stdin_dash_on_a_terminal_is_refused() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("note: script(1) missing; pseudo-terminal test skipped");
+    if support::no_script() {
         return;
     }
     let t = TempRoot::new();

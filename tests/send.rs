@@ -1283,12 +1283,7 @@ fn interactive_jobs_work_under_a_long_root() {
 /// (audit).
 #[test]
 fn send_file_dash_on_a_terminal_is_refused() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("note: script(1) missing; pseudo-terminal test skipped");
+    if support::no_script() {
         return;
     }
     let t = TempRoot::new();

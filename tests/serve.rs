@@ -2232,19 +2232,7 @@ fn argument_errors_about_a_jobs_read_name_the_job_as_given() {
             .get(&path)
             .assert_error(400, want["error"]["code"].as_str().unwrap());
         assert!(v["error"]["details"]["job_id"].is_string(), "{path}: {v}");
-        // The command line's error; a pattern's names its parameter too.
-        let (e, w) = (&v["error"], &want["error"]);
-        for k in ["code", "details", "retryable"] {
-            assert_eq!(e[k], w[k], "{path}");
-        }
-        let (msg, cli) = (
-            e["message"].as_str().unwrap(),
-            w["message"].as_str().unwrap(),
-        );
-        assert!(
-            msg == cli || msg.ends_with(&format!(": {cli}")),
-            "{msg} / {cli}"
-        );
+        support::assert_door_error(&v["error"], &want["error"], &path);
     }
 }
 

@@ -335,6 +335,34 @@ pub fn hold_flock(path: &Path) -> std::process::Child {
 
 /// The test's effective uid, as `id -u` prints it.
 #[allow(dead_code)]
+/// Another door's error `got` is the command line's `cli` for the same
+/// call (both the `error` objects): the same code, details and
+/// retryable, and the same message or it after the refused value's name
+/// (`parameter grep: …`).
+pub fn assert_door_error(got: &Value, cli: &Value, what: &str) {
+    for k in ["code", "details", "retryable"] {
+        assert_eq!(got[k], cli[k], "{what}");
+    }
+    let (msg, want) = (
+        got["message"].as_str().unwrap(),
+        cli["message"].as_str().unwrap(),
+    );
+    assert!(
+        msg == want || msg.ends_with(&format!(": {want}")),
+        "{what}: {msg} / {want}"
+    );
+}
+
+/// True, with a note, when script(1) (which gives a command a terminal)
+/// is missing: the caller's test is skipped.
+pub fn no_script() -> bool {
+    let missing = Command::new("script").arg("--version").output().is_err();
+    if missing {
+        eprintln!("note: script(1) missing; pseudo-terminal test skipped");
+    }
+    missing
+}
+
 pub fn my_uid() -> String {
     let out = Command::new("id").arg("-u").output().unwrap().stdout;
     String::from_utf8(out).unwrap().trim().to_string()
