@@ -96,6 +96,16 @@
 //!   root held that exit, and so the restart, for as long as it took.
 //!   The supervisor takes the guard (most launches find nothing to do and
 //!   start nothing), then hands the locked guard file to `_gc` as fd 3.
+//! - `_gc` sweeps once the root has gone `QUIET` (50 ms) without a new
+//!   directory, waiting at most `QUIET_AT_MOST` (2 s), guard held: the
+//!   launches of a burst find it held and start nothing, and the one
+//!   sweep after the burst has their budgets with its own (the
+//!   directories the root gained meanwhile, up to `MOST_STOOD_FOR`
+//!   launches) and keeps the newest job, the last launch's, as each
+//!   launch's own sweep kept its job. A sweep per launch, each exec'd to
+//!   read `scan_limit` states and delete one job, made a burst of 200
+//!   launches into a root at its `max_jobs` 1.09x slower than with
+//!   auto-GC off.
 //! - Auto-GC also removes the remains of removals (`sweep_gone`), its own
 //!   cut short by a crash included: it is the only clean-up most roots
 //!   ever get.
@@ -109,6 +119,7 @@
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -325,6 +336,7 @@ impl AutoClaim {
     pub fn run(self, store: &Store, g: &AutoGc, launched: &str) {
         let policy = Policy {
             protect: Some(launched.to_string()),
+            stands_for_later: true,
             older_than_ms: g.older_than_secs.saturating_mul(1000),
             max_jobs: g.max_jobs,
             max_bytes: g.max_bytes,
@@ -435,9 +447,49 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
         None => claim_auto(&store, &g),
     };
     if let Some(c) = claim {
+        wait_for_quiet(&store.root, QUIET, QUIET_AT_MOST);
         c.run(&store, &g, launched);
     }
     done
+}
+
+/// The most launches one auto-GC sweep takes the budgets of.
+const MOST_STOOD_FOR: u64 = 64;
+
+/// How long the root must go unchanged before an auto-GC sweeps, and
+/// the longest it waits for that.
+const QUIET: Duration = Duration::from_millis(50);
+const QUIET_AT_MOST: Duration = Duration::from_secs(2);
+
+/// Wait (holding the guard) until no job has been added to the root for
+/// `quiet`, or `at_most` has passed. In a burst of launches the first
+/// one's sweep waits, every later launch finds the guard held and starts
+/// none (one flock, where it exec'd a `_gc` of its own to delete one
+/// job), and the one sweep then takes what the whole burst put past the
+/// rules, once the launches have stopped: 200 launches into a root at
+/// its `max_jobs` ran 1.09-1.16x slower than with auto-GC off, a
+/// collector started and a job removed per launch. A launch changes the
+/// root directory (its job's directory, the next spare): its change
+/// time and link count. `at_most` bounds the wait under launches that
+/// never stop (one sweep per that long). The sweep then stands for the
+/// launches made meanwhile (`Policy::stands_for_later`).
+fn wait_for_quiet(root: &Path, quiet: Duration, at_most: Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let look = || {
+        fs::symlink_metadata(root)
+            .ok()
+            .map(|m| (m.ctime(), m.ctime_nsec(), m.nlink()))
+    };
+    let until = Instant::now() + at_most;
+    let mut before = look();
+    while Instant::now() < until {
+        std::thread::sleep(quiet.min(until.saturating_duration_since(Instant::now())));
+        let now = look();
+        if now == before {
+            return;
+        }
+        before = now;
+    }
 }
 
 /// The guard file's line that starts "resume after NAME": where the last
@@ -478,6 +530,12 @@ pub struct Policy {
     /// A job never removed (auto-GC: the one just launched); it still
     /// counts among the jobs and bytes the rules weigh.
     pub protect: Option<String>,
+    /// Auto-GC: the jobs created after `protect` were launched while this
+    /// sweep waited (or ran), and started no sweep of their own (the
+    /// guard was held). It stands for them too: their budgets with its
+    /// own (up to `MOST_STOOD_FOR` launches'), and the newest job, the
+    /// last launch's, is never removed either.
+    pub stands_for_later: bool,
     /// The age rule, to the millisecond (`gc --older-than 500ms`).
     pub older_than_ms: u64,
     pub max_jobs: Option<u64>,
@@ -680,6 +738,22 @@ const SCAN_BEFORE_STOP: u64 = 32;
 /// Apply `p` to the root. Errors only when the root cannot be listed.
 pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let (names, foreign, gone) = names_and_gone(store)?;
+    let later = match (&p.protect, p.stands_for_later) {
+        (Some(own), true) => names
+            .iter()
+            .filter(|n| store::Names::cmp_order(n, own) == std::cmp::Ordering::Greater)
+            .count() as u64,
+        _ => 0,
+    };
+    let times = 1 + later.min(MOST_STOOD_FOR - 1);
+    let p = &Policy {
+        budget: p.budget.clone().map(|b| Budget {
+            scan_limit: b.scan_limit.saturating_mul(times),
+            delete_limit: b.delete_limit.saturating_mul(times),
+            ..b
+        }),
+        ..p.clone()
+    };
     // Compared to the nanosecond where the end is recorded so: a job
     // 1.8 s old read `too_recent` for `--older-than 1s` when both times
     // were cut to the second.
@@ -854,8 +928,10 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         }
     }
 
+    let newest = (later > 0).then(|| names.last()).flatten();
     for f in done.iter_mut() {
-        if f.rules != 0 && p.protect.as_deref() == Some(f.name) {
+        let launched = p.protect.as_deref() == Some(f.name) || newest.is_some_and(|n| n == f.name);
+        if f.rules != 0 && launched {
             f.rules = 0;
             r.out_of_scope(f.name, f.state, "launched_job", 0);
         } else if f.rules == 0 {
@@ -1679,6 +1755,7 @@ mod tests {
     fn policy(older: u64, jobs: Option<u64>, budget: Option<(u64, u64)>) -> Policy {
         Policy {
             protect: None,
+            stands_for_later: false,
             older_than_ms: older * 1000,
             max_jobs: jobs,
             max_bytes: None,
@@ -1977,6 +2054,96 @@ mod tests {
     /// that stopped once the oldest ids held enough finished jobs
     /// removed long runs that had ended last, and counted created jobs
     /// among those kept.)
+    /// A sweep that stands for several launches (they found it waiting
+    /// for the root to go quiet) never removes the newest job, the last
+    /// launch's, nor the one it was started for; one for a single launch
+    /// protects that launch's job alone.
+    #[test]
+    fn a_sweep_standing_for_a_burst_keeps_the_last_launch_too() {
+        let s = scratch("newest");
+        let now = time::now_unix() as u64;
+        let ids: Vec<String> = (0..4)
+            .map(|i| finished(&s, now - 60 + i, (now - 10) as i64, 3))
+            .collect();
+        let mut p = policy(30 * 86_400, Some(0), Some((200, 100)));
+        p.protect = Some(ids[0].clone());
+        let taken = |p: &Policy| -> Vec<String> {
+            let r = sweep(&s, p).unwrap();
+            let mut v: Vec<String> = r
+                .jobs
+                .iter()
+                .filter(|e| e.action == "would_delete")
+                .map(|e| e.job_id.clone())
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(taken(&p), ids[1..].to_vec());
+        p.stands_for_later = true;
+        assert_eq!(taken(&p), ids[1..3].to_vec());
+        fs::remove_dir_all(&s.root).unwrap();
+        // Its budget: one launch's alone, then its own and the 3 later
+        // launches' (delete_limit 1 each).
+        for (stands, gone) in [(false, 1), (true, 2)] {
+            let s = scratch("newest-budget");
+            let ids: Vec<String> = (0..4)
+                .map(|i| finished(&s, now - 60 + i, (now - 10) as i64, 3))
+                .collect();
+            let mut p = policy(30 * 86_400, Some(0), Some((200, 1)));
+            p.dry_run = false;
+            p.protect = Some(ids[0].clone());
+            p.stands_for_later = stands;
+            let r = sweep(&s, &p).unwrap();
+            assert_eq!(r.deleted, gone, "{:?}", r.jobs);
+            let left: Vec<bool> = ids.iter().map(|id| s.job(id).dir.exists()).collect();
+            let want = if stands {
+                vec![true, false, false, true]
+            } else {
+                vec![true, false, true, true]
+            };
+            assert_eq!(left, want, "{:?}", r.jobs);
+            fs::remove_dir_all(&s.root).unwrap();
+        }
+    }
+
+    /// The wait for a quiet root: done one `quiet` later on a root nobody
+    /// launches into, and bounded by `at_most` under launches that never
+    /// stop.
+    #[test]
+    fn the_quiet_wait_is_bounded() {
+        let s = scratch("quiet");
+        let t = Instant::now();
+        wait_for_quiet(&s.root, Duration::from_millis(20), Duration::from_secs(30));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let maker = {
+            let (root, stop) = (s.root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    fs::create_dir(root.join(format!("d{i}"))).unwrap();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        // Wait for the first directory: the maker is running.
+        while fs::read_dir(&s.root).unwrap().next().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = Instant::now();
+        wait_for_quiet(
+            &s.root,
+            Duration::from_millis(200),
+            Duration::from_millis(600),
+        );
+        let took = t.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        maker.join().unwrap();
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
     #[test]
     fn auto_max_jobs_goes_by_the_end_and_counts_finished_jobs_only() {
         let s = scratch("beyond");

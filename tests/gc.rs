@@ -652,6 +652,37 @@ fn auto_gc_retention_and_pressure_from_flags_and_config() {
     assert_eq!(v["jobs"].as_array().unwrap().len(), 2, "{v}");
 }
 
+/// A burst of launches into a root kept by `--auto-gc-max-jobs` is
+/// collected once the launches stop, and the root is back at its count:
+/// the launches that found the clean-up waiting for the root to go quiet
+/// started none, and it took their budgets (here two deletions each)
+/// with its own. The last launch's job, which its clean-up never removes, is
+/// among the newest it keeps anyway; the first launch's job may be kept
+/// as its own sweep's (one more than the count).
+#[test]
+fn a_burst_of_launches_ends_at_max_jobs() {
+    let t = TempRoot::new();
+    let old: Vec<String> = (0..5)
+        .map(|i| finished(&t, "exited", 3600 + i, 300 + i as u128))
+        .collect();
+    write_config(&t, "[gc]\ndelete_limit = 2\n");
+    let burst: Vec<String> = (0..6)
+        .map(|_| t.job_id_of(&["run", "--auto-gc-max-jobs", "2", "--", "true"]))
+        .collect();
+    t.settle();
+    for id in &old {
+        assert!(
+            !t.job_dir(id).exists(),
+            "{id} outlived the burst's clean-up"
+        );
+    }
+    for id in &burst[4..] {
+        assert!(t.job_dir(id).exists(), "{id}: one of the newest two");
+    }
+    let left = burst.iter().filter(|id| t.job_dir(id).exists()).count();
+    assert!((2..=3).contains(&left), "{left} of the burst left");
+}
+
 #[test]
 fn auto_gc_budgets_and_oldest_first() {
     let t = TempRoot::new();
