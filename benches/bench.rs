@@ -1387,7 +1387,7 @@ fn alive(pid: u64) -> bool {
 }
 
 /// Untimed: no auto-GC sweep of `root` (`_gc ROOT ...`) is running or
-/// waiting for the root to go quiet. A sweep waits for 50 ms without a
+/// waiting for the root to go quiet. A sweep waits for 20 ms without a
 /// launch (at most 2 s) before it deletes: without this, the sweep after
 /// a measured launch with auto-GC on ran during the next measurement.
 fn settle_gc(root: &Path) {

@@ -96,7 +96,7 @@
 //!   root held that exit, and so the restart, for as long as it took.
 //!   The supervisor takes the guard (most launches find nothing to do and
 //!   start nothing), then hands the locked guard file to `_gc` as fd 3.
-//! - `_gc` sweeps once the root has gone `QUIET` (50 ms) without a new
+//! - `_gc` sweeps once the root has gone `QUIET` (20 ms) without a new
 //!   directory, waiting at most `QUIET_AT_MOST` (2 s), guard held: the
 //!   launches of a burst find it held and start nothing, and the one
 //!   sweep after the burst has their budgets with its own (the
@@ -458,7 +458,7 @@ const MOST_STOOD_FOR: u64 = 64;
 
 /// How long the root must go unchanged before an auto-GC sweeps, and
 /// the longest it waits for that.
-const QUIET: Duration = Duration::from_millis(50);
+const QUIET: Duration = Duration::from_millis(20);
 const QUIET_AT_MOST: Duration = Duration::from_secs(2);
 
 /// Wait (holding the guard) until no job has been added to the root for
@@ -476,7 +476,7 @@ const QUIET_AT_MOST: Duration = Duration::from_secs(2);
 fn wait_for_quiet(root: &Path, quiet: Duration, at_most: Duration) {
     use std::os::unix::fs::MetadataExt;
     let look = || {
-        fs::symlink_metadata(root)
+        fs::metadata(root)
             .ok()
             .map(|m| (m.ctime(), m.ctime_nsec(), m.nlink()))
     };
