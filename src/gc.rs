@@ -99,10 +99,10 @@
 //! - `_gc` sweeps once the root has gone `QUIET` (20 ms) without a new
 //!   directory, waiting at most `QUIET_AT_MOST` (2 s), guard held: the
 //!   launches of a burst find it held and start nothing, and the one
-//!   sweep after the burst has their budgets with its own (the
-//!   directories the root gained meanwhile, up to `MOST_STOOD_FOR`
-//!   launches) and keeps the newest job, the last launch's, as each
-//!   launch's own sweep kept its job. A sweep per launch, each exec'd to
+//!   sweep after the burst has their budgets with its own (one per job
+//!   created after its launch's, up to `MOST_STOOD_FOR` launches) and
+//!   keeps the newest job, the last launch's, as each launch's own sweep
+//!   kept its job (`Policy::stands_for_later`). A sweep per launch, each exec'd to
 //!   read `scan_limit` states and delete one job, made a burst of 200
 //!   launches into a root at its `max_jobs` 1.09x slower than with
 //!   auto-GC off.
@@ -2048,12 +2048,6 @@ mod tests {
         fs::remove_dir_all(&s.root).unwrap();
     }
 
-    /// `max_jobs` keeps the newest N finished jobs by their end, whatever
-    /// their ids say, and counts no active job among them: a budgeted
-    /// sweep reads every job its budget allows before it judges. (One
-    /// that stopped once the oldest ids held enough finished jobs
-    /// removed long runs that had ended last, and counted created jobs
-    /// among those kept.)
     /// A sweep that stands for several launches (they found it waiting
     /// for the root to go quiet) never removes the newest job, the last
     /// launch's, nor the one it was started for; one for a single launch
@@ -2144,6 +2138,12 @@ mod tests {
         fs::remove_dir_all(&s.root).unwrap();
     }
 
+    /// `max_jobs` keeps the newest N finished jobs by their end, whatever
+    /// their ids say, and counts no active job among them: a budgeted
+    /// sweep reads every job its budget allows before it judges. (One
+    /// that stopped once the oldest ids held enough finished jobs
+    /// removed long runs that had ended last, and counted created jobs
+    /// among those kept.)
     #[test]
     fn auto_max_jobs_goes_by_the_end_and_counts_finished_jobs_only() {
         let s = scratch("beyond");
