@@ -2208,10 +2208,17 @@ fn run_ended_within(
 pub(crate) fn lock_thread(job: &Job, lock: File, attempt: u32) -> Option<File> {
     let (rd, wr) = sys::pipe().ok()?;
     let job = job.clone();
-    std::thread::spawn(move || {
-        until_run_ends(&job, &lock, attempt, &|| false);
-        let _ = File::from(wr).write_all(&[1]);
-    });
+    // A small stack: the thread blocks in a lock call and reads one
+    // state. One that cannot be made (the caller's thread or process
+    // limit: `wait` of many ids) is None, and the job is looked at on a
+    // tick instead; it was an internal error (a panic of thread::spawn).
+    std::thread::Builder::new()
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            until_run_ends(&job, &lock, attempt, &|| false);
+            let _ = File::from(wr).write_all(&[1]);
+        })
+        .ok()?;
     Some(File::from(rd))
 }
 

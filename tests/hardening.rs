@@ -1941,6 +1941,84 @@ fn store_a_symlinked_kept_run_is_not_listed_or_followed() {
     );
 }
 
+/// `wait` of several running jobs under a process limit that leaves no
+/// room for a watching thread per job still answers, looking at those
+/// jobs on a tick: it was `internal_error` (a panic of thread::spawn).
+/// As root, the jobs and the wait run as nobody, whose tasks the limit
+/// counts (root's are not limited); otherwise as the caller.
+#[test]
+fn a_wait_of_many_jobs_under_a_thread_limit_still_answers() {
+    let t = TempRoot::new();
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let as_root = String::from_utf8_lossy(&uid).trim() == "0";
+    if !as_root {
+        eprintln!("not root: the limit would count this user's every task; skipped");
+        return;
+    }
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("setpriv missing: skipped");
+        return;
+    }
+    let bin = t.base.join("agent-exec");
+    std::fs::copy(support::bin(), &bin).unwrap();
+    std::fs::set_permissions(&t.base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(&t.root).unwrap();
+    std::fs::set_permissions(&t.root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let as_nobody = |script: &str, args: &[&str]| {
+        let mut c = t.private("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .args(["bash", "-c", script, "bash"])
+            .arg(&bin)
+            .arg(&t.root)
+            .args(args)
+            .current_dir("/");
+        t.exec(c)
+    };
+    let ids: Vec<String> = (0..6)
+        .map(|_| {
+            let o = as_nobody(r#"exec "$1" --root "$2" run --no-wait -- sleep 30"#, &[]);
+            o.json()["job_id"].as_str().expect("launched").to_string()
+        })
+        .collect();
+    // Every task of nobody's now, and room for the wait and two threads.
+    let nobody_tasks = || -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+            .filter(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"))
+            })
+            .filter_map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Threads:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+            })
+            .sum()
+    };
+    let limit = (nobody_tasks() + 3).to_string();
+    let mut args = vec![limit.as_str()];
+    args.extend(ids.iter().map(String::as_str));
+    let o = as_nobody(
+        r#"b=$1; r=$2; n=$3; shift 3; ulimit -u "$n" && exec "$b" --root "$r" wait --until 1 "$@""#,
+        &args,
+    );
+    for id in &ids {
+        let _ = t.out(&["kill", id]);
+    }
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let v = o.json();
+    assert_eq!(v["type"], "wait", "{v}");
+    let states: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["running"; 6], "{v}");
+}
+
 /// A job directory the caller may not look into (another user's, 0700)
 /// is there: every command that names it answers `io_error` (permission
 /// denied) with `details.job_id`, never `job_not_found`.
