@@ -100,9 +100,12 @@
 //!   directory, waiting at most `QUIET_AT_MOST` (2 s), guard held: the
 //!   launches of a burst find it held and start nothing, and the one
 //!   sweep after the burst has their budgets with its own (one per job
-//!   created after its launch's, up to `MOST_STOOD_FOR` launches) and
-//!   keeps the newest job, the last launch's, as each launch's own sweep
-//!   kept its job (`Policy::stands_for_later`). A sweep per launch, each exec'd to
+//!   created since it began to wait, up to `MOST_STOOD_FOR` launches)
+//!   and keeps the newest of those, the last launch's, where each
+//!   launch's own sweep kept its job (`Policy::later_since_ms`). It
+//!   sweeps only if the root still holds the guard it locked: a root
+//!   renamed, or swapped for a symlink or another directory while it
+//!   waited, is not swept. A sweep per launch, each exec'd to
 //!   read `scan_limit` states and delete one job, made a burst of 200
 //!   launches into a root at its `max_jobs` 1.09x slower than with
 //!   auto-GC off.
@@ -333,10 +336,10 @@ impl AutoClaim {
     /// `launched`: the job whose launch this sweep follows, which it never
     /// removes (the caller was just given its paths), whatever the rules
     /// say of it once it has ended (`--auto-gc-max-jobs 0`).
-    pub fn run(self, store: &Store, g: &AutoGc, launched: &str) {
+    pub fn run(self, store: &Store, g: &AutoGc, launched: &str, later_since_ms: Option<u64>) {
         let policy = Policy {
             protect: Some(launched.to_string()),
-            stands_for_later: true,
+            later_since_ms,
             older_than_ms: g.older_than_secs.saturating_mul(1000),
             max_jobs: g.max_jobs,
             max_bytes: g.max_bytes,
@@ -447,10 +450,32 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
         None => claim_auto(&store, &g),
     };
     if let Some(c) = claim {
+        // Jobs created from now on are launches that find this sweep
+        // waiting (`Policy::later_since_ms`).
+        let since = time::now_unix_ms();
         wait_for_quiet(&store.root, QUIET, QUIET_AT_MOST);
-        c.run(&store, &g, launched);
+        if !holds_the_guard_of(&store.root, c.guard()) {
+            warn!(
+                "auto-gc skipped: {} is no longer the directory it was launched into",
+                store.root.display()
+            );
+            return done;
+        }
+        c.run(&store, &g, launched, Some(since));
     }
     done
+}
+
+/// Is `guard` (the file this sweep holds locked) still `root`'s guard
+/// file? Not once the root has been renamed, removed, or replaced by a
+/// symlink or another directory while the sweep waited: it must never
+/// sweep a directory it was not launched into. (The guard's own name is
+/// not followed: a symlink planted there is not the guard.)
+fn holds_the_guard_of(root: &Path, guard: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let named = fs::symlink_metadata(root.join(GC_LOCK)).ok();
+    let held = guard.metadata().ok();
+    matches!((named, held), (Some(n), Some(h)) if n.file_type().is_file() && (n.dev(), n.ino()) == (h.dev(), h.ino()))
 }
 
 /// The most launches one auto-GC sweep takes the budgets of.
@@ -472,7 +497,7 @@ const QUIET_AT_MOST: Duration = Duration::from_secs(2);
 /// root directory (its job's directory, the next spare): its change
 /// time and link count. `at_most` bounds the wait under launches that
 /// never stop (one sweep per that long). The sweep then stands for the
-/// launches made meanwhile (`Policy::stands_for_later`).
+/// launches made meanwhile (`Policy::later_since_ms`).
 fn wait_for_quiet(root: &Path, quiet: Duration, at_most: Duration) {
     use std::os::unix::fs::MetadataExt;
     let look = || {
@@ -530,12 +555,14 @@ pub struct Policy {
     /// A job never removed (auto-GC: the one just launched); it still
     /// counts among the jobs and bytes the rules weigh.
     pub protect: Option<String>,
-    /// Auto-GC: the jobs created after `protect` were launched while this
-    /// sweep waited (or ran), and started no sweep of their own (the
-    /// guard was held). It stands for them too: their budgets with its
-    /// own (up to `MOST_STOOD_FOR` launches'), and the newest job, the
-    /// last launch's, is never removed either.
-    pub stands_for_later: bool,
+    /// Auto-GC: the jobs created at or after this time (their ids say
+    /// when, to the millisecond) were launched while the sweep waited,
+    /// and started no sweep of their own (the guard was held). It stands
+    /// for them too: their budgets with its own (up to `MOST_STOOD_FOR`
+    /// launches'), and the newest of them, the last launch's, is the job
+    /// it never removes, in place of `protect` (whose launch a later one
+    /// followed, as its own sweep would have). None: `protect` alone.
+    pub later_since_ms: Option<u64>,
     /// The age rule, to the millisecond (`gc --older-than 500ms`).
     pub older_than_ms: u64,
     pub max_jobs: Option<u64>,
@@ -738,14 +765,20 @@ const SCAN_BEFORE_STOP: u64 = 32;
 /// Apply `p` to the root. Errors only when the root cannot be listed.
 pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
     let (names, foreign, gone) = names_and_gone(store)?;
-    let later = match (&p.protect, p.stands_for_later) {
-        (Some(own), true) => names
+    // Oldest first: the last of them is the newest.
+    let later: Vec<&String> = match p.later_since_ms {
+        Some(since) => names
             .iter()
-            .filter(|n| store::Names::cmp_order(n, own) == std::cmp::Ordering::Greater)
-            .count() as u64,
-        _ => 0,
+            .filter(|n| p.protect.as_deref() != Some(n.as_str()))
+            .filter(|n| ulid::Ulid::from_string(n).is_ok_and(|u| u.timestamp_ms() >= since))
+            .collect(),
+        None => Vec::new(),
     };
-    let times = 1 + later.min(MOST_STOOD_FOR - 1);
+    let keep = later
+        .last()
+        .map(|n| n.to_string())
+        .or_else(|| p.protect.clone());
+    let times = 1 + (later.len() as u64).min(MOST_STOOD_FOR - 1);
     let p = &Policy {
         budget: p.budget.clone().map(|b| Budget {
             scan_limit: b.scan_limit.saturating_mul(times),
@@ -928,10 +961,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         }
     }
 
-    let newest = (later > 0).then(|| names.last()).flatten();
     for f in done.iter_mut() {
-        let launched = p.protect.as_deref() == Some(f.name) || newest.is_some_and(|n| n == f.name);
-        if f.rules != 0 && launched {
+        if f.rules != 0 && keep.as_deref() == Some(f.name) {
             f.rules = 0;
             r.out_of_scope(f.name, f.state, "launched_job", 0);
         } else if f.rules == 0 {
@@ -1755,7 +1786,7 @@ mod tests {
     fn policy(older: u64, jobs: Option<u64>, budget: Option<(u64, u64)>) -> Policy {
         Policy {
             protect: None,
-            stands_for_later: false,
+            later_since_ms: None,
             older_than_ms: older * 1000,
             max_jobs: jobs,
             max_bytes: None,
@@ -2048,12 +2079,14 @@ mod tests {
         fs::remove_dir_all(&s.root).unwrap();
     }
 
-    /// A sweep that stands for several launches (they found it waiting
-    /// for the root to go quiet) never removes the newest job, the last
-    /// launch's, nor the one it was started for; one for a single launch
-    /// protects that launch's job alone.
+    /// A sweep that stands for the launches made while it waited (jobs
+    /// created since it began) keeps the newest of them, the last
+    /// launch's, and not the one it was started for, which a later
+    /// launch followed; with none, it keeps its own launch's job alone,
+    /// whatever is newer (a `restart` of an old job). Its budget is one
+    /// launch's for each of them, with its own.
     #[test]
-    fn a_sweep_standing_for_a_burst_keeps_the_last_launch_too() {
+    fn a_sweep_standing_for_a_burst_keeps_the_last_launch() {
         let s = scratch("newest");
         let now = time::now_unix() as u64;
         let ids: Vec<String> = (0..4)
@@ -2073,12 +2106,16 @@ mod tests {
             v
         };
         assert_eq!(taken(&p), ids[1..].to_vec());
-        p.stands_for_later = true;
-        assert_eq!(taken(&p), ids[1..3].to_vec());
+        // Nothing launched since: its own job, not the newest.
+        p.later_since_ms = Some(now * 1000);
+        assert_eq!(taken(&p), ids[1..].to_vec());
+        // Two launched since: the last of them is kept, its own is not.
+        p.later_since_ms = Some((now - 58) * 1000);
+        assert_eq!(taken(&p), ids[..3].to_vec());
         fs::remove_dir_all(&s.root).unwrap();
         // Its budget: one launch's alone, then its own and the 3 later
         // launches' (delete_limit 1 each).
-        for (stands, gone) in [(false, 1), (true, 2)] {
+        for (since, gone) in [(None, 1), (Some((now - 60) * 1000), 3)] {
             let s = scratch("newest-budget");
             let ids: Vec<String> = (0..4)
                 .map(|i| finished(&s, now - 60 + i, (now - 10) as i64, 3))
@@ -2086,12 +2123,12 @@ mod tests {
             let mut p = policy(30 * 86_400, Some(0), Some((200, 1)));
             p.dry_run = false;
             p.protect = Some(ids[0].clone());
-            p.stands_for_later = stands;
+            p.later_since_ms = since;
             let r = sweep(&s, &p).unwrap();
             assert_eq!(r.deleted, gone, "{:?}", r.jobs);
             let left: Vec<bool> = ids.iter().map(|id| s.job(id).dir.exists()).collect();
-            let want = if stands {
-                vec![true, false, false, true]
+            let want = if since.is_some() {
+                vec![false, false, false, true]
             } else {
                 vec![true, false, true, true]
             };
@@ -2222,19 +2259,19 @@ mod tests {
             delete_limit: 100,
         };
         let line = |s: &Store| fs::read_to_string(s.root.join(GC_LOCK)).unwrap();
-        claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
+        claim_auto(&s, &g).unwrap().run(&s, &g, &launched, None);
         assert!(line(&s).starts_with("aged 2592000 200 "), "{:?}", line(&s));
         // Under the limit (41 directories, 100 kept): no sweep.
         assert!(claim_auto(&s, &g).is_none());
         // Over it: a sweep, which takes the oldest.
         g.max_jobs = Some(40);
-        claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
+        claim_auto(&s, &g).unwrap().run(&s, &g, &launched, None);
         // 40 jobs and the guard.
         assert_eq!(fs::read_dir(&s.root).unwrap().count(), 41, "one went");
         // A sweep cut short by its budget notes nothing.
         g.scan_limit = 5;
         g.max_jobs = Some(100);
-        claim_auto(&s, &g).unwrap().run(&s, &g, &launched);
+        claim_auto(&s, &g).unwrap().run(&s, &g, &launched, None);
         assert!(!line(&s).contains("aged"), "{:?}", line(&s));
         fs::remove_dir_all(&s.root).unwrap();
     }

@@ -683,6 +683,98 @@ fn a_burst_of_launches_ends_at_max_jobs() {
     assert!((2..=3).contains(&left), "{left} of the burst left");
 }
 
+/// The clean-up after a `restart` of an old job keeps that job alone:
+/// the jobs created before it are not launches it stands for, so neither
+/// is the newest of them kept nor are their budgets taken (it spared the
+/// newest job and deleted more than one launch's `delete_limit`).
+#[test]
+fn the_clean_up_after_a_restart_stands_for_that_launch_alone() {
+    let t = TempRoot::new();
+    let ids: Vec<String> = (0..4)
+        .map(|_| t.job_id_of(&["run", "--no-auto-gc", "--", "true"]))
+        .collect();
+    t.settle();
+    t.ok(&["restart", "--auto-gc-max-jobs", "0", &ids[0]]);
+    t.settle();
+    let left: Vec<bool> = ids.iter().map(|id| t.job_dir(id).exists()).collect();
+    assert_eq!(left, vec![true, false, false, false]);
+    // Its budget is one launch's: delete_limit 1 takes one job.
+    let t = TempRoot::new();
+    let ids: Vec<String> = (0..4)
+        .map(|_| t.job_id_of(&["run", "--no-auto-gc", "--", "true"]))
+        .collect();
+    t.settle();
+    write_config(&t, "[gc]\ndelete_limit = 1\n");
+    t.ok(&["restart", "--auto-gc-max-jobs", "0", &ids[0]]);
+    t.settle();
+    let left = ids.iter().filter(|id| t.job_dir(id).exists()).count();
+    assert_eq!(left, 3, "one deleted");
+}
+
+/// A clean-up that waits for its root to go quiet never sweeps another
+/// directory: its root renamed and a symlink to elsewhere put in its
+/// place meanwhile, it sweeps nothing (it swept the other directory).
+/// The root is kept busy (a directory made and removed in it) so that
+/// the clean-up is still waiting when it is stopped; the swap is made
+/// while it is stopped.
+#[test]
+fn a_clean_up_never_sweeps_a_root_swapped_while_it_waits() {
+    let t = TempRoot::new();
+    let outside = TempRoot::new();
+    let old: Vec<String> = (0..3)
+        .map(|i| finished(&outside, "exited", 40 * DAY, 10 + i))
+        .collect();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let toucher = {
+        let (root, busy) = (t.root.clone(), busy.clone());
+        std::thread::spawn(move || {
+            let d = root.join(".busy");
+            while busy.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::fs::create_dir(&d);
+                let _ = std::fs::remove_dir(&d);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    t.ok(&["run", "--no-wait", "--", "true"]);
+    let needle = format!("_gc {} ", t.root.display());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let gc = loop {
+        if let Some(&pid) = t.pids_matching(&needle).first() {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < until, "no clean-up started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &gc.to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    busy.store(false, std::sync::atomic::Ordering::SeqCst);
+    toucher.join().unwrap();
+    let moved = t.base.join("moved");
+    std::fs::rename(&t.root, &moved).unwrap();
+    std::os::unix::fs::symlink(&outside.root, &t.root).unwrap();
+    signal("-CONT");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while t.pids_matching(&needle).contains(&gc) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the clean-up never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for id in &old {
+        assert!(
+            outside.job_dir(id).exists(),
+            "{id} swept through the symlink"
+        );
+    }
+}
+
 #[test]
 fn auto_gc_budgets_and_oldest_first() {
     let t = TempRoot::new();

@@ -29,7 +29,7 @@ pub fn exec(m: &Matches) -> Result<Output> {
     let older_than = m.get("older-than").unwrap_or("30d").to_string();
     let policy = Policy {
         protect: None,
-        stands_for_later: false,
+        later_since_ms: None,
         older_than_ms: crate::time::parse_duration_ms(&older_than)?,
         max_jobs: m.u64("max-jobs"),
         max_bytes: m.u64("max-bytes"),
