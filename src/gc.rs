@@ -1783,6 +1783,15 @@ mod tests {
         id
     }
 
+    /// The ids of a report's entries with `action`, in its order.
+    fn with_action<'a>(r: &'a Report, action: &str) -> Vec<&'a str> {
+        r.jobs
+            .iter()
+            .filter(|e| e.action == action)
+            .map(|e| e.job_id.as_str())
+            .collect()
+    }
+
     fn policy(older: u64, jobs: Option<u64>, budget: Option<(u64, u64)>) -> Policy {
         Policy {
             protect: None,
@@ -2044,20 +2053,13 @@ mod tests {
             p.budget.as_mut().unwrap().resume_after = after;
             p
         };
-        let gone = |r: &Report| -> Vec<String> {
-            r.jobs
-                .iter()
-                .filter(|e| e.action == "deleted")
-                .map(|e| e.job_id.clone())
-                .collect()
-        };
         let r = sweep(&s, &budget(None)).unwrap();
-        assert!(gone(&r).is_empty());
+        assert!(with_action(&r, "deleted").is_empty());
         let r = sweep(&s, &budget(r.stopped_after)).unwrap();
-        assert_eq!(gone(&r), old[..2]);
+        assert_eq!(with_action(&r, "deleted"), old[..2]);
         assert_eq!(r.stopped_after.as_deref(), Some(old[1].as_str()));
         let r = sweep(&s, &budget(r.stopped_after)).unwrap();
-        assert_eq!(gone(&r), old[2..5]);
+        assert_eq!(with_action(&r, "deleted"), old[2..5]);
         fs::remove_dir_all(&s.root).unwrap();
     }
 
@@ -2096,11 +2098,9 @@ mod tests {
         p.protect = Some(ids[0].clone());
         let taken = |p: &Policy| -> Vec<String> {
             let r = sweep(&s, p).unwrap();
-            let mut v: Vec<String> = r
-                .jobs
-                .iter()
-                .filter(|e| e.action == "would_delete")
-                .map(|e| e.job_id.clone())
+            let mut v: Vec<String> = with_action(&r, "would_delete")
+                .into_iter()
+                .map(String::from)
                 .collect();
             v.sort_unstable();
             v
@@ -2191,12 +2191,7 @@ mod tests {
             .collect();
         // Keep 35: the 5 that ended first go, the newest ids.
         let r = sweep(&s, &policy(30 * 86_400, Some(35), Some((200, 100)))).unwrap();
-        let mut picked: Vec<&str> = r
-            .jobs
-            .iter()
-            .filter(|e| e.action == "would_delete")
-            .map(|e| e.job_id.as_str())
-            .collect();
+        let mut picked = with_action(&r, "would_delete");
         picked.sort_unstable();
         let want: Vec<&str> = ids[35..].iter().map(String::as_str).collect();
         assert_eq!(picked, want);

@@ -54,6 +54,27 @@ fn finished(t: &TempRoot, state: &str, ago: u64, n: u128) -> String {
     id
 }
 
+/// The first process whose command line holds `needle`, waited for up
+/// to `secs` (`why` says what was missing).
+fn first_pid(t: &TempRoot, needle: &str, secs: u64, why: impl Fn() -> String) -> u32 {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(&pid) = t.pids_matching(needle).first() {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < until, "{}", why());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// `kill SIG pid` (`-STOP`, `-CONT`, ...).
+fn send(pid: u32, sig: &str) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+}
+
 /// A long-running job that does not collect anything itself.
 fn live(t: &TempRoot) -> String {
     let v = t.ok(&["run", "--no-auto-gc", "--no-wait", "--", "sleep", "30"]);
@@ -738,20 +759,8 @@ fn a_clean_up_never_sweeps_a_root_swapped_while_it_waits() {
     };
     t.ok(&["run", "--no-wait", "--", "true"]);
     let needle = format!("_gc {} ", t.root.display());
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let gc = loop {
-        if let Some(&pid) = t.pids_matching(&needle).first() {
-            break pid;
-        }
-        assert!(std::time::Instant::now() < until, "no clean-up started");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &gc.to_string()])
-            .status()
-            .unwrap()
-    };
+    let gc = first_pid(&t, &needle, 10, || "no clean-up started".to_string());
+    let signal = |sig: &str| send(gc, sig);
     signal("-STOP");
     busy.store(false, std::sync::atomic::Ordering::SeqCst);
     toucher.join().unwrap();
@@ -1304,24 +1313,11 @@ fn a_restart_does_not_wait_for_the_sweep_its_last_run_started() {
     let v = t.ok(&["run", "--", "true"]);
     let id = v["job_id"].as_str().unwrap();
     let needle = format!("_gc {} {id}", t.root.display());
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let sweep = loop {
-        if let Some(&pid) = t.pids_matching(&needle).first() {
-            break pid;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "no sweep process ({} old jobs left)",
-            old.iter().filter(|o| t.job_dir(o).exists()).count()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &sweep.to_string()])
-            .status()
-            .unwrap()
-    };
+    let sweep = first_pid(&t, &needle, 20, || {
+        let left = old.iter().filter(|o| t.job_dir(o).exists()).count();
+        format!("no sweep process ({left} old jobs left)")
+    });
+    let signal = |sig: &str| send(sweep, sig);
     signal("-STOP");
     let v = t.ok(&["restart", id]);
     assert_eq!(

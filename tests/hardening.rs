@@ -2010,12 +2010,7 @@ fn a_wait_of_many_jobs_under_a_thread_limit_still_answers() {
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     let v = o.json();
     assert_eq!(v["type"], "wait", "{v}");
-    let states: Vec<&str> = v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["state"].as_str().unwrap())
-        .collect();
+    let states = support::states(&v);
     assert_eq!(states, vec!["running"; 6], "{v}");
 }
 

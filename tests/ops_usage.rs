@@ -320,12 +320,7 @@ fn wait_all_waits_for_every_job_within_one_deadline() {
     let took = t0.elapsed();
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     assert!(took >= Duration::from_millis(650), "took {took:?}");
-    let st: Vec<&str> = v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["state"].as_str().unwrap())
-        .collect();
+    let st = support::states(&v);
     assert_eq!(st, vec!["running", "exited", "running"]);
     t.ok(&["kill", &slow1]);
     t.ok(&["kill", &slow2]);

@@ -140,12 +140,7 @@ fn queued_jobs_show_queue_and_position_and_start_as_slots_free() {
     assert_eq!(jobs[1]["queue_position"], 1, "{w}");
 
     let ps = t.ok(&["ps"]);
-    let states: Vec<&str> = ps["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["state"].as_str().unwrap())
-        .collect();
+    let states = support::states(&ps);
     assert_eq!(states.iter().filter(|s| **s == "queued").count(), 2, "{ps}");
     assert_eq!(
         states.iter().filter(|s| **s == "running").count(),

@@ -231,12 +231,7 @@ fn wait_for_any_of_two_answers_sigint() {
     let v = answered(&finish(child), "wait", 130);
     assert_eq!(v["mode"], "any", "{v}");
     assert!(v.get("first").is_none(), "none ended: {v}");
-    let states: Vec<&str> = v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["state"].as_str().unwrap())
-        .collect();
+    let states = support::states(&v);
     assert_eq!(states, ["running", "running"], "{v}");
     still_run_then_end(&t, &[&a, &b]);
 }

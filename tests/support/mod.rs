@@ -333,6 +333,16 @@ pub fn hold_flock(path: &Path) -> std::process::Child {
     c
 }
 
+/// The `state` of each entry of a several-job answer's `jobs`.
+pub fn states(v: &Value) -> Vec<&str> {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect()
+}
+
 /// The test's effective uid, as `id -u` prints it.
 #[allow(dead_code)]
 /// Another door's error `got` is the command line's `cli` for the same
