@@ -1156,6 +1156,60 @@ fn restart_over_http() {
 }
 
 #[test]
+fn retry_over_http() {
+    let t = TempRoot::new();
+    let server = t.serve();
+    let port = server.port;
+    let counter = t.base.join("count");
+    let body = json!({
+        "command": [counting(&counter, 3, 1)],
+        "retry": 3,
+        "retry_delay": "50ms",
+        "until": 30,
+    });
+    let (status, v) = support::http_json(port, "POST", "/exec", &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("exited"), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["attempt"], 3, "{v}");
+    assert_eq!(attempts(&v), vec![1, 2], "{v}");
+    // A number is seconds, as `until`; and the bad forms are refused.
+    let body = json!({"command": ["sh", "-c", "exit 4"], "retry": 1, "retry_delay": 0.05});
+    let (status, v) = support::http_json(port, "POST", "/exec", &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["attempt"].as_u64(), v["exit_code"].as_i64()),
+        (Some(2), Some(4)),
+        "{v}"
+    );
+    for (body, code) in [
+        (
+            json!({"command": ["true"], "retry_delay": 1}),
+            "invalid_request",
+        ),
+        (
+            json!({"command": ["true"], "retry": 1, "retry_delay": -1}),
+            "invalid_duration",
+        ),
+        (json!({"command": ["true"], "retry": -1}), "invalid_request"),
+        (
+            json!({"command": ["true"], "retry": 5_000_000_000u64}),
+            "invalid_request",
+        ),
+    ] {
+        let (status, v) = support::http_json(port, "POST", "/exec", &body.to_string());
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {v}"
+        );
+    }
+}
+
+#[test]
 fn restart_over_mcp() {
     let t = TempRoot::new();
     let mut mcp = Child(

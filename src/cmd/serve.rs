@@ -2222,6 +2222,10 @@ struct ExecRequest {
     /// `--tty` (implies `interactive`), and its `--tty-size` COLSxROWS.
     tty: Option<bool>,
     tty_size: Option<String>,
+    /// `--retry N` and its `--retry-delay` (seconds, fractions allowed,
+    /// or duration text, as `until`).
+    retry: Option<u64>,
+    retry_delay: Option<serde_json::Value>,
 }
 
 /// The body of `/exec`: JSON that does not parse is "invalid JSON"; a
@@ -2651,6 +2655,18 @@ fn exec_spec(
         (false, None) => None,
     };
     spec.interactive = r.interactive.unwrap_or(false) || spec.tty.is_some();
+    spec.retry = match (r.retry.unwrap_or(0), &r.retry_delay) {
+        (0, Some(_)) => return Err(invalid("retry_delay needs retry")),
+        (0, None) => None,
+        (n, delay) => Some(job::Retry {
+            times: u32::try_from(n).map_err(|_| invalid("retry is too large"))?,
+            delay_ms: delay
+                .as_ref()
+                .map_or(Ok(0), |v| exec_duration_ms("retry_delay", v))?,
+            // The server's user's config, as `run --retry` reads it.
+            keep_runs: cfg.keep_runs,
+        }),
+    };
     let plan = super::run::WaitPlan {
         wait: r.wait.unwrap_or(true),
         until_ms: Some(
