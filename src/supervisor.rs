@@ -2078,6 +2078,11 @@ pub fn workload_argv(wrapper: &[String], command: &[String], reapply: usize) -> 
             "exec $argv"
         } else if matches!(program_run(wrapper), Some("bash" | "zsh")) {
             "\\builtin exec -- \"$@\""
+        } else if !prelude.is_empty() {
+            // After a profile, behind a backslash as the set-up's own
+            // built-ins: a profile's `alias exec=...` ran in place of
+            // the command (dash expands aliases in scripts).
+            "\\exec \"$@\""
         } else {
             "exec \"$@\""
         };
@@ -3150,7 +3155,7 @@ mod tests {
         assert_eq!(
             a[2],
             format!(
-                "{quiet}\\eval \"${{{REAPPLY_VAR}}}\"; \\unset {REAPPLY_VAR}; {restore}exec \"$@\""
+                "{quiet}\\eval \"${{{REAPPLY_VAR}}}\"; \\unset {REAPPLY_VAR}; {restore}\\exec \"$@\""
             )
         );
         let a = workload_argv(&w, &["echo hi".into()], 3);

@@ -1708,6 +1708,23 @@ fn the_set_up_holds_against_the_profiles_options_functions_and_aliases() {
         ],
     );
     assert_eq!(v["stdout"], "s3cret\n0\n", "{v}");
+    // The hand-off of an argv command is a special built-in too: a
+    // profile's `alias exec=...` ran in its place (the job `exited` 0
+    // without having run).
+    for wrapper in ["sh -lc", "bash -lc", "zsh -lc"] {
+        if !installed(wrapper.split(' ').next().unwrap()) {
+            continue;
+        }
+        let profile = "alias exec='echo HIJACKED'\nexec() { echo HIJACKED; }\n";
+        let profile = if wrapper == "sh -lc" {
+            // dash has no function of a special built-in's name.
+            "alias exec='echo HIJACKED'\n"
+        } else {
+            profile
+        };
+        let v = run(wrapper, profile, &["--", "printf", "%s\n", "real"]);
+        assert_eq!(v["stdout"], "real\n", "{wrapper}: {v}");
+    }
 }
 
 /// A job started from a directory reached through a symlink keeps the
