@@ -585,6 +585,14 @@ impl Log {
     /// A capped log's window never reaches back across the gap.
     pub fn last_lines(&self, lines: u64, max_bytes: u64, done: bool) -> Result<Slice> {
         let start = (self.size - self.size.min(max_bytes)).max(self.tail_floor());
+        if start >= self.size && !done {
+            // Nothing to return (`--max-bytes 0`): the range, and the
+            // cursor after it, still end before a character the job has
+            // not finished writing, as any other read's do; at the raw
+            // size the next read began on its continuation bytes.
+            let end = self.whole_chars_end()?.max(self.tail_floor());
+            return Ok(self.slice(String::new(), [end, end], 0));
+        }
         let (mut window, mut start) = self.bytes(start, self.size - start)?;
         let mut inside = self.inside_char(start, &window)?;
         if inside > 0 && inside == window.len() {

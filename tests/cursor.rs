@@ -181,6 +181,11 @@ fn only_bytes_that_may_still_become_a_character_are_held_back() {
         assert_eq!(s(&v, "stdout"), shown, "{bytes}: {v}");
         let end = if shown == "ok" { 2 } else { total };
         assert_eq!(range(&v, "stdout_range"), [0, end], "{bytes}: {v}");
+        // Nothing returned (`--max-bytes 0`): the range and the cursor
+        // still stop before the character being written.
+        let zero = t.ok(&["tail", "--max-bytes", "0", &id]);
+        assert_eq!(range(&zero, "stdout_range"), [end, end], "{bytes}: {zero}");
+        assert_eq!(zero["cursor"], v["cursor"], "{bytes}: {zero}");
         std::fs::write(t.cwd.join("release"), "").unwrap();
         t.wait_done(&id);
         std::fs::remove_file(t.cwd.join("release")).unwrap();
