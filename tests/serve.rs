@@ -1486,6 +1486,40 @@ fn clients_that_never_read_their_answers_do_not_keep_others_out() {
     assert_eq!(got.last(), Some(&200), "{got:?}");
 }
 
+/// An answer the client stops reading is cut off 10 s after the last
+/// byte it took (README), not 10 s after the start of the write that
+/// was under way: the socket's send timeout alone counted from there,
+/// and a big answer's first write began before the client stopped (its
+/// buffers filling), so the cut came about 20 s after.
+#[test]
+fn an_answer_the_client_stops_reading_is_cut_off_10_s_after_its_last_byte() {
+    let t = TempRoot::new();
+    let v = t.ok(&["run", "--", "head -c 30000000 /dev/zero | tr '\\0' a"]);
+    assert_eq!(v["stdout_total_bytes"], 30_000_000, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let s = serve(&t, &[], &[]);
+    let mut c = connect(s.port);
+    write!(
+        c,
+        "GET /tail/{id}?max_bytes=30000000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // A few bytes taken, then nothing: the socket buffers on both sides
+    // fill (a few MB of the 30) and the server's writes stall.
+    let mut first = [0u8; 4096];
+    c.read_exact(&mut first).unwrap();
+    std::thread::sleep(Duration::from_secs(14));
+    // Cut by now: what is read is the buffered part, then the end.
+    let mut rest = Vec::new();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = c.read_to_end(&mut rest);
+    let got = first.len() + rest.len();
+    assert!(
+        got < 20_000_000,
+        "the whole answer came ({got} bytes): the server was still waiting 14 s after the client stopped"
+    );
+}
+
 #[test]
 fn a_client_evicted_before_its_request_is_told_to_come_back() {
     let t = TempRoot::new();

@@ -169,8 +169,12 @@ const HANGUP_TICK: Duration = Duration::from_millis(250);
 /// Stack of a connection thread: enough for serde and a launch, small
 /// enough that `MAX_THREADS` of them cost little.
 const STACK: usize = 256 * 1024;
-/// How long a write to a client that does not read may block.
+/// How long an answer may go without the client taking a byte of it
+/// (`Patient`).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The socket's send timeout: how often a blocked write comes back to
+/// `Patient` to see whether the client took anything meanwhile.
+const WRITE_SLICE: Duration = Duration::from_secs(1);
 /// How long in-flight requests get to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(2);
 /// How long the stop waits for the answer of a restart that held it
@@ -995,9 +999,9 @@ fn error_body(e: &Error) -> Vec<u8> {
 fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
     output::quiet_panics();
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_SLICE));
     let mut reader = Reader::new(&stream);
-    let mut w = BufWriter::with_capacity(8 * 1024, &stream);
+    let mut w = BufWriter::with_capacity(8 * 1024, Patient(&stream));
     // The response body buffer, reused from request to request.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut fresh = true;
@@ -1044,7 +1048,7 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
                     return;
                 }
                 if close {
-                    linger_close(w.get_ref());
+                    linger_close(w.get_ref().0);
                     return;
                 }
                 continue;
@@ -1080,9 +1084,10 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
         }
         let req = &reader.req;
         srv.in_flight.fetch_add(1, Ordering::SeqCst);
-        let reply =
-            panic::catch_unwind(AssertUnwindSafe(|| handle(srv, req, &mut buf, w.get_ref())))
-                .unwrap_or_else(|p| Some(Reply::error(&Error::internal(panic_text(p.as_ref())))));
+        let reply = panic::catch_unwind(AssertUnwindSafe(|| {
+            handle(srv, req, &mut buf, w.get_ref().0)
+        }))
+        .unwrap_or_else(|p| Some(Reply::error(&Error::internal(panic_text(p.as_ref())))));
         let Some(reply) = reply else {
             // The client left while its request waited: nobody to answer.
             srv.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -1103,9 +1108,40 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
             return;
         }
         if close {
-            let _ = w.get_ref().shutdown(Shutdown::Write);
+            let _ = w.get_ref().0.shutdown(Shutdown::Write);
             return;
         }
+    }
+}
+
+/// A connection's socket, written to as a client that reads slowly is
+/// owed and one that stops reading is cut off: after `WRITE_TIMEOUT`
+/// without taking a byte. The socket's send timeout alone counted from
+/// the start of each write, which a big answer's first bytes (the
+/// socket's buffer filling) had begun long before the client stopped:
+/// one stalled 20 s before the cut. Each write here blocks in slices of
+/// `WRITE_SLICE`, and a slice that sent anything returns it, so the
+/// next write's count starts after the last byte taken.
+#[derive(Clone, Copy)]
+struct Patient<'a>(&'a TcpStream);
+
+impl Write for Patient<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let since = Instant::now();
+        loop {
+            match (&*self.0).write(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) && since.elapsed() < WRITE_TIMEOUT => {}
+                done => return done,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -1119,7 +1155,7 @@ fn refuse_conn(srv: &Server, stream: &TcpStream) {
 
 /// A request that could not be read: answer a malformed one, then close
 /// (a closed or timed-out one gets no answer).
-fn refuse_request(w: &mut BufWriter<&TcpStream>, e: ReadError) {
+fn refuse_request(w: &mut BufWriter<Patient>, e: ReadError) {
     let ReadError::Bad(status, e) = e else {
         return;
     };
@@ -1132,7 +1168,7 @@ fn refuse_request(w: &mut BufWriter<&TcpStream>, e: ReadError) {
         extra: &[],
     };
     if http::write_head(w, &head).is_ok() && w.write_all(&body).is_ok() && w.flush().is_ok() {
-        linger_close(w.get_ref());
+        linger_close(w.get_ref().0);
     }
 }
 
@@ -1523,14 +1559,14 @@ struct Chunked<'a> {
 impl super::tail::Batches for Chunked<'_> {
     fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
         if !self.chunked {
-            return (&*self.to).write_all(batch);
+            return Patient(self.to).write_all(batch);
         }
         // One write per chunk (size line, data, CRLF): no tiny packets.
         self.frame.clear();
         write!(self.frame, "{:x}\r\n", batch.len())?;
         self.frame.extend_from_slice(batch);
         self.frame.extend_from_slice(b"\r\n");
-        (&*self.to).write_all(&self.frame)?;
+        Patient(self.to).write_all(&self.frame)?;
         self.frame.clear();
         self.frame.shrink_to(64 * 1024 + 1024);
         Ok(())
@@ -1583,7 +1619,7 @@ fn follow_route(
         }
     }
     head.push_str("\r\n");
-    if (&*client).write_all(head.as_bytes()).is_err() {
+    if Patient(client).write_all(head.as_bytes()).is_err() {
         return Ok(None);
     }
     if head_only {
@@ -1618,7 +1654,7 @@ fn follow_route(
     // After an error line (or for a client that is gone, harmlessly) the
     // body still ends properly.
     if sink.end(&end, &job, &f.cursor()).is_ok() && chunked {
-        let _ = (&*client).write_all(b"0\r\n\r\n");
+        let _ = Patient(client).write_all(b"0\r\n\r\n");
     }
     let _ = client.shutdown(Shutdown::Write);
     Ok(None)
