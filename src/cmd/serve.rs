@@ -1129,12 +1129,18 @@ impl Write for Patient<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let since = Instant::now();
         loop {
+            let tried = Instant::now();
             match (&*self.0).write(buf) {
+                // A slice that ran out: try again, until the whole time
+                // without progress has passed. (Back at once, the socket
+                // is non-blocking, as a refused connection's is made:
+                // that is an error, never a spin.)
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) && since.elapsed() < WRITE_TIMEOUT => {}
+                    ) && tried.elapsed() >= WRITE_SLICE / 2
+                        && since.elapsed() < WRITE_TIMEOUT => {}
                 done => return done,
             }
         }
