@@ -1122,7 +1122,6 @@ fn serve_conn(stream: TcpStream, srv: &Server, id: u64) {
 /// one stalled 20 s before the cut. Each write here blocks in slices of
 /// `WRITE_SLICE`, and a slice that sent anything returns it, so the
 /// next write's count starts after the last byte taken.
-#[derive(Clone, Copy)]
 struct Patient<'a>(&'a TcpStream);
 
 impl Write for Patient<'_> {
