@@ -254,9 +254,10 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::Unavailable(_) => 503,
             Error::RequestTimeout(_) => 408,
-            // The job is in the wrong state for the request, on every
-            // route (/kill of a created job as /send of a finished one).
-            Error::InvalidState(_) | Error::Busy(_) | Error::StdinClosed(_) => 409,
+            // A job in the wrong state for the request is 400, on every
+            // route, as 0.2.3 answers /kill of a created job (its table of
+            // statuses); a job whose stdin is closed, 409.
+            Error::StdinClosed(_) => 409,
             Error::Io { .. } | Error::Internal(_) => 500,
             _ => 400,
         }

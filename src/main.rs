@@ -69,8 +69,9 @@ fn main() {
             if !matches!(m.cmd.name, "_supervise" | "serve" | "mcp") {
                 sys::keep_large_blocks();
             }
-            // `--table --yaml` is refused (`table::check`), in JSON.
-            output::set_yaml(m.yaml && !m.table);
+            // `--table --yaml` is refused (`table::check`), in YAML as
+            // every error document is beside --yaml (D5).
+            output::set_yaml(m.yaml);
             output::init_logging(m.verbose);
             // Progress notes are for a person watching stderr only.
             progress::enable(m.verbose > 0 && sys::isatty(2));

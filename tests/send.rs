@@ -256,7 +256,7 @@ fn send_before_the_job_starts_is_invalid_state() {
         // A queued job starts by itself: the same send may work later.
         assert_eq!(e["error"]["retryable"], state == "queued", "{e}");
     }
-    // The server's door says the same, with 409.
+    // The server's door says the same, with 400.
     let srv = t.serve();
     let (status, e) = support::http_json(
         srv.port,
@@ -266,7 +266,7 @@ fn send_before_the_job_starts_is_invalid_state() {
     );
     assert_eq!(
         (status, e["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
+        (400, Some("invalid_state")),
         "{e}"
     );
     t.ok(&["kill", &ahead]);

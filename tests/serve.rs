@@ -2905,13 +2905,13 @@ fn send_body_fields_are_typed_as_mcp_types_them() {
         let msg = e["error"]["message"].as_str().unwrap();
         assert!(msg.contains(param), "{body}: {msg}");
     }
-    // To a job that takes no input, a bad body is still the 400, not
-    // the job's 409: the body is checked first.
+    // To a job that takes no input, a bad body is still invalid_request,
+    // not the job's invalid_state: the body is checked first.
     let other = t.start_job(&["sleep", "30"]);
     s.post(&format!("/send/{other}"), r#"{"data":1.5e3}"#)
         .assert_error(400, "invalid_request");
     s.post(&format!("/send/{other}"), r#"{"data":"x"}"#)
-        .assert_error(409, "invalid_state");
+        .assert_error(400, "invalid_state");
     t.ok(&["kill", &other]);
     // What a flag can be is taken: text, a whole number (2.0 is one), a
     // switch as a boolean or its text; null is absent.
@@ -3466,10 +3466,10 @@ fn a_connection_the_server_has_no_descriptor_for_is_answered_503() {
     s.get("/health").assert_ok("health");
 }
 
-/// A job in the wrong state for the request is 409 on every route, as it
-/// is on /send: /kill of a created job as /send to one.
+/// A job in the wrong state for the request is 400 on every route, as
+/// 0.2.3 answers /kill of a created job: /send to one too.
 #[test]
-fn invalid_state_is_409_on_every_route() {
+fn invalid_state_is_400_on_every_route() {
     let t = TempRoot::new();
     let s = serve(&t, &[], &[]);
     let created = t.ok(&["create", "--", "true"])["job_id"]
@@ -3477,9 +3477,16 @@ fn invalid_state_is_409_on_every_route() {
         .unwrap()
         .to_string();
     s.post(&format!("/kill/{created}"), "")
-        .assert_error(409, "invalid_state");
+        .assert_error(400, "invalid_state");
     s.post(&format!("/send/{created}"), r#"{"data":"x"}"#)
-        .assert_error(409, "invalid_state");
+        .assert_error(400, "invalid_state");
+    // A job whose input is closed is stdin_closed, 409.
+    let open = t.job_id_of(&["run", "-i", "--no-wait", "--", "sleep", "30"]);
+    s.post(&format!("/send/{open}"), r#"{"eof":true}"#)
+        .assert_ok("send");
+    s.post(&format!("/send/{open}"), r#"{"data":"x"}"#)
+        .assert_error(409, "stdin_closed");
+    t.ok(&["kill", &open]);
 }
 
 /// A client that half-closes after its request (`nc -N`, `printf | nc`)

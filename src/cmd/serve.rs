@@ -2462,7 +2462,7 @@ fn launched_body(
 /// flags under their HTTP names (`eof`, `newline`, `no_record`,
 /// `max_bytes`, `yield_ms`), checked by the same table as the command
 /// line and carried out by the same operation. Answers like `send`;
-/// `invalid_state` and `stdin_closed` are 409.
+/// `invalid_state` is 400, as on every route, and `stdin_closed` 409.
 fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
     no_params(req)?;
     let body: Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
@@ -2524,11 +2524,6 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
         // Cut short by the stop: answered as every waiting request is.
         Ok(b) if cut_by_stop(srv, Some(b.state)) => Err(shutting_down(&job.id)),
         Ok(b) => Reply::job_doc(buf, "send", &b, &job.id),
-        Err(e) if matches!(e.code(), "invalid_state" | "stdin_closed") => {
-            let mut r = Reply::error(&e);
-            r.status = 409;
-            Ok(r)
-        }
         Err(e) => Err(e),
     }
 }
