@@ -739,6 +739,38 @@ fn wait_for_the_same_id_twice_describes_it_once() {
     }
 }
 
+/// An id given many times holds what one id does: the wait answers
+/// with every entry under a descriptor limit that one job fits in many
+/// times over (each copy pinned a descriptor of its own: io_error).
+#[test]
+fn an_id_given_many_times_is_looked_up_once() {
+    let t = TempRoot::new();
+    let x = t.job_id_of(&["run", "--", "true"]);
+    let short = &x[..12];
+    let mut args = vec!["wait", "--until", "5"];
+    for _ in 0..100 {
+        args.push(&x);
+        args.push(short);
+    }
+    let mut c = std::process::Command::new("sh");
+    c.args([
+        "-c",
+        "ulimit -n 48 && exec \"$@\"",
+        "sh",
+        support::bin(),
+        "--root",
+    ])
+    .arg(&t.root)
+    .args(&args)
+    .env("HOME", t.base.join("home"))
+    .env("XDG_CONFIG_HOME", t.base.join("config"))
+    .stdin(std::process::Stdio::null());
+    let o = t.exec(c);
+    let v = o.json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 200, "{v}");
+}
+
 /// `wait -v ID` at a terminal: the progress note is erased before the
 /// log line that says how the job ended, not left with it glued on.
 #[test]

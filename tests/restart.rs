@@ -1194,6 +1194,10 @@ fn retry_over_http() {
             json!({"command": ["true"], "retry": 1, "retry_delay": -1}),
             "invalid_duration",
         ),
+        (
+            json!({"command": ["true"], "retry": 0, "retry_delay": -1}),
+            "invalid_duration",
+        ),
         (json!({"command": ["true"], "retry": -1}), "invalid_request"),
         (
             json!({"command": ["true"], "retry": 5_000_000_000u64}),
@@ -1207,6 +1211,15 @@ fn retry_over_http() {
             "{body}: {v}"
         );
     }
+    // retry 0 is given: its delay is taken, and nothing is retried, as
+    // `run --retry 0 --retry-delay 1s` (it was refused as without retry).
+    let body = json!({"command": ["sh", "-c", "exit 3"], "retry": 0, "retry_delay": "1s"});
+    let (status, v) = support::http_json(port, "POST", "/exec", &body.to_string());
+    assert_eq!(
+        (status, v["attempt"].as_u64(), v["exit_code"].as_i64()),
+        (200, Some(1), Some(3)),
+        "{v}"
+    );
 }
 
 #[test]

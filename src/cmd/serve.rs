@@ -2691,14 +2691,19 @@ fn exec_spec(
         (false, None) => None,
     };
     spec.interactive = r.interactive.unwrap_or(false) || spec.tty.is_some();
-    spec.retry = match (r.retry.unwrap_or(0), &r.retry_delay) {
-        (0, Some(_)) => return Err(invalid("retry_delay needs retry")),
-        (0, None) => None,
-        (n, delay) => Some(job::Retry {
+    // As `--retry-delay` needs `--retry` given, 0 included (checked, and
+    // then no retry), as on the command line and over MCP.
+    let delay_ms = match (r.retry, &r.retry_delay) {
+        (None, Some(_)) => return Err(invalid("retry_delay needs retry")),
+        (_, delay) => delay
+            .as_ref()
+            .map_or(Ok(0), |v| exec_duration_ms("retry_delay", v))?,
+    };
+    spec.retry = match r.retry.unwrap_or(0) {
+        0 => None,
+        n => Some(job::Retry {
             times: u32::try_from(n).map_err(|_| invalid("retry is too large"))?,
-            delay_ms: delay
-                .as_ref()
-                .map_or(Ok(0), |v| exec_duration_ms("retry_delay", v))?,
+            delay_ms,
             // The server's user's config, as `run --retry` reads it.
             keep_runs: cfg.keep_runs,
         }),

@@ -255,10 +255,24 @@ pub fn wait_many(
     }))
 }
 
-/// Resolve every id first: an unknown one fails the call, naming it.
+/// Resolve every id first: an unknown one fails the call, naming it. A
+/// job named again (the same text, or another prefix of it) is the same
+/// `Job`: each lookup pins the job's directory with a descriptor, and a
+/// list with repeats ran out of them (`io_error`, EMFILE) where the job
+/// itself is waited for once.
 pub fn lookup_all(store: &crate::store::Store, ids: &[String]) -> Result<Vec<Job>> {
+    let mut by_text: std::collections::HashMap<&str, Job> = std::collections::HashMap::new();
+    let mut by_id: std::collections::HashMap<String, Job> = std::collections::HashMap::new();
     ids.iter()
-        .map(|id| store.lookup(id).map_err(|e| e.in_job(id)))
+        .map(|id| {
+            if let Some(j) = by_text.get(id.as_str()) {
+                return Ok(j.clone());
+            }
+            let found = store.lookup(id).map_err(|e| e.in_job(id))?;
+            let j = by_id.entry(found.id.clone()).or_insert(found).clone();
+            by_text.insert(id, j.clone());
+            Ok(j)
+        })
         .collect()
 }
 
