@@ -653,6 +653,7 @@ const REPLIES: &[Reply] = &[
         ],
         notes: &[
             "delete takes several job ids at once. With one id, a job that cannot be removed (running, in use, alive) is an error (invalid_state, retryable when the job is in use: the message says whether a reader or the job's supervisor holds it); with several, every id must resolve first (else nothing is removed), then each job is deleted or listed skipped with its reason (running, in_use, pid_alive), as delete --all reports. delete --all --include-created also removes the created jobs in scope.",
+            "A queued job is killed (without having run) and removed. Should its turn come as the kill goes out, it has started, and the kill ends it as it ends a running job: the job is then kept, its record showing that it ran (killed, started_at), and the delete says so (invalid_state, retryable; listed skipped with reason started among several); the next delete removes it. Two deletes of one queued job at once: one removes it, the other finds it gone (job_not_found).",
             SAFE_DELETE,
             "delete --all also skips a terminal job whose recorded process is still alive (reason pid_alive). The check compares the process's start time with the recorded one, so a reused pid never blocks a delete.",
         ],

@@ -1338,3 +1338,113 @@ fn a_stopped_removal_holds_no_reader_for_good() {
     let _ = holder.wait();
     assert_eq!(t.ok(&["status", &id])["state"], "exited");
 }
+
+/// Two deletes of one queued job at once: one removes it, the other
+/// finds it gone, and it never runs. Each took the other's pin for a
+/// reader's: both refused (`in_use`, "a reader holds it"), and the job
+/// ran once its slot freed. Several rounds: the two do not always meet.
+#[test]
+fn two_deletes_of_a_queued_job_remove_it_once() {
+    let t = TempRoot::new();
+    for round in 0..6 {
+        let holder = id_of(&t.ok(&["run", "--no-wait", "--queue", "dq", "--", "sleep", "30"]));
+        let marker = t.base.join(format!("ran.{round}"));
+        let script = format!("echo ran > '{}'", marker.display());
+        let queued = id_of(&t.ok(&["run", "--no-wait", "--queue", "dq", "--", &script]));
+        let (a, b) = (t.cmd(&["delete", &queued]), t.cmd(&["delete", &queued]));
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| t.exec(a));
+            let b = s.spawn(|| t.exec(b));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let mut codes: Vec<String> = [&a, &b]
+            .iter()
+            .map(|o| {
+                let v = o.json();
+                match v["ok"].as_bool() {
+                    Some(true) => v["jobs"][0]["action"].as_str().unwrap().to_string(),
+                    _ => v["error"]["code"].as_str().unwrap().to_string(),
+                }
+            })
+            .collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            ["deleted", "job_not_found"],
+            "round {round}: {} {}",
+            a.stdout,
+            b.stdout
+        );
+        // Its slot frees: nothing of it is left to run.
+        t.ok(&["kill", &holder]);
+        t.wait_done(&holder);
+        assert!(!t.job_dir(&queued).exists());
+        assert!(!marker.exists(), "round {round}: the deleted job ran");
+    }
+}
+
+/// A delete of a queued job whose turn comes as the delete's kill goes
+/// out: the job started, and the kill ended it as it ends a running job.
+/// The delete keeps its record (killed, with started_at) and says so;
+/// it answered that it had deleted a queued job, and nothing showed that
+/// it ran. The moment is a race: the delete is sent at a sweep of
+/// moments around the slot's freeing, and each round must be one of the
+/// honest outcomes (removed before it ran, or kept having run).
+#[test]
+fn a_queued_job_that_started_as_it_was_deleted_is_kept() {
+    let t = TempRoot::new();
+    let mut kept = 0;
+    for round in 0..24u64 {
+        let gate = t.base.join(format!("gate.{round}"));
+        let holder = id_of(&t.ok(&[
+            "run",
+            "--no-wait",
+            "--queue",
+            "rq",
+            "--",
+            &format!("while [ ! -e '{}' ]; do sleep 0.001; done", gate.display()),
+        ]));
+        let marker = t.base.join(format!("ran.{round}"));
+        let script = format!("echo ran > '{}'; sleep 0.3", marker.display());
+        let queued = id_of(&t.ok(&["run", "--no-wait", "--queue", "rq", "--", &script]));
+        let delete = t.cmd(&["delete", &queued]);
+        let o = std::thread::scope(|s| {
+            let d = s.spawn(|| t.exec(delete));
+            // The slot frees 0 to 5.75 ms after the delete is sent.
+            std::thread::sleep(std::time::Duration::from_micros(250 * (round % 24)));
+            std::fs::write(&gate, b"").unwrap();
+            d.join().unwrap()
+        });
+        t.wait_done(&holder);
+        let v = o.json();
+        if v["ok"] == true {
+            assert_eq!(v["jobs"][0]["action"], "deleted", "{v}");
+            assert!(!t.job_dir(&queued).exists());
+            // Removed: it never ran (its shell would have written the
+            // marker by now, had it started: the delete waited for its
+            // end).
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!marker.exists(), "round {round}: deleted, yet it ran: {v}");
+            continue;
+        }
+        let e = &v["error"];
+        assert_eq!(e["code"], "invalid_state", "{v}");
+        t.ok(&["wait", &queued]);
+        let st = t.ok(&["status", &queued]);
+        let msg = e["message"].as_str().unwrap();
+        if msg.contains("its turn came") {
+            // Kept, having started: killed, with its start on record.
+            assert_eq!(e["retryable"], true, "{v}");
+            assert_eq!(st["state"], "killed", "{st}");
+            assert!(st["started_at"].is_string(), "{st}");
+            kept += 1;
+            // Asked again, it goes.
+            t.ok(&["delete", &queued]);
+        } else {
+            // Too late: it was running when the delete looked.
+            assert!(msg.contains("running"), "{v}");
+            t.ok(&["delete", &queued]);
+        }
+    }
+    eprintln!("{kept} of 24 rounds met the start");
+}

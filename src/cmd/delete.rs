@@ -10,8 +10,10 @@
 //!   `observe::current_state`: a job whose supervisor is gone reads
 //!   `failed` and is deletable. A `queued` job is killed first (it never
 //!   ran) and then removed: deleting it takes it out of its queue; one
-//!   that somebody besides its supervisor holds pinned is refused before
-//!   the kill. Every removal holds the job (`gc::hold_for_removal`): its
+//!   that somebody besides its supervisor (and other deletes of it, which
+//!   say so by a shared flock on its meta.json) holds pinned is refused
+//!   before the kill. One whose turn came as the kill went out has started
+//!   and ended `killed`: kept (`Stay::Ran`), its record showing it ran. Every removal holds the job (`gc::hold_for_removal`): its
 //!   directory, so a job that a reader has pinned is refused (`in_use`)
 //!   and no `start` or `restart` (they pin first) can begin; its job
 //!   lock, so a launch in progress refuses the removal (`running`); and
@@ -260,6 +262,9 @@ enum Stay {
     /// A queued job this delete killed, still held by its supervisor
     /// (delivering its `job.finished`) when the wait ran out.
     KilledHeld,
+    /// A queued job whose turn came as this delete killed it: it had
+    /// started, and ended in this state; kept.
+    Ran(&'static str),
 }
 
 /// Delete one job (any state but running). Refusals are errors.
@@ -278,6 +283,11 @@ pub fn delete_one(store: &Store, job: &Job, dry_run: bool) -> Result<DeleteBody>
         Err(Stay::Refused(_, why)) => Err(refused(job, &why)),
         Err(Stay::KilledHeld) => Err(Error::Busy(format!(
             "invalid job state: cannot delete job {}: it was queued, and this delete killed it (it never ran); its supervisor is still delivering its notifications: try again to remove it",
+            job.id
+        ))
+        .in_job(&job.id)),
+        Err(Stay::Ran(now)) => Err(Error::Busy(format!(
+            "invalid job state: cannot delete job {}: it was queued, and its turn came as this delete killed it: it had started, and is now '{now}'; its record of what ran is kept: delete it again to remove it",
             job.id
         ))
         .in_job(&job.id)),
@@ -333,6 +343,9 @@ pub fn delete_many(store: &Store, jobs: &[Job], dry_run: bool) -> DeleteBody {
             }
             Err(Stay::Refused(state, why)) => body.out_of_scope(&job.id, state, &why),
             Err(Stay::KilledHeld) => body.out_of_scope(&job.id, "killed", "in_use"),
+            // Ran after all (see `Stay::Ran`): kept, as a job that ran
+            // is by a delete of several.
+            Err(Stay::Ran(now)) => body.out_of_scope(&job.id, now, "started"),
             Err(Stay::Unsafe(e)) => body.out_of_scope(&job.id, "unknown", e.code()),
         }
     }
@@ -376,19 +389,45 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
     // A queued job leaves its queue: it is killed (nothing of it ran, so
     // nothing is lost) and then removed like any ended job.
     let mut killed = false;
+    // Held until this delete is over (see below).
+    let _deleting;
     let st = match st {
         Some(s) if s.status() == Status::Queued => {
             // Its supervisor pins it while it waits, which the removal
             // waits out; anybody else's pin would refuse the removal, and
             // a refusal must find the job as it was: asked before the
             // kill. (A reader that pins it between the two still refuses
-            // the removal, of a job then ended `killed`.)
-            if gc::pinned_by_others(&job.dir, s.supervisor_pid) {
+            // the removal, of a job then ended `killed`.) But another
+            // delete of it is no reader: the first of the two to take the
+            // job removes it, the other then finds it gone. Deletes say
+            // what they are by a shared flock on the job's meta.json,
+            // which nothing else locks, kept until they are done; two
+            // that took each other's pins for readers' both refused, and
+            // the job ran.
+            _deleting = crate::sys::open_read(&job.path(crate::job::META))
+                .ok()
+                .filter(|f| crate::sys::lock_shared(f).is_ok());
+            let deleting = gc::pin_holders(&job.path(crate::job::META)).unwrap_or_default();
+            let readers = gc::pin_holders(&job.dir).is_some_and(|h| {
+                h.iter()
+                    .any(|&p| Some(p) != s.supervisor_pid && !deleting.contains(&p))
+            });
+            if readers {
                 return Err(Stay::Refused(state, "in_use".into()));
             }
             let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
             let now = observe::current_state(job).ok();
             match now.as_ref().map(|s| s.status()) {
+                // Its turn came as the kill went out: it had started, and
+                // the kill ended it as it ends a running job (kill's
+                // race). This delete was for a job that never ran: the
+                // record of what ran is kept, and said so.
+                Some(s)
+                    if s.is_terminal()
+                        && now.as_ref().is_some_and(|n| n.job.started_at.is_some()) =>
+                {
+                    return Err(Stay::Ran(s.as_str()));
+                }
                 Some(s) if s.is_terminal() => {}
                 // Told to end, and not yet on record (a supervisor slow
                 // to answer): said so, not "running" for good.
