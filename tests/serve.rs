@@ -915,21 +915,42 @@ fn not_found_and_method_not_allowed_are_envelopes() {
     }
     let r = c.send("GET", "/exec", &[], "");
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(r.header("allow"), Some("POST"));
     let r = c.send("DELETE", "/health", &[], "");
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
     c.send("POST", "/status/x", &[], "")
         .assert_error(405, "method_not_allowed");
     // A HEAD error has the headers and no body.
     let h = c.send("HEAD", "/nope", &[], "");
     assert_eq!(h.status, 404);
     assert_eq!(c.send("GET", "/health", &[], "").status, 200);
-    // Plain OPTIONS (no CORS configured) lists the methods.
+    // Without CORS, OPTIONS is a method no route takes, as in 0.2.3:
+    // 405 (it was 204).
     let o = c.send("OPTIONS", "/exec", &[], "");
-    assert_eq!(o.status, 204);
-    assert_eq!(o.header("allow"), Some("POST, OPTIONS"));
+    o.assert_error(405, "method_not_allowed");
+    assert_eq!(o.header("allow"), Some("POST"));
     assert!(o.header("access-control-allow-origin").is_none());
+}
+
+/// Without CORS, OPTIONS needs the token as every route but /health
+/// does (401), then is refused as a method no route takes (405), as
+/// 0.2.3 answers it.
+#[test]
+fn options_without_cors_is_401_then_405() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[("AGENT_EXEC_SERVE_TOKEN", "sekrit")]);
+    let mut c = s.client();
+    c.send("OPTIONS", "/exec", &[], "")
+        .assert_error(401, "unauthorized");
+    let o = c.send(
+        "OPTIONS",
+        "/exec",
+        &[("Authorization", "Bearer sekrit")],
+        "",
+    );
+    o.assert_error(405, "method_not_allowed");
+    assert_eq!(o.header("allow"), Some("POST"));
 }
 
 #[test]
@@ -1123,7 +1144,8 @@ fn cors_for_the_one_allowed_origin() {
         ],
         "",
     );
-    assert!(matches!(pre.status, 200 | 204), "{pre:?}");
+    assert_eq!(pre.status, 200, "{pre:?}");
+    assert_eq!(pre.header("allow"), Some("POST, OPTIONS"));
     assert_eq!(pre.header("access-control-allow-origin"), Some(app));
     assert!(pre
         .header("access-control-allow-methods")
@@ -1143,10 +1165,9 @@ fn cors_for_the_one_allowed_origin() {
     );
     assert!(other.header("access-control-allow-origin").is_none());
     other.assert_error(403, "forbidden");
-    assert!(matches!(
-        c.send("OPTIONS", "/exec", &[], "").status,
-        200 | 204
-    ));
+    assert_eq!(c.send("OPTIONS", "/exec", &[], "").status, 200);
+    // Answered before the routes, as 0.2.3's CORS layer does.
+    assert_eq!(c.send("OPTIONS", "/nope", &[], "").status, 200);
     let r = c.send("GET", "/health", &[("Origin", app)], "");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some(app));

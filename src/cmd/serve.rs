@@ -950,9 +950,10 @@ impl Reply {
         }
     }
 
+    /// 0.2.3's CORS layer's answer to an OPTIONS request: 200, empty.
     fn empty(allow: Option<&'static str>, preflight: bool) -> Reply {
         Reply {
-            status: 204,
+            status: 200,
             body: Body::Static(b""),
             allow,
             preflight,
@@ -1281,8 +1282,11 @@ enum Route {
     Send(String),
 }
 
-const GET_ALLOW: &str = "GET, HEAD, OPTIONS";
-const POST_ALLOW: &str = "POST, OPTIONS";
+const GET_ALLOW: &str = "GET, HEAD";
+const POST_ALLOW: &str = "POST";
+/// With CORS (`--allow-origin`), OPTIONS is answered on every route.
+const GET_ALLOW_CORS: &str = "GET, HEAD, OPTIONS";
+const POST_ALLOW_CORS: &str = "POST, OPTIONS";
 
 impl Route {
     fn parse(path: &str) -> Option<Route> {
@@ -1314,10 +1318,17 @@ impl Route {
         })
     }
 
-    fn allow(&self) -> &'static str {
-        match self {
-            Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_) => POST_ALLOW,
-            _ => GET_ALLOW,
+    /// The methods the route takes, OPTIONS among them with CORS.
+    fn allow(&self, cors: bool) -> &'static str {
+        match (self, cors) {
+            (Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_), false) => {
+                POST_ALLOW
+            }
+            (Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_), true) => {
+                POST_ALLOW_CORS
+            }
+            (_, false) => GET_ALLOW,
+            (_, true) => GET_ALLOW_CORS,
         }
     }
 
@@ -1365,8 +1376,11 @@ fn over_http(e: Error) -> Error {
 /// The checks on a request's head, made before its body is read:
 /// a malformed `Host`, a request (a preflight too) from another origin,
 /// an untrusted `Host` without a token, a missing or wrong token (every
-/// route but /health; OPTIONS from no origin or the allowed one is
-/// answered to anyone). Ok(true) when the request carries the token, or none is set.
+/// route but /health; with CORS, OPTIONS from no origin or the allowed
+/// one is answered to anyone, as 0.2.3's CORS layer answers it before
+/// its routes and their token; without, OPTIONS is a method no route
+/// takes: 401 without the token, else 405). Ok(true) when the request
+/// carries the token, or none is set.
 fn gate(srv: &Server, req: &Request) -> Result<bool> {
     let authed = match &srv.token {
         None => true,
@@ -1397,7 +1411,7 @@ fn gate(srv: &Server, req: &Request) -> Result<bool> {
             )));
         }
     }
-    if req.method == Method::Options {
+    if req.method == Method::Options && srv.allow_origin.is_some() {
         return Ok(authed);
     }
     if srv.check_host {
@@ -1425,19 +1439,19 @@ fn dispatch(
     client: &TcpStream,
 ) -> Result<Option<Reply>> {
     let route = Route::parse(req.path());
-    if req.method == Method::Options {
-        let Some(route) = route else {
-            return Err(Error::RouteNotFound(req.path().to_string()));
-        };
-        let preflight = srv.allow_origin.is_some() && srv.allow_origin.as_deref() == req.origin();
-        return Ok(Some(Reply::empty(Some(route.allow()), preflight)));
+    let cors = srv.allow_origin.is_some();
+    if req.method == Method::Options && cors {
+        // Every OPTIONS, as 0.2.3's CORS layer answers it: before the
+        // routes (an unknown path too), 200 and no body.
+        let preflight = srv.allow_origin.as_deref() == req.origin();
+        return Ok(Some(Reply::empty(route.map(|r| r.allow(true)), preflight)));
     }
     let Some(route) = route else {
         return Err(Error::RouteNotFound(req.path().to_string()));
     };
     if !route.accepts(req.method) {
         return Err(Error::MethodNotAllowed {
-            allow: route.allow(),
+            allow: route.allow(cors),
         });
     }
     let reply = match route {
