@@ -718,9 +718,14 @@ fn run_once(
     }
     state.result.duration_ms = Some(outcome.exited_at.duration_since(started).as_millis() as u64);
     state.result.timed_out = outcome.timed_out;
-    state.finished_at = Some(now.clone());
-    // The moment the root's end was seen, not this write's.
+    // The moment the root's end was seen, not this write's: the logs'
+    // drain (D15) may have gone on for up to a second since, and
+    // finished_at said that second (a job of 4 ms that started at :36
+    // "finished" at :37).
     let ended_ns = crate::time::now_unix_ns() - outcome.exited_at.elapsed().as_nanos() as i128;
+    state.finished_at = Some(crate::time::format_ts(
+        ended_ns.div_euclid(1_000_000_000) as i64
+    ));
     state.finished_ns = u64::try_from(ended_ns).ok();
     state.updated_at = now;
     state.output_lost = output_lost;

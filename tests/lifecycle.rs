@@ -497,6 +497,32 @@ fn a_flood_on_one_stream_loses_nothing_of_the_other() {
     assert!(log.ends_with("\n299999\n300000\n"), "{shown}");
 }
 
+/// finished_at is when the job's own process ended, as finished_ns
+/// records it, not when the drain of what its descendants went on
+/// writing stopped: a 5 ms job read as finished a second later (the
+/// drain's bound), in the next second.
+#[test]
+fn finished_at_is_the_end_of_the_process_not_of_the_drain() {
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--",
+        "(while :; do echo x; sleep 0.05; done) & echo started",
+    ]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let st: Value = serde_json::from_str(&t.read(id, "state.json")).unwrap();
+    let ns = st["finished_ns"].as_u64().unwrap();
+    let at = st["finished_at"].as_str().unwrap();
+    // The drain went on: the record was written a good while later.
+    assert!(v["duration_ms"].as_u64().unwrap() < 900, "{v}");
+    assert_eq!(
+        at,
+        support::ts_of_unix(ns / 1_000_000_000),
+        "finished_at {at}, finished_ns {ns}"
+    );
+}
+
 #[test]
 fn descendants_holding_pipes_do_not_hold_the_job() {
     let t = TempRoot::new();
