@@ -131,6 +131,11 @@ const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// which sends the killed job's `job.finished` before it lets go.
 const KILLED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a delete of a queued job looks again at a pin that is not
+/// marked as another delete's: that one marks itself a moment after it
+/// pinned the job.
+const MARK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A queued job this delete told to end whose supervisor has not yet
 /// recorded it killed (a refusal's reason).
 const KILL_PENDING: &str = "kill_pending";
@@ -404,16 +409,25 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
             // which nothing else locks, kept until they are done; two
             // that took each other's pins for readers' both refused, and
             // the job ran.
+            // Another delete pins the job (its lookup) a moment before it
+            // takes that mark: a pin without one is looked at again for
+            // a little while (a reader's stays, and refuses).
             _deleting = crate::sys::open_read(&job.path(crate::job::META))
                 .ok()
                 .filter(|f| crate::sys::lock_shared(f).is_ok());
-            let deleting = gc::pin_holders(&job.path(crate::job::META)).unwrap_or_default();
-            let readers = gc::pin_holders(&job.dir).is_some_and(|h| {
-                h.iter()
-                    .any(|&p| Some(p) != s.supervisor_pid && !deleting.contains(&p))
-            });
-            if readers {
-                return Err(Stay::Refused(state, "in_use".into()));
+            let readers = || {
+                let deleting = gc::pin_holders(&job.path(crate::job::META)).unwrap_or_default();
+                gc::pin_holders(&job.dir).is_some_and(|h| {
+                    h.iter()
+                        .any(|&p| Some(p) != s.supervisor_pid && !deleting.contains(&p))
+                })
+            };
+            let until = std::time::Instant::now() + MARK_PATIENCE;
+            while readers() {
+                if std::time::Instant::now() >= until {
+                    return Err(Stay::Refused(state, "in_use".into()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
             let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
             let now = observe::current_state(job).ok();
@@ -432,6 +446,10 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
                 // Told to end, and not yet on record (a supervisor slow
                 // to answer): said so, not "running" for good.
                 Some(Status::Queued) => return Err(Stay::Refused(state, KILL_PENDING.into())),
+                // Removed meanwhile, by another delete of it.
+                None if std::fs::symlink_metadata(&job.dir).is_err() => {
+                    return Err(Stay::Refused(state, gc::GONE.into()))
+                }
                 _ => return Err(Stay::Refused(state, "running".into())),
             }
             // Its supervisor now sends the killed job's `job.finished`
