@@ -351,7 +351,7 @@ const STDIN: Flag = Flag::value(
     "stdin",
     "VALUE",
     Ty::Data,
-    "Job stdin content: UTF-8 text, as an argument must be, byte for byte ('-' reads the caller's stdin, any bytes; it must not be a terminal; --stdin-file takes a file's)",
+    "Job stdin content, byte for byte (UTF-8, as an argument must be); '-' reads the caller's stdin, any bytes (it must not be a terminal)",
 );
 const STDIN_FILE: Flag = Flag::value(
     "stdin-file",

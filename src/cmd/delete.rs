@@ -13,7 +13,8 @@
 //!   that somebody besides its supervisor (and other deletes of it, which
 //!   say so by a shared flock on its meta.json) holds pinned is refused
 //!   before the kill. One whose turn came as the kill went out has started
-//!   and ended `killed`: kept (`Stay::Ran`), its record showing it ran. Every removal holds the job (`gc::hold_for_removal`): its
+//!   and ended `killed`: kept (`Stay::Ran`), its record showing it ran.
+//!   Every removal holds the job (`gc::hold_for_removal`): its
 //!   directory, so a job that a reader has pinned is refused (`in_use`)
 //!   and no `start` or `restart` (they pin first) can begin; its job
 //!   lock, so a launch in progress refuses the removal (`running`); and
@@ -408,10 +409,9 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
             // what they are by a shared flock on the job's meta.json,
             // which nothing else locks, kept until they are done; two
             // that took each other's pins for readers' both refused, and
-            // the job ran.
-            // Another delete pins the job (its lookup) a moment before it
-            // takes that mark: a pin without one is looked at again for
-            // a little while (a reader's stays, and refuses).
+            // the job ran. A delete pins the job (its lookup) a moment
+            // before it takes that mark: a pin without one is looked at
+            // again for a little while (a reader's stays, and refuses).
             _deleting = crate::sys::open_read(&job.path(crate::job::META))
                 .ok()
                 .filter(|f| crate::sys::lock_shared(f).is_ok());
