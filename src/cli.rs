@@ -1251,16 +1251,12 @@ pub enum Parsed {
 }
 
 /// Scan for `--yaml` before any `--`, so that even a usage error can be
-/// rendered the way the caller asked.
-/// `--yaml`, and not beside `--table`: that pair is refused, and an
-/// error is still the JSON error document then (as under `--table`).
+/// rendered the way the caller asked (D5), beside `--table` too (that
+/// pair is refused, in YAML).
 pub fn wants_yaml(args: &[OsString]) -> bool {
-    let given = |flag: &str| {
-        args.iter()
-            .take_while(|a| a.as_os_str() != "--")
-            .any(|a| a.as_os_str() == flag)
-    };
-    given("--yaml") && !given("--table")
+    args.iter()
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--yaml")
 }
 
 pub fn find(name: &str) -> Option<&'static Cmd> {
@@ -2308,6 +2304,7 @@ mod tests {
     #[test]
     fn yaml_scan_stops_at_double_dash() {
         assert!(wants_yaml(&args(&["--yaml", "x"])));
+        assert!(wants_yaml(&args(&["--table", "list", "--yaml"])));
         assert!(!wants_yaml(&args(&["run", "--", "--yaml"])));
     }
 

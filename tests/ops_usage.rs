@@ -611,8 +611,15 @@ fn table_elsewhere_is_a_usage_error_and_errors_stay_documents() {
     );
     // Refused beside --yaml too, in either order, and the error is a
     // YAML document, as every error is when --yaml is given (D5).
-    for args in [["list", "--table", "--yaml"], ["--yaml", "list", "--table"]] {
-        let o = t.out(&args);
+    // So is any other usage error beside the pair (it was JSON whenever
+    // --table was there).
+    for args in [
+        &["list", "--table", "--yaml"][..],
+        &["--yaml", "list", "--table"],
+        &["--yaml", "--table", "list", "--limit", "x"],
+        &["--table", "--yaml", "bogus"],
+    ] {
+        let o = t.out(args);
         assert_eq!(o.code, 2, "{args:?}");
         let text = &o.stdout;
         assert!(
