@@ -1318,24 +1318,28 @@ impl Route {
         })
     }
 
+    /// The routes that act (POST); the others read (GET, HEAD).
+    fn acts(&self) -> bool {
+        matches!(
+            self,
+            Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_)
+        )
+    }
+
     /// The methods the route takes, OPTIONS among them with CORS.
     fn allow(&self, cors: bool) -> &'static str {
-        match (self, cors) {
-            (Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_), false) => {
-                POST_ALLOW
-            }
-            (Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_), true) => {
-                POST_ALLOW_CORS
-            }
-            (_, false) => GET_ALLOW,
-            (_, true) => GET_ALLOW_CORS,
+        match (self.acts(), cors) {
+            (true, false) => POST_ALLOW,
+            (true, true) => POST_ALLOW_CORS,
+            (false, false) => GET_ALLOW,
+            (false, true) => GET_ALLOW_CORS,
         }
     }
 
     fn accepts(&self, m: Method) -> bool {
-        match self {
-            Route::Exec | Route::Kill(_) | Route::Restart(_) | Route::Send(_) => m == Method::Post,
-            _ => matches!(m, Method::Get | Method::Head),
+        match self.acts() {
+            true => m == Method::Post,
+            false => matches!(m, Method::Get | Method::Head),
         }
     }
 }
