@@ -2572,6 +2572,30 @@ impl Sink {
         }
     }
 
+    /// Whether `write_ahead` may pass over bytes (a capped log, cut
+    /// already): only then is the backlog worth asking the kernel for.
+    fn may_skip(&self) -> bool {
+        self.lost.is_none() && self.cap.as_ref().is_some_and(|c| c.may_skip())
+    }
+
+    /// `write`, told that at least `follow` more bytes will come after
+    /// `bytes`: a capped log may drop them unwritten (`Capper::skip`).
+    fn write_ahead(&mut self, bytes: &[u8], follow: u64) {
+        if self.lost.is_none() {
+            if let Some(c) = self.cap.as_mut() {
+                match c.skip(&mut self.f, bytes, follow) {
+                    Ok(Some(rest)) => return self.write(rest),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.lost = Some((e, bytes.len() as u64));
+                        return;
+                    }
+                }
+            }
+        }
+        self.write(bytes)
+    }
+
     fn write(&mut self, mut bytes: &[u8]) {
         if let Some((_, n)) = &mut self.lost {
             *n += bytes.len() as u64;
@@ -2653,6 +2677,9 @@ struct FullLog {
     sec: i64,
     buf: Box<[u8]>,
     len: usize,
+    /// Bytes known to follow what is flushed now (the pipes' backlog
+    /// after the current read; 0 outside one): see `Sink::write_ahead`.
+    follow: u64,
 }
 
 impl FullLog {
@@ -2666,6 +2693,7 @@ impl FullLog {
             sec: i64::MIN,
             buf: vec![0u8; FULL_BUF].into_boxed_slice(),
             len: 0,
+            follow: 0,
         }
     }
 
@@ -2735,7 +2763,7 @@ impl FullLog {
     fn flush(&mut self) {
         if self.len > 0 {
             if let Some(f) = self.f.as_mut() {
-                f.write(&self.buf[..self.len]);
+                f.write_ahead(&self.buf[..self.len], self.follow);
             }
             self.len = 0;
         }
@@ -2801,7 +2829,20 @@ impl Tee {
             self.full.flush();
             return 0;
         }
-        self.streams[i].log.write(&self.buf[..n]);
+        // What the pipes hold now is read, and logged, after these bytes
+        // (full.log takes at least a byte for each): a capped log in a
+        // flood need not write what that will push out of its tail.
+        let backlog = |s: &Stream| sys::bytes_buffered(s.fd.as_raw_fd()).unwrap_or(0) as u64;
+        let full_skips = self.full.f.as_ref().is_some_and(Sink::may_skip);
+        let own = match full_skips || self.streams[i].log.may_skip() {
+            true => backlog(&self.streams[i]),
+            false => 0,
+        };
+        self.streams[i].log.write_ahead(&self.buf[..n], own);
+        if full_skips {
+            let other = &self.streams[1 - i];
+            self.full.follow = own + if other.open { backlog(other) } else { 0 };
+        }
         self.full.refresh_clock();
         // After the read, before matching: a config saved before these
         // bytes were written applies to them.
@@ -2810,6 +2851,7 @@ impl Tee {
         self.matcher.end_batch();
         // full.log is as current as the stream logs after every read.
         self.full.flush();
+        self.full.follow = 0;
         n
     }
 

@@ -224,6 +224,105 @@ fn capped_at_a_gate(t: &TempRoot, first: u32, then: &str) -> (String, PathBuf, V
     (id, go, w)
 }
 
+/// A follow of a job that printed `want` and exited 0: its lines cover
+/// every byte once, in order, and each output piece is the job's bytes
+/// there. Returns how many output pieces it had.
+fn check_follow(stdout: &str, want: &[u8]) -> usize {
+    let mut pos = 0u64;
+    let mut pieces = 0;
+    for line in stdout.lines() {
+        let o: Value = serde_json::from_str(line).unwrap();
+        if o["type"] == "end" {
+            assert_eq!(o["exit_code"], 0);
+            continue;
+        }
+        let r = [n(&o["range"][0]), n(&o["range"][1])];
+        assert_eq!(r[0], pos, "{o}");
+        if o["type"] == "output" {
+            let data = o["data"].as_str().unwrap().as_bytes();
+            assert_eq!(data, &want[r[0] as usize..r[1] as usize], "at {}", r[0]);
+            pieces += 1;
+        }
+        pos = r[1];
+    }
+    assert_eq!(pos, want.len() as u64);
+    pieces
+}
+
+/// Whether a child of `pid` is blocked writing to a full pipe.
+fn child_blocked_on_a_pipe(pid: u64) -> bool {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children.split_whitespace().any(|c| {
+        std::fs::read_to_string(format!("/proc/{c}/wchan")).is_ok_and(|w| w.contains("pipe_write"))
+    })
+}
+
+#[test]
+fn a_flood_the_tee_is_behind_on_is_cut_exactly() {
+    // The tee passes over bytes that what its pipe already holds will push
+    // out of the tail (`Capper::skip`). To be sure it does, its supervisor
+    // is stopped while the job fills the pipe (1 MiB, far past the tail's
+    // 50000 bytes), after a first cut (2.7 MB were written).
+    let t = TempRoot::new();
+    let (id, go, _) = capped_at_a_gate(&t, 400_000, "; seq 400001 1000000");
+    let st = t.state(&id);
+    let sup = st["supervisor_pid"].as_u64().unwrap().to_string();
+    let pid = st["pid"].as_u64().unwrap();
+    let sig = |s: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([s, &sup])
+            .status()
+            .unwrap()
+            .success())
+    };
+    sig("-STOP");
+    let follower = t
+        .cmd(&["tail", "--follow", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !child_blocked_on_a_pipe(pid) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the job never filled its pipe"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sig("-CONT");
+    let v = t.wait_done(&id);
+    assert_eq!(v["exit_code"], 0, "{}", v["state"]);
+    let want = seq(1, 1_000_000);
+    let total = want.len() as u64;
+    assert_eq!(n(&v["stdout_total_bytes"]), total);
+    assert_eq!(n(&v["stdout_dropped_bytes"]), total - CAP);
+    let file = std::fs::read(t.job_dir(&id).join("stdout.log")).unwrap();
+    let (head, marker, tail) = split_file(&file, HEAD).expect("a marker after the head");
+    assert_eq!(head, &want[..HEAD]);
+    assert_eq!(marker_count(&marker), total - CAP);
+    assert_eq!(
+        tail,
+        &want[want.len() - TAIL..],
+        "the tail is the last bytes"
+    );
+    // full.log: its tail is whole lines, the last ones, in order.
+    let full = std::fs::read(t.job_dir(&id).join("full.log")).unwrap();
+    let (_, _, ftail) = split_file(&full, HEAD).expect("full.log has a marker");
+    let lines: Vec<u64> = String::from_utf8_lossy(ftail)
+        .lines()
+        .skip(1) // a piece of a line
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(lines.len() > 1000, "{}", lines.len());
+    let first = lines[0];
+    assert_eq!(lines, (first..=1_000_000).collect::<Vec<_>>());
+    // A follower that raced it read only the job's bytes, in order.
+    let o = follower.wait_with_output().unwrap();
+    check_follow(&String::from_utf8_lossy(&o.stdout), &want);
+}
+
 #[test]
 fn a_cursor_into_bytes_dropped_later_skips_them() {
     let t = TempRoot::new();
@@ -388,25 +487,7 @@ fn a_follower_racing_the_cuts_never_sees_wrong_bytes() {
     let id = v["job_id"].as_str().unwrap();
     let want = seq(1, 1_500_000);
     let o = t.out(&["tail", "--follow", id]);
-    let mut pos = 0u64;
-    let mut pieces = 0;
-    for line in o.stdout.lines() {
-        let o: Value = serde_json::from_str(line).unwrap();
-        if o["type"] == "end" {
-            assert_eq!(o["exit_code"], 0);
-            continue;
-        }
-        let r = [n(&o["range"][0]), n(&o["range"][1])];
-        assert_eq!(r[0], pos, "{o}");
-        if o["type"] == "output" {
-            let data = o["data"].as_str().unwrap().as_bytes();
-            assert_eq!(data, &want[r[0] as usize..r[1] as usize], "at {}", r[0]);
-            pieces += 1;
-        }
-        pos = r[1];
-    }
-    assert_eq!(pos, want.len() as u64);
-    assert!(pieces >= 2);
+    assert!(check_follow(&o.stdout, &want) >= 2);
 }
 
 #[test]
