@@ -211,8 +211,54 @@ fn char_width(c: char) -> usize {
         | 0xFE30..=0xFE4F
         | 0xFF00..=0xFF60
         | 0xFFE0..=0xFFE6
+        // Symbols that are emoji by default, wide in the same property
+        // (✅ U+2705, ⌚ U+231A ...): a 🚀 row ran 9 columns past 100.
+        | 0x231A..=0x231B
+        | 0x2329..=0x232A
+        | 0x23E9..=0x23EC
+        | 0x23F0
+        | 0x23F3
+        | 0x25FD..=0x25FE
+        | 0x2614..=0x2615
+        | 0x2648..=0x2653
+        | 0x267F
+        | 0x2693
+        | 0x26A1
+        | 0x26AA..=0x26AB
+        | 0x26BD..=0x26BE
+        | 0x26C4..=0x26C5
+        | 0x26CE
+        | 0x26D4
+        | 0x26EA
+        | 0x26F2..=0x26F3
+        | 0x26F5
+        | 0x26FA
+        | 0x26FD
+        | 0x2705
+        | 0x270A..=0x270B
+        | 0x2728
+        | 0x274C
+        | 0x274E
+        | 0x2753..=0x2755
+        | 0x2757
+        | 0x2795..=0x2797
+        | 0x27B0
+        | 0x27BF
+        | 0x2B1B..=0x2B1C
+        | 0x2B50
+        | 0x2B55
+        | 0x16FE0..=0x18CFF
+        | 0x1B000..=0x1B2FF
+        | 0x1F004
+        | 0x1F0CF
+        | 0x1F18E
+        | 0x1F191..=0x1F19A
+        | 0x1F200..=0x1F265
         | 0x1F300..=0x1F64F
+        | 0x1F680..=0x1F6FF
+        | 0x1F7E0..=0x1F7F0
         | 0x1F900..=0x1F9FF
+        | 0x1FA70..=0x1FAFF
         | 0x20000..=0x2FFFD
         | 0x30000..=0x3FFFD => 2,
         _ => 1,
@@ -426,6 +472,17 @@ mod tests {
         assert!(b.contains("sh -c echo build the pr…"), "{t}");
         let a = t.lines().nth(1).unwrap();
         assert!(a.ends_with('…') && chars(a) == 100, "{t}");
+    }
+
+    #[test]
+    fn emoji_symbols_take_two_columns() {
+        // Measured one column each, their rows ran past the width.
+        for c in ['✅', '🚀', '⌚', '⭐', '🟠', '🫠', '😀', '日'] {
+            assert_eq!(chars(&format!("a{c}b")), 4, "{c:?}");
+        }
+        for c in ['a', 'é', '→', '★'] {
+            assert_eq!(chars(&format!("a{c}b")), 3, "{c:?}");
+        }
     }
 
     #[test]
