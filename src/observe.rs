@@ -1271,6 +1271,7 @@ fn current_state_inner(
                 send_owed_finished(job, &st, &lock);
             }
         }
+        kill_overdue_leftovers(job, &st, false);
         return Ok(st);
     }
     // Jobs written by other tools (0.2.3) have no lock file: the kernel
@@ -1323,6 +1324,54 @@ fn current_state_inner(
     let st = settle_held(job, &lock, true);
     let _ = sys::unlock(&lock);
     st
+}
+
+/// A job whose `--timeout` fired is recorded at once, and its supervisor
+/// then waits out `--kill-after` to SIGKILL what is left of the group
+/// (holding a queue's slot until then). If that supervisor died meanwhile,
+/// nobody sent the SIGKILL: the leftovers lived on for good, and the
+/// queue's next job started beside them. Sent here, once due (the root's
+/// end plus `--kill-after`), to the job's own processes only; `wait`:
+/// wait for that moment, and for them to be gone (bounded), as the next
+/// job of the queue does before it starts (`queue::settle`). A reader
+/// that comes earlier leaves it to a later one. Costs nothing for any
+/// other job: only a timed-out one is looked at.
+pub fn kill_overdue_leftovers(job: &Job, st: &State, wait: bool) {
+    let (Some(pgid), Some(ended)) = (st.pid, st.finished_ns) else {
+        return;
+    };
+    // Cheapest first: a gone group is one system call.
+    if !st.result.timed_out
+        || !st.status().is_terminal()
+        || !st.own_processes(job).is_ok_and(|left| !left.is_empty())
+        || st.supervisor_pid.is_some_and(|p| job.is_supervisor(p))
+    {
+        return;
+    }
+    let Ok(meta) = job.read_meta() else { return };
+    // 0: the SIGKILL went with the TERM.
+    if meta.kill_after_ms == 0 {
+        return;
+    }
+    let due = i128::from(ended) + i128::from(meta.kill_after_ms) * 1_000_000;
+    let early = due - crate::time::now_unix_ns();
+    if early > 0 {
+        if !wait {
+            return;
+        }
+        std::thread::sleep(Duration::from_nanos(early as u64));
+        // The group may have gone, or its number been reused, meanwhile.
+        if !st.own_processes(job).is_ok_and(|left| !left.is_empty()) {
+            return;
+        }
+    }
+    let _ = sys::kill_group(pgid, libc::SIGKILL, &st.left_in_session);
+    if wait {
+        let until = Instant::now() + Duration::from_secs(2);
+        while !st.live_processes().is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// The state of a job whose lock the caller holds (`gc::hold_for_removal`

@@ -855,8 +855,13 @@ fn settle(prev: &Job) {
             return;
         };
         let live = matches!(st.status(), Status::Running | Status::Queued);
-        if !live
-            || st.supervisor_pid.is_some_and(|p| prev.is_supervisor(p))
+        if !live {
+            // Timed out, and its supervisor died waiting out --kill-after:
+            // the slot was to be held until that SIGKILL.
+            crate::observe::kill_overdue_leftovers(prev, &st, true);
+            return;
+        }
+        if st.supervisor_pid.is_some_and(|p| prev.is_supervisor(p))
             || std::time::Instant::now() >= until
         {
             return;

@@ -790,6 +790,90 @@ fn sigkill_of_a_queued_supervisor_reads_lost_and_the_line_moves_on() {
     assert_eq!(t.wait_done(&a)["state"], "exited");
 }
 
+/// A command for `sh -c` that leaves a process ignoring TERM in its group
+/// (its pid in `pid`) and ends at TERM itself.
+fn leaving_a_term_proof_process(pid: &Path) -> String {
+    format!(
+        "(trap '' TERM; exec sleep 30) & echo $! > '{}'; sleep 31",
+        pid.display()
+    )
+}
+
+/// What `sh -c` says of process `pid` (from its file): alive, or gone
+/// (a zombie waiting for its reaper is gone).
+fn state_of(pid: &Path) -> String {
+    format!(
+        "s=$(cut -d' ' -f3 /proc/$(cat '{}')/stat 2>/dev/null); \
+         if [ -z \"$s\" ] || [ \"$s\" = Z ]; then echo gone; else echo alive; fi",
+        pid.display()
+    )
+}
+
+#[test]
+fn a_timed_out_members_leftover_is_killed_before_the_next_starts_after_a_crash() {
+    // A's --timeout fires; its root ends at TERM, its leftover ignores
+    // TERM; its supervisor records A and waits out --kill-after holding
+    // the slot. Killed then (SIGKILL), nobody sent the SIGKILL: B started
+    // at once beside the leftover, which lived on for good (audit).
+    let t = TempRoot::new();
+    let left = t.base.join("left.pid");
+    let a = id_of(&enqueue(
+        &t,
+        "ka",
+        &["--timeout", "0.3", "--kill-after", "1", "--no-auto-gc"],
+        &[&leaving_a_term_proof_process(&left)],
+    ));
+    let b = id_of(&enqueue(&t, "ka", &["--no-auto-gc"], &[&state_of(&left)]));
+    let v = t.wait_done(&a);
+    assert_eq!(v["timed_out"], true, "{v}");
+    wait_file(&left);
+    support_kill(supervisor_pid(&t, &a), libc_sigkill());
+    let v = t.wait_done(&b);
+    assert_eq!(v["stdout"], "gone\n", "B started beside A's leftover: {v}");
+}
+
+#[test]
+fn a_timed_out_jobs_leftover_is_killed_by_a_reader_after_a_crash() {
+    // The same without a queue: the first read once --kill-after is due
+    // sends the SIGKILL the dead supervisor owed.
+    let t = TempRoot::new();
+    let left = t.base.join("left.pid");
+    let a = id_of(&t.ok(&[
+        "run",
+        "--no-wait",
+        "--timeout",
+        "0.3",
+        "--kill-after",
+        "1",
+        "--",
+        &leaving_a_term_proof_process(&left),
+    ]));
+    let v = t.wait_done(&a);
+    assert_eq!(v["timed_out"], true, "{v}");
+    wait_file(&left);
+    support_kill(supervisor_pid(&t, &a), libc_sigkill());
+    let pid: i32 = std::fs::read_to_string(&left)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while !gone() {
+        assert!(Instant::now() < until, "A's leftover {pid} lives on");
+        t.ok(&["status", &a]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn gc_never_collects_a_queued_job() {
     let t = TempRoot::new();
