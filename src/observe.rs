@@ -741,8 +741,13 @@ impl Log {
             if at > pos {
                 // The head's last line: a whole one whose newline was
                 // dropped, or a piece of one that goes on in the dropped
-                // bytes, not a line.
-                if !line.is_empty() && !self.gap.get().head_mid_line {
+                // bytes, not a line. Only from the head's end: a search
+                // that was past it when a cut dropped what it had not read
+                // yet (a running job) holds the start of a line whose rest
+                // is gone, which it offered as a line ("100006" of
+                // "100006553", a false readiness match).
+                let gap = self.gap.get();
+                if !line.is_empty() && pos == gap.head && !gap.head_mid_line {
                     g.offer(&line, line_start);
                     if g.first && !g.ring.is_empty() {
                         return pos;

@@ -249,6 +249,46 @@ fn check_follow(stdout: &str, want: &[u8]) -> usize {
     pieces
 }
 
+#[test]
+fn a_search_a_cut_overtakes_never_matches_the_piece_of_a_line_it_held() {
+    // Every line has 9 digits: `^[0-9]{1,8}$` can only match a piece of
+    // one. A search of the running job that was past the head when a cut
+    // dropped what it had not read yet offered the start of the line it
+    // held as a line ("100006" of "100006553", at a 64 KiB boundary).
+    let t = TempRoot::new();
+    let pattern = "^[0-9]{1,8}$";
+    for _ in 0..4 {
+        let v = t.ok(&[
+            "run",
+            "--no-wait",
+            "--max-log-bytes",
+            "100000",
+            "--",
+            "sh",
+            "-c",
+            "seq 100000000 106000000; sleep 0.2",
+        ]);
+        let id = v["job_id"].as_str().unwrap().to_string();
+        for _ in 0..6 {
+            let w = t.ok(&[
+                "wait",
+                "--until",
+                "0.01",
+                "--output",
+                pattern,
+                "--output-match-type",
+                "regex",
+                &id,
+            ]);
+            assert!(w.get("matched").is_none(), "{}", w["matched"]);
+            let g = t.ok(&["tail", "--grep", pattern, "--grep-type", "regex", &id]);
+            assert_eq!(g["matches"], serde_json::json!([]), "{}", g["matches"]);
+        }
+        t.ok(&["kill", &id]);
+        t.wait_done(&id);
+    }
+}
+
 /// Whether a child of `pid` is blocked writing to a full pipe.
 fn child_blocked_on_a_pipe(pid: u64) -> bool {
     let children =
