@@ -476,27 +476,29 @@ impl Capper {
     /// and written next). When that is the tail's share or more, none of
     /// `bytes`, and none of the tail now in the file, can be in the
     /// log's final tail: they are dropped without being written, by a
-    /// cut that keeps no tail (no copy), but for the last `LIVE_TAIL`
-    /// bytes of `bytes`, returned to be appended as usual. Ok(None):
-    /// nothing dropped, append all of `bytes`. Only once the log was cut
-    /// (its head and marker are in place), so a job that writes less than
-    /// the cap and its slack is never touched.
+    /// cut that keeps none of the file's tail (no copy), but for the last
+    /// `LIVE_TAIL` bytes of `bytes`, which the same cut puts in the
+    /// tail's place. Ok(false): nothing dropped, append all of `bytes`.
+    /// Only once the log was cut (its head and marker are in place), so
+    /// a job that writes less than the cap and its slack is never touched.
+    ///
+    /// The bytes kept go in while the record is odd, so no reader ever
+    /// finds the tail empty. Should that write fail (a full disk), they
+    /// are dropped too; should the supervisor die before the record is
+    /// even again, the cut is made again without them (`repair`: the
+    /// file is cut at the marker's end) and the total reads that much
+    /// less, as it does for what the pipe held then.
     ///
     /// This takes the tee's cost with a cap below its cost without: in a
     /// flood a capped log wrote every byte and then cut it away (a copy
     /// of the kept tail and a truncation per `slack`), which made the tee
     /// 1.15x slower in `make bench`; now most bytes are never written.
-    pub fn skip<'a>(
-        &mut self,
-        f: &mut File,
-        bytes: &'a [u8],
-        follow: u64,
-    ) -> io::Result<Option<&'a [u8]>> {
+    pub fn skip(&mut self, f: &mut File, bytes: &[u8], follow: u64) -> io::Result<bool> {
         if !self.may_skip()
             || bytes.len() < 2 * LIVE_TAIL
             || follow < self.cap.tail.max(SKIP_BACKLOG)
         {
-            return Ok(None);
+            return Ok(false);
         }
         let n = bytes.len();
         let mut start = n - LIVE_TAIL;
@@ -512,7 +514,7 @@ impl Capper {
         let mut g = Gap {
             gen: self.gap.gen + 1,
             dropped: logical - self.gap.head,
-            // Nothing is moved: the cut keeps no tail of the file.
+            // Nothing is moved: the cut keeps none of the file's tail.
             src: dest,
             keep: 0,
             tail_mid_line: bytes[start - 1] != b'\n',
@@ -521,12 +523,20 @@ impl Capper {
         };
         write_rec(&self.gaps, self.slot, &g)?;
         apply(f, &g, &mut self.buf)?;
+        let live = &bytes[start..];
+        self.size = dest;
+        if f.write_all_at(live, dest).is_ok() {
+            self.size += live.len() as u64;
+        } else {
+            let _ = f.set_len(dest);
+            g.dropped += live.len() as u64;
+            g.tail_mid_line = live.last() != Some(&b'\n');
+        }
         g.gen += 1;
         write_rec(&self.gaps, self.slot, &g)?;
         self.gap = g;
-        self.size = dest;
         f.seek(SeekFrom::End(0))?;
-        Ok(Some(&bytes[start..]))
+        Ok(true)
     }
 
     /// The job has ended: cut the tail to exactly its share.

@@ -385,6 +385,15 @@ impl Log {
         }
     }
 
+    /// Whether a cut made since this reader took the log's size dropped
+    /// everything up to that size (a flood's pass-over, `logcap::skip`):
+    /// a read from the end then finds nothing of what it saw, and must
+    /// take the size again (`reread`) to find the tail there is now.
+    pub fn overtaken(&self) -> bool {
+        let g = self.gap.get();
+        g.active() && g.tail_start() >= self.size && g.dropped > self.dropped
+    }
+
     /// Whether logical position `at` is the end of a capped log's head
     /// (what comes next was dropped): an unfinished character there
     /// never completes.

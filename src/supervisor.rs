@@ -671,6 +671,7 @@ fn run_once(
         full: FullLog::new(full_log),
         buf: vec![0u8; READ_CHUNK],
         matcher: Matcher::new(job, &meta, stamp),
+        last_reads: false,
     };
     let mut rec = Recorder {
         job,
@@ -745,6 +746,7 @@ fn run_once(
             streams,
             full,
             buf,
+            ..
         } = tee;
         drop((streams, full, buf));
         matcher.finish();
@@ -2584,8 +2586,8 @@ impl Sink {
         if self.lost.is_none() {
             if let Some(c) = self.cap.as_mut() {
                 match c.skip(&mut self.f, bytes, follow) {
-                    Ok(Some(rest)) => return self.write(rest),
-                    Ok(None) => {}
+                    Ok(true) => return,
+                    Ok(false) => {}
                     Err(e) => {
                         self.lost = Some((e, bytes.len() as u64));
                         return;
@@ -2796,6 +2798,9 @@ struct Tee {
     buf: Vec<u8>,
     /// Output-match: sees every emitted line or piece of either stream.
     matcher: Matcher,
+    /// The drain's last reads (`read_buffered`): what the pipes hold then
+    /// is not read, so a capped log may not pass over bytes for its sake.
+    last_reads: bool,
 }
 
 impl Tee {
@@ -2833,8 +2838,8 @@ impl Tee {
         // (full.log takes at least a byte for each): a capped log in a
         // flood need not write what that will push out of its tail.
         let backlog = |s: &Stream| sys::bytes_buffered(s.fd.as_raw_fd()).unwrap_or(0) as u64;
-        let full_skips = self.full.f.as_ref().is_some_and(Sink::may_skip);
-        let own = match full_skips || self.streams[i].log.may_skip() {
+        let full_skips = !self.last_reads && self.full.f.as_ref().is_some_and(Sink::may_skip);
+        let own = match full_skips || !self.last_reads && self.streams[i].log.may_skip() {
             true => backlog(&self.streams[i]),
             false => 0,
         };
@@ -2861,6 +2866,7 @@ impl Tee {
             full,
             buf,
             matcher,
+            ..
         } = self;
         let s = &mut streams[i];
         let mut chunk = &buf[..n];
@@ -2965,6 +2971,11 @@ impl Tee {
     /// that goes on is not waited for): past the drain's bound, the bytes
     /// written before it are still the job's.
     fn read_buffered(&mut self) {
+        // Every byte an earlier pass-over counted on is read here (the
+        // pipes are FIFOs); what comes after is not, so none of these
+        // reads passes over bytes (a background writer's flood left an
+        // 8 KiB tail where the cap kept N/2).
+        self.last_reads = true;
         for i in 0..2 {
             let mut left = match self.streams[i].open {
                 true => sys::bytes_buffered(self.streams[i].fd.as_raw_fd()).unwrap_or(0),

@@ -289,6 +289,65 @@ fn a_search_a_cut_overtakes_never_matches_the_piece_of_a_line_it_held() {
     }
 }
 
+#[test]
+fn a_flood_that_outlives_the_drain_leaves_the_whole_tail() {
+    // The job ends at once; what it left writes on until the drain's
+    // bound (1 s), when the pipe is read one last time and closed. The
+    // last reads passed over bytes for the sake of what the pipe held
+    // after them, which nobody read: an 8 KiB tail where the cap keeps
+    // 50000 bytes.
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--forever",
+        "--max-log-bytes",
+        "100000",
+        "--",
+        "sh",
+        "-c",
+        "(yes 0123456789 &); sleep 0.1",
+    ]);
+    assert_eq!(v["state"], "exited", "{}", v["state"]);
+    let total = n(&v["stdout_total_bytes"]);
+    assert!(total > 4 * CAP, "{total}");
+    assert_eq!(n(&v["stdout_dropped_bytes"]), total - CAP);
+    let id = v["job_id"].as_str().unwrap();
+    let file = std::fs::read(t.job_dir(id).join("stdout.log")).unwrap();
+    let (head, _, tail) = split_file(&file, HEAD).expect("a marker after the head");
+    assert_eq!(head.len(), HEAD);
+    assert_eq!(tail.len(), TAIL, "the kept tail");
+}
+
+#[test]
+fn a_reader_of_a_running_flood_never_finds_the_tail_empty() {
+    // A pass-over cut the file's tail away and then appended what it
+    // kept: a read in between found no tail at all.
+    let t = TempRoot::new();
+    let v = t.ok(&[
+        "run",
+        "--no-wait",
+        "--max-log-bytes",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        "yes 0123456789",
+    ]);
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // Past the first cut (the head, the tail and 2 MiB of slack), then
+    // read again and again while the flood goes on.
+    let mut reads = 0;
+    while reads < 600 {
+        let r = t.ok(&["tail", "--tail-lines", "0", &id]);
+        if n(&r["stdout_total_bytes"]) > 4 * 1024 * 1024 {
+            reads += 1;
+            assert_ne!(r["stdout"], "", "an empty tail: {r}");
+        }
+    }
+    t.ok(&["kill", &id]);
+    assert_eq!(t.wait_done(&id)["state"], "killed");
+}
+
 /// Whether a child of `pid` is blocked writing to a full pipe.
 fn child_blocked_on_a_pipe(pid: u64) -> bool {
     let children =
