@@ -63,11 +63,13 @@
 //!   names source and length.
 //! - Once a log was cut, bytes that what the job's pipes already hold
 //!   will push out of the tail (the backlog is the tail's share or more)
-//!   are dropped unwritten (`Capper::skip`): a cut that keeps no tail,
-//!   then only the last `LIVE_TAIL` bytes of the read are appended. The
-//!   final tail is the same (every byte in a pipe is read and logged,
-//!   full.log taking at least one byte for each), and a flood no longer
-//!   writes each byte to the page cache only to cut it away.
+//!   are dropped unwritten (`Capper::skip`): a cut that keeps none of the
+//!   file's tail and puts the last `LIVE_TAIL` bytes of the read in its
+//!   place, while its record is odd. The final tail is the same: every
+//!   byte a pipe held is read and logged (full.log taking at least one
+//!   byte for each), the drain's last reads passing over nothing, since
+//!   what comes after them is never read. A flood no longer writes each
+//!   byte to the page cache only to cut it away.
 //! - A job whose supervisor died has its logs cut to their final size by
 //!   the reader that records `supervisor_lost` (`settle_orphaned`), under
 //!   the job lock: every ended job's logs are final.
