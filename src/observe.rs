@@ -389,9 +389,28 @@ impl Log {
     /// everything up to that size (a flood's pass-over, `logcap::skip`):
     /// a read from the end then finds nothing of what it saw, and must
     /// take the size again (`reread`) to find the tail there is now.
-    pub fn overtaken(&self) -> bool {
+    fn overtaken(&self) -> bool {
         let g = self.gap.get();
         g.active() && g.tail_start() >= self.size && g.dropped > self.dropped
+    }
+
+    /// `read` of the end of this log, made again at the size now while it
+    /// found nothing (`found`) because a running flood's cut dropped all
+    /// it saw first (`overtaken`). Bounded: each retry means the job
+    /// wrote on meanwhile.
+    pub fn read_fresh<T>(
+        &mut self,
+        read: impl Fn(&Log) -> Result<T>,
+        found: impl Fn(&T) -> bool,
+    ) -> Result<T> {
+        for _ in 0..8 {
+            let r = read(self)?;
+            if found(&r) || !self.overtaken() {
+                return Ok(r);
+            }
+            self.reread()?;
+        }
+        read(self)
     }
 
     /// Whether logical position `at` is the end of a capped log's head

@@ -2838,10 +2838,12 @@ impl Tee {
         // (full.log takes at least a byte for each): a capped log in a
         // flood need not write what that will push out of its tail.
         let backlog = |s: &Stream| sys::bytes_buffered(s.fd.as_raw_fd()).unwrap_or(0) as u64;
-        let full_skips = !self.last_reads && self.full.f.as_ref().is_some_and(Sink::may_skip);
-        let own = match full_skips || !self.last_reads && self.streams[i].log.may_skip() {
-            true => backlog(&self.streams[i]),
-            false => 0,
+        let may = !self.last_reads;
+        let full_skips = may && self.full.f.as_ref().is_some_and(Sink::may_skip);
+        let own = if full_skips || may && self.streams[i].log.may_skip() {
+            backlog(&self.streams[i])
+        } else {
+            0
         };
         self.streams[i].log.write_ahead(&self.buf[..n], own);
         if full_skips {

@@ -174,26 +174,6 @@ impl Inline {
     }
 }
 
-/// The end of `log` after `not_before` (`Log::end`), read again at the
-/// size now when a running flood's cut dropped all it saw first
-/// (`Log::overtaken`; bounded).
-fn end_of(
-    log: &mut observe::Log,
-    not_before: u64,
-    max: u64,
-    done: bool,
-) -> Result<Option<observe::Slice>> {
-    let mut tries = 0;
-    loop {
-        let s = log.end(not_before, max, done)?;
-        if s.is_some() || !log.overtaken() || tries == 8 {
-            return Ok(s);
-        }
-        log.reread()?;
-        tries += 1;
-    }
-}
-
 /// Read the head (at most `max_bytes`) and the end (at most
 /// `tail_bytes`, after the head) of both logs. `done`: the state, read
 /// before this, is terminal.
@@ -202,8 +182,8 @@ pub fn read_inline(job: &Job, done: bool, max_bytes: u64, tail_bytes: u64) -> Re
     let mut err_log = observe::open_log(&job.stderr_path())?;
     let out = out_log.head(max_bytes, done)?;
     let err = err_log.head(max_bytes, done)?;
-    let out_end = end_of(&mut out_log, out.range[1], tail_bytes, done)?;
-    let err_end = end_of(&mut err_log, err.range[1], tail_bytes, done)?;
+    let out_end = out_log.read_fresh(|l| l.end(out.range[1], tail_bytes, done), Option::is_some)?;
+    let err_end = err_log.read_fresh(|l| l.end(err.range[1], tail_bytes, done), Option::is_some)?;
     let cursor = observe::cursor_after((&out_log, &out), (&err_log, &err));
     let ends = Ends {
         stdout_tail_range: out_end.as_ref().map(|s| s.range),

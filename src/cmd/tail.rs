@@ -192,20 +192,10 @@ fn tail_inner(job: &Job, req: &TailReq) -> Result<TailBody> {
         _ => {
             let read = |log: &mut Log, off: u64| match since {
                 Some(_) => log.span(off, req.max_bytes, done),
-                None => {
-                    // A running flood's cut may drop all this read saw
-                    // before it reads it: read again at the size now
-                    // (bounded: each time the job wrote on meanwhile).
-                    let mut tries = 0;
-                    loop {
-                        let s = log.last_lines(req.lines, req.max_bytes, done)?;
-                        if !s.text.is_empty() || !log.overtaken() || tries == 8 {
-                            return Ok(s);
-                        }
-                        log.reread()?;
-                        tries += 1;
-                    }
-                }
+                None => log.read_fresh(
+                    |l| l.last_lines(req.lines, req.max_bytes, done),
+                    |s| !s.text.is_empty(),
+                ),
             };
             (read(&mut out, from.out)?, read(&mut err, from.err)?, None)
         }
