@@ -294,6 +294,13 @@ pub struct State {
     /// first (`wait --any`'s `first`). Absent in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ns: Option<u64>,
+    /// When this run's workload was started (its exec done), in
+    /// nanoseconds since the epoch, as `finished_ns` is for its end:
+    /// how long after one job's end the next in a queue started, to
+    /// the microsecond (the queue bench reads it). Absent in older files
+    /// and before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ns: Option<u64>,
     #[serde(default)]
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -453,6 +460,7 @@ impl State {
             pid: None,
             finished_at: None,
             finished_ns: None,
+            started_ns: None,
             updated_at: crate::time::now_ts(),
             failure: None,
             supervisor_pid: None,

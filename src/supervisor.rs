@@ -521,6 +521,7 @@ fn run_once(
     } = prepared;
     drop(work);
     let started = Instant::now();
+    state.started_ns = u64::try_from(crate::time::now_unix_ns()).ok();
     let pid = child.pid;
     let now = crate::time::now_ts();
     state.job.status = Some(Status::Running);
