@@ -934,12 +934,18 @@ static AUTO_GC: Cmd = Cmd {
     alias: None,
     about: "Internal: the auto-GC sweep that follows a launch",
     long_about: "",
-    flags: &[Flag::value(
-        "gc",
-        "SPEC",
-        Ty::Str,
-        "Auto-GC settings, as the launch resolved them",
-    )],
+    flags: &[
+        Flag::value(
+            "gc",
+            "SPEC",
+            Ty::Str,
+            "Auto-GC settings, as the launch resolved them",
+        ),
+        Flag::switch(
+            "wait-turn",
+            "Wait for the sweep that holds the guard, then sweep (the guard's seat is held)",
+        ),
+    ],
     pos: ROOT_AND_ID,
     conflicts: &[],
     hidden: true,

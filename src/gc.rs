@@ -102,7 +102,12 @@
 //!   sweep after the burst has their budgets with its own (one per job
 //!   created since it began to wait, up to `MOST_STOOD_FOR` launches)
 //!   and keeps the newest of those, the last launch's, where each
-//!   launch's own sweep kept its job (`Policy::later_since_ms`). It
+//!   launch's own sweep kept its job (`Policy::later_since_ms`). A
+//!   launch whose settings that sweep's do not cover (`AutoGc::covers`,
+//!   read from the guard's `rules` line) is not merged: a sweep of its
+//!   own waits for its turn (`claim_or_queue`, `_gc --wait-turn`),
+//!   holding the guard's seat (an OFD lock on one byte), so that at most
+//!   one waits. It
 //!   sweeps only if the root still holds the guard it locked: a root
 //!   renamed, or swapped for a symlink or another directory while it
 //!   waited, is not swept. A sweep per launch, each exec'd to
@@ -180,6 +185,23 @@ impl AutoGc {
         })
     }
 
+    /// Does a sweep under these settings remove every job one under
+    /// `other` would, within at least its budget? Then a launch with
+    /// `other` that finds such a sweep under way needs none of its own.
+    pub fn covers(&self, other: &AutoGc) -> bool {
+        // None is no limit: covered only by no limit.
+        let at_most = |mine: Option<u64>, theirs: Option<u64>| match (mine, theirs) {
+            (_, None) => true,
+            (Some(a), Some(b)) => a <= b,
+            (None, Some(_)) => false,
+        };
+        self.older_than_secs <= other.older_than_secs
+            && at_most(self.max_jobs, other.max_jobs)
+            && at_most(self.max_bytes, other.max_bytes)
+            && self.scan_limit >= other.scan_limit
+            && self.delete_limit >= other.delete_limit
+    }
+
     /// One argv word for the supervisor: `o=..,j=..,b=..,s=..,d=..`.
     pub fn to_arg(&self) -> String {
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
@@ -250,6 +272,39 @@ pub struct AutoClaim {
 /// nothing under a second ago. Never fails its caller: errors are
 /// logged and mean "no sweep". See the module header.
 pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
+    match claim(store, g, false)? {
+        Auto::Sweep(c) => Some(c),
+        Auto::Queue(_) => None,
+    }
+}
+
+/// What a launch does about auto-GC (`claim_or_queue`).
+pub enum Auto {
+    /// Sweep now: the guard is ours.
+    Sweep(AutoClaim),
+    /// Another launch's sweep holds the guard under settings that do not
+    /// cover ours (`AutoGc::covers`): a sweep of ours takes its turn
+    /// after it (`_gc --wait-turn`). The guard file, with its `SEAT`
+    /// held: one sweep waits at a time.
+    Queue(std::fs::File),
+}
+
+/// The byte of the guard file whose OFD lock is the seat of the one sweep
+/// that waits for its turn (flock and OFD locks never conflict).
+const SEAT: u64 = 0;
+
+/// `claim_auto`, for a launch: where another launch's sweep holds the
+/// guard under settings that would leave what this launch's remove (a
+/// `--auto-gc-max-jobs 1` right after a plain `run`), a sweep of ours
+/// waits for its turn, rather than the launch's own settings going
+/// unheard (each invocation's settings hold, as the README says). Unless
+/// a sweep already waits: then this launch's settings go with the
+/// burst's, as before.
+pub fn claim_or_queue(store: &Store, g: &AutoGc) -> Option<Auto> {
+    claim(store, g, true)
+}
+
+fn claim(store: &Store, g: &AutoGc, queue: bool) -> Option<Auto> {
     let path = store.root.join(GC_LOCK);
     let lock = match store::open_lock(&path) {
         Ok(f) => f,
@@ -268,8 +323,19 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
     match sys::try_lock_exclusive(&lock) {
         Ok(true) => {}
         Ok(false) => {
-            debug!("auto-gc skipped: another run holds {}", path.display());
-            return None;
+            // The holder's settings, as it recorded them (`held`). None
+            // (not written yet, a holder of an older build, a torn read):
+            // taken to cover ours, as every held guard was before.
+            let holder = guard_line(&lock, RULES).and_then(|r| AutoGc::from_arg(&r));
+            if !queue || holder.map_or(true, |h| h.covers(g)) {
+                debug!("auto-gc skipped: another run holds {}", path.display());
+                return None;
+            }
+            if !sys::try_ofd_lock(&lock, SEAT).unwrap_or(false) {
+                debug!("auto-gc skipped: another run's sweep already waits for its turn");
+                return None;
+            }
+            return Some(Auto::Queue(lock));
         }
         Err(e) => {
             warn!("auto-gc failed (best-effort): lock {}: {e}", path.display());
@@ -310,7 +376,7 @@ pub fn claim_auto(store: &Store, g: &AutoGc) -> Option<AutoClaim> {
             return None;
         }
     }
-    Some(AutoClaim::held(lock, g))
+    Some(Auto::Sweep(AutoClaim::held(lock, g)))
 }
 
 impl AutoClaim {
@@ -319,8 +385,25 @@ impl AutoClaim {
         let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
         let now_ms = time::now_unix_ms();
         let by_count = g.max_jobs.is_some() && g.max_bytes.is_none();
+        let resume_after = guard_line(&lock, RESUME).filter(|n| store::valid_id(n));
+        // This sweep's settings, for the launches that find it under way
+        // (`claim_or_queue`); the file's other lines stay. The sweep's
+        // own note replaces them all when it is done (`run`).
+        {
+            use std::os::unix::fs::FileExt;
+            let kept = guard_text(&lock);
+            let mut text: String = kept
+                .lines()
+                .filter(|l| !l.starts_with(RULES))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            text.push_str(&format!("{RULES}{}\n", g.to_arg()));
+            if lock.write_at(text.as_bytes(), 0).is_ok() {
+                let _ = lock.set_len(text.len() as u64);
+            }
+        }
         AutoClaim {
-            resume_after: guard_line(&lock, RESUME).filter(|n| store::valid_id(n)),
+            resume_after,
             idle_note: age_only.then(|| format!("{} {now_ms}\n", guard_key("idle", g))),
             aged_note: by_count.then(|| format!("{} {now_ms}\n", guard_key("aged", g))),
             lock,
@@ -435,18 +518,29 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
     let _ = std::env::set_current_dir("/");
     sys::lowest_priority_for_this_thread();
     let guard = store::open_lock(&store.root.join(GC_LOCK)).ok();
+    // `--wait-turn` (`Auto::Queue`): the guard comes with its seat, and
+    // its lock is another sweep's until that one is done: waited for.
+    let wait_turn = m.has("wait-turn");
     let ours = match (&given, &guard) {
         (Some(f), Some(g)) => {
             sys::file_identity(f).ok().map(|i| (i.dev, i.ino))
                 == sys::file_identity(g).ok().map(|i| (i.dev, i.ino))
                 && sys::read_write(f)
                 && sole_name(f)
-                && sys::try_lock_exclusive(f).unwrap_or(false)
+                && if wait_turn {
+                    sys::lock_exclusive(f).is_ok()
+                } else {
+                    sys::try_lock_exclusive(f).unwrap_or(false)
+                }
         }
         _ => false,
     };
     let claim = match given.filter(|_| ours) {
-        Some(f) => Some(AutoClaim::held(f, &g)),
+        Some(f) => {
+            // Our turn: the next launch that wants one may wait now.
+            let _ = sys::ofd_unlock(&f, SEAT);
+            Some(AutoClaim::held(f, &g))
+        }
         None => claim_auto(&store, &g),
     };
     if let Some(c) = claim {
@@ -523,16 +617,28 @@ const RESUME: &str = "resume after ";
 
 /// The rest of the guard file's line that starts with `prefix`. Read
 /// from the file we hold locked (its only writer is whoever holds the
-/// lock); it holds a line or two.
+/// lock); it holds a few lines. `RULES` is read too by a launch that
+/// finds it held by another: a read torn by that writer finds no line,
+/// or one that does not parse, and is taken as settings not known.
 fn guard_line(lock: &std::fs::File, prefix: &str) -> Option<String> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 256];
-    let n = lock.read_at(&mut buf, 0).unwrap_or(0);
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    text.lines()
+    guard_text(lock)
+        .lines()
         .find_map(|l| l.strip_prefix(prefix))
         .map(|rest| rest.trim().to_string())
 }
+
+/// The guard file's text: its first 512 bytes (it holds a few short
+/// lines), empty where they are not UTF-8.
+fn guard_text(lock: &std::fs::File) -> String {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let n = lock.read_at(&mut buf, 0).unwrap_or(0);
+    String::from_utf8(buf[..n].to_vec()).unwrap_or_default()
+}
+
+/// The guard file's line that starts "rules SPEC": the settings of the
+/// sweep that holds it (`AutoGc::to_arg`), while it does.
+const RULES: &str = "rules ";
 
 /// The guard file's key for a line of `kind` (`idle`, `aged`) that holds
 /// only for these settings.
@@ -2323,5 +2429,27 @@ mod tests {
         assert_eq!(AutoGc::from_arg(&g.to_arg()), Some(g));
         assert_eq!(AutoGc::from_arg("x=1"), None);
         assert_eq!(AutoGc::from_arg("o=abc"), None);
+    }
+
+    #[test]
+    fn settings_cover_those_that_remove_no_more() {
+        let g = |spec: &str| AutoGc::from_arg(spec).unwrap();
+        let plain = g("o=2592000,j=-,b=-,s=200,d=50");
+        assert!(plain.covers(&plain));
+        // A count, a size, a shorter age, a larger budget: more removed.
+        for more in [
+            "o=2592000,j=1,b=-,s=200,d=50",
+            "o=2592000,j=-,b=10,s=200,d=50",
+            "o=60,j=-,b=-,s=200,d=50",
+            "o=2592000,j=-,b=-,s=400,d=50",
+            "o=2592000,j=-,b=-,s=200,d=99",
+        ] {
+            assert!(!plain.covers(&g(more)), "{more}");
+            assert!(g(more).covers(&plain), "{more}");
+        }
+        let tight = g("o=60,j=1,b=10,s=400,d=99");
+        assert!(tight.covers(&plain) && !plain.covers(&tight));
+        assert!(g("o=0,j=2,b=-,s=200,d=50").covers(&g("o=60,j=3,b=-,s=200,d=50")));
+        assert!(!g("o=0,j=3,b=-,s=200,d=50").covers(&g("o=60,j=2,b=-,s=200,d=50")));
     }
 }

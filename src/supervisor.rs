@@ -1198,18 +1198,26 @@ impl AfterAnswer {
         };
         // The guard first, here: most launches in a burst find another
         // collecting, or nothing to collect, and start no process at all.
-        let Some(claim) = crate::gc::claim_auto(&self.store, &g) else {
-            return;
+        let started = match crate::gc::claim_or_queue(&self.store, &g) {
+            None => return,
+            Some(crate::gc::Auto::Sweep(claim)) => {
+                spawn_collector(&self.store, &self.job_id, &g, claim.guard(), false)
+            }
+            Some(crate::gc::Auto::Queue(seat)) => {
+                spawn_collector(&self.store, &self.job_id, &g, &seat, true)
+            }
         };
-        if let Err(e) = spawn_collector(&self.store, &self.job_id, &g, claim.guard()) {
+        if let Err(e) = started {
             crate::warn!("auto-gc failed (best-effort): cannot start it: {e}");
         }
-        // Our copy of the guard goes; the lock stays with the collector's.
+        // Our copy of the guard goes; the lock (or the seat) stays with
+        // the collector's.
     }
 }
 
 /// Start `_gc ROOT JOB_ID --gc SPEC`, detached, the locked guard at its
-/// `gc::CLAIM_FD`. At our priority until its exec, which this waits for
+/// `gc::CLAIM_FD` (`wait_turn`: the guard with its seat held, the sweep
+/// to wait for the one under way). At our priority until its exec, which this waits for
 /// (a failure to start is said here); the sweep lowers its own priority
 /// first thing (`gc::exec_auto`). Rejected: the lowest priority from
 /// before the exec (a burst of launches that collect each time: 1.14x
@@ -1221,16 +1229,22 @@ fn spawn_collector(
     id: &str,
     g: &crate::gc::AutoGc,
     guard: &File,
+    wait_turn: bool,
 ) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let argv = sys::argv(&[
+    let spec = g.to_arg();
+    let mut words: Vec<&[u8]> = vec![
         b"agent-exec",
         b"_gc",
         store.root.as_os_str().as_bytes(),
         id.as_bytes(),
         b"--gc",
-        g.to_arg().as_bytes(),
-    ])?;
+        spec.as_bytes(),
+    ];
+    if wait_turn {
+        words.push(b"--wait-turn");
+    }
+    let argv = sys::argv(&words)?;
     let keep = [(guard.as_raw_fd(), crate::gc::CLAIM_FD)];
     sys::spawn_detached(&sys::self_exe()?, &argv, &keep)
 }

@@ -872,6 +872,55 @@ fn auto_gc_guard_is_a_lock_not_a_file() {
     assert!(!t.job_dir(&old).exists());
 }
 
+/// Each invocation's auto-GC settings hold (README: "CLI overrides
+/// config for each invocation"), even when another launch's sweep is
+/// under way: a `run --auto-gc-max-jobs 1` that finds the guard held by a
+/// sweep whose settings (its `rules` line) keep more, sweeps with its
+/// own once that one is done. It left 7 jobs after a plain `run` and
+/// started nothing (audit). One whose settings the holder's cover starts
+/// nothing, as in a burst.
+#[test]
+fn auto_gc_settings_a_sweep_under_way_does_not_cover_get_their_turn() {
+    let t = TempRoot::new();
+    let old: Vec<String> = (0..4)
+        .map(|i| finished(&t, "exited", 60 + i, 10 + i as u128))
+        .collect();
+    let guard = t.root.join(".gc.lock");
+    // A sweep under way that keeps every job younger than 30 days.
+    std::fs::write(&guard, "rules o=2592000,j=-,b=-,s=100000,d=100000\n").unwrap();
+    let mut holder = support::hold_flock(&guard);
+    let v = t.ok(&["run", "--auto-gc-max-jobs", "1", "--", "true"]);
+    assert_eq!(v["state"], "exited", "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    // Its sweep waits for the one under way: nothing is removed yet.
+    let root = t.root.display().to_string();
+    first_pid(&t, &format!("_gc {root} {id}"), 10, || {
+        "no sweep waits for its turn".into()
+    });
+    assert!(old.iter().all(|o| t.job_dir(o).exists()));
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    t.settle();
+    let v = t.ok(&["list", "--limit", "0"]);
+    let left: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [id.as_str()], "{v}");
+
+    // Settings the holder's cover: no sweep of its own.
+    let old = finished(&t, "exited", 60, 30);
+    std::fs::write(&guard, "rules o=0,j=1,b=-,s=100000,d=100000\n").unwrap();
+    let mut holder = support::hold_flock(&guard);
+    t.ok(&["run", "--auto-gc-max-jobs", "1", "--", "true"]);
+    t.settle();
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    assert!(t.job_dir(&old).exists(), "a covered launch swept");
+}
+
 #[test]
 fn a_job_with_a_directory_for_its_meta_is_skipped_whole() {
     // meta.json replaced by a directory: an unlink cannot remove it, so
