@@ -1307,6 +1307,42 @@ fn slowloris_is_dropped_while_others_are_served() {
     assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
 }
 
+/// `POST /exec` takes `tail_bytes` as `run --tail-bytes` (the README's
+/// `--max-bytes 20 --tail-bytes 12` example): it was refused as an
+/// unknown field, and an HTTP client always got the 16 KiB tail.
+#[test]
+fn exec_takes_tail_bytes_as_run_does() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let body = json!({"command": ["seq", "1", "2000"], "max_bytes": 20, "tail_bytes": 12});
+    let v = s.post("/exec", &exec_body(body)).assert_ok("run");
+    let cli = t.ok(&[
+        "run",
+        "--max-bytes",
+        "20",
+        "--tail-bytes",
+        "12",
+        "--",
+        "seq",
+        "1",
+        "2000",
+    ]);
+    for k in ["stdout", "stdout_tail", "stdout_range", "stdout_tail_range"] {
+        assert_eq!(v[k], cli[k], "{k}: {v}");
+    }
+    assert_eq!(v["stdout_tail"], "8\n1999\n2000\n", "{v}");
+    let v = s
+        .post(
+            "/exec",
+            &exec_body(json!({"command": ["seq", "1", "2000"], "max_bytes": 20, "tail_bytes": 0})),
+        )
+        .assert_ok("run");
+    assert!(
+        v["stdout_tail"].is_null() || v.get("stdout_tail").is_none(),
+        "{v}"
+    );
+}
+
 #[test]
 fn client_closing_mid_response_disturbs_nobody() {
     let t = TempRoot::new();

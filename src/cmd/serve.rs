@@ -2263,6 +2263,8 @@ struct ExecRequest {
     /// `until` is everywhere else (`exec_duration_ms`).
     until: Option<serde_json::Value>,
     max_bytes: Option<u64>,
+    /// `run --tail-bytes` (0: none).
+    tail_bytes: Option<u64>,
     tags: Option<Vec<String>>,
     stdin: Option<String>,
     /// `run --queue/--parallel/--after/--after-ok` (see `queue`).
@@ -2734,7 +2736,7 @@ fn exec_spec(
                 .map_or(Ok(10_000), |v| exec_duration_ms("until", v))?,
         ),
         max_bytes: r.max_bytes.unwrap_or(65536),
-        tail_bytes: super::run::TAIL_BYTES,
+        tail_bytes: r.tail_bytes.unwrap_or(super::run::TAIL_BYTES),
     };
     Ok((spec, plan))
 }
@@ -3081,6 +3083,14 @@ mod tests {
         assert!(matches!(s.stdin, StdinSrc::Value(ref v) if v == "in"));
         assert!(!p.wait);
         assert_eq!((p.until_ms, p.max_bytes), (Some(3000), 7));
+        assert_eq!(p.tail_bytes, super::super::run::TAIL_BYTES);
+        assert_eq!(
+            req(r#"{"command":["x"],"tail_bytes":12}"#)
+                .unwrap()
+                .1
+                .tail_bytes,
+            12
+        );
         let (s, _) = req(r#"{"command":["x"],"max_log_bytes":100,"no_full_log":true}"#).unwrap();
         assert_eq!((s.max_log_bytes, s.no_full_log), (Some(100), true));
         // `full_log`, as the command line's --full-log.
