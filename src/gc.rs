@@ -398,7 +398,10 @@ impl AutoClaim {
                 .map(|l| format!("{l}\n"))
                 .collect();
             text.push_str(&format!("{RULES}{}\n", g.to_arg()));
-            if lock.write_at(text.as_bytes(), 0).is_ok() {
+            let was = lock.metadata().map_or(u64::MAX, |m| m.len());
+            // Cut only what is left over: a truncate is a journal
+            // operation on ext4, and the text rarely shrinks.
+            if lock.write_at(text.as_bytes(), 0).is_ok() && was > text.len() as u64 {
                 let _ = lock.set_len(text.len() as u64);
             }
         }
