@@ -282,7 +282,13 @@ pub fn exit_status(code: i32) -> i32 {
 pub fn print_table(r: &Response, short: &dyn Fn(&str) -> Option<String>) {
     let now = crate::time::now_unix();
     match crate::table::render(&r.text, now, crate::table::width_from_env(), short) {
-        Some(t) => write_stdout(&t),
+        Some(t) => {
+            write_stdout(&t);
+            if let Some(note) = crate::table::cut_note(&r.text) {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "{note}");
+            }
+        }
         None => print_response(r),
     }
 }

@@ -14,6 +14,8 @@
 //! - One job is one line: control characters in a command or tag are
 //!   shown as spaces, and so are the bidirectional formatting characters
 //!   and the line and paragraph separators (`one_line`).
+//! - A list that `--limit` cut (`truncated`) says so on stderr
+//!   (`cut_note`), not in the table: stdout stays the table alone.
 //! - Commands other than list, ps and status refuse `--table` with a
 //!   usage error before doing anything (main); an error document stays
 //!   the JSON (or YAML) error document.
@@ -83,6 +85,20 @@ pub fn render(
     };
     let rows: Vec<[String; 7]> = jobs.iter().map(|j| row(j, now, short)).collect();
     Some(layout(&rows, width))
+}
+
+/// For a list cut by `--limit` (`truncated` in its document), the note
+/// a person is given on stderr, as the document says it to a program:
+/// the table alone cannot show that more jobs matched.
+pub fn cut_note(json: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    if v.get("truncated") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let shown = v.get("jobs").and_then(Value::as_array).map_or(0, Vec::len);
+    Some(format!(
+        "agent-exec: {shown} jobs shown; more match (--limit; --limit 0 lists them all)"
+    ))
 }
 
 fn text(v: &Value, k: &str) -> Option<String> {

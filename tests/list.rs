@@ -690,6 +690,30 @@ fn table_marks_cut_tags() {
     assert!(row.ends_with("x…"), "{row}");
 }
 
+/// A list that `--limit` cut says so on stderr (the table alone cannot
+/// show it; the document has `truncated`); stdout is the table alone.
+#[test]
+fn table_says_on_stderr_that_limit_cut_the_list() {
+    let t = TempRoot::new();
+    fabricate_n(&t, &t.cwd, 1_700_000_000_000, 3);
+    let o = t.exec(t.cmd(&["list", "--table", "--limit", "2"]));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.lines().count(), 3, "{}", o.stdout);
+    assert!(
+        o.stderr.contains("2 jobs shown; more match"),
+        "{}",
+        o.stderr
+    );
+    for args in [
+        &["list", "--table"][..],
+        &["list", "--table", "--limit", "3"],
+    ] {
+        let o = t.exec(t.cmd(args));
+        assert_eq!(o.stdout.lines().count(), 4, "{}", o.stdout);
+        assert!(!o.stderr.contains("more match"), "{args:?}: {}", o.stderr);
+    }
+}
+
 /// One job is one line: the bidirectional formatting characters (which
 /// can show a row's cells in another order) and the line and paragraph
 /// separators are shown as spaces, in commands and in tags, as control
