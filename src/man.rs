@@ -703,7 +703,7 @@ const REPLIES: &[Reply] = &[
             ("truncated", "True when --limit cut the list."),
             ("skipped", "Unreadable job directories among those read, and, unless truncated, directories whose names are not UTF-8."),
         ],
-        notes: &["With --table (a person reading): an aligned text table instead, with the header row ID STATE AGE DURATION EXIT COMMAND TAGS (ID is short_job_id; DURATION of a running job is the time since it started; EXIT is the exit code or the signal), cut to the width in COLUMNS (else 100), COMMAND first (down to 24 columns), then TAGS, each cut ending in … (a line still too wide is cut at the width, ending in …); one job a line (control characters, bidirectional formatting characters and line or paragraph separators are shown as spaces). It is never chosen automatically."],
+        notes: &["With --table (a person reading): an aligned text table instead, with the header row ID STATE AGE DURATION EXIT COMMAND TAGS (ID is short_job_id; DURATION of a running job is the time since it started; EXIT is the exit code or the signal), cut to the width in COLUMNS (else 100), COMMAND first (down to 24 columns), then TAGS, each cut ending in … (a line still too wide is cut at the width, ending in …); one job a line (control characters, bidirectional formatting characters and line or paragraph separators are shown as spaces). A list that --limit cut (truncated) says so on stderr: N jobs shown; more match. It is never chosen automatically."],
         see: &["ps", "status", "tag-set"],
     },
     Reply {
