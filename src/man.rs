@@ -1102,7 +1102,7 @@ fn main_page() -> String {
         ("lock", "Held by the supervisor while the job runs: a free lock and a running state mean the supervisor is gone."),
         ("completion_event.json", "The job.finished event and its delivery results."),
         ("notification_events.ndjson", "One line per job.output.matched event, with delivery results."),
-        ("match_events/<seq>.json", "A job.output.matched event with a command sink, written before the sink starts (its AGENT_EXEC_EVENT_PATH)."),
+        ("match_events/<seq>.json", "A job.output.matched event with a command sink, written before the sink starts (its AGENT_EXEC_EVENT_PATH), as one line of JSON: read as NDJSON too, it is that one event."),
         ("runs/<attempt>/", "An earlier run kept by restart or run --retry: its state.json, stdout.log, stderr.log and the other per-run files above. The last [restart] keep_runs are kept."),
     ];
     for (k, v) in files {

@@ -1841,7 +1841,11 @@ impl Deliverer {
             .open_dir(MATCH_EVENT_DIR)
             .map_err(|e| fail("open", e))?;
         let name = format!("{:06}.json", self.seq);
-        let text = serde_json::to_vec_pretty(ev).map_err(|e| e.to_string())?;
+        // One line, as the event's line in notification_events.ndjson
+        // (and 0.2.3's AGENT_EXEC_EVENT_PATH) is: a sink that reads the
+        // file as NDJSON finds its event, one that reads JSON too.
+        let mut text = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
+        text.push(b'\n');
         crate::store::write_atomic_in(&d, &name, &text, false)
             .map_err(|e| fail(&format!("write {name} in"), e))?;
         Ok(dir.join(name))

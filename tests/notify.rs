@@ -513,10 +513,15 @@ fn match_events_records_and_sinks() {
     }
     assert_eq!(ndjson(&file), bare);
     assert_eq!(ndjson(&out.join("stdin.ndjson")), bare);
-    // AGENT_EXEC_EVENT_PATH held each event when its sink started.
+    // AGENT_EXEC_EVENT_PATH held each event when its sink started, as
+    // one line of JSON: read as NDJSON too (as the README's
+    // notification_events.ndjson is), it is that one event.
     for (i, b) in bare.iter().enumerate() {
         let seen = out.join(format!("seen-{:06}.json", i + 1));
-        let seen: Value = serde_json::from_str(&std::fs::read_to_string(seen).unwrap()).unwrap();
+        let text = std::fs::read_to_string(seen).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.ends_with('\n'), "{text}");
+        let seen: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(&seen, b);
     }
     let env = std::fs::read_to_string(out.join("env.txt")).unwrap();
