@@ -1217,7 +1217,8 @@ impl AfterAnswer {
 
 /// Start `_gc ROOT JOB_ID --gc SPEC`, detached, the locked guard at its
 /// `gc::CLAIM_FD` (`wait_turn`: the guard with its seat held, the sweep
-/// to wait for the one under way). At our priority until its exec, which this waits for
+/// to wait for the one under way). At our priority until its exec,
+/// which this waits for
 /// (a failure to start is said here); the sweep lowers its own priority
 /// first thing (`gc::exec_auto`). Rejected: the lowest priority from
 /// before the exec (a burst of launches that collect each time: 1.14x

@@ -96,8 +96,9 @@ pub fn cut_note(json: &str) -> Option<String> {
         return None;
     }
     let shown = v.get("jobs").and_then(Value::as_array).map_or(0, Vec::len);
+    let jobs = if shown == 1 { "job" } else { "jobs" };
     Some(format!(
-        "agent-exec: {shown} jobs shown; more match (--limit; --limit 0 lists them all)"
+        "agent-exec: {shown} {jobs} shown; more match (--limit; --limit 0 lists them all)"
     ))
 }
 
@@ -379,6 +380,20 @@ fn layout(rows: &[[String; 7]], width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cut_list_says_how_many_it_shows() {
+        let note = |j: &str| cut_note(j);
+        assert_eq!(
+            note(r#"{"jobs":[{"job_id":"A"}],"truncated":true}"#).as_deref(),
+            Some("agent-exec: 1 job shown; more match (--limit; --limit 0 lists them all)")
+        );
+        assert!(note(r#"{"jobs":[{},{}],"truncated":true}"#)
+            .unwrap()
+            .contains("2 jobs shown"));
+        assert_eq!(note(r#"{"jobs":[],"truncated":false}"#), None);
+        assert_eq!(note(r#"{"job_id":"A"}"#), None);
+    }
     use super::*;
 
     #[test]
