@@ -385,13 +385,13 @@ impl AutoClaim {
         let age_only = g.max_jobs.is_none() && g.max_bytes.is_none();
         let now_ms = time::now_unix_ms();
         let by_count = g.max_jobs.is_some() && g.max_bytes.is_none();
-        let resume_after = guard_line(&lock, RESUME).filter(|n| store::valid_id(n));
+        let kept = guard_text(&lock);
+        let resume_after = line_in(&kept, RESUME).filter(|n| store::valid_id(n));
         // This sweep's settings, for the launches that find it under way
         // (`claim_or_queue`); the file's other lines stay. The sweep's
         // own note replaces them all when it is done (`run`).
         {
             use std::os::unix::fs::FileExt;
-            let kept = guard_text(&lock);
             let mut text: String = kept
                 .lines()
                 .filter(|l| !l.starts_with(RULES))
@@ -624,8 +624,12 @@ const RESUME: &str = "resume after ";
 /// finds it held by another: a read torn by that writer finds no line,
 /// or one that does not parse, and is taken as settings not known.
 fn guard_line(lock: &std::fs::File, prefix: &str) -> Option<String> {
-    guard_text(lock)
-        .lines()
+    line_in(&guard_text(lock), prefix)
+}
+
+/// The rest of `text`'s line that starts with `prefix`, trimmed.
+fn line_in(text: &str, prefix: &str) -> Option<String> {
+    text.lines()
         .find_map(|l| l.strip_prefix(prefix))
         .map(|rest| rest.trim().to_string())
 }
