@@ -1647,12 +1647,11 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     // The wrapper is the caller's choice, not the job's: one the job's
     // PATH lacks (`--env PATH=/my/tools`) is looked for on the caller's
     // too, so that the job runs with the PATH it was given instead of
-    // failing to start.
+    // failing to start. A caller with no PATH (`env -i`) searches the
+    // default one, as its own launch of `sh` would (`candidates`).
     if !anywhere {
-        if let Some((alt, true)) = std::env::var("PATH")
-            .ok()
-            .map(|own| candidates(prog, Some(&own), Path::new(&cwd)))
-        {
+        let own = std::env::var("PATH").ok();
+        if let (alt, true) = candidates(prog, own.as_deref(), Path::new(&cwd)) {
             found = alt;
         }
     }

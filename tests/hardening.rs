@@ -1477,6 +1477,20 @@ fn c14_the_login_set_up_is_invisible_to_the_job() {
         );
         assert_eq!(v["stdout"], "mytool-ran\n", "{given}: {v}");
     }
+    // A caller with no PATH at all (`env -i`, audit 28): the wrapper is
+    // looked for on the default PATH, where its launch without --env
+    // PATH finds it (it failed spawn_failed, 'spawn sh').
+    let mut c = t.cmd(&["run", "--shell-wrapper", "sh -lc"]);
+    c.args([
+        "--env",
+        &format!("PATH={}", tools.display()),
+        "--",
+        "mytool",
+    ])
+    .env("HOME", &home)
+    .env_remove("PATH");
+    let v = t.exec(c).json();
+    assert_eq!(v["stdout"], "mytool-ran\n", "{v}");
 }
 
 /// `--env NAME` passes the caller's value on as it is, or not at all.
