@@ -49,6 +49,9 @@
 //!   A `created` dependency's run is the one its start launches; a
 //!   `queued` one's is the run that waits in its line (a `restart` ends
 //!   it `killed` without running, and that is what is judged).
+//! - A `--retry` of a queued job is a new turn: the run that failed lets
+//!   go of its slot, and the next one waits out the retry delay queued,
+//!   outside the line (`not_before`), then joins the line at its end.
 //! - `delete` of a queued job kills it (as `kill` does) and removes it.
 //! - The supervisor of a queued job takes SIGTERM/SIGINT/SIGHUP as `kill`:
 //!   it records `killed` without having run. The signals stay blocked in
@@ -263,7 +266,8 @@ struct Shared {
 }
 
 /// Wait (in the calling supervisor, before anything of the job starts)
-/// until the job may start. `tell` is called once the `queued` state is
+/// until the job may start, and not before `not_before` (a retry's
+/// delay). `tell` is called once the `queued` state is
 /// on disk, so the caller learns it at once; a job that finds a free
 /// slot and nothing to wait for is never `queued`.
 pub fn wait_turn(
@@ -271,13 +275,15 @@ pub fn wait_turn(
     job: &Job,
     meta: &Meta,
     mut state: State,
+    not_before: Option<std::time::Instant>,
     tell: impl FnOnce(),
 ) -> Turn {
     let ids = dedup_ids(meta);
     // Without dependencies the job takes its place in the line now,
-    // before its caller hears anything: launch order is queue order.
+    // before its caller hears anything: launch order is queue order. A
+    // retry with a delay (`not_before`) joins it once the delay is over.
     let mut line = None;
-    if let (true, Some(name)) = (ids.is_empty(), &meta.queue) {
+    if let (true, Some(name), None) = (ids.is_empty(), &meta.queue, not_before) {
         match enter(&store.root, name, meta.parallel.unwrap_or(1), &job.id) {
             Ok(Entered::Slot(held)) => {
                 state.queue = meta.queue.clone();
@@ -330,6 +336,11 @@ pub fn wait_turn(
     {
         let (store, job, meta, shared) = (store.clone(), job.clone(), meta.clone(), shared.clone());
         std::thread::spawn(move || {
+            // A retry's delay first: until then the job waits outside the
+            // line (no queue_position), its slot free for the others.
+            if let Some(at) = not_before {
+                std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+            }
             if let Some(r) = wait_all(&store, &job, &meta, &shared, deps, line, &deliver) {
                 deliver(r);
             }

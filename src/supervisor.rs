@@ -233,31 +233,33 @@ fn supervise(
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
 ) -> Ended {
-    let (mut lock, mut auto_gc, mut retried) = (lock, auto_gc, 0);
+    let (mut lock, mut auto_gc, mut retried, mut not_before) = (lock, auto_gc, 0, None);
     loop {
-        match run_once(store, job, ready, lock, auto_gc, retried) {
+        match run_once(store, job, ready, lock, auto_gc, (retried, not_before)) {
             Step::Done(ended) => return *ended,
-            Step::Again(l, g) => (lock, auto_gc, retried) = (l, g, retried + 1),
+            Step::Again(l, g, at) => (lock, auto_gc, retried, not_before) = (l, g, retried + 1, at),
         }
     }
 }
 
 /// How one run ended: the job's end, or another run due (`--retry`),
-/// with the lock and what is left of auto-GC handed on.
+/// with the lock and what is left of auto-GC handed on, and when a
+/// queued job's next run may join its line (its retry delay).
 enum Step {
     Done(Box<Ended>),
-    Again(File, Option<crate::gc::AutoGc>),
+    Again(File, Option<crate::gc::AutoGc>, Option<Instant>),
 }
 
 /// One run of the job. `retried`: how many `--retry` runs came before
-/// this one under this supervisor.
+/// this one under this supervisor; `not_before`: for a queued job's
+/// retry, the end of its delay (see `between_runs`).
 fn run_once(
     store: &Store,
     job: &Job,
     ready: &mut Option<File>,
     lock: File,
     auto_gc: Option<crate::gc::AutoGc>,
-    retried: u32,
+    (retried, not_before): (u32, Option<Instant>),
 ) -> Step {
     // Taken before the read: if meta.json changes after it, the stamp no
     // longer matches and the end reads it again (`publish_terminal_via`).
@@ -423,7 +425,8 @@ fn run_once(
         }
     }
     if queued {
-        match crate::queue::wait_turn(store, job, &meta, state, || signal(ready, b'Q')) {
+        let tell = || signal(ready, b'Q');
+        match crate::queue::wait_turn(store, job, &meta, state, not_before, tell) {
             crate::queue::Turn::Go(held, st) => {
                 queue_slot = Some(held);
                 state = *st;
@@ -771,9 +774,13 @@ fn run_once(
             crate::store::sync_file(&job.dir, crate::job::STATE);
             return unrun(sinks);
         }
-        return match between_runs(job, &state, &r) {
-            None => Step::Again(lock, auto_gc),
-            Some(last) => {
+        // A queued job lets go of its slot now: the jobs behind it may
+        // have it during the delay, and its next run goes back into the
+        // line (`between_runs`).
+        drop(queue_slot);
+        return match between_runs(job, &state, &r, meta.queue.is_some()) {
+            Ok(not_before) => Step::Again(lock, auto_gc, not_before),
+            Err(last) => {
                 let sinks = publish_terminal(job, &lock, &last);
                 let_go(&lock);
                 signal(ready, b'T');
@@ -883,10 +890,26 @@ fn retry_due(meta: &Meta, ended: &State, retried: u32) -> Option<job::Retry> {
 /// Keep the run that ended (`runs::archive`), then wait out the retry
 /// delay as the job: a stand-in process (this binary, `_supervise
 /// --pause-ms`) leads the job's process group meanwhile, so `kill` and
-/// `restart` reach it as they reach any running job. None: run again.
-/// Some: the job's last state (killed during the delay, or the run could
-/// not be kept: then the run that ended is the result).
-fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
+/// `restart` reach it as they reach any running job. Ok: run again (for
+/// a job of a queue, not before the instant given, if any). Err: the
+/// job's last state (killed during the delay, or the run could not be
+/// kept: then the run that ended is the result).
+///
+/// A job of a queue (`queued`) has let go of its slot: it is `queued`
+/// from here, and its next run waits out the delay in the queue's wait
+/// (`queue::wait_turn`), outside the line, then joins the line at its
+/// end. Holding the slot through the delay left the queue idle with
+/// nothing of the job running, only for the job to go to the back of
+/// the line after it all the same (audit 26); and a job counted
+/// `running` with no slot would make a queue look to run more than its
+/// slots' worth. A kill meanwhile is a queued job's: `killed` without
+/// another run.
+fn between_runs(
+    job: &Job,
+    ended: &State,
+    r: &job::Retry,
+    queued: bool,
+) -> std::result::Result<Option<Instant>, Box<State>> {
     let mut next = match crate::runs::archive(job, ended, r.keep_runs) {
         Ok(n) => n,
         Err(e) => {
@@ -895,16 +918,27 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
                 ended.attempt(),
                 job.id
             );
-            return Some(ended.clone());
+            return Err(Box::new(ended.clone()));
         }
     };
     let now = crate::time::now_ts();
-    next.job.status = Some(Status::Running);
     next.updated_at = now;
     next.supervisor_pid = Some(std::process::id());
+    if queued {
+        next.job.status = Some(Status::Queued);
+        let at = (r.delay_ms > 0).then(|| Instant::now() + Duration::from_millis(r.delay_ms));
+        return match job.write_state(&next, false) {
+            Ok(()) => Ok(at),
+            Err(_) => Err(Box::new(ended.clone())),
+        };
+    }
+    next.job.status = Some(Status::Running);
     next.sid = Some(sys::session_id());
     if r.delay_ms == 0 {
-        return job.write_state(&next, false).err().map(|_| ended.clone());
+        return match job.write_state(&next, false) {
+            Ok(()) => Ok(None),
+            Err(_) => Err(Box::new(ended.clone())),
+        };
     }
     // Started as the workload is (its own group, dying with us), with no
     // environment: it only sleeps.
@@ -935,7 +969,7 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
         // No stand-in: wait without one (kill then finds no process).
         let _ = job.write_state(&next, false);
         std::thread::sleep(Duration::from_millis(r.delay_ms));
-        return None;
+        return Ok(None);
     };
     next.pid = Some(pid);
     next.pid_start_time = sys::proc_stat(pid).map(|p| p.start_time);
@@ -950,9 +984,9 @@ fn between_runs(job: &Job, ended: &State, r: &job::Retry) -> Option<State> {
             next.finished_at = Some(now.clone());
             next.finished_ns = u64::try_from(crate::time::now_unix_ns()).ok();
             next.updated_at = now;
-            Some(next)
+            Err(Box::new(next))
         }
-        None => None,
+        None => Ok(None),
     }
 }
 

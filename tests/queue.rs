@@ -598,6 +598,60 @@ fn a_killed_queued_job_ends_killed_without_running_and_the_queue_moves_on() {
     assert!(!mark.exists(), "the killed queued job ran");
 }
 
+/// A queue member whose run failed and is to be retried lets go of its
+/// slot for its `--retry-delay`: it is `queued` meanwhile, outside the
+/// line (no queue_position), and the job behind it runs. It held the
+/// slot through the delay, nothing of it running, and the queue stood
+/// still (audit 26). A kill in the delay ends it killed without another
+/// run.
+#[test]
+fn a_retried_queue_member_lets_go_of_its_slot_for_its_delay() {
+    let t = TempRoot::new();
+    let a = id_of(&enqueue(
+        &t,
+        "r1",
+        &["--retry", "1", "--retry-delay", "60s"],
+        &["exit 3"],
+    ));
+    let b = id_of(&enqueue(&t, "r1", &[], &["echo b"]));
+    let until = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = t.ok(&["status", &a]);
+        if s["attempt"] == 2 {
+            break s;
+        }
+        assert!(Instant::now() < until, "no second attempt: {s}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(s["state"], "queued", "{s}");
+    assert!(s.get("queue_position").is_none(), "{s}");
+    assert_eq!(s["previous_runs"][0]["exit_code"], 3, "{s}");
+    // The job behind it runs during the delay (not after its 60 s).
+    let v = t.ok(&["wait", "--until", "30", &b]);
+    assert_eq!(
+        (&v["state"], &v["stdout"]),
+        (&json!("exited"), &json!("b\n")),
+        "{v}"
+    );
+    let ps = t.ok(&["ps"]);
+    let states: Vec<_> = ps["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].clone())
+        .collect();
+    assert_eq!(states, [json!("queued")], "{ps}");
+    let k = t.ok(&["kill", &a]);
+    assert_eq!(k["state"], "killed", "{k}");
+    let s = t.ok(&["status", &a]);
+    assert_eq!(
+        (&s["state"], &s["attempt"]),
+        (&json!("killed"), &json!(2)),
+        "{s}"
+    );
+    assert!(s.get("started_at").is_none(), "{s}");
+}
+
 /// A signal that would only stop, continue or tell a process (STOP,
 /// CONT, WINCH...) reaches nothing in a queued job: `kill` refuses it
 /// (invalid_state) instead of answering `ok`, and the job stays queued.
