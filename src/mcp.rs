@@ -545,7 +545,18 @@ fn lone_surrogate(srv: &Server, to: &Reply, line: &[u8]) -> Option<()> {
         return Some(());
     }
     let id = msg.get("id").filter(|i| is_id(i))?;
-    let id_text = id_text(id, &fixed, &["id"]);
+    // The id as written, escapes and all: one that holds a lone surrogate
+    // itself came back with U+FFFD in its place, and its client never
+    // found the answer (audit 27). The stand-in escape is as long as the
+    // one it replaced, so the id's place in `fixed` is its place in the
+    // line.
+    let id_text = if id.is_string() {
+        raw_member(&fixed, &["id"])
+            .and_then(|member| same_place(line, &fixed, member))
+            .unwrap_or_else(|| id.to_string())
+    } else {
+        id_text(id, &fixed, &["id"])
+    };
     srv.error(
         to,
         &id_text,
@@ -553,6 +564,14 @@ fn lone_surrogate(srv: &Server, to: &Reply, line: &[u8]) -> Option<()> {
         "a string of the request holds a lone surrogate escape (\\ud800 to \\udfff without its pair), which is no Unicode character",
     );
     Some(())
+}
+
+/// The text of `original` at the place `part` (a slice of `copy`) has
+/// in `copy`, a text of the same length.
+fn same_place(original: &[u8], copy: &[u8], part: &str) -> Option<String> {
+    let at = (part.as_ptr() as usize).checked_sub(copy.as_ptr() as usize)?;
+    let bytes = original.get(at..at.checked_add(part.len())?)?;
+    String::from_utf8(bytes.to_vec()).ok()
 }
 
 /// A JSON-RPC id: a string or a number (one past a double's range too,

@@ -424,6 +424,34 @@ fn no_full_log_false_writes_full_log_as_over_http() {
     }
 }
 
+/// An id that itself holds a lone surrogate escape comes back as it was
+/// written: it came back with U+FFFD in the escape's place, and the
+/// client never found its answer (audit 27). Read as raw lines: such a
+/// line is no text serde_json reads.
+#[test]
+fn an_id_with_a_lone_surrogate_comes_back_as_written() {
+    use std::io::Write;
+    let t = TempRoot::new();
+    let mut c = t.cmd(&["mcp"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let ids = [r#""\ud800""#, r#""a\udc00b""#, r#""\udfff\ud800x""#];
+    let mut input = child.stdin.take().unwrap();
+    for id in ids {
+        writeln!(input, r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), ids.len(), "{text}");
+    for (line, id) in lines.iter().zip(ids) {
+        assert!(line.contains(&format!(r#""id":{id},"#)), "{id}: {line}");
+        assert!(line.contains("-32602"), "{line}");
+    }
+}
+
 #[test]
 fn malformed_and_invalid_messages() {
     let t = TempRoot::new();
