@@ -554,6 +554,24 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
         b"PUT" | b"DELETE" | b"PATCH" | b"CONNECT" | b"TRACE" => Method::Other,
         _ => Method::Unknown,
     };
+    // The version before the target: another major version is 505
+    // whatever its target looks like (HTTP/2's preface, `PRI *
+    // HTTP/2.0`, was a 400 for its `*`).
+    req.http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        // A later minor version of HTTP/1 is served as 1.1, the highest
+        // we speak (RFC 9110 2.5, 6.2: 505 is for another major version).
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b] if b.is_ascii_digit() => false,
+        [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            return Err(ReadError::Bad(
+                505,
+                Error::InvalidRequest("HTTP version not supported (use HTTP/1.1)".into()),
+            ))
+        }
+        _ => return Err(bad("malformed HTTP version")),
+    };
+    req.keep_alive = !req.http10;
     if !target.iter().all(|&c| (0x21..0x7f).contains(&c)) {
         return Err(bad("request target must be printable ASCII"));
     }
@@ -572,21 +590,6 @@ fn parse_request_line(line: &[u8], req: &mut Request) -> Result<(), ReadError> {
         }
         rest
     };
-    req.http10 = match version {
-        b"HTTP/1.1" => false,
-        b"HTTP/1.0" => true,
-        // A later minor version of HTTP/1 is served as 1.1, the highest
-        // we speak (RFC 9110 2.5, 6.2: 505 is for another major version).
-        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b] if b.is_ascii_digit() => false,
-        [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit() => {
-            return Err(ReadError::Bad(
-                505,
-                Error::InvalidRequest("HTTP version not supported (use HTTP/1.1)".into()),
-            ))
-        }
-        _ => return Err(bad("malformed HTTP version")),
-    };
-    req.keep_alive = !req.http10;
     // The target is printable ASCII, checked above.
     req.target
         .push_str(std::str::from_utf8(target).unwrap_or_default());
@@ -1154,6 +1157,8 @@ mod tests {
             );
         }
         assert_eq!(status_of(b"GET / HTTP/2.0\r\n\r\n"), 505);
+        // HTTP/2's preface: its `*` target is no reason for a 400.
+        assert_eq!(status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
         assert_eq!(status_of(b"GET / HTTP/0.9\r\n\r\n"), 505);
         // A later HTTP/1 minor version is served as 1.1 (RFC 9110 6.2).
         let r = one(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n").unwrap();
