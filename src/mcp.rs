@@ -641,6 +641,14 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to
             "id must be a string or a number",
         );
     }
+    // JSON-RPC 2.0's params, when given, is a structured value, and
+    // MCP's are objects: `"params":"x"` was taken as none, and the call
+    // answered as if it had been well formed (audit 27). A null is
+    // taken as none, as clients write it for a method without params.
+    let known = matches!(method, "initialize" | "ping" | "tools/list" | "tools/call");
+    if known && !(params.is_object() || params.is_null()) {
+        return srv.error(to, &id_text, INVALID_PARAMS, "params must be an object");
+    }
     match method {
         "initialize" => {
             let asked = params.get("protocolVersion").and_then(Value::as_str);

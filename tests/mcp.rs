@@ -465,6 +465,18 @@ fn malformed_and_invalid_messages() {
     m.send_raw("[1,2]");
     let r = m.answer(&Value::Null, Duration::from_secs(5));
     assert_eq!(r["error"]["code"], -32600);
+    // params, when given, is an object (a null is taken as none).
+    m.send_raw(r#"{"jsonrpc":"2.0","id":71,"method":"ping","params":42}"#);
+    let r = m.answer(&json!(71), Duration::from_secs(5));
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    m.send_raw(r#"{"jsonrpc":"2.0","id":72,"method":"tools/list","params":[1]}"#);
+    let r = m.answer(&json!(72), Duration::from_secs(5));
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    m.send_raw(r#"{"jsonrpc":"2.0","id":73,"method":"ping","params":null}"#);
+    assert_eq!(
+        m.answer(&json!(73), Duration::from_secs(5))["result"],
+        json!({})
+    );
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
     // A lone surrogate escape is JSON syntax but no character: the
     // request is refused under its own id (it was a parse error with id
