@@ -208,6 +208,40 @@ fn number_end(text: &[u8], at: usize) -> usize {
     i
 }
 
+/// A JSON object's fields in order, each name once: a repeated one is
+/// refused, as `/exec`'s are (`duplicate field`), never decided by the
+/// last (which is what a `serde_json::Map` does). HTTP's `/send` body and
+/// an MCP call's arguments are read so.
+pub struct Fields(pub Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Fields, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> std::result::Result<Fields, A::Error> {
+                let mut v: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    if v.iter().any(|(n, _)| *n == k) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate field `{k}`"
+                        )));
+                    }
+                    v.push((k, a.next_value()?));
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -84,6 +84,10 @@ pub struct Call {
     /// The request's `_meta.progressToken` as sent (JSON text, as an id
     /// is kept: `1e2`, `1.5` and integers past 64 bits too), if any.
     progress_token: Option<String>,
+    /// Why the arguments are refused before they are read: a name given
+    /// twice (`duplicate field`), as HTTP refuses it in a body, never
+    /// decided by the last (which is what the parsed `params` holds).
+    pub twice: Option<String>,
     /// Where the answer goes.
     reply: Reply,
     cancelled: AtomicBool,
@@ -690,6 +694,10 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to
                 .filter(|args| args.values().any(Value::is_f64))
                 .and_then(|_| raw_member(raw, &["params", "arguments"]))
                 .map(str::to_string);
+            let twice = raw_member(raw, &["params", "arguments"])
+                .and_then(|text| serde_json::from_str::<crate::jsonin::Fields>(text).err())
+                .map(|e| e.to_string())
+                .filter(|why| why.starts_with("duplicate field"));
             let path = ["params", "_meta", "progressToken"];
             let progress_token = params
                 .get("_meta")
@@ -701,6 +709,7 @@ fn handle_message(srv: &Arc<Server>, pool: &mut Pool, msg: Value, raw: &[u8], to
                 params,
                 arguments_text,
                 progress_token,
+                twice,
                 reply: to.clone(),
                 cancelled: AtomicBool::new(false),
                 wake_tx,

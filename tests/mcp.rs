@@ -477,6 +477,23 @@ fn malformed_and_invalid_messages() {
         m.answer(&json!(73), Duration::from_secs(5))["result"],
         json!({})
     );
+    // An argument given twice is refused, as in an HTTP body, never
+    // decided by the last one (the job ran 'echo b').
+    m.send_raw(
+        r#"{"jsonrpc":"2.0","id":74,"method":"tools/call","params":{"name":"run","arguments":{"command":"echo a","command":"echo b"}}}"#,
+    );
+    let r = m.answer(&json!(74), Duration::from_secs(5));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let e = &r["result"]["structuredContent"]["error"];
+    assert_eq!(e["code"], "invalid_request", "{r}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `command`"),
+        "{r}"
+    );
+    assert_eq!(t.ok(&["list"])["jobs"], json!([]));
     assert_eq!(m.request("ping", json!({}))["result"], json!({}));
     // A lone surrogate escape is JSON syntax but no character: the
     // request is refused under its own id (it was a parse error with id

@@ -1227,9 +1227,13 @@ pub fn call_tool(srv: &Server, call: &Call) -> Option<String> {
         .unwrap_or("");
     let args = call.params.get("arguments").cloned().unwrap_or(Value::Null);
     let t0 = Instant::now();
-    let answer = matches(srv, tool, &args, Some(call))
-        .and_then(|m| operate(srv, call, tool, &m))
-        .map_err(|e| door_error(tool, e));
+    let answer = match &call.twice {
+        Some(why) => Err(bad(why.clone())),
+        None => Ok(()),
+    }
+    .and_then(|()| matches(srv, tool, &args, Some(call)))
+    .and_then(|m| operate(srv, call, tool, &m))
+    .map_err(|e| door_error(tool, e));
     crate::info!("mcp: {tool} answered in {} ms", t0.elapsed().as_millis());
     // The result copies the document a few times over (parsed for its
     // summary, then wrapped in the result, then in the message): room for

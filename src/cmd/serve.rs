@@ -2485,8 +2485,8 @@ fn launched_body(
 /// `invalid_state` is 400, as on every route, and `stdin_closed` 409.
 fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Result<Reply> {
     no_params(req)?;
-    let body: Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
-        Fields(Vec::new())
+    let body: crate::jsonin::Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
+        crate::jsonin::Fields(Vec::new())
     } else {
         crate::jsonin::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON: {e}")))?
     };
@@ -2545,39 +2545,6 @@ fn send_route(srv: &Server, req: &Request, buf: &mut Vec<u8>, id: &str) -> Resul
         Ok(b) if cut_by_stop(srv, Some(b.state)) => Err(shutting_down(&job.id)),
         Ok(b) => Reply::job_doc(buf, "send", &b, &job.id),
         Err(e) => Err(e),
-    }
-}
-
-/// A JSON object's fields in order, each name once: a repeated one is
-/// refused, as `/exec`'s are (`duplicate field`), never decided by the
-/// last (which is what a `serde_json::Map` does).
-struct Fields(Vec<(String, serde_json::Value)>);
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Fields, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Fields;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> std::result::Result<Fields, A::Error> {
-                let mut v: Vec<(String, serde_json::Value)> = Vec::new();
-                while let Some(k) = a.next_key::<String>()? {
-                    if v.iter().any(|(n, _)| *n == k) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "duplicate field `{k}`"
-                        )));
-                    }
-                    v.push((k, a.next_value()?));
-                }
-                Ok(Fields(v))
-            }
-        }
-        d.deserialize_map(Visit)
     }
 }
 
