@@ -978,7 +978,7 @@ static GC: Cmd = Cmd {
     flags: &[
         Flag::value("older-than", "DURATION", Ty::Duration, "Retention window: 30d, 24h, 60m, 1w, 1.5s, 500ms; a bare number is seconds").default("30d"),
         Flag::value("max-jobs", "N", Ty::U64, "Keep at most the newest N finished jobs"),
-        Flag::value("max-bytes", "BYTES", Ty::U64, "Delete oldest finished jobs until their total size is at most BYTES"),
+        Flag::value("max-bytes", "BYTES", Ty::U64, "Delete oldest finished jobs until their total size is at most BYTES (one that cannot be removed now is passed over, its bytes still counted)"),
         Flag::switch("dry-run", "Report what would be deleted; delete nothing"),
     ],
     pos: &[],

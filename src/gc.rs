@@ -10,10 +10,13 @@
 //!   parsed, never compared as strings) is before now − D;
 //! - `max_jobs N`: it is not among the newest N terminal jobs;
 //! - `max_bytes B`: walking terminal jobs oldest-first, it is needed to
-//!   bring their total size to at most B.
+//!   bring their total size to at most B (one that cannot be removed
+//!   now, `dry_run_blocker` or a mount inside, is passed over: its bytes
+//!   stay counted, and the walk takes the next).
 //!
-//! All three select a prefix of the same oldest-first order, so each can
-//! be evaluated on its own and the union is still "what is needed".
+//! All three select a prefix of the same oldest-first order (`max_bytes`
+//! less the jobs it passed over), so each can be evaluated on its own
+//! and the union is still "what is needed".
 //!
 //! Also removed: half-written job directories — named as a job id, no
 //! meta.json, untouched for a minute — left by a launch that died
@@ -845,6 +848,9 @@ struct Finished<'a> {
     ns: u64,
     bytes: Option<u64>,
     rules: u8,
+    /// Why it cannot be removed now (in_use, pid_alive, mount_point),
+    /// where the `max_bytes` walk passed over it for that.
+    held: Option<&'static str>,
 }
 
 impl Finished<'_> {
@@ -1026,6 +1032,7 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             ns: st.finished_ns.unwrap_or(0),
             bytes: None,
             rules: 0,
+            held: None,
         });
     }
 
@@ -1069,6 +1076,20 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
             if total <= limit {
                 break;
             }
+            // One that cannot be removed now (a reader holds it, a
+            // process of it lives, a mount inside) is passed over, its
+            // bytes still counted (they stay on disk): the walk goes on
+            // to the next, so that what can go brings the total down as
+            // far as the rule asks. It stopped short at such a job, and
+            // every later gc the same (audit 30).
+            let job = store.job(f.name);
+            let st = observe::current_state(&job).ok();
+            let held = dry_run_blocker(&job, st.as_ref())
+                .or_else(|| mount_inside(&job.dir).map(|_| MOUNT_POINT));
+            if held.is_some() {
+                f.held = held;
+                continue;
+            }
             f.rules |= MAX_BYTES;
             total -= f.bytes.unwrap_or(0);
         }
@@ -1078,6 +1099,8 @@ pub fn sweep(store: &Store, p: &Policy) -> Result<Report> {
         if f.rules != 0 && keep.as_deref() == Some(f.name) {
             f.rules = 0;
             r.out_of_scope(f.name, f.state, "launched_job", 0);
+        } else if let (0, Some(why)) = (f.rules, f.held) {
+            r.out_of_scope(f.name, f.state, why, f.bytes.unwrap_or(0));
         } else if f.rules == 0 {
             r.out_of_scope(f.name, f.state, "too_recent", 0);
         }

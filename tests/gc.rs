@@ -315,6 +315,60 @@ fn max_bytes_deletes_oldest_first_until_under_the_limit() {
     assert_eq!(t.ok(&["gc", "--max-bytes", "1000000"])["deleted"], 0);
 }
 
+/// `--max-bytes` passes over a job that cannot be removed now (here a
+/// process of it lives: `pid_alive`), its bytes still counted, and goes
+/// on to the next oldest until the total is under the limit. It stopped
+/// at such a job, short of the limit, and so did every later gc (audit
+/// 30).
+#[test]
+fn max_bytes_passes_over_a_job_that_cannot_go_now() {
+    use std::os::unix::process::CommandExt;
+    let t = TempRoot::new();
+    let mut member = Command::new("sleep");
+    member.arg("61.5").process_group(0);
+    let mut member = member.spawn().unwrap();
+    let pid = member.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<String> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    // Four jobs of a little over 10 kB each; the oldest still lives.
+    let ids: Vec<String> = (1..=4)
+        .map(|h| {
+            let id = finished(&t, "exited", h * 3600, h as u128);
+            std::fs::write(t.job_dir(&id).join("stdout.log"), vec![b'x'; 10_000]).unwrap();
+            id
+        })
+        .collect(); // ids[3] is the oldest
+    let state = t.job_dir(&ids[3]).join("state.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    v["pid"] = pid.into();
+    v["sid"] = f[3].parse::<u64>().unwrap().into();
+    v["pid_start_time"] = f[19].parse::<u64>().unwrap().into();
+    std::fs::write(&state, v.to_string()).unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["gc", "--max-bytes", "25000"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let v = t.ok(&args);
+        assert_eq!(entry(&v, &ids[3])["reason"], "pid_alive", "{v}");
+        let gone = if dry { "would_delete" } else { "deleted" };
+        for id in &ids[1..3] {
+            assert_eq!(entry(&v, id)["action"], gone, "{v}");
+        }
+        assert_eq!(entry(&v, &ids[0])["reason"], "too_recent", "{v}");
+        assert_eq!(v["candidate_count"], 2, "{v}");
+    }
+    assert!(t.job_dir(&ids[3]).exists() && t.job_dir(&ids[0]).exists());
+    let _ = member.kill();
+    let _ = member.wait();
+}
+
 #[test]
 fn sizes_do_not_follow_symlinks() {
     let t = TempRoot::new();
