@@ -8,7 +8,9 @@
 //! Protocol, one exchange per connection: the caller sends one line of
 //! JSON, `{"len":N,"eof":bool,"record":bool,"wait_ms":M,"until_ms":U}`,
 //! then N bytes; the supervisor answers one line,
-//! `{"bytes_written":K,"stdin_open":b}` or `{"error":"stdin_closed"}`,
+//! `{"bytes_written":K,"stdin_open":b}` or `{"error":"stdin_closed"}`
+//! (or `{"error":"not_taken"}`: its deadline had passed when it was
+//! taken, and nothing of it was written),
 //! once all N bytes are in the job's stdin or the caller's deadline has
 //! come (a job that stops reading never holds a caller longer than it
 //! asked; what did not get in is dropped and not counted, so a caller
@@ -96,6 +98,8 @@ const MIN_WAIT: Duration = Duration::from_millis(100);
 const IDLE: Duration = Duration::from_secs(2);
 /// Sent before the first byte of a message is written to the job.
 const WRITING: &[u8] = b"{\"writing\":true}";
+/// The answer's `error` for a message taken after its deadline.
+const NOT_TAKEN: &str = "not_taken";
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
 pub struct Header {
@@ -145,6 +149,10 @@ struct Client {
     closed: bool,
     /// `{"writing":true}` is in its socket.
     told: bool,
+    /// Its deadline had passed when its header was read: it waited in
+    /// the listen queue past its `--yield` (all `MAX_CLIENTS` places
+    /// taken). Nothing of it is written; it is answered `not_taken`.
+    taken_late: bool,
     /// While its message is not whole: when it is given up unless more
     /// of it arrives first (`IDLE` after the last byte read, or after it
     /// was taken).
@@ -325,6 +333,7 @@ impl Input {
                         deadline: None,
                         closed: false,
                         told: false,
+                        taken_late: false,
                         idle_until: Instant::now().checked_add(IDLE),
                     });
                 }
@@ -535,6 +544,17 @@ impl Input {
                     error: Some("stdin_closed".into()),
                     input_lost: None,
                 }
+            } else if c.taken_late && c.written == 0 {
+                // Taken after its deadline: none of it was written, nor
+                // its `--eof` carried out. Said so, not as `bytes_written:
+                // 0` of a job that did not read: its caller then took the
+                // send for done (ok, exit 0) and never sent it again.
+                Reply {
+                    bytes_written: None,
+                    stdin_open: None,
+                    error: Some(NOT_TAKEN.into()),
+                    input_lost: None,
+                }
             } else {
                 // `--eof` closes input after what of its own bytes got in,
                 // all or (its time up) some; not over the bytes of callers
@@ -704,6 +724,8 @@ impl Client {
                                 self.header = Some(h);
                                 if let Some(until) = h.until_ms {
                                     self.deadline = deadline_at(until, h.wait_ms);
+                                    self.taken_late =
+                                        Duration::from_millis(until) <= sys::monotonic_now();
                                 }
                             }
                             None => {
@@ -894,8 +916,16 @@ pub fn send(
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => {
                 if line != WRITING {
-                    return serde_json::from_slice(&line)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+                    let reply: Reply = serde_json::from_slice(&line)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    // Taken too late to be written: as if never taken.
+                    if reply.error.as_deref() == Some(NOT_TAKEN) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            Unanswered::NotTaken,
+                        ));
+                    }
+                    return Ok(reply);
                 }
                 writing = true;
                 line.clear();
@@ -1115,9 +1145,13 @@ mod tests {
             .unwrap();
         a.write_all(b"DATA-A\n").unwrap();
         input.step(|_| {});
-        // Its deadline has come by the time it is read.
+        // Taken in time, its deadline comes while it waits behind A.
         let mut eof = connect(&dir);
-        eof.write_all(&header(0, true, Duration::ZERO)).unwrap();
+        eof.write_all(&header(0, true, Duration::from_millis(300)))
+            .unwrap();
+        input.step(|_| {});
+        assert_eq!(answer(&mut eof), None);
+        std::thread::sleep(Duration::from_millis(400));
         input.step(|_| {});
         assert_eq!(answer(&mut eof), Some(open(0)));
         assert!(input.sink.is_some());
@@ -1125,6 +1159,22 @@ mod tests {
         input.step(|_| {});
         assert_eq!(answer(&mut a), Some(open(7)));
         assert!(input.sink.is_some(), "A's send does not close input");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_message_taken_after_its_deadline_is_not_taken_and_writes_nothing() {
+        let (mut input, dir, r) = full_pipe("taken-late");
+        drain(&r);
+        // Its deadline had passed when its header was read (it waited in
+        // the listen queue): nothing of it is written, its eof not done.
+        let mut late = connect(&dir);
+        late.write_all(&header(5, true, Duration::ZERO)).unwrap();
+        late.write_all(b"LATE\n").unwrap();
+        input.step(|_| {});
+        let got = answer(&mut late).expect("answered");
+        assert_eq!(got.error.as_deref(), Some(NOT_TAKEN), "{got:?}");
+        assert!(input.sink.is_some(), "its eof closed input");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -512,6 +512,34 @@ fn until_connected(t: &TempRoot, id: &str, n: usize) {
     }
 }
 
+/// A send the supervisor takes only after its --yield has ended (the
+/// sixteen places held by connections that send nothing, until they are
+/// given up) writes nothing, and says so: invalid_state, retryable. It
+/// answered ok, exit 0, with bytes_written 0, of a job that reads (its
+/// caller took the input for delivered and never sent it again; audit
+/// 29).
+#[test]
+fn a_send_taken_after_its_yield_is_refused_as_retryable() {
+    let t = TempRoot::new();
+    let id = start(&t, &["-i"], &["cat"]);
+    let sock = t.job_dir(&id).join("stdin.sock");
+    let idle: Vec<_> = (0..16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    until_connected(&t, &id, 16);
+    let (code, e) = t.err(&["send", "--yield", "1s", &id, "LATE"]);
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_state", "{e}");
+    assert_eq!(e["error"]["retryable"], true, "{e}");
+    drop(idle);
+    // The job reads: a send now gets in, and the refused one never did.
+    let v = t.ok(&["send", "--yield", "500ms", &id, "NOW"]);
+    assert_eq!(v["bytes_written"], 3, "{v}");
+    t.ok(&["send", "--eof", &id]);
+    let v = t.wait_done(&id);
+    assert_eq!(v["stdout"], "NOW", "{v}");
+}
+
 #[test]
 fn a_send_refused_as_retryable_never_reaches_the_job_later() {
     let t = TempRoot::new();
