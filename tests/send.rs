@@ -512,6 +512,14 @@ fn until_connected(t: &TempRoot, id: &str, n: usize) {
     }
 }
 
+/// `n` connections to job `id`'s stdin.sock that send nothing.
+fn idle_connections(t: &TempRoot, id: &str, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    let sock = t.job_dir(id).join("stdin.sock");
+    (0..n)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect()
+}
+
 /// A send the supervisor takes only after its --yield has ended (the
 /// sixteen places held by connections that send nothing, until they are
 /// given up) writes nothing, and says so: invalid_state, retryable. It
@@ -522,10 +530,7 @@ fn until_connected(t: &TempRoot, id: &str, n: usize) {
 fn a_send_taken_after_its_yield_is_refused_as_retryable() {
     let t = TempRoot::new();
     let id = start(&t, &["-i"], &["cat"]);
-    let sock = t.job_dir(&id).join("stdin.sock");
-    let idle: Vec<_> = (0..16)
-        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
-        .collect();
+    let idle = idle_connections(&t, &id, 16);
     until_connected(&t, &id, 16);
     let (code, e) = t.err(&["send", "--yield", "1s", &id, "LATE"]);
     assert_eq!(code, 1, "{e}");
@@ -587,11 +592,8 @@ fn connections_that_send_nothing_are_let_go_and_never_hold_send() {
     use std::io::Read;
     let t = TempRoot::new();
     let id = start(&t, &["-i"], &["cat"]);
-    let sock = t.job_dir(&id).join("stdin.sock");
     // Sixteen connections take every place and never send a request.
-    let idle: Vec<_> = (0..16)
-        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
-        .collect();
+    let idle = idle_connections(&t, &id, 16);
     let t0 = Instant::now();
     for mut c in idle {
         // The supervisor hangs up on each (end of file, no answer): a
@@ -624,10 +626,7 @@ fn callers_beyond_every_place_cost_the_supervisor_nothing() {
     let t = TempRoot::new();
     let id = start(&t, &["-i"], &["sleep", "30"]);
     let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
-    let sock = t.job_dir(&id).join("stdin.sock");
-    let held: Vec<_> = (0..17)
-        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
-        .collect();
+    let held = idle_connections(&t, &id, 17);
     // Well within the 2 s for which idle connections are kept.
     std::thread::sleep(Duration::from_millis(200));
     let before = cpu_ticks(sup);
