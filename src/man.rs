@@ -671,7 +671,7 @@ const REPLIES: &[Reply] = &[
             ("skipped", "Jobs kept (out_of_scope + failed)."),
             ("out_of_scope", "Jobs no rule selected, or not finished."),
             ("failed", "Selected jobs whose removal failed."),
-            ("freed_bytes", "Bytes removed (or that would be, with --dry-run)."),
+            ("freed_bytes", "Bytes removed (or that would be, with --dry-run): the jobs' and those of earlier removals' remains (.gone-* in the root, not listed)."),
             ("scanned_dirs", "Directories examined."),
             ("candidate_count", "Jobs selected for deletion."),
             ("jobs", "One {job_id, state, action, reason, bytes} per job; reason joins the rules that selected it with + (older_than, max_jobs, max_bytes)."),

@@ -369,6 +369,27 @@ fn max_bytes_passes_over_a_job_that_cannot_go_now() {
     let _ = member.wait();
 }
 
+/// The remains of an earlier removal (set aside under `.gone-` in the
+/// root) that gc removes are counted in its freed_bytes, and a dry run
+/// counts them without removing them: they went unreported (audit 30).
+#[test]
+fn removal_remains_count_in_freed_bytes() {
+    let t = TempRoot::new();
+    let id = finished(&t, "exited", 3600, 1);
+    let remains = t.root.join(".gone-AAAAAAAAAAAAAAAAAAAA");
+    std::fs::create_dir_all(&remains).unwrap();
+    std::fs::write(remains.join("stdout.log"), vec![b'x'; 5000]).unwrap();
+    let v = t.ok(&["gc", "--dry-run"]);
+    assert_eq!(v["freed_bytes"], 5000, "{v}");
+    assert!(remains.exists());
+    let v = t.ok(&["gc"]);
+    assert_eq!(v["freed_bytes"], 5000, "{v}");
+    assert!(!remains.exists());
+    // Not a job: not listed; the job itself is too recent.
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(entry(&v, &id)["reason"], "too_recent");
+}
+
 #[test]
 fn sizes_do_not_follow_symlinks() {
     let t = TempRoot::new();

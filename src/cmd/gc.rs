@@ -36,11 +36,12 @@ pub fn exec(m: &Matches) -> Result<Output> {
         dry_run: m.has("dry-run"),
         budget: None,
     };
-    let r = gc::sweep(&store, &policy)?;
-    if !policy.dry_run {
-        // What an earlier removal set aside and could not remove.
-        gc::sweep_gone(&store.root);
-    }
+    let mut r = gc::sweep(&store, &policy)?;
+    // What earlier removals set aside and could not remove, as the
+    // sweep's listing found it: its bytes are freed too.
+    r.freed_bytes =
+        r.freed_bytes
+            .saturating_add(gc::sweep_gone_of(&store.root, &r.gone, policy.dry_run));
     let body = GcBody {
         root: store.display(),
         dry_run: policy.dry_run,
