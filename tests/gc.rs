@@ -322,20 +322,8 @@ fn max_bytes_deletes_oldest_first_until_under_the_limit() {
 /// 30).
 #[test]
 fn max_bytes_passes_over_a_job_that_cannot_go_now() {
-    use std::os::unix::process::CommandExt;
     let t = TempRoot::new();
-    let mut member = Command::new("sleep");
-    member.arg("61.5").process_group(0);
-    let mut member = member.spawn().unwrap();
-    let pid = member.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<String> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let (mut member, pid, sid, start) = support::group_leader("61.5");
     // Four jobs of a little over 10 kB each; the oldest still lives.
     let ids: Vec<String> = (1..=4)
         .map(|h| {
@@ -347,8 +335,8 @@ fn max_bytes_passes_over_a_job_that_cannot_go_now() {
     let state = t.job_dir(&ids[3]).join("state.json");
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     v["pid"] = pid.into();
-    v["sid"] = f[3].parse::<u64>().unwrap().into();
-    v["pid_start_time"] = f[19].parse::<u64>().unwrap().into();
+    v["sid"] = sid.into();
+    v["pid_start_time"] = start.into();
     std::fs::write(&state, v.to_string()).unwrap();
     for dry in [true, false] {
         let mut args = vec!["gc", "--max-bytes", "25000"];

@@ -683,20 +683,8 @@ fn a3_kill_reaches_the_group_of_a_job_whose_supervisor_died() {
 /// stranger never blocks a delete.
 #[test]
 fn a3_a20_delete_refuses_live_members_and_ignores_reused_pids() {
-    use std::os::unix::process::CommandExt;
     let t = TempRoot::new();
-    let mut member = Command::new("sleep");
-    member.arg("63.5").process_group(0);
-    let mut member = member.spawn().unwrap();
-    let pid = member.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let (sid, start): (u64, u64) = (f[3].parse().unwrap(), f[19].parse().unwrap());
+    let (mut member, pid, sid, start) = support::group_leader("63.5");
     let fab = |id: &str, pid: u32, sid: u64, start: u64| {
         t.fabricate(id, "exited", &t.cwd, Some("2026-01-01T00:00:00Z"));
         let p = t.job_dir(id).join("state.json");
@@ -2664,14 +2652,7 @@ fn uptime_ticks() -> u64 {
 
 /// Process `pid`'s start time (/proc/PID/stat field 22).
 fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    f[19].parse().unwrap()
+    support::session_and_start(pid).1
 }
 
 /// Make job `id` (ended, its lock file free) read as `running` with

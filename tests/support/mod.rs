@@ -378,6 +378,34 @@ pub fn my_uid() -> String {
     String::from_utf8(out).unwrap().trim().to_string()
 }
 
+/// `sleep SECS` leading a process group of its own, as a process a job
+/// left behind would: the child, its pid, session id and start time (as
+/// a job's state records them: `pid`, `sid`, `pid_start_time`).
+pub fn group_leader(secs: &str) -> (std::process::Child, u32, u64, u64) {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("sleep")
+        .arg(secs)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (sid, start) = session_and_start(pid);
+    (child, pid, sid, start)
+}
+
+/// Process `pid`'s session id and start time (/proc/PID/stat fields 6
+/// and 22).
+pub fn session_and_start(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    (f[3].parse().unwrap(), f[19].parse().unwrap())
+}
+
 pub fn process_alive(pid: u64) -> bool {
     u32::try_from(pid).ok().and_then(live_cmdline).is_some()
 }
