@@ -48,7 +48,7 @@
 //!   in every generation.
 //! - While the job runs the tail may grow by `slack` (its own size plus a
 //!   marker, at least 2 MiB) before it is cut back; when the job ends it
-//!   is cut to exactly N - H. The check follows each write (one read of
+//!   is cut to exactly N - H (less on a full disk, below). The check follows each write (one read of
 //!   the pipe, at most 128 KiB), so a log never exceeds
 //!   N + M + slack + 128 KiB on disk, and N + M once the job is over.
 //! - The copy moves the kept tail to just after the marker. Its source
@@ -57,10 +57,13 @@
 //!   a few bytes past its share (fewer than the marker is long, even),
 //!   the tail's first bytes that the cut writes over are first copied
 //!   past the end of the file, and the record says so (`stage`): the
-//!   file grows by at most one tail share for it. Neither the marker nor
-//!   the copy ever writes over bytes not yet moved, so a compaction cut
-//!   short by a crash is redone from its odd record (`repair`), which
-//!   names source and length.
+//!   file grows by at most one tail share for it. On a disk with no
+//!   room for that copy the cut keeps a shorter tail instead, one wholly
+//!   after its destination (half of what lies past it): the log keeps
+//!   within its cap, and what the job writes next still finds room.
+//!   Neither the marker nor the copy ever writes over bytes not yet
+//!   moved, so a compaction cut short by a crash is redone from its odd
+//!   record (`repair`), which names source and length.
 //! - Once a log was cut, bytes that what the job's pipes already hold
 //!   will push out of the tail (the backlog is the tail's share or more)
 //!   are dropped unwritten (`Capper::skip`): a cut that keeps none of the
@@ -550,6 +553,53 @@ impl Capper {
     }
 
     fn compact(&mut self, f: &mut File) -> io::Result<()> {
+        let mut g = self.plan(f, self.cap.tail)?;
+        write_rec(&self.gaps, self.slot, &g)?;
+        if overlaps(&g) {
+            match stage(f, &self.gaps, self.slot, g, &mut self.buf) {
+                Ok(staged) => g = staged,
+                Err(e) => {
+                    // No room for the staged copy (a full disk): the cut
+                    // is given up with nothing moved, the file back to
+                    // its length and the record to what it was, a
+                    // generation on (readers that saw the intent read
+                    // again). Left as intent, it had every reader try
+                    // the copy and fail (io_error) while the disk was
+                    // full, and cut the log at a stale place once not.
+                    let _ = f.set_len(self.size);
+                    let back = Gap {
+                        gen: g.gen + 1,
+                        ..self.gap
+                    };
+                    write_rec(&self.gaps, self.slot, &back)?;
+                    self.gap = back;
+                    f.seek(SeekFrom::End(0))?;
+                    // Then it keeps a shorter tail instead, one that lies
+                    // wholly after its destination: no staging, and a
+                    // log within its cap. Given up, the log lost all
+                    // that came after, and ended over its cap.
+                    let dest = g.head + g.marker;
+                    if !crate::error::no_room(&e) || self.size < dest {
+                        return Err(e);
+                    }
+                    g = self.plan(f, (self.size - dest) / 2)?;
+                    write_rec(&self.gaps, self.slot, &g)?;
+                }
+            }
+        }
+        apply(f, &g, &mut self.buf)?;
+        g.gen += 1;
+        g.staged = false;
+        write_rec(&self.gaps, self.slot, &g)?;
+        self.gap = g;
+        self.size = g.head + g.marker + g.keep;
+        f.seek(SeekFrom::End(0))?;
+        Ok(())
+    }
+
+    /// The odd record of a cut that keeps the head and (about) the last
+    /// `share` bytes of the file as the tail.
+    fn plan(&self, f: &File, share: u64) -> io::Result<Gap> {
         let (head, marker, head_mid_line) = if self.gap.active() {
             (self.gap.head, self.gap.marker, self.gap.head_mid_line)
         } else {
@@ -571,7 +621,6 @@ impl Capper {
         // The kept tail starts with a whole character: the rest of one
         // the cut splits goes with the dropped bytes (1 to 3 of them).
         let (src, keep) = {
-            let share = self.cap.tail;
             let mut lead = [0u8; 3];
             let n = share.min(3) as usize;
             f.read_exact_at(&mut lead[..n], self.size - share)?;
@@ -583,7 +632,7 @@ impl Capper {
         // already written): whether the kept tail starts a line.
         let mut before = [b'\n'];
         f.read_exact_at(&mut before, src - 1)?;
-        let mut g = Gap {
+        Ok(Gap {
             gen: self.gap.gen + 1,
             head,
             marker,
@@ -593,39 +642,7 @@ impl Capper {
             head_mid_line,
             tail_mid_line: before[0] != b'\n',
             staged: false,
-        };
-        write_rec(&self.gaps, self.slot, &g)?;
-        if overlaps(&g) {
-            match stage(f, &self.gaps, self.slot, g, &mut self.buf) {
-                Ok(staged) => g = staged,
-                Err(e) => {
-                    // No room for the staged copy (a full disk): the cut
-                    // is given up with nothing moved, the file back to
-                    // its length and the record to what it was, a
-                    // generation on (readers that saw the intent read
-                    // again). Left as intent, it had every reader try
-                    // the copy and fail (io_error) while the disk was
-                    // full, and cut the log at a stale place once not.
-                    let _ = f.set_len(self.size);
-                    let back = Gap {
-                        gen: g.gen + 1,
-                        ..self.gap
-                    };
-                    write_rec(&self.gaps, self.slot, &back)?;
-                    self.gap = back;
-                    f.seek(SeekFrom::End(0))?;
-                    return Err(e);
-                }
-            }
-        }
-        apply(f, &g, &mut self.buf)?;
-        g.gen += 1;
-        g.staged = false;
-        write_rec(&self.gaps, self.slot, &g)?;
-        self.gap = g;
-        self.size = head + marker + keep;
-        f.seek(SeekFrom::End(0))?;
-        Ok(())
+        })
     }
 }
 

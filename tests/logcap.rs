@@ -1324,3 +1324,61 @@ fn a_cut_with_no_room_for_its_copy_leaves_the_logs_readable() {
     assert_eq!(w["ok"], true, "{w}");
     assert_eq!(w["stdout_total_bytes"], v["stdout_total_bytes"], "{w}");
 }
+
+/// A cut on a disk too full for its staged copy keeps a shorter tail
+/// instead (audit 33): the log ends within its cap with its last bytes,
+/// and nothing is lost. The cut was given up, the log stopped taking its
+/// stream and ended over its cap (73,728 bytes for a cap of 50,000 here,
+/// 1.2 MB lost). 140 KiB free: room for the job's own files and a log
+/// that outgrows its cap by less than its tail's share.
+#[test]
+fn a_cut_with_no_room_for_its_copy_keeps_a_shorter_tail() {
+    let t = TempRoot::new();
+    let disk = t.base.join("disk");
+    let Some(_fs) = support::Mount::tmpfs(&disk, "512k") else {
+        return;
+    };
+    let root = disk.join("jobs");
+    std::fs::create_dir(&root).unwrap();
+    let avail = support::free_kib(&disk);
+    std::fs::write(
+        disk.join("fill"),
+        vec![0u8; ((avail - 140) * 1024) as usize],
+    )
+    .unwrap();
+    let mut c = t.bare();
+    c.arg("--root").arg(&root).args([
+        "run",
+        "--no-auto-gc",
+        "--no-full-log",
+        "--until",
+        "60",
+        "--max-log-bytes",
+        "50000",
+        "--",
+        "seq 1 200000; exit 9",
+    ]);
+    let v = t.exec(c).json();
+    assert_eq!(v["exit_code"], 9, "{}", v["error"]);
+    assert!(v.get("output_lost").is_none(), "{}", v["output_lost"]);
+    let log = std::fs::read(v["stdout_log_path"].as_str().unwrap()).unwrap();
+    assert!(log.len() <= 50_000 + 64, "{}", log.len());
+    // The head, the marker (after a newline of its own when the head
+    // ends inside a line), the last bytes: all the job wrote, but for
+    // what the marker counts.
+    let all: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    let all = all.as_bytes();
+    assert_eq!(v["stdout_total_bytes"].as_u64(), Some(all.len() as u64));
+    let at = log
+        .windows(13)
+        .position(|w| w == b"[agent-exec: ")
+        .expect("a marker");
+    let head = if all[at - 1] == b'\n' { at } else { at - 1 };
+    assert_eq!(log[..head], all[..head]);
+    let end = at + log[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let tail = &log[end..];
+    assert!(tail.len() > 10_000, "{}", tail.len());
+    assert!(all.ends_with(tail));
+    let dropped = v["stdout_dropped_bytes"].as_u64().unwrap();
+    assert_eq!((head + tail.len()) as u64 + dropped, all.len() as u64);
+}

@@ -214,6 +214,15 @@ impl TempRoot {
     /// Wait until no supervisor of this root is left, nor the auto-GC one
     /// started (`_gc`): what follows the job's answer (auto-GC,
     /// notifications) is done.
+    /// How many jobs the root holds (entries not hidden).
+    pub fn jobs_in_root(&self) -> usize {
+        std::fs::read_dir(&self.root).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+    }
+
     pub fn settle(&self) {
         let root = self.root.display();
         self.settle_on(&[format!("_supervise {root}"), format!("_gc {root}")]);
@@ -671,4 +680,18 @@ pub fn ts_of_unix(unix: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// df's count of free 1 KiB blocks on the file system holding `path`.
+pub fn free_kib(path: &Path) -> u64 {
+    let df = Command::new("df")
+        .args(["--output=avail", "-k"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's free count")
 }
