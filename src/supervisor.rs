@@ -224,6 +224,31 @@ fn fail(code: &'static str, message: String) -> LaunchError {
     LaunchError { code, message }
 }
 
+/// A job record of ours that could not be read: `code`, unless the
+/// supervisor ran out of descriptors (a caller's tight `ulimit -n`,
+/// which it inherits), which is no fault of the record: `spawn_failed`,
+/// as when the limit stops the spawn itself. It read `meta_unreadable`
+/// of an intact meta.json.
+fn unreadable(code: &'static str, e: &crate::error::Error) -> LaunchError {
+    if e.out_of_descriptors() {
+        no_descriptor(e.to_string())
+    } else {
+        fail(code, e.to_string())
+    }
+}
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// The launch ran out of descriptors: the job could not be started.
+fn no_descriptor(message: String) -> LaunchError {
+    fail(
+        "spawn_failed",
+        format!("{message} (no file descriptor left: see ulimit -n)"),
+    )
+}
+
 /// Run the job to its terminal state: one run, then one more for each
 /// `--retry` due (a loop, so that any number of retries costs no stack).
 fn supervise(
@@ -287,7 +312,7 @@ fn run_once(
     // on (see `job::RUN_LOCK_BASE`). A `--retry` run adds its own byte.
     let _ = sys::try_ofd_lock(&lock, job::run_lock_byte(state.attempt()));
     let prepared = meta
-        .map_err(|e| fail("meta_unreadable", e.to_string()))
+        .map_err(|e| unreadable("meta_unreadable", &e))
         .and_then(|meta| prepare(job, &meta).map(|cmd| (meta, cmd)));
     let (meta, mut prepared) = match prepared {
         Ok(x) => x,
@@ -309,6 +334,9 @@ fn run_once(
         }
         Err(e) => {
             let msg = format!("create the job's logs: {e}");
+            if out_of_descriptors(&e) {
+                return unrun(launch_failed(job, ready, &lock, state, no_descriptor(msg)));
+            }
             return logs_failed(job, ready, &lock, state, msg);
         }
     };
@@ -637,7 +665,7 @@ fn run_once(
             return unrun(sinks);
         }
     };
-    let next_state = match early_next {
+    let mut next_state = match early_next {
         Some(Some(n)) => Some(n),
         _ => NextState::create(job, NEXT_STATE).ok(),
     };
@@ -680,6 +708,7 @@ fn run_once(
     let mut rec = Recorder {
         job,
         lock: &lock,
+        next: &mut next_state,
         floor: None,
     };
     let outcome = run_loop(
@@ -1581,7 +1610,7 @@ fn prepare(job: &Job, meta: &Meta) -> std::result::Result<Prepared, LaunchError>
     // without its --env values).
     if std::fs::symlink_metadata(&env_path).is_ok() {
         let vars: Vec<String> =
-            job::read_json(&env_path).map_err(|e| fail("env_unreadable", e.to_string()))?;
+            job::read_json(&env_path).map_err(|e| unreadable("env_unreadable", &e))?;
         set.extend(vars.iter().map(|kv| split_kv(kv)));
     } else if !meta.env_vars_runtime.is_empty() {
         // A job 0.2.3 created: its values are in its meta.json.
@@ -2347,6 +2376,9 @@ fn all_losses(tee: &Tee, stdin: Option<job::OutputLoss>) -> Vec<job::OutputLoss>
 struct Recorder<'a> {
     job: &'a Job,
     lock: &'a File,
+    /// The terminal state's file, made while the job runs: the record of
+    /// last resort on a file system out of inodes (`losses`).
+    next: &'a mut Option<NextState>,
     /// What the reserve may shrink to for running-state writes, once one
     /// has failed: half of it; the other half stays for the terminal
     /// state.
@@ -2379,7 +2411,19 @@ impl Recorder<'_> {
             let _ = self
                 .lock
                 .set_len(held.saturating_sub(RUNNING_SLICE).max(floor));
-            let _ = record(self.job, state);
+            match record(self.job, state) {
+                Err(e) if e.is_no_room() => {}
+                _ => return,
+            }
+        }
+        // No inode left for a new state file (blocks given back are no
+        // help then): the file made for the terminal state takes this
+        // record, and the state it replaces goes at once, its inode back
+        // for the writes that follow. The end then writes as it does on a
+        // file system out of inodes (at worst into the lock file). The
+        // running state said nothing of the loss until the end.
+        if let Some(n) = self.next.take() {
+            let _ = n.commit(state);
         }
     }
 }

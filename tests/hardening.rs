@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Mount, TempRoot};
+use support::{free_kib, Mount, TempRoot};
 
 fn id_of(v: &Value) -> String {
     v["job_id"].as_str().unwrap().to_string()
@@ -2466,20 +2466,6 @@ fn a1_a_supervisor_lost_on_a_full_disk_is_reported() {
     assert_eq!(w["state"], "failed", "{w}");
 }
 
-/// df's count of free 1 KiB blocks on the file system holding `path`.
-fn free_kib(path: &std::path::Path) -> u64 {
-    let df = Command::new("df")
-        .args(["--output=avail", "-k"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&df.stdout)
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df's free count")
-}
-
 /// A reader that finds the job lock held while the recorded supervisor
 /// is gone (another reader recording the loss, gc judging the job) waits
 /// that hold out and answers with the truth, not the stale `running`.
@@ -2921,6 +2907,60 @@ fn a1_output_lost_is_said_while_the_job_runs() {
     assert_eq!(
         out["dropped_bytes"].as_u64().unwrap() + stored,
         500_000,
+        "{w}"
+    );
+}
+
+/// The same on a file system out of inodes as well as blocks (audit 33):
+/// a running state written the ordinary way needs a new file, which no
+/// block given back from the reserve makes. The file made for the
+/// terminal state takes it, and `status` of the running job lists the
+/// loss; it listed none until the end.
+#[test]
+fn a1_output_lost_is_said_while_the_job_runs_out_of_inodes() {
+    let t = TempRoot::new();
+    let Some(_fs) = Mount::tmpfs_inodes(&t.root, 40) else {
+        return;
+    };
+    let (go, end) = (t.base.join("go"), t.base.join("end"));
+    let cmd = format!(
+        "while [ ! -e {go} ]; do sleep 0.02; done; head -c 300000 /dev/zero | tr '\\0' x; \
+         while [ ! -e {end} ]; do sleep 0.02; done; exit 4",
+        go = go.display(),
+        end = end.display()
+    );
+    let id = id_of(&t.ok(&["run", "--no-auto-gc", "--no-wait", "--", &cmd]));
+    let dir = t.job_dir(&id);
+    eventually("the terminal state's file is made", 20, || {
+        dir.join(".state.next").exists()
+    });
+    // No inode left, then no block.
+    let fill = t.root.join("fill");
+    std::fs::create_dir(&fill).unwrap();
+    let mut n = 0;
+    while std::fs::File::create(fill.join(n.to_string())).is_ok() {
+        n += 1;
+    }
+    assert!(n > 0, "no inode to fill");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fill.join("0"))
+        .unwrap();
+    while std::io::Write::write_all(&mut f, &[0u8; 65536]).is_ok() {}
+    std::fs::write(&go, "").unwrap();
+    eventually("the running state lists the stdout loss", 20, || {
+        !loss_of(&t.state(&id), "stdout").is_null()
+    });
+    let s = t.ok(&["status", &id]);
+    assert_eq!(s["state"], "running", "{s}");
+    assert_eq!(loss_of(&s, "stdout")["errno"], "ENOSPC", "{s}");
+    std::fs::write(&end, "").unwrap();
+    let w = t.wait_done(&id);
+    assert_eq!(w["exit_code"], 4, "{w}");
+    let out = loss_of(&w, "stdout");
+    assert_eq!(
+        out["dropped_bytes"].as_u64().unwrap() + w["stdout_total_bytes"].as_u64().unwrap(),
+        300_000,
         "{w}"
     );
 }

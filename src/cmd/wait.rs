@@ -401,6 +401,11 @@ pub fn exec(m: &Matches) -> Result<Output> {
     // wait with its answer, as the deadline would (`observe::
     // until_stopped`), instead of ending the process without one.
     let _ = crate::sys::hold_stop_signals();
+    // A few descriptors per job for the whole wait: a soft limit that
+    // the hard one lifts must not end it (`ulimit -Sn 20` failed a wait
+    // on 4 running jobs, io_error; a thousand ids, one of 1024). This
+    // process starts nothing that would inherit the raised limit.
+    crate::sys::raise_open_files_limit();
     let store = super::store(m);
     if m.positionals.len() > 1 {
         return exec_many(m, &store);
@@ -442,12 +447,6 @@ fn exec_many(m: &Matches, store: &crate::store::Store) -> Result<Output> {
         return Err(crate::error::Error::usage(
             "--output and --since take one job id; wait for several jobs without them",
         ));
-    }
-    // A few descriptors per job for the whole wait: a thousand ids must
-    // not run into a soft limit of 1024 that the hard limit lifts. This
-    // process starts nothing that would inherit the raised limit.
-    if m.positionals.len() > 16 {
-        crate::sys::raise_open_files_limit();
     }
     let jobs = lookup_all(store, &m.positionals)?;
     let until = until_ms(m);
