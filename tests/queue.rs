@@ -890,6 +890,23 @@ fn a_timed_out_members_leftover_is_killed_before_the_next_starts_after_a_crash()
 fn a_timed_out_jobs_leftover_is_killed_by_a_reader_after_a_crash() {
     // The same without a queue: the first read once --kill-after is due
     // sends the SIGKILL the dead supervisor owed.
+    leftover_killed_by(&["status"]);
+}
+
+/// A listing is such a read too (audit 35): `list` and `ps` showed the
+/// job and left its leftover running past its --kill-after for good,
+/// noted (a listing before the crash cached the job, so later ones
+/// never looked at it again).
+#[test]
+fn a_timed_out_jobs_leftover_is_killed_by_a_listing_after_a_crash() {
+    leftover_killed_by(&["list", "--all"]);
+    leftover_killed_by(&["ps", "--all"]);
+}
+
+/// Job A's --timeout fires, its leftover ignores TERM, its supervisor
+/// dies waiting out --kill-after: `reader` (plus the job's id for
+/// `status`), called until the leftover is gone, sends the SIGKILL.
+fn leftover_killed_by(reader: &[&str]) {
     let t = TempRoot::new();
     let left = t.base.join("left.pid");
     let a = id_of(&t.ok(&[
@@ -905,6 +922,13 @@ fn a_timed_out_jobs_leftover_is_killed_by_a_reader_after_a_crash() {
     let v = t.wait_done(&a);
     assert_eq!(v["timed_out"], true, "{v}");
     wait_file(&left);
+    let mut args = reader.to_vec();
+    if reader == ["status"] {
+        args.push(&a);
+    }
+    // Read once while the supervisor still waits (a listing may note
+    // the job then), then the crash.
+    t.ok(&args);
     support_kill(supervisor_pid(&t, &a), libc_sigkill());
     let pid: i32 = std::fs::read_to_string(&left)
         .unwrap()
@@ -922,8 +946,11 @@ fn a_timed_out_jobs_leftover_is_killed_by_a_reader_after_a_crash() {
     };
     let until = Instant::now() + Duration::from_secs(20);
     while !gone() {
-        assert!(Instant::now() < until, "A's leftover {pid} lives on");
-        t.ok(&["status", &a]);
+        assert!(
+            Instant::now() < until,
+            "{reader:?}: A's leftover {pid} lives on"
+        );
+        t.ok(&args);
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -339,6 +339,17 @@ impl From<job::State> for StateSummary {
 fn read_state(j: &job::Job, dir: &sys::Dir) -> (Option<StateSummary>, Option<FileId>) {
     if let Some((s, file)) = job::read_json_stamped_in::<job::State>(dir, job::STATE) {
         if s.status().is_terminal() && !s.finished_owed {
+            // A timed-out job whose supervisor died waiting out
+            // `--kill-after` owes its leftovers a SIGKILL, which any read
+            // sends once due (`kill_overdue_leftovers`), a listing too.
+            // Not noted while any of them lives: the next listing looks
+            // again (a noted job's files are not read).
+            if s.result.timed_out {
+                crate::observe::kill_overdue_leftovers(j, &s, false);
+                if s.own_processes(j).is_ok_and(|left| !left.is_empty()) {
+                    return (Some(s.into()), None);
+                }
+            }
             return (Some(s.into()), Some(FileId::of(&file)));
         }
         // Not final, or a finished job whose `job.finished` is still owed
