@@ -309,7 +309,7 @@ pub fn claim_or_queue(store: &Store, g: &AutoGc) -> Option<Auto> {
 
 fn claim(store: &Store, g: &AutoGc, queue: bool) -> Option<Auto> {
     let path = store.root.join(GC_LOCK);
-    let lock = match store::open_lock(&path) {
+    let lock = match open_guard(&store.root) {
         Ok(f) => f,
         Err(e) => {
             warn!("auto-gc failed (best-effort): open {}: {e}", path.display());
@@ -525,7 +525,7 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
     }
     let _ = std::env::set_current_dir("/");
     sys::lowest_priority_for_this_thread();
-    let guard = store::open_lock(&store.root.join(GC_LOCK)).ok();
+    let guard = open_guard(&store.root).ok();
     // `--wait-turn` (`Auto::Queue`): the guard comes with its seat, and
     // its lock is another sweep's until that one is done: waited for.
     let wait_turn = m.has("wait-turn");
@@ -566,6 +566,15 @@ pub fn exec_auto(m: &Matches) -> Result<crate::output::Output> {
         c.run(&store, &g, launched, Some(since));
     }
     done
+}
+
+/// The root's guard file, made if missing. The root is opened as the
+/// user named it, a symlink to a directory included (as every command
+/// takes it); the guard's own name is never followed. Opened with the
+/// root's last component not followed, a symlinked root had no guard,
+/// and no launch into it ever collected anything (audit 32).
+fn open_guard(root: &Path) -> std::io::Result<std::fs::File> {
+    sys::Dir::open_root(root)?.open_file(GC_LOCK, sys::How::Open)
 }
 
 /// Is `guard` (the file this sweep holds locked) still `root`'s guard

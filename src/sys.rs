@@ -1715,9 +1715,11 @@ impl Dir {
     /// name never blocks the open; a mode that writes then refuses
     /// anything but a regular file (`is_not_regular`: a FIFO with no
     /// reader fails the open with ENXIO and a directory with EISDIR, one
-    /// FIFO with a reader opens; `regular_for_writing`), but for `CreateNew`, which only ever makes
-    /// a new regular file. O_NONBLOCK stays set: regular files ignore it.
-    /// A reader that needs a regular file asks `open_regular`.
+    /// FIFO with a reader opens; `regular_for_writing`), but for
+    /// `CreateNew`, which only ever makes a new regular file. A socket,
+    /// which no open takes (ENXIO), is refused so in every mode.
+    /// O_NONBLOCK stays set: regular files ignore it. A reader that needs
+    /// a regular file asks `open_regular`.
     pub fn open_file(&self, name: &str, how: How) -> io::Result<File> {
         let c = cpath(name.as_bytes())?;
         let flags = libc::O_NOFOLLOW
@@ -1736,8 +1738,14 @@ impl Dir {
         // call; the mode argument is read only with O_CREAT.
         let rc = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags, 0o600) };
         if how == How::Read {
+            // ENXIO: a socket under the name (which no open takes), refused
+            // as not regular as a FIFO is once open, not a device error.
+            let fd = cvt(rc).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => io::Error::new(io::ErrorKind::InvalidInput, NotRegular),
+                _ => e,
+            })?;
             // SAFETY: the kernel just gave us this descriptor.
-            return Ok(unsafe { File::from_raw_fd(cvt(rc)?) });
+            return Ok(unsafe { File::from_raw_fd(fd) });
         }
         let fd = cvt(rc).map_err(nonblocking_write_error)?;
         // SAFETY: the kernel just gave us this descriptor.

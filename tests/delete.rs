@@ -485,6 +485,49 @@ fn an_operating_system_failure_is_io_error_and_removes_nothing() {
     assert!(!dir.exists());
 }
 
+/// A socket in place of state.json is no file either (audit 32): no
+/// open takes it (ENXIO), which read as an io_error, and `delete`
+/// removed the job whole. It is refused `unsafe_path` as a FIFO is, and
+/// kept; a socket in place of a log is refused so by `tail` and `wait`.
+#[test]
+fn a_job_with_a_socket_for_its_state_or_log_is_refused() {
+    let t = TempRoot::new();
+    let odd = id_of(&t.ok(&["run", "--", "echo", "odd"]));
+    let log = id_of(&t.ok(&["run", "--", "echo", "log"]));
+    t.settle();
+    let mut held = Vec::new();
+    for path in [
+        t.job_dir(&odd).join("state.json"),
+        t.job_dir(&log).join("stdout.log"),
+    ] {
+        std::fs::remove_file(&path).unwrap();
+        held.push(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    }
+    for args in [
+        vec!["status", &odd],
+        vec!["delete", &odd],
+        vec!["tail", &log],
+        vec!["wait", &log],
+    ] {
+        let (code, e) = t.err(&args);
+        assert_eq!(
+            (code, &e["error"]["code"]),
+            (1, &json!("unsafe_path")),
+            "{args:?}: {e}"
+        );
+    }
+    let v = t.ok(&["delete", "--all", "--dry-run"]);
+    let odd_entry = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == odd.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(odd_entry["reason"], "unsafe_path", "{v}");
+    assert!(t.job_dir(&odd).join("meta.json").exists(), "removed");
+}
+
 #[test]
 fn a_job_with_a_directory_for_its_state_is_refused_whole() {
     // state.json replaced by a directory: `status` says unsafe_path, and

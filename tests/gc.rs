@@ -1472,13 +1472,7 @@ fn a_sweep_run_by_hand_keeps_its_place_and_its_job() {
         finished(&t, "exited", 40 * DAY + i, 10 + u128::from(i));
     }
     std::fs::write(t.root.join(".gc.lock"), b"").unwrap();
-    let jobs = || {
-        std::fs::read_dir(&t.root)
-            .unwrap()
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .count()
-    };
+    let jobs = || t.jobs_in_root();
     let spec = "o=0,j=-,b=-,s=10,d=10";
     let sweep = |id: &str| {
         let ok = Command::new("sh")
@@ -1592,4 +1586,34 @@ fn auto_max_jobs_keeps_the_last_ended_and_counts_finished_jobs_only() {
     assert_eq!(left, want);
     assert!(t.job_dir(&launched).exists());
     assert!(created.iter().all(|id| t.job_dir(id).exists()));
+}
+
+/// A root named through a symlink is collected as any other (audit 32):
+/// its guard file was opened with the root's last component not
+/// followed, which failed, and no launch into it ever collected a thing
+/// (the jobs piled up past `--auto-gc-max-jobs`).
+#[test]
+fn auto_gc_collects_a_root_named_through_a_symlink() {
+    let t = TempRoot::new();
+    let link = t.base.join("link");
+    std::fs::create_dir_all(&t.root).unwrap();
+    std::os::unix::fs::symlink(&t.root, &link).unwrap();
+    for _ in 0..4 {
+        let mut c = t.bare();
+        c.arg("--root")
+            .arg(&link)
+            .args(["run", "--auto-gc-max-jobs", "1", "--", "true"]);
+        assert_eq!(t.exec(c).json()["state"], "exited");
+    }
+    let jobs = || t.jobs_in_root();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while jobs() > 1 {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} jobs left, not 1",
+            jobs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(t.root.join(".gc.lock").is_file());
 }
