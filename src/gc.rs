@@ -1467,6 +1467,11 @@ pub fn pin_holders(dir: &Path) -> Option<Vec<u32>> {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    // Its pids are numbered in the namespace /proc shows: unknown when
+    // that is not ours.
+    if !sys::proc_is_ours() {
+        return None;
+    }
     let table = fs::read_to_string("/proc/locks").ok()?;
     let me = std::process::id();
     let mut out = Vec::new();

@@ -311,6 +311,13 @@ pub struct State {
         skip_serializing_if = "Option::is_none"
     )]
     pub supervisor_pid: Option<u32>,
+    /// The pid namespace the supervisor runs in (`sys::pid_ns`), which
+    /// numbers `pid`, `supervisor_pid` and `sid`: in another namespace
+    /// they name other processes, never judged there (`unseen`). 0: not
+    /// known (the supervisor had no /proc of its own), judged nowhere.
+    /// Absent in records of older builds: taken to be ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
     /// The workload's session (the supervisor's): with `pid` as the
     /// process-group id it names the job's processes for good
     /// (`sys::group_members`).
@@ -464,6 +471,7 @@ impl State {
             updated_at: crate::time::now_ts(),
             failure: None,
             supervisor_pid: None,
+            pid_ns: None,
             sid: None,
             pid_start_time: None,
             left_in_session: Vec::new(),
@@ -583,6 +591,9 @@ impl State {
         if pgid <= 1 {
             return Group::None;
         }
+        if let Some(why) = self.unseen() {
+            return Group::Unproven(why.to_string());
+        }
         let members = crate::sys::group_members(pgid, sid, &self.left_in_session);
         // Checked after the scan: most groups asked about are gone, and
         // the scan answers that with one system call.
@@ -632,6 +643,9 @@ impl State {
         let Some(pid) = self.pid else {
             return Leader::Unrecorded;
         };
+        if self.unseen().is_some() {
+            return Leader::Unseen;
+        }
         if !crate::sys::signallable(pid) {
             return Leader::Stranger(pid);
         }
@@ -667,10 +681,34 @@ impl State {
     /// Is the recorded root process still that process (same pid, same
     /// start time)? A reused pid is a different process.
     pub fn root_alive(&self) -> bool {
+        if self.unseen().is_some() {
+            return false;
+        }
         match (self.pid, self.pid_start_time) {
             (Some(pid), Some(t)) => crate::sys::proc_stat(pid)
                 .is_some_and(|p| p.start_time == t && p.state != b'Z' && p.state != b'X'),
             _ => false,
+        }
+    }
+
+    /// Why this record's pids cannot be judged here, if they cannot:
+    /// /proc is not this process's pid namespace's (or missing), or the
+    /// job runs in another namespace than ours. Its processes are then
+    /// never signalled from here, nor its supervisor taken for dead.
+    pub fn unseen(&self) -> Option<&'static str> {
+        if !crate::sys::proc_is_ours() {
+            return Some(
+                "/proc is missing or shows another pid namespace: the job's processes cannot be told from others here",
+            );
+        }
+        match self.pid_ns {
+            Some(0) => Some(
+                "the job runs where /proc did not show its own pid namespace: its pids cannot be told from others",
+            ),
+            Some(ns) if crate::sys::pid_ns() != Some(ns) => {
+                Some("the job runs in another pid namespace: its pids name other processes here")
+            }
+            _ => None,
         }
     }
 
@@ -725,6 +763,9 @@ pub fn admits(owner: u32, uid: u32) -> bool {
 /// kill(2) weighs: not the owner of /proc/PID, which is root for a
 /// process that is not dumpable (a set-uid program a job runs).
 fn real_uid(pid: u32) -> Option<u32> {
+    if !crate::sys::proc_is_ours() {
+        return None;
+    }
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
     line.split_ascii_whitespace().next()?.parse().ok()
@@ -742,6 +783,8 @@ pub enum Leader {
     Stranger(u32),
     /// No root recorded (between `--retry` runs).
     Unrecorded,
+    /// Its pids cannot be judged here (`State::unseen`): never signalled.
+    Unseen,
 }
 
 /// A resolved job: its id and directory, and, once `pin`ned, a shared
@@ -987,7 +1030,7 @@ impl Job {
     /// Is `pid` an agent-exec running one of the internal `verbs` for
     /// this job (argv: agent-exec VERB ROOT ID ...)?
     fn runs_ours(&self, pid: u32, verbs: &[&[u8]]) -> bool {
-        if pid <= 1 || pid > i32::MAX as u32 {
+        if pid <= 1 || pid > i32::MAX as u32 || !crate::sys::proc_is_ours() {
             return false;
         }
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {

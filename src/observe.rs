@@ -1338,7 +1338,10 @@ fn current_state_inner(
         // sweep runs at idle priority and a busy machine can starve it
         // (as it can a killed supervisor's last threads, which hold the
         // lock until they are gone).
+        // Not when its pids cannot be judged here (`unseen`): every look
+        // at a running job then waited the whole bound.
         let waited = matches!(st.status(), Status::Running | Status::Queued)
+            && st.unseen().is_none()
             && st.supervisor_pid.is_some_and(|p| !process_lives(p))
             && lock_frees_within(&lock, Duration::from_secs(2));
         if !waited {
@@ -1780,6 +1783,10 @@ fn taken_since(st: &State, pid: u32) -> bool {
 /// records the loss, completion only looks.
 pub(crate) fn lockless_root_gone(st: &State) -> Option<(u32, bool)> {
     let pid = st.pid.filter(|p| *p > 1)?;
+    // Nothing can be told of a pid that cannot be judged here: as read.
+    if st.unseen().is_some() {
+        return None;
+    }
     // Alive: the job's root, unless a later process took its number.
     match process_lives(pid) {
         true if taken_since(st, pid) => Some((pid, true)),

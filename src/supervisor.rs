@@ -560,6 +560,7 @@ fn run_once(
     state.updated_at = now;
     state.pid = Some(pid);
     state.supervisor_pid = Some(std::process::id());
+    state.pid_ns = Some(sys::pid_ns().unwrap_or(0));
     // A job on a terminal leads its own session; any other shares ours.
     state.sid = Some(if tty.is_some() {
         pid
@@ -953,6 +954,7 @@ fn between_runs(
     let now = crate::time::now_ts();
     next.updated_at = now;
     next.supervisor_pid = Some(std::process::id());
+    next.pid_ns = Some(sys::pid_ns().unwrap_or(0));
     if queued {
         next.job.status = Some(Status::Queued);
         let at = (r.delay_ms > 0).then(|| Instant::now() + Duration::from_millis(r.delay_ms));

@@ -1290,6 +1290,9 @@ pub fn session_witnesses(sid: u32, leader: u32, max: usize) -> Vec<Witness> {
 /// Calls `f` with the pid and stat of every process in /proc, until it
 /// says to stop (false).
 fn each_process(mut f: impl FnMut(u32, &ProcStat) -> bool) {
+    if !proc_is_ours() {
+        return;
+    }
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -2831,8 +2834,40 @@ pub fn kill_orphaned_session(sid: u32, since: u64, uid_ok: impl Fn(u32) -> bool)
     n
 }
 
+/// Does /proc show this process's own pid namespace? Its `self` must
+/// name our pid. A /proc mounted for another namespace (a sandbox that
+/// made a pid namespace and kept the host's /proc), or none at all,
+/// tells nothing true of the pids we signal, which are numbered in ours:
+/// read there, a job's recorded start time matched a process that the
+/// signal then missed, and a stranger of ours under that number was
+/// killed. Then no pid is judged by /proc (`proc_stat` answers none).
+pub fn proc_is_ours() -> bool {
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    use std::os::unix::ffi::OsStrExt;
+    *OURS.get_or_init(|| {
+        std::fs::read_link("/proc/self")
+            .is_ok_and(|p| p.as_os_str().as_bytes() == std::process::id().to_string().as_bytes())
+    })
+}
+
+/// This process's pid namespace (the inode of /proc/self/ns/pid), when
+/// /proc is its own: recorded with a job's pids, which mean nothing in
+/// another namespace.
+pub fn pid_ns() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    static NS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        proc_is_ours()
+            .then(|| std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino()))
+            .flatten()
+    })
+}
+
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     use std::io::Read;
+    if !proc_is_ours() {
+        return None;
+    }
     // One read of a buffer the line fits in (a few hundred bytes), not
     // read_to_string's growing reads: six syscalls fewer per process.
     let mut f = File::open(format!("/proc/{pid}/stat")).ok()?;

@@ -864,3 +864,89 @@ fn a_root_that_left_its_group_is_still_signalled() {
     assert_eq!(r["previous_runs"][0]["signal"], "SIGTERM", "{r}");
     t.ok(&["kill", "--signal", "KILL", &id]);
 }
+
+/// `sh -c SCRIPT` in new namespaces (`unshare FLAGS`), with `$B` the
+/// binary and `$R` the jobs root; None where namespaces cannot be made
+/// here (not root).
+fn in_namespaces(t: &TempRoot, flags: &[&str], script: &str) -> Option<String> {
+    let mut c = std::process::Command::new("unshare");
+    c.args(flags)
+        .args(["sh", "-c", script])
+        .env("B", support::bin())
+        .env("R", &t.root)
+        .stdin(Stdio::null());
+    let o = c.output().ok()?;
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    if text.contains("NO-NAMESPACES") || (!o.status.success() && text.is_empty()) {
+        eprintln!(
+            "note: cannot make namespaces here (not root?); test skipped: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return None;
+    }
+    Some(text)
+}
+
+/// A caller in a pid namespace of its own that kept the host's /proc
+/// (audit 38, high): /proc vouched for the job's root by its start time,
+/// and the signal, numbered in the caller's namespace, killed the
+/// caller's own process under that number while the job ran on. Now
+/// nothing is signalled and the answer says why, at once.
+#[test]
+fn kill_from_a_pid_namespace_with_a_foreign_proc_signals_nothing() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let pid = t.state(&id)["pid"].as_u64().unwrap();
+    // The caller's process takes the job's pid number in the new
+    // namespace (the next pid there is ns_last_pid + 1), leading its own
+    // group as the job's root does.
+    let script = format!(
+        "echo {} > /proc/sys/kernel/ns_last_pid || {{ echo NO-NAMESPACES; exit; }}; \
+         setsid sleep 30 & s=$!; [ $s = {pid} ] || {{ echo NO-NAMESPACES; exit; }}; sleep 0.1; \
+         \"$B\" --root \"$R\" kill {id}; kill -0 $s && echo stranger-alive; kill $s",
+        pid - 1
+    );
+    let Some(out) = in_namespaces(&t, &["--pid", "--fork"], &script) else {
+        return;
+    };
+    let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "io_error", "{out}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was signalled"),
+        "{out}"
+    );
+    assert!(out.contains("stranger-alive"), "{out}");
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}
+
+/// Without /proc (hidden by a sandbox): the job's processes cannot be
+/// told from others, so `kill` signals nothing and says so at once, and
+/// a look at the job does not wait on its supervisor (audit 38: `kill`
+/// waited 4 s and called the record damaged; `status` took 2 s).
+#[test]
+fn without_proc_kill_signals_nothing_and_status_answers_at_once() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let script = format!(
+        "mount -t tmpfs none /proc || {{ echo NO-NAMESPACES; exit; }}; \
+         \"$B\" --root \"$R\" kill {id}; \"$B\" --root \"$R\" status {id}"
+    );
+    let t0 = Instant::now();
+    let Some(out) = in_namespaces(&t, &["--mount", "--fork"], &script) else {
+        return;
+    };
+    let took = t0.elapsed();
+    let mut lines = out.lines().filter(|l| !l.is_empty());
+    let k: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(k["error"]["code"], "io_error", "{out}");
+    let s: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(s["state"], "running", "{out}");
+    // Either would have waited 2 s or more.
+    assert!(took < Duration::from_millis(1900), "{took:?}");
+    assert_eq!(t.ok(&["status", &id])["state"], "running");
+    t.ok(&["kill", "--signal", "KILL", &id]);
+}

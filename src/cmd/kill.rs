@@ -132,6 +132,12 @@ pub fn kill_job_within(
                 .then(|| sys::watch_dir(&job.dir).ok().map(std::fs::File::from))
                 .flatten();
             if let Some(spid) = st.supervisor_pid {
+                if st.unseen().is_some() {
+                    if let Some(w) = watch {
+                        observe::close_watch(w);
+                    }
+                    return Err(unseen(job, &st));
+                }
                 // Only the job's own supervisor: the record's pid may name
                 // any process by now (reused, or edited by hand).
                 if !job.is_supervisor(spid) {
@@ -280,6 +286,23 @@ pub fn kill_job_within(
     Ok(fill(body, &st, t0))
 }
 
+/// A running job whose processes this caller cannot tell from others
+/// (`State::unseen`): nothing is signalled, and the answer says why at
+/// once. It waited out the whole window and then called the record
+/// damaged, or said the job had ended on its own.
+pub fn unseen(job: &Job, st: &crate::job::State) -> Error {
+    Error::io(
+        format!("signal job {}", job.id),
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "{}; nothing was signalled (run the command where the job was started)",
+                st.unseen().unwrap_or_default()
+            ),
+        ),
+    )
+}
+
 /// Has `fd` become readable (or hung up)? Without waiting.
 fn stirred(fd: std::os::fd::RawFd) -> bool {
     let mut fds = [sys::poll_fd(fd, sys::POLLIN)];
@@ -319,6 +342,7 @@ pub fn signal_running(job: &Job, st: &crate::job::State, sig: i32) -> Result<Lea
                 format!("its root pid {pid} is not the job's process"),
             ))
         }
+        Leader::Unseen => return Err(unseen(job, st)),
         other => return Ok(other),
     };
     if let (true, Some(spid)) = (stops_job(sig), st.supervisor_pid) {
