@@ -3598,6 +3598,44 @@ fn a_half_closed_wait_is_answered_with_the_state_then() {
     t.ok(&["kill", &id]);
 }
 
+/// A client that leaves (or half-closes) while its `/exec` or `/restart`
+/// waits is answered at once with the state then, and its place among
+/// the long requests is free (audit 37): the wait went on to `until`
+/// (any length) or the job's end, and 96 clients that gave up on such
+/// calls had every long request refused meanwhile.
+#[test]
+fn a_half_closed_exec_or_restart_is_answered_with_the_state_then() {
+    let t = TempRoot::new();
+    let s = serve(&t, &[], &[]);
+    let old = sleeping_job(&s, 61, &[]);
+    let body = r#"{"command":["sleep","62.5"],"until":"3600"}"#;
+    let mut ids = Vec::new();
+    for req in [
+        format!(
+            "POST /exec HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        format!("POST /restart/{old}?until=3600 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ] {
+        let mut c = connect(s.port);
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(t0.elapsed() < Duration::from_secs(15), "{req}: waited on");
+        let r = parse_raw(&String::from_utf8_lossy(&out));
+        assert_eq!(r.status, 200, "{req}: {r:?}");
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["state"], "running", "{req}: {v}");
+        ids.push(v["job_id"].as_str().unwrap().to_string());
+    }
+    for id in ids {
+        t.ok(&["kill", &id]);
+    }
+}
+
 /// A server started under `nohup` (SIGHUP ignored) outlives the hang-up
 /// its caller asked to ignore: it blocked SIGHUP to take it as a stop,
 /// and a blocked signal is never discarded, so it shut down all the

@@ -90,9 +90,9 @@
 //!   its side open), the request is dropped unanswered and its slot
 //!   freed at once; if it pipelined its next request, the wait goes on,
 //!   looking for a hangup every `HANGUP_TICK`. `/exec` and `/restart`
-//!   launch without waiting and wait here, on the same socket, but for
-//!   the server's stop only: their answer names the job just started,
-//!   so a client that half-closed still gets it (bounded by `until`).
+//!   launch without waiting and wait here the same way: a client that
+//!   leaves is answered at once with the job's state then (it names the
+//!   job just started; one that only half-closed still reads it).
 //!   `/kill` (3 s) and `/send` (its yield) are bounded and do not look
 //!   at the client, only at the stop.
 //! - A panic while answering a request is a 500 `internal_error` for
@@ -1745,8 +1745,8 @@ fn wait_route(
         // (and closing) a watch while holding the slot.
         crate::observe::current_state(&job).map_err(|e| e.in_job(&job.id))?
     } else {
-        let Some(st) = wait_while_client_stays(srv, &job, deadline, client, OnLeave::Drop)
-            .map_err(|e| e.in_job(&job.id))?
+        let Some(st) =
+            wait_while_client_stays(srv, &job, deadline, client).map_err(|e| e.in_job(&job.id))?
         else {
             if srv.stopping.load(Ordering::SeqCst) {
                 return Err(shutting_down(&job.id));
@@ -1877,21 +1877,15 @@ fn peer(client: &TcpStream) -> Peer {
     }
 }
 
-/// What a waiting request does when its client leaves.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum OnLeave {
-    /// Stop, answering at once with the state then (`/wait`): a client
-    /// that closed will not read it, one that half-closed will.
-    Drop,
-    /// Wait on and answer anyway (`/exec`, `/restart`): the answer names
-    /// the job just started, and a client that only half-closed still
-    /// reads it. The socket is then looked at no more; the wait goes on
-    /// in `HANGUP_TICK` slices, looking for the server's stop.
-    Answer,
-}
-
-/// `observe::wait_terminal`, for as long as the client stays (see
-/// `OnLeave`) and the server runs: None as soon as either ends. The wait
+/// `observe::wait_terminal`, for as long as the client stays and the
+/// server runs: None once the server stops. A client that leaves (closes,
+/// half-closes or resets: they cannot be told apart) is answered at once
+/// with the state then, which one that only half-closed still reads
+/// (`nc -N`, `printf ... | nc`), and one that is gone costs one failed
+/// write. `/exec` and `/restart` waited on for a client that had left
+/// (their answer names the job just started): a client that gave up on
+/// a long one held its place among the 96 until `until` (any length) or
+/// the job's end, and 96 such retries refused every long request. The wait
 /// wakes when the socket stirs (the server's stop shuts every socket for
 /// reading: `Pool::wake_all`); once the client has pipelined its next
 /// request (which stays unread in the socket, keeping it readable), the
@@ -1902,7 +1896,6 @@ fn wait_while_client_stays(
     job: &crate::job::Job,
     deadline: Option<Instant>,
     client: &TcpStream,
-    on_leave: OnLeave,
 ) -> Result<Option<job::State>> {
     let mut watch = Some(client.as_raw_fd());
     loop {
@@ -1920,13 +1913,10 @@ fn wait_while_client_stays(
         if srv.stopping.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        match (peer(client), on_leave) {
-            // Answered at once with what is known now: a client that
-            // only half-closed (`nc -N`, `printf ... | nc`) still reads
-            // it, and one that is gone costs one failed write.
-            (Peer::Left, OnLeave::Drop) => return Ok(Some(st)),
-            (Peer::Left, OnLeave::Answer) | (Peer::Sent, _) => watch = None,
-            (Peer::Quiet, _) => {}
+        match peer(client) {
+            Peer::Left => return Ok(Some(st)),
+            Peer::Sent => watch = None,
+            Peer::Quiet => {}
         }
     }
 }
@@ -1963,7 +1953,7 @@ fn wait_launched(
     deadline: Option<Instant>,
     client: &TcpStream,
 ) -> Result<job::State> {
-    wait_while_client_stays(srv, job, deadline, client, OnLeave::Answer)
+    wait_while_client_stays(srv, job, deadline, client)
         .map_err(|e| e.in_job(&job.id))?
         .ok_or_else(|| shutting_down(&job.id))
 }
