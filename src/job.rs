@@ -821,6 +821,13 @@ pub const LOCK: &str = "lock";
 /// whole file says the job is alive; the byte says which run is.
 pub const RUN_LOCK_BASE: u64 = 1 << 20;
 
+/// Byte 1 of the lock file carries an OFD write lock while a `restart`
+/// of the job is under way, from before it stops the run to the new
+/// run's launch (byte 0 is the notification guard): between the old
+/// run's end and the new one, the job reads ended, and a `send` then
+/// would have said `stdin_closed` of a job about to take input.
+pub const RESTART_BYTE: u64 = 1;
+
 /// The lock-file byte of a job's run (see `RUN_LOCK_BASE`).
 pub fn run_lock_byte(attempt: u32) -> u64 {
     RUN_LOCK_BASE + u64::from(attempt)
@@ -971,6 +978,12 @@ impl Job {
             .and_then(|d| d.open_regular(LOCK))
             .map(|(f, _)| f)
             .ok()
+    }
+
+    /// Is a `restart` of this job under way (`RESTART_BYTE`)?
+    pub fn is_restarting(&self) -> bool {
+        self.open_lock()
+            .is_some_and(|l| crate::sys::ofd_held(&l, RESTART_BYTE))
     }
 
     /// Is a launch (`run`, `start`, `restart`) starting this `created`

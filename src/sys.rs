@@ -2227,6 +2227,22 @@ pub fn ofd_lock_shared_interruptible(file: &File, at: u64) -> io::Result<bool> {
     unless_interrupted(ofd_once(file, at, 1, libc::F_RDLCK as libc::c_short, true))
 }
 
+/// Does another open file description hold an OFD write lock on byte
+/// `at` of `file`? Asked (F_OFD_GETLK), never taken: a test that took
+/// the byte for a moment could make its holder-to-be miss it.
+pub fn ofd_held(file: &File, at: u64) -> bool {
+    // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for
+    // OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = at.min(i64::MAX as u64) as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: F_OFD_GETLK reads and writes `fl`, a live local.
+    let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } == 0;
+    asked && fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
 pub fn ofd_unlock(file: &File, at: u64) -> io::Result<()> {
     ofd(file, at, 1, libc::F_UNLCK as libc::c_short, true).map(|_| ())
 }

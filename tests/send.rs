@@ -1345,3 +1345,47 @@ fn send_file_dash_on_a_terminal_is_refused() {
     assert_eq!(v["error"]["code"], "stdin_required", "{v}");
     t.ok(&["kill", &id]);
 }
+
+/// A send to a job that reads ended while a `restart` of it is under way
+/// (`lock` byte 1 held, as the restart holds it from before it stops the
+/// run to the next run's launch) is `invalid_state`, retryable: the next
+/// run takes input. It was `stdin_closed`, not retryable, in the moment
+/// between the old run's end and the new one (audit 36). Without the
+/// restart, an ended job's send is `stdin_closed` as before.
+#[test]
+fn a_send_while_a_restart_is_under_way_may_be_tried_again() {
+    let t = TempRoot::new();
+    let id = t.job_id_of(&["run", "-i", "--", "true"]);
+    assert_eq!(t.wait_done(&id)["state"], "exited");
+    let lock = t.job_dir(&id).join("lock");
+    // A POSIX record lock on byte 1 conflicts with the OFD lock a send
+    // asks about, as the restart's own does.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys; f=open(sys.argv[1],'r+'); \
+             fcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB, 1, 1); print('held', flush=True); sys.stdin.read()",
+        ])
+        .arg(&lock)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let (code, e) = t.err(&["send", &id, "hi"]);
+    assert_eq!(
+        (code, &e["error"]["code"], &e["error"]["retryable"]),
+        (1, &Value::from("invalid_state"), &Value::from(true)),
+        "{e}"
+    );
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let (_, e) = t.err(&["send", &id, "hi"]);
+    assert_eq!(e["error"]["code"], "stdin_closed", "{e}");
+}

@@ -379,6 +379,14 @@ pub fn restart_job(store: &Store, job: &Job, m: &Matches) -> Result<RestartBody>
             settle: settle_within(cfg.sink_timeout_ms),
             sink_timeout_ms: cfg.sink_timeout_ms,
         };
+        // Said from before the run is stopped to the next one's launch
+        // (`job::RESTART_BYTE`), on a description of our own (open for
+        // writing: a write lock needs it), released when this returns,
+        // or this process dies.
+        let intent = job.open_lock_checked().ok().flatten();
+        if let Some(f) = &intent {
+            let _ = sys::try_ofd_lock(f, crate::job::RESTART_BYTE);
+        }
         let lock = stop_and_keep(job, stop, cfg.keep_runs)?;
         let t0 = Instant::now();
         let deadline = plan.deadline();

@@ -119,7 +119,7 @@ pub fn send_job_or(
     }
     let before = observe::current_state(job)?;
     if before.status().is_terminal() {
-        return Err(closed(job, "the job has ended"));
+        return Err(ended(job));
     }
     if let Some(e) = not_started(job, before.status()) {
         return Err(e);
@@ -153,7 +153,7 @@ pub fn send_job_or(
             // ended, or was made `created` again by a restart meanwhile).
             let status = observe::current_state(job).map(|s| s.status());
             match status {
-                Ok(s) if s.is_terminal() => closed(job, "the job has ended"),
+                Ok(s) if s.is_terminal() => ended(job),
                 Ok(s) => match not_started(job, s) {
                     Some(not) => not,
                     // Nothing of it reached the job, nor will: the same
@@ -265,6 +265,18 @@ pub fn send_job_or(
         stderr_skipped_bytes: err.skipped,
         attempt,
     })
+}
+
+/// The answer for a job that reads ended: `stdin_closed`, unless a
+/// `restart` is under way (its next run takes input: retryable).
+fn ended(job: &Job) -> Error {
+    if job.is_restarting() {
+        return Error::Busy(format!(
+            "invalid job state: job {} is being restarted; its stdin opens when the next run starts: try again in a moment",
+            job.id
+        ));
+    }
+    closed(job, "the job has ended")
 }
 
 /// `invalid_state` for an interactive job that has not started: its
