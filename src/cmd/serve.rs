@@ -1577,10 +1577,26 @@ struct Chunked<'a> {
     to: &'a TcpStream,
     frame: Vec<u8>,
     chunked: bool,
+    /// A write failed (the client stopped taking bytes for
+    /// `WRITE_TIMEOUT`, or left): nothing more is written. The end line
+    /// written after such a failure waited out a second `WRITE_TIMEOUT`,
+    /// and a stalled follow was cut 20 s after its last byte, not 10.
+    broken: bool,
 }
 
 impl super::tail::Batches for Chunked<'_> {
     fn send(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        if self.broken {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let sent = self.frame_and_send(batch);
+        self.broken = sent.is_err();
+        sent
+    }
+}
+
+impl Chunked<'_> {
+    fn frame_and_send(&mut self, batch: &[u8]) -> std::io::Result<()> {
         if !self.chunked {
             return Patient(self.to).write_all(batch);
         }
@@ -1654,6 +1670,7 @@ fn follow_route(
         to: client,
         frame: Vec::with_capacity(4096),
         chunked,
+        broken: false,
     });
     let run = match f.run(&job, &mut sink, deadline, Some(watched(client, &look))) {
         // A client that half-closed (or the server's stop, which shuts
@@ -1674,9 +1691,9 @@ fn follow_route(
             observe::FollowEnd::Left
         }
     };
-    // After an error line (or for a client that is gone, harmlessly) the
-    // body still ends properly.
-    if sink.end(&end, &job, &f.cursor()).is_ok() && chunked {
+    // After an error line the body still ends properly; after a failed
+    // write nothing more goes (`Chunked::broken`).
+    if sink.end(&end, &job, &f.cursor()).is_ok() && chunked && !sink.to.broken {
         let _ = Patient(client).write_all(b"0\r\n\r\n");
     }
     let _ = client.shutdown(Shutdown::Write);
@@ -2803,6 +2820,32 @@ fn list_route(srv: &Server, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once a write of a follow's stream failed, nothing more is written
+    /// (its end line waited out a second WRITE_TIMEOUT for a client that
+    /// had stopped reading, audit 37): the next batch fails at once.
+    #[test]
+    fn a_follow_stream_whose_write_failed_writes_nothing_more() {
+        use super::super::tail::Batches;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (peer, _) = l.accept().unwrap();
+        let mut c = Chunked {
+            to: &to,
+            frame: Vec::new(),
+            chunked: true,
+            broken: false,
+        };
+        c.send(b"one\n").unwrap();
+        c.broken = true;
+        let t0 = Instant::now();
+        assert!(c.send(b"two\n").is_err());
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        drop(to);
+        let mut got = Vec::new();
+        (&peer).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"4\r\none\n\r\n");
+    }
 
     #[test]
     fn documents_match_the_cli_envelope() {
