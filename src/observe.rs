@@ -621,6 +621,10 @@ impl Log {
             let end = self.whole_chars_end()?.max(self.tail_floor());
             return Ok(self.slice(String::new(), [end, end], 0));
         }
+        let start = match lines {
+            0 => start,
+            n => self.lines_back(start, n)?,
+        };
         let (mut window, mut start) = self.bytes(start, self.size - start)?;
         let mut inside = self.inside_char(start, &window)?;
         if inside > 0 && inside == window.len() {
@@ -661,6 +665,40 @@ impl Log {
         let end = start + window.len() as u64;
         let text = text_of(window, begin)?;
         Ok(self.slice(text, [start + begin as u64, end], 0))
+    }
+
+    /// A start for `last_lines` at or after `from` that still holds its
+    /// last `lines` lines: just past the `lines + 2`-th line break from
+    /// the end (one more for a trailing newline, one for an unfinished
+    /// last line that `cut` drops), found reading back in growing steps;
+    /// `from` when there are not that many breaks. So 50 lines of a
+    /// 4 MB `--max-bytes` window read about what they return (D19), not
+    /// the whole window (a server's tails kept that memory, audit 37).
+    fn lines_back(&self, from: u64, lines: u64) -> Result<u64> {
+        let want = lines.saturating_add(2);
+        let mut seen = 0u64;
+        let mut end = self.size;
+        let mut step = 16 * 1024u64;
+        while end > from {
+            let at = end.saturating_sub(step).max(from);
+            let (b, got_at) = self.bytes(at, end - at)?;
+            if got_at != at || b.len() as u64 != end - at {
+                // Not the bytes asked for (a log that changed under
+                // us): the whole window, as before.
+                return Ok(from);
+            }
+            for (i, &c) in b.iter().enumerate().rev() {
+                if c == b'\n' {
+                    seen += 1;
+                    if seen == want {
+                        return Ok(at + i as u64 + 1);
+                    }
+                }
+            }
+            end = at;
+            step = step.saturating_mul(4).min(4 << 20);
+        }
+        Ok(from)
     }
 
     /// Check that a cursor's position in this stream still names a place
@@ -2901,6 +2939,46 @@ mod tests {
             open_log(&p).unwrap().last_lines(1, 100, true).unwrap().text,
             "y"
         );
+        std::fs::remove_file(p).unwrap();
+    }
+
+    /// The last lines of a large window are found reading back from the
+    /// end (`lines_back`), with the same answer as a read of the whole
+    /// window, which a tail of 50 lines within `--max-bytes 4000000`
+    /// read whole (audit 37).
+    #[test]
+    fn the_last_lines_are_found_reading_back_only_so_far() {
+        let mut text = Vec::new();
+        for i in 0..200_000u32 {
+            text.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        text.extend_from_slice(b"unfinished");
+        let p = file_with("tail3", &text);
+        let log = open_log(&p).unwrap();
+        let size = text.len() as u64;
+        // Just past the 52nd break from the end: 50 lines, one for a
+        // trailing newline, one for the unfinished line.
+        let start = log.lines_back(0, 50).unwrap();
+        assert!(size - start < 2_000, "{start} of {size}");
+        assert_eq!(text[start as usize - 1], b'\n');
+        let breaks = text[start as usize..]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count();
+        assert_eq!(breaks, 51);
+        // Fewer breaks than asked for: the whole window.
+        assert_eq!(log.lines_back(size - 30, 50).unwrap(), size - 30);
+        // An unfinished last line counts as one, done or not.
+        for done in [true, false] {
+            let s = log.last_lines(50, 4_000_000, done).unwrap();
+            assert!(
+                s.text.starts_with("line 199951\n"),
+                "{done}: {}",
+                &s.text[..20]
+            );
+            assert!(s.text.ends_with("line 199999\nunfinished"), "{done}");
+            assert_eq!(s.range, [size - s.text.len() as u64, size]);
+        }
         std::fs::remove_file(p).unwrap();
     }
 
