@@ -1072,10 +1072,12 @@ static LONG_LIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 /// Mark this process long-lived (`LONG_LIVED`), and hold its own program
 /// file open (`sys::hold_own_exe`): a server outlives upgrades and `cargo
 /// clean`s of the file it was started from, and the supervisors it starts
-/// must be the program it is.
+/// must be the program it is. As PID 1 it reaps the supervisors it leaves
+/// (`sys::reap_orphans_if_init`).
 pub fn set_long_lived() {
     LONG_LIVED.store(true, std::sync::atomic::Ordering::Relaxed);
     sys::hold_own_exe();
+    sys::reap_orphans_if_init();
 }
 
 /// The descriptor numbers the supervisor finds its pipe and lock at.

@@ -3664,6 +3664,25 @@ pub fn could_write_file_of(bytes: u64) -> bool {
     true
 }
 
+/// A server that is its pid namespace's init (PID 1, a container's
+/// entrypoint with no init of its own) is the parent every supervisor it
+/// starts is re-parented to (`spawn_detached`): it must reap them, or each
+/// ended job left a zombie for the container's life. With SIGCHLD ignored
+/// the kernel reaps them as they exit. Nothing a server waits for needs
+/// an exit status: `spawn_detached` learns of a failure through its pipe,
+/// and takes ECHILD for the intermediate child it reaps as reaped; the
+/// supervisors set every disposition back to its default (and so their
+/// workloads' exit statuses are theirs). Elsewhere nothing is changed.
+pub fn reap_orphans_if_init() {
+    // SAFETY: getpid takes no arguments.
+    if unsafe { libc::getpid() } != 1 {
+        return;
+    }
+    // SAFETY: SIG_IGN for SIGCHLD is a valid disposition; no handler of
+    // ours runs.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+}
+
 /// Raise this process's soft limit on open files to its hard limit, for
 /// a command that holds a few descriptors per job it was given (`wait`
 /// on many ids: each job's directory pin and lock). Only for a process

@@ -3710,3 +3710,73 @@ fn an_answer_beyond_the_memory_left_names_its_job() {
     }
     assert!(whole, "no limit let an answer through");
 }
+
+/// A server that is its pid namespace's init (a container's entrypoint
+/// with no init of its own) reaps the supervisors it started, which are
+/// re-parented to it (audit 38): each ended job left a zombie for the
+/// container's life. Exit codes are still the jobs' own.
+#[test]
+fn a_server_as_pid_1_leaves_no_zombies() {
+    let t = TempRoot::new();
+    let mut c = Command::new("unshare");
+    c.args(["--pid", "--fork", "--mount-proc", support::bin(), "--root"])
+        .arg(&t.root)
+        .args(["serve", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let Ok(mut child) = c.spawn() else {
+        eprintln!("note: no unshare here; test skipped");
+        return;
+    };
+    let mut first = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let _ = out.read_line(&mut first);
+    let Ok(doc) = serde_json::from_str::<Value>(&first) else {
+        let _ = child.wait();
+        eprintln!("note: cannot make a pid namespace here (not root?); test skipped");
+        return;
+    };
+    let port = doc["port"].as_u64().unwrap() as u16;
+    // The server, as the host numbers it: unshare's one child.
+    let u = child.id();
+    let server: u32 = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut client = Client::new(port);
+    for code in [0, 3, 0] {
+        let body = format!(r#"{{"command":["sh","-c","exit {code}"]}}"#);
+        let v = client.send("POST", "/exec", &[], &body).assert_ok("run");
+        assert_eq!(v["exit_code"], code, "{v}");
+    }
+    let zombies = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|s| {
+                let f: Vec<&str> = s
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                f.first() == Some(&"Z") && f.get(1) == Some(&server.to_string().as_str())
+            })
+            .count()
+    };
+    // The supervisors end a moment after their answers.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut left = zombies();
+    while left > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+        left = zombies();
+    }
+    // SAFETY: kill with the server's pid and a valid signal; the
+    // namespace ends with it.
+    unsafe { libc::kill(server as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert_eq!(left, 0, "zombie children of the server");
+}
