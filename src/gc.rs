@@ -1505,7 +1505,7 @@ pub fn pinned_by_others(dir: &Path, supervisor: Option<u32>) -> bool {
 /// (a dry run takes none of the locks: a running job is out of scope by
 /// its state already).
 pub fn alive_blocker(st: Option<&State>) -> Option<&'static str> {
-    st.filter(|st| !st.live_processes().is_empty() || st.root_alive())
+    st.filter(|st| !st.live_processes().is_empty() || st.root_alive() || st.may_live_unseen())
         .map(|_| "pid_alive")
 }
 

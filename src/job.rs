@@ -318,6 +318,12 @@ pub struct State {
     /// Absent in records of older builds: taken to be ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_ns: Option<u64>,
+    /// Recorded with a run's end: whether nothing of its process group
+    /// outlived its root. Where the pids cannot be judged (`unseen`), a
+    /// true here says no process of the job lives; anything else, that
+    /// one may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_empty: Option<bool>,
     /// The workload's session (the supervisor's): with `pid` as the
     /// process-group id it names the job's processes for good
     /// (`sys::group_members`).
@@ -472,6 +478,7 @@ impl State {
             failure: None,
             supervisor_pid: None,
             pid_ns: None,
+            group_empty: None,
             sid: None,
             pid_start_time: None,
             left_in_session: Vec::new(),
@@ -592,6 +599,9 @@ impl State {
             return Group::None;
         }
         if let Some(why) = self.unseen() {
+            if self.group_empty == Some(true) {
+                return Group::None;
+            }
             return Group::Unproven(why.to_string());
         }
         let members = crate::sys::group_members(pgid, sid, &self.left_in_session);
@@ -656,6 +666,17 @@ impl State {
             Some(t) => p.start_time == t,
             None => Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid),
         };
+        // A running job's root is its supervisor's child until reaped, and
+        // the kernel's parent link is no record the job can rewrite: a job
+        // that put another process's pid and start time in its own
+        // state.json (another job's root, or anyone's) had `kill` and
+        // `restart` signal that one (audit 39). A supervisor recorded but
+        // not this job's is such a rewrite too.
+        let ours = ours
+            && match self.supervisor_pid {
+                Some(s) if self.status() == Status::Running => p.ppid == s && job.is_supervisor(s),
+                _ => true,
+            };
         let owner = job.owner();
         let owned = match real_uid(pid) {
             Some(uid) => owner.is_some_and(|o| admits(o, uid)),
@@ -710,6 +731,13 @@ impl State {
             }
             _ => None,
         }
+    }
+
+    /// Whether processes of the job may live that this caller cannot
+    /// see (`unseen`, and not recorded gone at the run's end): a removal
+    /// must not take the job from here.
+    pub fn may_live_unseen(&self) -> bool {
+        self.pid.is_some() && self.unseen().is_some() && self.group_empty != Some(true)
     }
 
     /// The status; a file without one reads as `failed` so that it is

@@ -561,6 +561,7 @@ fn run_once(
     state.pid = Some(pid);
     state.supervisor_pid = Some(std::process::id());
     state.pid_ns = Some(sys::pid_ns().unwrap_or(0));
+    state.group_empty = None;
     // A job on a terminal leads its own session; any other shares ours.
     state.sid = Some(if tty.is_some() {
         pid
@@ -739,6 +740,16 @@ fn run_once(
         Ok(Some((e, u))) => (e, Some(u)),
         _ => (Exit::Code(-1), None),
     };
+    // Nothing of the group outlived its root (asked of the kernel, here,
+    // where its number is the job's): a reader that cannot judge the
+    // record's pids (`State::unseen`) then knows no process of the job
+    // lives, for good, and may remove it or run it again.
+    state.group_empty = Some(
+        state.left_in_session.is_empty()
+            && i32::try_from(pid).is_ok_and(|g| {
+                sys::kill(-g, 0).is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH))
+            }),
+    );
     state.result.record_usage(usage);
     let now = crate::time::now_ts();
     match exit {
@@ -955,6 +966,7 @@ fn between_runs(
     next.updated_at = now;
     next.supervisor_pid = Some(std::process::id());
     next.pid_ns = Some(sys::pid_ns().unwrap_or(0));
+    next.group_empty = None;
     if queued {
         next.job.status = Some(Status::Queued);
         let at = (r.delay_ms > 0).then(|| Instant::now() + Duration::from_millis(r.delay_ms));

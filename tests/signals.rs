@@ -950,3 +950,126 @@ fn without_proc_kill_signals_nothing_and_status_answers_at_once() {
     assert_eq!(t.ok(&["status", &id])["state"], "running");
     t.ok(&["kill", "--signal", "KILL", &id]);
 }
+
+/// From another pid namespace an ended job is judged by what its
+/// supervisor recorded at its end (audit 40): one that left a process
+/// behind is neither deleted nor collected from there (it was: the
+/// process lived on with no record left to kill it by), while one that
+/// left none is restarted, killed (reported as it is) and collected as
+/// usual (they answered io_error, "damaged job record").
+#[test]
+fn an_ended_job_read_from_another_pid_namespace() {
+    let t = TempRoot::new();
+    let left = t.job_id_of(&["run", "--", "sleep 31.5 & exit 0"]);
+    let clean = t.job_id_of(&["run", "--", "exit 4"]);
+    let script = format!(
+        "\"$B\" --root \"$R\" delete {left} || true; \
+         \"$B\" --root \"$R\" gc --older-than 0 --dry-run; \
+         \"$B\" --root \"$R\" kill {clean}; \
+         \"$B\" --root \"$R\" restart {clean}"
+    );
+    let Some(out) = in_namespaces(&t, &["--pid", "--fork", "--mount-proc"], &script) else {
+        return;
+    };
+    let docs: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(docs.len(), 4, "{out}");
+    assert_eq!(docs[0]["error"]["code"], "invalid_state", "{out}");
+    assert!(t.job_dir(&left).join("meta.json").exists(), "deleted");
+    let gc = &docs[1]["jobs"];
+    let of = |id: &str| {
+        gc.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(of(&left)["reason"], "pid_alive", "{out}");
+    assert_eq!(of(&clean)["action"], "would_delete", "{out}");
+    assert_eq!(
+        (&docs[2]["state"], &docs[2]["exit_code"]),
+        (&json!("exited"), &json!(4)),
+        "{out}"
+    );
+    assert_eq!(
+        (&docs[3]["attempt"], &docs[3]["exit_code"]),
+        (&json!(2), &json!(4)),
+        "{out}"
+    );
+    t.ok(&["kill", &left]);
+}
+
+/// A record whose root pid and start time name another process (the
+/// job rewrote its own state.json, or a hand did) signals nothing: the
+/// root of a running job must be its supervisor's child (audit 39: kill
+/// killed that process, another job's root or anyone's).
+#[test]
+fn a_running_record_naming_another_process_signals_nothing() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["sleep", "30"]);
+    let mut stranger = std::process::Command::new("setsid")
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let pid = stranger.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start: u64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let path = t.job_dir(&id).join("state.json");
+    let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    st["pid"] = json!(pid);
+    st["pid_start_time"] = json!(start);
+    let tmp = t.job_dir(&id).join("t");
+    std::fs::write(&tmp, st.to_string()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let (_, e) = t.err(&["kill", &id]);
+    assert_eq!(e["error"]["code"], "io_error", "{e}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the stranger was killed"
+    );
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+/// A job that stops its own supervisor (SIGSTOP) and ends: `kill`
+/// continues the supervisor, which records the end (audit 39: it read
+/// running for good, and kill answered running after its 3 s).
+#[test]
+fn kill_continues_a_supervisor_its_job_stopped() {
+    let t = TempRoot::new();
+    let id = t.start_job(&["kill -STOP $PPID; exit 3"]);
+    let sup = t.state(&id)["supervisor_pid"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).unwrap_or_default();
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('T')
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "the supervisor never stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let v = t.ok(&["kill", &id]);
+    assert_eq!(
+        (&v["state"], &v["exit_code"]),
+        (&json!("exited"), &json!(3)),
+        "{v}"
+    );
+}

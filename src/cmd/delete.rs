@@ -220,8 +220,11 @@ fn refused(job: &Job, why: &str) -> Error {
             .in_job(&job.id)
         }
         // Advice `kill` can follow only when it would signal them.
-        "pid_alive" => match job.read_state().map(|st| st.own_processes(job)) {
-            Ok(Err(why)) => format!(
+        "pid_alive" => match job.read_state().map(|st| (st.unseen(), st.own_processes(job))) {
+            Ok((Some(why), _)) => format!(
+                "its processes cannot be checked from here ({why}); nothing was removed: delete it where it was started"
+            ),
+            Ok((None, Err(why))) => format!(
                 "processes its record names are still alive, and its record does not show them to be the job's ({why}): kill does not signal them either; end them by hand"
             ),
             _ => "processes of the job are still alive; kill it first".to_string(),
@@ -428,6 +431,11 @@ fn delete_job(job: &Job, dry_run: bool) -> std::result::Result<(&'static str, &'
                     return Err(Stay::Refused(state, "in_use".into()));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // Its supervisor cannot be told from here: nothing is sent,
+            // as `kill` says (it was told "try again" for good).
+            if s.unseen().is_some() {
+                return Err(Stay::Unsafe(crate::cmd::kill::unseen(job, &s)));
             }
             let _ = crate::cmd::kill::kill_job(job, libc::SIGTERM, false);
             let now = observe::current_state(job).ok();

@@ -214,6 +214,14 @@ pub fn kill_job_within(
             )));
         }
         Status::Running => {
+            // A stopped supervisor (SIGSTOP from its own job, say) records
+            // nothing: the job read running for good, whatever was sent
+            // (audit 39). `kill` continues it, as it does a queued job's
+            // (a `restart` leaves it be, and says the end was not
+            // recorded in time).
+            if let Some(spid) = st.supervisor_pid.filter(|&s| job.is_supervisor(s)) {
+                let _ = sys::kill_process(spid, libc::SIGCONT);
+            }
             let sent = signal_running_until(job, &st, sig, t0 + within, give_up)?;
             if sent == Leader::Gone {
                 // Nothing was signalled: the root has ended and its
@@ -267,11 +275,12 @@ pub fn kill_job_within(
         // kill): a damaged or planted record signals nothing. With none
         // left, nothing is sent.
         _ => {
-            let live = st.own_processes(job).map_err(|why| {
-                damaged_record(
+            let live = st.own_processes(job).map_err(|why| match st.unseen() {
+                Some(_) => unseen(job, &st),
+                None => damaged_record(
                     job,
                     format!("the processes it names are not the job's ({why})"),
-                )
+                ),
             })?;
             if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
                 sys::kill_group_resuming(pgid, sig, &st.left_in_session)
