@@ -1606,11 +1606,13 @@ fn auto_gc_collects_a_root_named_through_a_symlink() {
         assert_eq!(t.exec(c).json()["state"], "exited");
     }
     let jobs = || t.jobs_in_root();
+    // Kept: the newest (the count), and perhaps the first launch's own,
+    // which its sweep never removes (see the burst test above).
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while jobs() > 1 {
+    while jobs() > 2 {
         assert!(
             std::time::Instant::now() < until,
-            "{} jobs left, not 1",
+            "{} jobs left of 4, not 1 or 2",
             jobs()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
