@@ -662,21 +662,21 @@ impl State {
         let Some(p) = crate::sys::proc_stat(pid) else {
             return Leader::Gone;
         };
-        let ours = match self.pid_start_time {
-            Some(t) => p.start_time == t,
-            None => Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid),
-        };
-        // A running job's root is its supervisor's child until reaped, and
-        // the kernel's parent link is no record the job can rewrite: a job
-        // that put another process's pid and start time in its own
+        // The child of this job's live supervisor: the kernel's parent
+        // link, which no record the job can rewrite changes.
+        let child = Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid);
+        // A running job's root is its supervisor's child until reaped: a
+        // job that put another process's pid and start time in its own
         // state.json (another job's root, or anyone's) had `kill` and
-        // `restart` signal that one (audit 39). A supervisor recorded but
-        // not this job's is such a rewrite too.
-        let ours = ours
-            && match self.supervisor_pid {
-                Some(s) if self.status() == Status::Running => p.ppid == s && job.is_supervisor(s),
-                _ => true,
-            };
+        // `restart` signal that one (audit 39). Records without a
+        // supervisor (0.2.3's) have the start time alone.
+        let ours = match self.pid_start_time {
+            Some(t) => {
+                p.start_time == t
+                    && (child || self.supervisor_pid.is_none() || self.status() != Status::Running)
+            }
+            None => child,
+        };
         let owner = job.owner();
         let owned = match real_uid(pid) {
             Some(uid) => owner.is_some_and(|o| admits(o, uid)),
@@ -691,7 +691,7 @@ impl State {
         // -u`, a setuid program), or one that root's `start` or `restart`
         // of another user's job runs as root. The kernel, not the record,
         // says who started it: a process is nobody's child but by fork.
-        let owned = owned || (Some(p.ppid) == self.supervisor_pid && job.is_supervisor(p.ppid));
+        let owned = owned || child;
         if ours && owned {
             Leader::Root(pid)
         } else {
@@ -710,6 +710,16 @@ impl State {
                 .is_some_and(|p| p.start_time == t && p.state != b'Z' && p.state != b'X'),
             _ => false,
         }
+    }
+
+    /// This process supervises the run this record is of: its pid, the
+    /// pid namespace that numbers the record's pids (0: not known, the
+    /// supervisor having no /proc of its own), and no end of the run's
+    /// group known yet.
+    pub fn supervised_here(&mut self) {
+        self.supervisor_pid = Some(std::process::id());
+        self.pid_ns = Some(crate::sys::pid_ns().unwrap_or(0));
+        self.group_empty = None;
     }
 
     /// Why this record's pids cannot be judged here, if they cannot:

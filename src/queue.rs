@@ -304,8 +304,7 @@ pub fn wait_turn(
     let _ = sys::block_signals(&[sys::INTERRUPT]);
     state.job.status = Some(Status::Queued);
     state.updated_at = crate::time::now_ts();
-    state.supervisor_pid = Some(std::process::id());
-    state.pid_ns = Some(crate::sys::pid_ns().unwrap_or(0));
+    state.supervised_here();
     state.queue = meta.queue.clone();
     // Every dependency's run is fixed here, before the caller hears that
     // the job waits, not when the wait gets to it: a dependency restarted

@@ -559,9 +559,7 @@ fn run_once(
     state.job.started_at = Some(now.clone());
     state.updated_at = now;
     state.pid = Some(pid);
-    state.supervisor_pid = Some(std::process::id());
-    state.pid_ns = Some(sys::pid_ns().unwrap_or(0));
-    state.group_empty = None;
+    state.supervised_here();
     // A job on a terminal leads its own session; any other shares ours.
     state.sid = Some(if tty.is_some() {
         pid
@@ -964,9 +962,7 @@ fn between_runs(
     };
     let now = crate::time::now_ts();
     next.updated_at = now;
-    next.supervisor_pid = Some(std::process::id());
-    next.pid_ns = Some(sys::pid_ns().unwrap_or(0));
-    next.group_empty = None;
+    next.supervised_here();
     if queued {
         next.job.status = Some(Status::Queued);
         let at = (r.delay_ms > 0).then(|| Instant::now() + Duration::from_millis(r.delay_ms));
@@ -2348,7 +2344,7 @@ fn open_full_log(
                 return Err(io::Error::new(io::ErrorKind::PermissionDenied, why))
             }
             Err(Outside::Mkdir(e)) => return Err(e),
-            Err(Outside::Open(e)) => return Err(sys::nonblocking_write_error(e)),
+            Err(Outside::Open(e)) => return Err(sys::nonblocking_open_error(e)),
         };
         let f = sys::regular_for_writing(f)?;
         if how == sys::How::Truncate {

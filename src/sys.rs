@@ -1534,11 +1534,12 @@ pub fn regular_for_writing(f: File) -> io::Result<File> {
     Ok(f)
 }
 
-/// The error of an O_NONBLOCK open for writing: ENXIO there means a FIFO
-/// with no reader (or a socket) under the name, and EISDIR a directory,
-/// both refused as not regular (`unsafe_path`, as a FIFO with a reader
-/// or a device is once open); any other error is kept.
-pub fn nonblocking_write_error(e: io::Error) -> io::Error {
+/// The error of an O_NONBLOCK open: ENXIO means a socket under the name
+/// (which no open takes) or, for writing, a FIFO with no reader, and
+/// EISDIR a directory opened for writing: all refused as not regular
+/// (`unsafe_path`, as a FIFO with a reader or a device is once open);
+/// any other error is kept.
+pub fn nonblocking_open_error(e: io::Error) -> io::Error {
     if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::EISDIR)) {
         io::Error::new(io::ErrorKind::InvalidInput, NotRegular)
     } else {
@@ -1740,17 +1741,11 @@ impl Dir {
         // SAFETY: `c` is a valid NUL-terminated name that outlives the
         // call; the mode argument is read only with O_CREAT.
         let rc = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags, 0o600) };
+        let fd = cvt(rc).map_err(nonblocking_open_error)?;
         if how == How::Read {
-            // ENXIO: a socket under the name (which no open takes), refused
-            // as not regular as a FIFO is once open, not a device error.
-            let fd = cvt(rc).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => io::Error::new(io::ErrorKind::InvalidInput, NotRegular),
-                _ => e,
-            })?;
             // SAFETY: the kernel just gave us this descriptor.
             return Ok(unsafe { File::from_raw_fd(fd) });
         }
-        let fd = cvt(rc).map_err(nonblocking_write_error)?;
         // SAFETY: the kernel just gave us this descriptor.
         let f = unsafe { File::from_raw_fd(fd) };
         if how == How::CreateNew {

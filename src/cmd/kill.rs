@@ -275,13 +275,9 @@ pub fn kill_job_within(
         // kill): a damaged or planted record signals nothing. With none
         // left, nothing is sent.
         _ => {
-            let live = st.own_processes(job).map_err(|why| match st.unseen() {
-                Some(_) => unseen(job, &st),
-                None => damaged_record(
-                    job,
-                    format!("the processes it names are not the job's ({why})"),
-                ),
-            })?;
+            let live = st
+                .own_processes(job)
+                .map_err(|why| not_the_jobs(job, &st, &why))?;
             if let (false, Some(pgid)) = (live.is_empty(), st.pid) {
                 sys::kill_group_resuming(pgid, sig, &st.left_in_session)
                     .map_err(|e| Error::io(format!("signal process group {pgid}"), e))?;
@@ -295,21 +291,32 @@ pub fn kill_job_within(
     Ok(fill(body, &st, t0))
 }
 
-/// A running job whose processes this caller cannot tell from others
+/// A job whose processes this caller cannot tell from others
 /// (`State::unseen`): nothing is signalled, and the answer says why at
 /// once. It waited out the whole window and then called the record
 /// damaged, or said the job had ended on its own.
 pub fn unseen(job: &Job, st: &crate::job::State) -> Error {
-    Error::io(
-        format!("signal job {}", job.id),
-        std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            format!(
-                "{}; nothing was signalled (run the command where the job was started)",
-                st.unseen().unwrap_or_default()
-            ),
+    nothing_signalled(
+        job,
+        std::io::ErrorKind::Unsupported,
+        format!(
+            "{}; nothing was signalled (run the command where the job was started)",
+            st.unseen().unwrap_or_default()
         ),
     )
+}
+
+/// Processes the record names were not shown to be the job's (`why`,
+/// from `State::own_processes`): `unseen` where its pids cannot be
+/// judged here, else a damaged record.
+pub fn not_the_jobs(job: &Job, st: &crate::job::State, why: &str) -> Error {
+    match st.unseen() {
+        Some(_) => unseen(job, st),
+        None => damaged_record(
+            job,
+            format!("the processes it names are not the job's ({why})"),
+        ),
+    }
 }
 
 /// Has `fd` become readable (or hung up)? Without waiting.
@@ -426,15 +433,21 @@ pub fn signal_running_until(
 /// not `invalid_state`), and not retryable: asking again reads the same
 /// record.
 pub(crate) fn damaged_record(job: &Job, why: String) -> Error {
+    nothing_signalled(
+        job,
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "damaged job record {}: {why}; nothing was signalled",
+            job.path(crate::job::STATE).display()
+        ),
+    )
+}
+
+/// `io_error` for a signal to job `job` that was not sent.
+fn nothing_signalled(job: &Job, kind: std::io::ErrorKind, message: String) -> Error {
     Error::io(
         format!("signal job {}", job.id),
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "damaged job record {}: {why}; nothing was signalled",
-                job.path(crate::job::STATE).display()
-            ),
-        ),
+        std::io::Error::new(kind, message),
     )
 }
 

@@ -338,13 +338,8 @@ fn empty_group(job: &Job, st: &crate::job::State, stop: Stop) -> Result<()> {
     // reader that reconciles a lost supervisor: a record planted in a
     // shared root by one user signals nobody else's processes through a
     // `restart` either.
-    st.own_processes(job).map_err(|why| match st.unseen() {
-        Some(_) => crate::cmd::kill::unseen(job, st),
-        None => crate::cmd::kill::damaged_record(
-            job,
-            format!("the processes it names are not the job's ({why})"),
-        ),
-    })?;
+    st.own_processes(job)
+        .map_err(|why| crate::cmd::kill::not_the_jobs(job, st, &why))?;
     if st.end_leftovers(stop.signal, stop.kill_after, GONE_WITHIN) {
         return Ok(());
     }
